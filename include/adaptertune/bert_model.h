@@ -1,0 +1,79 @@
+#pragma once
+/// @file bert_model.h
+/// The BERT encoder with named bottleneck adapters.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include "adaptertune/adapter_config.h"
+#include "adaptertune/bert_config.h"
+#include "adaptertune/layers/embeddings.h"
+#include "adaptertune/layers/encoder.h"
+#include "adaptertune/layers/pooler.h"
+
+namespace adaptertune {
+
+/// What BertModel::forward() returns.
+struct BertModelOutput {
+  /// [batch, seq, hidden]
+  torch::Tensor last_hidden_state;
+  /// [batch, hidden]; undefined when the model has no pooler.
+  torch::Tensor pooler_output;
+};
+
+/// Turns a [batch, seq] attention mask (1 = token, 0 = padding; any integer, bool or float
+/// dtype) into the additive mask that SelfAttention takes: [batch, 1, 1, seq], 0 for tokens and
+/// the lowest finite value of `dtype` for padding.
+torch::Tensor make_additive_attention_mask(const torch::Tensor& attention_mask,
+                                           torch::ScalarType dtype);
+
+/// Hugging Face's `BertModel`: `embeddings`, `encoder`, `pooler`, with the same parameter names,
+/// so that `named_parameters()` is the checkpoint's key list. Adapters are added by name to every
+/// layer (AdapterHub's `add_adapter`); at most one is active at a time.
+class BertModelImpl : public torch::nn::Module {
+ public:
+  /// Builds a randomly initialised model (BERT's init: normal(0, initializer_range) weights,
+  /// zero biases, unit LayerNorms). Validates `config`.
+  explicit BertModelImpl(BertConfig config, bool add_pooling_layer = true);
+
+  /// `input_ids` [batch, seq] int64; `attention_mask` [batch, seq] (undefined = all tokens);
+  /// `token_type_ids` [batch, seq] (undefined = all zero). Throws Error on bad shapes.
+  BertModelOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
+                          const torch::Tensor& token_type_ids = {});
+
+  /// Adds adapter `name` to every layer: after attention when `config.mh_adapter`, after the FFN
+  /// when `config.output_adapter`. Throws Error if the name is taken or the config is invalid.
+  /// The first adapter added becomes active.
+  void add_adapter(const std::string& name, const AdapterConfig& config);
+  /// Removes adapter `name` from every layer.
+  void remove_adapter(const std::string& name);
+  /// Applies adapter `name` in forward(); std::nullopt runs the plain base model.
+  void set_active_adapter(const std::optional<std::string>& name);
+  std::optional<std::string> active_adapter() const { return active_adapter_; }
+  /// Names of the adapters added, in the order they were added.
+  std::vector<std::string> adapter_names() const;
+  /// The config adapter `name` was added with; throws Error if there is none.
+  const AdapterConfig& adapter_config(const std::string& name) const;
+
+  const BertConfig& config() const { return config_; }
+
+  BertEmbeddings embeddings{nullptr};
+  BertEncoder encoder{nullptr};
+  BertPooler pooler{nullptr};
+
+ private:
+  BertConfig config_;
+  std::vector<std::pair<std::string, AdapterConfig>> adapters_;
+  std::optional<std::string> active_adapter_;
+};
+TORCH_MODULE(BertModel);
+
+/// BERT's weight init (as Hugging Face's `_init_weights`) applied to every Linear, Embedding and
+/// LayerNorm below `module`; `std` is the config's initializer_range. Adapters keep their own init.
+void init_bert_weights(torch::nn::Module& module, double std);
+
+}  // namespace adaptertune

@@ -1,0 +1,19 @@
+#pragma once
+/// @file atomic_file.h
+/// Writing files so that a crash never leaves a half-written one behind.
+
+#include <string>
+#include <string_view>
+
+namespace adaptertune {
+
+/// Writes `contents` to `path` through a temporary file in the same directory that is flushed,
+/// fsync'd and renamed over `path`; the directory is fsync'd too. At any moment `path` holds
+/// either its old complete contents or the new ones. Throws Error naming `path` on failure, and
+/// removes the temporary file.
+void write_file_atomic(const std::string& path, std::string_view contents);
+
+/// Reads the whole file at `path`; throws Error naming it when it cannot be read.
+std::string read_file(const std::string& path);
+
+}  // namespace adaptertune

@@ -1,0 +1,27 @@
+#pragma once
+/// @file bert_layer.h
+/// One transformer encoder layer.
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include "adaptertune/bert_config.h"
+#include "adaptertune/layers/attention.h"
+#include "adaptertune/layers/feed_forward.h"
+#include "adaptertune/layers/sublayer_output.h"
+
+namespace adaptertune {
+
+/// `attention` → `intermediate` → `output`, as Hugging Face's `BertLayer` (post-LayerNorm).
+class BertLayerImpl : public torch::nn::Module {
+ public:
+  explicit BertLayerImpl(const BertConfig& config);
+  torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& additive_mask = {});
+
+  BertAttention attention{nullptr};
+  BertIntermediate intermediate{nullptr};
+  SublayerOutput output{nullptr};
+};
+TORCH_MODULE(BertLayer);
+
+}  // namespace adaptertune

@@ -1,0 +1,31 @@
+#pragma once
+/// @file encoder.h
+/// The stack of encoder layers.
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/pimpl.h>
+
+#include "adaptertune/bert_config.h"
+#include "adaptertune/layers/bert_layer.h"
+
+namespace adaptertune {
+
+/// `num_hidden_layers` BertLayers registered as `layer.0`, `layer.1`, … (Hugging Face names).
+class BertEncoderImpl : public torch::nn::Module {
+ public:
+  explicit BertEncoderImpl(const BertConfig& config);
+  torch::Tensor forward(torch::Tensor hidden, const torch::Tensor& additive_mask = {});
+
+  /// The i-th layer.
+  BertLayer at(size_t index) const;
+  size_t size() const { return layers_.size(); }
+
+  torch::nn::ModuleList layer{nullptr};
+
+ private:
+  std::vector<BertLayer> layers_;
+};
+TORCH_MODULE(BertEncoder);
+
+}  // namespace adaptertune

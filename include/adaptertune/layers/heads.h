@@ -1,0 +1,71 @@
+#pragma once
+/// @file heads.h
+/// Task heads on top of the BERT encoder.
+
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "adaptertune/bert_model.h"
+
+namespace adaptertune {
+
+/// What a sequence-level head predicts.
+enum class ProblemType {
+  /// `num_labels` classes, softmax cross-entropy.
+  kSingleLabelClassification,
+  /// One real value, mean squared error (STS-B).
+  kRegression,
+};
+
+/// Configuration of a sequence-level head, with Hugging Face's names (`num_labels`,
+/// `problem_type` = "single_label_classification" | "regression", `id2label`).
+struct HeadConfig {
+  int64_t num_labels = 2;
+  ProblemType problem_type = ProblemType::kSingleLabelClassification;
+  /// Optional label names, index = class id.
+  std::vector<std::string> id2label;
+  /// Dropout before the classifier; negative means the encoder's hidden_dropout_prob.
+  double classifier_dropout = -1.0;
+
+  /// A regression head (num_labels = 1).
+  static HeadConfig regression();
+  /// A classification head over `labels` (num_labels = labels.size()).
+  static HeadConfig classification(std::vector<std::string> labels);
+  void validate() const;
+  static HeadConfig from_json_string(const std::string& json, const std::string& source = "<string>");
+  std::string to_json_string() const;
+  bool operator==(const HeadConfig& other) const;
+};
+
+/// Hugging Face's `BertForSequenceClassification`: `bert` (BertModel), then dropout on the pooled
+/// output and `classifier` (Linear hidden → num_labels). Parameter names therefore carry the
+/// `bert.` prefix and the head is `classifier.{weight,bias}`, as in Python checkpoints.
+class BertForSequenceClassificationImpl : public torch::nn::Module {
+ public:
+  BertForSequenceClassificationImpl(const BertConfig& config, const HeadConfig& head);
+
+  /// Logits [batch, num_labels] (regression: [batch, 1]).
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
+                        const torch::Tensor& token_type_ids = {});
+
+  /// Cross-entropy over int64 class ids [batch], or mean squared error against float targets
+  /// [batch] for regression. Throws Error on shape or label mismatch.
+  torch::Tensor loss(const torch::Tensor& logits, const torch::Tensor& labels) const;
+
+  const HeadConfig& head_config() const { return head_; }
+
+  BertModel bert{nullptr};
+  torch::nn::Dropout dropout{nullptr};
+  torch::nn::Linear classifier{nullptr};
+
+ private:
+  HeadConfig head_;
+};
+TORCH_MODULE(BertForSequenceClassification);
+
+}  // namespace adaptertune

@@ -1,0 +1,92 @@
+#pragma once
+/// @file freeze_policy.h
+/// Which parameters train, and a report of what that means in numbers.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+
+namespace adaptertune {
+
+/// The part of the model a parameter belongs to, derived from its Hugging Face name.
+enum class ParameterGroup {
+  kEmbeddings,   ///< word, position and token-type embeddings
+  kAttention,    ///< query/key/value and the attention output projection
+  kFeedForward,  ///< intermediate and output projections
+  kLayerNorm,    ///< every LayerNorm (embeddings, attention output, output)
+  kAdapter,      ///< bottleneck adapters (`…adapters.<name>…`)
+  kPooler,       ///< `pooler.dense`
+  kHead,         ///< task head (`classifier.*`)
+};
+
+/// All groups, in report order.
+const std::vector<ParameterGroup>& all_parameter_groups();
+/// Lower-case name of a group ("embeddings", "attention", "ffn", "layer_norm", "adapters",
+/// "pooler", "head").
+std::string parameter_group_name(ParameterGroup group);
+/// The group of the parameter called `name` (e.g. "bert.encoder.layer.3.output.LayerNorm.weight"
+/// is kLayerNorm). Throws Error for a name that belongs to no group.
+ParameterGroup classify_parameter(const std::string& name);
+
+/// What a fine-tune updates.
+enum class TrainMode {
+  /// Houlsby et al.: adapters, every LayerNorm and the head; the rest frozen. The default.
+  kAdapters,
+  /// AdapterHub's default: adapters and the head only.
+  kAdaptersAndHead,
+  /// Full fine-tuning: everything.
+  kFull,
+  /// Only the task head (a linear probe).
+  kHead,
+};
+
+/// Decides which parameters train. The one place that policy lives: the trainer, the CLI and the
+/// reports all ask it.
+struct FreezePolicy {
+  TrainMode mode = TrainMode::kAdapters;
+  /// Also train the pooler (useful when the base's pooler was never trained).
+  bool train_pooler = false;
+
+  /// Whether parameters of `group` train under this policy.
+  bool trains(ParameterGroup group) const;
+  /// "adapters", "adapters-head", "full" or "head"; throws Error otherwise.
+  static FreezePolicy from_name(const std::string& name);
+  std::string name() const;
+};
+
+/// Sets `requires_grad` on every parameter of `model` as `policy` says, so that frozen tensors get
+/// no gradient computed at all. Returns the number of trainable parameters (elements).
+int64_t apply_freeze_policy(torch::nn::Module& model, const FreezePolicy& policy);
+
+/// The parameters with `requires_grad`, in registration order: what the optimizer should see.
+std::vector<torch::Tensor> trainable_parameters(const torch::nn::Module& model);
+
+/// Parameter counts per group.
+struct ParameterReport {
+  struct Row {
+    ParameterGroup group;
+    int64_t total = 0;
+    int64_t trainable = 0;
+  };
+  /// One row per group in all_parameter_groups() order, groups with no parameters included.
+  std::vector<Row> rows;
+
+  int64_t total() const;
+  int64_t trainable() const;
+  /// Parameters of `group`.
+  int64_t count(ParameterGroup group) const;
+  /// Everything but adapters and head: the pretrained base.
+  int64_t base() const;
+  /// A table with total, trainable and trainable % per group and overall.
+  std::string to_table() const;
+  /// `{"total":…, "trainable":…, "trainable_percent":…, "base":…, "adapter":…, "head":…,
+  /// "groups": {"embeddings": {"total":…, "trainable":…}, …}}`.
+  std::string to_json_string() const;
+};
+
+/// Counts the parameters of `model` (their real tensors) per group.
+ParameterReport parameter_report(const torch::nn::Module& model);
+
+}  // namespace adaptertune

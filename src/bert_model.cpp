@@ -1,0 +1,151 @@
+#include "adaptertune/bert_model.h"
+
+#include <algorithm>
+#include <limits>
+
+#include <ATen/ATen.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include "adaptertune/error.h"
+#include "adaptertune/runtime.h"
+#include "shape_check.h"
+
+namespace adaptertune {
+
+namespace {
+
+double lowest_finite(torch::ScalarType dtype) {
+  switch (dtype) {
+    case at::kHalf:
+      return static_cast<double>(std::numeric_limits<c10::Half>::lowest());
+    case at::kBFloat16:
+      return static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest());
+    case at::kDouble:
+      return std::numeric_limits<double>::lowest();
+    case at::kFloat:
+      return std::numeric_limits<float>::lowest();
+    default:
+      throw Error(std::string("attention mask: unsupported compute dtype ") +
+                  c10::toString(dtype));
+  }
+}
+
+}  // namespace
+
+torch::Tensor make_additive_attention_mask(const torch::Tensor& attention_mask,
+                                           torch::ScalarType dtype) {
+  // The lowest finite value rather than -inf: a row of padding then softmaxes to a uniform
+  // distribution instead of NaN, as in Hugging Face.
+  torch::Tensor keep = attention_mask.to(dtype).unsqueeze(1).unsqueeze(1);
+  return (1.0 - keep) * lowest_finite(dtype);
+}
+
+void init_bert_weights(torch::nn::Module& module, double std) {
+  torch::NoGradGuard no_grad;
+  auto init_one = [std](torch::nn::Module& child) {
+    if (auto* linear = child.as<torch::nn::Linear>()) {
+      linear->weight.normal_(0.0, std);
+      if (linear->bias.defined()) linear->bias.zero_();
+    } else if (auto* embedding = child.as<torch::nn::Embedding>()) {
+      embedding->weight.normal_(0.0, std);
+      if (auto pad = embedding->options.padding_idx()) embedding->weight[*pad].zero_();
+    } else if (auto* norm = child.as<torch::nn::LayerNorm>()) {
+      norm->weight.fill_(1.0);
+      norm->bias.zero_();
+    }
+  };
+  // `module` itself is visited by hand: named_modules() can only include it when it is owned by
+  // a shared_ptr, which is not yet the case inside a constructor.
+  init_one(module);
+  for (const auto& item : module.named_modules("", /*include_self=*/false)) {
+    // Adapters keep the init their config asks for.
+    const std::string& name = item.key();
+    if (name.rfind("adapters.", 0) == 0 || name.find(".adapters.") != std::string::npos) continue;
+    init_one(*item.value());
+  }
+}
+
+BertModelImpl::BertModelImpl(BertConfig config, bool add_pooling_layer)
+    : config_(std::move(config)) {
+  ensure_default_threads();
+  config_.validate();
+  embeddings = register_module("embeddings", BertEmbeddings(config_));
+  encoder = register_module("encoder", BertEncoder(config_));
+  if (add_pooling_layer) pooler = register_module("pooler", BertPooler(config_));
+  init_bert_weights(*this, config_.initializer_range);
+}
+
+BertModelOutput BertModelImpl::forward(const torch::Tensor& input_ids,
+                                       const torch::Tensor& attention_mask,
+                                       const torch::Tensor& token_type_ids) {
+  torch::Tensor hidden = embeddings(input_ids, token_type_ids);
+  torch::Tensor additive_mask;
+  if (attention_mask.defined()) {
+    detail::check_same_shape(attention_mask, input_ids, "attention_mask", "input_ids");
+    additive_mask = make_additive_attention_mask(attention_mask, hidden.scalar_type());
+  }
+  BertModelOutput out;
+  out.last_hidden_state = encoder(hidden, additive_mask);
+  if (pooler) out.pooler_output = pooler(out.last_hidden_state);
+  return out;
+}
+
+void BertModelImpl::add_adapter(const std::string& name, const AdapterConfig& config) {
+  config.validate();
+  if (name.empty() || name.find('.') != std::string::npos) {
+    throw Error("adapter name \"" + name + "\" must be non-empty and contain no '.'");
+  }
+  auto taken = std::find_if(adapters_.begin(), adapters_.end(),
+                            [&](const auto& entry) { return entry.first == name; });
+  if (taken != adapters_.end()) throw Error("adapter \"" + name + "\" already exists");
+  config.bottleneck_size(config_.hidden_size);  // throws for a size below 1
+  for (size_t i = 0; i < encoder->size(); ++i) {
+    BertLayer layer = encoder->at(i);
+    if (config.mh_adapter) layer->attention->output->add_adapter(name, config);
+    if (config.output_adapter) layer->output->add_adapter(name, config);
+  }
+  adapters_.emplace_back(name, config);
+  if (!active_adapter_) set_active_adapter(name);
+}
+
+void BertModelImpl::remove_adapter(const std::string& name) {
+  const AdapterConfig config = adapter_config(name);
+  if (active_adapter_ == name) set_active_adapter(std::nullopt);
+  for (size_t i = 0; i < encoder->size(); ++i) {
+    BertLayer layer = encoder->at(i);
+    if (config.mh_adapter) layer->attention->output->remove_adapter(name);
+    if (config.output_adapter) layer->output->remove_adapter(name);
+  }
+  adapters_.erase(std::remove_if(adapters_.begin(), adapters_.end(),
+                                 [&](const auto& entry) { return entry.first == name; }),
+                  adapters_.end());
+}
+
+void BertModelImpl::set_active_adapter(const std::optional<std::string>& name) {
+  std::optional<AdapterConfig> config;
+  if (name) config = adapter_config(*name);
+  for (size_t i = 0; i < encoder->size(); ++i) {
+    BertLayer layer = encoder->at(i);
+    layer->attention->output->set_active_adapter(config && config->mh_adapter ? name
+                                                                              : std::nullopt);
+    layer->output->set_active_adapter(config && config->output_adapter ? name : std::nullopt);
+  }
+  active_adapter_ = name;
+}
+
+std::vector<std::string> BertModelImpl::adapter_names() const {
+  std::vector<std::string> names;
+  for (const auto& entry : adapters_) names.push_back(entry.first);
+  return names;
+}
+
+const AdapterConfig& BertModelImpl::adapter_config(const std::string& name) const {
+  for (const auto& entry : adapters_) {
+    if (entry.first == name) return entry.second;
+  }
+  throw Error("no adapter named \"" + name + "\"");
+}
+
+}  // namespace adaptertune

@@ -1,0 +1,86 @@
+#include "adaptertune/io/atomic_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "adaptertune/error.h"
+
+namespace adaptertune {
+namespace {
+
+std::string errno_text() { return std::strerror(errno); }
+
+std::string directory_of(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// A file descriptor that closes itself, so that every error path releases it.
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+void write_file_atomic(const std::string& path, std::string_view contents) {
+  std::random_device random;
+  const std::string temp = path + ".tmp." + std::to_string(::getpid()) + "." +
+                           std::to_string(random() & 0xffffff);
+  FileDescriptor fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (fd.get() < 0) {
+    throw Error(path + ": cannot create temporary file " + temp + ": " + errno_text());
+  }
+  auto fail = [&](const std::string& what) {
+    std::string message = path + ": " + what + ": " + errno_text();
+    ::unlink(temp.c_str());
+    throw Error(message);
+  };
+  const char* data = contents.data();
+  size_t left = contents.size();
+  while (left > 0) {
+    ssize_t written = ::write(fd.get(), data, left);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      fail("write failed");
+    }
+    data += written;
+    left -= static_cast<size_t>(written);
+  }
+  if (::fsync(fd.get()) != 0) fail("fsync failed");
+  if (::close(fd.release()) != 0) fail("close failed");
+  if (::rename(temp.c_str(), path.c_str()) != 0) fail("rename of " + temp + " failed");
+  // The rename itself lives in the directory: sync it so that it survives a power loss.
+  FileDescriptor dir(::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir.get() >= 0) ::fsync(dir.get());
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open for reading: " + errno_text());
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) throw Error(path + ": read failed");
+  return buffer.str();
+}
+
+}  // namespace adaptertune

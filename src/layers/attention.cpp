@@ -1,0 +1,66 @@
+#include "adaptertune/layers/attention.h"
+
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <torch/version.h>
+
+#include "adaptertune/error.h"
+
+namespace adaptertune {
+
+SelfAttentionImpl::SelfAttentionImpl(const SelfAttentionOptions& options) : options_(options) {
+  if (options.hidden_size() % options.num_heads() != 0) {
+    throw Error("SelfAttention: hidden_size " + std::to_string(options.hidden_size()) +
+                " is not a multiple of num_heads " + std::to_string(options.num_heads()));
+  }
+  const int64_t d = options.hidden_size();
+  query = register_module("query", torch::nn::Linear(d, d));
+  key = register_module("key", torch::nn::Linear(d, d));
+  value = register_module("value", torch::nn::Linear(d, d));
+}
+
+torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& hidden,
+                                         const torch::Tensor& additive_mask) {
+  const int64_t batch = hidden.size(0);
+  const int64_t seq = hidden.size(1);
+  const int64_t heads = options_.num_heads();
+  const int64_t head_size = options_.hidden_size() / heads;
+  // [batch, seq, hidden] -> [batch, heads, seq, head_size]
+  auto split_heads = [&](const torch::Tensor& x) {
+    return x.view({batch, seq, heads, head_size}).transpose(1, 2);
+  };
+  torch::Tensor q = split_heads(query(hidden));
+  torch::Tensor k = split_heads(key(hidden));
+  torch::Tensor v = split_heads(value(hidden));
+  const double dropout_p = is_training() ? options_.dropout() : 0.0;
+  torch::Tensor context;
+#if TORCH_VERSION_MAJOR >= 2
+  // Fused kernels (flash / memory-efficient attention on CUDA) where LibTorch has them.
+  context = at::scaled_dot_product_attention(q, k, v, additive_mask, dropout_p, false);
+#else
+  torch::Tensor scores = at::matmul(q, k.transpose(-1, -2)) / std::sqrt(double(head_size));
+  if (additive_mask.defined()) scores = scores + additive_mask;
+  torch::Tensor probs = at::softmax(scores, -1);
+  if (dropout_p > 0) probs = at::dropout(probs, dropout_p, true);
+  context = at::matmul(probs, v);
+#endif
+  return context.transpose(1, 2).reshape({batch, seq, options_.hidden_size()});
+}
+
+BertAttentionImpl::BertAttentionImpl(const BertConfig& config) {
+  self = register_module(
+      "self", SelfAttention(SelfAttentionOptions(config.hidden_size, config.num_attention_heads)
+                                .dropout(config.attention_probs_dropout_prob)));
+  output = register_module(
+      "output", SublayerOutput(SublayerOutputOptions(config.hidden_size, config.hidden_size)
+                                   .dropout(config.hidden_dropout_prob)
+                                   .layer_norm_eps(config.layer_norm_eps)));
+}
+
+torch::Tensor BertAttentionImpl::forward(const torch::Tensor& hidden,
+                                         const torch::Tensor& additive_mask) {
+  return output(self(hidden, additive_mask), hidden);
+}
+
+}  // namespace adaptertune

@@ -1,0 +1,46 @@
+#include "adaptertune/layers/embeddings.h"
+
+#include "adaptertune/error.h"
+#include "shape_check.h"
+
+namespace adaptertune {
+
+BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& config)
+    : max_positions_(config.max_position_embeddings), type_vocab_size_(config.type_vocab_size) {
+  word_embeddings = register_module(
+      "word_embeddings", torch::nn::Embedding(torch::nn::EmbeddingOptions(config.vocab_size,
+                                                                          config.hidden_size)
+                                                  .padding_idx(config.pad_token_id)));
+  position_embeddings = register_module(
+      "position_embeddings",
+      torch::nn::Embedding(config.max_position_embeddings, config.hidden_size));
+  token_type_embeddings = register_module(
+      "token_type_embeddings", torch::nn::Embedding(config.type_vocab_size, config.hidden_size));
+  LayerNorm = register_module(
+      "LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.hidden_size})
+                                            .eps(config.layer_norm_eps)));
+  dropout = register_module("dropout", torch::nn::Dropout(config.hidden_dropout_prob));
+}
+
+torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids,
+                                          const torch::Tensor& token_type_ids) {
+  detail::check_token_ids(input_ids, "input_ids", word_embeddings->options.num_embeddings());
+  const int64_t seq = input_ids.size(1);
+  if (seq > max_positions_) {
+    throw Error("BertEmbeddings: sequence length " + std::to_string(seq) +
+                " exceeds max_position_embeddings " + std::to_string(max_positions_));
+  }
+  auto positions = torch::arange(seq, input_ids.options().dtype(torch::kLong));
+  torch::Tensor embeddings = word_embeddings(input_ids) + position_embeddings(positions);
+  if (token_type_ids.defined()) {
+    detail::check_same_shape(token_type_ids, input_ids, "token_type_ids", "input_ids");
+    detail::check_token_ids(token_type_ids, "token_type_ids", type_vocab_size_);
+    embeddings = embeddings + token_type_embeddings(token_type_ids);
+  } else {
+    // Type 0 for every token: add row 0 instead of gathering a tensor of zeros.
+    embeddings = embeddings + token_type_embeddings->weight[0];
+  }
+  return dropout(LayerNorm(embeddings));
+}
+
+}  // namespace adaptertune

@@ -1,0 +1,14 @@
+#include "adaptertune/layers/feed_forward.h"
+
+namespace adaptertune {
+
+BertIntermediateImpl::BertIntermediateImpl(const BertConfig& config)
+    : activation_(parse_activation(config.hidden_act, "BertConfig: 'hidden_act'")) {
+  dense = register_module("dense", torch::nn::Linear(config.hidden_size, config.intermediate_size));
+}
+
+torch::Tensor BertIntermediateImpl::forward(const torch::Tensor& hidden) {
+  return apply_activation(activation_, dense(hidden));
+}
+
+}  // namespace adaptertune

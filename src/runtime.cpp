@@ -1,0 +1,61 @@
+#include "adaptertune/runtime.h"
+
+#include <sched.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <ATen/Parallel.h>
+
+#include "adaptertune/error.h"
+#include "adaptertune/version.h"
+
+namespace adaptertune {
+namespace {
+
+std::atomic<bool> user_chose_threads{false};
+
+int positive_env(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr) return 0;
+  char* end = nullptr;
+  long parsed = std::strtol(value, &end, 10);
+  return (end != value && *end == '\0' && parsed > 0) ? static_cast<int>(parsed) : 0;
+}
+
+}  // namespace
+
+const char* version() { return ADAPTERTUNE_VERSION_STRING; }
+
+void set_num_threads(int num_threads) {
+  if (num_threads < 1) {
+    throw Error("set_num_threads: need at least 1 thread, got " + std::to_string(num_threads));
+  }
+  user_chose_threads = true;
+  at::set_num_threads(num_threads);
+}
+
+int default_num_threads() {
+  if (int n = positive_env("ADAPTERTUNE_NUM_THREADS")) return n;
+  if (int n = positive_env("OMP_NUM_THREADS")) return n;
+  // The affinity mask, not hardware_concurrency(): a container or taskset may allow fewer cores.
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int count = CPU_COUNT(&set);
+    if (count > 0) return count;
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw > 0 ? static_cast<int>(hw) : 1;
+}
+
+void ensure_default_threads() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (!user_chose_threads) at::set_num_threads(default_num_threads());
+  });
+}
+
+}  // namespace adaptertune

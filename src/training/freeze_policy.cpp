@@ -1,0 +1,221 @@
+#include "adaptertune/training/freeze_policy.h"
+
+#include <cstdio>
+#include <map>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "adaptertune/error.h"
+
+namespace adaptertune {
+namespace {
+
+bool contains(const std::string& name, const char* part) {
+  return name.find(part) != std::string::npos;
+}
+
+bool starts_with(const std::string& name, const char* prefix) { return name.rfind(prefix, 0) == 0; }
+
+std::string with_commas(int64_t value) {
+  std::string digits = std::to_string(value);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+double percent(int64_t part, int64_t whole) {
+  return whole == 0 ? 0.0 : 100.0 * static_cast<double>(part) / static_cast<double>(whole);
+}
+
+}  // namespace
+
+const std::vector<ParameterGroup>& all_parameter_groups() {
+  static const std::vector<ParameterGroup> groups = {
+      ParameterGroup::kEmbeddings, ParameterGroup::kAttention, ParameterGroup::kFeedForward,
+      ParameterGroup::kLayerNorm,  ParameterGroup::kAdapter,   ParameterGroup::kPooler,
+      ParameterGroup::kHead};
+  return groups;
+}
+
+std::string parameter_group_name(ParameterGroup group) {
+  switch (group) {
+    case ParameterGroup::kEmbeddings:
+      return "embeddings";
+    case ParameterGroup::kAttention:
+      return "attention";
+    case ParameterGroup::kFeedForward:
+      return "ffn";
+    case ParameterGroup::kLayerNorm:
+      return "layer_norm";
+    case ParameterGroup::kAdapter:
+      return "adapters";
+    case ParameterGroup::kPooler:
+      return "pooler";
+    case ParameterGroup::kHead:
+      return "head";
+  }
+  return "?";
+}
+
+ParameterGroup classify_parameter(const std::string& full_name) {
+  // The order matters: adapters and LayerNorms sit inside attention/output modules.
+  if (contains(full_name, "adapters.")) return ParameterGroup::kAdapter;
+  if (contains(full_name, "LayerNorm.")) return ParameterGroup::kLayerNorm;
+  const std::string name = starts_with(full_name, "bert.") ? full_name.substr(5) : full_name;
+  if (starts_with(name, "embeddings.")) return ParameterGroup::kEmbeddings;
+  if (starts_with(name, "pooler.")) return ParameterGroup::kPooler;
+  if (starts_with(name, "encoder.layer.")) {
+    if (contains(name, ".attention.")) return ParameterGroup::kAttention;
+    if (contains(name, ".intermediate.") || contains(name, ".output.")) {
+      return ParameterGroup::kFeedForward;
+    }
+  }
+  if (starts_with(name, "classifier.") || starts_with(name, "heads.")) return ParameterGroup::kHead;
+  throw Error("parameter \"" + full_name + "\" belongs to no known group");
+}
+
+bool FreezePolicy::trains(ParameterGroup group) const {
+  if (group == ParameterGroup::kPooler && train_pooler) return true;
+  switch (mode) {
+    case TrainMode::kFull:
+      return true;
+    case TrainMode::kAdapters:
+      return group == ParameterGroup::kAdapter || group == ParameterGroup::kLayerNorm ||
+             group == ParameterGroup::kHead;
+    case TrainMode::kAdaptersAndHead:
+      return group == ParameterGroup::kAdapter || group == ParameterGroup::kHead;
+    case TrainMode::kHead:
+      return group == ParameterGroup::kHead;
+  }
+  return false;
+}
+
+FreezePolicy FreezePolicy::from_name(const std::string& name) {
+  FreezePolicy policy;
+  if (name == "adapters") {
+    policy.mode = TrainMode::kAdapters;
+  } else if (name == "adapters-head") {
+    policy.mode = TrainMode::kAdaptersAndHead;
+  } else if (name == "full") {
+    policy.mode = TrainMode::kFull;
+  } else if (name == "head") {
+    policy.mode = TrainMode::kHead;
+  } else {
+    throw Error("unknown training mode \"" + name +
+                "\" (expected adapters, adapters-head, full or head)");
+  }
+  return policy;
+}
+
+std::string FreezePolicy::name() const {
+  switch (mode) {
+    case TrainMode::kAdapters:
+      return "adapters";
+    case TrainMode::kAdaptersAndHead:
+      return "adapters-head";
+    case TrainMode::kFull:
+      return "full";
+    case TrainMode::kHead:
+      return "head";
+  }
+  return "?";
+}
+
+int64_t apply_freeze_policy(torch::nn::Module& model, const FreezePolicy& policy) {
+  int64_t trainable = 0;
+  for (auto& item : model.named_parameters()) {
+    const bool train = policy.trains(classify_parameter(item.key()));
+    item.value().set_requires_grad(train);
+    if (train) trainable += item.value().numel();
+  }
+  return trainable;
+}
+
+std::vector<torch::Tensor> trainable_parameters(const torch::nn::Module& model) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : model.parameters()) {
+    if (p.requires_grad()) out.push_back(p);
+  }
+  return out;
+}
+
+int64_t ParameterReport::total() const {
+  int64_t sum = 0;
+  for (const auto& row : rows) sum += row.total;
+  return sum;
+}
+
+int64_t ParameterReport::trainable() const {
+  int64_t sum = 0;
+  for (const auto& row : rows) sum += row.trainable;
+  return sum;
+}
+
+int64_t ParameterReport::count(ParameterGroup group) const {
+  for (const auto& row : rows) {
+    if (row.group == group) return row.total;
+  }
+  return 0;
+}
+
+int64_t ParameterReport::base() const {
+  return total() - count(ParameterGroup::kAdapter) - count(ParameterGroup::kHead);
+}
+
+std::string ParameterReport::to_table() const {
+  std::ostringstream out;
+  char line[160];
+  std::snprintf(line, sizeof line, "%-12s %15s %15s %11s\n", "group", "parameters", "trainable",
+                "trainable %");
+  out << line;
+  auto row_line = [&](const std::string& name, int64_t total, int64_t trainable) {
+    std::snprintf(line, sizeof line, "%-12s %15s %15s %10.3f%%\n", name.c_str(),
+                  with_commas(total).c_str(), with_commas(trainable).c_str(),
+                  percent(trainable, total));
+    out << line;
+  };
+  for (const auto& row : rows) row_line(parameter_group_name(row.group), row.total, row.trainable);
+  row_line("total", total(), trainable());
+  std::snprintf(line, sizeof line,
+                "adapters are %.3f%% of the base model (%s base parameters)\n",
+                percent(count(ParameterGroup::kAdapter), base()), with_commas(base()).c_str());
+  out << line;
+  return out.str();
+}
+
+std::string ParameterReport::to_json_string() const {
+  nlohmann::ordered_json groups = nlohmann::ordered_json::object();
+  for (const auto& row : rows) {
+    groups[parameter_group_name(row.group)] = {{"total", row.total}, {"trainable", row.trainable}};
+  }
+  nlohmann::ordered_json j = {
+      {"total", total()},
+      {"trainable", trainable()},
+      {"trainable_percent", percent(trainable(), total())},
+      {"base", base()},
+      {"adapter", count(ParameterGroup::kAdapter)},
+      {"adapter_percent_of_base", percent(count(ParameterGroup::kAdapter), base())},
+      {"head", count(ParameterGroup::kHead)},
+      {"groups", groups},
+  };
+  return j.dump();
+}
+
+ParameterReport parameter_report(const torch::nn::Module& model) {
+  std::map<ParameterGroup, ParameterReport::Row> rows;
+  for (ParameterGroup group : all_parameter_groups()) rows[group].group = group;
+  for (const auto& item : model.named_parameters()) {
+    auto& row = rows[classify_parameter(item.key())];
+    row.total += item.value().numel();
+    if (item.value().requires_grad()) row.trainable += item.value().numel();
+  }
+  ParameterReport report;
+  for (ParameterGroup group : all_parameter_groups()) report.rows.push_back(rows[group]);
+  return report;
+}
+
+}  // namespace adaptertune

@@ -1,0 +1,214 @@
+#include "adaptertune/bert_model.h"
+
+#include <set>
+
+#include "adaptertune/error.h"
+#include "adaptertune/layers/heads.h"
+#include "test_util.h"
+
+namespace adaptertune {
+namespace {
+
+using testing::max_abs_diff;
+using testing::tiny_config;
+
+class BertModelTest : public testing::DeviceTest {};
+ADAPTERTUNE_INSTANTIATE_DEVICE_TEST(BertModelTest);
+
+torch::Tensor ids(std::vector<std::vector<int64_t>> rows, torch::Device device) {
+  const int64_t seq = static_cast<int64_t>(rows[0].size());
+  torch::Tensor out = torch::empty({static_cast<int64_t>(rows.size()), seq}, torch::kLong);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    out[static_cast<int64_t>(i)] = torch::tensor(rows[i], torch::kLong);
+  }
+  return out.to(device);
+}
+
+// An independent forward pass written from the BERT paper's equations with plain tensor ops
+// and the model's own weights, looked up by their Hugging Face names.
+torch::Tensor reference_forward(BertModel& model, const torch::Tensor& input_ids,
+                                const torch::Tensor& mask, const torch::Tensor& types) {
+  std::map<std::string, torch::Tensor> w;
+  for (const auto& item : model->named_parameters()) w[item.key()] = item.value();
+  const BertConfig& c = model->config();
+  auto layer_norm = [&](const torch::Tensor& x, const std::string& prefix) {
+    auto mean = x.mean(-1, true);
+    auto var = (x - mean).pow(2).mean(-1, true);
+    return (x - mean) / torch::sqrt(var + c.layer_norm_eps) * w[prefix + ".weight"] +
+           w[prefix + ".bias"];
+  };
+  auto linear = [&](const torch::Tensor& x, const std::string& prefix) {
+    return torch::matmul(x, w[prefix + ".weight"].t()) + w[prefix + ".bias"];
+  };
+  const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
+  auto positions = torch::arange(seq, input_ids.options());
+  torch::Tensor h = w["embeddings.word_embeddings.weight"].index_select(0, input_ids.flatten())
+                        .view({batch, seq, -1}) +
+                    w["embeddings.position_embeddings.weight"].index_select(0, positions) +
+                    w["embeddings.token_type_embeddings.weight"]
+                        .index_select(0, types.flatten())
+                        .view({batch, seq, -1});
+  h = layer_norm(h, "embeddings.LayerNorm");
+  const int64_t heads = c.num_attention_heads, d = c.head_size();
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "encoder.layer." + std::to_string(l);
+    auto split = [&](const torch::Tensor& x) {
+      return x.view({batch, seq, heads, d}).permute({0, 2, 1, 3});
+    };
+    auto q = split(linear(h, p + ".attention.self.query"));
+    auto k = split(linear(h, p + ".attention.self.key"));
+    auto v = split(linear(h, p + ".attention.self.value"));
+    auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(d));
+    scores = scores.masked_fill(mask.view({batch, 1, 1, seq}) == 0, -1e30);
+    auto context = torch::matmul(torch::softmax(scores, -1), v).permute({0, 2, 1, 3})
+                       .reshape({batch, seq, -1});
+    auto attended = layer_norm(linear(context, p + ".attention.output.dense") + h,
+                               p + ".attention.output.LayerNorm");
+    auto inner = linear(attended, p + ".intermediate.dense");
+    inner = 0.5 * inner * (1 + torch::erf(inner / std::sqrt(2.0)));  // exact GELU
+    h = layer_norm(linear(inner, p + ".output.dense") + attended, p + ".output.LayerNorm");
+  }
+  return h;
+}
+
+TEST_P(BertModelTest, OutputShapes) {
+  BertModel model(tiny_config());
+  model->to(device());
+  auto input = ids({{1, 5, 7, 9, 2, 0, 0}, {1, 8, 3, 4, 6, 10, 2}}, device());
+  BertModelOutput out = model(input);
+  EXPECT_EQ(out.last_hidden_state.sizes(), (std::vector<int64_t>{2, 7, 32}));
+  EXPECT_EQ(out.pooler_output.sizes(), (std::vector<int64_t>{2, 32}));
+  EXPECT_EQ(out.last_hidden_state.device(), device());
+  BertModel no_pooler(tiny_config(), /*add_pooling_layer=*/false);
+  EXPECT_FALSE(no_pooler->forward(input.cpu()).pooler_output.defined());
+}
+
+TEST_P(BertModelTest, MatchesIndependentReferenceImplementation) {
+  BertModel model(tiny_config());
+  model->to(device());
+  model->eval();
+  auto input = ids({{1, 5, 7, 9, 2, 0, 0}, {1, 8, 3, 4, 6, 10, 2}}, device());
+  auto mask = ids({{1, 1, 1, 1, 1, 0, 0}, {1, 1, 1, 1, 1, 1, 1}}, device());
+  auto types = ids({{0, 0, 0, 1, 1, 0, 0}, {0, 0, 0, 0, 1, 1, 1}}, device());
+  torch::NoGradGuard no_grad;
+  auto ours = model(input, mask, types).last_hidden_state;
+  auto reference = reference_forward(model, input, mask, types);
+  EXPECT_LT(max_abs_diff(ours, reference), 1e-4);
+}
+
+TEST_P(BertModelTest, PaddingDoesNotChangeUnpaddedOutputs) {
+  BertModel model(tiny_config());
+  model->to(device());
+  model->eval();
+  torch::NoGradGuard no_grad;
+  auto alone = model(ids({{1, 5, 7, 9, 2}}, device()));
+  // The same sentence padded to 9 with arbitrary ids under the padding mask.
+  auto padded = model(ids({{1, 5, 7, 9, 2, 33, 44, 55, 66}}, device()),
+                      ids({{1, 1, 1, 1, 1, 0, 0, 0, 0}}, device()));
+  using torch::indexing::Slice;
+  EXPECT_LT(max_abs_diff(alone.last_hidden_state,
+                         padded.last_hidden_state.index({Slice(), Slice(0, 5)})),
+            1e-5);
+  EXPECT_LT(max_abs_diff(alone.pooler_output, padded.pooler_output), 1e-5);
+}
+
+TEST_P(BertModelTest, BadInputsGetClearErrors) {
+  BertModel model(tiny_config());
+  model->to(device());
+  auto input = ids({{1, 5, 7}}, device());
+  EXPECT_ERROR_CONTAINS(model(input, ids({{1, 1}}, device())),
+                        "attention_mask: expected shape [1, 3] (as input_ids), got [1, 2]");
+  EXPECT_ERROR_CONTAINS(model(input, torch::Tensor(), ids({{0, 1}}, device())),
+                        "token_type_ids: expected shape [1, 3]");
+  EXPECT_ERROR_CONTAINS(model(torch::ones({3}, torch::kLong).to(device())),
+                        "input_ids: expected shape [batch, seq]");
+  EXPECT_ERROR_CONTAINS(model(input.to(torch::kFloat)), "input_ids: expected dtype int64");
+  EXPECT_ERROR_CONTAINS(model(torch::ones({1, 65}, torch::kLong).to(device())),
+                        "sequence length 65 exceeds max_position_embeddings 64");
+  if (device().is_cpu()) {
+    EXPECT_ERROR_CONTAINS(model(ids({{1, 500}}, device())),
+                          "input_ids: values must lie in [0, 120), found 500");
+    EXPECT_ERROR_CONTAINS(model(input, torch::Tensor(), ids({{0, 2, 1}}, device())),
+                          "token_type_ids: values must lie in [0, 2), found 2");
+  }
+}
+
+TEST(BertModelNames, ParameterNamesAreHuggingFaceKeys) {
+  BertModel model(tiny_config());
+  std::set<std::string> names;
+  for (const auto& item : model->named_parameters()) names.insert(item.key());
+  // Hugging Face BertModel: 5 embedding tensors, 16 per layer, 2 for the pooler.
+  EXPECT_EQ(names.size(), 5u + 16u * 2u + 2u);
+  for (const char* key :
+       {"embeddings.word_embeddings.weight", "embeddings.position_embeddings.weight",
+        "embeddings.token_type_embeddings.weight", "embeddings.LayerNorm.weight",
+        "embeddings.LayerNorm.bias", "encoder.layer.0.attention.self.query.weight",
+        "encoder.layer.0.attention.self.key.bias", "encoder.layer.0.attention.self.value.weight",
+        "encoder.layer.0.attention.output.dense.weight",
+        "encoder.layer.0.attention.output.LayerNorm.bias",
+        "encoder.layer.1.intermediate.dense.weight", "encoder.layer.1.output.dense.bias",
+        "encoder.layer.1.output.LayerNorm.weight", "pooler.dense.weight", "pooler.dense.bias"}) {
+    EXPECT_EQ(names.count(key), 1u) << key;
+  }
+}
+
+TEST(BertModelNames, ClassifierNamesCarryTheBertPrefix) {
+  BertForSequenceClassification model(tiny_config(), HeadConfig::classification({"neg", "pos"}));
+  std::set<std::string> names;
+  for (const auto& item : model->named_parameters()) names.insert(item.key());
+  EXPECT_EQ(names.count("bert.embeddings.word_embeddings.weight"), 1u);
+  EXPECT_EQ(names.count("classifier.weight"), 1u);
+  EXPECT_EQ(names.count("classifier.bias"), 1u);
+  EXPECT_EQ(model->classifier->weight.sizes(), (std::vector<int64_t>{2, 32}));
+}
+
+TEST(BertModelInit, FollowsBertInitialisation) {
+  BertConfig config = tiny_config();
+  config.vocab_size = 4000;  // enough samples for a stable std estimate
+  BertModel model(config);
+  auto word = model->embeddings->word_embeddings->weight;
+  EXPECT_NEAR(word.std().item<double>(), 0.02, 0.002);
+  EXPECT_TRUE(torch::equal(word[config.pad_token_id], torch::zeros({32})));
+  EXPECT_TRUE(torch::equal(model->encoder->at(0)->output->LayerNorm->weight, torch::ones({32})));
+  EXPECT_TRUE(torch::equal(model->pooler->dense->bias, torch::zeros({32})));
+}
+
+TEST(BertForSequenceClassification, LossForClassificationAndRegression) {
+  BertForSequenceClassification classifier(tiny_config(), HeadConfig::classification({"a", "b", "c"}));
+  auto input = torch::tensor({{1, 4, 5, 2}, {1, 6, 2, 0}}, torch::kLong);
+  auto logits = classifier(input);
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{2, 3}));
+  auto loss = classifier->loss(logits, torch::tensor({0, 2}, torch::kLong));
+  EXPECT_NEAR(loss.item<double>(),
+              torch::nn::functional::cross_entropy(logits, torch::tensor({0, 2})).item<double>(),
+              1e-6);
+  EXPECT_ERROR_CONTAINS(classifier->loss(logits, torch::tensor({0, 3}, torch::kLong)),
+                        "label 3 is outside [0, 3)");
+  EXPECT_ERROR_CONTAINS(classifier->loss(logits, torch::tensor({0}, torch::kLong)),
+                        "labels must have shape [2], got [1]");
+
+  BertForSequenceClassification regressor(tiny_config(), HeadConfig::regression());
+  auto scores = regressor(input);
+  EXPECT_EQ(scores.sizes(), (std::vector<int64_t>{2, 1}));
+  auto target = torch::tensor({0.5f, 4.0f});
+  EXPECT_NEAR(regressor->loss(scores, target).item<double>(),
+              (scores.squeeze(-1) - target).pow(2).mean().item<double>(), 1e-6);
+}
+
+TEST(HeadConfig, JsonRoundTripAndValidation) {
+  HeadConfig head = HeadConfig::classification({"entailment", "not_entailment"});
+  head.classifier_dropout = 0.2;
+  EXPECT_EQ(HeadConfig::from_json_string(head.to_json_string()), head);
+  EXPECT_EQ(HeadConfig::from_json_string(HeadConfig::regression().to_json_string()),
+            HeadConfig::regression());
+  EXPECT_ERROR_CONTAINS(HeadConfig::from_json_string(R"({"num_labels": 1})", "head.json"),
+                        "head.json: HeadConfig: a classification head needs num_labels >= 2");
+  EXPECT_ERROR_CONTAINS(
+      HeadConfig::from_json_string(R"({"num_labels": 3, "id2label": {"0": "a", "1": "b"}})"),
+      "id2label has 2 names for num_labels 3");
+  EXPECT_ERROR_CONTAINS(HeadConfig::from_json_string(R"({"problem_type": "multi_label"})"),
+                        "'problem_type' must be");
+}
+
+}  // namespace
+}  // namespace adaptertune

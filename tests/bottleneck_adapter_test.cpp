@@ -1,0 +1,189 @@
+#include "adaptertune/adapters/bottleneck_adapter.h"
+
+#include "adaptertune/bert_model.h"
+#include "adaptertune/error.h"
+#include "adaptertune/layers/sublayer_output.h"
+#include "test_util.h"
+
+namespace adaptertune {
+namespace {
+
+using testing::max_abs_diff;
+using testing::tiny_config;
+
+class BottleneckAdapterTest : public testing::DeviceTest {};
+ADAPTERTUNE_INSTANTIATE_DEVICE_TEST(BottleneckAdapterTest);
+
+int64_t count_elements(const torch::nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters()) n += p.numel();
+  return n;
+}
+
+TEST(BottleneckAdapter, HasAdapterHubParameterNamesAndCount) {
+  AdapterConfig config = AdapterConfig::houlsby();
+  config.adapter_size = 48;
+  BottleneckAdapter adapter(768, config);
+  std::vector<std::string> names;
+  for (const auto& item : adapter->named_parameters()) names.push_back(item.key());
+  EXPECT_EQ(names, (std::vector<std::string>{"adapter_down.0.weight", "adapter_down.0.bias",
+                                             "adapter_up.weight", "adapter_up.bias"}));
+  EXPECT_EQ(count_elements(*adapter), 74544);
+  EXPECT_EQ(bottleneck_adapter_parameter_count(768, 48), 74544);
+  EXPECT_EQ(adapter->bottleneck_size(), 48);
+}
+
+TEST(BottleneckAdapter, HoulsbyInitIsSmallTruncatedNormalWithZeroBiases) {
+  BottleneckAdapter adapter(768, AdapterConfig::houlsby());
+  auto down = adapter->adapter_down[0]->as<torch::nn::Linear>();
+  for (const auto& w : {down->weight, adapter->adapter_up->weight}) {
+    EXPECT_LE(w.abs().max().item<double>(), 0.02 + 1e-9);  // cut at 2 std
+    // The std of a normal truncated at ±2σ is 0.8796σ.
+    EXPECT_NEAR(w.std().item<double>(), 0.008796, 0.0004);
+  }
+  EXPECT_TRUE(torch::equal(down->bias, torch::zeros_like(down->bias)));
+  EXPECT_TRUE(torch::equal(adapter->adapter_up->bias, torch::zeros_like(adapter->adapter_up->bias)));
+  AdapterConfig mam = AdapterConfig::houlsby();
+  mam.init = AdapterInit::kMamAdapter;
+  BottleneckAdapter zero_up(768, mam);
+  EXPECT_EQ(zero_up->adapter_up->weight.abs().max().item<double>(), 0.0);
+  EXPECT_GT(zero_up->adapter_down[0]->as<torch::nn::Linear>()->weight.abs().max().item<double>(),
+            0.0);
+}
+
+// The sublayer formulas of AdapterConfig's documentation, written out with plain tensor ops.
+TEST_P(BottleneckAdapterTest, PlacementMatchesHoulsbyAndPfeifferFormulas) {
+  for (const std::string preset : {"houlsby", "pfeiffer"}) {
+    AdapterConfig config = AdapterConfig::preset(preset);
+    config.init = AdapterInit::kBert;  // large enough weights for the adapter to matter
+    config.adapter_size = 4;
+    SublayerOutput out(SublayerOutputOptions(16, 8));
+    out->add_adapter("a", config);
+    out->set_active_adapter("a");
+    out->to(device());
+    out->eval();
+    torch::NoGradGuard no_grad;
+    // Scale the adapter up so that a wrong formula cannot hide under a small contribution.
+    auto adapter = std::dynamic_pointer_cast<BottleneckAdapterImpl>(out->adapters["a"]);
+    adapter->adapter_up->weight.mul_(50);
+    auto hidden = torch::randn({2, 3, 16}, device());
+    auto input = torch::randn({2, 3, 8}, device());
+    auto h = out->dense(hidden);
+    auto ln = [&](const torch::Tensor& x) { return out->LayerNorm(x); };
+    auto down = adapter->adapter_down[0]->as<torch::nn::Linear>();
+    auto bottleneck = [&](const torch::Tensor& x) {
+      auto z = down->forward(x);
+      z = preset == "houlsby" ? z * torch::sigmoid(z) : torch::relu(z);
+      return adapter->adapter_up(z);
+    };
+    torch::Tensor expected = preset == "houlsby" ? ln(h + bottleneck(h) + input)
+                                                 : ln(h + bottleneck(ln(h + input)) + input);
+    torch::Tensor got = out(hidden, input);
+    EXPECT_LT(max_abs_diff(got, expected), 1e-5) << preset;
+    // And the adapter really changes the output.
+    EXPECT_GT(max_abs_diff(got, ln(h + input)), 1e-2) << preset;
+  }
+}
+
+TEST_P(BottleneckAdapterTest, FreshAdaptersLeaveTheModelNearlyUnchanged) {
+  for (const std::string preset : {"houlsby", "pfeiffer"}) {
+    BertModel model(tiny_config());
+    model->to(device());
+    model->eval();
+    auto input = torch::randint(1, 120, {4, 12}, torch::kLong).to(device());
+    torch::NoGradGuard no_grad;
+    auto base = model(input);
+    model->add_adapter("fresh", AdapterConfig::preset(preset));
+    auto adapted = model(input);
+    // Stated tolerance: with std 1e-2 init the adapters move hidden states (unit scale after
+    // LayerNorm) by less than 1e-2.
+    double diff = max_abs_diff(base.last_hidden_state, adapted.last_hidden_state);
+    EXPECT_LT(diff, 1e-2) << preset;
+    EXPECT_GT(diff, 0.0) << preset << ": the adapter must be in the forward pass";
+    EXPECT_LT(max_abs_diff(base.pooler_output, adapted.pooler_output), 1e-2) << preset;
+  }
+}
+
+TEST_P(BottleneckAdapterTest, ZeroInitAdaptersAreExactlyTheIdentity) {
+  for (const std::string preset : {"houlsby", "pfeiffer"}) {
+    BertModel model(tiny_config());
+    model->to(device());
+    model->eval();
+    auto input = torch::randint(1, 120, {3, 10}, torch::kLong).to(device());
+    torch::NoGradGuard no_grad;
+    auto base = model(input).last_hidden_state;
+    AdapterConfig config = AdapterConfig::preset(preset);
+    config.init = AdapterInit::kMamAdapter;
+    model->add_adapter("zero", config);
+    EXPECT_TRUE(torch::equal(base, model(input).last_hidden_state)) << preset;
+  }
+}
+
+TEST_P(BottleneckAdapterTest, SwitchingAndRemovingAdapters) {
+  BertModel model(tiny_config());
+  model->to(device());
+  model->eval();
+  auto input = torch::randint(1, 120, {2, 6}, torch::kLong).to(device());
+  torch::NoGradGuard no_grad;
+  auto base = model(input).last_hidden_state;
+  AdapterConfig config = AdapterConfig::houlsby();
+  config.init = AdapterInit::kBert;
+  model->add_adapter("task_a", config);
+  model->add_adapter("task_b", AdapterConfig::pfeiffer());
+  EXPECT_EQ(model->active_adapter(), "task_a");  // the first one added
+  EXPECT_EQ(model->adapter_names(), (std::vector<std::string>{"task_a", "task_b"}));
+  auto with_a = model(input).last_hidden_state;
+  model->set_active_adapter("task_b");
+  auto with_b = model(input).last_hidden_state;
+  EXPECT_GT(max_abs_diff(with_a, with_b), 1e-4);
+  model->set_active_adapter(std::nullopt);
+  EXPECT_TRUE(torch::equal(model(input).last_hidden_state, base));
+  model->set_active_adapter("task_a");
+  EXPECT_TRUE(torch::equal(model(input).last_hidden_state, with_a));
+  model->remove_adapter("task_a");
+  EXPECT_FALSE(model->active_adapter().has_value());
+  EXPECT_TRUE(torch::equal(model(input).last_hidden_state, base));
+  for (const auto& item : model->named_parameters()) {
+    EXPECT_EQ(item.key().find("task_a"), std::string::npos) << item.key();
+  }
+}
+
+TEST(BottleneckAdapterNames, AdaptersSitWhereAdapterHubPutsThem) {
+  BertModel model(tiny_config());
+  model->add_adapter("sst2", AdapterConfig::houlsby());
+  model->add_adapter("rte", AdapterConfig::pfeiffer());
+  std::set<std::string> names;
+  for (const auto& item : model->named_parameters()) names.insert(item.key());
+  for (const char* key : {"encoder.layer.0.output.adapters.sst2.adapter_down.0.weight",
+                          "encoder.layer.0.output.adapters.sst2.adapter_up.bias",
+                          "encoder.layer.1.attention.output.adapters.sst2.adapter_down.0.bias",
+                          "encoder.layer.1.output.adapters.rte.adapter_up.weight"}) {
+    EXPECT_EQ(names.count(key), 1u) << key;
+  }
+  // Pfeiffer has no attention adapter.
+  EXPECT_EQ(names.count("encoder.layer.0.attention.output.adapters.rte.adapter_up.weight"), 0u);
+}
+
+TEST(BottleneckAdapterErrors, BadNamesAndSizesAreRejected) {
+  BertModel model(tiny_config());
+  model->add_adapter("a", AdapterConfig::houlsby());
+  EXPECT_ERROR_CONTAINS(model->add_adapter("a", AdapterConfig::houlsby()),
+                        "adapter \"a\" already exists");
+  EXPECT_ERROR_CONTAINS(model->add_adapter("x.y", AdapterConfig::houlsby()), "contain no '.'");
+  EXPECT_ERROR_CONTAINS(model->set_active_adapter("missing"), "no adapter named \"missing\"");
+  EXPECT_ERROR_CONTAINS(model->remove_adapter("missing"), "no adapter named \"missing\"");
+  AdapterConfig tiny = AdapterConfig::houlsby();
+  tiny.reduction_factor = 64;  // 32 / 64 rounds to 0
+  EXPECT_ERROR_CONTAINS(model->add_adapter("b", tiny), "must be at least 1");
+  EXPECT_EQ(model->adapter_names(), std::vector<std::string>{"a"});
+}
+
+TEST(BottleneckAdapterDtype, AdaptersFollowTheModelsDeviceAndDtype) {
+  BertModel model(tiny_config());
+  model->to(torch::kDouble);
+  model->add_adapter("a", AdapterConfig::houlsby());
+  for (const auto& p : model->parameters()) EXPECT_EQ(p.scalar_type(), torch::kDouble);
+}
+
+}  // namespace
+}  // namespace adaptertune

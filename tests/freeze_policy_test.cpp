@@ -1,0 +1,125 @@
+#include "adaptertune/training/freeze_policy.h"
+
+#include <map>
+
+#include "adaptertune/error.h"
+#include "adaptertune/layers/heads.h"
+#include "test_util.h"
+
+namespace adaptertune {
+namespace {
+
+using testing::tiny_config;
+
+class FreezePolicyTest : public testing::DeviceTest {};
+ADAPTERTUNE_INSTANTIATE_DEVICE_TEST(FreezePolicyTest);
+
+TEST(FreezePolicy, ClassifiesHuggingFaceAndAdapterHubNames) {
+  EXPECT_EQ(classify_parameter("bert.embeddings.word_embeddings.weight"),
+            ParameterGroup::kEmbeddings);
+  EXPECT_EQ(classify_parameter("embeddings.LayerNorm.weight"), ParameterGroup::kLayerNorm);
+  EXPECT_EQ(classify_parameter("encoder.layer.3.attention.self.query.weight"),
+            ParameterGroup::kAttention);
+  EXPECT_EQ(classify_parameter("encoder.layer.3.attention.output.dense.bias"),
+            ParameterGroup::kAttention);
+  EXPECT_EQ(classify_parameter("bert.encoder.layer.3.attention.output.LayerNorm.bias"),
+            ParameterGroup::kLayerNorm);
+  EXPECT_EQ(classify_parameter("encoder.layer.0.intermediate.dense.weight"),
+            ParameterGroup::kFeedForward);
+  EXPECT_EQ(classify_parameter("encoder.layer.0.output.dense.weight"),
+            ParameterGroup::kFeedForward);
+  EXPECT_EQ(classify_parameter("bert.encoder.layer.0.output.adapters.sst2.adapter_up.weight"),
+            ParameterGroup::kAdapter);
+  EXPECT_EQ(classify_parameter("encoder.layer.0.attention.output.adapters.a.adapter_down.0.bias"),
+            ParameterGroup::kAdapter);
+  EXPECT_EQ(classify_parameter("bert.pooler.dense.weight"), ParameterGroup::kPooler);
+  EXPECT_EQ(classify_parameter("classifier.bias"), ParameterGroup::kHead);
+  EXPECT_ERROR_CONTAINS(classify_parameter("decoder.weight"), "\"decoder.weight\" belongs to no");
+}
+
+TEST(FreezePolicy, ModesTrainWhatTheySay) {
+  using G = ParameterGroup;
+  auto trained = [](const FreezePolicy& policy) {
+    std::vector<G> out;
+    for (G g : all_parameter_groups()) {
+      if (policy.trains(g)) out.push_back(g);
+    }
+    return out;
+  };
+  EXPECT_EQ(trained(FreezePolicy{}), (std::vector<G>{G::kLayerNorm, G::kAdapter, G::kHead}));
+  EXPECT_EQ(trained(FreezePolicy::from_name("adapters-head")),
+            (std::vector<G>{G::kAdapter, G::kHead}));
+  EXPECT_EQ(trained(FreezePolicy::from_name("head")), (std::vector<G>{G::kHead}));
+  EXPECT_EQ(trained(FreezePolicy::from_name("full")).size(), all_parameter_groups().size());
+  FreezePolicy with_pooler;
+  with_pooler.train_pooler = true;
+  EXPECT_EQ(trained(with_pooler),
+            (std::vector<G>{G::kLayerNorm, G::kAdapter, G::kPooler, G::kHead}));
+  EXPECT_EQ(FreezePolicy::from_name("adapters-head").name(), "adapters-head");
+  EXPECT_ERROR_CONTAINS(FreezePolicy::from_name("lora"), "unknown training mode \"lora\"");
+}
+
+TEST_P(FreezePolicyTest, OneStepChangesOnlyTrainableTensorsAndFrozenOnesGetNoGrad) {
+  BertForSequenceClassification model(tiny_config(), HeadConfig{});
+  model->bert->add_adapter("task", AdapterConfig::houlsby());
+  model->to(device());
+  const int64_t trainable = apply_freeze_policy(*model, FreezePolicy{});
+  std::map<std::string, torch::Tensor> before;
+  for (const auto& item : model->named_parameters()) before[item.key()] = item.value().clone();
+
+  torch::optim::AdamW optimizer(trainable_parameters(*model), torch::optim::AdamWOptions(1e-3));
+  int64_t counted = 0;
+  for (const auto& p : trainable_parameters(*model)) counted += p.numel();
+  EXPECT_EQ(counted, trainable);
+
+  auto input = torch::randint(1, 120, {4, 9}, torch::kLong).to(device());
+  auto labels = torch::tensor({0, 1, 1, 0}, torch::kLong).to(device());
+  optimizer.zero_grad();
+  model->loss(model(input), labels).backward();
+  optimizer.step();
+
+  int frozen_count = 0, trained_count = 0;
+  for (const auto& item : model->named_parameters()) {
+    const std::string& name = item.key();
+    const ParameterGroup group = classify_parameter(name);
+    const bool should_train = group == ParameterGroup::kAdapter ||
+                              group == ParameterGroup::kLayerNorm || group == ParameterGroup::kHead;
+    EXPECT_EQ(item.value().requires_grad(), should_train) << name;
+    if (should_train) {
+      ++trained_count;
+      EXPECT_FALSE(torch::equal(item.value(), before[name])) << name << " did not change";
+    } else {
+      ++frozen_count;
+      EXPECT_FALSE(item.value().grad().defined()) << name << " got a gradient";
+      EXPECT_TRUE(torch::equal(item.value(), before[name])) << name << " changed";
+    }
+  }
+  EXPECT_GT(frozen_count, 0);
+  EXPECT_GT(trained_count, 0);
+}
+
+TEST(ParameterReport, CountsPerGroupAndJson) {
+  BertForSequenceClassification model(tiny_config(), HeadConfig{});
+  model->bert->add_adapter("task", AdapterConfig::pfeiffer());
+  apply_freeze_policy(*model, FreezePolicy::from_name("adapters-head"));
+  ParameterReport report = parameter_report(*model);
+  // hidden 32, m = 32/16 = 2: 2*2*32 + 32 + 2 = 162 per adapter, one per layer, 2 layers.
+  EXPECT_EQ(report.count(ParameterGroup::kAdapter), 324);
+  EXPECT_EQ(report.count(ParameterGroup::kHead), 32 * 2 + 2);
+  EXPECT_EQ(report.trainable(), 324 + 66);
+  int64_t all = 0;
+  for (const auto& p : model->parameters()) all += p.numel();
+  EXPECT_EQ(report.total(), all);
+  EXPECT_EQ(report.base(), all - 324 - 66);
+  const std::string json = report.to_json_string();
+  EXPECT_NE(json.find("\"total\":" + std::to_string(all)), std::string::npos) << json;
+  EXPECT_NE(json.find("\"trainable\":390"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"adapter\":324"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"base\":" + std::to_string(all - 390)), std::string::npos) << json;
+  const std::string table = report.to_table();
+  EXPECT_NE(table.find("adapters"), std::string::npos);
+  EXPECT_NE(table.find("total"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace adaptertune

@@ -1,0 +1,16 @@
+#pragma once
+// The subcommands of the `adaptertune` tool. Each registers its options on the app and returns the
+// function that runs it; main() turns a thrown adaptertune::Error into one line and exit code 1.
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace adaptertune::cli {
+
+using Command = std::function<int()>;
+
+/// `adaptertune params`: the parameter report of a model with adapters.
+Command add_params_command(CLI::App& app);
+
+}  // namespace adaptertune::cli
