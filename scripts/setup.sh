@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs everything adaptertune needs to build, test and run on Debian 12 (bookworm), with
+# apt-get. Safe to re-run: when every package is present it changes nothing.
+# Works as root, or as a user with sudo; needs nothing preinstalled but apt.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  g++ cmake ninja-build ccache make pkg-config ca-certificates
+  # LibTorch (CPU) and the libraries the code links
+  libtorch-dev libsentencepiece-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev
+  # tests
+  libgtest-dev googletest
+  # a real BLAS: without it Debian's LibTorch falls back to reference BLAS (~30x slower)
+  libopenblas0-openmp
+  # independent reference for checkpoint parity tests (Debian's own python3 with torch)
+  python3 python3-torch python3-numpy
+)
+
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+  SUDO=(sudo)
+else
+  echo "setup.sh: run as root or install sudo: apt-get needs root" >&2
+  exit 1
+fi
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$package")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup.sh: all packages present"
+fi
+
+# Make sure the OpenMP OpenBLAS is the BLAS/LAPACK that LibTorch loads.
+arch_triplet=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
+for lib in libblas.so.3 liblapack.so.3; do
+  candidate=/usr/lib/$arch_triplet/openblas-openmp/$lib
+  if [ -e "$candidate" ]; then
+    "${SUDO[@]}" update-alternatives --quiet --set "$lib-$arch_triplet" "$candidate" || true
+  fi
+done

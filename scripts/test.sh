@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The project's test command (README, CI): installs dependencies, builds, runs the unit tests with
+# ctest, then builds examples/ as a separate CMake project against the installed package and runs
+# one of them.
+# Heavy tests carry the ctest label "heavy" and are skipped here; run them with
+#   ctest --test-dir build -L heavy
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+"$root/scripts/setup.sh"
+"$root/scripts/build.sh" -DADAPTERTUNE_BUILD_TESTS=ON
+
+build_dir=${ADAPTERTUNE_BUILD_DIR:-$root/build}
+install_dir=${ADAPTERTUNE_INSTALL_DIR:-$root/out/install}
+ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)" -LE heavy
+
+echo "test.sh: building examples/ against the installed package"
+cmake -S "$root/examples" -B "$build_dir/examples" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$install_dir"
+cmake --build "$build_dir/examples" -j "$(nproc)"
+"$build_dir/examples/adapter_demo" --layers 2 --hidden 64 --heads 4 --steps 2
