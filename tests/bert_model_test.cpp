@@ -78,7 +78,7 @@ TEST_P(BertModelTest, OutputShapes) {
   BertModelOutput out = model(input);
   EXPECT_EQ(out.last_hidden_state.sizes(), (std::vector<int64_t>{2, 7, 32}));
   EXPECT_EQ(out.pooler_output.sizes(), (std::vector<int64_t>{2, 32}));
-  EXPECT_EQ(out.last_hidden_state.device(), device());
+  EXPECT_EQ(out.last_hidden_state.device().type(), device().type());
   BertModel no_pooler(tiny_config(), /*add_pooling_layer=*/false);
   EXPECT_FALSE(no_pooler->forward(input.cpu()).pooler_output.defined());
 }

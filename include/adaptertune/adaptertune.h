@@ -19,4 +19,6 @@
 #include "adaptertune/layers/sublayer_output.h"
 #include "adaptertune/runtime.h"
 #include "adaptertune/training/freeze_policy.h"
+#include "adaptertune/training/optimizer.h"
+#include "adaptertune/training/precision.h"
 #include "adaptertune/version.h"

@@ -1,6 +1,7 @@
 #include "adaptertune/layers/attention.h"
 
 #include <cmath>
+#include <optional>
 
 #include <ATen/ATen.h>
 #include <torch/version.h>
@@ -37,10 +38,14 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& hidden,
   torch::Tensor context;
 #if TORCH_VERSION_MAJOR >= 2
   // Fused kernels (flash / memory-efficient attention on CUDA) where LibTorch has them.
-  context = at::scaled_dot_product_attention(q, k, v, additive_mask, dropout_p, false);
+  // The mask must be absent (not an undefined tensor) for the fused kernels to be eligible, and
+  // must match q's dtype (bf16/fp16 under autocast) or SDPA falls back to its unfused path.
+  std::optional<at::Tensor> mask;
+  if (additive_mask.defined()) mask = additive_mask.to(q.scalar_type());
+  context = at::scaled_dot_product_attention(q, k, v, mask, dropout_p, false);
 #else
   torch::Tensor scores = at::matmul(q, k.transpose(-1, -2)) / std::sqrt(double(head_size));
-  if (additive_mask.defined()) scores = scores + additive_mask;
+  if (additive_mask.defined()) scores = scores + additive_mask.to(scores.scalar_type());
   torch::Tensor probs = at::softmax(scores, -1);
   if (dropout_p > 0) probs = at::dropout(probs, dropout_p, true);
   context = at::matmul(probs, v);

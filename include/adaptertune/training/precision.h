@@ -1,0 +1,38 @@
+#pragma once
+/// @file precision.h
+/// Mixed-precision compute for training and inference.
+
+#include <string>
+
+#include <c10/core/Device.h>
+
+namespace adaptertune {
+
+/// The precision matrix products run in. Parameters (and the optimizer state) stay float32 in
+/// every case; bf16/fp16 use LibTorch's autocast, which casts inputs of matmul-like ops down and
+/// keeps reductions (softmax, LayerNorm, losses) in float32.
+enum class Precision { kFloat32, kBFloat16, kFloat16 };
+
+/// "fp32", "bf16" or "fp16" (also "float32", "bfloat16", "float16"); throws Error otherwise.
+Precision parse_precision(const std::string& name);
+std::string precision_name(Precision precision);
+
+/// Turns autocast on for `device`'s type with `precision`'s dtype while it lives (nothing for
+/// kFloat32), and restores the previous state afterwards. Wrap the forward pass and the loss;
+/// run backward() after the guard ends (backward ops follow the dtypes the forward recorded).
+/// fp16 on CPU is refused (Error): LibTorch's CPU autocast supports bf16 only.
+class AutocastGuard {
+ public:
+  AutocastGuard(c10::Device device, Precision precision);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool active_ = false;
+  bool cuda_ = false;
+  bool was_enabled_ = false;
+  int previous_dtype_ = 0;
+};
+
+}  // namespace adaptertune
