@@ -4,7 +4,8 @@
 //
 //   adaptertune_bench [--device cpu|cuda] [--precision fp32|bf16|fp16] [--batch 32] [--seq 128]
 //                     [--layers 12] [--hidden 768] [--heads 12] [--steps 10] [--warmup 3]
-//                     [--modes full,houlsby,pfeiffer,head,forward] [--threads N] [--padded] [--json]
+//                     [--modes full,houlsby,pfeiffer,head,forward] [--threads N] [--padded]
+//                     [--json]
 //
 // Batches: without --padded every sequence fills `seq` and no attention mask is passed (what a
 // length-grouped batch without padding gets, and what Hugging Face does with an all-ones mask);
@@ -74,18 +75,30 @@ Options parse(int argc, char** argv) {
     }
     if (i + 1 >= argc) throw atune::Error(flag + " needs a value");
     std::string v = argv[++i];
-    if (flag == "--device") o.device = v;
-    else if (flag == "--precision") o.precision = v;
-    else if (flag == "--batch") o.batch = std::stoll(v);
-    else if (flag == "--seq") o.seq = std::stoll(v);
-    else if (flag == "--layers") o.layers = std::stoll(v);
-    else if (flag == "--hidden") o.hidden = std::stoll(v);
-    else if (flag == "--heads") o.heads = std::stoll(v);
-    else if (flag == "--steps") o.steps = std::stoi(v);
-    else if (flag == "--warmup") o.warmup = std::stoi(v);
-    else if (flag == "--threads") o.threads = std::stoi(v);
-    else if (flag == "--modes") o.modes = split(v);
-    else throw atune::Error("unknown flag " + flag);
+    if (flag == "--device")
+      o.device = v;
+    else if (flag == "--precision")
+      o.precision = v;
+    else if (flag == "--batch")
+      o.batch = std::stoll(v);
+    else if (flag == "--seq")
+      o.seq = std::stoll(v);
+    else if (flag == "--layers")
+      o.layers = std::stoll(v);
+    else if (flag == "--hidden")
+      o.hidden = std::stoll(v);
+    else if (flag == "--heads")
+      o.heads = std::stoll(v);
+    else if (flag == "--steps")
+      o.steps = std::stoi(v);
+    else if (flag == "--warmup")
+      o.warmup = std::stoi(v);
+    else if (flag == "--threads")
+      o.threads = std::stoi(v);
+    else if (flag == "--modes")
+      o.modes = split(v);
+    else
+      throw atune::Error("unknown flag " + flag);
   }
   return o;
 }
@@ -137,8 +150,9 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
       atune::AutocastGuard autocast(device, precision);
       model(input, mask);
       synchronize(device);
-      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                      .count();
+      double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count();
       if (step >= o.warmup) times.push_back(ms);
       continue;
     }
@@ -173,7 +187,10 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   const double tokens = static_cast<double>(o.batch * o.seq);
   const double forward = tokens * (2 * linear + 4.0 * o.layers * o.seq * o.hidden);
   // Head-only training needs no backward pass through the encoder at all.
-  r.useful_flops = (mode == "full" ? 3.0 : (mode == "head" || mode == "forward") ? 1.0 : 2.0) * forward;
+  r.useful_flops = (mode == "full"                          ? 3.0
+                    : (mode == "head" || mode == "forward") ? 1.0
+                                                            : 2.0) *
+                   forward;
 #ifdef ADAPTERTUNE_WITH_CUDA
   if (device.is_cuda()) {
     auto stats =
@@ -218,14 +235,13 @@ int main(int argc, char** argv) {
       if (r.mode == "full") full_ms = r.median_ms;
     }
     std::printf("adaptertune %s training-step benchmark: device %s, precision %s, %d threads\n",
-                atune::version(), o.device.c_str(), o.precision.c_str(),
-                torch::get_num_threads());
-    std::printf("shape: L=%lld d=%lld heads=%lld, batch %lld x seq %lld%s; %d timed steps after %d "
-                "warm-up\n",
-                static_cast<long long>(o.layers), static_cast<long long>(o.hidden),
-                static_cast<long long>(o.heads), static_cast<long long>(o.batch),
-                static_cast<long long>(o.seq), o.padded ? " (1/4 padding, masked)" : "", o.steps,
-                o.warmup);
+                atune::version(), o.device.c_str(), o.precision.c_str(), torch::get_num_threads());
+    std::printf(
+        "shape: L=%lld d=%lld heads=%lld, batch %lld x seq %lld%s; %d timed steps after %d "
+        "warm-up\n",
+        static_cast<long long>(o.layers), static_cast<long long>(o.hidden),
+        static_cast<long long>(o.heads), static_cast<long long>(o.batch),
+        static_cast<long long>(o.seq), o.padded ? " (1/4 padding, masked)" : "", o.steps, o.warmup);
     std::printf("%-9s %12s %10s %10s %12s %10s %12s %10s\n", "mode", "trainable", "median ms",
                 "min ms", "tokens/s", "TFLOP/s", "vs full", "peak MiB");
     for (const auto& r : results) {
@@ -238,12 +254,13 @@ int main(int argc, char** argv) {
                   static_cast<long long>(r.trainable), r.median_ms, r.min_ms, tokens_per_s,
                   r.useful_flops / (r.median_ms / 1000.0) / 1e12, ratio, peak);
       if (o.json) {
-        std::printf("{\"mode\":\"%s\",\"device\":\"%s\",\"precision\":\"%s\",\"median_ms\":%.4f,"
-                    "\"min_ms\":%.4f,\"trainable\":%lld,\"total\":%lld,\"tflops\":%.4f,"
-                    "\"peak_mib\":%.1f}\n",
-                    r.mode.c_str(), o.device.c_str(), o.precision.c_str(), r.median_ms, r.min_ms,
-                    static_cast<long long>(r.trainable), static_cast<long long>(r.total),
-                    r.useful_flops / (r.median_ms / 1000.0) / 1e12, r.peak_mib);
+        std::printf(
+            "{\"mode\":\"%s\",\"device\":\"%s\",\"precision\":\"%s\",\"median_ms\":%.4f,"
+            "\"min_ms\":%.4f,\"trainable\":%lld,\"total\":%lld,\"tflops\":%.4f,"
+            "\"peak_mib\":%.1f}\n",
+            r.mode.c_str(), o.device.c_str(), o.precision.c_str(), r.median_ms, r.min_ms,
+            static_cast<long long>(r.trainable), static_cast<long long>(r.total),
+            r.useful_flops / (r.median_ms / 1000.0) / 1e12, r.peak_mib);
       }
     }
   } catch (const std::exception& e) {

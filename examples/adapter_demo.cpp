@@ -28,13 +28,20 @@ int main(int argc, char** argv) {
       return 2;
     }
     std::string value = argv[++i];
-    if (flag == "--adapter") adapter = value;
-    else if (flag == "--layers") config.num_hidden_layers = std::atoi(value.c_str());
-    else if (flag == "--hidden") config.hidden_size = std::atoi(value.c_str());
-    else if (flag == "--heads") config.num_attention_heads = std::atoi(value.c_str());
-    else if (flag == "--steps") steps = std::atoi(value.c_str());
-    else if (flag == "--batch") batch = std::atoi(value.c_str());
-    else if (flag == "--seq") seq = std::atoi(value.c_str());
+    if (flag == "--adapter")
+      adapter = value;
+    else if (flag == "--layers")
+      config.num_hidden_layers = std::atoi(value.c_str());
+    else if (flag == "--hidden")
+      config.hidden_size = std::atoi(value.c_str());
+    else if (flag == "--heads")
+      config.num_attention_heads = std::atoi(value.c_str());
+    else if (flag == "--steps")
+      steps = std::atoi(value.c_str());
+    else if (flag == "--batch")
+      batch = std::atoi(value.c_str());
+    else if (flag == "--seq")
+      seq = std::atoi(value.c_str());
     else {
       std::cerr << "adapter_demo: unknown flag " << flag << "\n";
       return 2;
@@ -44,7 +51,8 @@ int main(int argc, char** argv) {
 
   try {
     torch::manual_seed(0);
-    atune::BertForSequenceClassification model(config, atune::HeadConfig::classification({"neg", "pos"}));
+    atune::BertForSequenceClassification model(config,
+                                               atune::HeadConfig::classification({"neg", "pos"}));
     auto input = torch::randint(1, config.vocab_size, {batch, seq}, torch::kLong);
     auto labels = torch::randint(0, 2, {batch}, torch::kLong);
 
@@ -66,15 +74,17 @@ int main(int argc, char** argv) {
     std::cout << atune::parameter_report(*model).to_table() << "\n";
 
     model->train();
-    torch::optim::AdamW optimizer(atune::trainable_parameters(*model), torch::optim::AdamWOptions(1e-3));
+    torch::optim::AdamW optimizer(atune::trainable_parameters(*model),
+                                  torch::optim::AdamWOptions(1e-3));
     for (int step = 1; step <= steps; ++step) {
       auto start = std::chrono::steady_clock::now();
       optimizer.zero_grad();
       auto loss = model->loss(model->forward(input), labels);
       loss.backward();
       optimizer.step();
-      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                      .count();
+      double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count();
       std::cout << "step " << step << ": loss " << loss.item<double>() << ", " << ms << " ms ("
                 << batch << " x " << seq << " tokens, " << torch::get_num_threads()
                 << " threads)\n";

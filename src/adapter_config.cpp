@@ -35,14 +35,14 @@ AdapterInit parse_init(const std::string& name, const std::string& source) {
 // rather than silently trained as something else.
 void check_neutral_keys(detail::JsonObjectReader& reader) {
   const std::pair<const char*, detail::Json> neutral[] = {
-      {"ln_before", false},    {"ln_after", false},       {"adapter_residual_before_ln", false},
-      {"phm_layer", false},    {"is_parallel", false},    {"use_gating", false},
+      {"ln_before", false},     {"ln_after", false},       {"adapter_residual_before_ln", false},
+      {"phm_layer", false},     {"is_parallel", false},    {"use_gating", false},
       {"cross_adapter", false}, {"stochastic_depth", 0.0}, {"inv_adapter", nullptr},
   };
   for (const auto& [key, off] : neutral) {
     const detail::Json* value = reader.take(key);
-    if (value == nullptr || *value == off || (value->is_number() && off.is_number() &&
-                                              value->get<double>() == off.get<double>())) {
+    if (value == nullptr || *value == off ||
+        (value->is_number() && off.is_number() && value->get<double>() == off.get<double>())) {
       continue;
     }
     throw Error(reader.source() + ": '" + key + "' = " + value->dump() +
@@ -61,7 +61,9 @@ void check_neutral_keys(detail::JsonObjectReader& reader) {
 
 }  // namespace
 
-AdapterConfig AdapterConfig::houlsby() { return AdapterConfig{}; }
+AdapterConfig AdapterConfig::houlsby() {
+  return AdapterConfig{};
+}
 
 AdapterConfig AdapterConfig::pfeiffer() {
   AdapterConfig config;
@@ -81,9 +83,9 @@ AdapterConfig AdapterConfig::preset(const std::string& name) {
 }
 
 int64_t AdapterConfig::bottleneck_size(int64_t hidden_size) const {
-  int64_t size = adapter_size ? *adapter_size
-                              : static_cast<int64_t>(static_cast<double>(hidden_size) /
-                                                     reduction_factor);
+  int64_t size = adapter_size
+                     ? *adapter_size
+                     : static_cast<int64_t>(static_cast<double>(hidden_size) / reduction_factor);
   if (size < 1) {
     throw Error("AdapterConfig: bottleneck size for hidden_size " + std::to_string(hidden_size) +
                 " is " + std::to_string(size) + "; it must be at least 1");
@@ -124,7 +126,8 @@ AdapterConfig AdapterConfig::from_json_string(const std::string& json, const std
   reader.read("mh_adapter", config.mh_adapter);
   reader.read("output_adapter", config.output_adapter);
   if (const detail::Json* rf = reader.take("reduction_factor")) {
-    if (!rf->is_number()) reader.fail("reduction_factor", "a number (per-layer maps are not supported)");
+    if (!rf->is_number())
+      reader.fail("reduction_factor", "a number (per-layer maps are not supported)");
     config.reduction_factor = rf->get<double>();
   }
   if (const detail::Json* size = reader.take("adapter_size"); size && !size->is_null()) {
@@ -135,7 +138,8 @@ AdapterConfig AdapterConfig::from_json_string(const std::string& json, const std
   reader.read("original_ln_before", config.original_ln_before);
   reader.read("original_ln_after", config.original_ln_after);
   if (const detail::Json* r = reader.take("residual_before_ln")) {
-    if (!r->is_boolean()) reader.fail("residual_before_ln", "true or false (\"post_add\" is not supported)");
+    if (!r->is_boolean())
+      reader.fail("residual_before_ln", "true or false (\"post_add\" is not supported)");
     config.residual_before_ln = r->get<bool>();
   }
   if (const detail::Json* init = reader.take("init_weights")) {
@@ -145,7 +149,8 @@ AdapterConfig AdapterConfig::from_json_string(const std::string& json, const std
   reader.read("init_std", config.init_std);
   reader.read("dropout", config.dropout);
   if (const detail::Json* scaling = reader.take("scaling")) {
-    if (!scaling->is_number()) reader.fail("scaling", "a number (\"learned\"/\"channel\" are not supported)");
+    if (!scaling->is_number())
+      reader.fail("scaling", "a number (\"learned\"/\"channel\" are not supported)");
     config.scaling = scaling->get<double>();
   }
   if (const detail::Json* arch = reader.take("architecture")) {

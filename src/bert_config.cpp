@@ -32,16 +32,16 @@ void BertConfig::validate() const {
   require(max_position_embeddings > 0, "max_position_embeddings", "positive",
           std::to_string(max_position_embeddings));
   require(type_vocab_size > 0, "type_vocab_size", "positive", std::to_string(type_vocab_size));
-  require(hidden_dropout_prob >= 0 && hidden_dropout_prob < 1, "hidden_dropout_prob",
-          "in [0, 1)", std::to_string(hidden_dropout_prob));
+  require(hidden_dropout_prob >= 0 && hidden_dropout_prob < 1, "hidden_dropout_prob", "in [0, 1)",
+          std::to_string(hidden_dropout_prob));
   require(attention_probs_dropout_prob >= 0 && attention_probs_dropout_prob < 1,
           "attention_probs_dropout_prob", "in [0, 1)",
           std::to_string(attention_probs_dropout_prob));
   require(layer_norm_eps > 0, "layer_norm_eps", "positive", std::to_string(layer_norm_eps));
   require(initializer_range > 0, "initializer_range", "positive",
           std::to_string(initializer_range));
-  require(pad_token_id >= 0 && pad_token_id < vocab_size, "pad_token_id",
-          "in [0, vocab_size)", std::to_string(pad_token_id));
+  require(pad_token_id >= 0 && pad_token_id < vocab_size, "pad_token_id", "in [0, vocab_size)",
+          std::to_string(pad_token_id));
   require(position_embedding_type == "absolute", "position_embedding_type", "\"absolute\"",
           "\"" + position_embedding_type + "\"");
   parse_activation(hidden_act, "BertConfig: 'hidden_act'");
@@ -68,13 +68,33 @@ BertConfig BertConfig::from_json_string(const std::string& json, const std::stri
   reader.read("model_type", config.model_type);
   // Keys that Hugging Face writes for bookkeeping, generation or the task head. The head keys
   // are read by the checkpoint loader, not here.
-  reader.ignore({"architectures", "transformers_version", "torch_dtype", "use_cache",
-                 "gradient_checkpointing", "_name_or_path", "classifier_dropout", "id2label",
-                 "label2id", "num_labels", "problem_type", "finetuning_task", "output_attentions",
-                 "output_hidden_states", "return_dict", "bos_token_id", "eos_token_id",
-                 "is_decoder", "add_cross_attention", "chunk_size_feed_forward",
-                 "tie_word_embeddings", "adapters", "directionality", "pooler_fc_size",
-                 "pooler_num_attention_heads", "pooler_num_fc_layers", "pooler_size_per_head",
+  reader.ignore({"architectures",
+                 "transformers_version",
+                 "torch_dtype",
+                 "use_cache",
+                 "gradient_checkpointing",
+                 "_name_or_path",
+                 "classifier_dropout",
+                 "id2label",
+                 "label2id",
+                 "num_labels",
+                 "problem_type",
+                 "finetuning_task",
+                 "output_attentions",
+                 "output_hidden_states",
+                 "return_dict",
+                 "bos_token_id",
+                 "eos_token_id",
+                 "is_decoder",
+                 "add_cross_attention",
+                 "chunk_size_feed_forward",
+                 "tie_word_embeddings",
+                 "adapters",
+                 "directionality",
+                 "pooler_fc_size",
+                 "pooler_num_attention_heads",
+                 "pooler_num_fc_layers",
+                 "pooler_size_per_head",
                  "pooler_type"});
   reader.finish();
   if (config.model_type != "bert") {
@@ -114,9 +134,13 @@ std::string BertConfig::to_json_string() const {
   return j.dump(2) + "\n";
 }
 
-void BertConfig::save(const std::string& path) const { write_file_atomic(path, to_json_string()); }
+void BertConfig::save(const std::string& path) const {
+  write_file_atomic(path, to_json_string());
+}
 
-BertConfig BertConfig::bert_base() { return BertConfig{}; }
+BertConfig BertConfig::bert_base() {
+  return BertConfig{};
+}
 
 BertConfig BertConfig::bert_large() {
   BertConfig config;

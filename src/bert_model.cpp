@@ -27,8 +27,7 @@ double lowest_finite(torch::ScalarType dtype) {
     case at::kFloat:
       return std::numeric_limits<float>::lowest();
     default:
-      throw Error(std::string("attention mask: unsupported compute dtype ") +
-                  c10::toString(dtype));
+      throw Error(std::string("attention mask: unsupported compute dtype ") + c10::toString(dtype));
   }
 }
 

@@ -20,7 +20,9 @@ JsonObjectReader::JsonObjectReader(const Json& object, std::string source)
   }
 }
 
-bool JsonObjectReader::has(const std::string& key) const { return object_.contains(key); }
+bool JsonObjectReader::has(const std::string& key) const {
+  return object_.contains(key);
+}
 
 void JsonObjectReader::fail(const std::string& key, const std::string& expected) const {
   std::string found = object_.contains(key) ? object_.at(key).dump() : "nothing";

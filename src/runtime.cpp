@@ -28,7 +28,9 @@ int positive_env(const char* name) {
 
 }  // namespace
 
-const char* version() { return ADAPTERTUNE_VERSION_STRING; }
+const char* version() {
+  return ADAPTERTUNE_VERSION_STRING;
+}
 
 void set_num_threads(int num_threads) {
   if (num_threads < 1) {

@@ -21,7 +21,8 @@ void check_token_ids(const at::Tensor& ids, const std::string& name, int64_t lim
     throw Error(name + ": expected shape [batch, seq] with seq >= 1, got " + shape_string(ids));
   }
   if (ids.scalar_type() != at::kLong) {
-    throw Error(name + ": expected dtype int64, got " + std::string(c10::toString(ids.scalar_type())));
+    throw Error(name + ": expected dtype int64, got " +
+                std::string(c10::toString(ids.scalar_type())));
   }
   if (ids.device().is_cpu() && ids.numel() > 0) {
     auto [min, max] = at::aminmax(ids);

@@ -97,7 +97,8 @@ TEST(AdapterConfig, JsonRoundTrip) {
 }
 
 TEST(AdapterConfig, ReadsAdapterHubAdapterConfigJson) {
-  AdapterConfig config = AdapterConfig::from_json_string(kAdapterHubPfeiffer, "adapter_config.json");
+  AdapterConfig config =
+      AdapterConfig::from_json_string(kAdapterHubPfeiffer, "adapter_config.json");
   AdapterConfig expected = AdapterConfig::pfeiffer();
   expected.init = AdapterInit::kBert;
   EXPECT_EQ(config, expected);

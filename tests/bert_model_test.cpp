@@ -42,7 +42,8 @@ torch::Tensor reference_forward(BertModel& model, const torch::Tensor& input_ids
   };
   const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
   auto positions = torch::arange(seq, input_ids.options());
-  torch::Tensor h = w["embeddings.word_embeddings.weight"].index_select(0, input_ids.flatten())
+  torch::Tensor h = w["embeddings.word_embeddings.weight"]
+                        .index_select(0, input_ids.flatten())
                         .view({batch, seq, -1}) +
                     w["embeddings.position_embeddings.weight"].index_select(0, positions) +
                     w["embeddings.token_type_embeddings.weight"]
@@ -60,7 +61,8 @@ torch::Tensor reference_forward(BertModel& model, const torch::Tensor& input_ids
     auto v = split(linear(h, p + ".attention.self.value"));
     auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(d));
     scores = scores.masked_fill(mask.view({batch, 1, 1, seq}) == 0, -1e30);
-    auto context = torch::matmul(torch::softmax(scores, -1), v).permute({0, 2, 1, 3})
+    auto context = torch::matmul(torch::softmax(scores, -1), v)
+                       .permute({0, 2, 1, 3})
                        .reshape({batch, seq, -1});
     auto attended = layer_norm(linear(context, p + ".attention.output.dense") + h,
                                p + ".attention.output.LayerNorm");
@@ -106,9 +108,9 @@ TEST_P(BertModelTest, PaddingDoesNotChangeUnpaddedOutputs) {
   auto padded = model(ids({{1, 5, 7, 9, 2, 33, 44, 55, 66}}, device()),
                       ids({{1, 1, 1, 1, 1, 0, 0, 0, 0}}, device()));
   using torch::indexing::Slice;
-  EXPECT_LT(max_abs_diff(alone.last_hidden_state,
-                         padded.last_hidden_state.index({Slice(), Slice(0, 5)})),
-            1e-5);
+  EXPECT_LT(
+      max_abs_diff(alone.last_hidden_state, padded.last_hidden_state.index({Slice(), Slice(0, 5)})),
+      1e-5);
   EXPECT_LT(max_abs_diff(alone.pooler_output, padded.pooler_output), 1e-5);
 }
 
@@ -174,7 +176,8 @@ TEST(BertModelInit, FollowsBertInitialisation) {
 }
 
 TEST(BertForSequenceClassification, LossForClassificationAndRegression) {
-  BertForSequenceClassification classifier(tiny_config(), HeadConfig::classification({"a", "b", "c"}));
+  BertForSequenceClassification classifier(tiny_config(),
+                                           HeadConfig::classification({"a", "b", "c"}));
   auto input = torch::tensor({{1, 4, 5, 2}, {1, 6, 2, 0}}, torch::kLong);
   auto logits = classifier(input);
   EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{2, 3}));

@@ -42,7 +42,8 @@ TEST(BottleneckAdapter, HoulsbyInitIsSmallTruncatedNormalWithZeroBiases) {
     EXPECT_NEAR(w.std().item<double>(), 0.008796, 0.0004);
   }
   EXPECT_TRUE(torch::equal(down->bias, torch::zeros_like(down->bias)));
-  EXPECT_TRUE(torch::equal(adapter->adapter_up->bias, torch::zeros_like(adapter->adapter_up->bias)));
+  EXPECT_TRUE(
+      torch::equal(adapter->adapter_up->bias, torch::zeros_like(adapter->adapter_up->bias)));
   AdapterConfig mam = AdapterConfig::houlsby();
   mam.init = AdapterInit::kMamAdapter;
   BottleneckAdapter zero_up(768, mam);

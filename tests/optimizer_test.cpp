@@ -31,12 +31,14 @@ TEST_P(AdamWTest, MatchesLibTorchAdamW) {
   OptimizerGroup no_decay{{ours_params[1]}, {"b"}, 0.0};
   AdamW ours({decay, no_decay}, options);
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(std::vector<torch::Tensor>{reference_params[0]},
-                      std::make_unique<torch::optim::AdamWOptions>(
-                          torch::optim::AdamWOptions(0.05).betas({0.8, 0.95}).eps(1e-6).weight_decay(0.1)));
-  groups.emplace_back(std::vector<torch::Tensor>{reference_params[1]},
-                      std::make_unique<torch::optim::AdamWOptions>(
-                          torch::optim::AdamWOptions(0.05).betas({0.8, 0.95}).eps(1e-6).weight_decay(0)));
+  groups.emplace_back(
+      std::vector<torch::Tensor>{reference_params[0]},
+      std::make_unique<torch::optim::AdamWOptions>(
+          torch::optim::AdamWOptions(0.05).betas({0.8, 0.95}).eps(1e-6).weight_decay(0.1)));
+  groups.emplace_back(
+      std::vector<torch::Tensor>{reference_params[1]},
+      std::make_unique<torch::optim::AdamWOptions>(
+          torch::optim::AdamWOptions(0.05).betas({0.8, 0.95}).eps(1e-6).weight_decay(0)));
   torch::optim::AdamW reference(groups);
   for (int step = 0; step < 5; ++step) {
     auto grad_seed = torch::randn({5, 3}, device());
@@ -65,11 +67,13 @@ TEST(AdamW, WeightDecayGroupsExcludeBiasesAndLayerNorms) {
   EXPECT_DOUBLE_EQ(groups[0].weight_decay, 0.01);
   EXPECT_DOUBLE_EQ(groups[1].weight_decay, 0.0);
   for (const auto& name : groups[0].names) {
-    EXPECT_TRUE(name.find(".weight") != std::string::npos && name.find("LayerNorm") == std::string::npos)
+    EXPECT_TRUE(name.find(".weight") != std::string::npos &&
+                name.find("LayerNorm") == std::string::npos)
         << name;
   }
   for (const auto& name : groups[1].names) {
-    EXPECT_TRUE(name.find(".bias") != std::string::npos || name.find("LayerNorm") != std::string::npos)
+    EXPECT_TRUE(name.find(".bias") != std::string::npos ||
+                name.find("LayerNorm") != std::string::npos)
         << name;
   }
   size_t total = groups[0].params.size() + groups[1].params.size();
@@ -87,7 +91,8 @@ TEST(AdamW, SkipsParametersWithoutGradientAndValidatesState) {
   EXPECT_EQ(optimizer.state()[0].steps, (std::vector<int64_t>{1, 0}));
   auto state = optimizer.state();
   state[0].exp_avg[1] = torch::zeros({4});
-  EXPECT_ERROR_CONTAINS(optimizer.load_state(state), "AdamW state for b: shape [4], parameter has [3]");
+  EXPECT_ERROR_CONTAINS(optimizer.load_state(state),
+                        "AdamW state for b: shape [4], parameter has [3]");
   EXPECT_ERROR_CONTAINS(AdamW({}, AdamWOptions{0.1, 1.5}), "betas must lie in [0, 1)");
 }
 

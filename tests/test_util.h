@@ -24,7 +24,7 @@ class DeviceTest : public ::testing::TestWithParam<std::string> {
 };
 
 /// Instantiates a DeviceTest-derived suite for CPU and CUDA.
-#define ADAPTERTUNE_INSTANTIATE_DEVICE_TEST(Suite) \
+#define ADAPTERTUNE_INSTANTIATE_DEVICE_TEST(Suite)                           \
   INSTANTIATE_TEST_SUITE_P(Devices, Suite, ::testing::Values("cpu", "cuda"), \
                            [](const auto& info) { return info.param; })
 
@@ -47,15 +47,15 @@ inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 /// Runs `statement` and expects an adaptertune::Error whose message contains `fragment`.
-#define EXPECT_ERROR_CONTAINS(statement, fragment)                                     \
-  do {                                                                                 \
-    try {                                                                              \
-      statement;                                                                       \
+#define EXPECT_ERROR_CONTAINS(statement, fragment)                                        \
+  do {                                                                                    \
+    try {                                                                                 \
+      statement;                                                                          \
       ADD_FAILURE() << "expected adaptertune::Error containing \"" << (fragment) << "\""; \
-    } catch (const ::adaptertune::Error& e) {                                          \
-      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)               \
-          << "message was: " << e.what();                                              \
-    }                                                                                  \
+    } catch (const ::adaptertune::Error& e) {                                             \
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)                  \
+          << "message was: " << e.what();                                                 \
+    }                                                                                     \
   } while (0)
 
 }  // namespace adaptertune::testing

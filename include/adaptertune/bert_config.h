@@ -39,7 +39,8 @@ struct BertConfig {
   /// Parses a `config.json` document. Keys this struct does not model are allowed when Hugging
   /// Face writes them (`architectures`, `torch_dtype`, `transformers_version`, …); any other key is
   /// reported as an Error naming `source`. The result is validated.
-  static BertConfig from_json_string(const std::string& json, const std::string& source = "<string>");
+  static BertConfig from_json_string(const std::string& json,
+                                     const std::string& source = "<string>");
   /// Reads and parses the file at `path` (see from_json_string()).
   static BertConfig from_file(const std::string& path);
   /// Writes the Hugging Face `config.json` document for this config.

@@ -34,9 +34,9 @@ BottleneckAdapterImpl::BottleneckAdapterImpl(int64_t hidden_size, const AdapterC
   bottleneck_size_ = config_.bottleneck_size(hidden_size);
   adapter_down = register_module(
       "adapter_down",
-      torch::nn::Sequential(
-          torch::nn::Linear(hidden_size, bottleneck_size_),
-          ActivationLayer(parse_activation(config_.non_linearity, "AdapterConfig: 'non_linearity'"))));
+      torch::nn::Sequential(torch::nn::Linear(hidden_size, bottleneck_size_),
+                            ActivationLayer(parse_activation(config_.non_linearity,
+                                                             "AdapterConfig: 'non_linearity'"))));
   adapter_up = register_module("adapter_up", torch::nn::Linear(bottleneck_size_, hidden_size));
   dropout = register_module("dropout", torch::nn::Dropout(config_.dropout));
   reset_parameters();

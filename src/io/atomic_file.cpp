@@ -15,7 +15,9 @@
 namespace adaptertune {
 namespace {
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 std::string directory_of(const std::string& path) {
   auto slash = path.find_last_of('/');
@@ -44,8 +46,8 @@ class FileDescriptor {
 
 void write_file_atomic(const std::string& path, std::string_view contents) {
   std::random_device random;
-  const std::string temp = path + ".tmp." + std::to_string(::getpid()) + "." +
-                           std::to_string(random() & 0xffffff);
+  const std::string temp =
+      path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(random() & 0xffffff);
   FileDescriptor fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (fd.get() < 0) {
     throw Error(path + ": cannot create temporary file " + temp + ": " + errno_text());

@@ -8,17 +8,18 @@ namespace adaptertune {
 BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& config)
     : max_positions_(config.max_position_embeddings), type_vocab_size_(config.type_vocab_size) {
   word_embeddings = register_module(
-      "word_embeddings", torch::nn::Embedding(torch::nn::EmbeddingOptions(config.vocab_size,
-                                                                          config.hidden_size)
-                                                  .padding_idx(config.pad_token_id)));
-  position_embeddings = register_module(
-      "position_embeddings",
-      torch::nn::Embedding(config.max_position_embeddings, config.hidden_size));
+      "word_embeddings",
+      torch::nn::Embedding(torch::nn::EmbeddingOptions(config.vocab_size, config.hidden_size)
+                               .padding_idx(config.pad_token_id)));
+  position_embeddings =
+      register_module("position_embeddings",
+                      torch::nn::Embedding(config.max_position_embeddings, config.hidden_size));
   token_type_embeddings = register_module(
       "token_type_embeddings", torch::nn::Embedding(config.type_vocab_size, config.hidden_size));
   LayerNorm = register_module(
-      "LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.hidden_size})
-                                            .eps(config.layer_norm_eps)));
+      "LayerNorm",
+      torch::nn::LayerNorm(
+          torch::nn::LayerNormOptions({config.hidden_size}).eps(config.layer_norm_eps)));
   dropout = register_module("dropout", torch::nn::Dropout(config.hidden_dropout_prob));
 }
 

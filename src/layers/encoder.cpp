@@ -15,6 +15,8 @@ torch::Tensor BertEncoderImpl::forward(torch::Tensor hidden, const torch::Tensor
   return hidden;
 }
 
-BertLayer BertEncoderImpl::at(size_t index) const { return layers_.at(index); }
+BertLayer BertEncoderImpl::at(size_t index) const {
+  return layers_.at(index);
+}
 
 }  // namespace adaptertune

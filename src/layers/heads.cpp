@@ -105,8 +105,8 @@ std::string HeadConfig::to_json_string() const {
     j["id2label"] = names;
     j["label2id"] = ids;
   }
-  j["classifier_dropout"] = classifier_dropout < 0 ? detail::Json(nullptr)
-                                                   : detail::Json(classifier_dropout);
+  j["classifier_dropout"] =
+      classifier_dropout < 0 ? detail::Json(nullptr) : detail::Json(classifier_dropout);
   return j.dump(2) + "\n";
 }
 
@@ -120,8 +120,8 @@ BertForSequenceClassificationImpl::BertForSequenceClassificationImpl(const BertC
     : head_(head) {
   head_.validate();
   bert = register_module("bert", BertModel(config));
-  const double p = head_.classifier_dropout >= 0 ? head_.classifier_dropout
-                                                 : config.hidden_dropout_prob;
+  const double p =
+      head_.classifier_dropout >= 0 ? head_.classifier_dropout : config.hidden_dropout_prob;
   dropout = register_module("dropout", torch::nn::Dropout(p));
   classifier =
       register_module("classifier", torch::nn::Linear(config.hidden_size, head_.num_labels));
@@ -148,10 +148,10 @@ torch::Tensor BertForSequenceClassificationImpl::loss(const torch::Tensor& logit
   if (labels.device().is_cpu() && labels.numel() > 0) {
     auto [min, max] = at::aminmax(labels);
     if (min.item<int64_t>() < 0 || max.item<int64_t>() >= head_.num_labels) {
-      throw Error("loss: label " +
-                  std::to_string(min.item<int64_t>() < 0 ? min.item<int64_t>()
-                                                         : max.item<int64_t>()) +
-                  " is outside [0, " + std::to_string(head_.num_labels) + ")");
+      throw Error(
+          "loss: label " +
+          std::to_string(min.item<int64_t>() < 0 ? min.item<int64_t>() : max.item<int64_t>()) +
+          " is outside [0, " + std::to_string(head_.num_labels) + ")");
     }
   }
   return at::cross_entropy_loss(logits.to(at::kFloat), labels);

@@ -7,8 +7,9 @@ namespace adaptertune {
 SublayerOutputImpl::SublayerOutputImpl(const SublayerOutputOptions& options) : options_(options) {
   dense = register_module("dense", torch::nn::Linear(options.in_features(), options.hidden_size()));
   LayerNorm = register_module(
-      "LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({options.hidden_size()})
-                                            .eps(options.layer_norm_eps())));
+      "LayerNorm",
+      torch::nn::LayerNorm(
+          torch::nn::LayerNormOptions({options.hidden_size()}).eps(options.layer_norm_eps())));
   dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
   adapters = register_module("adapters", torch::nn::ModuleDict());
 }

@@ -15,7 +15,9 @@ bool contains(const std::string& name, const char* part) {
   return name.find(part) != std::string::npos;
 }
 
-bool starts_with(const std::string& name, const char* prefix) { return name.rfind(prefix, 0) == 0; }
+bool starts_with(const std::string& name, const char* prefix) {
+  return name.rfind(prefix, 0) == 0;
+}
 
 std::string with_commas(int64_t value) {
   std::string digits = std::to_string(value);
@@ -180,8 +182,7 @@ std::string ParameterReport::to_table() const {
   };
   for (const auto& row : rows) row_line(parameter_group_name(row.group), row.total, row.trainable);
   row_line("total", total(), trainable());
-  std::snprintf(line, sizeof line,
-                "adapters are %.3f%% of the base model (%s base parameters)\n",
+  std::snprintf(line, sizeof line, "adapters are %.3f%% of the base model (%s base parameters)\n",
                 percent(count(ParameterGroup::kAdapter), base()), with_commas(base()).c_str());
   out << line;
   return out.str();

@@ -31,7 +31,8 @@ std::vector<OptimizerGroup> weight_decay_groups(const torch::nn::Module& model,
 AdamW::AdamW(std::vector<OptimizerGroup> groups, AdamWOptions options)
     : groups_(std::move(groups)), options_(options) {
   if (!(options_.lr >= 0)) throw Error("AdamW: lr must be >= 0");
-  if (!(options_.beta1 >= 0 && options_.beta1 < 1) || !(options_.beta2 >= 0 && options_.beta2 < 1)) {
+  if (!(options_.beta1 >= 0 && options_.beta1 < 1) ||
+      !(options_.beta2 >= 0 && options_.beta2 < 1)) {
     throw Error("AdamW: betas must lie in [0, 1)");
   }
   if (!(options_.eps > 0)) throw Error("AdamW: eps must be > 0");
@@ -74,8 +75,7 @@ void AdamW::step() {
       exp_avg.push_back(state.exp_avg[i]);
       exp_avg_sq.push_back(state.exp_avg_sq[i]);
       step_sizes.emplace_back(-lr / (1.0 - std::pow(beta1, static_cast<double>(t))));
-      bias_correction2_sqrt.emplace_back(
-          std::sqrt(1.0 - std::pow(beta2, static_cast<double>(t))));
+      bias_correction2_sqrt.emplace_back(std::sqrt(1.0 - std::pow(beta2, static_cast<double>(t))));
     }
     if (params.empty()) continue;
     if (group.weight_decay != 0.0) at::_foreach_mul_(params, 1.0 - lr * group.weight_decay);
@@ -103,8 +103,8 @@ void AdamW::load_state(std::vector<State> state) {
       throw Error("AdamW state: group " + std::to_string(g) + " has the wrong number of tensors");
     }
     for (size_t i = 0; i < params.size(); ++i) {
-      const std::string name = groups_[g].names.empty() ? "#" + std::to_string(i)
-                                                        : groups_[g].names[i];
+      const std::string name =
+          groups_[g].names.empty() ? "#" + std::to_string(i) : groups_[g].names[i];
       for (const auto* t : {&s.exp_avg[i], &s.exp_avg_sq[i]}) {
         if (!t->sizes().equals(params[i].sizes())) {
           throw Error("AdamW state for " + name + ": shape " + detail::shape_string(*t) +

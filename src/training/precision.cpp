@@ -77,8 +77,7 @@ AutocastGuard::AutocastGuard(c10::Device device, Precision precision) {
   }
   was_enabled_ = autocast_enabled(cuda_);
   previous_dtype_ = static_cast<int>(autocast_dtype(cuda_));
-  set_autocast(cuda_, true,
-               precision == Precision::kBFloat16 ? at::kBFloat16 : at::kHalf);
+  set_autocast(cuda_, true, precision == Precision::kBFloat16 ? at::kBFloat16 : at::kHalf);
   at::autocast::increment_nesting();
   active_ = true;
 }

@@ -9,8 +9,9 @@
 #include "commands.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"adaptertune: parameter-efficient fine-tuning of BERT encoders with bottleneck "
-               "adapters"};
+  CLI::App app{
+      "adaptertune: parameter-efficient fine-tuning of BERT encoders with bottleneck "
+      "adapters"};
   app.set_version_flag("--version", std::string("adaptertune ") + adaptertune::version());
   app.require_subcommand(1);
   adaptertune::cli::Command run_params = adaptertune::cli::add_params_command(app);

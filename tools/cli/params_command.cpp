@@ -83,9 +83,9 @@ Command add_params_command(CLI::App& app) {
   cmd->add_option("--adapter-config", options->adapter_config_file,
                   "AdapterHub-style adapter_config.json (instead of --adapter)")
       ->check(CLI::ExistingFile);
-  auto* rf = cmd->add_option("--reduction-factor", options->reduction_factor,
-                             "Bottleneck m = hidden / N")
-                 ->check(CLI::PositiveNumber);
+  auto* rf =
+      cmd->add_option("--reduction-factor", options->reduction_factor, "Bottleneck m = hidden / N")
+          ->check(CLI::PositiveNumber);
   cmd->add_option("--adapter-size", options->adapter_size, "Bottleneck size m")
       ->check(CLI::PositiveNumber)
       ->excludes(rf);

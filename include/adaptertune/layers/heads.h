@@ -37,7 +37,8 @@ struct HeadConfig {
   /// A classification head over `labels` (num_labels = labels.size()).
   static HeadConfig classification(std::vector<std::string> labels);
   void validate() const;
-  static HeadConfig from_json_string(const std::string& json, const std::string& source = "<string>");
+  static HeadConfig from_json_string(const std::string& json,
+                                     const std::string& source = "<string>");
   std::string to_json_string() const;
   bool operator==(const HeadConfig& other) const;
 };
