@@ -1,0 +1,62 @@
+#pragma once
+/// @file hf_checkpoint.h
+/// Hugging Face model directories: `config.json` + `model.safetensors` (or its sharded form).
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+
+#include "adaptertune/bert_config.h"
+#include "adaptertune/bert_model.h"
+#include "adaptertune/io/safetensors.h"
+#include "adaptertune/layers/heads.h"
+
+namespace adaptertune {
+
+/// What happened when checkpoint tensors were copied into a model.
+struct LoadReport {
+  /// Model parameters that received a checkpoint tensor.
+  std::vector<std::string> loaded;
+  /// Model parameters the checkpoint has no tensor for (they keep their initial values).
+  std::vector<std::string> missing;
+  /// Checkpoint tensors that fit nowhere in the model.
+  std::vector<std::string> unexpected;
+  /// Checkpoint tensors that are known and deliberately not used: pretraining heads (`cls.*`),
+  /// the `position_ids` buffer, a `classifier.*` head when the model has none.
+  std::vector<std::string> ignored;
+
+  /// One paragraph for a log: counts, and the names of missing and unexpected tensors.
+  std::string summary() const;
+};
+
+/// Copies `tensors` into the parameters of `model` with the same names, converting dtype and
+/// device. Names are matched as Hugging Face does: a `bert.` prefix may be present on either side,
+/// and TF-era LayerNorm names `gamma`/`beta` mean `weight`/`bias`. A shape mismatch is an Error
+/// naming `source`, the tensor and both shapes; nothing is copied unless every shape matches.
+LoadReport load_state_dict(torch::nn::Module& model, const NamedTensors& tensors,
+                           const std::string& source);
+
+/// Reads the weights of a Hugging Face model directory: `model.safetensors`, or the shards that
+/// `model.safetensors.index.json` lists (every listed tensor must be in its shard).
+NamedTensors read_hf_weights(const std::string& directory);
+
+/// Loads `directory/config.json` and the weights into a BertModel. Embedding and encoder weights
+/// must all be present (Error listing the missing ones); a missing pooler is only reported.
+BertModel load_bert_model(const std::string& directory, LoadReport* report = nullptr);
+
+/// Loads a BertForSequenceClassification. The head is `head` when given, else read from
+/// config.json (`num_labels`, `id2label`, `problem_type`; default: 2 labels). A `classifier.*`
+/// in the checkpoint is loaded when its shape fits the head.
+BertForSequenceClassification load_bert_for_sequence_classification(
+    const std::string& directory, const std::optional<HeadConfig>& head = std::nullopt,
+    LoadReport* report = nullptr);
+
+/// Writes `model` (a BertModel or BertForSequenceClassification) as a Hugging Face directory:
+/// `config.json` (with `architectures` and, for a classifier, its head keys) and
+/// `model.safetensors` (float32, Hugging Face names). Adapter weights are not part of this layout:
+/// save them with save_adapter_pack(). Creates `directory`; each file is written atomically.
+void save_pretrained(torch::nn::Module& model, const std::string& directory);
+
+}  // namespace adaptertune

@@ -1,0 +1,251 @@
+#include "adaptertune/io/hf_checkpoint.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <ATen/ATen.h>
+
+#include "adaptertune/error.h"
+#include "adaptertune/io/atomic_file.h"
+#include "json_util.h"
+#include "shape_check.h"
+
+namespace adaptertune {
+namespace {
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+void make_directory(const std::string& path) {
+  std::string partial;
+  std::stringstream parts(path);
+  for (std::string part; std::getline(parts, part, '/');) {
+    partial += part + "/";
+    if (part.empty()) continue;
+    if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
+      throw Error(path + ": cannot create directory");
+    }
+  }
+}
+
+// TF-era checkpoints name LayerNorm parameters gamma/beta.
+std::string modern_name(const std::string& name) {
+  if (name.find("LayerNorm") == std::string::npos) return name;
+  if (ends_with(name, ".gamma")) return name.substr(0, name.size() - 6) + ".weight";
+  if (ends_with(name, ".beta")) return name.substr(0, name.size() - 5) + ".bias";
+  return name;
+}
+
+std::string list_names(const std::vector<std::string>& names, size_t limit = 8) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < limit; ++i) out += (i ? ", " : "") + names[i];
+  if (names.size() > limit) out += ", … (" + std::to_string(names.size() - limit) + " more)";
+  return out;
+}
+
+}  // namespace
+
+std::string LoadReport::summary() const {
+  std::ostringstream out;
+  out << loaded.size() << " tensors loaded";
+  if (!missing.empty()) out << "; " << missing.size() << " missing (" << list_names(missing) << ")";
+  if (!unexpected.empty()) {
+    out << "; " << unexpected.size() << " unexpected (" << list_names(unexpected) << ")";
+  }
+  if (!ignored.empty()) out << "; " << ignored.size() << " ignored (" << list_names(ignored) << ")";
+  return out.str();
+}
+
+LoadReport load_state_dict(torch::nn::Module& model, const NamedTensors& tensors,
+                           const std::string& source) {
+  auto parameters = model.named_parameters();
+  const bool model_has_head = parameters.contains("classifier.weight");
+  std::map<std::string, const at::Tensor*> assignment;
+  LoadReport report;
+  for (const auto& [key, tensor] : tensors) {
+    const std::string name = modern_name(key);
+    std::string target;
+    if (parameters.contains(name)) {
+      target = name;
+    } else if (parameters.contains("bert." + name)) {
+      target = "bert." + name;
+    } else if (starts_with(name, "bert.") && parameters.contains(name.substr(5))) {
+      target = name.substr(5);
+    }
+    if (target.empty()) {
+      const bool known_extra = starts_with(name, "cls.") || ends_with(name, "position_ids") ||
+                               (starts_with(name, "classifier.") && !model_has_head);
+      (known_extra ? report.ignored : report.unexpected).push_back(key);
+      continue;
+    }
+    if (assignment.count(target)) {
+      throw Error(source + ": tensors for \"" + target + "\" appear twice (as \"" + key + "\")");
+    }
+    const at::Tensor& param = parameters[target];
+    if (!tensor.sizes().equals(param.sizes())) {
+      throw Error(source + ": tensor \"" + key + "\" has shape " + detail::shape_string(tensor) +
+                  ", the model's \"" + target + "\" needs " + detail::shape_string(param));
+    }
+    if (!tensor.is_floating_point()) {
+      throw Error(source + ": tensor \"" + key + "\" has integer dtype " +
+                  c10::toString(tensor.scalar_type()) + ", expected floating point");
+    }
+    assignment[target] = &tensor;
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& item : parameters) {
+    auto it = assignment.find(item.key());
+    if (it == assignment.end()) {
+      report.missing.push_back(item.key());
+      continue;
+    }
+    item.value().copy_(it->second->to(item.value().device(), item.value().scalar_type()));
+    report.loaded.push_back(item.key());
+  }
+  return report;
+}
+
+NamedTensors read_hf_weights(const std::string& directory) {
+  const std::string single = directory + "/model.safetensors";
+  const std::string index_path = directory + "/model.safetensors.index.json";
+  if (file_exists(single)) return load_safetensors(single);
+  if (!file_exists(index_path)) {
+    throw Error(directory +
+                ": no model.safetensors or model.safetensors.index.json (a "
+                "pytorch_model.bin checkpoint must be converted to safetensors first)");
+  }
+  detail::Json index = detail::parse_json(read_file(index_path), index_path);
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
+    throw Error(index_path + ": expected an object with a \"weight_map\" object");
+  }
+  std::map<std::string, std::vector<std::string>> by_shard;
+  for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
+    if (!it->is_string())
+      throw Error(index_path + ": weight_map[\"" + it.key() + "\"] is not a file name");
+    const std::string shard = it->get<std::string>();
+    if (shard.find('/') != std::string::npos) {
+      throw Error(index_path + ": shard name \"" + shard + "\" must be a file in the directory");
+    }
+    by_shard[shard].push_back(it.key());
+  }
+  NamedTensors out;
+  for (const auto& [shard, names] : by_shard) {
+    SafetensorsFile file(directory + "/" + shard);
+    for (const auto& name : names) {
+      if (!file.contains(name)) {
+        throw Error(index_path + ": tensor \"" + name + "\" is listed in " + shard +
+                    " but that file does not hold it");
+      }
+      out.emplace_back(name, file.tensor(name));
+    }
+  }
+  return out;
+}
+
+BertModel load_bert_model(const std::string& directory, LoadReport* report) {
+  BertModel model(BertConfig::from_file(directory + "/config.json"));
+  LoadReport r = load_state_dict(*model, read_hf_weights(directory), directory);
+  std::vector<std::string> required;
+  for (const auto& name : r.missing) {
+    if (!starts_with(name, "pooler.")) required.push_back(name);
+  }
+  if (!required.empty()) {
+    throw Error(directory + ": the checkpoint lacks " + std::to_string(required.size()) +
+                " base-model tensors: " + list_names(required));
+  }
+  if (report != nullptr) *report = std::move(r);
+  return model;
+}
+
+BertForSequenceClassification load_bert_for_sequence_classification(
+    const std::string& directory, const std::optional<HeadConfig>& head, LoadReport* report) {
+  const std::string config_path = directory + "/config.json";
+  const std::string config_text = read_file(config_path);
+  BertConfig config = BertConfig::from_json_string(config_text, config_path);
+  HeadConfig head_config;
+  if (head) {
+    head_config = *head;
+  } else {
+    // The head keys that BertConfig leaves to the loader.
+    detail::Json document = detail::parse_json(config_text, config_path);
+    detail::Json head_json = detail::Json::object();
+    for (const char* key : {"num_labels", "id2label", "problem_type", "classifier_dropout"}) {
+      if (document.contains(key)) head_json[key] = document[key];
+    }
+    if (head_json.contains("problem_type") && head_json["problem_type"].is_null()) {
+      head_json.erase("problem_type");
+    }
+    if (head_json.contains("num_labels") && head_json["num_labels"] == 1 &&
+        !head_json.contains("problem_type")) {
+      head_json["problem_type"] = "regression";  // Hugging Face infers this for one label
+    }
+    head_config = HeadConfig::from_json_string(head_json.dump(), config_path);
+  }
+  BertForSequenceClassification model(config, head_config);
+  NamedTensors tensors = read_hf_weights(directory);
+  // A checkpoint head of another size (another task) is left out rather than refused.
+  NamedTensors usable;
+  std::vector<std::string> skipped_head;
+  for (auto& entry : tensors) {
+    if (starts_with(entry.first, "classifier.") && entry.second.size(0) != head_config.num_labels) {
+      skipped_head.push_back(entry.first);
+      continue;
+    }
+    usable.push_back(std::move(entry));
+  }
+  LoadReport r = load_state_dict(*model, usable, directory);
+  r.ignored.insert(r.ignored.end(), skipped_head.begin(), skipped_head.end());
+  std::vector<std::string> required;
+  for (const auto& name : r.missing) {
+    if (!starts_with(name, "bert.pooler.") && !starts_with(name, "classifier.")) {
+      required.push_back(name);
+    }
+  }
+  if (!required.empty()) {
+    throw Error(directory + ": the checkpoint lacks " + std::to_string(required.size()) +
+                " base-model tensors: " + list_names(required));
+  }
+  if (report != nullptr) *report = std::move(r);
+  return model;
+}
+
+void save_pretrained(torch::nn::Module& model, const std::string& directory) {
+  const BertModelImpl* bert = dynamic_cast<BertModelImpl*>(&model);
+  auto* classifier = dynamic_cast<BertForSequenceClassificationImpl*>(&model);
+  if (classifier != nullptr) bert = classifier->bert.get();
+  if (bert == nullptr) {
+    throw Error("save_pretrained: expected a BertModel or BertForSequenceClassification");
+  }
+  detail::Json config = detail::parse_json(bert->config().to_json_string(), "config");
+  if (classifier != nullptr) {
+    config["architectures"] = {"BertForSequenceClassification"};
+    detail::Json head = detail::parse_json(classifier->head_config().to_json_string(), "head");
+    for (auto it = head.begin(); it != head.end(); ++it) config[it.key()] = it.value();
+  }
+  NamedTensors tensors;
+  for (const auto& item : model.named_parameters()) {
+    if (item.key().find(".adapters.") != std::string::npos) continue;
+    tensors.emplace_back(item.key(), item.value().detach().to(at::kCPU, at::kFloat));
+  }
+  make_directory(directory);
+  // Weights first, config last: a directory with a config.json is complete.
+  save_safetensors(directory + "/model.safetensors", tensors, {{"format", "pt"}});
+  write_file_atomic(directory + "/config.json", config.dump(2) + "\n");
+}
+
+}  // namespace adaptertune
