@@ -11,6 +11,8 @@ PACKAGES=(
   libtorch-dev libsentencepiece-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev
   # tests
   libgtest-dev googletest
+  # SHA-256 for the base-model identity recorded in adapter packs
+  libssl-dev
   # a real BLAS: without it Debian's LibTorch falls back to reference BLAS (~30x slower)
   libopenblas0-openmp
   # independent reference for checkpoint parity tests (Debian's own python3 with torch)

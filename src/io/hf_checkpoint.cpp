@@ -1,7 +1,5 @@
 #include "adaptertune/io/hf_checkpoint.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <map>
 #include <set>
@@ -24,23 +22,6 @@ bool starts_with(const std::string& s, const std::string& prefix) {
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-bool file_exists(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-void make_directory(const std::string& path) {
-  std::string partial;
-  std::stringstream parts(path);
-  for (std::string part; std::getline(parts, part, '/');) {
-    partial += part + "/";
-    if (part.empty()) continue;
-    if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
-      throw Error(path + ": cannot create directory");
-    }
-  }
 }
 
 // TF-era checkpoints name LayerNorm parameters gamma/beta.
@@ -242,7 +223,7 @@ void save_pretrained(torch::nn::Module& model, const std::string& directory) {
     if (item.key().find(".adapters.") != std::string::npos) continue;
     tensors.emplace_back(item.key(), item.value().detach().to(at::kCPU, at::kFloat));
   }
-  make_directory(directory);
+  make_directories(directory);
   // Weights first, config last: a directory with a config.json is complete.
   save_safetensors(directory + "/model.safetensors", tensors, {{"format", "pt"}});
   write_file_atomic(directory + "/config.json", config.dump(2) + "\n");

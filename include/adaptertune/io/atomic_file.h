@@ -16,4 +16,10 @@ void write_file_atomic(const std::string& path, std::string_view contents);
 /// Reads the whole file at `path`; throws Error naming it when it cannot be read.
 std::string read_file(const std::string& path);
 
+/// Whether `path` names a regular file.
+bool file_exists(const std::string& path);
+
+/// Creates directory `path` and its missing parents (like `mkdir -p`); throws Error on failure.
+void make_directories(const std::string& path);
+
 }  // namespace adaptertune

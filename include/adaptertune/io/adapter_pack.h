@@ -1,0 +1,85 @@
+#pragma once
+/// @file adapter_pack.h
+/// Adapter packs: the trained part of a model, to share and to load onto a base.
+///
+/// A pack is a directory in AdapterHub's layout:
+/// - `adapter_config.json`: `{"config": <AdapterConfig>, "name", "hidden_size", "model_type",
+///   "model_class", "version", "adaptertune": {"base_config_sha256", "base_weights_sha256",
+///   "train_mode", "layer_norms"}}`;
+/// - `adapter.safetensors`: the adapter weights under AdapterHub's names
+///   (`bert.encoder.layer.{i}.output.adapters.{name}.adapter_down.0.weight`, …) and, when the
+///   LayerNorms were trained, every LayerNorm (`bert.….LayerNorm.{weight,bias}`);
+/// - `head_config.json` and `model_head.safetensors`: the task head (`classifier.*`), saved by
+///   default.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "adaptertune/adapter_config.h"
+#include "adaptertune/layers/heads.h"
+#include "adaptertune/training/freeze_policy.h"
+
+namespace adaptertune {
+
+/// How save_adapter_pack() writes a pack.
+struct AdapterPackOptions {
+  /// Save the task head with the adapter (the default: a pack without its head cannot predict).
+  bool include_head = true;
+  /// The policy the adapter was trained with; its LayerNorm decision decides whether the
+  /// LayerNorms go into the pack.
+  FreezePolicy policy;
+  /// Recorded as `model_name` (e.g. the base model's directory or hub name).
+  std::string base_model_name;
+};
+
+/// What a pack holds, read from its JSON files without touching a model.
+struct AdapterPackInfo {
+  std::string name;
+  AdapterConfig config;
+  int64_t hidden_size = 0;
+  bool layer_norms = false;
+  std::optional<HeadConfig> head;
+  std::string base_model_name;
+  std::string base_config_sha256;
+  std::string base_weights_sha256;
+};
+
+/// Reads `directory/adapter_config.json` (and `head_config.json` when present).
+AdapterPackInfo read_adapter_pack_info(const std::string& directory);
+
+/// Writes adapter `adapter_name` of `model` (with its head and, per `options.policy`, the
+/// LayerNorms) to `directory`, creating it. Every file is written atomically, the config last.
+void save_adapter_pack(BertForSequenceClassification& model, const std::string& adapter_name,
+                       const std::string& directory,
+                       const AdapterPackOptions& options = AdapterPackOptions{});
+
+/// What load_adapter_pack() did.
+struct AdapterPackLoad {
+  AdapterPackInfo info;
+  /// The name the adapter has in the model (the pack's, or `load_as`).
+  std::string adapter_name;
+  bool head_loaded = false;
+  /// Human-readable warnings, e.g. that the pack was trained on another base (with both
+  /// identities). Empty when all is well.
+  std::vector<std::string> warnings;
+};
+
+/// Adds the pack's adapter to `model` (as `load_as` when given), loads its weights, the trained
+/// LayerNorms and the head (when the pack has one and `load_head`), and makes it active. The
+/// model's head must have the pack head's number of labels (build the model from
+/// read_adapter_pack_info().head). Errors name the file and tensor; the model is left unchanged
+/// when a file is malformed.
+AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
+                                  const std::string& directory,
+                                  const std::optional<std::string>& load_as = std::nullopt,
+                                  bool load_head = true);
+
+/// SHA-256 (hex) of the base config's canonical JSON: the `base_config_sha256` of a pack.
+std::string base_config_sha256(const BertConfig& config);
+
+/// SHA-256 (hex) over the base weights a pack does not carry (every parameter except adapters,
+/// the head and, when `layer_norms`, the LayerNorms), by name in sorted order, as float32.
+std::string base_weights_sha256(torch::nn::Module& model, bool layer_norms);
+
+}  // namespace adaptertune

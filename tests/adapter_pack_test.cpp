@@ -1,0 +1,175 @@
+#include "adaptertune/io/adapter_pack.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "adaptertune/error.h"
+#include "adaptertune/io/atomic_file.h"
+#include "adaptertune/io/safetensors.h"
+#include "test_util.h"
+
+namespace adaptertune {
+namespace {
+
+std::string fresh_dir(const std::string& name) {
+  std::string dir =
+      ::testing::TempDir() + "adaptertune_pack_" + name + "_" + std::to_string(::getpid());
+  EXPECT_EQ(std::system(("rm -rf '" + dir + "'").c_str()), 0);
+  return dir;
+}
+
+HeadConfig sentiment() {
+  return HeadConfig::classification({"negative", "positive"});
+}
+
+// A model as after training: the same base as a fresh model of seed 11, with trained adapter,
+// LayerNorms and head.
+BertForSequenceClassification trained_model(const std::string& adapter) {
+  torch::manual_seed(11);
+  BertForSequenceClassification model(testing::tiny_config(), sentiment());
+  model->bert->add_adapter(adapter, AdapterConfig::houlsby());
+  apply_freeze_policy(*model, FreezePolicy{});
+  torch::NoGradGuard no_grad;
+  for (auto& p : trainable_parameters(*model)) p.add_(torch::randn_like(p) * 0.1);
+  return model;
+}
+
+BertForSequenceClassification fresh_base(uint64_t seed = 11, HeadConfig head = sentiment()) {
+  torch::manual_seed(seed);
+  return BertForSequenceClassification(testing::tiny_config(), head);
+}
+
+torch::Tensor logits(BertForSequenceClassification& model) {
+  model->eval();
+  torch::NoGradGuard no_grad;
+  auto ids = torch::tensor({{1, 7, 9, 12, 2}, {1, 30, 2, 0, 0}}, torch::kLong);
+  auto mask = torch::tensor({{1, 1, 1, 1, 1}, {1, 1, 1, 0, 0}}, torch::kLong);
+  return model(ids, mask);
+}
+
+TEST(AdapterPack, RoundTripReproducesTheTrainedModel) {
+  auto trained = trained_model("sst2");
+  const std::string dir = fresh_dir("roundtrip");
+  AdapterPackOptions options;
+  options.base_model_name = "tiny-test-bert";
+  save_adapter_pack(trained, "sst2", dir, options);
+
+  auto model = fresh_base();
+  AdapterPackLoad load = load_adapter_pack(model, dir);
+  EXPECT_TRUE(load.warnings.empty()) << load.warnings.front();
+  EXPECT_TRUE(load.head_loaded);
+  EXPECT_EQ(load.adapter_name, "sst2");
+  EXPECT_EQ(model->bert->active_adapter(), "sst2");
+  EXPECT_EQ(load.info.base_model_name, "tiny-test-bert");
+  EXPECT_TRUE(load.info.layer_norms);
+  ASSERT_TRUE(load.info.head.has_value());
+  EXPECT_EQ(load.info.head->id2label, (std::vector<std::string>{"negative", "positive"}));
+  EXPECT_TRUE(torch::equal(logits(model), logits(trained)));
+}
+
+TEST(AdapterPack, FilesUseAdapterHubNamesAndLayout) {
+  auto trained = trained_model("sst2");
+  const std::string dir = fresh_dir("layout");
+  save_adapter_pack(trained, "sst2", dir);
+  for (const char* file : {"adapter_config.json", "adapter.safetensors", "head_config.json",
+                           "model_head.safetensors"}) {
+    EXPECT_TRUE(file_exists(dir + "/" + file)) << file;
+  }
+  SafetensorsFile weights(dir + "/adapter.safetensors");
+  EXPECT_TRUE(weights.contains("bert.encoder.layer.0.output.adapters.sst2.adapter_down.0.weight"));
+  EXPECT_TRUE(weights.contains("bert.encoder.layer.1.output.adapters.sst2.adapter_up.bias"));
+  EXPECT_TRUE(
+      weights.contains("bert.encoder.layer.0.attention.output.adapters.sst2.adapter_up.weight"));
+  EXPECT_TRUE(weights.contains("bert.encoder.layer.1.output.LayerNorm.weight"));
+  EXPECT_TRUE(weights.contains("bert.embeddings.LayerNorm.bias"));
+  EXPECT_FALSE(weights.contains("bert.encoder.layer.0.output.dense.weight"));
+  EXPECT_EQ(SafetensorsFile(dir + "/model_head.safetensors").names(),
+            (std::vector<std::string>{"classifier.weight", "classifier.bias"}));
+  const std::string config = read_file(dir + "/adapter_config.json");
+  for (const char* fragment :
+       {"\"name\": \"sst2\"", "\"mh_adapter\": true", "\"non_linearity\": \"swish\"",
+        "\"base_config_sha256\"", "\"base_weights_sha256\"", "\"model_type\": \"bert\""}) {
+    EXPECT_NE(config.find(fragment), std::string::npos) << fragment << " in " << config;
+  }
+}
+
+TEST(AdapterPack, WarnsWithBothIdentitiesOnAnotherBase) {
+  auto trained = trained_model("sst2");
+  const std::string dir = fresh_dir("otherbase");
+  save_adapter_pack(trained, "sst2", dir);
+  auto other = fresh_base(/*seed=*/99);
+  AdapterPackLoad load = load_adapter_pack(other, dir);
+  ASSERT_EQ(load.warnings.size(), 1u);
+  const std::string expected_hash = base_weights_sha256(*other, true);
+  EXPECT_NE(load.warnings[0].find(load.info.base_weights_sha256), std::string::npos);
+  EXPECT_NE(load.warnings[0].find(expected_hash), std::string::npos);
+  EXPECT_NE(load.info.base_weights_sha256, expected_hash);
+}
+
+TEST(AdapterPack, LoadAsAnotherNameAndWithoutHeadOrLayerNorms) {
+  auto trained = trained_model("sst2");
+  const std::string dir = fresh_dir("options");
+  AdapterPackOptions options;
+  options.include_head = false;
+  options.policy = FreezePolicy::from_name("adapters-head");
+  save_adapter_pack(trained, "sst2", dir, options);
+  EXPECT_FALSE(file_exists(dir + "/head_config.json"));
+  EXPECT_FALSE(SafetensorsFile(dir + "/adapter.safetensors")
+                   .contains("bert.encoder.layer.1.output.LayerNorm.weight"));
+  auto model = fresh_base();
+  AdapterPackLoad load = load_adapter_pack(model, dir, std::string("sentiment"));
+  EXPECT_FALSE(load.head_loaded);
+  EXPECT_EQ(model->bert->adapter_names(), std::vector<std::string>{"sentiment"});
+  auto params = model->named_parameters();
+  auto trained_params = trained->named_parameters();
+  EXPECT_TRUE(
+      torch::equal(params["bert.encoder.layer.0.output.adapters.sentiment.adapter_up.weight"],
+                   trained_params["bert.encoder.layer.0.output.adapters.sst2.adapter_up.weight"]));
+}
+
+TEST(AdapterPack, BadPacksFailCleanlyAndLeaveTheModelUnchanged) {
+  auto trained = trained_model("sst2");
+  const std::string dir = fresh_dir("bad");
+  save_adapter_pack(trained, "sst2", dir);
+
+  auto three_labels = fresh_base(11, HeadConfig::classification({"a", "b", "c"}));
+  EXPECT_ERROR_CONTAINS(load_adapter_pack(three_labels, dir), "the pack's head has 2 labels");
+  EXPECT_TRUE(three_labels->bert->adapter_names().empty());
+
+  // An adapter tensor missing from the weights file, then a LayerNorm the pack promises.
+  NamedTensors weights = load_safetensors(dir + "/adapter.safetensors");
+  auto adapter_tensor = std::find_if(weights.begin(), weights.end(), [](const auto& w) {
+    return w.first.find(".adapters.sst2.adapter_up.weight") != std::string::npos;
+  });
+  ASSERT_NE(adapter_tensor, weights.end());
+  weights.erase(adapter_tensor);
+  save_safetensors(dir + "/adapter.safetensors", weights);
+  auto model = fresh_base();
+  auto before = logits(model);
+  EXPECT_ERROR_CONTAINS(load_adapter_pack(model, dir), "lacks 1 of the pack's tensors, e.g.");
+  EXPECT_TRUE(model->bert->adapter_names().empty());
+  EXPECT_TRUE(torch::equal(logits(model), before));
+  weights = load_safetensors(dir + "/adapter.safetensors");
+  weights.erase(std::find_if(weights.begin(), weights.end(), [](const auto& w) {
+    return w.first == "bert.embeddings.LayerNorm.weight";
+  }));
+  save_safetensors(dir + "/adapter.safetensors", weights);
+  EXPECT_ERROR_CONTAINS(load_adapter_pack(model, dir), "e.g. \"bert.embeddings.LayerNorm.weight\"");
+  EXPECT_TRUE(torch::equal(logits(model), before));
+
+  // A truncated weights file.
+  std::string bytes = read_file(dir + "/adapter.safetensors");
+  write_file_atomic(dir + "/adapter.safetensors", bytes.substr(0, bytes.size() / 2));
+  EXPECT_ERROR_CONTAINS(load_adapter_pack(model, dir), "adapter.safetensors");
+  EXPECT_TRUE(model->bert->adapter_names().empty());
+
+  EXPECT_ERROR_CONTAINS(read_adapter_pack_info(fresh_dir("missing")),
+                        "adapter_config.json: cannot open");
+  EXPECT_ERROR_CONTAINS(save_adapter_pack(model, "nope", fresh_dir("nope")),
+                        "no adapter named \"nope\"");
+}
+
+}  // namespace
+}  // namespace adaptertune
