@@ -21,6 +21,7 @@
 #include "adaptertune/layers/pooler.h"
 #include "adaptertune/layers/sublayer_output.h"
 #include "adaptertune/runtime.h"
+#include "adaptertune/training/checkpoint.h"
 #include "adaptertune/training/freeze_policy.h"
 #include "adaptertune/training/optimizer.h"
 #include "adaptertune/training/precision.h"

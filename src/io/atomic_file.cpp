@@ -1,5 +1,6 @@
 #include "adaptertune/io/atomic_file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -72,8 +73,30 @@ void write_file_atomic(const std::string& path, std::string_view contents) {
   if (::close(fd.release()) != 0) fail("close failed");
   if (::rename(temp.c_str(), path.c_str()) != 0) fail("rename of " + temp + " failed");
   // The rename itself lives in the directory: sync it so that it survives a power loss.
-  FileDescriptor dir(::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  sync_directory(directory_of(path));
+}
+
+void sync_directory(const std::string& path) {
+  FileDescriptor dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir.get() >= 0) ::fsync(dir.get());
+}
+
+void remove_tree(const std::string& path) {
+  if (DIR* dir = ::opendir(path.c_str())) {
+    while (dirent* entry = ::readdir(dir)) {
+      const std::string name = entry->d_name;
+      if (name == "." || name == "..") continue;
+      const std::string child = path + "/" + name;
+      struct stat st {};
+      if (::lstat(child.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+        remove_tree(child);
+      } else {
+        ::unlink(child.c_str());
+      }
+    }
+    ::closedir(dir);
+  }
+  ::rmdir(path.c_str());
 }
 
 bool file_exists(const std::string& path) {

@@ -19,6 +19,13 @@ std::string read_file(const std::string& path);
 /// Whether `path` names a regular file.
 bool file_exists(const std::string& path);
 
+/// fsyncs directory `path`, so that renames and creations inside it survive a power loss
+/// (best effort: a directory that cannot be opened is skipped).
+void sync_directory(const std::string& path);
+
+/// Removes `path` and everything below it, if it exists (like `rm -rf`).
+void remove_tree(const std::string& path);
+
 /// Creates directory `path` and its missing parents (like `mkdir -p`); throws Error on failure.
 void make_directories(const std::string& path);
 

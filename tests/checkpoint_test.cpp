@@ -1,0 +1,166 @@
+#include "adaptertune/training/checkpoint.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "adaptertune/error.h"
+#include "adaptertune/io/atomic_file.h"
+#include "adaptertune/layers/heads.h"
+#include "adaptertune/training/freeze_policy.h"
+#include "test_util.h"
+
+namespace adaptertune {
+namespace {
+
+std::string fresh_root(const std::string& name) {
+  std::string dir =
+      ::testing::TempDir() + "adaptertune_ckpt_" + name + "_" + std::to_string(::getpid());
+  remove_tree(dir);
+  return dir;
+}
+
+struct TrainingRun {
+  BertForSequenceClassification model{nullptr};
+  std::unique_ptr<AdamW> optimizer;
+};
+
+// The same frozen base every time (seeded), adapters trained with dropout on.
+TrainingRun make_run(const std::string& policy = "adapters") {
+  torch::manual_seed(5);
+  TrainingRun run;
+  run.model = BertForSequenceClassification(testing::tiny_config(), HeadConfig{});
+  run.model->bert->add_adapter("task", AdapterConfig::houlsby());
+  apply_freeze_policy(*run.model, FreezePolicy::from_name(policy));
+  run.model->train();
+  AdamWOptions options;
+  options.lr = 1e-2;
+  run.optimizer = std::make_unique<AdamW>(weight_decay_groups(*run.model, 0.01), options);
+  return run;
+}
+
+std::vector<std::pair<torch::Tensor, torch::Tensor>> batches() {
+  torch::manual_seed(77);
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> out;
+  for (int i = 0; i < 6; ++i) {
+    out.emplace_back(torch::randint(1, 120, {4, 10}, torch::kLong),
+                     torch::randint(0, 2, {4}, torch::kLong));
+  }
+  return out;
+}
+
+void train_step(TrainingRun& run, const std::pair<torch::Tensor, torch::Tensor>& batch) {
+  run.optimizer->zero_grad();
+  run.model->loss(run.model(batch.first), batch.second).backward();
+  run.optimizer->step();
+}
+
+TEST(Checkpoint, ResumeIsBitIdenticalToAnUninterruptedRunOnCpu) {
+  const auto data = batches();
+  const std::string root = fresh_root("resume");
+  TrainingRun uninterrupted = make_run();
+  CheckpointManager manager(root);
+  for (int step = 0; step < 6; ++step) {
+    train_step(uninterrupted, data[step]);
+    if (step == 2) {
+      TrainingState state;
+      state.global_step = 3;
+      state.batch_in_epoch = 3;
+      state.data_seed = 77;
+      state.extra_json = R"({"best_accuracy": 0.5})";
+      manager.save(*uninterrupted.model, *uninterrupted.optimizer, state);
+    }
+  }
+  TrainingRun resumed = make_run();
+  torch::manual_seed(12345);  // disturb the RNG: the checkpoint must restore it
+  auto latest = manager.latest();
+  ASSERT_TRUE(latest.has_value());
+  TrainingState state = CheckpointManager::load(*latest, *resumed.model, *resumed.optimizer);
+  EXPECT_EQ(state.global_step, 3);
+  EXPECT_EQ(state.batch_in_epoch, 3);
+  EXPECT_EQ(state.data_seed, 77u);
+  EXPECT_EQ(state.extra_json, R"({"best_accuracy":0.5})");
+  for (int step = state.batch_in_epoch; step < 6; ++step) train_step(resumed, data[step]);
+  auto expected = uninterrupted.model->named_parameters();
+  for (const auto& item : resumed.model->named_parameters()) {
+    EXPECT_TRUE(torch::equal(item.value(), expected[item.key()])) << item.key();
+  }
+}
+
+TEST(Checkpoint, KeepsTheNewestAndPointsAtTheLatest) {
+  const std::string root = fresh_root("keep");
+  TrainingRun run = make_run();
+  CheckpointManager manager(root, /*keep=*/2);
+  EXPECT_FALSE(manager.latest().has_value());
+  for (int64_t step : {10, 20, 30, 40}) {
+    TrainingState state;
+    state.global_step = step;
+    manager.save(*run.model, *run.optimizer, state);
+  }
+  EXPECT_EQ(manager.latest(), root + "/checkpoint-40");
+  EXPECT_FALSE(file_exists(root + "/checkpoint-10/trainer_state.json"));
+  EXPECT_FALSE(file_exists(root + "/checkpoint-20/trainer_state.json"));
+  EXPECT_TRUE(file_exists(root + "/checkpoint-30/trainer_state.json"));
+  EXPECT_EQ(read_file(root + "/latest"), "checkpoint-40\n");
+}
+
+TEST(Checkpoint, KilledWriterLeavesThePreviousCheckpointLoadable) {
+  const std::string root = fresh_root("killed");
+  // Full fine-tuning of a wider model makes a checkpoint of some megabytes: slow enough to kill.
+  torch::manual_seed(5);
+  BertConfig config = testing::tiny_config();
+  config.vocab_size = 3000;
+  config.hidden_size = 128;
+  BertForSequenceClassification model(config, HeadConfig{});
+  apply_freeze_policy(*model, FreezePolicy::from_name("full"));
+  AdamW optimizer(weight_decay_groups(*model, 0.0), AdamWOptions{});
+  CheckpointManager manager(root);
+  TrainingState state;
+  state.global_step = 1;
+  manager.save(*model, optimizer, state);
+  for (int delay_ms : {0, 2, 5, 10, 20, 40}) {
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      TrainingState next;
+      next.global_step = 2 + delay_ms;
+      manager.save(*model, optimizer, next);
+      ::_exit(0);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    auto latest = manager.latest();
+    ASSERT_TRUE(latest.has_value()) << "after a kill at " << delay_ms << " ms";
+    TrainingState loaded;
+    EXPECT_NO_THROW(loaded = CheckpointManager::load(*latest, *model, optimizer))
+        << *latest << " after a kill at " << delay_ms << " ms";
+    EXPECT_TRUE(loaded.global_step == 1 || loaded.global_step == 2 + delay_ms);
+  }
+}
+
+TEST(Checkpoint, MismatchedModelIsRefusedAndLeftUnchanged) {
+  const std::string root = fresh_root("mismatch");
+  TrainingRun run = make_run("adapters");
+  CheckpointManager manager(root);
+  manager.save(*run.model, *run.optimizer, TrainingState{});
+  TrainingRun other = make_run("adapters-head");  // no trainable LayerNorms
+  auto before = other.model->named_parameters();
+  std::map<std::string, torch::Tensor> copy;
+  for (const auto& item : before) copy[item.key()] = item.value().clone();
+  EXPECT_ERROR_CONTAINS(CheckpointManager::load(*manager.latest(), *other.model, *other.optimizer),
+                        "is not a trainable parameter of this model");
+  for (const auto& item : other.model->named_parameters()) {
+    EXPECT_TRUE(torch::equal(item.value(), copy[item.key()])) << item.key();
+  }
+  EXPECT_ERROR_CONTAINS(CheckpointManager::load(root + "/nothing", *run.model, *run.optimizer),
+                        "trainer_state.json: cannot open");
+}
+
+}  // namespace
+}  // namespace adaptertune
