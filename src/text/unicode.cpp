@@ -1,0 +1,120 @@
+#include "unicode.h"
+
+#include <cstdlib>
+#include <memory>
+
+#include <utf8proc.h>
+
+#include "adaptertune/error.h"
+
+namespace adaptertune::detail {
+namespace {
+
+using Normalizer = utf8proc_uint8_t* (*)(const utf8proc_uint8_t*);
+
+std::string normalize(const std::string& text, Normalizer form) {
+  std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> out(
+      form(reinterpret_cast<const utf8proc_uint8_t*>(text.c_str())), &std::free);
+  if (!out) throw Error("Unicode normalisation failed (invalid UTF-8?)");
+  return reinterpret_cast<const char*>(out.get());
+}
+
+}  // namespace
+
+std::u32string utf8_decode(const std::string& text, const std::string& context) {
+  std::u32string out;
+  out.reserve(text.size());
+  const auto* data = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
+  utf8proc_ssize_t offset = 0;
+  const auto size = static_cast<utf8proc_ssize_t>(text.size());
+  while (offset < size) {
+    utf8proc_int32_t cp = 0;
+    utf8proc_ssize_t n = utf8proc_iterate(data + offset, size - offset, &cp);
+    if (n <= 0 || cp < 0) {
+      throw Error(context + ": invalid UTF-8 at byte " + std::to_string(offset));
+    }
+    out.push_back(static_cast<char32_t>(cp));
+    offset += n;
+  }
+  return out;
+}
+
+std::string utf8_encode(char32_t c) {
+  utf8proc_uint8_t buffer[4];
+  auto n = utf8proc_encode_char(static_cast<utf8proc_int32_t>(c), buffer);
+  return std::string(reinterpret_cast<const char*>(buffer), static_cast<size_t>(n));
+}
+
+std::string utf8_encode(const std::u32string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char32_t c : text) out += utf8_encode(c);
+  return out;
+}
+
+std::string nfc(const std::string& text) { return normalize(text, utf8proc_NFC); }
+std::string nfd(const std::string& text) { return normalize(text, utf8proc_NFD); }
+std::string nfkd(const std::string& text) { return normalize(text, utf8proc_NFKD); }
+
+bool is_whitespace(char32_t c) {
+  if (c == U' ' || c == U'\t' || c == U'\n' || c == U'\r') return true;
+  return utf8proc_category(static_cast<utf8proc_int32_t>(c)) == UTF8PROC_CATEGORY_ZS;
+}
+
+bool is_control(char32_t c) {
+  if (c == U'\t' || c == U'\n' || c == U'\r') return false;
+  switch (utf8proc_category(static_cast<utf8proc_int32_t>(c))) {
+    case UTF8PROC_CATEGORY_CC:
+    case UTF8PROC_CATEGORY_CF:
+    case UTF8PROC_CATEGORY_CN:
+    case UTF8PROC_CATEGORY_CO:
+    case UTF8PROC_CATEGORY_CS:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_punctuation(char32_t c) {
+  if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) ||
+      (c >= 123 && c <= 126)) {
+    return true;
+  }
+  switch (utf8proc_category(static_cast<utf8proc_int32_t>(c))) {
+    case UTF8PROC_CATEGORY_PC:
+    case UTF8PROC_CATEGORY_PD:
+    case UTF8PROC_CATEGORY_PS:
+    case UTF8PROC_CATEGORY_PE:
+    case UTF8PROC_CATEGORY_PI:
+    case UTF8PROC_CATEGORY_PF:
+    case UTF8PROC_CATEGORY_PO:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_combining_mark(char32_t c) {
+  return utf8proc_category(static_cast<utf8proc_int32_t>(c)) == UTF8PROC_CATEGORY_MN;
+}
+
+bool is_cjk(char32_t c) {
+  return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||
+         (c >= 0x20000 && c <= 0x2A6DF) || (c >= 0x2A700 && c <= 0x2B73F) ||
+         (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B820 && c <= 0x2CEAF) ||
+         (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+}
+
+char32_t to_lower(char32_t c) {
+  return static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c)));
+}
+
+std::string strip_accents(const std::string& text) {
+  std::u32string out;
+  for (char32_t c : utf8_decode(nfd(text), "strip_accents")) {
+    if (!is_combining_mark(c)) out.push_back(c);
+  }
+  return utf8_encode(out);
+}
+
+}  // namespace adaptertune::detail
