@@ -24,9 +24,13 @@ adaptertune_spm* adaptertune_spm_load(const char* path, char* error, size_t erro
   return spm;
 }
 
-void adaptertune_spm_free(adaptertune_spm* spm) { delete spm; }
+void adaptertune_spm_free(adaptertune_spm* spm) {
+  delete spm;
+}
 
-int adaptertune_spm_size(const adaptertune_spm* spm) { return spm->processor.GetPieceSize(); }
+int adaptertune_spm_size(const adaptertune_spm* spm) {
+  return spm->processor.GetPieceSize();
+}
 
 int adaptertune_spm_piece_to_id(const adaptertune_spm* spm, const char* piece, size_t length) {
   return spm->processor.PieceToId(std::string(piece, length));

@@ -34,7 +34,8 @@ Encoding Tokenizer::encode(const std::string& text, const std::optional<std::str
                   std::to_string(specials) + " special tokens of " +
                   (text_pair ? "a pair" : "a sentence"));
     }
-    out.truncated_tokens = truncate_longest_first(a, text_pair ? &b : nullptr, *max_length - specials);
+    out.truncated_tokens =
+        truncate_longest_first(a, text_pair ? &b : nullptr, *max_length - specials);
   }
   const std::string cls = id_to_token(cls_id());
   const std::string sep = id_to_token(sep_id());

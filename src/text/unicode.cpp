@@ -52,9 +52,15 @@ std::string utf8_encode(const std::u32string& text) {
   return out;
 }
 
-std::string nfc(const std::string& text) { return normalize(text, utf8proc_NFC); }
-std::string nfd(const std::string& text) { return normalize(text, utf8proc_NFD); }
-std::string nfkd(const std::string& text) { return normalize(text, utf8proc_NFKD); }
+std::string nfc(const std::string& text) {
+  return normalize(text, utf8proc_NFC);
+}
+std::string nfd(const std::string& text) {
+  return normalize(text, utf8proc_NFD);
+}
+std::string nfkd(const std::string& text) {
+  return normalize(text, utf8proc_NFKD);
+}
 
 bool is_whitespace(char32_t c) {
   if (c == U' ' || c == U'\t' || c == U'\n' || c == U'\r') return true;

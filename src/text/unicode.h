@@ -15,11 +15,11 @@ std::string nfc(const std::string& text);
 std::string nfd(const std::string& text);
 std::string nfkd(const std::string& text);
 
-bool is_whitespace(char32_t c);   // space, \t, \n, \r, or category Zs
-bool is_control(char32_t c);      // category C*, except \t, \n, \r
-bool is_punctuation(char32_t c);  // category P*, or ASCII 33-47, 58-64, 91-96, 123-126
+bool is_whitespace(char32_t c);      // space, \t, \n, \r, or category Zs
+bool is_control(char32_t c);         // category C*, except \t, \n, \r
+bool is_punctuation(char32_t c);     // category P*, or ASCII 33-47, 58-64, 91-96, 123-126
 bool is_combining_mark(char32_t c);  // category Mn
-bool is_cjk(char32_t c);          // CJK Unified Ideographs blocks, as in BERT
+bool is_cjk(char32_t c);             // CJK Unified Ideographs blocks, as in BERT
 char32_t to_lower(char32_t c);
 
 /// Removes the combining marks (Mn) after NFD: "café" → "cafe".

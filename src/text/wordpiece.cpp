@@ -120,7 +120,8 @@ void WordPieceTokenizer::basic_tokenize_into(const std::string& text,
       for (char32_t& c : word) c = detail::to_lower(c);
     }
     if (strip) {
-      word = detail::utf8_decode(detail::strip_accents(detail::utf8_encode(word)), "tokenizer input");
+      word =
+          detail::utf8_decode(detail::strip_accents(detail::utf8_encode(word)), "tokenizer input");
     }
     // Every punctuation character becomes a word of its own.
     std::u32string current;

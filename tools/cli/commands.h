@@ -13,4 +13,7 @@ using Command = std::function<int()>;
 /// `adaptertune params`: the parameter report of a model with adapters.
 Command add_params_command(CLI::App& app);
 
+/// `adaptertune tokenize`: what the model sees for lines of stdin.
+Command add_tokenize_command(CLI::App& app);
+
 }  // namespace adaptertune::cli

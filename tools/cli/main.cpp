@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("adaptertune ") + adaptertune::version());
   app.require_subcommand(1);
   adaptertune::cli::Command run_params = adaptertune::cli::add_params_command(app);
+  adaptertune::cli::Command run_tokenize = adaptertune::cli::add_tokenize_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (app.got_subcommand("params")) return run_params();
+    if (app.got_subcommand("tokenize")) return run_tokenize();
   } catch (const adaptertune::Error& e) {
     std::cerr << "adaptertune: error: " << e.what() << "\n";
     return 1;

@@ -45,7 +45,8 @@ class Tokenizer {
   /// (special tokens included), truncated "longest first" as the Python tokenizers do: one token
   /// at a time from the end of the longer sequence, from the second when both are equally long.
   /// Throws Error when `max_length` cannot even hold the special tokens.
-  Encoding encode(const std::string& text, const std::optional<std::string>& text_pair = std::nullopt,
+  Encoding encode(const std::string& text,
+                  const std::optional<std::string>& text_pair = std::nullopt,
                   std::optional<int64_t> max_length = std::nullopt) const;
 };
 
