@@ -33,10 +33,15 @@ bool is_head(const std::string& name) {
   return name.rfind("classifier.", 0) == 0;
 }
 
-// Which parameters of `model` belong in a pack of adapter `name`.
-bool in_pack(const std::string& param, const std::string& name, bool layer_norms) {
+bool is_pooler(const std::string& name) {
+  return name.find("pooler.") != std::string::npos;
+}
+
+// Which parameters of `model` belong in a pack of adapter `name`: the adapter, and the base
+// parameters that were trained with it (LayerNorms, pooler).
+bool in_pack(const std::string& param, const std::string& name, bool layer_norms, bool pooler) {
   return param.find(adapter_marker(name)) != std::string::npos ||
-         (layer_norms && is_layer_norm(param));
+         (layer_norms && is_layer_norm(param)) || (pooler && is_pooler(param));
 }
 
 std::string rename_adapter(const std::string& tensor, const std::string& from,
@@ -79,12 +84,12 @@ std::string base_config_sha256(const BertConfig& config) {
   return sha.hex_digest();
 }
 
-std::string base_weights_sha256(torch::nn::Module& model, bool layer_norms) {
+std::string base_weights_sha256(torch::nn::Module& model, bool layer_norms, bool pooler) {
   std::vector<std::pair<std::string, at::Tensor>> base;
   for (const auto& item : model.named_parameters()) {
     const std::string& name = item.key();
     if (name.find(".adapters.") != std::string::npos || is_head(name) ||
-        (layer_norms && is_layer_norm(name))) {
+        (layer_norms && is_layer_norm(name)) || (pooler && is_pooler(name))) {
       continue;
     }
     // Hash under the BertModel name, so that a bare BertModel and a classifier agree.
@@ -122,6 +127,7 @@ AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
     sub.read("base_config_sha256", info.base_config_sha256);
     sub.read("base_weights_sha256", info.base_weights_sha256);
     sub.read("layer_norms", info.layer_norms);
+    sub.read("pooler", info.pooler);
     sub.ignore({"train_mode", "library_version"});
     sub.finish();
   }
@@ -143,10 +149,12 @@ void save_adapter_pack(BertForSequenceClassification& model, const std::string& 
                        const std::string& directory, const AdapterPackOptions& options) {
   const AdapterConfig& config = model->bert->adapter_config(adapter_name);  // throws if absent
   const bool layer_norms = options.policy.trains(ParameterGroup::kLayerNorm);
+  const bool pooler = options.policy.trains(ParameterGroup::kPooler);
   NamedTensors weights, head;
   for (const auto& item : model->named_parameters()) {
     at::Tensor value = item.value().detach().to(at::kCPU, at::kFloat);
-    if (in_pack(item.key(), adapter_name, layer_norms)) weights.emplace_back(item.key(), value);
+    if (in_pack(item.key(), adapter_name, layer_norms, pooler))
+      weights.emplace_back(item.key(), value);
     if (is_head(item.key())) head.emplace_back(item.key(), value);
   }
   const BertConfig& base = model->bert->config();
@@ -160,9 +168,10 @@ void save_adapter_pack(BertForSequenceClassification& model, const std::string& 
       {"version", std::string("adaptertune-") + version()},
       {"adaptertune",
        {{"base_config_sha256", base_config_sha256(base)},
-        {"base_weights_sha256", base_weights_sha256(*model, layer_norms)},
+        {"base_weights_sha256", base_weights_sha256(*model, layer_norms, pooler)},
         {"train_mode", options.policy.name()},
         {"layer_norms", layer_norms},
+        {"pooler", pooler},
         {"library_version", version()}}},
   };
   make_directories(directory);
@@ -211,14 +220,14 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
 
   // Identity of the base, before the pack's LayerNorms overwrite the model's.
   const std::string config_hash = base_config_sha256(base);
-  const std::string weights_hash = base_weights_sha256(*model, info.layer_norms);
+  const std::string weights_hash = base_weights_sha256(*model, info.layer_norms, info.pooler);
 
   model->bert->add_adapter(result.adapter_name, info.config);
   try {
     auto params = model->named_parameters();
     std::vector<std::string> missing;
     for (const auto& item : params) {
-      if (!in_pack(item.key(), result.adapter_name, info.layer_norms)) continue;
+      if (!in_pack(item.key(), result.adapter_name, info.layer_norms, info.pooler)) continue;
       bool found = std::any_of(weights.begin(), weights.end(),
                                [&](const auto& w) { return w.first == item.key(); });
       if (!found) missing.push_back(item.key());
@@ -228,9 +237,10 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
                   " of the pack's tensors, e.g. \"" + missing.front() + "\"");
     }
     for (const auto& [name, tensor] : weights) {
-      if (name.find(".adapters.") == std::string::npos && !is_layer_norm(name)) {
+      if (name.find(".adapters.") == std::string::npos && !is_layer_norm(name) &&
+          !is_pooler(name)) {
         throw Error(weights_path + ": tensor \"" + name +
-                    "\" is neither an adapter nor a LayerNorm tensor");
+                    "\" is neither an adapter, a LayerNorm nor a pooler tensor");
       }
     }
     check_fits(params, weights, weights_path);

@@ -205,7 +205,9 @@ BertForSequenceClassification load_bert_for_sequence_classification(
   return model;
 }
 
-void save_pretrained(torch::nn::Module& model, const std::string& directory) {
+void save_pretrained(torch::nn::Module& model, const std::string& directory,
+                     torch::ScalarType dtype) {
+  if (!at::isFloatingType(dtype)) throw Error("save_pretrained: dtype must be floating point");
   const BertModelImpl* bert = dynamic_cast<BertModelImpl*>(&model);
   auto* classifier = dynamic_cast<BertForSequenceClassificationImpl*>(&model);
   if (classifier != nullptr) bert = classifier->bert.get();
@@ -213,6 +215,10 @@ void save_pretrained(torch::nn::Module& model, const std::string& directory) {
     throw Error("save_pretrained: expected a BertModel or BertForSequenceClassification");
   }
   detail::Json config = detail::parse_json(bert->config().to_json_string(), "config");
+  if (dtype != at::kFloat)
+    config["torch_dtype"] = dtype == at::kBFloat16 ? "bfloat16"
+                            : dtype == at::kHalf   ? "float16"
+                                                   : "float64";
   if (classifier != nullptr) {
     config["architectures"] = {"BertForSequenceClassification"};
     detail::Json head = detail::parse_json(classifier->head_config().to_json_string(), "head");
@@ -221,7 +227,7 @@ void save_pretrained(torch::nn::Module& model, const std::string& directory) {
   NamedTensors tensors;
   for (const auto& item : model.named_parameters()) {
     if (item.key().find(".adapters.") != std::string::npos) continue;
-    tensors.emplace_back(item.key(), item.value().detach().to(at::kCPU, at::kFloat));
+    tensors.emplace_back(item.key(), item.value().detach().to(at::kCPU, dtype));
   }
   make_directories(directory);
   // Weights first, config last: a directory with a config.json is complete.

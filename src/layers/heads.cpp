@@ -157,4 +157,45 @@ torch::Tensor BertForSequenceClassificationImpl::loss(const torch::Tensor& logit
   return at::cross_entropy_loss(logits.to(at::kFloat), labels);
 }
 
+BertForMaskedLMImpl::BertForMaskedLMImpl(const BertConfig& config)
+    : activation_(parse_activation(config.hidden_act, "BertConfig: 'hidden_act'")) {
+  bert = register_module("bert", BertModel(config, /*add_pooling_layer=*/false));
+  // Registered under a "cls" submodule tree so that the names are Hugging Face's
+  // cls.predictions.transform.{dense,LayerNorm} and cls.predictions.bias.
+  auto cls = register_module("cls", std::make_shared<torch::nn::Module>());
+  auto predictions = cls->register_module("predictions", std::make_shared<torch::nn::Module>());
+  auto transform = predictions->register_module("transform", std::make_shared<torch::nn::Module>());
+  transform_dense = transform->register_module(
+      "dense", torch::nn::Linear(config.hidden_size, config.hidden_size));
+  transform_norm = transform->register_module(
+      "LayerNorm",
+      torch::nn::LayerNorm(
+          torch::nn::LayerNormOptions({config.hidden_size}).eps(config.layer_norm_eps)));
+  decoder_bias = predictions->register_parameter("bias", torch::zeros({config.vocab_size}));
+  init_bert_weights(*transform_dense, config.initializer_range);
+}
+
+std::pair<torch::Tensor, torch::Tensor> BertForMaskedLMImpl::masked_logits(
+    const torch::Tensor& input_ids, const torch::Tensor& labels,
+    const torch::Tensor& attention_mask) {
+  detail::check_same_shape(labels, input_ids, "labels", "input_ids");
+  torch::Tensor hidden = bert(input_ids, attention_mask).last_hidden_state;
+  torch::Tensor positions = (labels.reshape(-1) != -100).nonzero().squeeze(-1);
+  torch::Tensor selected = hidden.reshape({-1, hidden.size(-1)}).index_select(0, positions);
+  // LayerNorm in float32: under CPU autocast the dense output is bf16 and LibTorch's CPU
+  // layer_norm wants input and weight of one dtype.
+  torch::Tensor h = transform_norm(apply_activation(activation_, transform_dense(selected))
+                                       .to(transform_norm->weight.scalar_type()));
+  // The decoder shares the word embedding matrix (weight tying, as in BERT).
+  torch::Tensor logits =
+      at::linear(h, bert->embeddings->word_embeddings->weight.to(h.scalar_type()), decoder_bias);
+  return {logits, labels.reshape(-1).index_select(0, positions)};
+}
+
+torch::Tensor BertForMaskedLMImpl::loss(const torch::Tensor& input_ids, const torch::Tensor& labels,
+                                        const torch::Tensor& attention_mask) {
+  auto [logits, targets] = masked_logits(input_ids, labels, attention_mask);
+  return at::cross_entropy_loss(logits.to(at::kFloat), targets);
+}
+
 }  // namespace adaptertune

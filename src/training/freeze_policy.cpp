@@ -76,7 +76,10 @@ ParameterGroup classify_parameter(const std::string& full_name) {
       return ParameterGroup::kFeedForward;
     }
   }
-  if (starts_with(name, "classifier.") || starts_with(name, "heads.")) return ParameterGroup::kHead;
+  if (starts_with(name, "classifier.") || starts_with(name, "heads.") ||
+      starts_with(name, "cls.")) {
+    return ParameterGroup::kHead;
+  }
   throw Error("parameter \"" + full_name + "\" belongs to no known group");
 }
 

@@ -16,4 +16,14 @@ Command add_params_command(CLI::App& app);
 /// `adaptertune tokenize`: what the model sees for lines of stdin.
 Command add_tokenize_command(CLI::App& app);
 
+/// `adaptertune pretrain`: masked-LM pretraining on plain text.
+Command add_pretrain_command(CLI::App& app);
+
+/// `adaptertune train`: fine-tuning on a GLUE task.
+Command add_train_command(CLI::App& app);
+/// `adaptertune eval`: dev metrics of a model + adapter pack.
+Command add_eval_command(CLI::App& app);
+/// `adaptertune predict`: labels (and logits, submission files) for new text.
+Command add_predict_command(CLI::App& app);
+
 }  // namespace adaptertune::cli

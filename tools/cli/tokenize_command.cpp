@@ -10,10 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
-#include "adaptertune/io/atomic_file.h"
-#include "adaptertune/text/sentencepiece_tokenizer.h"
-#include "adaptertune/text/wordpiece.h"
 #include "commands.h"
+#include "model_loading.h"
 
 namespace adaptertune::cli {
 namespace {
@@ -26,44 +24,11 @@ struct TokenizeOptions {
   std::optional<int64_t> max_length;
 };
 
-// The lower-casing a model directory asks for (tokenizer_config.json's do_lower_case), if any.
-std::optional<bool> model_lowercase(const std::string& directory) {
-  const std::string path = directory + "/tokenizer_config.json";
-  if (!file_exists(path)) return std::nullopt;
-  nlohmann::json config;
-  try {
-    config = nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": invalid JSON: " + e.what());
-  }
-  if (config.contains("do_lower_case") && config["do_lower_case"].is_boolean()) {
-    return config["do_lower_case"].get<bool>();
-  }
-  return std::nullopt;
-}
-
 std::unique_ptr<Tokenizer> make_tokenizer(const TokenizeOptions& o) {
-  std::string vocab = o.vocab, spm = o.sentencepiece;
-  std::optional<bool> lowercase = o.lowercase;
-  if (!o.model.empty()) {
-    if (file_exists(o.model + "/vocab.txt")) {
-      vocab = o.model + "/vocab.txt";
-    } else if (file_exists(o.model + "/spiece.model")) {
-      spm = o.model + "/spiece.model";
-    } else {
-      throw Error(o.model + ": no vocab.txt or spiece.model in the model directory");
-    }
-    if (!lowercase) lowercase = model_lowercase(o.model);
-  }
-  if (!vocab.empty()) {
-    WordPieceOptions options;
-    options.lowercase = lowercase.value_or(true);
-    return std::make_unique<WordPieceTokenizer>(vocab, options);
-  }
-  if (!spm.empty()) {
-    SentencePieceOptions options;
-    options.lowercase = lowercase.value_or(true);
-    return std::make_unique<SentencePieceTokenizer>(spm, options);
+  if (!o.model.empty()) return tokenizer_for_model(o.model, o.lowercase);
+  if (!o.vocab.empty()) return tokenizer_for_file(o.vocab, false, o.lowercase.value_or(true));
+  if (!o.sentencepiece.empty()) {
+    return tokenizer_for_file(o.sentencepiece, true, o.lowercase.value_or(true));
   }
   throw Error("tokenize needs --vocab, --sentencepiece or --model");
 }

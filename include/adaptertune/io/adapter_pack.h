@@ -7,8 +7,9 @@
 ///   "model_class", "version", "adaptertune": {"base_config_sha256", "base_weights_sha256",
 ///   "train_mode", "layer_norms"}}`;
 /// - `adapter.safetensors`: the adapter weights under AdapterHub's names
-///   (`bert.encoder.layer.{i}.output.adapters.{name}.adapter_down.0.weight`, …) and, when the
-///   LayerNorms were trained, every LayerNorm (`bert.….LayerNorm.{weight,bias}`);
+///   (`bert.encoder.layer.{i}.output.adapters.{name}.adapter_down.0.weight`, …) and the base
+///   parameters trained with it: every LayerNorm (`bert.….LayerNorm.{weight,bias}`) and the
+///   pooler (`bert.pooler.dense.*`) when the freeze policy trained them;
 /// - `head_config.json` and `model_head.safetensors`: the task head (`classifier.*`), saved by
 ///   default.
 
@@ -26,8 +27,8 @@ namespace adaptertune {
 struct AdapterPackOptions {
   /// Save the task head with the adapter (the default: a pack without its head cannot predict).
   bool include_head = true;
-  /// The policy the adapter was trained with; its LayerNorm decision decides whether the
-  /// LayerNorms go into the pack.
+  /// The policy the adapter was trained with; whether it trained the LayerNorms and the pooler
+  /// decides whether they go into the pack.
   FreezePolicy policy;
   /// Recorded as `model_name` (e.g. the base model's directory or hub name).
   std::string base_model_name;
@@ -39,6 +40,8 @@ struct AdapterPackInfo {
   AdapterConfig config;
   int64_t hidden_size = 0;
   bool layer_norms = false;
+  /// Whether the pack carries a trained pooler.
+  bool pooler = false;
   std::optional<HeadConfig> head;
   std::string base_model_name;
   std::string base_config_sha256;
@@ -79,7 +82,8 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
 std::string base_config_sha256(const BertConfig& config);
 
 /// SHA-256 (hex) over the base weights a pack does not carry (every parameter except adapters,
-/// the head and, when `layer_norms`, the LayerNorms), by name in sorted order, as float32.
-std::string base_weights_sha256(torch::nn::Module& model, bool layer_norms);
+/// the head and, when `layer_norms` / `pooler`, the LayerNorms / the pooler), by name in sorted
+/// order, as float32.
+std::string base_weights_sha256(torch::nn::Module& model, bool layer_norms, bool pooler = false);
 
 }  // namespace adaptertune

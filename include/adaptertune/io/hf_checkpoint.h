@@ -55,8 +55,10 @@ BertForSequenceClassification load_bert_for_sequence_classification(
 
 /// Writes `model` (a BertModel or BertForSequenceClassification) as a Hugging Face directory:
 /// `config.json` (with `architectures` and, for a classifier, its head keys) and
-/// `model.safetensors` (float32, Hugging Face names). Adapter weights are not part of this layout:
-/// save them with save_adapter_pack(). Creates `directory`; each file is written atomically.
-void save_pretrained(torch::nn::Module& model, const std::string& directory);
+/// `model.safetensors` (Hugging Face names, in `dtype`: float32 by default; bfloat16 or float16
+/// halve the size and load back as float32). Adapter weights are not part of this layout: save
+/// them with save_adapter_pack(). Creates `directory`; each file is written atomically.
+void save_pretrained(torch::nn::Module& model, const std::string& directory,
+                     torch::ScalarType dtype = torch::kFloat);
 
 }  // namespace adaptertune

@@ -8,9 +8,11 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
 #include "adaptertune/bert_model.h"
+#include "adaptertune/layers/activation.h"
 
 namespace adaptertune {
 
@@ -68,5 +70,32 @@ class BertForSequenceClassificationImpl : public torch::nn::Module {
   HeadConfig head_;
 };
 TORCH_MODULE(BertForSequenceClassification);
+
+/// Hugging Face's `BertForMaskedLM`: `bert` (without pooler) and the prediction head
+/// `cls.predictions` (transform: dense + activation + LayerNorm; decoder tied to the word
+/// embeddings, plus a bias), with Hugging Face's parameter names.
+class BertForMaskedLMImpl : public torch::nn::Module {
+ public:
+  explicit BertForMaskedLMImpl(const BertConfig& config);
+
+  /// Vocabulary logits at the positions where `labels` is not -100, and those labels:
+  /// ([masked, vocab], [masked]). Computing only the masked positions keeps the vocabulary
+  /// projection cheap.
+  std::pair<torch::Tensor, torch::Tensor> masked_logits(const torch::Tensor& input_ids,
+                                                        const torch::Tensor& labels,
+                                                        const torch::Tensor& attention_mask = {});
+  /// Cross-entropy of the masked positions.
+  torch::Tensor loss(const torch::Tensor& input_ids, const torch::Tensor& labels,
+                     const torch::Tensor& attention_mask = {});
+
+  BertModel bert{nullptr};
+  torch::nn::Linear transform_dense{nullptr};
+  torch::nn::LayerNorm transform_norm{nullptr};
+  torch::Tensor decoder_bias;
+
+ private:
+  Activation activation_;
+};
+TORCH_MODULE(BertForMaskedLM);
 
 }  // namespace adaptertune

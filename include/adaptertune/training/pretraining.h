@@ -1,0 +1,64 @@
+#pragma once
+/// @file pretraining.h
+/// Masked-language-model pretraining of a BERT base (BERT's 80/10/10 masking).
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/ScalarType.h>
+
+#include "adaptertune/bert_config.h"
+#include "adaptertune/text/tokenizer.h"
+
+namespace adaptertune {
+
+struct MlmMaskingOptions {
+  /// Share of (non-special) tokens chosen for prediction.
+  double mask_probability = 0.15;
+  /// Choose whole words (a token and its `##` continuations) instead of single tokens.
+  bool whole_word_masking = false;
+};
+
+/// BERT's masking on a [batch, seq] batch: of the chosen tokens 80 % become `[MASK]`, 10 % a random
+/// token, 10 % stay; [CLS], [SEP] and padding are never chosen. Returns the masked ids and the
+/// labels (the original id where chosen, -100 elsewhere). Uses LibTorch's global RNG.
+std::pair<at::Tensor, at::Tensor> mask_for_mlm(const at::Tensor& input_ids,
+                                               const Tokenizer& tokenizer,
+                                               const MlmMaskingOptions& options);
+
+/// Packs consecutive lines into sequences `[CLS] s1 [SEP] s2 [SEP] …` of at most `max_length`
+/// tokens (a line longer than that is truncated). Empty lines are skipped.
+std::vector<Encoding> pack_sentences(const std::vector<std::string>& lines,
+                                     const Tokenizer& tokenizer, int64_t max_length);
+
+/// Options of pretrain_mlm().
+struct PretrainOptions {
+  int64_t max_length = 128;
+  int64_t batch_size = 64;
+  int64_t steps = 1000;
+  double lr = 5e-4;
+  double warmup_ratio = 0.06;
+  double weight_decay = 0.01;
+  uint64_t seed = 42;
+  std::string device = "cpu";
+  std::string precision = "fp32";
+  MlmMaskingOptions masking;
+  /// dtype of the saved weights ("bfloat16" halves the file; they load back as float32).
+  c10::ScalarType save_dtype = c10::ScalarType::Float;
+  /// Called every `log_every` steps with (step, loss averaged since the last call, lr).
+  int64_t log_every = 50;
+  std::function<void(int64_t, double, double)> on_log;
+};
+
+/// Pretrains a BERT of `config` on `lines` and writes a Hugging Face model directory to
+/// `output_dir` (config.json, model.safetensors) with `vocab_path` copied in as vocab.txt and a
+/// tokenizer_config.json. Returns the final average loss.
+double pretrain_mlm(const BertConfig& config, const std::vector<std::string>& lines,
+                    const Tokenizer& tokenizer, const std::string& vocab_path,
+                    const std::string& output_dir, const PretrainOptions& options);
+
+}  // namespace adaptertune

@@ -1,0 +1,24 @@
+#pragma once
+/// @file scheduler.h
+/// Learning-rate schedules.
+
+#include <cstdint>
+#include <string>
+
+namespace adaptertune {
+
+/// The learning rate as a function of the step: linear warmup from 0 over `warmup_steps`, then
+/// "linear" decay to 0 at `total_steps`, "cosine" decay to 0, or "constant".
+struct LrSchedule {
+  std::string kind = "linear";
+  double peak_lr = 1e-4;
+  int64_t warmup_steps = 0;
+  int64_t total_steps = 1;
+
+  /// Learning rate for optimizer step `step` (0-based).
+  double lr_at(int64_t step) const;
+  /// Checks kind and step counts; throws Error naming the bad value.
+  void validate() const;
+};
+
+}  // namespace adaptertune

@@ -1,0 +1,106 @@
+#pragma once
+/// @file trainer.h
+/// Fine-tuning a BertForSequenceClassification on a GLUE task.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "adaptertune/layers/heads.h"
+#include "adaptertune/tasks/batcher.h"
+#include "adaptertune/tasks/glue.h"
+#include "adaptertune/training/freeze_policy.h"
+
+namespace adaptertune {
+
+/// Options of Trainer (defaults suit adapter training of a BERT base).
+struct TrainerOptions {
+  int64_t epochs = 3;
+  /// Stop after this many optimizer steps (0: run all epochs).
+  int64_t max_steps = 0;
+  int64_t batch_size = 32;
+  int64_t eval_batch_size = 128;
+  int64_t gradient_accumulation = 1;
+  double lr = 1e-3;
+  double weight_decay = 0.01;
+  /// "linear", "cosine" or "constant", after a linear warmup of warmup_ratio of all steps.
+  std::string schedule = "linear";
+  double warmup_ratio = 0.1;
+  /// Clip the global gradient norm (0: no clipping).
+  double max_grad_norm = 1.0;
+  bool group_by_length = true;
+  /// Evaluate on dev every N optimizer steps (0: only at each epoch end).
+  int64_t eval_every = 0;
+  int64_t log_every = 50;
+  /// Stop after this many evaluations without improvement (0: never).
+  int64_t early_stopping_patience = 0;
+  uint64_t seed = 42;
+  std::string device = "cpu";
+  std::string precision = "fp32";
+  /// Run directory: metrics.jsonl, checkpoints/, best/ (best model), results.json.
+  std::string output_dir;
+  int keep_checkpoints = 2;
+  /// Continue from the newest checkpoint in output_dir/checkpoints, if any.
+  bool resume = false;
+  /// Progress bar on a terminal, plain lines otherwise; false: silent.
+  bool progress = true;
+  /// Called after every optimizer step with the global step (custom logging, tests).
+  std::function<void(int64_t)> on_step;
+};
+
+/// Dev-set evaluation.
+struct EvalResult {
+  std::map<std::string, double> metrics;
+  double loss = 0;
+  /// Class ids or scores, one per example in dataset order.
+  std::vector<double> predictions;
+  /// Raw logits [examples, labels].
+  std::vector<std::vector<float>> logits;
+};
+
+/// Runs `model` over `data` (no gradients, eval mode) and computes the task's metrics when the
+/// data is labelled.
+EvalResult evaluate(BertForSequenceClassification& model, const GlueTaskInfo& task,
+                    const EncodedDataset& data, int64_t batch_size, const std::string& device,
+                    const std::string& precision, int64_t pad_id);
+
+struct TrainResult {
+  std::map<std::string, double> best_metrics;
+  int64_t best_step = -1;
+  int64_t steps = 0;
+  bool interrupted = false;
+  bool early_stopped = false;
+  double seconds = 0;
+};
+
+/// Fine-tunes with AdamW (no weight decay on biases and LayerNorms), a warmup + decay schedule,
+/// gradient clipping and accumulation, evaluation on dev, the best model kept by the task's main
+/// metric (as an adapter pack when an adapter trains, else as a full model directory), early
+/// stopping, crash-safe checkpoints and exact resume, and Ctrl-C handling (SIGINT saves a
+/// checkpoint and returns with `interrupted`).
+class Trainer {
+ public:
+  Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task, EncodedDataset train,
+          EncodedDataset dev, FreezePolicy policy, std::optional<std::string> adapter_name,
+          TrainerOptions options, int64_t pad_id);
+  TrainResult train();
+
+  /// Set from a signal handler (or another thread) to stop at the next step boundary.
+  static std::atomic<bool>& stop_requested();
+
+ private:
+  BertForSequenceClassification& model_;
+  const GlueTaskInfo& task_;
+  EncodedDataset train_;
+  EncodedDataset dev_;
+  FreezePolicy policy_;
+  std::optional<std::string> adapter_name_;
+  TrainerOptions options_;
+  int64_t pad_id_;
+};
+
+}  // namespace adaptertune

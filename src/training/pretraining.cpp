@@ -1,0 +1,174 @@
+#include "adaptertune/training/pretraining.h"
+
+#include <chrono>
+#include <random>
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/nn/utils/clip_grad.h>
+
+#include "adaptertune/error.h"
+#include "adaptertune/io/atomic_file.h"
+#include "adaptertune/io/hf_checkpoint.h"
+#include "adaptertune/layers/heads.h"
+#include "adaptertune/tasks/batcher.h"
+#include "adaptertune/training/freeze_policy.h"
+#include "adaptertune/training/optimizer.h"
+#include "adaptertune/training/precision.h"
+#include "adaptertune/training/scheduler.h"
+
+namespace adaptertune {
+
+std::pair<at::Tensor, at::Tensor> mask_for_mlm(const at::Tensor& input_ids,
+                                               const Tokenizer& tokenizer,
+                                               const MlmMaskingOptions& options) {
+  at::Tensor ids = input_ids.to(at::kCPU).clone();
+  const int64_t special[] = {tokenizer.cls_id(), tokenizer.sep_id(), tokenizer.pad_id()};
+  at::Tensor candidates = at::ones_like(ids, at::kBool);
+  for (int64_t s : special) candidates &= ids != s;
+  at::Tensor chosen;
+  if (options.whole_word_masking) {
+    // A word starts at every token that is not a "##" continuation; a word is chosen as a whole.
+    at::Tensor word_start = at::ones_like(ids, at::kBool);
+    auto id = ids.accessor<int64_t, 2>();
+    auto start = word_start.accessor<bool, 2>();
+    for (int64_t b = 0; b < ids.size(0); ++b) {
+      for (int64_t t = 0; t < ids.size(1); ++t) {
+        start[b][t] = tokenizer.id_to_token(id[b][t]).rfind("##", 0) != 0;
+      }
+    }
+    at::Tensor pick = (at::rand(ids.sizes()) < options.mask_probability) & word_start;
+    // Spread each word's draw over its continuation tokens.
+    chosen = at::zeros_like(ids, at::kBool);
+    auto p = pick.accessor<bool, 2>();
+    auto c = chosen.accessor<bool, 2>();
+    for (int64_t b = 0; b < ids.size(0); ++b) {
+      bool current = false;
+      for (int64_t t = 0; t < ids.size(1); ++t) {
+        if (start[b][t]) current = p[b][t];
+        c[b][t] = current;
+      }
+    }
+    chosen &= candidates;
+  } else {
+    chosen = (at::rand(ids.sizes()) < options.mask_probability) & candidates;
+  }
+  at::Tensor labels = at::where(chosen, ids, at::full_like(ids, -100));
+  at::Tensor draw = at::rand(ids.sizes());
+  at::Tensor to_mask = chosen & (draw < 0.8);
+  at::Tensor to_random = chosen & (draw >= 0.8) & (draw < 0.9);
+  ids.masked_fill_(to_mask, tokenizer.mask_id());
+  at::Tensor random_ids = at::randint(tokenizer.vocab_size(), ids.sizes(), at::kLong);
+  ids = at::where(to_random, random_ids, ids);
+  return {ids, labels};
+}
+
+std::vector<Encoding> pack_sentences(const std::vector<std::string>& lines,
+                                     const Tokenizer& tokenizer, int64_t max_length) {
+  if (max_length < 3) throw Error("pack_sentences: max_length must be at least 3");
+  std::vector<Encoding> out;
+  Encoding current;
+  auto flush = [&] {
+    if (current.input_ids.empty()) return;
+    current.attention_mask.assign(current.input_ids.size(), 1);
+    out.push_back(std::move(current));
+    current = Encoding{};
+  };
+  for (const auto& line : lines) {
+    std::vector<std::string> tokens = tokenizer.tokenize(line);
+    if (tokens.empty()) continue;
+    if (static_cast<int64_t>(tokens.size()) > max_length - 2)
+      tokens.resize(static_cast<size_t>(max_length - 2));
+    const auto needed = static_cast<int64_t>(tokens.size()) + (current.input_ids.empty() ? 2 : 1);
+    if (static_cast<int64_t>(current.input_ids.size()) + needed > max_length) flush();
+    if (current.input_ids.empty()) {
+      current.input_ids.push_back(tokenizer.cls_id());
+      current.tokens.push_back(tokenizer.id_to_token(tokenizer.cls_id()));
+    }
+    for (auto& t : tokens) {
+      current.input_ids.push_back(tokenizer.token_to_id(t));
+      current.tokens.push_back(std::move(t));
+    }
+    current.input_ids.push_back(tokenizer.sep_id());
+    current.tokens.push_back(tokenizer.id_to_token(tokenizer.sep_id()));
+  }
+  flush();
+  for (auto& e : out) e.token_type_ids.assign(e.input_ids.size(), 0);
+  return out;
+}
+
+double pretrain_mlm(const BertConfig& config, const std::vector<std::string>& lines,
+                    const Tokenizer& tokenizer, const std::string& vocab_path,
+                    const std::string& output_dir, const PretrainOptions& options) {
+  if (tokenizer.vocab_size() != config.vocab_size) {
+    throw Error("pretrain: the tokenizer has " + std::to_string(tokenizer.vocab_size()) +
+                " tokens but the model config's vocab_size is " +
+                std::to_string(config.vocab_size));
+  }
+  EncodedDataset data;
+  data.encodings = pack_sentences(lines, tokenizer, options.max_length);
+  if (data.encodings.empty()) throw Error("pretrain: the text holds no tokens");
+  torch::manual_seed(options.seed);
+  const c10::Device device(options.device);
+  const Precision precision = parse_precision(options.precision);
+  BertForMaskedLM model(config);
+  model->to(device);
+  model->train();
+  apply_freeze_policy(*model, FreezePolicy::from_name("full"));
+  AdamWOptions adamw;
+  adamw.lr = options.lr;
+  AdamW optimizer(weight_decay_groups(*model, options.weight_decay), adamw);
+  LrSchedule schedule;
+  schedule.peak_lr = options.lr;
+  schedule.total_steps = options.steps;
+  schedule.warmup_steps =
+      static_cast<int64_t>(options.warmup_ratio * static_cast<double>(options.steps));
+  schedule.validate();
+  BatcherOptions batching;
+  batching.batch_size = options.batch_size;
+  batching.seed = options.seed;
+  batching.pad_id = tokenizer.pad_id();
+  Batcher batcher(data, batching);
+
+  double window_loss = 0, last_average = 0;
+  int64_t window = 0, step = 0;
+  for (int64_t epoch = 0; step < options.steps; ++epoch) {
+    for (const auto& rows : batcher.epoch_order(epoch)) {
+      if (step >= options.steps) break;
+      Batch batch = batcher.make_batch(rows);
+      auto [masked, labels] = mask_for_mlm(batch.input_ids, tokenizer, options.masking);
+      if ((labels != -100).sum().item<int64_t>() == 0) continue;
+      optimizer.set_lr(schedule.lr_at(step));
+      optimizer.zero_grad();
+      torch::Tensor loss;
+      {
+        AutocastGuard autocast(device, precision);
+        loss = model->loss(
+            masked.to(device), labels.to(device),
+            batch.attention_mask.defined() ? batch.attention_mask.to(device) : torch::Tensor());
+      }
+      loss.backward();
+      torch::nn::utils::clip_grad_norm_(trainable_parameters(*model), 1.0);
+      optimizer.step();
+      window_loss += loss.item<double>();
+      ++window;
+      ++step;
+      if (options.on_log && (step % options.log_every == 0 || step == options.steps)) {
+        last_average = window_loss / static_cast<double>(window);
+        options.on_log(step, last_average, optimizer.lr());
+        window_loss = 0;
+        window = 0;
+      }
+    }
+  }
+  if (window > 0) last_average = window_loss / static_cast<double>(window);
+  model->to(c10::Device(c10::kCPU));
+  save_pretrained(*model->bert, output_dir, options.save_dtype);
+  write_file_atomic(output_dir + "/vocab.txt", read_file(vocab_path));
+  write_file_atomic(output_dir + "/tokenizer_config.json",
+                    std::string("{\n  \"do_lower_case\": true,\n  \"model_max_length\": ") +
+                        std::to_string(config.max_position_embeddings) + "\n}\n");
+  return last_average;
+}
+
+}  // namespace adaptertune

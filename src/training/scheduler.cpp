@@ -1,0 +1,32 @@
+#include "adaptertune/training/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "adaptertune/error.h"
+
+namespace adaptertune {
+
+void LrSchedule::validate() const {
+  if (kind != "linear" && kind != "cosine" && kind != "constant") {
+    throw Error("unknown learning-rate schedule \"" + kind +
+                "\" (expected linear, cosine or constant)");
+  }
+  if (!(peak_lr > 0)) throw Error("learning rate must be positive, got " + std::to_string(peak_lr));
+  if (warmup_steps < 0 || total_steps < 1) {
+    throw Error("schedule needs warmup_steps >= 0 and total_steps >= 1");
+  }
+}
+
+double LrSchedule::lr_at(int64_t step) const {
+  if (warmup_steps > 0 && step < warmup_steps) {
+    return peak_lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
+  }
+  if (kind == "constant") return peak_lr;
+  const double span = static_cast<double>(std::max<int64_t>(1, total_steps - warmup_steps));
+  const double progress = std::clamp(static_cast<double>(step - warmup_steps) / span, 0.0, 1.0);
+  if (kind == "cosine") return peak_lr * 0.5 * (1.0 + std::cos(M_PI * progress));
+  return peak_lr * (1.0 - progress);
+}
+
+}  // namespace adaptertune

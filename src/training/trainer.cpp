@@ -1,0 +1,438 @@
+#include "adaptertune/training/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include <ATen/ATen.h>
+#include <torch/cuda.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/version.h>
+#include <nlohmann/json.hpp>
+
+#include "adaptertune/error.h"
+#include "adaptertune/io/adapter_pack.h"
+#include "adaptertune/io/atomic_file.h"
+#include "adaptertune/io/hf_checkpoint.h"
+#include "adaptertune/tasks/metrics.h"
+#include "adaptertune/training/checkpoint.h"
+#include "adaptertune/training/optimizer.h"
+#include "adaptertune/training/precision.h"
+#include "adaptertune/training/scheduler.h"
+#include "adaptertune/version.h"
+
+namespace adaptertune {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<long long>(std::max(0.0, seconds));
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%lld:%02lld:%02lld", s / 3600, (s / 60) % 60, s % 60);
+  return buffer;
+}
+
+// One line per event in metrics.jsonl, flushed at once so that a crash loses nothing logged.
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::string& path) : out_(path, std::ios::app) {
+    if (!out_) throw Error(path + ": cannot open for appending");
+  }
+  void write(const Json& event) { out_ << event.dump() << std::endl; }
+
+ private:
+  std::ofstream out_;
+};
+
+// Progress bar on a terminal, plain periodic lines otherwise.
+class Progress {
+ public:
+  Progress(bool enabled) : enabled_(enabled), tty_(enabled && ::isatty(STDERR_FILENO)) {}
+  void update(int64_t epoch, int64_t epochs, int64_t batch, int64_t batches, double loss, double lr,
+              double examples_per_second, double eta, bool log_line) {
+    if (!enabled_) return;
+    if (tty_) {
+      const int width = 24;
+      const int filled = batches > 0 ? static_cast<int>(width * batch / batches) : width;
+      std::string bar(static_cast<size_t>(filled), '#');
+      bar.resize(width, '-');
+      std::fprintf(stderr, "\repoch %lld/%lld |%s| %lld/%lld loss %.4f lr %.2e %.0f ex/s ETA %s ",
+                   static_cast<long long>(epoch + 1), static_cast<long long>(epochs), bar.c_str(),
+                   static_cast<long long>(batch), static_cast<long long>(batches), loss, lr,
+                   examples_per_second, format_duration(eta).c_str());
+      std::fflush(stderr);
+    } else if (log_line) {
+      std::fprintf(stderr,
+                   "train: epoch %lld/%lld step %lld/%lld loss %.4f lr %.2e %.0f ex/s ETA %s\n",
+                   static_cast<long long>(epoch + 1), static_cast<long long>(epochs),
+                   static_cast<long long>(batch), static_cast<long long>(batches), loss, lr,
+                   examples_per_second, format_duration(eta).c_str());
+    }
+  }
+  void message(const std::string& text) {
+    if (!enabled_) return;
+    std::fprintf(stderr, "%s%s\n", tty_ ? "\n" : "", text.c_str());
+  }
+
+ private:
+  bool enabled_, tty_;
+};
+
+std::string metrics_text(const std::map<std::string, double>& metrics) {
+  std::string out;
+  for (const auto& [k, v] : metrics) {
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, "%s%s %.4f", out.empty() ? "" : ", ", k.c_str(), v);
+    out += buffer;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::atomic<bool>& Trainer::stop_requested() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+
+EvalResult evaluate(BertForSequenceClassification& model, const GlueTaskInfo& task,
+                    const EncodedDataset& data, int64_t batch_size, const std::string& device_name,
+                    const std::string& precision_name, int64_t pad_id) {
+  const c10::Device device(device_name);
+  const Precision precision = parse_precision(precision_name);
+  BatcherOptions options;
+  options.batch_size = batch_size;
+  options.shuffle = false;
+  options.pad_id = pad_id;
+  Batcher batcher(data, options);
+  const bool was_training = model->is_training();
+  model->eval();
+  torch::NoGradGuard no_grad;
+  EvalResult result;
+  result.predictions.resize(data.encodings.size());
+  result.logits.resize(data.encodings.size());
+  double loss_sum = 0;
+  for (const auto& rows : batcher.epoch_order(0)) {
+    Batch batch = batcher.make_batch(rows).to(device);
+    torch::Tensor logits;
+    {
+      AutocastGuard autocast(device, precision);
+      logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids).to(at::kFloat);
+    }
+    if (batch.labels.defined()) {
+      loss_sum +=
+          model->loss(logits, batch.labels).item<double>() * static_cast<double>(rows.size());
+    }
+    at::Tensor cpu = logits.cpu();
+    at::Tensor predicted = task.regression() ? cpu.squeeze(-1) : cpu.argmax(-1).to(at::kDouble);
+    predicted = predicted.to(at::kDouble);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      result.predictions[rows[i]] = predicted[static_cast<int64_t>(i)].item<double>();
+      at::Tensor row = cpu[static_cast<int64_t>(i)];
+      result.logits[rows[i]] =
+          std::vector<float>(row.data_ptr<float>(), row.data_ptr<float>() + row.numel());
+    }
+  }
+  if (!data.targets.empty()) {
+    result.metrics = glue_metrics(task, result.predictions, data.targets);
+    result.loss = loss_sum / static_cast<double>(data.encodings.size());
+  }
+  model->train(was_training);
+  return result;
+}
+
+Trainer::Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task,
+                 EncodedDataset train, EncodedDataset dev, FreezePolicy policy,
+                 std::optional<std::string> adapter_name, TrainerOptions options, int64_t pad_id)
+    : model_(model),
+      task_(task),
+      train_(std::move(train)),
+      dev_(std::move(dev)),
+      policy_(policy),
+      adapter_name_(std::move(adapter_name)),
+      options_(std::move(options)),
+      pad_id_(pad_id) {
+  if (options_.output_dir.empty()) throw Error("Trainer: an output directory is required");
+  if (options_.epochs < 1 && options_.max_steps < 1)
+    throw Error("Trainer: need epochs or max_steps");
+  if (options_.gradient_accumulation < 1)
+    throw Error("Trainer: gradient_accumulation must be >= 1");
+  if (train_.targets.empty()) throw Error("Trainer: the training data has no labels");
+  if (dev_.targets.empty()) throw Error("Trainer: the dev data has no labels");
+}
+
+TrainResult Trainer::train() {
+  const auto start = std::chrono::steady_clock::now();
+  const c10::Device device(options_.device);
+  if (device.is_cuda() && !torch::cuda::is_available()) {
+    throw Error("device cuda requested but CUDA is not available");
+  }
+  const Precision precision = parse_precision(options_.precision);
+  make_directories(options_.output_dir);
+  torch::manual_seed(options_.seed);
+  model_->to(device);
+  model_->train();
+  apply_freeze_policy(*model_, policy_);
+  AdamWOptions adamw;
+  adamw.lr = options_.lr;
+  AdamW optimizer(weight_decay_groups(*model_, options_.weight_decay), adamw);
+
+  BatcherOptions batching;
+  batching.batch_size = options_.batch_size;
+  batching.group_by_length = options_.group_by_length;
+  batching.seed = options_.seed;
+  batching.pad_id = pad_id_;
+  Batcher batcher(train_, batching);
+  const int64_t batches = batcher.batches_per_epoch();
+  const int64_t steps_per_epoch =
+      (batches + options_.gradient_accumulation - 1) / options_.gradient_accumulation;
+  int64_t total_steps = steps_per_epoch * options_.epochs;
+  if (options_.max_steps > 0) total_steps = options_.max_steps;
+  const int64_t epochs = (total_steps + steps_per_epoch - 1) / steps_per_epoch;
+  LrSchedule schedule;
+  schedule.kind = options_.schedule;
+  schedule.peak_lr = options_.lr;
+  schedule.total_steps = total_steps;
+  schedule.warmup_steps =
+      static_cast<int64_t>(std::round(options_.warmup_ratio * static_cast<double>(total_steps)));
+  schedule.validate();
+
+  CheckpointManager checkpoints(options_.output_dir + "/checkpoints", options_.keep_checkpoints);
+  TrainingState state;
+  state.data_seed = options_.seed;
+  TrainResult result;
+  double best = -std::numeric_limits<double>::infinity();
+  int64_t evals_without_improvement = 0;
+  int64_t last_eval_step = -1;
+  Progress progress(options_.progress);
+  if (options_.resume) {
+    if (auto latest = checkpoints.latest()) {
+      state = CheckpointManager::load(*latest, *model_, optimizer);
+      Json extra = Json::parse(state.extra_json);
+      best = extra.value("best", best);
+      result.best_step = extra.value("best_step", int64_t{-1});
+      evals_without_improvement = extra.value("evals_without_improvement", int64_t{0});
+      if (extra.contains("best_metrics")) {
+        result.best_metrics = extra["best_metrics"].get<std::map<std::string, double>>();
+      }
+      progress.message("train: resumed from " + *latest + " at step " +
+                       std::to_string(state.global_step));
+    } else {
+      progress.message("train: --resume given but no checkpoint found; starting fresh");
+    }
+  }
+
+  {
+    Json run = {
+        {"library_version", version()},
+        {"torch_version", TORCH_VERSION},
+        {"task", task_.name},
+        {"train_examples", train_.encodings.size()},
+        {"dev_examples", dev_.encodings.size()},
+        {"train_mode", policy_.name()},
+        {"train_pooler", policy_.train_pooler},
+        {"adapter", adapter_name_ ? Json(*adapter_name_) : Json(nullptr)},
+        {"adapter_config",
+         adapter_name_ ? Json::parse(model_->bert->adapter_config(*adapter_name_).to_json_string())
+                       : Json(nullptr)},
+        {"model_config", Json::parse(model_->bert->config().to_json_string())},
+        {"options",
+         {{"epochs", options_.epochs},
+          {"max_steps", options_.max_steps},
+          {"batch_size", options_.batch_size},
+          {"gradient_accumulation", options_.gradient_accumulation},
+          {"lr", options_.lr},
+          {"weight_decay", options_.weight_decay},
+          {"schedule", options_.schedule},
+          {"warmup_ratio", options_.warmup_ratio},
+          {"max_grad_norm", options_.max_grad_norm},
+          {"group_by_length", options_.group_by_length},
+          {"eval_every", options_.eval_every},
+          {"early_stopping_patience", options_.early_stopping_patience},
+          {"seed", options_.seed},
+          {"device", options_.device},
+          {"precision", options_.precision}}},
+        {"parameters", Json::parse(parameter_report(*model_).to_json_string())},
+        {"machine",
+         {{"hardware_threads", std::thread::hardware_concurrency()},
+          {"torch_threads", at::get_num_threads()},
+          {"cuda_available", torch::cuda::is_available()}}},
+        {"total_steps", total_steps},
+    };
+    write_file_atomic(options_.output_dir + "/run.json", run.dump(2) + "\n");
+  }
+  MetricsLog log(options_.output_dir + "/metrics.jsonl");
+
+  auto save_checkpoint = [&]() {
+    Json extra = {{"best", std::isfinite(best) ? Json(best) : Json(nullptr)},
+                  {"best_step", result.best_step},
+                  {"evals_without_improvement", evals_without_improvement},
+                  {"best_metrics", result.best_metrics}};
+    if (!std::isfinite(best)) extra.erase("best");
+    state.extra_json = extra.dump();
+    checkpoints.save(*model_, optimizer, state);
+  };
+  auto save_best = [&]() {
+    const std::string target = options_.output_dir + "/best";
+    const std::string temp = options_.output_dir + "/.best.tmp";
+    remove_tree(temp);
+    const bool adapter_run = adapter_name_ && (policy_.mode == TrainMode::kAdapters ||
+                                               policy_.mode == TrainMode::kAdaptersAndHead);
+    if (adapter_run) {
+      AdapterPackOptions pack;
+      pack.policy = policy_;
+      save_adapter_pack(model_, *adapter_name_, temp, pack);
+    } else {
+      save_pretrained(*model_, temp);
+    }
+    // Swap the complete directory into place; "best.old" holds the previous one meanwhile.
+    const std::string old = options_.output_dir + "/.best.old";
+    remove_tree(old);
+    std::rename(target.c_str(), old.c_str());
+    if (std::rename(temp.c_str(), target.c_str()) != 0)
+      throw Error(target + ": cannot move the best model into place");
+    remove_tree(old);
+  };
+  // Returns true when training should stop early.
+  auto run_eval = [&](int64_t epoch) {
+    EvalResult eval = evaluate(model_, task_, dev_, options_.eval_batch_size, options_.device,
+                               options_.precision, pad_id_);
+    last_eval_step = state.global_step;
+    const double score = eval.metrics.at(task_.main_metric);
+    const bool improved = score > best;
+    Json event = {
+        {"event", "eval"},
+        {"step", state.global_step},
+        {"epoch", epoch + 1},
+        {"dev_loss", eval.loss},
+        {"metrics", eval.metrics},
+        {"improved", improved},
+        {"elapsed_s",
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}};
+    log.write(event);
+    progress.message("eval: step " + std::to_string(state.global_step) + " dev " +
+                     metrics_text(eval.metrics) + (improved ? " (best)" : ""));
+    if (improved) {
+      best = score;
+      result.best_step = state.global_step;
+      result.best_metrics = eval.metrics;
+      evals_without_improvement = 0;
+      save_best();
+    } else {
+      ++evals_without_improvement;
+    }
+    return options_.early_stopping_patience > 0 &&
+           evals_without_improvement >= options_.early_stopping_patience;
+  };
+
+  Trainer::stop_requested() = false;
+  auto trainable = trainable_parameters(*model_);
+  double window_loss = 0;
+  int64_t window_batches = 0, window_examples = 0;
+  auto window_start = std::chrono::steady_clock::now();
+  bool done = state.global_step >= total_steps;
+  for (int64_t epoch = state.epoch; epoch < epochs && !done; ++epoch) {
+    const auto order = batcher.epoch_order(epoch);
+    int64_t micro = 0;
+    optimizer.zero_grad();
+    for (int64_t b = state.batch_in_epoch; b < static_cast<int64_t>(order.size()); ++b) {
+      Batch batch = batcher.make_batch(order[static_cast<size_t>(b)]).to(device);
+      torch::Tensor loss;
+      {
+        AutocastGuard autocast(device, precision);
+        loss = model_->loss(model_(batch.input_ids, batch.attention_mask, batch.token_type_ids),
+                            batch.labels);
+      }
+      (loss / static_cast<double>(options_.gradient_accumulation)).backward();
+      window_loss += loss.item<double>();
+      ++window_batches;
+      window_examples += static_cast<int64_t>(batch.rows.size());
+      ++micro;
+      const bool last_batch = b + 1 == static_cast<int64_t>(order.size());
+      if (micro % options_.gradient_accumulation != 0 && !last_batch) continue;
+      if (options_.max_grad_norm > 0)
+        torch::nn::utils::clip_grad_norm_(trainable, options_.max_grad_norm);
+      optimizer.set_lr(schedule.lr_at(state.global_step));
+      optimizer.step();
+      optimizer.zero_grad();
+      ++state.global_step;
+      state.epoch = epoch;
+      state.batch_in_epoch = b + 1;
+      const double window_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+      const double rate =
+          window_seconds > 0 ? static_cast<double>(window_examples) / window_seconds : 0;
+      const double eta =
+          rate > 0 ? static_cast<double>((total_steps - state.global_step) * options_.batch_size *
+                                         options_.gradient_accumulation) /
+                         rate
+                   : 0;
+      if (options_.on_step) options_.on_step(state.global_step);
+      const bool log_now = state.global_step % options_.log_every == 0;
+      progress.update(epoch, epochs, b + 1, static_cast<int64_t>(order.size()),
+                      window_loss / static_cast<double>(window_batches), optimizer.lr(), rate, eta,
+                      log_now);
+      if (log_now) {
+        log.write({{"event", "train"},
+                   {"step", state.global_step},
+                   {"epoch", epoch + 1},
+                   {"loss", window_loss / static_cast<double>(window_batches)},
+                   {"lr", optimizer.lr()},
+                   {"examples_per_s", rate}});
+        window_loss = 0;
+        window_batches = 0;
+        window_examples = 0;
+        window_start = std::chrono::steady_clock::now();
+      }
+      if (state.global_step >= total_steps) {
+        done = true;
+        break;
+      }
+      if (options_.eval_every > 0 && state.global_step % options_.eval_every == 0) {
+        if (run_eval(epoch)) {
+          result.early_stopped = true;
+          done = true;
+          break;
+        }
+        save_checkpoint();
+      }
+      if (Trainer::stop_requested()) {
+        save_checkpoint();
+        result.interrupted = true;
+        progress.message("train: interrupted; checkpoint saved at step " +
+                         std::to_string(state.global_step) + " (continue with --resume)");
+        done = true;
+        break;
+      }
+    }
+    if (result.interrupted) break;
+    // The epoch's end (or the last step): evaluate, then checkpoint the start of the next epoch.
+    if (!result.early_stopped && last_eval_step != state.global_step) {
+      if (run_eval(epoch)) {
+        result.early_stopped = true;
+        done = true;
+      }
+    }
+    state.epoch = epoch + 1;
+    state.batch_in_epoch = 0;
+    save_checkpoint();
+  }
+  result.steps = state.global_step;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  Json summary = {{"task", task_.name},
+                  {"best_step", result.best_step},
+                  {"best_metrics", result.best_metrics},
+                  {"steps", result.steps},
+                  {"interrupted", result.interrupted},
+                  {"early_stopped", result.early_stopped},
+                  {"seconds", result.seconds}};
+  write_file_atomic(options_.output_dir + "/results.json", summary.dump(2) + "\n");
+  return result;
+}
+
+}  // namespace adaptertune

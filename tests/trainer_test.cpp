@@ -1,0 +1,156 @@
+#include "adaptertune/training/trainer.h"
+
+#include <unistd.h>
+
+#include "adaptertune/error.h"
+#include "adaptertune/io/adapter_pack.h"
+#include "adaptertune/io/atomic_file.h"
+#include "adaptertune/text/wordpiece.h"
+#include "adaptertune/training/scheduler.h"
+#include "test_util.h"
+
+namespace adaptertune {
+namespace {
+
+const std::string kData = std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/../../data";
+
+struct Fixture {
+  WordPieceTokenizer tokenizer{kData + "/vocab/bert-base-uncased-vocab.txt"};
+  const GlueTaskInfo& task = glue_task("SST-2");
+  EncodedDataset train, dev;
+  Fixture() {
+    GlueDataset t = read_glue(task, kData + "/glue", "train");
+    t.examples.resize(96);
+    GlueDataset d = read_glue(task, kData + "/glue", "dev");
+    d.examples.resize(64);
+    train = encode_glue(t, tokenizer, 32);
+    dev = encode_glue(d, tokenizer, 32);
+  }
+};
+
+BertForSequenceClassification make_model() {
+  torch::manual_seed(3);
+  BertConfig config = testing::tiny_config();
+  config.vocab_size = 30522;
+  BertForSequenceClassification model(config, HeadConfig::classification({"0", "1"}));
+  model->bert->add_adapter("sst2", AdapterConfig::houlsby());
+  return model;
+}
+
+TrainerOptions options_for(const std::string& name) {
+  TrainerOptions o;
+  o.epochs = 2;
+  o.batch_size = 16;
+  o.lr = 5e-3;
+  o.progress = false;
+  o.output_dir =
+      ::testing::TempDir() + "adaptertune_trainer_" + name + "_" + std::to_string(::getpid());
+  remove_tree(o.output_dir);
+  return o;
+}
+
+std::map<std::string, torch::Tensor> snapshot(BertForSequenceClassification& model) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& item : model->named_parameters())
+    out[item.key()] = item.value().detach().clone();
+  return out;
+}
+
+TEST(Trainer, TrainsWritesRunFilesAndKeepsTheBestAdapterPack) {
+  Fixture f;
+  auto model = make_model();
+  TrainerOptions o = options_for("files");
+  o.eval_every = 4;
+  Trainer trainer(model, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o,
+                  f.tokenizer.pad_id());
+  TrainResult r = trainer.train();
+  EXPECT_EQ(r.steps, 12);  // 96 / 16 = 6 steps per epoch, 2 epochs
+  EXPECT_GE(r.best_step, 4);
+  EXPECT_TRUE(r.best_metrics.count("accuracy"));
+  for (const char* file : {"run.json", "metrics.jsonl", "results.json", "best/adapter_config.json",
+                           "best/adapter.safetensors", "best/model_head.safetensors"}) {
+    EXPECT_TRUE(file_exists(o.output_dir + "/" + file)) << file;
+  }
+  const std::string metrics = read_file(o.output_dir + "/metrics.jsonl");
+  EXPECT_NE(metrics.find("\"event\":\"eval\""), std::string::npos);
+  EXPECT_NE(read_file(o.output_dir + "/run.json").find("\"train_mode\": \"adapters\""),
+            std::string::npos);
+  // The pack reproduces the best dev score on a fresh copy of the base.
+  auto fresh = make_model();
+  fresh->bert->remove_adapter("sst2");
+  load_adapter_pack(fresh, o.output_dir + "/best");
+  EvalResult eval = evaluate(fresh, f.task, f.dev, 32, "cpu", "fp32", f.tokenizer.pad_id());
+  EXPECT_DOUBLE_EQ(eval.metrics.at("accuracy"), r.best_metrics.at("accuracy"));
+}
+
+TEST(Trainer, SameSeedSameResultAndResumeIsExact) {
+  Fixture f;
+  auto a = make_model();
+  Trainer(a, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), options_for("a"),
+          f.tokenizer.pad_id())
+      .train();
+  auto b = make_model();
+  Trainer(b, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), options_for("b"),
+          f.tokenizer.pad_id())
+      .train();
+  auto expected = snapshot(a);
+  for (const auto& [name, value] : snapshot(b))
+    EXPECT_TRUE(torch::equal(value, expected[name])) << name;
+
+  // Interrupted after step 3 (as Ctrl-C does), then resumed in a new model and trainer.
+  TrainerOptions o = options_for("resume");
+  o.on_step = [](int64_t step) {
+    if (step == 3) Trainer::stop_requested() = true;
+  };
+  auto c = make_model();
+  TrainResult first = Trainer(c, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o,
+                              f.tokenizer.pad_id())
+                          .train();
+  EXPECT_TRUE(first.interrupted);
+  EXPECT_EQ(first.steps, 3);
+  o.on_step = nullptr;
+  o.resume = true;
+  auto d = make_model();
+  TrainResult second = Trainer(d, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o,
+                               f.tokenizer.pad_id())
+                           .train();
+  EXPECT_FALSE(second.interrupted);
+  EXPECT_EQ(second.steps, 12);
+  for (const auto& [name, value] : snapshot(d))
+    EXPECT_TRUE(torch::equal(value, expected[name])) << name;
+}
+
+TEST(Trainer, ValidatesItsInputs) {
+  Fixture f;
+  auto model = make_model();
+  TrainerOptions o = options_for("bad");
+  o.output_dir.clear();
+  EXPECT_ERROR_CONTAINS(
+      Trainer(model, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, 0),
+      "an output directory is required");
+  EncodedDataset unlabelled = f.dev;
+  unlabelled.targets.clear();
+  EXPECT_ERROR_CONTAINS(Trainer(model, f.task, f.train, unlabelled, FreezePolicy{},
+                                std::string("sst2"), options_for("bad2"), 0),
+                        "the dev data has no labels");
+}
+
+TEST(LrSchedule, WarmupThenDecay) {
+  LrSchedule s;
+  s.peak_lr = 1.0;
+  s.warmup_steps = 4;
+  s.total_steps = 14;
+  EXPECT_DOUBLE_EQ(s.lr_at(0), 0.25);
+  EXPECT_DOUBLE_EQ(s.lr_at(3), 1.0);
+  EXPECT_DOUBLE_EQ(s.lr_at(9), 0.5);
+  EXPECT_DOUBLE_EQ(s.lr_at(14), 0.0);
+  s.kind = "cosine";
+  EXPECT_NEAR(s.lr_at(9), 0.5, 1e-12);
+  s.kind = "constant";
+  EXPECT_DOUBLE_EQ(s.lr_at(13), 1.0);
+  s.kind = "step";
+  EXPECT_ERROR_CONTAINS(s.validate(), "unknown learning-rate schedule \"step\"");
+}
+
+}  // namespace
+}  // namespace adaptertune

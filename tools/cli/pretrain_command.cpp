@@ -1,0 +1,100 @@
+// `adaptertune pretrain`: masked-LM pretraining of a BERT from a config.json on plain-text files,
+// writing a Hugging Face model directory.
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "adaptertune/bert_config.h"
+#include "adaptertune/error.h"
+#include "adaptertune/text/wordpiece.h"
+#include "adaptertune/training/pretraining.h"
+#include "commands.h"
+
+namespace adaptertune::cli {
+namespace {
+
+struct PretrainCommandOptions {
+  std::string config;
+  std::string vocab;
+  std::vector<std::string> text;
+  std::string out;
+  PretrainOptions train;
+};
+
+int run(PretrainCommandOptions& o) {
+  BertConfig config = BertConfig::from_file(o.config);
+  WordPieceTokenizer tokenizer(o.vocab);
+  std::vector<std::string> lines;
+  for (const auto& path : o.text) {
+    std::ifstream in(path);
+    if (!in) throw Error(path + ": cannot open text file");
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty()) lines.push_back(std::move(line));
+    }
+  }
+  std::cerr << "pretrain: " << lines.size() << " lines from " << o.text.size() << " file(s); "
+            << config.num_hidden_layers << " layers, hidden " << config.hidden_size << ", "
+            << o.train.steps << " steps of " << o.train.batch_size << " x " << o.train.max_length
+            << " tokens on " << o.train.device << " (" << o.train.precision << ")\n";
+  const auto start = std::chrono::steady_clock::now();
+  o.train.on_log = [&](int64_t step, double loss, double lr) {
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::fprintf(stderr, "pretrain: step %lld/%lld  mlm loss %.4f  lr %.2e  %.0f s\n",
+                 static_cast<long long>(step), static_cast<long long>(o.train.steps), loss, lr,
+                 seconds);
+  };
+  double loss = pretrain_mlm(config, lines, tokenizer, o.vocab, o.out, o.train);
+  std::printf("pretrain: wrote %s (final mlm loss %.4f)\n", o.out.c_str(), loss);
+  return 0;
+}
+
+}  // namespace
+
+Command add_pretrain_command(CLI::App& app) {
+  auto o = std::make_shared<PretrainCommandOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "pretrain", "Masked-LM pretraining of a BERT on plain text, written as a model directory");
+  cmd->add_option("--config", o->config, "Model config.json")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--vocab", o->vocab, "WordPiece vocab.txt")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--text", o->text, "Plain-text files, one sentence or paragraph per line")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--out", o->out, "Output model directory")->required();
+  cmd->add_option("--steps", o->train.steps, "Optimizer steps")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--batch-size", o->train.batch_size, "Sequences per step")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--max-length", o->train.max_length, "Tokens per packed sequence")
+      ->check(CLI::Range(3, 100000))
+      ->capture_default_str();
+  cmd->add_option("--lr", o->train.lr, "Peak learning rate")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--warmup-ratio", o->train.warmup_ratio, "Share of steps for linear warmup")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--seed", o->train.seed, "Random seed")->capture_default_str();
+  cmd->add_option("--device", o->train.device, "cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  cmd->add_option("--precision", o->train.precision, "fp32, bf16 or fp16")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
+      ->capture_default_str();
+  cmd->add_flag("--whole-word-masking", o->train.masking.whole_word_masking, "Mask whole words");
+  cmd->add_flag_function(
+      "--save-bf16", [o](int64_t) { o->train.save_dtype = c10::ScalarType::BFloat16; },
+      "Save the weights in bfloat16 (half the size; they load back as float32)");
+  cmd->add_option("--log-every", o->train.log_every, "Log every N steps")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  return [o] { return run(*o); };
+}
+
+}  // namespace adaptertune::cli
