@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # One prepared run on a lent GPU machine (see ../shared/GPU.md): build against the PyTorch-bundled
-# LibTorch with CUDA, run the test suite (CUDA cases included) and the training-step benchmark next
-# to the PyTorch-Python reference, at bert-base shape. Needs the Debian dev packages unpacked from
-# .debs/ (made here with: cd .debs && apt-get download libsentencepiece0 libsentencepiece-dev
-# libgtest-dev googletest nlohmann-json3-dev libcli11-dev libutf8proc2 libutf8proc-dev).
-# Writes logs to $OUT (or out/gpu when OUT is unset).
+# LibTorch with CUDA, then
+#   scripts/gpu_check.sh            run the test suite (CUDA cases included) and the training-step
+#                                   benchmark next to the PyTorch-Python reference, bert-base shape;
+#   scripts/gpu_check.sh results    build only the CLI and run scripts/results_table.sh on CUDA.
+# Needs the Debian dev packages unpacked from .debs/ (made here with: cd .debs && apt-get download
+# libsentencepiece0 libsentencepiece-dev libgtest-dev googletest nlohmann-json3-dev libcli11-dev
+# libutf8proc2 libutf8proc-dev). Writes logs to $OUT (or out/gpu when OUT is unset).
 set -uo pipefail
+mode=${1:-all}
 out=${OUT:-out/gpu}
 mkdir -p "$out"
 prefix=/tmp/adaptertune-deps
@@ -15,14 +18,23 @@ for f in .debs/*.deb; do dpkg -x "$f" "$prefix"; done
 export LD_LIBRARY_PATH=$prefix/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 torch_prefix=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
-python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())' | tee -a "$out/gpu.txt"
+extra=()
+[ "$mode" = results ] && extra=(-DADAPTERTUNE_BUILD_TESTS=OFF -DADAPTERTUNE_BUILD_BENCHMARKS=OFF)
 
 start=$(date +%s)
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${extra[@]}" \
   -DCMAKE_PREFIX_PATH="$torch_prefix;$prefix/usr;$prefix/usr/lib/x86_64-linux-gnu/cmake" \
   -DTORCH_CUDA_ARCH_LIST=9.0 > "$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; exit 1; }
 cmake --build "$build" -j 16 > "$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
 echo "build: $(( $(date +%s) - start )) s"
+
+if [ "$mode" = results ]; then
+  ADAPTERTUNE_CLI=$build/tools/cli/adaptertune ADAPTERTUNE_RESULTS_DIR=/tmp/results \
+    bash scripts/results_table.sh --device cuda --precision bf16 2>&1 | tee "$out/results.log"
+  cp docs/results.md "$out/results.md"
+  tar -C /tmp -czf "$out/results-runs.tgz" --exclude='checkpoints' --exclude='best' results
+  exit 0
+fi
 
 ctest --test-dir "$build" --output-on-failure -j 4 > "$out/ctest.log" 2>&1
 echo "ctest exit $?"; grep -E "tests passed|tests failed|Failed|\*\*\*" "$out/ctest.log" | head -30

@@ -19,3 +19,10 @@ cmake -S "$root/examples" -B "$build_dir/examples" -G Ninja -DCMAKE_BUILD_TYPE=R
   -DCMAKE_PREFIX_PATH="$install_dir"
 cmake --build "$build_dir/examples" -j "$(nproc)"
 "$build_dir/examples/adapter_demo" --layers 2 --hidden 64 --heads 4 --steps 2
+# The GLUE example end to end on a slice of SST-2, then classify with the adapter pack it kept.
+example_run=$build_dir/examples/run-sst2
+rm -rf "$example_run"
+"$build_dir/examples/glue_finetune" "$root/models/adaptertune-base-uncased-L4-H256" "$root/data/glue" \
+  SST-2 "$example_run" 1 256
+printf 'a gorgeous , witty , seductive movie .\nthe plot is a dull mess .\n' |
+  "$build_dir/examples/classify" "$root/models/adaptertune-base-uncased-L4-H256" "$example_run/best"

@@ -134,13 +134,7 @@ AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
   reader.finish();
   const std::string head_path = directory + "/" + kHeadConfigFile;
   if (file_exists(head_path)) {
-    detail::Json head = detail::parse_json(read_file(head_path), head_path);
-    if (!head.is_object()) throw Error(head_path + ": expected a JSON object");
-    detail::Json subset = detail::Json::object();
-    for (const char* key : {"num_labels", "id2label", "problem_type", "classifier_dropout"}) {
-      if (head.contains(key)) subset[key] = head[key];
-    }
-    info.head = HeadConfig::from_json_string(subset.dump(), head_path);
+    info.head = HeadConfig::from_model_config(read_file(head_path), head_path);
   }
   return info;
 }

@@ -162,20 +162,7 @@ BertForSequenceClassification load_bert_for_sequence_classification(
   if (head) {
     head_config = *head;
   } else {
-    // The head keys that BertConfig leaves to the loader.
-    detail::Json document = detail::parse_json(config_text, config_path);
-    detail::Json head_json = detail::Json::object();
-    for (const char* key : {"num_labels", "id2label", "problem_type", "classifier_dropout"}) {
-      if (document.contains(key)) head_json[key] = document[key];
-    }
-    if (head_json.contains("problem_type") && head_json["problem_type"].is_null()) {
-      head_json.erase("problem_type");
-    }
-    if (head_json.contains("num_labels") && head_json["num_labels"] == 1 &&
-        !head_json.contains("problem_type")) {
-      head_json["problem_type"] = "regression";  // Hugging Face infers this for one label
-    }
-    head_config = HeadConfig::from_json_string(head_json.dump(), config_path);
+    head_config = HeadConfig::from_model_config(config_text, config_path);
   }
   BertForSequenceClassification model(config, head_config);
   NamedTensors tensors = read_hf_weights(directory);

@@ -89,6 +89,19 @@ HeadConfig HeadConfig::from_json_string(const std::string& json, const std::stri
   return head;
 }
 
+HeadConfig HeadConfig::from_model_config(const std::string& json, const std::string& source) {
+  detail::Json document = detail::parse_json(json, source);
+  if (!document.is_object()) throw Error(source + ": expected a JSON object");
+  detail::Json head = detail::Json::object();
+  for (const char* key : {"num_labels", "id2label", "problem_type", "classifier_dropout"}) {
+    if (document.contains(key) && !document[key].is_null()) head[key] = document[key];
+  }
+  if (head.contains("num_labels") && head["num_labels"] == 1 && !head.contains("problem_type")) {
+    head["problem_type"] = "regression";
+  }
+  return from_json_string(head.dump(), source);
+}
+
 std::string HeadConfig::to_json_string() const {
   detail::Json j = {
       {"num_labels", num_labels},

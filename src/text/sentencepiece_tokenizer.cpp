@@ -7,6 +7,7 @@
 
 #include "adaptertune/error.h"
 #include "sentencepiece_shim.h"
+#include "special_tokens.h"
 #include "unicode.h"
 
 namespace adaptertune {
@@ -100,8 +101,7 @@ SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path,
   cls_id_ = special(options_.cls_token);
   sep_id_ = special(options_.sep_token);
   mask_id_ = special(options_.mask_token);
-  std::sort(special_tokens_.begin(), special_tokens_.end(),
-            [](const std::string& x, const std::string& y) { return x.size() > y.size(); });
+  detail::sort_longest_first(special_tokens_);
 }
 
 SentencePieceTokenizer::~SentencePieceTokenizer() = default;
@@ -138,42 +138,31 @@ std::string SentencePieceTokenizer::preprocess(const std::string& text) const {
 
 std::vector<std::string> SentencePieceTokenizer::tokenize(const std::string& text) const {
   std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t best = std::string::npos;
-    const std::string* found = nullptr;
-    for (const auto& token : special_tokens_) {
-      size_t at = text.find(token, start);
-      if (at != std::string::npos && (best == std::string::npos || at < best)) {
-        best = at;
-        found = &token;
-      }
-    }
-    const size_t end = found ? best : text.size();
-    const std::string segment = preprocess(text.substr(start, end - start));
-    if (!segment.empty()) {
-      std::vector<char> buffer(segment.size() * 8 + 64);
-      long needed = processor_->api->encode(processor_->handle, segment.data(), segment.size(),
-                                            buffer.data(), buffer.size());
-      if (needed > static_cast<long>(buffer.size())) {
-        buffer.resize(static_cast<size_t>(needed));
-        needed = processor_->api->encode(processor_->handle, segment.data(), segment.size(),
-                                         buffer.data(), buffer.size());
-      }
-      if (needed < 0) throw Error("SentencePiece could not encode the input");
-      for (size_t at = 0; at < static_cast<size_t>(needed);) {
-        std::string piece(buffer.data() + at);
-        at += piece.size() + 1;
-        // SentencePiece returns the surface text of an unknown piece; the vocabulary's name for
-        // it is the unknown token.
-        out.push_back(processor_->piece_to_id(piece) == unk_id_ ? options_.unk_token
-                                                                : std::move(piece));
-      }
-    }
-    if (!found) break;
-    out.push_back(*found);
-    start = best + found->size();
-  }
+  detail::split_on_special_tokens(
+      text, special_tokens_,
+      [&](const std::string& raw) {
+        const std::string segment = preprocess(raw);
+        if (!segment.empty()) {
+          std::vector<char> buffer(segment.size() * 8 + 64);
+          long needed = processor_->api->encode(processor_->handle, segment.data(), segment.size(),
+                                                buffer.data(), buffer.size());
+          if (needed > static_cast<long>(buffer.size())) {
+            buffer.resize(static_cast<size_t>(needed));
+            needed = processor_->api->encode(processor_->handle, segment.data(), segment.size(),
+                                             buffer.data(), buffer.size());
+          }
+          if (needed < 0) throw Error("SentencePiece could not encode the input");
+          for (size_t at = 0; at < static_cast<size_t>(needed);) {
+            std::string piece(buffer.data() + at);
+            at += piece.size() + 1;
+            // SentencePiece returns the surface text of an unknown piece; the vocabulary's name for
+            // it is the unknown token.
+            out.push_back(processor_->piece_to_id(piece) == unk_id_ ? options_.unk_token
+                                                                    : std::move(piece));
+          }
+        }
+      },
+      [&](const std::string& special) { out.push_back(special); });
   return out;
 }
 

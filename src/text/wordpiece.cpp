@@ -5,6 +5,7 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
+#include "special_tokens.h"
 #include "unicode.h"
 
 namespace adaptertune {
@@ -57,35 +58,22 @@ WordPieceTokenizer::WordPieceTokenizer(std::vector<std::string> vocabulary,
   sep_id_ = special(options_.sep_token);
   pad_id_ = special(options_.pad_token);
   mask_id_ = special(options_.mask_token);
-  // Longest first, so that a special token that is a prefix of another does not win.
-  std::sort(special_tokens_.begin(), special_tokens_.end(),
-            [](const std::string& x, const std::string& y) { return x.size() > y.size(); });
+  detail::sort_longest_first(special_tokens_);
 }
 
 std::vector<std::string> WordPieceTokenizer::tokenize(const std::string& text) const {
-  std::vector<std::string> words;
   // Special tokens written in the text are kept whole; the text around them is tokenized.
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t best = std::string::npos;
-    const std::string* found = nullptr;
-    for (const auto& token : special_tokens_) {
-      size_t at = text.find(token, start);
-      if (at != std::string::npos && (best == std::string::npos || at < best)) {
-        best = at;
-        found = &token;
-      }
-    }
-    const size_t end = found ? best : text.size();
-    std::vector<std::string> basic;
-    basic_tokenize_into(text.substr(start, end - start), basic);
-    for (const auto& word : basic) {
-      for (auto& piece : wordpiece(word)) words.push_back(std::move(piece));
-    }
-    if (!found) break;
-    words.push_back(*found);
-    start = best + found->size();
-  }
+  std::vector<std::string> words;
+  detail::split_on_special_tokens(
+      text, special_tokens_,
+      [&](const std::string& segment) {
+        std::vector<std::string> basic;
+        basic_tokenize_into(segment, basic);
+        for (const auto& word : basic) {
+          for (auto& piece : wordpiece(word)) words.push_back(std::move(piece));
+        }
+      },
+      [&](const std::string& special) { words.push_back(special); });
   return words;
 }
 

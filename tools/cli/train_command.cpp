@@ -316,6 +316,9 @@ Command add_train_command(CLI::App& app) {
                 "Continue from the run directory's newest checkpoint");
   cmd->add_flag_function(
       "--no-progress", [o](int64_t) { o->trainer.progress = false; }, "No progress output");
+  cmd->add_flag_function(
+      "--no-group-by-length", [o](int64_t) { o->trainer.group_by_length = false; },
+      "Plain shuffled batches instead of length-grouped ones");
   return [o] { return run_train(*o); };
 }
 

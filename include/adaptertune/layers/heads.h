@@ -41,6 +41,11 @@ struct HeadConfig {
   void validate() const;
   static HeadConfig from_json_string(const std::string& json,
                                      const std::string& source = "<string>");
+  /// The head described by a larger document, a Hugging Face `config.json` or an AdapterHub
+  /// `head_config.json`: its `num_labels`, `id2label`, `problem_type` and `classifier_dropout`
+  /// keys (others are ignored). As in Hugging Face, one label without a problem type means
+  /// regression; no keys at all mean two classes.
+  static HeadConfig from_model_config(const std::string& json, const std::string& source);
   std::string to_json_string() const;
   bool operator==(const HeadConfig& other) const;
 };

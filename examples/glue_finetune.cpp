@@ -1,0 +1,53 @@
+// Adapter fine-tuning on a GLUE task through the public API: load a base model directory, add
+// Houlsby adapters, read and tokenize the task, train with the Trainer, report dev metrics and
+// keep the best adapter pack.
+//
+//   glue_finetune MODEL_DIR GLUE_DIR TASK OUT_DIR [EPOCHS] [TRAIN_EXAMPLES]
+// e.g. glue_finetune models/adaptertune-base-uncased-L4-H256 data/glue SST-2 runs/sst2 1 2000
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+#include <adaptertune/adaptertune.h>
+
+namespace atune = adaptertune;
+
+int main(int argc, char** argv) {
+  if (argc < 5) {
+    std::cerr << "usage: glue_finetune MODEL_DIR GLUE_DIR TASK OUT_DIR [EPOCHS] [TRAIN_EXAMPLES]\n";
+    return 2;
+  }
+  const std::string model_dir = argv[1], glue_dir = argv[2], task_name = argv[3], out = argv[4];
+  try {
+    const atune::GlueTaskInfo& task = atune::glue_task(task_name);
+    atune::WordPieceTokenizer tokenizer(model_dir + "/vocab.txt");
+    atune::HeadConfig head = task.regression() ? atune::HeadConfig::regression()
+                                               : atune::HeadConfig::classification(task.labels);
+    atune::LoadReport report;
+    auto model = atune::load_bert_for_sequence_classification(model_dir, head, &report);
+    std::cerr << "loaded " << model_dir << ": " << report.summary() << "\n";
+    model->bert->add_adapter("task", atune::AdapterConfig::houlsby());
+
+    atune::GlueDataset train = atune::read_glue(task, glue_dir, "train");
+    if (argc > 6) train.examples.resize(std::min<size_t>(train.examples.size(), std::stoul(argv[6])));
+    atune::GlueDataset dev = atune::read_glue(task, glue_dir, "dev");
+
+    atune::FreezePolicy policy;  // adapters + LayerNorms + head
+    policy.train_pooler = true;  // the shipped base was pretrained without a pooler objective
+    atune::TrainerOptions options;
+    options.epochs = argc > 5 ? std::atoi(argv[5]) : 1;
+    options.output_dir = out;
+    atune::Trainer trainer(model, task, atune::encode_glue(train, tokenizer, 128),
+                           atune::encode_glue(dev, tokenizer, 128), policy, std::string("task"),
+                           options, tokenizer.pad_id());
+    atune::TrainResult result = trainer.train();
+    std::cout << task.name << " dev";
+    for (const auto& [metric, value] : result.best_metrics) std::cout << " " << metric << "=" << value;
+    std::cout << " (best adapter pack: " << out << "/best)\n";
+  } catch (const atune::Error& e) {
+    std::cerr << "glue_finetune: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Turns a run's metrics.jsonl into a PNG: training loss and the dev metrics over steps.
+Needs matplotlib (Debian: python3-matplotlib).
+
+    scripts/plot_metrics.py runs/sst2/metrics.jsonl [out.png]
+"""
+import json
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+if len(sys.argv) < 2:
+    sys.exit(__doc__)
+path = sys.argv[1]
+out = sys.argv[2] if len(sys.argv) > 2 else path.rsplit(".", 1)[0] + ".png"
+train_steps, train_loss, eval_steps, evals = [], [], [], {}
+with open(path) as f:
+    for n, line in enumerate(f, 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError as e:
+            sys.exit(f"{path}:{n}: not JSON: {e}")
+        if event.get("event") == "train":
+            train_steps.append(event["step"])
+            train_loss.append(event["loss"])
+        elif event.get("event") == "eval":
+            eval_steps.append(event["step"])
+            for name, value in event["metrics"].items():
+                evals.setdefault(name, []).append(value)
+if not train_steps and not eval_steps:
+    sys.exit(f"{path}: no train or eval events")
+fig, (ax_loss, ax_dev) = plt.subplots(1, 2, figsize=(11, 4))
+ax_loss.plot(train_steps, train_loss, color="tab:blue")
+ax_loss.set(title="training loss", xlabel="step", ylabel="loss")
+for name, values in evals.items():
+    if name != "combined" or len(evals) == 1:
+        ax_dev.plot(eval_steps, values, marker="o", label=name)
+ax_dev.set(title="dev metrics", xlabel="step")
+ax_dev.legend()
+fig.tight_layout()
+fig.savefig(out, dpi=100)
+print(out)

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Fine-tunes the shipped base on SST-2, MRPC, RTE, CoLA and STS-B four ways (Houlsby adapters,
+# Pfeiffer adapters, full fine-tuning, head-only) and writes the results table (dev metric,
+# trainable parameters, wall time) to docs/results.md. Anyone can rerun it:
+#   bash scripts/results_table.sh [--device cpu|cuda|auto] [--precision fp32|bf16]
+# Extra arguments go to every `adaptertune train` call. Runs land in runs/results/<task>-<mode>.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cli=${ADAPTERTUNE_CLI:-$root/build/tools/cli/adaptertune}
+model=${ADAPTERTUNE_BASE:-$root/models/adaptertune-base-uncased-L4-H256}
+runs=${ADAPTERTUNE_RESULTS_DIR:-$root/runs/results}
+tasks=${ADAPTERTUNE_RESULTS_TASKS:-"SST-2 MRPC RTE CoLA STS-B"}
+cd "$root"
+for task in $tasks; do
+  case "$task" in
+    SST-2) epochs=1 ;;
+    CoLA | STS-B) epochs=3 ;;
+    *) epochs=5 ;;
+  esac
+  for mode in houlsby pfeiffer full head; do
+    case "$mode" in
+      houlsby | pfeiffer) args=(--adapter "$mode" --train adapters --lr 1e-3) ;;
+      full) args=(--adapter none --train full --lr 1e-4) ;;
+      head) args=(--adapter none --train head --lr 1e-3) ;;
+    esac
+    out="$runs/$task-$mode"
+    rm -rf "$out"
+    echo "results_table: $task $mode ($epochs epochs)" >&2
+    "$cli" train --task "$task" --data-dir data/glue --model "$model" --epochs "$epochs" \
+      --batch-size 32 --max-length 128 --seed 42 --no-progress --out "$out" "${args[@]}" "$@" > /dev/null
+  done
+done
+python3 - "$runs" "$tasks" "$@" > docs/results.md <<'PY'
+import json, os, sys
+runs, tasks = sys.argv[1], sys.argv[2].split()
+modes = [("houlsby", "Houlsby adapters"), ("pfeiffer", "Pfeiffer adapters"), ("full", "full fine-tuning"), ("head", "head only")]
+metric_name = {"CoLA": "mcc", "STS-B": "spearmanr", "MRPC": "f1", "SST-2": "accuracy", "RTE": "accuracy"}
+first = json.load(open(os.path.join(runs, f"{tasks[0]}-{modes[0][0]}", "run.json")))
+print("# Results on the shipped base\n")
+print(f"Base: `models/adaptertune-base-uncased-L4-H256`; device {first['options']['device']}, "
+      f"precision {first['options']['precision']}, adaptertune {first['library_version']}, "
+      f"LibTorch {first['torch_version']}. Made by `bash scripts/results_table.sh {' '.join(sys.argv[3:])}`.\n")
+print("Dev-set scores (best evaluation of the run, GLUE metric x 100), trainable parameters and wall time.\n")
+print("| task | metric | " + " | ".join(m[1] for m in modes) + " |")
+print("| --- | --- |" + " --- |" * len(modes))
+rows = {}
+for task in tasks:
+    cells = []
+    for mode, _ in modes:
+        d = os.path.join(runs, f"{task}-{mode}")
+        res = json.load(open(os.path.join(d, "results.json")))
+        run = json.load(open(os.path.join(d, "run.json")))
+        p = run["parameters"]
+        score = 100 * res["best_metrics"].get(metric_name[task], float("nan"))
+        cells.append(f"{score:.1f} ({p['trainable']:,} = {100 * p['trainable'] / p['total']:.2f} %, {res['seconds']:.0f} s)")
+    print(f"| {task} | {metric_name[task]} | " + " | ".join(cells) + " |")
+PY
+cat docs/results.md
