@@ -35,7 +35,7 @@ import json, os, sys
 runs, tasks = sys.argv[1], sys.argv[2].split()
 modes = [("houlsby", "Houlsby adapters"), ("pfeiffer", "Pfeiffer adapters"), ("full", "full fine-tuning"), ("head", "head only")]
 metric_name = {"CoLA": "mcc", "STS-B": "spearmanr", "MRPC": "f1", "SST-2": "accuracy", "RTE": "accuracy"}
-first = json.load(open(os.path.join(runs, f"{tasks[0]}-{modes[0][0]}", "run.json")))
+first = json.load(open(os.path.join(runs, f"{tasks[0]}-{modes[0][0]}", "run.json")))  # the first run always exists
 print("# Results on the shipped base\n")
 print(f"Base: `models/adaptertune-base-uncased-L4-H256`; device {first['options']['device']}, "
       f"precision {first['options']['precision']}, adaptertune {first['library_version']}, "
@@ -48,6 +48,9 @@ for task in tasks:
     cells = []
     for mode, _ in modes:
         d = os.path.join(runs, f"{task}-{mode}")
+        if not os.path.exists(os.path.join(d, "results.json")):
+            cells.append("not run")
+            continue
         res = json.load(open(os.path.join(d, "results.json")))
         run = json.load(open(os.path.join(d, "run.json")))
         p = run["parameters"]
