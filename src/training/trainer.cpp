@@ -128,14 +128,15 @@ EvalResult evaluate(BertForSequenceClassification& model, const GlueTaskInfo& ta
       loss_sum +=
           model->loss(logits, batch.labels).item<double>() * static_cast<double>(rows.size());
     }
-    at::Tensor cpu = logits.cpu();
-    at::Tensor predicted = task.regression() ? cpu.squeeze(-1) : cpu.argmax(-1).to(at::kDouble);
-    predicted = predicted.to(at::kDouble);
-    for (size_t i = 0; i < rows.size(); ++i) {
-      result.predictions[rows[i]] = predicted[static_cast<int64_t>(i)].item<double>();
-      at::Tensor row = cpu[static_cast<int64_t>(i)];
-      result.logits[rows[i]] =
-          std::vector<float>(row.data_ptr<float>(), row.data_ptr<float>() + row.numel());
+    const at::Tensor cpu = logits.cpu().contiguous();
+    const at::Tensor predicted =
+        (task.regression() ? cpu.squeeze(-1) : cpu.argmax(-1)).to(at::kDouble).contiguous();
+    const double* prediction = predicted.data_ptr<double>();
+    const float* row = cpu.data_ptr<float>();
+    const auto width = static_cast<size_t>(cpu.size(1));
+    for (size_t i = 0; i < rows.size(); ++i, row += width) {
+      result.predictions[rows[i]] = prediction[i];
+      result.logits[rows[i]].assign(row, row + width);
     }
   }
   if (!data.targets.empty()) {
