@@ -5,7 +5,9 @@
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
+#include "adaptertune/io/safetensors.h"
 #include "adaptertune/text/wordpiece.h"
+#include "adaptertune/training/interrupt.h"
 #include "test_util.h"
 
 namespace adaptertune {
@@ -96,6 +98,84 @@ TEST(Pretraining, PacksSentencesAndWritesALoadableModel) {
   config.vocab_size = 100;
   EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, kVocab, dir, options),
                         "the tokenizer has 30522 tokens but the model config's vocab_size is 100");
+}
+
+TEST(Pretraining, InterruptedAndResumedRunEndsWithTheSameWeights) {
+  WordPieceTokenizer tokenizer(kVocab);
+  BertConfig config = testing::tiny_config();
+  config.vocab_size = tokenizer.vocab_size();
+  // Ten sequences in batches of four: three batches an epoch, so six steps cross two epoch ends.
+  std::vector<std::string> lines;
+  for (int i = 0; i < 10; ++i)
+    lines.push_back("the quick brown fox jumps over the lazy dog number " + std::to_string(i));
+  PretrainOptions options;
+  options.steps = 6;
+  options.batch_size = 4;
+  options.max_length = 16;
+  options.checkpoint_every = 2;
+  const std::string root =
+      ::testing::TempDir() + "adaptertune_pretrain_resume_" + std::to_string(::getpid());
+  remove_tree(root);
+
+  PretrainResult whole = pretrain_mlm(config, lines, tokenizer, kVocab, root + "/whole", options);
+  EXPECT_EQ(whole.steps, 6);
+  EXPECT_FALSE(whole.interrupted);
+  EXPECT_FALSE(file_exists(root + "/whole/checkpoints/latest")) << "removed once finished";
+
+  // Stopped at step 3 (an epoch's end), resumed and stopped at 4, resumed to the end.
+  const std::string dir = root + "/resumed";
+  std::vector<std::string> messages;
+  options.on_message = [&](const std::string& text) { messages.push_back(text); };
+  for (int64_t stop_at : {3, 4}) {
+    options.on_step = [stop_at](int64_t step) {
+      if (step == stop_at) stop_requested() = true;
+    };
+    PretrainResult part = pretrain_mlm(config, lines, tokenizer, kVocab, dir, options);
+    EXPECT_TRUE(part.interrupted);
+    EXPECT_EQ(part.steps, stop_at);
+    EXPECT_FALSE(file_exists(dir + "/model.safetensors")) << "no model from an unfinished run";
+    options.resume = true;
+  }
+  options.on_step = nullptr;
+  PretrainResult rest = pretrain_mlm(config, lines, tokenizer, kVocab, dir, options);
+  EXPECT_FALSE(rest.interrupted);
+  EXPECT_EQ(rest.steps, 6);
+  ASSERT_GE(messages.size(), 3u);
+  EXPECT_NE(messages.back().find("resumed from " + dir + "/checkpoints/checkpoint-4 at step 4"),
+            std::string::npos)
+      << messages.back();
+
+  auto expected = load_safetensors(root + "/whole/model.safetensors");
+  auto actual = load_safetensors(dir + "/model.safetensors");
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t i = 0; i < actual.size(); ++i) {
+    EXPECT_EQ(actual[i].first, expected[i].first);
+    EXPECT_TRUE(torch::equal(actual[i].second, expected[i].second)) << actual[i].first;
+  }
+}
+
+TEST(Pretraining, ResumeRefusesACheckpointOfOtherOptions) {
+  WordPieceTokenizer tokenizer(kVocab);
+  BertConfig config = testing::tiny_config();
+  config.vocab_size = tokenizer.vocab_size();
+  std::vector<std::string> lines(12, "a short line of text .");
+  PretrainOptions options;
+  options.steps = 4;
+  options.batch_size = 4;
+  options.max_length = 16;
+  options.on_step = [](int64_t step) {
+    if (step == 2) stop_requested() = true;
+  };
+  const std::string dir =
+      ::testing::TempDir() + "adaptertune_pretrain_refuse_" + std::to_string(::getpid());
+  remove_tree(dir);
+  ASSERT_TRUE(pretrain_mlm(config, lines, tokenizer, kVocab, dir, options).interrupted);
+  options.on_step = nullptr;
+  options.resume = true;
+  options.batch_size = 2;
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, kVocab, dir, options),
+                        "checkpoint-2: this checkpoint was made with other pretraining options");
+  EXPECT_TRUE(file_exists(dir + "/checkpoints/checkpoint-2/trainer_state.json"));
 }
 
 }  // namespace

@@ -100,7 +100,7 @@ TEST(Trainer, SameSeedSameResultAndResumeIsExact) {
   // Interrupted after step 3 (as Ctrl-C does), then resumed in a new model and trainer.
   TrainerOptions o = options_for("resume");
   o.on_step = [](int64_t step) {
-    if (step == 3) Trainer::stop_requested() = true;
+    if (step == 3) stop_requested() = true;
   };
   auto c = make_model();
   TrainResult first = Trainer(c, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o,

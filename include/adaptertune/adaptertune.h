@@ -29,6 +29,7 @@
 #include "adaptertune/text/wordpiece.h"
 #include "adaptertune/training/checkpoint.h"
 #include "adaptertune/training/freeze_policy.h"
+#include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/optimizer.h"
 #include "adaptertune/training/precision.h"
 #include "adaptertune/training/pretraining.h"

@@ -138,8 +138,7 @@ std::optional<std::string> CheckpointManager::latest() const {
   return std::nullopt;
 }
 
-TrainingState CheckpointManager::load(const std::string& directory, torch::nn::Module& model,
-                                      AdamW& optimizer) {
+TrainingState CheckpointManager::read_state(const std::string& directory) {
   const std::string state_path = directory + "/trainer_state.json";
   detail::Json json = detail::parse_json(read_file(state_path), state_path);
   TrainingState state;
@@ -153,6 +152,14 @@ TrainingState CheckpointManager::load(const std::string& directory, torch::nn::M
   } catch (const detail::Json::exception& e) {
     throw Error(state_path + ": " + e.what());
   }
+  return state;
+}
+
+TrainingState CheckpointManager::load(const std::string& directory, torch::nn::Module& model,
+                                      AdamW& optimizer) {
+  TrainingState state = read_state(directory);
+  const std::string state_path = directory + "/trainer_state.json";
+  detail::Json json = detail::parse_json(read_file(state_path), state_path);
 
   // Everything is read and checked before anything is changed.
   const std::string trainable_path = directory + "/trainable.safetensors";

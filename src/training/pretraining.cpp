@@ -6,13 +6,16 @@
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 #include <torch/nn/utils/clip_grad.h>
+#include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/layers/heads.h"
 #include "adaptertune/tasks/batcher.h"
+#include "adaptertune/training/checkpoint.h"
 #include "adaptertune/training/freeze_policy.h"
+#include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/optimizer.h"
 #include "adaptertune/training/precision.h"
 #include "adaptertune/training/scheduler.h"
@@ -97,14 +100,30 @@ std::vector<Encoding> pack_sentences(const std::vector<std::string>& lines,
   return out;
 }
 
-double pretrain_mlm(const BertConfig& config, const std::vector<std::string>& lines,
-                    const Tokenizer& tokenizer, const std::string& vocab_path,
-                    const std::string& output_dir, const PretrainOptions& options) {
+namespace {
+
+// What must not change between a run and its resumption, as stored in the checkpoint.
+nlohmann::json resume_fingerprint(const PretrainOptions& options, size_t sequences) {
+  return {{"steps", options.steps},
+          {"batch_size", options.batch_size},
+          {"max_length", options.max_length},
+          {"seed", options.seed},
+          {"whole_word_masking", options.masking.whole_word_masking},
+          {"mask_probability", options.masking.mask_probability},
+          {"packed_sequences", sequences}};
+}
+
+}  // namespace
+
+PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::string>& lines,
+                            const Tokenizer& tokenizer, const std::string& vocab_path,
+                            const std::string& output_dir, const PretrainOptions& options) {
   if (tokenizer.vocab_size() != config.vocab_size) {
     throw Error("pretrain: the tokenizer has " + std::to_string(tokenizer.vocab_size()) +
                 " tokens but the model config's vocab_size is " +
                 std::to_string(config.vocab_size));
   }
+  if (options.checkpoint_every < 0) throw Error("pretrain: checkpoint_every must be >= 0");
   EncodedDataset data;
   data.encodings = pack_sentences(lines, tokenizer, options.max_length);
   if (data.encodings.empty()) throw Error("pretrain: the text holds no tokens");
@@ -130,15 +149,50 @@ double pretrain_mlm(const BertConfig& config, const std::vector<std::string>& li
   batching.pad_id = tokenizer.pad_id();
   Batcher batcher(data, batching);
 
-  double window_loss = 0, last_average = 0;
-  int64_t window = 0, step = 0;
-  for (int64_t epoch = 0; step < options.steps; ++epoch) {
-    for (const auto& rows : batcher.epoch_order(epoch)) {
-      if (step >= options.steps) break;
-      Batch batch = batcher.make_batch(rows);
+  const bool own_checkpoint_dir = options.checkpoint_dir.empty();
+  const std::string checkpoint_dir =
+      own_checkpoint_dir ? output_dir + "/checkpoints" : options.checkpoint_dir;
+  CheckpointManager checkpoints(checkpoint_dir, options.keep_checkpoints);
+  const nlohmann::json fingerprint = resume_fingerprint(options, data.encodings.size());
+  TrainingState state;
+  state.data_seed = options.seed;
+  state.extra_json = fingerprint.dump();
+  auto message = [&](const std::string& text) {
+    if (options.on_message) options.on_message(text);
+  };
+  if (options.resume) {
+    if (auto latest = checkpoints.latest()) {
+      // Check before loading, so that a refused checkpoint leaves the fresh model untouched.
+      const auto saved = nlohmann::json::parse(CheckpointManager::read_state(*latest).extra_json);
+      if (saved != fingerprint) {
+        throw Error(*latest +
+                    ": this checkpoint was made with other pretraining options or text (" +
+                    saved.dump() + "); this run has " + fingerprint.dump());
+      }
+      state = CheckpointManager::load(*latest, *model, optimizer);
+      message("pretrain: resumed from " + *latest + " at step " +
+              std::to_string(state.global_step));
+    } else {
+      message("pretrain: resume asked for but no checkpoint in " + checkpoint_dir +
+              "; starting fresh");
+    }
+  }
+
+  stop_requested() = false;
+  PretrainResult result;
+  double window_loss = 0;
+  int64_t window = 0;
+  for (int64_t epoch = state.epoch; state.global_step < options.steps && !result.interrupted;
+       ++epoch) {
+    const auto order = batcher.epoch_order(epoch);
+    for (auto b = static_cast<size_t>(state.batch_in_epoch); b < order.size(); ++b) {
+      if (state.global_step >= options.steps) break;
+      Batch batch = batcher.make_batch(order[b]);
       auto [masked, labels] = mask_for_mlm(batch.input_ids, tokenizer, options.masking);
+      state.epoch = epoch;
+      state.batch_in_epoch = static_cast<int64_t>(b) + 1;
       if ((labels != -100).sum().item<int64_t>() == 0) continue;
-      optimizer.set_lr(schedule.lr_at(step));
+      optimizer.set_lr(schedule.lr_at(state.global_step));
       optimizer.zero_grad();
       torch::Tensor loss;
       {
@@ -152,23 +206,44 @@ double pretrain_mlm(const BertConfig& config, const std::vector<std::string>& li
       optimizer.step();
       window_loss += loss.item<double>();
       ++window;
-      ++step;
-      if (options.on_log && (step % options.log_every == 0 || step == options.steps)) {
-        last_average = window_loss / static_cast<double>(window);
-        options.on_log(step, last_average, optimizer.lr());
+      ++state.global_step;
+      const int64_t step = state.global_step;
+      if (options.on_step) options.on_step(step);
+      if (window > 0 && (step % options.log_every == 0 || step == options.steps)) {
+        result.final_loss = window_loss / static_cast<double>(window);
+        if (options.on_log) options.on_log(step, result.final_loss, optimizer.lr());
         window_loss = 0;
         window = 0;
       }
+      const bool interrupted = stop_requested().load();
+      if (interrupted || (options.checkpoint_every > 0 && step % options.checkpoint_every == 0 &&
+                          step < options.steps)) {
+        const std::string saved = checkpoints.save(*model, optimizer, state);
+        if (interrupted) {
+          message("pretrain: interrupted; checkpoint saved in " + saved +
+                  " (continue with --resume)");
+          result.interrupted = true;
+          break;
+        }
+      }
+    }
+    if (!result.interrupted && state.global_step < options.steps) {
+      state.epoch = epoch + 1;
+      state.batch_in_epoch = 0;
     }
   }
-  if (window > 0) last_average = window_loss / static_cast<double>(window);
+  if (window > 0) result.final_loss = window_loss / static_cast<double>(window);
+  result.steps = state.global_step;
+  if (result.interrupted) return result;
   model->to(c10::Device(c10::kCPU));
   save_pretrained(*model->bert, output_dir, options.save_dtype);
   write_file_atomic(output_dir + "/vocab.txt", read_file(vocab_path));
   write_file_atomic(output_dir + "/tokenizer_config.json",
                     std::string("{\n  \"do_lower_case\": true,\n  \"model_max_length\": ") +
                         std::to_string(config.max_position_embeddings) + "\n}\n");
-  return last_average;
+  // A finished run has nothing to resume; keep the model directory clean.
+  if (own_checkpoint_dir) remove_tree(checkpoint_dir);
+  return result;
 }
 
 }  // namespace adaptertune

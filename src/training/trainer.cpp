@@ -95,11 +95,6 @@ std::string metrics_text(const std::map<std::string, double>& metrics) {
 
 }  // namespace
 
-std::atomic<bool>& Trainer::stop_requested() {
-  static std::atomic<bool> flag{false};
-  return flag;
-}
-
 EvalResult evaluate(BertForSequenceClassification& model, const GlueTaskInfo& task,
                     const EncodedDataset& data, int64_t batch_size, const std::string& device_name,
                     const std::string& precision_name, int64_t pad_id) {
@@ -331,7 +326,7 @@ TrainResult Trainer::train() {
            evals_without_improvement >= options_.early_stopping_patience;
   };
 
-  Trainer::stop_requested() = false;
+  stop_requested() = false;
   auto trainable = trainable_parameters(*model_);
   double window_loss = 0;
   int64_t window_batches = 0, window_examples = 0;
@@ -402,7 +397,7 @@ TrainResult Trainer::train() {
         }
         save_checkpoint();
       }
-      if (Trainer::stop_requested()) {
+      if (stop_requested()) {
         save_checkpoint();
         result.interrupted = true;
         progress.message("train: interrupted; checkpoint saved at step " +

@@ -11,6 +11,7 @@
 #include "adaptertune/bert_config.h"
 #include "adaptertune/error.h"
 #include "adaptertune/text/wordpiece.h"
+#include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/pretraining.h"
 #include "commands.h"
 
@@ -48,8 +49,14 @@ int run(PretrainCommandOptions& o) {
                  static_cast<long long>(step), static_cast<long long>(o.train.steps), loss, lr,
                  seconds);
   };
-  double loss = pretrain_mlm(config, lines, tokenizer, o.vocab, o.out, o.train);
-  std::printf("pretrain: wrote %s (final mlm loss %.4f)\n", o.out.c_str(), loss);
+  o.train.on_message = [](const std::string& text) { std::fprintf(stderr, "%s\n", text.c_str()); };
+  PretrainResult result;
+  {
+    StopOnInterrupt ctrl_c;
+    result = pretrain_mlm(config, lines, tokenizer, o.vocab, o.out, o.train);
+  }
+  if (result.interrupted) return 130;
+  std::printf("pretrain: wrote %s (final mlm loss %.4f)\n", o.out.c_str(), result.final_loss);
   return 0;
 }
 
@@ -94,6 +101,17 @@ Command add_pretrain_command(CLI::App& app) {
   cmd->add_option("--log-every", o->train.log_every, "Log every N steps")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_option("--checkpoint-every", o->train.checkpoint_every,
+                  "Save a checkpoint every N steps (0: only on Ctrl-C)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--keep-checkpoints", o->train.keep_checkpoints, "Checkpoints kept on disk")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--checkpoint-dir", o->train.checkpoint_dir,
+                  "Checkpoint directory (default: OUT/checkpoints, removed when the run finishes)");
+  cmd->add_flag("--resume", o->train.resume,
+                "Continue from the newest checkpoint (same text and options)");
   return [o] { return run(*o); };
 }
 

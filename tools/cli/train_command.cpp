@@ -1,6 +1,5 @@
 // `adaptertune train`, `eval` and `predict`: fine-tuning on a GLUE task and using the result.
 
-#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -47,10 +46,6 @@ GlueDataset subsample(GlueDataset data, int64_t n) {
   return data;
 }
 
-void on_sigint(int) {
-  Trainer::stop_requested() = true;
-}
-
 int run_train(TrainCommandOptions o) {
   const GlueTaskInfo& task = glue_task(o.task);
   o.trainer.device = resolve_device(o.trainer.device);
@@ -87,11 +82,13 @@ int run_train(TrainCommandOptions o) {
                task.name.c_str(), train.encodings.size(), dev.encodings.size(), o.adapter.c_str(),
                policy.name().c_str(), policy.train_pooler ? " + pooler" : "",
                o.trainer.device.c_str(), o.trainer.precision.c_str());
-  std::signal(SIGINT, on_sigint);
-  Trainer trainer(model, task, std::move(train), std::move(dev), policy, adapter_name, o.trainer,
-                  tokenizer->pad_id());
-  TrainResult result = trainer.train();
-  std::signal(SIGINT, SIG_DFL);
+  TrainResult result;
+  {
+    StopOnInterrupt ctrl_c;
+    Trainer trainer(model, task, std::move(train), std::move(dev), policy, adapter_name, o.trainer,
+                    tokenizer->pad_id());
+    result = trainer.train();
+  }
   nlohmann::ordered_json out = {
       {"task", task.name},          {"best_step", result.best_step},
       {"dev", result.best_metrics}, {"best_model", o.trainer.output_dir + "/best"},

@@ -48,6 +48,9 @@ class CheckpointManager {
   /// The newest complete checkpoint's directory, if any.
   std::optional<std::string> latest() const;
 
+  /// Reads only the TrainingState of the checkpoint in `directory` (to check it before loading).
+  static TrainingState read_state(const std::string& directory);
+
   /// Restores `model`'s trainable parameters, `optimizer`'s state and the RNGs from `directory`
   /// and returns the TrainingState. Throws Error (naming file and tensor) when the checkpoint does
   /// not fit the model or optimizer; nothing is changed then.

@@ -52,13 +52,37 @@ struct PretrainOptions {
   /// Called every `log_every` steps with (step, loss averaged since the last call, lr).
   int64_t log_every = 50;
   std::function<void(int64_t, double, double)> on_log;
+  /// Called with notes for the user (resumed from …, checkpoint saved at …).
+  std::function<void(const std::string&)> on_message;
+  /// Called after every optimizer step with the step number (custom logging, tests).
+  std::function<void(int64_t)> on_step;
+
+  /// Save a checkpoint every N optimizer steps (0: only when interrupted).
+  int64_t checkpoint_every = 500;
+  /// Complete checkpoints kept on disk.
+  int keep_checkpoints = 1;
+  /// Where checkpoints go; empty means `<output_dir>/checkpoints`, which is removed once the
+  /// finished model is written (a directory given here is left as it is).
+  std::string checkpoint_dir;
+  /// Continue from the newest checkpoint, if there is one (same text, config and options).
+  bool resume = false;
+};
+
+/// What pretrain_mlm() did.
+struct PretrainResult {
+  /// Loss averaged over the steps since the last log line (the last window).
+  double final_loss = 0;
+  int64_t steps = 0;
+  /// stop_requested() was seen: a checkpoint was saved and no model was written.
+  bool interrupted = false;
 };
 
 /// Pretrains a BERT of `config` on `lines` and writes a Hugging Face model directory to
 /// `output_dir` (config.json, model.safetensors) with `vocab_path` copied in as vocab.txt and a
-/// tokenizer_config.json. Returns the final average loss.
-double pretrain_mlm(const BertConfig& config, const std::vector<std::string>& lines,
-                    const Tokenizer& tokenizer, const std::string& vocab_path,
-                    const std::string& output_dir, const PretrainOptions& options);
+/// tokenizer_config.json. Checkpoints (model, AdamW moments, RNG states, data position) make a
+/// resumed run end with the same weights as an uninterrupted one on CPU.
+PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::string>& lines,
+                            const Tokenizer& tokenizer, const std::string& vocab_path,
+                            const std::string& output_dir, const PretrainOptions& options);
 
 }  // namespace adaptertune

@@ -2,7 +2,6 @@
 /// @file trainer.h
 /// Fine-tuning a BertForSequenceClassification on a GLUE task.
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -14,6 +13,7 @@
 #include "adaptertune/tasks/batcher.h"
 #include "adaptertune/tasks/glue.h"
 #include "adaptertune/training/freeze_policy.h"
+#include "adaptertune/training/interrupt.h"
 
 namespace adaptertune {
 
@@ -80,17 +80,14 @@ struct TrainResult {
 /// Fine-tunes with AdamW (no weight decay on biases and LayerNorms), a warmup + decay schedule,
 /// gradient clipping and accumulation, evaluation on dev, the best model kept by the task's main
 /// metric (as an adapter pack when an adapter trains, else as a full model directory), early
-/// stopping, crash-safe checkpoints and exact resume, and Ctrl-C handling (SIGINT saves a
-/// checkpoint and returns with `interrupted`).
+/// stopping, crash-safe checkpoints and exact resume, and Ctrl-C handling (stop_requested(), set
+/// by StopOnInterrupt on SIGINT, saves a checkpoint and returns with `interrupted`).
 class Trainer {
  public:
   Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task, EncodedDataset train,
           EncodedDataset dev, FreezePolicy policy, std::optional<std::string> adapter_name,
           TrainerOptions options, int64_t pad_id);
   TrainResult train();
-
-  /// Set from a signal handler (or another thread) to stop at the next step boundary.
-  static std::atomic<bool>& stop_requested();
 
  private:
   BertForSequenceClassification& model_;

@@ -1,0 +1,28 @@
+#pragma once
+/// @file interrupt.h
+/// Stopping a training loop cleanly from Ctrl-C (or another thread).
+
+#include <atomic>
+
+namespace adaptertune {
+
+/// The process-wide request to stop at the next optimizer-step boundary. Trainer::train() and
+/// pretrain_mlm() clear it when they start, check it after every step, and on seeing it save a
+/// checkpoint and return with `interrupted` set. Setting it is async-signal-safe.
+std::atomic<bool>& stop_requested();
+
+/// While alive, SIGINT (Ctrl-C) sets stop_requested() instead of ending the process, so that the
+/// run in progress can save a checkpoint; a second Ctrl-C ends the process as usual. The previous
+/// handler is restored on destruction.
+class StopOnInterrupt {
+ public:
+  StopOnInterrupt();
+  ~StopOnInterrupt();
+  StopOnInterrupt(const StopOnInterrupt&) = delete;
+  StopOnInterrupt& operator=(const StopOnInterrupt&) = delete;
+
+ private:
+  void (*previous_)(int);
+};
+
+}  // namespace adaptertune
