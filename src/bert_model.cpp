@@ -10,6 +10,7 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/runtime.h"
+#include "adaptertune/training/precision.h"
 #include "shape_check.h"
 
 namespace adaptertune {
@@ -83,7 +84,10 @@ BertModelOutput BertModelImpl::forward(const torch::Tensor& input_ids,
   torch::Tensor additive_mask;
   if (attention_mask.defined()) {
     detail::check_same_shape(attention_mask, input_ids, "attention_mask", "input_ids");
-    additive_mask = make_additive_attention_mask(attention_mask, hidden.scalar_type());
+    // Built once in the dtype attention scores will have, so that no layer casts it again and
+    // fp16 gets fp16's lowest value rather than float's, which would overflow to -inf.
+    additive_mask = make_additive_attention_mask(
+        attention_mask, matmul_dtype(hidden.device(), hidden.scalar_type()));
   }
   BertModelOutput out;
   out.last_hidden_state = encoder(hidden, additive_mask);

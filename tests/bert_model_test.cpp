@@ -1,4 +1,5 @@
 #include "adaptertune/bert_model.h"
+#include "adaptertune/training/precision.h"
 
 #include <set>
 
@@ -112,6 +113,25 @@ TEST_P(BertModelTest, PaddingDoesNotChangeUnpaddedOutputs) {
       max_abs_diff(alone.last_hidden_state, padded.last_hidden_state.index({Slice(), Slice(0, 5)})),
       1e-5);
   EXPECT_LT(max_abs_diff(alone.pooler_output, padded.pooler_output), 1e-5);
+}
+
+TEST_P(BertModelTest, MaskedOutRowsStayFiniteUnderAutocast) {
+  // An all-padding row masks every key. With the mask built as float's lowest value and cast to
+  // bf16/fp16 it became -inf and the softmax NaN; built in the compute dtype it stays finite (and,
+  // as in Hugging Face, such a row attends uniformly).
+  BertModel model(tiny_config());
+  model->to(device());
+  model->eval();
+  torch::NoGradGuard no_grad;
+  std::vector<Precision> precisions = {Precision::kBFloat16};
+  if (device().is_cuda()) precisions.push_back(Precision::kFloat16);
+  for (Precision precision : precisions) {
+    AutocastGuard autocast(device(), precision);
+    auto out = model(ids({{1, 5, 7, 9, 2}, {1, 5, 0, 0, 0}}, device()),
+                     ids({{1, 1, 1, 1, 1}, {0, 0, 0, 0, 0}}, device()));
+    EXPECT_TRUE(torch::isfinite(out.last_hidden_state).all().item<bool>())
+        << precision_name(precision);
+  }
 }
 
 TEST_P(BertModelTest, BadInputsGetClearErrors) {

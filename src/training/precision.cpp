@@ -47,6 +47,11 @@ at::ScalarType autocast_dtype(bool cuda) {
 
 }  // namespace
 
+c10::ScalarType matmul_dtype(c10::Device device, c10::ScalarType tensor_dtype) {
+  if (!device.is_cuda() && !device.is_cpu()) return tensor_dtype;
+  return autocast_enabled(device.is_cuda()) ? autocast_dtype(device.is_cuda()) : tensor_dtype;
+}
+
 Precision parse_precision(const std::string& name) {
   if (name == "fp32" || name == "float32") return Precision::kFloat32;
   if (name == "bf16" || name == "bfloat16") return Precision::kBFloat16;

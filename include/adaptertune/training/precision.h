@@ -5,6 +5,7 @@
 #include <string>
 
 #include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
 
 namespace adaptertune {
 
@@ -16,6 +17,10 @@ enum class Precision { kFloat32, kBFloat16, kFloat16 };
 /// "fp32", "bf16" or "fp16" (also "float32", "bfloat16", "float16"); throws Error otherwise.
 Precision parse_precision(const std::string& name);
 std::string precision_name(Precision precision);
+
+/// The dtype that matrix products on `device` run in at this moment: autocast's dtype while an
+/// AutocastGuard (or Python-style autocast) is active for that device type, else `tensor_dtype`.
+c10::ScalarType matmul_dtype(c10::Device device, c10::ScalarType tensor_dtype);
 
 /// Turns autocast on for `device`'s type with `precision`'s dtype while it lives (nothing for
 /// kFloat32), and restores the previous state afterwards. Wrap the forward pass and the loss;
