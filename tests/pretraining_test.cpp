@@ -175,6 +175,10 @@ TEST(Pretraining, ResumeRefusesACheckpointOfOtherOptions) {
   options.batch_size = 2;
   EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, kVocab, dir, options),
                         "checkpoint-2: this checkpoint was made with other pretraining options");
+  options.batch_size = 4;
+  lines.back() = "a short line of other text .";  // same amount of text, other words
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, kVocab, dir, options),
+                        "\"text_sha256\"");
   EXPECT_TRUE(file_exists(dir + "/checkpoints/checkpoint-2/trainer_state.json"));
 }
 

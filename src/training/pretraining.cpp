@@ -19,6 +19,7 @@
 #include "adaptertune/training/optimizer.h"
 #include "adaptertune/training/precision.h"
 #include "adaptertune/training/scheduler.h"
+#include "sha256.h"
 
 namespace adaptertune {
 
@@ -102,15 +103,24 @@ std::vector<Encoding> pack_sentences(const std::vector<std::string>& lines,
 
 namespace {
 
-// What must not change between a run and its resumption, as stored in the checkpoint.
-nlohmann::json resume_fingerprint(const PretrainOptions& options, size_t sequences) {
+// What must not change between a run and its resumption, as stored in the checkpoint: the
+// options that shape the data order and schedule, and a hash of the packed token ids.
+nlohmann::json resume_fingerprint(const PretrainOptions& options,
+                                  const std::vector<Encoding>& sequences) {
+  detail::Sha256 text;
+  for (const auto& e : sequences) {
+    const auto count = static_cast<int64_t>(e.input_ids.size());
+    text.update(&count, sizeof count);
+    text.update(e.input_ids.data(), e.input_ids.size() * sizeof(e.input_ids[0]));
+  }
   return {{"steps", options.steps},
           {"batch_size", options.batch_size},
           {"max_length", options.max_length},
           {"seed", options.seed},
           {"whole_word_masking", options.masking.whole_word_masking},
           {"mask_probability", options.masking.mask_probability},
-          {"packed_sequences", sequences}};
+          {"packed_sequences", sequences.size()},
+          {"text_sha256", text.hex_digest()}};
 }
 
 }  // namespace
@@ -153,7 +163,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   const std::string checkpoint_dir =
       own_checkpoint_dir ? output_dir + "/checkpoints" : options.checkpoint_dir;
   CheckpointManager checkpoints(checkpoint_dir, options.keep_checkpoints);
-  const nlohmann::json fingerprint = resume_fingerprint(options, data.encodings.size());
+  const nlohmann::json fingerprint = resume_fingerprint(options, data.encodings);
   TrainingState state;
   state.data_seed = options.seed;
   state.extra_json = fingerprint.dump();
