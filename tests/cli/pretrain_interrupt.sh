@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Ctrl-C during `adaptertune pretrain` saves a checkpoint and exits with 130; `--resume` finishes
+# the run from it. Usage: pretrain_interrupt.sh ADAPTERTUNE VOCAB WORK_DIR
+set -euo pipefail
+cli=$1 vocab=$2 work=$3
+rm -rf "$work"
+mkdir -p "$work"
+cat >"$work/config.json" <<'JSON'
+{"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+ "max_position_embeddings": 32, "vocab_size": 30522}
+JSON
+for i in $(seq 1 200); do echo "line $i of a small corpus for the interrupt test ."; done >"$work/text.txt"
+args=(pretrain --config "$work/config.json" --vocab "$vocab" --text "$work/text.txt"
+  --out "$work/model" --steps 100 --batch-size 8 --max-length 32 --log-every 1
+  --checkpoint-every 0)
+
+"$cli" "${args[@]}" 2>"$work/first.log" &
+pid=$!
+# Interrupt once training is under way (a logged step), not while the process is starting.
+for _ in $(seq 1 600); do
+  grep -q "pretrain: step 2/" "$work/first.log" && break
+  sleep 0.05
+done
+kill -INT "$pid"
+status=0
+wait "$pid" || status=$?
+cat "$work/first.log" >&2
+if [ "$status" -ne 130 ]; then
+  echo "FAIL: the interrupted run exited with $status, expected 130" >&2
+  exit 1
+fi
+grep -q "interrupted; checkpoint saved in $work/model/checkpoints/checkpoint-" "$work/first.log" ||
+  { echo "FAIL: no checkpoint message" >&2; exit 1; }
+[ ! -e "$work/model/model.safetensors" ] || { echo "FAIL: an unfinished run wrote a model" >&2; exit 1; }
+
+"$cli" "${args[@]}" --resume 2>"$work/second.log" >"$work/second.out"
+cat "$work/second.log" >&2
+grep -q "pretrain: resumed from $work/model/checkpoints/checkpoint-" "$work/second.log" ||
+  { echo "FAIL: the second run did not resume" >&2; exit 1; }
+grep -q "pretrain: step 100/100" "$work/second.log" || { echo "FAIL: did not finish" >&2; exit 1; }
+[ -e "$work/model/model.safetensors" ] || { echo "FAIL: no model written" >&2; exit 1; }
+[ ! -e "$work/model/checkpoints" ] || { echo "FAIL: checkpoints left in the model" >&2; exit 1; }
+echo "PASS"
