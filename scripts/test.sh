@@ -12,7 +12,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build_dir=${ADAPTERTUNE_BUILD_DIR:-$root/build}
 install_dir=${ADAPTERTUNE_INSTALL_DIR:-$root/out/install}
 # The Python reference (Debian python3-torch) is installed by setup.sh: its tests must not skip.
-ADAPTERTUNE_REQUIRE_REFERENCE=1 ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)" -LE heavy
+# Tests run in parallel, so their OpenMP threads share the cores: short spinning (see README,
+# "Sharing cores") keeps them from waiting on each other.
+GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-1000} ADAPTERTUNE_REQUIRE_REFERENCE=1 ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)" -LE heavy
 
 echo "test.sh: building examples/ against the installed package"
 cmake -S "$root/examples" -B "$build_dir/examples" -G Ninja -DCMAKE_BUILD_TYPE=Release \
