@@ -24,13 +24,15 @@ int main(int argc, char** argv) {
     atune::WordPieceTokenizer tokenizer(model_dir + "/vocab.txt");
     atune::HeadConfig head = task.regression() ? atune::HeadConfig::regression()
                                                : atune::HeadConfig::classification(task.labels);
+    atune::set_seed(42);  // the head and adapters start the same every run
     atune::LoadReport report;
     auto model = atune::load_bert_for_sequence_classification(model_dir, head, &report);
     std::cerr << "loaded " << model_dir << ": " << report.summary() << "\n";
     model->bert->add_adapter("task", atune::AdapterConfig::houlsby());
 
     atune::GlueDataset train = atune::read_glue(task, glue_dir, "train");
-    if (argc > 6) train.examples.resize(std::min<size_t>(train.examples.size(), std::stoul(argv[6])));
+    if (argc > 6)
+      train.examples.resize(std::min<size_t>(train.examples.size(), std::stoul(argv[6])));
     atune::GlueDataset dev = atune::read_glue(task, glue_dir, "dev");
 
     atune::FreezePolicy policy;  // adapters + LayerNorms + head
@@ -43,7 +45,8 @@ int main(int argc, char** argv) {
                            options, tokenizer.pad_id());
     atune::TrainResult result = trainer.train();
     std::cout << task.name << " dev";
-    for (const auto& [metric, value] : result.best_metrics) std::cout << " " << metric << "=" << value;
+    for (const auto& [metric, value] : result.best_metrics)
+      std::cout << " " << metric << "=" << value;
     std::cout << " (best adapter pack: " << out << "/best)\n";
   } catch (const atune::Error& e) {
     std::cerr << "glue_finetune: " << e.what() << "\n";

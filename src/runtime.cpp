@@ -9,6 +9,7 @@
 #include <thread>
 
 #include <ATen/Parallel.h>
+#include <torch/utils.h>
 
 #include "adaptertune/error.h"
 #include "adaptertune/version.h"
@@ -58,6 +59,10 @@ void ensure_default_threads() {
   std::call_once(once, [] {
     if (!user_chose_threads) at::set_num_threads(default_num_threads());
   });
+}
+
+void set_seed(uint64_t seed) {
+  torch::manual_seed(seed);
 }
 
 }  // namespace adaptertune

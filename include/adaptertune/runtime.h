@@ -1,8 +1,15 @@
 #pragma once
 /// @file runtime.h
-/// Process-wide runtime settings: how many CPU threads LibTorch uses.
+/// Process-wide runtime settings: how many CPU threads LibTorch uses, and its random seed.
+
+#include <cstdint>
 
 namespace adaptertune {
+
+/// Seeds LibTorch's CPU and CUDA generators. LibTorch seeds them from the OS at start-up, so
+/// without this every process initialises new modules (adapters, heads, a missing pooler)
+/// differently; call it before building or extending a model for results that repeat run to run.
+void set_seed(uint64_t seed);
 
 /// Sets LibTorch's intra-op thread count and records that the caller chose it, so that the
 /// library's default (all cores) no longer applies. `num_threads` must be positive.

@@ -11,6 +11,7 @@
 #include "adaptertune/io/atomic_file.h"
 
 #include "adaptertune/error.h"
+#include "adaptertune/runtime.h"
 #include "adaptertune/version.h"
 #include "commands.h"
 
@@ -83,6 +84,10 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  // LibTorch seeds its generators from the OS; a fixed seed makes whatever a command initialises
+  // (a head or pooler that a checkpoint does not hold) the same every run. train and pretrain
+  // reseed with their --seed.
+  adaptertune::set_seed(0);
   try {
     if (app.got_subcommand("params")) return run_params();
     if (app.got_subcommand("tokenize")) return run_tokenize();

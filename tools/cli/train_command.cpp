@@ -13,6 +13,7 @@
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
+#include "adaptertune/runtime.h"
 #include "adaptertune/tasks/batcher.h"
 #include "adaptertune/tasks/glue.h"
 #include "adaptertune/training/trainer.h"
@@ -49,6 +50,8 @@ GlueDataset subsample(GlueDataset data, int64_t n) {
 int run_train(TrainCommandOptions o) {
   const GlueTaskInfo& task = glue_task(o.task);
   o.trainer.device = resolve_device(o.trainer.device);
+  // Before the model: the head, the adapters and a missing pooler are initialised from it.
+  set_seed(o.trainer.seed);
   auto tokenizer = tokenizer_for_model(o.model);
   LoadReport report;
   BertForSequenceClassification model =

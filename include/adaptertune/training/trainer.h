@@ -80,7 +80,9 @@ struct TrainResult {
 /// Fine-tunes with AdamW (no weight decay on biases and LayerNorms), a warmup + decay schedule,
 /// gradient clipping and accumulation, evaluation on dev, the best model kept by the task's main
 /// metric (as an adapter pack when an adapter trains, else as a full model directory), early
-/// stopping, crash-safe checkpoints and exact resume, and Ctrl-C handling (stop_requested(), set
+/// stopping, crash-safe checkpoints and exact resume (train() seeds LibTorch with `seed` for
+/// dropout and data order; call set_seed() before building the model and adding adapters so
+/// that their initialisation repeats too), and Ctrl-C handling (stop_requested(), set
 /// by StopOnInterrupt on SIGINT, saves a checkpoint and returns with `interrupted`).
 class Trainer {
  public:

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The same `adaptertune train` command run twice in separate processes gives the same losses and
+# dev metrics to the last digit on CPU (the model's new parts are initialised from --seed, not from
+# LibTorch's OS-seeded default). Usage: train_repeats.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
+set -euo pipefail
+cli=$1 project=$2 work=$3
+rm -rf "$work"
+mkdir -p "$work"
+for run in a b; do
+  "$cli" train --task SST-2 --data-dir "$project/data/glue" \
+    --model "$project/models/adaptertune-base-uncased-L4-H256" --adapter houlsby \
+    --train-examples 64 --batch-size 16 --max-steps 4 --eval-every 2 --log-every 1 \
+    --no-progress --out "$work/$run" >/dev/null 2>"$work/$run.log"
+  # Everything but timings.
+  sed -E 's/"(elapsed_s|examples_per_s)":[^,}]*//g' "$work/$run/metrics.jsonl" >"$work/$run.events"
+done
+if ! cmp -s "$work/a.events" "$work/b.events"; then
+  echo "FAIL: two runs of the same command differ:" >&2
+  diff "$work/a.events" "$work/b.events" >&2 || true
+  exit 1
+fi
+grep -q '"event":"eval"' "$work/a.events" || { echo "FAIL: no evaluation logged" >&2; exit 1; }
+echo "PASS"
