@@ -138,9 +138,9 @@ std::optional<std::string> CheckpointManager::latest() const {
   return std::nullopt;
 }
 
-TrainingState CheckpointManager::read_state(const std::string& directory) {
-  const std::string state_path = directory + "/trainer_state.json";
-  detail::Json json = detail::parse_json(read_file(state_path), state_path);
+namespace {
+
+TrainingState state_from_json(const detail::Json& json, const std::string& state_path) {
   TrainingState state;
   try {
     state.global_step = json.at("global_step").get<int64_t>();
@@ -155,11 +155,18 @@ TrainingState CheckpointManager::read_state(const std::string& directory) {
   return state;
 }
 
+}  // namespace
+
+TrainingState CheckpointManager::read_state(const std::string& directory) {
+  const std::string state_path = directory + "/trainer_state.json";
+  return state_from_json(detail::parse_json(read_file(state_path), state_path), state_path);
+}
+
 TrainingState CheckpointManager::load(const std::string& directory, torch::nn::Module& model,
                                       AdamW& optimizer) {
-  TrainingState state = read_state(directory);
   const std::string state_path = directory + "/trainer_state.json";
-  detail::Json json = detail::parse_json(read_file(state_path), state_path);
+  const detail::Json json = detail::parse_json(read_file(state_path), state_path);
+  TrainingState state = state_from_json(json, state_path);
 
   // Everything is read and checked before anything is changed.
   const std::string trainable_path = directory + "/trainable.safetensors";
