@@ -150,6 +150,13 @@ TEST(LrSchedule, WarmupThenDecay) {
   EXPECT_DOUBLE_EQ(s.lr_at(13), 1.0);
   s.kind = "step";
   EXPECT_ERROR_CONTAINS(s.validate(), "unknown learning-rate schedule \"step\"");
+
+  // The warmup share rounds to the nearest step: 0.29 x 100 is 28.999... in binary.
+  EXPECT_EQ(LrSchedule::with_warmup_ratio("linear", 1e-3, 100, 0.29).warmup_steps, 29);
+  EXPECT_EQ(LrSchedule::with_warmup_ratio("cosine", 1e-3, 2000, 0.06).warmup_steps, 120);
+  EXPECT_ERROR_CONTAINS(LrSchedule::with_warmup_ratio("linear", 1e-3, 10, 1.5),
+                        "warmup ratio must be in [0, 1], got 1.5");
+  EXPECT_ERROR_CONTAINS(LrSchedule::with_warmup_ratio("linear", 1e-3, 0, 0.1), "total_steps >= 1");
 }
 
 }  // namespace

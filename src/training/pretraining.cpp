@@ -147,12 +147,8 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   AdamWOptions adamw;
   adamw.lr = options.lr;
   AdamW optimizer(weight_decay_groups(*model, options.weight_decay), adamw);
-  LrSchedule schedule;
-  schedule.peak_lr = options.lr;
-  schedule.total_steps = options.steps;
-  schedule.warmup_steps =
-      static_cast<int64_t>(options.warmup_ratio * static_cast<double>(options.steps));
-  schedule.validate();
+  const LrSchedule schedule =
+      LrSchedule::with_warmup_ratio("linear", options.lr, options.steps, options.warmup_ratio);
   BatcherOptions batching;
   batching.batch_size = options.batch_size;
   batching.seed = options.seed;
@@ -189,6 +185,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   }
 
   stop_requested() = false;
+  const auto trainable = trainable_parameters(*model);
   PretrainResult result;
   double window_loss = 0;
   int64_t window = 0;
@@ -212,7 +209,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
             batch.attention_mask.defined() ? batch.attention_mask.to(device) : torch::Tensor());
       }
       loss.backward();
-      torch::nn::utils::clip_grad_norm_(trainable_parameters(*model), 1.0);
+      torch::nn::utils::clip_grad_norm_(trainable, 1.0);
       optimizer.step();
       window_loss += loss.item<double>();
       ++window;

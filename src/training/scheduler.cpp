@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "adaptertune/error.h"
 
@@ -16,6 +17,21 @@ void LrSchedule::validate() const {
   if (warmup_steps < 0 || total_steps < 1) {
     throw Error("schedule needs warmup_steps >= 0 and total_steps >= 1");
   }
+}
+
+LrSchedule LrSchedule::with_warmup_ratio(std::string kind, double peak_lr, int64_t total_steps,
+                                         double warmup_ratio) {
+  if (!(warmup_ratio >= 0 && warmup_ratio <= 1)) {
+    throw Error("warmup ratio must be in [0, 1], got " + std::to_string(warmup_ratio));
+  }
+  LrSchedule schedule;
+  schedule.kind = std::move(kind);
+  schedule.peak_lr = peak_lr;
+  schedule.total_steps = total_steps;
+  schedule.warmup_steps =
+      static_cast<int64_t>(std::round(warmup_ratio * static_cast<double>(total_steps)));
+  schedule.validate();
+  return schedule;
 }
 
 double LrSchedule::lr_at(int64_t step) const {

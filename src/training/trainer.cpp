@@ -190,13 +190,8 @@ TrainResult Trainer::train() {
   int64_t total_steps = steps_per_epoch * options_.epochs;
   if (options_.max_steps > 0) total_steps = options_.max_steps;
   const int64_t epochs = (total_steps + steps_per_epoch - 1) / steps_per_epoch;
-  LrSchedule schedule;
-  schedule.kind = options_.schedule;
-  schedule.peak_lr = options_.lr;
-  schedule.total_steps = total_steps;
-  schedule.warmup_steps =
-      static_cast<int64_t>(std::round(options_.warmup_ratio * static_cast<double>(total_steps)));
-  schedule.validate();
+  const LrSchedule schedule = LrSchedule::with_warmup_ratio(options_.schedule, options_.lr,
+                                                            total_steps, options_.warmup_ratio);
 
   CheckpointManager checkpoints(options_.output_dir + "/checkpoints", options_.keep_checkpoints);
   TrainingState state;

@@ -15,6 +15,11 @@ struct LrSchedule {
   int64_t warmup_steps = 0;
   int64_t total_steps = 1;
 
+  /// A validated schedule whose warmup is `warmup_ratio` of `total_steps`, rounded to the nearest
+  /// step (so that 0.29 x 100 is 29 steps, not the 28 that truncating 28.999… would give).
+  static LrSchedule with_warmup_ratio(std::string kind, double peak_lr, int64_t total_steps,
+                                      double warmup_ratio);
+
   /// Learning rate for optimizer step `step` (0-based).
   double lr_at(int64_t step) const;
   /// Checks kind and step counts; throws Error naming the bad value.
