@@ -71,6 +71,30 @@ TEST(WordPiece, CasedMatchesHuggingFace) {
   expect_matches_reference(tokenizer, "bert-base-cased", {}, {13});
 }
 
+// Python's word splitting (str.split(): U+2028/U+2029 separate words; the C0/C1 separators are
+// category Cc and cleaning drops them first) and lower-casing (str.lower(): final sigma, U+0130),
+// against a standard-library transcription of the Python BertTokenizer
+// (tests/python/bert_basic_tokenizer.py), since `transformers` cannot be installed here.
+TEST(WordPiece, SplitsAndLowerCasesAsPython) {
+  const auto cases = read_json(kPython + "tokenizer_python_rules_cases.json");
+  const auto expected = read_json(kPython + "tokenizer_python_rules_expected.json")["results"];
+  WordPieceTokenizer uncased(kVocab + "bert-base-uncased-vocab.txt");
+  WordPieceOptions cased_options;
+  cased_options.lowercase = false;
+  WordPieceTokenizer cased(kVocab + "bert-base-cased-vocab.txt", cased_options);
+  for (const auto& [name, tokenizer] :
+       {std::pair<std::string, const Tokenizer*>{"bert-base-uncased", &uncased},
+        std::pair<std::string, const Tokenizer*>{"bert-base-cased", &cased}}) {
+    ASSERT_EQ(cases.size(), expected[name].size());
+    for (size_t i = 0; i < cases.size(); ++i) {
+      Encoding e = tokenizer->encode(cases[i]["text"].get<std::string>());
+      EXPECT_EQ(e.tokens, expected[name][i]["tokens"].get<std::vector<std::string>>())
+          << name << " case " << i << " (" << cases[i]["why"].get<std::string>() << ")";
+      EXPECT_EQ(e.input_ids, expected[name][i]["input_ids"].get<std::vector<int64_t>>());
+    }
+  }
+}
+
 // Cases worked out by hand from the algorithm, with the ids read off vocab.txt (id = line - 1).
 TEST(WordPiece, HandDerivedCases) {
   WordPieceTokenizer uncased(kVocab + "bert-base-uncased-vocab.txt");

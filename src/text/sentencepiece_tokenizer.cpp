@@ -110,7 +110,7 @@ std::string SentencePieceTokenizer::preprocess(const std::string& text) const {
   std::u32string collapsed;
   for (char32_t c : detail::utf8_decode(text, "tokenizer input")) {
     if (c == 0) continue;
-    const bool space = detail::is_whitespace(c);
+    const bool space = detail::is_python_space(c);  // " ".join(text.split()), as in Python
     if (space && (collapsed.empty() || collapsed.back() == U' ')) continue;
     collapsed.push_back(space ? U' ' : c);
   }
@@ -129,9 +129,7 @@ std::string SentencePieceTokenizer::preprocess(const std::string& text) const {
     out = detail::utf8_encode(stripped);
   }
   if (options_.lowercase) {
-    std::u32string lower = detail::utf8_decode(out, "tokenizer input");
-    for (char32_t& c : lower) c = detail::to_lower(c);
-    out = detail::utf8_encode(lower);
+    out = detail::utf8_encode(detail::python_lower(detail::utf8_decode(out, "tokenizer input")));
   }
   return out;
 }

@@ -123,4 +123,87 @@ std::string strip_accents(const std::string& text) {
   return utf8_encode(out);
 }
 
+
+bool is_python_space(char32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
+         c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+namespace {
+
+// Unicode's Case_Ignorable: categories Mn, Me, Cf, Lm, Sk, and Word_Break MidLetter, MidNumLet
+// or Single_Quote. Checked against CPython's str.lower() for every code point
+// (tests/python/check_python_lower.py).
+bool is_case_ignorable(char32_t c) {
+  switch (c) {
+    case 0x27: case 0x2E: case 0x3A: case 0xB7: case 0x387: case 0x55F: case 0x5F4:
+    case 0x2018: case 0x2019: case 0x2024: case 0x2027: case 0xFE13: case 0xFE52: case 0xFE55:
+    case 0xFF07: case 0xFF0E: case 0xFF1A:
+      return true;
+    default:
+      break;
+  }
+  switch (utf8proc_category(static_cast<utf8proc_int32_t>(c))) {
+    case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_CF:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_SK:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Unicode's Cased: Lu, Ll, Lt, and the Other_Lowercase / Other_Uppercase characters outside the
+// case-ignorable categories (ordinal indicators, Roman numerals, circled and squared letters).
+bool is_cased(char32_t c) {
+  static const char32_t kOtherCased[][2] = {{0x00AA, 0x00AA},   {0x00BA, 0x00BA},
+                                            {0x2160, 0x217F},   {0x24B6, 0x24E9},
+                                            {0x1F130, 0x1F149}, {0x1F150, 0x1F169},
+                                            {0x1F170, 0x1F189}};
+  for (const auto& range : kOtherCased) {
+    if (c >= range[0] && c <= range[1]) return true;
+  }
+  switch (utf8proc_category(static_cast<utf8proc_int32_t>(c))) {
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// CPython's rule: final when \p{cased} \p{case-ignorable}* U+03A3 and not followed by
+// \p{case-ignorable}* \p{cased}.
+bool is_final_sigma(const std::u32string& text, size_t at) {
+  size_t j = at;
+  while (j > 0 && is_case_ignorable(text[j - 1])) --j;
+  if (j == 0 || !is_cased(text[j - 1])) return false;
+  size_t k = at + 1;
+  while (k < text.size() && is_case_ignorable(text[k])) ++k;
+  return k == text.size() || !is_cased(text[k]);
+}
+
+}  // namespace
+
+std::u32string python_lower(const std::u32string& text) {
+  std::u32string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char32_t c = text[i];
+    if (c == 0x130) {
+      // The one unconditional multi-character lower-case mapping (SpecialCasing.txt).
+      out += U"i\u0307";
+    } else if (c == 0x3A3) {
+      out.push_back(is_final_sigma(text, i) ? 0x3C2 : 0x3C3);
+    } else {
+      out.push_back(to_lower(c));
+    }
+  }
+  return out;
+}
+
 }  // namespace adaptertune::detail

@@ -22,6 +22,15 @@ bool is_combining_mark(char32_t c);  // category Mn
 bool is_cjk(char32_t c);             // CJK Unified Ideographs blocks, as in BERT
 char32_t to_lower(char32_t c);
 
+/// Python's `str.isspace()`: what `str.split()` splits on (\t-\r, U+001C-U+001F, space, U+0085,
+/// U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000).
+bool is_python_space(char32_t c);
+
+/// Python's `str.lower()` of a whole string: full case mapping (U+0130 becomes "i" + U+0307) and
+/// the Final_Sigma context rule (a capital sigma after a cased letter and not before one becomes
+/// final sigma U+03C2, else U+03C3), so that tokenizers lower-case as the Python reference does.
+std::u32string python_lower(const std::u32string& text);
+
 /// Removes the combining marks (Mn) after NFD: "café" → "cafe".
 std::string strip_accents(const std::string& text);
 

@@ -23,10 +23,11 @@ std::vector<std::string> read_vocabulary(const std::string& path) {
   return tokens;
 }
 
+// Python's str.split(): after cleaning, U+2028 and U+2029 still separate words.
 void split_on_whitespace(const std::u32string& text, std::vector<std::u32string>& out) {
   std::u32string current;
   for (char32_t c : text) {
-    if (c == U' ') {
+    if (detail::is_python_space(c)) {
       if (!current.empty()) out.push_back(std::move(current));
       current.clear();
     } else {
@@ -104,9 +105,9 @@ void WordPieceTokenizer::basic_tokenize_into(const std::string& text,
   split_on_whitespace(normalized, raw_words);
   const bool strip = options_.strip_accents.value_or(options_.lowercase);
   for (std::u32string word : raw_words) {
-    if (options_.lowercase) {
-      for (char32_t& c : word) c = detail::to_lower(c);
-    }
+    // Per whitespace-separated word, as the reference does: the final-sigma rule looks at the
+    // word's own letters only.
+    if (options_.lowercase) word = detail::python_lower(word);
     if (strip) {
       word =
           detail::utf8_decode(detail::strip_accents(detail::utf8_encode(word)), "tokenizer input");
