@@ -10,6 +10,17 @@
 namespace adaptertune {
 namespace {
 
+// Python's float floor division `a // b` for positive operands (CPython's float_divmod), which
+// AdapterHub uses for the bottleneck, `int(hidden_size // reduction_factor)`. It differs from
+// floor(a / b) when a / b rounds up to a whole number: 64 // 6.4 is 9.0 while 64 / 6.4 is 10.0.
+double python_floor_division(double a, double b) {
+  const double mod = std::fmod(a, b);
+  const double div = (a - mod) / b;
+  double floor_div = std::floor(div);
+  if (div - floor_div > 0.5) floor_div += 1.0;
+  return floor_div;
+}
+
 const char* init_name(AdapterInit init) {
   switch (init) {
     case AdapterInit::kHoulsby:
@@ -83,14 +94,31 @@ AdapterConfig AdapterConfig::preset(const std::string& name) {
 }
 
 int64_t AdapterConfig::bottleneck_size(int64_t hidden_size) const {
-  int64_t size = adapter_size
-                     ? *adapter_size
-                     : static_cast<int64_t>(static_cast<double>(hidden_size) / reduction_factor);
+  int64_t size = adapter_size ? *adapter_size
+                              : static_cast<int64_t>(python_floor_division(
+                                    static_cast<double>(hidden_size), reduction_factor));
   if (size < 1) {
     throw Error("AdapterConfig: bottleneck size for hidden_size " + std::to_string(hidden_size) +
                 " is " + std::to_string(size) + "; it must be at least 1");
   }
   return size;
+}
+
+double AdapterConfig::reduction_factor_for(int64_t hidden_size, int64_t bottleneck) {
+  if (hidden_size < 1 || bottleneck < 1) {
+    throw Error("AdapterConfig: no reduction factor for hidden size " +
+                std::to_string(hidden_size) + " and bottleneck " + std::to_string(bottleneck));
+  }
+  const auto hidden = static_cast<double>(hidden_size);
+  double factor = hidden / static_cast<double>(bottleneck);
+  // hidden / m can land one ulp too high for `//` (64 / 10 = 6.4, but 64 // 6.4 = 9.0): step
+  // down until the division gives m back. One step suffices for every width tried up to 5120.
+  for (int step = 0; step < 8 && python_floor_division(hidden, factor) !=
+                                     static_cast<double>(bottleneck);
+       ++step) {
+    factor = std::nextafter(factor, 0.0);
+  }
+  return factor;
 }
 
 void AdapterConfig::validate() const {

@@ -9,8 +9,9 @@
 #include <torch/nn/modules/normalization.h>
 
 #include "adaptertune/error.h"
+#include "adaptertune/parameter_names.h"
 #include "adaptertune/runtime.h"
-#include "adaptertune/training/precision.h"
+#include "adaptertune/precision.h"
 #include "shape_check.h"
 
 namespace adaptertune {
@@ -61,8 +62,7 @@ void init_bert_weights(torch::nn::Module& module, double std) {
   init_one(module);
   for (const auto& item : module.named_modules("", /*include_self=*/false)) {
     // Adapters keep the init their config asks for.
-    const std::string& name = item.key();
-    if (name.rfind("adapters.", 0) == 0 || name.find(".adapters.") != std::string::npos) continue;
+    if (is_adapter_parameter(item.key() + ".")) continue;
     init_one(*item.value());
   }
 }

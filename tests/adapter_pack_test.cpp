@@ -3,11 +3,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
+#include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/safetensors.h"
+#include "adaptertune/training/freeze_policy.h"
+#include "json_util.h"
 #include "test_util.h"
 
 namespace adaptertune {
@@ -113,7 +117,8 @@ TEST(AdapterPack, LoadAsAnotherNameAndWithoutHeadOrLayerNorms) {
   const std::string dir = fresh_dir("options");
   AdapterPackOptions options;
   options.include_head = false;
-  options.policy = FreezePolicy::from_name("adapters-head");
+  // Trained AdapterHub's way: the LayerNorms stayed frozen, so the pack leaves them out.
+  apply_freeze_policy(*trained, FreezePolicy::from_name("adapters-head"));
   save_adapter_pack(trained, "sst2", dir, options);
   EXPECT_FALSE(file_exists(dir + "/head_config.json"));
   EXPECT_FALSE(SafetensorsFile(dir + "/adapter.safetensors")
@@ -127,6 +132,86 @@ TEST(AdapterPack, LoadAsAnotherNameAndWithoutHeadOrLayerNorms) {
   EXPECT_TRUE(
       torch::equal(params["bert.encoder.layer.0.output.adapters.sentiment.adapter_up.weight"],
                    trained_params["bert.encoder.layer.0.output.adapters.sst2.adapter_up.weight"]));
+}
+
+// The README's route on a base whose checkpoint has no pooler (as the shipped base): the pooler
+// is initialised at random on every load, so the pack must carry it to reproduce its logits.
+TEST(AdapterPack, CarriesAPoolerTheBaseCheckpointLacks) {
+  const std::string base_dir = fresh_dir("poolerless_base");
+  torch::manual_seed(5);
+  save_pretrained(*BertModel(testing::tiny_config(), /*add_pooling_layer=*/false), base_dir);
+
+  torch::manual_seed(6);
+  auto trained = load_bert_for_sequence_classification(base_dir, sentiment());
+  EXPECT_FALSE(trained->bert->pooler_pretrained());
+  trained->bert->add_adapter("sst2", AdapterConfig::houlsby());
+  apply_freeze_policy(*trained, FreezePolicy{});  // the default: the pooler stays frozen
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : trainable_parameters(*trained)) p.add_(torch::randn_like(p) * 0.1);
+  }
+  const std::string dir = fresh_dir("poolerless_pack");
+  save_adapter_pack(trained, "sst2", dir);
+  EXPECT_TRUE(SafetensorsFile(dir + "/adapter.safetensors").contains("bert.pooler.dense.weight"));
+
+  torch::manual_seed(7);  // another random pooler
+  auto loaded = load_bert_for_sequence_classification(base_dir, sentiment());
+  AdapterPackLoad load = load_adapter_pack(loaded, dir);
+  EXPECT_TRUE(load.warnings.empty()) << load.warnings.front();
+  EXPECT_TRUE(load.info.pooler);
+  EXPECT_TRUE(torch::equal(logits(loaded), logits(trained)));
+}
+
+// Python's float floor division, as AdapterHub rebuilds the bottleneck: int(hidden // factor).
+int64_t adapterhub_bottleneck(int64_t hidden, double factor) {
+  const double h = static_cast<double>(hidden);
+  const double mod = std::fmod(h, factor);
+  const double div = (h - mod) / factor;
+  double floor_div = std::floor(div);
+  if (div - floor_div > 0.5) floor_div += 1.0;
+  return static_cast<int64_t>(floor_div);
+}
+
+TEST(AdapterPack, WritesTheReductionFactorAdapterHubRebuildsTheSizeFrom) {
+  torch::manual_seed(11);
+  BertForSequenceClassification model(testing::tiny_config(), sentiment());  // hidden 32
+  AdapterConfig config = AdapterConfig::houlsby();
+  config.adapter_size = 10;  // 32 / 10 = 3.2, but 32 // 3.2 is 9 in Python
+  model->bert->add_adapter("sst2", config);
+  const std::string dir = fresh_dir("reduction");
+  save_adapter_pack(model, "sst2", dir);
+  const auto json = detail::parse_json(read_file(dir + "/adapter_config.json"), "pack");
+  const double factor = json["config"]["reduction_factor"].get<double>();
+  EXPECT_EQ(adapterhub_bottleneck(32, factor), 10) << "reduction_factor " << factor;
+  EXPECT_EQ(adapterhub_bottleneck(32, 3.2), 9);  // the naive factor would be wrong
+  EXPECT_EQ(json["config"]["adapter_size"].get<int64_t>(), 10);
+  // Every bottleneck of bert-base and bert-large widths survives the round trip.
+  for (int64_t hidden : {768, 1024}) {
+    for (int64_t m = 1; m <= hidden; ++m) {
+      ASSERT_EQ(adapterhub_bottleneck(hidden, AdapterConfig::reduction_factor_for(hidden, m)), m)
+          << hidden << " / " << m;
+    }
+  }
+  AdapterConfig by_factor = AdapterConfig::houlsby();
+  by_factor.reduction_factor = 3.2;
+  EXPECT_EQ(by_factor.bottleneck_size(32), 9);  // as AdapterHub computes it
+}
+
+TEST(AdapterPack, RecordsTheLengthAndPrecisionItWasTrainedWith) {
+  auto trained = trained_model("sst2");
+  const std::string dir = fresh_dir("settings");
+  AdapterPackOptions options;
+  options.max_length = 64;
+  options.precision = Precision::kBFloat16;
+  save_adapter_pack(trained, "sst2", dir, options);
+  AdapterPackInfo info = read_adapter_pack_info(dir);
+  EXPECT_EQ(info.max_length, 64);
+  ASSERT_TRUE(info.precision.has_value());
+  EXPECT_EQ(*info.precision, Precision::kBFloat16);
+  const std::string plain = fresh_dir("settings_none");
+  save_adapter_pack(trained, "sst2", plain);
+  EXPECT_EQ(read_adapter_pack_info(plain).max_length, 0);
+  EXPECT_FALSE(read_adapter_pack_info(plain).precision.has_value());
 }
 
 TEST(AdapterPack, BadPacksFailCleanlyAndLeaveTheModelUnchanged) {

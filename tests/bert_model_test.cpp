@@ -1,10 +1,10 @@
 #include "adaptertune/bert_model.h"
-#include "adaptertune/training/precision.h"
+#include "adaptertune/precision.h"
 
 #include <set>
 
 #include "adaptertune/error.h"
-#include "adaptertune/layers/heads.h"
+#include "adaptertune/bert_for_sequence_classification.h"
 #include "test_util.h"
 
 namespace adaptertune {

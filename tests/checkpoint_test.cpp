@@ -10,7 +10,7 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
-#include "adaptertune/layers/heads.h"
+#include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/training/freeze_policy.h"
 #include "test_util.h"
 

@@ -3,7 +3,7 @@
 #include <map>
 
 #include "adaptertune/error.h"
-#include "adaptertune/layers/heads.h"
+#include "adaptertune/bert_for_sequence_classification.h"
 #include "test_util.h"
 
 namespace adaptertune {

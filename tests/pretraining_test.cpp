@@ -87,7 +87,7 @@ TEST(Pretraining, PacksSentencesAndWritesALoadableModel) {
       ::testing::TempDir() + "adaptertune_pretrain_" + std::to_string(::getpid());
   remove_tree(dir);
   std::vector<std::string> lines(40, "the quick brown fox jumps over the lazy dog .");
-  pretrain_mlm(config, lines, tokenizer, kVocab, dir, options);
+  pretrain_mlm(config, lines, tokenizer, dir, options);
   EXPECT_EQ(logged, 3);
   for (const char* f : {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"}) {
     EXPECT_TRUE(file_exists(dir + "/" + f)) << f;
@@ -96,7 +96,7 @@ TEST(Pretraining, PacksSentencesAndWritesALoadableModel) {
   load_bert_model(dir, &report);
   EXPECT_EQ(report.missing, (std::vector<std::string>{"pooler.dense.weight", "pooler.dense.bias"}));
   config.vocab_size = 100;
-  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, kVocab, dir, options),
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options),
                         "the tokenizer has 30522 tokens but the model config's vocab_size is 100");
 }
 
@@ -117,7 +117,7 @@ TEST(Pretraining, InterruptedAndResumedRunEndsWithTheSameWeights) {
       ::testing::TempDir() + "adaptertune_pretrain_resume_" + std::to_string(::getpid());
   remove_tree(root);
 
-  PretrainResult whole = pretrain_mlm(config, lines, tokenizer, kVocab, root + "/whole", options);
+  PretrainResult whole = pretrain_mlm(config, lines, tokenizer, root + "/whole", options);
   EXPECT_EQ(whole.steps, 6);
   EXPECT_FALSE(whole.interrupted);
   EXPECT_FALSE(file_exists(root + "/whole/checkpoints/latest")) << "removed once finished";
@@ -130,14 +130,14 @@ TEST(Pretraining, InterruptedAndResumedRunEndsWithTheSameWeights) {
     options.on_step = [stop_at](int64_t step) {
       if (step == stop_at) stop_requested() = true;
     };
-    PretrainResult part = pretrain_mlm(config, lines, tokenizer, kVocab, dir, options);
+    PretrainResult part = pretrain_mlm(config, lines, tokenizer, dir, options);
     EXPECT_TRUE(part.interrupted);
     EXPECT_EQ(part.steps, stop_at);
     EXPECT_FALSE(file_exists(dir + "/model.safetensors")) << "no model from an unfinished run";
     options.resume = true;
   }
   options.on_step = nullptr;
-  PretrainResult rest = pretrain_mlm(config, lines, tokenizer, kVocab, dir, options);
+  PretrainResult rest = pretrain_mlm(config, lines, tokenizer, dir, options);
   EXPECT_FALSE(rest.interrupted);
   EXPECT_EQ(rest.steps, 6);
   ASSERT_GE(messages.size(), 3u);
@@ -169,15 +169,15 @@ TEST(Pretraining, ResumeRefusesACheckpointOfOtherOptions) {
   const std::string dir =
       ::testing::TempDir() + "adaptertune_pretrain_refuse_" + std::to_string(::getpid());
   remove_tree(dir);
-  ASSERT_TRUE(pretrain_mlm(config, lines, tokenizer, kVocab, dir, options).interrupted);
+  ASSERT_TRUE(pretrain_mlm(config, lines, tokenizer, dir, options).interrupted);
   options.on_step = nullptr;
   options.resume = true;
   options.batch_size = 2;
-  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, kVocab, dir, options),
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options),
                         "checkpoint-2: this checkpoint was made with other pretraining options");
   options.batch_size = 4;
   lines.back() = "a short line of other text .";  // same amount of text, other words
-  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, kVocab, dir, options),
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options),
                         "\"text_sha256\"");
   EXPECT_TRUE(file_exists(dir + "/checkpoints/checkpoint-2/trainer_state.json"));
 }

@@ -5,6 +5,8 @@
 #include "adaptertune/error.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
+#include "adaptertune/io/hf_checkpoint.h"
+#include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/text/wordpiece.h"
 #include "adaptertune/training/scheduler.h"
 #include "test_util.h"
@@ -62,7 +64,7 @@ TEST(Trainer, TrainsWritesRunFilesAndKeepsTheBestAdapterPack) {
   TrainerOptions o = options_for("files");
   o.eval_every = 4;
   Trainer trainer(model, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o,
-                  f.tokenizer.pad_id());
+                  f.tokenizer);
   TrainResult r = trainer.train();
   EXPECT_EQ(r.steps, 12);  // 96 / 16 = 6 steps per epoch, 2 epochs
   EXPECT_GE(r.best_step, 4);
@@ -79,7 +81,8 @@ TEST(Trainer, TrainsWritesRunFilesAndKeepsTheBestAdapterPack) {
   auto fresh = make_model();
   fresh->bert->remove_adapter("sst2");
   load_adapter_pack(fresh, o.output_dir + "/best");
-  EvalResult eval = evaluate(fresh, f.task, f.dev, 32, "cpu", "fp32", f.tokenizer.pad_id());
+  EvalResult eval =
+      evaluate(fresh, f.task, f.dev, 32, torch::kCPU, Precision::kFloat32, f.tokenizer.pad_id());
   EXPECT_DOUBLE_EQ(eval.metrics.at("accuracy"), r.best_metrics.at("accuracy"));
 }
 
@@ -87,11 +90,14 @@ TEST(Trainer, SameSeedSameResultAndResumeIsExact) {
   Fixture f;
   auto a = make_model();
   Trainer(a, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), options_for("a"),
-          f.tokenizer.pad_id())
+          f.tokenizer)
       .train();
   auto b = make_model();
+  // The global generator is elsewhere now: only a Trainer that seeds it itself gives b the same
+  // dropout masks as a.
+  torch::manual_seed(987654321);
   Trainer(b, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), options_for("b"),
-          f.tokenizer.pad_id())
+          f.tokenizer)
       .train();
   auto expected = snapshot(a);
   for (const auto& [name, value] : snapshot(b))
@@ -104,7 +110,7 @@ TEST(Trainer, SameSeedSameResultAndResumeIsExact) {
   };
   auto c = make_model();
   TrainResult first = Trainer(c, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o,
-                              f.tokenizer.pad_id())
+                              f.tokenizer)
                           .train();
   EXPECT_TRUE(first.interrupted);
   EXPECT_EQ(first.steps, 3);
@@ -112,12 +118,65 @@ TEST(Trainer, SameSeedSameResultAndResumeIsExact) {
   o.resume = true;
   auto d = make_model();
   TrainResult second = Trainer(d, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o,
-                               f.tokenizer.pad_id())
+                               f.tokenizer)
                            .train();
   EXPECT_FALSE(second.interrupted);
   EXPECT_EQ(second.steps, 12);
   for (const auto& [name, value] : snapshot(d))
     EXPECT_TRUE(torch::equal(value, expected[name])) << name;
+}
+
+// A run without an adapter keeps a model directory that works on its own: it carries the
+// tokenizer, so `eval --model runs/x/best` needs nothing else.
+TEST(Trainer, FullFineTuningKeepsAModelDirectoryWithItsTokenizer) {
+  Fixture f;
+  auto model = make_model();
+  model->bert->remove_adapter("sst2");
+  TrainerOptions o = options_for("full");
+  o.epochs = 1;
+  o.max_length = 32;
+  TrainResult r = Trainer(model, f.task, f.train, f.dev, FreezePolicy::from_name("full"),
+                          std::nullopt, o, f.tokenizer)
+                      .train();
+  ASSERT_TRUE(r.best_model.has_value());
+  for (const char* file : {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"}) {
+    EXPECT_TRUE(file_exists(*r.best_model + "/" + file)) << file;
+  }
+  auto tokenizer = load_tokenizer(*r.best_model);
+  EXPECT_TRUE(tokenizer->lowercase());
+  EXPECT_EQ(tokenizer->encode("a gorgeous movie").input_ids,
+            f.tokenizer.encode("a gorgeous movie").input_ids);
+  auto reloaded = load_bert_for_sequence_classification(*r.best_model);
+  EvalResult eval =
+      evaluate(reloaded, f.task, f.dev, 32, torch::kCPU, Precision::kFloat32, tokenizer->pad_id());
+  EXPECT_DOUBLE_EQ(eval.metrics.at("accuracy"), r.best_metrics.at("accuracy"));
+}
+
+// Full or head-only training would freeze the adapter and save a model directory, which holds no
+// adapters: the trained model would lose them. The Trainer refuses instead.
+TEST(Trainer, RefusesToTrainAroundAnAdapterItCannotKeep) {
+  Fixture f;
+  auto model = make_model();
+  for (const char* mode : {"full", "head"}) {
+    EXPECT_ERROR_CONTAINS(Trainer(model, f.task, f.train, f.dev, FreezePolicy::from_name(mode),
+                                  std::string("sst2"), options_for("refuse"), f.tokenizer),
+                          "cannot hold adapters");
+  }
+}
+
+TEST(Trainer, ReportsNoBestModelWhenNoneWasWritten) {
+  Fixture f;
+  auto model = make_model();
+  TrainerOptions o = options_for("nobest");
+  o.on_step = [](int64_t step) {
+    if (step == 1) stop_requested() = true;
+  };
+  TrainResult r =
+      Trainer(model, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+          .train();
+  EXPECT_TRUE(r.interrupted);
+  EXPECT_FALSE(r.best_model.has_value());
+  EXPECT_FALSE(file_exists(o.output_dir + "/best/adapter_config.json"));
 }
 
 TEST(Trainer, ValidatesItsInputs) {
@@ -126,12 +185,12 @@ TEST(Trainer, ValidatesItsInputs) {
   TrainerOptions o = options_for("bad");
   o.output_dir.clear();
   EXPECT_ERROR_CONTAINS(
-      Trainer(model, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, 0),
+      Trainer(model, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer),
       "an output directory is required");
   EncodedDataset unlabelled = f.dev;
   unlabelled.targets.clear();
   EXPECT_ERROR_CONTAINS(Trainer(model, f.task, f.train, unlabelled, FreezePolicy{},
-                                std::string("sst2"), options_for("bad2"), 0),
+                                std::string("sst2"), options_for("bad2"), f.tokenizer),
                         "the dev data has no labels");
 }
 
@@ -144,19 +203,19 @@ TEST(LrSchedule, WarmupThenDecay) {
   EXPECT_DOUBLE_EQ(s.lr_at(3), 1.0);
   EXPECT_DOUBLE_EQ(s.lr_at(9), 0.5);
   EXPECT_DOUBLE_EQ(s.lr_at(14), 0.0);
-  s.kind = "cosine";
+  s.kind = ScheduleKind::kCosine;
   EXPECT_NEAR(s.lr_at(9), 0.5, 1e-12);
-  s.kind = "constant";
+  s.kind = ScheduleKind::kConstant;
   EXPECT_DOUBLE_EQ(s.lr_at(13), 1.0);
-  s.kind = "step";
-  EXPECT_ERROR_CONTAINS(s.validate(), "unknown learning-rate schedule \"step\"");
+  EXPECT_ERROR_CONTAINS(parse_schedule("step"), "unknown learning-rate schedule \"step\"");
+  EXPECT_EQ(parse_schedule(schedule_name(ScheduleKind::kCosine)), ScheduleKind::kCosine);
 
   // The warmup share rounds to the nearest step: 0.29 x 100 is 28.999... in binary.
-  EXPECT_EQ(LrSchedule::with_warmup_ratio("linear", 1e-3, 100, 0.29).warmup_steps, 29);
-  EXPECT_EQ(LrSchedule::with_warmup_ratio("cosine", 1e-3, 2000, 0.06).warmup_steps, 120);
-  EXPECT_ERROR_CONTAINS(LrSchedule::with_warmup_ratio("linear", 1e-3, 10, 1.5),
+  EXPECT_EQ(LrSchedule::with_warmup_ratio(ScheduleKind::kLinear, 1e-3, 100, 0.29).warmup_steps, 29);
+  EXPECT_EQ(LrSchedule::with_warmup_ratio(ScheduleKind::kCosine, 1e-3, 2000, 0.06).warmup_steps, 120);
+  EXPECT_ERROR_CONTAINS(LrSchedule::with_warmup_ratio(ScheduleKind::kLinear, 1e-3, 10, 1.5),
                         "warmup ratio must be in [0, 1], got 1.5");
-  EXPECT_ERROR_CONTAINS(LrSchedule::with_warmup_ratio("linear", 1e-3, 0, 0.1), "total_steps >= 1");
+  EXPECT_ERROR_CONTAINS(LrSchedule::with_warmup_ratio(ScheduleKind::kLinear, 1e-3, 0, 0.1), "total_steps >= 1");
 }
 
 }  // namespace

@@ -69,8 +69,14 @@ struct AdapterConfig {
   /// A preset by name: "houlsby" or "pfeiffer"; throws Error for any other name.
   static AdapterConfig preset(const std::string& name);
 
-  /// The bottleneck size m for a model of width `hidden_size`; throws Error when it is below 1.
+  /// The bottleneck size m for a model of width `hidden_size`: adapter_size, or AdapterHub's
+  /// `int(hidden_size // reduction_factor)` (Python's floor division); throws Error when it is
+  /// below 1.
   int64_t bottleneck_size(int64_t hidden_size) const;
+  /// The reduction factor from which AdapterHub rebuilds a bottleneck of `bottleneck` for width
+  /// `hidden_size` (`hidden_size // factor == bottleneck` in Python), for files that must carry
+  /// the size as a factor.
+  static double reduction_factor_for(int64_t hidden_size, int64_t bottleneck);
   /// Number of adapters per encoder layer (0, 1 or 2).
   int adapters_per_layer() const { return (mh_adapter ? 1 : 0) + (output_adapter ? 1 : 0); }
 

@@ -61,6 +61,12 @@ class BertModelImpl : public torch::nn::Module {
 
   const BertConfig& config() const { return config_; }
 
+  /// Whether the pooler's weights came from a checkpoint (true for a model built in memory).
+  /// The loaders set it false when the checkpoint had no pooler: such a pooler is initialised at
+  /// random on every load, so whatever is trained on top of it must carry it (adapter packs do).
+  bool pooler_pretrained() const { return pooler_pretrained_; }
+  void set_pooler_pretrained(bool pretrained) { pooler_pretrained_ = pretrained; }
+
   BertEmbeddings embeddings{nullptr};
   BertEncoder encoder{nullptr};
   BertPooler pooler{nullptr};
@@ -69,6 +75,7 @@ class BertModelImpl : public torch::nn::Module {
   BertConfig config_;
   std::vector<std::pair<std::string, AdapterConfig>> adapters_;
   std::optional<std::string> active_adapter_;
+  bool pooler_pretrained_ = true;
 };
 TORCH_MODULE(BertModel);
 

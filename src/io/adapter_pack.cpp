@@ -9,7 +9,9 @@
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/safetensors.h"
 #include "adaptertune/version.h"
+#include "adaptertune/parameter_names.h"
 #include "json_util.h"
+#include "parameter_assignment.h"
 #include "sha256.h"
 #include "shape_check.h"
 
@@ -21,59 +23,32 @@ const char* kWeightsFile = "adapter.safetensors";
 const char* kHeadConfigFile = "head_config.json";
 const char* kHeadWeightsFile = "model_head.safetensors";
 
-std::string adapter_marker(const std::string& name) {
-  return ".adapters." + name + ".";
+// The base tensors a pack carries beside its adapter.
+struct CarriedBase {
+  bool layer_norms = false;
+  bool pooler = false;
+};
+
+// Which parameters of a model belong in a pack of adapter `name`.
+bool in_pack(const std::string& param, const std::string& name, CarriedBase carried) {
+  if (is_adapter_parameter(param)) return is_adapter_parameter(param, name);
+  const ParameterGroup group = classify_parameter(param);
+  return (carried.layer_norms && group == ParameterGroup::kLayerNorm) ||
+         (carried.pooler && group == ParameterGroup::kPooler);
 }
 
-bool is_layer_norm(const std::string& name) {
-  return name.find("LayerNorm.") != std::string::npos;
-}
-
-bool is_head(const std::string& name) {
-  return name.rfind("classifier.", 0) == 0;
-}
-
-bool is_pooler(const std::string& name) {
-  return name.find("pooler.") != std::string::npos;
-}
-
-// Which parameters of `model` belong in a pack of adapter `name`: the adapter, and the base
-// parameters that were trained with it (LayerNorms, pooler).
-bool in_pack(const std::string& param, const std::string& name, bool layer_norms, bool pooler) {
-  return param.find(adapter_marker(name)) != std::string::npos ||
-         (layer_norms && is_layer_norm(param)) || (pooler && is_pooler(param));
-}
-
-std::string rename_adapter(const std::string& tensor, const std::string& from,
-                           const std::string& to) {
-  const std::string marker = adapter_marker(from);
-  auto at = tensor.find(marker);
-  if (at == std::string::npos) return tensor;
-  return tensor.substr(0, at) + adapter_marker(to) + tensor.substr(at + marker.size());
-}
-
-// Checks that every tensor has a parameter of the same name and shape in `params`.
-void check_fits(torch::OrderedDict<std::string, torch::Tensor>& params, const NamedTensors& tensors,
-                const std::string& source) {
-  for (const auto& [name, tensor] : tensors) {
-    if (!params.contains(name)) {
-      throw Error(source + ": tensor \"" + name + "\" has no place in this model");
-    }
-    const auto& param = params[name];
-    if (!tensor.sizes().equals(param.sizes())) {
-      throw Error(source + ": tensor \"" + name + "\" has shape " + detail::shape_string(tensor) +
-                  ", the model needs " + detail::shape_string(param));
-    }
+// What a pack of `model` must carry to reproduce its logits on the base checkpoint: the
+// LayerNorms when they train, the pooler when it trains or did not come from the checkpoint.
+CarriedBase carried_base(BertForSequenceClassification& model) {
+  CarriedBase carried;
+  carried.pooler = !model->bert->pooler_pretrained();
+  for (const auto& item : model->named_parameters()) {
+    if (!item.value().requires_grad() || is_adapter_parameter(item.key())) continue;
+    const ParameterGroup group = classify_parameter(item.key());
+    if (group == ParameterGroup::kLayerNorm) carried.layer_norms = true;
+    if (group == ParameterGroup::kPooler) carried.pooler = true;
   }
-}
-
-void copy_into(torch::OrderedDict<std::string, torch::Tensor>& params,
-               const NamedTensors& tensors) {
-  torch::NoGradGuard no_grad;
-  for (const auto& [name, tensor] : tensors) {
-    auto& param = params[name];
-    param.copy_(tensor.to(param.device(), param.scalar_type()));
-  }
+  return carried;
 }
 
 }  // namespace
@@ -87,13 +62,14 @@ std::string base_config_sha256(const BertConfig& config) {
 std::string base_weights_sha256(torch::nn::Module& model, bool layer_norms, bool pooler) {
   std::vector<std::pair<std::string, at::Tensor>> base;
   for (const auto& item : model.named_parameters()) {
-    const std::string& name = item.key();
-    if (name.find(".adapters.") != std::string::npos || is_head(name) ||
-        (layer_norms && is_layer_norm(name)) || (pooler && is_pooler(name))) {
+    const ParameterGroup group = classify_parameter(item.key());
+    if (group == ParameterGroup::kAdapter || group == ParameterGroup::kHead ||
+        (layer_norms && group == ParameterGroup::kLayerNorm) ||
+        (pooler && group == ParameterGroup::kPooler)) {
       continue;
     }
     // Hash under the BertModel name, so that a bare BertModel and a classifier agree.
-    base.emplace_back(name.rfind("bert.", 0) == 0 ? name.substr(5) : name, item.value());
+    base.emplace_back(base_parameter_name(item.key()), item.value());
   }
   std::sort(base.begin(), base.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
@@ -128,7 +104,18 @@ AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
     sub.read("base_weights_sha256", info.base_weights_sha256);
     sub.read("layer_norms", info.layer_norms);
     sub.read("pooler", info.pooler);
-    sub.ignore({"train_mode", "library_version"});
+    sub.read("train_mode", info.train_mode);
+    sub.read("max_length", info.max_length);
+    if (info.max_length < 0) sub.fail("max_length", "a positive number of tokens");
+    if (const detail::Json* precision = sub.take("precision"); precision && !precision->is_null()) {
+      if (!precision->is_string()) sub.fail("precision", "\"fp32\", \"bf16\" or \"fp16\"");
+      try {
+        info.precision = parse_precision(precision->get<std::string>());
+      } catch (const Error&) {
+        sub.fail("precision", "\"fp32\", \"bf16\" or \"fp16\"");
+      }
+    }
+    sub.ignore({"library_version"});
     sub.finish();
   }
   reader.finish();
@@ -142,31 +129,40 @@ AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
 void save_adapter_pack(BertForSequenceClassification& model, const std::string& adapter_name,
                        const std::string& directory, const AdapterPackOptions& options) {
   const AdapterConfig& config = model->bert->adapter_config(adapter_name);  // throws if absent
-  const bool layer_norms = options.policy.trains(ParameterGroup::kLayerNorm);
-  const bool pooler = options.policy.trains(ParameterGroup::kPooler);
+  const CarriedBase carried = carried_base(model);
   NamedTensors weights, head;
   for (const auto& item : model->named_parameters()) {
     at::Tensor value = item.value().detach().to(at::kCPU, at::kFloat);
-    if (in_pack(item.key(), adapter_name, layer_norms, pooler))
-      weights.emplace_back(item.key(), value);
-    if (is_head(item.key())) head.emplace_back(item.key(), value);
+    if (in_pack(item.key(), adapter_name, carried)) weights.emplace_back(item.key(), value);
+    if (classify_parameter(item.key()) == ParameterGroup::kHead) {
+      head.emplace_back(item.key(), value);
+    }
   }
   const BertConfig& base = model->bert->config();
+  detail::Json adapter_json = detail::parse_json(config.to_json_string(), "adapter config");
+  if (config.adapter_size) {
+    // AdapterHub reads only reduction_factor: write the one that rebuilds this bottleneck.
+    adapter_json["reduction_factor"] =
+        AdapterConfig::reduction_factor_for(base.hidden_size, *config.adapter_size);
+  }
+  detail::Json ours = {
+      {"base_config_sha256", base_config_sha256(base)},
+      {"base_weights_sha256", base_weights_sha256(*model, carried.layer_norms, carried.pooler)},
+      {"train_mode", options.train_mode},
+      {"layer_norms", carried.layer_norms},
+      {"pooler", carried.pooler},
+      {"library_version", version()}};
+  if (options.max_length > 0) ours["max_length"] = options.max_length;
+  if (options.precision) ours["precision"] = precision_name(*options.precision);
   detail::Json document = {
       {"name", adapter_name},
-      {"config", detail::parse_json(config.to_json_string(), "adapter config")},
+      {"config", adapter_json},
       {"hidden_size", base.hidden_size},
       {"model_type", "bert"},
       {"model_class", "BertForSequenceClassification"},
       {"model_name", options.base_model_name},
       {"version", std::string("adaptertune-") + version()},
-      {"adaptertune",
-       {{"base_config_sha256", base_config_sha256(base)},
-        {"base_weights_sha256", base_weights_sha256(*model, layer_norms, pooler)},
-        {"train_mode", options.policy.name()},
-        {"layer_norms", layer_norms},
-        {"pooler", pooler},
-        {"library_version", version()}}},
+      {"adaptertune", ours},
   };
   make_directories(directory);
   save_safetensors(directory + "/" + kWeightsFile, weights, {{"format", "pt"}});
@@ -207,7 +203,7 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
   const std::string weights_path = directory + "/" + kWeightsFile;
   NamedTensors weights;
   for (auto& [name, tensor] : load_safetensors(weights_path)) {
-    weights.emplace_back(rename_adapter(name, info.name, result.adapter_name), tensor);
+    weights.emplace_back(rename_adapter_parameter(name, info.name, result.adapter_name), tensor);
   }
   NamedTensors head;
   if (with_head) head = load_safetensors(directory + "/" + kHeadWeightsFile);
@@ -218,29 +214,40 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
 
   model->bert->add_adapter(result.adapter_name, info.config);
   try {
+    const CarriedBase carried{info.layer_norms, info.pooler};
     auto params = model->named_parameters();
+    detail::ParameterAssignment assignment(weights_path);
+    for (const auto& [name, tensor] : weights) {
+      if (!params.contains(name)) {
+        throw Error(weights_path + ": tensor \"" + name + "\" has no place in this model");
+      }
+      if (!in_pack(name, result.adapter_name, carried)) {
+        throw Error(weights_path + ": tensor \"" + name +
+                    "\" is neither this adapter's, a LayerNorm nor the pooler that "
+                    "adapter_config.json says the pack carries");
+      }
+      assignment.add(name, params[name], name, tensor);
+    }
     std::vector<std::string> missing;
     for (const auto& item : params) {
-      if (!in_pack(item.key(), result.adapter_name, info.layer_norms, info.pooler)) continue;
-      bool found = std::any_of(weights.begin(), weights.end(),
-                               [&](const auto& w) { return w.first == item.key(); });
-      if (!found) missing.push_back(item.key());
+      if (in_pack(item.key(), result.adapter_name, carried) && !assignment.contains(item.key())) {
+        missing.push_back(item.key());
+      }
     }
     if (!missing.empty()) {
       throw Error(weights_path + ": lacks " + std::to_string(missing.size()) +
                   " of the pack's tensors, e.g. \"" + missing.front() + "\"");
     }
-    for (const auto& [name, tensor] : weights) {
-      if (name.find(".adapters.") == std::string::npos && !is_layer_norm(name) &&
-          !is_pooler(name)) {
-        throw Error(weights_path + ": tensor \"" + name +
-                    "\" is neither an adapter, a LayerNorm nor a pooler tensor");
+    const std::string head_path = directory + "/" + kHeadWeightsFile;
+    detail::ParameterAssignment head_assignment(head_path);
+    for (const auto& [name, tensor] : head) {
+      if (!params.contains(name) || classify_parameter(name) != ParameterGroup::kHead) {
+        throw Error(head_path + ": tensor \"" + name + "\" is not a parameter of this model's head");
       }
+      head_assignment.add(name, params[name], name, tensor);
     }
-    check_fits(params, weights, weights_path);
-    check_fits(params, head, directory + "/" + kHeadWeightsFile);
-    copy_into(params, weights);
-    copy_into(params, head);
+    assignment.copy_all();
+    head_assignment.copy_all();
   } catch (...) {
     model->bert->remove_adapter(result.adapter_name);
     throw;

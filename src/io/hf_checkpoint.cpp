@@ -8,7 +8,9 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
+#include "adaptertune/parameter_names.h"
 #include "json_util.h"
+#include "parameter_assignment.h"
 #include "shape_check.h"
 
 namespace adaptertune {
@@ -38,6 +40,12 @@ std::string list_names(const std::vector<std::string>& names, size_t limit = 8) 
   return out;
 }
 
+bool missing_pooler(const LoadReport& report) {
+  return std::any_of(report.missing.begin(), report.missing.end(), [](const std::string& name) {
+    return classify_parameter(name) == ParameterGroup::kPooler;
+  });
+}
+
 }  // namespace
 
 std::string LoadReport::summary() const {
@@ -55,7 +63,7 @@ LoadReport load_state_dict(torch::nn::Module& model, const NamedTensors& tensors
                            const std::string& source) {
   auto parameters = model.named_parameters();
   const bool model_has_head = parameters.contains("classifier.weight");
-  std::map<std::string, const at::Tensor*> assignment;
+  detail::ParameterAssignment assignment(source);
   LoadReport report;
   for (const auto& [key, tensor] : tensors) {
     const std::string name = modern_name(key);
@@ -64,8 +72,8 @@ LoadReport load_state_dict(torch::nn::Module& model, const NamedTensors& tensors
       target = name;
     } else if (parameters.contains("bert." + name)) {
       target = "bert." + name;
-    } else if (starts_with(name, "bert.") && parameters.contains(name.substr(5))) {
-      target = name.substr(5);
+    } else if (parameters.contains(base_parameter_name(name))) {
+      target = base_parameter_name(name);
     }
     if (target.empty()) {
       const bool known_extra = starts_with(name, "cls.") || ends_with(name, "position_ids") ||
@@ -73,30 +81,12 @@ LoadReport load_state_dict(torch::nn::Module& model, const NamedTensors& tensors
       (known_extra ? report.ignored : report.unexpected).push_back(key);
       continue;
     }
-    if (assignment.count(target)) {
-      throw Error(source + ": tensors for \"" + target + "\" appear twice (as \"" + key + "\")");
-    }
-    const at::Tensor& param = parameters[target];
-    if (!tensor.sizes().equals(param.sizes())) {
-      throw Error(source + ": tensor \"" + key + "\" has shape " + detail::shape_string(tensor) +
-                  ", the model's \"" + target + "\" needs " + detail::shape_string(param));
-    }
-    if (!tensor.is_floating_point()) {
-      throw Error(source + ": tensor \"" + key + "\" has integer dtype " +
-                  c10::toString(tensor.scalar_type()) + ", expected floating point");
-    }
-    assignment[target] = &tensor;
+    assignment.add(target, parameters[target], key, tensor);
   }
-  torch::NoGradGuard no_grad;
-  for (auto& item : parameters) {
-    auto it = assignment.find(item.key());
-    if (it == assignment.end()) {
-      report.missing.push_back(item.key());
-      continue;
-    }
-    item.value().copy_(it->second->to(item.value().device(), item.value().scalar_type()));
-    report.loaded.push_back(item.key());
+  for (const auto& item : parameters) {
+    (assignment.contains(item.key()) ? report.loaded : report.missing).push_back(item.key());
   }
+  assignment.copy_all();
   return report;
 }
 
@@ -142,8 +132,9 @@ BertModel load_bert_model(const std::string& directory, LoadReport* report) {
   LoadReport r = load_state_dict(*model, read_hf_weights(directory), directory);
   std::vector<std::string> required;
   for (const auto& name : r.missing) {
-    if (!starts_with(name, "pooler.")) required.push_back(name);
+    if (classify_parameter(name) != ParameterGroup::kPooler) required.push_back(name);
   }
+  model->set_pooler_pretrained(!missing_pooler(r));
   if (!required.empty()) {
     throw Error(directory + ": the checkpoint lacks " + std::to_string(required.size()) +
                 " base-model tensors: " + list_names(required));
@@ -179,10 +170,10 @@ BertForSequenceClassification load_bert_for_sequence_classification(
   r.ignored.insert(r.ignored.end(), skipped_head.begin(), skipped_head.end());
   std::vector<std::string> required;
   for (const auto& name : r.missing) {
-    if (!starts_with(name, "bert.pooler.") && !starts_with(name, "classifier.")) {
-      required.push_back(name);
-    }
+    const ParameterGroup group = classify_parameter(name);
+    if (group != ParameterGroup::kPooler && group != ParameterGroup::kHead) required.push_back(name);
   }
+  model->bert->set_pooler_pretrained(!missing_pooler(r));
   if (!required.empty()) {
     throw Error(directory + ": the checkpoint lacks " + std::to_string(required.size()) +
                 " base-model tensors: " + list_names(required));
@@ -212,7 +203,7 @@ void save_pretrained(torch::nn::Module& model, const std::string& directory,
   }
   NamedTensors tensors;
   for (const auto& item : model.named_parameters()) {
-    if (item.key().find(".adapters.") != std::string::npos) continue;
+    if (is_adapter_parameter(item.key())) continue;
     tensors.emplace_back(item.key(), item.value().detach().to(at::kCPU, dtype));
   }
   make_directories(directory);

@@ -1,5 +1,8 @@
 #include "adaptertune/text/sentencepiece_tokenizer.h"
 
+#include <fstream>
+#include <iterator>
+
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -87,6 +90,11 @@ SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path,
   processor_->handle = processor_->api->load(model_path.c_str(), error, sizeof error);
   if (processor_->handle == nullptr) {
     throw Error(model_path + ": cannot load SentencePiece model: " + error);
+  }
+  {
+    std::ifstream in(model_path, std::ios::binary);
+    model_bytes_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (!in && !in.eof()) throw Error(model_path + ": cannot read the SentencePiece model");
   }
   auto special = [&](const std::string& token) {
     const int id = processor_->piece_to_id(token);

@@ -4,7 +4,6 @@
 #include <fstream>
 
 #include "adaptertune/error.h"
-#include "adaptertune/io/atomic_file.h"
 #include "special_tokens.h"
 #include "unicode.h"
 
@@ -150,6 +149,12 @@ std::vector<std::string> WordPieceTokenizer::wordpiece(const std::string& word) 
     start = end;
   }
   return pieces;
+}
+
+Tokenizer::VocabularyFile WordPieceTokenizer::vocabulary_file() const {
+  VocabularyFile file{"vocab.txt", {}};
+  for (const auto& token : vocabulary_) file.contents += token + "\n";
+  return file;
 }
 
 int64_t WordPieceTokenizer::token_to_id(const std::string& token) const {

@@ -14,6 +14,7 @@
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/safetensors.h"
 #include "json_util.h"
+#include "parameter_assignment.h"
 #include "shape_check.h"
 
 namespace adaptertune {
@@ -140,66 +141,115 @@ std::optional<std::string> CheckpointManager::latest() const {
 
 namespace {
 
-TrainingState state_from_json(const detail::Json& json, const std::string& state_path) {
+// trainer_state.json, read and checked whole before a checkpoint changes anything.
+struct SavedState {
   TrainingState state;
-  try {
-    state.global_step = json.at("global_step").get<int64_t>();
-    state.epoch = json.at("epoch").get<int64_t>();
-    state.batch_in_epoch = json.at("batch_in_epoch").get<int64_t>();
-    state.data_seed = json.at("data_seed").get<uint64_t>();
-    state.scheduler_json = json.at("scheduler").dump();
-    state.extra_json = json.at("extra").dump();
-  } catch (const detail::Json::exception& e) {
-    throw Error(state_path + ": " + e.what());
+  double lr = 0;
+  /// AdamW's step count per parameter, per group.
+  std::vector<std::vector<int64_t>> steps;
+};
+
+const detail::Json& member(const detail::Json& object, const std::string& key,
+                           const std::string& path) {
+  if (!object.is_object() || !object.contains(key)) {
+    throw Error(path + ": key '" + key + "' is missing");
   }
-  return state;
+  return object.at(key);
+}
+
+int64_t integer_member(const detail::Json& object, const std::string& key,
+                       const std::string& path) {
+  const detail::Json& value = member(object, key, path);
+  if (!value.is_number_integer()) {
+    throw Error(path + ": key '" + key + "' must be an integer, found " + value.dump());
+  }
+  return value.get<int64_t>();
+}
+
+SavedState parse_state(const detail::Json& json, const std::string& path) {
+  SavedState saved;
+  TrainingState& state = saved.state;
+  state.global_step = integer_member(json, "global_step", path);
+  state.epoch = integer_member(json, "epoch", path);
+  state.batch_in_epoch = integer_member(json, "batch_in_epoch", path);
+  const detail::Json& seed = member(json, "data_seed", path);
+  if (!seed.is_number_unsigned()) {
+    throw Error(path + ": key 'data_seed' must be a non-negative integer, found " + seed.dump());
+  }
+  state.data_seed = seed.get<uint64_t>();
+  state.scheduler_json = member(json, "scheduler", path).dump();
+  state.extra_json = member(json, "extra", path).dump();
+  if (json.contains("optimizer")) {
+    const detail::Json& optimizer = json.at("optimizer");
+    const detail::Json& lr = member(optimizer, "lr", path + " (optimizer)");
+    if (!lr.is_number()) throw Error(path + ": key 'optimizer.lr' must be a number");
+    saved.lr = lr.get<double>();
+    const detail::Json& steps = member(optimizer, "steps", path + " (optimizer)");
+    bool valid = steps.is_array();
+    for (size_t g = 0; valid && g < steps.size(); ++g) {
+      valid = steps[g].is_array();
+      saved.steps.emplace_back();
+      for (size_t i = 0; valid && i < steps[g].size(); ++i) {
+        valid = steps[g][i].is_number_integer();
+        if (valid) saved.steps.back().push_back(steps[g][i].get<int64_t>());
+      }
+    }
+    if (!valid) throw Error(path + ": key 'optimizer.steps' must be a list of integer lists");
+  }
+  return saved;
+}
+
+SavedState read_saved_state(const std::string& directory, bool with_optimizer) {
+  const std::string path = directory + "/trainer_state.json";
+  const detail::Json json = detail::parse_json(read_file(path), path);
+  if (!json.is_object()) throw Error(path + ": expected a JSON object");
+  if (with_optimizer && !json.contains("optimizer")) {
+    throw Error(path + ": key 'optimizer' is missing");
+  }
+  return parse_state(json, path);
 }
 
 }  // namespace
 
 TrainingState CheckpointManager::read_state(const std::string& directory) {
-  const std::string state_path = directory + "/trainer_state.json";
-  return state_from_json(detail::parse_json(read_file(state_path), state_path), state_path);
+  return read_saved_state(directory, /*with_optimizer=*/false).state;
 }
 
 TrainingState CheckpointManager::load(const std::string& directory, torch::nn::Module& model,
                                       AdamW& optimizer) {
-  const std::string state_path = directory + "/trainer_state.json";
-  const detail::Json json = detail::parse_json(read_file(state_path), state_path);
-  TrainingState state = state_from_json(json, state_path);
-
   // Everything is read and checked before anything is changed.
+  const std::string state_path = directory + "/trainer_state.json";
+  const SavedState saved = read_saved_state(directory, /*with_optimizer=*/true);
+
   const std::string trainable_path = directory + "/trainable.safetensors";
-  std::map<std::string, at::Tensor> saved;
-  for (auto& [name, tensor] : load_safetensors(trainable_path)) saved[name] = tensor;
-  std::vector<std::pair<at::Tensor, at::Tensor>> copies;
+  std::map<std::string, at::Tensor> tensors;
+  for (auto& [name, tensor] : load_safetensors(trainable_path)) tensors[name] = tensor;
+  detail::ParameterAssignment parameters(trainable_path);
   for (const auto& item : model.named_parameters()) {
     if (!item.value().requires_grad()) continue;
-    auto it = saved.find(item.key());
-    if (it == saved.end()) {
+    auto it = tensors.find(item.key());
+    if (it == tensors.end()) {
       throw Error(trainable_path + ": no tensor for trainable parameter \"" + item.key() + "\"");
     }
-    if (!it->second.sizes().equals(item.value().sizes())) {
-      throw Error(trainable_path + ": tensor \"" + item.key() + "\" has shape " +
-                  detail::shape_string(it->second) + ", the model needs " +
-                  detail::shape_string(item.value()));
-    }
-    copies.emplace_back(item.value(), it->second);
-    saved.erase(it);
+    parameters.add(item.key(), item.value(), item.key(), it->second);
+    tensors.erase(it);
   }
-  if (!saved.empty()) {
-    throw Error(trainable_path + ": tensor \"" + saved.begin()->first +
+  if (!tensors.empty()) {
+    throw Error(trainable_path + ": tensor \"" + tensors.begin()->first +
                 "\" is not a trainable parameter of this model (another freeze policy?)");
   }
 
   const std::string optimizer_path = directory + "/optimizer.safetensors";
   std::map<std::string, at::Tensor> moments;
   for (auto& [name, tensor] : load_safetensors(optimizer_path)) moments[name] = tensor;
-  const detail::Json& steps = json.at("optimizer").at("steps");
+  if (saved.steps.size() != optimizer.groups().size()) {
+    throw Error(state_path + ": " + std::to_string(saved.steps.size()) +
+                " optimizer groups, expected " + std::to_string(optimizer.groups().size()));
+  }
   std::vector<AdamW::State> optimizer_state;
   for (size_t g = 0; g < optimizer.groups().size(); ++g) {
     const auto& group = optimizer.groups()[g];
-    if (g >= steps.size() || steps[g].size() != group.params.size()) {
+    if (saved.steps[g].size() != group.params.size()) {
       throw Error(state_path + ": optimizer group " + std::to_string(g) +
                   " does not match this optimizer's parameters");
     }
@@ -214,33 +264,35 @@ TrainingState CheckpointManager::load(const std::string& directory, torch::nn::M
       }
       s.exp_avg.push_back(moments[key + ".exp_avg"]);
       s.exp_avg_sq.push_back(moments[key + ".exp_avg_sq"]);
-      s.steps.push_back(steps[g][i].get<int64_t>());
+      s.steps.push_back(saved.steps[g][i]);
     }
     optimizer_state.push_back(std::move(s));
-  }
-  if (steps.size() != optimizer.groups().size()) {
-    throw Error(state_path + ": " + std::to_string(steps.size()) + " optimizer groups, expected " +
-                std::to_string(optimizer.groups().size()));
   }
   const std::string rng_path = directory + "/rng.safetensors";
   std::map<std::string, at::Tensor> rng;
   for (auto& [name, tensor] : load_safetensors(rng_path)) rng[name] = tensor;
   auto gens = generators();
   if (rng.count(generator_name(0)) == 0) throw Error(rng_path + ": no CPU RNG state");
-
-  optimizer.load_state(std::move(optimizer_state));  // validates shapes itself
-  optimizer.set_lr(json.at("optimizer").at("lr").get<double>());
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& [param, value] : copies) param.copy_(value.to(param.device(), param.scalar_type()));
+  for (size_t i = 0; i < gens.size(); ++i) {
+    auto it = rng.find(generator_name(i));
+    if (it == rng.end()) continue;
+    const at::Tensor current = gens[i].get_state();
+    if (it->second.scalar_type() != at::kByte || !it->second.sizes().equals(current.sizes())) {
+      throw Error(rng_path + ": tensor \"" + it->first + "\" is not a generator state (" +
+                  std::to_string(current.numel()) + " bytes, dtype U8)");
+    }
   }
+
+  optimizer.load_state(std::move(optimizer_state));  // validates shapes before changing
+  optimizer.set_lr(saved.lr);
+  parameters.copy_all();
   for (size_t i = 0; i < gens.size(); ++i) {
     auto it = rng.find(generator_name(i));
     if (it == rng.end()) continue;  // a run resumed on a machine with more GPUs
     std::lock_guard<std::mutex> lock(gens[i].mutex());
     gens[i].set_state(it->second);
   }
-  return state;
+  return saved.state;
 }
 
 }  // namespace adaptertune

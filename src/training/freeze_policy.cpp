@@ -11,14 +11,6 @@
 namespace adaptertune {
 namespace {
 
-bool contains(const std::string& name, const char* part) {
-  return name.find(part) != std::string::npos;
-}
-
-bool starts_with(const std::string& name, const char* prefix) {
-  return name.rfind(prefix, 0) == 0;
-}
-
 std::string with_commas(int64_t value) {
   std::string digits = std::to_string(value);
   std::string out;
@@ -34,54 +26,6 @@ double percent(int64_t part, int64_t whole) {
 }
 
 }  // namespace
-
-const std::vector<ParameterGroup>& all_parameter_groups() {
-  static const std::vector<ParameterGroup> groups = {
-      ParameterGroup::kEmbeddings, ParameterGroup::kAttention, ParameterGroup::kFeedForward,
-      ParameterGroup::kLayerNorm,  ParameterGroup::kAdapter,   ParameterGroup::kPooler,
-      ParameterGroup::kHead};
-  return groups;
-}
-
-std::string parameter_group_name(ParameterGroup group) {
-  switch (group) {
-    case ParameterGroup::kEmbeddings:
-      return "embeddings";
-    case ParameterGroup::kAttention:
-      return "attention";
-    case ParameterGroup::kFeedForward:
-      return "ffn";
-    case ParameterGroup::kLayerNorm:
-      return "layer_norm";
-    case ParameterGroup::kAdapter:
-      return "adapters";
-    case ParameterGroup::kPooler:
-      return "pooler";
-    case ParameterGroup::kHead:
-      return "head";
-  }
-  return "?";
-}
-
-ParameterGroup classify_parameter(const std::string& full_name) {
-  // The order matters: adapters and LayerNorms sit inside attention/output modules.
-  if (contains(full_name, "adapters.")) return ParameterGroup::kAdapter;
-  if (contains(full_name, "LayerNorm.")) return ParameterGroup::kLayerNorm;
-  const std::string name = starts_with(full_name, "bert.") ? full_name.substr(5) : full_name;
-  if (starts_with(name, "embeddings.")) return ParameterGroup::kEmbeddings;
-  if (starts_with(name, "pooler.")) return ParameterGroup::kPooler;
-  if (starts_with(name, "encoder.layer.")) {
-    if (contains(name, ".attention.")) return ParameterGroup::kAttention;
-    if (contains(name, ".intermediate.") || contains(name, ".output.")) {
-      return ParameterGroup::kFeedForward;
-    }
-  }
-  if (starts_with(name, "classifier.") || starts_with(name, "heads.") ||
-      starts_with(name, "cls.")) {
-    return ParameterGroup::kHead;
-  }
-  throw Error("parameter \"" + full_name + "\" belongs to no known group");
-}
 
 bool FreezePolicy::trains(ParameterGroup group) const {
   if (group == ParameterGroup::kPooler && train_pooler) return true;
@@ -128,6 +72,10 @@ std::string FreezePolicy::name() const {
       return "head";
   }
   return "?";
+}
+
+bool default_train_pooler(const BertModelImpl& base) {
+  return !base.pooler_pretrained();
 }
 
 int64_t apply_freeze_policy(torch::nn::Module& model, const FreezePolicy& policy) {

@@ -10,14 +10,16 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
+#include "adaptertune/device.h"
 #include "adaptertune/io/hf_checkpoint.h"
-#include "adaptertune/layers/heads.h"
+#include "adaptertune/io/tokenizer_files.h"
+#include "adaptertune/bert_for_masked_lm.h"
 #include "adaptertune/tasks/batcher.h"
 #include "adaptertune/training/checkpoint.h"
 #include "adaptertune/training/freeze_policy.h"
 #include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/optimizer.h"
-#include "adaptertune/training/precision.h"
+#include "adaptertune/precision.h"
 #include "adaptertune/training/scheduler.h"
 #include "sha256.h"
 
@@ -126,8 +128,8 @@ nlohmann::json resume_fingerprint(const PretrainOptions& options,
 }  // namespace
 
 PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::string>& lines,
-                            const Tokenizer& tokenizer, const std::string& vocab_path,
-                            const std::string& output_dir, const PretrainOptions& options) {
+                            const Tokenizer& tokenizer, const std::string& output_dir,
+                            const PretrainOptions& options) {
   if (tokenizer.vocab_size() != config.vocab_size) {
     throw Error("pretrain: the tokenizer has " + std::to_string(tokenizer.vocab_size()) +
                 " tokens but the model config's vocab_size is " +
@@ -138,8 +140,9 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   data.encodings = pack_sentences(lines, tokenizer, options.max_length);
   if (data.encodings.empty()) throw Error("pretrain: the text holds no tokens");
   torch::manual_seed(options.seed);
-  const c10::Device device(options.device);
-  const Precision precision = parse_precision(options.precision);
+  const c10::Device device = options.device;
+  check_device(device);
+  const Precision precision = options.precision;
   BertForMaskedLM model(config);
   model->to(device);
   model->train();
@@ -148,7 +151,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   adamw.lr = options.lr;
   AdamW optimizer(weight_decay_groups(*model, options.weight_decay), adamw);
   const LrSchedule schedule =
-      LrSchedule::with_warmup_ratio("linear", options.lr, options.steps, options.warmup_ratio);
+      LrSchedule::with_warmup_ratio(ScheduleKind::kLinear, options.lr, options.steps, options.warmup_ratio);
   BatcherOptions batching;
   batching.batch_size = options.batch_size;
   batching.seed = options.seed;
@@ -244,10 +247,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   if (result.interrupted) return result;
   model->to(c10::Device(c10::kCPU));
   save_pretrained(*model->bert, output_dir, options.save_dtype);
-  write_file_atomic(output_dir + "/vocab.txt", read_file(vocab_path));
-  write_file_atomic(output_dir + "/tokenizer_config.json",
-                    std::string("{\n  \"do_lower_case\": true,\n  \"model_max_length\": ") +
-                        std::to_string(config.max_position_embeddings) + "\n}\n");
+  save_tokenizer(tokenizer, output_dir, config.max_position_embeddings);
   // A finished run has nothing to resume; keep the model directory clean.
   if (own_checkpoint_dir) remove_tree(checkpoint_dir);
   return result;

@@ -14,14 +14,15 @@
 #include <torch/version.h>
 #include <nlohmann/json.hpp>
 
+#include "adaptertune/device.h"
 #include "adaptertune/error.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
+#include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/tasks/metrics.h"
 #include "adaptertune/training/checkpoint.h"
 #include "adaptertune/training/optimizer.h"
-#include "adaptertune/training/precision.h"
 #include "adaptertune/training/scheduler.h"
 #include "adaptertune/version.h"
 
@@ -96,10 +97,9 @@ std::string metrics_text(const std::map<std::string, double>& metrics) {
 }  // namespace
 
 EvalResult evaluate(BertForSequenceClassification& model, const GlueTaskInfo& task,
-                    const EncodedDataset& data, int64_t batch_size, const std::string& device_name,
-                    const std::string& precision_name, int64_t pad_id) {
-  const c10::Device device(device_name);
-  const Precision precision = parse_precision(precision_name);
+                    const EncodedDataset& data, int64_t batch_size, c10::Device device,
+                    Precision precision, int64_t pad_id) {
+  check_device(device);
   BatcherOptions options;
   options.batch_size = batch_size;
   options.shuffle = false;
@@ -144,7 +144,8 @@ EvalResult evaluate(BertForSequenceClassification& model, const GlueTaskInfo& ta
 
 Trainer::Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task,
                  EncodedDataset train, EncodedDataset dev, FreezePolicy policy,
-                 std::optional<std::string> adapter_name, TrainerOptions options, int64_t pad_id)
+                 std::optional<std::string> adapter_name, TrainerOptions options,
+                 const Tokenizer& tokenizer)
     : model_(model),
       task_(task),
       train_(std::move(train)),
@@ -152,7 +153,7 @@ Trainer::Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task,
       policy_(policy),
       adapter_name_(std::move(adapter_name)),
       options_(std::move(options)),
-      pad_id_(pad_id) {
+      tokenizer_(tokenizer) {
   if (options_.output_dir.empty()) throw Error("Trainer: an output directory is required");
   if (options_.epochs < 1 && options_.max_steps < 1)
     throw Error("Trainer: need epochs or max_steps");
@@ -160,15 +161,23 @@ Trainer::Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task,
     throw Error("Trainer: gradient_accumulation must be >= 1");
   if (train_.targets.empty()) throw Error("Trainer: the training data has no labels");
   if (dev_.targets.empty()) throw Error("Trainer: the dev data has no labels");
+  if (adapter_name_) {
+    model_->bert->adapter_config(*adapter_name_);  // throws when the model has no such adapter
+    if (policy_.mode != TrainMode::kAdapters && policy_.mode != TrainMode::kAdaptersAndHead) {
+      throw Error("Trainer: training mode \"" + policy_.name() + "\" with adapter \"" +
+                  *adapter_name_ +
+                  "\" would freeze the adapter and keep the best model as a model directory, "
+                  "which cannot hold adapters; train the adapter (mode adapters or "
+                  "adapters-head) or train without one");
+    }
+  }
 }
 
 TrainResult Trainer::train() {
   const auto start = std::chrono::steady_clock::now();
-  const c10::Device device(options_.device);
-  if (device.is_cuda() && !torch::cuda::is_available()) {
-    throw Error("device cuda requested but CUDA is not available");
-  }
-  const Precision precision = parse_precision(options_.precision);
+  const c10::Device device = options_.device;
+  check_device(device);
+  const Precision precision = options_.precision;
   make_directories(options_.output_dir);
   torch::manual_seed(options_.seed);
   model_->to(device);
@@ -182,7 +191,7 @@ TrainResult Trainer::train() {
   batching.batch_size = options_.batch_size;
   batching.group_by_length = options_.group_by_length;
   batching.seed = options_.seed;
-  batching.pad_id = pad_id_;
+  batching.pad_id = tokenizer_.pad_id();
   Batcher batcher(train_, batching);
   const int64_t batches = batcher.batches_per_epoch();
   const int64_t steps_per_epoch =
@@ -203,14 +212,20 @@ TrainResult Trainer::train() {
   Progress progress(options_.progress);
   if (options_.resume) {
     if (auto latest = checkpoints.latest()) {
-      state = CheckpointManager::load(*latest, *model_, optimizer);
-      Json extra = Json::parse(state.extra_json);
-      best = extra.value("best", best);
-      result.best_step = extra.value("best_step", int64_t{-1});
-      evals_without_improvement = extra.value("evals_without_improvement", int64_t{0});
-      if (extra.contains("best_metrics")) {
-        result.best_metrics = extra["best_metrics"].get<std::map<std::string, double>>();
+      // The trainer's own state is read and checked before the checkpoint changes the model.
+      try {
+        const Json extra = Json::parse(CheckpointManager::read_state(*latest).extra_json);
+        best = extra.value("best", best);
+        result.best_step = extra.value("best_step", int64_t{-1});
+        evals_without_improvement = extra.value("evals_without_improvement", int64_t{0});
+        if (extra.contains("best_metrics")) {
+          result.best_metrics = extra.at("best_metrics").get<std::map<std::string, double>>();
+        }
+      } catch (const Json::exception& e) {
+        throw Error(*latest + "/trainer_state.json: key 'extra' is not the trainer's state: " +
+                    e.what());
       }
+      state = CheckpointManager::load(*latest, *model_, optimizer);
       progress.message("train: resumed from " + *latest + " at step " +
                        std::to_string(state.global_step));
     } else {
@@ -239,15 +254,16 @@ TrainResult Trainer::train() {
           {"gradient_accumulation", options_.gradient_accumulation},
           {"lr", options_.lr},
           {"weight_decay", options_.weight_decay},
-          {"schedule", options_.schedule},
+          {"schedule", schedule_name(options_.schedule)},
           {"warmup_ratio", options_.warmup_ratio},
           {"max_grad_norm", options_.max_grad_norm},
           {"group_by_length", options_.group_by_length},
           {"eval_every", options_.eval_every},
           {"early_stopping_patience", options_.early_stopping_patience},
           {"seed", options_.seed},
-          {"device", options_.device},
-          {"precision", options_.precision}}},
+          {"max_length", options_.max_length},
+          {"device", options_.device.str()},
+          {"precision", precision_name(options_.precision)}}},
         {"parameters", Json::parse(parameter_report(*model_).to_json_string())},
         {"machine",
          {{"hardware_threads", std::thread::hardware_concurrency()},
@@ -272,14 +288,17 @@ TrainResult Trainer::train() {
     const std::string target = options_.output_dir + "/best";
     const std::string temp = options_.output_dir + "/.best.tmp";
     remove_tree(temp);
-    const bool adapter_run = adapter_name_ && (policy_.mode == TrainMode::kAdapters ||
-                                               policy_.mode == TrainMode::kAdaptersAndHead);
-    if (adapter_run) {
+    if (adapter_name_) {
       AdapterPackOptions pack;
-      pack.policy = policy_;
+      pack.train_mode = policy_.name();
+      pack.max_length = options_.max_length;
+      pack.precision = options_.precision;
       save_adapter_pack(model_, *adapter_name_, temp, pack);
     } else {
       save_pretrained(*model_, temp);
+      save_tokenizer(tokenizer_, temp,
+                     options_.max_length > 0 ? std::optional<int64_t>(options_.max_length)
+                                             : std::nullopt);
     }
     // Swap the complete directory into place; "best.old" holds the previous one meanwhile.
     const std::string old = options_.output_dir + "/.best.old";
@@ -292,7 +311,7 @@ TrainResult Trainer::train() {
   // Returns true when training should stop early.
   auto run_eval = [&](int64_t epoch) {
     EvalResult eval = evaluate(model_, task_, dev_, options_.eval_batch_size, options_.device,
-                               options_.precision, pad_id_);
+                               options_.precision, tokenizer_.pad_id());
     last_eval_step = state.global_step;
     const double score = eval.metrics.at(task_.main_metric);
     const bool improved = score > best;
@@ -414,6 +433,11 @@ TrainResult Trainer::train() {
     save_checkpoint();
   }
   result.steps = state.global_step;
+  const std::string best_dir = options_.output_dir + "/best";
+  if (result.best_step >= 0 && (file_exists(best_dir + "/adapter_config.json") ||
+                                file_exists(best_dir + "/config.json"))) {
+    result.best_model = best_dir;
+  }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   Json summary = {{"task", task_.name},
                   {"best_step", result.best_step},

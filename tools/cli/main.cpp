@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <c10/util/Exception.h>
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/io/atomic_file.h"
@@ -17,16 +18,26 @@
 
 namespace {
 
-// `--options FILE` takes a subcommand's options from a JSON object ({"epochs": 3, "lr": 1e-3,
-// "resume": true, ...}; keys are option names without dashes, '_' or '-'). They are placed
-// before the command line's own flags, which therefore override them.
+// `--options FILE` (or `--options=FILE`) takes a subcommand's options from a JSON object
+// ({"epochs": 3, "lr": 1e-3, "resume": true, "progress": false, ...}; keys are option names
+// without dashes, '_' or '-'). They are placed before the command line's own flags, which
+// therefore override them. Booleans pass as `--flag=true|false`, so false is kept too.
 std::vector<std::string> expand_options_file(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  auto it = std::find(args.begin(), args.end(), "--options");
+  auto it = std::find_if(args.begin(), args.end(), [](const std::string& arg) {
+    return arg == "--options" || arg.rfind("--options=", 0) == 0;
+  });
   if (it == args.end()) return args;
-  if (it + 1 == args.end()) throw adaptertune::Error("--options needs a JSON file");
-  const std::string path = *(it + 1);
-  args.erase(it, it + 2);
+  std::string path;
+  if (*it == "--options") {
+    if (it + 1 == args.end()) throw adaptertune::Error("--options needs a JSON file");
+    path = *(it + 1);
+    args.erase(it, it + 2);
+  } else {
+    path = it->substr(std::string("--options=").size());
+    args.erase(it);
+  }
+  if (path.empty()) throw adaptertune::Error("--options needs a JSON file");
   nlohmann::json options;
   try {
     options = nlohmann::json::parse(adaptertune::read_file(path));
@@ -34,25 +45,48 @@ std::vector<std::string> expand_options_file(int argc, char** argv) {
     throw adaptertune::Error(path + ": invalid JSON: " + e.what());
   }
   if (!options.is_object()) throw adaptertune::Error(path + ": expected a JSON object of options");
+  auto text = [&](const std::string& key, const nlohmann::json& value) {
+    if (value.is_string()) return value.get<std::string>();
+    if (value.is_number() || value.is_boolean()) return value.dump();
+    throw adaptertune::Error(path + ": key '" + key +
+                             "' must be a string, number, boolean or a list of them");
+  };
   std::vector<std::string> from_file;
   for (auto o = options.begin(); o != options.end(); ++o) {
     std::string flag = "--" + o.key();
     std::replace(flag.begin(), flag.end(), '_', '-');
     if (o->is_boolean()) {
-      if (o->get<bool>()) from_file.push_back(flag);
+      from_file.push_back(flag + "=" + (o->get<bool>() ? "true" : "false"));
     } else if (o->is_array()) {
-      for (const auto& v : *o)
-        from_file.push_back(flag),
-            from_file.push_back(v.is_string() ? v.get<std::string>() : v.dump());
+      for (const auto& v : *o) {
+        from_file.push_back(flag);
+        from_file.push_back(text(o.key(), v));
+      }
     } else {
       from_file.push_back(flag);
-      from_file.push_back(o->is_string() ? o->get<std::string>() : o->dump());
+      from_file.push_back(text(o.key(), *o));
     }
   }
   // After the subcommand's name (the first argument), before the user's flags.
   const auto insert_at = args.empty() ? args.end() : args.begin() + 1;
   args.insert(insert_at, from_file.begin(), from_file.end());
   return args;
+}
+
+// One line for stderr: CLI11 and LibTorch messages can span several lines (LibTorch adds a
+// stack trace in some builds).
+std::string one_line(std::string message) {
+  const auto end = message.find_first_of("\n");
+  if (end != std::string::npos) message.erase(end);
+  return message;
+}
+
+int usage_error(const CLI::App& app, const std::string& message) {
+  std::string command;
+  for (const CLI::App* sub : app.get_subcommands()) command = " " + sub->get_name();
+  std::cerr << "adaptertune: error: " << one_line(message) << " (see: adaptertune" << command
+            << " --help)\n";
+  return 1;
 }
 
 }  // namespace
@@ -81,13 +115,22 @@ int main(int argc, char** argv) {
   try {
     std::reverse(args.begin(), args.end());  // CLI11 takes the arguments in reverse order
     app.parse(args);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return usage_error(app, e.what());
   }
   // LibTorch seeds its generators from the OS; a fixed seed makes whatever a command initialises
   // (a head or pooler that a checkpoint does not hold) the same every run. train and pretrain
   // reseed with their --seed.
   adaptertune::set_seed(0);
+  // Exit codes (README, "Command-line tool"): 0 success; 1 bad usage or bad input (one line on
+  // stderr), including failures LibTorch reports such as running out of memory; 2 an internal
+  // error; 130 interrupted (a checkpoint was saved).
   try {
     if (app.got_subcommand("params")) return run_params();
     if (app.got_subcommand("tokenize")) return run_tokenize();
@@ -98,8 +141,11 @@ int main(int argc, char** argv) {
   } catch (const adaptertune::Error& e) {
     std::cerr << "adaptertune: error: " << e.what() << "\n";
     return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "adaptertune: error: LibTorch: " << one_line(e.what_without_backtrace()) << "\n";
+    return 1;
   } catch (const std::exception& e) {
-    std::cerr << "adaptertune: internal error: " << e.what() << "\n";
+    std::cerr << "adaptertune: internal error: " << one_line(e.what()) << "\n";
     return 2;
   }
   return 0;

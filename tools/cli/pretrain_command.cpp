@@ -4,16 +4,19 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "adaptertune/bert_config.h"
 #include "adaptertune/error.h"
-#include "adaptertune/text/wordpiece.h"
+#include "adaptertune/device.h"
+#include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/pretraining.h"
 #include "commands.h"
+#include "common.h"
 
 namespace adaptertune::cli {
 namespace {
@@ -21,6 +24,10 @@ namespace {
 struct PretrainCommandOptions {
   std::string config;
   std::string vocab;
+  bool lowercase = true;
+  std::string device = "auto";
+  std::optional<std::string> precision;
+  bool save_bf16 = false;
   std::vector<std::string> text;
   std::string out;
   PretrainOptions train;
@@ -28,7 +35,10 @@ struct PretrainCommandOptions {
 
 int run(PretrainCommandOptions& o) {
   BertConfig config = BertConfig::from_file(o.config);
-  WordPieceTokenizer tokenizer(o.vocab);
+  o.train.device = parse_device(o.device);
+  o.train.precision = parse_precision(o.precision.value_or("fp32"));
+  if (o.save_bf16) o.train.save_dtype = c10::ScalarType::BFloat16;
+  const auto tokenizer = load_tokenizer_file(o.vocab, /*sentencepiece=*/false, o.lowercase);
   std::vector<std::string> lines;
   for (const auto& path : o.text) {
     std::ifstream in(path);
@@ -40,7 +50,8 @@ int run(PretrainCommandOptions& o) {
   std::cerr << "pretrain: " << lines.size() << " lines from " << o.text.size() << " file(s); "
             << config.num_hidden_layers << " layers, hidden " << config.hidden_size << ", "
             << o.train.steps << " steps of " << o.train.batch_size << " x " << o.train.max_length
-            << " tokens on " << o.train.device << " (" << o.train.precision << ")\n";
+            << " tokens on " << o.train.device.str() << " ("
+            << precision_name(o.train.precision) << ")\n";
   const auto start = std::chrono::steady_clock::now();
   o.train.on_log = [&](int64_t step, double loss, double lr) {
     const double seconds =
@@ -53,7 +64,7 @@ int run(PretrainCommandOptions& o) {
   PretrainResult result;
   {
     StopOnInterrupt ctrl_c;
-    result = pretrain_mlm(config, lines, tokenizer, o.vocab, o.out, o.train);
+    result = pretrain_mlm(config, lines, *tokenizer, o.out, o.train);
   }
   if (result.interrupted) return 130;
   std::printf("pretrain: wrote %s (final mlm loss %.4f)\n", o.out.c_str(), result.final_loss);
@@ -88,16 +99,14 @@ Command add_pretrain_command(CLI::App& app) {
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   cmd->add_option("--seed", o->train.seed, "Random seed")->capture_default_str();
-  cmd->add_option("--device", o->train.device, "cpu or cuda")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
-  cmd->add_option("--precision", o->train.precision, "fp32, bf16 or fp16")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
-      ->capture_default_str();
+  add_device_option(cmd, o->device);
+  add_precision_option(cmd, o->precision, "fp32 (default), bf16 or fp16 autocast");
+  cmd->add_flag("--lowercase,!--no-lowercase", o->lowercase,
+                "Lower-case and strip accents, for an uncased vocabulary (default on); recorded "
+                "as do_lower_case in the model's tokenizer_config.json");
   cmd->add_flag("--whole-word-masking", o->train.masking.whole_word_masking, "Mask whole words");
-  cmd->add_flag_function(
-      "--save-bf16", [o](int64_t) { o->train.save_dtype = c10::ScalarType::BFloat16; },
-      "Save the weights in bfloat16 (half the size; they load back as float32)");
+  cmd->add_flag("--save-bf16", o->save_bf16,
+                "Save the weights in bfloat16 (half the size; they load back as float32)");
   cmd->add_option("--log-every", o->train.log_every, "Log every N steps")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

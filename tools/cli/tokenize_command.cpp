@@ -10,8 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
+#include "adaptertune/io/tokenizer_files.h"
 #include "commands.h"
-#include "model_loading.h"
+#include "common.h"
 
 namespace adaptertune::cli {
 namespace {
@@ -25,10 +26,10 @@ struct TokenizeOptions {
 };
 
 std::unique_ptr<Tokenizer> make_tokenizer(const TokenizeOptions& o) {
-  if (!o.model.empty()) return tokenizer_for_model(o.model, o.lowercase);
-  if (!o.vocab.empty()) return tokenizer_for_file(o.vocab, false, o.lowercase.value_or(true));
+  if (!o.model.empty()) return load_tokenizer(o.model, o.lowercase);
+  if (!o.vocab.empty()) return load_tokenizer_file(o.vocab, false, o.lowercase.value_or(true));
   if (!o.sentencepiece.empty()) {
-    return tokenizer_for_file(o.sentencepiece, true, o.lowercase.value_or(true));
+    return load_tokenizer_file(o.sentencepiece, true, o.lowercase.value_or(true));
   }
   throw Error("tokenize needs --vocab, --sentencepiece or --model");
 }
@@ -85,8 +86,7 @@ Command add_tokenize_command(CLI::App& app) {
   auto* spm = cmd->add_option("--sentencepiece", options->sentencepiece, "SentencePiece model")
                   ->check(CLI::ExistingFile)
                   ->excludes(vocab);
-  cmd->add_option("--model", options->model, "Model directory with vocab.txt or spiece.model")
-      ->check(CLI::ExistingDirectory)
+  add_model_option(cmd, options->model, "Model directory with vocab.txt or spiece.model")
       ->excludes(vocab)
       ->excludes(spm);
   cmd->add_flag_function(

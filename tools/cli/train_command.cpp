@@ -1,24 +1,26 @@
 // `adaptertune train`, `eval` and `predict`: fine-tuning on a GLUE task and using the result.
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
-#include "adaptertune/adapter_config.h"
+#include "adaptertune/device.h"
 #include "adaptertune/error.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
+#include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/runtime.h"
 #include "adaptertune/tasks/batcher.h"
 #include "adaptertune/tasks/glue.h"
 #include "adaptertune/training/trainer.h"
 #include "commands.h"
-#include "model_loading.h"
+#include "common.h"
 
 namespace adaptertune::cli {
 namespace {
@@ -27,11 +29,11 @@ struct TrainCommandOptions {
   std::string task;
   std::string data_dir = "data/glue";
   std::string model;
-  std::string adapter = "houlsby";
-  std::optional<double> reduction_factor;
-  std::optional<int64_t> adapter_size;
-  std::string train = "adapters";
-  std::optional<bool> train_pooler;
+  AdapterChoice adapter;
+  TrainChoice train;
+  std::string device = "auto";
+  std::optional<std::string> precision;
+  std::string schedule = "linear";
   int64_t max_length = 128;
   int64_t train_examples = 0;
   TrainerOptions trainer;
@@ -49,32 +51,28 @@ GlueDataset subsample(GlueDataset data, int64_t n) {
 
 int run_train(TrainCommandOptions o) {
   const GlueTaskInfo& task = glue_task(o.task);
-  o.trainer.device = resolve_device(o.trainer.device);
+  o.trainer.device = parse_device(o.device);
+  o.trainer.precision = parse_precision(o.precision.value_or("fp32"));
+  o.trainer.schedule = parse_schedule(o.schedule);
+  o.trainer.max_length = o.max_length;
+  const TrainMode mode = FreezePolicy::from_name(o.train.mode).mode;
+  std::optional<AdapterConfig> adapter = resolve_adapter(o.adapter, mode);
   // Before the model: the head, the adapters and a missing pooler are initialised from it.
   set_seed(o.trainer.seed);
-  auto tokenizer = tokenizer_for_model(o.model);
+  auto tokenizer = load_tokenizer(o.model);
   LoadReport report;
   BertForSequenceClassification model =
       load_bert_for_sequence_classification(o.model, head_for(task), &report);
   std::fprintf(stderr, "train: loaded %s: %s\n", o.model.c_str(), report.summary().c_str());
   std::optional<std::string> adapter_name;
-  if (o.adapter != "none") {
-    AdapterConfig config = AdapterConfig::preset(o.adapter);
-    if (o.reduction_factor) config.reduction_factor = *o.reduction_factor;
-    if (o.adapter_size) config.adapter_size = *o.adapter_size;
+  if (adapter) {
     adapter_name = task.name;
     std::replace(adapter_name->begin(), adapter_name->end(), '.', '_');
-    model->bert->add_adapter(*adapter_name, config);
-  } else if (o.train == "adapters" || o.train == "adapters-head") {
-    throw Error("--train " + o.train + " needs an adapter (--adapter houlsby or pfeiffer)");
+    model->bert->add_adapter(*adapter_name, *adapter);
+  } else if (mode == TrainMode::kAdapters || mode == TrainMode::kAdaptersAndHead) {
+    throw Error("--train " + o.train.mode + " needs an adapter (--adapter houlsby or pfeiffer)");
   }
-  FreezePolicy policy = FreezePolicy::from_name(o.train);
-  // A base whose pooler was never trained (e.g. pretrained by masked LM only) trains it unless
-  // told otherwise.
-  const bool pooler_missing =
-      std::any_of(report.missing.begin(), report.missing.end(),
-                  [](const std::string& n) { return n.find("pooler.") != std::string::npos; });
-  policy.train_pooler = o.train_pooler.value_or(pooler_missing);
+  const FreezePolicy policy = resolve_policy(o.train, *model->bert);
 
   auto train_data = subsample(read_glue(task, o.data_dir, "train"), o.train_examples);
   auto dev_data = read_glue(task, o.data_dir, "dev");
@@ -82,20 +80,24 @@ int run_train(TrainCommandOptions o) {
   EncodedDataset dev = encode_glue(dev_data, *tokenizer, o.max_length);
   std::fprintf(stderr,
                "train: %s, %zu train / %zu dev examples, adapter %s, training %s%s on %s (%s)\n",
-               task.name.c_str(), train.encodings.size(), dev.encodings.size(), o.adapter.c_str(),
-               policy.name().c_str(), policy.train_pooler ? " + pooler" : "",
-               o.trainer.device.c_str(), o.trainer.precision.c_str());
+               task.name.c_str(), train.encodings.size(), dev.encodings.size(),
+               adapter_name ? adapter_name->c_str() : "none", policy.name().c_str(),
+               policy.train_pooler ? " + pooler" : "", o.trainer.device.str().c_str(),
+               precision_name(o.trainer.precision).c_str());
   TrainResult result;
   {
     StopOnInterrupt ctrl_c;
     Trainer trainer(model, task, std::move(train), std::move(dev), policy, adapter_name, o.trainer,
-                    tokenizer->pad_id());
+                    *tokenizer);
     result = trainer.train();
   }
   nlohmann::ordered_json out = {
-      {"task", task.name},          {"best_step", result.best_step},
-      {"dev", result.best_metrics}, {"best_model", o.trainer.output_dir + "/best"},
-      {"seconds", result.seconds},  {"interrupted", result.interrupted}};
+      {"task", task.name},
+      {"best_step", result.best_step},
+      {"dev", result.best_metrics},
+      {"best_model", result.best_model ? nlohmann::ordered_json(*result.best_model) : nullptr},
+      {"seconds", result.seconds},
+      {"interrupted", result.interrupted}};
   std::cout << out.dump() << std::endl;
   return result.interrupted ? 130 : 0;
 }
@@ -107,20 +109,22 @@ struct UseOptions {
   std::string adapter_pack;
   std::string split = "dev";
   std::string input;
-  std::string output_dir;
-  std::string output_logits;
-  int64_t max_length = 128;
+  std::string format = "labels";
+  std::string out;
+  std::optional<int64_t> max_length;
   int64_t batch_size = 128;
   std::string device = "auto";
-  std::string precision = "fp32";
+  std::optional<std::string> precision;
 };
 
 // The model for eval/predict: a model directory, plus an adapter pack (with its head) if given.
-BertForSequenceClassification load_for_use(const UseOptions& o, const GlueTaskInfo& task) {
+// `info` receives the pack's description.
+BertForSequenceClassification load_for_use(const UseOptions& o, const GlueTaskInfo& task,
+                                           std::optional<AdapterPackInfo>& info) {
   HeadConfig head = head_for(task);
   if (!o.adapter_pack.empty()) {
-    AdapterPackInfo info = read_adapter_pack_info(o.adapter_pack);
-    if (info.head) head = *info.head;
+    info = read_adapter_pack_info(o.adapter_pack);
+    if (info->head) head = *info->head;
   }
   LoadReport report;
   BertForSequenceClassification model =
@@ -130,8 +134,9 @@ BertForSequenceClassification load_for_use(const UseOptions& o, const GlueTaskIn
     for (const auto& w : load.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     if (!load.head_loaded)
       std::fprintf(stderr, "warning: the adapter pack has no head; the head is untrained\n");
-  } else if (std::any_of(report.missing.begin(), report.missing.end(),
-                         [](const std::string& n) { return n.rfind("classifier.", 0) == 0; })) {
+  } else if (std::any_of(report.missing.begin(), report.missing.end(), [](const std::string& n) {
+               return classify_parameter(n) == ParameterGroup::kHead;
+             })) {
     std::fprintf(stderr,
                  "warning: %s has no classifier weights; predictions come from an untrained head\n",
                  o.model.c_str());
@@ -139,73 +144,129 @@ BertForSequenceClassification load_for_use(const UseOptions& o, const GlueTaskIn
   return model;
 }
 
+// What eval and predict run with: the command line's value, else what the pack was trained
+// with, else the defaults (128 tokens, fp32).
+struct UseSettings {
+  int64_t max_length;
+  Precision precision;
+  c10::Device device;
+};
+
+UseSettings settings_for(const UseOptions& o, const std::optional<AdapterPackInfo>& info) {
+  const bool recorded_length = info && info->max_length > 0;
+  return {o.max_length.value_or(recorded_length ? info->max_length : 128),
+          o.precision ? parse_precision(*o.precision)
+                      : (info && info->precision ? *info->precision : Precision::kFloat32),
+          parse_device(o.device)};
+}
+
 int run_eval(const UseOptions& o) {
   const GlueTaskInfo& task = glue_task(o.task);
-  auto tokenizer = tokenizer_for_model(o.model);
-  auto model = load_for_use(o, task);
-  EncodedDataset data = encode_glue(read_glue(task, o.data_dir, o.split), *tokenizer, o.max_length);
+  auto tokenizer = load_tokenizer(o.model);
+  std::optional<AdapterPackInfo> info;
+  auto model = load_for_use(o, task, info);
+  const UseSettings use = settings_for(o, info);
+  EncodedDataset data =
+      encode_glue(read_glue(task, o.data_dir, o.split), *tokenizer, use.max_length);
   if (data.targets.empty())
     throw Error(task.name + " " + o.split + " has no labels to evaluate against");
-  EvalResult r = evaluate(model, task, data, o.batch_size, resolve_device(o.device), o.precision,
+  EvalResult r = evaluate(model, task, data, o.batch_size, use.device, use.precision,
                           tokenizer->pad_id());
   nlohmann::ordered_json out = {{"task", task.name},
                                 {"split", o.split},
                                 {"examples", data.encodings.size()},
+                                {"max_length", use.max_length},
+                                {"precision", precision_name(use.precision)},
                                 {"loss", r.loss},
                                 {"metrics", r.metrics}};
   std::cout << out.dump() << std::endl;
   return 0;
 }
 
-int run_predict(const UseOptions& o) {
-  const GlueTaskInfo& task = glue_task(o.task);
-  auto tokenizer = tokenizer_for_model(o.model);
-  auto model = load_for_use(o, task);
+GlueDataset read_stdin_examples(const GlueTaskInfo& task) {
+  // Lines of stdin: text, or text<TAB>text_pair for sentence-pair tasks.
   GlueDataset data;
   data.task = &task;
-  if (!o.input.empty()) {
-    data = read_glue_file(task, o.input);
+  data.path = "stdin";
+  std::string line;
+  for (int64_t n = 1; std::getline(std::cin, line); ++n) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    GlueExample e;
+    e.index = n - 1;
+    e.line = n;
+    auto tab = line.find('\t');
+    e.text_a = line.substr(0, tab);
+    if (tab != std::string::npos) e.text_b = line.substr(tab + 1);
+    if (task.sentence_pair && !e.text_b)
+      throw Error("stdin:" + std::to_string(n) + ": " + task.name + " needs text<TAB>text_pair");
+    data.examples.push_back(std::move(e));
+  }
+  return data;
+}
+
+// One JSON object per example: the label and its probabilities, or the regression score, and
+// the logits.
+std::string json_line(const GlueTaskInfo& task, const std::vector<float>& logits) {
+  nlohmann::ordered_json out;
+  if (task.regression()) {
+    out["score"] = logits.at(0);
   } else {
-    // Lines of stdin: text, or text<TAB>text_pair for sentence-pair tasks.
-    std::string line;
-    for (int64_t n = 1; std::getline(std::cin, line); ++n) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      GlueExample e;
-      e.index = n - 1;
-      e.line = n;
-      auto tab = line.find('\t');
-      e.text_a = line.substr(0, tab);
-      if (tab != std::string::npos) e.text_b = line.substr(tab + 1);
-      if (task.sentence_pair && !e.text_b)
-        throw Error("stdin:" + std::to_string(n) + ": " + task.name + " needs text<TAB>text_pair");
-      data.examples.push_back(std::move(e));
+    const float top = *std::max_element(logits.begin(), logits.end());
+    std::vector<double> probabilities;
+    double sum = 0;
+    for (float l : logits) sum += probabilities.emplace_back(std::exp(double(l) - double(top)));
+    nlohmann::ordered_json named = nlohmann::ordered_json::object();
+    for (size_t i = 0; i < probabilities.size(); ++i) {
+      named[task.labels.at(i)] = probabilities[i] / sum;
     }
-    data.path = "stdin";
+    const auto best = std::max_element(logits.begin(), logits.end()) - logits.begin();
+    out["label"] = task.labels.at(static_cast<size_t>(best));
+    out["probabilities"] = named;
   }
+  out["logits"] = logits;
+  return out.dump();
+}
+
+int run_predict(const UseOptions& o) {
+  const GlueTaskInfo& task = glue_task(o.task);
+  if (o.format == "glue" && o.out.empty()) {
+    throw Error("--format glue writes a submission file: it needs --out DIR");
+  }
+  auto tokenizer = load_tokenizer(o.model);
+  std::optional<AdapterPackInfo> info;
+  auto model = load_for_use(o, task, info);
+  const UseSettings use = settings_for(o, info);
+  GlueDataset data = o.input.empty() ? read_stdin_examples(task) : read_glue_file(task, o.input);
   if (data.examples.empty()) throw Error("predict: no input examples");
-  EncodedDataset encoded = encode_glue(data, *tokenizer, o.max_length);
-  EvalResult r = evaluate(model, task, encoded, o.batch_size, resolve_device(o.device), o.precision,
+  EncodedDataset encoded = encode_glue(data, *tokenizer, use.max_length);
+  EvalResult r = evaluate(model, task, encoded, o.batch_size, use.device, use.precision,
                           tokenizer->pad_id());
-  if (!o.output_logits.empty()) {
-    std::string text;
-    for (const auto& row : r.logits) {
-      for (size_t i = 0; i < row.size(); ++i) text += (i ? "\t" : "") + std::to_string(row[i]);
-      text += "\n";
-    }
-    write_file_atomic(o.output_logits, text);
-  }
-  if (!o.output_dir.empty()) {
-    std::cout << write_glue_submission(task, o.split == "dev" ? "test" : o.split, o.output_dir,
-                                       encoded.indices, r.predictions)
+  if (o.format == "glue") {
+    std::cout << write_glue_submission(task, o.split, o.out, encoded.indices, r.predictions)
               << std::endl;
     return 0;
   }
-  for (double p : r.predictions) {
-    if (task.regression()) {
-      std::printf("%.4f\n", p);
+  std::string text;
+  for (size_t i = 0; i < r.predictions.size(); ++i) {
+    if (o.format == "json") {
+      text += json_line(task, r.logits[i]);
+    } else if (o.format == "logits") {
+      for (size_t j = 0; j < r.logits[i].size(); ++j) {
+        text += (j ? "\t" : "") + std::to_string(r.logits[i][j]);
+      }
+    } else if (task.regression()) {
+      char score[32];
+      std::snprintf(score, sizeof score, "%.4f", r.predictions[i]);
+      text += score;
     } else {
-      std::printf("%s\n", task.labels.at(static_cast<size_t>(p)).c_str());
+      text += task.labels.at(static_cast<size_t>(r.predictions[i]));
     }
+    text += "\n";
+  }
+  if (o.out.empty()) {
+    std::cout << text << std::flush;
+  } else {
+    write_file_atomic(o.out, text);
   }
   return 0;
 }
@@ -214,23 +275,19 @@ void add_use_options(CLI::App* cmd, UseOptions& o) {
   cmd->add_option("--task", o.task,
                   "GLUE task (SST-2, MRPC, RTE, CoLA, STS-B, QQP, MNLI, QNLI, WNLI, AX)")
       ->required();
-  cmd->add_option("--model", o.model, "Model directory (config.json, model.safetensors, vocab.txt)")
-      ->required()
-      ->check(CLI::ExistingDirectory);
+  add_model_option(cmd, o.model, "Model directory (config.json, model.safetensors, vocab.txt)")
+      ->required();
   cmd->add_option("--adapter-pack", o.adapter_pack, "Adapter pack directory (e.g. a run's best/)")
       ->check(CLI::ExistingDirectory);
-  cmd->add_option("--max-length", o.max_length, "Tokens per example")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  cmd->add_option("--max-length", o.max_length,
+                  "Tokens per example (default: what the pack was trained with, else 128)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--batch-size", o.batch_size, "Examples per batch")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->add_option("--device", o.device, "cpu, cuda or auto")
-      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
-      ->capture_default_str();
-  cmd->add_option("--precision", o.precision, "fp32, bf16 or fp16")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
-      ->capture_default_str();
+  add_device_option(cmd, o.device);
+  add_precision_option(cmd, o.precision,
+                       "fp32, bf16 or fp16 (default: what the pack was trained with, else fp32)");
 }
 
 }  // namespace
@@ -238,31 +295,15 @@ void add_use_options(CLI::App* cmd, UseOptions& o) {
 Command add_train_command(CLI::App& app) {
   auto o = std::make_shared<TrainCommandOptions>();
   o->trainer.output_dir = "runs/train";
-  o->trainer.device = "auto";
   CLI::App* cmd = app.add_subcommand(
       "train", "Fine-tune on a GLUE task (adapters by default); keeps the best model");
   cmd->add_option("--task", o->task, "GLUE task name")->required();
   cmd->add_option("--data-dir", o->data_dir, "Folder with <TASK>/train.tsv, dev.tsv")
       ->check(CLI::ExistingDirectory)
       ->capture_default_str();
-  cmd->add_option("--model", o->model, "Base model directory")
-      ->required()
-      ->check(CLI::ExistingDirectory);
-  cmd->add_option("--adapter", o->adapter, "houlsby, pfeiffer or none")
-      ->check(CLI::IsMember({"houlsby", "pfeiffer", "none"}))
-      ->capture_default_str();
-  auto* rf = cmd->add_option("--reduction-factor", o->reduction_factor, "Bottleneck m = hidden / N")
-                 ->check(CLI::PositiveNumber);
-  cmd->add_option("--adapter-size", o->adapter_size, "Bottleneck size m")
-      ->check(CLI::PositiveNumber)
-      ->excludes(rf);
-  cmd->add_option("--train", o->train,
-                  "adapters (+ LayerNorms + head), adapters-head, full or head")
-      ->check(CLI::IsMember({"adapters", "adapters-head", "full", "head"}))
-      ->capture_default_str();
-  cmd->add_flag_function(
-      "--train-pooler,!--no-train-pooler", [o](int64_t n) { o->train_pooler = n > 0; },
-      "Train the pooler (default: when the base has no trained pooler)");
+  add_model_option(cmd, o->model, "Base model directory")->required();
+  add_adapter_options(cmd, o->adapter);
+  add_train_options(cmd, o->train);
   cmd->add_option("--epochs", o->trainer.epochs, "Epochs")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -282,7 +323,7 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--max-length", o->max_length, "Tokens per example")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->add_option("--schedule", o->trainer.schedule, "linear, cosine or constant")
+  cmd->add_option("--schedule", o->schedule, "linear, cosine or constant")
       ->check(CLI::IsMember({"linear", "cosine", "constant"}))
       ->capture_default_str();
   cmd->add_option("--warmup-ratio", o->trainer.warmup_ratio, "Share of steps for warmup")
@@ -302,12 +343,8 @@ Command add_train_command(CLI::App& app) {
                   "Use only the first N training examples (0: all)")
       ->capture_default_str();
   cmd->add_option("--seed", o->trainer.seed, "Random seed")->capture_default_str();
-  cmd->add_option("--device", o->trainer.device, "cpu, cuda or auto")
-      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
-      ->capture_default_str();
-  cmd->add_option("--precision", o->trainer.precision, "fp32, bf16 or fp16")
-      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}))
-      ->capture_default_str();
+  add_device_option(cmd, o->device);
+  add_precision_option(cmd, o->precision, "fp32 (default), bf16 or fp16 autocast");
   cmd->add_option("--out", o->trainer.output_dir, "Run directory")->capture_default_str();
   cmd->add_option("--log-every", o->trainer.log_every, "Log every N steps")
       ->check(CLI::PositiveNumber)
@@ -315,10 +352,12 @@ Command add_train_command(CLI::App& app) {
   cmd->add_flag("--resume", o->trainer.resume,
                 "Continue from the run directory's newest checkpoint");
   cmd->add_flag_function(
-      "--no-progress", [o](int64_t) { o->trainer.progress = false; }, "No progress output");
+      "--progress,!--no-progress", [o](int64_t n) { o->trainer.progress = n > 0; },
+      "Progress bar on a terminal, log lines otherwise (default on)");
   cmd->add_flag_function(
-      "--no-group-by-length", [o](int64_t) { o->trainer.group_by_length = false; },
-      "Plain shuffled batches instead of length-grouped ones");
+      "--group-by-length,!--no-group-by-length",
+      [o](int64_t n) { o->trainer.group_by_length = n > 0; },
+      "Batch examples of similar length together (default on)");
   return [o] { return run_train(*o); };
 }
 
@@ -336,17 +375,22 @@ Command add_eval_command(CLI::App& app) {
 
 Command add_predict_command(CLI::App& app) {
   auto o = std::make_shared<UseOptions>();
+  o->split = "test";
   CLI::App* cmd =
-      app.add_subcommand("predict", "Labels for a GLUE TSV (--input) or for lines on stdin");
+      app.add_subcommand("predict", "Predictions for a GLUE TSV (--input) or for lines on stdin");
   add_use_options(cmd, *o);
-  cmd->add_option("--input", o->input, "GLUE TSV file (e.g. test.tsv)")->check(CLI::ExistingFile);
-  cmd->add_option("--output-dir", o->output_dir,
-                  "Write a GLUE submission file here instead of printing labels");
-  cmd->add_option("--split", o->split,
-                  "Split name for the submission file name (test, test_matched, ...)")
+  cmd->add_option("--input", o->input, "GLUE TSV file (e.g. test.tsv); default: lines of stdin")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--format", o->format,
+                  "labels (one per line), json (one object per line: label and probabilities, "
+                  "or score; logits), logits (tab-separated), or glue (a leaderboard file)")
+      ->check(CLI::IsMember({"labels", "json", "logits", "glue"}))
       ->capture_default_str();
-  cmd->add_option("--output-logits", o->output_logits,
-                  "Write one row of tab-separated logits per example");
+  cmd->add_option("--out", o->out,
+                  "Write here instead of stdout (a directory for --format glue)");
+  cmd->add_option("--split", o->split,
+                  "Split name of the submission file (test, test_matched, ...)")
+      ->capture_default_str();
   return [o] { return run_predict(*o); };
 }
 

@@ -5,11 +5,15 @@
 /// A pack is a directory in AdapterHub's layout:
 /// - `adapter_config.json`: `{"config": <AdapterConfig>, "name", "hidden_size", "model_type",
 ///   "model_class", "version", "adaptertune": {"base_config_sha256", "base_weights_sha256",
-///   "train_mode", "layer_norms"}}`;
+///   "train_mode", "layer_norms", "pooler", "max_length", "precision"}}`. When the adapter has an
+///   explicit `adapter_size`, `reduction_factor` is written as the factor from which AdapterHub
+///   rebuilds that size (`hidden_size // reduction_factor`);
 /// - `adapter.safetensors`: the adapter weights under AdapterHub's names
 ///   (`bert.encoder.layer.{i}.output.adapters.{name}.adapter_down.0.weight`, …) and the base
-///   parameters trained with it: every LayerNorm (`bert.….LayerNorm.{weight,bias}`) and the
-///   pooler (`bert.pooler.dense.*`) when the freeze policy trained them;
+///   tensors the adapter's logits depend on beyond the base checkpoint: every LayerNorm
+///   (`bert.….LayerNorm.{weight,bias}`) when the model's LayerNorms train, and the pooler
+///   (`bert.pooler.dense.*`) when it trains or when the base checkpoint had none (its random
+///   initialisation then differs on every load);
 /// - `head_config.json` and `model_head.safetensors`: the task head (`classifier.*`), saved by
 ///   default.
 
@@ -18,8 +22,8 @@
 #include <vector>
 
 #include "adaptertune/adapter_config.h"
-#include "adaptertune/layers/heads.h"
-#include "adaptertune/training/freeze_policy.h"
+#include "adaptertune/bert_for_sequence_classification.h"
+#include "adaptertune/precision.h"
 
 namespace adaptertune {
 
@@ -27,11 +31,15 @@ namespace adaptertune {
 struct AdapterPackOptions {
   /// Save the task head with the adapter (the default: a pack without its head cannot predict).
   bool include_head = true;
-  /// The policy the adapter was trained with; whether it trained the LayerNorms and the pooler
-  /// decides whether they go into the pack.
-  FreezePolicy policy;
+  /// Recorded as `train_mode` (what trained: "adapters", "adapters-head", …); informational.
+  std::string train_mode = "adapters";
   /// Recorded as `model_name` (e.g. the base model's directory or hub name).
   std::string base_model_name;
+  /// The maximum sequence length the adapter was trained with (0: not recorded). Recorded so
+  /// that evaluation and prediction default to it.
+  int64_t max_length = 0;
+  /// The precision the adapter was trained in, recorded for the same reason.
+  std::optional<Precision> precision;
 };
 
 /// What a pack holds, read from its JSON files without touching a model.
@@ -40,8 +48,12 @@ struct AdapterPackInfo {
   AdapterConfig config;
   int64_t hidden_size = 0;
   bool layer_norms = false;
-  /// Whether the pack carries a trained pooler.
+  /// Whether the pack carries the pooler.
   bool pooler = false;
+  std::string train_mode;
+  /// What the adapter was trained with (0 / nullopt when the pack does not record it).
+  int64_t max_length = 0;
+  std::optional<Precision> precision;
   std::optional<HeadConfig> head;
   std::string base_model_name;
   std::string base_config_sha256;
@@ -51,8 +63,10 @@ struct AdapterPackInfo {
 /// Reads `directory/adapter_config.json` (and `head_config.json` when present).
 AdapterPackInfo read_adapter_pack_info(const std::string& directory);
 
-/// Writes adapter `adapter_name` of `model` (with its head and, per `options.policy`, the
-/// LayerNorms) to `directory`, creating it. Every file is written atomically, the config last.
+/// Writes adapter `adapter_name` of `model` to `directory`, creating it: the adapter, the head
+/// (unless `options.include_head` is false) and the base tensors its logits need beyond the
+/// base checkpoint (see the file comment), so that the pack loaded onto the base it records
+/// reproduces the model's logits. Every file is written atomically, the config last.
 void save_adapter_pack(BertForSequenceClassification& model, const std::string& adapter_name,
                        const std::string& directory,
                        const AdapterPackOptions& options = AdapterPackOptions{});

@@ -11,7 +11,7 @@
 #include "adaptertune/bert_config.h"
 #include "adaptertune/bert_model.h"
 #include "adaptertune/io/safetensors.h"
-#include "adaptertune/layers/heads.h"
+#include "adaptertune/bert_for_sequence_classification.h"
 
 namespace adaptertune {
 

@@ -43,6 +43,8 @@ class SentencePieceTokenizer : public Tokenizer {
   int64_t pad_id() const override { return pad_id_; }
   int64_t unk_id() const override { return unk_id_; }
   int64_t mask_id() const override { return mask_id_; }
+  bool lowercase() const override { return options_.lowercase; }
+  VocabularyFile vocabulary_file() const override { return {"spiece.model", model_bytes_}; }
 
  private:
   std::string preprocess(const std::string& text) const;
@@ -51,6 +53,8 @@ class SentencePieceTokenizer : public Tokenizer {
   struct Processor;
   std::unique_ptr<Processor> processor_;
   std::vector<std::string> special_tokens_;
+  /// The serialized model, kept to write it beside a model (it is a few hundred KB).
+  std::string model_bytes_;
   int64_t cls_id_, sep_id_, pad_id_, unk_id_, mask_id_;
 };
 

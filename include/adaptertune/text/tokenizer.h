@@ -41,6 +41,17 @@ class Tokenizer {
   virtual int64_t unk_id() const = 0;
   virtual int64_t mask_id() const = 0;
 
+  /// Whether the tokenizer lower-cases its input (`do_lower_case` in tokenizer_config.json).
+  virtual bool lowercase() const = 0;
+
+  /// The file that defines the vocabulary, as it belongs in a model directory.
+  struct VocabularyFile {
+    /// "vocab.txt" (WordPiece) or "spiece.model" (SentencePiece).
+    std::string name;
+    std::string contents;
+  };
+  virtual VocabularyFile vocabulary_file() const = 0;
+
   /// Encodes one sentence or a pair. With `max_length`, the result has at most that many tokens
   /// (special tokens included), truncated "longest first" as the Python tokenizers do: one token
   /// at a time from the end of the longer sequence, from the second when both are equally long.

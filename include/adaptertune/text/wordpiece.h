@@ -66,6 +66,8 @@ class WordPieceTokenizer : public Tokenizer {
   int64_t pad_id() const override { return pad_id_; }
   int64_t unk_id() const override { return unk_id_; }
   int64_t mask_id() const override { return mask_id_; }
+  bool lowercase() const override { return options_.lowercase; }
+  VocabularyFile vocabulary_file() const override;
   const WordPieceOptions& options() const { return options_; }
 
  private:

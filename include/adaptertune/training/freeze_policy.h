@@ -8,27 +8,10 @@
 
 #include <torch/nn/module.h>
 
+#include "adaptertune/bert_model.h"
+#include "adaptertune/parameter_names.h"
+
 namespace adaptertune {
-
-/// The part of the model a parameter belongs to, derived from its Hugging Face name.
-enum class ParameterGroup {
-  kEmbeddings,   ///< word, position and token-type embeddings
-  kAttention,    ///< query/key/value and the attention output projection
-  kFeedForward,  ///< intermediate and output projections
-  kLayerNorm,    ///< every LayerNorm (embeddings, attention output, output)
-  kAdapter,      ///< bottleneck adapters (`…adapters.<name>…`)
-  kPooler,       ///< `pooler.dense`
-  kHead,         ///< task head (`classifier.*`)
-};
-
-/// All groups, in report order.
-const std::vector<ParameterGroup>& all_parameter_groups();
-/// Lower-case name of a group ("embeddings", "attention", "ffn", "layer_norm", "adapters",
-/// "pooler", "head").
-std::string parameter_group_name(ParameterGroup group);
-/// The group of the parameter called `name` (e.g. "bert.encoder.layer.3.output.LayerNorm.weight"
-/// is kLayerNorm). Throws Error for a name that belongs to no group.
-ParameterGroup classify_parameter(const std::string& name);
 
 /// What a fine-tune updates.
 enum class TrainMode {
@@ -55,6 +38,11 @@ struct FreezePolicy {
   static FreezePolicy from_name(const std::string& name);
   std::string name() const;
 };
+
+/// The default of FreezePolicy::train_pooler for a base: on when its pooler did not come from
+/// its checkpoint (BertModelImpl::pooler_pretrained(), e.g. a base pretrained by masked LM
+/// only), since a random pooler would otherwise sit frozen between the encoder and the head.
+bool default_train_pooler(const BertModelImpl& base);
 
 /// Sets `requires_grad` on every parameter of `model` as `policy` says, so that frozen tensors get
 /// no gradient computed at all. Returns the number of trainable parameters (elements).

@@ -9,9 +9,11 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
 #include "adaptertune/bert_config.h"
+#include "adaptertune/precision.h"
 #include "adaptertune/text/tokenizer.h"
 
 namespace adaptertune {
@@ -44,8 +46,8 @@ struct PretrainOptions {
   double warmup_ratio = 0.06;
   double weight_decay = 0.01;
   uint64_t seed = 42;
-  std::string device = "cpu";
-  std::string precision = "fp32";
+  c10::Device device = c10::Device(c10::kCPU);
+  Precision precision = Precision::kFloat32;
   MlmMaskingOptions masking;
   /// dtype of the saved weights ("bfloat16" halves the file; they load back as float32).
   c10::ScalarType save_dtype = c10::ScalarType::Float;
@@ -78,11 +80,11 @@ struct PretrainResult {
 };
 
 /// Pretrains a BERT of `config` on `lines` and writes a Hugging Face model directory to
-/// `output_dir` (config.json, model.safetensors) with `vocab_path` copied in as vocab.txt and a
-/// tokenizer_config.json. Checkpoints (model, AdamW moments, RNG states, data position) make a
+/// `output_dir`: config.json, model.safetensors, and the tokenizer's vocabulary file with a
+/// tokenizer_config.json that records its real lower-casing (save_tokenizer()). Checkpoints (model, AdamW moments, RNG states, data position) make a
 /// resumed run end with the same weights as an uninterrupted one on CPU.
 PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::string>& lines,
-                            const Tokenizer& tokenizer, const std::string& vocab_path,
-                            const std::string& output_dir, const PretrainOptions& options);
+                            const Tokenizer& tokenizer, const std::string& output_dir,
+                            const PretrainOptions& options);
 
 }  // namespace adaptertune

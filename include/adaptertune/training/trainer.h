@@ -9,11 +9,16 @@
 #include <string>
 #include <vector>
 
-#include "adaptertune/layers/heads.h"
+#include <c10/core/Device.h>
+
+#include "adaptertune/bert_for_sequence_classification.h"
+#include "adaptertune/precision.h"
 #include "adaptertune/tasks/batcher.h"
 #include "adaptertune/tasks/glue.h"
+#include "adaptertune/text/tokenizer.h"
 #include "adaptertune/training/freeze_policy.h"
 #include "adaptertune/training/interrupt.h"
+#include "adaptertune/training/scheduler.h"
 
 namespace adaptertune {
 
@@ -27,8 +32,8 @@ struct TrainerOptions {
   int64_t gradient_accumulation = 1;
   double lr = 1e-3;
   double weight_decay = 0.01;
-  /// "linear", "cosine" or "constant", after a linear warmup of warmup_ratio of all steps.
-  std::string schedule = "linear";
+  /// The decay after a linear warmup of warmup_ratio of all steps.
+  ScheduleKind schedule = ScheduleKind::kLinear;
   double warmup_ratio = 0.1;
   /// Clip the global gradient norm (0: no clipping).
   double max_grad_norm = 1.0;
@@ -39,8 +44,11 @@ struct TrainerOptions {
   /// Stop after this many evaluations without improvement (0: never).
   int64_t early_stopping_patience = 0;
   uint64_t seed = 42;
-  std::string device = "cpu";
-  std::string precision = "fp32";
+  c10::Device device = c10::Device(c10::kCPU);
+  Precision precision = Precision::kFloat32;
+  /// The length the data was encoded with; recorded in the adapter packs written, so that
+  /// evaluation and prediction default to it (0: not recorded).
+  int64_t max_length = 0;
   /// Run directory: metrics.jsonl, checkpoints/, best/ (best model), results.json.
   std::string output_dir;
   int keep_checkpoints = 2;
@@ -65,8 +73,8 @@ struct EvalResult {
 /// Runs `model` over `data` (no gradients, eval mode) and computes the task's metrics when the
 /// data is labelled.
 EvalResult evaluate(BertForSequenceClassification& model, const GlueTaskInfo& task,
-                    const EncodedDataset& data, int64_t batch_size, const std::string& device,
-                    const std::string& precision, int64_t pad_id);
+                    const EncodedDataset& data, int64_t batch_size, c10::Device device,
+                    Precision precision, int64_t pad_id);
 
 struct TrainResult {
   std::map<std::string, double> best_metrics;
@@ -75,20 +83,29 @@ struct TrainResult {
   bool interrupted = false;
   bool early_stopped = false;
   double seconds = 0;
+  /// Where the best model is (`output_dir/best`), when an evaluation has written one.
+  std::optional<std::string> best_model;
 };
 
 /// Fine-tunes with AdamW (no weight decay on biases and LayerNorms), a warmup + decay schedule,
 /// gradient clipping and accumulation, evaluation on dev, the best model kept by the task's main
-/// metric (as an adapter pack when an adapter trains, else as a full model directory), early
+/// metric (as an adapter pack when an adapter trains, else as a model directory with the
+/// tokenizer's files), early
 /// stopping, crash-safe checkpoints and exact resume (train() seeds LibTorch with `seed` for
 /// dropout and data order; call set_seed() before building the model and adding adapters so
 /// that their initialisation repeats too), and Ctrl-C handling (stop_requested(), set
 /// by StopOnInterrupt on SIGINT, saves a checkpoint and returns with `interrupted`).
+///
+/// With an adapter, the policy must train it (TrainMode::kAdapters or kAdaptersAndHead): the
+/// best model of full or head-only training is a model directory, which holds no adapters, so
+/// that combination is refused (Error) rather than losing the adapter.
 class Trainer {
  public:
+  /// `tokenizer` (which must outlive train()) encoded the data; its padding id pads batches and
+  /// its files go into the model directories written.
   Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task, EncodedDataset train,
           EncodedDataset dev, FreezePolicy policy, std::optional<std::string> adapter_name,
-          TrainerOptions options, int64_t pad_id);
+          TrainerOptions options, const Tokenizer& tokenizer);
   TrainResult train();
 
  private:
@@ -99,7 +116,7 @@ class Trainer {
   FreezePolicy policy_;
   std::optional<std::string> adapter_name_;
   TrainerOptions options_;
-  int64_t pad_id_;
+  const Tokenizer& tokenizer_;
 };
 
 }  // namespace adaptertune

@@ -1,4 +1,4 @@
-#include "adaptertune/training/precision.h"
+#include "adaptertune/precision.h"
 
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>

@@ -1,0 +1,46 @@
+#pragma once
+/// @file parameter_names.h
+/// The rules that read a parameter's Hugging Face name: which part of the model it belongs to, and
+/// which adapter. The one place these rules live; the freeze policy, the reports, checkpoints and
+/// adapter packs all ask here.
+///
+/// Names are those of `named_parameters()`: a BertModel's (`encoder.layer.0.output.dense.weight`)
+/// or, in a whole model, with the `bert.` prefix (`bert.encoder.layer.0.…`) beside its head
+/// (`classifier.*`, `cls.*`). Adapters sit under `….adapters.<name>.…` (AdapterHub's layout).
+
+#include <string>
+#include <vector>
+
+namespace adaptertune {
+
+/// The part of the model a parameter belongs to, derived from its Hugging Face name.
+enum class ParameterGroup {
+  kEmbeddings,   ///< word, position and token-type embeddings
+  kAttention,    ///< query/key/value and the attention output projection
+  kFeedForward,  ///< intermediate and output projections
+  kLayerNorm,    ///< every LayerNorm of the base (embeddings, attention output, output)
+  kAdapter,      ///< bottleneck adapters (`…adapters.<name>…`)
+  kPooler,       ///< `pooler.dense`
+  kHead,         ///< task or pretraining head (`classifier.*`, `cls.*`)
+};
+
+/// All groups, in report order.
+const std::vector<ParameterGroup>& all_parameter_groups();
+/// Lower-case name of a group ("embeddings", "attention", "ffn", "layer_norm", "adapters",
+/// "pooler", "head").
+std::string parameter_group_name(ParameterGroup group);
+/// The group of the parameter called `name` (e.g. "bert.encoder.layer.3.output.LayerNorm.weight"
+/// is kLayerNorm). Throws Error for a name that belongs to no group.
+ParameterGroup classify_parameter(const std::string& name);
+
+/// `name` without the `bert.` prefix a whole model gives its encoder's parameters.
+std::string base_parameter_name(const std::string& name);
+/// Whether `name` is a parameter of any bottleneck adapter.
+bool is_adapter_parameter(const std::string& name);
+/// Whether `name` is a parameter of the adapter called `adapter`.
+bool is_adapter_parameter(const std::string& name, const std::string& adapter);
+/// `name` with adapter `from`'s part renamed to `to` (unchanged when it is not `from`'s).
+std::string rename_adapter_parameter(const std::string& name, const std::string& from,
+                                     const std::string& to);
+
+}  // namespace adaptertune

@@ -1,0 +1,48 @@
+#pragma once
+// Options the subcommands share, so that each concept has one flag, one help text and one
+// default across the tool: --model, --device, --precision, the adapter and --train-pooler.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "adaptertune/adapter_config.h"
+#include "adaptertune/training/freeze_policy.h"
+
+namespace adaptertune::cli {
+
+/// `--model DIR`: a Hugging Face-layout model directory.
+CLI::Option* add_model_option(CLI::App* cmd, std::string& model, const std::string& help);
+
+/// `--device cpu|cuda|cuda:N|auto` (default auto), parsed by adaptertune::parse_device().
+CLI::Option* add_device_option(CLI::App* cmd, std::string& device);
+
+/// `--precision fp32|bf16|fp16`.
+CLI::Option* add_precision_option(CLI::App* cmd, std::optional<std::string>& precision,
+                                  const std::string& help);
+
+/// The adapter a command builds: `--adapter`, `--adapter-config`, `--reduction-factor`,
+/// `--adapter-size`.
+struct AdapterChoice {
+  std::optional<std::string> preset;
+  std::string config_file;
+  std::optional<double> reduction_factor;
+  std::optional<int64_t> adapter_size;
+};
+void add_adapter_options(CLI::App* cmd, AdapterChoice& choice);
+/// The adapter config chosen, or none. Without --adapter or --adapter-config the preset is
+/// houlsby when `mode` trains adapters and none otherwise (full or head-only training).
+std::optional<AdapterConfig> resolve_adapter(const AdapterChoice& choice, TrainMode mode);
+
+/// `--train adapters|adapters-head|full|head` and `--train-pooler` / `--no-train-pooler`
+/// (default: default_train_pooler() of the base).
+struct TrainChoice {
+  std::string mode = "adapters";
+  std::optional<bool> train_pooler;
+};
+void add_train_options(CLI::App* cmd, TrainChoice& choice);
+FreezePolicy resolve_policy(const TrainChoice& choice, const BertModelImpl& base);
+
+}  // namespace adaptertune::cli
