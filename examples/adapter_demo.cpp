@@ -92,6 +92,9 @@ int main(int argc, char** argv) {
   } catch (const atune::Error& e) {
     std::cerr << "adapter_demo: " << e.what() << "\n";
     return 1;
+  } catch (const c10::Error& e) {  // LibTorch's own failures, e.g. out of memory
+    std::cerr << "adapter_demo: LibTorch: " << e.what_without_backtrace() << "\n";
+    return 1;
   }
   return 0;
 }

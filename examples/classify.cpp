@@ -27,12 +27,14 @@ int main(int argc, char** argv) {
     auto model = atune::load_bert_for_sequence_classification(model_dir, info.head);
     atune::AdapterPackLoad load = atune::load_adapter_pack(model, pack);
     for (const auto& warning : load.warnings) std::cerr << "warning: " << warning << "\n";
-    model->eval();
-    atune::WordPieceTokenizer tokenizer(model_dir + "/vocab.txt");
+    model->eval();  // no dropout
+    auto tokenizer = atune::load_tokenizer(model_dir);
+    // The length the pack was trained with (longer inputs are truncated as in training).
+    const int64_t max_length = info.max_length > 0 ? info.max_length : 128;
     torch::NoGradGuard no_grad;
     for (std::string line; std::getline(std::cin, line);) {
       if (line.empty()) continue;
-      atune::Encoding e = tokenizer.encode(line, std::nullopt, 128);
+      atune::Encoding e = tokenizer->encode(line, std::nullopt, max_length);
       auto ids = torch::tensor(e.input_ids, torch::kLong).unsqueeze(0);
       auto probabilities = torch::softmax(model(ids), -1)[0];
       const int64_t best = probabilities.argmax().item<int64_t>();
@@ -42,6 +44,9 @@ int main(int argc, char** argv) {
     }
   } catch (const atune::Error& e) {
     std::cerr << "classify: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {  // LibTorch's own failures, e.g. out of memory
+    std::cerr << "classify: LibTorch: " << e.what_without_backtrace() << "\n";
     return 1;
   }
   return 0;

@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
   const std::string model_dir = argv[1], glue_dir = argv[2], task_name = argv[3], out = argv[4];
   try {
     const atune::GlueTaskInfo& task = atune::glue_task(task_name);
-    atune::WordPieceTokenizer tokenizer(model_dir + "/vocab.txt");
+    auto tokenizer = atune::load_tokenizer(model_dir);  // vocab.txt + tokenizer_config.json
     atune::HeadConfig head = task.regression() ? atune::HeadConfig::regression()
                                                : atune::HeadConfig::classification(task.labels);
     atune::set_seed(42);  // the head and adapters start the same every run
@@ -36,13 +36,15 @@ int main(int argc, char** argv) {
     atune::GlueDataset dev = atune::read_glue(task, glue_dir, "dev");
 
     atune::FreezePolicy policy;  // adapters + LayerNorms + head
-    policy.train_pooler = true;  // the shipped base was pretrained without a pooler objective
+    // A base pretrained without a pooler (as the shipped one) trains it too.
+    policy.train_pooler = atune::default_train_pooler(*model->bert);
     atune::TrainerOptions options;
     options.epochs = argc > 5 ? std::atoi(argv[5]) : 1;
     options.output_dir = out;
-    atune::Trainer trainer(model, task, atune::encode_glue(train, tokenizer, 128),
-                           atune::encode_glue(dev, tokenizer, 128), policy, std::string("task"),
-                           options, tokenizer.pad_id());
+    options.max_length = 128;
+    atune::Trainer trainer(model, task, atune::encode_glue(train, *tokenizer, options.max_length),
+                           atune::encode_glue(dev, *tokenizer, options.max_length), policy,
+                           std::string("task"), options, *tokenizer);
     atune::TrainResult result = trainer.train();
     std::cout << task.name << " dev";
     for (const auto& [metric, value] : result.best_metrics)
@@ -50,6 +52,9 @@ int main(int argc, char** argv) {
     std::cout << " (best adapter pack: " << out << "/best)\n";
   } catch (const atune::Error& e) {
     std::cerr << "glue_finetune: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {  // LibTorch's own failures, e.g. out of memory
+    std::cerr << "glue_finetune: LibTorch: " << e.what_without_backtrace() << "\n";
     return 1;
   }
   return 0;

@@ -19,6 +19,10 @@ namespace {
 
 std::atomic<bool> user_chose_threads{false};
 
+// LibTorch's thread count when this library was loaded, before the application's main() ran:
+// a different count later means the application chose one with torch::set_num_threads().
+const int threads_at_load = at::get_num_threads();
+
 int positive_env(const char* name) {
   const char* value = std::getenv(name);
   if (value == nullptr) return 0;
@@ -57,7 +61,9 @@ int default_num_threads() {
 void ensure_default_threads() {
   static std::once_flag once;
   std::call_once(once, [] {
-    if (!user_chose_threads) at::set_num_threads(default_num_threads());
+    if (!user_chose_threads && at::get_num_threads() == threads_at_load) {
+      at::set_num_threads(default_num_threads());
+    }
   });
 }
 

@@ -14,6 +14,8 @@
 #include "adaptertune/training/freeze_policy.h"
 #include "test_util.h"
 
+#include <nlohmann/json.hpp>
+
 namespace adaptertune {
 namespace {
 
@@ -122,32 +124,31 @@ TEST(Checkpoint, KilledWriterLeavesThePreviousCheckpointLoadable) {
   TrainingState state;
   state.global_step = 1;
   manager.save(*model, optimizer, state);
-  // A writer that finished before its kill legitimately becomes the latest checkpoint, so each
-  // kill leaves either what the previous round left or this round's complete checkpoint.
+  // Each writer is killed once its temporary directory exists, in the middle of the save; one
+  // that finished first legitimately becomes the latest checkpoint.
   int64_t previous_step = 1;
-  for (int delay_ms : {0, 2, 5, 10, 20, 40}) {
-    pid_t child = ::fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-      TrainingState next;
-      next.global_step = 2 + delay_ms;
-      manager.save(*model, optimizer, next);
-      ::_exit(0);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-    ::kill(child, SIGKILL);
-    int status = 0;
-    ::waitpid(child, &status, 0);
+  int killed_mid_write = 0;
+  for (int round = 0; round < 4; ++round) {
+    const int64_t step = 2 + round;
+    const std::string temp = testing::kill_writer_mid_write(
+        [&] {
+          TrainingState next;
+          next.global_step = step;
+          manager.save(*model, optimizer, next);
+        },
+        root, ".tmp-checkpoint-");
+    if (!temp.empty()) ++killed_mid_write;
     auto latest = manager.latest();
-    ASSERT_TRUE(latest.has_value()) << "after a kill at " << delay_ms << " ms";
+    ASSERT_TRUE(latest.has_value()) << "after round " << round;
     TrainingState loaded;
     EXPECT_NO_THROW(loaded = CheckpointManager::load(*latest, *model, optimizer))
-        << *latest << " after a kill at " << delay_ms << " ms";
-    EXPECT_TRUE(loaded.global_step == previous_step || loaded.global_step == 2 + delay_ms)
-        << "step " << loaded.global_step << " after a kill at " << delay_ms << " ms; expected "
-        << previous_step << " or " << 2 + delay_ms;
+        << *latest << " after round " << round;
+    EXPECT_TRUE(loaded.global_step == previous_step || (temp.empty() && loaded.global_step == step))
+        << "step " << loaded.global_step << " after round " << round
+        << (temp.empty() ? " (writer finished)" : " (killed mid-write in " + temp + ")");
     previous_step = loaded.global_step;
   }
+  EXPECT_GE(killed_mid_write, 1);
 }
 
 TEST(Checkpoint, MismatchedModelIsRefusedAndLeftUnchanged) {
@@ -166,6 +167,52 @@ TEST(Checkpoint, MismatchedModelIsRefusedAndLeftUnchanged) {
   }
   EXPECT_ERROR_CONTAINS(CheckpointManager::load(root + "/nothing", *run.model, *run.optimizer),
                         "trainer_state.json: cannot open");
+}
+
+// A trainer_state.json that lacks any one field is refused with the field named, before the
+// model, the optimizer's state or its learning rate change.
+TEST(Checkpoint, StateLackingAFieldIsRefusedBeforeAnythingChanges) {
+  const std::string root = fresh_root("fields");
+  TrainingRun run = make_run();
+  train_step(run, batches()[0]);  // non-trivial moments and step counts
+  CheckpointManager manager(root);
+  TrainingState state;
+  state.global_step = 1;
+  const std::string dir = manager.save(*run.model, *run.optimizer, state);
+  const std::string path = dir + "/trainer_state.json";
+  const auto complete = nlohmann::json::parse(read_file(path));
+
+  TrainingRun other = make_run();
+  other.optimizer->set_lr(0.123);
+  std::map<std::string, torch::Tensor> before;
+  for (const auto& item : other.model->named_parameters()) before[item.key()] = item.value().clone();
+  for (const std::string field : {"global_step", "epoch", "batch_in_epoch", "data_seed", "scheduler",
+                                  "extra", "optimizer", "optimizer.lr", "optimizer.steps"}) {
+    auto broken = complete;
+    const auto dot = field.find('.');
+    if (dot == std::string::npos) {
+      broken.erase(field);
+    } else {
+      broken[field.substr(0, dot)].erase(field.substr(dot + 1));
+    }
+    write_file_atomic(path, broken.dump());
+    EXPECT_ERROR_CONTAINS(CheckpointManager::load(dir, *other.model, *other.optimizer),
+                          "'" + field.substr(dot == std::string::npos ? 0 : dot + 1) + "'");
+    EXPECT_DOUBLE_EQ(other.optimizer->lr(), 0.123) << field;
+    for (const auto& item : other.model->named_parameters()) {
+      EXPECT_TRUE(torch::equal(item.value(), before[item.key()])) << field << ": " << item.key();
+    }
+  }
+  // Wrong types are named too, and a state file that is not JSON at all.
+  auto wrong = complete;
+  wrong["epoch"] = "three";
+  write_file_atomic(path, wrong.dump());
+  EXPECT_ERROR_CONTAINS(CheckpointManager::load(dir, *other.model, *other.optimizer),
+                        "key 'epoch' must be an integer");
+  write_file_atomic(path, "{\"global_step\": ");
+  EXPECT_ERROR_CONTAINS(CheckpointManager::load(dir, *other.model, *other.optimizer),
+                        "trainer_state.json: invalid JSON");
+  EXPECT_DOUBLE_EQ(other.optimizer->lr(), 0.123);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "adaptertune/io/safetensors.h"
 #include "adaptertune/text/wordpiece.h"
 #include "adaptertune/training/interrupt.h"
+#include "adaptertune/io/tokenizer_files.h"
 #include "test_util.h"
 
 namespace adaptertune {
@@ -180,6 +181,32 @@ TEST(Pretraining, ResumeRefusesACheckpointOfOtherOptions) {
   EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options),
                         "\"text_sha256\"");
   EXPECT_TRUE(file_exists(dir + "/checkpoints/checkpoint-2/trainer_state.json"));
+}
+
+// The written tokenizer_config.json says what the tokenizer really does: a cased vocabulary
+// pretrained without lower-casing must not come back lower-casing.
+TEST(Pretraining, RecordsTheTokenizersRealLowerCasing) {
+  WordPieceOptions cased;
+  cased.lowercase = false;
+  WordPieceTokenizer tokenizer(std::string(ADAPTERTUNE_TEST_DATA_DIR) +
+                                   "/../../data/vocab/bert-base-cased-vocab.txt",
+                               cased);
+  BertConfig config = testing::tiny_config();
+  config.vocab_size = tokenizer.vocab_size();
+  PretrainOptions options;
+  options.steps = 1;
+  options.batch_size = 2;
+  options.max_length = 16;
+  const std::string dir =
+      ::testing::TempDir() + "adaptertune_pretrain_cased_" + std::to_string(::getpid());
+  remove_tree(dir);
+  pretrain_mlm(config, std::vector<std::string>(8, "The Quick Brown Fox ."), tokenizer, dir,
+               options);
+  EXPECT_NE(read_file(dir + "/tokenizer_config.json").find("\"do_lower_case\": false"),
+            std::string::npos);
+  auto reloaded = load_tokenizer(dir);
+  EXPECT_FALSE(reloaded->lowercase());
+  EXPECT_EQ(reloaded->tokenize("The Fox"), tokenizer.tokenize("The Fox"));
 }
 
 }  // namespace

@@ -1,7 +1,16 @@
 #pragma once
 // Shared helpers for the unit tests: device parameterisation and a tiny model config.
 
+#include <dirent.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <functional>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -57,5 +66,46 @@ inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
           << "message was: " << e.what();                                                 \
     }                                                                                     \
   } while (0)
+
+/// The first entry of `dir` whose name contains `part` ("" when there is none).
+inline std::string entry_containing(const std::string& dir, const std::string& part) {
+  std::string found;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      if (std::string(e->d_name).find(part) != std::string::npos) {
+        found = e->d_name;
+        break;
+      }
+    }
+    ::closedir(d);
+  }
+  return found;
+}
+
+/// Runs `write` in a child process and SIGKILLs it as soon as `dir` holds an entry whose name
+/// contains `temp_part` (the writer's temporary file or directory), i.e. in the middle of the
+/// write. Returns that entry's name when the kill landed while it still existed, "" when the
+/// writer finished first (or no temporary entry was seen within 10 s).
+inline std::string kill_writer_mid_write(const std::function<void()>& write, const std::string& dir,
+                                         const std::string& temp_part) {
+  const pid_t child = ::fork();
+  if (child < 0) return "";
+  if (child == 0) {
+    write();
+    ::_exit(0);
+  }
+  std::string temp;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (temp.empty() && std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(child, &status, WNOHANG) == child) return "";  // finished before we saw it
+    temp = entry_containing(dir, temp_part);
+  }
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  // Still there after the kill: the writer died before it could rename or remove it.
+  return !temp.empty() && entry_containing(dir, temp) == temp ? temp : "";
+}
 
 }  // namespace adaptertune::testing

@@ -20,8 +20,11 @@ void set_num_threads(int num_threads);
 /// number, otherwise every core the process may run on.
 int default_num_threads();
 
-/// Applies default_num_threads() once per process unless set_num_threads() was called first.
-/// Model constructors call it, so users rarely need to; calling it again does nothing.
+/// Applies default_num_threads() once per process, unless the application chose a count first:
+/// with set_num_threads(), or with torch::set_num_threads() (seen as a count that differs from
+/// LibTorch's when this library was loaded; a count equal to LibTorch's own default cannot be
+/// told apart from no choice, so call set_num_threads() for that one). Model constructors call
+/// it, so users rarely need to; calling it again does nothing.
 void ensure_default_threads();
 
 }  // namespace adaptertune
