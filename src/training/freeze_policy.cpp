@@ -74,6 +74,14 @@ std::string FreezePolicy::name() const {
   return "?";
 }
 
+void check_policy_trains_adapter(const FreezePolicy& policy, const std::string& adapter_name) {
+  if (policy.mode == TrainMode::kAdapters || policy.mode == TrainMode::kAdaptersAndHead) return;
+  throw Error("training mode \"" + policy.name() + "\" with adapter \"" + adapter_name +
+              "\" would freeze the adapter and keep the best model as a model directory, which "
+              "cannot hold adapters; train the adapter (mode adapters or adapters-head) or "
+              "train without one");
+}
+
 bool default_train_pooler(const BertModelImpl& base) {
   return !base.pooler_pretrained();
 }

@@ -163,13 +163,7 @@ Trainer::Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task,
   if (dev_.targets.empty()) throw Error("Trainer: the dev data has no labels");
   if (adapter_name_) {
     model_->bert->adapter_config(*adapter_name_);  // throws when the model has no such adapter
-    if (policy_.mode != TrainMode::kAdapters && policy_.mode != TrainMode::kAdaptersAndHead) {
-      throw Error("Trainer: training mode \"" + policy_.name() + "\" with adapter \"" +
-                  *adapter_name_ +
-                  "\" would freeze the adapter and keep the best model as a model directory, "
-                  "which cannot hold adapters; train the adapter (mode adapters or "
-                  "adapters-head) or train without one");
-    }
+    check_policy_trains_adapter(policy_, *adapter_name_);
   }
 }
 

@@ -57,6 +57,17 @@ int run_train(TrainCommandOptions o) {
   o.trainer.max_length = o.max_length;
   const TrainMode mode = FreezePolicy::from_name(o.train.mode).mode;
   std::optional<AdapterConfig> adapter = resolve_adapter(o.adapter, mode);
+  const std::string adapter_label = [&] {
+    std::string name = task.name;  // adapter names hold no '.'
+    std::replace(name.begin(), name.end(), '.', '_');
+    return name;
+  }();
+  // Options are checked before anything loads, so that a mistake costs no time.
+  if (adapter) {
+    check_policy_trains_adapter(FreezePolicy::from_name(o.train.mode), adapter_label);
+  } else if (mode == TrainMode::kAdapters || mode == TrainMode::kAdaptersAndHead) {
+    throw Error("--train " + o.train.mode + " needs an adapter (--adapter houlsby or pfeiffer)");
+  }
   // Before the model: the head, the adapters and a missing pooler are initialised from it.
   set_seed(o.trainer.seed);
   auto tokenizer = load_tokenizer(o.model);
@@ -66,11 +77,8 @@ int run_train(TrainCommandOptions o) {
   std::fprintf(stderr, "train: loaded %s: %s\n", o.model.c_str(), report.summary().c_str());
   std::optional<std::string> adapter_name;
   if (adapter) {
-    adapter_name = task.name;
-    std::replace(adapter_name->begin(), adapter_name->end(), '.', '_');
+    adapter_name = adapter_label;
     model->bert->add_adapter(*adapter_name, *adapter);
-  } else if (mode == TrainMode::kAdapters || mode == TrainMode::kAdaptersAndHead) {
-    throw Error("--train " + o.train.mode + " needs an adapter (--adapter houlsby or pfeiffer)");
   }
   const FreezePolicy policy = resolve_policy(o.train, *model->bert);
 
@@ -117,15 +125,12 @@ struct UseOptions {
   std::optional<std::string> precision;
 };
 
-// The model for eval/predict: a model directory, plus an adapter pack (with its head) if given.
-// `info` receives the pack's description.
+// The model for eval/predict: a model directory, plus an adapter pack (with its head) if given;
+// `info` is the pack's description.
 BertForSequenceClassification load_for_use(const UseOptions& o, const GlueTaskInfo& task,
-                                           std::optional<AdapterPackInfo>& info) {
+                                           const std::optional<AdapterPackInfo>& info) {
   HeadConfig head = head_for(task);
-  if (!o.adapter_pack.empty()) {
-    info = read_adapter_pack_info(o.adapter_pack);
-    if (info->head) head = *info->head;
-  }
+  if (info && info->head) head = *info->head;
   LoadReport report;
   BertForSequenceClassification model =
       load_bert_for_sequence_classification(o.model, head, &report);
@@ -152,20 +157,23 @@ struct UseSettings {
   c10::Device device;
 };
 
-UseSettings settings_for(const UseOptions& o, const std::optional<AdapterPackInfo>& info) {
+// Reads the pack's description (when there is one) and the options, before any model loads.
+UseSettings settings_for(const UseOptions& o, std::optional<AdapterPackInfo>& info) {
+  const c10::Device device = parse_device(o.device);
+  if (!o.adapter_pack.empty()) info = read_adapter_pack_info(o.adapter_pack);
   const bool recorded_length = info && info->max_length > 0;
   return {o.max_length.value_or(recorded_length ? info->max_length : 128),
           o.precision ? parse_precision(*o.precision)
                       : (info && info->precision ? *info->precision : Precision::kFloat32),
-          parse_device(o.device)};
+          device};
 }
 
 int run_eval(const UseOptions& o) {
   const GlueTaskInfo& task = glue_task(o.task);
-  auto tokenizer = load_tokenizer(o.model);
   std::optional<AdapterPackInfo> info;
-  auto model = load_for_use(o, task, info);
   const UseSettings use = settings_for(o, info);
+  auto tokenizer = load_tokenizer(o.model);
+  auto model = load_for_use(o, task, info);
   EncodedDataset data =
       encode_glue(read_glue(task, o.data_dir, o.split), *tokenizer, use.max_length);
   if (data.targets.empty())
@@ -232,10 +240,10 @@ int run_predict(const UseOptions& o) {
   if (o.format == "glue" && o.out.empty()) {
     throw Error("--format glue writes a submission file: it needs --out DIR");
   }
-  auto tokenizer = load_tokenizer(o.model);
   std::optional<AdapterPackInfo> info;
-  auto model = load_for_use(o, task, info);
   const UseSettings use = settings_for(o, info);
+  auto tokenizer = load_tokenizer(o.model);
+  auto model = load_for_use(o, task, info);
   GlueDataset data = o.input.empty() ? read_stdin_examples(task) : read_glue_file(task, o.input);
   if (data.examples.empty()) throw Error("predict: no input examples");
   EncodedDataset encoded = encode_glue(data, *tokenizer, use.max_length);

@@ -39,6 +39,11 @@ struct FreezePolicy {
   std::string name() const;
 };
 
+/// Throws Error unless `policy` trains adapter `adapter_name` (TrainMode::kAdapters or
+/// kAdaptersAndHead): full or head-only training would freeze it, and the model directory such
+/// runs keep cannot hold adapters, so the adapter would be lost.
+void check_policy_trains_adapter(const FreezePolicy& policy, const std::string& adapter_name);
+
 /// The default of FreezePolicy::train_pooler for a base: on when its pooler did not come from
 /// its checkpoint (BertModelImpl::pooler_pretrained(), e.g. a base pretrained by masked LM
 /// only), since a random pooler would otherwise sit frozen between the encoder and the head.
