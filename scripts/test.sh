@@ -28,3 +28,7 @@ rm -rf "$example_run"
   SST-2 "$example_run" 1 256
 printf 'a gorgeous , witty , seductive movie .\nthe plot is a dull mess .\n' |
   "$build_dir/examples/classify" "$root/models/adaptertune-base-uncased-L4-H256" "$example_run/best"
+# The README's C++ snippets compile and link against the installed package, and its command
+# lines run (README, "Command-line tool").
+echo "test.sh: checking the README's snippets and command lines"
+python3 "$root/scripts/check_readme.py" "$build_dir" "$install_dir"
