@@ -38,8 +38,9 @@ int main(int argc, char** argv) {
       auto ids = torch::tensor(e.input_ids, torch::kLong).unsqueeze(0);
       auto probabilities = torch::softmax(model(ids), -1)[0];
       const int64_t best = probabilities.argmax().item<int64_t>();
-      const std::string label = info.head->id2label.empty() ? std::to_string(best)
-                                                            : info.head->id2label[static_cast<size_t>(best)];
+      const std::string label = info.head->id2label.empty()
+                                    ? std::to_string(best)
+                                    : info.head->id2label[static_cast<size_t>(best)];
       std::cout << label << "\t" << probabilities[best].item<double>() << "\t" << line << "\n";
     }
   } catch (const atune::Error& e) {

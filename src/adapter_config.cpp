@@ -113,8 +113,8 @@ double AdapterConfig::reduction_factor_for(int64_t hidden_size, int64_t bottlene
   double factor = hidden / static_cast<double>(bottleneck);
   // hidden / m can land one ulp too high for `//` (64 / 10 = 6.4, but 64 // 6.4 = 9.0): step
   // down until the division gives m back. One step suffices for every width tried up to 5120.
-  for (int step = 0; step < 8 && python_floor_division(hidden, factor) !=
-                                     static_cast<double>(bottleneck);
+  for (int step = 0;
+       step < 8 && python_floor_division(hidden, factor) != static_cast<double>(bottleneck);
        ++step) {
     factor = std::nextafter(factor, 0.0);
   }

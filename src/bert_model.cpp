@@ -10,8 +10,8 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/parameter_names.h"
-#include "adaptertune/runtime.h"
 #include "adaptertune/precision.h"
+#include "adaptertune/runtime.h"
 #include "shape_check.h"
 
 namespace adaptertune {

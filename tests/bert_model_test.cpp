@@ -3,8 +3,8 @@
 
 #include <set>
 
-#include "adaptertune/error.h"
 #include "adaptertune/bert_for_sequence_classification.h"
+#include "adaptertune/error.h"
 #include "test_util.h"
 
 namespace adaptertune {

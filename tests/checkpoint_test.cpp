@@ -8,9 +8,9 @@
 #include <chrono>
 #include <thread>
 
+#include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
-#include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/training/freeze_policy.h"
 #include "test_util.h"
 
@@ -185,9 +185,11 @@ TEST(Checkpoint, StateLackingAFieldIsRefusedBeforeAnythingChanges) {
   TrainingRun other = make_run();
   other.optimizer->set_lr(0.123);
   std::map<std::string, torch::Tensor> before;
-  for (const auto& item : other.model->named_parameters()) before[item.key()] = item.value().clone();
-  for (const std::string field : {"global_step", "epoch", "batch_in_epoch", "data_seed", "scheduler",
-                                  "extra", "optimizer", "optimizer.lr", "optimizer.steps"}) {
+  for (const auto& item : other.model->named_parameters())
+    before[item.key()] = item.value().clone();
+  for (const std::string field :
+       {"global_step", "epoch", "batch_in_epoch", "data_seed", "scheduler", "extra", "optimizer",
+        "optimizer.lr", "optimizer.steps"}) {
     auto broken = complete;
     const auto dot = field.find('.');
     if (dot == std::string::npos) {

@@ -2,8 +2,8 @@
 
 #include <map>
 
-#include "adaptertune/error.h"
 #include "adaptertune/bert_for_sequence_classification.h"
+#include "adaptertune/error.h"
 #include "test_util.h"
 
 namespace adaptertune {

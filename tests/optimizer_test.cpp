@@ -2,8 +2,8 @@
 
 #include <torch/optim/adamw.h>
 
-#include "adaptertune/error.h"
 #include "adaptertune/bert_for_sequence_classification.h"
+#include "adaptertune/error.h"
 #include "adaptertune/training/freeze_policy.h"
 #include "test_util.h"
 

@@ -6,9 +6,9 @@
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/safetensors.h"
+#include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/text/wordpiece.h"
 #include "adaptertune/training/interrupt.h"
-#include "adaptertune/io/tokenizer_files.h"
 #include "test_util.h"
 
 namespace adaptertune {
@@ -178,8 +178,7 @@ TEST(Pretraining, ResumeRefusesACheckpointOfOtherOptions) {
                         "checkpoint-2: this checkpoint was made with other pretraining options");
   options.batch_size = 4;
   lines.back() = "a short line of other text .";  // same amount of text, other words
-  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options),
-                        "\"text_sha256\"");
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options), "\"text_sha256\"");
   EXPECT_TRUE(file_exists(dir + "/checkpoints/checkpoint-2/trainer_state.json"));
 }
 
@@ -188,9 +187,9 @@ TEST(Pretraining, ResumeRefusesACheckpointOfOtherOptions) {
 TEST(Pretraining, RecordsTheTokenizersRealLowerCasing) {
   WordPieceOptions cased;
   cased.lowercase = false;
-  WordPieceTokenizer tokenizer(std::string(ADAPTERTUNE_TEST_DATA_DIR) +
-                                   "/../../data/vocab/bert-base-cased-vocab.txt",
-                               cased);
+  WordPieceTokenizer tokenizer(
+      std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/../../data/vocab/bert-base-cased-vocab.txt",
+      cased);
   BertConfig config = testing::tiny_config();
   config.vocab_size = tokenizer.vocab_size();
   PretrainOptions options;

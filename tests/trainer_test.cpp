@@ -109,17 +109,17 @@ TEST(Trainer, SameSeedSameResultAndResumeIsExact) {
     if (step == 3) stop_requested() = true;
   };
   auto c = make_model();
-  TrainResult first = Trainer(c, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o,
-                              f.tokenizer)
-                          .train();
+  TrainResult first =
+      Trainer(c, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+          .train();
   EXPECT_TRUE(first.interrupted);
   EXPECT_EQ(first.steps, 3);
   o.on_step = nullptr;
   o.resume = true;
   auto d = make_model();
-  TrainResult second = Trainer(d, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o,
-                               f.tokenizer)
-                           .train();
+  TrainResult second =
+      Trainer(d, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+          .train();
   EXPECT_FALSE(second.interrupted);
   EXPECT_EQ(second.steps, 12);
   for (const auto& [name, value] : snapshot(d))
@@ -139,7 +139,8 @@ TEST(Trainer, FullFineTuningKeepsAModelDirectoryWithItsTokenizer) {
                           std::nullopt, o, f.tokenizer)
                       .train();
   ASSERT_TRUE(r.best_model.has_value());
-  for (const char* file : {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"}) {
+  for (const char* file :
+       {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"}) {
     EXPECT_TRUE(file_exists(*r.best_model + "/" + file)) << file;
   }
   auto tokenizer = load_tokenizer(*r.best_model);
@@ -212,10 +213,12 @@ TEST(LrSchedule, WarmupThenDecay) {
 
   // The warmup share rounds to the nearest step: 0.29 x 100 is 28.999... in binary.
   EXPECT_EQ(LrSchedule::with_warmup_ratio(ScheduleKind::kLinear, 1e-3, 100, 0.29).warmup_steps, 29);
-  EXPECT_EQ(LrSchedule::with_warmup_ratio(ScheduleKind::kCosine, 1e-3, 2000, 0.06).warmup_steps, 120);
+  EXPECT_EQ(LrSchedule::with_warmup_ratio(ScheduleKind::kCosine, 1e-3, 2000, 0.06).warmup_steps,
+            120);
   EXPECT_ERROR_CONTAINS(LrSchedule::with_warmup_ratio(ScheduleKind::kLinear, 1e-3, 10, 1.5),
                         "warmup ratio must be in [0, 1], got 1.5");
-  EXPECT_ERROR_CONTAINS(LrSchedule::with_warmup_ratio(ScheduleKind::kLinear, 1e-3, 0, 0.1), "total_steps >= 1");
+  EXPECT_ERROR_CONTAINS(LrSchedule::with_warmup_ratio(ScheduleKind::kLinear, 1e-3, 0, 0.1),
+                        "total_steps >= 1");
 }
 
 }  // namespace

@@ -41,9 +41,9 @@ TEST(PythonLower, FinalSigmaMatchesCPythonForEveryCodePoint) {
 
 TEST(PythonLower, SigmaRulesAndFullMappings) {
   EXPECT_EQ(python_lower(U"ΟΔΟΣ"), U"οδος");
-  EXPECT_EQ(python_lower(U"Σ"), U"σ");          // nothing cased before it
-  EXPECT_EQ(python_lower(U"ΣΑΣ."), U"σας.");    // '.' is case-ignorable
-  EXPECT_EQ(python_lower(U"ΑΣ'Β"), U"ασ'β");    // a cased letter follows past the apostrophe
+  EXPECT_EQ(python_lower(U"Σ"), U"σ");        // nothing cased before it
+  EXPECT_EQ(python_lower(U"ΣΑΣ."), U"σας.");  // '.' is case-ignorable
+  EXPECT_EQ(python_lower(U"ΑΣ'Β"), U"ασ'β");  // a cased letter follows past the apostrophe
   EXPECT_EQ(python_lower(U"İ"), U"i\u0307");
   EXPECT_EQ(python_lower(U"ÀB"), U"àb");
 }
@@ -54,7 +54,8 @@ TEST(PythonSpace, MatchesStrIsspace) {
   const auto expected = nlohmann::json::parse(in);
   for (char32_t c = 0; c < 0x110000; ++c) {
     if (c >= 0xD800 && c <= 0xDFFF) continue;
-    EXPECT_EQ(is_python_space(c), in_ranges(expected["space"], c)) << "U+" << std::hex << uint32_t(c);
+    EXPECT_EQ(is_python_space(c), in_ranges(expected["space"], c))
+        << "U+" << std::hex << uint32_t(c);
   }
 }
 

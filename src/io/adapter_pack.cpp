@@ -8,8 +8,8 @@
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/safetensors.h"
-#include "adaptertune/version.h"
 #include "adaptertune/parameter_names.h"
+#include "adaptertune/version.h"
 #include "json_util.h"
 #include "parameter_assignment.h"
 #include "sha256.h"
@@ -242,7 +242,8 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
     detail::ParameterAssignment head_assignment(head_path);
     for (const auto& [name, tensor] : head) {
       if (!params.contains(name) || classify_parameter(name) != ParameterGroup::kHead) {
-        throw Error(head_path + ": tensor \"" + name + "\" is not a parameter of this model's head");
+        throw Error(head_path + ": tensor \"" + name +
+                    "\" is not a parameter of this model's head");
       }
       head_assignment.add(name, params[name], name, tensor);
     }

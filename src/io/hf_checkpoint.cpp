@@ -171,7 +171,8 @@ BertForSequenceClassification load_bert_for_sequence_classification(
   std::vector<std::string> required;
   for (const auto& name : r.missing) {
     const ParameterGroup group = classify_parameter(name);
-    if (group != ParameterGroup::kPooler && group != ParameterGroup::kHead) required.push_back(name);
+    if (group != ParameterGroup::kPooler && group != ParameterGroup::kHead)
+      required.push_back(name);
   }
   model->bert->set_pooler_pretrained(!missing_pooler(r));
   if (!required.empty()) {

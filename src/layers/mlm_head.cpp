@@ -19,7 +19,8 @@ BertPredictionHeadTransformImpl::BertPredictionHeadTransformImpl(const BertConfi
 torch::Tensor BertPredictionHeadTransformImpl::forward(const torch::Tensor& hidden) {
   // LayerNorm in the LayerNorm's dtype: under CPU autocast the dense output is bf16, and
   // LibTorch's CPU layer_norm wants input and weight of one dtype.
-  return LayerNorm(apply_activation(activation_, dense(hidden)).to(LayerNorm->weight.scalar_type()));
+  return LayerNorm(
+      apply_activation(activation_, dense(hidden)).to(LayerNorm->weight.scalar_type()));
 }
 
 BertLMPredictionHeadImpl::BertLMPredictionHeadImpl(const BertConfig& config) {

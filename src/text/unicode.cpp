@@ -123,11 +123,10 @@ std::string strip_accents(const std::string& text) {
   return utf8_encode(out);
 }
 
-
 bool is_python_space(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-         c == 0x202F || c == 0x205F || c == 0x3000;
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+         c == 0x205F || c == 0x3000;
 }
 
 namespace {
@@ -137,9 +136,23 @@ namespace {
 // (tests/python/check_python_lower.py).
 bool is_case_ignorable(char32_t c) {
   switch (c) {
-    case 0x27: case 0x2E: case 0x3A: case 0xB7: case 0x387: case 0x55F: case 0x5F4:
-    case 0x2018: case 0x2019: case 0x2024: case 0x2027: case 0xFE13: case 0xFE52: case 0xFE55:
-    case 0xFF07: case 0xFF0E: case 0xFF1A:
+    case 0x27:
+    case 0x2E:
+    case 0x3A:
+    case 0xB7:
+    case 0x387:
+    case 0x55F:
+    case 0x5F4:
+    case 0x2018:
+    case 0x2019:
+    case 0x2024:
+    case 0x2027:
+    case 0xFE13:
+    case 0xFE52:
+    case 0xFE55:
+    case 0xFF07:
+    case 0xFF0E:
+    case 0xFF1A:
       return true;
     default:
       break;
@@ -159,10 +172,9 @@ bool is_case_ignorable(char32_t c) {
 // Unicode's Cased: Lu, Ll, Lt, and the Other_Lowercase / Other_Uppercase characters outside the
 // case-ignorable categories (ordinal indicators, Roman numerals, circled and squared letters).
 bool is_cased(char32_t c) {
-  static const char32_t kOtherCased[][2] = {{0x00AA, 0x00AA},   {0x00BA, 0x00BA},
-                                            {0x2160, 0x217F},   {0x24B6, 0x24E9},
-                                            {0x1F130, 0x1F149}, {0x1F150, 0x1F169},
-                                            {0x1F170, 0x1F189}};
+  static const char32_t kOtherCased[][2] = {
+      {0x00AA, 0x00AA},   {0x00BA, 0x00BA},   {0x2160, 0x217F},  {0x24B6, 0x24E9},
+      {0x1F130, 0x1F149}, {0x1F150, 0x1F169}, {0x1F170, 0x1F189}};
   for (const auto& range : kOtherCased) {
     if (c >= range[0] && c <= range[1]) return true;
   }

@@ -8,18 +8,18 @@
 #include <torch/nn/utils/clip_grad.h>
 #include <nlohmann/json.hpp>
 
+#include "adaptertune/bert_for_masked_lm.h"
+#include "adaptertune/device.h"
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
-#include "adaptertune/device.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/tokenizer_files.h"
-#include "adaptertune/bert_for_masked_lm.h"
+#include "adaptertune/precision.h"
 #include "adaptertune/tasks/batcher.h"
 #include "adaptertune/training/checkpoint.h"
 #include "adaptertune/training/freeze_policy.h"
 #include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/optimizer.h"
-#include "adaptertune/precision.h"
 #include "adaptertune/training/scheduler.h"
 #include "sha256.h"
 
@@ -150,8 +150,8 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   AdamWOptions adamw;
   adamw.lr = options.lr;
   AdamW optimizer(weight_decay_groups(*model, options.weight_decay), adamw);
-  const LrSchedule schedule =
-      LrSchedule::with_warmup_ratio(ScheduleKind::kLinear, options.lr, options.steps, options.warmup_ratio);
+  const LrSchedule schedule = LrSchedule::with_warmup_ratio(ScheduleKind::kLinear, options.lr,
+                                                            options.steps, options.warmup_ratio);
   BatcherOptions batching;
   batching.batch_size = options.batch_size;
   batching.seed = options.seed;

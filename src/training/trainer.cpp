@@ -216,8 +216,8 @@ TrainResult Trainer::train() {
           result.best_metrics = extra.at("best_metrics").get<std::map<std::string, double>>();
         }
       } catch (const Json::exception& e) {
-        throw Error(*latest + "/trainer_state.json: key 'extra' is not the trainer's state: " +
-                    e.what());
+        throw Error(*latest +
+                    "/trainer_state.json: key 'extra' is not the trainer's state: " + e.what());
       }
       state = CheckpointManager::load(*latest, *model_, optimizer);
       progress.message("train: resumed from " + *latest + " at step " +
@@ -290,9 +290,9 @@ TrainResult Trainer::train() {
       save_adapter_pack(model_, *adapter_name_, temp, pack);
     } else {
       save_pretrained(*model_, temp);
-      save_tokenizer(tokenizer_, temp,
-                     options_.max_length > 0 ? std::optional<int64_t>(options_.max_length)
-                                             : std::nullopt);
+      save_tokenizer(
+          tokenizer_, temp,
+          options_.max_length > 0 ? std::optional<int64_t>(options_.max_length) : std::nullopt);
     }
     // Swap the complete directory into place; "best.old" holds the previous one meanwhile.
     const std::string old = options_.output_dir + "/.best.old";
@@ -428,8 +428,8 @@ TrainResult Trainer::train() {
   }
   result.steps = state.global_step;
   const std::string best_dir = options_.output_dir + "/best";
-  if (result.best_step >= 0 && (file_exists(best_dir + "/adapter_config.json") ||
-                                file_exists(best_dir + "/config.json"))) {
+  if (result.best_step >= 0 &&
+      (file_exists(best_dir + "/adapter_config.json") || file_exists(best_dir + "/config.json"))) {
     result.best_model = best_dir;
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -43,7 +43,8 @@ std::optional<AdapterConfig> resolve_adapter(const AdapterChoice& choice, TrainM
   if (!choice.config_file.empty()) {
     adapter = AdapterConfig::from_file(choice.config_file);
   } else {
-    const bool trains_adapters = mode == TrainMode::kAdapters || mode == TrainMode::kAdaptersAndHead;
+    const bool trains_adapters =
+        mode == TrainMode::kAdapters || mode == TrainMode::kAdaptersAndHead;
     const std::string preset = choice.preset.value_or(trains_adapters ? "houlsby" : "none");
     if (preset != "none") adapter = AdapterConfig::preset(preset);
   }

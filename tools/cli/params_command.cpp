@@ -7,9 +7,9 @@
 
 #include "adaptertune/adapter_config.h"
 #include "adaptertune/bert_config.h"
+#include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/bert_model.h"
 #include "adaptertune/error.h"
-#include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/training/freeze_policy.h"
 #include "commands.h"
@@ -56,8 +56,7 @@ int run(const ParamsOptions& options) {
               << (adapter ? "m = " + std::to_string(adapter->bottleneck_size(config.hidden_size)) +
                                 ", " + std::to_string(adapter->adapters_per_layer()) + " per layer"
                           : std::string("none"))
-              << "; training: " << policy.name() << (policy.train_pooler ? " + pooler" : "")
-              << "\n"
+              << "; training: " << policy.name() << (policy.train_pooler ? " + pooler" : "") << "\n"
               << report.to_table();
   }
   return 0;

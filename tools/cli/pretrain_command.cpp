@@ -4,14 +4,14 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <optional>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "adaptertune/bert_config.h"
-#include "adaptertune/error.h"
 #include "adaptertune/device.h"
+#include "adaptertune/error.h"
 #include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/pretraining.h"
@@ -50,8 +50,8 @@ int run(PretrainCommandOptions& o) {
   std::cerr << "pretrain: " << lines.size() << " lines from " << o.text.size() << " file(s); "
             << config.num_hidden_layers << " layers, hidden " << config.hidden_size << ", "
             << o.train.steps << " steps of " << o.train.batch_size << " x " << o.train.max_length
-            << " tokens on " << o.train.device.str() << " ("
-            << precision_name(o.train.precision) << ")\n";
+            << " tokens on " << o.train.device.str() << " (" << precision_name(o.train.precision)
+            << ")\n";
   const auto start = std::chrono::steady_clock::now();
   o.train.on_log = [&](int64_t step, double loss, double lr) {
     const double seconds =

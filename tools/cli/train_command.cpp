@@ -178,8 +178,8 @@ int run_eval(const UseOptions& o) {
       encode_glue(read_glue(task, o.data_dir, o.split), *tokenizer, use.max_length);
   if (data.targets.empty())
     throw Error(task.name + " " + o.split + " has no labels to evaluate against");
-  EvalResult r = evaluate(model, task, data, o.batch_size, use.device, use.precision,
-                          tokenizer->pad_id());
+  EvalResult r =
+      evaluate(model, task, data, o.batch_size, use.device, use.precision, tokenizer->pad_id());
   nlohmann::ordered_json out = {{"task", task.name},
                                 {"split", o.split},
                                 {"examples", data.encodings.size()},
@@ -247,8 +247,8 @@ int run_predict(const UseOptions& o) {
   GlueDataset data = o.input.empty() ? read_stdin_examples(task) : read_glue_file(task, o.input);
   if (data.examples.empty()) throw Error("predict: no input examples");
   EncodedDataset encoded = encode_glue(data, *tokenizer, use.max_length);
-  EvalResult r = evaluate(model, task, encoded, o.batch_size, use.device, use.precision,
-                          tokenizer->pad_id());
+  EvalResult r =
+      evaluate(model, task, encoded, o.batch_size, use.device, use.precision, tokenizer->pad_id());
   if (o.format == "glue") {
     std::cout << write_glue_submission(task, o.split, o.out, encoded.indices, r.predictions)
               << std::endl;
@@ -394,8 +394,7 @@ Command add_predict_command(CLI::App& app) {
                   "or score; logits), logits (tab-separated), or glue (a leaderboard file)")
       ->check(CLI::IsMember({"labels", "json", "logits", "glue"}))
       ->capture_default_str();
-  cmd->add_option("--out", o->out,
-                  "Write here instead of stdout (a directory for --format glue)");
+  cmd->add_option("--out", o->out, "Write here instead of stdout (a directory for --format glue)");
   cmd->add_option("--split", o->split,
                   "Split name of the submission file (test, test_matched, ...)")
       ->capture_default_str();

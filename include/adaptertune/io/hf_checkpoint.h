@@ -9,9 +9,9 @@
 #include <torch/nn/module.h>
 
 #include "adaptertune/bert_config.h"
+#include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/bert_model.h"
 #include "adaptertune/io/safetensors.h"
-#include "adaptertune/bert_for_sequence_classification.h"
 
 namespace adaptertune {
 

@@ -32,7 +32,8 @@ TORCH_MODULE(BertPredictionHeadTransform);
 class BertLMPredictionHeadImpl : public torch::nn::Module {
  public:
   explicit BertLMPredictionHeadImpl(const BertConfig& config);
-  /// Vocabulary logits [..., vocab] for `hidden` [..., hidden] with `decoder_weight` [vocab, hidden].
+  /// Vocabulary logits [..., vocab] for `hidden` [..., hidden] with `decoder_weight` [vocab,
+  /// hidden].
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& decoder_weight);
 
   BertPredictionHeadTransform transform{nullptr};

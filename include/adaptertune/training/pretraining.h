@@ -81,8 +81,9 @@ struct PretrainResult {
 
 /// Pretrains a BERT of `config` on `lines` and writes a Hugging Face model directory to
 /// `output_dir`: config.json, model.safetensors, and the tokenizer's vocabulary file with a
-/// tokenizer_config.json that records its real lower-casing (save_tokenizer()). Checkpoints (model, AdamW moments, RNG states, data position) make a
-/// resumed run end with the same weights as an uninterrupted one on CPU.
+/// tokenizer_config.json that records its real lower-casing (save_tokenizer()). Checkpoints (model,
+/// AdamW moments, RNG states, data position) make a resumed run end with the same weights as an
+/// uninterrupted one on CPU.
 PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::string>& lines,
                             const Tokenizer& tokenizer, const std::string& output_dir,
                             const PretrainOptions& options);
