@@ -62,7 +62,7 @@ void init_bert_weights(torch::nn::Module& module, double std) {
   init_one(module);
   for (const auto& item : module.named_modules("", /*include_self=*/false)) {
     // Adapters keep the init their config asks for.
-    if (is_adapter_parameter(item.key() + ".")) continue;
+    if (is_adapter_parameter(item.key())) continue;
     init_one(*item.value());
   }
 }

@@ -69,6 +69,12 @@ void JsonObjectReader::read(const std::string& key, std::string& out) {
   out = value->get<std::string>();
 }
 
+void JsonObjectReader::require(std::initializer_list<const char*> keys) const {
+  for (const char* key : keys) {
+    if (!object_.contains(key)) throw Error(source_ + ": key '" + key + "' is missing");
+  }
+}
+
 void JsonObjectReader::ignore(std::initializer_list<const char*> keys) {
   for (const char* key : keys) consumed_.insert(key);
 }

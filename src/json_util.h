@@ -31,6 +31,8 @@ class JsonObjectReader {
   void read(const std::string& key, std::string& out);
   /// The raw value (for nested objects or values of several types); marks the key read.
   const Json* take(const std::string& key);
+  /// Throws Error naming the first of `keys` that the object lacks.
+  void require(std::initializer_list<const char*> keys) const;
   /// Marks keys as known but ignored (e.g. Hugging Face's bookkeeping keys).
   void ignore(std::initializer_list<const char*> keys);
   /// Throws Error listing the keys that were never read.

@@ -1,7 +1,6 @@
 #include "adaptertune/io/adapter_pack.h"
 
 #include <algorithm>
-#include <map>
 
 #include <ATen/ATen.h>
 
@@ -13,7 +12,6 @@
 #include "json_util.h"
 #include "parameter_assignment.h"
 #include "sha256.h"
-#include "shape_check.h"
 
 namespace adaptertune {
 namespace {

@@ -11,7 +11,6 @@
 #include "adaptertune/parameter_names.h"
 #include "json_util.h"
 #include "parameter_assignment.h"
-#include "shape_check.h"
 
 namespace adaptertune {
 namespace {

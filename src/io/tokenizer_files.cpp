@@ -24,14 +24,13 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& directory,
                                           std::optional<bool> lowercase) {
   const std::string config = directory + "/tokenizer_config.json";
   if (!lowercase && file_exists(config)) {
+    // Hugging Face writes many other keys here; only do_lower_case matters to us.
     const detail::Json json = detail::parse_json(read_file(config), config);
-    if (!json.is_object()) throw Error(config + ": expected a JSON object");
-    if (json.contains("do_lower_case")) {
-      if (!json["do_lower_case"].is_boolean()) {
-        throw Error(config + ": key 'do_lower_case' must be true or false, found " +
-                    json["do_lower_case"].dump());
-      }
-      lowercase = json["do_lower_case"].get<bool>();
+    detail::JsonObjectReader reader(json, config);
+    if (reader.has("do_lower_case")) {
+      bool value = true;
+      reader.read("do_lower_case", value);
+      lowercase = value;
     }
   }
   if (file_exists(directory + "/vocab.txt")) {

@@ -15,7 +15,6 @@
 #include "adaptertune/io/safetensors.h"
 #include "json_util.h"
 #include "parameter_assignment.h"
-#include "shape_check.h"
 
 namespace adaptertune {
 namespace {
@@ -149,42 +148,25 @@ struct SavedState {
   std::vector<std::vector<int64_t>> steps;
 };
 
-const detail::Json& member(const detail::Json& object, const std::string& key,
-                           const std::string& path) {
-  if (!object.is_object() || !object.contains(key)) {
-    throw Error(path + ": key '" + key + "' is missing");
-  }
-  return object.at(key);
-}
-
-int64_t integer_member(const detail::Json& object, const std::string& key,
-                       const std::string& path) {
-  const detail::Json& value = member(object, key, path);
-  if (!value.is_number_integer()) {
-    throw Error(path + ": key '" + key + "' must be an integer, found " + value.dump());
-  }
-  return value.get<int64_t>();
-}
-
+// Unknown keys are allowed: a newer writer may add some.
 SavedState parse_state(const detail::Json& json, const std::string& path) {
   SavedState saved;
   TrainingState& state = saved.state;
-  state.global_step = integer_member(json, "global_step", path);
-  state.epoch = integer_member(json, "epoch", path);
-  state.batch_in_epoch = integer_member(json, "batch_in_epoch", path);
-  const detail::Json& seed = member(json, "data_seed", path);
-  if (!seed.is_number_unsigned()) {
-    throw Error(path + ": key 'data_seed' must be a non-negative integer, found " + seed.dump());
-  }
-  state.data_seed = seed.get<uint64_t>();
-  state.scheduler_json = member(json, "scheduler", path).dump();
-  state.extra_json = member(json, "extra", path).dump();
-  if (json.contains("optimizer")) {
-    const detail::Json& optimizer = json.at("optimizer");
-    const detail::Json& lr = member(optimizer, "lr", path + " (optimizer)");
-    if (!lr.is_number()) throw Error(path + ": key 'optimizer.lr' must be a number");
-    saved.lr = lr.get<double>();
-    const detail::Json& steps = member(optimizer, "steps", path + " (optimizer)");
+  detail::JsonObjectReader reader(json, path);
+  reader.require({"global_step", "epoch", "batch_in_epoch", "data_seed", "scheduler", "extra"});
+  reader.read("global_step", state.global_step);
+  reader.read("epoch", state.epoch);
+  reader.read("batch_in_epoch", state.batch_in_epoch);
+  const detail::Json* seed = reader.take("data_seed");
+  if (!seed->is_number_unsigned()) reader.fail("data_seed", "a non-negative integer");
+  state.data_seed = seed->get<uint64_t>();
+  state.scheduler_json = reader.take("scheduler")->dump();
+  state.extra_json = reader.take("extra")->dump();
+  if (const detail::Json* optimizer = reader.take("optimizer")) {
+    detail::JsonObjectReader sub(*optimizer, path + " (optimizer)");
+    sub.require({"lr", "steps"});
+    sub.read("lr", saved.lr);
+    const detail::Json& steps = *sub.take("steps");
     bool valid = steps.is_array();
     for (size_t g = 0; valid && g < steps.size(); ++g) {
       valid = steps[g].is_array();
@@ -194,7 +176,7 @@ SavedState parse_state(const detail::Json& json, const std::string& path) {
         if (valid) saved.steps.back().push_back(steps[g][i].get<int64_t>());
       }
     }
-    if (!valid) throw Error(path + ": key 'optimizer.steps' must be a list of integer lists");
+    if (!valid) sub.fail("steps", "a list of integer lists");
   }
   return saved;
 }

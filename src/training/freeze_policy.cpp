@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "adaptertune/bert_model.h"
 #include "adaptertune/error.h"
 
 namespace adaptertune {

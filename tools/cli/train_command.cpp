@@ -55,7 +55,8 @@ int run_train(TrainCommandOptions o) {
   o.trainer.precision = parse_precision(o.precision.value_or("fp32"));
   o.trainer.schedule = parse_schedule(o.schedule);
   o.trainer.max_length = o.max_length;
-  const TrainMode mode = FreezePolicy::from_name(o.train.mode).mode;
+  const FreezePolicy requested = FreezePolicy::from_name(o.train.mode);
+  const TrainMode mode = requested.mode;
   std::optional<AdapterConfig> adapter = resolve_adapter(o.adapter, mode);
   const std::string adapter_label = [&] {
     std::string name = task.name;  // adapter names hold no '.'
@@ -64,7 +65,7 @@ int run_train(TrainCommandOptions o) {
   }();
   // Options are checked before anything loads, so that a mistake costs no time.
   if (adapter) {
-    check_policy_trains_adapter(FreezePolicy::from_name(o.train.mode), adapter_label);
+    check_policy_trains_adapter(requested, adapter_label);
   } else if (mode == TrainMode::kAdapters || mode == TrainMode::kAdaptersAndHead) {
     throw Error("--train " + o.train.mode + " needs an adapter (--adapter houlsby or pfeiffer)");
   }

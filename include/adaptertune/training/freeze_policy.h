@@ -8,10 +8,11 @@
 
 #include <torch/nn/module.h>
 
-#include "adaptertune/bert_model.h"
 #include "adaptertune/parameter_names.h"
 
 namespace adaptertune {
+
+class BertModelImpl;
 
 /// What a fine-tune updates.
 enum class TrainMode {
