@@ -70,8 +70,9 @@ int main(int argc, char** argv) {
                 << (after - before).abs().max().item<double>() << "\n\n";
     }
 
-    atune::apply_freeze_policy(*model, atune::FreezePolicy{});
-    std::cout << atune::parameter_report(*model).to_table() << "\n";
+    // Houlsby's recipe: the task trains its adapters, its own LayerNorm copies and its head.
+    atune::prepare_task_training(*model, adapter, atune::FreezePolicy{});
+    std::cout << atune::parameter_report(*model, adapter).to_table() << "\n";
 
     model->train();
     torch::optim::AdamW optimizer(atune::trainable_parameters(*model),

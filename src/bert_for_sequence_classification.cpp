@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "adaptertune/error.h"
+#include "layers/task_copies.h"
 #include "shape_check.h"
 
 namespace adaptertune {
@@ -18,32 +19,108 @@ BertForSequenceClassificationImpl::BertForSequenceClassificationImpl(const BertC
   classifier =
       register_module("classifier", torch::nn::Linear(config.hidden_size, head_.num_labels));
   init_bert_weights(*classifier, config.initializer_range);
+  tasks = register_module("tasks", torch::nn::ModuleDict());
+}
+
+torch::Tensor BertForSequenceClassificationImpl::head(const std::optional<std::string>& task,
+                                                      const torch::Tensor& pooled) const {
+  if (task) {
+    auto found = head_of_.find(*task);
+    if (found != head_of_.end()) {
+      torch::nn::Linear own = found->second.classifier;
+      const HeadConfig& config = found->second.config;
+      const double p = config.classifier_dropout >= 0 ? config.classifier_dropout
+                                                      : bert->config().hidden_dropout_prob;
+      return own(at::dropout(pooled, p, is_training()));
+    }
+  }
+  torch::nn::Dropout shared_dropout = dropout;
+  torch::nn::Linear shared = classifier;
+  return shared(shared_dropout(pooled));
 }
 
 torch::Tensor BertForSequenceClassificationImpl::forward(const torch::Tensor& input_ids,
                                                          const torch::Tensor& attention_mask,
                                                          const torch::Tensor& token_type_ids) {
-  return classifier(dropout(bert(input_ids, attention_mask, token_type_ids).pooler_output));
+  const std::optional<std::string> task = bert->active_adapter();
+  return head(task, bert(input_ids, attention_mask, token_type_ids).pooler_output);
+}
+
+std::vector<torch::Tensor> BertForSequenceClassificationImpl::forward_routed(
+    const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+    const torch::Tensor& token_type_ids, const TaskRouting& routing) {
+  const torch::Tensor pooled =
+      bert->forward_routed(input_ids, attention_mask, token_type_ids, routing).pooler_output;
+  std::vector<torch::Tensor> logits;
+  for (size_t g = 0; g < routing.groups().size(); ++g) {
+    logits.push_back(head(routing.groups()[g].task, routing.select(pooled, g)));
+  }
+  return logits;
+}
+
+void BertForSequenceClassificationImpl::add_task(const std::string& name,
+                                                 const AdapterConfig& adapter,
+                                                 const HeadConfig& head) {
+  head.validate();
+  bert->add_adapter(name, adapter);
+  try {
+    add_task_head(name, head);
+  } catch (...) {
+    bert->remove_adapter(name);
+    throw;
+  }
+}
+
+void BertForSequenceClassificationImpl::add_task_head(const std::string& name,
+                                                      const HeadConfig& head) {
+  head.validate();
+  bert->tasks().at(name);  // throws when there is no such task
+  if (has_task_head(name)) throw Error("task \"" + name + "\" already has a head");
+  const BertConfig& config = bert->config();
+  torch::nn::Linear own(config.hidden_size, head.num_labels);
+  init_bert_weights(*own, config.initializer_range);
+  own->to(classifier->weight.device(), classifier->weight.scalar_type());
+  detail::add_task_module(tasks, name, "classifier", own);
+  head_of_.emplace(name, TaskHead{head, own});
+}
+
+void BertForSequenceClassificationImpl::remove_task(const std::string& name) {
+  bert->remove_adapter(name);
+  if (tasks->contains(name)) {
+    tasks->pop(name);
+    tasks->unregister_module(name);
+  }
+  head_of_.erase(name);
+}
+
+const HeadConfig& BertForSequenceClassificationImpl::head_config(
+    const std::optional<std::string>& task) const {
+  if (task) {
+    auto found = head_of_.find(*task);
+    if (found != head_of_.end()) return found->second.config;
+  }
+  return head_;
 }
 
 torch::Tensor BertForSequenceClassificationImpl::loss(const torch::Tensor& logits,
                                                       const torch::Tensor& labels) const {
+  const HeadConfig& head = head_config(bert->active_adapter());
   if (labels.dim() != 1 || labels.size(0) != logits.size(0)) {
     throw Error("loss: labels must have shape [" + std::to_string(logits.size(0)) + "], got " +
                 detail::shape_string(labels));
   }
-  if (head_.problem_type == ProblemType::kRegression) {
+  if (head.problem_type == ProblemType::kRegression) {
     if (!labels.is_floating_point()) throw Error("loss: regression targets must be floating point");
     return at::mse_loss(logits.squeeze(-1).to(at::kFloat), labels.to(at::kFloat));
   }
   if (labels.scalar_type() != at::kLong) throw Error("loss: class labels must be int64");
   if (labels.device().is_cpu() && labels.numel() > 0) {
     auto [min, max] = at::aminmax(labels);
-    if (min.item<int64_t>() < 0 || max.item<int64_t>() >= head_.num_labels) {
+    if (min.item<int64_t>() < 0 || max.item<int64_t>() >= head.num_labels) {
       throw Error(
           "loss: label " +
           std::to_string(min.item<int64_t>() < 0 ? min.item<int64_t>() : max.item<int64_t>()) +
-          " is outside [0, " + std::to_string(head_.num_labels) + ")");
+          " is outside [0, " + std::to_string(head.num_labels) + ")");
     }
   }
   return at::cross_entropy_loss(logits.to(at::kFloat), labels);

@@ -1,6 +1,5 @@
 #include "adaptertune/bert_model.h"
 
-#include <algorithm>
 #include <limits>
 
 #include <ATen/ATen.h>
@@ -80,7 +79,21 @@ BertModelImpl::BertModelImpl(BertConfig config, bool add_pooling_layer)
 BertModelOutput BertModelImpl::forward(const torch::Tensor& input_ids,
                                        const torch::Tensor& attention_mask,
                                        const torch::Tensor& token_type_ids) {
-  torch::Tensor hidden = embeddings(input_ids, token_type_ids);
+  return forward_routed(input_ids, attention_mask, token_type_ids,
+                        TaskRouting::whole_batch(tasks_.active()));
+}
+
+BertModelOutput BertModelImpl::forward_routed(const torch::Tensor& input_ids,
+                                              const torch::Tensor& attention_mask,
+                                              const torch::Tensor& token_type_ids,
+                                              const TaskRouting& routing) {
+  for (const auto& group : routing.groups()) tasks_.check_known(group.task);
+  if (!routing.is_whole_batch() && input_ids.dim() >= 1 &&
+      routing.batch_size() != input_ids.size(0)) {
+    throw Error("BertModel: the task routing is for " + std::to_string(routing.batch_size()) +
+                " examples, input_ids has " + std::to_string(input_ids.size(0)));
+  }
+  torch::Tensor hidden = embeddings(input_ids, token_type_ids, routing);
   torch::Tensor additive_mask;
   if (attention_mask.defined()) {
     detail::check_same_shape(attention_mask, input_ids, "attention_mask", "input_ids");
@@ -90,65 +103,60 @@ BertModelOutput BertModelImpl::forward(const torch::Tensor& input_ids,
         attention_mask, matmul_dtype(hidden.device(), hidden.scalar_type()));
   }
   BertModelOutput out;
-  out.last_hidden_state = encoder(hidden, additive_mask);
-  if (pooler) out.pooler_output = pooler(out.last_hidden_state);
+  out.last_hidden_state = encoder(hidden, additive_mask, routing);
+  if (pooler) out.pooler_output = pooler(out.last_hidden_state, routing);
   return out;
 }
 
 void BertModelImpl::add_adapter(const std::string& name, const AdapterConfig& config) {
   config.validate();
-  if (name.empty() || name.find('.') != std::string::npos) {
-    throw Error("adapter name \"" + name + "\" must be non-empty and contain no '.'");
-  }
-  auto taken = std::find_if(adapters_.begin(), adapters_.end(),
-                            [&](const auto& entry) { return entry.first == name; });
-  if (taken != adapters_.end()) throw Error("adapter \"" + name + "\" already exists");
   config.bottleneck_size(config_.hidden_size);  // throws for a size below 1
+  tasks_.add(TaskEntry{name, config});          // checks the name
   for (size_t i = 0; i < encoder->size(); ++i) {
     BertLayer layer = encoder->at(i);
     if (config.mh_adapter) layer->attention->output->add_adapter(name, config);
     if (config.output_adapter) layer->output->add_adapter(name, config);
   }
-  adapters_.emplace_back(name, config);
-  if (!active_adapter_) set_active_adapter(name);
+  if (!tasks_.active()) tasks_.set_active(name);
+}
+
+void BertModelImpl::add_layer_norm_copies(const std::string& name) {
+  TaskEntry& entry = tasks_.at(name);
+  if (entry.layer_norms) return;
+  embeddings->add_layer_norm_copy(name);
+  for (size_t i = 0; i < encoder->size(); ++i) {
+    BertLayer layer = encoder->at(i);
+    layer->attention->output->add_layer_norm_copy(name);
+    layer->output->add_layer_norm_copy(name);
+  }
+  entry.layer_norms = true;
+}
+
+void BertModelImpl::add_pooler_copy(const std::string& name) {
+  TaskEntry& entry = tasks_.at(name);
+  if (entry.pooler) return;
+  if (!pooler) throw Error("task \"" + name + "\": this model has no pooler to copy");
+  pooler->add_copy(name);
+  entry.pooler = true;
 }
 
 void BertModelImpl::remove_adapter(const std::string& name) {
-  const AdapterConfig config = adapter_config(name);
-  if (active_adapter_ == name) set_active_adapter(std::nullopt);
+  tasks_.remove(name);  // throws when absent
+  embeddings->remove_task(name);
   for (size_t i = 0; i < encoder->size(); ++i) {
     BertLayer layer = encoder->at(i);
-    if (config.mh_adapter) layer->attention->output->remove_adapter(name);
-    if (config.output_adapter) layer->output->remove_adapter(name);
+    layer->attention->output->remove_task(name);
+    layer->output->remove_task(name);
   }
-  adapters_.erase(std::remove_if(adapters_.begin(), adapters_.end(),
-                                 [&](const auto& entry) { return entry.first == name; }),
-                  adapters_.end());
+  if (pooler) pooler->remove_task(name);
 }
 
 void BertModelImpl::set_active_adapter(const std::optional<std::string>& name) {
-  std::optional<AdapterConfig> config;
-  if (name) config = adapter_config(*name);
-  for (size_t i = 0; i < encoder->size(); ++i) {
-    BertLayer layer = encoder->at(i);
-    layer->attention->output->set_active_adapter(config && config->mh_adapter ? name
-                                                                              : std::nullopt);
-    layer->output->set_active_adapter(config && config->output_adapter ? name : std::nullopt);
-  }
-  active_adapter_ = name;
-}
-
-std::vector<std::string> BertModelImpl::adapter_names() const {
-  std::vector<std::string> names;
-  for (const auto& entry : adapters_) names.push_back(entry.first);
-  return names;
+  tasks_.set_active(name);
 }
 
 const AdapterConfig& BertModelImpl::adapter_config(const std::string& name) const {
-  for (const auto& entry : adapters_) {
-    if (entry.first == name) return entry.second;
-  }
-  throw Error("no adapter named \"" + name + "\"");
+  return tasks_.at(name).adapter;
 }
 
 }  // namespace adaptertune

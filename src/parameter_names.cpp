@@ -13,13 +13,30 @@ bool contains(const std::string& name, const std::string& part) {
   return name.find(part) != std::string::npos;
 }
 
-// Where adapter `adapter`'s part of a name starts, or npos.
-size_t adapter_part(const std::string& name, const std::string& adapter) {
-  const std::string marker = "adapters." + adapter + ".";
+// Where the part `<container>.<name>.` of a parameter name starts (at the start or after a '.'),
+// or npos.
+size_t container_part(const std::string& name, const std::string& container,
+                      const std::string& key) {
+  const std::string marker = container + "." + key + ".";
   if (starts_with(name, marker)) return 0;
   const size_t at = name.find("." + marker);
   return at == std::string::npos ? at : at + 1;
 }
+
+// The key under `<container>.` in a parameter name (the first such part), or nullopt.
+std::optional<std::string> container_key(const std::string& name, const std::string& container) {
+  const std::string marker = container + ".";
+  size_t at = starts_with(name, marker) ? 0 : name.find("." + marker);
+  if (at == std::string::npos) return std::nullopt;
+  if (at > 0) ++at;
+  const size_t begin = at + marker.size();
+  const size_t end = name.find('.', begin);
+  if (end == std::string::npos) return std::nullopt;
+  return name.substr(begin, end - begin);
+}
+
+const char* kAdapters = "adapters";
+const char* kTasks = "tasks";
 
 }  // namespace
 
@@ -60,20 +77,42 @@ bool is_adapter_parameter(const std::string& name) {
 }
 
 bool is_adapter_parameter(const std::string& name, const std::string& adapter) {
-  return adapter_part(name, adapter) != std::string::npos;
+  return container_part(name, kAdapters, adapter) != std::string::npos;
 }
 
-std::string rename_adapter_parameter(const std::string& name, const std::string& from,
-                                     const std::string& to) {
-  const size_t at = adapter_part(name, from);
-  if (at == std::string::npos) return name;
-  const size_t length = std::string("adapters.").size() + from.size();
-  return name.substr(0, at) + "adapters." + to + name.substr(at + length);
+std::string rename_task_parameter(const std::string& name, const std::string& from,
+                                  const std::string& to) {
+  for (const std::string container : {kAdapters, kTasks}) {
+    const size_t at = container_part(name, container, from);
+    if (at == std::string::npos) continue;
+    const size_t length = container.size() + 1 + from.size();
+    return name.substr(0, at) + container + "." + to + name.substr(at + length);
+  }
+  return name;
+}
+
+std::optional<std::string> parameter_task(const std::string& name) {
+  if (auto adapter = container_key(name, kAdapters)) return adapter;
+  return container_key(name, kTasks);
+}
+
+bool is_task_copy_parameter(const std::string& name) {
+  return !is_adapter_parameter(name) && container_key(name, kTasks).has_value();
+}
+
+std::string shared_parameter_name(const std::string& name) {
+  if (is_adapter_parameter(name)) return name;
+  const std::optional<std::string> task = container_key(name, kTasks);
+  if (!task) return name;
+  const size_t at = container_part(name, kTasks, *task);
+  return name.substr(0, at) + name.substr(at + std::string(kTasks).size() + task->size() + 2);
 }
 
 ParameterGroup classify_parameter(const std::string& full_name) {
   // Adapters first: they sit inside attention and output modules.
   if (is_adapter_parameter(full_name)) return ParameterGroup::kAdapter;
+  // A task's copy belongs to the group of the tensor it stands for.
+  if (is_task_copy_parameter(full_name)) return classify_parameter(shared_parameter_name(full_name));
   if (starts_with(full_name, "classifier.") || starts_with(full_name, "cls.") ||
       starts_with(full_name, "heads.")) {
     return ParameterGroup::kHead;  // a head's own LayerNorm (cls.predictions.transform) too

@@ -60,7 +60,6 @@ TEST_P(BottleneckAdapterTest, PlacementMatchesHoulsbyAndPfeifferFormulas) {
     config.adapter_size = 4;
     SublayerOutput out(SublayerOutputOptions(16, 8));
     out->add_adapter("a", config);
-    out->set_active_adapter("a");
     out->to(device());
     out->eval();
     torch::NoGradGuard no_grad;
@@ -79,10 +78,12 @@ TEST_P(BottleneckAdapterTest, PlacementMatchesHoulsbyAndPfeifferFormulas) {
     };
     torch::Tensor expected = preset == "houlsby" ? ln(h + bottleneck(h) + input)
                                                  : ln(h + bottleneck(ln(h + input)) + input);
-    torch::Tensor got = out(hidden, input);
+    torch::Tensor got = out(hidden, input, TaskRouting::whole_batch("a"));
     EXPECT_LT(max_abs_diff(got, expected), 1e-5) << preset;
     // And the adapter really changes the output.
     EXPECT_GT(max_abs_diff(got, ln(h + input)), 1e-2) << preset;
+    // Without the task the sublayer is the plain base.
+    EXPECT_TRUE(torch::equal(out(hidden, input), ln(h + input))) << preset;
   }
 }
 

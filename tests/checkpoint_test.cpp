@@ -37,7 +37,12 @@ TrainingRun make_run(const std::string& policy = "adapters") {
   TrainingRun run;
   run.model = BertForSequenceClassification(testing::tiny_config(), HeadConfig{});
   run.model->bert->add_adapter("task", AdapterConfig::houlsby());
-  apply_freeze_policy(*run.model, FreezePolicy::from_name(policy));
+  const FreezePolicy freeze = FreezePolicy::from_name(policy);
+  if (freeze.mode == TrainMode::kFull) {
+    apply_freeze_policy(*run.model, freeze);
+  } else {
+    prepare_task_training(*run.model, "task", freeze);
+  }
   run.model->train();
   AdamWOptions options;
   options.lr = 1e-2;

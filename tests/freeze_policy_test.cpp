@@ -35,6 +35,31 @@ TEST(FreezePolicy, ClassifiesHuggingFaceAndAdapterHubNames) {
   EXPECT_EQ(classify_parameter("bert.pooler.dense.weight"), ParameterGroup::kPooler);
   EXPECT_EQ(classify_parameter("classifier.bias"), ParameterGroup::kHead);
   EXPECT_ERROR_CONTAINS(classify_parameter("decoder.weight"), "\"decoder.weight\" belongs to no");
+  // A task's copies belong to the group of what they copy.
+  EXPECT_EQ(classify_parameter("bert.encoder.layer.1.output.tasks.sst2.LayerNorm.weight"),
+            ParameterGroup::kLayerNorm);
+  EXPECT_EQ(classify_parameter("bert.pooler.tasks.sst2.dense.bias"), ParameterGroup::kPooler);
+  EXPECT_EQ(classify_parameter("tasks.sst2.classifier.weight"), ParameterGroup::kHead);
+}
+
+TEST(ParameterNames, TaskOwnershipAndSharedNames) {
+  EXPECT_EQ(parameter_task("bert.encoder.layer.0.output.adapters.sst2.adapter_up.weight"), "sst2");
+  EXPECT_EQ(parameter_task("bert.embeddings.tasks.rte.LayerNorm.bias"), "rte");
+  EXPECT_EQ(parameter_task("tasks.rte.classifier.weight"), "rte");
+  EXPECT_EQ(parameter_task("bert.embeddings.LayerNorm.bias"), std::nullopt);
+  EXPECT_EQ(parameter_task("classifier.weight"), std::nullopt);
+  EXPECT_EQ(shared_parameter_name("bert.encoder.layer.1.attention.output.tasks.a.LayerNorm.weight"),
+            "bert.encoder.layer.1.attention.output.LayerNorm.weight");
+  EXPECT_EQ(shared_parameter_name("tasks.a.classifier.bias"), "classifier.bias");
+  EXPECT_EQ(shared_parameter_name("bert.pooler.dense.bias"), "bert.pooler.dense.bias");
+  EXPECT_TRUE(is_task_copy_parameter("bert.pooler.tasks.a.dense.bias"));
+  EXPECT_FALSE(is_task_copy_parameter("bert.encoder.layer.0.output.adapters.a.adapter_up.bias"));
+  EXPECT_EQ(rename_task_parameter("bert.pooler.tasks.a.dense.bias", "a", "b"),
+            "bert.pooler.tasks.b.dense.bias");
+  EXPECT_EQ(rename_task_parameter("encoder.layer.0.output.adapters.a.adapter_up.bias", "a", "b"),
+            "encoder.layer.0.output.adapters.b.adapter_up.bias");
+  EXPECT_EQ(rename_task_parameter("encoder.layer.0.output.adapters.ab.adapter_up.bias", "a", "b"),
+            "encoder.layer.0.output.adapters.ab.adapter_up.bias");
 }
 
 TEST(FreezePolicy, ModesTrainWhatTheySay) {
@@ -63,7 +88,7 @@ TEST_P(FreezePolicyTest, OneStepChangesOnlyTrainableTensorsAndFrozenOnesGetNoGra
   BertForSequenceClassification model(tiny_config(), HeadConfig{});
   model->bert->add_adapter("task", AdapterConfig::houlsby());
   model->to(device());
-  const int64_t trainable = apply_freeze_policy(*model, FreezePolicy{});
+  const int64_t trainable = prepare_task_training(*model, "task", FreezePolicy{});
   std::map<std::string, torch::Tensor> before;
   for (const auto& item : model->named_parameters()) before[item.key()] = item.value().clone();
 
@@ -81,9 +106,12 @@ TEST_P(FreezePolicyTest, OneStepChangesOnlyTrainableTensorsAndFrozenOnesGetNoGra
   int frozen_count = 0, trained_count = 0;
   for (const auto& item : model->named_parameters()) {
     const std::string& name = item.key();
-    const ParameterGroup group = classify_parameter(name);
-    const bool should_train = group == ParameterGroup::kAdapter ||
-                              group == ParameterGroup::kLayerNorm || group == ParameterGroup::kHead;
+    // Only the task's own tensors: its adapters, its LayerNorm copies, its head.
+    const bool should_train = parameter_task(name) == "task";
+    if (should_train && name.find(".tasks.task.") != std::string::npos) {
+      const ParameterGroup group = classify_parameter(name);
+      EXPECT_TRUE(group == ParameterGroup::kLayerNorm) << name;
+    }
     EXPECT_EQ(item.value().requires_grad(), should_train) << name;
     if (should_train) {
       ++trained_count;
@@ -101,21 +129,26 @@ TEST_P(FreezePolicyTest, OneStepChangesOnlyTrainableTensorsAndFrozenOnesGetNoGra
 TEST(ParameterReport, CountsPerGroupAndJson) {
   BertForSequenceClassification model(tiny_config(), HeadConfig{});
   model->bert->add_adapter("task", AdapterConfig::pfeiffer());
-  apply_freeze_policy(*model, FreezePolicy::from_name("adapters-head"));
-  ParameterReport report = parameter_report(*model);
+  prepare_task_training(*model, "task", FreezePolicy::from_name("adapters-head"));
+  // The task's view: the base, its adapters and its own head (the model's head left out).
+  ParameterReport report = parameter_report(*model, "task");
   // hidden 32, m = 32/16 = 2: 2*2*32 + 32 + 2 = 162 per adapter, one per layer, 2 layers.
   EXPECT_EQ(report.count(ParameterGroup::kAdapter), 324);
   EXPECT_EQ(report.count(ParameterGroup::kHead), 32 * 2 + 2);
   EXPECT_EQ(report.trainable(), 324 + 66);
+  EXPECT_EQ(report.task_parameters, 324 + 66);
   int64_t all = 0;
   for (const auto& p : model->parameters()) all += p.numel();
-  EXPECT_EQ(report.total(), all);
-  EXPECT_EQ(report.base(), all - 324 - 66);
+  EXPECT_EQ(report.total(), all - 66);  // the model's own head is not the task's
+  EXPECT_EQ(report.base(), all - 324 - 66 - 66);
+  // The whole model: both heads.
+  EXPECT_EQ(parameter_report(*model).total(), all);
+  EXPECT_EQ(parameter_report(*model).count(ParameterGroup::kHead), 2 * 66);
   const std::string json = report.to_json_string();
-  EXPECT_NE(json.find("\"total\":" + std::to_string(all)), std::string::npos) << json;
+  EXPECT_NE(json.find("\"total\":" + std::to_string(all - 66)), std::string::npos) << json;
   EXPECT_NE(json.find("\"trainable\":390"), std::string::npos) << json;
   EXPECT_NE(json.find("\"adapter\":324"), std::string::npos) << json;
-  EXPECT_NE(json.find("\"base\":" + std::to_string(all - 390)), std::string::npos) << json;
+  EXPECT_NE(json.find("\"base\":" + std::to_string(all - 390 - 66)), std::string::npos) << json;
   const std::string table = report.to_table();
   EXPECT_NE(table.find("adapters"), std::string::npos);
   EXPECT_NE(table.find("total"), std::string::npos);

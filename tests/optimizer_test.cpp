@@ -61,7 +61,7 @@ TEST_P(AdamWTest, MatchesLibTorchAdamW) {
 TEST(AdamW, WeightDecayGroupsExcludeBiasesAndLayerNorms) {
   BertForSequenceClassification model(testing::tiny_config(), HeadConfig{});
   model->bert->add_adapter("a", AdapterConfig::houlsby());
-  apply_freeze_policy(*model, FreezePolicy{});
+  prepare_task_training(*model, "a", FreezePolicy{});
   auto groups = weight_decay_groups(*model, 0.01);
   ASSERT_EQ(groups.size(), 2u);
   EXPECT_DOUBLE_EQ(groups[0].weight_decay, 0.01);

@@ -2,7 +2,13 @@
 /// @file bert_for_sequence_classification.h
 /// BERT with a sequence-level classification or regression head.
 
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
 #include <torch/nn/module.h>
+#include <torch/nn/modules/container/moduledict.h>
 #include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
@@ -15,26 +21,60 @@ namespace adaptertune {
 /// Hugging Face's `BertForSequenceClassification`: `bert` (BertModel), then dropout on the pooled
 /// output and `classifier` (Linear hidden → num_labels). Parameter names therefore carry the
 /// `bert.` prefix and the head is `classifier.{weight,bias}`, as in Python checkpoints.
+///
+/// Many tasks on one base: add_task() adds a task (adapters in `bert`) with its own head
+/// (`tasks.<name>.classifier`, its own labels or regression). Activating a task
+/// (`bert->set_active_adapter(name)`) selects all of it: adapters, its LayerNorm and pooler
+/// copies, its head. A task without a head of its own, and the plain base, use `classifier`.
 class BertForSequenceClassificationImpl : public torch::nn::Module {
  public:
   BertForSequenceClassificationImpl(const BertConfig& config, const HeadConfig& head);
 
-  /// Logits [batch, num_labels] (regression: [batch, 1]).
+  /// Logits [batch, num_labels] (regression: [batch, 1]) of the active task.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                         const torch::Tensor& token_type_ids = {});
+  /// One forward pass for a batch whose examples run different tasks: the logits of each group
+  /// of `routing` ([rows in the group, that task's num_labels]), in routing.groups() order.
+  /// Changes no state (see BertModelImpl::forward_routed()).
+  std::vector<torch::Tensor> forward_routed(const torch::Tensor& input_ids,
+                                            const torch::Tensor& attention_mask,
+                                            const torch::Tensor& token_type_ids,
+                                            const TaskRouting& routing);
 
   /// Cross-entropy over int64 class ids [batch], or mean squared error against float targets
-  /// [batch] for regression. Throws Error on shape or label mismatch.
+  /// [batch] for regression, as the active task's head says. Throws Error on shape or label
+  /// mismatch.
   torch::Tensor loss(const torch::Tensor& logits, const torch::Tensor& labels) const;
 
+  /// Adds task `name`: its adapters (BertModelImpl::add_adapter()) and a new head for `head`
+  /// (BERT's init). Throws Error as add_adapter() does.
+  void add_task(const std::string& name, const AdapterConfig& adapter, const HeadConfig& head);
+  /// Gives an existing task (e.g. one added with `bert->add_adapter()`) a new head of its own.
+  /// Throws Error if there is no such task or it has a head.
+  void add_task_head(const std::string& name, const HeadConfig& head);
+  /// Removes task `name` with its head.
+  void remove_task(const std::string& name);
+  bool has_task_head(const std::string& name) const { return head_of_.count(name) > 0; }
+
+  /// The head `task` runs: its own, else the model's (std::nullopt: the model's).
+  const HeadConfig& head_config(const std::optional<std::string>& task) const;
+  /// The model's own head (`classifier`).
   const HeadConfig& head_config() const { return head_; }
 
   BertModel bert{nullptr};
   torch::nn::Dropout dropout{nullptr};
   torch::nn::Linear classifier{nullptr};
+  torch::nn::ModuleDict tasks{nullptr};
 
  private:
+  struct TaskHead {
+    HeadConfig config;
+    torch::nn::Linear classifier{nullptr};
+  };
+  torch::Tensor head(const std::optional<std::string>& task, const torch::Tensor& pooled) const;
+
   HeadConfig head_;
+  std::map<std::string, TaskHead> head_of_;
 };
 TORCH_MODULE(BertForSequenceClassification);
 

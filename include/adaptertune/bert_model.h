@@ -10,6 +10,8 @@
 #include <torch/nn/pimpl.h>
 
 #include "adaptertune/adapter_config.h"
+#include "adaptertune/adapters/adapter_set.h"
+#include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/bert_config.h"
 #include "adaptertune/layers/embeddings.h"
 #include "adaptertune/layers/encoder.h"
@@ -32,8 +34,13 @@ torch::Tensor make_additive_attention_mask(const torch::Tensor& attention_mask,
                                            torch::ScalarType dtype);
 
 /// Hugging Face's `BertModel`: `embeddings`, `encoder`, `pooler`, with the same parameter names,
-/// so that `named_parameters()` is the checkpoint's key list. Adapters are added by name to every
-/// layer (AdapterHub's `add_adapter`); at most one is active at a time.
+/// so that `named_parameters()` is the checkpoint's key list.
+///
+/// Tasks are added by name (AdapterHub's `add_adapter`): each gets bottleneck adapters in every
+/// layer and, when it trains them, its own copies of the LayerNorms and the pooler, so that
+/// training or loading a task never writes the shared base and tasks never disturb each other.
+/// AdapterSet (tasks()) records them and the active one; forward() runs the active task, or
+/// several at once by a TaskRouting.
 class BertModelImpl : public torch::nn::Module {
  public:
   /// Builds a randomly initialised model (BERT's init: normal(0, initializer_range) weights,
@@ -41,23 +48,39 @@ class BertModelImpl : public torch::nn::Module {
   explicit BertModelImpl(BertConfig config, bool add_pooling_layer = true);
 
   /// `input_ids` [batch, seq] int64; `attention_mask` [batch, seq] (undefined = all tokens);
-  /// `token_type_ids` [batch, seq] (undefined = all zero). Throws Error on bad shapes.
+  /// `token_type_ids` [batch, seq] (undefined = all zero). Runs the active task (none: the plain
+  /// base). Throws Error on bad shapes.
   BertModelOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                           const torch::Tensor& token_type_ids = {});
+  /// As above, with each example running the task `routing` gives it. Changes no state, so
+  /// that threads may call it together on a model in eval mode under a NoGradGuard. Throws
+  /// Error for an unknown task or a routing made for another batch size.
+  BertModelOutput forward_routed(const torch::Tensor& input_ids,
+                                 const torch::Tensor& attention_mask,
+                                 const torch::Tensor& token_type_ids, const TaskRouting& routing);
 
-  /// Adds adapter `name` to every layer: after attention when `config.mh_adapter`, after the FFN
-  /// when `config.output_adapter`. Throws Error if the name is taken or the config is invalid.
-  /// The first adapter added becomes active.
+  /// Adds task `name` with adapters in every layer: after attention when `config.mh_adapter`,
+  /// after the FFN when `config.output_adapter`. It runs the base's LayerNorms and pooler until
+  /// add_layer_norm_copies() / add_pooler_copy(). Throws Error if the name is taken or the
+  /// config is invalid. The first task added becomes active.
   void add_adapter(const std::string& name, const AdapterConfig& config);
-  /// Removes adapter `name` from every layer.
+  /// Gives task `name` its own copy of every LayerNorm (the embeddings' one included), from the
+  /// base's current values; no-op if it has them.
+  void add_layer_norm_copies(const std::string& name);
+  /// Gives task `name` its own copy of the pooler, from the base's current values; no-op if it
+  /// has one. Throws Error if the model has no pooler.
+  void add_pooler_copy(const std::string& name);
+  /// Removes task `name`: its adapters and its copies.
   void remove_adapter(const std::string& name);
-  /// Applies adapter `name` in forward(); std::nullopt runs the plain base model.
+  /// Runs task `name` (its adapters and copies) in forward(); std::nullopt runs the plain base.
   void set_active_adapter(const std::optional<std::string>& name);
-  std::optional<std::string> active_adapter() const { return active_adapter_; }
-  /// Names of the adapters added, in the order they were added.
-  std::vector<std::string> adapter_names() const;
-  /// The config adapter `name` was added with; throws Error if there is none.
+  std::optional<std::string> active_adapter() const { return tasks_.active(); }
+  /// Names of the tasks added, in the order they were added.
+  std::vector<std::string> adapter_names() const { return tasks_.names(); }
+  /// The config task `name` was added with; throws Error if there is none.
   const AdapterConfig& adapter_config(const std::string& name) const;
+  /// The tasks, what each owns, and the active one.
+  const AdapterSet& tasks() const { return tasks_; }
 
   const BertConfig& config() const { return config_; }
 
@@ -73,8 +96,7 @@ class BertModelImpl : public torch::nn::Module {
 
  private:
   BertConfig config_;
-  std::vector<std::pair<std::string, AdapterConfig>> adapters_;
-  std::optional<std::string> active_adapter_;
+  AdapterSet tasks_;
   bool pooler_pretrained_ = true;
 };
 TORCH_MODULE(BertModel);

@@ -7,7 +7,14 @@
 /// Names are those of `named_parameters()`: a BertModel's (`encoder.layer.0.output.dense.weight`)
 /// or, in a whole model, with the `bert.` prefix (`bert.encoder.layer.0.…`) beside its head
 /// (`classifier.*`, `cls.*`). Adapters sit under `….adapters.<name>.…` (AdapterHub's layout).
+///
+/// A task (a named adapter) owns, beside its adapter, its own copies of the base tensors it
+/// trains and its own head. A copy sits in the module whose tensor it stands for, under
+/// `….tasks.<name>.`: `bert.encoder.layer.0.output.tasks.sst2.LayerNorm.weight` is task sst2's
+/// copy of `bert.encoder.layer.0.output.LayerNorm.weight`, `tasks.sst2.classifier.weight` its
+/// head. Removing the `tasks.<name>.` part gives the Hugging Face name, which adapter packs use.
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,8 +46,19 @@ std::string base_parameter_name(const std::string& name);
 bool is_adapter_parameter(const std::string& name);
 /// Whether `name` is a parameter of the adapter called `adapter`.
 bool is_adapter_parameter(const std::string& name, const std::string& adapter);
-/// `name` with adapter `from`'s part renamed to `to` (unchanged when it is not `from`'s).
-std::string rename_adapter_parameter(const std::string& name, const std::string& from,
-                                     const std::string& to);
+/// `name` with task `from`'s part (`adapters.<from>.` or `tasks.<from>.`) renamed to `to`
+/// (unchanged when it is not `from`'s).
+std::string rename_task_parameter(const std::string& name, const std::string& from,
+                                  const std::string& to);
+
+/// The task a parameter belongs to: the adapter's name for adapter weights, the task's for its
+/// copies of base tensors and its head (`….tasks.<task>.…`); std::nullopt for the shared base
+/// and the model's own head.
+std::optional<std::string> parameter_task(const std::string& name);
+/// Whether `name` is a task's copy of a base tensor or its head (`….tasks.<task>.…`).
+bool is_task_copy_parameter(const std::string& name);
+/// The name of the tensor a task's copy stands for: `name` without its `tasks.<task>.` part
+/// (unchanged for any other parameter).
+std::string shared_parameter_name(const std::string& name);
 
 }  // namespace adaptertune

@@ -1,6 +1,7 @@
 #include "adaptertune/io/adapter_pack.h"
 
 #include <algorithm>
+#include <map>
 
 #include <ATen/ATen.h>
 
@@ -21,32 +22,30 @@ const char* kWeightsFile = "adapter.safetensors";
 const char* kHeadConfigFile = "head_config.json";
 const char* kHeadWeightsFile = "model_head.safetensors";
 
-// The base tensors a pack carries beside its adapter.
-struct CarriedBase {
-  bool layer_norms = false;
-  bool pooler = false;
-};
-
-// Which parameters of a model belong in a pack of adapter `name`.
-bool in_pack(const std::string& param, const std::string& name, CarriedBase carried) {
-  if (is_adapter_parameter(param)) return is_adapter_parameter(param, name);
-  const ParameterGroup group = classify_parameter(param);
-  return (carried.layer_norms && group == ParameterGroup::kLayerNorm) ||
-         (carried.pooler && group == ParameterGroup::kPooler);
+// The name a parameter of task `task` has in a pack: adapters keep theirs (AdapterHub's), the
+// task's copies and head take the name of the tensor they stand for (Hugging Face's).
+std::string pack_name(const std::string& param) {
+  return is_adapter_parameter(param) ? param : shared_parameter_name(param);
 }
 
-// What a pack of `model` must carry to reproduce its logits on the base checkpoint: the
-// LayerNorms when they train, the pooler when it trains or did not come from the checkpoint.
-CarriedBase carried_base(BertForSequenceClassification& model) {
-  CarriedBase carried;
-  carried.pooler = !model->bert->pooler_pretrained();
+// The parameters of task `task`, by pack name, split into the head and the rest.
+struct TaskTensors {
+  std::vector<std::pair<std::string, at::Tensor>> weights, head;
+};
+
+TaskTensors task_tensors(BertForSequenceClassification& model, const std::string& task) {
+  TaskTensors out;
+  const bool own_head = model->has_task_head(task);
   for (const auto& item : model->named_parameters()) {
-    if (!item.value().requires_grad() || is_adapter_parameter(item.key())) continue;
-    const ParameterGroup group = classify_parameter(item.key());
-    if (group == ParameterGroup::kLayerNorm) carried.layer_norms = true;
-    if (group == ParameterGroup::kPooler) carried.pooler = true;
+    const bool head = classify_parameter(item.key()) == ParameterGroup::kHead;
+    const std::optional<std::string> owner = parameter_task(item.key());
+    if (owner == task) {
+      (head ? out.head : out.weights).emplace_back(pack_name(item.key()), item.value());
+    } else if (!owner && head && !own_head) {
+      out.head.emplace_back(item.key(), item.value());  // the model's head, which the task runs
+    }
   }
-  return carried;
+  return out;
 }
 
 }  // namespace
@@ -61,7 +60,7 @@ std::string base_weights_sha256(torch::nn::Module& model, bool layer_norms, bool
   std::vector<std::pair<std::string, at::Tensor>> base;
   for (const auto& item : model.named_parameters()) {
     const ParameterGroup group = classify_parameter(item.key());
-    if (group == ParameterGroup::kAdapter || group == ParameterGroup::kHead ||
+    if (parameter_task(item.key()) || group == ParameterGroup::kHead ||
         (layer_norms && group == ParameterGroup::kLayerNorm) ||
         (pooler && group == ParameterGroup::kPooler)) {
       continue;
@@ -126,15 +125,15 @@ AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
 
 void save_adapter_pack(BertForSequenceClassification& model, const std::string& adapter_name,
                        const std::string& directory, const AdapterPackOptions& options) {
-  const AdapterConfig& config = model->bert->adapter_config(adapter_name);  // throws if absent
-  const CarriedBase carried = carried_base(model);
+  const TaskEntry& entry = model->bert->tasks().at(adapter_name);  // throws if absent
+  const AdapterConfig& config = entry.adapter;
   NamedTensors weights, head;
-  for (const auto& item : model->named_parameters()) {
-    at::Tensor value = item.value().detach().to(at::kCPU, at::kFloat);
-    if (in_pack(item.key(), adapter_name, carried)) weights.emplace_back(item.key(), value);
-    if (classify_parameter(item.key()) == ParameterGroup::kHead) {
-      head.emplace_back(item.key(), value);
-    }
+  const TaskTensors tensors = task_tensors(model, adapter_name);
+  for (const auto& [name, value] : tensors.weights) {
+    weights.emplace_back(name, value.detach().to(at::kCPU, at::kFloat));
+  }
+  for (const auto& [name, value] : tensors.head) {
+    head.emplace_back(name, value.detach().to(at::kCPU, at::kFloat));
   }
   const BertConfig& base = model->bert->config();
   detail::Json adapter_json = detail::parse_json(config.to_json_string(), "adapter config");
@@ -145,10 +144,10 @@ void save_adapter_pack(BertForSequenceClassification& model, const std::string& 
   }
   detail::Json ours = {
       {"base_config_sha256", base_config_sha256(base)},
-      {"base_weights_sha256", base_weights_sha256(*model, carried.layer_norms, carried.pooler)},
+      {"base_weights_sha256", base_weights_sha256(*model, entry.layer_norms, entry.pooler)},
       {"train_mode", options.train_mode},
-      {"layer_norms", carried.layer_norms},
-      {"pooler", carried.pooler},
+      {"layer_norms", entry.layer_norms},
+      {"pooler", entry.pooler},
       {"library_version", version()}};
   if (options.max_length > 0) ours["max_length"] = options.max_length;
   if (options.precision) ours["precision"] = precision_name(*options.precision);
@@ -165,7 +164,8 @@ void save_adapter_pack(BertForSequenceClassification& model, const std::string& 
   make_directories(directory);
   save_safetensors(directory + "/" + kWeightsFile, weights, {{"format", "pt"}});
   if (options.include_head) {
-    detail::Json head_config = detail::parse_json(model->head_config().to_json_string(), "head");
+    detail::Json head_config =
+        detail::parse_json(model->head_config(adapter_name).to_json_string(), "head");
     head_config["model_class"] = "BertForSequenceClassification";
     head_config["model_type"] = "bert";
     head_config["hidden_size"] = base.hidden_size;
@@ -185,74 +185,79 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
   result.info = read_adapter_pack_info(directory);
   const AdapterPackInfo& info = result.info;
   result.adapter_name = load_as.value_or(info.name);
+  const std::string& task = result.adapter_name;
   const BertConfig& base = model->bert->config();
   if (info.hidden_size != 0 && info.hidden_size != base.hidden_size) {
     throw Error(directory + ": the adapter was trained for hidden size " +
                 std::to_string(info.hidden_size) + ", this model has " +
                 std::to_string(base.hidden_size));
   }
-  const bool with_head = load_head && info.head.has_value();
-  if (with_head && info.head->num_labels != model->head_config().num_labels) {
-    throw Error(directory + ": the pack's head has " + std::to_string(info.head->num_labels) +
-                " labels, the model's " + std::to_string(model->head_config().num_labels) +
-                " (build the model with read_adapter_pack_info().head)");
+  if (info.pooler && !model->bert->pooler) {
+    throw Error(directory + ": the pack carries a pooler and this model has none");
   }
+  const bool with_head = load_head && info.head.has_value();
   // Read and rename everything before touching the model.
   const std::string weights_path = directory + "/" + kWeightsFile;
+  const std::string head_path = directory + "/" + kHeadWeightsFile;
   NamedTensors weights;
   for (auto& [name, tensor] : load_safetensors(weights_path)) {
-    weights.emplace_back(rename_adapter_parameter(name, info.name, result.adapter_name), tensor);
+    weights.emplace_back(rename_task_parameter(name, info.name, task), tensor);
   }
   NamedTensors head;
-  if (with_head) head = load_safetensors(directory + "/" + kHeadWeightsFile);
+  if (with_head) head = load_safetensors(head_path);
 
-  // Identity of the base, before the pack's LayerNorms overwrite the model's.
-  const std::string config_hash = base_config_sha256(base);
-  const std::string weights_hash = base_weights_sha256(*model, info.layer_norms, info.pooler);
-
-  model->bert->add_adapter(result.adapter_name, info.config);
+  if (with_head) {
+    model->add_task(task, info.config, *info.head);
+  } else {
+    model->bert->add_adapter(task, info.config);
+  }
   try {
-    const CarriedBase carried{info.layer_norms, info.pooler};
-    auto params = model->named_parameters();
-    detail::ParameterAssignment assignment(weights_path);
-    for (const auto& [name, tensor] : weights) {
-      if (!params.contains(name)) {
-        throw Error(weights_path + ": tensor \"" + name + "\" has no place in this model");
-      }
-      if (!in_pack(name, result.adapter_name, carried)) {
-        throw Error(weights_path + ": tensor \"" + name +
-                    "\" is neither this adapter's, a LayerNorm nor the pooler that "
-                    "adapter_config.json says the pack carries");
-      }
-      assignment.add(name, params[name], name, tensor);
+    if (info.layer_norms) model->bert->add_layer_norm_copies(task);
+    if (info.pooler) model->bert->add_pooler_copy(task);
+    // The task's tensors by the names the pack gives them; each must come from the pack.
+    std::map<std::string, at::Tensor> targets, head_targets;
+    for (const auto& item : model->named_parameters()) {
+      if (parameter_task(item.key()) != task) continue;
+      const bool is_head = classify_parameter(item.key()) == ParameterGroup::kHead;
+      (is_head ? head_targets : targets).emplace(pack_name(item.key()), item.value());
     }
-    std::vector<std::string> missing;
-    for (const auto& item : params) {
-      if (in_pack(item.key(), result.adapter_name, carried) && !assignment.contains(item.key())) {
-        missing.push_back(item.key());
+    auto assign = [&](const std::string& path, const NamedTensors& tensors,
+                      const std::map<std::string, at::Tensor>& places, const char* what) {
+      detail::ParameterAssignment assignment(path);
+      for (const auto& [name, tensor] : tensors) {
+        auto place = places.find(name);
+        if (place == places.end()) {
+          throw Error(path + ": tensor \"" + name + "\" is not " + what);
+        }
+        assignment.add(name, place->second, name, tensor);
       }
-    }
-    if (!missing.empty()) {
-      throw Error(weights_path + ": lacks " + std::to_string(missing.size()) +
-                  " of the pack's tensors, e.g. \"" + missing.front() + "\"");
-    }
-    const std::string head_path = directory + "/" + kHeadWeightsFile;
-    detail::ParameterAssignment head_assignment(head_path);
-    for (const auto& [name, tensor] : head) {
-      if (!params.contains(name) || classify_parameter(name) != ParameterGroup::kHead) {
-        throw Error(head_path + ": tensor \"" + name +
-                    "\" is not a parameter of this model's head");
+      for (const auto& [name, place] : places) {
+        if (!assignment.contains(name)) {
+          throw Error(path + ": lacks tensor \"" + name + "\", which the pack's config says it has");
+        }
       }
-      head_assignment.add(name, params[name], name, tensor);
+      return assignment;
+    };
+    detail::ParameterAssignment adapter_assignment =
+        assign(weights_path, weights, targets,
+               "this adapter's, nor a LayerNorm or the pooler that adapter_config.json says the "
+               "pack carries");
+    if (with_head) {
+      detail::ParameterAssignment head_assignment =
+          assign(head_path, head, head_targets, "a parameter of the pack's head");
+      adapter_assignment.copy_all();
+      head_assignment.copy_all();
+    } else {
+      adapter_assignment.copy_all();
     }
-    assignment.copy_all();
-    head_assignment.copy_all();
   } catch (...) {
-    model->bert->remove_adapter(result.adapter_name);
+    model->remove_task(task);
     throw;
   }
-  model->bert->set_active_adapter(result.adapter_name);
+  model->bert->set_active_adapter(task);
   result.head_loaded = with_head;
+  const std::string config_hash = base_config_sha256(base);
+  const std::string weights_hash = base_weights_sha256(*model, info.layer_norms, info.pooler);
   if (!info.base_config_sha256.empty() && info.base_config_sha256 != config_hash) {
     result.warnings.push_back("adapter pack " + directory +
                               " was trained on a base with another config: pack records "

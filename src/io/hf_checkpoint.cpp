@@ -83,6 +83,8 @@ LoadReport load_state_dict(torch::nn::Module& model, const NamedTensors& tensors
     assignment.add(target, parameters[target], key, tensor);
   }
   for (const auto& item : parameters) {
+    // A task's tensors (adapters, copies, heads) are never part of a base checkpoint.
+    if (parameter_task(item.key())) continue;
     (assignment.contains(item.key()) ? report.loaded : report.missing).push_back(item.key());
   }
   assignment.copy_all();
@@ -203,7 +205,7 @@ void save_pretrained(torch::nn::Module& model, const std::string& directory,
   }
   NamedTensors tensors;
   for (const auto& item : model.named_parameters()) {
-    if (is_adapter_parameter(item.key())) continue;
+    if (parameter_task(item.key())) continue;  // tasks travel as adapter packs
     tensors.emplace_back(item.key(), item.value().detach().to(at::kCPU, dtype));
   }
   make_directories(directory);

@@ -64,8 +64,9 @@ BertAttentionImpl::BertAttentionImpl(const BertConfig& config) {
 }
 
 torch::Tensor BertAttentionImpl::forward(const torch::Tensor& hidden,
-                                         const torch::Tensor& additive_mask) {
-  return output(self(hidden, additive_mask), hidden);
+                                         const torch::Tensor& additive_mask,
+                                         const TaskRouting& routing) {
+  return output(self(hidden, additive_mask), hidden, routing);
 }
 
 }  // namespace adaptertune

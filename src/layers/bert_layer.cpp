@@ -12,9 +12,10 @@ BertLayerImpl::BertLayerImpl(const BertConfig& config) {
 }
 
 torch::Tensor BertLayerImpl::forward(const torch::Tensor& hidden,
-                                     const torch::Tensor& additive_mask) {
-  torch::Tensor attended = attention(hidden, additive_mask);
-  return output(intermediate(attended), attended);
+                                     const torch::Tensor& additive_mask,
+                                     const TaskRouting& routing) {
+  torch::Tensor attended = attention(hidden, additive_mask, routing);
+  return output(intermediate(attended), attended, routing);
 }
 
 }  // namespace adaptertune

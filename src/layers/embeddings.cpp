@@ -2,6 +2,7 @@
 
 #include "adaptertune/error.h"
 #include "shape_check.h"
+#include "task_copies.h"
 
 namespace adaptertune {
 
@@ -21,10 +22,20 @@ BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& config)
       torch::nn::LayerNorm(
           torch::nn::LayerNormOptions({config.hidden_size}).eps(config.layer_norm_eps)));
   dropout = register_module("dropout", torch::nn::Dropout(config.hidden_dropout_prob));
+  tasks = register_module("tasks", torch::nn::ModuleDict());
+}
+
+void BertEmbeddingsImpl::add_layer_norm_copy(const std::string& name) {
+  detail::add_task_copy(tasks, layer_norm_of_, name, "LayerNorm", LayerNorm);
+}
+
+void BertEmbeddingsImpl::remove_task(const std::string& name) {
+  detail::remove_task_entry(tasks, layer_norm_of_, name);
 }
 
 torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids,
-                                          const torch::Tensor& token_type_ids) {
+                                          const torch::Tensor& token_type_ids,
+                                          const TaskRouting& routing) {
   detail::check_token_ids(input_ids, "input_ids", word_embeddings->options.num_embeddings());
   const int64_t seq = input_ids.size(1);
   if (seq > max_positions_) {
@@ -41,7 +52,11 @@ torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids,
     // Type 0 for every token: add row 0 instead of gathering a tensor of zeros.
     embeddings = embeddings + token_type_embeddings->weight[0];
   }
-  return dropout(LayerNorm(embeddings));
+  return dropout(routing.map(embeddings, [this](const std::optional<std::string>& task,
+                                                const torch::Tensor& rows) {
+    torch::nn::LayerNorm norm = detail::own_or_base(layer_norm_of_, task, LayerNorm);
+    return norm(rows);
+  }));
 }
 
 }  // namespace adaptertune

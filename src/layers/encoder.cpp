@@ -10,8 +10,9 @@ BertEncoderImpl::BertEncoderImpl(const BertConfig& config) {
   }
 }
 
-torch::Tensor BertEncoderImpl::forward(torch::Tensor hidden, const torch::Tensor& additive_mask) {
-  for (auto& l : layers_) hidden = l(hidden, additive_mask);
+torch::Tensor BertEncoderImpl::forward(torch::Tensor hidden, const torch::Tensor& additive_mask,
+                                       const TaskRouting& routing) {
+  for (auto& l : layers_) hidden = l(hidden, additive_mask, routing);
   return hidden;
 }
 

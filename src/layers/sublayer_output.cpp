@@ -1,6 +1,7 @@
 #include "adaptertune/layers/sublayer_output.h"
 
 #include "adaptertune/error.h"
+#include "task_copies.h"
 
 namespace adaptertune {
 
@@ -12,12 +13,30 @@ SublayerOutputImpl::SublayerOutputImpl(const SublayerOutputOptions& options) : o
           torch::nn::LayerNormOptions({options.hidden_size()}).eps(options.layer_norm_eps())));
   dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
   adapters = register_module("adapters", torch::nn::ModuleDict());
+  tasks = register_module("tasks", torch::nn::ModuleDict());
 }
 
-torch::Tensor SublayerOutputImpl::forward(const torch::Tensor& hidden, const torch::Tensor& input) {
+torch::Tensor SublayerOutputImpl::forward(const torch::Tensor& hidden, const torch::Tensor& input,
+                                          const TaskRouting& routing) {
   torch::Tensor projected = dropout(dense(hidden));
-  if (active_) return active_->forward(projected, input, LayerNorm);
-  return LayerNorm(projected + input);
+  return routing.map(projected, input,
+                     [this](const std::optional<std::string>& task, const torch::Tensor& p,
+                            const torch::Tensor& x) { return finish(task, p, x); });
+}
+
+torch::Tensor SublayerOutputImpl::finish(const std::optional<std::string>& task,
+                                         const torch::Tensor& projected,
+                                         const torch::Tensor& input) const {
+  // A copy of the handle: Module::operator() is non-const, the module itself is not changed.
+  torch::nn::LayerNorm norm = detail::own_or_base(layer_norm_of_, task, LayerNorm);
+  if (task) {
+    auto found = adapter_of_.find(*task);
+    if (found != adapter_of_.end()) {
+      BottleneckAdapter adapter = found->second;
+      return adapter->forward(projected, input, norm);
+    }
+  }
+  return norm(projected + input);
 }
 
 void SublayerOutputImpl::add_adapter(const std::string& name, const AdapterConfig& config) {
@@ -27,29 +46,24 @@ void SublayerOutputImpl::add_adapter(const std::string& name, const AdapterConfi
   auto reference = dense->weight;
   adapter->to(reference.device(), reference.scalar_type());
   adapters->update({{name, adapter.ptr()}});
+  adapter_of_.emplace(name, adapter);
 }
 
-void SublayerOutputImpl::remove_adapter(const std::string& name) {
-  if (!adapters->contains(name)) throw Error("no adapter named \"" + name + "\"");
-  if (active_name_ == name) set_active_adapter(std::nullopt);
-  adapters->pop(name);
-  // ModuleDict::pop keeps the child registered (as Python does); its parameters must go too.
-  adapters->unregister_module(name);
+void SublayerOutputImpl::add_layer_norm_copy(const std::string& name) {
+  detail::add_task_copy(tasks, layer_norm_of_, name, "LayerNorm", LayerNorm);
 }
 
-void SublayerOutputImpl::set_active_adapter(const std::optional<std::string>& name) {
-  if (!name) {
-    active_ = nullptr;
-    active_name_.reset();
-    return;
-  }
-  if (!adapters->contains(*name)) throw Error("no adapter named \"" + *name + "\"");
-  active_ = BottleneckAdapter(std::dynamic_pointer_cast<BottleneckAdapterImpl>(adapters[*name]));
-  active_name_ = name;
+void SublayerOutputImpl::remove_task(const std::string& name) {
+  detail::remove_task_entry(adapters, adapter_of_, name);
+  detail::remove_task_entry(tasks, layer_norm_of_, name);
 }
 
 bool SublayerOutputImpl::has_adapter(const std::string& name) const {
-  return adapters->contains(name);
+  return adapter_of_.count(name) > 0;
+}
+
+bool SublayerOutputImpl::has_layer_norm_copy(const std::string& name) const {
+  return layer_norm_of_.count(name) > 0;
 }
 
 }  // namespace adaptertune

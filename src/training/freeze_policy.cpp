@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/bert_model.h"
 #include "adaptertune/error.h"
 
@@ -87,10 +88,29 @@ bool default_train_pooler(const BertModelImpl& base) {
   return !base.pooler_pretrained();
 }
 
-int64_t apply_freeze_policy(torch::nn::Module& model, const FreezePolicy& policy) {
+int64_t prepare_task_training(BertForSequenceClassificationImpl& model, const std::string& task,
+                              const FreezePolicy& policy) {
+  check_policy_trains_adapter(policy, task);
+  BertModelImpl& bert = *model.bert;
+  bert.tasks().at(task);  // throws when there is no such task
+  if (policy.trains(ParameterGroup::kLayerNorm)) bert.add_layer_norm_copies(task);
+  if (bert.pooler && (policy.trains(ParameterGroup::kPooler) || !bert.pooler_pretrained())) {
+    bert.add_pooler_copy(task);
+  }
+  if (!model.has_task_head(task)) model.add_task_head(task, model.head_config());
+  return apply_freeze_policy(model, policy, task);
+}
+
+int64_t apply_freeze_policy(torch::nn::Module& model, const FreezePolicy& policy,
+                            const std::optional<std::string>& task) {
+  if (!task && policy.trains(ParameterGroup::kAdapter) && policy.mode != TrainMode::kFull) {
+    throw Error("training mode \"" + policy.name() +
+                "\" trains a task's adapters: name the task to train");
+  }
   int64_t trainable = 0;
   for (auto& item : model.named_parameters()) {
-    const bool train = policy.trains(classify_parameter(item.key()));
+    const bool train = parameter_task(item.key()) == task &&
+                       policy.trains(classify_parameter(item.key()));
     item.value().set_requires_grad(train);
     if (train) trainable += item.value().numel();
   }
@@ -122,10 +142,6 @@ int64_t ParameterReport::count(ParameterGroup group) const {
     if (row.group == group) return row.total;
   }
   return 0;
-}
-
-int64_t ParameterReport::base() const {
-  return total() - count(ParameterGroup::kAdapter) - count(ParameterGroup::kHead);
 }
 
 std::string ParameterReport::to_table() const {
@@ -161,20 +177,39 @@ std::string ParameterReport::to_json_string() const {
       {"adapter", count(ParameterGroup::kAdapter)},
       {"adapter_percent_of_base", percent(count(ParameterGroup::kAdapter), base())},
       {"head", count(ParameterGroup::kHead)},
+      {"task_parameters", task_parameters},
       {"groups", groups},
   };
   return j.dump();
 }
 
-ParameterReport parameter_report(const torch::nn::Module& model) {
+ParameterReport parameter_report(const torch::nn::Module& model,
+                                 const std::optional<std::string>& task) {
   std::map<ParameterGroup, ParameterReport::Row> rows;
+  int64_t task_parameters = 0, base_parameters = 0;
   for (ParameterGroup group : all_parameter_groups()) rows[group].group = group;
-  for (const auto& item : model.named_parameters()) {
-    auto& row = rows[classify_parameter(item.key())];
+  const auto parameters = model.named_parameters();
+  bool own_head = false;
+  for (const auto& item : parameters) {
+    own_head = own_head || (task && parameter_task(item.key()) == task &&
+                            classify_parameter(item.key()) == ParameterGroup::kHead);
+  }
+  for (const auto& item : parameters) {
+    const ParameterGroup group = classify_parameter(item.key());
+    const std::optional<std::string> owner = parameter_task(item.key());
+    if (task && (owner ? owner != task : (group == ParameterGroup::kHead && own_head))) continue;
+    auto& row = rows[group];
     row.total += item.value().numel();
     if (item.value().requires_grad()) row.trainable += item.value().numel();
+    if (parameter_task(item.key())) {
+      task_parameters += item.value().numel();
+    } else if (group != ParameterGroup::kHead) {
+      base_parameters += item.value().numel();
+    }
   }
   ParameterReport report;
+  report.task_parameters = task_parameters;
+  report.base_parameters = base_parameters;
   for (ParameterGroup group : all_parameter_groups()) report.rows.push_back(rows[group]);
   return report;
 }

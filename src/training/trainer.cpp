@@ -176,7 +176,14 @@ TrainResult Trainer::train() {
   torch::manual_seed(options_.seed);
   model_->to(device);
   model_->train();
-  apply_freeze_policy(*model_, policy_);
+  // The task trains on its own tensors (copies of the base's made here when needed); training
+  // without one trains the plain base.
+  model_->bert->set_active_adapter(adapter_name_);
+  if (adapter_name_) {
+    prepare_task_training(*model_, *adapter_name_, policy_);
+  } else {
+    apply_freeze_policy(*model_, policy_);
+  }
   AdamWOptions adamw;
   adamw.lr = options_.lr;
   AdamW optimizer(weight_decay_groups(*model_, options_.weight_decay), adamw);
@@ -258,7 +265,7 @@ TrainResult Trainer::train() {
           {"max_length", options_.max_length},
           {"device", options_.device.str()},
           {"precision", precision_name(options_.precision)}}},
-        {"parameters", Json::parse(parameter_report(*model_).to_json_string())},
+        {"parameters", Json::parse(parameter_report(*model_, adapter_name_).to_json_string())},
         {"machine",
          {{"hardware_threads", std::thread::hardware_concurrency()},
           {"torch_threads", at::get_num_threads()},

@@ -43,10 +43,19 @@ int run(const ParamsOptions& options) {
                                               : BertConfig::from_file(options.model_config),
                                           head);
   const BertConfig& config = model->bert->config();
-  if (adapter) model->bert->add_adapter("adapter", *adapter);
+  std::optional<std::string> task;
+  if (adapter) {
+    task = "adapter";
+    model->bert->add_adapter(*task, *adapter);
+  }
   const FreezePolicy policy = resolve_policy(options.train, *model->bert);
-  apply_freeze_policy(*model, policy);
-  ParameterReport report = parameter_report(*model);
+  // What `train` would train: the task's own tensors, or the base without one.
+  if (task) {
+    prepare_task_training(*model, *task, policy);
+  } else {
+    apply_freeze_policy(*model, policy);
+  }
+  ParameterReport report = parameter_report(*model, task);
   if (options.json) {
     std::cout << report.to_json_string() << "\n";
   } else {

@@ -9,10 +9,10 @@
 ///   explicit `adapter_size`, `reduction_factor` is written as the factor from which AdapterHub
 ///   rebuilds that size (`hidden_size // reduction_factor`);
 /// - `adapter.safetensors`: the adapter weights under AdapterHub's names
-///   (`bert.encoder.layer.{i}.output.adapters.{name}.adapter_down.0.weight`, …) and the base
-///   tensors the adapter's logits depend on beyond the base checkpoint: every LayerNorm
-///   (`bert.….LayerNorm.{weight,bias}`) when the model's LayerNorms train, and the pooler
-///   (`bert.pooler.dense.*`) when it trains or when the base checkpoint had none (its random
+///   (`bert.encoder.layer.{i}.output.adapters.{name}.adapter_down.0.weight`, …) and the task's
+///   own copies of base tensors, under the base tensors' names: every LayerNorm
+///   (`bert.….LayerNorm.{weight,bias}`) when the task trained them, and the pooler
+///   (`bert.pooler.dense.*`) when it trained it or when the base checkpoint had none (its random
 ///   initialisation then differs on every load);
 /// - `head_config.json` and `model_head.safetensors`: the task head (`classifier.*`), saved by
 ///   default.
@@ -63,10 +63,11 @@ struct AdapterPackInfo {
 /// Reads `directory/adapter_config.json` (and `head_config.json` when present).
 AdapterPackInfo read_adapter_pack_info(const std::string& directory);
 
-/// Writes adapter `adapter_name` of `model` to `directory`, creating it: the adapter, the head
-/// (unless `options.include_head` is false) and the base tensors its logits need beyond the
-/// base checkpoint (see the file comment), so that the pack loaded onto the base it records
-/// reproduces the model's logits. Every file is written atomically, the config last.
+/// Writes task `adapter_name` of `model` to `directory`, creating it: the adapters, the task's
+/// head (its own, else the model's; unless `options.include_head` is false) and its copies of
+/// the LayerNorms and the pooler when it has them (under the base tensors' names), so that the
+/// pack loaded onto the base it records reproduces the task's logits. Every file is written
+/// atomically, the config last.
 void save_adapter_pack(BertForSequenceClassification& model, const std::string& adapter_name,
                        const std::string& directory,
                        const AdapterPackOptions& options = AdapterPackOptions{});
@@ -82,11 +83,12 @@ struct AdapterPackLoad {
   std::vector<std::string> warnings;
 };
 
-/// Adds the pack's adapter to `model` (as `load_as` when given), loads its weights, the trained
-/// LayerNorms and the head (when the pack has one and `load_head`), and makes it active. The
-/// model's head must have the pack head's number of labels (build the model from
-/// read_adapter_pack_info().head). Errors name the file and tensor; the model is left unchanged
-/// when a file is malformed.
+/// Adds the pack as task `load_as` (default: the pack's name) of `model`: its adapters, its own
+/// copies of the LayerNorms and the pooler when the pack carries them, and its own head (when
+/// the pack has one and `load_head`; otherwise the task runs the model's head), and makes it
+/// active. The shared base is not written, so any number of packs, with any heads, load onto
+/// one model. Errors name the file and tensor; the model is left unchanged when a file is
+/// malformed.
 AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
                                   const std::string& directory,
                                   const std::optional<std::string>& load_as = std::nullopt,
@@ -95,9 +97,9 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
 /// SHA-256 (hex) of the base config's canonical JSON: the `base_config_sha256` of a pack.
 std::string base_config_sha256(const BertConfig& config);
 
-/// SHA-256 (hex) over the base weights a pack does not carry (every parameter except adapters,
-/// the head and, when `layer_norms` / `pooler`, the LayerNorms / the pooler), by name in sorted
-/// order, as float32.
+/// SHA-256 (hex) over the shared base weights a pack does not carry (every parameter except
+/// tasks' tensors, heads and, when `layer_norms` / `pooler`, the LayerNorms / the pooler), by
+/// name in sorted order, as float32. With both false it is the whole base's identity.
 std::string base_weights_sha256(torch::nn::Module& model, bool layer_norms, bool pooler = false);
 
 }  // namespace adaptertune

@@ -48,7 +48,8 @@ TORCH_MODULE(SelfAttention);
 class BertAttentionImpl : public torch::nn::Module {
  public:
   explicit BertAttentionImpl(const BertConfig& config);
-  torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& additive_mask = {});
+  torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& additive_mask = {},
+                        const TaskRouting& routing = TaskRouting::base());
 
   SelfAttention self{nullptr};
   SublayerOutput output{nullptr};

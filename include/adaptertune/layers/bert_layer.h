@@ -16,7 +16,8 @@ namespace adaptertune {
 class BertLayerImpl : public torch::nn::Module {
  public:
   explicit BertLayerImpl(const BertConfig& config);
-  torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& additive_mask = {});
+  torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& additive_mask = {},
+                        const TaskRouting& routing = TaskRouting::base());
 
   BertAttention attention{nullptr};
   BertIntermediate intermediate{nullptr};

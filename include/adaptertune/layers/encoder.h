@@ -15,7 +15,8 @@ namespace adaptertune {
 class BertEncoderImpl : public torch::nn::Module {
  public:
   explicit BertEncoderImpl(const BertConfig& config);
-  torch::Tensor forward(torch::Tensor hidden, const torch::Tensor& additive_mask = {});
+  torch::Tensor forward(torch::Tensor hidden, const torch::Tensor& additive_mask = {},
+                        const TaskRouting& routing = TaskRouting::base());
 
   /// The i-th layer.
   BertLayer at(size_t index) const;

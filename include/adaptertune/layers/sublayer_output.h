@@ -16,6 +16,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "adaptertune/adapters/bottleneck_adapter.h"
+#include "adaptertune/adapters/task_routing.h"
 
 namespace adaptertune {
 
@@ -33,34 +34,42 @@ struct SublayerOutputOptions {
 
 /// `LayerNorm(dropout(dense(h)) + x)` where `x` is the sublayer's input: Hugging Face's
 /// `BertSelfOutput` (as `attention.output`) and `BertOutput` (as `output`) share this shape.
-/// Bottleneck adapters live here under `adapters.<name>` (AdapterHub's names); the active one
-/// is applied to the projected output as described in AdapterConfig.
+/// Bottleneck adapters live here under `adapters.<task>` (AdapterHub's names), and a task's own
+/// LayerNorm under `tasks.<task>.LayerNorm`. Which task runs is the caller's TaskRouting: this
+/// module holds no "active" state, so that one forward pass can serve several tasks.
 class SublayerOutputImpl : public torch::nn::Module {
  public:
   explicit SublayerOutputImpl(const SublayerOutputOptions& options);
 
   /// `hidden` is the sublayer's result [batch, seq, in_features]; `input` its input
-  /// [batch, seq, hidden_size].
-  torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& input);
+  /// [batch, seq, hidden_size]. Each group of `routing` gets its task's adapter (if the task
+  /// has one here) and LayerNorm (its own copy, else the base's).
+  torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& input,
+                        const TaskRouting& routing = TaskRouting::base());
 
-  /// Adds an adapter called `name` (replacing none: throws Error if the name exists).
+  /// Adds task `name`'s adapter (throws Error if it has one).
   void add_adapter(const std::string& name, const AdapterConfig& config);
-  /// Removes the adapter `name`; deactivates it first if active.
-  void remove_adapter(const std::string& name);
-  /// Makes `name` the adapter applied in forward(); std::nullopt applies none.
-  void set_active_adapter(const std::optional<std::string>& name);
+  /// Gives task `name` its own LayerNorm, a copy of the base's current one.
+  void add_layer_norm_copy(const std::string& name);
+  /// Removes everything task `name` has here (adapter, LayerNorm copy); no-op if none.
+  void remove_task(const std::string& name);
   bool has_adapter(const std::string& name) const;
-  std::optional<std::string> active_adapter() const { return active_name_; }
+  bool has_layer_norm_copy(const std::string& name) const;
 
   torch::nn::Linear dense{nullptr};
   torch::nn::LayerNorm LayerNorm{nullptr};  // NOLINT: Hugging Face's name
   torch::nn::Dropout dropout{nullptr};
   torch::nn::ModuleDict adapters{nullptr};
+  torch::nn::ModuleDict tasks{nullptr};
 
  private:
+  torch::Tensor finish(const std::optional<std::string>& task, const torch::Tensor& projected,
+                       const torch::Tensor& input) const;
+
   SublayerOutputOptions options_;
-  std::optional<std::string> active_name_;
-  BottleneckAdapter active_{nullptr};
+  // Typed views of `adapters` and `tasks`, read by forward().
+  std::map<std::string, BottleneckAdapter> adapter_of_;
+  std::map<std::string, torch::nn::LayerNorm> layer_norm_of_;
 };
 TORCH_MODULE(SublayerOutput);
 

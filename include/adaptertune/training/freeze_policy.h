@@ -3,6 +3,7 @@
 /// Which parameters train, and a report of what that means in numbers.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 namespace adaptertune {
 
 class BertModelImpl;
+class BertForSequenceClassificationImpl;
 
 /// What a fine-tune updates.
 enum class TrainMode {
@@ -52,7 +54,23 @@ bool default_train_pooler(const BertModelImpl& base);
 
 /// Sets `requires_grad` on every parameter of `model` as `policy` says, so that frozen tensors get
 /// no gradient computed at all. Returns the number of trainable parameters (elements).
-int64_t apply_freeze_policy(torch::nn::Module& model, const FreezePolicy& policy);
+///
+/// With `task`, only that task's own tensors train (its adapters, its LayerNorm and pooler
+/// copies, its head; see parameter_task()), as the policy's groups say: the shared base and
+/// every other task stay frozen. Without, only tensors of no task train (the base and the
+/// model's own head: full or head-only training); a policy that trains adapters then throws
+/// Error, since it must name the task whose adapters train.
+int64_t apply_freeze_policy(torch::nn::Module& model, const FreezePolicy& policy,
+                            const std::optional<std::string>& task = std::nullopt);
+
+/// Readies task `task` of `model` to train under `policy` without touching the shared base:
+/// gives it its own LayerNorms when the policy trains LayerNorms, its own pooler when the
+/// policy trains the pooler or the base's pooler did not come from a checkpoint, and a head of
+/// its own (shaped like the model's) when it has none; then applies the policy to that task.
+/// Returns the number of trainable parameters. Throws Error unless the policy trains adapters
+/// (check_policy_trains_adapter()) and the task exists.
+int64_t prepare_task_training(BertForSequenceClassificationImpl& model, const std::string& task,
+                              const FreezePolicy& policy);
 
 /// The parameters with `requires_grad`, in registration order: what the optimizer should see.
 std::vector<torch::Tensor> trainable_parameters(const torch::nn::Module& model);
@@ -71,8 +89,11 @@ struct ParameterReport {
   int64_t trainable() const;
   /// Parameters of `group`.
   int64_t count(ParameterGroup group) const;
-  /// Everything but adapters and head: the pretrained base.
-  int64_t base() const;
+  /// The shared base: every parameter but adapters, heads and tasks' copies.
+  int64_t base() const { return base_parameters; }
+  /// Parameters owned by a task (adapters, LayerNorm and pooler copies, task heads).
+  int64_t task_parameters = 0;
+  int64_t base_parameters = 0;
   /// A table with total, trainable and trainable % per group and overall.
   std::string to_table() const;
   /// `{"total":…, "trainable":…, "trainable_percent":…, "base":…, "adapter":…, "head":…,
@@ -80,7 +101,10 @@ struct ParameterReport {
   std::string to_json_string() const;
 };
 
-/// Counts the parameters of `model` (their real tensors) per group.
-ParameterReport parameter_report(const torch::nn::Module& model);
+/// Counts the parameters of `model` (their real tensors) per group. With `task`, counts what
+/// that one task runs: the shared base, the task's own tensors and its head (its own, else the
+/// model's); other tasks' tensors and a model head it does not use are left out.
+ParameterReport parameter_report(const torch::nn::Module& model,
+                                 const std::optional<std::string>& task = std::nullopt);
 
 }  // namespace adaptertune

@@ -96,9 +96,13 @@ struct TrainResult {
 /// that their initialisation repeats too), and Ctrl-C handling (stop_requested(), set
 /// by StopOnInterrupt on SIGINT, saves a checkpoint and returns with `interrupted`).
 ///
-/// With an adapter, the policy must train it (TrainMode::kAdapters or kAdaptersAndHead): the
-/// best model of full or head-only training is a model directory, which holds no adapters, so
-/// that combination is refused (Error) rather than losing the adapter.
+/// With an adapter (a task), the policy must train it (TrainMode::kAdapters or
+/// kAdaptersAndHead): the best model of full or head-only training is a model directory, which
+/// holds no adapters, so that combination is refused (Error) rather than losing the adapter.
+/// train() makes the task active and trains only its own tensors (prepare_task_training(): its
+/// LayerNorm and pooler copies and its head are made when the policy needs them), so the shared
+/// base and the other tasks of the model are left exactly as they were. Without an adapter the
+/// plain base (and the model's own head) trains.
 class Trainer {
  public:
   /// `tokenizer` (which must outlive train()) encoded the data; its padding id pads batches and

@@ -1,0 +1,53 @@
+#pragma once
+/// @file adapter_set.h
+/// The tasks added to one base, what each owns, and which one is active.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "adaptertune/adapter_config.h"
+
+namespace adaptertune {
+
+/// What a task (a named adapter) owns beside its bottleneck adapters.
+struct TaskEntry {
+  std::string name;
+  AdapterConfig adapter;
+  /// The task has its own copy of every LayerNorm (the embeddings' one included), trained with
+  /// it; otherwise it runs the base's.
+  bool layer_norms = false;
+  /// The task has its own copy of the pooler; otherwise it runs the base's.
+  bool pooler = false;
+};
+
+/// The one record of the tasks on a base: their names in the order they were added, what each
+/// owns, and the active one (the task forward() runs when it is not told otherwise). The tensors
+/// live in the layers (adapters under `adapters.<name>`, copies under `tasks.<name>`);
+/// BertModel keeps both in step.
+class AdapterSet {
+ public:
+  /// Throws Error if `entry.name` is empty, contains '.', or is taken.
+  void add(TaskEntry entry);
+  /// Throws Error if there is no such task; deactivates it first if active.
+  void remove(const std::string& name);
+  bool contains(const std::string& name) const;
+  /// Throws Error naming the tasks there are if there is no such task.
+  const TaskEntry& at(const std::string& name) const;
+  TaskEntry& at(const std::string& name);
+  std::vector<std::string> names() const;
+  size_t size() const { return entries_.size(); }
+
+  /// std::nullopt: the plain base. Throws Error if there is no such task.
+  void set_active(const std::optional<std::string>& name);
+  const std::optional<std::string>& active() const { return active_; }
+
+  /// Throws Error naming `task` and the tasks there are unless it is std::nullopt or a task.
+  void check_known(const std::optional<std::string>& task) const;
+
+ private:
+  std::vector<TaskEntry> entries_;
+  std::optional<std::string> active_;
+};
+
+}  // namespace adaptertune

@@ -1,0 +1,66 @@
+#include "adaptertune/adapters/adapter_set.h"
+
+#include <algorithm>
+
+#include "adaptertune/error.h"
+
+namespace adaptertune {
+namespace {
+
+std::string known_list(const std::vector<std::string>& names) {
+  if (names.empty()) return "the model has no tasks";
+  std::string out = "the model's tasks are";
+  for (size_t i = 0; i < names.size(); ++i) out += (i ? ", \"" : " \"") + names[i] + "\"";
+  return out;
+}
+
+}  // namespace
+
+void AdapterSet::add(TaskEntry entry) {
+  if (entry.name.empty() || entry.name.find('.') != std::string::npos) {
+    throw Error("adapter name \"" + entry.name + "\" must be non-empty and contain no '.'");
+  }
+  if (contains(entry.name)) throw Error("adapter \"" + entry.name + "\" already exists");
+  entries_.push_back(std::move(entry));
+}
+
+void AdapterSet::remove(const std::string& name) {
+  at(name);  // throws when absent
+  if (active_ == name) active_.reset();
+  entries_.erase(std::remove_if(entries_.begin(), entries_.end(),
+                                [&](const TaskEntry& entry) { return entry.name == name; }),
+                 entries_.end());
+}
+
+bool AdapterSet::contains(const std::string& name) const {
+  return std::any_of(entries_.begin(), entries_.end(),
+                     [&](const TaskEntry& entry) { return entry.name == name; });
+}
+
+const TaskEntry& AdapterSet::at(const std::string& name) const {
+  for (const auto& entry : entries_) {
+    if (entry.name == name) return entry;
+  }
+  throw Error("no adapter named \"" + name + "\" (" + known_list(names()) + ")");
+}
+
+TaskEntry& AdapterSet::at(const std::string& name) {
+  return const_cast<TaskEntry&>(static_cast<const AdapterSet&>(*this).at(name));
+}
+
+std::vector<std::string> AdapterSet::names() const {
+  std::vector<std::string> out;
+  for (const auto& entry : entries_) out.push_back(entry.name);
+  return out;
+}
+
+void AdapterSet::set_active(const std::optional<std::string>& name) {
+  check_known(name);
+  active_ = name;
+}
+
+void AdapterSet::check_known(const std::optional<std::string>& task) const {
+  if (task) at(*task);
+}
+
+}  // namespace adaptertune
