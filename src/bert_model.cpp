@@ -88,7 +88,7 @@ BertModelOutput BertModelImpl::forward_routed(const torch::Tensor& input_ids,
                                               const torch::Tensor& token_type_ids,
                                               const TaskRouting& routing) {
   for (const auto& group : routing.groups()) tasks_.check_known(group.task);
-  if (!routing.is_whole_batch() && input_ids.dim() >= 1 &&
+  if (routing.batch_size() > 0 && input_ids.dim() >= 1 &&
       routing.batch_size() != input_ids.size(0)) {
     throw Error("BertModel: the task routing is for " + std::to_string(routing.batch_size()) +
                 " examples, input_ids has " + std::to_string(input_ids.size(0)));

@@ -3,7 +3,9 @@
 /// Umbrella header: the whole public API.
 
 #include "adaptertune/adapter_config.h"
+#include "adaptertune/adapters/adapter_set.h"
 #include "adaptertune/adapters/bottleneck_adapter.h"
+#include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/bert_config.h"
 #include "adaptertune/bert_for_masked_lm.h"
 #include "adaptertune/bert_for_sequence_classification.h"
@@ -11,6 +13,7 @@
 #include "adaptertune/device.h"
 #include "adaptertune/error.h"
 #include "adaptertune/head_config.h"
+#include "adaptertune/inference/predictor.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"

@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 
+#include "adaptertune/error.h"
+
 namespace adaptertune {
 
 TaskRouting TaskRouting::whole_batch(std::optional<std::string> task) {
@@ -19,6 +21,7 @@ const TaskRouting& TaskRouting::base() {
 
 TaskRouting TaskRouting::per_example(const std::vector<std::optional<std::string>>& tasks,
                                      c10::Device device) {
+  if (tasks.empty()) throw Error("TaskRouting: no examples to route");
   TaskRouting routing;
   routing.batch_size_ = static_cast<int64_t>(tasks.size());
   std::map<std::optional<std::string>, size_t> group_of;

@@ -33,7 +33,7 @@ class TaskRouting {
   /// The routing that runs the plain base for the whole batch (the layers' default).
   static const TaskRouting& base();
   /// Example `i` runs `tasks[i]`; groups appear in the order their task first appears. Index
-  /// tensors are made on `device`, where the batch will be.
+  /// tensors are made on `device`, where the batch will be. Throws Error for no examples.
   static TaskRouting per_example(const std::vector<std::optional<std::string>>& tasks,
                                  c10::Device device = c10::Device(c10::kCPU));
 

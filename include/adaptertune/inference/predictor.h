@@ -1,0 +1,112 @@
+#pragma once
+/// @file predictor.h
+/// Serving many tasks from one base: a model directory plus any number of adapter packs, asked
+/// for predictions on raw text, one task or a mix of tasks per call.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+#include "adaptertune/head_config.h"
+#include "adaptertune/precision.h"
+
+namespace adaptertune {
+
+/// How a Predictor runs.
+struct PredictorOptions {
+  /// Where the model runs (see parse_device()).
+  c10::Device device = c10::Device(c10::kCPU);
+  /// Autocast precision; std::nullopt: the one the packs record when they all record the same,
+  /// else fp32.
+  std::optional<Precision> precision;
+  /// Tokens per example (special tokens included); 0: what each task's pack records, else 128.
+  int64_t max_length = 0;
+  /// Examples per forward pass; requests are sorted by length into batches padded to their
+  /// longest example.
+  int64_t batch_size = 64;
+};
+
+/// One text, or a pair for sentence-pair tasks.
+struct TextInput {
+  std::string text;
+  std::optional<std::string> text_pair;
+};
+
+/// A text for a named task; no task runs the plain base with the model directory's own head
+/// (AdapterHub users call this the "identity adapter").
+struct TaskRequest {
+  std::optional<std::string> task;
+  std::string text;
+  std::optional<std::string> text_pair;
+};
+
+/// What a head says about one example.
+struct Prediction {
+  /// The task that answered (std::nullopt: the plain base).
+  std::optional<std::string> task;
+  /// Classification: the most likely label's name (`id2label`, else "LABEL_<i>").
+  std::optional<std::string> label;
+  /// Classification: every label with its softmax probability, in label order.
+  std::vector<std::pair<std::string, double>> probabilities;
+  /// Regression: the predicted value.
+  std::optional<double> score;
+  /// The head's raw output.
+  std::vector<float> logits;
+
+  /// One line of JSON: `{"task", "label", "probabilities": {label: p, …}, "logits"}`, or
+  /// `{"task", "score", "logits"}` for regression (`"task": null` for the plain base).
+  std::string to_json() const;
+};
+
+/// The prediction `head` makes from `logits` (one example's).
+Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
+                           std::optional<std::string> task = std::nullopt);
+
+/// A model directory (config.json, model.safetensors, the tokenizer's files) with adapter packs
+/// loaded onto it as tasks, ready to answer requests.
+///
+/// Thread safety: after construction every member is const and changes no state, neither the
+/// model's (no active task is set per request: each batch carries its own TaskRouting) nor
+/// LibTorch's global state, so any number of threads may call predict() on one Predictor at
+/// once and each gets what a serial call would give. Construction and destruction must not
+/// overlap with calls.
+class Predictor {
+ public:
+  /// Loads the base from `model_directory` and each pack of `adapter_packs` as a task named as
+  /// the pack. Throws Error for a malformed directory or pack, or two packs with one name.
+  explicit Predictor(const std::string& model_directory,
+                     const std::vector<std::string>& adapter_packs = {},
+                     PredictorOptions options = PredictorOptions{});
+  ~Predictor();
+  Predictor(Predictor&&) noexcept;
+  Predictor& operator=(Predictor&&) noexcept;
+
+  /// The tasks, in the order their packs were given.
+  std::vector<std::string> tasks() const;
+  /// The head `task` answers with (std::nullopt: the model directory's).
+  const HeadConfig& head(const std::optional<std::string>& task) const;
+  /// The length `task`'s requests are truncated to.
+  int64_t max_length(const std::optional<std::string>& task) const;
+  Precision precision() const;
+  c10::Device device() const;
+  /// What loading noticed, e.g. a pack trained on other base weights; one line each.
+  const std::vector<std::string>& warnings() const;
+
+  /// Predictions for `inputs`, all for `task`, in input order. Throws Error for an unknown task.
+  std::vector<Prediction> predict(const std::optional<std::string>& task,
+                                  const std::vector<TextInput>& inputs) const;
+  /// Predictions for a mix of tasks, in request order; each equals what its task gives the
+  /// example alone (to float rounding). Throws Error naming the request of an unknown task.
+  std::vector<Prediction> predict(const std::vector<TaskRequest>& requests) const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace adaptertune

@@ -1,0 +1,184 @@
+#include "adaptertune/inference/predictor.h"
+
+#include <unistd.h>
+
+#include <thread>
+
+#include "adaptertune/bert_for_sequence_classification.h"
+#include "adaptertune/error.h"
+#include "adaptertune/io/adapter_pack.h"
+#include "adaptertune/io/atomic_file.h"
+#include "adaptertune/io/hf_checkpoint.h"
+#include "adaptertune/io/tokenizer_files.h"
+#include "adaptertune/parameter_names.h"
+#include "adaptertune/text/wordpiece.h"
+#include "test_util.h"
+
+namespace adaptertune {
+namespace {
+
+const std::string kData = std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/../../data";
+
+class PredictorTest : public testing::DeviceTest {};
+ADAPTERTUNE_INSTANTIATE_DEVICE_TEST(PredictorTest);
+
+// A model directory (tiny base, the BERT vocabulary) and three packs trained on it (2 labels,
+// 3 labels, regression), written once for the suite.
+struct Files {
+  std::string root, model;
+  std::vector<std::string> packs;
+};
+
+const Files& files() {
+  static const Files f = [] {
+    Files out;
+    out.root = ::testing::TempDir() + "adaptertune_predictor_" + std::to_string(::getpid());
+    remove_tree(out.root);
+    out.model = out.root + "/base";
+    torch::manual_seed(31);
+    BertConfig config = testing::tiny_config();
+    config.vocab_size = 30522;
+    BertForSequenceClassification model(config, HeadConfig::classification({"no", "yes"}));
+    save_pretrained(*model, out.model);
+    save_tokenizer(WordPieceTokenizer(kData + "/vocab/bert-base-uncased-vocab.txt"), out.model);
+    struct Task {
+      const char* name;
+      AdapterConfig adapter;
+      HeadConfig head;
+      int64_t max_length;
+    };
+    const std::vector<Task> tasks = {
+        {"sentiment", AdapterConfig::houlsby(), HeadConfig::classification({"neg", "pos"}), 16},
+        {"nli", AdapterConfig::pfeiffer(),
+         HeadConfig::classification({"entailment", "neutral", "contradiction"}), 24},
+        {"similarity", AdapterConfig::houlsby(), HeadConfig::regression(), 0}};
+    for (const Task& task : tasks) {
+      model->add_task(task.name, task.adapter, task.head);
+      model->bert->add_layer_norm_copies(task.name);
+      torch::NoGradGuard no_grad;
+      for (auto& item : model->named_parameters()) {
+        if (parameter_task(item.key()) == task.name) {
+          item.value().add_(torch::randn_like(item.value()) * 0.3);
+        }
+      }
+      AdapterPackOptions options;
+      options.max_length = task.max_length;
+      out.packs.push_back(out.root + "/" + task.name);
+      save_adapter_pack(model, task.name, out.packs.back(), options);
+    }
+    return out;
+  }();
+  return f;
+}
+
+std::vector<TaskRequest> mixed_requests() {
+  return {{"sentiment", "a gorgeous, witty, seductive movie.", std::nullopt},
+          {"nli", "A man is playing a guitar.", std::string("Nobody plays anything.")},
+          {std::nullopt, "no task: the plain base", std::nullopt},
+          {"similarity", "A cat sits on the mat.", std::string("A cat is sitting on a mat.")},
+          {"sentiment", "the plot is nowhere near as clever as it thinks it is, and the "
+                        "dialogue is worse than that",
+           std::nullopt},
+          {"nli", "Two dogs run.", std::string("Animals are moving.")},
+          {"similarity", "short", std::string("a much longer second sentence than the first")}};
+}
+
+void expect_same(const Prediction& a, const Prediction& b, double tolerance, const std::string& what) {
+  EXPECT_EQ(a.task, b.task) << what;
+  EXPECT_EQ(a.label, b.label) << what;
+  ASSERT_EQ(a.logits.size(), b.logits.size()) << what;
+  for (size_t i = 0; i < a.logits.size(); ++i) {
+    EXPECT_NEAR(a.logits[i], b.logits[i], tolerance) << what << " logit " << i;
+  }
+}
+
+TEST_P(PredictorTest, MixedRequestsGetWhatEachTaskGivesThemAlone) {
+  PredictorOptions options;
+  options.device = device();
+  options.batch_size = 3;  // several batches, each mixing tasks
+  Predictor predictor(files().model, files().packs, options);
+  EXPECT_EQ(predictor.tasks(), (std::vector<std::string>{"sentiment", "nli", "similarity"}));
+  EXPECT_TRUE(predictor.warnings().empty()) << predictor.warnings().front();
+  EXPECT_EQ(predictor.max_length("sentiment"), 16);  // recorded in the pack
+  EXPECT_EQ(predictor.max_length("similarity"), 128);  // not recorded: the default
+  const auto requests = mixed_requests();
+  const std::vector<Prediction> mixed = predictor.predict(requests);
+  ASSERT_EQ(mixed.size(), requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const auto alone =
+        predictor.predict(requests[i].task, {TextInput{requests[i].text, requests[i].text_pair}});
+    expect_same(mixed[i], alone.at(0), 1e-5, "request " + std::to_string(i));
+  }
+  EXPECT_EQ(mixed[0].task, "sentiment");
+  EXPECT_EQ(mixed[1].probabilities.size(), 3u);
+  EXPECT_EQ(mixed[1].probabilities[2].first, "contradiction");
+  EXPECT_TRUE(mixed[3].score.has_value());
+  EXPECT_FALSE(mixed[3].label.has_value());
+  EXPECT_EQ(mixed[2].task, std::nullopt);
+  EXPECT_EQ(mixed[2].probabilities.size(), 2u);  // the model directory's head: no, yes
+  double sum = 0;
+  for (const auto& [label, p] : mixed[1].probabilities) sum += p;
+  EXPECT_NEAR(sum, 1.0, 1e-9);
+}
+
+TEST_P(PredictorTest, ThreadsCallingTogetherGetTheSerialResults) {
+  PredictorOptions options;
+  options.device = device();
+  options.batch_size = 4;
+  const Predictor predictor(files().model, files().packs, options);
+  const auto requests = mixed_requests();
+  const std::vector<Prediction> serial = predictor.predict(requests);
+  constexpr int kThreads = 8;
+  std::vector<std::vector<Prediction>> results(kThreads);
+  std::vector<std::string> errors(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      try {
+        for (int repeat = 0; repeat < 3; ++repeat) results[size_t(t)] = predictor.predict(requests);
+      } catch (const std::exception& e) {
+        errors[size_t(t)] = e.what();
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_EQ(errors[size_t(t)], "") << "thread " << t;
+    ASSERT_EQ(results[size_t(t)].size(), serial.size());
+    for (size_t i = 0; i < serial.size(); ++i) {
+      expect_same(results[size_t(t)][i], serial[i], 1e-6,
+                  "thread " + std::to_string(t) + " request " + std::to_string(i));
+    }
+  }
+}
+
+TEST(Predictor, ErrorsNameTheRequestAndThePack) {
+  const Predictor predictor(files().model, files().packs);
+  EXPECT_ERROR_CONTAINS(predictor.predict({{"sentiment", "fine", std::nullopt},
+                                           {"sentimnt", "typo", std::nullopt}}),
+                        "request 1: no adapter named \"sentimnt\"");
+  EXPECT_ERROR_CONTAINS(predictor.predict(std::string("nope"), {TextInput{"x", std::nullopt}}),
+                        "no adapter named \"nope\"");
+  EXPECT_TRUE(predictor.predict(std::vector<TaskRequest>{}).empty());
+  EXPECT_ERROR_CONTAINS(Predictor(files().model, {files().packs[0], files().packs[0]}),
+                        "adapter \"sentiment\" already exists");
+  EXPECT_ERROR_CONTAINS(Predictor(files().model, {files().root + "/missing"}),
+                        "missing/adapter_config.json");
+}
+
+TEST(Predictor, JsonLinesHaveTheDocumentedShape) {
+  HeadConfig labels = HeadConfig::classification({"neg", "pos"});
+  const Prediction p = make_prediction(labels, {0.0f, 1.0f}, std::string("sst2"));
+  EXPECT_EQ(p.label, "pos");
+  const std::string json = p.to_json();
+  EXPECT_EQ(json.rfind("{\"task\":\"sst2\",\"label\":\"pos\",\"probabilities\":{\"neg\":", 0), 0u)
+      << json;
+  EXPECT_NE(json.find(",\"logits\":[0.0,1.0]}"), std::string::npos) << json;
+  const Prediction r = make_prediction(HeadConfig::regression(), {2.5f});
+  EXPECT_EQ(r.to_json(), "{\"task\":null,\"score\":2.5,\"logits\":[2.5]}");
+  HeadConfig unnamed;  // no id2label: Hugging Face's LABEL_<i>
+  EXPECT_EQ(make_prediction(unnamed, {3.0f, 1.0f}).label, "LABEL_0");
+}
+
+}  // namespace
+}  // namespace adaptertune
