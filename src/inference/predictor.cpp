@@ -14,6 +14,7 @@
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/tokenizer_files.h"
+#include "adaptertune/parameter_names.h"
 #include "adaptertune/tasks/batcher.h"
 
 namespace adaptertune {
@@ -27,6 +28,34 @@ std::string label_name(const HeadConfig& head, size_t index) {
 }
 
 }  // namespace
+
+TaskRequest parse_task_request(const std::string& json_line, const std::string& where) {
+  nlohmann::json input;
+  try {
+    input = nlohmann::json::parse(json_line);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where + ": invalid JSON: " + e.what());
+  }
+  if (!input.is_object() || !input.contains("text") || !input["text"].is_string()) {
+    throw Error(where + ": expected {\"text\": string}");
+  }
+  TaskRequest request;
+  request.text = input["text"].get<std::string>();
+  for (const char* key : {"task", "text_pair"}) {
+    if (!input.contains(key) || input[key].is_null()) continue;
+    if (!input[key].is_string()) {
+      throw Error(where + ": \"" + key + "\" must be a string or null");
+    }
+    (std::string(key) == "task" ? request.task : request.text_pair) = input[key].get<std::string>();
+  }
+  for (auto it = input.begin(); it != input.end(); ++it) {
+    if (it.key() != "task" && it.key() != "text" && it.key() != "text_pair") {
+      throw Error(where + ": unknown key \"" + it.key() +
+                  "\" (expected \"task\", \"text\", \"text_pair\")");
+    }
+  }
+  return request;
+}
 
 Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
                            std::optional<std::string> task) {
@@ -72,6 +101,8 @@ struct Predictor::State {
   std::vector<std::string> tasks;
   std::map<std::string, int64_t> max_length;
   std::vector<std::string> warnings;
+  int64_t base_bytes = 0;
+  std::map<std::string, int64_t> task_bytes;
 };
 
 Predictor::Predictor(const std::string& model_directory,
@@ -108,6 +139,14 @@ Predictor::Predictor(const std::string& model_directory,
   }
   s.precision = options.precision.value_or(agree && recorded ? *recorded : Precision::kFloat32);
   s.model->bert->set_active_adapter(std::nullopt);  // requests name their tasks
+  for (const auto& item : s.model->named_parameters()) {
+    const int64_t bytes = item.value().numel() * static_cast<int64_t>(item.value().element_size());
+    if (auto task = parameter_task(item.key())) {
+      s.task_bytes[*task] += bytes;
+    } else {
+      s.base_bytes += bytes;
+    }
+  }
   s.model->to(options.device);
   s.model->eval();
 }
@@ -141,6 +180,16 @@ c10::Device Predictor::device() const {
 
 const std::vector<std::string>& Predictor::warnings() const {
   return state_->warnings;
+}
+
+int64_t Predictor::base_bytes() const {
+  return state_->base_bytes;
+}
+
+int64_t Predictor::task_bytes(const std::string& task) const {
+  state_->model->bert->tasks().at(task);  // throws for an unknown task
+  auto found = state_->task_bytes.find(task);
+  return found == state_->task_bytes.end() ? 0 : found->second;
 }
 
 std::vector<Prediction> Predictor::predict(const std::optional<std::string>& task,

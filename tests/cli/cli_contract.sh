@@ -66,7 +66,7 @@ printf 'a gorgeous , witty movie .\nthe plot is a dull mess .\n' >"$work/input.t
 "$cli" predict --task SST-2 --model "$base" --adapter-pack "$work/run/best" --format json \
   <"$work/input.txt" >"$work/predict.jsonl" 2>/dev/null || fail "predict --format json"
 [ "$(wc -l <"$work/predict.jsonl")" -eq 2 ] || fail "predict printed $(wc -l <"$work/predict.jsonl") lines for 2 inputs"
-grep -qE '^\{"label":"(0|1)","probabilities":\{"0":[0-9.e-]+,"1":[0-9.e-]+\},"logits":\[' "$work/predict.jsonl" || fail "predict json: $(head -1 "$work/predict.jsonl")"
+grep -qE '^\{"task":"SST-2","label":"(0|1)","probabilities":\{"0":[0-9.e-]+,"1":[0-9.e-]+\},"logits":\[' "$work/predict.jsonl" || fail "predict json: $(head -1 "$work/predict.jsonl")"
 "$cli" predict --task SST-2 --model "$base" --adapter-pack "$work/run/best" --out "$work/labels.txt" \
   <"$work/input.txt" 2>/dev/null || fail "predict --out"
 [ "$(wc -l <"$work/labels.txt")" -eq 2 ] || fail "predict --out wrote $(wc -l <"$work/labels.txt") lines"

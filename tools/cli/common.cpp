@@ -1,8 +1,16 @@
 #include "common.h"
 
+#include <algorithm>
+
 #include "adaptertune/error.h"
 
 namespace adaptertune::cli {
+
+std::string adapter_name_for(const GlueTaskInfo& task) {
+  std::string name = task.name;
+  std::replace(name.begin(), name.end(), '.', '_');
+  return name;
+}
 
 CLI::Option* add_model_option(CLI::App* cmd, std::string& model, const std::string& help) {
   return cmd->add_option("--model", model, help)->check(CLI::ExistingDirectory);

@@ -9,9 +9,13 @@
 #include <CLI/CLI.hpp>
 
 #include "adaptertune/adapter_config.h"
+#include "adaptertune/tasks/glue.h"
 #include "adaptertune/training/freeze_policy.h"
 
 namespace adaptertune::cli {
+
+/// The adapter name `train` gives task `task`'s adapter (its name; adapter names hold no '.').
+std::string adapter_name_for(const GlueTaskInfo& task);
 
 /// `--model DIR`: a Hugging Face-layout model directory.
 CLI::Option* add_model_option(CLI::App* cmd, std::string& model, const std::string& help);

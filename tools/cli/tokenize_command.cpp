@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
+#include "adaptertune/inference/predictor.h"
 #include "adaptertune/io/tokenizer_files.h"
 #include "commands.h"
 #include "common.h"
@@ -42,22 +43,10 @@ int run(const TokenizeOptions& options) {
     std::string text;
     std::optional<std::string> pair;
     if (!line.empty() && line.front() == '{') {
-      nlohmann::json input;
-      try {
-        input = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::exception& e) {
-        throw Error("stdin:" + std::to_string(number) + ": invalid JSON: " + e.what());
-      }
-      if (!input.contains("text") || !input["text"].is_string()) {
-        throw Error("stdin:" + std::to_string(number) + ": expected {\"text\": string}");
-      }
-      text = input["text"].get<std::string>();
-      if (input.contains("text_pair") && !input["text_pair"].is_null()) {
-        if (!input["text_pair"].is_string()) {
-          throw Error("stdin:" + std::to_string(number) + ": \"text_pair\" must be a string");
-        }
-        pair = input["text_pair"].get<std::string>();
-      }
+      // The request format predict reads; a "task" is allowed and does not matter here.
+      TaskRequest request = parse_task_request(line, "stdin:" + std::to_string(number));
+      text = std::move(request.text);
+      pair = std::move(request.text_pair);
     } else {
       text = line;
     }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -11,6 +12,7 @@
 
 #include "adaptertune/device.h"
 #include "adaptertune/error.h"
+#include "adaptertune/inference/predictor.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
@@ -58,11 +60,7 @@ int run_train(TrainCommandOptions o) {
   const FreezePolicy requested = FreezePolicy::from_name(o.train.mode);
   const TrainMode mode = requested.mode;
   std::optional<AdapterConfig> adapter = resolve_adapter(o.adapter, mode);
-  const std::string adapter_label = [&] {
-    std::string name = task.name;  // adapter names hold no '.'
-    std::replace(name.begin(), name.end(), '.', '_');
-    return name;
-  }();
+  const std::string adapter_label = adapter_name_for(task);
   // Options are checked before anything loads, so that a mistake costs no time.
   if (adapter) {
     check_policy_trains_adapter(requested, adapter_label);
@@ -112,13 +110,15 @@ int run_train(TrainCommandOptions o) {
 }
 
 struct UseOptions {
-  std::string task;
+  std::optional<std::string> task;
   std::string data_dir = "data/glue";
   std::string model;
-  std::string adapter_pack;
+  std::vector<std::string> adapter_packs;
+  std::optional<std::string> adapter;
   std::string split = "dev";
   std::string input;
-  std::string format = "labels";
+  std::string input_format = "auto";
+  std::optional<std::string> format;
   std::string out;
   std::optional<int64_t> max_length;
   int64_t batch_size = 128;
@@ -126,55 +126,87 @@ struct UseOptions {
   std::optional<std::string> precision;
 };
 
-// The model for eval/predict: a model directory, plus an adapter pack (with its head) if given;
-// `info` is the pack's description.
+// Which of the packs eval (or predict on GLUE/plain input) runs: the only one, the one --adapter
+// names, else the one `train --task` would have named like the task.
+std::optional<size_t> chosen_pack(const UseOptions& o, const GlueTaskInfo& task,
+                                  const std::vector<AdapterPackInfo>& infos) {
+  if (infos.empty()) {
+    if (o.adapter) throw Error("--adapter " + *o.adapter + " needs --adapter-pack");
+    return std::nullopt;
+  }
+  if (infos.size() == 1 && !o.adapter) return 0;
+  const std::string wanted = o.adapter.value_or(adapter_name_for(task));
+  std::string names;
+  for (size_t i = 0; i < infos.size(); ++i) {
+    if (infos[i].name == wanted) return i;
+    names += (i ? ", " : "") + infos[i].name;
+  }
+  throw Error((o.adapter ? "--adapter " + wanted + " is none of the packs"
+                         : "several adapter packs and none is named " + wanted +
+                               ": choose one with --adapter") +
+              " (packs: " + names + ")");
+}
+
+// The model for eval/predict: a model directory with every pack loaded onto it as a task, the
+// chosen one active.
 BertForSequenceClassification load_for_use(const UseOptions& o, const GlueTaskInfo& task,
-                                           const std::optional<AdapterPackInfo>& info) {
-  HeadConfig head = head_for(task);
-  if (info && info->head) head = *info->head;
+                                           std::optional<size_t> chosen) {
   LoadReport report;
   BertForSequenceClassification model =
-      load_bert_for_sequence_classification(o.model, head, &report);
-  if (!o.adapter_pack.empty()) {
-    AdapterPackLoad load = load_adapter_pack(model, o.adapter_pack);
+      load_bert_for_sequence_classification(o.model, head_for(task), &report);
+  std::vector<std::string> names;
+  for (const auto& pack : o.adapter_packs) {
+    AdapterPackLoad load = load_adapter_pack(model, pack);
     for (const auto& w : load.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     if (!load.head_loaded)
-      std::fprintf(stderr, "warning: the adapter pack has no head; the head is untrained\n");
-  } else if (std::any_of(report.missing.begin(), report.missing.end(), [](const std::string& n) {
-               return classify_parameter(n) == ParameterGroup::kHead;
-             })) {
-    std::fprintf(stderr,
-                 "warning: %s has no classifier weights; predictions come from an untrained head\n",
-                 o.model.c_str());
+      std::fprintf(stderr, "warning: adapter pack %s has no head; the head is untrained\n",
+                   pack.c_str());
+    names.push_back(load.adapter_name);
+  }
+  if (chosen) {
+    model->bert->set_active_adapter(names.at(*chosen));
+  } else {
+    model->bert->set_active_adapter(std::nullopt);
+    if (std::any_of(report.missing.begin(), report.missing.end(), [](const std::string& n) {
+          return classify_parameter(n) == ParameterGroup::kHead;
+        })) {
+      std::fprintf(
+          stderr,
+          "warning: %s has no classifier weights; predictions come from an untrained head\n",
+          o.model.c_str());
+    }
   }
   return model;
 }
 
-// What eval and predict run with: the command line's value, else what the pack was trained
-// with, else the defaults (128 tokens, fp32).
+// What eval and predict run with: the command line's value, else what the chosen pack was
+// trained with, else the defaults (128 tokens, fp32).
 struct UseSettings {
   int64_t max_length;
   Precision precision;
   c10::Device device;
+  std::optional<size_t> pack;
 };
 
-// Reads the pack's description (when there is one) and the options, before any model loads.
-UseSettings settings_for(const UseOptions& o, std::optional<AdapterPackInfo>& info) {
+// Reads the packs' descriptions and the options, before any model loads.
+UseSettings settings_for(const UseOptions& o, const GlueTaskInfo& task) {
   const c10::Device device = parse_device(o.device);
-  if (!o.adapter_pack.empty()) info = read_adapter_pack_info(o.adapter_pack);
+  std::vector<AdapterPackInfo> infos;
+  for (const auto& pack : o.adapter_packs) infos.push_back(read_adapter_pack_info(pack));
+  const std::optional<size_t> pack = chosen_pack(o, task, infos);
+  const AdapterPackInfo* info = pack ? &infos[*pack] : nullptr;
   const bool recorded_length = info && info->max_length > 0;
   return {o.max_length.value_or(recorded_length ? info->max_length : 128),
           o.precision ? parse_precision(*o.precision)
                       : (info && info->precision ? *info->precision : Precision::kFloat32),
-          device};
+          device, pack};
 }
 
 int run_eval(const UseOptions& o) {
-  const GlueTaskInfo& task = glue_task(o.task);
-  std::optional<AdapterPackInfo> info;
-  const UseSettings use = settings_for(o, info);
+  const GlueTaskInfo& task = glue_task(o.task.value_or(""));
+  const UseSettings use = settings_for(o, task);
   auto tokenizer = load_tokenizer(o.model);
-  auto model = load_for_use(o, task, info);
+  auto model = load_for_use(o, task, use.pack);
   EncodedDataset data =
       encode_glue(read_glue(task, o.data_dir, o.split), *tokenizer, use.max_length);
   if (data.targets.empty())
@@ -182,6 +214,9 @@ int run_eval(const UseOptions& o) {
   EvalResult r =
       evaluate(model, task, data, o.batch_size, use.device, use.precision, tokenizer->pad_id());
   nlohmann::ordered_json out = {{"task", task.name},
+                                {"adapter", model->bert->active_adapter()
+                                                ? nlohmann::ordered_json(*model->bert->active_adapter())
+                                                : nlohmann::ordered_json(nullptr)},
                                 {"split", o.split},
                                 {"examples", data.encodings.size()},
                                 {"max_length", use.max_length},
@@ -213,53 +248,130 @@ GlueDataset read_stdin_examples(const GlueTaskInfo& task) {
   return data;
 }
 
-// One JSON object per example: the label and its probabilities, or the regression score, and
-// the logits.
-std::string json_line(const GlueTaskInfo& task, const std::vector<float>& logits) {
-  nlohmann::ordered_json out;
-  if (task.regression()) {
-    out["score"] = logits.at(0);
-  } else {
-    const float top = *std::max_element(logits.begin(), logits.end());
-    std::vector<double> probabilities;
-    double sum = 0;
-    for (float l : logits) sum += probabilities.emplace_back(std::exp(double(l) - double(top)));
-    nlohmann::ordered_json named = nlohmann::ordered_json::object();
-    for (size_t i = 0; i < probabilities.size(); ++i) {
-      named[task.labels.at(i)] = probabilities[i] / sum;
-    }
-    const auto best = std::max_element(logits.begin(), logits.end()) - logits.begin();
-    out["label"] = task.labels.at(static_cast<size_t>(best));
-    out["probabilities"] = named;
+// JSON lines of requests, from a file or stdin, with where each came from ("FILE:LINE").
+struct Requests {
+  std::vector<TaskRequest> requests;
+  std::vector<std::string> where;
+};
+
+Requests read_requests(const std::string& path) {
+  std::ifstream file;
+  if (!path.empty()) {
+    file.open(path);
+    if (!file) throw Error(path + ": cannot open");
   }
-  out["logits"] = logits;
-  return out.dump();
+  std::istream& in = path.empty() ? std::cin : file;
+  const std::string source = path.empty() ? "stdin" : path;
+  Requests out;
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;  // blank lines
+    out.where.push_back(source + ":" + std::to_string(n));
+    out.requests.push_back(parse_task_request(line, out.where.back()));
+  }
+  return out;
+}
+
+void write_output(const std::string& out, const std::string& text) {
+  if (out.empty()) {
+    std::cout << text << std::flush;
+  } else {
+    write_file_atomic(out, text);
+  }
+}
+
+std::string with_commas(int64_t value) {
+  std::string digits = std::to_string(value), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+// predict on JSON lines: each line names its task (a pack's adapter name) or none.
+int run_predict_requests(const UseOptions& o) {
+  if (o.task) {
+    throw Error("--task does not apply to JSON lines input: each line names its task");
+  }
+  if (o.format && *o.format != "json") {
+    throw Error("--format " + *o.format + " does not apply to JSON lines input, which is "
+                "answered with JSON lines");
+  }
+  if (o.adapter) throw Error("--adapter does not apply to JSON lines input: each line names its task");
+  PredictorOptions options;
+  options.device = parse_device(o.device);
+  if (o.precision) options.precision = parse_precision(*o.precision);
+  options.max_length = o.max_length.value_or(0);
+  options.batch_size = o.batch_size;
+  for (const auto& pack : o.adapter_packs) read_adapter_pack_info(pack);  // fail fast
+  const Requests input = read_requests(o.input);
+  if (input.requests.empty()) throw Error("predict: no input requests");
+  const Predictor predictor(o.model, o.adapter_packs, options);
+  const std::vector<std::string> tasks = predictor.tasks();
+  for (size_t i = 0; i < input.requests.size(); ++i) {
+    const std::optional<std::string>& task = input.requests[i].task;
+    if (task && std::find(tasks.begin(), tasks.end(), *task) == tasks.end()) {
+      std::string names;
+      for (const auto& name : tasks) names += (names.empty() ? "" : ", ") + name;
+      throw Error(input.where[i] + ": no task \"" + *task + "\" among the adapter packs (" +
+                  (names.empty() ? std::string("none given") : names) + ")");
+    }
+  }
+  for (const auto& w : predictor.warnings()) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  int64_t task_bytes = 0;
+  for (const auto& name : predictor.tasks()) task_bytes += predictor.task_bytes(name);
+  std::fprintf(stderr, "predict: base %s bytes; %zu tasks add %s bytes\n",
+               with_commas(predictor.base_bytes()).c_str(), predictor.tasks().size(),
+               with_commas(task_bytes).c_str());
+  std::string text;
+  for (const Prediction& p : predictor.predict(input.requests)) text += p.to_json() + "\n";
+  write_output(o.out, text);
+  return 0;
+}
+
+bool jsonl_input(const UseOptions& o) {
+  if (o.input_format == "jsonl") return true;
+  if (o.input_format != "auto") return false;
+  const std::string suffix = ".jsonl";
+  return o.input.size() >= suffix.size() &&
+         o.input.compare(o.input.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 int run_predict(const UseOptions& o) {
-  const GlueTaskInfo& task = glue_task(o.task);
-  if (o.format == "glue" && o.out.empty()) {
+  if (jsonl_input(o)) return run_predict_requests(o);
+  if (!o.task) throw Error("predict needs --task (or JSON lines input that names each task)");
+  const GlueTaskInfo& task = glue_task(*o.task);
+  const std::string format = o.format.value_or("labels");
+  if (format == "glue" && o.out.empty()) {
     throw Error("--format glue writes a submission file: it needs --out DIR");
   }
-  std::optional<AdapterPackInfo> info;
-  const UseSettings use = settings_for(o, info);
+  const UseSettings use = settings_for(o, task);
   auto tokenizer = load_tokenizer(o.model);
-  auto model = load_for_use(o, task, info);
-  GlueDataset data = o.input.empty() ? read_stdin_examples(task) : read_glue_file(task, o.input);
+  auto model = load_for_use(o, task, use.pack);
+  const bool from_stdin = o.input.empty() || o.input_format == "lines";
+  if (o.input_format == "glue" && o.input.empty()) throw Error("--input-format glue needs --input");
+  if (o.input_format == "lines" && !o.input.empty()) {
+    throw Error("--input-format lines reads stdin; give --input only for a GLUE TSV or JSON lines");
+  }
+  GlueDataset data = from_stdin ? read_stdin_examples(task) : read_glue_file(task, o.input);
   if (data.examples.empty()) throw Error("predict: no input examples");
   EncodedDataset encoded = encode_glue(data, *tokenizer, use.max_length);
   EvalResult r =
       evaluate(model, task, encoded, o.batch_size, use.device, use.precision, tokenizer->pad_id());
-  if (o.format == "glue") {
+  if (format == "glue") {
     std::cout << write_glue_submission(task, o.split, o.out, encoded.indices, r.predictions)
               << std::endl;
     return 0;
   }
+  const std::optional<std::string> active = model->bert->active_adapter();
+  const HeadConfig& head = model->head_config(active);
   std::string text;
   for (size_t i = 0; i < r.predictions.size(); ++i) {
-    if (o.format == "json") {
-      text += json_line(task, r.logits[i]);
-    } else if (o.format == "logits") {
+    if (format == "json") {
+      text += make_prediction(head, r.logits[i], active).to_json();
+    } else if (format == "logits") {
       for (size_t j = 0; j < r.logits[i].size(); ++j) {
         text += (j ? "\t" : "") + std::to_string(r.logits[i][j]);
       }
@@ -272,22 +384,21 @@ int run_predict(const UseOptions& o) {
     }
     text += "\n";
   }
-  if (o.out.empty()) {
-    std::cout << text << std::flush;
-  } else {
-    write_file_atomic(o.out, text);
-  }
+  write_output(o.out, text);
   return 0;
 }
 
 void add_use_options(CLI::App* cmd, UseOptions& o) {
-  cmd->add_option("--task", o.task,
-                  "GLUE task (SST-2, MRPC, RTE, CoLA, STS-B, QQP, MNLI, QNLI, WNLI, AX)")
-      ->required();
   add_model_option(cmd, o.model, "Model directory (config.json, model.safetensors, vocab.txt)")
       ->required();
-  cmd->add_option("--adapter-pack", o.adapter_pack, "Adapter pack directory (e.g. a run's best/)")
-      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--adapter-pack", o.adapter_packs,
+                  "Adapter pack directory (e.g. a run's best/); repeat it to load several tasks "
+                  "onto the one base")
+      ->check(CLI::ExistingDirectory)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->add_option("--adapter", o.adapter,
+                  "Which loaded pack runs (its adapter name; default: the only pack, else the "
+                  "one named like the task)");
   cmd->add_option("--max-length", o.max_length,
                   "Tokens per example (default: what the pack was trained with, else 128)")
       ->check(CLI::PositiveNumber);
@@ -374,6 +485,9 @@ Command add_eval_command(CLI::App& app) {
   auto o = std::make_shared<UseOptions>();
   CLI::App* cmd =
       app.add_subcommand("eval", "Dev-set metrics (JSON on stdout) of a model and adapter pack");
+  cmd->add_option("--task", o->task,
+                  "GLUE task (SST-2, MRPC, RTE, CoLA, STS-B, QQP, MNLI, QNLI, WNLI, AX)")
+      ->required();
   add_use_options(cmd, *o);
   cmd->add_option("--data-dir", o->data_dir, "GLUE data folder")
       ->check(CLI::ExistingDirectory)
@@ -385,16 +499,28 @@ Command add_eval_command(CLI::App& app) {
 Command add_predict_command(CLI::App& app) {
   auto o = std::make_shared<UseOptions>();
   o->split = "test";
-  CLI::App* cmd =
-      app.add_subcommand("predict", "Predictions for a GLUE TSV (--input) or for lines on stdin");
+  CLI::App* cmd = app.add_subcommand(
+      "predict",
+      "Predictions for a GLUE TSV, lines on stdin, or JSON lines of requests naming their tasks");
+  cmd->add_option("--task", o->task,
+                  "GLUE task of the input (not for JSON lines input, where each line names its "
+                  "task)");
   add_use_options(cmd, *o);
-  cmd->add_option("--input", o->input, "GLUE TSV file (e.g. test.tsv); default: lines of stdin")
+  cmd->add_option("--input", o->input,
+                  "GLUE TSV file (e.g. test.tsv), or JSON lines when it ends in .jsonl; default: "
+                  "stdin")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--format", o->format,
-                  "labels (one per line), json (one object per line: label and probabilities, "
-                  "or score; logits), logits (tab-separated), or glue (a leaderboard file)")
-      ->check(CLI::IsMember({"labels", "json", "logits", "glue"}))
+  cmd->add_option("--input-format", o->input_format,
+                  "auto (FILE.jsonl: JSON lines; another FILE: GLUE TSV; stdin: lines), glue, "
+                  "lines (text or text<TAB>text_pair per line of stdin), or jsonl ({\"task\", "
+                  "\"text\", \"text_pair\"} per line)")
+      ->check(CLI::IsMember({"auto", "glue", "lines", "jsonl"}))
       ->capture_default_str();
+  cmd->add_option("--format", o->format,
+                  "labels (default; one per line), json (one object per line: task, label and "
+                  "probabilities, or score; logits), logits (tab-separated), or glue (a "
+                  "leaderboard file); JSON lines input is always answered with json")
+      ->check(CLI::IsMember({"labels", "json", "logits", "glue"}));
   cmd->add_option("--out", o->out, "Write here instead of stdout (a directory for --format glue)");
   cmd->add_option("--split", o->split,
                   "Split name of the submission file (test, test_matched, ...)")

@@ -63,6 +63,11 @@ struct Prediction {
   std::string to_json() const;
 };
 
+/// Reads one request line of JSON: `{"task": NAME or null, "text": "...", "text_pair": "..." or
+/// null}`; "task" and "text_pair" may be left out. `where` (e.g. "requests.jsonl:3") begins
+/// the Error thrown for bad JSON, a missing or non-string "text", or an unknown key.
+TaskRequest parse_task_request(const std::string& json_line, const std::string& where);
+
 /// The prediction `head` makes from `logits` (one example's).
 Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
                            std::optional<std::string> task = std::nullopt);
@@ -96,6 +101,10 @@ class Predictor {
   c10::Device device() const;
   /// What loading noticed, e.g. a pack trained on other base weights; one line each.
   const std::vector<std::string>& warnings() const;
+  /// Bytes of the shared base's tensors (its parameters and the model directory's head).
+  int64_t base_bytes() const;
+  /// Bytes of task `task`'s own tensors: all that loading its pack added to the model.
+  int64_t task_bytes(const std::string& task) const;
 
   /// Predictions for `inputs`, all for `task`, in input order. Throws Error for an unknown task.
   std::vector<Prediction> predict(const std::optional<std::string>& task,

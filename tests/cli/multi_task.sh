@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# One base, many tasks through the CLI: three tasks trained one after another as packs; eval of
+# the first with every pack loaded equals eval with it alone (no forgetting, no interference);
+# predict on mixed JSON lines equals the single-task runs line by line.
+# Usage: multi_task.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
+set -uo pipefail
+cli=$1 project=$2 work=$3
+base=$project/models/adaptertune-base-uncased-L4-H256
+glue=$project/data/glue
+rm -rf "$work"
+mkdir -p "$work"
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+
+common=(--data-dir "$glue" --model "$base" --train-examples 64 --batch-size 16 --max-steps 3
+        --max-length 32 --no-progress)
+train() { # TASK DIR [options]
+  local task=$1 dir=$2
+  shift 2
+  "$cli" train --task "$task" "${common[@]}" --out "$work/$dir" "$@" >"$work/$dir.json" \
+    2>"$work/$dir.log" || fail "train $task: $(tail -3 "$work/$dir.log")"
+}
+packs=(--adapter-pack "$work/sst2/best" --adapter-pack "$work/stsb/best" --adapter-pack "$work/mrpc/best")
+
+train SST-2 sst2
+"$cli" eval --task SST-2 --data-dir "$glue" --model "$base" --adapter-pack "$work/sst2/best" \
+  >"$work/eval_alone.json" 2>"$work/eval_alone.log" || fail "eval alone: $(cat "$work/eval_alone.log")"
+train STS-B stsb --adapter pfeiffer
+train MRPC mrpc --train adapters-head
+
+# Task A evaluated on one model holding all three packs: the same result, to the last digit.
+"$cli" eval --task SST-2 --data-dir "$glue" --model "$base" "${packs[@]}" \
+  >"$work/eval_all.json" 2>"$work/eval_all.log" || fail "eval with three packs: $(cat "$work/eval_all.log")"
+cmp -s "$work/eval_alone.json" "$work/eval_all.json" ||
+  fail "SST-2 changed with other packs loaded: $(cat "$work/eval_alone.json") vs $(cat "$work/eval_all.json")"
+grep -q '"adapter":"SST-2"' "$work/eval_all.json" || fail "eval did not pick the SST-2 pack: $(cat "$work/eval_all.json")"
+"$cli" eval --task STS-B --data-dir "$glue" --model "$base" "${packs[@]}" >"$work/eval_stsb.json" \
+  2>&1 || fail "eval STS-B with three packs: $(cat "$work/eval_stsb.json")"
+grep -q '"pearson"' "$work/eval_stsb.json" || fail "STS-B metrics: $(cat "$work/eval_stsb.json")"
+"$cli" eval --task RTE --data-dir "$glue" --model "$base" "${packs[@]}" >/dev/null 2>"$work/err"
+[ $? -eq 1 ] && grep -q 'none is named RTE: choose one with --adapter' "$work/err" ||
+  fail "eval RTE with unrelated packs: $(cat "$work/err")"
+
+# Single-task runs...
+printf '%s\n' "a gorgeous, witty, seductive movie." "the plot is a mess." "it is fine." >"$work/sst2.txt"
+printf '%s\t%s\n' "A man plays a guitar." "A man is playing music." "A cat sleeps." "The stock fell." \
+  "Two dogs run in a field." "Animals are moving." "He said no." "He refused, and said so loudly." \
+  >"$work/pairs.txt"
+"$cli" predict --task SST-2 --model "$base" --adapter-pack "$work/sst2/best" --format json \
+  <"$work/sst2.txt" >"$work/single_sst2.jsonl" 2>"$work/err" || fail "predict SST-2: $(cat "$work/err")"
+"$cli" predict --task STS-B --model "$base" --adapter-pack "$work/stsb/best" --format json \
+  <"$work/pairs.txt" >"$work/single_stsb.jsonl" 2>"$work/err" || fail "predict STS-B: $(cat "$work/err")"
+"$cli" predict --task MRPC --model "$base" "${packs[@]}" --adapter MRPC --format json \
+  <"$work/pairs.txt" >"$work/single_mrpc.jsonl" 2>"$work/err" || fail "predict MRPC: $(cat "$work/err")"
+
+# ...and one mixed run over all of it, interleaved, with lines that name no task.
+/usr/bin/python3 - "$work" <<'PY' || fail "could not write the mixed requests"
+import json, sys
+work = sys.argv[1]
+sst2 = open(f"{work}/sst2.txt").read().splitlines()
+pairs = [line.split("\t") for line in open(f"{work}/pairs.txt").read().splitlines()]
+lines = []
+for i in range(3):
+    lines.append({"task": "SST-2", "text": sst2[i]})
+    lines.append({"task": "STS-B", "text": pairs[i][0], "text_pair": pairs[i][1]})
+    lines.append({"text": "no task names this line"})
+    lines.append({"task": "MRPC", "text": pairs[i][0], "text_pair": pairs[i][1]})
+lines.append({"task": "STS-B", "text": pairs[3][0], "text_pair": pairs[3][1]})
+lines.append({"task": "MRPC", "text": pairs[3][0], "text_pair": pairs[3][1]})
+with open(f"{work}/mixed.jsonl", "w") as f:
+    for line in lines:
+        f.write(json.dumps(line) + "\n")
+PY
+"$cli" predict --model "$base" "${packs[@]}" --input "$work/mixed.jsonl" --batch-size 4 \
+  >"$work/mixed_out.jsonl" 2>"$work/mixed.log" || fail "predict mixed: $(cat "$work/mixed.log")"
+grep -qE '^predict: base [0-9,]+ bytes; 3 tasks add [0-9,]+ bytes$' "$work/mixed.log" ||
+  fail "no memory line: $(cat "$work/mixed.log")"
+# The same requests on stdin.
+"$cli" predict --model "$base" "${packs[@]}" --input-format jsonl --batch-size 4 <"$work/mixed.jsonl" \
+  >"$work/mixed_stdin.jsonl" 2>/dev/null || fail "predict mixed from stdin"
+cmp -s "$work/mixed_out.jsonl" "$work/mixed_stdin.jsonl" || fail "stdin and file answers differ"
+/usr/bin/python3 - "$work" <<'PY' || fail "mixed output differs from the single-task runs"
+import json, sys
+work = sys.argv[1]
+mixed = [json.loads(l) for l in open(f"{work}/mixed_out.jsonl")]
+requests = [json.loads(l) for l in open(f"{work}/mixed.jsonl")]
+assert len(mixed) == len(requests), (len(mixed), len(requests))
+single = {t: [json.loads(l) for l in open(f"{work}/single_{f}.jsonl")]
+          for t, f in (("SST-2", "sst2"), ("STS-B", "stsb"), ("MRPC", "mrpc"))}
+seen = {t: 0 for t in single}
+def close(a, b):
+    return abs(a - b) <= 1e-5 * max(1.0, abs(b))
+for request, answer in zip(requests, mixed):
+    task = request.get("task")
+    assert answer["task"] == task, (answer, task)
+    if task is None:
+        assert len(answer["probabilities"]) == 2, answer
+        continue
+    expected = single[task][seen[task]]
+    seen[task] += 1
+    assert set(answer) == set(expected), (answer, expected)
+    assert answer.get("label") == expected.get("label"), (answer, expected)
+    assert all(close(a, b) for a, b in zip(answer["logits"], expected["logits"])), (answer, expected)
+    if "score" in expected:
+        assert close(answer["score"], expected["score"]), (answer, expected)
+    else:
+        for label, p in expected["probabilities"].items():
+            assert close(answer["probabilities"][label], p), (answer, expected)
+assert seen == {t: len(v) for t, v in single.items()}, seen
+print("mixed == single, line by line:", len(mixed), "lines")
+PY
+
+# Bad requests: one line naming the file and line.
+printf '%s\n' '{"task": "SST-2", "text": "fine"}' '{"task": "SST2", "text": "typo"}' >"$work/bad.jsonl"
+"$cli" predict --model "$base" "${packs[@]}" --input "$work/bad.jsonl" >/dev/null 2>"$work/err"
+[ $? -eq 1 ] && grep -q 'bad.jsonl:2: no task "SST2" among the adapter packs (SST-2, STS-B, MRPC)' "$work/err" ||
+  fail "unknown task: $(cat "$work/err")"
+printf '%s\n' '{"task": "SST-2", "txt": "fine"}' >"$work/bad2.jsonl"
+"$cli" predict --model "$base" "${packs[@]}" --input "$work/bad2.jsonl" >/dev/null 2>"$work/err"
+[ $? -eq 1 ] && grep -q 'bad2.jsonl:1: expected {"text": string}' "$work/err" || fail "missing text: $(cat "$work/err")"
+"$cli" predict --task SST-2 --model "$base" "${packs[@]}" --input "$work/mixed.jsonl" >/dev/null 2>"$work/err"
+[ $? -eq 1 ] && grep -q -- '--task does not apply to JSON lines input' "$work/err" || fail "--task with JSON lines: $(cat "$work/err")"
+
+[ "$failures" -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
+echo "multi-task CLI: ok"
