@@ -112,7 +112,8 @@ ParameterGroup classify_parameter(const std::string& full_name) {
   // Adapters first: they sit inside attention and output modules.
   if (is_adapter_parameter(full_name)) return ParameterGroup::kAdapter;
   // A task's copy belongs to the group of the tensor it stands for.
-  if (is_task_copy_parameter(full_name)) return classify_parameter(shared_parameter_name(full_name));
+  if (is_task_copy_parameter(full_name))
+    return classify_parameter(shared_parameter_name(full_name));
   if (starts_with(full_name, "classifier.") || starts_with(full_name, "cls.") ||
       starts_with(full_name, "heads.")) {
     return ParameterGroup::kHead;  // a head's own LayerNorm (cls.predictions.transform) too

@@ -72,8 +72,8 @@ TEST_P(MultiTaskTest, MixedBatchGivesEachExampleWhatItsTaskGivesItAlone) {
   auto types = (torch::arange(9).unsqueeze(0) >= 3).to(torch::kLong).expand({batch, 9}) * mask;
   const TaskRouting routing = TaskRouting::per_example(tasks, device());
   ASSERT_EQ(routing.groups().size(), 4u);
-  const std::vector<torch::Tensor> mixed = model->forward_routed(
-      ids.to(device()), mask.to(device()), types.to(device()), routing);
+  const std::vector<torch::Tensor> mixed =
+      model->forward_routed(ids.to(device()), mask.to(device()), types.to(device()), routing);
   EXPECT_EQ(model->bert->active_adapter(), "two");  // a routed pass changes no state
 
   for (size_t g = 0; g < routing.groups().size(); ++g) {
@@ -153,8 +153,8 @@ struct GlueFixture {
 };
 
 std::string run_dir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "adaptertune_multitask_" + name + "_" +
-                          std::to_string(::getpid());
+  const std::string dir =
+      ::testing::TempDir() + "adaptertune_multitask_" + name + "_" + std::to_string(::getpid());
   remove_tree(dir);
   return dir;
 }
@@ -212,16 +212,15 @@ TEST(MultiTask, TrainingTasksInTurnForgetsNothingAndNeverWritesTheBase) {
     options.lr = 5e-3;
     options.progress = false;
     options.output_dir = run_dir(step.name);
-    HeadConfig head = task.regression() ? HeadConfig::regression()
-                                        : HeadConfig::classification(task.labels);
+    HeadConfig head =
+        task.regression() ? HeadConfig::regression() : HeadConfig::classification(task.labels);
     model->add_task_head(step.name, head);
     Trainer(model, task, f.train(step.task), f.dev(step.task), step.policy, step.name, options,
             f.tokenizer)
         .train();
-    logits_after_training[step.name] =
-        evaluate(model, task, f.dev(step.task), 16, torch::kCPU, Precision::kFloat32,
-                 f.tokenizer.pad_id())
-            .logits;
+    logits_after_training[step.name] = evaluate(model, task, f.dev(step.task), 16, torch::kCPU,
+                                                Precision::kFloat32, f.tokenizer.pad_id())
+                                           .logits;
     packs[step.name] = options.output_dir + "/best";
     EXPECT_EQ(base_weights_sha256(*model, false, false), identity) << "after " << step.name;
   }

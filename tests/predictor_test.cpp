@@ -76,14 +76,16 @@ std::vector<TaskRequest> mixed_requests() {
           {"nli", "A man is playing a guitar.", std::string("Nobody plays anything.")},
           {std::nullopt, "no task: the plain base", std::nullopt},
           {"similarity", "A cat sits on the mat.", std::string("A cat is sitting on a mat.")},
-          {"sentiment", "the plot is nowhere near as clever as it thinks it is, and the "
-                        "dialogue is worse than that",
+          {"sentiment",
+           "the plot is nowhere near as clever as it thinks it is, and the "
+           "dialogue is worse than that",
            std::nullopt},
           {"nli", "Two dogs run.", std::string("Animals are moving.")},
           {"similarity", "short", std::string("a much longer second sentence than the first")}};
 }
 
-void expect_same(const Prediction& a, const Prediction& b, double tolerance, const std::string& what) {
+void expect_same(const Prediction& a, const Prediction& b, double tolerance,
+                 const std::string& what) {
   EXPECT_EQ(a.task, b.task) << what;
   EXPECT_EQ(a.label, b.label) << what;
   ASSERT_EQ(a.logits.size(), b.logits.size()) << what;
@@ -99,7 +101,7 @@ TEST_P(PredictorTest, MixedRequestsGetWhatEachTaskGivesThemAlone) {
   Predictor predictor(files().model, files().packs, options);
   EXPECT_EQ(predictor.tasks(), (std::vector<std::string>{"sentiment", "nli", "similarity"}));
   EXPECT_TRUE(predictor.warnings().empty()) << predictor.warnings().front();
-  EXPECT_EQ(predictor.max_length("sentiment"), 16);  // recorded in the pack
+  EXPECT_EQ(predictor.max_length("sentiment"), 16);    // recorded in the pack
   EXPECT_EQ(predictor.max_length("similarity"), 128);  // not recorded: the default
   const auto requests = mixed_requests();
   const std::vector<Prediction> mixed = predictor.predict(requests);
@@ -154,9 +156,9 @@ TEST_P(PredictorTest, ThreadsCallingTogetherGetTheSerialResults) {
 
 TEST(Predictor, ErrorsNameTheRequestAndThePack) {
   const Predictor predictor(files().model, files().packs);
-  EXPECT_ERROR_CONTAINS(predictor.predict({{"sentiment", "fine", std::nullopt},
-                                           {"sentimnt", "typo", std::nullopt}}),
-                        "request 1: no adapter named \"sentimnt\"");
+  EXPECT_ERROR_CONTAINS(
+      predictor.predict({{"sentiment", "fine", std::nullopt}, {"sentimnt", "typo", std::nullopt}}),
+      "request 1: no adapter named \"sentimnt\"");
   EXPECT_ERROR_CONTAINS(predictor.predict(std::string("nope"), {TextInput{"x", std::nullopt}}),
                         "no adapter named \"nope\"");
   EXPECT_TRUE(predictor.predict(std::vector<TaskRequest>{}).empty());

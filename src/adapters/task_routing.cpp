@@ -58,10 +58,9 @@ at::Tensor TaskRouting::restore(std::vector<at::Tensor> parts, const at::Tensor&
   return at::cat(parts, 0).index_select(0, restore_.to(like.device()));
 }
 
-at::Tensor TaskRouting::map(
-    const at::Tensor& x,
-    const std::function<at::Tensor(const std::optional<std::string>&, const at::Tensor&)>& fn)
-    const {
+at::Tensor TaskRouting::map(const at::Tensor& x,
+                            const std::function<at::Tensor(const std::optional<std::string>&,
+                                                           const at::Tensor&)>& fn) const {
   if (is_whole_batch()) return fn(groups_.front().task, x);
   std::vector<at::Tensor> parts;
   for (size_t g = 0; g < groups_.size(); ++g) parts.push_back(fn(groups_[g].task, select(x, g)));

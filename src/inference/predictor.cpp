@@ -131,9 +131,9 @@ Predictor::Predictor(const std::string& model_directory,
     }
     s.tasks.push_back(load.adapter_name);
     s.max_length[load.adapter_name] =
-        options.max_length > 0 ? options.max_length
-                               : (infos[i].max_length > 0 ? infos[i].max_length
-                                                          : kDefaultMaxLength);
+        options.max_length > 0
+            ? options.max_length
+            : (infos[i].max_length > 0 ? infos[i].max_length : kDefaultMaxLength);
     if (i == 0) recorded = infos[i].precision;
     agree = agree && infos[i].precision == recorded;
   }
@@ -244,9 +244,9 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
       const auto width = static_cast<size_t>(cpu.size(1));
       const HeadConfig& head = model->head_config(group.task);
       for (int64_t k = 0; k < cpu.size(0); ++k) {
-        const size_t in_batch =
-            group.rows.defined() ? static_cast<size_t>(group.row_list[static_cast<size_t>(k)])
-                                 : static_cast<size_t>(k);
+        const size_t in_batch = group.rows.defined()
+                                    ? static_cast<size_t>(group.row_list[static_cast<size_t>(k)])
+                                    : static_cast<size_t>(k);
         const float* row = values + static_cast<size_t>(k) * width;
         out[rows[in_batch]] =
             make_prediction(head, std::vector<float>(row, row + width), group.task);

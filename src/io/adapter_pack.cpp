@@ -233,7 +233,8 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
       }
       for (const auto& [name, place] : places) {
         if (!assignment.contains(name)) {
-          throw Error(path + ": lacks tensor \"" + name + "\", which the pack's config says it has");
+          throw Error(path + ": lacks tensor \"" + name +
+                      "\", which the pack's config says it has");
         }
       }
       return assignment;

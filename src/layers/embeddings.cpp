@@ -52,11 +52,11 @@ torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids,
     // Type 0 for every token: add row 0 instead of gathering a tensor of zeros.
     embeddings = embeddings + token_type_embeddings->weight[0];
   }
-  return dropout(routing.map(embeddings, [this](const std::optional<std::string>& task,
-                                                const torch::Tensor& rows) {
-    torch::nn::LayerNorm norm = detail::own_or_base(layer_norm_of_, task, LayerNorm);
-    return norm(rows);
-  }));
+  return dropout(routing.map(
+      embeddings, [this](const std::optional<std::string>& task, const torch::Tensor& rows) {
+        torch::nn::LayerNorm norm = detail::own_or_base(layer_norm_of_, task, LayerNorm);
+        return norm(rows);
+      }));
 }
 
 }  // namespace adaptertune

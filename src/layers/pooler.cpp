@@ -12,11 +12,11 @@ BertPoolerImpl::BertPoolerImpl(const BertConfig& config) {
 }
 
 torch::Tensor BertPoolerImpl::forward(const torch::Tensor& hidden, const TaskRouting& routing) {
-  return routing.map(hidden.select(1, 0), [this](const std::optional<std::string>& task,
-                                                 const torch::Tensor& first) {
-    torch::nn::Linear projection = detail::own_or_base(dense_of_, task, dense);
-    return at::tanh(projection(first));
-  });
+  return routing.map(hidden.select(1, 0),
+                     [this](const std::optional<std::string>& task, const torch::Tensor& first) {
+                       torch::nn::Linear projection = detail::own_or_base(dense_of_, task, dense);
+                       return at::tanh(projection(first));
+                     });
 }
 
 void BertPoolerImpl::add_copy(const std::string& name) {

@@ -4,8 +4,8 @@
 // inserted (parameter_names.h reads them back).
 
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <torch/nn/module.h>

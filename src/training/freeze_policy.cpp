@@ -109,8 +109,8 @@ int64_t apply_freeze_policy(torch::nn::Module& model, const FreezePolicy& policy
   }
   int64_t trainable = 0;
   for (auto& item : model.named_parameters()) {
-    const bool train = parameter_task(item.key()) == task &&
-                       policy.trains(classify_parameter(item.key()));
+    const bool train =
+        parameter_task(item.key()) == task && policy.trains(classify_parameter(item.key()));
     item.value().set_requires_grad(train);
     if (train) trainable += item.value().numel();
   }

@@ -32,6 +32,7 @@ struct TrainCommandOptions {
   std::string data_dir = "data/glue";
   std::string model;
   AdapterChoice adapter;
+  std::optional<std::string> adapter_name;
   TrainChoice train;
   std::string device = "auto";
   std::optional<std::string> precision;
@@ -60,7 +61,7 @@ int run_train(TrainCommandOptions o) {
   const FreezePolicy requested = FreezePolicy::from_name(o.train.mode);
   const TrainMode mode = requested.mode;
   std::optional<AdapterConfig> adapter = resolve_adapter(o.adapter, mode);
-  const std::string adapter_label = adapter_name_for(task);
+  const std::string adapter_label = o.adapter_name.value_or(adapter_name_for(task));
   // Options are checked before anything loads, so that a mistake costs no time.
   if (adapter) {
     check_policy_trains_adapter(requested, adapter_label);
@@ -213,16 +214,17 @@ int run_eval(const UseOptions& o) {
     throw Error(task.name + " " + o.split + " has no labels to evaluate against");
   EvalResult r =
       evaluate(model, task, data, o.batch_size, use.device, use.precision, tokenizer->pad_id());
-  nlohmann::ordered_json out = {{"task", task.name},
-                                {"adapter", model->bert->active_adapter()
-                                                ? nlohmann::ordered_json(*model->bert->active_adapter())
-                                                : nlohmann::ordered_json(nullptr)},
-                                {"split", o.split},
-                                {"examples", data.encodings.size()},
-                                {"max_length", use.max_length},
-                                {"precision", precision_name(use.precision)},
-                                {"loss", r.loss},
-                                {"metrics", r.metrics}};
+  nlohmann::ordered_json out = {
+      {"task", task.name},
+      {"adapter", model->bert->active_adapter()
+                      ? nlohmann::ordered_json(*model->bert->active_adapter())
+                      : nlohmann::ordered_json(nullptr)},
+      {"split", o.split},
+      {"examples", data.encodings.size()},
+      {"max_length", use.max_length},
+      {"precision", precision_name(use.precision)},
+      {"loss", r.loss},
+      {"metrics", r.metrics}};
   std::cout << out.dump() << std::endl;
   return 0;
 }
@@ -296,10 +298,12 @@ int run_predict_requests(const UseOptions& o) {
     throw Error("--task does not apply to JSON lines input: each line names its task");
   }
   if (o.format && *o.format != "json") {
-    throw Error("--format " + *o.format + " does not apply to JSON lines input, which is "
+    throw Error("--format " + *o.format +
+                " does not apply to JSON lines input, which is "
                 "answered with JSON lines");
   }
-  if (o.adapter) throw Error("--adapter does not apply to JSON lines input: each line names its task");
+  if (o.adapter)
+    throw Error("--adapter does not apply to JSON lines input: each line names its task");
   PredictorOptions options;
   options.device = parse_device(o.device);
   if (o.precision) options.precision = parse_precision(*o.precision);
@@ -423,6 +427,8 @@ Command add_train_command(CLI::App& app) {
       ->capture_default_str();
   add_model_option(cmd, o->model, "Base model directory")->required();
   add_adapter_options(cmd, o->adapter);
+  cmd->add_option("--adapter-name", o->adapter_name,
+                  "The adapter's (the task's) name in the pack (default: the task's name)");
   add_train_options(cmd, o->train);
   cmd->add_option("--epochs", o->trainer.epochs, "Epochs")
       ->check(CLI::PositiveNumber)

@@ -44,10 +44,9 @@ class TaskRouting {
 
   /// Applies `fn(task, rows of x)` per group and returns the results in batch order (dimension 0
   /// of `x` is the batch). The results must agree in every dimension but the first.
-  at::Tensor map(
-      const at::Tensor& x,
-      const std::function<at::Tensor(const std::optional<std::string>&, const at::Tensor&)>& fn)
-      const;
+  at::Tensor map(const at::Tensor& x,
+                 const std::function<at::Tensor(const std::optional<std::string>&,
+                                                const at::Tensor&)>& fn) const;
   /// As map(), with two batch-major inputs split alike.
   at::Tensor map(const at::Tensor& x, const at::Tensor& y,
                  const std::function<at::Tensor(const std::optional<std::string>&,
