@@ -4,14 +4,7 @@
 # --adapter-config on train, devices, what a run keeps (packs with their length and precision,
 # model directories with their tokenizer), and predict --format json.
 # Usage: cli_contract.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
-set -uo pipefail
-cli=$1 project=$2 work=$3
-base=$project/models/adaptertune-base-uncased-L4-H256
-glue=$project/data/glue
-rm -rf "$work"
-mkdir -p "$work"
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+source "$(dirname "$0")/harness.sh"
 
 # expect_error CODE PATTERN -- COMMAND...: exit code CODE and exactly one stderr line matching.
 expect_error() {
@@ -75,4 +68,4 @@ grep -qE '^\{"task":"SST-2","label":"(0|1)","probabilities":\{"0":[0-9.e-]+,"1":
 "$cli" train "${common[@]}" --train full --lr 1e-4 --out "$work/full" >"$work/full.json" 2>"$work/full.log" || fail "train --train full: $(tail -3 "$work/full.log")"
 "$cli" eval --task SST-2 --data-dir "$glue" --model "$work/full/best" --max-length 32 >/dev/null 2>"$work/full_eval.log" || fail "eval --model runs/x/best: $(cat "$work/full_eval.log")"
 
-[ "$failures" -eq 0 ] && echo "PASS" || { echo "$failures failure(s)" >&2; exit 1; }
+finish

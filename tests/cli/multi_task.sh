@@ -3,14 +3,7 @@
 # the first with every pack loaded equals eval with it alone (no forgetting, no interference);
 # predict on mixed JSON lines equals the single-task runs line by line.
 # Usage: multi_task.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
-set -uo pipefail
-cli=$1 project=$2 work=$3
-base=$project/models/adaptertune-base-uncased-L4-H256
-glue=$project/data/glue
-rm -rf "$work"
-mkdir -p "$work"
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+source "$(dirname "$0")/harness.sh"
 
 common=(--data-dir "$glue" --model "$base" --train-examples 64 --batch-size 16 --max-steps 3
         --max-length 32 --no-progress)
@@ -121,5 +114,4 @@ printf '%s\n' '{"task": "SST-2", "txt": "fine"}' >"$work/bad2.jsonl"
 "$cli" predict --task SST-2 --model "$base" "${packs[@]}" --input "$work/mixed.jsonl" >/dev/null 2>"$work/err"
 [ $? -eq 1 ] && grep -q -- '--task does not apply to JSON lines input' "$work/err" || fail "--task with JSON lines: $(cat "$work/err")"
 
-[ "$failures" -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
-echo "multi-task CLI: ok"
+finish
