@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <atomic>
+#include <mutex>
 #include <thread>
 
 #include "adaptertune/bert_for_sequence_classification.h"
@@ -166,6 +168,69 @@ TEST(Predictor, ErrorsNameTheRequestAndThePack) {
                         "adapter \"sentiment\" already exists");
   EXPECT_ERROR_CONTAINS(Predictor(files().model, {files().root + "/missing"}),
                         "missing/adapter_config.json");
+}
+
+TEST(Predictor, TasksLoadAndUnloadWhileOtherThreadsPredict) {
+  Predictor predictor(files().model, {files().packs[0]});
+  const std::vector<TaskRequest> requests = {{"sentiment", "fine work", std::nullopt},
+                                             {std::nullopt, "the base", std::nullopt}};
+  const std::vector<Prediction> expected = predictor.predict(requests);
+  std::atomic<bool> done{false};
+  std::vector<std::string> errors;
+  std::mutex errors_mutex;
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 4; ++t) {
+    readers.emplace_back([&] {
+      while (!done) {
+        try {
+          const auto got = predictor.predict(requests);
+          for (size_t i = 0; i < got.size(); ++i) {
+            if (got[i].logits != expected[i].logits) throw Error("answer changed under a load");
+          }
+        } catch (const std::exception& e) {
+          std::lock_guard<std::mutex> lock(errors_mutex);
+          errors.push_back(e.what());
+        }
+      }
+    });
+  }
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(predictor.add_task(files().packs[1], std::string("nli_" + std::to_string(round))),
+              "nli_" + std::to_string(round));
+    EXPECT_EQ(predictor.add_task(files().packs[2]), "similarity");
+    EXPECT_TRUE(predictor.task_info("similarity").head.problem_type == ProblemType::kRegression);
+    EXPECT_GT(predictor.task_bytes("similarity"), 0);
+    predictor.remove_task("similarity");
+  }
+  done = true;
+  for (auto& reader : readers) reader.join();
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  EXPECT_EQ(predictor.tasks(), (std::vector<std::string>{"sentiment", "nli_0", "nli_1", "nli_2"}));
+  EXPECT_FALSE(predictor.has_task("similarity"));
+  EXPECT_ERROR_CONTAINS(predictor.remove_task("similarity"), "no adapter named \"similarity\"");
+  EXPECT_ERROR_CONTAINS(predictor.add_task(files().packs[0]),
+                        "adapter \"sentiment\" already exists");
+  // A task loaded later answers as one loaded at construction.
+  const Predictor fresh(files().model, {files().packs[1]});
+  const auto late = predictor.predict({{"nli_2", "A man sleeps.", std::string("Someone rests.")}});
+  const auto early = fresh.predict({{"nli", "A man sleeps.", std::string("Someone rests.")}});
+  EXPECT_EQ(late.at(0).logits, early.at(0).logits);
+  const TaskInfo info = predictor.task_info("nli_0");
+  EXPECT_EQ(info.max_length, 24);
+  EXPECT_TRUE(info.base_matches);
+  EXPECT_NE(info.adapter_config_json.find("\"output_adapter\""), std::string::npos);
+}
+
+TEST(Predictor, WarnsWhenTheModelDirectoryHasNoHead) {
+  // The shipped base was pretrained by masked LM: no classifier for requests without a task.
+  const Predictor bare(std::string(ADAPTERTUNE_TEST_DATA_DIR) +
+                       "/../../models/adaptertune-base-uncased-L4-H256");
+  ASSERT_EQ(bare.warnings().size(), 1u);
+  EXPECT_NE(bare.warnings()[0].find("no classifier weights"), std::string::npos);
+  EXPECT_TRUE(bare.tasks().empty());
+  EXPECT_EQ(
+      bare.predict(std::nullopt, {TextInput{"hello", std::nullopt}}).at(0).probabilities.size(),
+      2u);
 }
 
 TEST(Predictor, JsonLinesHaveTheDocumentedShape) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <mutex>
+#include <shared_mutex>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -93,16 +95,72 @@ std::string Prediction::to_json() const {
   return out.dump();
 }
 
+// A readers-writer lock that lets a waiting writer in: glibc's rwlock prefers readers, so a
+// steady stream of predict() calls would hold add_task() off forever. A reader passes the gate
+// before taking its shared lock; a writer holds the gate while it waits, so new readers queue
+// behind it and the ones in flight drain.
+class FairSharedMutex {
+ public:
+  void lock_shared() {
+    std::lock_guard<std::mutex> pass(gate_);
+    mutex_.lock_shared();
+  }
+  void unlock_shared() { mutex_.unlock_shared(); }
+  void lock() {
+    std::lock_guard<std::mutex> hold(gate_);
+    mutex_.lock();
+  }
+  void unlock() { mutex_.unlock(); }
+
+ private:
+  std::mutex gate_;
+  std::shared_mutex mutex_;
+};
+
 struct Predictor::State {
+  // Shared by predict() and the other readers, exclusive for add_task() / remove_task().
+  mutable FairSharedMutex mutex;
   BertForSequenceClassification model{nullptr};
   std::unique_ptr<Tokenizer> tokenizer;
   PredictorOptions options;
   Precision precision = Precision::kFloat32;
   std::vector<std::string> tasks;
-  std::map<std::string, int64_t> max_length;
+  std::map<std::string, TaskInfo> info;
   std::vector<std::string> warnings;
+  std::string base_config_sha256, base_weights_sha256;
   int64_t base_bytes = 0;
-  std::map<std::string, int64_t> task_bytes;
+
+  // Loads `pack` as a task; the caller holds the lock exclusively (or is the constructor).
+  std::string load(const std::string& pack, const std::optional<std::string>& name,
+                   const AdapterPackInfo& pack_info, std::vector<std::string>& notes) {
+    const AdapterPackLoad load = load_adapter_pack(model, pack, name);
+    model->bert->set_active_adapter(std::nullopt);  // requests name their tasks
+    model->eval();                                  // the new modules too
+    notes.insert(notes.end(), load.warnings.begin(), load.warnings.end());
+    if (!load.head_loaded) {
+      notes.push_back("adapter pack " + pack +
+                      " has no head; its task answers with the model directory's head");
+    }
+    TaskInfo task;
+    task.name = load.adapter_name;
+    task.pack = pack;
+    task.head = model->head_config(task.name);
+    task.adapter_config_json = pack_info.config.to_json_string();
+    task.max_length = options.max_length > 0     ? options.max_length
+                      : pack_info.max_length > 0 ? pack_info.max_length
+                                                 : kDefaultMaxLength;
+    task.base_config_sha256 = pack_info.base_config_sha256;
+    task.base_weights_sha256 = pack_info.base_weights_sha256;
+    task.base_matches = load.warnings.empty();
+    tasks.push_back(task.name);
+    info[task.name] = std::move(task);
+    return tasks.back();
+  }
+
+  const TaskInfo& at(const std::string& task) const {
+    model->bert->tasks().at(task);  // throws, naming the tasks there are
+    return info.at(task);
+  }
 };
 
 Predictor::Predictor(const std::string& model_directory,
@@ -118,37 +176,31 @@ Predictor::Predictor(const std::string& model_directory,
   for (const auto& pack : adapter_packs) infos.push_back(read_adapter_pack_info(pack));
   s.tokenizer = load_tokenizer(model_directory);
   const std::string config_path = model_directory + "/config.json";
+  LoadReport report;
   s.model = load_bert_for_sequence_classification(
-      model_directory, HeadConfig::from_model_config(read_file(config_path), config_path));
+      model_directory, HeadConfig::from_model_config(read_file(config_path), config_path), &report);
+  if (std::any_of(report.missing.begin(), report.missing.end(), [](const std::string& name) {
+        return classify_parameter(name) == ParameterGroup::kHead;
+      })) {
+    s.warnings.push_back(model_directory +
+                         " has no classifier weights: requests that name no task are answered "
+                         "by an untrained head");
+  }
+  s.model->to(options.device);
+  s.model->eval();
   std::optional<Precision> recorded;
   bool agree = true;
   for (size_t i = 0; i < adapter_packs.size(); ++i) {
-    const AdapterPackLoad load = load_adapter_pack(s.model, adapter_packs[i]);
-    s.warnings.insert(s.warnings.end(), load.warnings.begin(), load.warnings.end());
-    if (!load.head_loaded) {
-      s.warnings.push_back("adapter pack " + adapter_packs[i] +
-                           " has no head; its task answers with the model directory's head");
-    }
-    s.tasks.push_back(load.adapter_name);
-    s.max_length[load.adapter_name] =
-        options.max_length > 0
-            ? options.max_length
-            : (infos[i].max_length > 0 ? infos[i].max_length : kDefaultMaxLength);
+    s.load(adapter_packs[i], std::nullopt, infos[i], s.warnings);
     if (i == 0) recorded = infos[i].precision;
     agree = agree && infos[i].precision == recorded;
   }
   s.precision = options.precision.value_or(agree && recorded ? *recorded : Precision::kFloat32);
-  s.model->bert->set_active_adapter(std::nullopt);  // requests name their tasks
   for (const auto& item : s.model->named_parameters()) {
-    const int64_t bytes = item.value().numel() * static_cast<int64_t>(item.value().element_size());
-    if (auto task = parameter_task(item.key())) {
-      s.task_bytes[*task] += bytes;
-    } else {
-      s.base_bytes += bytes;
+    if (!parameter_task(item.key())) {
+      s.base_bytes += item.value().numel() * static_cast<int64_t>(item.value().element_size());
     }
   }
-  s.model->to(options.device);
-  s.model->eval();
 }
 
 Predictor::~Predictor() = default;
@@ -156,18 +208,48 @@ Predictor::Predictor(Predictor&&) noexcept = default;
 Predictor& Predictor::operator=(Predictor&&) noexcept = default;
 
 std::vector<std::string> Predictor::tasks() const {
+  std::shared_lock lock(state_->mutex);
   return state_->tasks;
 }
 
+bool Predictor::has_task(const std::string& task) const {
+  std::shared_lock lock(state_->mutex);
+  return state_->info.count(task) > 0;
+}
+
+TaskInfo Predictor::task_info(const std::string& task) const {
+  std::shared_lock lock(state_->mutex);
+  return state_->at(task);
+}
+
+std::string Predictor::add_task(const std::string& adapter_pack,
+                                const std::optional<std::string>& name) {
+  const AdapterPackInfo pack_info = read_adapter_pack_info(adapter_pack);  // before the lock
+  std::unique_lock lock(state_->mutex);
+  std::vector<std::string> notes;
+  const std::string added = state_->load(adapter_pack, name, pack_info, notes);
+  state_->warnings.insert(state_->warnings.end(), notes.begin(), notes.end());
+  return added;
+}
+
+void Predictor::remove_task(const std::string& name) {
+  std::unique_lock lock(state_->mutex);
+  state_->at(name);  // throws for an unknown task
+  state_->model->remove_task(name);
+  state_->tasks.erase(std::find(state_->tasks.begin(), state_->tasks.end(), name));
+  state_->info.erase(name);
+}
+
 const HeadConfig& Predictor::head(const std::optional<std::string>& task) const {
-  state_->model->bert->tasks().check_known(task);
-  return state_->model->head_config(task);
+  std::shared_lock lock(state_->mutex);
+  if (!task) return state_->model->head_config();
+  return state_->at(*task).head;
 }
 
 int64_t Predictor::max_length(const std::optional<std::string>& task) const {
+  std::shared_lock lock(state_->mutex);
   if (!task) return state_->options.max_length > 0 ? state_->options.max_length : kDefaultMaxLength;
-  state_->model->bert->tasks().check_known(task);
-  return state_->max_length.at(*task);
+  return state_->at(*task).max_length;
 }
 
 Precision Predictor::precision() const {
@@ -178,7 +260,8 @@ c10::Device Predictor::device() const {
   return state_->options.device;
 }
 
-const std::vector<std::string>& Predictor::warnings() const {
+std::vector<std::string> Predictor::warnings() const {
+  std::shared_lock lock(state_->mutex);
   return state_->warnings;
 }
 
@@ -187,9 +270,15 @@ int64_t Predictor::base_bytes() const {
 }
 
 int64_t Predictor::task_bytes(const std::string& task) const {
-  state_->model->bert->tasks().at(task);  // throws for an unknown task
-  auto found = state_->task_bytes.find(task);
-  return found == state_->task_bytes.end() ? 0 : found->second;
+  std::shared_lock lock(state_->mutex);
+  state_->at(task);  // throws for an unknown task
+  int64_t bytes = 0;
+  for (const auto& item : state_->model->named_parameters()) {
+    if (parameter_task(item.key()) == task) {
+      bytes += item.value().numel() * static_cast<int64_t>(item.value().element_size());
+    }
+  }
+  return bytes;
 }
 
 std::vector<Prediction> Predictor::predict(const std::optional<std::string>& task,
@@ -203,6 +292,8 @@ std::vector<Prediction> Predictor::predict(const std::optional<std::string>& tas
 std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& requests) const {
   const State& s = *state_;
   if (requests.empty()) return {};
+  std::shared_lock lock(s.mutex);
+  const int64_t base_length = s.options.max_length > 0 ? s.options.max_length : kDefaultMaxLength;
   EncodedDataset data;
   data.encodings.reserve(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
@@ -214,8 +305,8 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
         throw Error("request " + std::to_string(i) + ": " + e.what());
       }
     }
-    data.encodings.push_back(
-        s.tokenizer->encode(request.text, request.text_pair, max_length(request.task)));
+    const int64_t length = request.task ? s.info.at(*request.task).max_length : base_length;
+    data.encodings.push_back(s.tokenizer->encode(request.text, request.text_pair, length));
   }
   BatcherOptions batching;
   batching.batch_size = s.options.batch_size;
@@ -242,7 +333,7 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
       const at::Tensor cpu = logits[g].to(at::kCPU, at::kFloat).contiguous();
       const float* values = cpu.data_ptr<float>();
       const auto width = static_cast<size_t>(cpu.size(1));
-      const HeadConfig& head = model->head_config(group.task);
+      const HeadConfig& head = group.task ? s.info.at(*group.task).head : model->head_config();
       for (int64_t k = 0; k < cpu.size(0); ++k) {
         const size_t in_batch = group.rows.defined()
                                     ? static_cast<size_t>(group.row_list[static_cast<size_t>(k)])

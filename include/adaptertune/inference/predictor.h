@@ -68,6 +68,23 @@ struct Prediction {
 /// the Error thrown for bad JSON, a missing or non-string "text", or an unknown key.
 TaskRequest parse_task_request(const std::string& json_line, const std::string& where);
 
+/// What a Predictor knows of one of its tasks, read from its pack.
+struct TaskInfo {
+  std::string name;
+  /// The pack directory it was loaded from.
+  std::string pack;
+  HeadConfig head;
+  /// The adapter's config as the pack's `adapter_config.json` gives it (JSON).
+  std::string adapter_config_json;
+  /// The length its requests are truncated to.
+  int64_t max_length = 0;
+  /// The base identities the pack records (empty when it records none), and whether they are
+  /// this Predictor's base.
+  std::string base_config_sha256;
+  std::string base_weights_sha256;
+  bool base_matches = true;
+};
+
 /// The prediction `head` makes from `logits` (one example's).
 Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
                            std::optional<std::string> task = std::nullopt);
@@ -75,11 +92,12 @@ Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
 /// A model directory (config.json, model.safetensors, the tokenizer's files) with adapter packs
 /// loaded onto it as tasks, ready to answer requests.
 ///
-/// Thread safety: after construction every member is const and changes no state, neither the
-/// model's (no active task is set per request: each batch carries its own TaskRouting) nor
-/// LibTorch's global state, so any number of threads may call predict() on one Predictor at
-/// once and each gets what a serial call would give. Construction and destruction must not
-/// overlap with calls.
+/// Thread safety: the const members change no state, neither the model's (no active task is set
+/// per request: each batch carries its own TaskRouting) nor LibTorch's global state, so any
+/// number of threads may call predict() on one Predictor at once and each gets what a serial call
+/// would give. add_task() and remove_task() may run at the same time as those calls: they wait
+/// for the calls in flight to finish and hold new ones back until the task set has changed.
+/// Construction, moving and destruction must not overlap with any call.
 class Predictor {
  public:
   /// Loads the base from `model_directory` and each pack of `adapter_packs` as a task named as
@@ -91,16 +109,29 @@ class Predictor {
   Predictor(Predictor&&) noexcept;
   Predictor& operator=(Predictor&&) noexcept;
 
-  /// The tasks, in the order their packs were given.
+  /// The tasks, in the order their packs were given (or added).
   std::vector<std::string> tasks() const;
-  /// The head `task` answers with (std::nullopt: the model directory's).
+  /// Whether `task` is one of tasks().
+  bool has_task(const std::string& task) const;
+  /// What task `task` is (Error if there is none).
+  TaskInfo task_info(const std::string& task) const;
+
+  /// Loads another pack as task `name` (default: the pack's name) while other threads may be
+  /// predicting. Returns the task's name. Throws Error as the constructor does, or if the name is
+  /// taken; the Predictor is then unchanged.
+  std::string add_task(const std::string& adapter_pack,
+                       const std::optional<std::string>& name = std::nullopt);
+  /// Unloads task `name` (Error if there is none) while other threads may be predicting.
+  void remove_task(const std::string& name);
+  /// The head `task` answers with (std::nullopt: the model directory's). The reference is valid
+  /// until the task is removed.
   const HeadConfig& head(const std::optional<std::string>& task) const;
   /// The length `task`'s requests are truncated to.
   int64_t max_length(const std::optional<std::string>& task) const;
   Precision precision() const;
   c10::Device device() const;
   /// What loading noticed, e.g. a pack trained on other base weights; one line each.
-  const std::vector<std::string>& warnings() const;
+  std::vector<std::string> warnings() const;
   /// Bytes of the shared base's tensors (its parameters and the model directory's head).
   int64_t base_bytes() const;
   /// Bytes of task `task`'s own tensors: all that loading its pack added to the model.
