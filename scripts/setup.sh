@@ -13,6 +13,8 @@ PACKAGES=(
   libgtest-dev googletest
   # SHA-256 for the base-model identity recorded in adapter packs
   libssl-dev
+  # HTTP for `adaptertune serve` (cpp-httplib: no HTTP parsing of our own)
+  libcpp-httplib-dev
   # a real BLAS: without it Debian's LibTorch falls back to reference BLAS (~30x slower)
   libopenblas0-openmp
   # independent reference for checkpoint parity tests (Debian's own python3 with torch)

@@ -26,4 +26,7 @@ Command add_eval_command(CLI::App& app);
 /// `adaptertune predict`: labels (and logits, submission files) for new text.
 Command add_predict_command(CLI::App& app);
 
+/// `adaptertune serve`: predictions over HTTP for many tasks on one base.
+Command add_serve_command(CLI::App& app);
+
 }  // namespace adaptertune::cli

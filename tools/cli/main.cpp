@@ -105,6 +105,7 @@ int main(int argc, char** argv) {
   adaptertune::cli::Command run_train = adaptertune::cli::add_train_command(app);
   adaptertune::cli::Command run_eval = adaptertune::cli::add_eval_command(app);
   adaptertune::cli::Command run_predict = adaptertune::cli::add_predict_command(app);
+  adaptertune::cli::Command run_serve = adaptertune::cli::add_serve_command(app);
   std::vector<std::string> args;
   try {
     args = expand_options_file(argc, argv);
@@ -138,6 +139,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("train")) return run_train();
     if (app.got_subcommand("eval")) return run_eval();
     if (app.got_subcommand("predict")) return run_predict();
+    if (app.got_subcommand("serve")) return run_serve();
   } catch (const adaptertune::Error& e) {
     std::cerr << "adaptertune: error: " << e.what() << "\n";
     return 1;

@@ -1,0 +1,247 @@
+#!/usr/bin/python3
+"""`adaptertune serve` end to end (ctest label `server`): starts servers on free ports of
+127.0.0.1, sends good and bad requests and concurrent clients, loads and unloads packs under
+traffic, checks answers against the offline `predict`, overload (503 with Retry-After),
+timeouts (504), and SIGTERM with requests in flight (all answered, exit 0).
+
+Usage: server_test.py ADAPTERTUNE PROJECT_DIR WORK_DIR"""
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+cli, project, work = sys.argv[1:4]
+base = os.path.join(project, "models", "adaptertune-base-uncased-L4-H256")
+glue = os.path.join(project, "data", "glue")
+shutil.rmtree(work, ignore_errors=True)
+packs_dir = os.path.join(work, "packs")
+os.makedirs(packs_dir)
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+        print("FAIL:", message, file=sys.stderr)
+
+
+def train(task, name):
+    out = os.path.join(packs_dir, name)
+    subprocess.run([cli, "train", "--task", task, "--data-dir", glue, "--model", base,
+                    "--train-examples", "32", "--batch-size", "16", "--max-steps", "2",
+                    "--max-length", "32", "--no-progress", "--out", out],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return os.path.join(out, "best")
+
+
+class Server:
+    def __init__(self, *flags):
+        self.log = open(os.path.join(work, f"server{random.randrange(10**9)}.log"), "w+")
+        self.process = subprocess.Popen([cli, "serve", "--model", base, "--port", "0", *flags],
+                                        stdout=subprocess.DEVNULL, stderr=self.log)
+        deadline = time.time() + 120
+        self.port = None
+        while self.port is None and time.time() < deadline:
+            self.log.seek(0)
+            found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.log.read())
+            if found:
+                self.port = int(found.group(1))
+            elif self.process.poll() is not None:
+                break
+            else:
+                time.sleep(0.1)
+        if self.port is None:
+            self.log.seek(0)
+            raise SystemExit("the server did not start: " + self.log.read())
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data,
+                                         method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.read().decode(), dict(response.headers)
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode(), dict(error.headers)
+
+    def predict(self, body, **kwargs):
+        return self.request("POST", "/v1/predict", body, **kwargs)
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        self.log.seek(0)
+        return code, self.log.read()
+
+
+def close(a, b):
+    return abs(a - b) <= 1e-5 * max(1.0, abs(b))
+
+
+def same_answer(got, expected):
+    return (got.get("task") == expected.get("task") and got.get("label") == expected.get("label")
+            and len(got["logits"]) == len(expected["logits"])
+            and all(close(x, y) for x, y in zip(got["logits"], expected["logits"])))
+
+
+sst2 = train("SST-2", "sst2")
+stsb = train("STS-B", "stsb")
+
+# The offline answers for a mixed set of requests.
+requests = []
+for i, text in enumerate(["a gorgeous, witty movie", "the plot is a mess", "fine", "dull, long"]):
+    requests.append({"task": "SST-2", "text": text})
+    requests.append({"task": "STS-B", "text": text, "text_pair": "a film " + str(i)})
+    requests.append({"text": "no task " + str(i)})
+with open(os.path.join(work, "requests.jsonl"), "w") as f:
+    for r in requests:
+        f.write(json.dumps(r) + "\n")
+offline = subprocess.run([cli, "predict", "--model", base, "--adapter-pack", sst2,
+                          "--adapter-pack", stsb, "--input", os.path.join(work, "requests.jsonl")],
+                         check=True, capture_output=True, text=True).stdout.splitlines()
+expected = [json.loads(line) for line in offline]
+# Requests that name no task run the model directory's head; the shipped base has none, so it is
+# random per process: compare those by shape only.
+def matches(got, i):
+    if requests[i].get("task") is None:
+        return got["task"] is None and len(got["probabilities"]) == 2
+    return same_answer(got, expected[i])
+
+
+a = Server("--adapter-pack", sst2, "--adapter-pack", stsb, "--packs-dir", packs_dir,
+           "--api-key", "secret", "--max-body-bytes", "4096", "--max-text-bytes", "512",
+           "--max-inputs", "16", "--max-wait-ms", "5")
+status, body, _ = a.request("GET", "/healthz")
+check(status == 200 and json.loads(body) == {"status": "ok"}, f"healthz: {status} {body}")
+status, body, _ = a.request("GET", "/v1/tasks")
+tasks = {t["name"]: t for t in json.loads(body)["tasks"]}
+check(set(tasks) == {"SST-2", "STS-B"}, f"tasks: {body}")
+check(tasks["SST-2"]["labels"] == ["0", "1"] and tasks["STS-B"]["problem_type"] == "regression",
+      f"task descriptions: {body}")
+check(tasks["SST-2"]["base"]["matches"] and len(tasks["SST-2"]["base"]["weights_sha256"]) == 64,
+      f"base identity: {body}")
+
+# One request, and all of them mixed in one: equal to the offline predict.
+status, body, _ = a.predict(requests[0])
+check(status == 200 and matches(json.loads(body), 0), f"single predict: {status} {body}")
+status, body, _ = a.predict({"inputs": requests})
+outputs = json.loads(body)["outputs"] if status == 200 else []
+check(len(outputs) == len(requests) and all(matches(o, i) for i, o in enumerate(outputs)),
+      f"mixed predict differs from offline: {status} {body[:300]}")
+
+# Bad requests: status and a message naming the field.
+bad = [
+    (b"{not json", 400, "invalid JSON"),
+    ([1, 2], 400, "expected a JSON object"),
+    ({"task": "SST-2"}, 400, 'body: expected {\\"text\\": string}'),
+    ({"task": "SST-2", "text": 5}, 400, 'body: expected {\\"text\\": string}'),
+    ({"task": 7, "text": "x"}, 400, '\\"task\\" must be a string'),
+    ({"text": "x", "lang": "en"}, 400, 'unknown key \\"lang\\"'),
+    ({"inputs": "x"}, 400, "non-empty array"),
+    ({"inputs": [{"text": "x"}], "task": "SST-2"}, 400, "no other key"),
+    ({"inputs": [{"text": "x"}, {"txt": "y"}]}, 400, "inputs[1]"),
+    ({"task": "SST-3", "text": "x"}, 404, 'no task \\"SST-3\\"'),
+    ({"inputs": [{"task": "SST-2", "text": "x"}, {"task": "nope", "text": "y"}]}, 404, "inputs[1]"),
+    ({"text": "x" * 600}, 413, "limit is 512"),
+    ({"inputs": [{"text": "x"}] * 17}, 413, "limit is 16"),
+    ({"text": "y" * 5000}, 413, "too large"),
+]
+for payload, code, fragment in bad:
+    status, body, _ = a.predict(payload)
+    check(status == code and fragment in body, f"{str(payload)[:60]}: {status} {body[:200]}")
+status, body, _ = a.request("GET", "/v1/nothing")
+check(status == 404 and "error" in json.loads(body), f"unknown endpoint: {status} {body}")
+
+# Loading and unloading: the key, the packs directory, no traversal.
+key = {"X-API-Key": "secret"}
+for payload, headers, code in [
+        ({"path": "stsb/best", "name": "STS-B-2"}, {}, 401),
+        ({"path": "stsb/best", "name": "STS-B-2"}, {"X-API-Key": "wrong"}, 401),
+        ({"path": "../../../../etc"}, key, 403),
+        ({"path": "/etc"}, key, 403),
+        ({"path": "missing/best"}, key, 404),
+        ({"path": "stsb/best"}, key, 409),  # its name, STS-B, is taken
+        ({"path": "stsb/best", "nme": "x"}, key, 400)]:
+    status, body, _ = a.request("POST", "/v1/tasks", payload, headers)
+    check(status == code, f"load {payload} {headers}: {status} {body}")
+status, _, _ = a.request("DELETE", "/v1/tasks/SST-2")
+check(status == 401, f"unload without the key: {status}")
+
+# Concurrent clients, while packs are loaded and unloaded: every answer is the right one.
+errors = []
+def client(seed):
+    rng = random.Random(seed)
+    for _ in range(15):
+        i = rng.randrange(len(requests))
+        status, body, _ = a.predict(requests[i])
+        if status != 200 or not matches(json.loads(body), i):
+            errors.append(f"request {i}: {status} {body[:200]}")
+clients = [threading.Thread(target=client, args=(seed,)) for seed in range(8)]
+for c in clients:
+    c.start()
+for round in range(3):
+    status, body, _ = a.request("POST", "/v1/tasks", {"path": "stsb/best", "name": "extra"}, key)
+    check(status == 201 and json.loads(body)["name"] == "extra", f"load under traffic: {status} {body}")
+    status, body, _ = a.predict({"task": "extra", "text": "a", "text_pair": "b"})
+    check(status == 200 and "score" in json.loads(body), f"predict on a loaded task: {status} {body}")
+    status, body, _ = a.request("DELETE", "/v1/tasks/extra", headers={"Authorization": "Bearer secret"})
+    check(status == 200, f"unload under traffic: {status} {body}")
+for c in clients:
+    c.join()
+check(not errors, f"{len(errors)} wrong answers under concurrency, e.g. {errors[:2]}")
+status, body, _ = a.request("DELETE", "/v1/tasks/SST-2", headers=key)
+check(status == 200, f"unload SST-2: {status} {body}")
+status, body, _ = a.predict(requests[0])
+check(status == 404, f"predict on an unloaded task: {status} {body}")
+status, body, _ = a.request("GET", "/metrics")
+for fragment in ['adaptertune_requests_total{endpoint="/v1/predict",status="200"}',
+                 'adaptertune_examples_total{task="SST-2",status="200"}',
+                 'adaptertune_request_seconds_bucket{le="+Inf"}', "adaptertune_batch_examples_count",
+                 "adaptertune_queue_examples 0", "adaptertune_tasks 1"]:
+    check(fragment in body, f"metrics lack {fragment}")
+check('task="SST-3"' not in body, "made-up task names became metric labels")
+code, log = a.stop()
+check(code == 0 and "serve: stopped" in log, f"SIGTERM: exit {code}, log {log[-300:]}")
+
+# Overload: a queue of one example; the rest get 503 with Retry-After, none is lost.
+b = Server("--adapter-pack", sst2, "--max-queue", "1", "--max-wait-ms", "300", "--threads", "12")
+results = []
+def burst():
+    status, body, headers = b.predict({"task": "SST-2", "text": "queued"})
+    results.append((status, headers.get("Retry-After")))
+burst_threads = [threading.Thread(target=burst) for _ in range(10)]
+for t in burst_threads:
+    t.start()
+for t in burst_threads:
+    t.join()
+check(len(results) == 10 and all(s in (200, 503) for s, _ in results), f"overload: {results}")
+check(any(s == 503 and r == "1" for s, r in results), f"no 503 with Retry-After: {results}")
+check(any(s == 200 for s, _ in results), f"nothing answered under overload: {results}")
+# SIGTERM with a request in flight (it waits 300 ms for company): answered, then exit 0.
+in_flight = []
+t = threading.Thread(target=lambda: in_flight.append(b.predict({"task": "SST-2", "text": "late"})))
+t.start()
+time.sleep(0.1)
+code, log = b.stop()
+t.join()
+check(in_flight and in_flight[0][0] == 200, f"request in flight at SIGTERM: {in_flight}")
+check(code == 0, f"exit after SIGTERM with a request in flight: {code} {log[-300:]}")
+
+# A request that waits longer than --request-timeout-ms gets 504.
+c = Server("--adapter-pack", sst2, "--max-wait-ms", "500", "--request-timeout-ms", "50")
+status, body, _ = c.predict({"task": "SST-2", "text": "slow"})
+check(status == 504 and "50 ms" in body, f"timeout: {status} {body}")
+c.stop()
+
+if failures:
+    print(f"{len(failures)} failure(s)", file=sys.stderr)
+    sys.exit(1)
+print("PASS")

@@ -1,0 +1,136 @@
+// `adaptertune serve`: a model directory and adapter packs behind HTTP (see tools/serve/).
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "adaptertune/device.h"
+#include "adaptertune/error.h"
+#include "adaptertune/inference/predictor.h"
+#include "adaptertune/io/adapter_pack.h"
+#include "commands.h"
+#include "common.h"
+#include "http_server.h"
+
+namespace adaptertune::cli {
+namespace {
+
+struct ServeOptions {
+  std::string model;
+  std::vector<std::string> adapter_packs;
+  serve::ServerOptions server;
+  int64_t max_wait_ms = 5;
+  int64_t request_timeout_ms = 30000;
+  std::string device = "auto";
+  std::optional<std::string> precision;
+  std::optional<int64_t> max_length;
+};
+
+int run(ServeOptions o) {
+  // SIGINT and SIGTERM go to one thread that stops the server, so that requests in flight are
+  // answered before the process exits. Blocked before any other thread exists (LibTorch's
+  // included), so that every thread inherits the mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  if (o.server.api_key.empty()) {
+    if (const char* key = std::getenv("ADAPTERTUNE_API_KEY")) o.server.api_key = key;
+  }
+  o.server.batching.max_wait = std::chrono::milliseconds(o.max_wait_ms);
+  o.server.request_timeout = std::chrono::milliseconds(o.request_timeout_ms);
+  PredictorOptions options;
+  options.device = parse_device(o.device);
+  if (o.precision) options.precision = parse_precision(*o.precision);
+  options.max_length = o.max_length.value_or(0);
+  options.batch_size = o.server.batching.max_batch;
+  for (const auto& pack : o.adapter_packs) read_adapter_pack_info(pack);  // fail fast
+  Predictor predictor(o.model, o.adapter_packs, options);
+  for (const auto& w : predictor.warnings()) std::fprintf(stderr, "warning: %s\n", w.c_str());
+
+  serve::HttpServer server(predictor, o.server);
+  const int port = server.bind();
+  std::thread stopper([&server, stop_signals] {
+    int signal = 0;
+    sigwait(&stop_signals, &signal);
+    std::fprintf(stderr, "serve: %s: finishing the requests in flight\n",
+                 signal == SIGINT ? "SIGINT" : "SIGTERM");
+    server.stop();
+  });
+  std::fprintf(stderr, "serve: listening on http://%s:%d (%zu tasks, device %s)\n",
+               o.server.host.c_str(), port, predictor.tasks().size(), options.device.str().c_str());
+  std::fflush(stderr);
+  server.serve();
+  stopper.join();
+  std::fprintf(stderr, "serve: stopped\n");
+  return 0;
+}
+
+}  // namespace
+
+Command add_serve_command(CLI::App& app) {
+  auto o = std::make_shared<ServeOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "serve", "Answer predictions over HTTP: one base, many tasks, dynamic batching");
+  add_model_option(cmd, o->model, "Model directory (config.json, model.safetensors, vocab.txt)")
+      ->required();
+  cmd->add_option("--adapter-pack", o->adapter_packs, "Adapter pack to serve (repeatable)")
+      ->check(CLI::ExistingDirectory)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->add_option("--host", o->server.host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port", o->server.port, "Port (0: any free port, printed on stderr)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  cmd->add_option("--packs-dir", o->server.packs_dir,
+                  "Directory POST /v1/tasks may load packs from (default: loading is off)")
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--api-key", o->server.api_key,
+                  "Key that POST /v1/tasks and DELETE /v1/tasks/NAME require (default: "
+                  "$ADAPTERTUNE_API_KEY; none: they are open)");
+  cmd->add_option("--max-batch", o->server.batching.max_batch,
+                  "Examples run together in one forward pass")
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}))
+      ->capture_default_str();
+  cmd->add_option("--max-wait-ms", o->max_wait_ms,
+                  "How long a request waits for others to batch with")
+      ->check(CLI::Range(int64_t{0}, int64_t{10000}))
+      ->capture_default_str();
+  cmd->add_option("--max-queue", o->server.batching.max_queue,
+                  "Examples that may wait; beyond it requests get 503")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--request-timeout-ms", o->request_timeout_ms,
+                  "A request not answered by then gets 504")
+      ->check(CLI::Range(int64_t{1}, int64_t{3600000}))
+      ->capture_default_str();
+  cmd->add_option("--max-body-bytes", o->server.max_body_bytes, "Larger bodies get 413")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 30))
+      ->capture_default_str();
+  cmd->add_option("--max-text-bytes", o->server.max_text_bytes,
+                  "Larger texts (text + text_pair) get 413")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 30))
+      ->capture_default_str();
+  cmd->add_option("--max-inputs", o->server.max_inputs, "More inputs per request get 413")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--threads", o->server.threads, "Connections served at once")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("--max-length", o->max_length,
+                  "Tokens per example (default: what each pack was trained with, else 128)")
+      ->check(CLI::PositiveNumber);
+  add_device_option(cmd, o->device);
+  add_precision_option(cmd, o->precision,
+                       "fp32, bf16 or fp16 (default: what the packs were trained with, else fp32)");
+  return [o] { return run(*o); };
+}
+
+}  // namespace adaptertune::cli

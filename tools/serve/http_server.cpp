@@ -1,0 +1,330 @@
+#include "http_server.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <future>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "adaptertune/error.h"
+#include "metrics.h"
+
+namespace adaptertune::serve {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// A handler's answer: the status and a JSON body (an error is `{"error": message}`).
+struct Reply {
+  int status = 200;
+  std::string body;
+  static Reply error(int status, const std::string& message) {
+    return {status, Json{{"error", message}}.dump()};
+  }
+};
+
+// Whether `path` is `root` or below it (both absolute and normalised).
+bool inside(const std::filesystem::path& path, const std::filesystem::path& root) {
+  auto p = path.begin();
+  for (auto r = root.begin(); r != root.end(); ++r, ++p) {
+    if (r->empty()) continue;  // a trailing separator
+    if (p == path.end() || *p != *r) return false;
+  }
+  return true;
+}
+
+Json task_json(const TaskInfo& info) {
+  Json labels = nullptr;
+  if (info.head.problem_type != ProblemType::kRegression) {
+    labels = Json::array();
+    for (int64_t i = 0; i < info.head.num_labels; ++i) {
+      const auto index = static_cast<size_t>(i);
+      labels.push_back(index < info.head.id2label.size() ? info.head.id2label[index]
+                                                         : "LABEL_" + std::to_string(i));
+    }
+  }
+  return {{"name", info.name},
+          {"problem_type", info.head.problem_type == ProblemType::kRegression
+                               ? "regression"
+                               : "single_label_classification"},
+          {"labels", labels},
+          {"adapter_config", Json::parse(info.adapter_config_json)},
+          {"max_length", info.max_length},
+          {"base",
+           {{"config_sha256", info.base_config_sha256},
+            {"weights_sha256", info.base_weights_sha256},
+            {"matches", info.base_matches}}}};
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  Predictor& predictor;
+  ServerOptions options;
+  Metrics metrics;
+  DynamicBatcher batcher;
+  httplib::Server http;
+  bool bound = false;
+
+  Impl(Predictor& p, ServerOptions o)
+      : predictor(p),
+        options(std::move(o)),
+        batcher(p, options.batching, [this](int64_t n) { metrics.observe_batch(n); }) {}
+
+  bool authorised(const httplib::Request& request) const {
+    if (options.api_key.empty()) return true;
+    return request.get_header_value("Authorization") == "Bearer " + options.api_key ||
+           request.get_header_value("X-API-Key") == options.api_key;
+  }
+
+  Reply predict(const httplib::Request& request) {
+    Json body;
+    try {
+      body = Json::parse(request.body);
+    } catch (const Json::exception& e) {
+      return Reply::error(400, std::string("invalid JSON: ") + e.what());
+    }
+    if (!body.is_object()) return Reply::error(400, "expected a JSON object");
+    const bool many = body.contains("inputs");
+    std::vector<TaskRequest> requests;
+    try {
+      if (many) {
+        if (body.size() != 1) {
+          return Reply::error(400, "with \"inputs\", the body has no other key");
+        }
+        const Json& inputs = body["inputs"];
+        if (!inputs.is_array() || inputs.empty()) {
+          return Reply::error(400, "\"inputs\" must be a non-empty array of requests");
+        }
+        if (static_cast<int64_t>(inputs.size()) > options.max_inputs) {
+          return Reply::error(413, "\"inputs\" has " + std::to_string(inputs.size()) +
+                                       " requests, the limit is " +
+                                       std::to_string(options.max_inputs));
+        }
+        for (size_t i = 0; i < inputs.size(); ++i) {
+          requests.push_back(
+              parse_task_request(inputs[i].dump(), "inputs[" + std::to_string(i) + "]"));
+        }
+      } else {
+        requests.push_back(parse_task_request(body.dump(), "body"));
+      }
+    } catch (const Error& e) {
+      return Reply::error(400, e.what());
+    }
+    for (size_t i = 0; i < requests.size(); ++i) {
+      const TaskRequest& r = requests[i];
+      const std::string where = many ? "inputs[" + std::to_string(i) + "]" : "body";
+      const size_t bytes = r.text.size() + (r.text_pair ? r.text_pair->size() : 0);
+      if (bytes > options.max_text_bytes) {
+        return Reply::error(413, where + ": the text is " + std::to_string(bytes) +
+                                     " bytes, the limit is " +
+                                     std::to_string(options.max_text_bytes));
+      }
+      if (r.task && !predictor.has_task(*r.task)) {
+        return Reply::error(404,
+                            where + ": no task \"" + *r.task + "\" (GET /v1/tasks lists them)");
+      }
+    }
+    std::optional<std::future<std::vector<Prediction>>> answer = batcher.submit(requests);
+    if (!answer) return Reply::error(503, "the queue is full; retry later");
+    if (answer->wait_for(options.request_timeout) != std::future_status::ready) {
+      return Reply::error(
+          504, "not answered within " + std::to_string(options.request_timeout.count()) + " ms");
+    }
+    std::vector<Prediction> predictions;
+    try {
+      predictions = answer->get();
+    } catch (const Error& e) {
+      // A task unloaded while the request waited.
+      for (const auto& r : requests) {
+        if (r.task && !predictor.has_task(*r.task)) {
+          return Reply::error(404, "task \"" + *r.task + "\" was unloaded");
+        }
+      }
+      return Reply::error(500, e.what());
+    }
+    if (!many) return {200, predictions.at(0).to_json()};
+    std::string out = "{\"outputs\":[";
+    for (size_t i = 0; i < predictions.size(); ++i) {
+      out += (i ? "," : "") + predictions[i].to_json();
+    }
+    return {200, out + "]}"};
+  }
+
+  Reply list_tasks() const {
+    Json tasks = Json::array();
+    for (const auto& name : predictor.tasks()) {
+      try {
+        tasks.push_back(task_json(predictor.task_info(name)));
+      } catch (const Error&) {
+        // Unloaded between the two calls.
+      }
+    }
+    return {200, Json{{"tasks", tasks}}.dump()};
+  }
+
+  Reply load_task(const httplib::Request& request) {
+    if (!authorised(request)) return Reply::error(401, "this endpoint needs the API key");
+    if (options.packs_dir.empty()) {
+      return Reply::error(403, "loading packs is off: start the server with --packs-dir");
+    }
+    Json body;
+    try {
+      body = Json::parse(request.body);
+    } catch (const Json::exception& e) {
+      return Reply::error(400, std::string("invalid JSON: ") + e.what());
+    }
+    if (!body.is_object() || !body.contains("path") || !body["path"].is_string()) {
+      return Reply::error(400, "expected {\"path\": string, \"name\": string (optional)}");
+    }
+    std::optional<std::string> name;
+    for (auto it = body.begin(); it != body.end(); ++it) {
+      if (it.key() == "name") {
+        if (!it->is_string()) return Reply::error(400, "\"name\" must be a string");
+        name = it->get<std::string>();
+      } else if (it.key() != "path") {
+        return Reply::error(400, "unknown key \"" + it.key() + "\" (expected \"path\", \"name\")");
+      }
+    }
+    // Below --packs-dir as written (no "..", no absolute path elsewhere) and once links are
+    // resolved; told apart from a missing pack only inside it.
+    namespace fs = std::filesystem;
+    const std::string path = body["path"].get<std::string>();
+    std::error_code error;
+    const fs::path root = fs::canonical(options.packs_dir, error);
+    const fs::path written = (root / path).lexically_normal();
+    if (error || path.empty() || !inside(written, root) || written == root) {
+      return Reply::error(403, "\"path\": " + path + " is not a directory below --packs-dir");
+    }
+    const fs::path pack = fs::canonical(written, error);
+    if (error) return Reply::error(404, "\"path\": no pack at " + path);
+    if (!inside(pack, root)) {
+      return Reply::error(403, "\"path\": " + path + " leads outside --packs-dir");
+    }
+    try {
+      if (name && predictor.has_task(*name)) {
+        return Reply::error(409, "task \"" + *name + "\" is loaded already");
+      }
+      const std::string added = predictor.add_task(pack.string(), name);
+      return {201, task_json(predictor.task_info(added)).dump()};
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      const bool taken = message.find("already exists") != std::string::npos;
+      return Reply::error(taken ? 409 : 400, message);
+    }
+  }
+
+  Reply unload_task(const httplib::Request& request, const std::string& name) {
+    if (!authorised(request)) return Reply::error(401, "this endpoint needs the API key");
+    if (!predictor.has_task(name)) return Reply::error(404, "no task \"" + name + "\"");
+    try {
+      predictor.remove_task(name);
+    } catch (const Error& e) {
+      return Reply::error(404, e.what());  // removed by another call meanwhile
+    }
+    return {200, Json{{"removed", name}}.dump()};
+  }
+
+  // Wraps a handler: JSON content type, metrics, and no exception escapes into httplib.
+  template <typename Handler>
+  httplib::Server::Handler route(const std::string& endpoint, Handler handler) {
+    return [this, endpoint, handler](const httplib::Request& request, httplib::Response& response) {
+      const auto start = std::chrono::steady_clock::now();
+      Reply reply;
+      try {
+        reply = handler(request);
+      } catch (const std::exception& e) {
+        reply = Reply::error(500, e.what());
+      }
+      response.status = reply.status;
+      if (reply.status == 503) response.set_header("Retry-After", "1");
+      response.set_content(reply.body, "application/json");
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      metrics.observe_request(endpoint, reply.status, seconds);
+      if (endpoint == "/v1/predict") count_examples(request, reply.status);
+    };
+  }
+
+  // Examples per task for the metrics (the body is read again only to count).
+  void count_examples(const httplib::Request& request, int status) {
+    Json body = Json::parse(request.body, nullptr, false);
+    // Only tasks the server has become labels: a label per made-up name would let clients
+    // grow the metrics without bound.
+    auto task_of = [this](const Json& input) {
+      if (!input.is_object() || !input.contains("task") || !input["task"].is_string())
+        return std::string();
+      std::string task = input["task"].get<std::string>();
+      return predictor.has_task(task) ? task : std::string();
+    };
+    if (body.is_object() && body.contains("inputs") && body["inputs"].is_array()) {
+      for (const auto& input : body["inputs"]) metrics.count_example(task_of(input), status);
+    } else {
+      metrics.count_example(task_of(body), status);
+    }
+  }
+};
+
+HttpServer::HttpServer(Predictor& predictor, ServerOptions options)
+    : impl_(std::make_unique<Impl>(predictor, std::move(options))) {
+  Impl& s = *impl_;
+  const int threads = std::max(1, s.options.threads);
+  s.http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  s.http.set_payload_max_length(s.options.max_body_bytes);  // larger bodies get 413
+  s.http.Post("/v1/predict",
+              s.route("/v1/predict", [&s](const httplib::Request& r) { return s.predict(r); }));
+  s.http.Get("/v1/tasks",
+             s.route("/v1/tasks", [&s](const httplib::Request&) { return s.list_tasks(); }));
+  s.http.Post("/v1/tasks",
+              s.route("/v1/tasks", [&s](const httplib::Request& r) { return s.load_task(r); }));
+  s.http.Delete(R"(/v1/tasks/([^/]+))", s.route("/v1/tasks/NAME", [&s](const httplib::Request& r) {
+    return s.unload_task(r, r.matches[1].str());
+  }));
+  s.http.Get("/healthz", s.route("/healthz", [](const httplib::Request&) {
+    return Reply{200, "{\"status\":\"ok\"}"};
+  }));
+  s.http.Get("/metrics", [&s](const httplib::Request&, httplib::Response& response) {
+    response.set_content(
+        s.metrics.render(s.batcher.queue_depth(), static_cast<int64_t>(s.predictor.tasks().size())),
+        "text/plain; version=0.0.4");
+  });
+  // httplib's own answers (unknown path, 413 for a large body, ...) get a JSON body too.
+  s.http.set_error_handler([](const httplib::Request& request, httplib::Response& response) {
+    if (!response.body.empty()) return;
+    const std::string message = response.status == 413 ? "the request body is too large"
+                                : response.status == 404
+                                    ? "no endpoint " + request.method + " " + request.path
+                                    : "HTTP " + std::to_string(response.status);
+    response.set_content(Json{{"error", message}}.dump(), "application/json");
+  });
+}
+
+HttpServer::~HttpServer() = default;
+
+int HttpServer::bind() {
+  Impl& s = *impl_;
+  int port = s.options.port;
+  if (port == 0) {
+    port = s.http.bind_to_any_port(s.options.host);
+  } else if (!s.http.bind_to_port(s.options.host, port)) {
+    port = -1;
+  }
+  if (port < 0) {
+    throw Error("serve: cannot listen on " + s.options.host + ":" + std::to_string(s.options.port) +
+                " (in use, or not an address of this machine)");
+  }
+  s.bound = true;
+  return port;
+}
+
+void HttpServer::serve() {
+  if (!impl_->bound) bind();
+  impl_->http.listen_after_bind();
+}
+
+void HttpServer::stop() {
+  impl_->http.stop();
+}
+
+}  // namespace adaptertune::serve
