@@ -25,7 +25,7 @@ struct ServeOptions {
   std::string model;
   std::vector<std::string> adapter_packs;
   serve::ServerOptions server;
-  int64_t max_wait_ms = 5;
+  int64_t max_wait_ms = 0;
   int64_t request_timeout_ms = 30000;
   std::string device = "auto";
   std::optional<std::string> precision;

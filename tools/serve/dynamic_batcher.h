@@ -21,7 +21,7 @@ struct DynamicBatcherOptions {
   /// Examples per Predictor call (a request larger than this runs alone).
   int64_t max_batch = 64;
   /// How long the first request of a batch waits for others.
-  std::chrono::milliseconds max_wait{5};
+  std::chrono::milliseconds max_wait{0};
   /// Examples that may wait; submit() refuses beyond this (the server answers 503).
   int64_t max_queue = 1024;
 };
