@@ -213,6 +213,7 @@ check(code == 0 and "serve: stopped" in log, f"SIGTERM: exit {code}, log {log[-3
 
 # Overload: a queue of one example; the rest get 503 with Retry-After, none is lost.
 b = Server("--adapter-pack", sst2, "--max-queue", "1", "--max-wait-ms", "300", "--threads", "12")
+# (the SIGTERM check below needs its request to wait 300 ms, long enough to be seen queued)
 results = []
 def burst():
     status, body, headers = b.predict({"task": "SST-2", "text": "queued"})
@@ -229,7 +230,11 @@ check(any(s == 200 for s, _ in results), f"nothing answered under overload: {res
 in_flight = []
 t = threading.Thread(target=lambda: in_flight.append(b.predict({"task": "SST-2", "text": "late"})))
 t.start()
-time.sleep(0.1)
+deadline = time.time() + 30  # until the request waits in the queue
+while time.time() < deadline:
+    if "adaptertune_queue_examples 1" in b.request("GET", "/metrics")[1]:
+        break
+    time.sleep(0.01)
 code, log = b.stop()
 t.join()
 check(in_flight and in_flight[0][0] == 200, f"request in flight at SIGTERM: {in_flight}")
