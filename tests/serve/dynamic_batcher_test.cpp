@@ -15,6 +15,7 @@
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/text/wordpiece.h"
+#include "test_util.h"
 
 namespace adaptertune::serve {
 namespace {
@@ -28,13 +29,8 @@ const std::pair<std::string, std::string>& model_and_pack() {
         ::testing::TempDir() + "adaptertune_batcher_" + std::to_string(::getpid());
     remove_tree(root);
     torch::manual_seed(3);
-    BertConfig config;
+    BertConfig config = testing::tiny_config();
     config.vocab_size = 30522;
-    config.hidden_size = 32;
-    config.num_hidden_layers = 2;
-    config.num_attention_heads = 4;
-    config.intermediate_size = 64;
-    config.max_position_embeddings = 64;
     BertForSequenceClassification model(config, HeadConfig::classification({"no", "yes"}));
     save_pretrained(*model, root + "/base");
     save_tokenizer(WordPieceTokenizer(kData + "/vocab/bert-base-uncased-vocab.txt"),
