@@ -17,6 +17,8 @@ PACKAGES=(
   libcpp-httplib-dev
   # a real BLAS: without it Debian's LibTorch falls back to reference BLAS (~30x slower)
   libopenblas0-openmp
+  # headless browser for the page `adaptertune serve` offers (ctest label browser)
+  chromium chromium-driver
   # independent reference for checkpoint parity tests (Debian's own python3 with torch)
   python3 python3-torch python3-numpy
 )

@@ -8,15 +8,13 @@ Usage: server_test.py ADAPTERTUNE PROJECT_DIR WORK_DIR"""
 import json
 import os
 import random
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
+
+from serving import Server as ServeProcess, train as train_pack
 
 cli, project, work = sys.argv[1:4]
 base = os.path.join(project, "models", "adaptertune-base-uncased-L4-H256")
@@ -34,52 +32,11 @@ def check(condition, message):
 
 
 def train(task, name):
-    out = os.path.join(packs_dir, name)
-    subprocess.run([cli, "train", "--task", task, "--data-dir", glue, "--model", base,
-                    "--train-examples", "32", "--batch-size", "16", "--max-steps", "2",
-                    "--max-length", "32", "--no-progress", "--out", out],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return os.path.join(out, "best")
+    return train_pack(cli, project, task, os.path.join(packs_dir, name))
 
 
-class Server:
-    def __init__(self, *flags):
-        self.log = open(os.path.join(work, f"server{random.randrange(10**9)}.log"), "w+")
-        self.process = subprocess.Popen([cli, "serve", "--model", base, "--port", "0", *flags],
-                                        stdout=subprocess.DEVNULL, stderr=self.log)
-        deadline = time.time() + 120
-        self.port = None
-        while self.port is None and time.time() < deadline:
-            self.log.seek(0)
-            found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.log.read())
-            if found:
-                self.port = int(found.group(1))
-            elif self.process.poll() is not None:
-                break
-            else:
-                time.sleep(0.1)
-        if self.port is None:
-            self.log.seek(0)
-            raise SystemExit("the server did not start: " + self.log.read())
-
-    def request(self, method, path, body=None, headers=None, timeout=60):
-        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data,
-                                         method=method, headers=headers or {})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.status, response.read().decode(), dict(response.headers)
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode(), dict(error.headers)
-
-    def predict(self, body, **kwargs):
-        return self.request("POST", "/v1/predict", body, **kwargs)
-
-    def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=60)
-        self.log.seek(0)
-        return code, self.log.read()
+def Server(*flags):
+    return ServeProcess(cli, project, work, *flags)
 
 
 def close(a, b):

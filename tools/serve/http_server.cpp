@@ -9,6 +9,7 @@
 
 #include "adaptertune/error.h"
 #include "metrics.h"
+#include "page.h"
 
 namespace adaptertune::serve {
 namespace {
@@ -281,6 +282,9 @@ HttpServer::HttpServer(Predictor& predictor, ServerOptions options)
   s.http.Delete(R"(/v1/tasks/([^/]+))", s.route("/v1/tasks/NAME", [&s](const httplib::Request& r) {
     return s.unload_task(r, r.matches[1].str());
   }));
+  s.http.Get("/", [](const httplib::Request&, httplib::Response& response) {
+    response.set_content(kTryPage, "text/html; charset=utf-8");
+  });
   s.http.Get("/healthz", s.route("/healthz", [](const httplib::Request&) {
     return Reply{200, "{\"status\":\"ok\"}"};
   }));

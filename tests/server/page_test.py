@@ -1,0 +1,193 @@
+#!/usr/bin/python3
+"""The page `adaptertune serve` offers at GET /, in a real browser (ctest label `browser`):
+headless Chromium from Debian driven through chromedriver's WebDriver protocol (plain HTTP and
+JSON, so the standard library suffices). For a classification task, a sentence-pair regression
+task and no task, the test picks the task, types the text, presses Predict, reads the label and
+the bars the page shows, and compares them with POST /v1/predict for the same input.
+
+Usage: page_test.py ADAPTERTUNE PROJECT_DIR WORK_DIR [SCREENSHOT.png]"""
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from serving import Server, train
+
+cli, project, work = sys.argv[1:4]
+screenshot = sys.argv[4] if len(sys.argv) > 4 else None
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work)
+ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the WebDriver element reference key
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+        print("FAIL:", message, file=sys.stderr)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Browser:
+    """A headless Chromium session through chromedriver."""
+
+    def __init__(self):
+        port = free_port()
+        self.driver = subprocess.Popen(["chromedriver", f"--port={port}"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            try:
+                if self.call("GET", "/status")["ready"]:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise SystemExit("chromedriver did not start")
+            time.sleep(0.1)
+        options = {"binary": "/usr/bin/chromium",
+                   "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                            "--disable-dev-shm-usage", "--window-size=900,760"]}
+        session = self.call("POST", "/session", {"capabilities": {"alwaysMatch": {
+            "browserName": "chrome", "goog:chromeOptions": options}}})
+        self.session = f"/session/{session['sessionId']}"
+
+    def call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.loads(response.read())["value"]
+        except urllib.error.HTTPError as error:
+            raise SystemExit(f"WebDriver {method} {path}: {error.read().decode()[:500]}")
+
+    def go(self, url):
+        self.call("POST", self.session + "/url", {"url": url})
+
+    def script(self, source, *args):
+        return self.call("POST", self.session + "/execute/sync", {"script": source, "args": list(args)})
+
+    def element(self, css):
+        return self.call("POST", self.session + "/element",
+                         {"using": "css selector", "value": css})[ELEMENT]
+
+    def click(self, css):
+        self.call("POST", f"{self.session}/element/{self.element(css)}/click", {})
+
+    def type(self, css, text):
+        element = self.element(css)
+        self.call("POST", f"{self.session}/element/{element}/clear", {})
+        if text:
+            self.call("POST", f"{self.session}/element/{element}/value", {"text": text})
+
+    def wait_for(self, source, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            value = self.script(source)
+            if value:
+                return value
+            time.sleep(0.05)
+        return None
+
+    def screenshot(self, path):
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(self.call("GET", self.session + "/screenshot")))
+
+    def close(self):
+        try:
+            self.call("DELETE", self.session)
+        finally:
+            self.driver.terminate()
+            self.driver.wait(timeout=30)
+
+
+sst2 = train(cli, project, "SST-2", os.path.join(work, "sst2"))
+stsb = train(cli, project, "STS-B", os.path.join(work, "stsb"))
+server = Server(cli, project, work, "--adapter-pack", sst2, "--adapter-pack", stsb)
+browser = Browser()
+try:
+    browser.go(server.url + "/")
+    check(browser.wait_for("return document.body.dataset.ready === 'true'"), "the page never listed the tasks")
+    options = browser.script("return [...document.querySelectorAll('#task option')].map(o => o.value)")
+    check(options == ["", "SST-2", "STS-B"], f"task choices: {options}")
+    READ = """
+      const answer = document.querySelector('#answer');
+      const error = document.querySelector('#error');
+      if (error) return {error: error.textContent};
+      if (!answer || answer.dataset.for !== arguments[0]) return null;
+      return {label: answer.dataset.label || null, score: answer.dataset.score || null,
+              text: answer.textContent,
+              rows: [...document.querySelectorAll('.row')].map(r => [r.dataset.label,
+                     Number(r.dataset.probability), r.querySelector('.value').textContent,
+                     r.querySelector('.fill').style.width])};"""
+    cases = [("SST-2", "a gorgeous, witty, seductive movie", ""),
+             ("STS-B", "A man is playing a guitar.", "A man plays music."),
+             ("", "no task: the plain base answers", "")]
+    for n, (task, text, pair) in enumerate(cases):
+        browser.click(f"#task option[value='{task}']")
+        browser.type("#text", text)
+        browser.type("#pair", pair)
+        # Mark the old answer so that the new one is told apart from it.
+        browser.script("const a = document.querySelector('#answer'); if (a) a.dataset.for = 'old';")
+        browser.click("#go")
+        # Wait for the new answer (or an error), and mark it as this case's.
+        browser.wait_for(
+            "const a = document.querySelector('#answer'); const e = document.querySelector('#error');"
+            "if (e) return true; if (!a || a.dataset.for === 'old') return null;"
+            "a.dataset.for = 'case'; return true;")
+        answer = browser.script(READ, "case")
+        check(answer is not None and "error" not in answer, f"{task or 'no task'}: no answer shown: {answer}")
+        if not answer or "error" in answer:
+            continue
+        request = {"text": text}
+        if task:
+            request["task"] = task
+        if pair:
+            request["text_pair"] = pair
+        status, body, _ = server.predict(request)
+        expected = json.loads(body)
+        check(status == 200, f"{task}: /v1/predict {status} {body}")
+        if "score" in expected:
+            check(answer["score"] is not None and abs(float(answer["score"]) - expected["score"]) < 1e-6
+                  and f"{expected['score']:.4f}" in answer["text"],
+                  f"{task}: page shows {answer}, /v1/predict says {expected}")
+        else:
+            check(answer["label"] == expected["label"] and f"label: {expected['label']}" == answer["text"],
+                  f"{task or 'no task'}: page shows {answer['text']}, /v1/predict says {expected['label']}")
+            rows = answer["rows"]
+            check([r[0] for r in rows] == list(expected["probabilities"]),
+                  f"{task or 'no task'}: bars {rows} for {expected['probabilities']}")
+            for label, probability, value, width in rows:
+                p = expected["probabilities"].get(label, -1)
+                check(abs(probability - p) < 1e-9 and value == f"{100 * p:.1f} %"
+                      and width == f"{100 * p:.1f}%",
+                      f"{task or 'no task'}: bar {label} shows {value} ({width}), expected {p}")
+        if n == 0 and screenshot:
+            browser.screenshot(screenshot)
+    # A bad request shows the server's error on the page.
+    browser.click("#task option[value='SST-2']")
+    browser.script("document.querySelector('#text').value = 'x'.repeat(70000);")
+    browser.click("#go")
+    error = browser.wait_for("const e = document.querySelector('#error'); return e && e.textContent;")
+    check(error and error.startswith("413"), f"an oversized text shows {error}")
+finally:
+    browser.close()
+    code, log = server.stop()
+check(code == 0, f"server exit {code}: {log[-300:]}")
+if failures:
+    print(f"{len(failures)} failure(s)", file=sys.stderr)
+    sys.exit(1)
+print("PASS")
