@@ -7,9 +7,11 @@
 # (--max-batch 1); each request is one example of a mix of the three tasks and the plain base.
 # Prints wrk's summary, throughput, p50 and p99 latency, errors (non-2xx and socket errors), the
 # mean batch size from /metrics, and the throughput ratios, all measured in one run.
-# Usage: scripts/load_test.sh ADAPTERTUNE [DURATION] [CONNECTIONS] [WORK_DIR]
+# Usage: scripts/load_test.sh ADAPTERTUNE [DURATION] [CONNECTIONS] [WORK_DIR] [PRECISION]
+# (defaults: 30s, 64, /tmp/adaptertune-load-test, fp32)
 set -euo pipefail
 cli=$1 duration=${2:-30s} connections=${3:-64} work=${4:-/tmp/adaptertune-load-test}
+precision=${5:-fp32}
 root=$(cd "$(dirname "$0")/.." && pwd)
 base=$root/models/adaptertune-base-uncased-L4-H256
 command -v wrk >/dev/null || { echo "load_test.sh: needs wrk (apt-get install wrk)" >&2; exit 1; }
@@ -40,7 +42,7 @@ run() { # LABEL SERVE_FLAGS...
   local label=$1
   shift
   "$cli" serve --model "$base" --adapter-pack "$work/SST-2/best" --adapter-pack "$work/STS-B/best" \
-    --adapter-pack "$work/MRPC/best" --max-queue 100000 \
+    --adapter-pack "$work/MRPC/best" --max-queue 100000 --precision "$precision" \
     --port 0 --threads "$connections" "$@" 2>"$work/serve-$label.log" &
   local server=$!
   local port=""

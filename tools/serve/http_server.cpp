@@ -1,5 +1,7 @@
 #include "http_server.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <future>
@@ -67,6 +69,7 @@ struct HttpServer::Impl {
   DynamicBatcher batcher;
   httplib::Server http;
   bool bound = false;
+  socket_t listen_socket = INVALID_SOCKET;
 
   Impl(Predictor& p, ServerOptions o)
       : predictor(p),
@@ -273,6 +276,15 @@ HttpServer::HttpServer(Predictor& predictor, ServerOptions options)
   const int threads = std::max(1, s.options.threads);
   s.http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.http.set_payload_max_length(s.options.max_body_bytes);  // larger bodies get 413
+  // httplib closes a keep-alive connection after 5 requests by default; under load the clients
+  // then reconnect all the time, against a listen backlog of 5 compiled into Debian's library,
+  // and dropped connection attempts wait a second to retry. Keep connections open.
+  s.http.set_keep_alive_max_count(1000000);
+  // The listening socket, to deepen its backlog after httplib's listen() (see bind()).
+  s.http.set_socket_options([&s](socket_t socket) {
+    httplib::default_socket_options(socket);
+    s.listen_socket = socket;
+  });
   s.http.Post("/v1/predict",
               s.route("/v1/predict", [&s](const httplib::Request& r) { return s.predict(r); }));
   s.http.Get("/v1/tasks",
@@ -318,6 +330,9 @@ int HttpServer::bind() {
     throw Error("serve: cannot listen on " + s.options.host + ":" + std::to_string(s.options.port) +
                 " (in use, or not an address of this machine)");
   }
+  // Debian's httplib listens with a backlog of 5: 64 clients connecting at once lose SYNs and
+  // retry a second later. listen() again on the bound socket only deepens the queue.
+  if (s.listen_socket != INVALID_SOCKET) ::listen(s.listen_socket, SOMAXCONN);
   s.bound = true;
   return port;
 }
