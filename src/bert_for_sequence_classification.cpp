@@ -7,15 +7,21 @@
 #include "shape_check.h"
 
 namespace adaptertune {
+namespace {
+
+// The dropout before a head: its own, else the encoder's hidden dropout.
+double classifier_dropout(const HeadConfig& head, const BertConfig& config) {
+  return head.classifier_dropout >= 0 ? head.classifier_dropout : config.hidden_dropout_prob;
+}
+
+}  // namespace
 
 BertForSequenceClassificationImpl::BertForSequenceClassificationImpl(const BertConfig& config,
                                                                      const HeadConfig& head)
     : head_(head) {
   head_.validate();
   bert = register_module("bert", BertModel(config));
-  const double p =
-      head_.classifier_dropout >= 0 ? head_.classifier_dropout : config.hidden_dropout_prob;
-  dropout = register_module("dropout", torch::nn::Dropout(p));
+  dropout = register_module("dropout", torch::nn::Dropout(classifier_dropout(head_, config)));
   classifier =
       register_module("classifier", torch::nn::Linear(config.hidden_size, head_.num_labels));
   init_bert_weights(*classifier, config.initializer_range);
@@ -28,9 +34,7 @@ torch::Tensor BertForSequenceClassificationImpl::head(const std::optional<std::s
     auto found = head_of_.find(*task);
     if (found != head_of_.end()) {
       torch::nn::Linear own = found->second.classifier;
-      const HeadConfig& config = found->second.config;
-      const double p = config.classifier_dropout >= 0 ? config.classifier_dropout
-                                                      : bert->config().hidden_dropout_prob;
+      const double p = classifier_dropout(found->second.config, bert->config());
       return own(at::dropout(pooled, p, is_training()));
     }
   }

@@ -98,6 +98,11 @@ HeadConfig HeadConfig::from_model_config(const std::string& json, const std::str
   return from_json_string(head.dump(), source);
 }
 
+std::string HeadConfig::label_name(int64_t index) const {
+  const auto i = static_cast<size_t>(index);
+  return i < id2label.size() ? id2label[i] : "LABEL_" + std::to_string(index);
+}
+
 std::string HeadConfig::to_json_string() const {
   detail::Json j = {
       {"num_labels", num_labels},

@@ -39,6 +39,8 @@ struct HeadConfig {
   /// regression; no keys at all mean two classes.
   static HeadConfig from_model_config(const std::string& json, const std::string& source);
   std::string to_json_string() const;
+  /// The name of class `index`: `id2label[index]`, else Hugging Face's default "LABEL_<index>".
+  std::string label_name(int64_t index) const;
   bool operator==(const HeadConfig& other) const;
 };
 

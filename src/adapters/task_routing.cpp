@@ -30,11 +30,7 @@ TaskRouting TaskRouting::per_example(const std::vector<std::optional<std::string
     if (added) routing.groups_.push_back(Group{tasks[i], {}, {}});
     routing.groups_[it->second].row_list.push_back(static_cast<int64_t>(i));
   }
-  if (routing.groups_.size() == 1) {
-    // One task for all: no gathering at all.
-    routing.groups_.front().row_list.clear();
-    return routing;
-  }
+  if (routing.groups_.size() == 1) return routing;  // one task for all: no gathering at all
   std::vector<int64_t> order;
   const auto index_options = at::TensorOptions().dtype(at::kLong);
   for (auto& group : routing.groups_) {
@@ -54,29 +50,25 @@ at::Tensor TaskRouting::select(const at::Tensor& x, size_t g) const {
   return x.index_select(0, group.rows.to(x.device()));
 }
 
-at::Tensor TaskRouting::restore(std::vector<at::Tensor> parts, const at::Tensor& like) const {
+at::Tensor TaskRouting::per_group(const std::function<at::Tensor(size_t)>& group_result,
+                                  const at::Tensor& like) const {
+  if (is_whole_batch()) return group_result(0);
+  std::vector<at::Tensor> parts;
+  for (size_t g = 0; g < groups_.size(); ++g) parts.push_back(group_result(g));
   return at::cat(parts, 0).index_select(0, restore_.to(like.device()));
 }
 
 at::Tensor TaskRouting::map(const at::Tensor& x,
                             const std::function<at::Tensor(const std::optional<std::string>&,
                                                            const at::Tensor&)>& fn) const {
-  if (is_whole_batch()) return fn(groups_.front().task, x);
-  std::vector<at::Tensor> parts;
-  for (size_t g = 0; g < groups_.size(); ++g) parts.push_back(fn(groups_[g].task, select(x, g)));
-  return restore(std::move(parts), x);
+  return per_group([&](size_t g) { return fn(groups_[g].task, select(x, g)); }, x);
 }
 
 at::Tensor TaskRouting::map(
     const at::Tensor& x, const at::Tensor& y,
     const std::function<at::Tensor(const std::optional<std::string>&, const at::Tensor&,
                                    const at::Tensor&)>& fn) const {
-  if (is_whole_batch()) return fn(groups_.front().task, x, y);
-  std::vector<at::Tensor> parts;
-  for (size_t g = 0; g < groups_.size(); ++g) {
-    parts.push_back(fn(groups_[g].task, select(x, g), select(y, g)));
-  }
-  return restore(std::move(parts), x);
+  return per_group([&](size_t g) { return fn(groups_[g].task, select(x, g), select(y, g)); }, x);
 }
 
 }  // namespace adaptertune

@@ -24,11 +24,6 @@ namespace {
 
 constexpr int64_t kDefaultMaxLength = 128;
 
-std::string label_name(const HeadConfig& head, size_t index) {
-  if (index < head.id2label.size()) return head.id2label[index];
-  return "LABEL_" + std::to_string(index);
-}
-
 }  // namespace
 
 TaskRequest parse_task_request(const std::string& json_line, const std::string& where) {
@@ -66,15 +61,14 @@ Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
   if (head.problem_type == ProblemType::kRegression) {
     out.score = logits.at(0);
   } else {
-    const float top = *std::max_element(logits.begin(), logits.end());
+    const auto best = std::max_element(logits.begin(), logits.end());
     std::vector<double> exps;
     double sum = 0;
-    for (float l : logits) sum += exps.emplace_back(std::exp(double(l) - double(top)));
+    for (float l : logits) sum += exps.emplace_back(std::exp(double(l) - double(*best)));
     for (size_t i = 0; i < exps.size(); ++i) {
-      out.probabilities.emplace_back(label_name(head, i), exps[i] / sum);
+      out.probabilities.emplace_back(head.label_name(static_cast<int64_t>(i)), exps[i] / sum);
     }
-    const auto best = std::max_element(logits.begin(), logits.end()) - logits.begin();
-    out.label = label_name(head, static_cast<size_t>(best));
+    out.label = head.label_name(best - logits.begin());
   }
   out.logits = std::move(logits);
   return out;
@@ -127,8 +121,14 @@ struct Predictor::State {
   std::vector<std::string> tasks;
   std::map<std::string, TaskInfo> info;
   std::vector<std::string> warnings;
-  std::string base_config_sha256, base_weights_sha256;
   int64_t base_bytes = 0;
+
+  // The length requests are truncated to: the option, else what the pack records (0: nothing),
+  // else the default.
+  int64_t length(int64_t recorded) const {
+    if (options.max_length > 0) return options.max_length;
+    return recorded > 0 ? recorded : kDefaultMaxLength;
+  }
 
   // Loads `pack` as a task; the caller holds the lock exclusively (or is the constructor).
   std::string load(const std::string& pack, const std::optional<std::string>& name,
@@ -146,9 +146,7 @@ struct Predictor::State {
     task.pack = pack;
     task.head = model->head_config(task.name);
     task.adapter_config_json = pack_info.config.to_json_string();
-    task.max_length = options.max_length > 0     ? options.max_length
-                      : pack_info.max_length > 0 ? pack_info.max_length
-                                                 : kDefaultMaxLength;
+    task.max_length = length(pack_info.max_length);
     task.base_config_sha256 = pack_info.base_config_sha256;
     task.base_weights_sha256 = pack_info.base_weights_sha256;
     task.base_matches = load.warnings.empty();
@@ -248,7 +246,7 @@ const HeadConfig& Predictor::head(const std::optional<std::string>& task) const 
 
 int64_t Predictor::max_length(const std::optional<std::string>& task) const {
   std::shared_lock lock(state_->mutex);
-  if (!task) return state_->options.max_length > 0 ? state_->options.max_length : kDefaultMaxLength;
+  if (!task) return state_->length(0);
   return state_->at(*task).max_length;
 }
 
@@ -293,19 +291,16 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
   const State& s = *state_;
   if (requests.empty()) return {};
   std::shared_lock lock(s.mutex);
-  const int64_t base_length = s.options.max_length > 0 ? s.options.max_length : kDefaultMaxLength;
   EncodedDataset data;
   data.encodings.reserve(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
     const TaskRequest& request = requests[i];
-    if (request.task && !s.model->bert->tasks().contains(*request.task)) {
-      try {
-        s.model->bert->tasks().check_known(request.task);
-      } catch (const Error& e) {
-        throw Error("request " + std::to_string(i) + ": " + e.what());
-      }
+    try {
+      s.model->bert->tasks().check_known(request.task);
+    } catch (const Error& e) {
+      throw Error("request " + std::to_string(i) + ": " + e.what());
     }
-    const int64_t length = request.task ? s.info.at(*request.task).max_length : base_length;
+    const int64_t length = request.task ? s.info.at(*request.task).max_length : s.length(0);
     data.encodings.push_back(s.tokenizer->encode(request.text, request.text_pair, length));
   }
   BatcherOptions batching;
@@ -335,9 +330,7 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
       const auto width = static_cast<size_t>(cpu.size(1));
       const HeadConfig& head = group.task ? s.info.at(*group.task).head : model->head_config();
       for (int64_t k = 0; k < cpu.size(0); ++k) {
-        const size_t in_batch = group.rows.defined()
-                                    ? static_cast<size_t>(group.row_list[static_cast<size_t>(k)])
-                                    : static_cast<size_t>(k);
+        const auto in_batch = static_cast<size_t>(group.row_list[static_cast<size_t>(k)]);
         const float* row = values + static_cast<size_t>(k) * width;
         out[rows[in_batch]] =
             make_prediction(head, std::vector<float>(row, row + width), group.task);

@@ -22,13 +22,9 @@ const char* kWeightsFile = "adapter.safetensors";
 const char* kHeadConfigFile = "head_config.json";
 const char* kHeadWeightsFile = "model_head.safetensors";
 
-// The name a parameter of task `task` has in a pack: adapters keep theirs (AdapterHub's), the
-// task's copies and head take the name of the tensor they stand for (Hugging Face's).
-std::string pack_name(const std::string& param) {
-  return is_adapter_parameter(param) ? param : shared_parameter_name(param);
-}
-
-// The parameters of task `task`, by pack name, split into the head and the rest.
+// The parameters of task `task` under the names a pack gives them, split into the head and the
+// rest: adapters keep theirs (AdapterHub's), the task's copies and head take the names of the
+// tensors they stand for (Hugging Face's), which is what shared_parameter_name() gives.
 struct TaskTensors {
   std::vector<std::pair<std::string, at::Tensor>> weights, head;
 };
@@ -40,7 +36,7 @@ TaskTensors task_tensors(BertForSequenceClassification& model, const std::string
     const bool head = classify_parameter(item.key()) == ParameterGroup::kHead;
     const std::optional<std::string> owner = parameter_task(item.key());
     if (owner == task) {
-      (head ? out.head : out.weights).emplace_back(pack_name(item.key()), item.value());
+      (head ? out.head : out.weights).emplace_back(shared_parameter_name(item.key()), item.value());
     } else if (!owner && head && !own_head) {
       out.head.emplace_back(item.key(), item.value());  // the model's head, which the task runs
     }
@@ -219,7 +215,7 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
     for (const auto& item : model->named_parameters()) {
       if (parameter_task(item.key()) != task) continue;
       const bool is_head = classify_parameter(item.key()) == ParameterGroup::kHead;
-      (is_head ? head_targets : targets).emplace(pack_name(item.key()), item.value());
+      (is_head ? head_targets : targets).emplace(shared_parameter_name(item.key()), item.value());
     }
     auto assign = [&](const std::string& path, const NamedTensors& tensors,
                       const std::map<std::string, at::Tensor>& places, const char* what) {

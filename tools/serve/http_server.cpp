@@ -41,11 +41,7 @@ Json task_json(const TaskInfo& info) {
   Json labels = nullptr;
   if (info.head.problem_type != ProblemType::kRegression) {
     labels = Json::array();
-    for (int64_t i = 0; i < info.head.num_labels; ++i) {
-      const auto index = static_cast<size_t>(i);
-      labels.push_back(index < info.head.id2label.size() ? info.head.id2label[index]
-                                                         : "LABEL_" + std::to_string(i));
-    }
+    for (int64_t i = 0; i < info.head.num_labels; ++i) labels.push_back(info.head.label_name(i));
   }
   return {{"name", info.name},
           {"problem_type", info.head.problem_type == ProblemType::kRegression
@@ -82,13 +78,10 @@ struct HttpServer::Impl {
            request.get_header_value("X-API-Key") == options.api_key;
   }
 
-  Reply predict(const httplib::Request& request) {
-    Json body;
-    try {
-      body = Json::parse(request.body);
-    } catch (const Json::exception& e) {
-      return Reply::error(400, std::string("invalid JSON: ") + e.what());
-    }
+  // `body` is the request's body as the caller parsed it; `parse_error` the parser's message
+  // when it is not JSON.
+  Reply predict(const Json& body, const std::string& parse_error) {
+    if (!parse_error.empty()) return Reply::error(400, "invalid JSON: " + parse_error);
     if (!body.is_object()) return Reply::error(400, "expected a JSON object");
     const bool many = body.contains("inputs");
     std::vector<TaskRequest> requests;
@@ -247,13 +240,31 @@ struct HttpServer::Impl {
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       metrics.observe_request(endpoint, reply.status, seconds);
-      if (endpoint == "/v1/predict") count_examples(request, reply.status);
     };
   }
 
-  // Examples per task for the metrics (the body is read again only to count).
-  void count_examples(const httplib::Request& request, int status) {
-    Json body = Json::parse(request.body, nullptr, false);
+  // POST /v1/predict, with its examples counted per task for the metrics (a failure as 500).
+  Reply predict_counted(const httplib::Request& request) {
+    Json body;
+    std::string parse_error;
+    try {
+      body = Json::parse(request.body);
+    } catch (const Json::exception& e) {
+      parse_error = e.what();
+    }
+    Reply reply;
+    try {
+      reply = predict(body, parse_error);
+    } catch (...) {
+      count_examples(body, 500);
+      throw;
+    }
+    count_examples(body, reply.status);
+    return reply;
+  }
+
+  // Examples per task for the metrics.
+  void count_examples(const Json& body, int status) {
     // Only tasks the server has become labels: a label per made-up name would let clients
     // grow the metrics without bound.
     auto task_of = [this](const Json& input) {
@@ -285,8 +296,9 @@ HttpServer::HttpServer(Predictor& predictor, ServerOptions options)
     httplib::default_socket_options(socket);
     s.listen_socket = socket;
   });
-  s.http.Post("/v1/predict",
-              s.route("/v1/predict", [&s](const httplib::Request& r) { return s.predict(r); }));
+  s.http.Post("/v1/predict", s.route("/v1/predict", [&s](const httplib::Request& r) {
+    return s.predict_counted(r);
+  }));
   s.http.Get("/v1/tasks",
              s.route("/v1/tasks", [&s](const httplib::Request&) { return s.list_tasks(); }));
   s.http.Post("/v1/tasks",

@@ -24,7 +24,8 @@ class TaskRouting {
     /// Row indices into the batch (int64, ascending); undefined when the group is the whole
     /// batch.
     at::Tensor rows;
-    /// The same indices, on the host.
+    /// The batch rows of the group, on the host (all of them, in order, for a per_example()
+    /// routing with one group; empty for whole_batch(), which fits any batch size).
     std::vector<int64_t> row_list;
   };
 
@@ -55,7 +56,10 @@ class TaskRouting {
   at::Tensor select(const at::Tensor& x, size_t g) const;
 
  private:
-  at::Tensor restore(std::vector<at::Tensor> parts, const at::Tensor& like) const;
+  // The results of `group_result(g)` for every group, put back in batch order (on the device of
+  // `like`, a batch-major input).
+  at::Tensor per_group(const std::function<at::Tensor(size_t)>& group_result,
+                       const at::Tensor& like) const;
 
   std::vector<Group> groups_;
   int64_t batch_size_ = 0;
