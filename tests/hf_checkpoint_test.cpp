@@ -168,6 +168,8 @@ TEST(HfCheckpoint, BadCheckpointsGetClearErrors) {
   LoadReport report;
   load_bert_model(dir, &report);
   EXPECT_EQ(report.missing, (std::vector<std::string>{"pooler.dense.weight", "pooler.dense.bias"}));
+  EXPECT_TRUE(report.missing_any(ParameterGroup::kPooler));
+  EXPECT_FALSE(report.missing_any(ParameterGroup::kHead));
   EXPECT_EQ(report.unexpected, std::vector<std::string>{"mystery.weight"});
   EXPECT_NE(report.summary().find("2 missing (pooler.dense.weight, pooler.dense.bias)"),
             std::string::npos)
@@ -183,6 +185,8 @@ TEST(HfCheckpoint, HeadOfAnotherTaskIsLeftOutAndReported) {
   auto regression = load_bert_for_sequence_classification(dir, HeadConfig::regression(), &report);
   EXPECT_EQ(regression->classifier->weight.size(0), 1);
   EXPECT_EQ(report.missing, (std::vector<std::string>{"classifier.weight", "classifier.bias"}));
+  EXPECT_TRUE(report.missing_any(ParameterGroup::kHead));
+  EXPECT_FALSE(report.missing_any(ParameterGroup::kPooler));
   EXPECT_EQ(report.ignored, (std::vector<std::string>{"classifier.weight", "classifier.bias"}));
   EXPECT_TRUE(torch::equal(regression->bert->embeddings->word_embeddings->weight,
                            three->bert->embeddings->word_embeddings->weight));

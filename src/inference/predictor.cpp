@@ -118,7 +118,6 @@ struct Predictor::State {
   std::unique_ptr<Tokenizer> tokenizer;
   PredictorOptions options;
   Precision precision = Precision::kFloat32;
-  std::vector<std::string> tasks;
   std::map<std::string, TaskInfo> info;
   std::vector<std::string> warnings;
   int64_t base_bytes = 0;
@@ -131,15 +130,15 @@ struct Predictor::State {
   }
 
   // Loads `pack` as a task; the caller holds the lock exclusively (or is the constructor).
-  std::string load(const std::string& pack, const std::optional<std::string>& name,
-                   const AdapterPackInfo& pack_info, std::vector<std::string>& notes) {
+  std::string load(const std::string& pack, const std::optional<std::string>& name) {
     const AdapterPackLoad load = load_adapter_pack(model, pack, name);
+    const AdapterPackInfo& pack_info = load.info;
     model->bert->set_active_adapter(std::nullopt);  // requests name their tasks
     model->eval();                                  // the new modules too
-    notes.insert(notes.end(), load.warnings.begin(), load.warnings.end());
+    warnings.insert(warnings.end(), load.warnings.begin(), load.warnings.end());
     if (!load.head_loaded) {
-      notes.push_back("adapter pack " + pack +
-                      " has no head; its task answers with the model directory's head");
+      warnings.push_back("adapter pack " + pack +
+                         " has no head; its task answers with the model directory's head");
     }
     TaskInfo task;
     task.name = load.adapter_name;
@@ -150,9 +149,9 @@ struct Predictor::State {
     task.base_config_sha256 = pack_info.base_config_sha256;
     task.base_weights_sha256 = pack_info.base_weights_sha256;
     task.base_matches = load.warnings.empty();
-    tasks.push_back(task.name);
-    info[task.name] = std::move(task);
-    return tasks.back();
+    const std::string name_loaded = task.name;
+    info[name_loaded] = std::move(task);
+    return name_loaded;
   }
 
   const TaskInfo& at(const std::string& task) const {
@@ -177,9 +176,7 @@ Predictor::Predictor(const std::string& model_directory,
   LoadReport report;
   s.model = load_bert_for_sequence_classification(
       model_directory, HeadConfig::from_model_config(read_file(config_path), config_path), &report);
-  if (std::any_of(report.missing.begin(), report.missing.end(), [](const std::string& name) {
-        return classify_parameter(name) == ParameterGroup::kHead;
-      })) {
+  if (report.missing_any(ParameterGroup::kHead)) {
     s.warnings.push_back(model_directory +
                          " has no classifier weights: requests that name no task are answered "
                          "by an untrained head");
@@ -189,7 +186,7 @@ Predictor::Predictor(const std::string& model_directory,
   std::optional<Precision> recorded;
   bool agree = true;
   for (size_t i = 0; i < adapter_packs.size(); ++i) {
-    s.load(adapter_packs[i], std::nullopt, infos[i], s.warnings);
+    s.load(adapter_packs[i], std::nullopt);
     if (i == 0) recorded = infos[i].precision;
     agree = agree && infos[i].precision == recorded;
   }
@@ -207,7 +204,7 @@ Predictor& Predictor::operator=(Predictor&&) noexcept = default;
 
 std::vector<std::string> Predictor::tasks() const {
   std::shared_lock lock(state_->mutex);
-  return state_->tasks;
+  return state_->model->bert->adapter_names();  // the model's record, in the order of loading
 }
 
 bool Predictor::has_task(const std::string& task) const {
@@ -222,19 +219,14 @@ TaskInfo Predictor::task_info(const std::string& task) const {
 
 std::string Predictor::add_task(const std::string& adapter_pack,
                                 const std::optional<std::string>& name) {
-  const AdapterPackInfo pack_info = read_adapter_pack_info(adapter_pack);  // before the lock
   std::unique_lock lock(state_->mutex);
-  std::vector<std::string> notes;
-  const std::string added = state_->load(adapter_pack, name, pack_info, notes);
-  state_->warnings.insert(state_->warnings.end(), notes.begin(), notes.end());
-  return added;
+  return state_->load(adapter_pack, name);
 }
 
 void Predictor::remove_task(const std::string& name) {
   std::unique_lock lock(state_->mutex);
   state_->at(name);  // throws for an unknown task
   state_->model->remove_task(name);
-  state_->tasks.erase(std::find(state_->tasks.begin(), state_->tasks.end(), name));
   state_->info.erase(name);
 }
 

@@ -39,13 +39,13 @@ std::string list_names(const std::vector<std::string>& names, size_t limit = 8) 
   return out;
 }
 
-bool missing_pooler(const LoadReport& report) {
-  return std::any_of(report.missing.begin(), report.missing.end(), [](const std::string& name) {
-    return classify_parameter(name) == ParameterGroup::kPooler;
+}  // namespace
+
+bool LoadReport::missing_any(ParameterGroup group) const {
+  return std::any_of(missing.begin(), missing.end(), [group](const std::string& name) {
+    return classify_parameter(name) == group;
   });
 }
-
-}  // namespace
 
 std::string LoadReport::summary() const {
   std::ostringstream out;
@@ -135,7 +135,7 @@ BertModel load_bert_model(const std::string& directory, LoadReport* report) {
   for (const auto& name : r.missing) {
     if (classify_parameter(name) != ParameterGroup::kPooler) required.push_back(name);
   }
-  model->set_pooler_pretrained(!missing_pooler(r));
+  model->set_pooler_pretrained(!r.missing_any(ParameterGroup::kPooler));
   if (!required.empty()) {
     throw Error(directory + ": the checkpoint lacks " + std::to_string(required.size()) +
                 " base-model tensors: " + list_names(required));
@@ -175,7 +175,7 @@ BertForSequenceClassification load_bert_for_sequence_classification(
     if (group != ParameterGroup::kPooler && group != ParameterGroup::kHead)
       required.push_back(name);
   }
-  model->bert->set_pooler_pretrained(!missing_pooler(r));
+  model->bert->set_pooler_pretrained(!r.missing_any(ParameterGroup::kPooler));
   if (!required.empty()) {
     throw Error(directory + ": the checkpoint lacks " + std::to_string(required.size()) +
                 " base-model tensors: " + list_names(required));

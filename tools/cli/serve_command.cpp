@@ -13,7 +13,6 @@
 #include "adaptertune/device.h"
 #include "adaptertune/error.h"
 #include "adaptertune/inference/predictor.h"
-#include "adaptertune/io/adapter_pack.h"
 #include "commands.h"
 #include "common.h"
 #include "http_server.h"
@@ -52,7 +51,6 @@ int run(ServeOptions o) {
   if (o.precision) options.precision = parse_precision(*o.precision);
   options.max_length = o.max_length.value_or(0);
   options.batch_size = o.server.batching.max_batch;
-  for (const auto& pack : o.adapter_packs) read_adapter_pack_info(pack);  // fail fast
   Predictor predictor(o.model, o.adapter_packs, options);
   for (const auto& w : predictor.warnings()) std::fprintf(stderr, "warning: %s\n", w.c_str());
 

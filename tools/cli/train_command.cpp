@@ -168,9 +168,7 @@ BertForSequenceClassification load_for_use(const UseOptions& o, const GlueTaskIn
     model->bert->set_active_adapter(names.at(*chosen));
   } else {
     model->bert->set_active_adapter(std::nullopt);
-    if (std::any_of(report.missing.begin(), report.missing.end(), [](const std::string& n) {
-          return classify_parameter(n) == ParameterGroup::kHead;
-        })) {
+    if (report.missing_any(ParameterGroup::kHead)) {
       std::fprintf(
           stderr,
           "warning: %s has no classifier weights; predictions come from an untrained head\n",
@@ -309,7 +307,8 @@ int run_predict_requests(const UseOptions& o) {
   if (o.precision) options.precision = parse_precision(*o.precision);
   options.max_length = o.max_length.value_or(0);
   options.batch_size = o.batch_size;
-  for (const auto& pack : o.adapter_packs) read_adapter_pack_info(pack);  // fail fast
+  // The packs are checked before stdin is read (the Predictor reads them again, before the base).
+  for (const auto& pack : o.adapter_packs) read_adapter_pack_info(pack);
   const Requests input = read_requests(o.input);
   if (input.requests.empty()) throw Error("predict: no input requests");
   const Predictor predictor(o.model, o.adapter_packs, options);

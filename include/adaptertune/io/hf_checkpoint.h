@@ -12,6 +12,7 @@
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/bert_model.h"
 #include "adaptertune/io/safetensors.h"
+#include "adaptertune/parameter_names.h"
 
 namespace adaptertune {
 
@@ -29,6 +30,9 @@ struct LoadReport {
 
   /// One paragraph for a log: counts, and the names of missing and unexpected tensors.
   std::string summary() const;
+  /// Whether any parameter of `group` is missing (e.g. kHead: the checkpoint has no classifier,
+  /// kPooler: it has no pooler).
+  bool missing_any(ParameterGroup group) const;
 };
 
 /// Copies `tensors` into the parameters of `model` with the same names, converting dtype and
