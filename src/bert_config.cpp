@@ -17,6 +17,14 @@ void require(bool condition, const std::string& key, const std::string& expected
 
 }  // namespace
 
+void BertConfig::check_sequence_length(int64_t length, const std::string& what) const {
+  if (length > max_position_embeddings) {
+    throw Error(what + " " + std::to_string(length) +
+                " is more than the model's max_position_embeddings (" +
+                std::to_string(max_position_embeddings) + ")");
+  }
+}
+
 void BertConfig::validate() const {
   require(vocab_size > 0, "vocab_size", "positive", std::to_string(vocab_size));
   require(hidden_size > 0, "hidden_size", "positive", std::to_string(hidden_size));

@@ -1,8 +1,11 @@
 #include "adaptertune/bert_model.h"
 
+#include <cstdio>
 #include <limits>
+#include <new>
 
 #include <ATen/ATen.h>
+#include <c10/util/Exception.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
@@ -66,13 +69,41 @@ void init_bert_weights(torch::nn::Module& module, double std) {
   }
 }
 
+namespace {
+
+// A config whose weights do not fit in memory gets one line saying what to reduce, not
+// LibTorch's allocator trace.
+[[noreturn]] void throw_too_large(const BertConfig& c) {
+  const double h = static_cast<double>(c.hidden_size);
+  const double parameters =
+      h * static_cast<double>(c.vocab_size + c.max_position_embeddings + c.type_vocab_size) +
+      static_cast<double>(c.num_hidden_layers) *
+          (4 * h * h + 2 * h * static_cast<double>(c.intermediate_size));
+  char size[32];
+  std::snprintf(size, sizeof size, "%.1f GB", parameters * 4 / 1e9);
+  throw Error("not enough memory for the model's weights (about " + std::string(size) +
+              " in float32: hidden_size " + std::to_string(c.hidden_size) + ", intermediate_size " +
+              std::to_string(c.intermediate_size) + ", " + std::to_string(c.num_hidden_layers) +
+              " layers, vocab_size " + std::to_string(c.vocab_size) +
+              "); reduce hidden_size, intermediate_size, num_hidden_layers or vocab_size");
+}
+
+}  // namespace
+
 BertModelImpl::BertModelImpl(BertConfig config, bool add_pooling_layer)
     : config_(std::move(config)) {
   ensure_default_threads();
   config_.validate();
-  embeddings = register_module("embeddings", BertEmbeddings(config_));
-  encoder = register_module("encoder", BertEncoder(config_));
-  if (add_pooling_layer) pooler = register_module("pooler", BertPooler(config_));
+  try {
+    embeddings = register_module("embeddings", BertEmbeddings(config_));
+    encoder = register_module("encoder", BertEncoder(config_));
+    if (add_pooling_layer) pooler = register_module("pooler", BertPooler(config_));
+  } catch (const std::bad_alloc&) {
+    throw_too_large(config_);
+  } catch (const c10::Error& e) {
+    if (std::string(e.what_without_backtrace()).find("allocate") == std::string::npos) throw;
+    throw_too_large(config_);
+  }
   init_bert_weights(*this, config_.initializer_range);
 }
 

@@ -222,5 +222,109 @@ TEST(Checkpoint, StateLackingAFieldIsRefusedBeforeAnythingChanges) {
   EXPECT_DOUBLE_EQ(other.optimizer->lr(), 0.123);
 }
 
+TEST(Checkpoint, OutOfRangeValuesAreRefusedNamingTheKey) {
+  const std::string root = fresh_root("ranges");
+  TrainingRun run = make_run();
+  train_step(run, batches()[0]);
+  CheckpointManager manager(root);
+  TrainingState state;
+  state.global_step = 1;
+  state.batch_in_epoch = 1;
+  const std::string dir = manager.save(*run.model, *run.optimizer, state);
+  const std::string path = dir + "/trainer_state.json";
+  const auto complete = nlohmann::json::parse(read_file(path));
+  const std::vector<std::pair<std::string, nlohmann::json>> cases = {
+      {"batch_in_epoch", -5}, {"global_step", -1}, {"epoch", -1}, {"data_seed", -1}};
+  for (const auto& [key, value] : cases) {
+    auto broken = complete;
+    broken[key] = value;
+    write_file_atomic(path, broken.dump());
+    EXPECT_ERROR_CONTAINS(CheckpointManager::read_state(dir), "key '" + key + "'");
+  }
+  auto broken = complete;
+  broken["optimizer"]["lr"] = -1.0;
+  write_file_atomic(path, broken.dump());
+  EXPECT_ERROR_CONTAINS(CheckpointManager::load(dir, *run.model, *run.optimizer), "key 'lr'");
+  broken = complete;
+  broken["optimizer"]["steps"][0][0] = 99;  // more AdamW steps than the run took
+  write_file_atomic(path, broken.dump());
+  EXPECT_ERROR_CONTAINS(CheckpointManager::load(dir, *run.model, *run.optimizer), "key 'steps'");
+}
+
+TEST(Checkpoint, PositionIsCheckedAgainstTheRunsData) {
+  DataShape shape;
+  shape.batches_per_epoch = 10;
+  shape.gradient_accumulation = 2;  // 5 steps per epoch
+  shape.data_seed = 42;
+  TrainingState state;
+  state.data_seed = 42;
+  state.epoch = 1;
+  state.batch_in_epoch = 4;
+  state.global_step = 7;
+  EXPECT_NO_THROW(CheckpointManager::check_position(state, "ckpt", shape));
+  state.batch_in_epoch = 11;
+  EXPECT_ERROR_CONTAINS(CheckpointManager::check_position(state, "ckpt", shape),
+                        "ckpt/trainer_state.json: key 'batch_in_epoch': 11 is beyond");
+  state.batch_in_epoch = 4;
+  state.global_step = 9;
+  EXPECT_ERROR_CONTAINS(CheckpointManager::check_position(state, "ckpt", shape),
+                        "key 'global_step': 9 does not fit epoch 1, batch 4");
+  state.global_step = 7;
+  state.epoch = int64_t{1} << 60;  // would overflow the step arithmetic
+  EXPECT_ERROR_CONTAINS(CheckpointManager::check_position(state, "ckpt", shape), "key 'epoch'");
+  state.epoch = 1;
+  state.data_seed = 7;
+  EXPECT_ERROR_CONTAINS(CheckpointManager::check_position(state, "ckpt", shape),
+                        "key 'data_seed': 7 is not this run's seed 42");
+  // Pretraining skips batches with nothing masked: fewer steps than batches is a valid position.
+  state.data_seed = 42;
+  state.global_step = 5;
+  shape.batches_may_skip_steps = true;
+  EXPECT_NO_THROW(CheckpointManager::check_position(state, "ckpt", shape));
+  shape.batches_may_skip_steps = false;
+  EXPECT_ERROR_CONTAINS(CheckpointManager::check_position(state, "ckpt", shape), "global_step");
+}
+
+TEST(Checkpoint, LatestPointerStaysInsideItsDirectory) {
+  const std::string root = fresh_root("pointer");
+  TrainingRun run = make_run();
+  CheckpointManager manager(root);
+  TrainingState state;
+  state.global_step = 3;
+  manager.save(*run.model, *run.optimizer, state);
+  // A copy of the checkpoint outside the run, which a crafted pointer could lead to.
+  const std::string outside = root + "-outside";
+  remove_tree(outside);
+  CheckpointManager(outside).save(*run.model, *run.optimizer, state);
+  for (const std::string& pointer :
+       std::vector<std::string>{"../" + outside.substr(outside.rfind('/') + 1) + "/checkpoint-3",
+                                "/etc", "checkpoint-3/../../x", "checkpoint-", "best"}) {
+    write_file_atomic(root + "/latest", pointer + "\n");
+    EXPECT_ERROR_CONTAINS(manager.latest(), root + "/latest: names");
+  }
+  write_file_atomic(root + "/latest", "checkpoint-9\n");  // dangling: the newest complete one
+  EXPECT_EQ(manager.latest().value(), root + "/checkpoint-3");
+  remove_tree(outside);
+}
+
+TEST(Checkpoint, StaleTemporariesOfDeadWritersAreRemoved) {
+  const std::string root = fresh_root("stale");
+  make_directories(root + "/.tmp-checkpoint-4-999999999");  // no such process
+  make_directories(root + "/.tmp-checkpoint-5-garbage");
+  make_directories(root + "/.tmp-checkpoint-6-1");  // pid 1 runs: a live writer is spared
+  CheckpointManager manager(root);
+  manager.remove_stale_temporaries();
+  std::vector<std::string> left;
+  if (DIR* dir = ::opendir(root.c_str())) {
+    while (dirent* entry = ::readdir(dir)) {
+      if (entry->d_name[0] == '.' && std::string(entry->d_name).size() > 2) {
+        left.push_back(entry->d_name);
+      }
+    }
+    ::closedir(dir);
+  }
+  EXPECT_EQ(left, std::vector<std::string>{".tmp-checkpoint-6-1"});
+}
+
 }  // namespace
 }  // namespace adaptertune

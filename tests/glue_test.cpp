@@ -7,6 +7,8 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
+#include "adaptertune/tasks/batcher.h"
+#include "adaptertune/text/wordpiece.h"
 #include "test_util.h"
 
 namespace adaptertune {
@@ -147,6 +149,44 @@ TEST(Glue, MalformedRowsNameFileAndLine) {
   EXPECT_NE(skipped.skipped[0].find("mixed.tsv:3"), std::string::npos);
   EXPECT_ERROR_CONTAINS(glue_task("SQuAD"), "unknown GLUE task \"SQuAD\"");
   EXPECT_ERROR_CONTAINS(read_glue(rte, kGlue, "validation"), "RTE/validation.tsv: no such file");
+}
+
+TEST(Glue, PlainLinesAreAsStrictAsTheTsvReader) {
+  const auto& sst2 = glue_task("SST-2");
+  const auto& rte = glue_task("RTE");
+  const GlueDataset ok = parse_text_lines(rte, "a\tb\r\nc\td\n", "stdin");
+  ASSERT_EQ(ok.examples.size(), 2u);
+  EXPECT_EQ(ok.examples[1].text_a, "c");
+  EXPECT_EQ(ok.examples[1].text_b.value(), "d");
+  EXPECT_EQ(ok.examples[1].line, 2);
+  EXPECT_ERROR_CONTAINS(parse_text_lines(sst2, "good\n\nbad\n", "stdin"), "stdin:2: empty line");
+  EXPECT_ERROR_CONTAINS(parse_text_lines(sst2, "good\na\tb\n", "stdin"),
+                        "stdin:2: 2 tab-separated fields, but SST-2 takes one text (no TAB)");
+  EXPECT_ERROR_CONTAINS(parse_text_lines(rte, "a\tb\tc\n", "stdin"),
+                        "stdin:1: 3 tab-separated fields, but RTE takes text<TAB>text_pair");
+  EXPECT_ERROR_CONTAINS(parse_text_lines(rte, "a\t \n", "stdin"), "stdin:1: empty text in field 2");
+  EXPECT_TRUE(parse_text_lines(sst2, "", "stdin").examples.empty());
+}
+
+TEST(Glue, TokenizerErrorsNameTheFileAndLine) {
+  const std::string path =
+      temp_file("utf8.tsv", "sentence\tlabel\nfine\t1\nbad \xff\xfe bytes\t0\n");
+  const GlueDataset data = read_glue_file(glue_task("SST-2"), path);
+  WordPieceTokenizer tokenizer(std::string(ADAPTERTUNE_TEST_DATA_DIR) +
+                               "/../../data/vocab/bert-base-uncased-vocab.txt");
+  EXPECT_ERROR_CONTAINS(encode_glue(data, tokenizer, 16), path + ":3: ");
+  EXPECT_ERROR_CONTAINS(encode_glue(data, tokenizer, 16), "invalid UTF-8 at byte 4");
+}
+
+TEST(Glue, TsvParsesFromMemoryLikeFromAFile) {
+  const auto& rte = glue_task("RTE");
+  const std::string text =
+      "\xEF\xBB\xBFindex\tsentence1\tsentence2\tlabel\r\n0\ta\tb\tentailment\n";
+  const GlueDataset from_memory = parse_glue_tsv(rte, text, "mem.tsv");
+  const GlueDataset from_file = read_glue_file(rte, temp_file("mem.tsv", text));
+  ASSERT_EQ(from_memory.examples.size(), 1u);
+  EXPECT_EQ(from_memory.examples[0].text_b, from_file.examples[0].text_b);
+  EXPECT_EQ(from_memory.examples[0].label, from_file.examples[0].label);
 }
 
 TEST(Glue, SubmissionFilesUseLeaderboardNamesAndLabels) {

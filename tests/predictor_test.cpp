@@ -103,8 +103,9 @@ TEST_P(PredictorTest, MixedRequestsGetWhatEachTaskGivesThemAlone) {
   Predictor predictor(files().model, files().packs, options);
   EXPECT_EQ(predictor.tasks(), (std::vector<std::string>{"sentiment", "nli", "similarity"}));
   EXPECT_TRUE(predictor.warnings().empty()) << predictor.warnings().front();
-  EXPECT_EQ(predictor.max_length("sentiment"), 16);    // recorded in the pack
-  EXPECT_EQ(predictor.max_length("similarity"), 128);  // not recorded: the default
+  EXPECT_EQ(predictor.max_length("sentiment"), 16);  // recorded in the pack
+  // Not recorded: the default, 128, but never beyond the model's 64 positions.
+  EXPECT_EQ(predictor.max_length("similarity"), 64);
   const auto requests = mixed_requests();
   const std::vector<Prediction> mixed = predictor.predict(requests);
   ASSERT_EQ(mixed.size(), requests.size());

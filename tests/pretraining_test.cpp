@@ -155,6 +155,46 @@ TEST(Pretraining, InterruptedAndResumedRunEndsWithTheSameWeights) {
   }
 }
 
+TEST(Pretraining, AnExistingModelIsReplacedOnlyWhenAskedTo) {
+  WordPieceTokenizer tokenizer(kVocab);
+  BertConfig config = testing::tiny_config();
+  config.vocab_size = tokenizer.vocab_size();
+  const std::vector<std::string> lines(8, "the quick brown fox jumps over the lazy dog");
+  PretrainOptions options;
+  options.steps = 2;
+  options.batch_size = 4;
+  options.max_length = 16;
+  const std::string dir =
+      ::testing::TempDir() + "adaptertune_pretrain_overwrite_" + std::to_string(::getpid());
+  remove_tree(dir);
+  pretrain_mlm(config, lines, tokenizer, dir, options);
+  const std::string weights = read_file(dir + "/model.safetensors");
+
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options),
+                        "the model directory exists");
+  options.resume = true;
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options),
+                        "holds a finished model and no checkpoint to resume");
+  EXPECT_EQ(read_file(dir + "/model.safetensors"), weights);
+  options.resume = false;
+  options.max_length = config.max_position_embeddings + 1;
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options),
+                        "max_length 65 is more than the model's max_position_embeddings (64)");
+  options.max_length = 16;
+  options.overwrite = true;
+  options.seed = 43;
+  pretrain_mlm(config, lines, tokenizer, dir, options);
+  EXPECT_NE(read_file(dir + "/model.safetensors"), weights);
+  options.inputs = {dir + "/vocab.txt"};
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options), "holds an input");
+  options.inputs.clear();
+  write_file_atomic(dir + "/README.md", "my notes\n");
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options),
+                        "holds \"README.md\", which is not part of a model directory");
+  EXPECT_TRUE(file_exists(dir + "/model.safetensors"));
+  remove_tree(dir);
+}
+
 TEST(Pretraining, ResumeRefusesACheckpointOfOtherOptions) {
   WordPieceTokenizer tokenizer(kVocab);
   BertConfig config = testing::tiny_config();

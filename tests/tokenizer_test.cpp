@@ -1,9 +1,13 @@
+#include <unistd.h>
+
 #include <algorithm>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
+#include "adaptertune/io/atomic_file.h"
+#include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/text/sentencepiece_tokenizer.h"
 #include "adaptertune/text/wordpiece.h"
 #include "test_util.h"
@@ -133,6 +137,44 @@ TEST(WordPiece, VocabularyErrors) {
                         "/nonexistent/vocab.txt: cannot open vocabulary");
   EXPECT_ERROR_CONTAINS(WordPieceTokenizer(std::vector<std::string>{"[PAD]", "a"}, {}, "tiny"),
                         "tiny: vocabulary has no special token \"[UNK]\"");
+}
+
+TEST(WordPiece, RepeatedTokensAreRefusedNamingBothLines) {
+  EXPECT_ERROR_CONTAINS(
+      WordPieceTokenizer(std::vector<std::string>{"[PAD]", "[UNK]", "a", "[CLS]", "a"}, {},
+                         "dup/vocab.txt"),
+      "dup/vocab.txt:5: token \"a\" repeats line 3");
+}
+
+TEST(TokenizerFiles, ModelDirectoryMustBeConsistent) {
+  const std::string dir =
+      ::testing::TempDir() + "adaptertune_tokfiles_" + std::to_string(::getpid());
+  remove_tree(dir);
+  make_directories(dir);
+  write_file_atomic(dir + "/vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n");
+  BertConfig config = testing::tiny_config();
+  config.vocab_size = 6;
+  config.save(dir + "/config.json");
+  EXPECT_EQ(load_tokenizer(dir)->vocab_size(), 6);
+  config.vocab_size = 5;
+  config.save(dir + "/config.json");
+  EXPECT_ERROR_CONTAINS(load_tokenizer(dir),
+                        "the vocabulary has 6 tokens but config.json's vocab_size is 5");
+  config.vocab_size = 6;
+  config.save(dir + "/config.json");
+  for (const auto& [json, key] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"do_lower_case": "yes"})", "do_lower_case"},
+           {R"({"model_max_length": "512"})", "model_max_length"},
+           {R"({"model_max_length": -4})", "model_max_length"},
+           {R"({"tokenizer_class": 3})", "tokenizer_class"}}) {
+    write_file_atomic(dir + "/tokenizer_config.json", json);
+    EXPECT_ERROR_CONTAINS(load_tokenizer(dir), "tokenizer_config.json: key '" + key + "'");
+    // An explicit casing does not make a broken file acceptable.
+    EXPECT_ERROR_CONTAINS(load_tokenizer(dir, true), "tokenizer_config.json: key '" + key + "'");
+  }
+  write_file_atomic(dir + "/tokenizer_config.json", "[1, 2]");
+  EXPECT_ERROR_CONTAINS(load_tokenizer(dir), "tokenizer_config.json: expected a JSON object");
+  remove_tree(dir);
 }
 
 TEST(Encoding, TruncationIsLongestFirstAndChecksTheBudget) {

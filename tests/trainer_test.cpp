@@ -1,6 +1,13 @@
 #include "adaptertune/training/trainer.h"
 
+#include <dirent.h>
 #include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
 #include "adaptertune/io/adapter_pack.h"
@@ -193,6 +200,134 @@ TEST(Trainer, ValidatesItsInputs) {
   EXPECT_ERROR_CONTAINS(Trainer(model, f.task, f.train, unlabelled, FreezePolicy{},
                                 std::string("sst2"), options_for("bad2"), f.tokenizer),
                         "the dev data has no labels");
+}
+
+// The events of metrics.jsonl as (event, step) pairs.
+std::vector<std::pair<std::string, int64_t>> logged_events(const std::string& run) {
+  std::vector<std::pair<std::string, int64_t>> out;
+  const std::string text = read_file(run + "/metrics.jsonl");
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t end = text.find('\n', start);
+    const auto event = nlohmann::json::parse(text.substr(start, end - start));
+    out.emplace_back(event.at("event").get<std::string>(), event.at("step").get<int64_t>());
+    start = end + 1;
+  }
+  return out;
+}
+
+TEST(Trainer, ResumeWithMoreStepsContinuesAndLogsEachEventOnce) {
+  Fixture f;  // 96 examples in batches of 16: 6 steps per epoch
+  TrainerOptions o = options_for("more_steps");
+  o.max_steps = 3;
+  o.eval_every = 2;
+  o.log_every = 1;
+  auto a = make_model();
+  EXPECT_EQ(Trainer(a, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+                .train()
+                .steps,
+            3);
+  // What a kill after the checkpoint leaves: events past it, and a line torn mid-write.
+  {
+    std::ofstream log(o.output_dir + "/metrics.jsonl", std::ios::app);
+    log << "{\"event\":\"train\",\"step\":4}\n{\"event\":\"ev";
+  }
+  make_directories(o.output_dir + "/checkpoints/.tmp-checkpoint-4-999999999");
+  o.max_steps = 8;
+  o.resume = true;
+  auto b = make_model();
+  TrainResult resumed =
+      Trainer(b, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+          .train();
+  EXPECT_EQ(resumed.steps, 8);  // not stopped at the first run's 3
+  const auto events = logged_events(o.output_dir);
+  std::set<std::pair<std::string, int64_t>> unique(events.begin(), events.end());
+  EXPECT_EQ(unique.size(), events.size()) << "an event was logged twice";
+  int64_t train_events = 0;
+  for (const auto& [event, step] : events) train_events += event == "train";
+  EXPECT_EQ(train_events, 8);
+  EXPECT_TRUE(unique.count({"resume", 3}));
+  EXPECT_FALSE(file_exists(o.output_dir + "/checkpoints/.tmp-checkpoint-4-999999999/x"));
+  DIR* dir = ::opendir((o.output_dir + "/checkpoints/.tmp-checkpoint-4-999999999").c_str());
+  EXPECT_EQ(dir, nullptr) << "the stale temporary is still there";
+  if (dir) ::closedir(dir);
+}
+
+TEST(Trainer, AFinishedRunIsNeitherOverwrittenNorMixedSilently) {
+  Fixture f;
+  TrainerOptions o = options_for("finished");
+  o.max_steps = 6;
+  auto a = make_model();
+  Trainer(a, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer).train();
+  const std::string results = read_file(o.output_dir + "/results.json");
+  o.max_steps = 2;
+  auto b = make_model();
+  EXPECT_ERROR_CONTAINS(
+      Trainer(b, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer),
+      "continue it with --resume or replace it with --overwrite");
+  EXPECT_EQ(read_file(o.output_dir + "/results.json"), results);
+
+  // A resume of another seed cannot continue the data order.
+  o.resume = true;
+  o.seed = 7;
+  EXPECT_ERROR_CONTAINS(
+      Trainer(b, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+          .train(),
+      "key 'data_seed'");
+  // A hostile position in the checkpoint is refused, not followed.
+  o.seed = 42;
+  const std::string state_path = o.output_dir + "/checkpoints/checkpoint-6/trainer_state.json";
+  auto state = nlohmann::json::parse(read_file(state_path));
+  state["batch_in_epoch"] = -3;
+  write_file_atomic(state_path, state.dump());
+  EXPECT_ERROR_CONTAINS(
+      Trainer(b, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+          .train(),
+      "trainer_state.json: key 'batch_in_epoch' must be a batch position >= 0");
+
+  // --overwrite replaces the run whole: no checkpoint of the old run is left beside the new.
+  o.resume = false;
+  o.overwrite = true;
+  Trainer(b, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer).train();
+  EXPECT_FALSE(file_exists(state_path));
+  EXPECT_TRUE(file_exists(o.output_dir + "/checkpoints/checkpoint-2/trainer_state.json"));
+  for (const auto& [event, step] : logged_events(o.output_dir)) EXPECT_LE(step, 2) << event;
+
+  // Never into a directory that holds something else, nor over an input.
+  write_file_atomic(o.output_dir + "/notes.txt", "mine\n");
+  EXPECT_ERROR_CONTAINS(
+      Trainer(b, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer),
+      "holds \"notes.txt\", which is not part of a run directory");
+  EXPECT_EQ(read_file(o.output_dir + "/notes.txt"), "mine\n");
+  ::unlink((o.output_dir + "/notes.txt").c_str());
+  o.inputs = {o.output_dir + "/best"};
+  EXPECT_ERROR_CONTAINS(
+      Trainer(b, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer),
+      "holds an input");
+}
+
+TEST(Trainer, OptionsOutOfRangeAreRefusedBeforeAnythingIsWritten) {
+  const TrainerOptions good = options_for("ranges");
+  const std::vector<std::pair<std::function<void(TrainerOptions&)>, std::string>> cases = {
+      {[](TrainerOptions& o) { o.lr = std::nan(""); }, "lr must be a finite number > 0, got nan"},
+      {[](TrainerOptions& o) { o.lr = 0; }, "lr must be a finite number > 0"},
+      {[](TrainerOptions& o) { o.max_steps = -1; }, "max_steps must be an integer >= 0, got -1"},
+      {[](TrainerOptions& o) { o.eval_every = -2; }, "eval_every"},
+      {[](TrainerOptions& o) { o.early_stopping_patience = -1; }, "early_stopping_patience"},
+      {[](TrainerOptions& o) { o.weight_decay = -0.1; }, "weight_decay"},
+      {[](TrainerOptions& o) { o.max_grad_norm = INFINITY; }, "max_grad_norm"},
+      {[](TrainerOptions& o) { o.warmup_ratio = 1.5; },
+       "warmup_ratio must be a number from 0 to 1"},
+      {[](TrainerOptions& o) { o.resume = o.overwrite = true; }, "choose one"},
+  };
+  for (const auto& [breaks, message] : cases) {
+    TrainerOptions o = good;
+    breaks(o);
+    EXPECT_ERROR_CONTAINS(Trainer::check_options(o), message);
+  }
+  DIR* dir = ::opendir(good.output_dir.c_str());
+  EXPECT_EQ(dir, nullptr) << "a refused run created its directory";
+  if (dir) ::closedir(dir);
 }
 
 TEST(LrSchedule, WarmupThenDecay) {

@@ -32,6 +32,9 @@ struct BertConfig {
 
   /// Checks every value; throws Error naming the first bad key and what was expected.
   void validate() const;
+  /// Throws Error when sequences of `length` tokens do not fit the position embeddings;
+  /// `what` names where the length comes from (e.g. "--max-length").
+  void check_sequence_length(int64_t length, const std::string& what) const;
 
   /// Size of one attention head (hidden_size / num_attention_heads).
   int64_t head_size() const { return hidden_size / num_attention_heads; }

@@ -126,11 +126,16 @@ struct Predictor::State {
   // else the default.
   int64_t length(int64_t recorded) const {
     if (options.max_length > 0) return options.max_length;
-    return recorded > 0 ? recorded : kDefaultMaxLength;
+    return recorded > 0
+               ? recorded
+               : std::min(kDefaultMaxLength, model->bert->config().max_position_embeddings);
   }
 
   // Loads `pack` as a task; the caller holds the lock exclusively (or is the constructor).
   std::string load(const std::string& pack, const std::optional<std::string>& name) {
+    // Checked before the pack changes the model.
+    model->bert->config().check_sequence_length(length(read_adapter_pack_info(pack).max_length),
+                                                pack + ": max_length");
     const AdapterPackLoad load = load_adapter_pack(model, pack, name);
     const AdapterPackInfo& pack_info = load.info;
     model->bert->set_active_adapter(std::nullopt);  // requests name their tasks
@@ -173,6 +178,8 @@ Predictor::Predictor(const std::string& model_directory,
   for (const auto& pack : adapter_packs) infos.push_back(read_adapter_pack_info(pack));
   s.tokenizer = load_tokenizer(model_directory);
   const std::string config_path = model_directory + "/config.json";
+  BertConfig::from_file(config_path)
+      .check_sequence_length(options.max_length, "PredictorOptions::max_length");
   LoadReport report;
   s.model = load_bert_for_sequence_classification(
       model_directory, HeadConfig::from_model_config(read_file(config_path), config_path), &report);

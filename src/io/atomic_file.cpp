@@ -82,6 +82,12 @@ void sync_directory(const std::string& path) {
 }
 
 void remove_tree(const std::string& path) {
+  struct stat self {};
+  if (::lstat(path.c_str(), &self) != 0) return;
+  if (!S_ISDIR(self.st_mode)) {  // a file or a link: removed itself, never what a link points to
+    ::unlink(path.c_str());
+    return;
+  }
   if (DIR* dir = ::opendir(path.c_str())) {
     while (dirent* entry = ::readdir(dir)) {
       const std::string name = entry->d_name;

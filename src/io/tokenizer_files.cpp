@@ -1,5 +1,6 @@
 #include "adaptertune/io/tokenizer_files.h"
 
+#include "adaptertune/bert_config.h"
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/text/sentencepiece_tokenizer.h"
@@ -23,23 +24,39 @@ std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path, bool sen
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& directory,
                                           std::optional<bool> lowercase) {
   const std::string config = directory + "/tokenizer_config.json";
-  if (!lowercase && file_exists(config)) {
-    // Hugging Face writes many other keys here; only do_lower_case matters to us.
+  if (file_exists(config)) {
+    // Hugging Face writes many other keys here; those we write are checked (a wrong type is an
+    // error, as it is for Python), and only do_lower_case changes what we do.
     const detail::Json json = detail::parse_json(read_file(config), config);
+    if (!json.is_object()) throw Error(config + ": expected a JSON object");
     detail::JsonObjectReader reader(json, config);
-    if (reader.has("do_lower_case")) {
-      bool value = true;
-      reader.read("do_lower_case", value);
-      lowercase = value;
+    bool do_lower_case = true;
+    int64_t model_max_length = 1;
+    std::string tokenizer_class;
+    reader.read("do_lower_case", do_lower_case);
+    reader.read("model_max_length", model_max_length);
+    reader.read("tokenizer_class", tokenizer_class);
+    if (model_max_length < 1) reader.fail("model_max_length", "a positive integer");
+    if (!lowercase && reader.has("do_lower_case")) lowercase = do_lower_case;
+  }
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (file_exists(directory + "/vocab.txt")) {
+    tokenizer = load_tokenizer_file(directory + "/vocab.txt", false, lowercase.value_or(true));
+  } else if (file_exists(directory + "/spiece.model")) {
+    tokenizer = load_tokenizer_file(directory + "/spiece.model", true, lowercase.value_or(true));
+  } else {
+    throw Error(directory + ": no vocab.txt or spiece.model in the model directory");
+  }
+  // A vocabulary larger than the embedding table would index past it at the first rare token.
+  const std::string model_config = directory + "/config.json";
+  if (file_exists(model_config)) {
+    const BertConfig bert = BertConfig::from_file(model_config);
+    if (tokenizer->vocab_size() != bert.vocab_size) {
+      throw Error(directory + ": the vocabulary has " + std::to_string(tokenizer->vocab_size()) +
+                  " tokens but config.json's vocab_size is " + std::to_string(bert.vocab_size));
     }
   }
-  if (file_exists(directory + "/vocab.txt")) {
-    return load_tokenizer_file(directory + "/vocab.txt", false, lowercase.value_or(true));
-  }
-  if (file_exists(directory + "/spiece.model")) {
-    return load_tokenizer_file(directory + "/spiece.model", true, lowercase.value_or(true));
-  }
-  throw Error(directory + ": no vocab.txt or spiece.model in the model directory");
+  return tokenizer;
 }
 
 void save_tokenizer(const Tokenizer& tokenizer, const std::string& directory,

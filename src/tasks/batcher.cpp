@@ -15,7 +15,13 @@ EncodedDataset encode_glue(const GlueDataset& data, const Tokenizer& tokenizer,
   EncodedDataset out;
   out.regression = data.task != nullptr && data.task->regression();
   for (const auto& example : data.examples) {
-    Encoding e = tokenizer.encode(example.text_a, example.text_b, max_length);
+    Encoding e;
+    try {
+      e = tokenizer.encode(example.text_a, example.text_b, max_length);
+    } catch (const Error& error) {
+      // The tokenizer knows the text, not where it came from.
+      throw Error(data.path + ":" + std::to_string(example.line) + ": " + error.what());
+    }
     out.truncated += e.truncated_tokens > 0;
     out.encodings.push_back(std::move(e));
     out.indices.push_back(example.index);

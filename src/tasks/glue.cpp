@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 
@@ -103,16 +104,38 @@ const GlueTaskInfo& glue_task(const std::string& name) {
   throw Error("unknown GLUE task \"" + name + "\" (expected one of " + names + ")");
 }
 
+namespace {
+
+// The lines of `contents` without their CR LF / LF ends and without a UTF-8 byte-order mark.
+std::vector<std::string> split_lines(std::string_view contents) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < contents.size()) {
+    size_t end = contents.find('\n', start);
+    if (end == std::string_view::npos) end = contents.size();
+    std::string line(contents.substr(start, end - start));
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(std::move(line));
+    start = end + 1;
+  }
+  if (!lines.empty() && lines[0].rfind("\xEF\xBB\xBF", 0) == 0) lines[0].erase(0, 3);
+  return lines;
+}
+
+}  // namespace
+
 GlueDataset read_glue_file(const GlueTaskInfo& task, const std::string& path,
                            const GlueReadOptions& options) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open");
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    lines.push_back(std::move(line));
-  }
-  if (!lines.empty() && lines[0].rfind("\xEF\xBB\xBF", 0) == 0) lines[0].erase(0, 3);
+  const std::string contents((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
+  return parse_glue_tsv(task, contents, path, options);
+}
+
+GlueDataset parse_glue_tsv(const GlueTaskInfo& task, std::string_view contents,
+                           const std::string& path, const GlueReadOptions& options) {
+  const std::vector<std::string> lines = split_lines(contents);
   GlueDataset data;
   data.task = &task;
   data.path = path;
@@ -202,6 +225,39 @@ GlueDataset read_glue_file(const GlueTaskInfo& task, const std::string& path,
       if (!options.skip_malformed) throw;
       data.skipped.push_back(e.what());
     }
+  }
+  return data;
+}
+
+GlueDataset parse_text_lines(const GlueTaskInfo& task, std::string_view contents,
+                             const std::string& source) {
+  GlueDataset data;
+  data.task = &task;
+  data.path = source;
+  const std::vector<std::string> lines = split_lines(contents);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string where = source + ":" + std::to_string(i + 1);
+    const std::vector<std::string> fields = split_tabs(lines[i]);
+    const size_t expected = task.sentence_pair ? 2 : 1;
+    if (fields.size() != expected) {
+      throw Error(where + ": " + std::to_string(fields.size()) + " tab-separated field" +
+                  (fields.size() == 1 ? "" : "s") + ", but " + task.name + " takes " +
+                  (task.sentence_pair ? "text<TAB>text_pair" : "one text (no TAB)") + " per line");
+    }
+    for (size_t f = 0; f < fields.size(); ++f) {
+      if (blank(fields[f])) {
+        throw Error(
+            where +
+            (lines[i].empty() ? ": empty line" : ": empty text in field " + std::to_string(f + 1)) +
+            " (expected " + (task.sentence_pair ? "text<TAB>text_pair" : "a text") + ")");
+      }
+    }
+    GlueExample example;
+    example.index = static_cast<int64_t>(i);
+    example.line = static_cast<int64_t>(i) + 1;
+    example.text_a = fields[0];
+    if (task.sentence_pair) example.text_b = fields[1];
+    data.examples.push_back(std::move(example));
   }
   return data;
 }

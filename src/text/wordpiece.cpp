@@ -44,7 +44,14 @@ WordPieceTokenizer::WordPieceTokenizer(const std::string& vocab_path, WordPieceO
 WordPieceTokenizer::WordPieceTokenizer(std::vector<std::string> vocabulary,
                                        WordPieceOptions options, const std::string& source)
     : options_(std::move(options)), vocabulary_(std::move(vocabulary)) {
-  for (size_t i = 0; i < vocabulary_.size(); ++i) ids_[vocabulary_[i]] = static_cast<int64_t>(i);
+  for (size_t i = 0; i < vocabulary_.size(); ++i) {
+    // A repeated token would make two ids decode alike and only one of them reachable.
+    auto [it, added] = ids_.emplace(vocabulary_[i], static_cast<int64_t>(i));
+    if (!added) {
+      throw Error(source + ":" + std::to_string(i + 1) + ": token \"" + vocabulary_[i] +
+                  "\" repeats line " + std::to_string(it->second + 1));
+    }
+  }
   auto special = [&](const std::string& token) {
     auto it = ids_.find(token);
     if (it == ids_.end()) {

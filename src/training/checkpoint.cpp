@@ -1,7 +1,11 @@
 #include "adaptertune/training/checkpoint.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
 
 #include <algorithm>
 #include <cstdio>
@@ -21,16 +25,27 @@ namespace {
 
 const char* kPrefix = "checkpoint-";
 
+const char* kTempPrefix = ".tmp-checkpoint-";
+
+// The step of a directory name "checkpoint-<digits>", or -1 when `name` is not one.
+int64_t checkpoint_step(const std::string& name) {
+  if (name.rfind(kPrefix, 0) != 0) return -1;
+  const std::string digits = name.substr(std::string(kPrefix).size());
+  if (digits.empty() || digits.size() > 18 ||
+      digits.find_first_not_of("0123456789") != std::string::npos) {
+    return -1;
+  }
+  return std::stoll(digits);
+}
+
 // Completed checkpoints under `root` by step, oldest first.
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& root) {
   std::vector<std::pair<int64_t, std::string>> out;
   if (DIR* dir = ::opendir(root.c_str())) {
     while (dirent* entry = ::readdir(dir)) {
       const std::string name = entry->d_name;
-      if (name.rfind(kPrefix, 0) != 0) continue;
-      const std::string digits = name.substr(std::string(kPrefix).size());
-      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
-      out.emplace_back(std::stoll(digits), name);
+      const int64_t step = checkpoint_step(name);
+      if (step >= 0) out.emplace_back(step, name);
     }
     ::closedir(dir);
   }
@@ -63,9 +78,11 @@ CheckpointManager::CheckpointManager(std::string root, int keep)
 std::string CheckpointManager::save(const torch::nn::Module& model, const AdamW& optimizer,
                                     const TrainingState& state) {
   make_directories(root_);
+  remove_stale_temporaries();
   const std::string name = kPrefix + std::to_string(state.global_step);
   const std::string final_dir = root_ + "/" + name;
-  const std::string temp_dir = root_ + "/.tmp-" + name + "-" + std::to_string(::getpid());
+  const std::string temp_dir = root_ + "/" + kTempPrefix + std::to_string(state.global_step) + "-" +
+                               std::to_string(::getpid());
   remove_tree(temp_dir);
   make_directories(temp_dir);
 
@@ -126,6 +143,14 @@ std::optional<std::string> CheckpointManager::latest() const {
   if (file_exists(pointer)) {
     std::string name = read_file(pointer);
     while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
+    if (checkpoint_step(name) < 0) {
+      std::string shown = name.substr(0, 80);
+      for (char& c : shown) {
+        if (static_cast<unsigned char>(c) < 0x20) c = '?';
+      }
+      throw Error(pointer + ": names \"" + shown +
+                  "\", expected checkpoint-<step> (a checkpoint of this directory)");
+    }
     if (file_exists(root_ + "/" + name + "/trainer_state.json")) return root_ + "/" + name;
   }
   // No pointer (or a dangling one): the newest directory that is complete.
@@ -136,6 +161,68 @@ std::optional<std::string> CheckpointManager::latest() const {
     }
   }
   return std::nullopt;
+}
+
+void CheckpointManager::remove_stale_temporaries() const {
+  std::vector<std::string> stale;
+  if (DIR* dir = ::opendir(root_.c_str())) {
+    while (dirent* entry = ::readdir(dir)) {
+      const std::string name = entry->d_name;
+      if (name.rfind(kTempPrefix, 0) != 0) continue;
+      // ".tmp-checkpoint-<step>-<pid>": kept while its writer runs (another process resuming the
+      // same run is refused elsewhere; this only spares a live writer).
+      const auto dash = name.rfind('-');
+      const std::string digits = name.substr(dash + 1);
+      if (!digits.empty() && digits.size() < 10 &&
+          digits.find_first_not_of("0123456789") == std::string::npos) {
+        const auto pid = static_cast<pid_t>(std::stol(digits));
+        if (pid != ::getpid() && (::kill(pid, 0) == 0 || errno == EPERM)) continue;
+      }
+      stale.push_back(root_ + "/" + name);
+    }
+    ::closedir(dir);
+  }
+  for (const auto& path : stale) remove_tree(path);
+}
+
+void CheckpointManager::check_position(const TrainingState& state, const std::string& directory,
+                                       const DataShape& shape) {
+  const std::string path = directory + "/trainer_state.json";
+  auto fail = [&](const std::string& key, const std::string& message) {
+    throw Error(path + ": key '" + key + "': " + message);
+  };
+  if (shape.batches_per_epoch < 1 || shape.gradient_accumulation < 1) {
+    throw Error("check_position: a data shape needs at least one batch and one batch per step");
+  }
+  if (state.data_seed != shape.data_seed) {
+    fail("data_seed", std::to_string(state.data_seed) + " is not this run's seed " +
+                          std::to_string(shape.data_seed) + " (resume with the same --seed)");
+  }
+  if (state.batch_in_epoch > shape.batches_per_epoch) {
+    fail("batch_in_epoch", std::to_string(state.batch_in_epoch) + " is beyond the epoch's " +
+                               std::to_string(shape.batches_per_epoch) +
+                               " batches (other data or batch size?)");
+  }
+  // Every epoch takes at least one step, so a step count below the epoch is impossible (and the
+  // products below cannot overflow).
+  if (state.epoch > state.global_step) {
+    fail("epoch", std::to_string(state.epoch) + " is more than the " +
+                      std::to_string(state.global_step) + " steps taken");
+  }
+  const int64_t steps_per_epoch =
+      (shape.batches_per_epoch + shape.gradient_accumulation - 1) / shape.gradient_accumulation;
+  const int64_t position =
+      state.epoch * steps_per_epoch +
+      (state.batch_in_epoch + shape.gradient_accumulation - 1) / shape.gradient_accumulation;
+  const bool fits =
+      shape.batches_may_skip_steps ? state.global_step <= position : state.global_step == position;
+  if (!fits) {
+    fail("global_step", std::to_string(state.global_step) + " does not fit epoch " +
+                            std::to_string(state.epoch) + ", batch " +
+                            std::to_string(state.batch_in_epoch) + " of " +
+                            std::to_string(shape.batches_per_epoch) +
+                            " batches per epoch (other data, batch size or accumulation?)");
+  }
 }
 
 namespace {
@@ -157,6 +244,9 @@ SavedState parse_state(const detail::Json& json, const std::string& path) {
   reader.read("global_step", state.global_step);
   reader.read("epoch", state.epoch);
   reader.read("batch_in_epoch", state.batch_in_epoch);
+  if (state.global_step < 0) reader.fail("global_step", "a step count >= 0");
+  if (state.epoch < 0) reader.fail("epoch", "an epoch >= 0");
+  if (state.batch_in_epoch < 0) reader.fail("batch_in_epoch", "a batch position >= 0");
   const detail::Json* seed = reader.take("data_seed");
   if (!seed->is_number_unsigned()) reader.fail("data_seed", "a non-negative integer");
   state.data_seed = seed->get<uint64_t>();
@@ -166,17 +256,19 @@ SavedState parse_state(const detail::Json& json, const std::string& path) {
     detail::JsonObjectReader sub(*optimizer, path + " (optimizer)");
     sub.require({"lr", "steps"});
     sub.read("lr", saved.lr);
+    if (!std::isfinite(saved.lr) || saved.lr < 0) sub.fail("lr", "a finite learning rate >= 0");
     const detail::Json& steps = *sub.take("steps");
     bool valid = steps.is_array();
     for (size_t g = 0; valid && g < steps.size(); ++g) {
       valid = steps[g].is_array();
       saved.steps.emplace_back();
       for (size_t i = 0; valid && i < steps[g].size(); ++i) {
-        valid = steps[g][i].is_number_integer();
+        valid = steps[g][i].is_number_integer() && steps[g][i].get<int64_t>() >= 0 &&
+                steps[g][i].get<int64_t>() <= state.global_step;
         if (valid) saved.steps.back().push_back(steps[g][i].get<int64_t>());
       }
     }
-    if (!valid) sub.fail("steps", "a list of integer lists");
+    if (!valid) sub.fail("steps", "lists of step counts from 0 to global_step");
   }
   return saved;
 }

@@ -1,6 +1,7 @@
 #include "adaptertune/training/pretraining.h"
 
 #include <chrono>
+#include <cmath>
 #include <random>
 
 #include <ATen/ATen.h>
@@ -13,6 +14,7 @@
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
+#include "adaptertune/io/output_directory.h"
 #include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/precision.h"
 #include "adaptertune/tasks/batcher.h"
@@ -105,6 +107,15 @@ std::vector<Encoding> pack_sentences(const std::vector<std::string>& lines,
 
 namespace {
 
+OutputDirectory model_directory(const std::string& path) {
+  // What save_pretrained() and save_tokenizer() write, the default checkpoint folder, and the
+  // log that the pretraining recipe keeps beside the model.
+  return {path,
+          "model directory",
+          {"config.json", "model.safetensors", "vocab.txt", "spiece.model", "tokenizer_config.json",
+           "checkpoints", "pretrain.log"}};
+}
+
 // What must not change between a run and its resumption, as stored in the checkpoint: the
 // options that shape the data order and schedule, and a hash of the packed token ids.
 nlohmann::json resume_fingerprint(const PretrainOptions& options,
@@ -127,6 +138,38 @@ nlohmann::json resume_fingerprint(const PretrainOptions& options,
 
 }  // namespace
 
+void PretrainOptions::validate() const {
+  auto fail = [](const std::string& option, const std::string& range) {
+    throw Error("PretrainOptions: " + option + " must be " + range);
+  };
+  if (max_length < 3) fail("max_length", "an integer >= 3 ([CLS], a token, [SEP])");
+  if (batch_size < 1) fail("batch_size", "an integer >= 1");
+  if (steps < 1) fail("steps", "an integer >= 1");
+  if (!std::isfinite(lr) || lr <= 0) fail("lr", "a finite number > 0");
+  if (!(warmup_ratio >= 0 && warmup_ratio <= 1)) fail("warmup_ratio", "a number from 0 to 1");
+  if (!std::isfinite(weight_decay) || weight_decay < 0) {
+    fail("weight_decay", "a finite number >= 0");
+  }
+  if (log_every < 1) fail("log_every", "an integer >= 1");
+  if (checkpoint_every < 0) fail("checkpoint_every", "an integer >= 0");
+  if (keep_checkpoints < 1) fail("keep_checkpoints", "an integer >= 1");
+  if (resume && overwrite) {
+    throw Error("PretrainOptions: resume continues the run and overwrite replaces it: choose one");
+  }
+}
+
+void check_pretrain_options(const BertConfig& config, const std::string& output_dir,
+                            const PretrainOptions& options) {
+  options.validate();
+  config.validate();
+  config.check_sequence_length(options.max_length, "max_length");
+  check_output_directory(model_directory(output_dir),
+                         options.resume      ? ExistingOutput::kResume
+                         : options.overwrite ? ExistingOutput::kOverwrite
+                                             : ExistingOutput::kRefuse,
+                         options.inputs);
+}
+
 PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::string>& lines,
                             const Tokenizer& tokenizer, const std::string& output_dir,
                             const PretrainOptions& options) {
@@ -135,7 +178,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
                 " tokens but the model config's vocab_size is " +
                 std::to_string(config.vocab_size));
   }
-  if (options.checkpoint_every < 0) throw Error("pretrain: checkpoint_every must be >= 0");
+  check_pretrain_options(config, output_dir, options);
   EncodedDataset data;
   data.encodings = pack_sentences(lines, tokenizer, options.max_length);
   if (data.encodings.empty()) throw Error("pretrain: the text holds no tokens");
@@ -169,15 +212,30 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   auto message = [&](const std::string& text) {
     if (options.on_message) options.on_message(text);
   };
+  if (options.overwrite) clear_output_directory(model_directory(output_dir));
   if (options.resume) {
-    if (auto latest = checkpoints.latest()) {
+    checkpoints.remove_stale_temporaries();
+    const auto latest = checkpoints.latest();
+    if (!latest && file_exists(output_dir + "/config.json")) {
+      throw Error(output_dir +
+                  ": holds a finished model and no checkpoint to resume; replace it "
+                  "with --overwrite");
+    }
+    if (latest) {
       // Check before loading, so that a refused checkpoint leaves the fresh model untouched.
-      const auto saved = nlohmann::json::parse(CheckpointManager::read_state(*latest).extra_json);
+      const TrainingState saved_state = CheckpointManager::read_state(*latest);
+      DataShape shape;
+      shape.batches_per_epoch = batcher.batches_per_epoch();
+      shape.data_seed = options.seed;
+      shape.batches_may_skip_steps = true;  // a batch with nothing masked takes no step
+      const auto saved =
+          nlohmann::json::parse(saved_state.extra_json, nullptr, /*allow_exceptions=*/false);
       if (saved != fingerprint) {
         throw Error(*latest +
                     ": this checkpoint was made with other pretraining options or text (" +
                     saved.dump() + "); this run has " + fingerprint.dump());
       }
+      CheckpointManager::check_position(saved_state, *latest, shape);
       state = CheckpointManager::load(*latest, *model, optimizer);
       message("pretrain: resumed from " + *latest + " at step " +
               std::to_string(state.global_step));

@@ -19,6 +19,7 @@
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
+#include "adaptertune/io/output_directory.h"
 #include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/tasks/metrics.h"
 #include "adaptertune/training/checkpoint.h"
@@ -49,6 +50,40 @@ class MetricsLog {
  private:
   std::ofstream out_;
 };
+
+// On resume: metrics.jsonl keeps only the events up to the checkpoint's step (those after it are
+// logged again as the run repeats them) and loses a line torn by a kill.
+void cut_metrics_log(const std::string& path, int64_t step) {
+  if (!file_exists(path)) return;
+  const std::string text = read_file(path);
+  std::string kept;
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t end = text.find('\n', start);
+    if (end == std::string::npos) break;  // a last line without its newline was torn
+    const std::string line = text.substr(start, end - start);
+    start = end + 1;
+    const Json event = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (event.is_object() && event.contains("step") && event["step"].is_number_integer() &&
+        event["step"].get<int64_t>() <= step) {
+      kept += line + "\n";
+    }
+  }
+  write_file_atomic(path, kept);
+}
+
+OutputDirectory run_directory(const std::string& path) {
+  return {path,
+          "run directory",
+          {"run.json", "metrics.jsonl", "results.json", "best", "checkpoints", ".best.tmp",
+           ".best.old"}};
+}
+
+std::string range_error(const std::string& option, const std::string& range, double value) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%g", value);
+  return "TrainerOptions: " + option + " must be " + range + ", got " + buffer;
+}
 
 // Progress bar on a terminal, plain periodic lines otherwise.
 class Progress {
@@ -142,6 +177,53 @@ EvalResult evaluate(BertForSequenceClassification& model, const GlueTaskInfo& ta
   return result;
 }
 
+void TrainerOptions::validate() const {
+  auto at_least = [](const char* option, int64_t value, int64_t min) {
+    if (value < min) {
+      throw Error(
+          range_error(option, "an integer >= " + std::to_string(min), static_cast<double>(value)));
+    }
+  };
+  auto finite = [](const char* option, double value, double min, bool exclusive) {
+    if (!std::isfinite(value) || value < min || (exclusive && value == min)) {
+      char bound[32];
+      std::snprintf(bound, sizeof bound, "%g", min);
+      throw Error(range_error(
+          option, std::string("a finite number ") + (exclusive ? "> " : ">= ") + bound, value));
+    }
+  };
+  at_least("epochs", epochs, 0);
+  at_least("max_steps", max_steps, 0);
+  if (epochs < 1 && max_steps < 1) throw Error("TrainerOptions: need epochs or max_steps");
+  at_least("batch_size", batch_size, 1);
+  at_least("eval_batch_size", eval_batch_size, 1);
+  at_least("gradient_accumulation", gradient_accumulation, 1);
+  finite("lr", lr, 0, /*exclusive=*/true);
+  finite("weight_decay", weight_decay, 0, false);
+  if (!(warmup_ratio >= 0 && warmup_ratio <= 1)) {
+    throw Error(range_error("warmup_ratio", "a number from 0 to 1", warmup_ratio));
+  }
+  finite("max_grad_norm", max_grad_norm, 0, false);
+  at_least("eval_every", eval_every, 0);
+  at_least("log_every", log_every, 1);
+  at_least("early_stopping_patience", early_stopping_patience, 0);
+  at_least("max_length", max_length, 0);
+  at_least("keep_checkpoints", keep_checkpoints, 1);
+  if (output_dir.empty()) throw Error("TrainerOptions: an output directory is required");
+  if (resume && overwrite) {
+    throw Error("TrainerOptions: resume continues the run and overwrite replaces it: choose one");
+  }
+}
+
+void Trainer::check_options(const TrainerOptions& options) {
+  options.validate();
+  check_output_directory(run_directory(options.output_dir),
+                         options.resume      ? ExistingOutput::kResume
+                         : options.overwrite ? ExistingOutput::kOverwrite
+                                             : ExistingOutput::kRefuse,
+                         options.inputs);
+}
+
 Trainer::Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task,
                  EncodedDataset train, EncodedDataset dev, FreezePolicy policy,
                  std::optional<std::string> adapter_name, TrainerOptions options,
@@ -154,11 +236,7 @@ Trainer::Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task,
       adapter_name_(std::move(adapter_name)),
       options_(std::move(options)),
       tokenizer_(tokenizer) {
-  if (options_.output_dir.empty()) throw Error("Trainer: an output directory is required");
-  if (options_.epochs < 1 && options_.max_steps < 1)
-    throw Error("Trainer: need epochs or max_steps");
-  if (options_.gradient_accumulation < 1)
-    throw Error("Trainer: gradient_accumulation must be >= 1");
+  check_options(options_);
   if (train_.targets.empty()) throw Error("Trainer: the training data has no labels");
   if (dev_.targets.empty()) throw Error("Trainer: the dev data has no labels");
   if (adapter_name_) {
@@ -172,6 +250,9 @@ TrainResult Trainer::train() {
   const c10::Device device = options_.device;
   check_device(device);
   const Precision precision = options_.precision;
+  // Checked again: the directory may have changed since the constructor.
+  check_options(options_);
+  if (options_.overwrite) clear_output_directory(run_directory(options_.output_dir));
   make_directories(options_.output_dir);
   torch::manual_seed(options_.seed);
   model_->to(device);
@@ -212,10 +293,19 @@ TrainResult Trainer::train() {
   int64_t last_eval_step = -1;
   Progress progress(options_.progress);
   if (options_.resume) {
+    checkpoints.remove_stale_temporaries();
+    remove_tree(options_.output_dir + "/.best.tmp");
     if (auto latest = checkpoints.latest()) {
       // The trainer's own state is read and checked before the checkpoint changes the model.
+      const TrainingState saved = CheckpointManager::read_state(*latest);
+      DataShape shape;
+      shape.batches_per_epoch = batches;
+      shape.gradient_accumulation = options_.gradient_accumulation;
+      shape.data_seed = options_.seed;
+      CheckpointManager::check_position(saved, *latest, shape);
+      const std::string state_path = *latest + "/trainer_state.json";
       try {
-        const Json extra = Json::parse(CheckpointManager::read_state(*latest).extra_json);
+        const Json extra = Json::parse(saved.extra_json);
         best = extra.value("best", best);
         result.best_step = extra.value("best_step", int64_t{-1});
         evals_without_improvement = extra.value("evals_without_improvement", int64_t{0});
@@ -223,12 +313,22 @@ TrainResult Trainer::train() {
           result.best_metrics = extra.at("best_metrics").get<std::map<std::string, double>>();
         }
       } catch (const Json::exception& e) {
-        throw Error(*latest +
-                    "/trainer_state.json: key 'extra' is not the trainer's state: " + e.what());
+        throw Error(state_path + ": key 'extra' is not the trainer's state: " + e.what());
+      }
+      if (result.best_step < -1 || result.best_step > saved.global_step) {
+        throw Error(state_path + ": key 'extra': best_step " + std::to_string(result.best_step) +
+                    " is not a step from -1 to global_step " + std::to_string(saved.global_step));
+      }
+      if (evals_without_improvement < 0) {
+        throw Error(state_path + ": key 'extra': evals_without_improvement must be >= 0");
       }
       state = CheckpointManager::load(*latest, *model_, optimizer);
       progress.message("train: resumed from " + *latest + " at step " +
                        std::to_string(state.global_step));
+    } else if (file_exists(options_.output_dir + "/run.json")) {
+      // Starting afresh here would replace the run's files: that is what overwrite is for.
+      throw Error(options_.output_dir + ": holds a run but no checkpoint to resume (" +
+                  checkpoints.root() + "); replace the run with --overwrite");
     } else {
       progress.message("train: --resume given but no checkpoint found; starting fresh");
     }
@@ -274,7 +374,11 @@ TrainResult Trainer::train() {
     };
     write_file_atomic(options_.output_dir + "/run.json", run.dump(2) + "\n");
   }
+  if (options_.resume) cut_metrics_log(options_.output_dir + "/metrics.jsonl", state.global_step);
   MetricsLog log(options_.output_dir + "/metrics.jsonl");
+  if (options_.resume && state.global_step > 0) {
+    log.write({{"event", "resume"}, {"step", state.global_step}});
+  }
 
   auto save_checkpoint = [&]() {
     Json extra = {{"best", std::isfinite(best) ? Json(best) : Json(nullptr)},
@@ -422,15 +526,19 @@ TrainResult Trainer::train() {
       }
     }
     if (result.interrupted) break;
-    // The epoch's end (or the last step): evaluate, then checkpoint the start of the next epoch.
+    // The epoch's end (or the last step): evaluate, then checkpoint. A run stopped inside the
+    // epoch (max_steps, early stopping) records where it stopped, so that a resume with more
+    // steps continues the epoch there.
     if (!result.early_stopped && last_eval_step != state.global_step) {
       if (run_eval(epoch)) {
         result.early_stopped = true;
         done = true;
       }
     }
-    state.epoch = epoch + 1;
-    state.batch_in_epoch = 0;
+    if (state.batch_in_epoch >= static_cast<int64_t>(order.size())) {
+      state.epoch = epoch + 1;
+      state.batch_in_epoch = 0;
+    }
     save_checkpoint();
   }
   result.steps = state.global_step;

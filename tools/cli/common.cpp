@@ -1,10 +1,64 @@
 #include "common.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
 
+#include "adaptertune/bert_config.h"
 #include "adaptertune/error.h"
 
 namespace adaptertune::cli {
+
+namespace {
+
+std::string number_text(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g", value);
+  return buffer;
+}
+
+}  // namespace
+
+CLI::Validator integer_range(int64_t min, std::optional<int64_t> max) {
+  const std::string range =
+      max ? "an integer from " + std::to_string(min) + " to " + std::to_string(*max)
+          : "an integer >= " + std::to_string(min);
+  return CLI::Validator(
+      [min, max, range](std::string& text) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        const long long value = std::strtoll(text.c_str(), &end, 10);
+        if (text.empty() || *end != '\0' || errno == ERANGE || value < min ||
+            (max && value > *max)) {
+          return "must be " + range + ", got " + text;
+        }
+        return {};
+      },
+      range.substr(3));
+}
+
+CLI::Validator finite_number(double min, bool exclusive, std::optional<double> max) {
+  const std::string range =
+      max ? "a number from " + number_text(min) + " to " + number_text(*max)
+          : std::string("a finite number ") + (exclusive ? "> " : ">= ") + number_text(min);
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double value = std::strtod(text.c_str(), &end);
+        const bool ok = !text.empty() && *end == '\0' && std::isfinite(value) &&
+                        (exclusive ? value > min : value >= min) && (!max || value <= *max);
+        return ok ? std::string() : "must be " + range + ", got " + text;
+      },
+      range);
+}
+
+void check_max_length_flag(const std::string& model_dir, std::optional<int64_t> max_length) {
+  if (max_length) {
+    BertConfig::from_file(model_dir + "/config.json")
+        .check_sequence_length(*max_length, "--max-length");
+  }
+}
 
 std::string adapter_name_for(const GlueTaskInfo& task) {
   std::string name = task.name;
@@ -40,9 +94,9 @@ void add_adapter_options(CLI::App* cmd, AdapterChoice& choice) {
       ->excludes(preset);
   auto* rf = cmd->add_option("--reduction-factor", choice.reduction_factor,
                              "Bottleneck m = hidden_size // N")
-                 ->check(CLI::PositiveNumber);
+                 ->check(finite_number(0, /*exclusive=*/true));
   cmd->add_option("--adapter-size", choice.adapter_size, "Bottleneck size m")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_range(1))
       ->excludes(rf);
 }
 

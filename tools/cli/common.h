@@ -14,6 +14,18 @@
 
 namespace adaptertune::cli {
 
+/// Range checks for numeric flags. The message states the valid range and what was given
+/// ("--seed: must be an integer >= 0, got -1"), before the value is converted (so that -1 never
+/// becomes a huge unsigned number and nan never passes a comparison).
+CLI::Validator integer_range(int64_t min, std::optional<int64_t> max = std::nullopt);
+/// A finite number >= `min` (> `min` when `exclusive`), and <= `max` when given.
+CLI::Validator finite_number(double min, bool exclusive = false,
+                             std::optional<double> max = std::nullopt);
+
+/// Throws Error when `--max-length` (if given) is more than the model directory's
+/// max_position_embeddings, so that a run refuses it up front rather than failing mid-way.
+void check_max_length_flag(const std::string& model_dir, std::optional<int64_t> max_length);
+
 /// The adapter name `train` gives task `task`'s adapter (its name; adapter names hold no '.').
 std::string adapter_name_for(const GlueTaskInfo& task);
 

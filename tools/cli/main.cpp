@@ -1,8 +1,10 @@
 // The `adaptertune` command-line tool. It uses only the library's public API.
 
 #include <algorithm>
+#include <cctype>
 #include <iostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <c10/util/Exception.h>
@@ -22,12 +24,26 @@ namespace {
 // ({"epochs": 3, "lr": 1e-3, "resume": true, "progress": false, ...}; keys are option names
 // without dashes, '_' or '-'). They are placed before the command line's own flags, which
 // therefore override them. Booleans pass as `--flag=true|false`, so false is kept too.
-std::vector<std::string> expand_options_file(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
+struct ExpandedArguments {
+  std::vector<std::string> args;
+  /// The --options file, and each flag it gave with its key there.
+  std::string options_file;
+  std::vector<std::pair<std::string, std::string>> flags_from_file;
+  /// The flags the command line gave itself.
+  std::vector<std::string> own_flags;
+};
+
+ExpandedArguments expand_options_file(int argc, char** argv) {
+  ExpandedArguments out;
+  std::vector<std::string>& args = out.args;
+  args.assign(argv + 1, argv + argc);
+  for (const auto& arg : args) {
+    if (arg.rfind("--", 0) == 0) out.own_flags.push_back(arg.substr(0, arg.find('=')));
+  }
   auto it = std::find_if(args.begin(), args.end(), [](const std::string& arg) {
     return arg == "--options" || arg.rfind("--options=", 0) == 0;
   });
-  if (it == args.end()) return args;
+  if (it == args.end()) return out;
   std::string path;
   if (*it == "--options") {
     if (it + 1 == args.end()) throw adaptertune::Error("--options needs a JSON file");
@@ -55,6 +71,7 @@ std::vector<std::string> expand_options_file(int argc, char** argv) {
   for (auto o = options.begin(); o != options.end(); ++o) {
     std::string flag = "--" + o.key();
     std::replace(flag.begin(), flag.end(), '_', '-');
+    out.flags_from_file.emplace_back(flag, o.key());
     if (o->is_boolean()) {
       from_file.push_back(flag + "=" + (o->get<bool>() ? "true" : "false"));
     } else if (o->is_array()) {
@@ -70,7 +87,26 @@ std::vector<std::string> expand_options_file(int argc, char** argv) {
   // After the subcommand's name (the first argument), before the user's flags.
   const auto insert_at = args.empty() ? args.end() : args.begin() + 1;
   args.insert(insert_at, from_file.begin(), from_file.end());
-  return args;
+  out.options_file = path;
+  return out;
+}
+
+// A parse error about a flag that only the --options file gave names the file and its key.
+std::string with_options_source(const ExpandedArguments& expanded, const std::string& message) {
+  for (const auto& [flag, key] : expanded.flags_from_file) {
+    if (std::find(expanded.own_flags.begin(), expanded.own_flags.end(), flag) !=
+        expanded.own_flags.end()) {
+      continue;
+    }
+    const auto at = message.find(flag);
+    const size_t after = at + flag.size();
+    const bool whole =
+        at != std::string::npos &&
+        (after == message.size() ||
+         !(std::isalnum(static_cast<unsigned char>(message[after])) || message[after] == '-'));
+    if (whole) return expanded.options_file + ": key '" + key + "': " + message;
+  }
+  return message;
 }
 
 // One line for stderr: CLI11 and LibTorch messages can span several lines (LibTorch adds a
@@ -106,15 +142,16 @@ int main(int argc, char** argv) {
   adaptertune::cli::Command run_eval = adaptertune::cli::add_eval_command(app);
   adaptertune::cli::Command run_predict = adaptertune::cli::add_predict_command(app);
   adaptertune::cli::Command run_serve = adaptertune::cli::add_serve_command(app);
-  std::vector<std::string> args;
+  ExpandedArguments expanded;
   try {
-    args = expand_options_file(argc, argv);
+    expanded = expand_options_file(argc, argv);
   } catch (const adaptertune::Error& e) {
     std::cerr << "adaptertune: error: " << e.what() << "\n";
     return 1;
   }
   try {
-    std::reverse(args.begin(), args.end());  // CLI11 takes the arguments in reverse order
+    std::vector<std::string> args(expanded.args.rbegin(),
+                                  expanded.args.rend());  // CLI11 takes them in reverse order
     app.parse(args);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
@@ -123,7 +160,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    return usage_error(app, e.what());
+    return usage_error(app, with_options_source(expanded, one_line(e.what())));
   }
   // LibTorch seeds its generators from the OS; a fixed seed makes whatever a command initialises
   // (a head or pooler that a checkpoint does not hold) the same every run. train and pretrain

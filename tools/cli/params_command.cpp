@@ -87,7 +87,7 @@ Command add_params_command(CLI::App& app) {
   add_adapter_options(cmd, options->adapter);
   add_train_options(cmd, options->train);
   cmd->add_option("--num-labels", options->num_labels, "Outputs of the task head (1 = regression)")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_range(1))
       ->capture_default_str();
   cmd->add_flag("--json", options->json, "Print one JSON object instead of a table");
   return [options] { return run(*options); };

@@ -38,6 +38,12 @@ int run(PretrainCommandOptions& o) {
   o.train.device = parse_device(o.device);
   o.train.precision = parse_precision(o.precision.value_or("fp32"));
   if (o.save_bf16) o.train.save_dtype = c10::ScalarType::BFloat16;
+  // Everything is checked before the text is read or anything is written.
+  o.train.inputs = o.text;
+  o.train.inputs.push_back(o.config);
+  o.train.inputs.push_back(o.vocab);
+  config.check_sequence_length(o.train.max_length, "--max-length");
+  check_pretrain_options(config, o.out, o.train);
   const auto tokenizer = load_tokenizer_file(o.vocab, /*sentencepiece=*/false, o.lowercase);
   std::vector<std::string> lines;
   for (const auto& path : o.text) {
@@ -84,21 +90,23 @@ Command add_pretrain_command(CLI::App& app) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--out", o->out, "Output model directory")->required();
   cmd->add_option("--steps", o->train.steps, "Optimizer steps")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_range(1))
       ->capture_default_str();
   cmd->add_option("--batch-size", o->train.batch_size, "Sequences per step")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_range(1))
       ->capture_default_str();
   cmd->add_option("--max-length", o->train.max_length, "Tokens per packed sequence")
-      ->check(CLI::Range(3, 100000))
+      ->check(integer_range(3, 100000))
       ->capture_default_str();
   cmd->add_option("--lr", o->train.lr, "Peak learning rate")
-      ->check(CLI::PositiveNumber)
+      ->check(finite_number(0, /*exclusive=*/true))
       ->capture_default_str();
   cmd->add_option("--warmup-ratio", o->train.warmup_ratio, "Share of steps for linear warmup")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(finite_number(0, false, 1.0))
       ->capture_default_str();
-  cmd->add_option("--seed", o->train.seed, "Random seed")->capture_default_str();
+  cmd->add_option("--seed", o->train.seed, "Random seed")
+      ->check(integer_range(0))
+      ->capture_default_str();
   add_device_option(cmd, o->device);
   add_precision_option(cmd, o->precision, "fp32 (default), bf16 or fp16 autocast");
   cmd->add_flag("--lowercase,!--no-lowercase", o->lowercase,
@@ -108,19 +116,22 @@ Command add_pretrain_command(CLI::App& app) {
   cmd->add_flag("--save-bf16", o->save_bf16,
                 "Save the weights in bfloat16 (half the size; they load back as float32)");
   cmd->add_option("--log-every", o->train.log_every, "Log every N steps")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_range(1))
       ->capture_default_str();
   cmd->add_option("--checkpoint-every", o->train.checkpoint_every,
                   "Save a checkpoint every N steps (0: only on Ctrl-C)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(integer_range(0))
       ->capture_default_str();
   cmd->add_option("--keep-checkpoints", o->train.keep_checkpoints, "Checkpoints kept on disk")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_range(1))
       ->capture_default_str();
   cmd->add_option("--checkpoint-dir", o->train.checkpoint_dir,
                   "Checkpoint directory (default: OUT/checkpoints, removed when the run finishes)");
   cmd->add_flag("--resume", o->train.resume,
                 "Continue from the newest checkpoint (same text and options)");
+  cmd->add_flag("--overwrite", o->train.overwrite,
+                "Replace the model already in --out (its files are removed first); without it or "
+                "--resume, an --out that holds anything is refused");
   return [o] { return run(*o); };
 }
 

@@ -49,6 +49,7 @@ int run(ServeOptions o) {
   PredictorOptions options;
   options.device = parse_device(o.device);
   if (o.precision) options.precision = parse_precision(*o.precision);
+  check_max_length_flag(o.model, o.max_length);
   options.max_length = o.max_length.value_or(0);
   options.batch_size = o.server.batching.max_batch;
   Predictor predictor(o.model, o.adapter_packs, options);
@@ -85,7 +86,7 @@ Command add_serve_command(CLI::App& app) {
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--host", o->server.host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", o->server.port, "Port (0: any free port, printed on stderr)")
-      ->check(CLI::Range(0, 65535))
+      ->check(integer_range(0, 65535))
       ->capture_default_str();
   cmd->add_option("--packs-dir", o->server.packs_dir,
                   "Directory POST /v1/tasks may load packs from (default: loading is off)")
@@ -95,36 +96,36 @@ Command add_serve_command(CLI::App& app) {
                   "$ADAPTERTUNE_API_KEY; none: they are open)");
   cmd->add_option("--max-batch", o->server.batching.max_batch,
                   "Examples run together in one forward pass")
-      ->check(CLI::Range(int64_t{1}, int64_t{4096}))
+      ->check(integer_range(1, 4096))
       ->capture_default_str();
   cmd->add_option("--max-wait-ms", o->max_wait_ms,
                   "How long a request waits for others to batch with")
-      ->check(CLI::Range(int64_t{0}, int64_t{10000}))
+      ->check(integer_range(0, 10000))
       ->capture_default_str();
   cmd->add_option("--max-queue", o->server.batching.max_queue,
                   "Examples that may wait; beyond it requests get 503")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->check(integer_range(1, int64_t{1} << 20))
       ->capture_default_str();
   cmd->add_option("--request-timeout-ms", o->request_timeout_ms,
                   "A request not answered by then gets 504")
-      ->check(CLI::Range(int64_t{1}, int64_t{3600000}))
+      ->check(integer_range(1, 3600000))
       ->capture_default_str();
   cmd->add_option("--max-body-bytes", o->server.max_body_bytes, "Larger bodies get 413")
-      ->check(CLI::Range(size_t{1}, size_t{1} << 30))
+      ->check(integer_range(1, int64_t{1} << 30))
       ->capture_default_str();
   cmd->add_option("--max-text-bytes", o->server.max_text_bytes,
                   "Larger texts (text + text_pair) get 413")
-      ->check(CLI::Range(size_t{1}, size_t{1} << 30))
+      ->check(integer_range(1, int64_t{1} << 30))
       ->capture_default_str();
   cmd->add_option("--max-inputs", o->server.max_inputs, "More inputs per request get 413")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->check(integer_range(1, int64_t{1} << 20))
       ->capture_default_str();
   cmd->add_option("--threads", o->server.threads, "Connections served at once")
-      ->check(CLI::Range(1, 1024))
+      ->check(integer_range(1, 1024))
       ->capture_default_str();
   cmd->add_option("--max-length", o->max_length,
                   "Tokens per example (default: what each pack was trained with, else 128)")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_range(1));
   add_device_option(cmd, o->device);
   add_precision_option(cmd, o->precision,
                        "fp32, bf16 or fp16 (default: what the packs were trained with, else fp32)");

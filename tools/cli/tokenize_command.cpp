@@ -83,7 +83,7 @@ Command add_tokenize_command(CLI::App& app) {
       "Lower-case and strip accents (default: the model directory's do_lower_case, else on)");
   cmd->add_option("--max-length", options->max_length,
                   "Truncate to this many tokens, special tokens included (longest first)")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_range(1));
   return [options] { return run(*options); };
 }
 

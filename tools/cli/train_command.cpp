@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <optional>
 #include <string>
 
@@ -16,6 +17,7 @@
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
+#include "adaptertune/io/output_directory.h"
 #include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/runtime.h"
 #include "adaptertune/tasks/batcher.h"
@@ -62,7 +64,11 @@ int run_train(TrainCommandOptions o) {
   const TrainMode mode = requested.mode;
   std::optional<AdapterConfig> adapter = resolve_adapter(o.adapter, mode);
   const std::string adapter_label = o.adapter_name.value_or(adapter_name_for(task));
-  // Options are checked before anything loads, so that a mistake costs no time.
+  // Options are checked before anything loads or is written, so that a mistake costs no time and
+  // leaves nothing behind.
+  o.trainer.inputs = {o.model, o.data_dir, o.adapter.config_file};
+  Trainer::check_options(o.trainer);
+  check_max_length_flag(o.model, o.max_length);
   if (adapter) {
     check_policy_trains_adapter(requested, adapter_label);
   } else if (mode == TrainMode::kAdapters || mode == TrainMode::kAdaptersAndHead) {
@@ -187,6 +193,32 @@ struct UseSettings {
   std::optional<size_t> pack;
 };
 
+// A pack's head answers its own task: one trained on another label set would give wrong labels
+// without a word.
+void check_pack_fits_task(const AdapterPackInfo& info, const std::string& pack,
+                          const GlueTaskInfo& task) {
+  if (!info.head) return;
+  const HeadConfig& head = *info.head;
+  const HeadConfig wanted = head_for(task);
+  auto describe = [](const HeadConfig& h) {
+    if (h.problem_type == ProblemType::kRegression) return std::string("a regression head");
+    std::string text = std::to_string(h.num_labels) + " labels";
+    if (!h.id2label.empty()) {
+      text += " (";
+      for (size_t i = 0; i < h.id2label.size(); ++i) text += (i ? ", " : "") + h.id2label[i];
+      text += ")";
+    }
+    return text;
+  };
+  const bool fits = head.problem_type == wanted.problem_type &&
+                    head.num_labels == wanted.num_labels &&
+                    (head.id2label.empty() || head.id2label == wanted.id2label);
+  if (!fits) {
+    throw Error(pack + ": the pack's head has " + describe(head) + " but " + task.name + " needs " +
+                describe(wanted) + " (a pack of another task?)");
+  }
+}
+
 // Reads the packs' descriptions and the options, before any model loads.
 UseSettings settings_for(const UseOptions& o, const GlueTaskInfo& task) {
   const c10::Device device = parse_device(o.device);
@@ -194,8 +226,14 @@ UseSettings settings_for(const UseOptions& o, const GlueTaskInfo& task) {
   for (const auto& pack : o.adapter_packs) infos.push_back(read_adapter_pack_info(pack));
   const std::optional<size_t> pack = chosen_pack(o, task, infos);
   const AdapterPackInfo* info = pack ? &infos[*pack] : nullptr;
+  if (info) check_pack_fits_task(*info, o.adapter_packs[*pack], task);
   const bool recorded_length = info && info->max_length > 0;
-  return {o.max_length.value_or(recorded_length ? info->max_length : 128),
+  const BertConfig config = BertConfig::from_file(o.model + "/config.json");
+  const int64_t max_length = o.max_length.value_or(
+      recorded_length ? info->max_length : std::min<int64_t>(128, config.max_position_embeddings));
+  config.check_sequence_length(
+      max_length, o.max_length || !pack ? "--max-length" : o.adapter_packs[*pack] + ": max_length");
+  return {max_length,
           o.precision ? parse_precision(*o.precision)
                       : (info && info->precision ? *info->precision : Precision::kFloat32),
           device, pack};
@@ -227,27 +265,6 @@ int run_eval(const UseOptions& o) {
   return 0;
 }
 
-GlueDataset read_stdin_examples(const GlueTaskInfo& task) {
-  // Lines of stdin: text, or text<TAB>text_pair for sentence-pair tasks.
-  GlueDataset data;
-  data.task = &task;
-  data.path = "stdin";
-  std::string line;
-  for (int64_t n = 1; std::getline(std::cin, line); ++n) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    GlueExample e;
-    e.index = n - 1;
-    e.line = n;
-    auto tab = line.find('\t');
-    e.text_a = line.substr(0, tab);
-    if (tab != std::string::npos) e.text_b = line.substr(tab + 1);
-    if (task.sentence_pair && !e.text_b)
-      throw Error("stdin:" + std::to_string(n) + ": " + task.name + " needs text<TAB>text_pair");
-    data.examples.push_back(std::move(e));
-  }
-  return data;
-}
-
 // JSON lines of requests, from a file or stdin, with where each came from ("FILE:LINE").
 struct Requests {
   std::vector<TaskRequest> requests;
@@ -271,6 +288,13 @@ Requests read_requests(const std::string& path) {
     out.requests.push_back(parse_task_request(line, out.where.back()));
   }
   return out;
+}
+
+// What predict reads, which --out must not replace.
+std::vector<std::string> inputs_of(const UseOptions& o) {
+  std::vector<std::string> inputs{o.model, o.input};
+  inputs.insert(inputs.end(), o.adapter_packs.begin(), o.adapter_packs.end());
+  return inputs;
 }
 
 void write_output(const std::string& out, const std::string& text) {
@@ -302,6 +326,8 @@ int run_predict_requests(const UseOptions& o) {
   }
   if (o.adapter)
     throw Error("--adapter does not apply to JSON lines input: each line names its task");
+  if (!o.out.empty()) check_not_an_input(o.out, inputs_of(o), "--out");
+  check_max_length_flag(o.model, o.max_length);
   PredictorOptions options;
   options.device = parse_device(o.device);
   if (o.precision) options.precision = parse_precision(*o.precision);
@@ -350,6 +376,11 @@ int run_predict(const UseOptions& o) {
   if (format == "glue" && o.out.empty()) {
     throw Error("--format glue writes a submission file: it needs --out DIR");
   }
+  if (!o.out.empty()) {
+    check_not_an_input(
+        format == "glue" ? o.out + "/" + glue_submission_file_name(task, o.split) : o.out,
+        inputs_of(o), "--out");
+  }
   const UseSettings use = settings_for(o, task);
   auto tokenizer = load_tokenizer(o.model);
   auto model = load_for_use(o, task, use.pack);
@@ -358,7 +389,12 @@ int run_predict(const UseOptions& o) {
   if (o.input_format == "lines" && !o.input.empty()) {
     throw Error("--input-format lines reads stdin; give --input only for a GLUE TSV or JSON lines");
   }
-  GlueDataset data = from_stdin ? read_stdin_examples(task) : read_glue_file(task, o.input);
+  GlueDataset data = from_stdin
+                         ? parse_text_lines(task,
+                                            std::string(std::istreambuf_iterator<char>(std::cin),
+                                                        std::istreambuf_iterator<char>()),
+                                            "stdin")
+                         : read_glue_file(task, o.input);
   if (data.examples.empty()) throw Error("predict: no input examples");
   EncodedDataset encoded = encode_glue(data, *tokenizer, use.max_length);
   EvalResult r =
@@ -404,9 +440,9 @@ void add_use_options(CLI::App* cmd, UseOptions& o) {
                   "one named like the task)");
   cmd->add_option("--max-length", o.max_length,
                   "Tokens per example (default: what the pack was trained with, else 128)")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_range(1));
   cmd->add_option("--batch-size", o.batch_size, "Examples per batch")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_range(1))
       ->capture_default_str();
   add_device_option(cmd, o.device);
   add_precision_option(cmd, o.precision,
@@ -430,52 +466,63 @@ Command add_train_command(CLI::App& app) {
                   "The adapter's (the task's) name in the pack (default: the task's name)");
   add_train_options(cmd, o->train);
   cmd->add_option("--epochs", o->trainer.epochs, "Epochs")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_range(1))
       ->capture_default_str();
   cmd->add_option("--max-steps", o->trainer.max_steps,
                   "Stop after N optimizer steps (0: all epochs)")
+      ->check(integer_range(0))
       ->capture_default_str();
   cmd->add_option("--lr", o->trainer.lr, "Peak learning rate")
-      ->check(CLI::PositiveNumber)
+      ->check(finite_number(0, /*exclusive=*/true))
       ->capture_default_str();
   cmd->add_option("--batch-size", o->trainer.batch_size, "Examples per batch")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_range(1))
       ->capture_default_str();
   cmd->add_option("--gradient-accumulation", o->trainer.gradient_accumulation,
                   "Batches per optimizer step")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_range(1))
       ->capture_default_str();
   cmd->add_option("--max-length", o->max_length, "Tokens per example")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_range(1))
       ->capture_default_str();
   cmd->add_option("--schedule", o->schedule, "linear, cosine or constant")
       ->check(CLI::IsMember({"linear", "cosine", "constant"}))
       ->capture_default_str();
   cmd->add_option("--warmup-ratio", o->trainer.warmup_ratio, "Share of steps for warmup")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(finite_number(0, false, 1.0))
       ->capture_default_str();
   cmd->add_option("--weight-decay", o->trainer.weight_decay, "AdamW weight decay")
+      ->check(finite_number(0))
       ->capture_default_str();
   cmd->add_option("--max-grad-norm", o->trainer.max_grad_norm, "Gradient clipping (0: off)")
+      ->check(finite_number(0))
       ->capture_default_str();
   cmd->add_option("--eval-every", o->trainer.eval_every,
                   "Evaluate every N steps (0: each epoch end)")
+      ->check(integer_range(0))
       ->capture_default_str();
   cmd->add_option("--early-stopping", o->trainer.early_stopping_patience,
                   "Stop after N evaluations without improvement")
+      ->check(integer_range(0))
       ->capture_default_str();
   cmd->add_option("--train-examples", o->train_examples,
                   "Use only the first N training examples (0: all)")
+      ->check(integer_range(0))
       ->capture_default_str();
-  cmd->add_option("--seed", o->trainer.seed, "Random seed")->capture_default_str();
+  cmd->add_option("--seed", o->trainer.seed, "Random seed")
+      ->check(integer_range(0))
+      ->capture_default_str();
   add_device_option(cmd, o->device);
   add_precision_option(cmd, o->precision, "fp32 (default), bf16 or fp16 autocast");
   cmd->add_option("--out", o->trainer.output_dir, "Run directory")->capture_default_str();
   cmd->add_option("--log-every", o->trainer.log_every, "Log every N steps")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_range(1))
       ->capture_default_str();
   cmd->add_flag("--resume", o->trainer.resume,
                 "Continue from the run directory's newest checkpoint");
+  cmd->add_flag("--overwrite", o->trainer.overwrite,
+                "Replace the run already in --out (its files are removed first); without it or "
+                "--resume, an --out that holds anything is refused");
   cmd->add_flag_function(
       "--progress,!--no-progress", [o](int64_t n) { o->trainer.progress = n > 0; },
       "Progress bar on a terminal, log lines otherwise (default on)");

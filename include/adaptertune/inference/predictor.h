@@ -24,7 +24,8 @@ struct PredictorOptions {
   /// Autocast precision; std::nullopt: the one the packs record when they all record the same,
   /// else fp32.
   std::optional<Precision> precision;
-  /// Tokens per example (special tokens included); 0: what each task's pack records, else 128.
+  /// Tokens per example (special tokens included); 0: what each task's pack records, else 128 (at
+  /// most the model's max_position_embeddings). A length beyond those positions is an Error.
   int64_t max_length = 0;
   /// Examples per forward pass; requests are sorted by length into batches padded to their
   /// longest example.

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace adaptertune {
@@ -69,6 +70,16 @@ struct GlueDataset {
 /// line, unless options.skip_malformed.
 GlueDataset read_glue_file(const GlueTaskInfo& task, const std::string& path,
                            const GlueReadOptions& options = {});
+
+/// read_glue_file() on text already in memory; `path` names it in errors.
+GlueDataset parse_glue_tsv(const GlueTaskInfo& task, std::string_view contents,
+                           const std::string& path, const GlueReadOptions& options = {});
+
+/// Unlabelled examples of `task` from plain lines: a text per line, or text<TAB>text_pair for
+/// sentence-pair tasks (what `predict` reads on stdin). As strict as the TSV reader: an empty
+/// line, an empty text or another number of fields is an Error naming `source` and the line.
+GlueDataset parse_text_lines(const GlueTaskInfo& task, std::string_view contents,
+                             const std::string& source);
 
 /// Reads split `split` of `task` from `data_dir/<task name>/`: "train", "dev", "test" (MNLI:
 /// "dev_matched", "dev_mismatched", "test_matched", "test_mismatched"; "dev"/"test" mean matched;

@@ -27,6 +27,20 @@ struct TrainingState {
   std::string extra_json = "{}";
 };
 
+/// The shape of the data a run walks through, against which a checkpoint's position is checked
+/// before a resume trusts it (CheckpointManager::check_position()).
+struct DataShape {
+  /// Batches in one epoch of the data (Batcher::batches_per_epoch()).
+  int64_t batches_per_epoch = 0;
+  /// Batches per optimizer step.
+  int64_t gradient_accumulation = 1;
+  /// The run's seed of the data order; a checkpoint made with another cannot continue the order.
+  uint64_t data_seed = 0;
+  /// True when some batches take no optimizer step (pretraining skips batches with nothing
+  /// masked): the step count is then only bounded by the position, not equal to it.
+  bool batches_may_skip_steps = false;
+};
+
 /// Checkpoints of one run under a root directory. Each checkpoint is a directory
 /// `checkpoint-<step>` that is written completely under a temporary name and then renamed, and the
 /// file `latest` (written atomically) names the newest complete one; older ones beyond `keep` are
@@ -45,10 +59,25 @@ class CheckpointManager {
   std::string save(const torch::nn::Module& model, const AdamW& optimizer,
                    const TrainingState& state);
 
-  /// The newest complete checkpoint's directory, if any.
+  /// The newest complete checkpoint's directory, if any. The `latest` file must name a
+  /// `checkpoint-<step>` directory of this root (Error naming the file otherwise, so that a
+  /// pointer never leads outside the run); a dangling pointer falls back to the newest complete
+  /// checkpoint.
   std::optional<std::string> latest() const;
 
+  /// Removes the temporaries (`.tmp-checkpoint-*`) that a process killed while writing a
+  /// checkpoint left behind; those of a process still running are kept. save() does it too.
+  void remove_stale_temporaries() const;
+
+  /// Throws Error naming `directory`/trainer_state.json and the key when `state` is not a
+  /// position that a run over data of `shape` can be at: the batch beyond the epoch's end, a step
+  /// count that does not fit the epoch and batch, another data seed.
+  static void check_position(const TrainingState& state, const std::string& directory,
+                             const DataShape& shape);
+
   /// Reads only the TrainingState of the checkpoint in `directory` (to check it before loading).
+  /// Types and ranges are checked (no negative step, epoch or batch; a finite learning rate),
+  /// with errors naming the file and the key.
   static TrainingState read_state(const std::string& directory);
 
   /// Restores `model`'s trainable parameters, `optimizer`'s state and the RNGs from `directory`

@@ -66,9 +66,24 @@ struct PretrainOptions {
   /// Where checkpoints go; empty means `<output_dir>/checkpoints`, which is removed once the
   /// finished model is written (a directory given here is left as it is).
   std::string checkpoint_dir;
-  /// Continue from the newest checkpoint, if there is one (same text, config and options).
+  /// Continue from the newest checkpoint, if there is one (same text, config and options). A
+  /// finished model in the output directory is not resumed: that needs `overwrite`.
   bool resume = false;
+  /// Replace a model already in the output directory (its files are removed first). Without
+  /// `resume` or `overwrite`, an output directory that holds anything is refused, and one that
+  /// holds anything but a model's files is never written into.
+  bool overwrite = false;
+  /// Files the run reads (config, vocabulary, text): none may lie in the output directory.
+  std::vector<std::string> inputs;
+
+  /// Throws Error naming the first option out of its range. Changes nothing.
+  void validate() const;
 };
+
+/// Checks `options` and the output directory (as pretrain_mlm() does first) without writing
+/// anything, for a caller that wants the checks before it reads the text.
+void check_pretrain_options(const BertConfig& config, const std::string& output_dir,
+                            const PretrainOptions& options);
 
 /// What pretrain_mlm() did.
 struct PretrainResult {

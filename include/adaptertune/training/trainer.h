@@ -52,12 +52,25 @@ struct TrainerOptions {
   /// Run directory: metrics.jsonl, checkpoints/, best/ (best model), results.json.
   std::string output_dir;
   int keep_checkpoints = 2;
-  /// Continue from the newest checkpoint in output_dir/checkpoints, if any.
+  /// Continue from the newest checkpoint in output_dir/checkpoints, if any. The checkpoint is
+  /// checked against this run (its data, batch size, accumulation and seed) before it is used,
+  /// metrics.jsonl is cut back to the checkpoint's step (so that no event appears twice) and the
+  /// temporaries of an interrupted checkpoint write are removed.
   bool resume = false;
+  /// Replace a run already in output_dir: its files are removed first. Without `resume` or
+  /// `overwrite`, an output_dir that holds anything is refused. A directory holding anything
+  /// that is not part of a run is never written into (check_output_directory()).
+  bool overwrite = false;
+  /// Files and directories the run reads (the model, the data): none may lie in output_dir.
+  std::vector<std::string> inputs;
   /// Progress bar on a terminal, plain lines otherwise; false: silent.
   bool progress = true;
   /// Called after every optimizer step with the global step (custom logging, tests).
   std::function<void(int64_t)> on_step;
+
+  /// Throws Error naming the first option out of its range (with the range), or resume together
+  /// with overwrite. Changes nothing.
+  void validate() const;
 };
 
 /// Dev-set evaluation.
@@ -105,6 +118,11 @@ struct TrainResult {
 /// plain base (and the model's own head) trains.
 class Trainer {
  public:
+  /// Checks `options` (validate()) and what output_dir holds against resume/overwrite and the
+  /// inputs, without writing anything: the checks the constructor makes, for a caller that wants
+  /// them before it loads a model.
+  static void check_options(const TrainerOptions& options);
+
   /// `tokenizer` (which must outlive train()) encoded the data; its padding id pads batches and
   /// its files go into the model directories written.
   Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task, EncodedDataset train,

@@ -1,0 +1,47 @@
+#pragma once
+/// @file output_directory.h
+/// Checks before a command writes a directory or a file, so that nothing existing is replaced
+/// without being asked for, and no output ever lands on an input.
+
+#include <string>
+#include <vector>
+
+namespace adaptertune {
+
+/// What a command may do with an output directory that already holds something.
+enum class ExistingOutput {
+  /// Write only into a missing or empty directory.
+  kRefuse,
+  /// Continue what is there (a resumed run).
+  kResume,
+  /// Replace it: clear_output_directory() empties it first.
+  kOverwrite,
+};
+
+/// A directory a command writes, and what it writes there.
+struct OutputDirectory {
+  std::string path;
+  /// What the directory is, for messages ("run directory", "model directory").
+  std::string what;
+  /// The names the command writes in it (files and folders). Anything else there means the
+  /// directory is not one of ours: it is then never written into nor cleared, whatever `mode`.
+  /// Temporaries of an interrupted atomic write (`NAME.tmp.*`) count as the entry's own.
+  std::vector<std::string> own_entries;
+};
+
+/// Throws Error (naming the directory and what is in the way) unless the command may write
+/// `output` under `mode`: it is missing or empty, or `mode` continues or replaces it and it holds
+/// only `own_entries`. No entry of `inputs` (files or directories the command reads) may lie in
+/// it. Changes nothing on disk.
+void check_output_directory(const OutputDirectory& output, ExistingOutput mode,
+                            const std::vector<std::string>& inputs);
+
+/// Removes `output`'s own entries (after check_output_directory() allowed kOverwrite).
+void clear_output_directory(const OutputDirectory& output);
+
+/// Throws Error when writing file `output` would replace or lie inside one of `inputs` (the same
+/// file under another name included). `flag` names the output in the message ("--out").
+void check_not_an_input(const std::string& output, const std::vector<std::string>& inputs,
+                        const std::string& flag);
+
+}  // namespace adaptertune

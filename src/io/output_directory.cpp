@@ -1,0 +1,110 @@
+#include "adaptertune/io/output_directory.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <memory>
+
+#include "adaptertune/error.h"
+#include "adaptertune/io/atomic_file.h"
+
+namespace adaptertune {
+namespace {
+
+// The names in `directory` (none when it does not exist); Error when it is not a directory.
+std::vector<std::string> entries_of(const std::string& directory) {
+  struct stat st {};
+  if (::stat(directory.c_str(), &st) != 0) return {};
+  if (!S_ISDIR(st.st_mode)) throw Error(directory + ": exists and is not a directory");
+  std::vector<std::string> names;
+  DIR* dir = ::opendir(directory.c_str());
+  if (dir == nullptr) throw Error(directory + ": cannot read the directory");
+  while (dirent* entry = ::readdir(dir)) {
+    const std::string name = entry->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(dir);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+bool is_own(const std::string& name, const std::vector<std::string>& own) {
+  return std::any_of(own.begin(), own.end(), [&](const std::string& entry) {
+    return name == entry || name.rfind(entry + ".tmp.", 0) == 0;
+  });
+}
+
+// The absolute path without links, of `path` or (when it does not exist yet) of its parent.
+std::string resolved(const std::string& path) {
+  std::unique_ptr<char, decltype(&std::free)> real(::realpath(path.c_str(), nullptr), &std::free);
+  if (real) return real.get();
+  const auto slash = path.find_last_of('/');
+  const std::string parent = slash == std::string::npos ? "." : path.substr(0, slash);
+  const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (parent.empty() || parent == path) return path;
+  return resolved(parent) + "/" + name;
+}
+
+bool same_or_inside(const std::string& path, const std::string& directory) {
+  const std::string p = resolved(path), d = resolved(directory);
+  return p == d || (p.size() > d.size() && p.compare(0, d.size(), d) == 0 && p[d.size()] == '/');
+}
+
+std::string listing(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < 4; ++i) out += (i ? ", " : "") + names[i];
+  if (names.size() > 4) out += ", ...";
+  return out;
+}
+
+}  // namespace
+
+void check_output_directory(const OutputDirectory& output, ExistingOutput mode,
+                            const std::vector<std::string>& inputs) {
+  if (output.path.empty()) throw Error("an output " + output.what + " is required");
+  for (const auto& input : inputs) {
+    if (!input.empty() && same_or_inside(input, output.path)) {
+      throw Error(output.path + ": the output " + output.what + " holds an input (" + input +
+                  "); choose another output directory");
+    }
+  }
+  const std::vector<std::string> names = entries_of(output.path);
+  if (names.empty()) return;
+  for (const auto& name : names) {
+    if (!is_own(name, output.own_entries)) {
+      throw Error(output.path + ": holds \"" + name + "\", which is not part of a " + output.what +
+                  "; it is neither written into nor cleared: choose another output directory");
+    }
+  }
+  if (mode == ExistingOutput::kRefuse) {
+    throw Error(output.path + ": the " + output.what + " exists (" + listing(names) +
+                "); continue it with --resume or replace it with --overwrite");
+  }
+}
+
+void clear_output_directory(const OutputDirectory& output) {
+  for (const auto& name : entries_of(output.path)) {
+    if (is_own(name, output.own_entries)) remove_tree(output.path + "/" + name);
+  }
+}
+
+void check_not_an_input(const std::string& output, const std::vector<std::string>& inputs,
+                        const std::string& flag) {
+  struct stat out {};
+  const bool exists = ::stat(output.c_str(), &out) == 0;
+  for (const auto& input : inputs) {
+    if (input.empty()) continue;
+    struct stat in {};
+    const bool same_file = exists && ::stat(input.c_str(), &in) == 0 && in.st_dev == out.st_dev &&
+                           in.st_ino == out.st_ino;
+    if (same_file || same_or_inside(output, input)) {
+      throw Error(flag + " " + output + " would write over an input (" + input +
+                  "); choose another output path");
+    }
+  }
+}
+
+}  // namespace adaptertune

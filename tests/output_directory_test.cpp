@@ -1,0 +1,81 @@
+#include "adaptertune/io/output_directory.h"
+
+#include <unistd.h>
+
+#include "adaptertune/error.h"
+#include "adaptertune/io/atomic_file.h"
+#include "test_util.h"
+
+namespace adaptertune {
+namespace {
+
+std::string fresh_dir(const std::string& name) {
+  const std::string dir =
+      ::testing::TempDir() + "adaptertune_outdir_" + name + "_" + std::to_string(::getpid());
+  remove_tree(dir);
+  return dir;
+}
+
+TEST(OutputDirectory, MissingOrEmptyIsFineAndAnythingElseNeedsAMode) {
+  const std::string dir = fresh_dir("modes");
+  const OutputDirectory run{dir, "run directory", {"run.json", "best"}};
+  EXPECT_NO_THROW(check_output_directory(run, ExistingOutput::kRefuse, {}));
+  make_directories(dir);
+  EXPECT_NO_THROW(check_output_directory(run, ExistingOutput::kRefuse, {}));
+  write_file_atomic(dir + "/run.json", "{}");
+  make_directories(dir + "/best");
+  write_file_atomic(dir + "/best/x", "1");
+  EXPECT_ERROR_CONTAINS(check_output_directory(run, ExistingOutput::kRefuse, {}),
+                        dir + ": the run directory exists (best, run.json)");
+  EXPECT_NO_THROW(check_output_directory(run, ExistingOutput::kResume, {}));
+  EXPECT_NO_THROW(check_output_directory(run, ExistingOutput::kOverwrite, {}));
+  // The leftovers of an interrupted atomic write are the run's own.
+  write_file_atomic(dir + "/run.json.tmp.123.456", "{");
+  EXPECT_NO_THROW(check_output_directory(run, ExistingOutput::kOverwrite, {}));
+  clear_output_directory(run);
+  EXPECT_FALSE(file_exists(dir + "/run.json"));
+  EXPECT_FALSE(file_exists(dir + "/best/x"));
+  EXPECT_FALSE(file_exists(dir + "/run.json.tmp.123.456"));
+  remove_tree(dir);
+}
+
+TEST(OutputDirectory, ForeignFilesAndInputsAreNeverTouched) {
+  const std::string dir = fresh_dir("foreign");
+  make_directories(dir + "/data");
+  write_file_atomic(dir + "/data/train.tsv", "x");
+  const OutputDirectory run{dir, "run directory", {"run.json"}};
+  for (auto mode : {ExistingOutput::kRefuse, ExistingOutput::kResume, ExistingOutput::kOverwrite}) {
+    EXPECT_ERROR_CONTAINS(check_output_directory(run, mode, {}),
+                          "holds \"data\", which is not part of a run directory");
+    // An input inside the output is named first, however it is spelled.
+    EXPECT_ERROR_CONTAINS(check_output_directory(run, mode, {dir + "/./data/../data/train.tsv"}),
+                          "the output run directory holds an input");
+  }
+  EXPECT_ERROR_CONTAINS(check_output_directory(run, ExistingOutput::kRefuse, {dir}),
+                        "holds an input");
+  EXPECT_TRUE(file_exists(dir + "/data/train.tsv"));
+  EXPECT_ERROR_CONTAINS(check_output_directory({dir + "/data/train.tsv", "run directory", {}},
+                                               ExistingOutput::kOverwrite, {}),
+                        "exists and is not a directory");
+  remove_tree(dir);
+}
+
+TEST(OutputDirectory, AnOutputFileNeverReplacesAnInput) {
+  const std::string dir = fresh_dir("files");
+  make_directories(dir + "/model");
+  write_file_atomic(dir + "/in.tsv", "x");
+  ASSERT_EQ(::link((dir + "/in.tsv").c_str(), (dir + "/hard.tsv").c_str()), 0);
+  ASSERT_EQ(::symlink("in.tsv", (dir + "/soft.tsv").c_str()), 0);
+  const std::vector<std::string> inputs{dir + "/in.tsv", dir + "/model"};
+  for (const std::string& out : std::vector<std::string>{
+           dir + "/in.tsv", dir + "/../" + dir.substr(dir.rfind('/') + 1) + "/in.tsv",
+           dir + "/hard.tsv", dir + "/soft.tsv", dir + "/model/preds.txt"}) {
+    EXPECT_ERROR_CONTAINS(check_not_an_input(out, inputs, "--out"), "would write over an input");
+  }
+  EXPECT_NO_THROW(check_not_an_input(dir + "/preds.txt", inputs, "--out"));
+  EXPECT_NO_THROW(check_not_an_input(dir + "/preds.txt", {""}, "--out"));
+  remove_tree(dir);
+}
+
+}  // namespace
+}  // namespace adaptertune
