@@ -26,34 +26,6 @@ constexpr int64_t kDefaultMaxLength = 128;
 
 }  // namespace
 
-TaskRequest parse_task_request(const std::string& json_line, const std::string& where) {
-  nlohmann::json input;
-  try {
-    input = nlohmann::json::parse(json_line);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(where + ": invalid JSON: " + e.what());
-  }
-  if (!input.is_object() || !input.contains("text") || !input["text"].is_string()) {
-    throw Error(where + ": expected {\"text\": string}");
-  }
-  TaskRequest request;
-  request.text = input["text"].get<std::string>();
-  for (const char* key : {"task", "text_pair"}) {
-    if (!input.contains(key) || input[key].is_null()) continue;
-    if (!input[key].is_string()) {
-      throw Error(where + ": \"" + key + "\" must be a string or null");
-    }
-    (std::string(key) == "task" ? request.task : request.text_pair) = input[key].get<std::string>();
-  }
-  for (auto it = input.begin(); it != input.end(); ++it) {
-    if (it.key() != "task" && it.key() != "text" && it.key() != "text_pair") {
-      throw Error(where + ": unknown key \"" + it.key() +
-                  "\" (expected \"task\", \"text\", \"text_pair\")");
-    }
-  }
-  return request;
-}
-
 Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
                            std::optional<std::string> task) {
   Prediction out;

@@ -48,9 +48,28 @@ std::string resolved(const std::string& path) {
   return resolved(parent) + "/" + name;
 }
 
-bool same_or_inside(const std::string& path, const std::string& directory) {
-  const std::string p = resolved(path), d = resolved(directory);
+// The absolute path with its directories resolved but its last component kept as it is (a link
+// inside a directory is in it, wherever it points).
+std::string located(const std::string& path) {
+  std::string trimmed = path;
+  while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
+  const auto slash = trimmed.find_last_of('/');
+  const std::string name = slash == std::string::npos ? trimmed : trimmed.substr(slash + 1);
+  if (name == "." || name == "..") return resolved(trimmed);
+  const std::string parent = slash == std::string::npos ? "." : trimmed.substr(0, slash);
+  const std::string base = resolved(parent.empty() ? "/" : parent);
+  return (base == "/" ? "" : base) + "/" + name;
+}
+
+bool prefix_of(const std::string& d, const std::string& p) {
   return p == d || (p.size() > d.size() && p.compare(0, d.size(), d) == 0 && p[d.size()] == '/');
+}
+
+// Whether `path` is `directory` or lies in it, by where it is and by where it leads.
+bool same_or_inside(const std::string& path, const std::string& directory) {
+  return prefix_of(resolved(directory), resolved(path)) ||
+         prefix_of(located(directory), located(path)) ||
+         prefix_of(resolved(directory), located(path));
 }
 
 std::string listing(const std::vector<std::string>& names) {

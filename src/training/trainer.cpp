@@ -26,6 +26,7 @@
 #include "adaptertune/training/optimizer.h"
 #include "adaptertune/training/scheduler.h"
 #include "adaptertune/version.h"
+#include "sha256.h"
 
 namespace adaptertune {
 namespace {
@@ -70,6 +71,23 @@ void cut_metrics_log(const std::string& path, int64_t step) {
     }
   }
   write_file_atomic(path, kept);
+}
+
+// What a checkpoint's position means only together with: the data and how it is batched. Stored
+// in the checkpoint and compared on resume.
+Json data_fingerprint(const EncodedDataset& train, const TrainerOptions& options) {
+  detail::Sha256 tokens;
+  for (const auto& e : train.encodings) {
+    const auto count = static_cast<int64_t>(e.input_ids.size());
+    tokens.update(&count, sizeof count);
+    tokens.update(e.input_ids.data(), e.input_ids.size() * sizeof(e.input_ids[0]));
+  }
+  tokens.update(train.targets.data(), train.targets.size() * sizeof(train.targets[0]));
+  return {{"train_examples", train.encodings.size()},
+          {"batch_size", options.batch_size},
+          {"gradient_accumulation", options.gradient_accumulation},
+          {"group_by_length", options.group_by_length},
+          {"train_sha256", tokens.hex_digest()}};
 }
 
 OutputDirectory run_directory(const std::string& path) {
@@ -292,6 +310,7 @@ TrainResult Trainer::train() {
   int64_t evals_without_improvement = 0;
   int64_t last_eval_step = -1;
   Progress progress(options_.progress);
+  const Json fingerprint = data_fingerprint(train_, options_);
   if (options_.resume) {
     checkpoints.remove_stale_temporaries();
     remove_tree(options_.output_dir + "/.best.tmp");
@@ -306,6 +325,16 @@ TrainResult Trainer::train() {
       const std::string state_path = *latest + "/trainer_state.json";
       try {
         const Json extra = Json::parse(saved.extra_json);
+        if (extra.contains("data")) {
+          for (const auto& [key, value] : fingerprint.items()) {
+            const Json& recorded = extra.at("data").contains(key) ? extra["data"][key] : Json();
+            if (recorded != value) {
+              throw Error(state_path + ": key 'extra': the checkpoint was made with " + key + " " +
+                          recorded.dump() + ", this run has " + value.dump() +
+                          (key == "train_sha256" ? " (other training data)" : ""));
+            }
+          }
+        }
         best = extra.value("best", best);
         result.best_step = extra.value("best_step", int64_t{-1});
         evals_without_improvement = extra.value("evals_without_improvement", int64_t{0});
@@ -384,7 +413,8 @@ TrainResult Trainer::train() {
     Json extra = {{"best", std::isfinite(best) ? Json(best) : Json(nullptr)},
                   {"best_step", result.best_step},
                   {"evals_without_improvement", evals_without_improvement},
-                  {"best_metrics", result.best_metrics}};
+                  {"best_metrics", result.best_metrics},
+                  {"data", fingerprint}};
     if (!std::isfinite(best)) extra.erase("best");
     state.extra_json = extra.dump();
     checkpoints.save(*model_, optimizer, state);

@@ -127,11 +127,12 @@ Command add_pretrain_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--checkpoint-dir", o->train.checkpoint_dir,
                   "Checkpoint directory (default: OUT/checkpoints, removed when the run finishes)");
-  cmd->add_flag("--resume", o->train.resume,
-                "Continue from the newest checkpoint (same text and options)");
+  auto* resume = cmd->add_flag("--resume", o->train.resume,
+                               "Continue from the newest checkpoint (same text and options)");
   cmd->add_flag("--overwrite", o->train.overwrite,
                 "Replace the model already in --out (its files are removed first); without it or "
-                "--resume, an --out that holds anything is refused");
+                "--resume, an --out that holds anything is refused")
+      ->excludes(resume);
   return [o] { return run(*o); };
 }
 

@@ -265,29 +265,17 @@ int run_eval(const UseOptions& o) {
   return 0;
 }
 
-// JSON lines of requests, from a file or stdin, with where each came from ("FILE:LINE").
-struct Requests {
-  std::vector<TaskRequest> requests;
-  std::vector<std::string> where;
-};
-
-Requests read_requests(const std::string& path) {
-  std::ifstream file;
-  if (!path.empty()) {
-    file.open(path);
-    if (!file) throw Error(path + ": cannot open");
+// JSON lines of requests, from a file or stdin.
+TaskRequests read_requests(const std::string& path) {
+  if (path.empty()) {
+    return parse_task_requests(
+        std::string(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()),
+        "stdin");
   }
-  std::istream& in = path.empty() ? std::cin : file;
-  const std::string source = path.empty() ? "stdin" : path;
-  Requests out;
-  std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;  // blank lines
-    out.where.push_back(source + ":" + std::to_string(n));
-    out.requests.push_back(parse_task_request(line, out.where.back()));
-  }
-  return out;
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw Error(path + ": cannot open");
+  return parse_task_requests(
+      std::string(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()), path);
 }
 
 // What predict reads, which --out must not replace.
@@ -335,7 +323,7 @@ int run_predict_requests(const UseOptions& o) {
   options.batch_size = o.batch_size;
   // The packs are checked before stdin is read (the Predictor reads them again, before the base).
   for (const auto& pack : o.adapter_packs) read_adapter_pack_info(pack);
-  const Requests input = read_requests(o.input);
+  const TaskRequests input = read_requests(o.input);
   if (input.requests.empty()) throw Error("predict: no input requests");
   const Predictor predictor(o.model, o.adapter_packs, options);
   const std::vector<std::string> tasks = predictor.tasks();
@@ -518,11 +506,12 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--log-every", o->trainer.log_every, "Log every N steps")
       ->check(integer_range(1))
       ->capture_default_str();
-  cmd->add_flag("--resume", o->trainer.resume,
-                "Continue from the run directory's newest checkpoint");
+  auto* resume = cmd->add_flag("--resume", o->trainer.resume,
+                               "Continue from the run directory's newest checkpoint");
   cmd->add_flag("--overwrite", o->trainer.overwrite,
                 "Replace the run already in --out (its files are removed first); without it or "
-                "--resume, an --out that holds anything is refused");
+                "--resume, an --out that holds anything is refused")
+      ->excludes(resume);
   cmd->add_flag_function(
       "--progress,!--no-progress", [o](int64_t n) { o->trainer.progress = n > 0; },
       "Progress bar on a terminal, log lines otherwise (default on)");

@@ -13,6 +13,7 @@
 #include <c10/core/Device.h>
 
 #include "adaptertune/head_config.h"
+#include "adaptertune/inference/task_request.h"
 #include "adaptertune/precision.h"
 
 namespace adaptertune {
@@ -38,14 +39,6 @@ struct TextInput {
   std::optional<std::string> text_pair;
 };
 
-/// A text for a named task; no task runs the plain base with the model directory's own head
-/// (AdapterHub users call this the "identity adapter").
-struct TaskRequest {
-  std::optional<std::string> task;
-  std::string text;
-  std::optional<std::string> text_pair;
-};
-
 /// What a head says about one example.
 struct Prediction {
   /// The task that answered (std::nullopt: the plain base).
@@ -63,11 +56,6 @@ struct Prediction {
   /// `{"task", "score", "logits"}` for regression (`"task": null` for the plain base).
   std::string to_json() const;
 };
-
-/// Reads one request line of JSON: `{"task": NAME or null, "text": "...", "text_pair": "..." or
-/// null}`; "task" and "text_pair" may be left out. `where` (e.g. "requests.jsonl:3") begins
-/// the Error thrown for bad JSON, a missing or non-string "text", or an unknown key.
-TaskRequest parse_task_request(const std::string& json_line, const std::string& where);
 
 /// What a Predictor knows of one of its tasks, read from its pack.
 struct TaskInfo {
