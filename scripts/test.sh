@@ -29,6 +29,7 @@ rm -rf "$example_run"
 printf 'a gorgeous , witty , seductive movie .\nthe plot is a dull mess .\n' |
   "$build_dir/examples/classify" "$root/models/adaptertune-base-uncased-L4-H256" "$example_run/best"
 # Three tasks trained in turn on one base, then one Predictor answering a mixed batch.
+rm -rf "$build_dir/examples/run-multi"
 "$build_dir/examples/multi_task" "$root/models/adaptertune-base-uncased-L4-H256" "$root/data/glue" \
   "$build_dir/examples/run-multi" 128 | tee "$build_dir/examples/multi_task.out"
 grep -q "base unchanged after three tasks: yes" "$build_dir/examples/multi_task.out"
