@@ -60,6 +60,16 @@ void check_max_length_flag(const std::string& model_dir, std::optional<int64_t> 
   }
 }
 
+void add_existing_output_options(CLI::App* cmd, bool& resume, bool& overwrite,
+                                 const std::string& what, const std::string& resume_help) {
+  auto* resume_flag = cmd->add_flag("--resume", resume, resume_help);
+  cmd->add_flag("--overwrite", overwrite,
+                "Replace the " + what +
+                    " already in --out (its files are removed first); without it or --resume, an "
+                    "--out that holds anything is refused")
+      ->excludes(resume_flag);
+}
+
 std::string adapter_name_for(const GlueTaskInfo& task) {
   std::string name = task.name;
   std::replace(name.begin(), name.end(), '.', '_');

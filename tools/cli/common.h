@@ -26,6 +26,11 @@ CLI::Validator finite_number(double min, bool exclusive = false,
 /// max_position_embeddings, so that a run refuses it up front rather than failing mid-way.
 void check_max_length_flag(const std::string& model_dir, std::optional<int64_t> max_length);
 
+/// `--resume` (help text `resume_help`) and `--overwrite`, which exclude each other: what a
+/// command does with an `--out` that already holds a `what` ("run", "model").
+void add_existing_output_options(CLI::App* cmd, bool& resume, bool& overwrite,
+                                 const std::string& what, const std::string& resume_help);
+
 /// The adapter name `train` gives task `task`'s adapter (its name; adapter names hold no '.').
 std::string adapter_name_for(const GlueTaskInfo& task);
 

@@ -127,12 +127,8 @@ Command add_pretrain_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--checkpoint-dir", o->train.checkpoint_dir,
                   "Checkpoint directory (default: OUT/checkpoints, removed when the run finishes)");
-  auto* resume = cmd->add_flag("--resume", o->train.resume,
-                               "Continue from the newest checkpoint (same text and options)");
-  cmd->add_flag("--overwrite", o->train.overwrite,
-                "Replace the model already in --out (its files are removed first); without it or "
-                "--resume, an --out that holds anything is refused")
-      ->excludes(resume);
+  add_existing_output_options(cmd, o->train.resume, o->train.overwrite, "model",
+                              "Continue from the newest checkpoint (same text and options)");
   return [o] { return run(*o); };
 }
 

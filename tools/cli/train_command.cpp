@@ -506,12 +506,8 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--log-every", o->trainer.log_every, "Log every N steps")
       ->check(integer_range(1))
       ->capture_default_str();
-  auto* resume = cmd->add_flag("--resume", o->trainer.resume,
-                               "Continue from the run directory's newest checkpoint");
-  cmd->add_flag("--overwrite", o->trainer.overwrite,
-                "Replace the run already in --out (its files are removed first); without it or "
-                "--resume, an --out that holds anything is refused")
-      ->excludes(resume);
+  add_existing_output_options(cmd, o->trainer.resume, o->trainer.overwrite, "run",
+                              "Continue from the run directory's newest checkpoint");
   cmd->add_flag_function(
       "--progress,!--no-progress", [o](int64_t n) { o->trainer.progress = n > 0; },
       "Progress bar on a terminal, log lines otherwise (default on)");
