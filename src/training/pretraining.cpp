@@ -72,7 +72,8 @@ std::pair<at::Tensor, at::Tensor> mask_for_mlm(const at::Tensor& input_ids,
 }
 
 std::vector<Encoding> pack_sentences(const std::vector<std::string>& lines,
-                                     const Tokenizer& tokenizer, int64_t max_length) {
+                                     const Tokenizer& tokenizer, int64_t max_length,
+                                     const std::function<std::string(size_t)>& line_source) {
   if (max_length < 3) throw Error("pack_sentences: max_length must be at least 3");
   std::vector<Encoding> out;
   Encoding current;
@@ -82,8 +83,15 @@ std::vector<Encoding> pack_sentences(const std::vector<std::string>& lines,
     out.push_back(std::move(current));
     current = Encoding{};
   };
-  for (const auto& line : lines) {
-    std::vector<std::string> tokens = tokenizer.tokenize(line);
+  for (size_t index = 0; index < lines.size(); ++index) {
+    std::vector<std::string> tokens;
+    try {
+      tokens = tokenizer.tokenize(lines[index]);
+    } catch (const Error& e) {
+      throw Error((line_source ? line_source(index)
+                               : "line " + std::to_string(index + 1) + " of the text") +
+                  ": " + e.what());
+    }
     if (tokens.empty()) continue;
     if (static_cast<int64_t>(tokens.size()) > max_length - 2)
       tokens.resize(static_cast<size_t>(max_length - 2));
@@ -180,7 +188,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   }
   check_pretrain_options(config, output_dir, options);
   EncodedDataset data;
-  data.encodings = pack_sentences(lines, tokenizer, options.max_length);
+  data.encodings = pack_sentences(lines, tokenizer, options.max_length, options.line_source);
   if (data.encodings.empty()) throw Error("pretrain: the text holds no tokens");
   torch::manual_seed(options.seed);
   const c10::Device device = options.device;

@@ -46,13 +46,21 @@ int run(PretrainCommandOptions& o) {
   check_pretrain_options(config, o.out, o.train);
   const auto tokenizer = load_tokenizer_file(o.vocab, /*sentencepiece=*/false, o.lowercase);
   std::vector<std::string> lines;
-  for (const auto& path : o.text) {
-    std::ifstream in(path);
-    if (!in) throw Error(path + ": cannot open text file");
+  std::vector<std::pair<size_t, int64_t>> origin;  // file index and line number of each line
+  for (size_t file = 0; file < o.text.size(); ++file) {
+    std::ifstream in(o.text[file]);
+    if (!in) throw Error(o.text[file] + ": cannot open text file");
+    int64_t number = 0;
     for (std::string line; std::getline(in, line);) {
-      if (!line.empty()) lines.push_back(std::move(line));
+      ++number;
+      if (line.empty()) continue;
+      lines.push_back(std::move(line));
+      origin.emplace_back(file, number);
     }
   }
+  o.train.line_source = [&](size_t index) {
+    return o.text[origin[index].first] + ":" + std::to_string(origin[index].second);
+  };
   std::cerr << "pretrain: " << lines.size() << " lines from " << o.text.size() << " file(s); "
             << config.num_hidden_layers << " layers, hidden " << config.hidden_size << ", "
             << o.train.steps << " steps of " << o.train.batch_size << " x " << o.train.max_length

@@ -33,9 +33,12 @@ std::pair<at::Tensor, at::Tensor> mask_for_mlm(const at::Tensor& input_ids,
                                                const MlmMaskingOptions& options);
 
 /// Packs consecutive lines into sequences `[CLS] s1 [SEP] s2 [SEP] …` of at most `max_length`
-/// tokens (a line longer than that is truncated). Empty lines are skipped.
-std::vector<Encoding> pack_sentences(const std::vector<std::string>& lines,
-                                     const Tokenizer& tokenizer, int64_t max_length);
+/// tokens (a line longer than that is truncated). Empty lines are skipped. A line the tokenizer
+/// refuses (invalid UTF-8) is an Error that `line_source(index)` names ("corpus.txt:12"), else
+/// "line N of the text".
+std::vector<Encoding> pack_sentences(
+    const std::vector<std::string>& lines, const Tokenizer& tokenizer, int64_t max_length,
+    const std::function<std::string(size_t)>& line_source = nullptr);
 
 /// Options of pretrain_mlm().
 struct PretrainOptions {
@@ -66,6 +69,9 @@ struct PretrainOptions {
   /// Where checkpoints go; empty means `<output_dir>/checkpoints`, which is removed once the
   /// finished model is written (a directory given here is left as it is).
   std::string checkpoint_dir;
+  /// Names line `index` of the text in errors ("corpus.txt:12"); unset: "line N of the text".
+  std::function<std::string(size_t)> line_source;
+
   /// Continue from the newest checkpoint, if there is one (same text, config and options). A
   /// finished model in the output directory is not resumed: that needs `overwrite`.
   bool resume = false;
