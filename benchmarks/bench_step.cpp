@@ -5,7 +5,12 @@
 //   adaptertune_bench [--device cpu|cuda] [--precision fp32|bf16|fp16] [--batch 32] [--seq 128]
 //                     [--layers 12] [--hidden 768] [--heads 12] [--steps 10] [--warmup 3]
 //                     [--modes full,houlsby,pfeiffer,head,forward] [--threads N] [--padded]
-//                     [--json]
+//                     [--drop N] [--json]
+//
+// Modes: full, head (training), forward (base inference), an adapter preset (houlsby, pfeiffer:
+// adapter training); an adapter mode ending in -drop leaves the adapter out of the lowest
+// `--drop` layers (AdapterDrop; default half the layers), and one starting with infer- measures
+// inference with the adapter instead of training (e.g. infer-houlsby, infer-houlsby-drop).
 //
 // Batches: without --padded every sequence fills `seq` and no attention mask is passed (what a
 // length-grouped batch without padding gets, and what Hugging Face does with an all-ones mask);
@@ -23,6 +28,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -46,6 +52,8 @@ struct Options {
   int64_t batch = 32, seq = 128, layers = 12, hidden = 768, heads = 12;
   int steps = 10, warmup = 3, threads = 0;
   std::vector<std::string> modes = {"full", "houlsby", "pfeiffer", "head"};
+  /// Layers without the adapter in the -drop modes (-1: half of them).
+  int64_t drop = -1;
   bool json = false;
   bool padded = false;
 };
@@ -93,6 +101,8 @@ Options parse(int argc, char** argv) {
       o.steps = std::stoi(v);
     else if (flag == "--warmup")
       o.warmup = std::stoi(v);
+    else if (flag == "--drop")
+      o.drop = std::stoll(v);
     else if (flag == "--threads")
       o.threads = std::stoi(v);
     else if (flag == "--modes")
@@ -112,16 +122,28 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   torch::manual_seed(0);
   atune::BertForSequenceClassification model(config, atune::HeadConfig{});
   atune::FreezePolicy policy;
+  // "infer-houlsby-drop": inference, the Houlsby preset, left out of the lowest layers.
+  const bool infer = mode.rfind("infer-", 0) == 0;
+  std::string preset = infer ? mode.substr(6) : mode;
+  const bool drop = preset.size() > 5 && preset.compare(preset.size() - 5, 5, "-drop") == 0;
+  if (drop) preset.resize(preset.size() - 5);
+  const int64_t dropped = drop ? (o.drop >= 0 ? o.drop : o.layers / 2) : 0;
   if (mode == "full") {
     policy = atune::FreezePolicy::from_name("full");
   } else if (mode == "head" || mode == "forward") {
     policy = atune::FreezePolicy::from_name("head");
   } else {
-    model->bert->add_adapter(mode, atune::AdapterConfig::preset(mode));
+    atune::AdapterConfig adapter = atune::AdapterConfig::preset(preset);
+    for (int64_t layer = 0; layer < dropped; ++layer) adapter.leave_out.push_back(layer);
+    model->bert->add_adapter(preset, adapter);
   }
   model->to(device);
-  model->train(mode != "forward");
-  atune::apply_freeze_policy(*model, policy);
+  model->train(mode != "forward" && !infer);
+  if (mode == "full" || mode == "head" || mode == "forward") {
+    atune::apply_freeze_policy(*model, policy);
+  } else {
+    atune::prepare_task_training(*model, preset, policy);  // the task's adapters, LNs and head
+  }
   atune::AdamWOptions adamw;
   adamw.lr = 1e-4;
   atune::AdamW optimizer(atune::weight_decay_groups(*model, 0.01), adamw);
@@ -145,7 +167,7 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   for (int step = 0; step < o.warmup + o.steps; ++step) {
     synchronize(device);
     auto start = std::chrono::steady_clock::now();
-    if (mode == "forward") {
+    if (mode == "forward" || infer) {
       torch::NoGradGuard no_grad;
       atune::AutocastGuard autocast(device, precision);
       model(input, mask);
@@ -186,10 +208,12 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   }
   const double tokens = static_cast<double>(o.batch * o.seq);
   const double forward = tokens * (2 * linear + 4.0 * o.layers * o.seq * o.hidden);
-  // Head-only training needs no backward pass through the encoder at all.
-  r.useful_flops = (mode == "full"                          ? 3.0
-                    : (mode == "head" || mode == "forward") ? 1.0
-                                                            : 2.0) *
+  // Head-only training needs no backward pass through the encoder at all; adapter training
+  // needs input gradients only above the lowest layer with an adapter.
+  const double above = static_cast<double>(o.layers - dropped) / static_cast<double>(o.layers);
+  r.useful_flops = (mode == "full"                                   ? 3.0
+                    : (mode == "head" || mode == "forward" || infer) ? 1.0
+                                                                     : 1.0 + above) *
                    forward;
 #ifdef ADAPTERTUNE_WITH_CUDA
   if (device.is_cuda()) {
@@ -224,9 +248,20 @@ int main(int argc, char** argv) {
 
     std::vector<Result> results;
     for (const auto& mode : o.modes) {
-      if (mode != "full" && mode != "head" && mode != "houlsby" && mode != "pfeiffer" &&
-          mode != "forward") {
-        throw atune::Error("unknown mode " + mode + " (full, houlsby, pfeiffer, head, forward)");
+      static const std::set<std::string> known = {"full",
+                                                  "head",
+                                                  "forward",
+                                                  "houlsby",
+                                                  "pfeiffer",
+                                                  "houlsby-drop",
+                                                  "pfeiffer-drop",
+                                                  "infer-houlsby",
+                                                  "infer-pfeiffer",
+                                                  "infer-houlsby-drop",
+                                                  "infer-pfeiffer-drop"};
+      if (known.count(mode) == 0) {
+        throw atune::Error("unknown mode " + mode +
+                           " (full, head, forward, [infer-]houlsby|pfeiffer[-drop])");
       }
       results.push_back(run_mode(o, mode, config, device, precision));
     }
@@ -242,7 +277,7 @@ int main(int argc, char** argv) {
         static_cast<long long>(o.layers), static_cast<long long>(o.hidden),
         static_cast<long long>(o.heads), static_cast<long long>(o.batch),
         static_cast<long long>(o.seq), o.padded ? " (1/4 padding, masked)" : "", o.steps, o.warmup);
-    std::printf("%-9s %12s %10s %10s %12s %10s %12s %10s\n", "mode", "trainable", "median ms",
+    std::printf("%-19s %12s %10s %10s %12s %10s %12s %10s\n", "mode", "trainable", "median ms",
                 "min ms", "tokens/s", "TFLOP/s", "vs full", "peak MiB");
     for (const auto& r : results) {
       const double tokens_per_s = static_cast<double>(o.batch * o.seq) / (r.median_ms / 1000.0);
@@ -250,7 +285,7 @@ int main(int argc, char** argv) {
       if (full_ms > 0) std::snprintf(ratio, sizeof ratio, "%.3f", r.median_ms / full_ms);
       char peak[32] = "-";
       if (r.peak_mib >= 0) std::snprintf(peak, sizeof peak, "%.0f", r.peak_mib);
-      std::printf("%-9s %12lld %10.2f %10.2f %12.0f %10.2f %12s %10s\n", r.mode.c_str(),
+      std::printf("%-19s %12lld %10.2f %10.2f %12.0f %10.2f %12s %10s\n", r.mode.c_str(),
                   static_cast<long long>(r.trainable), r.median_ms, r.min_ms, tokens_per_s,
                   r.useful_flops / (r.median_ms / 1000.0) / 1e12, ratio, peak);
       if (o.json) {

@@ -1,5 +1,7 @@
 #include "adaptertune/adapter_config.h"
 
+#include <algorithm>
+
 #include <cmath>
 
 #include "adaptertune/error.h"
@@ -58,10 +60,6 @@ void check_neutral_keys(detail::JsonObjectReader& reader) {
     }
     throw Error(reader.source() + ": '" + key + "' = " + value->dump() +
                 " is not supported (only " + off.dump() + ")");
-  }
-  const detail::Json* leave_out = reader.take("leave_out");
-  if (leave_out != nullptr && !(leave_out->is_array() && leave_out->empty())) {
-    throw Error(reader.source() + ": 'leave_out' is not supported (only [])");
   }
   // Sub-options of phm_layer / inv_adapter; they mean nothing while those are off.
   reader.ignore({"phm_dim", "factorized_phm_W", "shared_W_phm", "shared_phm_rule",
@@ -141,6 +139,17 @@ void AdapterConfig::validate() const {
     throw Error("AdapterConfig: 'dropout' must be in [0, 1), got " + std::to_string(dropout));
   }
   if (!std::isfinite(scaling)) throw Error("AdapterConfig: 'scaling' must be finite");
+  for (size_t i = 0; i < leave_out.size(); ++i) {
+    if (leave_out[i] < 0 || (i > 0 && leave_out[i] <= leave_out[i - 1])) {
+      throw Error(
+          "AdapterConfig: 'leave_out' must list layer indices >= 0 in ascending order "
+          "without repeats");
+    }
+  }
+}
+
+bool AdapterConfig::in_layer(int64_t layer) const {
+  return !std::binary_search(leave_out.begin(), leave_out.end(), layer);
 }
 
 AdapterConfig AdapterConfig::from_json_string(const std::string& json, const std::string& source) {
@@ -184,6 +193,15 @@ AdapterConfig AdapterConfig::from_json_string(const std::string& json, const std
   if (const detail::Json* arch = reader.take("architecture")) {
     if (!(arch->is_null() || *arch == "bottleneck")) reader.fail("architecture", "\"bottleneck\"");
   }
+  if (const detail::Json* layers = reader.take("leave_out"); layers && !layers->is_null()) {
+    if (!layers->is_array()) reader.fail("leave_out", "a list of layer indices");
+    for (const auto& layer : *layers) {
+      if (!layer.is_number_integer()) reader.fail("leave_out", "a list of layer indices");
+      config.leave_out.push_back(layer.get<int64_t>());
+    }
+    // AdapterHub takes the layers in any order; the set is what matters.
+    std::sort(config.leave_out.begin(), config.leave_out.end());
+  }
   check_neutral_keys(reader);
   reader.finish();
   try {
@@ -218,6 +236,7 @@ std::string AdapterConfig::to_json_string() const {
       {"is_parallel", false},
       {"use_gating", false},
       {"phm_layer", false},
+      {"leave_out", leave_out},
   };
   if (adapter_size) j["adapter_size"] = *adapter_size;
   return j.dump(2) + "\n";
@@ -228,7 +247,8 @@ bool AdapterConfig::operator==(const AdapterConfig& o) const {
          reduction_factor == o.reduction_factor && adapter_size == o.adapter_size &&
          non_linearity == o.non_linearity && original_ln_before == o.original_ln_before &&
          original_ln_after == o.original_ln_after && residual_before_ln == o.residual_before_ln &&
-         init == o.init && init_std == o.init_std && dropout == o.dropout && scaling == o.scaling;
+         init == o.init && init_std == o.init_std && dropout == o.dropout && scaling == o.scaling &&
+         leave_out == o.leave_out;
 }
 
 }  // namespace adaptertune

@@ -142,8 +142,15 @@ BertModelOutput BertModelImpl::forward_routed(const torch::Tensor& input_ids,
 void BertModelImpl::add_adapter(const std::string& name, const AdapterConfig& config) {
   config.validate();
   config.bottleneck_size(config_.hidden_size);  // throws for a size below 1
-  tasks_.add(TaskEntry{name, config});          // checks the name
+  if (!config.leave_out.empty() && config.leave_out.back() >= config_.num_hidden_layers) {
+    throw Error("adapter \"" + name + "\": leave_out names layer " +
+                std::to_string(config.leave_out.back()) + " but the model has " +
+                std::to_string(config_.num_hidden_layers) + " layers (0 to " +
+                std::to_string(config_.num_hidden_layers - 1) + ")");
+  }
+  tasks_.add(TaskEntry{name, config});  // checks the name
   for (size_t i = 0; i < encoder->size(); ++i) {
+    if (!config.in_layer(static_cast<int64_t>(i))) continue;  // AdapterDrop: none here
     BertLayer layer = encoder->at(i);
     if (config.mh_adapter) layer->attention->output->add_adapter(name, config);
     if (config.output_adapter) layer->output->add_adapter(name, config);
@@ -154,8 +161,12 @@ void BertModelImpl::add_adapter(const std::string& name, const AdapterConfig& co
 void BertModelImpl::add_layer_norm_copies(const std::string& name) {
   TaskEntry& entry = tasks_.at(name);
   if (entry.layer_norms) return;
-  embeddings->add_layer_norm_copy(name);
+  // Copies go where the task's adapter is: layers it leaves out (and, with layer 0, the
+  // embeddings) run exactly as the frozen base, so their outputs can be shared and cached.
+  const AdapterConfig& adapter = entry.adapter;
+  if (adapter.in_layer(0)) embeddings->add_layer_norm_copy(name);
   for (size_t i = 0; i < encoder->size(); ++i) {
+    if (!adapter.in_layer(static_cast<int64_t>(i))) continue;
     BertLayer layer = encoder->at(i);
     layer->attention->output->add_layer_norm_copy(name);
     layer->output->add_layer_norm_copy(name);

@@ -109,8 +109,8 @@ TEST(AdapterConfig, UnknownAndUnsupportedKeysAreReported) {
                         "a.json: unknown key(s) 'reduction_factr'");
   EXPECT_ERROR_CONTAINS(AdapterConfig::from_json_string(R"({"ln_after": true})", "a.json"),
                         "a.json: 'ln_after' = true is not supported");
-  EXPECT_ERROR_CONTAINS(AdapterConfig::from_json_string(R"({"leave_out": [0, 1]})", "a.json"),
-                        "'leave_out' is not supported");
+  EXPECT_ERROR_CONTAINS(AdapterConfig::from_json_string(R"({"leave_out": "0-5"})", "a.json"),
+                        "key 'leave_out' must be a list of layer indices");
   EXPECT_ERROR_CONTAINS(
       AdapterConfig::from_json_string(R"({"reduction_factor": {"default": 16}})", "a.json"),
       "key 'reduction_factor' must be a number");

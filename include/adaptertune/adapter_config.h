@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace adaptertune {
 
@@ -61,6 +62,13 @@ struct AdapterConfig {
   double dropout = 0.0;
   /// Multiplier on the up-projection's output (He et al. 2021); 1 in the Houlsby design.
   double scaling = 1.0;
+  /// Encoder layers (0-based, ascending, no repeats) that get no adapter (AdapterDrop, Rücklé et
+  /// al. 2021; AdapterHub's `leave_out`): they run as in the frozen base, at training and at
+  /// inference, and cost no adapter parameters.
+  std::vector<int64_t> leave_out;
+
+  /// Whether encoder layer `layer` carries this adapter (it is not in leave_out).
+  bool in_layer(int64_t layer) const;
 
   /// Houlsby et al. (2019): two adapters per layer, swish, reduction factor 16.
   static AdapterConfig houlsby();

@@ -108,6 +108,39 @@ void add_adapter_options(CLI::App* cmd, AdapterChoice& choice) {
   cmd->add_option("--adapter-size", choice.adapter_size, "Bottleneck size m")
       ->check(integer_range(1))
       ->excludes(rf);
+  cmd->add_option("--leave-out", choice.leave_out,
+                  "Layers without the adapter (AdapterDrop), e.g. 0-5 or 0,2,4: they run as the "
+                  "frozen base (AdapterHub's leave_out)");
+}
+
+std::vector<int64_t> parse_layer_list(const std::string& text, const std::string& flag) {
+  std::vector<int64_t> layers;
+  auto bad = [&](const std::string& why) {
+    return Error(flag + ": \"" + text + "\" " + why + " (expected layers such as 0-5 or 0,2,4)");
+  };
+  auto number = [&](const std::string& part) {
+    if (part.empty() || part.size() > 6 ||
+        part.find_first_not_of("0123456789") != std::string::npos) {
+      throw bad("is not a list of layer numbers");
+    }
+    return static_cast<int64_t>(std::stol(part));
+  };
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    const std::string item = text.substr(start, comma - start);
+    const size_t dash = item.find('-');
+    const int64_t first = number(item.substr(0, dash));
+    const int64_t last = dash == std::string::npos ? first : number(item.substr(dash + 1));
+    if (last < first) throw bad("has a range that runs backwards");
+    for (int64_t layer = first; layer <= last; ++layer) {
+      if (!layers.empty() && layer <= layers.back()) throw bad("repeats or is not ascending");
+      layers.push_back(layer);
+    }
+    start = comma + 1;
+  }
+  return layers;
 }
 
 std::optional<AdapterConfig> resolve_adapter(const AdapterChoice& choice, TrainMode mode) {
@@ -123,9 +156,13 @@ std::optional<AdapterConfig> resolve_adapter(const AdapterChoice& choice, TrainM
   if (adapter) {
     if (choice.reduction_factor) adapter->reduction_factor = *choice.reduction_factor;
     if (choice.adapter_size) adapter->adapter_size = *choice.adapter_size;
+    if (choice.leave_out) adapter->leave_out = parse_layer_list(*choice.leave_out, "--leave-out");
     adapter->validate();
   } else if (choice.reduction_factor || choice.adapter_size) {
     throw Error("--reduction-factor and --adapter-size need an adapter (--adapter is none)");
+  }
+  if (!adapter && choice.leave_out) {
+    throw Error("--leave-out needs an adapter (--adapter is none)");
   }
   return adapter;
 }

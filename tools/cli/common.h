@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -51,8 +52,12 @@ struct AdapterChoice {
   std::string config_file;
   std::optional<double> reduction_factor;
   std::optional<int64_t> adapter_size;
+  /// `--leave-out 0-5` (AdapterDrop): layers without the adapter, as ranges and single layers.
+  std::optional<std::string> leave_out;
 };
 void add_adapter_options(CLI::App* cmd, AdapterChoice& choice);
+/// Layer indices from "0-5", "0,2,4" or "0-2,7" (ascending, no repeats); Error naming `flag`.
+std::vector<int64_t> parse_layer_list(const std::string& text, const std::string& flag);
 /// The adapter config chosen, or none. Without --adapter or --adapter-config the preset is
 /// houlsby when `mode` trains adapters and none otherwise (full or head-only training).
 std::optional<AdapterConfig> resolve_adapter(const AdapterChoice& choice, TrainMode mode);

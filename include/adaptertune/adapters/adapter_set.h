@@ -14,8 +14,9 @@ namespace adaptertune {
 struct TaskEntry {
   std::string name;
   AdapterConfig adapter;
-  /// The task has its own copy of every LayerNorm (the embeddings' one included), trained with
-  /// it; otherwise it runs the base's.
+  /// The task has its own copy of the LayerNorms of every layer its adapter is in (the
+  /// embeddings' one with layer 0), trained with it; otherwise it runs the base's. Layers the
+  /// adapter leaves out (AdapterConfig::leave_out) always run the base's.
   bool layer_norms = false;
   /// The task has its own copy of the pooler; otherwise it runs the base's.
   bool pooler = false;
