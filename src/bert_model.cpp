@@ -118,7 +118,10 @@ BertModelOutput BertModelImpl::forward_routed(const torch::Tensor& input_ids,
                                               const torch::Tensor& attention_mask,
                                               const torch::Tensor& token_type_ids,
                                               const TaskRouting& routing) {
-  for (const auto& group : routing.groups()) tasks_.check_known(group.task);
+  for (const auto& group : routing.groups()) {
+    tasks_.check_known(group.task);
+    for (const auto& adapter : group.stack) tasks_.check_known(adapter);
+  }
   if (routing.batch_size() > 0 && input_ids.dim() >= 1 &&
       routing.batch_size() != input_ids.size(0)) {
     throw Error("BertModel: the task routing is for " + std::to_string(routing.batch_size()) +

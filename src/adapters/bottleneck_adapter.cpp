@@ -72,11 +72,23 @@ torch::Tensor BottleneckAdapterImpl::delta(const torch::Tensor& hidden) {
 torch::Tensor BottleneckAdapterImpl::forward(const torch::Tensor& projected,
                                              const torch::Tensor& sublayer_input,
                                              torch::nn::LayerNorm& layer_norm) {
+  return finish(residual_output(projected, sublayer_input, layer_norm), sublayer_input, layer_norm);
+}
+
+torch::Tensor BottleneckAdapterImpl::residual_output(const torch::Tensor& projected,
+                                                     const torch::Tensor& sublayer_input,
+                                                     torch::nn::LayerNorm& layer_norm) {
   torch::Tensor adapter_input =
       config_.original_ln_before ? layer_norm(projected + sublayer_input) : projected;
   const torch::Tensor& residual = config_.residual_before_ln ? projected : adapter_input;
-  torch::Tensor out = delta(adapter_input) + residual;
-  return config_.original_ln_after ? layer_norm(out + sublayer_input) : out;
+  return delta(adapter_input) + residual;
+}
+
+torch::Tensor BottleneckAdapterImpl::finish(const torch::Tensor& output,
+                                            const torch::Tensor& sublayer_input,
+                                            torch::nn::LayerNorm& layer_norm) const {
+  // LayerNorm's operator() is not const; the module itself is not changed.
+  return config_.original_ln_after ? layer_norm->forward(output + sublayer_input) : output;
 }
 
 }  // namespace adaptertune

@@ -1,16 +1,50 @@
 #include "adaptertune/adapters/task_routing.h"
 
 #include <map>
+#include <set>
 
 #include <ATen/ATen.h>
 
 #include "adaptertune/error.h"
 
 namespace adaptertune {
+namespace {
+
+TaskRouting::Group group_for(const Stack& stack) {
+  std::set<std::string> seen;
+  for (const auto& adapter : stack.adapters) {
+    if (!seen.insert(adapter).second) {
+      throw Error("TaskRouting: adapter \"" + adapter + "\" appears twice in " + stack.describe());
+    }
+  }
+  TaskRouting::Group group;
+  group.stack = stack.adapters;
+  if (!stack.adapters.empty()) group.task = stack.adapters.back();
+  return group;
+}
+
+}  // namespace
+
+std::string Stack::describe() const {
+  if (adapters.size() == 1) return adapters.front();
+  std::string out = "Stack(";
+  for (size_t i = 0; i < adapters.size(); ++i) out += (i ? ", " : "") + adapters[i];
+  return out + ")";
+}
 
 TaskRouting TaskRouting::whole_batch(std::optional<std::string> task) {
   TaskRouting routing;
-  routing.groups_.push_back(Group{std::move(task), {}, {}});
+  Group group;
+  if (task) group.stack = {*task};
+  group.task = std::move(task);
+  routing.groups_.push_back(std::move(group));
+  return routing;
+}
+
+TaskRouting TaskRouting::stack(const Stack& stack) {
+  if (stack.adapters.empty()) throw Error("TaskRouting: a Stack needs at least one adapter");
+  TaskRouting routing;
+  routing.groups_.push_back(group_for(stack));
   return routing;
 }
 
@@ -19,15 +53,14 @@ const TaskRouting& TaskRouting::base() {
   return routing;
 }
 
-TaskRouting TaskRouting::per_example(const std::vector<std::optional<std::string>>& tasks,
-                                     c10::Device device) {
-  if (tasks.empty()) throw Error("TaskRouting: no examples to route");
+TaskRouting TaskRouting::from_rows(const std::vector<Stack>& stacks, c10::Device device) {
+  if (stacks.empty()) throw Error("TaskRouting: no examples to route");
   TaskRouting routing;
-  routing.batch_size_ = static_cast<int64_t>(tasks.size());
-  std::map<std::optional<std::string>, size_t> group_of;
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    auto [it, added] = group_of.emplace(tasks[i], routing.groups_.size());
-    if (added) routing.groups_.push_back(Group{tasks[i], {}, {}});
+  routing.batch_size_ = static_cast<int64_t>(stacks.size());
+  std::map<std::vector<std::string>, size_t> group_of;
+  for (size_t i = 0; i < stacks.size(); ++i) {
+    auto [it, added] = group_of.emplace(stacks[i].adapters, routing.groups_.size());
+    if (added) routing.groups_.push_back(group_for(stacks[i]));
     routing.groups_[it->second].row_list.push_back(static_cast<int64_t>(i));
   }
   if (routing.groups_.size() == 1) return routing;  // one task for all: no gathering at all
@@ -44,8 +77,62 @@ TaskRouting TaskRouting::per_example(const std::vector<std::optional<std::string
   return routing;
 }
 
+TaskRouting TaskRouting::per_example(const std::vector<std::optional<std::string>>& tasks,
+                                     c10::Device device) {
+  std::vector<Stack> stacks;
+  stacks.reserve(tasks.size());
+  for (const auto& task : tasks) {
+    stacks.push_back(task ? Stack(*task) : Stack(std::vector<std::string>{}));
+  }
+  return from_rows(stacks, device);
+}
+
+TaskRouting TaskRouting::batch_split(const std::vector<Stack>& parts,
+                                     const std::vector<int64_t>& sizes, c10::Device device) {
+  if (parts.empty() || parts.size() != sizes.size()) {
+    throw Error("BatchSplit: " + std::to_string(parts.size()) + " parts but " +
+                std::to_string(sizes.size()) + " sizes (one size per part)");
+  }
+  std::vector<Stack> rows;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i].adapters.empty())
+      throw Error("BatchSplit: part " + std::to_string(i) + " is empty");
+    if (sizes[i] < 1) {
+      throw Error("BatchSplit: size " + std::to_string(sizes[i]) + " of part " +
+                  parts[i].describe() + " must be at least 1");
+    }
+    rows.insert(rows.end(), static_cast<size_t>(sizes[i]), parts[i]);
+  }
+  return from_rows(rows, device);
+}
+
+TaskRouting TaskRouting::parallel(const std::vector<Stack>& branches, int64_t batch_size) {
+  if (branches.empty()) throw Error("Parallel: needs at least one branch");
+  if (batch_size < 1) throw Error("Parallel: the batch needs at least one example");
+  TaskRouting routing;
+  routing.batch_size_ = batch_size;
+  routing.replicas_ = static_cast<int64_t>(branches.size());
+  std::set<std::vector<std::string>> seen;
+  for (const auto& branch : branches) {
+    if (branch.adapters.empty()) throw Error("Parallel: a branch is empty");
+    if (!seen.insert(branch.adapters).second) {
+      throw Error("Parallel: branch " + branch.describe() + " appears twice");
+    }
+    routing.groups_.push_back(group_for(branch));
+  }
+  return routing;
+}
+
 at::Tensor TaskRouting::select(const at::Tensor& x, size_t g) const {
   const Group& group = groups_.at(g);
+  if (replicas_ > 1) {
+    if (x.size(0) == batch_size_) return x;  // not replicated yet: every branch runs every row
+    if (x.size(0) != output_batch_size()) {
+      throw Error("Parallel: " + std::to_string(x.size(0)) + " rows, expected " +
+                  std::to_string(batch_size_) + " or " + std::to_string(output_batch_size()));
+    }
+    return x.narrow(0, static_cast<int64_t>(g) * batch_size_, batch_size_);
+  }
   if (!group.rows.defined()) return x;
   return x.index_select(0, group.rows.to(x.device()));
 }
@@ -55,6 +142,7 @@ at::Tensor TaskRouting::per_group(const std::function<at::Tensor(size_t)>& group
   if (is_whole_batch()) return group_result(0);
   std::vector<at::Tensor> parts;
   for (size_t g = 0; g < groups_.size(); ++g) parts.push_back(group_result(g));
+  if (replicas_ > 1) return at::cat(parts, 0);  // branch by branch, as parallel() promises
   return at::cat(parts, 0).index_select(0, restore_.to(like.device()));
 }
 
@@ -69,6 +157,12 @@ at::Tensor TaskRouting::map(
     const std::function<at::Tensor(const std::optional<std::string>&, const at::Tensor&,
                                    const at::Tensor&)>& fn) const {
   return per_group([&](size_t g) { return fn(groups_[g].task, select(x, g), select(y, g)); }, x);
+}
+
+at::Tensor TaskRouting::map_groups(
+    const at::Tensor& x, const at::Tensor& y,
+    const std::function<at::Tensor(const Group&, const at::Tensor&, const at::Tensor&)>& fn) const {
+  return per_group([&](size_t g) { return fn(groups_[g], select(x, g), select(y, g)); }, x);
 }
 
 }  // namespace adaptertune

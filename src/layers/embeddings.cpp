@@ -52,6 +52,13 @@ torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids,
     // Type 0 for every token: add row 0 instead of gathering a tensor of zeros.
     embeddings = embeddings + token_type_embeddings->weight[0];
   }
+  bool owned = false;
+  for (const auto& group : routing.groups()) {
+    owned = owned || (group.task && layer_norm_of_.count(*group.task) > 0);
+  }
+  if (routing.not_yet_replicated(embeddings) && !owned) {
+    return dropout(LayerNorm(embeddings));  // no branch has its own: computed once for all
+  }
   return dropout(routing.map(
       embeddings, [this](const std::optional<std::string>& task, const torch::Tensor& rows) {
         torch::nn::LayerNorm norm = detail::own_or_base(layer_norm_of_, task, LayerNorm);

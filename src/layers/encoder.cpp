@@ -12,7 +12,14 @@ BertEncoderImpl::BertEncoderImpl(const BertConfig& config) {
 
 torch::Tensor BertEncoderImpl::forward(torch::Tensor hidden, const torch::Tensor& additive_mask,
                                        const TaskRouting& routing) {
-  for (auto& l : layers_) hidden = l(hidden, additive_mask, routing);
+  torch::Tensor mask = additive_mask;
+  for (auto& l : layers_) {
+    // Parallel branches replicate the batch at their first own computation; the mask follows.
+    if (mask.defined() && mask.size(0) != hidden.size(0)) {
+      mask = mask.repeat({hidden.size(0) / mask.size(0), 1, 1, 1});
+    }
+    hidden = l(hidden, mask, routing);
+  }
   return hidden;
 }
 

@@ -19,24 +19,42 @@ SublayerOutputImpl::SublayerOutputImpl(const SublayerOutputOptions& options) : o
 torch::Tensor SublayerOutputImpl::forward(const torch::Tensor& hidden, const torch::Tensor& input,
                                           const TaskRouting& routing) {
   torch::Tensor projected = dropout(dense(hidden));
-  return routing.map(projected, input,
-                     [this](const std::optional<std::string>& task, const torch::Tensor& p,
-                            const torch::Tensor& x) { return finish(task, p, x); });
+  if (routing.not_yet_replicated(projected) && !owns_any(routing)) {
+    return finish(TaskRouting::base().groups().front(), projected, input);  // shared by branches
+  }
+  return routing.map_groups(projected, input,
+                            [this](const TaskRouting::Group& group, const torch::Tensor& p,
+                                   const torch::Tensor& x) { return finish(group, p, x); });
 }
 
-torch::Tensor SublayerOutputImpl::finish(const std::optional<std::string>& task,
+bool SublayerOutputImpl::owns_any(const TaskRouting& routing) const {
+  for (const auto& group : routing.groups()) {
+    if (group.task && layer_norm_of_.count(*group.task)) return true;
+    for (const auto& adapter : group.stack) {
+      if (adapter_of_.count(adapter)) return true;
+    }
+  }
+  return false;
+}
+
+torch::Tensor SublayerOutputImpl::finish(const TaskRouting::Group& group,
                                          const torch::Tensor& projected,
                                          const torch::Tensor& input) const {
   // A copy of the handle: Module::operator() is non-const, the module itself is not changed.
-  torch::nn::LayerNorm norm = detail::own_or_base(layer_norm_of_, task, LayerNorm);
-  if (task) {
-    auto found = adapter_of_.find(*task);
-    if (found != adapter_of_.end()) {
-      BottleneckAdapter adapter = found->second;
-      return adapter->forward(projected, input, norm);
-    }
+  torch::nn::LayerNorm norm = detail::own_or_base(layer_norm_of_, group.task, LayerNorm);
+  // The group's adapters that have one at this site, applied one on another's output (Stack);
+  // the last one's placement decides what follows.
+  BottleneckAdapter last{nullptr};
+  torch::Tensor output = projected;
+  for (const auto& name : group.stack) {
+    auto found = adapter_of_.find(name);
+    if (found == adapter_of_.end()) continue;
+    BottleneckAdapter adapter = found->second;
+    output = adapter->residual_output(output, input, norm);
+    last = adapter;
   }
-  return norm(projected + input);
+  if (!last) return norm(projected + input);
+  return last->finish(output, input, norm);
 }
 
 void SublayerOutputImpl::add_adapter(const std::string& name, const AdapterConfig& config) {

@@ -31,6 +31,15 @@ class BottleneckAdapterImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& projected, const torch::Tensor& sublayer_input,
                         torch::nn::LayerNorm& layer_norm);
 
+  /// forward() in two halves, for adapters stacked at one site (AdapterHub's Stack): the
+  /// adapter's output with its skip connection, before the sublayer's residual add and
+  /// LayerNorm (`o` in AdapterConfig's formula)...
+  torch::Tensor residual_output(const torch::Tensor& projected, const torch::Tensor& sublayer_input,
+                                torch::nn::LayerNorm& layer_norm);
+  /// ...and what follows it: `LN(o + sublayer_input)` when original_ln_after, else `o`.
+  torch::Tensor finish(const torch::Tensor& output, const torch::Tensor& sublayer_input,
+                       torch::nn::LayerNorm& layer_norm) const;
+
   /// Re-draws the weights as `config().init` says.
   void reset_parameters();
 

@@ -3,6 +3,7 @@
 /// Which examples of a batch run which task: how one forward pass serves several tasks.
 
 #include <functional>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,23 @@
 
 namespace adaptertune {
 
+/// Adapters applied one after another at every adapter site (AdapterHub's `Stack`): with
+/// `Stack{"lang", "sst2"}`, sst2's adapter takes what lang's gives (its output with its skip
+/// connection) as the sublayer's output, and the last adapter's placement decides the residual
+/// add and LayerNorm that follow. The parts of a task other than its adapter (its LayerNorm
+/// copies, pooler and head) are the last adapter's. A site where an adapter has none (a
+/// Pfeiffer adapter after attention, a layer it leaves out) skips it. One adapter is the task
+/// alone.
+struct Stack {
+  std::vector<std::string> adapters;
+  Stack(std::string adapter) : adapters{std::move(adapter)} {}  // NOLINT: a task is a Stack
+  Stack(const char* adapter) : adapters{adapter} {}             // NOLINT
+  Stack(std::initializer_list<std::string> list) : adapters(list) {}
+  explicit Stack(std::vector<std::string> list) : adapters(std::move(list)) {}
+  /// "Stack(lang, sst2)", or the name of a single adapter.
+  std::string describe() const;
+};
+
 /// Splits a batch into groups of examples that run the same task (or none: the plain base), so
 /// that each layer applies the shared computation once to the whole batch and the task-specific
 /// parts (adapter, LayerNorm copies, pooler, head) once per group, on that group's rows only.
@@ -20,7 +38,11 @@ class TaskRouting {
  public:
   /// One group: a task (std::nullopt: no task) and the batch rows that run it.
   struct Group {
+    /// The task whose parts (LayerNorm copies, pooler, head) the group runs: the last adapter
+    /// of `stack`.
     std::optional<std::string> task;
+    /// The adapters the group runs at each adapter site, in order (empty: none, the plain base).
+    std::vector<std::string> stack;
     /// Row indices into the batch (int64, ascending); undefined when the group is the whole
     /// batch.
     at::Tensor rows;
@@ -33,15 +55,33 @@ class TaskRouting {
   static TaskRouting whole_batch(std::optional<std::string> task);
   /// The routing that runs the plain base for the whole batch (the layers' default).
   static const TaskRouting& base();
+  /// Every example runs `stack` (AdapterHub's `Stack` as the whole setup).
+  static TaskRouting stack(const Stack& stack);
   /// Example `i` runs `tasks[i]`; groups appear in the order their task first appears. Index
   /// tensors are made on `device`, where the batch will be. Throws Error for no examples.
   static TaskRouting per_example(const std::vector<std::optional<std::string>>& tasks,
                                  c10::Device device = c10::Device(c10::kCPU));
+  /// AdapterHub's `BatchSplit`: the first `sizes[0]` examples run `parts[0]`, the next
+  /// `sizes[1]` run `parts[1]`, and so on (sizes > 0; their sum is the batch size).
+  static TaskRouting batch_split(const std::vector<Stack>& parts, const std::vector<int64_t>& sizes,
+                                 c10::Device device = c10::Device(c10::kCPU));
+  /// AdapterHub's `Parallel`: every example of a batch of `batch_size` runs every branch, in one
+  /// forward pass. The batch is replicated where the first branch-specific computation begins
+  /// (the first task-owned LayerNorm or adapter), so that everything below is computed once;
+  /// outputs have `branches.size() * batch_size` rows, branch by branch (group g holds rows
+  /// g·batch_size to (g+1)·batch_size - 1).
+  static TaskRouting parallel(const std::vector<Stack>& branches, int64_t batch_size);
 
   const std::vector<Group>& groups() const { return groups_; }
   /// The number of examples routed; 0 for whole_batch() (any batch size).
   int64_t batch_size() const { return batch_size_; }
-  bool is_whole_batch() const { return groups_.size() == 1 && !groups_.front().rows.defined(); }
+  bool is_whole_batch() const {
+    return replicas_ == 1 && groups_.size() == 1 && !groups_.front().rows.defined();
+  }
+  /// How many times the batch is replicated (Parallel: one per branch; else 1).
+  int64_t replicas() const { return replicas_; }
+  /// Rows of the routed outputs: batch_size() * replicas() (0 for whole_batch()).
+  int64_t output_batch_size() const { return batch_size_ * replicas_; }
 
   /// Applies `fn(task, rows of x)` per group and returns the results in batch order (dimension 0
   /// of `x` is the batch). The results must agree in every dimension but the first.
@@ -52,7 +92,17 @@ class TaskRouting {
   at::Tensor map(const at::Tensor& x, const at::Tensor& y,
                  const std::function<at::Tensor(const std::optional<std::string>&,
                                                 const at::Tensor&, const at::Tensor&)>& fn) const;
-  /// The rows of `x` (batch-major) that group `g` runs.
+  /// Whether `x` holds the batch before a parallel() routing replicated it: a layer with nothing
+  /// of any group's own then computes once for all branches, on these rows.
+  bool not_yet_replicated(const at::Tensor& x) const {
+    return replicas_ > 1 && x.size(0) == batch_size_;
+  }
+  /// As map() with two inputs, telling `fn` the whole group (its stack of adapters).
+  at::Tensor map_groups(const at::Tensor& x, const at::Tensor& y,
+                        const std::function<at::Tensor(const Group&, const at::Tensor&,
+                                                       const at::Tensor&)>& fn) const;
+  /// The rows of `x` (batch-major) that group `g` runs. Under parallel(), `x` may still have
+  /// the batch's rows (not yet replicated: every group runs them all) or the replicated rows.
   at::Tensor select(const at::Tensor& x, size_t g) const;
 
  private:
@@ -61,8 +111,12 @@ class TaskRouting {
   at::Tensor per_group(const std::function<at::Tensor(size_t)>& group_result,
                        const at::Tensor& like) const;
 
+  // Groups for example rows that run `stacks[i]` (one group per distinct stack).
+  static TaskRouting from_rows(const std::vector<Stack>& stacks, c10::Device device);
+
   std::vector<Group> groups_;
   int64_t batch_size_ = 0;
+  int64_t replicas_ = 1;
   // The permutation that puts the concatenated groups back in batch order.
   at::Tensor restore_;
 };

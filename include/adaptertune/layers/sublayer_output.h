@@ -63,8 +63,10 @@ class SublayerOutputImpl : public torch::nn::Module {
   torch::nn::ModuleDict tasks{nullptr};
 
  private:
-  torch::Tensor finish(const std::optional<std::string>& task, const torch::Tensor& projected,
+  torch::Tensor finish(const TaskRouting::Group& group, const torch::Tensor& projected,
                        const torch::Tensor& input) const;
+  // Whether any group has an adapter or a LayerNorm copy here.
+  bool owns_any(const TaskRouting& routing) const;
 
   SublayerOutputOptions options_;
   // Typed views of `adapters` and `tasks`, read by forward().
