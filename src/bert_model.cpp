@@ -111,7 +111,9 @@ BertModelOutput BertModelImpl::forward(const torch::Tensor& input_ids,
                                        const torch::Tensor& attention_mask,
                                        const torch::Tensor& token_type_ids) {
   return forward_routed(input_ids, attention_mask, token_type_ids,
-                        TaskRouting::whole_batch(tasks_.active()));
+                        tasks_.active_stack().size() > 1
+                            ? TaskRouting::stack(Stack(tasks_.active_stack()))
+                            : TaskRouting::whole_batch(tasks_.active()));
 }
 
 BertModelOutput BertModelImpl::forward_routed(const torch::Tensor& input_ids,
@@ -194,6 +196,10 @@ void BertModelImpl::remove_adapter(const std::string& name) {
     layer->output->remove_task(name);
   }
   if (pooler) pooler->remove_task(name);
+}
+
+void BertModelImpl::set_active_stack(const Stack& stack) {
+  tasks_.set_active_stack(stack.adapters);
 }
 
 void BertModelImpl::set_active_adapter(const std::optional<std::string>& name) {

@@ -209,5 +209,53 @@ TEST(BatchSplit, EqualsTheSplitRuns) {
       "the task routing is for 4 examples, input_ids has 5");
 }
 
+TEST(Stack, ActiveStackIsWhatForwardRuns) {
+  auto model = model_with({{"lang", AdapterConfig::houlsby()}, {"task", AdapterConfig::houlsby()}});
+  const auto input = ids(2, 6);
+  torch::NoGradGuard no_grad;
+  model->bert->set_active_stack(Stack{"lang", "task"});
+  EXPECT_EQ(model->bert->active_adapter(), "task");
+  EXPECT_TRUE(torch::equal(
+      model(input), model->forward_routed(input, {}, {}, TaskRouting::stack({"lang", "task"}))[0]));
+  model->bert->set_active_adapter("task");  // the task alone again
+  EXPECT_TRUE(torch::equal(
+      model(input), model->forward_routed(input, {}, {}, TaskRouting::whole_batch("task"))[0]));
+  EXPECT_ERROR_CONTAINS(model->bert->set_active_stack(Stack{"lang", "lang"}), "appears twice");
+  model->bert->set_active_stack(Stack{"lang", "task"});
+  model->remove_task("lang");  // a stack that loses an adapter is no longer active
+  EXPECT_EQ(model->bert->active_adapter(), std::nullopt);
+}
+
+TEST(Stack, SetupsParseAsAdapterHubWritesThem) {
+  AdapterSetup one = parse_adapter_setup("sst2");
+  EXPECT_EQ(one.kind, AdapterSetup::Kind::kStack);
+  EXPECT_EQ(one.children.at(0).adapters, std::vector<std::string>{"sst2"});
+  AdapterSetup stack = parse_adapter_setup(" Stack( lang ,sst2 ) ");
+  EXPECT_EQ(stack.children.at(0).adapters, (std::vector<std::string>{"lang", "sst2"}));
+  AdapterSetup parallel = parse_adapter_setup("Parallel(sst2, Stack(lang, rte))");
+  EXPECT_EQ(parallel.kind, AdapterSetup::Kind::kParallel);
+  ASSERT_EQ(parallel.children.size(), 2u);
+  EXPECT_EQ(parallel.children[1].describe(), "Stack(lang, rte)");
+  AdapterSetup split = parse_adapter_setup("BatchSplit(a, b, batch_sizes=[2, 3])");
+  EXPECT_EQ(split.kind, AdapterSetup::Kind::kBatchSplit);
+  EXPECT_EQ(split.batch_sizes, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(split.routing(5).batch_size(), 5);
+}
+
+TEST(Parallel, NestingIsCheckedWhenParsed) {
+  // What AdapterHub users meet as TypeErrors (adapters#574, #496) is one clear error here.
+  EXPECT_ERROR_CONTAINS(parse_adapter_setup("Stack(a, Parallel(b, c))"),
+                        "Parallel is not supported inside a Stack");
+  EXPECT_ERROR_CONTAINS(parse_adapter_setup("Parallel(a, Parallel(b, c))"),
+                        "Parallel is not supported inside Parallel");
+  EXPECT_ERROR_CONTAINS(parse_adapter_setup("Fuse(a, Stack(b, c))"),
+                        "Fuse (AdapterFusion) is not implemented in this version");
+  EXPECT_ERROR_CONTAINS(parse_adapter_setup("Parallel(a, Fuse(b, c))"), "Fuse");
+  EXPECT_ERROR_CONTAINS(parse_adapter_setup("BatchSplit(a, b)"), "BatchSplit needs batch_sizes");
+  EXPECT_ERROR_CONTAINS(parse_adapter_setup("Stack(a, b"), "expected ')' at character 11");
+  EXPECT_ERROR_CONTAINS(parse_adapter_setup("Stak(a)"), "unknown block \"Stak\"");
+  EXPECT_ERROR_CONTAINS(parse_adapter_setup("a b"), "unexpected \"b\"");
+}
+
 }  // namespace
 }  // namespace adaptertune

@@ -74,6 +74,9 @@ class BertModelImpl : public torch::nn::Module {
   void remove_adapter(const std::string& name);
   /// Runs task `name` (its adapters and copies) in forward(); std::nullopt runs the plain base.
   void set_active_adapter(const std::optional<std::string>& name);
+  /// Runs `stack` in forward() (AdapterHub's `model.active_adapters = Stack(...)`): its last
+  /// adapter is the active task, whose LayerNorm copies, pooler and head run.
+  void set_active_stack(const Stack& stack);
   std::optional<std::string> active_adapter() const { return tasks_.active(); }
   /// Names of the tasks added, in the order they were added.
   std::vector<std::string> adapter_names() const { return tasks_.names(); }

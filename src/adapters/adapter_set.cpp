@@ -26,7 +26,10 @@ void AdapterSet::add(TaskEntry entry) {
 
 void AdapterSet::remove(const std::string& name) {
   at(name);  // throws when absent
-  if (active_ == name) active_.reset();
+  if (active_ == name || std::find(below_.begin(), below_.end(), name) != below_.end()) {
+    active_.reset();
+    below_.clear();
+  }
   entries_.erase(std::remove_if(entries_.begin(), entries_.end(),
                                 [&](const TaskEntry& entry) { return entry.name == name; }),
                  entries_.end());
@@ -57,6 +60,26 @@ std::vector<std::string> AdapterSet::names() const {
 void AdapterSet::set_active(const std::optional<std::string>& name) {
   check_known(name);
   active_ = name;
+  below_.clear();
+}
+
+void AdapterSet::set_active_stack(const std::vector<std::string>& adapters) {
+  if (adapters.empty()) throw Error("a Stack needs at least one adapter");
+  for (size_t i = 0; i < adapters.size(); ++i) {
+    at(adapters[i]);
+    if (std::find(adapters.begin(), adapters.begin() + static_cast<std::ptrdiff_t>(i),
+                  adapters[i]) != adapters.begin() + static_cast<std::ptrdiff_t>(i)) {
+      throw Error("adapter \"" + adapters[i] + "\" appears twice in the Stack");
+    }
+  }
+  active_ = adapters.back();
+  below_.assign(adapters.begin(), adapters.end() - 1);
+}
+
+std::vector<std::string> AdapterSet::active_stack() const {
+  std::vector<std::string> out = below_;
+  if (active_) out.push_back(*active_);
+  return out;
 }
 
 void AdapterSet::check_known(const std::optional<std::string>& task) const {

@@ -1,5 +1,6 @@
 #include "adaptertune/adapters/task_routing.h"
 
+#include <cctype>
 #include <map>
 #include <set>
 
@@ -163,6 +164,135 @@ at::Tensor TaskRouting::map_groups(
     const at::Tensor& x, const at::Tensor& y,
     const std::function<at::Tensor(const Group&, const at::Tensor&, const at::Tensor&)>& fn) const {
   return per_group([&](size_t g) { return fn(groups_[g], select(x, g), select(y, g)); }, x);
+}
+
+TaskRouting AdapterSetup::routing(int64_t batch_size, c10::Device device) const {
+  switch (kind) {
+    case Kind::kStack:
+      return TaskRouting::stack(children.at(0));
+    case Kind::kParallel:
+      return TaskRouting::parallel(children, batch_size);
+    case Kind::kBatchSplit:
+      return TaskRouting::batch_split(children, batch_sizes, device);
+  }
+  throw Error("AdapterSetup: unknown kind");
+}
+
+namespace {
+
+// A recursive-descent reader of setups; errors name the setup and the offset.
+class SetupParser {
+ public:
+  explicit SetupParser(const std::string& text) : text_(text) {}
+
+  AdapterSetup parse() {
+    AdapterSetup setup;
+    const std::string head = name();
+    if (!peek('(')) {
+      setup.children.emplace_back(head);
+    } else if (head == "Stack") {
+      setup.children.push_back(stack_body());
+    } else if (head == "Parallel" || head == "BatchSplit") {
+      setup.kind =
+          head == "Parallel" ? AdapterSetup::Kind::kParallel : AdapterSetup::Kind::kBatchSplit;
+      branches(setup, head);
+    } else {
+      block_error(head, "at the top");
+    }
+    skip_space();
+    if (at_ < text_.size()) fail("unexpected \"" + text_.substr(at_, 10) + "\"");
+    return setup;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const {
+    throw Error("adapter setup \"" + text_ + "\": " + what + " at character " +
+                std::to_string(at_ + 1));
+  }
+  [[noreturn]] void block_error(const std::string& block, const std::string& where) const {
+    if (block == "Fuse") {
+      fail("Fuse (AdapterFusion) is not implemented in this version");
+    }
+    if (block == "Stack" || block == "Parallel" || block == "BatchSplit") {
+      fail(block + " is not supported " + where +
+           " (a Stack holds adapters; Parallel and BatchSplit hold adapters or Stacks)");
+    }
+    fail("unknown block \"" + block + "\" (expected Stack, Parallel or BatchSplit)");
+  }
+  void skip_space() {
+    while (at_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[at_]))) ++at_;
+  }
+  bool peek(char c) {
+    skip_space();
+    return at_ < text_.size() && text_[at_] == c;
+  }
+  void expect(char c) {
+    if (!peek(c)) fail(std::string("expected '") + c + "'");
+    ++at_;
+  }
+  std::string name() {
+    skip_space();
+    const size_t start = at_;
+    while (at_ < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[at_])) ||
+                                  text_[at_] == '_' || text_[at_] == '-')) {
+      ++at_;
+    }
+    if (at_ == start) fail("expected an adapter name");
+    return text_.substr(start, at_ - start);
+  }
+  // After "Stack": "(a, b, ...)" of adapter names.
+  Stack stack_body() {
+    expect('(');
+    std::vector<std::string> adapters;
+    do {
+      const std::string item = name();
+      if (peek('(')) block_error(item, "inside a Stack");
+      adapters.push_back(item);
+    } while (peek(',') && (++at_, true));
+    expect(')');
+    return Stack(std::move(adapters));
+  }
+  // After "Parallel" or "BatchSplit": adapters or Stacks, and BatchSplit's batch_sizes=[...].
+  void branches(AdapterSetup& setup, const std::string& block) {
+    expect('(');
+    do {
+      const std::string item = name();
+      if (item == "batch_sizes" && peek('=')) {
+        if (setup.kind != AdapterSetup::Kind::kBatchSplit) fail("batch_sizes outside BatchSplit");
+        ++at_;
+        expect('[');
+        do {
+          skip_space();
+          const size_t start = at_;
+          while (at_ < text_.size() && std::isdigit(static_cast<unsigned char>(text_[at_]))) ++at_;
+          if (at_ == start || at_ - start > 9) fail("expected a batch size");
+          setup.batch_sizes.push_back(std::stoll(text_.substr(start, at_ - start)));
+        } while (peek(',') && (++at_, true));
+        expect(']');
+        continue;
+      }
+      if (!peek('(')) {
+        setup.children.emplace_back(item);
+      } else if (item == "Stack") {
+        setup.children.push_back(stack_body());
+      } else {
+        block_error(item, "inside " + block);
+      }
+    } while (peek(',') && (++at_, true));
+    expect(')');
+    if (setup.kind == AdapterSetup::Kind::kBatchSplit && setup.batch_sizes.empty()) {
+      fail("BatchSplit needs batch_sizes=[...]");
+    }
+  }
+
+  const std::string& text_;
+  size_t at_ = 0;
+};
+
+}  // namespace
+
+AdapterSetup parse_adapter_setup(const std::string& text) {
+  return SetupParser(text).parse();
 }
 
 }  // namespace adaptertune

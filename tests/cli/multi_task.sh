@@ -34,6 +34,20 @@ grep -q '"pearson"' "$work/eval_stsb.json" || fail "STS-B metrics: $(cat "$work/
 [ $? -eq 1 ] && grep -q 'none is named RTE: choose one with --adapter' "$work/err" ||
   fail "eval RTE with unrelated packs: $(cat "$work/err")"
 
+# A Stack of packs (SST-2's adapter on STS-B's output, SST-2's head) runs, and is not SST-2 alone;
+# setups that give one output per branch are refused for eval with one line.
+"$cli" eval --task SST-2 --data-dir "$glue" --model "$base" "${packs[@]}" --adapter "Stack(STS-B, SST-2)" \
+  >"$work/eval_stack.json" 2>"$work/err" || fail "eval a Stack: $(cat "$work/err")"
+grep -q '"adapter":"SST-2"' "$work/eval_stack.json" || fail "Stack eval: $(cat "$work/eval_stack.json")"
+cmp -s "$work/eval_alone.json" "$work/eval_stack.json" && fail "the Stack gave SST-2's result alone"
+"$cli" eval --task SST-2 --data-dir "$glue" --model "$base" "${packs[@]}" \
+  --adapter "Parallel(SST-2, MRPC)" >/dev/null 2>"$work/err"
+[ $? -eq 1 ] && grep -q 'run one adapter or one Stack' "$work/err" || fail "eval Parallel: $(cat "$work/err")"
+"$cli" eval --task SST-2 --data-dir "$glue" --model "$base" "${packs[@]}" \
+  --adapter "Stack(SST-2, Parallel(MRPC, STS-B))" >/dev/null 2>"$work/err"
+[ $? -eq 1 ] && grep -q 'Parallel is not supported inside a Stack' "$work/err" ||
+  fail "a Parallel inside a Stack: $(cat "$work/err")"
+
 # Single-task runs...
 printf '%s\n' "a gorgeous, witty, seductive movie." "the plot is a mess." "it is fine." >"$work/sst2.txt"
 printf '%s\t%s\n' "A man plays a guitar." "A man is playing music." "A cat sleeps." "The stock fell." \

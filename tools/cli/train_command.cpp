@@ -133,16 +133,40 @@ struct UseOptions {
   std::optional<std::string> precision;
 };
 
+// --adapter as a Stack: one adapter (a pack's name) or `Stack(lang, task)` of packs' names.
+std::optional<Stack> adapter_stack(const UseOptions& o) {
+  if (!o.adapter) return std::nullopt;
+  const AdapterSetup setup = parse_adapter_setup(*o.adapter);
+  if (setup.kind != AdapterSetup::Kind::kStack) {
+    throw Error("--adapter " + *o.adapter +
+                ": eval and predict run one adapter or one Stack (Parallel and BatchSplit give "
+                "one output per branch: use the library's TaskRouting)");
+  }
+  return setup.children.front();
+}
+
 // Which of the packs eval (or predict on GLUE/plain input) runs: the only one, the one --adapter
-// names, else the one `train --task` would have named like the task.
+// names (the top of its Stack), else the one `train --task` would have named like the task.
 std::optional<size_t> chosen_pack(const UseOptions& o, const GlueTaskInfo& task,
                                   const std::vector<AdapterPackInfo>& infos) {
   if (infos.empty()) {
     if (o.adapter) throw Error("--adapter " + *o.adapter + " needs --adapter-pack");
     return std::nullopt;
   }
+  const std::optional<Stack> stack = adapter_stack(o);
+  if (stack) {
+    for (const auto& adapter : stack->adapters) {
+      if (std::none_of(infos.begin(), infos.end(),
+                       [&](const AdapterPackInfo& info) { return info.name == adapter; })) {
+        std::string names;
+        for (const auto& info : infos) names += (names.empty() ? "" : ", ") + info.name;
+        throw Error("--adapter " + *o.adapter + ": " + adapter +
+                    " is none of the packs (packs: " + names + ")");
+      }
+    }
+  }
   if (infos.size() == 1 && !o.adapter) return 0;
-  const std::string wanted = o.adapter.value_or(adapter_name_for(task));
+  const std::string wanted = stack ? stack->adapters.back() : adapter_name_for(task);
   std::string names;
   for (size_t i = 0; i < infos.size(); ++i) {
     if (infos[i].name == wanted) return i;
@@ -170,7 +194,10 @@ BertForSequenceClassification load_for_use(const UseOptions& o, const GlueTaskIn
                    pack.c_str());
     names.push_back(load.adapter_name);
   }
-  if (chosen) {
+  const std::optional<Stack> stack = adapter_stack(o);
+  if (stack && stack->adapters.size() > 1) {
+    model->bert->set_active_stack(*stack);
+  } else if (chosen) {
     model->bert->set_active_adapter(names.at(*chosen));
   } else {
     model->bert->set_active_adapter(std::nullopt);
@@ -425,7 +452,8 @@ void add_use_options(CLI::App* cmd, UseOptions& o) {
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--adapter", o.adapter,
                   "Which loaded pack runs (its adapter name; default: the only pack, else the "
-                  "one named like the task)");
+                  "one named like the task), or a Stack of packs, e.g. \"Stack(lang, sst2)\" "
+                  "(sst2's adapter on lang's output, with sst2's head)");
   cmd->add_option("--max-length", o.max_length,
                   "Tokens per example (default: what the pack was trained with, else 128)")
       ->check(integer_range(1));

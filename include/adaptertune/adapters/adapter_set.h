@@ -41,7 +41,12 @@ class AdapterSet {
 
   /// std::nullopt: the plain base. Throws Error if there is no such task.
   void set_active(const std::optional<std::string>& name);
+  /// Makes the last of `adapters` the active task, with the others stacked below it in this
+  /// order (a Stack: see TaskRouting). Throws Error for an unknown or repeated name or none.
+  void set_active_stack(const std::vector<std::string>& adapters);
   const std::optional<std::string>& active() const { return active_; }
+  /// The active task's adapter and those stacked below it, bottom first (empty: the base).
+  std::vector<std::string> active_stack() const;
 
   /// Throws Error naming `task` and the tasks there are unless it is std::nullopt or a task.
   void check_known(const std::optional<std::string>& task) const;
@@ -49,6 +54,8 @@ class AdapterSet {
  private:
   std::vector<TaskEntry> entries_;
   std::optional<std::string> active_;
+  // Adapters stacked below the active one, bottom first.
+  std::vector<std::string> below_;
 };
 
 }  // namespace adaptertune

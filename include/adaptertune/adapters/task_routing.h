@@ -121,4 +121,25 @@ class TaskRouting {
   at::Tensor restore_;
 };
 
+/// A composition written as text, as AdapterHub users write it in Python: `sst2`,
+/// `Stack(lang, sst2)`, `Parallel(sst2, Stack(lang, rte))`,
+/// `BatchSplit(sst2, rte, batch_sizes=[2, 3])`.
+struct AdapterSetup {
+  enum class Kind { kStack, kParallel, kBatchSplit };
+  Kind kind = Kind::kStack;
+  /// kStack: one; kParallel: the branches; kBatchSplit: the parts.
+  std::vector<Stack> children;
+  /// kBatchSplit: examples per part.
+  std::vector<int64_t> batch_sizes;
+
+  /// The routing that runs this setup on a batch of `batch_size` examples.
+  TaskRouting routing(int64_t batch_size, c10::Device device = c10::Device(c10::kCPU)) const;
+};
+
+/// Parses a setup. Nesting follows what the routing can run: a Stack holds adapters only, and
+/// Parallel and BatchSplit hold adapters or Stacks; anything else (a Parallel inside a Stack, a
+/// Parallel inside a Parallel, Fuse, which this version does not implement) is an Error saying
+/// so, with where in `text` it is.
+AdapterSetup parse_adapter_setup(const std::string& text);
+
 }  // namespace adaptertune
