@@ -50,6 +50,13 @@ torch::Tensor BertForSequenceClassificationImpl::forward(const torch::Tensor& in
   return head(task, bert(input_ids, attention_mask, token_type_ids).pooler_output);
 }
 
+torch::Tensor BertForSequenceClassificationImpl::forward_from(const torch::Tensor& hidden,
+                                                              const torch::Tensor& attention_mask,
+                                                              int64_t first_layer) {
+  return head(bert->active_adapter(),
+              bert->forward_from(hidden, attention_mask, first_layer).pooler_output);
+}
+
 std::vector<torch::Tensor> BertForSequenceClassificationImpl::forward_routed(
     const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
     const torch::Tensor& token_type_ids, const TaskRouting& routing) {

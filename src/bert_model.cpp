@@ -107,13 +107,67 @@ BertModelImpl::BertModelImpl(BertConfig config, bool add_pooling_layer)
   init_bert_weights(*this, config_.initializer_range);
 }
 
+namespace {
+
+// What forward() runs: the active task, or the Stack it tops.
+TaskRouting active_routing(const AdapterSet& tasks) {
+  return tasks.active_stack().size() > 1 ? TaskRouting::stack(Stack(tasks.active_stack()))
+                                         : TaskRouting::whole_batch(tasks.active());
+}
+
+torch::Tensor additive_mask_for(const torch::Tensor& attention_mask, const torch::Tensor& like) {
+  if (!attention_mask.defined()) return {};
+  // Built once in the dtype attention scores will have, so that no layer casts it again and
+  // fp16 gets fp16's lowest value rather than float's, which would overflow to -inf.
+  return make_additive_attention_mask(attention_mask,
+                                      matmul_dtype(like.device(), like.scalar_type()));
+}
+
+}  // namespace
+
 BertModelOutput BertModelImpl::forward(const torch::Tensor& input_ids,
                                        const torch::Tensor& attention_mask,
                                        const torch::Tensor& token_type_ids) {
-  return forward_routed(input_ids, attention_mask, token_type_ids,
-                        tasks_.active_stack().size() > 1
-                            ? TaskRouting::stack(Stack(tasks_.active_stack()))
-                            : TaskRouting::whole_batch(tasks_.active()));
+  return forward_routed(input_ids, attention_mask, token_type_ids, active_routing(tasks_));
+}
+
+torch::Tensor BertModelImpl::lower_hidden_states(const torch::Tensor& input_ids,
+                                                 const torch::Tensor& attention_mask,
+                                                 const torch::Tensor& token_type_ids,
+                                                 int64_t layers) {
+  if (layers < 0 || layers > config_.num_hidden_layers) {
+    throw Error("lower_hidden_states: " + std::to_string(layers) + " layers of " +
+                std::to_string(config_.num_hidden_layers));
+  }
+  const TaskRouting routing = active_routing(tasks_);
+  torch::Tensor hidden = embeddings(input_ids, token_type_ids, routing);
+  if (attention_mask.defined()) {
+    detail::check_same_shape(attention_mask, input_ids, "attention_mask", "input_ids");
+  }
+  return encoder->run_layers(hidden, additive_mask_for(attention_mask, hidden), routing, 0,
+                             static_cast<size_t>(layers));
+}
+
+BertModelOutput BertModelImpl::forward_from(const torch::Tensor& hidden,
+                                            const torch::Tensor& attention_mask,
+                                            int64_t first_layer) {
+  if (first_layer < 0 || first_layer > config_.num_hidden_layers) {
+    throw Error("forward_from: layer " + std::to_string(first_layer) + " of " +
+                std::to_string(config_.num_hidden_layers));
+  }
+  if (hidden.dim() != 3 || hidden.size(2) != config_.hidden_size ||
+      (attention_mask.defined() &&
+       (attention_mask.size(0) != hidden.size(0) || attention_mask.size(1) != hidden.size(1)))) {
+    throw Error("forward_from: hidden states must be [batch, seq, " +
+                std::to_string(config_.hidden_size) + "] matching the attention mask");
+  }
+  const TaskRouting routing = active_routing(tasks_);
+  BertModelOutput out;
+  out.last_hidden_state =
+      encoder->run_layers(hidden, additive_mask_for(attention_mask, hidden), routing,
+                          static_cast<size_t>(first_layer), encoder->size());
+  if (pooler) out.pooler_output = pooler(out.last_hidden_state, routing);
+  return out;
 }
 
 BertModelOutput BertModelImpl::forward_routed(const torch::Tensor& input_ids,
@@ -130,14 +184,10 @@ BertModelOutput BertModelImpl::forward_routed(const torch::Tensor& input_ids,
                 " examples, input_ids has " + std::to_string(input_ids.size(0)));
   }
   torch::Tensor hidden = embeddings(input_ids, token_type_ids, routing);
-  torch::Tensor additive_mask;
   if (attention_mask.defined()) {
     detail::check_same_shape(attention_mask, input_ids, "attention_mask", "input_ids");
-    // Built once in the dtype attention scores will have, so that no layer casts it again and
-    // fp16 gets fp16's lowest value rather than float's, which would overflow to -inf.
-    additive_mask = make_additive_attention_mask(
-        attention_mask, matmul_dtype(hidden.device(), hidden.scalar_type()));
   }
+  const torch::Tensor additive_mask = additive_mask_for(attention_mask, hidden);
   BertModelOutput out;
   out.last_hidden_state = encoder(hidden, additive_mask, routing);
   if (pooler) out.pooler_output = pooler(out.last_hidden_state, routing);

@@ -330,6 +330,53 @@ TEST(Trainer, OptionsOutOfRangeAreRefusedBeforeAnythingIsWritten) {
   if (dir) ::closedir(dir);
 }
 
+// AdapterDrop's cache: with dropout off, a run that reuses the frozen layers' outputs after the
+// first epoch trains what a run computing them every time trains.
+TEST(Trainer, DropCacheOfFrozenLayersTrainsAsWithoutIt) {
+  Fixture f;
+  auto make = [] {
+    torch::manual_seed(3);
+    BertConfig config = testing::tiny_config();
+    config.vocab_size = 30522;
+    config.num_hidden_layers = 3;
+    config.hidden_dropout_prob = 0;  // then the cached layers' outputs repeat exactly
+    config.attention_probs_dropout_prob = 0;
+    BertForSequenceClassification model(config, HeadConfig::classification({"0", "1"}));
+    AdapterConfig adapter = AdapterConfig::houlsby();
+    adapter.leave_out = {0, 1};
+    model->bert->add_adapter("sst2", adapter);
+    return model;
+  };
+  auto plain = make();
+  TrainerOptions o = options_for("drop_plain");
+  o.epochs = 2;
+  const TrainResult without =
+      Trainer(plain, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+          .train();
+  EXPECT_EQ(without.cached_layers, 0);
+  auto cached = make();
+  o = options_for("drop_cached");
+  o.epochs = 2;
+  o.cache_frozen_layers = true;
+  const TrainResult with =
+      Trainer(cached, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+          .train();
+  EXPECT_EQ(with.cached_layers, 2);
+  EXPECT_EQ(with.batches_from_cache, 6) << "the second epoch's 6 batches";
+  auto expected = snapshot(plain);
+  for (const auto& [name, value] : snapshot(cached)) {
+    EXPECT_LT(testing::max_abs_diff(value, expected[name]), 1e-4) << name;
+  }
+  EXPECT_EQ(with.best_step, without.best_step);
+
+  auto no_drop = make_model();  // adapters in every layer: nothing to cache
+  o = options_for("drop_none");
+  o.cache_frozen_layers = true;
+  EXPECT_ERROR_CONTAINS(
+      Trainer(no_drop, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer),
+      "leaves out no lowest layer");
+}
+
 TEST(LrSchedule, WarmupThenDecay) {
   LrSchedule s;
   s.peak_lr = 1.0;

@@ -33,6 +33,11 @@ class BertForSequenceClassificationImpl : public torch::nn::Module {
   /// Logits [batch, num_labels] (regression: [batch, 1]) of the active task.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                         const torch::Tensor& token_type_ids = {});
+  /// The active task's logits from `hidden`, the output of the lowest `first_layer` layers
+  /// (BertModelImpl::forward_from()).
+  torch::Tensor forward_from(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
+                             int64_t first_layer);
+
   /// One forward pass for a batch whose examples run different tasks: the logits of each group
   /// of `routing` ([rows in the group, that task's num_labels]), in routing.groups() order.
   /// Changes no state (see BertModelImpl::forward_routed()).

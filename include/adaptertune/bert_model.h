@@ -59,6 +59,17 @@ class BertModelImpl : public torch::nn::Module {
                                  const torch::Tensor& attention_mask,
                                  const torch::Tensor& token_type_ids, const TaskRouting& routing);
 
+  /// The hidden states after the embeddings and the lowest `layers` layers, as forward() computes
+  /// them for the active task: what a trainer may cache when those layers are frozen and hold
+  /// nothing of the task (AdapterDrop's `leave_out`). forward_from() continues from them.
+  torch::Tensor lower_hidden_states(const torch::Tensor& input_ids,
+                                    const torch::Tensor& attention_mask,
+                                    const torch::Tensor& token_type_ids, int64_t layers);
+  /// forward() from `hidden`, the output of the lowest `first_layer` layers ([batch, seq, d]);
+  /// `attention_mask` is the batch's ([batch, seq], undefined = all tokens).
+  BertModelOutput forward_from(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
+                               int64_t first_layer);
+
   /// Adds task `name` with adapters in every layer: after attention when `config.mh_adapter`,
   /// after the FFN when `config.output_adapter`. It runs the base's LayerNorms and pooler until
   /// add_layer_norm_copies() / add_pooler_copy(). Throws Error if the name is taken or the

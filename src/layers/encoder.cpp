@@ -12,8 +12,14 @@ BertEncoderImpl::BertEncoderImpl(const BertConfig& config) {
 
 torch::Tensor BertEncoderImpl::forward(torch::Tensor hidden, const torch::Tensor& additive_mask,
                                        const TaskRouting& routing) {
+  return run_layers(std::move(hidden), additive_mask, routing, 0, layers_.size());
+}
+
+torch::Tensor BertEncoderImpl::run_layers(torch::Tensor hidden, const torch::Tensor& additive_mask,
+                                          const TaskRouting& routing, size_t begin, size_t end) {
   torch::Tensor mask = additive_mask;
-  for (auto& l : layers_) {
+  for (size_t i = begin; i < end && i < layers_.size(); ++i) {
+    BertLayer& l = layers_[i];
     // Parallel branches replicate the batch at their first own computation; the mask follows.
     if (mask.defined() && mask.size(0) != hidden.size(0)) {
       mask = mask.repeat({hidden.size(0) / mask.size(0), 1, 1, 1});

@@ -90,6 +90,20 @@ Json data_fingerprint(const EncodedDataset& train, const TrainerOptions& options
           {"train_sha256", tokens.hex_digest()}};
 }
 
+// The lowest layers that hold nothing of the task (leave_out 0..k-1): what the frozen-layer
+// cache may skip. Error when there are none.
+int64_t adapter_free_layers(const BertModelImpl& bert, const std::optional<std::string>& task) {
+  if (!task) throw Error("cache_frozen_layers needs an adapter (a task) to train");
+  const AdapterConfig& adapter = bert.adapter_config(*task);
+  int64_t layers = 0;
+  while (layers < bert.config().num_hidden_layers && !adapter.in_layer(layers)) ++layers;
+  if (layers == 0) {
+    throw Error("cache_frozen_layers: adapter \"" + *task +
+                "\" leaves out no lowest layer (leave_out 0..k-1, --leave-out 0-N)");
+  }
+  return layers;
+}
+
 OutputDirectory run_directory(const std::string& path) {
   return {path,
           "run directory",
@@ -261,6 +275,7 @@ Trainer::Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task,
     model_->bert->adapter_config(*adapter_name_);  // throws when the model has no such adapter
     check_policy_trains_adapter(policy_, *adapter_name_);
   }
+  if (options_.cache_frozen_layers) adapter_free_layers(*model_->bert, adapter_name_);
 }
 
 TrainResult Trainer::train() {
@@ -393,7 +408,8 @@ TrainResult Trainer::train() {
           {"seed", options_.seed},
           {"max_length", options_.max_length},
           {"device", options_.device.str()},
-          {"precision", precision_name(options_.precision)}}},
+          {"precision", precision_name(options_.precision)},
+          {"cache_frozen_layers", options_.cache_frozen_layers}}},
         {"parameters", Json::parse(parameter_report(*model_, adapter_name_).to_json_string())},
         {"machine",
          {{"hardware_threads", std::thread::hardware_concurrency()},
@@ -475,6 +491,48 @@ TrainResult Trainer::train() {
            evals_without_improvement >= options_.early_stopping_patience;
   };
 
+  // AdapterDrop's cache of the frozen lowest layers' outputs, per training example.
+  int64_t frozen_layers = 0;
+  std::vector<torch::Tensor> layer_cache;
+  if (options_.cache_frozen_layers) {
+    frozen_layers = adapter_free_layers(*model_->bert, adapter_name_);
+    int64_t tokens = 0;
+    for (const auto& e : train_.encodings) tokens += static_cast<int64_t>(e.input_ids.size());
+    const int64_t bytes = tokens * model_->bert->config().hidden_size * 4;
+    if (bytes > options_.cache_max_bytes) {
+      progress.message("train: the frozen-layer cache would take " + std::to_string(bytes >> 20) +
+                       " MiB, more than cache_max_bytes; training without it");
+      frozen_layers = 0;
+    } else {
+      layer_cache.resize(train_.encodings.size());
+      result.cached_layers = frozen_layers;
+    }
+  }
+  // The hidden states after the frozen layers for `batch`: from the cache when every row is
+  // there, else computed (without dropout) and kept per row, without its padding.
+  auto lower_states = [&](const Batch& batch) {
+    const int64_t seq = batch.input_ids.size(1);
+    bool cached = true;
+    for (size_t row : batch.rows) cached = cached && layer_cache[row].defined();
+    if (cached) {
+      std::vector<torch::Tensor> rows;
+      for (size_t row : batch.rows) {
+        const torch::Tensor& kept = layer_cache[row];
+        rows.push_back(at::constant_pad_nd(kept, {0, 0, 0, seq - kept.size(0)}));
+      }
+      ++result.batches_from_cache;
+      return at::stack(rows);
+    }
+    torch::NoGradGuard no_grad;
+    torch::Tensor hidden = model_->bert->lower_hidden_states(batch.input_ids, batch.attention_mask,
+                                                             batch.token_type_ids, frozen_layers);
+    for (size_t i = 0; i < batch.rows.size(); ++i) {
+      const auto length = static_cast<int64_t>(train_.encodings[batch.rows[i]].input_ids.size());
+      layer_cache[batch.rows[i]] = hidden[static_cast<int64_t>(i)].narrow(0, 0, length).clone();
+    }
+    return hidden;
+  };
+
   stop_requested() = false;
   auto trainable = trainable_parameters(*model_);
   double window_loss = 0;
@@ -490,8 +548,18 @@ TrainResult Trainer::train() {
       torch::Tensor loss;
       {
         AutocastGuard autocast(device, precision);
-        loss = model_->loss(model_(batch.input_ids, batch.attention_mask, batch.token_type_ids),
-                            batch.labels);
+        torch::Tensor logits;
+        if (frozen_layers > 0) {
+          // The cached layers run without dropout, so that their outputs repeat (an evaluation
+          // in between puts the whole model back in training mode).
+          model_->bert->embeddings->eval();
+          for (int64_t i = 0; i < frozen_layers; ++i)
+            model_->bert->encoder->at(static_cast<size_t>(i))->eval();
+          logits = model_->forward_from(lower_states(batch), batch.attention_mask, frozen_layers);
+        } else {
+          logits = model_(batch.input_ids, batch.attention_mask, batch.token_type_ids);
+        }
+        loss = model_->loss(logits, batch.labels);
       }
       (loss / static_cast<double>(options_.gradient_accumulation)).backward();
       window_loss += loss.item<double>();
@@ -584,7 +652,9 @@ TrainResult Trainer::train() {
                   {"steps", result.steps},
                   {"interrupted", result.interrupted},
                   {"early_stopped", result.early_stopped},
-                  {"seconds", result.seconds}};
+                  {"seconds", result.seconds},
+                  {"cached_layers", result.cached_layers},
+                  {"batches_from_cache", result.batches_from_cache}};
   write_file_atomic(options_.output_dir + "/results.json", summary.dump(2) + "\n");
   return result;
 }

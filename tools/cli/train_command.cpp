@@ -539,6 +539,9 @@ Command add_train_command(CLI::App& app) {
   cmd->add_flag_function(
       "--progress,!--no-progress", [o](int64_t n) { o->trainer.progress = n > 0; },
       "Progress bar on a terminal, log lines otherwise (default on)");
+  cmd->add_flag("--cache-frozen-layers", o->trainer.cache_frozen_layers,
+                "With --leave-out 0-N: run the adapter-free lowest layers without dropout and "
+                "reuse their outputs after the first epoch (AdapterDrop's cache)");
   cmd->add_flag_function(
       "--group-by-length,!--no-group-by-length",
       [o](int64_t n) { o->trainer.group_by_length = n > 0; },

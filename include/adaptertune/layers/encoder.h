@@ -17,6 +17,9 @@ class BertEncoderImpl : public torch::nn::Module {
   explicit BertEncoderImpl(const BertConfig& config);
   torch::Tensor forward(torch::Tensor hidden, const torch::Tensor& additive_mask = {},
                         const TaskRouting& routing = TaskRouting::base());
+  /// Layers `begin` to `end - 1` only (forward() runs them all).
+  torch::Tensor run_layers(torch::Tensor hidden, const torch::Tensor& additive_mask,
+                           const TaskRouting& routing, size_t begin, size_t end);
 
   /// The i-th layer.
   BertLayer at(size_t index) const;

@@ -63,6 +63,14 @@ struct TrainerOptions {
   bool overwrite = false;
   /// Files and directories the run reads (the model, the data): none may lie in output_dir.
   std::vector<std::string> inputs;
+  /// AdapterDrop's cache: when the task's adapter leaves out the lowest layers (leave_out
+  /// 0..k-1), those layers and the embeddings run without dropout (eval mode), their output for
+  /// each training example is kept after its first batch, and later epochs start at layer k
+  /// from the cache. Needs an adapter that leaves out layer 0 (Error otherwise).
+  bool cache_frozen_layers = false;
+  /// Memory the cache may take (bytes, where the model trains); a larger one is not built and
+  /// training goes on without it (a message says so).
+  int64_t cache_max_bytes = int64_t{4} << 30;
   /// Progress bar on a terminal, plain lines otherwise; false: silent.
   bool progress = true;
   /// Called after every optimizer step with the global step (custom logging, tests).
@@ -96,6 +104,9 @@ struct TrainResult {
   bool interrupted = false;
   bool early_stopped = false;
   double seconds = 0;
+  /// Layers served from the frozen-layer cache (0: no cache), and the batches that were.
+  int64_t cached_layers = 0;
+  int64_t batches_from_cache = 0;
   /// Where the best model is (`output_dir/best`), when an evaluation has written one.
   std::optional<std::string> best_model;
 };
