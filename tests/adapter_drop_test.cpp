@@ -16,11 +16,7 @@ namespace {
 
 BertForSequenceClassification tiny_model() {
   torch::manual_seed(11);
-  BertConfig config = testing::tiny_config();
-  config.num_hidden_layers = 3;
-  config.hidden_dropout_prob = 0;
-  config.attention_probs_dropout_prob = 0;
-  BertForSequenceClassification model(config, HeadConfig{});
+  BertForSequenceClassification model(testing::tiny_config_without_dropout(), HeadConfig{});
   model->eval();
   return model;
 }

@@ -16,11 +16,7 @@ namespace {
 BertForSequenceClassification model_with(
     const std::vector<std::pair<std::string, AdapterConfig>>& tasks, bool layer_norms = true) {
   torch::manual_seed(21);
-  BertConfig config = testing::tiny_config();
-  config.num_hidden_layers = 3;
-  config.hidden_dropout_prob = 0;
-  config.attention_probs_dropout_prob = 0;
-  BertForSequenceClassification model(config, HeadConfig{});
+  BertForSequenceClassification model(testing::tiny_config_without_dropout(), HeadConfig{});
   int64_t labels = 2;
   for (const auto& [name, adapter] : tasks) {
     model->add_task(

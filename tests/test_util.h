@@ -50,6 +50,16 @@ inline BertConfig tiny_config() {
   return config;
 }
 
+/// tiny_config() with three layers and no dropout, so that training and eval modes compute the
+/// same thing (for exact comparisons of compositions and left-out layers).
+inline BertConfig tiny_config_without_dropout() {
+  BertConfig config = tiny_config();
+  config.num_hidden_layers = 3;
+  config.hidden_dropout_prob = 0;
+  config.attention_probs_dropout_prob = 0;
+  return config;
+}
+
 /// Largest absolute element-wise difference.
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
