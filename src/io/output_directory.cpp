@@ -81,6 +81,15 @@ std::string listing(const std::vector<std::string>& names) {
 
 }  // namespace
 
+ExistingOutput existing_output_mode(bool resume, bool overwrite) {
+  if (resume && overwrite) {
+    throw Error("resume continues the run and overwrite replaces it: choose one");
+  }
+  return resume      ? ExistingOutput::kResume
+         : overwrite ? ExistingOutput::kOverwrite
+                     : ExistingOutput::kRefuse;
+}
+
 void check_output_directory(const OutputDirectory& output, ExistingOutput mode,
                             const std::vector<std::string>& inputs) {
   if (output.path.empty()) throw Error("an output " + output.what + " is required");

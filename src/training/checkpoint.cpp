@@ -4,10 +4,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
-
-#include <algorithm>
 #include <cstdio>
 #include <map>
 

@@ -23,7 +23,7 @@
 #include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/optimizer.h"
 #include "adaptertune/training/scheduler.h"
-#include "sha256.h"
+#include "run_checks.h"
 
 namespace adaptertune {
 
@@ -128,12 +128,6 @@ OutputDirectory model_directory(const std::string& path) {
 // options that shape the data order and schedule, and a hash of the packed token ids.
 nlohmann::json resume_fingerprint(const PretrainOptions& options,
                                   const std::vector<Encoding>& sequences) {
-  detail::Sha256 text;
-  for (const auto& e : sequences) {
-    const auto count = static_cast<int64_t>(e.input_ids.size());
-    text.update(&count, sizeof count);
-    text.update(e.input_ids.data(), e.input_ids.size() * sizeof(e.input_ids[0]));
-  }
   return {{"steps", options.steps},
           {"batch_size", options.batch_size},
           {"max_length", options.max_length},
@@ -141,29 +135,23 @@ nlohmann::json resume_fingerprint(const PretrainOptions& options,
           {"whole_word_masking", options.masking.whole_word_masking},
           {"mask_probability", options.masking.mask_probability},
           {"packed_sequences", sequences.size()},
-          {"text_sha256", text.hex_digest()}};
+          {"text_sha256", detail::encodings_sha256(sequences)}};
 }
 
 }  // namespace
 
 void PretrainOptions::validate() const {
-  auto fail = [](const std::string& option, const std::string& range) {
-    throw Error("PretrainOptions: " + option + " must be " + range);
-  };
-  if (max_length < 3) fail("max_length", "an integer >= 3 ([CLS], a token, [SEP])");
-  if (batch_size < 1) fail("batch_size", "an integer >= 1");
-  if (steps < 1) fail("steps", "an integer >= 1");
-  if (!std::isfinite(lr) || lr <= 0) fail("lr", "a finite number > 0");
-  if (!(warmup_ratio >= 0 && warmup_ratio <= 1)) fail("warmup_ratio", "a number from 0 to 1");
-  if (!std::isfinite(weight_decay) || weight_decay < 0) {
-    fail("weight_decay", "a finite number >= 0");
-  }
-  if (log_every < 1) fail("log_every", "an integer >= 1");
-  if (checkpoint_every < 0) fail("checkpoint_every", "an integer >= 0");
-  if (keep_checkpoints < 1) fail("keep_checkpoints", "an integer >= 1");
-  if (resume && overwrite) {
-    throw Error("PretrainOptions: resume continues the run and overwrite replaces it: choose one");
-  }
+  const char* owner = "PretrainOptions";
+  detail::check_at_least(owner, "max_length", max_length, 3);  // [CLS], a token, [SEP]
+  detail::check_at_least(owner, "batch_size", batch_size, 1);
+  detail::check_at_least(owner, "steps", steps, 1);
+  detail::check_finite(owner, "lr", lr, 0, /*exclusive=*/true);
+  detail::check_fraction(owner, "warmup_ratio", warmup_ratio);
+  detail::check_finite(owner, "weight_decay", weight_decay, 0);
+  detail::check_at_least(owner, "log_every", log_every, 1);
+  detail::check_at_least(owner, "checkpoint_every", checkpoint_every, 0);
+  detail::check_at_least(owner, "keep_checkpoints", keep_checkpoints, 1);
+  existing_output_mode(resume, overwrite);
 }
 
 void check_pretrain_options(const BertConfig& config, const std::string& output_dir,
@@ -172,10 +160,7 @@ void check_pretrain_options(const BertConfig& config, const std::string& output_
   config.validate();
   config.check_sequence_length(options.max_length, "max_length");
   check_output_directory(model_directory(output_dir),
-                         options.resume      ? ExistingOutput::kResume
-                         : options.overwrite ? ExistingOutput::kOverwrite
-                                             : ExistingOutput::kRefuse,
-                         options.inputs);
+                         existing_output_mode(options.resume, options.overwrite), options.inputs);
 }
 
 PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::string>& lines,

@@ -26,6 +26,7 @@
 #include "adaptertune/training/optimizer.h"
 #include "adaptertune/training/scheduler.h"
 #include "adaptertune/version.h"
+#include "run_checks.h"
 #include "sha256.h"
 
 namespace adaptertune {
@@ -76,18 +77,15 @@ void cut_metrics_log(const std::string& path, int64_t step) {
 // What a checkpoint's position means only together with: the data and how it is batched. Stored
 // in the checkpoint and compared on resume.
 Json data_fingerprint(const EncodedDataset& train, const TrainerOptions& options) {
-  detail::Sha256 tokens;
-  for (const auto& e : train.encodings) {
-    const auto count = static_cast<int64_t>(e.input_ids.size());
-    tokens.update(&count, sizeof count);
-    tokens.update(e.input_ids.data(), e.input_ids.size() * sizeof(e.input_ids[0]));
-  }
-  tokens.update(train.targets.data(), train.targets.size() * sizeof(train.targets[0]));
+  // The targets too: the same texts with other labels are other training data.
+  detail::Sha256 targets;
+  targets.update(train.targets.data(), train.targets.size() * sizeof(train.targets[0]));
   return {{"train_examples", train.encodings.size()},
           {"batch_size", options.batch_size},
           {"gradient_accumulation", options.gradient_accumulation},
           {"group_by_length", options.group_by_length},
-          {"train_sha256", tokens.hex_digest()}};
+          {"train_sha256", detail::encodings_sha256(train.encodings)},
+          {"targets_sha256", targets.hex_digest()}};
 }
 
 // The lowest layers that hold nothing of the task (leave_out 0..k-1): what the frozen-layer
@@ -109,12 +107,6 @@ OutputDirectory run_directory(const std::string& path) {
           "run directory",
           {"run.json", "metrics.jsonl", "results.json", "best", "checkpoints", ".best.tmp",
            ".best.old"}};
-}
-
-std::string range_error(const std::string& option, const std::string& range, double value) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%g", value);
-  return "TrainerOptions: " + option + " must be " + range + ", got " + buffer;
 }
 
 // Progress bar on a terminal, plain periodic lines otherwise.
@@ -210,50 +202,30 @@ EvalResult evaluate(BertForSequenceClassification& model, const GlueTaskInfo& ta
 }
 
 void TrainerOptions::validate() const {
-  auto at_least = [](const char* option, int64_t value, int64_t min) {
-    if (value < min) {
-      throw Error(
-          range_error(option, "an integer >= " + std::to_string(min), static_cast<double>(value)));
-    }
-  };
-  auto finite = [](const char* option, double value, double min, bool exclusive) {
-    if (!std::isfinite(value) || value < min || (exclusive && value == min)) {
-      char bound[32];
-      std::snprintf(bound, sizeof bound, "%g", min);
-      throw Error(range_error(
-          option, std::string("a finite number ") + (exclusive ? "> " : ">= ") + bound, value));
-    }
-  };
-  at_least("epochs", epochs, 0);
-  at_least("max_steps", max_steps, 0);
+  const char* owner = "TrainerOptions";
+  detail::check_at_least(owner, "epochs", epochs, 0);
+  detail::check_at_least(owner, "max_steps", max_steps, 0);
   if (epochs < 1 && max_steps < 1) throw Error("TrainerOptions: need epochs or max_steps");
-  at_least("batch_size", batch_size, 1);
-  at_least("eval_batch_size", eval_batch_size, 1);
-  at_least("gradient_accumulation", gradient_accumulation, 1);
-  finite("lr", lr, 0, /*exclusive=*/true);
-  finite("weight_decay", weight_decay, 0, false);
-  if (!(warmup_ratio >= 0 && warmup_ratio <= 1)) {
-    throw Error(range_error("warmup_ratio", "a number from 0 to 1", warmup_ratio));
-  }
-  finite("max_grad_norm", max_grad_norm, 0, false);
-  at_least("eval_every", eval_every, 0);
-  at_least("log_every", log_every, 1);
-  at_least("early_stopping_patience", early_stopping_patience, 0);
-  at_least("max_length", max_length, 0);
-  at_least("keep_checkpoints", keep_checkpoints, 1);
+  detail::check_at_least(owner, "batch_size", batch_size, 1);
+  detail::check_at_least(owner, "eval_batch_size", eval_batch_size, 1);
+  detail::check_at_least(owner, "gradient_accumulation", gradient_accumulation, 1);
+  detail::check_finite(owner, "lr", lr, 0, /*exclusive=*/true);
+  detail::check_finite(owner, "weight_decay", weight_decay, 0);
+  detail::check_fraction(owner, "warmup_ratio", warmup_ratio);
+  detail::check_finite(owner, "max_grad_norm", max_grad_norm, 0);
+  detail::check_at_least(owner, "eval_every", eval_every, 0);
+  detail::check_at_least(owner, "log_every", log_every, 1);
+  detail::check_at_least(owner, "early_stopping_patience", early_stopping_patience, 0);
+  detail::check_at_least(owner, "max_length", max_length, 0);
+  detail::check_at_least(owner, "keep_checkpoints", keep_checkpoints, 1);
   if (output_dir.empty()) throw Error("TrainerOptions: an output directory is required");
-  if (resume && overwrite) {
-    throw Error("TrainerOptions: resume continues the run and overwrite replaces it: choose one");
-  }
+  existing_output_mode(resume, overwrite);
 }
 
 void Trainer::check_options(const TrainerOptions& options) {
   options.validate();
   check_output_directory(run_directory(options.output_dir),
-                         options.resume      ? ExistingOutput::kResume
-                         : options.overwrite ? ExistingOutput::kOverwrite
-                                             : ExistingOutput::kRefuse,
-                         options.inputs);
+                         existing_output_mode(options.resume, options.overwrite), options.inputs);
 }
 
 Trainer::Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task,
@@ -346,7 +318,9 @@ TrainResult Trainer::train() {
             if (recorded != value) {
               throw Error(state_path + ": key 'extra': the checkpoint was made with " + key + " " +
                           recorded.dump() + ", this run has " + value.dump() +
-                          (key == "train_sha256" ? " (other training data)" : ""));
+                          (key.size() > 7 && key.compare(key.size() - 7, 7, "_sha256") == 0
+                               ? " (other training data)"
+                               : ""));
             }
           }
         }

@@ -18,6 +18,10 @@ enum class ExistingOutput {
   kOverwrite,
 };
 
+/// The mode of a run's `resume` and `overwrite` options; Error when both are set (one continues
+/// what is there, the other replaces it).
+ExistingOutput existing_output_mode(bool resume, bool overwrite);
+
 /// A directory a command writes, and what it writes there.
 struct OutputDirectory {
   std::string path;

@@ -1,0 +1,52 @@
+#include "run_checks.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "adaptertune/error.h"
+#include "sha256.h"
+
+namespace adaptertune::detail {
+namespace {
+
+std::string number(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g", value);
+  return buffer;
+}
+
+[[noreturn]] void fail(const char* owner, const char* option, const std::string& range,
+                       double value) {
+  throw Error(std::string(owner) + ": " + option + " must be " + range + ", got " + number(value));
+}
+
+}  // namespace
+
+void check_at_least(const char* owner, const char* option, int64_t value, int64_t min) {
+  if (value < min) {
+    fail(owner, option, "an integer >= " + std::to_string(min), static_cast<double>(value));
+  }
+}
+
+void check_finite(const char* owner, const char* option, double value, double min, bool exclusive) {
+  if (!std::isfinite(value) || value < min || (exclusive && value == min)) {
+    fail(owner, option, std::string("a finite number ") + (exclusive ? "> " : ">= ") + number(min),
+         value);
+  }
+}
+
+void check_fraction(const char* owner, const char* option, double value) {
+  if (!(value >= 0 && value <= 1)) fail(owner, option, "a number from 0 to 1", value);
+}
+
+std::string encodings_sha256(const std::vector<Encoding>& encodings) {
+  Sha256 hash;
+  for (const auto& e : encodings) {
+    const auto count = static_cast<int64_t>(e.input_ids.size());
+    hash.update(&count, sizeof count);
+    hash.update(e.input_ids.data(), e.input_ids.size() * sizeof(e.input_ids[0]));
+  }
+  return hash.hex_digest();
+}
+
+}  // namespace adaptertune::detail

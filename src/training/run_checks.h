@@ -1,0 +1,24 @@
+#pragma once
+// What Trainer and pretrain_mlm() both check before a run, and how both fingerprint their data
+// for resume: one rule each, so that the two report ranges and refuse checkpoints alike.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "adaptertune/text/tokenizer.h"
+
+namespace adaptertune::detail {
+
+/// Error "OWNER: OPTION must be an integer >= MIN, got VALUE" unless value >= min.
+void check_at_least(const char* owner, const char* option, int64_t value, int64_t min);
+/// Error unless `value` is finite and >= min (> min when `exclusive`).
+void check_finite(const char* owner, const char* option, double value, double min,
+                  bool exclusive = false);
+/// Error unless `value` is in [0, 1].
+void check_fraction(const char* owner, const char* option, double value);
+
+/// SHA-256 of the token ids of `encodings` with each one's length, for checkpoint fingerprints.
+std::string encodings_sha256(const std::vector<Encoding>& encodings);
+
+}  // namespace adaptertune::detail
