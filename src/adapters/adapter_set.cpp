@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/error.h"
 
 namespace adaptertune {
@@ -64,14 +65,8 @@ void AdapterSet::set_active(const std::optional<std::string>& name) {
 }
 
 void AdapterSet::set_active_stack(const std::vector<std::string>& adapters) {
-  if (adapters.empty()) throw Error("a Stack needs at least one adapter");
-  for (size_t i = 0; i < adapters.size(); ++i) {
-    at(adapters[i]);
-    if (std::find(adapters.begin(), adapters.begin() + static_cast<std::ptrdiff_t>(i),
-                  adapters[i]) != adapters.begin() + static_cast<std::ptrdiff_t>(i)) {
-      throw Error("adapter \"" + adapters[i] + "\" appears twice in the Stack");
-    }
-  }
+  Stack(adapters).check();
+  for (const auto& adapter : adapters) at(adapter);
   active_ = adapters.back();
   below_.assign(adapters.begin(), adapters.end() - 1);
 }

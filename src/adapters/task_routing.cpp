@@ -11,13 +11,9 @@
 namespace adaptertune {
 namespace {
 
+// The group that runs `stack` (an empty one: the plain base).
 TaskRouting::Group group_for(const Stack& stack) {
-  std::set<std::string> seen;
-  for (const auto& adapter : stack.adapters) {
-    if (!seen.insert(adapter).second) {
-      throw Error("TaskRouting: adapter \"" + adapter + "\" appears twice in " + stack.describe());
-    }
-  }
+  if (!stack.adapters.empty()) stack.check();
   TaskRouting::Group group;
   group.stack = stack.adapters;
   if (!stack.adapters.empty()) group.task = stack.adapters.back();
@@ -42,8 +38,18 @@ TaskRouting TaskRouting::whole_batch(std::optional<std::string> task) {
   return routing;
 }
 
+void Stack::check() const {
+  if (adapters.empty()) throw Error("a Stack needs at least one adapter");
+  std::set<std::string> seen;
+  for (const auto& adapter : adapters) {
+    if (!seen.insert(adapter).second) {
+      throw Error("adapter \"" + adapter + "\" appears twice in " + describe());
+    }
+  }
+}
+
 TaskRouting TaskRouting::stack(const Stack& stack) {
-  if (stack.adapters.empty()) throw Error("TaskRouting: a Stack needs at least one adapter");
+  stack.check();
   TaskRouting routing;
   routing.groups_.push_back(group_for(stack));
   return routing;

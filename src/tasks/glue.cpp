@@ -4,8 +4,6 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <sstream>
 
@@ -126,11 +124,7 @@ std::vector<std::string> split_lines(std::string_view contents) {
 
 GlueDataset read_glue_file(const GlueTaskInfo& task, const std::string& path,
                            const GlueReadOptions& options) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open");
-  const std::string contents((std::istreambuf_iterator<char>(in)),
-                             std::istreambuf_iterator<char>());
-  return parse_glue_tsv(task, contents, path, options);
+  return parse_glue_tsv(task, read_file(path), path, options);
 }
 
 GlueDataset parse_glue_tsv(const GlueTaskInfo& task, std::string_view contents,

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <optional>
@@ -292,17 +291,15 @@ int run_eval(const UseOptions& o) {
   return 0;
 }
 
+// All of stdin, for the readers that take text in memory.
+std::string read_stdin() {
+  return std::string(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+}
+
 // JSON lines of requests, from a file or stdin.
 TaskRequests read_requests(const std::string& path) {
-  if (path.empty()) {
-    return parse_task_requests(
-        std::string(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()),
-        "stdin");
-  }
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw Error(path + ": cannot open");
-  return parse_task_requests(
-      std::string(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()), path);
+  return path.empty() ? parse_task_requests(read_stdin(), "stdin")
+                      : parse_task_requests(read_file(path), path);
 }
 
 // What predict reads, which --out must not replace.
@@ -404,12 +401,8 @@ int run_predict(const UseOptions& o) {
   if (o.input_format == "lines" && !o.input.empty()) {
     throw Error("--input-format lines reads stdin; give --input only for a GLUE TSV or JSON lines");
   }
-  GlueDataset data = from_stdin
-                         ? parse_text_lines(task,
-                                            std::string(std::istreambuf_iterator<char>(std::cin),
-                                                        std::istreambuf_iterator<char>()),
-                                            "stdin")
-                         : read_glue_file(task, o.input);
+  GlueDataset data =
+      from_stdin ? parse_text_lines(task, read_stdin(), "stdin") : read_glue_file(task, o.input);
   if (data.examples.empty()) throw Error("predict: no input examples");
   EncodedDataset encoded = encode_glue(data, *tokenizer, use.max_length);
   EvalResult r =

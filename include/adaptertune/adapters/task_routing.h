@@ -28,6 +28,8 @@ struct Stack {
   explicit Stack(std::vector<std::string> list) : adapters(std::move(list)) {}
   /// "Stack(lang, sst2)", or the name of a single adapter.
   std::string describe() const;
+  /// Throws Error when the Stack is empty or names an adapter twice.
+  void check() const;
 };
 
 /// Splits a batch into groups of examples that run the same task (or none: the plain base), so
