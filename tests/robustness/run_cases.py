@@ -3,7 +3,9 @@
 
 usage: run_cases.py CLI PROJECT_DIR WORK_DIR [NAME_FRAGMENT]
 
-For each case: its setup, then `CLI ARGS`, then the checks. The exit code is the one expected
+For each case: its setup, then `CLI ARGS`, then the checks. A case marked "succeeds" (what a
+resume after a kill must do) exits 0 and leaves what its "checks" say. Any other case is bad
+input: the exit code is the one expected
 (1 unless the case says otherwise: nothing here may crash or exit 0); stderr is short (at most
 four lines), holds no LibTorch frames, and its last line is `adaptertune: error: ...` matching
 the case's `stderr` (which names the source: file, key, line or flag); and no file under the
@@ -124,6 +126,9 @@ class Runner:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 with open(path, "w", encoding="utf-8") as f:
                     f.write(args[1])
+            elif op == "append":
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(args[1])
             elif op == "remove":
                 shutil.rmtree(path)
             else:
@@ -164,6 +169,9 @@ class Runner:
             self.failures.append(name + ": timed out")
             return
         after = self.snapshot()
+        if case.get("succeeds"):
+            self.check_success(case, case_dir, result, name, args)
+            return
         problems = []
         expected_exit = case.get("exit", 1)
         if result.returncode != expected_exit:
@@ -191,6 +199,46 @@ class Runner:
         if problems:
             self.failures.append("%s: %s\n    command: %s\n    stderr: %s" % (
                 name, "; ".join(problems), " ".join(args), stderr.strip()[-600:]))
+
+    def check_success(self, case, case_dir, result, name, args):
+        """A case that must succeed (exit 0) and leave what its `checks` say: ["json", file,
+        key, value] (a value in a JSON file), ["absent", path], ["unique_events", metrics.jsonl]
+        (no (event, step) twice, every line whole JSON)."""
+        problems = []
+        if result.returncode != 0:
+            problems.append("exit %d, expected 0" % result.returncode)
+        for check in case.get("checks", []):
+            kind, path = check[0], self.expand(check[1], case_dir)
+            if kind == "json":
+                try:
+                    with open(path, encoding="utf-8") as f:
+                        value = json.load(f).get(check[2])
+                except (OSError, ValueError) as e:
+                    value = "unreadable: %s" % e
+                if value != check[3]:
+                    problems.append("%s: %s is %r, expected %r" % (path, check[2], value, check[3]))
+            elif kind == "absent":
+                if os.path.lexists(path):
+                    problems.append("%s is still there" % path)
+            elif kind == "unique_events":
+                seen = set()
+                with open(path, encoding="utf-8") as f:
+                    for number, line in enumerate(f, 1):
+                        try:
+                            event = json.loads(line)
+                        except ValueError:
+                            problems.append("%s:%d is not JSON" % (path, number))
+                            continue
+                        key = (event.get("event"), event.get("step"))
+                        if key in seen:
+                            problems.append("%s:%d repeats %s" % (path, number, key))
+                        seen.add(key)
+            else:
+                raise ValueError("unknown check " + kind)
+        if problems:
+            self.failures.append("%s: %s\n    command: %s\n    stderr: %s" % (
+                name, "; ".join(problems), " ".join(args),
+                result.stderr.decode(errors="replace").strip()[-600:]))
 
     def main(self, only):
         shutil.rmtree(self.work, ignore_errors=True)
