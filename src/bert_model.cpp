@@ -203,7 +203,10 @@ void BertModelImpl::add_adapter(const std::string& name, const AdapterConfig& co
                 std::to_string(config_.num_hidden_layers) + " layers (0 to " +
                 std::to_string(config_.num_hidden_layers - 1) + ")");
   }
-  tasks_.add(TaskEntry{name, config});  // checks the name
+  TaskEntry entry;
+  entry.name = name;
+  entry.adapter = config;
+  tasks_.add(entry);  // checks the name
   for (size_t i = 0; i < encoder->size(); ++i) {
     if (!config.in_layer(static_cast<int64_t>(i))) continue;  // AdapterDrop: none here
     BertLayer layer = encoder->at(i);
@@ -211,6 +214,73 @@ void BertModelImpl::add_adapter(const std::string& name, const AdapterConfig& co
     if (config.output_adapter) layer->output->add_adapter(name, config);
   }
   if (!tasks_.active()) tasks_.set_active(name);
+}
+
+std::string BertModelImpl::add_fusion(const std::vector<std::string>& adapters,
+                                      const FusionConfig& config) {
+  config.validate();
+  const std::string name = fusion_name(adapters);
+  TaskEntry entry;
+  entry.name = name;
+  entry.fusion = config;
+  entry.fused = adapters;
+  if (adapters.size() < 2) throw Error("fusion \"" + name + "\": needs at least two adapters");
+  for (const auto& adapter : adapters) {
+    if (tasks_.at(adapter).is_fusion()) {
+      throw Error("fusion \"" + name + "\": \"" + adapter +
+                  "\" is a fusion; a fusion fuses adapters only");
+    }
+  }
+  // The sites: every fused adapter must have one where any has one.
+  std::vector<int64_t> leave_out;
+  for (size_t i = 0; i < encoder->size(); ++i) {
+    BertLayer layer = encoder->at(i);
+    bool any = false;
+    for (const auto& [site, where] :
+         {std::pair<SublayerOutput, const char*>{layer->attention->output, "attention output"},
+          std::pair<SublayerOutput, const char*>{layer->output, "output"}}) {
+      std::string with, without;
+      for (const auto& adapter : adapters) {
+        std::string& list = site->has_adapter(adapter) ? with : without;
+        list += (list.empty() ? "" : ", ") + adapter;
+      }
+      if (!with.empty() && !without.empty()) {
+        throw Error("fusion \"" + name + "\": at layer " + std::to_string(i) + "'s " + where + " " +
+                    with + " has an adapter but " + without +
+                    " has none; only adapters placed alike can be fused");
+      }
+      any = any || !with.empty();
+    }
+    if (!any) leave_out.push_back(static_cast<int64_t>(i));
+  }
+  entry.adapter = tasks_.at(adapters.back()).adapter;
+  entry.adapter.leave_out = leave_out;
+  tasks_.add(entry);  // checks the name and the adapters
+  const double dropout = config_.attention_probs_dropout_prob;
+  for (size_t i = 0; i < encoder->size(); ++i) {
+    BertLayer layer = encoder->at(i);
+    for (SublayerOutput site : {layer->attention->output, layer->output}) {
+      if (site->has_adapter(adapters.front())) site->add_fusion(name, adapters, config, dropout);
+    }
+  }
+  return name;
+}
+
+torch::Tensor BertModelImpl::fusion_regularization_loss(const std::string& name) const {
+  const TaskEntry& entry = tasks_.at(name);
+  if (!entry.is_fusion()) throw Error("\"" + name + "\" is an adapter, not a fusion");
+  torch::Tensor total;
+  if (!entry.fusion->regularization) return total;
+  for (size_t i = 0; i < encoder->size(); ++i) {
+    BertLayer layer = encoder->at(i);
+    for (SublayerOutput site : {layer->attention->output, layer->output}) {
+      AdapterFusion fusion = site->fusion(name);
+      if (!fusion) continue;
+      torch::Tensor loss = fusion->regularization_loss();
+      if (loss.defined()) total = total.defined() ? total + loss : loss;
+    }
+  }
+  return total;
 }
 
 void BertModelImpl::add_layer_norm_copies(const std::string& name) {

@@ -36,6 +36,7 @@ std::optional<std::string> container_key(const std::string& name, const std::str
 }
 
 const char* kAdapters = "adapters";
+const char* kFusions = "adapter_fusion_layer";
 const char* kTasks = "tasks";
 
 }  // namespace
@@ -76,13 +77,17 @@ bool is_adapter_parameter(const std::string& name) {
   return starts_with(name, "adapters.") || contains(name, ".adapters.");
 }
 
+bool is_fusion_parameter(const std::string& name) {
+  return container_key(name, kFusions).has_value();
+}
+
 bool is_adapter_parameter(const std::string& name, const std::string& adapter) {
   return container_part(name, kAdapters, adapter) != std::string::npos;
 }
 
 std::string rename_task_parameter(const std::string& name, const std::string& from,
                                   const std::string& to) {
-  for (const std::string container : {kAdapters, kTasks}) {
+  for (const std::string container : {kAdapters, kFusions, kTasks}) {
     const size_t at = container_part(name, container, from);
     if (at == std::string::npos) continue;
     const size_t length = container.size() + 1 + from.size();
@@ -93,6 +98,7 @@ std::string rename_task_parameter(const std::string& name, const std::string& fr
 
 std::optional<std::string> parameter_task(const std::string& name) {
   if (auto adapter = container_key(name, kAdapters)) return adapter;
+  if (auto fusion = container_key(name, kFusions)) return fusion;
   return container_key(name, kTasks);
 }
 
@@ -110,7 +116,9 @@ std::string shared_parameter_name(const std::string& name) {
 
 ParameterGroup classify_parameter(const std::string& full_name) {
   // Adapters first: they sit inside attention and output modules.
-  if (is_adapter_parameter(full_name)) return ParameterGroup::kAdapter;
+  if (is_adapter_parameter(full_name) || is_fusion_parameter(full_name)) {
+    return ParameterGroup::kAdapter;
+  }
   // A task's copy belongs to the group of the tensor it stands for.
   if (is_task_copy_parameter(full_name))
     return classify_parameter(shared_parameter_name(full_name));

@@ -256,7 +256,8 @@ TEST(AdapterPack, BadPacksFailCleanlyAndLeaveTheModelUnchanged) {
   EXPECT_TRUE(model->bert->adapter_names().empty());
 
   EXPECT_ERROR_CONTAINS(read_adapter_pack_info(fresh_dir("missing")),
-                        "adapter_config.json: cannot open");
+                        "not an adapter pack (it has neither adapter_config.json nor "
+                        "adapter_fusion_config.json)");
   EXPECT_ERROR_CONTAINS(save_adapter_pack(model, "nope", fresh_dir("nope")),
                         "no adapter named \"nope\"");
 }

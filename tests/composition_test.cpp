@@ -245,8 +245,9 @@ TEST(Parallel, NestingIsCheckedWhenParsed) {
   EXPECT_ERROR_CONTAINS(parse_adapter_setup("Parallel(a, Parallel(b, c))"),
                         "Parallel is not supported inside Parallel");
   EXPECT_ERROR_CONTAINS(parse_adapter_setup("Fuse(a, Stack(b, c))"),
-                        "Fuse (AdapterFusion) is not implemented in this version");
-  EXPECT_ERROR_CONTAINS(parse_adapter_setup("Parallel(a, Fuse(b, c))"), "Fuse");
+                        "Stack is not supported inside a Fuse");
+  EXPECT_ERROR_CONTAINS(parse_adapter_setup("Stack(a, Fuse(b, Parallel(c, d)))"),
+                        "Parallel is not supported inside a Fuse");
   EXPECT_ERROR_CONTAINS(parse_adapter_setup("BatchSplit(a, b)"), "BatchSplit needs batch_sizes");
   EXPECT_ERROR_CONTAINS(parse_adapter_setup("Stack(a, b"), "expected ')' at character 11");
   EXPECT_ERROR_CONTAINS(parse_adapter_setup("Stak(a)"), "unknown block \"Stak\"");

@@ -168,7 +168,7 @@ TEST(Predictor, ErrorsNameTheRequestAndThePack) {
   EXPECT_ERROR_CONTAINS(Predictor(files().model, {files().packs[0], files().packs[0]}),
                         "adapter \"sentiment\" already exists");
   EXPECT_ERROR_CONTAINS(Predictor(files().model, {files().root + "/missing"}),
-                        "missing/adapter_config.json");
+                        "missing: not an adapter pack");
 }
 
 TEST(Predictor, TasksLoadAndUnloadWhileOtherThreadsPredict) {

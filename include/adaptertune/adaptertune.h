@@ -3,6 +3,7 @@
 /// Umbrella header: the whole public API.
 
 #include "adaptertune/adapter_config.h"
+#include "adaptertune/adapters/adapter_fusion.h"
 #include "adaptertune/adapters/adapter_set.h"
 #include "adaptertune/adapters/bottleneck_adapter.h"
 #include "adaptertune/adapters/task_routing.h"
@@ -12,6 +13,7 @@
 #include "adaptertune/bert_model.h"
 #include "adaptertune/device.h"
 #include "adaptertune/error.h"
+#include "adaptertune/fusion_config.h"
 #include "adaptertune/head_config.h"
 #include "adaptertune/inference/predictor.h"
 #include "adaptertune/inference/task_request.h"

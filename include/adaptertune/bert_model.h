@@ -75,6 +75,18 @@ class BertModelImpl : public torch::nn::Module {
   /// add_layer_norm_copies() / add_pooler_copy(). Throws Error if the name is taken or the
   /// config is invalid. The first task added becomes active.
   void add_adapter(const std::string& name, const AdapterConfig& config);
+  /// Adds AdapterFusion over `adapters` (AdapterHub's `add_adapter_fusion(Fuse(...))`): a task
+  /// named fusion_name(adapters) ("a,b,c") with a fusion layer at every adapter site of the
+  /// fused adapters, which stay tasks of their own. It runs as a task (set_active_adapter(), a
+  /// Stack or a routing), with its own LayerNorm and pooler copies and head when it is given
+  /// them. Throws Error, changing nothing, for fewer than two adapters, an unknown or repeated
+  /// one, a fusion among them, or adapters placed at different sites (AdapterHub fuses only
+  /// adapters with the same placement). Returns the fusion's name.
+  std::string add_fusion(const std::vector<std::string>& adapters,
+                         const FusionConfig& config = FusionConfig::dynamic());
+  /// The sum of AdapterFusion's regularisation over fusion `name`'s layers (FusionConfig::
+  /// regularization); an undefined tensor when it has none (no value projection, or off).
+  torch::Tensor fusion_regularization_loss(const std::string& name) const;
   /// Gives task `name` its own copy of every LayerNorm (the embeddings' one included), from the
   /// base's current values; no-op if it has them.
   void add_layer_norm_copies(const std::string& name);

@@ -26,7 +26,8 @@ enum class ParameterGroup {
   kAttention,    ///< query/key/value and the attention output projection
   kFeedForward,  ///< intermediate and output projections
   kLayerNorm,    ///< every LayerNorm of the base (embeddings, attention output, output)
-  kAdapter,      ///< bottleneck adapters (`…adapters.<name>…`)
+  kAdapter,      ///< bottleneck adapters (`…adapters.<name>…`) and AdapterFusion layers
+                 ///< (`…adapter_fusion_layer.<a,b,…>…`)
   kPooler,       ///< `pooler.dense`
   kHead,         ///< task or pretraining head (`classifier.*`, `cls.*`)
 };
@@ -44,14 +45,18 @@ ParameterGroup classify_parameter(const std::string& name);
 std::string base_parameter_name(const std::string& name);
 /// Whether `name` is a parameter of any bottleneck adapter.
 bool is_adapter_parameter(const std::string& name);
+/// Whether `name` is a parameter of an AdapterFusion layer (`….adapter_fusion_layer.<a,b>.…`).
+bool is_fusion_parameter(const std::string& name);
 /// Whether `name` is a parameter of the adapter called `adapter`.
 bool is_adapter_parameter(const std::string& name, const std::string& adapter);
-/// `name` with task `from`'s part (`adapters.<from>.` or `tasks.<from>.`) renamed to `to`
+/// `name` with task `from`'s part (`adapters.<from>.`, `adapter_fusion_layer.<from>.` or
+/// `tasks.<from>.`) renamed to `to`
 /// (unchanged when it is not `from`'s).
 std::string rename_task_parameter(const std::string& name, const std::string& from,
                                   const std::string& to);
 
-/// The task a parameter belongs to: the adapter's name for adapter weights, the task's for its
+/// The task a parameter belongs to: the adapter's name for adapter weights, the fusion's for
+/// fusion layers (`a,b`), the task's for its
 /// copies of base tensors and its head (`….tasks.<task>.…`); std::nullopt for the shared base
 /// and the model's own head.
 std::optional<std::string> parameter_task(const std::string& name);

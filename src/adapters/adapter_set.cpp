@@ -1,6 +1,7 @@
 #include "adaptertune/adapters/adapter_set.h"
 
 #include <algorithm>
+#include <set>
 
 #include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/error.h"
@@ -22,11 +23,33 @@ void AdapterSet::add(TaskEntry entry) {
     throw Error("adapter name \"" + entry.name + "\" must be non-empty and contain no '.'");
   }
   if (contains(entry.name)) throw Error("adapter \"" + entry.name + "\" already exists");
+  if (entry.is_fusion()) {
+    if (entry.fused.size() < 2) throw Error("a fusion needs at least two adapters");
+    for (const auto& adapter : entry.fused) {
+      if (at(adapter).is_fusion()) {
+        throw Error("fusion \"" + entry.name + "\": \"" + adapter +
+                    "\" is a fusion; a fusion fuses adapters only");
+      }
+    }
+    if (std::set<std::string>(entry.fused.begin(), entry.fused.end()).size() !=
+        entry.fused.size()) {
+      throw Error("fusion \"" + entry.name + "\" names an adapter twice");
+    }
+  } else if (entry.name.find(',') != std::string::npos) {
+    throw Error("adapter name \"" + entry.name +
+                "\" must contain no ',' (fusions are named by their adapters joined by ',')");
+  }
   entries_.push_back(std::move(entry));
 }
 
 void AdapterSet::remove(const std::string& name) {
   at(name);  // throws when absent
+  for (const auto& entry : entries_) {
+    if (std::find(entry.fused.begin(), entry.fused.end(), name) != entry.fused.end()) {
+      throw Error("adapter \"" + name + "\" is fused by \"" + entry.name +
+                  "\": remove the fusion first");
+    }
+  }
   if (active_ == name || std::find(below_.begin(), below_.end(), name) != below_.end()) {
     active_.reset();
     below_.clear();

@@ -63,10 +63,24 @@ void BottleneckAdapterImpl::reset_parameters() {
   adapter_up->bias.zero_();
 }
 
+torch::Tensor BottleneckAdapterImpl::up(const torch::Tensor& hidden) {
+  torch::Tensor out = adapter_up(adapter_down->forward(hidden));
+  return config_.scaling != 1.0 ? out * config_.scaling : out;
+}
+
 torch::Tensor BottleneckAdapterImpl::delta(const torch::Tensor& hidden) {
-  torch::Tensor up = adapter_up(adapter_down->forward(hidden));
-  if (config_.scaling != 1.0) up = up * config_.scaling;
-  return dropout(up);
+  return dropout(up(hidden));
+}
+
+BottleneckAdapterImpl::Inputs BottleneckAdapterImpl::inputs(
+    const torch::Tensor& projected, const torch::Tensor& sublayer_input,
+    torch::nn::LayerNorm& layer_norm) const {
+  Inputs in;
+  // LayerNorm's operator() is not const; the module itself is not changed.
+  in.hidden =
+      config_.original_ln_before ? layer_norm->forward(projected + sublayer_input) : projected;
+  in.residual = config_.residual_before_ln ? projected : in.hidden;
+  return in;
 }
 
 torch::Tensor BottleneckAdapterImpl::forward(const torch::Tensor& projected,
@@ -78,10 +92,8 @@ torch::Tensor BottleneckAdapterImpl::forward(const torch::Tensor& projected,
 torch::Tensor BottleneckAdapterImpl::residual_output(const torch::Tensor& projected,
                                                      const torch::Tensor& sublayer_input,
                                                      torch::nn::LayerNorm& layer_norm) {
-  torch::Tensor adapter_input =
-      config_.original_ln_before ? layer_norm(projected + sublayer_input) : projected;
-  const torch::Tensor& residual = config_.residual_before_ln ? projected : adapter_input;
-  return delta(adapter_input) + residual;
+  const Inputs in = inputs(projected, sublayer_input, layer_norm);
+  return delta(in.hidden) + in.residual;
 }
 
 torch::Tensor BottleneckAdapterImpl::finish(const torch::Tensor& output,

@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include "adaptertune/adapters/adapter_fusion.h"
 #include "adaptertune/error.h"
 
 namespace adaptertune {
@@ -22,10 +23,22 @@ TaskRouting::Group group_for(const Stack& stack) {
 
 }  // namespace
 
+namespace {
+
+// An adapter's name, or a fusion's ("a,b") as the block that names it, "Fuse(a, b)".
+std::string describe_step(const std::string& step) {
+  if (step.find(',') == std::string::npos) return step;
+  std::string out = "Fuse(";
+  for (char c : step) out += c == ',' ? std::string(", ") : std::string(1, c);
+  return out + ")";
+}
+
+}  // namespace
+
 std::string Stack::describe() const {
-  if (adapters.size() == 1) return adapters.front();
+  if (adapters.size() == 1) return describe_step(adapters.front());
   std::string out = "Stack(";
-  for (size_t i = 0; i < adapters.size(); ++i) out += (i ? ", " : "") + adapters[i];
+  for (size_t i = 0; i < adapters.size(); ++i) out += (i ? ", " : "") + describe_step(adapters[i]);
   return out + ")";
 }
 
@@ -198,6 +211,8 @@ class SetupParser {
       setup.children.emplace_back(head);
     } else if (head == "Stack") {
       setup.children.push_back(stack_body());
+    } else if (head == "Fuse") {
+      setup.children.emplace_back(fuse_body());
     } else if (head == "Parallel" || head == "BatchSplit") {
       setup.kind =
           head == "Parallel" ? AdapterSetup::Kind::kParallel : AdapterSetup::Kind::kBatchSplit;
@@ -216,14 +231,12 @@ class SetupParser {
                 std::to_string(at_ + 1));
   }
   [[noreturn]] void block_error(const std::string& block, const std::string& where) const {
-    if (block == "Fuse") {
-      fail("Fuse (AdapterFusion) is not implemented in this version");
-    }
-    if (block == "Stack" || block == "Parallel" || block == "BatchSplit") {
+    if (block == "Stack" || block == "Parallel" || block == "BatchSplit" || block == "Fuse") {
       fail(block + " is not supported " + where +
-           " (a Stack holds adapters; Parallel and BatchSplit hold adapters or Stacks)");
+           " in this version (a Fuse holds adapters; a Stack holds adapters and Fuse blocks; "
+           "Parallel and BatchSplit hold adapters, Stacks and Fuse blocks)");
     }
-    fail("unknown block \"" + block + "\" (expected Stack, Parallel or BatchSplit)");
+    fail("unknown block \"" + block + "\" (expected Stack, Fuse, Parallel or BatchSplit)");
   }
   void skip_space() {
     while (at_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[at_]))) ++at_;
@@ -246,17 +259,35 @@ class SetupParser {
     if (at_ == start) fail("expected an adapter name");
     return text_.substr(start, at_ - start);
   }
-  // After "Stack": "(a, b, ...)" of adapter names.
+  // After "Stack": "(a, Fuse(b, c), ...)" of adapter names and Fuse blocks.
   Stack stack_body() {
     expect('(');
     std::vector<std::string> adapters;
     do {
       const std::string item = name();
-      if (peek('(')) block_error(item, "inside a Stack");
-      adapters.push_back(item);
+      if (!peek('(')) {
+        adapters.push_back(item);
+      } else if (item == "Fuse") {
+        adapters.push_back(fuse_body());
+      } else {
+        block_error(item, "inside a Stack");
+      }
     } while (peek(',') && (++at_, true));
     expect(')');
     return Stack(std::move(adapters));
+  }
+  // After "Fuse": "(a, b, ...)" of adapter names; the fusion's name (fusion_name()).
+  std::string fuse_body() {
+    expect('(');
+    std::vector<std::string> adapters;
+    do {
+      const std::string item = name();
+      if (peek('(')) block_error(item, "inside a Fuse");
+      adapters.push_back(item);
+    } while (peek(',') && (++at_, true));
+    expect(')');
+    if (adapters.size() < 2) fail("a Fuse needs at least two adapters");
+    return fusion_name(adapters);
   }
   // After "Parallel" or "BatchSplit": adapters or Stacks, and BatchSplit's batch_sizes=[...].
   void branches(AdapterSetup& setup, const std::string& block) {
@@ -281,6 +312,8 @@ class SetupParser {
         setup.children.emplace_back(item);
       } else if (item == "Stack") {
         setup.children.push_back(stack_body());
+      } else if (item == "Fuse") {
+        setup.children.emplace_back(fuse_body());
       } else {
         block_error(item, "inside " + block);
       }

@@ -121,7 +121,8 @@ struct Predictor::State {
     task.name = load.adapter_name;
     task.pack = pack;
     task.head = model->head_config(task.name);
-    task.adapter_config_json = pack_info.config.to_json_string();
+    task.adapter_config_json =
+        pack_info.fusion ? pack_info.fusion->to_json_string() : pack_info.config.to_json_string();
     task.max_length = length(pack_info.max_length);
     task.base_config_sha256 = pack_info.base_config_sha256;
     task.base_weights_sha256 = pack_info.base_weights_sha256;
@@ -164,8 +165,14 @@ Predictor::Predictor(const std::string& model_directory,
   s.model->eval();
   std::optional<Precision> recorded;
   bool agree = true;
-  for (size_t i = 0; i < adapter_packs.size(); ++i) {
-    s.load(adapter_packs[i], std::nullopt);
+  // Fusion packs last: they need the adapters they fuse.
+  for (const bool fusions : {false, true}) {
+    for (size_t i = 0; i < adapter_packs.size(); ++i) {
+      if (infos[i].fusion.has_value() != fusions) continue;
+      s.load(adapter_packs[i], std::nullopt);
+    }
+  }
+  for (size_t i = 0; i < infos.size(); ++i) {
     if (i == 0) recorded = infos[i].precision;
     agree = agree && infos[i].precision == recorded;
   }

@@ -21,6 +21,29 @@ const char* kConfigFile = "adapter_config.json";
 const char* kWeightsFile = "adapter.safetensors";
 const char* kHeadConfigFile = "head_config.json";
 const char* kHeadWeightsFile = "model_head.safetensors";
+const char* kFusionConfigFile = "adapter_fusion_config.json";
+const char* kFusionWeightsFile = "model_adapter_fusion.safetensors";
+
+// Where a pack's config and weights are: AdapterHub's adapter or fusion file names.
+struct PackFiles {
+  std::string config, weights;
+};
+PackFiles pack_files(const std::string& directory, bool fusion) {
+  return {directory + "/" + (fusion ? kFusionConfigFile : kConfigFile),
+          directory + "/" + (fusion ? kFusionWeightsFile : kWeightsFile)};
+}
+
+std::vector<std::string> split_fusion_name(const std::string& name) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = name.find(',', start);
+    parts.push_back(name.substr(start, comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return parts;
+}
 
 // The parameters of task `task` under the names a pack gives them, split into the head and the
 // rest: adapters keep theirs (AdapterHub's), the task's copies and head take the names of the
@@ -76,15 +99,30 @@ std::string base_weights_sha256(torch::nn::Module& model, bool layer_norms, bool
 }
 
 AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
-  const std::string path = directory + "/" + kConfigFile;
+  const bool fusion = !file_exists(directory + "/" + kConfigFile) &&
+                      file_exists(directory + "/" + kFusionConfigFile);
+  if (!fusion && !file_exists(directory + "/" + kConfigFile)) {
+    throw Error(directory + ": not an adapter pack (it has neither " + kConfigFile + " nor " +
+                kFusionConfigFile + ")");
+  }
+  const std::string path = pack_files(directory, fusion).config;
   detail::Json document = detail::parse_json(read_file(path), path);
   detail::JsonObjectReader reader(document, path);
   AdapterPackInfo info;
   reader.read("name", info.name);
-  if (info.name.empty()) reader.fail("name", "the adapter's name");
+  if (info.name.empty()) reader.fail("name", fusion ? "the fusion's name" : "the adapter's name");
   const detail::Json* config = reader.take("config");
   if (config == nullptr || !config->is_object()) reader.fail("config", "an object");
-  info.config = AdapterConfig::from_json_string(config->dump(), path + " (config)");
+  if (fusion) {
+    info.fusion = FusionConfig::from_json_string(config->dump(), path + " (config)");
+    info.fused = split_fusion_name(info.name);
+    if (info.fused.size() < 2 ||
+        std::any_of(info.fused.begin(), info.fused.end(), [](auto& a) { return a.empty(); })) {
+      reader.fail("name", "the fused adapters' names joined by ',' (\"a,b\")");
+    }
+  } else {
+    info.config = AdapterConfig::from_json_string(config->dump(), path + " (config)");
+  }
   reader.read("hidden_size", info.hidden_size);
   reader.read("model_name", info.base_model_name);
   std::string model_type = "bert";
@@ -123,6 +161,7 @@ void save_adapter_pack(BertForSequenceClassification& model, const std::string& 
                        const std::string& directory, const AdapterPackOptions& options) {
   const TaskEntry& entry = model->bert->tasks().at(adapter_name);  // throws if absent
   const AdapterConfig& config = entry.adapter;
+  const PackFiles files = pack_files(directory, entry.is_fusion());
   NamedTensors weights, head;
   const TaskTensors tensors = task_tensors(model, adapter_name);
   for (const auto& [name, value] : tensors.weights) {
@@ -132,8 +171,10 @@ void save_adapter_pack(BertForSequenceClassification& model, const std::string& 
     head.emplace_back(name, value.detach().to(at::kCPU, at::kFloat));
   }
   const BertConfig& base = model->bert->config();
-  detail::Json adapter_json = detail::parse_json(config.to_json_string(), "adapter config");
-  if (config.adapter_size) {
+  detail::Json adapter_json =
+      entry.is_fusion() ? detail::parse_json(entry.fusion->to_json_string(), "fusion config")
+                        : detail::parse_json(config.to_json_string(), "adapter config");
+  if (!entry.is_fusion() && config.adapter_size) {
     // AdapterHub reads only reduction_factor: write the one that rebuilds this bottleneck.
     adapter_json["reduction_factor"] =
         AdapterConfig::reduction_factor_for(base.hidden_size, *config.adapter_size);
@@ -158,7 +199,7 @@ void save_adapter_pack(BertForSequenceClassification& model, const std::string& 
       {"adaptertune", ours},
   };
   make_directories(directory);
-  save_safetensors(directory + "/" + kWeightsFile, weights, {{"format", "pt"}});
+  save_safetensors(files.weights, weights, {{"format", "pt"}});
   if (options.include_head) {
     detail::Json head_config =
         detail::parse_json(model->head_config(adapter_name).to_json_string(), "head");
@@ -170,8 +211,8 @@ void save_adapter_pack(BertForSequenceClassification& model, const std::string& 
     save_safetensors(directory + "/" + kHeadWeightsFile, head, {{"format", "pt"}});
     write_file_atomic(directory + "/" + kHeadConfigFile, head_config.dump(2) + "\n");
   }
-  // The config last: a directory with an adapter_config.json is a complete pack.
-  write_file_atomic(directory + "/" + kConfigFile, document.dump(2) + "\n");
+  // The config last: a directory with its config file is a complete pack.
+  write_file_atomic(files.config, document.dump(2) + "\n");
 }
 
 AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
@@ -182,6 +223,21 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
   const AdapterPackInfo& info = result.info;
   result.adapter_name = load_as.value_or(info.name);
   const std::string& task = result.adapter_name;
+  if (info.fusion) {
+    if (task != info.name) {
+      throw Error(directory + ": a fusion is named by the adapters it fuses (\"" + info.name +
+                  "\"); it cannot load as \"" + task + "\"");
+    }
+    std::string missing;
+    for (const auto& adapter : info.fused) {
+      if (!model->bert->tasks().contains(adapter))
+        missing += (missing.empty() ? "" : ", ") + adapter;
+    }
+    if (!missing.empty()) {
+      throw Error(directory + ": the fusion " + info.name + " needs the adapters it fuses; " +
+                  missing + " not loaded (load their adapter packs first)");
+    }
+  }
   const BertConfig& base = model->bert->config();
   if (info.hidden_size != 0 && info.hidden_size != base.hidden_size) {
     throw Error(directory + ": the adapter was trained for hidden size " +
@@ -193,7 +249,7 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
   }
   const bool with_head = load_head && info.head.has_value();
   // Read and rename everything before touching the model.
-  const std::string weights_path = directory + "/" + kWeightsFile;
+  const std::string weights_path = pack_files(directory, info.fusion.has_value()).weights;
   const std::string head_path = directory + "/" + kHeadWeightsFile;
   NamedTensors weights;
   for (auto& [name, tensor] : load_safetensors(weights_path)) {
@@ -202,12 +258,13 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
   NamedTensors head;
   if (with_head) head = load_safetensors(head_path);
 
-  if (with_head) {
-    model->add_task(task, info.config, *info.head);
+  if (info.fusion) {
+    model->bert->add_fusion(info.fused, *info.fusion);
   } else {
     model->bert->add_adapter(task, info.config);
   }
   try {
+    if (with_head) model->add_task_head(task, *info.head);
     if (info.layer_norms) model->bert->add_layer_norm_copies(task);
     if (info.pooler) model->bert->add_pooler_copy(task);
     // The task's tensors by the names the pack gives them; each must come from the pack.

@@ -365,6 +365,10 @@ TrainResult Trainer::train() {
         {"adapter_config",
          adapter_name_ ? Json::parse(model_->bert->adapter_config(*adapter_name_).to_json_string())
                        : Json(nullptr)},
+        {"fusion_config",
+         adapter_name_ && model_->bert->tasks().at(*adapter_name_).is_fusion()
+             ? Json::parse(model_->bert->tasks().at(*adapter_name_).fusion->to_json_string())
+             : Json(nullptr)},
         {"model_config", Json::parse(model_->bert->config().to_json_string())},
         {"options",
          {{"epochs", options_.epochs},
@@ -509,6 +513,10 @@ TrainResult Trainer::train() {
 
   stop_requested() = false;
   auto trainable = trainable_parameters(*model_);
+  const TaskEntry* trained_task =
+      adapter_name_ ? &model_->bert->tasks().at(*adapter_name_) : nullptr;
+  const bool fusion_regularization =
+      trained_task && trained_task->is_fusion() && trained_task->fusion->regularization;
   double window_loss = 0;
   int64_t window_batches = 0, window_examples = 0;
   auto window_start = std::chrono::steady_clock::now();
@@ -535,7 +543,13 @@ TrainResult Trainer::train() {
         }
         loss = model_->loss(logits, batch.labels);
       }
-      (loss / static_cast<double>(options_.gradient_accumulation)).backward();
+      torch::Tensor objective = loss / static_cast<double>(options_.gradient_accumulation);
+      if (fusion_regularization) {
+        // AdapterFusion's pull of its value projections towards the identity, once per step.
+        objective = objective + model_->bert->fusion_regularization_loss(*adapter_name_) /
+                                    static_cast<double>(options_.gradient_accumulation);
+      }
+      objective.backward();
       window_loss += loss.item<double>();
       ++window_batches;
       window_examples += static_cast<int64_t>(batch.rows.size());
@@ -615,8 +629,9 @@ TrainResult Trainer::train() {
   }
   result.steps = state.global_step;
   const std::string best_dir = options_.output_dir + "/best";
-  if (result.best_step >= 0 &&
-      (file_exists(best_dir + "/adapter_config.json") || file_exists(best_dir + "/config.json"))) {
+  if (result.best_step >= 0 && (file_exists(best_dir + "/adapter_config.json") ||
+                                file_exists(best_dir + "/adapter_fusion_config.json") ||
+                                file_exists(best_dir + "/config.json"))) {
     result.best_model = best_dir;
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One base, many tasks through the CLI: three tasks trained one after another as packs; eval of
 # the first with every pack loaded equals eval with it alone (no forgetting, no interference);
-# predict on mixed JSON lines equals the single-task runs line by line.
+# predict on mixed JSON lines equals the single-task runs line by line; a fusion of two packs
+# trains on a third task and its pack evaluates as the run did.
 # Usage: multi_task.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 source "$(dirname "$0")/harness.sh"
 
@@ -116,6 +117,29 @@ for request, answer in zip(requests, mixed):
 assert seen == {t: len(v) for t, v in single.items()}, seen
 print("mixed == single, line by line:", len(mixed), "lines")
 PY
+
+# AdapterFusion: a fusion of SST-2's and MRPC's packs trained on RTE, both adapters frozen, kept
+# in AdapterHub's fusion layout; eval with the packs reproduces the run's best dev score.
+train RTE fusion --fuse SST-2,MRPC --adapter-pack "$work/sst2/best" --adapter-pack "$work/mrpc/best"
+for file in adapter_fusion_config.json model_adapter_fusion.safetensors model_head.safetensors; do
+  [ -f "$work/fusion/best/$file" ] || fail "fusion pack lacks $file"
+done
+"$cli" eval --task RTE --data-dir "$glue" --model "$base" --adapter-pack "$work/fusion/best" \
+  "${packs[@]}" --max-length 32 >"$work/eval_fusion.json" 2>"$work/err" || fail "eval the fusion: $(cat "$work/err")"
+/usr/bin/python3 - "$work" <<'PY' || fail "fusion eval differs from the run's best"
+import json, sys
+work = sys.argv[1]
+run = json.load(open(f"{work}/fusion.json"))
+ev = json.load(open(f"{work}/eval_fusion.json"))
+assert ev["adapter"] == "SST-2,MRPC", ev
+assert ev["metrics"] == run["dev"], (ev, run)
+PY
+"$cli" eval --task RTE --data-dir "$glue" --model "$base" --adapter-pack "$work/fusion/best" >/dev/null 2>"$work/err"
+[ $? -eq 1 ] && grep -q 'SST-2, MRPC not loaded (load their adapter packs first)' "$work/err" ||
+  fail "fusion without its adapters: $(cat "$work/err")"
+"$cli" train --task RTE "${common[@]}" --out "$work/fusion2" --fuse SST-2,STS-B "${packs[@]}" >/dev/null 2>"$work/err"
+[ $? -eq 1 ] && grep -q 'only adapters placed alike can be fused' "$work/err" ||
+  fail "fusing Houlsby with Pfeiffer: $(cat "$work/err")"
 
 # Bad requests: one line naming the file and line.
 printf '%s\n' '{"task": "SST-2", "text": "fine"}' '{"task": "SST2", "text": "typo"}' >"$work/bad.jsonl"

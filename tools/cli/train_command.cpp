@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "adaptertune/adapters/adapter_fusion.h"
 #include "adaptertune/device.h"
 #include "adaptertune/error.h"
 #include "adaptertune/inference/predictor.h"
@@ -40,8 +41,42 @@ struct TrainCommandOptions {
   std::string schedule = "linear";
   int64_t max_length = 128;
   int64_t train_examples = 0;
+  /// AdapterFusion: the adapters to fuse ("a,b,c", packs' names) and the fusion's config.
+  std::optional<std::string> fuse;
+  std::string fusion_config = "dynamic";
+  std::vector<std::string> adapter_packs;
   TrainerOptions trainer;
 };
+
+// The adapters `--fuse a,b,c` names, each one of the packs (Error otherwise).
+std::vector<std::string> fused_adapters(const TrainCommandOptions& o) {
+  std::vector<std::string> names;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = o.fuse->find(',', start);
+    names.push_back(o.fuse->substr(start, comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  std::string packs;
+  for (const auto& pack : o.adapter_packs) {
+    packs += (packs.empty() ? "" : ", ") + read_adapter_pack_info(pack).name;
+  }
+  for (const auto& name : names) {
+    if (name.empty()) throw Error("--fuse " + *o.fuse + ": expected adapter names joined by ','");
+    if ((", " + packs + ",").find(", " + name + ",") == std::string::npos) {
+      throw Error("--fuse " + *o.fuse + ": " + name + " is none of the --adapter-pack packs (" +
+                  (packs.empty() ? std::string("none given") : packs) + ")");
+    }
+  }
+  if (names.size() < 2) throw Error("--fuse " + *o.fuse + ": a fusion needs at least two adapters");
+  return names;
+}
+
+FusionConfig fusion_config_for(const std::string& choice) {
+  if (choice == "dynamic" || choice == "static") return FusionConfig::preset(choice);
+  return FusionConfig::from_json_string(read_file(choice), choice);
+}
 
 HeadConfig head_for(const GlueTaskInfo& task) {
   return task.regression() ? HeadConfig::regression() : HeadConfig::classification(task.labels);
@@ -61,14 +96,31 @@ int run_train(TrainCommandOptions o) {
   o.trainer.max_length = o.max_length;
   const FreezePolicy requested = FreezePolicy::from_name(o.train.mode);
   const TrainMode mode = requested.mode;
-  std::optional<AdapterConfig> adapter = resolve_adapter(o.adapter, mode);
-  const std::string adapter_label = o.adapter_name.value_or(adapter_name_for(task));
+  std::vector<std::string> fused;
+  std::optional<FusionConfig> fusion;
+  if (o.fuse) {
+    if (o.adapter.preset || !o.adapter.config_file.empty() || o.adapter.reduction_factor ||
+        o.adapter.adapter_size || o.adapter.leave_out || o.adapter_name) {
+      throw Error(
+          "--fuse trains a fusion of the --adapter-pack adapters, named by them: it "
+          "takes no --adapter, --adapter-config, --reduction-factor, --adapter-size, "
+          "--leave-out or --adapter-name");
+    }
+    fused = fused_adapters(o);
+    fusion = fusion_config_for(o.fusion_config);
+  } else if (!o.adapter_packs.empty()) {
+    throw Error("train --adapter-pack loads the adapters a fusion fuses: give --fuse too");
+  }
+  std::optional<AdapterConfig> adapter = o.fuse ? std::nullopt : resolve_adapter(o.adapter, mode);
+  const std::string adapter_label =
+      o.fuse ? fusion_name(fused) : o.adapter_name.value_or(adapter_name_for(task));
   // Options are checked before anything loads or is written, so that a mistake costs no time and
   // leaves nothing behind.
   o.trainer.inputs = {o.model, o.data_dir, o.adapter.config_file};
+  o.trainer.inputs.insert(o.trainer.inputs.end(), o.adapter_packs.begin(), o.adapter_packs.end());
   Trainer::check_options(o.trainer);
   check_max_length_flag(o.model, o.max_length);
-  if (adapter) {
+  if (adapter || fusion) {
     check_policy_trains_adapter(requested, adapter_label);
   } else if (mode == TrainMode::kAdapters || mode == TrainMode::kAdaptersAndHead) {
     throw Error("--train " + o.train.mode + " needs an adapter (--adapter houlsby or pfeiffer)");
@@ -84,6 +136,14 @@ int run_train(TrainCommandOptions o) {
   if (adapter) {
     adapter_name = adapter_label;
     model->bert->add_adapter(*adapter_name, *adapter);
+  } else if (fusion) {
+    // The fused adapters are frozen tasks of their own; only the fusion (with its LayerNorm
+    // copies and head, as --train says) trains.
+    for (const auto& pack : o.adapter_packs) {
+      AdapterPackLoad load = load_adapter_pack(model, pack, std::nullopt, /*load_head=*/false);
+      for (const auto& w : load.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    }
+    adapter_name = model->bert->add_fusion(fused, *fusion);
   }
   const FreezePolicy policy = resolve_policy(o.train, *model->bert);
 
@@ -145,7 +205,8 @@ std::optional<Stack> adapter_stack(const UseOptions& o) {
 }
 
 // Which of the packs eval (or predict on GLUE/plain input) runs: the only one, the one --adapter
-// names (the top of its Stack), else the one `train --task` would have named like the task.
+// names (the top of its Stack), the only fusion among them, else the one `train --task` would
+// have named like the task.
 std::optional<size_t> chosen_pack(const UseOptions& o, const GlueTaskInfo& task,
                                   const std::vector<AdapterPackInfo>& infos) {
   if (infos.empty()) {
@@ -165,6 +226,14 @@ std::optional<size_t> chosen_pack(const UseOptions& o, const GlueTaskInfo& task,
     }
   }
   if (infos.size() == 1 && !o.adapter) return 0;
+  if (!o.adapter) {
+    // Packs and one fusion of them: the fusion is what they were loaded for.
+    std::optional<size_t> fusion;
+    for (size_t i = 0; i < infos.size(); ++i) {
+      if (infos[i].fusion) fusion = fusion ? infos.size() : i;
+    }
+    if (fusion && *fusion < infos.size()) return fusion;
+  }
   const std::string wanted = stack ? stack->adapters.back() : adapter_name_for(task);
   std::string names;
   for (size_t i = 0; i < infos.size(); ++i) {
@@ -184,14 +253,19 @@ BertForSequenceClassification load_for_use(const UseOptions& o, const GlueTaskIn
   LoadReport report;
   BertForSequenceClassification model =
       load_bert_for_sequence_classification(o.model, head_for(task), &report);
-  std::vector<std::string> names;
-  for (const auto& pack : o.adapter_packs) {
-    AdapterPackLoad load = load_adapter_pack(model, pack);
-    for (const auto& w : load.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-    if (!load.head_loaded)
-      std::fprintf(stderr, "warning: adapter pack %s has no head; the head is untrained\n",
-                   pack.c_str());
-    names.push_back(load.adapter_name);
+  std::vector<std::string> names(o.adapter_packs.size());
+  // Fusion packs last: they need the adapters they fuse.
+  for (const bool fusions : {false, true}) {
+    for (size_t i = 0; i < o.adapter_packs.size(); ++i) {
+      const std::string& pack = o.adapter_packs[i];
+      if (read_adapter_pack_info(pack).fusion.has_value() != fusions) continue;
+      AdapterPackLoad load = load_adapter_pack(model, pack);
+      for (const auto& w : load.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+      if (!load.head_loaded)
+        std::fprintf(stderr, "warning: adapter pack %s has no head; the head is untrained\n",
+                     pack.c_str());
+      names[i] = load.adapter_name;
+    }
   }
   const std::optional<Stack> stack = adapter_stack(o);
   if (stack && stack->adapters.size() > 1) {
@@ -443,10 +517,12 @@ void add_use_options(CLI::App* cmd, UseOptions& o) {
                   "onto the one base")
       ->check(CLI::ExistingDirectory)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  cmd->add_option("--adapter", o.adapter,
-                  "Which loaded pack runs (its adapter name; default: the only pack, else the "
-                  "one named like the task), or a Stack of packs, e.g. \"Stack(lang, sst2)\" "
-                  "(sst2's adapter on lang's output, with sst2's head)");
+  cmd->add_option(
+      "--adapter", o.adapter,
+      "Which loaded pack runs (its adapter name; default: the only pack, else the "
+      "one named like the task, or the only fusion), a Stack of packs, e.g. \"Stack(lang, sst2)\" "
+      "(sst2's adapter on lang's output, with sst2's head), or a fusion, e.g. "
+      "\"Fuse(sst2, mrpc)\"");
   cmd->add_option("--max-length", o.max_length,
                   "Tokens per example (default: what the pack was trained with, else 128)")
       ->check(integer_range(1));
@@ -474,6 +550,20 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--adapter-name", o->adapter_name,
                   "The adapter's (the task's) name in the pack (default: the task's name)");
   add_train_options(cmd, o->train);
+  CLI::Option* fuse =
+      cmd->add_option("--fuse", o->fuse,
+                      "Train AdapterFusion over these adapters (names of --adapter-pack packs, "
+                      "e.g. sst2,mrpc,cola) for the task, the adapters frozen; the best fusion is "
+                      "kept in AdapterHub's fusion layout");
+  cmd->add_option("--adapter-pack", o->adapter_packs,
+                  "With --fuse: an adapter pack to fuse (repeat it for each adapter)")
+      ->check(CLI::ExistingDirectory)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->add_option("--fusion-config", o->fusion_config,
+                  "With --fuse: dynamic (AdapterHub's default), static, or an "
+                  "adapter_fusion_config.json")
+      ->needs(fuse)
+      ->capture_default_str();
   cmd->add_option("--epochs", o->trainer.epochs, "Epochs")
       ->check(integer_range(1))
       ->capture_default_str();

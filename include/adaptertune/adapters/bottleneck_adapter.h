@@ -23,6 +23,18 @@ class BottleneckAdapterImpl : public torch::nn::Module {
   /// `up(act(down(h))) * scaling`, after dropout: the adapter's contribution without the skip
   /// connection.
   torch::Tensor delta(const torch::Tensor& hidden);
+  /// The same before dropout: what AdapterFusion attends over (AdapterHub's `up`).
+  torch::Tensor up(const torch::Tensor& hidden);
+
+  /// What the adapter takes in at a site (AdapterConfig's `a`) and its skip connection (`r`).
+  struct Inputs {
+    torch::Tensor hidden;
+    torch::Tensor residual;
+  };
+  /// Inputs at the end of a sublayer: `projected` is its projected output after dropout,
+  /// `sublayer_input` its input, `layer_norm` its LayerNorm (AdapterHub's `pre_forward`).
+  Inputs inputs(const torch::Tensor& projected, const torch::Tensor& sublayer_input,
+                torch::nn::LayerNorm& layer_norm) const;
 
   /// Applies the adapter at the end of a sublayer, with placement as in AdapterConfig:
   /// `projected` is the sublayer's projected output after dropout, `sublayer_input` the

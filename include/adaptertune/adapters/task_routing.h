@@ -19,14 +19,15 @@ namespace adaptertune {
 /// add and LayerNorm that follow. The parts of a task other than its adapter (its LayerNorm
 /// copies, pooler and head) are the last adapter's. A site where an adapter has none (a
 /// Pfeiffer adapter after attention, a layer it leaves out) skips it. One adapter is the task
-/// alone.
+/// alone. A fusion is a step like an adapter, by its name (`Fuse(a, b)` is the fusion "a,b",
+/// BertModelImpl::add_fusion()): `Stack{"lang", "a,b"}` fuses a and b on lang's output.
 struct Stack {
   std::vector<std::string> adapters;
   Stack(std::string adapter) : adapters{std::move(adapter)} {}  // NOLINT: a task is a Stack
   Stack(const char* adapter) : adapters{adapter} {}             // NOLINT
   Stack(std::initializer_list<std::string> list) : adapters(list) {}
   explicit Stack(std::vector<std::string> list) : adapters(std::move(list)) {}
-  /// "Stack(lang, sst2)", or the name of a single adapter.
+  /// "Stack(lang, sst2)", "Fuse(a, b)", or the name of a single adapter.
   std::string describe() const;
   /// Throws Error when the Stack is empty or names an adapter twice.
   void check() const;
@@ -124,8 +125,8 @@ class TaskRouting {
 };
 
 /// A composition written as text, as AdapterHub users write it in Python: `sst2`,
-/// `Stack(lang, sst2)`, `Parallel(sst2, Stack(lang, rte))`,
-/// `BatchSplit(sst2, rte, batch_sizes=[2, 3])`.
+/// `Stack(lang, sst2)`, `Fuse(sst2, mrpc)`, `Parallel(sst2, Stack(lang, rte))`,
+/// `BatchSplit(sst2, rte, batch_sizes=[2, 3])`. A Fuse becomes the fusion's name as a Stack step.
 struct AdapterSetup {
   enum class Kind { kStack, kParallel, kBatchSplit };
   Kind kind = Kind::kStack;
@@ -138,10 +139,10 @@ struct AdapterSetup {
   TaskRouting routing(int64_t batch_size, c10::Device device = c10::Device(c10::kCPU)) const;
 };
 
-/// Parses a setup. Nesting follows what the routing can run: a Stack holds adapters only, and
-/// Parallel and BatchSplit hold adapters or Stacks; anything else (a Parallel inside a Stack, a
-/// Parallel inside a Parallel, Fuse, which this version does not implement) is an Error saying
-/// so, with where in `text` it is.
+/// Parses a setup. Nesting follows what the routing can run: a Fuse holds two or more adapters, a
+/// Stack holds adapters and Fuse blocks, and Parallel and BatchSplit hold adapters, Stacks and
+/// Fuse blocks; anything else (a Parallel inside a Stack, a Stack inside a Fuse, …) is an Error
+/// saying so, with where in `text` it is.
 AdapterSetup parse_adapter_setup(const std::string& text);
 
 }  // namespace adaptertune

@@ -16,6 +16,13 @@
 ///   initialisation then differs on every load);
 /// - `head_config.json` and `model_head.safetensors`: the task head (`classifier.*`), saved by
 ///   default.
+///
+/// A fusion (BertModelImpl::add_fusion()) is saved in AdapterHub's fusion layout instead:
+/// `adapter_fusion_config.json` (the same document, with a FusionConfig as `config` and the
+/// fusion's name, "a,b,c", as `name`) and `model_adapter_fusion.safetensors` (the fusion layers,
+/// `bert.encoder.layer.{i}.output.adapter_fusion_layer.a,b,c.query.weight`, …, and the fusion
+/// task's LayerNorm and pooler copies under the base tensors' names), with its head as above.
+/// The fused adapters are not in it: they are packs of their own, loaded first.
 
 #include <optional>
 #include <string>
@@ -23,6 +30,7 @@
 
 #include "adaptertune/adapter_config.h"
 #include "adaptertune/bert_for_sequence_classification.h"
+#include "adaptertune/fusion_config.h"
 #include "adaptertune/precision.h"
 
 namespace adaptertune {
@@ -45,7 +53,11 @@ struct AdapterPackOptions {
 /// What a pack holds, read from its JSON files without touching a model.
 struct AdapterPackInfo {
   std::string name;
+  /// The adapter's config (default for a fusion pack).
   AdapterConfig config;
+  /// Set for a fusion pack: its config, and the adapters it fuses (its name split at ',').
+  std::optional<FusionConfig> fusion;
+  std::vector<std::string> fused;
   int64_t hidden_size = 0;
   bool layer_norms = false;
   /// Whether the pack carries the pooler.
@@ -60,10 +72,12 @@ struct AdapterPackInfo {
   std::string base_weights_sha256;
 };
 
-/// Reads `directory/adapter_config.json` (and `head_config.json` when present).
+/// Reads `directory/adapter_config.json`, or `adapter_fusion_config.json` for a fusion pack (and
+/// `head_config.json` when present).
 AdapterPackInfo read_adapter_pack_info(const std::string& directory);
 
-/// Writes task `adapter_name` of `model` to `directory`, creating it: the adapters, the task's
+/// Writes task `adapter_name` of `model` (an adapter, or a fusion in the fusion layout) to
+/// `directory`, creating it: the adapters, the task's
 /// head (its own, else the model's; unless `options.include_head` is false) and its copies of
 /// the LayerNorms and the pooler when it has them (under the base tensors' names), so that the
 /// pack loaded onto the base it records reproduces the task's logits. Every file is written
@@ -87,8 +101,9 @@ struct AdapterPackLoad {
 /// copies of the LayerNorms and the pooler when the pack carries them, and its own head (when
 /// the pack has one and `load_head`; otherwise the task runs the model's head), and makes it
 /// active. The shared base is not written, so any number of packs, with any heads, load onto
-/// one model. Errors name the file and tensor; the model is left unchanged when a file is
-/// malformed.
+/// one model. A fusion pack needs the adapters it fuses loaded first (Error naming the missing
+/// ones otherwise) and keeps its name (`load_as`, if given, must be that name). Errors name the
+/// file and tensor; the model is left unchanged when a file is malformed.
 AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
                                   const std::string& directory,
                                   const std::optional<std::string>& load_as = std::nullopt,
