@@ -30,7 +30,7 @@ for task in $tasks; do
       --batch-size 32 --max-length 128 --seed 42 --no-progress --out "$out" "${args[@]}" "$@" > /dev/null
   done
 done
-python3 - "$runs" "$tasks" "$@" > docs/results.md <<'PY'
+python3 - "$runs" "$tasks" "$@" > docs/results.md.new <<'PY'
 import json, os, sys
 runs, tasks = sys.argv[1], sys.argv[2].split()
 modes = [("houlsby", "Houlsby adapters"), ("pfeiffer", "Pfeiffer adapters"), ("full", "full fine-tuning"), ("head", "head only")]
@@ -58,4 +58,9 @@ for task in tasks:
         cells.append(f"{score:.1f} ({p['trainable']:,} = {100 * p['trainable'] / p['total']:.2f} %, {res['seconds']:.0f} s)")
     print(f"| {task} | {metric_name[task]} | " + " | ".join(cells) + " |")
 PY
+# Sections other scripts write (fusion_report.sh, …) are kept, after the table.
+if [ -f docs/results.md ] && grep -q '^<!-- [a-z_]*\.sh -->$' docs/results.md; then
+  { echo; sed -n '/^<!-- [a-z_]*\.sh -->$/,$p' docs/results.md; } >> docs/results.md.new
+fi
+mv docs/results.md.new docs/results.md
 cat docs/results.md
