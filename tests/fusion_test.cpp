@@ -359,6 +359,13 @@ TEST(Fusion, PackIsInAdapterHubsFusionLayoutAndLoadsBackExactly) {
   const AdapterPackInfo info = read_adapter_pack_info(dir + "/fusion");
   ASSERT_TRUE(info.fusion.has_value());
   EXPECT_EQ(info.fused, (std::vector<std::string>{"sst2", "rte"}));
+  // Tools check a set of packs before they load a base.
+  EXPECT_ERROR_CONTAINS(check_fused_adapters({info, read_adapter_pack_info(dir + "/rte")},
+                                             {dir + "/fusion", dir + "/rte"}),
+                        "fusion: the fusion sst2,rte needs the adapters it fuses; sst2 not loaded");
+  check_fused_adapters(
+      {info, read_adapter_pack_info(dir + "/rte"), read_adapter_pack_info(dir + "/sst2")},
+      {dir + "/fusion", dir + "/rte", dir + "/sst2"});
 
   torch::manual_seed(99);
   BertForSequenceClassification fresh(testing::tiny_config_without_dropout(),

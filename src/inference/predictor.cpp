@@ -149,6 +149,7 @@ Predictor::Predictor(const std::string& model_directory,
   // Everything that can be checked without the weights first: packs, then the tokenizer.
   std::vector<AdapterPackInfo> infos;
   for (const auto& pack : adapter_packs) infos.push_back(read_adapter_pack_info(pack));
+  check_fused_adapters(infos, adapter_packs);
   s.tokenizer = load_tokenizer(model_directory);
   const std::string config_path = model_directory + "/config.json";
   BertConfig::from_file(config_path)

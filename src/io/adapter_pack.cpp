@@ -1,6 +1,7 @@
 #include "adaptertune/io/adapter_pack.h"
 
 #include <algorithm>
+#include <functional>
 #include <map>
 
 #include <ATen/ATen.h>
@@ -96,6 +97,35 @@ std::string base_weights_sha256(torch::nn::Module& model, bool layer_norms, bool
     sha.update(data.data_ptr(), static_cast<size_t>(data.numel()) * sizeof(float));
   }
   return sha.hex_digest();
+}
+
+namespace {
+
+// Throws Error naming the fusion pack at `directory` unless `loaded` says yes to each adapter
+// it fuses.
+void check_fused_adapters(const AdapterPackInfo& info, const std::string& directory,
+                          const std::function<bool(const std::string&)>& loaded) {
+  std::string missing;
+  for (const auto& adapter : info.fused) {
+    if (!loaded(adapter)) missing += (missing.empty() ? "" : ", ") + adapter;
+  }
+  if (!missing.empty()) {
+    throw Error(directory + ": the fusion " + info.name + " needs the adapters it fuses; " +
+                missing + " not loaded (load their adapter packs first)");
+  }
+}
+
+}  // namespace
+
+void check_fused_adapters(const std::vector<AdapterPackInfo>& infos,
+                          const std::vector<std::string>& directories) {
+  for (size_t i = 0; i < infos.size(); ++i) {
+    check_fused_adapters(infos[i], directories.at(i), [&](const std::string& name) {
+      return std::any_of(infos.begin(), infos.end(), [&](const AdapterPackInfo& other) {
+        return !other.fusion && other.name == name;
+      });
+    });
+  }
 }
 
 AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
@@ -228,15 +258,9 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
       throw Error(directory + ": a fusion is named by the adapters it fuses (\"" + info.name +
                   "\"); it cannot load as \"" + task + "\"");
     }
-    std::string missing;
-    for (const auto& adapter : info.fused) {
-      if (!model->bert->tasks().contains(adapter))
-        missing += (missing.empty() ? "" : ", ") + adapter;
-    }
-    if (!missing.empty()) {
-      throw Error(directory + ": the fusion " + info.name + " needs the adapters it fuses; " +
-                  missing + " not loaded (load their adapter packs first)");
-    }
+    check_fused_adapters(info, directory, [&](const std::string& name) {
+      return model->bert->tasks().contains(name);
+    });
   }
   const BertConfig& base = model->bert->config();
   if (info.hidden_size != 0 && info.hidden_size != base.hidden_size) {

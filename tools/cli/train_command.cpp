@@ -324,6 +324,7 @@ UseSettings settings_for(const UseOptions& o, const GlueTaskInfo& task) {
   const c10::Device device = parse_device(o.device);
   std::vector<AdapterPackInfo> infos;
   for (const auto& pack : o.adapter_packs) infos.push_back(read_adapter_pack_info(pack));
+  check_fused_adapters(infos, o.adapter_packs);
   const std::optional<size_t> pack = chosen_pack(o, task, infos);
   const AdapterPackInfo* info = pack ? &infos[*pack] : nullptr;
   if (info) check_pack_fits_task(*info, o.adapter_packs[*pack], task);
@@ -420,7 +421,9 @@ int run_predict_requests(const UseOptions& o) {
   options.max_length = o.max_length.value_or(0);
   options.batch_size = o.batch_size;
   // The packs are checked before stdin is read (the Predictor reads them again, before the base).
-  for (const auto& pack : o.adapter_packs) read_adapter_pack_info(pack);
+  std::vector<AdapterPackInfo> infos;
+  for (const auto& pack : o.adapter_packs) infos.push_back(read_adapter_pack_info(pack));
+  check_fused_adapters(infos, o.adapter_packs);
   const TaskRequests input = read_requests(o.input);
   if (input.requests.empty()) throw Error("predict: no input requests");
   const Predictor predictor(o.model, o.adapter_packs, options);

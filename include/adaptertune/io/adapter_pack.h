@@ -76,6 +76,12 @@ struct AdapterPackInfo {
 /// `head_config.json` when present).
 AdapterPackInfo read_adapter_pack_info(const std::string& directory);
 
+/// Throws Error, naming the fusion pack, unless every fusion among `infos` (read from
+/// `directories`, in the same order) finds the adapters it fuses among the other packs: the check
+/// a tool makes before it loads a base for a set of packs.
+void check_fused_adapters(const std::vector<AdapterPackInfo>& infos,
+                          const std::vector<std::string>& directories);
+
 /// Writes task `adapter_name` of `model` (an adapter, or a fusion in the fusion layout) to
 /// `directory`, creating it: the adapters, the task's
 /// head (its own, else the model's; unless `options.include_head` is false) and its copies of
