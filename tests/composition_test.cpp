@@ -24,17 +24,13 @@ BertForSequenceClassification model_with(
         HeadConfig::classification(std::vector<std::string>(static_cast<size_t>(labels++), "x")));
     if (layer_norms) model->bert->add_layer_norm_copies(name);
   }
-  torch::NoGradGuard no_grad;
-  for (const auto& item : model->named_parameters()) {
-    if (parameter_task(item.key())) item.value().normal_(0, 0.2);
-  }
+  testing::randomize_task_tensors(*model);
   model->eval();
   return model;
 }
 
 torch::Tensor ids(int64_t rows, int64_t seq, int seed = 5) {
-  torch::manual_seed(seed);
-  return torch::randint(1, 120, {rows, seq}, torch::kLong);
+  return testing::random_ids(rows, seq, seed);
 }
 
 // One adapter site of Stack(a, b), written out from AdapterHub's compose_stack: each adapter's

@@ -51,17 +51,13 @@ BertForSequenceClassification fused_model(const std::vector<std::string>& names,
   const std::string fusion_task = model->bert->add_fusion(names, fusion);
   model->add_task_head(fusion_task, HeadConfig::classification({"p", "q"}));
   model->bert->add_layer_norm_copies(fusion_task);
-  torch::NoGradGuard no_grad;
-  for (const auto& item : model->named_parameters()) {
-    if (parameter_task(item.key())) item.value().normal_(0, 0.2);
-  }
+  testing::randomize_task_tensors(*model);
   model->eval();
   return model;
 }
 
 torch::Tensor ids(int64_t rows, int64_t seq, int seed = 5) {
-  torch::manual_seed(seed);
-  return torch::randint(1, 120, {rows, seq}, torch::kLong);
+  return testing::random_ids(rows, seq, seed);
 }
 
 TEST(FusionConfig, PresetsAndJsonFollowAdapterHub) {

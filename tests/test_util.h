@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include "adaptertune/bert_config.h"
+#include "adaptertune/parameter_names.h"
 
 namespace adaptertune::testing {
 
@@ -58,6 +59,21 @@ inline BertConfig tiny_config_without_dropout() {
   config.hidden_dropout_prob = 0;
   config.attention_probs_dropout_prob = 0;
   return config;
+}
+
+/// Draws every task-owned tensor of `model` (adapters, fusion layers, copies, heads) from
+/// normal(0, std), so that no adapter is near the identity and no copy equals the base's.
+inline void randomize_task_tensors(torch::nn::Module& model, double std = 0.2) {
+  torch::NoGradGuard no_grad;
+  for (const auto& item : model.named_parameters()) {
+    if (parameter_task(item.key())) item.value().normal_(0, std);
+  }
+}
+
+/// Token ids in [1, 120) (tiny_config()'s vocabulary), [rows, seq], from `seed`.
+inline torch::Tensor random_ids(int64_t rows, int64_t seq, int seed = 5) {
+  torch::manual_seed(seed);
+  return torch::randint(1, 120, {rows, seq}, torch::kLong);
 }
 
 /// Largest absolute element-wise difference.

@@ -50,11 +50,16 @@ def read_safetensors(path):
     return out
 
 
-def forward(w, c, ids, mask, types):
+def forward(w, c, ids, mask, types, site=None):
+    """`site(prefix, projected, x, location, layer)` ends each sublayer (default: the post-LayerNorm
+    `LN(projected + x)`); location is "mh_adapter" after attention, "output_adapter" after the FFN,
+    AdapterHub's names, so that adapter references plug in here."""
     p = "bert."
     eps = c["layer_norm_eps"]
     ln = lambda x, k: torch.nn.functional.layer_norm(x, x.shape[-1:], w[k + ".weight"], w[k + ".bias"], eps)
     lin = lambda x, k: x @ w[k + ".weight"].T + w[k + ".bias"]
+    if site is None:
+        site = lambda prefix, projected, x, location, layer: ln(projected + x, prefix + "LayerNorm")
     b, s = ids.shape
     h = (w[p + "embeddings.word_embeddings.weight"][ids]
          + w[p + "embeddings.position_embeddings.weight"][torch.arange(s)]
@@ -69,10 +74,10 @@ def forward(w, c, ids, mask, types):
         q, k, v = (split(lin(h, q_ + "attention.self." + n)) for n in ("query", "key", "value"))
         probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d) + additive, dim=-1)
         ctx = (probs @ v).transpose(1, 2).reshape(b, s, -1)
-        a = ln(lin(ctx, q_ + "attention.output.dense") + h, q_ + "attention.output.LayerNorm")
+        a = site(q_ + "attention.output.", lin(ctx, q_ + "attention.output.dense"), h, "mh_adapter", i)
         inner = lin(a, q_ + "intermediate.dense")
         inner = 0.5 * inner * (1.0 + torch.erf(inner / math.sqrt(2.0)))
-        h = ln(lin(inner, q_ + "output.dense") + a, q_ + "output.LayerNorm")
+        h = site(q_ + "output.", lin(inner, q_ + "output.dense"), a, "output_adapter", i)
     pooled = torch.tanh(lin(h[:, 0], p + "pooler.dense"))
     logits = lin(pooled, "classifier")
     return {"last_hidden_state": h, "pooler_output": pooled, "logits": logits}

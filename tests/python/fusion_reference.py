@@ -13,13 +13,13 @@ as a value, the fusion's residual, the last adapter's post_forward).
                                     DIR/expected.safetensors.
 """
 import json
-import math
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bert_reference  # noqa: E402
 from bert_reference import read_safetensors  # noqa: E402
 
 ACT = {"swish": torch.nn.functional.silu, "silu": torch.nn.functional.silu,
@@ -33,11 +33,11 @@ def forward(w, c, setup, ids, mask, types):
     fusion, fc, cfgs = setup["fusion"], setup["fusion_config"], setup["adapters"]
     fused = fusion.split(",")
 
-    def site(prefix, projected, x, location):
+    def site(prefix, projected, x, location, layer):
         # One BottleneckLayer with Fuse(fused) active (AdapterHub's compose_fuse).
-        if not cfgs[fused[-1]][location] or str(layer) in map(str, cfgs[fused[-1]].get("leave_out", [])):
-            return ln(projected + x, prefix + "LayerNorm")
         last = cfgs[fused[-1]]
+        if not last[location] or layer in last.get("leave_out", []):
+            return ln(projected + x, prefix + "LayerNorm")
         hidden, query, residual = projected, None, None
         if last["residual_before_ln"]:
             residual = hidden
@@ -69,27 +69,7 @@ def forward(w, c, setup, ids, mask, types):
             out = out + residual
         return ln(out + x, prefix + "LayerNorm") if last["original_ln_after"] else out
 
-    p = "bert."
-    b, s = ids.shape
-    h = (w[p + "embeddings.word_embeddings.weight"][ids]
-         + w[p + "embeddings.position_embeddings.weight"][torch.arange(s)]
-         + w[p + "embeddings.token_type_embeddings.weight"][types])
-    h = ln(h, p + "embeddings.LayerNorm")
-    heads = c["num_attention_heads"]
-    d = c["hidden_size"] // heads
-    additive = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
-    for layer in range(c["num_hidden_layers"]):
-        q_ = p + f"encoder.layer.{layer}."
-        split = lambda x: x.view(b, s, heads, d).transpose(1, 2)
-        q, k, v = (split(lin(h, q_ + "attention.self." + n)) for n in ("query", "key", "value"))
-        probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d) + additive, dim=-1)
-        ctx = (probs @ v).transpose(1, 2).reshape(b, s, -1)
-        a = site(q_ + "attention.output.", lin(ctx, q_ + "attention.output.dense"), h, "mh_adapter")
-        inner = lin(a, q_ + "intermediate.dense")
-        inner = 0.5 * inner * (1.0 + torch.erf(inner / math.sqrt(2.0)))
-        h = site(q_ + "output.", lin(inner, q_ + "output.dense"), a, "output_adapter")
-    pooled = torch.tanh(lin(h[:, 0], p + "pooler.dense"))
-    return lin(pooled, "classifier")
+    return bert_reference.forward(w, c, ids, mask, types, site)["logits"]
 
 
 def check(directory):
