@@ -400,6 +400,18 @@ TEST(Fusion, TrainingTheFusionLeavesTheFusedAdaptersAndTheBaseAlone) {
     if (own) fusion_and_own += item.value().numel();
   }
   EXPECT_EQ(trainable, fusion_and_own);
+  // What the fusion runs: the base, its own tensors and the adapters it fuses (not their heads).
+  const ParameterReport report = parameter_report(*model, std::string("a,b"));
+  EXPECT_EQ(report.trainable(), trainable);
+  int64_t runs = 0;
+  for (const auto& item : model->named_parameters()) {
+    const std::optional<std::string> task = parameter_task(item.key());
+    if (!task ? item.key().rfind("classifier.", 0) != 0
+              : *task == "a,b" || is_adapter_parameter(item.key())) {
+      runs += item.value().numel();
+    }
+  }
+  EXPECT_EQ(report.total(), runs);
   std::map<std::string, torch::Tensor> before;
   for (const auto& item : model->named_parameters())
     before[item.key()] = item.value().detach().clone();

@@ -12,6 +12,18 @@ std::string fusion_name(const std::vector<std::string>& adapters) {
   return name;
 }
 
+std::vector<std::string> fused_adapter_names(const std::string& name) {
+  std::vector<std::string> parts;
+  if (name.find(',') == std::string::npos) return parts;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = name.find(',', start);
+    parts.push_back(name.substr(start, comma - start));
+    if (comma == std::string::npos) return parts;
+    start = comma + 1;
+  }
+}
+
 AdapterFusionImpl::AdapterFusionImpl(int64_t hidden_size, std::vector<std::string> adapters,
                                      const FusionConfig& config, double attention_dropout)
     : hidden_size_(hidden_size), adapters_(std::move(adapters)), config_(config) {

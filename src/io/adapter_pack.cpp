@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include "adaptertune/adapters/adapter_fusion.h"
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/safetensors.h"
@@ -32,18 +33,6 @@ struct PackFiles {
 PackFiles pack_files(const std::string& directory, bool fusion) {
   return {directory + "/" + (fusion ? kFusionConfigFile : kConfigFile),
           directory + "/" + (fusion ? kFusionWeightsFile : kWeightsFile)};
-}
-
-std::vector<std::string> split_fusion_name(const std::string& name) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (true) {
-    const size_t comma = name.find(',', start);
-    parts.push_back(name.substr(start, comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return parts;
 }
 
 // The parameters of task `task` under the names a pack gives them, split into the head and the
@@ -145,7 +134,7 @@ AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
   if (config == nullptr || !config->is_object()) reader.fail("config", "an object");
   if (fusion) {
     info.fusion = FusionConfig::from_json_string(config->dump(), path + " (config)");
-    info.fused = split_fusion_name(info.name);
+    info.fused = fused_adapter_names(info.name);
     if (info.fused.size() < 2 ||
         std::any_of(info.fused.begin(), info.fused.end(), [](auto& a) { return a.empty(); })) {
       reader.fail("name", "the fused adapters' names joined by ',' (\"a,b\")");

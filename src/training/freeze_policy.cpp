@@ -2,10 +2,12 @@
 
 #include <cstdio>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "adaptertune/adapters/adapter_fusion.h"
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/bert_model.h"
 #include "adaptertune/error.h"
@@ -194,10 +196,19 @@ ParameterReport parameter_report(const torch::nn::Module& model,
     own_head = own_head || (task && parameter_task(item.key()) == task &&
                             classify_parameter(item.key()) == ParameterGroup::kHead);
   }
+  // A fusion ("a,b": only fusions have ',' in their names) runs the adapters it fuses too.
+  std::set<std::string> fused;
+  if (task) {
+    for (auto& name : fused_adapter_names(*task)) fused.insert(name);
+  }
   for (const auto& item : parameters) {
     const ParameterGroup group = classify_parameter(item.key());
     const std::optional<std::string> owner = parameter_task(item.key());
-    if (task && (owner ? owner != task : (group == ParameterGroup::kHead && own_head))) continue;
+    const bool fused_adapter = owner && fused.count(*owner) && is_adapter_parameter(item.key());
+    if (task && !fused_adapter &&
+        (owner ? owner != task : (group == ParameterGroup::kHead && own_head))) {
+      continue;
+    }
     auto& row = rows[group];
     row.total += item.value().numel();
     if (item.value().requires_grad()) row.trainable += item.value().numel();

@@ -50,14 +50,8 @@ struct TrainCommandOptions {
 
 // The adapters `--fuse a,b,c` names, each one of the packs (Error otherwise).
 std::vector<std::string> fused_adapters(const TrainCommandOptions& o) {
-  std::vector<std::string> names;
-  size_t start = 0;
-  while (true) {
-    const size_t comma = o.fuse->find(',', start);
-    names.push_back(o.fuse->substr(start, comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
+  std::vector<std::string> names = fused_adapter_names(*o.fuse);
+  if (names.empty()) names.push_back(*o.fuse);  // one adapter: refused below
   std::string packs;
   for (const auto& pack : o.adapter_packs) {
     packs += (packs.empty() ? "" : ", ") + read_adapter_pack_info(pack).name;

@@ -55,5 +55,8 @@ TORCH_MODULE(AdapterFusion);
 
 /// AdapterHub's name of the fusion of `adapters`: their names joined by ','.
 std::string fusion_name(const std::vector<std::string>& adapters);
+/// The adapters a fusion name joins ("a,b" → {"a", "b"}); empty for a name without ',' (an
+/// adapter's). Empty parts are kept, for callers to refuse.
+std::vector<std::string> fused_adapter_names(const std::string& name);
 
 }  // namespace adaptertune

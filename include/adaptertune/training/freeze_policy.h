@@ -103,7 +103,8 @@ struct ParameterReport {
 
 /// Counts the parameters of `model` (their real tensors) per group. With `task`, counts what
 /// that one task runs: the shared base, the task's own tensors and its head (its own, else the
-/// model's); other tasks' tensors and a model head it does not use are left out.
+/// model's), and for a fusion the adapters it fuses; other tasks' tensors and a model head it
+/// does not use are left out.
 ParameterReport parameter_report(const torch::nn::Module& model,
                                  const std::optional<std::string>& task = std::nullopt);
 
