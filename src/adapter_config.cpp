@@ -153,11 +153,7 @@ bool AdapterConfig::in_layer(int64_t layer) const {
 }
 
 AdapterConfig AdapterConfig::from_json_string(const std::string& json, const std::string& source) {
-  detail::Json document = detail::parse_json(json, source);
-  // A whole AdapterHub adapter_config.json keeps the adapter's settings under "config".
-  if (document.is_object() && document.contains("config") && document["config"].is_object()) {
-    document = detail::Json(document["config"]);
-  }
+  const detail::Json document = detail::adapterhub_settings(detail::parse_json(json, source));
   detail::JsonObjectReader reader(document, source);
   AdapterConfig config;
   reader.read("mh_adapter", config.mh_adapter);

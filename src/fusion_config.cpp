@@ -37,11 +37,7 @@ void FusionConfig::validate() const {
 }
 
 FusionConfig FusionConfig::from_json_string(const std::string& json, const std::string& source) {
-  detail::Json document = detail::parse_json(json, source);
-  // A whole adapter_fusion_config.json keeps the settings under "config".
-  if (document.is_object() && document.contains("config") && document["config"].is_object()) {
-    document = detail::Json(document["config"]);
-  }
+  const detail::Json document = detail::adapterhub_settings(detail::parse_json(json, source));
   detail::JsonObjectReader reader(document, source);
   FusionConfig config;
   reader.read("key", config.key);

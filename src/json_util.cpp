@@ -87,4 +87,11 @@ void JsonObjectReader::finish() const {
   if (!unknown.empty()) throw Error(source_ + ": unknown key(s) " + unknown);
 }
 
+Json adapterhub_settings(const Json& document) {
+  if (document.is_object() && document.contains("config") && document["config"].is_object()) {
+    return document["config"];
+  }
+  return document;
+}
+
 }  // namespace adaptertune::detail

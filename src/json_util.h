@@ -18,6 +18,10 @@ using Json = nlohmann::json;
 /// Parses `text`; a syntax error becomes Error naming `source` and the byte offset.
 Json parse_json(const std::string& text, const std::string& source);
 
+/// AdapterHub's config files (adapter_config.json, adapter_fusion_config.json) keep the settings
+/// under "config": that member when `document` has one, else `document` itself.
+Json adapterhub_settings(const Json& document);
+
 /// Reads the keys of one JSON object into a struct. Each `read_*` call consumes a key; finish()
 /// throws for keys that nobody read, so that typos ("hiden_size") never pass silently.
 class JsonObjectReader {
