@@ -11,6 +11,8 @@
 // adapter training); an adapter mode ending in -drop leaves the adapter out of the lowest
 // `--drop` layers (AdapterDrop; default half the layers), and one starting with infer- measures
 // inference with the adapter instead of training (e.g. infer-houlsby, infer-houlsby-drop).
+// infer-parallel runs three Houlsby tasks on one input as one Parallel forward pass (the frozen
+// computation below the first adapter shared), infer-separate as three forward passes.
 //
 // Batches: without --padded every sequence fills `seq` and no attention mask is passed (what a
 // length-grouped batch without padding gets, and what Hugging Face does with an all-ones mask);
@@ -127,11 +129,19 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   std::string preset = infer ? mode.substr(6) : mode;
   const bool drop = preset.size() > 5 && preset.compare(preset.size() - 5, 5, "-drop") == 0;
   if (drop) preset.resize(preset.size() - 5);
+  // "infer-parallel" / "infer-separate": three tasks on one input (AdapterHub's Parallel).
+  const bool several = infer && (preset == "parallel" || preset == "separate");
+  static const std::vector<std::string> kTasks = {"t0", "t1", "t2"};
   const int64_t dropped = drop ? (o.drop >= 0 ? o.drop : o.layers / 2) : 0;
   if (mode == "full") {
     policy = atune::FreezePolicy::from_name("full");
   } else if (mode == "head" || mode == "forward") {
     policy = atune::FreezePolicy::from_name("head");
+  } else if (several) {
+    // Three Houlsby tasks, run as one Parallel forward pass or one after another.
+    atune::AdapterConfig adapter = atune::AdapterConfig::houlsby();
+    for (int64_t layer = 0; layer < dropped; ++layer) adapter.leave_out.push_back(layer);
+    for (const auto& task : kTasks) model->bert->add_adapter(task, adapter);
   } else {
     atune::AdapterConfig adapter = atune::AdapterConfig::preset(preset);
     for (int64_t layer = 0; layer < dropped; ++layer) adapter.leave_out.push_back(layer);
@@ -141,7 +151,7 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   model->train(mode != "forward" && !infer);
   if (mode == "full" || mode == "head" || mode == "forward") {
     atune::apply_freeze_policy(*model, policy);
-  } else {
+  } else if (!several) {
     atune::prepare_task_training(*model, preset, policy);  // the task's adapters, LNs and head
   }
   atune::AdamWOptions adamw;
@@ -170,7 +180,17 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
     if (mode == "forward" || infer) {
       torch::NoGradGuard no_grad;
       atune::AutocastGuard autocast(device, precision);
-      model(input, mask);
+      if (several && preset == "parallel") {
+        model->forward_routed(input, mask, {},
+                              atune::TaskRouting::parallel({"t0", "t1", "t2"}, o.batch));
+      } else if (several) {
+        for (const auto& task : kTasks) {
+          model->bert->set_active_adapter(task);
+          model(input, mask);
+        }
+      } else {
+        model(input, mask);
+      }
       synchronize(device);
       double ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
@@ -215,6 +235,7 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
                     : (mode == "head" || mode == "forward" || infer) ? 1.0
                                                                      : 1.0 + above) *
                    forward;
+  if (several) r.useful_flops *= 3;  // three tasks' outputs, as three separate runs compute
 #ifdef ADAPTERTUNE_WITH_CUDA
   if (device.is_cuda()) {
     auto stats =
@@ -258,10 +279,15 @@ int main(int argc, char** argv) {
                                                   "infer-houlsby",
                                                   "infer-pfeiffer",
                                                   "infer-houlsby-drop",
-                                                  "infer-pfeiffer-drop"};
+                                                  "infer-pfeiffer-drop",
+                                                  "infer-parallel",
+                                                  "infer-separate",
+                                                  "infer-parallel-drop",
+                                                  "infer-separate-drop"};
       if (known.count(mode) == 0) {
         throw atune::Error("unknown mode " + mode +
-                           " (full, head, forward, [infer-]houlsby|pfeiffer[-drop])");
+                           " (full, head, forward, [infer-]houlsby|pfeiffer[-drop], "
+                           "infer-parallel|separate[-drop])");
       }
       results.push_back(run_mode(o, mode, config, device, precision));
     }
