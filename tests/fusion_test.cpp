@@ -355,6 +355,10 @@ TEST(Fusion, PackIsInAdapterHubsFusionLayoutAndLoadsBackExactly) {
   const AdapterPackInfo info = read_adapter_pack_info(dir + "/fusion");
   ASSERT_TRUE(info.fusion.has_value());
   EXPECT_EQ(info.fused, (std::vector<std::string>{"sst2", "rte"}));
+  // Fusion packs load after the adapter packs, whatever order they were given in.
+  EXPECT_EQ(pack_load_order({info, read_adapter_pack_info(dir + "/rte"), info,
+                             read_adapter_pack_info(dir + "/sst2")}),
+            (std::vector<size_t>{1, 3, 0, 2}));
   // Tools check a set of packs before they load a base.
   EXPECT_ERROR_CONTAINS(check_fused_adapters({info, read_adapter_pack_info(dir + "/rte")},
                                              {dir + "/fusion", dir + "/rte"}),

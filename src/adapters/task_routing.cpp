@@ -207,18 +207,12 @@ class SetupParser {
   AdapterSetup parse() {
     AdapterSetup setup;
     const std::string head = name();
-    if (!peek('(')) {
-      setup.children.emplace_back(head);
-    } else if (head == "Stack") {
-      setup.children.push_back(stack_body());
-    } else if (head == "Fuse") {
-      setup.children.emplace_back(fuse_body());
-    } else if (head == "Parallel" || head == "BatchSplit") {
+    if (peek('(') && (head == "Parallel" || head == "BatchSplit")) {
       setup.kind =
           head == "Parallel" ? AdapterSetup::Kind::kParallel : AdapterSetup::Kind::kBatchSplit;
       branches(setup, head);
     } else {
-      block_error(head, "at the top");
+      setup.children.push_back(branch(head, "at the top"));
     }
     skip_space();
     if (at_ < text_.size()) fail("unexpected \"" + text_.substr(at_, 10) + "\"");
@@ -258,6 +252,14 @@ class SetupParser {
     }
     if (at_ == start) fail("expected an adapter name");
     return text_.substr(start, at_ - start);
+  }
+  // What a branch of Parallel or BatchSplit, or a whole setup, may be after its first name
+  // `item`: an adapter, a Stack or a Fuse; any other block is an Error naming `where`.
+  Stack branch(const std::string& item, const std::string& where) {
+    if (!peek('(')) return Stack(item);
+    if (item == "Stack") return stack_body();
+    if (item == "Fuse") return Stack(fuse_body());
+    block_error(item, where);
   }
   // After "Stack": "(a, Fuse(b, c), ...)" of adapter names and Fuse blocks.
   Stack stack_body() {
@@ -308,15 +310,7 @@ class SetupParser {
         expect(']');
         continue;
       }
-      if (!peek('(')) {
-        setup.children.emplace_back(item);
-      } else if (item == "Stack") {
-        setup.children.push_back(stack_body());
-      } else if (item == "Fuse") {
-        setup.children.emplace_back(fuse_body());
-      } else {
-        block_error(item, "inside " + block);
-      }
+      setup.children.push_back(branch(item, "inside " + block));
     } while (peek(',') && (++at_, true));
     expect(')');
     if (setup.kind == AdapterSetup::Kind::kBatchSplit && setup.batch_sizes.empty()) {

@@ -166,13 +166,7 @@ Predictor::Predictor(const std::string& model_directory,
   s.model->eval();
   std::optional<Precision> recorded;
   bool agree = true;
-  // Fusion packs last: they need the adapters they fuse.
-  for (const bool fusions : {false, true}) {
-    for (size_t i = 0; i < adapter_packs.size(); ++i) {
-      if (infos[i].fusion.has_value() != fusions) continue;
-      s.load(adapter_packs[i], std::nullopt);
-    }
-  }
+  for (size_t i : pack_load_order(infos)) s.load(adapter_packs[i], std::nullopt);
   for (size_t i = 0; i < infos.size(); ++i) {
     if (i == 0) recorded = infos[i].precision;
     agree = agree && infos[i].precision == recorded;

@@ -117,6 +117,16 @@ void check_fused_adapters(const std::vector<AdapterPackInfo>& infos,
   }
 }
 
+std::vector<size_t> pack_load_order(const std::vector<AdapterPackInfo>& infos) {
+  std::vector<size_t> order;
+  for (const bool fusions : {false, true}) {
+    for (size_t i = 0; i < infos.size(); ++i) {
+      if (infos[i].fusion.has_value() == fusions) order.push_back(i);
+    }
+  }
+  return order;
+}
+
 AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
   const bool fusion = !file_exists(directory + "/" + kConfigFile) &&
                       file_exists(directory + "/" + kFusionConfigFile);

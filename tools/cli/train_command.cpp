@@ -240,26 +240,34 @@ std::optional<size_t> chosen_pack(const UseOptions& o, const GlueTaskInfo& task,
               " (packs: " + names + ")");
 }
 
+// What eval and predict run with: the command line's value, else what the chosen pack was
+// trained with, else the defaults (128 tokens, fp32).
+struct UseSettings {
+  int64_t max_length;
+  Precision precision;
+  c10::Device device;
+  std::optional<size_t> pack;
+  /// The packs' descriptions, in --adapter-pack order.
+  std::vector<AdapterPackInfo> infos;
+};
+
 // The model for eval/predict: a model directory with every pack loaded onto it as a task, the
-// chosen one active.
+// chosen one (use.pack) active.
 BertForSequenceClassification load_for_use(const UseOptions& o, const GlueTaskInfo& task,
-                                           std::optional<size_t> chosen) {
+                                           const UseSettings& use) {
+  const std::optional<size_t> chosen = use.pack;
   LoadReport report;
   BertForSequenceClassification model =
       load_bert_for_sequence_classification(o.model, head_for(task), &report);
   std::vector<std::string> names(o.adapter_packs.size());
-  // Fusion packs last: they need the adapters they fuse.
-  for (const bool fusions : {false, true}) {
-    for (size_t i = 0; i < o.adapter_packs.size(); ++i) {
-      const std::string& pack = o.adapter_packs[i];
-      if (read_adapter_pack_info(pack).fusion.has_value() != fusions) continue;
-      AdapterPackLoad load = load_adapter_pack(model, pack);
-      for (const auto& w : load.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-      if (!load.head_loaded)
-        std::fprintf(stderr, "warning: adapter pack %s has no head; the head is untrained\n",
-                     pack.c_str());
-      names[i] = load.adapter_name;
-    }
+  for (size_t i : pack_load_order(use.infos)) {
+    const std::string& pack = o.adapter_packs[i];
+    AdapterPackLoad load = load_adapter_pack(model, pack);
+    for (const auto& w : load.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    if (!load.head_loaded)
+      std::fprintf(stderr, "warning: adapter pack %s has no head; the head is untrained\n",
+                   pack.c_str());
+    names[i] = load.adapter_name;
   }
   const std::optional<Stack> stack = adapter_stack(o);
   if (stack && stack->adapters.size() > 1) {
@@ -277,15 +285,6 @@ BertForSequenceClassification load_for_use(const UseOptions& o, const GlueTaskIn
   }
   return model;
 }
-
-// What eval and predict run with: the command line's value, else what the chosen pack was
-// trained with, else the defaults (128 tokens, fp32).
-struct UseSettings {
-  int64_t max_length;
-  Precision precision;
-  c10::Device device;
-  std::optional<size_t> pack;
-};
 
 // A pack's head answers its own task: one trained on another label set would give wrong labels
 // without a word.
@@ -331,14 +330,14 @@ UseSettings settings_for(const UseOptions& o, const GlueTaskInfo& task) {
   return {max_length,
           o.precision ? parse_precision(*o.precision)
                       : (info && info->precision ? *info->precision : Precision::kFloat32),
-          device, pack};
+          device, pack, std::move(infos)};  // braced: `info` is read before infos moves
 }
 
 int run_eval(const UseOptions& o) {
   const GlueTaskInfo& task = glue_task(o.task.value_or(""));
   const UseSettings use = settings_for(o, task);
   auto tokenizer = load_tokenizer(o.model);
-  auto model = load_for_use(o, task, use.pack);
+  auto model = load_for_use(o, task, use);
   EncodedDataset data =
       encode_glue(read_glue(task, o.data_dir, o.split), *tokenizer, use.max_length);
   if (data.targets.empty())
@@ -466,7 +465,7 @@ int run_predict(const UseOptions& o) {
   }
   const UseSettings use = settings_for(o, task);
   auto tokenizer = load_tokenizer(o.model);
-  auto model = load_for_use(o, task, use.pack);
+  auto model = load_for_use(o, task, use);
   const bool from_stdin = o.input.empty() || o.input_format == "lines";
   if (o.input_format == "glue" && o.input.empty()) throw Error("--input-format glue needs --input");
   if (o.input_format == "lines" && !o.input.empty()) {

@@ -82,6 +82,10 @@ AdapterPackInfo read_adapter_pack_info(const std::string& directory);
 void check_fused_adapters(const std::vector<AdapterPackInfo>& infos,
                           const std::vector<std::string>& directories);
 
+/// The order in which to load packs described by `infos`: indices of the adapter packs, as
+/// given, then of the fusion packs, which need the adapters they fuse.
+std::vector<size_t> pack_load_order(const std::vector<AdapterPackInfo>& infos);
+
 /// Writes task `adapter_name` of `model` (an adapter, or a fusion in the fusion layout) to
 /// `directory`, creating it: the adapters, the task's
 /// head (its own, else the model's; unless `options.include_head` is false) and its copies of
