@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include "adaptertune/bert_config.h"
+#include "adaptertune/io/atomic_file.h"
 #include "adaptertune/parameter_names.h"
 
 namespace adaptertune::testing {
@@ -49,6 +50,15 @@ inline BertConfig tiny_config() {
   config.max_position_embeddings = 64;
   config.type_vocab_size = 2;
   return config;
+}
+
+/// A directory under the test temp dir, unique to this process, removed if it exists (each test
+/// starts from nothing; a test run's leftovers never leak into the next).
+inline std::string fresh_dir(const std::string& name) {
+  const std::string dir =
+      ::testing::TempDir() + "adaptertune_" + name + "_" + std::to_string(::getpid());
+  remove_tree(dir);
+  return dir;
 }
 
 /// tiny_config() with three layers and no dropout, so that training and eval modes compute the

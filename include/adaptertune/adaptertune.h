@@ -36,6 +36,7 @@
 #include "adaptertune/precision.h"
 #include "adaptertune/runtime.h"
 #include "adaptertune/tasks/batcher.h"
+#include "adaptertune/tasks/task_sampler.h"
 #include "adaptertune/tasks/glue.h"
 #include "adaptertune/tasks/metrics.h"
 #include "adaptertune/text/sentencepiece_tokenizer.h"

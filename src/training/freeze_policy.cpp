@@ -1,5 +1,6 @@
 #include "adaptertune/training/freeze_policy.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -90,8 +91,26 @@ bool default_train_pooler(const BertModelImpl& base) {
   return !base.pooler_pretrained();
 }
 
-int64_t prepare_task_training(BertForSequenceClassificationImpl& model, const std::string& task,
-                              const FreezePolicy& policy) {
+namespace {
+
+// Sets requires_grad as `policy` says on the tensors owned by one of `tasks` (std::nullopt: by no
+// task, i.e. the base and the model's own head); everything else is frozen.
+int64_t train_tasks(torch::nn::Module& model, const FreezePolicy& policy,
+                    const std::vector<std::optional<std::string>>& tasks) {
+  int64_t trainable = 0;
+  for (auto& item : model.named_parameters()) {
+    const std::optional<std::string> owner = parameter_task(item.key());
+    const bool train = std::find(tasks.begin(), tasks.end(), owner) != tasks.end() &&
+                       policy.trains(classify_parameter(item.key()));
+    item.value().set_requires_grad(train);
+    if (train) trainable += item.value().numel();
+  }
+  return trainable;
+}
+
+// Gives `task` the copies and head that `policy` trains (see prepare_task_training()).
+void add_task_training_tensors(BertForSequenceClassificationImpl& model, const std::string& task,
+                               const FreezePolicy& policy) {
   check_policy_trains_adapter(policy, task);
   BertModelImpl& bert = *model.bert;
   bert.tasks().at(task);  // throws when there is no such task
@@ -100,7 +119,27 @@ int64_t prepare_task_training(BertForSequenceClassificationImpl& model, const st
     bert.add_pooler_copy(task);
   }
   if (!model.has_task_head(task)) model.add_task_head(task, model.head_config());
-  return apply_freeze_policy(model, policy, task);
+}
+
+}  // namespace
+
+int64_t prepare_task_training(BertForSequenceClassificationImpl& model, const std::string& task,
+                              const FreezePolicy& policy) {
+  return prepare_task_training(model, std::vector<std::string>{task}, policy);
+}
+
+int64_t prepare_task_training(BertForSequenceClassificationImpl& model,
+                              const std::vector<std::string>& tasks, const FreezePolicy& policy) {
+  if (tasks.empty()) throw Error("prepare_task_training: no task to train");
+  std::vector<std::optional<std::string>> owners;
+  for (const auto& task : tasks) {
+    if (std::find(owners.begin(), owners.end(), task) != owners.end()) {
+      throw Error("prepare_task_training: task \"" + task + "\" is named twice");
+    }
+    add_task_training_tensors(model, task, policy);
+    owners.emplace_back(task);
+  }
+  return train_tasks(model, policy, owners);
 }
 
 int64_t apply_freeze_policy(torch::nn::Module& model, const FreezePolicy& policy,
@@ -109,14 +148,7 @@ int64_t apply_freeze_policy(torch::nn::Module& model, const FreezePolicy& policy
     throw Error("training mode \"" + policy.name() +
                 "\" trains a task's adapters: name the task to train");
   }
-  int64_t trainable = 0;
-  for (auto& item : model.named_parameters()) {
-    const bool train =
-        parameter_task(item.key()) == task && policy.trains(classify_parameter(item.key()));
-    item.value().set_requires_grad(train);
-    if (train) trainable += item.value().numel();
-  }
-  return trainable;
+  return train_tasks(model, policy, {task});
 }
 
 std::vector<torch::Tensor> trainable_parameters(const torch::nn::Module& model) {

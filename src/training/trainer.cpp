@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -22,6 +24,7 @@
 #include "adaptertune/io/output_directory.h"
 #include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/tasks/metrics.h"
+#include "adaptertune/tasks/task_sampler.h"
 #include "adaptertune/training/checkpoint.h"
 #include "adaptertune/training/optimizer.h"
 #include "adaptertune/training/scheduler.h"
@@ -86,6 +89,64 @@ Json data_fingerprint(const EncodedDataset& train, const TrainerOptions& options
           {"group_by_length", options.group_by_length},
           {"train_sha256", detail::encodings_sha256(train.encodings)},
           {"targets_sha256", targets.hex_digest()}};
+}
+
+// The fingerprint of a run: its one task's data, or, for several, each task's data under
+// "<adapter>.<key>" with the tasks and the sampling that interleaves them (flat, so that a
+// mismatch names the key that differs).
+Json run_fingerprint(const std::vector<TrainingTask>& tasks, const TrainerOptions& options) {
+  if (tasks.size() == 1) return data_fingerprint(tasks[0].train, options);
+  std::string names;
+  for (const TrainingTask& task : tasks) names += (names.empty() ? "" : ",") + *task.adapter;
+  Json out = {{"tasks", names},
+              {"sampling_temperature", options.sampling_temperature},
+              {"batch_size", options.batch_size},
+              {"gradient_accumulation", options.gradient_accumulation},
+              {"group_by_length", options.group_by_length}};
+  for (const TrainingTask& task : tasks) {
+    const Json data = data_fingerprint(task.train, options);
+    for (const auto& [key, value] : data.items()) {
+      if (!out.contains(key)) out[*task.adapter + "." + key] = value;
+    }
+  }
+  return out;
+}
+
+// A task's standing in the run: its best evaluation and the early-stopping count.
+struct TaskProgress {
+  double best = -std::numeric_limits<double>::infinity();
+  int64_t best_step = -1;
+  int64_t evals_without_improvement = 0;
+  std::map<std::string, double> best_metrics;
+};
+
+Json task_progress_json(const TaskProgress& p) {
+  Json out = {{"best_step", p.best_step},
+              {"evals_without_improvement", p.evals_without_improvement},
+              {"best_metrics", p.best_metrics}};
+  if (std::isfinite(p.best)) out["best"] = p.best;
+  return out;
+}
+
+// `json` (key `key` of `file`) as a TaskProgress of a checkpoint at `global_step`; Error naming
+// the file and key when it cannot be one. Json exceptions are left to the caller.
+TaskProgress read_task_progress(const Json& json, const std::string& file, const std::string& key,
+                                int64_t global_step) {
+  TaskProgress p;
+  p.best = json.value("best", p.best);
+  p.best_step = json.value("best_step", int64_t{-1});
+  p.evals_without_improvement = json.value("evals_without_improvement", int64_t{0});
+  if (json.contains("best_metrics")) {
+    p.best_metrics = json.at("best_metrics").get<std::map<std::string, double>>();
+  }
+  if (p.best_step < -1 || p.best_step > global_step) {
+    throw Error(file + ": key '" + key + "': best_step " + std::to_string(p.best_step) +
+                " is not a step from -1 to global_step " + std::to_string(global_step));
+  }
+  if (p.evals_without_improvement < 0) {
+    throw Error(file + ": key '" + key + "': evals_without_improvement must be >= 0");
+  }
+  return p;
 }
 
 // The lowest layers that hold nothing of the task (leave_out 0..k-1): what the frozen-layer
@@ -218,6 +279,8 @@ void TrainerOptions::validate() const {
   detail::check_at_least(owner, "early_stopping_patience", early_stopping_patience, 0);
   detail::check_at_least(owner, "max_length", max_length, 0);
   detail::check_at_least(owner, "keep_checkpoints", keep_checkpoints, 1);
+  detail::check_finite(owner, "sampling_temperature", sampling_temperature, 0,
+                       /*exclusive=*/true);
   if (output_dir.empty()) throw Error("TrainerOptions: an output directory is required");
   existing_output_mode(resume, overwrite);
 }
@@ -232,22 +295,60 @@ Trainer::Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task,
                  EncodedDataset train, EncodedDataset dev, FreezePolicy policy,
                  std::optional<std::string> adapter_name, TrainerOptions options,
                  const Tokenizer& tokenizer)
+    : Trainer(model,
+              {TrainingTask{task, std::move(train), std::move(dev), std::move(adapter_name)}},
+              policy, std::move(options), tokenizer) {}
+
+Trainer::Trainer(BertForSequenceClassification& model, std::vector<TrainingTask> tasks,
+                 FreezePolicy policy, TrainerOptions options, const Tokenizer& tokenizer)
     : model_(model),
-      task_(task),
-      train_(std::move(train)),
-      dev_(std::move(dev)),
+      tasks_(std::move(tasks)),
       policy_(policy),
-      adapter_name_(std::move(adapter_name)),
       options_(std::move(options)),
       tokenizer_(tokenizer) {
   check_options(options_);
-  if (train_.targets.empty()) throw Error("Trainer: the training data has no labels");
-  if (dev_.targets.empty()) throw Error("Trainer: the dev data has no labels");
-  if (adapter_name_) {
-    model_->bert->adapter_config(*adapter_name_);  // throws when the model has no such adapter
-    check_policy_trains_adapter(policy_, *adapter_name_);
+  if (tasks_.empty()) throw Error("Trainer: no task to train");
+  const bool several = tasks_.size() > 1;
+  std::vector<std::string> adapters;
+  for (const TrainingTask& task : tasks_) {
+    const std::string label =
+        "Trainer: task " + task.info.name + (task.adapter ? " (" + *task.adapter + ")" : "");
+    if (task.train.targets.empty()) throw Error(label + ": the training data has no labels");
+    if (task.dev.targets.empty()) throw Error(label + ": the dev data has no labels");
+    if (!task.adapter) {
+      if (several) {
+        throw Error(label +
+                    ": a run of several tasks trains each on its own adapter; this one has none");
+      }
+      continue;
+    }
+    if (std::find(adapters.begin(), adapters.end(), *task.adapter) != adapters.end()) {
+      throw Error(label + ": adapter \"" + *task.adapter +
+                  "\" already trains another task of the run; each task needs its own");
+    }
+    adapters.push_back(*task.adapter);
+    model_->bert->adapter_config(*task.adapter);  // throws when the model has no such adapter
+    check_policy_trains_adapter(policy_, *task.adapter);
+    // The head the task will train: its own, else (made by prepare_task_training()) the model's.
+    const HeadConfig& head = model_->head_config(
+        model_->has_task_head(*task.adapter) ? task.adapter : std::optional<std::string>());
+    const bool regression_head = head.problem_type == ProblemType::kRegression;
+    if (regression_head != task.info.regression() ||
+        (!regression_head && head.num_labels != static_cast<int64_t>(task.info.labels.size()))) {
+      auto describe = [](bool regression, int64_t labels) {
+        return regression ? std::string("a regression head")
+                          : "a head of " + std::to_string(labels) + " labels";
+      };
+      throw Error(label + " needs " +
+                  describe(task.info.regression(), static_cast<int64_t>(task.info.labels.size())) +
+                  ", the task would train " + describe(regression_head, head.num_labels) +
+                  " (give it its own with add_task_head())");
+    }
+    if (options_.cache_frozen_layers) adapter_free_layers(*model_->bert, task.adapter);
   }
-  if (options_.cache_frozen_layers) adapter_free_layers(*model_->bert, adapter_name_);
+  if (options_.cache_frozen_layers && !tasks_.front().adapter) {
+    adapter_free_layers(*model_->bert, std::nullopt);  // throws: the cache needs an adapter
+  }
 }
 
 TrainResult Trainer::train() {
@@ -262,14 +363,22 @@ TrainResult Trainer::train() {
   torch::manual_seed(options_.seed);
   model_->to(device);
   model_->train();
-  // The task trains on its own tensors (copies of the base's made here when needed); training
+  const size_t task_count = tasks_.size();
+  const bool several = task_count > 1;
+  // The tasks train on their own tensors (copies of the base's made here when needed); training
   // without one trains the plain base.
-  model_->bert->set_active_adapter(adapter_name_);
-  if (adapter_name_) {
-    prepare_task_training(*model_, *adapter_name_, policy_);
+  if (tasks_.front().adapter) {
+    std::vector<std::string> adapters;
+    for (const TrainingTask& task : tasks_) adapters.push_back(*task.adapter);
+    prepare_task_training(*model_, adapters, policy_);
   } else {
+    model_->bert->set_active_adapter(std::nullopt);
     apply_freeze_policy(*model_, policy_);
   }
+  auto activate = [&](size_t t) {
+    if (tasks_[t].adapter) model_->bert->set_active_adapter(*tasks_[t].adapter);
+  };
+  activate(0);
   AdamWOptions adamw;
   adamw.lr = options_.lr;
   AdamW optimizer(weight_decay_groups(*model_, options_.weight_decay), adamw);
@@ -279,8 +388,15 @@ TrainResult Trainer::train() {
   batching.group_by_length = options_.group_by_length;
   batching.seed = options_.seed;
   batching.pad_id = tokenizer_.pad_id();
-  Batcher batcher(train_, batching);
-  const int64_t batches = batcher.batches_per_epoch();
+  std::vector<Batcher> batchers;
+  std::vector<int64_t> task_batches_per_epoch;
+  for (const TrainingTask& task : tasks_) {
+    batchers.emplace_back(task.train, batching);
+    task_batches_per_epoch.push_back(batchers.back().batches_per_epoch());
+  }
+  const TaskSampler sampler(task_batches_per_epoch, options_.sampling_temperature, options_.seed);
+  // An epoch: one round of the sampler (one task: one pass over its data).
+  const int64_t batches = sampler.batches_per_round();
   const int64_t steps_per_epoch =
       (batches + options_.gradient_accumulation - 1) / options_.gradient_accumulation;
   int64_t total_steps = steps_per_epoch * options_.epochs;
@@ -293,11 +409,10 @@ TrainResult Trainer::train() {
   TrainingState state;
   state.data_seed = options_.seed;
   TrainResult result;
-  double best = -std::numeric_limits<double>::infinity();
-  int64_t evals_without_improvement = 0;
+  std::vector<TaskProgress> progress_of(task_count);
   int64_t last_eval_step = -1;
   Progress progress(options_.progress);
-  const Json fingerprint = data_fingerprint(train_, options_);
+  const Json fingerprint = run_fingerprint(tasks_, options_);
   if (options_.resume) {
     checkpoints.remove_stale_temporaries();
     remove_tree(options_.output_dir + "/.best.tmp");
@@ -324,21 +439,23 @@ TrainResult Trainer::train() {
             }
           }
         }
-        best = extra.value("best", best);
-        result.best_step = extra.value("best_step", int64_t{-1});
-        evals_without_improvement = extra.value("evals_without_improvement", int64_t{0});
-        if (extra.contains("best_metrics")) {
-          result.best_metrics = extra.at("best_metrics").get<std::map<std::string, double>>();
+        if (several) {
+          const Json& saved_tasks = extra.at("tasks");
+          if (saved_tasks.size() != task_count) {
+            throw Error(state_path + ": key 'extra.tasks' holds " +
+                        std::to_string(saved_tasks.size()) + " tasks, this run has " +
+                        std::to_string(task_count));
+          }
+          for (size_t t = 0; t < task_count; ++t) {
+            progress_of[t] =
+                read_task_progress(saved_tasks[t], state_path,
+                                   "extra.tasks[" + std::to_string(t) + "]", saved.global_step);
+          }
+        } else {
+          progress_of[0] = read_task_progress(extra, state_path, "extra", saved.global_step);
         }
       } catch (const Json::exception& e) {
         throw Error(state_path + ": key 'extra' is not the trainer's state: " + e.what());
-      }
-      if (result.best_step < -1 || result.best_step > saved.global_step) {
-        throw Error(state_path + ": key 'extra': best_step " + std::to_string(result.best_step) +
-                    " is not a step from -1 to global_step " + std::to_string(saved.global_step));
-      }
-      if (evals_without_improvement < 0) {
-        throw Error(state_path + ": key 'extra': evals_without_improvement must be >= 0");
       }
       state = CheckpointManager::load(*latest, *model_, optimizer);
       progress.message("train: resumed from " + *latest + " at step " +
@@ -353,22 +470,43 @@ TrainResult Trainer::train() {
   }
 
   {
+    Json tasks_json = Json::array();
+    std::string names, adapter_names;
+    size_t train_examples = 0, dev_examples = 0;
+    for (size_t t = 0; t < task_count; ++t) {
+      const TrainingTask& task = tasks_[t];
+      const TaskEntry* entry = task.adapter ? &model_->bert->tasks().at(*task.adapter) : nullptr;
+      names += (t ? "," : "") + task.info.name;
+      adapter_names += (t ? "," : "") + task.adapter.value_or("");
+      train_examples += task.train.encodings.size();
+      dev_examples += task.dev.encodings.size();
+      tasks_json.push_back(
+          {{"task", task.info.name},
+           {"adapter", task.adapter ? Json(*task.adapter) : Json(nullptr)},
+           {"train_examples", task.train.encodings.size()},
+           {"dev_examples", task.dev.encodings.size()},
+           {"batches_per_epoch", task_batches_per_epoch[t]},
+           {"batches_per_round", sampler.shares()[t]},
+           {"adapter_config", entry ? Json::parse(entry->adapter.to_json_string()) : Json(nullptr)},
+           {"fusion_config", entry && entry->is_fusion()
+                                 ? Json::parse(entry->fusion->to_json_string())
+                                 : Json(nullptr)},
+           {"parameters", Json::parse(parameter_report(*model_, task.adapter).to_json_string())}});
+    }
+    // A run of one task describes it at the top level; a run of several names them all there and
+    // describes each under "tasks".
+    const Json& first = tasks_json.front();
     Json run = {
         {"library_version", version()},
         {"torch_version", TORCH_VERSION},
-        {"task", task_.name},
-        {"train_examples", train_.encodings.size()},
-        {"dev_examples", dev_.encodings.size()},
+        {"task", names},
+        {"train_examples", train_examples},
+        {"dev_examples", dev_examples},
         {"train_mode", policy_.name()},
         {"train_pooler", policy_.train_pooler},
-        {"adapter", adapter_name_ ? Json(*adapter_name_) : Json(nullptr)},
-        {"adapter_config",
-         adapter_name_ ? Json::parse(model_->bert->adapter_config(*adapter_name_).to_json_string())
-                       : Json(nullptr)},
-        {"fusion_config",
-         adapter_name_ && model_->bert->tasks().at(*adapter_name_).is_fusion()
-             ? Json::parse(model_->bert->tasks().at(*adapter_name_).fusion->to_json_string())
-             : Json(nullptr)},
+        {"adapter", several ? Json(adapter_names) : first["adapter"]},
+        {"adapter_config", several ? Json(nullptr) : first["adapter_config"]},
+        {"fusion_config", several ? Json(nullptr) : first["fusion_config"]},
         {"model_config", Json::parse(model_->bert->config().to_json_string())},
         {"options",
          {{"epochs", options_.epochs},
@@ -387,8 +525,11 @@ TrainResult Trainer::train() {
           {"max_length", options_.max_length},
           {"device", options_.device.str()},
           {"precision", precision_name(options_.precision)},
-          {"cache_frozen_layers", options_.cache_frozen_layers}}},
-        {"parameters", Json::parse(parameter_report(*model_, adapter_name_).to_json_string())},
+          {"cache_frozen_layers", options_.cache_frozen_layers},
+          {"sampling_temperature", options_.sampling_temperature}}},
+        {"parameters",
+         several ? Json::parse(parameter_report(*model_).to_json_string()) : first["parameters"]},
+        {"tasks", tasks_json},
         {"machine",
          {{"hardware_threads", std::thread::hardware_concurrency()},
           {"torch_threads", at::get_num_threads()},
@@ -404,31 +545,39 @@ TrainResult Trainer::train() {
   }
 
   auto save_checkpoint = [&]() {
-    Json extra = {{"best", std::isfinite(best) ? Json(best) : Json(nullptr)},
-                  {"best_step", result.best_step},
-                  {"evals_without_improvement", evals_without_improvement},
-                  {"best_metrics", result.best_metrics},
-                  {"data", fingerprint}};
-    if (!std::isfinite(best)) extra.erase("best");
+    Json extra;
+    if (several) {
+      extra["tasks"] = Json::array();
+      for (const TaskProgress& p : progress_of) extra["tasks"].push_back(task_progress_json(p));
+    } else {
+      extra = task_progress_json(progress_of[0]);
+    }
+    extra["data"] = fingerprint;
     state.extra_json = extra.dump();
     checkpoints.save(*model_, optimizer, state);
   };
-  auto save_best = [&]() {
-    const std::string target = options_.output_dir + "/best";
+  // The best model of task t: `best/` (one task), `best/<adapter>/` (several).
+  auto best_directory = [&](size_t t) {
+    return options_.output_dir + "/best" + (several ? "/" + *tasks_[t].adapter : "");
+  };
+  auto save_best = [&](size_t t) {
+    const TrainingTask& task = tasks_[t];
+    const std::string target = best_directory(t);
     const std::string temp = options_.output_dir + "/.best.tmp";
     remove_tree(temp);
-    if (adapter_name_) {
+    if (task.adapter) {
       AdapterPackOptions pack;
       pack.train_mode = policy_.name();
       pack.max_length = options_.max_length;
       pack.precision = options_.precision;
-      save_adapter_pack(model_, *adapter_name_, temp, pack);
+      save_adapter_pack(model_, *task.adapter, temp, pack);
     } else {
       save_pretrained(*model_, temp);
       save_tokenizer(
           tokenizer_, temp,
           options_.max_length > 0 ? std::optional<int64_t>(options_.max_length) : std::nullopt);
     }
+    if (several) make_directories(options_.output_dir + "/best");
     // Swap the complete directory into place; "best.old" holds the previous one meanwhile.
     const std::string old = options_.output_dir + "/.best.old";
     remove_tree(old);
@@ -437,65 +586,80 @@ TrainResult Trainer::train() {
       throw Error(target + ": cannot move the best model into place");
     remove_tree(old);
   };
-  // Returns true when training should stop early.
+  // Evaluates every task; returns true when training should stop early (no task has improved
+  // for the patience).
   auto run_eval = [&](int64_t epoch) {
-    EvalResult eval = evaluate(model_, task_, dev_, options_.eval_batch_size, options_.device,
-                               options_.precision, tokenizer_.pad_id());
     last_eval_step = state.global_step;
-    const double score = eval.metrics.at(task_.main_metric);
-    const bool improved = score > best;
-    Json event = {
-        {"event", "eval"},
-        {"step", state.global_step},
-        {"epoch", epoch + 1},
-        {"dev_loss", eval.loss},
-        {"metrics", eval.metrics},
-        {"improved", improved},
-        {"elapsed_s",
-         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}};
-    log.write(event);
-    progress.message("eval: step " + std::to_string(state.global_step) + " dev " +
-                     metrics_text(eval.metrics) + (improved ? " (best)" : ""));
-    if (improved) {
-      best = score;
-      result.best_step = state.global_step;
-      result.best_metrics = eval.metrics;
-      evals_without_improvement = 0;
-      save_best();
-    } else {
-      ++evals_without_improvement;
+    bool stop = options_.early_stopping_patience > 0;
+    for (size_t t = 0; t < task_count; ++t) {
+      const TrainingTask& task = tasks_[t];
+      TaskProgress& p = progress_of[t];
+      activate(t);
+      EvalResult eval = evaluate(model_, task.info, task.dev, options_.eval_batch_size,
+                                 options_.device, options_.precision, tokenizer_.pad_id());
+      const double score = eval.metrics.at(task.info.main_metric);
+      const bool improved = score > p.best;
+      Json event = {
+          {"event", "eval"},
+          {"step", state.global_step},
+          {"epoch", epoch + 1},
+          {"task", task.info.name},
+          {"adapter", task.adapter ? Json(*task.adapter) : Json(nullptr)},
+          {"dev_loss", eval.loss},
+          {"metrics", eval.metrics},
+          {"improved", improved},
+          {"elapsed_s",
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}};
+      log.write(event);
+      progress.message("eval: step " + std::to_string(state.global_step) + " " +
+                       (several ? *task.adapter + " " : std::string()) + "dev " +
+                       metrics_text(eval.metrics) + (improved ? " (best)" : ""));
+      if (improved) {
+        p.best = score;
+        p.best_step = state.global_step;
+        p.best_metrics = eval.metrics;
+        p.evals_without_improvement = 0;
+        save_best(t);
+      } else {
+        ++p.evals_without_improvement;
+      }
+      stop = stop && p.evals_without_improvement >= options_.early_stopping_patience;
     }
-    return options_.early_stopping_patience > 0 &&
-           evals_without_improvement >= options_.early_stopping_patience;
+    return stop;
   };
 
-  // AdapterDrop's cache of the frozen lowest layers' outputs, per training example.
+  // AdapterDrop's cache of the frozen lowest layers' outputs, per task and training example.
   int64_t frozen_layers = 0;
-  std::vector<torch::Tensor> layer_cache;
+  std::vector<std::vector<torch::Tensor>> layer_cache(task_count);
   if (options_.cache_frozen_layers) {
-    frozen_layers = adapter_free_layers(*model_->bert, adapter_name_);
+    frozen_layers = model_->bert->config().num_hidden_layers;
     int64_t tokens = 0;
-    for (const auto& e : train_.encodings) tokens += static_cast<int64_t>(e.input_ids.size());
+    for (const TrainingTask& task : tasks_) {
+      frozen_layers = std::min(frozen_layers, adapter_free_layers(*model_->bert, task.adapter));
+      for (const auto& e : task.train.encodings) tokens += static_cast<int64_t>(e.input_ids.size());
+    }
     const int64_t bytes = tokens * model_->bert->config().hidden_size * 4;
     if (bytes > options_.cache_max_bytes) {
       progress.message("train: the frozen-layer cache would take " + std::to_string(bytes >> 20) +
                        " MiB, more than cache_max_bytes; training without it");
       frozen_layers = 0;
     } else {
-      layer_cache.resize(train_.encodings.size());
+      for (size_t t = 0; t < task_count; ++t)
+        layer_cache[t].resize(tasks_[t].train.encodings.size());
       result.cached_layers = frozen_layers;
     }
   }
-  // The hidden states after the frozen layers for `batch`: from the cache when every row is
-  // there, else computed (without dropout) and kept per row, without its padding.
-  auto lower_states = [&](const Batch& batch) {
+  // The hidden states after the frozen layers for `batch` of task t: from the cache when every
+  // row is there, else computed (without dropout) and kept per row, without its padding.
+  auto lower_states = [&](size_t t, const Batch& batch) {
+    std::vector<torch::Tensor>& cache = layer_cache[t];
     const int64_t seq = batch.input_ids.size(1);
     bool cached = true;
-    for (size_t row : batch.rows) cached = cached && layer_cache[row].defined();
+    for (size_t row : batch.rows) cached = cached && cache[row].defined();
     if (cached) {
       std::vector<torch::Tensor> rows;
       for (size_t row : batch.rows) {
-        const torch::Tensor& kept = layer_cache[row];
+        const torch::Tensor& kept = cache[row];
         rows.push_back(at::constant_pad_nd(kept, {0, 0, 0, seq - kept.size(0)}));
       }
       ++result.batches_from_cache;
@@ -505,28 +669,57 @@ TrainResult Trainer::train() {
     torch::Tensor hidden = model_->bert->lower_hidden_states(batch.input_ids, batch.attention_mask,
                                                              batch.token_type_ids, frozen_layers);
     for (size_t i = 0; i < batch.rows.size(); ++i) {
-      const auto length = static_cast<int64_t>(train_.encodings[batch.rows[i]].input_ids.size());
-      layer_cache[batch.rows[i]] = hidden[static_cast<int64_t>(i)].narrow(0, 0, length).clone();
+      const auto length =
+          static_cast<int64_t>(tasks_[t].train.encodings[batch.rows[i]].input_ids.size());
+      cache[batch.rows[i]] = hidden[static_cast<int64_t>(i)].narrow(0, 0, length).clone();
     }
     return hidden;
   };
 
+  // Each task's place in its own data order: batches drawn so far, and the order of the data
+  // epoch they are in.
+  struct DataCursor {
+    int64_t drawn = 0;
+    int64_t order_epoch = -1;
+    std::vector<std::vector<size_t>> order;
+  };
+  std::vector<DataCursor> cursors(task_count);
+  auto next_rows = [&](size_t t) -> const std::vector<size_t>& {
+    DataCursor& cursor = cursors[t];
+    const int64_t per_epoch = task_batches_per_epoch[t];
+    const int64_t data_epoch = cursor.drawn / per_epoch;
+    if (cursor.order_epoch != data_epoch) {
+      cursor.order = batchers[t].epoch_order(data_epoch);
+      cursor.order_epoch = data_epoch;
+    }
+    return cursor.order[static_cast<size_t>(cursor.drawn++ % per_epoch)];
+  };
+  // Whether task t trains a fusion with AdapterFusion's value regularisation.
+  std::vector<bool> fusion_regularization(task_count, false);
+  for (size_t t = 0; t < task_count; ++t) {
+    const TaskEntry* entry =
+        tasks_[t].adapter ? &model_->bert->tasks().at(*tasks_[t].adapter) : nullptr;
+    fusion_regularization[t] = entry && entry->is_fusion() && entry->fusion->regularization;
+  }
+
   stop_requested() = false;
   auto trainable = trainable_parameters(*model_);
-  const TaskEntry* trained_task =
-      adapter_name_ ? &model_->bert->tasks().at(*adapter_name_) : nullptr;
-  const bool fusion_regularization =
-      trained_task && trained_task->is_fusion() && trained_task->fusion->regularization;
   double window_loss = 0;
   int64_t window_batches = 0, window_examples = 0;
+  std::vector<double> window_task_loss(task_count, 0);
+  std::vector<int64_t> window_task_batches(task_count, 0);
   auto window_start = std::chrono::steady_clock::now();
   bool done = state.global_step >= total_steps;
   for (int64_t epoch = state.epoch; epoch < epochs && !done; ++epoch) {
-    const auto order = batcher.epoch_order(epoch);
+    const std::vector<size_t> order = sampler.round_order(epoch);
+    const std::vector<int64_t> drawn = sampler.drawn_before(epoch, state.batch_in_epoch);
+    for (size_t t = 0; t < task_count; ++t) cursors[t].drawn = drawn[t];
     int64_t micro = 0;
     optimizer.zero_grad();
     for (int64_t b = state.batch_in_epoch; b < static_cast<int64_t>(order.size()); ++b) {
-      Batch batch = batcher.make_batch(order[static_cast<size_t>(b)]).to(device);
+      const size_t t = order[static_cast<size_t>(b)];
+      activate(t);
+      Batch batch = batchers[t].make_batch(next_rows(t)).to(device);
       torch::Tensor loss;
       {
         AutocastGuard autocast(device, precision);
@@ -537,21 +730,25 @@ TrainResult Trainer::train() {
           model_->bert->embeddings->eval();
           for (int64_t i = 0; i < frozen_layers; ++i)
             model_->bert->encoder->at(static_cast<size_t>(i))->eval();
-          logits = model_->forward_from(lower_states(batch), batch.attention_mask, frozen_layers);
+          logits =
+              model_->forward_from(lower_states(t, batch), batch.attention_mask, frozen_layers);
         } else {
           logits = model_(batch.input_ids, batch.attention_mask, batch.token_type_ids);
         }
         loss = model_->loss(logits, batch.labels);
       }
       torch::Tensor objective = loss / static_cast<double>(options_.gradient_accumulation);
-      if (fusion_regularization) {
+      if (fusion_regularization[t]) {
         // AdapterFusion's pull of its value projections towards the identity, once per step.
-        objective = objective + model_->bert->fusion_regularization_loss(*adapter_name_) /
+        objective = objective + model_->bert->fusion_regularization_loss(*tasks_[t].adapter) /
                                     static_cast<double>(options_.gradient_accumulation);
       }
       objective.backward();
-      window_loss += loss.item<double>();
+      const double loss_value = loss.item<double>();
+      window_loss += loss_value;
       ++window_batches;
+      window_task_loss[t] += loss_value;
+      ++window_task_batches[t];
       window_examples += static_cast<int64_t>(batch.rows.size());
       ++micro;
       const bool last_batch = b + 1 == static_cast<int64_t>(order.size());
@@ -579,15 +776,27 @@ TrainResult Trainer::train() {
                       window_loss / static_cast<double>(window_batches), optimizer.lr(), rate, eta,
                       log_now);
       if (log_now) {
-        log.write({{"event", "train"},
-                   {"step", state.global_step},
-                   {"epoch", epoch + 1},
-                   {"loss", window_loss / static_cast<double>(window_batches)},
-                   {"lr", optimizer.lr()},
-                   {"examples_per_s", rate}});
+        Json event = {
+            {"event", "train"},     {"step", state.global_step},
+            {"epoch", epoch + 1},   {"loss", window_loss / static_cast<double>(window_batches)},
+            {"lr", optimizer.lr()}, {"examples_per_s", rate}};
+        if (several) {
+          // Each task's mean loss over the window (tasks without a batch in it are left out).
+          Json task_loss = Json::object();
+          for (size_t i = 0; i < task_count; ++i) {
+            if (window_task_batches[i] > 0) {
+              task_loss[*tasks_[i].adapter] =
+                  window_task_loss[i] / static_cast<double>(window_task_batches[i]);
+            }
+          }
+          event["task_loss"] = task_loss;
+        }
+        log.write(event);
         window_loss = 0;
         window_batches = 0;
         window_examples = 0;
+        std::fill(window_task_loss.begin(), window_task_loss.end(), 0.0);
+        std::fill(window_task_batches.begin(), window_task_batches.end(), 0);
         window_start = std::chrono::steady_clock::now();
       }
       if (state.global_step >= total_steps) {
@@ -628,22 +837,49 @@ TrainResult Trainer::train() {
     save_checkpoint();
   }
   result.steps = state.global_step;
-  const std::string best_dir = options_.output_dir + "/best";
-  if (result.best_step >= 0 && (file_exists(best_dir + "/adapter_config.json") ||
+  const std::vector<int64_t> drawn = sampler.drawn_before(state.epoch, state.batch_in_epoch);
+  Json tasks_summary = Json::array();
+  for (size_t t = 0; t < task_count; ++t) {
+    TaskTrainResult task;
+    task.task = tasks_[t].info.name;
+    task.adapter = tasks_[t].adapter;
+    task.best_metrics = progress_of[t].best_metrics;
+    task.best_step = progress_of[t].best_step;
+    task.batches = drawn[t];
+    const std::string best_dir = best_directory(t);
+    if (task.best_step >= 0 && (file_exists(best_dir + "/adapter_config.json") ||
                                 file_exists(best_dir + "/adapter_fusion_config.json") ||
                                 file_exists(best_dir + "/config.json"))) {
-    result.best_model = best_dir;
+      task.best_model = best_dir;
+    }
+    tasks_summary.push_back({{"task", task.task},
+                             {"adapter", task.adapter ? Json(*task.adapter) : Json(nullptr)},
+                             {"best_step", task.best_step},
+                             {"best_metrics", task.best_metrics},
+                             {"batches", task.batches},
+                             {"best_model", task.best_model ? Json(*task.best_model) : Json()}});
+    result.tasks.push_back(std::move(task));
+  }
+  if (!several) {
+    result.best_metrics = result.tasks[0].best_metrics;
+    result.best_step = result.tasks[0].best_step;
+    result.best_model = result.tasks[0].best_model;
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  Json summary = {{"task", task_.name},
-                  {"best_step", result.best_step},
-                  {"best_metrics", result.best_metrics},
-                  {"steps", result.steps},
-                  {"interrupted", result.interrupted},
-                  {"early_stopped", result.early_stopped},
-                  {"seconds", result.seconds},
-                  {"cached_layers", result.cached_layers},
-                  {"batches_from_cache", result.batches_from_cache}};
+  std::string names;
+  for (size_t t = 0; t < task_count; ++t) names += (t ? "," : "") + tasks_[t].info.name;
+  Json summary = {{"task", names}};
+  if (!several) {
+    summary["best_step"] = result.best_step;
+    summary["best_metrics"] = result.best_metrics;
+  }
+  summary["steps"] = result.steps;
+  summary["interrupted"] = result.interrupted;
+  summary["early_stopped"] = result.early_stopped;
+  summary["seconds"] = result.seconds;
+  summary["cached_layers"] = result.cached_layers;
+  summary["batches_from_cache"] = result.batches_from_cache;
+  summary["tasks"] = tasks_summary;
   write_file_atomic(options_.output_dir + "/results.json", summary.dump(2) + "\n");
   return result;
 }

@@ -2,7 +2,7 @@
 # One base, many tasks through the CLI: three tasks trained one after another as packs; eval of
 # the first with every pack loaded equals eval with it alone (no forgetting, no interference);
 # predict on mixed JSON lines equals the single-task runs line by line; a fusion of two packs
-# trains on a third task and its pack evaluates as the run did.
+# trains on a third task and its pack evaluates as the run did; three tasks train in one run.
 # Usage: multi_task.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 source "$(dirname "$0")/harness.sh"
 
@@ -140,6 +140,41 @@ PY
 "$cli" train --task RTE "${common[@]}" --out "$work/fusion2" --fuse SST-2,STS-B "${packs[@]}" >/dev/null 2>"$work/err"
 [ $? -eq 1 ] && grep -q 'only adapters placed alike can be fused' "$work/err" ||
   fail "fusing Houlsby with Pfeiffer: $(cat "$work/err")"
+
+# Multi-task training: three tasks in one run, each its adapter and head on the one base, batches
+# interleaved in proportion to the data; each task's best pack evaluates as the run logged it.
+"$cli" train --task SST-2,STS-B,MRPC --data-dir "$glue" --model "$base" --train-examples 48 \
+  --batch-size 16 --epochs 2 --max-length 32 --no-progress --out "$work/together" \
+  >"$work/together.json" 2>"$work/together.log" || fail "multi-task train: $(tail -3 "$work/together.log")"
+for task in SST-2 STS-B MRPC; do
+  "$cli" eval --task "$task" --data-dir "$glue" --model "$base" --adapter-pack "$work/together/best/$task" \
+    >"$work/together_eval_$task.json" 2>"$work/err" || fail "eval $task of the multi-task run: $(cat "$work/err")"
+done
+/usr/bin/python3 - "$work" <<'PY' || fail "multi-task run: see above"
+import json, sys
+work = sys.argv[1]
+run = json.load(open(f"{work}/together.json"))
+assert run["task"] == "SST-2,STS-B,MRPC", run
+assert [t["task"] for t in run["tasks"]] == ["SST-2", "STS-B", "MRPC"], run
+for t in run["tasks"]:
+    assert t["batches"] == 6, t  # two passes over 48 examples in batches of 16
+    assert t["best_model"] == f"{work}/together/best/{t['task']}", t
+    ev = json.load(open(f"{work}/together_eval_{t['task']}.json"))
+    assert ev["metrics"] == t["dev"], (ev, t)
+evals = [e for e in map(json.loads, open(f"{work}/together/metrics.jsonl")) if e["event"] == "eval"]
+assert [e["task"] for e in evals] == ["SST-2", "STS-B", "MRPC"] * 2, evals
+assert "spearmanr" in evals[1]["metrics"], evals[1]
+PY
+"$cli" train --task SST-2,MRPC --fuse SST-2,MRPC "${packs[@]}" "${common[@]}" --out "$work/refused" >/dev/null 2>"$work/err"
+[ $? -eq 1 ] && grep -q 'takes no --fuse' "$work/err" || fail "--fuse with several tasks: $(cat "$work/err")"
+"$cli" train --task SST-2,sst2 "${common[@]}" --out "$work/refused" >/dev/null 2>"$work/err"
+[ $? -eq 1 ] && grep -q -- '--task names SST-2 twice' "$work/err" || fail "a task twice: $(cat "$work/err")"
+"$cli" train --task SST-2,MRPC --train full "${common[@]}" --out "$work/refused" >/dev/null 2>"$work/err"
+[ $? -eq 1 ] && grep -q 'trains an adapter per task' "$work/err" || fail "several tasks, full: $(cat "$work/err")"
+"$cli" train --task SST-2 --sampling-temperature 2 "${common[@]}" --out "$work/refused" >/dev/null 2>"$work/err"
+[ $? -eq 1 ] && grep -q -- '--sampling-temperature interleaves the tasks' "$work/err" ||
+  fail "--sampling-temperature with one task: $(cat "$work/err")"
+[ -e "$work/refused" ] && fail "a refused run wrote $work/refused"
 
 # Bad requests: one line naming the file and line.
 printf '%s\n' '{"task": "SST-2", "text": "fine"}' '{"task": "SST2", "text": "typo"}' >"$work/bad.jsonl"

@@ -30,7 +30,8 @@ namespace adaptertune::cli {
 namespace {
 
 struct TrainCommandOptions {
-  std::string task;
+  /// One GLUE task, or several (`--task SST-2,MRPC,RTE`) trained together, each on its adapter.
+  std::vector<std::string> tasks;
   std::string data_dir = "data/glue";
   std::string model;
   AdapterChoice adapter;
@@ -82,8 +83,36 @@ GlueDataset subsample(GlueDataset data, int64_t n) {
   return data;
 }
 
+// The GLUE tasks of --task, each once.
+std::vector<GlueTaskInfo> tasks_of(const TrainCommandOptions& o) {
+  std::vector<GlueTaskInfo> tasks;
+  for (const auto& name : o.tasks) {
+    const GlueTaskInfo& task = glue_task(name);
+    for (const auto& earlier : tasks) {
+      if (earlier.name == task.name) throw Error("--task names " + task.name + " twice");
+    }
+    tasks.push_back(task);
+  }
+  if (tasks.empty()) throw Error("--task: no task given");
+  return tasks;
+}
+
+// Several tasks in one run: each its adapter (named like the task) and head on the one base.
+void check_multi_task_options(const TrainCommandOptions& o, bool adapter) {
+  const std::string label = "train --task with several tasks (multi-task training)";
+  if (o.fuse) throw Error(label + " takes no --fuse: train a fusion for one task");
+  if (o.adapter_name) {
+    throw Error(label + " takes no --adapter-name: each task's adapter is named like the task");
+  }
+  if (!adapter) {
+    throw Error(label + " trains an adapter per task: --train adapters or adapters-head");
+  }
+}
+
 int run_train(TrainCommandOptions o) {
-  const GlueTaskInfo& task = glue_task(o.task);
+  const std::vector<GlueTaskInfo> tasks = tasks_of(o);
+  const GlueTaskInfo& task = tasks.front();
+  const bool several = tasks.size() > 1;
   o.trainer.device = parse_device(o.device);
   o.trainer.precision = parse_precision(o.precision.value_or("fp32"));
   o.trainer.schedule = parse_schedule(o.schedule);
@@ -106,6 +135,7 @@ int run_train(TrainCommandOptions o) {
     throw Error("train --adapter-pack loads the adapters a fusion fuses: give --fuse too");
   }
   std::optional<AdapterConfig> adapter = o.fuse ? std::nullopt : resolve_adapter(o.adapter, mode);
+  if (several) check_multi_task_options(o, adapter.has_value());
   const std::string adapter_label =
       o.fuse ? fusion_name(fused) : o.adapter_name.value_or(adapter_name_for(task));
   // Options are checked before anything loads or is written, so that a mistake costs no time and
@@ -114,6 +144,11 @@ int run_train(TrainCommandOptions o) {
   o.trainer.inputs.insert(o.trainer.inputs.end(), o.adapter_packs.begin(), o.adapter_packs.end());
   Trainer::check_options(o.trainer);
   check_max_length_flag(o.model, o.max_length);
+  if (o.trainer.sampling_temperature != 1.0 && !several) {
+    throw Error(
+        "--sampling-temperature interleaves the tasks of a multi-task run: give --task "
+        "several tasks (e.g. SST-2,MRPC,RTE)");
+  }
   if (adapter || fusion) {
     check_policy_trains_adapter(requested, adapter_label);
   } else if (mode == TrainMode::kAdapters || mode == TrainMode::kAdaptersAndHead) {
@@ -127,7 +162,13 @@ int run_train(TrainCommandOptions o) {
       load_bert_for_sequence_classification(o.model, head_for(task), &report);
   std::fprintf(stderr, "train: loaded %s: %s\n", o.model.c_str(), report.summary().c_str());
   std::optional<std::string> adapter_name;
-  if (adapter) {
+  if (several) {
+    // Each task its adapter and its own head, in --task order (so that a seed repeats them).
+    for (const GlueTaskInfo& t : tasks) {
+      model->bert->add_adapter(adapter_name_for(t), *adapter);
+      model->add_task_head(adapter_name_for(t), head_for(t));
+    }
+  } else if (adapter) {
     adapter_name = adapter_label;
     model->bert->add_adapter(*adapter_name, *adapter);
   } else if (fusion) {
@@ -141,30 +182,51 @@ int run_train(TrainCommandOptions o) {
   }
   const FreezePolicy policy = resolve_policy(o.train, *model->bert);
 
-  auto train_data = subsample(read_glue(task, o.data_dir, "train"), o.train_examples);
-  auto dev_data = read_glue(task, o.data_dir, "dev");
-  EncodedDataset train = encode_glue(train_data, *tokenizer, o.max_length);
-  EncodedDataset dev = encode_glue(dev_data, *tokenizer, o.max_length);
-  std::fprintf(stderr,
-               "train: %s, %zu train / %zu dev examples, adapter %s, training %s%s on %s (%s)\n",
-               task.name.c_str(), train.encodings.size(), dev.encodings.size(),
-               adapter_name ? adapter_name->c_str() : "none", policy.name().c_str(),
+  std::vector<TrainingTask> training;
+  for (const GlueTaskInfo& t : tasks) {
+    EncodedDataset train = encode_glue(
+        subsample(read_glue(t, o.data_dir, "train"), o.train_examples), *tokenizer, o.max_length);
+    EncodedDataset dev = encode_glue(read_glue(t, o.data_dir, "dev"), *tokenizer, o.max_length);
+    const std::optional<std::string> name =
+        several ? std::optional<std::string>(adapter_name_for(t)) : adapter_name;
+    std::fprintf(stderr, "train: %s, %zu train / %zu dev examples, adapter %s\n", t.name.c_str(),
+                 train.encodings.size(), dev.encodings.size(), name ? name->c_str() : "none");
+    training.push_back({t, std::move(train), std::move(dev), name});
+  }
+  std::fprintf(stderr, "train: training %s%s on %s (%s)\n", policy.name().c_str(),
                policy.train_pooler ? " + pooler" : "", o.trainer.device.str().c_str(),
                precision_name(o.trainer.precision).c_str());
   TrainResult result;
   {
     StopOnInterrupt ctrl_c;
-    Trainer trainer(model, task, std::move(train), std::move(dev), policy, adapter_name, o.trainer,
-                    *tokenizer);
+    Trainer trainer(model, std::move(training), policy, o.trainer, *tokenizer);
     result = trainer.train();
   }
-  nlohmann::ordered_json out = {
-      {"task", task.name},
-      {"best_step", result.best_step},
-      {"dev", result.best_metrics},
-      {"best_model", result.best_model ? nlohmann::ordered_json(*result.best_model) : nullptr},
-      {"seconds", result.seconds},
-      {"interrupted", result.interrupted}};
+  auto best_model = [](const std::optional<std::string>& dir) {
+    return dir ? nlohmann::ordered_json(*dir) : nullptr;
+  };
+  nlohmann::ordered_json out;
+  if (several) {
+    std::string names;
+    nlohmann::ordered_json per_task = nlohmann::ordered_json::array();
+    for (const TaskTrainResult& r : result.tasks) {
+      names += (names.empty() ? "" : ",") + r.task;
+      per_task.push_back({{"task", r.task},
+                          {"adapter", *r.adapter},
+                          {"best_step", r.best_step},
+                          {"dev", r.best_metrics},
+                          {"batches", r.batches},
+                          {"best_model", best_model(r.best_model)}});
+    }
+    out = {{"task", names}, {"tasks", per_task}};
+  } else {
+    out = {{"task", task.name},
+           {"best_step", result.best_step},
+           {"dev", result.best_metrics},
+           {"best_model", best_model(result.best_model)}};
+  }
+  out["seconds"] = result.seconds;
+  out["interrupted"] = result.interrupted;
   std::cout << out.dump() << std::endl;
   return result.interrupted ? 130 : 0;
 }
@@ -537,7 +599,11 @@ Command add_train_command(CLI::App& app) {
   o->trainer.output_dir = "runs/train";
   CLI::App* cmd = app.add_subcommand(
       "train", "Fine-tune on a GLUE task (adapters by default); keeps the best model");
-  cmd->add_option("--task", o->task, "GLUE task name")->required();
+  cmd->add_option("--task", o->tasks,
+                  "GLUE task name, or several joined by ',' (e.g. SST-2,MRPC,RTE) to train them "
+                  "together, each on its own adapter and head (best packs in OUT/best/<task>)")
+      ->delimiter(',')
+      ->required();
   cmd->add_option("--data-dir", o->data_dir, "Folder with <TASK>/train.tsv, dev.tsv")
       ->check(CLI::ExistingDirectory)
       ->capture_default_str();
@@ -603,6 +669,12 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--train-examples", o->train_examples,
                   "Use only the first N training examples (0: all)")
       ->check(integer_range(0))
+      ->capture_default_str();
+  cmd->add_option("--sampling-temperature", o->trainer.sampling_temperature,
+                  "Several tasks: batches of task i come with probability ~ size_i^(1/T); 1 "
+                  "samples in proportion to the data (each task one pass per epoch), larger T "
+                  "flattens towards uniform")
+      ->check(finite_number(0, /*exclusive=*/true))
       ->capture_default_str();
   cmd->add_option("--seed", o->trainer.seed, "Random seed")
       ->check(integer_range(0))

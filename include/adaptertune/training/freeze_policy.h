@@ -72,6 +72,13 @@ int64_t apply_freeze_policy(torch::nn::Module& model, const FreezePolicy& policy
 int64_t prepare_task_training(BertForSequenceClassificationImpl& model, const std::string& task,
                               const FreezePolicy& policy);
 
+/// A multi-task run's form of prepare_task_training(): readies each of `tasks` as that does one,
+/// then makes all of their own tensors trainable together (the base and any other task stay
+/// frozen). Throws Error as prepare_task_training() does, or when `tasks` is empty or names a
+/// task twice.
+int64_t prepare_task_training(BertForSequenceClassificationImpl& model,
+                              const std::vector<std::string>& tasks, const FreezePolicy& policy);
+
 /// The parameters with `requires_grad`, in registration order: what the optimizer should see.
 std::vector<torch::Tensor> trainable_parameters(const torch::nn::Module& model);
 

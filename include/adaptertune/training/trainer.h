@@ -71,6 +71,10 @@ struct TrainerOptions {
   /// Memory the cache may take (bytes, where the model trains); a larger one is not built and
   /// training goes on without it (a message says so).
   int64_t cache_max_bytes = int64_t{4} << 30;
+  /// A run of several tasks: the temperature T of the task sampling (TaskSampler). 1 samples
+  /// each task's batches in proportion to its data, so that every task makes one pass over its
+  /// data per epoch; larger T flattens towards uniform.
+  double sampling_temperature = 1.0;
   /// Progress bar on a terminal, plain lines otherwise; false: silent.
   bool progress = true;
   /// Called after every optimizer step with the global step (custom logging, tests).
@@ -97,7 +101,32 @@ EvalResult evaluate(BertForSequenceClassification& model, const GlueTaskInfo& ta
                     const EncodedDataset& data, int64_t batch_size, c10::Device device,
                     Precision precision, int64_t pad_id);
 
+/// One task of a training run: its data and the task of the model (adapter or fusion) that
+/// learns it.
+struct TrainingTask {
+  GlueTaskInfo info;
+  EncodedDataset train;
+  EncodedDataset dev;
+  /// The model's task (adapter or fusion) that trains; std::nullopt: the plain base, allowed only
+  /// when it is the run's only task.
+  std::optional<std::string> adapter;
+};
+
+/// How one task of a run did.
+struct TaskTrainResult {
+  /// The GLUE task's name and the model's task (adapter) that learnt it.
+  std::string task;
+  std::optional<std::string> adapter;
+  std::map<std::string, double> best_metrics;
+  int64_t best_step = -1;
+  /// Training batches of this task the run went through.
+  int64_t batches = 0;
+  /// Its best model (`output_dir/best`, or `output_dir/best/<adapter>` in a run of several tasks).
+  std::optional<std::string> best_model;
+};
+
 struct TrainResult {
+  /// The best evaluation of the run's only task (a run of several tasks: see `tasks`).
   std::map<std::string, double> best_metrics;
   int64_t best_step = -1;
   int64_t steps = 0;
@@ -107,8 +136,11 @@ struct TrainResult {
   /// Layers served from the frozen-layer cache (0: no cache), and the batches that were.
   int64_t cached_layers = 0;
   int64_t batches_from_cache = 0;
-  /// Where the best model is (`output_dir/best`), when an evaluation has written one.
+  /// Where the best model of the only task is (`output_dir/best`), when an evaluation has
+  /// written one.
   std::optional<std::string> best_model;
+  /// Every task's results, in the run's order.
+  std::vector<TaskTrainResult> tasks;
 };
 
 /// Fine-tunes with AdamW (no weight decay on biases and LayerNorms), a warmup + decay schedule,
@@ -127,6 +159,16 @@ struct TrainResult {
 /// LayerNorm and pooler copies and its head are made when the policy needs them), so the shared
 /// base and the other tasks of the model are left exactly as they were. Without an adapter the
 /// plain base (and the model's own head) trains.
+///
+/// Several tasks in one run (multi-task training): each task trains its own adapter and head on
+/// the shared frozen base. Every batch comes from one task, interleaved by a TaskSampler (see
+/// TrainerOptions::sampling_temperature); an epoch is then one round of the sampler, the sum of
+/// the tasks' batches per epoch. One AdamW and one schedule serve all tasks; AdamW and clipping
+/// see only the gradients of the tasks in the step. Every evaluation measures every task on its
+/// own dev set (one `eval` event per task in metrics.jsonl, with `"task"`), each task keeps its
+/// own best pack in `output_dir/best/<adapter>`, and early stopping waits until no task has
+/// improved for the patience. A task's head must fit its labels: give each task its head
+/// (add_task_head()) before training when the model's own head does not fit them all.
 class Trainer {
  public:
   /// Checks `options` (validate()) and what output_dir holds against resume/overwrite and the
@@ -139,15 +181,17 @@ class Trainer {
   Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task, EncodedDataset train,
           EncodedDataset dev, FreezePolicy policy, std::optional<std::string> adapter_name,
           TrainerOptions options, const Tokenizer& tokenizer);
+  /// Several tasks (or one) in one run. Throws Error when there is no task, a task's data has
+  /// no labels, a task of several has no adapter, two tasks name one adapter, or a task's head
+  /// does not fit its labels.
+  Trainer(BertForSequenceClassification& model, std::vector<TrainingTask> tasks,
+          FreezePolicy policy, TrainerOptions options, const Tokenizer& tokenizer);
   TrainResult train();
 
  private:
   BertForSequenceClassification& model_;
-  const GlueTaskInfo& task_;
-  EncodedDataset train_;
-  EncodedDataset dev_;
+  std::vector<TrainingTask> tasks_;
   FreezePolicy policy_;
-  std::optional<std::string> adapter_name_;
   TrainerOptions options_;
   const Tokenizer& tokenizer_;
 };
