@@ -24,7 +24,8 @@ train() { # TASK OUT [options]
     --batch-size 32 --max-length 128 --seed 42 --lr 1e-3 --no-progress --overwrite --out "$out" \
     "$@" > /dev/null
 }
-# ADAPTERTUNE_REPORT_ONLY=1 rewrites the section from the runs already in $runs.
+# ADAPTERTUNE_REPORT_ONLY=1 rewrites the section from the runs already in $runs (give the same
+# extra options: the section quotes them).
 if [ -z "${ADAPTERTUNE_REPORT_ONLY:-}" ]; then
   for task in SST-2 MRPC CoLA STS-B RTE; do
     train "$task" "$runs/$task" --adapter houlsby "$@"
@@ -64,15 +65,7 @@ lines += ["", f"Predicting the majority class scores {100 * majority:.1f} % on t
           "language yet (issue 13), neither run is clearly above it and the difference is within "
           "noise. The fusion trains twelve times the adapter's parameters (query, key and value "
           "per site). Times include whatever else ran on the machine."]
-section = "\n".join(lines) + "\n"
-path = "docs/results.md"
-text = open(path).read()
-begin, end = "<!-- fusion_report.sh -->\n", "<!-- /fusion_report.sh -->\n"
-if begin in text:
-    head, rest = text.split(begin, 1)
-    text = head + begin + section + end + rest.split(end, 1)[1]
-else:
-    text = text.rstrip("\n") + "\n\n" + begin + section + end
-open(path, "w").write(text)
-print(section)
+sys.path.insert(0, "scripts")
+from results_section import write_section
+write_section("fusion_report.sh", "\n".join(lines) + "\n")
 PY

@@ -14,6 +14,7 @@
 #include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/trainer.h"
 #include "test_util.h"
+#include "training_test_util.h"
 
 namespace adaptertune {
 namespace {
@@ -55,13 +56,7 @@ BertForSequenceClassification model_with(
 }
 
 TrainerOptions options_for(const std::string& name) {
-  TrainerOptions o;
-  o.epochs = 2;
-  o.batch_size = 16;
-  o.lr = 5e-3;
-  o.progress = false;
-  o.output_dir = testing::fresh_dir("multitask_training_" + name);
-  return o;
+  return testing::short_run_options("multitask_training_" + name);
 }
 
 std::map<std::string, torch::Tensor> tensors_of(BertForSequenceClassification& model,

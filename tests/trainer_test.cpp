@@ -17,6 +17,7 @@
 #include "adaptertune/text/wordpiece.h"
 #include "adaptertune/training/scheduler.h"
 #include "test_util.h"
+#include "training_test_util.h"
 
 namespace adaptertune {
 namespace {
@@ -47,15 +48,7 @@ BertForSequenceClassification make_model() {
 }
 
 TrainerOptions options_for(const std::string& name) {
-  TrainerOptions o;
-  o.epochs = 2;
-  o.batch_size = 16;
-  o.lr = 5e-3;
-  o.progress = false;
-  o.output_dir =
-      ::testing::TempDir() + "adaptertune_trainer_" + name + "_" + std::to_string(::getpid());
-  remove_tree(o.output_dir);
-  return o;
+  return testing::short_run_options("trainer_" + name);
 }
 
 std::map<std::string, torch::Tensor> snapshot(BertForSequenceClassification& model) {
