@@ -15,6 +15,8 @@ PACKAGES=(
   libssl-dev
   # HTTP for `adaptertune serve` (cpp-httplib: no HTTP parsing of our own)
   libcpp-httplib-dev
+  # Gloo's headers: distributed training on LibTorch's c10d Gloo backend (LibTorch links libgloo)
+  libgloo-dev
   # a real BLAS: without it Debian's LibTorch falls back to reference BLAS (~30x slower)
   libopenblas0-openmp
   # headless browser for the page `adaptertune serve` offers (ctest label browser)

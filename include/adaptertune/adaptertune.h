@@ -12,6 +12,7 @@
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/bert_model.h"
 #include "adaptertune/device.h"
+#include "adaptertune/distributed/process_group.h"
 #include "adaptertune/error.h"
 #include "adaptertune/fusion_config.h"
 #include "adaptertune/head_config.h"

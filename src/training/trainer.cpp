@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/device.h"
+#include "adaptertune/distributed/process_group.h"
 #include "adaptertune/error.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
@@ -204,6 +205,47 @@ class Progress {
   bool enabled_, tty_;
 };
 
+// Sums the gradients of `params` over `group`; each process's loss was already scaled to its share
+// of the global batch, so the sum is the gradient of the global batch's mean loss. A parameter
+// that got no gradient on any process keeps none (another task's, in a multi-task run: AdamW and
+// clipping skip it). `extra` (losses, flags) is summed in the same all-reduce.
+void all_reduce_gradients(ProcessGroup& group, const std::vector<torch::Tensor>& params,
+                          std::vector<double>& extra) {
+  // Which parameters had a gradient here, then `extra`: float64, so that losses keep their digits.
+  std::vector<double> values(params.size(), 0.0);
+  std::vector<at::Tensor> tensors;
+  for (size_t i = 0; i < params.size(); ++i) {
+    torch::Tensor param = params[i];
+    if (param.grad().defined()) {
+      values[i] = 1;
+    } else {
+      param.mutable_grad() = at::zeros_like(param);
+    }
+    tensors.push_back(param.grad());
+  }
+  values.insert(values.end(), extra.begin(), extra.end());
+  const c10::Device device = params.empty() ? c10::Device(c10::kCPU) : params[0].device();
+  at::Tensor flags = at::tensor(values, at::kDouble).to(device);
+  tensors.push_back(flags);
+  group.all_reduce_sum(tensors);
+  const at::Tensor sums = flags.cpu().contiguous();
+  const double* sum = sums.data_ptr<double>();
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (sum[i] == 0) torch::Tensor(params[i]).mutable_grad().reset();
+  }
+  for (size_t i = 0; i < extra.size(); ++i) extra[i] = sum[params.size() + i];
+}
+
+// The slice of a global batch that process `rank` of `world` trains on: consecutive, as even as
+// can be (the first ones one row larger), empty when the batch has fewer rows than processes.
+std::vector<size_t> share_of(const std::vector<size_t>& rows, int64_t rank, int64_t world) {
+  const auto n = static_cast<int64_t>(rows.size());
+  const int64_t base = n / world, larger = n % world;
+  const int64_t begin = rank * base + std::min(rank, larger);
+  const int64_t size = base + (rank < larger ? 1 : 0);
+  return {rows.begin() + begin, rows.begin() + begin + size};
+}
+
 std::string metrics_text(const std::map<std::string, double>& metrics) {
   std::string out;
   for (const auto& [k, v] : metrics) {
@@ -287,6 +329,8 @@ void TrainerOptions::validate() const {
 
 void Trainer::check_options(const TrainerOptions& options) {
   options.validate();
+  // Only rank 0 writes the run directory; the others never look at it before a resume.
+  if (options.process_group && !options.process_group->is_main()) return;
   check_output_directory(run_directory(options.output_dir),
                          existing_output_mode(options.resume, options.overwrite), options.inputs);
 }
@@ -308,6 +352,12 @@ Trainer::Trainer(BertForSequenceClassification& model, std::vector<TrainingTask>
       tokenizer_(tokenizer) {
   check_options(options_);
   if (tasks_.empty()) throw Error("Trainer: no task to train");
+  if (options_.process_group && options_.batch_size < options_.process_group->world_size()) {
+    throw Error("Trainer: batch_size " + std::to_string(options_.batch_size) +
+                " is the global batch, shared out among the " +
+                std::to_string(options_.process_group->world_size()) +
+                " processes: it must be at least that many");
+  }
   const bool several = tasks_.size() > 1;
   std::vector<std::string> adapters;
   for (const TrainingTask& task : tasks_) {
@@ -358,8 +408,11 @@ TrainResult Trainer::train() {
   const Precision precision = options_.precision;
   // Checked again: the directory may have changed since the constructor.
   check_options(options_);
-  if (options_.overwrite) clear_output_directory(run_directory(options_.output_dir));
-  make_directories(options_.output_dir);
+  ProcessGroup* const group = options_.process_group.get();
+  // Rank 0 writes the run directory; the other processes of a group write nothing.
+  const bool writes = !group || group->is_main();
+  if (writes && options_.overwrite) clear_output_directory(run_directory(options_.output_dir));
+  if (writes) make_directories(options_.output_dir);
   torch::manual_seed(options_.seed);
   model_->to(device);
   model_->train();
@@ -411,11 +464,13 @@ TrainResult Trainer::train() {
   TrainResult result;
   std::vector<TaskProgress> progress_of(task_count);
   int64_t last_eval_step = -1;
-  Progress progress(options_.progress);
+  Progress progress(options_.progress && writes);
   const Json fingerprint = run_fingerprint(tasks_, options_);
   if (options_.resume) {
-    checkpoints.remove_stale_temporaries();
-    remove_tree(options_.output_dir + "/.best.tmp");
+    if (writes) {
+      checkpoints.remove_stale_temporaries();
+      remove_tree(options_.output_dir + "/.best.tmp");
+    }
     if (auto latest = checkpoints.latest()) {
       // The trainer's own state is read and checked before the checkpoint changes the model.
       const TrainingState saved = CheckpointManager::read_state(*latest);
@@ -469,7 +524,11 @@ TrainResult Trainer::train() {
     }
   }
 
-  {
+  if (group) {
+    // Every process starts from rank 0's tensors, as one model.
+    group->broadcast(trainable_parameters(*model_));
+  }
+  if (writes) {
     Json tasks_json = Json::array();
     std::string names, adapter_names;
     size_t train_examples = 0, dev_examples = 0;
@@ -538,13 +597,19 @@ TrainResult Trainer::train() {
     };
     write_file_atomic(options_.output_dir + "/run.json", run.dump(2) + "\n");
   }
-  if (options_.resume) cut_metrics_log(options_.output_dir + "/metrics.jsonl", state.global_step);
-  MetricsLog log(options_.output_dir + "/metrics.jsonl");
-  if (options_.resume && state.global_step > 0) {
-    log.write({{"event", "resume"}, {"step", state.global_step}});
+  if (writes && options_.resume) {
+    cut_metrics_log(options_.output_dir + "/metrics.jsonl", state.global_step);
   }
+  std::optional<MetricsLog> metrics_log;
+  if (writes) metrics_log.emplace(options_.output_dir + "/metrics.jsonl");
+  auto write_event = [&](const Json& event) {
+    if (metrics_log) metrics_log->write(event);
+  };
+  if (options_.resume && state.global_step > 0)
+    write_event({{"event", "resume"}, {"step", state.global_step}});
 
   auto save_checkpoint = [&]() {
+    if (!writes) return;
     Json extra;
     if (several) {
       extra["tasks"] = Json::array();
@@ -610,7 +675,7 @@ TrainResult Trainer::train() {
           {"improved", improved},
           {"elapsed_s",
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}};
-      log.write(event);
+      write_event(event);
       progress.message("eval: step " + std::to_string(state.global_step) + " " +
                        (several ? *task.adapter + " " : std::string()) + "dev " +
                        metrics_text(eval.metrics) + (improved ? " (best)" : ""));
@@ -619,11 +684,17 @@ TrainResult Trainer::train() {
         p.best_step = state.global_step;
         p.best_metrics = eval.metrics;
         p.evals_without_improvement = 0;
-        save_best(t);
+        if (writes) save_best(t);
       } else {
         ++p.evals_without_improvement;
       }
       stop = stop && p.evals_without_improvement >= options_.early_stopping_patience;
+    }
+    if (group) {
+      // Rank 0's decision for all, so that no process stops alone.
+      at::Tensor flag = at::full({1}, stop ? 1.0f : 0.0f).to(options_.device);
+      group->broadcast({flag});
+      stop = flag.item<float>() > 0;
     }
     return stop;
   };
@@ -708,6 +779,8 @@ TrainResult Trainer::train() {
   int64_t window_batches = 0, window_examples = 0;
   std::vector<double> window_task_loss(task_count, 0);
   std::vector<int64_t> window_task_batches(task_count, 0);
+  // This optimizer step's loss per task: the global batch's mean, summed over its batches.
+  std::vector<double> step_loss(task_count, 0);
   auto window_start = std::chrono::steady_clock::now();
   bool done = state.global_step >= total_steps;
   for (int64_t epoch = state.epoch; epoch < epochs && !done; ++epoch) {
@@ -719,40 +792,62 @@ TrainResult Trainer::train() {
     for (int64_t b = state.batch_in_epoch; b < static_cast<int64_t>(order.size()); ++b) {
       const size_t t = order[static_cast<size_t>(b)];
       activate(t);
-      Batch batch = batchers[t].make_batch(next_rows(t)).to(device);
-      torch::Tensor loss;
-      {
-        AutocastGuard autocast(device, precision);
-        torch::Tensor logits;
-        if (frozen_layers > 0) {
-          // The cached layers run without dropout, so that their outputs repeat (an evaluation
-          // in between puts the whole model back in training mode).
-          model_->bert->embeddings->eval();
-          for (int64_t i = 0; i < frozen_layers; ++i)
-            model_->bert->encoder->at(static_cast<size_t>(i))->eval();
-          logits =
-              model_->forward_from(lower_states(t, batch), batch.attention_mask, frozen_layers);
-        } else {
-          logits = model_(batch.input_ids, batch.attention_mask, batch.token_type_ids);
+      const std::vector<size_t>& global_rows = next_rows(t);
+      // In a group, this process's slice of the global batch.
+      const std::vector<size_t> rows =
+          group ? share_of(global_rows, group->rank(), group->world_size()) : global_rows;
+      const double share =
+          static_cast<double>(rows.size()) / static_cast<double>(global_rows.size());
+      if (!rows.empty()) {
+        Batch batch = batchers[t].make_batch(rows).to(device);
+        torch::Tensor loss;
+        {
+          AutocastGuard autocast(device, precision);
+          torch::Tensor logits;
+          if (frozen_layers > 0) {
+            // The cached layers run without dropout, so that their outputs repeat (an
+            // evaluation in between puts the whole model back in training mode).
+            model_->bert->embeddings->eval();
+            for (int64_t i = 0; i < frozen_layers; ++i)
+              model_->bert->encoder->at(static_cast<size_t>(i))->eval();
+            logits =
+                model_->forward_from(lower_states(t, batch), batch.attention_mask, frozen_layers);
+          } else {
+            logits = model_(batch.input_ids, batch.attention_mask, batch.token_type_ids);
+          }
+          loss = model_->loss(logits, batch.labels);
         }
-        loss = model_->loss(logits, batch.labels);
+        // The mean over the global batch, of which this process holds `share`.
+        const double scale = share / static_cast<double>(options_.gradient_accumulation);
+        torch::Tensor objective = loss * scale;
+        if (fusion_regularization[t]) {
+          // AdapterFusion's pull of its value projections towards the identity, once per step.
+          objective =
+              objective + model_->bert->fusion_regularization_loss(*tasks_[t].adapter) * scale;
+        }
+        objective.backward();
+        step_loss[t] += loss.item<double>() * share;
       }
-      torch::Tensor objective = loss / static_cast<double>(options_.gradient_accumulation);
-      if (fusion_regularization[t]) {
-        // AdapterFusion's pull of its value projections towards the identity, once per step.
-        objective = objective + model_->bert->fusion_regularization_loss(*tasks_[t].adapter) /
-                                    static_cast<double>(options_.gradient_accumulation);
-      }
-      objective.backward();
-      const double loss_value = loss.item<double>();
-      window_loss += loss_value;
       ++window_batches;
-      window_task_loss[t] += loss_value;
       ++window_task_batches[t];
-      window_examples += static_cast<int64_t>(batch.rows.size());
+      window_examples += static_cast<int64_t>(global_rows.size());
       ++micro;
       const bool last_batch = b + 1 == static_cast<int64_t>(order.size());
       if (micro % options_.gradient_accumulation != 0 && !last_batch) continue;
+      bool stop = stop_requested();
+      if (group) {
+        // One all-reduce: the gradients, each task's loss and whether any process was asked to
+        // stop.
+        step_loss.push_back(stop ? 1.0 : 0.0);
+        all_reduce_gradients(*group, trainable, step_loss);
+        stop = step_loss.back() > 0;
+        step_loss.pop_back();
+      }
+      for (size_t i = 0; i < task_count; ++i) {
+        window_loss += step_loss[i];
+        window_task_loss[i] += step_loss[i];
+      }
+      std::fill(step_loss.begin(), step_loss.end(), 0.0);
       if (options_.max_grad_norm > 0)
         torch::nn::utils::clip_grad_norm_(trainable, options_.max_grad_norm);
       optimizer.set_lr(schedule.lr_at(state.global_step));
@@ -791,7 +886,7 @@ TrainResult Trainer::train() {
           }
           event["task_loss"] = task_loss;
         }
-        log.write(event);
+        write_event(event);
         window_loss = 0;
         window_batches = 0;
         window_examples = 0;
@@ -811,7 +906,10 @@ TrainResult Trainer::train() {
         }
         save_checkpoint();
       }
-      if (stop_requested()) {
+      // Alone, a stop asked for during this step counts now; in a group, every process learns
+      // of it in the next step's all-reduce, and all stop there together.
+      if (!group) stop = stop_requested();
+      if (stop) {
         save_checkpoint();
         result.interrupted = true;
         progress.message("train: interrupted; checkpoint saved at step " +
@@ -880,7 +978,7 @@ TrainResult Trainer::train() {
   summary["cached_layers"] = result.cached_layers;
   summary["batches_from_cache"] = result.batches_from_cache;
   summary["tasks"] = tasks_summary;
-  write_file_atomic(options_.output_dir + "/results.json", summary.dump(2) + "\n");
+  if (writes) write_file_atomic(options_.output_dir + "/results.json", summary.dump(2) + "\n");
   return result;
 }
 

@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,25 +17,14 @@ import urllib.error
 import urllib.request
 
 from serving import Server, train
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from script_checks import check, finish, free_port  # noqa: E402
 
 cli, project, work = sys.argv[1:4]
 screenshot = sys.argv[4] if len(sys.argv) > 4 else None
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the WebDriver element reference key
-failures = []
-
-
-def check(condition, message):
-    if not condition:
-        failures.append(message)
-        print("FAIL:", message, file=sys.stderr)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Browser:
@@ -187,7 +175,4 @@ finally:
     browser.close()
     code, log = server.stop()
 check(code == 0, f"server exit {code}: {log[-300:]}")
-if failures:
-    print(f"{len(failures)} failure(s)", file=sys.stderr)
-    sys.exit(1)
-print("PASS")
+finish()

@@ -15,6 +15,8 @@ import threading
 import time
 
 from serving import Server as ServeProcess, train as train_pack
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from script_checks import check, finish  # noqa: E402
 
 cli, project, work = sys.argv[1:4]
 base = os.path.join(project, "models", "adaptertune-base-uncased-L4-H256")
@@ -22,13 +24,6 @@ glue = os.path.join(project, "data", "glue")
 shutil.rmtree(work, ignore_errors=True)
 packs_dir = os.path.join(work, "packs")
 os.makedirs(packs_dir)
-failures = []
-
-
-def check(condition, message):
-    if not condition:
-        failures.append(message)
-        print("FAIL:", message, file=sys.stderr)
 
 
 def train(task, name):
@@ -203,7 +198,4 @@ status, body, _ = c.predict({"task": "SST-2", "text": "slow"})
 check(status == 504 and "50 ms" in body, f"timeout: {status} {body}")
 c.stop()
 
-if failures:
-    print(f"{len(failures)} failure(s)", file=sys.stderr)
-    sys.exit(1)
-print("PASS")
+finish()

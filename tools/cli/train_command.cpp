@@ -12,6 +12,7 @@
 
 #include "adaptertune/adapters/adapter_fusion.h"
 #include "adaptertune/device.h"
+#include "adaptertune/distributed/process_group.h"
 #include "adaptertune/error.h"
 #include "adaptertune/inference/predictor.h"
 #include "adaptertune/io/adapter_pack.h"
@@ -46,6 +47,12 @@ struct TrainCommandOptions {
   std::optional<std::string> fuse;
   std::string fusion_config = "dynamic";
   std::vector<std::string> adapter_packs;
+  /// Data-parallel training: join a group even without WORLD_SIZE (a group of one), where it
+  /// meets, the backend and how long to wait for the others.
+  bool distributed = false;
+  std::string init_method = "env://";
+  std::string distributed_backend = "auto";
+  double distributed_timeout = 300;
   TrainerOptions trainer;
 };
 
@@ -142,7 +149,7 @@ int run_train(TrainCommandOptions o) {
   // leaves nothing behind.
   o.trainer.inputs = {o.model, o.data_dir, o.adapter.config_file};
   o.trainer.inputs.insert(o.trainer.inputs.end(), o.adapter_packs.begin(), o.adapter_packs.end());
-  Trainer::check_options(o.trainer);
+  o.trainer.validate();
   check_max_length_flag(o.model, o.max_length);
   if (o.trainer.sampling_temperature != 1.0 && !several) {
     throw Error(
@@ -154,13 +161,30 @@ int run_train(TrainCommandOptions o) {
   } else if (mode == TrainMode::kAdapters || mode == TrainMode::kAdaptersAndHead) {
     throw Error("--train " + o.train.mode + " needs an adapter (--adapter houlsby or pfeiffer)");
   }
+  // Data-parallel: join the group once the options every process shares have been checked
+  // (they fail alike everywhere), before the run directory is (only rank 0 looks at it).
+  if (o.distributed || DistributedOptions::requested_by_environment()) {
+    DistributedOptions group = DistributedOptions::from_environment();
+    group.init_method = o.init_method;
+    group.backend = o.distributed_backend;
+    group.timeout_seconds = o.distributed_timeout;
+    // One GPU per process: --device cuda or auto means the process's own, cuda:LOCAL_RANK.
+    if (o.trainer.device.is_cuda() && o.device.find(':') == std::string::npos) {
+      o.trainer.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(group.local_rank));
+    }
+    o.trainer.process_group = std::make_shared<ProcessGroup>(group, o.trainer.device);
+  }
+  const bool main_process = !o.trainer.process_group || o.trainer.process_group->is_main();
+  Trainer::check_options(o.trainer);
   // Before the model: the head, the adapters and a missing pooler are initialised from it.
   set_seed(o.trainer.seed);
   auto tokenizer = load_tokenizer(o.model);
   LoadReport report;
   BertForSequenceClassification model =
       load_bert_for_sequence_classification(o.model, head_for(task), &report);
-  std::fprintf(stderr, "train: loaded %s: %s\n", o.model.c_str(), report.summary().c_str());
+  if (main_process) {
+    std::fprintf(stderr, "train: loaded %s: %s\n", o.model.c_str(), report.summary().c_str());
+  }
   std::optional<std::string> adapter_name;
   if (several) {
     // Each task its adapter and its own head, in --task order (so that a seed repeats them).
@@ -176,7 +200,9 @@ int run_train(TrainCommandOptions o) {
     // copies and head, as --train says) trains.
     for (const auto& pack : o.adapter_packs) {
       AdapterPackLoad load = load_adapter_pack(model, pack, std::nullopt, /*load_head=*/false);
-      for (const auto& w : load.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+      if (main_process) {
+        for (const auto& w : load.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+      }
     }
     adapter_name = model->bert->add_fusion(fused, *fusion);
   }
@@ -189,13 +215,21 @@ int run_train(TrainCommandOptions o) {
     EncodedDataset dev = encode_glue(read_glue(t, o.data_dir, "dev"), *tokenizer, o.max_length);
     const std::optional<std::string> name =
         several ? std::optional<std::string>(adapter_name_for(t)) : adapter_name;
-    std::fprintf(stderr, "train: %s, %zu train / %zu dev examples, adapter %s\n", t.name.c_str(),
-                 train.encodings.size(), dev.encodings.size(), name ? name->c_str() : "none");
+    if (main_process) {
+      std::fprintf(stderr, "train: %s, %zu train / %zu dev examples, adapter %s\n", t.name.c_str(),
+                   train.encodings.size(), dev.encodings.size(), name ? name->c_str() : "none");
+    }
     training.push_back({t, std::move(train), std::move(dev), name});
   }
-  std::fprintf(stderr, "train: training %s%s on %s (%s)\n", policy.name().c_str(),
-               policy.train_pooler ? " + pooler" : "", o.trainer.device.str().c_str(),
-               precision_name(o.trainer.precision).c_str());
+  if (main_process) {
+    const std::string processes =
+        o.trainer.process_group ? ", " + std::to_string(o.trainer.process_group->world_size()) +
+                                      " processes (" + o.trainer.process_group->backend() + ")"
+                                : std::string();
+    std::fprintf(stderr, "train: training %s%s on %s (%s)%s\n", policy.name().c_str(),
+                 policy.train_pooler ? " + pooler" : "", o.trainer.device.str().c_str(),
+                 precision_name(o.trainer.precision).c_str(), processes.c_str());
+  }
   TrainResult result;
   {
     StopOnInterrupt ctrl_c;
@@ -227,7 +261,7 @@ int run_train(TrainCommandOptions o) {
   }
   out["seconds"] = result.seconds;
   out["interrupted"] = result.interrupted;
-  std::cout << out.dump() << std::endl;
+  if (main_process) std::cout << out.dump() << std::endl;
   return result.interrupted ? 130 : 0;
 }
 
@@ -690,6 +724,22 @@ Command add_train_command(CLI::App& app) {
   cmd->add_flag_function(
       "--progress,!--no-progress", [o](int64_t n) { o->trainer.progress = n > 0; },
       "Progress bar on a terminal, log lines otherwise (default on)");
+  cmd->add_flag("--distributed", o->distributed,
+                "Data-parallel training even without WORLD_SIZE in the environment (it switches "
+                "on by itself when WORLD_SIZE or SLURM_NTASKS is above 1): ranks from torchrun's "
+                "or Slurm's variables, --batch-size is the global batch");
+  cmd->add_option("--init-method", o->init_method,
+                  "Where the processes meet: env:// (MASTER_ADDR, MASTER_PORT), tcp://HOST:PORT "
+                  "or file:///PATH (a new file every process can reach)")
+      ->capture_default_str();
+  cmd->add_option("--distributed-backend", o->distributed_backend,
+                  "gloo, nccl (CUDA), or auto (nccl on CUDA when built with it, else gloo)")
+      ->check(CLI::IsMember({"auto", "gloo", "nccl"}))
+      ->capture_default_str();
+  cmd->add_option("--distributed-timeout", o->distributed_timeout,
+                  "Seconds to wait for the other processes before failing")
+      ->check(finite_number(0, /*exclusive=*/true))
+      ->capture_default_str();
   cmd->add_flag("--cache-frozen-layers", o->trainer.cache_frozen_layers,
                 "With --leave-out 0-N: run the adapter-free lowest layers without dropout and "
                 "reuse their outputs after the first epoch (AdapterDrop's cache)");

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +22,8 @@
 #include "adaptertune/training/scheduler.h"
 
 namespace adaptertune {
+
+class ProcessGroup;
 
 /// Options of Trainer (defaults suit adapter training of a BERT base).
 struct TrainerOptions {
@@ -75,6 +78,15 @@ struct TrainerOptions {
   /// each task's batches in proportion to its data, so that every task makes one pass over its
   /// data per epoch; larger T flattens towards uniform.
   double sampling_temperature = 1.0;
+  /// Data-parallel training: the group this process trains in (distributed/process_group.h);
+  /// null: one process. Every process of the group runs train() with the same options and data.
+  /// `batch_size` is then the global batch, shared out among the processes (each takes a slice
+  /// of every batch of the one data order), so that a run gives the result of one process with
+  /// that batch, and resumes with any number of processes. The summed gradients of the trainable
+  /// tensors are all-reduced once per optimizer step, every process evaluates (the same model,
+  /// so the same metrics), and only rank 0 writes the run directory, which must be one that every
+  /// process can read for a resume. Ctrl-C on any process stops all of them at the next step.
+  std::shared_ptr<ProcessGroup> process_group;
   /// Progress bar on a terminal, plain lines otherwise; false: silent.
   bool progress = true;
   /// Called after every optimizer step with the global step (custom logging, tests).

@@ -1,0 +1,171 @@
+#!/usr/bin/python3
+"""Data-parallel training end to end (ctest label `distributed`), on 127.0.0.1 only:
+
+- two processes launched by the real launcher (Debian's torchrun, Gloo) train to the same adapter
+  as one process with the same global batch, within floating-point tolerance (dropout off, so
+  that the two runs draw nothing different);
+- a run of two processes, resumed by one process, ends where the uninterrupted run ends;
+- a rank killed in the middle makes the other exit with a clear error within the timeout;
+- Ctrl-C on one rank stops both at the next step, with a checkpoint.
+
+Usage: distributed_test.py ADAPTERTUNE PROJECT_DIR WORK_DIR"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from bert_reference import read_safetensors  # noqa: E402
+from script_checks import check, failures, finish, free_port  # noqa: E402
+
+cli, project, work = sys.argv[1:4]
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work)
+glue = os.path.join(project, "data", "glue")
+
+
+# The shipped base with dropout off: one process and two draw no masks, so the runs compare.
+base = os.path.join(work, "base")
+shutil.copytree(os.path.join(project, "models", "adaptertune-base-uncased-L4-H256"), base)
+config = json.load(open(os.path.join(base, "config.json")))
+config["hidden_dropout_prob"] = 0.0
+config["attention_probs_dropout_prob"] = 0.0
+json.dump(config, open(os.path.join(base, "config.json"), "w"), indent=2)
+
+common = ["train", "--task", "SST-2", "--data-dir", glue, "--model", base, "--train-examples",
+          "120", "--batch-size", "16", "--max-length", "32", "--lr", "1e-3", "--log-every", "1",
+          "--no-progress", "--seed", "7"]
+env = dict(os.environ, OMP_NUM_THREADS="1")
+for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
+             "TORCHELASTIC_USE_AGENT_STORE", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID"):
+    env.pop(name, None)
+
+
+def run(args, out, timeout=300):
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+    check(result.returncode == 0, f"{' '.join(args[:6])} … --out {out}: exit {result.returncode}: "
+          f"{result.stderr[-1500:]}")
+    return result
+
+
+def torchrun(extra, out):
+    # Debian's torchrun (python3-torch 1.13) on Python 3.11 needs --redirects/--tee given as 1:
+    # its parser turns "0", the default, into None (IntFlag iteration skips 0).
+    port = free_port()
+    return run(["torchrun", "--nnodes", "1", "--nproc_per_node", "2", "--rdzv_backend", "c10d",
+                "--rdzv_endpoint", f"127.0.0.1:{port}", "--redirects", "1", "--tee", "1",
+                "--no_python", cli] + common + extra + ["--out", out], out)
+
+
+def adapter(out):
+    # The trainable tensors at the end (the last checkpoint), not the best pack: a run evaluated
+    # more often may keep an earlier best.
+    checkpoints = os.path.join(out, "checkpoints")
+    latest = open(os.path.join(checkpoints, "latest")).read().strip()
+    return read_safetensors(os.path.join(checkpoints, latest, "trainable.safetensors"))
+
+
+def losses(out):
+    return [e["loss"] for e in map(json.loads, open(os.path.join(out, "metrics.jsonl")))
+            if e["event"] == "train"]
+
+
+def max_difference(a, b):
+    check(sorted(a) == sorted(b), f"tensor names differ: {sorted(a)[:3]} vs {sorted(b)[:3]}")
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a if k in b)
+
+
+# 1. Two processes (batch 16 shared out as 8 + 8) against one process with batch 16.
+one = os.path.join(work, "one")
+run([cli] + common + ["--max-steps", "6", "--out", one], one)
+two = os.path.join(work, "two")
+started = time.time()
+result = torchrun(["--max-steps", "6"], two)
+two_seconds = time.time() - started
+stdout_lines = [l for l in result.stdout.splitlines() if '"task"' in l]
+check(len(stdout_lines) == 1, f"only rank 0 prints the result line: {result.stdout[-800:]}")
+check("2 processes (gloo)" in result.stderr, f"rank 0 says it trains in a group: {result.stderr[-800:]}")
+if not failures:
+    difference = max_difference(adapter(one), adapter(two))
+    check(difference < 1e-4, f"two processes differ from one by {difference} (trainable tensors)")
+    a, b = losses(one), losses(two)
+    check(len(a) == len(b) == 6, f"train events: {len(a)} and {len(b)}")
+    check(all(abs(x - y) < 1e-4 for x, y in zip(a, b)), f"losses differ: {a} vs {b}")
+    print(f"two processes == one: max difference {difference:.2e} over the trainable tensors, losses {b}")
+
+# 2. Two processes stop at step 3; one process resumes to step 6: as one process for 6 steps.
+# A constant learning rate, so that the schedule does not depend on the steps asked for.
+constant = ["--schedule", "constant", "--warmup-ratio", "0"]
+steady = os.path.join(work, "steady")
+run([cli] + common + constant + ["--max-steps", "6", "--out", steady], steady)
+cut = os.path.join(work, "cut")
+torchrun(constant + ["--max-steps", "3"], cut)
+run([cli] + common + constant + ["--max-steps", "6", "--resume", "--out", cut], cut)
+if not failures:
+    difference = max_difference(adapter(steady), adapter(cut))
+    check(difference < 1e-4, f"2 processes then 1 differ from 1 by {difference}")
+    check(len(losses(cut)) == 6, f"each step logged once across the resume: {losses(cut)}")
+    print(f"2 processes for 3 steps, resumed by 1 for 3 more == 1 process: max difference "
+          f"{difference:.2e}")
+
+def start_ranks(out):
+    """Two processes started by hand (as a launcher would), on a long run; returns them once
+    rank 0 has logged a step."""
+    port = free_port()
+    procs = []
+    for rank in (0, 1):
+        rank_env = dict(env, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        procs.append(subprocess.Popen(
+            [cli] + common + ["--max-steps", "100000", "--epochs", "1000",
+                              "--distributed-timeout", "30", "--out", out],
+            env=rank_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    metrics = os.path.join(out, "metrics.jsonl")
+    deadline = time.time() + 120
+    while time.time() < deadline and not (os.path.exists(metrics) and os.path.getsize(metrics)):
+        time.sleep(0.2)
+    check(os.path.exists(metrics), f"the two-process run in {out} never logged a step")
+    return procs
+
+
+# 3. Rank 1 killed mid-run: rank 0 ends with an error naming the failure, within the timeout.
+dead = os.path.join(work, "dead")
+procs = start_ranks(dead)
+procs[1].send_signal(signal.SIGKILL)
+killed = time.time()
+try:
+    out, err = procs[0].communicate(timeout=90)
+    waited = time.time() - killed
+    check(procs[0].returncode == 1, f"rank 0 exit {procs[0].returncode}, expected 1: {err[-600:]}")
+    check("distributed: rank 0 of 2:" in err and "another process exited" in err,
+          f"rank 0's error names the failure: {err[-600:]}")
+    check(waited < 35, f"rank 0 took {waited:.1f} s to notice, timeout 30 s")
+    print(f"rank 1 killed: rank 0 exited {procs[0].returncode} after {waited:.1f} s: "
+          f"{err.strip().splitlines()[-1]}")
+except subprocess.TimeoutExpired:
+    procs[0].kill()
+    check(False, "rank 0 hung after rank 1 was killed")
+procs[1].wait()
+
+# 4. Ctrl-C on one process only: both stop at the next step, rank 0 leaves a checkpoint to
+# resume from, and both exit with 130 as one process does.
+stopped = os.path.join(work, "stopped")
+procs = start_ranks(stopped)
+procs[1].send_signal(signal.SIGINT)
+try:
+    results = [p.communicate(timeout=90) for p in procs]
+    codes = [p.returncode for p in procs]
+    check(codes == [130, 130], f"exit codes after Ctrl-C on rank 1: {codes}: {results[0][1][-400:]}")
+    check(os.path.exists(os.path.join(stopped, "checkpoints", "latest")),
+          "no checkpoint after Ctrl-C on rank 1")
+    print(f"Ctrl-C on rank 1: both exited {codes}, checkpoint "
+          f"{open(os.path.join(stopped, 'checkpoints', 'latest')).read().strip()}")
+except subprocess.TimeoutExpired:
+    for p in procs:
+        p.kill()
+    check(False, "the group did not stop after Ctrl-C on rank 1")
+
+finish()

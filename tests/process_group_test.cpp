@@ -1,0 +1,201 @@
+// The parts of data-parallel training one process can check: reading torchrun's and Slurm's
+// environment, refusing bad options, and a group of one, which must change nothing (the test of
+// several processes is tests/distributed/distributed_test.py, ctest label `distributed`).
+
+#include "adaptertune/distributed/process_group.h"
+
+#include <cstdlib>
+#include <map>
+
+#include "adaptertune/bert_for_sequence_classification.h"
+#include "adaptertune/error.h"
+#include "adaptertune/text/wordpiece.h"
+#include "adaptertune/training/trainer.h"
+#include "test_util.h"
+#include "training_test_util.h"
+
+namespace adaptertune {
+namespace {
+
+const char* kVariables[] = {"RANK",         "WORLD_SIZE",    "LOCAL_RANK",
+                            "MASTER_ADDR",  "MASTER_PORT",   "SLURM_NTASKS",
+                            "SLURM_PROCID", "SLURM_LOCALID", "TORCHELASTIC_USE_AGENT_STORE"};
+
+// Sets the given variables for the test's duration, all others of kVariables unset.
+class Environment {
+ public:
+  using Values = std::map<std::string, std::string>;
+  explicit Environment(const Values& values) {
+    for (const char* name : kVariables) {
+      if (const char* value = std::getenv(name)) saved_[name] = value;
+      ::unsetenv(name);
+    }
+    for (const auto& [name, value] : values) ::setenv(name.c_str(), value.c_str(), 1);
+  }
+  ~Environment() {
+    for (const char* name : kVariables) ::unsetenv(name);
+    for (const auto& [name, value] : saved_) ::setenv(name.c_str(), value.c_str(), 1);
+  }
+
+ private:
+  std::map<std::string, std::string> saved_;
+};
+
+TEST(ProcessGroup, OptionsComeFromTorchrunsOrSlurmsEnvironment) {
+  {
+    Environment env(Environment::Values{{"RANK", "3"},
+                                        {"WORLD_SIZE", "4"},
+                                        {"LOCAL_RANK", "1"},
+                                        {"MASTER_ADDR", "node7"},
+                                        {"MASTER_PORT", "29511"},
+                                        {"TORCHELASTIC_USE_AGENT_STORE", "True"}});
+    const DistributedOptions o = DistributedOptions::from_environment();
+    EXPECT_EQ(o.rank, 3);
+    EXPECT_EQ(o.world_size, 4);
+    EXPECT_EQ(o.local_rank, 1);
+    EXPECT_EQ(o.master_addr, "node7");
+    EXPECT_EQ(o.master_port, 29511);
+    EXPECT_TRUE(o.use_agent_store);
+    EXPECT_TRUE(DistributedOptions::requested_by_environment());
+  }
+  {
+    Environment env(
+        Environment::Values{{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"}});
+    const DistributedOptions o = DistributedOptions::from_environment();
+    EXPECT_EQ(o.rank, 5);
+    EXPECT_EQ(o.world_size, 8);
+    EXPECT_EQ(o.local_rank, 1);
+    EXPECT_EQ(o.master_port, 29500);
+    EXPECT_FALSE(o.use_agent_store);
+  }
+  {
+    Environment env(
+        Environment::Values{{"WORLD_SIZE", "1"}, {"SLURM_NTASKS", "4"}});  // torchrun's wins
+    EXPECT_FALSE(DistributedOptions::requested_by_environment());
+  }
+  {
+    Environment env(Environment::Values{});
+    EXPECT_FALSE(DistributedOptions::requested_by_environment());
+    EXPECT_EQ(DistributedOptions::from_environment().world_size, 1);
+  }
+}
+
+TEST(ProcessGroup, BadEnvironmentAndOptionsAreRefusedByName) {
+  {
+    Environment env(Environment::Values{{"WORLD_SIZE", "two"}});
+    EXPECT_ERROR_CONTAINS(DistributedOptions::from_environment(),
+                          "environment variable WORLD_SIZE=two: expected an integer from 1 to");
+  }
+  {
+    Environment env(Environment::Values{{"WORLD_SIZE", "2"}, {"MASTER_PORT", "70000"}});
+    EXPECT_ERROR_CONTAINS(DistributedOptions::from_environment(),
+                          "MASTER_PORT=70000: expected an integer from 1 to 65535");
+  }
+  DistributedOptions o;
+  o.world_size = 2;
+  o.rank = 2;
+  EXPECT_ERROR_CONTAINS(o.validate(), "rank 2 is not in [0, world_size 2)");
+  o.rank = 0;
+  o.init_method = "udp://x:1";
+  EXPECT_ERROR_CONTAINS(o.validate(), "init_method udp://x:1: expected env://, tcp://HOST:PORT");
+  o.init_method = "env://";
+  o.backend = "mpi";
+  EXPECT_ERROR_CONTAINS(o.validate(), "backend \"mpi\": expected auto, gloo or nccl");
+  o.backend = "nccl";
+  o.world_size = 1;
+  EXPECT_ERROR_CONTAINS(ProcessGroup(o, c10::Device(c10::kCPU)), "nccl");
+  o.backend = "gloo";
+  o.init_method = "tcp://nowhere";
+  EXPECT_ERROR_CONTAINS(ProcessGroup(o, c10::Device(c10::kCPU)),
+                        "init_method tcp://nowhere: expected tcp://HOST:PORT");
+}
+
+std::shared_ptr<ProcessGroup> group_of_one(const std::string& name,
+                                           int64_t bucket_bytes = int64_t{25} << 20) {
+  DistributedOptions o;
+  o.bucket_bytes = bucket_bytes;
+  o.init_method = "file://" + testing::fresh_dir(name);
+  o.backend = "gloo";
+  return std::make_shared<ProcessGroup>(o, c10::Device(c10::kCPU));
+}
+
+TEST(ProcessGroup, AGroupOfOneSumsAndBroadcastsToItself) {
+  // 40-byte buckets: the float tensors go in several, the double one in its own.
+  auto group = group_of_one("group_of_one", 40);
+  EXPECT_EQ(group->world_size(), 1);
+  EXPECT_TRUE(group->is_main());
+  EXPECT_EQ(group->backend(), "gloo");
+  torch::manual_seed(1);
+  std::vector<at::Tensor> tensors = {torch::randn({3, 4}), torch::randn({7}),
+                                     torch::randn({2}, torch::kDouble), torch::randn({5, 5})};
+  std::vector<at::Tensor> before;
+  for (const auto& t : tensors) before.push_back(t.clone());
+  group->all_reduce_sum(tensors);
+  group->broadcast(tensors);
+  group->barrier();
+  for (size_t i = 0; i < tensors.size(); ++i) EXPECT_TRUE(torch::equal(tensors[i], before[i]));
+}
+
+// Through a group of one, training takes the data-parallel path (slices, the all-reduce of
+// gradients with the "no gradient anywhere keeps none" rule, losses summed in the same
+// all-reduce) and must end bit for bit where it ends without a group. Two tasks, so that a
+// wrongly materialised zero gradient of the idle task (decayed by AdamW) would show.
+TEST(ProcessGroup, TrainingInAGroupOfOneEqualsTrainingAlone) {
+  const std::string data_dir = std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/../../data";
+  WordPieceTokenizer tokenizer(data_dir + "/vocab/bert-base-uncased-vocab.txt");
+  auto encode = [&](const std::string& task, const std::string& split, size_t n) {
+    GlueDataset data = read_glue(glue_task(task), data_dir + "/glue", split);
+    data.examples.resize(n);
+    return encode_glue(data, tokenizer, 32);
+  };
+  auto make = [&] {
+    torch::manual_seed(8);
+    BertConfig config = testing::tiny_config();
+    config.vocab_size = 30522;
+    BertForSequenceClassification model(config, HeadConfig::classification({"0", "1"}));
+    model->add_task("sst2", AdapterConfig::houlsby(), HeadConfig::classification({"0", "1"}));
+    model->add_task("rte", AdapterConfig::houlsby(),
+                    HeadConfig::classification(glue_task("RTE").labels));
+    return model;
+  };
+  auto train = [&](BertForSequenceClassification& model, std::shared_ptr<ProcessGroup> group,
+                   const std::string& name) {
+    TrainerOptions o = testing::short_run_options(name);
+    o.weight_decay = 0.1;
+    o.log_every = 1;
+    o.process_group = std::move(group);
+    std::vector<TrainingTask> tasks;
+    tasks.push_back({glue_task("SST-2"), encode("SST-2", "train", 48), encode("SST-2", "dev", 16),
+                     std::string("sst2")});
+    tasks.push_back({glue_task("RTE"), encode("RTE", "train", 32), encode("RTE", "dev", 16),
+                     std::string("rte")});
+    return Trainer(model, std::move(tasks), FreezePolicy{}, o, tokenizer).train();
+  };
+  auto alone = make();
+  const TrainResult a = train(alone, nullptr, "group_alone");
+  auto grouped = make();
+  const TrainResult b = train(grouped, group_of_one("group_store"), "group_grouped");
+  EXPECT_EQ(a.steps, b.steps);
+  const auto left = alone->named_parameters(), right = grouped->named_parameters();
+  for (const auto& item : left) {
+    EXPECT_TRUE(torch::equal(item.value(), right[item.key()])) << item.key() << " differs";
+  }
+  // The losses logged come through the all-reduce too.
+  auto losses = [](const std::string& name) {
+    std::vector<double> out;
+    std::istringstream lines(read_file(::testing::TempDir() + "adaptertune_" + name + "_" +
+                                       std::to_string(::getpid()) + "/metrics.jsonl"));
+    for (std::string line; std::getline(lines, line);) {
+      const size_t at = line.find("\"loss\":");
+      if (line.find("\"event\":\"train\"") != std::string::npos && at != std::string::npos) {
+        out.push_back(std::stod(line.substr(at + 7)));
+      }
+    }
+    return out;
+  };
+  EXPECT_FALSE(losses("group_alone").empty());
+  EXPECT_EQ(losses("group_alone"), losses("group_grouped"));
+}
+
+}  // namespace
+}  // namespace adaptertune
