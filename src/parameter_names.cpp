@@ -139,4 +139,17 @@ ParameterGroup classify_parameter(const std::string& full_name) {
   throw Error("parameter \"" + full_name + "\" belongs to no known group");
 }
 
+std::optional<int64_t> encoder_layer_of(const std::string& name) {
+  const std::string base = base_parameter_name(name);
+  const std::string prefix = "encoder.layer.";
+  if (!starts_with(base, prefix)) return std::nullopt;
+  const size_t end = base.find('.', prefix.size());
+  const std::string digits = base.substr(prefix.size(), end - prefix.size());
+  if (digits.empty() || digits.size() > 6 ||
+      digits.find_first_not_of("0123456789") != std::string::npos) {
+    return std::nullopt;
+  }
+  return std::stoll(digits);
+}
+
 }  // namespace adaptertune

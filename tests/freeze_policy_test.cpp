@@ -84,6 +84,49 @@ TEST(FreezePolicy, ModesTrainWhatTheySay) {
   EXPECT_ERROR_CONTAINS(FreezePolicy::from_name("lora"), "unknown training mode \"lora\"");
 }
 
+// Houlsby et al.'s baseline: the top K layers (attention, feed-forward, their LayerNorms), the
+// pooler and the head train; the embeddings (their LayerNorm too) and the lower layers do not.
+TEST(FreezePolicy, TopLayersTrainsTheTopKLayersPoolerAndHead) {
+  EXPECT_EQ(encoder_layer_of("bert.encoder.layer.12.output.dense.weight"), 12);
+  EXPECT_EQ(encoder_layer_of("bert.encoder.layer.1.output.tasks.a.LayerNorm.bias"), 1);
+  EXPECT_EQ(encoder_layer_of("bert.embeddings.LayerNorm.weight"), std::nullopt);
+  EXPECT_EQ(encoder_layer_of("classifier.weight"), std::nullopt);
+
+  BertConfig config = tiny_config();
+  config.num_hidden_layers = 4;
+  BertForSequenceClassification model(config, HeadConfig{});
+  FreezePolicy policy = FreezePolicy::from_name("top-k");
+  EXPECT_EQ(policy.name(), "top-k");
+  EXPECT_ERROR_CONTAINS(apply_freeze_policy(*model, policy),
+                        "top_layers is 0, expected 1 to the model's 4 encoder layers");
+  policy = FreezePolicy::from_name("top-2");
+  EXPECT_EQ(policy.top_layers, 2);
+  EXPECT_EQ(policy.name(), "top-2");
+  int64_t expected = 0;
+  for (const auto& item : model->named_parameters()) {
+    const auto layer = encoder_layer_of(item.key());
+    const ParameterGroup group = classify_parameter(item.key());
+    if ((layer && *layer >= 2) || group == ParameterGroup::kPooler ||
+        group == ParameterGroup::kHead) {
+      expected += item.value().numel();
+    }
+  }
+  EXPECT_EQ(apply_freeze_policy(*model, policy), expected);
+  for (const auto& item : model->named_parameters()) {
+    const auto layer = encoder_layer_of(item.key());
+    const bool head_or_pooler = classify_parameter(item.key()) == ParameterGroup::kHead ||
+                                classify_parameter(item.key()) == ParameterGroup::kPooler;
+    EXPECT_EQ(item.value().requires_grad(), (layer && *layer >= 2) || head_or_pooler) << item.key();
+  }
+  policy.top_layers = 5;
+  EXPECT_ERROR_CONTAINS(apply_freeze_policy(*model, policy), "top_layers is 5, expected 1 to");
+  EXPECT_ERROR_CONTAINS(check_policy_trains_adapter(FreezePolicy::from_name("top-1"), "a"),
+                        "training mode \"top-1\" with adapter \"a\" would freeze the adapter");
+  EXPECT_ERROR_CONTAINS(FreezePolicy::from_name("top-x"),
+                        "expected adapters, adapters-head, "
+                        "full, head or top-k");
+}
+
 TEST_P(FreezePolicyTest, OneStepChangesOnlyTrainableTensorsAndFrozenOnesGetNoGrad) {
   BertForSequenceClassification model(tiny_config(), HeadConfig{});
   model->bert->add_adapter("task", AdapterConfig::houlsby());

@@ -41,6 +41,10 @@ std::string parameter_group_name(ParameterGroup group);
 /// is kLayerNorm). Throws Error for a name that belongs to no group.
 ParameterGroup classify_parameter(const std::string& name);
 
+/// The encoder layer `name` belongs to (`bert.encoder.layer.3.…` and a task's copy or adapter
+/// there: 3); std::nullopt for the embeddings, pooler and heads.
+std::optional<int64_t> encoder_layer_of(const std::string& name);
+
 /// `name` without the `bert.` prefix a whole model gives its encoder's parameters.
 std::string base_parameter_name(const std::string& name);
 /// Whether `name` is a parameter of any bottleneck adapter.

@@ -44,8 +44,28 @@ bool FreezePolicy::trains(ParameterGroup group) const {
       return group == ParameterGroup::kAdapter || group == ParameterGroup::kHead;
     case TrainMode::kHead:
       return group == ParameterGroup::kHead;
+    case TrainMode::kTopLayers:
+      return group == ParameterGroup::kPooler || group == ParameterGroup::kHead;
   }
   return false;
+}
+
+void FreezePolicy::check_fits(int64_t num_layers) const {
+  if (mode == TrainMode::kTopLayers && (top_layers < 1 || top_layers > num_layers)) {
+    throw Error("training mode top-k: top_layers is " + std::to_string(top_layers) +
+                ", expected 1 to the model's " + std::to_string(num_layers) +
+                " encoder layers (--top-layers K)");
+  }
+}
+
+bool FreezePolicy::trains_parameter(const std::string& name, int64_t num_layers) const {
+  const ParameterGroup group = classify_parameter(name);
+  if (trains(group)) return true;
+  if (mode != TrainMode::kTopLayers) return false;
+  const std::optional<int64_t> layer = encoder_layer_of(name);
+  return layer && *layer >= num_layers - top_layers &&
+         (group == ParameterGroup::kAttention || group == ParameterGroup::kFeedForward ||
+          group == ParameterGroup::kLayerNorm);
 }
 
 FreezePolicy FreezePolicy::from_name(const std::string& name) {
@@ -58,9 +78,14 @@ FreezePolicy FreezePolicy::from_name(const std::string& name) {
     policy.mode = TrainMode::kFull;
   } else if (name == "head") {
     policy.mode = TrainMode::kHead;
+  } else if (name.rfind("top-", 0) == 0 &&
+             (name == "top-k" || (name.size() > 4 && name.size() < 11 &&
+                                  name.find_first_not_of("0123456789", 4) == std::string::npos))) {
+    policy.mode = TrainMode::kTopLayers;
+    if (name != "top-k") policy.top_layers = std::stoll(name.substr(4));
   } else {
     throw Error("unknown training mode \"" + name +
-                "\" (expected adapters, adapters-head, full or head)");
+                "\" (expected adapters, adapters-head, full, head or top-k)");
   }
   return policy;
 }
@@ -75,6 +100,8 @@ std::string FreezePolicy::name() const {
       return "full";
     case TrainMode::kHead:
       return "head";
+    case TrainMode::kTopLayers:
+      return top_layers > 0 ? "top-" + std::to_string(top_layers) : "top-k";
   }
   return "?";
 }
@@ -97,11 +124,17 @@ namespace {
 // task, i.e. the base and the model's own head); everything else is frozen.
 int64_t train_tasks(torch::nn::Module& model, const FreezePolicy& policy,
                     const std::vector<std::optional<std::string>>& tasks) {
+  const auto parameters = model.named_parameters();
+  int64_t layers = 0;
+  for (const auto& item : parameters) {
+    if (auto layer = encoder_layer_of(item.key())) layers = std::max(layers, *layer + 1);
+  }
+  policy.check_fits(layers);
   int64_t trainable = 0;
-  for (auto& item : model.named_parameters()) {
+  for (auto& item : parameters) {
     const std::optional<std::string> owner = parameter_task(item.key());
     const bool train = std::find(tasks.begin(), tasks.end(), owner) != tasks.end() &&
-                       policy.trains(classify_parameter(item.key()));
+                       policy.trains_parameter(item.key(), layers);
     item.value().set_requires_grad(train);
     if (train) trainable += item.value().numel();
   }

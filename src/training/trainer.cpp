@@ -352,6 +352,7 @@ Trainer::Trainer(BertForSequenceClassification& model, std::vector<TrainingTask>
       tokenizer_(tokenizer) {
   check_options(options_);
   if (tasks_.empty()) throw Error("Trainer: no task to train");
+  policy_.check_fits(model_->bert->config().num_hidden_layers);
   if (options_.process_group && options_.batch_size < options_.process_group->world_size()) {
     throw Error("Trainer: batch_size " + std::to_string(options_.batch_size) +
                 " is the global batch, shared out among the " +

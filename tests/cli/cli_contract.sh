@@ -24,6 +24,10 @@ expect_error 1 '^adaptertune: error: .*A subcommand is required' -- "$cli"
 expect_error 1 'unknown device "gpu"' -- "$cli" eval --task SST-2 --model "$base" --data-dir "$glue" --device gpu
 expect_error 1 'error: device cuda:7' -- "$cli" eval --task SST-2 --model "$base" --data-dir "$glue" --device cuda:7
 expect_error 1 'cannot hold adapters' -- "$cli" train --task SST-2 --model "$base" --data-dir "$glue" --train full --adapter houlsby --max-steps 1 --out "$work/refused"
+expect_error 1 'top-k needs --top-layers K' -- "$cli" train --task SST-2 --model "$base" --data-dir "$glue" --train top-k --out "$work/refused"
+expect_error 1 'top_layers is 9, expected 1 to the model.s 4 encoder layers' -- "$cli" train --task SST-2 --model "$base" --data-dir "$glue" --train top-k --top-layers 9 --train-examples 16 --out "$work/refused"
+expect_error 1 'top-layers applies to --train top-k' -- "$cli" train --task SST-2 --model "$base" --data-dir "$glue" --top-layers 2 --out "$work/refused"
+[ -e "$work/refused" ] && fail "a refused train left $work/refused"
 echo '{"epochs": ' >"$work/bad.json"
 expect_error 1 'bad.json: invalid JSON' -- "$cli" train --options "$work/bad.json"
 "$cli" params --help >/dev/null 2>&1 || fail "--help did not exit 0"

@@ -167,18 +167,33 @@ std::optional<AdapterConfig> resolve_adapter(const AdapterChoice& choice, TrainM
   return adapter;
 }
 
+void check_top_layers(const TrainChoice& choice) {
+  if (choice.mode == "top-k" && !choice.top_layers) {
+    throw Error("--train top-k needs --top-layers K (how many of the top layers train)");
+  }
+  if (choice.mode != "top-k" && choice.top_layers) {
+    throw Error("--top-layers applies to --train top-k, not --train " + choice.mode);
+  }
+}
+
 void add_train_options(CLI::App* cmd, TrainChoice& choice) {
   cmd->add_option("--train", choice.mode,
-                  "What trains: adapters (adapters + LayerNorms + head), adapters-head, full, head")
-      ->check(CLI::IsMember({"adapters", "adapters-head", "full", "head"}))
+                  "What trains: adapters (adapters + LayerNorms + head), adapters-head, full, "
+                  "head, or top-k (the top --top-layers K layers, pooler and head)")
+      ->check(CLI::IsMember({"adapters", "adapters-head", "full", "head", "top-k"}))
       ->capture_default_str();
+  cmd->add_option("--top-layers", choice.top_layers,
+                  "With --train top-k: how many of the top encoder layers train")
+      ->check(integer_range(1));
   cmd->add_flag_function(
       "--train-pooler,!--no-train-pooler", [&choice](int64_t n) { choice.train_pooler = n > 0; },
       "Train the pooler too (default: when the base's checkpoint has no pooler)");
 }
 
 FreezePolicy resolve_policy(const TrainChoice& choice, const BertModelImpl& base) {
+  check_top_layers(choice);
   FreezePolicy policy = FreezePolicy::from_name(choice.mode);
+  if (choice.top_layers) policy.top_layers = *choice.top_layers;
   policy.train_pooler = choice.train_pooler.value_or(default_train_pooler(base));
   return policy;
 }

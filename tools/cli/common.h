@@ -67,8 +67,12 @@ std::optional<AdapterConfig> resolve_adapter(const AdapterChoice& choice, TrainM
 struct TrainChoice {
   std::string mode = "adapters";
   std::optional<bool> train_pooler;
+  /// --top-layers K, with --train top-k.
+  std::optional<int64_t> top_layers;
 };
 void add_train_options(CLI::App* cmd, TrainChoice& choice);
+/// Error when --train top-k lacks --top-layers or another mode has it (before anything loads).
+void check_top_layers(const TrainChoice& choice);
 FreezePolicy resolve_policy(const TrainChoice& choice, const BertModelImpl& base);
 
 }  // namespace adaptertune::cli

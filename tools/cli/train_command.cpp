@@ -124,7 +124,12 @@ int run_train(TrainCommandOptions o) {
   o.trainer.precision = parse_precision(o.precision.value_or("fp32"));
   o.trainer.schedule = parse_schedule(o.schedule);
   o.trainer.max_length = o.max_length;
-  const FreezePolicy requested = FreezePolicy::from_name(o.train.mode);
+  check_top_layers(o.train);
+  FreezePolicy requested = FreezePolicy::from_name(o.train.mode);
+  if (o.train.top_layers) {
+    requested.top_layers = *o.train.top_layers;
+    requested.check_fits(BertConfig::from_file(o.model + "/config.json").num_hidden_layers);
+  }
   const TrainMode mode = requested.mode;
   std::vector<std::string> fused;
   std::optional<FusionConfig> fusion;

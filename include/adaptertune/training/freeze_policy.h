@@ -26,6 +26,10 @@ enum class TrainMode {
   kFull,
   /// Only the task head (a linear probe).
   kHead,
+  /// Houlsby et al.'s fine-tuning baseline: the top `top_layers` encoder layers (their attention,
+  /// feed-forward and LayerNorms), the pooler and the head; the embeddings and lower layers
+  /// frozen.
+  kTopLayers,
 };
 
 /// Decides which parameters train. The one place that policy lives: the trainer, the CLI and the
@@ -34,11 +38,22 @@ struct FreezePolicy {
   TrainMode mode = TrainMode::kAdapters;
   /// Also train the pooler (useful when the base's pooler was never trained).
   bool train_pooler = false;
+  /// TrainMode::kTopLayers: how many of the top encoder layers train (at least 1).
+  int64_t top_layers = 0;
 
-  /// Whether parameters of `group` train under this policy.
+  /// Whether parameters of `group` train under this policy, wherever they are. Under kTopLayers
+  /// that is the pooler and the head; attention, feed-forward and LayerNorm parameters train
+  /// there only in the top layers (trains_parameter()).
   bool trains(ParameterGroup group) const;
-  /// "adapters", "adapters-head", "full" or "head"; throws Error otherwise.
+  /// Throws Error unless the policy fits a model of `num_layers` encoder layers (kTopLayers:
+  /// top_layers from 1 to num_layers).
+  void check_fits(int64_t num_layers) const;
+  /// Whether the parameter called `name`, of a model with `num_layers` encoder layers, trains.
+  bool trains_parameter(const std::string& name, int64_t num_layers) const;
+  /// "adapters", "adapters-head", "full", "head", or "top-k"/"top-N" (kTopLayers; "top-N" also
+  /// sets top_layers to N); throws Error otherwise.
   static FreezePolicy from_name(const std::string& name);
+  /// As from_name() reads it; kTopLayers is "top-N" ("top-k" while top_layers is unset).
   std::string name() const;
 };
 
