@@ -18,11 +18,8 @@ model=${ADAPTERTUNE_BASE:-$root/models/adaptertune-base-uncased-L4-H256}
 runs=${ADAPTERTUNE_RESULTS_DIR:-$root/runs/ablation}/$task
 stds=${ADAPTERTUNE_INIT_STDS:-"1e-7 1e-6 1e-5 1e-4 1e-3 1e-2 1e-1 1"}
 cd "$root"
-case "$task" in
-  SST-2) epochs=1 ;;
-  CoLA | STS-B) epochs=3 ;;
-  *) epochs=5 ;;
-esac
+source "$root/scripts/report_settings.sh"
+epochs=$(epochs_for "$task")
 settings=(--task "$task" --data-dir data/glue --model "$model" --epochs "$epochs" --batch-size 32
           --max-length 64 --precision bf16 --lr 1e-3 --seed 42 --no-progress --overwrite)
 py=/usr/bin/python3  # Debian's, with python3-torch (pack files) and python3-matplotlib (plots)

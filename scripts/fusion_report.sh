@@ -9,13 +9,7 @@ cli=${ADAPTERTUNE_CLI:-$root/build/tools/cli/adaptertune}
 model=${ADAPTERTUNE_BASE:-$root/models/adaptertune-base-uncased-L4-H256}
 runs=${ADAPTERTUNE_RESULTS_DIR:-$root/runs/fusion}
 cd "$root"
-epochs_for() {
-  case "$1" in
-    SST-2) echo 1 ;;
-    CoLA | STS-B) echo 3 ;;
-    *) echo 5 ;;
-  esac
-}
+source "$root/scripts/report_settings.sh"
 train() { # TASK OUT [options]
   local task=$1 out=$2
   shift 2

@@ -11,12 +11,9 @@ model=${ADAPTERTUNE_BASE:-$root/models/adaptertune-base-uncased-L4-H256}
 runs=${ADAPTERTUNE_RESULTS_DIR:-$root/runs/results}
 tasks=${ADAPTERTUNE_RESULTS_TASKS:-"SST-2 MRPC RTE CoLA STS-B"}
 cd "$root"
+source "$root/scripts/report_settings.sh"
 for task in $tasks; do
-  case "$task" in
-    SST-2) epochs=1 ;;
-    CoLA | STS-B) epochs=3 ;;
-    *) epochs=5 ;;
-  esac
+  epochs=$(epochs_for "$task")
   for mode in houlsby pfeiffer full head; do
     case "$mode" in
       houlsby | pfeiffer) args=(--adapter "$mode" --train adapters --lr 1e-3) ;;

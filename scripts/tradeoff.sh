@@ -18,11 +18,8 @@ runs=${ADAPTERTUNE_RESULTS_DIR:-$root/runs/tradeoff}/$task
 sizes=${ADAPTERTUNE_ADAPTER_SIZES:-"1 2 4 8 16 32 64 128 256"}
 cd "$root"
 layers=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["num_hidden_layers"])' "$model/config.json")
-case "$task" in
-  SST-2) epochs=1 ;;
-  CoLA | STS-B) epochs=3 ;;
-  *) epochs=5 ;;
-esac
+source "$root/scripts/report_settings.sh"
+epochs=$(epochs_for "$task")
 settings=(--task "$task" --data-dir data/glue --model "$model" --epochs "$epochs" --batch-size 32
           --max-length 64 --precision bf16 --seed 42 --no-progress --overwrite)
 if [ -z "${ADAPTERTUNE_REPORT_ONLY:-}" ]; then
