@@ -30,10 +30,10 @@ int main(int argc, char** argv) {
     std::cerr << "loaded " << model_dir << ": " << report.summary() << "\n";
     model->bert->add_adapter("task", atune::AdapterConfig::houlsby());
 
-    atune::GlueDataset train = atune::read_glue(task, glue_dir, "train");
+    atune::TextDataset train = atune::read_glue(task, glue_dir, "train");
     if (argc > 6)
       train.examples.resize(std::min<size_t>(train.examples.size(), std::stoul(argv[6])));
-    atune::GlueDataset dev = atune::read_glue(task, glue_dir, "dev");
+    atune::TextDataset dev = atune::read_glue(task, glue_dir, "dev");
 
     atune::FreezePolicy policy;  // adapters + LayerNorms + head
     // A base pretrained without a pooler (as the shipped one) trains it too.
@@ -42,8 +42,8 @@ int main(int argc, char** argv) {
     options.epochs = argc > 5 ? std::atoi(argv[5]) : 1;
     options.output_dir = out;
     options.max_length = 128;
-    atune::Trainer trainer(model, task, atune::encode_glue(train, *tokenizer, options.max_length),
-                           atune::encode_glue(dev, *tokenizer, options.max_length), policy,
+    atune::Trainer trainer(model, task, atune::encode_examples(train, *tokenizer, options.max_length),
+                           atune::encode_examples(dev, *tokenizer, options.max_length), policy,
                            std::string("task"), options, *tokenizer);
     atune::TrainResult result = trainer.train();
     std::cout << task.name << " dev";

@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
       model->add_task(t.name, t.adapter,
                       glue.regression() ? atune::HeadConfig::regression()
                                         : atune::HeadConfig::classification(glue.labels));
-      atune::GlueDataset train = atune::read_glue(glue, glue_dir, "train");
+      atune::TextDataset train = atune::read_glue(glue, glue_dir, "train");
       train.examples.resize(std::min(train.examples.size(), train_examples));
       atune::FreezePolicy policy;  // adapters + the task's LayerNorm copies + its head
       policy.train_pooler = atune::default_train_pooler(*model->bert);
@@ -53,8 +53,8 @@ int main(int argc, char** argv) {
       options.progress = false;
       options.output_dir = out + "/" + t.name;
       atune::Trainer trainer(
-          model, glue, atune::encode_glue(train, *tokenizer, 64),
-          atune::encode_glue(atune::read_glue(glue, glue_dir, "dev"), *tokenizer, 64), policy,
+          model, glue, atune::encode_examples(train, *tokenizer, 64),
+          atune::encode_examples(atune::read_glue(glue, glue_dir, "dev"), *tokenizer, 64), policy,
           std::string(t.name), options, *tokenizer);
       const atune::TrainResult result = trainer.train();
       std::cout << t.name << " (" << glue.name << ") dev";

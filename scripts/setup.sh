@@ -9,6 +9,8 @@ PACKAGES=(
   g++ cmake ninja-build ccache make pkg-config ca-certificates
   # LibTorch (CPU) and the libraries the code links
   libtorch-dev libsentencepiece-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev
+  # RFC 4180 CSV for a user's own data sets (quoted fields, doubled quotes, line breaks)
+  libcsv-dev
   # tests
   libgtest-dev googletest
   # SHA-256 for the base-model identity recorded in adapter packs

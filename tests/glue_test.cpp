@@ -23,7 +23,7 @@ std::string temp_file(const std::string& name, const std::string& contents) {
   return dir + "/" + name;
 }
 
-std::pair<int64_t, int64_t> label_counts(const GlueDataset& d) {
+std::pair<int64_t, int64_t> label_counts(const TextDataset& d) {
   int64_t zeros = 0, ones = 0;
   for (const auto& e : d.examples) (e.label == 0 ? zeros : ones)++;
   return {zeros, ones};
@@ -154,7 +154,7 @@ TEST(Glue, MalformedRowsNameFileAndLine) {
 TEST(Glue, PlainLinesAreAsStrictAsTheTsvReader) {
   const auto& sst2 = glue_task("SST-2");
   const auto& rte = glue_task("RTE");
-  const GlueDataset ok = parse_text_lines(rte, "a\tb\r\nc\td\n", "stdin");
+  const TextDataset ok = parse_text_lines(rte, "a\tb\r\nc\td\n", "stdin");
   ASSERT_EQ(ok.examples.size(), 2u);
   EXPECT_EQ(ok.examples[1].text_a, "c");
   EXPECT_EQ(ok.examples[1].text_b.value(), "d");
@@ -171,19 +171,19 @@ TEST(Glue, PlainLinesAreAsStrictAsTheTsvReader) {
 TEST(Glue, TokenizerErrorsNameTheFileAndLine) {
   const std::string path =
       temp_file("utf8.tsv", "sentence\tlabel\nfine\t1\nbad \xff\xfe bytes\t0\n");
-  const GlueDataset data = read_glue_file(glue_task("SST-2"), path);
+  const TextDataset data = read_glue_file(glue_task("SST-2"), path);
   WordPieceTokenizer tokenizer(std::string(ADAPTERTUNE_TEST_DATA_DIR) +
                                "/../../data/vocab/bert-base-uncased-vocab.txt");
-  EXPECT_ERROR_CONTAINS(encode_glue(data, tokenizer, 16), path + ":3: ");
-  EXPECT_ERROR_CONTAINS(encode_glue(data, tokenizer, 16), "invalid UTF-8 at byte 4");
+  EXPECT_ERROR_CONTAINS(encode_examples(data, tokenizer, 16), path + ":3: ");
+  EXPECT_ERROR_CONTAINS(encode_examples(data, tokenizer, 16), "invalid UTF-8 at byte 4");
 }
 
 TEST(Glue, TsvParsesFromMemoryLikeFromAFile) {
   const auto& rte = glue_task("RTE");
   const std::string text =
       "\xEF\xBB\xBFindex\tsentence1\tsentence2\tlabel\r\n0\ta\tb\tentailment\n";
-  const GlueDataset from_memory = parse_glue_tsv(rte, text, "mem.tsv");
-  const GlueDataset from_file = read_glue_file(rte, temp_file("mem.tsv", text));
+  const TextDataset from_memory = parse_glue_tsv(rte, text, "mem.tsv");
+  const TextDataset from_file = read_glue_file(rte, temp_file("mem.tsv", text));
   ASSERT_EQ(from_memory.examples.size(), 1u);
   EXPECT_EQ(from_memory.examples[0].text_b, from_file.examples[0].text_b);
   EXPECT_EQ(from_memory.examples[0].label, from_file.examples[0].label);

@@ -1,4 +1,5 @@
 #include "adaptertune/tasks/metrics.h"
+#include "adaptertune/tasks/glue.h"
 
 #include "adaptertune/error.h"
 #include "test_util.h"
@@ -37,14 +38,14 @@ TEST(Metrics, HandCheckedEdgeCases) {
 
 TEST(Metrics, GlueCombinedScores) {
   std::vector<double> p(kPred.begin(), kPred.end()), g(kGold.begin(), kGold.end());
-  auto mrpc = glue_metrics(glue_task("MRPC"), p, g);
+  auto mrpc = task_metrics(glue_task("MRPC"), p, g);
   EXPECT_NEAR(mrpc["combined"], (0.7142857142857143 + 0.6666666666666666) / 2, 1e-12);
-  EXPECT_NEAR(glue_metrics(glue_task("CoLA"), p, g)["combined"], 0.3142857142857143, 1e-12);
-  EXPECT_NEAR(glue_metrics(glue_task("SST-2"), p, g)["combined"], 0.6666666666666666, 1e-12);
-  auto sts = glue_metrics(glue_task("STS-B"), {1.0, 2.5, 2.5, 4.0, 3.0, 0.5, 5.0, 2.5},
+  EXPECT_NEAR(task_metrics(glue_task("CoLA"), p, g)["combined"], 0.3142857142857143, 1e-12);
+  EXPECT_NEAR(task_metrics(glue_task("SST-2"), p, g)["combined"], 0.6666666666666666, 1e-12);
+  auto sts = task_metrics(glue_task("STS-B"), {1.0, 2.5, 2.5, 4.0, 3.0, 0.5, 5.0, 2.5},
                           {0.8, 2.0, 3.1, 3.9, 3.0, 1.0, 4.2, 2.2});
   EXPECT_NEAR(sts["combined"], (0.9507008153781746 + 0.9027075674773933) / 2, 1e-12);
-  EXPECT_ERROR_CONTAINS(glue_metrics(glue_task("RTE"), {0.5}, {1}),
+  EXPECT_ERROR_CONTAINS(task_metrics(glue_task("RTE"), {0.5}, {1}),
                         "RTE metrics: 0.500000 is not a class id");
 }
 

@@ -10,6 +10,7 @@
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/safetensors.h"
+#include "adaptertune/tasks/glue.h"
 #include "adaptertune/text/wordpiece.h"
 #include "adaptertune/training/trainer.h"
 #include "test_util.h"
@@ -146,9 +147,9 @@ struct GlueFixture {
   EncodedDataset train(const std::string& task) const { return encode(task, "train", 64); }
   EncodedDataset dev(const std::string& task) const { return encode(task, "dev", 32); }
   EncodedDataset encode(const std::string& task, const std::string& split, size_t n) const {
-    GlueDataset data = read_glue(glue_task(task), kData + "/glue", split);
+    TextDataset data = read_glue(glue_task(task), kData + "/glue", split);
     data.examples.resize(n);
-    return encode_glue(data, tokenizer, 32);
+    return encode_examples(data, tokenizer, 32);
   }
 };
 

@@ -10,6 +10,7 @@
 #include "adaptertune/error.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
+#include "adaptertune/tasks/glue.h"
 #include "adaptertune/text/wordpiece.h"
 #include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/trainer.h"
@@ -24,9 +25,9 @@ const std::string kData = std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/../../data"
 struct Data {
   WordPieceTokenizer tokenizer{kData + "/vocab/bert-base-uncased-vocab.txt"};
   EncodedDataset encode(const std::string& task, const std::string& split, size_t n) const {
-    GlueDataset data = read_glue(glue_task(task), kData + "/glue", split);
+    TextDataset data = read_glue(glue_task(task), kData + "/glue", split);
     data.examples.resize(n);
-    return encode_glue(data, tokenizer, 32);
+    return encode_examples(data, tokenizer, 32);
   }
   // A task of the run: `train_examples` to train on, 32 dev examples.
   TrainingTask task(const std::string& glue, const std::string& adapter,

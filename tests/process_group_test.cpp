@@ -9,6 +9,7 @@
 
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/error.h"
+#include "adaptertune/tasks/glue.h"
 #include "adaptertune/text/wordpiece.h"
 #include "adaptertune/training/trainer.h"
 #include "test_util.h"
@@ -144,9 +145,9 @@ TEST(ProcessGroup, TrainingInAGroupOfOneEqualsTrainingAlone) {
   const std::string data_dir = std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/../../data";
   WordPieceTokenizer tokenizer(data_dir + "/vocab/bert-base-uncased-vocab.txt");
   auto encode = [&](const std::string& task, const std::string& split, size_t n) {
-    GlueDataset data = read_glue(glue_task(task), data_dir + "/glue", split);
+    TextDataset data = read_glue(glue_task(task), data_dir + "/glue", split);
     data.examples.resize(n);
-    return encode_glue(data, tokenizer, 32);
+    return encode_examples(data, tokenizer, 32);
   };
   auto make = [&] {
     torch::manual_seed(8);

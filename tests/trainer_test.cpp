@@ -14,6 +14,7 @@
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/tokenizer_files.h"
+#include "adaptertune/tasks/glue.h"
 #include "adaptertune/text/wordpiece.h"
 #include "adaptertune/training/scheduler.h"
 #include "test_util.h"
@@ -29,12 +30,12 @@ struct Fixture {
   const GlueTaskInfo& task = glue_task("SST-2");
   EncodedDataset train, dev;
   Fixture() {
-    GlueDataset t = read_glue(task, kData + "/glue", "train");
+    TextDataset t = read_glue(task, kData + "/glue", "train");
     t.examples.resize(96);
-    GlueDataset d = read_glue(task, kData + "/glue", "dev");
+    TextDataset d = read_glue(task, kData + "/glue", "dev");
     d.examples.resize(64);
-    train = encode_glue(t, tokenizer, 32);
-    dev = encode_glue(d, tokenizer, 32);
+    train = encode_examples(t, tokenizer, 32);
+    dev = encode_examples(d, tokenizer, 32);
   }
 };
 

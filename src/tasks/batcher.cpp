@@ -10,8 +10,8 @@
 
 namespace adaptertune {
 
-EncodedDataset encode_glue(const GlueDataset& data, const Tokenizer& tokenizer,
-                           int64_t max_length) {
+EncodedDataset encode_examples(const TextDataset& data, const Tokenizer& tokenizer,
+                               int64_t max_length) {
   EncodedDataset out;
   out.regression = data.task != nullptr && data.task->regression();
   for (const auto& example : data.examples) {

@@ -9,6 +9,7 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
+#include "tasks/text_lines.h"
 
 namespace adaptertune {
 namespace {
@@ -42,42 +43,41 @@ Layout layout_of(GlueTask task) {
   return {};
 }
 
-std::vector<std::string> split_tabs(const std::string& line) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    size_t tab = line.find('\t', start);
-    out.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
-    if (tab == std::string::npos) break;
-    start = tab + 1;
-  }
-  return out;
-}
-
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return s;
 }
 
-bool blank(const std::string& s) {
-  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
-}
-
 }  // namespace
 
 const std::vector<GlueTaskInfo>& glue_tasks() {
+  // `metrics` are what the GLUE leaderboard scores a task by ("combined" is their mean);
+  // accuracy is reported for every classification task besides.
+  auto make = [](GlueTask task, std::string name, std::vector<std::string> labels, bool pair,
+                 std::vector<std::string> metrics, std::string main_metric) {
+    GlueTaskInfo info;
+    info.task = task;
+    info.name = std::move(name);
+    info.labels = std::move(labels);
+    info.sentence_pair = pair;
+    info.metrics = std::move(metrics);
+    info.main_metric = std::move(main_metric);
+    return info;
+  };
   static const std::vector<GlueTaskInfo> tasks = {
-      {GlueTask::kCoLA, "CoLA", {"0", "1"}, false, "mcc"},
-      {GlueTask::kSST2, "SST-2", {"0", "1"}, false, "accuracy"},
-      {GlueTask::kMRPC, "MRPC", {"0", "1"}, true, "combined"},
-      {GlueTask::kSTSB, "STS-B", {}, true, "combined"},
-      {GlueTask::kQQP, "QQP", {"0", "1"}, true, "combined"},
-      {GlueTask::kMNLI, "MNLI", {"contradiction", "entailment", "neutral"}, true, "accuracy"},
-      {GlueTask::kQNLI, "QNLI", {"entailment", "not_entailment"}, true, "accuracy"},
-      {GlueTask::kRTE, "RTE", {"entailment", "not_entailment"}, true, "accuracy"},
-      {GlueTask::kWNLI, "WNLI", {"0", "1"}, true, "accuracy"},
-      {GlueTask::kAX, "AX", {"contradiction", "entailment", "neutral"}, true, "mcc"},
+      make(GlueTask::kCoLA, "CoLA", {"0", "1"}, false, {"mcc"}, "mcc"),
+      make(GlueTask::kSST2, "SST-2", {"0", "1"}, false, {"accuracy"}, "accuracy"),
+      make(GlueTask::kMRPC, "MRPC", {"0", "1"}, true, {"f1", "accuracy"}, "combined"),
+      make(GlueTask::kSTSB, "STS-B", {}, true, {"pearson", "spearmanr"}, "combined"),
+      make(GlueTask::kQQP, "QQP", {"0", "1"}, true, {"f1", "accuracy"}, "combined"),
+      make(GlueTask::kMNLI, "MNLI", {"contradiction", "entailment", "neutral"}, true, {"accuracy"},
+           "accuracy"),
+      make(GlueTask::kQNLI, "QNLI", {"entailment", "not_entailment"}, true, {"accuracy"},
+           "accuracy"),
+      make(GlueTask::kRTE, "RTE", {"entailment", "not_entailment"}, true, {"accuracy"}, "accuracy"),
+      make(GlueTask::kWNLI, "WNLI", {"0", "1"}, true, {"accuracy"}, "accuracy"),
+      make(GlueTask::kAX, "AX", {"contradiction", "entailment", "neutral"}, true, {"mcc"}, "mcc"),
   };
   return tasks;
 }
@@ -86,7 +86,7 @@ const GlueTaskInfo& glue_task(GlueTask task) {
   return glue_tasks().at(static_cast<size_t>(task));
 }
 
-const GlueTaskInfo& glue_task(const std::string& name) {
+const GlueTaskInfo* find_glue_task(const std::string& name) {
   auto squash = [](const std::string& s) {
     std::string out;
     for (char c : lower(s)) {
@@ -94,49 +94,34 @@ const GlueTaskInfo& glue_task(const std::string& name) {
     }
     return out;
   };
-  std::string names;
   for (const auto& info : glue_tasks()) {
-    if (squash(info.name) == squash(name)) return info;
-    names += (names.empty() ? "" : ", ") + info.name;
+    if (squash(info.name) == squash(name)) return &info;
   }
+  return nullptr;
+}
+
+const GlueTaskInfo& glue_task(const std::string& name) {
+  if (const GlueTaskInfo* info = find_glue_task(name)) return *info;
+  std::string names;
+  for (const auto& info : glue_tasks()) names += (names.empty() ? "" : ", ") + info.name;
   throw Error("unknown GLUE task \"" + name + "\" (expected one of " + names + ")");
 }
 
-namespace {
-
-// The lines of `contents` without their CR LF / LF ends and without a UTF-8 byte-order mark.
-std::vector<std::string> split_lines(std::string_view contents) {
-  std::vector<std::string> lines;
-  size_t start = 0;
-  while (start < contents.size()) {
-    size_t end = contents.find('\n', start);
-    if (end == std::string_view::npos) end = contents.size();
-    std::string line(contents.substr(start, end - start));
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    lines.push_back(std::move(line));
-    start = end + 1;
-  }
-  if (!lines.empty() && lines[0].rfind("\xEF\xBB\xBF", 0) == 0) lines[0].erase(0, 3);
-  return lines;
-}
-
-}  // namespace
-
-GlueDataset read_glue_file(const GlueTaskInfo& task, const std::string& path,
+TextDataset read_glue_file(const GlueTaskInfo& task, const std::string& path,
                            const GlueReadOptions& options) {
   return parse_glue_tsv(task, read_file(path), path, options);
 }
 
-GlueDataset parse_glue_tsv(const GlueTaskInfo& task, std::string_view contents,
+TextDataset parse_glue_tsv(const GlueTaskInfo& task, std::string_view contents,
                            const std::string& path, const GlueReadOptions& options) {
-  const std::vector<std::string> lines = split_lines(contents);
-  GlueDataset data;
+  const std::vector<std::string> lines = detail::split_lines(contents);
+  TextDataset data;
   data.task = &task;
   data.path = path;
   if (lines.empty()) throw Error(path + ": file is empty");
 
   const Layout layout = layout_of(task.task);
-  std::vector<std::string> header = split_tabs(lines[0]);
+  std::vector<std::string> header = detail::split_tabs(lines[0]);
   size_t first_row = 1;
   int text_a = -1, text_b = -1, label = -1, index = -1;
   size_t columns = header.size();
@@ -168,12 +153,12 @@ GlueDataset parse_glue_tsv(const GlueTaskInfo& task, std::string_view contents,
     if (line.empty() && i + 1 == lines.size()) continue;  // a final empty line
     const std::string where = path + ":" + std::to_string(line_number);
     try {
-      std::vector<std::string> fields = split_tabs(line);
+      std::vector<std::string> fields = detail::split_tabs(line);
       if (fields.size() != columns) {
         throw Error(where + ": expected " + std::to_string(columns) +
                     " tab-separated fields, found " + std::to_string(fields.size()));
       }
-      GlueExample example;
+      TextExample example;
       example.line = line_number;
       example.index = static_cast<int64_t>(data.examples.size());
       if (index >= 0) {
@@ -187,11 +172,11 @@ GlueDataset parse_glue_tsv(const GlueTaskInfo& task, std::string_view contents,
         }
       }
       example.text_a = fields[static_cast<size_t>(text_a)];
-      if (blank(example.text_a))
+      if (detail::is_blank(example.text_a))
         throw Error(where + ": empty text in column " + std::to_string(text_a + 1));
       if (text_b >= 0) {
         example.text_b = fields[static_cast<size_t>(text_b)];
-        if (blank(*example.text_b)) {
+        if (detail::is_blank(*example.text_b)) {
           throw Error(where + ": empty text in column " + std::to_string(text_b + 1));
         }
       }
@@ -205,13 +190,11 @@ GlueDataset parse_glue_tsv(const GlueTaskInfo& task, std::string_view contents,
           }
           example.score = score;
         } else {
-          auto it = std::find(task.labels.begin(), task.labels.end(), value);
-          if (it == task.labels.end()) {
-            std::string expected;
-            for (const auto& l : task.labels) expected += (expected.empty() ? "" : ", ") + l;
-            throw Error(where + ": unknown label \"" + value + "\" (expected " + expected + ")");
+          try {
+            example.label = task.label_id(value);
+          } catch (const Error& e) {
+            throw Error(where + ": " + e.what());
           }
-          example.label = it - task.labels.begin();
         }
       }
       data.examples.push_back(std::move(example));
@@ -223,40 +206,7 @@ GlueDataset parse_glue_tsv(const GlueTaskInfo& task, std::string_view contents,
   return data;
 }
 
-GlueDataset parse_text_lines(const GlueTaskInfo& task, std::string_view contents,
-                             const std::string& source) {
-  GlueDataset data;
-  data.task = &task;
-  data.path = source;
-  const std::vector<std::string> lines = split_lines(contents);
-  for (size_t i = 0; i < lines.size(); ++i) {
-    const std::string where = source + ":" + std::to_string(i + 1);
-    const std::vector<std::string> fields = split_tabs(lines[i]);
-    const size_t expected = task.sentence_pair ? 2 : 1;
-    if (fields.size() != expected) {
-      throw Error(where + ": " + std::to_string(fields.size()) + " tab-separated field" +
-                  (fields.size() == 1 ? "" : "s") + ", but " + task.name + " takes " +
-                  (task.sentence_pair ? "text<TAB>text_pair" : "one text (no TAB)") + " per line");
-    }
-    for (size_t f = 0; f < fields.size(); ++f) {
-      if (blank(fields[f])) {
-        throw Error(
-            where +
-            (lines[i].empty() ? ": empty line" : ": empty text in field " + std::to_string(f + 1)) +
-            " (expected " + (task.sentence_pair ? "text<TAB>text_pair" : "a text") + ")");
-      }
-    }
-    GlueExample example;
-    example.index = static_cast<int64_t>(i);
-    example.line = static_cast<int64_t>(i) + 1;
-    example.text_a = fields[0];
-    if (task.sentence_pair) example.text_b = fields[1];
-    data.examples.push_back(std::move(example));
-  }
-  return data;
-}
-
-GlueDataset read_glue(const GlueTaskInfo& task, const std::string& data_dir,
+TextDataset read_glue(const GlueTaskInfo& task, const std::string& data_dir,
                       const std::string& split, const GlueReadOptions& options) {
   const std::string dir = data_dir + "/" + task.name + "/";
   std::vector<std::string> candidates;

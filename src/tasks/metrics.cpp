@@ -33,7 +33,7 @@ std::vector<double> average_ranks(const std::vector<double>& values) {
   return ranks;
 }
 
-std::vector<int64_t> to_ids(const std::vector<double>& values, const GlueTaskInfo& task) {
+std::vector<int64_t> to_ids(const std::vector<double>& values, const TaskDescription& task) {
   std::vector<int64_t> ids;
   ids.reserve(values.size());
   for (double v : values) {
@@ -110,33 +110,47 @@ double spearman(const std::vector<double>& x, const std::vector<double>& y) {
   return pearson(average_ranks(x), average_ranks(y));
 }
 
-std::map<std::string, double> glue_metrics(const GlueTaskInfo& task,
+double macro_f1_score(const std::vector<int64_t>& predictions, const std::vector<int64_t>& gold,
+                      int64_t classes) {
+  check_sizes(predictions, gold, "macro_f1");
+  double sum = 0;
+  for (int64_t c = 0; c < classes; ++c) sum += f1_score(predictions, gold, c);
+  return sum / static_cast<double>(classes);
+}
+
+std::map<std::string, double> task_metrics(const TaskDescription& task,
                                            const std::vector<double>& predictions,
                                            const std::vector<double>& gold) {
   std::map<std::string, double> m;
-  if (task.regression()) {
-    m["pearson"] = pearson(predictions, gold);
-    m["spearmanr"] = spearman(predictions, gold);
-    m["combined"] = (m["pearson"] + m["spearmanr"]) / 2;
-    return m;
+  const std::vector<std::string> scored = task.scored_metrics();
+  std::vector<int64_t> p, g;
+  if (!task.regression()) {
+    p = to_ids(predictions, task);
+    g = to_ids(gold, task);
+    m["accuracy"] = accuracy(p, g);
   }
-  const auto p = to_ids(predictions, task);
-  const auto g = to_ids(gold, task);
-  m["accuracy"] = accuracy(p, g);
-  switch (task.task) {
-    case GlueTask::kCoLA:
-    case GlueTask::kAX:
-      m["mcc"] = matthews_corrcoef(p, g);
-      m["combined"] = m["mcc"];
-      break;
-    case GlueTask::kMRPC:
-    case GlueTask::kQQP:
-      m["f1"] = f1_score(p, g, 1);
-      m["combined"] = (m["f1"] + m["accuracy"]) / 2;
-      break;
-    default:
-      m["combined"] = m["accuracy"];
+  double sum = 0;
+  for (const std::string& metric : scored) {
+    double value = 0;
+    if (metric == "accuracy") {
+      value = m.at("accuracy");
+    } else if (metric == "f1") {
+      value = f1_score(p, g, 1);
+    } else if (metric == "macro_f1") {
+      value = macro_f1_score(p, g, static_cast<int64_t>(task.labels.size()));
+    } else if (metric == "mcc") {
+      value = matthews_corrcoef(p, g);
+    } else if (metric == "pearson") {
+      value = pearson(predictions, gold);
+    } else if (metric == "spearmanr") {
+      value = spearman(predictions, gold);
+    } else {
+      throw Error("task " + task.name + ": unknown metric \"" + metric + "\"");
+    }
+    m[metric] = value;
+    sum += value;
   }
+  m["combined"] = sum / static_cast<double>(scored.size());
   return m;
 }
 

@@ -258,7 +258,7 @@ std::string metrics_text(const std::map<std::string, double>& metrics) {
 
 }  // namespace
 
-EvalResult evaluate(BertForSequenceClassification& model, const GlueTaskInfo& task,
+EvalResult evaluate(BertForSequenceClassification& model, const TaskDescription& task,
                     const EncodedDataset& data, int64_t batch_size, c10::Device device,
                     Precision precision, int64_t pad_id) {
   check_device(device);
@@ -297,7 +297,7 @@ EvalResult evaluate(BertForSequenceClassification& model, const GlueTaskInfo& ta
     }
   }
   if (!data.targets.empty()) {
-    result.metrics = glue_metrics(task, result.predictions, data.targets);
+    result.metrics = task_metrics(task, result.predictions, data.targets);
     result.loss = loss_sum / static_cast<double>(data.encodings.size());
   }
   model->train(was_training);
@@ -335,7 +335,7 @@ void Trainer::check_options(const TrainerOptions& options) {
                          existing_output_mode(options.resume, options.overwrite), options.inputs);
 }
 
-Trainer::Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task,
+Trainer::Trainer(BertForSequenceClassification& model, const TaskDescription& task,
                  EncodedDataset train, EncodedDataset dev, FreezePolicy policy,
                  std::optional<std::string> adapter_name, TrainerOptions options,
                  const Tokenizer& tokenizer)
@@ -364,6 +364,7 @@ Trainer::Trainer(BertForSequenceClassification& model, std::vector<TrainingTask>
   for (const TrainingTask& task : tasks_) {
     const std::string label =
         "Trainer: task " + task.info.name + (task.adapter ? " (" + *task.adapter + ")" : "");
+    task.info.validate();
     if (task.train.targets.empty()) throw Error(label + ": the training data has no labels");
     if (task.dev.targets.empty()) throw Error(label + ": the dev data has no labels");
     if (!task.adapter) {
@@ -663,7 +664,7 @@ TrainResult Trainer::train() {
       activate(t);
       EvalResult eval = evaluate(model_, task.info, task.dev, options_.eval_batch_size,
                                  options_.device, options_.precision, tokenizer_.pad_id());
-      const double score = eval.metrics.at(task.info.main_metric);
+      const double score = eval.metrics.at(task.info.selection_metric());
       const bool improved = score > p.best;
       Json event = {
           {"event", "eval"},

@@ -70,7 +70,7 @@ void add_existing_output_options(CLI::App* cmd, bool& resume, bool& overwrite,
       ->excludes(resume_flag);
 }
 
-std::string adapter_name_for(const GlueTaskInfo& task) {
+std::string adapter_name_for(const TaskDescription& task) {
   std::string name = task.name;
   std::replace(name.begin(), name.end(), '.', '_');
   return name;

@@ -10,7 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "adaptertune/adapter_config.h"
-#include "adaptertune/tasks/glue.h"
+#include "adaptertune/tasks/task_description.h"
 #include "adaptertune/training/freeze_policy.h"
 
 namespace adaptertune::cli {
@@ -33,7 +33,7 @@ void add_existing_output_options(CLI::App* cmd, bool& resume, bool& overwrite,
                                  const std::string& what, const std::string& resume_help);
 
 /// The adapter name `train` gives task `task`'s adapter (its name; adapter names hold no '.').
-std::string adapter_name_for(const GlueTaskInfo& task);
+std::string adapter_name_for(const TaskDescription& task);
 
 /// `--model DIR`: a Hugging Face-layout model directory.
 CLI::Option* add_model_option(CLI::App* cmd, std::string& model, const std::string& help);

@@ -26,6 +26,7 @@
 #include "adaptertune/training/trainer.h"
 #include "commands.h"
 #include "common.h"
+#include "task_choice.h"
 
 namespace adaptertune::cli {
 namespace {
@@ -33,6 +34,8 @@ namespace {
 struct TrainCommandOptions {
   /// One GLUE task, or several (`--task SST-2,MRPC,RTE`) trained together, each on its adapter.
   std::vector<std::string> tasks;
+  /// One's own data instead of GLUE's: files, columns, labels, metrics.
+  TaskChoice task_choice;
   std::string data_dir = "data/glue";
   std::string model;
   AdapterChoice adapter;
@@ -80,25 +83,43 @@ FusionConfig fusion_config_for(const std::string& choice) {
   return FusionConfig::from_json_string(read_file(choice), choice);
 }
 
-HeadConfig head_for(const GlueTaskInfo& task) {
+HeadConfig head_for(const TaskDescription& task) {
   return task.regression() ? HeadConfig::regression() : HeadConfig::classification(task.labels);
 }
 
-GlueDataset subsample(GlueDataset data, int64_t n) {
+TextDataset subsample(TextDataset data, int64_t n) {
   if (n > 0 && static_cast<int64_t>(data.examples.size()) > n)
     data.examples.resize(static_cast<size_t>(n));
   return data;
 }
 
-// The GLUE tasks of --task, each once.
-std::vector<GlueTaskInfo> tasks_of(const TrainCommandOptions& o) {
-  std::vector<GlueTaskInfo> tasks;
-  for (const auto& name : o.tasks) {
-    const GlueTaskInfo& task = glue_task(name);
-    for (const auto& earlier : tasks) {
-      if (earlier.name == task.name) throw Error("--task names " + task.name + " twice");
+// The tasks of --task, each once: GLUE's, or one of one's own files.
+std::vector<CliTask> tasks_of(const TrainCommandOptions& o) {
+  const TaskChoice& choice = o.task_choice;
+  if (choice.has_files()) {
+    if (o.tasks.size() != 1) {
+      throw Error(
+          "--train-file and --dev-file are the data of one task: give --task one name "
+          "(several tasks in one run are GLUE's)");
     }
-    tasks.push_back(task);
+    if (!choice.train_file || !choice.dev_file) {
+      throw Error(std::string("your own task needs --train-file and --dev-file (the best model "
+                              "is chosen on dev): ") +
+                  (choice.train_file ? "--dev-file" : "--train-file") + " is missing");
+    }
+  }
+  std::vector<CliTask> tasks;
+  for (const auto& name : o.tasks) {
+    if (!choice.has_files() && !find_glue_task(name)) {
+      throw_unknown_task(name, "for your own data set give --train-file and --dev-file");
+    }
+    CliTask task = resolve_task(name, choice);
+    for (const auto& earlier : tasks) {
+      if (earlier.info.name == task.info.name) {
+        throw Error("--task names " + task.info.name + " twice");
+      }
+    }
+    tasks.push_back(std::move(task));
   }
   if (tasks.empty()) throw Error("--task: no task given");
   return tasks;
@@ -117,8 +138,8 @@ void check_multi_task_options(const TrainCommandOptions& o, bool adapter) {
 }
 
 int run_train(TrainCommandOptions o) {
-  const std::vector<GlueTaskInfo> tasks = tasks_of(o);
-  const GlueTaskInfo& task = tasks.front();
+  const std::vector<CliTask> tasks = tasks_of(o);
+  const TaskDescription& task = tasks.front().info;
   const bool several = tasks.size() > 1;
   o.trainer.device = parse_device(o.device);
   o.trainer.precision = parse_precision(o.precision.value_or("fp32"));
@@ -153,6 +174,9 @@ int run_train(TrainCommandOptions o) {
   // Options are checked before anything loads or is written, so that a mistake costs no time and
   // leaves nothing behind.
   o.trainer.inputs = {o.model, o.data_dir, o.adapter.config_file};
+  for (const auto& file : {o.task_choice.train_file, o.task_choice.dev_file}) {
+    if (file) o.trainer.inputs.push_back(*file);
+  }
   o.trainer.inputs.insert(o.trainer.inputs.end(), o.adapter_packs.begin(), o.adapter_packs.end());
   o.trainer.validate();
   check_max_length_flag(o.model, o.max_length);
@@ -181,6 +205,14 @@ int run_train(TrainCommandOptions o) {
   }
   const bool main_process = !o.trainer.process_group || o.trainer.process_group->is_main();
   Trainer::check_options(o.trainer);
+  // The data is read before the model loads, so that a malformed row costs no time.
+  std::vector<std::pair<TextDataset, TextDataset>> data;
+  for (const CliTask& t : tasks) {
+    const TaskChoice& files = o.task_choice;
+    data.emplace_back(subsample(read_task_split(t, files, o.data_dir, "train", files.train_file),
+                                o.train_examples),
+                      read_task_split(t, files, o.data_dir, "dev", files.dev_file));
+  }
   // Before the model: the head, the adapters and a missing pooler are initialised from it.
   set_seed(o.trainer.seed);
   auto tokenizer = load_tokenizer(o.model);
@@ -193,9 +225,9 @@ int run_train(TrainCommandOptions o) {
   std::optional<std::string> adapter_name;
   if (several) {
     // Each task its adapter and its own head, in --task order (so that a seed repeats them).
-    for (const GlueTaskInfo& t : tasks) {
-      model->bert->add_adapter(adapter_name_for(t), *adapter);
-      model->add_task_head(adapter_name_for(t), head_for(t));
+    for (const CliTask& t : tasks) {
+      model->bert->add_adapter(adapter_name_for(t.info), *adapter);
+      model->add_task_head(adapter_name_for(t.info), head_for(t.info));
     }
   } else if (adapter) {
     adapter_name = adapter_label;
@@ -214,17 +246,18 @@ int run_train(TrainCommandOptions o) {
   const FreezePolicy policy = resolve_policy(o.train, *model->bert);
 
   std::vector<TrainingTask> training;
-  for (const GlueTaskInfo& t : tasks) {
-    EncodedDataset train = encode_glue(
-        subsample(read_glue(t, o.data_dir, "train"), o.train_examples), *tokenizer, o.max_length);
-    EncodedDataset dev = encode_glue(read_glue(t, o.data_dir, "dev"), *tokenizer, o.max_length);
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const CliTask& t = tasks[i];
+    EncodedDataset train = encode_examples(data[i].first, *tokenizer, o.max_length);
+    EncodedDataset dev = encode_examples(data[i].second, *tokenizer, o.max_length);
     const std::optional<std::string> name =
-        several ? std::optional<std::string>(adapter_name_for(t)) : adapter_name;
+        several ? std::optional<std::string>(adapter_name_for(t.info)) : adapter_name;
     if (main_process) {
-      std::fprintf(stderr, "train: %s, %zu train / %zu dev examples, adapter %s\n", t.name.c_str(),
-                   train.encodings.size(), dev.encodings.size(), name ? name->c_str() : "none");
+      std::fprintf(stderr, "train: %s, %zu train / %zu dev examples, adapter %s\n",
+                   t.info.name.c_str(), train.encodings.size(), dev.encodings.size(),
+                   name ? name->c_str() : "none");
     }
-    training.push_back({t, std::move(train), std::move(dev), name});
+    training.push_back({t.info, std::move(train), std::move(dev), name});
   }
   if (main_process) {
     const std::string processes =
@@ -272,6 +305,8 @@ int run_train(TrainCommandOptions o) {
 
 struct UseOptions {
   std::optional<std::string> task;
+  /// One's own data instead of GLUE's (--dev-file for eval, --test-file for predict).
+  TaskChoice task_choice;
   std::string data_dir = "data/glue";
   std::string model;
   std::vector<std::string> adapter_packs;
@@ -302,7 +337,7 @@ std::optional<Stack> adapter_stack(const UseOptions& o) {
 // Which of the packs eval (or predict on GLUE/plain input) runs: the only one, the one --adapter
 // names (the top of its Stack), the only fusion among them, else the one `train --task` would
 // have named like the task.
-std::optional<size_t> chosen_pack(const UseOptions& o, const GlueTaskInfo& task,
+std::optional<size_t> chosen_pack(const UseOptions& o, const TaskDescription& task,
                                   const std::vector<AdapterPackInfo>& infos) {
   if (infos.empty()) {
     if (o.adapter) throw Error("--adapter " + *o.adapter + " needs --adapter-pack");
@@ -354,7 +389,7 @@ struct UseSettings {
 
 // The model for eval/predict: a model directory with every pack loaded onto it as a task, the
 // chosen one (use.pack) active.
-BertForSequenceClassification load_for_use(const UseOptions& o, const GlueTaskInfo& task,
+BertForSequenceClassification load_for_use(const UseOptions& o, const TaskDescription& task,
                                            const UseSettings& use) {
   const std::optional<size_t> chosen = use.pack;
   LoadReport report;
@@ -390,7 +425,7 @@ BertForSequenceClassification load_for_use(const UseOptions& o, const GlueTaskIn
 // A pack's head answers its own task: one trained on another label set would give wrong labels
 // without a word.
 void check_pack_fits_task(const AdapterPackInfo& info, const std::string& pack,
-                          const GlueTaskInfo& task) {
+                          const TaskDescription& task) {
   if (!info.head) return;
   const HeadConfig& head = *info.head;
   const HeadConfig wanted = head_for(task);
@@ -413,12 +448,43 @@ void check_pack_fits_task(const AdapterPackInfo& info, const std::string& pack,
   }
 }
 
-// Reads the packs' descriptions and the options, before any model loads.
-UseSettings settings_for(const UseOptions& o, const GlueTaskInfo& task) {
-  const c10::Device device = parse_device(o.device);
+// The packs' descriptions, checked.
+std::vector<AdapterPackInfo> pack_infos(const UseOptions& o) {
   std::vector<AdapterPackInfo> infos;
   for (const auto& pack : o.adapter_packs) infos.push_back(read_adapter_pack_info(pack));
   check_fused_adapters(infos, o.adapter_packs);
+  return infos;
+}
+
+// The task eval and predict run. One's own task without --labels or --regression takes its
+// labels from the head it runs: the chosen pack's, else the model's own (a fully fine-tuned
+// model directory, whose config.json names them).
+CliTask task_for_use(const UseOptions& o, const std::vector<AdapterPackInfo>& infos) {
+  const std::string name = o.task.value_or("");
+  const TaskChoice& choice = o.task_choice;
+  std::optional<HeadConfig> head;
+  if ((choice.has_files() || !find_glue_task(name)) && choice.labels.empty() &&
+      !choice.regression) {
+    TaskDescription named;
+    named.name = name;
+    const std::optional<size_t> pack = chosen_pack(o, named, infos);
+    if (pack) {
+      head = infos[*pack].head;
+    } else {
+      const std::string config = o.model + "/config.json";
+      const std::string text = read_file(config);
+      if (nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false).contains("id2label")) {
+        head = HeadConfig::from_model_config(text, config);
+      }
+    }
+  }
+  return resolve_task(name, choice, head);
+}
+
+// Reads the packs' descriptions and the options, before any model loads.
+UseSettings settings_for(const UseOptions& o, const TaskDescription& task,
+                         std::vector<AdapterPackInfo> infos) {
+  const c10::Device device = parse_device(o.device);
   const std::optional<size_t> pack = chosen_pack(o, task, infos);
   const AdapterPackInfo* info = pack ? &infos[*pack] : nullptr;
   if (info) check_pack_fits_task(*info, o.adapter_packs[*pack], task);
@@ -435,14 +501,20 @@ UseSettings settings_for(const UseOptions& o, const GlueTaskInfo& task) {
 }
 
 int run_eval(const UseOptions& o) {
-  const GlueTaskInfo& task = glue_task(o.task.value_or(""));
-  const UseSettings use = settings_for(o, task);
+  std::vector<AdapterPackInfo> infos = pack_infos(o);
+  const CliTask cli_task = task_for_use(o, infos);
+  const TaskDescription& task = cli_task.info;
+  const UseSettings use = settings_for(o, task, std::move(infos));
   auto tokenizer = load_tokenizer(o.model);
   auto model = load_for_use(o, task, use);
+  const std::optional<std::string>& file = o.task_choice.dev_file;
   EncodedDataset data =
-      encode_glue(read_glue(task, o.data_dir, o.split), *tokenizer, use.max_length);
-  if (data.targets.empty())
-    throw Error(task.name + " " + o.split + " has no labels to evaluate against");
+      encode_examples(read_task_split(cli_task, o.task_choice, o.data_dir, o.split, file),
+                      *tokenizer, use.max_length);
+  if (data.targets.empty()) {
+    throw Error((file ? *file : task.name + " " + o.split) + " has no labels to evaluate against" +
+                (file ? " (no column \"" + o.task_choice.label_column + "\")" : ""));
+  }
   EvalResult r =
       evaluate(model, task, data, o.batch_size, use.device, use.precision, tokenizer->pad_id());
   nlohmann::ordered_json out = {
@@ -450,7 +522,7 @@ int run_eval(const UseOptions& o) {
       {"adapter", model->bert->active_adapter()
                       ? nlohmann::ordered_json(*model->bert->active_adapter())
                       : nlohmann::ordered_json(nullptr)},
-      {"split", o.split},
+      {"split", file ? *file : o.split},
       {"examples", data.encodings.size()},
       {"max_length", use.max_length},
       {"precision", precision_name(use.precision)},
@@ -473,7 +545,7 @@ TaskRequests read_requests(const std::string& path) {
 
 // What predict reads, which --out must not replace.
 std::vector<std::string> inputs_of(const UseOptions& o) {
-  std::vector<std::string> inputs{o.model, o.input};
+  std::vector<std::string> inputs{o.model, o.input, o.task_choice.test_file.value_or("")};
   inputs.insert(inputs.end(), o.adapter_packs.begin(), o.adapter_packs.end());
   return inputs;
 }
@@ -554,32 +626,53 @@ bool jsonl_input(const UseOptions& o) {
 int run_predict(const UseOptions& o) {
   if (jsonl_input(o)) return run_predict_requests(o);
   if (!o.task) throw Error("predict needs --task (or JSON lines input that names each task)");
-  const GlueTaskInfo& task = glue_task(*o.task);
+  const std::optional<std::string>& test_file = o.task_choice.test_file;
+  if (test_file && (!o.input.empty() || o.input_format != "auto")) {
+    throw Error(
+        "--test-file reads your own data set; --input and --input-format are for GLUE "
+        "files, stdin and JSON lines of requests");
+  }
+  std::vector<AdapterPackInfo> infos = pack_infos(o);
+  const CliTask cli_task = task_for_use(o, infos);
+  const TaskDescription& task = cli_task.info;
   const std::string format = o.format.value_or("labels");
+  if (format == "glue" && !cli_task.glue) {
+    throw Error("--format glue writes a GLUE leaderboard file; " + task.name +
+                " is not a GLUE task (use labels, json or logits)");
+  }
   if (format == "glue" && o.out.empty()) {
     throw Error("--format glue writes a submission file: it needs --out DIR");
   }
   if (!o.out.empty()) {
     check_not_an_input(
-        format == "glue" ? o.out + "/" + glue_submission_file_name(task, o.split) : o.out,
+        format == "glue" ? o.out + "/" + glue_submission_file_name(*cli_task.glue, o.split) : o.out,
         inputs_of(o), "--out");
   }
-  const UseSettings use = settings_for(o, task);
+  const UseSettings use = settings_for(o, task, std::move(infos));
   auto tokenizer = load_tokenizer(o.model);
   auto model = load_for_use(o, task, use);
-  const bool from_stdin = o.input.empty() || o.input_format == "lines";
+  const bool from_stdin = !test_file && (o.input.empty() || o.input_format == "lines");
   if (o.input_format == "glue" && o.input.empty()) throw Error("--input-format glue needs --input");
   if (o.input_format == "lines" && !o.input.empty()) {
     throw Error("--input-format lines reads stdin; give --input only for a GLUE TSV or JSON lines");
   }
-  GlueDataset data =
-      from_stdin ? parse_text_lines(task, read_stdin(), "stdin") : read_glue_file(task, o.input);
+  if (!cli_task.glue && !from_stdin && !test_file) {
+    throw Error(task.name +
+                " is your own task: give its file with --test-file (--input reads GLUE "
+                "files and JSON lines of requests)");
+  }
+  TextFileOptions unlabelled = o.task_choice.file_options();
+  unlabelled.label_column.clear();  // predict ignores labels: a test file may have them or not
+  TextDataset data = from_stdin  ? parse_text_lines(task, read_stdin(), "stdin")
+                     : test_file ? read_text_dataset(task, *test_file, unlabelled)
+                                 : read_glue_file(*cli_task.glue, o.input);
   if (data.examples.empty()) throw Error("predict: no input examples");
-  EncodedDataset encoded = encode_glue(data, *tokenizer, use.max_length);
+  EncodedDataset encoded = encode_examples(data, *tokenizer, use.max_length);
   EvalResult r =
       evaluate(model, task, encoded, o.batch_size, use.device, use.precision, tokenizer->pad_id());
   if (format == "glue") {
-    std::cout << write_glue_submission(task, o.split, o.out, encoded.indices, r.predictions)
+    std::cout << write_glue_submission(*cli_task.glue, o.split, o.out, encoded.indices,
+                                       r.predictions)
               << std::endl;
     return 0;
   }
@@ -640,9 +733,11 @@ Command add_train_command(CLI::App& app) {
       "train", "Fine-tune on a GLUE task (adapters by default); keeps the best model");
   cmd->add_option("--task", o->tasks,
                   "GLUE task name, or several joined by ',' (e.g. SST-2,MRPC,RTE) to train them "
-                  "together, each on its own adapter and head (best packs in OUT/best/<task>)")
+                  "together, each on its own adapter and head (best packs in OUT/best/<task>); "
+                  "with --train-file, the name of your own task (and of its adapter)")
       ->delimiter(',')
       ->required();
+  add_task_choice_options(cmd, o->task_choice, TaskFiles::kTrainDev);
   cmd->add_option("--data-dir", o->data_dir, "Folder with <TASK>/train.tsv, dev.tsv")
       ->check(CLI::ExistingDirectory)
       ->capture_default_str();
@@ -760,9 +855,11 @@ Command add_eval_command(CLI::App& app) {
   CLI::App* cmd =
       app.add_subcommand("eval", "Dev-set metrics (JSON on stdout) of a model and adapter pack");
   cmd->add_option("--task", o->task,
-                  "GLUE task (SST-2, MRPC, RTE, CoLA, STS-B, QQP, MNLI, QNLI, WNLI, AX)")
+                  "GLUE task (SST-2, MRPC, RTE, CoLA, STS-B, QQP, MNLI, QNLI, WNLI, AX), or the "
+                  "name of your own task (with --dev-file)")
       ->required();
   add_use_options(cmd, *o);
+  add_task_choice_options(cmd, o->task_choice, TaskFiles::kDev);
   cmd->add_option("--data-dir", o->data_dir, "GLUE data folder")
       ->check(CLI::ExistingDirectory)
       ->capture_default_str();
@@ -777,9 +874,10 @@ Command add_predict_command(CLI::App& app) {
       "predict",
       "Predictions for a GLUE TSV, lines on stdin, or JSON lines of requests naming their tasks");
   cmd->add_option("--task", o->task,
-                  "GLUE task of the input (not for JSON lines input, where each line names its "
-                  "task)");
+                  "GLUE task of the input, or the name of your own task (with --test-file); not "
+                  "for JSON lines input, where each line names its task");
   add_use_options(cmd, *o);
+  add_task_choice_options(cmd, o->task_choice, TaskFiles::kTest);
   cmd->add_option("--input", o->input,
                   "GLUE TSV file (e.g. test.tsv), or JSON lines when it ends in .jsonl; default: "
                   "stdin")

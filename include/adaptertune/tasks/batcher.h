@@ -7,7 +7,7 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "adaptertune/tasks/glue.h"
+#include "adaptertune/tasks/text_dataset.h"
 #include "adaptertune/text/tokenizer.h"
 
 namespace adaptertune {
@@ -17,7 +17,7 @@ struct EncodedDataset {
   std::vector<Encoding> encodings;
   /// Class ids or scores (as double); empty for unlabelled data.
   std::vector<double> targets;
-  /// The examples' GLUE indices (for submission files).
+  /// The examples' indices (TextExample::index: row ids for submission files).
   std::vector<int64_t> indices;
   bool regression = false;
   /// Examples that lost tokens to truncation.
@@ -26,7 +26,8 @@ struct EncodedDataset {
 
 /// Tokenizes every example of `data` (text pairs where the task has them), truncating to
 /// `max_length`.
-EncodedDataset encode_glue(const GlueDataset& data, const Tokenizer& tokenizer, int64_t max_length);
+EncodedDataset encode_examples(const TextDataset& data, const Tokenizer& tokenizer,
+                               int64_t max_length);
 
 /// A padded batch (CPU tensors; move them with to()).
 struct Batch {

@@ -8,59 +8,31 @@
 #include <string_view>
 #include <vector>
 
+#include "adaptertune/tasks/text_dataset.h"
+
 namespace adaptertune {
 
 /// The nine GLUE tasks and the diagnostic set.
 enum class GlueTask { kCoLA, kSST2, kMRPC, kSTSB, kQQP, kMNLI, kQNLI, kRTE, kWNLI, kAX };
 
-/// What a task is.
-struct GlueTaskInfo {
-  GlueTask task;
-  /// "CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI", "AX".
-  std::string name;
-  /// Label strings in the order of the GLUE tooling (index = class id); empty for regression.
-  std::vector<std::string> labels;
-  bool sentence_pair = false;
-  bool regression() const { return labels.empty(); }
-  /// The glue_metrics() key a fine-tune selects checkpoints by: "mcc" (CoLA, AX), "accuracy"
-  /// (SST-2, MNLI, QNLI, RTE, WNLI) or "combined" (MRPC, QQP, STS-B).
-  std::string main_metric;
+/// A GLUE task: its description, and which of the nine (for the files' layouts).
+struct GlueTaskInfo : TaskDescription {
+  GlueTask task = GlueTask::kSST2;
 };
 
 /// The task called `name` (case-insensitive; "sst2", "sts-b", "mnli" …); Error listing the names
 /// otherwise.
 const GlueTaskInfo& glue_task(const std::string& name);
 const GlueTaskInfo& glue_task(GlueTask task);
+/// The task called `name` as glue_task() matches it, or nullptr when no GLUE task is.
+const GlueTaskInfo* find_glue_task(const std::string& name);
 /// All ten, in the order of the enum.
 const std::vector<GlueTaskInfo>& glue_tasks();
 
-/// One example. Text B is empty for single-sentence tasks.
-struct GlueExample {
-  /// The row's `index`/`id` column where the file has one (test sets), else the row number.
-  int64_t index = 0;
-  std::string text_a;
-  std::optional<std::string> text_b;
-  /// Class id (classification), when the split is labelled.
-  std::optional<int64_t> label;
-  /// Similarity score (STS-B), when the split is labelled.
-  std::optional<double> score;
-  /// 1-based line in the file, for error messages.
-  int64_t line = 0;
-};
-
 /// How read_glue_file() treats malformed rows.
 struct GlueReadOptions {
-  /// Skip malformed rows instead of throwing (the count is reported in GlueDataset::skipped).
+  /// Skip malformed rows instead of throwing (the count is reported in TextDataset::skipped).
   bool skip_malformed = false;
-};
-
-struct GlueDataset {
-  const GlueTaskInfo* task = nullptr;
-  std::string path;
-  bool labelled = false;
-  std::vector<GlueExample> examples;
-  /// Malformed rows skipped (only with GlueReadOptions::skip_malformed), with their errors.
-  std::vector<std::string> skipped;
 };
 
 /// Reads one GLUE TSV file of `task`. Fields are split on TAB only (quotes are literal), a UTF-8
@@ -68,23 +40,17 @@ struct GlueDataset {
 /// told apart by the header. A malformed row (wrong column count, unknown label, empty text where
 /// text is required, a score that is not a number in [0, 5]) is an Error naming the file and
 /// line, unless options.skip_malformed.
-GlueDataset read_glue_file(const GlueTaskInfo& task, const std::string& path,
+TextDataset read_glue_file(const GlueTaskInfo& task, const std::string& path,
                            const GlueReadOptions& options = {});
 
 /// read_glue_file() on text already in memory; `path` names it in errors.
-GlueDataset parse_glue_tsv(const GlueTaskInfo& task, std::string_view contents,
+TextDataset parse_glue_tsv(const GlueTaskInfo& task, std::string_view contents,
                            const std::string& path, const GlueReadOptions& options = {});
-
-/// Unlabelled examples of `task` from plain lines: a text per line, or text<TAB>text_pair for
-/// sentence-pair tasks (what `predict` reads on stdin). As strict as the TSV reader: an empty
-/// line, an empty text or another number of fields is an Error naming `source` and the line.
-GlueDataset parse_text_lines(const GlueTaskInfo& task, std::string_view contents,
-                             const std::string& source);
 
 /// Reads split `split` of `task` from `data_dir/<task name>/`: "train", "dev", "test" (MNLI:
 /// "dev_matched", "dev_mismatched", "test_matched", "test_mismatched"; "dev"/"test" mean matched;
 /// AX: "test" reads AX.tsv or diagnostic.tsv).
-GlueDataset read_glue(const GlueTaskInfo& task, const std::string& data_dir,
+TextDataset read_glue(const GlueTaskInfo& task, const std::string& data_dir,
                       const std::string& split, const GlueReadOptions& options = {});
 
 /// The leaderboard file name for predictions on `split` of `task` ("CoLA.tsv", "MNLI-m.tsv",

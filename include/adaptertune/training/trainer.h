@@ -15,7 +15,7 @@
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/precision.h"
 #include "adaptertune/tasks/batcher.h"
-#include "adaptertune/tasks/glue.h"
+#include "adaptertune/tasks/task_description.h"
 #include "adaptertune/text/tokenizer.h"
 #include "adaptertune/training/freeze_policy.h"
 #include "adaptertune/training/interrupt.h"
@@ -109,14 +109,14 @@ struct EvalResult {
 
 /// Runs `model` over `data` (no gradients, eval mode) and computes the task's metrics when the
 /// data is labelled.
-EvalResult evaluate(BertForSequenceClassification& model, const GlueTaskInfo& task,
+EvalResult evaluate(BertForSequenceClassification& model, const TaskDescription& task,
                     const EncodedDataset& data, int64_t batch_size, c10::Device device,
                     Precision precision, int64_t pad_id);
 
 /// One task of a training run: its data and the task of the model (adapter or fusion) that
 /// learns it.
 struct TrainingTask {
-  GlueTaskInfo info;
+  TaskDescription info;
   EncodedDataset train;
   EncodedDataset dev;
   /// The model's task (adapter or fusion) that trains; std::nullopt: the plain base, allowed only
@@ -190,7 +190,7 @@ class Trainer {
 
   /// `tokenizer` (which must outlive train()) encoded the data; its padding id pads batches and
   /// its files go into the model directories written.
-  Trainer(BertForSequenceClassification& model, const GlueTaskInfo& task, EncodedDataset train,
+  Trainer(BertForSequenceClassification& model, const TaskDescription& task, EncodedDataset train,
           EncodedDataset dev, FreezePolicy policy, std::optional<std::string> adapter_name,
           TrainerOptions options, const Tokenizer& tokenizer);
   /// Several tasks (or one) in one run. Throws Error when there is no task, a task's data has
