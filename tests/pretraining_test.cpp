@@ -109,49 +109,56 @@ TEST(Pretraining, InterruptedAndResumedRunEndsWithTheSameWeights) {
   std::vector<std::string> lines;
   for (int i = 0; i < 10; ++i)
     lines.push_back("the quick brown fox jumps over the lazy dog number " + std::to_string(i));
-  PretrainOptions options;
-  options.steps = 6;
-  options.batch_size = 4;
-  options.max_length = 16;
-  options.checkpoint_every = 2;
-  const std::string root =
-      ::testing::TempDir() + "adaptertune_pretrain_resume_" + std::to_string(::getpid());
-  remove_tree(root);
+  // Alone, and with two batches a step (an epoch's third batch then ends a step of its own).
+  for (int64_t accumulation : {1, 2}) {
+    SCOPED_TRACE("gradient_accumulation " + std::to_string(accumulation));
+    PretrainOptions options;
+    options.steps = 6;
+    options.batch_size = 4;
+    options.max_length = 16;
+    options.checkpoint_every = 2;
+    options.gradient_accumulation = accumulation;
+    const std::string root = ::testing::TempDir() + "adaptertune_pretrain_resume_" +
+                             std::to_string(::getpid()) + "_" + std::to_string(accumulation);
+    remove_tree(root);
 
-  PretrainResult whole = pretrain_mlm(config, lines, tokenizer, root + "/whole", options);
-  EXPECT_EQ(whole.steps, 6);
-  EXPECT_FALSE(whole.interrupted);
-  EXPECT_FALSE(file_exists(root + "/whole/checkpoints/latest")) << "removed once finished";
+    PretrainResult whole = pretrain_mlm(config, lines, tokenizer, root + "/whole", options);
+    EXPECT_EQ(whole.steps, 6);
+    EXPECT_FALSE(whole.interrupted);
+    EXPECT_FALSE(file_exists(root + "/whole/checkpoints/latest")) << "removed once finished";
 
-  // Stopped at step 3 (an epoch's end), resumed and stopped at 4, resumed to the end.
-  const std::string dir = root + "/resumed";
-  std::vector<std::string> messages;
-  options.on_message = [&](const std::string& text) { messages.push_back(text); };
-  for (int64_t stop_at : {3, 4}) {
-    options.on_step = [stop_at](int64_t step) {
-      if (step == stop_at) stop_requested() = true;
-    };
-    PretrainResult part = pretrain_mlm(config, lines, tokenizer, dir, options);
-    EXPECT_TRUE(part.interrupted);
-    EXPECT_EQ(part.steps, stop_at);
-    EXPECT_FALSE(file_exists(dir + "/model.safetensors")) << "no model from an unfinished run";
-    options.resume = true;
-  }
-  options.on_step = nullptr;
-  PretrainResult rest = pretrain_mlm(config, lines, tokenizer, dir, options);
-  EXPECT_FALSE(rest.interrupted);
-  EXPECT_EQ(rest.steps, 6);
-  ASSERT_GE(messages.size(), 3u);
-  EXPECT_NE(messages.back().find("resumed from " + dir + "/checkpoints/checkpoint-4 at step 4"),
-            std::string::npos)
-      << messages.back();
+    // Stopped at step 3 (with one batch a step, an epoch's end), resumed and stopped at 4, resumed
+    // to the end.
+    const std::string dir = root + "/resumed";
+    std::vector<std::string> messages;
+    options.on_message = [&](const std::string& text) { messages.push_back(text); };
+    for (int64_t stop_at : {3, 4}) {
+      options.on_step = [stop_at](int64_t step) {
+        if (step == stop_at) stop_requested() = true;
+      };
+      PretrainResult part = pretrain_mlm(config, lines, tokenizer, dir, options);
+      EXPECT_TRUE(part.interrupted);
+      EXPECT_EQ(part.steps, stop_at);
+      EXPECT_FALSE(file_exists(dir + "/model.safetensors")) << "no model from an unfinished run";
+      options.resume = true;
+    }
+    options.on_step = nullptr;
+    PretrainResult rest = pretrain_mlm(config, lines, tokenizer, dir, options);
+    EXPECT_FALSE(rest.interrupted);
+    EXPECT_EQ(rest.steps, 6);
+    ASSERT_GE(messages.size(), 3u);
+    EXPECT_NE(messages.back().find("resumed from " + dir + "/checkpoints/checkpoint-4 at step 4"),
+              std::string::npos)
+        << messages.back();
 
-  auto expected = load_safetensors(root + "/whole/model.safetensors");
-  auto actual = load_safetensors(dir + "/model.safetensors");
-  ASSERT_EQ(actual.size(), expected.size());
-  for (size_t i = 0; i < actual.size(); ++i) {
-    EXPECT_EQ(actual[i].first, expected[i].first);
-    EXPECT_TRUE(torch::equal(actual[i].second, expected[i].second)) << actual[i].first;
+    auto expected = load_safetensors(root + "/whole/model.safetensors");
+    auto actual = load_safetensors(dir + "/model.safetensors");
+    ASSERT_EQ(actual.size(), expected.size());
+    for (size_t i = 0; i < actual.size(); ++i) {
+      EXPECT_EQ(actual[i].first, expected[i].first);
+      EXPECT_TRUE(torch::equal(actual[i].second, expected[i].second)) << actual[i].first;
+    }
+    remove_tree(root);
   }
 }
 
@@ -215,10 +222,17 @@ TEST(Pretraining, ResumeRefusesACheckpointOfOtherOptions) {
   options.resume = true;
   options.batch_size = 2;
   EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options),
-                        "checkpoint-2: this checkpoint was made with other pretraining options");
+                        "checkpoint-2/trainer_state.json: key 'extra': the checkpoint was made "
+                        "with batch_size 4, this run has 2");
+  options.batch_size = 4;
+  options.gradient_accumulation = 2;
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options),
+                        "the checkpoint was made with gradient_accumulation 1, this run has 2");
+  options.gradient_accumulation = 1;
   options.batch_size = 4;
   lines.back() = "a short line of other text .";  // same amount of text, other words
-  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options), "\"text_sha256\"");
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options),
+                        "made with text_sha256 \"");
   EXPECT_TRUE(file_exists(dir + "/checkpoints/checkpoint-2/trainer_state.json"));
 }
 

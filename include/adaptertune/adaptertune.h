@@ -52,4 +52,5 @@
 #include "adaptertune/training/pretraining.h"
 #include "adaptertune/training/scheduler.h"
 #include "adaptertune/training/trainer.h"
+#include "adaptertune/training/training_engine.h"
 #include "adaptertune/version.h"

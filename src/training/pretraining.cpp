@@ -6,7 +6,6 @@
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
-#include <torch/nn/utils/clip_grad.h>
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/bert_for_masked_lm.h"
@@ -23,6 +22,7 @@
 #include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/optimizer.h"
 #include "adaptertune/training/scheduler.h"
+#include "adaptertune/training/training_engine.h"
 #include "run_checks.h"
 
 namespace adaptertune {
@@ -130,6 +130,7 @@ nlohmann::json resume_fingerprint(const PretrainOptions& options,
                                   const std::vector<Encoding>& sequences) {
   return {{"steps", options.steps},
           {"batch_size", options.batch_size},
+          {"gradient_accumulation", options.gradient_accumulation},
           {"max_length", options.max_length},
           {"seed", options.seed},
           {"whole_word_masking", options.masking.whole_word_masking},
@@ -148,6 +149,12 @@ void PretrainOptions::validate() const {
   detail::check_finite(owner, "lr", lr, 0, /*exclusive=*/true);
   detail::check_fraction(owner, "warmup_ratio", warmup_ratio);
   detail::check_finite(owner, "weight_decay", weight_decay, 0);
+  detail::check_finite(owner, "max_grad_norm", max_grad_norm, 0);
+  detail::check_at_least(owner, "gradient_accumulation", gradient_accumulation, 1);
+  if (!(masking.mask_probability > 0 && masking.mask_probability < 1)) {
+    throw Error("PretrainOptions: mask_probability must be in (0, 1), got " +
+                std::to_string(masking.mask_probability));
+  }
   detail::check_at_least(owner, "log_every", log_every, 1);
   detail::check_at_least(owner, "checkpoint_every", checkpoint_every, 0);
   detail::check_at_least(owner, "keep_checkpoints", keep_checkpoints, 1);
@@ -178,16 +185,10 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   torch::manual_seed(options.seed);
   const c10::Device device = options.device;
   check_device(device);
-  const Precision precision = options.precision;
   BertForMaskedLM model(config);
   model->to(device);
   model->train();
   apply_freeze_policy(*model, FreezePolicy::from_name("full"));
-  AdamWOptions adamw;
-  adamw.lr = options.lr;
-  AdamW optimizer(weight_decay_groups(*model, options.weight_decay), adamw);
-  const LrSchedule schedule = LrSchedule::with_warmup_ratio(ScheduleKind::kLinear, options.lr,
-                                                            options.steps, options.warmup_ratio);
   BatcherOptions batching;
   batching.batch_size = options.batch_size;
   batching.seed = options.seed;
@@ -195,91 +196,95 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   Batcher batcher(data, batching);
 
   const bool own_checkpoint_dir = options.checkpoint_dir.empty();
-  const std::string checkpoint_dir =
+  TrainingEngineOptions engine_options;
+  engine_options.lr = options.lr;
+  engine_options.schedule = options.schedule;
+  engine_options.warmup_ratio = options.warmup_ratio;
+  engine_options.total_steps = options.steps;
+  engine_options.weight_decay = options.weight_decay;
+  engine_options.max_grad_norm = options.max_grad_norm;
+  engine_options.gradient_accumulation = options.gradient_accumulation;
+  engine_options.device = device;
+  engine_options.precision = options.precision;
+  engine_options.checkpoint_dir =
       own_checkpoint_dir ? output_dir + "/checkpoints" : options.checkpoint_dir;
-  CheckpointManager checkpoints(checkpoint_dir, options.keep_checkpoints);
-  const nlohmann::json fingerprint = resume_fingerprint(options, data.encodings);
-  TrainingState state;
-  state.data_seed = options.seed;
-  state.extra_json = fingerprint.dump();
+  engine_options.keep_checkpoints = options.keep_checkpoints;
+  engine_options.data_seed = options.seed;
+  TrainingEngine engine(*model, engine_options);
+  TrainingState& state = engine.state();
+  const std::string fingerprint = resume_fingerprint(options, data.encodings).dump();
   auto message = [&](const std::string& text) {
     if (options.on_message) options.on_message(text);
   };
   if (options.overwrite) clear_output_directory(model_directory(output_dir));
   if (options.resume) {
-    checkpoints.remove_stale_temporaries();
-    const auto latest = checkpoints.latest();
-    if (!latest && file_exists(output_dir + "/config.json")) {
+    engine.checkpoints().remove_stale_temporaries();
+    DataShape shape;
+    shape.batches_per_epoch = batcher.batches_per_epoch();
+    shape.gradient_accumulation = options.gradient_accumulation;
+    shape.data_seed = options.seed;
+    shape.batches_may_skip_steps = true;  // a batch with nothing masked takes no step
+    if (const auto latest = engine.resume(shape, fingerprint)) {
+      message("pretrain: resumed from " + *latest + " at step " +
+              std::to_string(state.global_step));
+    } else if (file_exists(output_dir + "/config.json")) {
       throw Error(output_dir +
                   ": holds a finished model and no checkpoint to resume; replace it "
                   "with --overwrite");
-    }
-    if (latest) {
-      // Check before loading, so that a refused checkpoint leaves the fresh model untouched.
-      const TrainingState saved_state = CheckpointManager::read_state(*latest);
-      DataShape shape;
-      shape.batches_per_epoch = batcher.batches_per_epoch();
-      shape.data_seed = options.seed;
-      shape.batches_may_skip_steps = true;  // a batch with nothing masked takes no step
-      const auto saved =
-          nlohmann::json::parse(saved_state.extra_json, nullptr, /*allow_exceptions=*/false);
-      if (saved != fingerprint) {
-        throw Error(*latest +
-                    ": this checkpoint was made with other pretraining options or text (" +
-                    saved.dump() + "); this run has " + fingerprint.dump());
-      }
-      CheckpointManager::check_position(saved_state, *latest, shape);
-      state = CheckpointManager::load(*latest, *model, optimizer);
-      message("pretrain: resumed from " + *latest + " at step " +
-              std::to_string(state.global_step));
     } else {
-      message("pretrain: resume asked for but no checkpoint in " + checkpoint_dir +
+      message("pretrain: resume asked for but no checkpoint in " + engine.checkpoints().root() +
               "; starting fresh");
     }
   }
 
   stop_requested() = false;
-  const auto trainable = trainable_parameters(*model);
   PretrainResult result;
   double window_loss = 0;
   int64_t window = 0;
   for (int64_t epoch = state.epoch; state.global_step < options.steps && !result.interrupted;
        ++epoch) {
     const auto order = batcher.epoch_order(epoch);
+    // Batches with something masked since the last step; a step also ends with the epoch, as
+    // in fine-tuning, so that a checkpoint's position is always an epoch and a batch in it.
+    int64_t micro = 0;
+    double step_loss = 0;
     for (auto b = static_cast<size_t>(state.batch_in_epoch); b < order.size(); ++b) {
       if (state.global_step >= options.steps) break;
       Batch batch = batcher.make_batch(order[b]);
       auto [masked, labels] = mask_for_mlm(batch.input_ids, tokenizer, options.masking);
       state.epoch = epoch;
       state.batch_in_epoch = static_cast<int64_t>(b) + 1;
-      if ((labels != -100).sum().item<int64_t>() == 0) continue;
-      optimizer.set_lr(schedule.lr_at(state.global_step));
-      optimizer.zero_grad();
-      torch::Tensor loss;
-      {
-        AutocastGuard autocast(device, precision);
-        loss = model->loss(
-            masked.to(device), labels.to(device),
-            batch.attention_mask.defined() ? batch.attention_mask.to(device) : torch::Tensor());
+      if ((labels != -100).sum().item<int64_t>() > 0) {
+        torch::Tensor loss;
+        {
+          const AutocastGuard autocast = engine.autocast();
+          loss = model->loss(
+              masked.to(device), labels.to(device),
+              batch.attention_mask.defined() ? batch.attention_mask.to(device) : torch::Tensor());
+        }
+        engine.backward(loss);
+        step_loss += loss.item<double>();
+        ++micro;
       }
-      loss.backward();
-      torch::nn::utils::clip_grad_norm_(trainable, 1.0);
-      optimizer.step();
-      window_loss += loss.item<double>();
+      const bool last_batch = b + 1 == order.size();
+      if (micro == 0 || (micro % options.gradient_accumulation != 0 && !last_batch)) continue;
+      const double lr = engine.step();
+      window_loss += step_loss / static_cast<double>(micro);
       ++window;
-      ++state.global_step;
+      micro = 0;
+      step_loss = 0;
       const int64_t step = state.global_step;
       if (options.on_step) options.on_step(step);
-      if (window > 0 && (step % options.log_every == 0 || step == options.steps)) {
+      if (step % options.log_every == 0 || step == options.steps) {
         result.final_loss = window_loss / static_cast<double>(window);
-        if (options.on_log) options.on_log(step, result.final_loss, optimizer.lr());
+        if (options.on_log) options.on_log(step, result.final_loss, lr);
         window_loss = 0;
         window = 0;
       }
       const bool interrupted = stop_requested().load();
       if (interrupted || (options.checkpoint_every > 0 && step % options.checkpoint_every == 0 &&
                           step < options.steps)) {
-        const std::string saved = checkpoints.save(*model, optimizer, state);
+        const std::string saved = engine.save_checkpoint(fingerprint);
         if (interrupted) {
           message("pretrain: interrupted; checkpoint saved in " + saved +
                   " (continue with --resume)");
@@ -300,7 +305,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   save_pretrained(*model->bert, output_dir, options.save_dtype);
   save_tokenizer(tokenizer, output_dir, config.max_position_embeddings);
   // A finished run has nothing to resume; keep the model directory clean.
-  if (own_checkpoint_dir) remove_tree(checkpoint_dir);
+  if (own_checkpoint_dir) remove_tree(engine.checkpoints().root());
   return result;
 }
 

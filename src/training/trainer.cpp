@@ -12,7 +12,6 @@
 
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/version.h>
 #include <nlohmann/json.hpp>
 
@@ -29,6 +28,7 @@
 #include "adaptertune/training/checkpoint.h"
 #include "adaptertune/training/optimizer.h"
 #include "adaptertune/training/scheduler.h"
+#include "adaptertune/training/training_engine.h"
 #include "adaptertune/version.h"
 #include "run_checks.h"
 #include "sha256.h"
@@ -407,7 +407,6 @@ TrainResult Trainer::train() {
   const auto start = std::chrono::steady_clock::now();
   const c10::Device device = options_.device;
   check_device(device);
-  const Precision precision = options_.precision;
   // Checked again: the directory may have changed since the constructor.
   check_options(options_);
   ProcessGroup* const group = options_.process_group.get();
@@ -434,9 +433,6 @@ TrainResult Trainer::train() {
     if (tasks_[t].adapter) model_->bert->set_active_adapter(*tasks_[t].adapter);
   };
   activate(0);
-  AdamWOptions adamw;
-  adamw.lr = options_.lr;
-  AdamW optimizer(weight_decay_groups(*model_, options_.weight_decay), adamw);
 
   BatcherOptions batching;
   batching.batch_size = options_.batch_size;
@@ -457,45 +453,40 @@ TrainResult Trainer::train() {
   int64_t total_steps = steps_per_epoch * options_.epochs;
   if (options_.max_steps > 0) total_steps = options_.max_steps;
   const int64_t epochs = (total_steps + steps_per_epoch - 1) / steps_per_epoch;
-  const LrSchedule schedule = LrSchedule::with_warmup_ratio(options_.schedule, options_.lr,
-                                                            total_steps, options_.warmup_ratio);
-
-  CheckpointManager checkpoints(options_.output_dir + "/checkpoints", options_.keep_checkpoints);
-  TrainingState state;
-  state.data_seed = options_.seed;
+  TrainingEngineOptions engine_options;
+  engine_options.lr = options_.lr;
+  engine_options.schedule = options_.schedule;
+  engine_options.warmup_ratio = options_.warmup_ratio;
+  engine_options.total_steps = total_steps;
+  engine_options.weight_decay = options_.weight_decay;
+  engine_options.max_grad_norm = options_.max_grad_norm;
+  engine_options.gradient_accumulation = options_.gradient_accumulation;
+  engine_options.device = device;
+  engine_options.precision = options_.precision;
+  engine_options.checkpoint_dir = options_.output_dir + "/checkpoints";
+  engine_options.keep_checkpoints = options_.keep_checkpoints;
+  engine_options.data_seed = options_.seed;
+  TrainingEngine engine(*model_, engine_options);
+  TrainingState& state = engine.state();
   TrainResult result;
   std::vector<TaskProgress> progress_of(task_count);
   int64_t last_eval_step = -1;
   Progress progress(options_.progress && writes);
-  const Json fingerprint = run_fingerprint(tasks_, options_);
+  const std::string fingerprint = run_fingerprint(tasks_, options_).dump();
   if (options_.resume) {
     if (writes) {
-      checkpoints.remove_stale_temporaries();
+      engine.checkpoints().remove_stale_temporaries();
       remove_tree(options_.output_dir + "/.best.tmp");
     }
-    if (auto latest = checkpoints.latest()) {
-      // The trainer's own state is read and checked before the checkpoint changes the model.
-      const TrainingState saved = CheckpointManager::read_state(*latest);
-      DataShape shape;
-      shape.batches_per_epoch = batches;
-      shape.gradient_accumulation = options_.gradient_accumulation;
-      shape.data_seed = options_.seed;
-      CheckpointManager::check_position(saved, *latest, shape);
-      const std::string state_path = *latest + "/trainer_state.json";
+    DataShape shape;
+    shape.batches_per_epoch = batches;
+    shape.gradient_accumulation = options_.gradient_accumulation;
+    shape.data_seed = options_.seed;
+    // Each task's best evaluation and early-stopping count, read and checked before the
+    // checkpoint changes the model.
+    auto read_progress = [&](const TrainingState& saved, const std::string& state_path) {
       try {
         const Json extra = Json::parse(saved.extra_json);
-        if (extra.contains("data")) {
-          for (const auto& [key, value] : fingerprint.items()) {
-            const Json& recorded = extra.at("data").contains(key) ? extra["data"][key] : Json();
-            if (recorded != value) {
-              throw Error(state_path + ": key 'extra': the checkpoint was made with " + key + " " +
-                          recorded.dump() + ", this run has " + value.dump() +
-                          (key.size() > 7 && key.compare(key.size() - 7, 7, "_sha256") == 0
-                               ? " (other training data)"
-                               : ""));
-            }
-          }
-        }
         if (several) {
           const Json& saved_tasks = extra.at("tasks");
           if (saved_tasks.size() != task_count) {
@@ -514,13 +505,14 @@ TrainResult Trainer::train() {
       } catch (const Json::exception& e) {
         throw Error(state_path + ": key 'extra' is not the trainer's state: " + e.what());
       }
-      state = CheckpointManager::load(*latest, *model_, optimizer);
+    };
+    if (const auto latest = engine.resume(shape, fingerprint, read_progress)) {
       progress.message("train: resumed from " + *latest + " at step " +
                        std::to_string(state.global_step));
     } else if (file_exists(options_.output_dir + "/run.json")) {
       // Starting afresh here would replace the run's files: that is what overwrite is for.
       throw Error(options_.output_dir + ": holds a run but no checkpoint to resume (" +
-                  checkpoints.root() + "); replace the run with --overwrite");
+                  engine.checkpoints().root() + "); replace the run with --overwrite");
     } else {
       progress.message("train: --resume given but no checkpoint found; starting fresh");
     }
@@ -619,9 +611,7 @@ TrainResult Trainer::train() {
     } else {
       extra = task_progress_json(progress_of[0]);
     }
-    extra["data"] = fingerprint;
-    state.extra_json = extra.dump();
-    checkpoints.save(*model_, optimizer, state);
+    engine.save_checkpoint(fingerprint, extra.dump());
   };
   // The best model of task t: `best/` (one task), `best/<adapter>/` (several).
   auto best_directory = [&](size_t t) {
@@ -776,7 +766,7 @@ TrainResult Trainer::train() {
   }
 
   stop_requested() = false;
-  auto trainable = trainable_parameters(*model_);
+  const std::vector<at::Tensor>& trainable = engine.trainable();
   double window_loss = 0;
   int64_t window_batches = 0, window_examples = 0;
   std::vector<double> window_task_loss(task_count, 0);
@@ -790,7 +780,7 @@ TrainResult Trainer::train() {
     const std::vector<int64_t> drawn = sampler.drawn_before(epoch, state.batch_in_epoch);
     for (size_t t = 0; t < task_count; ++t) cursors[t].drawn = drawn[t];
     int64_t micro = 0;
-    optimizer.zero_grad();
+    engine.optimizer().zero_grad();
     for (int64_t b = state.batch_in_epoch; b < static_cast<int64_t>(order.size()); ++b) {
       const size_t t = order[static_cast<size_t>(b)];
       activate(t);
@@ -804,7 +794,7 @@ TrainResult Trainer::train() {
         Batch batch = batchers[t].make_batch(rows).to(device);
         torch::Tensor loss;
         {
-          AutocastGuard autocast(device, precision);
+          const AutocastGuard autocast = engine.autocast();
           torch::Tensor logits;
           if (frozen_layers > 0) {
             // The cached layers run without dropout, so that their outputs repeat (an
@@ -819,15 +809,13 @@ TrainResult Trainer::train() {
           }
           loss = model_->loss(logits, batch.labels);
         }
-        // The mean over the global batch, of which this process holds `share`.
-        const double scale = share / static_cast<double>(options_.gradient_accumulation);
-        torch::Tensor objective = loss * scale;
+        torch::Tensor objective = loss;
         if (fusion_regularization[t]) {
           // AdapterFusion's pull of its value projections towards the identity, once per step.
-          objective =
-              objective + model_->bert->fusion_regularization_loss(*tasks_[t].adapter) * scale;
+          objective = objective + model_->bert->fusion_regularization_loss(*tasks_[t].adapter);
         }
-        objective.backward();
+        // The mean over the global batch, of which this process holds `share`.
+        engine.backward(objective, share);
         step_loss[t] += loss.item<double>() * share;
       }
       ++window_batches;
@@ -850,12 +838,7 @@ TrainResult Trainer::train() {
         window_task_loss[i] += step_loss[i];
       }
       std::fill(step_loss.begin(), step_loss.end(), 0.0);
-      if (options_.max_grad_norm > 0)
-        torch::nn::utils::clip_grad_norm_(trainable, options_.max_grad_norm);
-      optimizer.set_lr(schedule.lr_at(state.global_step));
-      optimizer.step();
-      optimizer.zero_grad();
-      ++state.global_step;
+      const double lr = engine.step();
       state.epoch = epoch;
       state.batch_in_epoch = b + 1;
       const double window_seconds =
@@ -870,13 +853,12 @@ TrainResult Trainer::train() {
       if (options_.on_step) options_.on_step(state.global_step);
       const bool log_now = state.global_step % options_.log_every == 0;
       progress.update(epoch, epochs, b + 1, static_cast<int64_t>(order.size()),
-                      window_loss / static_cast<double>(window_batches), optimizer.lr(), rate, eta,
-                      log_now);
+                      window_loss / static_cast<double>(window_batches), lr, rate, eta, log_now);
       if (log_now) {
         Json event = {
-            {"event", "train"},     {"step", state.global_step},
-            {"epoch", epoch + 1},   {"loss", window_loss / static_cast<double>(window_batches)},
-            {"lr", optimizer.lr()}, {"examples_per_s", rate}};
+            {"event", "train"},   {"step", state.global_step},
+            {"epoch", epoch + 1}, {"loss", window_loss / static_cast<double>(window_batches)},
+            {"lr", lr},           {"examples_per_s", rate}};
         if (several) {
           // Each task's mean loss over the window (tasks without a batch in it are left out).
           Json task_loss = Json::object();

@@ -30,6 +30,7 @@ struct PretrainCommandOptions {
   bool save_bf16 = false;
   std::vector<std::string> text;
   std::string out;
+  std::string schedule = "linear";
   PretrainOptions train;
 };
 
@@ -37,6 +38,7 @@ int run(PretrainCommandOptions& o) {
   BertConfig config = BertConfig::from_file(o.config);
   o.train.device = parse_device(o.device);
   o.train.precision = parse_precision(o.precision.value_or("fp32"));
+  o.train.schedule = parse_schedule(o.schedule);
   if (o.save_bf16) o.train.save_dtype = c10::ScalarType::BFloat16;
   // Everything is checked before the text is read or anything is written.
   o.train.inputs = o.text;
@@ -63,7 +65,8 @@ int run(PretrainCommandOptions& o) {
   };
   std::cerr << "pretrain: " << lines.size() << " lines from " << o.text.size() << " file(s); "
             << config.num_hidden_layers << " layers, hidden " << config.hidden_size << ", "
-            << o.train.steps << " steps of " << o.train.batch_size << " x " << o.train.max_length
+            << o.train.steps << " steps of " << o.train.gradient_accumulation << " x "
+            << o.train.batch_size << " x " << o.train.max_length
             << " tokens on " << o.train.device.str() << " (" << precision_name(o.train.precision)
             << ")\n";
   const auto start = std::chrono::steady_clock::now();
@@ -111,6 +114,23 @@ Command add_pretrain_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--warmup-ratio", o->train.warmup_ratio, "Share of steps for linear warmup")
       ->check(finite_number(0, false, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--schedule", o->schedule, "Decay after the warmup: linear, cosine or constant")
+      ->check(CLI::IsMember({"linear", "cosine", "constant"}))
+      ->capture_default_str();
+  cmd->add_option("--gradient-accumulation", o->train.gradient_accumulation,
+                  "Batches per optimizer step (a larger batch in the same memory)")
+      ->check(integer_range(1))
+      ->capture_default_str();
+  cmd->add_option("--max-grad-norm", o->train.max_grad_norm, "Gradient clipping (0: off)")
+      ->check(finite_number(0))
+      ->capture_default_str();
+  cmd->add_option("--weight-decay", o->train.weight_decay, "AdamW weight decay")
+      ->check(finite_number(0))
+      ->capture_default_str();
+  cmd->add_option("--mask-probability", o->train.masking.mask_probability,
+                  "Share of tokens chosen for prediction (BERT: 0.15)")
+      ->check(finite_number(0, /*exclusive=*/true, 0.99))
       ->capture_default_str();
   cmd->add_option("--seed", o->train.seed, "Random seed")
       ->check(integer_range(0))

@@ -15,6 +15,7 @@
 #include "adaptertune/bert_config.h"
 #include "adaptertune/precision.h"
 #include "adaptertune/text/tokenizer.h"
+#include "adaptertune/training/scheduler.h"
 
 namespace adaptertune {
 
@@ -47,7 +48,13 @@ struct PretrainOptions {
   int64_t steps = 1000;
   double lr = 5e-4;
   double warmup_ratio = 0.06;
+  /// How the learning rate decays after the warmup (linear: to 0 at the last step).
+  ScheduleKind schedule = ScheduleKind::kLinear;
   double weight_decay = 0.01;
+  /// Clip the global gradient norm to this before each step (0: no clipping).
+  double max_grad_norm = 1.0;
+  /// Batches of `batch_size` sequences per optimizer step (a larger batch in the same memory).
+  int64_t gradient_accumulation = 1;
   uint64_t seed = 42;
   c10::Device device = c10::Device(c10::kCPU);
   Precision precision = Precision::kFloat32;

@@ -1,0 +1,111 @@
+#pragma once
+/// @file training_engine.h
+/// The optimisation machinery that fine-tuning (Trainer) and pretraining (pretrain_mlm()) share:
+/// AdamW over the trainable parameters, the learning-rate schedule, autocast, gradient
+/// accumulation and clipping, and checkpoints whose data fingerprint a resume must match. Each
+/// loop keeps only what is its own (batches and losses, evaluation, what it writes), so that a
+/// rule such as the warmup's rounding or the clip value exists once.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <c10/core/Device.h>
+#include <torch/nn/module.h>
+
+#include "adaptertune/precision.h"
+#include "adaptertune/training/checkpoint.h"
+#include "adaptertune/training/optimizer.h"
+#include "adaptertune/training/scheduler.h"
+
+namespace adaptertune {
+
+/// How a TrainingEngine optimises.
+struct TrainingEngineOptions {
+  /// Peak learning rate, its schedule and warmup (a share of total_steps, rounded to the nearest
+  /// step).
+  double lr = 1e-4;
+  ScheduleKind schedule = ScheduleKind::kLinear;
+  double warmup_ratio = 0.0;
+  int64_t total_steps = 1;
+  /// AdamW's decoupled weight decay (none on biases and LayerNorm weights).
+  double weight_decay = 0.01;
+  /// Clip the global gradient norm to this before each step; 0: no clipping.
+  double max_grad_norm = 1.0;
+  /// Batches whose gradients make one optimizer step (backward() scales by its inverse).
+  int64_t gradient_accumulation = 1;
+  c10::Device device = c10::Device(c10::kCPU);
+  Precision precision = Precision::kFloat32;
+  /// Where checkpoints go, and how many complete ones stay on disk.
+  std::string checkpoint_dir;
+  int keep_checkpoints = 1;
+  /// The seed of the data order, recorded in checkpoints and checked on resume.
+  uint64_t data_seed = 42;
+
+  /// Throws Error naming the first option out of its range.
+  void validate() const;
+};
+
+/// AdamW, the schedule and checkpoints around one model's trainable parameters (those that
+/// require grad when the engine is made: apply the freeze policy first).
+///
+/// A loop calls, per batch, backward() on its loss under autocast(), and after every
+/// `gradient_accumulation` batches step(); it checkpoints with save_checkpoint() and continues a
+/// run with resume(). TrainingEngine::state() is the position checkpoints record: the loop sets
+/// its epoch and batch; step() counts the steps.
+class TrainingEngine {
+ public:
+  /// Checks `options` (Error naming the option) and builds the optimizer over `model`'s
+  /// trainable parameters. `model` must outlive the engine.
+  TrainingEngine(torch::nn::Module& model, TrainingEngineOptions options);
+  ~TrainingEngine();
+
+  /// Autocast in the engine's precision on its device, for the forward pass and the loss.
+  AutocastGuard autocast() const { return AutocastGuard(options_.device, options_.precision); }
+  /// Backpropagates `loss` as `share` (0 to 1) of one batch of an optimizer step: scaled by
+  /// share / gradient_accumulation, so that the step's gradient is the mean over its batches.
+  void backward(const at::Tensor& loss, double share = 1.0);
+  /// Ends an optimizer step: clips the gradient norm, sets the learning rate of the current step,
+  /// steps AdamW, clears the gradients and counts the step. Returns the learning rate used.
+  double step();
+
+  /// The newest checkpoint of checkpoint_dir, checked and loaded: its position must fit `shape`
+  /// and its recorded data fingerprint must equal `fingerprint_json` (a JSON object; Error naming
+  /// the first key that differs, and the file), and `check_extra` (when given) may refuse the
+  /// loop's own bookkeeping (the saved TrainingState's extra_json, and the path of the file that
+  /// holds it) by throwing.
+  /// Only then are the parameters, AdamW's moments and the RNGs restored, so that a refused
+  /// checkpoint leaves the model untouched. Returns the checkpoint's directory, or std::nullopt
+  /// when there is none.
+  std::optional<std::string> resume(
+      const DataShape& shape, const std::string& fingerprint_json,
+      const std::function<void(const TrainingState& saved, const std::string& path)>& check_extra =
+          nullptr);
+  /// Writes a checkpoint of the current state: the trainable parameters, AdamW's moments, the
+  /// RNGs, the position, and `extra_json` (the loop's own JSON object) with the data
+  /// `fingerprint_json` under "data". Returns its directory.
+  std::string save_checkpoint(const std::string& fingerprint_json,
+                              const std::string& extra_json = "{}");
+
+  TrainingState& state() { return state_; }
+  const TrainingState& state() const { return state_; }
+  AdamW& optimizer() { return *optimizer_; }
+  const LrSchedule& schedule() const { return schedule_; }
+  const std::vector<at::Tensor>& trainable() const { return trainable_; }
+  CheckpointManager& checkpoints() { return checkpoints_; }
+  const TrainingEngineOptions& options() const { return options_; }
+
+ private:
+  torch::nn::Module& model_;
+  TrainingEngineOptions options_;
+  std::vector<at::Tensor> trainable_;
+  std::unique_ptr<AdamW> optimizer_;
+  LrSchedule schedule_;
+  CheckpointManager checkpoints_;
+  TrainingState state_;
+};
+
+}  // namespace adaptertune

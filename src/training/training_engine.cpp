@@ -1,0 +1,114 @@
+#include "adaptertune/training/training_engine.h"
+
+#include <torch/nn/utils/clip_grad.h>
+#include <nlohmann/json.hpp>
+
+#include "adaptertune/error.h"
+#include "adaptertune/training/freeze_policy.h"
+#include "run_checks.h"
+
+namespace adaptertune {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// A JSON object given as text by the loop; Error naming `what` when it is not one.
+Json parse_object(const std::string& text, const std::string& what) {
+  Json value = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!value.is_object()) throw Error("TrainingEngine: " + what + " is not a JSON object: " + text);
+  return value;
+}
+
+TrainingEngineOptions validated(TrainingEngineOptions options) {
+  options.validate();
+  return options;
+}
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() &&
+         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+void TrainingEngineOptions::validate() const {
+  const char* owner = "TrainingEngineOptions";
+  detail::check_finite(owner, "lr", lr, 0, /*exclusive=*/true);
+  detail::check_fraction(owner, "warmup_ratio", warmup_ratio);
+  detail::check_at_least(owner, "total_steps", total_steps, 1);
+  detail::check_finite(owner, "weight_decay", weight_decay, 0);
+  detail::check_finite(owner, "max_grad_norm", max_grad_norm, 0);
+  detail::check_at_least(owner, "gradient_accumulation", gradient_accumulation, 1);
+  detail::check_at_least(owner, "keep_checkpoints", keep_checkpoints, 1);
+  if (checkpoint_dir.empty()) throw Error("TrainingEngineOptions: checkpoint_dir is empty");
+}
+
+TrainingEngine::TrainingEngine(torch::nn::Module& model, TrainingEngineOptions options)
+    : model_(model),
+      options_(validated(std::move(options))),
+      trainable_(trainable_parameters(model)),
+      schedule_(LrSchedule::with_warmup_ratio(options_.schedule, options_.lr, options_.total_steps,
+                                              options_.warmup_ratio)),
+      checkpoints_(options_.checkpoint_dir, options_.keep_checkpoints) {
+  AdamWOptions adamw;
+  adamw.lr = options_.lr;
+  optimizer_ = std::make_unique<AdamW>(weight_decay_groups(model, options_.weight_decay), adamw);
+  state_.data_seed = options_.data_seed;
+}
+
+TrainingEngine::~TrainingEngine() = default;
+
+void TrainingEngine::backward(const at::Tensor& loss, double share) {
+  (loss * (share / static_cast<double>(options_.gradient_accumulation))).backward();
+}
+
+double TrainingEngine::step() {
+  if (options_.max_grad_norm > 0)
+    torch::nn::utils::clip_grad_norm_(trainable_, options_.max_grad_norm);
+  const double lr = schedule_.lr_at(state_.global_step);
+  optimizer_->set_lr(lr);
+  optimizer_->step();
+  optimizer_->zero_grad();
+  ++state_.global_step;
+  return lr;
+}
+
+std::optional<std::string> TrainingEngine::resume(
+    const DataShape& shape, const std::string& fingerprint_json,
+    const std::function<void(const TrainingState&, const std::string&)>& check_extra) {
+  const std::optional<std::string> latest = checkpoints_.latest();
+  if (!latest) return std::nullopt;
+  // Everything is checked before the checkpoint changes the model.
+  const TrainingState saved = CheckpointManager::read_state(*latest);
+  const std::string path = *latest + "/trainer_state.json";
+  const Json fingerprint = parse_object(fingerprint_json, "the data fingerprint");
+  const Json extra = Json::parse(saved.extra_json, nullptr, /*allow_exceptions=*/false);
+  if (!extra.is_object()) throw Error(path + ": key 'extra' is not a JSON object");
+  // Checkpoints from before fingerprints were recorded have none to compare.
+  if (extra.contains("data")) {
+    for (const auto& [key, value] : fingerprint.items()) {
+      const Json& recorded = extra["data"].contains(key) ? extra["data"][key] : Json();
+      if (recorded != value) {
+        throw Error(path + ": key 'extra': the checkpoint was made with " + key + " " +
+                    recorded.dump() + ", this run has " + value.dump() +
+                    (ends_with(key, "_sha256") ? " (other training data)" : ""));
+      }
+    }
+  }
+  // After the fingerprint: a position that does not fit is what other data or options cause,
+  // and the fingerprint names which.
+  CheckpointManager::check_position(saved, *latest, shape);
+  if (check_extra) check_extra(saved, path);
+  state_ = CheckpointManager::load(*latest, model_, *optimizer_);
+  return latest;
+}
+
+std::string TrainingEngine::save_checkpoint(const std::string& fingerprint_json,
+                                            const std::string& extra_json) {
+  Json extra = parse_object(extra_json, "the checkpoint's extra state");
+  extra["data"] = parse_object(fingerprint_json, "the data fingerprint");
+  state_.extra_json = extra.dump();
+  return checkpoints_.save(model_, *optimizer_, state_);
+}
+
+}  // namespace adaptertune
