@@ -25,6 +25,8 @@ char32_t to_lower(char32_t c);
 /// Python's `str.isspace()`: what `str.split()` splits on (\t-\r, U+001C-U+001F, space, U+0085,
 /// U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000).
 bool is_python_space(char32_t c);
+/// Python's `\w` in a Unicode regular expression: a letter or number (categories L*, N*) or '_'.
+bool is_python_word_char(char32_t c);
 
 /// Python's `str.lower()` of a whole string: full case mapping (U+0130 becomes "i" + U+0307) and
 /// the Final_Sigma context rule (a capital sigma after a cased letter and not before one becomes
