@@ -123,7 +123,7 @@ ParameterGroup classify_parameter(const std::string& full_name) {
   if (is_task_copy_parameter(full_name))
     return classify_parameter(shared_parameter_name(full_name));
   if (starts_with(full_name, "classifier.") || starts_with(full_name, "cls.") ||
-      starts_with(full_name, "heads.")) {
+      starts_with(full_name, "heads.") || starts_with(full_name, "qa_outputs.")) {
     return ParameterGroup::kHead;  // a head's own LayerNorm (cls.predictions.transform) too
   }
   const std::string name = base_parameter_name(full_name);

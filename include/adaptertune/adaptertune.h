@@ -9,6 +9,7 @@
 #include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/bert_config.h"
 #include "adaptertune/bert_for_masked_lm.h"
+#include "adaptertune/bert_for_question_answering.h"
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/bert_model.h"
 #include "adaptertune/device.h"

@@ -75,8 +75,11 @@ LoadReport load_state_dict(torch::nn::Module& model, const NamedTensors& tensors
       target = base_parameter_name(name);
     }
     if (target.empty()) {
+      // Another model class's head (a classifier's, a span head's, the masked LM's) is
+      // expected in a checkpoint of that class.
       const bool known_extra = starts_with(name, "cls.") || ends_with(name, "position_ids") ||
-                               (starts_with(name, "classifier.") && !model_has_head);
+                               (starts_with(name, "classifier.") && !model_has_head) ||
+                               starts_with(name, "qa_outputs.");
       (known_extra ? report.ignored : report.unexpected).push_back(key);
       continue;
     }
@@ -184,20 +187,44 @@ BertForSequenceClassification load_bert_for_sequence_classification(
   return model;
 }
 
+BertForQuestionAnswering load_bert_for_question_answering(const std::string& directory,
+                                                          LoadReport* report) {
+  const std::string config_path = directory + "/config.json";
+  BertForQuestionAnswering model(BertConfig::from_file(config_path));
+  LoadReport r = load_state_dict(*model, read_hf_weights(directory), directory);
+  std::vector<std::string> required;
+  for (const auto& name : r.missing) {
+    const ParameterGroup group = classify_parameter(name);
+    if (group != ParameterGroup::kPooler && group != ParameterGroup::kHead)
+      required.push_back(name);
+  }
+  if (!required.empty()) {
+    throw Error(directory + ": checkpoint lacks " + std::to_string(required.size()) +
+                " base tensors (" + list_names(required) + ")");
+  }
+  if (report != nullptr) *report = std::move(r);
+  return model;
+}
+
 void save_pretrained(torch::nn::Module& model, const std::string& directory,
                      torch::ScalarType dtype) {
   if (!at::isFloatingType(dtype)) throw Error("save_pretrained: dtype must be floating point");
   const BertModelImpl* bert = dynamic_cast<BertModelImpl*>(&model);
   auto* classifier = dynamic_cast<BertForSequenceClassificationImpl*>(&model);
+  auto* span_head = dynamic_cast<BertForQuestionAnsweringImpl*>(&model);
   if (classifier != nullptr) bert = classifier->bert.get();
+  if (span_head != nullptr) bert = span_head->bert.get();
   if (bert == nullptr) {
-    throw Error("save_pretrained: expected a BertModel or BertForSequenceClassification");
+    throw Error(
+        "save_pretrained: expected a BertModel, BertForSequenceClassification or "
+        "BertForQuestionAnswering");
   }
   detail::Json config = detail::parse_json(bert->config().to_json_string(), "config");
   if (dtype != at::kFloat)
     config["torch_dtype"] = dtype == at::kBFloat16 ? "bfloat16"
                             : dtype == at::kHalf   ? "float16"
                                                    : "float64";
+  if (span_head != nullptr) config["architectures"] = {"BertForQuestionAnswering"};
   if (classifier != nullptr) {
     config["architectures"] = {"BertForSequenceClassification"};
     detail::Json head = detail::parse_json(classifier->head_config().to_json_string(), "head");

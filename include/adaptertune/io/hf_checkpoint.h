@@ -9,6 +9,7 @@
 #include <torch/nn/module.h>
 
 #include "adaptertune/bert_config.h"
+#include "adaptertune/bert_for_question_answering.h"
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/bert_model.h"
 #include "adaptertune/io/safetensors.h"
@@ -57,7 +58,13 @@ BertForSequenceClassification load_bert_for_sequence_classification(
     const std::string& directory, const std::optional<HeadConfig>& head = std::nullopt,
     LoadReport* report = nullptr);
 
-/// Writes `model` (a BertModel or BertForSequenceClassification) as a Hugging Face directory:
+/// Loads a BertForQuestionAnswering (`qa_outputs.*` when the checkpoint has it; otherwise the
+/// span head starts from BERT's initialisation and the report lists it as missing).
+BertForQuestionAnswering load_bert_for_question_answering(const std::string& directory,
+                                                          LoadReport* report = nullptr);
+
+/// Writes `model` (a BertModel, BertForSequenceClassification or BertForQuestionAnswering) as a
+/// Hugging Face directory:
 /// `config.json` (with `architectures` and, for a classifier, its head keys) and
 /// `model.safetensors` (Hugging Face names, in `dtype`: float32 by default; bfloat16 or float16
 /// halve the size and load back as float32). Adapter weights are not part of this layout: save
