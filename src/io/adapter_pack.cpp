@@ -42,10 +42,71 @@ struct TaskTensors {
   std::vector<std::pair<std::string, at::Tensor>> weights, head;
 };
 
-TaskTensors task_tensors(BertForSequenceClassification& model, const std::string& task) {
+// What the pack code needs of a model class with a head: its module, its base, and how its
+// tasks' heads work. A classifier gives each task a head of its own; a span model has one head,
+// which every task runs.
+struct PackModel {
+  torch::nn::Module& module;
+  BertModelImpl& bert;
+  /// "BertForSequenceClassification" or "BertForQuestionAnswering".
+  const char* model_class;
+  /// Whether task `task` has a head of its own (else it runs the model's).
+  std::function<bool(const std::string&)> own_head;
+  /// The head config JSON that `task` runs (head_config.json without AdapterHub's keys).
+  std::function<detail::Json(const std::string&)> head_json;
+  /// Gives `task` its own head for `head` (classifier only; nullptr: the model's head is used).
+  std::function<void(const std::string&, const HeadConfig&)> add_head;
+  /// Removes task `task` and whatever head it has of its own.
+  std::function<void(const std::string&)> remove_task;
+  /// Whether the head reads the pooler: a span head does not, so a pooler that is not part of
+  /// the base checkpoint (initialised afresh at each load) is no part of the base's identity.
+  bool uses_pooler = true;
+};
+
+PackModel pack_model(BertForSequenceClassification& model) {
+  BertForSequenceClassificationImpl* m = model.get();
+  return {*m,
+          *m->bert,
+          "BertForSequenceClassification",
+          [m](const std::string& task) { return m->has_task_head(task); },
+          [m](const std::string& task) {
+            return detail::parse_json(m->head_config(task).to_json_string(), "head");
+          },
+          [m](const std::string& task, const HeadConfig& head) { m->add_task_head(task, head); },
+          [m](const std::string& task) { m->remove_task(task); }};
+}
+
+PackModel pack_model(BertForQuestionAnswering& model) {
+  BertForQuestionAnsweringImpl* m = model.get();
+  return {*m,
+          *m->bert,
+          "BertForQuestionAnswering",
+          [](const std::string&) { return false; },
+          [](const std::string&) {
+            return detail::Json{{"head_type", "question_answering"}, {"num_labels", 2}};
+          },
+          nullptr,
+          [m](const std::string& task) { m->bert->remove_adapter(task); },
+          /*uses_pooler=*/false};
+}
+
+// Whether a pack's head (head_config.json) is a span head.
+bool is_span_head(const detail::Json& head) {
+  return head.value("head_type", std::string()) == "question_answering" ||
+         head.value("model_class", std::string()) == "BertForQuestionAnswering";
+}
+
+// The tensors of `task` and, when it has no head of its own, the model's head, which it runs.
+bool task_runs(const PackModel& model, const std::string& name, const std::string& task) {
+  const std::optional<std::string> owner = parameter_task(name);
+  return owner == task ||
+         (!owner && classify_parameter(name) == ParameterGroup::kHead && !model.own_head(task));
+}
+
+TaskTensors task_tensors(const PackModel& model, const std::string& task) {
   TaskTensors out;
-  const bool own_head = model->has_task_head(task);
-  for (const auto& item : model->named_parameters()) {
+  const bool own_head = model.own_head(task);
+  for (const auto& item : model.module.named_parameters()) {
     const bool head = classify_parameter(item.key()) == ParameterGroup::kHead;
     const std::optional<std::string> owner = parameter_task(item.key());
     if (owner == task) {
@@ -181,14 +242,21 @@ AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
   reader.finish();
   const std::string head_path = directory + "/" + kHeadConfigFile;
   if (file_exists(head_path)) {
-    info.head = HeadConfig::from_model_config(read_file(head_path), head_path);
+    const std::string head_text = read_file(head_path);
+    if (is_span_head(detail::parse_json(head_text, head_path))) {
+      info.span_head = true;
+    } else {
+      info.head = HeadConfig::from_model_config(head_text, head_path);
+    }
   }
   return info;
 }
 
-void save_adapter_pack(BertForSequenceClassification& model, const std::string& adapter_name,
-                       const std::string& directory, const AdapterPackOptions& options) {
-  const TaskEntry& entry = model->bert->tasks().at(adapter_name);  // throws if absent
+namespace {
+
+void save_pack(const PackModel& model, const std::string& adapter_name,
+               const std::string& directory, const AdapterPackOptions& options) {
+  const TaskEntry& entry = model.bert.tasks().at(adapter_name);  // throws if absent
   const AdapterConfig& config = entry.adapter;
   const PackFiles files = pack_files(directory, entry.is_fusion());
   NamedTensors weights, head;
@@ -199,7 +267,7 @@ void save_adapter_pack(BertForSequenceClassification& model, const std::string& 
   for (const auto& [name, value] : tensors.head) {
     head.emplace_back(name, value.detach().to(at::kCPU, at::kFloat));
   }
-  const BertConfig& base = model->bert->config();
+  const BertConfig& base = model.bert.config();
   detail::Json adapter_json =
       entry.is_fusion() ? detail::parse_json(entry.fusion->to_json_string(), "fusion config")
                         : detail::parse_json(config.to_json_string(), "adapter config");
@@ -210,7 +278,8 @@ void save_adapter_pack(BertForSequenceClassification& model, const std::string& 
   }
   detail::Json ours = {
       {"base_config_sha256", base_config_sha256(base)},
-      {"base_weights_sha256", base_weights_sha256(*model, entry.layer_norms, entry.pooler)},
+      {"base_weights_sha256",
+       base_weights_sha256(model.module, entry.layer_norms, entry.pooler || !model.uses_pooler)},
       {"train_mode", options.train_mode},
       {"layer_norms", entry.layer_norms},
       {"pooler", entry.pooler},
@@ -222,7 +291,7 @@ void save_adapter_pack(BertForSequenceClassification& model, const std::string& 
       {"config", adapter_json},
       {"hidden_size", base.hidden_size},
       {"model_type", "bert"},
-      {"model_class", "BertForSequenceClassification"},
+      {"model_class", model.model_class},
       {"model_name", options.base_model_name},
       {"version", std::string("adaptertune-") + version()},
       {"adaptertune", ours},
@@ -230,9 +299,8 @@ void save_adapter_pack(BertForSequenceClassification& model, const std::string& 
   make_directories(directory);
   save_safetensors(files.weights, weights, {{"format", "pt"}});
   if (options.include_head) {
-    detail::Json head_config =
-        detail::parse_json(model->head_config(adapter_name).to_json_string(), "head");
-    head_config["model_class"] = "BertForSequenceClassification";
+    detail::Json head_config = model.head_json(adapter_name);
+    head_config["model_class"] = model.model_class;
     head_config["model_type"] = "bert";
     head_config["hidden_size"] = base.hidden_size;
     head_config["name"] = adapter_name;
@@ -244,9 +312,22 @@ void save_adapter_pack(BertForSequenceClassification& model, const std::string& 
   write_file_atomic(files.config, document.dump(2) + "\n");
 }
 
-AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
-                                  const std::string& directory,
-                                  const std::optional<std::string>& load_as, bool load_head) {
+}  // namespace
+
+void save_adapter_pack(BertForSequenceClassification& model, const std::string& adapter_name,
+                       const std::string& directory, const AdapterPackOptions& options) {
+  save_pack(pack_model(model), adapter_name, directory, options);
+}
+
+void save_adapter_pack(BertForQuestionAnswering& model, const std::string& adapter_name,
+                       const std::string& directory, const AdapterPackOptions& options) {
+  save_pack(pack_model(model), adapter_name, directory, options);
+}
+
+namespace {
+
+AdapterPackLoad load_pack(const PackModel& model, const std::string& directory,
+                          const std::optional<std::string>& load_as, bool load_head) {
   AdapterPackLoad result;
   result.info = read_adapter_pack_info(directory);
   const AdapterPackInfo& info = result.info;
@@ -258,19 +339,27 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
                   "\"); it cannot load as \"" + task + "\"");
     }
     check_fused_adapters(info, directory, [&](const std::string& name) {
-      return model->bert->tasks().contains(name);
+      return model.bert.tasks().contains(name);
     });
   }
-  const BertConfig& base = model->bert->config();
+  const BertConfig& base = model.bert.config();
   if (info.hidden_size != 0 && info.hidden_size != base.hidden_size) {
     throw Error(directory + ": the adapter was trained for hidden size " +
                 std::to_string(info.hidden_size) + ", this model has " +
                 std::to_string(base.hidden_size));
   }
-  if (info.pooler && !model->bert->pooler) {
+  if (info.pooler && !model.bert.pooler) {
     throw Error(directory + ": the pack carries a pooler and this model has none");
   }
-  const bool with_head = load_head && info.head.has_value();
+  const bool with_head = load_head && (info.head.has_value() || info.span_head);
+  const bool span_model = model.add_head == nullptr;
+  if (with_head && info.span_head != span_model) {
+    throw Error(directory + ": the pack's head is " +
+                (info.span_head ? "a span head (question answering)" : "a sequence head") +
+                ", which a " + model.model_class + " cannot run (load it into a " +
+                (info.span_head ? "BertForQuestionAnswering" : "BertForSequenceClassification") +
+                ", or without its head)");
+  }
   // Read and rename everything before touching the model.
   const std::string weights_path = pack_files(directory, info.fusion.has_value()).weights;
   const std::string head_path = directory + "/" + kHeadWeightsFile;
@@ -282,19 +371,20 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
   if (with_head) head = load_safetensors(head_path);
 
   if (info.fusion) {
-    model->bert->add_fusion(info.fused, *info.fusion);
+    model.bert.add_fusion(info.fused, *info.fusion);
   } else {
-    model->bert->add_adapter(task, info.config);
+    model.bert.add_adapter(task, info.config);
   }
   try {
-    if (with_head) model->add_task_head(task, *info.head);
-    if (info.layer_norms) model->bert->add_layer_norm_copies(task);
-    if (info.pooler) model->bert->add_pooler_copy(task);
-    // The task's tensors by the names the pack gives them; each must come from the pack.
+    if (with_head && model.add_head) model.add_head(task, *info.head);
+    if (info.layer_norms) model.bert.add_layer_norm_copies(task);
+    if (info.pooler) model.bert.add_pooler_copy(task);
+    // The task's tensors by the names the pack gives them; each must come from the pack. A
+    // span model's head is the model's own, which the pack's head replaces.
     std::map<std::string, at::Tensor> targets, head_targets;
-    for (const auto& item : model->named_parameters()) {
-      if (parameter_task(item.key()) != task) continue;
+    for (const auto& item : model.module.named_parameters()) {
       const bool is_head = classify_parameter(item.key()) == ParameterGroup::kHead;
+      if (!task_runs(model, item.key(), task) || (is_head && !with_head)) continue;
       (is_head ? head_targets : targets).emplace(shared_parameter_name(item.key()), item.value());
     }
     auto assign = [&](const std::string& path, const NamedTensors& tensors,
@@ -328,13 +418,14 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
       adapter_assignment.copy_all();
     }
   } catch (...) {
-    model->remove_task(task);
+    model.remove_task(task);
     throw;
   }
-  model->bert->set_active_adapter(task);
+  model.bert.set_active_adapter(task);
   result.head_loaded = with_head;
   const std::string config_hash = base_config_sha256(base);
-  const std::string weights_hash = base_weights_sha256(*model, info.layer_norms, info.pooler);
+  const std::string weights_hash =
+      base_weights_sha256(model.module, info.layer_norms, info.pooler || !model.uses_pooler);
   if (!info.base_config_sha256.empty() && info.base_config_sha256 != config_hash) {
     result.warnings.push_back("adapter pack " + directory +
                               " was trained on a base with another config: pack records "
@@ -348,6 +439,19 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
                               info.base_weights_sha256 + ", this model has " + weights_hash);
   }
   return result;
+}
+
+}  // namespace
+
+AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
+                                  const std::string& directory,
+                                  const std::optional<std::string>& load_as, bool load_head) {
+  return load_pack(pack_model(model), directory, load_as, load_head);
+}
+
+AdapterPackLoad load_adapter_pack(BertForQuestionAnswering& model, const std::string& directory,
+                                  const std::optional<std::string>& load_as, bool load_head) {
+  return load_pack(pack_model(model), directory, load_as, load_head);
 }
 
 }  // namespace adaptertune

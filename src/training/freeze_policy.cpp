@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/adapters/adapter_fusion.h"
+#include "adaptertune/bert_for_question_answering.h"
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/bert_model.h"
 #include "adaptertune/error.h"
@@ -173,6 +174,21 @@ int64_t prepare_task_training(BertForSequenceClassificationImpl& model,
     owners.emplace_back(task);
   }
   return train_tasks(model, policy, owners);
+}
+
+int64_t prepare_task_training(BertForQuestionAnsweringImpl& model, const std::string& task,
+                              const FreezePolicy& policy) {
+  check_policy_trains_adapter(policy, task);
+  model.bert->tasks().at(task);  // throws when there is no such task
+  if (policy.trains(ParameterGroup::kLayerNorm)) model.bert->add_layer_norm_copies(task);
+  int64_t trainable = train_tasks(model, policy, {task});
+  if (policy.trains(ParameterGroup::kHead)) {
+    for (auto& parameter : model.qa_outputs->parameters()) {
+      parameter.set_requires_grad(true);
+      trainable += parameter.numel();
+    }
+  }
+  return trainable;
 }
 
 int64_t apply_freeze_policy(torch::nn::Module& model, const FreezePolicy& policy,

@@ -32,51 +32,19 @@
 #include "adaptertune/version.h"
 #include "run_checks.h"
 #include "sha256.h"
+#include "training/run_files.h"
 
 namespace adaptertune {
 namespace {
 
 using Json = nlohmann::ordered_json;
-
-std::string format_duration(double seconds) {
-  const auto s = static_cast<long long>(std::max(0.0, seconds));
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%lld:%02lld:%02lld", s / 3600, (s / 60) % 60, s % 60);
-  return buffer;
-}
-
-// One line per event in metrics.jsonl, flushed at once so that a crash loses nothing logged.
-class MetricsLog {
- public:
-  explicit MetricsLog(const std::string& path) : out_(path, std::ios::app) {
-    if (!out_) throw Error(path + ": cannot open for appending");
-  }
-  void write(const Json& event) { out_ << event.dump() << std::endl; }
-
- private:
-  std::ofstream out_;
-};
-
-// On resume: metrics.jsonl keeps only the events up to the checkpoint's step (those after it are
-// logged again as the run repeats them) and loses a line torn by a kill.
-void cut_metrics_log(const std::string& path, int64_t step) {
-  if (!file_exists(path)) return;
-  const std::string text = read_file(path);
-  std::string kept;
-  size_t start = 0;
-  while (start < text.size()) {
-    const size_t end = text.find('\n', start);
-    if (end == std::string::npos) break;  // a last line without its newline was torn
-    const std::string line = text.substr(start, end - start);
-    start = end + 1;
-    const Json event = Json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (event.is_object() && event.contains("step") && event["step"].is_number_integer() &&
-        event["step"].get<int64_t>() <= step) {
-      kept += line + "\n";
-    }
-  }
-  write_file_atomic(path, kept);
-}
+using detail::metrics_text;
+using detail::MetricsLog;
+using detail::Progress;
+using detail::read_task_progress;
+using detail::run_directory;
+using detail::task_progress_json;
+using detail::TaskProgress;
 
 // What a checkpoint's position means only together with: the data and how it is batched. Stored
 // in the checkpoint and compared on resume.
@@ -113,43 +81,6 @@ Json run_fingerprint(const std::vector<TrainingTask>& tasks, const TrainerOption
   return out;
 }
 
-// A task's standing in the run: its best evaluation and the early-stopping count.
-struct TaskProgress {
-  double best = -std::numeric_limits<double>::infinity();
-  int64_t best_step = -1;
-  int64_t evals_without_improvement = 0;
-  std::map<std::string, double> best_metrics;
-};
-
-Json task_progress_json(const TaskProgress& p) {
-  Json out = {{"best_step", p.best_step},
-              {"evals_without_improvement", p.evals_without_improvement},
-              {"best_metrics", p.best_metrics}};
-  if (std::isfinite(p.best)) out["best"] = p.best;
-  return out;
-}
-
-// `json` (key `key` of `file`) as a TaskProgress of a checkpoint at `global_step`; Error naming
-// the file and key when it cannot be one. Json exceptions are left to the caller.
-TaskProgress read_task_progress(const Json& json, const std::string& file, const std::string& key,
-                                int64_t global_step) {
-  TaskProgress p;
-  p.best = json.value("best", p.best);
-  p.best_step = json.value("best_step", int64_t{-1});
-  p.evals_without_improvement = json.value("evals_without_improvement", int64_t{0});
-  if (json.contains("best_metrics")) {
-    p.best_metrics = json.at("best_metrics").get<std::map<std::string, double>>();
-  }
-  if (p.best_step < -1 || p.best_step > global_step) {
-    throw Error(file + ": key '" + key + "': best_step " + std::to_string(p.best_step) +
-                " is not a step from -1 to global_step " + std::to_string(global_step));
-  }
-  if (p.evals_without_improvement < 0) {
-    throw Error(file + ": key '" + key + "': evals_without_improvement must be >= 0");
-  }
-  return p;
-}
-
 // The lowest layers that hold nothing of the task (leave_out 0..k-1): what the frozen-layer
 // cache may skip. Error when there are none.
 int64_t adapter_free_layers(const BertModelImpl& bert, const std::optional<std::string>& task) {
@@ -163,47 +94,6 @@ int64_t adapter_free_layers(const BertModelImpl& bert, const std::optional<std::
   }
   return layers;
 }
-
-OutputDirectory run_directory(const std::string& path) {
-  return {path,
-          "run directory",
-          {"run.json", "metrics.jsonl", "results.json", "best", "checkpoints", ".best.tmp",
-           ".best.old"}};
-}
-
-// Progress bar on a terminal, plain periodic lines otherwise.
-class Progress {
- public:
-  Progress(bool enabled) : enabled_(enabled), tty_(enabled && ::isatty(STDERR_FILENO)) {}
-  void update(int64_t epoch, int64_t epochs, int64_t batch, int64_t batches, double loss, double lr,
-              double examples_per_second, double eta, bool log_line) {
-    if (!enabled_) return;
-    if (tty_) {
-      const int width = 24;
-      const int filled = batches > 0 ? static_cast<int>(width * batch / batches) : width;
-      std::string bar(static_cast<size_t>(filled), '#');
-      bar.resize(width, '-');
-      std::fprintf(stderr, "\repoch %lld/%lld |%s| %lld/%lld loss %.4f lr %.2e %.0f ex/s ETA %s ",
-                   static_cast<long long>(epoch + 1), static_cast<long long>(epochs), bar.c_str(),
-                   static_cast<long long>(batch), static_cast<long long>(batches), loss, lr,
-                   examples_per_second, format_duration(eta).c_str());
-      std::fflush(stderr);
-    } else if (log_line) {
-      std::fprintf(stderr,
-                   "train: epoch %lld/%lld step %lld/%lld loss %.4f lr %.2e %.0f ex/s ETA %s\n",
-                   static_cast<long long>(epoch + 1), static_cast<long long>(epochs),
-                   static_cast<long long>(batch), static_cast<long long>(batches), loss, lr,
-                   examples_per_second, format_duration(eta).c_str());
-    }
-  }
-  void message(const std::string& text) {
-    if (!enabled_) return;
-    std::fprintf(stderr, "%s%s\n", tty_ ? "\n" : "", text.c_str());
-  }
-
- private:
-  bool enabled_, tty_;
-};
 
 // Sums the gradients of `params` over `group`; each process's loss was already scaled to its share
 // of the global batch, so the sum is the gradient of the global batch's mean loss. A parameter
@@ -244,16 +134,6 @@ std::vector<size_t> share_of(const std::vector<size_t>& rows, int64_t rank, int6
   const int64_t begin = rank * base + std::min(rank, larger);
   const int64_t size = base + (rank < larger ? 1 : 0);
   return {rows.begin() + begin, rows.begin() + begin + size};
-}
-
-std::string metrics_text(const std::map<std::string, double>& metrics) {
-  std::string out;
-  for (const auto& [k, v] : metrics) {
-    char buffer[64];
-    std::snprintf(buffer, sizeof buffer, "%s%s %.4f", out.empty() ? "" : ", ", k.c_str(), v);
-    out += buffer;
-  }
-  return out;
 }
 
 }  // namespace
@@ -302,6 +182,23 @@ EvalResult evaluate(BertForSequenceClassification& model, const TaskDescription&
   }
   model->train(was_training);
   return result;
+}
+
+TrainingEngineOptions TrainerOptions::engine_options(int64_t total_steps) const {
+  TrainingEngineOptions engine;
+  engine.lr = lr;
+  engine.schedule = schedule;
+  engine.warmup_ratio = warmup_ratio;
+  engine.total_steps = total_steps;
+  engine.weight_decay = weight_decay;
+  engine.max_grad_norm = max_grad_norm;
+  engine.gradient_accumulation = gradient_accumulation;
+  engine.device = device;
+  engine.precision = precision;
+  engine.checkpoint_dir = output_dir + "/checkpoints";
+  engine.keep_checkpoints = keep_checkpoints;
+  engine.data_seed = seed;
+  return engine;
 }
 
 void TrainerOptions::validate() const {
@@ -453,20 +350,7 @@ TrainResult Trainer::train() {
   int64_t total_steps = steps_per_epoch * options_.epochs;
   if (options_.max_steps > 0) total_steps = options_.max_steps;
   const int64_t epochs = (total_steps + steps_per_epoch - 1) / steps_per_epoch;
-  TrainingEngineOptions engine_options;
-  engine_options.lr = options_.lr;
-  engine_options.schedule = options_.schedule;
-  engine_options.warmup_ratio = options_.warmup_ratio;
-  engine_options.total_steps = total_steps;
-  engine_options.weight_decay = options_.weight_decay;
-  engine_options.max_grad_norm = options_.max_grad_norm;
-  engine_options.gradient_accumulation = options_.gradient_accumulation;
-  engine_options.device = device;
-  engine_options.precision = options_.precision;
-  engine_options.checkpoint_dir = options_.output_dir + "/checkpoints";
-  engine_options.keep_checkpoints = options_.keep_checkpoints;
-  engine_options.data_seed = options_.seed;
-  TrainingEngine engine(*model_, engine_options);
+  TrainingEngine engine(*model_, options_.engine_options(total_steps));
   TrainingState& state = engine.state();
   TrainResult result;
   std::vector<TaskProgress> progress_of(task_count);
@@ -506,16 +390,8 @@ TrainResult Trainer::train() {
         throw Error(state_path + ": key 'extra' is not the trainer's state: " + e.what());
       }
     };
-    if (const auto latest = engine.resume(shape, fingerprint, read_progress)) {
-      progress.message("train: resumed from " + *latest + " at step " +
-                       std::to_string(state.global_step));
-    } else if (file_exists(options_.output_dir + "/run.json")) {
-      // Starting afresh here would replace the run's files: that is what overwrite is for.
-      throw Error(options_.output_dir + ": holds a run but no checkpoint to resume (" +
-                  engine.checkpoints().root() + "); replace the run with --overwrite");
-    } else {
-      progress.message("train: --resume given but no checkpoint found; starting fresh");
-    }
+    detail::report_resume(engine.resume(shape, fingerprint, read_progress), state.global_step,
+                          options_.output_dir, engine.checkpoints().root(), progress);
   }
 
   if (group) {
@@ -561,25 +437,7 @@ TrainResult Trainer::train() {
         {"adapter_config", several ? Json(nullptr) : first["adapter_config"]},
         {"fusion_config", several ? Json(nullptr) : first["fusion_config"]},
         {"model_config", Json::parse(model_->bert->config().to_json_string())},
-        {"options",
-         {{"epochs", options_.epochs},
-          {"max_steps", options_.max_steps},
-          {"batch_size", options_.batch_size},
-          {"gradient_accumulation", options_.gradient_accumulation},
-          {"lr", options_.lr},
-          {"weight_decay", options_.weight_decay},
-          {"schedule", schedule_name(options_.schedule)},
-          {"warmup_ratio", options_.warmup_ratio},
-          {"max_grad_norm", options_.max_grad_norm},
-          {"group_by_length", options_.group_by_length},
-          {"eval_every", options_.eval_every},
-          {"early_stopping_patience", options_.early_stopping_patience},
-          {"seed", options_.seed},
-          {"max_length", options_.max_length},
-          {"device", options_.device.str()},
-          {"precision", precision_name(options_.precision)},
-          {"cache_frozen_layers", options_.cache_frozen_layers},
-          {"sampling_temperature", options_.sampling_temperature}}},
+        {"options", detail::trainer_options_json(options_)},
         {"parameters",
          several ? Json::parse(parameter_report(*model_).to_json_string()) : first["parameters"]},
         {"tasks", tasks_json},
@@ -592,7 +450,7 @@ TrainResult Trainer::train() {
     write_file_atomic(options_.output_dir + "/run.json", run.dump(2) + "\n");
   }
   if (writes && options_.resume) {
-    cut_metrics_log(options_.output_dir + "/metrics.jsonl", state.global_step);
+    detail::cut_metrics_log(options_.output_dir + "/metrics.jsonl", state.global_step);
   }
   std::optional<MetricsLog> metrics_log;
   if (writes) metrics_log.emplace(options_.output_dir + "/metrics.jsonl");
@@ -635,13 +493,7 @@ TrainResult Trainer::train() {
           options_.max_length > 0 ? std::optional<int64_t>(options_.max_length) : std::nullopt);
     }
     if (several) make_directories(options_.output_dir + "/best");
-    // Swap the complete directory into place; "best.old" holds the previous one meanwhile.
-    const std::string old = options_.output_dir + "/.best.old";
-    remove_tree(old);
-    std::rename(target.c_str(), old.c_str());
-    if (std::rename(temp.c_str(), target.c_str()) != 0)
-      throw Error(target + ": cannot move the best model into place");
-    remove_tree(old);
+    detail::swap_directory_into_place(temp, target, options_.output_dir + "/.best.old");
   };
   // Evaluates every task; returns true when training should stop early (no task has improved
   // for the patience).
@@ -767,13 +619,11 @@ TrainResult Trainer::train() {
 
   stop_requested() = false;
   const std::vector<at::Tensor>& trainable = engine.trainable();
-  double window_loss = 0;
-  int64_t window_batches = 0, window_examples = 0;
+  detail::LogWindow window;
   std::vector<double> window_task_loss(task_count, 0);
   std::vector<int64_t> window_task_batches(task_count, 0);
   // This optimizer step's loss per task: the global batch's mean, summed over its batches.
   std::vector<double> step_loss(task_count, 0);
-  auto window_start = std::chrono::steady_clock::now();
   bool done = state.global_step >= total_steps;
   for (int64_t epoch = state.epoch; epoch < epochs && !done; ++epoch) {
     const std::vector<size_t> order = sampler.round_order(epoch);
@@ -818,9 +668,8 @@ TrainResult Trainer::train() {
         engine.backward(objective, share);
         step_loss[t] += loss.item<double>() * share;
       }
-      ++window_batches;
       ++window_task_batches[t];
-      window_examples += static_cast<int64_t>(global_rows.size());
+      window.add_batch(static_cast<int64_t>(global_rows.size()));
       ++micro;
       const bool last_batch = b + 1 == static_cast<int64_t>(order.size());
       if (micro % options_.gradient_accumulation != 0 && !last_batch) continue;
@@ -834,31 +683,25 @@ TrainResult Trainer::train() {
         step_loss.pop_back();
       }
       for (size_t i = 0; i < task_count; ++i) {
-        window_loss += step_loss[i];
+        window.add_loss(step_loss[i]);
         window_task_loss[i] += step_loss[i];
       }
       std::fill(step_loss.begin(), step_loss.end(), 0.0);
       const double lr = engine.step();
       state.epoch = epoch;
       state.batch_in_epoch = b + 1;
-      const double window_seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
-      const double rate =
-          window_seconds > 0 ? static_cast<double>(window_examples) / window_seconds : 0;
-      const double eta =
-          rate > 0 ? static_cast<double>((total_steps - state.global_step) * options_.batch_size *
-                                         options_.gradient_accumulation) /
-                         rate
-                   : 0;
+      const double rate = window.examples_per_second();
+      const double eta = window.seconds_for(
+          static_cast<double>((total_steps - state.global_step) * options_.batch_size *
+                              options_.gradient_accumulation));
       if (options_.on_step) options_.on_step(state.global_step);
       const bool log_now = state.global_step % options_.log_every == 0;
-      progress.update(epoch, epochs, b + 1, static_cast<int64_t>(order.size()),
-                      window_loss / static_cast<double>(window_batches), lr, rate, eta, log_now);
+      progress.update(epoch, epochs, b + 1, static_cast<int64_t>(order.size()), window.mean_loss(),
+                      lr, rate, eta, log_now);
       if (log_now) {
-        Json event = {
-            {"event", "train"},   {"step", state.global_step},
-            {"epoch", epoch + 1}, {"loss", window_loss / static_cast<double>(window_batches)},
-            {"lr", lr},           {"examples_per_s", rate}};
+        Json event = {{"event", "train"},   {"step", state.global_step},
+                      {"epoch", epoch + 1}, {"loss", window.mean_loss()},
+                      {"lr", lr},           {"examples_per_s", rate}};
         if (several) {
           // Each task's mean loss over the window (tasks without a batch in it are left out).
           Json task_loss = Json::object();
@@ -871,12 +714,9 @@ TrainResult Trainer::train() {
           event["task_loss"] = task_loss;
         }
         write_event(event);
-        window_loss = 0;
-        window_batches = 0;
-        window_examples = 0;
+        window.reset();
         std::fill(window_task_loss.begin(), window_task_loss.end(), 0.0);
         std::fill(window_task_batches.begin(), window_task_batches.end(), 0);
-        window_start = std::chrono::steady_clock::now();
       }
       if (state.global_step >= total_steps) {
         done = true;

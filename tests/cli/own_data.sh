@@ -89,14 +89,6 @@ printf 'A man plays a guitar.\tA man is playing music.\n' |
 grep -qE '^-?[0-9]+\.[0-9]{4}$' "$work/score.txt" || fail "a score: $(cat "$work/score.txt")"
 
 # Mistakes: exit 1, one line naming what is wrong, no run directory.
-refused() { # PATTERN COMMAND...
-  local pattern=$1
-  shift
-  "$@" >/dev/null 2>"$work/err"
-  local code=$?
-  [ $code -eq 1 ] && [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q -- "$pattern" "$work/err" ||
-    fail "expected exit 1 and one line with \"$pattern\", got $code: $(cat "$work/err")"
-}
 printf 'review,sentiment\ngood,positive\nbad,meh\n' >"$work/odd_dev.csv"
 refused "odd_dev.csv:3: column \"sentiment\": unknown label \"meh\" (expected negative, positive)" \
   "$cli" train --task reviews --train-file "$work/reviews_train.csv" --dev-file "$work/odd_dev.csv" \

@@ -66,9 +66,8 @@ int run(PretrainCommandOptions& o) {
   std::cerr << "pretrain: " << lines.size() << " lines from " << o.text.size() << " file(s); "
             << config.num_hidden_layers << " layers, hidden " << config.hidden_size << ", "
             << o.train.steps << " steps of " << o.train.gradient_accumulation << " x "
-            << o.train.batch_size << " x " << o.train.max_length
-            << " tokens on " << o.train.device.str() << " (" << precision_name(o.train.precision)
-            << ")\n";
+            << o.train.batch_size << " x " << o.train.max_length << " tokens on "
+            << o.train.device.str() << " (" << precision_name(o.train.precision) << ")\n";
   const auto start = std::chrono::steady_clock::now();
   o.train.on_log = [&](int64_t step, double loss, double lr) {
     const double seconds =

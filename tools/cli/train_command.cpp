@@ -26,6 +26,7 @@
 #include "adaptertune/training/trainer.h"
 #include "commands.h"
 #include "common.h"
+#include "squad_command.h"
 #include "task_choice.h"
 
 namespace adaptertune::cli {
@@ -44,8 +45,10 @@ struct TrainCommandOptions {
   std::string device = "auto";
   std::optional<std::string> precision;
   std::string schedule = "linear";
-  int64_t max_length = 128;
+  /// Tokens per example (default 128; SQuAD windows: kSquadMaxLength).
+  std::optional<int64_t> max_length;
   int64_t train_examples = 0;
+  SquadChoice squad;
   /// AdapterFusion: the adapters to fuse ("a,b,c", packs' names) and the fusion's config.
   std::optional<std::string> fuse;
   std::string fusion_config = "dynamic";
@@ -137,14 +140,56 @@ void check_multi_task_options(const TrainCommandOptions& o, bool adapter) {
   }
 }
 
+// `train --task squad`: the flags that describe another kind of task are refused by name.
+int run_train_squad_command(TrainCommandOptions& o) {
+  const std::string label = "train --task squad";
+  if (o.tasks.size() > 1) throw Error(label + " trains alone: give --task squad only");
+  const TaskChoice& files = o.task_choice;
+  if (!files.train_file || !files.dev_file) {
+    throw Error(label + " needs --train-file and --dev-file (SQuAD JSON files)");
+  }
+  if (!files.labels.empty() || files.regression || files.pair_column || !files.metrics.empty() ||
+      files.main_metric) {
+    throw Error(label +
+                ": --labels, --regression, --pair-column, --metrics and --main-metric "
+                "describe classification files; SQuAD is scored by exact match and F1");
+  }
+  if (o.fuse || !o.adapter_packs.empty()) throw Error(label + " takes no --fuse or --adapter-pack");
+  if (o.distributed || DistributedOptions::requested_by_environment()) {
+    throw Error(label + ": data-parallel training is not supported for SQuAD yet");
+  }
+  if (o.trainer.cache_frozen_layers) {
+    throw Error(label + ": --cache-frozen-layers is not supported for SQuAD yet");
+  }
+  if (o.train_examples > 0) throw Error(label + ": --train-examples is not supported for SQuAD");
+  o.trainer.device = parse_device(o.device);
+  o.trainer.precision = parse_precision(o.precision.value_or("fp32"));
+  o.trainer.schedule = parse_schedule(o.schedule);
+  o.trainer.max_length = o.max_length.value_or(kSquadMaxLength);
+  SquadTrainRequest request;
+  request.model = o.model;
+  request.adapter = o.adapter;
+  request.adapter_name = o.adapter_name;
+  request.train = o.train;
+  request.trainer = o.trainer;
+  request.train_file = *files.train_file;
+  request.dev_file = *files.dev_file;
+  request.squad = o.squad;
+  return run_train_squad(std::move(request));
+}
+
 int run_train(TrainCommandOptions o) {
+  if (std::any_of(o.tasks.begin(), o.tasks.end(), is_squad_task)) {
+    return run_train_squad_command(o);
+  }
   const std::vector<CliTask> tasks = tasks_of(o);
   const TaskDescription& task = tasks.front().info;
   const bool several = tasks.size() > 1;
   o.trainer.device = parse_device(o.device);
   o.trainer.precision = parse_precision(o.precision.value_or("fp32"));
   o.trainer.schedule = parse_schedule(o.schedule);
-  o.trainer.max_length = o.max_length;
+  const int64_t max_length = o.max_length.value_or(128);
+  o.trainer.max_length = max_length;
   check_top_layers(o.train);
   FreezePolicy requested = FreezePolicy::from_name(o.train.mode);
   if (o.train.top_layers) {
@@ -179,7 +224,7 @@ int run_train(TrainCommandOptions o) {
   }
   o.trainer.inputs.insert(o.trainer.inputs.end(), o.adapter_packs.begin(), o.adapter_packs.end());
   o.trainer.validate();
-  check_max_length_flag(o.model, o.max_length);
+  check_max_length_flag(o.model, max_length);
   if (o.trainer.sampling_temperature != 1.0 && !several) {
     throw Error(
         "--sampling-temperature interleaves the tasks of a multi-task run: give --task "
@@ -248,8 +293,8 @@ int run_train(TrainCommandOptions o) {
   std::vector<TrainingTask> training;
   for (size_t i = 0; i < tasks.size(); ++i) {
     const CliTask& t = tasks[i];
-    EncodedDataset train = encode_examples(data[i].first, *tokenizer, o.max_length);
-    EncodedDataset dev = encode_examples(data[i].second, *tokenizer, o.max_length);
+    EncodedDataset train = encode_examples(data[i].first, *tokenizer, max_length);
+    EncodedDataset dev = encode_examples(data[i].second, *tokenizer, max_length);
     const std::optional<std::string> name =
         several ? std::optional<std::string>(adapter_name_for(t.info)) : adapter_name;
     if (main_process) {
@@ -307,6 +352,7 @@ struct UseOptions {
   std::optional<std::string> task;
   /// One's own data instead of GLUE's (--dev-file for eval, --test-file for predict).
   TaskChoice task_choice;
+  SquadChoice squad;
   std::string data_dir = "data/glue";
   std::string model;
   std::vector<std::string> adapter_packs;
@@ -500,7 +546,28 @@ UseSettings settings_for(const UseOptions& o, const TaskDescription& task,
           device, pack, std::move(infos)};  // braced: `info` is read before infos moves
 }
 
+// eval and predict with --task squad: the file, the packs and the settings that apply.
+SquadUseRequest squad_request(const UseOptions& o, const std::optional<std::string>& file,
+                              const std::string& flag) {
+  if (!file) throw Error("--task squad reads a SQuAD JSON file: give " + flag);
+  if (o.adapter) throw Error("--task squad runs its one adapter pack; --adapter does not apply");
+  SquadUseRequest request;
+  request.model = o.model;
+  request.adapter_packs = o.adapter_packs;
+  request.file = *file;
+  request.max_length = o.max_length;
+  request.batch_size = o.batch_size;
+  request.device = o.device;
+  request.precision = o.precision;
+  request.out = o.out;
+  request.squad = o.squad;
+  return request;
+}
+
 int run_eval(const UseOptions& o) {
+  if (o.task && is_squad_task(*o.task)) {
+    return run_eval_squad(squad_request(o, o.task_choice.dev_file, "--dev-file"));
+  }
   std::vector<AdapterPackInfo> infos = pack_infos(o);
   const CliTask cli_task = task_for_use(o, infos);
   const TaskDescription& task = cli_task.info;
@@ -624,6 +691,14 @@ bool jsonl_input(const UseOptions& o) {
 }
 
 int run_predict(const UseOptions& o) {
+  if (o.task && is_squad_task(*o.task)) {
+    if (o.format && *o.format != "json") {
+      throw Error("--task squad answers with a JSON object (question id: answer); --format " +
+                  *o.format + " does not apply");
+    }
+    if (!o.out.empty()) check_not_an_input(o.out, inputs_of(o), "--out");
+    return run_predict_squad(squad_request(o, o.task_choice.test_file, "--test-file"));
+  }
   if (jsonl_input(o)) return run_predict_requests(o);
   if (!o.task) throw Error("predict needs --task (or JSON lines input that names each task)");
   const std::optional<std::string>& test_file = o.task_choice.test_file;
@@ -738,6 +813,7 @@ Command add_train_command(CLI::App& app) {
       ->delimiter(',')
       ->required();
   add_task_choice_options(cmd, o->task_choice, TaskFiles::kTrainDev);
+  add_squad_options(cmd, o->squad);
   cmd->add_option("--data-dir", o->data_dir, "Folder with <TASK>/train.tsv, dev.tsv")
       ->check(CLI::ExistingDirectory)
       ->capture_default_str();
@@ -777,9 +853,9 @@ Command add_train_command(CLI::App& app) {
                   "Batches per optimizer step")
       ->check(integer_range(1))
       ->capture_default_str();
-  cmd->add_option("--max-length", o->max_length, "Tokens per example")
-      ->check(integer_range(1))
-      ->capture_default_str();
+  cmd->add_option("--max-length", o->max_length,
+                  "Tokens per example (default 128; SQuAD windows: 384)")
+      ->check(integer_range(1));
   cmd->add_option("--schedule", o->schedule, "linear, cosine or constant")
       ->check(CLI::IsMember({"linear", "cosine", "constant"}))
       ->capture_default_str();
@@ -860,6 +936,7 @@ Command add_eval_command(CLI::App& app) {
       ->required();
   add_use_options(cmd, *o);
   add_task_choice_options(cmd, o->task_choice, TaskFiles::kDev);
+  add_squad_options(cmd, o->squad);
   cmd->add_option("--data-dir", o->data_dir, "GLUE data folder")
       ->check(CLI::ExistingDirectory)
       ->capture_default_str();
@@ -878,6 +955,7 @@ Command add_predict_command(CLI::App& app) {
                   "for JSON lines input, where each line names its task");
   add_use_options(cmd, *o);
   add_task_choice_options(cmd, o->task_choice, TaskFiles::kTest);
+  add_squad_options(cmd, o->squad);
   cmd->add_option("--input", o->input,
                   "GLUE TSV file (e.g. test.tsv), or JSON lines when it ends in .jsonl; default: "
                   "stdin")

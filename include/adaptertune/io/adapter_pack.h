@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "adaptertune/adapter_config.h"
+#include "adaptertune/bert_for_question_answering.h"
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/fusion_config.h"
 #include "adaptertune/precision.h"
@@ -66,7 +67,10 @@ struct AdapterPackInfo {
   /// What the adapter was trained with (0 / nullopt when the pack does not record it).
   int64_t max_length = 0;
   std::optional<Precision> precision;
+  /// The pack's sequence head (classification or regression), when it has one.
   std::optional<HeadConfig> head;
+  /// Whether the pack's head is a span head (question answering, `qa_outputs`) instead.
+  bool span_head = false;
   std::string base_model_name;
   std::string base_config_sha256;
   std::string base_weights_sha256;
@@ -95,6 +99,11 @@ std::vector<size_t> pack_load_order(const std::vector<AdapterPackInfo>& infos);
 void save_adapter_pack(BertForSequenceClassification& model, const std::string& adapter_name,
                        const std::string& directory,
                        const AdapterPackOptions& options = AdapterPackOptions{});
+/// The same for a span model: the head is its `qa_outputs`, described in head_config.json as
+/// `"head_type": "question_answering"`, `"model_class": "BertForQuestionAnswering"`.
+void save_adapter_pack(BertForQuestionAnswering& model, const std::string& adapter_name,
+                       const std::string& directory,
+                       const AdapterPackOptions& options = AdapterPackOptions{});
 
 /// What load_adapter_pack() did.
 struct AdapterPackLoad {
@@ -116,6 +125,12 @@ struct AdapterPackLoad {
 /// file and tensor; the model is left unchanged when a file is malformed.
 AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
                                   const std::string& directory,
+                                  const std::optional<std::string>& load_as = std::nullopt,
+                                  bool load_head = true);
+/// The same for a span model, whose one span head (`qa_outputs`) every task runs: a pack's span
+/// head replaces it. A pack with a sequence head loads only without its head (Error otherwise),
+/// and a span head does not load into a classifier.
+AdapterPackLoad load_adapter_pack(BertForQuestionAnswering& model, const std::string& directory,
                                   const std::optional<std::string>& load_as = std::nullopt,
                                   bool load_head = true);
 

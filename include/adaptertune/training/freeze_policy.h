@@ -15,6 +15,7 @@ namespace adaptertune {
 
 class BertModelImpl;
 class BertForSequenceClassificationImpl;
+class BertForQuestionAnsweringImpl;
 
 /// What a fine-tune updates.
 enum class TrainMode {
@@ -85,6 +86,12 @@ int64_t apply_freeze_policy(torch::nn::Module& model, const FreezePolicy& policy
 /// Returns the number of trainable parameters. Throws Error unless the policy trains adapters
 /// (check_policy_trains_adapter()) and the task exists.
 int64_t prepare_task_training(BertForSequenceClassificationImpl& model, const std::string& task,
+                              const FreezePolicy& policy);
+
+/// The same for a span model: the task gets its own LayerNorms when the policy trains them, and
+/// trains the model's span head (`qa_outputs`, which every task of a span model runs) when the
+/// policy trains heads.
+int64_t prepare_task_training(BertForQuestionAnsweringImpl& model, const std::string& task,
                               const FreezePolicy& policy);
 
 /// A multi-task run's form of prepare_task_training(): readies each of `tasks` as that does one,

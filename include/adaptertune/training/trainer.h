@@ -20,6 +20,7 @@
 #include "adaptertune/training/freeze_policy.h"
 #include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/scheduler.h"
+#include "adaptertune/training/training_engine.h"
 
 namespace adaptertune {
 
@@ -95,6 +96,9 @@ struct TrainerOptions {
   /// Throws Error naming the first option out of its range (with the range), or resume together
   /// with overwrite. Changes nothing.
   void validate() const;
+  /// The TrainingEngine these options describe for a run of `total_steps` optimizer steps, with
+  /// its checkpoints in `output_dir/checkpoints`.
+  TrainingEngineOptions engine_options(int64_t total_steps) const;
 };
 
 /// Dev-set evaluation.

@@ -1,0 +1,82 @@
+#pragma once
+/// @file question_answering_trainer.h
+/// Fine-tuning for extractive question answering (SQuAD v1.1 / v2.0), with adapters or fully.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include <c10/core/Device.h>
+
+#include "adaptertune/bert_for_question_answering.h"
+#include "adaptertune/precision.h"
+#include "adaptertune/tasks/squad.h"
+#include "adaptertune/tasks/squad_features.h"
+#include "adaptertune/text/tokenizer.h"
+#include "adaptertune/training/freeze_policy.h"
+#include "adaptertune/training/trainer.h"
+
+namespace adaptertune {
+
+/// How questions become windows and how answers come back from them.
+struct QuestionAnsweringOptions {
+  SquadFeatureOptions features;
+  SquadAnswerOptions answers;
+};
+
+/// What evaluate_squad() found.
+struct SquadEvalResult {
+  /// "exact" and "f1" (percent, as the official scripts report them); for v2.0 data also
+  /// "has_answer_exact", "has_answer_f1", "no_answer_exact", "no_answer_f1".
+  std::map<std::string, double> metrics;
+  /// Each question's answer, by id.
+  std::map<std::string, SquadAnswerPrediction> answers;
+};
+
+/// Runs `model` (eval mode, no gradients) over the windows of `data` and extracts each
+/// question's answer (extract_squad_answers()); no-answer predictions are allowed when the data
+/// is v2.0. Needs no gold answers.
+std::map<std::string, SquadAnswerPrediction> predict_squad(BertForQuestionAnswering& model,
+                                                           const SquadDataset& data,
+                                                           const Tokenizer& tokenizer,
+                                                           const QuestionAnsweringOptions& options,
+                                                           int64_t batch_size, c10::Device device,
+                                                           Precision precision);
+
+/// predict_squad(), scored with squad_evaluate().
+SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDataset& data,
+                               const Tokenizer& tokenizer, const QuestionAnsweringOptions& options,
+                               int64_t batch_size, c10::Device device, Precision precision);
+
+/// Fine-tunes a BertForQuestionAnswering on SQuAD-style data as the Trainer does a classifier:
+/// the same TrainerOptions (AdamW, schedule, accumulation, clipping, autocast through the shared
+/// TrainingEngine; evaluation on dev every `eval_every` steps and at each epoch end; the best
+/// model by F1 kept in `output_dir/best`, an adapter pack with the span head when an adapter
+/// trains, else a model directory with the tokenizer's files; early stopping; checkpoints with
+/// exact resume; Ctrl-C), and the same run directory (run.json, metrics.jsonl, results.json).
+/// Training windows whose answer lies outside them learn to point at [CLS], as in BERT's code.
+///
+/// Not (yet) for span models: several tasks in one run, data-parallel process groups and the
+/// frozen-layer cache; options asking for them are refused (Error naming the option).
+class QuestionAnsweringTrainer {
+ public:
+  /// `tokenizer` (which must outlive train()) encodes the questions and contexts. With an
+  /// adapter, the policy must train it (check_policy_trains_adapter()).
+  QuestionAnsweringTrainer(BertForQuestionAnswering& model, SquadDataset train, SquadDataset dev,
+                           FreezePolicy policy, std::optional<std::string> adapter,
+                           TrainerOptions options, QuestionAnsweringOptions qa,
+                           const Tokenizer& tokenizer);
+  TrainResult train();
+
+ private:
+  BertForQuestionAnswering& model_;
+  SquadDataset train_data_, dev_data_;
+  FreezePolicy policy_;
+  std::optional<std::string> adapter_;
+  TrainerOptions options_;
+  QuestionAnsweringOptions qa_;
+  const Tokenizer& tokenizer_;
+};
+
+}  // namespace adaptertune

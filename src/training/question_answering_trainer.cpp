@@ -1,0 +1,419 @@
+#include "adaptertune/training/question_answering_trainer.h"
+
+#include <chrono>
+#include <thread>
+
+#include <ATen/ATen.h>
+#include <torch/version.h>
+#include <nlohmann/json.hpp>
+
+#include "adaptertune/device.h"
+#include "adaptertune/error.h"
+#include "adaptertune/io/adapter_pack.h"
+#include "adaptertune/io/atomic_file.h"
+#include "adaptertune/io/hf_checkpoint.h"
+#include "adaptertune/io/output_directory.h"
+#include "adaptertune/io/tokenizer_files.h"
+#include "adaptertune/tasks/batcher.h"
+#include "adaptertune/training/interrupt.h"
+#include "adaptertune/training/training_engine.h"
+#include "adaptertune/version.h"
+#include "run_checks.h"
+#include "sha256.h"
+#include "training/run_files.h"
+
+namespace adaptertune {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+EncodedDataset encoded_windows(const SquadFeatures& features) {
+  EncodedDataset data;
+  for (const SquadFeature& feature : features.features) data.encodings.push_back(feature.encoding);
+  return data;
+}
+
+// What a checkpoint's position means only together with: the windows and how they are batched.
+Json squad_fingerprint(const SquadFeatures& features, const EncodedDataset& windows,
+                       const TrainerOptions& options, const SquadFeatureOptions& shape) {
+  std::vector<int64_t> targets;
+  for (const SquadFeature& f : features.features) {
+    targets.push_back(f.start_position);
+    targets.push_back(f.end_position);
+  }
+  detail::Sha256 sha;
+  sha.update(targets.data(), targets.size() * sizeof(targets[0]));
+  return {{"train_windows", windows.encodings.size()},
+          {"batch_size", options.batch_size},
+          {"gradient_accumulation", options.gradient_accumulation},
+          {"group_by_length", options.group_by_length},
+          {"max_length", shape.max_length},
+          {"doc_stride", shape.doc_stride},
+          {"max_query_length", shape.max_query_length},
+          {"train_sha256", detail::encodings_sha256(windows.encodings)},
+          {"targets_sha256", sha.hex_digest()}};
+}
+
+}  // namespace
+
+std::map<std::string, SquadAnswerPrediction> predict_squad(BertForQuestionAnswering& model,
+                                                           const SquadDataset& data,
+                                                           const Tokenizer& tokenizer,
+                                                           const QuestionAnsweringOptions& options,
+                                                           int64_t batch_size, c10::Device device,
+                                                           Precision precision) {
+  check_device(device);
+  const SquadFeatures features = make_squad_features(data, tokenizer, options.features);
+  const EncodedDataset windows = encoded_windows(features);
+  BatcherOptions batching;
+  batching.batch_size = batch_size;
+  batching.shuffle = false;
+  batching.pad_id = tokenizer.pad_id();
+  Batcher batcher(windows, batching);
+  const bool was_training = model->is_training();
+  model->eval();
+  torch::NoGradGuard no_grad;
+  std::vector<std::vector<float>> starts(windows.encodings.size()), ends(starts.size());
+  for (const auto& rows : batcher.epoch_order(0)) {
+    Batch batch = batcher.make_batch(rows).to(device);
+    torch::Tensor logits;
+    {
+      AutocastGuard autocast(device, precision);
+      logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids);
+    }
+    const at::Tensor cpu = logits.to(at::kFloat).cpu().contiguous();
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const auto length = static_cast<int64_t>(windows.encodings[rows[i]].input_ids.size());
+      const at::Tensor row = cpu[static_cast<int64_t>(i)].narrow(0, 0, length);
+      const at::Tensor start = row.select(1, 0).contiguous(), end = row.select(1, 1).contiguous();
+      starts[rows[i]].assign(start.data_ptr<float>(), start.data_ptr<float>() + length);
+      ends[rows[i]].assign(end.data_ptr<float>(), end.data_ptr<float>() + length);
+    }
+  }
+  model->train(was_training);
+  SquadAnswerOptions answering = options.answers;
+  answering.allow_no_answer = data.v2;
+  return extract_squad_answers(data, features, tokenizer, starts, ends, answering);
+}
+
+SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDataset& data,
+                               const Tokenizer& tokenizer, const QuestionAnsweringOptions& options,
+                               int64_t batch_size, c10::Device device, Precision precision) {
+  SquadEvalResult result;
+  result.answers = predict_squad(model, data, tokenizer, options, batch_size, device, precision);
+  std::map<std::string, std::string> predictions;
+  for (const auto& [id, answer] : result.answers) predictions[id] = answer.text;
+  const SquadScores scores = squad_evaluate(data, predictions);
+  result.metrics = {{"exact", scores.exact}, {"f1", scores.f1}};
+  if (data.v2) {
+    result.metrics["has_answer_exact"] = scores.has_answer_exact;
+    result.metrics["has_answer_f1"] = scores.has_answer_f1;
+    result.metrics["no_answer_exact"] = scores.no_answer_exact;
+    result.metrics["no_answer_f1"] = scores.no_answer_f1;
+  }
+  return result;
+}
+
+QuestionAnsweringTrainer::QuestionAnsweringTrainer(
+    BertForQuestionAnswering& model, SquadDataset train, SquadDataset dev, FreezePolicy policy,
+    std::optional<std::string> adapter, TrainerOptions options, QuestionAnsweringOptions qa,
+    const Tokenizer& tokenizer)
+    : model_(model),
+      train_data_(std::move(train)),
+      dev_data_(std::move(dev)),
+      policy_(policy),
+      adapter_(std::move(adapter)),
+      options_(std::move(options)),
+      qa_(qa),
+      tokenizer_(tokenizer) {
+  Trainer::check_options(options_);
+  qa_.features.validate();
+  const std::string label = "QuestionAnsweringTrainer: ";
+  if (options_.process_group) {
+    throw Error(label + "data-parallel training (process_group) is not supported for spans yet");
+  }
+  if (options_.cache_frozen_layers) {
+    throw Error(label + "cache_frozen_layers is not supported for spans yet");
+  }
+  if (options_.sampling_temperature != 1.0) {
+    throw Error(label + "sampling_temperature interleaves several tasks; a span run has one");
+  }
+  if (train_data_.examples.empty()) throw Error(label + "the training data has no questions");
+  if (dev_data_.examples.empty()) throw Error(label + "the dev data has no questions");
+  for (const SquadExample& example : train_data_.examples) {
+    if (example.answers.empty() && !example.is_impossible) {
+      throw Error(label + train_data_.path + ": question \"" + example.id +
+                  "\" has no answer and is not marked is_impossible: training needs an answer");
+    }
+  }
+  policy_.check_fits(model_->bert->config().num_hidden_layers);
+  if (adapter_) {
+    model_->bert->adapter_config(*adapter_);  // throws when the model has no such adapter
+    check_policy_trains_adapter(policy_, *adapter_);
+  } else if (policy_.trains(ParameterGroup::kAdapter) && policy_.mode != TrainMode::kFull) {
+    throw Error(label + "training mode \"" + policy_.name() + "\" needs an adapter to train");
+  }
+  if (options_.max_length > 0 && options_.max_length != qa_.features.max_length) {
+    throw Error(label + "max_length " + std::to_string(options_.max_length) +
+                " differs from the windows' max_length " + std::to_string(qa_.features.max_length) +
+                " (set one, or both alike)");
+  }
+  options_.max_length = qa_.features.max_length;
+  model_->bert->config().check_sequence_length(qa_.features.max_length, "max_length");
+}
+
+TrainResult QuestionAnsweringTrainer::train() {
+  const auto start = std::chrono::steady_clock::now();
+  const c10::Device device = options_.device;
+  check_device(device);
+  Trainer::check_options(options_);  // the directory may have changed since the constructor
+  if (options_.overwrite) clear_output_directory(detail::run_directory(options_.output_dir));
+  make_directories(options_.output_dir);
+  torch::manual_seed(options_.seed);
+  model_->to(device);
+  model_->train();
+  if (adapter_) {
+    prepare_task_training(*model_, *adapter_, policy_);
+    model_->bert->set_active_adapter(*adapter_);
+  } else {
+    model_->bert->set_active_adapter(std::nullopt);
+    apply_freeze_policy(*model_, policy_);
+  }
+
+  const SquadFeatures features = make_squad_features(train_data_, tokenizer_, qa_.features);
+  const EncodedDataset windows = encoded_windows(features);
+  BatcherOptions batching;
+  batching.batch_size = options_.batch_size;
+  batching.group_by_length = options_.group_by_length;
+  batching.seed = options_.seed;
+  batching.pad_id = tokenizer_.pad_id();
+  Batcher batcher(windows, batching);
+  const int64_t batches = batcher.batches_per_epoch();
+  const int64_t steps_per_epoch =
+      (batches + options_.gradient_accumulation - 1) / options_.gradient_accumulation;
+  const int64_t total_steps =
+      options_.max_steps > 0 ? options_.max_steps : steps_per_epoch * options_.epochs;
+  const int64_t epochs = (total_steps + steps_per_epoch - 1) / steps_per_epoch;
+  TrainingEngine engine(*model_, options_.engine_options(total_steps));
+  TrainingState& state = engine.state();
+  const std::string fingerprint =
+      squad_fingerprint(features, windows, options_, qa_.features).dump();
+
+  TrainResult result;
+  detail::TaskProgress best;
+  int64_t last_eval_step = -1;
+  detail::Progress progress(options_.progress);
+  if (options_.resume) {
+    engine.checkpoints().remove_stale_temporaries();
+    remove_tree(options_.output_dir + "/.best.tmp");
+    DataShape shape;
+    shape.batches_per_epoch = batches;
+    shape.gradient_accumulation = options_.gradient_accumulation;
+    shape.data_seed = options_.seed;
+    auto read_progress = [&](const TrainingState& saved, const std::string& path) {
+      try {
+        best = detail::read_task_progress(Json::parse(saved.extra_json), path, "extra",
+                                          saved.global_step);
+      } catch (const Json::exception& e) {
+        throw Error(path + ": key 'extra' is not the trainer's state: " + e.what());
+      }
+    };
+    detail::report_resume(engine.resume(shape, fingerprint, read_progress), state.global_step,
+                          options_.output_dir, engine.checkpoints().root(), progress);
+  }
+
+  const TaskEntry* entry = adapter_ ? &model_->bert->tasks().at(*adapter_) : nullptr;
+  const Json run = {
+      {"library_version", version()},
+      {"torch_version", TORCH_VERSION},
+      {"task", "squad"},
+      {"squad_version", train_data_.v2 ? "v2.0" : "v1.1"},
+      {"train_examples", train_data_.examples.size()},
+      {"train_windows", windows.encodings.size()},
+      {"dev_examples", dev_data_.examples.size()},
+      {"train_mode", policy_.name()},
+      {"adapter", adapter_ ? Json(*adapter_) : Json(nullptr)},
+      {"adapter_config", entry ? Json::parse(entry->adapter.to_json_string()) : Json(nullptr)},
+      {"model_config", Json::parse(model_->bert->config().to_json_string())},
+      {"options", detail::trainer_options_json(options_)},
+      {"squad",
+       {{"doc_stride", qa_.features.doc_stride},
+        {"max_query_length", qa_.features.max_query_length},
+        {"n_best", qa_.answers.n_best},
+        {"max_answer_length", qa_.answers.max_answer_length},
+        {"null_score_threshold", qa_.answers.null_score_threshold}}},
+      {"parameters", Json::parse(parameter_report(*model_, adapter_).to_json_string())},
+      {"machine",
+       {{"hardware_threads", std::thread::hardware_concurrency()},
+        {"torch_threads", at::get_num_threads()}}},
+      {"total_steps", total_steps}};
+  write_file_atomic(options_.output_dir + "/run.json", run.dump(2) + "\n");
+  if (options_.resume) {
+    detail::cut_metrics_log(options_.output_dir + "/metrics.jsonl", state.global_step);
+  }
+  detail::MetricsLog metrics_log(options_.output_dir + "/metrics.jsonl");
+  if (options_.resume && state.global_step > 0) {
+    metrics_log.write({{"event", "resume"}, {"step", state.global_step}});
+  }
+
+  const std::string best_dir = options_.output_dir + "/best";
+  auto save_checkpoint = [&] {
+    engine.save_checkpoint(fingerprint, detail::task_progress_json(best).dump());
+  };
+  auto save_best = [&] {
+    const std::string temp = options_.output_dir + "/.best.tmp";
+    remove_tree(temp);
+    if (adapter_) {
+      AdapterPackOptions pack;
+      pack.train_mode = policy_.name();
+      pack.max_length = qa_.features.max_length;
+      pack.precision = options_.precision;
+      save_adapter_pack(model_, *adapter_, temp, pack);
+    } else {
+      save_pretrained(*model_, temp);
+      save_tokenizer(tokenizer_, temp, qa_.features.max_length);
+    }
+    detail::swap_directory_into_place(temp, best_dir, options_.output_dir + "/.best.old");
+  };
+  // Evaluates on dev; true when training should stop early.
+  auto run_eval = [&](int64_t epoch) {
+    last_eval_step = state.global_step;
+    const SquadEvalResult eval = evaluate_squad(
+        model_, dev_data_, tokenizer_, qa_, options_.eval_batch_size, device, options_.precision);
+    const double score = eval.metrics.at("f1");
+    const bool improved = score > best.best;
+    metrics_log.write(
+        {{"event", "eval"},
+         {"step", state.global_step},
+         {"epoch", epoch + 1},
+         {"task", "squad"},
+         {"adapter", adapter_ ? Json(*adapter_) : Json(nullptr)},
+         {"metrics", eval.metrics},
+         {"improved", improved},
+         {"elapsed_s",
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}});
+    progress.message("eval: step " + std::to_string(state.global_step) + " dev " +
+                     detail::metrics_text(eval.metrics) + (improved ? " (best)" : ""));
+    if (improved) {
+      best.best = score;
+      best.best_step = state.global_step;
+      best.best_metrics = eval.metrics;
+      best.evals_without_improvement = 0;
+      save_best();
+    } else {
+      ++best.evals_without_improvement;
+    }
+    return options_.early_stopping_patience > 0 &&
+           best.evals_without_improvement >= options_.early_stopping_patience;
+  };
+
+  stop_requested() = false;
+  detail::LogWindow window;
+  bool done = state.global_step >= total_steps;
+  for (int64_t epoch = state.epoch; epoch < epochs && !done; ++epoch) {
+    const auto order = batcher.epoch_order(epoch);
+    int64_t micro = 0;
+    engine.optimizer().zero_grad();
+    for (int64_t b = state.batch_in_epoch; b < static_cast<int64_t>(order.size()); ++b) {
+      const std::vector<size_t>& rows = order[static_cast<size_t>(b)];
+      Batch batch = batcher.make_batch(rows).to(device);
+      std::vector<int64_t> start_positions, end_positions;
+      for (size_t row : rows) {
+        start_positions.push_back(features.features[row].start_position);
+        end_positions.push_back(features.features[row].end_position);
+      }
+      torch::Tensor loss;
+      {
+        const AutocastGuard autocast = engine.autocast();
+        const torch::Tensor logits =
+            model_(batch.input_ids, batch.attention_mask, batch.token_type_ids);
+        loss = model_->loss(logits, at::tensor(start_positions).to(device),
+                            at::tensor(end_positions).to(device));
+      }
+      engine.backward(loss);
+      window.add_loss(loss.item<double>());
+      window.add_batch(static_cast<int64_t>(rows.size()));
+      ++micro;
+      const bool last_batch = b + 1 == static_cast<int64_t>(order.size());
+      if (micro % options_.gradient_accumulation != 0 && !last_batch) continue;
+      const double lr = engine.step();
+      state.epoch = epoch;
+      state.batch_in_epoch = b + 1;
+      const double rate = window.examples_per_second();
+      const double eta = window.seconds_for(
+          static_cast<double>((total_steps - state.global_step) * options_.batch_size *
+                              options_.gradient_accumulation));
+      if (options_.on_step) options_.on_step(state.global_step);
+      const bool log_now = state.global_step % options_.log_every == 0;
+      progress.update(epoch, epochs, b + 1, static_cast<int64_t>(order.size()), window.mean_loss(),
+                      lr, rate, eta, log_now);
+      if (log_now) {
+        metrics_log.write({{"event", "train"},
+                           {"step", state.global_step},
+                           {"epoch", epoch + 1},
+                           {"loss", window.mean_loss()},
+                           {"lr", lr},
+                           {"examples_per_s", rate}});
+        window.reset();
+      }
+      if (state.global_step >= total_steps) {
+        done = true;
+        break;
+      }
+      if (options_.eval_every > 0 && state.global_step % options_.eval_every == 0) {
+        if (run_eval(epoch)) {
+          result.early_stopped = true;
+          done = true;
+          break;
+        }
+        save_checkpoint();
+      }
+      if (stop_requested()) {
+        save_checkpoint();
+        result.interrupted = true;
+        progress.message("train: interrupted; checkpoint saved at step " +
+                         std::to_string(state.global_step) + " (continue with --resume)");
+        done = true;
+        break;
+      }
+    }
+    if (result.interrupted) break;
+    if (!result.early_stopped && last_eval_step != state.global_step && run_eval(epoch)) {
+      result.early_stopped = true;
+      done = true;
+    }
+    if (state.batch_in_epoch >= static_cast<int64_t>(order.size())) {
+      state.epoch = epoch + 1;
+      state.batch_in_epoch = 0;
+    }
+    save_checkpoint();
+  }
+  result.steps = state.global_step;
+  result.best_metrics = best.best_metrics;
+  result.best_step = best.best_step;
+  if (best.best_step >= 0 &&
+      (file_exists(best_dir + "/adapter_config.json") || file_exists(best_dir + "/config.json"))) {
+    result.best_model = best_dir;
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  TaskTrainResult task;
+  task.task = "squad";
+  task.adapter = adapter_;
+  task.best_metrics = result.best_metrics;
+  task.best_step = result.best_step;
+  task.batches = state.epoch * batches + state.batch_in_epoch;
+  task.best_model = result.best_model;
+  result.tasks.push_back(task);
+  const Json summary = {{"task", "squad"},
+                        {"best_step", result.best_step},
+                        {"best_metrics", result.best_metrics},
+                        {"steps", result.steps},
+                        {"interrupted", result.interrupted},
+                        {"early_stopped", result.early_stopped},
+                        {"seconds", result.seconds},
+                        {"best_model", result.best_model ? Json(*result.best_model) : Json()}};
+  write_file_atomic(options_.output_dir + "/results.json", summary.dump(2) + "\n");
+  return result;
+}
+
+}  // namespace adaptertune

@@ -1,0 +1,193 @@
+#include "training/run_files.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "adaptertune/error.h"
+#include "adaptertune/io/atomic_file.h"
+
+namespace adaptertune::detail {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<long long>(std::max(0.0, seconds));
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%lld:%02lld:%02lld", s / 3600, (s / 60) % 60, s % 60);
+  return buffer;
+}
+
+}  // namespace
+
+MetricsLog::MetricsLog(const std::string& path) : out_(path, std::ios::app) {
+  if (!out_) throw Error(path + ": cannot open for appending");
+}
+
+void MetricsLog::write(const Json& event) {
+  out_ << event.dump() << std::endl;
+}
+
+void cut_metrics_log(const std::string& path, int64_t step) {
+  if (!file_exists(path)) return;
+  const std::string text = read_file(path);
+  std::string kept;
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t end = text.find('\n', start);
+    if (end == std::string::npos) break;  // a last line without its newline was torn
+    const std::string line = text.substr(start, end - start);
+    start = end + 1;
+    const Json event = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (event.is_object() && event.contains("step") && event["step"].is_number_integer() &&
+        event["step"].get<int64_t>() <= step) {
+      kept += line + "\n";
+    }
+  }
+  write_file_atomic(path, kept);
+}
+
+OutputDirectory run_directory(const std::string& path) {
+  return {path,
+          "run directory",
+          {"run.json", "metrics.jsonl", "results.json", "best", "checkpoints", ".best.tmp",
+           ".best.old"}};
+}
+
+Progress::Progress(bool enabled) : enabled_(enabled), tty_(enabled && ::isatty(STDERR_FILENO)) {}
+
+void Progress::update(int64_t epoch, int64_t epochs, int64_t batch, int64_t batches, double loss,
+                      double lr, double examples_per_second, double eta, bool log_line) {
+  if (!enabled_) return;
+  if (tty_) {
+    const int width = 24;
+    const int filled = batches > 0 ? static_cast<int>(width * batch / batches) : width;
+    std::string bar(static_cast<size_t>(filled), '#');
+    bar.resize(width, '-');
+    std::fprintf(stderr, "\repoch %lld/%lld |%s| %lld/%lld loss %.4f lr %.2e %.0f ex/s ETA %s ",
+                 static_cast<long long>(epoch + 1), static_cast<long long>(epochs), bar.c_str(),
+                 static_cast<long long>(batch), static_cast<long long>(batches), loss, lr,
+                 examples_per_second, format_duration(eta).c_str());
+    std::fflush(stderr);
+  } else if (log_line) {
+    std::fprintf(stderr,
+                 "train: epoch %lld/%lld step %lld/%lld loss %.4f lr %.2e %.0f ex/s ETA %s\n",
+                 static_cast<long long>(epoch + 1), static_cast<long long>(epochs),
+                 static_cast<long long>(batch), static_cast<long long>(batches), loss, lr,
+                 examples_per_second, format_duration(eta).c_str());
+  }
+}
+
+void Progress::message(const std::string& text) {
+  if (!enabled_) return;
+  std::fprintf(stderr, "%s%s\n", tty_ ? "\n" : "", text.c_str());
+}
+
+Json task_progress_json(const TaskProgress& p) {
+  Json out = {{"best_step", p.best_step},
+              {"evals_without_improvement", p.evals_without_improvement},
+              {"best_metrics", p.best_metrics}};
+  if (std::isfinite(p.best)) out["best"] = p.best;
+  return out;
+}
+
+TaskProgress read_task_progress(const Json& json, const std::string& file, const std::string& key,
+                                int64_t global_step) {
+  TaskProgress p;
+  p.best = json.value("best", p.best);
+  p.best_step = json.value("best_step", int64_t{-1});
+  p.evals_without_improvement = json.value("evals_without_improvement", int64_t{0});
+  if (json.contains("best_metrics")) {
+    p.best_metrics = json.at("best_metrics").get<std::map<std::string, double>>();
+  }
+  if (p.best_step < -1 || p.best_step > global_step) {
+    throw Error(file + ": key '" + key + "': best_step " + std::to_string(p.best_step) +
+                " is not a step from -1 to global_step " + std::to_string(global_step));
+  }
+  if (p.evals_without_improvement < 0) {
+    throw Error(file + ": key '" + key + "': evals_without_improvement must be >= 0");
+  }
+  return p;
+}
+
+void LogWindow::add_batch(int64_t examples) {
+  ++batches_;
+  examples_ += examples;
+}
+
+double LogWindow::mean_loss() const {
+  return batches_ > 0 ? loss_ / static_cast<double>(batches_) : 0.0;
+}
+
+double LogWindow::examples_per_second() const {
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  return seconds > 0 ? static_cast<double>(examples_) / seconds : 0.0;
+}
+
+double LogWindow::seconds_for(double examples) const {
+  const double rate = examples_per_second();
+  return rate > 0 ? examples / rate : 0.0;
+}
+
+void LogWindow::reset() {
+  *this = LogWindow();
+}
+
+Json trainer_options_json(const TrainerOptions& o) {
+  return {{"epochs", o.epochs},
+          {"max_steps", o.max_steps},
+          {"batch_size", o.batch_size},
+          {"gradient_accumulation", o.gradient_accumulation},
+          {"lr", o.lr},
+          {"weight_decay", o.weight_decay},
+          {"schedule", schedule_name(o.schedule)},
+          {"warmup_ratio", o.warmup_ratio},
+          {"max_grad_norm", o.max_grad_norm},
+          {"group_by_length", o.group_by_length},
+          {"eval_every", o.eval_every},
+          {"early_stopping_patience", o.early_stopping_patience},
+          {"seed", o.seed},
+          {"max_length", o.max_length},
+          {"device", o.device.str()},
+          {"precision", precision_name(o.precision)},
+          {"cache_frozen_layers", o.cache_frozen_layers},
+          {"sampling_temperature", o.sampling_temperature}};
+}
+
+void report_resume(const std::optional<std::string>& latest, int64_t step,
+                   const std::string& output_dir, const std::string& checkpoint_root,
+                   Progress& progress) {
+  if (latest) {
+    progress.message("train: resumed from " + *latest + " at step " + std::to_string(step));
+  } else if (file_exists(output_dir + "/run.json")) {
+    throw Error(output_dir + ": holds a run but no checkpoint to resume (" + checkpoint_root +
+                "); replace the run with --overwrite");
+  } else {
+    progress.message("train: --resume given but no checkpoint found; starting fresh");
+  }
+}
+
+std::string metrics_text(const std::map<std::string, double>& metrics) {
+  std::string out;
+  for (const auto& [k, v] : metrics) {
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, "%s%s %.4f", out.empty() ? "" : ", ", k.c_str(), v);
+    out += buffer;
+  }
+  return out;
+}
+
+void swap_directory_into_place(const std::string& temp, const std::string& target,
+                               const std::string& old) {
+  remove_tree(old);
+  std::rename(target.c_str(), old.c_str());
+  if (std::rename(temp.c_str(), target.c_str()) != 0) {
+    throw Error(target + ": cannot move the best model into place");
+  }
+  remove_tree(old);
+}
+
+}  // namespace adaptertune::detail

@@ -1,0 +1,106 @@
+#pragma once
+// What a fine-tuning run keeps in its directory and shows while it runs, shared by the Trainer
+// and the QuestionAnsweringTrainer: the run directory's layout, metrics.jsonl, the progress
+// display, and how a best model is swapped into place.
+
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "adaptertune/io/output_directory.h"
+#include "adaptertune/training/trainer.h"
+
+namespace adaptertune::detail {
+
+/// What a run directory may hold.
+OutputDirectory run_directory(const std::string& path);
+
+/// One line per event in metrics.jsonl, flushed at once so that a crash loses nothing logged.
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::string& path);
+  void write(const nlohmann::ordered_json& event);
+
+ private:
+  std::ofstream out_;
+};
+
+/// On resume: metrics.jsonl keeps only the events up to the checkpoint's step (those after it
+/// are logged again as the run repeats them) and loses a line torn by a kill.
+void cut_metrics_log(const std::string& path, int64_t step);
+
+/// Progress bar on a terminal, plain periodic lines otherwise.
+class Progress {
+ public:
+  explicit Progress(bool enabled);
+  void update(int64_t epoch, int64_t epochs, int64_t batch, int64_t batches, double loss, double lr,
+              double examples_per_second, double eta, bool log_line);
+  void message(const std::string& text);
+
+ private:
+  bool enabled_, tty_;
+};
+
+/// A task's standing in a run: its best evaluation and the early-stopping count.
+struct TaskProgress {
+  double best = -std::numeric_limits<double>::infinity();
+  int64_t best_step = -1;
+  int64_t evals_without_improvement = 0;
+  std::map<std::string, double> best_metrics;
+};
+
+/// TaskProgress as a checkpoint keeps it.
+nlohmann::ordered_json task_progress_json(const TaskProgress& progress);
+
+/// `json` (key `key` of `file`) as the TaskProgress of a checkpoint at `global_step`; Error naming
+/// the file and key when it cannot be one. JSON exceptions are left to the caller.
+TaskProgress read_task_progress(const nlohmann::ordered_json& json, const std::string& file,
+                                const std::string& key, int64_t global_step);
+
+/// The training loss and throughput since the last log line.
+class LogWindow {
+ public:
+  /// A batch of `examples` went through.
+  void add_batch(int64_t examples);
+  /// Adds to the loss summed over the window's batches.
+  void add_loss(double loss) { loss_ += loss; }
+  /// The mean loss per batch of the window.
+  double mean_loss() const;
+  double examples_per_second() const;
+  /// Seconds for `examples` more at the window's rate (0 before a rate is known).
+  double seconds_for(double examples) const;
+  /// Starts a new window.
+  void reset();
+
+ private:
+  double loss_ = 0;
+  int64_t batches_ = 0, examples_ = 0;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+/// TrainerOptions as run.json records them under "options".
+nlohmann::ordered_json trainer_options_json(const TrainerOptions& options);
+
+/// Says what a resume found: the checkpoint it continues (`latest`, now at `step`), or none.
+/// Throws Error when there is none but `output_dir` holds a run (run.json): starting afresh would
+/// replace it, which is what overwrite is for.
+void report_resume(const std::optional<std::string>& latest, int64_t step,
+                   const std::string& output_dir, const std::string& checkpoint_root,
+                   Progress& progress);
+
+/// "accuracy 0.8123, f1 0.7000" for a log line.
+std::string metrics_text(const std::map<std::string, double>& metrics);
+
+/// Moves the complete directory `temp` to `target`, replacing what is there: the previous one
+/// waits in `old` meanwhile, so that a crash leaves one of them whole. Error naming `target`
+/// when the move fails.
+void swap_directory_into_place(const std::string& temp, const std::string& target,
+                               const std::string& old);
+
+}  // namespace adaptertune::detail

@@ -1,0 +1,157 @@
+#include "adaptertune/training/question_answering_trainer.h"
+
+#include <torch/torch.h>
+
+#include "adaptertune/error.h"
+#include "adaptertune/io/adapter_pack.h"
+#include "adaptertune/io/atomic_file.h"
+#include "adaptertune/io/safetensors.h"
+#include "adaptertune/runtime.h"
+#include "adaptertune/text/wordpiece.h"
+#include "adaptertune/training/interrupt.h"
+#include "test_util.h"
+#include "training_test_util.h"
+
+namespace adaptertune {
+namespace {
+
+const std::string kData = std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/../../data";
+const std::string kSquad = std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/squad/";
+
+struct Fixture {
+  WordPieceTokenizer tokenizer{kData + "/vocab/bert-base-uncased-vocab.txt"};
+  SquadDataset data = read_squad(kSquad + "dev-v1.1.json");
+  QuestionAnsweringOptions qa;
+  Fixture() {
+    qa.features.max_length = 48;
+    qa.features.doc_stride = 12;
+    qa.features.max_query_length = 12;
+  }
+  BertForQuestionAnswering model() const {
+    set_seed(7);
+    BertConfig config = testing::tiny_config();
+    config.vocab_size = 30522;
+    BertForQuestionAnswering m(config);
+    m->bert->add_adapter("squad", AdapterConfig::houlsby());
+    return m;
+  }
+  TrainerOptions options(const std::string& name) const {
+    TrainerOptions o = testing::short_run_options(name);
+    o.batch_size = 4;
+    o.epochs = 3;
+    o.eval_batch_size = 8;
+    return o;
+  }
+};
+
+std::vector<std::pair<std::string, at::Tensor>> trainable_of(torch::nn::Module& model) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& item : model.named_parameters()) {
+    if (item.value().requires_grad()) out.emplace_back(item.key(), item.value().detach().clone());
+  }
+  return out;
+}
+
+TEST(QuestionAnsweringTrainer, TrainsAnAdapterAndItsPackReproducesTheBestScore) {
+  Fixture f;
+  BertForQuestionAnswering model = f.model();
+  const TrainerOptions options = f.options("qa_pack");
+  QuestionAnsweringTrainer trainer(model, f.data, f.data, FreezePolicy{}, "squad", options, f.qa,
+                                   f.tokenizer);
+  const TrainResult result = trainer.train();
+  ASSERT_TRUE(result.best_model);
+  EXPECT_GT(result.steps, 0);
+  EXPECT_TRUE(result.best_metrics.count("f1"));
+  // Only the adapter, the task's LayerNorms and the span head trained; the base did not.
+  for (const auto& item : model->named_parameters()) {
+    const bool trains = item.value().requires_grad();
+    const bool expected = parameter_task(item.key()) == std::optional<std::string>("squad") ||
+                          item.key().rfind("qa_outputs.", 0) == 0;
+    EXPECT_EQ(trains, expected) << item.key();
+  }
+  // The pack on a fresh base gives the logged best score.
+  BertForQuestionAnswering fresh = f.model();
+  fresh->bert->remove_adapter("squad");
+  const AdapterPackLoad load = load_adapter_pack(fresh, *result.best_model);
+  EXPECT_TRUE(load.head_loaded);
+  EXPECT_TRUE(load.warnings.empty()) << load.warnings.front();
+  const SquadEvalResult eval = evaluate_squad(fresh, f.data, f.tokenizer, f.qa, 8,
+                                              c10::Device(c10::kCPU), Precision::kFloat32);
+  EXPECT_DOUBLE_EQ(eval.metrics.at("f1"), result.best_metrics.at("f1"));
+  EXPECT_DOUBLE_EQ(eval.metrics.at("exact"), result.best_metrics.at("exact"));
+  // A span pack is no classifier's pack, and the other way round.
+  BertConfig big = testing::tiny_config();
+  big.vocab_size = 30522;
+  BertForSequenceClassification sized(big, HeadConfig::classification({"a", "b"}));
+  EXPECT_ERROR_CONTAINS(load_adapter_pack(sized, *result.best_model),
+                        "the pack's head is a span head (question answering)");
+  EXPECT_NO_THROW(load_adapter_pack(sized, *result.best_model, std::nullopt, /*load_head=*/false));
+}
+
+TEST(QuestionAnsweringTrainer, AnInterruptedRunResumesToTheSameWeights) {
+  Fixture f;
+  BertForQuestionAnswering whole = f.model();
+  TrainerOptions options = f.options("qa_whole");
+  options.eval_every = 3;
+  QuestionAnsweringTrainer(whole, f.data, f.data, FreezePolicy{}, "squad", options, f.qa,
+                           f.tokenizer)
+      .train();
+
+  BertForQuestionAnswering parted = f.model();
+  options = f.options("qa_parted");
+  options.eval_every = 3;
+  options.on_step = [](int64_t step) {
+    if (step == 4) stop_requested() = true;
+  };
+  const TrainResult first = QuestionAnsweringTrainer(parted, f.data, f.data, FreezePolicy{},
+                                                     "squad", options, f.qa, f.tokenizer)
+                                .train();
+  ASSERT_TRUE(first.interrupted);
+  EXPECT_EQ(first.steps, 4);
+  BertForQuestionAnswering resumed = f.model();
+  options.on_step = nullptr;
+  options.resume = true;
+  const TrainResult rest = QuestionAnsweringTrainer(resumed, f.data, f.data, FreezePolicy{},
+                                                    "squad", options, f.qa, f.tokenizer)
+                               .train();
+  EXPECT_FALSE(rest.interrupted);
+  const auto expected = trainable_of(*whole);
+  const auto actual = trainable_of(*resumed);
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t i = 0; i < actual.size(); ++i) {
+    EXPECT_TRUE(torch::equal(actual[i].second, expected[i].second)) << actual[i].first;
+  }
+  // Other windows are other data: the checkpoint says which key differs.
+  QuestionAnsweringOptions other = f.qa;
+  other.features.doc_stride = 10;
+  options.max_steps = 20;
+  EXPECT_ERROR_CONTAINS(QuestionAnsweringTrainer(resumed, f.data, f.data, FreezePolicy{}, "squad",
+                                                 options, other, f.tokenizer)
+                            .train(),
+                        "the checkpoint was made with");
+}
+
+TEST(QuestionAnsweringTrainer, RefusesWhatItCannotDoByName) {
+  Fixture f;
+  BertForQuestionAnswering model = f.model();
+  TrainerOptions options = f.options("qa_refuse");
+  options.cache_frozen_layers = true;
+  EXPECT_ERROR_CONTAINS(QuestionAnsweringTrainer(model, f.data, f.data, FreezePolicy{}, "squad",
+                                                 options, f.qa, f.tokenizer),
+                        "cache_frozen_layers is not supported for spans");
+  options = f.options("qa_refuse");
+  EXPECT_ERROR_CONTAINS(QuestionAnsweringTrainer(model, f.data, f.data, FreezePolicy{}, "other",
+                                                 options, f.qa, f.tokenizer),
+                        "other");
+  EXPECT_ERROR_CONTAINS(QuestionAnsweringTrainer(model, f.data, f.data, FreezePolicy{},
+                                                 std::nullopt, options, f.qa, f.tokenizer),
+                        "needs an adapter to train");
+  SquadDataset unanswered = f.data;
+  unanswered.examples[0].answers.clear();
+  EXPECT_ERROR_CONTAINS(QuestionAnsweringTrainer(model, unanswered, f.data, FreezePolicy{}, "squad",
+                                                 options, f.qa, f.tokenizer),
+                        "question \"q1\" has no answer and is not marked is_impossible");
+}
+
+}  // namespace
+}  // namespace adaptertune

@@ -1,0 +1,206 @@
+#include "squad_command.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "adaptertune/device.h"
+#include "adaptertune/error.h"
+#include "adaptertune/io/adapter_pack.h"
+#include "adaptertune/io/atomic_file.h"
+#include "adaptertune/io/hf_checkpoint.h"
+#include "adaptertune/io/tokenizer_files.h"
+#include "adaptertune/runtime.h"
+#include "adaptertune/training/interrupt.h"
+#include "adaptertune/training/question_answering_trainer.h"
+
+namespace adaptertune::cli {
+namespace {
+
+QuestionAnsweringOptions qa_options(const SquadChoice& choice, int64_t max_length) {
+  QuestionAnsweringOptions qa;
+  qa.features.max_length = max_length;
+  qa.features.doc_stride = choice.doc_stride;
+  qa.features.max_query_length = choice.max_query_length;
+  qa.answers.n_best = choice.n_best;
+  qa.answers.max_answer_length = choice.max_answer_length;
+  qa.answers.null_score_threshold = choice.null_score_threshold;
+  qa.features.validate();
+  return qa;
+}
+
+// The span model for eval and predict: the model directory with its packs (their span heads),
+// and the settings the last pack was trained with unless the command line says otherwise.
+struct SquadModel {
+  BertForQuestionAnswering model{nullptr};
+  int64_t max_length = kSquadMaxLength;
+  Precision precision = Precision::kFloat32;
+  std::optional<std::string> adapter;
+};
+
+SquadModel load_squad_model(const SquadUseRequest& r) {
+  if (r.adapter_packs.size() > 1) {
+    throw Error("--task squad runs one adapter pack (a span model has one span head); got " +
+                std::to_string(r.adapter_packs.size()));
+  }
+  SquadModel out;
+  std::optional<AdapterPackInfo> info;
+  if (!r.adapter_packs.empty()) {
+    info = read_adapter_pack_info(r.adapter_packs.front());
+    if (!info->span_head) {
+      throw Error(r.adapter_packs.front() +
+                  ": the pack has no span head (question answering); train one with "
+                  "train --task squad");
+    }
+  }
+  check_max_length_flag(r.model, r.max_length);
+  out.max_length =
+      r.max_length.value_or(info && info->max_length > 0 ? info->max_length : kSquadMaxLength);
+  out.precision = r.precision ? parse_precision(*r.precision)
+                              : (info && info->precision ? *info->precision : Precision::kFloat32);
+  LoadReport report;
+  out.model = load_bert_for_question_answering(r.model, &report);
+  if (info) {
+    AdapterPackLoad load = load_adapter_pack(out.model, r.adapter_packs.front());
+    for (const auto& w : load.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    out.adapter = load.adapter_name;
+  } else if (report.missing_any(ParameterGroup::kHead)) {
+    std::fprintf(stderr,
+                 "warning: %s has no span head (qa_outputs); answers come from an untrained "
+                 "head\n",
+                 r.model.c_str());
+  }
+  return out;
+}
+
+}  // namespace
+
+void add_squad_options(CLI::App* cmd, SquadChoice& choice) {
+  const std::string group = "SQuAD (--task squad)";
+  cmd->add_option("--doc-stride", choice.doc_stride,
+                  "SQuAD: context tokens between the starts of two windows over a long context")
+      ->check(integer_range(1))
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_option("--max-query-length", choice.max_query_length, "SQuAD: question tokens kept")
+      ->check(integer_range(1))
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_option("--n-best", choice.n_best, "SQuAD: best starts and ends considered per window")
+      ->check(integer_range(1))
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_option("--max-answer-length", choice.max_answer_length,
+                  "SQuAD: longest answer, in tokens")
+      ->check(integer_range(1))
+      ->capture_default_str()
+      ->group(group);
+  cmd->add_option("--null-score-threshold", choice.null_score_threshold,
+                  "SQuAD v2.0: answer nothing when the null score beats the best span by more")
+      ->capture_default_str()
+      ->group(group);
+}
+
+bool is_squad_task(const std::string& name) {
+  std::string lower;
+  for (char c : name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower == "squad";
+}
+
+int run_train_squad(SquadTrainRequest r) {
+  const QuestionAnsweringOptions qa = qa_options(r.squad, r.trainer.max_length);
+  check_top_layers(r.train);
+  FreezePolicy requested = FreezePolicy::from_name(r.train.mode);
+  if (r.train.top_layers) {
+    requested.top_layers = *r.train.top_layers;
+    requested.check_fits(BertConfig::from_file(r.model + "/config.json").num_hidden_layers);
+  }
+  const std::optional<AdapterConfig> adapter = resolve_adapter(r.adapter, requested.mode);
+  const std::string adapter_name = r.adapter_name.value_or("squad");
+  if (adapter) {
+    check_policy_trains_adapter(requested, adapter_name);
+  } else if (requested.mode == TrainMode::kAdapters ||
+             requested.mode == TrainMode::kAdaptersAndHead) {
+    throw Error("--train " + r.train.mode + " needs an adapter (--adapter houlsby or pfeiffer)");
+  }
+  r.trainer.inputs = {r.model, r.train_file, r.dev_file, r.adapter.config_file};
+  r.trainer.validate();
+  check_max_length_flag(r.model, r.trainer.max_length);
+  Trainer::check_options(r.trainer);
+  // The data before the model, so that a malformed file costs no time.
+  SquadDataset train = read_squad(r.train_file);
+  SquadDataset dev = read_squad(r.dev_file);
+  set_seed(r.trainer.seed);
+  auto tokenizer = load_tokenizer(r.model);
+  LoadReport report;
+  BertForQuestionAnswering model = load_bert_for_question_answering(r.model, &report);
+  std::fprintf(stderr, "train: loaded %s: %s\n", r.model.c_str(), report.summary().c_str());
+  if (adapter) model->bert->add_adapter(adapter_name, *adapter);
+  const FreezePolicy policy = resolve_policy(r.train, *model->bert);
+  std::fprintf(stderr, "train: squad (%s), %zu train / %zu dev questions, adapter %s\n",
+               train.v2 ? "v2.0" : "v1.1", train.examples.size(), dev.examples.size(),
+               adapter ? adapter_name.c_str() : "none");
+  TrainResult result;
+  {
+    StopOnInterrupt ctrl_c;
+    TrainerOptions options = r.trainer;
+    options.max_length = 0;  // the windows' length, from qa
+    QuestionAnsweringTrainer trainer(
+        model, std::move(train), std::move(dev), policy,
+        adapter ? std::optional<std::string>(adapter_name) : std::nullopt, options, qa, *tokenizer);
+    result = trainer.train();
+  }
+  const nlohmann::ordered_json out = {
+      {"task", "squad"},
+      {"best_step", result.best_step},
+      {"dev", result.best_metrics},
+      {"best_model", result.best_model ? nlohmann::ordered_json(*result.best_model) : nullptr},
+      {"seconds", result.seconds},
+      {"interrupted", result.interrupted}};
+  std::cout << out.dump() << std::endl;
+  return result.interrupted ? 130 : 0;
+}
+
+int run_eval_squad(const SquadUseRequest& r) {
+  const SquadDataset data = read_squad(r.file);
+  const c10::Device device = parse_device(r.device);
+  SquadModel m = load_squad_model(r);
+  auto tokenizer = load_tokenizer(r.model);
+  const SquadEvalResult eval =
+      evaluate_squad(m.model, data, *tokenizer, qa_options(r.squad, m.max_length), r.batch_size,
+                     device, m.precision);
+  const nlohmann::ordered_json out = {
+      {"task", "squad"},
+      {"adapter", m.adapter ? nlohmann::ordered_json(*m.adapter) : nullptr},
+      {"split", r.file},
+      {"examples", data.examples.size()},
+      {"max_length", m.max_length},
+      {"precision", precision_name(m.precision)},
+      {"metrics", eval.metrics}};
+  std::cout << out.dump() << std::endl;
+  return 0;
+}
+
+int run_predict_squad(const SquadUseRequest& r) {
+  const SquadDataset data = read_squad(r.file);
+  const c10::Device device = parse_device(r.device);
+  SquadModel m = load_squad_model(r);
+  auto tokenizer = load_tokenizer(r.model);
+  const auto predicted = predict_squad(m.model, data, *tokenizer, qa_options(r.squad, m.max_length),
+                                       r.batch_size, device, m.precision);
+  nlohmann::ordered_json answers = nlohmann::ordered_json::object();
+  for (const SquadExample& example : data.examples)
+    answers[example.id] = predicted.at(example.id).text;
+  const std::string text = answers.dump(2) + "\n";
+  if (r.out.empty()) {
+    std::cout << text << std::flush;
+  } else {
+    write_file_atomic(r.out, text);
+  }
+  return 0;
+}
+
+}  // namespace adaptertune::cli

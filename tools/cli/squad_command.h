@@ -1,0 +1,64 @@
+#pragma once
+// `train`, `eval` and `predict` with `--task squad`: extractive question answering on SQuAD
+// v1.1 / v2.0 JSON files, with a span head (BertForQuestionAnswering).
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "adaptertune/training/trainer.h"
+#include "common.h"
+
+namespace adaptertune::cli {
+
+/// Windows and answer extraction.
+struct SquadChoice {
+  int64_t doc_stride = 128;
+  int64_t max_query_length = 64;
+  int64_t n_best = 20;
+  int64_t max_answer_length = 30;
+  double null_score_threshold = 0.0;
+};
+/// --doc-stride, --max-query-length, --n-best, --max-answer-length, --null-score-threshold.
+void add_squad_options(CLI::App* cmd, SquadChoice& choice);
+
+/// Whether --task names SQuAD ("squad", any case).
+bool is_squad_task(const std::string& name);
+
+/// The tokens per window a SQuAD run takes without --max-length (BERT's SQuAD setting).
+constexpr int64_t kSquadMaxLength = 384;
+
+/// What `train --task squad` takes from the train command's flags.
+struct SquadTrainRequest {
+  std::string model;
+  AdapterChoice adapter;
+  std::optional<std::string> adapter_name;
+  TrainChoice train;
+  /// Device, precision, schedule and max_length already resolved.
+  TrainerOptions trainer;
+  std::string train_file, dev_file;
+  SquadChoice squad;
+};
+int run_train_squad(SquadTrainRequest request);
+
+/// What `eval` / `predict --task squad` take.
+struct SquadUseRequest {
+  std::string model;
+  std::vector<std::string> adapter_packs;
+  std::string file;
+  std::optional<int64_t> max_length;
+  int64_t batch_size = 128;
+  std::string device = "auto";
+  std::optional<std::string> precision;
+  /// predict: where the answers go (a JSON object id → answer, the official scripts' input);
+  /// empty: stdout.
+  std::string out;
+  SquadChoice squad;
+};
+int run_eval_squad(const SquadUseRequest& request);
+int run_predict_squad(const SquadUseRequest& request);
+
+}  // namespace adaptertune::cli
