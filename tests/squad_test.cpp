@@ -39,7 +39,7 @@ TEST(Squad, ReadsV11AndV20WithByteOffsetsOfTheAnswers) {
 
 // Expected values: the official scripts' scoring functions (evaluate-v1.1.py and
 // evaluate-v2.0.py as published, run once on these files on 2026-12-01: v1.1 exact_match
-// 44.444444444444443, f1 68.783068783068787; v2.0 exact 33.333333333333336, f1 55.55555555555555,
+// 44.44444444444444, f1 68.78306878306879; v2.0 exact 33.333333333333336, f1 55.55555555555555,
 // HasAns 25.0 / 58.33333333333333 of 4, NoAns 50.0 / 50.0 of 2), which
 // tests/python/squad_reference_eval.py, a standard-library transcription of their rules, also
 // gives (ctest squad.reference_eval.* keeps it giving them).
