@@ -1,5 +1,7 @@
 #include "adaptertune/training/pretraining.h"
 
+#include <cmath>
+
 #include <unistd.h>
 
 #include "adaptertune/error.h"
@@ -160,6 +162,47 @@ TEST(Pretraining, InterruptedAndResumedRunEndsWithTheSameWeights) {
     }
     remove_tree(root);
   }
+}
+
+// The held-out loss is measured on a masking drawn once, and measuring it changes nothing of the
+// training: the weights equal those of a run without it, and two runs measure the same losses.
+TEST(Pretraining, HeldOutLossIsMeasuredWithoutChangingTheTraining) {
+  WordPieceTokenizer tokenizer(kVocab);
+  BertConfig config = testing::tiny_config();
+  config.vocab_size = tokenizer.vocab_size();
+  std::vector<std::string> lines;
+  for (int i = 0; i < 10; ++i)
+    lines.push_back("the quick brown fox jumps over the lazy dog number " + std::to_string(i));
+  PretrainOptions options;
+  options.steps = 6;
+  options.batch_size = 4;
+  options.max_length = 16;
+  const std::string root =
+      ::testing::TempDir() + "adaptertune_pretrain_heldout_" + std::to_string(::getpid());
+  remove_tree(root);
+  const PretrainResult plain = pretrain_mlm(config, lines, tokenizer, root + "/plain", options);
+  EXPECT_FALSE(plain.eval_loss);
+
+  options.eval_lines = {"a lazy dog sleeps in the sun", "the brown fox runs over the hill"};
+  options.eval_every = 2;
+  std::vector<std::pair<int64_t, double>> first, second;
+  options.on_eval = [&](int64_t step, double loss) { first.emplace_back(step, loss); };
+  const PretrainResult measured = pretrain_mlm(config, lines, tokenizer, root + "/a", options);
+  ASSERT_EQ(first.size(), 3u);
+  EXPECT_EQ(first[0].first, 2);
+  EXPECT_EQ(first[2].first, 6);
+  for (const auto& [step, loss] : first) EXPECT_TRUE(std::isfinite(loss) && loss > 0) << step;
+  ASSERT_TRUE(measured.eval_loss);
+  EXPECT_EQ(*measured.eval_loss, first.back().second);
+  EXPECT_EQ(read_file(root + "/a/model.safetensors"), read_file(root + "/plain/model.safetensors"));
+  options.on_eval = [&](int64_t step, double loss) { second.emplace_back(step, loss); };
+  pretrain_mlm(config, lines, tokenizer, root + "/b", options);
+  EXPECT_EQ(first, second);
+
+  options.eval_lines = {"\x01"};
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, root + "/c", options),
+                        "the held-out text holds no tokens");
+  remove_tree(root);
 }
 
 TEST(Pretraining, AnExistingModelIsReplacedOnlyWhenAskedTo) {

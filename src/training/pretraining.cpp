@@ -5,6 +5,7 @@
 #include <random>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/module.h>
 #include <nlohmann/json.hpp>
 
@@ -139,6 +140,64 @@ nlohmann::json resume_fingerprint(const PretrainOptions& options,
           {"text_sha256", detail::encodings_sha256(sequences)}};
 }
 
+// Held-out sequences with their masking drawn once from `seed`, without touching the training's
+// random numbers.
+struct HeldOut {
+  std::vector<at::Tensor> inputs, labels, masks;
+};
+
+HeldOut mask_held_out(const std::vector<std::string>& lines, const Tokenizer& tokenizer,
+                      const PretrainOptions& options) {
+  HeldOut out;
+  EncodedDataset data;
+  data.encodings = pack_sentences(lines, tokenizer, options.max_length, [](size_t index) {
+    return "line " + std::to_string(index + 1) + " of the held-out text";
+  });
+  if (data.encodings.empty()) throw Error("pretrain: the held-out text holds no tokens");
+  BatcherOptions batching;
+  batching.batch_size = options.batch_size;
+  batching.shuffle = false;
+  batching.pad_id = tokenizer.pad_id();
+  Batcher batcher(data, batching);
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  const at::Tensor training_state = generator.get_state();
+  torch::manual_seed(options.eval_seed);
+  for (const auto& rows : batcher.epoch_order(0)) {
+    Batch batch = batcher.make_batch(rows);
+    auto [masked, labels] = mask_for_mlm(batch.input_ids, tokenizer, options.masking);
+    out.inputs.push_back(masked);
+    out.labels.push_back(labels);
+    out.masks.push_back(batch.attention_mask);
+  }
+  generator.set_state(training_state);
+  return out;
+}
+
+// The masked-LM loss per masked token over the held-out batches (eval mode, no gradients).
+double held_out_loss(BertForMaskedLM& model, const HeldOut& held_out, c10::Device device,
+                     Precision precision) {
+  const bool was_training = model->is_training();
+  model->eval();
+  torch::NoGradGuard no_grad;
+  double sum = 0;
+  int64_t tokens = 0;
+  for (size_t b = 0; b < held_out.inputs.size(); ++b) {
+    const int64_t masked = (held_out.labels[b] != -100).sum().item<int64_t>();
+    if (masked == 0) continue;
+    AutocastGuard autocast(device, precision);
+    const at::Tensor& mask = held_out.masks[b];
+    const double loss = model
+                            ->loss(held_out.inputs[b].to(device), held_out.labels[b].to(device),
+                                   mask.defined() ? mask.to(device) : at::Tensor())
+                            .item<double>();
+    sum += loss * static_cast<double>(masked);
+    tokens += masked;
+  }
+  model->train(was_training);
+  if (tokens == 0) throw Error("pretrain: the held-out text got no masked token");
+  return sum / static_cast<double>(tokens);
+}
+
 }  // namespace
 
 void PretrainOptions::validate() const {
@@ -156,6 +215,7 @@ void PretrainOptions::validate() const {
                 std::to_string(masking.mask_probability));
   }
   detail::check_at_least(owner, "log_every", log_every, 1);
+  detail::check_at_least(owner, "eval_every", eval_every, 0);
   detail::check_at_least(owner, "checkpoint_every", checkpoint_every, 0);
   detail::check_at_least(owner, "keep_checkpoints", keep_checkpoints, 1);
   existing_output_mode(resume, overwrite);
@@ -237,8 +297,16 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
     }
   }
 
-  stop_requested() = false;
+  const HeldOut held_out = options.eval_lines.empty()
+                               ? HeldOut{}
+                               : mask_held_out(options.eval_lines, tokenizer, options);
   PretrainResult result;
+  auto measure = [&] {
+    if (held_out.inputs.empty()) return;
+    result.eval_loss = held_out_loss(model, held_out, device, options.precision);
+    if (options.on_eval) options.on_eval(state.global_step, *result.eval_loss);
+  };
+  stop_requested() = false;
   double window_loss = 0;
   int64_t window = 0;
   for (int64_t epoch = state.epoch; state.global_step < options.steps && !result.interrupted;
@@ -280,6 +348,9 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
         if (options.on_log) options.on_log(step, result.final_loss, lr);
         window_loss = 0;
         window = 0;
+      }
+      if (step == options.steps || (options.eval_every > 0 && step % options.eval_every == 0)) {
+        measure();
       }
       const bool interrupted = stop_requested().load();
       if (interrupted || (options.checkpoint_every > 0 && step % options.checkpoint_every == 0 &&

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ctrl-C during `adaptertune pretrain` saves a checkpoint and exits with 130; `--resume` finishes
-# the run from it. Usage: pretrain_interrupt.sh ADAPTERTUNE VOCAB WORK_DIR
+# the run from it; a held-out text is measured as asked. Usage: pretrain_interrupt.sh ADAPTERTUNE VOCAB WORK_DIR
 set -euo pipefail
 cli=$1 vocab=$2 work=$3
 rm -rf "$work"
@@ -40,4 +40,14 @@ grep -q "pretrain: resumed from $work/model/checkpoints/checkpoint-" "$work/seco
 grep -q "pretrain: step 100/100" "$work/second.log" || { echo "FAIL: did not finish" >&2; exit 1; }
 [ -e "$work/model/model.safetensors" ] || { echo "FAIL: no model written" >&2; exit 1; }
 [ ! -e "$work/model/checkpoints" ] || { echo "FAIL: checkpoints left in the model" >&2; exit 1; }
+
+# A held-out text: its loss every --eval-every steps and at the end, and in the last line.
+for i in $(seq 1 20); do echo "a held-out line $i that the run never trains on ."; done >"$work/heldout.txt"
+"$cli" pretrain --config "$work/config.json" --vocab "$vocab" --text "$work/text.txt" \
+  --eval-text "$work/heldout.txt" --eval-every 5 --out "$work/measured" --steps 10 --batch-size 8 \
+  --max-length 32 >"$work/measured.out" 2>"$work/measured.log"
+[ "$(grep -c "held-out mlm loss" "$work/measured.log")" -eq 2 ] ||
+  { cat "$work/measured.log" >&2; echo "FAIL: expected 2 held-out measurements" >&2; exit 1; }
+grep -q "held-out [0-9]" "$work/measured.out" ||
+  { cat "$work/measured.out" >&2; echo "FAIL: no held-out loss in the result" >&2; exit 1; }
 echo "PASS"

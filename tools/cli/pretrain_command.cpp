@@ -29,6 +29,7 @@ struct PretrainCommandOptions {
   std::optional<std::string> precision;
   bool save_bf16 = false;
   std::vector<std::string> text;
+  std::optional<std::string> eval_text;
   std::string out;
   std::string schedule = "linear";
   PretrainOptions train;
@@ -42,6 +43,7 @@ int run(PretrainCommandOptions& o) {
   if (o.save_bf16) o.train.save_dtype = c10::ScalarType::BFloat16;
   // Everything is checked before the text is read or anything is written.
   o.train.inputs = o.text;
+  if (o.eval_text) o.train.inputs.push_back(*o.eval_text);
   o.train.inputs.push_back(o.config);
   o.train.inputs.push_back(o.vocab);
   config.check_sequence_length(o.train.max_length, "--max-length");
@@ -60,6 +62,14 @@ int run(PretrainCommandOptions& o) {
       origin.emplace_back(file, number);
     }
   }
+  if (o.eval_text) {
+    std::ifstream in(*o.eval_text);
+    if (!in) throw Error(*o.eval_text + ": cannot open the held-out text");
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty()) o.train.eval_lines.push_back(std::move(line));
+    }
+    if (o.train.eval_lines.empty()) throw Error(*o.eval_text + ": the held-out text is empty");
+  }
   o.train.line_source = [&](size_t index) {
     return o.text[origin[index].first] + ":" + std::to_string(origin[index].second);
   };
@@ -77,13 +87,22 @@ int run(PretrainCommandOptions& o) {
                  seconds);
   };
   o.train.on_message = [](const std::string& text) { std::fprintf(stderr, "%s\n", text.c_str()); };
+  o.train.on_eval = [&](int64_t step, double loss) {
+    std::fprintf(stderr, "pretrain: step %lld/%lld  held-out mlm loss %.4f\n",
+                 static_cast<long long>(step), static_cast<long long>(o.train.steps), loss);
+  };
   PretrainResult result;
   {
     StopOnInterrupt ctrl_c;
     result = pretrain_mlm(config, lines, *tokenizer, o.out, o.train);
   }
   if (result.interrupted) return 130;
-  std::printf("pretrain: wrote %s (final mlm loss %.4f)\n", o.out.c_str(), result.final_loss);
+  if (result.eval_loss) {
+    std::printf("pretrain: wrote %s (final mlm loss %.4f, held-out %.4f)\n", o.out.c_str(),
+                result.final_loss, *result.eval_loss);
+  } else {
+    std::printf("pretrain: wrote %s (final mlm loss %.4f)\n", o.out.c_str(), result.final_loss);
+  }
   return 0;
 }
 
@@ -99,6 +118,14 @@ Command add_pretrain_command(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("--out", o->out, "Output model directory")->required();
+  cmd->add_option("--eval-text", o->eval_text,
+                  "Held-out plain text (never trained on): its masked-LM loss, on a masking drawn "
+                  "once, is logged every --eval-every steps and at the end")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--eval-every", o->train.eval_every,
+                  "Measure the held-out loss every N steps (0: only at the end)")
+      ->check(integer_range(0))
+      ->capture_default_str();
   cmd->add_option("--steps", o->train.steps, "Optimizer steps")
       ->check(integer_range(1))
       ->capture_default_str();

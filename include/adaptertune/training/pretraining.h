@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -69,6 +70,17 @@ struct PretrainOptions {
   /// Called after every optimizer step with the step number (custom logging, tests).
   std::function<void(int64_t)> on_step;
 
+  /// Held-out text (never trained on), packed like the training text: its masked-LM loss is
+  /// measured every `eval_every` steps and at the end. Its masking is drawn once, from
+  /// `eval_seed`, so that every measurement (and every run, and a resumed one) masks the same
+  /// tokens; it leaves the training's random numbers as they were.
+  std::vector<std::string> eval_lines;
+  /// Measure the held-out loss every N optimizer steps (0: only at the end).
+  int64_t eval_every = 0;
+  uint64_t eval_seed = 1234;
+  /// Called with (step, held-out masked-LM loss per masked token).
+  std::function<void(int64_t, double)> on_eval;
+
   /// Save a checkpoint every N optimizer steps (0: only when interrupted).
   int64_t checkpoint_every = 500;
   /// Complete checkpoints kept on disk.
@@ -105,6 +117,8 @@ struct PretrainResult {
   int64_t steps = 0;
   /// stop_requested() was seen: a checkpoint was saved and no model was written.
   bool interrupted = false;
+  /// The last held-out masked-LM loss (when eval_lines were given and it was measured).
+  std::optional<double> eval_loss;
 };
 
 /// Pretrains a BERT of `config` on `lines` and writes a Hugging Face model directory to
