@@ -15,6 +15,7 @@
 #include "adaptertune/device.h"
 #include "adaptertune/distributed/process_group.h"
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/fusion_config.h"
 #include "adaptertune/head_config.h"
 #include "adaptertune/inference/predictor.h"

@@ -13,19 +13,10 @@
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/bert_model.h"
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 
 namespace adaptertune {
 namespace {
-
-std::string with_commas(int64_t value) {
-  std::string digits = std::to_string(value);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
 
 double percent(int64_t part, int64_t whole) {
   return whole == 0 ? 0.0 : 100.0 * static_cast<double>(part) / static_cast<double>(whole);

@@ -14,6 +14,7 @@
 #include "adaptertune/device.h"
 #include "adaptertune/distributed/process_group.h"
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/inference/predictor.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
@@ -623,15 +624,6 @@ void write_output(const std::string& out, const std::string& text) {
   } else {
     write_file_atomic(out, text);
   }
-}
-
-std::string with_commas(int64_t value) {
-  std::string digits = std::to_string(value), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
 }
 
 // predict on JSON lines: each line names its task (a pack's adapter name) or none.

@@ -1,0 +1,17 @@
+#include "adaptertune/format.h"
+
+namespace adaptertune {
+
+std::string with_commas(int64_t value) {
+  const std::string text = std::to_string(value);
+  const size_t sign = value < 0 ? 1 : 0;
+  std::string out = text.substr(0, sign);
+  const size_t digits = text.size() - sign;
+  for (size_t i = 0; i < digits; ++i) {
+    if (i > 0 && (digits - i) % 3 == 0) out += ',';
+    out += text[sign + i];
+  }
+  return out;
+}
+
+}  // namespace adaptertune
