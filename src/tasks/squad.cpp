@@ -148,6 +148,13 @@ double token_f1(const std::vector<std::u32string>& prediction,
   return 2 * precision * recall / (precision + recall);
 }
 
+// v2.0's F1: 1 when both are empty, 0 when only one is.
+double f1_with_empty_rule(const std::vector<std::u32string>& prediction,
+                          const std::vector<std::u32string>& gold) {
+  if (prediction.empty() || gold.empty()) return prediction == gold ? 1.0 : 0.0;
+  return token_f1(prediction, gold);
+}
+
 }  // namespace
 
 SquadDataset read_squad(const std::string& path, const SquadReadOptions& options) {
@@ -214,15 +221,13 @@ std::string squad_normalize_answer(const std::string& text) {
   return detail::utf8_encode(joined);
 }
 
+// The normalised texts are their words joined by single spaces, so equal words are equal texts.
 double squad_exact_match(const std::string& prediction, const std::string& gold) {
-  return squad_normalize_answer(prediction) == squad_normalize_answer(gold) ? 1.0 : 0.0;
+  return normalized_words(prediction) == normalized_words(gold) ? 1.0 : 0.0;
 }
 
 double squad_f1(const std::string& prediction, const std::string& gold) {
-  const auto p = normalized_words(prediction);
-  const auto g = normalized_words(gold);
-  if (p.empty() || g.empty()) return p == g ? 1.0 : 0.0;
-  return token_f1(p, g);
+  return f1_with_empty_rule(normalized_words(prediction), normalized_words(gold));
 }
 
 SquadScores squad_evaluate(const SquadDataset& data,
@@ -239,32 +244,30 @@ SquadScores squad_evaluate(const SquadDataset& data,
       ++s.total;
       continue;
     }
-    const std::string& prediction = it->second;
+    if (!data.v2 && example.answers.empty()) {
+      throw Error(data.path + ": question \"" + example.id +
+                  "\" has no answer, which a SQuAD v1.1 file cannot score");
+    }
+    // Each text normalised once. v1.1 compares with every gold answer; v2.0 drops those that
+    // normalise to nothing and scores an unanswerable question against "".
+    const std::vector<std::u32string> prediction = normalized_words(it->second);
+    std::vector<std::vector<std::u32string>> golds;
+    for (const auto& answer : example.answers) {
+      std::vector<std::u32string> gold = normalized_words(answer.text);
+      if (!data.v2 || !gold.empty()) golds.push_back(std::move(gold));
+    }
+    if (golds.empty()) golds.emplace_back();
     double exact = 0, f1 = 0;
+    for (const auto& gold : golds) {
+      exact = std::max(exact, prediction == gold ? 1.0 : 0.0);
+      f1 =
+          std::max(f1, data.v2 ? f1_with_empty_rule(prediction, gold) : token_f1(prediction, gold));
+    }
     if (data.v2) {
-      std::vector<std::string> gold;
-      for (const auto& answer : example.answers) {
-        if (!squad_normalize_answer(answer.text).empty()) gold.push_back(answer.text);
-      }
-      if (gold.empty()) gold.push_back("");
-      for (const auto& g : gold) {
-        exact = std::max(exact, squad_exact_match(prediction, g));
-        f1 = std::max(f1, squad_f1(prediction, g));
-      }
       const bool has_answer = !example.answers.empty();
       (has_answer ? s.has_answer_exact : s.no_answer_exact) += exact;
       (has_answer ? s.has_answer_f1 : s.no_answer_f1) += f1;
       ++(has_answer ? s.has_answer_total : s.no_answer_total);
-    } else {
-      if (example.answers.empty()) {
-        throw Error(data.path + ": question \"" + example.id +
-                    "\" has no answer, which a SQuAD v1.1 file cannot score");
-      }
-      const auto p = normalized_words(prediction);
-      for (const auto& answer : example.answers) {
-        exact = std::max(exact, squad_exact_match(prediction, answer.text));
-        f1 = std::max(f1, token_f1(p, normalized_words(answer.text)));  // v1.1: no empty rule
-      }
     }
     s.exact += exact;
     s.f1 += f1;
