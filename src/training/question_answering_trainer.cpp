@@ -62,8 +62,15 @@ std::map<std::string, SquadAnswerPrediction> predict_squad(BertForQuestionAnswer
                                                            const QuestionAnsweringOptions& options,
                                                            int64_t batch_size, c10::Device device,
                                                            Precision precision) {
+  return predict_squad(model, data, make_squad_features(data, tokenizer, options.features),
+                       tokenizer, options.answers, batch_size, device, precision);
+}
+
+std::map<std::string, SquadAnswerPrediction> predict_squad(
+    BertForQuestionAnswering& model, const SquadDataset& data, const SquadFeatures& features,
+    const Tokenizer& tokenizer, const SquadAnswerOptions& answers, int64_t batch_size,
+    c10::Device device, Precision precision) {
   check_device(device);
-  const SquadFeatures features = make_squad_features(data, tokenizer, options.features);
   const EncodedDataset windows = encoded_windows(features);
   BatcherOptions batching;
   batching.batch_size = batch_size;
@@ -91,7 +98,7 @@ std::map<std::string, SquadAnswerPrediction> predict_squad(BertForQuestionAnswer
     }
   }
   model->train(was_training);
-  SquadAnswerOptions answering = options.answers;
+  SquadAnswerOptions answering = answers;
   answering.allow_no_answer = data.v2;
   return extract_squad_answers(data, features, tokenizer, starts, ends, answering);
 }
@@ -99,8 +106,17 @@ std::map<std::string, SquadAnswerPrediction> predict_squad(BertForQuestionAnswer
 SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDataset& data,
                                const Tokenizer& tokenizer, const QuestionAnsweringOptions& options,
                                int64_t batch_size, c10::Device device, Precision precision) {
+  return evaluate_squad(model, data, make_squad_features(data, tokenizer, options.features),
+                        tokenizer, options.answers, batch_size, device, precision);
+}
+
+SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDataset& data,
+                               const SquadFeatures& features, const Tokenizer& tokenizer,
+                               const SquadAnswerOptions& answers, int64_t batch_size,
+                               c10::Device device, Precision precision) {
   SquadEvalResult result;
-  result.answers = predict_squad(model, data, tokenizer, options, batch_size, device, precision);
+  result.answers =
+      predict_squad(model, data, features, tokenizer, answers, batch_size, device, precision);
   std::map<std::string, std::string> predictions;
   for (const auto& [id, answer] : result.answers) predictions[id] = answer.text;
   const SquadScores scores = squad_evaluate(data, predictions);
@@ -181,6 +197,8 @@ TrainResult QuestionAnsweringTrainer::train() {
   }
 
   const SquadFeatures features = make_squad_features(train_data_, tokenizer_, qa_.features);
+  // The dev windows once for the run, not at every evaluation.
+  const SquadFeatures dev_features = make_squad_features(dev_data_, tokenizer_, qa_.features);
   const EncodedDataset windows = encoded_windows(features);
   BatcherOptions batching;
   batching.batch_size = options_.batch_size;
@@ -278,8 +296,9 @@ TrainResult QuestionAnsweringTrainer::train() {
   // Evaluates on dev; true when training should stop early.
   auto run_eval = [&](int64_t epoch) {
     last_eval_step = state.global_step;
-    const SquadEvalResult eval = evaluate_squad(
-        model_, dev_data_, tokenizer_, qa_, options_.eval_batch_size, device, options_.precision);
+    const SquadEvalResult eval =
+        evaluate_squad(model_, dev_data_, dev_features, tokenizer_, qa_.answers,
+                       options_.eval_batch_size, device, options_.precision);
     const double score = eval.metrics.at("f1");
     const bool improved = score > best.best;
     metrics_log.write(

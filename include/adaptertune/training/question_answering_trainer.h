@@ -44,10 +44,22 @@ std::map<std::string, SquadAnswerPrediction> predict_squad(BertForQuestionAnswer
                                                            int64_t batch_size, c10::Device device,
                                                            Precision precision);
 
+/// predict_squad() on windows already made from `data` (make_squad_features()), for a caller
+/// that runs the same data more than once.
+std::map<std::string, SquadAnswerPrediction> predict_squad(
+    BertForQuestionAnswering& model, const SquadDataset& data, const SquadFeatures& features,
+    const Tokenizer& tokenizer, const SquadAnswerOptions& answers, int64_t batch_size,
+    c10::Device device, Precision precision);
+
 /// predict_squad(), scored with squad_evaluate().
 SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDataset& data,
                                const Tokenizer& tokenizer, const QuestionAnsweringOptions& options,
                                int64_t batch_size, c10::Device device, Precision precision);
+/// evaluate_squad() on windows already made from `data`.
+SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDataset& data,
+                               const SquadFeatures& features, const Tokenizer& tokenizer,
+                               const SquadAnswerOptions& answers, int64_t batch_size,
+                               c10::Device device, Precision precision);
 
 /// Fine-tunes a BertForQuestionAnswering on SQuAD-style data as the Trainer does a classifier:
 /// the same TrainerOptions (AdamW, schedule, accumulation, clipping, autocast through the shared
