@@ -234,8 +234,9 @@ std::map<std::string, SquadAnswerPrediction> extract_squad_answers(
   };
   std::vector<std::vector<Candidate>> candidates(data.examples.size());
   std::vector<double> null_score(data.examples.size(), std::numeric_limits<double>::infinity());
-  auto top = [&](const std::vector<float>& logits) {
-    std::vector<int64_t> order(logits.size());
+  // The positions of the n_best highest of the first `count` logits, best first.
+  auto top = [&](const std::vector<float>& logits, size_t count) {
+    std::vector<int64_t> order(count);
     std::iota(order.begin(), order.end(), 0);
     const auto n = std::min<size_t>(static_cast<size_t>(options.n_best), order.size());
     std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
@@ -257,12 +258,9 @@ std::map<std::string, SquadAnswerPrediction> extract_squad_answers(
     }
     null_score[feature.example] =
         std::min(null_score[feature.example], static_cast<double>(starts[0]) + ends[0]);
-    const std::vector<float> start_part(starts.begin(),
-                                        starts.begin() + static_cast<std::ptrdiff_t>(tokens));
-    const std::vector<float> end_part(ends.begin(),
-                                      ends.begin() + static_cast<std::ptrdiff_t>(tokens));
-    for (int64_t s : top(start_part)) {
-      for (int64_t e : top(end_part)) {
+    const std::vector<int64_t> best_ends = top(ends, tokens);
+    for (int64_t s : top(starts, tokens)) {
+      for (int64_t e : best_ends) {
         const auto su = static_cast<size_t>(s), eu = static_cast<size_t>(e);
         if (feature.token_word[su] < 0 || feature.token_word[eu] < 0) continue;
         if (!feature.max_context[su] || e < s || e - s + 1 > options.max_answer_length) continue;
