@@ -167,15 +167,6 @@ std::optional<AdapterConfig> resolve_adapter(const AdapterChoice& choice, TrainM
   return adapter;
 }
 
-void check_top_layers(const TrainChoice& choice) {
-  if (choice.mode == "top-k" && !choice.top_layers) {
-    throw Error("--train top-k needs --top-layers K (how many of the top layers train)");
-  }
-  if (choice.mode != "top-k" && choice.top_layers) {
-    throw Error("--top-layers applies to --train top-k, not --train " + choice.mode);
-  }
-}
-
 void add_train_options(CLI::App* cmd, TrainChoice& choice) {
   cmd->add_option("--train", choice.mode,
                   "What trains: adapters (adapters + LayerNorms + head), adapters-head, full, "
@@ -188,6 +179,40 @@ void add_train_options(CLI::App* cmd, TrainChoice& choice) {
   cmd->add_flag_function(
       "--train-pooler,!--no-train-pooler", [&choice](int64_t n) { choice.train_pooler = n > 0; },
       "Train the pooler too (default: when the base's checkpoint has no pooler)");
+}
+
+namespace {
+
+// Error when --train top-k lacks --top-layers or another mode has it.
+void check_top_layers(const TrainChoice& choice) {
+  if (choice.mode == "top-k" && !choice.top_layers) {
+    throw Error("--train top-k needs --top-layers K (how many of the top layers train)");
+  }
+  if (choice.mode != "top-k" && choice.top_layers) {
+    throw Error("--top-layers applies to --train top-k, not --train " + choice.mode);
+  }
+}
+
+}  // namespace
+
+FreezePolicy requested_policy(const TrainChoice& choice, const std::string& model_dir) {
+  check_top_layers(choice);
+  FreezePolicy requested = FreezePolicy::from_name(choice.mode);
+  if (choice.top_layers) {
+    requested.top_layers = *choice.top_layers;
+    requested.check_fits(BertConfig::from_file(model_dir + "/config.json").num_hidden_layers);
+  }
+  return requested;
+}
+
+void check_adapter_for_policy(const FreezePolicy& requested, const TrainChoice& choice,
+                              const std::optional<std::string>& adapter) {
+  if (adapter) {
+    check_policy_trains_adapter(requested, *adapter);
+  } else if (requested.mode == TrainMode::kAdapters ||
+             requested.mode == TrainMode::kAdaptersAndHead) {
+    throw Error("--train " + choice.mode + " needs an adapter (--adapter houlsby or pfeiffer)");
+  }
 }
 
 FreezePolicy resolve_policy(const TrainChoice& choice, const BertModelImpl& base) {

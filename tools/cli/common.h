@@ -71,8 +71,14 @@ struct TrainChoice {
   std::optional<int64_t> top_layers;
 };
 void add_train_options(CLI::App* cmd, TrainChoice& choice);
-/// Error when --train top-k lacks --top-layers or another mode has it (before anything loads).
-void check_top_layers(const TrainChoice& choice);
+/// The policy --train (and --top-layers) ask for, checked before anything loads: the flags
+/// agree (--train top-k has --top-layers, other modes none), and --top-layers fits the layers of
+/// `model_dir`'s config.json. The pooler is left to resolve_policy(), which needs the loaded base.
+FreezePolicy requested_policy(const TrainChoice& choice, const std::string& model_dir);
+/// Error unless `requested` trains the adapter (or fusion) `adapter` when there is one, and
+/// needs none when there is none (--train adapters or adapters-head without an adapter).
+void check_adapter_for_policy(const FreezePolicy& requested, const TrainChoice& choice,
+                              const std::optional<std::string>& adapter);
 FreezePolicy resolve_policy(const TrainChoice& choice, const BertModelImpl& base);
 
 }  // namespace adaptertune::cli

@@ -112,20 +112,11 @@ bool is_squad_task(const std::string& name) {
 
 int run_train_squad(SquadTrainRequest r) {
   const QuestionAnsweringOptions qa = qa_options(r.squad, r.trainer.max_length);
-  check_top_layers(r.train);
-  FreezePolicy requested = FreezePolicy::from_name(r.train.mode);
-  if (r.train.top_layers) {
-    requested.top_layers = *r.train.top_layers;
-    requested.check_fits(BertConfig::from_file(r.model + "/config.json").num_hidden_layers);
-  }
+  const FreezePolicy requested = requested_policy(r.train, r.model);
   const std::optional<AdapterConfig> adapter = resolve_adapter(r.adapter, requested.mode);
   const std::string adapter_name = r.adapter_name.value_or("squad");
-  if (adapter) {
-    check_policy_trains_adapter(requested, adapter_name);
-  } else if (requested.mode == TrainMode::kAdapters ||
-             requested.mode == TrainMode::kAdaptersAndHead) {
-    throw Error("--train " + r.train.mode + " needs an adapter (--adapter houlsby or pfeiffer)");
-  }
+  check_adapter_for_policy(requested, r.train,
+                           adapter ? std::optional<std::string>(adapter_name) : std::nullopt);
   r.trainer.inputs = {r.model, r.train_file, r.dev_file, r.adapter.config_file};
   r.trainer.validate();
   check_max_length_flag(r.model, r.trainer.max_length);

@@ -191,12 +191,7 @@ int run_train(TrainCommandOptions o) {
   o.trainer.schedule = parse_schedule(o.schedule);
   const int64_t max_length = o.max_length.value_or(128);
   o.trainer.max_length = max_length;
-  check_top_layers(o.train);
-  FreezePolicy requested = FreezePolicy::from_name(o.train.mode);
-  if (o.train.top_layers) {
-    requested.top_layers = *o.train.top_layers;
-    requested.check_fits(BertConfig::from_file(o.model + "/config.json").num_hidden_layers);
-  }
+  const FreezePolicy requested = requested_policy(o.train, o.model);
   const TrainMode mode = requested.mode;
   std::vector<std::string> fused;
   std::optional<FusionConfig> fusion;
@@ -231,11 +226,9 @@ int run_train(TrainCommandOptions o) {
         "--sampling-temperature interleaves the tasks of a multi-task run: give --task "
         "several tasks (e.g. SST-2,MRPC,RTE)");
   }
-  if (adapter || fusion) {
-    check_policy_trains_adapter(requested, adapter_label);
-  } else if (mode == TrainMode::kAdapters || mode == TrainMode::kAdaptersAndHead) {
-    throw Error("--train " + o.train.mode + " needs an adapter (--adapter houlsby or pfeiffer)");
-  }
+  check_adapter_for_policy(
+      requested, o.train,
+      adapter || fusion ? std::optional<std::string>(adapter_label) : std::nullopt);
   // Data-parallel: join the group once the options every process shares have been checked
   // (they fail alike everywhere), before the run directory is (only rank 0 looks at it).
   if (o.distributed || DistributedOptions::requested_by_environment()) {
