@@ -205,6 +205,39 @@ TEST(Pretraining, HeldOutLossIsMeasuredWithoutChangingTheTraining) {
   remove_tree(root);
 }
 
+// The held-out text is masked by `eval_masking` (BERT's 15 %), not by the training's masking, so
+// that runs training with different masking rates measure the same thing. With a learning rate
+// too small to move a float32 weight, the held-out loss is that of the initial model: equal for
+// two training masking rates, and different when the held-out masking itself changes.
+TEST(Pretraining, HeldOutMaskingDoesNotFollowTheTrainingMasking) {
+  WordPieceTokenizer tokenizer(kVocab);
+  BertConfig config = testing::tiny_config();
+  config.vocab_size = tokenizer.vocab_size();
+  const std::vector<std::string> lines(8, "the quick brown fox jumps over the lazy dog");
+  PretrainOptions options;
+  options.steps = 1;
+  options.batch_size = 4;
+  options.max_length = 16;
+  options.lr = 1e-20;
+  options.eval_lines = {"a lazy dog sleeps in the sun and the brown fox runs over the hill",
+                        "every good boy deserves fudge while the cat sat on the mat"};
+  const std::string root =
+      ::testing::TempDir() + "adaptertune_pretrain_evalmask_" + std::to_string(::getpid());
+  remove_tree(root);
+  const auto held_out_loss = [&](const std::string& name) {
+    return *pretrain_mlm(config, lines, tokenizer, root + "/" + name, options).eval_loss;
+  };
+  EXPECT_DOUBLE_EQ(options.eval_masking.mask_probability, 0.15);
+  const double standard = held_out_loss("standard");
+  options.masking.mask_probability = 0.4;
+  EXPECT_NEAR(held_out_loss("train40"), standard, 1e-6);
+  options.eval_masking.mask_probability = 0.4;
+  EXPECT_GT(std::abs(held_out_loss("eval40") - standard), 1e-4);
+  options.eval_masking.mask_probability = 1.0;
+  EXPECT_ERROR_CONTAINS(options.validate(), "eval_masking.mask_probability must be in (0, 1)");
+  remove_tree(root);
+}
+
 TEST(Pretraining, AnExistingModelIsReplacedOnlyWhenAskedTo) {
   WordPieceTokenizer tokenizer(kVocab);
   BertConfig config = testing::tiny_config();

@@ -140,8 +140,8 @@ nlohmann::json resume_fingerprint(const PretrainOptions& options,
           {"text_sha256", detail::encodings_sha256(sequences)}};
 }
 
-// Held-out sequences with their masking drawn once from `seed`, without touching the training's
-// random numbers.
+// Held-out sequences with their masking (`eval_masking`, not the training's) drawn once from
+// `eval_seed`, without touching the training's random numbers.
 struct HeldOut {
   std::vector<at::Tensor> inputs, labels, masks;
 };
@@ -164,7 +164,7 @@ HeldOut mask_held_out(const std::vector<std::string>& lines, const Tokenizer& to
   torch::manual_seed(options.eval_seed);
   for (const auto& rows : batcher.epoch_order(0)) {
     Batch batch = batcher.make_batch(rows);
-    auto [masked, labels] = mask_for_mlm(batch.input_ids, tokenizer, options.masking);
+    auto [masked, labels] = mask_for_mlm(batch.input_ids, tokenizer, options.eval_masking);
     out.inputs.push_back(masked);
     out.labels.push_back(labels);
     out.masks.push_back(batch.attention_mask);
@@ -210,9 +210,13 @@ void PretrainOptions::validate() const {
   detail::check_finite(owner, "weight_decay", weight_decay, 0);
   detail::check_finite(owner, "max_grad_norm", max_grad_norm, 0);
   detail::check_at_least(owner, "gradient_accumulation", gradient_accumulation, 1);
-  if (!(masking.mask_probability > 0 && masking.mask_probability < 1)) {
-    throw Error("PretrainOptions: mask_probability must be in (0, 1), got " +
-                std::to_string(masking.mask_probability));
+  for (const auto& [name, value] :
+       {std::pair{"mask_probability", masking.mask_probability},
+        std::pair{"eval_masking.mask_probability", eval_masking.mask_probability}}) {
+    if (!(value > 0 && value < 1)) {
+      throw Error(std::string("PretrainOptions: ") + name + " must be in (0, 1), got " +
+                  std::to_string(value));
+    }
   }
   detail::check_at_least(owner, "log_every", log_every, 1);
   detail::check_at_least(owner, "eval_every", eval_every, 0);

@@ -77,6 +77,9 @@ struct PretrainOptions {
   std::vector<std::string> eval_lines;
   /// Measure the held-out loss every N optimizer steps (0: only at the end).
   int64_t eval_every = 0;
+  /// How the held-out text is masked: BERT's 15 % by default, whatever `masking` trains with, so
+  /// that runs that train with different masking rates are measured on the same task.
+  MlmMaskingOptions eval_masking;
   uint64_t eval_seed = 1234;
   /// Called with (step, held-out masked-LM loss per masked token).
   std::function<void(int64_t, double)> on_eval;
