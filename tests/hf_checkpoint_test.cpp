@@ -192,5 +192,29 @@ TEST(HfCheckpoint, HeadOfAnotherTaskIsLeftOutAndReported) {
                            three->bert->embeddings->word_embeddings->weight));
 }
 
+// The random-initialisation baseline takes the directory's config and head, and none of its
+// weights; the same seed gives the same model.
+TEST(HfCheckpoint, RandomInitialisationTakesTheConfigAndNoWeights) {
+  const std::string dir = fresh_dir("random_init");
+  BertConfig config = testing::tiny_config();
+  config.hidden_size = 48;  // not the default: the config must come from the directory
+  BertForSequenceClassification saved(config, HeadConfig::classification({"a", "b", "c"}));
+  save_pretrained(*saved, dir);
+  torch::manual_seed(7);
+  BertForSequenceClassification first = init_bert_for_sequence_classification(dir);
+  EXPECT_EQ(first->bert->config().hidden_size, 48);
+  EXPECT_EQ(first->head_config().num_labels, 3);
+  EXPECT_FALSE(first->bert->pooler_pretrained());
+  EXPECT_FALSE(torch::equal(first->bert->embeddings->word_embeddings->weight,
+                            saved->bert->embeddings->word_embeddings->weight));
+  torch::manual_seed(7);
+  BertForSequenceClassification second =
+      init_bert_for_sequence_classification(dir, HeadConfig::regression());
+  EXPECT_EQ(second->head_config().num_labels, 1);
+  EXPECT_TRUE(torch::equal(first->bert->embeddings->word_embeddings->weight,
+                           second->bert->embeddings->word_embeddings->weight));
+  EXPECT_ERROR_CONTAINS(init_bert_for_sequence_classification(dir + "/none"), "config.json");
+}
+
 }  // namespace
 }  // namespace adaptertune

@@ -147,18 +147,32 @@ BertModel load_bert_model(const std::string& directory, LoadReport* report) {
   return model;
 }
 
-BertForSequenceClassification load_bert_for_sequence_classification(
-    const std::string& directory, const std::optional<HeadConfig>& head, LoadReport* report) {
+namespace {
+
+// The classifier `directory`'s config.json describes, with `head` (when given) for its head, as
+// BERT initialises it.
+BertForSequenceClassification classifier_of_config(const std::string& directory,
+                                                   const std::optional<HeadConfig>& head) {
   const std::string config_path = directory + "/config.json";
   const std::string config_text = read_file(config_path);
   BertConfig config = BertConfig::from_json_string(config_text, config_path);
-  HeadConfig head_config;
-  if (head) {
-    head_config = *head;
-  } else {
-    head_config = HeadConfig::from_model_config(config_text, config_path);
-  }
-  BertForSequenceClassification model(config, head_config);
+  return BertForSequenceClassification(
+      config, head ? *head : HeadConfig::from_model_config(config_text, config_path));
+}
+
+}  // namespace
+
+BertForSequenceClassification init_bert_for_sequence_classification(
+    const std::string& directory, const std::optional<HeadConfig>& head) {
+  BertForSequenceClassification model = classifier_of_config(directory, head);
+  model->bert->set_pooler_pretrained(false);
+  return model;
+}
+
+BertForSequenceClassification load_bert_for_sequence_classification(
+    const std::string& directory, const std::optional<HeadConfig>& head, LoadReport* report) {
+  BertForSequenceClassification model = classifier_of_config(directory, head);
+  const HeadConfig& head_config = model->head_config();
   NamedTensors tensors = read_hf_weights(directory);
   // A checkpoint head of another size (another task) is left out rather than refused.
   NamedTensors usable;

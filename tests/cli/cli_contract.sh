@@ -72,4 +72,11 @@ grep -qE '^\{"task":"SST-2","label":"(0|1)","probabilities":\{"0":[0-9.e-]+,"1":
 "$cli" train "${common[@]}" --train full --lr 1e-4 --out "$work/full" >"$work/full.json" 2>"$work/full.log" || fail "train --train full: $(tail -3 "$work/full.log")"
 "$cli" eval --task SST-2 --data-dir "$glue" --model "$work/full/best" --max-length 32 >/dev/null 2>"$work/full_eval.log" || fail "eval --model runs/x/best: $(cat "$work/full_eval.log")"
 
+# --random-init: the base's config without its weights, for full fine-tuning only (an adapter pack
+# would later be used on the pretrained weights). Its model differs from the pretrained run's.
+expect_error 1 'random-init needs --train full' -- "$cli" train "${common[@]}" --random-init --adapter houlsby --out "$work/refused"
+"$cli" train "${common[@]}" --random-init --train full --lr 1e-4 --out "$work/random" >/dev/null 2>"$work/random.log" || fail "train --random-init: $(tail -3 "$work/random.log")"
+grep -q "random initialisation" "$work/random.log" || fail "train --random-init did not say so: $(head -3 "$work/random.log")"
+cmp -s "$work/full/best/model.safetensors" "$work/random/best/model.safetensors" && fail "--random-init trained the pretrained weights"
+
 finish

@@ -40,6 +40,8 @@ struct TrainCommandOptions {
   TaskChoice task_choice;
   std::string data_dir = "data/glue";
   std::string model;
+  /// Start from BERT's random initialisation of the model's config, not its weights.
+  bool random_init = false;
   AdapterChoice adapter;
   std::optional<std::string> adapter_name;
   TrainChoice train;
@@ -163,6 +165,7 @@ int run_train_squad_command(TrainCommandOptions& o) {
     throw Error(label + ": --cache-frozen-layers is not supported for SQuAD yet");
   }
   if (o.train_examples > 0) throw Error(label + ": --train-examples is not supported for SQuAD");
+  if (o.random_init) throw Error(label + ": --random-init is not supported for SQuAD yet");
   o.trainer.device = parse_device(o.device);
   o.trainer.precision = parse_precision(o.precision.value_or("fp32"));
   o.trainer.schedule = parse_schedule(o.schedule);
@@ -193,6 +196,12 @@ int run_train(TrainCommandOptions o) {
   o.trainer.max_length = max_length;
   const FreezePolicy requested = requested_policy(o.train, o.model);
   const TrainMode mode = requested.mode;
+  // Only a fully trained model is saved whole; an adapter pack or a head would be loaded later
+  // onto the directory's real weights, which it was not trained with.
+  if (o.random_init && mode != TrainMode::kFull) {
+    throw Error("--random-init needs --train full: with --train " + o.train.mode +
+                " the saved files would be used on " + o.model + "'s pretrained weights");
+  }
   std::vector<std::string> fused;
   std::optional<FusionConfig> fusion;
   if (o.fuse) {
@@ -257,8 +266,12 @@ int run_train(TrainCommandOptions o) {
   auto tokenizer = load_tokenizer(o.model);
   LoadReport report;
   BertForSequenceClassification model =
-      load_bert_for_sequence_classification(o.model, head_for(task), &report);
-  if (main_process) {
+      o.random_init ? init_bert_for_sequence_classification(o.model, head_for(task))
+                    : load_bert_for_sequence_classification(o.model, head_for(task), &report);
+  if (main_process && o.random_init) {
+    std::fprintf(stderr, "train: --random-init: %s/config.json, BERT's random initialisation\n",
+                 o.model.c_str());
+  } else if (main_process) {
     std::fprintf(stderr, "train: loaded %s: %s\n", o.model.c_str(), report.summary().c_str());
   }
   std::optional<std::string> adapter_name;
@@ -803,6 +816,9 @@ Command add_train_command(CLI::App& app) {
       ->check(CLI::ExistingDirectory)
       ->capture_default_str();
   add_model_option(cmd, o->model, "Base model directory")->required();
+  cmd->add_flag("--random-init", o->random_init,
+                "With --train full: start from BERT's random initialisation of the model's "
+                "config.json, not its weights (the baseline that shows what pretraining adds)");
   add_adapter_options(cmd, o->adapter);
   cmd->add_option("--adapter-name", o->adapter_name,
                   "The adapter's (the task's) name in the pack (default: the task's name)");

@@ -58,6 +58,13 @@ BertForSequenceClassification load_bert_for_sequence_classification(
     const std::string& directory, const std::optional<HeadConfig>& head = std::nullopt,
     LoadReport* report = nullptr);
 
+/// A BertForSequenceClassification of `directory`'s config.json (and head, as
+/// load_bert_for_sequence_classification() chooses it) with BERT's random initialisation and none
+/// of the directory's weights: the baseline that shows what pretraining adds. Draws from
+/// LibTorch's global RNG (seed it first to repeat a run).
+BertForSequenceClassification init_bert_for_sequence_classification(
+    const std::string& directory, const std::optional<HeadConfig>& head = std::nullopt);
+
 /// Loads a BertForQuestionAnswering (`qa_outputs.*` when the checkpoint has it; otherwise the
 /// span head starts from BERT's initialisation and the report lists it as missing).
 BertForQuestionAnswering load_bert_for_question_answering(const std::string& directory,
