@@ -19,6 +19,22 @@ namespace {
 const std::string kVocab =
     std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/../../data/vocab/bert-base-uncased-vocab.txt";
 
+// The tiny test model, with the vocabulary of `tokenizer`.
+BertConfig tiny_config_for(const Tokenizer& tokenizer) {
+  BertConfig config = testing::tiny_config();
+  config.vocab_size = tokenizer.vocab_size();
+  return config;
+}
+
+// Pretraining options for `steps` steps of 4 sequences of 16 tokens.
+PretrainOptions few_steps(int64_t steps) {
+  PretrainOptions options;
+  options.steps = steps;
+  options.batch_size = 4;
+  options.max_length = 16;
+  return options;
+}
+
 TEST(MlmMasking, ChoosesFifteenPercentSplitEightyTenTenAndSkipsSpecials) {
   WordPieceTokenizer tokenizer(kVocab);
   torch::manual_seed(1);
@@ -74,12 +90,8 @@ TEST(Pretraining, PacksSentencesAndWritesALoadableModel) {
   EXPECT_EQ(packed[1].tokens.front(), "[CLS]");
   EXPECT_EQ(packed[1].tokens.size(), 12u);  // "a dog ran away quickly ." [SEP] "birds fly ." [SEP]
 
-  BertConfig config = testing::tiny_config();
-  config.vocab_size = tokenizer.vocab_size();
-  PretrainOptions options;
-  options.steps = 3;
-  options.batch_size = 4;
-  options.max_length = 16;
+  BertConfig config = tiny_config_for(tokenizer);
+  PretrainOptions options = few_steps(3);
   int64_t logged = 0;
   options.log_every = 1;
   options.on_log = [&](int64_t, double loss, double) {
@@ -105,8 +117,7 @@ TEST(Pretraining, PacksSentencesAndWritesALoadableModel) {
 
 TEST(Pretraining, InterruptedAndResumedRunEndsWithTheSameWeights) {
   WordPieceTokenizer tokenizer(kVocab);
-  BertConfig config = testing::tiny_config();
-  config.vocab_size = tokenizer.vocab_size();
+  BertConfig config = tiny_config_for(tokenizer);
   // Ten sequences in batches of four: three batches an epoch, so six steps cross two epoch ends.
   std::vector<std::string> lines;
   for (int i = 0; i < 10; ++i)
@@ -168,15 +179,11 @@ TEST(Pretraining, InterruptedAndResumedRunEndsWithTheSameWeights) {
 // training: the weights equal those of a run without it, and two runs measure the same losses.
 TEST(Pretraining, HeldOutLossIsMeasuredWithoutChangingTheTraining) {
   WordPieceTokenizer tokenizer(kVocab);
-  BertConfig config = testing::tiny_config();
-  config.vocab_size = tokenizer.vocab_size();
+  BertConfig config = tiny_config_for(tokenizer);
   std::vector<std::string> lines;
   for (int i = 0; i < 10; ++i)
     lines.push_back("the quick brown fox jumps over the lazy dog number " + std::to_string(i));
-  PretrainOptions options;
-  options.steps = 6;
-  options.batch_size = 4;
-  options.max_length = 16;
+  PretrainOptions options = few_steps(6);
   const std::string root =
       ::testing::TempDir() + "adaptertune_pretrain_heldout_" + std::to_string(::getpid());
   remove_tree(root);
@@ -211,13 +218,9 @@ TEST(Pretraining, HeldOutLossIsMeasuredWithoutChangingTheTraining) {
 // two training masking rates, and different when the held-out masking itself changes.
 TEST(Pretraining, HeldOutMaskingDoesNotFollowTheTrainingMasking) {
   WordPieceTokenizer tokenizer(kVocab);
-  BertConfig config = testing::tiny_config();
-  config.vocab_size = tokenizer.vocab_size();
+  BertConfig config = tiny_config_for(tokenizer);
   const std::vector<std::string> lines(8, "the quick brown fox jumps over the lazy dog");
-  PretrainOptions options;
-  options.steps = 1;
-  options.batch_size = 4;
-  options.max_length = 16;
+  PretrainOptions options = few_steps(1);
   options.lr = 1e-20;
   options.eval_lines = {"a lazy dog sleeps in the sun and the brown fox runs over the hill",
                         "every good boy deserves fudge while the cat sat on the mat"};
@@ -240,13 +243,9 @@ TEST(Pretraining, HeldOutMaskingDoesNotFollowTheTrainingMasking) {
 
 TEST(Pretraining, AnExistingModelIsReplacedOnlyWhenAskedTo) {
   WordPieceTokenizer tokenizer(kVocab);
-  BertConfig config = testing::tiny_config();
-  config.vocab_size = tokenizer.vocab_size();
+  BertConfig config = tiny_config_for(tokenizer);
   const std::vector<std::string> lines(8, "the quick brown fox jumps over the lazy dog");
-  PretrainOptions options;
-  options.steps = 2;
-  options.batch_size = 4;
-  options.max_length = 16;
+  PretrainOptions options = few_steps(2);
   const std::string dir =
       ::testing::TempDir() + "adaptertune_pretrain_overwrite_" + std::to_string(::getpid());
   remove_tree(dir);
@@ -280,13 +279,9 @@ TEST(Pretraining, AnExistingModelIsReplacedOnlyWhenAskedTo) {
 
 TEST(Pretraining, ResumeRefusesACheckpointOfOtherOptions) {
   WordPieceTokenizer tokenizer(kVocab);
-  BertConfig config = testing::tiny_config();
-  config.vocab_size = tokenizer.vocab_size();
+  BertConfig config = tiny_config_for(tokenizer);
   std::vector<std::string> lines(12, "a short line of text .");
-  PretrainOptions options;
-  options.steps = 4;
-  options.batch_size = 4;
-  options.max_length = 16;
+  PretrainOptions options = few_steps(4);
   options.on_step = [](int64_t step) {
     if (step == 2) stop_requested() = true;
   };
@@ -320,8 +315,7 @@ TEST(Pretraining, RecordsTheTokenizersRealLowerCasing) {
   WordPieceTokenizer tokenizer(
       std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/../../data/vocab/bert-base-cased-vocab.txt",
       cased);
-  BertConfig config = testing::tiny_config();
-  config.vocab_size = tokenizer.vocab_size();
+  BertConfig config = tiny_config_for(tokenizer);
   PretrainOptions options;
   options.steps = 1;
   options.batch_size = 2;
