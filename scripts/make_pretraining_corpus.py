@@ -21,6 +21,7 @@ Usage: make_pretraining_corpus.py OUTPUT_FILE [GLUE_DIR] [WORDNET_DIR]
 """
 import argparse
 import gzip
+import itertools
 import os
 import random
 import re
@@ -99,7 +100,8 @@ GRAMMAR_LEFT = re.compile(r",\s(?:n|v|a|adv|pl|p|imp)\.")
 ALLOWED = re.compile(r"^[A-Za-z0-9 ,;:.'\"()!-]+$")
 
 
-def gcide_paragraph(paragraph, headword_line):
+def gcide_paragraph(paragraph):
+    headword_line = not paragraph[0].startswith(" ")  # an entry's first line starts at column 0
     if headword_line:
         if "\\" not in paragraph[0]:
             return None  # the database's own header entries
@@ -124,23 +126,16 @@ def gcide_paragraph(paragraph, headword_line):
 
 if args.gcide:
     with gzip.open(args.gcide, "rt", encoding="utf-8", errors="replace") as f:
-        paragraph, headword_line = [], False
-        for row in f:
+        paragraph = []
+        for row in itertools.chain(f, [""]):  # the blank line ends the file's last paragraph
             row = row.rstrip("\n")
             if row.strip():
-                if not paragraph:
-                    headword_line = not row.startswith(" ")
                 paragraph.append(row)
-                continue
-            if paragraph:
-                text = gcide_paragraph(paragraph, headword_line)
+            elif paragraph:
+                text = gcide_paragraph(paragraph)
                 if text:
                     add(text, "GCIDE")
-            paragraph = []
-        if paragraph:
-            text = gcide_paragraph(paragraph, headword_line)
-            if text:
-                add(text, "GCIDE")
+                paragraph = []
 
 random.Random(0).shuffle(lines)
 held_out = []
