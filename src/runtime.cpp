@@ -1,9 +1,13 @@
 #include "adaptertune/runtime.h"
 
 #include <sched.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -69,6 +73,30 @@ void ensure_default_threads() {
 
 void set_seed(uint64_t seed) {
   torch::manual_seed(seed);
+}
+
+bool tune_cpu_allocator() {
+#if defined(__GLIBC__)
+  const char* opt_out = std::getenv("ADAPTERTUNE_SYSTEM_MALLOC");
+  if (opt_out != nullptr && std::strcmp(opt_out, "1") == 0) return false;
+  // Settings the user made in the environment win over ours.
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") != nullptr ||
+      std::getenv("MALLOC_TRIM_THRESHOLD_") != nullptr ||
+      (tunables != nullptr && std::strstr(tunables, "glibc.malloc.") != nullptr)) {
+    return false;
+  }
+  // 32 MiB is the largest mmap threshold glibc accepts on 64-bit systems. Setting either
+  // threshold turns off glibc's own adjustment of both: the trim threshold set alone would pin
+  // the mmap threshold at its initial 128 KiB (4x slower than the default, measured), so the two
+  // go together.
+  constexpr int kMmapThreshold = 32 << 20;
+  constexpr int kTrimThreshold = 1 << 30;
+  return mallopt(M_MMAP_THRESHOLD, kMmapThreshold) == 1 &&
+         mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1;
+#else
+  return false;
+#endif
 }
 
 }  // namespace adaptertune

@@ -128,6 +128,8 @@ int usage_error(const CLI::App& app, const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before any tensor exists: keep the memory LibTorch frees (see runtime.h).
+  adaptertune::tune_cpu_allocator();
   CLI::App app{
       "adaptertune: parameter-efficient fine-tuning of BERT encoders with bottleneck "
       "adapters"};
