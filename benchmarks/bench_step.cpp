@@ -5,7 +5,8 @@
 //   adaptertune_bench [--device cpu|cuda] [--precision fp32|bf16|fp16] [--batch 32] [--seq 128]
 //                     [--layers 12] [--hidden 768] [--heads 12] [--steps 10] [--warmup 3]
 //                     [--modes full,houlsby,pfeiffer,head,forward] [--threads N] [--padded]
-//                     [--drop N] [--json]
+//                     [--drop N] [--lengths FILE] [--profile TRACE.json] [--system-malloc]
+//                     [--json]
 //
 // Modes: full, head (training), forward (base inference), an adapter preset (houlsby, pfeiffer:
 // adapter training); an adapter mode ending in -drop leaves the adapter out of the lowest
@@ -13,6 +14,18 @@
 // inference with the adapter instead of training (e.g. infer-houlsby, infer-houlsby-drop).
 // infer-parallel runs three Houlsby tasks on one input as one Parallel forward pass (the frozen
 // computation below the first adapter shared), infer-separate as three forward passes.
+// infer-dev-dynamic and infer-dev-maxpad run the Houlsby model over a whole dev set whose token
+// counts --lengths lists (one per line; benchmarks/compare.py writes SST-2 dev's), in batches of
+// --batch in file order, padded to each batch's longest or to --seq; one "step" is one pass.
+// gemm measures the roofline: GFLOP/s of the model's matrix products alone ([tokens, d] x [d, d],
+// [d, 4d] and [4d, d]) in --precision's dtype, 2 * M * N * K per product.
+//
+// Like the adaptertune tool, the benchmark runs with tune_cpu_allocator() (runtime.h) unless
+// --system-malloc is given; the JSON records say which ("tuned_malloc").
+//
+// Memory: on CUDA the caching allocator's peak; on CPU the process's VmHWM (and VmRSS before the
+// first mode), which measures one configuration when a process runs one mode, as compare.py does.
+// --json prints one record per mode with every timed step, the fields reference_step.py prints.
 //
 // Batches: without --padded every sequence fills `seq` and no attention mask is passed (what a
 // length-grouped batch without padding gets, and what Hugging Face does with an all-ones mask);
@@ -28,6 +41,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
@@ -41,6 +55,8 @@
 #ifdef ADAPTERTUNE_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
+
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <adaptertune/adaptertune.h>
 
@@ -58,6 +74,12 @@ struct Options {
   int64_t drop = -1;
   bool json = false;
   bool padded = false;
+  /// glibc's malloc as configured by default, not tune_cpu_allocator()'s settings.
+  bool system_malloc = false;
+  /// Token counts of a dev set for the infer-dev-* modes.
+  std::vector<int64_t> lengths;
+  /// Where to write a Chrome trace of the timed steps (LibTorch's autograd profiler).
+  std::string profile;
 };
 
 struct Result {
@@ -66,7 +88,43 @@ struct Result {
   int64_t trainable = 0, total = 0;
   double useful_flops = 0;
   double peak_mib = -1;
+  std::vector<double> times_ms;
+  int64_t examples = 0;
 };
+
+/// VmHWM / VmRSS of this process in MiB from /proc/self/status; -1 where there is none.
+double proc_status_mib(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1)) / 1024.0;
+  }
+  return -1;
+}
+
+std::vector<int64_t> read_lengths(const std::string& path, int64_t max_length) {
+  std::ifstream in(path);
+  if (!in) throw atune::Error("--lengths " + path + ": cannot open");
+  std::vector<int64_t> lengths;
+  int line_number = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_number;
+    if (line.empty()) continue;
+    size_t used = 0;
+    int64_t n = 0;
+    try {
+      n = std::stoll(line, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != line.size() || n < 1) {
+      throw atune::Error("--lengths " + path + " line " + std::to_string(line_number) +
+                         ": expected a positive token count, got \"" + line + "\"");
+    }
+    lengths.push_back(std::min(n, max_length));
+  }
+  if (lengths.empty()) throw atune::Error("--lengths " + path + ": no token counts");
+  return lengths;
+}
 
 std::vector<std::string> split(const std::string& text) {
   std::vector<std::string> out;
@@ -79,8 +137,8 @@ Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
-    if (flag == "--json" || flag == "--padded") {
-      (flag == "--json" ? o.json : o.padded) = true;
+    if (flag == "--json" || flag == "--padded" || flag == "--system-malloc") {
+      (flag == "--json" ? o.json : flag == "--padded" ? o.padded : o.system_malloc) = true;
       continue;
     }
     if (i + 1 >= argc) throw atune::Error(flag + " needs a value");
@@ -109,6 +167,10 @@ Options parse(int argc, char** argv) {
       o.threads = std::stoi(v);
     else if (flag == "--modes")
       o.modes = split(v);
+    else if (flag == "--profile")
+      o.profile = v;
+    else if (flag == "--lengths")
+      o.lengths = read_lengths(v, 1 << 20);
     else
       throw atune::Error("unknown flag " + flag);
   }
@@ -119,14 +181,72 @@ void synchronize(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize();
 }
 
+/// The roofline: the model's matrix products alone, timed as one step.
+Result run_gemm(const Options& o, const torch::Device& device, atune::Precision precision) {
+  const auto dtype = precision == atune::Precision::kFloat32    ? torch::kFloat32
+                     : precision == atune::Precision::kBFloat16 ? torch::kBFloat16
+                                                                : torch::kFloat16;
+  const auto options = torch::TensorOptions().device(device).dtype(dtype);
+  const int64_t tokens = o.batch * o.seq, d = o.hidden;
+  // (K, N) of the products a layer's forward runs: Q, K, V and output projections, FFN in, out.
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{d, d}, {d, 4 * d}, {4 * d, d}};
+  std::vector<torch::Tensor> inputs, weights;
+  double flops = 0;
+  for (const auto& [k, n] : shapes) {
+    inputs.push_back(torch::randn({tokens, k}, options));
+    weights.push_back(torch::randn({k, n}, options));
+    flops += 2.0 * static_cast<double>(tokens) * static_cast<double>(k) * static_cast<double>(n);
+  }
+  Result r;
+  r.mode = "gemm";
+  for (int step = 0; step < o.warmup + o.steps; ++step) {
+    synchronize(device);
+    auto start = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < shapes.size(); ++i) torch::mm(inputs[i], weights[i]);
+    synchronize(device);
+    double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    if (step >= o.warmup) r.times_ms.push_back(ms);
+  }
+  r.useful_flops = flops;
+  r.examples = o.batch;
+  return r;
+}
+
+/// Batches of a dev set in file order, as (ids, mask), each padded to its longest or to `pad_to`.
+std::vector<std::pair<torch::Tensor, torch::Tensor>> dev_batches(const Options& o,
+                                                                 int64_t vocab_size, int64_t pad_to,
+                                                                 const torch::Device& device) {
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> batches;
+  const auto count = static_cast<int64_t>(o.lengths.size());
+  for (int64_t start = 0; start < count; start += o.batch) {
+    const int64_t rows = std::min(o.batch, count - start);
+    int64_t width = pad_to;
+    for (int64_t row = 0; row < rows && pad_to == 0; ++row) {
+      width = std::max(width, std::min(o.lengths[start + row], o.seq));
+    }
+    auto mask = torch::zeros({rows, width}, torch::kLong);
+    for (int64_t row = 0; row < rows; ++row) {
+      mask[row].narrow(0, 0, std::min({o.lengths[start + row], o.seq, width})).fill_(1);
+    }
+    batches.emplace_back(torch::randint(1000, vocab_size, {rows, width}, torch::kLong).to(device),
+                         mask.to(device));
+  }
+  return batches;
+}
+
 Result run_mode(const Options& o, const std::string& mode, const atune::BertConfig& config,
                 const torch::Device& device, atune::Precision precision) {
+  if (mode == "gemm") return run_gemm(o, device, precision);
   torch::manual_seed(0);
   atune::BertForSequenceClassification model(config, atune::HeadConfig{});
   atune::FreezePolicy policy;
   // "infer-houlsby-drop": inference, the Houlsby preset, left out of the lowest layers.
   const bool infer = mode.rfind("infer-", 0) == 0;
-  std::string preset = infer ? mode.substr(6) : mode;
+  // "infer-dev-dynamic" / "infer-dev-maxpad": the Houlsby model over a dev set's lengths.
+  const bool dev_set = mode.rfind("infer-dev-", 0) == 0;
+  if (dev_set && o.lengths.empty()) throw atune::Error("mode " + mode + " needs --lengths FILE");
+  std::string preset = dev_set ? "houlsby" : infer ? mode.substr(6) : mode;
   const bool drop = preset.size() > 5 && preset.compare(preset.size() - 5, 5, "-drop") == 0;
   if (drop) preset.resize(preset.size() - 5);
   // "infer-parallel" / "infer-separate": three tasks on one input (AdapterHub's Parallel).
@@ -165,6 +285,10 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
     mask = mask.to(device);
   }
   auto labels = torch::randint(0, 2, {o.batch}, torch::kLong).to(device);
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> batches;
+  if (dev_set) {
+    batches = dev_batches(o, config.vocab_size, mode == "infer-dev-maxpad" ? o.seq : 0, device);
+  }
 
 #ifdef ADAPTERTUNE_WITH_CUDA
   if (device.is_cuda()) {
@@ -173,14 +297,22 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
     c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
   }
 #endif
-  std::vector<double> times;
+  Result r;
+  r.mode = mode;
+  r.examples = dev_set ? static_cast<int64_t>(o.lengths.size()) : o.batch;
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profiler;
   for (int step = 0; step < o.warmup + o.steps; ++step) {
+    if (step == o.warmup && !o.profile.empty()) {
+      profiler = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile);
+    }
     synchronize(device);
     auto start = std::chrono::steady_clock::now();
     if (mode == "forward" || infer) {
       torch::NoGradGuard no_grad;
       atune::AutocastGuard autocast(device, precision);
-      if (several && preset == "parallel") {
+      if (dev_set) {
+        for (const auto& [ids, ids_mask] : batches) model(ids, ids_mask);
+      } else if (several && preset == "parallel") {
         model->forward_routed(input, mask, {},
                               atune::TaskRouting::parallel({"t0", "t1", "t2"}, o.batch));
       } else if (several) {
@@ -195,7 +327,7 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
       double ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
               .count();
-      if (step >= o.warmup) times.push_back(ms);
+      if (step >= o.warmup) r.times_ms.push_back(ms);
       continue;
     }
     optimizer.zero_grad();
@@ -209,13 +341,9 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
     synchronize(device);
     double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    if (step >= o.warmup) times.push_back(ms);
+    if (step >= o.warmup) r.times_ms.push_back(ms);
   }
-  Result r;
-  r.mode = mode;
-  std::sort(times.begin(), times.end());
-  r.median_ms = times[times.size() / 2];
-  r.min_ms = times.front();
+  profiler.reset();  // writes the trace
   auto report = atune::parameter_report(*model);
   r.trainable = report.trainable();
   r.total = report.total();
@@ -226,8 +354,16 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
       linear += static_cast<double>(item.value().numel());
     }
   }
-  const double tokens = static_cast<double>(o.batch * o.seq);
-  const double forward = tokens * (2 * linear + 4.0 * o.layers * o.seq * o.hidden);
+  const auto forward_flops = [&](int64_t rows, int64_t width) {
+    return static_cast<double>(rows * width) *
+           (2 * linear + 4.0 * static_cast<double>(o.layers * width * o.hidden));
+  };
+  double forward = forward_flops(o.batch, o.seq);
+  if (dev_set) {  // the padded batches' work, padding included
+    forward = 0;
+    for (const auto& batch : batches)
+      forward += forward_flops(batch.first.size(0), batch.first.size(1));
+  }
   // Head-only training needs no backward pass through the encoder at all; adapter training
   // needs input gradients only above the lowest layer with an adapter.
   const double above = static_cast<double>(o.layers - dropped) / static_cast<double>(o.layers);
@@ -253,6 +389,7 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
 int main(int argc, char** argv) {
   try {
     Options o = parse(argc, argv);
+    const bool tuned_malloc = !o.system_malloc && atune::tune_cpu_allocator();
     if (o.threads > 0) atune::set_num_threads(o.threads);
     torch::Device device(o.device);
     if (device.is_cuda() && !torch::cuda::is_available()) {
@@ -267,6 +404,7 @@ int main(int argc, char** argv) {
     config.max_position_embeddings = std::max<int64_t>(512, o.seq);
     config.validate();
 
+    const double rss_start_mib = proc_status_mib("VmRSS");
     std::vector<Result> results;
     for (const auto& mode : o.modes) {
       static const std::set<std::string> known = {"full",
@@ -283,13 +421,21 @@ int main(int argc, char** argv) {
                                                   "infer-parallel",
                                                   "infer-separate",
                                                   "infer-parallel-drop",
-                                                  "infer-separate-drop"};
+                                                  "infer-separate-drop",
+                                                  "infer-dev-dynamic",
+                                                  "infer-dev-maxpad",
+                                                  "gemm"};
       if (known.count(mode) == 0) {
         throw atune::Error("unknown mode " + mode +
                            " (full, head, forward, [infer-]houlsby|pfeiffer[-drop], "
-                           "infer-parallel|separate[-drop])");
+                           "infer-parallel|separate[-drop], infer-dev-dynamic|maxpad, gemm)");
       }
-      results.push_back(run_mode(o, mode, config, device, precision));
+      Result r = run_mode(o, mode, config, device, precision);
+      std::vector<double> sorted = r.times_ms;
+      std::sort(sorted.begin(), sorted.end());
+      r.median_ms = sorted[sorted.size() / 2];
+      r.min_ms = sorted.front();
+      results.push_back(r);
     }
     double full_ms = 0;
     for (const auto& r : results) {
@@ -304,24 +450,29 @@ int main(int argc, char** argv) {
         static_cast<long long>(o.heads), static_cast<long long>(o.batch),
         static_cast<long long>(o.seq), o.padded ? " (1/4 padding, masked)" : "", o.steps, o.warmup);
     std::printf("%-19s %12s %10s %10s %12s %10s %12s %10s\n", "mode", "trainable", "median ms",
-                "min ms", "tokens/s", "TFLOP/s", "vs full", "peak MiB");
+                "min ms", "examples/s", "TFLOP/s", "vs full", "peak MiB");
     for (const auto& r : results) {
-      const double tokens_per_s = static_cast<double>(o.batch * o.seq) / (r.median_ms / 1000.0);
+      const double examples_per_s = static_cast<double>(r.examples) / (r.median_ms / 1000.0);
       char ratio[32] = "-";
       if (full_ms > 0) std::snprintf(ratio, sizeof ratio, "%.3f", r.median_ms / full_ms);
       char peak[32] = "-";
       if (r.peak_mib >= 0) std::snprintf(peak, sizeof peak, "%.0f", r.peak_mib);
       std::printf("%-19s %12lld %10.2f %10.2f %12.0f %10.2f %12s %10s\n", r.mode.c_str(),
-                  static_cast<long long>(r.trainable), r.median_ms, r.min_ms, tokens_per_s,
+                  static_cast<long long>(r.trainable), r.median_ms, r.min_ms, examples_per_s,
                   r.useful_flops / (r.median_ms / 1000.0) / 1e12, ratio, peak);
       if (o.json) {
+        std::string times;
+        for (double ms : r.times_ms) times += (times.empty() ? "" : ",") + std::to_string(ms);
         std::printf(
-            "{\"mode\":\"%s\",\"device\":\"%s\",\"precision\":\"%s\",\"median_ms\":%.4f,"
-            "\"min_ms\":%.4f,\"trainable\":%lld,\"total\":%lld,\"tflops\":%.4f,"
-            "\"peak_mib\":%.1f}\n",
+            "{\"impl\":\"adaptertune\",\"mode\":\"%s\",\"device\":\"%s\",\"precision\":\"%s\","
+            "\"median_ms\":%.4f,\"min_ms\":%.4f,\"times_ms\":[%s],\"trainable\":%lld,"
+            "\"total\":%lld,\"examples\":%lld,\"tflops\":%.4f,\"peak_mib\":%s,"
+            "\"vmhwm_mib\":%.1f,\"rss_start_mib\":%.1f,\"threads\":%d,\"tuned_malloc\":%s}\n",
             r.mode.c_str(), o.device.c_str(), o.precision.c_str(), r.median_ms, r.min_ms,
-            static_cast<long long>(r.trainable), static_cast<long long>(r.total),
-            r.useful_flops / (r.median_ms / 1000.0) / 1e12, r.peak_mib);
+            times.c_str(), static_cast<long long>(r.trainable), static_cast<long long>(r.total),
+            static_cast<long long>(r.examples), r.useful_flops / (r.median_ms / 1000.0) / 1e12,
+            r.peak_mib >= 0 ? std::to_string(r.peak_mib).c_str() : "null", proc_status_mib("VmHWM"),
+            rss_start_mib, torch::get_num_threads(), tuned_malloc ? "true" : "false");
       }
     }
   } catch (const std::exception& e) {

@@ -48,3 +48,8 @@ for precision in bf16 fp32; do
   PYTHONUNBUFFERED=1 python3 benchmarks/reference_step.py --device cuda --precision "$precision" \
     --batch 128 --seq 128 --steps 10 --warmup 3 2>&1 | tee -a "$out/bench.log"
 done
+# Ours against PyTorch eager, interleaved, with spreads, peak memory and SST-2 dev inference.
+python3 benchmarks/compare.py --shape bert-base --batch 128 --device cuda --python python3 \
+  --bench "$bench" --cli "$build/tools/cli/adaptertune" --rounds 3 --steps 10 --warmup 3 \
+  --modes full,houlsby,forward,infer-dev-dynamic,infer-dev-maxpad --lengths-file "$out/sst2-dev-lengths.txt" \
+  --out "$out/compare-cuda.json" 2>&1 | tee -a "$out/bench.log"
