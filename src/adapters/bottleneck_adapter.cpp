@@ -6,6 +6,7 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/layers/activation.h"
+#include "linear.h"
 
 namespace adaptertune {
 namespace {
@@ -64,7 +65,10 @@ void BottleneckAdapterImpl::reset_parameters() {
 }
 
 torch::Tensor BottleneckAdapterImpl::up(const torch::Tensor& hidden) {
-  torch::Tensor out = adapter_up(adapter_down->forward(hidden));
+  // at::linear's single addmm for both products (linear.h); the activation is adapter_down's
+  // second module, as AdapterHub names it.
+  torch::Tensor down = linear(*adapter_down[0]->as<torch::nn::Linear>(), hidden);
+  torch::Tensor out = linear(adapter_up, adapter_down[1]->as<ActivationLayer>()->forward(down));
   return config_.scaling != 1.0 ? out * config_.scaling : out;
 }
 

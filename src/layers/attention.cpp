@@ -7,6 +7,7 @@
 #include <torch/version.h>
 
 #include "adaptertune/error.h"
+#include "linear.h"
 
 namespace adaptertune {
 
@@ -31,9 +32,9 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& hidden,
   auto split_heads = [&](const torch::Tensor& x) {
     return x.view({batch, seq, heads, head_size}).transpose(1, 2);
   };
-  torch::Tensor q = split_heads(query(hidden));
-  torch::Tensor k = split_heads(key(hidden));
-  torch::Tensor v = split_heads(value(hidden));
+  torch::Tensor q = split_heads(linear(query, hidden));
+  torch::Tensor k = split_heads(linear(key, hidden));
+  torch::Tensor v = split_heads(linear(value, hidden));
   const double dropout_p = is_training() ? options_.dropout() : 0.0;
   torch::Tensor context;
 #if TORCH_VERSION_MAJOR >= 2

@@ -1,5 +1,7 @@
 #include "adaptertune/layers/feed_forward.h"
 
+#include "linear.h"
+
 namespace adaptertune {
 
 BertIntermediateImpl::BertIntermediateImpl(const BertConfig& config)
@@ -8,7 +10,7 @@ BertIntermediateImpl::BertIntermediateImpl(const BertConfig& config)
 }
 
 torch::Tensor BertIntermediateImpl::forward(const torch::Tensor& hidden) {
-  return apply_activation(activation_, dense(hidden));
+  return apply_activation(activation_, linear(dense, hidden));
 }
 
 }  // namespace adaptertune
