@@ -14,9 +14,11 @@
 // inference with the adapter instead of training (e.g. infer-houlsby, infer-houlsby-drop).
 // infer-parallel runs three Houlsby tasks on one input as one Parallel forward pass (the frozen
 // computation below the first adapter shared), infer-separate as three forward passes.
-// infer-dev-dynamic and infer-dev-maxpad run the Houlsby model over a whole dev set whose token
-// counts --lengths lists (one per line; benchmarks/compare.py writes SST-2 dev's), in batches of
-// --batch in file order, padded to each batch's longest or to --seq; one "step" is one pass.
+// infer-dev-dynamic, infer-dev-inorder and infer-dev-maxpad run the Houlsby model over a whole
+// dev set whose token counts --lengths lists (one per line; benchmarks/compare.py writes SST-2
+// dev's), in batches of --batch, one "step" being one pass: dynamic sorts the examples by length
+// and pads each batch to its longest, as adaptertune's Predictor batches (group_by_length);
+// inorder keeps file order and pads each batch to its longest; maxpad pads everything to --seq.
 // gemm measures the roofline: GFLOP/s of the model's matrix products alone ([tokens, d] x [d, d],
 // [d, 4d] and [4d, d]) in --precision's dtype, 2 * M * N * K per product.
 //
@@ -213,21 +215,25 @@ Result run_gemm(const Options& o, const torch::Device& device, atune::Precision 
   return r;
 }
 
-/// Batches of a dev set in file order, as (ids, mask), each padded to its longest or to `pad_to`.
+/// Batches of a dev set as (ids, mask), in file order or sorted by length, each padded to its
+/// longest or to `pad_to`.
 std::vector<std::pair<torch::Tensor, torch::Tensor>> dev_batches(const Options& o,
                                                                  int64_t vocab_size, int64_t pad_to,
+                                                                 bool sort_by_length,
                                                                  const torch::Device& device) {
+  std::vector<int64_t> lengths = o.lengths;
+  if (sort_by_length) std::stable_sort(lengths.begin(), lengths.end());
   std::vector<std::pair<torch::Tensor, torch::Tensor>> batches;
-  const auto count = static_cast<int64_t>(o.lengths.size());
+  const auto count = static_cast<int64_t>(lengths.size());
   for (int64_t start = 0; start < count; start += o.batch) {
     const int64_t rows = std::min(o.batch, count - start);
     int64_t width = pad_to;
     for (int64_t row = 0; row < rows && pad_to == 0; ++row) {
-      width = std::max(width, std::min(o.lengths[start + row], o.seq));
+      width = std::max(width, std::min(lengths[start + row], o.seq));
     }
     auto mask = torch::zeros({rows, width}, torch::kLong);
     for (int64_t row = 0; row < rows; ++row) {
-      mask[row].narrow(0, 0, std::min({o.lengths[start + row], o.seq, width})).fill_(1);
+      mask[row].narrow(0, 0, std::min({lengths[start + row], o.seq, width})).fill_(1);
     }
     batches.emplace_back(torch::randint(1000, vocab_size, {rows, width}, torch::kLong).to(device),
                          mask.to(device));
@@ -243,7 +249,7 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   atune::FreezePolicy policy;
   // "infer-houlsby-drop": inference, the Houlsby preset, left out of the lowest layers.
   const bool infer = mode.rfind("infer-", 0) == 0;
-  // "infer-dev-dynamic" / "infer-dev-maxpad": the Houlsby model over a dev set's lengths.
+  // "infer-dev-dynamic" / "-inorder" / "-maxpad": the Houlsby model over a dev set's lengths.
   const bool dev_set = mode.rfind("infer-dev-", 0) == 0;
   if (dev_set && o.lengths.empty()) throw atune::Error("mode " + mode + " needs --lengths FILE");
   std::string preset = dev_set ? "houlsby" : infer ? mode.substr(6) : mode;
@@ -287,7 +293,8 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   auto labels = torch::randint(0, 2, {o.batch}, torch::kLong).to(device);
   std::vector<std::pair<torch::Tensor, torch::Tensor>> batches;
   if (dev_set) {
-    batches = dev_batches(o, config.vocab_size, mode == "infer-dev-maxpad" ? o.seq : 0, device);
+    batches = dev_batches(o, config.vocab_size, mode == "infer-dev-maxpad" ? o.seq : 0,
+                          mode == "infer-dev-dynamic", device);
   }
 
 #ifdef ADAPTERTUNE_WITH_CUDA
@@ -423,12 +430,13 @@ int main(int argc, char** argv) {
                                                   "infer-parallel-drop",
                                                   "infer-separate-drop",
                                                   "infer-dev-dynamic",
+                                                  "infer-dev-inorder",
                                                   "infer-dev-maxpad",
                                                   "gemm"};
       if (known.count(mode) == 0) {
         throw atune::Error("unknown mode " + mode +
                            " (full, head, forward, [infer-]houlsby|pfeiffer[-drop], "
-                           "infer-parallel|separate[-drop], infer-dev-dynamic|maxpad, gemm)");
+                           "infer-parallel|separate[-drop], infer-dev-dynamic|inorder|maxpad, gemm)");
       }
       Result r = run_mode(o, mode, config, device, precision);
       std::vector<double> sorted = r.times_ms;

@@ -12,9 +12,11 @@ on CUDA). Writes JSON (--out) and a chart (--plot, needs matplotlib).
 Shapes: main is the main job's (the shipped base, L4 d256, batch 32 x seq 64); bert-base is
 L12 d768, batch 32 x seq 128 (--batch, --seq, --layers, --hidden, --heads override either).
 Modes: those of adaptertune_bench that the reference has (full, houlsby, pfeiffer, head, forward,
-infer-houlsby, infer-dev-dynamic, infer-dev-maxpad). The infer-dev-* modes run the Houlsby model
-over SST-2 dev's token counts (the shipped tokenizer via `adaptertune tokenize`), batches of
---batch in file order, padded to each batch's longest (dynamic) or to --seq (maxpad).
+infer-houlsby, infer-dev-dynamic, infer-dev-inorder, infer-dev-maxpad). The infer-dev-* modes run
+the Houlsby model over SST-2 dev's token counts (the shipped tokenizer via `adaptertune tokenize`)
+in batches of --batch: sorted by length and padded to each batch's longest, as adaptertune's
+Predictor batches (dynamic); in file order, padded to each batch's longest (inorder); or all
+padded to --seq (maxpad).
 """
 import argparse
 import datetime
@@ -71,7 +73,7 @@ def main():
         ap.add_argument("--" + key, type=int)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precisions", default="fp32,bf16")
-    ap.add_argument("--modes", default="full,houlsby,infer-dev-dynamic,infer-dev-maxpad")
+    ap.add_argument("--modes", default="full,houlsby,infer-dev-dynamic,infer-dev-inorder,infer-dev-maxpad")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
@@ -89,7 +91,12 @@ def main():
                     help="VAR=VALUE ... for the reference's processes, e.g. the same malloc settings")
     ap.add_argument("--out", help="JSON with every record and the summary")
     ap.add_argument("--plot", help="PNG chart of the medians with their spread")
+    ap.add_argument("--replot", metavar="JSON", help="only draw --plot from an earlier run's --out")
     args = ap.parse_args()
+    if args.replot:
+        with open(args.replot) as f:
+            plot(json.load(f), args.plot)
+        return
 
     shape = dict(SHAPES[args.shape])
     for key in shape:
@@ -186,10 +193,12 @@ def main():
             if gemm and tflops:
                 entry["roofline_fraction"] = statistics.median(tflops) * 1000.0 / gemm["gflops"]
             ratios.append(entry)
-        dyn, pad = find(precision, "infer-dev-dynamic", "adaptertune"), find(precision, "infer-dev-maxpad", "adaptertune")
-        if dyn and pad:
-            ratios.append({"precision": precision, "mode": "infer-dev-dynamic vs maxpad",
-                           "speedup_vs_maxpad": pad["median_ms"] / dyn["median_ms"]})
+        pad = find(precision, "infer-dev-maxpad", "adaptertune")
+        for name in ("infer-dev-dynamic", "infer-dev-inorder"):
+            row = find(precision, name, "adaptertune")
+            if row and pad:
+                ratios.append({"precision": precision, "mode": name + " vs maxpad",
+                               "speedup_vs_maxpad": pad["median_ms"] / row["median_ms"]})
 
     try:
         torch_version = subprocess.run([args.python, "-c", "import torch; print(torch.__version__)"],
@@ -253,7 +262,7 @@ def plot(result, path):
         ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, color=color,
                label="adaptertune" if impl == "adaptertune" else "PyTorch eager (Python)")
     ax.set_xticks(range(len(configs)))
-    ax.set_xticklabels([f"{m}\n{p}" for p, m in configs], fontsize=8)
+    ax.set_xticklabels([f"{m.replace('infer-dev-', 'SST-2 dev ')}\n{p}" for p, m in configs], fontsize=7)
     ax.set_ylabel("ms per step (median; bars: min-max)")
     s = result["shape"]
     ax.set_title(f"L{s['layers']} d{s['hidden']}, batch {s['batch']} x seq {s['seq']}, "

@@ -274,9 +274,11 @@ def proc_status_mib(key):
     return None
 
 
-def dev_batches(lengths, batch, pad_to):
-    """Batches of `batch` examples in file order, each padded to its longest (pad_to None) or to
-    pad_to, as (ids, mask) with 1 for tokens and 0 for padding."""
+def dev_batches(lengths, batch, pad_to, sort_by_length):
+    """Batches of `batch` examples in file order or sorted by length, each padded to its longest
+    (pad_to None) or to pad_to, as (ids, mask) with 1 for tokens and 0 for padding."""
+    if sort_by_length:
+        lengths = sorted(lengths)
     out = []
     for start in range(0, len(lengths), batch):
         chunk = lengths[start:start + batch]
@@ -333,7 +335,8 @@ def main():
         batches = None
         if mode.startswith("infer-dev-"):
             pad_to = args.seq if mode == "infer-dev-maxpad" else None
-            batches = [(i.to(device), m.to(device)) for i, m in dev_batches(lengths, args.batch, pad_to)]
+            batches = [(i.to(device), m.to(device))
+                       for i, m in dev_batches(lengths, args.batch, pad_to, mode == "infer-dev-dynamic")]
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()

@@ -17,13 +17,13 @@ def main():
     out = os.path.join(work, "compare.json")
     subprocess.run(["/usr/bin/python3", os.path.join(project, "benchmarks/compare.py"),
                     "--shape", "main", "--layers", "1", "--hidden", "32", "--heads", "2", "--batch", "4",
-                    "--seq", "16", "--precisions", "fp32", "--modes", "full,houlsby,infer-dev-dynamic,infer-dev-maxpad",
+                    "--seq", "16", "--precisions", "fp32", "--modes", "full,houlsby,infer-dev-dynamic,infer-dev-inorder,infer-dev-maxpad",
                     "--rounds", "1", "--steps", "2", "--warmup", "1", "--threads", "1",
                     "--bench", bench, "--cli", cli, "--out", out,
                     "--lengths-file", os.path.join(work, "lengths.txt")], check=True, stdout=subprocess.DEVNULL)
     result = json.load(open(out))
     rows = {(r["mode"], r["impl"]): r for r in result["table"]}
-    for mode in ("full", "houlsby", "infer-dev-dynamic", "infer-dev-maxpad"):
+    for mode in ("full", "houlsby", "infer-dev-dynamic", "infer-dev-inorder", "infer-dev-maxpad"):
         for impl in ("adaptertune", "pytorch"):
             assert (mode, impl) in rows, f"no {impl} row for {mode}"
             assert rows[(mode, impl)]["steps"] == 2, rows[(mode, impl)]
