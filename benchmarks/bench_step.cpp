@@ -103,7 +103,8 @@ double proc_status_mib(const std::string& key) {
   return -1;
 }
 
-std::vector<int64_t> read_lengths(const std::string& path, int64_t max_length) {
+/// Token counts, one per line; dev_batches() caps them at --seq.
+std::vector<int64_t> read_lengths(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw atune::Error("--lengths " + path + ": cannot open");
   std::vector<int64_t> lengths;
@@ -122,7 +123,7 @@ std::vector<int64_t> read_lengths(const std::string& path, int64_t max_length) {
       throw atune::Error("--lengths " + path + " line " + std::to_string(line_number) +
                          ": expected a positive token count, got \"" + line + "\"");
     }
-    lengths.push_back(std::min(n, max_length));
+    lengths.push_back(n);
   }
   if (lengths.empty()) throw atune::Error("--lengths " + path + ": no token counts");
   return lengths;
@@ -172,7 +173,7 @@ Options parse(int argc, char** argv) {
     else if (flag == "--profile")
       o.profile = v;
     else if (flag == "--lengths")
-      o.lengths = read_lengths(v, 1 << 20);
+      o.lengths = read_lengths(v);
     else
       throw atune::Error("unknown flag " + flag);
   }
@@ -434,9 +435,10 @@ int main(int argc, char** argv) {
                                                   "infer-dev-maxpad",
                                                   "gemm"};
       if (known.count(mode) == 0) {
-        throw atune::Error("unknown mode " + mode +
-                           " (full, head, forward, [infer-]houlsby|pfeiffer[-drop], "
-                           "infer-parallel|separate[-drop], infer-dev-dynamic|inorder|maxpad, gemm)");
+        throw atune::Error(
+            "unknown mode " + mode +
+            " (full, head, forward, [infer-]houlsby|pfeiffer[-drop], "
+            "infer-parallel|separate[-drop], infer-dev-dynamic|inorder|maxpad, gemm)");
       }
       Result r = run_mode(o, mode, config, device, precision);
       std::vector<double> sorted = r.times_ms;

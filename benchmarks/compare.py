@@ -162,8 +162,9 @@ def main():
         # model was built (the runtime's libraries, Python itself).
         row["added_mib"] = max(v - s for v, s in zip(vmhwm, rss)) if vmhwm and rss else None
         row["cuda_peak_mib"] = max(peaks) if peaks else None
+        row["tflops"] = statistics.median(e["tflops"]) if e["tflops"] else None
         if mode == "gemm":
-            row["gflops"] = statistics.median(e["tflops"]) * 1000.0
+            row["gflops"] = row["tflops"] * 1000.0
         table.append(row)
 
     def find(precision, mode, impl):
@@ -188,10 +189,8 @@ def main():
                     entry["memory_vs_full"] = a["added_mib"] / full["added_mib"]
                 if p["added_mib"] and full_ref and full_ref["added_mib"]:
                     entry["pytorch_memory_vs_full"] = p["added_mib"] / full_ref["added_mib"]
-            tflops = [r["tflops"] for r in records if r["impl"] == "adaptertune"
-                      and r["precision"] == precision and r["mode"] == mode and "tflops" in r]
-            if gemm and tflops:
-                entry["roofline_fraction"] = statistics.median(tflops) * 1000.0 / gemm["gflops"]
+            if gemm and a["tflops"]:
+                entry["roofline_fraction"] = a["tflops"] * 1000.0 / gemm["gflops"]
             ratios.append(entry)
         pad = find(precision, "infer-dev-maxpad", "adaptertune")
         for name in ("infer-dev-dynamic", "infer-dev-inorder"):

@@ -33,8 +33,8 @@ void ensure_default_threads();
 /// rather than from mmap(), and up to 1 GiB of freed heap stays mapped. LibTorch has no caching
 /// allocator on the CPU, so by default every large activation is a fresh mapping whose pages
 /// fault in again on first write; on the 2-core machine this roughly doubled the time of a
-/// forward pass (docs/benchmarks.md, "The CPU allocator"). The cost: the process keeps its peak
-/// heap rather than shrinking after it.
+/// forward pass (docs/benchmarks.md, "Fast paths, each measured"). The cost: the process keeps its
+/// peak heap rather than shrinking after it.
 ///
 /// It changes the whole process, so the library never calls it by itself; the `adaptertune`
 /// command-line tool does. Does nothing and returns false where the C library is not glibc,
