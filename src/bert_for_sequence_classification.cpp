@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "adaptertune/error.h"
+#include "dropout.h"
 #include "layers/task_copies.h"
 #include "shape_check.h"
 
@@ -35,12 +36,11 @@ torch::Tensor BertForSequenceClassificationImpl::head(const std::optional<std::s
     if (found != head_of_.end()) {
       torch::nn::Linear own = found->second.classifier;
       const double p = classifier_dropout(found->second.config, bert->config());
-      return own(at::dropout(pooled, p, is_training()));
+      return own(hashed_dropout(pooled, p, is_training()));
     }
   }
-  torch::nn::Dropout shared_dropout = dropout;
   torch::nn::Linear shared = classifier;
-  return shared(shared_dropout(pooled));
+  return shared(hashed_dropout(dropout, pooled));
 }
 
 torch::Tensor BertForSequenceClassificationImpl::forward(const torch::Tensor& input_ids,

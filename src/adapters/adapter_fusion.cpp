@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "adaptertune/error.h"
+#include "dropout.h"
 
 namespace adaptertune {
 
@@ -77,7 +78,7 @@ torch::Tensor AdapterFusionImpl::forward(const torch::Tensor& query_input,
   torch::Tensor v = config_.value && config_.value_before_softmax ? value(values) : values;
   // [b, s, 1, d] x [b, s, d, n] -> scores over the adapters [b, s, n].
   torch::Tensor scores = torch::matmul(q.unsqueeze(2), k.transpose(-2, -1)).squeeze(2);
-  torch::Tensor probs = torch::softmax(dropout(scores), -1);
+  torch::Tensor probs = torch::softmax(hashed_dropout(dropout, scores), -1);
   torch::Tensor context = torch::matmul(probs.unsqueeze(2), v).squeeze(2);
   if (config_.value && !config_.value_before_softmax) context = value(context);
   if (!config_.residual_before) context = context + residual;

@@ -6,6 +6,7 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/layers/activation.h"
+#include "dropout.h"
 #include "linear.h"
 
 namespace adaptertune {
@@ -73,7 +74,7 @@ torch::Tensor BottleneckAdapterImpl::up(const torch::Tensor& hidden) {
 }
 
 torch::Tensor BottleneckAdapterImpl::delta(const torch::Tensor& hidden) {
-  return dropout(up(hidden));
+  return hashed_dropout(dropout, up(hidden));
 }
 
 BottleneckAdapterImpl::Inputs BottleneckAdapterImpl::inputs(

@@ -7,6 +7,7 @@
 #include <torch/version.h>
 
 #include "adaptertune/error.h"
+#include "dropout.h"
 #include "linear.h"
 
 namespace adaptertune {
@@ -36,21 +37,24 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& hidden,
   torch::Tensor k = split_heads(linear(key, hidden));
   torch::Tensor v = split_heads(linear(value, hidden));
   const double dropout_p = is_training() ? options_.dropout() : 0.0;
-  torch::Tensor context;
 #if TORCH_VERSION_MAJOR >= 2
-  // Fused kernels (flash / memory-efficient attention on CUDA) where LibTorch has them.
-  // The mask must be absent (not an undefined tensor) for the fused kernels to be eligible, and
-  // must match q's dtype (bf16/fp16 under autocast) or SDPA falls back to its unfused path.
-  std::optional<at::Tensor> mask;
-  if (additive_mask.defined()) mask = additive_mask.to(q.scalar_type());
-  context = at::scaled_dot_product_attention(q, k, v, mask, dropout_p, false);
-#else
+  // Fused kernels (flash / memory-efficient attention on CUDA) where LibTorch has them; on the
+  // CPU in training, the products below, for hashed_dropout() (SDPA's own draws at::dropout's
+  // serial mask there).
+  if (!q.device().is_cpu() || dropout_p == 0) {
+    // The mask must be absent (not an undefined tensor) for the fused kernels to be eligible,
+    // and must match q's dtype (bf16/fp16 under autocast) or SDPA falls back to its unfused path.
+    std::optional<at::Tensor> mask;
+    if (additive_mask.defined()) mask = additive_mask.to(q.scalar_type());
+    return at::scaled_dot_product_attention(q, k, v, mask, dropout_p, false)
+        .transpose(1, 2)
+        .reshape({batch, seq, options_.hidden_size()});
+  }
+#endif
   torch::Tensor scores = at::matmul(q, k.transpose(-1, -2)) / std::sqrt(double(head_size));
   if (additive_mask.defined()) scores = scores + additive_mask.to(scores.scalar_type());
-  torch::Tensor probs = at::softmax(scores, -1);
-  if (dropout_p > 0) probs = at::dropout(probs, dropout_p, true);
-  context = at::matmul(probs, v);
-#endif
+  torch::Tensor probs = hashed_dropout(at::softmax(scores, -1), dropout_p, true);
+  torch::Tensor context = at::matmul(probs, v);
   return context.transpose(1, 2).reshape({batch, seq, options_.hidden_size()});
 }
 

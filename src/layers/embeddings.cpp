@@ -1,6 +1,7 @@
 #include "adaptertune/layers/embeddings.h"
 
 #include "adaptertune/error.h"
+#include "dropout.h"
 #include "shape_check.h"
 #include "task_copies.h"
 
@@ -57,10 +58,12 @@ torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids,
     owned = owned || (group.task && layer_norm_of_.count(*group.task) > 0);
   }
   if (routing.not_yet_replicated(embeddings) && !owned) {
-    return dropout(LayerNorm(embeddings));  // no branch has its own: computed once for all
+    return hashed_dropout(dropout,
+                          LayerNorm(embeddings));  // no branch has its own: computed once for all
   }
-  return dropout(routing.map(
-      embeddings, [this](const std::optional<std::string>& task, const torch::Tensor& rows) {
+  return hashed_dropout(
+      dropout, routing.map(embeddings, [this](const std::optional<std::string>& task,
+                                              const torch::Tensor& rows) {
         torch::nn::LayerNorm norm = detail::own_or_base(layer_norm_of_, task, LayerNorm);
         return norm(rows);
       }));

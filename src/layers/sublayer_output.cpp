@@ -3,6 +3,7 @@
 #include <tuple>
 
 #include "adaptertune/error.h"
+#include "dropout.h"
 #include "linear.h"
 #include "task_copies.h"
 
@@ -22,7 +23,7 @@ SublayerOutputImpl::SublayerOutputImpl(const SublayerOutputOptions& options) : o
 
 torch::Tensor SublayerOutputImpl::forward(const torch::Tensor& hidden, const torch::Tensor& input,
                                           const TaskRouting& routing) {
-  torch::Tensor projected = dropout(linear(dense, hidden));
+  torch::Tensor projected = hashed_dropout(dropout, linear(dense, hidden));
   if (routing.not_yet_replicated(projected) && !owns_any(routing)) {
     return finish(TaskRouting::base().groups().front(), projected, input);  // shared by branches
   }

@@ -1,0 +1,37 @@
+#pragma once
+// Dropout for the encoder's layers, with a mask that costs next to nothing on the CPU.
+
+#include <cstdint>
+
+#include <ATen/ATen.h>
+#include <torch/nn/modules/dropout.h>
+
+namespace adaptertune {
+
+/// Inverted dropout: each element is zeroed with probability `p`, the rest scaled by 1/(1-p); the
+/// input itself when `!training` or `p == 0`. The result's distribution is at::dropout's.
+///
+/// On the CPU, LibTorch without MKL draws at::dropout's mask with a serial, per-element
+/// bernoulli_ into a float tensor that autograd then keeps for the backward pass: on the main
+/// job's shape that took 3-5 ms per call for a 0.03 ms multiply, the largest cost of an adapter
+/// step after the matrix products. Here each element's keep bit is a hash (SplitMix64) of its
+/// index and a seed drawn once per call from LibTorch's default CPU generator, so the mask is
+/// computed in parallel, fused into the multiply, never stored, and recomputed in the backward
+/// pass from the seed alone. It is reproducible under torch::manual_seed and does not depend on
+/// the number of threads. Other devices use at::dropout (a fused kernel on CUDA).
+at::Tensor hashed_dropout(const at::Tensor& input, double p, bool training);
+
+/// `layer`'s dropout probability and train/eval mode applied with hashed_dropout() above.
+inline at::Tensor hashed_dropout(const torch::nn::Dropout& layer, const at::Tensor& input) {
+  return hashed_dropout(input, layer->options.p(), layer->is_training());
+}
+
+namespace detail {
+
+/// The CPU kernel: `input` (contiguous, floating) with each element `i` kept, and multiplied by
+/// 1/(1-p), where the hash of (`seed`, i) falls below (1-p) * 2^32. The same seed gives the same
+/// mask, which is how the backward pass applies it to the gradient. Exposed for tests.
+at::Tensor apply_hashed_dropout_mask(const at::Tensor& input, double p, uint64_t seed);
+
+}  // namespace detail
+}  // namespace adaptertune

@@ -1,0 +1,125 @@
+// The encoder's dropout (src/dropout.h): at::dropout's distribution, a mask recomputed for the
+// backward pass from its seed, reproducible whatever the thread count.
+
+#include "dropout.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "adaptertune/bert_model.h"
+#include "adaptertune/error.h"
+#include "test_util.h"
+
+namespace adaptertune {
+namespace {
+
+class DropoutTest : public testing::DeviceTest {};
+ADAPTERTUNE_INSTANTIATE_DEVICE_TEST(DropoutTest);
+
+constexpr int64_t kElements = int64_t{1} << 20;
+
+TEST_P(DropoutTest, KeepsOneMinusPOfTheElementsAndScalesThem) {
+  for (double p : {0.1, 0.5}) {
+    torch::Tensor x = torch::ones({kElements}, device());
+    torch::Tensor y = hashed_dropout(x, p, true).cpu();
+    torch::Tensor kept = y != 0;
+    // Binomial(2^20, 1-p): five standard deviations, under 0.25 % of the elements.
+    const double sigma = std::sqrt(p * (1 - p) / kElements);
+    EXPECT_NEAR(kept.to(torch::kDouble).mean().item<double>(), 1 - p, 5 * sigma) << "p = " << p;
+    EXPECT_TRUE(torch::allclose(y.masked_select(kept), torch::full({1}, 1 / (1 - p))));
+  }
+}
+
+TEST_P(DropoutTest, IsTheInputItselfInEvalModeAndAtZero) {
+  torch::Tensor x = torch::randn({4, 8}, device());
+  EXPECT_TRUE(hashed_dropout(x, 0.1, false).is_same(x));
+  EXPECT_TRUE(hashed_dropout(x, 0.0, true).is_same(x));
+}
+
+TEST_P(DropoutTest, TheGradientIsTheSameMaskTimesTheScale) {
+  const double p = 0.25;
+  torch::Tensor x = (torch::rand({3, 64, 33}, device()) + 1).requires_grad_();
+  torch::Tensor y = hashed_dropout(x, p, true);
+  torch::Tensor upstream = torch::randn_like(y);
+  y.backward(upstream);
+  torch::Tensor expected = torch::where(y != 0, upstream / (1 - p), torch::zeros_like(upstream));
+  EXPECT_TRUE(torch::allclose(x.grad(), expected, 1e-6, 1e-6));
+  EXPECT_GT((y == 0).sum().item<int64_t>(), 0);
+}
+
+TEST_P(DropoutTest, ScalesEveryFloatingTypeInItsOwnPrecision) {
+  for (auto dtype : {torch::kDouble, torch::kFloat, torch::kBFloat16}) {
+    torch::Tensor x = torch::rand({1000}, torch::TensorOptions(device()).dtype(torch::kDouble)) + 1;
+    torch::Tensor y = hashed_dropout(x.to(dtype), 0.1, true);
+    ASSERT_EQ(y.scalar_type(), dtype);
+    torch::Tensor kept = y != 0;
+    torch::Tensor expected = (x.to(dtype).to(torch::kDouble) / 0.9).masked_select(kept);
+    const double tolerance = dtype == torch::kBFloat16 ? 1e-2 : 1e-6;
+    EXPECT_TRUE(torch::allclose(y.to(torch::kDouble).masked_select(kept), expected, tolerance))
+        << dtype;
+  }
+}
+
+TEST(Dropout, TheSameSeedGivesTheSameMaskWhateverTheThreadCount) {
+  const int threads = torch::get_num_threads();
+  torch::Tensor x = torch::ones({3, kElements / 3});
+  torch::manual_seed(7);
+  torch::set_num_threads(1);
+  torch::Tensor one_thread = hashed_dropout(x, 0.1, true);
+  torch::manual_seed(7);
+  torch::set_num_threads(std::max(2, threads));
+  torch::Tensor many_threads = hashed_dropout(x, 0.1, true);
+  torch::set_num_threads(threads);
+  EXPECT_TRUE(torch::equal(one_thread, many_threads));
+  EXPECT_FALSE(torch::equal(one_thread, hashed_dropout(x, 0.1, true)))
+      << "each call draws a new mask";
+}
+
+TEST(Dropout, NeighbouringElementsAreIndependent) {
+  // Two elements share each 64-bit hash; their keep bits must still be independent, and so must
+  // elements a row apart.
+  torch::Tensor kept = hashed_dropout(torch::ones({kElements}), 0.5, true) != 0;
+  torch::Tensor even = kept.slice(0, 0, kElements, 2);
+  torch::Tensor odd = kept.slice(0, 1, kElements, 2);
+  const double pairs = static_cast<double>(kElements / 2);
+  const double sigma = std::sqrt(0.25 * 0.75 / pairs);
+  EXPECT_NEAR((even & odd).sum().item<int64_t>() / pairs, 0.25, 5 * sigma);
+  EXPECT_NEAR((even.slice(0, 1) & even.slice(0, 0, -1)).sum().item<int64_t>() / (pairs - 1), 0.25,
+              5 * sigma);
+}
+
+TEST(Dropout, TakesNonContiguousInput) {
+  torch::Tensor x = torch::rand({16, 24}) + 1;
+  torch::Tensor y = hashed_dropout(x.t(), 0.2, true);
+  ASSERT_EQ(y.sizes(), x.t().sizes());
+  torch::Tensor kept = y != 0;
+  EXPECT_TRUE(torch::allclose(y.masked_select(kept), x.t().masked_select(kept) / 0.8));
+}
+
+TEST(Dropout, RejectsWhatItCannotApply) {
+  EXPECT_ERROR_CONTAINS(hashed_dropout(torch::ones({4}), -0.1, true), "[0, 1)");
+  EXPECT_ERROR_CONTAINS(detail::apply_hashed_dropout_mask(torch::ones({4}, torch::kLong), 0.1, 1),
+                        "floating-point");
+  EXPECT_ERROR_CONTAINS(detail::apply_hashed_dropout_mask(torch::ones({4, 4}).t(), 0.1, 1),
+                        "not contiguous");
+}
+
+TEST(Dropout, ATrainingForwardIsReproducibleAndDiffersFromEval) {
+  // The model's own dropout layers go through dropout.h: training mode changes the output, and
+  // the same seed repeats it.
+  BertConfig config = testing::tiny_config();
+  BertModel model(config);
+  torch::Tensor ids = torch::randint(0, config.vocab_size, {2, 10});
+  model->eval();
+  torch::Tensor eval_output = model(ids).last_hidden_state;
+  model->train();
+  torch::manual_seed(3);
+  torch::Tensor first = model(ids).last_hidden_state;
+  torch::manual_seed(3);
+  torch::Tensor again = model(ids).last_hidden_state;
+  EXPECT_TRUE(torch::equal(first, again));
+  EXPECT_FALSE(torch::allclose(first, eval_output));
+}
+
+}  // namespace
+}  // namespace adaptertune
