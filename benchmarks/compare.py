@@ -9,6 +9,13 @@ on CUDA). Writes JSON (--out) and a chart (--plot, needs matplotlib).
     python3 benchmarks/compare.py --shape main --precisions fp32,bf16 --rounds 3 \
         --out docs/benchmarks-cpu-main.json --plot docs/benchmarks-cpu-main.png
 
+With --reference-bench, the reference is another adaptertune_bench instead (rows "baseline"): an
+A/B of two builds or two libraries, in the same interleaved way, e.g. a fast path against the
+library without it (a copy of the old libadaptertune.so.0 put first by --reference-env):
+
+    python3 benchmarks/compare.py --modes full,houlsby --reference-bench \
+        build/benchmarks/adaptertune_bench --reference-env LD_LIBRARY_PATH=/tmp/old-lib
+
 Shapes: main is the main job's (the shipped base, L4 d256, batch 32 x seq 64); bert-base is
 L12 d768, batch 32 x seq 128 (--batch, --seq, --layers, --hidden, --heads override either).
 Modes: those of adaptertune_bench that the reference has (full, houlsby, pfeiffer, head, forward,
@@ -89,6 +96,8 @@ def main():
     ap.add_argument("--ours-flags", default="", help="more flags for adaptertune_bench, e.g. --system-malloc")
     ap.add_argument("--reference-env", default="",
                     help="VAR=VALUE ... for the reference's processes, e.g. the same malloc settings")
+    ap.add_argument("--reference-bench", metavar="BIN",
+                    help="compare against this adaptertune_bench (another build) instead of PyTorch")
     ap.add_argument("--out", help="JSON with every record and the summary")
     ap.add_argument("--plot", help="PNG chart of the medians with their spread")
     ap.add_argument("--replot", metavar="JSON", help="only draw --plot from an earlier run's --out")
@@ -116,6 +125,10 @@ def main():
         common += ["--lengths", args.lengths_file]
     ours = [args.bench] + common + shlex.split(args.ours_flags)
     reference = [args.python, os.path.join(ROOT, "benchmarks/reference_step.py")] + common
+    ref_name = "pytorch"
+    if args.reference_bench:
+        reference = [args.reference_bench] + common + shlex.split(args.ours_flags)
+        ref_name = "baseline"
     reference_env = dict(os.environ)
     for item in shlex.split(args.reference_env):
         key, _, value = item.partition("=")
@@ -127,12 +140,13 @@ def main():
             for record in run_json(ours + ["--precision", precision, "--modes", "gemm"]):
                 records.append(dict(record, round=round_index))
             for mode in modes:
-                order = [("adaptertune", ours, None), ("pytorch", reference, reference_env)]
+                order = [("adaptertune", ours, None), (ref_name, reference, reference_env)]
                 if (round_index + modes.index(mode)) % 2 == 1:
                     order.reverse()
                 for impl, cmd, env in order:
                     for record in run_json(cmd + ["--precision", precision, "--modes", mode], env):
-                        record["impl"] = impl if impl == "adaptertune" else record["impl"]
+                        # The Python reference names its own flavour (pytorch-nn, ...).
+                        record["impl"] = impl if impl != "pytorch" else record["impl"]
                         records.append(dict(record, round=round_index))
                         print(f"round {round_index + 1}/{args.rounds} {precision:4s} {mode:18s} "
                               f"{record['impl']:14s} median {record['median_ms']:10.2f} ms", flush=True)
@@ -140,7 +154,7 @@ def main():
     # Summary: every timed step of a configuration, pooled over the rounds.
     summary = {}
     for r in records:
-        impl = "adaptertune" if r["impl"] == "adaptertune" else "pytorch"
+        impl = r["impl"] if r["impl"] in ("adaptertune", "baseline") else "pytorch"
         key = (r["precision"], r["mode"], impl)
         entry = summary.setdefault(key, {"times": [], "vmhwm": [], "rss_start": [], "peak": [],
                                          "tflops": [], "examples": r.get("examples")})
@@ -177,18 +191,18 @@ def main():
     for precision in precisions:
         gemm = find(precision, "gemm", "adaptertune")
         full = find(precision, "full", "adaptertune")
-        full_ref = find(precision, "full", "pytorch")
+        full_ref = find(precision, "full", ref_name)
         for mode in modes:
-            a, p = find(precision, mode, "adaptertune"), find(precision, mode, "pytorch")
+            a, p = find(precision, mode, "adaptertune"), find(precision, mode, ref_name)
             entry = {"precision": precision, "mode": mode,
-                     "speedup_vs_pytorch": p["median_ms"] / a["median_ms"]}
+                     f"speedup_vs_{ref_name}": p["median_ms"] / a["median_ms"]}
             if full and mode != "full" and not mode.startswith("infer"):
                 entry["vs_full"] = a["median_ms"] / full["median_ms"]
-                entry["pytorch_vs_full"] = p["median_ms"] / full_ref["median_ms"] if full_ref else None
+                entry[f"{ref_name}_vs_full"] = p["median_ms"] / full_ref["median_ms"] if full_ref else None
                 if a["added_mib"] and full["added_mib"]:
                     entry["memory_vs_full"] = a["added_mib"] / full["added_mib"]
                 if p["added_mib"] and full_ref and full_ref["added_mib"]:
-                    entry["pytorch_memory_vs_full"] = p["added_mib"] / full_ref["added_mib"]
+                    entry[f"{ref_name}_memory_vs_full"] = p["added_mib"] / full_ref["added_mib"]
             if gemm and a["tflops"]:
                 entry["roofline_fraction"] = a["tflops"] * 1000.0 / gemm["gflops"]
             ratios.append(entry)
@@ -211,7 +225,8 @@ def main():
     result = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
               "command": " ".join(map(shlex.quote, sys.argv)), "shape": shape, "device": args.device,
               "threads": args.threads, "rounds": args.rounds, "ours_flags": args.ours_flags,
-              "reference_env": args.reference_env, "steps": args.steps, "warmup": args.warmup,
+              "reference_env": args.reference_env, "reference_bench": args.reference_bench,
+              "steps": args.steps, "warmup": args.warmup,
               "cpu": cpu, "machine": platform.machine(), "pytorch": torch_version,
               "dev_examples": len(lengths) if lengths else None,
               "table": table, "ratios": ratios, "records": records}
@@ -249,7 +264,10 @@ def plot(result, path):
     configs = sorted({(r["precision"], r["mode"]) for r in rows}, key=lambda c: (c[0], c[1]))
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(configs)), 4))
     width = 0.38
-    for offset, impl, color in ((-width / 2, "adaptertune", "#1f77b4"), (width / 2, "pytorch", "#ff7f0e")):
+    ref_name = "baseline" if result.get("reference_bench") else "pytorch"
+    labels = {"adaptertune": "adaptertune", "pytorch": "PyTorch eager (Python)",
+              "baseline": "adaptertune baseline (--reference-bench)"}
+    for offset, impl, color in ((-width / 2, "adaptertune", "#1f77b4"), (width / 2, ref_name, "#ff7f0e")):
         xs, ys, lo, hi = [], [], [], []
         for i, config in enumerate(configs):
             row = next((r for r in rows if (r["precision"], r["mode"]) == config and r["impl"] == impl), None)
@@ -259,7 +277,7 @@ def plot(result, path):
                 lo.append(row["median_ms"] - row["min_ms"])
                 hi.append(row["max_ms"] - row["median_ms"])
         ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, color=color,
-               label="adaptertune" if impl == "adaptertune" else "PyTorch eager (Python)")
+               label=labels[impl])
     ax.set_xticks(range(len(configs)))
     ax.set_xticklabels([f"{m.replace('infer-dev-', 'SST-2 dev ')}\n{p}" for p, m in configs], fontsize=7)
     ax.set_ylabel("ms per step (median; bars: min-max)")

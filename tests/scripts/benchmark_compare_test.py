@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """benchmarks/compare.py end to end at a tiny shape: both implementations run every mode, the
 plain-PyTorch reference builds the same model as adaptertune (equal trainable counts for full
-fine-tuning and Houlsby training), the roofline and the ratios come out, and the JSON is written.
+fine-tuning and Houlsby training), the roofline and the ratios come out, and the JSON is written;
+then an A/B against another adaptertune_bench (--reference-bench), labelled as the baseline.
 
     benchmark_compare_test.py PROJECT_DIR BENCH CLI WORK_DIR
 """
@@ -37,6 +38,20 @@ def main():
     ratios = {r["mode"]: r for r in result["ratios"]}
     assert "vs_full" in ratios["houlsby"] and "speedup_vs_pytorch" in ratios["full"], ratios
     assert ratios["infer-dev-dynamic vs maxpad"]["speedup_vs_maxpad"] > 0
+
+    # The same binary as its own baseline: both sides are adaptertune, the reference labelled so.
+    ab = os.path.join(work, "ab.json")
+    subprocess.run(["/usr/bin/python3", os.path.join(project, "benchmarks/compare.py"),
+                    "--shape", "main", "--layers", "1", "--hidden", "32", "--heads", "2", "--batch", "4",
+                    "--seq", "16", "--precisions", "fp32", "--modes", "full,houlsby", "--rounds", "1",
+                    "--steps", "2", "--warmup", "1", "--threads", "1", "--bench", bench,
+                    "--reference-bench", bench, "--out", ab], check=True, stdout=subprocess.DEVNULL)
+    result = json.load(open(ab))
+    impls = {r["impl"] for r in result["table"]}
+    assert impls == {"adaptertune", "baseline"}, impls
+    assert all(r["impl"] in ("adaptertune", "baseline") for r in result["records"])
+    ratios = {r["mode"]: r for r in result["ratios"]}
+    assert ratios["full"]["speedup_vs_baseline"] > 0 and "baseline_vs_full" in ratios["houlsby"], ratios
     print("PASS")
 
 
