@@ -316,7 +316,7 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
     synchronize(device);
     auto start = std::chrono::steady_clock::now();
     if (mode == "forward" || infer) {
-      torch::NoGradGuard no_grad;
+      c10::InferenceMode inference;  // as Predictor and eval run
       atune::AutocastGuard autocast(device, precision);
       if (dev_set) {
         for (const auto& [ids, ids_mask] : batches) model(ids, ids_mask);

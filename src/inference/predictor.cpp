@@ -7,6 +7,7 @@
 #include <shared_mutex>
 
 #include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/bert_for_sequence_classification.h"
@@ -283,7 +284,9 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
   batching.pad_id = s.tokenizer->pad_id();
   Batcher batcher(data, batching);
   std::vector<Prediction> out(requests.size());
-  torch::NoGradGuard no_grad;
+  // Not only no gradients: no autograd bookkeeping at all (version counters, view tracking) for
+  // tensors that never leave this function.
+  c10::InferenceMode inference;
   BertForSequenceClassification model = s.model;  // a handle: forward_routed() changes nothing
   for (const auto& rows : batcher.epoch_order(0)) {
     const Batch batch = batcher.make_batch(rows).to(s.options.device);

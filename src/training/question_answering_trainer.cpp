@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 #include <torch/version.h>
+#include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/device.h"
@@ -79,7 +80,7 @@ std::map<std::string, SquadAnswerPrediction> predict_squad(
   Batcher batcher(windows, batching);
   const bool was_training = model->is_training();
   model->eval();
-  torch::NoGradGuard no_grad;
+  c10::InferenceMode inference;  // nothing computed here is ever differentiated
   std::vector<std::vector<float>> starts(windows.encodings.size()), ends(starts.size());
   for (const auto& rows : batcher.epoch_order(0)) {
     Batch batch = batcher.make_batch(rows).to(device);

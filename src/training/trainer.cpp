@@ -13,6 +13,7 @@
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
+#include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/device.h"
@@ -149,7 +150,7 @@ EvalResult evaluate(BertForSequenceClassification& model, const TaskDescription&
   Batcher batcher(data, options);
   const bool was_training = model->is_training();
   model->eval();
-  torch::NoGradGuard no_grad;
+  c10::InferenceMode inference;  // nothing computed here is ever differentiated
   EvalResult result;
   result.predictions.resize(data.encodings.size());
   result.logits.resize(data.encodings.size());
