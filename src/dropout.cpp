@@ -1,6 +1,7 @@
 #include "dropout.h"
 
 #include <mutex>
+#include <type_traits>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Dispatch.h>

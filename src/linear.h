@@ -10,7 +10,8 @@ namespace adaptertune {
 /// [batch * seq, in] with the bias folded into the product (a bias epilogue in cuBLASLt on CUDA),
 /// while torch::nn::Linear's own forward in LibTorch's C++ frontend runs matmul and then adds the
 /// bias in a second pass over the output, allocating and touching it twice. Same result, same
-/// parameters; every Linear on the forward path of an encoder layer goes through here.
+/// parameters; every other Linear on the forward path of an encoder layer goes through here
+/// (the attention runs query, key and value as one at::linear over their joined weights).
 inline at::Tensor linear(const torch::nn::LinearImpl& layer, const at::Tensor& x) {
   return at::linear(x, layer.weight, layer.bias);
 }
