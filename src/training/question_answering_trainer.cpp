@@ -4,8 +4,8 @@
 #include <thread>
 
 #include <ATen/ATen.h>
-#include <torch/version.h>
 #include <c10/core/InferenceMode.h>
+#include <torch/version.h>
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/device.h"

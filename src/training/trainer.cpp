@@ -11,9 +11,9 @@
 #include <thread>
 
 #include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
-#include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/device.h"
