@@ -83,17 +83,22 @@ bool tune_cpu_allocator() {
   const char* tunables = std::getenv("GLIBC_TUNABLES");
   if (std::getenv("MALLOC_MMAP_THRESHOLD_") != nullptr ||
       std::getenv("MALLOC_TRIM_THRESHOLD_") != nullptr ||
+      std::getenv("MALLOC_MMAP_MAX_") != nullptr ||
       (tunables != nullptr && std::strstr(tunables, "glibc.malloc.") != nullptr)) {
     return false;
   }
-  // 32 MiB is the largest mmap threshold glibc accepts on 64-bit systems. Setting either
-  // threshold turns off glibc's own adjustment of both: the trim threshold set alone would pin
-  // the mmap threshold at its initial 128 KiB (4x slower than the default, measured), so the two
-  // go together.
+  // No block comes from mmap(): a mapped block goes back to the kernel when freed, and its pages
+  // fault in again, zero-filled, on the next step. The mmap threshold alone cannot stop that for
+  // the largest activations, since glibc caps it at 32 MiB on 64-bit systems, and a masked-LM
+  // step's vocabulary logits or bert-base's feed-forward activations are larger. Setting any of
+  // these turns off glibc's own adjustment of the thresholds: the trim threshold set alone would
+  // pin the mmap threshold at its initial 128 KiB (4x slower than the default, measured), so they
+  // go together. Blocks that a thread's arena cannot hold (over 64 MiB) are still mapped: glibc
+  // falls back to mmap() for them whatever M_MMAP_MAX says.
   constexpr int kMmapThreshold = 32 << 20;
   constexpr int kTrimThreshold = 1 << 30;
   return mallopt(M_MMAP_THRESHOLD, kMmapThreshold) == 1 &&
-         mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1;
+         mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1 && mallopt(M_MMAP_MAX, 0) == 1;
 #else
   return false;
 #endif

@@ -29,18 +29,20 @@ int default_num_threads();
 void ensure_default_threads();
 
 /// Makes glibc's malloc keep the memory that LibTorch's CPU tensors free, instead of handing it
-/// back to the kernel after each one: blocks up to 32 MiB (glibc's maximum) come from the heap
-/// rather than from mmap(), and up to 1 GiB of freed heap stays mapped. LibTorch has no caching
-/// allocator on the CPU, so by default every large activation is a fresh mapping whose pages
-/// fault in again on first write; on the 2-core machine this roughly doubled the time of a
-/// forward pass (docs/benchmarks.md, "Fast paths, each measured"). The cost: the process keeps its
-/// peak heap rather than shrinking after it.
+/// back to the kernel after each one: every block comes from the heap rather than from mmap()
+/// (except those over 64 MiB that a thread other than the main one asks for, which glibc maps
+/// anyway), and up to 1 GiB of freed heap stays mapped. LibTorch has no caching allocator on the
+/// CPU, so by default every large activation is a fresh mapping whose pages fault in again on
+/// first write; on the 2-core machine this roughly doubled the time of a forward pass, and the
+/// time of a masked-LM pretraining step (docs/benchmarks.md, "Fast paths, each measured"). The
+/// cost: the process keeps its peak heap rather than shrinking after it.
 ///
 /// It changes the whole process, so the library never calls it by itself; the `adaptertune`
 /// command-line tool does. Does nothing and returns false where the C library is not glibc,
 /// where `ADAPTERTUNE_SYSTEM_MALLOC=1` is set, or where the environment already tunes malloc
-/// (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`, or malloc settings in `GLIBC_TUNABLES`);
-/// returns true once the settings are applied. Call it early, before the first model is built.
+/// (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`, `MALLOC_MMAP_MAX_`, or malloc settings in
+/// `GLIBC_TUNABLES`); returns true once the settings are applied. Call it early, before the first
+/// model is built.
 bool tune_cpu_allocator();
 
 }  // namespace adaptertune
