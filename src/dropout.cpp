@@ -88,11 +88,12 @@ uint64_t draw_seed() {
 }  // namespace detail
 
 at::Tensor hashed_dropout(const at::Tensor& input, double p, bool training) {
+  // Checked first, so that every device gets this library's error, not LibTorch's.
+  if (!(p >= 0 && p <= 1)) throw Error("dropout: p must be in [0, 1], got " + std::to_string(p));
   if (!training || p == 0) return input;
-  if (!input.device().is_cpu() || !at::isFloatingType(input.scalar_type()) || p >= 1) {
+  if (!input.device().is_cpu() || !at::isFloatingType(input.scalar_type()) || p == 1) {
     return at::dropout(input, p, training);
   }
-  if (p < 0) throw Error("dropout: p must be in [0, 1), got " + std::to_string(p));
   return detail::HashedDropout::apply(input, p, static_cast<int64_t>(detail::draw_seed()));
 }
 

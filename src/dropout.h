@@ -9,7 +9,8 @@
 namespace adaptertune {
 
 /// Inverted dropout: each element is zeroed with probability `p`, the rest scaled by 1/(1-p); the
-/// input itself when `!training` or `p == 0`. The result's distribution is at::dropout's.
+/// input itself when `!training` or `p == 0`. The result's distribution is at::dropout's. Throws
+/// Error when `p` is not in [0, 1], on every device and in either mode.
 ///
 /// On the CPU, LibTorch without MKL draws at::dropout's mask with a serial, per-element
 /// bernoulli_ into a float tensor that autograd then keeps for the backward pass: on the main

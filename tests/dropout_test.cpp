@@ -3,6 +3,8 @@
 
 #include "dropout.h"
 
+#include <cmath>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -97,7 +99,11 @@ TEST(Dropout, TakesNonContiguousInput) {
 }
 
 TEST(Dropout, RejectsWhatItCannotApply) {
-  EXPECT_ERROR_CONTAINS(hashed_dropout(torch::ones({4}), -0.1, true), "[0, 1)");
+  EXPECT_ERROR_CONTAINS(hashed_dropout(torch::ones({4}), -0.1, true), "[0, 1]");
+  // Whatever the mode or device would do next: the check comes first.
+  EXPECT_ERROR_CONTAINS(hashed_dropout(torch::ones({4}), 1.5, false), "[0, 1]");
+  EXPECT_ERROR_CONTAINS(hashed_dropout(torch::ones({4}), std::nan(""), true), "[0, 1]");
+  EXPECT_TRUE(hashed_dropout(torch::ones({4}), 1.0, true).eq(0).all().item<bool>());
   EXPECT_ERROR_CONTAINS(detail::apply_hashed_dropout_mask(torch::ones({4}, torch::kLong), 0.1, 1),
                         "floating-point");
   EXPECT_ERROR_CONTAINS(detail::apply_hashed_dropout_mask(torch::ones({4, 4}).t(), 0.1, 1),

@@ -58,8 +58,8 @@ torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids,
     owned = owned || (group.task && layer_norm_of_.count(*group.task) > 0);
   }
   if (routing.not_yet_replicated(embeddings) && !owned) {
-    return hashed_dropout(dropout,
-                          LayerNorm(embeddings));  // no branch has its own: computed once for all
+    // No branch has its own LayerNorm: computed once for all of them.
+    return hashed_dropout(dropout, LayerNorm(embeddings));
   }
   return hashed_dropout(
       dropout, routing.map(embeddings, [this](const std::optional<std::string>& task,
