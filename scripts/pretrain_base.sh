@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The long pretraining run of issue 13: the recipe the probes point to (scripts/pretrain_probes.sh:
+# no dropout, 30 % of tokens masked, otherwise the shipped base's settings) on the probes' corpus,
+# for BASE_STEPS steps of 64 x 128 tokens, the held-out loss measured every 500 steps. It keeps a
+# checkpoint every 250 steps outside the build tree, so it can be stopped at any time (Ctrl-C saves
+# one too): run it again with the same settings and it resumes from the newest checkpoint. A
+# finished run is left alone.
+# Usage: scripts/pretrain_base.sh [extra pretrain flags, e.g. --device cuda]
+#   BASE_STEPS (default 8000), BASE_DIR (default out/long/nodropout-mask30: the model lands there),
+#   ADAPTERTUNE (the CLI), CORPUS (default out/corpus/train.txt), EVAL_TEXT (default
+#   out/corpus/heldout.txt), made by
+#   scripts/make_pretraining_corpus.py out/corpus/train.txt --gcide --held-out out/corpus/heldout.txt
+# The log goes to BASE_DIR.log (appended to on resume), the configuration to BASE_DIR.config.json.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cli=${ADAPTERTUNE:-$root/build/tools/cli/adaptertune}
+steps=${BASE_STEPS:-8000}
+dir=${BASE_DIR:-$root/out/long/nodropout-mask30}
+corpus=${CORPUS:-$root/out/corpus/train.txt}
+eval_text=${EVAL_TEXT:-$root/out/corpus/heldout.txt}
+for file in "$corpus" "$eval_text"; do
+  [ -f "$file" ] || { echo "pretrain_base.sh: no $file (scripts/make_pretraining_corpus.py)" >&2; exit 1; }
+done
+if [ -f "$dir/model.safetensors" ] && [ ! -e "$dir/checkpoints/latest" ]; then
+  echo "pretrain_base.sh: $dir holds a finished model; move it away to run again" >&2
+  exit 0
+fi
+mode=()
+[ -e "$dir/checkpoints/latest" ] && mode=(--resume)
+# The shipped base's config without dropout (the nodropout probe's).
+config=$dir.config.json
+mkdir -p "$(dirname "$dir")"
+/usr/bin/python3 -c 'import json, sys
+c = json.load(open(sys.argv[1])); c["hidden_dropout_prob"] = c["attention_probs_dropout_prob"] = 0.0
+json.dump(c, open(sys.argv[2], "w"), indent=2)' "$root/models/base-config.json" "$config"
+echo "pretrain_base.sh: ${mode[*]:-start} $dir ($steps steps)" >&2
+GOMP_SPINCOUNT=1000 "$cli" pretrain --config "$config" --vocab "$root/data/vocab/bert-base-uncased-vocab.txt" \
+  --text "$corpus" --out "$dir" --steps "$steps" --batch-size 64 --max-length 128 --lr 5e-4 \
+  --warmup-ratio 0.06 --seed 42 --precision bf16 --save-bf16 --log-every 50 --checkpoint-every 250 \
+  --eval-text "$eval_text" --eval-every 500 --mask-probability 0.3 "${mode[@]+"${mode[@]}"}" "$@" \
+  2>> "$dir.log"

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# scripts/pretrain_base.sh on a tiny corpus: a fresh run interrupted (Ctrl-C) after its first step,
+# a second call that resumes it and finishes, and a third that leaves the finished model alone.
+# Usage: pretrain_base_test.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
+set -euo pipefail
+cli=$1 root=$2 work=$3
+rm -rf "$work"
+mkdir -p "$work"
+for i in $(seq 1 300); do echo "line $i of a small corpus for the base recipe test ."; done >"$work/train.txt"
+for i in $(seq 1 20); do echo "a held-out line $i that the run never trains on ."; done >"$work/heldout.txt"
+export ADAPTERTUNE=$cli BASE_STEPS=6 BASE_DIR=$work/base CORPUS=$work/train.txt EVAL_TEXT=$work/heldout.txt
+
+bash "$root/scripts/pretrain_base.sh" --log-every 1 &
+pid=$!
+for _ in $(seq 1 1200); do
+  grep -q "pretrain: step 1/" "$work/base.log" 2>/dev/null && break
+  sleep 0.05
+done
+pkill -INT -f -- "--out $work/base " || true
+status=0
+wait "$pid" || status=$?
+cat "$work/base.log" >&2
+[ "$status" -eq 130 ] || { echo "FAIL: the interrupted run exited with $status, expected 130" >&2; exit 1; }
+[ -e "$work/base/checkpoints/latest" ] || { echo "FAIL: no checkpoint after Ctrl-C" >&2; exit 1; }
+[ ! -e "$work/base/model.safetensors" ] || { echo "FAIL: an unfinished run wrote a model" >&2; exit 1; }
+
+bash "$root/scripts/pretrain_base.sh" --log-every 1 2>"$work/second.err"
+grep -q "pretrain: resumed from $work/base/checkpoints/checkpoint-" "$work/base.log" ||
+  { cat "$work/base.log" >&2; echo "FAIL: the second call did not resume" >&2; exit 1; }
+grep -q "pretrain: step 6/6  held-out mlm loss" "$work/base.log" ||
+  { echo "FAIL: the run did not finish with a held-out loss" >&2; exit 1; }
+[ -e "$work/base/model.safetensors" ] || { echo "FAIL: no model written" >&2; exit 1; }
+grep -q '"hidden_dropout_prob": 0.0' "$work/base/config.json" ||
+  { echo "FAIL: the model's config keeps dropout" >&2; exit 1; }
+
+before=$(sha256sum "$work/base/model.safetensors")
+bash "$root/scripts/pretrain_base.sh" 2>"$work/third.err"
+grep -q "holds a finished model" "$work/third.err" || { echo "FAIL: a finished run was not left alone" >&2; exit 1; }
+[ "$(sha256sum "$work/base/model.safetensors")" = "$before" ] || { echo "FAIL: the model changed" >&2; exit 1; }
+echo PASS
