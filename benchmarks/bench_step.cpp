@@ -22,6 +22,9 @@
 // gemm measures the roofline: GFLOP/s of the model's matrix products alone ([tokens, d] x [d, d],
 // [d, 4d] and [4d, d]) in --precision's dtype, 2 * M * N * K per product.
 //
+// Inference modes run as a Predictor does: every weight frozen, and with bf16/fp16 the Linear
+// weights stored in that dtype (store_frozen_linear_weights(), precision.h).
+//
 // Like the adaptertune tool, the benchmark runs with tune_cpu_allocator() (runtime.h) unless
 // --system-malloc is given; the JSON records say which ("tuned_malloc").
 //
@@ -280,6 +283,12 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
     atune::apply_freeze_policy(*model, policy);
   } else if (!several) {
     atune::prepare_task_training(*model, preset, policy);  // the task's adapters, LNs and head
+  }
+  if (infer) {
+    // As a Predictor runs: nothing trains, and under bf16/fp16 the Linear weights are stored in
+    // that dtype once instead of autocast casting them on every forward pass.
+    for (auto& parameter : model->parameters()) parameter.set_requires_grad(false);
+    atune::store_frozen_linear_weights(*model, precision);
   }
   atune::AdamWOptions adamw;
   adamw.lr = 1e-4;

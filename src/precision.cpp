@@ -1,6 +1,9 @@
 #include "adaptertune/precision.h"
 
 #include <ATen/autocast_mode.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/utils.h>
 #include <torch/version.h>
 
 #include "adaptertune/error.h"
@@ -93,6 +96,23 @@ AutocastGuard::~AutocastGuard() {
   // outermost guard ends.
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
   set_autocast(cuda_, was_enabled_, static_cast<at::ScalarType>(previous_dtype_));
+}
+
+int64_t store_frozen_linear_weights(torch::nn::Module& module, Precision precision) {
+  if (precision == Precision::kFloat32) return 0;
+  const at::ScalarType dtype = precision == Precision::kBFloat16 ? at::kBFloat16 : at::kHalf;
+  torch::NoGradGuard no_grad;
+  int64_t converted = 0;
+  for (const auto& child : module.modules(/*include_self=*/true)) {
+    auto* linear = child->as<torch::nn::Linear>();
+    if (linear == nullptr) continue;
+    at::Tensor& weight = linear->weight;
+    if (weight.requires_grad() || weight.scalar_type() != at::kFloat) continue;
+    // set_data keeps the parameter the module registered (and its name), with new storage.
+    weight.set_data(weight.to(dtype));
+    ++converted;
+  }
+  return converted;
 }
 
 }  // namespace adaptertune

@@ -3,6 +3,8 @@
 
 #include <set>
 
+#include <c10/core/InferenceMode.h>
+
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/error.h"
 #include "test_util.h"
@@ -132,6 +134,48 @@ TEST_P(BertModelTest, MaskedOutRowsStayFiniteUnderAutocast) {
     EXPECT_TRUE(torch::isfinite(out.last_hidden_state).all().item<bool>())
         << precision_name(precision);
   }
+}
+
+TEST_P(BertModelTest, FrozenLinearWeightsStoredInTheComputeDtypeGiveTheSameOutputs) {
+  // Two Houlsby adapters, their fusion and a task head: every kind of Linear the model runs.
+  // Autocast rounds each float32 weight to bf16 on use; storing it rounded gives the same bits.
+  torch::manual_seed(4);
+  BertForSequenceClassification model(tiny_config(), HeadConfig::classification({"a", "b"}));
+  model->bert->add_adapter("x", AdapterConfig::houlsby());
+  model->bert->add_adapter("y", AdapterConfig::houlsby());
+  const std::string fusion = model->bert->add_fusion({"x", "y"});
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& parameter : model->parameters()) parameter.add_(torch::randn_like(parameter) * 0.1);
+  }
+  model->bert->set_active_adapter(fusion);
+  model->to(device());
+  model->eval();
+  const torch::Tensor input = testing::random_ids(3, 9).to(device());
+  const torch::Tensor mask = torch::ones({3, 9}, torch::kLong).to(device());
+  auto logits = [&] {
+    c10::InferenceMode inference;
+    AutocastGuard autocast(device(), Precision::kBFloat16);
+    return model(input, mask);
+  };
+  const torch::Tensor before = logits();
+  EXPECT_EQ(store_frozen_linear_weights(*model, Precision::kBFloat16), 0)
+      << "trainable weights stay float32";
+  int64_t linears = 0;
+  for (auto& item : model->named_parameters()) {
+    item.value().set_requires_grad(false);
+    if (item.value().dim() == 2 && item.key().find("embeddings") == std::string::npos) ++linears;
+  }
+  EXPECT_EQ(store_frozen_linear_weights(*model, Precision::kFloat32), 0);
+  EXPECT_EQ(store_frozen_linear_weights(*model, Precision::kBFloat16), linears);
+  for (auto& item : model->named_parameters()) {
+    const bool linear_weight =
+        item.value().dim() == 2 && item.key().find("embeddings") == std::string::npos;
+    EXPECT_EQ(item.value().scalar_type(), linear_weight ? torch::kBFloat16 : torch::kFloat32)
+        << item.key();
+  }
+  EXPECT_TRUE(torch::equal(logits(), before));
+  EXPECT_EQ(store_frozen_linear_weights(*model, Precision::kBFloat16), 0) << "already stored";
 }
 
 TEST_P(BertModelTest, BadInputsGetClearErrors) {

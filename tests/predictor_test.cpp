@@ -222,6 +222,61 @@ TEST(Predictor, TasksLoadAndUnloadWhileOtherThreadsPredict) {
   EXPECT_NE(info.adapter_config_json.find("\"output_adapter\""), std::string::npos);
 }
 
+TEST(Predictor, Bf16StoresTheBaseInBf16AndStillKnowsItsPacks) {
+  // With bf16 the Linear weights are stored in bf16: the base takes fewer bytes, the answers do
+  // not change, and a pack added afterwards still matches the base it was trained on, although
+  // hashing the weights as now stored would give another identity.
+  PredictorOptions fp32_options, bf16_options;
+  fp32_options.precision = Precision::kFloat32;
+  bf16_options.precision = Precision::kBFloat16;
+  const Predictor wide(files().model, {files().packs[0]}, fp32_options);
+  Predictor narrow(files().model, {files().packs[0]}, bf16_options);
+  EXPECT_TRUE(narrow.warnings().empty()) << narrow.warnings().front();
+  EXPECT_EQ(narrow.add_task(files().packs[1]), "nli");
+  EXPECT_TRUE(narrow.warnings().empty()) << narrow.warnings().front();
+  EXPECT_TRUE(narrow.task_info("nli").base_matches);
+  EXPECT_LT(narrow.task_bytes("nli"), wide.task_bytes("sentiment"));  // its Linears in bf16 too
+  // The same answers as autocast over float32 weights, bit for bit: the pack loaded later too.
+  Predictor reference(files().model, {files().packs[0], files().packs[1]}, bf16_options);
+  const auto requests = mixed_requests();
+  std::vector<TaskRequest> known;
+  for (const auto& request : requests) {
+    if (!request.task || *request.task != "similarity") known.push_back(request);
+  }
+  BertForSequenceClassification model = load_bert_for_sequence_classification(files().model);
+  int64_t linear_weights = 0;  // elements of the base's Linear weights: 2 bytes each saved
+  for (const auto& item : model->named_parameters()) {
+    if (item.value().dim() == 2 && item.key().find("embeddings") == std::string::npos) {
+      linear_weights += item.value().numel();
+    }
+  }
+  EXPECT_GT(linear_weights, 0);
+  EXPECT_EQ(wide.base_bytes() - narrow.base_bytes(), 2 * linear_weights);
+  load_adapter_pack(model, files().packs[0]);
+  load_adapter_pack(model, files().packs[1]);
+  model->eval();
+  const std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(files().model);
+  for (const auto& request : known) {
+    const Prediction got = narrow.predict({request}).at(0);
+    model->bert->set_active_adapter(request.task);  // its adapter and its head
+    const int64_t length = narrow.max_length(request.task);
+    const Encoding encoding = tokenizer->encode(request.text, request.text_pair, length);
+    const torch::Tensor input_ids = torch::tensor(encoding.input_ids).unsqueeze(0);
+    torch::Tensor logits;
+    {
+      c10::InferenceMode inference;
+      AutocastGuard autocast(c10::kCPU, Precision::kBFloat16);
+      logits = model(input_ids, torch::ones_like(input_ids),
+                     torch::tensor(encoding.token_type_ids).unsqueeze(0));
+    }
+    logits = logits.to(torch::kFloat).reshape(-1);
+    ASSERT_EQ(got.logits.size(), static_cast<size_t>(logits.numel())) << request.text;
+    for (int64_t i = 0; i < logits.numel(); ++i) {
+      EXPECT_EQ(got.logits[i], logits[i].item<float>()) << request.text << " logit " << i;
+    }
+  }
+}
+
 TEST(Predictor, WarnsWhenTheModelDirectoryHasNoHead) {
   // The shipped base was pretrained by masked LM: no classifier for requests without a task.
   const Predictor bare(std::string(ADAPTERTUNE_TEST_DATA_DIR) +

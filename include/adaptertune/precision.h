@@ -4,8 +4,14 @@
 
 #include <string>
 
+#include <cstdint>
+
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
+
+namespace torch::nn {
+class Module;
+}  // namespace torch::nn
 
 namespace adaptertune {
 
@@ -39,5 +45,16 @@ class AutocastGuard {
   bool was_enabled_ = false;
   int previous_dtype_ = 0;
 };
+
+/// For inference under AutocastGuard(device, `precision`): stores the weight of every
+/// torch::nn::Linear in `module` that does not require grad in `precision`'s dtype (bf16, or fp16)
+/// once, where autocast would otherwise cast it anew on every forward pass (autocast caches casts
+/// of trainable weights only). Under that guard the outputs do not change, bit for bit: autocast
+/// rounds float32 to the lower precision the same way, and biases, LayerNorms and embeddings stay
+/// float32. The casts are gone and those weights take half the memory. Without the guard, a
+/// forward pass then fails on mixed dtypes, so only models that run under it (a Predictor with
+/// that precision) should be converted. Does nothing for kFloat32; returns how many weights it
+/// converted.
+int64_t store_frozen_linear_weights(torch::nn::Module& module, Precision precision);
 
 }  // namespace adaptertune

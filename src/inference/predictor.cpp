@@ -94,6 +94,18 @@ struct Predictor::State {
   std::map<std::string, TaskInfo> info;
   std::vector<std::string> warnings;
   int64_t base_bytes = 0;
+  // Set when the frozen weights are stored in the compute dtype: the base as packs know it,
+  // taken before that changed what hashing the weights gives.
+  std::optional<BaseWeightsIdentity> identity;
+
+  // Stores the weights that autocast would cast on every forward pass in `precision`'s dtype
+  // once (store_frozen_linear_weights()); nothing here trains, so every weight is frozen first.
+  void store_weights_in_compute_dtype() {
+    if (precision == Precision::kFloat32) return;
+    for (auto& parameter : model->parameters()) parameter.set_requires_grad(false);
+    if (!identity) identity = BaseWeightsIdentity::of(*model);
+    store_frozen_linear_weights(*model, precision);
+  }
 
   // The length requests are truncated to: the option, else what the pack records (0: nothing),
   // else the default.
@@ -109,10 +121,12 @@ struct Predictor::State {
     // Checked before the pack changes the model.
     model->bert->config().check_sequence_length(length(read_adapter_pack_info(pack).max_length),
                                                 pack + ": max_length");
-    const AdapterPackLoad load = load_adapter_pack(model, pack, name);
+    const AdapterPackLoad load = identity ? load_adapter_pack(model, pack, *identity, name)
+                                          : load_adapter_pack(model, pack, name);
     const AdapterPackInfo& pack_info = load.info;
-    model->bert->set_active_adapter(std::nullopt);  // requests name their tasks
-    model->eval();                                  // the new modules too
+    if (identity) store_weights_in_compute_dtype();  // the pack's new Linears too
+    model->bert->set_active_adapter(std::nullopt);   // requests name their tasks
+    model->eval();                                   // the new modules too
     warnings.insert(warnings.end(), load.warnings.begin(), load.warnings.end());
     if (!load.head_loaded) {
       warnings.push_back("adapter pack " + pack +
@@ -173,6 +187,7 @@ Predictor::Predictor(const std::string& model_directory,
     agree = agree && infos[i].precision == recorded;
   }
   s.precision = options.precision.value_or(agree && recorded ? *recorded : Precision::kFloat32);
+  s.store_weights_in_compute_dtype();
   for (const auto& item : s.model->named_parameters()) {
     if (!parameter_task(item.key())) {
       s.base_bytes += item.value().numel() * static_cast<int64_t>(item.value().element_size());

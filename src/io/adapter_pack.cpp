@@ -126,27 +126,59 @@ std::string base_config_sha256(const BertConfig& config) {
   return sha.hex_digest();
 }
 
-std::string base_weights_sha256(torch::nn::Module& model, bool layer_norms, bool pooler) {
-  std::vector<std::pair<std::string, at::Tensor>> base;
+namespace {
+
+// base_weights_sha256() for several (layer_norms, pooler) choices in one pass over the weights.
+std::vector<std::string> base_weights_sha256s(torch::nn::Module& model,
+                                              const std::vector<std::pair<bool, bool>>& choices) {
+  struct Entry {
+    std::string name;
+    at::Tensor tensor;
+    ParameterGroup group;
+  };
+  std::vector<Entry> base;
   for (const auto& item : model.named_parameters()) {
     const ParameterGroup group = classify_parameter(item.key());
-    if (parameter_task(item.key()) || group == ParameterGroup::kHead ||
-        (layer_norms && group == ParameterGroup::kLayerNorm) ||
-        (pooler && group == ParameterGroup::kPooler)) {
-      continue;
-    }
+    if (parameter_task(item.key()) || group == ParameterGroup::kHead) continue;
     // Hash under the BertModel name, so that a bare BertModel and a classifier agree.
-    base.emplace_back(base_parameter_name(item.key()), item.value());
+    base.push_back({base_parameter_name(item.key()), item.value(), group});
   }
   std::sort(base.begin(), base.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  detail::Sha256 sha;
-  for (const auto& [name, tensor] : base) {
-    sha.update(name);
-    at::Tensor data = tensor.detach().to(at::kCPU, at::kFloat).contiguous();
-    sha.update(data.data_ptr(), static_cast<size_t>(data.numel()) * sizeof(float));
+            [](const Entry& a, const Entry& b) { return a.name < b.name; });
+  std::vector<detail::Sha256> hashes(choices.size());
+  for (const Entry& entry : base) {
+    at::Tensor data = entry.tensor.detach().to(at::kCPU, at::kFloat).contiguous();
+    for (size_t i = 0; i < choices.size(); ++i) {
+      const auto [layer_norms, pooler] = choices[i];
+      if ((layer_norms && entry.group == ParameterGroup::kLayerNorm) ||
+          (pooler && entry.group == ParameterGroup::kPooler)) {
+        continue;
+      }
+      hashes[i].update(entry.name);
+      hashes[i].update(data.data_ptr(), static_cast<size_t>(data.numel()) * sizeof(float));
+    }
   }
-  return sha.hex_digest();
+  std::vector<std::string> hex;
+  for (auto& sha : hashes) hex.push_back(sha.hex_digest());
+  return hex;
+}
+
+}  // namespace
+
+std::string base_weights_sha256(torch::nn::Module& model, bool layer_norms, bool pooler) {
+  return base_weights_sha256s(model, {{layer_norms, pooler}}).front();
+}
+
+BaseWeightsIdentity BaseWeightsIdentity::of(torch::nn::Module& model) {
+  BaseWeightsIdentity identity;
+  const std::vector<std::string> hex =
+      base_weights_sha256s(model, {{false, false}, {false, true}, {true, false}, {true, true}});
+  std::copy(hex.begin(), hex.end(), identity.sha256_.begin());
+  return identity;
+}
+
+const std::string& BaseWeightsIdentity::sha256(bool layer_norms, bool pooler) const {
+  return sha256_[(layer_norms ? 2 : 0) + (pooler ? 1 : 0)];
 }
 
 namespace {
@@ -327,7 +359,8 @@ void save_adapter_pack(BertForQuestionAnswering& model, const std::string& adapt
 namespace {
 
 AdapterPackLoad load_pack(const PackModel& model, const std::string& directory,
-                          const std::optional<std::string>& load_as, bool load_head) {
+                          const std::optional<std::string>& load_as, bool load_head,
+                          const BaseWeightsIdentity* identity = nullptr) {
   AdapterPackLoad result;
   result.info = read_adapter_pack_info(directory);
   const AdapterPackInfo& info = result.info;
@@ -424,8 +457,10 @@ AdapterPackLoad load_pack(const PackModel& model, const std::string& directory,
   model.bert.set_active_adapter(task);
   result.head_loaded = with_head;
   const std::string config_hash = base_config_sha256(base);
+  const bool pooler = info.pooler || !model.uses_pooler;
   const std::string weights_hash =
-      base_weights_sha256(model.module, info.layer_norms, info.pooler || !model.uses_pooler);
+      identity != nullptr ? identity->sha256(info.layer_norms, pooler)
+                          : base_weights_sha256(model.module, info.layer_norms, pooler);
   if (!info.base_config_sha256.empty() && info.base_config_sha256 != config_hash) {
     result.warnings.push_back("adapter pack " + directory +
                               " was trained on a base with another config: pack records "
@@ -447,6 +482,12 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
                                   const std::string& directory,
                                   const std::optional<std::string>& load_as, bool load_head) {
   return load_pack(pack_model(model), directory, load_as, load_head);
+}
+
+AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
+                                  const std::string& directory, const BaseWeightsIdentity& identity,
+                                  const std::optional<std::string>& load_as, bool load_head) {
+  return load_pack(pack_model(model), directory, load_as, load_head, &identity);
 }
 
 AdapterPackLoad load_adapter_pack(BertForQuestionAnswering& model, const std::string& directory,

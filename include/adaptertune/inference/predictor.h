@@ -23,7 +23,9 @@ struct PredictorOptions {
   /// Where the model runs (see parse_device()).
   c10::Device device = c10::Device(c10::kCPU);
   /// Autocast precision; std::nullopt: the one the packs record when they all record the same,
-  /// else fp32.
+  /// else fp32. With bf16 (or fp16) the weights of every Linear are stored in that dtype once
+  /// (store_frozen_linear_weights()): the same predictions, bit for bit, without autocast
+  /// casting them on every forward pass, in half their memory.
   std::optional<Precision> precision;
   /// Tokens per example (special tokens included); 0: what each task's pack records, else 128 (at
   /// most the model's max_position_embeddings). A length beyond those positions is an Error.
@@ -121,7 +123,8 @@ class Predictor {
   c10::Device device() const;
   /// What loading noticed, e.g. a pack trained on other base weights; one line each.
   std::vector<std::string> warnings() const;
-  /// Bytes of the shared base's tensors (its parameters and the model directory's head).
+  /// Bytes of the shared base's tensors (its parameters and the model directory's head), as
+  /// stored: with bf16 or fp16, the Linear weights take two bytes each.
   int64_t base_bytes() const;
   /// Bytes of task `task`'s own tensors: all that loading its pack added to the model.
   int64_t task_bytes(const std::string& task) const;

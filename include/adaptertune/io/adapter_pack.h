@@ -24,6 +24,7 @@
 /// task's LayerNorm and pooler copies under the base tensors' names), with its head as above.
 /// The fused adapters are not in it: they are packs of their own, loaded first.
 
+#include <array>
 #include <optional>
 #include <string>
 #include <vector>
@@ -131,6 +132,29 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
 /// head replaces it. A pack with a sequence head loads only without its head (Error otherwise),
 /// and a span head does not load into a classifier.
 AdapterPackLoad load_adapter_pack(BertForQuestionAnswering& model, const std::string& directory,
+                                  const std::optional<std::string>& load_as = std::nullopt,
+                                  bool load_head = true);
+
+/// The base weights' identity as packs record it, base_weights_sha256() for each choice of
+/// `layer_norms` and `pooler`, taken at one moment: for checking packs against a model whose
+/// weights have since changed representation but not meaning (a Predictor stores its frozen
+/// weights in bf16, store_frozen_linear_weights(), which changes what base_weights_sha256()
+/// computes from them).
+class BaseWeightsIdentity {
+ public:
+  /// All four hashes of `model`'s weights as they are now, in one pass over them.
+  static BaseWeightsIdentity of(torch::nn::Module& model);
+  /// base_weights_sha256(model, layer_norms, pooler) at the time of of().
+  const std::string& sha256(bool layer_norms, bool pooler) const;
+
+ private:
+  std::array<std::string, 4> sha256_;
+};
+
+/// load_adapter_pack() that checks the pack's `base_weights_sha256` against `identity` instead
+/// of hashing the model's weights as they are now.
+AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
+                                  const std::string& directory, const BaseWeightsIdentity& identity,
                                   const std::optional<std::string>& load_as = std::nullopt,
                                   bool load_head = true);
 
