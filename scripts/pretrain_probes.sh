@@ -14,6 +14,7 @@
 #   CORPUS (default out/corpus/train.txt) and EVAL_TEXT (default out/corpus/heldout.txt), made by
 #   scripts/make_pretraining_corpus.py out/corpus/train.txt --gcide --held-out out/corpus/heldout.txt
 #   UNIGRAM_ENTROPY (default 7.078, that corpus's: scripts/unigram_entropy.py out/corpus/train.txt)
+#   PROBE_PLOT (default models/probes.png) is where the chart goes.
 #   draws the plateau line.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -54,7 +55,7 @@ for probe in "${probes[@]+"${probes[@]}"}"; do
     --overwrite "${extra[@]+"${extra[@]}"}" > "$dir/$probe.out" 2> "$dir/$probe.log"
 done
 # Every probe log in the folder: training and held-out loss against tokens seen (64 x 128 per batch).
-"$py" - "$dir" "$root/models/probes.png" "${UNIGRAM_ENTROPY:-7.078}" <<'PY'
+"$py" - "$dir" "${PROBE_PLOT:-$root/models/probes.png}" "${UNIGRAM_ENTROPY:-7.078}" <<'PY'
 import glob, os, re, sys
 import matplotlib
 matplotlib.use("Agg")
