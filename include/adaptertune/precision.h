@@ -2,9 +2,8 @@
 /// @file precision.h
 /// Mixed-precision compute for training and inference.
 
-#include <string>
-
 #include <cstdint>
+#include <string>
 
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>

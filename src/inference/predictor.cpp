@@ -94,16 +94,22 @@ struct Predictor::State {
   std::map<std::string, TaskInfo> info;
   std::vector<std::string> warnings;
   int64_t base_bytes = 0;
-  // Set when the frozen weights are stored in the compute dtype: the base as packs know it,
-  // taken before that changed what hashing the weights gives.
+  // The base as packs know it, taken once, when the first pack loads or before the frozen
+  // weights are stored in the compute dtype (which changes what hashing them gives). Packs add
+  // only their tasks' tensors, which the identity leaves out, so it holds for every later pack.
   std::optional<BaseWeightsIdentity> identity;
+
+  const BaseWeightsIdentity& base_identity() {
+    if (!identity) identity = BaseWeightsIdentity::of(*model);
+    return *identity;
+  }
 
   // Stores the weights that autocast would cast on every forward pass in `precision`'s dtype
   // once (store_frozen_linear_weights()); nothing here trains, so every weight is frozen first.
   void store_weights_in_compute_dtype() {
     if (precision == Precision::kFloat32) return;
     for (auto& parameter : model->parameters()) parameter.set_requires_grad(false);
-    if (!identity) identity = BaseWeightsIdentity::of(*model);
+    base_identity();
     store_frozen_linear_weights(*model, precision);
   }
 
@@ -121,12 +127,11 @@ struct Predictor::State {
     // Checked before the pack changes the model.
     model->bert->config().check_sequence_length(length(read_adapter_pack_info(pack).max_length),
                                                 pack + ": max_length");
-    const AdapterPackLoad load = identity ? load_adapter_pack(model, pack, *identity, name)
-                                          : load_adapter_pack(model, pack, name);
+    const AdapterPackLoad load = load_adapter_pack(model, pack, base_identity(), name);
     const AdapterPackInfo& pack_info = load.info;
-    if (identity) store_weights_in_compute_dtype();  // the pack's new Linears too
-    model->bert->set_active_adapter(std::nullopt);   // requests name their tasks
-    model->eval();                                   // the new modules too
+    store_weights_in_compute_dtype();               // the pack's new Linears too
+    model->bert->set_active_adapter(std::nullopt);  // requests name their tasks
+    model->eval();                                  // the new modules too
     warnings.insert(warnings.end(), load.warnings.begin(), load.warnings.end());
     if (!load.head_loaded) {
       warnings.push_back("adapter pack " + pack +
@@ -181,13 +186,13 @@ Predictor::Predictor(const std::string& model_directory,
   s.model->eval();
   std::optional<Precision> recorded;
   bool agree = true;
-  for (size_t i : pack_load_order(infos)) s.load(adapter_packs[i], std::nullopt);
   for (size_t i = 0; i < infos.size(); ++i) {
     if (i == 0) recorded = infos[i].precision;
     agree = agree && infos[i].precision == recorded;
   }
   s.precision = options.precision.value_or(agree && recorded ? *recorded : Precision::kFloat32);
   s.store_weights_in_compute_dtype();
+  for (size_t i : pack_load_order(infos)) s.load(adapter_packs[i], std::nullopt);
   for (const auto& item : s.model->named_parameters()) {
     if (!parameter_task(item.key())) {
       s.base_bytes += item.value().numel() * static_cast<int64_t>(item.value().element_size());
