@@ -27,15 +27,12 @@ if [ -f "$dir/model.safetensors" ] && [ ! -e "$dir/checkpoints/latest" ]; then
 fi
 mode=()
 [ -e "$dir/checkpoints/latest" ] && mode=(--resume)
-# The shipped base's config without dropout (the nodropout probe's).
+source "$root/scripts/pretrain_recipe.sh"
 config=$dir.config.json
 mkdir -p "$(dirname "$dir")"
-/usr/bin/python3 -c 'import json, sys
-c = json.load(open(sys.argv[1])); c["hidden_dropout_prob"] = c["attention_probs_dropout_prob"] = 0.0
-json.dump(c, open(sys.argv[2], "w"), indent=2)' "$root/models/base-config.json" "$config"
+write_nodropout_config "$config"
 echo "pretrain_base.sh: ${mode[*]:-start} $dir ($steps steps)" >&2
-GOMP_SPINCOUNT=1000 "$cli" pretrain --config "$config" --vocab "$root/data/vocab/bert-base-uncased-vocab.txt" \
-  --text "$corpus" --out "$dir" --steps "$steps" --batch-size 64 --max-length 128 --lr 5e-4 \
-  --warmup-ratio 0.06 --seed 42 --precision bf16 --save-bf16 --log-every 50 --checkpoint-every 250 \
-  --eval-text "$eval_text" --eval-every 500 --mask-probability 0.3 "${mode[@]+"${mode[@]}"}" "$@" \
+GOMP_SPINCOUNT=1000 "$cli" pretrain --config "$config" "${pretrain_recipe[@]}" --text "$corpus" \
+  --out "$dir" --steps "$steps" --eval-text "$eval_text" --eval-every 500 --mask-probability 0.3 \
+  "${mode[@]+"${mode[@]}"}" "$@" \
   2>> "$dir.log"

@@ -31,9 +31,8 @@ for file in "$corpus" "$eval_text"; do
   [ ${#probes[@]} -eq 0 ] || [ -f "$file" ] || { echo "pretrain_probes.sh: no $file (scripts/make_pretraining_corpus.py)" >&2; exit 1; }
 done
 mkdir -p "$dir"
-"$py" -c 'import json, sys
-c = json.load(open(sys.argv[1])); c["hidden_dropout_prob"] = c["attention_probs_dropout_prob"] = 0.0
-json.dump(c, open(sys.argv[2], "w"), indent=2)' "$root/models/base-config.json" "$dir/config-nodropout.json"
+source "$root/scripts/pretrain_recipe.sh"
+write_nodropout_config "$dir/config-nodropout.json"
 for probe in "${probes[@]+"${probes[@]}"}"; do
   config=$root/models/base-config.json
   run_steps=$steps
@@ -48,10 +47,8 @@ for probe in "${probes[@]+"${probes[@]}"}"; do
     *) echo "pretrain_probes.sh: unknown probe $probe" >&2; exit 1 ;;
   esac
   echo "pretrain_probes.sh: $probe" >&2
-  GOMP_SPINCOUNT=1000 "$cli" pretrain --config "$config" --vocab "$root/data/vocab/bert-base-uncased-vocab.txt" \
-    --text "$corpus" --out "$dir/$probe" --steps "$run_steps" --batch-size 64 --max-length 128 \
-    --lr 5e-4 --warmup-ratio 0.06 --seed 42 --precision bf16 --save-bf16 --log-every 50 \
-    --checkpoint-every 250 --eval-text "$eval_text" --eval-every $((run_steps / 4)) \
+  GOMP_SPINCOUNT=1000 "$cli" pretrain --config "$config" "${pretrain_recipe[@]}" --text "$corpus" \
+    --out "$dir/$probe" --steps "$run_steps" --eval-text "$eval_text" --eval-every $((run_steps / 4)) \
     --overwrite "${extra[@]+"${extra[@]}"}" > "$dir/$probe.out" 2> "$dir/$probe.log"
 done
 # Every probe log in the folder: training and held-out loss against tokens seen (64 x 128 per batch).

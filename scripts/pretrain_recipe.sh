@@ -1,0 +1,17 @@
+# Sourced by pretrain_probes.sh and pretrain_base.sh (issue 13), after they set $root: the
+# pretraining recipe they share, so that the long run is the probes' recipe at a longer budget.
+
+# The flags besides the config, corpus, output, steps and what a probe changes: 64 x 128 tokens a
+# step, peak learning rate 5e-4 after 6 % warmup, bf16 compute, bf16 weights saved, a log line
+# every 50 steps and a checkpoint every 250.
+pretrain_recipe=(--vocab "$root/data/vocab/bert-base-uncased-vocab.txt" --batch-size 64 --max-length 128
+  --lr 5e-4 --warmup-ratio 0.06 --seed 42 --precision bf16 --save-bf16 --log-every 50
+  --checkpoint-every 250)
+
+# write_nodropout_config FILE: the shipped base's config (models/base-config.json) with hidden and
+# attention dropout 0, the nodropout probe's and the long run's.
+write_nodropout_config() {
+  /usr/bin/python3 -c 'import json, sys
+c = json.load(open(sys.argv[1])); c["hidden_dropout_prob"] = c["attention_probs_dropout_prob"] = 0.0
+json.dump(c, open(sys.argv[2], "w"), indent=2)' "$root/models/base-config.json" "$1"
+}
