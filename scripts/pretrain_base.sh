@@ -10,7 +10,8 @@
 #   ADAPTERTUNE (the CLI), CORPUS (default out/corpus/train.txt), EVAL_TEXT (default
 #   out/corpus/heldout.txt), made by
 #   scripts/make_pretraining_corpus.py out/corpus/train.txt --gcide --held-out out/corpus/heldout.txt
-# The log goes to BASE_DIR.log (appended to on resume), the configuration to BASE_DIR.config.json.
+# The log goes to BASE_DIR.log (appended to on resume), the pretraining configuration (no dropout)
+# to BASE_DIR.config.json; the finished model's config.json has the shipped base's dropout (0.1).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cli=${ADAPTERTUNE:-$root/build/tools/cli/adaptertune}
@@ -21,7 +22,18 @@ eval_text=${EVAL_TEXT:-$root/out/corpus/heldout.txt}
 for file in "$corpus" "$eval_text"; do
   [ -f "$file" ] || { echo "pretrain_base.sh: no $file (scripts/make_pretraining_corpus.py)" >&2; exit 1; }
 done
+# The finished model is for fine-tuning: its config.json gets back the shipped base's dropout
+# (models/base-config.json: 0.1), which pretraining ran without ($dir.config.json keeps that).
+finish() {
+  /usr/bin/python3 -c 'import json, os, sys
+base, path = json.load(open(sys.argv[1])), sys.argv[2]
+c = json.load(open(path))
+for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"): c[key] = base[key]
+json.dump(c, open(path + ".tmp", "w"), indent=2); os.replace(path + ".tmp", path)' \
+    "$root/models/base-config.json" "$dir/config.json"
+}
 if [ -f "$dir/model.safetensors" ] && [ ! -e "$dir/checkpoints/latest" ]; then
+  finish
   echo "pretrain_base.sh: $dir holds a finished model; move it away to run again" >&2
   exit 0
 fi
@@ -36,3 +48,5 @@ GOMP_SPINCOUNT=1000 "$cli" pretrain --config "$config" "${pretrain_recipe[@]}" -
   --out "$dir" --steps "$steps" --eval-text "$eval_text" --eval-every 500 --mask-probability 0.3 \
   "${mode[@]+"${mode[@]}"}" "$@" \
   2>> "$dir.log"
+finish
+echo "pretrain_base.sh: $dir is finished, its config.json with dropout for fine-tuning" >&2

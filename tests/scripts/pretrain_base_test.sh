@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/pretrain_base.sh on a tiny corpus: a fresh run interrupted (Ctrl-C) after its first step,
-# a second call that resumes it and finishes, and a third that leaves the finished model alone.
+# a second call that resumes it and finishes (the model's config.json with dropout 0.1 for
+# fine-tuning), and a third that leaves the finished model alone.
 # Usage: pretrain_base_test.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 set -euo pipefail
 cli=$1 root=$2 work=$3
@@ -30,8 +31,11 @@ grep -q "pretrain: resumed from $work/base/checkpoints/checkpoint-" "$work/base.
 grep -q "pretrain: step 6/6  held-out mlm loss" "$work/base.log" ||
   { echo "FAIL: the run did not finish with a held-out loss" >&2; exit 1; }
 [ -e "$work/base/model.safetensors" ] || { echo "FAIL: no model written" >&2; exit 1; }
-grep -q '"hidden_dropout_prob": 0.0' "$work/base/config.json" ||
-  { echo "FAIL: the model's config keeps dropout" >&2; exit 1; }
+grep -q '"hidden_dropout_prob": 0.0' "$work/base.config.json" ||
+  { echo "FAIL: pretraining ran with dropout" >&2; exit 1; }
+grep -q '"hidden_dropout_prob": 0.1' "$work/base/config.json" &&
+  grep -q '"attention_probs_dropout_prob": 0.1' "$work/base/config.json" ||
+  { cat "$work/base/config.json" >&2; echo "FAIL: the finished model's config lacks the dropout for fine-tuning" >&2; exit 1; }
 
 before=$(sha256sum "$work/base/model.safetensors")
 bash "$root/scripts/pretrain_base.sh" 2>"$work/third.err"
