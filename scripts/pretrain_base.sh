@@ -29,7 +29,7 @@ finish() {
 base, path = json.load(open(sys.argv[1])), sys.argv[2]
 c = json.load(open(path))
 for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"): c[key] = base[key]
-json.dump(c, open(path + ".tmp", "w"), indent=2); os.replace(path + ".tmp", path)' \
+open(path + ".tmp", "w").write(json.dumps(c, indent=2) + "\n"); os.replace(path + ".tmp", path)' \
     "$root/models/base-config.json" "$dir/config.json"
 }
 if [ -f "$dir/model.safetensors" ] && [ ! -e "$dir/checkpoints/latest" ]; then
