@@ -60,6 +60,29 @@ TEST(OutputDirectory, ForeignFilesAndInputsAreNeverTouched) {
   remove_tree(dir);
 }
 
+TEST(OutputDirectory, KeptFilesStayAndDoNotMakeTheDirectoryForeign) {
+  const std::string dir = fresh_dir("kept");
+  make_directories(dir);
+  write_file_atomic(dir + "/LICENSE.md", "licence");
+  write_file_atomic(dir + "/README.md", "readme");
+  const OutputDirectory model{dir, "model directory", {"config.json"}, {"LICENSE", "README"}};
+  // Kept files alone are no model: the directory counts as empty.
+  EXPECT_NO_THROW(check_output_directory(model, ExistingOutput::kRefuse, {}));
+  write_file_atomic(dir + "/config.json", "{}");
+  EXPECT_ERROR_CONTAINS(check_output_directory(model, ExistingOutput::kRefuse, {}),
+                        dir + ": the model directory exists (config.json)");
+  EXPECT_NO_THROW(check_output_directory(model, ExistingOutput::kOverwrite, {}));
+  clear_output_directory(model);
+  EXPECT_FALSE(file_exists(dir + "/config.json"));
+  EXPECT_TRUE(file_exists(dir + "/LICENSE.md"));
+  EXPECT_TRUE(file_exists(dir + "/README.md"));
+  // Without the prefixes the same files are someone else's.
+  const OutputDirectory strict{dir, "model directory", {"config.json"}};
+  EXPECT_ERROR_CONTAINS(check_output_directory(strict, ExistingOutput::kOverwrite, {}),
+                        "holds \"LICENSE.md\", which is not part of a model directory");
+  remove_tree(dir);
+}
+
 TEST(OutputDirectory, AnOutputFileNeverReplacesAnInput) {
   const std::string dir = fresh_dir("files");
   make_directories(dir + "/model");

@@ -270,9 +270,15 @@ TEST(Pretraining, AnExistingModelIsReplacedOnlyWhenAskedTo) {
   options.inputs = {dir + "/vocab.txt"};
   EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options), "holds an input");
   options.inputs.clear();
+  // A model's readme and licence stay in place when it is replaced; anything else stops the run.
   write_file_atomic(dir + "/README.md", "my notes\n");
+  write_file_atomic(dir + "/LICENSE", "my licence\n");
+  pretrain_mlm(config, lines, tokenizer, dir, options);
+  EXPECT_EQ(read_file(dir + "/README.md"), "my notes\n");
+  EXPECT_EQ(read_file(dir + "/LICENSE"), "my licence\n");
+  write_file_atomic(dir + "/notes.txt", "other notes\n");
   EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options),
-                        "holds \"README.md\", which is not part of a model directory");
+                        "holds \"notes.txt\", which is not part of a model directory");
   EXPECT_TRUE(file_exists(dir + "/model.safetensors"));
   remove_tree(dir);
 }

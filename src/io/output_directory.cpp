@@ -31,6 +31,11 @@ std::vector<std::string> entries_of(const std::string& directory) {
   return names;
 }
 
+bool is_kept(const std::string& name, const std::vector<std::string>& prefixes) {
+  return std::any_of(prefixes.begin(), prefixes.end(),
+                     [&](const std::string& prefix) { return name.rfind(prefix, 0) == 0; });
+}
+
 bool is_own(const std::string& name, const std::vector<std::string>& own) {
   return std::any_of(own.begin(), own.end(), [&](const std::string& entry) {
     return name == entry || name.rfind(entry + ".tmp.", 0) == 0;
@@ -99,14 +104,16 @@ void check_output_directory(const OutputDirectory& output, ExistingOutput mode,
                   "); choose another output directory");
     }
   }
-  const std::vector<std::string> names = entries_of(output.path);
-  if (names.empty()) return;
-  for (const auto& name : names) {
-    if (!is_own(name, output.own_entries)) {
+  std::vector<std::string> names;
+  for (const auto& name : entries_of(output.path)) {
+    if (is_own(name, output.own_entries)) {
+      names.push_back(name);
+    } else if (!is_kept(name, output.kept_prefixes)) {
       throw Error(output.path + ": holds \"" + name + "\", which is not part of a " + output.what +
                   "; it is neither written into nor cleared: choose another output directory");
     }
   }
+  if (names.empty()) return;
   if (mode == ExistingOutput::kRefuse) {
     throw Error(output.path + ": the " + output.what + " exists (" + listing(names) +
                 "); continue it with --resume or replace it with --overwrite");

@@ -119,11 +119,13 @@ namespace {
 
 OutputDirectory model_directory(const std::string& path) {
   // What save_pretrained() and save_tokenizer() write, the default checkpoint folder, and the
-  // log that the pretraining recipe keeps beside the model.
+  // log that the pretraining recipe keeps beside the model. A model's licence and readme (as a
+  // Hugging Face repository and the shipped base have them) stay where they are.
   return {path,
           "model directory",
           {"config.json", "model.safetensors", "vocab.txt", "spiece.model", "tokenizer_config.json",
-           "checkpoints", "pretrain.log"}};
+           "checkpoints", "pretrain.log"},
+          {"README", "LICENSE", "LICENCE", "COPYING", "NOTICE", ".gitattributes"}};
 }
 
 // What must not change between a run and its resumption, as stored in the checkpoint: the

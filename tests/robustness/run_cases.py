@@ -78,11 +78,8 @@ class Runner:
     def model_variant(self, directory, replaced):
         """A model directory that links the base's files, except those `replaced` gives."""
         os.makedirs(directory)
-        # The licence files shipped beside the base's weights are not part of a model directory
-        # that `pretrain` writes, and it refuses to write over a directory holding other files.
-        licence = {"LICENSE.md", "COPYING"}
         for name in os.listdir(self.base):
-            if name not in replaced and name not in licence:
+            if name not in replaced:
                 os.symlink(os.path.join(self.base, name), os.path.join(directory, name))
         for name, text in replaced.items():
             if text.startswith("@config "):

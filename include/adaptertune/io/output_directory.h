@@ -31,16 +31,21 @@ struct OutputDirectory {
   /// directory is not one of ours: it is then never written into nor cleared, whatever `mode`.
   /// Temporaries of an interrupted atomic write (`NAME.tmp.*`) count as the entry's own.
   std::vector<std::string> own_entries;
+  /// Name prefixes of files that may sit beside the outputs and are left in place, such as a
+  /// model's licence and readme ("LICENSE" covers LICENSE.md): they are neither written, cleared
+  /// nor a sign that the directory is someone else's.
+  std::vector<std::string> kept_prefixes = {};
 };
 
 /// Throws Error (naming the directory and what is in the way) unless the command may write
-/// `output` under `mode`: it is missing or empty, or `mode` continues or replaces it and it holds
-/// only `own_entries`. No entry of `inputs` (files or directories the command reads) may lie in
-/// it. Changes nothing on disk.
+/// `output` under `mode`: it is missing or holds none of `own_entries`, or `mode` continues or
+/// replaces it; either way it holds nothing but `own_entries` and `kept_prefixes`. No entry of
+/// `inputs` (files or directories the command reads) may lie in it. Changes nothing on disk.
 void check_output_directory(const OutputDirectory& output, ExistingOutput mode,
                             const std::vector<std::string>& inputs);
 
-/// Removes `output`'s own entries (after check_output_directory() allowed kOverwrite).
+/// Removes `output`'s own entries, leaving its kept files (after check_output_directory() allowed
+/// kOverwrite).
 void clear_output_directory(const OutputDirectory& output);
 
 /// Throws Error when writing file `output` would replace or lie inside one of `inputs` (the same
