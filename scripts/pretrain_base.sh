@@ -22,16 +22,10 @@ eval_text=${EVAL_TEXT:-$root/out/corpus/heldout.txt}
 for file in "$corpus" "$eval_text"; do
   [ -f "$file" ] || { echo "pretrain_base.sh: no $file (scripts/make_pretraining_corpus.py)" >&2; exit 1; }
 done
+source "$root/scripts/pretrain_recipe.sh"
 # The finished model is for fine-tuning: its config.json gets back the shipped base's dropout
 # (models/base-config.json: 0.1), which pretraining ran without ($dir.config.json keeps that).
-finish() {
-  /usr/bin/python3 -c 'import json, os, sys
-base, path = json.load(open(sys.argv[1])), sys.argv[2]
-c = json.load(open(path))
-for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"): c[key] = base[key]
-open(path + ".tmp", "w").write(json.dumps(c, indent=2) + "\n"); os.replace(path + ".tmp", path)' \
-    "$root/models/base-config.json" "$dir/config.json"
-}
+finish() { set_config_dropout "$dir/config.json" "$dir/config.json"; }
 if [ -f "$dir/model.safetensors" ] && [ ! -e "$dir/checkpoints/latest" ]; then
   finish
   echo "pretrain_base.sh: $dir holds a finished model; move it away to run again" >&2
@@ -39,7 +33,6 @@ if [ -f "$dir/model.safetensors" ] && [ ! -e "$dir/checkpoints/latest" ]; then
 fi
 mode=()
 [ -e "$dir/checkpoints/latest" ] && mode=(--resume)
-source "$root/scripts/pretrain_recipe.sh"
 config=$dir.config.json
 mkdir -p "$(dirname "$dir")"
 write_nodropout_config "$config"

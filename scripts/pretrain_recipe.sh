@@ -8,10 +8,18 @@ pretrain_recipe=(--vocab "$root/data/vocab/bert-base-uncased-vocab.txt" --batch-
   --lr 5e-4 --warmup-ratio 0.06 --seed 42 --precision bf16 --save-bf16 --log-every 50
   --checkpoint-every 250)
 
-# write_nodropout_config FILE: the shipped base's config (models/base-config.json) with hidden and
-# attention dropout 0, the nodropout probe's and the long run's.
-write_nodropout_config() {
-  /usr/bin/python3 -c 'import json, sys
-c = json.load(open(sys.argv[1])); c["hidden_dropout_prob"] = c["attention_probs_dropout_prob"] = 0.0
-json.dump(c, open(sys.argv[2], "w"), indent=2)' "$root/models/base-config.json" "$1"
+# set_config_dropout SRC DST [DROPOUT]: writes DST (atomically, newline-terminated) as config SRC
+# with hidden and attention dropout DROPOUT (default: the shipped base's, models/base-config.json).
+set_config_dropout() {
+  /usr/bin/python3 -c 'import json, os, sys
+src, dst, base = sys.argv[1:4]
+c = json.load(open(src))
+for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+    c[key] = float(sys.argv[4]) if len(sys.argv) > 4 else json.load(open(base))[key]
+open(dst + ".tmp", "w").write(json.dumps(c, indent=2) + "\n"); os.replace(dst + ".tmp", dst)' \
+    "$1" "$2" "$root/models/base-config.json" "${@:3}"
 }
+
+# write_nodropout_config FILE: the shipped base's config with dropout 0, the nodropout probe's and
+# the long run's.
+write_nodropout_config() { set_config_dropout "$root/models/base-config.json" "$1" 0; }
