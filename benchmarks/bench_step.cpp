@@ -22,8 +22,8 @@
 // gemm measures the roofline: GFLOP/s of the model's matrix products alone ([tokens, d] x [d, d],
 // [d, 4d] and [4d, d]) in --precision's dtype, 2 * M * N * K per product.
 //
-// Inference modes run as a Predictor does: every weight frozen, and with bf16/fp16 the Linear
-// weights stored in that dtype (store_frozen_linear_weights(), precision.h).
+// Inference modes run as a Predictor does (prepare_for_inference()): every weight frozen, with
+// bf16/fp16 the Linear weights stored in that dtype, the attention projections packed.
 //
 // Like the adaptertune tool, the benchmark runs with tune_cpu_allocator() (runtime.h) unless
 // --system-malloc is given; the JSON records say which ("tuned_malloc").
@@ -285,10 +285,10 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
     atune::prepare_task_training(*model, preset, policy);  // the task's adapters, LNs and head
   }
   if (infer) {
-    // As a Predictor runs: nothing trains, and under bf16/fp16 the Linear weights are stored in
-    // that dtype once instead of autocast casting them on every forward pass.
-    for (auto& parameter : model->parameters()) parameter.set_requires_grad(false);
-    atune::store_frozen_linear_weights(*model, precision);
+    // As a Predictor runs: nothing trains, under bf16/fp16 the Linear weights are stored in
+    // that dtype once instead of autocast casting them on every forward pass, and the attention
+    // projections are packed instead of joined on every pass.
+    atune::prepare_for_inference(*model, precision);
   }
   atune::AdamWOptions adamw;
   adamw.lr = 1e-4;

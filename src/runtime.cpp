@@ -17,6 +17,7 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/version.h"
+#include "heap_pages.h"
 
 namespace adaptertune {
 namespace {
@@ -101,6 +102,12 @@ bool tune_cpu_allocator() {
          mallopt(M_TRIM_THRESHOLD, kTrimThreshold) == 1 && mallopt(M_MMAP_MAX, 0) == 1;
 #else
   return false;
+#endif
+}
+
+void release_free_heap_pages() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
 #endif
 }
 

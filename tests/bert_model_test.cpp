@@ -7,6 +7,8 @@
 
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/error.h"
+#include "adaptertune/inference/prepare_for_inference.h"
+#include "adaptertune/layers/attention.h"
 #include "test_util.h"
 
 namespace adaptertune {
@@ -176,6 +178,119 @@ TEST_P(BertModelTest, FrozenLinearWeightsStoredInTheComputeDtypeGiveTheSameOutpu
   }
   EXPECT_TRUE(torch::equal(logits(), before));
   EXPECT_EQ(store_frozen_linear_weights(*model, Precision::kBFloat16), 0) << "already stored";
+}
+
+// The query, key and value weights of every layer, in that order.
+std::vector<torch::Tensor*> projection_weights(torch::nn::Module& model) {
+  std::vector<torch::Tensor*> weights;
+  for (const auto& child : model.modules()) {
+    if (auto* attention = child->as<SelfAttention>()) {
+      for (auto* linear : {&attention->query, &attention->key, &attention->value}) {
+        weights.push_back(&(*linear)->weight);
+      }
+    }
+  }
+  return weights;
+}
+
+// SelfAttentionImpl::pack_projections() for every layer; how many.
+int64_t pack_attention_projections(torch::nn::Module& model) {
+  int64_t packed = 0;
+  for (const auto& child : model.modules()) {
+    if (auto* attention = child->as<SelfAttention>()) {
+      attention->pack_projections();
+      ++packed;
+    }
+  }
+  return packed;
+}
+
+TEST_P(BertModelTest, PackedAttentionProjectionsFollowTheirWeights) {
+  torch::manual_seed(5);
+  BertModel model(tiny_config());
+  model->to(device());
+  const torch::Tensor input = testing::random_ids(2, 7).to(device());
+  auto hidden = [&] {
+    c10::InferenceMode inference;
+    return model(input).last_hidden_state;
+  };
+  model->eval();
+  const torch::Tensor before = hidden();
+  const std::vector<torch::Tensor*> weights = projection_weights(*model);
+  ASSERT_EQ(weights.size(), 3 * static_cast<size_t>(tiny_config().num_hidden_layers));
+  const size_t parameters = model->parameters().size();
+
+  EXPECT_EQ(pack_attention_projections(*model), tiny_config().num_hidden_layers);
+  EXPECT_EQ(model->parameters().size(), parameters) << "the parameters stay the module's";
+  const int64_t row_bytes = weights[0]->numel() * static_cast<int64_t>(weights[0]->element_size());
+  for (size_t i = 0; i < weights.size(); i += 3) {
+    const auto* query = static_cast<const char*>(weights[i]->data_ptr());
+    EXPECT_EQ(static_cast<const char*>(weights[i + 1]->data_ptr()), query + row_bytes);
+    EXPECT_EQ(static_cast<const char*>(weights[i + 2]->data_ptr()), query + 2 * row_bytes);
+  }
+  EXPECT_TRUE(torch::equal(hidden(), before));
+  const void* packed_at = weights[0]->data_ptr();
+  pack_attention_projections(*model);
+  EXPECT_EQ(weights[0]->data_ptr(), packed_at) << "packing again leaves it as it is";
+
+  // A weight written in place is what the packed block holds; one given new storage is read
+  // from there. Both give what an unpacked model with those weights gives.
+  BertModel twin(tiny_config());
+  twin->to(device());
+  twin->eval();
+  {
+    torch::NoGradGuard no_grad;
+    weights[1]->mul_(2);                             // layer 0's key, in place
+    weights[5]->set_data(weights[5]->clone() * -1);  // layer 1's value, new storage
+    for (auto& item : twin->named_parameters()) {
+      item.value().copy_(model->named_parameters()[item.key()]);
+    }
+  }
+  c10::InferenceMode inference;
+  EXPECT_TRUE(torch::equal(hidden(), twin(input).last_hidden_state));
+  EXPECT_FALSE(torch::equal(hidden(), before));
+}
+
+TEST_P(BertModelTest, PackedAttentionProjectionsStillGetGradients) {
+  torch::manual_seed(6);
+  BertModel model(tiny_config());
+  model->to(device());
+  pack_attention_projections(*model);
+  model(testing::random_ids(2, 7).to(device())).last_hidden_state.square().sum().backward();
+  for (torch::Tensor* weight : projection_weights(*model)) {
+    ASSERT_TRUE(weight->grad().defined());
+    EXPECT_GT(weight->grad().abs().sum().item<double>(), 0);
+  }
+}
+
+TEST_P(BertModelTest, PreparedForInferenceGivesTheSameOutputs) {
+  torch::manual_seed(7);
+  BertForSequenceClassification model(tiny_config(), HeadConfig::classification({"a", "b"}));
+  model->bert->add_adapter("x", AdapterConfig::houlsby());
+  model->bert->set_active_adapter("x");
+  model->to(device());
+  model->eval();
+  const torch::Tensor input = testing::random_ids(3, 9).to(device());
+  for (Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
+    auto logits = [&] {
+      c10::InferenceMode inference;
+      AutocastGuard autocast(device(), precision);
+      return model(input);
+    };
+    const torch::Tensor before = logits();
+    prepare_for_inference(*model, precision);
+    for (const auto& item : model->named_parameters()) {
+      EXPECT_FALSE(item.value().requires_grad()) << item.key();
+    }
+    const std::vector<torch::Tensor*> weights = projection_weights(*model);
+    EXPECT_EQ(weights[0]->scalar_type(),
+              precision == Precision::kFloat32 ? torch::kFloat32 : torch::kBFloat16);
+    const auto* query = static_cast<const char*>(weights[0]->data_ptr());
+    EXPECT_EQ(static_cast<const char*>(weights[2]->data_ptr()),
+              query + 2 * weights[0]->numel() * weights[0]->element_size())
+        << "packed";
+    EXPECT_TRUE(torch::equal(logits(), before)) << precision_name(precision);
+  }
 }
 
 TEST_P(BertModelTest, BadInputsGetClearErrors) {

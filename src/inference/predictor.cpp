@@ -13,6 +13,7 @@
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/device.h"
 #include "adaptertune/error.h"
+#include "adaptertune/inference/prepare_for_inference.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
@@ -104,13 +105,11 @@ struct Predictor::State {
     return *identity;
   }
 
-  // Stores the weights that autocast would cast on every forward pass in `precision`'s dtype
-  // once (store_frozen_linear_weights()); nothing here trains, so every weight is frozen first.
-  void store_weights_in_compute_dtype() {
-    if (precision == Precision::kFloat32) return;
-    for (auto& parameter : model->parameters()) parameter.set_requires_grad(false);
-    base_identity();
-    store_frozen_linear_weights(*model, precision);
+  // prepare_for_inference(): every weight frozen, those that autocast would cast on every
+  // forward pass stored in `precision`'s dtype once, the attention projections packed.
+  void prepare_weights() {
+    if (precision != Precision::kFloat32) base_identity();
+    prepare_for_inference(*model, precision);
   }
 
   // The length requests are truncated to: the option, else what the pack records (0: nothing),
@@ -129,7 +128,7 @@ struct Predictor::State {
                                                 pack + ": max_length");
     const AdapterPackLoad load = load_adapter_pack(model, pack, base_identity(), name);
     const AdapterPackInfo& pack_info = load.info;
-    store_weights_in_compute_dtype();               // the pack's new Linears too
+    prepare_weights();                              // the pack's new modules too
     model->bert->set_active_adapter(std::nullopt);  // requests name their tasks
     model->eval();                                  // the new modules too
     warnings.insert(warnings.end(), load.warnings.begin(), load.warnings.end());
@@ -191,7 +190,7 @@ Predictor::Predictor(const std::string& model_directory,
     agree = agree && infos[i].precision == recorded;
   }
   s.precision = options.precision.value_or(agree && recorded ? *recorded : Precision::kFloat32);
-  s.store_weights_in_compute_dtype();
+  s.prepare_weights();
   for (size_t i : pack_load_order(infos)) s.load(adapter_packs[i], std::nullopt);
   for (const auto& item : s.model->named_parameters()) {
     if (!parameter_task(item.key())) {

@@ -1,7 +1,10 @@
 #include "adaptertune/layers/attention.h"
 
 #include <cmath>
+#include <initializer_list>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <torch/version.h>
@@ -36,10 +39,8 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& hidden,
   // (and, under autocast, cast once), and its gradient is one product instead of three plus two
   // additions. The parameters stay three, with Hugging Face's names.
   const int64_t d = options_.hidden_size();
-  const std::vector<at::Tensor> qkv =
-      at::linear(hidden, at::cat({query->weight, key->weight, value->weight}),
-                 at::cat({query->bias, key->bias, value->bias}))
-          .split(d, -1);
+  const auto [weight, bias] = projection_weights();
+  const std::vector<at::Tensor> qkv = at::linear(hidden, weight, bias).split(d, -1);
   torch::Tensor q = split_heads(qkv[0]);
   torch::Tensor k = split_heads(qkv[1]);
   torch::Tensor v = split_heads(qkv[2]);
@@ -63,6 +64,64 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& hidden,
   torch::Tensor probs = hashed_dropout(at::softmax(scores, -1), dropout_p, true);
   torch::Tensor context = at::matmul(probs, v);
   return context.transpose(1, 2).reshape({batch, seq, options_.hidden_size()});
+}
+
+namespace {
+
+// Whether `parts` are, in order, the consecutive rows of `block`: views of it, as
+// pack_projections() left them, with its dtype.
+bool still_views_of(const at::Tensor& block, std::initializer_list<const at::Tensor*> parts) {
+  if (!block.defined()) return false;
+  const auto* start = static_cast<const char*>(block.data_ptr());
+  int64_t offset = 0;
+  for (const at::Tensor* part : parts) {
+    if (part->scalar_type() != block.scalar_type() || !part->is_contiguous() ||
+        static_cast<const char*>(part->data_ptr()) != start + offset) {
+      return false;
+    }
+    offset += part->numel() * static_cast<int64_t>(part->element_size());
+  }
+  return offset == block.numel() * static_cast<int64_t>(block.element_size());
+}
+
+}  // namespace
+
+bool SelfAttentionImpl::packed() const {
+  return still_views_of(packed_weight_, {&query->weight, &key->weight, &value->weight}) &&
+         still_views_of(packed_bias_, {&query->bias, &key->bias, &value->bias});
+}
+
+std::pair<torch::Tensor, torch::Tensor> SelfAttentionImpl::projection_weights() const {
+  // The packed block carries no gradient to the parameters, so it serves only where none is
+  // wanted: gradients off, or none of the six trains (a frozen base).
+  bool gradient_wanted = false;
+  if (at::GradMode::is_enabled()) {
+    for (const auto* linear : {&query, &key, &value}) {
+      gradient_wanted |= (*linear)->weight.requires_grad() || (*linear)->bias.requires_grad();
+    }
+  }
+  if (!gradient_wanted && packed()) return {packed_weight_, packed_bias_};
+  return {at::cat({query->weight, key->weight, value->weight}),
+          at::cat({query->bias, key->bias, value->bias})};
+}
+
+void SelfAttentionImpl::pack_projections() {
+  if (packed()) return;
+  torch::NoGradGuard no_grad;
+  auto pack = [](std::initializer_list<at::Tensor*> parts) {
+    std::vector<at::Tensor> values;
+    for (at::Tensor* part : parts) values.push_back(*part);
+    at::Tensor block = at::cat(values);
+    int64_t row = 0;
+    for (at::Tensor* part : parts) {
+      // set_data keeps the parameter the module registered (its name, requires_grad).
+      part->set_data(block.narrow(0, row, part->size(0)));
+      row += part->size(0);
+    }
+    return block;
+  };
+  packed_weight_ = pack({&query->weight, &key->weight, &value->weight});
+  packed_bias_ = pack({&query->bias, &key->bias, &value->bias});
 }
 
 BertAttentionImpl::BertAttentionImpl(const BertConfig& config) {
