@@ -17,7 +17,8 @@ import sys
 
 import torch
 
-DTYPES = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64, "F16": torch.float16}
+DTYPES = {"F32": torch.float32, "F64": torch.float64, "I64": torch.int64, "F16": torch.float16,
+          "BF16": torch.bfloat16}
 NAMES = {v: k for k, v in DTYPES.items()}
 
 
