@@ -19,11 +19,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 from bert_reference import read_safetensors  # noqa: E402
-from script_checks import check, failures, finish, free_port  # noqa: E402
+from script_checks import check, failures, finish, free_port, script_arguments  # noqa: E402
 
-cli, project, work = sys.argv[1:4]
-shutil.rmtree(work, ignore_errors=True)
-os.makedirs(work)
+cli, project, work = script_arguments()
 glue = os.path.join(project, "data", "glue")
 
 

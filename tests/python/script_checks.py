@@ -1,10 +1,21 @@
 """What the Python script tests (ctest: server, browser, distributed) share: failures counted,
 not fatal, so that one run reports all of them; PASS or the count at the end; free ports on
 127.0.0.1."""
+import os
+import shutil
 import socket
 import sys
 
 failures = []
+
+
+def script_arguments():
+    """ADAPTERTUNE PROJECT_DIR WORK_DIR, as adaptertune_script_test (tests/CMakeLists.txt) passes
+    them, with WORK_DIR emptied (made when missing)."""
+    cli, project, work = sys.argv[1:4]
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    return cli, project, work
 
 
 def check(condition, message):

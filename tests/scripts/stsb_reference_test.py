@@ -4,16 +4,13 @@ Usage: stsb_reference_test.py ADAPTERTUNE PROJECT_DIR WORK_DIR"""
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from script_checks import check, finish  # noqa: E402
+from script_checks import check, finish, script_arguments  # noqa: E402
 
-cli, project, work = sys.argv[1:4]
-shutil.rmtree(work, ignore_errors=True)
-os.makedirs(work)
+cli, project, work = script_arguments()
 script = os.path.join(project, "scripts", "stsb_reference.py")
 spec = importlib.util.spec_from_file_location("stsb_reference", script)
 module = importlib.util.module_from_spec(spec)

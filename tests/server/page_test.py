@@ -9,7 +9,6 @@ Usage: page_test.py ADAPTERTUNE PROJECT_DIR WORK_DIR [SCREENSHOT.png]"""
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,12 +17,10 @@ import urllib.request
 
 from serving import Server, train
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from script_checks import check, finish, free_port  # noqa: E402
+from script_checks import check, finish, free_port, script_arguments  # noqa: E402
 
-cli, project, work = sys.argv[1:4]
+cli, project, work = script_arguments()
 screenshot = sys.argv[4] if len(sys.argv) > 4 else None
-shutil.rmtree(work, ignore_errors=True)
-os.makedirs(work)
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the WebDriver element reference key
 
 

@@ -8,7 +8,6 @@ Usage: server_test.py ADAPTERTUNE PROJECT_DIR WORK_DIR"""
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import threading
@@ -16,12 +15,11 @@ import time
 
 from serving import Server as ServeProcess, train as train_pack
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from script_checks import check, finish  # noqa: E402
+from script_checks import check, finish, script_arguments  # noqa: E402
 
-cli, project, work = sys.argv[1:4]
+cli, project, work = script_arguments()
 base = os.path.join(project, "models", "adaptertune-base-uncased-L4-H256")
 glue = os.path.join(project, "data", "glue")
-shutil.rmtree(work, ignore_errors=True)
 packs_dir = os.path.join(work, "packs")
 os.makedirs(packs_dir)
 
