@@ -68,9 +68,11 @@ for task in tasks:
         cells.append(f"{score:.1f} ({p['trainable']:,} = {100 * p['trainable'] / p['total']:.2f} %, {res['seconds']:.0f} s)")
     print(f"| {task} | {metric_name[task]} | " + " | ".join(cells) + " |")
 PY
-# Sections other scripts write (fusion_report.sh, …) are kept, after the table.
-if [ -f docs/results.md ] && grep -q '^<!-- [a-z_]*\.sh -->$' docs/results.md; then
-  { echo; sed -n '/^<!-- [a-z_]*\.sh -->$/,$p' docs/results.md; } >> docs/results.md.new
+# Sections other scripts write (<!-- fusion_report.sh --> …) and notes written by hand about the
+# table (between <!-- notes --> and <!-- /notes -->) are kept, after the table.
+section='^<!-- \([a-z_]*\.sh\|notes\) -->$'
+if [ -f docs/results.md ] && grep -q "$section" docs/results.md; then
+  { echo; sed -n "/$section/,\$p" docs/results.md; } >> docs/results.md.new
 fi
 mv docs/results.md.new docs/results.md
 cat docs/results.md
