@@ -13,12 +13,14 @@ void prepare_for_inference(torch::nn::Module& model, Precision precision) {
   store_frozen_linear_weights(model, precision);
   for (const auto& child : model.modules(/*include_self=*/true)) {
     if (auto* attention = child->as<SelfAttention>()) {
+      const void* before = attention->query->weight.data_ptr();
       attention->pack_projections();
       // The three weights a layer's block replaces are freed in the middle of the heap, where
       // the next layer's block does not fit: without this a float32 bert-base kept 85 MB of them
       // resident (peak 599 -> 672 MiB, docs/benchmarks.md), and a trim after the last layer
-      // would come after that peak.
-      release_free_heap_pages();
+      // would come after that peak. A layer already packed (a later call, after a task's pack
+      // was added) frees nothing.
+      if (attention->query->weight.data_ptr() != before) release_free_heap_pages();
     }
   }
 }
