@@ -6,7 +6,7 @@
 //                     [--layers 12] [--hidden 768] [--heads 12] [--steps 10] [--warmup 3]
 //                     [--modes full,houlsby,pfeiffer,head,forward] [--threads N] [--padded]
 //                     [--drop N] [--lengths FILE] [--profile TRACE.json] [--system-malloc]
-//                     [--json]
+//                     [--float32-frozen-weights] [--json]
 //
 // Modes: full, head (training), forward (base inference), an adapter preset (houlsby, pfeiffer:
 // adapter training); an adapter mode ending in -drop leaves the adapter out of the lowest
@@ -24,6 +24,11 @@
 //
 // Inference modes run as a Predictor does (prepare_for_inference()): every weight frozen, with
 // bf16/fp16 the Linear weights stored in that dtype, the attention projections packed.
+//
+// Training modes run as a TrainingEngine trains: under bf16/fp16 the frozen Linear weights are
+// stored in that dtype (FrozenLinearWeightsInDtype), unless --float32-frozen-weights keeps them
+// float32 (autocast casting them on every use, as before). The random base is rounded to bf16
+// values, as a base loaded from bf16 files (the shipped one) holds, so that they qualify.
 //
 // Like the adaptertune tool, the benchmark runs with tune_cpu_allocator() (runtime.h) unless
 // --system-malloc is given; the JSON records say which ("tuned_malloc").
@@ -49,6 +54,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -81,6 +87,7 @@ struct Options {
   bool padded = false;
   /// glibc's malloc as configured by default, not tune_cpu_allocator()'s settings.
   bool system_malloc = false;
+  bool frozen_weights_in_dtype = true;
   /// Token counts of a dev set for the infer-dev-* modes.
   std::vector<int64_t> lengths;
   /// Where to write a Chrome trace of the timed steps (LibTorch's autograd profiler).
@@ -145,6 +152,10 @@ Options parse(int argc, char** argv) {
     std::string flag = argv[i];
     if (flag == "--json" || flag == "--padded" || flag == "--system-malloc") {
       (flag == "--json" ? o.json : flag == "--padded" ? o.padded : o.system_malloc) = true;
+      continue;
+    }
+    if (flag == "--float32-frozen-weights") {
+      o.frozen_weights_in_dtype = false;
       continue;
     }
     if (i + 1 >= argc) throw atune::Error(flag + " needs a value");
@@ -250,6 +261,12 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   if (mode == "gemm") return run_gemm(o, device, precision);
   torch::manual_seed(0);
   atune::BertForSequenceClassification model(config, atune::HeadConfig{});
+  {
+    // The base's values as a bf16 file holds them (the shipped base is one), so that training
+    // can store its frozen weights in bf16 as the TrainingEngine does. Timing is unaffected.
+    torch::NoGradGuard no_grad;
+    for (auto& parameter : model->parameters()) parameter.copy_(parameter.to(torch::kBFloat16));
+  }
   atune::FreezePolicy policy;
   // "infer-houlsby-drop": inference, the Houlsby preset, left out of the lowest layers.
   const bool infer = mode.rfind("infer-", 0) == 0;
@@ -289,6 +306,11 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
     // that dtype once instead of autocast casting them on every forward pass, and the attention
     // projections are packed instead of joined on every pass.
     atune::prepare_for_inference(*model, precision);
+  }
+  // As a TrainingEngine trains under bf16/fp16: the frozen Linear weights stored in that dtype.
+  std::optional<atune::FrozenLinearWeightsInDtype> frozen_weights;
+  if (!infer && mode != "forward" && o.frozen_weights_in_dtype) {
+    frozen_weights.emplace(*model, precision);
   }
   atune::AdamWOptions adamw;
   adamw.lr = 1e-4;

@@ -16,6 +16,12 @@ library without it (a copy of the old libadaptertune.so.0 put first by --referen
     python3 benchmarks/compare.py --modes full,houlsby --reference-bench \
         build/benchmarks/adaptertune_bench --reference-env LD_LIBRARY_PATH=/tmp/old-lib
 
+or the same bench with a fast path turned off by a flag (--reference-flags replaces --ours-flags
+for the reference):
+
+    python3 benchmarks/compare.py --modes houlsby --precisions bf16 --reference-bench \
+        build/benchmarks/adaptertune_bench --reference-flags=--float32-frozen-weights
+
 Shapes: main is the main job's (the shipped base, L4 d256, batch 32 x seq 64); bert-base is
 L12 d768, batch 32 x seq 128 (--batch, --seq, --layers, --hidden, --heads override either).
 Modes: those of adaptertune_bench that the reference has (full, houlsby, pfeiffer, head, forward,
@@ -98,6 +104,9 @@ def main():
                     help="VAR=VALUE ... for the reference's processes, e.g. the same malloc settings")
     ap.add_argument("--reference-bench", metavar="BIN",
                     help="compare against this adaptertune_bench (another build) instead of PyTorch")
+    ap.add_argument("--reference-flags", default=None,
+                    help="flags for the --reference-bench instead of --ours-flags, e.g. "
+                         "--reference-flags=--float32-frozen-weights (the same bench, a path off)")
     ap.add_argument("--out", help="JSON with every record and the summary")
     ap.add_argument("--plot", help="PNG chart of the medians with their spread")
     ap.add_argument("--replot", metavar="JSON", help="only draw --plot from an earlier run's --out")
@@ -127,7 +136,8 @@ def main():
     reference = [args.python, os.path.join(ROOT, "benchmarks/reference_step.py")] + common
     ref_name = "pytorch"
     if args.reference_bench:
-        reference = [args.reference_bench] + common + shlex.split(args.ours_flags)
+        flags = args.ours_flags if args.reference_flags is None else args.reference_flags
+        reference = [args.reference_bench] + common + shlex.split(flags)
         ref_name = "baseline"
     reference_env = dict(os.environ)
     for item in shlex.split(args.reference_env):
@@ -226,6 +236,7 @@ def main():
               "command": " ".join(map(shlex.quote, sys.argv)), "shape": shape, "device": args.device,
               "threads": args.threads, "rounds": args.rounds, "ours_flags": args.ours_flags,
               "reference_env": args.reference_env, "reference_bench": args.reference_bench,
+              "reference_flags": args.reference_flags,
               "steps": args.steps, "warmup": args.warmup,
               "cpu": cpu, "machine": platform.machine(), "pytorch": torch_version,
               "dev_examples": len(lengths) if lengths else None,

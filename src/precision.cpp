@@ -1,5 +1,7 @@
 #include "adaptertune/precision.h"
 
+#include <unordered_map>
+
 #include <ATen/autocast_mode.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/linear.h>
@@ -7,6 +9,7 @@
 #include <torch/version.h>
 
 #include "adaptertune/error.h"
+#include "heap_pages.h"
 
 // LibTorch 2.4 replaced the per-device autocast functions by ones that take a device type.
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
@@ -98,21 +101,95 @@ AutocastGuard::~AutocastGuard() {
   set_autocast(cuda_, was_enabled_, static_cast<at::ScalarType>(previous_dtype_));
 }
 
+namespace {
+
+c10::ScalarType low_precision_dtype(Precision precision) {
+  return precision == Precision::kBFloat16 ? at::kBFloat16 : at::kHalf;
+}
+
+// The weights of `module`'s torch::nn::Linear modules that do not require grad and are float32:
+// those autocast casts on every use. A weight registered under a second name (a decoder tied to
+// the word embeddings) is left out: its other user may not run under autocast.
+std::vector<at::Tensor> frozen_float32_linear_weights(torch::nn::Module& module) {
+  std::unordered_map<const void*, int> registrations;
+  for (const auto& item : module.named_parameters()) {
+    ++registrations[item.value().unsafeGetTensorImpl()];
+  }
+  std::vector<at::Tensor> weights;
+  auto consider = [&](torch::nn::Module& candidate) {
+    auto* linear = candidate.as<torch::nn::Linear>();
+    if (linear == nullptr) return;
+    const at::Tensor& weight = linear->weight;
+    if (!weight.requires_grad() && weight.scalar_type() == at::kFloat &&
+        registrations[weight.unsafeGetTensorImpl()] == 1) {
+      weights.push_back(weight);
+    }
+  };
+  // modules(/*include_self=*/true) would need `module` held by a shared_ptr.
+  consider(module);
+  for (const auto& child : module.modules(/*include_self=*/false)) consider(*child);
+  return weights;
+}
+
+}  // namespace
+
 int64_t store_frozen_linear_weights(torch::nn::Module& module, Precision precision) {
   if (precision == Precision::kFloat32) return 0;
-  const at::ScalarType dtype = precision == Precision::kBFloat16 ? at::kBFloat16 : at::kHalf;
   torch::NoGradGuard no_grad;
-  int64_t converted = 0;
-  for (const auto& child : module.modules(/*include_self=*/true)) {
-    auto* linear = child->as<torch::nn::Linear>();
-    if (linear == nullptr) continue;
-    at::Tensor& weight = linear->weight;
-    if (weight.requires_grad() || weight.scalar_type() != at::kFloat) continue;
-    // set_data keeps the parameter the module registered (and its name), with new storage.
-    weight.set_data(weight.to(dtype));
-    ++converted;
+  std::vector<at::Tensor> weights = frozen_float32_linear_weights(module);
+  // set_data keeps the parameter the module registered (and its name), with new storage.
+  for (at::Tensor& weight : weights) weight.set_data(weight.to(low_precision_dtype(precision)));
+  return static_cast<int64_t>(weights.size());
+}
+
+FrozenLinearWeightsInDtype::FrozenLinearWeightsInDtype(torch::nn::Module& module,
+                                                       Precision precision) {
+  if (precision == Precision::kFloat32) return;
+  dtype_ = low_precision_dtype(precision);
+  torch::NoGradGuard no_grad;
+  // Every copy first, then every swap: the copies come out of fresh memory next to each other,
+  // and the float32 blocks, freed together, merge into one free region that activations fit in
+  // again. Swapping one weight at a time scatters the copies over the freed blocks, and the
+  // fragments left raised the peak of a bert-base step by 150 MiB instead of lowering it.
+  std::vector<at::Tensor> copies;
+  for (at::Tensor& weight : frozen_float32_linear_weights(module)) {
+    at::Tensor low = weight.to(dtype_);
+    // Only where the round trip is exact: restore() must give back the very values, and the
+    // base's identity (hashed in float32) must not change.
+    if (!at::equal(low.to(at::kFloat), weight)) {
+      ++kept_in_float32_;
+      continue;
+    }
+    stored_.push_back(weight);
+    copies.push_back(std::move(low));
   }
-  return converted;
+  for (size_t i = 0; i < stored_.size(); ++i) stored_[i].set_data(copies[i]);
+  copies.clear();
+  // The freed float32 blocks would otherwise stay resident beside the activations.
+  if (!stored_.empty()) release_free_heap_pages();
+}
+
+FrozenLinearWeightsInDtype::~FrozenLinearWeightsInDtype() {
+  try {
+    restore();
+  } catch (...) {
+    // Out of memory for the float32 copies: the weights stay in the lower precision, which a
+    // forward pass under autocast still runs with. A destructor must not throw.
+  }
+}
+
+int64_t FrozenLinearWeightsInDtype::stored() const {
+  return static_cast<int64_t>(stored_.size());
+}
+
+void FrozenLinearWeightsInDtype::restore() {
+  torch::NoGradGuard no_grad;
+  for (at::Tensor& weight : stored_) {
+    // Someone may have given it new data meanwhile (Module::to(), a load): leave that alone.
+    if (weight.scalar_type() == dtype_) weight.set_data(weight.to(at::kFloat));
+  }
+  if (!stored_.empty()) release_free_heap_pages();
+  stored_.clear();
 }
 
 }  // namespace adaptertune

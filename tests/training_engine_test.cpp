@@ -2,8 +2,14 @@
 
 #include <torch/torch.h>
 
+#include <map>
+
+#include "adaptertune/adapter_config.h"
+#include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/error.h"
+#include "adaptertune/head_config.h"
 #include "adaptertune/io/atomic_file.h"
+#include "adaptertune/training/freeze_policy.h"
 #include "test_util.h"
 
 namespace adaptertune {
@@ -125,6 +131,160 @@ TEST(TrainingEngine, OptionsOutOfRangeAreRefusedByName) {
   options = engine_options("x");
   options.max_grad_norm = -1;
   EXPECT_ERROR_CONTAINS(TrainingEngine(*toy.layer, options), "max_grad_norm");
+}
+
+// Frozen Linear weights in the compute dtype (FrozenLinearWeightsInDtype, which the engine keeps).
+
+class FrozenWeightsTest : public testing::DeviceTest {
+ protected:
+  // A tiny classifier readied to train a Houlsby adapter. With `bf16_base`, its base holds bf16
+  // values, as one loaded from bf16 files (the shipped base) does.
+  BertForSequenceClassification adapter_model(bool bf16_base) {
+    torch::manual_seed(7);
+    BertForSequenceClassification model(testing::tiny_config_without_dropout(), HeadConfig{});
+    if (bf16_base) {
+      torch::NoGradGuard no_grad;
+      for (auto& parameter : model->parameters()) parameter.copy_(parameter.to(torch::kBFloat16));
+    }
+    model->bert->add_adapter("task", AdapterConfig::houlsby());
+    testing::randomize_task_tensors(*model);
+    model->to(device());
+    prepare_task_training(*model, "task", FreezePolicy{});
+    return model;
+  }
+
+  TrainingEngineOptions bf16_options(const std::string& dir) {
+    TrainingEngineOptions options;
+    options.lr = 1e-2;
+    options.total_steps = 3;
+    options.precision = Precision::kBFloat16;
+    options.device = device();
+    options.checkpoint_dir = dir;
+    return options;
+  }
+
+  // Three optimizer steps on one fixed batch, as the trainer runs them.
+  void train(BertForSequenceClassification& model, TrainingEngine& engine) {
+    const torch::Tensor input = testing::random_ids(4, 8).to(device());
+    const torch::Tensor mask = torch::ones({4, 8}, torch::kLong).to(device());
+    const torch::Tensor labels = torch::tensor({0, 1, 1, 0}, torch::kLong).to(device());
+    for (int step = 0; step < 3; ++step) {
+      torch::Tensor loss;
+      {
+        const AutocastGuard autocast = engine.autocast();
+        loss = model->loss(model(input, mask), labels);
+      }
+      engine.backward(loss);
+      engine.step();
+    }
+  }
+};
+ADAPTERTUNE_INSTANTIATE_DEVICE_TEST(FrozenWeightsTest);
+
+// Whether `name` is a frozen Linear weight of `model`'s (not an embedding table).
+bool frozen_linear_weight(const std::string& name, const torch::Tensor& value) {
+  return !value.requires_grad() && value.dim() == 2 && name.find("embeddings") == std::string::npos;
+}
+
+int64_t frozen_linear_weights(torch::nn::Module& model) {
+  int64_t count = 0;
+  for (const auto& item : model.named_parameters()) {
+    count += frozen_linear_weight(item.key(), item.value()) ? 1 : 0;
+  }
+  return count;
+}
+
+// Each parameter's dtype, by name.
+std::map<std::string, torch::ScalarType> dtypes(torch::nn::Module& model) {
+  std::map<std::string, torch::ScalarType> out;
+  for (const auto& item : model.named_parameters()) out[item.key()] = item.value().scalar_type();
+  return out;
+}
+
+TEST_P(FrozenWeightsTest, EngineTrainsTheSameWithFrozenWeightsInBf16AndGivesThemBack) {
+  BertForSequenceClassification stored = adapter_model(/*bf16_base=*/true);
+  BertForSequenceClassification cast = adapter_model(/*bf16_base=*/true);
+  std::map<std::string, torch::Tensor> frozen_before;
+  for (const auto& item : stored->named_parameters()) {
+    if (!item.value().requires_grad()) frozen_before[item.key()] = item.value().detach().clone();
+  }
+  const std::string dir = testing::fresh_dir("engine_frozen_weights");
+  {
+    TrainingEngine with(*stored, bf16_options(dir + "/with"));
+    TrainingEngineOptions off = bf16_options(dir + "/without");
+    off.frozen_weights_in_compute_dtype = false;
+    TrainingEngine without(*cast, off);
+    // Inside the engine's lifetime: every frozen Linear weight of the base in bf16, nothing else.
+    for (const auto& item : stored->named_parameters()) {
+      EXPECT_EQ(item.value().scalar_type(),
+                frozen_linear_weight(item.key(), item.value()) ? torch::kBFloat16 : torch::kFloat32)
+          << item.key();
+    }
+    EXPECT_GE(frozen_linear_weights(*stored), 3 * 6) << "at least six Linears a layer";
+    for (const auto& [name, dtype] : dtypes(*cast)) EXPECT_EQ(dtype, torch::kFloat32) << name;
+
+    train(stored, with);
+    train(cast, without);
+    // Autocast rounds a float32 weight to bf16 as storing it did: the same bits throughout.
+    auto trained = cast->named_parameters();
+    int64_t compared = 0;
+    for (const auto& item : stored->named_parameters()) {
+      if (!item.value().requires_grad()) continue;
+      EXPECT_TRUE(torch::equal(item.value(), trained[item.key()])) << item.key();
+      ++compared;
+    }
+    EXPECT_GT(compared, 0);
+  }
+  // The engines are gone: float32 again, with the very values they had.
+  for (const auto& [name, dtype] : dtypes(*stored)) EXPECT_EQ(dtype, torch::kFloat32) << name;
+  auto after = stored->named_parameters();
+  for (const auto& [name, value] : frozen_before) {
+    EXPECT_TRUE(torch::equal(after[name], value)) << name;
+  }
+}
+
+TEST_P(FrozenWeightsTest, WeightsThatBf16WouldRoundStayFloat32) {
+  BertForSequenceClassification model = adapter_model(/*bf16_base=*/false);
+  FrozenLinearWeightsInDtype frozen(*model, Precision::kBFloat16);
+  EXPECT_EQ(frozen.stored(), 0);
+  EXPECT_EQ(frozen.kept_in_float32(), frozen_linear_weights(*model));
+  EXPECT_GE(frozen.kept_in_float32(), 3 * 6);
+  for (const auto& [name, dtype] : dtypes(*model)) EXPECT_EQ(dtype, torch::kFloat32) << name;
+}
+
+TEST(FrozenLinearWeightsInDtype, LeavesTiedTrainableAndReplacedWeightsAlone) {
+  // A frozen Linear whose weight is registered a second time (tied), a frozen one and a
+  // trainable one, all holding bf16 values.
+  struct Model : torch::nn::Module {
+    torch::nn::Linear tied{register_module("tied", torch::nn::Linear(4, 4))};
+    torch::nn::Linear frozen{register_module("frozen", torch::nn::Linear(4, 4))};
+    torch::nn::Linear trainable{register_module("trainable", torch::nn::Linear(4, 4))};
+    Model() { register_parameter("shared", tied->weight, /*requires_grad=*/false); }
+  } model;
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& parameter : model.parameters()) parameter.copy_(parameter.to(torch::kBFloat16));
+  }
+  model.frozen->weight.set_requires_grad(false);
+  EXPECT_EQ(FrozenLinearWeightsInDtype(model, Precision::kFloat32).stored(), 0);
+  {
+    FrozenLinearWeightsInDtype stored(model, Precision::kBFloat16);
+    EXPECT_EQ(stored.stored(), 1);
+    EXPECT_EQ(stored.kept_in_float32(), 0);
+    EXPECT_EQ(model.frozen->weight.scalar_type(), torch::kBFloat16);
+    EXPECT_EQ(model.tied->weight.scalar_type(), torch::kFloat32) << "tied: left alone";
+    EXPECT_EQ(model.trainable->weight.scalar_type(), torch::kFloat32) << "trainable";
+    stored.restore();
+    EXPECT_EQ(model.frozen->weight.scalar_type(), torch::kFloat32);
+    stored.restore();  // idempotent
+  }
+  {
+    // New data given meanwhile (a load, Module::to()) is not overwritten by the restore.
+    FrozenLinearWeightsInDtype stored(model, Precision::kBFloat16);
+    torch::NoGradGuard no_grad;
+    model.frozen->weight.set_data(torch::full({4, 4}, 0.25, torch::kDouble));
+  }
+  EXPECT_EQ(model.frozen->weight.scalar_type(), torch::kDouble);
 }
 
 }  // namespace

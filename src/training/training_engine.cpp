@@ -49,7 +49,9 @@ TrainingEngine::TrainingEngine(torch::nn::Module& model, TrainingEngineOptions o
       trainable_(trainable_parameters(model)),
       schedule_(LrSchedule::with_warmup_ratio(options_.schedule, options_.lr, options_.total_steps,
                                               options_.warmup_ratio)),
-      checkpoints_(options_.checkpoint_dir, options_.keep_checkpoints) {
+      checkpoints_(options_.checkpoint_dir, options_.keep_checkpoints),
+      frozen_weights_(model, options_.frozen_weights_in_compute_dtype ? options_.precision
+                                                                      : Precision::kFloat32) {
   AdamWOptions adamw;
   adamw.lr = options_.lr;
   optimizer_ = std::make_unique<AdamW>(weight_decay_groups(model, options_.weight_decay), adamw);

@@ -44,6 +44,10 @@ struct TrainingEngineOptions {
   int keep_checkpoints = 1;
   /// The seed of the data order, recorded in checkpoints and checked on resume.
   uint64_t data_seed = 42;
+  /// Under bf16/fp16, store the frozen Linear weights in that dtype for the engine's lifetime
+  /// where that loses nothing (FrozenLinearWeightsInDtype): the same results without autocast's
+  /// casts, and half their memory. Off: they stay float32 and are cast on every use.
+  bool frozen_weights_in_compute_dtype = true;
 
   /// Throws Error naming the first option out of its range.
   void validate() const;
@@ -51,6 +55,10 @@ struct TrainingEngineOptions {
 
 /// AdamW, the schedule and checkpoints around one model's trainable parameters (those that
 /// require grad when the engine is made: apply the freeze policy first).
+///
+/// Under bf16/fp16 the frozen Linear weights are stored in that dtype while the engine lives
+/// (TrainingEngineOptions::frozen_weights_in_compute_dtype), and are float32 again, with their
+/// original values, once it is gone: inside its lifetime, run the model under autocast().
 ///
 /// A loop calls, per batch, backward() on its loss under autocast(), and after every
 /// `gradient_accumulation` batches step(); it checkpoints with save_checkpoint() and continues a
@@ -106,6 +114,8 @@ class TrainingEngine {
   LrSchedule schedule_;
   CheckpointManager checkpoints_;
   TrainingState state_;
+  // Last, so that the weights are float32 again before anything else goes.
+  FrozenLinearWeightsInDtype frozen_weights_;
 };
 
 }  // namespace adaptertune
