@@ -6,7 +6,7 @@
 //                     [--layers 12] [--hidden 768] [--heads 12] [--steps 10] [--warmup 3]
 //                     [--modes full,houlsby,pfeiffer,head,forward] [--threads N] [--padded]
 //                     [--drop N] [--lengths FILE] [--profile TRACE.json] [--system-malloc]
-//                     [--float32-frozen-weights] [--json]
+//                     [--float32-frozen-weights] [--gradient-checkpointing] [--json]
 //
 // Modes: full, head (training), forward (base inference), an adapter preset (houlsby, pfeiffer:
 // adapter training); an adapter mode ending in -drop leaves the adapter out of the lowest
@@ -29,6 +29,7 @@
 // stored in that dtype (FrozenLinearWeightsInDtype), unless --float32-frozen-weights keeps them
 // float32 (autocast casting them on every use, as before). The random base is rounded to bf16
 // values, as a base loaded from bf16 files (the shipped one) holds, so that they qualify.
+// --gradient-checkpointing turns on the encoder's gradient checkpointing for training modes.
 //
 // Like the adaptertune tool, the benchmark runs with tune_cpu_allocator() (runtime.h) unless
 // --system-malloc is given; the JSON records say which ("tuned_malloc").
@@ -88,6 +89,7 @@ struct Options {
   /// glibc's malloc as configured by default, not tune_cpu_allocator()'s settings.
   bool system_malloc = false;
   bool frozen_weights_in_dtype = true;
+  bool gradient_checkpointing = false;
   /// Token counts of a dev set for the infer-dev-* modes.
   std::vector<int64_t> lengths;
   /// Where to write a Chrome trace of the timed steps (LibTorch's autograd profiler).
@@ -156,6 +158,10 @@ Options parse(int argc, char** argv) {
     }
     if (flag == "--float32-frozen-weights") {
       o.frozen_weights_in_dtype = false;
+      continue;
+    }
+    if (flag == "--gradient-checkpointing") {
+      o.gradient_checkpointing = true;
       continue;
     }
     if (i + 1 >= argc) throw atune::Error(flag + " needs a value");
@@ -312,6 +318,7 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   if (!infer && mode != "forward" && o.frozen_weights_in_dtype) {
     frozen_weights.emplace(*model, precision);
   }
+  model->bert->encoder->set_gradient_checkpointing(o.gradient_checkpointing);
   atune::AdamWOptions adamw;
   adamw.lr = 1e-4;
   atune::AdamW optimizer(atune::weight_decay_groups(*model, 0.01), adamw);

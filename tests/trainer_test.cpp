@@ -371,6 +371,32 @@ TEST(Trainer, DropCacheOfFrozenLayersTrainsAsWithoutIt) {
       "leaves out no lowest layer");
 }
 
+TEST(Trainer, GradientCheckpointingTrainsAsWithoutIt) {
+  // With dropout, in bf16 (the frozen weights stored in bf16, the layers run again under
+  // autocast in backward): the same run.
+  Fixture f;
+  auto plain = make_model();
+  TrainerOptions o = options_for("checkpointing_plain");
+  o.precision = Precision::kBFloat16;
+  o.epochs = 1;
+  Trainer(plain, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+      .train();
+  auto checkpointed = make_model();
+  o = options_for("checkpointing_on");
+  o.precision = Precision::kBFloat16;
+  o.epochs = 1;
+  o.gradient_checkpointing = true;
+  Trainer(checkpointed, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+      .train();
+  EXPECT_TRUE(checkpointed->bert->encoder->gradient_checkpointing());
+  auto expected = snapshot(plain);
+  for (const auto& [name, value] : snapshot(checkpointed)) {
+    EXPECT_LT(testing::max_abs_diff(value, expected[name]), 1e-5) << name;
+  }
+  const auto run = nlohmann::json::parse(read_file(o.output_dir + "/run.json"));
+  EXPECT_EQ(run.at("options").at("gradient_checkpointing"), true) << run.dump();
+}
+
 TEST(LrSchedule, WarmupThenDecay) {
   LrSchedule s;
   s.peak_lr = 1.0;

@@ -1,5 +1,7 @@
 #include "adaptertune/layers/encoder.h"
 
+#include "gradient_checkpoint.h"
+
 namespace adaptertune {
 
 BertEncoderImpl::BertEncoderImpl(const BertConfig& config) {
@@ -24,7 +26,14 @@ torch::Tensor BertEncoderImpl::run_layers(torch::Tensor hidden, const torch::Ten
     if (mask.defined() && mask.size(0) != hidden.size(0)) {
       mask = mask.repeat({hidden.size(0) / mask.size(0), 1, 1, 1});
     }
-    hidden = l(hidden, mask, routing);
+    if (gradient_checkpointing_ && at::GradMode::is_enabled()) {
+      std::shared_ptr<BertLayerImpl> layer = l.ptr();
+      hidden = detail::checkpointed(*layer, hidden, [layer, mask, routing](const torch::Tensor& x) {
+        return layer->forward(x, mask, routing);
+      });
+    } else {
+      hidden = l(hidden, mask, routing);
+    }
   }
   return hidden;
 }

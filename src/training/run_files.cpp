@@ -154,6 +154,7 @@ Json trainer_options_json(const TrainerOptions& o) {
           {"device", o.device.str()},
           {"precision", precision_name(o.precision)},
           {"cache_frozen_layers", o.cache_frozen_layers},
+          {"gradient_checkpointing", o.gradient_checkpointing},
           {"sampling_temperature", o.sampling_temperature}};
 }
 

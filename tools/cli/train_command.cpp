@@ -917,6 +917,10 @@ Command add_train_command(CLI::App& app) {
                   "Seconds to wait for the other processes before failing")
       ->check(finite_number(0, /*exclusive=*/true))
       ->capture_default_str();
+  cmd->add_flag("--gradient-checkpointing", o->trainer.gradient_checkpointing,
+                "Keep only each encoder layer's input for the backward pass and run the layer "
+                "again there: the same gradients in a fraction of the activation memory, for "
+                "about one more forward pass per step");
   cmd->add_flag("--cache-frozen-layers", o->trainer.cache_frozen_layers,
                 "With --leave-out 0-N: run the adapter-free lowest layers without dropout and "
                 "reuse their outputs after the first epoch (AdapterDrop's cache)");

@@ -25,10 +25,19 @@ class BertEncoderImpl : public torch::nn::Module {
   BertLayer at(size_t index) const;
   size_t size() const { return layers_.size(); }
 
+  /// Gradient checkpointing (Hugging Face's `gradient_checkpointing`): a layer run with gradients
+  /// wanted keeps only its input for the backward pass instead of every activation it makes, and
+  /// runs again there, with the same dropout masks and autocast, to rebuild them. The gradients
+  /// are the same; a step's activation memory drops to the layers' inputs plus one layer's, for
+  /// one more forward pass of compute. Off by default; passes without gradients never change.
+  void set_gradient_checkpointing(bool enabled) { gradient_checkpointing_ = enabled; }
+  bool gradient_checkpointing() const { return gradient_checkpointing_; }
+
   torch::nn::ModuleList layer{nullptr};
 
  private:
   std::vector<BertLayer> layers_;
+  bool gradient_checkpointing_ = false;
 };
 TORCH_MODULE(BertEncoder);
 

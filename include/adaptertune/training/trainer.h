@@ -72,6 +72,11 @@ struct TrainerOptions {
   /// each training example is kept after its first batch, and later epochs start at layer k
   /// from the cache. Needs an adapter that leaves out layer 0 (Error otherwise).
   bool cache_frozen_layers = false;
+  /// Gradient checkpointing (BertEncoderImpl::set_gradient_checkpointing()): every encoder layer
+  /// keeps only its input for the backward pass and runs again there. The same gradients, with
+  /// a fraction of the activation memory, for about one more forward pass per step. When false,
+  /// the model's own setting stands.
+  bool gradient_checkpointing = false;
   /// Memory the cache may take (bytes, where the model trains); a larger one is not built and
   /// training goes on without it (a message says so).
   int64_t cache_max_bytes = int64_t{4} << 30;
