@@ -293,6 +293,14 @@ TEST_P(BertModelTest, PreparedForInferenceGivesTheSameOutputs) {
   }
 }
 
+TEST(PrepareForInference, TakesAModelThatNoSharedPtrHolds) {
+  // LibTorch's modules(include_self) throws its own error for a module on the stack.
+  BertModelImpl model(tiny_config());
+  EXPECT_NO_THROW(prepare_for_inference(model, Precision::kBFloat16));
+  EXPECT_EQ(model.encoder->at(0)->attention->self->query->weight.scalar_type(), torch::kBFloat16);
+  EXPECT_FALSE(model.encoder->at(0)->attention->self->query->weight.requires_grad());
+}
+
 TEST_P(BertModelTest, BadInputsGetClearErrors) {
   BertModel model(tiny_config());
   model->to(device());

@@ -11,8 +11,8 @@ void prepare_for_inference(torch::nn::Module& model, Precision precision) {
   for (auto& parameter : model.parameters()) parameter.set_requires_grad(false);
   // Converting after packing would give the weights new storage and undo the packing.
   store_frozen_linear_weights(model, precision);
-  for (const auto& child : model.modules(/*include_self=*/true)) {
-    if (auto* attention = child->as<SelfAttention>()) {
+  auto pack = [](torch::nn::Module& module) {
+    if (auto* attention = module.as<SelfAttention>()) {
       const void* before = attention->query->weight.data_ptr();
       attention->pack_projections();
       // The three weights a layer's block replaces are freed in the middle of the heap, where
@@ -22,7 +22,10 @@ void prepare_for_inference(torch::nn::Module& model, Precision precision) {
       // was added) frees nothing.
       if (attention->query->weight.data_ptr() != before) release_free_heap_pages();
     }
-  }
+  };
+  // modules(/*include_self=*/true) would need `model` held by a shared_ptr.
+  pack(model);
+  for (const auto& child : model.modules(/*include_self=*/false)) pack(*child);
 }
 
 }  // namespace adaptertune
