@@ -1,6 +1,7 @@
 #include "adaptertune/training/pretraining.h"
 
 #include <cmath>
+#include <map>
 
 #include <unistd.h>
 
@@ -315,6 +316,103 @@ TEST(Pretraining, ResumeRefusesACheckpointOfOtherOptions) {
 
 // The written tokenizer_config.json says what the tokenizer really does: a cased vocabulary
 // pretrained without lower-casing must not come back lower-casing.
+// Reads a model directory's tensors by name, in float32.
+std::map<std::string, at::Tensor> weights_of(const std::string& dir) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& [name, tensor] : load_safetensors(dir + "/model.safetensors")) {
+    out[name] = tensor.to(at::kFloat);
+  }
+  return out;
+}
+
+TEST(Pretraining, WritesTheMaskedLmHeadInHuggingFacesLayout) {
+  WordPieceTokenizer tokenizer(kVocab);
+  const BertConfig config = tiny_config_for(tokenizer);
+  const std::string dir =
+      ::testing::TempDir() + "adaptertune_pretrain_layout_" + std::to_string(::getpid());
+  remove_tree(dir);
+  pretrain_mlm(config, std::vector<std::string>(20, "the cat sat on the mat ."), tokenizer, dir,
+               few_steps(1));
+  const auto weights = weights_of(dir);
+  for (const char* name :
+       {"bert.embeddings.word_embeddings.weight",
+        "bert.encoder.layer.0.attention.self.query.weight", "cls.predictions.bias",
+        "cls.predictions.transform.dense.weight", "cls.predictions.transform.LayerNorm.weight"}) {
+    EXPECT_EQ(weights.count(name), 1u) << name;
+  }
+  // The decoder is the word embedding matrix (tied), so it is not stored twice.
+  EXPECT_EQ(weights.count("cls.predictions.decoder.weight"), 0u);
+  EXPECT_NE(read_file(dir + "/config.json").find("\"BertForMaskedLM\""), std::string::npos);
+  // Loaders of a base model take the `bert.` tensors and skip the head.
+  LoadReport report;
+  load_bert_model(dir, &report);
+  EXPECT_EQ(report.missing, (std::vector<std::string>{"pooler.dense.weight", "pooler.dense.bias"}));
+  EXPECT_TRUE(report.unexpected.empty());
+  EXPECT_EQ(report.ignored.size(), 5u);  // cls.predictions: bias, transform dense and LayerNorm
+  remove_tree(dir);
+}
+
+TEST(Pretraining, ContinuesFromAModelDirectory) {
+  WordPieceTokenizer tokenizer(kVocab);
+  const BertConfig config = tiny_config_for(tokenizer);
+  const std::vector<std::string> lines(20, "the quick brown fox jumps over the lazy dog .");
+  const std::string root =
+      ::testing::TempDir() + "adaptertune_pretrain_continue_" + std::to_string(::getpid());
+  remove_tree(root);
+  const std::string first = root + "/first", second = root + "/second", fresh = root + "/fresh";
+  pretrain_mlm(config, lines, tokenizer, first, few_steps(3));
+
+  // A step too small to move anything: the continued run ends where the model it started from
+  // ended, head included, while a run from random weights with the same seed does not.
+  PretrainOptions options = few_steps(1);
+  options.lr = 1e-12;
+  options.weight_decay = 0;
+  std::vector<std::string> messages;
+  options.on_message = [&](const std::string& text) { messages.push_back(text); };
+  options.init_from = first;
+  pretrain_mlm(config, lines, tokenizer, second, options);
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_NE(messages[0].find("starting from the weights of " + first), std::string::npos);
+  EXPECT_EQ(messages[0].find("head is new"), std::string::npos) << messages[0];
+  options.init_from.clear();
+  pretrain_mlm(config, lines, tokenizer, fresh, options);
+  const auto before = weights_of(first), after = weights_of(second), random = weights_of(fresh);
+  ASSERT_EQ(after.size(), before.size());
+  for (const auto& [name, tensor] : before) {
+    EXPECT_TRUE(at::allclose(after.at(name), tensor, 0, 1e-6)) << name;
+  }
+  EXPECT_FALSE(at::allclose(random.at("bert.encoder.layer.0.attention.self.query.weight"),
+                            before.at("bert.encoder.layer.0.attention.self.query.weight")));
+
+  // A base without a masked-LM head gets a new one.
+  const std::string base_only = root + "/base";
+  save_pretrained(*load_bert_model(first), base_only);
+  messages.clear();
+  options.init_from = base_only;
+  options.overwrite = true;
+  pretrain_mlm(config, lines, tokenizer, second, options);
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_NE(messages[0].find("the masked-LM head is new"), std::string::npos) << messages[0];
+
+  // Dropout may differ; the architecture may not; the model it starts from is never replaced.
+  BertConfig no_dropout = config;
+  no_dropout.hidden_dropout_prob = 0;
+  no_dropout.attention_probs_dropout_prob = 0;
+  options.init_from = first;
+  pretrain_mlm(no_dropout, lines, tokenizer, second, options);
+  BertConfig other_heads = config;
+  other_heads.num_attention_heads = config.num_attention_heads / 2;
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(other_heads, lines, tokenizer, second, options),
+                        first + "/config.json: describes another architecture");
+  const std::string weights = read_file(first + "/model.safetensors");
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, first, options), "holds an input");
+  EXPECT_EQ(read_file(first + "/model.safetensors"), weights);
+  options.init_from = root + "/missing";
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, second, options),
+                        root + "/missing/config.json");
+  remove_tree(root);
+}
+
 TEST(Pretraining, RecordsTheTokenizersRealLowerCasing) {
   WordPieceOptions cased;
   cased.lowercase = false;

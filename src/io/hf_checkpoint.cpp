@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include "adaptertune/bert_for_masked_lm.h"
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/parameter_names.h"
@@ -226,12 +227,14 @@ void save_pretrained(torch::nn::Module& model, const std::string& directory,
   const BertModelImpl* bert = dynamic_cast<BertModelImpl*>(&model);
   auto* classifier = dynamic_cast<BertForSequenceClassificationImpl*>(&model);
   auto* span_head = dynamic_cast<BertForQuestionAnsweringImpl*>(&model);
+  auto* masked_lm = dynamic_cast<BertForMaskedLMImpl*>(&model);
   if (classifier != nullptr) bert = classifier->bert.get();
   if (span_head != nullptr) bert = span_head->bert.get();
+  if (masked_lm != nullptr) bert = masked_lm->bert.get();
   if (bert == nullptr) {
     throw Error(
-        "save_pretrained: expected a BertModel, BertForSequenceClassification or "
-        "BertForQuestionAnswering");
+        "save_pretrained: expected a BertModel, BertForSequenceClassification, "
+        "BertForQuestionAnswering or BertForMaskedLM");
   }
   detail::Json config = detail::parse_json(bert->config().to_json_string(), "config");
   if (dtype != at::kFloat)
@@ -239,6 +242,7 @@ void save_pretrained(torch::nn::Module& model, const std::string& directory,
                             : dtype == at::kHalf   ? "float16"
                                                    : "float64";
   if (span_head != nullptr) config["architectures"] = {"BertForQuestionAnswering"};
+  if (masked_lm != nullptr) config["architectures"] = {"BertForMaskedLM"};
   if (classifier != nullptr) {
     config["architectures"] = {"BertForSequenceClassification"};
     detail::Json head = detail::parse_json(classifier->head_config().to_json_string(), "head");

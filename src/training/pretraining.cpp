@@ -201,6 +201,38 @@ double held_out_loss(BertForMaskedLM& model, const HeldOut& held_out, c10::Devic
   return sum / static_cast<double>(tokens);
 }
 
+// Continued pretraining needs the same shapes and the same computation; only the dropout and
+// the initialisation range (unused: the weights come from the model) may differ.
+void check_same_architecture(const BertConfig& config, const std::string& init_from) {
+  const std::string path = init_from + "/config.json";
+  BertConfig other = BertConfig::from_file(path);
+  other.hidden_dropout_prob = config.hidden_dropout_prob;
+  other.attention_probs_dropout_prob = config.attention_probs_dropout_prob;
+  other.initializer_range = config.initializer_range;
+  if (other != config) {
+    throw Error(path +
+                ": describes another architecture than the run's config (vocab_size, sizes, "
+                "layers, heads, activation, positions or layer_norm_eps differ); continued "
+                "pretraining needs the same one: give that file as the config");
+  }
+}
+
+// Copies the model in `init_from` into `model`: every base tensor, and the masked-LM head where
+// the directory has one. Returns a note for the user.
+std::string load_initial_weights(BertForMaskedLM& model, const std::string& init_from) {
+  LoadReport report = load_state_dict(*model, read_hf_weights(init_from), init_from);
+  std::vector<std::string> missing_base;
+  for (const auto& name : report.missing) {
+    if (classify_parameter(name) != ParameterGroup::kHead) missing_base.push_back(name);
+  }
+  if (!missing_base.empty()) {
+    throw Error(init_from + ": the checkpoint lacks " + std::to_string(missing_base.size()) +
+                " base-model tensors, e.g. " + missing_base.front());
+  }
+  return "pretrain: starting from the weights of " + init_from + " (" + report.summary() + ")" +
+         (report.missing_any(ParameterGroup::kHead) ? "; the masked-LM head is new" : "");
+}
+
 }  // namespace
 
 void PretrainOptions::validate() const {
@@ -233,8 +265,15 @@ void check_pretrain_options(const BertConfig& config, const std::string& output_
   options.validate();
   config.validate();
   config.check_sequence_length(options.max_length, "max_length");
+  std::vector<std::string> inputs = options.inputs;
+  if (!options.init_from.empty()) {
+    // Replacing the model it starts from would delete its weights before they are read.
+    inputs.push_back(options.init_from + "/config.json");
+    inputs.push_back(options.init_from + "/model.safetensors");
+    check_same_architecture(config, options.init_from);
+  }
   check_output_directory(model_directory(output_dir),
-                         existing_output_mode(options.resume, options.overwrite), options.inputs);
+                         existing_output_mode(options.resume, options.overwrite), inputs);
 }
 
 PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::string>& lines,
@@ -253,6 +292,9 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   const c10::Device device = options.device;
   check_device(device);
   BertForMaskedLM model(config);
+  // Before the checkpoint (if resuming), which then replaces these weights.
+  const std::string init_note =
+      options.init_from.empty() ? "" : load_initial_weights(model, options.init_from);
   model->to(device);
   model->train();
   apply_freeze_policy(*model, FreezePolicy::from_name("full"));
@@ -284,6 +326,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
     if (options.on_message) options.on_message(text);
   };
   if (options.overwrite) clear_output_directory(model_directory(output_dir));
+  bool resumed = false;
   if (options.resume) {
     engine.checkpoints().remove_stale_temporaries();
     DataShape shape;
@@ -292,6 +335,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
     shape.data_seed = options.seed;
     shape.batches_may_skip_steps = true;  // a batch with nothing masked takes no step
     if (const auto latest = engine.resume(shape, fingerprint)) {
+      resumed = true;
       message("pretrain: resumed from " + *latest + " at step " +
               std::to_string(state.global_step));
     } else if (file_exists(output_dir + "/config.json")) {
@@ -304,6 +348,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
     }
   }
 
+  if (!init_note.empty() && !resumed) message(init_note);
   const HeldOut held_out = options.eval_lines.empty()
                                ? HeldOut{}
                                : mask_held_out(options.eval_lines, tokenizer, options);
@@ -380,7 +425,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   result.steps = state.global_step;
   if (result.interrupted) return result;
   model->to(c10::Device(c10::kCPU));
-  save_pretrained(*model->bert, output_dir, options.save_dtype);
+  save_pretrained(*model, output_dir, options.save_dtype);
   save_tokenizer(tokenizer, output_dir, config.max_position_embeddings);
   // A finished run has nothing to resume; keep the model directory clean.
   if (own_checkpoint_dir) remove_tree(engine.checkpoints().root());

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ctrl-C during `adaptertune pretrain` saves a checkpoint and exits with 130; `--resume` finishes
-# the run from it; a held-out text is measured as asked. Usage: pretrain_interrupt.sh ADAPTERTUNE VOCAB WORK_DIR
+# the run from it; a held-out text is measured as asked; `--init-from` continues a finished model.
+# Usage: pretrain_interrupt.sh ADAPTERTUNE VOCAB WORK_DIR
 set -euo pipefail
 cli=$1 vocab=$2 work=$3
 rm -rf "$work"
@@ -50,4 +51,25 @@ for i in $(seq 1 20); do echo "a held-out line $i that the run never trains on .
   { cat "$work/measured.log" >&2; echo "FAIL: expected 2 held-out measurements" >&2; exit 1; }
 grep -q "held-out [0-9]" "$work/measured.out" ||
   { cat "$work/measured.out" >&2; echo "FAIL: no held-out loss in the result" >&2; exit 1; }
+# Continued pretraining: --init-from takes the model's config and vocabulary unless given, and
+# never replaces the model it starts from.
+"$cli" pretrain --init-from "$work/measured" --text "$work/text.txt" --out "$work/continued" \
+  --steps 2 --batch-size 8 --max-length 32 >/dev/null 2>"$work/continued.log"
+grep -q "pretrain: starting from the weights of $work/measured" "$work/continued.log" ||
+  { cat "$work/continued.log" >&2; echo "FAIL: --init-from did not start from the model" >&2; exit 1; }
+grep -q "head is new" "$work/continued.log" &&
+  { cat "$work/continued.log" >&2; echo "FAIL: the pretrained masked-LM head was not loaded" >&2; exit 1; }
+cmp -s "$work/measured/vocab.txt" "$work/continued/vocab.txt" ||
+  { echo "FAIL: the continued model has another vocabulary" >&2; exit 1; }
+if "$cli" pretrain --init-from "$work/measured" --text "$work/text.txt" --out "$work/measured" \
+  --overwrite --steps 2 --batch-size 8 --max-length 32 >/dev/null 2>"$work/self.log"; then
+  echo "FAIL: --init-from its own --out was accepted" >&2; exit 1
+fi
+grep -q "holds an input" "$work/self.log" || { cat "$work/self.log" >&2; echo "FAIL: unclear error" >&2; exit 1; }
+[ -e "$work/measured/model.safetensors" ] || { echo "FAIL: the model it started from is gone" >&2; exit 1; }
+if "$cli" pretrain --text "$work/text.txt" --out "$work/none" >/dev/null 2>"$work/none.log"; then
+  echo "FAIL: pretrain without --config or --init-from was accepted" >&2; exit 1
+fi
+grep -q -- "--config is required (or --init-from)" "$work/none.log" ||
+  { cat "$work/none.log" >&2; echo "FAIL: unclear error without --config" >&2; exit 1; }
 echo "PASS"

@@ -36,6 +36,16 @@ struct PretrainCommandOptions {
 };
 
 int run(PretrainCommandOptions& o) {
+  // Continued pretraining reads the model's own config and vocabulary unless told otherwise.
+  const std::string& init_from = o.train.init_from;
+  if (o.config.empty()) {
+    if (init_from.empty()) throw Error("pretrain: --config is required (or --init-from)");
+    o.config = init_from + "/config.json";
+  }
+  if (o.vocab.empty()) {
+    if (init_from.empty()) throw Error("pretrain: --vocab is required (or --init-from)");
+    o.vocab = init_from + "/vocab.txt";
+  }
   BertConfig config = BertConfig::from_file(o.config);
   o.train.device = parse_device(o.device);
   o.train.precision = parse_precision(o.precision.value_or("fp32"));
@@ -112,8 +122,16 @@ Command add_pretrain_command(CLI::App& app) {
   auto o = std::make_shared<PretrainCommandOptions>();
   CLI::App* cmd = app.add_subcommand(
       "pretrain", "Masked-LM pretraining of a BERT on plain text, written as a model directory");
-  cmd->add_option("--config", o->config, "Model config.json")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--vocab", o->vocab, "WordPiece vocab.txt")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--config", o->config,
+                  "Model config.json (required, unless --init-from gives it: DIR/config.json)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--vocab", o->vocab,
+                  "WordPiece vocab.txt (required, unless --init-from gives it: DIR/vocab.txt)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--init-from", o->train.init_from,
+                  "Continue pretraining the model in this directory: its weights (and masked-LM "
+                  "head, when it has one) with a new optimizer and learning-rate schedule")
+      ->check(CLI::ExistingDirectory);
   cmd->add_option("--text", o->text, "Plain-text files, one sentence or paragraph per line")
       ->required()
       ->check(CLI::ExistingFile);

@@ -70,8 +70,8 @@ BertForSequenceClassification init_bert_for_sequence_classification(
 BertForQuestionAnswering load_bert_for_question_answering(const std::string& directory,
                                                           LoadReport* report = nullptr);
 
-/// Writes `model` (a BertModel, BertForSequenceClassification or BertForQuestionAnswering) as a
-/// Hugging Face directory:
+/// Writes `model` (a BertModel, BertForSequenceClassification, BertForQuestionAnswering or
+/// BertForMaskedLM) as a Hugging Face directory:
 /// `config.json` (with `architectures` and, for a classifier, its head keys) and
 /// `model.safetensors` (Hugging Face names, in `dtype`: float32 by default; bfloat16 or float16
 /// halve the size and load back as float32). Adapter weights are not part of this layout: save

@@ -94,6 +94,14 @@ struct PretrainOptions {
   /// Names line `index` of the text in errors ("corpus.txt:12"); unset: "line N of the text".
   std::function<std::string(size_t)> line_source;
 
+  /// A model directory to start from instead of random weights (continued pretraining): its
+  /// base weights, and its masked-LM head (`cls.*`) when it has one (pretrain_mlm() writes it;
+  /// a plain `BertModel` directory gets a new head), with a new optimizer and learning-rate
+  /// schedule. Its config.json must describe the same architecture as the run's config (dropout
+  /// and initializer_range may differ). Empty: random initialisation. A resumed run takes its
+  /// weights from the checkpoint, not from here.
+  std::string init_from;
+
   /// Continue from the newest checkpoint, if there is one (same text, config and options). A
   /// finished model in the output directory is not resumed: that needs `overwrite`.
   bool resume = false;
@@ -125,7 +133,9 @@ struct PretrainResult {
 };
 
 /// Pretrains a BERT of `config` on `lines` and writes a Hugging Face model directory to
-/// `output_dir`: config.json, model.safetensors, and the tokenizer's vocabulary file with a
+/// `output_dir`: config.json and model.safetensors in the layout of Hugging Face's
+/// `BertForMaskedLM` (`bert.*` and the masked-LM head `cls.*`, which every loader of a base
+/// model skips), and the tokenizer's vocabulary file with a
 /// tokenizer_config.json that records its real lower-casing (save_tokenizer()). Checkpoints (model,
 /// AdamW moments, RNG states, data position) make a resumed run end with the same weights as an
 /// uninterrupted one on CPU.
