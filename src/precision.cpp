@@ -10,6 +10,7 @@
 
 #include "adaptertune/error.h"
 #include "heap_pages.h"
+#include "module_walk.h"
 
 // LibTorch 2.4 replaced the per-device autocast functions by ones that take a device type.
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
@@ -125,9 +126,7 @@ std::vector<at::Tensor> frozen_float32_linear_weights(torch::nn::Module& module)
       weights.push_back(weight);
     }
   };
-  // modules(/*include_self=*/true) would need `module` held by a shared_ptr.
-  consider(module);
-  for (const auto& child : module.modules(/*include_self=*/false)) consider(*child);
+  for_each_module(module, consider);
   return weights;
 }
 

@@ -4,6 +4,7 @@
 
 #include "adaptertune/layers/attention.h"
 #include "heap_pages.h"
+#include "module_walk.h"
 
 namespace adaptertune {
 
@@ -23,9 +24,7 @@ void prepare_for_inference(torch::nn::Module& model, Precision precision) {
       if (attention->query->weight.data_ptr() != before) release_free_heap_pages();
     }
   };
-  // modules(/*include_self=*/true) would need `model` held by a shared_ptr.
-  pack(model);
-  for (const auto& child : model.modules(/*include_self=*/false)) pack(*child);
+  for_each_module(model, pack);
 }
 
 }  // namespace adaptertune
