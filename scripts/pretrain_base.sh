@@ -10,6 +10,11 @@
 #   ADAPTERTUNE (the CLI), CORPUS (default out/corpus/train.txt), EVAL_TEXT (default
 #   out/corpus/heldout.txt), made by
 #   scripts/make_pretraining_corpus.py out/corpus/train.txt --gcide --held-out out/corpus/heldout.txt
+#   BASE_INIT (optional): a finished model directory to continue pretraining (`pretrain
+#   --init-from`: its weights, a new optimizer and schedule); flags given here override the
+#   recipe's, e.g. the continuation of the shipped base (models/README.md):
+#   BASE_INIT=models/adaptertune-base-uncased-L4-H256 BASE_STEPS=3000 BASE_DIR=out/cont/step11000 \
+#     bash scripts/pretrain_base.sh --lr 3e-4 --warmup-ratio 0.1 --seed 43
 # The log goes to BASE_DIR.log (appended to on resume), the pretraining configuration (no dropout)
 # to BASE_DIR.config.json; the finished model's config.json has the shipped base's dropout (0.1).
 set -euo pipefail
@@ -33,6 +38,7 @@ if [ -f "$dir/model.safetensors" ] && [ ! -e "$dir/checkpoints/latest" ]; then
 fi
 mode=()
 [ -e "$dir/checkpoints/latest" ] && mode=(--resume)
+[ -n "${BASE_INIT:-}" ] && mode+=(--init-from "$BASE_INIT")
 config=$dir.config.json
 mkdir -p "$(dirname "$dir")"
 write_nodropout_config "$config"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/pretrain_base.sh on a tiny corpus: a fresh run interrupted (Ctrl-C) after its first step,
 # a second call that resumes it and finishes (the model's config.json with dropout 0.1 for
-# fine-tuning), and a third that leaves the finished model alone.
+# fine-tuning), a third that leaves the finished model alone, and a continuation (BASE_INIT).
 # Usage: pretrain_base_test.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 set -euo pipefail
 cli=$1 root=$2 work=$3
@@ -41,4 +41,13 @@ before=$(sha256sum "$work/base/model.safetensors")
 bash "$root/scripts/pretrain_base.sh" 2>"$work/third.err"
 grep -q "holds a finished model" "$work/third.err" || { echo "FAIL: a finished run was not left alone" >&2; exit 1; }
 [ "$(sha256sum "$work/base/model.safetensors")" = "$before" ] || { echo "FAIL: the model changed" >&2; exit 1; }
+
+# BASE_INIT continues the finished model, with its masked-LM head, on a new schedule.
+BASE_INIT=$work/base BASE_DIR=$work/continued BASE_STEPS=2 bash "$root/scripts/pretrain_base.sh" \
+  --lr 1e-4 2>"$work/fourth.err"
+grep -q "pretrain: starting from the weights of $work/base" "$work/continued.log" ||
+  { cat "$work/continued.log" >&2; echo "FAIL: BASE_INIT did not start from the model" >&2; exit 1; }
+grep -q "head is new" "$work/continued.log" && { echo "FAIL: the model's head was not taken" >&2; exit 1; }
+grep -q "pretrain: step 2/2" "$work/continued.log" || { echo "FAIL: the continuation did not finish" >&2; exit 1; }
+[ "$(sha256sum "$work/base/model.safetensors")" = "$before" ] || { echo "FAIL: the model it started from changed" >&2; exit 1; }
 echo PASS
