@@ -314,8 +314,6 @@ TEST(Pretraining, ResumeRefusesACheckpointOfOtherOptions) {
   EXPECT_TRUE(file_exists(dir + "/checkpoints/checkpoint-2/trainer_state.json"));
 }
 
-// The written tokenizer_config.json says what the tokenizer really does: a cased vocabulary
-// pretrained without lower-casing must not come back lower-casing.
 // Reads a model directory's tensors by name, in float32.
 std::map<std::string, at::Tensor> weights_of(const std::string& dir) {
   std::map<std::string, at::Tensor> out;
@@ -413,6 +411,8 @@ TEST(Pretraining, ContinuesFromAModelDirectory) {
   remove_tree(root);
 }
 
+// The written tokenizer_config.json says what the tokenizer really does: a cased vocabulary
+// pretrained without lower-casing must not come back lower-casing.
 TEST(Pretraining, RecordsTheTokenizersRealLowerCasing) {
   WordPieceOptions cased;
   cased.lowercase = false;
