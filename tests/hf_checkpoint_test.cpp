@@ -174,6 +174,16 @@ TEST(HfCheckpoint, BadCheckpointsGetClearErrors) {
   EXPECT_NE(report.summary().find("2 missing (pooler.dense.weight, pooler.dense.bias)"),
             std::string::npos)
       << report.summary();
+  // The rule every loader applies: a missing pooler or head may be allowed, nothing else.
+  EXPECT_NO_THROW(report.require_all_except(dir, {ParameterGroup::kPooler}));
+  EXPECT_ERROR_CONTAINS(report.require_all_except(dir, {ParameterGroup::kHead}),
+                        dir + ": the checkpoint lacks 2 base-model tensors: pooler.dense.weight");
+  // The classifier and span-head loaders refuse a missing encoder tensor the same way.
+  save_safetensors(dir + "/model.safetensors", partial);
+  EXPECT_ERROR_CONTAINS(load_bert_for_sequence_classification(dir),
+                        "the checkpoint lacks 1 base-model tensors: bert.encoder.layer.0.");
+  EXPECT_ERROR_CONTAINS(load_bert_for_question_answering(dir),
+                        "the checkpoint lacks 1 base-model tensors: bert.encoder.layer.0.");
 }
 
 TEST(HfCheckpoint, HeadOfAnotherTaskIsLeftOutAndReported) {

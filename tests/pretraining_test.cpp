@@ -411,6 +411,58 @@ TEST(Pretraining, ContinuesFromAModelDirectory) {
   remove_tree(root);
 }
 
+// A continuation's log starts with the held-out loss of the model it continues, and its
+// checkpoints resume only as a continuation of that same model.
+TEST(Pretraining, AContinuationIsMeasuredAtStepZeroAndResumesOnlyFromItsModel) {
+  WordPieceTokenizer tokenizer(kVocab);
+  const BertConfig config = tiny_config_for(tokenizer);
+  const std::vector<std::string> lines(20, "the quick brown fox jumps over the lazy dog .");
+  const std::string root =
+      ::testing::TempDir() + "adaptertune_pretrain_continue_eval_" + std::to_string(::getpid());
+  remove_tree(root);
+  const std::string first = root + "/first", other = root + "/other";
+  pretrain_mlm(config, lines, tokenizer, first, few_steps(2));
+  PretrainOptions other_seed = few_steps(2);
+  other_seed.seed = 7;
+  pretrain_mlm(config, lines, tokenizer, other, other_seed);
+
+  PretrainOptions options = few_steps(2);
+  options.eval_lines = {"the lazy dog jumps over the quick brown fox ."};
+  std::vector<int64_t> measured_at;
+  options.on_eval = [&](int64_t step, double) { measured_at.push_back(step); };
+  options.init_from = first;
+  options.checkpoint_dir = root + "/checkpoints";  // kept after the run: one at step 1
+  options.checkpoint_every = 1;
+  pretrain_mlm(config, lines, tokenizer, root + "/continued", options);
+  EXPECT_EQ(measured_at, (std::vector<int64_t>{0, 2}));
+  // Without init_from a run from random weights is measured only at the end.
+  options.init_from.clear();
+  options.checkpoint_dir.clear();
+  measured_at.clear();
+  pretrain_mlm(config, lines, tokenizer, root + "/fresh", options);
+  EXPECT_EQ(measured_at, std::vector<int64_t>{2});
+
+  // Resuming the continuation's checkpoint from another model, or from none, is refused; from
+  // the same model it resumes at step 1 (and is not measured at step 0 again).
+  options.checkpoint_dir = root + "/checkpoints";
+  options.resume = true;
+  options.init_from = other;
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, root + "/resumed", options),
+                        "the checkpoint was made with init_from_weights \"");
+  options.init_from.clear();
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, root + "/resumed", options),
+                        "this run has null");
+  options.init_from = first;
+  measured_at.clear();
+  std::vector<std::string> messages;
+  options.on_message = [&](const std::string& text) { messages.push_back(text); };
+  pretrain_mlm(config, lines, tokenizer, root + "/resumed", options);
+  ASSERT_FALSE(messages.empty());
+  EXPECT_NE(messages.front().find("at step 1"), std::string::npos) << messages.front();
+  EXPECT_EQ(measured_at, std::vector<int64_t>{2});
+  remove_tree(root);
+}
+
 // The written tokenizer_config.json says what the tokenizer really does: a cased vocabulary
 // pretrained without lower-casing must not come back lower-casing.
 TEST(Pretraining, RecordsTheTokenizersRealLowerCasing) {

@@ -48,6 +48,20 @@ bool LoadReport::missing_any(ParameterGroup group) const {
   });
 }
 
+void LoadReport::require_all_except(const std::string& source,
+                                    std::initializer_list<ParameterGroup> optional_groups) const {
+  std::vector<std::string> required;
+  for (const auto& name : missing) {
+    const ParameterGroup group = classify_parameter(name);
+    if (std::find(optional_groups.begin(), optional_groups.end(), group) == optional_groups.end())
+      required.push_back(name);
+  }
+  if (!required.empty()) {
+    throw Error(source + ": the checkpoint lacks " + std::to_string(required.size()) +
+                " base-model tensors: " + list_names(required));
+  }
+}
+
 std::string LoadReport::summary() const {
   std::ostringstream out;
   out << loaded.size() << " tensors loaded";
@@ -135,15 +149,8 @@ NamedTensors read_hf_weights(const std::string& directory) {
 BertModel load_bert_model(const std::string& directory, LoadReport* report) {
   BertModel model(BertConfig::from_file(directory + "/config.json"));
   LoadReport r = load_state_dict(*model, read_hf_weights(directory), directory);
-  std::vector<std::string> required;
-  for (const auto& name : r.missing) {
-    if (classify_parameter(name) != ParameterGroup::kPooler) required.push_back(name);
-  }
   model->set_pooler_pretrained(!r.missing_any(ParameterGroup::kPooler));
-  if (!required.empty()) {
-    throw Error(directory + ": the checkpoint lacks " + std::to_string(required.size()) +
-                " base-model tensors: " + list_names(required));
-  }
+  r.require_all_except(directory, {ParameterGroup::kPooler});
   if (report != nullptr) *report = std::move(r);
   return model;
 }
@@ -187,17 +194,8 @@ BertForSequenceClassification load_bert_for_sequence_classification(
   }
   LoadReport r = load_state_dict(*model, usable, directory);
   r.ignored.insert(r.ignored.end(), skipped_head.begin(), skipped_head.end());
-  std::vector<std::string> required;
-  for (const auto& name : r.missing) {
-    const ParameterGroup group = classify_parameter(name);
-    if (group != ParameterGroup::kPooler && group != ParameterGroup::kHead)
-      required.push_back(name);
-  }
   model->bert->set_pooler_pretrained(!r.missing_any(ParameterGroup::kPooler));
-  if (!required.empty()) {
-    throw Error(directory + ": the checkpoint lacks " + std::to_string(required.size()) +
-                " base-model tensors: " + list_names(required));
-  }
+  r.require_all_except(directory, {ParameterGroup::kPooler, ParameterGroup::kHead});
   if (report != nullptr) *report = std::move(r);
   return model;
 }
@@ -207,16 +205,7 @@ BertForQuestionAnswering load_bert_for_question_answering(const std::string& dir
   const std::string config_path = directory + "/config.json";
   BertForQuestionAnswering model(BertConfig::from_file(config_path));
   LoadReport r = load_state_dict(*model, read_hf_weights(directory), directory);
-  std::vector<std::string> required;
-  for (const auto& name : r.missing) {
-    const ParameterGroup group = classify_parameter(name);
-    if (group != ParameterGroup::kPooler && group != ParameterGroup::kHead)
-      required.push_back(name);
-  }
-  if (!required.empty()) {
-    throw Error(directory + ": checkpoint lacks " + std::to_string(required.size()) +
-                " base tensors (" + list_names(required) + ")");
-  }
+  r.require_all_except(directory, {ParameterGroup::kPooler, ParameterGroup::kHead});
   if (report != nullptr) *report = std::move(r);
   return model;
 }

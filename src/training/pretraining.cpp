@@ -13,6 +13,7 @@
 #include "adaptertune/bert_for_masked_lm.h"
 #include "adaptertune/device.h"
 #include "adaptertune/error.h"
+#include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/output_directory.h"
@@ -129,10 +130,15 @@ OutputDirectory model_directory(const std::string& path) {
 }
 
 // What must not change between a run and its resumption, as stored in the checkpoint: the
-// options that shape the data order and schedule, and a hash of the packed token ids.
+// options that shape the data order and schedule, a hash of the packed token ids, and the
+// identity of the model a continuation started from (null for a run from random weights, which
+// is also what a checkpoint from before the key was recorded compares as).
 nlohmann::json resume_fingerprint(const PretrainOptions& options,
-                                  const std::vector<Encoding>& sequences) {
-  return {{"steps", options.steps},
+                                  const std::vector<Encoding>& sequences,
+                                  const std::string& init_weights_sha256) {
+  return {{"init_from_weights",
+           init_weights_sha256.empty() ? nlohmann::json() : nlohmann::json(init_weights_sha256)},
+          {"steps", options.steps},
           {"batch_size", options.batch_size},
           {"gradient_accumulation", options.gradient_accumulation},
           {"max_length", options.max_length},
@@ -221,14 +227,7 @@ void check_same_architecture(const BertConfig& config, const std::string& init_f
 // the directory has one. Returns a note for the user.
 std::string load_initial_weights(BertForMaskedLM& model, const std::string& init_from) {
   LoadReport report = load_state_dict(*model, read_hf_weights(init_from), init_from);
-  std::vector<std::string> missing_base;
-  for (const auto& name : report.missing) {
-    if (classify_parameter(name) != ParameterGroup::kHead) missing_base.push_back(name);
-  }
-  if (!missing_base.empty()) {
-    throw Error(init_from + ": the checkpoint lacks " + std::to_string(missing_base.size()) +
-                " base-model tensors, e.g. " + missing_base.front());
-  }
+  report.require_all_except(init_from, {ParameterGroup::kHead});
   return "pretrain: starting from the weights of " + init_from + " (" + report.summary() + ")" +
          (report.missing_any(ParameterGroup::kHead) ? "; the masked-LM head is new" : "");
 }
@@ -295,6 +294,8 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   // Before the checkpoint (if resuming), which then replaces these weights.
   const std::string init_note =
       options.init_from.empty() ? "" : load_initial_weights(model, options.init_from);
+  const std::string init_weights_sha256 =
+      options.init_from.empty() ? "" : base_weights_sha256(*model, /*layer_norms=*/false);
   model->to(device);
   model->train();
   apply_freeze_policy(*model, FreezePolicy::from_name("full"));
@@ -321,7 +322,8 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   engine_options.data_seed = options.seed;
   TrainingEngine engine(*model, engine_options);
   TrainingState& state = engine.state();
-  const std::string fingerprint = resume_fingerprint(options, data.encodings).dump();
+  const std::string fingerprint =
+      resume_fingerprint(options, data.encodings, init_weights_sha256).dump();
   auto message = [&](const std::string& text) {
     if (options.on_message) options.on_message(text);
   };
@@ -358,6 +360,8 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
     result.eval_loss = held_out_loss(model, held_out, device, options.precision);
     if (options.on_eval) options.on_eval(state.global_step, *result.eval_loss);
   };
+  // A continuation's starting point, on the held-out lines it will be compared on.
+  if (!init_note.empty() && !resumed) measure();
   stop_requested() = false;
   double window_loss = 0;
   int64_t window = 0;

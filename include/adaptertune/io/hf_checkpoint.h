@@ -2,6 +2,7 @@
 /// @file hf_checkpoint.h
 /// Hugging Face model directories: `config.json` + `model.safetensors` (or its sharded form).
 
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,6 +35,11 @@ struct LoadReport {
   /// Whether any parameter of `group` is missing (e.g. kHead: the checkpoint has no classifier,
   /// kPooler: it has no pooler).
   bool missing_any(ParameterGroup group) const;
+  /// Throws an Error naming `source` and the missing tensors unless every missing parameter
+  /// belongs to one of `optional_groups` (e.g. {kPooler, kHead}: a bare base checkpoint may lack
+  /// a pooler and a task head, never an embedding or encoder tensor).
+  void require_all_except(const std::string& source,
+                          std::initializer_list<ParameterGroup> optional_groups) const;
 };
 
 /// Copies `tensors` into the parameters of `model` with the same names, converting dtype and

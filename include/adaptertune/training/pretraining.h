@@ -71,9 +71,10 @@ struct PretrainOptions {
   std::function<void(int64_t)> on_step;
 
   /// Held-out text (never trained on), packed like the training text: its masked-LM loss is
-  /// measured every `eval_every` steps and at the end. Its masking is drawn once, from
-  /// `eval_seed`, so that every measurement (and every run, and a resumed one) masks the same
-  /// tokens; it leaves the training's random numbers as they were.
+  /// measured every `eval_every` steps and at the end, and at step 0 of a continuation
+  /// (`init_from`, not resumed), so that its log starts from the model it continues. Its masking is
+  /// drawn once, from `eval_seed`, so that every measurement (and every run, and a resumed one)
+  /// masks the same tokens; it leaves the training's random numbers as they were.
   std::vector<std::string> eval_lines;
   /// Measure the held-out loss every N optimizer steps (0: only at the end).
   int64_t eval_every = 0;
@@ -99,7 +100,8 @@ struct PretrainOptions {
   /// a plain `BertModel` directory gets a new head), with a new optimizer and learning-rate
   /// schedule. Its config.json must describe the same architecture as the run's config (dropout
   /// and initializer_range may differ). Empty: random initialisation. A resumed run takes its
-  /// weights from the checkpoint, not from here.
+  /// weights from the checkpoint, not from here, and must name the same model as the run it
+  /// resumes: the checkpoint records the starting weights' identity (base_weights_sha256()).
   std::string init_from;
 
   /// Continue from the newest checkpoint, if there is one (same text, config and options). A
