@@ -4,9 +4,9 @@
 
 #include <cmath>
 
+#include "adaptertune/activation_name.h"
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
-#include "adaptertune/layers/activation.h"
 #include "json_util.h"
 
 namespace adaptertune {

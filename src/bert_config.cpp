@@ -1,8 +1,8 @@
 #include "adaptertune/bert_config.h"
 
+#include "adaptertune/activation_name.h"
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
-#include "adaptertune/layers/activation.h"
 #include "json_util.h"
 
 namespace adaptertune {

@@ -2,6 +2,7 @@
 /// @file adaptertune.h
 /// Umbrella header: the whole public API.
 
+#include "adaptertune/activation_name.h"
 #include "adaptertune/adapter_config.h"
 #include "adaptertune/adapters/adapter_fusion.h"
 #include "adaptertune/adapters/adapter_set.h"

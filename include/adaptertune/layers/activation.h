@@ -1,24 +1,13 @@
 #pragma once
 /// @file activation.h
-/// Activation functions selected by name, as in Hugging Face configs.
-
-#include <string>
+/// Activation functions applied to tensors, and as a module (names: activation_name.h).
 
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include "adaptertune/activation_name.h"
+
 namespace adaptertune {
-
-/// An element-wise nonlinearity.
-enum class Activation { kGelu, kGeluTanh, kRelu, kSilu, kTanh, kIdentity };
-
-/// Parses a Hugging Face / AdapterHub activation name ("gelu", "gelu_new", "gelu_pytorch_tanh",
-/// "relu", "silu", "swish", "tanh", "linear"). Case-insensitive. Throws Error naming `context`
-/// (e.g. "config.json: hidden_act") for anything else.
-Activation parse_activation(const std::string& name, const std::string& context);
-
-/// The canonical name of `activation` (the one parse_activation() reads back).
-std::string activation_name(Activation activation);
 
 /// Applies `activation` to `input`.
 torch::Tensor apply_activation(Activation activation, const torch::Tensor& input);
