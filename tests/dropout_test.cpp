@@ -4,6 +4,7 @@
 #include "dropout.h"
 
 #include <cmath>
+#include <limits>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -59,6 +60,39 @@ TEST_P(DropoutTest, ScalesEveryFloatingTypeInItsOwnPrecision) {
     const double tolerance = dtype == torch::kBFloat16 ? 1e-2 : 1e-6;
     EXPECT_TRUE(torch::allclose(y.to(torch::kDouble).masked_select(kept), expected, tolerance))
         << dtype;
+  }
+}
+
+// float and bfloat16 have vectorised loops (one per instruction set); double and half the
+// generic one. One seed must give every dtype the same mask, and bfloat16 and half the bits of the
+// float result rounded to them, with infinities, signed zeros, a subnormal, a NaN and an odd
+// length.
+TEST(Dropout, TheVectorisedLoopsGiveTheGenericLoopsBits) {
+  const uint64_t seed = 0x1234567890ABCDEFULL;
+  torch::Tensor x = torch::randn({2 * 512 * 3 + 7}, torch::kDouble) * 100;
+  x[0] = std::numeric_limits<double>::quiet_NaN();
+  x[1] = std::numeric_limits<double>::infinity();
+  x[2] = -std::numeric_limits<double>::infinity();
+  x[3] = -0.0;
+  x[4] = 1e-40;  // subnormal in float
+  for (double p : {0.1, 0.5, 0.9}) {
+    const torch::Tensor as_float = detail::apply_hashed_dropout_mask(x.to(torch::kFloat), p, seed);
+    const torch::Tensor as_double = detail::apply_hashed_dropout_mask(x, p, seed);
+    EXPECT_TRUE(torch::equal(as_float == 0, as_double == 0)) << "p = " << p;
+    for (auto dtype : {torch::kBFloat16, torch::kHalf}) {
+      // The float input rounded to the dtype first, as the dtype's loop sees it.
+      const torch::Tensor input = x.to(dtype);
+      const torch::Tensor reference =
+          detail::apply_hashed_dropout_mask(input.to(torch::kFloat), p, seed).to(dtype);
+      const torch::Tensor result = detail::apply_hashed_dropout_mask(input, p, seed);
+      // Bit for bit, and NaN where NaN (LibTorch's own conversion spells a NaN 0xFFFF, the
+      // scalar c10::BFloat16 0x7FC0: both NaN).
+      const torch::Tensor nan = reference.isnan();
+      EXPECT_TRUE(torch::equal(result.isnan(), nan)) << dtype << ", p = " << p;
+      EXPECT_TRUE(torch::equal(result.view(torch::kShort).masked_select(~nan),
+                               reference.view(torch::kShort).masked_select(~nan)))
+          << dtype << ", p = " << p;
+    }
   }
 }
 
