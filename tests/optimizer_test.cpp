@@ -58,6 +58,45 @@ TEST_P(AdamWTest, MatchesLibTorchAdamW) {
   EXPECT_EQ(ours.state()[0].steps[0], 5);
 }
 
+// The fused CPU pass (the default) against the multi-tensor kernels, on tensors large enough to
+// be split between threads, of odd length, with and without weight decay, over several steps.
+TEST(AdamW, TheFusedCpuPassAgreesWithTheMultiTensorKernels) {
+  auto make = [] {
+    torch::manual_seed(11);
+    return std::vector<torch::Tensor>{torch::randn({257, 513}).requires_grad_(),
+                                      torch::randn({1001}).requires_grad_()};
+  };
+  auto fused_params = make();
+  auto reference_params = make();
+  AdamWOptions options;
+  options.lr = 0.01;
+  AdamWOptions unfused = options;
+  unfused.fused = false;
+  AdamW fused({{{fused_params[0]}, {"w"}, 0.01}, {{fused_params[1]}, {"b"}, 0.0}}, options);
+  AdamW reference({{{reference_params[0]}, {"w"}, 0.01}, {{reference_params[1]}, {"b"}, 0.0}},
+                  unfused);
+  for (int step = 0; step < 4; ++step) {
+    const torch::Tensor upstream = torch::randn({257, 513});
+    const torch::Tensor upstream_b = torch::randn({1001});
+    for (auto* run : {&fused_params, &reference_params}) {
+      ((*run)[0] * upstream).sum().backward();
+      ((*run)[1] * upstream_b).pow(2).sum().backward();
+    }
+    fused.step();
+    reference.step();
+    fused.zero_grad();
+    reference.zero_grad();
+  }
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_TRUE(torch::allclose(fused_params[i], reference_params[i], 1e-6, 1e-7))
+        << testing::max_abs_diff(fused_params[i], reference_params[i]);
+    // The moments too: a checkpoint holds them.
+    EXPECT_TRUE(torch::allclose(fused.state()[i].exp_avg_sq[0], reference.state()[i].exp_avg_sq[0],
+                                1e-6, 1e-12));
+  }
+  EXPECT_FALSE(torch::equal(fused_params[0], make()[0]));  // it moved
+}
+
 TEST(AdamW, WeightDecayGroupsExcludeBiasesAndLayerNorms) {
   BertForSequenceClassification model(testing::tiny_config(), HeadConfig{});
   model->bert->add_adapter("a", AdapterConfig::houlsby());

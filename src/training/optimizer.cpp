@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include "adaptertune/error.h"
+#include "fused_adamw.h"
 #include "shape_check.h"
 
 namespace adaptertune {
@@ -70,12 +71,29 @@ void AdamW::step() {
       if (!grad.defined()) continue;
       if (grad.is_sparse()) throw Error("AdamW: sparse gradients are not supported");
       const int64_t t = ++state.steps[i];
+      const double bias_correction1 = 1.0 - std::pow(beta1, static_cast<double>(t));
+      const double bias_correction2 = 1.0 - std::pow(beta2, static_cast<double>(t));
+      if (options_.fused && detail::fused_adamw_applies(group.params[i], grad, state.exp_avg[i],
+                                                        state.exp_avg_sq[i])) {
+        detail::AdamWStepConstants constants;
+        constants.decay = static_cast<float>(1.0 - lr * group.weight_decay);
+        constants.beta1 = static_cast<float>(beta1);
+        constants.beta2 = static_cast<float>(beta2);
+        constants.one_minus_beta1 = static_cast<float>(1.0 - beta1);
+        constants.one_minus_beta2 = static_cast<float>(1.0 - beta2);
+        constants.bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+        constants.eps = static_cast<float>(options_.eps);
+        constants.step_size = static_cast<float>(-lr / bias_correction1);
+        detail::fused_adamw_step(group.params[i], grad, state.exp_avg[i], state.exp_avg_sq[i],
+                                 constants);
+        continue;
+      }
       params.push_back(group.params[i]);
       grads.push_back(grad);
       exp_avg.push_back(state.exp_avg[i]);
       exp_avg_sq.push_back(state.exp_avg_sq[i]);
-      step_sizes.emplace_back(-lr / (1.0 - std::pow(beta1, static_cast<double>(t))));
-      bias_correction2_sqrt.emplace_back(std::sqrt(1.0 - std::pow(beta2, static_cast<double>(t))));
+      step_sizes.emplace_back(-lr / bias_correction1);
+      bias_correction2_sqrt.emplace_back(std::sqrt(bias_correction2));
     }
     if (params.empty()) continue;
     if (group.weight_decay != 0.0) at::_foreach_mul_(params, 1.0 - lr * group.weight_decay);

@@ -1,6 +1,7 @@
 #pragma once
 /// @file optimizer.h
-/// AdamW with decoupled weight decay, using multi-tensor kernels.
+/// AdamW with decoupled weight decay: one fused pass per tensor on the CPU, multi-tensor kernels
+/// elsewhere.
 
 #include <string>
 #include <vector>
@@ -15,6 +16,10 @@ struct AdamWOptions {
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
+  /// Update each float32, contiguous CPU parameter in one pass over its memory (parameter,
+  /// gradient and both moments), instead of the nine passes of the multi-tensor kernels, which
+  /// serve every other tensor (CUDA, other dtypes). The two agree to float32 rounding.
+  bool fused = true;
 };
 
 /// A set of parameters sharing one weight-decay coefficient.

@@ -1,0 +1,60 @@
+#include "fused_adamw.h"
+
+#include <cmath>
+#include <cstdint>
+
+#include <ATen/Parallel.h>
+
+namespace adaptertune::detail {
+namespace {
+
+// Debian builds for baseline x86-64: the loop is also compiled for x86-64-v3 (AVX2) and v4
+// (AVX-512), and the loader picks the best the CPU has. It has no branches and no calls (this file
+// is compiled with -fno-math-errno, so that sqrt vectorises), so the compiler vectorises it.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define ADAPTERTUNE_VECTOR_CLONES \
+  __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define ADAPTERTUNE_VECTOR_CLONES
+#endif
+
+ADAPTERTUNE_VECTOR_CLONES
+void adamw_range(float* __restrict param, const float* __restrict grad, float* __restrict exp_avg,
+                 float* __restrict exp_avg_sq, int64_t count, AdamWStepConstants c) {
+  for (int64_t i = 0; i < count; ++i) {
+    const float g = grad[i];
+    const float m = exp_avg[i] * c.beta1 + c.one_minus_beta1 * g;
+    const float v = exp_avg_sq[i] * c.beta2 + c.one_minus_beta2 * g * g;
+    const float denom = std::sqrt(v) / c.bias_correction2_sqrt + c.eps;
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    param[i] = param[i] * c.decay + c.step_size * m / denom;
+  }
+}
+
+}  // namespace
+
+bool fused_adamw_applies(const at::Tensor& param, const at::Tensor& grad, const at::Tensor& exp_avg,
+                         const at::Tensor& exp_avg_sq) {
+  for (const at::Tensor* t : {&param, &grad, &exp_avg, &exp_avg_sq}) {
+    if (!t->device().is_cpu() || t->scalar_type() != at::kFloat || !t->is_contiguous() ||
+        t->layout() != at::kStrided) {
+      return false;
+    }
+  }
+  return grad.numel() == param.numel() && exp_avg.numel() == param.numel() &&
+         exp_avg_sq.numel() == param.numel();
+}
+
+void fused_adamw_step(at::Tensor& param, const at::Tensor& grad, at::Tensor& exp_avg,
+                      at::Tensor& exp_avg_sq, const AdamWStepConstants& constants) {
+  float* p = param.data_ptr<float>();
+  const float* g = grad.data_ptr<float>();
+  float* m = exp_avg.data_ptr<float>();
+  float* v = exp_avg_sq.data_ptr<float>();
+  at::parallel_for(0, param.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+    adamw_range(p + begin, g + begin, m + begin, v + begin, end - begin, constants);
+  });
+}
+
+}  // namespace adaptertune::detail
