@@ -11,6 +11,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "adaptertune/error.h"
+#include "vector_clones.h"
 
 namespace adaptertune {
 namespace detail {
@@ -27,15 +28,7 @@ inline uint64_t splitmix64(uint64_t seed, uint64_t counter) {
 }
 
 // The hash and the mask are the step's element-wise hot spot after the matrix products, and
-// Debian builds for baseline x86-64 (SSE2, no 64-bit vector multiply): each loop below is also
-// compiled for x86-64-v3 (AVX2) and v4 (AVX-512), and the loader picks the best the CPU has. The
-// loops have no branches and no calls, so that the compiler vectorises them.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define ADAPTERTUNE_VECTOR_CLONES \
-  __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
-#else
-#define ADAPTERTUNE_VECTOR_CLONES
-#endif
+// baseline x86-64 has no 64-bit vector multiply for the hash: both loops are vector clones.
 
 // Pairs handled per block: the hashes of a block stay in the L1 cache between the two loops.
 constexpr int64_t kBlockPairs = 512;

@@ -5,19 +5,12 @@
 
 #include <ATen/Parallel.h>
 
+#include "vector_clones.h"
+
 namespace adaptertune::detail {
 namespace {
 
-// Debian builds for baseline x86-64: the loop is also compiled for x86-64-v3 (AVX2) and v4
-// (AVX-512), and the loader picks the best the CPU has. It has no branches and no calls (this file
-// is compiled with -fno-math-errno, so that sqrt vectorises), so the compiler vectorises it.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define ADAPTERTUNE_VECTOR_CLONES \
-  __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
-#else
-#define ADAPTERTUNE_VECTOR_CLONES
-#endif
-
+// A vector clone; this file is compiled with -fno-math-errno, so that sqrt vectorises too.
 ADAPTERTUNE_VECTOR_CLONES
 void adamw_range(float* __restrict param, const float* __restrict grad, float* __restrict exp_avg,
                  float* __restrict exp_avg_sq, int64_t count, AdamWStepConstants c) {
