@@ -308,6 +308,14 @@ def main():
     ap.add_argument("--impl", default="auto", choices=["auto", "hf", "plain"])
     ap.add_argument("--json", action="store_true", help="one JSON record per mode, as adaptertune_bench")
     args = ap.parse_args()
+    # Another mode (adaptertune_bench's gemm, infer-parallel, *-drop ...) has no counterpart here;
+    # run anyway, it would time a model with no adapters under that name.
+    known = {"full", "head", "forward", "houlsby", "pfeiffer", "infer-houlsby", "infer-pfeiffer",
+             "infer-dev-dynamic", "infer-dev-inorder", "infer-dev-maxpad"}
+    unknown = [m for m in args.modes.split(",") if m not in known]
+    if unknown:
+        sys.exit(f"reference_step.py: no reference for mode(s) {', '.join(unknown)} "
+                 f"(known: {', '.join(sorted(known))})")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     impl = resolve_impl(args.impl)
