@@ -95,6 +95,13 @@ TEST(AdamW, TheFusedCpuPassAgreesWithTheMultiTensorKernels) {
                                 1e-6, 1e-12));
   }
   EXPECT_FALSE(torch::equal(fused_params[0], make()[0]));  // it moved
+
+  // Like an in-place ATen operation, the step bumps the version: a graph that saved the
+  // parameter refuses to backpropagate through the new values.
+  const torch::Tensor saved = (fused_params[0] * fused_params[0]).sum();
+  ((fused_params[0] * torch::ones({257, 513})).sum()).backward();
+  fused.step();
+  EXPECT_THROW(saved.backward(), c10::Error);
 }
 
 TEST(AdamW, WeightDecayGroupsExcludeBiasesAndLayerNorms) {

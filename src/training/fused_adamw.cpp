@@ -48,6 +48,9 @@ void fused_adamw_step(at::Tensor& param, const at::Tensor& grad, at::Tensor& exp
   at::parallel_for(0, param.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
     adamw_range(p + begin, g + begin, m + begin, v + begin, end - begin, constants);
   });
+  // Written through raw pointers: tell autograd, as an in-place ATen operation would, so that a
+  // graph still holding one of them refuses to use the new values.
+  for (at::Tensor* t : {&param, &exp_avg, &exp_avg_sq}) t->unsafeGetTensorImpl()->bump_version();
 }
 
 }  // namespace adaptertune::detail
