@@ -54,23 +54,20 @@ lines = [
 lines += ["", "The fused adapters' own dev scores: " + ", ".join(
     f"{t} {', '.join(f'{k} {100 * v:.1f}' for k, v in json.load(open(os.path.join(runs, t, 'results.json')))['best_metrics'].items() if k != 'combined')}"
     for t in ["SST-2", "MRPC", "CoLA", "STS-B"]) + "."]
-labels = [l.rstrip("\n").split("\t")[-1] for l in open("data/glue/RTE/dev.tsv")][1:]
-majority = max(labels.count(x) for x in set(labels)) / len(labels)
-# One standard error of an accuracy near the majority's on these examples, in points.
-error = 100 * (majority * (1 - majority) / len(labels)) ** 0.5
+sys.path.insert(0, "scripts")
+from results_section import majority_accuracy, write_section
+majority, error, examples = majority_accuracy("RTE")
 own, fused = accuracy("RTE"), accuracy("RTE-fusion")
 above = [name for name, value in (("its own adapter", own), ("the fusion", fused))
-         if value - 100 * majority >= 2 * error]
+         if value - majority >= 2 * error]
 verdict = (f"{' and '.join(above)} more than two standard errors above it"
            if above else "neither run more than two standard errors above it")
 verdict += (", and the two runs within noise of each other" if abs(own - fused) < 2 * error * 2 ** 0.5
             else f", and the two runs {abs(own - fused):.1f} points apart")
-lines += ["", f"Predicting the majority class scores {100 * majority:.1f} % on these {len(labels)} "
+lines += ["", f"Predicting the majority class scores {majority:.1f} % on these {examples} "
           f"examples, where one point is under three examples and one standard error of an "
           f"accuracy is {error:.1f} points: {verdict}. The fusion trains twelve times the "
           "adapter's parameters (query, key and value per site). Times include whatever else ran "
           "on the machine."]
-sys.path.insert(0, "scripts")
-from results_section import write_section
 write_section("fusion_report.sh", "\n".join(lines) + "\n")
 PY

@@ -90,19 +90,13 @@ for t in temperatures:
                      f"{max(diff):+.1f}) |")
     times.append(f"T = {t}: {together_seconds / len(seeds):.0f} s per run together, "
                  f"{alone_seconds / len(seeds):.0f} s for the three runs alone")
-def dev_labels(task):
-    rows = [l.rstrip("\n").split("\t") for l in open(f"data/glue/{task}/dev.tsv")][1:]
-    return [row[0] if task == "MRPC" else row[-1] for row in rows]
-def majority(task, metric):
-    labels = dev_labels(task)
-    top = max(set(labels), key=labels.count)
-    if metric == "f1":  # predicting the positive class everywhere
-        p = labels.count("1") / len(labels)
-        return 100 * 2 * p / (1 + p)
-    return 100 * labels.count(top) / len(labels)
-rte_majority, mrpc_majority = majority("RTE", "accuracy"), majority("MRPC", "f1")
-# One standard error of an accuracy near the majority's on RTE's dev examples.
-rte_error = 100 * (rte_majority / 100 * (1 - rte_majority / 100) / len(dev_labels("RTE"))) ** 0.5
+sys.path.insert(0, "scripts")
+from results_section import dev_labels, majority_accuracy, write_section
+rte_majority, rte_error, rte_examples = majority_accuracy("RTE")
+# MRPC's metric is F1: predicting the positive class everywhere.
+mrpc_labels = dev_labels("MRPC")
+mrpc_positive = mrpc_labels.count("1") / len(mrpc_labels)
+mrpc_majority = 100 * 2 * mrpc_positive / (1 + mrpc_positive)
 lines += [
     "",
     "Mean wall time per seed (including evaluations; other work ran on the machine meanwhile): " +
@@ -118,14 +112,12 @@ lines += [
     "one process, one base in memory and one command for all tasks. Predicting the "
     f"majority scores {rte_majority:.1f} % on RTE and {mrpc_majority:.1f} F1 on MRPC; the best "
     f"mean of any row is {best['RTE']:.1f} on RTE ({best['RTE'] - rte_majority:+.1f}, where one "
-    f"standard error of an accuracy on its {len(dev_labels('RTE'))} examples is "
+    f"standard error of an accuracy on its {rte_examples} examples is "
     f"{rte_error:.1f} points) and {best['MRPC']:.1f} on MRPC "
     f"({best['MRPC'] - mrpc_majority:+.1f}): " +
     ("on this base (issue 13) neither small task is clearly above the majority, in either kind "
      "of run." if best["RTE"] - rte_majority < 2 * rte_error and best["MRPC"] - mrpc_majority < 1
      else "above the majority by more than two standard errors on RTE, or a point on MRPC."),
 ]
-sys.path.insert(0, "scripts")
-from results_section import write_section
 write_section("multi_task_report.sh", "\n".join(lines) + "\n")
 PY
