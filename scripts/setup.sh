@@ -21,6 +21,8 @@ PACKAGES=(
   libgloo-dev
   # a real BLAS: without it Debian's LibTorch falls back to reference BLAS (~30x slower)
   libopenblas0-openmp
+  # oneDNN's headers: float32 Linear layers call oneDNN directly (LibTorch already links libdnnl)
+  libdnnl-dev
   # headless browser for the page `adaptertune serve` offers (ctest label browser)
   chromium chromium-driver
   # independent reference for checkpoint parity tests (Debian's own python3 with torch)

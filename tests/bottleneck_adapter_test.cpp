@@ -3,6 +3,7 @@
 #include "adaptertune/bert_model.h"
 #include "adaptertune/error.h"
 #include "adaptertune/layers/sublayer_output.h"
+#include "linear.h"
 #include "test_util.h"
 
 namespace adaptertune {
@@ -68,7 +69,9 @@ TEST_P(BottleneckAdapterTest, PlacementMatchesHoulsbyAndPfeifferFormulas) {
     adapter->adapter_up->weight.mul_(50);
     auto hidden = torch::randn({2, 3, 16}, device());
     auto input = torch::randn({2, 3, 8}, device());
-    auto h = out->dense(hidden);
+    // The layer's own product (linear.h: oneDNN for float32 on the CPU), so that the base-only
+    // output below can be compared bit for bit.
+    auto h = linear(out->dense, hidden);
     auto ln = [&](const torch::Tensor& x) { return out->LayerNorm(x); };
     auto down = adapter->adapter_down[0]->as<torch::nn::Linear>();
     auto bottleneck = [&](const torch::Tensor& x) {

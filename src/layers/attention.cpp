@@ -11,6 +11,7 @@
 
 #include "adaptertune/error.h"
 #include "dropout.h"
+#include "linear.h"
 
 namespace adaptertune {
 
@@ -40,7 +41,7 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& hidden,
   // additions. The parameters stay three, with Hugging Face's names.
   const int64_t d = options_.hidden_size();
   const auto [weight, bias] = projection_weights();
-  const std::vector<at::Tensor> qkv = at::linear(hidden, weight, bias).split(d, -1);
+  const std::vector<at::Tensor> qkv = linear(hidden, weight, bias).split(d, -1);
   torch::Tensor q = split_heads(qkv[0]);
   torch::Tensor k = split_heads(qkv[1]);
   torch::Tensor v = split_heads(qkv[2]);

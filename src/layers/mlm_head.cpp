@@ -32,7 +32,7 @@ BertLMPredictionHeadImpl::BertLMPredictionHeadImpl(const BertConfig& config) {
 torch::Tensor BertLMPredictionHeadImpl::forward(const torch::Tensor& hidden,
                                                 const torch::Tensor& decoder_weight) {
   torch::Tensor h = transform(hidden);
-  return at::linear(h, decoder_weight.to(h.scalar_type()), bias);
+  return linear(h, decoder_weight.to(h.scalar_type()), bias);
 }
 
 BertOnlyMLMHeadImpl::BertOnlyMLMHeadImpl(const BertConfig& config) {
