@@ -20,7 +20,9 @@
 // and pads each batch to its longest, as adaptertune's Predictor batches (group_by_length);
 // inorder keeps file order and pads each batch to its longest; maxpad pads everything to --seq.
 // gemm measures the roofline: GFLOP/s of the model's matrix products alone ([tokens, d] x [d, d],
-// [d, 4d] and [4d, d]) in --precision's dtype, 2 * M * N * K per product.
+// [d, 4d] and [4d, d]) in --precision's dtype, 2 * M * N * K per product, through the product the
+// model's Linear layers run (adaptertune::linear: oneDNN for float32 on the CPU where the build
+// has it, else at::linear), so that a step's fraction of it compares like with like.
 //
 // Inference modes run as a Predictor does (prepare_for_inference()): every weight frozen, with
 // bf16/fp16 the Linear weights stored in that dtype, the attention projections packed.
@@ -217,7 +219,7 @@ Result run_gemm(const Options& o, const torch::Device& device, atune::Precision 
   double flops = 0;
   for (const auto& [k, n] : shapes) {
     inputs.push_back(torch::randn({tokens, k}, options));
-    weights.push_back(torch::randn({k, n}, options));
+    weights.push_back(torch::randn({n, k}, options));  // [out, in], as a Linear layer's
     flops += 2.0 * static_cast<double>(tokens) * static_cast<double>(k) * static_cast<double>(n);
   }
   Result r;
@@ -225,7 +227,7 @@ Result run_gemm(const Options& o, const torch::Device& device, atune::Precision 
   for (int step = 0; step < o.warmup + o.steps; ++step) {
     synchronize(device);
     auto start = std::chrono::steady_clock::now();
-    for (size_t i = 0; i < shapes.size(); ++i) torch::mm(inputs[i], weights[i]);
+    for (size_t i = 0; i < shapes.size(); ++i) atune::linear(inputs[i], weights[i]);
     synchronize(device);
     double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

@@ -1,4 +1,4 @@
-#include "linear.h"
+#include "adaptertune/layers/linear.h"
 
 #include "onednn_linear.h"
 

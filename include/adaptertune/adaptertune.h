@@ -34,6 +34,7 @@
 #include "adaptertune/layers/embeddings.h"
 #include "adaptertune/layers/encoder.h"
 #include "adaptertune/layers/feed_forward.h"
+#include "adaptertune/layers/linear.h"
 #include "adaptertune/layers/mlm_head.h"
 #include "adaptertune/layers/pooler.h"
 #include "adaptertune/layers/sublayer_output.h"
