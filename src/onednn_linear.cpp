@@ -102,11 +102,12 @@ dnnl::memory::desc runtime_descriptor(bool is_row_major) {
       is_row_major ? dnnl::memory::dims{kRuntime, 1} : dnnl::memory::dims{1, kRuntime});
 }
 
-// A primitive and the size of the scratch memory it needs while it runs (ours to give, so that
-// it is one buffer per thread rather than one per primitive).
+// A primitive, kept per thread. oneDNN manages its scratch memory (scratchpad_mode::library): with
+// sizes given at run time, the size a primitive reports when it is made does not bound what it
+// uses when it runs, and a buffer of that size given to it (scratchpad_mode::user) was overrun,
+// corrupting the heap.
 struct Product {
   dnnl::matmul primitive;
-  size_t scratch_bytes;
 };
 
 const Product& product_for(const PrimitiveKey& key) {
@@ -120,25 +121,13 @@ const Product& product_for(const PrimitiveKey& key) {
   const auto a = runtime_descriptor(key.a_row_major);
   const auto b = runtime_descriptor(key.b_row_major);
   const auto c = runtime_descriptor(true);
-  dnnl::primitive_attr attributes;
-  attributes.set_scratchpad_mode(dnnl::scratchpad_mode::user);
 #if DNNL_VERSION_MAJOR >= 3
-  dnnl::matmul::primitive_desc description(cpu_engine(), a, b, bias, c, attributes);
+  dnnl::matmul::primitive_desc description(cpu_engine(), a, b, bias, c);
 #else
-  dnnl::matmul::primitive_desc description(dnnl::matmul::desc(a, b, bias, c), attributes,
-                                           cpu_engine());
+  dnnl::matmul::primitive_desc description(dnnl::matmul::desc(a, b, bias, c), cpu_engine());
 #endif
-  Product product{dnnl::matmul(description), description.scratchpad_desc().get_size()};
+  Product product{dnnl::matmul(description)};
   return cache.emplace(key, std::move(product)).first->second;
-}
-
-// The calling thread's scratch memory for oneDNN, grown to the largest size asked for.
-void* scratch_memory(size_t bytes) {
-  thread_local at::Tensor buffer;
-  if (!buffer.defined() || static_cast<size_t>(buffer.numel()) < bytes) {
-    buffer = at::empty({static_cast<int64_t>(bytes)}, at::TensorOptions().dtype(at::kByte));
-  }
-  return buffer.data_ptr();
 }
 
 // out[m, n] = a[m, k] b[k, n] (+ bias[n]), out contiguous.
@@ -156,11 +145,6 @@ void multiply(const Matrix& a, const Matrix& b, const float* bias, float* out) {
                                                {DNNL_ARG_DST, memory(descriptor(result), out)}};
     if (bias != nullptr) {
       args.emplace(DNNL_ARG_BIAS, memory(descriptor(Matrix{bias, 1, b.cols, b.cols, 1}), bias));
-    }
-    if (product.scratch_bytes > 0) {
-      const dnnl::memory::desc scratch({static_cast<int64_t>(product.scratch_bytes)},
-                                       dnnl::memory::data_type::u8, {1});
-      args.emplace(DNNL_ARG_SCRATCHPAD, memory(scratch, scratch_memory(product.scratch_bytes)));
     }
     product.primitive.execute(stream, args);
     stream.wait();
