@@ -1,5 +1,6 @@
 #include "onednn_linear.h"
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -59,27 +60,6 @@ Matrix transposed(const Matrix& m) {
   return {m.data, m.cols, m.rows, m.col_stride, m.row_stride};
 }
 
-// A primitive serves every shape: its dimensions and leading strides are given at run time
-// (DNNL_RUNTIME_DIM_VAL), and only the operands' orientations and the bias make it differ. One
-// primitive per shape (oneDNN's brgemm kernels) compiled a new kernel for every batch length that
-// dynamic padding makes, and oneDNN's primitive cache, which LibTorch shares, kept them all: an
-// SST-2 dev pass at the main job's shape reached 376-390 MB resident instead of 285, and a
-// server's stream of shapes would grow it further.
-struct PrimitiveKey {
-  bool a_row_major;
-  bool b_row_major;
-  bool bias;
-  bool operator==(const PrimitiveKey& o) const {
-    return a_row_major == o.a_row_major && b_row_major == o.b_row_major && bias == o.bias;
-  }
-};
-
-struct PrimitiveKeyHash {
-  size_t operator()(const PrimitiveKey& key) const {
-    return (key.a_row_major ? 1u : 0u) | (key.b_row_major ? 2u : 0u) | (key.bias ? 4u : 0u);
-  }
-};
-
 const dnnl::engine& cpu_engine() {
   static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   return engine;
@@ -102,39 +82,42 @@ dnnl::memory::desc runtime_descriptor(bool is_row_major) {
       is_row_major ? dnnl::memory::dims{kRuntime, 1} : dnnl::memory::dims{1, kRuntime});
 }
 
-// A primitive, kept per thread. oneDNN manages its scratch memory (scratchpad_mode::library): with
-// sizes given at run time, the size a primitive reports when it is made does not bound what it
-// uses when it runs, and a buffer of that size given to it (scratchpad_mode::user) was overrun,
-// corrupting the heap.
-struct Product {
-  dnnl::matmul primitive;
-};
-
-const Product& product_for(const PrimitiveKey& key) {
-  thread_local std::unordered_map<PrimitiveKey, Product, PrimitiveKeyHash> cache;
-  auto found = cache.find(key);
-  if (found != cache.end()) return found->second;
+// A primitive serves every shape: its dimensions and leading strides are given at run time
+// (DNNL_RUNTIME_DIM_VAL), and only the operands' orientations and the bias make it differ. One
+// primitive per shape (oneDNN's brgemm kernels) compiled a new kernel for every batch length that
+// dynamic padding makes, and oneDNN's primitive cache, which LibTorch shares, kept them all: an
+// SST-2 dev pass at the main job's shape reached 376-390 MB resident instead of 285, and a
+// server's stream of shapes would grow it further.
+// The primitive for these operand orientations, made once per thread. oneDNN manages its scratch
+// memory (scratchpad_mode::library): with sizes given at run time, the size a primitive reports
+// when it is made does not bound what it uses when it runs, and a buffer of that size given to it
+// (scratchpad_mode::user) was overrun, corrupting the heap.
+const dnnl::matmul& primitive_for(bool a_row_major, bool b_row_major, bool with_bias) {
+  thread_local std::array<dnnl::matmul, 8> made;
+  dnnl::matmul& primitive =
+      made[(a_row_major ? 1 : 0) | (b_row_major ? 2 : 0) | (with_bias ? 4 : 0)];
+  if (primitive) return primitive;
   const auto bias =
-      key.bias ? dnnl::memory::desc({1, DNNL_RUNTIME_DIM_VAL}, dnnl::memory::data_type::f32,
-                                    dnnl::memory::dims{DNNL_RUNTIME_DIM_VAL, 1})
-               : dnnl::memory::desc();
-  const auto a = runtime_descriptor(key.a_row_major);
-  const auto b = runtime_descriptor(key.b_row_major);
+      with_bias ? dnnl::memory::desc({1, DNNL_RUNTIME_DIM_VAL}, dnnl::memory::data_type::f32,
+                                     dnnl::memory::dims{DNNL_RUNTIME_DIM_VAL, 1})
+                : dnnl::memory::desc();
+  const auto a = runtime_descriptor(a_row_major);
+  const auto b = runtime_descriptor(b_row_major);
   const auto c = runtime_descriptor(true);
 #if DNNL_VERSION_MAJOR >= 3
-  dnnl::matmul::primitive_desc description(cpu_engine(), a, b, bias, c);
+  primitive = dnnl::matmul(dnnl::matmul::primitive_desc(cpu_engine(), a, b, bias, c));
 #else
-  dnnl::matmul::primitive_desc description(dnnl::matmul::desc(a, b, bias, c), cpu_engine());
+  primitive =
+      dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, bias, c), cpu_engine()));
 #endif
-  Product product{dnnl::matmul(description)};
-  return cache.emplace(key, std::move(product)).first->second;
+  return primitive;
 }
 
 // out[m, n] = a[m, k] b[k, n] (+ bias[n]), out contiguous.
 void multiply(const Matrix& a, const Matrix& b, const float* bias, float* out) {
   const Matrix result{out, a.rows, b.cols, b.cols, 1};
   try {
-    const Product& product = product_for({row_major(a), row_major(b), bias != nullptr});
+    const dnnl::matmul& product = primitive_for(row_major(a), row_major(b), bias != nullptr);
     const dnnl::engine& engine = cpu_engine();
     thread_local dnnl::stream stream(engine);
     auto memory = [&](const dnnl::memory::desc& desc, const void* data) {
@@ -146,7 +129,7 @@ void multiply(const Matrix& a, const Matrix& b, const float* bias, float* out) {
     if (bias != nullptr) {
       args.emplace(DNNL_ARG_BIAS, memory(descriptor(Matrix{bias, 1, b.cols, b.cols, 1}), bias));
     }
-    product.primitive.execute(stream, args);
+    product.execute(stream, args);
     stream.wait();
   } catch (const dnnl::error& e) {
     throw Error("oneDNN matrix product [" + std::to_string(a.rows) + ", " + std::to_string(a.cols) +
