@@ -4,7 +4,7 @@
 `torch.mm` is what LibTorch runs for float32 on the CPU (OpenBLAS in Debian's build, with the
 kernels OpenBLAS picks for the CPU, or OPENBLAS_CORETYPE names); `mkldnn_linear` on an input
 already in oneDNN's layout is oneDNN's own float32 product, which adaptertune calls directly for
-float32 Linear layers (src/onednn_linear.h). Prints GFLOP/s per shape and back end: the forward
+float32 Linear layers (src/onednn_products.h). Prints GFLOP/s per shape and back end: the forward
 product x W^T and, for LibTorch, the two backward ones (dY W, dY^T X).
 
     /usr/bin/python3 benchmarks/gemm_backends.py [--tokens 2048] [--hidden 256] [--threads 2]

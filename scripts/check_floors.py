@@ -20,7 +20,7 @@ FOLDER_FLOOR = {"text": 0, "layers": 1, "adapters": 1, "io": 2, "tasks": 2,
 # Files at the top of include/adaptertune/ and src/ that sit above the ground floor.
 MODEL_FILES = {"bert_model", "bert_for_masked_lm", "bert_for_question_answering",
                "bert_for_sequence_classification", "parameter_names", "precision",
-               "dropout", "linear", "onednn_linear", "module_walk", "parameter_assignment"}
+               "dropout", "linear", "onednn_products", "module_walk", "parameter_assignment"}
 # io/atomic_file.h writes and reads files with POSIX calls and knows nothing of models; the
 # configs load and save themselves through it, so it is ground floor, wherever its folder.
 GROUND_FILES = {"io/atomic_file"}

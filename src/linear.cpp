@@ -1,6 +1,6 @@
 #include "adaptertune/layers/linear.h"
 
-#include "onednn_linear.h"
+#include "onednn_products.h"
 
 namespace adaptertune {
 

@@ -12,6 +12,7 @@
 #include "adaptertune/error.h"
 #include "dropout.h"
 #include "linear.h"
+#include "onednn_products.h"
 
 namespace adaptertune {
 
@@ -60,10 +61,14 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& hidden,
         .reshape({batch, seq, options_.hidden_size()});
   }
 #endif
-  torch::Tensor scores = at::matmul(q, k.transpose(-1, -2)) / std::sqrt(double(head_size));
+  // On the CPU the two products go to oneDNN where it serves them (batched_matmul()): it reads
+  // the heads in place, as the strided views of the projections' output they are, and writes the
+  // context with the heads interleaved, so that merging them below is a view, not a copy.
+  torch::Tensor scores = batched_matmul(q, k.transpose(-1, -2), BatchedProductOrder::kHeadsFirst) /
+                         std::sqrt(double(head_size));
   if (additive_mask.defined()) scores = scores + additive_mask.to(scores.scalar_type());
   torch::Tensor probs = hashed_dropout(at::softmax(scores, -1), dropout_p, true);
-  torch::Tensor context = at::matmul(probs, v);
+  torch::Tensor context = batched_matmul(probs, v, BatchedProductOrder::kRowsFirst);
   return context.transpose(1, 2).reshape({batch, seq, options_.hidden_size()});
 }
 

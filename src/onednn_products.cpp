@@ -1,0 +1,462 @@
+#include "onednn_products.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <numeric>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "adaptertune/error.h"
+#include "adaptertune/precision.h"
+#include "shape_check.h"
+
+#ifdef ADAPTERTUNE_WITH_ONEDNN
+#include <dnnl.hpp>
+#endif
+
+namespace adaptertune {
+
+bool onednn_built() {
+#ifdef ADAPTERTUNE_WITH_ONEDNN
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (!onednn_built() || !x.defined() || !weight.defined()) return false;
+  auto plain_float = [](const at::Tensor& t) {
+    return t.device().is_cpu() && t.layout() == at::kStrided && t.scalar_type() == at::kFloat;
+  };
+  if (!plain_float(x) || !plain_float(weight) || weight.dim() != 2 || !weight.is_contiguous())
+    return false;
+  if (bias.defined() && (!plain_float(bias) || bias.dim() != 1 || !bias.is_contiguous() ||
+                         bias.size(0) != weight.size(0)))
+    return false;
+  if (x.dim() == 0 || x.size(-1) != weight.size(1) || x.numel() == 0 || weight.numel() == 0)
+    return false;
+  return matmul_dtype(x.device(), at::kFloat) == at::kFloat;
+}
+
+#ifdef ADAPTERTUNE_WITH_ONEDNN
+namespace {
+
+// A [rows, cols] float32 matrix in memory: element (r, c) at data[r * row_stride + c * col_stride].
+struct Matrix {
+  const float* data;
+  int64_t rows;
+  int64_t cols;
+  int64_t row_stride;
+  int64_t col_stride;
+};
+
+Matrix matrix_of(const at::Tensor& t) {
+  return {t.data_ptr<float>(), t.size(0), t.size(1), t.stride(0), t.stride(1)};
+}
+
+Matrix transposed(const Matrix& m) {
+  return {m.data, m.cols, m.rows, m.col_stride, m.row_stride};
+}
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dnnl::stream& cpu_stream() {
+  thread_local dnnl::stream stream(cpu_engine());
+  return stream;
+}
+
+dnnl::memory memory_at(const dnnl::memory::desc& desc, const void* data) {
+  return dnnl::memory(desc, cpu_engine(), const_cast<void*>(data));
+}
+
+bool row_major(const Matrix& m) {
+  return m.col_stride == 1;
+}
+
+dnnl::memory::desc descriptor(const Matrix& m) {
+  return dnnl::memory::desc({m.rows, m.cols}, dnnl::memory::data_type::f32,
+                            {m.row_stride, m.col_stride});
+}
+
+// The same with the dimensions and the leading stride left to run time.
+dnnl::memory::desc runtime_descriptor(bool is_row_major) {
+  constexpr auto kRuntime = DNNL_RUNTIME_DIM_VAL;
+  return dnnl::memory::desc(
+      {kRuntime, kRuntime}, dnnl::memory::data_type::f32,
+      is_row_major ? dnnl::memory::dims{kRuntime, 1} : dnnl::memory::dims{1, kRuntime});
+}
+
+// A primitive serves every shape: its dimensions and leading strides are given at run time
+// (DNNL_RUNTIME_DIM_VAL), and only the operands' orientations and the bias make it differ. One
+// primitive per shape (oneDNN's brgemm kernels) compiled a new kernel for every batch length that
+// dynamic padding makes, and oneDNN's primitive cache, which LibTorch shares, kept them all: an
+// SST-2 dev pass at the main job's shape reached 376-390 MB resident instead of 285, and a
+// server's stream of shapes would grow it further.
+// The primitive for these operand orientations, made once per thread. oneDNN manages its scratch
+// memory (scratchpad_mode::library): with sizes given at run time, the size a primitive reports
+// when it is made does not bound what it uses when it runs, and a buffer of that size given to it
+// (scratchpad_mode::user) was overrun, corrupting the heap.
+const dnnl::matmul& primitive_for(bool a_row_major, bool b_row_major, bool with_bias) {
+  thread_local std::array<dnnl::matmul, 8> made;
+  dnnl::matmul& primitive =
+      made[(a_row_major ? 1 : 0) | (b_row_major ? 2 : 0) | (with_bias ? 4 : 0)];
+  if (primitive) return primitive;
+  const auto bias =
+      with_bias ? dnnl::memory::desc({1, DNNL_RUNTIME_DIM_VAL}, dnnl::memory::data_type::f32,
+                                     dnnl::memory::dims{DNNL_RUNTIME_DIM_VAL, 1})
+                : dnnl::memory::desc();
+  const auto a = runtime_descriptor(a_row_major);
+  const auto b = runtime_descriptor(b_row_major);
+  const auto c = runtime_descriptor(true);
+#if DNNL_VERSION_MAJOR >= 3
+  primitive = dnnl::matmul(dnnl::matmul::primitive_desc(cpu_engine(), a, b, bias, c));
+#else
+  primitive =
+      dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, bias, c), cpu_engine()));
+#endif
+  return primitive;
+}
+
+// out[m, n] = a[m, k] b[k, n] (+ bias[n]), out contiguous.
+void multiply(const Matrix& a, const Matrix& b, const float* bias, float* out) {
+  const Matrix result{out, a.rows, b.cols, b.cols, 1};
+  try {
+    const dnnl::matmul& product = primitive_for(row_major(a), row_major(b), bias != nullptr);
+    dnnl::stream& stream = cpu_stream();
+    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, memory_at(descriptor(a), a.data)},
+                                               {DNNL_ARG_WEIGHTS, memory_at(descriptor(b), b.data)},
+                                               {DNNL_ARG_DST, memory_at(descriptor(result), out)}};
+    if (bias != nullptr) {
+      args.emplace(DNNL_ARG_BIAS, memory_at(descriptor(Matrix{bias, 1, b.cols, b.cols, 1}), bias));
+    }
+    product.execute(stream, args);
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    throw Error("oneDNN matrix product [" + std::to_string(a.rows) + ", " + std::to_string(a.cols) +
+                "] x [" + std::to_string(b.rows) + ", " + std::to_string(b.cols) +
+                "] failed: " + e.what());
+  }
+}
+
+// [rows, in] x [out, in]^T (+ bias) -> [rows, out].
+at::Tensor forward_product(const at::Tensor& x2d, const at::Tensor& weight,
+                           const at::Tensor& bias) {
+  at::Tensor out = at::empty({x2d.size(0), weight.size(0)}, x2d.options());
+  multiply(matrix_of(x2d), transposed(matrix_of(weight)),
+           bias.defined() ? bias.data_ptr<float>() : nullptr, out.data_ptr<float>());
+  return out;
+}
+
+struct OneDnnLinearFunction : public torch::autograd::Function<OneDnnLinearFunction> {
+  // The bias is optional: an undefined tensor cannot be an input of an autograd function.
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x2d,
+                            const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
+    // Only what a wanted gradient needs stays alive: the input for the weight's gradient, the
+    // weight for the input's (a frozen layer's input is not kept for a gradient nobody wants).
+    ctx->save_for_backward(
+        {weight.requires_grad() ? x2d : at::Tensor(), x2d.requires_grad() ? weight : at::Tensor()});
+    ctx->saved_data["bias"] = bias.has_value();
+    return forward_product(x2d, weight, bias.value_or(at::Tensor()));
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& x2d = saved[0];
+    const at::Tensor& weight = saved[1];
+    const at::Tensor grad = grads[0].contiguous();
+    at::Tensor grad_x, grad_weight, grad_bias;
+    if (ctx->needs_input_grad(0) && weight.defined()) {
+      grad_x = at::empty({grad.size(0), weight.size(1)}, grad.options());
+      multiply(matrix_of(grad), matrix_of(weight), nullptr, grad_x.data_ptr<float>());
+    }
+    if (ctx->needs_input_grad(1) && x2d.defined()) {
+      grad_weight = at::empty({grad.size(1), x2d.size(1)}, grad.options());
+      multiply(transposed(matrix_of(grad)), matrix_of(x2d), nullptr, grad_weight.data_ptr<float>());
+    }
+    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) grad_bias = grad.sum(0);
+    return {grad_x, grad_weight, grad_bias};
+  }
+};
+
+// ---- Batched products: [B, H, M, K] x [B, H, K, N] -> [B, H, M, N] ----
+
+dnnl::memory::data_type dnnl_type(at::ScalarType type) {
+  return type == at::kBFloat16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
+}
+
+// Whether the matrices of a 4-D operand are stored by rows (unit stride in the last dimension)
+// rather than by columns (unit stride in the one before). A dimension of size 1 may have any
+// stride; it counts as a unit one.
+bool rows_unit(const at::Tensor& t) {
+  return t.size(3) == 1 || t.stride(3) == 1;
+}
+
+// Whether oneDNN can read (or write) `t` in place: its matrices stored by rows or by columns,
+// without overlapping, and no batch dimension of stride 0 (an expanded tensor).
+bool plain_for_onednn(const at::Tensor& t) {
+  const bool by_rows = rows_unit(t);
+  if (!by_rows && !(t.size(2) == 1 || t.stride(2) == 1)) return false;
+  const int64_t outer = by_rows ? 2 : 3;  // the dimension of the leading stride
+  const int64_t unit = by_rows ? 3 : 2;
+  if (t.size(outer) > 1 && t.stride(outer) < t.size(unit)) return false;
+  for (int64_t dim = 0; dim < 2; ++dim) {
+    if (t.size(dim) > 1 && t.stride(dim) <= 0) return false;
+  }
+  return true;
+}
+
+// `t`'s strides as oneDNN is told them: those of size-1 dimensions replaced by ones that fit the
+// layout the primitive was made for (unit stride where it expects one, a leading stride no smaller
+// than the rows), since LibTorch leaves them arbitrary.
+dnnl::memory::dims strides_for_onednn(const at::Tensor& t) {
+  dnnl::memory::dims strides(t.strides().begin(), t.strides().end());
+  const bool by_rows = rows_unit(t);
+  const int64_t unit = by_rows ? 3 : 2;
+  const int64_t outer = by_rows ? 2 : 3;
+  strides[unit] = 1;
+  if (t.size(outer) == 1) strides[outer] = std::max<int64_t>(t.size(unit), 1);
+  for (int64_t dim = 0; dim < 2; ++dim) {
+    if (t.size(dim) == 1) strides[dim] = t.numel();
+  }
+  return strides;
+}
+
+dnnl::memory::desc batched_descriptor(const at::Tensor& t) {
+  return dnnl::memory::desc(dnnl::memory::dims(t.sizes().begin(), t.sizes().end()),
+                            dnnl_type(t.scalar_type()), strides_for_onednn(t));
+}
+
+// A batched product's primitive for one dtype and the operands' orientations, with every
+// dimension and stride given at run time (see primitive_for()). The result is stored by rows:
+// oneDNN 2.6 has only reference loops for a result stored by columns.
+dnnl::matmul::primitive_desc batched_primitive_desc(dnnl::memory::data_type type, bool a_rows,
+                                                    bool b_rows) {
+  constexpr auto kRuntime = DNNL_RUNTIME_DIM_VAL;
+  auto runtime = [&](bool by_rows) {
+    return dnnl::memory::desc({kRuntime, kRuntime, kRuntime, kRuntime}, type,
+                              by_rows ? dnnl::memory::dims{kRuntime, kRuntime, kRuntime, 1}
+                                      : dnnl::memory::dims{kRuntime, kRuntime, 1, kRuntime});
+  };
+#if DNNL_VERSION_MAJOR >= 3
+  return dnnl::matmul::primitive_desc(cpu_engine(), runtime(a_rows), runtime(b_rows),
+                                      runtime(true));
+#else
+  return dnnl::matmul::primitive_desc(
+      dnnl::matmul::desc(runtime(a_rows), runtime(b_rows), runtime(true)), cpu_engine());
+#endif
+}
+
+// Made once per thread, as primitive_for().
+const dnnl::matmul& batched_primitive_for(at::ScalarType type, bool a_rows, bool b_rows) {
+  thread_local std::array<dnnl::matmul, 8> made;
+  dnnl::matmul& primitive =
+      made[(type == at::kBFloat16 ? 4 : 0) | (a_rows ? 1 : 0) | (b_rows ? 2 : 0)];
+  if (!primitive) primitive = dnnl::matmul(batched_primitive_desc(dnnl_type(type), a_rows, b_rows));
+  return primitive;
+}
+
+// Whether oneDNN multiplies `type` on this CPU with compiled kernels: where it has none (bfloat16
+// without AVX-512), it falls back to reference loops far slower than at::matmul.
+bool has_fast_kernels(at::ScalarType type) {
+  auto probe = [](dnnl::memory::data_type t) {
+    try {
+      // Every orientation of the operands has the same implementation.
+      return std::string(batched_primitive_desc(t, true, true).impl_info_str()).rfind("ref", 0) !=
+             0;
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  };
+  static const bool float32 = probe(dnnl::memory::data_type::f32);
+  static const bool bfloat16 = probe(dnnl::memory::data_type::bf16);
+  return type == at::kBFloat16 ? bfloat16 : float32;
+}
+
+// c = a @ b, all three [B, H, *, *] views that plain_for_onednn() accepts.
+void batched_multiply(const at::Tensor& a, const at::Tensor& b, const at::Tensor& c) {
+  // A result stored by columns is the transpose of one stored by rows: c^T = b^T a^T.
+  if (!rows_unit(c)) {
+    batched_multiply(b.transpose(2, 3), a.transpose(2, 3), c.transpose(2, 3));
+    return;
+  }
+  try {
+    const dnnl::matmul& product =
+        batched_primitive_for(a.scalar_type(), rows_unit(a), rows_unit(b));
+    dnnl::stream& stream = cpu_stream();
+    product.execute(stream, {{DNNL_ARG_SRC, memory_at(batched_descriptor(a), a.data_ptr())},
+                             {DNNL_ARG_WEIGHTS, memory_at(batched_descriptor(b), b.data_ptr())},
+                             {DNNL_ARG_DST, memory_at(batched_descriptor(c), c.data_ptr())}});
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    throw Error("oneDNN batched product " + detail::shape_string(a) + " x " +
+                detail::shape_string(b) + " failed: " + e.what());
+  }
+}
+
+at::Tensor plain_or_copy(const at::Tensor& t) {
+  return plain_for_onednn(t) ? t : t.contiguous();
+}
+
+// An uninitialised tensor of these sizes whose dimensions lie in memory in the order of `strides`
+// (largest first), densely: a gradient laid out as its operand was, so the views that made the
+// operand (the heads split out of the projections' output) give it back without a copy.
+at::Tensor empty_in_memory_order(const std::vector<int64_t>& sizes,
+                                 const std::vector<int64_t>& strides,
+                                 const at::TensorOptions& options) {
+  std::vector<int64_t> order(sizes.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t x, int64_t y) { return strides[x] > strides[y]; });
+  std::vector<int64_t> dense_sizes, inverse(order.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    dense_sizes.push_back(sizes[static_cast<size_t>(order[i])]);
+    inverse[static_cast<size_t>(order[i])] = static_cast<int64_t>(i);
+  }
+  at::Tensor result = at::empty(dense_sizes, options).permute(inverse);
+  return plain_for_onednn(result) ? result : at::empty(sizes, options);
+}
+
+at::Tensor batched_forward(const at::Tensor& a, const at::Tensor& b, BatchedProductOrder order) {
+  const int64_t batch = a.size(0), heads = a.size(1), rows = a.size(2), cols = b.size(3);
+  const at::Tensor c = order == BatchedProductOrder::kRowsFirst
+                           ? at::empty({batch, rows, heads, cols}, a.options()).transpose(1, 2)
+                           : at::empty({batch, heads, rows, cols}, a.options());
+  batched_multiply(a, b, c);
+  return c;
+}
+
+struct OneDnnBatchedMatmulFunction : public torch::autograd::Function<OneDnnBatchedMatmulFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& a,
+                            const at::Tensor& b, int64_t order) {
+    // Each operand only where the other's gradient needs it; their layouts always, for the
+    // gradients'.
+    ctx->save_for_backward(
+        {b.requires_grad() ? a : at::Tensor(), a.requires_grad() ? b : at::Tensor()});
+    ctx->saved_data["a_sizes"] = a.sizes().vec();
+    ctx->saved_data["a_strides"] = a.strides().vec();
+    ctx->saved_data["b_sizes"] = b.sizes().vec();
+    ctx->saved_data["b_strides"] = b.strides().vec();
+    return batched_forward(a, b, static_cast<BatchedProductOrder>(order));
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& a = saved[0];
+    const at::Tensor& b = saved[1];
+    const at::Tensor grad = plain_or_copy(grads[0]);
+    auto gradient_like = [&](const char* operand) {
+      const std::string name(operand);
+      return empty_in_memory_order(ctx->saved_data[name + "_sizes"].toIntVector(),
+                                   ctx->saved_data[name + "_strides"].toIntVector(),
+                                   grad.options());
+    };
+    at::Tensor grad_a, grad_b;
+    if (ctx->needs_input_grad(0) && b.defined()) {
+      grad_a = gradient_like("a");
+      batched_multiply(grad, b.transpose(2, 3), grad_a);  // dA = dC B^T
+    }
+    if (ctx->needs_input_grad(1) && a.defined()) {
+      grad_b = gradient_like("b");
+      batched_multiply(a.transpose(2, 3), grad, grad_b);  // dB = A^T dC
+    }
+    return {grad_a, grad_b, at::Tensor()};
+  }
+};
+
+}  // namespace
+#endif
+
+at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (!onednn_linear_applies(x, weight, bias)) {
+    auto shape = [](const at::Tensor& t) {
+      return t.defined() ? detail::shape_string(t) : std::string("(none)");
+    };
+    throw Error(
+        "onednn_linear: needs float32 CPU tensors, a contiguous weight and x's last "
+        "dimension equal to the weight's columns, in a build with oneDNN; got x " +
+        shape(x) + ", weight " + shape(weight));
+  }
+#ifdef ADAPTERTUNE_WITH_ONEDNN
+  const int64_t in_features = weight.size(1);
+  const at::Tensor x2d = x.reshape({-1, in_features}).contiguous();
+  std::vector<int64_t> out_shape = x.sizes().vec();
+  out_shape.back() = weight.size(0);
+  const bool records_graph =
+      at::GradMode::is_enabled() &&
+      (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
+  at::Tensor out =
+      records_graph
+          ? OneDnnLinearFunction::apply(
+                x2d, weight, bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt)
+          : forward_product(x2d, weight, bias);
+  return out.view(out_shape);
+#else
+  return at::Tensor();
+#endif
+}
+
+bool onednn_batched_matmul_applies(const at::Tensor& a, const at::Tensor& b) {
+  if (!onednn_built() || !a.defined() || !b.defined() || a.dim() != 4 || b.dim() != 4) return false;
+  if (!a.device().is_cpu() || !b.device().is_cpu() || a.layout() != at::kStrided ||
+      b.layout() != at::kStrided || a.scalar_type() != b.scalar_type())
+    return false;
+  if (a.scalar_type() != at::kFloat && a.scalar_type() != at::kBFloat16) return false;
+  if (a.size(0) != b.size(0) || a.size(1) != b.size(1) || a.size(3) != b.size(2) ||
+      a.numel() == 0 || b.numel() == 0)
+    return false;
+#ifdef ADAPTERTUNE_WITH_ONEDNN
+  return has_fast_kernels(a.scalar_type());
+#else
+  return false;
+#endif
+}
+
+at::Tensor onednn_batched_matmul(const at::Tensor& a, const at::Tensor& b,
+                                 BatchedProductOrder order) {
+  if (!onednn_batched_matmul_applies(a, b)) {
+    auto shape = [](const at::Tensor& t) {
+      return t.defined()
+                 ? detail::shape_string(t) + " " + std::string(c10::toString(t.scalar_type()))
+                 : std::string("(none)");
+    };
+    throw Error(
+        "onednn_batched_matmul: needs [B, H, M, K] and [B, H, K, N] CPU tensors of one dtype, "
+        "float32 or bfloat16 (with oneDNN kernels for it on this CPU), in a build with oneDNN; "
+        "got " +
+        shape(a) + " and " + shape(b));
+  }
+#ifdef ADAPTERTUNE_WITH_ONEDNN
+  const at::Tensor a_plain = plain_or_copy(a);
+  const at::Tensor b_plain = plain_or_copy(b);
+  const bool records_graph = at::GradMode::is_enabled() && (a.requires_grad() || b.requires_grad());
+  return records_graph
+             ? OneDnnBatchedMatmulFunction::apply(a_plain, b_plain, static_cast<int64_t>(order))
+             : batched_forward(a_plain, b_plain, order);
+#else
+  return at::Tensor();
+#endif
+}
+
+at::Tensor batched_matmul(const at::Tensor& a, const at::Tensor& b, BatchedProductOrder order) {
+  if (onednn_built() && a.dim() == 4 && b.dim() == 4 && a.device().is_cpu()) {
+    // What CPU autocast would multiply: both operands in its dtype.
+    const c10::ScalarType dtype = matmul_dtype(a.device(), a.scalar_type());
+    const at::Tensor a_cast = a.to(dtype);
+    const at::Tensor b_cast = b.to(dtype);
+    if (onednn_batched_matmul_applies(a_cast, b_cast))
+      return onednn_batched_matmul(a_cast, b_cast, order);
+  }
+  return at::matmul(a, b);
+}
+
+}  // namespace adaptertune

@@ -1,0 +1,65 @@
+#pragma once
+// Matrix products on the CPU through oneDNN: the float32 Linear layers, and the attention's
+// batched products (float32 and bfloat16).
+
+#include <ATen/ATen.h>
+
+namespace adaptertune {
+
+/// Whether this build calls oneDNN itself (CMake's ADAPTERTUNE_WITH_ONEDNN: on where oneDNN's
+/// headers are installed and LibTorch links the same shared oneDNN library).
+bool onednn_built();
+
+/// Whether onednn_linear() serves `x W^T + b` for these tensors: a build with oneDNN, strided
+/// float32 tensors on the CPU, a contiguous [out, in] weight whose `in` matches `x`'s last
+/// dimension, a contiguous float32 bias or none, no empty dimension, and no CPU autocast active
+/// (under autocast the product runs in its dtype, through at::linear).
+bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+
+/// `x W^T + b` with oneDNN's float32 matrix products, forward and backward (an autograd function:
+/// the input gradient is `dY W`, the weight gradient `dY^T X`, each computed only when wanted, and
+/// `x` is kept for the backward pass only when the weight needs a gradient). Same result as
+/// at::linear up to the order of the sums.
+///
+/// Why: Debian's LibTorch runs float32 products through OpenBLAS, whose kernels depend on the CPU
+/// it detects or OPENBLAS_CORETYPE names, while oneDNN (which LibTorch already links for bf16)
+/// picks its JIT kernel from the instruction set. On the benchmark machine, where OpenBLAS is held
+/// to its Haswell kernels, oneDNN multiplies the encoder's shapes 2.0-2.3x faster; where OpenBLAS
+/// may pick its AVX-512 kernels, 1.0-1.3x (benchmarks/gemm_backends.py, docs/benchmarks.md).
+/// Throws Error where !onednn_linear_applies().
+at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+
+/// The memory order of a batched product's [batch, heads, rows, cols] result.
+enum class BatchedProductOrder {
+  kHeadsFirst,  ///< contiguous [batch, heads, rows, cols]
+  kRowsFirst,   ///< laid out as [batch, rows, heads, cols]: transpose(1, 2) of it is contiguous,
+                ///< so merging the heads back into one hidden dimension copies nothing
+};
+
+/// Whether onednn_batched_matmul() serves `a @ b`: a build with oneDNN, 4-D strided CPU tensors
+/// of one dtype, float32 or bfloat16 (bfloat16 only where oneDNN has compiled kernels for this
+/// CPU, not its slow reference code), shaped [B, H, M, K] and [B, H, K, N] with no empty
+/// dimension. Autocast does not apply to it: cast the operands first (batched_matmul() does).
+bool onednn_batched_matmul_applies(const at::Tensor& a, const at::Tensor& b);
+
+/// `a @ b` over [batch, heads] with oneDNN, forward and backward (an autograd function). The
+/// operands are read in place through their strides where one of their last two dimensions has
+/// unit stride (the attention's heads are such views of the projections' output), so nothing is
+/// copied to make batches of matrices; each operand is kept for the backward pass only when the
+/// other needs a gradient, and each gradient is written in its operand's own memory order. Same
+/// result as at::matmul up to the order of the sums (bfloat16: the same oneDNN kernels, so the
+/// same bits on the shapes tested).
+///
+/// Why: LibTorch 1.13 copies strided heads into contiguous batches, and runs float32 batches of
+/// small matrices one OpenBLAS call at a time on one thread; at the main job's shape the two
+/// attention products took 9.8 ms a layer that way and 0.86 ms through oneDNN (bf16: 0.50 and
+/// 0.40 ms). Throws Error where !onednn_batched_matmul_applies().
+at::Tensor onednn_batched_matmul(const at::Tensor& a, const at::Tensor& b,
+                                 BatchedProductOrder order);
+
+/// `a @ b` for 4-D operands as at::matmul computes it (under CPU autocast, in autocast's dtype),
+/// through onednn_batched_matmul() where it applies and at::matmul otherwise; `order` is honoured
+/// by the oneDNN path only (at::matmul's result is contiguous), so callers must not depend on it.
+at::Tensor batched_matmul(const at::Tensor& a, const at::Tensor& b, BatchedProductOrder order);
+
+}  // namespace adaptertune

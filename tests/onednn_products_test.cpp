@@ -1,0 +1,248 @@
+// oneDNN's products: where the float32 Linear and the batched products apply, and that they match
+// at::linear and at::matmul forward and backward.
+#include "onednn_products.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "adaptertune/error.h"
+#include "adaptertune/precision.h"
+#include "linear.h"
+
+namespace adaptertune {
+namespace {
+
+// Relative agreement of two float32 results that differ only in the order of their sums.
+void expect_close(const at::Tensor& actual, const at::Tensor& expected, const char* what) {
+  ASSERT_TRUE(actual.defined()) << what;
+  ASSERT_EQ(actual.sizes(), expected.sizes()) << what;
+  const double scale = expected.abs().max().item<double>() + 1e-12;
+  EXPECT_LT((actual - expected).abs().max().item<double>() / scale, 1e-5) << what;
+}
+
+struct Case {
+  std::vector<int64_t> x_shape;
+  int64_t out_features;
+  bool bias;
+  bool x_grad;
+  bool weight_grad;
+};
+
+class OneDnnLinearParity : public ::testing::TestWithParam<Case> {};
+
+TEST_P(OneDnnLinearParity, MatchesAtLinearForwardAndBackward) {
+  if (!onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  const Case c = GetParam();
+  torch::manual_seed(7);
+  const int64_t in_features = c.x_shape.back();
+  const at::Tensor x0 = torch::randn(c.x_shape);
+  const at::Tensor w0 = torch::randn({c.out_features, in_features}) * 0.1;
+  const at::Tensor b0 = c.bias ? torch::randn({c.out_features}) : at::Tensor();
+  auto leaf = [](const at::Tensor& t, bool grad) {
+    return t.defined() ? t.clone().set_requires_grad(grad) : at::Tensor();
+  };
+  at::Tensor x1 = leaf(x0, c.x_grad), w1 = leaf(w0, c.weight_grad), b1 = leaf(b0, c.weight_grad);
+  at::Tensor x2 = leaf(x0, c.x_grad), w2 = leaf(w0, c.weight_grad), b2 = leaf(b0, c.weight_grad);
+  ASSERT_TRUE(onednn_linear_applies(x1, w1, b1));
+  const at::Tensor ours = onednn_linear(x1, w1, b1);
+  const at::Tensor reference = at::linear(x2, w2, b2);
+  expect_close(ours, reference, "output");
+  if (!c.x_grad && !c.weight_grad) return;
+  const at::Tensor upstream = torch::randn(reference.sizes());
+  (ours * upstream).sum().backward();
+  (reference * upstream).sum().backward();
+  if (c.x_grad) expect_close(x1.grad(), x2.grad(), "input gradient");
+  if (c.weight_grad) {
+    expect_close(w1.grad(), w2.grad(), "weight gradient");
+    if (c.bias) expect_close(b1.grad(), b2.grad(), "bias gradient");
+  } else {
+    EXPECT_FALSE(w1.grad().defined());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, OneDnnLinearParity,
+    ::testing::Values(Case{{32, 64, 256}, 768, true, true, true},    // full fine-tuning
+                      Case{{32, 64, 256}, 1024, true, true, false},  // frozen layer (adapters)
+                      Case{{4, 7, 96}, 13, false, false, true},      // odd sizes, no bias
+                      Case{{5, 33}, 1, true, true, true},            // 2-D input, one output
+                      Case{{3, 2, 5, 16}, 8, true, false, false}));  // 4-D input, no gradient
+
+TEST(OneDnnLinear, NonContiguousInputsAreHandled) {
+  if (!onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  torch::manual_seed(3);
+  const at::Tensor x = torch::randn({16, 40, 12}).transpose(0, 1);  // [40, 16, 12], strided
+  const at::Tensor w = torch::randn({20, 12});
+  const at::Tensor b = torch::randn({20});
+  ASSERT_FALSE(x.is_contiguous());
+  expect_close(onednn_linear(x, w, b), at::linear(x, w, b), "transposed input");
+}
+
+TEST(OneDnnLinear, AppliesOnlyToPlainFloat32ProductsOutsideAutocast) {
+  const at::Tensor x = torch::randn({4, 8});
+  const at::Tensor w = torch::randn({6, 8});
+  const at::Tensor b = torch::randn({6});
+  EXPECT_EQ(onednn_linear_applies(x, w, b), onednn_built());
+  EXPECT_EQ(onednn_linear_applies(x, w, at::Tensor()), onednn_built());
+  EXPECT_FALSE(onednn_linear_applies(x.to(at::kBFloat16), w.to(at::kBFloat16), at::Tensor()));
+  EXPECT_FALSE(onednn_linear_applies(x.to(at::kDouble), w.to(at::kDouble), at::Tensor()));
+  EXPECT_FALSE(onednn_linear_applies(x, torch::randn({8, 6}).t(), b));  // non-contiguous weight
+  EXPECT_FALSE(onednn_linear_applies(x, torch::randn({6, 9}), b));      // in-features differ
+  EXPECT_FALSE(onednn_linear_applies(x, w, torch::randn({5})));         // bias of the wrong size
+  EXPECT_FALSE(onednn_linear_applies(torch::randn({0, 8}), w, b));      // no rows
+  {
+    // Under bf16 autocast the product belongs to autocast (at::linear in bf16).
+    AutocastGuard autocast(torch::kCPU, Precision::kBFloat16);
+    EXPECT_FALSE(onednn_linear_applies(x, w, b));
+    EXPECT_EQ(linear(x, w, b).scalar_type(), at::kBFloat16);
+  }
+  EXPECT_EQ(linear(x, w, b).scalar_type(), at::kFloat);
+}
+
+TEST(OneDnnLinear, RefusesWhatItDoesNotServeWithAClearError) {
+  const at::Tensor x = torch::randn({4, 8});
+  try {
+    onednn_linear(x, torch::randn({6, 9}), at::Tensor());
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[6, 9]"), std::string::npos) << e.what();
+  }
+}
+
+TEST(OneDnnLinear, RecordsNoGraphWithoutGradients) {
+  if (!onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  const at::Tensor w = torch::randn({6, 8}).set_requires_grad(true);
+  {
+    torch::NoGradGuard no_grad;
+    EXPECT_FALSE(onednn_linear(torch::randn({4, 8}), w, at::Tensor()).requires_grad());
+  }
+  {
+    c10::InferenceMode inference;
+    EXPECT_FALSE(onednn_linear(torch::randn({4, 8}), w, at::Tensor()).requires_grad());
+  }
+  EXPECT_TRUE(onednn_linear(torch::randn({4, 8}), w, at::Tensor()).requires_grad());
+}
+
+// The attention's operands: q, k and v are [batch, heads, seq, head] views of one projection
+// output [batch, seq, 3 * hidden], as SelfAttention makes them.
+struct Heads {
+  at::Tensor q, k, v;
+};
+
+Heads heads_of(const at::Tensor& qkv, int64_t heads) {
+  const int64_t batch = qkv.size(0), seq = qkv.size(1), hidden = qkv.size(2) / 3;
+  auto split = [&](int64_t i) {
+    return qkv.narrow(2, i * hidden, hidden)
+        .view({batch, seq, heads, hidden / heads})
+        .transpose(1, 2);
+  };
+  return {split(0), split(1), split(2)};
+}
+
+struct BatchedCase {
+  int64_t batch, seq, heads, hidden;
+};
+
+class OneDnnBatchedMatmulParity : public ::testing::TestWithParam<BatchedCase> {};
+
+// Scores (q k^T) and context (probs v) as the attention computes them, and every gradient, against
+// at::matmul on the same values; the context also laid out with the heads interleaved.
+TEST_P(OneDnnBatchedMatmulParity, MatchesAtMatmulForwardAndBackward) {
+  if (!onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  const BatchedCase c = GetParam();
+  torch::manual_seed(11);
+  const at::Tensor qkv0 = torch::randn({c.batch, c.seq, 3 * c.hidden});
+  const at::Tensor qkv1 = qkv0.clone().set_requires_grad(true);
+  const at::Tensor qkv2 = qkv0.clone().set_requires_grad(true);
+  const Heads ours = heads_of(qkv1, c.heads);
+  const Heads ref = heads_of(qkv2, c.heads);
+  ASSERT_TRUE(onednn_batched_matmul_applies(ours.q, ours.k.transpose(-1, -2)));
+  const at::Tensor scores =
+      onednn_batched_matmul(ours.q, ours.k.transpose(-1, -2), BatchedProductOrder::kHeadsFirst);
+  const at::Tensor scores_ref = at::matmul(ref.q, ref.k.transpose(-1, -2));
+  expect_close(scores, scores_ref, "scores");
+  EXPECT_TRUE(scores.is_contiguous());
+  const at::Tensor context =
+      onednn_batched_matmul(at::softmax(scores, -1), ours.v, BatchedProductOrder::kRowsFirst);
+  const at::Tensor context_ref = at::matmul(at::softmax(scores_ref, -1), ref.v);
+  expect_close(context, context_ref, "context");
+  EXPECT_TRUE(context.transpose(1, 2).is_contiguous());  // heads interleaved: merging is a view
+  const at::Tensor upstream = torch::randn(context_ref.sizes());
+  (context * upstream).sum().backward();
+  (context_ref * upstream).sum().backward();
+  expect_close(qkv1.grad(), qkv2.grad(), "gradient of q, k and v");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, OneDnnBatchedMatmulParity,
+    ::testing::Values(BatchedCase{4, 16, 4, 64},  // the main job's heads, short sequences
+                      BatchedCase{2, 7, 3, 24},   // odd sizes
+                      BatchedCase{1, 1, 2, 8},    // one request of one token
+                      BatchedCase{3, 5, 1, 8},    // one head
+                      BatchedCase{2, 9, 4, 4}));  // heads of size 1
+
+TEST(OneDnnBatchedMatmul, BFloat16GivesAtMatmulsResults) {
+  if (!onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  torch::manual_seed(5);
+  const Heads h = heads_of(torch::randn({3, 12, 3 * 32}).to(at::kBFloat16), 4);
+  if (!onednn_batched_matmul_applies(h.q, h.k.transpose(-1, -2)))
+    GTEST_SKIP() << "oneDNN has no bfloat16 kernels on this CPU";
+  const at::Tensor ours =
+      onednn_batched_matmul(h.q, h.k.transpose(-1, -2), BatchedProductOrder::kHeadsFirst);
+  const at::Tensor ref = at::matmul(h.q, h.k.transpose(-1, -2));
+  EXPECT_EQ(ours.scalar_type(), at::kBFloat16);
+  // Both accumulate in float32 and round once; allow one bfloat16 step of the largest value.
+  const double step = ref.abs().max().item<double>() / 128.0;
+  EXPECT_LE((ours.to(at::kFloat) - ref.to(at::kFloat)).abs().max().item<double>(), step);
+}
+
+TEST(OneDnnBatchedMatmul, OperandsWithoutAUnitStrideAreCopiedFirst) {
+  if (!onednn_built()) GTEST_SKIP() << "built without oneDNN";
+  torch::manual_seed(9);
+  // Every second element of the last dimension: no unit stride in either of the last two.
+  const at::Tensor a = torch::randn({2, 3, 5, 12}).slice(3, 0, 12, 2);
+  const at::Tensor b = torch::randn({2, 3, 6, 4});
+  ASSERT_TRUE(onednn_batched_matmul_applies(a, b));
+  expect_close(onednn_batched_matmul(a, b, BatchedProductOrder::kHeadsFirst), at::matmul(a, b),
+               "strided operand");
+}
+
+TEST(OneDnnBatchedMatmul, AppliesOnlyWhereItCanAndSaysWhyNot) {
+  const at::Tensor a = torch::randn({2, 3, 4, 5});
+  const at::Tensor b = torch::randn({2, 3, 5, 6});
+  EXPECT_EQ(onednn_batched_matmul_applies(a, b), onednn_built());
+  EXPECT_FALSE(onednn_batched_matmul_applies(a, b.to(at::kDouble)));  // dtypes differ
+  EXPECT_FALSE(onednn_batched_matmul_applies(a.to(at::kDouble), b.to(at::kDouble)));
+  EXPECT_FALSE(onednn_batched_matmul_applies(a, torch::randn({2, 3, 4, 6})));  // K differs
+  EXPECT_FALSE(onednn_batched_matmul_applies(a, torch::randn({1, 3, 5, 6})));  // no broadcasting
+  EXPECT_FALSE(onednn_batched_matmul_applies(a[0], b[0]));                     // 3-D
+  EXPECT_FALSE(onednn_batched_matmul_applies(torch::randn({2, 3, 0, 5}), b));  // empty
+  try {
+    onednn_batched_matmul(a, torch::randn({2, 3, 4, 6}), BatchedProductOrder::kHeadsFirst);
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[2, 3, 4, 6]"), std::string::npos) << e.what();
+  }
+  // batched_matmul() falls back to at::matmul wherever oneDNN does not apply.
+  expect_close(batched_matmul(a.to(at::kDouble), b.to(at::kDouble), BatchedProductOrder::kRowsFirst)
+                   .to(at::kFloat),
+               at::matmul(a, b), "fallback");
+}
+
+TEST(OneDnnBatchedMatmul, FollowsAutocastsDtypeAndRecordsNoGraphWithoutGradients) {
+  const at::Tensor a = torch::randn({2, 3, 4, 5}).set_requires_grad(true);
+  const at::Tensor b = torch::randn({2, 3, 5, 6});
+  {
+    AutocastGuard autocast(torch::kCPU, Precision::kBFloat16);
+    EXPECT_EQ(batched_matmul(a, b, BatchedProductOrder::kHeadsFirst).scalar_type(),
+              at::matmul(a, b).scalar_type());
+  }
+  EXPECT_EQ(batched_matmul(a, b, BatchedProductOrder::kHeadsFirst).scalar_type(), at::kFloat);
+  if (!onednn_built()) return;
+  EXPECT_TRUE(onednn_batched_matmul(a, b, BatchedProductOrder::kHeadsFirst).requires_grad());
+  torch::NoGradGuard no_grad;
+  EXPECT_FALSE(onednn_batched_matmul(a, b, BatchedProductOrder::kHeadsFirst).requires_grad());
+}
+
+}  // namespace
+}  // namespace adaptertune
