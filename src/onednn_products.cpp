@@ -28,6 +28,16 @@ bool onednn_built() {
 #endif
 }
 
+namespace {
+
+// An operand as the errors name it: its shape and dtype.
+std::string operand_string(const at::Tensor& t) {
+  return t.defined() ? detail::shape_string(t) + " " + c10::toString(t.scalar_type())
+                     : std::string("(none)");
+}
+
+}  // namespace
+
 bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   if (!onednn_built() || !x.defined() || !weight.defined()) return false;
   auto plain_float = [](const at::Tensor& t) {
@@ -77,6 +87,19 @@ dnnl::memory memory_at(const dnnl::memory::desc& desc, const void* data) {
   return dnnl::memory(desc, cpu_engine(), const_cast<void*>(data));
 }
 
+// A matmul's primitive descriptor on the CPU engine; `bias` may be empty (no bias). oneDNN 3
+// dropped the operation descriptor that version 2 builds it from.
+dnnl::matmul::primitive_desc matmul_primitive_desc(const dnnl::memory::desc& a,
+                                                   const dnnl::memory::desc& b,
+                                                   const dnnl::memory::desc& bias,
+                                                   const dnnl::memory::desc& c) {
+#if DNNL_VERSION_MAJOR >= 3
+  return dnnl::matmul::primitive_desc(cpu_engine(), a, b, bias, c);
+#else
+  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, bias, c), cpu_engine());
+#endif
+}
+
 bool row_major(const Matrix& m) {
   return m.col_stride == 1;
 }
@@ -113,15 +136,9 @@ const dnnl::matmul& primitive_for(bool a_row_major, bool b_row_major, bool with_
       with_bias ? dnnl::memory::desc({1, DNNL_RUNTIME_DIM_VAL}, dnnl::memory::data_type::f32,
                                      dnnl::memory::dims{DNNL_RUNTIME_DIM_VAL, 1})
                 : dnnl::memory::desc();
-  const auto a = runtime_descriptor(a_row_major);
-  const auto b = runtime_descriptor(b_row_major);
-  const auto c = runtime_descriptor(true);
-#if DNNL_VERSION_MAJOR >= 3
-  primitive = dnnl::matmul(dnnl::matmul::primitive_desc(cpu_engine(), a, b, bias, c));
-#else
-  primitive =
-      dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, bias, c), cpu_engine()));
-#endif
+  primitive = dnnl::matmul(matmul_primitive_desc(runtime_descriptor(a_row_major),
+                                                 runtime_descriptor(b_row_major), bias,
+                                                 runtime_descriptor(true)));
   return primitive;
 }
 
@@ -246,13 +263,8 @@ dnnl::matmul::primitive_desc batched_primitive_desc(dnnl::memory::data_type type
                               by_rows ? dnnl::memory::dims{kRuntime, kRuntime, kRuntime, 1}
                                       : dnnl::memory::dims{kRuntime, kRuntime, 1, kRuntime});
   };
-#if DNNL_VERSION_MAJOR >= 3
-  return dnnl::matmul::primitive_desc(cpu_engine(), runtime(a_rows), runtime(b_rows),
-                                      runtime(true));
-#else
-  return dnnl::matmul::primitive_desc(
-      dnnl::matmul::desc(runtime(a_rows), runtime(b_rows), runtime(true)), cpu_engine());
-#endif
+  return matmul_primitive_desc(runtime(a_rows), runtime(b_rows), dnnl::memory::desc(),
+                               runtime(true));
 }
 
 // Made once per thread, as primitive_for().
@@ -378,13 +390,10 @@ struct OneDnnBatchedMatmulFunction : public torch::autograd::Function<OneDnnBatc
 
 at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   if (!onednn_linear_applies(x, weight, bias)) {
-    auto shape = [](const at::Tensor& t) {
-      return t.defined() ? detail::shape_string(t) : std::string("(none)");
-    };
     throw Error(
         "onednn_linear: needs float32 CPU tensors, a contiguous weight and x's last "
         "dimension equal to the weight's columns, in a build with oneDNN; got x " +
-        shape(x) + ", weight " + shape(weight));
+        operand_string(x) + ", weight " + operand_string(weight));
   }
 #ifdef ADAPTERTUNE_WITH_ONEDNN
   const int64_t in_features = weight.size(1);
@@ -424,16 +433,11 @@ bool onednn_batched_matmul_applies(const at::Tensor& a, const at::Tensor& b) {
 at::Tensor onednn_batched_matmul(const at::Tensor& a, const at::Tensor& b,
                                  BatchedProductOrder order) {
   if (!onednn_batched_matmul_applies(a, b)) {
-    auto shape = [](const at::Tensor& t) {
-      return t.defined()
-                 ? detail::shape_string(t) + " " + std::string(c10::toString(t.scalar_type()))
-                 : std::string("(none)");
-    };
     throw Error(
         "onednn_batched_matmul: needs [B, H, M, K] and [B, H, K, N] CPU tensors of one dtype, "
         "float32 or bfloat16 (with oneDNN kernels for it on this CPU), in a build with oneDNN; "
         "got " +
-        shape(a) + " and " + shape(b));
+        operand_string(a) + " and " + operand_string(b));
   }
 #ifdef ADAPTERTUNE_WITH_ONEDNN
   const at::Tensor a_plain = plain_or_copy(a);
