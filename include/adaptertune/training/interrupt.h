@@ -3,6 +3,7 @@
 /// Stopping a training loop cleanly from Ctrl-C (or another thread).
 
 #include <atomic>
+#include <memory>
 
 namespace adaptertune {
 
@@ -14,6 +15,11 @@ std::atomic<bool>& stop_requested();
 /// While alive, SIGINT (Ctrl-C) sets stop_requested() instead of ending the process, so that the
 /// run in progress can save a checkpoint; a second Ctrl-C ends the process as usual. The previous
 /// handler is restored on destruction.
+///
+/// The handler runs on an alternate signal stack (installed for the constructing thread unless it
+/// has one): oneDNN's float32 GEMM kernels (2.x, fixed upstream in 2026) point the stack pointer
+/// into a heap buffer while they run, and a signal frame pushed there corrupted the heap (a
+/// two-process training run stopped by Ctrl-C crashed about one time in five).
 class StopOnInterrupt {
  public:
   StopOnInterrupt();
@@ -22,7 +28,8 @@ class StopOnInterrupt {
   StopOnInterrupt& operator=(const StopOnInterrupt&) = delete;
 
  private:
-  void (*previous_)(int);
+  struct Saved;  // the previous handler and alternate stack
+  std::unique_ptr<Saved> saved_;
 };
 
 }  // namespace adaptertune
