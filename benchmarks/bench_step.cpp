@@ -33,8 +33,10 @@
 // values, as a base loaded from bf16 files (the shipped one) holds, so that they qualify.
 // --gradient-checkpointing turns on the encoder's gradient checkpointing for training modes.
 //
-// Like the adaptertune tool, the benchmark runs with tune_cpu_allocator() (runtime.h) unless
-// --system-malloc is given; the JSON records say which ("tuned_malloc").
+// Like the adaptertune tool, the benchmark links TCMalloc where the build has it (CMake
+// ADAPTERTUNE_WITH_TCMALLOC), and otherwise runs glibc's malloc with tune_cpu_allocator()
+// (runtime.h) unless --system-malloc is given; the JSON records say which ("cpu_allocator",
+// "tuned_malloc").
 //
 // Memory: on CUDA the caching allocator's peak; on CPU the process's VmHWM (and VmRSS before the
 // first mode), which measures one configuration when a process runs one mode, as compare.py does.
@@ -517,12 +519,14 @@ int main(int argc, char** argv) {
             "{\"impl\":\"adaptertune\",\"mode\":\"%s\",\"device\":\"%s\",\"precision\":\"%s\","
             "\"median_ms\":%.4f,\"min_ms\":%.4f,\"times_ms\":[%s],\"trainable\":%lld,"
             "\"total\":%lld,\"examples\":%lld,\"tflops\":%.4f,\"peak_mib\":%s,"
-            "\"vmhwm_mib\":%.1f,\"rss_start_mib\":%.1f,\"threads\":%d,\"tuned_malloc\":%s}\n",
+            "\"vmhwm_mib\":%.1f,\"rss_start_mib\":%.1f,\"threads\":%d,\"tuned_malloc\":%s,"
+            "\"cpu_allocator\":\"%s\"}\n",
             r.mode.c_str(), o.device.c_str(), o.precision.c_str(), r.median_ms, r.min_ms,
             times.c_str(), static_cast<long long>(r.trainable), static_cast<long long>(r.total),
             static_cast<long long>(r.examples), r.useful_flops / (r.median_ms / 1000.0) / 1e12,
             r.peak_mib >= 0 ? std::to_string(r.peak_mib).c_str() : "null", proc_status_mib("VmHWM"),
-            rss_start_mib, torch::get_num_threads(), tuned_malloc ? "true" : "false");
+            rss_start_mib, torch::get_num_threads(), tuned_malloc ? "true" : "false",
+            atune::cpu_allocator());
       }
     }
   } catch (const std::exception& e) {

@@ -1,7 +1,9 @@
 #include "adaptertune/runtime.h"
 
+#include <dlfcn.h>
 #include <sched.h>
 #if defined(__GLIBC__)
+#include <gnu/lib-names.h>
 #include <malloc.h>
 #endif
 
@@ -76,8 +78,43 @@ void set_seed(uint64_t seed) {
   torch::manual_seed(seed);
 }
 
+namespace {
+
+// The malloc that the process's calls resolve to, and the allocators that may provide it: TCMalloc
+// defines malloc as an alias of its tc_malloc, and glibc's own definition is found in libc itself,
+// so the addresses match exactly when that allocator serves the process.
+void* malloc_in_use() {
+  return dlsym(RTLD_DEFAULT, "malloc");
+}
+
+bool tcmalloc_serves_malloc() {
+  void* tc_malloc = dlsym(RTLD_DEFAULT, "tc_malloc");
+  return tc_malloc != nullptr && tc_malloc == malloc_in_use();
+}
+
+bool glibc_serves_malloc() {
+#if defined(__GLIBC__)
+  void* libc = dlopen(LIBC_SO, RTLD_LAZY | RTLD_NOLOAD);
+  if (libc == nullptr) return false;
+  void* own_malloc = dlsym(libc, "malloc");
+  dlclose(libc);
+  return own_malloc != nullptr && own_malloc == malloc_in_use();
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+const char* cpu_allocator() {
+  if (tcmalloc_serves_malloc()) return "tcmalloc";
+  if (glibc_serves_malloc()) return "glibc";
+  return "other";
+}
+
 bool tune_cpu_allocator() {
 #if defined(__GLIBC__)
+  if (!glibc_serves_malloc()) return false;
   const char* opt_out = std::getenv("ADAPTERTUNE_SYSTEM_MALLOC");
   if (opt_out != nullptr && std::strcmp(opt_out, "1") == 0) return false;
   // Settings the user made in the environment win over ours.
@@ -106,8 +143,17 @@ bool tune_cpu_allocator() {
 }
 
 void release_free_heap_pages() {
+  if (tcmalloc_serves_malloc()) {
+    // Looked up rather than linked: the library leaves the choice of malloc to the application.
+    using ReleaseFreeMemory = void (*)();
+    if (auto release = reinterpret_cast<ReleaseFreeMemory>(
+            dlsym(RTLD_DEFAULT, "MallocExtension_ReleaseFreeMemory"))) {
+      release();
+    }
+    return;
+  }
 #if defined(__GLIBC__)
-  malloc_trim(0);
+  if (glibc_serves_malloc()) malloc_trim(0);
 #endif
 }
 

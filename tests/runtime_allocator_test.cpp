@@ -49,6 +49,14 @@ TEST(Runtime, TunedAllocatorReusesFreedBlocksWithoutFaultingTheirPagesAgain) {
 #endif
 }
 
+TEST(Runtime, NamesGlibcAsTheAllocatorOfAProgramThatLinksNoOther) {
+#if defined(__GLIBC__)
+  EXPECT_STREQ(cpu_allocator(), "glibc");
+#else
+  EXPECT_STRNE(cpu_allocator(), "glibc");
+#endif
+}
+
 TEST(Runtime, TuningTheAllocatorCanBeTurnedOffFromTheEnvironment) {
   ASSERT_EQ(setenv("ADAPTERTUNE_SYSTEM_MALLOC", "1", 1), 0);
   EXPECT_FALSE(tune_cpu_allocator());

@@ -28,6 +28,12 @@ int default_num_threads();
 /// it, so users rarely need to; calling it again does nothing.
 void ensure_default_threads();
 
+/// The allocator that serves this process's malloc: "tcmalloc" (gperftools' TCMalloc, which the
+/// `adaptertune` tool and `adaptertune_bench` link when built with it), "glibc", or "other". The
+/// library works with any of them; which one runs is the application's choice (README, "The CPU
+/// allocator").
+const char* cpu_allocator();
+
 /// Makes glibc's malloc keep the memory that LibTorch's CPU tensors free, instead of handing it
 /// back to the kernel after each one: every block comes from the heap rather than from mmap()
 /// (except those over 64 MiB that a thread other than the main one asks for, which glibc maps
@@ -38,7 +44,8 @@ void ensure_default_threads();
 /// cost: the process keeps its peak heap rather than shrinking after it.
 ///
 /// It changes the whole process, so the library never calls it by itself; the `adaptertune`
-/// command-line tool does. Does nothing and returns false where the C library is not glibc,
+/// command-line tool does when it runs on glibc's malloc. Does nothing and returns false where
+/// glibc's malloc does not serve the process (cpu_allocator(): TCMalloc needs no tuning),
 /// where `ADAPTERTUNE_SYSTEM_MALLOC=1` is set, or where the environment already tunes malloc
 /// (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`, `MALLOC_MMAP_MAX_`, or malloc settings in
 /// `GLIBC_TUNABLES`); returns true once the settings are applied. Call it early, before the first

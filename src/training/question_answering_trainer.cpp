@@ -1,7 +1,6 @@
 #include "adaptertune/training/question_answering_trainer.h"
 
 #include <chrono>
-#include <thread>
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -263,9 +262,7 @@ TrainResult QuestionAnsweringTrainer::train() {
         {"max_answer_length", qa_.answers.max_answer_length},
         {"null_score_threshold", qa_.answers.null_score_threshold}}},
       {"parameters", Json::parse(parameter_report(*model_, adapter_).to_json_string())},
-      {"machine",
-       {{"hardware_threads", std::thread::hardware_concurrency()},
-        {"torch_threads", at::get_num_threads()}}},
+      {"machine", detail::machine_json()},
       {"total_steps", total_steps}};
   write_file_atomic(options_.output_dir + "/run.json", run.dump(2) + "\n");
   if (options_.resume) {

@@ -4,9 +4,14 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <thread>
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
 
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
+#include "adaptertune/runtime.h"
 
 namespace adaptertune::detail {
 namespace {
@@ -134,6 +139,13 @@ double LogWindow::seconds_for(double examples) const {
 
 void LogWindow::reset() {
   *this = LogWindow();
+}
+
+Json machine_json() {
+  return {{"hardware_threads", std::thread::hardware_concurrency()},
+          {"torch_threads", at::get_num_threads()},
+          {"cuda_available", torch::cuda::is_available()},
+          {"cpu_allocator", cpu_allocator()}};
 }
 
 Json trainer_options_json(const TrainerOptions& o) {

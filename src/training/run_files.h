@@ -84,6 +84,10 @@ class LogWindow {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
+/// The machine a run ran on, as run.json records it under "machine": hardware threads, LibTorch's
+/// thread count, whether CUDA is available, and the CPU allocator (runtime.h, cpu_allocator()).
+nlohmann::ordered_json machine_json();
+
 /// TrainerOptions as run.json records them under "options".
 nlohmann::ordered_json trainer_options_json(const TrainerOptions& options);
 

@@ -8,11 +8,9 @@
 #include <cstdio>
 #include <fstream>
 #include <limits>
-#include <thread>
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
-#include <torch/cuda.h>
 #include <torch/version.h>
 #include <nlohmann/json.hpp>
 
@@ -443,10 +441,7 @@ TrainResult Trainer::train() {
         {"parameters",
          several ? Json::parse(parameter_report(*model_).to_json_string()) : first["parameters"]},
         {"tasks", tasks_json},
-        {"machine",
-         {{"hardware_threads", std::thread::hardware_concurrency()},
-          {"torch_threads", at::get_num_threads()},
-          {"cuda_available", torch::cuda::is_available()}}},
+        {"machine", detail::machine_json()},
         {"total_steps", total_steps},
     };
     write_file_atomic(options_.output_dir + "/run.json", run.dump(2) + "\n");

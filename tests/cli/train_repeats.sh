@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The same `adaptertune train` command run twice in separate processes gives the same losses and
 # dev metrics to the last digit on CPU (the model's new parts are initialised from --seed, not from
-# LibTorch's OS-seeded default). Usage: train_repeats.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
+# LibTorch's OS-seeded default), and run.json names the CPU allocator the tool was built with.
+# Usage: train_repeats.sh ADAPTERTUNE PROJECT_DIR WORK_DIR EXPECTED_ALLOCATOR
 set -euo pipefail
-cli=$1 project=$2 work=$3
+cli=$1 project=$2 work=$3 expected_allocator=$4
 rm -rf "$work"
 mkdir -p "$work"
 for run in a b; do
@@ -20,4 +21,9 @@ if ! cmp -s "$work/a.events" "$work/b.events"; then
   exit 1
 fi
 grep -q '"event":"eval"' "$work/a.events" || { echo "FAIL: no evaluation logged" >&2; exit 1; }
+allocator=$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["machine"]["cpu_allocator"])' "$work/a/run.json")
+if [ "$allocator" != "$expected_allocator" ]; then
+  echo "FAIL: run.json says the CPU allocator was $allocator, expected $expected_allocator" >&2
+  exit 1
+fi
 echo "PASS"
