@@ -90,7 +90,8 @@ struct Options {
   int64_t drop = -1;
   bool json = false;
   bool padded = false;
-  /// glibc's malloc as configured by default, not tune_cpu_allocator()'s settings.
+  /// glibc's malloc as configured by default, not tune_cpu_allocator()'s settings (a bench that
+  /// links TCMalloc runs TCMalloc either way).
   bool system_malloc = false;
   bool frozen_weights_in_dtype = true;
   bool gradient_checkpointing = false;

@@ -23,6 +23,9 @@ PACKAGES=(
   libopenblas0-openmp
   # oneDNN's headers: float32 Linear layers call oneDNN directly (LibTorch already links libdnnl)
   libdnnl-dev
+  # TCMalloc, the malloc of the adaptertune tool and the benchmark: glibc's fragments held a third
+  # of a training step's peak memory
+  libgoogle-perftools-dev
   # headless browser for the page `adaptertune serve` offers (ctest label browser)
   chromium chromium-driver
   # independent reference for checkpoint parity tests (Debian's own python3 with torch)
