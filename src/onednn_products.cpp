@@ -459,6 +459,8 @@ at::Tensor batched_matmul(const at::Tensor& a, const at::Tensor& b, BatchedProdu
     const at::Tensor b_cast = b.to(dtype);
     if (onednn_batched_matmul_applies(a_cast, b_cast))
       return onednn_batched_matmul(a_cast, b_cast, order);
+    // The casts are made: autocast finds nothing left to cast in at::matmul.
+    return at::matmul(a_cast, b_cast);
   }
   return at::matmul(a, b);
 }
