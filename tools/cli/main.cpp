@@ -128,7 +128,8 @@ int usage_error(const CLI::App& app, const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Before any tensor exists: keep the memory LibTorch frees (see runtime.h).
+  // Before any tensor exists: on glibc's malloc (a build without TCMalloc), keep the memory
+  // LibTorch frees (see runtime.h); under TCMalloc this does nothing.
   adaptertune::tune_cpu_allocator();
   CLI::App app{
       "adaptertune: parameter-efficient fine-tuning of BERT encoders with bottleneck "
