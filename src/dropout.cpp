@@ -8,6 +8,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "adaptertune/error.h"
@@ -141,6 +142,66 @@ struct HashedDropout : public torch::autograd::Function<HashedDropout> {
   }
 };
 
+// hashed_dropout(probs) @ values, keeping probs (softmax keeps them too) and values rather than
+// the dropped probabilities. Backward rebuilds the product from the recomputed dropped
+// probabilities and differentiates that, so the gradients are batched_matmul()'s own, written in
+// the operands' memory order, then the mask is applied to the probabilities' gradient as
+// HashedDropout's backward does (after the cast back to their dtype, as autograd's order was).
+struct HashedDropoutMatmul : public torch::autograd::Function<HashedDropoutMatmul> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& probs,
+                            const at::Tensor& values, double p, int64_t seed, int64_t order) {
+    const at::Tensor dropped =
+        apply_hashed_dropout_mask(probs.contiguous(), p, static_cast<uint64_t>(seed));
+    const at::Tensor context =
+        batched_matmul(dropped, values, static_cast<BatchedProductOrder>(order));
+    ctx->save_for_backward({probs, values});
+    ctx->saved_data["p"] = p;
+    ctx->saved_data["seed"] = seed;
+    ctx->saved_data["order"] = order;
+    ctx->saved_data["dtype"] = static_cast<int64_t>(context.scalar_type());
+    return context;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& probs = saved[0];
+    const at::Tensor& values = saved[1];
+    const double p = ctx->saved_data["p"].toDouble();
+    const auto seed = static_cast<uint64_t>(ctx->saved_data["seed"].toInt());
+    const auto order = static_cast<BatchedProductOrder>(ctx->saved_data["order"].toInt());
+    const auto dtype = static_cast<c10::ScalarType>(ctx->saved_data["dtype"].toInt());
+    const bool probs_grad = ctx->needs_input_grad(0);
+    const bool values_grad = ctx->needs_input_grad(1);
+    // The operands as the forward product saw them: in its dtype, so that no autocast state
+    // (absent or present in backward) casts them again.
+    const at::Tensor dropped = apply_hashed_dropout_mask(probs.contiguous(), p, seed)
+                                   .to(dtype)
+                                   .detach()
+                                   .requires_grad_(probs_grad);
+    const at::Tensor values_cast = values.to(dtype).detach().requires_grad_(values_grad);
+    std::vector<at::Tensor> wanted;
+    if (probs_grad) wanted.push_back(dropped);
+    if (values_grad) wanted.push_back(values_cast);
+    if (wanted.empty())
+      return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    at::Tensor context;
+    {
+      at::AutoGradMode enable_grad(true);
+      context = batched_matmul(dropped, values_cast, order);
+    }
+    const auto product_grads = torch::autograd::grad({context}, wanted, {grads[0]});
+    at::Tensor probs_gradient, values_gradient;
+    size_t next = 0;
+    if (probs_grad) {
+      probs_gradient = apply_hashed_dropout_mask(
+          product_grads[next++].to(probs.scalar_type()).contiguous(), p, seed);
+    }
+    if (values_grad) values_gradient = product_grads[next].to(values.scalar_type());
+    return {probs_gradient, values_gradient, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 uint64_t draw_seed() {
   at::Generator generator = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(generator.mutex());
@@ -158,6 +219,16 @@ at::Tensor hashed_dropout(const at::Tensor& input, double p, bool training) {
     return at::dropout(input, p, training);
   }
   return detail::HashedDropout::apply(input, p, static_cast<int64_t>(detail::draw_seed()));
+}
+
+at::Tensor hashed_dropout_matmul(const at::Tensor& probs, const at::Tensor& values, double p,
+                                 bool training, BatchedProductOrder order) {
+  if (!(p >= 0 && p <= 1)) throw Error("dropout: p must be in [0, 1], got " + std::to_string(p));
+  const bool hashes = training && p > 0 && p < 1 && probs.device().is_cpu() &&
+                      at::isFloatingType(probs.scalar_type());
+  if (!hashes) return batched_matmul(hashed_dropout(probs, p, training), values, order);
+  return detail::HashedDropoutMatmul::apply(
+      probs, values, p, static_cast<int64_t>(detail::draw_seed()), static_cast<int64_t>(order));
 }
 
 }  // namespace adaptertune

@@ -5,12 +5,14 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "adaptertune/bert_model.h"
 #include "adaptertune/error.h"
+#include "adaptertune/precision.h"
 #include "test_util.h"
 
 namespace adaptertune {
@@ -159,6 +161,64 @@ TEST(Dropout, ATrainingForwardIsReproducibleAndDiffersFromEval) {
   torch::Tensor again = model(ids).last_hidden_state;
   EXPECT_TRUE(torch::equal(first, again));
   EXPECT_FALSE(torch::allclose(first, eval_output));
+}
+
+// hashed_dropout_matmul(): the attention's dropout and product in one, keeping no dropped
+// probabilities for backward; the same bits as the two steps, forward and backward.
+TEST(HashedDropoutMatmul, GivesTheSameBitsAsDropoutThenTheProduct) {
+  for (const bool bf16 : {false, true}) {
+    torch::manual_seed(5);
+    // As in the attention: scores from a leaf, values a rows-first view of a projection's output.
+    const torch::Tensor scores = torch::randn({2, 3, 6, 6}).requires_grad_(true);
+    const torch::Tensor projection = torch::randn({2, 6, 3 * 4}).requires_grad_(true);
+    const torch::Tensor upstream = torch::randn({2, 3, 6, 4});
+    auto run = [&](bool fused) {
+      std::optional<AutocastGuard> autocast;
+      if (bf16) autocast.emplace(torch::kCPU, Precision::kBFloat16);
+      const torch::Tensor values = projection.view({2, 6, 3, 4}).transpose(1, 2);
+      torch::manual_seed(11);  // the same mask's seed for both
+      const torch::Tensor probs = at::softmax(scores, -1);
+      torch::Tensor context =
+          fused ? hashed_dropout_matmul(probs, values, 0.3, true, BatchedProductOrder::kRowsFirst)
+                : batched_matmul(hashed_dropout(probs, 0.3, true), values,
+                                 BatchedProductOrder::kRowsFirst);
+      autocast.reset();
+      auto grads = torch::autograd::grad({context}, {scores, projection},
+                                         {upstream.to(context.scalar_type())});
+      return std::vector<torch::Tensor>{context, grads[0], grads[1]};
+    };
+    const std::vector<torch::Tensor> expected = run(false);
+    const std::vector<torch::Tensor> got = run(true);
+    EXPECT_EQ(got[0].scalar_type(), bf16 ? torch::kBFloat16 : torch::kFloat);
+    for (size_t i = 0; i < expected.size(); ++i) {
+      EXPECT_TRUE(torch::equal(got[i], expected[i]))
+          << (bf16 ? "bf16 " : "fp32 ") << "output " << i;
+    }
+  }
+}
+
+TEST(HashedDropoutMatmul, IsThePlainProductInEvalModeAndChecksP) {
+  const torch::Tensor probs = at::softmax(torch::randn({1, 2, 3, 3}), -1);
+  const torch::Tensor values = torch::randn({1, 2, 3, 4});
+  EXPECT_TRUE(torch::equal(
+      hashed_dropout_matmul(probs, values, 0.3, false, BatchedProductOrder::kHeadsFirst),
+      batched_matmul(probs, values, BatchedProductOrder::kHeadsFirst)));
+  EXPECT_THROW(hashed_dropout_matmul(probs, values, 1.5, true, BatchedProductOrder::kHeadsFirst),
+               Error);
+}
+
+TEST(HashedDropoutMatmul, NoDropoutNodeSitsBetweenSoftmaxAndTheProduct) {
+  // One node from the softmax's output to the context: no dropout node between them, which would
+  // keep the dropped probabilities for the product's backward.
+  const torch::Tensor scores = torch::randn({2, 3, 6, 6}).requires_grad_(true);
+  const torch::Tensor values = torch::randn({2, 3, 6, 4}).requires_grad_(true);
+  const torch::Tensor probs = at::softmax(scores, -1);
+  const torch::Tensor context =
+      hashed_dropout_matmul(probs, values, 0.3, true, BatchedProductOrder::kHeadsFirst);
+  ASSERT_TRUE(context.grad_fn());
+  const auto& next = context.grad_fn()->next_edges();
+  ASSERT_EQ(next.size(), 2u);
+  EXPECT_EQ(next[0].function, probs.grad_fn()) << "the probabilities' gradient goes to softmax";
 }
 
 }  // namespace

@@ -67,8 +67,9 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& hidden,
   torch::Tensor scores = batched_matmul(q, k.transpose(-1, -2), BatchedProductOrder::kHeadsFirst) /
                          std::sqrt(double(head_size));
   if (additive_mask.defined()) scores = scores + additive_mask.to(scores.scalar_type());
-  torch::Tensor probs = hashed_dropout(at::softmax(scores, -1), dropout_p, true);
-  torch::Tensor context = batched_matmul(probs, v, BatchedProductOrder::kRowsFirst);
+  // The dropped probabilities are recomputed in backward, not kept (hashed_dropout_matmul()).
+  torch::Tensor context = hashed_dropout_matmul(at::softmax(scores, -1), v, dropout_p, true,
+                                                BatchedProductOrder::kRowsFirst);
   return context.transpose(1, 2).reshape({batch, seq, options_.hidden_size()});
 }
 
