@@ -211,22 +211,33 @@ uint64_t draw_seed() {
 }  // namespace
 }  // namespace detail
 
-at::Tensor hashed_dropout(const at::Tensor& input, double p, bool training) {
-  // Checked first, so that every device gets this library's error, not LibTorch's.
+namespace {
+
+// Checked first, so that every device gets this library's error, not LibTorch's.
+void check_dropout_probability(double p) {
   if (!(p >= 0 && p <= 1)) throw Error("dropout: p must be in [0, 1], got " + std::to_string(p));
+}
+
+// Where the mask is hashed: otherwise dropout is the identity or at::dropout.
+bool hashes(const at::Tensor& input, double p, bool training) {
+  return training && p > 0 && p < 1 && input.device().is_cpu() &&
+         at::isFloatingType(input.scalar_type());
+}
+
+}  // namespace
+
+at::Tensor hashed_dropout(const at::Tensor& input, double p, bool training) {
+  check_dropout_probability(p);
   if (!training || p == 0) return input;
-  if (!input.device().is_cpu() || !at::isFloatingType(input.scalar_type()) || p == 1) {
-    return at::dropout(input, p, training);
-  }
+  if (!hashes(input, p, training)) return at::dropout(input, p, training);
   return detail::HashedDropout::apply(input, p, static_cast<int64_t>(detail::draw_seed()));
 }
 
 at::Tensor hashed_dropout_matmul(const at::Tensor& probs, const at::Tensor& values, double p,
                                  bool training, BatchedProductOrder order) {
-  if (!(p >= 0 && p <= 1)) throw Error("dropout: p must be in [0, 1], got " + std::to_string(p));
-  const bool hashes = training && p > 0 && p < 1 && probs.device().is_cpu() &&
-                      at::isFloatingType(probs.scalar_type());
-  if (!hashes) return batched_matmul(hashed_dropout(probs, p, training), values, order);
+  check_dropout_probability(p);
+  if (!hashes(probs, p, training))
+    return batched_matmul(hashed_dropout(probs, p, training), values, order);
   return detail::HashedDropoutMatmul::apply(
       probs, values, p, static_cast<int64_t>(detail::draw_seed()), static_cast<int64_t>(order));
 }
