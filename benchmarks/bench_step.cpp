@@ -6,7 +6,8 @@
 //                     [--layers 12] [--hidden 768] [--heads 12] [--steps 10] [--warmup 3]
 //                     [--modes full,houlsby,pfeiffer,head,forward] [--threads N] [--padded]
 //                     [--drop N] [--lengths FILE] [--profile TRACE.json] [--system-malloc]
-//                     [--float32-frozen-weights] [--gradient-checkpointing] [--json]
+//                     [--float32-frozen-weights] [--joined-projections]
+//                     [--gradient-checkpointing] [--json]
 //
 // Modes: full, head (training), forward (base inference), an adapter preset (houlsby, pfeiffer:
 // adapter training); an adapter mode ending in -drop leaves the adapter out of the lowest
@@ -30,7 +31,9 @@
 // Training modes run as a TrainingEngine trains: under bf16/fp16 the frozen Linear weights are
 // stored in that dtype (FrozenLinearWeightsInDtype), unless --float32-frozen-weights keeps them
 // float32 (autocast casting them on every use, as before). The random base is rounded to bf16
-// values, as a base loaded from bf16 files (the shipped one) holds, so that they qualify.
+// values, as a base loaded from bf16 files (the shipped one) holds, so that they qualify. The
+// frozen attention projections are packed (FrozenProjectionsPacked), unless --joined-projections
+// joins them on every step, as before.
 // --gradient-checkpointing turns on the encoder's gradient checkpointing for training modes.
 //
 // Like the adaptertune tool, the benchmark links TCMalloc where the build has it (CMake
@@ -94,6 +97,7 @@ struct Options {
   /// links TCMalloc runs TCMalloc either way).
   bool system_malloc = false;
   bool frozen_weights_in_dtype = true;
+  bool packed_projections = true;
   bool gradient_checkpointing = false;
   /// Token counts of a dev set for the infer-dev-* modes.
   std::vector<int64_t> lengths;
@@ -159,6 +163,10 @@ Options parse(int argc, char** argv) {
     std::string flag = argv[i];
     if (flag == "--json" || flag == "--padded" || flag == "--system-malloc") {
       (flag == "--json" ? o.json : flag == "--padded" ? o.padded : o.system_malloc) = true;
+      continue;
+    }
+    if (flag == "--joined-projections") {
+      o.packed_projections = false;
       continue;
     }
     if (flag == "--float32-frozen-weights") {
@@ -323,6 +331,8 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   if (!infer && mode != "forward" && o.frozen_weights_in_dtype) {
     frozen_weights.emplace(*model, precision);
   }
+  std::optional<atune::FrozenProjectionsPacked> packed_projections;
+  if (!infer && mode != "forward" && o.packed_projections) packed_projections.emplace(*model);
   model->bert->encoder->set_gradient_checkpointing(o.gradient_checkpointing);
   atune::AdamWOptions adamw;
   adamw.lr = 1e-4;

@@ -1,6 +1,7 @@
 #include "adaptertune/bert_model.h"
 #include "adaptertune/precision.h"
 
+#include <map>
 #include <set>
 
 #include <c10/core/InferenceMode.h>
@@ -9,6 +10,7 @@
 #include "adaptertune/error.h"
 #include "adaptertune/inference/prepare_for_inference.h"
 #include "adaptertune/layers/attention.h"
+#include "adaptertune/training/freeze_policy.h"
 #include "test_util.h"
 
 namespace adaptertune {
@@ -261,6 +263,95 @@ TEST_P(BertModelTest, PackedAttentionProjectionsStillGetGradients) {
     ASSERT_TRUE(weight->grad().defined());
     EXPECT_GT(weight->grad().abs().sum().item<double>(), 0);
   }
+}
+
+// Every SelfAttention of `model`, in order.
+std::vector<SelfAttentionImpl*> attentions(torch::nn::Module& model) {
+  std::vector<SelfAttentionImpl*> out;
+  for (const auto& child : model.modules()) {
+    if (auto* attention = child->as<SelfAttention>()) out.push_back(attention);
+  }
+  return out;
+}
+
+TEST_P(BertModelTest, FrozenProjectionsPackedForTrainingGiveTheSameGradientsAndGoBack) {
+  torch::manual_seed(8);
+  BertForSequenceClassification model(testing::tiny_config_without_dropout(), HeadConfig{});
+  model->bert->add_adapter("task", AdapterConfig::houlsby());
+  testing::randomize_task_tensors(*model);
+  model->to(device());
+  prepare_task_training(*model, "task", FreezePolicy{});
+  const torch::Tensor input = testing::random_ids(3, 9).to(device());
+  const torch::Tensor labels = torch::tensor({0, 1, 1}, torch::kLong).to(device());
+  // The loss and the gradient of every trainable tensor, by name.
+  auto gradients = [&](Precision precision) {
+    std::map<std::string, torch::Tensor> out;
+    model->zero_grad();
+    torch::Tensor loss;
+    {
+      AutocastGuard autocast(device(), precision);
+      loss = model->loss(model(input), labels);
+    }
+    loss.backward();
+    out["loss"] = loss.detach().clone();
+    for (const auto& item : model->named_parameters()) {
+      if (item.value().requires_grad()) out[item.key()] = item.value().grad().clone();
+    }
+    return out;
+  };
+  std::map<Precision, std::map<std::string, torch::Tensor>> joined;
+  for (Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
+    joined[precision] = gradients(precision);
+  }
+  const std::map<std::string, torch::Tensor> values_before = [&] {
+    std::map<std::string, torch::Tensor> out;
+    for (const auto& item : model->named_parameters()) out[item.key()] = item.value().clone();
+    return out;
+  }();
+  const std::vector<SelfAttentionImpl*> layers = attentions(*model);
+  ASSERT_EQ(layers.size(), static_cast<size_t>(model->bert->config().num_hidden_layers));
+  c10::weak_intrusive_ptr<c10::StorageImpl> block =
+      layers[0]->query->weight.storage().getWeakStorageImpl();
+  {
+    FrozenProjectionsPacked packed(*model);
+    EXPECT_EQ(packed.packed(), static_cast<int64_t>(layers.size()));
+    for (SelfAttentionImpl* attention : layers) EXPECT_TRUE(attention->packed());
+    block = layers[0]->query->weight.storage().getWeakStorageImpl();
+    for (Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
+      // The block holds the very values the join gave: the same bits throughout.
+      for (const auto& [name, expected] : gradients(precision)) {
+        EXPECT_TRUE(torch::equal(expected, joined[precision][name]))
+            << precision_name(precision) << " " << name;
+      }
+    }
+  }
+  for (SelfAttentionImpl* attention : layers) EXPECT_FALSE(attention->packed());
+  EXPECT_TRUE(block.expired()) << "the block went with the packing";
+  for (const auto& item : model->named_parameters()) {
+    EXPECT_TRUE(torch::equal(item.value(), values_before.at(item.key()))) << item.key();
+  }
+
+  // Layers whose projections train stay as they are.
+  apply_freeze_policy(*model, FreezePolicy::from_name("full"));
+  EXPECT_EQ(FrozenProjectionsPacked(*model).packed(), 0);
+  EXPECT_EQ(pack_frozen_projections(*model), 0);
+}
+
+TEST_P(BertModelTest, PackedBlockGivenUpOnceItsWeightsHaveNewStorage) {
+  torch::manual_seed(9);
+  BertModel model(tiny_config());
+  model->to(device());
+  model->eval();
+  for (auto& parameter : model->parameters()) parameter.set_requires_grad(false);
+  EXPECT_EQ(pack_frozen_projections(*model), tiny_config().num_hidden_layers);
+  EXPECT_EQ(pack_frozen_projections(*model), 0) << "already packed";
+  const c10::weak_intrusive_ptr<c10::StorageImpl> block =
+      attentions(*model)[0]->query->weight.storage().getWeakStorageImpl();
+  model->to(torch::kDouble);  // new storage for every parameter
+  EXPECT_FALSE(block.expired()) << "the module still holds its block";
+  c10::InferenceMode inference;
+  model(testing::random_ids(2, 5).to(device()));
+  EXPECT_TRUE(block.expired()) << "a pass that finds it stale lets it go";
 }
 
 TEST_P(BertModelTest, PreparedForInferenceGivesTheSameOutputs) {

@@ -9,6 +9,7 @@
 #include "adaptertune/error.h"
 #include "adaptertune/head_config.h"
 #include "adaptertune/io/atomic_file.h"
+#include "adaptertune/layers/attention.h"
 #include "adaptertune/training/freeze_policy.h"
 #include "test_util.h"
 
@@ -223,6 +224,12 @@ TEST_P(FrozenWeightsTest, EngineTrainsTheSameWithFrozenWeightsInBf16AndGivesThem
     EXPECT_GE(frozen_linear_weights(*stored), 3 * 6) << "at least six Linears a layer";
     for (const auto& [name, dtype] : dtypes(*cast)) EXPECT_EQ(dtype, torch::kFloat32) << name;
 
+    // And the frozen attention projections packed, in both (FrozenProjectionsPacked).
+    for (size_t layer = 0; layer < stored->bert->encoder->size(); ++layer) {
+      EXPECT_TRUE(stored->bert->encoder->at(layer)->attention->self->packed()) << layer;
+      EXPECT_TRUE(cast->bert->encoder->at(layer)->attention->self->packed()) << layer;
+    }
+
     train(stored, with);
     train(cast, without);
     // Autocast rounds a float32 weight to bf16 as storing it did: the same bits throughout.
@@ -235,8 +242,10 @@ TEST_P(FrozenWeightsTest, EngineTrainsTheSameWithFrozenWeightsInBf16AndGivesThem
     }
     EXPECT_GT(compared, 0);
   }
-  // The engines are gone: float32 again, with the very values they had.
+  // The engines are gone: float32 again, with the very values they had, unpacked.
   for (const auto& [name, dtype] : dtypes(*stored)) EXPECT_EQ(dtype, torch::kFloat32) << name;
+  EXPECT_FALSE(stored->bert->encoder->at(0)->attention->self->packed());
+  EXPECT_FALSE(cast->bert->encoder->at(0)->attention->self->packed());
   auto after = stored->named_parameters();
   for (const auto& [name, value] : frozen_before) {
     EXPECT_TRUE(torch::equal(after[name], value)) << name;

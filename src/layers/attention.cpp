@@ -11,7 +11,9 @@
 
 #include "adaptertune/error.h"
 #include "dropout.h"
+#include "heap_pages.h"
 #include "linear.h"
+#include "module_walk.h"
 #include "onednn_products.h"
 
 namespace adaptertune {
@@ -91,6 +93,26 @@ bool still_views_of(const at::Tensor& block, std::initializer_list<const at::Ten
   return offset == block.numel() * static_cast<int64_t>(block.element_size());
 }
 
+// Whether `parts` share one dtype and device, so that joining them changes neither.
+bool alike(std::initializer_list<at::Tensor*> parts) {
+  const at::Tensor& first = **parts.begin();
+  for (const at::Tensor* part : parts) {
+    if (!part->defined() || part->scalar_type() != first.scalar_type() ||
+        part->device() != first.device()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Whether any weight or bias of `attention`'s query, key or value requires grad.
+bool trains_projections(const SelfAttentionImpl& attention) {
+  for (const auto* linear : {&attention.query, &attention.key, &attention.value}) {
+    if ((*linear)->weight.requires_grad() || (*linear)->bias.requires_grad()) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 bool SelfAttentionImpl::packed() const {
@@ -98,22 +120,28 @@ bool SelfAttentionImpl::packed() const {
          still_views_of(packed_bias_, {&query->bias, &key->bias, &value->bias});
 }
 
-std::pair<torch::Tensor, torch::Tensor> SelfAttentionImpl::projection_weights() const {
+std::pair<torch::Tensor, torch::Tensor> SelfAttentionImpl::projection_weights() {
+  // A block that something gave the parts new storage after (Module::to(), a load) would only
+  // hold memory: let it go.
+  const bool is_packed = packed();
+  if (!is_packed && packed_weight_.defined()) {
+    packed_weight_.reset();
+    packed_bias_.reset();
+  }
   // The packed block carries no gradient to the parameters, so it serves only where none is
   // wanted: gradients off, or none of the six trains (a frozen base).
   bool gradient_wanted = false;
-  if (at::GradMode::is_enabled()) {
-    for (const auto* linear : {&query, &key, &value}) {
-      gradient_wanted |= (*linear)->weight.requires_grad() || (*linear)->bias.requires_grad();
-    }
-  }
-  if (!gradient_wanted && packed()) return {packed_weight_, packed_bias_};
+  if (at::GradMode::is_enabled()) gradient_wanted = trains_projections(*this);
+  if (!gradient_wanted && is_packed) return {packed_weight_, packed_bias_};
   return {at::cat({query->weight, key->weight, value->weight}),
           at::cat({query->bias, key->bias, value->bias})};
 }
 
 void SelfAttentionImpl::pack_projections() {
   if (packed()) return;
+  const std::initializer_list<at::Tensor*> weights = {&query->weight, &key->weight, &value->weight};
+  const std::initializer_list<at::Tensor*> biases = {&query->bias, &key->bias, &value->bias};
+  if (!alike(weights) || !alike(biases)) return;
   torch::NoGradGuard no_grad;
   auto pack = [](std::initializer_list<at::Tensor*> parts) {
     std::vector<at::Tensor> values;
@@ -127,8 +155,60 @@ void SelfAttentionImpl::pack_projections() {
     }
     return block;
   };
-  packed_weight_ = pack({&query->weight, &key->weight, &value->weight});
-  packed_bias_ = pack({&query->bias, &key->bias, &value->bias});
+  packed_weight_ = pack(weights);
+  packed_bias_ = pack(biases);
+}
+
+void SelfAttentionImpl::unpack_projections() {
+  if (packed()) {
+    torch::NoGradGuard no_grad;
+    for (at::Tensor* part :
+         {&query->weight, &key->weight, &value->weight, &query->bias, &key->bias, &value->bias}) {
+      part->set_data(part->clone());
+    }
+  }
+  packed_weight_.reset();
+  packed_bias_.reset();
+}
+
+namespace {
+
+// pack_frozen_projections(), returning the modules it packed.
+std::vector<SelfAttentionImpl*> pack_frozen(torch::nn::Module& module) {
+  std::vector<SelfAttentionImpl*> packed;
+  auto pack = [&](torch::nn::Module& candidate) {
+    auto* attention = candidate.as<SelfAttention>();
+    if (attention == nullptr || attention->packed() || trains_projections(*attention)) return;
+    attention->pack_projections();
+    if (!attention->packed()) return;
+    packed.push_back(attention);
+    // The three weights a layer's block replaces are freed in the middle of the heap, where the
+    // next layer's block does not fit: without this a float32 bert-base kept 85 MB of them
+    // resident (peak 599 -> 672 MiB, docs/benchmarks.md), and a hand-back after the last layer
+    // would come after that peak.
+    release_free_heap_pages();
+  };
+  for_each_module(module, pack);
+  return packed;
+}
+
+}  // namespace
+
+int64_t pack_frozen_projections(torch::nn::Module& module) {
+  return static_cast<int64_t>(pack_frozen(module).size());
+}
+
+FrozenProjectionsPacked::FrozenProjectionsPacked(torch::nn::Module& module)
+    : packed_(pack_frozen(module)) {}
+
+FrozenProjectionsPacked::~FrozenProjectionsPacked() {
+  try {
+    for (SelfAttentionImpl* attention : packed_) attention->unpack_projections();
+    if (!packed_.empty()) release_free_heap_pages();
+  } catch (...) {
+    // Out of memory for the copies: the parameters stay views of their blocks, which serve as
+    // well. A destructor must not throw.
+  }
 }
 
 BertAttentionImpl::BertAttentionImpl(const BertConfig& config) {

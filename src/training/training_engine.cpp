@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
+#include "adaptertune/layers/attention.h"
 #include "adaptertune/training/freeze_policy.h"
 #include "run_checks.h"
 
@@ -51,7 +52,8 @@ TrainingEngine::TrainingEngine(torch::nn::Module& model, TrainingEngineOptions o
                                               options_.warmup_ratio)),
       checkpoints_(options_.checkpoint_dir, options_.keep_checkpoints),
       frozen_weights_(model, options_.frozen_weights_in_compute_dtype ? options_.precision
-                                                                      : Precision::kFloat32) {
+                                                                      : Precision::kFloat32),
+      packed_projections_(std::make_unique<FrozenProjectionsPacked>(model)) {
   AdamWOptions adamw;
   adamw.lr = options_.lr;
   optimizer_ = std::make_unique<AdamW>(weight_decay_groups(model, options_.weight_decay), adamw);

@@ -2,7 +2,9 @@
 /// @file attention.h
 /// Multi-head self-attention with a padding mask, and BERT's attention block around it.
 
+#include <cstdint>
 #include <utility>
+#include <vector>
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/dropout.h>
@@ -37,23 +39,27 @@ class SelfAttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& additive_mask = {});
 
   /// Moves the weights (and the biases) of `query`, `key` and `value` into one block each, as
-  /// views of it, so that a forward pass without gradients for them projects with that block
-  /// instead of joining the three anew every time (a copy of 3 x hidden² values, as long as the
-  /// product itself for a short request). Values, dtypes, devices and the parameters stay as
-  /// they were; for models that are set up once and then only predict. Anything that later
-  /// gives one of them new storage (Module::to(), set_data()) undoes it, and forward() joins
-  /// them again. Does nothing when they are still packed.
+  /// views of it, so that a forward pass that wants no gradient for them (gradients off, or a
+  /// frozen base in training) projects with that block instead of joining the three anew every
+  /// time: a copy of 3 x hidden² values, as long as the product itself for a short request, and
+  /// in training one that backward keeps. Values, dtypes, devices and the parameters stay as
+  /// they were. Anything that later gives one of them new storage (Module::to(), set_data())
+  /// undoes it, and forward() joins them again. Does nothing when they are still packed, or when
+  /// the three weights (or biases) differ in dtype or device.
   void pack_projections();
+  /// Gives `query`, `key` and `value` their own storage again (the same values) and lets the
+  /// block go: undoes pack_projections(). Does nothing when they are not packed.
+  void unpack_projections();
+  /// Whether query, key and value are still the views pack_projections() made.
+  bool packed() const;
 
   torch::nn::Linear query{nullptr};
   torch::nn::Linear key{nullptr};
   torch::nn::Linear value{nullptr};
 
  private:
-  // Whether query, key and value are still the views pack_projections() made.
-  bool packed() const;
   // The joined weight [3 hidden, hidden] and bias [3 hidden] the projection uses.
-  std::pair<torch::Tensor, torch::Tensor> projection_weights() const;
+  std::pair<torch::Tensor, torch::Tensor> projection_weights();
 
   SelfAttentionOptions options_;
   // Set by pack_projections(): the blocks query, key and value are views of.
@@ -61,6 +67,31 @@ class SelfAttentionImpl : public torch::nn::Module {
   torch::Tensor packed_bias_;
 };
 TORCH_MODULE(SelfAttention);
+
+/// Packs the projections (SelfAttentionImpl::pack_projections()) of every SelfAttention in
+/// `module` that trains none of them (no weight or bias of `query`, `key` or `value` requires
+/// grad), handing each layer's freed weights back to the system as it goes. Returns how many
+/// SelfAttention modules were packed by this call.
+int64_t pack_frozen_projections(torch::nn::Module& module);
+
+/// For training adapters or a head: while it lives, the projections of every SelfAttention in
+/// `module` that trains none of them are packed (pack_frozen_projections()), so that a step
+/// neither joins the frozen query, key and value weights anew nor keeps the joined copy for
+/// backward. When it goes, those it packed get their own storage back, as they were. A
+/// TrainingEngine holds one; `module` must outlive it, and its requires_grad flags are set first.
+class FrozenProjectionsPacked {
+ public:
+  explicit FrozenProjectionsPacked(torch::nn::Module& module);
+  ~FrozenProjectionsPacked();
+  FrozenProjectionsPacked(const FrozenProjectionsPacked&) = delete;
+  FrozenProjectionsPacked& operator=(const FrozenProjectionsPacked&) = delete;
+
+  /// How many SelfAttention modules it packed.
+  int64_t packed() const { return static_cast<int64_t>(packed_.size()); }
+
+ private:
+  std::vector<SelfAttentionImpl*> packed_;
+};
 
 /// BERT's attention block: `self` (SelfAttention) then `output` (projection, dropout, optional
 /// adapter, residual and LayerNorm), as Hugging Face's `BertAttention`.

@@ -23,6 +23,8 @@
 
 namespace adaptertune {
 
+class FrozenProjectionsPacked;
+
 /// How a TrainingEngine optimises.
 struct TrainingEngineOptions {
   /// Peak learning rate, its schedule and warmup (a share of total_steps, rounded to the nearest
@@ -58,7 +60,9 @@ struct TrainingEngineOptions {
 ///
 /// Under bf16/fp16 the frozen Linear weights are stored in that dtype while the engine lives
 /// (TrainingEngineOptions::frozen_weights_in_compute_dtype), and are float32 again, with their
-/// original values, once it is gone: inside its lifetime, run the model under autocast().
+/// original values, once it is gone: inside its lifetime, run the model under autocast(). The
+/// frozen attention projections are packed into one block per layer while it lives
+/// (FrozenProjectionsPacked).
 ///
 /// A loop calls, per batch, backward() on its loss under autocast(), and after every
 /// `gradient_accumulation` batches step(); it checkpoints with save_checkpoint() and continues a
@@ -114,8 +118,10 @@ class TrainingEngine {
   LrSchedule schedule_;
   CheckpointManager checkpoints_;
   TrainingState state_;
-  // Last, so that the weights are float32 again before anything else goes.
+  // Last but one, so that the weights are float32 again before anything else goes.
   FrozenLinearWeightsInDtype frozen_weights_;
+  // After the conversion above, which gives the weights new storage; unpacked before it undoes it.
+  std::unique_ptr<FrozenProjectionsPacked> packed_projections_;
 };
 
 }  // namespace adaptertune
