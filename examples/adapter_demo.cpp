@@ -18,6 +18,10 @@
 namespace atune = adaptertune;
 
 int main(int argc, char** argv) {
+  // TCMalloc serves malloc where the build links adaptertune::tcmalloc (examples/CMakeLists.txt);
+  // otherwise glibc's malloc, tuned to keep freed activations (README, "The CPU allocator").
+  atune::tune_cpu_allocator();
+  std::cout << "malloc: " << atune::cpu_allocator() << "\n";
   atune::BertConfig config = atune::BertConfig::bert_base();
   std::string adapter = "houlsby";
   int steps = 3, batch = 8, seq = 64;

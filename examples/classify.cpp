@@ -14,6 +14,7 @@
 namespace atune = adaptertune;
 
 int main(int argc, char** argv) {
+  atune::tune_cpu_allocator();  // as adapter_demo.cpp says
   if (argc != 3) {
     std::cerr << "usage: classify MODEL_DIR ADAPTER_PACK_DIR < sentences.txt\n";
     return 2;

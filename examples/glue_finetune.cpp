@@ -14,6 +14,7 @@
 namespace atune = adaptertune;
 
 int main(int argc, char** argv) {
+  atune::tune_cpu_allocator();  // as adapter_demo.cpp says
   if (argc < 5) {
     std::cerr << "usage: glue_finetune MODEL_DIR GLUE_DIR TASK OUT_DIR [EPOCHS] [TRAIN_EXAMPLES]\n";
     return 2;
@@ -42,7 +43,8 @@ int main(int argc, char** argv) {
     options.epochs = argc > 5 ? std::atoi(argv[5]) : 1;
     options.output_dir = out;
     options.max_length = 128;
-    atune::Trainer trainer(model, task, atune::encode_examples(train, *tokenizer, options.max_length),
+    atune::Trainer trainer(model, task,
+                           atune::encode_examples(train, *tokenizer, options.max_length),
                            atune::encode_examples(dev, *tokenizer, options.max_length), policy,
                            std::string("task"), options, *tokenizer);
     atune::TrainResult result = trainer.train();

@@ -16,6 +16,7 @@
 namespace atune = adaptertune;
 
 int main(int argc, char** argv) {
+  atune::tune_cpu_allocator();  // as adapter_demo.cpp says
   if (argc < 4) {
     std::cerr << "usage: multi_task MODEL_DIR GLUE_DIR OUT_DIR [TRAIN_EXAMPLES]\n";
     return 2;

@@ -20,7 +20,10 @@ echo "test.sh: building examples/ against the installed package"
 cmake -S "$root/examples" -B "$build_dir/examples" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$install_dir"
 cmake --build "$build_dir/examples" -j "$(nproc)"
-"$build_dir/examples/adapter_demo" --layers 2 --hidden 64 --heads 4 --steps 2
+"$build_dir/examples/adapter_demo" --layers 2 --hidden 64 --heads 4 --steps 2 |
+  tee "$build_dir/examples/adapter_demo.out"
+# setup.sh installs TCMalloc, so the package's adaptertune::tcmalloc must have served the demo.
+grep -q "^malloc: tcmalloc$" "$build_dir/examples/adapter_demo.out"
 # The GLUE example end to end on a slice of SST-2, then classify with the adapter pack it kept.
 example_run=$build_dir/examples/run-sst2
 rm -rf "$example_run"
