@@ -7,7 +7,7 @@
 //                     [--modes full,houlsby,pfeiffer,head,forward] [--threads N] [--padded]
 //                     [--drop N] [--lengths FILE] [--profile TRACE.json] [--system-malloc]
 //                     [--float32-frozen-weights] [--joined-projections]
-//                     [--gradient-checkpointing] [--json]
+//                     [--recompute-attention-probabilities] [--gradient-checkpointing] [--json]
 //
 // Modes: full, head (training), forward (base inference), an adapter preset (houlsby, pfeiffer:
 // adapter training); an adapter mode ending in -drop leaves the adapter out of the lowest
@@ -33,7 +33,9 @@
 // float32 (autocast casting them on every use, as before). The random base is rounded to bf16
 // values, as a base loaded from bf16 files (the shipped one) holds, so that they qualify. The
 // frozen attention projections are packed (FrozenProjectionsPacked), unless --joined-projections
-// joins them on every step, as before.
+// joins them on every step, as before. --recompute-attention-probabilities has backward compute
+// the attention probabilities again instead of keeping them
+// (BertEncoderImpl::set_recompute_attention_probabilities()).
 // --gradient-checkpointing turns on the encoder's gradient checkpointing for training modes.
 //
 // Like the adaptertune tool, the benchmark links TCMalloc where the build has it (CMake
@@ -98,6 +100,7 @@ struct Options {
   bool system_malloc = false;
   bool frozen_weights_in_dtype = true;
   bool packed_projections = true;
+  bool recompute_attention_probabilities = false;
   bool gradient_checkpointing = false;
   /// Token counts of a dev set for the infer-dev-* modes.
   std::vector<int64_t> lengths;
@@ -167,6 +170,10 @@ Options parse(int argc, char** argv) {
     }
     if (flag == "--joined-projections") {
       o.packed_projections = false;
+      continue;
+    }
+    if (flag == "--recompute-attention-probabilities") {
+      o.recompute_attention_probabilities = true;
       continue;
     }
     if (flag == "--float32-frozen-weights") {
@@ -334,6 +341,7 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   std::optional<atune::FrozenProjectionsPacked> packed_projections;
   if (!infer && mode != "forward" && o.packed_projections) packed_projections.emplace(*model);
   model->bert->encoder->set_gradient_checkpointing(o.gradient_checkpointing);
+  model->bert->encoder->set_recompute_attention_probabilities(o.recompute_attention_probabilities);
   atune::AdamWOptions adamw;
   adamw.lr = 1e-4;
   atune::AdamW optimizer(atune::weight_decay_groups(*model, 0.01), adamw);

@@ -337,6 +337,65 @@ TEST_P(BertModelTest, FrozenProjectionsPackedForTrainingGiveTheSameGradientsAndG
   EXPECT_EQ(pack_frozen_projections(*model), 0);
 }
 
+TEST_P(BertModelTest, RecomputedAttentionProbabilitiesGiveTheSameGradients) {
+  // Dropout on (tiny_config's 0.1), a padding mask, fp32 and bf16, adapters and full training:
+  // the probabilities computed again in backward must be the very ones the forward pass used.
+  torch::manual_seed(10);
+  BertForSequenceClassification model(tiny_config(), HeadConfig{});
+  model->bert->add_adapter("task", AdapterConfig::houlsby());
+  testing::randomize_task_tensors(*model);
+  model->to(device());
+  model->train();
+  const torch::Tensor input = testing::random_ids(3, 9).to(device());
+  torch::Tensor mask = torch::ones({3, 9}, torch::kLong);
+  mask[1].narrow(0, 6, 3).zero_();
+  mask = mask.to(device());
+  const torch::Tensor labels = torch::tensor({0, 1, 1}, torch::kLong).to(device());
+  const std::vector<SelfAttentionImpl*> layers = attentions(*model);
+  for (SelfAttentionImpl* attention : layers) EXPECT_FALSE(attention->recompute_probabilities());
+  auto gradients = [&](Precision precision, bool recompute) {
+    model->bert->encoder->set_recompute_attention_probabilities(recompute);
+    for (SelfAttentionImpl* attention : layers) {
+      EXPECT_EQ(attention->recompute_probabilities(), recompute);
+    }
+    model->zero_grad();
+    torch::manual_seed(11);  // the same dropout masks in both runs
+    torch::Tensor loss;
+    {
+      AutocastGuard autocast(device(), precision);
+      loss = model->loss(model(input, mask), labels);
+    }
+    loss.backward();
+    std::map<std::string, torch::Tensor> out = {{"loss", loss.detach().clone()}};
+    for (const auto& item : model->named_parameters()) {
+      // A trainable tensor that this pass does not use has no gradient: compared as absent.
+      const torch::Tensor& grad = item.value().grad();
+      if (item.value().requires_grad()) out[item.key()] = grad.defined() ? grad.clone() : grad;
+    }
+    return out;
+  };
+  for (const char* policy : {"houlsby", "full"}) {
+    if (std::string(policy) == "full") {
+      apply_freeze_policy(*model, FreezePolicy::from_name("full"));
+    } else {
+      prepare_task_training(*model, "task", FreezePolicy{});
+    }
+    for (Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
+      const auto kept = gradients(precision, false);
+      const auto recomputed = gradients(precision, true);
+      ASSERT_EQ(kept.size(), recomputed.size());
+      for (const auto& [name, value] : kept) {
+        const torch::Tensor& other = recomputed.at(name);
+        ASSERT_EQ(other.defined(), value.defined()) << name;
+        if (value.defined()) {
+          EXPECT_TRUE(torch::equal(other, value))
+              << policy << " " << precision_name(precision) << " " << name;
+        }
+      }
+    }
+  }
+}
+
 TEST_P(BertModelTest, PackedBlockGivenUpOnceItsWeightsHaveNewStorage) {
   torch::manual_seed(9);
   BertModel model(tiny_config());

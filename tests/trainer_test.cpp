@@ -395,6 +395,23 @@ TEST(Trainer, GradientCheckpointingTrainsAsWithoutIt) {
   }
   const auto run = nlohmann::json::parse(read_file(o.output_dir + "/run.json"));
   EXPECT_EQ(run.at("options").at("gradient_checkpointing"), true) << run.dump();
+  EXPECT_EQ(run.at("options").at("recompute_attention_probabilities"), false) << run.dump();
+
+  // The finer grain: only the attention probabilities computed again in backward.
+  auto recomputed = make_model();
+  o = options_for("checkpointing_attention");
+  o.precision = Precision::kBFloat16;
+  o.epochs = 1;
+  o.recompute_attention_probabilities = true;
+  Trainer(recomputed, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+      .train();
+  EXPECT_FALSE(recomputed->bert->encoder->gradient_checkpointing());
+  EXPECT_TRUE(recomputed->bert->encoder->at(0)->attention->self->recompute_probabilities());
+  for (const auto& [name, value] : snapshot(recomputed)) {
+    EXPECT_LT(testing::max_abs_diff(value, expected[name]), 1e-5) << name;
+  }
+  const auto attention_run = nlohmann::json::parse(read_file(o.output_dir + "/run.json"));
+  EXPECT_EQ(attention_run.at("options").at("recompute_attention_probabilities"), true);
 }
 
 TEST(LrSchedule, WarmupThenDecay) {

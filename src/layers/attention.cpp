@@ -11,6 +11,7 @@
 
 #include "adaptertune/error.h"
 #include "dropout.h"
+#include "gradient_checkpoint.h"
 #include "heap_pages.h"
 #include "linear.h"
 #include "module_walk.h"
@@ -29,50 +30,67 @@ SelfAttentionImpl::SelfAttentionImpl(const SelfAttentionOptions& options) : opti
   value = register_module("value", torch::nn::Linear(d, d));
 }
 
+namespace {
+
+// [batch, seq, hidden] -> [batch, heads, seq, head_size]
+at::Tensor split_heads(const at::Tensor& x, int64_t heads) {
+  return x.view({x.size(0), x.size(1), heads, x.size(2) / heads}).transpose(1, 2);
+}
+
+// The context vectors [batch, seq, hidden] from the projections' output `projected`
+// [batch, seq, 3 hidden] (query, key and value side by side), by the library's own products.
+at::Tensor attention_context(const at::Tensor& projected, const at::Tensor& additive_mask,
+                             int64_t heads, double dropout_p) {
+  const std::vector<at::Tensor> qkv = projected.chunk(3, -1);
+  const at::Tensor q = split_heads(qkv[0], heads);
+  const at::Tensor k = split_heads(qkv[1], heads);
+  const at::Tensor v = split_heads(qkv[2], heads);
+  // On the CPU the two products go to oneDNN where it serves them (batched_matmul()): it reads
+  // the heads in place, as the strided views of the projections' output they are, and writes the
+  // context with the heads interleaved, so that merging them below is a view, not a copy.
+  at::Tensor scores = batched_matmul(q, k.transpose(-1, -2), BatchedProductOrder::kHeadsFirst) /
+                      std::sqrt(double(q.size(-1)));
+  if (additive_mask.defined()) scores = scores + additive_mask.to(scores.scalar_type());
+  // The dropped probabilities are recomputed in backward, not kept (hashed_dropout_matmul()).
+  const at::Tensor context = hashed_dropout_matmul(at::softmax(scores, -1), v, dropout_p, true,
+                                                   BatchedProductOrder::kRowsFirst);
+  return context.transpose(1, 2).reshape({projected.size(0), projected.size(1), qkv[0].size(2)});
+}
+
+}  // namespace
+
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& hidden,
                                          const torch::Tensor& additive_mask) {
-  const int64_t batch = hidden.size(0);
-  const int64_t seq = hidden.size(1);
   const int64_t heads = options_.num_heads();
-  const int64_t head_size = options_.hidden_size() / heads;
-  // [batch, seq, hidden] -> [batch, heads, seq, head_size]
-  auto split_heads = [&](const torch::Tensor& x) {
-    return x.view({batch, seq, heads, head_size}).transpose(1, 2);
-  };
   // The three projections as one product over the concatenated weights: the input is read once
   // (and, under autocast, cast once), and its gradient is one product instead of three plus two
   // additions. The parameters stay three, with Hugging Face's names.
-  const int64_t d = options_.hidden_size();
   const auto [weight, bias] = projection_weights();
-  const std::vector<at::Tensor> qkv = linear(hidden, weight, bias).split(d, -1);
-  torch::Tensor q = split_heads(qkv[0]);
-  torch::Tensor k = split_heads(qkv[1]);
-  torch::Tensor v = split_heads(qkv[2]);
+  const at::Tensor projected = linear(hidden, weight, bias);
   const double dropout_p = is_training() ? options_.dropout() : 0.0;
 #if TORCH_VERSION_MAJOR >= 2
   // Fused kernels (flash / memory-efficient attention on CUDA) where LibTorch has them; on the
   // CPU in training, the products below, for hashed_dropout() (SDPA's own draws at::dropout's
   // serial mask there).
-  if (!q.device().is_cpu() || dropout_p == 0) {
+  if (!projected.device().is_cpu() || dropout_p == 0) {
+    const std::vector<at::Tensor> qkv = projected.chunk(3, -1);
     // The mask must be absent (not an undefined tensor) for the fused kernels to be eligible,
     // and must match q's dtype (bf16/fp16 under autocast) or SDPA falls back to its unfused path.
     std::optional<at::Tensor> mask;
-    if (additive_mask.defined()) mask = additive_mask.to(q.scalar_type());
-    return at::scaled_dot_product_attention(q, k, v, mask, dropout_p, false)
+    if (additive_mask.defined()) mask = additive_mask.to(projected.scalar_type());
+    return at::scaled_dot_product_attention(split_heads(qkv[0], heads), split_heads(qkv[1], heads),
+                                            split_heads(qkv[2], heads), mask, dropout_p, false)
         .transpose(1, 2)
-        .reshape({batch, seq, options_.hidden_size()});
+        .reshape({hidden.size(0), hidden.size(1), options_.hidden_size()});
   }
 #endif
-  // On the CPU the two products go to oneDNN where it serves them (batched_matmul()): it reads
-  // the heads in place, as the strided views of the projections' output they are, and writes the
-  // context with the heads interleaved, so that merging them below is a view, not a copy.
-  torch::Tensor scores = batched_matmul(q, k.transpose(-1, -2), BatchedProductOrder::kHeadsFirst) /
-                         std::sqrt(double(head_size));
-  if (additive_mask.defined()) scores = scores + additive_mask.to(scores.scalar_type());
-  // The dropped probabilities are recomputed in backward, not kept (hashed_dropout_matmul()).
-  torch::Tensor context = hashed_dropout_matmul(at::softmax(scores, -1), v, dropout_p, true,
-                                                BatchedProductOrder::kRowsFirst);
-  return context.transpose(1, 2).reshape({batch, seq, options_.hidden_size()});
+  if (!recompute_probabilities_)
+    return attention_context(projected, additive_mask, heads, dropout_p);
+  // Backward keeps the projections' output only and computes the probabilities again from it:
+  // the same operations, the same dropout masks (detail::checkpointed()), so the same gradients.
+  return detail::checkpointed(projected, [additive_mask, heads, dropout_p](const at::Tensor& x) {
+    return attention_context(x, additive_mask, heads, dropout_p);
+  });
 }
 
 namespace {

@@ -99,12 +99,11 @@ struct Checkpoint : public torch::autograd::Function<Checkpoint> {
 
 }  // namespace
 
-at::Tensor checkpointed(torch::nn::Module& module, const at::Tensor& input,
-                        std::function<at::Tensor(const at::Tensor&)> run) {
-  std::vector<at::Tensor> parameters;
-  for (const at::Tensor& parameter : module.parameters()) {
-    if (parameter.requires_grad()) parameters.push_back(parameter);
-  }
+namespace {
+
+// checkpointed() with the parameters whose gradients backward routes.
+at::Tensor checkpointed_with(const at::Tensor& input, std::vector<at::Tensor> parameters,
+                             std::function<at::Tensor(const at::Tensor&)> run) {
   if (!at::GradMode::is_enabled() || (!input.requires_grad() && parameters.empty())) {
     return run(input);
   }
@@ -115,6 +114,21 @@ at::Tensor checkpointed(torch::nn::Module& module, const at::Tensor& input,
   recompute->generators = generator_states(input.device());
   recompute->parameters = parameters;
   return Checkpoint::apply(input, at::TensorList(parameters), recompute);
+}
+
+}  // namespace
+
+at::Tensor checkpointed(torch::nn::Module& module, const at::Tensor& input,
+                        std::function<at::Tensor(const at::Tensor&)> run) {
+  std::vector<at::Tensor> parameters;
+  for (const at::Tensor& parameter : module.parameters()) {
+    if (parameter.requires_grad()) parameters.push_back(parameter);
+  }
+  return checkpointed_with(input, std::move(parameters), std::move(run));
+}
+
+at::Tensor checkpointed(const at::Tensor& input, std::function<at::Tensor(const at::Tensor&)> run) {
+  return checkpointed_with(input, {}, std::move(run));
 }
 
 }  // namespace adaptertune::detail

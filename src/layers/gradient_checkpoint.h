@@ -18,4 +18,8 @@ namespace adaptertune::detail {
 at::Tensor checkpointed(torch::nn::Module& module, const at::Tensor& input,
                         std::function<at::Tensor(const at::Tensor&)> run);
 
+// The same for a `run` that uses no parameters that require grad, only `input` (and tensors that
+// need no gradient): a span inside a layer, such as the attention's probabilities.
+at::Tensor checkpointed(const at::Tensor& input, std::function<at::Tensor(const at::Tensor&)> run);
+
 }  // namespace adaptertune::detail

@@ -212,7 +212,7 @@ TrainResult QuestionAnsweringTrainer::train() {
   const int64_t total_steps =
       options_.max_steps > 0 ? options_.max_steps : steps_per_epoch * options_.epochs;
   const int64_t epochs = (total_steps + steps_per_epoch - 1) / steps_per_epoch;
-  if (options_.gradient_checkpointing) model_->bert->encoder->set_gradient_checkpointing(true);
+  detail::apply_recompute_options(options_, *model_->bert->encoder);
   TrainingEngine engine(*model_, options_.engine_options(total_steps));
   TrainingState& state = engine.state();
   const std::string fingerprint =

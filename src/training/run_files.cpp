@@ -11,6 +11,7 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
+#include "adaptertune/layers/encoder.h"
 #include "adaptertune/runtime.h"
 
 namespace adaptertune::detail {
@@ -167,7 +168,15 @@ Json trainer_options_json(const TrainerOptions& o) {
           {"precision", precision_name(o.precision)},
           {"cache_frozen_layers", o.cache_frozen_layers},
           {"gradient_checkpointing", o.gradient_checkpointing},
+          {"recompute_attention_probabilities", o.recompute_attention_probabilities},
           {"sampling_temperature", o.sampling_temperature}};
+}
+
+void apply_recompute_options(const TrainerOptions& options, BertEncoderImpl& encoder) {
+  if (options.gradient_checkpointing) encoder.set_gradient_checkpointing(true);
+  if (options.recompute_attention_probabilities) {
+    encoder.set_recompute_attention_probabilities(true);
+  }
 }
 
 void report_resume(const std::optional<std::string>& latest, int64_t step,

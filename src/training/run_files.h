@@ -16,6 +16,10 @@
 #include "adaptertune/io/output_directory.h"
 #include "adaptertune/training/trainer.h"
 
+namespace adaptertune {
+class BertEncoderImpl;
+}  // namespace adaptertune
+
 namespace adaptertune::detail {
 
 /// What a run directory may hold.
@@ -90,6 +94,11 @@ nlohmann::ordered_json machine_json();
 
 /// TrainerOptions as run.json records them under "options".
 nlohmann::ordered_json trainer_options_json(const TrainerOptions& options);
+
+/// Turns on in `encoder` what `options` asks to recompute in backward rather than keep
+/// (gradient_checkpointing, recompute_attention_probabilities); what they leave false stays as
+/// the model has it.
+void apply_recompute_options(const TrainerOptions& options, BertEncoderImpl& encoder);
 
 /// Says what a resume found: the checkpoint it continues (`latest`, now at `step`), or none.
 /// Throws Error when there is none but `output_dir` holds a run (run.json): starting afresh would

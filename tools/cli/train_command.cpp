@@ -921,6 +921,9 @@ Command add_train_command(CLI::App& app) {
                 "Keep only each encoder layer's input for the backward pass and run the layer "
                 "again there: the same gradients in a fraction of the activation memory, for "
                 "about one more forward pass per step");
+  cmd->add_flag("--recompute-attention-probabilities", o->trainer.recompute_attention_probabilities,
+                "Compute the attention probabilities again in backward instead of keeping them: "
+                "the same gradients in less memory at long sequences, for a few percent more time");
   cmd->add_flag("--cache-frozen-layers", o->trainer.cache_frozen_layers,
                 "With --leave-out 0-N: run the adapter-free lowest layers without dropout and "
                 "reuse their outputs after the first epoch (AdapterDrop's cache)");

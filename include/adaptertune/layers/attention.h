@@ -53,6 +53,16 @@ class SelfAttentionImpl : public torch::nn::Module {
   /// Whether query, key and value are still the views pack_projections() made.
   bool packed() const;
 
+  /// Whether a training step keeps the attention probabilities ([batch, heads, seq, seq] per
+  /// layer) for backward, or only the projections' output, from which backward computes them
+  /// again with the same dropout masks: the same gradients for less memory (at bert-base's
+  /// shape in float32, 25 MB a layer) and the scores, softmax and products once more
+  /// (BertEncoderImpl::set_recompute_attention_probabilities() says what that costs). Off by
+  /// default; applies where the library's own products run (the CPU with dropout; LibTorch 1.x
+  /// everywhere), since LibTorch 2's fused kernels recompute by themselves.
+  void set_recompute_probabilities(bool recompute) { recompute_probabilities_ = recompute; }
+  bool recompute_probabilities() const { return recompute_probabilities_; }
+
   torch::nn::Linear query{nullptr};
   torch::nn::Linear key{nullptr};
   torch::nn::Linear value{nullptr};
@@ -65,6 +75,7 @@ class SelfAttentionImpl : public torch::nn::Module {
   // Set by pack_projections(): the blocks query, key and value are views of.
   torch::Tensor packed_weight_;
   torch::Tensor packed_bias_;
+  bool recompute_probabilities_ = false;
 };
 TORCH_MODULE(SelfAttention);
 
