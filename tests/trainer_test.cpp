@@ -5,7 +5,9 @@
 
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <set>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -375,42 +377,40 @@ TEST(Trainer, GradientCheckpointingTrainsAsWithoutIt) {
   // With dropout, in bf16 (the frozen weights stored in bf16, the layers run again under
   // autocast in backward): the same run.
   Fixture f;
-  auto plain = make_model();
-  TrainerOptions o = options_for("checkpointing_plain");
-  o.precision = Precision::kBFloat16;
-  o.epochs = 1;
-  Trainer(plain, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
-      .train();
-  auto checkpointed = make_model();
-  o = options_for("checkpointing_on");
-  o.precision = Precision::kBFloat16;
-  o.epochs = 1;
-  o.gradient_checkpointing = true;
-  Trainer(checkpointed, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
-      .train();
-  EXPECT_TRUE(checkpointed->bert->encoder->gradient_checkpointing());
+  // One epoch in bf16 in run directory `name`, with `configure` applied to the options; the
+  // trained model and its run.json.
+  auto train = [&](const std::string& name, const std::function<void(TrainerOptions&)>& configure) {
+    auto model = make_model();
+    TrainerOptions o = options_for(name);
+    o.precision = Precision::kBFloat16;
+    o.epochs = 1;
+    configure(o);
+    Trainer(model, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+        .train();
+    return std::make_pair(model, nlohmann::json::parse(read_file(o.output_dir + "/run.json")));
+  };
+  auto plain = train("checkpointing_plain", [](TrainerOptions&) {}).first;
   auto expected = snapshot(plain);
-  for (const auto& [name, value] : snapshot(checkpointed)) {
-    EXPECT_LT(testing::max_abs_diff(value, expected[name]), 1e-5) << name;
-  }
-  const auto run = nlohmann::json::parse(read_file(o.output_dir + "/run.json"));
+  auto same_weights = [&](BertForSequenceClassification& model) {
+    for (const auto& [name, value] : snapshot(model)) {
+      EXPECT_LT(testing::max_abs_diff(value, expected[name]), 1e-5) << name;
+    }
+  };
+
+  auto [checkpointed, run] =
+      train("checkpointing_on", [](TrainerOptions& o) { o.gradient_checkpointing = true; });
+  EXPECT_TRUE(checkpointed->bert->encoder->gradient_checkpointing());
+  same_weights(checkpointed);
   EXPECT_EQ(run.at("options").at("gradient_checkpointing"), true) << run.dump();
   EXPECT_EQ(run.at("options").at("recompute_attention_probabilities"), false) << run.dump();
 
   // The finer grain: only the attention probabilities computed again in backward.
-  auto recomputed = make_model();
-  o = options_for("checkpointing_attention");
-  o.precision = Precision::kBFloat16;
-  o.epochs = 1;
-  o.recompute_attention_probabilities = true;
-  Trainer(recomputed, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
-      .train();
+  auto [recomputed, attention_run] = train("checkpointing_attention", [](TrainerOptions& o) {
+    o.recompute_attention_probabilities = true;
+  });
   EXPECT_FALSE(recomputed->bert->encoder->gradient_checkpointing());
   EXPECT_TRUE(recomputed->bert->encoder->at(0)->attention->self->recompute_probabilities());
-  for (const auto& [name, value] : snapshot(recomputed)) {
-    EXPECT_LT(testing::max_abs_diff(value, expected[name]), 1e-5) << name;
-  }
-  const auto attention_run = nlohmann::json::parse(read_file(o.output_dir + "/run.json"));
+  same_weights(recomputed);
   EXPECT_EQ(attention_run.at("options").at("recompute_attention_probabilities"), true);
 }
 

@@ -39,10 +39,7 @@ torch::Tensor BertEncoderImpl::run_layers(torch::Tensor hidden, const torch::Ten
 }
 
 void BertEncoderImpl::set_recompute_attention_probabilities(bool enabled) {
-  for (BertLayer& each : layers_) {
-    SelfAttention self = each->attention->self;
-    self->set_recompute_probabilities(enabled);
-  }
+  for (BertLayer& each : layers_) each->attention->self->set_recompute_probabilities(enabled);
 }
 
 BertLayer BertEncoderImpl::at(size_t index) const {
