@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
@@ -460,6 +462,132 @@ TEST(Pretraining, AContinuationIsMeasuredAtStepZeroAndResumesOnlyFromItsModel) {
   ASSERT_FALSE(messages.empty());
   EXPECT_NE(messages.front().find("at step 1"), std::string::npos) << messages.front();
   EXPECT_EQ(measured_at, std::vector<int64_t>{2});
+  remove_tree(root);
+}
+
+// Expects the model directories `a` and `b` to hold the same tensors, bit for bit.
+void expect_same_weights(const std::string& a, const std::string& b) {
+  const auto expected = weights_of(a), actual = weights_of(b);
+  ASSERT_EQ(actual.size(), expected.size());
+  for (const auto& [name, tensor] : expected) {
+    EXPECT_TRUE(torch::equal(actual.at(name), tensor)) << name;
+  }
+}
+
+// A wsd run can be extended on resume, and a decay branched off its checkpoint ends exactly where
+// a run of that length from the start ends: what a long pretraining run interrupted by sessions
+// needs (models/README.md).
+TEST(Pretraining, AWsdRunGrowsOnResumeAndADecayBranchedOffItEqualsAStraightRun) {
+  WordPieceTokenizer tokenizer(kVocab);
+  const BertConfig config = tiny_config_for(tokenizer);
+  std::vector<std::string> lines;
+  for (int i = 0; i < 10; ++i)
+    lines.push_back("the quick brown fox jumps over the lazy dog number " + std::to_string(i));
+  const std::string root =
+      ::testing::TempDir() + "adaptertune_pretrain_wsd_" + std::to_string(::getpid());
+  remove_tree(root);
+  const auto wsd = [](int64_t steps) {
+    PretrainOptions options = few_steps(steps);
+    options.schedule = ScheduleKind::kWarmupStableDecay;
+    options.warmup_steps = 1;
+    options.decay_steps = 2;
+    options.checkpoint_every = 2;
+    options.keep_checkpoints = 3;
+    return options;
+  };
+  pretrain_mlm(config, lines, tokenizer, root + "/straight", wsd(6));
+
+  // A long run at constant rate, stopped at step 4 (its decay would start at step 98).
+  PretrainOptions long_run = wsd(100);
+  long_run.on_step = [](int64_t step) {
+    if (step == 4) stop_requested() = true;
+  };
+  ASSERT_TRUE(pretrain_mlm(config, lines, tokenizer, root + "/long", long_run).interrupted);
+
+  // A decay of 2 steps branched off its step 4: the 6-step run, bit for bit; the long run's
+  // checkpoints stay as they were.
+  PretrainOptions branch = wsd(6);
+  branch.branch_from = root + "/long/checkpoints";
+  std::vector<std::string> messages;
+  branch.on_message = [&](const std::string& text) { messages.push_back(text); };
+  pretrain_mlm(config, lines, tokenizer, root + "/branch", branch);
+  ASSERT_FALSE(messages.empty());
+  EXPECT_NE(messages.front().find("branched from " + root +
+                                  "/long/checkpoints/checkpoint-4 at step 4 (wsd, peak 0.0005, "
+                                  "warmup 1, decay 2 of 6 steps)"),
+            std::string::npos)
+      << messages.front();
+  expect_same_weights(root + "/straight", root + "/branch");
+  EXPECT_TRUE(file_exists(root + "/long/checkpoints/checkpoint-4/trainer_state.json"));
+  EXPECT_FALSE(file_exists(root + "/branch/checkpoints/latest")) << "its own, removed at the end";
+
+  // The long run resumed with fewer steps, as long as its decay has not begun: 8 steps, decaying
+  // from step 6, end as a straight 8-step run does.
+  pretrain_mlm(config, lines, tokenizer, root + "/straight8", wsd(8));
+  PretrainOptions shorter = wsd(8);
+  shorter.resume = true;
+  pretrain_mlm(config, lines, tokenizer, root + "/long", shorter);
+  expect_same_weights(root + "/straight8", root + "/long");
+  remove_tree(root);
+}
+
+TEST(Pretraining, ResumeRefusesASchedulesThatWouldChangeTheRatesTaken) {
+  WordPieceTokenizer tokenizer(kVocab);
+  const BertConfig config = tiny_config_for(tokenizer);
+  const std::vector<std::string> lines(12, "a short line of text .");
+  const std::string root =
+      ::testing::TempDir() + "adaptertune_pretrain_wsd_refuse_" + std::to_string(::getpid());
+  remove_tree(root);
+  PretrainOptions options = few_steps(6);
+  options.schedule = ScheduleKind::kWarmupStableDecay;
+  options.warmup_steps = 1;
+  options.decay_steps = 3;  // from step 3: 0.0005 there, 0.000333 at step 4
+  options.checkpoint_every = 5;
+  options.on_step = [](int64_t step) {
+    if (step == 5) stop_requested() = true;
+  };
+  ASSERT_TRUE(pretrain_mlm(config, lines, tokenizer, root + "/run", options).interrupted);
+  options.on_step = nullptr;
+  options.resume = true;
+  const std::string path = root + "/run/checkpoints/checkpoint-5/trainer_state.json";
+  // Its decay had begun: 9 steps would have kept step 4 at the peak.
+  options.steps = 9;
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, root + "/run", options),
+                        path +
+                            ": key 'scheduler': the checkpoint's schedule (wsd, peak 0.0005, "
+                            "warmup 1, decay 3 of 6 steps) gave step 4 a learning rate of "
+                            "0.000333333 where this run's (wsd, peak 0.0005, warmup 1, decay "
+                            "3 of 9 steps) gives 0.0005");
+  options.steps = 4;
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, root + "/run", options),
+                        path + ": the checkpoint is at step 5, past this run's 4 steps");
+  options.steps = 6;
+  options.lr = 1e-3;
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, root + "/run", options),
+                        "gave step 0 a learning rate of 0.0005 where this run's");
+  options.lr = 5e-4;
+  options.schedule = ScheduleKind::kLinear;
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, root + "/run", options),
+                        "(linear, peak 0.0005, warmup 1 of 6 steps)");
+
+  // A checkpoint from before schedules were recorded resumes only with its own number of steps.
+  options.schedule = ScheduleKind::kWarmupStableDecay;
+  nlohmann::json state = nlohmann::json::parse(read_file(path));
+  state["scheduler"] = nlohmann::json::object();
+  state["extra"]["data"]["steps"] = 6;
+  write_file_atomic(path, state.dump());
+  options.steps = 7;
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, root + "/run", options),
+                        "the checkpoint was made with steps 6, this run has 7 (it records no "
+                        "schedule, so its steps cannot change)");
+  options.steps = 6;
+  EXPECT_EQ(pretrain_mlm(config, lines, tokenizer, root + "/run", options).steps, 6);
+
+  // Nothing to branch from.
+  options.resume = false;
+  options.branch_from = root + "/run";
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, root + "/other", options),
+                        root + "/run: holds no checkpoint to branch from");
   remove_tree(root);
 }
 

@@ -18,7 +18,6 @@
 #include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/tasks/glue.h"
 #include "adaptertune/text/wordpiece.h"
-#include "adaptertune/training/scheduler.h"
 #include "test_util.h"
 #include "training_test_util.h"
 
@@ -412,32 +411,6 @@ TEST(Trainer, GradientCheckpointingTrainsAsWithoutIt) {
   EXPECT_TRUE(recomputed->bert->encoder->at(0)->attention->self->recompute_probabilities());
   same_weights(recomputed);
   EXPECT_EQ(attention_run.at("options").at("recompute_attention_probabilities"), true);
-}
-
-TEST(LrSchedule, WarmupThenDecay) {
-  LrSchedule s;
-  s.peak_lr = 1.0;
-  s.warmup_steps = 4;
-  s.total_steps = 14;
-  EXPECT_DOUBLE_EQ(s.lr_at(0), 0.25);
-  EXPECT_DOUBLE_EQ(s.lr_at(3), 1.0);
-  EXPECT_DOUBLE_EQ(s.lr_at(9), 0.5);
-  EXPECT_DOUBLE_EQ(s.lr_at(14), 0.0);
-  s.kind = ScheduleKind::kCosine;
-  EXPECT_NEAR(s.lr_at(9), 0.5, 1e-12);
-  s.kind = ScheduleKind::kConstant;
-  EXPECT_DOUBLE_EQ(s.lr_at(13), 1.0);
-  EXPECT_ERROR_CONTAINS(parse_schedule("step"), "unknown learning-rate schedule \"step\"");
-  EXPECT_EQ(parse_schedule(schedule_name(ScheduleKind::kCosine)), ScheduleKind::kCosine);
-
-  // The warmup share rounds to the nearest step: 0.29 x 100 is 28.999... in binary.
-  EXPECT_EQ(LrSchedule::with_warmup_ratio(ScheduleKind::kLinear, 1e-3, 100, 0.29).warmup_steps, 29);
-  EXPECT_EQ(LrSchedule::with_warmup_ratio(ScheduleKind::kCosine, 1e-3, 2000, 0.06).warmup_steps,
-            120);
-  EXPECT_ERROR_CONTAINS(LrSchedule::with_warmup_ratio(ScheduleKind::kLinear, 1e-3, 10, 1.5),
-                        "warmup ratio must be in [0, 1], got 1.5");
-  EXPECT_ERROR_CONTAINS(LrSchedule::with_warmup_ratio(ScheduleKind::kLinear, 1e-3, 0, 0.1),
-                        "total_steps >= 1");
 }
 
 }  // namespace

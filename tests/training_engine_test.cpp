@@ -122,6 +122,42 @@ TEST(TrainingEngine, ResumeChecksTheDataThenLoadsOrLeavesTheModelAlone) {
   EXPECT_FALSE(empty.resume(shape, "{}"));
 }
 
+// A checkpoint records the schedule, and resume_from() continues another run's checkpoint while
+// this run's own checkpoints go to its own directory.
+TEST(TrainingEngine, ResumesFromAnotherRunsCheckpointAndRecordsTheSchedule) {
+  const std::string dir = testing::fresh_dir("engine_resume_from");
+  torch::manual_seed(0);
+  Toy toy;
+  TrainingEngineOptions options = engine_options(dir + "/long");
+  options.schedule = ScheduleKind::kWarmupStableDecay;
+  options.warmup_steps = 1;
+  options.decay_steps = 2;
+  TrainingEngine engine(*toy.layer, options);
+  engine.backward(toy.loss(0, 4));
+  engine.step();
+  engine.state().batch_in_epoch = 1;
+  const std::string saved = engine.save_checkpoint(R"({"examples": 4})");
+  const TrainingState state = CheckpointManager::read_state(saved);
+  EXPECT_EQ(LrSchedule::from_json(state.scheduler_json, "x").describe(),
+            "wsd, peak 0.1, warmup 1, decay 2 of 10 steps");
+
+  Toy other;
+  options.checkpoint_dir = dir + "/branch";
+  TrainingEngine branch(*other.layer, options);
+  DataShape shape;
+  shape.batches_per_epoch = 1;
+  shape.data_seed = 42;
+  EXPECT_ERROR_CONTAINS(branch.resume_from(dir + "/long", shape, R"({"examples": 4})"),
+                        dir + "/long: not a complete checkpoint (no trainer_state.json)");
+  EXPECT_ERROR_CONTAINS(branch.resume_from(saved, shape, R"({"examples": 5})"),
+                        "made with examples 4, this run has 5");
+  branch.resume_from(saved, shape, R"({"examples": 4})");
+  EXPECT_EQ(branch.state().global_step, 1);
+  EXPECT_TRUE(torch::equal(other.layer->weight, toy.layer->weight));
+  EXPECT_FALSE(branch.resume(shape, R"({"examples": 4})")) << "its own directory is empty";
+  EXPECT_EQ(branch.save_checkpoint(R"({"examples": 4})"), dir + "/branch/checkpoint-1");
+}
+
 TEST(TrainingEngine, OptionsOutOfRangeAreRefusedByName) {
   Toy toy;
   TrainingEngineOptions options = engine_options(testing::fresh_dir("engine_options"));

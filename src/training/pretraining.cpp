@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <random>
+#include <sstream>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -26,6 +27,7 @@
 #include "adaptertune/training/optimizer.h"
 #include "adaptertune/training/scheduler.h"
 #include "adaptertune/training/training_engine.h"
+#include "json_util.h"
 #include "run_checks.h"
 
 namespace adaptertune {
@@ -130,7 +132,7 @@ OutputDirectory model_directory(const std::string& path) {
 }
 
 // What must not change between a run and its resumption, as stored in the checkpoint: the
-// options that shape the data order and schedule, a hash of the packed token ids, and the
+// options that shape the data order, a hash of the packed token ids, and the
 // identity of the model a continuation started from (null for a run from random weights, which
 // is also what a checkpoint from before the key was recorded compares as).
 nlohmann::json resume_fingerprint(const PretrainOptions& options,
@@ -138,7 +140,6 @@ nlohmann::json resume_fingerprint(const PretrainOptions& options,
                                   const std::string& init_weights_sha256) {
   return {{"init_from_weights",
            init_weights_sha256.empty() ? nlohmann::json() : nlohmann::json(init_weights_sha256)},
-          {"steps", options.steps},
           {"batch_size", options.batch_size},
           {"gradient_accumulation", options.gradient_accumulation},
           {"max_length", options.max_length},
@@ -223,6 +224,51 @@ void check_same_architecture(const BertConfig& config, const std::string& init_f
   }
 }
 
+// The checkpoint directory that `branch_from` names: itself when it is a complete checkpoint,
+// else the newest checkpoint of the run directory it is.
+std::string branch_checkpoint(const std::string& branch_from) {
+  if (file_exists(branch_from + "/trainer_state.json")) return branch_from;
+  if (const auto latest = CheckpointManager(branch_from).latest()) return *latest;
+  throw Error(branch_from +
+              ": holds no checkpoint to branch from (expected a checkpoint-<step> directory "
+              "or a run's checkpoint directory)");
+}
+
+// Refuses a checkpoint whose learning rates so far this run's schedule would not repeat: the run
+// would then continue a trajectory it never took. A checkpoint that predates recorded schedules
+// must have been made for the same number of steps, as the fingerprint required then.
+void check_schedule_continues(const TrainingState& saved, const std::string& path,
+                              const LrSchedule& schedule) {
+  if (schedule.total_steps < saved.global_step) {
+    throw Error(path + ": the checkpoint is at step " + std::to_string(saved.global_step) +
+                ", past this run's " + std::to_string(schedule.total_steps) + " steps");
+  }
+  const detail::Json recorded = detail::parse_json(saved.scheduler_json, path);
+  if (!recorded.is_object() || recorded.empty()) {
+    const detail::Json extra = detail::parse_json(saved.extra_json, path);
+    const detail::Json steps = extra.contains("data") && extra["data"].contains("steps")
+                                   ? extra["data"]["steps"]
+                                   : detail::Json();
+    if (steps != detail::Json(schedule.total_steps)) {
+      throw Error(path + ": key 'extra': the checkpoint was made with steps " + steps.dump() +
+                  ", this run has " + std::to_string(schedule.total_steps) +
+                  " (it records no schedule, so its steps cannot change)");
+    }
+    return;
+  }
+  const LrSchedule before = LrSchedule::from_json(saved.scheduler_json, path + " (scheduler)");
+  const int64_t step = before.first_difference(schedule, saved.global_step);
+  if (step >= 0) {
+    std::ostringstream rates;
+    rates << before.lr_at(step) << " where this run's (" << schedule.describe() << ") gives "
+          << schedule.lr_at(step);
+    throw Error(path + ": key 'scheduler': the checkpoint's schedule (" + before.describe() +
+                ") gave step " + std::to_string(step) + " a learning rate of " + rates.str() +
+                "; only a schedule that repeats the rates of the steps taken can continue it "
+                "(constant, or wsd with --warmup-steps before its decay)");
+  }
+}
+
 // Copies the model in `init_from` into `model`: every base tensor, and the masked-LM head where
 // the directory has one. Returns a note for the user.
 std::string load_initial_weights(BertForMaskedLM& model, const std::string& init_from) {
@@ -241,6 +287,10 @@ void PretrainOptions::validate() const {
   detail::check_at_least(owner, "steps", steps, 1);
   detail::check_finite(owner, "lr", lr, 0, /*exclusive=*/true);
   detail::check_fraction(owner, "warmup_ratio", warmup_ratio);
+  detail::check_at_least(owner, "warmup_steps", warmup_steps, -1);
+  detail::check_at_least(owner, "decay_steps", decay_steps, 0);
+  // The schedule's own rules (warmup and decay within the steps), before anything is read.
+  LrSchedule::make(schedule, lr, steps, warmup_ratio, warmup_steps, decay_steps);
   detail::check_finite(owner, "weight_decay", weight_decay, 0);
   detail::check_finite(owner, "max_grad_norm", max_grad_norm, 0);
   detail::check_at_least(owner, "gradient_accumulation", gradient_accumulation, 1);
@@ -271,6 +321,8 @@ void check_pretrain_options(const BertConfig& config, const std::string& output_
     inputs.push_back(options.init_from + "/model.safetensors");
     check_same_architecture(config, options.init_from);
   }
+  // Replacing the run it branches from would delete the checkpoint before it is read.
+  if (!options.branch_from.empty()) inputs.push_back(branch_checkpoint(options.branch_from));
   check_output_directory(model_directory(output_dir),
                          existing_output_mode(options.resume, options.overwrite), inputs);
 }
@@ -310,6 +362,8 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   engine_options.lr = options.lr;
   engine_options.schedule = options.schedule;
   engine_options.warmup_ratio = options.warmup_ratio;
+  engine_options.warmup_steps = options.warmup_steps;
+  engine_options.decay_steps = options.decay_steps;
   engine_options.total_steps = options.steps;
   engine_options.weight_decay = options.weight_decay;
   engine_options.max_grad_norm = options.max_grad_norm;
@@ -328,15 +382,18 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
     if (options.on_message) options.on_message(text);
   };
   if (options.overwrite) clear_output_directory(model_directory(output_dir));
+  DataShape shape;
+  shape.batches_per_epoch = batcher.batches_per_epoch();
+  shape.gradient_accumulation = options.gradient_accumulation;
+  shape.data_seed = options.seed;
+  shape.batches_may_skip_steps = true;  // a batch with nothing masked takes no step
+  const auto check_schedule = [&](const TrainingState& saved, const std::string& path) {
+    check_schedule_continues(saved, path, engine.schedule());
+  };
   bool resumed = false;
   if (options.resume) {
     engine.checkpoints().remove_stale_temporaries();
-    DataShape shape;
-    shape.batches_per_epoch = batcher.batches_per_epoch();
-    shape.gradient_accumulation = options.gradient_accumulation;
-    shape.data_seed = options.seed;
-    shape.batches_may_skip_steps = true;  // a batch with nothing masked takes no step
-    if (const auto latest = engine.resume(shape, fingerprint)) {
+    if (const auto latest = engine.resume(shape, fingerprint, check_schedule)) {
       resumed = true;
       message("pretrain: resumed from " + *latest + " at step " +
               std::to_string(state.global_step));
@@ -344,10 +401,17 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
       throw Error(output_dir +
                   ": holds a finished model and no checkpoint to resume; replace it "
                   "with --overwrite");
-    } else {
+    } else if (options.branch_from.empty()) {
       message("pretrain: resume asked for but no checkpoint in " + engine.checkpoints().root() +
               "; starting fresh");
     }
+  }
+  if (!resumed && !options.branch_from.empty()) {
+    const std::string source = branch_checkpoint(options.branch_from);
+    engine.resume_from(source, shape, fingerprint, check_schedule);
+    resumed = true;
+    message("pretrain: branched from " + source + " at step " + std::to_string(state.global_step) +
+            " (" + engine.schedule().describe() + ")");
   }
 
   if (!init_note.empty() && !resumed) message(init_note);

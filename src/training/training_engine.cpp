@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
+#include "adaptertune/io/atomic_file.h"
 #include "adaptertune/layers/attention.h"
 #include "adaptertune/training/freeze_policy.h"
 #include "run_checks.h"
@@ -37,6 +38,8 @@ void TrainingEngineOptions::validate() const {
   detail::check_finite(owner, "lr", lr, 0, /*exclusive=*/true);
   detail::check_fraction(owner, "warmup_ratio", warmup_ratio);
   detail::check_at_least(owner, "total_steps", total_steps, 1);
+  detail::check_at_least(owner, "warmup_steps", warmup_steps, -1);
+  detail::check_at_least(owner, "decay_steps", decay_steps, 0);
   detail::check_finite(owner, "weight_decay", weight_decay, 0);
   detail::check_finite(owner, "max_grad_norm", max_grad_norm, 0);
   detail::check_at_least(owner, "gradient_accumulation", gradient_accumulation, 1);
@@ -48,8 +51,9 @@ TrainingEngine::TrainingEngine(torch::nn::Module& model, TrainingEngineOptions o
     : model_(model),
       options_(validated(std::move(options))),
       trainable_(trainable_parameters(model)),
-      schedule_(LrSchedule::with_warmup_ratio(options_.schedule, options_.lr, options_.total_steps,
-                                              options_.warmup_ratio)),
+      schedule_(LrSchedule::make(options_.schedule, options_.lr, options_.total_steps,
+                                 options_.warmup_ratio, options_.warmup_steps,
+                                 options_.decay_steps)),
       checkpoints_(options_.checkpoint_dir, options_.keep_checkpoints),
       frozen_weights_(model, options_.frozen_weights_in_compute_dtype ? options_.precision
                                                                       : Precision::kFloat32),
@@ -82,9 +86,19 @@ std::optional<std::string> TrainingEngine::resume(
     const std::function<void(const TrainingState&, const std::string&)>& check_extra) {
   const std::optional<std::string> latest = checkpoints_.latest();
   if (!latest) return std::nullopt;
+  resume_from(*latest, shape, fingerprint_json, check_extra);
+  return latest;
+}
+
+void TrainingEngine::resume_from(
+    const std::string& directory, const DataShape& shape, const std::string& fingerprint_json,
+    const std::function<void(const TrainingState&, const std::string&)>& check_extra) {
+  const std::string path = directory + "/trainer_state.json";
+  if (!file_exists(path)) {
+    throw Error(directory + ": not a complete checkpoint (no trainer_state.json)");
+  }
   // Everything is checked before the checkpoint changes the model.
-  const TrainingState saved = CheckpointManager::read_state(*latest);
-  const std::string path = *latest + "/trainer_state.json";
+  const TrainingState saved = CheckpointManager::read_state(directory);
   const Json fingerprint = parse_object(fingerprint_json, "the data fingerprint");
   const Json extra = Json::parse(saved.extra_json, nullptr, /*allow_exceptions=*/false);
   if (!extra.is_object()) throw Error(path + ": key 'extra' is not a JSON object");
@@ -101,10 +115,9 @@ std::optional<std::string> TrainingEngine::resume(
   }
   // After the fingerprint: a position that does not fit is what other data or options cause,
   // and the fingerprint names which.
-  CheckpointManager::check_position(saved, *latest, shape);
+  CheckpointManager::check_position(saved, directory, shape);
   if (check_extra) check_extra(saved, path);
-  state_ = CheckpointManager::load(*latest, model_, *optimizer_);
-  return latest;
+  state_ = CheckpointManager::load(directory, model_, *optimizer_);
 }
 
 std::string TrainingEngine::save_checkpoint(const std::string& fingerprint_json,
@@ -112,6 +125,7 @@ std::string TrainingEngine::save_checkpoint(const std::string& fingerprint_json,
   Json extra = parse_object(extra_json, "the checkpoint's extra state");
   extra["data"] = parse_object(fingerprint_json, "the data fingerprint");
   state_.extra_json = extra.dump();
+  state_.scheduler_json = schedule_.to_json();
   return checkpoints_.save(model_, *optimizer_, state_);
 }
 

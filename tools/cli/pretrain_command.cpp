@@ -15,6 +15,7 @@
 #include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/pretraining.h"
+#include "adaptertune/training/scheduler.h"
 #include "commands.h"
 #include "common.h"
 
@@ -159,9 +160,17 @@ Command add_pretrain_command(CLI::App& app) {
   cmd->add_option("--warmup-ratio", o->train.warmup_ratio, "Share of steps for linear warmup")
       ->check(finite_number(0, false, 1.0))
       ->capture_default_str();
-  cmd->add_option("--schedule", o->schedule, "Decay after the warmup: linear, cosine or constant")
-      ->check(CLI::IsMember({"linear", "cosine", "constant"}))
+  cmd->add_option("--warmup-steps", o->train.warmup_steps,
+                  "Warmup in steps, instead of --warmup-ratio (a run to be extended keeps it)")
+      ->check(integer_range(0));
+  cmd->add_option("--schedule", o->schedule,
+                  "Decay after the warmup: linear, cosine, constant, or wsd (constant, then a "
+                  "linear decay over the last --decay-steps)")
+      ->check(CLI::IsMember(schedule_names()))
       ->capture_default_str();
+  cmd->add_option("--decay-steps", o->train.decay_steps,
+                  "wsd: steps of the final decay (default: 10 % of --steps)")
+      ->check(integer_range(1));
   cmd->add_option("--gradient-accumulation", o->train.gradient_accumulation,
                   "Batches per optimizer step (a larger batch in the same memory)")
       ->check(integer_range(1))
@@ -200,7 +209,13 @@ Command add_pretrain_command(CLI::App& app) {
   cmd->add_option("--checkpoint-dir", o->train.checkpoint_dir,
                   "Checkpoint directory (default: OUT/checkpoints, removed when the run finishes)");
   add_existing_output_options(cmd, o->train.resume, o->train.overwrite, "model",
-                              "Continue from the newest checkpoint (same text and options)");
+                              "Continue from the newest checkpoint (same text and options; "
+                              "--steps may grow while the learning rates so far stay the same)");
+  cmd->add_option("--branch-from", o->train.branch_from,
+                  "Start from a checkpoint of another run (a checkpoint-<step> directory, or a "
+                  "run's checkpoint directory: its newest), e.g. a wsd decay branched off a long "
+                  "run: --steps = its step + --decay-steps. Same text and options as that run")
+      ->check(CLI::ExistingDirectory);
   return [o] { return run(*o); };
 }
 

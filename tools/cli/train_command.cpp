@@ -24,6 +24,7 @@
 #include "adaptertune/runtime.h"
 #include "adaptertune/tasks/batcher.h"
 #include "adaptertune/tasks/glue.h"
+#include "adaptertune/training/scheduler.h"
 #include "adaptertune/training/trainer.h"
 #include "commands.h"
 #include "common.h"
@@ -857,8 +858,10 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--max-length", o->max_length,
                   "Tokens per example (default 128; SQuAD windows: 384)")
       ->check(integer_range(1));
-  cmd->add_option("--schedule", o->schedule, "linear, cosine or constant")
-      ->check(CLI::IsMember({"linear", "cosine", "constant"}))
+  cmd->add_option("--schedule", o->schedule,
+                  "linear, cosine, constant, or wsd (constant, then a linear decay over the "
+                  "last 10 % of the steps)")
+      ->check(CLI::IsMember(schedule_names()))
       ->capture_default_str();
   cmd->add_option("--warmup-ratio", o->trainer.warmup_ratio, "Share of steps for warmup")
       ->check(finite_number(0, false, 1.0))

@@ -49,8 +49,13 @@ struct PretrainOptions {
   int64_t steps = 1000;
   double lr = 5e-4;
   double warmup_ratio = 0.06;
+  /// When ≥ 0, the warmup in steps instead of `warmup_ratio`: a run that may be extended later
+  /// (`steps` raised on resume) keeps its warmup.
+  int64_t warmup_steps = -1;
   /// How the learning rate decays after the warmup (linear: to 0 at the last step).
   ScheduleKind schedule = ScheduleKind::kLinear;
+  /// ScheduleKind::kWarmupStableDecay: the steps of the final decay (0: 10 % of `steps`).
+  int64_t decay_steps = 0;
   double weight_decay = 0.01;
   /// Clip the global gradient norm to this before each step (0: no clipping).
   double max_grad_norm = 1.0;
@@ -106,7 +111,19 @@ struct PretrainOptions {
 
   /// Continue from the newest checkpoint, if there is one (same text, config and options). A
   /// finished model in the output directory is not resumed: that needs `overwrite`.
+  ///
+  /// `steps` and the schedule may change on resume where the steps already taken keep their
+  /// learning rates: a constant or wsd schedule (with `warmup_steps`) can be extended while its
+  /// decay has not begun. Anything else that changes the rates so far is refused, naming the
+  /// first step whose rate would differ.
   bool resume = false;
+  /// A checkpoint of another run to continue from, when this run has none of its own yet: a
+  /// `checkpoint-<step>` directory, or a run's checkpoint directory (its newest). The same checks
+  /// as `resume` apply (same text, options, starting model, and rates so far), and this run's
+  /// checkpoints and model go to its own directories. This is how a wsd decay is branched off a
+  /// long run at constant rate without stopping it: a run of `steps` = the checkpoint's step +
+  /// `decay_steps`. A run that has checkpoints of its own resumes from those instead.
+  std::string branch_from;
   /// Replace a model already in the output directory (its files are removed first). Without
   /// `resume` or `overwrite`, an output directory that holds anything is refused, and one that
   /// holds anything but a model's files is never written into.

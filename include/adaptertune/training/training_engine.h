@@ -33,6 +33,11 @@ struct TrainingEngineOptions {
   ScheduleKind schedule = ScheduleKind::kLinear;
   double warmup_ratio = 0.0;
   int64_t total_steps = 1;
+  /// When ≥ 0, the warmup in steps instead of warmup_ratio (a run whose total may grow keeps its
+  /// warmup).
+  int64_t warmup_steps = -1;
+  /// ScheduleKind::kWarmupStableDecay: the steps of its final decay (0: 10 % of total_steps).
+  int64_t decay_steps = 0;
   /// AdamW's decoupled weight decay (none on biases and LayerNorm weights).
   double weight_decay = 0.01;
   /// Clip the global gradient norm to this before each step; 0: no clipping.
@@ -96,8 +101,17 @@ class TrainingEngine {
       const DataShape& shape, const std::string& fingerprint_json,
       const std::function<void(const TrainingState& saved, const std::string& path)>& check_extra =
           nullptr);
+  /// As resume(), from the checkpoint in `directory` (a `checkpoint-<step>` directory of any run,
+  /// e.g. to branch a learning-rate decay off a long run) instead of the newest of
+  /// checkpoint_dir, which then receives this run's own checkpoints. Error naming `directory` when
+  /// it holds no complete checkpoint.
+  void resume_from(const std::string& directory, const DataShape& shape,
+                   const std::string& fingerprint_json,
+                   const std::function<void(const TrainingState& saved, const std::string& path)>&
+                       check_extra = nullptr);
   /// Writes a checkpoint of the current state: the trainable parameters, AdamW's moments, the
-  /// RNGs, the position, and `extra_json` (the loop's own JSON object) with the data
+  /// RNGs, the position, the learning-rate schedule (TrainingState::scheduler_json, as
+  /// LrSchedule::to_json() writes it), and `extra_json` (the loop's own JSON object) with the data
   /// `fingerprint_json` under "data". Returns its directory.
   std::string save_checkpoint(const std::string& fingerprint_json,
                               const std::string& extra_json = "{}");

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# scripts/pretrain_wsd.sh on a tiny corpus: the main run interrupted (Ctrl-C) after a few steps, a
+# decay branched off its newest checkpoint (a finished model with dropout for fine-tuning, the
+# main run's checkpoint left as it was; another warmup refused first), and the main run resumed
+# and extended past its first horizon.
+# Usage: pretrain_wsd_test.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
+set -euo pipefail
+cli=$1 root=$2 work=$3
+rm -rf "$work"
+mkdir -p "$work"
+for i in $(seq 1 300); do echo "line $i of a small corpus for the wsd recipe test ."; done >"$work/train.txt"
+for i in $(seq 1 20); do echo "a held-out line $i that the run never trains on ."; done >"$work/heldout.txt"
+# The base it continues: a step of the long run's recipe.
+ADAPTERTUNE=$cli BASE_STEPS=1 BASE_DIR=$work/base CORPUS=$work/train.txt EVAL_TEXT=$work/heldout.txt \
+  bash "$root/scripts/pretrain_base.sh" --batch-size 8 2>/dev/null
+export ADAPTERTUNE=$cli CORPUS=$work/train.txt EVAL_TEXT=$work/heldout.txt WSD_DIR=$work/wsd \
+  WSD_INIT=$work/base WSD_HORIZON=40 WSD_WARMUP=1 WSD_DECAY=2
+main=$work/wsd/main
+
+bash "$root/scripts/pretrain_wsd.sh" run --log-every 1 --batch-size 8 &
+pid=$!
+for _ in $(seq 1 1200); do
+  grep -q "pretrain: step 3/" "$main.log" 2>/dev/null && break
+  sleep 0.05
+done
+pkill -INT -f -- "--out $main " || true
+status=0
+wait "$pid" || status=$?
+[ "$status" -eq 130 ] || { cat "$main.log" >&2; echo "FAIL: the interrupted run exited with $status, expected 130" >&2; exit 1; }
+latest=$(sed 's/^checkpoint-//' "$main/checkpoints/latest")
+checkpoint=$(sha256sum "$main/checkpoints/checkpoint-$latest/trainable.safetensors")
+
+# Another warmup would have given the steps taken other learning rates: refused.
+if WSD_WARMUP=2 bash "$root/scripts/pretrain_wsd.sh" decay "$latest" --batch-size 8 2>"$work/refused.err"; then
+  echo "FAIL: a decay was branched off with another warmup" >&2; exit 1
+fi
+grep -q "gave step 0 a learning rate of 0.0005 where this run's" "$work/wsd/decay-$latest.log" ||
+  { tail -3 "$work/wsd/decay-$latest.log" >&2; echo "FAIL: no reason given for the refusal" >&2; exit 1; }
+rm "$work/wsd/decay-$latest.log"
+
+bash "$root/scripts/pretrain_wsd.sh" decay latest --log-every 1 --batch-size 8 2>"$work/decay.err"
+branch=$work/wsd/decay-$latest
+grep -q "pretrain: branched from $main/checkpoints/checkpoint-$latest at step $latest (wsd, peak 0.0005, warmup 1, decay 2 of $((latest + 2)) steps)" "$branch.log" ||
+  { cat "$branch.log" >&2; echo "FAIL: the decay did not branch off the main run" >&2; exit 1; }
+grep -q "pretrain: step $((latest + 2))/$((latest + 2))  mlm loss .* lr 2.50e-04" "$branch.log" ||
+  { echo "FAIL: the decay's last step did not run at half the peak" >&2; exit 1; }
+[ -f "$branch/model.safetensors" ] || { echo "FAIL: the decay wrote no model" >&2; exit 1; }
+grep -q '"hidden_dropout_prob": 0.1' "$branch/config.json" ||
+  { echo "FAIL: the decayed model's config lacks the dropout for fine-tuning" >&2; exit 1; }
+[ "$(sha256sum "$main/checkpoints/checkpoint-$latest/trainable.safetensors")" = "$checkpoint" ] ||
+  { echo "FAIL: the branch changed the main run's checkpoint" >&2; exit 1; }
+
+# The main run resumes, with a longer horizon too, since its decay has not begun.
+WSD_HORIZON=60 bash "$root/scripts/pretrain_wsd.sh" run --log-every 1 --batch-size 8 2>/dev/null
+grep -q "pretrain: resumed from $main/checkpoints/checkpoint-$latest at step $latest" "$main.log" ||
+  { cat "$main.log" >&2; echo "FAIL: the main run did not resume" >&2; exit 1; }
+grep -q "pretrain: step 60/60  held-out mlm loss" "$main.log" ||
+  { echo "FAIL: the main run did not finish its longer horizon" >&2; exit 1; }
+echo PASS
