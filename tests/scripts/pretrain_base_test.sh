@@ -4,6 +4,7 @@
 # fine-tuning), a third that leaves the finished model alone, and a continuation (BASE_INIT).
 # Usage: pretrain_base_test.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 set -euo pipefail
+source "$(dirname "$0")/interrupt_at_step.sh"
 cli=$1 root=$2 work=$3
 rm -rf "$work"
 mkdir -p "$work"
@@ -12,16 +13,7 @@ for i in $(seq 1 20); do echo "a held-out line $i that the run never trains on .
 export ADAPTERTUNE=$cli BASE_STEPS=6 BASE_DIR=$work/base CORPUS=$work/train.txt EVAL_TEXT=$work/heldout.txt
 
 bash "$root/scripts/pretrain_base.sh" --log-every 1 &
-pid=$!
-for _ in $(seq 1 1200); do
-  grep -q "pretrain: step 1/" "$work/base.log" 2>/dev/null && break
-  sleep 0.05
-done
-pkill -INT -f -- "--out $work/base " || true
-status=0
-wait "$pid" || status=$?
-cat "$work/base.log" >&2
-[ "$status" -eq 130 ] || { echo "FAIL: the interrupted run exited with $status, expected 130" >&2; exit 1; }
+interrupt_at_step $! "$work/base.log" 1 "$work/base"
 [ -e "$work/base/checkpoints/latest" ] || { echo "FAIL: no checkpoint after Ctrl-C" >&2; exit 1; }
 [ ! -e "$work/base/model.safetensors" ] || { echo "FAIL: an unfinished run wrote a model" >&2; exit 1; }
 

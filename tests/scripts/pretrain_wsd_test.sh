@@ -5,6 +5,7 @@
 # and extended past its first horizon.
 # Usage: pretrain_wsd_test.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 set -euo pipefail
+source "$(dirname "$0")/interrupt_at_step.sh"
 cli=$1 root=$2 work=$3
 rm -rf "$work"
 mkdir -p "$work"
@@ -18,15 +19,7 @@ export ADAPTERTUNE=$cli CORPUS=$work/train.txt EVAL_TEXT=$work/heldout.txt WSD_D
 main=$work/wsd/main
 
 bash "$root/scripts/pretrain_wsd.sh" run --log-every 1 --batch-size 8 &
-pid=$!
-for _ in $(seq 1 1200); do
-  grep -q "pretrain: step 3/" "$main.log" 2>/dev/null && break
-  sleep 0.05
-done
-pkill -INT -f -- "--out $main " || true
-status=0
-wait "$pid" || status=$?
-[ "$status" -eq 130 ] || { cat "$main.log" >&2; echo "FAIL: the interrupted run exited with $status, expected 130" >&2; exit 1; }
+interrupt_at_step $! "$main.log" 3 "$main"
 latest=$(sed 's/^checkpoint-//' "$main/checkpoints/latest")
 checkpoint=$(sha256sum "$main/checkpoints/checkpoint-$latest/trainable.safetensors")
 
