@@ -3,7 +3,21 @@
 # LibTorch with CUDA, then
 #   scripts/gpu_check.sh            run the test suite (CUDA cases included) and the training-step
 #                                   benchmark next to the PyTorch-Python reference, bert-base shape;
-#   scripts/gpu_check.sh results    build only the CLI and run scripts/results_table.sh on CUDA.
+#   scripts/gpu_check.sh results    build only the CLI and run scripts/results_table.sh on CUDA;
+#   scripts/gpu_check.sh pretrain SECONDS
+#                                   build only the CLI and run one sitting of issue 13's open-ended
+#                                   pretraining run on CUDA (scripts/pretrain_sitting.sh: the main
+#                                   run for SECONDS, then a decay of a tenth of its steps), from the
+#                                   shipped base on the corpus in .gpu/corpus, compressed to fit
+#                                   the 64 MiB that travel (carry .gpu/corpus, made here with
+#                                   scripts/make_pretraining_corpus.py out/corpus/train.txt --gcide
+#                                   --held-out out/corpus/heldout.txt && mkdir -p .gpu/corpus &&
+#                                   gzip -c out/corpus/train.txt > .gpu/corpus/train.txt.gz &&
+#                                   cp out/corpus/heldout.txt .gpu/corpus/).
+#                                   $OUT gets the logs and the decayed model, its weights split in
+#                                   parts under 16 MiB (join: cat model.safetensors.part-* >
+#                                   model.safetensors; config.json, vocab.txt and the licence as
+#                                   in models/adaptertune-base-uncased-L4-H256).
 # Needs the Debian dev packages unpacked from .debs/ (made here with: cd .debs && apt-get download
 # libsentencepiece0 libsentencepiece-dev libgtest-dev googletest nlohmann-json3-dev libcli11-dev
 # libutf8proc2 libutf8proc-dev). Writes logs to $OUT (or out/gpu when OUT is unset).
@@ -19,7 +33,14 @@ export LD_LIBRARY_PATH=$prefix/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 torch_prefix=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 extra=()
-[ "$mode" = results ] && extra=(-DADAPTERTUNE_BUILD_TESTS=OFF -DADAPTERTUNE_BUILD_BENCHMARKS=OFF)
+[ "$mode" = results ] || [ "$mode" = pretrain ] &&
+  extra=(-DADAPTERTUNE_BUILD_TESTS=OFF -DADAPTERTUNE_BUILD_BENCHMARKS=OFF)
+if [ "$mode" = pretrain ]; then
+  [[ "${2:-}" =~ ^[0-9]+$ ]] || { echo "usage: gpu_check.sh pretrain SECONDS" >&2; exit 2; }
+  for f in .gpu/corpus/train.txt.gz .gpu/corpus/heldout.txt; do
+    [ -f "$f" ] || { echo "gpu_check.sh: no $f (carry .gpu/corpus)" >&2; exit 1; }
+  done
+fi
 
 start=$(date +%s)
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${extra[@]}" \
@@ -33,6 +54,24 @@ if [ "$mode" = results ]; then
     bash scripts/results_table.sh --device cuda --precision bf16 2>&1 | tee "$out/results.log"
   cp docs/results.md "$out/results.md"
   tar -C /tmp -czf "$out/results-runs.tgz" --exclude='checkpoints' --exclude='best' results
+  exit 0
+fi
+
+if [ "$mode" = pretrain ]; then
+  wsd=/tmp/wsd
+  gunzip -c .gpu/corpus/train.txt.gz > /tmp/train.txt
+  ADAPTERTUNE=$build/tools/cli/adaptertune WSD_DIR=$wsd CORPUS=/tmp/train.txt \
+    EVAL_TEXT=.gpu/corpus/heldout.txt \
+    bash scripts/pretrain_sitting.sh "$2" --device cuda 2>&1 | tee "$out/sitting.log"
+  cp "$wsd/main.log" "$out/main.log"
+  for model in "$wsd"/decay-*/; do
+    [ -f "$model/model.safetensors" ] || continue
+    name=$(basename "$model")
+    cp "$wsd/$name.log" "$out/$name.log"
+    cp "$model/config.json" "$out/config.json"
+    split -b 15M "$model/model.safetensors" "$out/model.safetensors.part-"
+    sha256sum "$model/model.safetensors" > "$out/model.safetensors.sha256"
+  done
   exit 0
 fi
 

@@ -2,7 +2,7 @@
 # scripts/pretrain_wsd.sh on a tiny corpus: the main run interrupted (Ctrl-C) after a few steps, a
 # decay branched off its newest checkpoint (a finished model with dropout for fine-tuning, the
 # main run's checkpoint left as it was; another warmup refused first), and the main run resumed
-# and extended past its first horizon.
+# and extended past its first horizon; then a sitting (scripts/pretrain_sitting.sh) on its own.
 # Usage: pretrain_wsd_test.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 set -euo pipefail
 source "$(dirname "$0")/interrupt_at_step.sh"
@@ -49,4 +49,15 @@ grep -q "pretrain: resumed from $main/checkpoints/checkpoint-$latest at step $la
   { cat "$main.log" >&2; echo "FAIL: the main run did not resume" >&2; exit 1; }
 grep -q "pretrain: step 60/60  held-out mlm loss" "$main.log" ||
   { echo "FAIL: the main run did not finish its longer horizon" >&2; exit 1; }
+# A sitting: the main run for a few seconds of wall time, then a decay of a tenth of its steps.
+export WSD_DIR=$work/sitting WSD_HORIZON=5000
+unset WSD_DECAY
+bash "$root/scripts/pretrain_sitting.sh" 8 --batch-size 8 2>"$work/sitting.err" ||
+  { cat "$work/sitting.err" "$work/sitting/main.log" >&2; echo "FAIL: the sitting failed" >&2; exit 1; }
+stopped=$(sed 's/^checkpoint-//' "$work/sitting/main/checkpoints/latest")
+decay=$((stopped >= 10 ? stopped / 10 : 1))
+grep -q "the main run stopped at step $stopped; a decay of $decay steps follows" "$work/sitting.err" &&
+  [ -f "$work/sitting/decay-$stopped/model.safetensors" ] &&
+  grep -q "pretrain: branched from .*checkpoint-$stopped at step $stopped (wsd, peak 0.0005, warmup 1, decay $decay of $((stopped + decay)) steps)" "$work/sitting/decay-$stopped.log" ||
+  { cat "$work/sitting.err" >&2; echo "FAIL: the sitting did not end with a decayed model" >&2; exit 1; }
 echo PASS
