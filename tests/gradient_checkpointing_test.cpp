@@ -11,6 +11,7 @@
 #include "adaptertune/head_config.h"
 #include "adaptertune/precision.h"
 #include "adaptertune/training/freeze_policy.h"
+#include "layers/gradient_checkpoint.h"
 #include "test_util.h"
 
 namespace adaptertune {
@@ -118,6 +119,27 @@ TEST_P(GradientCheckpointingTest, PassesWithoutGradientsAreUnchanged) {
   const torch::Tensor out = checkpointed(input, torch::Tensor());
   EXPECT_FALSE(out.requires_grad());
   EXPECT_TRUE(torch::equal(out, plain(input, torch::Tensor())));
+}
+
+// A checkpoint inside another (the attention's probabilities inside a checkpointed layer) runs
+// twice in all, as the outer one does, not three times, with the same gradient.
+TEST(GradientCheckpointing, ANestedCheckpointRunsPlainlyInsideTheOuterOnesSecondRun) {
+  torch::nn::Linear layer(3, 3);
+  const torch::Tensor x = torch::randn({2, 3}, torch::requires_grad());
+  int inner_runs = 0;
+  auto inner = [&](const torch::Tensor& t) {
+    ++inner_runs;
+    return torch::tanh(t) * t;
+  };
+  auto outer = [&](const torch::Tensor& t) {
+    return detail::checkpointed(layer(t), inner).sum(-1);
+  };
+  const torch::Tensor expected_grad = torch::autograd::grad({outer(x).sum()}, {x})[0];
+  inner_runs = 0;
+  const torch::Tensor nested = detail::checkpointed(*layer, x, outer).sum();
+  const torch::Tensor grad = torch::autograd::grad({nested}, {x})[0];
+  EXPECT_EQ(inner_runs, 2) << "the first run and the outer checkpoint's second";
+  EXPECT_TRUE(torch::allclose(grad, expected_grad));
 }
 
 }  // namespace

@@ -36,6 +36,19 @@ std::vector<GeneratorState> generator_states(c10::Device device) {
   return states;
 }
 
+// How many checkpoints this thread is running again in backward. A checkpoint met inside such a
+// run is run plainly: the outer run's activations live only for its own backward, so a nested
+// checkpoint would save nothing worth its third run (the encoder's layers with the attention's
+// probabilities inside them).
+thread_local int recompute_depth = 0;
+
+struct RecomputeScope {
+  RecomputeScope() { ++recompute_depth; }
+  ~RecomputeScope() { --recompute_depth; }
+  RecomputeScope(const RecomputeScope&) = delete;
+  RecomputeScope& operator=(const RecomputeScope&) = delete;
+};
+
 // What backward needs to run the forward pass again, kept in the autograd context.
 struct Recompute : torch::CustomClassHolder {
   std::function<at::Tensor(const at::Tensor&)> run;
@@ -83,6 +96,7 @@ struct Checkpoint : public torch::autograd::Function<Checkpoint> {
         if (recompute->precision != Precision::kFloat32) {
           autocast.emplace(recompute->device, recompute->precision);
         }
+        const RecomputeScope scope;
         output = recompute->run(input);
       }
       for (GeneratorState& state : now) state.put_back();
@@ -104,7 +118,8 @@ namespace {
 // checkpointed() with the parameters whose gradients backward routes.
 at::Tensor checkpointed_with(const at::Tensor& input, std::vector<at::Tensor> parameters,
                              std::function<at::Tensor(const at::Tensor&)> run) {
-  if (!at::GradMode::is_enabled() || (!input.requires_grad() && parameters.empty())) {
+  if (!at::GradMode::is_enabled() || (!input.requires_grad() && parameters.empty()) ||
+      recompute_depth > 0) {
     return run(input);
   }
   auto recompute = c10::make_intrusive<Recompute>();

@@ -14,7 +14,9 @@ namespace adaptertune::detail {
 // so that dropout draws the same masks, and the autocast of the first run, and then
 // backpropagates through that second run. The gradients of `input` and of `module`'s parameters
 // that require grad are those of an ordinary run. When neither needs a gradient (or grad mode is
-// off) it is the plain `run(input)`. `run` must not change state that a second run would see.
+// off), and inside another checkpoint's second run, it is the plain `run(input)`: checkpoints
+// nest without running the inner span a third time. `run` must not change state that a second
+// run would see.
 at::Tensor checkpointed(torch::nn::Module& module, const at::Tensor& input,
                         std::function<at::Tensor(const at::Tensor&)> run);
 

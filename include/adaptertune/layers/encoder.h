@@ -38,7 +38,8 @@ class BertEncoderImpl : public torch::nn::Module {
   /// (SelfAttentionImpl::set_recompute_probabilities()). The same gradients; at bert-base's shape
   /// (batch 32 x seq 128, float32) 0.28 GB less at a step's peak for 1.03-1.07x the time, but at
   /// the shipped base's shape (seq 64) at most 9 MB less for 1.03-1.15x (docs/benchmarks.md). Off
-  /// by default.
+  /// by default. With layer checkpointing on as well, a layer's second run in backward computes
+  /// its attention once, as an ordinary pass does (a checkpoint inside another runs plainly there).
   void set_recompute_attention_probabilities(bool enabled);
 
   torch::nn::ModuleList layer{nullptr};
