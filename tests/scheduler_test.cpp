@@ -19,7 +19,9 @@ TEST(LrSchedule, WarmupThenDecay) {
   EXPECT_NEAR(s.lr_at(9), 0.5, 1e-12);
   s.kind = ScheduleKind::kConstant;
   EXPECT_DOUBLE_EQ(s.lr_at(13), 1.0);
-  EXPECT_ERROR_CONTAINS(parse_schedule("step"), "unknown learning-rate schedule \"step\"");
+  EXPECT_ERROR_CONTAINS(parse_schedule("step"),
+                        "unknown learning-rate schedule \"step\" (expected linear, cosine, "
+                        "constant or wsd)");
   EXPECT_EQ(parse_schedule(schedule_name(ScheduleKind::kCosine)), ScheduleKind::kCosine);
 
   // The warmup share rounds to the nearest step: 0.29 x 100 is 28.999... in binary.

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <optional>
 #include <sstream>
 #include <utility>
 
@@ -18,14 +20,31 @@ constexpr std::pair<ScheduleKind, const char*> kScheduleNames[] = {
     {ScheduleKind::kWarmupStableDecay, "wsd"},
 };
 
-}  // namespace
-
-ScheduleKind parse_schedule(const std::string& name) {
+/// The schedule named `name`, or nothing when no schedule has that name.
+std::optional<ScheduleKind> find_schedule(const std::string& name) {
   for (const auto& [kind, known] : kScheduleNames) {
     if (name == known) return kind;
   }
-  throw Error("unknown learning-rate schedule \"" + name +
-              "\" (expected linear, cosine, constant or wsd)");
+  return std::nullopt;
+}
+
+/// "linear, cosine, constant or wsd": the names for an error message, from the one list.
+std::string expected_schedule_names() {
+  std::string joined;
+  const std::size_t count = std::size(kScheduleNames);
+  for (std::size_t i = 0; i < count; ++i) {
+    if (i > 0) joined += i + 1 == count ? " or " : ", ";
+    joined += kScheduleNames[i].second;
+  }
+  return joined;
+}
+
+}  // namespace
+
+ScheduleKind parse_schedule(const std::string& name) {
+  if (const auto kind = find_schedule(name)) return *kind;
+  throw Error("unknown learning-rate schedule \"" + name + "\" (expected " +
+              expected_schedule_names() + ")");
 }
 
 std::string schedule_name(ScheduleKind kind) {
@@ -138,11 +157,9 @@ LrSchedule LrSchedule::from_json(const std::string& json, const std::string& sou
   LrSchedule schedule;
   std::string kind;
   reader.read("kind", kind);
-  const std::vector<std::string> names = schedule_names();
-  if (std::find(names.begin(), names.end(), kind) == names.end()) {
-    reader.fail("kind", "linear, cosine, constant or wsd");
-  }
-  schedule.kind = parse_schedule(kind);
+  const std::optional<ScheduleKind> known = find_schedule(kind);
+  if (!known) reader.fail("kind", expected_schedule_names());
+  schedule.kind = *known;
   reader.read("peak_lr", schedule.peak_lr);
   reader.read("warmup_steps", schedule.warmup_steps);
   reader.read("total_steps", schedule.total_steps);
