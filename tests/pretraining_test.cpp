@@ -9,6 +9,7 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
+#include "adaptertune/io/directory_lock.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/safetensors.h"
 #include "adaptertune/io/tokenizer_files.h"
@@ -268,6 +269,13 @@ TEST(Pretraining, AnExistingModelIsReplacedOnlyWhenAskedTo) {
   options.max_length = 16;
   options.overwrite = true;
   options.seed = 43;
+  {
+    // Another run writing the directory holds its lock: this one neither clears nor writes it.
+    const DirectoryLock other_run(dir, "model directory");
+    EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options),
+                          "model directory " + dir + " is being written by another run");
+    EXPECT_EQ(read_file(dir + "/model.safetensors"), weights);
+  }
   pretrain_mlm(config, lines, tokenizer, dir, options);
   EXPECT_NE(read_file(dir + "/model.safetensors"), weights);
   options.inputs = {dir + "/vocab.txt"};

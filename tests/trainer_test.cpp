@@ -14,6 +14,7 @@
 #include "adaptertune/error.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
+#include "adaptertune/io/directory_lock.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/tasks/glue.h"
@@ -283,6 +284,15 @@ TEST(Trainer, AFinishedRunIsNeitherOverwrittenNorMixedSilently) {
   // --overwrite replaces the run whole: no checkpoint of the old run is left beside the new.
   o.resume = false;
   o.overwrite = true;
+  {
+    // But not while another run writes the directory: it holds the directory's lock.
+    const DirectoryLock other_run(o.output_dir, "run directory");
+    EXPECT_ERROR_CONTAINS(
+        Trainer(b, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+            .train(),
+        "run directory " + o.output_dir + " is being written by another run");
+    EXPECT_TRUE(file_exists(state_path)) << "the other run's checkpoint was cleared";
+  }
   Trainer(b, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer).train();
   EXPECT_FALSE(file_exists(state_path));
   EXPECT_TRUE(file_exists(o.output_dir + "/checkpoints/checkpoint-2/trainer_state.json"));

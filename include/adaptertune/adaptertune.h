@@ -24,6 +24,7 @@
 #include "adaptertune/inference/task_request.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
+#include "adaptertune/io/directory_lock.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/output_directory.h"
 #include "adaptertune/io/safetensors.h"

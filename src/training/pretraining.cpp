@@ -16,6 +16,7 @@
 #include "adaptertune/error.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
+#include "adaptertune/io/directory_lock.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/output_directory.h"
 #include "adaptertune/io/tokenizer_files.h"
@@ -381,6 +382,10 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   auto message = [&](const std::string& text) {
     if (options.on_message) options.on_message(text);
   };
+  make_directories(output_dir);
+  // Held until the model is saved: a second run on this directory fails here instead of
+  // interleaving its checkpoints with this one's.
+  const DirectoryLock lock(output_dir, "model directory");
   if (options.overwrite) clear_output_directory(model_directory(output_dir));
   DataShape shape;
   shape.batches_per_epoch = batcher.batches_per_epoch();

@@ -11,6 +11,7 @@
 #include "adaptertune/error.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
+#include "adaptertune/io/directory_lock.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/output_directory.h"
 #include "adaptertune/io/tokenizer_files.h"
@@ -183,8 +184,9 @@ TrainResult QuestionAnsweringTrainer::train() {
   const c10::Device device = options_.device;
   check_device(device);
   Trainer::check_options(options_);  // the directory may have changed since the constructor
-  if (options_.overwrite) clear_output_directory(detail::run_directory(options_.output_dir));
   make_directories(options_.output_dir);
+  const DirectoryLock lock(options_.output_dir, "run directory");  // as in Trainer::train()
+  if (options_.overwrite) clear_output_directory(detail::run_directory(options_.output_dir));
   torch::manual_seed(options_.seed);
   model_->to(device);
   model_->train();

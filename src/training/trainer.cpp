@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <limits>
+#include <optional>
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -19,6 +20,7 @@
 #include "adaptertune/error.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
+#include "adaptertune/io/directory_lock.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/output_directory.h"
 #include "adaptertune/io/tokenizer_files.h"
@@ -308,8 +310,14 @@ TrainResult Trainer::train() {
   ProcessGroup* const group = options_.process_group.get();
   // Rank 0 writes the run directory; the other processes of a group write nothing.
   const bool writes = !group || group->is_main();
-  if (writes && options_.overwrite) clear_output_directory(run_directory(options_.output_dir));
-  if (writes) make_directories(options_.output_dir);
+  // Held for the whole run: a second run on this directory fails here instead of interleaving
+  // its checkpoints and metrics with this one's (or clearing them, with overwrite).
+  std::optional<DirectoryLock> lock;
+  if (writes) {
+    make_directories(options_.output_dir);
+    lock.emplace(options_.output_dir, "run directory");
+    if (options_.overwrite) clear_output_directory(run_directory(options_.output_dir));
+  }
   torch::manual_seed(options_.seed);
   model_->to(device);
   model_->train();

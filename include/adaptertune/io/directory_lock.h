@@ -1,0 +1,27 @@
+#pragma once
+/// @file directory_lock.h
+/// One writer per output directory: two runs writing the same run directory would interleave
+/// their checkpoints and logs, and a resume would then continue a mixture of both.
+
+#include <string>
+
+namespace adaptertune {
+
+/// An exclusive advisory lock (flock) on a directory, held for the object's lifetime. The kernel
+/// drops it when the process ends, however it ends, so a killed run leaves no stale lock behind.
+/// It excludes other DirectoryLocks (of this or any process) on the same directory, not writers
+/// that do not take one.
+class DirectoryLock {
+ public:
+  /// Locks existing directory `path` without waiting. Throws Error naming `path` and `what`
+  /// ("run directory") when another lock holds it, or when it cannot be opened.
+  DirectoryLock(const std::string& path, const std::string& what);
+  ~DirectoryLock();
+  DirectoryLock(const DirectoryLock&) = delete;
+  DirectoryLock& operator=(const DirectoryLock&) = delete;
+
+ private:
+  int fd_;
+};
+
+}  // namespace adaptertune

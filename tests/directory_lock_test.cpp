@@ -1,0 +1,73 @@
+#include "adaptertune/io/directory_lock.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <optional>
+
+#include "adaptertune/error.h"
+#include "adaptertune/io/atomic_file.h"
+#include "test_util.h"
+
+namespace adaptertune {
+namespace {
+
+std::string fresh_dir(const std::string& name) {
+  const std::string dir =
+      ::testing::TempDir() + "adaptertune_lock_" + name + "_" + std::to_string(::getpid());
+  remove_tree(dir);
+  make_directories(dir);
+  return dir;
+}
+
+TEST(DirectoryLock, OneHolderAtATimeAndFreedWhenReleased) {
+  const std::string dir = fresh_dir("one");
+  std::optional<DirectoryLock> first;
+  first.emplace(dir, "run directory");
+  EXPECT_ERROR_CONTAINS(DirectoryLock(dir, "run directory"),
+                        "run directory " + dir + " is being written by another run");
+  first.reset();
+  EXPECT_NO_THROW(DirectoryLock(dir, "run directory"));
+  remove_tree(dir);
+}
+
+TEST(DirectoryLock, HeldAgainstOtherProcessesAndFreedWhenTheHolderDies) {
+  const std::string dir = fresh_dir("process");
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // The child takes the lock, says so, and is killed holding it: no destructor runs.
+    ::close(ready[0]);
+    try {
+      DirectoryLock lock(dir, "run directory");
+      const char byte = 1;
+      if (::write(ready[1], &byte, 1) != 1) ::_exit(2);
+      ::pause();
+    } catch (...) {
+      ::_exit(3);
+    }
+    ::_exit(0);
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  ::close(ready[0]);
+  EXPECT_ERROR_CONTAINS(DirectoryLock(dir, "model directory"),
+                        "model directory " + dir + " is being written by another run");
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_NO_THROW(DirectoryLock(dir, "model directory"));
+  remove_tree(dir);
+}
+
+TEST(DirectoryLock, AMissingDirectoryIsNamed) {
+  const std::string dir = fresh_dir("missing") + "/nothing";
+  EXPECT_ERROR_CONTAINS(DirectoryLock(dir, "run directory"),
+                        "cannot open run directory " + dir + " to lock it");
+}
+
+}  // namespace
+}  // namespace adaptertune
