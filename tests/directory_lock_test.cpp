@@ -12,16 +12,15 @@
 namespace adaptertune {
 namespace {
 
-std::string fresh_dir(const std::string& name) {
-  const std::string dir =
-      ::testing::TempDir() + "adaptertune_lock_" + name + "_" + std::to_string(::getpid());
-  remove_tree(dir);
+// An empty directory of its own for each test.
+std::string locked_dir(const std::string& name) {
+  const std::string dir = testing::fresh_dir("lock_" + name);
   make_directories(dir);
   return dir;
 }
 
 TEST(DirectoryLock, OneHolderAtATimeAndFreedWhenReleased) {
-  const std::string dir = fresh_dir("one");
+  const std::string dir = locked_dir("one");
   std::optional<DirectoryLock> first;
   first.emplace(dir, "run directory");
   EXPECT_ERROR_CONTAINS(DirectoryLock(dir, "run directory"),
@@ -32,7 +31,7 @@ TEST(DirectoryLock, OneHolderAtATimeAndFreedWhenReleased) {
 }
 
 TEST(DirectoryLock, HeldAgainstOtherProcessesAndFreedWhenTheHolderDies) {
-  const std::string dir = fresh_dir("process");
+  const std::string dir = locked_dir("process");
   int ready[2];
   ASSERT_EQ(::pipe(ready), 0);
   const pid_t child = ::fork();
@@ -64,7 +63,7 @@ TEST(DirectoryLock, HeldAgainstOtherProcessesAndFreedWhenTheHolderDies) {
 }
 
 TEST(DirectoryLock, AMissingDirectoryIsNamed) {
-  const std::string dir = fresh_dir("missing") + "/nothing";
+  const std::string dir = locked_dir("missing") + "/nothing";
   EXPECT_ERROR_CONTAINS(DirectoryLock(dir, "run directory"),
                         "cannot open run directory " + dir + " to lock it");
 }
