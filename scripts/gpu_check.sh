@@ -14,10 +14,12 @@
 #                                   --held-out out/corpus/heldout.txt && mkdir -p .gpu/corpus &&
 #                                   gzip -c out/corpus/train.txt > .gpu/corpus/train.txt.gz &&
 #                                   cp out/corpus/heldout.txt .gpu/corpus/).
-#                                   $OUT gets the logs and the decayed model, its weights split in
-#                                   parts under 16 MiB (join: cat model.safetensors.part-* >
-#                                   model.safetensors; config.json, vocab.txt and the licence as
-#                                   in models/adaptertune-base-uncased-L4-H256).
+#                                   $OUT gets logs.tgz (the build's, the run's and the weights'
+#                                   sha256) and the decayed model, its weights split in parts under
+#                                   16 MiB (join: cat model.safetensors.part-* > model.safetensors
+#                                   and check with sha256sum -c; config.json beside them, vocab.txt
+#                                   and the licence as in models/adaptertune-base-uncased-L4-H256):
+#                                   5 files, where at most 8 come back.
 # Needs the Debian dev packages unpacked from .debs/ (made here with: cd .debs && apt-get download
 # libsentencepiece0 libsentencepiece-dev libgtest-dev googletest nlohmann-json3-dev libcli11-dev
 # libutf8proc2 libutf8proc-dev). Writes logs to $OUT (or out/gpu when OUT is unset).
@@ -70,8 +72,10 @@ if [ "$mode" = pretrain ]; then
     cp "$wsd/$name.log" "$out/$name.log"
     cp "$model/config.json" "$out/config.json"
     split -b 15M "$model/model.safetensors" "$out/model.safetensors.part-"
-    sha256sum "$model/model.safetensors" > "$out/model.safetensors.sha256"
+    (cd "$model" && sha256sum model.safetensors) > "$out/model.safetensors.sha256"
   done
+  # At most 8 files come back from a lent machine: the logs travel as one archive.
+  (cd "$out" && shopt -s nullglob && tar -czf logs.tgz --remove-files -- *.log *.txt *.sha256)
   exit 0
 fi
 
