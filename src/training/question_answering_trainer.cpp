@@ -357,23 +357,10 @@ TrainResult QuestionAnsweringTrainer::train() {
       const bool last_batch = b + 1 == static_cast<int64_t>(order.size());
       if (micro % options_.gradient_accumulation != 0 && !last_batch) continue;
       const double lr = engine.step();
-      state.epoch = epoch;
-      state.batch_in_epoch = b + 1;
-      const double rate = window.examples_per_second();
-      const double eta = window.seconds_for(
-          static_cast<double>((total_steps - state.global_step) * options_.batch_size *
-                              options_.gradient_accumulation));
-      if (options_.on_step) options_.on_step(state.global_step);
-      const bool log_now = state.global_step % options_.log_every == 0;
-      progress.update(epoch, epochs, b + 1, static_cast<int64_t>(order.size()), window.mean_loss(),
-                      lr, rate, eta, log_now);
-      if (log_now) {
-        metrics_log.write({{"event", "train"},
-                           {"step", state.global_step},
-                           {"epoch", epoch + 1},
-                           {"loss", window.mean_loss()},
-                           {"lr", lr},
-                           {"examples_per_s", rate}});
+      const detail::StepPosition position{epoch, epochs, b + 1, static_cast<int64_t>(order.size()),
+                                          total_steps};
+      if (const auto event = detail::report_step(options_, state, position, lr, window, progress)) {
+        metrics_log.write(*event);
         window.reset();
       }
       if (state.global_step >= total_steps) {

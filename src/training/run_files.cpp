@@ -142,6 +142,28 @@ void LogWindow::reset() {
   *this = LogWindow();
 }
 
+std::optional<Json> report_step(const TrainerOptions& options, TrainingState& state,
+                                const StepPosition& position, double lr, const LogWindow& window,
+                                Progress& progress) {
+  state.epoch = position.epoch;
+  state.batch_in_epoch = position.batch;
+  const double rate = window.examples_per_second();
+  const double eta =
+      window.seconds_for(static_cast<double>((position.total_steps - state.global_step) *
+                                             options.batch_size * options.gradient_accumulation));
+  if (options.on_step) options.on_step(state.global_step);
+  const bool log_now = state.global_step % options.log_every == 0;
+  progress.update(position.epoch, position.epochs, position.batch, position.batches,
+                  window.mean_loss(), lr, rate, eta, log_now);
+  if (!log_now) return std::nullopt;
+  return Json{{"event", "train"},
+              {"step", state.global_step},
+              {"epoch", position.epoch + 1},
+              {"loss", window.mean_loss()},
+              {"lr", lr},
+              {"examples_per_s", rate}};
+}
+
 Json machine_json() {
   return {{"hardware_threads", std::thread::hardware_concurrency()},
           {"torch_threads", at::get_num_threads()},

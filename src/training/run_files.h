@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/io/output_directory.h"
+#include "adaptertune/training/checkpoint.h"
 #include "adaptertune/training/trainer.h"
 
 namespace adaptertune {
@@ -87,6 +88,23 @@ class LogWindow {
   int64_t batches_ = 0, examples_ = 0;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
+
+/// Where an optimizer step lies in the run, for report_step().
+struct StepPosition {
+  int64_t epoch = 0, epochs = 0;
+  /// The batch of the epoch just consumed (1-based) and the epoch's batches.
+  int64_t batch = 0, batches = 0;
+  int64_t total_steps = 0;
+};
+
+/// What both trainers' loops do after an optimizer step that took learning rate `lr`: record the
+/// data position in `state`, call `options.on_step`, update the progress display, and, when the
+/// step is one to log (`options.log_every`), return its "train" event for metrics.jsonl: the
+/// caller adds its own keys, writes it and resets `window`.
+std::optional<nlohmann::ordered_json> report_step(const TrainerOptions& options,
+                                                  TrainingState& state,
+                                                  const StepPosition& position, double lr,
+                                                  const LogWindow& window, Progress& progress);
 
 /// The machine a run ran on, as run.json records it under "machine": hardware threads, LibTorch's
 /// thread count, whether CUDA is available, and the CPU allocator (runtime.h, cpu_allocator()).

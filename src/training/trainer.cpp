@@ -693,20 +693,10 @@ TrainResult Trainer::train() {
       }
       std::fill(step_loss.begin(), step_loss.end(), 0.0);
       const double lr = engine.step();
-      state.epoch = epoch;
-      state.batch_in_epoch = b + 1;
-      const double rate = window.examples_per_second();
-      const double eta = window.seconds_for(
-          static_cast<double>((total_steps - state.global_step) * options_.batch_size *
-                              options_.gradient_accumulation));
-      if (options_.on_step) options_.on_step(state.global_step);
-      const bool log_now = state.global_step % options_.log_every == 0;
-      progress.update(epoch, epochs, b + 1, static_cast<int64_t>(order.size()), window.mean_loss(),
-                      lr, rate, eta, log_now);
-      if (log_now) {
-        Json event = {{"event", "train"},   {"step", state.global_step},
-                      {"epoch", epoch + 1}, {"loss", window.mean_loss()},
-                      {"lr", lr},           {"examples_per_s", rate}};
+      const detail::StepPosition position{epoch, epochs, b + 1, static_cast<int64_t>(order.size()),
+                                          total_steps};
+      if (auto logged = detail::report_step(options_, state, position, lr, window, progress)) {
+        Json& event = *logged;
         if (several) {
           // Each task's mean loss over the window (tasks without a batch in it are left out).
           Json task_loss = Json::object();
