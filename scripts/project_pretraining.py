@@ -35,15 +35,19 @@ def held_out_curve(text, warmup):
 
 
 def fit_power_law(steps, losses):
-    """E, A, alpha minimising the squared error of E + A * steps^-alpha: for each alpha on a fine
-    grid the best E and A are a linear least-squares problem."""
+    """E >= 0, A, alpha minimising the squared error of E + A * steps^-alpha: for each alpha on a
+    fine grid the best E and A are a linear least-squares problem (E held at 0 where it would be
+    negative: a loss has no negative floor)."""
     if len(steps) < 4:
         raise ValueError(f"a fit of 3 parameters needs at least 4 held-out points, got {len(steps)}")
     best = None
-    for alpha in np.arange(0.02, 3.0, 0.002):
-        design = np.stack([np.ones_like(steps), steps ** -alpha], axis=1)
+    for alpha in np.arange(0.002, 3.0, 0.002):
+        power = steps ** -alpha
+        design = np.stack([np.ones_like(steps), power], axis=1)
         (offset, scale), *_ = np.linalg.lstsq(design, losses, rcond=None)
-        error = float(np.sum((design @ [offset, scale] - losses) ** 2))
+        if offset < 0:
+            offset, scale = 0.0, float(power @ losses / (power @ power))
+        error = float(np.sum((offset + scale * power - losses) ** 2))
         if scale > 0 and (best is None or error < best[0]):
             best = (error, offset, scale, alpha)
     if best is None:

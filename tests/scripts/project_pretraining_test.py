@@ -2,6 +2,7 @@
 steps and losses from it, says when a loss lies below the curve's floor, turns a target score into
 steps through --link, and refuses too few points and a link that does not rise.
 Usage: project_pretraining_test.py ADAPTERTUNE PROJECT_DIR WORK_DIR"""
+import math
 import os
 import re
 import subprocess
@@ -73,6 +74,16 @@ check(proc.returncode != 0 and "do not rise as the loss falls" in proc.stderr,
 proc = run(log, "--link", "2.4=80", "--target", "85")
 check(proc.returncode != 0 and "--target needs two --link points or more and --decay-drop" in proc.stderr,
       "a target needs two links and the decay's drop: " + proc.stderr)
+# A curve straight in log steps has no floor a power law could find: the fit keeps E at 0 rather
+# than go negative (a loss has no negative floor), and still fits.
+straight = os.path.join(work, "straight.log")
+with open(straight, "w") as f:
+    for step in range(1500, 10001, 500):
+        f.write(f"pretrain: step {step}/80000  held-out mlm loss {6 - 0.3 * math.log(step):.4f}\n")
+proc = run(straight)
+match = re.search(r"L\(s\) = (-?[0-9.]+) \+", proc.stdout)
+check(proc.returncode == 0 and match and float(match.group(1)) >= 0,
+      "the floor is never negative: " + proc.stdout + proc.stderr)
 short = write_log("short.log", [1500, 2000, 2500])
 proc = run(short)
 check(proc.returncode != 0 and "needs at least 4 held-out points, got 3" in proc.stderr and short in proc.stderr,
