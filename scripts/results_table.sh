@@ -7,12 +7,15 @@
 #   bash scripts/results_table.sh [--device cpu|cuda|auto] [--precision fp32|bf16]
 # Extra arguments go to every `adaptertune train` call. Runs land in runs/results/<task>-<mode>.
 # ADAPTERTUNE_RESULTS_TASKS and ADAPTERTUNE_RESULTS_MODES (houlsby pfeiffer full head random) run
-# a part of the table; its other cells then read "not run".
+# a part of the table; its other cells then read "not run". ADAPTERTUNE_BASE evaluates another
+# base (a candidate for shipping); ADAPTERTUNE_RESULTS_FILE writes the table elsewhere than
+# docs/results.md, which then stays as it is.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cli=${ADAPTERTUNE_CLI:-$root/build/tools/cli/adaptertune}
 model=${ADAPTERTUNE_BASE:-$root/models/adaptertune-base-uncased-L4-H256}
 runs=${ADAPTERTUNE_RESULTS_DIR:-$root/runs/results}
+table=${ADAPTERTUNE_RESULTS_FILE:-docs/results.md}
 tasks=${ADAPTERTUNE_RESULTS_TASKS:-"SST-2 MRPC RTE CoLA STS-B"}
 modes=${ADAPTERTUNE_RESULTS_MODES:-"houlsby pfeiffer full head random"}
 cd "$root"
@@ -34,19 +37,22 @@ for task in $tasks; do
       --batch-size 32 --max-length 128 --seed 42 --no-progress --out "$out" "${args[@]}" "$@" > /dev/null
   done
 done
-python3 - "$runs" "$tasks" "$@" > docs/results.md.new <<'PY'
+python3 - "$runs" "$tasks" "$model" "$root" "$@" > "$table.new" <<'PY'
 import json, os, sys
-runs, tasks = sys.argv[1], sys.argv[2].split()
+runs, tasks, model, root = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
+shipped = os.path.realpath(model) == os.path.realpath(os.path.join(root, "models/adaptertune-base-uncased-L4-H256"))
+base = os.path.relpath(os.path.realpath(model), root) if os.path.realpath(model).startswith(root + "/") else model
 modes = [("houlsby", "Houlsby adapters"), ("pfeiffer", "Pfeiffer adapters"), ("full", "full fine-tuning"), ("head", "head only"),
          ("random", "full fine-tuning from random init")]
 metric_name = {"CoLA": "mcc", "STS-B": "spearmanr", "MRPC": "f1", "SST-2": "accuracy", "RTE": "accuracy"}
 first = json.load(open(next(path for path in (os.path.join(runs, f"{t}-{m}", "run.json")
                                                for t in tasks for m, _ in modes)
                             if os.path.exists(path))))  # some run of this call exists
-print("# Results on the shipped base\n")
-print(f"Base: `models/adaptertune-base-uncased-L4-H256`; device {first['options']['device']}, "
+print("# Results on the shipped base\n" if shipped else f"# Results on {base}\n")
+made_by = ("" if shipped else f"ADAPTERTUNE_BASE={base} ") + f"bash scripts/results_table.sh {' '.join(sys.argv[5:])}"
+print(f"Base: `{base}`; device {first['options']['device']}, "
       f"precision {first['options']['precision']}, adaptertune {first['library_version']}, "
-      f"LibTorch {first['torch_version']}. Made by `bash scripts/results_table.sh {' '.join(sys.argv[3:])}`.\n")
+      f"LibTorch {first['torch_version']}. Made by `{made_by.strip()}`.\n")
 print("Dev-set scores (best evaluation of the run, GLUE metric x 100), trainable parameters and wall time. "
       "The last column fully fine-tunes a model of the base's config from BERT's random initialisation "
       "(`train --random-init`), with full fine-tuning's settings: the honest zero, which the base's "
@@ -71,8 +77,8 @@ PY
 # Sections other scripts write (<!-- fusion_report.sh --> …) and notes written by hand about the
 # table (between <!-- notes --> and <!-- /notes -->) are kept, after the table.
 section='^<!-- \([a-z_]*\.sh\|notes\) -->$'
-if [ -f docs/results.md ] && grep -q "$section" docs/results.md; then
-  { echo; sed -n "/$section/,\$p" docs/results.md; } >> docs/results.md.new
+if [ -f "$table" ] && grep -q "$section" "$table"; then
+  { echo; sed -n "/$section/,\$p" "$table"; } >> "$table.new"
 fi
-mv docs/results.md.new docs/results.md
-cat docs/results.md
+mv "$table.new" "$table"
+cat "$table"

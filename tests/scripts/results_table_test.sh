@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# scripts/results_table.sh on one small cell (RTE, head only, 2 steps): a table for another base
+# goes to ADAPTERTUNE_RESULTS_FILE, names that base and the command that made it, keeps the notes
+# the file already had, and leaves docs/results.md alone.
+# Usage: results_table_test.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
+set -euo pipefail
+cli=$1 root=$2 work=$3
+rm -rf "$work"
+mkdir -p "$work"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# Another base: a copy of the shipped one.
+cp -r "$root/models/adaptertune-base-uncased-L4-H256" "$work/candidate"
+# The table names a base inside the project by its path from the project's root.
+base=$(realpath "$work/candidate")
+case "$base" in "$(realpath "$root")"/*) base=${base#"$(realpath "$root")"/} ;; esac
+table=$work/table.md
+printf '# old table\n\n<!-- notes -->\nmy notes\n<!-- /notes -->\n' >"$table"
+before=$(sha256sum "$root/docs/results.md")
+ADAPTERTUNE_CLI=$cli ADAPTERTUNE_BASE=$work/candidate ADAPTERTUNE_RESULTS_DIR=$work/runs \
+  ADAPTERTUNE_RESULTS_FILE=$table ADAPTERTUNE_RESULTS_TASKS=RTE ADAPTERTUNE_RESULTS_MODES=head \
+  OMP_NUM_THREADS=1 bash "$root/scripts/results_table.sh" --max-steps 2 >"$work/out.txt" 2>"$work/err.txt" ||
+  { cat "$work/err.txt" >&2; fail "results_table.sh failed"; }
+[ "$(sha256sum "$root/docs/results.md")" = "$before" ] || fail "docs/results.md was rewritten"
+grep -qxF "# Results on $base" "$table" || fail "the title does not name the base: $(head -1 "$table")"
+grep -qF "Base: \`$base\`" "$table" || fail "the base is not named"
+grep -qF "Made by \`ADAPTERTUNE_BASE=$base bash scripts/results_table.sh --max-steps 2\`" "$table" ||
+  fail "the command that made it is not given: $(grep 'Made by' "$table")"
+grep -qE '^\| RTE \| accuracy \| not run \| not run \| not run \| [0-9.]+ \(66,306 = 0.60 %, [0-9]+ s\) \| not run \|$' "$table" ||
+  fail "the RTE row: $(grep '^| RTE' "$table")"
+grep -q "^my notes\$" "$table" || fail "the notes were lost"
+grep -q "old table" "$table" && fail "the old table was kept"
+echo PASS
