@@ -62,10 +62,28 @@ TEST(DirectoryLock, HeldAgainstOtherProcessesAndFreedWhenTheHolderDies) {
   remove_tree(dir);
 }
 
-TEST(DirectoryLock, AMissingDirectoryIsNamed) {
-  const std::string dir = locked_dir("missing") + "/nothing";
-  EXPECT_ERROR_CONTAINS(DirectoryLock(dir, "run directory"),
-                        "cannot open run directory " + dir + " to lock it");
+TEST(DirectoryLock, MakesAMissingDirectoryAndRemovesItIfLeftEmpty) {
+  const std::string dir = locked_dir("missing") + "/run/a";
+  {
+    const DirectoryLock lock(dir, "run directory");
+    EXPECT_TRUE(::access(dir.c_str(), F_OK) == 0) << "not made";
+  }
+  EXPECT_FALSE(::access(dir.c_str(), F_OK) == 0) << "an empty directory it made was left behind";
+  {
+    const DirectoryLock lock(dir, "run directory");
+    write_file_atomic(dir + "/run.json", "{}\n");
+  }
+  EXPECT_TRUE(file_exists(dir + "/run.json")) << "a directory written into was removed";
+  {
+    // One that was there before stays, empty or not.
+    const std::string empty = locked_dir("existing");
+    { const DirectoryLock lock(empty, "run directory"); }
+    EXPECT_TRUE(::access(empty.c_str(), F_OK) == 0);
+  }
+  // A file where the directory should be.
+  const std::string file = locked_dir("file") + "/x";
+  write_file_atomic(file, "");
+  EXPECT_ERROR_CONTAINS(DirectoryLock(file, "run directory"), file);
 }
 
 }  // namespace

@@ -184,7 +184,6 @@ TrainResult QuestionAnsweringTrainer::train() {
   const c10::Device device = options_.device;
   check_device(device);
   Trainer::check_options(options_);  // the directory may have changed since the constructor
-  make_directories(options_.output_dir);
   const DirectoryLock lock(options_.output_dir, "run directory");  // as in Trainer::train()
   if (options_.overwrite) clear_output_directory(detail::run_directory(options_.output_dir));
   torch::manual_seed(options_.seed);

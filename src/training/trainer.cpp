@@ -314,8 +314,7 @@ TrainResult Trainer::train() {
   // its checkpoints and metrics with this one's (or clearing them, with overwrite).
   std::optional<DirectoryLock> lock;
   if (writes) {
-    make_directories(options_.output_dir);
-    lock.emplace(options_.output_dir, "run directory");
+    lock.emplace(options_.output_dir, "run directory");  // made here when missing
     if (options_.overwrite) clear_output_directory(run_directory(options_.output_dir));
   }
   torch::manual_seed(options_.seed);

@@ -13,15 +13,20 @@ namespace adaptertune {
 /// that do not take one.
 class DirectoryLock {
  public:
-  /// Locks existing directory `path` without waiting. Throws Error naming `path` and `what`
-  /// ("run directory") when another lock holds it, or when it cannot be opened.
+  /// Locks directory `path` without waiting, creating it (and its parents) when it is missing.
+  /// Throws Error naming `path` and `what` ("run directory") when another lock holds it, or when
+  /// it cannot be made or opened.
   DirectoryLock(const std::string& path, const std::string& what);
+  /// Releases the lock. A directory the lock created is removed again if it is still empty, so
+  /// that a run refused before it wrote anything leaves nothing behind.
   ~DirectoryLock();
   DirectoryLock(const DirectoryLock&) = delete;
   DirectoryLock& operator=(const DirectoryLock&) = delete;
 
  private:
-  int fd_;
+  std::string path_;
+  bool created_ = false;
+  int fd_ = -1;
 };
 
 }  // namespace adaptertune
