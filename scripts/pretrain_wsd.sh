@@ -10,7 +10,9 @@
 #        scripts/pretrain_wsd.sh decay STEP|latest [extra pretrain flags]
 #          a decay of WSD_DECAY steps branched off the main run's checkpoint at STEP (or its
 #          newest), into WSD_DIR/decay-STEP: a model for fine-tuning, like the shipped base
-#   WSD_DIR (default out/wsd), WSD_INIT (default the shipped base), WSD_HORIZON (default 80000:
+#   WSD_DIR (default out/wsd), WSD_INIT (default WSD_DIR/init, the copy of the model the main run
+#   started from, which its first call makes from the shipped base; the shipped base itself may
+#   since have been replaced, by a decay of this very run), WSD_HORIZON (default 80000:
 #   the main run's planned steps, 10x the shipped base's; it decays over its last WSD_HORIZON / 10
 #   steps only if it ever gets there), WSD_WARMUP (default 1000 steps), WSD_DECAY (default 1000),
 #   WSD_SEED (default 44: a data order that neither the shipped base nor its continuation had);
@@ -23,10 +25,24 @@ dir=${WSD_DIR:-$root/out/wsd}
 horizon=${WSD_HORIZON:-80000}
 warmup=${WSD_WARMUP:-1000}
 decay=${WSD_DECAY:-1000}
-export BASE_INIT=${WSD_INIT:-$root/models/adaptertune-base-uncased-L4-H256}
-shared=(--schedule wsd --warmup-steps "$warmup" --seed "${WSD_SEED:-44}")
 usage() { echo "usage: pretrain_wsd.sh run|decay STEP|latest [pretrain flags]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
+# The run's own copy of the model it continues: `pretrain` refuses to resume or branch from
+# other initial weights, and models/ changes when a decay of this run is shipped.
+init_copy=$dir/init
+if [ -z "${WSD_INIT:-}" ] && [ ! -f "$init_copy/model.safetensors" ]; then
+  shipped=$root/models/adaptertune-base-uncased-L4-H256
+  [ ! -e "$dir/main/checkpoints/latest" ] || {
+    echo "pretrain_wsd.sh: $dir/main has checkpoints but no $init_copy, the model it started from" \
+      "(set WSD_INIT to it)" >&2
+    exit 1
+  }
+  mkdir -p "$init_copy.tmp"
+  cp "$shipped"/{config.json,model.safetensors,tokenizer_config.json,vocab.txt} "$init_copy.tmp/"
+  mv "$init_copy.tmp" "$init_copy"
+fi
+export BASE_INIT=${WSD_INIT:-$init_copy}
+shared=(--schedule wsd --warmup-steps "$warmup" --seed "${WSD_SEED:-44}")
 case "$1" in
   run)
     shift

@@ -60,4 +60,22 @@ grep -q "the main run stopped at step $stopped; a decay of $decay steps follows"
   [ -f "$work/sitting/decay-$stopped/model.safetensors" ] &&
   grep -q "pretrain: branched from .*checkpoint-$stopped at step $stopped (wsd, peak 0.0005, warmup 1, decay $decay of $((stopped + decay)) steps)" "$work/sitting/decay-$stopped.log" ||
   { cat "$work/sitting.err" >&2; echo "FAIL: the sitting did not end with a decayed model" >&2; exit 1; }
+
+# Without WSD_INIT the run keeps its own copy of the shipped base, so that shipping one of its
+# decays into models/ later does not change the weights it resumes from.
+unset WSD_INIT
+export WSD_DIR=$work/own WSD_HORIZON=2
+bash "$root/scripts/pretrain_wsd.sh" run --batch-size 2 --max-length 16 2>/dev/null ||
+  { cat "$work/own/main.log" >&2; echo "FAIL: a run from the shipped base failed" >&2; exit 1; }
+cmp -s "$work/own/init/model.safetensors" "$root/models/adaptertune-base-uncased-L4-H256/model.safetensors" &&
+  grep -q "starting from the weights of $work/own/init" "$work/own/main.log" ||
+  { echo "FAIL: the run did not start from its own copy of the shipped base" >&2; exit 1; }
+# A run with checkpoints that has lost its copy is refused, not restarted from what models/ holds.
+rm -rf "$work/own/init" "$work/own/main"
+mkdir -p "$work/own/main/checkpoints" && echo checkpoint-1 >"$work/own/main/checkpoints/latest"
+if bash "$root/scripts/pretrain_wsd.sh" run 2>"$work/own.err"; then
+  echo "FAIL: a run without its initial model was resumed" >&2; exit 1
+fi
+grep -q "has checkpoints but no $work/own/init, the model it started from" "$work/own.err" ||
+  { cat "$work/own.err" >&2; echo "FAIL: the refusal does not say why" >&2; exit 1; }
 echo PASS
