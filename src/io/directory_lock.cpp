@@ -17,23 +17,21 @@ DirectoryLock::DirectoryLock(const std::string& path, const std::string& what) :
   struct stat info {};
   created_ = ::stat(path.c_str(), &info) != 0 && errno == ENOENT;
   make_directories(path);
-  fd_ = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  int error = errno;
   // The lock is on the directory itself, not on a file in it: nothing is added to the directory,
   // and nothing is left there when the process dies.
+  fd_ = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd_ >= 0 && ::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
-  if (fd_ >= 0) {
-    error = errno;
-    ::close(fd_);
-  }
-  if (created_) ::rmdir(path.c_str());
-  if (fd_ >= 0 && error == EWOULDBLOCK) {
+  const int error = errno;  // of open() or of flock()
+  const bool held_elsewhere = fd_ >= 0 && error == EWOULDBLOCK;
+  const std::string failed = fd_ >= 0 ? "lock " : "open ";
+  if (fd_ >= 0) ::close(fd_);
+  if (created_) ::rmdir(path.c_str());  // the destructor does not run for a constructor that throws
+  if (held_elsewhere) {
     throw Error(what + " " + path +
                 " is being written by another run (it holds the directory's lock); wait for it "
                 "to end, or write elsewhere");
   }
-  throw Error("cannot " + std::string(fd_ >= 0 ? "lock " : "open ") + what + " " + path + ": " +
-              std::strerror(error));
+  throw Error("cannot " + failed + what + " " + path + ": " + std::strerror(error));
 }
 
 DirectoryLock::~DirectoryLock() {

@@ -383,8 +383,8 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
     if (options.on_message) options.on_message(text);
   };
   // Made here when missing (and removed again if the run is refused before it writes). Held until
-  // the model is saved: a second run on this directory fails here instead of
-  // interleaving its checkpoints with this one's.
+  // the model is saved: a second run on this directory fails here instead of interleaving its
+  // checkpoints with this one's.
   const DirectoryLock lock(output_dir, "model directory");
   if (options.overwrite) clear_output_directory(model_directory(output_dir));
   DataShape shape;

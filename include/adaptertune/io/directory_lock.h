@@ -17,8 +17,9 @@ class DirectoryLock {
   /// Throws Error naming `path` and `what` ("run directory") when another lock holds it, or when
   /// it cannot be made or opened.
   DirectoryLock(const std::string& path, const std::string& what);
-  /// Releases the lock. A directory the lock created is removed again if it is still empty, so
-  /// that a run refused before it wrote anything leaves nothing behind.
+  /// Releases the lock. The directory is removed again if the lock created it and it is still
+  /// empty, so that a run refused before it wrote anything leaves nothing behind (parents the
+  /// lock made for it stay).
   ~DirectoryLock();
   DirectoryLock(const DirectoryLock&) = delete;
   DirectoryLock& operator=(const DirectoryLock&) = delete;
