@@ -103,7 +103,7 @@ def main():
     except ValueError as e:
         sys.exit(f"project_pretraining.py: {args.log}: {e}")
     offset, scale, alpha = fit
-    residuals = losses - np.array([loss_at(fit, s) for s in steps])
+    residuals = losses - loss_at(fit, steps)
 
     def hours(step):
         if args.seconds_per_step is None:

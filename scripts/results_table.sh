@@ -40,8 +40,10 @@ done
 python3 - "$runs" "$tasks" "$model" "$root" "$@" > "$table.new" <<'PY'
 import json, os, sys
 runs, tasks, model, root = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
-shipped = os.path.realpath(model) == os.path.realpath(os.path.join(root, "models/adaptertune-base-uncased-L4-H256"))
-base = os.path.relpath(os.path.realpath(model), root) if os.path.realpath(model).startswith(root + "/") else model
+# The base as the table names it: by its path from the project's root when it lies inside.
+resolved, root = os.path.realpath(model), os.path.realpath(root)
+base = os.path.relpath(resolved, root) if resolved.startswith(root + "/") else model
+shipped = base == "models/adaptertune-base-uncased-L4-H256"
 modes = [("houlsby", "Houlsby adapters"), ("pfeiffer", "Pfeiffer adapters"), ("full", "full fine-tuning"), ("head", "head only"),
          ("random", "full fine-tuning from random init")]
 metric_name = {"CoLA": "mcc", "STS-B": "spearmanr", "MRPC": "f1", "SST-2": "accuracy", "RTE": "accuracy"}
