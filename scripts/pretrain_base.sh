@@ -3,8 +3,8 @@
 # no dropout, 30 % of tokens masked, otherwise the shipped base's settings) on the probes' corpus,
 # for BASE_STEPS steps of 64 x 128 tokens, the held-out loss measured every 500 steps. It keeps a
 # checkpoint every 250 steps outside the build tree, so it can be stopped at any time (Ctrl-C saves
-# one too): run it again with the same settings and it resumes from the newest checkpoint. A
-# finished run is left alone.
+# one too, and so does `--stop-after STEP`): run it again with the same settings and it resumes from
+# the newest checkpoint. A finished run is left alone.
 # Usage: scripts/pretrain_base.sh [extra pretrain flags, e.g. --device cuda]
 #   BASE_STEPS (default 8000), BASE_DIR (default out/long/nodropout-mask30: the model lands there),
 #   ADAPTERTUNE (the CLI), CORPUS (default out/corpus/train.txt), EVAL_TEXT (default
@@ -47,5 +47,11 @@ GOMP_SPINCOUNT=1000 "$cli" pretrain --config "$config" "${pretrain_recipe[@]}" -
   --out "$dir" --steps "$steps" --eval-text "$eval_text" --eval-every 500 --mask-probability 0.3 \
   "${mode[@]+"${mode[@]}"}" "$@" \
   2>> "$dir.log"
+# `--stop-after` ends the run with a checkpoint and no model: nothing to finish yet.
+if [ ! -f "$dir/model.safetensors" ]; then
+  echo "pretrain_base.sh: $dir stopped at its $(cat "$dir/checkpoints/latest") as asked;" \
+    "run again without --stop-after to go on" >&2
+  exit 0
+fi
 finish
 echo "pretrain_base.sh: $dir is finished, its config.json with dropout for fine-tuning" >&2

@@ -6,7 +6,8 @@
 # scripts/pretrain_base.sh (the long run's recipe: no dropout, 30 % masking, 64 x 128 tokens a
 # step, a checkpoint every 250 steps), so the corpus is the same and an interrupted call resumes.
 # Usage: scripts/pretrain_wsd.sh run [extra pretrain flags]
-#          the main run, into WSD_DIR/main (resumes from its newest checkpoint when it has one)
+#          the main run, into WSD_DIR/main (resumes from its newest checkpoint when it has one;
+#          `--stop-after STEP` stops it there, with a checkpoint to branch a decay off)
 #        scripts/pretrain_wsd.sh decay STEP|latest [extra pretrain flags]
 #          a decay of WSD_DECAY steps branched off the main run's checkpoint at STEP (or its
 #          newest), into WSD_DIR/decay-STEP: a model for fine-tuning, like the shipped base

@@ -482,6 +482,65 @@ void expect_same_weights(const std::string& a, const std::string& b) {
   }
 }
 
+// stop_after_step ends a run where Ctrl-C would, but at a step named in advance: a checkpoint
+// there (also when it falls on a periodic one), no model, and a resume that finishes as the
+// uninterrupted run does.
+TEST(Pretraining, StopsAfterTheStepAskedAndResumesToTheSameWeights) {
+  WordPieceTokenizer tokenizer(kVocab);
+  const BertConfig config = tiny_config_for(tokenizer);
+  std::vector<std::string> lines;
+  for (int i = 0; i < 10; ++i)
+    lines.push_back("the quick brown fox jumps over the lazy dog number " + std::to_string(i));
+  const std::string root =
+      ::testing::TempDir() + "adaptertune_pretrain_stop_" + std::to_string(::getpid());
+  remove_tree(root);
+  PretrainOptions options = few_steps(6);
+  options.checkpoint_every = 2;
+  options.keep_checkpoints = 5;
+  pretrain_mlm(config, lines, tokenizer, root + "/whole", options);
+
+  const std::string dir = root + "/stopped";
+  std::vector<std::string> messages;
+  options.on_message = [&](const std::string& text) { messages.push_back(text); };
+  for (int64_t stop_after : {3, 4}) {
+    SCOPED_TRACE("stop_after_step " + std::to_string(stop_after));
+    options.stop_after_step = stop_after;
+    const PretrainResult part = pretrain_mlm(config, lines, tokenizer, dir, options);
+    EXPECT_TRUE(part.stopped);
+    EXPECT_FALSE(part.interrupted);
+    EXPECT_EQ(part.steps, stop_after);
+    EXPECT_FALSE(file_exists(dir + "/model.safetensors")) << "no model from an unfinished run";
+    ASSERT_FALSE(messages.empty());
+    EXPECT_NE(messages.back().find("stopped after step " + std::to_string(stop_after) +
+                                   " as asked (stop_after_step); checkpoint saved in " + dir +
+                                   "/checkpoints/checkpoint-" + std::to_string(stop_after)),
+              std::string::npos)
+        << messages.back();
+    options.resume = true;
+  }
+  // Step 2 (periodic), 3 (the stop) and 4 (periodic and the stop).
+  for (int step : {2, 3, 4}) {
+    EXPECT_TRUE(file_exists(dir + "/checkpoints/checkpoint-" + std::to_string(step) +
+                            "/trainer_state.json"))
+        << step;
+  }
+
+  // A stop that the run has already passed is an error, not a silent full run.
+  options.stop_after_step = 4;
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options),
+                        "stop_after_step 4: the run continues from step 4, which is not before it");
+  options.stop_after_step = 6;
+  EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, dir, options),
+                        "stop_after_step must be less than steps (6), got 6");
+
+  options.stop_after_step = 0;
+  const PretrainResult rest = pretrain_mlm(config, lines, tokenizer, dir, options);
+  EXPECT_FALSE(rest.stopped);
+  EXPECT_EQ(rest.steps, 6);
+  expect_same_weights(root + "/whole", dir);
+  remove_tree(root);
+}
+
 // A wsd run can be extended on resume, and a decay branched off its checkpoint ends exactly where
 // a run of that length from the start ends: what a long pretraining run interrupted by sessions
 // needs (models/README.md).
@@ -507,10 +566,8 @@ TEST(Pretraining, AWsdRunGrowsOnResumeAndADecayBranchedOffItEqualsAStraightRun) 
 
   // A long run at constant rate, stopped at step 4 (its decay would start at step 98).
   PretrainOptions long_run = wsd(100);
-  long_run.on_step = [](int64_t step) {
-    if (step == 4) stop_requested() = true;
-  };
-  ASSERT_TRUE(pretrain_mlm(config, lines, tokenizer, root + "/long", long_run).interrupted);
+  long_run.stop_after_step = 4;
+  ASSERT_TRUE(pretrain_mlm(config, lines, tokenizer, root + "/long", long_run).stopped);
 
   // A decay of 2 steps branched off its step 4: the 6-step run, bit for bit; the long run's
   // checkpoints stay as they were.

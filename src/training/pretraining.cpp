@@ -305,6 +305,12 @@ void PretrainOptions::validate() const {
   }
   detail::check_at_least(owner, "log_every", log_every, 1);
   detail::check_at_least(owner, "eval_every", eval_every, 0);
+  detail::check_at_least(owner, "stop_after_step", stop_after_step, 0);
+  if (stop_after_step >= steps) {
+    throw Error("PretrainOptions: stop_after_step must be less than steps (" +
+                std::to_string(steps) + "), got " + std::to_string(stop_after_step) +
+                "; a run that ends at its last step needs no stop");
+  }
   detail::check_at_least(owner, "checkpoint_every", checkpoint_every, 0);
   detail::check_at_least(owner, "keep_checkpoints", keep_checkpoints, 1);
   existing_output_mode(resume, overwrite);
@@ -419,6 +425,11 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
             " (" + engine.schedule().describe() + ")");
   }
 
+  if (options.stop_after_step > 0 && state.global_step >= options.stop_after_step) {
+    throw Error("pretrain: stop_after_step " + std::to_string(options.stop_after_step) +
+                ": the run " + (resumed ? "continues" : "starts") + " from step " +
+                std::to_string(state.global_step) + ", which is not before it");
+  }
   if (!init_note.empty() && !resumed) message(init_note);
   const HeldOut held_out = options.eval_lines.empty()
                                ? HeldOut{}
@@ -434,8 +445,9 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   stop_requested() = false;
   double window_loss = 0;
   int64_t window = 0;
-  for (int64_t epoch = state.epoch; state.global_step < options.steps && !result.interrupted;
-       ++epoch) {
+  // Set when the run saves a checkpoint and ends before `steps` (Ctrl-C or stop_after_step).
+  bool paused = false;
+  for (int64_t epoch = state.epoch; state.global_step < options.steps && !paused; ++epoch) {
     const auto order = batcher.epoch_order(epoch);
     // Batches with something masked since the last step; a step also ends with the epoch, as
     // in fine-tuning, so that a checkpoint's position is always an epoch and a batch in it.
@@ -477,26 +489,30 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
       if (step == options.steps || (options.eval_every > 0 && step % options.eval_every == 0)) {
         measure();
       }
-      const bool interrupted = stop_requested().load();
-      if (interrupted || (options.checkpoint_every > 0 && step % options.checkpoint_every == 0 &&
-                          step < options.steps)) {
+      result.interrupted = stop_requested().load();
+      result.stopped = !result.interrupted && step == options.stop_after_step;
+      paused = result.interrupted || result.stopped;
+      if (paused || (options.checkpoint_every > 0 && step % options.checkpoint_every == 0 &&
+                     step < options.steps)) {
         const std::string saved = engine.save_checkpoint(fingerprint);
-        if (interrupted) {
-          message("pretrain: interrupted; checkpoint saved in " + saved +
-                  " (continue with --resume)");
-          result.interrupted = true;
+        if (paused) {
+          message(std::string("pretrain: ") +
+                  (result.interrupted ? "interrupted"
+                                      : "stopped after step " + std::to_string(step) +
+                                            " as asked (stop_after_step)") +
+                  "; checkpoint saved in " + saved + " (continue with --resume)");
           break;
         }
       }
     }
-    if (!result.interrupted && state.global_step < options.steps) {
+    if (!paused && state.global_step < options.steps) {
       state.epoch = epoch + 1;
       state.batch_in_epoch = 0;
     }
   }
   if (window > 0) result.final_loss = window_loss / static_cast<double>(window);
   result.steps = state.global_step;
-  if (result.interrupted) return result;
+  if (paused) return result;
   model->to(c10::Device(c10::kCPU));
   save_pretrained(*model, output_dir, options.save_dtype);
   save_tokenizer(tokenizer, output_dir, config.max_position_embeddings);

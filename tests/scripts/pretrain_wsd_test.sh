@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# scripts/pretrain_wsd.sh on a tiny corpus: the main run interrupted (Ctrl-C) after a few steps, a
+# scripts/pretrain_wsd.sh on a tiny corpus: the main run stopped after 3 steps (--stop-after), a
 # decay branched off its newest checkpoint (a finished model with dropout for fine-tuning, the
 # main run's checkpoint left as it was; another warmup refused first), and the main run resumed
 # and extended past its first horizon; then a sitting (scripts/pretrain_sitting.sh) on its own.
 # Usage: pretrain_wsd_test.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 set -euo pipefail
-source "$(dirname "$0")/interrupt_at_step.sh"
 cli=$1 root=$2 work=$3
 rm -rf "$work"
 mkdir -p "$work"
@@ -18,9 +17,11 @@ export ADAPTERTUNE=$cli CORPUS=$work/train.txt EVAL_TEXT=$work/heldout.txt WSD_D
   WSD_INIT=$work/base WSD_HORIZON=40 WSD_WARMUP=1 WSD_DECAY=2
 main=$work/wsd/main
 
-bash "$root/scripts/pretrain_wsd.sh" run --log-every 1 --batch-size 8 &
-interrupt_at_step $! "$main.log" 3 "$main"
+bash "$root/scripts/pretrain_wsd.sh" run --log-every 1 --batch-size 8 --stop-after 3 ||
+  { cat "$main.log" >&2; echo "FAIL: the main run did not stop after step 3 with status 0" >&2; exit 1; }
 latest=$(sed 's/^checkpoint-//' "$main/checkpoints/latest")
+[ "$latest" = 3 ] && grep -q "pretrain: stopped after step 3 as asked" "$main.log" ||
+  { cat "$main.log" >&2; echo "FAIL: no checkpoint of step 3, or no word of the stop" >&2; exit 1; }
 checkpoint=$(sha256sum "$main/checkpoints/checkpoint-$latest/trainable.safetensors")
 
 # Another warmup would have given the steps taken other learning rates: refused.

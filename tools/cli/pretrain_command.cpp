@@ -108,6 +108,7 @@ int run(PretrainCommandOptions& o) {
     result = pretrain_mlm(config, lines, *tokenizer, o.out, o.train);
   }
   if (result.interrupted) return 130;
+  if (result.stopped) return 0;  // as asked: its checkpoint was reported on stderr
   if (result.eval_loss) {
     std::printf("pretrain: wrote %s (final mlm loss %.4f, held-out %.4f)\n", o.out.c_str(),
                 result.final_loss, *result.eval_loss);
@@ -199,8 +200,12 @@ Command add_pretrain_command(CLI::App& app) {
   cmd->add_option("--log-every", o->train.log_every, "Log every N steps")
       ->check(integer_range(1))
       ->capture_default_str();
+  cmd->add_option("--stop-after", o->train.stop_after_step,
+                  "Stop after step N, with a checkpoint saved there and no model written, as "
+                  "Ctrl-C does (--resume continues): a point to branch a decay off")
+      ->check(integer_range(1));
   cmd->add_option("--checkpoint-every", o->train.checkpoint_every,
-                  "Save a checkpoint every N steps (0: only on Ctrl-C)")
+                  "Save a checkpoint every N steps (0: only on Ctrl-C or --stop-after)")
       ->check(integer_range(0))
       ->capture_default_str();
   cmd->add_option("--keep-checkpoints", o->train.keep_checkpoints, "Checkpoints kept on disk")

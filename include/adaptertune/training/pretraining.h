@@ -90,7 +90,12 @@ struct PretrainOptions {
   /// Called with (step, held-out masked-LM loss per masked token).
   std::function<void(int64_t, double)> on_eval;
 
-  /// Save a checkpoint every N optimizer steps (0: only when interrupted).
+  /// Stop once the run has taken this many optimizer steps (0: run to `steps`), with a checkpoint
+  /// saved there and no model written, so that `resume` continues the same run: how a long run's
+  /// point to branch a decay off (`branch_from`) is reached by a command rather than by the
+  /// timing of Ctrl-C. Must lie before `steps`, and after the step a resumed run starts from.
+  int64_t stop_after_step = 0;
+  /// Save a checkpoint every N optimizer steps (0: only when interrupted or stopped).
   int64_t checkpoint_every = 500;
   /// Complete checkpoints kept on disk.
   int keep_checkpoints = 1;
@@ -147,6 +152,8 @@ struct PretrainResult {
   int64_t steps = 0;
   /// stop_requested() was seen: a checkpoint was saved and no model was written.
   bool interrupted = false;
+  /// The run reached `stop_after_step`: a checkpoint was saved and no model was written.
+  bool stopped = false;
   /// The last held-out masked-LM loss (when eval_lines were given and it was measured).
   std::optional<double> eval_loss;
 };
