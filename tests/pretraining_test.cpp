@@ -30,6 +30,14 @@ BertConfig tiny_config_for(const Tokenizer& tokenizer) {
   return config;
 }
 
+// Ten lines that differ in their last word: with batches of four, an epoch of three batches.
+std::vector<std::string> numbered_lines() {
+  std::vector<std::string> lines;
+  for (int i = 0; i < 10; ++i)
+    lines.push_back("the quick brown fox jumps over the lazy dog number " + std::to_string(i));
+  return lines;
+}
+
 // Pretraining options for `steps` steps of 4 sequences of 16 tokens.
 PretrainOptions few_steps(int64_t steps) {
   PretrainOptions options;
@@ -102,9 +110,7 @@ TEST(Pretraining, PacksSentencesAndWritesALoadableModel) {
     EXPECT_TRUE(std::isfinite(loss));
     ++logged;
   };
-  const std::string dir =
-      ::testing::TempDir() + "adaptertune_pretrain_" + std::to_string(::getpid());
-  remove_tree(dir);
+  const std::string dir = testing::fresh_dir("pretrain");
   std::vector<std::string> lines(40, "the quick brown fox jumps over the lazy dog .");
   pretrain_mlm(config, lines, tokenizer, dir, options);
   EXPECT_EQ(logged, 3);
@@ -123,9 +129,7 @@ TEST(Pretraining, InterruptedAndResumedRunEndsWithTheSameWeights) {
   WordPieceTokenizer tokenizer(kVocab);
   BertConfig config = tiny_config_for(tokenizer);
   // Ten sequences in batches of four: three batches an epoch, so six steps cross two epoch ends.
-  std::vector<std::string> lines;
-  for (int i = 0; i < 10; ++i)
-    lines.push_back("the quick brown fox jumps over the lazy dog number " + std::to_string(i));
+  const std::vector<std::string> lines = numbered_lines();
   // Alone, and with two batches a step (an epoch's third batch then ends a step of its own).
   for (int64_t accumulation : {1, 2}) {
     SCOPED_TRACE("gradient_accumulation " + std::to_string(accumulation));
@@ -184,13 +188,9 @@ TEST(Pretraining, InterruptedAndResumedRunEndsWithTheSameWeights) {
 TEST(Pretraining, HeldOutLossIsMeasuredWithoutChangingTheTraining) {
   WordPieceTokenizer tokenizer(kVocab);
   BertConfig config = tiny_config_for(tokenizer);
-  std::vector<std::string> lines;
-  for (int i = 0; i < 10; ++i)
-    lines.push_back("the quick brown fox jumps over the lazy dog number " + std::to_string(i));
+  const std::vector<std::string> lines = numbered_lines();
   PretrainOptions options = few_steps(6);
-  const std::string root =
-      ::testing::TempDir() + "adaptertune_pretrain_heldout_" + std::to_string(::getpid());
-  remove_tree(root);
+  const std::string root = testing::fresh_dir("pretrain_heldout");
   const PretrainResult plain = pretrain_mlm(config, lines, tokenizer, root + "/plain", options);
   EXPECT_FALSE(plain.eval_loss);
 
@@ -228,9 +228,7 @@ TEST(Pretraining, HeldOutMaskingDoesNotFollowTheTrainingMasking) {
   options.lr = 1e-20;
   options.eval_lines = {"a lazy dog sleeps in the sun and the brown fox runs over the hill",
                         "every good boy deserves fudge while the cat sat on the mat"};
-  const std::string root =
-      ::testing::TempDir() + "adaptertune_pretrain_evalmask_" + std::to_string(::getpid());
-  remove_tree(root);
+  const std::string root = testing::fresh_dir("pretrain_evalmask");
   const auto held_out_loss = [&](const std::string& name) {
     return *pretrain_mlm(config, lines, tokenizer, root + "/" + name, options).eval_loss;
   };
@@ -250,9 +248,7 @@ TEST(Pretraining, AnExistingModelIsReplacedOnlyWhenAskedTo) {
   BertConfig config = tiny_config_for(tokenizer);
   const std::vector<std::string> lines(8, "the quick brown fox jumps over the lazy dog");
   PretrainOptions options = few_steps(2);
-  const std::string dir =
-      ::testing::TempDir() + "adaptertune_pretrain_overwrite_" + std::to_string(::getpid());
-  remove_tree(dir);
+  const std::string dir = testing::fresh_dir("pretrain_overwrite");
   pretrain_mlm(config, lines, tokenizer, dir, options);
   const std::string weights = read_file(dir + "/model.safetensors");
 
@@ -302,9 +298,7 @@ TEST(Pretraining, ResumeRefusesACheckpointOfOtherOptions) {
   options.on_step = [](int64_t step) {
     if (step == 2) stop_requested() = true;
   };
-  const std::string dir =
-      ::testing::TempDir() + "adaptertune_pretrain_refuse_" + std::to_string(::getpid());
-  remove_tree(dir);
+  const std::string dir = testing::fresh_dir("pretrain_refuse");
   ASSERT_TRUE(pretrain_mlm(config, lines, tokenizer, dir, options).interrupted);
   options.on_step = nullptr;
   options.resume = true;
@@ -336,9 +330,7 @@ std::map<std::string, at::Tensor> weights_of(const std::string& dir) {
 TEST(Pretraining, WritesTheMaskedLmHeadInHuggingFacesLayout) {
   WordPieceTokenizer tokenizer(kVocab);
   const BertConfig config = tiny_config_for(tokenizer);
-  const std::string dir =
-      ::testing::TempDir() + "adaptertune_pretrain_layout_" + std::to_string(::getpid());
-  remove_tree(dir);
+  const std::string dir = testing::fresh_dir("pretrain_layout");
   pretrain_mlm(config, std::vector<std::string>(20, "the cat sat on the mat ."), tokenizer, dir,
                few_steps(1));
   const auto weights = weights_of(dir);
@@ -364,9 +356,7 @@ TEST(Pretraining, ContinuesFromAModelDirectory) {
   WordPieceTokenizer tokenizer(kVocab);
   const BertConfig config = tiny_config_for(tokenizer);
   const std::vector<std::string> lines(20, "the quick brown fox jumps over the lazy dog .");
-  const std::string root =
-      ::testing::TempDir() + "adaptertune_pretrain_continue_" + std::to_string(::getpid());
-  remove_tree(root);
+  const std::string root = testing::fresh_dir("pretrain_continue");
   const std::string first = root + "/first", second = root + "/second", fresh = root + "/fresh";
   pretrain_mlm(config, lines, tokenizer, first, few_steps(3));
 
@@ -427,9 +417,7 @@ TEST(Pretraining, AContinuationIsMeasuredAtStepZeroAndResumesOnlyFromItsModel) {
   WordPieceTokenizer tokenizer(kVocab);
   const BertConfig config = tiny_config_for(tokenizer);
   const std::vector<std::string> lines(20, "the quick brown fox jumps over the lazy dog .");
-  const std::string root =
-      ::testing::TempDir() + "adaptertune_pretrain_continue_eval_" + std::to_string(::getpid());
-  remove_tree(root);
+  const std::string root = testing::fresh_dir("pretrain_continue_eval");
   const std::string first = root + "/first", other = root + "/other";
   pretrain_mlm(config, lines, tokenizer, first, few_steps(2));
   PretrainOptions other_seed = few_steps(2);
@@ -488,12 +476,8 @@ void expect_same_weights(const std::string& a, const std::string& b) {
 TEST(Pretraining, StopsAfterTheStepAskedAndResumesToTheSameWeights) {
   WordPieceTokenizer tokenizer(kVocab);
   const BertConfig config = tiny_config_for(tokenizer);
-  std::vector<std::string> lines;
-  for (int i = 0; i < 10; ++i)
-    lines.push_back("the quick brown fox jumps over the lazy dog number " + std::to_string(i));
-  const std::string root =
-      ::testing::TempDir() + "adaptertune_pretrain_stop_" + std::to_string(::getpid());
-  remove_tree(root);
+  const std::vector<std::string> lines = numbered_lines();
+  const std::string root = testing::fresh_dir("pretrain_stop");
   PretrainOptions options = few_steps(6);
   options.checkpoint_every = 2;
   options.keep_checkpoints = 5;
@@ -547,12 +531,8 @@ TEST(Pretraining, StopsAfterTheStepAskedAndResumesToTheSameWeights) {
 TEST(Pretraining, AWsdRunGrowsOnResumeAndADecayBranchedOffItEqualsAStraightRun) {
   WordPieceTokenizer tokenizer(kVocab);
   const BertConfig config = tiny_config_for(tokenizer);
-  std::vector<std::string> lines;
-  for (int i = 0; i < 10; ++i)
-    lines.push_back("the quick brown fox jumps over the lazy dog number " + std::to_string(i));
-  const std::string root =
-      ::testing::TempDir() + "adaptertune_pretrain_wsd_" + std::to_string(::getpid());
-  remove_tree(root);
+  const std::vector<std::string> lines = numbered_lines();
+  const std::string root = testing::fresh_dir("pretrain_wsd");
   const auto wsd = [](int64_t steps) {
     PretrainOptions options = few_steps(steps);
     options.schedule = ScheduleKind::kWarmupStableDecay;
@@ -600,9 +580,7 @@ TEST(Pretraining, ResumeRefusesASchedulesThatWouldChangeTheRatesTaken) {
   WordPieceTokenizer tokenizer(kVocab);
   const BertConfig config = tiny_config_for(tokenizer);
   const std::vector<std::string> lines(12, "a short line of text .");
-  const std::string root =
-      ::testing::TempDir() + "adaptertune_pretrain_wsd_refuse_" + std::to_string(::getpid());
-  remove_tree(root);
+  const std::string root = testing::fresh_dir("pretrain_wsd_refuse");
   PretrainOptions options = few_steps(6);
   options.schedule = ScheduleKind::kWarmupStableDecay;
   options.warmup_steps = 1;
@@ -669,9 +647,7 @@ TEST(Pretraining, RecordsTheTokenizersRealLowerCasing) {
   options.steps = 1;
   options.batch_size = 2;
   options.max_length = 16;
-  const std::string dir =
-      ::testing::TempDir() + "adaptertune_pretrain_cased_" + std::to_string(::getpid());
-  remove_tree(dir);
+  const std::string dir = testing::fresh_dir("pretrain_cased");
   pretrain_mlm(config, std::vector<std::string>(8, "The Quick Brown Fox ."), tokenizer, dir,
                options);
   EXPECT_NE(read_file(dir + "/tokenizer_config.json").find("\"do_lower_case\": false"),
