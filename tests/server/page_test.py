@@ -157,8 +157,9 @@ try:
                   f"{task or 'no task'}: bars {rows} for {expected['probabilities']}")
             for label, probability, value, width in rows:
                 p = expected["probabilities"].get(label, -1)
+                # The bar's width reads back as the browser serialises CSS: "46.0%" becomes "46%".
                 check(abs(probability - p) < 1e-9 and value == f"{100 * p:.1f} %"
-                      and width == f"{100 * p:.1f}%",
+                      and width.endswith("%") and float(width[:-1]) == float(f"{100 * p:.1f}"),
                       f"{task or 'no task'}: bar {label} shows {value} ({width}), expected {p}")
         if n == 0 and screenshot:
             browser.screenshot(screenshot)
