@@ -23,6 +23,9 @@ PACKAGES=(
   libopenblas0-openmp
   # oneDNN's headers: float32 Linear layers call oneDNN directly (LibTorch already links libdnnl)
   libdnnl-dev
+  # OpenCL's headers and loader: Debian's oneDNN is built with an OpenCL GPU runtime, and its CMake
+  # package (dnnl-config.cmake) fails without them (a Recommends, which apt skips here)
+  ocl-icd-opencl-dev
   # TCMalloc, the malloc of the adaptertune tool and the benchmark: glibc's fragments held a third
   # of a training step's peak memory
   libgoogle-perftools-dev
