@@ -1,6 +1,7 @@
 // `adaptertune tokenize`: shows what the model sees. Reads JSON lines ({"text": …, "text_pair": …})
 // or plain lines on stdin and prints one JSON line per input with tokens, input_ids and
-// token_type_ids (special tokens included).
+// token_type_ids (special tokens included). --input-format says which; by default a line that
+// starts with "{" is JSON, so a corpus of plain text wants --input-format lines.
 
 #include <iostream>
 #include <memory>
@@ -24,6 +25,7 @@ struct TokenizeOptions {
   std::string model;
   std::optional<bool> lowercase;
   std::optional<int64_t> max_length;
+  std::string input_format = "auto";  // auto, lines or jsonl
 };
 
 std::unique_ptr<Tokenizer> make_tokenizer(const TokenizeOptions& o) {
@@ -42,7 +44,9 @@ int run(const TokenizeOptions& options) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     std::string text;
     std::optional<std::string> pair;
-    if (!line.empty() && line.front() == '{') {
+    const bool json = options.input_format == "jsonl" ||
+                      (options.input_format == "auto" && !line.empty() && line.front() == '{');
+    if (json) {
       // The request format predict reads; a "task" is allowed and does not matter here.
       TaskRequest request = parse_task_request(line, "stdin:" + std::to_string(number));
       text = std::move(request.text);
@@ -84,6 +88,11 @@ Command add_tokenize_command(CLI::App& app) {
   cmd->add_option("--max-length", options->max_length,
                   "Truncate to this many tokens, special tokens included (longest first)")
       ->check(integer_range(1));
+  cmd->add_option("--input-format", options->input_format,
+                  "auto (a line starting with \"{\" is JSON, any other is text), lines (every "
+                  "line is text), or jsonl (every line is {\"text\", \"text_pair\"})")
+      ->check(CLI::IsMember({"auto", "lines", "jsonl"}))
+      ->capture_default_str();
   return [options] { return run(*options); };
 }
 
