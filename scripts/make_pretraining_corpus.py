@@ -75,7 +75,9 @@ def dedupe_key(text):
     return re.sub(r"[^0-9a-z]+", "", text.lower()) if loose_keys else text
 
 
-def add(text, source, into=lines):
+def add(text, source, into):
+    """Appends text to the list `into` unless a line with its key was added before. The list is
+    passed every time, never defaulted: the held-out split rebinds `lines` to a new list."""
     text = " ".join(text.split())
     key = dedupe_key(text)
     if text and key and key not in seen:
@@ -91,7 +93,7 @@ for task, skip, columns in TRAIN:
                 continue
             fields = row.rstrip("\n").split("\t")
             for c in columns:
-                add(fields[c], "GLUE training splits")
+                add(fields[c], "GLUE training splits", lines)
 
 if os.path.isdir(args.wordnet):
     for pos in ("noun", "verb", "adj", "adv"):
@@ -104,7 +106,7 @@ if os.path.isdir(args.wordnet):
                 for part in gloss.split(";"):
                     part = part.strip().strip('"').strip()
                     if len(part.split()) >= 3:
-                        add(part[0].upper() + part[1:] if part else part, "WordNet")
+                        add(part[0].upper() + part[1:] if part else part, "WordNet", lines)
 else:
     print(f"make_pretraining_corpus: {args.wordnet} not found; no WordNet text", file=sys.stderr)
 
@@ -156,7 +158,7 @@ if args.gcide:
             elif paragraph:
                 text = gcide_paragraph(paragraph)
                 if text:
-                    add(text, "GCIDE")
+                    add(text, "GCIDE", lines)
                 paragraph = []
 
 random.Random(0).shuffle(lines)
@@ -173,7 +175,7 @@ if args.held_out:
 def add_prose(text, source):
     text = " ".join(text.split())
     if len(text.split()) >= 5 and sum(c.isalpha() or c == " " for c in text) >= 0.85 * len(text):
-        add(text, source, into=lines)
+        add(text, source, lines)
 
 
 def quotes_to_ascii(text):

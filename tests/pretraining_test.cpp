@@ -492,6 +492,7 @@ TEST(Pretraining, StopsAfterTheStepAskedAndResumesToTheSameWeights) {
     const PretrainResult part = pretrain_mlm(config, lines, tokenizer, dir, options);
     EXPECT_TRUE(part.stopped);
     EXPECT_FALSE(part.interrupted);
+    EXPECT_TRUE(part.paused());
     EXPECT_EQ(part.steps, stop_after);
     EXPECT_FALSE(file_exists(dir + "/model.safetensors")) << "no model from an unfinished run";
     ASSERT_FALSE(messages.empty());
@@ -520,6 +521,7 @@ TEST(Pretraining, StopsAfterTheStepAskedAndResumesToTheSameWeights) {
   options.stop_after_step = 0;
   const PretrainResult rest = pretrain_mlm(config, lines, tokenizer, dir, options);
   EXPECT_FALSE(rest.stopped);
+  EXPECT_FALSE(rest.paused());
   EXPECT_EQ(rest.steps, 6);
   expect_same_weights(root + "/whole", dir);
   remove_tree(root);

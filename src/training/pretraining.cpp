@@ -445,9 +445,8 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   stop_requested() = false;
   double window_loss = 0;
   int64_t window = 0;
-  // Set when the run saves a checkpoint and ends before `steps` (Ctrl-C or stop_after_step).
-  bool paused = false;
-  for (int64_t epoch = state.epoch; state.global_step < options.steps && !paused; ++epoch) {
+  for (int64_t epoch = state.epoch; state.global_step < options.steps && !result.paused();
+       ++epoch) {
     const auto order = batcher.epoch_order(epoch);
     // Batches with something masked since the last step; a step also ends with the epoch, as
     // in fine-tuning, so that a checkpoint's position is always an epoch and a batch in it.
@@ -491,11 +490,10 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
       }
       result.interrupted = stop_requested().load();
       result.stopped = !result.interrupted && step == options.stop_after_step;
-      paused = result.interrupted || result.stopped;
-      if (paused || (options.checkpoint_every > 0 && step % options.checkpoint_every == 0 &&
-                     step < options.steps)) {
+      if (result.paused() || (options.checkpoint_every > 0 &&
+                              step % options.checkpoint_every == 0 && step < options.steps)) {
         const std::string saved = engine.save_checkpoint(fingerprint);
-        if (paused) {
+        if (result.paused()) {
           message(std::string("pretrain: ") +
                   (result.interrupted ? "interrupted"
                                       : "stopped after step " + std::to_string(step) +
@@ -505,14 +503,14 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
         }
       }
     }
-    if (!paused && state.global_step < options.steps) {
+    if (!result.paused() && state.global_step < options.steps) {
       state.epoch = epoch + 1;
       state.batch_in_epoch = 0;
     }
   }
   if (window > 0) result.final_loss = window_loss / static_cast<double>(window);
   result.steps = state.global_step;
-  if (paused) return result;
+  if (result.paused()) return result;
   model->to(c10::Device(c10::kCPU));
   save_pretrained(*model, output_dir, options.save_dtype);
   save_tokenizer(tokenizer, output_dir, config.max_position_embeddings);

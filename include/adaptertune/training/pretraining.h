@@ -154,6 +154,8 @@ struct PretrainResult {
   bool interrupted = false;
   /// The run reached `stop_after_step`: a checkpoint was saved and no model was written.
   bool stopped = false;
+  /// The run ended before `steps` (interrupted or stopped): a checkpoint to resume, no model.
+  bool paused() const { return interrupted || stopped; }
   /// The last held-out masked-LM loss (when eval_lines were given and it was measured).
   std::optional<double> eval_loss;
 };
