@@ -9,7 +9,9 @@
 # ADAPTERTUNE_RESULTS_TASKS and ADAPTERTUNE_RESULTS_MODES (houlsby pfeiffer full head random) run
 # a part of the table; its other cells then read "not run". ADAPTERTUNE_BASE evaluates another
 # base (a candidate for shipping); ADAPTERTUNE_RESULTS_FILE writes the table elsewhere than
-# docs/results.md, which then stays as it is.
+# docs/results.md, which then stays as it is. ADAPTERTUNE_RESULTS_SEEDS (default 42) trains every
+# cell once per seed (runs in <task>-<mode>-seed<S> when there are several) and reports the mean,
+# with the lowest and highest run: one seed moves SST-2 by a point or two (docs/results.md).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cli=${ADAPTERTUNE_CLI:-$root/build/tools/cli/adaptertune}
@@ -18,6 +20,17 @@ runs=${ADAPTERTUNE_RESULTS_DIR:-$root/runs/results}
 table=${ADAPTERTUNE_RESULTS_FILE:-docs/results.md}
 tasks=${ADAPTERTUNE_RESULTS_TASKS:-"SST-2 MRPC RTE CoLA STS-B"}
 modes=${ADAPTERTUNE_RESULTS_MODES:-"houlsby pfeiffer full head random"}
+seeds=${ADAPTERTUNE_RESULTS_SEEDS:-42}
+for seed in $seeds; do
+  [[ "$seed" =~ ^[0-9]+$ ]] || { echo "results_table: ADAPTERTUNE_RESULTS_SEEDS must be integers, got '$seed'" >&2; exit 2; }
+done
+[ -n "${seeds// /}" ] || { echo "results_table: ADAPTERTUNE_RESULTS_SEEDS is empty" >&2; exit 2; }
+for arg in "$@"; do
+  case "$arg" in
+    --seed | --seed=*) echo "results_table: give seeds with ADAPTERTUNE_RESULTS_SEEDS, not --seed" >&2; exit 2 ;;
+  esac
+done
+several=$([ "$(echo $seeds | wc -w)" -gt 1 ] && echo 1 || echo 0)
 cd "$root"
 source "$root/scripts/report_settings.sh"
 for task in $tasks; do
@@ -30,16 +43,23 @@ for task in $tasks; do
       random) args=(--adapter none --train full --lr 1e-4 --random-init) ;;
       *) echo "results_table: unknown mode $mode (houlsby pfeiffer full head random)" >&2; exit 1 ;;
     esac
-    out="$runs/$task-$mode"
-    rm -rf "$out"
-    echo "results_table: $task $mode ($epochs epochs)" >&2
-    "$cli" train --task "$task" --data-dir data/glue --model "$model" --epochs "$epochs" \
-      --batch-size 32 --max-length 128 --seed 42 --no-progress --out "$out" "${args[@]}" "$@" > /dev/null
+    for seed in $seeds; do
+      out="$runs/$task-$mode"
+      [ "$several" = 0 ] || out="$out-seed$seed"
+      rm -rf "$out"
+      echo "results_table: $task $mode ($epochs epochs, seed $seed)" >&2
+      "$cli" train --task "$task" --data-dir data/glue --model "$model" --epochs "$epochs" \
+        --batch-size 32 --max-length 128 --seed "$seed" --no-progress --out "$out" "${args[@]}" "$@" > /dev/null
+    done
   done
 done
-python3 - "$runs" "$tasks" "$model" "$root" "$@" > "$table.new" <<'PY'
+python3 - "$runs" "$tasks" "$model" "$root" "$seeds" "$@" > "$table.new" <<'PY'
 import json, os, sys
 runs, tasks, model, root = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
+seeds = sys.argv[5].split()
+args = sys.argv[6:]
+run_dirs = lambda task, mode: [os.path.join(runs, f"{task}-{mode}") + (f"-seed{s}" if len(seeds) > 1 else "")
+                               for s in seeds]
 # The base as the table names it: by its path from the project's root when it lies inside.
 resolved, root = os.path.realpath(model), os.path.realpath(root)
 base = os.path.relpath(resolved, root) if resolved.startswith(root + "/") else model
@@ -47,33 +67,39 @@ shipped = base == "models/adaptertune-base-uncased-L4-H256"
 modes = [("houlsby", "Houlsby adapters"), ("pfeiffer", "Pfeiffer adapters"), ("full", "full fine-tuning"), ("head", "head only"),
          ("random", "full fine-tuning from random init")]
 metric_name = {"CoLA": "mcc", "STS-B": "spearmanr", "MRPC": "f1", "SST-2": "accuracy", "RTE": "accuracy"}
-first = json.load(open(next(path for path in (os.path.join(runs, f"{t}-{m}", "run.json")
-                                               for t in tasks for m, _ in modes)
+first = json.load(open(next(path for path in (os.path.join(d, "run.json")
+                                               for t in tasks for m, _ in modes for d in run_dirs(t, m))
                             if os.path.exists(path))))  # some run of this call exists
 print("# Results on the shipped base\n" if shipped else f"# Results on {base}\n")
-made_by = ("" if shipped else f"ADAPTERTUNE_BASE={base} ") + f"bash scripts/results_table.sh {' '.join(sys.argv[5:])}"
+made_by = (("" if shipped else f"ADAPTERTUNE_BASE={base} ") +
+           (f'ADAPTERTUNE_RESULTS_SEEDS="{" ".join(seeds)}" ' if seeds != ["42"] else "") +
+           f"bash scripts/results_table.sh {' '.join(args)}")
 print(f"Base: `{base}`; device {first['options']['device']}, "
       f"precision {first['options']['precision']}, adaptertune {first['library_version']}, "
       f"LibTorch {first['torch_version']}. Made by `{made_by.strip()}`.\n")
 print("Dev-set scores (best evaluation of the run, GLUE metric x 100), trainable parameters and wall time. "
       "The last column fully fine-tunes a model of the base's config from BERT's random initialisation "
       "(`train --random-init`), with full fine-tuning's settings: the honest zero, which the base's "
-      "pretraining must beat.\n")
+      "pretraining must beat." +
+      (f" Each cell is the mean of {len(seeds)} runs (seeds {', '.join(seeds)}), with the lowest and "
+       "highest in brackets; the time is a run's mean." if len(seeds) > 1 else "") + "\n")
 print("| task | metric | " + " | ".join(m[1] for m in modes) + " |")
 print("| --- | --- |" + " --- |" * len(modes))
 rows = {}
 for task in tasks:
     cells = []
     for mode, _ in modes:
-        d = os.path.join(runs, f"{task}-{mode}")
-        if not os.path.exists(os.path.join(d, "results.json")):
-            cells.append("not run")
+        done = [d for d in run_dirs(task, mode) if os.path.exists(os.path.join(d, "results.json"))]
+        if len(done) < len(seeds):
+            cells.append("not run" if not done else f"{len(done)} of {len(seeds)} seeds run")
             continue
-        res = json.load(open(os.path.join(d, "results.json")))
-        run = json.load(open(os.path.join(d, "run.json")))
-        p = run["parameters"]
-        score = 100 * res["best_metrics"].get(metric_name[task], float("nan"))
-        cells.append(f"{score:.1f} ({p['trainable']:,} = {100 * p['trainable'] / p['total']:.2f} %, {res['seconds']:.0f} s)")
+        results = [json.load(open(os.path.join(d, "results.json"))) for d in done]
+        p = json.load(open(os.path.join(done[0], "run.json")))["parameters"]
+        scores = [100 * r["best_metrics"].get(metric_name[task], float("nan")) for r in results]
+        seconds = sum(r["seconds"] for r in results) / len(results)
+        spread = f" [{min(scores):.1f}, {max(scores):.1f}]" if len(scores) > 1 else ""
+        cells.append(f"{sum(scores) / len(scores):.1f}{spread} ({p['trainable']:,} = "
+                     f"{100 * p['trainable'] / p['total']:.2f} %, {seconds:.0f} s)")
     print(f"| {task} | {metric_name[task]} | " + " | ".join(cells) + " |")
 PY
 # Sections other scripts write (<!-- fusion_report.sh --> …) and notes written by hand about the

@@ -29,4 +29,27 @@ grep -qE '^\| RTE \| accuracy \| not run \| not run \| not run \| [0-9.]+ \(66,3
   fail "the RTE row: $(grep '^| RTE' "$table")"
 grep -q "^my notes\$" "$table" || fail "the notes were lost"
 grep -q "old table" "$table" && fail "the old table was kept"
+
+# Several seeds: a run per seed, and the mean with the lowest and highest run in each cell.
+ADAPTERTUNE_CLI=$cli ADAPTERTUNE_BASE=$work/candidate ADAPTERTUNE_RESULTS_DIR=$work/runs \
+  ADAPTERTUNE_RESULTS_FILE=$table ADAPTERTUNE_RESULTS_TASKS=RTE ADAPTERTUNE_RESULTS_MODES=head \
+  ADAPTERTUNE_RESULTS_SEEDS="1 2" OMP_NUM_THREADS=1 \
+  bash "$root/scripts/results_table.sh" --max-steps 2 >"$work/out.txt" 2>"$work/err.txt" ||
+  { cat "$work/err.txt" >&2; fail "results_table.sh with two seeds failed"; }
+for seed in 1 2; do
+  [ "$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["options"]["seed"])' \
+    "$work/runs/RTE-head-seed$seed/run.json")" = "$seed" ] || fail "no run with seed $seed"
+done
+grep -qF "Made by \`ADAPTERTUNE_BASE=$base ADAPTERTUNE_RESULTS_SEEDS=\"1 2\" bash scripts/results_table.sh --max-steps 2\`" "$table" ||
+  fail "the seeds are not in the command: $(grep 'Made by' "$table")"
+grep -qF "the mean of 2 runs (seeds 1, 2)" "$table" || fail "the table does not say what a cell is"
+grep -qE '^\| RTE \| accuracy \| not run \| not run \| not run \| [0-9.]+ \[[0-9.]+, [0-9.]+\] \(66,306 = 0.60 %, [0-9]+ s\) \| not run \|$' "$table" ||
+  fail "the RTE row with two seeds: $(grep '^| RTE' "$table")"
+# A seed belongs in ADAPTERTUNE_RESULTS_SEEDS, where the table can say it.
+if ADAPTERTUNE_CLI=$cli ADAPTERTUNE_RESULTS_FILE=$table bash "$root/scripts/results_table.sh" --seed 3 \
+  >/dev/null 2>"$work/err.txt"; then
+  fail "--seed was accepted"
+fi
+grep -qF "give seeds with ADAPTERTUNE_RESULTS_SEEDS, not --seed" "$work/err.txt" ||
+  fail "the --seed message: $(cat "$work/err.txt")"
 echo PASS
