@@ -25,6 +25,8 @@ for seed in $seeds; do
   [[ "$seed" =~ ^[0-9]+$ ]] || { echo "results_table: ADAPTERTUNE_RESULTS_SEEDS must be integers, got '$seed'" >&2; exit 2; }
 done
 [ -n "${seeds// /}" ] || { echo "results_table: ADAPTERTUNE_RESULTS_SEEDS is empty" >&2; exit 2; }
+[ "$(printf '%s\n' $seeds | sort -u | wc -l)" = "$(printf '%s\n' $seeds | wc -l)" ] ||
+  { echo "results_table: ADAPTERTUNE_RESULTS_SEEDS names a seed twice: '$seeds'" >&2; exit 2; }
 for arg in "$@"; do
   case "$arg" in
     --seed | --seed=*) echo "results_table: give seeds with ADAPTERTUNE_RESULTS_SEEDS, not --seed" >&2; exit 2 ;;

@@ -52,4 +52,11 @@ if ADAPTERTUNE_CLI=$cli ADAPTERTUNE_RESULTS_FILE=$table bash "$root/scripts/resu
 fi
 grep -qF "give seeds with ADAPTERTUNE_RESULTS_SEEDS, not --seed" "$work/err.txt" ||
   fail "the --seed message: $(cat "$work/err.txt")"
+# A seed twice would overwrite its own run and count it twice in the mean.
+if ADAPTERTUNE_CLI=$cli ADAPTERTUNE_RESULTS_FILE=$table ADAPTERTUNE_RESULTS_SEEDS="1 2 1" \
+  bash "$root/scripts/results_table.sh" >/dev/null 2>"$work/err.txt"; then
+  fail "a repeated seed was accepted"
+fi
+grep -qF "ADAPTERTUNE_RESULTS_SEEDS names a seed twice: '1 2 1'" "$work/err.txt" ||
+  fail "the repeated-seed message: $(cat "$work/err.txt")"
 echo PASS
