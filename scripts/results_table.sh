@@ -20,19 +20,18 @@ runs=${ADAPTERTUNE_RESULTS_DIR:-$root/runs/results}
 table=${ADAPTERTUNE_RESULTS_FILE:-docs/results.md}
 tasks=${ADAPTERTUNE_RESULTS_TASKS:-"SST-2 MRPC RTE CoLA STS-B"}
 modes=${ADAPTERTUNE_RESULTS_MODES:-"houlsby pfeiffer full head random"}
-seeds=${ADAPTERTUNE_RESULTS_SEEDS:-42}
-for seed in $seeds; do
+read -ra seeds <<< "${ADAPTERTUNE_RESULTS_SEEDS:-42}"
+for seed in "${seeds[@]}"; do
   [[ "$seed" =~ ^[0-9]+$ ]] || { echo "results_table: ADAPTERTUNE_RESULTS_SEEDS must be integers, got '$seed'" >&2; exit 2; }
 done
-[ -n "${seeds// /}" ] || { echo "results_table: ADAPTERTUNE_RESULTS_SEEDS is empty" >&2; exit 2; }
-[ "$(printf '%s\n' $seeds | sort -u | wc -l)" = "$(printf '%s\n' $seeds | wc -l)" ] ||
-  { echo "results_table: ADAPTERTUNE_RESULTS_SEEDS names a seed twice: '$seeds'" >&2; exit 2; }
+[ "${#seeds[@]}" -gt 0 ] || { echo "results_table: ADAPTERTUNE_RESULTS_SEEDS is empty" >&2; exit 2; }
+[ "$(printf '%s\n' "${seeds[@]}" | sort -u | wc -l)" -eq "${#seeds[@]}" ] ||
+  { echo "results_table: ADAPTERTUNE_RESULTS_SEEDS names a seed twice: '${seeds[*]}'" >&2; exit 2; }
 for arg in "$@"; do
   case "$arg" in
     --seed | --seed=*) echo "results_table: give seeds with ADAPTERTUNE_RESULTS_SEEDS, not --seed" >&2; exit 2 ;;
   esac
 done
-several=$([ "$(echo $seeds | wc -w)" -gt 1 ] && echo 1 || echo 0)
 cd "$root"
 source "$root/scripts/report_settings.sh"
 for task in $tasks; do
@@ -45,9 +44,9 @@ for task in $tasks; do
       random) args=(--adapter none --train full --lr 1e-4 --random-init) ;;
       *) echo "results_table: unknown mode $mode (houlsby pfeiffer full head random)" >&2; exit 1 ;;
     esac
-    for seed in $seeds; do
+    for seed in "${seeds[@]}"; do
       out="$runs/$task-$mode"
-      [ "$several" = 0 ] || out="$out-seed$seed"
+      [ "${#seeds[@]}" -eq 1 ] || out="$out-seed$seed"
       rm -rf "$out"
       echo "results_table: $task $mode ($epochs epochs, seed $seed)" >&2
       "$cli" train --task "$task" --data-dir data/glue --model "$model" --epochs "$epochs" \
@@ -55,7 +54,7 @@ for task in $tasks; do
     done
   done
 done
-python3 - "$runs" "$tasks" "$model" "$root" "$seeds" "$@" > "$table.new" <<'PY'
+python3 - "$runs" "$tasks" "$model" "$root" "${seeds[*]}" "$@" > "$table.new" <<'PY'
 import json, os, sys
 runs, tasks, model, root = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
 seeds = sys.argv[5].split()
