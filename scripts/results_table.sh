@@ -34,9 +34,11 @@ for arg in "$@"; do
 done
 cd "$root"
 source "$root/scripts/report_settings.sh"
+# The one home of the runs' directory names; the table below reads the directories it lists.
+run_dir() { if [ "${#seeds[@]}" -eq 1 ]; then echo "$runs/$1-$2"; else echo "$runs/$1-$2-seed$3"; fi; }
 for task in $tasks; do
   epochs=$(epochs_for "$task")
-  for mode in $modes; do
+  for mode in houlsby pfeiffer full head random; do
     case "$mode" in
       houlsby | pfeiffer) args=(--adapter "$mode" --train adapters --lr 1e-3) ;;
       full) args=(--adapter none --train full --lr 1e-4) ;;
@@ -45,8 +47,7 @@ for task in $tasks; do
       *) echo "results_table: unknown mode $mode (houlsby pfeiffer full head random)" >&2; exit 1 ;;
     esac
     for seed in "${seeds[@]}"; do
-      out="$runs/$task-$mode"
-      [ "${#seeds[@]}" -eq 1 ] || out="$out-seed$seed"
+      out=$(run_dir "$task" "$mode" "$seed")
       rm -rf "$out"
       echo "results_table: $task $mode ($epochs epochs, seed $seed)" >&2
       "$cli" train --task "$task" --data-dir data/glue --model "$model" --epochs "$epochs" \
@@ -54,13 +55,23 @@ for task in $tasks; do
     done
   done
 done
-python3 - "$runs" "$tasks" "$model" "$root" "${seeds[*]}" "$@" > "$table.new" <<'PY'
+# Every cell's directories, those of modes not run by this call too: their earlier runs fill the
+# table's other cells.
+listing=$(for task in $tasks; do
+  for mode in houlsby pfeiffer full head random; do
+    for seed in "${seeds[@]}"; do printf '%s\t%s\t%s\n' "$task" "$mode" "$(run_dir "$task" "$mode" "$seed")"; done
+  done
+done)
+python3 - "$listing" "$tasks" "$model" "$root" "${seeds[*]}" "$@" > "$table.new" <<'PY'
 import json, os, sys
-runs, tasks, model, root = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
+listing, tasks, model, root = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
 seeds = sys.argv[5].split()
 args = sys.argv[6:]
-run_dirs = lambda task, mode: [os.path.join(runs, f"{task}-{mode}") + (f"-seed{s}" if len(seeds) > 1 else "")
-                               for s in seeds]
+cell_dirs = {}
+for line in listing.splitlines():
+    task, mode, directory = line.split("\t")
+    cell_dirs.setdefault((task, mode), []).append(directory)
+run_dirs = lambda task, mode: cell_dirs[(task, mode)]
 # The base as the table names it: by its path from the project's root when it lies inside.
 resolved, root = os.path.realpath(model), os.path.realpath(root)
 base = os.path.relpath(resolved, root) if resolved.startswith(root + "/") else model
@@ -86,7 +97,6 @@ print("Dev-set scores (best evaluation of the run, GLUE metric x 100), trainable
        "highest in brackets; the time is a run's mean." if len(seeds) > 1 else "") + "\n")
 print("| task | metric | " + " | ".join(m[1] for m in modes) + " |")
 print("| --- | --- |" + " --- |" * len(modes))
-rows = {}
 for task in tasks:
     cells = []
     for mode, _ in modes:

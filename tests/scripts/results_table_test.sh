@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# scripts/results_table.sh on one small cell (RTE, head only, 2 steps): a table for another base
-# goes to ADAPTERTUNE_RESULTS_FILE, names that base and the command that made it, keeps the notes
-# the file already had, and leaves docs/results.md alone.
+# scripts/results_table.sh on small cells (RTE, head only and random init, 2 steps): a table for
+# another base goes to ADAPTERTUNE_RESULTS_FILE, names that base and the command that made it, keeps
+# the notes the file already had and the cells of earlier calls, and leaves docs/results.md alone.
 # Usage: results_table_test.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 set -euo pipefail
 cli=$1 root=$2 work=$3
@@ -29,6 +29,13 @@ grep -qE '^\| RTE \| accuracy \| not run \| not run \| not run \| [0-9.]+ \(66,3
   fail "the RTE row: $(grep '^| RTE' "$table")"
 grep -q "^my notes\$" "$table" || fail "the notes were lost"
 grep -q "old table" "$table" && fail "the old table was kept"
+# A call that runs another part of the table keeps the cells of the earlier runs.
+ADAPTERTUNE_CLI=$cli ADAPTERTUNE_BASE=$work/candidate ADAPTERTUNE_RESULTS_DIR=$work/runs \
+  ADAPTERTUNE_RESULTS_FILE=$table ADAPTERTUNE_RESULTS_TASKS=RTE ADAPTERTUNE_RESULTS_MODES=random \
+  OMP_NUM_THREADS=1 bash "$root/scripts/results_table.sh" --max-steps 2 >"$work/out.txt" 2>"$work/err.txt" ||
+  { cat "$work/err.txt" >&2; fail "results_table.sh (random only) failed"; }
+grep -qE '^\| RTE \| accuracy \| not run \| not run \| not run \| [0-9.]+ \(66,306 = 0.60 %, [0-9]+ s\) \| [0-9.]+ \([0-9,]+ = 100.00 %, [0-9]+ s\) \|$' "$table" ||
+  fail "the RTE row after a second call: $(grep '^| RTE' "$table")"
 
 # Several seeds: a run per seed, and the mean with the lowest and highest run in each cell.
 ADAPTERTUNE_CLI=$cli ADAPTERTUNE_BASE=$work/candidate ADAPTERTUNE_RESULTS_DIR=$work/runs \
