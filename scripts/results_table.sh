@@ -38,7 +38,7 @@ source "$root/scripts/report_settings.sh"
 run_dir() { if [ "${#seeds[@]}" -eq 1 ]; then echo "$runs/$1-$2"; else echo "$runs/$1-$2-seed$3"; fi; }
 for task in $tasks; do
   epochs=$(epochs_for "$task")
-  for mode in houlsby pfeiffer full head random; do
+  for mode in $modes; do
     case "$mode" in
       houlsby | pfeiffer) args=(--adapter "$mode" --train adapters --lr 1e-3) ;;
       full) args=(--adapter none --train full --lr 1e-4) ;;
