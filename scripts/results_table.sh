@@ -62,7 +62,7 @@ listing=$(for task in $tasks; do
     for seed in "${seeds[@]}"; do printf '%s\t%s\t%s\n' "$task" "$mode" "$(run_dir "$task" "$mode" "$seed")"; done
   done
 done)
-python3 - "$listing" "$tasks" "$model" "$root" "${seeds[*]}" "$@" > "$table.new" <<'PY'
+python3 - "$listing" "$tasks" "$model" "$root" "${seeds[*]}" "$@" > "$table.new" <<'PY' || { rm -f "$table.new"; exit 1; }
 import json, os, sys
 listing, tasks, model, root = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
 seeds = sys.argv[5].split()
@@ -97,6 +97,25 @@ print("Dev-set scores (best evaluation of the run, GLUE metric x 100), trainable
        "highest in brackets; the time is a run's mean." if len(seeds) > 1 else "") + "\n")
 print("| task | metric | " + " | ".join(m[1] for m in modes) + " |")
 print("| --- | --- |" + " --- |" * len(modes))
+# Every cell must have run on this base: cells of earlier calls may have run on another (or on
+# an earlier model in the same directory, replaced since), and the table names one base.
+base_weights = {}  # weights_sha256 -> the first run seen with it
+def check_base(directory, mode):
+    recorded = json.load(open(os.path.join(directory, "run.json"))).get("base")
+    fail = lambda why: sys.exit(f"results_table: {directory} {why}: rerun its cell "
+                                "(ADAPTERTUNE_RESULTS_TASKS/MODES) or use another ADAPTERTUNE_RESULTS_DIR")
+    if recorded is None:
+        fail("records no base (its run.json is older than the record)")
+    if os.path.realpath(recorded["model_dir"] or "") != resolved:
+        fail(f"ran on {recorded['model_dir']}, not on {base}")
+    if recorded["random_init"] != (mode == "random"):
+        fail("is a run from random initialisation" if recorded["random_init"] else
+             "is not a run from random initialisation")
+    if mode != "random":
+        base_weights.setdefault(recorded["weights_sha256"], directory)
+        if len(base_weights) > 1:
+            fail(f"ran on other weights in {base} than {next(iter(base_weights.values()))} did "
+                 "(was the base replaced?)")
 for task in tasks:
     cells = []
     for mode, _ in modes:
@@ -104,6 +123,8 @@ for task in tasks:
         if len(done) < len(seeds):
             cells.append("not run" if not done else f"{len(done)} of {len(seeds)} seeds run")
             continue
+        for d in done:
+            check_base(d, mode)
         results = [json.load(open(os.path.join(d, "results.json"))) for d in done]
         p = json.load(open(os.path.join(done[0], "run.json")))["parameters"]
         scores = [100 * r["best_metrics"].get(metric_name[task], float("nan")) for r in results]

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -154,6 +155,42 @@ TEST(Trainer, FullFineTuningKeepsAModelDirectoryWithItsTokenizer) {
   EvalResult eval =
       evaluate(reloaded, f.task, f.dev, 32, torch::kCPU, Precision::kFloat32, tokenizer->pad_id());
   EXPECT_DOUBLE_EQ(eval.metrics.at("accuracy"), r.best_metrics.at("accuracy"));
+}
+
+// run.json names the base a run started from: its directory and the identity of its weights,
+// which full fine-tuning changes, so a resumed run must take it before restoring the checkpoint.
+TEST(Trainer, RunJsonNamesTheBaseItStartedFromAfterAResumeToo) {
+  Fixture f;
+  auto model = make_model();
+  model->bert->remove_adapter("sst2");
+  const std::string weights = base_weights_sha256(*model, false, /*pooler=*/true);
+  const std::string config = base_config_sha256(model->bert->config());
+  TrainerOptions o = options_for("base_record");
+  o.base_model_dir = kData + "/../tests/..";  // the project's root, under a name to resolve
+  o.on_step = [](int64_t step) {
+    if (step == 2) stop_requested() = true;
+  };
+  const FreezePolicy full = FreezePolicy::from_name("full");
+  Trainer(model, f.task, f.train, f.dev, full, std::nullopt, o, f.tokenizer).train();
+  auto check = [&](const std::string& when) {
+    const auto run = nlohmann::json::parse(read_file(o.output_dir + "/run.json"));
+    const auto& base = run.at("base");
+    char* real = ::realpath(o.base_model_dir.c_str(), nullptr);
+    ASSERT_NE(real, nullptr);
+    EXPECT_EQ(base.at("model_dir"), std::string(real)) << when;
+    std::free(real);
+    EXPECT_EQ(base.at("random_init"), false) << when;
+    EXPECT_EQ(base.at("config_sha256"), config) << when;
+    EXPECT_EQ(base.at("weights_sha256"), weights) << when;
+  };
+  check("interrupted run");
+  o.on_step = nullptr;
+  o.resume = true;
+  auto resumed = make_model();
+  resumed->bert->remove_adapter("sst2");
+  Trainer(resumed, f.task, f.train, f.dev, full, std::nullopt, o, f.tokenizer).train();
+  EXPECT_NE(base_weights_sha256(*resumed, false, true), weights) << "full fine-tuning trained";
+  check("resumed run");
 }
 
 // Full or head-only training would freeze the adapter and save a model directory, which holds no

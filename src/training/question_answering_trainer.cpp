@@ -223,6 +223,8 @@ TrainResult QuestionAnsweringTrainer::train() {
   detail::TaskProgress best;
   int64_t last_eval_step = -1;
   detail::Progress progress(options_.progress);
+  // The base as the run starts, before a resume restores trained weights into it.
+  const Json base = detail::base_json(options_, *model_, model_->bert->config());
   if (options_.resume) {
     engine.checkpoints().remove_stale_temporaries();
     remove_tree(options_.output_dir + "/.best.tmp");
@@ -255,6 +257,7 @@ TrainResult QuestionAnsweringTrainer::train() {
       {"adapter", adapter_ ? Json(*adapter_) : Json(nullptr)},
       {"adapter_config", entry ? Json::parse(entry->adapter.to_json_string()) : Json(nullptr)},
       {"model_config", Json::parse(model_->bert->config().to_json_string())},
+      {"base", base},
       {"options", detail::trainer_options_json(options_)},
       {"squad",
        {{"doc_stride", qa_.features.doc_stride},

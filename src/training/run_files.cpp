@@ -4,12 +4,15 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <thread>
 
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
 #include "adaptertune/error.h"
+#include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/layers/encoder.h"
 #include "adaptertune/runtime.h"
@@ -192,6 +195,21 @@ Json trainer_options_json(const TrainerOptions& o) {
           {"gradient_checkpointing", o.gradient_checkpointing},
           {"recompute_attention_probabilities", o.recompute_attention_probabilities},
           {"sampling_temperature", o.sampling_temperature}};
+}
+
+Json base_json(const TrainerOptions& options, torch::nn::Module& model, const BertConfig& config) {
+  Json model_dir = nullptr;
+  if (!options.base_model_dir.empty()) {
+    // Absolute and without links, so that the record names the directory wherever it is read.
+    std::unique_ptr<char, decltype(&std::free)> real(
+        ::realpath(options.base_model_dir.c_str(), nullptr), &std::free);
+    model_dir = real ? std::string(real.get()) : options.base_model_dir;
+  }
+  return {{"model_dir", model_dir},
+          {"random_init", options.base_random_init},
+          {"config_sha256", base_config_sha256(config)},
+          // Without the pooler: a base that has none gets a new one, drawn from the run's seed.
+          {"weights_sha256", base_weights_sha256(model, /*layer_norms=*/false, /*pooler=*/true)}};
 }
 
 void apply_recompute_options(const TrainerOptions& options, BertEncoderImpl& encoder) {

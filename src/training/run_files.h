@@ -113,6 +113,14 @@ nlohmann::ordered_json machine_json();
 /// TrainerOptions as run.json records them under "options".
 nlohmann::ordered_json trainer_options_json(const TrainerOptions& options);
 
+/// The base a run starts from, as run.json records it under "base": where it came from
+/// (options.base_model_dir, base_random_init) and the identity of `model`'s base weights (the
+/// pooler left out: a base without one gets a new one, drawn from the run's seed) and config now.
+/// Taken before a resume restores trained weights, so that a resumed run of full fine-tuning still
+/// names the base it started from.
+nlohmann::ordered_json base_json(const TrainerOptions& options, torch::nn::Module& model,
+                                 const BertConfig& config);
+
 /// Turns on in `encoder` what `options` asks to recompute in backward rather than keep
 /// (gradient_checkpointing, recompute_attention_probabilities); what they leave false stays as
 /// the model has it.

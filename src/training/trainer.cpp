@@ -364,6 +364,9 @@ TrainResult Trainer::train() {
   int64_t last_eval_step = -1;
   Progress progress(options_.progress && writes);
   const std::string fingerprint = run_fingerprint(tasks_, options_).dump();
+  // The base as the run starts, before a resume restores trained weights into it.
+  const Json base =
+      writes ? detail::base_json(options_, *model_, model_->bert->config()) : Json(nullptr);
   if (options_.resume) {
     if (writes) {
       engine.checkpoints().remove_stale_temporaries();
@@ -444,6 +447,7 @@ TrainResult Trainer::train() {
         {"adapter_config", several ? Json(nullptr) : first["adapter_config"]},
         {"fusion_config", several ? Json(nullptr) : first["fusion_config"]},
         {"model_config", Json::parse(model_->bert->config().to_json_string())},
+        {"base", base},
         {"options", detail::trainer_options_json(options_)},
         {"parameters",
          several ? Json::parse(parameter_report(*model_).to_json_string()) : first["parameters"]},

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/results_table.sh on small cells (RTE, head only and random init, 2 steps): a table for
 # another base goes to ADAPTERTUNE_RESULTS_FILE, names that base and the command that made it, keeps
-# the notes the file already had and the cells of earlier calls, and leaves docs/results.md alone.
+# the notes the file already had and the cells of earlier calls (refusing those of another base),
+# and leaves docs/results.md alone.
 # Usage: results_table_test.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 set -euo pipefail
 cli=$1 root=$2 work=$3
@@ -36,6 +37,24 @@ ADAPTERTUNE_CLI=$cli ADAPTERTUNE_BASE=$work/candidate ADAPTERTUNE_RESULTS_DIR=$w
   { cat "$work/err.txt" >&2; fail "results_table.sh (random only) failed"; }
 grep -qE '^\| RTE \| accuracy \| not run \| not run \| not run \| [0-9.]+ \(66,306 = 0.60 %, [0-9]+ s\) \| [0-9.]+ \([0-9,]+ = 100.00 %, [0-9]+ s\) \|$' "$table" ||
   fail "the RTE row after a second call: $(grep '^| RTE' "$table")"
+
+# A cell that ran on another base is refused, not mixed into this base's table ...
+cp -r "$work/candidate" "$work/other"
+run_table() {  # BASE RUNS MODES
+  ADAPTERTUNE_CLI=$cli ADAPTERTUNE_BASE=$1 ADAPTERTUNE_RESULTS_DIR=$2 ADAPTERTUNE_RESULTS_FILE=$work/other.md \
+    ADAPTERTUNE_RESULTS_TASKS=RTE ADAPTERTUNE_RESULTS_MODES=$3 OMP_NUM_THREADS=1 \
+    bash "$root/scripts/results_table.sh" --max-steps 2 >"$work/out.txt" 2>"$work/err.txt"
+}
+run_table "$work/other" "$work/runs" random && fail "a cell of another base was accepted"
+grep -qF "$work/runs/RTE-head ran on $(realpath "$work/candidate"), not on" "$work/err.txt" ||
+  fail "the other-base message: $(tail -3 "$work/err.txt")"
+[ ! -e "$work/other.md.new" ] || fail "a half-written table was left behind"
+# ... and so is one that ran on weights the base's directory held before they were replaced.
+run_table "$work/other" "$work/runs2" "head full" || { cat "$work/err.txt" >&2; fail "head and full failed"; }
+cp "$work/runs2/RTE-full/best/model.safetensors" "$work/other/model.safetensors"
+run_table "$work/other" "$work/runs2" houlsby && fail "a cell of replaced weights was accepted"
+grep -qF "$work/runs2/RTE-full ran on other weights in" "$work/err.txt" ||
+  fail "the replaced-weights message: $(tail -3 "$work/err.txt")"
 
 # Several seeds: a run per seed, and the mean with the lowest and highest run in each cell.
 ADAPTERTUNE_CLI=$cli ADAPTERTUNE_BASE=$work/candidate ADAPTERTUNE_RESULTS_DIR=$work/runs \

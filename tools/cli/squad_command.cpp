@@ -118,6 +118,7 @@ int run_train_squad(SquadTrainRequest r) {
   check_adapter_for_policy(requested, r.train,
                            adapter ? std::optional<std::string>(adapter_name) : std::nullopt);
   r.trainer.inputs = {r.model, r.train_file, r.dev_file, r.adapter.config_file};
+  r.trainer.base_model_dir = r.model;
   r.trainer.validate();
   check_max_length_flag(r.model, r.trainer.max_length);
   Trainer::check_options(r.trainer);

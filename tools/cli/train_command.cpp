@@ -225,6 +225,8 @@ int run_train(TrainCommandOptions o) {
   // Options are checked before anything loads or is written, so that a mistake costs no time and
   // leaves nothing behind.
   o.trainer.inputs = {o.model, o.data_dir, o.adapter.config_file};
+  o.trainer.base_model_dir = o.model;
+  o.trainer.base_random_init = o.random_init;
   for (const auto& file : {o.task_choice.train_file, o.task_choice.dev_file}) {
     if (file) o.trainer.inputs.push_back(*file);
   }

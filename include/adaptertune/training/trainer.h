@@ -67,6 +67,12 @@ struct TrainerOptions {
   bool overwrite = false;
   /// Files and directories the run reads (the model, the data): none may lie in output_dir.
   std::vector<std::string> inputs;
+  /// Where the model's weights came from, recorded in run.json under "base" beside their
+  /// identity as the run starts (base_weights_sha256(), base_config_sha256()): the model
+  /// directory they were read from, or, with `base_random_init`, whose config BERT's random
+  /// initialisation used. Empty: a model built in code (only the identity is recorded).
+  std::string base_model_dir;
+  bool base_random_init = false;
   /// AdapterDrop's cache: when the task's adapter leaves out the lowest layers (leave_out
   /// 0..k-1), those layers and the embeddings run without dropout (eval mode), their output for
   /// each training example is kept after its first batch, and later epochs start at layer k
