@@ -32,8 +32,11 @@ struct Data {
   // A task of the run: `train_examples` to train on, 32 dev examples.
   TrainingTask task(const std::string& glue, const std::string& adapter,
                     size_t train_examples) const {
-    return {glue_task(glue), encode(glue, "train", train_examples), encode(glue, "dev", 32),
-            adapter};
+    return {glue_task(glue),
+            encode(glue, "train", train_examples),
+            encode(glue, "dev", 32),
+            adapter,
+            {}};
   }
 };
 

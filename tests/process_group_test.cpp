@@ -166,10 +166,16 @@ TEST(ProcessGroup, TrainingInAGroupOfOneEqualsTrainingAlone) {
     o.log_every = 1;
     o.process_group = std::move(group);
     std::vector<TrainingTask> tasks;
-    tasks.push_back({glue_task("SST-2"), encode("SST-2", "train", 48), encode("SST-2", "dev", 16),
-                     std::string("sst2")});
-    tasks.push_back({glue_task("RTE"), encode("RTE", "train", 32), encode("RTE", "dev", 16),
-                     std::string("rte")});
+    tasks.push_back({glue_task("SST-2"),
+                     encode("SST-2", "train", 48),
+                     encode("SST-2", "dev", 16),
+                     std::string("sst2"),
+                     {}});
+    tasks.push_back({glue_task("RTE"),
+                     encode("RTE", "train", 32),
+                     encode("RTE", "dev", 16),
+                     std::string("rte"),
+                     {}});
     return Trainer(model, std::move(tasks), FreezePolicy{}, o, tokenizer).train();
   };
   auto alone = make();

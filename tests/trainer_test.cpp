@@ -18,6 +18,7 @@
 #include "adaptertune/io/directory_lock.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/tokenizer_files.h"
+#include "adaptertune/parameter_names.h"
 #include "adaptertune/tasks/glue.h"
 #include "adaptertune/text/wordpiece.h"
 #include "test_util.h"
@@ -191,6 +192,91 @@ TEST(Trainer, RunJsonNamesTheBaseItStartedFromAfterAResumeToo) {
   Trainer(resumed, f.task, f.train, f.dev, full, std::nullopt, o, f.tokenizer).train();
   EXPECT_NE(base_weights_sha256(*resumed, false, true), weights) << "full fine-tuning trained";
   check("resumed run");
+}
+
+// Stacked training (MAD-X's task adapter on a language adapter): the task's adapter trains on top
+// of a frozen one, which runs below it in training and in evaluation.
+TEST(Trainer, TrainsAnAdapterStackedOnAFrozenOne) {
+  Fixture f;
+  auto model = make_model();
+  model->bert->add_adapter("lang", AdapterConfig::houlsby());
+  {
+    // Away from the near-identity initialisation, so that lang changes what sst2 sees.
+    torch::NoGradGuard no_grad;
+    for (auto& item : model->named_parameters()) {
+      if (parameter_task(item.key()) == "lang") item.value().normal_(0, 0.2);
+    }
+  }
+  auto before = snapshot(model);
+  TrainerOptions o = options_for("stacked");
+  std::vector<TrainingTask> tasks;
+  tasks.push_back({f.task, f.train, f.dev, std::string("sst2"), {"lang"}});
+  TrainResult r = Trainer(model, std::move(tasks), FreezePolicy{}, o, f.tokenizer).train();
+  bool sst2_trained = false;
+  for (const auto& [name, value] : snapshot(model)) {
+    if (!before.count(name)) continue;  // sst2's LayerNorm copies, made when training began
+    if (parameter_task(name) == "sst2") {
+      sst2_trained |= !torch::equal(value, before[name]);
+    } else {
+      EXPECT_TRUE(torch::equal(value, before[name])) << name << " changed";
+    }
+  }
+  EXPECT_TRUE(sst2_trained);
+  const auto run = nlohmann::json::parse(read_file(o.output_dir + "/run.json"));
+  EXPECT_EQ(run.at("stacked_on"), nlohmann::json::array({"lang"}));
+  // Continued without the stack, the adapter would train on other inputs: refused.
+  TrainerOptions more = o;
+  more.resume = true;
+  more.epochs = 3;
+  std::vector<TrainingTask> unstacked;
+  unstacked.push_back({f.task, f.train, f.dev, std::string("sst2"), {}});
+  EXPECT_ERROR_CONTAINS(
+      Trainer(model, std::move(unstacked), FreezePolicy{}, more, f.tokenizer).train(),
+      "the checkpoint was made with stacked_on [\"lang\"], this run has none");
+
+  // The best pack on a fresh copy, under lang as trained on: the run's best score. Alone, it is
+  // another model.
+  auto fresh = make_model();
+  fresh->bert->remove_adapter("sst2");
+  fresh->bert->add_adapter("lang", AdapterConfig::houlsby());
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& item : fresh->named_parameters()) {
+      if (parameter_task(item.key()) == "lang") item.value().copy_(before.at(item.key()));
+    }
+  }
+  load_adapter_pack(fresh, o.output_dir + "/best");
+  fresh->bert->set_active_stack(Stack{"lang", "sst2"});
+  const EvalResult stacked =
+      evaluate(fresh, f.task, f.dev, 32, torch::kCPU, Precision::kFloat32, f.tokenizer.pad_id());
+  EXPECT_DOUBLE_EQ(stacked.metrics.at("accuracy"), r.best_metrics.at("accuracy"));
+  fresh->bert->set_active_adapter("sst2");
+  const EvalResult alone =
+      evaluate(fresh, f.task, f.dev, 32, torch::kCPU, Precision::kFloat32, f.tokenizer.pad_id());
+  EXPECT_NE(alone.loss, stacked.loss);
+}
+
+TEST(Trainer, RefusesAStackItCannotTrain) {
+  Fixture f;
+  auto model = make_model();
+  model->bert->add_adapter("lang", AdapterConfig::houlsby());
+  auto refused = [&](std::vector<TrainingTask> tasks, const std::string& expected) {
+    EXPECT_ERROR_CONTAINS(
+        Trainer(model, std::move(tasks), FreezePolicy{}, options_for("stack_refused"), f.tokenizer),
+        expected);
+  };
+  auto task = [&](std::optional<std::string> adapter, std::vector<std::string> below) {
+    std::vector<TrainingTask> tasks;
+    tasks.push_back({f.task, f.train, f.dev, std::move(adapter), std::move(below)});
+    return tasks;
+  };
+  refused(task("sst2", {"nope"}), "no adapter named \"nope\"");
+  refused(task("sst2", {"lang", "sst2"}), "twice");
+  auto both = task("sst2", {"lang"});
+  both.push_back({f.task, f.train, f.dev, std::string("lang"), {}});
+  refused(std::move(both), "stacked on \"lang\", which this run trains");
+  model->bert->remove_adapter("sst2");
+  refused(task(std::nullopt, {"lang"}), "stacked_on needs an adapter");
 }
 
 // Full or head-only training would freeze the adapter and save a model directory, which holds no

@@ -15,6 +15,7 @@
 #include <torch/version.h>
 #include <nlohmann/json.hpp>
 
+#include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/device.h"
 #include "adaptertune/distributed/process_group.h"
 #include "adaptertune/error.h"
@@ -65,7 +66,12 @@ Json data_fingerprint(const EncodedDataset& train, const TrainerOptions& options
 // "<adapter>.<key>" with the tasks and the sampling that interleaves them (flat, so that a
 // mismatch names the key that differs).
 Json run_fingerprint(const std::vector<TrainingTask>& tasks, const TrainerOptions& options) {
-  if (tasks.size() == 1) return data_fingerprint(tasks[0].train, options);
+  if (tasks.size() == 1) {
+    Json out = data_fingerprint(tasks[0].train, options);
+    // A resume under another stack would train on other inputs (absent: no stack, as before).
+    if (!tasks[0].stacked_on.empty()) out["stacked_on"] = tasks[0].stacked_on;
+    return out;
+  }
   std::string names;
   for (const TrainingTask& task : tasks) names += (names.empty() ? "" : ",") + *task.adapter;
   Json out = {{"tasks", names},
@@ -78,6 +84,7 @@ Json run_fingerprint(const std::vector<TrainingTask>& tasks, const TrainerOption
     for (const auto& [key, value] : data.items()) {
       if (!out.contains(key)) out[*task.adapter + "." + key] = value;
     }
+    if (!task.stacked_on.empty()) out[*task.adapter + ".stacked_on"] = task.stacked_on;
   }
   return out;
 }
@@ -238,7 +245,7 @@ Trainer::Trainer(BertForSequenceClassification& model, const TaskDescription& ta
                  std::optional<std::string> adapter_name, TrainerOptions options,
                  const Tokenizer& tokenizer)
     : Trainer(model,
-              {TrainingTask{task, std::move(train), std::move(dev), std::move(adapter_name)}},
+              {TrainingTask{task, std::move(train), std::move(dev), std::move(adapter_name), {}}},
               policy, std::move(options), tokenizer) {}
 
 Trainer::Trainer(BertForSequenceClassification& model, std::vector<TrainingTask> tasks,
@@ -296,6 +303,21 @@ Trainer::Trainer(BertForSequenceClassification& model, std::vector<TrainingTask>
     }
     if (options_.cache_frozen_layers) adapter_free_layers(*model_->bert, task.adapter);
   }
+  for (const TrainingTask& task : tasks_) {
+    if (task.stacked_on.empty()) continue;
+    const std::string label = "Trainer: task " + task.info.name;
+    if (!task.adapter) throw Error(label + ": stacked_on needs an adapter to train on top");
+    std::vector<std::string> stack = task.stacked_on;
+    stack.push_back(*task.adapter);
+    Stack(stack).check();  // none named twice
+    for (const std::string& below : task.stacked_on) {
+      model_->bert->tasks().at(below);  // throws when the model has no such adapter
+      if (std::find(adapters.begin(), adapters.end(), below) != adapters.end()) {
+        throw Error(label + ": stacked on \"" + below +
+                    "\", which this run trains; an adapter stacked on stays frozen");
+      }
+    }
+  }
   if (options_.cache_frozen_layers && !tasks_.front().adapter) {
     adapter_free_layers(*model_->bert, std::nullopt);  // throws: the cache needs an adapter
   }
@@ -333,7 +355,15 @@ TrainResult Trainer::train() {
     apply_freeze_policy(*model_, policy_);
   }
   auto activate = [&](size_t t) {
-    if (tasks_[t].adapter) model_->bert->set_active_adapter(*tasks_[t].adapter);
+    const TrainingTask& task = tasks_[t];
+    if (!task.adapter) return;
+    if (task.stacked_on.empty()) {
+      model_->bert->set_active_adapter(*task.adapter);
+    } else {
+      std::vector<std::string> stack = task.stacked_on;
+      stack.push_back(*task.adapter);
+      model_->bert->set_active_stack(Stack(std::move(stack)));
+    }
   };
   activate(0);
 
@@ -381,6 +411,17 @@ TrainResult Trainer::train() {
     auto read_progress = [&](const TrainingState& saved, const std::string& state_path) {
       try {
         const Json extra = Json::parse(saved.extra_json);
+        // The engine compares the fingerprint's keys that this run has; a stack is recorded only
+        // when there is one, so a checkpoint's stack that this run leaves out is caught here.
+        const Json fingerprint_keys = Json::parse(fingerprint);
+        const Json recorded = extra.value("data", Json::object());
+        for (const auto& item : recorded.items()) {
+          if (item.key().find("stacked_on") != std::string::npos &&
+              !fingerprint_keys.contains(item.key())) {
+            throw Error(state_path + ": key 'extra': the checkpoint was made with " + item.key() +
+                        " " + item.value().dump() + ", this run has none");
+          }
+        }
         if (several) {
           const Json& saved_tasks = extra.at("tasks");
           if (saved_tasks.size() != task_count) {
@@ -422,6 +463,7 @@ TrainResult Trainer::train() {
       tasks_json.push_back(
           {{"task", task.info.name},
            {"adapter", task.adapter ? Json(*task.adapter) : Json(nullptr)},
+           {"stacked_on", task.stacked_on},
            {"train_examples", task.train.encodings.size()},
            {"dev_examples", task.dev.encodings.size()},
            {"batches_per_epoch", task_batches_per_epoch[t]},
@@ -444,6 +486,7 @@ TrainResult Trainer::train() {
         {"train_mode", policy_.name()},
         {"train_pooler", policy_.train_pooler},
         {"adapter", several ? Json(adapter_names) : first["adapter"]},
+        {"stacked_on", several ? Json(nullptr) : first["stacked_on"]},
         {"adapter_config", several ? Json(nullptr) : first["adapter_config"]},
         {"fusion_config", several ? Json(nullptr) : first["fusion_config"]},
         {"model_config", Json::parse(model_->bert->config().to_json_string())},

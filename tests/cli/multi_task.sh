@@ -2,7 +2,8 @@
 # One base, many tasks through the CLI: three tasks trained one after another as packs; eval of
 # the first with every pack loaded equals eval with it alone (no forgetting, no interference);
 # predict on mixed JSON lines equals the single-task runs line by line; a fusion of two packs
-# trains on a third task and its pack evaluates as the run did; three tasks train in one run.
+# trains on a third task and its pack evaluates as the run did, and so does an adapter trained
+# stacked on another; three tasks train in one run.
 # Usage: multi_task.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 source "$(dirname "$0")/harness.sh"
 
@@ -140,6 +141,51 @@ PY
 "$cli" train --task RTE "${common[@]}" --out "$work/fusion2" --fuse SST-2,STS-B "${packs[@]}" >/dev/null 2>"$work/err"
 [ $? -eq 1 ] && grep -q 'only adapters placed alike can be fused' "$work/err" ||
   fail "fusing Houlsby with Pfeiffer: $(cat "$work/err")"
+
+# Stacked training (MAD-X's task adapter on a language adapter): RTE's adapter trained on top of
+# STS-B's, which stays frozen; run.json names the stack; eval of the Stack of both packs
+# reproduces the run's best dev score, and RTE's pack alone is another model.
+train RTE stacked --adapter-pack "$work/stsb/best" --stack-on STS-B
+grep -q 'adapter Stack(STS-B, RTE)' "$work/stacked.log" || fail "stacked train log: $(cat "$work/stacked.log")"
+"$cli" eval --task RTE --data-dir "$glue" --model "$base" --adapter-pack "$work/stsb/best" \
+  --adapter-pack "$work/stacked/best" --adapter "Stack(STS-B, RTE)" --max-length 32 \
+  >"$work/eval_stacked.json" 2>"$work/err" || fail "eval the stack: $(cat "$work/err")"
+"$cli" eval --task RTE --data-dir "$glue" --model "$base" --adapter-pack "$work/stacked/best" \
+  --max-length 32 >"$work/eval_stacked_alone.json" 2>"$work/err" || fail "eval RTE alone: $(cat "$work/err")"
+/usr/bin/python3 - "$work" <<'PY' || fail "stacked training: see above"
+import json, sys
+work = sys.argv[1]
+run = json.load(open(f"{work}/stacked.json"))
+record = json.load(open(f"{work}/stacked/run.json"))
+assert record["adapter"] == "RTE" and record["stacked_on"] == ["STS-B"], record
+stacked = json.load(open(f"{work}/eval_stacked.json"))
+alone = json.load(open(f"{work}/eval_stacked_alone.json"))
+assert stacked["metrics"] == run["dev"], (stacked, run)
+assert stacked["loss"] != alone["loss"], (stacked, alone)
+PY
+# A fusion trains on top of a Stack too.
+train RTE fusion_stacked --fuse SST-2,MRPC --stack-on STS-B "${packs[@]}"
+"$cli" eval --task RTE --data-dir "$glue" --model "$base" --adapter-pack "$work/fusion_stacked/best" \
+  "${packs[@]}" --adapter "Stack(STS-B, Fuse(SST-2, MRPC))" --max-length 32 \
+  >"$work/eval_fusion_stacked.json" 2>"$work/err" || fail "eval the stacked fusion: $(cat "$work/err")"
+/usr/bin/python3 - "$work" <<'PY' || fail "stacked fusion: see above"
+import json, sys
+work = sys.argv[1]
+run = json.load(open(f"{work}/fusion_stacked.json"))
+record = json.load(open(f"{work}/fusion_stacked/run.json"))
+assert record["adapter"] == "SST-2,MRPC" and record["stacked_on"] == ["STS-B"], record
+ev = json.load(open(f"{work}/eval_fusion_stacked.json"))
+assert ev["metrics"] == run["dev"], (ev, run)
+PY
+refused 'train --adapter-pack loads adapters to fuse (--fuse) or to stack the new adapter on (--stack-on)' \
+  "$cli" train --task RTE "${common[@]}" --out "$work/refused" --adapter-pack "$work/stsb/best"
+refused 'SST-2 is fused too (--fuse SST-2,MRPC); an adapter is either fused or stacked on' \
+  "$cli" train --task RTE "${common[@]}" --out "$work/refused" --fuse SST-2,MRPC --stack-on SST-2 "${packs[@]}"
+refused '--stack-on MRPC: MRPC is none of the --adapter-pack packs (STS-B)' \
+  "$cli" train --task RTE "${common[@]}" --out "$work/refused" --adapter-pack "$work/stsb/best" --stack-on MRPC
+refused '--stack-on trains a new adapter on top of the packs' \
+  "$cli" train --task RTE "${common[@]}" --out "$work/refused" --adapter-pack "$work/stsb/best" \
+  --stack-on STS-B --train full
 
 # Multi-task training: three tasks in one run, each its adapter and head on the one base, batches
 # interleaved in proportion to the data; each task's best pack evaluates as the run logged it.

@@ -56,6 +56,9 @@ struct TrainCommandOptions {
   /// AdapterFusion: the adapters to fuse ("a,b,c", packs' names) and the fusion's config.
   std::optional<std::string> fuse;
   std::string fusion_config = "dynamic";
+  /// Stacked training: the adapters ("lang" or "a,b", packs' names, bottom first) that the new
+  /// adapter or fusion trains on top of, frozen.
+  std::optional<std::string> stack_on;
   std::vector<std::string> adapter_packs;
   /// Data-parallel training: join a group even without WORLD_SIZE (a group of one), where it
   /// meets, the backend and how long to wait for the others.
@@ -66,21 +69,28 @@ struct TrainCommandOptions {
   TrainerOptions trainer;
 };
 
-// The adapters `--fuse a,b,c` names, each one of the packs (Error otherwise).
-std::vector<std::string> fused_adapters(const TrainCommandOptions& o) {
-  std::vector<std::string> names = fused_adapter_names(*o.fuse);
-  if (names.empty()) names.push_back(*o.fuse);  // one adapter: refused below
-  std::string packs;
-  for (const auto& pack : o.adapter_packs) {
-    packs += (packs.empty() ? "" : ", ") + read_adapter_pack_info(pack).name;
-  }
+// The adapters a flag's value `a,b,c` names, each the name of one of `packs` (Error naming
+// `flag` otherwise).
+std::vector<std::string> pack_adapters(const std::string& flag, const std::string& value,
+                                       const std::vector<std::string>& packs) {
+  std::vector<std::string> names = fused_adapter_names(value);
+  if (names.empty()) names.push_back(value);  // one adapter
+  std::string known;
+  for (const auto& pack : packs) known += (known.empty() ? "" : ", ") + pack;
   for (const auto& name : names) {
-    if (name.empty()) throw Error("--fuse " + *o.fuse + ": expected adapter names joined by ','");
-    if ((", " + packs + ",").find(", " + name + ",") == std::string::npos) {
-      throw Error("--fuse " + *o.fuse + ": " + name + " is none of the --adapter-pack packs (" +
-                  (packs.empty() ? std::string("none given") : packs) + ")");
+    if (name.empty()) throw Error(flag + " " + value + ": expected adapter names joined by ','");
+    if (std::find(packs.begin(), packs.end(), name) == packs.end()) {
+      throw Error(flag + " " + value + ": " + name + " is none of the --adapter-pack packs (" +
+                  (known.empty() ? std::string("none given") : known) + ")");
     }
   }
+  return names;
+}
+
+// The adapters `--fuse a,b,c` names, each one of the packs (Error otherwise).
+std::vector<std::string> fused_adapters(const TrainCommandOptions& o,
+                                        const std::vector<std::string>& packs) {
+  std::vector<std::string> names = pack_adapters("--fuse", *o.fuse, packs);
   if (names.size() < 2) throw Error("--fuse " + *o.fuse + ": a fusion needs at least two adapters");
   return names;
 }
@@ -158,7 +168,9 @@ int run_train_squad_command(TrainCommandOptions& o) {
                 ": --labels, --regression, --pair-column, --metrics and --main-metric "
                 "describe classification files; SQuAD is scored by exact match and F1");
   }
-  if (o.fuse || !o.adapter_packs.empty()) throw Error(label + " takes no --fuse or --adapter-pack");
+  if (o.fuse || o.stack_on || !o.adapter_packs.empty()) {
+    throw Error(label + " takes no --fuse, --stack-on or --adapter-pack");
+  }
   if (o.distributed || DistributedOptions::requested_by_environment()) {
     throw Error(label + ": data-parallel training is not supported for SQuAD yet");
   }
@@ -203,6 +215,8 @@ int run_train(TrainCommandOptions o) {
     throw Error("--random-init needs --train full: with --train " + o.train.mode +
                 " the saved files would be used on " + o.model + "'s pretrained weights");
   }
+  std::vector<std::string> packs;  // the packs' adapter names, in --adapter-pack order
+  for (const auto& pack : o.adapter_packs) packs.push_back(read_adapter_pack_info(pack).name);
   std::vector<std::string> fused;
   std::optional<FusionConfig> fusion;
   if (o.fuse) {
@@ -213,10 +227,27 @@ int run_train(TrainCommandOptions o) {
           "takes no --adapter, --adapter-config, --reduction-factor, --adapter-size, "
           "--leave-out or --adapter-name");
     }
-    fused = fused_adapters(o);
+    fused = fused_adapters(o, packs);
     fusion = fusion_config_for(o.fusion_config);
-  } else if (!o.adapter_packs.empty()) {
-    throw Error("train --adapter-pack loads the adapters a fusion fuses: give --fuse too");
+  }
+  const std::vector<std::string> stacked_on =
+      o.stack_on ? pack_adapters("--stack-on", *o.stack_on, packs) : std::vector<std::string>();
+  if (o.stack_on && mode != TrainMode::kAdapters && mode != TrainMode::kAdaptersAndHead) {
+    throw Error(
+        "--stack-on trains a new adapter on top of the packs' (--train adapters or "
+        "adapters-head), not --train " +
+        o.train.mode);
+  }
+  if (!o.adapter_packs.empty() && !o.fuse && !o.stack_on) {
+    throw Error(
+        "train --adapter-pack loads adapters to fuse (--fuse) or to stack the new "
+        "adapter on (--stack-on): give one of them");
+  }
+  for (const auto& name : stacked_on) {
+    if (std::find(fused.begin(), fused.end(), name) != fused.end()) {
+      throw Error("--stack-on " + *o.stack_on + ": " + name + " is fused too (--fuse " + *o.fuse +
+                  "); an adapter is either fused or stacked on");
+    }
   }
   std::optional<AdapterConfig> adapter = o.fuse ? std::nullopt : resolve_adapter(o.adapter, mode);
   if (several) check_multi_task_options(o, adapter.has_value());
@@ -277,6 +308,14 @@ int run_train(TrainCommandOptions o) {
   } else if (main_process) {
     std::fprintf(stderr, "train: loaded %s: %s\n", o.model.c_str(), report.summary().c_str());
   }
+  // The packs' adapters (fused or stacked on) are frozen tasks of their own; only the new
+  // adapters or fusion (with their LayerNorm copies and heads, as --train says) train.
+  for (const auto& pack : o.adapter_packs) {
+    AdapterPackLoad load = load_adapter_pack(model, pack, std::nullopt, /*load_head=*/false);
+    if (main_process) {
+      for (const auto& w : load.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    }
+  }
   std::optional<std::string> adapter_name;
   if (several) {
     // Each task its adapter and its own head, in --task order (so that a seed repeats them).
@@ -288,14 +327,6 @@ int run_train(TrainCommandOptions o) {
     adapter_name = adapter_label;
     model->bert->add_adapter(*adapter_name, *adapter);
   } else if (fusion) {
-    // The fused adapters are frozen tasks of their own; only the fusion (with its LayerNorm
-    // copies and head, as --train says) trains.
-    for (const auto& pack : o.adapter_packs) {
-      AdapterPackLoad load = load_adapter_pack(model, pack, std::nullopt, /*load_head=*/false);
-      if (main_process) {
-        for (const auto& w : load.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-      }
-    }
     adapter_name = model->bert->add_fusion(fused, *fusion);
   }
   const FreezePolicy policy = resolve_policy(o.train, *model->bert);
@@ -308,11 +339,14 @@ int run_train(TrainCommandOptions o) {
     const std::optional<std::string> name =
         several ? std::optional<std::string>(adapter_name_for(t.info)) : adapter_name;
     if (main_process) {
+      std::vector<std::string> stack = stacked_on;
+      if (name) stack.push_back(*name);
+      const std::string shown = !name ? "none" : Stack(std::move(stack)).describe();
       std::fprintf(stderr, "train: %s, %zu train / %zu dev examples, adapter %s\n",
                    t.info.name.c_str(), train.encodings.size(), dev.encodings.size(),
-                   name ? name->c_str() : "none");
+                   shown.c_str());
     }
-    training.push_back({t.info, std::move(train), std::move(dev), name});
+    training.push_back({t.info, std::move(train), std::move(dev), name, stacked_on});
   }
   if (main_process) {
     const std::string processes =
@@ -831,8 +865,13 @@ Command add_train_command(CLI::App& app) {
                       "Train AdapterFusion over these adapters (names of --adapter-pack packs, "
                       "e.g. sst2,mrpc,cola) for the task, the adapters frozen; the best fusion is "
                       "kept in AdapterHub's fusion layout");
+  cmd->add_option("--stack-on", o->stack_on,
+                  "Train the new adapter (or fusion) on top of these adapters, bottom first "
+                  "(names of --adapter-pack packs, e.g. lang: AdapterHub's Stack(lang, task), as "
+                  "MAD-X trains task adapters on a language adapter), which stay frozen");
   cmd->add_option("--adapter-pack", o->adapter_packs,
-                  "With --fuse: an adapter pack to fuse (repeat it for each adapter)")
+                  "An adapter pack to fuse (--fuse) or to stack on (--stack-on); repeat it for "
+                  "each adapter")
       ->check(CLI::ExistingDirectory)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--fusion-config", o->fusion_config,

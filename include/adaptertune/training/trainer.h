@@ -142,6 +142,11 @@ struct TrainingTask {
   /// The model's task (adapter or fusion) that trains; std::nullopt: the plain base, allowed only
   /// when it is the run's only task.
   std::optional<std::string> adapter;
+  /// Adapters of the model that `adapter` trains on top of, bottom first (AdapterHub's
+  /// `Stack(lang, task)`, as MAD-X trains a task adapter on a language adapter): they run below
+  /// it at every adapter site, in training and in evaluation, and stay frozen. Empty: the
+  /// adapter alone. None of them may be a task this run trains.
+  std::vector<std::string> stacked_on;
 };
 
 /// How one task of a run did.
