@@ -145,6 +145,21 @@ PY
 # Stacked training (MAD-X's task adapter on a language adapter): RTE's adapter trained on top of
 # STS-B's, which stays frozen; run.json names the stack; eval of the Stack of both packs
 # reproduces the run's best dev score, and RTE's pack alone is another model.
+# check_stacked RUN ADAPTER EVAL [ALONE]: run.json names ADAPTER stacked on STS-B, EVAL (the Stack
+# of the packs) gives the run's best dev score, and ALONE (the pack without the stack) another loss.
+check_stacked() {
+  /usr/bin/python3 - "$work" "$@" <<'PY' || fail "stacked run $1: see above"
+import json, sys
+work, name, adapter, evaluated = sys.argv[1:5]
+run = json.load(open(f"{work}/{name}.json"))
+record = json.load(open(f"{work}/{name}/run.json"))
+assert record["adapter"] == adapter and record["stacked_on"] == ["STS-B"], record
+ev = json.load(open(f"{work}/{evaluated}"))
+assert ev["metrics"] == run["dev"], (ev, run)
+if len(sys.argv) > 5:
+    assert ev["loss"] != json.load(open(f"{work}/{sys.argv[5]}"))["loss"], ev
+PY
+}
 train RTE stacked --adapter-pack "$work/stsb/best" --stack-on STS-B
 grep -q 'adapter Stack(STS-B, RTE)' "$work/stacked.log" || fail "stacked train log: $(cat "$work/stacked.log")"
 "$cli" eval --task RTE --data-dir "$glue" --model "$base" --adapter-pack "$work/stsb/best" \
@@ -152,31 +167,13 @@ grep -q 'adapter Stack(STS-B, RTE)' "$work/stacked.log" || fail "stacked train l
   >"$work/eval_stacked.json" 2>"$work/err" || fail "eval the stack: $(cat "$work/err")"
 "$cli" eval --task RTE --data-dir "$glue" --model "$base" --adapter-pack "$work/stacked/best" \
   --max-length 32 >"$work/eval_stacked_alone.json" 2>"$work/err" || fail "eval RTE alone: $(cat "$work/err")"
-/usr/bin/python3 - "$work" <<'PY' || fail "stacked training: see above"
-import json, sys
-work = sys.argv[1]
-run = json.load(open(f"{work}/stacked.json"))
-record = json.load(open(f"{work}/stacked/run.json"))
-assert record["adapter"] == "RTE" and record["stacked_on"] == ["STS-B"], record
-stacked = json.load(open(f"{work}/eval_stacked.json"))
-alone = json.load(open(f"{work}/eval_stacked_alone.json"))
-assert stacked["metrics"] == run["dev"], (stacked, run)
-assert stacked["loss"] != alone["loss"], (stacked, alone)
-PY
+check_stacked stacked RTE eval_stacked.json eval_stacked_alone.json
 # A fusion trains on top of a Stack too.
 train RTE fusion_stacked --fuse SST-2,MRPC --stack-on STS-B "${packs[@]}"
 "$cli" eval --task RTE --data-dir "$glue" --model "$base" --adapter-pack "$work/fusion_stacked/best" \
   "${packs[@]}" --adapter "Stack(STS-B, Fuse(SST-2, MRPC))" --max-length 32 \
   >"$work/eval_fusion_stacked.json" 2>"$work/err" || fail "eval the stacked fusion: $(cat "$work/err")"
-/usr/bin/python3 - "$work" <<'PY' || fail "stacked fusion: see above"
-import json, sys
-work = sys.argv[1]
-run = json.load(open(f"{work}/fusion_stacked.json"))
-record = json.load(open(f"{work}/fusion_stacked/run.json"))
-assert record["adapter"] == "SST-2,MRPC" and record["stacked_on"] == ["STS-B"], record
-ev = json.load(open(f"{work}/eval_fusion_stacked.json"))
-assert ev["metrics"] == run["dev"], (ev, run)
-PY
+check_stacked fusion_stacked SST-2,MRPC eval_fusion_stacked.json
 refused 'train --adapter-pack loads adapters to fuse (--fuse) or to stack the new adapter on (--stack-on)' \
   "$cli" train --task RTE "${common[@]}" --out "$work/refused" --adapter-pack "$work/stsb/best"
 refused 'SST-2 is fused too (--fuse SST-2,MRPC); an adapter is either fused or stacked on' \
