@@ -7,9 +7,10 @@
 #   bash scripts/results_table.sh [--device cpu|cuda|auto] [--precision fp32|bf16]
 # Extra arguments go to every `adaptertune train` call. Runs land in runs/results/<task>-<mode>.
 # ADAPTERTUNE_RESULTS_TASKS and ADAPTERTUNE_RESULTS_MODES (houlsby pfeiffer full head random) run
-# a part of the table; its other cells then read "not run". ADAPTERTUNE_BASE evaluates another
-# base (a candidate for shipping); ADAPTERTUNE_RESULTS_FILE writes the table elsewhere than
-# docs/results.md, which then stays as it is. ADAPTERTUNE_RESULTS_SEEDS (default 42) trains every
+# a part of the table; its other cells come from earlier calls' runs in the same directory (each
+# checked to have run on this base, by its run.json) or read "not run". ADAPTERTUNE_BASE evaluates
+# another base (a candidate for shipping); ADAPTERTUNE_RESULTS_FILE writes the table elsewhere
+# than docs/results.md, which then stays as it is. ADAPTERTUNE_RESULTS_SEEDS (default 42) trains every
 # cell once per seed (runs in <task>-<mode>-seed<S> when there are several) and reports the mean,
 # with the lowest and highest run: one seed moves SST-2 by a point or two (docs/results.md).
 set -euo pipefail
