@@ -216,6 +216,47 @@ TEST(AdapterPack, RecordsTheLengthAndPrecisionItWasTrainedWith) {
   EXPECT_FALSE(read_adapter_pack_info(plain).precision.has_value());
 }
 
+TEST(AdapterPack, RecordsTheStackItWasTrainedOnAndLoadsAfterIt) {
+  auto trained = trained_model("sst2");
+  const std::string dir = fresh_dir("stacked");
+  AdapterPackOptions options;
+  options.stacked_on = {"lang", "domain"};
+  save_adapter_pack(trained, "sst2", dir, options);
+  const AdapterPackInfo stacked = read_adapter_pack_info(dir);
+  EXPECT_EQ(stacked.stacked_on, (std::vector<std::string>{"lang", "domain"}));
+  const nlohmann::json config = nlohmann::json::parse(read_file(dir + "/adapter_config.json"));
+  EXPECT_EQ(config.at("adaptertune").at("stacked_on"), nlohmann::json::array({"lang", "domain"}));
+  const std::string plain = fresh_dir("stacked_none");
+  save_adapter_pack(trained, "sst2", plain);
+  EXPECT_TRUE(read_adapter_pack_info(plain).stacked_on.empty());
+  EXPECT_FALSE(nlohmann::json::parse(read_file(plain + "/adapter_config.json"))
+                   .at("adaptertune")
+                   .contains("stacked_on"));  // trained alone: nothing recorded
+
+  // Loaded after the packs it was stacked on that are among the packs, in any order given.
+  auto named = [](const std::string& name, std::vector<std::string> below) {
+    AdapterPackInfo info;
+    info.name = name;
+    info.stacked_on = std::move(below);
+    return info;
+  };
+  EXPECT_EQ(
+      pack_load_order({stacked, named("domain", {"lang"}), named("other", {}), named("lang", {})}),
+      (std::vector<size_t>{2, 3, 1, 0}));
+  // One below it that is not among them holds nothing back (the loader reports it).
+  EXPECT_EQ(pack_load_order({stacked, named("lang", {})}), (std::vector<size_t>{1, 0}));
+
+  for (const char* bad : {R"("lang")", R"([""])", R"(["lang", 3])", R"(["sst2"])"}) {
+    SCOPED_TRACE(bad);
+    nlohmann::json broken = config;
+    broken["adaptertune"]["stacked_on"] = nlohmann::json::parse(bad);
+    write_file_atomic(dir + "/adapter_config.json", broken.dump());
+    EXPECT_ERROR_CONTAINS(read_adapter_pack_info(dir),
+                          "key 'stacked_on' must be an array of the names of the adapters "
+                          "below it");
+  }
+}
+
 TEST(AdapterPack, BadPacksFailCleanlyAndLeaveTheModelUnchanged) {
   auto trained = trained_model("sst2");
   const std::string dir = fresh_dir("bad");

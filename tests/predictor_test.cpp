@@ -277,6 +277,65 @@ TEST(Predictor, Bf16StoresTheBaseInBf16AndStillKnowsItsPacks) {
   }
 }
 
+TEST(Predictor, AStackedPackRunsOnThePackBelowIt) {
+  // A pack trained stacked on "sentiment", as Trainer saves one (TrainingTask::stacked_on).
+  const std::string stacked = files().root + "/topic_on_sentiment";
+  {
+    BertForSequenceClassification model = load_bert_for_sequence_classification(files().model);
+    load_adapter_pack(model, files().packs[0]);
+    model->add_task("topic", AdapterConfig::houlsby(), HeadConfig::classification({"a", "b"}));
+    torch::NoGradGuard no_grad;
+    for (auto& item : model->named_parameters()) {
+      if (parameter_task(item.key()) == "topic") {
+        item.value().add_(torch::randn_like(item.value()) * 0.3);
+      }
+    }
+    AdapterPackOptions options;
+    options.stacked_on = {"sentiment"};
+    save_adapter_pack(model, "topic", stacked, options);
+  }
+  // Given before the pack below it, it loads after it all the same.
+  Predictor predictor(files().model, {stacked, files().packs[0]});
+  EXPECT_EQ(predictor.tasks(), (std::vector<std::string>{"sentiment", "topic"}));
+  EXPECT_EQ(predictor.task_info("topic").stacked_on, std::vector<std::string>{"sentiment"});
+  const std::string text = "a gorgeous, witty, seductive movie.";
+  const std::vector<Prediction> got = predictor.predict(std::vector<TaskRequest>{
+      {std::string("topic"), text, std::nullopt}, {std::string("sentiment"), text, std::nullopt}});
+
+  BertForSequenceClassification model = load_bert_for_sequence_classification(files().model);
+  load_adapter_pack(model, files().packs[0]);
+  load_adapter_pack(model, stacked);
+  model->eval();
+  const Encoding encoding = load_tokenizer(files().model)->encode(text, std::nullopt, 64);
+  const torch::Tensor input_ids = torch::tensor(encoding.input_ids).unsqueeze(0);
+  auto logits = [&](const Stack& stack) {
+    model->bert->set_active_stack(stack);
+    c10::InferenceMode inference;
+    return model(input_ids, torch::ones_like(input_ids),
+                 torch::tensor(encoding.token_type_ids).unsqueeze(0))
+        .reshape(-1);
+  };
+  auto expect_logits = [](const Prediction& prediction, const torch::Tensor& expected) {
+    ASSERT_EQ(prediction.logits.size(), static_cast<size_t>(expected.numel()));
+    for (int64_t i = 0; i < expected.numel(); ++i) {
+      EXPECT_NEAR(prediction.logits[i], expected[i].item<float>(), 1e-5) << "logit " << i;
+    }
+  };
+  expect_logits(got[0], logits(Stack{"sentiment", "topic"}));
+  expect_logits(got[1], logits(Stack{"sentiment"}));
+  EXPECT_FALSE(torch::allclose(logits(Stack{"topic"}), logits(Stack{"sentiment", "topic"})));
+
+  EXPECT_ERROR_CONTAINS(predictor.remove_task("sentiment"),
+                        "task sentiment has task topic stacked on it: remove topic first");
+  EXPECT_TRUE(predictor.has_task("sentiment"));
+  predictor.remove_task("topic");
+  predictor.remove_task("sentiment");
+  EXPECT_ERROR_CONTAINS(predictor.add_task(stacked),
+                        "was trained stacked on other adapters (Stack(sentiment, topic)); "
+                        "sentiment not loaded (load their adapter packs first)");
+  EXPECT_TRUE(predictor.tasks().empty());
+}
+
 TEST(Predictor, WarnsWhenTheModelDirectoryHasNoHead) {
   // The shipped base was pretrained by masked LM: no classifier for requests without a task.
   const Predictor bare(std::string(ADAPTERTUNE_TEST_DATA_DIR) +

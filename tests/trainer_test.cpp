@@ -245,7 +245,8 @@ TEST(Trainer, TrainsAnAdapterStackedOnAFrozenOne) {
       if (parameter_task(item.key()) == "lang") item.value().copy_(before.at(item.key()));
     }
   }
-  load_adapter_pack(fresh, o.output_dir + "/best");
+  const AdapterPackLoad pack = load_adapter_pack(fresh, o.output_dir + "/best");
+  EXPECT_EQ(pack.info.stacked_on, std::vector<std::string>{"lang"});  // for eval and serving
   fresh->bert->set_active_stack(Stack{"lang", "sst2"});
   const EvalResult stacked =
       evaluate(fresh, f.task, f.dev, 32, torch::kCPU, Precision::kFloat32, f.tokenizer.pad_id());

@@ -107,6 +107,10 @@ TaskRouting TaskRouting::per_example(const std::vector<std::optional<std::string
   return from_rows(stacks, device);
 }
 
+TaskRouting TaskRouting::per_example_stacks(const std::vector<Stack>& stacks, c10::Device device) {
+  return from_rows(stacks, device);
+}
+
 TaskRouting TaskRouting::batch_split(const std::vector<Stack>& parts,
                                      const std::vector<int64_t>& sizes, c10::Device device) {
   if (parts.empty() || parts.size() != sizes.size()) {

@@ -124,8 +124,19 @@ struct Predictor::State {
   // Loads `pack` as a task; the caller holds the lock exclusively (or is the constructor).
   std::string load(const std::string& pack, const std::optional<std::string>& name) {
     // Checked before the pack changes the model.
-    model->bert->config().check_sequence_length(length(read_adapter_pack_info(pack).max_length),
-                                                pack + ": max_length");
+    const AdapterPackInfo recorded = read_adapter_pack_info(pack);
+    model->bert->config().check_sequence_length(length(recorded.max_length), pack + ": max_length");
+    std::string missing;
+    for (const auto& below : recorded.stacked_on) {
+      if (!info.count(below)) missing += (missing.empty() ? "" : ", ") + below;
+    }
+    if (!missing.empty()) {
+      std::vector<std::string> stack = recorded.stacked_on;
+      stack.push_back(recorded.name);
+      throw Error(pack + " was trained stacked on other adapters (" +
+                  Stack(std::move(stack)).describe() + "); " + missing +
+                  " not loaded (load their adapter packs first)");
+    }
     const AdapterPackLoad load = load_adapter_pack(model, pack, base_identity(), name);
     const AdapterPackInfo& pack_info = load.info;
     prepare_weights();                              // the pack's new modules too
@@ -142,6 +153,7 @@ struct Predictor::State {
     task.head = model->head_config(task.name);
     task.adapter_config_json =
         pack_info.fusion ? pack_info.fusion->to_json_string() : pack_info.config.to_json_string();
+    task.stacked_on = pack_info.stacked_on;
     task.max_length = length(pack_info.max_length);
     task.base_config_sha256 = pack_info.base_config_sha256;
     task.base_weights_sha256 = pack_info.base_weights_sha256;
@@ -227,6 +239,12 @@ std::string Predictor::add_task(const std::string& adapter_pack,
 void Predictor::remove_task(const std::string& name) {
   std::unique_lock lock(state_->mutex);
   state_->at(name);  // throws for an unknown task
+  for (const auto& [above, task] : state_->info) {
+    if (std::find(task.stacked_on.begin(), task.stacked_on.end(), name) != task.stacked_on.end()) {
+      throw Error("task " + name + " has task " + above + " stacked on it: remove " + above +
+                  " first");
+    }
+  }
   state_->model->remove_task(name);
   state_->info.erase(name);
 }
@@ -309,9 +327,18 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
   BertForSequenceClassification model = s.model;  // a handle: forward_routed() changes nothing
   for (const auto& rows : batcher.epoch_order(0)) {
     const Batch batch = batcher.make_batch(rows).to(s.options.device);
-    std::vector<std::optional<std::string>> tasks;
-    for (size_t row : rows) tasks.push_back(requests[row].task);
-    const TaskRouting routing = TaskRouting::per_example(tasks, s.options.device);
+    // Each request runs its task's Stack: the task alone, or on what its pack was trained on.
+    std::vector<Stack> stacks;
+    for (size_t row : rows) {
+      const std::optional<std::string>& task = requests[row].task;
+      std::vector<std::string> stack;
+      if (task) {
+        stack = s.info.at(*task).stacked_on;
+        stack.push_back(*task);
+      }
+      stacks.emplace_back(std::move(stack));
+    }
+    const TaskRouting routing = TaskRouting::per_example_stacks(stacks, s.options.device);
     std::vector<at::Tensor> logits;
     {
       AutocastGuard autocast(s.options.device, s.precision);

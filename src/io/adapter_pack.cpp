@@ -212,9 +212,33 @@ void check_fused_adapters(const std::vector<AdapterPackInfo>& infos,
 
 std::vector<size_t> pack_load_order(const std::vector<AdapterPackInfo>& infos) {
   std::vector<size_t> order;
+  std::vector<bool> placed(infos.size(), false);
+  // A pack is ready when none of the packs it was stacked on is still to be placed (one that is
+  // not among `infos` does not hold it back: loading it is the caller's business).
+  auto ready = [&](const AdapterPackInfo& info) {
+    for (const auto& below : info.stacked_on) {
+      for (size_t j = 0; j < infos.size(); ++j) {
+        if (!placed[j] && !infos[j].fusion && infos[j].name == below) return false;
+      }
+    }
+    return true;
+  };
   for (const bool fusions : {false, true}) {
+    // Passes until every pack of this kind is placed; a pass that places none has met a cycle
+    // (a pack stacked on itself, at a remove), whose packs then go as given.
+    for (bool progress = true; progress;) {
+      progress = false;
+      for (size_t i = 0; i < infos.size(); ++i) {
+        if (placed[i] || infos[i].fusion.has_value() != fusions || !ready(infos[i])) continue;
+        order.push_back(i);
+        placed[i] = progress = true;
+      }
+    }
     for (size_t i = 0; i < infos.size(); ++i) {
-      if (infos[i].fusion.has_value() == fusions) order.push_back(i);
+      if (!placed[i] && infos[i].fusion.has_value() == fusions) {
+        order.push_back(i);
+        placed[i] = true;
+      }
     }
   }
   return order;
@@ -268,6 +292,17 @@ AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
         sub.fail("precision", "\"fp32\", \"bf16\" or \"fp16\"");
       }
     }
+    if (const detail::Json* stacked_on = sub.take("stacked_on")) {
+      const char* expected = "an array of the names of the adapters below it, bottom first";
+      if (!stacked_on->is_array()) sub.fail("stacked_on", expected);
+      for (const detail::Json& below : *stacked_on) {
+        if (!below.is_string() || below.get<std::string>().empty() ||
+            below.get<std::string>() == info.name) {
+          sub.fail("stacked_on", expected);
+        }
+        info.stacked_on.push_back(below.get<std::string>());
+      }
+    }
     sub.ignore({"library_version"});
     sub.finish();
   }
@@ -318,6 +353,7 @@ void save_pack(const PackModel& model, const std::string& adapter_name,
       {"library_version", version()}};
   if (options.max_length > 0) ours["max_length"] = options.max_length;
   if (options.precision) ours["precision"] = precision_name(*options.precision);
+  if (!options.stacked_on.empty()) ours["stacked_on"] = options.stacked_on;
   detail::Json document = {
       {"name", adapter_name},
       {"config", adapter_json},

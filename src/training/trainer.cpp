@@ -240,6 +240,13 @@ void Trainer::check_options(const TrainerOptions& options) {
                          existing_output_mode(options.resume, options.overwrite), options.inputs);
 }
 
+std::optional<Stack> TrainingTask::active_stack() const {
+  if (!adapter) return std::nullopt;
+  std::vector<std::string> stack = stacked_on;
+  stack.push_back(*adapter);
+  return Stack(std::move(stack));
+}
+
 Trainer::Trainer(BertForSequenceClassification& model, const TaskDescription& task,
                  EncodedDataset train, EncodedDataset dev, FreezePolicy policy,
                  std::optional<std::string> adapter_name, TrainerOptions options,
@@ -307,9 +314,7 @@ Trainer::Trainer(BertForSequenceClassification& model, std::vector<TrainingTask>
     if (task.stacked_on.empty()) continue;
     const std::string label = "Trainer: task " + task.info.name;
     if (!task.adapter) throw Error(label + ": stacked_on needs an adapter to train on top");
-    std::vector<std::string> stack = task.stacked_on;
-    stack.push_back(*task.adapter);
-    Stack(stack).check();  // none named twice
+    task.active_stack()->check();  // none named twice
     for (const std::string& below : task.stacked_on) {
       model_->bert->tasks().at(below);  // throws when the model has no such adapter
       if (std::find(adapters.begin(), adapters.end(), below) != adapters.end()) {
@@ -355,14 +360,8 @@ TrainResult Trainer::train() {
     apply_freeze_policy(*model_, policy_);
   }
   auto activate = [&](size_t t) {
-    const TrainingTask& task = tasks_[t];
-    if (!task.adapter) return;
-    if (task.stacked_on.empty()) {
-      model_->bert->set_active_adapter(*task.adapter);
-    } else {
-      std::vector<std::string> stack = task.stacked_on;
-      stack.push_back(*task.adapter);
-      model_->bert->set_active_stack(Stack(std::move(stack)));
+    if (const std::optional<Stack> stack = tasks_[t].active_stack()) {
+      model_->bert->set_active_stack(*stack);
     }
   };
   activate(0);
@@ -536,6 +535,7 @@ TrainResult Trainer::train() {
       pack.train_mode = policy_.name();
       pack.max_length = options_.max_length;
       pack.precision = options_.precision;
+      pack.stacked_on = task.stacked_on;
       save_adapter_pack(model_, *task.adapter, temp, pack);
     } else {
       save_pretrained(*model_, temp);

@@ -144,7 +144,8 @@ PY
 
 # Stacked training (MAD-X's task adapter on a language adapter): RTE's adapter trained on top of
 # STS-B's, which stays frozen; run.json names the stack; eval of the Stack of both packs
-# reproduces the run's best dev score, and RTE's pack alone is another model.
+# reproduces the run's best dev score, and RTE's pack alone is another model. The pack records
+# its stack: eval runs it without --adapter, and refuses it without the pack below.
 # check_stacked RUN ADAPTER EVAL [ALONE]: run.json names ADAPTER stacked on STS-B, EVAL (the Stack
 # of the packs) gives the run's best dev score, and ALONE (the pack without the stack) another loss.
 check_stacked() {
@@ -166,12 +167,22 @@ grep -q 'adapter Stack(STS-B, RTE)' "$work/stacked.log" || fail "stacked train l
   --adapter-pack "$work/stacked/best" --adapter "Stack(STS-B, RTE)" --max-length 32 \
   >"$work/eval_stacked.json" 2>"$work/err" || fail "eval the stack: $(cat "$work/err")"
 "$cli" eval --task RTE --data-dir "$glue" --model "$base" --adapter-pack "$work/stacked/best" \
-  --max-length 32 >"$work/eval_stacked_alone.json" 2>"$work/err" || fail "eval RTE alone: $(cat "$work/err")"
+  --adapter RTE --max-length 32 >"$work/eval_stacked_alone.json" 2>"$work/err" ||
+  fail "eval RTE alone: $(cat "$work/err")"
 check_stacked stacked RTE eval_stacked.json eval_stacked_alone.json
+grep -q 'warning: .*stacked/best was trained as Stack(STS-B, RTE); running RTE as --adapter asks' \
+  "$work/err" || fail "RTE alone without a warning: $(cat "$work/err")"
+"$cli" eval --task RTE --data-dir "$glue" --model "$base" --adapter-pack "$work/stacked/best" \
+  --adapter-pack "$work/stsb/best" --max-length 32 >"$work/eval_stacked_default.json" 2>"$work/err" ||
+  fail "eval the stacked pack as recorded: $(cat "$work/err")"
+cmp -s "$work/eval_stacked.json" "$work/eval_stacked_default.json" ||
+  fail "the recorded stack: $(cat "$work/eval_stacked_default.json") vs $(cat "$work/eval_stacked.json")"
+refused 'stacked/best was trained as Stack(STS-B, RTE): give the pack of STS-B with --adapter-pack too (or --adapter RTE to run it alone)' \
+  "$cli" eval --task RTE --data-dir "$glue" --model "$base" --adapter-pack "$work/stacked/best"
 # A fusion trains on top of a Stack too.
 train RTE fusion_stacked --fuse SST-2,MRPC --stack-on STS-B "${packs[@]}"
 "$cli" eval --task RTE --data-dir "$glue" --model "$base" --adapter-pack "$work/fusion_stacked/best" \
-  "${packs[@]}" --adapter "Stack(STS-B, Fuse(SST-2, MRPC))" --max-length 32 \
+  "${packs[@]}" --max-length 32 \
   >"$work/eval_fusion_stacked.json" 2>"$work/err" || fail "eval the stacked fusion: $(cat "$work/err")"
 check_stacked fusion_stacked SST-2,MRPC eval_fusion_stacked.json
 refused 'train --adapter-pack loads adapters to fuse (--fuse) or to stack the new adapter on (--stack-on)' \

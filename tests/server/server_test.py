@@ -24,8 +24,8 @@ packs_dir = os.path.join(work, "packs")
 os.makedirs(packs_dir)
 
 
-def train(task, name):
-    return train_pack(cli, project, task, os.path.join(packs_dir, name))
+def train(task, name, *flags):
+    return train_pack(cli, project, task, os.path.join(packs_dir, name), *flags)
 
 
 def Server(*flags):
@@ -44,6 +44,8 @@ def same_answer(got, expected):
 
 sst2 = train("SST-2", "sst2")
 stsb = train("STS-B", "stsb")
+# Trained on top of STS-B's adapter: its pack records the stack.
+stacked = train("RTE", "rte_on_stsb", "--adapter-pack", stsb, "--stack-on", "STS-B")
 
 # The offline answers for a mixed set of requests.
 requests = []
@@ -78,6 +80,7 @@ check(tasks["SST-2"]["labels"] == ["0", "1"] and tasks["STS-B"]["problem_type"] 
       f"task descriptions: {body}")
 check(tasks["SST-2"]["base"]["matches"] and len(tasks["SST-2"]["base"]["weights_sha256"]) == 64,
       f"base identity: {body}")
+check(tasks["SST-2"]["stacked_on"] == [], f"stacked_on of a pack trained alone: {body}")
 
 # One request, and all of them mixed in one: equal to the offline predict.
 status, body, _ = a.predict(requests[0])
@@ -147,6 +150,22 @@ for round in range(3):
 for c in clients:
     c.join()
 check(not errors, f"{len(errors)} wrong answers under concurrency, e.g. {errors[:2]}")
+
+# A pack trained stacked on STS-B runs on it, and STS-B stays while it is loaded.
+pair = {"task": "RTE", "text": "A man plays.", "text_pair": "Someone plays."}
+status, body, _ = a.request("POST", "/v1/tasks", {"path": "rte_on_stsb/best"}, key)
+check(status == 201 and json.loads(body)["stacked_on"] == ["STS-B"], f"load stacked: {status} {body}")
+with open(os.path.join(work, "rte.jsonl"), "w") as f:
+    f.write(json.dumps(pair) + "\n")
+offline_rte = json.loads(subprocess.run(
+    [cli, "predict", "--model", base, "--adapter-pack", stacked, "--adapter-pack", stsb, "--input",
+     os.path.join(work, "rte.jsonl")], check=True, capture_output=True, text=True).stdout)
+status, body, _ = a.predict(pair)
+check(status == 200 and same_answer(json.loads(body), offline_rte), f"stacked predict: {status} {body}")
+status, body, _ = a.request("DELETE", "/v1/tasks/STS-B", headers=key)
+check(status == 409 and "has task RTE stacked on it" in body, f"unload below a stack: {status} {body}")
+status, body, _ = a.request("DELETE", "/v1/tasks/RTE", headers=key)
+check(status == 200, f"unload the stacked task: {status} {body}")
 status, body, _ = a.request("DELETE", "/v1/tasks/SST-2", headers=key)
 check(status == 200, f"unload SST-2: {status} {body}")
 status, body, _ = a.predict(requests[0])

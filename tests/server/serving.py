@@ -11,11 +11,13 @@ import urllib.error
 import urllib.request
 
 
-def train(cli, project, task, out):
-    """A pack of `task` trained for two steps on the shipped base; returns its directory."""
+def train(cli, project, task, out, *flags):
+    """A pack of `task` trained for two steps on the shipped base (`train` FLAGS added); returns
+    its directory."""
     subprocess.run([cli, "train", "--task", task, "--data-dir", os.path.join(project, "data", "glue"),
                     "--model", shipped_base(project), "--train-examples", "32", "--batch-size",
-                    "16", "--max-steps", "2", "--max-length", "32", "--no-progress", "--out", out],
+                    "16", "--max-steps", "2", "--max-length", "32", "--no-progress", "--out", out,
+                    *flags],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return os.path.join(out, "best")
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <optional>
@@ -338,15 +339,14 @@ int run_train(TrainCommandOptions o) {
     EncodedDataset dev = encode_examples(data[i].second, *tokenizer, max_length);
     const std::optional<std::string> name =
         several ? std::optional<std::string>(adapter_name_for(t.info)) : adapter_name;
-    if (main_process) {
-      std::vector<std::string> stack = stacked_on;
-      if (name) stack.push_back(*name);
-      const std::string shown = !name ? "none" : Stack(std::move(stack)).describe();
-      std::fprintf(stderr, "train: %s, %zu train / %zu dev examples, adapter %s\n",
-                   t.info.name.c_str(), train.encodings.size(), dev.encodings.size(),
-                   shown.c_str());
-    }
     training.push_back({t.info, std::move(train), std::move(dev), name, stacked_on});
+    if (main_process) {
+      const std::optional<Stack> stack = training.back().active_stack();
+      std::fprintf(stderr, "train: %s, %zu train / %zu dev examples, adapter %s\n",
+                   t.info.name.c_str(), training.back().train.encodings.size(),
+                   training.back().dev.encodings.size(),
+                   stack ? stack->describe().c_str() : "none");
+    }
   }
   if (main_process) {
     const std::string processes =
@@ -425,8 +425,8 @@ std::optional<Stack> adapter_stack(const UseOptions& o) {
 }
 
 // Which of the packs eval (or predict on GLUE/plain input) runs: the only one, the one --adapter
-// names (the top of its Stack), the only fusion among them, else the one `train --task` would
-// have named like the task.
+// names (the top of its Stack), the only fusion among them, the only one stacked on others and
+// below none, else the one `train --task` would have named like the task.
 std::optional<size_t> chosen_pack(const UseOptions& o, const TaskDescription& task,
                                   const std::vector<AdapterPackInfo>& infos) {
   if (infos.empty()) {
@@ -447,12 +447,28 @@ std::optional<size_t> chosen_pack(const UseOptions& o, const TaskDescription& ta
   }
   if (infos.size() == 1 && !o.adapter) return 0;
   if (!o.adapter) {
-    // Packs and one fusion of them: the fusion is what they were loaded for.
-    std::optional<size_t> fusion;
-    for (size_t i = 0; i < infos.size(); ++i) {
-      if (infos[i].fusion) fusion = fusion ? infos.size() : i;
+    // Packs and one fusion of them, or one adapter stacked on some of them and below none: the
+    // one the others were loaded for.
+    auto only = [&](const std::function<bool(const AdapterPackInfo&)>& wanted) {
+      std::optional<size_t> found;
+      for (size_t i = 0; i < infos.size(); ++i) {
+        if (wanted(infos[i])) found = found ? infos.size() : i;
+      }
+      return found && *found < infos.size() ? found : std::nullopt;
+    };
+    auto below_another = [&](const std::string& name) {
+      return std::any_of(infos.begin(), infos.end(), [&](const AdapterPackInfo& other) {
+        return std::count(other.stacked_on.begin(), other.stacked_on.end(), name) > 0;
+      });
+    };
+    if (auto fusion = only([](const AdapterPackInfo& info) { return info.fusion.has_value(); })) {
+      return fusion;
     }
-    if (fusion && *fusion < infos.size()) return fusion;
+    if (auto top = only([&](const AdapterPackInfo& info) {
+          return !info.stacked_on.empty() && !below_another(info.name);
+        })) {
+      return top;
+    }
   }
   const std::string wanted = stack ? stack->adapters.back() : adapter_name_for(task);
   std::string names;
@@ -475,6 +491,9 @@ struct UseSettings {
   std::optional<size_t> pack;
   /// The packs' descriptions, in --adapter-pack order.
   std::vector<AdapterPackInfo> infos;
+  /// The Stack that runs: --adapter's, else the chosen pack on what it was trained stacked on
+  /// (std::nullopt: the chosen pack alone, or no pack).
+  std::optional<Stack> stack;
 };
 
 // The model for eval/predict: a model directory with every pack loaded onto it as a task, the
@@ -495,9 +514,8 @@ BertForSequenceClassification load_for_use(const UseOptions& o, const TaskDescri
                    pack.c_str());
     names[i] = load.adapter_name;
   }
-  const std::optional<Stack> stack = adapter_stack(o);
-  if (stack && stack->adapters.size() > 1) {
-    model->bert->set_active_stack(*stack);
+  if (use.stack && use.stack->adapters.size() > 1) {
+    model->bert->set_active_stack(*use.stack);
   } else if (chosen) {
     model->bert->set_active_adapter(names.at(*chosen));
   } else {
@@ -584,10 +602,36 @@ UseSettings settings_for(const UseOptions& o, const TaskDescription& task,
       recorded_length ? info->max_length : std::min<int64_t>(128, config.max_position_embeddings));
   config.check_sequence_length(
       max_length, o.max_length || !pack ? "--max-length" : o.adapter_packs[*pack] + ": max_length");
-  return {max_length,
-          o.precision ? parse_precision(*o.precision)
-                      : (info && info->precision ? *info->precision : Precision::kFloat32),
-          device, pack, std::move(infos)};  // braced: `info` is read before infos moves
+  std::optional<Stack> stack = adapter_stack(o);
+  if (info && !info->stacked_on.empty()) {
+    // A pack trained on a Stack runs in it unless --adapter says otherwise.
+    std::vector<std::string> trained = info->stacked_on;
+    trained.push_back(info->name);
+    const std::string described = Stack(trained).describe();
+    if (stack && stack->adapters != trained) {
+      std::fprintf(stderr, "warning: %s was trained as %s; running %s as --adapter asks\n",
+                   o.adapter_packs[*pack].c_str(), described.c_str(), stack->describe().c_str());
+    }
+    if (!stack) {
+      std::string missing;
+      for (const auto& below : info->stacked_on) {
+        if (std::none_of(infos.begin(), infos.end(),
+                         [&](const AdapterPackInfo& other) { return other.name == below; })) {
+          missing += (missing.empty() ? "" : ", ") + below;
+        }
+      }
+      if (!missing.empty()) {
+        throw Error(o.adapter_packs[*pack] + " was trained as " + described + ": give the pack" +
+                    (missing.find(',') == std::string::npos ? " of " : "s of ") + missing +
+                    " with --adapter-pack too (or --adapter " + info->name + " to run it alone)");
+      }
+      stack = Stack(std::move(trained));
+    }
+  }
+  const Precision precision =
+      o.precision ? parse_precision(*o.precision)
+                  : (info && info->precision ? *info->precision : Precision::kFloat32);
+  return {max_length, precision, device, pack, std::move(infos), std::move(stack)};
 }
 
 // eval and predict with --task squad: the file, the packs and the settings that apply.

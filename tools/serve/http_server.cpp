@@ -49,6 +49,7 @@ Json task_json(const TaskInfo& info) {
                                : "single_label_classification"},
           {"labels", labels},
           {"adapter_config", Json::parse(info.adapter_config_json)},
+          {"stacked_on", info.stacked_on},
           {"max_length", info.max_length},
           {"base",
            {{"config_sha256", info.base_config_sha256},
@@ -218,7 +219,9 @@ struct HttpServer::Impl {
     try {
       predictor.remove_task(name);
     } catch (const Error& e) {
-      return Reply::error(404, e.what());  // removed by another call meanwhile
+      // Still there: another task builds on it (a fusion, a stack); else removed by another call
+      // meanwhile.
+      return Reply::error(predictor.has_task(name) ? 409 : 404, e.what());
     }
     return {200, Json{{"removed", name}}.dump()};
   }

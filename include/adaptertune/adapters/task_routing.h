@@ -64,6 +64,10 @@ class TaskRouting {
   /// tensors are made on `device`, where the batch will be. Throws Error for no examples.
   static TaskRouting per_example(const std::vector<std::optional<std::string>>& tasks,
                                  c10::Device device = c10::Device(c10::kCPU));
+  /// Example `i` runs `stacks[i]` (an empty Stack: the plain base); examples with equal stacks
+  /// form one group, in the order the stack first appears.
+  static TaskRouting per_example_stacks(const std::vector<Stack>& stacks,
+                                        c10::Device device = c10::Device(c10::kCPU));
   /// AdapterHub's `BatchSplit`: the first `sizes[0]` examples run `parts[0]`, the next
   /// `sizes[1]` run `parts[1]`, and so on (sizes > 0; their sum is the batch size).
   static TaskRouting batch_split(const std::vector<Stack>& parts, const std::vector<int64_t>& sizes,

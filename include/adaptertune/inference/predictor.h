@@ -68,6 +68,9 @@ struct TaskInfo {
   HeadConfig head;
   /// The adapter's config as the pack's `adapter_config.json` gives it (JSON).
   std::string adapter_config_json;
+  /// The tasks it runs on top of, bottom first, as its pack records them (empty: alone): its
+  /// requests run `Stack(stacked_on..., name)`.
+  std::vector<std::string> stacked_on;
   /// The length its requests are truncated to.
   int64_t max_length = 0;
   /// The base identities the pack records (empty when it records none), and whether they are
@@ -93,7 +96,9 @@ Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
 class Predictor {
  public:
   /// Loads the base from `model_directory` and each pack of `adapter_packs` as a task named as
-  /// the pack. Throws Error for a malformed directory or pack, or two packs with one name.
+  /// the pack (a pack trained stacked on others after them, whatever their order). Throws Error
+  /// for a malformed directory or pack, two packs with one name, or a stacked pack without the
+  /// packs below it.
   explicit Predictor(const std::string& model_directory,
                      const std::vector<std::string>& adapter_packs = {},
                      PredictorOptions options = PredictorOptions{});
@@ -101,7 +106,8 @@ class Predictor {
   Predictor(Predictor&&) noexcept;
   Predictor& operator=(Predictor&&) noexcept;
 
-  /// The tasks, in the order their packs were given (or added).
+  /// The tasks, in the order they were loaded: the packs' order, except that fusions and stacked
+  /// packs come after the adapters they build on; then those added.
   std::vector<std::string> tasks() const;
   /// Whether `task` is one of tasks().
   bool has_task(const std::string& task) const;
@@ -110,10 +116,12 @@ class Predictor {
 
   /// Loads another pack as task `name` (default: the pack's name) while other threads may be
   /// predicting. Returns the task's name. Throws Error as the constructor does, or if the name is
-  /// taken; the Predictor is then unchanged.
+  /// taken, or if the pack was trained stacked on tasks that are not loaded; the Predictor is
+  /// then unchanged.
   std::string add_task(const std::string& adapter_pack,
                        const std::optional<std::string>& name = std::nullopt);
-  /// Unloads task `name` (Error if there is none) while other threads may be predicting.
+  /// Unloads task `name` (Error if there is none, or if another task runs stacked on it) while
+  /// other threads may be predicting.
   void remove_task(const std::string& name);
   /// The head `task` answers with (std::nullopt: the model directory's). The reference is valid
   /// until the task is removed.

@@ -5,7 +5,8 @@
 /// A pack is a directory in AdapterHub's layout:
 /// - `adapter_config.json`: `{"config": <AdapterConfig>, "name", "hidden_size", "model_type",
 ///   "model_class", "version", "adaptertune": {"base_config_sha256", "base_weights_sha256",
-///   "train_mode", "layer_norms", "pooler", "max_length", "precision"}}`. When the adapter has an
+///   "train_mode", "layer_norms", "pooler", "max_length", "precision", "stacked_on"}}`. When the
+///   adapter has an
 ///   explicit `adapter_size`, `reduction_factor` is written as the factor from which AdapterHub
 ///   rebuilds that size (`hidden_size // reduction_factor`);
 /// - `adapter.safetensors`: the adapter weights under AdapterHub's names
@@ -50,6 +51,11 @@ struct AdapterPackOptions {
   int64_t max_length = 0;
   /// The precision the adapter was trained in, recorded for the same reason.
   std::optional<Precision> precision;
+  /// The adapters this one was trained on top of, bottom first (TrainingTask::stacked_on),
+  /// recorded as `stacked_on` so that evaluation, prediction and serving run the pack in the
+  /// Stack it learnt in. Empty: trained alone (not recorded). AdapterHub's layout has no place
+  /// for it: a Python user names the Stack.
+  std::vector<std::string> stacked_on;
 };
 
 /// What a pack holds, read from its JSON files without touching a model.
@@ -68,6 +74,9 @@ struct AdapterPackInfo {
   /// What the adapter was trained with (0 / nullopt when the pack does not record it).
   int64_t max_length = 0;
   std::optional<Precision> precision;
+  /// The adapters it was trained on top of, bottom first (empty: alone); they are packs of
+  /// their own, loaded first.
+  std::vector<std::string> stacked_on;
   /// The pack's sequence head (classification or regression), when it has one.
   std::optional<HeadConfig> head;
   /// Whether the pack's head is a span head (question answering, `qa_outputs`) instead.
@@ -88,7 +97,8 @@ void check_fused_adapters(const std::vector<AdapterPackInfo>& infos,
                           const std::vector<std::string>& directories);
 
 /// The order in which to load packs described by `infos`: indices of the adapter packs, as
-/// given, then of the fusion packs, which need the adapters they fuse.
+/// given except that a pack comes after those among `infos` it was stacked on, then of the
+/// fusion packs, which need the adapters they fuse.
 std::vector<size_t> pack_load_order(const std::vector<AdapterPackInfo>& infos);
 
 /// Writes task `adapter_name` of `model` (an adapter, or a fusion in the fusion layout) to

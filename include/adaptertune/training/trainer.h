@@ -147,6 +147,10 @@ struct TrainingTask {
   /// it at every adapter site, in training and in evaluation, and stay frozen. Empty: the
   /// adapter alone. None of them may be a task this run trains.
   std::vector<std::string> stacked_on;
+
+  /// What runs while the task trains and is evaluated: `stacked_on`, then `adapter`
+  /// (std::nullopt when the task trains the plain base).
+  std::optional<Stack> active_stack() const;
 };
 
 /// How one task of a run did.
