@@ -20,7 +20,8 @@ model=${ADAPTERTUNE_BASE:-$root/models/adaptertune-base-uncased-L4-H256}
 runs=${ADAPTERTUNE_RESULTS_DIR:-$root/runs/results}
 table=${ADAPTERTUNE_RESULTS_FILE:-docs/results.md}
 tasks=${ADAPTERTUNE_RESULTS_TASKS:-"SST-2 MRPC RTE CoLA STS-B"}
-modes=${ADAPTERTUNE_RESULTS_MODES:-"houlsby pfeiffer full head random"}
+all_modes="houlsby pfeiffer full head random"  # the table's columns, in order
+modes=${ADAPTERTUNE_RESULTS_MODES:-$all_modes}
 read -ra seeds <<< "${ADAPTERTUNE_RESULTS_SEEDS:-42}"
 for seed in "${seeds[@]}"; do
   [[ "$seed" =~ ^[0-9]+$ ]] || { echo "results_table: ADAPTERTUNE_RESULTS_SEEDS must be integers, got '$seed'" >&2; exit 2; }
@@ -45,7 +46,7 @@ for task in $tasks; do
       full) args=(--adapter none --train full --lr 1e-4) ;;
       head) args=(--adapter none --train head --lr 1e-3) ;;
       random) args=(--adapter none --train full --lr 1e-4 --random-init) ;;
-      *) echo "results_table: unknown mode $mode (houlsby pfeiffer full head random)" >&2; exit 1 ;;
+      *) echo "results_table: unknown mode $mode ($all_modes)" >&2; exit 1 ;;
     esac
     for seed in "${seeds[@]}"; do
       out=$(run_dir "$task" "$mode" "$seed")
@@ -59,15 +60,15 @@ done
 # Every cell's directories, those of modes not run by this call too: their earlier runs fill the
 # table's other cells.
 listing=$(for task in $tasks; do
-  for mode in houlsby pfeiffer full head random; do
+  for mode in $all_modes; do
     for seed in "${seeds[@]}"; do printf '%s\t%s\t%s\n' "$task" "$mode" "$(run_dir "$task" "$mode" "$seed")"; done
   done
 done)
-python3 - "$listing" "$tasks" "$model" "$root" "${seeds[*]}" "$@" > "$table.new" <<'PY' || { rm -f "$table.new"; exit 1; }
+python3 - "$listing" "$tasks" "$model" "$root" "${seeds[*]}" "$modes" "$@" > "$table.new" <<'PY' || { rm -f "$table.new"; exit 1; }
 import json, os, sys
 listing, tasks, model, root = sys.argv[1], sys.argv[2].split(), sys.argv[3], sys.argv[4]
-seeds = sys.argv[5].split()
-args = sys.argv[6:]
+seeds, modes_run = sys.argv[5].split(), sys.argv[6].split()
+args = sys.argv[7:]
 cell_dirs = {}
 for line in listing.splitlines():
     task, mode, directory = line.split("\t")
@@ -102,7 +103,9 @@ print("| --- | --- |" + " --- |" * len(modes))
 # an earlier model in the same directory, replaced since), and the table names one base.
 base_weights = {}  # weights_sha256 -> the first run seen with it
 def check_base(directory, mode):
-    recorded = json.load(open(os.path.join(directory, "run.json"))).get("base")
+    """The run's run.json, once its base is checked to be the table's."""
+    run = json.load(open(os.path.join(directory, "run.json")))
+    recorded = run.get("base")
     fail = lambda why: sys.exit(f"results_table: {directory} {why}: rerun its cell "
                                 "(ADAPTERTUNE_RESULTS_TASKS/MODES) or use another ADAPTERTUNE_RESULTS_DIR")
     if recorded is None:
@@ -117,17 +120,24 @@ def check_base(directory, mode):
         if len(base_weights) > 1:
             fail(f"ran on other weights in {base} than {next(iter(base_weights.values()))} did "
                  "(was the base replaced?)")
+    return run
+def finished(task, mode):
+    return [d for d in run_dirs(task, mode) if os.path.exists(os.path.join(d, "results.json"))]
+# This call's runs first: they are on the base as it is now, so that a stale run from an earlier
+# call is the one named.
+for task in tasks:
+    for mode in modes_run:
+        for d in finished(task, mode):
+            check_base(d, mode)
 for task in tasks:
     cells = []
     for mode, _ in modes:
-        done = [d for d in run_dirs(task, mode) if os.path.exists(os.path.join(d, "results.json"))]
+        done = finished(task, mode)
         if len(done) < len(seeds):
             cells.append("not run" if not done else f"{len(done)} of {len(seeds)} seeds run")
             continue
-        for d in done:
-            check_base(d, mode)
+        p = [check_base(d, mode) for d in done][0]["parameters"]
         results = [json.load(open(os.path.join(d, "results.json"))) for d in done]
-        p = json.load(open(os.path.join(done[0], "run.json")))["parameters"]
         scores = [100 * r["best_metrics"].get(metric_name[task], float("nan")) for r in results]
         seconds = sum(r["seconds"] for r in results) / len(results)
         spread = f" [{min(scores):.1f}, {max(scores):.1f}]" if len(scores) > 1 else ""
