@@ -3,7 +3,7 @@
 # the first with every pack loaded equals eval with it alone (no forgetting, no interference);
 # predict on mixed JSON lines equals the single-task runs line by line; a fusion of two packs
 # trains on a third task and its pack evaluates as the run did, and so does an adapter trained
-# stacked on another; three tasks train in one run.
+# stacked on another; three tasks train in one run, and two on one stack.
 # Usage: multi_task.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 source "$(dirname "$0")/harness.sh"
 
@@ -218,6 +218,28 @@ for t in run["tasks"]:
 evals = [e for e in map(json.loads, open(f"{work}/together/metrics.jsonl")) if e["event"] == "eval"]
 assert [e["task"] for e in evals] == ["SST-2", "STS-B", "MRPC"] * 2, evals
 assert "spearmanr" in evals[1]["metrics"], evals[1]
+PY
+# Several tasks on one stack: each task's adapter trains on top of STS-B's, and each pack,
+# recording the stack, evaluates as the run logged it without --adapter.
+"$cli" train --task SST-2,MRPC --adapter-pack "$work/stsb/best" --stack-on STS-B --data-dir "$glue" \
+  --model "$base" --train-examples 32 --batch-size 16 --epochs 1 --max-length 32 --no-progress \
+  --out "$work/together_stacked" >"$work/together_stacked.json" 2>"$work/together_stacked.log" ||
+  fail "multi-task stacked train: $(tail -3 "$work/together_stacked.log")"
+for task in SST-2 MRPC; do
+  grep -q "train: $task, .* adapter Stack(STS-B, $task)" "$work/together_stacked.log" ||
+    fail "the $task stack: $(cat "$work/together_stacked.log")"
+  "$cli" eval --task "$task" --data-dir "$glue" --model "$base" --adapter-pack "$work/stsb/best" \
+    --adapter-pack "$work/together_stacked/best/$task" >"$work/together_stacked_eval_$task.json" \
+    2>"$work/err" || fail "eval stacked $task of the multi-task run: $(cat "$work/err")"
+done
+/usr/bin/python3 - "$work" <<'PY' || fail "multi-task stacked run: see above"
+import json, sys
+work = sys.argv[1]
+for t in json.load(open(f"{work}/together_stacked.json"))["tasks"]:
+    config = json.load(open(f"{t['best_model']}/adapter_config.json"))
+    assert config["adaptertune"]["stacked_on"] == ["STS-B"], config
+    ev = json.load(open(f"{work}/together_stacked_eval_{t['task']}.json"))
+    assert ev["metrics"] == t["dev"], (ev, t)
 PY
 "$cli" train --task SST-2,MRPC --fuse SST-2,MRPC "${packs[@]}" "${common[@]}" --out "$work/refused" >/dev/null 2>"$work/err"
 [ $? -eq 1 ] && grep -q 'takes no --fuse' "$work/err" || fail "--fuse with several tasks: $(cat "$work/err")"
