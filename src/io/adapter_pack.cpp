@@ -224,8 +224,9 @@ std::vector<size_t> pack_load_order(const std::vector<AdapterPackInfo>& infos) {
     return true;
   };
   for (const bool fusions : {false, true}) {
-    // Passes until every pack of this kind is placed; a pass that places none has met a cycle
-    // (a pack stacked on itself, at a remove), whose packs then go as given.
+    // Passes until every pack of this kind is placed. A pass that places none has met packs
+    // stacked on each other (no training makes them, a hand-edited file can): they go as given,
+    // and loading them reports what is missing.
     for (bool progress = true; progress;) {
       progress = false;
       for (size_t i = 0; i < infos.size(); ++i) {

@@ -6,9 +6,8 @@
 /// - `adapter_config.json`: `{"config": <AdapterConfig>, "name", "hidden_size", "model_type",
 ///   "model_class", "version", "adaptertune": {"base_config_sha256", "base_weights_sha256",
 ///   "train_mode", "layer_norms", "pooler", "max_length", "precision", "stacked_on"}}`. When the
-///   adapter has an
-///   explicit `adapter_size`, `reduction_factor` is written as the factor from which AdapterHub
-///   rebuilds that size (`hidden_size // reduction_factor`);
+///   adapter has an explicit `adapter_size`, `reduction_factor` is written as the factor from
+///   which AdapterHub rebuilds that size (`hidden_size // reduction_factor`);
 /// - `adapter.safetensors`: the adapter weights under AdapterHub's names
 ///   (`bert.encoder.layer.{i}.output.adapters.{name}.adapter_down.0.weight`, …) and the task's
 ///   own copies of base tensors, under the base tensors' names: every LayerNorm
