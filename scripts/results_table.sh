@@ -102,8 +102,11 @@ print("| --- | --- |" + " --- |" * len(modes))
 # Every cell must have run on this base: cells of earlier calls may have run on another (or on
 # an earlier model in the same directory, replaced since), and the table names one base.
 base_weights = {}  # weights_sha256 -> the first run seen with it
+checked = {}  # directory -> its run.json, base checked
 def check_base(directory, mode):
-    """The run's run.json, once its base is checked to be the table's."""
+    """The run's run.json, once its base is checked to be the table's (each run read once)."""
+    if directory in checked:
+        return checked[directory]
     run = json.load(open(os.path.join(directory, "run.json")))
     recorded = run.get("base")
     fail = lambda why: sys.exit(f"results_table: {directory} {why}: rerun its cell "
@@ -120,6 +123,7 @@ def check_base(directory, mode):
         if len(base_weights) > 1:
             fail(f"ran on other weights in {base} than {next(iter(base_weights.values()))} did "
                  "(was the base replaced?)")
+    checked[directory] = run
     return run
 def finished(task, mode):
     return [d for d in run_dirs(task, mode) if os.path.exists(os.path.join(d, "results.json"))]
