@@ -245,6 +245,23 @@ TEST(AdapterPack, RecordsTheStackItWasTrainedOnAndLoadsAfterIt) {
       (std::vector<size_t>{2, 3, 1, 0}));
   // One below it that is not among them holds nothing back (the loader reports it).
   EXPECT_EQ(pack_load_order({stacked, named("lang", {})}), (std::vector<size_t>{1, 0}));
+  // A pack stacked on a fusion comes after the fusion, which comes after what it fuses.
+  AdapterPackInfo fusion = named("lang,domain", {});
+  fusion.fusion = FusionConfig{};
+  fusion.fused = {"lang", "domain"};
+  EXPECT_EQ(pack_load_order(
+                {named("top", {"lang,domain"}), fusion, named("domain", {}), named("lang", {})}),
+            (std::vector<size_t>{2, 3, 1, 0}));
+  // Packs that need each other round a cycle go as given, adapters first.
+  EXPECT_EQ(pack_load_order(
+                {fusion, named("lang", {"lang,domain"}), named("a", {"b"}), named("b", {"a"})}),
+            (std::vector<size_t>{1, 2, 3, 0}));
+
+  // The Stack it runs in, and which of the adapters below it a set of loaded ones lacks.
+  EXPECT_EQ(stacked.trained_stack(), (std::vector<std::string>{"lang", "domain", "sst2"}));
+  EXPECT_EQ(named("alone", {}).trained_stack(), (std::vector<std::string>{"alone"}));
+  EXPECT_EQ(stacked.missing_below({"sst2", "domain"}), (std::vector<std::string>{"lang"}));
+  EXPECT_TRUE(stacked.missing_below({"domain", "lang"}).empty());
 
   for (const char* bad : {R"("lang")", R"([""])", R"(["lang", 3])", R"(["sst2"])"}) {
     SCOPED_TRACE(bad);

@@ -126,15 +126,15 @@ struct Predictor::State {
     // Checked before the pack changes the model.
     const AdapterPackInfo recorded = read_adapter_pack_info(pack);
     model->bert->config().check_sequence_length(length(recorded.max_length), pack + ": max_length");
+    std::vector<std::string> loaded;
+    for (const auto& [task_name, task] : info) loaded.push_back(task_name);
     std::string missing;
-    for (const auto& below : recorded.stacked_on) {
-      if (!info.count(below)) missing += (missing.empty() ? "" : ", ") + below;
+    for (const auto& below : recorded.missing_below(loaded)) {
+      missing += (missing.empty() ? "" : ", ") + below;
     }
     if (!missing.empty()) {
-      std::vector<std::string> stack = recorded.stacked_on;
-      stack.push_back(recorded.name);
       throw Error(pack + " was trained stacked on other adapters (" +
-                  Stack(std::move(stack)).describe() + "); " + missing +
+                  Stack(recorded.trained_stack()).describe() + "); " + missing +
                   " not loaded (load their adapter packs first)");
     }
     const AdapterPackLoad load = load_adapter_pack(model, pack, base_identity(), name);

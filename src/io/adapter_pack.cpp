@@ -210,36 +210,55 @@ void check_fused_adapters(const std::vector<AdapterPackInfo>& infos,
   }
 }
 
+std::vector<std::string> AdapterPackInfo::trained_stack() const {
+  std::vector<std::string> stack = stacked_on;
+  stack.push_back(name);
+  return stack;
+}
+
+std::vector<std::string> AdapterPackInfo::missing_below(
+    const std::vector<std::string>& loaded) const {
+  std::vector<std::string> missing;
+  for (const auto& below : stacked_on) {
+    if (std::find(loaded.begin(), loaded.end(), below) == loaded.end()) missing.push_back(below);
+  }
+  return missing;
+}
+
 std::vector<size_t> pack_load_order(const std::vector<AdapterPackInfo>& infos) {
   std::vector<size_t> order;
   std::vector<bool> placed(infos.size(), false);
-  // A pack is ready when none of the packs it was stacked on is still to be placed (one that is
-  // not among `infos` does not hold it back: loading it is the caller's business).
-  auto ready = [&](const AdapterPackInfo& info) {
-    for (const auto& below : info.stacked_on) {
+  // A pack is ready when none of the packs it needs is still to be placed (one that is not among
+  // `infos` does not hold it back: loading it is the caller's business).
+  auto waits_for = [&](size_t i, const std::vector<std::string>& names) {
+    for (const auto& needed : names) {
       for (size_t j = 0; j < infos.size(); ++j) {
-        if (!placed[j] && !infos[j].fusion && infos[j].name == below) return false;
+        if (j != i && !placed[j] && infos[j].name == needed) return true;
       }
     }
-    return true;
+    return false;
   };
-  for (const bool fusions : {false, true}) {
-    // Passes until every pack of this kind is placed. A pass that places none has met packs
-    // stacked on each other (no training makes them, a hand-edited file can): they go as given,
-    // and loading them reports what is missing.
-    for (bool progress = true; progress;) {
-      progress = false;
+  auto ready = [&](size_t i) {
+    return !waits_for(i, infos[i].stacked_on) && !waits_for(i, infos[i].fused);
+  };
+  // Each pass places the ready adapter packs, or, when none is ready, the ready fusion packs; a
+  // pack stacked on a fusion is ready after it. Passes stop when one places nothing: what is left
+  // needs itself round a cycle (no training makes that, a hand-edited file can) and goes as
+  // given, adapters first, and loading it reports what is missing.
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (const bool fusions : {false, true}) {
       for (size_t i = 0; i < infos.size(); ++i) {
-        if (placed[i] || infos[i].fusion.has_value() != fusions || !ready(infos[i])) continue;
+        if (placed[i] || infos[i].fusion.has_value() != fusions || !ready(i)) continue;
         order.push_back(i);
         placed[i] = progress = true;
       }
+      if (progress) break;
     }
+  }
+  for (const bool fusions : {false, true}) {
     for (size_t i = 0; i < infos.size(); ++i) {
-      if (!placed[i] && infos[i].fusion.has_value() == fusions) {
-        order.push_back(i);
-        placed[i] = true;
-      }
+      if (!placed[i] && infos[i].fusion.has_value() == fusions) order.push_back(i);
     }
   }
   return order;

@@ -605,20 +605,18 @@ UseSettings settings_for(const UseOptions& o, const TaskDescription& task,
   std::optional<Stack> stack = adapter_stack(o);
   if (info && !info->stacked_on.empty()) {
     // A pack trained on a Stack runs in it unless --adapter says otherwise.
-    std::vector<std::string> trained = info->stacked_on;
-    trained.push_back(info->name);
+    std::vector<std::string> trained = info->trained_stack();
     const std::string described = Stack(trained).describe();
     if (stack && stack->adapters != trained) {
       std::fprintf(stderr, "warning: %s was trained as %s; running %s as --adapter asks\n",
                    o.adapter_packs[*pack].c_str(), described.c_str(), stack->describe().c_str());
     }
     if (!stack) {
+      std::vector<std::string> given;
+      for (const auto& other : infos) given.push_back(other.name);
       std::string missing;
-      for (const auto& below : info->stacked_on) {
-        if (std::none_of(infos.begin(), infos.end(),
-                         [&](const AdapterPackInfo& other) { return other.name == below; })) {
-          missing += (missing.empty() ? "" : ", ") + below;
-        }
+      for (const auto& below : info->missing_below(given)) {
+        missing += (missing.empty() ? "" : ", ") + below;
       }
       if (!missing.empty()) {
         throw Error(o.adapter_packs[*pack] + " was trained as " + described + ": give the pack" +

@@ -76,6 +76,12 @@ struct AdapterPackInfo {
   /// The adapters it was trained on top of, bottom first (empty: alone); they are packs of
   /// their own, loaded first.
   std::vector<std::string> stacked_on;
+  /// The adapters the pack runs in, bottom first: `stacked_on`, then `name` (the names of a
+  /// Stack; only `name` for a pack trained alone).
+  std::vector<std::string> trained_stack() const;
+  /// Those of `stacked_on` that `loaded` does not name, in order: empty when every adapter the
+  /// pack was trained on top of is there.
+  std::vector<std::string> missing_below(const std::vector<std::string>& loaded) const;
   /// The pack's sequence head (classification or regression), when it has one.
   std::optional<HeadConfig> head;
   /// Whether the pack's head is a span head (question answering, `qa_outputs`) instead.
@@ -95,9 +101,9 @@ AdapterPackInfo read_adapter_pack_info(const std::string& directory);
 void check_fused_adapters(const std::vector<AdapterPackInfo>& infos,
                           const std::vector<std::string>& directories);
 
-/// The order in which to load packs described by `infos`: indices of the adapter packs, as
-/// given except that a pack comes after those among `infos` it was stacked on, then of the
-/// fusion packs, which need the adapters they fuse.
+/// The order in which to load packs described by `infos`, as indices: every pack after those
+/// among `infos` it needs (a fusion the adapters it fuses, a stacked pack those it was stacked
+/// on, adapters or a fusion), otherwise adapter packs before fusion packs, each as given.
 std::vector<size_t> pack_load_order(const std::vector<AdapterPackInfo>& infos);
 
 /// Writes task `adapter_name` of `model` (an adapter, or a fusion in the fusion layout) to
