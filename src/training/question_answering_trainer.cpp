@@ -334,6 +334,7 @@ TrainResult QuestionAnsweringTrainer::train() {
   bool done = state.global_step >= total_steps;
   for (int64_t epoch = state.epoch; epoch < epochs && !done; ++epoch) {
     const auto order = batcher.epoch_order(epoch);
+    const detail::RunActions actions{[&] { return run_eval(epoch); }, save_checkpoint};
     int64_t micro = 0;
     engine.optimizer().zero_grad();
     for (int64_t b = state.batch_in_epoch; b < static_cast<int64_t>(order.size()); ++b) {
@@ -365,37 +366,18 @@ TrainResult QuestionAnsweringTrainer::train() {
         metrics_log.write(*event);
         window.reset();
       }
-      if (state.global_step >= total_steps) {
-        done = true;
-        break;
-      }
-      if (options_.eval_every > 0 && state.global_step % options_.eval_every == 0) {
-        if (run_eval(epoch)) {
-          result.early_stopped = true;
-          done = true;
-          break;
-        }
-        save_checkpoint();
-      }
-      if (stop_requested()) {
-        save_checkpoint();
-        result.interrupted = true;
-        progress.message("train: interrupted; checkpoint saved at step " +
-                         std::to_string(state.global_step) + " (continue with --resume)");
+      if (detail::after_step(
+              options_, state, total_steps, []() -> bool { return stop_requested(); }, actions,
+              progress, result)) {
         done = true;
         break;
       }
     }
     if (result.interrupted) break;
-    if (!result.early_stopped && last_eval_step != state.global_step && run_eval(epoch)) {
-      result.early_stopped = true;
+    if (detail::end_epoch(state, epoch, static_cast<int64_t>(order.size()), last_eval_step, actions,
+                          result)) {
       done = true;
     }
-    if (state.batch_in_epoch >= static_cast<int64_t>(order.size())) {
-      state.epoch = epoch + 1;
-      state.batch_in_epoch = 0;
-    }
-    save_checkpoint();
   }
   result.steps = state.global_step;
   result.best_metrics = best.best_metrics;

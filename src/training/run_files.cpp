@@ -167,6 +167,38 @@ std::optional<Json> report_step(const TrainerOptions& options, TrainingState& st
               {"examples_per_s", rate}};
 }
 
+bool after_step(const TrainerOptions& options, const TrainingState& state, int64_t total_steps,
+                const std::function<bool()>& stop, const RunActions& actions, Progress& progress,
+                TrainResult& result) {
+  if (state.global_step >= total_steps) return true;
+  if (options.eval_every > 0 && state.global_step % options.eval_every == 0) {
+    if (actions.evaluate()) {
+      result.early_stopped = true;
+      return true;
+    }
+    actions.save_checkpoint();
+  }
+  if (!stop()) return false;
+  actions.save_checkpoint();
+  result.interrupted = true;
+  progress.message("train: interrupted; checkpoint saved at step " +
+                   std::to_string(state.global_step) + " (continue with --resume)");
+  return true;
+}
+
+bool end_epoch(TrainingState& state, int64_t epoch, int64_t batches, int64_t last_eval_step,
+               const RunActions& actions, TrainResult& result) {
+  if (!result.early_stopped && last_eval_step != state.global_step && actions.evaluate()) {
+    result.early_stopped = true;
+  }
+  if (state.batch_in_epoch >= batches) {
+    state.epoch = epoch + 1;
+    state.batch_in_epoch = 0;
+  }
+  actions.save_checkpoint();
+  return result.early_stopped;
+}
+
 Json machine_json() {
   return {{"hardware_threads", std::thread::hardware_concurrency()},
           {"torch_threads", at::get_num_threads()},

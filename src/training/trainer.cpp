@@ -680,6 +680,7 @@ TrainResult Trainer::train() {
     const std::vector<size_t> order = sampler.round_order(epoch);
     const std::vector<int64_t> drawn = sampler.drawn_before(epoch, state.batch_in_epoch);
     for (size_t t = 0; t < task_count; ++t) cursors[t].drawn = drawn[t];
+    const detail::RunActions actions{[&] { return run_eval(epoch); }, save_checkpoint};
     int64_t micro = 0;
     engine.optimizer().zero_grad();
     for (int64_t b = state.batch_in_epoch; b < static_cast<int64_t>(order.size()); ++b) {
@@ -759,45 +760,19 @@ TrainResult Trainer::train() {
         std::fill(window_task_loss.begin(), window_task_loss.end(), 0.0);
         std::fill(window_task_batches.begin(), window_task_batches.end(), 0);
       }
-      if (state.global_step >= total_steps) {
-        done = true;
-        break;
-      }
-      if (options_.eval_every > 0 && state.global_step % options_.eval_every == 0) {
-        if (run_eval(epoch)) {
-          result.early_stopped = true;
-          done = true;
-          break;
-        }
-        save_checkpoint();
-      }
-      // Alone, a stop asked for during this step counts now; in a group, every process learns
-      // of it in the next step's all-reduce, and all stop there together.
-      if (!group) stop = stop_requested();
-      if (stop) {
-        save_checkpoint();
-        result.interrupted = true;
-        progress.message("train: interrupted; checkpoint saved at step " +
-                         std::to_string(state.global_step) + " (continue with --resume)");
+      // Alone, a stop asked for during this step (or its evaluation) counts now; in a group,
+      // every process learns of it in the next step's all-reduce, and all stop there together.
+      auto stop_now = [&]() -> bool { return group ? stop : stop_requested().load(); };
+      if (detail::after_step(options_, state, total_steps, stop_now, actions, progress, result)) {
         done = true;
         break;
       }
     }
     if (result.interrupted) break;
-    // The epoch's end (or the last step): evaluate, then checkpoint. A run stopped inside the
-    // epoch (max_steps, early stopping) records where it stopped, so that a resume with more
-    // steps continues the epoch there.
-    if (!result.early_stopped && last_eval_step != state.global_step) {
-      if (run_eval(epoch)) {
-        result.early_stopped = true;
-        done = true;
-      }
+    if (detail::end_epoch(state, epoch, static_cast<int64_t>(order.size()), last_eval_step, actions,
+                          result)) {
+      done = true;
     }
-    if (state.batch_in_epoch >= static_cast<int64_t>(order.size())) {
-      state.epoch = epoch + 1;
-      state.batch_in_epoch = 0;
-    }
-    save_checkpoint();
   }
   result.steps = state.global_step;
   const std::vector<int64_t> drawn = sampler.drawn_before(state.epoch, state.batch_in_epoch);
