@@ -24,6 +24,10 @@
 // [d, 4d] and [4d, d]) in --precision's dtype, 2 * M * N * K per product, through the product the
 // model's Linear layers run (adaptertune::linear: oneDNN for float32 on the CPU where the build
 // has it, else at::linear), so that a step's fraction of it compares like with like.
+// gemm-input-grad and gemm-weight-grad time the same products' backward passes through autograd:
+// `dY W` and `dY^T x`, the same operations each. Adapter training skips the weight gradients of
+// the frozen encoder, full fine-tuning runs all three, so their times bound how far below a full
+// step's products an adapter step's can go.
 //
 // Inference modes run as a Predictor does (prepare_for_inference()): every weight frozen, with
 // bf16/fp16 the Linear weights stored in that dtype, the attention projections packed.
@@ -224,8 +228,16 @@ void synchronize(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize();
 }
 
-/// The roofline: the model's matrix products alone, timed as one step.
-Result run_gemm(const Options& o, const torch::Device& device, atune::Precision precision) {
+/// Which of a Linear layer's three products gemm* times: the forward `x W^T`, the input gradient
+/// `dY W` (every training mode's backward runs it below the lowest trainable tensor), or the weight
+/// gradient `dY^T x` (only full fine-tuning runs it for the encoder's weights).
+enum class GemmProduct { kForward, kInputGradient, kWeightGradient };
+
+/// The roofline: the model's matrix products alone, timed as one step. The gradients run through
+/// LibTorch's autograd, as in a training step (oneDNN's float32 autograd function where
+/// adaptertune::linear takes that path), the forward pass before the clock starts.
+Result run_gemm(const Options& o, const torch::Device& device, atune::Precision precision,
+                GemmProduct product) {
   const auto dtype = precision == atune::Precision::kFloat32    ? torch::kFloat32
                      : precision == atune::Precision::kBFloat16 ? torch::kBFloat16
                                                                 : torch::kFloat16;
@@ -233,19 +245,39 @@ Result run_gemm(const Options& o, const torch::Device& device, atune::Precision 
   const int64_t tokens = o.batch * o.seq, d = o.hidden;
   // (K, N) of the products a layer's forward runs: Q, K, V and output projections, FFN in, out.
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{d, d}, {d, 4 * d}, {4 * d, d}};
-  std::vector<torch::Tensor> inputs, weights;
+  std::vector<torch::Tensor> inputs, weights, output_grads;
   double flops = 0;
   for (const auto& [k, n] : shapes) {
-    inputs.push_back(torch::randn({tokens, k}, options));
-    weights.push_back(torch::randn({n, k}, options));  // [out, in], as a Linear layer's
+    inputs.push_back(torch::randn({tokens, k}, options)
+                         .set_requires_grad(product == GemmProduct::kInputGradient));
+    weights.push_back(torch::randn({n, k}, options)  // [out, in], as a Linear layer's
+                          .set_requires_grad(product == GemmProduct::kWeightGradient));
+    output_grads.push_back(torch::randn({tokens, n}, options));
+    // Each of the three products multiplies the same sizes: 2 * tokens * k * n operations.
     flops += 2.0 * static_cast<double>(tokens) * static_cast<double>(k) * static_cast<double>(n);
   }
   Result r;
-  r.mode = "gemm";
+  r.mode = product == GemmProduct::kForward         ? "gemm"
+           : product == GemmProduct::kInputGradient ? "gemm-input-grad"
+                                                    : "gemm-weight-grad";
   for (int step = 0; step < o.warmup + o.steps; ++step) {
+    std::vector<torch::Tensor> outputs;
+    if (product != GemmProduct::kForward) {
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        // A fresh gradient each step, as a training step's first backward into a leaf makes it,
+        // not an accumulation into last step's.
+        inputs[i].mutable_grad() = torch::Tensor();
+        weights[i].mutable_grad() = torch::Tensor();
+        outputs.push_back(atune::linear(inputs[i], weights[i]));
+      }
+    }
     synchronize(device);
     auto start = std::chrono::steady_clock::now();
-    for (size_t i = 0; i < shapes.size(); ++i) atune::linear(inputs[i], weights[i]);
+    if (product == GemmProduct::kForward) {
+      for (size_t i = 0; i < shapes.size(); ++i) atune::linear(inputs[i], weights[i]);
+    } else {
+      torch::autograd::backward(outputs, output_grads);
+    }
     synchronize(device);
     double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -284,7 +316,11 @@ std::vector<std::pair<torch::Tensor, torch::Tensor>> dev_batches(const Options& 
 
 Result run_mode(const Options& o, const std::string& mode, const atune::BertConfig& config,
                 const torch::Device& device, atune::Precision precision) {
-  if (mode == "gemm") return run_gemm(o, device, precision);
+  if (mode == "gemm") return run_gemm(o, device, precision, GemmProduct::kForward);
+  if (mode == "gemm-input-grad") return run_gemm(o, device, precision, GemmProduct::kInputGradient);
+  if (mode == "gemm-weight-grad") {
+    return run_gemm(o, device, precision, GemmProduct::kWeightGradient);
+  }
   torch::manual_seed(0);
   atune::BertForSequenceClassification model(config, atune::HeadConfig{});
   {
@@ -494,12 +530,14 @@ int main(int argc, char** argv) {
                                                   "infer-dev-dynamic",
                                                   "infer-dev-inorder",
                                                   "infer-dev-maxpad",
-                                                  "gemm"};
+                                                  "gemm",
+                                                  "gemm-input-grad",
+                                                  "gemm-weight-grad"};
       if (known.count(mode) == 0) {
-        throw atune::Error(
-            "unknown mode " + mode +
-            " (full, head, forward, [infer-]houlsby|pfeiffer[-drop], "
-            "infer-parallel|separate[-drop], infer-dev-dynamic|inorder|maxpad, gemm)");
+        throw atune::Error("unknown mode " + mode +
+                           " (full, head, forward, [infer-]houlsby|pfeiffer[-drop], "
+                           "infer-parallel|separate[-drop], infer-dev-dynamic|inorder|maxpad, "
+                           "gemm[-input-grad|-weight-grad])");
       }
       Result r = run_mode(o, mode, config, device, precision);
       std::vector<double> sorted = r.times_ms;

@@ -3,7 +3,8 @@
 reference_step.py one configuration per child process, interleaved (ours, reference, reference,
 ours, ... so neither always goes first), for --rounds rounds, and reports per configuration the
 median and spread of every timed step, the ratios the performance targets are stated in, the GEMM
-roofline of the run, and each process's peak memory (VmHWM on CPU, the caching allocator's peak
+roofline of the run (with the products' backward orientations, and from them the share of a full
+step's Linear product time that an adapter step keeps), and each process's peak memory (VmHWM on CPU, the caching allocator's peak
 on CUDA). Writes JSON (--out) and a chart (--plot, needs matplotlib).
 
     python3 benchmarks/compare.py --shape main --precisions fp32,bf16 --rounds 3 \
@@ -46,6 +47,9 @@ SHAPES = {
     "main": dict(layers=4, hidden=256, heads=4, batch=32, seq=64),
     "bert-base": dict(layers=12, hidden=768, heads=12, batch=32, seq=128),
 }
+# The bench's product timings, each round: the roofline (a Linear layer's forward product at the
+# model's shapes) and the same products' two backward orientations.
+GEMM_MODES = ("gemm", "gemm-input-grad", "gemm-weight-grad")
 
 
 def run_json(cmd, env=None):
@@ -120,8 +124,9 @@ def main():
     for key in shape:
         if getattr(args, key) is not None:
             shape[key] = getattr(args, key)
-    # The roofline (gemm) is measured for adaptertune in every round anyway; the reference has none.
-    modes = [m for m in args.modes.split(",") if m != "gemm"]
+    # The roofline (gemm, and its backward orientations) is measured for adaptertune in every round
+    # anyway; the reference has none.
+    modes = [m for m in args.modes.split(",") if m not in GEMM_MODES]
     precisions = args.precisions.split(",")
     common = []
     for key, value in shape.items():
@@ -148,7 +153,7 @@ def main():
     records = []
     for round_index in range(args.rounds):
         for precision in precisions:
-            for record in run_json(ours + ["--precision", precision, "--modes", "gemm"]):
+            for record in run_json(ours + ["--precision", precision, "--modes", ",".join(GEMM_MODES)]):
                 records.append(dict(record, round=round_index))
             for mode in modes:
                 order = [("adaptertune", ours, None), (ref_name, reference, reference_env)]
@@ -188,7 +193,7 @@ def main():
         row["added_mib"] = max(v - s for v, s in zip(vmhwm, rss)) if vmhwm and rss else None
         row["cuda_peak_mib"] = max(peaks) if peaks else None
         row["tflops"] = statistics.median(e["tflops"]) if e["tflops"] else None
-        if mode == "gemm":
+        if mode in GEMM_MODES:
             row["gflops"] = row["tflops"] * 1000.0
         table.append(row)
 
@@ -217,6 +222,14 @@ def main():
             if gemm and a["tflops"]:
                 entry["roofline_fraction"] = a["tflops"] * 1000.0 / gemm["gflops"]
             ratios.append(entry)
+        products = [find(precision, m, "adaptertune") for m in GEMM_MODES]
+        if all(products):
+            # An adapter step runs a Linear layer's forward and input-gradient products and skips
+            # its weight gradient, which full fine-tuning runs: the share of a full step's Linear
+            # product time that an adapter step keeps, measured, against 2/3 by operation count.
+            forward, input_grad, weight_grad = (row["median_ms"] for row in products)
+            ratios.append({"precision": precision, "mode": "linear products kept by adapters",
+                           "vs_full": (forward + input_grad) / (forward + input_grad + weight_grad)})
         pad = find(precision, "infer-dev-maxpad", "adaptertune")
         for name in ("infer-dev-dynamic", "infer-dev-inorder"):
             row = find(precision, name, "adaptertune")
@@ -272,7 +285,7 @@ def plot(result, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in result["table"] if r["mode"] != "gemm"]
+    rows = [r for r in result["table"] if r["mode"] not in GEMM_MODES]
     configs = sorted({(r["precision"], r["mode"]) for r in rows}, key=lambda c: (c[0], c[1]))
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(configs)), 4))
     width = 0.38

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """benchmarks/compare.py end to end at a tiny shape: both implementations run every mode, the
 plain-PyTorch reference builds the same model as adaptertune (equal trainable counts for full
-fine-tuning and Houlsby training), the roofline and the ratios come out, and the JSON is written;
+fine-tuning and Houlsby training), the roofline with its backward orientations and the ratios
+come out, and the JSON is written;
 then an A/B against another adaptertune_bench (--reference-bench), labelled as the baseline.
 
     benchmark_compare_test.py PROJECT_DIR BENCH CLI WORK_DIR
@@ -28,7 +29,9 @@ def main():
         for impl in ("adaptertune", "pytorch"):
             assert (mode, impl) in rows, f"no {impl} row for {mode}"
             assert rows[(mode, impl)]["steps"] == 2, rows[(mode, impl)]
-    assert rows[("gemm", "adaptertune")]["gflops"] > 0
+    for mode in ("gemm", "gemm-input-grad", "gemm-weight-grad"):
+        assert rows[(mode, "adaptertune")]["gflops"] > 0, mode
+        assert (mode, "pytorch") not in rows, mode
     trainable = {}
     for r in result["records"]:
         trainable.setdefault((r["mode"], r["impl"].split("-")[0]), r["trainable"])
@@ -38,6 +41,8 @@ def main():
     ratios = {r["mode"]: r for r in result["ratios"]}
     assert "vs_full" in ratios["houlsby"] and "speedup_vs_pytorch" in ratios["full"], ratios
     assert ratios["infer-dev-dynamic vs maxpad"]["speedup_vs_maxpad"] > 0
+    # Forward and input gradient of the three orientations: strictly between none and all of them.
+    assert 0 < ratios["linear products kept by adapters"]["vs_full"] < 1, ratios
 
     # The same binary as its own baseline: both sides are adaptertune, the reference labelled so.
     ab = os.path.join(work, "ab.json")
