@@ -4,16 +4,23 @@
 #   scripts/gpu_check.sh            run the test suite (CUDA cases included) and the training-step
 #                                   benchmark next to the PyTorch-Python reference, bert-base shape;
 #   scripts/gpu_check.sh results    build only the CLI and run scripts/results_table.sh on CUDA;
-#   scripts/gpu_check.sh pretrain SECONDS
+#   scripts/gpu_check.sh pretrain SECONDS [pretrain flags]
 #                                   build only the CLI and run one sitting of issue 13's open-ended
 #                                   pretraining run on CUDA (scripts/pretrain_sitting.sh: the main
 #                                   run for SECONDS, then a decay of a tenth of its steps), from the
 #                                   shipped base on the corpus in .gpu/corpus, compressed to fit
-#                                   the 64 MiB that travel (carry .gpu/corpus, made here with
-#                                   scripts/make_pretraining_corpus.py out/corpus/train.txt --gcide
-#                                   --held-out out/corpus/heldout.txt && mkdir -p .gpu/corpus &&
-#                                   gzip -c out/corpus/train.txt > .gpu/corpus/train.txt.gz &&
-#                                   cp out/corpus/heldout.txt .gpu/corpus/).
+#                                   the 64 MiB that travel (carry .gpu/corpus). The shipped base's
+#                                   own corpus, with its running text (models/README.md), is made
+#                                   here with scripts/make_pretraining_corpus.py out/corpus/more.txt
+#                                   --gcide --bible --python-docs --perl-docs --held-out
+#                                   out/corpus/heldout-more.txt && mkdir -p .gpu/corpus && gzip -c
+#                                   out/corpus/more.txt > .gpu/corpus/train.txt.gz && cp
+#                                   out/corpus/heldout-more.txt .gpu/corpus/heldout.txt (19 MB
+#                                   compressed). The flags after SECONDS go to every `pretrain`
+#                                   call, e.g. the shipped base's second run's --lr 3e-4 (with
+#                                   WSD_WARMUP=300 in the environment), or a batch that fills the
+#                                   GPU (--batch-size); WSD_* variables pass through as for
+#                                   scripts/pretrain_wsd.sh.
 #                                   $OUT gets logs.tgz (the build's, the run's and the weights'
 #                                   sha256) and the decayed model, its weights split in parts under
 #                                   16 MiB (join: cat model.safetensors.part-* > model.safetensors
@@ -38,7 +45,7 @@ extra=()
 [ "$mode" = results ] || [ "$mode" = pretrain ] &&
   extra=(-DADAPTERTUNE_BUILD_TESTS=OFF -DADAPTERTUNE_BUILD_BENCHMARKS=OFF)
 if [ "$mode" = pretrain ]; then
-  [[ "${2:-}" =~ ^[0-9]+$ ]] || { echo "usage: gpu_check.sh pretrain SECONDS" >&2; exit 2; }
+  [[ "${2:-}" =~ ^[0-9]+$ ]] || { echo "usage: gpu_check.sh pretrain SECONDS [pretrain flags]" >&2; exit 2; }
   for f in .gpu/corpus/train.txt.gz .gpu/corpus/heldout.txt; do
     [ -f "$f" ] || { echo "gpu_check.sh: no $f (carry .gpu/corpus)" >&2; exit 1; }
   done
@@ -64,7 +71,7 @@ if [ "$mode" = pretrain ]; then
   gunzip -c .gpu/corpus/train.txt.gz > /tmp/train.txt
   ADAPTERTUNE=$build/tools/cli/adaptertune WSD_DIR=$wsd CORPUS=/tmp/train.txt \
     EVAL_TEXT=.gpu/corpus/heldout.txt \
-    bash scripts/pretrain_sitting.sh "$2" --device cuda 2>&1 | tee "$out/sitting.log"
+    bash scripts/pretrain_sitting.sh "$2" --device cuda "${@:3}" 2>&1 | tee "$out/sitting.log"
   cp "$wsd/main.log" "$out/main.log"
   for model in "$wsd"/decay-*/; do
     [ -f "$model/model.safetensors" ] || continue
