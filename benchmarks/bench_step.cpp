@@ -256,10 +256,7 @@ Result run_gemm(const Options& o, const torch::Device& device, atune::Precision 
     // Each of the three products multiplies the same sizes: 2 * tokens * k * n operations.
     flops += 2.0 * static_cast<double>(tokens) * static_cast<double>(k) * static_cast<double>(n);
   }
-  Result r;
-  r.mode = product == GemmProduct::kForward         ? "gemm"
-           : product == GemmProduct::kInputGradient ? "gemm-input-grad"
-                                                    : "gemm-weight-grad";
+  Result r;  // run_mode() names it
   for (int step = 0; step < o.warmup + o.steps; ++step) {
     std::vector<torch::Tensor> outputs;
     if (product != GemmProduct::kForward) {
@@ -316,10 +313,14 @@ std::vector<std::pair<torch::Tensor, torch::Tensor>> dev_batches(const Options& 
 
 Result run_mode(const Options& o, const std::string& mode, const atune::BertConfig& config,
                 const torch::Device& device, atune::Precision precision) {
-  if (mode == "gemm") return run_gemm(o, device, precision, GemmProduct::kForward);
-  if (mode == "gemm-input-grad") return run_gemm(o, device, precision, GemmProduct::kInputGradient);
-  if (mode == "gemm-weight-grad") {
-    return run_gemm(o, device, precision, GemmProduct::kWeightGradient);
+  static const std::map<std::string, GemmProduct> gemm_modes = {
+      {"gemm", GemmProduct::kForward},
+      {"gemm-input-grad", GemmProduct::kInputGradient},
+      {"gemm-weight-grad", GemmProduct::kWeightGradient}};
+  if (auto gemm = gemm_modes.find(mode); gemm != gemm_modes.end()) {
+    Result r = run_gemm(o, device, precision, gemm->second);
+    r.mode = mode;
+    return r;
   }
   torch::manual_seed(0);
   atune::BertForSequenceClassification model(config, atune::HeadConfig{});

@@ -4,8 +4,9 @@ reference_step.py one configuration per child process, interleaved (ours, refere
 ours, ... so neither always goes first), for --rounds rounds, and reports per configuration the
 median and spread of every timed step, the ratios the performance targets are stated in, the GEMM
 roofline of the run (with the products' backward orientations, and from them the share of a full
-step's Linear product time that an adapter step keeps), and each process's peak memory (VmHWM on CPU, the caching allocator's peak
-on CUDA). Writes JSON (--out) and a chart (--plot, needs matplotlib).
+step's Linear product time that an adapter step keeps), and each process's peak memory (VmHWM on
+CPU, the caching allocator's peak on CUDA). Writes JSON (--out) and a chart (--plot, needs
+matplotlib).
 
     python3 benchmarks/compare.py --shape main --precisions fp32,bf16 --rounds 3 \
         --out docs/benchmarks-cpu-main.json --plot docs/benchmarks-cpu-main.png
