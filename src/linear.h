@@ -23,4 +23,10 @@ inline at::Tensor linear(const torch::nn::Linear& layer, const at::Tensor& x) {
   return linear(*layer, x);
 }
 
+/// linear_activation(x, weight, bias, activation) with `layer`'s weight and bias.
+inline at::Tensor linear_activation(const torch::nn::Linear& layer, const at::Tensor& x,
+                                    Activation activation) {
+  return linear_activation(x, layer->weight, layer->bias, activation);
+}
+
 }  // namespace adaptertune

@@ -3,14 +3,17 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <map>
 #include <numeric>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include <c10/core/InferenceMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "adaptertune/error.h"
+#include "adaptertune/layers/activation.h"
 #include "adaptertune/precision.h"
 #include "shape_check.h"
 
@@ -38,39 +41,30 @@ std::string operand_string(const at::Tensor& t) {
 
 }  // namespace
 
-bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  if (!onednn_built() || !x.defined() || !weight.defined()) return false;
-  auto plain_float = [](const at::Tensor& t) {
-    return t.device().is_cpu() && t.layout() == at::kStrided && t.scalar_type() == at::kFloat;
-  };
-  if (!plain_float(x) || !plain_float(weight) || weight.dim() != 2 || !weight.is_contiguous())
-    return false;
-  if (bias.defined() && (!plain_float(bias) || bias.dim() != 1 || !bias.is_contiguous() ||
-                         bias.size(0) != weight.size(0)))
-    return false;
-  if (x.dim() == 0 || x.size(-1) != weight.size(1) || x.numel() == 0 || weight.numel() == 0)
-    return false;
-  return matmul_dtype(x.device(), at::kFloat) == at::kFloat;
-}
-
 #ifdef ADAPTERTUNE_WITH_ONEDNN
 namespace {
 
-// A [rows, cols] float32 matrix in memory: element (r, c) at data[r * row_stride + c * col_stride].
+dnnl::memory::data_type dnnl_type(at::ScalarType type) {
+  return type == at::kBFloat16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
+}
+
+// A [rows, cols] matrix of float32 or bfloat16 in memory: element (r, c) at
+// data[r * row_stride + c * col_stride].
 struct Matrix {
-  const float* data;
+  const void* data;
   int64_t rows;
   int64_t cols;
   int64_t row_stride;
   int64_t col_stride;
+  dnnl::memory::data_type type;
 };
 
 Matrix matrix_of(const at::Tensor& t) {
-  return {t.data_ptr<float>(), t.size(0), t.size(1), t.stride(0), t.stride(1)};
+  return {t.data_ptr(), t.size(0), t.size(1), t.stride(0), t.stride(1), dnnl_type(t.scalar_type())};
 }
 
 Matrix transposed(const Matrix& m) {
-  return {m.data, m.cols, m.rows, m.col_stride, m.row_stride};
+  return {m.data, m.cols, m.rows, m.col_stride, m.row_stride, m.type};
 }
 
 const dnnl::engine& cpu_engine() {
@@ -89,14 +83,13 @@ dnnl::memory memory_at(const dnnl::memory::desc& desc, const void* data) {
 
 // A matmul's primitive descriptor on the CPU engine; `bias` may be empty (no bias). oneDNN 3
 // dropped the operation descriptor that version 2 builds it from.
-dnnl::matmul::primitive_desc matmul_primitive_desc(const dnnl::memory::desc& a,
-                                                   const dnnl::memory::desc& b,
-                                                   const dnnl::memory::desc& bias,
-                                                   const dnnl::memory::desc& c) {
+dnnl::matmul::primitive_desc matmul_primitive_desc(
+    const dnnl::memory::desc& a, const dnnl::memory::desc& b, const dnnl::memory::desc& bias,
+    const dnnl::memory::desc& c, const dnnl::primitive_attr& attributes = dnnl::primitive_attr()) {
 #if DNNL_VERSION_MAJOR >= 3
-  return dnnl::matmul::primitive_desc(cpu_engine(), a, b, bias, c);
+  return dnnl::matmul::primitive_desc(cpu_engine(), a, b, bias, c, attributes);
 #else
-  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, bias, c), cpu_engine());
+  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, bias, c), attributes, cpu_engine());
 #endif
 }
 
@@ -105,54 +98,131 @@ bool row_major(const Matrix& m) {
 }
 
 dnnl::memory::desc descriptor(const Matrix& m) {
-  return dnnl::memory::desc({m.rows, m.cols}, dnnl::memory::data_type::f32,
-                            {m.row_stride, m.col_stride});
+  return dnnl::memory::desc({m.rows, m.cols}, m.type, {m.row_stride, m.col_stride});
 }
 
 // The same with the dimensions and the leading stride left to run time.
-dnnl::memory::desc runtime_descriptor(bool is_row_major) {
+dnnl::memory::desc runtime_descriptor(bool is_row_major, dnnl::memory::data_type type) {
   constexpr auto kRuntime = DNNL_RUNTIME_DIM_VAL;
   return dnnl::memory::desc(
-      {kRuntime, kRuntime}, dnnl::memory::data_type::f32,
+      {kRuntime, kRuntime}, type,
       is_row_major ? dnnl::memory::dims{kRuntime, 1} : dnnl::memory::dims{1, kRuntime});
 }
 
-// A primitive serves every shape: its dimensions and leading strides are given at run time
-// (DNNL_RUNTIME_DIM_VAL), and only the operands' orientations and the bias make it differ. One
-// primitive per shape (oneDNN's brgemm kernels) compiled a new kernel for every batch length that
-// dynamic padding makes, and oneDNN's primitive cache, which LibTorch shares, kept them all: an
-// SST-2 dev pass at the main job's shape reached 376-390 MB resident instead of 285, and a
-// server's stream of shapes would grow it further.
-// The primitive for these operand orientations, made once per thread. oneDNN manages its scratch
-// memory (scratchpad_mode::library): with sizes given at run time, the size a primitive reports
-// when it is made does not bound what it uses when it runs, and a buffer of that size given to it
-// (scratchpad_mode::user) was overrun, corrupting the heap.
-const dnnl::matmul& primitive_for(bool a_row_major, bool b_row_major, bool with_bias) {
-  thread_local std::array<dnnl::matmul, 8> made;
+// Attributes that apply `activation` to the product's result inside the product (an eltwise
+// post-op on the float32 accumulator), or none for kIdentity.
+dnnl::primitive_attr activation_attributes(Activation activation) {
+  dnnl::primitive_attr attributes;
+  if (activation == Activation::kIdentity) return attributes;
+  dnnl::algorithm algorithm = dnnl::algorithm::eltwise_gelu_erf;
+  float alpha = 0.f;
+  switch (activation) {
+    case Activation::kGelu:
+      algorithm = dnnl::algorithm::eltwise_gelu_erf;
+      break;
+    case Activation::kGeluTanh:
+      algorithm = dnnl::algorithm::eltwise_gelu_tanh;
+      break;
+    case Activation::kRelu:
+      algorithm = dnnl::algorithm::eltwise_relu;  // alpha 0: no slope below zero
+      break;
+    case Activation::kSilu:
+      algorithm = dnnl::algorithm::eltwise_swish;  // x sigmoid(alpha x)
+      alpha = 1.f;
+      break;
+    case Activation::kTanh:
+      algorithm = dnnl::algorithm::eltwise_tanh;
+      break;
+    case Activation::kIdentity:
+      break;
+  }
+  dnnl::post_ops operations;
+#if DNNL_VERSION_MAJOR >= 3
+  operations.append_eltwise(algorithm, alpha, 0.f);
+#else
+  operations.append_eltwise(1.f, algorithm, alpha, 0.f);
+#endif
+  attributes.set_post_ops(operations);
+  return attributes;
+}
+
+constexpr size_t kActivationCount = static_cast<size_t>(Activation::kIdentity) + 1;
+
+// A float32 primitive serves every shape: its dimensions and leading strides are given at run
+// time (DNNL_RUNTIME_DIM_VAL), and only the operands' orientations, the bias and the activation
+// make it differ. One primitive per shape (oneDNN's brgemm kernels) compiled a new kernel for every
+// batch length that dynamic padding makes, and oneDNN's primitive cache, which LibTorch shares,
+// kept them all: a float32 SST-2 dev pass at the main job's shape reached 376-390 MB resident
+// instead of 285, and a server's stream of shapes would grow it further.
+// The primitive for these operand orientations and activation (applied inside), made once per
+// thread. oneDNN manages its scratch memory (scratchpad_mode::library): with sizes given at run
+// time, the size a primitive reports when it is made does not bound what it uses when it runs,
+// and a buffer of that size given to it (scratchpad_mode::user) was overrun, corrupting the heap.
+const dnnl::matmul& primitive_for(bool a_row_major, bool b_row_major, bool with_bias,
+                                  Activation activation) {
+  thread_local std::array<dnnl::matmul, 8 * kActivationCount> made;
   dnnl::matmul& primitive =
-      made[(a_row_major ? 1 : 0) | (b_row_major ? 2 : 0) | (with_bias ? 4 : 0)];
+      made[((a_row_major ? 1 : 0) | (b_row_major ? 2 : 0) | (with_bias ? 4 : 0)) +
+           8 * static_cast<size_t>(activation)];
   if (primitive) return primitive;
-  const auto bias =
-      with_bias ? dnnl::memory::desc({1, DNNL_RUNTIME_DIM_VAL}, dnnl::memory::data_type::f32,
-                                     dnnl::memory::dims{DNNL_RUNTIME_DIM_VAL, 1})
-                : dnnl::memory::desc();
-  primitive = dnnl::matmul(matmul_primitive_desc(runtime_descriptor(a_row_major),
-                                                 runtime_descriptor(b_row_major), bias,
-                                                 runtime_descriptor(true)));
+  constexpr auto kFloat32 = dnnl::memory::data_type::f32;
+  const auto bias = with_bias ? dnnl::memory::desc({1, DNNL_RUNTIME_DIM_VAL}, kFloat32,
+                                                   dnnl::memory::dims{DNNL_RUNTIME_DIM_VAL, 1})
+                              : dnnl::memory::desc();
+  primitive = dnnl::matmul(matmul_primitive_desc(
+      runtime_descriptor(a_row_major, kFloat32), runtime_descriptor(b_row_major, kFloat32), bias,
+      runtime_descriptor(true, kFloat32), activation_attributes(activation)));
   return primitive;
 }
 
-// out[m, n] = a[m, k] b[k, n] (+ bias[n]), out contiguous.
-void multiply(const Matrix& a, const Matrix& b, const float* bias, float* out) {
-  const Matrix result{out, a.rows, b.cols, b.cols, 1};
+// The primitive for exactly these operands' shapes and strides (bfloat16). oneDNN's per-shape
+// kernels beat its run-time-sized ones on bfloat16 products at the main job's shape (and LibTorch
+// makes per-shape ones too, so oneDNN's shared cache holds no more kernels than before); each
+// thread keeps at most kShapedPrimitives of them, forgetting all when full, so a server's stream
+// of batch shapes costs a primitive's making now and then, not memory without end.
+constexpr size_t kShapedPrimitives = 256;
+
+const dnnl::matmul& shaped_primitive(const Matrix& a, const Matrix& b, const Matrix& result,
+                                     bool with_bias, Activation activation) {
+  thread_local std::map<std::array<int64_t, 8>, dnnl::matmul> made;
+  const std::array<int64_t, 8> key{a.rows,
+                                   a.cols,
+                                   b.cols,
+                                   a.row_stride,
+                                   a.col_stride,
+                                   b.row_stride,
+                                   b.col_stride,
+                                   (with_bias ? 1 : 0) | (static_cast<int64_t>(a.type) << 1) |
+                                       (static_cast<int64_t>(activation) << 8)};
+  auto found = made.find(key);
+  if (found != made.end()) return found->second;
+  if (made.size() >= kShapedPrimitives) made.clear();
+  const auto bias =
+      with_bias ? descriptor(Matrix{nullptr, 1, b.cols, b.cols, 1, a.type}) : dnnl::memory::desc();
+  return made
+      .emplace(key, dnnl::matmul(matmul_primitive_desc(descriptor(a), descriptor(b), bias,
+                                                       descriptor(result),
+                                                       activation_attributes(activation))))
+      .first->second;
+}
+
+// out[m, n] = activation(a[m, k] b[k, n] (+ bias[n])), out contiguous; every operand of a's
+// dtype (float32: run-time-sized primitives; bfloat16: per-shape ones).
+void multiply(const Matrix& a, const Matrix& b, const void* bias, void* out,
+              Activation activation = Activation::kIdentity) {
+  const Matrix result{out, a.rows, b.cols, b.cols, 1, a.type};
   try {
-    const dnnl::matmul& product = primitive_for(row_major(a), row_major(b), bias != nullptr);
+    const dnnl::matmul& product =
+        a.type == dnnl::memory::data_type::bf16
+            ? shaped_primitive(a, b, result, bias != nullptr, activation)
+            : primitive_for(row_major(a), row_major(b), bias != nullptr, activation);
     dnnl::stream& stream = cpu_stream();
     std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, memory_at(descriptor(a), a.data)},
                                                {DNNL_ARG_WEIGHTS, memory_at(descriptor(b), b.data)},
                                                {DNNL_ARG_DST, memory_at(descriptor(result), out)}};
     if (bias != nullptr) {
-      args.emplace(DNNL_ARG_BIAS, memory_at(descriptor(Matrix{bias, 1, b.cols, b.cols, 1}), bias));
+      args.emplace(DNNL_ARG_BIAS,
+                   memory_at(descriptor(Matrix{bias, 1, b.cols, b.cols, 1, a.type}), bias));
     }
     product.execute(stream, args);
     stream.wait();
@@ -163,12 +233,12 @@ void multiply(const Matrix& a, const Matrix& b, const float* bias, float* out) {
   }
 }
 
-// [rows, in] x [out, in]^T (+ bias) -> [rows, out].
-at::Tensor forward_product(const at::Tensor& x2d, const at::Tensor& weight,
-                           const at::Tensor& bias) {
+// activation([rows, in] x [out, in]^T (+ bias)) -> [rows, out].
+at::Tensor forward_product(const at::Tensor& x2d, const at::Tensor& weight, const at::Tensor& bias,
+                           Activation activation = Activation::kIdentity) {
   at::Tensor out = at::empty({x2d.size(0), weight.size(0)}, x2d.options());
   multiply(matrix_of(x2d), transposed(matrix_of(weight)),
-           bias.defined() ? bias.data_ptr<float>() : nullptr, out.data_ptr<float>());
+           bias.defined() ? bias.data_ptr() : nullptr, out.data_ptr(), activation);
   return out;
 }
 
@@ -193,11 +263,11 @@ struct OneDnnLinearFunction : public torch::autograd::Function<OneDnnLinearFunct
     at::Tensor grad_x, grad_weight, grad_bias;
     if (ctx->needs_input_grad(0) && weight.defined()) {
       grad_x = at::empty({grad.size(0), weight.size(1)}, grad.options());
-      multiply(matrix_of(grad), matrix_of(weight), nullptr, grad_x.data_ptr<float>());
+      multiply(matrix_of(grad), matrix_of(weight), nullptr, grad_x.data_ptr());
     }
     if (ctx->needs_input_grad(1) && x2d.defined()) {
       grad_weight = at::empty({grad.size(1), x2d.size(1)}, grad.options());
-      multiply(transposed(matrix_of(grad)), matrix_of(x2d), nullptr, grad_weight.data_ptr<float>());
+      multiply(transposed(matrix_of(grad)), matrix_of(x2d), nullptr, grad_weight.data_ptr());
     }
     if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) grad_bias = grad.sum(0);
     return {grad_x, grad_weight, grad_bias};
@@ -205,10 +275,6 @@ struct OneDnnLinearFunction : public torch::autograd::Function<OneDnnLinearFunct
 };
 
 // ---- Batched products: [B, H, M, K] x [B, H, K, N] -> [B, H, M, N] ----
-
-dnnl::memory::data_type dnnl_type(at::ScalarType type) {
-  return type == at::kBFloat16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32;
-}
 
 // Whether the matrices of a 4-D operand are stored by rows (unit stride in the last dimension)
 // rather than by columns (unit stride in the one before). A dimension of size 1 may have any
@@ -388,27 +454,84 @@ struct OneDnnBatchedMatmulFunction : public torch::autograd::Function<OneDnnBatc
 }  // namespace
 #endif
 
-at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+namespace {
+
+// Whether a product through onednn_linear() would have to record an autograd graph.
+bool records_graph(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  return at::GradMode::is_enabled() &&
+         (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
+}
+
+// Whether oneDNN has compiled bfloat16 kernels on this CPU (see has_fast_kernels()).
+bool bf16_kernels_available() {
+#ifdef ADAPTERTUNE_WITH_ONEDNN
+  return has_fast_kernels(at::kBFloat16);
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  if (!onednn_built() || !x.defined() || !weight.defined()) return false;
+  auto plain = [](const at::Tensor& t) {
+    return t.device().is_cpu() && t.layout() == at::kStrided &&
+           (t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16);
+  };
+  if (!plain(x) || !plain(weight) || weight.dim() != 2 || !weight.is_contiguous()) return false;
+  if (bias.defined() &&
+      (!plain(bias) || bias.dim() != 1 || !bias.is_contiguous() || bias.size(0) != weight.size(0)))
+    return false;
+  if (x.dim() == 0 || x.size(-1) != weight.size(1) || x.numel() == 0 || weight.numel() == 0)
+    return false;
+  // Autocast's dtype is never float32, so a product of float32 tensors runs in another exactly
+  // while autocast is on.
+  const bool autocast = matmul_dtype(x.device(), at::kFloat) != at::kFloat;
+  const at::ScalarType dtype = matmul_dtype(x.device(), x.scalar_type());
+  // Without autocast the operands must agree, as at::linear requires.
+  if (!autocast &&
+      (weight.scalar_type() != dtype || (bias.defined() && bias.scalar_type() != dtype)))
+    return false;
+  if (dtype == at::kFloat) return !autocast;
+  // bfloat16 serves passes without gradients only (inference): training keeps autocast's
+  // at::linear, whose backward LibTorch records.
+  return dtype == at::kBFloat16 && !records_graph(x, weight, bias) && bf16_kernels_available();
+}
+
+at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                         Activation activation) {
   if (!onednn_linear_applies(x, weight, bias)) {
     throw Error(
-        "onednn_linear: needs float32 CPU tensors, a contiguous weight and x's last "
-        "dimension equal to the weight's columns, in a build with oneDNN; got x " +
-        operand_string(x) + ", weight " + operand_string(weight));
+        "onednn_linear: needs CPU tensors, a contiguous weight and x's last dimension equal to the "
+        "weight's columns, in a build with oneDNN: float32 outside autocast, or bfloat16 (under "
+        "autocast or all operands bfloat16) without gradients and with oneDNN kernels for it on "
+        "this CPU; got x " +
+        operand_string(x) + ", weight " + operand_string(weight) + ", bias " +
+        operand_string(bias));
   }
 #ifdef ADAPTERTUNE_WITH_ONEDNN
+  // The dtype the product runs in; under autocast every operand is cast to it, as autocast casts
+  // at::linear's (a weight stored in it already is not copied).
+  const at::ScalarType dtype = matmul_dtype(x.device(), x.scalar_type());
   const int64_t in_features = weight.size(1);
-  const at::Tensor x2d = x.reshape({-1, in_features}).contiguous();
+  const at::Tensor x2d = x.reshape({-1, in_features}).to(dtype).contiguous();
+  const at::Tensor weight_cast = weight.to(dtype);
+  const at::Tensor bias_cast = bias.defined() ? bias.to(dtype) : bias;
   std::vector<int64_t> out_shape = x.sizes().vec();
   out_shape.back() = weight.size(0);
-  const bool records_graph =
-      at::GradMode::is_enabled() &&
-      (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
-  at::Tensor out =
-      records_graph
-          ? OneDnnLinearFunction::apply(
-                x2d, weight, bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt)
-          : forward_product(x2d, weight, bias);
-  return out.view(out_shape);
+  if (!records_graph(x, weight, bias)) {
+    // Fused under InferenceMode only (a Predictor, evaluation): elsewhere a pass without gradients
+    // (gradient checkpointing's first run, AdapterDrop's cached frozen layers) must give the bits
+    // that the same pass with gradients gives, and fusing moves a bfloat16 rounding.
+    if (c10::InferenceMode::is_enabled())
+      return forward_product(x2d, weight_cast, bias_cast, activation).view(out_shape);
+    return apply_activation(activation,
+                            forward_product(x2d, weight_cast, bias_cast).view(out_shape));
+  }
+  const at::Tensor out = OneDnnLinearFunction::apply(
+      x2d, weight_cast, bias.defined() ? c10::optional<at::Tensor>(bias_cast) : c10::nullopt);
+  return apply_activation(activation, out.view(out_shape));
 #else
   return at::Tensor();
 #endif

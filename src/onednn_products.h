@@ -1,8 +1,10 @@
 #pragma once
-// Matrix products on the CPU through oneDNN: the float32 Linear layers, and the attention's
-// batched products (float32 and bfloat16).
+// Matrix products on the CPU through oneDNN: the Linear layers (float32, and bfloat16 without
+// gradients), and the attention's batched products (float32 and bfloat16).
 
 #include <ATen/ATen.h>
+
+#include "adaptertune/activation_name.h"
 
 namespace adaptertune {
 
@@ -11,15 +13,24 @@ namespace adaptertune {
 bool onednn_built();
 
 /// Whether onednn_linear() serves `x W^T + b` for these tensors: a build with oneDNN, strided
-/// float32 tensors on the CPU, a contiguous [out, in] weight whose `in` matches `x`'s last
-/// dimension, a contiguous float32 bias or none, no empty dimension, and no CPU autocast active
-/// (under autocast the product runs in its dtype, through at::linear).
+/// CPU tensors, a contiguous [out, in] weight whose `in` matches `x`'s last dimension, a
+/// contiguous bias or none, no empty dimension, and either float32 operands with no CPU autocast
+/// active, or a product that runs in bfloat16 (under CPU autocast with bfloat16, or all operands
+/// bfloat16) and records no autograd graph, on a CPU with oneDNN kernels for bfloat16. Training
+/// in bfloat16 keeps at::linear, whose backward LibTorch records.
 bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 
-/// `x W^T + b` with oneDNN's float32 matrix products, forward and backward (an autograd function:
-/// the input gradient is `dY W`, the weight gradient `dY^T X`, each computed only when wanted, and
-/// `x` is kept for the backward pass only when the weight needs a gradient). Same result as
-/// at::linear up to the order of the sums.
+/// `activation(x W^T + b)` with oneDNN's matrix products. Float32: forward and backward (an
+/// autograd function: the input gradient is `dY W`, the weight gradient `dY^T X`, each computed
+/// only when wanted, and `x` is kept for the backward pass only when the weight needs a gradient),
+/// the same result as at::linear up to the order of the sums. Bfloat16 (inference only): the
+/// operands cast as autocast casts at::linear's, the bias added to the float32 sums before their
+/// one rounding, as LibTorch's bfloat16 addmm adds it: the same bits as at::linear under autocast.
+/// Under c10::InferenceMode the activation runs inside the product, on the float32 sums (a oneDNN
+/// post-op: one pass over the result instead of two); in bfloat16 it then sees the sums before
+/// their rounding, not after, so a result may differ from the unfused pair's in its last bit.
+/// Elsewhere apply_activation() follows the product, so that a pass without gradients outside
+/// InferenceMode (gradient checkpointing's first run) gives the bits of one with them.
 ///
 /// Why: Debian's LibTorch runs float32 products through OpenBLAS, whose kernels depend on the CPU
 /// it detects or OPENBLAS_CORETYPE names, while oneDNN (which LibTorch already links for bf16)
@@ -27,7 +38,8 @@ bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& weight, const 
 /// to its Haswell kernels, oneDNN multiplies the encoder's shapes 2.0-2.3x faster; where OpenBLAS
 /// may pick its AVX-512 kernels, 1.0-1.3x (benchmarks/gemm_backends.py, docs/benchmarks.md).
 /// Throws Error where !onednn_linear_applies().
-at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                         Activation activation = Activation::kIdentity);
 
 /// The memory order of a batched product's [batch, heads, rows, cols] result.
 enum class BatchedProductOrder {

@@ -1,11 +1,13 @@
-// oneDNN's products: where the float32 Linear and the batched products apply, and that they match
-// at::linear and at::matmul forward and backward.
+// oneDNN's products: where the Linear (float32; bfloat16 without gradients) and the batched
+// products apply, and that they match at::linear and at::matmul forward and backward (bfloat16: bit
+// for bit); linear_activation()'s fused activations.
 #include "onednn_products.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "adaptertune/error.h"
+#include "adaptertune/layers/activation.h"
 #include "adaptertune/precision.h"
 #include "linear.h"
 
@@ -78,25 +80,142 @@ TEST(OneDnnLinear, NonContiguousInputsAreHandled) {
   expect_close(onednn_linear(x, w, b), at::linear(x, w, b), "transposed input");
 }
 
-TEST(OneDnnLinear, AppliesOnlyToPlainFloat32ProductsOutsideAutocast) {
+// Whether oneDNN has compiled bfloat16 kernels on this CPU, as the library decides it.
+bool bf16_kernels() {
+  const at::Tensor probe = torch::ones({1, 1, 2, 2}, at::kBFloat16);
+  return onednn_batched_matmul_applies(probe, probe);
+}
+
+TEST(OneDnnLinear, AppliesToFloat32ProductsAndToBFloat16OnesWithoutGradients) {
   const at::Tensor x = torch::randn({4, 8});
   const at::Tensor w = torch::randn({6, 8});
   const at::Tensor b = torch::randn({6});
   EXPECT_EQ(onednn_linear_applies(x, w, b), onednn_built());
   EXPECT_EQ(onednn_linear_applies(x, w, at::Tensor()), onednn_built());
-  EXPECT_FALSE(onednn_linear_applies(x.to(at::kBFloat16), w.to(at::kBFloat16), at::Tensor()));
+  EXPECT_EQ(onednn_linear_applies(x.to(at::kBFloat16), w.to(at::kBFloat16), at::Tensor()),
+            bf16_kernels());
+  EXPECT_FALSE(onednn_linear_applies(x.to(at::kBFloat16), w, b));  // mixed, without autocast
   EXPECT_FALSE(onednn_linear_applies(x.to(at::kDouble), w.to(at::kDouble), at::Tensor()));
   EXPECT_FALSE(onednn_linear_applies(x, torch::randn({8, 6}).t(), b));  // non-contiguous weight
   EXPECT_FALSE(onednn_linear_applies(x, torch::randn({6, 9}), b));      // in-features differ
   EXPECT_FALSE(onednn_linear_applies(x, w, torch::randn({5})));         // bias of the wrong size
   EXPECT_FALSE(onednn_linear_applies(torch::randn({0, 8}), w, b));      // no rows
   {
-    // Under bf16 autocast the product belongs to autocast (at::linear in bf16).
     AutocastGuard autocast(torch::kCPU, Precision::kBFloat16);
-    EXPECT_FALSE(onednn_linear_applies(x, w, b));
+    // A bfloat16 product without gradients (inference) is served, mixed dtypes included: autocast
+    // casts them.
+    EXPECT_EQ(onednn_linear_applies(x, w, b), bf16_kernels());
+    EXPECT_EQ(onednn_linear_applies(x, w.to(at::kBFloat16), b), bf16_kernels());
+    // With a gradient to record the product belongs to autocast (at::linear in bf16).
+    const at::Tensor trained = w.clone().set_requires_grad(true);
+    EXPECT_FALSE(onednn_linear_applies(x, trained, b));
+    {
+      torch::NoGradGuard no_grad;  // ... unless no graph is recorded
+      EXPECT_EQ(onednn_linear_applies(x, trained, b), bf16_kernels());
+    }
     EXPECT_EQ(linear(x, w, b).scalar_type(), at::kBFloat16);
+    EXPECT_EQ(linear(x, trained, b).scalar_type(), at::kBFloat16);
   }
   EXPECT_EQ(linear(x, w, b).scalar_type(), at::kFloat);
+}
+
+struct BFloat16Case {
+  std::vector<int64_t> x_shape;
+  int64_t out_features;
+  bool bias;
+  bool weight_stored_in_bf16;  // as prepare_for_inference() stores frozen weights
+};
+
+class OneDnnLinearBFloat16 : public ::testing::TestWithParam<BFloat16Case> {};
+
+// In bfloat16 the fast path must not change a single bit of what autocast's at::linear gives:
+// a Predictor and the training loop's evaluation run it, and packs trained before it existed must
+// score as they did.
+TEST_P(OneDnnLinearBFloat16, GivesAutocastLinearsBits) {
+  if (!onednn_built() || !bf16_kernels()) GTEST_SKIP() << "no oneDNN bfloat16 kernels here";
+  const BFloat16Case c = GetParam();
+  torch::manual_seed(11);
+  const int64_t in_features = c.x_shape.back();
+  const at::Tensor x = torch::randn(c.x_shape);
+  at::Tensor w = torch::randn({c.out_features, in_features}) * 0.05;
+  if (c.weight_stored_in_bf16) w = w.to(at::kBFloat16);
+  const at::Tensor b = c.bias ? torch::randn({c.out_features}) : at::Tensor();
+  c10::InferenceMode inference;
+  AutocastGuard autocast(torch::kCPU, Precision::kBFloat16);
+  ASSERT_TRUE(onednn_linear_applies(x, w, b));
+  const at::Tensor ours = onednn_linear(x, w, b);
+  const at::Tensor reference = at::linear(x, w, b);
+  ASSERT_EQ(ours.scalar_type(), at::kBFloat16);
+  ASSERT_EQ(ours.sizes(), reference.sizes());
+  EXPECT_TRUE(torch::equal(ours, reference))
+      << "largest difference " << (ours - reference).abs().max().item<float>();
+  // A bfloat16 input (the previous product's output) gives the same too.
+  EXPECT_TRUE(torch::equal(onednn_linear(x.to(at::kBFloat16), w, b),
+                           at::linear(x.to(at::kBFloat16), w, b)));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, OneDnnLinearBFloat16,
+    ::testing::Values(
+        BFloat16Case{{32, 27, 256}, 768, true, true},    // packed q, k, v; a short batch
+        BFloat16Case{{32, 64, 256}, 1024, true, false},  // weight cast per call
+        BFloat16Case{{8, 5, 256}, 64, true, true},       // an adapter's down projection
+        BFloat16Case{{3, 7, 96}, 13, false, true},       // odd sizes, no bias
+        BFloat16Case{{1, 768}, 3072, true, true}));      // one row
+
+// Every activation: fused into the product where nothing is recorded, applied after it where
+// something is, and in both cases what apply_activation() of the product gives.
+TEST(LinearActivation, MatchesTheProductFollowedByTheActivation) {
+  torch::manual_seed(13);
+  const at::Tensor x = torch::randn({6, 9, 40});
+  const at::Tensor w = torch::randn({72, 40}) * 0.2;
+  const at::Tensor b = torch::randn({72});
+  for (Activation activation : {Activation::kGelu, Activation::kGeluTanh, Activation::kRelu,
+                                Activation::kSilu, Activation::kTanh, Activation::kIdentity}) {
+    SCOPED_TRACE(activation_name(activation));
+    const at::Tensor expected = apply_activation(activation, at::linear(x, w, b));
+    {
+      c10::InferenceMode inference;  // fused in float32
+      expect_close(linear_activation(x, w, b, activation), expected, "float32, fused");
+    }
+    {
+      // Recorded: the activation follows the product, and its gradient flows.
+      const at::Tensor leaf = x.clone().set_requires_grad(true);
+      const at::Tensor out = linear_activation(leaf, w, b, activation);
+      expect_close(out, expected, "float32, with autograd");
+      out.sum().backward();
+      ASSERT_TRUE(leaf.grad().defined());
+    }
+    if (!onednn_built() || !bf16_kernels()) continue;
+    c10::InferenceMode inference;
+    AutocastGuard autocast(torch::kCPU, Precision::kBFloat16);
+    const at::Tensor unfused = apply_activation(activation, at::linear(x, w, b)).to(at::kFloat);
+    const at::Tensor fused = linear_activation(x, w, b, activation);
+    ASSERT_EQ(fused.scalar_type(), at::kBFloat16);
+    // The fused activation sees the float32 sum, the unfused one its bfloat16 rounding: they may
+    // differ by a rounding step of the result.
+    const double step = unfused.abs().max().item<double>() / 128.0;
+    EXPECT_LE((fused.to(at::kFloat) - unfused).abs().max().item<double>(), step);
+  }
+}
+
+// Outside InferenceMode a pass without gradients (gradient checkpointing's first run) must give
+// the bits of the same pass with them, so nothing is fused there.
+TEST(LinearActivation, WithoutInferenceModeGivesTheUnfusedBitsInBFloat16) {
+  torch::manual_seed(17);
+  const at::Tensor x = torch::randn({4, 33, 64});
+  const at::Tensor w = torch::randn({256, 64}) * 0.2;
+  const at::Tensor b = torch::randn({256});
+  AutocastGuard autocast(torch::kCPU, Precision::kBFloat16);
+  for (Activation activation : {Activation::kGelu, Activation::kSilu}) {
+    SCOPED_TRACE(activation_name(activation));
+    const at::Tensor trained = w.clone().set_requires_grad(true);
+    const at::Tensor with_gradients = linear_activation(x, trained, b, activation);
+    torch::NoGradGuard no_grad;
+    EXPECT_TRUE(torch::equal(linear_activation(x, trained, b, activation), with_gradients));
+    EXPECT_TRUE(torch::equal(linear_activation(x, w, b, activation),
+                             apply_activation(activation, at::linear(x, w, b))));
+  }
 }
 
 TEST(OneDnnLinear, RefusesWhatItDoesNotServeWithAClearError) {

@@ -10,7 +10,7 @@ BertIntermediateImpl::BertIntermediateImpl(const BertConfig& config)
 }
 
 torch::Tensor BertIntermediateImpl::forward(const torch::Tensor& hidden) {
-  return apply_activation(activation_, linear(dense, hidden));
+  return linear_activation(dense, hidden, activation_);
 }
 
 }  // namespace adaptertune

@@ -21,7 +21,7 @@ torch::Tensor BertPredictionHeadTransformImpl::forward(const torch::Tensor& hidd
   // LayerNorm in the LayerNorm's dtype: under CPU autocast the dense output is bf16, and
   // LibTorch's CPU layer_norm wants input and weight of one dtype.
   return LayerNorm(
-      apply_activation(activation_, linear(dense, hidden)).to(LayerNorm->weight.scalar_type()));
+      linear_activation(dense, hidden, activation_).to(LayerNorm->weight.scalar_type()));
 }
 
 BertLMPredictionHeadImpl::BertLMPredictionHeadImpl(const BertConfig& config) {
