@@ -14,5 +14,14 @@ TEST(Format, GroupsDigitsInThrees) {
   EXPECT_EQ(with_commas(-1234567), "-1,234,567");
 }
 
+TEST(Format, JoinsListsWithTheSeparatorBetweenParts) {
+  EXPECT_EQ(joined({}), "");
+  EXPECT_EQ(joined({"sst2"}), "sst2");
+  EXPECT_EQ(joined({"sst2", "mrpc", "rte"}), "sst2, mrpc, rte");
+  // An empty part keeps its place (a join by "is the output empty yet" would lose it).
+  EXPECT_EQ(joined({"", "b"}), ", b");
+  EXPECT_EQ(joined({"a", "b"}, " or "), "a or b");
+}
+
 }  // namespace
 }  // namespace adaptertune

@@ -13,6 +13,7 @@
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/device.h"
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/inference/prepare_for_inference.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
@@ -128,13 +129,10 @@ struct Predictor::State {
     model->bert->config().check_sequence_length(length(recorded.max_length), pack + ": max_length");
     std::vector<std::string> loaded;
     for (const auto& [task_name, task] : info) loaded.push_back(task_name);
-    std::string missing;
-    for (const auto& below : recorded.missing_below(loaded)) {
-      missing += (missing.empty() ? "" : ", ") + below;
-    }
+    const std::vector<std::string> missing = recorded.missing_below(loaded);
     if (!missing.empty()) {
       throw Error(pack + " was trained stacked on other adapters (" +
-                  Stack(recorded.trained_stack()).describe() + "); " + missing +
+                  Stack(recorded.trained_stack()).describe() + "); " + joined(missing) +
                   " not loaded (load their adapter packs first)");
     }
     const AdapterPackLoad load = load_adapter_pack(model, pack, base_identity(), name);

@@ -4,18 +4,13 @@
 #include <set>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 
 namespace adaptertune {
 namespace {
 
 bool is_classification_metric(const std::string& name) {
   return name == "accuracy" || name == "f1" || name == "macro_f1" || name == "mcc";
-}
-
-std::string joined(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& name : names) out += (out.empty() ? "" : ", ") + name;
-  return out;
 }
 
 }  // namespace

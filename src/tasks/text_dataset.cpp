@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/io/atomic_file.h"
 #include "tasks/text_lines.h"
 
@@ -38,11 +39,7 @@ struct Table {
     auto it = std::find(columns.begin(), columns.end(), name);
     return it == columns.end() ? -1 : static_cast<int>(it - columns.begin());
   }
-  std::string column_list() const {
-    std::string out;
-    for (const auto& c : columns) out += (out.empty() ? "" : ", ") + c;
-    return out.empty() ? "none" : out;
-  }
+  std::string column_list() const { return columns.empty() ? "none" : joined(columns); }
 };
 
 bool ends_with(const std::string& text, const std::string& suffix) {

@@ -76,8 +76,7 @@ std::vector<std::string> pack_adapters(const std::string& flag, const std::strin
                                        const std::vector<std::string>& packs) {
   std::vector<std::string> names = fused_adapter_names(value);
   if (names.empty()) names.push_back(value);  // one adapter
-  std::string known;
-  for (const auto& pack : packs) known += (known.empty() ? "" : ", ") + pack;
+  const std::string known = joined(packs);
   for (const auto& name : names) {
     if (name.empty()) throw Error(flag + " " + value + ": expected adapter names joined by ','");
     if (std::find(packs.begin(), packs.end(), name) == packs.end()) {
@@ -614,13 +613,10 @@ UseSettings settings_for(const UseOptions& o, const TaskDescription& task,
     if (!stack) {
       std::vector<std::string> given;
       for (const auto& other : infos) given.push_back(other.name);
-      std::string missing;
-      for (const auto& below : info->missing_below(given)) {
-        missing += (missing.empty() ? "" : ", ") + below;
-      }
+      const std::vector<std::string> missing = info->missing_below(given);
       if (!missing.empty()) {
         throw Error(o.adapter_packs[*pack] + " was trained as " + described + ": give the pack" +
-                    (missing.find(',') == std::string::npos ? " of " : "s of ") + missing +
+                    (missing.size() == 1 ? " of " : "s of ") + joined(missing) +
                     " with --adapter-pack too (or --adapter " + info->name + " to run it alone)");
       }
       stack = Stack(std::move(trained));
@@ -741,10 +737,8 @@ int run_predict_requests(const UseOptions& o) {
   for (size_t i = 0; i < input.requests.size(); ++i) {
     const std::optional<std::string>& task = input.requests[i].task;
     if (task && std::find(tasks.begin(), tasks.end(), *task) == tasks.end()) {
-      std::string names;
-      for (const auto& name : tasks) names += (names.empty() ? "" : ", ") + name;
       throw Error(input.where[i] + ": no task \"" + *task + "\" among the adapter packs (" +
-                  (names.empty() ? std::string("none given") : names) + ")");
+                  (tasks.empty() ? std::string("none given") : joined(tasks)) + ")");
     }
   }
   for (const auto& w : predictor.warnings()) std::fprintf(stderr, "warning: %s\n", w.c_str());
