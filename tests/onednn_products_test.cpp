@@ -3,6 +3,10 @@
 // for bit); linear_activation()'s fused activations.
 #include "onednn_products.h"
 
+#include <ostream>
+#include <string>
+#include <vector>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -29,6 +33,18 @@ struct Case {
   bool x_grad;
   bool weight_grad;
 };
+
+// The cases as ctest lists them (gtest would print their bytes).
+std::string shape_name(const std::vector<int64_t>& shape) {
+  std::string out;
+  for (size_t i = 0; i < shape.size(); ++i) out += (i > 0 ? "x" : "") + std::to_string(shape[i]);
+  return out;
+}
+
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << shape_name(c.x_shape) << "_out" << c.out_features << (c.bias ? "_bias" : "")
+      << (c.x_grad ? "_xgrad" : "") << (c.weight_grad ? "_wgrad" : "");
+}
 
 class OneDnnLinearParity : public ::testing::TestWithParam<Case> {};
 
@@ -125,6 +141,11 @@ struct BFloat16Case {
   bool bias;
   bool weight_stored_in_bf16;  // as prepare_for_inference() stores frozen weights
 };
+
+void PrintTo(const BFloat16Case& c, std::ostream* os) {
+  *os << shape_name(c.x_shape) << "_out" << c.out_features << (c.bias ? "_bias" : "")
+      << (c.weight_stored_in_bf16 ? "_bf16weight" : "_float32weight");
+}
 
 class OneDnnLinearBFloat16 : public ::testing::TestWithParam<BFloat16Case> {};
 
@@ -261,6 +282,10 @@ Heads heads_of(const at::Tensor& qkv, int64_t heads) {
 struct BatchedCase {
   int64_t batch, seq, heads, hidden;
 };
+
+void PrintTo(const BatchedCase& c, std::ostream* os) {
+  *os << "batch" << c.batch << "_seq" << c.seq << "_heads" << c.heads << "_hidden" << c.hidden;
+}
 
 class OneDnnBatchedMatmulParity : public ::testing::TestWithParam<BatchedCase> {};
 
