@@ -6,14 +6,13 @@
 namespace adaptertune {
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  if (onednn_linear_applies(x, weight, bias)) return onednn_linear(x, weight, bias);
-  return at::linear(x, weight, bias);
+  return linear_activation(x, weight, bias, Activation::kIdentity);  // kIdentity: no activation
 }
 
 at::Tensor linear_activation(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                              Activation activation) {
-  // onednn_linear() fuses the activation where it records no gradient, and applies it after the
-  // product where it does.
+  // The one place that picks the product. onednn_linear() fuses the activation under
+  // InferenceMode and applies it after the product elsewhere.
   if (onednn_linear_applies(x, weight, bias)) return onednn_linear(x, weight, bias, activation);
   return apply_activation(activation, at::linear(x, weight, bias));
 }

@@ -24,9 +24,14 @@ inline at::Tensor linear(const torch::nn::Linear& layer, const at::Tensor& x) {
 }
 
 /// linear_activation(x, weight, bias, activation) with `layer`'s weight and bias.
+inline at::Tensor linear_activation(const torch::nn::LinearImpl& layer, const at::Tensor& x,
+                                    Activation activation) {
+  return linear_activation(x, layer.weight, layer.bias, activation);
+}
+
 inline at::Tensor linear_activation(const torch::nn::Linear& layer, const at::Tensor& x,
                                     Activation activation) {
-  return linear_activation(x, layer->weight, layer->bias, activation);
+  return linear_activation(*layer, x, activation);
 }
 
 }  // namespace adaptertune

@@ -68,8 +68,7 @@ void BottleneckAdapterImpl::reset_parameters() {
 torch::Tensor BottleneckAdapterImpl::up(const torch::Tensor& hidden) {
   // The library's product for both (linear.h); the activation is adapter_down's second module,
   // as AdapterHub names it, and runs inside the down projection's product where that can.
-  const auto& down_layer = *adapter_down[0]->as<torch::nn::Linear>();
-  torch::Tensor down = linear_activation(hidden, down_layer.weight, down_layer.bias,
+  torch::Tensor down = linear_activation(*adapter_down[0]->as<torch::nn::Linear>(), hidden,
                                          adapter_down[1]->as<ActivationLayer>()->activation());
   torch::Tensor out = linear(adapter_up, down);
   return config_.scaling != 1.0 ? out * config_.scaling : out;
