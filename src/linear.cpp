@@ -17,4 +17,14 @@ at::Tensor linear_activation(const at::Tensor& x, const at::Tensor& weight, cons
   return apply_activation(activation, at::linear(x, weight, bias));
 }
 
+at::Tensor linear_add(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                      double scale, const std::vector<at::Tensor>& addends) {
+  if (onednn_linear_add_applies(x, weight, bias, addends))
+    return onednn_linear_add(x, weight, bias, scale, addends);
+  at::Tensor out = linear(x, weight, bias);
+  if (scale != 1.0) out = out * scale;
+  for (const at::Tensor& addend : addends) out = out + addend;
+  return out;
+}
+
 }  // namespace adaptertune

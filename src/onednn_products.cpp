@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <numeric>
 #include <string>
@@ -109,40 +110,63 @@ dnnl::memory::desc runtime_descriptor(bool is_row_major, dnnl::memory::data_type
       is_row_major ? dnnl::memory::dims{kRuntime, 1} : dnnl::memory::dims{1, kRuntime});
 }
 
-// Attributes that apply `activation` to the product's result inside the product (an eltwise
-// post-op on the float32 accumulator), or none for kIdentity.
-dnnl::primitive_attr activation_attributes(Activation activation) {
+// What a product does to its float32 sums after adding the bias, inside the product (oneDNN
+// post-ops, one pass over the result instead of one per step): the activation, then a scale, then
+// the additions of whole matrices shaped as the result.
+struct Epilogue {
+  explicit Epilogue(Activation applied = Activation::kIdentity) : activation(applied) {}
+
+  Activation activation;
+  float scale = 1.f;
+  std::vector<Matrix> addends;
+
+  // The post-op index of the first addition (oneDNN numbers every post-op).
+  int first_addend_index() const {
+    return (activation != Activation::kIdentity ? 1 : 0) + (scale != 1.f ? 1 : 0);
+  }
+};
+
+// The post-ops of `epilogue`, or no attributes at all for an empty one.
+// An element-wise post-op (oneDNN 3 dropped the scale that version 2 puts first).
+void append_eltwise(dnnl::post_ops& operations, dnnl::algorithm algorithm, float alpha,
+                    float beta) {
+#if DNNL_VERSION_MAJOR >= 3
+  operations.append_eltwise(algorithm, alpha, beta);
+#else
+  operations.append_eltwise(1.f, algorithm, alpha, beta);
+#endif
+}
+
+dnnl::primitive_attr epilogue_attributes(const Epilogue& epilogue) {
   dnnl::primitive_attr attributes;
-  if (activation == Activation::kIdentity) return attributes;
-  dnnl::algorithm algorithm = dnnl::algorithm::eltwise_gelu_erf;
-  float alpha = 0.f;
-  switch (activation) {
+  dnnl::post_ops operations;
+  auto append = [&operations](dnnl::algorithm algorithm, float alpha, float beta) {
+    append_eltwise(operations, algorithm, alpha, beta);
+  };
+  switch (epilogue.activation) {
     case Activation::kGelu:
-      algorithm = dnnl::algorithm::eltwise_gelu_erf;
+      append(dnnl::algorithm::eltwise_gelu_erf, 0.f, 0.f);
       break;
     case Activation::kGeluTanh:
-      algorithm = dnnl::algorithm::eltwise_gelu_tanh;
+      append(dnnl::algorithm::eltwise_gelu_tanh, 0.f, 0.f);
       break;
     case Activation::kRelu:
-      algorithm = dnnl::algorithm::eltwise_relu;  // alpha 0: no slope below zero
+      append(dnnl::algorithm::eltwise_relu, 0.f, 0.f);  // alpha 0: no slope below zero
       break;
     case Activation::kSilu:
-      algorithm = dnnl::algorithm::eltwise_swish;  // x sigmoid(alpha x)
-      alpha = 1.f;
+      append(dnnl::algorithm::eltwise_swish, 1.f, 0.f);  // x sigmoid(alpha x)
       break;
     case Activation::kTanh:
-      algorithm = dnnl::algorithm::eltwise_tanh;
+      append(dnnl::algorithm::eltwise_tanh, 0.f, 0.f);
       break;
     case Activation::kIdentity:
       break;
   }
-  dnnl::post_ops operations;
-#if DNNL_VERSION_MAJOR >= 3
-  operations.append_eltwise(algorithm, alpha, 0.f);
-#else
-  operations.append_eltwise(1.f, algorithm, alpha, 0.f);
-#endif
-  attributes.set_post_ops(operations);
+  if (epilogue.scale != 1.f) append(dnnl::algorithm::eltwise_linear, epilogue.scale, 0.f);
+  for (const Matrix& addend : epilogue.addends) {
+    operations.append_binary(dnnl::algorithm::binary_add, descriptor(addend));
+  }
+  if (operations.len() > 0) attributes.set_post_ops(operations);
   return attributes;
 }
 
@@ -171,7 +195,7 @@ const dnnl::matmul& primitive_for(bool a_row_major, bool b_row_major, bool with_
                               : dnnl::memory::desc();
   primitive = dnnl::matmul(matmul_primitive_desc(
       runtime_descriptor(a_row_major, kFloat32), runtime_descriptor(b_row_major, kFloat32), bias,
-      runtime_descriptor(true, kFloat32), activation_attributes(activation)));
+      runtime_descriptor(true, kFloat32), epilogue_attributes(Epilogue{activation})));
   return primitive;
 }
 
@@ -183,9 +207,17 @@ const dnnl::matmul& primitive_for(bool a_row_major, bool b_row_major, bool with_
 constexpr size_t kShapedPrimitives = 256;
 
 const dnnl::matmul& shaped_primitive(const Matrix& a, const Matrix& b, const Matrix& result,
-                                     bool with_bias, Activation activation) {
-  thread_local std::map<std::array<int64_t, 8>, dnnl::matmul> made;
-  const std::array<int64_t, 8> key{a.rows,
+                                     bool with_bias, const Epilogue& epilogue) {
+  thread_local std::map<std::array<int64_t, 9>, dnnl::matmul> made;
+  // The addends are dense like the result (onednn_linear_add_applies()): their dtypes and count
+  // are all that tells two epilogues with the same activation and scale apart.
+  int64_t addend_types = 0;
+  for (const Matrix& addend : epilogue.addends) {
+    addend_types = addend_types * 4 + 1 + (addend.type == dnnl::memory::data_type::bf16 ? 1 : 0);
+  }
+  uint32_t scale_bits = 0;
+  std::memcpy(&scale_bits, &epilogue.scale, sizeof scale_bits);
+  const std::array<int64_t, 9> key{a.rows,
                                    a.cols,
                                    b.cols,
                                    a.row_stride,
@@ -193,7 +225,10 @@ const dnnl::matmul& shaped_primitive(const Matrix& a, const Matrix& b, const Mat
                                    b.row_stride,
                                    b.col_stride,
                                    (with_bias ? 1 : 0) | (static_cast<int64_t>(a.type) << 1) |
-                                       (static_cast<int64_t>(activation) << 8)};
+                                       (static_cast<int64_t>(result.type) << 8) |
+                                       (static_cast<int64_t>(epilogue.activation) << 16) |
+                                       (addend_types << 24),
+                                   static_cast<int64_t>(scale_bits)};
   auto found = made.find(key);
   if (found != made.end()) return found->second;
   if (made.size() >= kShapedPrimitives) made.clear();
@@ -202,27 +237,34 @@ const dnnl::matmul& shaped_primitive(const Matrix& a, const Matrix& b, const Mat
   return made
       .emplace(key, dnnl::matmul(matmul_primitive_desc(descriptor(a), descriptor(b), bias,
                                                        descriptor(result),
-                                                       activation_attributes(activation))))
+                                                       epilogue_attributes(epilogue))))
       .first->second;
 }
 
-// out[m, n] = activation(a[m, k] b[k, n] (+ bias[n])), out contiguous; every operand of a's
-// dtype (float32: run-time-sized primitives; bfloat16: per-shape ones).
-void multiply(const Matrix& a, const Matrix& b, const void* bias, void* out,
-              Activation activation = Activation::kIdentity) {
-  const Matrix result{out, a.rows, b.cols, b.cols, 1, a.type};
+// result[m, n] = epilogue(a[m, k] b[k, n] (+ bias[n])), `result` dense by rows; `a`, `b` and the
+// bias of one dtype (float32: run-time-sized primitives, the epilogue's activation only, and the
+// result in that dtype; bfloat16: per-shape primitives, the whole epilogue, and the result in
+// bfloat16 or float32).
+void multiply(const Matrix& a, const Matrix& b, const void* bias, const Matrix& result,
+              const Epilogue& epilogue) {
   try {
+    const bool bfloat16 = a.type == dnnl::memory::data_type::bf16;
     const dnnl::matmul& product =
-        a.type == dnnl::memory::data_type::bf16
-            ? shaped_primitive(a, b, result, bias != nullptr, activation)
-            : primitive_for(row_major(a), row_major(b), bias != nullptr, activation);
+        bfloat16 ? shaped_primitive(a, b, result, bias != nullptr, epilogue)
+                 : primitive_for(row_major(a), row_major(b), bias != nullptr, epilogue.activation);
     dnnl::stream& stream = cpu_stream();
-    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, memory_at(descriptor(a), a.data)},
-                                               {DNNL_ARG_WEIGHTS, memory_at(descriptor(b), b.data)},
-                                               {DNNL_ARG_DST, memory_at(descriptor(result), out)}};
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, memory_at(descriptor(a), a.data)},
+        {DNNL_ARG_WEIGHTS, memory_at(descriptor(b), b.data)},
+        {DNNL_ARG_DST, memory_at(descriptor(result), result.data)}};
     if (bias != nullptr) {
       args.emplace(DNNL_ARG_BIAS,
                    memory_at(descriptor(Matrix{bias, 1, b.cols, b.cols, 1, a.type}), bias));
+    }
+    int index = epilogue.first_addend_index();
+    for (const Matrix& addend : epilogue.addends) {
+      args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(index++) | DNNL_ARG_SRC_1,
+                   memory_at(descriptor(addend), addend.data));
     }
     product.execute(stream, args);
     stream.wait();
@@ -231,6 +273,12 @@ void multiply(const Matrix& a, const Matrix& b, const void* bias, void* out,
                 "] x [" + std::to_string(b.rows) + ", " + std::to_string(b.cols) +
                 "] failed: " + e.what());
   }
+}
+
+// out[m, n] = activation(a[m, k] b[k, n] (+ bias[n])), out dense by rows, in a's dtype.
+void multiply(const Matrix& a, const Matrix& b, const void* bias, void* out,
+              Activation activation = Activation::kIdentity) {
+  multiply(a, b, bias, Matrix{out, a.rows, b.cols, b.cols, 1, a.type}, Epilogue{activation});
 }
 
 // activation([rows, in] x [out, in]^T (+ bias)) -> [rows, out].
@@ -451,6 +499,67 @@ struct OneDnnBatchedMatmulFunction : public torch::autograd::Function<OneDnnBatc
   }
 };
 
+// ---- Attention probabilities: softmax(scale q k^T + mask) in bfloat16 ----
+
+// The two primitives for one shape of the attention's operands: the scores' product (float32
+// result, the scale and the mask as post-ops) and the softmax that rounds them to bfloat16.
+struct AttentionPrimitives {
+  dnnl::matmul scores;
+  dnnl::primitive softmax;
+  dnnl::memory::desc scores_desc;         // float32, dense
+  dnnl::memory::desc probabilities_desc;  // bfloat16, dense
+};
+
+dnnl::primitive softmax_to(const dnnl::memory::desc& source, const dnnl::memory::desc& result) {
+#if DNNL_VERSION_MAJOR >= 3
+  return dnnl::softmax_forward(
+      dnnl::softmax_forward::primitive_desc(cpu_engine(), dnnl::prop_kind::forward_inference,
+                                            dnnl::algorithm::softmax_accurate, source, result, 3));
+#else
+  return dnnl::softmax_v2_forward(dnnl::softmax_v2_forward::primitive_desc(
+      dnnl::softmax_v2_forward::desc(dnnl::prop_kind::forward_inference,
+                                     dnnl::algorithm::softmax_accurate, source, result, 3),
+      cpu_engine()));
+#endif
+}
+
+// Per shape and strides, as shaped_primitive() (the post-ops need the mask's shape), at most
+// kShapedPrimitives per thread.
+const AttentionPrimitives& attention_primitives(const at::Tensor& q, const at::Tensor& k_t,
+                                                const at::Tensor& mask, float scale) {
+  thread_local std::map<std::vector<int64_t>, AttentionPrimitives> made;
+  std::vector<int64_t> key;
+  for (const at::Tensor* operand : {&q, &k_t}) {
+    for (int64_t size : operand->sizes()) key.push_back(size);
+    for (int64_t stride : strides_for_onednn(*operand)) key.push_back(stride);
+  }
+  key.push_back(mask.defined() ? 1 + static_cast<int64_t>(mask.scalar_type()) : 0);
+  if (mask.defined()) key.push_back(mask.size(2));  // [B, 1, 1, N] or [B, 1, M, N]
+  uint32_t scale_bits = 0;
+  std::memcpy(&scale_bits, &scale, sizeof scale_bits);
+  key.push_back(static_cast<int64_t>(scale_bits));
+  auto found = made.find(key);
+  if (found != made.end()) return found->second;
+  if (made.size() >= kShapedPrimitives) made.clear();
+  const dnnl::memory::dims dims{q.size(0), q.size(1), q.size(2), k_t.size(3)};
+  const dnnl::memory::desc scores(dims, dnnl::memory::data_type::f32,
+                                  dnnl::memory::format_tag::abcd);
+  const dnnl::memory::desc probabilities(dims, dnnl::memory::data_type::bf16,
+                                         dnnl::memory::format_tag::abcd);
+  dnnl::post_ops operations;
+  append_eltwise(operations, dnnl::algorithm::eltwise_linear, scale, 0.f);
+  if (mask.defined()) {
+    operations.append_binary(dnnl::algorithm::binary_add, batched_descriptor(mask));
+  }
+  dnnl::primitive_attr attributes;
+  attributes.set_post_ops(operations);
+  AttentionPrimitives primitives{
+      dnnl::matmul(matmul_primitive_desc(batched_descriptor(q), batched_descriptor(k_t),
+                                         dnnl::memory::desc(), scores, attributes)),
+      softmax_to(scores, probabilities), scores, probabilities};
+  return made.emplace(std::move(key), std::move(primitives)).first->second;
+}
+
 }  // namespace
 #endif
 
@@ -537,6 +646,61 @@ at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& weight, const at
 #endif
 }
 
+bool onednn_linear_add_applies(const at::Tensor& x, const at::Tensor& weight,
+                               const at::Tensor& bias, const std::vector<at::Tensor>& addends) {
+  if (!c10::InferenceMode::is_enabled() || !onednn_linear_applies(x, weight, bias) ||
+      matmul_dtype(x.device(), x.scalar_type()) != at::kBFloat16) {
+    return false;
+  }
+  std::vector<int64_t> out_shape = x.sizes().vec();
+  out_shape.back() = weight.size(0);
+  for (const at::Tensor& addend : addends) {
+    if (!addend.defined() || !addend.device().is_cpu() || addend.layout() != at::kStrided ||
+        (addend.scalar_type() != at::kFloat && addend.scalar_type() != at::kBFloat16) ||
+        addend.sizes() != at::IntArrayRef(out_shape) || !addend.is_contiguous()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+at::Tensor onednn_linear_add(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                             double scale, const std::vector<at::Tensor>& addends) {
+  if (!onednn_linear_add_applies(x, weight, bias, addends)) {
+    std::string given;
+    for (const at::Tensor& addend : addends) given += ", addend " + operand_string(addend);
+    throw Error(
+        "onednn_linear_add: needs c10::InferenceMode, a product that onednn_linear() runs in "
+        "bfloat16, and contiguous float32 or bfloat16 CPU addends shaped as its result; got x " +
+        operand_string(x) + ", weight " + operand_string(weight) + ", bias " +
+        operand_string(bias) + given);
+  }
+#ifdef ADAPTERTUNE_WITH_ONEDNN
+  const int64_t in_features = weight.size(1);
+  const at::Tensor x2d = x.reshape({-1, in_features}).to(at::kBFloat16).contiguous();
+  const at::Tensor weight_cast = weight.to(at::kBFloat16);
+  const at::Tensor bias_cast = bias.defined() ? bias.to(at::kBFloat16) : bias;
+  // The result's dtype is LibTorch's promotion of the unfused sum's operands: float32 where an
+  // addend is.
+  bool float32 = false;
+  Epilogue epilogue;
+  epilogue.scale = static_cast<float>(scale);
+  for (const at::Tensor& addend : addends) {
+    float32 = float32 || addend.scalar_type() == at::kFloat;
+    epilogue.addends.push_back(matrix_of(addend.view({-1, weight.size(0)})));
+  }
+  std::vector<int64_t> out_shape = x.sizes().vec();
+  out_shape.back() = weight.size(0);
+  at::Tensor out = at::empty({x2d.size(0), weight.size(0)},
+                             x.options().dtype(float32 ? at::kFloat : at::kBFloat16));
+  multiply(matrix_of(x2d), transposed(matrix_of(weight_cast)),
+           bias_cast.defined() ? bias_cast.data_ptr() : nullptr, matrix_of(out), epilogue);
+  return out.view(out_shape);
+#else
+  return at::Tensor();
+#endif
+}
+
 bool onednn_batched_matmul_applies(const at::Tensor& a, const at::Tensor& b) {
   if (!onednn_built() || !a.defined() || !b.defined() || a.dim() != 4 || b.dim() != 4) return false;
   if (!a.device().is_cpu() || !b.device().is_cpu() || a.layout() != at::kStrided ||
@@ -569,6 +733,66 @@ at::Tensor onednn_batched_matmul(const at::Tensor& a, const at::Tensor& b,
   return records_graph
              ? OneDnnBatchedMatmulFunction::apply(a_plain, b_plain, static_cast<int64_t>(order))
              : batched_forward(a_plain, b_plain, order);
+#else
+  return at::Tensor();
+#endif
+}
+
+bool onednn_attention_probabilities_applies(const at::Tensor& q, const at::Tensor& k_t,
+                                            const at::Tensor& mask) {
+  if (!c10::InferenceMode::is_enabled() || q.scalar_type() != at::kBFloat16 ||
+      !onednn_batched_matmul_applies(q, k_t)) {
+    return false;
+  }
+#ifdef ADAPTERTUNE_WITH_ONEDNN
+  if (!plain_for_onednn(q) || !plain_for_onednn(k_t)) return false;
+  if (!mask.defined()) return true;
+  return mask.device().is_cpu() && mask.layout() == at::kStrided &&
+         (mask.scalar_type() == at::kFloat || mask.scalar_type() == at::kBFloat16) &&
+         mask.dim() == 4 && mask.is_contiguous() && mask.size(0) == q.size(0) &&
+         mask.size(1) == 1 && (mask.size(2) == 1 || mask.size(2) == q.size(2)) &&
+         mask.size(3) == k_t.size(3);
+#else
+  return false;
+#endif
+}
+
+at::Tensor onednn_attention_probabilities(const at::Tensor& q, const at::Tensor& k_t,
+                                          const at::Tensor& mask, double scale) {
+  if (!onednn_attention_probabilities_applies(q, k_t, mask)) {
+    throw Error(
+        "onednn_attention_probabilities: needs c10::InferenceMode, bfloat16 [B, H, M, K] and "
+        "[B, H, K, N] CPU operands that oneDNN reads in place, and a contiguous float32 or "
+        "bfloat16 mask [B, 1, 1 or M, N] or none; got " +
+        operand_string(q) + ", " + operand_string(k_t) + " and mask " + operand_string(mask));
+  }
+#ifdef ADAPTERTUNE_WITH_ONEDNN
+  const at::Tensor scores =
+      at::empty({q.size(0), q.size(1), q.size(2), k_t.size(3)}, q.options().dtype(at::kFloat));
+  at::Tensor probabilities = at::empty(scores.sizes(), q.options());
+  try {
+    const AttentionPrimitives& primitives =
+        attention_primitives(q, k_t, mask, static_cast<float>(scale));
+    dnnl::stream& stream = cpu_stream();
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, memory_at(batched_descriptor(q), q.data_ptr())},
+        {DNNL_ARG_WEIGHTS, memory_at(batched_descriptor(k_t), k_t.data_ptr())},
+        {DNNL_ARG_DST, memory_at(primitives.scores_desc, scores.data_ptr())}};
+    if (mask.defined()) {
+      args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1,
+                   memory_at(batched_descriptor(mask), mask.data_ptr()));
+    }
+    primitives.scores.execute(stream, args);
+    primitives.softmax.execute(
+        stream,
+        {{DNNL_ARG_SRC, memory_at(primitives.scores_desc, scores.data_ptr())},
+         {DNNL_ARG_DST, memory_at(primitives.probabilities_desc, probabilities.data_ptr())}});
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    throw Error("oneDNN attention probabilities " + detail::shape_string(q) + " x " +
+                detail::shape_string(k_t) + " failed: " + e.what());
+  }
+  return probabilities;
 #else
   return at::Tensor();
 #endif

@@ -2,6 +2,8 @@
 // Matrix products on the CPU through oneDNN: the Linear layers (float32, and bfloat16 without
 // gradients), and the attention's batched products (float32 and bfloat16).
 
+#include <vector>
+
 #include <ATen/ATen.h>
 
 #include "adaptertune/activation_name.h"
@@ -41,6 +43,26 @@ bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& weight, const 
 at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                          Activation activation = Activation::kIdentity);
 
+/// Whether onednn_linear_add() serves `scale (x W^T + b) + addends[0] + addends[1] ...`: under
+/// c10::InferenceMode, for a product that onednn_linear() runs in bfloat16 (under CPU autocast or
+/// with bfloat16 operands), with addends that are contiguous float32 or bfloat16 CPU tensors of
+/// the product's result shape (no broadcasting).
+bool onednn_linear_add_applies(const at::Tensor& x, const at::Tensor& weight,
+                               const at::Tensor& bias, const std::vector<at::Tensor>& addends);
+
+/// `scale (x W^T + b) + addends[0] + addends[1] ...` in one oneDNN product: the scale and the
+/// additions are post-ops on the float32 sums, so the result is written once and rounded once,
+/// in float32 where an addend is float32 (LibTorch's promotion of the unfused sum) and bfloat16
+/// otherwise. The unfused steps round the product to bfloat16 first (and each bfloat16 sum after
+/// it), so results differ from theirs in the last bits: hence InferenceMode only, as for the
+/// activation of onednn_linear(). Throws Error where !onednn_linear_add_applies().
+///
+/// Why: in a bfloat16 pass over SST-2 dev at the main job's shape the residual additions after
+/// the products (each a pass over the hidden states, the bfloat16 product's result read and widened
+/// to add the float32 residual) were the largest element-wise operator (docs/benchmarks.md).
+at::Tensor onednn_linear_add(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                             double scale, const std::vector<at::Tensor>& addends);
+
 /// The memory order of a batched product's [batch, heads, rows, cols] result.
 enum class BatchedProductOrder {
   kHeadsFirst,  ///< contiguous [batch, heads, rows, cols]
@@ -68,6 +90,27 @@ bool onednn_batched_matmul_applies(const at::Tensor& a, const at::Tensor& b);
 /// 0.40 ms). Throws Error where !onednn_batched_matmul_applies().
 at::Tensor onednn_batched_matmul(const at::Tensor& a, const at::Tensor& b,
                                  BatchedProductOrder order);
+
+/// Whether onednn_attention_probabilities() serves `softmax(scale q k_t + mask)`: under
+/// c10::InferenceMode, bfloat16 operands that onednn_batched_matmul() multiplies and oneDNN reads
+/// in place (the heads as views of the projections' output), and a contiguous float32 or bfloat16
+/// mask [B, 1, 1, N] or [B, 1, M, N], or none.
+bool onednn_attention_probabilities_applies(const at::Tensor& q, const at::Tensor& k_t,
+                                            const at::Tensor& mask);
+
+/// The attention's probabilities `softmax(scale q k_t + mask)` over the last dimension, in
+/// bfloat16 [B, H, M, N] (the dtype the product with the values takes them in): the scores'
+/// product with the scale and the mask as post-ops on its float32 sums, then oneDNN's softmax
+/// from float32 to bfloat16. Autocast's steps round the scores to bfloat16 after the product, the
+/// scaling and the mask's addition, before a float32 softmax: these are more exact, so results
+/// move in their last bits (InferenceMode only, as onednn_linear_add()). Throws Error where
+/// !onednn_attention_probabilities_applies().
+///
+/// Why: in a bfloat16 pass over SST-2 dev at the main job's shape the scaling, the mask's
+/// addition, the casts and LibTorch's softmax took more time than the two products they sit
+/// between (docs/benchmarks.md).
+at::Tensor onednn_attention_probabilities(const at::Tensor& q, const at::Tensor& k_t,
+                                          const at::Tensor& mask, double scale);
 
 /// `a @ b` for 4-D operands as at::matmul computes it (under CPU autocast, in autocast's dtype),
 /// through onednn_batched_matmul() where it applies and at::matmul otherwise; `order` is honoured

@@ -3,7 +3,9 @@
 #include "adaptertune/bert_model.h"
 #include "adaptertune/error.h"
 #include "adaptertune/layers/sublayer_output.h"
+#include "adaptertune/precision.h"
 #include "linear.h"
+#include "onednn_products.h"
 #include "test_util.h"
 
 namespace adaptertune {
@@ -181,6 +183,52 @@ TEST(BottleneckAdapterErrors, BadNamesAndSizesAreRejected) {
   tiny.reduction_factor = 64;  // 32 / 64 rounds to 0
   EXPECT_ERROR_CONTAINS(model->add_adapter("b", tiny), "must be at least 1");
   EXPECT_EQ(model->adapter_names(), std::vector<std::string>{"a"});
+}
+
+// Evaluation in bfloat16 under InferenceMode: the additions after the last product of a sublayer
+// (the adapter's up projection, or the dense layer where no adapter sits) run inside it, on the
+// float32 sums. Outside InferenceMode the sublayer gives the unfused steps' bits; inside it stays
+// within the bfloat16 roundings that the fusion skips.
+TEST(BottleneckAdapterEvaluation, BFloat16AdditionsFuseIntoTheLastProduct) {
+  AdapterConfig no_ln_after = AdapterConfig::houlsby();
+  no_ln_after.original_ln_after = false;
+  AdapterConfig scaled = AdapterConfig::pfeiffer();
+  scaled.scaling = 0.5;
+  for (const AdapterConfig& preset :
+       {AdapterConfig::houlsby(), AdapterConfig::pfeiffer(), no_ln_after, scaled}) {
+    AdapterConfig config = preset;
+    config.init = AdapterInit::kBert;
+    config.adapter_size = 8;
+    SublayerOutput out(SublayerOutputOptions(64, 32));
+    out->add_adapter("a", config);
+    out->eval();
+    auto adapter = std::dynamic_pointer_cast<BottleneckAdapterImpl>(out->adapters["a"]);
+    const auto hidden = torch::randn({2, 5, 64});
+    const auto input = torch::randn({2, 5, 32});
+    AutocastGuard autocast(torch::kCPU, Precision::kBFloat16);
+    torch::Tensor unfused, base_unfused;
+    {
+      torch::NoGradGuard no_grad;
+      const torch::Tensor projected = linear(out->dense, hidden);
+      unfused = adapter->finish(adapter->residual_output(projected, input, out->LayerNorm), input,
+                                out->LayerNorm);
+      EXPECT_TRUE(torch::equal(out(hidden, input, TaskRouting::whole_batch("a")), unfused));
+      base_unfused = out->LayerNorm(projected + input);
+      EXPECT_TRUE(torch::equal(out(hidden, input), base_unfused));
+    }
+    c10::InferenceMode inference;
+    const torch::Tensor w = out->dense->weight;
+    if (!onednn_linear_add_applies(hidden, w, out->dense->bias, {input})) {
+      GTEST_SKIP() << "no oneDNN bfloat16 product here";
+    }
+    const torch::Tensor fused = out(hidden, input, TaskRouting::whole_batch("a"));
+    ASSERT_EQ(fused.scalar_type(), unfused.scalar_type());
+    EXPECT_LT(max_abs_diff(fused.to(torch::kFloat), unfused.to(torch::kFloat)), 0.05);
+    EXPECT_FALSE(torch::equal(fused, unfused)) << "nothing fused?";
+    const torch::Tensor base = out(hidden, input);
+    EXPECT_LT(max_abs_diff(base, base_unfused), 0.05);
+    EXPECT_FALSE(torch::equal(base, base_unfused)) << "nothing fused?";
+  }
 }
 
 TEST(BottleneckAdapterDtype, AdaptersFollowTheModelsDeviceAndDtype) {

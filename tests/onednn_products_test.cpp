@@ -3,6 +3,8 @@
 // for bit); linear_activation()'s fused activations.
 #include "onednn_products.h"
 
+#include <cmath>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -14,6 +16,7 @@
 #include "adaptertune/layers/activation.h"
 #include "adaptertune/precision.h"
 #include "linear.h"
+#include "shape_check.h"
 
 namespace adaptertune {
 namespace {
@@ -239,6 +242,87 @@ TEST(LinearActivation, WithoutInferenceModeGivesTheUnfusedBitsInBFloat16) {
   }
 }
 
+// linear_add(): the scale and the residual additions inside a bfloat16 product under
+// InferenceMode, on the float32 sums: the exact sum of the bfloat16 operands' product, and no
+// farther from the unfused steps than their roundings to bfloat16; the result float32 where an
+// addend is.
+TEST(LinearAdd, FusedUnderInferenceModeSumsInFloat32) {
+  if (!onednn_built() || !bf16_kernels()) GTEST_SKIP() << "no oneDNN bfloat16 kernels";
+  torch::manual_seed(19);
+  const at::Tensor x = torch::randn({3, 11, 64});
+  const at::Tensor w = torch::randn({96, 64}) * 0.2;
+  const at::Tensor b = torch::randn({96});
+  const at::Tensor residual = torch::randn({3, 11, 96}).to(at::kBFloat16);
+  const at::Tensor input = torch::randn({3, 11, 96});
+  auto rounded = [](const at::Tensor& t) { return t.to(at::kBFloat16).to(at::kFloat); };
+  const at::Tensor product = at::linear(rounded(x), rounded(w), rounded(b));
+  for (double scale : {1.0, 0.5}) {
+    SCOPED_TRACE("scale " + std::to_string(scale));
+    c10::InferenceMode inference;
+    AutocastGuard autocast(torch::kCPU, Precision::kBFloat16);
+    ASSERT_TRUE(onednn_linear_add_applies(x, w, b, {residual, input}));
+    const at::Tensor fused = linear_add(x, w, b, scale, {residual, input});
+    ASSERT_EQ(fused.scalar_type(), at::kFloat);
+    expect_close(fused, product * scale + residual.to(at::kFloat) + input, "float32 sums");
+    at::Tensor unfused = at::linear(x, w, b);
+    if (scale != 1.0) unfused = unfused * scale;
+    unfused = unfused + residual + input;
+    // The unfused steps round the product and its sum with the residual to bfloat16.
+    const double step = unfused.abs().max().item<double>() / 128.0;
+    EXPECT_LE((fused - unfused).abs().max().item<double>(), step);
+    EXPECT_FALSE(torch::equal(fused, unfused)) << "nothing fused?";
+    // bfloat16 addends only: a bfloat16 result, rounded once.
+    const at::Tensor bf16 = linear_add(x, w, b, scale, {residual});
+    ASSERT_EQ(bf16.scalar_type(), at::kBFloat16);
+    expect_close(bf16.to(at::kFloat), rounded(product * scale + residual.to(at::kFloat)),
+                 "bfloat16 result");
+  }
+}
+
+// Outside InferenceMode (with or without gradients), and where the fused product does not apply,
+// linear_add() is the unfused steps, bit for bit.
+TEST(LinearAdd, ElsewhereGivesTheUnfusedStepsBits) {
+  torch::manual_seed(23);
+  const at::Tensor x = torch::randn({2, 7, 32});
+  const at::Tensor w = torch::randn({48, 32}) * 0.2;
+  const at::Tensor b = torch::randn({48});
+  const at::Tensor residual = torch::randn({2, 7, 48});
+  const at::Tensor input = torch::randn({2, 7, 48});
+  auto unfused = [&](const at::Tensor& weight, double scale) {
+    return linear(x, weight, b) * scale + residual + input;
+  };
+  for (bool bfloat16 : {false, true}) {
+    SCOPED_TRACE(bfloat16 ? "bfloat16" : "float32");
+    std::optional<AutocastGuard> autocast;
+    if (bfloat16) autocast.emplace(torch::kCPU, Precision::kBFloat16);
+    const at::Tensor trained = w.clone().set_requires_grad(true);
+    const at::Tensor with_gradients = linear_add(x, trained, b, 0.25, {residual, input});
+    EXPECT_TRUE(torch::equal(with_gradients, unfused(trained, 0.25)));
+    with_gradients.sum().backward();
+    EXPECT_TRUE(trained.grad().defined());
+    torch::NoGradGuard no_grad;
+    EXPECT_FALSE(onednn_linear_add_applies(x, w, b, {residual, input}));
+    EXPECT_TRUE(torch::equal(linear_add(x, w, b, 0.25, {residual, input}), unfused(w, 0.25)));
+  }
+  c10::InferenceMode inference;
+  // Float32 products, and addends that would broadcast or are not dense, keep the steps.
+  EXPECT_FALSE(onednn_linear_add_applies(x, w, b, {residual}));
+  EXPECT_TRUE(torch::equal(linear_add(x, w, b, 1.0, {residual}), linear(x, w, b) + residual));
+  AutocastGuard autocast(torch::kCPU, Precision::kBFloat16);
+  const at::Tensor row = torch::randn({48});
+  const at::Tensor strided = torch::randn({2, 48, 7}).transpose(1, 2);
+  EXPECT_FALSE(onednn_linear_add_applies(x, w, b, {row}));
+  EXPECT_FALSE(onednn_linear_add_applies(x, w, b, {strided}));
+  EXPECT_TRUE(torch::equal(linear_add(x, w, b, 1.0, {row}), linear(x, w, b) + row));
+  EXPECT_TRUE(torch::equal(linear_add(x, w, b, 1.0, {strided}), linear(x, w, b) + strided));
+  try {
+    onednn_linear_add(x, w, b, 1.0, {row});
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("addend [48]"), std::string::npos) << e.what();
+  }
+}
+
 TEST(OneDnnLinear, RefusesWhatItDoesNotServeWithAClearError) {
   const at::Tensor x = torch::randn({4, 8});
   try {
@@ -386,6 +470,79 @@ TEST(OneDnnBatchedMatmul, FollowsAutocastsDtypeAndRecordsNoGraphWithoutGradients
   EXPECT_TRUE(onednn_batched_matmul(a, b, BatchedProductOrder::kHeadsFirst).requires_grad());
   torch::NoGradGuard no_grad;
   EXPECT_FALSE(onednn_batched_matmul(a, b, BatchedProductOrder::kHeadsFirst).requires_grad());
+}
+
+// The attention's probabilities under InferenceMode in bfloat16: softmax(scale q k^T + mask)
+// computed from the bfloat16 heads in float32 and rounded once, for every mask shape the encoder
+// makes (and none), with the heads read in place as views of the projections' output.
+TEST(OneDnnAttentionProbabilities, MatchFloat32SoftmaxRoundedOnce) {
+  if (!onednn_built() || !bf16_kernels()) GTEST_SKIP() << "no oneDNN bfloat16 kernels";
+  torch::manual_seed(29);
+  struct Shape {
+    int64_t batch, heads, length, head_size;
+  };
+  for (const Shape shape : {Shape{3, 4, 9, 16}, Shape{1, 2, 5, 8}, Shape{2, 1, 7, 32}}) {
+    SCOPED_TRACE(std::to_string(shape.batch) + "x" + std::to_string(shape.heads) + "x" +
+                 std::to_string(shape.length));
+    const int64_t hidden = shape.heads * shape.head_size;
+    const at::Tensor projected =
+        (torch::randn({shape.batch, shape.length, 3 * hidden}) * 2).to(at::kBFloat16);
+    auto head = [&](int64_t which) {
+      return projected.narrow(-1, which * hidden, hidden)
+          .view({shape.batch, shape.length, shape.heads, shape.head_size})
+          .transpose(1, 2);
+    };
+    const at::Tensor q = head(0);
+    const at::Tensor k_t = head(1).transpose(-1, -2);
+    at::Tensor keep = torch::ones({shape.batch, shape.length});
+    keep.narrow(1, shape.length - 2, 2).select(0, 0).zero_();  // padding in the first example
+    const double scale = 1.0 / std::sqrt(double(shape.head_size));
+    for (const at::Tensor& mask :
+         {at::Tensor(), ((1.0 - keep) * -3.0e38).view({shape.batch, 1, 1, shape.length}),
+          ((1.0 - keep) * -10000.0)
+              .view({shape.batch, 1, 1, shape.length})
+              .expand({shape.batch, 1, shape.length, shape.length})
+              .contiguous()
+              .to(at::kBFloat16)}) {
+      SCOPED_TRACE(mask.defined() ? detail::shape_string(mask) : std::string("no mask"));
+      at::Tensor scores = at::matmul(q.to(at::kFloat), k_t.to(at::kFloat)) * scale;
+      if (mask.defined()) scores = scores + mask.to(at::kFloat);
+      const at::Tensor expected = at::softmax(scores, -1);
+      c10::InferenceMode inference;
+      ASSERT_TRUE(onednn_attention_probabilities_applies(q, k_t, mask));
+      const at::Tensor got = onednn_attention_probabilities(q, k_t, mask, scale);
+      ASSERT_EQ(got.scalar_type(), at::kBFloat16);
+      ASSERT_EQ(got.sizes(), expected.sizes());
+      // One rounding to bfloat16 (8 bits of mantissa) and oneDNN's exp: within two steps.
+      EXPECT_LE((got.to(at::kFloat) - expected).abs().max().item<double>(), 2.0 / 256);
+      const at::Tensor sums = got.to(at::kFloat).sum(-1);
+      EXPECT_LE((sums - 1).abs().max().item<double>(), 0.02);
+      if (mask.defined()) {
+        // Padding gets no attention at all.
+        EXPECT_EQ(got.select(0, 0).narrow(-1, shape.length - 2, 2).abs().max().item<double>(), 0);
+      }
+    }
+  }
+}
+
+TEST(OneDnnAttentionProbabilities, AppliesOnlyWhereItCanAndSaysWhyNot) {
+  const at::Tensor q = torch::randn({2, 4, 6, 8}).to(at::kBFloat16);
+  const at::Tensor k_t = torch::randn({2, 4, 8, 6}).to(at::kBFloat16);
+  const at::Tensor mask = torch::zeros({2, 1, 1, 6});
+  EXPECT_FALSE(onednn_attention_probabilities_applies(q, k_t, mask)) << "outside InferenceMode";
+  c10::InferenceMode inference;
+  EXPECT_EQ(onednn_attention_probabilities_applies(q, k_t, mask), onednn_built() && bf16_kernels());
+  EXPECT_FALSE(onednn_attention_probabilities_applies(q.to(at::kFloat), k_t.to(at::kFloat), mask));
+  EXPECT_FALSE(onednn_attention_probabilities_applies(q, k_t, torch::zeros({2, 4, 6, 6})));
+  EXPECT_FALSE(onednn_attention_probabilities_applies(q, k_t, torch::zeros({2, 1, 1, 5})));
+  EXPECT_FALSE(onednn_attention_probabilities_applies(
+      q, k_t, torch::zeros({2, 1, 6, 1}).expand({2, 1, 6, 6})));  // not contiguous
+  try {
+    onednn_attention_probabilities(q, k_t, torch::zeros({2, 1, 1, 5}), 1.0);
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("mask [2, 1, 1, 5]"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

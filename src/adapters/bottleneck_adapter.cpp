@@ -65,12 +65,15 @@ void BottleneckAdapterImpl::reset_parameters() {
   adapter_up->bias.zero_();
 }
 
+torch::Tensor BottleneckAdapterImpl::down(const torch::Tensor& hidden) {
+  // The library's product (linear.h); the activation is adapter_down's second module, as
+  // AdapterHub names it, and runs inside the down projection's product where that can.
+  return linear_activation(*adapter_down[0]->as<torch::nn::Linear>(), hidden,
+                           adapter_down[1]->as<ActivationLayer>()->activation());
+}
+
 torch::Tensor BottleneckAdapterImpl::up(const torch::Tensor& hidden) {
-  // The library's product for both (linear.h); the activation is adapter_down's second module,
-  // as AdapterHub names it, and runs inside the down projection's product where that can.
-  torch::Tensor down = linear_activation(*adapter_down[0]->as<torch::nn::Linear>(), hidden,
-                                         adapter_down[1]->as<ActivationLayer>()->activation());
-  torch::Tensor out = linear(adapter_up, down);
+  torch::Tensor out = linear(adapter_up, down(hidden));
   return config_.scaling != 1.0 ? out * config_.scaling : out;
 }
 
@@ -92,7 +95,18 @@ BottleneckAdapterImpl::Inputs BottleneckAdapterImpl::inputs(
 torch::Tensor BottleneckAdapterImpl::forward(const torch::Tensor& projected,
                                              const torch::Tensor& sublayer_input,
                                              torch::nn::LayerNorm& layer_norm) {
-  return finish(residual_output(projected, sublayer_input, layer_norm), sublayer_input, layer_norm);
+  if (dropout->is_training() && dropout->options.p() > 0) {
+    return finish(residual_output(projected, sublayer_input, layer_norm), sublayer_input,
+                  layer_norm);
+  }
+  // Without dropout the skip connection and the sublayer's residual addition follow the up
+  // projection directly, and run inside its product where the library can (linear_add()).
+  const Inputs in = inputs(projected, sublayer_input, layer_norm);
+  std::vector<torch::Tensor> addends{in.residual};
+  if (config_.original_ln_after) addends.push_back(sublayer_input);
+  torch::Tensor output = linear_add(*adapter_up, down(in.hidden), config_.scaling, addends);
+  // LayerNorm's operator() is not const; the module itself is not changed.
+  return config_.original_ln_after ? layer_norm->forward(output) : output;
 }
 
 torch::Tensor BottleneckAdapterImpl::residual_output(const torch::Tensor& projected,

@@ -48,12 +48,21 @@ at::Tensor attention_context(const at::Tensor& projected, const at::Tensor& addi
   // On the CPU the two products go to oneDNN where it serves them (batched_matmul()): it reads
   // the heads in place, as the strided views of the projections' output they are, and writes the
   // context with the heads interleaved, so that merging them below is a view, not a copy.
-  at::Tensor scores = batched_matmul(q, k.transpose(-1, -2), BatchedProductOrder::kHeadsFirst) /
-                      std::sqrt(double(q.size(-1)));
-  if (additive_mask.defined()) scores = scores + additive_mask.to(scores.scalar_type());
+  at::Tensor probabilities;
+  if (dropout_p == 0 &&
+      onednn_attention_probabilities_applies(q, k.transpose(-1, -2), additive_mask)) {
+    // Inference in bfloat16: the scaling, the mask and the softmax's casts inside oneDNN.
+    probabilities = onednn_attention_probabilities(q, k.transpose(-1, -2), additive_mask,
+                                                   1.0 / std::sqrt(double(q.size(-1))));
+  } else {
+    at::Tensor scores = batched_matmul(q, k.transpose(-1, -2), BatchedProductOrder::kHeadsFirst) /
+                        std::sqrt(double(q.size(-1)));
+    if (additive_mask.defined()) scores = scores + additive_mask.to(scores.scalar_type());
+    probabilities = at::softmax(scores, -1);
+  }
   // The dropped probabilities are recomputed in backward, not kept (hashed_dropout_matmul()).
-  const at::Tensor context = hashed_dropout_matmul(at::softmax(scores, -1), v, dropout_p, true,
-                                                   BatchedProductOrder::kRowsFirst);
+  const at::Tensor context =
+      hashed_dropout_matmul(probabilities, v, dropout_p, true, BatchedProductOrder::kRowsFirst);
   return context.transpose(1, 2).reshape({projected.size(0), projected.size(1), qkv[0].size(2)});
 }
 

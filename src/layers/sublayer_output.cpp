@@ -23,10 +23,15 @@ SublayerOutputImpl::SublayerOutputImpl(const SublayerOutputOptions& options) : o
 
 torch::Tensor SublayerOutputImpl::forward(const torch::Tensor& hidden, const torch::Tensor& input,
                                           const TaskRouting& routing) {
-  torch::Tensor projected = hashed_dropout(dropout, linear(dense, hidden));
-  if (routing.not_yet_replicated(projected) && !owns_any(routing)) {
-    return finish(TaskRouting::base().groups().front(), projected, input);  // shared by branches
+  if (!owns_any(routing)) {
+    // Every row ends as the base's sublayer does (and branches not yet replicated share it).
+    // Without dropout the residual addition runs inside the product where the library can.
+    if (!dropout->is_training() || dropout->options.p() == 0) {
+      return LayerNorm(linear_add(*dense, hidden, 1.0, {input}));
+    }
+    return LayerNorm(hashed_dropout(dropout, linear(dense, hidden)) + input);
   }
+  torch::Tensor projected = hashed_dropout(dropout, linear(dense, hidden));
   return routing.map_groups(projected, input,
                             [this](const TaskRouting::Group& group, const torch::Tensor& p,
                                    const torch::Tensor& x) { return finish(group, p, x); });
@@ -48,18 +53,23 @@ torch::Tensor SublayerOutputImpl::finish(const TaskRouting::Group& group,
   // A copy of the handle: Module::operator() is non-const, the module itself is not changed.
   torch::nn::LayerNorm norm = detail::own_or_base(layer_norm_of_, group.task, LayerNorm);
   // The group's adapters and fusions that have one at this site, applied one on another's
-  // output (Stack); the last one's placement decides what follows.
+  // output (Stack); the last one's placement decides what follows. An adapter's half-step waits
+  // until the next one is known: the last adapter runs whole (forward()), which fuses its
+  // additions into its product where it can.
   BottleneckAdapter last{nullptr};
+  BottleneckAdapter pending{nullptr};
   torch::Tensor output = projected;
   for (const auto& name : group.stack) {
     if (auto found = adapter_of_.find(name); found != adapter_of_.end()) {
-      BottleneckAdapter adapter = found->second;
-      output = adapter->residual_output(output, input, norm);
-      last = adapter;
+      if (pending) output = pending->residual_output(output, input, norm);
+      pending = found->second;
     } else if (auto fusion = fusion_of_.find(name); fusion != fusion_of_.end()) {
+      if (pending) output = pending->residual_output(output, input, norm);
+      pending = nullptr;
       std::tie(output, last) = fuse(fusion->second, output, input, norm);
     }
   }
+  if (pending) return pending->forward(output, input, norm);
   if (!last) return norm(projected + input);
   return last->finish(output, input, norm);
 }

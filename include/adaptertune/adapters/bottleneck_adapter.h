@@ -25,6 +25,8 @@ class BottleneckAdapterImpl : public torch::nn::Module {
   torch::Tensor delta(const torch::Tensor& hidden);
   /// The same before dropout: what AdapterFusion attends over (AdapterHub's `up`).
   torch::Tensor up(const torch::Tensor& hidden);
+  /// `act(down(h))`: the bottleneck's activations, the up projection's input.
+  torch::Tensor down(const torch::Tensor& hidden);
 
   /// What the adapter takes in at a site (AdapterConfig's `a`) and its skip connection (`r`).
   struct Inputs {
@@ -39,7 +41,9 @@ class BottleneckAdapterImpl : public torch::nn::Module {
   /// Applies the adapter at the end of a sublayer, with placement as in AdapterConfig:
   /// `projected` is the sublayer's projected output after dropout, `sublayer_input` the
   /// sublayer's input (residual branch) and `layer_norm` the sublayer's own LayerNorm. Returns
-  /// the sublayer's final output.
+  /// the sublayer's final output: finish(residual_output(...)). Where dropout is off (evaluation)
+  /// the additions after the up projection run inside its product under c10::InferenceMode
+  /// where that is a bfloat16 product on oneDNN, so that results may move in their last bits.
   torch::Tensor forward(const torch::Tensor& projected, const torch::Tensor& sublayer_input,
                         torch::nn::LayerNorm& layer_norm);
 
