@@ -6,7 +6,7 @@
 //                     [--layers 12] [--hidden 768] [--heads 12] [--steps 10] [--warmup 3]
 //                     [--modes full,houlsby,pfeiffer,head,forward] [--threads N] [--padded]
 //                     [--drop N] [--lengths FILE] [--profile TRACE.json] [--system-malloc]
-//                     [--float32-frozen-weights] [--joined-projections]
+//                     [--float32-frozen-weights] [--joined-projections] [--all-positions]
 //                     [--recompute-attention-probabilities] [--gradient-checkpointing] [--json]
 //
 // Modes: full, head (training), forward (base inference), an adapter preset (houlsby, pfeiffer:
@@ -30,7 +30,11 @@
 // step's products an adapter step's can go.
 //
 // Inference modes run as a Predictor does (prepare_for_inference()): every weight frozen, with
-// bf16/fp16 the Linear weights stored in that dtype, the attention projections packed.
+// bf16/fp16 the Linear weights stored in that dtype, the attention projections packed, and the
+// last layer computed at the first position only, all the classifier reads
+// (LastLayerOutput::kFirstPosition), unless --all-positions computes every position, as the
+// Python reference does. The FLOP model below counts every position either way: the work the
+// reference does for the same logits.
 //
 // Training modes run as a TrainingEngine trains: under bf16/fp16 the frozen Linear weights are
 // stored in that dtype (FrozenLinearWeightsInDtype), unless --float32-frozen-weights keeps them
@@ -104,6 +108,8 @@ struct Options {
   bool system_malloc = false;
   bool frozen_weights_in_dtype = true;
   bool packed_projections = true;
+  /// Inference computes the last layer at the first position only, as a Predictor does.
+  bool first_position_only = true;
   bool recompute_attention_probabilities = false;
   bool gradient_checkpointing = false;
   /// Token counts of a dev set for the infer-dev-* modes.
@@ -170,6 +176,10 @@ Options parse(int argc, char** argv) {
     std::string flag = argv[i];
     if (flag == "--json" || flag == "--padded" || flag == "--system-malloc") {
       (flag == "--json" ? o.json : flag == "--padded" ? o.padded : o.system_malloc) = true;
+      continue;
+    }
+    if (flag == "--all-positions") {
+      o.first_position_only = false;
       continue;
     }
     if (flag == "--joined-projections") {
@@ -369,6 +379,9 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
     // that dtype once instead of autocast casting them on every forward pass, and the attention
     // projections are packed instead of joined on every pass.
     atune::prepare_for_inference(*model, precision);
+  }
+  if (!o.first_position_only) {
+    model->set_evaluation_last_layer(atune::LastLayerOutput::kAllPositions);
   }
   // As a TrainingEngine trains under bf16/fp16: the frozen Linear weights stored in that dtype.
   std::optional<atune::FrozenLinearWeightsInDtype> frozen_weights;

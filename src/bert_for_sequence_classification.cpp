@@ -29,6 +29,13 @@ BertForSequenceClassificationImpl::BertForSequenceClassificationImpl(const BertC
   tasks = register_module("tasks", torch::nn::ModuleDict());
 }
 
+LastLayerOutput BertForSequenceClassificationImpl::last_layer_output() const {
+  // The head reads the pooler's output alone, which reads the first position of the last layer.
+  // Training keeps every position: hashed_dropout() hashes each element's index in its tensor,
+  // so computing fewer would change the masks a seed draws.
+  return is_training() ? LastLayerOutput::kAllPositions : evaluation_last_layer_;
+}
+
 torch::Tensor BertForSequenceClassificationImpl::head(const std::optional<std::string>& task,
                                                       const torch::Tensor& pooled) const {
   if (task) {
@@ -47,21 +54,25 @@ torch::Tensor BertForSequenceClassificationImpl::forward(const torch::Tensor& in
                                                          const torch::Tensor& attention_mask,
                                                          const torch::Tensor& token_type_ids) {
   const std::optional<std::string> task = bert->active_adapter();
-  return head(task, bert(input_ids, attention_mask, token_type_ids).pooler_output);
+  return head(
+      task,
+      bert->forward(input_ids, attention_mask, token_type_ids, last_layer_output()).pooler_output);
 }
 
 torch::Tensor BertForSequenceClassificationImpl::forward_from(const torch::Tensor& hidden,
                                                               const torch::Tensor& attention_mask,
                                                               int64_t first_layer) {
-  return head(bert->active_adapter(),
-              bert->forward_from(hidden, attention_mask, first_layer).pooler_output);
+  return head(
+      bert->active_adapter(),
+      bert->forward_from(hidden, attention_mask, first_layer, last_layer_output()).pooler_output);
 }
 
 std::vector<torch::Tensor> BertForSequenceClassificationImpl::forward_routed(
     const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
     const torch::Tensor& token_type_ids, const TaskRouting& routing) {
   const torch::Tensor pooled =
-      bert->forward_routed(input_ids, attention_mask, token_type_ids, routing).pooler_output;
+      bert->forward_routed(input_ids, attention_mask, token_type_ids, routing, last_layer_output())
+          .pooler_output;
   std::vector<torch::Tensor> logits;
   for (size_t g = 0; g < routing.groups().size(); ++g) {
     logits.push_back(head(routing.groups()[g].task, routing.select(pooled, g)));

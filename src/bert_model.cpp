@@ -127,8 +127,9 @@ torch::Tensor additive_mask_for(const torch::Tensor& attention_mask, const torch
 
 BertModelOutput BertModelImpl::forward(const torch::Tensor& input_ids,
                                        const torch::Tensor& attention_mask,
-                                       const torch::Tensor& token_type_ids) {
-  return forward_routed(input_ids, attention_mask, token_type_ids, active_routing(tasks_));
+                                       const torch::Tensor& token_type_ids,
+                                       LastLayerOutput output) {
+  return forward_routed(input_ids, attention_mask, token_type_ids, active_routing(tasks_), output);
 }
 
 torch::Tensor BertModelImpl::lower_hidden_states(const torch::Tensor& input_ids,
@@ -150,7 +151,7 @@ torch::Tensor BertModelImpl::lower_hidden_states(const torch::Tensor& input_ids,
 
 BertModelOutput BertModelImpl::forward_from(const torch::Tensor& hidden,
                                             const torch::Tensor& attention_mask,
-                                            int64_t first_layer) {
+                                            int64_t first_layer, LastLayerOutput output) {
   if (first_layer < 0 || first_layer > config_.num_hidden_layers) {
     throw Error("forward_from: layer " + std::to_string(first_layer) + " of " +
                 std::to_string(config_.num_hidden_layers));
@@ -165,7 +166,7 @@ BertModelOutput BertModelImpl::forward_from(const torch::Tensor& hidden,
   BertModelOutput out;
   out.last_hidden_state =
       encoder->run_layers(hidden, additive_mask_for(attention_mask, hidden), routing,
-                          static_cast<size_t>(first_layer), encoder->size());
+                          static_cast<size_t>(first_layer), encoder->size(), output);
   if (pooler) out.pooler_output = pooler(out.last_hidden_state, routing);
   return out;
 }
@@ -173,7 +174,7 @@ BertModelOutput BertModelImpl::forward_from(const torch::Tensor& hidden,
 BertModelOutput BertModelImpl::forward_routed(const torch::Tensor& input_ids,
                                               const torch::Tensor& attention_mask,
                                               const torch::Tensor& token_type_ids,
-                                              const TaskRouting& routing) {
+                                              const TaskRouting& routing, LastLayerOutput output) {
   for (const auto& group : routing.groups()) {
     tasks_.check_known(group.task);
     for (const auto& adapter : group.stack) tasks_.check_known(adapter);
@@ -189,7 +190,8 @@ BertModelOutput BertModelImpl::forward_routed(const torch::Tensor& input_ids,
   }
   const torch::Tensor additive_mask = additive_mask_for(attention_mask, hidden);
   BertModelOutput out;
-  out.last_hidden_state = encoder(hidden, additive_mask, routing);
+  out.last_hidden_state =
+      encoder->run_layers(hidden, additive_mask, routing, 0, encoder->size(), output);
   if (pooler) out.pooler_output = pooler(out.last_hidden_state, routing);
   return out;
 }

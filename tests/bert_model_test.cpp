@@ -121,6 +121,54 @@ TEST_P(BertModelTest, PaddingDoesNotChangeUnpaddedOutputs) {
   EXPECT_LT(max_abs_diff(alone.pooler_output, padded.pooler_output), 1e-5);
 }
 
+// LastLayerOutput::kFirstPosition: the last layer computes the first position alone, from the
+// keys and values of every position; what it gives there (and the pooler from it) is what the
+// whole pass gives there, with adapters, padding, in float32 and bfloat16, and a sequence
+// classifier in evaluation takes that path for the same logits.
+TEST_P(BertModelTest, FirstPositionOnlyGivesTheWholePassesFirstPosition) {
+  torch::manual_seed(11);
+  BertForSequenceClassification classifier(tiny_config(), HeadConfig::classification({"a", "b"}));
+  BertModel& model = classifier->bert;
+  AdapterConfig adapter = AdapterConfig::houlsby();
+  adapter.init = AdapterInit::kBert;  // large enough to matter
+  model->add_adapter("x", adapter);
+  classifier->to(device());
+  classifier->eval();
+  auto input = ids({{1, 5, 7, 9, 2, 0, 0}, {1, 8, 3, 4, 6, 10, 2}}, device());
+  auto mask = ids({{1, 1, 1, 1, 1, 0, 0}, {1, 1, 1, 1, 1, 1, 1}}, device());
+  auto types = ids({{0, 0, 0, 1, 1, 0, 0}, {0, 0, 0, 0, 1, 1, 1}}, device());
+  for (Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
+    SCOPED_TRACE(precision_name(precision));
+    c10::InferenceMode inference;
+    AutocastGuard autocast(device(), precision);
+    const double tolerance = precision == Precision::kFloat32 ? 1e-5 : 0.05;
+    const BertModelOutput whole = model(input, mask, types);
+    const BertModelOutput first =
+        model->forward(input, mask, types, LastLayerOutput::kFirstPosition);
+    ASSERT_EQ(first.last_hidden_state.sizes(), (std::vector<int64_t>{2, 1, 32}));
+    EXPECT_LT(max_abs_diff(first.last_hidden_state.to(torch::kFloat),
+                           whole.last_hidden_state.narrow(1, 0, 1).to(torch::kFloat)),
+              tolerance);
+    EXPECT_LT(
+        max_abs_diff(first.pooler_output.to(torch::kFloat), whole.pooler_output.to(torch::kFloat)),
+        tolerance);
+    // The classifier's logits in evaluation: the head on the whole pass's pooled output.
+    const torch::Tensor logits = classifier(input, mask, types);
+    const torch::Tensor expected = classifier->classifier(whole.pooler_output);
+    EXPECT_LT(max_abs_diff(logits.to(torch::kFloat), expected.to(torch::kFloat)), tolerance);
+    // From cached lower layers (AdapterDrop), and with no layer left to run: cut to the first.
+    const torch::Tensor lower = model->lower_hidden_states(input, mask, types, 1);
+    EXPECT_LT(max_abs_diff(model->forward_from(lower, mask, 1, LastLayerOutput::kFirstPosition)
+                               .pooler_output.to(torch::kFloat),
+                           whole.pooler_output.to(torch::kFloat)),
+              tolerance);
+    const torch::Tensor top = model->lower_hidden_states(input, mask, types, 2);
+    EXPECT_EQ(model->forward_from(top, mask, 2, LastLayerOutput::kFirstPosition)
+                  .last_hidden_state.sizes(),
+              (std::vector<int64_t>{2, 1, 32}));
+  }
+}
+
 TEST_P(BertModelTest, MaskedOutRowsStayFiniteUnderAutocast) {
   // An all-padding row masks every key. With the mask built as float's lowest value and cast to
   // bf16/fp16 it became -inf and the softmax NaN; built in the compute dtype it stays finite (and,

@@ -30,7 +30,10 @@ class BertForSequenceClassificationImpl : public torch::nn::Module {
  public:
   BertForSequenceClassificationImpl(const BertConfig& config, const HeadConfig& head);
 
-  /// Logits [batch, num_labels] (regression: [batch, 1]) of the active task.
+  /// Logits [batch, num_labels] (regression: [batch, 1]) of the active task. In evaluation
+  /// (eval()) the encoder's last layer computes only the first position, all that the pooler
+  /// reads (LastLayerOutput::kFirstPosition; set_evaluation_last_layer()); training computes
+  /// every position, so that dropout's masks stay those of the whole tensors.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                         const torch::Tensor& token_type_ids = {});
   /// The active task's logits from `hidden`, the output of the lowest `first_layer` layers
@@ -61,6 +64,13 @@ class BertForSequenceClassificationImpl : public torch::nn::Module {
   void remove_task(const std::string& name);
   bool has_task_head(const std::string& name) const { return head_of_.count(name) > 0; }
 
+  /// What the encoder's last layer computes in evaluation for forward(), forward_from() and
+  /// forward_routed(): kFirstPosition (the default) or every position, as a pass that computes
+  /// them all does (to compare with one: the benchmark's --all-positions). The logits agree up
+  /// to the order of sums that a product of fewer rows may take.
+  void set_evaluation_last_layer(LastLayerOutput output) { evaluation_last_layer_ = output; }
+  LastLayerOutput evaluation_last_layer() const { return evaluation_last_layer_; }
+
   /// The head `task` runs: its own, else the model's (std::nullopt: the model's).
   const HeadConfig& head_config(const std::optional<std::string>& task) const;
   /// The model's own head (`classifier`).
@@ -77,9 +87,12 @@ class BertForSequenceClassificationImpl : public torch::nn::Module {
     torch::nn::Linear classifier{nullptr};
   };
   torch::Tensor head(const std::optional<std::string>& task, const torch::Tensor& pooled) const;
+  // What the last layer computes now: every position in training.
+  LastLayerOutput last_layer_output() const;
 
   HeadConfig head_;
   std::map<std::string, TaskHead> head_of_;
+  LastLayerOutput evaluation_last_layer_ = LastLayerOutput::kFirstPosition;
 };
 TORCH_MODULE(BertForSequenceClassification);
 

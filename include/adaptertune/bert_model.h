@@ -49,15 +49,19 @@ class BertModelImpl : public torch::nn::Module {
 
   /// `input_ids` [batch, seq] int64; `attention_mask` [batch, seq] (undefined = all tokens);
   /// `token_type_ids` [batch, seq] (undefined = all zero). Runs the active task (none: the plain
-  /// base). Throws Error on bad shapes.
+  /// base). Throws Error on bad shapes. `output` as in forward_routed().
   BertModelOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
-                          const torch::Tensor& token_type_ids = {});
+                          const torch::Tensor& token_type_ids = {},
+                          LastLayerOutput output = LastLayerOutput::kAllPositions);
   /// As above, with each example running the task `routing` gives it. Changes no state, so
   /// that threads may call it together on a model in eval mode under a NoGradGuard. Throws
-  /// Error for an unknown task or a routing made for another batch size.
+  /// Error for an unknown task or a routing made for another batch size. With
+  /// LastLayerOutput::kFirstPosition the last layer computes the first position only, so that
+  /// `last_hidden_state` is [batch, 1, hidden]; the pooler's output is the same.
   BertModelOutput forward_routed(const torch::Tensor& input_ids,
                                  const torch::Tensor& attention_mask,
-                                 const torch::Tensor& token_type_ids, const TaskRouting& routing);
+                                 const torch::Tensor& token_type_ids, const TaskRouting& routing,
+                                 LastLayerOutput output = LastLayerOutput::kAllPositions);
 
   /// The hidden states after the embeddings and the lowest `layers` layers, as forward() computes
   /// them for the active task: what a trainer may cache when those layers are frozen and hold
@@ -66,9 +70,11 @@ class BertModelImpl : public torch::nn::Module {
                                     const torch::Tensor& attention_mask,
                                     const torch::Tensor& token_type_ids, int64_t layers);
   /// forward() from `hidden`, the output of the lowest `first_layer` layers ([batch, seq, d]);
-  /// `attention_mask` is the batch's ([batch, seq], undefined = all tokens).
+  /// `attention_mask` is the batch's ([batch, seq], undefined = all tokens); `output` as in
+  /// forward_routed().
   BertModelOutput forward_from(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
-                               int64_t first_layer);
+                               int64_t first_layer,
+                               LastLayerOutput output = LastLayerOutput::kAllPositions);
 
   /// Adds task `name` with adapters in every layer: after attention when `config.mh_adapter`,
   /// after the FFN when `config.output_adapter`. It runs the base's LayerNorms and pooler until

@@ -37,14 +37,15 @@ at::Tensor split_heads(const at::Tensor& x, int64_t heads) {
   return x.view({x.size(0), x.size(1), heads, x.size(2) / heads}).transpose(1, 2);
 }
 
-// The context vectors [batch, seq, hidden] from the projections' output `projected`
-// [batch, seq, 3 hidden] (query, key and value side by side), by the library's own products.
-at::Tensor attention_context(const at::Tensor& projected, const at::Tensor& additive_mask,
+// The context vectors [batch, queries, hidden] from the projected queries [batch, queries,
+// hidden] and keys and values [batch, seq, hidden] (views of the projections' output), by the
+// library's own products.
+at::Tensor attention_context(const at::Tensor& query, const at::Tensor& key,
+                             const at::Tensor& value, const at::Tensor& additive_mask,
                              int64_t heads, double dropout_p) {
-  const std::vector<at::Tensor> qkv = projected.chunk(3, -1);
-  const at::Tensor q = split_heads(qkv[0], heads);
-  const at::Tensor k = split_heads(qkv[1], heads);
-  const at::Tensor v = split_heads(qkv[2], heads);
+  const at::Tensor q = split_heads(query, heads);
+  const at::Tensor k = split_heads(key, heads);
+  const at::Tensor v = split_heads(value, heads);
   // On the CPU the two products go to oneDNN where it serves them (batched_matmul()): it reads
   // the heads in place, as the strided views of the projections' output they are, and writes the
   // context with the heads interleaved, so that merging them below is a view, not a copy.
@@ -63,7 +64,41 @@ at::Tensor attention_context(const at::Tensor& projected, const at::Tensor& addi
   // The dropped probabilities are recomputed in backward, not kept (hashed_dropout_matmul()).
   const at::Tensor context =
       hashed_dropout_matmul(probabilities, v, dropout_p, true, BatchedProductOrder::kRowsFirst);
-  return context.transpose(1, 2).reshape({projected.size(0), projected.size(1), qkv[0].size(2)});
+  return context.transpose(1, 2).reshape({query.size(0), query.size(1), query.size(2)});
+}
+
+// attention_context() from the projections' output [batch, seq, 3 hidden] (query, key and value
+// side by side).
+at::Tensor attention_context(const at::Tensor& projected, const at::Tensor& additive_mask,
+                             int64_t heads, double dropout_p) {
+  const std::vector<at::Tensor> qkv = projected.chunk(3, -1);
+  return attention_context(qkv[0], qkv[1], qkv[2], additive_mask, heads, dropout_p);
+}
+
+// Whether LibTorch's fused attention kernels serve (LibTorch 2): on CUDA, and on the CPU without
+// dropout (in training there the library's products run, for hashed_dropout(): SDPA's own draws
+// at::dropout's serial mask).
+bool fused_attention_kernels(const at::Tensor& query, double dropout_p) {
+  return TORCH_VERSION_MAJOR >= 2 && (!query.device().is_cpu() || dropout_p == 0);
+}
+
+// The attention's context from projected queries, keys and values ([batch, *, hidden] each):
+// LibTorch 2's fused kernels where they serve, else attention_context().
+at::Tensor attend(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
+                  const at::Tensor& additive_mask, int64_t heads, double dropout_p) {
+#if TORCH_VERSION_MAJOR >= 2
+  if (fused_attention_kernels(query, dropout_p)) {
+    // The mask must be absent (not an undefined tensor) for the fused kernels to be eligible,
+    // and must match q's dtype (bf16/fp16 under autocast) or SDPA falls back to its unfused path.
+    std::optional<at::Tensor> mask;
+    if (additive_mask.defined()) mask = additive_mask.to(query.scalar_type());
+    return at::scaled_dot_product_attention(split_heads(query, heads), split_heads(key, heads),
+                                            split_heads(value, heads), mask, dropout_p, false)
+        .transpose(1, 2)
+        .reshape({query.size(0), query.size(1), query.size(2)});
+  }
+#endif
+  return attention_context(query, key, value, additive_mask, heads, dropout_p);
 }
 
 }  // namespace
@@ -77,29 +112,29 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& hidden,
   const auto [weight, bias] = projection_weights();
   const at::Tensor projected = linear(hidden, weight, bias);
   const double dropout_p = is_training() ? options_.dropout() : 0.0;
-#if TORCH_VERSION_MAJOR >= 2
-  // Fused kernels (flash / memory-efficient attention on CUDA) where LibTorch has them; on the
-  // CPU in training, the products below, for hashed_dropout() (SDPA's own draws at::dropout's
-  // serial mask there).
-  if (!projected.device().is_cpu() || dropout_p == 0) {
+  if (fused_attention_kernels(projected, dropout_p) || !recompute_probabilities_) {
     const std::vector<at::Tensor> qkv = projected.chunk(3, -1);
-    // The mask must be absent (not an undefined tensor) for the fused kernels to be eligible,
-    // and must match q's dtype (bf16/fp16 under autocast) or SDPA falls back to its unfused path.
-    std::optional<at::Tensor> mask;
-    if (additive_mask.defined()) mask = additive_mask.to(projected.scalar_type());
-    return at::scaled_dot_product_attention(split_heads(qkv[0], heads), split_heads(qkv[1], heads),
-                                            split_heads(qkv[2], heads), mask, dropout_p, false)
-        .transpose(1, 2)
-        .reshape({hidden.size(0), hidden.size(1), options_.hidden_size()});
+    return attend(qkv[0], qkv[1], qkv[2], additive_mask, heads, dropout_p);
   }
-#endif
-  if (!recompute_probabilities_)
-    return attention_context(projected, additive_mask, heads, dropout_p);
   // Backward keeps the projections' output only and computes the probabilities again from it:
   // the same operations, the same dropout masks (detail::checkpointed()), so the same gradients.
   return detail::checkpointed(projected, [additive_mask, heads, dropout_p](const at::Tensor& x) {
     return attention_context(x, additive_mask, heads, dropout_p);
   });
+}
+
+torch::Tensor SelfAttentionImpl::forward_first_position(const torch::Tensor& hidden,
+                                                        const torch::Tensor& additive_mask) {
+  const int64_t d = options_.hidden_size();
+  // Rows of the joined weights (packed: views of one block): the query's for the first position,
+  // the key's and the value's for every position.
+  const auto [weight, bias] = projection_weights();
+  const at::Tensor query =
+      linear(hidden.narrow(1, 0, 1), weight.narrow(0, 0, d), bias.narrow(0, 0, d));
+  const at::Tensor key_value = linear(hidden, weight.narrow(0, d, 2 * d), bias.narrow(0, d, 2 * d));
+  const double dropout_p = is_training() ? options_.dropout() : 0.0;
+  return attend(query, key_value.narrow(-1, 0, d), key_value.narrow(-1, d, d), additive_mask,
+                options_.num_heads(), dropout_p);
 }
 
 namespace {
@@ -252,6 +287,14 @@ torch::Tensor BertAttentionImpl::forward(const torch::Tensor& hidden,
                                          const torch::Tensor& additive_mask,
                                          const TaskRouting& routing) {
   return output(self(hidden, additive_mask), hidden, routing);
+}
+
+torch::Tensor BertAttentionImpl::forward_first_position(const torch::Tensor& hidden,
+                                                        const torch::Tensor& additive_mask,
+                                                        const TaskRouting& routing) {
+  // The residual is the first position's input; dense, so that it can be added inside a product.
+  return output(self->forward_first_position(hidden, additive_mask),
+                hidden.narrow(1, 0, 1).contiguous(), routing);
 }
 
 }  // namespace adaptertune

@@ -18,4 +18,11 @@ torch::Tensor BertLayerImpl::forward(const torch::Tensor& hidden,
   return output(intermediate(attended), attended, routing);
 }
 
+torch::Tensor BertLayerImpl::forward_first_position(const torch::Tensor& hidden,
+                                                    const torch::Tensor& additive_mask,
+                                                    const TaskRouting& routing) {
+  torch::Tensor attended = attention->forward_first_position(hidden, additive_mask, routing);
+  return output(intermediate(attended), attended, routing);
+}
+
 }  // namespace adaptertune

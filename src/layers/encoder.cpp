@@ -1,5 +1,7 @@
 #include "adaptertune/layers/encoder.h"
 
+#include <algorithm>
+
 #include "gradient_checkpoint.h"
 
 namespace adaptertune {
@@ -18,22 +20,32 @@ torch::Tensor BertEncoderImpl::forward(torch::Tensor hidden, const torch::Tensor
 }
 
 torch::Tensor BertEncoderImpl::run_layers(torch::Tensor hidden, const torch::Tensor& additive_mask,
-                                          const TaskRouting& routing, size_t begin, size_t end) {
+                                          const TaskRouting& routing, size_t begin, size_t end,
+                                          LastLayerOutput output) {
   torch::Tensor mask = additive_mask;
-  for (size_t i = begin; i < end && i < layers_.size(); ++i) {
+  end = std::min(end, layers_.size());
+  for (size_t i = begin; i < end; ++i) {
     BertLayer& l = layers_[i];
+    const bool first_position =
+        output == LastLayerOutput::kFirstPosition && i + 1 == layers_.size();
     // Parallel branches replicate the batch at their first own computation; the mask follows.
     if (mask.defined() && mask.size(0) != hidden.size(0)) {
       mask = mask.repeat({hidden.size(0) / mask.size(0), 1, 1, 1});
     }
     if (gradient_checkpointing_ && at::GradMode::is_enabled()) {
       std::shared_ptr<BertLayerImpl> layer = l.ptr();
-      hidden = detail::checkpointed(*layer, hidden, [layer, mask, routing](const torch::Tensor& x) {
-        return layer->forward(x, mask, routing);
-      });
+      hidden = detail::checkpointed(
+          *layer, hidden, [layer, mask, routing, first_position](const torch::Tensor& x) {
+            return first_position ? layer->forward_first_position(x, mask, routing)
+                                  : layer->forward(x, mask, routing);
+          });
     } else {
-      hidden = l(hidden, mask, routing);
+      hidden = first_position ? l->forward_first_position(hidden, mask, routing)
+                              : l(hidden, mask, routing);
     }
+  }
+  if (output == LastLayerOutput::kFirstPosition && hidden.size(1) != 1) {
+    hidden = hidden.narrow(1, 0, 1);  // the last layer was not among them
   }
   return hidden;
 }

@@ -37,6 +37,12 @@ class SelfAttentionImpl : public torch::nn::Module {
   /// may be attended, a large negative number at padding), or undefined for no mask.
   /// Returns the per-head context vectors concatenated: [batch, seq, hidden].
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& additive_mask = {});
+  /// forward()'s output at the first position only, [batch, 1, hidden]: the query of that
+  /// position against the keys and values of every position, all a pooler reads of the last
+  /// layer. The query is projected for that position alone; the probabilities are not recomputed
+  /// in backward (recompute_probabilities() applies to forward() only).
+  torch::Tensor forward_first_position(const torch::Tensor& hidden,
+                                       const torch::Tensor& additive_mask = {});
 
   /// Moves the weights (and the biases) of `query`, `key` and `value` into one block each, as
   /// views of it, so that a forward pass that wants no gradient for them (gradients off, or a
@@ -111,6 +117,11 @@ class BertAttentionImpl : public torch::nn::Module {
   explicit BertAttentionImpl(const BertConfig& config);
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& additive_mask = {},
                         const TaskRouting& routing = TaskRouting::base());
+  /// forward()'s output at the first position only, [batch, 1, hidden]
+  /// (SelfAttentionImpl::forward_first_position()).
+  torch::Tensor forward_first_position(const torch::Tensor& hidden,
+                                       const torch::Tensor& additive_mask = {},
+                                       const TaskRouting& routing = TaskRouting::base());
 
   SelfAttention self{nullptr};
   SublayerOutput output{nullptr};

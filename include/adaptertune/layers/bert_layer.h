@@ -18,6 +18,11 @@ class BertLayerImpl : public torch::nn::Module {
   explicit BertLayerImpl(const BertConfig& config);
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& additive_mask = {},
                         const TaskRouting& routing = TaskRouting::base());
+  /// forward()'s output at the first position only, [batch, 1, hidden]: the attention's query and
+  /// everything after it for that position, from the keys and values of every position.
+  torch::Tensor forward_first_position(const torch::Tensor& hidden,
+                                       const torch::Tensor& additive_mask = {},
+                                       const TaskRouting& routing = TaskRouting::base());
 
   BertAttention attention{nullptr};
   BertIntermediate intermediate{nullptr};

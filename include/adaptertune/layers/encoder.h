@@ -11,15 +11,29 @@
 
 namespace adaptertune {
 
+/// What the last layer of the encoder computes.
+enum class LastLayerOutput {
+  kAllPositions,  ///< every position: [batch, seq, hidden]
+  /// The first position only, [batch, 1, hidden]: all that a pooler (sequence classification)
+  /// reads. The last layer then projects one query per example instead of one per token and runs
+  /// its feed-forward layer and adapters on one position: of a 4-layer encoder about a fifth of
+  /// the work of a pass. The same values at that position, up to the order of sums that a
+  /// product of fewer rows may take.
+  kFirstPosition,
+};
+
 /// `num_hidden_layers` BertLayers registered as `layer.0`, `layer.1`, … (Hugging Face names).
 class BertEncoderImpl : public torch::nn::Module {
  public:
   explicit BertEncoderImpl(const BertConfig& config);
   torch::Tensor forward(torch::Tensor hidden, const torch::Tensor& additive_mask = {},
                         const TaskRouting& routing = TaskRouting::base());
-  /// Layers `begin` to `end - 1` only (forward() runs them all).
+  /// Layers `begin` to `end - 1` only (forward() runs them all). With kFirstPosition the result
+  /// is the first position's only ([batch, 1, hidden]): the encoder's last layer computes no
+  /// other when it is among them (`end` is size()), and otherwise the result is cut to it.
   torch::Tensor run_layers(torch::Tensor hidden, const torch::Tensor& additive_mask,
-                           const TaskRouting& routing, size_t begin, size_t end);
+                           const TaskRouting& routing, size_t begin, size_t end,
+                           LastLayerOutput output = LastLayerOutput::kAllPositions);
 
   /// The i-th layer.
   BertLayer at(size_t index) const;
