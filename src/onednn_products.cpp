@@ -126,7 +126,6 @@ struct Epilogue {
   }
 };
 
-// The post-ops of `epilogue`, or no attributes at all for an empty one.
 // An element-wise post-op (oneDNN 3 dropped the scale that version 2 puts first).
 void append_eltwise(dnnl::post_ops& operations, dnnl::algorithm algorithm, float alpha,
                     float beta) {
@@ -137,6 +136,7 @@ void append_eltwise(dnnl::post_ops& operations, dnnl::algorithm algorithm, float
 #endif
 }
 
+// The post-ops of `epilogue`, or no attributes at all for an empty one.
 dnnl::primitive_attr epilogue_attributes(const Epilogue& epilogue) {
   dnnl::primitive_attr attributes;
   dnnl::post_ops operations;
