@@ -103,3 +103,10 @@ python3 benchmarks/compare.py --shape bert-base --batch 128 --device cuda --pyth
   --bench "$bench" --cli "$build/tools/cli/adaptertune" --rounds 3 --steps 10 --warmup 3 \
   --modes full,houlsby,forward,infer-dev-dynamic,infer-dev-maxpad --lengths-file "$out/sst2-dev-lengths.txt" \
   --out "$out/compare-cuda.json" 2>&1 | tee -a "$out/bench.log"
+# The forward pass like for like: a classifier in evaluation computes its last layer at [CLS] only
+# (LastLayerOutput), which PyTorch eager does not; --all-positions computes every position, as the
+# issue's "bf16 forward no slower than PyTorch" compares.
+python3 benchmarks/compare.py --shape bert-base --batch 128 --device cuda --python python3 \
+  --bench "$bench" --cli "$build/tools/cli/adaptertune" --rounds 3 --steps 10 --warmup 3 \
+  --precisions bf16 --modes forward --ours-flags=--all-positions \
+  --out "$out/compare-cuda-all-positions.json" 2>&1 | tee -a "$out/bench.log"
