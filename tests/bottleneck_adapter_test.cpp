@@ -190,12 +190,14 @@ TEST(BottleneckAdapterErrors, BadNamesAndSizesAreRejected) {
 // float32 sums. Outside InferenceMode the sublayer gives the unfused steps' bits; inside it stays
 // within the bfloat16 roundings that the fusion skips.
 TEST(BottleneckAdapterEvaluation, BFloat16AdditionsFuseIntoTheLastProduct) {
+  torch::manual_seed(31);
   AdapterConfig no_ln_after = AdapterConfig::houlsby();
   no_ln_after.original_ln_after = false;
   AdapterConfig scaled = AdapterConfig::pfeiffer();
   scaled.scaling = 0.5;
   for (const AdapterConfig& preset :
        {AdapterConfig::houlsby(), AdapterConfig::pfeiffer(), no_ln_after, scaled}) {
+    SCOPED_TRACE(preset.to_json_string());
     AdapterConfig config = preset;
     config.init = AdapterInit::kBert;
     config.adapter_size = 8;
@@ -224,7 +226,12 @@ TEST(BottleneckAdapterEvaluation, BFloat16AdditionsFuseIntoTheLastProduct) {
     const torch::Tensor fused = out(hidden, input, TaskRouting::whole_batch("a"));
     ASSERT_EQ(fused.scalar_type(), unfused.scalar_type());
     EXPECT_LT(max_abs_diff(fused.to(torch::kFloat), unfused.to(torch::kFloat)), 0.05);
-    EXPECT_FALSE(torch::equal(fused, unfused)) << "nothing fused?";
+    // Where the sum feeds the float32 LayerNorm, the bfloat16 rounding of the adapter's output that
+    // the fusion skips shows. Without it the result is bfloat16 either way, and one rounding of
+    // the small adapter output before adding the skip connection may leave every element as it is.
+    if (config.original_ln_after) {
+      EXPECT_FALSE(torch::equal(fused, unfused)) << "nothing fused?";
+    }
     const torch::Tensor base = out(hidden, input);
     EXPECT_LT(max_abs_diff(base, base_unfused), 0.05);
     EXPECT_FALSE(torch::equal(base, base_unfused)) << "nothing fused?";
