@@ -220,7 +220,7 @@ void check_dropout_probability(double p) {
 
 // Where the mask is hashed: otherwise dropout is the identity or at::dropout.
 bool hashes(const at::Tensor& input, double p, bool training) {
-  return training && p > 0 && p < 1 && input.device().is_cpu() &&
+  return drops(p, training) && p < 1 && input.device().is_cpu() &&
          at::isFloatingType(input.scalar_type());
 }
 
@@ -228,7 +228,7 @@ bool hashes(const at::Tensor& input, double p, bool training) {
 
 at::Tensor hashed_dropout(const at::Tensor& input, double p, bool training) {
   check_dropout_probability(p);
-  if (!training || p == 0) return input;
+  if (!drops(p, training)) return input;
   if (!hashes(input, p, training)) return at::dropout(input, p, training);
   return detail::HashedDropout::apply(input, p, static_cast<int64_t>(detail::draw_seed()));
 }

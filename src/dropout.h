@@ -24,6 +24,17 @@ namespace adaptertune {
 /// the number of threads. Other devices use at::dropout (a fused kernel on CUDA).
 at::Tensor hashed_dropout(const at::Tensor& input, double p, bool training);
 
+/// Whether dropout with probability `p` changes anything: in training, with `p` above 0.
+/// Otherwise hashed_dropout() returns its input, so callers may skip it or fuse what follows.
+inline bool drops(double p, bool training) {
+  return training && p > 0;
+}
+
+/// drops() for `layer`'s probability and train/eval mode.
+inline bool drops(const torch::nn::Dropout& layer) {
+  return drops(layer->options.p(), layer->is_training());
+}
+
 /// `layer`'s dropout probability and train/eval mode applied with hashed_dropout() above.
 inline at::Tensor hashed_dropout(const torch::nn::Dropout& layer, const at::Tensor& input) {
   return hashed_dropout(input, layer->options.p(), layer->is_training());

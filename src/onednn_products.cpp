@@ -40,6 +40,13 @@ std::string operand_string(const at::Tensor& t) {
                      : std::string("(none)");
 }
 
+// The shape of `x W^T + b`: x's, with the weight's rows as its last dimension.
+std::vector<int64_t> linear_result_shape(const at::Tensor& x, const at::Tensor& weight) {
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() = weight.size(0);
+  return shape;
+}
+
 }  // namespace
 
 #ifdef ADAPTERTUNE_WITH_ONEDNN
@@ -108,6 +115,27 @@ dnnl::memory::desc runtime_descriptor(bool is_row_major, dnnl::memory::data_type
   return dnnl::memory::desc(
       {kRuntime, kRuntime}, type,
       is_row_major ? dnnl::memory::dims{kRuntime, 1} : dnnl::memory::dims{1, kRuntime});
+}
+
+// A float's bits, for the primitive caches' keys.
+int64_t bits_of(float value) {
+  uint32_t bits = 0;
+  std::memcpy(&bits, &value, sizeof bits);
+  return static_cast<int64_t>(bits);
+}
+
+// The operands of `x W^T + b` as a oneDNN product takes them: x as a dense [rows, in] matrix, and
+// all three in `dtype`, cast as autocast casts at::linear's (one stored in it is not copied).
+struct LinearOperands {
+  at::Tensor x2d;
+  at::Tensor weight;
+  at::Tensor bias;  // undefined for none
+};
+
+LinearOperands linear_operands(const at::Tensor& x, const at::Tensor& weight,
+                               const at::Tensor& bias, at::ScalarType dtype) {
+  return {x.reshape({-1, weight.size(1)}).to(dtype).contiguous(), weight.to(dtype),
+          bias.defined() ? bias.to(dtype) : bias};
 }
 
 // What a product does to its float32 sums after adding the bias, inside the product (oneDNN
@@ -215,8 +243,6 @@ const dnnl::matmul& shaped_primitive(const Matrix& a, const Matrix& b, const Mat
   for (const Matrix& addend : epilogue.addends) {
     addend_types = addend_types * 4 + 1 + (addend.type == dnnl::memory::data_type::bf16 ? 1 : 0);
   }
-  uint32_t scale_bits = 0;
-  std::memcpy(&scale_bits, &epilogue.scale, sizeof scale_bits);
   const std::array<int64_t, 9> key{a.rows,
                                    a.cols,
                                    b.cols,
@@ -228,7 +254,7 @@ const dnnl::matmul& shaped_primitive(const Matrix& a, const Matrix& b, const Mat
                                        (static_cast<int64_t>(result.type) << 8) |
                                        (static_cast<int64_t>(epilogue.activation) << 16) |
                                        (addend_types << 24),
-                                   static_cast<int64_t>(scale_bits)};
+                                   bits_of(epilogue.scale)};
   auto found = made.find(key);
   if (found != made.end()) return found->second;
   if (made.size() >= kShapedPrimitives) made.clear();
@@ -535,9 +561,7 @@ const AttentionPrimitives& attention_primitives(const at::Tensor& q, const at::T
   }
   key.push_back(mask.defined() ? 1 + static_cast<int64_t>(mask.scalar_type()) : 0);
   if (mask.defined()) key.push_back(mask.size(2));  // [B, 1, 1, N] or [B, 1, M, N]
-  uint32_t scale_bits = 0;
-  std::memcpy(&scale_bits, &scale, sizeof scale_bits);
-  key.push_back(static_cast<int64_t>(scale_bits));
+  key.push_back(bits_of(scale));
   auto found = made.find(key);
   if (found != made.end()) return found->second;
   if (made.size() >= kShapedPrimitives) made.clear();
@@ -622,24 +646,20 @@ at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& weight, const at
 #ifdef ADAPTERTUNE_WITH_ONEDNN
   // The dtype the product runs in; under autocast every operand is cast to it, as autocast casts
   // at::linear's (a weight stored in it already is not copied).
-  const at::ScalarType dtype = matmul_dtype(x.device(), x.scalar_type());
-  const int64_t in_features = weight.size(1);
-  const at::Tensor x2d = x.reshape({-1, in_features}).to(dtype).contiguous();
-  const at::Tensor weight_cast = weight.to(dtype);
-  const at::Tensor bias_cast = bias.defined() ? bias.to(dtype) : bias;
-  std::vector<int64_t> out_shape = x.sizes().vec();
-  out_shape.back() = weight.size(0);
+  const LinearOperands in =
+      linear_operands(x, weight, bias, matmul_dtype(x.device(), x.scalar_type()));
+  const std::vector<int64_t> out_shape = linear_result_shape(x, weight);
   if (!records_graph(x, weight, bias)) {
     // Fused under InferenceMode only (a Predictor, evaluation): elsewhere a pass without gradients
     // (gradient checkpointing's first run, AdapterDrop's cached frozen layers) must give the bits
     // that the same pass with gradients gives, and fusing moves a bfloat16 rounding.
     if (c10::InferenceMode::is_enabled())
-      return forward_product(x2d, weight_cast, bias_cast, activation).view(out_shape);
+      return forward_product(in.x2d, in.weight, in.bias, activation).view(out_shape);
     return apply_activation(activation,
-                            forward_product(x2d, weight_cast, bias_cast).view(out_shape));
+                            forward_product(in.x2d, in.weight, in.bias).view(out_shape));
   }
   const at::Tensor out = OneDnnLinearFunction::apply(
-      x2d, weight_cast, bias.defined() ? c10::optional<at::Tensor>(bias_cast) : c10::nullopt);
+      in.x2d, in.weight, in.bias.defined() ? c10::optional<at::Tensor>(in.bias) : c10::nullopt);
   return apply_activation(activation, out.view(out_shape));
 #else
   return at::Tensor();
@@ -652,8 +672,7 @@ bool onednn_linear_add_applies(const at::Tensor& x, const at::Tensor& weight,
       matmul_dtype(x.device(), x.scalar_type()) != at::kBFloat16) {
     return false;
   }
-  std::vector<int64_t> out_shape = x.sizes().vec();
-  out_shape.back() = weight.size(0);
+  const std::vector<int64_t> out_shape = linear_result_shape(x, weight);
   for (const at::Tensor& addend : addends) {
     if (!addend.defined() || !addend.device().is_cpu() || addend.layout() != at::kStrided ||
         (addend.scalar_type() != at::kFloat && addend.scalar_type() != at::kBFloat16) ||
@@ -676,10 +695,7 @@ at::Tensor onednn_linear_add(const at::Tensor& x, const at::Tensor& weight, cons
         operand_string(bias) + given);
   }
 #ifdef ADAPTERTUNE_WITH_ONEDNN
-  const int64_t in_features = weight.size(1);
-  const at::Tensor x2d = x.reshape({-1, in_features}).to(at::kBFloat16).contiguous();
-  const at::Tensor weight_cast = weight.to(at::kBFloat16);
-  const at::Tensor bias_cast = bias.defined() ? bias.to(at::kBFloat16) : bias;
+  const LinearOperands in = linear_operands(x, weight, bias, at::kBFloat16);
   // The result's dtype is LibTorch's promotion of the unfused sum's operands: float32 where an
   // addend is.
   bool float32 = false;
@@ -689,13 +705,11 @@ at::Tensor onednn_linear_add(const at::Tensor& x, const at::Tensor& weight, cons
     float32 = float32 || addend.scalar_type() == at::kFloat;
     epilogue.addends.push_back(matrix_of(addend.view({-1, weight.size(0)})));
   }
-  std::vector<int64_t> out_shape = x.sizes().vec();
-  out_shape.back() = weight.size(0);
-  at::Tensor out = at::empty({x2d.size(0), weight.size(0)},
+  at::Tensor out = at::empty({in.x2d.size(0), weight.size(0)},
                              x.options().dtype(float32 ? at::kFloat : at::kBFloat16));
-  multiply(matrix_of(x2d), transposed(matrix_of(weight_cast)),
-           bias_cast.defined() ? bias_cast.data_ptr() : nullptr, matrix_of(out), epilogue);
-  return out.view(out_shape);
+  multiply(matrix_of(in.x2d), transposed(matrix_of(in.weight)),
+           in.bias.defined() ? in.bias.data_ptr() : nullptr, matrix_of(out), epilogue);
+  return out.view(linear_result_shape(x, weight));
 #else
   return at::Tensor();
 #endif

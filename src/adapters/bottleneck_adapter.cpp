@@ -95,7 +95,7 @@ BottleneckAdapterImpl::Inputs BottleneckAdapterImpl::inputs(
 torch::Tensor BottleneckAdapterImpl::forward(const torch::Tensor& projected,
                                              const torch::Tensor& sublayer_input,
                                              torch::nn::LayerNorm& layer_norm) {
-  if (dropout->is_training() && dropout->options.p() > 0) {
+  if (drops(dropout)) {
     return finish(residual_output(projected, sublayer_input, layer_norm), sublayer_input,
                   layer_norm);
   }

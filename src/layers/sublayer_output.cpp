@@ -26,7 +26,7 @@ torch::Tensor SublayerOutputImpl::forward(const torch::Tensor& hidden, const tor
   if (!owns_any(routing)) {
     // Every row ends as the base's sublayer does (and branches not yet replicated share it).
     // Without dropout the residual addition runs inside the product where the library can.
-    if (!dropout->is_training() || dropout->options.p() == 0) {
+    if (!drops(dropout)) {
       return LayerNorm(linear_add(*dense, hidden, 1.0, {input}));
     }
     return LayerNorm(hashed_dropout(dropout, linear(dense, hidden)) + input);
