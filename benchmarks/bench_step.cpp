@@ -7,7 +7,8 @@
 //                     [--modes full,houlsby,pfeiffer,head,forward] [--threads N] [--padded]
 //                     [--drop N] [--lengths FILE] [--profile TRACE.json] [--system-malloc]
 //                     [--float32-frozen-weights] [--joined-projections] [--all-positions]
-//                     [--recompute-attention-probabilities] [--gradient-checkpointing] [--json]
+//                     [--recompute-attention-probabilities] [--gradient-checkpointing]
+//                     [--last-layer-first-position] [--json]
 //
 // Modes: full, head (training), forward (base inference), an adapter preset (houlsby, pfeiffer:
 // adapter training); an adapter mode ending in -drop leaves the adapter out of the lowest
@@ -45,6 +46,9 @@
 // the attention probabilities again instead of keeping them
 // (BertEncoderImpl::set_recompute_attention_probabilities()).
 // --gradient-checkpointing turns on the encoder's gradient checkpointing for training modes.
+// --last-layer-first-position has training modes compute the last layer at the first position
+// only, as inference does (TrainerOptions::last_layer_first_position); the FLOP model still counts
+// every position.
 //
 // Like the adaptertune tool, the benchmark links TCMalloc where the build has it (CMake
 // ADAPTERTUNE_WITH_TCMALLOC), and otherwise runs glibc's malloc with tune_cpu_allocator()
@@ -112,6 +116,7 @@ struct Options {
   bool first_position_only = true;
   bool recompute_attention_probabilities = false;
   bool gradient_checkpointing = false;
+  bool train_first_position_only = false;
   /// Token counts of a dev set for the infer-dev-* modes.
   std::vector<int64_t> lengths;
   /// Where to write a Chrome trace of the timed steps (LibTorch's autograd profiler).
@@ -196,6 +201,10 @@ Options parse(int argc, char** argv) {
     }
     if (flag == "--gradient-checkpointing") {
       o.gradient_checkpointing = true;
+      continue;
+    }
+    if (flag == "--last-layer-first-position") {
+      o.train_first_position_only = true;
       continue;
     }
     if (i + 1 >= argc) throw atune::Error(flag + " needs a value");
@@ -382,6 +391,9 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   }
   if (!o.first_position_only) {
     model->set_evaluation_last_layer(atune::LastLayerOutput::kAllPositions);
+  }
+  if (o.train_first_position_only) {
+    model->set_training_last_layer(atune::LastLayerOutput::kFirstPosition);
   }
   // As a TrainingEngine trains under bf16/fp16: the frozen Linear weights stored in that dtype.
   std::optional<atune::FrozenLinearWeightsInDtype> frozen_weights;

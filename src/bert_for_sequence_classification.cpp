@@ -31,9 +31,9 @@ BertForSequenceClassificationImpl::BertForSequenceClassificationImpl(const BertC
 
 LastLayerOutput BertForSequenceClassificationImpl::last_layer_output() const {
   // The head reads the pooler's output alone, which reads the first position of the last layer.
-  // Training keeps every position: hashed_dropout() hashes each element's index in its tensor,
-  // so computing fewer would change the masks a seed draws.
-  return is_training() ? LastLayerOutput::kAllPositions : evaluation_last_layer_;
+  // Training keeps every position by default: hashed_dropout() hashes each element's index in
+  // its tensor, so computing fewer changes the masks a seed draws.
+  return is_training() ? training_last_layer_ : evaluation_last_layer_;
 }
 
 torch::Tensor BertForSequenceClassificationImpl::head(const std::optional<std::string>& task,

@@ -169,6 +169,89 @@ TEST_P(BertModelTest, FirstPositionOnlyGivesTheWholePassesFirstPosition) {
   }
 }
 
+// The same in training (set_training_last_layer()): only the first position of the last layer
+// reaches the loss, so the loss and every trainable tensor's gradient are those of the whole
+// pass, for adapters (their frozen projections packed, as a TrainingEngine runs them) and full
+// fine-tuning, with padding, in float32 and bfloat16.
+TEST_P(BertModelTest, FirstPositionOnlyInTrainingGivesTheSameLossAndGradients) {
+  torch::manual_seed(12);
+  BertForSequenceClassification model(testing::tiny_config_without_dropout(), HeadConfig{});
+  model->bert->add_adapter("task", AdapterConfig::houlsby());
+  testing::randomize_task_tensors(*model);
+  model->to(device());
+  model->train();
+  EXPECT_EQ(model->training_last_layer(), LastLayerOutput::kAllPositions) << "the default";
+  const torch::Tensor input = testing::random_ids(3, 9).to(device());
+  torch::Tensor mask = torch::ones({3, 9}, torch::kLong);
+  mask[1].narrow(0, 5, 4).zero_();
+  mask = mask.to(device());
+  const torch::Tensor labels = torch::tensor({0, 1, 1}, torch::kLong).to(device());
+  auto gradients = [&](Precision precision, LastLayerOutput output) {
+    model->set_training_last_layer(output);
+    model->zero_grad();
+    torch::Tensor loss;
+    {
+      AutocastGuard autocast(device(), precision);
+      loss = model->loss(model(input, mask), labels);
+    }
+    loss.backward();
+    std::map<std::string, torch::Tensor> out = {{"loss", loss.detach().clone()}};
+    for (const auto& item : model->named_parameters()) {
+      const torch::Tensor& grad = item.value().grad();
+      if (item.value().requires_grad()) out[item.key()] = grad.defined() ? grad.clone() : grad;
+    }
+    return out;
+  };
+  auto compare = [&](const std::string& policy) {
+    for (Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
+      SCOPED_TRACE(policy + " " + precision_name(precision));
+      const auto whole = gradients(precision, LastLayerOutput::kAllPositions);
+      const auto first = gradients(precision, LastLayerOutput::kFirstPosition);
+      ASSERT_EQ(whole.size(), first.size());
+      // bf16: the products round their bf16 operands alike either way, but sums over fewer
+      // rows (the weight gradients) and the float32 LayerNorms see other orders.
+      const double relative = precision == Precision::kFloat32 ? 1e-5 : 2e-2;
+      for (const auto& [name, value] : whole) {
+        const torch::Tensor& other = first.at(name);
+        ASSERT_EQ(other.defined(), value.defined()) << name;
+        if (!value.defined()) continue;
+        const double scale = 1 + value.abs().max().item<double>();
+        EXPECT_LT(testing::max_abs_diff(other.to(torch::kFloat), value.to(torch::kFloat)),
+                  relative * scale)
+            << name;
+      }
+      // The last layer's query gradient comes from the first position alone, and is there.
+      const std::string query = "bert.encoder.layer.2.attention.self.query.weight";
+      if (first.count(query)) {
+        EXPECT_GT(first.at(query).abs().max().item<double>(), 0);
+      }
+    }
+  };
+  prepare_task_training(*model, "task", FreezePolicy{});
+  {
+    FrozenProjectionsPacked packed(*model);
+    ASSERT_GT(packed.packed(), 0);
+    compare("houlsby");
+  }
+  apply_freeze_policy(*model, FreezePolicy::from_name("full"));
+  compare("full");
+
+  // With dropout the path shows: the masks are drawn over the smaller tensors, so one seed gives
+  // another loss, where the whole pass repeats its own.
+  torch::manual_seed(13);
+  BertForSequenceClassification dropped(tiny_config(), HeadConfig{});
+  dropped->to(device());
+  dropped->train();
+  auto loss_with_seed = [&](LastLayerOutput output) {
+    dropped->set_training_last_layer(output);
+    torch::manual_seed(14);
+    return dropped->loss(dropped(input, mask), labels).item<double>();
+  };
+  const double whole = loss_with_seed(LastLayerOutput::kAllPositions);
+  EXPECT_EQ(loss_with_seed(LastLayerOutput::kAllPositions), whole);
+  EXPECT_NE(loss_with_seed(LastLayerOutput::kFirstPosition), whole);
+}
+
 TEST_P(BertModelTest, MaskedOutRowsStayFiniteUnderAutocast) {
   // An all-padding row masks every key. With the mask built as float's lowest value and cast to
   // bf16/fp16 it became -inf and the softmax NaN; built in the compute dtype it stays finite (and,

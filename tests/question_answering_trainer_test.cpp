@@ -140,6 +140,11 @@ TEST(QuestionAnsweringTrainer, RefusesWhatItCannotDoByName) {
                                                  options, f.qa, f.tokenizer),
                         "cache_frozen_layers is not supported for spans");
   options = f.options("qa_refuse");
+  options.last_layer_first_position = true;
+  EXPECT_ERROR_CONTAINS(QuestionAnsweringTrainer(model, f.data, f.data, FreezePolicy{}, "squad",
+                                                 options, f.qa, f.tokenizer),
+                        "spans are read from every position");
+  options = f.options("qa_refuse");
   EXPECT_ERROR_CONTAINS(QuestionAnsweringTrainer(model, f.data, f.data, FreezePolicy{}, "other",
                                                  options, f.qa, f.tokenizer),
                         "other");

@@ -506,6 +506,35 @@ TEST(Trainer, DropCacheOfFrozenLayersTrainsAsWithoutIt) {
       "leaves out no lowest layer");
 }
 
+TEST(Trainer, LastLayerAtTheFirstPositionTrainsAsWithEveryPosition) {
+  // Without dropout, in float32: the same loss and gradients at every step, so the same weights
+  // up to the order of sums; run.json records the choice.
+  Fixture f;
+  auto train = [&](const std::string& name, bool first_position) {
+    torch::manual_seed(3);
+    BertConfig config = testing::tiny_config_without_dropout();
+    config.vocab_size = 30522;
+    BertForSequenceClassification model(config, HeadConfig::classification({"0", "1"}));
+    model->bert->add_adapter("sst2", AdapterConfig::houlsby());
+    TrainerOptions o = options_for(name);
+    o.epochs = 1;
+    o.last_layer_first_position = first_position;
+    Trainer(model, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+        .train();
+    return std::make_pair(model, nlohmann::json::parse(read_file(o.output_dir + "/run.json")));
+  };
+  auto [every, every_run] = train("first_position_off", false);
+  auto [first, first_run] = train("first_position_on", true);
+  EXPECT_EQ(every->training_last_layer(), LastLayerOutput::kAllPositions);
+  EXPECT_EQ(first->training_last_layer(), LastLayerOutput::kFirstPosition);
+  EXPECT_EQ(every_run.at("options").at("last_layer_first_position"), false);
+  EXPECT_EQ(first_run.at("options").at("last_layer_first_position"), true);
+  auto expected = snapshot(every);
+  for (const auto& [name, value] : snapshot(first)) {
+    EXPECT_LT(testing::max_abs_diff(value, expected[name]), 1e-5) << name;
+  }
+}
+
 TEST(Trainer, GradientCheckpointingTrainsAsWithoutIt) {
   // With dropout, in bf16 (the frozen weights stored in bf16, the layers run again under
   // autocast in backward): the same run.

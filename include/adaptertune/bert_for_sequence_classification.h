@@ -33,7 +33,7 @@ class BertForSequenceClassificationImpl : public torch::nn::Module {
   /// Logits [batch, num_labels] (regression: [batch, 1]) of the active task. In evaluation
   /// (eval()) the encoder's last layer computes only the first position, all that the pooler
   /// reads (LastLayerOutput::kFirstPosition; set_evaluation_last_layer()); training computes
-  /// every position, so that dropout's masks stay those of the whole tensors.
+  /// every position unless set_training_last_layer() says otherwise.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                         const torch::Tensor& token_type_ids = {});
   /// The active task's logits from `hidden`, the output of the lowest `first_layer` layers
@@ -71,6 +71,15 @@ class BertForSequenceClassificationImpl : public torch::nn::Module {
   void set_evaluation_last_layer(LastLayerOutput output) { evaluation_last_layer_ = output; }
   LastLayerOutput evaluation_last_layer() const { return evaluation_last_layer_; }
 
+  /// The same in training: kAllPositions (the default) or kFirstPosition. Only the first
+  /// position of the last layer reaches the loss, so the two give the same logits and gradients,
+  /// up to the order of sums; kFirstPosition skips most of that layer's work (the keys and
+  /// values still cover every position). Dropout then draws its masks over the smaller tensors,
+  /// so a seed trains along another path than with every position: the default stays
+  /// kAllPositions, which repeats runs made before this choice existed.
+  void set_training_last_layer(LastLayerOutput output) { training_last_layer_ = output; }
+  LastLayerOutput training_last_layer() const { return training_last_layer_; }
+
   /// The head `task` runs: its own, else the model's (std::nullopt: the model's).
   const HeadConfig& head_config(const std::optional<std::string>& task) const;
   /// The model's own head (`classifier`).
@@ -87,12 +96,13 @@ class BertForSequenceClassificationImpl : public torch::nn::Module {
     torch::nn::Linear classifier{nullptr};
   };
   torch::Tensor head(const std::optional<std::string>& task, const torch::Tensor& pooled) const;
-  // What the last layer computes now: every position in training.
+  // What the last layer computes now, in training or evaluation.
   LastLayerOutput last_layer_output() const;
 
   HeadConfig head_;
   std::map<std::string, TaskHead> head_of_;
   LastLayerOutput evaluation_last_layer_ = LastLayerOutput::kFirstPosition;
+  LastLayerOutput training_last_layer_ = LastLayerOutput::kAllPositions;
 };
 TORCH_MODULE(BertForSequenceClassification);
 

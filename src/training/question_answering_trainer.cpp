@@ -155,6 +155,9 @@ QuestionAnsweringTrainer::QuestionAnsweringTrainer(
   if (options_.sampling_temperature != 1.0) {
     throw Error(label + "sampling_temperature interleaves several tasks; a span run has one");
   }
+  if (options_.last_layer_first_position) {
+    throw Error(label + "last_layer_first_position: spans are read from every position");
+  }
   if (train_data_.examples.empty()) throw Error(label + "the training data has no questions");
   if (dev_data_.examples.empty()) throw Error(label + "the dev data has no questions");
   for (const SquadExample& example : train_data_.examples) {

@@ -226,6 +226,7 @@ Json trainer_options_json(const TrainerOptions& o) {
           {"cache_frozen_layers", o.cache_frozen_layers},
           {"gradient_checkpointing", o.gradient_checkpointing},
           {"recompute_attention_probabilities", o.recompute_attention_probabilities},
+          {"last_layer_first_position", o.last_layer_first_position},
           {"sampling_temperature", o.sampling_temperature}};
 }
 

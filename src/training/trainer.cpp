@@ -386,6 +386,9 @@ TrainResult Trainer::train() {
   if (options_.max_steps > 0) total_steps = options_.max_steps;
   const int64_t epochs = (total_steps + steps_per_epoch - 1) / steps_per_epoch;
   detail::apply_recompute_options(options_, *model_->bert->encoder);
+  if (options_.last_layer_first_position) {
+    model_->set_training_last_layer(LastLayerOutput::kFirstPosition);
+  }
   TrainingEngine engine(*model_, options_.engine_options(total_steps));
   TrainingState& state = engine.state();
   TrainResult result;

@@ -55,6 +55,9 @@ refused "needs --train-file and --dev-file" \
 refused "SQuAD is scored by exact match and F1" \
   "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
   --labels a,b "${common[@]}" --out "$work/x"
+refused "--last-layer-first-position does not apply: spans are read from every position" \
+  "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
+  --last-layer-first-position "${common[@]}" --out "$work/x"
 printf '{"data": [{"paragraphs": [{"context": "abc", "qas": [{"id": "q", "question": "?", "answers": [{"text": "b", "answer_start": 0}]}]}]}]}' >"$work/bad.json"
 refused "bad.json: data\[0\].paragraphs\[0\].qas\[0\].answers\[0\]: the answer \"b\" is not at answer_start 0" \
   "$cli" train --task squad --train-file "$work/bad.json" --dev-file "$squad/dev-v1.1.json" \

@@ -177,6 +177,11 @@ int run_train_squad_command(TrainCommandOptions& o) {
   if (o.trainer.cache_frozen_layers) {
     throw Error(label + ": --cache-frozen-layers is not supported for SQuAD yet");
   }
+  if (o.trainer.last_layer_first_position) {
+    throw Error(label +
+                ": --last-layer-first-position does not apply: spans are read from every "
+                "position");
+  }
   if (o.train_examples > 0) throw Error(label + ": --train-examples is not supported for SQuAD");
   if (o.random_init) throw Error(label + ": --random-init is not supported for SQuAD yet");
   o.trainer.device = parse_device(o.device);
@@ -1004,6 +1009,10 @@ Command add_train_command(CLI::App& app) {
   cmd->add_flag("--recompute-attention-probabilities", o->trainer.recompute_attention_probabilities,
                 "Compute the attention probabilities again in backward instead of keeping them: "
                 "the same gradients in less memory at long sequences, for a few percent more time");
+  cmd->add_flag("--last-layer-first-position", o->trainer.last_layer_first_position,
+                "Compute the encoder's last layer at the first position only, all that the "
+                "classifier reads: the same loss and gradients for most of a layer's work less "
+                "(dropout then draws other masks, so a seed trains along another path)");
   cmd->add_flag("--cache-frozen-layers", o->trainer.cache_frozen_layers,
                 "With --leave-out 0-N: run the adapter-free lowest layers without dropout and "
                 "reuse their outputs after the first epoch (AdapterDrop's cache)");

@@ -88,6 +88,13 @@ struct TrainerOptions {
   /// long sequences (bert-base at seq 128: 0.28 GB less for 1.03-1.07x the time), barely at
   /// short ones. When false, the model's own setting stands.
   bool recompute_attention_probabilities = false;
+  /// The encoder's last layer computes the first position only in training too, all that the
+  /// head reads (BertForSequenceClassificationImpl::set_training_last_layer()): the same loss and
+  /// gradients up to the order of sums, for most of one layer's work less (at the main job's
+  /// shape about a fifth of a step). Dropout draws its masks over the smaller tensors, so a seed
+  /// trains along another path than without it. When false, the model's own setting stands.
+  /// Sequence classification only (QuestionAnsweringTrainer refuses it).
+  bool last_layer_first_position = false;
   /// Memory the cache may take (bytes, where the model trains); a larger one is not built and
   /// training goes on without it (a message says so).
   int64_t cache_max_bytes = int64_t{4} << 30;
