@@ -35,6 +35,12 @@ std::string describe_step(const std::string& step) {
 
 }  // namespace
 
+Stack Stack::on_top_of(const std::vector<std::string>& below, const std::string& adapter) {
+  std::vector<std::string> stack = below;
+  stack.push_back(adapter);
+  return Stack(std::move(stack));
+}
+
 std::string Stack::describe() const {
   if (adapters.size() == 1) return describe_step(adapters.front());
   std::string out = "Stack(";

@@ -329,12 +329,8 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
     std::vector<Stack> stacks;
     for (size_t row : rows) {
       const std::optional<std::string>& task = requests[row].task;
-      std::vector<std::string> stack;
-      if (task) {
-        stack = s.info.at(*task).stacked_on;
-        stack.push_back(*task);
-      }
-      stacks.emplace_back(std::move(stack));
+      stacks.push_back(task ? Stack::on_top_of(s.info.at(*task).stacked_on, *task)
+                            : Stack(std::vector<std::string>{}));
     }
     const TaskRouting routing = TaskRouting::per_example_stacks(stacks, s.options.device);
     std::vector<at::Tensor> logits;

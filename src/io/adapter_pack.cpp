@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include "adaptertune/adapters/adapter_fusion.h"
+#include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/safetensors.h"
@@ -211,9 +212,7 @@ void check_fused_adapters(const std::vector<AdapterPackInfo>& infos,
 }
 
 std::vector<std::string> AdapterPackInfo::trained_stack() const {
-  std::vector<std::string> stack = stacked_on;
-  stack.push_back(name);
-  return stack;
+  return Stack::on_top_of(stacked_on, name).adapters;
 }
 
 std::vector<std::string> AdapterPackInfo::missing_below(

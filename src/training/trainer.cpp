@@ -242,9 +242,7 @@ void Trainer::check_options(const TrainerOptions& options) {
 
 std::optional<Stack> TrainingTask::active_stack() const {
   if (!adapter) return std::nullopt;
-  std::vector<std::string> stack = stacked_on;
-  stack.push_back(*adapter);
-  return Stack(std::move(stack));
+  return Stack::on_top_of(stacked_on, *adapter);
 }
 
 Trainer::Trainer(BertForSequenceClassification& model, const TaskDescription& task,

@@ -27,6 +27,9 @@ struct Stack {
   Stack(const char* adapter) : adapters{adapter} {}             // NOLINT
   Stack(std::initializer_list<std::string> list) : adapters(list) {}
   explicit Stack(std::vector<std::string> list) : adapters(std::move(list)) {}
+  /// The Stack of `adapter` on top of `below` (bottom first): `below...`, then `adapter`. What a
+  /// task trained on other adapters runs in training, in its pack and in prediction.
+  static Stack on_top_of(const std::vector<std::string>& below, const std::string& adapter);
   /// "Stack(lang, sst2)", "Fuse(a, b)", or the name of a single adapter.
   std::string describe() const;
   /// Throws Error when the Stack is empty or names an adapter twice.
