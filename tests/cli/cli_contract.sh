@@ -58,6 +58,13 @@ grep -q '"mh_adapter": false' "$work/run/best/adapter_config.json" || fail "pack
   >"$work/eval.json" 2>/dev/null || fail "eval"
 grep -q '"max_length":32,"precision":"bf16"' "$work/eval.json" || fail "eval did not default to the pack's settings: $(cat "$work/eval.json")"
 
+# train --keep-checkpoints: only the newest of the checkpoints saved at each evaluation stay.
+"$cli" train "${common[@]}" --max-steps 3 --eval-every 1 --keep-checkpoints 1 --out "$work/kept" \
+  >/dev/null 2>"$work/kept.log" || fail "train --keep-checkpoints: $(tail -3 "$work/kept.log")"
+kept=$(find "$work/kept/checkpoints" -mindepth 1 -maxdepth 1 -name 'checkpoint-*' | sort)
+[ "$kept" = "$work/kept/checkpoints/checkpoint-3" ] || fail "--keep-checkpoints 1 kept: $kept"
+expect_error 1 'keep-checkpoints' -- "$cli" train "${common[@]}" --keep-checkpoints 0 --out "$work/refused"
+
 # predict --format json: one object per input line, in order.
 printf 'a gorgeous , witty movie .\nthe plot is a dull mess .\n' >"$work/input.txt"
 "$cli" predict --task SST-2 --model "$base" --adapter-pack "$work/run/best" --format json \

@@ -958,6 +958,11 @@ Command add_train_command(CLI::App& app) {
                   "Evaluate every N steps (0: each epoch end)")
       ->check(integer_range(0))
       ->capture_default_str();
+  cmd->add_option("--keep-checkpoints", o->trainer.keep_checkpoints,
+                  "Checkpoints kept in OUT/checkpoints (the newest; one is saved at each "
+                  "evaluation, for --resume)")
+      ->check(integer_range(1))
+      ->capture_default_str();
   cmd->add_option("--early-stopping", o->trainer.early_stopping_patience,
                   "Stop after N evaluations without improvement")
       ->check(integer_range(0))
