@@ -111,7 +111,7 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& hidden,
   // additions. The parameters stay three, with Hugging Face's names.
   const auto [weight, bias] = projection_weights();
   const at::Tensor projected = linear(hidden, weight, bias);
-  const double dropout_p = is_training() ? options_.dropout() : 0.0;
+  const double dropout_p = dropout_now();
   if (fused_attention_kernels(projected, dropout_p) || !recompute_probabilities_) {
     const std::vector<at::Tensor> qkv = projected.chunk(3, -1);
     return attend(qkv[0], qkv[1], qkv[2], additive_mask, heads, dropout_p);
@@ -132,7 +132,7 @@ torch::Tensor SelfAttentionImpl::forward_first_position(const torch::Tensor& hid
   const at::Tensor query =
       linear(hidden.narrow(1, 0, 1), weight.narrow(0, 0, d), bias.narrow(0, 0, d));
   const at::Tensor key_value = linear(hidden, weight.narrow(0, d, 2 * d), bias.narrow(0, d, 2 * d));
-  const double dropout_p = is_training() ? options_.dropout() : 0.0;
+  const double dropout_p = dropout_now();
   return attend(query, key_value.narrow(-1, 0, d), key_value.narrow(-1, d, d), additive_mask,
                 options_.num_heads(), dropout_p);
 }

@@ -76,6 +76,8 @@ class SelfAttentionImpl : public torch::nn::Module {
  private:
   // The joined weight [3 hidden, hidden] and bias [3 hidden] the projection uses.
   std::pair<torch::Tensor, torch::Tensor> projection_weights();
+  // The probabilities' dropout now: the option's in training, 0 in evaluation.
+  double dropout_now() const { return is_training() ? options_.dropout() : 0.0; }
 
   SelfAttentionOptions options_;
   // Set by pack_projections(): the blocks query, key and value are views of.
