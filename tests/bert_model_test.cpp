@@ -31,6 +31,29 @@ torch::Tensor ids(std::vector<std::vector<int64_t>> rows, torch::Device device) 
   return out.to(device);
 }
 
+// One classification step under autocast at `precision`: the loss (as "loss") and the gradient
+// of every trainable tensor, by name. A trainable tensor that the pass does not use has no
+// gradient: kept undefined, so comparisons see it as absent.
+std::map<std::string, torch::Tensor> loss_and_gradients(BertForSequenceClassification& model,
+                                                        const torch::Tensor& input,
+                                                        const torch::Tensor& mask,
+                                                        const torch::Tensor& labels,
+                                                        Precision precision) {
+  model->zero_grad();
+  torch::Tensor loss;
+  {
+    AutocastGuard autocast(input.device(), precision);
+    loss = model->loss(model(input, mask), labels);
+  }
+  loss.backward();
+  std::map<std::string, torch::Tensor> out = {{"loss", loss.detach().clone()}};
+  for (const auto& item : model->named_parameters()) {
+    const torch::Tensor& grad = item.value().grad();
+    if (item.value().requires_grad()) out[item.key()] = grad.defined() ? grad.clone() : grad;
+  }
+  return out;
+}
+
 // An independent forward pass written from the BERT paper's equations with plain tensor ops
 // and the model's own weights, looked up by their Hugging Face names.
 torch::Tensor reference_forward(BertModel& model, const torch::Tensor& input_ids,
@@ -188,19 +211,7 @@ TEST_P(BertModelTest, FirstPositionOnlyInTrainingGivesTheSameLossAndGradients) {
   const torch::Tensor labels = torch::tensor({0, 1, 1}, torch::kLong).to(device());
   auto gradients = [&](Precision precision, LastLayerOutput output) {
     model->set_training_last_layer(output);
-    model->zero_grad();
-    torch::Tensor loss;
-    {
-      AutocastGuard autocast(device(), precision);
-      loss = model->loss(model(input, mask), labels);
-    }
-    loss.backward();
-    std::map<std::string, torch::Tensor> out = {{"loss", loss.detach().clone()}};
-    for (const auto& item : model->named_parameters()) {
-      const torch::Tensor& grad = item.value().grad();
-      if (item.value().requires_grad()) out[item.key()] = grad.defined() ? grad.clone() : grad;
-    }
-    return out;
+    return loss_and_gradients(model, input, mask, labels, precision);
   };
   auto compare = [&](const std::string& policy) {
     for (Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
@@ -414,21 +425,8 @@ TEST_P(BertModelTest, FrozenProjectionsPackedForTrainingGiveTheSameGradientsAndG
   prepare_task_training(*model, "task", FreezePolicy{});
   const torch::Tensor input = testing::random_ids(3, 9).to(device());
   const torch::Tensor labels = torch::tensor({0, 1, 1}, torch::kLong).to(device());
-  // The loss and the gradient of every trainable tensor, by name.
   auto gradients = [&](Precision precision) {
-    std::map<std::string, torch::Tensor> out;
-    model->zero_grad();
-    torch::Tensor loss;
-    {
-      AutocastGuard autocast(device(), precision);
-      loss = model->loss(model(input), labels);
-    }
-    loss.backward();
-    out["loss"] = loss.detach().clone();
-    for (const auto& item : model->named_parameters()) {
-      if (item.value().requires_grad()) out[item.key()] = item.value().grad().clone();
-    }
-    return out;
+    return loss_and_gradients(model, input, {}, labels, precision);
   };
   std::map<Precision, std::map<std::string, torch::Tensor>> joined;
   for (Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
@@ -489,21 +487,8 @@ TEST_P(BertModelTest, RecomputedAttentionProbabilitiesGiveTheSameGradients) {
     for (SelfAttentionImpl* attention : layers) {
       EXPECT_EQ(attention->recompute_probabilities(), recompute);
     }
-    model->zero_grad();
     torch::manual_seed(11);  // the same dropout masks in both runs
-    torch::Tensor loss;
-    {
-      AutocastGuard autocast(device(), precision);
-      loss = model->loss(model(input, mask), labels);
-    }
-    loss.backward();
-    std::map<std::string, torch::Tensor> out = {{"loss", loss.detach().clone()}};
-    for (const auto& item : model->named_parameters()) {
-      // A trainable tensor that this pass does not use has no gradient: compared as absent.
-      const torch::Tensor& grad = item.value().grad();
-      if (item.value().requires_grad()) out[item.key()] = grad.defined() ? grad.clone() : grad;
-    }
-    return out;
+    return loss_and_gradients(model, input, mask, labels, precision);
   };
   for (const char* policy : {"houlsby", "full"}) {
     if (std::string(policy) == "full") {
