@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
@@ -272,6 +275,46 @@ TEST(AdapterPack, RecordsTheStackItWasTrainedOnAndLoadsAfterIt) {
                           "key 'stacked_on' must be an array of the names of the adapters "
                           "below it");
   }
+}
+
+TEST(AdapterPack, LoadOrderWaitsForEveryPackOfANameAndScalesToManyPacks) {
+  auto named = [](const std::string& name, std::vector<std::string> below) {
+    AdapterPackInfo info;
+    info.name = name;
+    info.stacked_on = std::move(below);
+    return info;
+  };
+  // A pack that names itself below it is not held back by itself (a hand-edited file can).
+  EXPECT_EQ(pack_load_order({named("self", {"self"})}), (std::vector<size_t>{0}));
+  // Two packs of one name (the loader reports the second): a pack stacked on it waits for both.
+  EXPECT_EQ(
+      pack_load_order({named("top", {"x"}), named("x", {"y"}), named("x", {}), named("y", {})}),
+      (std::vector<size_t>{2, 3, 1, 0}));
+  // A deep stack given top first, among many independent tasks: each after the one below it,
+  // the independent ones in the first pass, as given.
+  const size_t depth = 600, independent = 3000;
+  std::vector<AdapterPackInfo> infos;
+  for (size_t level = depth; level-- > 1;) {
+    infos.push_back(named("level" + std::to_string(level), {"level" + std::to_string(level - 1)}));
+  }
+  infos.push_back(named("level0", {}));
+  for (size_t i = 0; i < independent; ++i) {
+    infos.push_back(named("task" + std::to_string(i), {"level0"}));
+  }
+  const std::vector<size_t> order = pack_load_order(infos);
+  ASSERT_EQ(order.size(), infos.size());
+  EXPECT_EQ(order.front(), depth - 1) << "level0 first";
+  std::map<std::string, size_t> position;
+  for (size_t at = 0; at < order.size(); ++at) position[infos[order[at]].name] = at;
+  for (const AdapterPackInfo& info : infos) {
+    for (const std::string& below : info.stacked_on) {
+      EXPECT_LT(position.at(below), position.at(info.name)) << info.name;
+    }
+  }
+  // The tasks on level0 follow it in the same pass, as given, before the deeper levels.
+  EXPECT_EQ(infos[order[1]].name, "task0");
+  EXPECT_EQ(infos[order[independent]].name, "task" + std::to_string(independent - 1));
+  EXPECT_EQ(infos[order[independent + 1]].name, "level1");
 }
 
 TEST(AdapterPack, BadPacksFailCleanlyAndLeaveTheModelUnchanged) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <unordered_map>
 
 #include <ATen/ATen.h>
 
@@ -227,13 +228,18 @@ std::vector<std::string> AdapterPackInfo::missing_below(
 std::vector<size_t> pack_load_order(const std::vector<AdapterPackInfo>& infos) {
   std::vector<size_t> order;
   std::vector<bool> placed(infos.size(), false);
+  // How many packs of each name are still to be placed, so that a check costs the names a pack
+  // needs rather than every pack again (a server may load thousands).
+  std::unordered_map<std::string, size_t> unplaced;
+  for (const AdapterPackInfo& info : infos) ++unplaced[info.name];
   // A pack is ready when none of the packs it needs is still to be placed (one that is not among
-  // `infos` does not hold it back: loading it is the caller's business).
+  // `infos` does not hold it back: loading it is the caller's business; nor does the pack itself).
   auto waits_for = [&](size_t i, const std::vector<std::string>& names) {
     for (const auto& needed : names) {
-      for (size_t j = 0; j < infos.size(); ++j) {
-        if (j != i && !placed[j] && infos[j].name == needed) return true;
-      }
+      const auto found = unplaced.find(needed);
+      if (found == unplaced.end()) continue;
+      const size_t itself = infos[i].name == needed ? 1 : 0;  // i is not placed yet
+      if (found->second > itself) return true;
     }
     return false;
   };
@@ -251,6 +257,7 @@ std::vector<size_t> pack_load_order(const std::vector<AdapterPackInfo>& infos) {
         if (placed[i] || infos[i].fusion.has_value() != fusions || !ready(i)) continue;
         order.push_back(i);
         placed[i] = progress = true;
+        --unplaced[infos[i].name];
       }
       if (progress) break;
     }
