@@ -3,6 +3,8 @@
 # LibTorch with CUDA, then
 #   scripts/gpu_check.sh            run the test suite (CUDA cases included) and the training-step
 #                                   benchmark next to the PyTorch-Python reference, bert-base shape;
+#                                   $OUT gets logs.tgz (the logs, the GPU's name, the SST-2 dev
+#                                   lengths) and compare.py's three JSON files;
 #   scripts/gpu_check.sh results    build only the CLI and run scripts/results_table.sh on CUDA;
 #   scripts/gpu_check.sh pretrain SECONDS [pretrain flags]
 #                                   build only the CLI and run one sitting of issue 13's open-ended
@@ -110,3 +112,11 @@ python3 benchmarks/compare.py --shape bert-base --batch 128 --device cuda --pyth
   --bench "$bench" --cli "$build/tools/cli/adaptertune" --rounds 3 --steps 10 --warmup 3 \
   --precisions bf16 --modes forward --ours-flags=--all-positions \
   --out "$out/compare-cuda-all-positions.json" 2>&1 | tee -a "$out/bench.log"
+# The training option that computes the last layer at [CLS] only (train --last-layer-first-position,
+# off by default): its gain on CUDA, against the same reference as the first call.
+python3 benchmarks/compare.py --shape bert-base --batch 128 --device cuda --python python3 \
+  --bench "$bench" --cli "$build/tools/cli/adaptertune" --rounds 3 --steps 10 --warmup 3 \
+  --precisions bf16 --modes full,houlsby --ours-flags=--last-layer-first-position \
+  --out "$out/compare-cuda-last-layer.json" 2>&1 | tee -a "$out/bench.log"
+# At most 8 files come back from a lent machine: the logs and the lengths travel as one archive.
+(cd "$out" && shopt -s nullglob && tar -czf logs.tgz --remove-files -- *.log *.txt)
