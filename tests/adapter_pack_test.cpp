@@ -49,6 +49,14 @@ BertForSequenceClassification fresh_base(uint64_t seed = 11, HeadConfig head = s
   return BertForSequenceClassification(testing::tiny_config(), head);
 }
 
+// What pack_load_order() reads of a pack: its name and the adapters it was stacked on.
+AdapterPackInfo pack_info(const std::string& name, std::vector<std::string> stacked_on) {
+  AdapterPackInfo info;
+  info.name = name;
+  info.stacked_on = std::move(stacked_on);
+  return info;
+}
+
 torch::Tensor logits(BertForSequenceClassification& model) {
   model->eval();
   torch::NoGradGuard no_grad;
@@ -237,32 +245,26 @@ TEST(AdapterPack, RecordsTheStackItWasTrainedOnAndLoadsAfterIt) {
                    .contains("stacked_on"));  // trained alone: nothing recorded
 
   // Loaded after the packs it was stacked on that are among the packs, in any order given.
-  auto named = [](const std::string& name, std::vector<std::string> below) {
-    AdapterPackInfo info;
-    info.name = name;
-    info.stacked_on = std::move(below);
-    return info;
-  };
-  EXPECT_EQ(
-      pack_load_order({stacked, named("domain", {"lang"}), named("other", {}), named("lang", {})}),
-      (std::vector<size_t>{2, 3, 1, 0}));
+  EXPECT_EQ(pack_load_order({stacked, pack_info("domain", {"lang"}), pack_info("other", {}),
+                             pack_info("lang", {})}),
+            (std::vector<size_t>{2, 3, 1, 0}));
   // One below it that is not among them holds nothing back (the loader reports it).
-  EXPECT_EQ(pack_load_order({stacked, named("lang", {})}), (std::vector<size_t>{1, 0}));
+  EXPECT_EQ(pack_load_order({stacked, pack_info("lang", {})}), (std::vector<size_t>{1, 0}));
   // A pack stacked on a fusion comes after the fusion, which comes after what it fuses.
-  AdapterPackInfo fusion = named("lang,domain", {});
+  AdapterPackInfo fusion = pack_info("lang,domain", {});
   fusion.fusion = FusionConfig{};
   fusion.fused = {"lang", "domain"};
-  EXPECT_EQ(pack_load_order(
-                {named("top", {"lang,domain"}), fusion, named("domain", {}), named("lang", {})}),
+  EXPECT_EQ(pack_load_order({pack_info("top", {"lang,domain"}), fusion, pack_info("domain", {}),
+                             pack_info("lang", {})}),
             (std::vector<size_t>{2, 3, 1, 0}));
   // Packs that need each other round a cycle go as given, adapters first.
-  EXPECT_EQ(pack_load_order(
-                {fusion, named("lang", {"lang,domain"}), named("a", {"b"}), named("b", {"a"})}),
+  EXPECT_EQ(pack_load_order({fusion, pack_info("lang", {"lang,domain"}), pack_info("a", {"b"}),
+                             pack_info("b", {"a"})}),
             (std::vector<size_t>{1, 2, 3, 0}));
 
   // The Stack it runs in, and which of the adapters below it a set of loaded ones lacks.
   EXPECT_EQ(stacked.trained_stack(), (std::vector<std::string>{"lang", "domain", "sst2"}));
-  EXPECT_EQ(named("alone", {}).trained_stack(), (std::vector<std::string>{"alone"}));
+  EXPECT_EQ(pack_info("alone", {}).trained_stack(), (std::vector<std::string>{"alone"}));
   EXPECT_EQ(stacked.missing_below({"sst2", "domain"}), (std::vector<std::string>{"lang"}));
   EXPECT_TRUE(stacked.missing_below({"domain", "lang"}).empty());
 
@@ -278,28 +280,23 @@ TEST(AdapterPack, RecordsTheStackItWasTrainedOnAndLoadsAfterIt) {
 }
 
 TEST(AdapterPack, LoadOrderWaitsForEveryPackOfANameAndScalesToManyPacks) {
-  auto named = [](const std::string& name, std::vector<std::string> below) {
-    AdapterPackInfo info;
-    info.name = name;
-    info.stacked_on = std::move(below);
-    return info;
-  };
   // A pack that names itself below it is not held back by itself (a hand-edited file can).
-  EXPECT_EQ(pack_load_order({named("self", {"self"})}), (std::vector<size_t>{0}));
+  EXPECT_EQ(pack_load_order({pack_info("self", {"self"})}), (std::vector<size_t>{0}));
   // Two packs of one name (the loader reports the second): a pack stacked on it waits for both.
-  EXPECT_EQ(
-      pack_load_order({named("top", {"x"}), named("x", {"y"}), named("x", {}), named("y", {})}),
-      (std::vector<size_t>{2, 3, 1, 0}));
+  EXPECT_EQ(pack_load_order({pack_info("top", {"x"}), pack_info("x", {"y"}), pack_info("x", {}),
+                             pack_info("y", {})}),
+            (std::vector<size_t>{2, 3, 1, 0}));
   // A deep stack given top first, among many independent tasks: each after the one below it,
   // the independent ones in the first pass, as given.
   const size_t depth = 600, independent = 3000;
   std::vector<AdapterPackInfo> infos;
   for (size_t level = depth; level-- > 1;) {
-    infos.push_back(named("level" + std::to_string(level), {"level" + std::to_string(level - 1)}));
+    infos.push_back(
+        pack_info("level" + std::to_string(level), {"level" + std::to_string(level - 1)}));
   }
-  infos.push_back(named("level0", {}));
+  infos.push_back(pack_info("level0", {}));
   for (size_t i = 0; i < independent; ++i) {
-    infos.push_back(named("task" + std::to_string(i), {"level0"}));
+    infos.push_back(pack_info("task" + std::to_string(i), {"level0"}));
   }
   const std::vector<size_t> order = pack_load_order(infos);
   ASSERT_EQ(order.size(), infos.size());

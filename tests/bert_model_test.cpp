@@ -31,6 +31,17 @@ torch::Tensor ids(std::vector<std::vector<int64_t>> rows, torch::Device device) 
   return out.to(device);
 }
 
+// A classifier of `config` with a Houlsby adapter "task" whose tensors are drawn away from their
+// near-identity initialisation (from the current seed), on `device`.
+BertForSequenceClassification classifier_with_adapter(const BertConfig& config,
+                                                      torch::Device device) {
+  BertForSequenceClassification model(config, HeadConfig{});
+  model->bert->add_adapter("task", AdapterConfig::houlsby());
+  testing::randomize_task_tensors(*model);
+  model->to(device);
+  return model;
+}
+
 // One classification step under autocast at `precision`: the loss (as "loss") and the gradient
 // of every trainable tensor, by name. A trainable tensor that the pass does not use has no
 // gradient: kept undefined, so comparisons see it as absent.
@@ -198,10 +209,8 @@ TEST_P(BertModelTest, FirstPositionOnlyGivesTheWholePassesFirstPosition) {
 // fine-tuning, with padding, in float32 and bfloat16.
 TEST_P(BertModelTest, FirstPositionOnlyInTrainingGivesTheSameLossAndGradients) {
   torch::manual_seed(12);
-  BertForSequenceClassification model(testing::tiny_config_without_dropout(), HeadConfig{});
-  model->bert->add_adapter("task", AdapterConfig::houlsby());
-  testing::randomize_task_tensors(*model);
-  model->to(device());
+  BertForSequenceClassification model =
+      classifier_with_adapter(testing::tiny_config_without_dropout(), device());
   model->train();
   EXPECT_EQ(model->training_last_layer(), LastLayerOutput::kAllPositions) << "the default";
   const torch::Tensor input = testing::random_ids(3, 9).to(device());
@@ -418,10 +427,8 @@ std::vector<SelfAttentionImpl*> attentions(torch::nn::Module& model) {
 
 TEST_P(BertModelTest, FrozenProjectionsPackedForTrainingGiveTheSameGradientsAndGoBack) {
   torch::manual_seed(8);
-  BertForSequenceClassification model(testing::tiny_config_without_dropout(), HeadConfig{});
-  model->bert->add_adapter("task", AdapterConfig::houlsby());
-  testing::randomize_task_tensors(*model);
-  model->to(device());
+  BertForSequenceClassification model =
+      classifier_with_adapter(testing::tiny_config_without_dropout(), device());
   prepare_task_training(*model, "task", FreezePolicy{});
   const torch::Tensor input = testing::random_ids(3, 9).to(device());
   const torch::Tensor labels = torch::tensor({0, 1, 1}, torch::kLong).to(device());
@@ -470,10 +477,7 @@ TEST_P(BertModelTest, RecomputedAttentionProbabilitiesGiveTheSameGradients) {
   // Dropout on (tiny_config's 0.1), a padding mask, fp32 and bf16, adapters and full training:
   // the probabilities computed again in backward must be the very ones the forward pass used.
   torch::manual_seed(10);
-  BertForSequenceClassification model(tiny_config(), HeadConfig{});
-  model->bert->add_adapter("task", AdapterConfig::houlsby());
-  testing::randomize_task_tensors(*model);
-  model->to(device());
+  BertForSequenceClassification model = classifier_with_adapter(tiny_config(), device());
   model->train();
   const torch::Tensor input = testing::random_ids(3, 9).to(device());
   torch::Tensor mask = torch::ones({3, 9}, torch::kLong);
