@@ -100,23 +100,24 @@ for precision in bf16 fp32; do
   PYTHONUNBUFFERED=1 python3 benchmarks/reference_step.py --device cuda --precision "$precision" \
     --batch 128 --seq 128 --steps 10 --warmup 3 2>&1 | tee -a "$out/bench.log"
 done
-# Ours against PyTorch eager, interleaved, with spreads, peak memory and SST-2 dev inference.
-python3 benchmarks/compare.py --shape bert-base --batch 128 --device cuda --python python3 \
-  --bench "$bench" --cli "$build/tools/cli/adaptertune" --rounds 3 --steps 10 --warmup 3 \
-  --modes full,houlsby,forward,infer-dev-dynamic,infer-dev-maxpad --lengths-file "$out/sst2-dev-lengths.txt" \
-  --out "$out/compare-cuda.json" 2>&1 | tee -a "$out/bench.log"
+# Ours against PyTorch eager at bert-base, batch 128, interleaved, with spreads and peak memory:
+# compare_cuda OUT_NAME [compare.py flags].
+compare_cuda() {
+  python3 benchmarks/compare.py --shape bert-base --batch 128 --device cuda --python python3 \
+    --bench "$bench" --cli "$build/tools/cli/adaptertune" --rounds 3 --steps 10 --warmup 3 \
+    --out "$out/$1" "${@:2}" 2>&1 | tee -a "$out/bench.log"
+}
+# Training, the forward pass and SST-2 dev inference.
+compare_cuda compare-cuda.json --modes full,houlsby,forward,infer-dev-dynamic,infer-dev-maxpad \
+  --lengths-file "$out/sst2-dev-lengths.txt"
 # The forward pass like for like: a classifier in evaluation computes its last layer at [CLS] only
 # (LastLayerOutput), which PyTorch eager does not; --all-positions computes every position, as the
 # issue's "bf16 forward no slower than PyTorch" compares.
-python3 benchmarks/compare.py --shape bert-base --batch 128 --device cuda --python python3 \
-  --bench "$bench" --cli "$build/tools/cli/adaptertune" --rounds 3 --steps 10 --warmup 3 \
-  --precisions bf16 --modes forward --ours-flags=--all-positions \
-  --out "$out/compare-cuda-all-positions.json" 2>&1 | tee -a "$out/bench.log"
+compare_cuda compare-cuda-all-positions.json --precisions bf16 --modes forward \
+  --ours-flags=--all-positions
 # The training option that computes the last layer at [CLS] only (train --last-layer-first-position,
 # off by default): its gain on CUDA, against the same reference as the first call.
-python3 benchmarks/compare.py --shape bert-base --batch 128 --device cuda --python python3 \
-  --bench "$bench" --cli "$build/tools/cli/adaptertune" --rounds 3 --steps 10 --warmup 3 \
-  --precisions bf16 --modes full,houlsby --ours-flags=--last-layer-first-position \
-  --out "$out/compare-cuda-last-layer.json" 2>&1 | tee -a "$out/bench.log"
+compare_cuda compare-cuda-last-layer.json --precisions bf16 --modes full,houlsby \
+  --ours-flags=--last-layer-first-position
 # At most 8 files come back from a lent machine: the logs and the lengths travel as one archive.
 (cd "$out" && shopt -s nullglob && tar -czf logs.tgz --remove-files -- *.log *.txt)
