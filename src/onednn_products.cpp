@@ -627,9 +627,7 @@ bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& weight, const 
       (weight.scalar_type() != dtype || (bias.defined() && bias.scalar_type() != dtype)))
     return false;
   if (dtype == at::kFloat) return !autocast;
-  // bfloat16 serves passes without gradients only (inference): training keeps autocast's
-  // at::linear, whose backward LibTorch records.
-  return dtype == at::kBFloat16 && !records_graph(x, weight, bias) && bf16_kernels_available();
+  return dtype == at::kBFloat16 && bf16_kernels_available();
 }
 
 at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,

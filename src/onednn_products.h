@@ -1,6 +1,6 @@
 #pragma once
-// Matrix products on the CPU through oneDNN: the Linear layers (float32, and bfloat16 without
-// gradients), and the attention's batched products (float32 and bfloat16).
+// Matrix products on the CPU through oneDNN: the Linear layers and the attention's batched products
+// (float32 and bfloat16).
 
 #include <vector>
 
@@ -18,16 +18,18 @@ bool onednn_built();
 /// CPU tensors, a contiguous [out, in] weight whose `in` matches `x`'s last dimension, a
 /// contiguous bias or none, no empty dimension, and either float32 operands with no CPU autocast
 /// active, or a product that runs in bfloat16 (under CPU autocast with bfloat16, or all operands
-/// bfloat16) and records no autograd graph, on a CPU with oneDNN kernels for bfloat16. Training
-/// in bfloat16 keeps at::linear, whose backward LibTorch records.
+/// bfloat16) on a CPU with oneDNN kernels for bfloat16, with or without gradients.
 bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 
 /// `activation(x W^T + b)` with oneDNN's matrix products. Float32: forward and backward (an
 /// autograd function: the input gradient is `dY W`, the weight gradient `dY^T X`, each computed
 /// only when wanted, and `x` is kept for the backward pass only when the weight needs a gradient),
-/// the same result as at::linear up to the order of the sums. Bfloat16 (inference only): the
-/// operands cast as autocast casts at::linear's, the bias added to the float32 sums before their
-/// one rounding, as LibTorch's bfloat16 addmm adds it: the same bits as at::linear under autocast.
+/// the same result as at::linear up to the order of the sums. Bfloat16: the operands cast as
+/// autocast casts at::linear's (the casts recorded, so a float32 weight that trains gets a float32
+/// gradient), the bias added to the float32 sums before their one rounding, as LibTorch's bfloat16
+/// addmm adds it, and the gradients through the same oneDNN kernels as LibTorch's bfloat16 mm: the
+/// same bits as at::linear under autocast, forward and backward (tests), without its copy of the
+/// bias into the output and its new primitive on every call (LibTorch 1.13).
 /// Under c10::InferenceMode the activation runs inside the product, on the float32 sums (a oneDNN
 /// post-op: one pass over the result instead of two); in bfloat16 it then sees the sums before
 /// their rounding, not after, so a result may differ from the unfused pair's in its last bit.

@@ -12,9 +12,9 @@ namespace adaptertune {
 /// encoder, its adapters and the masked-LM head compute it, with autograd. Float32 CPU tensors
 /// outside autocast go through oneDNN's matrix products in a build with oneDNN (Debian's LibTorch
 /// would run OpenBLAS, with kernels that depend on the CPU it detects), and so do bfloat16
-/// products on the CPU that record no gradient (inference: the same bits as at::linear under
-/// autocast, without its copy of the bias into the output); everything else through at::linear:
-/// one addmm with the bias folded in. The benchmark's roofline times this product.
+/// products on the CPU (the same bits as at::linear under autocast, forward and backward, without
+/// its copy of the bias into the output); everything else through at::linear: one addmm with the
+/// bias folded in. The benchmark's roofline times this product.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight,
                   const at::Tensor& bias = at::Tensor());
 
