@@ -42,8 +42,10 @@
 // float32 (autocast casting them on every use, as before). The random base is rounded to bf16
 // values, as a base loaded from bf16 files (the shipped one) holds, so that they qualify. The
 // frozen attention projections are packed (FrozenProjectionsPacked), unless --joined-projections
-// joins them on every step, as before. --recompute-attention-probabilities has backward compute
-// the attention probabilities again instead of keeping them
+// joins them on every step, as before; and the frozen bf16 weights' forward products read copies
+// laid out for oneDNN's kernels (FrozenLinearWeightsPrepacked), unless --unpacked-weights has
+// oneDNN lay them out inside every call, as before. --recompute-attention-probabilities has
+// backward compute the attention probabilities again instead of keeping them
 // (BertEncoderImpl::set_recompute_attention_probabilities()).
 // --gradient-checkpointing turns on the encoder's gradient checkpointing for training modes.
 // --last-layer-first-position has training modes compute the last layer at the first position
@@ -112,6 +114,7 @@ struct Options {
   bool system_malloc = false;
   bool frozen_weights_in_dtype = true;
   bool packed_projections = true;
+  bool prepacked_weights = true;
   /// Inference computes the last layer at the first position only, as a Predictor does.
   bool first_position_only = true;
   bool recompute_attention_probabilities = false;
@@ -189,6 +192,10 @@ Options parse(int argc, char** argv) {
     }
     if (flag == "--joined-projections") {
       o.packed_projections = false;
+      continue;
+    }
+    if (flag == "--unpacked-weights") {
+      o.prepacked_weights = false;
       continue;
     }
     if (flag == "--recompute-attention-probabilities") {
@@ -402,6 +409,8 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   }
   std::optional<atune::FrozenProjectionsPacked> packed_projections;
   if (!infer && mode != "forward" && o.packed_projections) packed_projections.emplace(*model);
+  std::optional<atune::FrozenLinearWeightsPrepacked> prepacked_weights;
+  if (!infer && mode != "forward" && o.prepacked_weights) prepacked_weights.emplace(*model);
   model->bert->encoder->set_gradient_checkpointing(o.gradient_checkpointing);
   model->bert->encoder->set_recompute_attention_probabilities(o.recompute_attention_probabilities);
   atune::AdamWOptions adamw;

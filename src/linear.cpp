@@ -1,5 +1,7 @@
 #include "adaptertune/layers/linear.h"
 
+#include <torch/nn/module.h>
+
 #include "adaptertune/layers/activation.h"
 #include "onednn_products.h"
 
@@ -25,6 +27,29 @@ at::Tensor linear_add(const at::Tensor& x, const at::Tensor& weight, const at::T
   if (scale != 1.0) out = out * scale;
   for (const at::Tensor& addend : addends) out = out + addend;
   return out;
+}
+
+FrozenLinearWeightsPrepacked::FrozenLinearWeightsPrepacked(torch::nn::Module& module) {
+  for (const at::Tensor& parameter : module.parameters()) {
+    if (parameter.requires_grad() || parameter.dim() != 2 ||
+        parameter.scalar_type() != at::kBFloat16 || !parameter.device().is_cpu()) {
+      continue;
+    }
+    const c10::Storage& storage = parameter.storage();
+    bool seen = false;
+    for (const c10::Storage& held : storages_) seen = seen || held.is_alias_of(storage);
+    if (seen) continue;
+    storages_.push_back(storage);
+    cover_with_prepacked_weights(storage);
+  }
+}
+
+FrozenLinearWeightsPrepacked::~FrozenLinearWeightsPrepacked() {
+  for (const c10::Storage& storage : storages_) uncover_prepacked_weights(storage);
+}
+
+int64_t FrozenLinearWeightsPrepacked::copies() {
+  return prepacked_weight_copies();
 }
 
 }  // namespace adaptertune

@@ -2,11 +2,15 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <numeric>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -234,9 +238,18 @@ const dnnl::matmul& primitive_for(bool a_row_major, bool b_row_major, bool with_
 // of batch shapes costs a primitive's making now and then, not memory without end.
 constexpr size_t kShapedPrimitives = 256;
 
-const dnnl::matmul& shaped_primitive(const Matrix& a, const Matrix& b, const Matrix& result,
-                                     bool with_bias, const Epilogue& epilogue) {
-  thread_local std::map<std::array<int64_t, 9>, dnnl::matmul> made;
+// A per-shape product and the layout it reads its weights in: `b`'s own (strided) one, or, for
+// prepacked weights, the blocked layout oneDNN's kernels multiply, which it otherwise makes from
+// `b` inside every call.
+struct ShapedProduct {
+  dnnl::matmul product;
+  dnnl::memory::desc weights;
+};
+
+const ShapedProduct& shaped_primitive(const Matrix& a, const Matrix& b, const Matrix& result,
+                                      bool with_bias, const Epilogue& epilogue,
+                                      bool prepacked_weights) {
+  thread_local std::map<std::array<int64_t, 9>, ShapedProduct> made;
   // The addends are dense like the result (onednn_linear_add_applies()): their dtypes and count
   // are all that tells two epilogues with the same activation and scale apart.
   int64_t addend_types = 0;
@@ -248,40 +261,136 @@ const dnnl::matmul& shaped_primitive(const Matrix& a, const Matrix& b, const Mat
                                    b.cols,
                                    a.row_stride,
                                    a.col_stride,
-                                   b.row_stride,
-                                   b.col_stride,
+                                   prepacked_weights ? -1 : b.row_stride,
+                                   prepacked_weights ? -1 : b.col_stride,
                                    (with_bias ? 1 : 0) | (static_cast<int64_t>(a.type) << 1) |
                                        (static_cast<int64_t>(result.type) << 8) |
                                        (static_cast<int64_t>(epilogue.activation) << 16) |
                                        (addend_types << 24),
                                    bits_of(epilogue.scale)};
+  // (Prepacked weights get strides -1 in the key: no plain operand has them.)
   auto found = made.find(key);
   if (found != made.end()) return found->second;
   if (made.size() >= kShapedPrimitives) made.clear();
   const auto bias =
       with_bias ? descriptor(Matrix{nullptr, 1, b.cols, b.cols, 1, a.type}) : dnnl::memory::desc();
-  return made
-      .emplace(key, dnnl::matmul(matmul_primitive_desc(descriptor(a), descriptor(b), bias,
-                                                       descriptor(result),
-                                                       epilogue_attributes(epilogue))))
+  const dnnl::memory::desc weights =
+      prepacked_weights
+          ? dnnl::memory::desc({b.rows, b.cols}, b.type, dnnl::memory::format_tag::any)
+          : descriptor(b);
+  const auto description = matmul_primitive_desc(descriptor(a), weights, bias, descriptor(result),
+                                                 epilogue_attributes(epilogue));
+  return made.emplace(key, ShapedProduct{dnnl::matmul(description), description.weights_desc()})
       .first->second;
 }
+
+// ---- Weights prepacked for bfloat16 products (FrozenLinearWeightsPrepacked) ----
+
+// A weight matrix in the layout a product's kernels read, and the weight's version counter when
+// it was laid out so.
+struct PackedMatrix {
+  int64_t version;
+  dnnl::memory::desc layout;
+  dnnl::memory memory;  // owns its buffer
+};
+
+// The storages that FrozenLinearWeightsPrepacked instances cover (each as often as covered) and
+// the packed copies of the matrices read from them. Products on several threads (a server) may
+// look up and pack at once, hence the lock; a copy in use stays alive through its shared pointer
+// even if its storage stops being covered meanwhile.
+class PrepackRegistry {
+ public:
+  static PrepackRegistry& instance() {
+    static PrepackRegistry registry;
+    return registry;
+  }
+
+  void cover(const c10::StorageImpl* storage) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (covered_[storage]++ == 0) ++covered_count_;
+  }
+
+  void uncover(const c10::StorageImpl* storage) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto found = covered_.find(storage);
+    if (found == covered_.end() || --found->second > 0) return;
+    covered_.erase(found);
+    --covered_count_;
+    for (auto it = packed_.begin(); it != packed_.end();) {
+      it = std::get<0>(it->first) == storage ? packed_.erase(it) : std::next(it);
+    }
+  }
+
+  bool covers(const at::Tensor& weight) {
+    if (covered_count_.load() == 0) return false;  // no scope alive: no lock on every product
+    std::lock_guard<std::mutex> lock(mutex_);
+    return covered_.count(weight.storage().unsafeGetStorageImpl()) > 0;
+  }
+
+  // `b` (a matrix read from `weight`'s storage) in `layout`: the copy made before, or a new one
+  // where there is none, the weight was written to since (its version counter moved), or the
+  // product wants another layout. Null where the storage is not covered (any more).
+  std::shared_ptr<const PackedMatrix> packed(const at::Tensor& weight, const Matrix& b,
+                                             const dnnl::memory::desc& layout) {
+    const c10::StorageImpl* storage = weight.storage().unsafeGetStorageImpl();
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (covered_.count(storage) == 0) return nullptr;
+    std::shared_ptr<const PackedMatrix>& slot =
+        packed_[{storage, b.data, b.rows, b.cols, b.row_stride, b.col_stride}];
+    const int64_t version = static_cast<int64_t>(weight._version());
+    if (!slot || slot->version != version || slot->layout != layout) {
+      dnnl::memory memory(layout, cpu_engine());
+      dnnl::memory plain = memory_at(descriptor(b), b.data);
+      dnnl::reorder(plain, memory).execute(cpu_stream(), plain, memory);
+      cpu_stream().wait();
+      slot = std::make_shared<const PackedMatrix>(PackedMatrix{version, layout, memory});
+    }
+    return slot;
+  }
+
+  int64_t copies() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return static_cast<int64_t>(packed_.size());
+  }
+
+ private:
+  std::mutex mutex_;
+  std::atomic<int64_t> covered_count_{0};
+  std::unordered_map<const c10::StorageImpl*, int64_t> covered_;
+  std::map<std::tuple<const c10::StorageImpl*, const void*, int64_t, int64_t, int64_t, int64_t>,
+           std::shared_ptr<const PackedMatrix>>
+      packed_;
+};
 
 // result[m, n] = epilogue(a[m, k] b[k, n] (+ bias[n])), `result` dense by rows; `a`, `b` and the
 // bias of one dtype (float32: run-time-sized primitives, the epilogue's activation only, and the
 // result in that dtype; bfloat16: per-shape primitives, the whole epilogue, and the result in
 // bfloat16 or float32).
 void multiply(const Matrix& a, const Matrix& b, const void* bias, const Matrix& result,
-              const Epilogue& epilogue) {
+              const Epilogue& epilogue, const at::Tensor& weight_of_b = at::Tensor()) {
   try {
     const bool bfloat16 = a.type == dnnl::memory::data_type::bf16;
-    const dnnl::matmul& product =
-        bfloat16 ? shaped_primitive(a, b, result, bias != nullptr, epilogue)
-                 : primitive_for(row_major(a), row_major(b), bias != nullptr, epilogue.activation);
+    // `b` read from a covered weight's storage: its prepacked copy, where the product's kernels
+    // take one.
+    std::shared_ptr<const PackedMatrix> packed;
+    const dnnl::matmul* product = nullptr;
+    if (bfloat16 && weight_of_b.defined() && PrepackRegistry::instance().covers(weight_of_b)) {
+      const ShapedProduct& shaped = shaped_primitive(a, b, result, bias != nullptr, epilogue,
+                                                     /*prepacked_weights=*/true);
+      packed = PrepackRegistry::instance().packed(weight_of_b, b, shaped.weights);
+      if (packed) product = &shaped.product;
+    }
+    if (product == nullptr) {
+      product = bfloat16 ? &shaped_primitive(a, b, result, bias != nullptr, epilogue,
+                                             /*prepacked_weights=*/false)
+                                .product
+                         : &primitive_for(row_major(a), row_major(b), bias != nullptr,
+                                          epilogue.activation);
+    }
     dnnl::stream& stream = cpu_stream();
     std::unordered_map<int, dnnl::memory> args{
         {DNNL_ARG_SRC, memory_at(descriptor(a), a.data)},
-        {DNNL_ARG_WEIGHTS, memory_at(descriptor(b), b.data)},
+        {DNNL_ARG_WEIGHTS, packed ? packed->memory : memory_at(descriptor(b), b.data)},
         {DNNL_ARG_DST, memory_at(descriptor(result), result.data)}};
     if (bias != nullptr) {
       args.emplace(DNNL_ARG_BIAS,
@@ -292,7 +401,7 @@ void multiply(const Matrix& a, const Matrix& b, const void* bias, const Matrix& 
       args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(index++) | DNNL_ARG_SRC_1,
                    memory_at(descriptor(addend), addend.data));
     }
-    product.execute(stream, args);
+    product->execute(stream, args);
     stream.wait();
   } catch (const dnnl::error& e) {
     throw Error("oneDNN matrix product [" + std::to_string(a.rows) + ", " + std::to_string(a.cols) +
@@ -302,9 +411,12 @@ void multiply(const Matrix& a, const Matrix& b, const void* bias, const Matrix& 
 }
 
 // out[m, n] = activation(a[m, k] b[k, n] (+ bias[n])), out dense by rows, in a's dtype.
+// `weight_of_b`: the weight `b` is read from, where a prepacked copy of it may serve.
 void multiply(const Matrix& a, const Matrix& b, const void* bias, void* out,
-              Activation activation = Activation::kIdentity) {
-  multiply(a, b, bias, Matrix{out, a.rows, b.cols, b.cols, 1, a.type}, Epilogue{activation});
+              Activation activation = Activation::kIdentity,
+              const at::Tensor& weight_of_b = at::Tensor()) {
+  multiply(a, b, bias, Matrix{out, a.rows, b.cols, b.cols, 1, a.type}, Epilogue{activation},
+           weight_of_b);
 }
 
 // activation([rows, in] x [out, in]^T (+ bias)) -> [rows, out].
@@ -312,7 +424,7 @@ at::Tensor forward_product(const at::Tensor& x2d, const at::Tensor& weight, cons
                            Activation activation = Activation::kIdentity) {
   at::Tensor out = at::empty({x2d.size(0), weight.size(0)}, x2d.options());
   multiply(matrix_of(x2d), transposed(matrix_of(weight)),
-           bias.defined() ? bias.data_ptr() : nullptr, out.data_ptr(), activation);
+           bias.defined() ? bias.data_ptr() : nullptr, out.data_ptr(), activation, weight);
   return out;
 }
 
@@ -706,7 +818,7 @@ at::Tensor onednn_linear_add(const at::Tensor& x, const at::Tensor& weight, cons
   at::Tensor out = at::empty({in.x2d.size(0), weight.size(0)},
                              x.options().dtype(float32 ? at::kFloat : at::kBFloat16));
   multiply(matrix_of(in.x2d), transposed(matrix_of(in.weight)),
-           in.bias.defined() ? in.bias.data_ptr() : nullptr, matrix_of(out), epilogue);
+           in.bias.defined() ? in.bias.data_ptr() : nullptr, matrix_of(out), epilogue, in.weight);
   return out.view(linear_result_shape(x, weight));
 #else
   return at::Tensor();
@@ -807,6 +919,30 @@ at::Tensor onednn_attention_probabilities(const at::Tensor& q, const at::Tensor&
   return probabilities;
 #else
   return at::Tensor();
+#endif
+}
+
+void cover_with_prepacked_weights(const c10::Storage& storage) {
+#ifdef ADAPTERTUNE_WITH_ONEDNN
+  PrepackRegistry::instance().cover(storage.unsafeGetStorageImpl());
+#else
+  (void)storage;
+#endif
+}
+
+void uncover_prepacked_weights(const c10::Storage& storage) {
+#ifdef ADAPTERTUNE_WITH_ONEDNN
+  PrepackRegistry::instance().uncover(storage.unsafeGetStorageImpl());
+#else
+  (void)storage;
+#endif
+}
+
+int64_t prepacked_weight_copies() {
+#ifdef ADAPTERTUNE_WITH_ONEDNN
+  return PrepackRegistry::instance().copies();
+#else
+  return 0;
 #endif
 }
 

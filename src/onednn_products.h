@@ -65,6 +65,18 @@ bool onednn_linear_add_applies(const at::Tensor& x, const at::Tensor& weight,
 at::Tensor onednn_linear_add(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                              double scale, const std::vector<at::Tensor>& addends);
 
+/// From now until as many uncover_prepacked_weights() calls, a bfloat16 product x W^T of
+/// onednn_linear() or onednn_linear_add() whose weight lies in `storage` reads W from a copy in
+/// the blocked layout oneDNN's kernels multiply, made at its first such product and made again
+/// after the weight's version counter moves (an in-place write through it), instead of oneDNN
+/// laying W out anew inside every call. The same kernels on the same values: the same bits.
+/// FrozenLinearWeightsPrepacked (layers/linear.h) is the public face.
+void cover_with_prepacked_weights(const c10::Storage& storage);
+/// Undoes one cover_with_prepacked_weights(); the last one lets the storage's copies go.
+void uncover_prepacked_weights(const c10::Storage& storage);
+/// How many prepacked copies exist now, over every covered storage.
+int64_t prepacked_weight_copies();
+
 /// The memory order of a batched product's [batch, heads, rows, cols] result.
 enum class BatchedProductOrder {
   kHeadsFirst,  ///< contiguous [batch, heads, rows, cols]

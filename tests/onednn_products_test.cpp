@@ -7,6 +7,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -242,6 +243,74 @@ TEST_P(OneDnnLinearBFloat16, GivesAutocastLinearsBitsWithGradients) {
       }
     }
   }
+}
+
+// A frozen bfloat16 weight under FrozenLinearWeightsPrepacked: the product and its input gradient
+// keep their bits, and the copy follows the weight.
+TEST(FrozenLinearWeightsPrepacked, GivesTheSameBitsAndFollowsWritesAndViews) {
+  if (!onednn_built() || !bf16_kernels()) GTEST_SKIP() << "no oneDNN bfloat16 kernels here";
+  torch::manual_seed(29);
+  torch::nn::Linear layer(torch::nn::LinearOptions(96, 200));
+  {
+    torch::NoGradGuard no_grad;  // as FrozenLinearWeightsInDtype leaves a frozen weight
+    layer->weight.set_data(layer->weight.to(at::kBFloat16));
+  }
+  layer->weight.set_requires_grad(false);
+  layer->bias.set_requires_grad(false);
+  const at::Tensor x0 = torch::randn({4, 33, 96});
+  const at::Tensor upstream = torch::randn({4, 33, 200});
+  AutocastGuard autocast(torch::kCPU, Precision::kBFloat16);
+  auto product_and_gradient = [&]() -> std::pair<at::Tensor, at::Tensor> {
+    const at::Tensor x = x0.clone().set_requires_grad(true);
+    const at::Tensor out = linear(*layer, x);
+    (out.to(at::kFloat) * upstream).sum().backward();
+    return {out, x.grad()};
+  };
+  const auto [unpacked, unpacked_gradient] = product_and_gradient();
+  at::Tensor unpacked_inference;
+  {
+    c10::InferenceMode inference;  // evaluation: the fused epilogue path
+    unpacked_inference = linear_activation(x0, layer->weight, layer->bias, Activation::kGelu);
+  }
+  ASSERT_EQ(FrozenLinearWeightsPrepacked::copies(), 0);
+  {
+    FrozenLinearWeightsPrepacked prepacked(*layer);
+    EXPECT_EQ(prepacked.covered(), 1);
+    const auto [packed, packed_gradient] = product_and_gradient();
+    EXPECT_EQ(FrozenLinearWeightsPrepacked::copies(), 1);
+    EXPECT_TRUE(torch::equal(packed, unpacked));
+    EXPECT_TRUE(torch::equal(packed_gradient, unpacked_gradient));
+    {
+      c10::InferenceMode inference;
+      EXPECT_TRUE(torch::equal(linear_activation(x0, layer->weight, layer->bias, Activation::kGelu),
+                               unpacked_inference));
+    }
+    EXPECT_EQ(FrozenLinearWeightsPrepacked::copies(), 1) << "one copy serves every product";
+
+    // An in-place write through the weight moves its version counter: the copy is made again.
+    {
+      torch::NoGradGuard no_grad;
+      layer->weight.mul_(2);
+    }
+    const at::Tensor doubled = product_and_gradient().first;
+    EXPECT_TRUE(torch::equal(doubled, at::linear(x0, layer->weight, layer->bias)));
+    EXPECT_FALSE(torch::equal(doubled, unpacked));
+    EXPECT_EQ(FrozenLinearWeightsPrepacked::copies(), 1) << "replaced, not added";
+
+    // Rows of the weight (as the last layer's query rows of the packed projections): their own
+    // copy, the same bits.
+    const at::Tensor rows = layer->weight.narrow(0, 10, 64);
+    const at::Tensor rows_bias = layer->bias.narrow(0, 10, 64);
+    EXPECT_TRUE(torch::equal(linear(x0, rows, rows_bias), at::linear(x0, rows, rows_bias)));
+    EXPECT_EQ(FrozenLinearWeightsPrepacked::copies(), 2);
+  }
+  EXPECT_EQ(FrozenLinearWeightsPrepacked::copies(), 0) << "the copies went with the scope";
+
+  // Weights that train, and float32 ones, are not covered.
+  torch::nn::Linear trained(torch::nn::LinearOptions(8, 4));
+  EXPECT_EQ(FrozenLinearWeightsPrepacked(*trained).covered(), 0);
+  trained->weight.set_requires_grad(false);
+  EXPECT_EQ(FrozenLinearWeightsPrepacked(*trained).covered(), 0) << "float32";
 }
 
 // Every activation: fused into the product where nothing is recorded, applied after it where

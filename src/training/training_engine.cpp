@@ -6,6 +6,7 @@
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/layers/attention.h"
+#include "adaptertune/layers/linear.h"
 #include "adaptertune/training/freeze_policy.h"
 #include "run_checks.h"
 
@@ -57,7 +58,10 @@ TrainingEngine::TrainingEngine(torch::nn::Module& model, TrainingEngineOptions o
       checkpoints_(options_.checkpoint_dir, options_.keep_checkpoints),
       frozen_weights_(model, options_.frozen_weights_in_compute_dtype ? options_.precision
                                                                       : Precision::kFloat32),
-      packed_projections_(std::make_unique<FrozenProjectionsPacked>(model)) {
+      packed_projections_(std::make_unique<FrozenProjectionsPacked>(model)),
+      prepacked_weights_(options_.prepack_frozen_weights
+                             ? std::make_unique<FrozenLinearWeightsPrepacked>(model)
+                             : nullptr) {
   AdamWOptions adamw;
   adamw.lr = options_.lr;
   optimizer_ = std::make_unique<AdamW>(weight_decay_groups(model, options_.weight_decay), adamw);

@@ -2,9 +2,15 @@
 /// @file linear.h
 /// The matrix product of the encoder's Linear layers, for code that wants the same one.
 
+#include <vector>
+
 #include <ATen/core/Tensor.h>
 
 #include "adaptertune/activation_name.h"
+
+namespace torch::nn {
+class Module;
+}  // namespace torch::nn
 
 namespace adaptertune {
 
@@ -27,5 +33,34 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight,
 /// result is the unfused pair's, bit for bit, with or without gradients.
 at::Tensor linear_activation(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                              Activation activation);
+
+/// While alive, the bfloat16 forward products (linear(), x W^T on the CPU through oneDNN) of
+/// `module`'s frozen bfloat16 weights read W from a copy in the blocked layout oneDNN's kernels
+/// multiply, made at the weight's first product (and again after an in-place write through the
+/// tensor the product reads, which moves its version counter), instead of oneDNN laying W out
+/// anew inside every call: 1.05-1.1x on a bfloat16 adapter-training step (docs/benchmarks.md).
+/// The same kernels on the same values, so the same bits (tests). The copies cost two bytes per
+/// weight value used while the scope lives; the parameters themselves are untouched. Covered are
+/// the frozen two-dimensional bfloat16 parameters on the CPU when it is made (views of one block,
+/// as FrozenProjectionsPacked makes of the attention's projections, share it): make it after
+/// FrozenLinearWeightsInDtype and FrozenProjectionsPacked, and let it go before them. A weight
+/// given new storage meanwhile (set_data(), Module::to()) is no longer covered. Gradients'
+/// products, float32 and other devices are not affected. Every TrainingEngine keeps one.
+class FrozenLinearWeightsPrepacked {
+ public:
+  explicit FrozenLinearWeightsPrepacked(torch::nn::Module& module);
+  ~FrozenLinearWeightsPrepacked();
+  FrozenLinearWeightsPrepacked(const FrozenLinearWeightsPrepacked&) = delete;
+  FrozenLinearWeightsPrepacked& operator=(const FrozenLinearWeightsPrepacked&) = delete;
+
+  /// How many storages it covers.
+  int64_t covered() const { return static_cast<int64_t>(storages_.size()); }
+  /// How many prepacked copies exist now, made under every instance alive.
+  static int64_t copies();
+
+ private:
+  // Held, so that a covered storage cannot be freed and its address reused while covered.
+  std::vector<c10::Storage> storages_;
+};
 
 }  // namespace adaptertune
