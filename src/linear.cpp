@@ -30,17 +30,28 @@ at::Tensor linear_add(const at::Tensor& x, const at::Tensor& weight, const at::T
 }
 
 FrozenLinearWeightsPrepacked::FrozenLinearWeightsPrepacked(torch::nn::Module& module) {
-  for (const at::Tensor& parameter : module.parameters()) {
-    if (parameter.requires_grad() || parameter.dim() != 2 ||
-        parameter.scalar_type() != at::kBFloat16 || !parameter.device().is_cpu()) {
-      continue;
+  try {
+    for (const at::Tensor& parameter : module.parameters()) {
+      if (parameter.requires_grad() || parameter.dim() != 2 ||
+          parameter.scalar_type() != at::kBFloat16 || !parameter.device().is_cpu()) {
+        continue;
+      }
+      const c10::Storage& storage = parameter.storage();
+      bool seen = false;
+      for (const c10::Storage& held : storages_) seen = seen || held.is_alias_of(storage);
+      if (seen) continue;
+      storages_.push_back(storage);
+      try {
+        cover_with_prepacked_weights(storage);
+      } catch (...) {
+        storages_.pop_back();
+        throw;
+      }
     }
-    const c10::Storage& storage = parameter.storage();
-    bool seen = false;
-    for (const c10::Storage& held : storages_) seen = seen || held.is_alias_of(storage);
-    if (seen) continue;
-    storages_.push_back(storage);
-    cover_with_prepacked_weights(storage);
+  } catch (...) {
+    // No destructor runs for a constructor that throws: undo the covers made.
+    for (const c10::Storage& storage : storages_) uncover_prepacked_weights(storage);
+    throw;
   }
 }
 

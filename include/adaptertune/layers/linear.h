@@ -38,7 +38,7 @@ at::Tensor linear_activation(const at::Tensor& x, const at::Tensor& weight, cons
 /// `module`'s frozen bfloat16 weights read W from a copy in the blocked layout oneDNN's kernels
 /// multiply, made at the weight's first product (and again after an in-place write through the
 /// tensor the product reads, which moves its version counter), instead of oneDNN laying W out
-/// anew inside every call: 1.05-1.1x on a bfloat16 adapter-training step (docs/benchmarks.md).
+/// anew inside every call: about 1.07x a bert-base bfloat16 Houlsby step (docs/benchmarks.md).
 /// The same kernels on the same values, so the same bits (tests). The copies cost two bytes per
 /// weight value used while the scope lives; the parameters themselves are untouched. Covered are
 /// the frozen two-dimensional bfloat16 parameters on the CPU when it is made (views of one block,

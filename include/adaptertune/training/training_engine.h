@@ -57,7 +57,7 @@ struct TrainingEngineOptions {
   /// casts, and half their memory. Off: they stay float32 and are cast on every use.
   bool frozen_weights_in_compute_dtype = true;
   /// Under bf16 on the CPU, have the frozen bf16 weights' forward products read copies laid out
-  /// for oneDNN's kernels (FrozenLinearWeightsPrepacked): about 1.06x a bert-base Houlsby step,
+  /// for oneDNN's kernels (FrozenLinearWeightsPrepacked): about 1.07x a bert-base Houlsby step,
   /// for two more bytes per frozen weight value (a bert-base Houlsby step's peak 0.51 -> 0.58 of
   /// full fine-tuning's). Off: oneDNN lays the weights out inside every product.
   bool prepack_frozen_weights = true;
