@@ -1,5 +1,7 @@
 #include "adaptertune/layers/linear.h"
 
+#include <vector>
+
 #include <torch/nn/module.h>
 
 #include "adaptertune/layers/activation.h"
@@ -30,23 +32,23 @@ at::Tensor linear_add(const at::Tensor& x, const at::Tensor& weight, const at::T
 }
 
 FrozenLinearWeightsPrepacked::FrozenLinearWeightsPrepacked(torch::nn::Module& module) {
+  std::vector<c10::Storage> frozen;
+  for (const at::Tensor& parameter : module.parameters()) {
+    if (parameter.requires_grad() || parameter.dim() != 2 ||
+        parameter.scalar_type() != at::kBFloat16 || !parameter.device().is_cpu()) {
+      continue;
+    }
+    const c10::Storage& storage = parameter.storage();
+    bool seen = false;
+    for (const c10::Storage& held : frozen) seen = seen || held.is_alias_of(storage);
+    if (!seen) frozen.push_back(storage);
+  }
+  // Room first, so that recording a cover cannot throw after it is made.
+  storages_.reserve(frozen.size());
   try {
-    for (const at::Tensor& parameter : module.parameters()) {
-      if (parameter.requires_grad() || parameter.dim() != 2 ||
-          parameter.scalar_type() != at::kBFloat16 || !parameter.device().is_cpu()) {
-        continue;
-      }
-      const c10::Storage& storage = parameter.storage();
-      bool seen = false;
-      for (const c10::Storage& held : storages_) seen = seen || held.is_alias_of(storage);
-      if (seen) continue;
+    for (const c10::Storage& storage : frozen) {
+      cover_with_prepacked_weights(storage);
       storages_.push_back(storage);
-      try {
-        cover_with_prepacked_weights(storage);
-      } catch (...) {
-        storages_.pop_back();
-        throw;
-      }
     }
   } catch (...) {
     // No destructor runs for a constructor that throws: undo the covers made.

@@ -45,7 +45,8 @@ at::Tensor linear_activation(const at::Tensor& x, const at::Tensor& weight, cons
 /// as FrozenProjectionsPacked makes of the attention's projections, share it): make it after
 /// FrozenLinearWeightsInDtype and FrozenProjectionsPacked, and let it go before them. A weight
 /// given new storage meanwhile (set_data(), Module::to()) is no longer covered. Gradients'
-/// products, float32 and other devices are not affected. Every TrainingEngine keeps one.
+/// products, float32 and other devices are not affected. A TrainingEngine keeps one
+/// (TrainingEngineOptions::prepack_frozen_weights).
 class FrozenLinearWeightsPrepacked {
  public:
   explicit FrozenLinearWeightsPrepacked(torch::nn::Module& module);
