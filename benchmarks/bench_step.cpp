@@ -31,10 +31,12 @@
 // step's products an adapter step's can go.
 //
 // Inference modes run as a Predictor does (prepare_for_inference()): every weight frozen, with
-// bf16/fp16 the Linear weights stored in that dtype, the attention projections packed, and the
-// last layer computed at the first position only, all the classifier reads
-// (LastLayerOutput::kFirstPosition), unless --all-positions computes every position, as the
-// Python reference does. The FLOP model below counts every position either way: the work the
+// bf16/fp16 the Linear weights stored in that dtype, the attention projections packed, the bf16
+// weights' products reading copies laid out for oneDNN's kernels (FrozenLinearWeightsPrepacked;
+// PredictorOptions::prepack_frozen_weights) unless --unpacked-weights has oneDNN lay them out
+// inside every call, and the last layer computed at the first position only, all the classifier
+// reads (LastLayerOutput::kFirstPosition), unless --all-positions computes every position, as
+// the Python reference does. The FLOP model below counts every position either way: the work the
 // reference does for the same logits.
 //
 // Training modes run as a TrainingEngine trains: under bf16/fp16 the frozen Linear weights are
@@ -409,8 +411,9 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   }
   std::optional<atune::FrozenProjectionsPacked> packed_projections;
   if (!infer && mode != "forward" && o.packed_projections) packed_projections.emplace(*model);
+  // As a TrainingEngine and a Predictor keep them: the frozen bf16 weights prepacked.
   std::optional<atune::FrozenLinearWeightsPrepacked> prepacked_weights;
-  if (!infer && mode != "forward" && o.prepacked_weights) prepacked_weights.emplace(*model);
+  if (mode != "forward" && o.prepacked_weights) prepacked_weights.emplace(*model);
   model->bert->encoder->set_gradient_checkpointing(o.gradient_checkpointing);
   model->bert->encoder->set_recompute_attention_probabilities(o.recompute_attention_probabilities);
   atune::AdamWOptions adamw;

@@ -12,8 +12,10 @@
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/tokenizer_files.h"
+#include "adaptertune/layers/linear.h"
 #include "adaptertune/parameter_names.h"
 #include "adaptertune/text/wordpiece.h"
+#include "onednn_products.h"
 #include "test_util.h"
 
 namespace adaptertune {
@@ -275,6 +277,58 @@ TEST(Predictor, Bf16StoresTheBaseInBf16AndStillKnowsItsPacks) {
       EXPECT_EQ(got.logits[i], logits[i].item<float>()) << request.text << " logit " << i;
     }
   }
+}
+
+TEST(Predictor, Bf16PrepackedWeightsGiveTheSameAnswersAndFollowTheTasks) {
+  // By default a bf16 Predictor keeps its weights prepacked for oneDNN's kernels
+  // (PredictorOptions::prepack_frozen_weights): the same answers, bit for bit, as without; a
+  // pack loaded later joins the cover, a removed task's copies go, and nothing outlives it.
+  ASSERT_EQ(FrozenLinearWeightsPrepacked::copies(), 0);
+  PredictorOptions packed_options, unpacked_options;
+  packed_options.precision = unpacked_options.precision = Precision::kBFloat16;
+  unpacked_options.prepack_frozen_weights = false;
+  const torch::Tensor probe = torch::ones({2, 2}, torch::kBFloat16);
+  const bool kernels = onednn_linear_applies(probe, probe, torch::Tensor());
+  auto answers = [](const Predictor& predictor, const std::vector<TaskRequest>& requests) {
+    std::vector<std::vector<float>> logits;
+    for (const Prediction& p : predictor.predict(requests)) logits.push_back(p.logits);
+    return logits;
+  };
+  std::vector<TaskRequest> sentiment, nli;
+  for (const auto& request : mixed_requests()) {
+    if (!request.task || *request.task == "sentiment") sentiment.push_back(request);
+    if (request.task && *request.task == "nli") nli.push_back(request);
+  }
+  {
+    Predictor packed(files().model, {files().packs[0]}, packed_options);
+    const Predictor unpacked(files().model, {files().packs[0], files().packs[1]}, unpacked_options);
+    EXPECT_EQ(FrozenLinearWeightsPrepacked::copies(), 0) << "made at a weight's first product";
+    EXPECT_EQ(answers(packed, sentiment), answers(unpacked, sentiment));
+    const int64_t base_copies = FrozenLinearWeightsPrepacked::copies();
+    if (kernels) {
+      EXPECT_GE(base_copies, 4 * testing::tiny_config().num_hidden_layers)
+          << "query, key and value as one block, the attention output, the two feed-forward "
+             "weights";
+    } else {
+      EXPECT_EQ(base_copies, 0) << "no bf16 products on oneDNN here";
+    }
+    packed.add_task(files().packs[1]);
+    EXPECT_EQ(answers(packed, nli), answers(unpacked, nli));
+    EXPECT_EQ(answers(packed, sentiment), answers(unpacked, sentiment));
+    if (kernels) {
+      EXPECT_GT(FrozenLinearWeightsPrepacked::copies(), base_copies) << "nli's adapters";
+    }
+    packed.remove_task("nli");
+    EXPECT_EQ(FrozenLinearWeightsPrepacked::copies(), base_copies) << "the base's copies kept";
+    EXPECT_EQ(answers(packed, sentiment), answers(unpacked, sentiment));
+  }
+  EXPECT_EQ(FrozenLinearWeightsPrepacked::copies(), 0);
+  // Float32 stores nothing in bf16: nothing to prepack.
+  PredictorOptions fp32_options;
+  fp32_options.precision = Precision::kFloat32;
+  const Predictor wide(files().model, {files().packs[0]}, fp32_options);
+  wide.predict(sentiment);
+  EXPECT_EQ(FrozenLinearWeightsPrepacked::copies(), 0);
 }
 
 TEST(Predictor, AStackedPackRunsOnThePackBelowIt) {

@@ -19,6 +19,7 @@
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/tokenizer_files.h"
+#include "adaptertune/layers/linear.h"
 #include "adaptertune/parameter_names.h"
 #include "adaptertune/tasks/batcher.h"
 
@@ -100,6 +101,9 @@ struct Predictor::State {
   // weights are stored in the compute dtype (which changes what hashing them gives). Packs add
   // only their tasks' tensors, which the identity leaves out, so it holds for every later pack.
   std::optional<BaseWeightsIdentity> identity;
+  // While it lives the forward products of the frozen bf16 weights read prepacked copies
+  // (PredictorOptions::prepack_frozen_weights). Declared after the model: it goes first.
+  std::unique_ptr<FrozenLinearWeightsPrepacked> prepacked;
 
   const BaseWeightsIdentity& base_identity() {
     if (!identity) identity = BaseWeightsIdentity::of(*model);
@@ -107,10 +111,21 @@ struct Predictor::State {
   }
 
   // prepare_for_inference(): every weight frozen, those that autocast would cast on every
-  // forward pass stored in `precision`'s dtype once, the attention projections packed.
+  // forward pass stored in `precision`'s dtype once, the attention projections packed; then the
+  // prepacked copies' cover renewed, to take in what changed.
   void prepare_weights() {
     if (precision != Precision::kFloat32) base_identity();
     prepare_for_inference(*model, precision);
+    cover_weights();
+  }
+
+  // A new cover for the model's weights as they are now: a loaded pack's weights join it, a
+  // removed task's leave it (and their copies go). The new one is made before the old one goes,
+  // so the weights that both cover keep their copies.
+  void cover_weights() {
+    if (options.prepack_frozen_weights) {
+      prepacked = std::make_unique<FrozenLinearWeightsPrepacked>(*model);
+    }
   }
 
   // The length requests are truncated to: the option, else what the pack records (0: nothing),
@@ -245,6 +260,7 @@ void Predictor::remove_task(const std::string& name) {
   }
   state_->model->remove_task(name);
   state_->info.erase(name);
+  state_->cover_weights();  // the task's weights and their copies go
 }
 
 const HeadConfig& Predictor::head(const std::optional<std::string>& task) const {

@@ -46,7 +46,8 @@ at::Tensor linear_activation(const at::Tensor& x, const at::Tensor& weight, cons
 /// FrozenLinearWeightsInDtype and FrozenProjectionsPacked, and let it go before them. A weight
 /// given new storage meanwhile (set_data(), Module::to()) is no longer covered. Gradients'
 /// products, float32 and other devices are not affected. A TrainingEngine keeps one
-/// (TrainingEngineOptions::prepack_frozen_weights).
+/// (TrainingEngineOptions::prepack_frozen_weights), and so does a Predictor
+/// (PredictorOptions::prepack_frozen_weights).
 class FrozenLinearWeightsPrepacked {
  public:
   explicit FrozenLinearWeightsPrepacked(torch::nn::Module& module);
