@@ -52,6 +52,27 @@ std::vector<std::pair<std::string, at::Tensor>> trainable_of(torch::nn::Module& 
   return out;
 }
 
+class PredictSquadTest : public testing::DeviceTest {};
+ADAPTERTUNE_INSTANTIATE_DEVICE_TEST(PredictSquadTest);
+
+TEST_P(PredictSquadTest, RunsAModelLoadedOnTheCpuOnTheDeviceItIsGiven) {
+  // As `adaptertune eval --task squad` calls it: a model loaded on the CPU, --device's device.
+  Fixture f;
+  BertForQuestionAnswering on_cpu = f.model();
+  const auto reference =
+      predict_squad(on_cpu, f.data, f.tokenizer, f.qa, 8, torch::kCPU, Precision::kFloat32);
+  BertForQuestionAnswering model = f.model();
+  const auto got =
+      predict_squad(model, f.data, f.tokenizer, f.qa, 8, device(), Precision::kFloat32);
+  for (const auto& parameter : model->parameters()) {
+    EXPECT_EQ(parameter.device(), device()) << "the model stays where it ran";
+  }
+  ASSERT_EQ(got.size(), reference.size());
+  for (const auto& [id, answer] : reference) {
+    EXPECT_NEAR(got.at(id).score, answer.score, 1e-3) << id;  // a near tie may pick another span
+  }
+}
+
 TEST(QuestionAnsweringTrainer, TrainsAnAdapterAndItsPackReproducesTheBestScore) {
   Fixture f;
   BertForQuestionAnswering model = f.model();

@@ -63,6 +63,30 @@ std::map<std::string, torch::Tensor> snapshot(BertForSequenceClassification& mod
   return out;
 }
 
+class EvaluateTest : public testing::DeviceTest {};
+ADAPTERTUNE_INSTANTIATE_DEVICE_TEST(EvaluateTest);
+
+TEST_P(EvaluateTest, RunsAModelLoadedOnTheCpuOnTheDeviceItIsGiven) {
+  // As `adaptertune eval` calls it: a model loaded on the CPU, the device from --device.
+  Fixture f;
+  auto on_cpu = make_model();
+  const EvalResult reference =
+      evaluate(on_cpu, f.task, f.dev, 32, torch::kCPU, Precision::kFloat32, f.tokenizer.pad_id());
+  auto model = make_model();
+  const EvalResult got =
+      evaluate(model, f.task, f.dev, 32, device(), Precision::kFloat32, f.tokenizer.pad_id());
+  for (const auto& parameter : model->parameters()) {
+    EXPECT_EQ(parameter.device(), device()) << "the model stays where it ran";
+  }
+  ASSERT_EQ(got.logits.size(), reference.logits.size());
+  for (size_t i = 0; i < got.logits.size(); ++i) {
+    for (size_t j = 0; j < got.logits[i].size(); ++j) {
+      EXPECT_NEAR(got.logits[i][j], reference.logits[i][j], 1e-4) << i << ", " << j;
+    }
+  }
+  EXPECT_DOUBLE_EQ(got.metrics.at("accuracy"), reference.metrics.at("accuracy"));
+}
+
 TEST(Trainer, TrainsWritesRunFilesAndKeepsTheBestAdapterPack) {
   Fixture f;
   auto model = make_model();

@@ -34,7 +34,8 @@ struct SquadEvalResult {
   std::map<std::string, SquadAnswerPrediction> answers;
 };
 
-/// Runs `model` (eval mode, no gradients) over the windows of `data` and extracts each
+/// Runs `model` on `device` (eval mode, no gradients; the model is moved there first and stays
+/// there) over the windows of `data` and extracts each
 /// question's answer (extract_squad_answers()); no-answer predictions are allowed when the data
 /// is v2.0. Needs no gold answers.
 std::map<std::string, SquadAnswerPrediction> predict_squad(BertForQuestionAnswering& model,

@@ -134,8 +134,9 @@ struct EvalResult {
   std::vector<std::vector<float>> logits;
 };
 
-/// Runs `model` over `data` (no gradients, eval mode) and computes the task's metrics when the
-/// data is labelled.
+/// Runs `model` over `data` on `device` (no gradients, eval mode; the model is moved there
+/// first, as Trainer::train() moves it, and stays there) and computes the task's metrics when
+/// the data is labelled.
 EvalResult evaluate(BertForSequenceClassification& model, const TaskDescription& task,
                     const EncodedDataset& data, int64_t batch_size, c10::Device device,
                     Precision precision, int64_t pad_id);
