@@ -1,6 +1,7 @@
 #include "adaptertune/device.h"
 
 #include <torch/cuda.h>
+#include <torch/nn/module.h>
 
 #include "adaptertune/error.h"
 
@@ -20,6 +21,17 @@ void check_device(c10::Device device) {
     throw Error("device " + device.str() + ": this machine has " + std::to_string(count) +
                 " GPU(s), cuda:0 to cuda:" + std::to_string(count - 1));
   }
+}
+
+void move_to_device(torch::nn::Module& module, c10::Device device) {
+  auto there = [device](const at::Tensor& tensor) {
+    return tensor.device().type() == device.type() &&
+           (!device.has_index() || tensor.device().index() == device.index());
+  };
+  bool all_there = true;
+  for (const at::Tensor& parameter : module.parameters()) all_there = all_there && there(parameter);
+  for (const at::Tensor& buffer : module.buffers()) all_there = all_there && there(buffer);
+  if (!all_there) module.to(device);
 }
 
 c10::Device parse_device(const std::string& name) {

@@ -78,7 +78,7 @@ std::map<std::string, SquadAnswerPrediction> predict_squad(
   batching.shuffle = false;
   batching.pad_id = tokenizer.pad_id();
   Batcher batcher(windows, batching);
-  model->to(device);  // the batches go there; a model loaded on the CPU follows them
+  move_to_device(*model, device);  // the batches go there; a model loaded elsewhere follows
   const bool was_training = model->is_training();
   model->eval();
   c10::InferenceMode inference;  // nothing computed here is ever differentiated

@@ -155,7 +155,7 @@ EvalResult evaluate(BertForSequenceClassification& model, const TaskDescription&
   options.shuffle = false;
   options.pad_id = pad_id;
   Batcher batcher(data, options);
-  model->to(device);  // the batches go there; a model loaded on the CPU follows them
+  move_to_device(*model, device);  // the batches go there; a model loaded elsewhere follows
   const bool was_training = model->is_training();
   model->eval();
   c10::InferenceMode inference;  // nothing computed here is ever differentiated
