@@ -8,10 +8,12 @@
 # Prints wrk's summary, throughput, p50 and p99 latency, errors (non-2xx and socket errors), the
 # mean batch size from /metrics, and the throughput ratios, all measured in one run.
 # Usage: scripts/load_test.sh ADAPTERTUNE [DURATION] [CONNECTIONS] [WORK_DIR] [PRECISION]
-# (defaults: 30s, 64, /tmp/adaptertune-load-test, fp32)
+# (defaults: 30s, 64, /tmp/adaptertune-load-test, fp32). ADAPTERTUNE_SERVE_FLAGS adds flags to
+# every server's command line, e.g. ADAPTERTUNE_SERVE_FLAGS=--unpacked-weights.
 set -euo pipefail
 cli=$1 duration=${2:-30s} connections=${3:-64} work=${4:-/tmp/adaptertune-load-test}
 precision=${5:-fp32}
+read -r -a serve_flags <<<"${ADAPTERTUNE_SERVE_FLAGS:-}"
 root=$(cd "$(dirname "$0")/.." && pwd)
 base=$root/models/adaptertune-base-uncased-L4-H256
 command -v wrk >/dev/null || { echo "load_test.sh: needs wrk (apt-get install wrk)" >&2; exit 1; }
@@ -43,7 +45,7 @@ run() { # LABEL SERVE_FLAGS...
   shift
   "$cli" serve --model "$base" --adapter-pack "$work/SST-2/best" --adapter-pack "$work/STS-B/best" \
     --adapter-pack "$work/MRPC/best" --max-queue 100000 --precision "$precision" \
-    --port 0 --threads "$connections" "$@" 2>"$work/serve-$label.log" &
+    --port 0 --threads "$connections" "${serve_flags[@]}" "$@" 2>"$work/serve-$label.log" &
   local server=$!
   local port=""
   for _ in $(seq 1 600); do
@@ -52,7 +54,7 @@ run() { # LABEL SERVE_FLAGS...
     sleep 0.1
   done
   [ -n "$port" ] || { cat "$work/serve-$label.log" >&2; exit 1; }
-  echo "== $label: serve $*"
+  echo "== $label: serve ${serve_flags[*]} $*"
   wrk -t 2 -c "$connections" -d "$duration" --latency -s "$work/mix.lua" "http://127.0.0.1:$port" |
     tee "$work/wrk-$label.txt"
   curl -s "http://127.0.0.1:$port/metrics" >"$work/metrics-$label.txt" 2>/dev/null ||
