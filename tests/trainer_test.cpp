@@ -87,6 +87,32 @@ TEST_P(EvaluateTest, RunsAModelLoadedOnTheCpuOnTheDeviceItIsGiven) {
   EXPECT_DOUBLE_EQ(got.metrics.at("accuracy"), reference.metrics.at("accuracy"));
 }
 
+TEST(Trainer, EvaluateGivesEachExampleItsOwnLogitsWhateverItsBatch) {
+  // evaluate() batches examples of similar length together; each example's logits still land in
+  // its own row, equal to what the example gives alone.
+  Fixture f;
+  auto model = make_model();
+  model->eval();
+  const EvalResult got =
+      evaluate(model, f.task, f.dev, 16, torch::kCPU, Precision::kFloat32, f.tokenizer.pad_id());
+  ASSERT_EQ(got.logits.size(), f.dev.encodings.size());
+  std::set<size_t> lengths;
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < f.dev.encodings.size(); ++i) {
+    const Encoding& e = f.dev.encodings[i];
+    lengths.insert(e.input_ids.size());
+    const torch::Tensor ids = torch::tensor(e.input_ids).unsqueeze(0);
+    const torch::Tensor alone =
+        model(ids, torch::ones_like(ids), torch::tensor(e.token_type_ids).unsqueeze(0)).reshape(-1);
+    ASSERT_EQ(got.logits[i].size(), static_cast<size_t>(alone.numel()));
+    for (int64_t j = 0; j < alone.numel(); ++j) {
+      EXPECT_NEAR(got.logits[i][static_cast<size_t>(j)], alone[j].item<float>(), 1e-5)
+          << "example " << i << " logit " << j;
+    }
+  }
+  EXPECT_GT(lengths.size(), 5U) << "examples of many lengths, so batches and order differ";
+}
+
 TEST(Trainer, TrainsWritesRunFilesAndKeepsTheBestAdapterPack) {
   Fixture f;
   auto model = make_model();

@@ -76,6 +76,7 @@ std::map<std::string, SquadAnswerPrediction> predict_squad(
   BatcherOptions batching;
   batching.batch_size = batch_size;
   batching.shuffle = false;
+  batching.group_by_length = true;  // as evaluate(): less padding, each window's logits in place
   batching.pad_id = tokenizer.pad_id();
   Batcher batcher(windows, batching);
   move_to_device(*model, device);  // the batches go there; a model loaded elsewhere follows

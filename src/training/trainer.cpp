@@ -153,6 +153,9 @@ EvalResult evaluate(BertForSequenceClassification& model, const TaskDescription&
   BatcherOptions options;
   options.batch_size = batch_size;
   options.shuffle = false;
+  // Examples of similar length together, as a Predictor batches them: far less padding (SST-2
+  // dev: 1.7x the examples/s of batches in file order); each row's result goes to its place.
+  options.group_by_length = true;
   options.pad_id = pad_id;
   Batcher batcher(data, options);
   move_to_device(*model, device);  // the batches go there; a model loaded elsewhere follows
