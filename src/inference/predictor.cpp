@@ -19,7 +19,7 @@
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/tokenizer_files.h"
-#include "adaptertune/layers/linear.h"
+#include "adaptertune/layers/linear.h"  // the cover's destructor
 #include "adaptertune/parameter_names.h"
 #include "adaptertune/tasks/batcher.h"
 
@@ -110,22 +110,15 @@ struct Predictor::State {
     return *identity;
   }
 
-  // prepare_for_inference(): every weight frozen, those that autocast would cast on every
-  // forward pass stored in `precision`'s dtype once, the attention projections packed; then the
-  // prepacked copies' cover renewed, to take in what changed.
+  // set_up_for_inference(): every weight frozen, those that autocast would cast on every forward
+  // pass stored in `precision`'s dtype once, the attention projections packed, and a new cover
+  // for the prepacked copies: a loaded pack's weights join it, a removed task's leave it (and
+  // their copies go), while the weights both covers hold keep theirs (the new one is made before
+  // the old one goes).
   void prepare_weights() {
     if (precision != Precision::kFloat32) base_identity();
-    prepare_for_inference(*model, precision);
-    cover_weights();
-  }
-
-  // A new cover for the model's weights as they are now: a loaded pack's weights join it, a
-  // removed task's leave it (and their copies go). The new one is made before the old one goes,
-  // so the weights that both cover keep their copies.
-  void cover_weights() {
-    if (options.prepack_frozen_weights) {
-      prepacked = std::make_unique<FrozenLinearWeightsPrepacked>(*model);
-    }
+    prepacked =
+        set_up_for_inference(*model, options.device, precision, options.prepack_frozen_weights);
   }
 
   // The length requests are truncated to: the option, else what the pack records (0: nothing),
@@ -206,7 +199,6 @@ Predictor::Predictor(const std::string& model_directory,
                          " has no classifier weights: requests that name no task are answered "
                          "by an untrained head");
   }
-  s.model->to(options.device);
   s.model->eval();
   std::optional<Precision> recorded;
   bool agree = true;
@@ -260,7 +252,7 @@ void Predictor::remove_task(const std::string& name) {
   }
   state_->model->remove_task(name);
   state_->info.erase(name);
-  state_->cover_weights();  // the task's weights and their copies go
+  state_->prepare_weights();  // the task's weights and their copies go
 }
 
 const HeadConfig& Predictor::head(const std::optional<std::string>& task) const {

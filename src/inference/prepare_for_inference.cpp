@@ -2,7 +2,9 @@
 
 #include <torch/nn/module.h>
 
+#include "adaptertune/device.h"
 #include "adaptertune/layers/attention.h"
+#include "adaptertune/layers/linear.h"
 
 namespace adaptertune {
 
@@ -11,6 +13,15 @@ void prepare_for_inference(torch::nn::Module& model, Precision precision) {
   // Converting after packing would give the weights new storage and undo the packing.
   store_frozen_linear_weights(model, precision);
   pack_frozen_projections(model);
+}
+
+std::unique_ptr<FrozenLinearWeightsPrepacked> set_up_for_inference(torch::nn::Module& model,
+                                                                   c10::Device device,
+                                                                   Precision precision,
+                                                                   bool prepack) {
+  move_to_device(model, device);
+  prepare_for_inference(model, precision);
+  return prepack ? std::make_unique<FrozenLinearWeightsPrepacked>(model) : nullptr;
 }
 
 }  // namespace adaptertune

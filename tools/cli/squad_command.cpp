@@ -9,10 +9,12 @@
 
 #include "adaptertune/device.h"
 #include "adaptertune/error.h"
+#include "adaptertune/inference/prepare_for_inference.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/tokenizer_files.h"
+#include "adaptertune/layers/linear.h"  // the cover's destructor
 #include "adaptertune/runtime.h"
 #include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/question_answering_trainer.h"
@@ -39,6 +41,8 @@ struct SquadModel {
   int64_t max_length = kSquadMaxLength;
   Precision precision = Precision::kFloat32;
   std::optional<std::string> adapter;
+  // set_up_for_inference()'s cover of the prepacked bf16 weights, for the command's life.
+  std::unique_ptr<FrozenLinearWeightsPrepacked> prepacked;
 };
 
 SquadModel load_squad_model(const SquadUseRequest& r) {
@@ -73,6 +77,8 @@ SquadModel load_squad_model(const SquadUseRequest& r) {
                  "head\n",
                  r.model.c_str());
   }
+  // As a Predictor runs its model: no cast of every weight on every batch, the same outputs.
+  out.prepacked = set_up_for_inference(*out.model, parse_device(r.device), out.precision);
   return out;
 }
 

@@ -23,7 +23,7 @@
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/io/output_directory.h"
 #include "adaptertune/io/tokenizer_files.h"
-#include "adaptertune/layers/linear.h"
+#include "adaptertune/layers/linear.h"  // the cover's destructor
 #include "adaptertune/runtime.h"
 #include "adaptertune/tasks/batcher.h"
 #include "adaptertune/tasks/glue.h"
@@ -536,18 +536,6 @@ BertForSequenceClassification load_for_use(const UseOptions& o, const TaskDescri
   return model;
 }
 
-// `model` set up for the command's predictions as a Predictor sets up its own: on the device,
-// every weight frozen and, in bf16/fp16, stored in that dtype once, the attention projections
-// packed (prepare_for_inference()), and the bf16 weights prepacked for oneDNN's kernels while the
-// returned cover lives. The same outputs as the model as loaded, without autocast casting every
-// weight on every batch.
-std::unique_ptr<FrozenLinearWeightsPrepacked> prepare_for_use(BertForSequenceClassification& model,
-                                                              const UseSettings& use) {
-  move_to_device(*model, use.device);
-  prepare_for_inference(*model, use.precision);
-  return std::make_unique<FrozenLinearWeightsPrepacked>(*model);
-}
-
 // A pack's head answers its own task: one trained on another label set would give wrong labels
 // without a word.
 void check_pack_fits_task(const AdapterPackInfo& info, const std::string& pack,
@@ -675,7 +663,8 @@ int run_eval(const UseOptions& o) {
   const UseSettings use = settings_for(o, task, std::move(infos));
   auto tokenizer = load_tokenizer(o.model);
   auto model = load_for_use(o, task, use);
-  const auto prepacked = prepare_for_use(model, use);
+  // As a Predictor runs it: no cast of every weight on every batch, the same outputs.
+  const auto prepacked = set_up_for_inference(*model, use.device, use.precision);
   const std::optional<std::string>& file = o.task_choice.dev_file;
   EncodedDataset data =
       encode_examples(read_task_split(cli_task, o.task_choice, o.data_dir, o.split, file),
@@ -817,7 +806,8 @@ int run_predict(const UseOptions& o) {
   const UseSettings use = settings_for(o, task, std::move(infos));
   auto tokenizer = load_tokenizer(o.model);
   auto model = load_for_use(o, task, use);
-  const auto prepacked = prepare_for_use(model, use);
+  // As a Predictor runs it: no cast of every weight on every batch, the same outputs.
+  const auto prepacked = set_up_for_inference(*model, use.device, use.precision);
   const bool from_stdin = !test_file && (o.input.empty() || o.input_format == "lines");
   if (o.input_format == "glue" && o.input.empty()) throw Error("--input-format glue needs --input");
   if (o.input_format == "lines" && !o.input.empty()) {
