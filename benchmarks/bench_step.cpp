@@ -30,7 +30,7 @@
 // the frozen encoder, full fine-tuning runs all three, so their times bound how far below a full
 // step's products an adapter step's can go.
 //
-// Inference modes run as a Predictor does (prepare_for_inference()): every weight frozen, with
+// Inference modes run as a Predictor does (set_up_for_inference()): every weight frozen, with
 // bf16/fp16 the Linear weights stored in that dtype, the attention projections packed, the bf16
 // weights' products reading copies laid out for oneDNN's kernels (FrozenLinearWeightsPrepacked;
 // PredictorOptions::prepack_frozen_weights) unless --unpacked-weights has oneDNN lay them out
@@ -80,6 +80,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -392,11 +393,13 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   } else if (!several) {
     atune::prepare_task_training(*model, preset, policy);  // the task's adapters, LNs and head
   }
+  // As a Predictor runs (set_up_for_inference()): nothing trains, under bf16/fp16 the Linear
+  // weights are stored in that dtype once instead of autocast casting them on every forward pass,
+  // the attention projections are packed instead of joined on every pass, and the bf16 weights
+  // are prepacked for oneDNN's kernels unless --unpacked-weights.
+  std::unique_ptr<atune::FrozenLinearWeightsPrepacked> inference_cover;
   if (infer) {
-    // As a Predictor runs: nothing trains, under bf16/fp16 the Linear weights are stored in
-    // that dtype once instead of autocast casting them on every forward pass, and the attention
-    // projections are packed instead of joined on every pass.
-    atune::prepare_for_inference(*model, precision);
+    inference_cover = atune::set_up_for_inference(*model, device, precision, o.prepacked_weights);
   }
   if (!o.first_position_only) {
     model->set_evaluation_last_layer(atune::LastLayerOutput::kAllPositions);
@@ -411,9 +414,9 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   }
   std::optional<atune::FrozenProjectionsPacked> packed_projections;
   if (!infer && mode != "forward" && o.packed_projections) packed_projections.emplace(*model);
-  // As a TrainingEngine and a Predictor keep them: the frozen bf16 weights prepacked.
+  // As a TrainingEngine keeps them: the frozen bf16 weights prepacked.
   std::optional<atune::FrozenLinearWeightsPrepacked> prepacked_weights;
-  if (mode != "forward" && o.prepacked_weights) prepacked_weights.emplace(*model);
+  if (!infer && mode != "forward" && o.prepacked_weights) prepacked_weights.emplace(*model);
   model->bert->encoder->set_gradient_checkpointing(o.gradient_checkpointing);
   model->bert->encoder->set_recompute_attention_probabilities(o.recompute_attention_probabilities);
   atune::AdamWOptions adamw;
