@@ -125,7 +125,11 @@ TEST(Pretraining, PacksSentencesAndWritesALoadableModel) {
                         "the tokenizer has 30522 tokens but the model config's vocab_size is 100");
 }
 
-TEST(Pretraining, InterruptedAndResumedRunEndsWithTheSameWeights) {
+// On every device: the masking is drawn on the CPU, dropout on the device's generator.
+class PretrainingOnDeviceTest : public testing::DeviceTest {};
+ADAPTERTUNE_INSTANTIATE_DEVICE_TEST(PretrainingOnDeviceTest);
+
+TEST_P(PretrainingOnDeviceTest, InterruptedAndResumedRunEndsWithTheSameWeights) {
   WordPieceTokenizer tokenizer(kVocab);
   BertConfig config = tiny_config_for(tokenizer);
   // Ten sequences in batches of four: three batches an epoch, so six steps cross two epoch ends.
@@ -139,6 +143,10 @@ TEST(Pretraining, InterruptedAndResumedRunEndsWithTheSameWeights) {
     options.max_length = 16;
     options.checkpoint_every = 2;
     options.gradient_accumulation = accumulation;
+    options.device = device();
+    // Measured along the way, as a run with --eval-text is (on the device too).
+    options.eval_lines = {"a lazy dog sleeps in the sun", "the brown fox runs over the hill"};
+    options.eval_every = 2;
     const std::string root = ::testing::TempDir() + "adaptertune_pretrain_resume_" +
                              std::to_string(::getpid()) + "_" + std::to_string(accumulation);
     remove_tree(root);
@@ -167,6 +175,9 @@ TEST(Pretraining, InterruptedAndResumedRunEndsWithTheSameWeights) {
     PretrainResult rest = pretrain_mlm(config, lines, tokenizer, dir, options);
     EXPECT_FALSE(rest.interrupted);
     EXPECT_EQ(rest.steps, 6);
+    ASSERT_TRUE(whole.eval_loss && rest.eval_loss);
+    EXPECT_TRUE(std::isfinite(*whole.eval_loss));
+    EXPECT_NEAR(*rest.eval_loss, *whole.eval_loss, device().is_cpu() ? 0.0 : 1e-4);
     ASSERT_GE(messages.size(), 3u);
     EXPECT_NE(messages.back().find("resumed from " + dir + "/checkpoints/checkpoint-4 at step 4"),
               std::string::npos)
@@ -177,7 +188,8 @@ TEST(Pretraining, InterruptedAndResumedRunEndsWithTheSameWeights) {
     ASSERT_EQ(actual.size(), expected.size());
     for (size_t i = 0; i < actual.size(); ++i) {
       EXPECT_EQ(actual[i].first, expected[i].first);
-      EXPECT_TRUE(torch::equal(actual[i].second, expected[i].second)) << actual[i].first;
+      EXPECT_TRUE(testing::same_weights_on(device(), actual[i].second, expected[i].second))
+          << actual[i].first;
     }
     remove_tree(root);
   }

@@ -109,10 +109,14 @@ TEST(QuestionAnsweringTrainer, TrainsAnAdapterAndItsPackReproducesTheBestScore) 
   EXPECT_NO_THROW(load_adapter_pack(sized, *result.best_model, std::nullopt, /*load_head=*/false));
 }
 
-TEST(QuestionAnsweringTrainer, AnInterruptedRunResumesToTheSameWeights) {
+class QuestionAnsweringTrainerOnDeviceTest : public testing::DeviceTest {};
+ADAPTERTUNE_INSTANTIATE_DEVICE_TEST(QuestionAnsweringTrainerOnDeviceTest);
+
+TEST_P(QuestionAnsweringTrainerOnDeviceTest, AnInterruptedRunResumesToTheSameWeights) {
   Fixture f;
   BertForQuestionAnswering whole = f.model();
   TrainerOptions options = f.options("qa_whole");
+  options.device = device();
   options.eval_every = 3;
   QuestionAnsweringTrainer(whole, f.data, f.data, FreezePolicy{}, "squad", options, f.qa,
                            f.tokenizer)
@@ -120,6 +124,7 @@ TEST(QuestionAnsweringTrainer, AnInterruptedRunResumesToTheSameWeights) {
 
   BertForQuestionAnswering parted = f.model();
   options = f.options("qa_parted");
+  options.device = device();
   options.eval_every = 3;
   options.on_step = [](int64_t step) {
     if (step == 4) stop_requested() = true;
@@ -140,7 +145,9 @@ TEST(QuestionAnsweringTrainer, AnInterruptedRunResumesToTheSameWeights) {
   const auto actual = trainable_of(*resumed);
   ASSERT_EQ(actual.size(), expected.size());
   for (size_t i = 0; i < actual.size(); ++i) {
-    EXPECT_TRUE(torch::equal(actual[i].second, expected[i].second)) << actual[i].first;
+    EXPECT_EQ(actual[i].second.device(), device()) << actual[i].first;
+    EXPECT_TRUE(testing::same_weights_on(device(), actual[i].second, expected[i].second))
+        << actual[i].first;
   }
   // Other windows are other data: the checkpoint says which key differs.
   QuestionAnsweringOptions other = f.qa;

@@ -91,6 +91,22 @@ inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
 }
 
+/// Whether `actual` equals `expected`, weights of two runs on `device` that should reach the
+/// same values: bit for bit on the CPU, where the kernels these tests use are deterministic; to
+/// float32 rounding on CUDA, whose reductions may add in another order from one run to the next.
+inline ::testing::AssertionResult same_weights_on(const torch::Device& device,
+                                                  const torch::Tensor& actual,
+                                                  const torch::Tensor& expected) {
+  const torch::Tensor a = actual.cpu();
+  const torch::Tensor e = expected.cpu();
+  if (a.sizes() != e.sizes() || a.dtype() != e.dtype()) {
+    return ::testing::AssertionFailure() << "shape or dtype differs";
+  }
+  const bool same = device.is_cpu() ? torch::equal(a, e) : torch::allclose(a, e, 1e-4, 1e-6);
+  if (same) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "largest difference " << max_abs_diff(a, e);
+}
+
 /// Runs `statement` and expects an adaptertune::Error whose message contains `fragment`.
 #define EXPECT_ERROR_CONTAINS(statement, fragment)                                        \
   do {                                                                                    \

@@ -141,25 +141,36 @@ TEST(Trainer, TrainsWritesRunFilesAndKeepsTheBestAdapterPack) {
   EXPECT_DOUBLE_EQ(eval.metrics.at("accuracy"), r.best_metrics.at("accuracy"));
 }
 
-TEST(Trainer, SameSeedSameResultAndResumeIsExact) {
+// On every device: CUDA's generators are seeded, saved and restored with the CPU's.
+class TrainerOnDeviceTest : public testing::DeviceTest {};
+ADAPTERTUNE_INSTANTIATE_DEVICE_TEST(TrainerOnDeviceTest);
+
+TEST_P(TrainerOnDeviceTest, SameSeedSameResultAndResumeIsExact) {
   Fixture f;
+  const auto options_on_device = [this](const std::string& name) {
+    TrainerOptions o = options_for(name);
+    o.device = device();
+    return o;
+  };
   auto a = make_model();
-  Trainer(a, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), options_for("a"),
+  Trainer(a, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), options_on_device("a"),
           f.tokenizer)
       .train();
   auto b = make_model();
-  // The global generator is elsewhere now: only a Trainer that seeds it itself gives b the same
-  // dropout masks as a.
+  // The global generators are elsewhere now: only a Trainer that seeds them itself gives b the
+  // same dropout masks as a.
   torch::manual_seed(987654321);
-  Trainer(b, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), options_for("b"),
+  Trainer(b, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), options_on_device("b"),
           f.tokenizer)
       .train();
   auto expected = snapshot(a);
-  for (const auto& [name, value] : snapshot(b))
-    EXPECT_TRUE(torch::equal(value, expected[name])) << name;
+  for (const auto& [name, value] : snapshot(b)) {
+    EXPECT_EQ(value.device(), device()) << name;
+    EXPECT_TRUE(testing::same_weights_on(device(), value, expected[name])) << name;
+  }
 
   // Interrupted after step 3 (as Ctrl-C does), then resumed in a new model and trainer.
-  TrainerOptions o = options_for("resume");
+  TrainerOptions o = options_on_device("resume");
   o.on_step = [](int64_t step) {
     if (step == 3) stop_requested() = true;
   };
@@ -178,7 +189,7 @@ TEST(Trainer, SameSeedSameResultAndResumeIsExact) {
   EXPECT_FALSE(second.interrupted);
   EXPECT_EQ(second.steps, 12);
   for (const auto& [name, value] : snapshot(d))
-    EXPECT_TRUE(torch::equal(value, expected[name])) << name;
+    EXPECT_TRUE(testing::same_weights_on(device(), value, expected[name])) << name;
 }
 
 // A run without an adapter keeps a model directory that works on its own: it carries the
