@@ -192,6 +192,35 @@ TEST_P(TrainerOnDeviceTest, SameSeedSameResultAndResumeIsExact) {
     EXPECT_TRUE(testing::same_weights_on(device(), value, expected[name])) << name;
 }
 
+TEST_P(TrainerOnDeviceTest, Fp16ScalesItsLossAndLogsTheScale) {
+  if (device().is_cpu()) GTEST_SKIP() << "LibTorch's CPU autocast has no fp16";
+  Fixture f;
+  auto model = make_model();
+  TrainerOptions o = options_for("fp16");
+  o.device = device();
+  o.precision = Precision::kFloat16;
+  o.log_every = 1;
+  const TrainResult result =
+      Trainer(model, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+          .train();
+  EXPECT_EQ(result.steps, 12);
+  const std::string text = read_file(o.output_dir + "/metrics.jsonl");
+  int64_t train_events = 0;
+  for (size_t start = 0; start < text.size();) {
+    const size_t end = text.find('\n', start);
+    const auto event = nlohmann::json::parse(text.substr(start, end - start));
+    start = end + 1;
+    if (event.at("event") != "train") continue;
+    ++train_events;
+    EXPECT_TRUE(std::isfinite(event.at("loss").get<double>())) << event.dump();
+    EXPECT_GE(event.at("loss_scale").get<double>(), 1.0) << event.dump();
+    EXPECT_LT(event.at("skipped_steps").get<int64_t>(), 12) << event.dump();
+  }
+  EXPECT_EQ(train_events, 12);
+  for (const auto& [name, value] : snapshot(model))
+    EXPECT_TRUE(value.isfinite().all().item<bool>()) << name;
+}
+
 // A run without an adapter keeps a model directory that works on its own: it carries the
 // tokenizer, so `eval --model runs/x/best` needs nothing else.
 TEST(Trainer, FullFineTuningKeepsAModelDirectoryWithItsTokenizer) {

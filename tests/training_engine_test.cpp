@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <limits>
 #include <map>
 
 #include "adaptertune/adapter_config.h"
@@ -172,6 +173,96 @@ TEST(TrainingEngine, OptionsOutOfRangeAreRefusedByName) {
   EXPECT_ERROR_CONTAINS(TrainingEngine(*toy.layer, options), "max_grad_norm");
 }
 
+TEST(TrainingEngine, AnOverflowSkipsTheStepHalvesTheLossScaleAndCheckpointsKeepIt) {
+  const std::string dir = testing::fresh_dir("engine_loss_scale");
+  torch::manual_seed(0);
+  Toy toy;
+  TrainingEngineOptions options = engine_options(dir + "/run");
+  options.loss_scaling = LossScaling::kOn;
+  options.initial_loss_scale = 4;
+  options.loss_scale_growth_interval = 2;
+  TrainingEngine engine(*toy.layer, options);
+  EXPECT_EQ(engine.loss_scale(), 4);
+  // The loss is scaled for backward(), and step() takes the scale out again.
+  engine.backward(toy.loss(0, 4));
+  const torch::Tensor scaled_grad = toy.layer->weight.grad().clone();
+  Toy plain;
+  {
+    torch::NoGradGuard no_grad;
+    plain.layer->weight.copy_(toy.layer->weight);
+    plain.layer->bias.copy_(toy.layer->bias);
+  }
+  plain.loss(0, 4).backward();
+  EXPECT_TRUE(torch::equal(scaled_grad, plain.layer->weight.grad() * 4));
+
+  // An infinite gradient: nothing moves, the scale halves, the step still counts.
+  toy.layer->weight.mutable_grad()[0][1] = std::numeric_limits<float>::infinity();
+  const torch::Tensor before = toy.layer->weight.clone();
+  engine.step();
+  EXPECT_TRUE(torch::equal(toy.layer->weight, before));
+  EXPECT_FALSE(toy.layer->weight.grad().defined()) << "the dropped gradients are cleared";
+  EXPECT_EQ(engine.loss_scale(), 2);
+  EXPECT_EQ(engine.state().skipped_steps, 1);
+  EXPECT_EQ(engine.state().global_step, 1);
+  // Two steps without one: a step moves the weight, and the second doubles the scale.
+  for (int step = 0; step < 2; ++step) {
+    engine.backward(toy.loss(0, 4));
+    engine.step();
+  }
+  EXPECT_FALSE(torch::equal(toy.layer->weight, before));
+  EXPECT_EQ(engine.loss_scale(), 4);
+  EXPECT_EQ(engine.state().loss_scale_growth_tracker, 0);
+  engine.backward(toy.loss(0, 4));
+  engine.step();
+  EXPECT_EQ(engine.state().loss_scale_growth_tracker, 1);
+  engine.state().batch_in_epoch = 4;
+  const std::string saved = engine.save_checkpoint(R"({"examples": 4})");
+
+  // A resume picks the scale up where the run left it; a run without scaling leaves it.
+  DataShape shape;
+  shape.batches_per_epoch = 4;
+  shape.data_seed = 42;
+  Toy other;
+  TrainingEngine resumed(*other.layer, options);
+  resumed.resume(shape, R"({"examples": 4})");
+  EXPECT_EQ(resumed.loss_scale(), 4);
+  EXPECT_EQ(resumed.state().loss_scale_growth_tracker, 1);
+  EXPECT_EQ(resumed.state().skipped_steps, 1);
+  TrainingEngineOptions unscaled = engine_options(dir + "/run");
+  TrainingEngine without(*other.layer, unscaled);
+  EXPECT_EQ(without.loss_scale(), 0) << "fp32: LossScaling::kAuto scales nothing";
+  without.resume(shape, R"({"examples": 4})");
+  EXPECT_EQ(without.loss_scale(), 0);
+
+  // A scale that is not a power of two is refused where it is read.
+  const std::string state_path = saved + "/trainer_state.json";
+  std::string text = read_file(state_path);
+  const size_t at = text.find("\"scale\": 4.0");
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, 12, "\"scale\": 3.0");
+  write_file_atomic(state_path, text);
+  EXPECT_ERROR_CONTAINS(resumed.resume(shape, R"({"examples": 4})"), "(loss_scaling): key 'scale'");
+
+  // Gradients that stay infinite down to a scale of 1: an error that says so.
+  for (int step = 0; step < 2; ++step) {
+    engine.backward(toy.loss(0, 4));
+    toy.layer->bias.mutable_grad()[0] = std::numeric_limits<float>::quiet_NaN();
+    engine.step();
+  }
+  EXPECT_EQ(engine.loss_scale(), 1);
+  engine.backward(toy.loss(0, 4));
+  toy.layer->bias.mutable_grad()[0] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_ERROR_CONTAINS(engine.step(), "not finite even with the loss scaled by 1");
+
+  options.initial_loss_scale = 3;
+  EXPECT_ERROR_CONTAINS(TrainingEngine(*toy.layer, options), "initial_loss_scale is 3");
+  options.initial_loss_scale = 0.5;
+  EXPECT_ERROR_CONTAINS(TrainingEngine(*toy.layer, options), "a power of two >= 1");
+  options.initial_loss_scale = 1;
+  options.loss_scale_growth_interval = 0;
+  EXPECT_ERROR_CONTAINS(TrainingEngine(*toy.layer, options), "loss_scale_growth_interval");
+}
+
 // Frozen Linear weights in the compute dtype (FrozenLinearWeightsInDtype, which the engine keeps).
 
 class FrozenWeightsTest : public testing::DeviceTest {
@@ -317,6 +408,70 @@ TEST_P(FrozenWeightsTest, WeightsThatBf16WouldRoundStayFloat32) {
   EXPECT_EQ(frozen.kept_in_float32(), frozen_linear_weights(*model));
   EXPECT_GE(frozen.kept_in_float32(), 3 * 6);
   for (const auto& [name, dtype] : dtypes(*model)) EXPECT_EQ(dtype, torch::kFloat32) << name;
+}
+
+// Loss scaling on the model the trainer trains, on every device.
+class LossScalingTest : public FrozenWeightsTest {};
+ADAPTERTUNE_INSTANTIATE_DEVICE_TEST(LossScalingTest);
+
+TEST_P(LossScalingTest, ScaledTrainingIsUnscaledTrainingWhereNothingOverflows) {
+  const std::string dir = testing::fresh_dir("engine_scaled");
+  for (const Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
+    SCOPED_TRACE(precision_name(precision));
+    BertForSequenceClassification scaled = adapter_model(/*bf16_base=*/true);
+    BertForSequenceClassification plain = adapter_model(/*bf16_base=*/true);
+    TrainingEngineOptions options = bf16_options(dir + "/plain");
+    options.precision = precision;
+    TrainingEngine plain_engine(*plain, options);
+    EXPECT_EQ(plain_engine.loss_scale(), 0) << "LossScaling::kAuto: fp16 only";
+    train(plain, plain_engine);
+    options.checkpoint_dir = dir + "/scaled";
+    options.loss_scaling = LossScaling::kOn;
+    options.loss_scale_growth_interval = 2;
+    TrainingEngine scaled_engine(*scaled, options);
+    train(scaled, scaled_engine);
+    EXPECT_EQ(scaled_engine.loss_scale(), 65536.0 * 2) << "grown once in three steps";
+    EXPECT_EQ(scaled_engine.state().skipped_steps, 0);
+    auto expected = plain->named_parameters();
+    for (const auto& item : scaled->named_parameters()) {
+      if (!item.value().requires_grad()) continue;
+      EXPECT_TRUE(testing::same_weights_on(device(), item.value(), expected[item.key()]))
+          << item.key();
+    }
+  }
+}
+
+TEST_P(LossScalingTest, Fp16TrainsWithItsLossScaledOnCuda) {
+  if (device().is_cpu()) GTEST_SKIP() << "LibTorch's CPU autocast has no fp16";
+  BertForSequenceClassification fp16 = adapter_model(/*bf16_base=*/true);
+  BertForSequenceClassification fp32 = adapter_model(/*bf16_base=*/true);
+  // The trainable tensors as one vector.
+  const auto trainable_vector = [](torch::nn::Module& model) {
+    std::vector<torch::Tensor> parts;
+    for (const auto& parameter : model.parameters()) {
+      if (parameter.requires_grad()) parts.push_back(parameter.detach().flatten().cpu());
+    }
+    return torch::cat(parts).to(torch::kDouble);
+  };
+  const torch::Tensor start = trainable_vector(*fp32);
+  TrainingEngineOptions options = bf16_options(testing::fresh_dir("engine_fp16"));
+  options.precision = Precision::kFloat16;
+  TrainingEngine fp16_engine(*fp16, options);
+  EXPECT_EQ(fp16_engine.loss_scale(), 65536.0);
+  train(fp16, fp16_engine);
+  EXPECT_EQ(fp16_engine.state().skipped_steps, 0);
+  options.precision = Precision::kFloat32;
+  options.checkpoint_dir += "_fp32";
+  TrainingEngine fp32_engine(*fp32, options);
+  train(fp32, fp32_engine);
+  // AdamW moves every weight by about the learning rate whatever its gradient's size, so a
+  // gradient near 0 may move its weight the other way in fp16: the updates agree as a whole.
+  const torch::Tensor fp16_update = trainable_vector(*fp16) - start;
+  const torch::Tensor fp32_update = trainable_vector(*fp32) - start;
+  EXPECT_TRUE(fp16_update.isfinite().all().item<bool>());
+  const double cosine =
+      (fp16_update.dot(fp32_update) / (fp16_update.norm() * fp32_update.norm())).item<double>();
+  EXPECT_GT(cosine, 0.9) << "fp16's updates against fp32's";
 }
 
 TEST(FrozenLinearWeightsInDtype, LeavesTiedTrainableAndReplacedWeightsAlone) {

@@ -18,6 +18,7 @@
 #include "adaptertune/io/safetensors.h"
 #include "json_util.h"
 #include "parameter_assignment.h"
+#include "run_checks.h"
 
 namespace adaptertune {
 namespace {
@@ -119,6 +120,11 @@ std::string CheckpointManager::save(const torch::nn::Module& model, const AdamW&
       {"extra", detail::parse_json(state.extra_json, "extra state")},
       {"optimizer", {{"lr", optimizer.lr()}, {"steps", steps}}},
   };
+  if (state.loss_scale > 0) {
+    json["loss_scaling"] = {{"scale", state.loss_scale},
+                            {"growth_tracker", state.loss_scale_growth_tracker},
+                            {"skipped_steps", state.skipped_steps}};
+  }
   save_safetensors(temp_dir + "/trainable.safetensors", trainable);
   save_safetensors(temp_dir + "/optimizer.safetensors", moments);
   save_safetensors(temp_dir + "/rng.safetensors", rng);
@@ -268,6 +274,18 @@ SavedState parse_state(const detail::Json& json, const std::string& path) {
       }
     }
     if (!valid) sub.fail("steps", "lists of step counts from 0 to global_step");
+  }
+  if (const detail::Json* scaling = reader.take("loss_scaling")) {
+    detail::JsonObjectReader sub(*scaling, path + " (loss_scaling)");
+    sub.require({"scale", "growth_tracker", "skipped_steps"});
+    sub.read("scale", state.loss_scale);
+    sub.read("growth_tracker", state.loss_scale_growth_tracker);
+    sub.read("skipped_steps", state.skipped_steps);
+    if (!detail::valid_loss_scale(state.loss_scale)) sub.fail("scale", "a power of two >= 1");
+    if (state.loss_scale_growth_tracker < 0) sub.fail("growth_tracker", "a step count >= 0");
+    if (state.skipped_steps < 0 || state.skipped_steps > state.global_step) {
+      sub.fail("skipped_steps", "a step count from 0 to global_step");
+    }
   }
   return saved;
 }

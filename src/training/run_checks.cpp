@@ -39,6 +39,11 @@ void check_fraction(const char* owner, const char* option, double value) {
   if (!(value >= 0 && value <= 1)) fail(owner, option, "a number from 0 to 1", value);
 }
 
+bool valid_loss_scale(double value) {
+  int exponent = 0;
+  return std::isfinite(value) && value >= 1 && std::frexp(value, &exponent) == 0.5;
+}
+
 std::string encodings_sha256(const std::vector<Encoding>& encodings) {
   Sha256 hash;
   for (const auto& e : encodings) {

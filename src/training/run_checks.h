@@ -17,6 +17,9 @@ void check_finite(const char* owner, const char* option, double value, double mi
                   bool exclusive = false);
 /// Error unless `value` is in [0, 1].
 void check_fraction(const char* owner, const char* option, double value);
+/// Whether `value` can be a loss scale: 2^k for an integer k >= 0, by which dividing rounds
+/// nothing (TrainingEngineOptions::initial_loss_scale, and the scale a checkpoint holds).
+bool valid_loss_scale(double value);
 
 /// SHA-256 of the token ids of `encodings` with each one's length, for checkpoint fingerprints.
 std::string encodings_sha256(const std::vector<Encoding>& encodings);

@@ -159,12 +159,18 @@ std::optional<Json> report_step(const TrainerOptions& options, TrainingState& st
   progress.update(position.epoch, position.epochs, position.batch, position.batches,
                   window.mean_loss(), lr, rate, eta, log_now);
   if (!log_now) return std::nullopt;
-  return Json{{"event", "train"},
-              {"step", state.global_step},
-              {"epoch", position.epoch + 1},
-              {"loss", window.mean_loss()},
-              {"lr", lr},
-              {"examples_per_s", rate}};
+  Json event = {{"event", "train"},
+                {"step", state.global_step},
+                {"epoch", position.epoch + 1},
+                {"loss", window.mean_loss()},
+                {"lr", lr},
+                {"examples_per_s", rate}};
+  if (state.loss_scale > 0) {
+    // fp16's loss scaling: the scale now, and how many steps an overflow skipped so far.
+    event["loss_scale"] = state.loss_scale;
+    event["skipped_steps"] = state.skipped_steps;
+  }
+  return event;
 }
 
 bool after_step(const TrainerOptions& options, const TrainingState& state, int64_t total_steps,

@@ -1,5 +1,8 @@
 #include "adaptertune/training/training_engine.h"
 
+#include <algorithm>
+
+#include <ATen/ATen.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <nlohmann/json.hpp>
 
@@ -46,6 +49,17 @@ void TrainingEngineOptions::validate() const {
   detail::check_at_least(owner, "gradient_accumulation", gradient_accumulation, 1);
   detail::check_at_least(owner, "keep_checkpoints", keep_checkpoints, 1);
   if (checkpoint_dir.empty()) throw Error("TrainingEngineOptions: checkpoint_dir is empty");
+  if (!detail::valid_loss_scale(initial_loss_scale)) {
+    throw Error("TrainingEngineOptions: initial_loss_scale is " +
+                std::to_string(initial_loss_scale) +
+                ", expected a power of two >= 1 (unscaling by it must round nothing)");
+  }
+  detail::check_at_least(owner, "loss_scale_growth_interval", loss_scale_growth_interval, 1);
+}
+
+bool TrainingEngineOptions::scales_loss() const {
+  return loss_scaling == LossScaling::kOn ||
+         (loss_scaling == LossScaling::kAuto && precision == Precision::kFloat16);
 }
 
 TrainingEngine::TrainingEngine(torch::nn::Module& model, TrainingEngineOptions options)
@@ -66,22 +80,77 @@ TrainingEngine::TrainingEngine(torch::nn::Module& model, TrainingEngineOptions o
   adamw.lr = options_.lr;
   optimizer_ = std::make_unique<AdamW>(weight_decay_groups(model, options_.weight_decay), adamw);
   state_.data_seed = options_.data_seed;
+  if (options_.scales_loss()) state_.loss_scale = options_.initial_loss_scale;
 }
 
 TrainingEngine::~TrainingEngine() = default;
 
 void TrainingEngine::backward(const at::Tensor& loss, double share) {
-  (loss * (share / static_cast<double>(options_.gradient_accumulation))).backward();
+  double factor = share / static_cast<double>(options_.gradient_accumulation);
+  // A power of two: the product rounds as the unscaled one does.
+  if (state_.loss_scale > 0) factor *= state_.loss_scale;
+  (loss * factor).backward();
+}
+
+bool TrainingEngine::unscale_gradients() {
+  std::vector<at::Tensor> grads;
+  for (const at::Tensor& param : trainable_) {
+    if (param.grad().defined()) grads.push_back(param.grad());
+  }
+  if (grads.empty()) return true;
+  const double inverse = 1.0 / state_.loss_scale;  // exact: the scale is a power of two
+  const bool same_cuda_float = std::all_of(grads.begin(), grads.end(), [&](const at::Tensor& g) {
+    return g.is_cuda() && g.device() == grads[0].device() && g.scalar_type() == at::kFloat;
+  });
+  if (same_cuda_float) {
+    // One kernel over every gradient, as GradScaler unscales them on CUDA (LibTorch 1.13 has it
+    // for CUDA only).
+    at::Tensor found_non_finite = at::zeros({1}, grads[0].options());
+    at::_amp_foreach_non_finite_check_and_unscale_(grads, found_non_finite,
+                                                   at::full({1}, inverse, grads[0].options()));
+    return found_non_finite.item<float>() == 0;
+  }
+  at::Tensor finite;
+  for (at::Tensor& grad : grads) {
+    grad.mul_(inverse);
+    const at::Tensor all = at::isfinite(grad).all();
+    finite = finite.defined() ? at::logical_and(finite, all) : all;
+  }
+  return finite.item<bool>();
 }
 
 double TrainingEngine::step() {
+  const double lr = schedule_.lr_at(state_.global_step);
+  if (state_.loss_scale > 0 && !unscale_gradients()) {
+    // GradScaler's rule: this step's update is dropped and the scale halves.
+    optimizer_->zero_grad();
+    if (state_.loss_scale / 2 < 1) {
+      throw Error("TrainingEngine: step " + std::to_string(state_.global_step + 1) +
+                  ": the gradients are not finite even with the loss scaled by 1 (" +
+                  std::to_string(state_.skipped_steps + 1) +
+                  " steps skipped so far): the loss or the forward pass itself overflows or is "
+                  "NaN" +
+                  (options_.precision == Precision::kFloat16
+                       ? " (fp16 ends at 65504; bf16 has float32's range)"
+                       : ""));
+    }
+    state_.loss_scale /= 2;
+    state_.loss_scale_growth_tracker = 0;
+    ++state_.skipped_steps;
+    ++state_.global_step;
+    return lr;
+  }
   if (options_.max_grad_norm > 0)
     torch::nn::utils::clip_grad_norm_(trainable_, options_.max_grad_norm);
-  const double lr = schedule_.lr_at(state_.global_step);
   optimizer_->set_lr(lr);
   optimizer_->step();
   optimizer_->zero_grad();
   ++state_.global_step;
+  if (state_.loss_scale > 0 &&
+      ++state_.loss_scale_growth_tracker >= options_.loss_scale_growth_interval) {
+    state_.loss_scale *= 2;
+    state_.loss_scale_growth_tracker = 0;
+  }
   return lr;
 }
 
@@ -122,6 +191,12 @@ void TrainingEngine::resume_from(
   CheckpointManager::check_position(saved, directory, shape);
   if (check_extra) check_extra(saved, path);
   state_ = CheckpointManager::load(directory, model_, *optimizer_);
+  // A checkpoint of a run that scaled otherwise (another precision): this run's own rule.
+  if (!options_.scales_loss()) {
+    state_.loss_scale = 0;
+  } else if (state_.loss_scale == 0) {
+    state_.loss_scale = options_.initial_loss_scale;
+  }
 }
 
 std::string TrainingEngine::save_checkpoint(const std::string& fingerprint_json,

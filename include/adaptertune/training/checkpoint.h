@@ -25,6 +25,12 @@ struct TrainingState {
   std::string scheduler_json = "{}";
   /// Anything else the trainer keeps (best metric so far, early-stopping counter, …), JSON.
   std::string extra_json = "{}";
+  /// Dynamic loss scaling (TrainingEngineOptions::loss_scaling): the scale the next steps' losses
+  /// are multiplied by (0: no scaling), the steps in a row since an overflow, and how many steps
+  /// an overflow skipped. Saved as "loss_scaling" when the scale is not 0.
+  double loss_scale = 0;
+  int64_t loss_scale_growth_tracker = 0;
+  int64_t skipped_steps = 0;
 };
 
 /// The shape of the data a run walks through, against which a checkpoint's position is checked

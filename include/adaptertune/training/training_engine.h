@@ -26,6 +26,15 @@ namespace adaptertune {
 class FrozenLinearWeightsPrepacked;
 class FrozenProjectionsPacked;
 
+/// Whether a TrainingEngine scales the loss (TrainingEngineOptions::loss_scaling).
+enum class LossScaling {
+  /// Under fp16 only: its gradients underflow below 6e-8 and overflow above 65504, where bf16's
+  /// and float32's range is float32's.
+  kAuto,
+  kOn,
+  kOff,
+};
+
 /// How a TrainingEngine optimises.
 struct TrainingEngineOptions {
   /// Peak learning rate, its schedule and warmup (a share of total_steps, rounded to the nearest
@@ -61,7 +70,20 @@ struct TrainingEngineOptions {
   /// for two more bytes per frozen weight value (a bert-base Houlsby step's peak 0.51 -> 0.58 of
   /// full fine-tuning's). Off: oneDNN lays the weights out inside every product.
   bool prepack_frozen_weights = true;
+  /// Dynamic loss scaling, as PyTorch's GradScaler does it: backward() multiplies the loss by a
+  /// scale, so that small gradients survive fp16's range, and step() divides the gradients by it
+  /// again. A step whose gradients hold an infinity or a NaN updates nothing and halves the scale;
+  /// `loss_scale_growth_interval` steps in a row without one double it. The scale is a power of
+  /// two, so scaling and unscaling round nothing: where nothing overflows, the weights are those
+  /// of a run without it, bit for bit. The scale is kept in checkpoints.
+  LossScaling loss_scaling = LossScaling::kAuto;
+  /// The first scale: a power of two, at least 1 (GradScaler's default, 2^16).
+  double initial_loss_scale = 65536.0;
+  /// Steps without an overflow after which the scale doubles (GradScaler's default).
+  int64_t loss_scale_growth_interval = 2000;
 
+  /// Whether loss_scaling is on for this precision.
+  bool scales_loss() const;
   /// Throws Error naming the first option out of its range.
   void validate() const;
 };
@@ -93,7 +115,11 @@ class TrainingEngine {
   /// share / gradient_accumulation, so that the step's gradient is the mean over its batches.
   void backward(const at::Tensor& loss, double share = 1.0);
   /// Ends an optimizer step: clips the gradient norm, sets the learning rate of the current step,
-  /// steps AdamW, clears the gradients and counts the step. Returns the learning rate used.
+  /// steps AdamW, clears the gradients and counts the step. Returns the learning rate used. Under
+  /// loss scaling the gradients are first divided by the scale; when one of them is not finite,
+  /// the step updates nothing (AdamW's state included), halves the scale, counts one more
+  /// TrainingState::skipped_steps and still counts the step, whose batches were used. Error when
+  /// the scale would fall below 1: the loss itself, or the forward pass, is not finite.
   double step();
 
   /// The newest checkpoint of checkpoint_dir, checked and loaded: its position must fit `shape`
@@ -123,6 +149,8 @@ class TrainingEngine {
   std::string save_checkpoint(const std::string& fingerprint_json,
                               const std::string& extra_json = "{}");
 
+  /// The scale backward() multiplies the loss by; 0 without loss scaling.
+  double loss_scale() const { return state_.loss_scale; }
   TrainingState& state() { return state_; }
   const TrainingState& state() const { return state_; }
   AdamW& optimizer() { return *optimizer_; }
@@ -137,6 +165,9 @@ class TrainingEngine {
   std::vector<at::Tensor> trainable_;
   std::unique_ptr<AdamW> optimizer_;
   LrSchedule schedule_;
+  // Divides the gradients by the loss scale; false when one of them is not finite.
+  bool unscale_gradients();
+
   CheckpointManager checkpoints_;
   TrainingState state_;
   // Last but one, so that the weights are float32 again before anything else goes.
