@@ -78,15 +78,44 @@ std::string precision_name(Precision precision) {
   return "fp32";
 }
 
+void check_precision(c10::Device device, Precision precision) {
+  if (precision == Precision::kFloat32) return;
+  if (!device.is_cuda() && !device.is_cpu()) {
+    throw Error("precision " + precision_name(precision) + ": device " + device.str() +
+                " is not supported (cpu or cuda)");
+  }
+  if (device.is_cpu() && precision == Precision::kFloat16) {
+    throw Error(
+        "precision fp16 is not supported on the CPU (LibTorch's CPU autocast has bf16 "
+        "only); use bf16, or fp16 on cuda");
+  }
+}
+
+Precision inference_precision(const std::optional<Precision>& asked,
+                              const std::optional<Precision>& recorded, c10::Device device,
+                              std::string* warning) {
+  if (asked) {
+    check_precision(device, *asked);
+    return *asked;
+  }
+  if (!recorded) return Precision::kFloat32;
+  if (*recorded == Precision::kFloat16 && device.is_cpu()) {
+    // Packs trained in fp16 on a GPU, run on the CPU.
+    if (warning) {
+      *warning =
+          "the adapter packs were trained in fp16, which the CPU cannot run: predicting "
+          "in fp32 (or ask for bf16)";
+    }
+    return Precision::kFloat32;
+  }
+  check_precision(device, *recorded);
+  return *recorded;
+}
+
 AutocastGuard::AutocastGuard(c10::Device device, Precision precision) {
   if (precision == Precision::kFloat32) return;
+  check_precision(device, precision);
   cuda_ = device.is_cuda();
-  if (!cuda_ && !device.is_cpu()) {
-    throw Error("autocast: device " + device.str() + " is not supported (cpu or cuda)");
-  }
-  if (!cuda_ && precision == Precision::kFloat16) {
-    throw Error("autocast: fp16 is not supported on CPU; use bf16");
-  }
   was_enabled_ = autocast_enabled(cuda_);
   previous_dtype_ = static_cast<int>(autocast_dtype(cuda_));
   set_autocast(cuda_, true, precision == Precision::kBFloat16 ? at::kBFloat16 : at::kHalf);

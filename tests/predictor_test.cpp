@@ -171,6 +171,10 @@ TEST(Predictor, ErrorsNameTheRequestAndThePack) {
                         "adapter \"sentiment\" already exists");
   EXPECT_ERROR_CONTAINS(Predictor(files().model, {files().root + "/missing"}),
                         "missing: not an adapter pack");
+  PredictorOptions fp16;
+  fp16.precision = Precision::kFloat16;
+  EXPECT_ERROR_CONTAINS(Predictor(files().model, files().packs, fp16),
+                        "precision fp16 is not supported on the CPU");
 }
 
 TEST(Predictor, TasksLoadAndUnloadWhileOtherThreadsPredict) {

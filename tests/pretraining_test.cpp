@@ -252,6 +252,9 @@ TEST(Pretraining, HeldOutMaskingDoesNotFollowTheTrainingMasking) {
   EXPECT_GT(std::abs(held_out_loss("eval40") - standard), 1e-4);
   options.eval_masking.mask_probability = 1.0;
   EXPECT_ERROR_CONTAINS(options.validate(), "eval_masking.mask_probability must be in (0, 1)");
+  options.eval_masking.mask_probability = 0.15;
+  options.precision = Precision::kFloat16;  // on the CPU: refused before anything is written
+  EXPECT_ERROR_CONTAINS(options.validate(), "precision fp16 is not supported on the CPU");
   remove_tree(root);
 }
 

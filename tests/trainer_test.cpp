@@ -538,6 +538,8 @@ TEST(Trainer, OptionsOutOfRangeAreRefusedBeforeAnythingIsWritten) {
       {[](TrainerOptions& o) { o.warmup_ratio = 1.5; },
        "warmup_ratio must be a number from 0 to 1"},
       {[](TrainerOptions& o) { o.resume = o.overwrite = true; }, "choose one"},
+      {[](TrainerOptions& o) { o.precision = Precision::kFloat16; },
+       "precision fp16 is not supported on the CPU"},
   };
   for (const auto& [breaks, message] : cases) {
     TrainerOptions o = good;

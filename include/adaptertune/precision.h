@@ -3,6 +3,7 @@
 /// Mixed-precision compute for training and inference.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <c10/core/Device.h>
@@ -29,6 +30,19 @@ enum class Precision { kFloat32, kBFloat16, kFloat16 };
 /// "fp32", "bf16" or "fp16" (also "float32", "bfloat16", "float16"); throws Error otherwise.
 Precision parse_precision(const std::string& name);
 std::string precision_name(Precision precision);
+
+/// Throws Error when `precision` cannot run on `device`: bf16/fp16 anywhere but the CPU and
+/// CUDA, and fp16 on the CPU (LibTorch's CPU autocast has bf16 only). Options are checked with
+/// it before a run writes anything; AutocastGuard checks it too.
+void check_precision(c10::Device device, Precision precision);
+
+/// The precision to predict in: `asked` (the caller's option) when given, checked with
+/// check_precision(); else `recorded`, what the adapter packs were trained with, when there is
+/// one; else fp32. A recorded fp16 on the CPU, which has no fp16 autocast, gives fp32 and a
+/// line in `warning` (when given) that says so.
+Precision inference_precision(const std::optional<Precision>& asked,
+                              const std::optional<Precision>& recorded, c10::Device device,
+                              std::string* warning = nullptr);
 
 /// The dtype that matrix products on `device` run in at this moment: autocast's dtype while an
 /// AutocastGuard (or Python-style autocast) is active for that device type, else `tensor_dtype`.

@@ -180,6 +180,7 @@ Predictor::Predictor(const std::string& model_directory,
     : state_(std::make_unique<State>()) {
   State& s = *state_;
   check_device(options.device);
+  if (options.precision) check_precision(options.device, *options.precision);
   if (options.batch_size < 1) throw Error("Predictor: batch_size must be at least 1");
   if (options.max_length < 0) throw Error("Predictor: max_length must not be negative");
   s.options = options;
@@ -206,7 +207,10 @@ Predictor::Predictor(const std::string& model_directory,
     if (i == 0) recorded = infos[i].precision;
     agree = agree && infos[i].precision == recorded;
   }
-  s.precision = options.precision.value_or(agree && recorded ? *recorded : Precision::kFloat32);
+  std::string warning;
+  s.precision = inference_precision(options.precision, agree ? recorded : std::nullopt,
+                                    options.device, &warning);
+  if (!warning.empty()) s.warnings.push_back(warning);
   s.prepare_weights();
   for (size_t i : pack_load_order(infos)) s.load(adapter_packs[i], std::nullopt);
   for (const auto& item : s.model->named_parameters()) {

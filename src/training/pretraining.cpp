@@ -283,6 +283,7 @@ std::string load_initial_weights(BertForMaskedLM& model, const std::string& init
 
 void PretrainOptions::validate() const {
   const char* owner = "PretrainOptions";
+  check_precision(device, precision);
   detail::check_at_least(owner, "max_length", max_length, 3);  // [CLS], a token, [SEP]
   detail::check_at_least(owner, "batch_size", batch_size, 1);
   detail::check_at_least(owner, "steps", steps, 1);

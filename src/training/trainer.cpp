@@ -233,6 +233,7 @@ void TrainerOptions::validate() const {
   detail::check_finite(owner, "sampling_temperature", sampling_temperature, 0,
                        /*exclusive=*/true);
   if (output_dir.empty()) throw Error("TrainerOptions: an output directory is required");
+  check_precision(device, precision);
   existing_output_mode(resume, overwrite);
 }
 

@@ -63,8 +63,11 @@ SquadModel load_squad_model(const SquadUseRequest& r) {
   check_max_length_flag(r.model, r.max_length);
   out.max_length =
       r.max_length.value_or(info && info->max_length > 0 ? info->max_length : kSquadMaxLength);
-  out.precision = r.precision ? parse_precision(*r.precision)
-                              : (info && info->precision ? *info->precision : Precision::kFloat32);
+  std::string warning;
+  out.precision =
+      inference_precision(r.precision ? std::optional(parse_precision(*r.precision)) : std::nullopt,
+                          info ? info->precision : std::nullopt, parse_device(r.device), &warning);
+  if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());
   LoadReport report;
   out.model = load_bert_for_question_answering(r.model, &report);
   if (info) {
