@@ -195,6 +195,26 @@ TEST_P(PretrainingOnDeviceTest, InterruptedAndResumedRunEndsWithTheSameWeights) 
   }
 }
 
+TEST_P(PretrainingOnDeviceTest, Fp16PretrainsWithItsLossScaled) {
+  if (device().is_cpu()) GTEST_SKIP() << "LibTorch's CPU autocast has no fp16";
+  WordPieceTokenizer tokenizer(kVocab);
+  const BertConfig config = tiny_config_for(tokenizer);
+  PretrainOptions options = few_steps(6);
+  options.device = device();
+  options.precision = Precision::kFloat16;
+  options.eval_lines = {"a lazy dog sleeps in the sun", "the brown fox runs over the hill"};
+  const std::string root = testing::fresh_dir("pretrain_fp16");
+  const PretrainResult result = pretrain_mlm(config, numbered_lines(), tokenizer, root, options);
+  EXPECT_EQ(result.steps, 6);
+  EXPECT_LT(result.skipped_steps, 6) << "an overflow at 2^16 may skip a step, not every one";
+  ASSERT_TRUE(result.eval_loss);
+  EXPECT_TRUE(std::isfinite(*result.eval_loss) && std::isfinite(result.final_loss));
+  for (const auto& [name, value] : load_safetensors(root + "/model.safetensors")) {
+    EXPECT_TRUE(value.isfinite().all().item<bool>()) << name;
+  }
+  remove_tree(root);
+}
+
 // The held-out loss is measured on a masking drawn once, and measuring it changes nothing of the
 // training: the weights equal those of a run without it, and two runs measure the same losses.
 TEST(Pretraining, HeldOutLossIsMeasuredWithoutChangingTheTraining) {

@@ -511,6 +511,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   }
   if (window > 0) result.final_loss = window_loss / static_cast<double>(window);
   result.steps = state.global_step;
+  result.skipped_steps = state.skipped_steps;
   if (result.paused()) return result;
   model->to(c10::Device(c10::kCPU));
   save_pretrained(*model, output_dir, options.save_dtype);

@@ -107,6 +107,11 @@ int run(PretrainCommandOptions& o) {
     StopOnInterrupt ctrl_c;
     result = pretrain_mlm(config, lines, *tokenizer, o.out, o.train);
   }
+  if (result.skipped_steps > 0) {
+    std::fprintf(stderr, "pretrain: %lld of %lld steps skipped: fp16's loss scaling dropped them\n",
+                 static_cast<long long>(result.skipped_steps),
+                 static_cast<long long>(result.steps));
+  }
   if (result.interrupted) return 130;
   if (result.stopped) return 0;  // as asked: its checkpoint was reported on stderr
   if (result.eval_loss) {

@@ -158,6 +158,9 @@ struct PretrainResult {
   bool paused() const { return interrupted || stopped; }
   /// The last held-out masked-LM loss (when eval_lines were given and it was measured).
   std::optional<double> eval_loss;
+  /// Steps whose update fp16's loss scaling dropped because a gradient overflowed
+  /// (TrainingEngineOptions::loss_scaling; always 0 in fp32 and bf16), resumed runs' included.
+  int64_t skipped_steps = 0;
 };
 
 /// Pretrains a BERT of `config` on `lines` and writes a Hugging Face model directory to
