@@ -180,7 +180,6 @@ Predictor::Predictor(const std::string& model_directory,
     : state_(std::make_unique<State>()) {
   State& s = *state_;
   check_device(options.device);
-  if (options.precision) check_precision(options.device, *options.precision);
   if (options.batch_size < 1) throw Error("Predictor: batch_size must be at least 1");
   if (options.max_length < 0) throw Error("Predictor: max_length must not be negative");
   s.options = options;
@@ -188,6 +187,17 @@ Predictor::Predictor(const std::string& model_directory,
   std::vector<AdapterPackInfo> infos;
   for (const auto& pack : adapter_packs) infos.push_back(read_adapter_pack_info(pack));
   check_fused_adapters(infos, adapter_packs);
+  // The precision, from the option or what the packs record: an fp16 the device cannot run is
+  // refused here, before any weights load.
+  std::optional<Precision> recorded;
+  bool agree = true;
+  for (size_t i = 0; i < infos.size(); ++i) {
+    if (i == 0) recorded = infos[i].precision;
+    agree = agree && infos[i].precision == recorded;
+  }
+  std::string precision_warning;
+  s.precision = inference_precision(options.precision, agree ? recorded : std::nullopt,
+                                    options.device, &precision_warning);
   s.tokenizer = load_tokenizer(model_directory);
   const std::string config_path = model_directory + "/config.json";
   BertConfig::from_file(config_path)
@@ -201,16 +211,7 @@ Predictor::Predictor(const std::string& model_directory,
                          "by an untrained head");
   }
   s.model->eval();
-  std::optional<Precision> recorded;
-  bool agree = true;
-  for (size_t i = 0; i < infos.size(); ++i) {
-    if (i == 0) recorded = infos[i].precision;
-    agree = agree && infos[i].precision == recorded;
-  }
-  std::string warning;
-  s.precision = inference_precision(options.precision, agree ? recorded : std::nullopt,
-                                    options.device, &warning);
-  if (!warning.empty()) s.warnings.push_back(warning);
+  if (!precision_warning.empty()) s.warnings.push_back(precision_warning);
   s.prepare_weights();
   for (size_t i : pack_load_order(infos)) s.load(adapter_packs[i], std::nullopt);
   for (const auto& item : s.model->named_parameters()) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 
 #include "adaptertune/bert_config.h"
@@ -91,6 +92,16 @@ CLI::Option* add_precision_option(CLI::App* cmd, std::optional<std::string>& pre
                                   const std::string& help) {
   return cmd->add_option("--precision", precision, help)
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+}
+
+Precision use_precision(const std::optional<std::string>& precision,
+                        const std::optional<Precision>& recorded, c10::Device device) {
+  std::string warning;
+  const Precision chosen =
+      inference_precision(precision ? std::optional(parse_precision(*precision)) : std::nullopt,
+                          recorded, device, &warning);
+  if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+  return chosen;
 }
 
 void add_adapter_options(CLI::App* cmd, AdapterChoice& choice) {

@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "adaptertune/adapter_config.h"
+#include "adaptertune/precision.h"
 #include "adaptertune/tasks/task_description.h"
 #include "adaptertune/training/freeze_policy.h"
 
@@ -44,6 +45,11 @@ CLI::Option* add_device_option(CLI::App* cmd, std::string& device);
 /// `--precision fp32|bf16|fp16`.
 CLI::Option* add_precision_option(CLI::App* cmd, std::optional<std::string>& precision,
                                   const std::string& help);
+
+/// What eval and predict run in: `--precision` when given, else what the pack records, where
+/// `device` can run it (adaptertune::inference_precision(); its warning goes to stderr).
+Precision use_precision(const std::optional<std::string>& precision,
+                        const std::optional<Precision>& recorded, c10::Device device);
 
 /// The adapter a command builds: `--adapter`, `--adapter-config`, `--reduction-factor`,
 /// `--adapter-size`.

@@ -45,7 +45,7 @@ struct SquadModel {
   std::unique_ptr<FrozenLinearWeightsPrepacked> prepacked;
 };
 
-SquadModel load_squad_model(const SquadUseRequest& r) {
+SquadModel load_squad_model(const SquadUseRequest& r, c10::Device device) {
   if (r.adapter_packs.size() > 1) {
     throw Error("--task squad runs one adapter pack (a span model has one span head); got " +
                 std::to_string(r.adapter_packs.size()));
@@ -63,11 +63,7 @@ SquadModel load_squad_model(const SquadUseRequest& r) {
   check_max_length_flag(r.model, r.max_length);
   out.max_length =
       r.max_length.value_or(info && info->max_length > 0 ? info->max_length : kSquadMaxLength);
-  std::string warning;
-  out.precision =
-      inference_precision(r.precision ? std::optional(parse_precision(*r.precision)) : std::nullopt,
-                          info ? info->precision : std::nullopt, parse_device(r.device), &warning);
-  if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+  out.precision = use_precision(r.precision, info ? info->precision : std::nullopt, device);
   LoadReport report;
   out.model = load_bert_for_question_answering(r.model, &report);
   if (info) {
@@ -81,7 +77,7 @@ SquadModel load_squad_model(const SquadUseRequest& r) {
                  r.model.c_str());
   }
   // As a Predictor runs its model: no cast of every weight on every batch, the same outputs.
-  out.prepacked = set_up_for_inference(*out.model, parse_device(r.device), out.precision);
+  out.prepacked = set_up_for_inference(*out.model, device, out.precision);
   return out;
 }
 
@@ -168,7 +164,7 @@ int run_train_squad(SquadTrainRequest r) {
 int run_eval_squad(const SquadUseRequest& r) {
   const SquadDataset data = read_squad(r.file);
   const c10::Device device = parse_device(r.device);
-  SquadModel m = load_squad_model(r);
+  SquadModel m = load_squad_model(r, device);
   auto tokenizer = load_tokenizer(r.model);
   const SquadEvalResult eval =
       evaluate_squad(m.model, data, *tokenizer, qa_options(r.squad, m.max_length), r.batch_size,
@@ -188,7 +184,7 @@ int run_eval_squad(const SquadUseRequest& r) {
 int run_predict_squad(const SquadUseRequest& r) {
   const SquadDataset data = read_squad(r.file);
   const c10::Device device = parse_device(r.device);
-  SquadModel m = load_squad_model(r);
+  SquadModel m = load_squad_model(r, device);
   auto tokenizer = load_tokenizer(r.model);
   const auto predicted = predict_squad(m.model, data, *tokenizer, qa_options(r.squad, m.max_length),
                                        r.batch_size, device, m.precision);

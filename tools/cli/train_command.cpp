@@ -629,11 +629,8 @@ UseSettings settings_for(const UseOptions& o, const TaskDescription& task,
       stack = Stack(std::move(trained));
     }
   }
-  std::string warning;
   const Precision precision =
-      inference_precision(o.precision ? std::optional(parse_precision(*o.precision)) : std::nullopt,
-                          info ? info->precision : std::nullopt, device, &warning);
-  if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+      use_precision(o.precision, info ? info->precision : std::nullopt, device);
   return {max_length, precision, device, pack, std::move(infos), std::move(stack)};
 }
 
