@@ -8,6 +8,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -230,6 +231,7 @@ at::Tensor hashed_dropout(const at::Tensor& input, double p, bool training) {
   check_dropout_probability(p);
   if (!drops(p, training)) return input;
   if (!hashes(input, p, training)) return at::dropout(input, p, training);
+  RECORD_FUNCTION("adaptertune::hashed_dropout", std::vector<c10::IValue>());
   return detail::HashedDropout::apply(input, p, static_cast<int64_t>(detail::draw_seed()));
 }
 
@@ -238,6 +240,7 @@ at::Tensor hashed_dropout_matmul(const at::Tensor& probs, const at::Tensor& valu
   check_dropout_probability(p);
   if (!hashes(probs, p, training))
     return batched_matmul(hashed_dropout(probs, p, training), values, order);
+  RECORD_FUNCTION("adaptertune::hashed_dropout_matmul", std::vector<c10::IValue>());
   return detail::HashedDropoutMatmul::apply(
       probs, values, p, static_cast<int64_t>(detail::draw_seed()), static_cast<int64_t>(order));
 }

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <ATen/record_function.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -754,6 +755,7 @@ at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& weight, const at
         operand_string(bias));
   }
 #ifdef ADAPTERTUNE_WITH_ONEDNN
+  RECORD_FUNCTION("adaptertune::onednn_linear", std::vector<c10::IValue>());
   // The dtype the product runs in; under autocast every operand is cast to it, as autocast casts
   // at::linear's (a weight stored in it already is not copied).
   const LinearOperands in =
@@ -805,6 +807,7 @@ at::Tensor onednn_linear_add(const at::Tensor& x, const at::Tensor& weight, cons
         operand_string(bias) + given);
   }
 #ifdef ADAPTERTUNE_WITH_ONEDNN
+  RECORD_FUNCTION("adaptertune::onednn_linear_add", std::vector<c10::IValue>());
   const LinearOperands in = linear_operands(x, weight, bias, at::kBFloat16);
   // The result's dtype is LibTorch's promotion of the unfused sum's operands: float32 where an
   // addend is.
@@ -851,6 +854,7 @@ at::Tensor onednn_batched_matmul(const at::Tensor& a, const at::Tensor& b,
         operand_string(a) + " and " + operand_string(b));
   }
 #ifdef ADAPTERTUNE_WITH_ONEDNN
+  RECORD_FUNCTION("adaptertune::onednn_batched_matmul", std::vector<c10::IValue>());
   const at::Tensor a_plain = plain_or_copy(a);
   const at::Tensor b_plain = plain_or_copy(b);
   const bool records_graph = at::GradMode::is_enabled() && (a.requires_grad() || b.requires_grad());
@@ -891,6 +895,7 @@ at::Tensor onednn_attention_probabilities(const at::Tensor& q, const at::Tensor&
         operand_string(q) + ", " + operand_string(k_t) + " and mask " + operand_string(mask));
   }
 #ifdef ADAPTERTUNE_WITH_ONEDNN
+  RECORD_FUNCTION("adaptertune::onednn_attention_probabilities", std::vector<c10::IValue>());
   const at::Tensor scores =
       at::empty({q.size(0), q.size(1), q.size(2), k_t.size(3)}, q.options().dtype(at::kFloat));
   at::Tensor probabilities = at::empty(scores.sizes(), q.options());

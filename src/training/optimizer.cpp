@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include <ATen/ATen.h>
+#include <ATen/record_function.h>
 
 #include "adaptertune/error.h"
 #include "fused_adamw.h"
@@ -59,6 +60,7 @@ void AdamW::zero_grad() {
 }
 
 void AdamW::step() {
+  RECORD_FUNCTION("adaptertune::AdamW.step", std::vector<c10::IValue>());
   torch::NoGradGuard no_grad;
   const double lr = options_.lr, beta1 = options_.beta1, beta2 = options_.beta2;
   for (size_t g = 0; g < groups_.size(); ++g) {

@@ -1,0 +1,87 @@
+// The library's own kernels (oneDNN's products, the hashed dropout, the AdamW step) run outside
+// ATen's operators, so without a RecordFunction of their own a profiler's trace has no event for
+// them and their time shows as nothing at all. Each test records the names that LibTorch's
+// profilers would see while the work runs.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/record_function.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "adaptertune/training/optimizer.h"
+#include "dropout.h"
+#include "onednn_products.h"
+
+namespace adaptertune {
+namespace {
+
+thread_local std::vector<std::string>* recorded_names = nullptr;
+
+std::unique_ptr<at::ObserverContext> remember_name(const at::RecordFunction& function) {
+  if (recorded_names != nullptr) recorded_names->emplace_back(function.name());
+  return nullptr;
+}
+
+/// The names of the RecordFunctions that `work` opens on this thread.
+template <typename Work>
+std::vector<std::string> names_recorded_by(Work&& work) {
+  std::vector<std::string> names;
+  recorded_names = &names;
+  const at::CallbackHandle handle =
+      at::addThreadLocalCallback(at::RecordFunctionCallback(remember_name).needsInputs(false));
+  work();
+  at::removeCallback(handle);
+  recorded_names = nullptr;
+  return names;
+}
+
+bool contains(const std::vector<std::string>& names, const std::string& name) {
+  for (const std::string& n : names) {
+    if (n == name) return true;
+  }
+  return false;
+}
+
+TEST(ProfileNames, OneDnnProductsAreRecorded) {
+  const auto x = torch::randn({4, 8}).requires_grad_();
+  const auto weight = torch::randn({6, 8}).requires_grad_();
+  const auto bias = torch::randn({6});
+  if (!onednn_linear_applies(x, weight, bias)) GTEST_SKIP() << "this build has no oneDNN";
+  const auto a = torch::randn({1, 2, 3, 4});
+  const auto b = torch::randn({1, 2, 4, 5});
+  ASSERT_TRUE(onednn_batched_matmul_applies(a, b));
+  const auto names = names_recorded_by([&] {
+    onednn_linear(x, weight, bias).sum().backward();
+    onednn_batched_matmul(a, b, BatchedProductOrder::kHeadsFirst);
+  });
+  EXPECT_TRUE(contains(names, "adaptertune::onednn_linear"));
+  EXPECT_TRUE(contains(names, "adaptertune::onednn_batched_matmul"));
+  // The backward pass is recorded by the autograd engine under the function's node.
+  bool backward_recorded = false;
+  for (const std::string& name : names) {
+    backward_recorded |= name.find("OneDnnLinearFunction") != std::string::npos;
+  }
+  EXPECT_TRUE(backward_recorded);
+}
+
+TEST(ProfileNames, HashedDropoutIsRecordedWhereItHashes) {
+  const auto input = torch::randn({4, 8});
+  auto names = names_recorded_by([&] { hashed_dropout(input, 0.1, /*training=*/true); });
+  EXPECT_TRUE(contains(names, "adaptertune::hashed_dropout"));
+  // In evaluation nothing runs, so nothing is recorded under that name.
+  names = names_recorded_by([&] { hashed_dropout(input, 0.1, /*training=*/false); });
+  EXPECT_FALSE(contains(names, "adaptertune::hashed_dropout"));
+}
+
+TEST(ProfileNames, TheAdamWStepIsRecorded) {
+  auto weight = torch::randn({3, 3}).requires_grad_();
+  AdamW optimizer({OptimizerGroup{{weight}, {"w"}, 0.0}}, AdamWOptions{});
+  weight.sum().backward();
+  const auto names = names_recorded_by([&] { optimizer.step(); });
+  EXPECT_TRUE(contains(names, "adaptertune::AdamW.step"));
+}
+
+}  // namespace
+}  // namespace adaptertune
