@@ -63,6 +63,10 @@
 // first mode), which measures one configuration when a process runs one mode, as compare.py does.
 // --json prints one record per mode with every timed step, the fields reference_step.py prints.
 //
+// --profile writes a Chrome trace of the timed steps (of the last mode, when several run): on
+// CUDA Kineto's, with the GPU's kernels; on the CPU the autograd profiler's, operators only.
+// benchmarks/trace_summary.py sums a trace up per step, or sets ours beside reference_step.py's.
+//
 // Batches: without --padded every sequence fills `seq` and no attention mask is passed (what a
 // length-grouped batch without padding gets, and what Hugging Face does with an all-ones mask);
 // with --padded a quarter of each sequence is padding under an attention mask.
@@ -94,6 +98,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include <torch/csrc/autograd/profiler_kineto.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <adaptertune/adaptertune.h>
@@ -125,8 +130,54 @@ struct Options {
   bool train_first_position_only = false;
   /// Token counts of a dev set for the infer-dev-* modes.
   std::vector<int64_t> lengths;
-  /// Where to write a Chrome trace of the timed steps (LibTorch's autograd profiler).
+  /// Where to write a Chrome trace of the timed steps: on the CPU LibTorch's autograd profiler
+  /// (operators), on CUDA Kineto's (operators and the GPU's kernels, copies and fills).
   std::string profile;
+};
+
+/// Records the timed steps of one mode into a Chrome trace (--profile), which
+/// benchmarks/trace_summary.py sums up. On CUDA it is Kineto's profiler, which records the GPU's
+/// kernels, copies and fills with the operators that launched them: where a step's GPU time goes,
+/// which operator times alone do not show (a launch returns before its kernel runs). On the CPU it
+/// is LibTorch's autograd profiler, operators only, since Debian's LibTorch is built without
+/// Kineto and the operators are where the CPU's time goes.
+class TraceRecorder {
+ public:
+  TraceRecorder(std::string path, torch::Device device) : path_(std::move(path)), device_(device) {}
+  TraceRecorder(const TraceRecorder&) = delete;
+  TraceRecorder& operator=(const TraceRecorder&) = delete;
+  ~TraceRecorder() {
+    if (kineto_) torch::autograd::profiler::disableProfiler();  // a mode that threw: no trace
+  }
+
+  void start() {
+    if (path_.empty()) return;
+    if (!device_.is_cuda()) {
+      legacy_ = std::make_unique<torch::autograd::profiler::RecordProfile>(path_);
+      return;
+    }
+    namespace impl = torch::profiler::impl;
+    const impl::ProfilerConfig config(impl::ProfilerState::KINETO);
+    const std::set<impl::ActivityType> activities = {impl::ActivityType::CPU,
+                                                     impl::ActivityType::CUDA};
+    torch::autograd::profiler::prepareProfiler(config, activities);
+    torch::autograd::profiler::enableProfiler(config, activities);
+    kineto_ = true;
+  }
+
+  /// Writes the trace.
+  void stop() {
+    legacy_.reset();
+    if (!kineto_) return;
+    kineto_ = false;
+    torch::autograd::profiler::disableProfiler()->save(path_);
+  }
+
+ private:
+  std::string path_;
+  torch::Device device_;
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> legacy_;
+  bool kineto_ = false;
 };
 
 struct Result {
@@ -446,11 +497,9 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   Result r;
   r.mode = mode;
   r.examples = dev_set ? static_cast<int64_t>(o.lengths.size()) : o.batch;
-  std::unique_ptr<torch::autograd::profiler::RecordProfile> profiler;
+  TraceRecorder trace(o.profile, device);
   for (int step = 0; step < o.warmup + o.steps; ++step) {
-    if (step == o.warmup && !o.profile.empty()) {
-      profiler = std::make_unique<torch::autograd::profiler::RecordProfile>(o.profile);
-    }
+    if (step == o.warmup) trace.start();
     synchronize(device);
     auto start = std::chrono::steady_clock::now();
     if (mode == "forward" || infer) {
@@ -489,7 +538,7 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     if (step >= o.warmup) r.times_ms.push_back(ms);
   }
-  profiler.reset();  // writes the trace
+  trace.stop();
   auto report = atune::parameter_report(*model);
   r.trainable = report.trainable();
   r.total = report.total();

@@ -307,6 +307,10 @@ def main():
     ap.add_argument("--lengths", help="token counts, one per line, for the infer-dev-* modes")
     ap.add_argument("--impl", default="auto", choices=["auto", "hf", "plain"])
     ap.add_argument("--json", action="store_true", help="one JSON record per mode, as adaptertune_bench")
+    ap.add_argument("--profile", metavar="TRACE.json",
+                    help="a Chrome trace of the timed steps (of the last mode), as adaptertune_bench "
+                         "--profile writes: torch.profiler's, with the GPU's kernels on CUDA; "
+                         "benchmarks/trace_summary.py reads it")
     args = ap.parse_args()
     # Another mode (adaptertune_bench's gemm, infer-parallel, *-drop ...) has no counterpart here;
     # run anyway, it would time a model with no adapters under that name.
@@ -349,7 +353,14 @@ def main():
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         times = []
+        profiler = None
         for step in range(args.warmup + args.steps):
+            if step == args.warmup and args.profile:
+                activities = [torch.profiler.ProfilerActivity.CPU]
+                if device.type == "cuda":
+                    activities.append(torch.profiler.ProfilerActivity.CUDA)
+                profiler = torch.profiler.profile(activities=activities)
+                profiler.start()
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
@@ -369,6 +380,9 @@ def main():
                 torch.cuda.synchronize()
             if step >= args.warmup:
                 times.append((time.perf_counter() - start) * 1000)
+        if profiler is not None:
+            profiler.stop()
+            profiler.export_chrome_trace(args.profile)
         med = statistics.median(times)
         if mode == "full":
             full_ms = med

@@ -4,7 +4,9 @@
 #   scripts/gpu_check.sh            run the test suite (CUDA cases included) and the training-step
 #                                   benchmark next to the PyTorch-Python reference, bert-base shape;
 #                                   $OUT gets logs.tgz (the logs, the GPU's name, the SST-2 dev
-#                                   lengths) and compare.py's three JSON files;
+#                                   lengths, the Kineto traces of our bf16 forward pass and full
+#                                   step and PyTorch eager's, with their summaries) and compare.py's
+#                                   three JSON files;
 #   scripts/gpu_check.sh results    build only the CLI and run scripts/results_table.sh on CUDA;
 #   scripts/gpu_check.sh pretrain SECONDS [pretrain flags]
 #                                   build only the CLI and run one sitting of issue 13's open-ended
@@ -100,6 +102,21 @@ for precision in bf16 fp32; do
   PYTHONUNBUFFERED=1 python3 benchmarks/reference_step.py --device cuda --precision "$precision" \
     --batch 128 --seq 128 --steps 10 --warmup 3 2>&1 | tee -a "$out/bench.log"
 done
+# Where the GPU's time goes (issue 10: our bf16 forward pass and full step against PyTorch eager's):
+# Kineto traces of 5 steps each side, summed up by kernel class and kernel (profile-MODE.log), the
+# traces themselves kept compressed in logs.tgz. The forward pass computes every position, as
+# PyTorch's does (--all-positions).
+for mode in forward full; do
+  flags=()
+  [ "$mode" = forward ] && flags=(--all-positions)
+  "$bench" --device cuda --precision bf16 --batch 128 --seq 128 --steps 5 --warmup 3 --modes "$mode" \
+    "${flags[@]}" --profile "$out/trace-ours-$mode.json" >> "$out/bench.log" 2>&1
+  python3 benchmarks/reference_step.py --device cuda --precision bf16 --batch 128 --seq 128 --steps 5 \
+    --warmup 3 --modes "$mode" --profile "$out/trace-pytorch-$mode.json" >> "$out/bench.log" 2>&1
+  python3 benchmarks/trace_summary.py --steps 5 --top 25 "ours=$out/trace-ours-$mode.json" \
+    "pytorch=$out/trace-pytorch-$mode.json" 2>&1 | tee "$out/profile-$mode.log"
+  gzip -f "$out/trace-ours-$mode.json" "$out/trace-pytorch-$mode.json"
+done
 # Ours against PyTorch eager at bert-base, batch 128, interleaved, with spreads and peak memory:
 # compare_cuda OUT_NAME [compare.py flags].
 compare_cuda() {
@@ -119,5 +136,6 @@ compare_cuda compare-cuda-all-positions.json --precisions bf16 --modes forward \
 # off by default): its gain on CUDA, against the same reference as the first call.
 compare_cuda compare-cuda-last-layer.json --precisions bf16 --modes full,houlsby \
   --ours-flags=--last-layer-first-position
-# At most 8 files come back from a lent machine: the logs and the lengths travel as one archive.
-(cd "$out" && shopt -s nullglob && tar -czf logs.tgz --remove-files -- *.log *.txt)
+# At most 8 files come back from a lent machine: the logs, the lengths and the traces travel as one
+# archive.
+(cd "$out" && shopt -s nullglob && tar -czf logs.tgz --remove-files -- *.log *.txt trace-*.json.gz)
