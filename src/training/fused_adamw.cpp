@@ -3,8 +3,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include <ATen/Parallel.h>
-
+#include "parallel_loops.h"
 #include "vector_clones.h"
 
 namespace adaptertune::detail {
