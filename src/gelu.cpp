@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -16,8 +17,8 @@ namespace adaptertune {
 namespace detail {
 namespace {
 
-// exp(y) for y <= 0, to within 2 float32 ulps: y = n ln 2 + r with |r| <= ln 2 / 2, e^r by its
-// Taylor polynomial of degree 7 (error below 6e-9), 2^n put into the exponent bits. Below -87,
+// exp(y) for y <= 0: y = n ln 2 + r with |r| <= ln 2 / 2, e^r by its Taylor polynomial of
+// degree 7 (truncation error below 6e-9, relative), 2^n put into the exponent bits. Below -87,
 // where e^y < 2e-38, it is 0. Branch-free and without calls, so that loops over it vectorise.
 inline float exp_nonpositive(float y) {
   constexpr float kLog2e = 1.44269504088896341f;
@@ -83,7 +84,9 @@ struct Gelu : public torch::autograd::Function<Gelu> {
     const at::Tensor input = ctx->get_saved_variables()[0];
     const at::Tensor& grad = grads[0];
     if (!grad.defined()) return {at::Tensor()};
-    if (kernel_applies(grad, input)) return {detail::gelu_erf_backward(grad, input)};
+    // A backward pass that records a graph (create_graph) needs LibTorch's differentiable one.
+    if (!at::GradMode::is_enabled() && kernel_applies(grad, input))
+      return {detail::gelu_erf_backward(grad, input)};
     return {at::gelu_backward(grad, input)};
   }
 };

@@ -83,6 +83,17 @@ TEST(GeluBackward, GeluErfForwardIsAtGeluAndItsGradientTheKernels) {
   gelu_erf(transposed).backward(transposed_grad);
   EXPECT_TRUE(
       torch::equal(base.grad(), at::gelu_backward(transposed_grad, transposed.detach()).t()));
+  // A second derivative (create_graph): LibTorch's differentiable backward, so it is not lost.
+  // (A contiguous gradient, which the kernel would take: sum()'s is expanded.)
+  const auto twice = torch::randn({16}).requires_grad_();
+  const auto weights = torch::randn({16});
+  const auto first = torch::autograd::grad({gelu_erf(twice)}, {twice}, {weights}, true, true)[0];
+  const auto second = torch::autograd::grad({first.sum()}, {twice})[0];
+  const auto reference = twice.detach().clone().requires_grad_();
+  const auto reference_first =
+      torch::autograd::grad({at::gelu(reference)}, {reference}, {weights}, true, true)[0];
+  EXPECT_TRUE(
+      torch::allclose(second, torch::autograd::grad({reference_first.sum()}, {reference})[0]));
   // Without gradients: at::gelu, no graph.
   torch::NoGradGuard no_grad;
   const auto plain = torch::randn({8}).requires_grad_();
