@@ -147,7 +147,12 @@ class TraceRecorder {
   TraceRecorder(const TraceRecorder&) = delete;
   TraceRecorder& operator=(const TraceRecorder&) = delete;
   ~TraceRecorder() {
-    if (kineto_) torch::autograd::profiler::disableProfiler();  // a mode that threw: no trace
+    if (!kineto_) return;
+    try {
+      torch::autograd::profiler::disableProfiler();  // a mode that threw: no trace
+    } catch (const std::exception&) {
+      // The mode's own error, already on its way out, is the one to report.
+    }
   }
 
   void start() {

