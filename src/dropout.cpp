@@ -1,7 +1,6 @@
 #include "dropout.h"
 
 #include <algorithm>
-#include <cstring>
 #include <mutex>
 #include <type_traits>
 
@@ -12,6 +11,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "adaptertune/error.h"
+#include "bfloat16_bits.h"
 #include "parallel_loops.h"
 #include "vector_clones.h"
 
@@ -51,20 +51,13 @@ void mask_float(const float* in, float* out, int64_t count, const uint32_t* bits
   for (int64_t i = 0; i < count; ++i) out[i] = bits[i] <= keep_max ? in[i] * scale : 0.0f;
 }
 
-// bfloat16 as its bits: widened to float, scaled, and rounded back to the nearest even as
-// c10::BFloat16 rounds (a NaN becomes the quiet NaN 0x7FC0), so the result has the same bits as
-// the generic loop's static_cast<c10::BFloat16>(float(x) * scale).
+// bfloat16 as its bits (bfloat16_bits.h), so the result has the same bits as the generic loop's
+// static_cast<c10::BFloat16>(float(x) * scale).
 ADAPTERTUNE_VECTOR_CLONES
 void mask_bfloat16(const uint16_t* in, uint16_t* out, int64_t count, const uint32_t* bits,
                    uint32_t keep_max, float scale) {
   for (int64_t i = 0; i < count; ++i) {
-    uint32_t word = static_cast<uint32_t>(in[i]) << 16;
-    float value;
-    std::memcpy(&value, &word, sizeof value);
-    value *= scale;
-    std::memcpy(&word, &value, sizeof word);
-    const auto rounded = static_cast<uint16_t>((word + 0x7FFFu + ((word >> 16) & 1u)) >> 16);
-    const uint16_t result = value != value ? static_cast<uint16_t>(0x7FC0) : rounded;
+    const uint16_t result = round_to_bfloat16(widen_bfloat16(in[i]) * scale);
     out[i] = bits[i] <= keep_max ? result : static_cast<uint16_t>(0);
   }
 }
