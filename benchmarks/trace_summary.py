@@ -17,12 +17,18 @@ Classes group names by pattern (CLASSES below: products, attention, LayerNorm, c
 ...): they answer "which kind of work differs", and the lists of names below them say which
 kernel. --steps divides every figure by the number of timed steps the trace holds (the bench and
 the reference trace their --steps timed steps). --json writes the figures for a script.
+
+Every figure is a sum over the trace divided by the steps, so one stalled call (the machine busy
+elsewhere, a page-fault storm) inside a short trace can make a cheap operator look costly: calls
+of at least 1 ms, ten times their name's median call and a fifth of its time are listed after the
+largest names ("outliers" in the JSON). Read those before acting on a figure.
 """
 import argparse
 import gzip
 import json
 import os
 import re
+import statistics
 import sys
 
 # (class, pattern) in order: the first pattern found in a lower-cased name decides. Kernel names
@@ -161,16 +167,36 @@ def summarise(path, steps):
     for name, us, label in items:
         cls = label if label in ("memcpy", "memset") else classify(name)
         classes[cls] = classes.get(cls, 0.0) + us
-        entry = names.setdefault(name, {"us": 0.0, "calls": 0, "class": cls})
+        entry = names.setdefault(name, {"us": 0.0, "calls": 0, "class": cls, "durations": []})
         entry["us"] += us
         entry["calls"] += 1
+        entry["durations"].append(us)
     summary["total_ms"] = sum(classes.values()) / 1000 / steps
     summary["classes_ms"] = {c: us / 1000 / steps for c, us in
                              sorted(classes.items(), key=lambda kv: -kv[1])}
     summary["top"] = [{"name": n, "class": v["class"], "ms": v["us"] / 1000 / steps,
                        "calls": v["calls"] / steps}
                       for n, v in sorted(names.items(), key=lambda kv: -kv[1]["us"])]
+    summary["outliers"] = outlier_calls(names)
     return summary
+
+
+def outlier_calls(names):
+    """Calls far above the median call of their name: at least 1 ms, ten times that median and a
+    fifth of the name's whole time, for names called at least three times. One stall of a shared
+    machine (a page-fault storm, another process) inside a short trace makes a per-step mean of
+    a cheap operator look like a real cost; these are the calls to read before acting on it."""
+    found = []
+    for name, v in names.items():
+        durations = v["durations"]
+        if len(durations) < 3:
+            continue
+        median = statistics.median(durations)
+        for us in durations:
+            if us >= 1000 and us > 10 * median and us >= 0.2 * v["us"]:
+                found.append({"name": name, "call_ms": us / 1000, "median_call_ms": median / 1000,
+                              "share_of_name": us / v["us"]})
+    return sorted(found, key=lambda o: -o["call_ms"])
 
 
 def print_report(summaries, labels, top):
@@ -206,6 +232,12 @@ def print_report(summaries, labels, top):
         print(f"\n{label}: the {top} largest, ms per step, calls per step, class")
         for entry in s["top"][:top]:
             print(f"  {entry['ms']:9.3f} {entry['calls']:7.1f}  {entry['class']:17s} {short_name(entry['name'])}")
+        if s["outliers"]:
+            print(f"\n{label}: calls far above their operator's median call (a stall, most likely, not a "
+                  "steady cost: the figures above include them)")
+            for o in s["outliers"]:
+                print(f"  {o['call_ms']:9.3f} ms, median call {o['median_call_ms']:.3f} ms, "
+                      f"{o['share_of_name'] * 100:.0f}% of its operator's time  {short_name(o['name'])}")
 
 
 def main(argv=None):

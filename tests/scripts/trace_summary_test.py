@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """benchmarks/trace_summary.py: a Kineto-shaped GPU trace (busy time with overlapping streams
 counted once, span, idle, kernels by class), an autograd-profiler CPU trace (self times of nested
-operators), both side by side with --json, the refusals; then real traces of adaptertune_bench
+operators), both side by side with --json, a stalled call named as one, the refusals; then real traces of adaptertune_bench
 --profile and reference_step.py --profile at a tiny shape, where this library's own kernels must
 show up under their RecordFunction names.
 
@@ -54,6 +54,15 @@ def cpu_trace():
     ]
 
 
+def stalled_trace():
+    """Four calls of one cheap operator, one of them stalled, and an operator called twice."""
+    def x(name, ts, dur):
+        return {"name": name, "ph": "X", "ts": ts, "dur": dur, "tid": 1, "pid": "CPU Functions",
+                "args": {}}
+    return [x("aten::fill_", 0, 500), x("aten::fill_", 1000, 600), x("aten::fill_", 2000, 30000),
+            x("aten::fill_", 40000, 550), x("aten::gelu", 50000, 5000), x("aten::gelu", 60000, 50)]
+
+
 def main():
     project, bench, work = sys.argv[1:4]
     os.makedirs(work, exist_ok=True)
@@ -92,6 +101,19 @@ def main():
     close(cpu["host_ops_ms"], 0.06, "top-level operators")
     close(cpu["total_ms"], 0.06, "self times add up to the top-level time")
     assert cpu["classes_ms"]["optimizer"] > 0 and cpu["classes_ms"]["gelu"] > 0, cpu["classes_ms"]
+
+    assert cpu["outliers"] == [] and gpu["outliers"] == [], (cpu["outliers"], gpu["outliers"])
+
+    # A stalled call is named: the sum over four steps alone would read 7.9 ms of fill_ a step.
+    stalled_path = os.path.join(work, "stalled.json")
+    json.dump(stalled_trace(), open(stalled_path, "w"))
+    proc = run(script, "--steps", "4", "--json", out, stalled_path)
+    assert proc.returncode == 0 and "calls far above their operator's median" in proc.stdout, proc.stdout
+    outliers = json.load(open(out))["stalled"]["outliers"]
+    # gelu's 5 ms call is 100x the other but gelu has two calls: no median to judge by.
+    assert [o["name"] for o in outliers] == ["aten::fill_"], outliers
+    close(outliers[0]["call_ms"], 30.0, "the stalled call")
+    close(outliers[0]["median_call_ms"], 0.575, "the median call")
 
     # Refusals: one line naming the file, exit status not 0.
     bad = os.path.join(work, "bad.json")
