@@ -1,7 +1,7 @@
-// The library's own kernels (oneDNN's products, the hashed dropout, the AdamW step) run outside
-// ATen's operators, so without a RecordFunction of their own a profiler's trace has no event for
-// them and their time shows as nothing at all. Each test records the names that LibTorch's
-// profilers would see while the work runs.
+// The library's own kernels (oneDNN's products, the hashed dropout, GELU's, the AdamW step) run
+// outside ATen's operators, so without a RecordFunction of their own a profiler's trace has no
+// event for them and their time shows as nothing at all. Each test records the names that
+// LibTorch's profilers would see while the work runs.
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +12,7 @@
 
 #include "adaptertune/training/optimizer.h"
 #include "dropout.h"
+#include "gelu.h"
 #include "onednn_products.h"
 
 namespace adaptertune {
@@ -81,6 +82,20 @@ TEST(ProfileNames, TheAdamWStepIsRecorded) {
   weight.sum().backward();
   const auto names = names_recorded_by([&] { optimizer.step(); });
   EXPECT_TRUE(contains(names, "adaptertune::AdamW.step"));
+}
+
+TEST(ProfileNames, GeluKernelsAreRecorded) {
+  const auto low = torch::randn({4, 8}).to(torch::kBFloat16);
+  const auto trained = low.clone().requires_grad_();
+  const auto names = names_recorded_by([&] {
+    gelu_erf(low);
+    gelu_erf(trained).sum().backward();
+    // A contiguous gradient, which the float32 kernel takes (sum()'s is expanded).
+    gelu_erf(torch::randn({4, 8}).requires_grad_()).backward(torch::ones({4, 8}));
+  });
+  EXPECT_TRUE(contains(names, "adaptertune::gelu_bfloat16"));
+  EXPECT_TRUE(contains(names, "adaptertune::gelu_and_derivative_bfloat16"));
+  EXPECT_TRUE(contains(names, "adaptertune::gelu_erf_backward"));
 }
 
 }  // namespace
