@@ -1,7 +1,6 @@
 #include "gelu.h"
 
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -9,6 +8,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "adaptertune/error.h"
+#include "bfloat16_activation.h"
 #include "bfloat16_bits.h"
 #include "parallel_loops.h"
 #include "shape_check.h"
@@ -17,29 +17,6 @@
 namespace adaptertune {
 namespace detail {
 namespace {
-
-// exp(y) for y <= 0: y = n ln 2 + r with |r| <= ln 2 / 2, e^r by its Taylor polynomial of
-// degree 7 (truncation error below 6e-9, relative), 2^n put into the exponent bits. Below -87,
-// where e^y < 2e-38, it is 0. Branch-free and without calls, so that loops over it vectorise.
-inline float exp_nonpositive(float y) {
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2High = 0.693145751953125f;  // ln 2 in two parts: n * kLn2High is exact
-  constexpr float kLn2Low = 1.42860682030941723e-6f;
-  constexpr float kRoundToInteger = 12582912.0f;  // 1.5 * 2^23: x + it - it rounds x to an integer
-  const float clamped = y > -87.0f ? y : -87.0f;  // a NaN too: no out-of-range int conversion
-  const float n = (clamped * kLog2e + kRoundToInteger) - kRoundToInteger;
-  const float r = (clamped - n * kLn2High) - n * kLn2Low;
-  const float polynomial =
-      1.0f +
-      r * (1.0f +
-           r * (1.0f / 2 +
-                r * (1.0f / 6 +
-                     r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
-  const int32_t exponent_bits = (static_cast<int32_t>(n) + 127) << 23;  // n >= -126: normal
-  float two_to_n;
-  std::memcpy(&two_to_n, &exponent_bits, sizeof two_to_n);
-  return y > -87.0f ? polynomial * two_to_n : 0.0f;
-}
 
 // The standard normal's distribution and density at x: Phi(x) = (1 + erf(x / sqrt 2)) / 2 and
 // phi(x). The tail 1 - erf(|z|) is Abramowitz and Stegun's 7.1.26, t (a1 + t (a2 + ...)) exp(-z^2)
@@ -100,24 +77,6 @@ void gelu_and_derivative_bfloat16_bits(const uint16_t* input, uint16_t* out, uin
   }
 }
 
-bool bfloat16_kernel_applies(const at::Tensor& input) {
-  return input.defined() && input.device().is_cpu() && input.layout() == at::kStrided &&
-         input.scalar_type() == at::kBFloat16 && input.is_contiguous();
-}
-
-void check_bfloat16_input(const char* function, const at::Tensor& input) {
-  if (!bfloat16_kernel_applies(input)) {
-    throw Error(std::string(function) + ": expected a contiguous bfloat16 CPU tensor; got " +
-                (input.defined() ? input.toString() + " " + shape_string(input) +
-                                       (input.is_contiguous() ? "" : " (not contiguous)")
-                                 : "undefined"));
-  }
-}
-
-uint16_t* bits_of(const at::Tensor& t) {
-  return reinterpret_cast<uint16_t*>(t.data_ptr());
-}
-
 bool kernel_applies(const at::Tensor& grad, const at::Tensor& input) {
   return grad.defined() && input.defined() && input.device().is_cpu() && grad.device().is_cpu() &&
          input.scalar_type() == at::kFloat && grad.scalar_type() == at::kFloat &&
@@ -144,31 +103,14 @@ struct Gelu : public torch::autograd::Function<Gelu> {
   }
 };
 
-// Bfloat16: forward and the derivative in one pass (gelu_and_derivative_bfloat16()), the
-// derivative kept instead of the input, so that backward is one multiplication, `grad * GELU'(x)`
-// with one rounding (at::mul), instead of LibTorch's gelu_backward: over the main job's
-// [2048, 1024] on 2 threads 0.19-0.23 ms against 0.76-0.84, for a forward pass of 0.64-0.73
-// against at::gelu's 0.49-0.53. The derivative is held in bfloat16, so a gradient may differ from
-// gelu_backward's in its last bit or two.
-struct GeluBFloat16 : public torch::autograd::Function<GeluBFloat16> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input) {
-    auto [out, derivative] = gelu_and_derivative_bfloat16(input);
-    ctx->save_for_backward({derivative});
-    return out;
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    const at::Tensor derivative = ctx->get_saved_variables()[0];
-    const at::Tensor& grad = grads[0];
-    if (!grad.defined()) return {at::Tensor()};
-    // The input is not kept, so the derivative cannot be differentiated again.
-    if (at::GradMode::is_enabled()) {
-      throw Error(
-          "gelu: second derivatives through a bfloat16 GELU on the CPU are not supported "
-          "(backward with create_graph); compute in float32 for them");
-    }
-    return {at::mul(grad, derivative)};
+// Bfloat16 with autograd: the derivative kept instead of the input (KeptDerivative in
+// bfloat16_activation.h), so that backward is one multiplication, `grad * GELU'(x)` with one
+// rounding, instead of LibTorch's gelu_backward: over the main job's [2048, 1024] on 2 threads
+// 0.19-0.23 ms against 0.76-0.84, for a forward pass of 0.64-0.73 against at::gelu's 0.49-0.53.
+struct GeluKernels {
+  static constexpr const char* kName = "gelu";
+  static std::pair<at::Tensor, at::Tensor> value_and_derivative(const at::Tensor& input) {
+    return gelu_and_derivative_bfloat16(input);
   }
 };
 
@@ -196,28 +138,13 @@ at::Tensor gelu_erf_backward(const at::Tensor& grad, const at::Tensor& input) {
 at::Tensor gelu_bfloat16(const at::Tensor& input) {
   check_bfloat16_input("gelu_bfloat16", input);
   RECORD_FUNCTION("adaptertune::gelu_bfloat16", std::vector<c10::IValue>());
-  at::Tensor out = at::empty_like(input);
-  const uint16_t* input_bits = bits_of(input);
-  uint16_t* out_bits = bits_of(out);
-  at::parallel_for(0, input.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
-    gelu_bfloat16_bits(input_bits + begin, out_bits + begin, end - begin);
-  });
-  return out;
+  return map_bfloat16(input, gelu_bfloat16_bits);
 }
 
 std::pair<at::Tensor, at::Tensor> gelu_and_derivative_bfloat16(const at::Tensor& input) {
   check_bfloat16_input("gelu_and_derivative_bfloat16", input);
   RECORD_FUNCTION("adaptertune::gelu_and_derivative_bfloat16", std::vector<c10::IValue>());
-  at::Tensor out = at::empty_like(input);
-  at::Tensor derivative = at::empty_like(input);
-  const uint16_t* input_bits = bits_of(input);
-  uint16_t* out_bits = bits_of(out);
-  uint16_t* derivative_bits = bits_of(derivative);
-  at::parallel_for(0, input.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
-    gelu_and_derivative_bfloat16_bits(input_bits + begin, out_bits + begin, derivative_bits + begin,
-                                      end - begin);
-  });
-  return {out, derivative};
+  return map_bfloat16_with_derivative(input, gelu_and_derivative_bfloat16_bits);
 }
 
 }  // namespace detail
@@ -227,7 +154,8 @@ at::Tensor gelu_erf(const at::Tensor& input) {
   // Bfloat16 always through the library's kernel, with gradients or without, so that a pass
   // without them (gradient checkpointing's first run) gives the bits of one with them.
   if (detail::bfloat16_kernel_applies(input)) {
-    return recorded ? detail::GeluBFloat16::apply(input) : detail::gelu_bfloat16(input);
+    return recorded ? detail::KeptDerivative<detail::GeluKernels>::apply(input)
+                    : detail::gelu_bfloat16(input);
   }
   if (!recorded || !input.device().is_cpu() || input.scalar_type() != at::kFloat)
     return at::gelu(input);

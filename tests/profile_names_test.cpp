@@ -1,6 +1,6 @@
-// The library's own kernels (oneDNN's products, the hashed dropout, GELU's, the AdamW step) run
-// outside ATen's operators, so without a RecordFunction of their own a profiler's trace has no
-// event for them and their time shows as nothing at all. Each test records the names that
+// The library's own kernels (oneDNN's products, the hashed dropout, GELU's and SiLU's, the AdamW
+// step) run outside ATen's operators, so without a RecordFunction of their own a profiler's trace
+// has no event for them and their time shows as nothing at all. Each test records the names that
 // LibTorch's profilers would see while the work runs.
 #include <memory>
 #include <string>
@@ -14,6 +14,7 @@
 #include "dropout.h"
 #include "gelu.h"
 #include "onednn_products.h"
+#include "silu.h"
 
 namespace adaptertune {
 namespace {
@@ -96,6 +97,17 @@ TEST(ProfileNames, GeluKernelsAreRecorded) {
   EXPECT_TRUE(contains(names, "adaptertune::gelu_bfloat16"));
   EXPECT_TRUE(contains(names, "adaptertune::gelu_and_derivative_bfloat16"));
   EXPECT_TRUE(contains(names, "adaptertune::gelu_erf_backward"));
+}
+
+TEST(ProfileNames, SwishKernelsAreRecorded) {
+  const auto low = torch::randn({4, 8}).to(torch::kBFloat16);
+  const auto trained = low.clone().requires_grad_();
+  const auto names = names_recorded_by([&] {
+    swish(low);
+    swish(trained).sum().backward();
+  });
+  EXPECT_TRUE(contains(names, "adaptertune::silu_bfloat16"));
+  EXPECT_TRUE(contains(names, "adaptertune::silu_and_derivative_bfloat16"));
 }
 
 }  // namespace

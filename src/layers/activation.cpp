@@ -3,6 +3,7 @@
 #include <torch/nn/functional/activation.h>
 
 #include "gelu.h"
+#include "silu.h"
 
 namespace adaptertune {
 
@@ -15,7 +16,7 @@ torch::Tensor apply_activation(Activation activation, const torch::Tensor& input
     case Activation::kRelu:
       return at::relu(input);
     case Activation::kSilu:
-      return at::silu(input);
+      return swish(input);  // at::silu, with a bfloat16 kernel on the CPU
     case Activation::kTanh:
       return at::tanh(input);
     case Activation::kIdentity:
