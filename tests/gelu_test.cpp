@@ -5,9 +5,6 @@
 #include "gelu.h"
 
 #include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <iostream>
 #include <limits>
 #include <vector>
 
@@ -15,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "adaptertune/error.h"
+#include "bfloat16_values.h"
 
 namespace adaptertune {
 namespace {
@@ -123,28 +121,11 @@ double exact_gelu(double x) {
   return 0.5 * x * std::erfc(-x / std::sqrt(2.0));
 }
 
-// The distance from `value` to the nearest bfloat16 other than its own rounding, as a bound: half
-// the spacing of bfloat16 values at `value`'s magnitude.
-double half_bfloat16_spacing(double value) {
-  // bfloat16's subnormals are 2^-133 apart, as float32's lowest exponent allows.
-  if (std::abs(value) < std::ldexp(1.0, -126)) return std::ldexp(1.0, -134);
-  return std::ldexp(1.0, std::ilogb(value) - 8);
-}
-
-// Every finite bfloat16 value in [-10, 10], in one tensor.
-torch::Tensor every_bfloat16_in_ten() {
-  std::vector<int16_t> bits;
-  for (uint32_t b = 0; b < 0x10000; ++b) {
-    const uint32_t word = b << 16;
-    float value;
-    std::memcpy(&value, &word, sizeof value);
-    if (std::isfinite(value) && std::abs(value) <= 10) bits.push_back(static_cast<int16_t>(b));
-  }
-  return torch::tensor(bits, torch::kShort).view(torch::kBFloat16);
-}
+using testing::every_bfloat16_within;
+using testing::half_bfloat16_spacing;
 
 TEST(GeluBFloat16, EveryValueIsAtGelusOrNearerTheExactOne) {
-  const auto x = every_bfloat16_in_ten();
+  const auto x = every_bfloat16_within(10);
   const auto ours = detail::gelu_bfloat16(x).to(torch::kFloat);
   const auto theirs = at::gelu(x).to(torch::kFloat);
   const auto xs = x.to(torch::kFloat);
@@ -185,7 +166,7 @@ TEST(GeluBFloat16, EveryValueIsAtGelusOrNearerTheExactOne) {
 }
 
 TEST(GeluBFloat16, TheDerivativeKeptIsTheNearestBFloat16) {
-  const auto x = every_bfloat16_in_ten();
+  const auto x = every_bfloat16_within(10);
   auto [value, derivative] = detail::gelu_and_derivative_bfloat16(x);
   // One pass gives the forward kernel's values too.
   EXPECT_TRUE(torch::equal(value, detail::gelu_bfloat16(x)));

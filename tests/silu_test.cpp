@@ -5,8 +5,6 @@
 #include "silu.h"
 
 #include <cmath>
-#include <cstdint>
-#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -15,6 +13,7 @@
 #include <torch/torch.h>
 
 #include "adaptertune/error.h"
+#include "bfloat16_values.h"
 
 namespace adaptertune {
 namespace {
@@ -23,22 +22,8 @@ double sigmoid(double x) {
   return 1.0 / (1.0 + std::exp(-x));
 }
 
-// Half the spacing of bfloat16 values at `value`'s magnitude (subnormals are 2^-133 apart).
-double half_bfloat16_spacing(double value) {
-  if (std::abs(value) < std::ldexp(1.0, -126)) return std::ldexp(1.0, -134);
-  return std::ldexp(1.0, std::ilogb(value) - 8);
-}
-
-torch::Tensor every_bfloat16_within(float limit) {
-  std::vector<int16_t> bits;
-  for (uint32_t b = 0; b < 0x10000; ++b) {
-    const uint32_t word = b << 16;
-    float value;
-    std::memcpy(&value, &word, sizeof value);
-    if (std::isfinite(value) && std::abs(value) <= limit) bits.push_back(static_cast<int16_t>(b));
-  }
-  return torch::tensor(bits, torch::kShort).view(torch::kBFloat16);
-}
+using testing::every_bfloat16_within;
+using testing::half_bfloat16_spacing;
 
 TEST(SiluBFloat16, ValuesAndDerivativesAreTheNearestBFloat16s) {
   const auto x = every_bfloat16_within(20);
