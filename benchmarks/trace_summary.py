@@ -44,7 +44,7 @@ CLASSES = [
     ("casts and copies", r"copy|::to$|cast|contiguous|clone|(^|::)cat\b|catarray"),
     ("embeddings", r"embedding|index_select|indexselect|indexing|gather|scatter"),
     ("reductions", r"reduce|(^|::)sum\b|(^|::)mean\b"),
-    ("element-wise", r"elementwise|vectorized|unrolled|functor|(^|::)(add|mul|div|sub|rsub|tanh|"
+    ("element-wise", r"elementwise|vectorized|unrolled|functor|silu|swish|(^|::)(add|mul|div|sub|rsub|tanh|"
                      r"silu|relu|where|masked_fill|fill|zero|sqrt|exp|neg|pow)_?(_backward)?$"),
     # What the framework costs around the kernels: no arithmetic.
     ("views and allocation", r"view|reshape|transpose|permute|as_strided|expand|empty|narrow|slice|"

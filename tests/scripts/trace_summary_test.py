@@ -115,6 +115,17 @@ def main():
     close(outliers[0]["call_ms"], 30.0, "the stalled call")
     close(outliers[0]["median_call_ms"], 0.575, "the median call")
 
+    # This library's activation kernels and their backward nodes join their kind.
+    sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+    sys.path.insert(0, os.path.join(project, "benchmarks"))
+    import trace_summary
+    for name, cls in (("adaptertune::gelu_and_derivative_bfloat16", "gelu"),
+                      ("adaptertune::silu_and_derivative_bfloat16", "element-wise"),
+                      ("torch::autograd::CppNode<adaptertune::detail::KeptDerivative<"
+                       "adaptertune::detail::(anonymous namespace)::SiluKernels> >", "element-wise"),
+                      ("aten::silu_backward", "element-wise")):
+        assert trace_summary.classify(name) == cls, (name, trace_summary.classify(name), cls)
+
     # Refusals: one line naming the file, exit status not 0.
     bad = os.path.join(work, "bad.json")
     open(bad, "w").write("{not json")
