@@ -22,10 +22,9 @@ namespace adaptertune {
 /// once; where autograd records it, the kernel computes the derivative in the same pass and keeps
 /// it (in bfloat16, in place of the input), so that backward is one multiplication. The values are
 /// at::gelu's except below -4, where at::gelu loses its digits to cancellation and these keep them,
-/// and for results below float32's normal range, which at::gelu flushes to 0;
-/// a gradient may differ from gelu_backward's in its last bit or two (the derivative's rounding).
-/// Both ways over [2048, 1024] on 2 threads: 0.84-0.96 ms against LibTorch's 1.29-1.35
-/// (docs/benchmarks.md).
+/// and for results below float32's normal range, which at::gelu flushes to 0; a gradient may
+/// differ from gelu_backward's in its last bit or two (the derivative's rounding). Both ways over
+/// [2048, 1024] on 2 threads: 0.84-0.96 ms against LibTorch's 1.29-1.35 (docs/benchmarks.md).
 /// Second derivatives (backward with create_graph) through it throw Error.
 ///
 /// Elsewhere (other devices and dtypes, or a strided bfloat16 tensor) at::gelu and its backward.
