@@ -95,7 +95,8 @@ std::pair<at::Tensor, at::Tensor> map_bfloat16_with_derivative(const at::Tensor&
 /// is one multiplication, `grad * derivative`, rounded once (at::mul). `Kernels` has
 /// `static std::pair<at::Tensor, at::Tensor> value_and_derivative(const at::Tensor&)` and a
 /// `kName` for errors. The input is not kept, so second derivatives (backward with
-/// create_graph) cannot be had: they throw Error rather than come out wrong.
+/// create_graph) cannot be had: they throw Error rather than come out wrong. Reached through
+/// bfloat16_activation() below.
 template <typename Kernels>
 struct KeptDerivative : public torch::autograd::Function<KeptDerivative<Kernels>> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input) {
@@ -117,5 +118,18 @@ struct KeptDerivative : public torch::autograd::Function<KeptDerivative<Kernels>
     return {at::mul(grad, derivative)};
   }
 };
+
+/// The activation `Kernels` computes, for an input the bfloat16 kernels take
+/// (bfloat16_kernel_applies()): through KeptDerivative where autograd records it, else the
+/// kernel's value alone (`static at::Tensor value(const at::Tensor&)`). Both ways run the same
+/// kernel, so that a pass without gradients (gradient checkpointing's first run) gives the bits
+/// of one with them.
+template <typename Kernels>
+at::Tensor bfloat16_activation(const at::Tensor& input) {
+  if (at::GradMode::is_enabled() && input.requires_grad()) {
+    return KeptDerivative<Kernels>::apply(input);
+  }
+  return Kernels::value(input);
+}
 
 }  // namespace adaptertune::detail

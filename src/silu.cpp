@@ -48,6 +48,7 @@ void silu_and_derivative_bfloat16_bits(const uint16_t* input, uint16_t* out, uin
 
 struct SiluKernels {
   static constexpr const char* kName = "silu";
+  static at::Tensor value(const at::Tensor& input) { return silu_bfloat16(input); }
   static std::pair<at::Tensor, at::Tensor> value_and_derivative(const at::Tensor& input) {
     return silu_and_derivative_bfloat16(input);
   }
@@ -70,13 +71,8 @@ std::pair<at::Tensor, at::Tensor> silu_and_derivative_bfloat16(const at::Tensor&
 }  // namespace detail
 
 at::Tensor swish(const at::Tensor& input) {
-  // Bfloat16 always through the library's kernel, with gradients or without, so that a pass
-  // without them (gradient checkpointing's first run) gives the bits of one with them.
   if (!detail::bfloat16_kernel_applies(input)) return at::silu(input);
-  if (at::GradMode::is_enabled() && input.requires_grad()) {
-    return detail::KeptDerivative<detail::SiluKernels>::apply(input);
-  }
-  return detail::silu_bfloat16(input);
+  return detail::bfloat16_activation<detail::SiluKernels>(input);
 }
 
 }  // namespace adaptertune
