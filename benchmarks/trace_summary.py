@@ -44,8 +44,8 @@ CLASSES = [
     ("casts and copies", r"copy|::to$|cast|contiguous|clone|(^|::)cat\b|catarray"),
     ("embeddings", r"embedding|index_select|indexselect|indexing|gather|scatter"),
     ("reductions", r"reduce|(^|::)sum\b|(^|::)mean\b"),
-    ("element-wise", r"elementwise|vectorized|unrolled|functor|silu|swish|(^|::)(add|mul|div|sub|rsub|tanh|"
-                     r"silu|relu|where|masked_fill|fill|zero|sqrt|exp|neg|pow)_?(_backward)?$"),
+    ("element-wise", r"elementwise|vectorized|unrolled|functor|silu|swish|(^|::)(add|mul|div|sub|"
+                     r"rsub|tanh|relu|where|masked_fill|fill|zero|sqrt|exp|neg|pow)_?(_backward)?$"),
     # What the framework costs around the kernels: no arithmetic.
     ("views and allocation", r"view|reshape|transpose|permute|as_strided|expand|empty|narrow|slice|"
                              r"select|split|chunk|squeeze|(^|::)t$|detach|alias|resolve_|arange"),

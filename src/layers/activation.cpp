@@ -10,7 +10,7 @@ namespace adaptertune {
 torch::Tensor apply_activation(Activation activation, const torch::Tensor& input) {
   switch (activation) {
     case Activation::kGelu:
-      return gelu_erf(input);  // at::gelu, with a faster float32 backward pass on the CPU
+      return gelu_erf(input);  // at::gelu, with faster CPU kernels (float32 backward, bfloat16)
     case Activation::kGeluTanh:
       return at::gelu(input, "tanh");
     case Activation::kRelu:
