@@ -32,7 +32,8 @@
 //
 // Inference modes run as a Predictor does (set_up_for_inference()): every weight frozen, with
 // bf16/fp16 the Linear weights stored in that dtype, the attention projections packed, the bf16
-// weights' products reading copies laid out for oneDNN's kernels (FrozenLinearWeightsPrepacked;
+// and float32 weights' products reading copies laid out for oneDNN's kernels
+// (FrozenLinearWeightsPrepacked;
 // PredictorOptions::prepack_frozen_weights) unless --unpacked-weights has oneDNN lay them out
 // inside every call, and the last layer computed at the first position only, all the classifier
 // reads (LastLayerOutput::kFirstPosition), unless --all-positions computes every position, as
@@ -451,11 +452,12 @@ Result run_mode(const Options& o, const std::string& mode, const atune::BertConf
   }
   // As a Predictor runs (set_up_for_inference()): nothing trains, under bf16/fp16 the Linear
   // weights are stored in that dtype once instead of autocast casting them on every forward pass,
-  // the attention projections are packed instead of joined on every pass, and the bf16 weights
-  // are prepacked for oneDNN's kernels unless --unpacked-weights.
+  // the attention projections are packed instead of joined on every pass, and the bf16 and
+  // float32 weights are prepacked for oneDNN's kernels unless --unpacked-weights.
   std::unique_ptr<atune::FrozenLinearWeightsPrepacked> inference_cover;
   if (infer) {
-    inference_cover = atune::set_up_for_inference(*model, device, precision, o.prepacked_weights);
+    inference_cover = atune::set_up_for_inference(*model, device, precision, o.prepacked_weights,
+                                                  atune::PrepackedDtypes::kBFloat16AndFloat32);
   }
   if (!o.first_position_only) {
     model->set_evaluation_last_layer(atune::LastLayerOutput::kAllPositions);

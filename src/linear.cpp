@@ -31,11 +31,16 @@ at::Tensor linear_add(const at::Tensor& x, const at::Tensor& weight, const at::T
   return out;
 }
 
-FrozenLinearWeightsPrepacked::FrozenLinearWeightsPrepacked(torch::nn::Module& module) {
+FrozenLinearWeightsPrepacked::FrozenLinearWeightsPrepacked(torch::nn::Module& module,
+                                                           PrepackedDtypes dtypes) {
+  auto chosen = [dtypes](at::ScalarType type) {
+    return type == at::kBFloat16 ||
+           (type == at::kFloat && dtypes == PrepackedDtypes::kBFloat16AndFloat32);
+  };
   std::vector<c10::Storage> frozen;
   for (const at::Tensor& parameter : module.parameters()) {
-    if (parameter.requires_grad() || parameter.dim() != 2 ||
-        parameter.scalar_type() != at::kBFloat16 || !parameter.device().is_cpu()) {
+    if (parameter.requires_grad() || parameter.dim() != 2 || !chosen(parameter.scalar_type()) ||
+        !parameter.device().is_cpu()) {
       continue;
     }
     const c10::Storage& storage = parameter.storage();

@@ -210,7 +210,9 @@ constexpr size_t kActivationCount = static_cast<size_t>(Activation::kIdentity) +
 // make it differ. One primitive per shape (oneDNN's brgemm kernels) compiled a new kernel for every
 // batch length that dynamic padding makes, and oneDNN's primitive cache, which LibTorch shares,
 // kept them all: a float32 SST-2 dev pass at the main job's shape reached 376-390 MB resident
-// instead of 285, and a server's stream of shapes would grow it further.
+// instead of 285, and a server's stream of shapes would grow it further. (Products of prepacked
+// weights are the exception: shaped_primitive(), bounded per thread.)
+//
 // The primitive for these operand orientations and activation (applied inside), made once per
 // thread. oneDNN manages its scratch memory (scratchpad_mode::library): with sizes given at run
 // time, the size a primitive reports when it is made does not bound what it uses when it runs,
@@ -232,11 +234,12 @@ const dnnl::matmul& primitive_for(bool a_row_major, bool b_row_major, bool with_
   return primitive;
 }
 
-// The primitive for exactly these operands' shapes and strides (bfloat16). oneDNN's per-shape
-// kernels beat its run-time-sized ones on bfloat16 products at the main job's shape (and LibTorch
-// makes per-shape ones too, so oneDNN's shared cache holds no more kernels than before); each
-// thread keeps at most kShapedPrimitives of them, forgetting all when full, so a server's stream
-// of batch shapes costs a primitive's making now and then, not memory without end.
+// The primitive for exactly these operands' shapes and strides (bfloat16, and float32 products
+// of prepacked weights). oneDNN's per-shape kernels beat its run-time-sized ones on bfloat16
+// products at the main job's shape (and LibTorch makes per-shape ones too, so oneDNN's shared
+// cache holds no more kernels than before); each thread keeps at most kShapedPrimitives of them,
+// forgetting all when full, so a server's stream of batch shapes costs a primitive's making now
+// and then, not memory without end.
 constexpr size_t kShapedPrimitives = 256;
 
 // A per-shape product and the layout it reads its weights in: `b`'s own (strided) one, or, for
@@ -285,7 +288,7 @@ const ShapedProduct& shaped_primitive(const Matrix& a, const Matrix& b, const Ma
       .first->second;
 }
 
-// ---- Weights prepacked for bfloat16 products (FrozenLinearWeightsPrepacked) ----
+// ---- Weights prepacked for oneDNN's kernels (FrozenLinearWeightsPrepacked) ----
 
 // A weight matrix in the layout a product's kernels read, and the weight's version counter when
 // it was laid out so.
@@ -364,18 +367,20 @@ class PrepackRegistry {
 };
 
 // result[m, n] = epilogue(a[m, k] b[k, n] (+ bias[n])), `result` dense by rows; `a`, `b` and the
-// bias of one dtype (float32: run-time-sized primitives, the epilogue's activation only, and the
-// result in that dtype; bfloat16: per-shape primitives, the whole epilogue, and the result in
-// bfloat16 or float32).
+// bias of one dtype (float32: run-time-sized primitives, per-shape ones for a prepacked weight,
+// the epilogue's activation only, and the result in that dtype; bfloat16: per-shape primitives, the
+// whole epilogue, and the result in bfloat16 or float32).
 void multiply(const Matrix& a, const Matrix& b, const void* bias, const Matrix& result,
               const Epilogue& epilogue, const at::Tensor& weight_of_b = at::Tensor()) {
   try {
     const bool bfloat16 = a.type == dnnl::memory::data_type::bf16;
     // `b` read from a covered weight's storage: its prepacked copy, where the product's kernels
-    // take one.
+    // take one. A float32 product of one then runs a per-shape kernel too: the run-time-sized
+    // ones lay the weight out inside every call, which is most of a short request's product (a
+    // [16, 3072] x [3072, 768] one 10x slower, docs/benchmarks.md).
     std::shared_ptr<const PackedMatrix> packed;
     const dnnl::matmul* product = nullptr;
-    if (bfloat16 && weight_of_b.defined() && PrepackRegistry::instance().covers(weight_of_b)) {
+    if (weight_of_b.defined() && PrepackRegistry::instance().covers(weight_of_b)) {
       const ShapedProduct& shaped = shaped_primitive(a, b, result, bias != nullptr, epilogue,
                                                      /*prepacked_weights=*/true);
       packed = PrepackRegistry::instance().packed(weight_of_b, b, shaped.weights);

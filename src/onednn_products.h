@@ -65,12 +65,14 @@ bool onednn_linear_add_applies(const at::Tensor& x, const at::Tensor& weight,
 at::Tensor onednn_linear_add(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                              double scale, const std::vector<at::Tensor>& addends);
 
-/// From now until as many uncover_prepacked_weights() calls, a bfloat16 product x W^T of
-/// onednn_linear() or onednn_linear_add() whose weight lies in `storage` reads W from a copy in
-/// the blocked layout oneDNN's kernels multiply, made at its first such product and made again
-/// after the weight's version counter moves (an in-place write through it), instead of oneDNN
-/// laying W out anew inside every call. The same kernels on the same values: the same bits.
-/// FrozenLinearWeightsPrepacked (layers/linear.h) is the public face.
+/// From now until as many uncover_prepacked_weights() calls, a product x W^T of onednn_linear()
+/// or onednn_linear_add() whose weight lies in `storage` reads W from a copy in the blocked layout
+/// oneDNN's kernels multiply, made at its first such product and made again after the weight's
+/// version counter moves (an in-place write through it), instead of oneDNN laying W out anew
+/// inside every call. Bfloat16: the same per-shape kernels on the same values, so the same bits.
+/// Float32: a per-shape kernel in place of the run-time-sized one, so the same values up to the
+/// order of the sums. FrozenLinearWeightsPrepacked (layers/linear.h) is the public face, and
+/// chooses which dtypes' weights it covers.
 void cover_with_prepacked_weights(const c10::Storage& storage);
 /// Undoes one cover_with_prepacked_weights(); the last one lets the storage's copies go.
 void uncover_prepacked_weights(const c10::Storage& storage);

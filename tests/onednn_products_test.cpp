@@ -306,11 +306,76 @@ TEST(FrozenLinearWeightsPrepacked, GivesTheSameBitsAndFollowsWritesAndViews) {
   }
   EXPECT_EQ(FrozenLinearWeightsPrepacked::copies(), 0) << "the copies went with the scope";
 
-  // Weights that train, and float32 ones, are not covered.
+  // Weights that train are not covered, and float32 ones only where asked for.
   torch::nn::Linear trained(torch::nn::LinearOptions(8, 4));
   EXPECT_EQ(FrozenLinearWeightsPrepacked(*trained).covered(), 0);
+  EXPECT_EQ(FrozenLinearWeightsPrepacked(*trained, PrepackedDtypes::kBFloat16AndFloat32).covered(),
+            0);
   trained->weight.set_requires_grad(false);
   EXPECT_EQ(FrozenLinearWeightsPrepacked(*trained).covered(), 0) << "float32";
+  EXPECT_EQ(FrozenLinearWeightsPrepacked(*trained, PrepackedDtypes::kBFloat16AndFloat32).covered(),
+            1);
+}
+
+// A frozen float32 weight under FrozenLinearWeightsPrepacked with float32 chosen: its forward
+// products run a per-shape kernel from the copy, the same values up to the order of the sums,
+// for every row count (a short request's, a batch's); the input gradient, which reads the weight
+// itself, keeps its bits; and the copy follows writes.
+TEST(FrozenLinearWeightsPrepacked, Float32GivesTheValuesUpToRoundingAndFollowsWrites) {
+  const at::Tensor probe = torch::ones({2, 2});
+  if (!onednn_linear_applies(probe, probe, at::Tensor())) {
+    GTEST_SKIP() << "no float32 products on oneDNN here";
+  }
+  torch::manual_seed(31);
+  torch::nn::Linear layer(torch::nn::LinearOptions(300, 200));
+  layer->weight.set_requires_grad(false);
+  layer->bias.set_requires_grad(false);
+  auto close = [](const at::Tensor& got, const at::Tensor& expected) {
+    return at::allclose(got, expected, /*rtol=*/1e-5, /*atol=*/1e-5);
+  };
+  for (const int64_t rows : {1, 7, 64, 333}) {
+    SCOPED_TRACE("rows " + std::to_string(rows));
+    const at::Tensor x0 = torch::randn({rows, 300});
+    const at::Tensor upstream = torch::randn({rows, 200});
+    auto product_and_gradient = [&]() -> std::pair<at::Tensor, at::Tensor> {
+      const at::Tensor x = x0.clone().set_requires_grad(true);
+      const at::Tensor out = linear(*layer, x);
+      (out * upstream).sum().backward();
+      return {out, x.grad()};
+    };
+    const auto [unpacked, unpacked_gradient] = product_and_gradient();
+    at::Tensor unpacked_inference;
+    {
+      c10::InferenceMode inference;  // the activation inside the product
+      unpacked_inference = linear_activation(x0, layer->weight, layer->bias, Activation::kGelu);
+    }
+    ASSERT_EQ(FrozenLinearWeightsPrepacked::copies(), 0);
+    {
+      FrozenLinearWeightsPrepacked prepacked(*layer, PrepackedDtypes::kBFloat16AndFloat32);
+      EXPECT_EQ(prepacked.covered(), 1);
+      const auto [packed, packed_gradient] = product_and_gradient();
+      EXPECT_EQ(FrozenLinearWeightsPrepacked::copies(), 1);
+      EXPECT_TRUE(close(packed, unpacked)) << (packed - unpacked).abs().max().item<float>();
+      EXPECT_TRUE(close(packed, at::linear(x0, layer->weight, layer->bias)));
+      EXPECT_TRUE(torch::equal(packed_gradient, unpacked_gradient));
+      {
+        c10::InferenceMode inference;
+        EXPECT_TRUE(close(linear_activation(x0, layer->weight, layer->bias, Activation::kGelu),
+                          unpacked_inference));
+      }
+      {
+        torch::NoGradGuard no_grad;
+        layer->weight.mul_(2);
+      }
+      EXPECT_TRUE(close(linear(*layer, x0), at::linear(x0, layer->weight, layer->bias)));
+      EXPECT_EQ(FrozenLinearWeightsPrepacked::copies(), 1) << "replaced, not added";
+      {
+        torch::NoGradGuard no_grad;
+        layer->weight.div_(2);
+      }
+    }
+    EXPECT_EQ(FrozenLinearWeightsPrepacked::copies(), 0) << "the copies went with the scope";
+  }
 }
 
 // Every activation: fused into the product where nothing is recorded, applied after it where

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <mutex>
 #include <thread>
 
@@ -327,11 +328,42 @@ TEST(Predictor, Bf16PrepackedWeightsGiveTheSameAnswersAndFollowTheTasks) {
     EXPECT_EQ(answers(packed, sentiment), answers(unpacked, sentiment));
   }
   EXPECT_EQ(FrozenLinearWeightsPrepacked::copies(), 0);
-  // Float32 stores nothing in bf16: nothing to prepack.
-  PredictorOptions fp32_options;
-  fp32_options.precision = Precision::kFloat32;
-  const Predictor wide(files().model, {files().packs[0]}, fp32_options);
-  wide.predict(sentiment);
+}
+
+TEST(Predictor, Float32PrepackedWeightsGiveTheAnswersUpToTheOrderOfSums) {
+  // A float32 Predictor prepacks its weights too (PrepackedDtypes::kBFloat16AndFloat32), where
+  // float32 products run on oneDNN: per-shape kernels in place of the run-time-sized ones, so
+  // the same logits up to float32 rounding, and the copies go with the Predictor.
+  ASSERT_EQ(FrozenLinearWeightsPrepacked::copies(), 0);
+  PredictorOptions packed_options, unpacked_options;
+  packed_options.precision = unpacked_options.precision = Precision::kFloat32;
+  unpacked_options.prepack_frozen_weights = false;
+  const torch::Tensor probe = torch::ones({2, 2});
+  const bool kernels = onednn_linear_applies(probe, probe, torch::Tensor());
+  const std::vector<TaskRequest> requests = mixed_requests();
+  {
+    const Predictor packed(files().model, files().packs, packed_options);
+    const Predictor unpacked(files().model, files().packs, unpacked_options);
+    const std::vector<Prediction> got = packed.predict(requests);
+    const std::vector<Prediction> expected = unpacked.predict(requests);
+    ASSERT_EQ(got.size(), expected.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_EQ(got[i].logits.size(), expected[i].logits.size());
+      for (size_t j = 0; j < got[i].logits.size(); ++j) {
+        EXPECT_NEAR(got[i].logits[j], expected[i].logits[j],
+                    1e-5 * (1 + std::abs(expected[i].logits[j])))
+            << requests[i].text << " logit " << j;
+      }
+    }
+    if (kernels) {
+      EXPECT_GE(FrozenLinearWeightsPrepacked::copies(),
+                4 * testing::tiny_config().num_hidden_layers)
+          << "query, key and value as one block, the attention output, the two feed-forward "
+             "weights";
+    } else {
+      EXPECT_EQ(FrozenLinearWeightsPrepacked::copies(), 0) << "no float32 products on oneDNN here";
+    }
+  }
   EXPECT_EQ(FrozenLinearWeightsPrepacked::copies(), 0);
 }
 

@@ -101,7 +101,7 @@ struct Predictor::State {
   // weights are stored in the compute dtype (which changes what hashing them gives). Packs add
   // only their tasks' tensors, which the identity leaves out, so it holds for every later pack.
   std::optional<BaseWeightsIdentity> identity;
-  // While it lives the forward products of the frozen bf16 weights read prepacked copies
+  // While it lives the forward products of the frozen weights read prepacked copies
   // (PredictorOptions::prepack_frozen_weights). Declared after the model: it goes first.
   std::unique_ptr<FrozenLinearWeightsPrepacked> prepacked;
 
@@ -118,7 +118,8 @@ struct Predictor::State {
   void prepare_weights() {
     if (precision != Precision::kFloat32) base_identity();
     prepacked =
-        set_up_for_inference(*model, options.device, precision, options.prepack_frozen_weights);
+        set_up_for_inference(*model, options.device, precision, options.prepack_frozen_weights,
+                             PrepackedDtypes::kBFloat16AndFloat32);
   }
 
   // The length requests are truncated to: the option, else what the pack records (0: nothing),

@@ -18,10 +18,11 @@ void prepare_for_inference(torch::nn::Module& model, Precision precision) {
 std::unique_ptr<FrozenLinearWeightsPrepacked> set_up_for_inference(torch::nn::Module& model,
                                                                    c10::Device device,
                                                                    Precision precision,
-                                                                   bool prepack) {
+                                                                   bool prepack,
+                                                                   PrepackedDtypes dtypes) {
   move_to_device(model, device);
   prepare_for_inference(model, precision);
-  return prepack ? std::make_unique<FrozenLinearWeightsPrepacked>(model) : nullptr;
+  return prepack ? std::make_unique<FrozenLinearWeightsPrepacked>(model, dtypes) : nullptr;
 }
 
 }  // namespace adaptertune

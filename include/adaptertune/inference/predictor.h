@@ -36,12 +36,15 @@ struct PredictorOptions {
   /// Examples per forward pass; requests are sorted by length into batches padded to their
   /// longest example.
   int64_t batch_size = 64;
-  /// With bf16 on the CPU, the Linear weights are also kept in the blocked layout oneDNN's
-  /// kernels multiply (FrozenLinearWeightsPrepacked, layers/linear.h), each copy made at the
-  /// weight's first product, instead of oneDNN laying every weight out anew inside every
-  /// product: the same predictions, bit for bit, 1.14-1.66x faster (docs/benchmarks.md; most for
-  /// short requests), for two more bytes per weight value while the Predictor lives (bert-base:
-  /// 170 MB). Has no effect in other precisions or on other devices.
+  /// On the CPU, the Linear weights are also kept in the blocked layout oneDNN's kernels multiply
+  /// (FrozenLinearWeightsPrepacked, layers/linear.h), each copy made at the weight's first
+  /// product, instead of oneDNN laying every weight out anew inside every product. In bf16: the
+  /// same predictions, bit for bit, 1.14-1.66x faster (docs/benchmarks.md; most for short
+  /// requests), for two more bytes per weight value while the Predictor lives (bert-base: 170
+  /// MB). In fp32: the same predictions up to float32 rounding (per-shape kernels), 1.1-1.2x
+  /// faster on SST-2 dev and 2.4-3.4x on one short request, level on full batches of bert-base's
+  /// shape, for four more bytes per weight value (bert-base: 340 MB). Has no effect in fp16 or on
+  /// other devices.
   bool prepack_frozen_weights = true;
 };
 

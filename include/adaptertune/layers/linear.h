@@ -34,23 +34,39 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight,
 at::Tensor linear_activation(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                              Activation activation);
 
-/// While alive, the bfloat16 forward products (linear(), x W^T on the CPU through oneDNN) of
-/// `module`'s frozen bfloat16 weights read W from a copy in the blocked layout oneDNN's kernels
+/// Which frozen weights a FrozenLinearWeightsPrepacked covers.
+enum class PrepackedDtypes {
+  /// bfloat16 weights only: a TrainingEngine's choice (float32 copies would cost four bytes per
+  /// weight value for a training step about as fast at bert-base's shape, docs/benchmarks.md),
+  /// and set_up_for_inference()'s default (bfloat16 copies keep every bit).
+  kBFloat16,
+  /// bfloat16 and float32 weights: a Predictor's, where a float32 product of a prepacked weight
+  /// runs a per-shape kernel that does not lay the weight out inside every call: 2.4-3.4x one
+  /// short request, 1.1-1.2x SST-2 dev, the same values up to float32 rounding. (`eval` and
+  /// `predict` on files keep kBFloat16, so that they give a training run's bits.)
+  kBFloat16AndFloat32,
+};
+
+/// While alive, the forward products (linear(), x W^T on the CPU through oneDNN) of `module`'s
+/// frozen weights of the chosen dtypes read W from a copy in the blocked layout oneDNN's kernels
 /// multiply, made at the weight's first product (and again after an in-place write through the
 /// tensor the product reads, which moves its version counter), instead of oneDNN laying W out
 /// anew inside every call: about 1.07x a bert-base bfloat16 Houlsby step (docs/benchmarks.md).
-/// The same kernels on the same values, so the same bits (tests). The copies cost two bytes per
-/// weight value used while the scope lives; the parameters themselves are untouched. Covered are
-/// the frozen two-dimensional bfloat16 parameters on the CPU when it is made (views of one block,
-/// as FrozenProjectionsPacked makes of the attention's projections, share it): make it after
-/// FrozenLinearWeightsInDtype and FrozenProjectionsPacked, and let it go before them. A weight
-/// given new storage meanwhile (set_data(), Module::to()) is no longer covered. Gradients'
-/// products, float32 and other devices are not affected. A TrainingEngine keeps one
+/// Bfloat16: the same kernels on the same values, so the same bits (tests). Float32: a per-shape
+/// kernel in place of the run-time-sized one, so the same values up to the order of the sums
+/// (tests). The copies cost the weight's own size (two bytes per value in bfloat16, four in
+/// float32) for each weight used while the scope lives; the parameters themselves are untouched.
+/// Covered are the frozen two-dimensional parameters of the chosen dtypes on the CPU when it is
+/// made (views of one block, as FrozenProjectionsPacked makes of the attention's projections,
+/// share it): make it after FrozenLinearWeightsInDtype and FrozenProjectionsPacked, and let it go
+/// before them. A weight given new storage meanwhile (set_data(), Module::to()) is no longer
+/// covered. Gradients' products and other devices are not affected. A TrainingEngine keeps one
 /// (TrainingEngineOptions::prepack_frozen_weights), and so does a Predictor
 /// (PredictorOptions::prepack_frozen_weights).
 class FrozenLinearWeightsPrepacked {
  public:
-  explicit FrozenLinearWeightsPrepacked(torch::nn::Module& module);
+  explicit FrozenLinearWeightsPrepacked(torch::nn::Module& module,
+                                        PrepackedDtypes dtypes = PrepackedDtypes::kBFloat16);
   ~FrozenLinearWeightsPrepacked();
   FrozenLinearWeightsPrepacked(const FrozenLinearWeightsPrepacked&) = delete;
   FrozenLinearWeightsPrepacked& operator=(const FrozenLinearWeightsPrepacked&) = delete;

@@ -68,7 +68,9 @@ struct TrainingEngineOptions {
   /// Under bf16 on the CPU, have the frozen bf16 weights' forward products read copies laid out
   /// for oneDNN's kernels (FrozenLinearWeightsPrepacked): about 1.07x a bert-base Houlsby step,
   /// for two more bytes per frozen weight value (a bert-base Houlsby step's peak 0.51 -> 0.58 of
-  /// full fine-tuning's). Off: oneDNN lays the weights out inside every product.
+  /// full fine-tuning's). Off: oneDNN lays the weights out inside every product. Float32 weights
+  /// are not prepacked in training (PrepackedDtypes::kBFloat16): four bytes per value for a
+  /// step level at bert-base's shape and 1.07x at the main job's (docs/benchmarks.md).
   bool prepack_frozen_weights = true;
   /// Dynamic loss scaling, as PyTorch's GradScaler does it: backward() multiplies the loss by a
   /// scale, so that small gradients survive fp16's range, and step() divides the gradients by it
