@@ -161,6 +161,28 @@ TEST(TrainingEngine, ResumesFromAnotherRunsCheckpointAndRecordsTheSchedule) {
   EXPECT_EQ(branch.save_checkpoint(R"({"examples": 4})"), dir + "/branch/checkpoint-1");
 }
 
+TEST(TrainingEngine, AStepThatLossScalingDropsLeavesTheScheduleWhereItWas) {
+  Toy toy;
+  TrainingEngineOptions options = engine_options(testing::fresh_dir("engine_skip_schedule"));
+  options.loss_scaling = LossScaling::kOn;
+  options.initial_loss_scale = 4;
+  TrainingEngine engine(*toy.layer, options);
+  const LrSchedule& schedule = engine.schedule();
+  ASSERT_NE(schedule.lr_at(1), schedule.lr_at(2)) << "a schedule that moves every step";
+  engine.backward(toy.loss(0, 4));
+  EXPECT_DOUBLE_EQ(engine.step(), schedule.lr_at(0));
+  engine.backward(toy.loss(0, 4));
+  toy.layer->weight.mutable_grad()[0][0] = std::numeric_limits<float>::infinity();
+  engine.step();  // dropped: no update, so the scheduler does not move either
+  EXPECT_EQ(engine.state().skipped_steps, 1);
+  EXPECT_DOUBLE_EQ(engine.optimizer().lr(), schedule.lr_at(0));
+  // The third step is the schedule's second update, as Hugging Face's Trainer gives it.
+  engine.backward(toy.loss(0, 4));
+  EXPECT_DOUBLE_EQ(engine.step(), schedule.lr_at(1));
+  EXPECT_DOUBLE_EQ(engine.optimizer().lr(), schedule.lr_at(1));
+  EXPECT_EQ(engine.state().global_step, 3);
+}
+
 TEST(TrainingEngine, OptionsOutOfRangeAreRefusedByName) {
   Toy toy;
   TrainingEngineOptions options = engine_options(testing::fresh_dir("engine_options"));

@@ -120,7 +120,9 @@ class TrainingEngine {
   /// steps AdamW, clears the gradients and counts the step. Returns the learning rate used. Under
   /// loss scaling the gradients are first divided by the scale; when one of them is not finite,
   /// the step updates nothing (AdamW's state included), halves the scale, counts one more
-  /// TrainingState::skipped_steps and still counts the step, whose batches were used. Error when
+  /// TrainingState::skipped_steps and still counts the step, whose batches were used; the
+  /// learning-rate schedule does not advance (step `global_step - skipped_steps` of it comes next,
+  /// as with Hugging Face's Trainer, which steps its scheduler only after an update). Error when
   /// the scale would fall below 1: the loss itself, or the forward pass, is not finite.
   double step();
 
