@@ -1,6 +1,7 @@
 #include "adaptertune/training/pretraining.h"
 
 #include <cmath>
+#include <functional>
 #include <map>
 
 #include <unistd.h>
@@ -217,6 +218,39 @@ TEST_P(PretrainingOnDeviceTest, Fp16PretrainsWithItsLossScaled) {
 
 // The held-out loss is measured on a masking drawn once, and measuring it changes nothing of the
 // training: the weights equal those of a run without it, and two runs measure the same losses.
+TEST(Pretraining, RecomputingInBackwardRunsMoreAndTrainsTheSameWeights) {
+  WordPieceTokenizer tokenizer(kVocab);
+  const BertConfig config = tiny_config_for(tokenizer);  // with dropout
+  const std::vector<std::string> lines = numbered_lines();
+  const std::string root = testing::fresh_dir("pretrain_recompute");
+  std::map<std::string, size_t> events;
+  const auto run = [&](const std::string& name, const std::function<void(PretrainOptions&)>& set) {
+    PretrainOptions options = few_steps(4);
+    set(options);
+    events[name] = testing::names_recorded_by([&] {
+                     pretrain_mlm(config, lines, tokenizer, root + "/" + name, options);
+                   }).size();
+    return load_safetensors(root + "/" + name + "/model.safetensors");
+  };
+  const auto plain = run("plain", [](PretrainOptions&) {});
+  const auto checkpointed =
+      run("checkpointed", [](PretrainOptions& o) { o.gradient_checkpointing = true; });
+  const auto recomputed =
+      run("recomputed", [](PretrainOptions& o) { o.recompute_attention_probabilities = true; });
+  // Backward runs the layers (or the attention's probabilities) again: more operators…
+  EXPECT_GT(events["checkpointed"], events["plain"]);
+  EXPECT_GT(events["recomputed"], events["plain"]);
+  // …with the same dropout masks, so the same weights up to float rounding.
+  for (const auto* other : {&checkpointed, &recomputed}) {
+    ASSERT_EQ(other->size(), plain.size());
+    for (size_t i = 0; i < plain.size(); ++i) {
+      EXPECT_EQ((*other)[i].first, plain[i].first);
+      EXPECT_LE(testing::max_abs_diff((*other)[i].second, plain[i].second), 1e-5) << plain[i].first;
+    }
+  }
+  remove_tree(root);
+}
+
 TEST(Pretraining, HeldOutLossIsMeasuredWithoutChangingTheTraining) {
   WordPieceTokenizer tokenizer(kVocab);
   BertConfig config = tiny_config_for(tokenizer);

@@ -15,29 +15,12 @@
 #include "gelu.h"
 #include "onednn_products.h"
 #include "silu.h"
+#include "test_util.h"
 
 namespace adaptertune {
 namespace {
 
-thread_local std::vector<std::string>* recorded_names = nullptr;
-
-std::unique_ptr<at::ObserverContext> remember_name(const at::RecordFunction& function) {
-  if (recorded_names != nullptr) recorded_names->emplace_back(function.name());
-  return nullptr;
-}
-
-/// The names of the RecordFunctions that `work` opens on this thread.
-template <typename Work>
-std::vector<std::string> names_recorded_by(Work&& work) {
-  std::vector<std::string> names;
-  recorded_names = &names;
-  const at::CallbackHandle handle =
-      at::addThreadLocalCallback(at::RecordFunctionCallback(remember_name).needsInputs(false));
-  work();
-  at::removeCallback(handle);
-  recorded_names = nullptr;
-  return names;
-}
+using testing::names_recorded_by;
 
 bool contains(const std::vector<std::string>& names, const std::string& name) {
   for (const std::string& n : names) {

@@ -9,9 +9,12 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include <ATen/record_function.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -38,6 +41,27 @@ class DeviceTest : public ::testing::TestWithParam<std::string> {
 #define ADAPTERTUNE_INSTANTIATE_DEVICE_TEST(Suite)                           \
   INSTANTIATE_TEST_SUITE_P(Devices, Suite, ::testing::Values("cpu", "cuda"), \
                            [](const auto& info) { return info.param; })
+
+// Where names_recorded_by() collects, on the thread it runs on.
+inline thread_local std::vector<std::string>* recorded_names = nullptr;
+
+/// The names of the RecordFunctions (ATen's operators, the library's own kernels) that `work`
+/// opens on this thread, in order: what LibTorch's profilers would see.
+template <typename Work>
+std::vector<std::string> names_recorded_by(Work&& work) {
+  std::vector<std::string> names;
+  recorded_names = &names;
+  const at::CallbackHandle handle = at::addThreadLocalCallback(
+      at::RecordFunctionCallback([](const at::RecordFunction& function)
+                                     -> std::unique_ptr<at::ObserverContext> {
+        if (recorded_names != nullptr) recorded_names->emplace_back(function.name());
+        return nullptr;
+      }).needsInputs(false));
+  work();
+  at::removeCallback(handle);
+  recorded_names = nullptr;
+  return names;
+}
 
 /// A small BERT (2 layers, hidden 32, 4 heads) that builds and runs in milliseconds.
 inline BertConfig tiny_config() {

@@ -359,6 +359,9 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
       options.init_from.empty() ? "" : base_weights_sha256(*model, /*layer_norms=*/false);
   model->to(device);
   model->train();
+  model->bert->encoder->set_gradient_checkpointing(options.gradient_checkpointing);
+  model->bert->encoder->set_recompute_attention_probabilities(
+      options.recompute_attention_probabilities);
   apply_freeze_policy(*model, FreezePolicy::from_name("full"));
   BatcherOptions batching;
   batching.batch_size = options.batch_size;

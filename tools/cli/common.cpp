@@ -88,6 +88,17 @@ CLI::Option* add_device_option(CLI::App* cmd, std::string& device) {
       ->capture_default_str();
 }
 
+void add_recompute_flags(CLI::App* cmd, bool& gradient_checkpointing,
+                         bool& recompute_attention_probabilities) {
+  cmd->add_flag("--gradient-checkpointing", gradient_checkpointing,
+                "Keep only each encoder layer's input for the backward pass and run the layer "
+                "again there: the same gradients in a fraction of the activation memory, for "
+                "about one more forward pass per step");
+  cmd->add_flag("--recompute-attention-probabilities", recompute_attention_probabilities,
+                "Compute the attention probabilities again in backward instead of keeping them: "
+                "the same gradients in less memory at long sequences, for a few percent more time");
+}
+
 CLI::Option* add_precision_option(CLI::App* cmd, std::optional<std::string>& precision,
                                   const std::string& help) {
   return cmd->add_option("--precision", precision, help)

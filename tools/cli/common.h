@@ -42,6 +42,11 @@ CLI::Option* add_model_option(CLI::App* cmd, std::string& model, const std::stri
 /// `--device cpu|cuda|cuda:N|auto` (default auto), parsed by adaptertune::parse_device().
 CLI::Option* add_device_option(CLI::App* cmd, std::string& device);
 
+/// `--gradient-checkpointing` and `--recompute-attention-probabilities`: what a training command
+/// computes again in backward rather than keep (BertEncoderImpl's options of those names).
+void add_recompute_flags(CLI::App* cmd, bool& gradient_checkpointing,
+                         bool& recompute_attention_probabilities);
+
 /// `--precision fp32|bf16|fp16`.
 CLI::Option* add_precision_option(CLI::App* cmd, std::optional<std::string>& precision,
                                   const std::string& help);

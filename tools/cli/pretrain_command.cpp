@@ -196,6 +196,8 @@ Command add_pretrain_command(CLI::App& app) {
       ->capture_default_str();
   add_device_option(cmd, o->device);
   add_precision_option(cmd, o->precision, "fp32 (default), bf16 or fp16 autocast");
+  add_recompute_flags(cmd, o->train.gradient_checkpointing,
+                      o->train.recompute_attention_probabilities);
   cmd->add_flag("--lowercase,!--no-lowercase", o->lowercase,
                 "Lower-case and strip accents, for an uncased vocabulary (default on); recorded "
                 "as do_lower_case in the model's tokenizer_config.json");

@@ -1012,13 +1012,8 @@ Command add_train_command(CLI::App& app) {
                   "Seconds to wait for the other processes before failing")
       ->check(finite_number(0, /*exclusive=*/true))
       ->capture_default_str();
-  cmd->add_flag("--gradient-checkpointing", o->trainer.gradient_checkpointing,
-                "Keep only each encoder layer's input for the backward pass and run the layer "
-                "again there: the same gradients in a fraction of the activation memory, for "
-                "about one more forward pass per step");
-  cmd->add_flag("--recompute-attention-probabilities", o->trainer.recompute_attention_probabilities,
-                "Compute the attention probabilities again in backward instead of keeping them: "
-                "the same gradients in less memory at long sequences, for a few percent more time");
+  add_recompute_flags(cmd, o->trainer.gradient_checkpointing,
+                      o->trainer.recompute_attention_probabilities);
   cmd->add_flag("--last-layer-first-position", o->trainer.last_layer_first_position,
                 "Compute the encoder's last layer at the first position only, all that the "
                 "classifier reads: the same loss and gradients for most of a layer's work less "

@@ -64,6 +64,16 @@ struct PretrainOptions {
   uint64_t seed = 42;
   c10::Device device = c10::Device(c10::kCPU);
   Precision precision = Precision::kFloat32;
+  /// Gradient checkpointing of every encoder layer (BertEncoderImpl::set_gradient_checkpointing()):
+  /// the same gradients in a fraction of the activation memory, for about one more forward pass
+  /// per step; a larger batch or model where memory is what limits them. Dropout draws the same
+  /// masks, so a run trains the same weights (to float rounding) and may resume with it or
+  /// without.
+  bool gradient_checkpointing = false;
+  /// The attention probabilities computed again in backward instead of kept
+  /// (BertEncoderImpl::set_recompute_attention_probabilities()): the same weights too, in less
+  /// memory at long sequences, for a few percent more time.
+  bool recompute_attention_probabilities = false;
   MlmMaskingOptions masking;
   /// dtype of the saved weights ("bfloat16" halves the file; they load back as float32).
   c10::ScalarType save_dtype = c10::ScalarType::Float;
