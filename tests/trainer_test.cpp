@@ -132,6 +132,9 @@ TEST(Trainer, TrainsWritesRunFilesAndKeepsTheBestAdapterPack) {
   EXPECT_NE(metrics.find("\"event\":\"eval\""), std::string::npos);
   EXPECT_NE(read_file(o.output_dir + "/run.json").find("\"train_mode\": \"adapters\""),
             std::string::npos);
+  const auto results = nlohmann::json::parse(read_file(o.output_dir + "/results.json"));
+  EXPECT_EQ(results.at("steps"), 12);
+  EXPECT_EQ(results.at("skipped_steps"), 0) << "fp32 scales no loss";
   // The pack reproduces the best dev score on a fresh copy of the base.
   auto fresh = make_model();
   fresh->bert->remove_adapter("sst2");
@@ -217,6 +220,9 @@ TEST_P(TrainerOnDeviceTest, Fp16ScalesItsLossAndLogsTheScale) {
     EXPECT_LT(event.at("skipped_steps").get<int64_t>(), 12) << event.dump();
   }
   EXPECT_EQ(train_events, 12);
+  const auto results = nlohmann::json::parse(read_file(o.output_dir + "/results.json"));
+  EXPECT_EQ(results.at("skipped_steps"), result.skipped_steps);
+  EXPECT_LT(result.skipped_steps, 12);
   for (const auto& [name, value] : snapshot(model))
     EXPECT_TRUE(value.isfinite().all().item<bool>()) << name;
 }

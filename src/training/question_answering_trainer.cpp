@@ -385,6 +385,7 @@ TrainResult QuestionAnsweringTrainer::train() {
     }
   }
   result.steps = state.global_step;
+  result.skipped_steps = state.skipped_steps;
   result.best_metrics = best.best_metrics;
   result.best_step = best.best_step;
   if (best.best_step >= 0 &&
@@ -404,6 +405,7 @@ TrainResult QuestionAnsweringTrainer::train() {
                         {"best_step", result.best_step},
                         {"best_metrics", result.best_metrics},
                         {"steps", result.steps},
+                        {"skipped_steps", result.skipped_steps},
                         {"interrupted", result.interrupted},
                         {"early_stopped", result.early_stopped},
                         {"seconds", result.seconds},

@@ -781,6 +781,7 @@ TrainResult Trainer::train() {
     }
   }
   result.steps = state.global_step;
+  result.skipped_steps = state.skipped_steps;
   const std::vector<int64_t> drawn = sampler.drawn_before(state.epoch, state.batch_in_epoch);
   Json tasks_summary = Json::array();
   for (size_t t = 0; t < task_count; ++t) {
@@ -818,6 +819,7 @@ TrainResult Trainer::train() {
     summary["best_metrics"] = result.best_metrics;
   }
   summary["steps"] = result.steps;
+  summary["skipped_steps"] = result.skipped_steps;
   summary["interrupted"] = result.interrupted;
   summary["early_stopped"] = result.early_stopped;
   summary["seconds"] = result.seconds;

@@ -179,6 +179,9 @@ struct TrainResult {
   std::map<std::string, double> best_metrics;
   int64_t best_step = -1;
   int64_t steps = 0;
+  /// Steps whose update fp16's loss scaling dropped because a gradient overflowed (always 0 in
+  /// fp32 and bf16), resumed runs' included: counted in `steps`, they trained nothing.
+  int64_t skipped_steps = 0;
   bool interrupted = false;
   bool early_stopped = false;
   double seconds = 0;
