@@ -216,8 +216,8 @@ TEST_P(PretrainingOnDeviceTest, Fp16PretrainsWithItsLossScaled) {
   remove_tree(root);
 }
 
-// The held-out loss is measured on a masking drawn once, and measuring it changes nothing of the
-// training: the weights equal those of a run without it, and two runs measure the same losses.
+// Gradient checkpointing and the recomputed attention probabilities, as fine-tuning has them:
+// wired through (backward runs more operators) and the same weights as a run without.
 TEST(Pretraining, RecomputingInBackwardRunsMoreAndTrainsTheSameWeights) {
   WordPieceTokenizer tokenizer(kVocab);
   const BertConfig config = tiny_config_for(tokenizer);  // with dropout
@@ -251,6 +251,8 @@ TEST(Pretraining, RecomputingInBackwardRunsMoreAndTrainsTheSameWeights) {
   remove_tree(root);
 }
 
+// The held-out loss is measured on a masking drawn once, and measuring it changes nothing of the
+// training: the weights equal those of a run without it, and two runs measure the same losses.
 TEST(Pretraining, HeldOutLossIsMeasuredWithoutChangingTheTraining) {
   WordPieceTokenizer tokenizer(kVocab);
   BertConfig config = tiny_config_for(tokenizer);
