@@ -181,6 +181,7 @@ TEST(TrainingEngine, AStepThatLossScalingDropsLeavesTheScheduleWhereItWas) {
   EXPECT_DOUBLE_EQ(engine.step(), schedule.lr_at(1));
   EXPECT_DOUBLE_EQ(engine.optimizer().lr(), schedule.lr_at(1));
   EXPECT_EQ(engine.state().global_step, 3);
+  EXPECT_EQ(engine.state().schedule_step(), 2);
 }
 
 TEST(TrainingEngine, OptionsOutOfRangeAreRefusedByName) {

@@ -258,8 +258,8 @@ void check_schedule_continues(const TrainingState& saved, const std::string& pat
     return;
   }
   const LrSchedule before = LrSchedule::from_json(saved.scheduler_json, path + " (scheduler)");
-  // The rates of the updates made: a step that loss scaling dropped took none.
-  const int64_t step = before.first_difference(schedule, saved.global_step - saved.skipped_steps);
+  // The rates of the updates made (a step that loss scaling dropped took none).
+  const int64_t step = before.first_difference(schedule, saved.schedule_step());
   if (step >= 0) {
     std::ostringstream rates;
     rates << before.lr_at(step) << " where this run's (" << schedule.describe() << ") gives "

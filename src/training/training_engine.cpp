@@ -120,9 +120,7 @@ bool TrainingEngine::unscale_gradients() {
 }
 
 double TrainingEngine::step() {
-  // The schedule follows the updates made: a step that loss scaling drops does not advance it,
-  // as Hugging Face's Trainer steps its scheduler only after an optimizer step that ran.
-  const double lr = schedule_.lr_at(state_.global_step - state_.skipped_steps);
+  const double lr = schedule_.lr_at(state_.schedule_step());
   if (state_.loss_scale > 0 && !unscale_gradients()) {
     // GradScaler's rule: this step's update is dropped and the scale halves.
     optimizer_->zero_grad();

@@ -31,6 +31,11 @@ struct TrainingState {
   double loss_scale = 0;
   int64_t loss_scale_growth_tracker = 0;
   int64_t skipped_steps = 0;
+
+  /// The learning-rate schedule's step that the next update takes: the updates made so far, the
+  /// steps loss scaling dropped left out (as Hugging Face's Trainer steps its scheduler only after
+  /// an update).
+  int64_t schedule_step() const { return global_step - skipped_steps; }
 };
 
 /// The shape of the data a run walks through, against which a checkpoint's position is checked

@@ -121,8 +121,7 @@ class TrainingEngine {
   /// loss scaling the gradients are first divided by the scale; when one of them is not finite,
   /// the step updates nothing (AdamW's state included), halves the scale, counts one more
   /// TrainingState::skipped_steps and still counts the step, whose batches were used; the
-  /// learning-rate schedule does not advance (step `global_step - skipped_steps` of it comes next,
-  /// as with Hugging Face's Trainer, which steps its scheduler only after an update). Error when
+  /// learning-rate schedule does not advance (TrainingState::schedule_step()). Error when
   /// the scale would fall below 1: the loss itself, or the forward pass, is not finite.
   double step();
 
