@@ -34,6 +34,7 @@
 #include "adaptertune/version.h"
 #include "run_checks.h"
 #include "sha256.h"
+#include "training/data_parallel.h"
 #include "training/run_files.h"
 
 namespace adaptertune {
@@ -101,47 +102,6 @@ int64_t adapter_free_layers(const BertModelImpl& bert, const std::optional<std::
                 "\" leaves out no lowest layer (leave_out 0..k-1, --leave-out 0-N)");
   }
   return layers;
-}
-
-// Sums the gradients of `params` over `group`; each process's loss was already scaled to its share
-// of the global batch, so the sum is the gradient of the global batch's mean loss. A parameter
-// that got no gradient on any process keeps none (another task's, in a multi-task run: AdamW and
-// clipping skip it). `extra` (losses, flags) is summed in the same all-reduce.
-void all_reduce_gradients(ProcessGroup& group, const std::vector<torch::Tensor>& params,
-                          std::vector<double>& extra) {
-  // Which parameters had a gradient here, then `extra`: float64, so that losses keep their digits.
-  std::vector<double> values(params.size(), 0.0);
-  std::vector<at::Tensor> tensors;
-  for (size_t i = 0; i < params.size(); ++i) {
-    torch::Tensor param = params[i];
-    if (param.grad().defined()) {
-      values[i] = 1;
-    } else {
-      param.mutable_grad() = at::zeros_like(param);
-    }
-    tensors.push_back(param.grad());
-  }
-  values.insert(values.end(), extra.begin(), extra.end());
-  const c10::Device device = params.empty() ? c10::Device(c10::kCPU) : params[0].device();
-  at::Tensor flags = at::tensor(values, at::kDouble).to(device);
-  tensors.push_back(flags);
-  group.all_reduce_sum(tensors);
-  const at::Tensor sums = flags.cpu().contiguous();
-  const double* sum = sums.data_ptr<double>();
-  for (size_t i = 0; i < params.size(); ++i) {
-    if (sum[i] == 0) torch::Tensor(params[i]).mutable_grad().reset();
-  }
-  for (size_t i = 0; i < extra.size(); ++i) extra[i] = sum[params.size() + i];
-}
-
-// The slice of a global batch that process `rank` of `world` trains on: consecutive, as even as
-// can be (the first ones one row larger), empty when the batch has fewer rows than processes.
-std::vector<size_t> share_of(const std::vector<size_t>& rows, int64_t rank, int64_t world) {
-  const auto n = static_cast<int64_t>(rows.size());
-  const int64_t base = n / world, larger = n % world;
-  const int64_t begin = rank * base + std::min(rank, larger);
-  const int64_t size = base + (rank < larger ? 1 : 0);
-  return {rows.begin() + begin, rows.begin() + begin + size};
 }
 
 }  // namespace
@@ -695,7 +655,7 @@ TrainResult Trainer::train() {
       const std::vector<size_t>& global_rows = next_rows(t);
       // In a group, this process's slice of the global batch.
       const std::vector<size_t> rows =
-          group ? share_of(global_rows, group->rank(), group->world_size()) : global_rows;
+          group ? detail::share_of(global_rows, group->rank(), group->world_size()) : global_rows;
       const double share =
           static_cast<double>(rows.size()) / static_cast<double>(global_rows.size());
       if (!rows.empty()) {
@@ -736,7 +696,7 @@ TrainResult Trainer::train() {
         // One all-reduce: the gradients, each task's loss and whether any process was asked to
         // stop.
         step_loss.push_back(stop ? 1.0 : 0.0);
-        all_reduce_gradients(*group, trainable, step_loss);
+        detail::all_reduce_gradients(*group, trainable, step_loss);
         stop = step_loss.back() > 0;
         step_loss.pop_back();
       }

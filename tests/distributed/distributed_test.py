@@ -19,7 +19,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 from bert_reference import read_safetensors  # noqa: E402
-from script_checks import check, failures, finish, free_port, script_arguments  # noqa: E402
+from group_runs import clean_environment, max_difference, start_ranks, torchrun  # noqa: E402
+from group_runs import run as run_command  # noqa: E402
+from script_checks import check, failures, finish, script_arguments  # noqa: E402
 
 cli, project, work = script_arguments()
 glue = os.path.join(project, "data", "glue")
@@ -36,26 +38,15 @@ json.dump(config, open(os.path.join(base, "config.json"), "w"), indent=2)
 common = ["train", "--task", "SST-2", "--data-dir", glue, "--model", base, "--train-examples",
           "120", "--batch-size", "16", "--max-length", "32", "--lr", "1e-3", "--log-every", "1",
           "--no-progress", "--seed", "7"]
-env = dict(os.environ, OMP_NUM_THREADS="1")
-for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
-             "TORCHELASTIC_USE_AGENT_STORE", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID"):
-    env.pop(name, None)
+env = clean_environment()
 
 
-def run(args, out, timeout=300):
-    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
-    check(result.returncode == 0, f"{' '.join(args[:6])} … --out {out}: exit {result.returncode}: "
-          f"{result.stderr[-1500:]}")
-    return result
+def run(args, out):
+    return run_command(args, env, out)
 
 
-def torchrun(extra, out):
-    # Debian's torchrun (python3-torch 1.13) on Python 3.11 needs --redirects/--tee given as 1:
-    # its parser turns "0", the default, into None (IntFlag iteration skips 0).
-    port = free_port()
-    return run(["torchrun", "--nnodes", "1", "--nproc_per_node", "2", "--rdzv_backend", "c10d",
-                "--rdzv_endpoint", f"127.0.0.1:{port}", "--redirects", "1", "--tee", "1",
-                "--no_python", cli] + common + extra + ["--out", out], out)
+def group_run(extra, out):
+    return torchrun([cli] + common + extra + ["--out", out], env, out)
 
 
 def adapter(out):
@@ -71,17 +62,12 @@ def losses(out):
             if e["event"] == "train"]
 
 
-def max_difference(a, b):
-    check(sorted(a) == sorted(b), f"tensor names differ: {sorted(a)[:3]} vs {sorted(b)[:3]}")
-    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a if k in b)
-
-
 # 1. Two processes (batch 16 shared out as 8 + 8) against one process with batch 16.
 one = os.path.join(work, "one")
 run([cli] + common + ["--max-steps", "6", "--out", one], one)
 two = os.path.join(work, "two")
 started = time.time()
-result = torchrun(["--max-steps", "6"], two)
+result = group_run(["--max-steps", "6"], two)
 two_seconds = time.time() - started
 stdout_lines = [l for l in result.stdout.splitlines() if '"task"' in l]
 check(len(stdout_lines) == 1, f"only rank 0 prints the result line: {result.stdout[-800:]}")
@@ -100,7 +86,7 @@ constant = ["--schedule", "constant", "--warmup-ratio", "0"]
 steady = os.path.join(work, "steady")
 run([cli] + common + constant + ["--max-steps", "6", "--out", steady], steady)
 cut = os.path.join(work, "cut")
-torchrun(constant + ["--max-steps", "3"], cut)
+group_run(constant + ["--max-steps", "3"], cut)
 run([cli] + common + constant + ["--max-steps", "6", "--resume", "--out", cut], cut)
 if not failures:
     difference = max_difference(adapter(steady), adapter(cut))
@@ -109,18 +95,11 @@ if not failures:
     print(f"2 processes for 3 steps, resumed by 1 for 3 more == 1 process: max difference "
           f"{difference:.2e}")
 
-def start_ranks(out):
+def long_run(out):
     """Two processes started by hand (as a launcher would), on a long run; returns them once
     rank 0 has logged a step."""
-    port = free_port()
-    procs = []
-    for rank in (0, 1):
-        rank_env = dict(env, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
-                        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        procs.append(subprocess.Popen(
-            [cli] + common + ["--max-steps", "100000", "--epochs", "1000",
-                              "--distributed-timeout", "30", "--out", out],
-            env=rank_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    procs = start_ranks([cli] + common + ["--max-steps", "100000", "--epochs", "1000",
+                                          "--distributed-timeout", "30", "--out", out], env)
     metrics = os.path.join(out, "metrics.jsonl")
     deadline = time.time() + 120
     while time.time() < deadline and not (os.path.exists(metrics) and os.path.getsize(metrics)):
@@ -131,7 +110,7 @@ def start_ranks(out):
 
 # 3. Rank 1 killed mid-run: rank 0 ends with an error naming the failure, within the timeout.
 dead = os.path.join(work, "dead")
-procs = start_ranks(dead)
+procs = long_run(dead)
 procs[1].send_signal(signal.SIGKILL)
 killed = time.time()
 try:
@@ -151,7 +130,7 @@ procs[1].wait()
 # 4. Ctrl-C on one process only: both stop at the next step, rank 0 leaves a checkpoint to
 # resume from, and both exit with 130 as one process does.
 stopped = os.path.join(work, "stopped")
-procs = start_ranks(stopped)
+procs = long_run(stopped)
 procs[1].send_signal(signal.SIGINT)
 try:
     results = [p.communicate(timeout=90) for p in procs]

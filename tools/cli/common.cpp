@@ -99,6 +99,42 @@ void add_recompute_flags(CLI::App* cmd, bool& gradient_checkpointing,
                 "the same gradients in less memory at long sequences, for a few percent more time");
 }
 
+bool DistributedChoice::requested() const {
+  return distributed || DistributedOptions::requested_by_environment();
+}
+
+void add_distributed_options(CLI::App* cmd, DistributedChoice& choice) {
+  cmd->add_flag("--distributed", choice.distributed,
+                "Data-parallel training even without WORLD_SIZE in the environment (it switches "
+                "on by itself when WORLD_SIZE or SLURM_NTASKS is above 1): ranks from torchrun's "
+                "or Slurm's variables, --batch-size is the global batch");
+  cmd->add_option("--init-method", choice.init_method,
+                  "Where the processes meet: env:// (MASTER_ADDR, MASTER_PORT), tcp://HOST:PORT "
+                  "or file:///PATH (a new file every process can reach)")
+      ->capture_default_str();
+  cmd->add_option("--distributed-backend", choice.backend,
+                  "gloo, nccl (CUDA), or auto (nccl on CUDA when built with it, else gloo)")
+      ->check(CLI::IsMember({"auto", "gloo", "nccl"}))
+      ->capture_default_str();
+  cmd->add_option("--distributed-timeout", choice.timeout_seconds,
+                  "Seconds to wait for the other processes before failing")
+      ->check(finite_number(0, /*exclusive=*/true))
+      ->capture_default_str();
+}
+
+std::shared_ptr<ProcessGroup> join_group(const DistributedChoice& choice, c10::Device& device,
+                                         const std::string& device_flag) {
+  DistributedOptions group = DistributedOptions::from_environment();
+  group.init_method = choice.init_method;
+  group.backend = choice.backend;
+  group.timeout_seconds = choice.timeout_seconds;
+  // One GPU per process: --device cuda or auto means the process's own, cuda:LOCAL_RANK.
+  if (device.is_cuda() && device_flag.find(':') == std::string::npos) {
+    device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(group.local_rank));
+  }
+  return std::make_shared<ProcessGroup>(group, device);
+}
+
 CLI::Option* add_precision_option(CLI::App* cmd, std::optional<std::string>& precision,
                                   const std::string& help) {
   return cmd->add_option("--precision", precision, help)

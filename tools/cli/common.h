@@ -3,6 +3,7 @@
 // default across the tool: --model, --device, --precision, the adapter and --train-pooler.
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "adaptertune/adapter_config.h"
+#include "adaptertune/distributed/process_group.h"
 #include "adaptertune/precision.h"
 #include "adaptertune/tasks/task_description.h"
 #include "adaptertune/training/freeze_policy.h"
@@ -46,6 +48,25 @@ CLI::Option* add_device_option(CLI::App* cmd, std::string& device);
 /// computes again in backward rather than keep (BertEncoderImpl's options of those names).
 void add_recompute_flags(CLI::App* cmd, bool& gradient_checkpointing,
                          bool& recompute_attention_probabilities);
+
+/// Data-parallel training: `--distributed` (join a group even without WORLD_SIZE: a group of one),
+/// where the processes meet, the backend and how long to wait for the others.
+struct DistributedChoice {
+  bool distributed = false;
+  std::string init_method = "env://";
+  std::string backend = "auto";
+  double timeout_seconds = 300;
+  /// `--distributed`, or WORLD_SIZE / SLURM_NTASKS above 1 in the environment.
+  bool requested() const;
+};
+/// `--distributed`, `--init-method`, `--distributed-backend` and `--distributed-timeout`.
+void add_distributed_options(CLI::App* cmd, DistributedChoice& choice);
+/// Joins the group `choice` describes, with the ranks the environment gives
+/// (DistributedOptions::from_environment()), for tensors on `device`. A CUDA device given without
+/// an index (`device_flag` "cuda" or "auto") becomes this process's own, cuda:LOCAL_RANK.
+/// Blocks until every process has joined.
+std::shared_ptr<ProcessGroup> join_group(const DistributedChoice& choice, c10::Device& device,
+                                         const std::string& device_flag);
 
 /// `--precision fp32|bf16|fp16`.
 CLI::Option* add_precision_option(CLI::App* cmd, std::optional<std::string>& precision,

@@ -63,12 +63,7 @@ struct TrainCommandOptions {
   /// adapter or fusion trains on top of, frozen.
   std::optional<std::string> stack_on;
   std::vector<std::string> adapter_packs;
-  /// Data-parallel training: join a group even without WORLD_SIZE (a group of one), where it
-  /// meets, the backend and how long to wait for the others.
-  bool distributed = false;
-  std::string init_method = "env://";
-  std::string distributed_backend = "auto";
-  double distributed_timeout = 300;
+  DistributedChoice distributed;
   TrainerOptions trainer;
 };
 
@@ -173,7 +168,7 @@ int run_train_squad_command(TrainCommandOptions& o) {
   if (o.fuse || o.stack_on || !o.adapter_packs.empty()) {
     throw Error(label + " takes no --fuse, --stack-on or --adapter-pack");
   }
-  if (o.distributed || DistributedOptions::requested_by_environment()) {
+  if (o.distributed.requested()) {
     throw Error(label + ": data-parallel training is not supported for SQuAD yet");
   }
   if (o.trainer.cache_frozen_layers) {
@@ -281,16 +276,8 @@ int run_train(TrainCommandOptions o) {
       adapter || fusion ? std::optional<std::string>(adapter_label) : std::nullopt);
   // Data-parallel: join the group once the options every process shares have been checked
   // (they fail alike everywhere), before the run directory is (only rank 0 looks at it).
-  if (o.distributed || DistributedOptions::requested_by_environment()) {
-    DistributedOptions group = DistributedOptions::from_environment();
-    group.init_method = o.init_method;
-    group.backend = o.distributed_backend;
-    group.timeout_seconds = o.distributed_timeout;
-    // One GPU per process: --device cuda or auto means the process's own, cuda:LOCAL_RANK.
-    if (o.trainer.device.is_cuda() && o.device.find(':') == std::string::npos) {
-      o.trainer.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(group.local_rank));
-    }
-    o.trainer.process_group = std::make_shared<ProcessGroup>(group, o.trainer.device);
+  if (o.distributed.requested()) {
+    o.trainer.process_group = join_group(o.distributed, o.trainer.device, o.device);
   }
   const bool main_process = !o.trainer.process_group || o.trainer.process_group->is_main();
   Trainer::check_options(o.trainer);
@@ -996,22 +983,7 @@ Command add_train_command(CLI::App& app) {
   cmd->add_flag_function(
       "--progress,!--no-progress", [o](int64_t n) { o->trainer.progress = n > 0; },
       "Progress bar on a terminal, log lines otherwise (default on)");
-  cmd->add_flag("--distributed", o->distributed,
-                "Data-parallel training even without WORLD_SIZE in the environment (it switches "
-                "on by itself when WORLD_SIZE or SLURM_NTASKS is above 1): ranks from torchrun's "
-                "or Slurm's variables, --batch-size is the global batch");
-  cmd->add_option("--init-method", o->init_method,
-                  "Where the processes meet: env:// (MASTER_ADDR, MASTER_PORT), tcp://HOST:PORT "
-                  "or file:///PATH (a new file every process can reach)")
-      ->capture_default_str();
-  cmd->add_option("--distributed-backend", o->distributed_backend,
-                  "gloo, nccl (CUDA), or auto (nccl on CUDA when built with it, else gloo)")
-      ->check(CLI::IsMember({"auto", "gloo", "nccl"}))
-      ->capture_default_str();
-  cmd->add_option("--distributed-timeout", o->distributed_timeout,
-                  "Seconds to wait for the other processes before failing")
-      ->check(finite_number(0, /*exclusive=*/true))
-      ->capture_default_str();
+  add_distributed_options(cmd, o->distributed);
   add_recompute_flags(cmd, o->trainer.gradient_checkpointing,
                       o->trainer.recompute_attention_probabilities);
   cmd->add_flag("--last-layer-first-position", o->trainer.last_layer_first_position,

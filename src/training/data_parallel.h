@@ -1,0 +1,30 @@
+#pragma once
+// What data-parallel training does the same way in every loop that trains in a ProcessGroup (the
+// Trainer and masked-LM pretraining): which rows of a global batch a process takes, and how the
+// processes' gradients become the global batch's.
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace adaptertune {
+class ProcessGroup;
+}  // namespace adaptertune
+
+namespace adaptertune::detail {
+
+/// The slice of a global batch's rows that process `rank` of `world` trains on: consecutive, as
+/// even as can be (the first ones one row larger), empty when the batch has fewer rows than
+/// processes.
+std::vector<size_t> share_of(const std::vector<size_t>& rows, int64_t rank, int64_t world);
+
+/// Sums the gradients of `params` over `group`. Each process's loss was already scaled to its
+/// share of the global batch, so the sum is the gradient of the global batch's mean loss. A
+/// parameter that got no gradient on any process keeps none (another task's, in a multi-task
+/// run: AdamW and clipping skip it). `extra` (losses, flags) is summed in the same all-reduce.
+void all_reduce_gradients(ProcessGroup& group, const std::vector<at::Tensor>& params,
+                          std::vector<double>& extra);
+
+}  // namespace adaptertune::detail
