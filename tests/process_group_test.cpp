@@ -1,16 +1,19 @@
 // The parts of data-parallel training one process can check: reading torchrun's and Slurm's
 // environment, refusing bad options, and a group of one, which must change nothing (the test of
-// several processes is tests/distributed/distributed_test.py, ctest label `distributed`).
+// several processes is tests/distributed/, ctest label `distributed`).
 
 #include "adaptertune/distributed/process_group.h"
 
 #include <cstdlib>
 #include <map>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/error.h"
 #include "adaptertune/tasks/glue.h"
 #include "adaptertune/text/wordpiece.h"
+#include "adaptertune/training/pretraining.h"
 #include "adaptertune/training/trainer.h"
 #include "test_util.h"
 #include "training_test_util.h"
@@ -202,6 +205,62 @@ TEST(ProcessGroup, TrainingInAGroupOfOneEqualsTrainingAlone) {
   };
   EXPECT_FALSE(losses("group_alone").empty());
   EXPECT_EQ(losses("group_alone"), losses("group_grouped"));
+}
+
+// Pretraining in a group of one takes the data-parallel path (each batch masked whole, then
+// sliced; the loss weighted by its share of the masked tokens; gradients, loss and held-out sums
+// all-reduced; dropout from the process's own stream, the masking's random numbers restored after
+// it). With dropout off it must write the model one process writes, bit for bit. With dropout on
+// it takes another path than one process (its own dropout stream), and leaves the masking's
+// generator where a run without dropout leaves it: what keeps a group's processes in step.
+TEST(ProcessGroup, PretrainingInAGroupOfOneEqualsPretrainingAlone) {
+  const std::string data_dir = std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/../../data";
+  WordPieceTokenizer tokenizer(data_dir + "/vocab/bert-base-uncased-vocab.txt");
+  BertConfig config = testing::tiny_config();
+  config.vocab_size = tokenizer.vocab_size();
+  const BertConfig with_dropout = config;
+  config.hidden_dropout_prob = 0;
+  config.attention_probs_dropout_prob = 0;
+  ASSERT_GT(with_dropout.hidden_dropout_prob, 0);
+  std::vector<std::string> lines;
+  for (int i = 0; i < 10; ++i) {
+    lines.push_back("the quick brown fox jumps over the lazy dog number " + std::to_string(i));
+  }
+  const std::string root = testing::fresh_dir("pretrain_group");
+  auto run = [&](const BertConfig& model_config, std::shared_ptr<ProcessGroup> group,
+                 const std::string& name) {
+    PretrainOptions options;
+    options.steps = 5;
+    options.batch_size = 4;
+    options.max_length = 16;
+    options.gradient_accumulation = 2;
+    options.eval_lines = {"a lazy dog sleeps in the sun", "the brown fox runs over the hill"};
+    options.process_group = std::move(group);
+    const PretrainResult result =
+        pretrain_mlm(model_config, lines, tokenizer, root + "/" + name, options);
+    return std::make_pair(result, at::detail::getDefaultCPUGenerator().get_state());
+  };
+  const auto [alone, alone_rng] = run(config, nullptr, "alone");
+  const auto [grouped, grouped_rng] = run(config, group_of_one("pretrain_group_store"), "grouped");
+  EXPECT_EQ(alone.steps, grouped.steps);
+  EXPECT_EQ(alone.final_loss, grouped.final_loss);
+  ASSERT_TRUE(alone.eval_loss && grouped.eval_loss);
+  EXPECT_EQ(*alone.eval_loss, *grouped.eval_loss);
+  // (Compared as booleans: a failure would print megabytes of weights.)
+  EXPECT_TRUE(read_file(root + "/alone/model.safetensors") ==
+              read_file(root + "/grouped/model.safetensors"));
+
+  const auto [dropped_alone, dropped_alone_rng] = run(with_dropout, nullptr, "dropout_alone");
+  const auto [dropped, dropped_rng] =
+      run(with_dropout, group_of_one("pretrain_group_dropout_store"), "dropout_grouped");
+  // Alone, dropout draws from the masking's generator…
+  EXPECT_FALSE(torch::equal(dropped_alone_rng, alone_rng));
+  // …in a group, from the process's own stream, and the masking's state is restored after it.
+  EXPECT_TRUE(torch::equal(dropped_rng, alone_rng))
+      << "dropout in a group moved the masking's random numbers";
+  EXPECT_FALSE(read_file(root + "/dropout_grouped/model.safetensors") ==
+               read_file(root + "/dropout_alone/model.safetensors"));
+  remove_tree(root);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <mutex>
+#include <numeric>
 #include <random>
 #include <sstream>
 
@@ -13,6 +15,7 @@
 
 #include "adaptertune/bert_for_masked_lm.h"
 #include "adaptertune/device.h"
+#include "adaptertune/distributed/process_group.h"
 #include "adaptertune/error.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
@@ -30,6 +33,7 @@
 #include "adaptertune/training/training_engine.h"
 #include "json_util.h"
 #include "run_checks.h"
+#include "training/data_parallel.h"
 
 namespace adaptertune {
 
@@ -151,6 +155,56 @@ nlohmann::json resume_fingerprint(const PretrainOptions& options,
           {"text_sha256", detail::encodings_sha256(sequences)}};
 }
 
+// The rows [begin, end) of a batch of `rows` rows that this process of `group` trains on.
+std::pair<int64_t, int64_t> rows_of(int64_t rows, const ProcessGroup& group) {
+  std::vector<size_t> all(static_cast<size_t>(rows));
+  std::iota(all.begin(), all.end(), size_t{0});
+  const std::vector<size_t> mine = detail::share_of(all, group.rank(), group.world_size());
+  if (mine.empty()) return {0, 0};
+  return {static_cast<int64_t>(mine.front()), static_cast<int64_t>(mine.back()) + 1};
+}
+
+// SplitMix64's finaliser: a well-mixed 64-bit value from any input.
+uint64_t mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// The seed of process `rank`'s dropout on batch `batch` of epoch `epoch`: the processes of a
+// group drop different elements of their rows, and a resumed run draws what it would have.
+uint64_t dropout_seed(uint64_t seed, int64_t epoch, size_t batch, int64_t rank) {
+  uint64_t x = mix64(seed);
+  for (const auto value :
+       {static_cast<uint64_t>(epoch), static_cast<uint64_t>(batch), static_cast<uint64_t>(rank)}) {
+    x = mix64(x ^ value);
+  }
+  return x;
+}
+
+// In a group every process draws the masking as one process does, from the CPU generator in the
+// same state everywhere, and the dropout of its own rows from a stream of its own (the rows, and
+// so the number of random numbers they take, differ between processes). While one lives, the
+// default generator of `device` (the CPU's included) draws from `seed`; the CPU generator's
+// state, the masking's, comes back when it ends.
+class DropoutStream {
+ public:
+  DropoutStream(c10::Device device, uint64_t seed)
+      : cpu_(at::detail::getDefaultCPUGenerator()), masking_state_(cpu_.get_state()) {
+    at::Generator generator = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_current_seed(seed);
+  }
+  ~DropoutStream() { cpu_.set_state(masking_state_); }
+  DropoutStream(const DropoutStream&) = delete;
+  DropoutStream& operator=(const DropoutStream&) = delete;
+
+ private:
+  at::Generator cpu_;
+  at::Tensor masking_state_;
+};
+
 // Held-out sequences with their masking (`eval_masking`, not the training's) drawn once from
 // `eval_seed`, without touching the training's random numbers.
 struct HeldOut {
@@ -184,15 +238,17 @@ HeldOut mask_held_out(const std::vector<std::string>& lines, const Tokenizer& to
   return out;
 }
 
-// The masked-LM loss per masked token over the held-out batches (eval mode, no gradients).
+// The masked-LM loss per masked token over the held-out batches (eval mode, no gradients). In a
+// group each process measures every world_size-th batch, and the sums are all-reduced.
 double held_out_loss(BertForMaskedLM& model, const HeldOut& held_out, c10::Device device,
-                     Precision precision) {
+                     Precision precision, ProcessGroup* group) {
   const bool was_training = model->is_training();
   model->eval();
   c10::InferenceMode inference;  // nothing computed here is ever differentiated
   double sum = 0;
   int64_t tokens = 0;
   for (size_t b = 0; b < held_out.inputs.size(); ++b) {
+    if (group && static_cast<int64_t>(b) % group->world_size() != group->rank()) continue;
     const int64_t masked = (held_out.labels[b] != -100).sum().item<int64_t>();
     if (masked == 0) continue;
     AutocastGuard autocast(device, precision);
@@ -205,6 +261,13 @@ double held_out_loss(BertForMaskedLM& model, const HeldOut& held_out, c10::Devic
     tokens += masked;
   }
   model->train(was_training);
+  if (group) {
+    at::Tensor totals = at::tensor({sum, static_cast<double>(tokens)}, at::kDouble).to(device);
+    group->all_reduce_sum({totals});
+    totals = totals.cpu();
+    sum = totals[0].item<double>();
+    tokens = static_cast<int64_t>(totals[1].item<double>());
+  }
   if (tokens == 0) throw Error("pretrain: the held-out text got no masked token");
   return sum / static_cast<double>(tokens);
 }
@@ -315,6 +378,11 @@ void PretrainOptions::validate() const {
   }
   detail::check_at_least(owner, "checkpoint_every", checkpoint_every, 0);
   detail::check_at_least(owner, "keep_checkpoints", keep_checkpoints, 1);
+  if (process_group && batch_size < process_group->world_size()) {
+    throw Error("PretrainOptions: batch_size " + std::to_string(batch_size) +
+                " is the global batch and must be at least the group's " +
+                std::to_string(process_group->world_size()) + " processes");
+  }
   existing_output_mode(resume, overwrite);
 }
 
@@ -332,6 +400,8 @@ void check_pretrain_options(const BertConfig& config, const std::string& output_
   }
   // Replacing the run it branches from would delete the checkpoint before it is read.
   if (!options.branch_from.empty()) inputs.push_back(branch_checkpoint(options.branch_from));
+  // Only rank 0 writes the output directory; the others never look at it before a resume.
+  if (options.process_group && !options.process_group->is_main()) return;
   check_output_directory(model_directory(output_dir),
                          existing_output_mode(options.resume, options.overwrite), inputs);
 }
@@ -345,6 +415,9 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
                 std::to_string(config.vocab_size));
   }
   check_pretrain_options(config, output_dir, options);
+  ProcessGroup* const group = options.process_group.get();
+  // Rank 0 writes the model and checkpoint directories and reports; the others write nothing.
+  const bool writes = !group || group->is_main();
   EncodedDataset data;
   data.encodings = pack_sentences(lines, tokenizer, options.max_length, options.line_source);
   if (data.encodings.empty()) throw Error("pretrain: the text holds no tokens");
@@ -391,13 +464,16 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   const std::string fingerprint =
       resume_fingerprint(options, data.encodings, init_weights_sha256).dump();
   auto message = [&](const std::string& text) {
-    if (options.on_message) options.on_message(text);
+    if (writes && options.on_message) options.on_message(text);
   };
   // Made here when missing (and removed again if the run is refused before it writes). Held until
   // the model is saved: a second run on this directory fails here instead of interleaving its
   // checkpoints with this one's.
-  const DirectoryLock lock(output_dir, "model directory");
-  if (options.overwrite) clear_output_directory(model_directory(output_dir));
+  std::optional<DirectoryLock> lock;
+  if (writes) {
+    lock.emplace(output_dir, "model directory");
+    if (options.overwrite) clear_output_directory(model_directory(output_dir));
+  }
   DataShape shape;
   shape.batches_per_epoch = batcher.batches_per_epoch();
   shape.gradient_accumulation = options.gradient_accumulation;
@@ -408,7 +484,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   };
   bool resumed = false;
   if (options.resume) {
-    engine.checkpoints().remove_stale_temporaries();
+    if (writes) engine.checkpoints().remove_stale_temporaries();
     if (const auto latest = engine.resume(shape, fingerprint, check_schedule)) {
       resumed = true;
       message("pretrain: resumed from " + *latest + " at step " +
@@ -436,14 +512,16 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
                 std::to_string(state.global_step) + ", which is not before it");
   }
   if (!init_note.empty() && !resumed) message(init_note);
+  // Every process starts from rank 0's tensors, as one model.
+  if (group) group->broadcast(engine.trainable());
   const HeldOut held_out = options.eval_lines.empty()
                                ? HeldOut{}
                                : mask_held_out(options.eval_lines, tokenizer, options);
   PretrainResult result;
   auto measure = [&] {
     if (held_out.inputs.empty()) return;
-    result.eval_loss = held_out_loss(model, held_out, device, options.precision);
-    if (options.on_eval) options.on_eval(state.global_step, *result.eval_loss);
+    result.eval_loss = held_out_loss(model, held_out, device, options.precision, group);
+    if (writes && options.on_eval) options.on_eval(state.global_step, *result.eval_loss);
   };
   // A continuation's starting point, on the held-out lines it will be compared on.
   if (!init_note.empty() && !resumed) measure();
@@ -463,20 +541,45 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
       auto [masked, labels] = mask_for_mlm(batch.input_ids, tokenizer, options.masking);
       state.epoch = epoch;
       state.batch_in_epoch = static_cast<int64_t>(b) + 1;
-      if ((labels != -100).sum().item<int64_t>() > 0) {
-        torch::Tensor loss;
-        {
-          const AutocastGuard autocast = engine.autocast();
-          loss = model->loss(
-              masked.to(device), labels.to(device),
-              batch.attention_mask.defined() ? batch.attention_mask.to(device) : torch::Tensor());
+      const int64_t batch_masked = (labels != -100).sum().item<int64_t>();
+      if (batch_masked > 0) {
+        at::Tensor attention_mask = batch.attention_mask;
+        // The global batch's mean loss per masked token, of which this process holds `share`.
+        double share = 1;
+        std::optional<DropoutStream> dropout_stream;
+        if (group) {
+          const auto [begin, end] = rows_of(masked.size(0), *group);
+          masked = masked.slice(0, begin, end);
+          labels = labels.slice(0, begin, end);
+          if (attention_mask.defined()) attention_mask = attention_mask.slice(0, begin, end);
+          share = static_cast<double>((labels != -100).sum().item<int64_t>()) /
+                  static_cast<double>(batch_masked);
+          dropout_stream.emplace(device, dropout_seed(options.seed, epoch, b, group->rank()));
         }
-        engine.backward(loss);
-        step_loss += loss.item<double>();
+        if (share > 0) {
+          torch::Tensor loss;
+          {
+            const AutocastGuard autocast = engine.autocast();
+            loss =
+                model->loss(masked.to(device), labels.to(device),
+                            attention_mask.defined() ? attention_mask.to(device) : torch::Tensor());
+          }
+          engine.backward(loss, share);
+          step_loss += loss.item<double>() * share;
+        }
         ++micro;
       }
       const bool last_batch = b + 1 == order.size();
       if (micro == 0 || (micro % options.gradient_accumulation != 0 && !last_batch)) continue;
+      bool stop = false;
+      if (group) {
+        // One all-reduce: the gradients, the step's loss and whether any process was asked to
+        // stop.
+        std::vector<double> extra{step_loss, stop_requested() ? 1.0 : 0.0};
+        detail::all_reduce_gradients(*group, engine.trainable(), extra);
+        step_loss = extra[0];
+        stop = extra[1] > 0;
+      }
       const double lr = engine.step();
       window_loss += step_loss / static_cast<double>(micro);
       ++window;
@@ -486,26 +589,30 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
       if (options.on_step) options.on_step(step);
       if (step % options.log_every == 0 || step == options.steps) {
         result.final_loss = window_loss / static_cast<double>(window);
-        if (options.on_log) options.on_log(step, result.final_loss, lr);
+        if (writes && options.on_log) options.on_log(step, result.final_loss, lr);
         window_loss = 0;
         window = 0;
       }
       if (step == options.steps || (options.eval_every > 0 && step % options.eval_every == 0)) {
         measure();
       }
-      result.interrupted = stop_requested().load();
+      // Alone, a stop asked for during this step (or its evaluation) counts now; in a group,
+      // every process learns of it in the next step's all-reduce, and all stop there together.
+      result.interrupted = group ? stop : stop_requested().load();
       result.stopped = !result.interrupted && step == options.stop_after_step;
       if (result.paused() || (options.checkpoint_every > 0 &&
                               step % options.checkpoint_every == 0 && step < options.steps)) {
-        const std::string saved = engine.save_checkpoint(fingerprint);
-        if (result.paused()) {
-          message(std::string("pretrain: ") +
-                  (result.interrupted ? "interrupted"
-                                      : "stopped after step " + std::to_string(step) +
-                                            " as asked (stop_after_step)") +
-                  "; checkpoint saved in " + saved + " (continue with --resume)");
-          break;
+        if (writes) {
+          const std::string saved = engine.save_checkpoint(fingerprint);
+          if (result.paused()) {
+            message(std::string("pretrain: ") +
+                    (result.interrupted ? "interrupted"
+                                        : "stopped after step " + std::to_string(step) +
+                                              " as asked (stop_after_step)") +
+                    "; checkpoint saved in " + saved + " (continue with --resume)");
+          }
         }
+        if (result.paused()) break;
       }
     }
     if (!result.paused() && state.global_step < options.steps) {
@@ -517,11 +624,17 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   result.steps = state.global_step;
   result.skipped_steps = state.skipped_steps;
   if (result.paused()) return result;
+  if (!writes) {
+    group->barrier();  // rank 0's, after it has written the model
+    return result;
+  }
   model->to(c10::Device(c10::kCPU));
   save_pretrained(*model, output_dir, options.save_dtype);
   save_tokenizer(tokenizer, output_dir, config.max_position_embeddings);
   // A finished run has nothing to resume; keep the model directory clean.
   if (own_checkpoint_dir) remove_tree(engine.checkpoints().root());
+  // Once pretrain_mlm() returns on any process, the model is on disk.
+  if (group) group->barrier();
   return result;
 }
 

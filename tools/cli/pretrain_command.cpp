@@ -33,6 +33,7 @@ struct PretrainCommandOptions {
   std::optional<std::string> eval_text;
   std::string out;
   std::string schedule = "linear";
+  DistributedChoice distributed;
   PretrainOptions train;
 };
 
@@ -58,6 +59,12 @@ int run(PretrainCommandOptions& o) {
   o.train.inputs.push_back(o.config);
   o.train.inputs.push_back(o.vocab);
   config.check_sequence_length(o.train.max_length, "--max-length");
+  if (o.distributed.requested()) {
+    // What fails alike on every process fails before the processes meet.
+    o.train.validate();
+    o.train.process_group = join_group(o.distributed, o.train.device, o.device);
+  }
+  const bool main_process = !o.train.process_group || o.train.process_group->is_main();
   check_pretrain_options(config, o.out, o.train);
   const auto tokenizer = load_tokenizer_file(o.vocab, /*sentencepiece=*/false, o.lowercase);
   std::vector<std::string> lines;
@@ -84,11 +91,18 @@ int run(PretrainCommandOptions& o) {
   o.train.line_source = [&](size_t index) {
     return o.text[origin[index].first] + ":" + std::to_string(origin[index].second);
   };
-  std::cerr << "pretrain: " << lines.size() << " lines from " << o.text.size() << " file(s); "
-            << config.num_hidden_layers << " layers, hidden " << config.hidden_size << ", "
-            << o.train.steps << " steps of " << o.train.gradient_accumulation << " x "
-            << o.train.batch_size << " x " << o.train.max_length << " tokens on "
-            << o.train.device.str() << " (" << precision_name(o.train.precision) << ")\n";
+  if (main_process) {
+    std::cerr << "pretrain: " << lines.size() << " lines from " << o.text.size() << " file(s); "
+              << config.num_hidden_layers << " layers, hidden " << config.hidden_size << ", "
+              << o.train.steps << " steps of " << o.train.gradient_accumulation << " x "
+              << o.train.batch_size << " x " << o.train.max_length << " tokens on "
+              << o.train.device.str() << " (" << precision_name(o.train.precision) << ")";
+    if (o.train.process_group) {
+      std::cerr << ", " << o.train.process_group->world_size() << " processes ("
+                << o.train.process_group->backend() << ")";
+    }
+    std::cerr << "\n";
+  }
   const auto start = std::chrono::steady_clock::now();
   o.train.on_log = [&](int64_t step, double loss, double lr) {
     const double seconds =
@@ -107,6 +121,7 @@ int run(PretrainCommandOptions& o) {
     StopOnInterrupt ctrl_c;
     result = pretrain_mlm(config, lines, *tokenizer, o.out, o.train);
   }
+  if (!main_process) return result.interrupted ? 130 : 0;
   if (result.skipped_steps > 0) {
     std::fprintf(stderr, "pretrain: %lld of %lld steps skipped: fp16's loss scaling dropped them\n",
                  static_cast<long long>(result.skipped_steps),
@@ -223,6 +238,7 @@ Command add_pretrain_command(CLI::App& app) {
   add_existing_output_options(cmd, o->train.resume, o->train.overwrite, "model",
                               "Continue from the newest checkpoint (same text and options; "
                               "--steps may grow while the learning rates so far stay the same)");
+  add_distributed_options(cmd, o->distributed);
   cmd->add_option("--branch-from", o->train.branch_from,
                   "Start from a checkpoint of another run (a checkpoint-<step> directory, or a "
                   "run's checkpoint directory: its newest), e.g. a wsd decay branched off a long "

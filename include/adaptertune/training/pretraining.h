@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -19,6 +20,8 @@
 #include "adaptertune/training/scheduler.h"
 
 namespace adaptertune {
+
+class ProcessGroup;
 
 struct MlmMaskingOptions {
   /// Share of (non-special) tokens chosen for prediction.
@@ -75,6 +78,18 @@ struct PretrainOptions {
   /// memory at long sequences, for a few percent more time.
   bool recompute_attention_probabilities = false;
   MlmMaskingOptions masking;
+  /// Data-parallel pretraining: the group this process trains in (distributed/process_group.h);
+  /// null: one process. Every process of the group calls pretrain_mlm() with the same options and
+  /// text. `batch_size` is then the global batch: every process packs and masks each batch as one
+  /// process would (the same tokens masked) and trains on its slice of the rows, and the
+  /// gradients are all-reduced once per optimizer step, so that with dropout off a group trains
+  /// the weights one process trains (to float rounding), and a run resumes with any number of
+  /// processes. Dropout is drawn per process (from the seed, the batch and the rank), so with
+  /// dropout on a group takes another path than one process. The held-out loss is shared out
+  /// too. Only rank 0 writes the output and checkpoint directories (which every process must be
+  /// able to read for a resume) and calls `on_log`, `on_eval` and `on_message`; Ctrl-C on any
+  /// process stops all of them at the next step. `batch_size` must be at least the group's size.
+  std::shared_ptr<ProcessGroup> process_group;
   /// dtype of the saved weights ("bfloat16" halves the file; they load back as float32).
   c10::ScalarType save_dtype = c10::ScalarType::Float;
   /// Called every `log_every` steps with (step, loss averaged since the last call, lr).
