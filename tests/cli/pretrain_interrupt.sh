@@ -51,6 +51,18 @@ for i in $(seq 1 20); do echo "a held-out line $i that the run never trains on .
   { cat "$work/measured.log" >&2; echo "FAIL: expected 2 held-out measurements" >&2; exit 1; }
 grep -q "held-out [0-9]" "$work/measured.out" ||
   { cat "$work/measured.out" >&2; echo "FAIL: no held-out loss in the result" >&2; exit 1; }
+# --eval-mask-probability and --eval-seed choose the held-out masking: other held-out losses, the
+# same training.
+"$cli" pretrain --config "$work/config.json" --vocab "$vocab" --text "$work/text.txt" \
+  --eval-text "$work/heldout.txt" --eval-every 5 --eval-mask-probability 0.4 --eval-seed 7 \
+  --out "$work/measured-40" --steps 10 --batch-size 8 --max-length 32 >/dev/null 2>"$work/measured-40.log"
+training_losses() { grep -v "held-out" "$1" | grep "mlm loss" | sed 's/  lr .*//'; }
+[ -n "$(training_losses "$work/measured.log")" ] &&
+  [ "$(training_losses "$work/measured.log")" = "$(training_losses "$work/measured-40.log")" ] ||
+  { cat "$work/measured-40.log" >&2; echo "FAIL: the held-out masking changed the training" >&2; exit 1; }
+[ "$(grep -c "held-out mlm loss" "$work/measured-40.log")" -eq 2 ] &&
+  [ "$(grep "held-out mlm loss" "$work/measured.log")" != "$(grep "held-out mlm loss" "$work/measured-40.log")" ] ||
+  { cat "$work/measured-40.log" >&2; echo "FAIL: --eval-mask-probability/--eval-seed changed nothing" >&2; exit 1; }
 # Continued pretraining: --init-from takes the model's config and vocabulary unless given, and
 # never replaces the model it starts from.
 "$cli" pretrain --init-from "$work/measured" --text "$work/text.txt" --out "$work/continued" \

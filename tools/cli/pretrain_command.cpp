@@ -166,6 +166,15 @@ Command add_pretrain_command(CLI::App& app) {
                   "Measure the held-out loss every N steps (0: only at the end)")
       ->check(integer_range(0))
       ->capture_default_str();
+  cmd->add_option("--eval-mask-probability", o->train.eval_masking.mask_probability,
+                  "Share of the held-out text's tokens masked for its loss (BERT's 0.15 whatever "
+                  "--mask-probability trains with, so that runs are measured on the same task)")
+      ->check(finite_number(0, /*exclusive=*/true, 0.99))
+      ->capture_default_str();
+  cmd->add_option("--eval-seed", o->train.eval_seed,
+                  "Seed of the held-out text's masking (drawn once, the same in every run)")
+      ->check(integer_range(0))
+      ->capture_default_str();
   cmd->add_option("--steps", o->train.steps, "Optimizer steps")
       ->check(integer_range(1))
       ->capture_default_str();
