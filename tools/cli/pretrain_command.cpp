@@ -107,7 +107,7 @@ int run(PretrainCommandOptions& o) {
   o.train.on_log = [&](int64_t step, double loss, double lr) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::fprintf(stderr, "pretrain: step %lld/%lld  mlm loss %.4f  lr %.2e  %.0f s\n",
+    std::fprintf(stderr, "pretrain: step %lld/%lld  mlm loss %.4f  lr %.2e  %.1f s\n",
                  static_cast<long long>(step), static_cast<long long>(o.train.steps), loss, lr,
                  seconds);
   };
