@@ -9,11 +9,14 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "adaptertune/bert_for_question_answering.h"
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/error.h"
 #include "adaptertune/tasks/glue.h"
+#include "adaptertune/tasks/squad.h"
 #include "adaptertune/text/wordpiece.h"
 #include "adaptertune/training/pretraining.h"
+#include "adaptertune/training/question_answering_trainer.h"
 #include "adaptertune/training/trainer.h"
 #include "test_util.h"
 #include "training_test_util.h"
@@ -140,6 +143,20 @@ TEST(ProcessGroup, AGroupOfOneSumsAndBroadcastsToItself) {
   for (size_t i = 0; i < tensors.size(); ++i) EXPECT_TRUE(torch::equal(tensors[i], before[i]));
 }
 
+// The training losses a run of testing::short_run_options(name) logged in metrics.jsonl.
+std::vector<double> logged_losses(const std::string& name) {
+  std::vector<double> out;
+  std::istringstream lines(read_file(::testing::TempDir() + "adaptertune_" + name + "_" +
+                                     std::to_string(::getpid()) + "/metrics.jsonl"));
+  for (std::string line; std::getline(lines, line);) {
+    const size_t at = line.find("\"loss\":");
+    if (line.find("\"event\":\"train\"") != std::string::npos && at != std::string::npos) {
+      out.push_back(std::stod(line.substr(at + 7)));
+    }
+  }
+  return out;
+}
+
 // Through a group of one, training takes the data-parallel path (slices, the all-reduce of
 // gradients with the "no gradient anywhere keeps none" rule, losses summed in the same
 // all-reduce) and must end bit for bit where it ends without a group. Two tasks, so that a
@@ -191,20 +208,54 @@ TEST(ProcessGroup, TrainingInAGroupOfOneEqualsTrainingAlone) {
     EXPECT_TRUE(torch::equal(item.value(), right[item.key()])) << item.key() << " differs";
   }
   // The losses logged come through the all-reduce too.
-  auto losses = [](const std::string& name) {
-    std::vector<double> out;
-    std::istringstream lines(read_file(::testing::TempDir() + "adaptertune_" + name + "_" +
-                                       std::to_string(::getpid()) + "/metrics.jsonl"));
-    for (std::string line; std::getline(lines, line);) {
-      const size_t at = line.find("\"loss\":");
-      if (line.find("\"event\":\"train\"") != std::string::npos && at != std::string::npos) {
-        out.push_back(std::stod(line.substr(at + 7)));
-      }
-    }
-    return out;
+  EXPECT_FALSE(logged_losses("group_alone").empty());
+  EXPECT_EQ(logged_losses("group_alone"), logged_losses("group_grouped"));
+}
+
+// A span run (SQuAD) in a group of one takes the data-parallel path as well (slices, the loss
+// weighted by its share, gradients and loss in one all-reduce, rank 0's early-stopping decision
+// broadcast) and must end bit for bit where it ends alone.
+TEST(ProcessGroup, SpanTrainingInAGroupOfOneEqualsTrainingAlone) {
+  const std::string data_dir = std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/../../data";
+  WordPieceTokenizer tokenizer(data_dir + "/vocab/bert-base-uncased-vocab.txt");
+  const SquadDataset data =
+      read_squad(std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/squad/dev-v1.1.json");
+  QuestionAnsweringOptions qa;
+  qa.features.max_length = 48;
+  qa.features.doc_stride = 12;
+  qa.features.max_query_length = 12;
+  auto make = [] {
+    torch::manual_seed(7);
+    BertConfig config = testing::tiny_config();
+    config.vocab_size = 30522;
+    BertForQuestionAnswering model(config);
+    model->bert->add_adapter("squad", AdapterConfig::houlsby());
+    return model;
   };
-  EXPECT_FALSE(losses("group_alone").empty());
-  EXPECT_EQ(losses("group_alone"), losses("group_grouped"));
+  auto train = [&](BertForQuestionAnswering& model, std::shared_ptr<ProcessGroup> group,
+                   const std::string& name) {
+    TrainerOptions o = testing::short_run_options(name);
+    o.batch_size = 4;
+    o.epochs = 2;
+    o.eval_batch_size = 8;
+    o.gradient_accumulation = 2;
+    o.log_every = 1;
+    o.process_group = std::move(group);
+    return QuestionAnsweringTrainer(model, data, data, FreezePolicy{}, "squad", o, qa, tokenizer)
+        .train();
+  };
+  auto alone = make();
+  const TrainResult a = train(alone, nullptr, "span_alone");
+  auto grouped = make();
+  const TrainResult b = train(grouped, group_of_one("span_group_store"), "span_grouped");
+  EXPECT_EQ(a.steps, b.steps);
+  EXPECT_EQ(a.best_metrics, b.best_metrics);
+  const auto left = alone->named_parameters(), right = grouped->named_parameters();
+  for (const auto& item : left) {
+    EXPECT_TRUE(torch::equal(item.value(), right[item.key()])) << item.key() << " differs";
+  }
+  EXPECT_FALSE(logged_losses("span_alone").empty());
+  EXPECT_EQ(logged_losses("span_alone"), logged_losses("span_grouped"));
 }
 
 // Pretraining in a group of one takes the data-parallel path (each batch masked whole, then

@@ -43,6 +43,23 @@ Batch Batch::to(const c10::Device& device) const {
   return b;
 }
 
+Batch Batch::slice(int64_t begin, int64_t end) const {
+  const int64_t size = input_ids.size(0);
+  if (begin < 0 || begin > end || end > size) {
+    throw Error("Batch::slice: rows [" + std::to_string(begin) + ", " + std::to_string(end) +
+                ") are not in a batch of " + std::to_string(size));
+  }
+  Batch b;
+  b.input_ids = input_ids.slice(0, begin, end);
+  if (attention_mask.defined()) b.attention_mask = attention_mask.slice(0, begin, end);
+  b.token_type_ids = token_type_ids.slice(0, begin, end);
+  if (labels.defined()) b.labels = labels.slice(0, begin, end);
+  b.rows.assign(rows.begin() + begin, rows.begin() + end);
+  b.tokens =
+      b.attention_mask.defined() ? b.attention_mask.sum().item<int64_t>() : b.input_ids.numel();
+  return b;
+}
+
 Batcher::Batcher(const EncodedDataset& data, BatcherOptions options)
     : data_(data), options_(options) {
   if (options_.batch_size < 1) throw Error("batch size must be at least 1");

@@ -8,12 +8,18 @@
 
 namespace adaptertune::detail {
 
-std::vector<size_t> share_of(const std::vector<size_t>& rows, int64_t rank, int64_t world) {
-  const auto n = static_cast<int64_t>(rows.size());
+std::pair<size_t, size_t> share_range(size_t rows, int64_t rank, int64_t world) {
+  const auto n = static_cast<int64_t>(rows);
   const int64_t base = n / world, larger = n % world;
   const int64_t begin = rank * base + std::min(rank, larger);
   const int64_t size = base + (rank < larger ? 1 : 0);
-  return {rows.begin() + begin, rows.begin() + begin + size};
+  return {static_cast<size_t>(begin), static_cast<size_t>(begin + size)};
+}
+
+std::vector<size_t> share_of(const std::vector<size_t>& rows, int64_t rank, int64_t world) {
+  const auto [begin, end] = share_range(rows.size(), rank, world);
+  return {rows.begin() + static_cast<std::ptrdiff_t>(begin),
+          rows.begin() + static_cast<std::ptrdiff_t>(end)};
 }
 
 void all_reduce_gradients(ProcessGroup& group, const std::vector<at::Tensor>& params,

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -15,9 +16,12 @@ class ProcessGroup;
 
 namespace adaptertune::detail {
 
-/// The slice of a global batch's rows that process `rank` of `world` trains on: consecutive, as
-/// even as can be (the first ones one row larger), empty when the batch has fewer rows than
-/// processes.
+/// Where the slice of a global batch of `rows` rows that process `rank` of `world` trains on
+/// lies: [first, second), consecutive, as even as can be (the first processes one row more),
+/// empty when the batch has fewer rows than processes.
+std::pair<size_t, size_t> share_range(size_t rows, int64_t rank, int64_t world);
+
+/// The rows of `rows` in share_range().
 std::vector<size_t> share_of(const std::vector<size_t>& rows, int64_t rank, int64_t world);
 
 /// Sums the gradients of `params` over `group`. Each process's loss was already scaled to its

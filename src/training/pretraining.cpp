@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cmath>
 #include <mutex>
-#include <numeric>
 #include <random>
 #include <sstream>
 
@@ -153,15 +152,6 @@ nlohmann::json resume_fingerprint(const PretrainOptions& options,
           {"mask_probability", options.masking.mask_probability},
           {"packed_sequences", sequences.size()},
           {"text_sha256", detail::encodings_sha256(sequences)}};
-}
-
-// The rows [begin, end) of a batch of `rows` rows that this process of `group` trains on.
-std::pair<int64_t, int64_t> rows_of(int64_t rows, const ProcessGroup& group) {
-  std::vector<size_t> all(static_cast<size_t>(rows));
-  std::iota(all.begin(), all.end(), size_t{0});
-  const std::vector<size_t> mine = detail::share_of(all, group.rank(), group.world_size());
-  if (mine.empty()) return {0, 0};
-  return {static_cast<int64_t>(mine.front()), static_cast<int64_t>(mine.back()) + 1};
 }
 
 // SplitMix64's finaliser: a well-mixed 64-bit value from any input.
@@ -548,7 +538,9 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
         double share = 1;
         std::optional<DropoutStream> dropout_stream;
         if (group) {
-          const auto [begin, end] = rows_of(masked.size(0), *group);
+          const auto [first, last] = detail::share_range(static_cast<size_t>(masked.size(0)),
+                                                         group->rank(), group->world_size());
+          const auto begin = static_cast<int64_t>(first), end = static_cast<int64_t>(last);
           masked = masked.slice(0, begin, end);
           labels = labels.slice(0, begin, end);
           if (attention_mask.defined()) attention_mask = attention_mask.slice(0, begin, end);

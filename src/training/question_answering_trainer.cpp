@@ -1,6 +1,7 @@
 #include "adaptertune/training/question_answering_trainer.h"
 
 #include <chrono>
+#include <optional>
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/device.h"
+#include "adaptertune/distributed/process_group.h"
 #include "adaptertune/error.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
@@ -21,6 +23,7 @@
 #include "adaptertune/version.h"
 #include "run_checks.h"
 #include "sha256.h"
+#include "training/data_parallel.h"
 #include "training/run_files.h"
 
 namespace adaptertune {
@@ -148,8 +151,11 @@ QuestionAnsweringTrainer::QuestionAnsweringTrainer(
   Trainer::check_options(options_);
   qa_.features.validate();
   const std::string label = "QuestionAnsweringTrainer: ";
-  if (options_.process_group) {
-    throw Error(label + "data-parallel training (process_group) is not supported for spans yet");
+  if (options_.process_group && options_.batch_size < options_.process_group->world_size()) {
+    throw Error(label + "batch_size " + std::to_string(options_.batch_size) +
+                " is the global batch, shared out among the " +
+                std::to_string(options_.process_group->world_size()) +
+                " processes: it must be at least that many");
   }
   if (options_.cache_frozen_layers) {
     throw Error(label + "cache_frozen_layers is not supported for spans yet");
@@ -189,8 +195,15 @@ TrainResult QuestionAnsweringTrainer::train() {
   const c10::Device device = options_.device;
   check_device(device);
   Trainer::check_options(options_);  // the directory may have changed since the constructor
-  const DirectoryLock lock(options_.output_dir, "run directory");  // as in Trainer::train()
-  if (options_.overwrite) clear_output_directory(detail::run_directory(options_.output_dir));
+  ProcessGroup* const group = options_.process_group.get();
+  // Rank 0 writes the run directory; the other processes of a group write nothing (as in
+  // Trainer::train()).
+  const bool writes = !group || group->is_main();
+  std::optional<DirectoryLock> lock;
+  if (writes) {
+    lock.emplace(options_.output_dir, "run directory");
+    if (options_.overwrite) clear_output_directory(detail::run_directory(options_.output_dir));
+  }
   torch::manual_seed(options_.seed);
   model_->to(device);
   model_->train();
@@ -227,12 +240,15 @@ TrainResult QuestionAnsweringTrainer::train() {
   TrainResult result;
   detail::TaskProgress best;
   int64_t last_eval_step = -1;
-  detail::Progress progress(options_.progress);
+  detail::Progress progress(options_.progress && writes);
   // The base as the run starts, before a resume restores trained weights into it.
-  const Json base = detail::base_json(options_, *model_, model_->bert->config());
+  const Json base =
+      writes ? detail::base_json(options_, *model_, model_->bert->config()) : Json(nullptr);
   if (options_.resume) {
-    engine.checkpoints().remove_stale_temporaries();
-    remove_tree(options_.output_dir + "/.best.tmp");
+    if (writes) {
+      engine.checkpoints().remove_stale_temporaries();
+      remove_tree(options_.output_dir + "/.best.tmp");
+    }
     DataShape shape;
     shape.batches_per_epoch = batches;
     shape.gradient_accumulation = options_.gradient_accumulation;
@@ -249,6 +265,8 @@ TrainResult QuestionAnsweringTrainer::train() {
                           options_.output_dir, engine.checkpoints().root(), progress);
   }
 
+  // Every process starts from rank 0's tensors, as one model.
+  if (group) group->broadcast(engine.trainable());
   const TaskEntry* entry = adapter_ ? &model_->bert->tasks().at(*adapter_) : nullptr;
   const Json run = {
       {"library_version", version()},
@@ -273,17 +291,24 @@ TrainResult QuestionAnsweringTrainer::train() {
       {"parameters", Json::parse(parameter_report(*model_, adapter_).to_json_string())},
       {"machine", detail::machine_json()},
       {"total_steps", total_steps}};
-  write_file_atomic(options_.output_dir + "/run.json", run.dump(2) + "\n");
-  if (options_.resume) {
-    detail::cut_metrics_log(options_.output_dir + "/metrics.jsonl", state.global_step);
+  std::optional<detail::MetricsLog> metrics_log;
+  if (writes) {
+    write_file_atomic(options_.output_dir + "/run.json", run.dump(2) + "\n");
+    if (options_.resume) {
+      detail::cut_metrics_log(options_.output_dir + "/metrics.jsonl", state.global_step);
+    }
+    metrics_log.emplace(options_.output_dir + "/metrics.jsonl");
   }
-  detail::MetricsLog metrics_log(options_.output_dir + "/metrics.jsonl");
+  auto write_event = [&](const Json& event) {
+    if (metrics_log) metrics_log->write(event);
+  };
   if (options_.resume && state.global_step > 0) {
-    metrics_log.write({{"event", "resume"}, {"step", state.global_step}});
+    write_event({{"event", "resume"}, {"step", state.global_step}});
   }
 
   const std::string best_dir = options_.output_dir + "/best";
   auto save_checkpoint = [&] {
+    if (!writes) return;
     engine.save_checkpoint(fingerprint, detail::task_progress_json(best).dump());
   };
   auto save_best = [&] {
@@ -309,7 +334,7 @@ TrainResult QuestionAnsweringTrainer::train() {
                        options_.eval_batch_size, device, options_.precision);
     const double score = eval.metrics.at("f1");
     const bool improved = score > best.best;
-    metrics_log.write(
+    write_event(
         {{"event", "eval"},
          {"step", state.global_step},
          {"epoch", epoch + 1},
@@ -326,16 +351,25 @@ TrainResult QuestionAnsweringTrainer::train() {
       best.best_step = state.global_step;
       best.best_metrics = eval.metrics;
       best.evals_without_improvement = 0;
-      save_best();
+      if (writes) save_best();
     } else {
       ++best.evals_without_improvement;
     }
-    return options_.early_stopping_patience > 0 &&
-           best.evals_without_improvement >= options_.early_stopping_patience;
+    bool stop = options_.early_stopping_patience > 0 &&
+                best.evals_without_improvement >= options_.early_stopping_patience;
+    if (group) {
+      // Rank 0's decision for all, so that no process stops alone.
+      at::Tensor flag = at::full({1}, stop ? 1.0f : 0.0f).to(device);
+      group->broadcast({flag});
+      stop = flag.item<float>() > 0;
+    }
+    return stop;
   };
 
   stop_requested() = false;
   detail::LogWindow window;
+  // This optimizer step's loss: the global batch's mean, summed over its batches.
+  double step_loss = 0;
   bool done = state.global_step >= total_steps;
   for (int64_t epoch = state.epoch; epoch < epochs && !done; ++epoch) {
     const auto order = batcher.epoch_order(epoch);
@@ -343,37 +377,64 @@ TrainResult QuestionAnsweringTrainer::train() {
     int64_t micro = 0;
     engine.optimizer().zero_grad();
     for (int64_t b = state.batch_in_epoch; b < static_cast<int64_t>(order.size()); ++b) {
-      const std::vector<size_t>& rows = order[static_cast<size_t>(b)];
-      Batch batch = batcher.make_batch(rows).to(device);
-      std::vector<int64_t> start_positions, end_positions;
-      for (size_t row : rows) {
-        start_positions.push_back(features.features[row].start_position);
-        end_positions.push_back(features.features[row].end_position);
+      const std::vector<size_t>& global_rows = order[static_cast<size_t>(b)];
+      Batch batch = batcher.make_batch(global_rows);
+      if (group) {
+        // This process's slice of the global batch, padded as the whole batch is: the span loss
+        // reads every position, padding included, so a slice padded to its own longest window
+        // would score its rows otherwise than one process does.
+        const auto [first, last] =
+            detail::share_range(global_rows.size(), group->rank(), group->world_size());
+        batch = batch.slice(static_cast<int64_t>(first), static_cast<int64_t>(last));
       }
-      torch::Tensor loss;
-      {
-        const AutocastGuard autocast = engine.autocast();
-        const torch::Tensor logits =
-            model_(batch.input_ids, batch.attention_mask, batch.token_type_ids);
-        loss = model_->loss(logits, at::tensor(start_positions).to(device),
-                            at::tensor(end_positions).to(device));
+      const std::vector<size_t> rows = batch.rows;
+      const double share =
+          static_cast<double>(rows.size()) / static_cast<double>(global_rows.size());
+      if (!rows.empty()) {
+        batch = batch.to(device);
+        std::vector<int64_t> start_positions, end_positions;
+        for (size_t row : rows) {
+          start_positions.push_back(features.features[row].start_position);
+          end_positions.push_back(features.features[row].end_position);
+        }
+        torch::Tensor loss;
+        {
+          const AutocastGuard autocast = engine.autocast();
+          const torch::Tensor logits =
+              model_(batch.input_ids, batch.attention_mask, batch.token_type_ids);
+          loss = model_->loss(logits, at::tensor(start_positions).to(device),
+                              at::tensor(end_positions).to(device));
+        }
+        // The mean over the global batch, of which this process holds `share`.
+        engine.backward(loss, share);
+        step_loss += loss.item<double>() * share;
       }
-      engine.backward(loss);
-      window.add_loss(loss.item<double>());
-      window.add_batch(static_cast<int64_t>(rows.size()));
+      window.add_batch(static_cast<int64_t>(global_rows.size()));
       ++micro;
       const bool last_batch = b + 1 == static_cast<int64_t>(order.size());
       if (micro % options_.gradient_accumulation != 0 && !last_batch) continue;
+      bool stop = stop_requested();
+      if (group) {
+        // One all-reduce: the gradients, the step's loss and whether any process was asked to
+        // stop.
+        std::vector<double> extra{step_loss, stop ? 1.0 : 0.0};
+        detail::all_reduce_gradients(*group, engine.trainable(), extra);
+        step_loss = extra[0];
+        stop = extra[1] > 0;
+      }
+      window.add_loss(step_loss);
+      step_loss = 0;
       const double lr = engine.step();
       const detail::StepPosition position{epoch, epochs, b + 1, static_cast<int64_t>(order.size()),
                                           total_steps};
       if (const auto event = detail::report_step(options_, state, position, lr, window, progress)) {
-        metrics_log.write(*event);
+        write_event(*event);
         window.reset();
       }
-      if (detail::after_step(
-              options_, state, total_steps, []() -> bool { return stop_requested(); }, actions,
-              progress, result)) {
+      // Alone, a stop asked for during this step (or its evaluation) counts now; in a group,
+      // every process learns of it in the next step's all-reduce, and all stop there together.
+      auto stop_now = [&]() -> bool { return group ? stop : stop_requested().load(); };
+      if (detail::after_step(options_, state, total_steps, stop_now, actions, progress, result)) {
         done = true;
         break;
       }
@@ -410,7 +471,7 @@ TrainResult QuestionAnsweringTrainer::train() {
                         {"early_stopped", result.early_stopped},
                         {"seconds", result.seconds},
                         {"best_model", result.best_model ? Json(*result.best_model) : Json()}};
-  write_file_atomic(options_.output_dir + "/results.json", summary.dump(2) + "\n");
+  if (writes) write_file_atomic(options_.output_dir + "/results.json", summary.dump(2) + "\n");
   return result;
 }
 

@@ -5,6 +5,7 @@
   as one process with the same global batch, within floating-point tolerance (dropout off, so
   that the two runs draw nothing different);
 - a run of two processes, resumed by one process, ends where the uninterrupted run ends;
+- a SQuAD span head trains in two processes as in one;
 - a rank killed in the middle makes the other exit with a clear error within the timeout;
 - Ctrl-C on one rank stops both at the next step, with a checkpoint.
 
@@ -94,6 +95,36 @@ if not failures:
     check(len(losses(cut)) == 6, f"each step logged once across the resume: {losses(cut)}")
     print(f"2 processes for 3 steps, resumed by 1 for 3 more == 1 process: max difference "
           f"{difference:.2e}")
+
+# 3. SQuAD (a span head): two processes against one, the windows of each batch shared out.
+squad_file = os.path.join(project, "tests", "data", "squad", "dev-v1.1.json")
+squad = ["train", "--task", "squad", "--train-file", squad_file, "--dev-file", squad_file,
+         "--model", base, "--max-length", "48", "--doc-stride", "12", "--max-query-length", "12",
+         "--batch-size", "6", "--max-steps", "4", "--lr", "1e-3", "--log-every", "1",
+         "--no-progress", "--seed", "7"]
+squad_one = os.path.join(work, "squad-one")
+run([cli] + squad + ["--out", squad_one], squad_one)
+squad_two = os.path.join(work, "squad-two")
+result = torchrun([cli] + squad + ["--out", squad_two], env, squad_two)
+check(sum('"task":"squad"' in l for l in result.stdout.splitlines()) == 1,
+      f"only rank 0 prints the result line: {result.stdout[-800:]}")
+check("2 processes (gloo)" in result.stderr, f"rank 0 says it trains in a group: {result.stderr[-800:]}")
+if not failures:
+    # Two tensors get a gradient that is zero but for rounding: the span head's bias and the last
+    # layer's output LayerNorm bias (each row's softmax over positions minus its one-hot answer
+    # sums to zero, so a shift of every position's logit, or of the hidden state the head reads
+    # the same way everywhere, changes no loss). AdamW turns that rounding noise into steps of
+    # up to the learning rate, which differ between any two summation orders; they are left out.
+    noise = ("qa_outputs.bias", "bert.encoder.layer.3.output.tasks.squad.LayerNorm.bias")
+    kept = [{k: v for k, v in adapter(out).items() if k not in noise} for out in (squad_one, squad_two)]
+    check(all(len(k) > 10 for k in kept), f"SQuAD: too few trainable tensors: {len(kept[0])}")
+    difference = max_difference(*kept)
+    check(difference < 1e-4, f"SQuAD: two processes differ from one by {difference}")
+    a, b = losses(squad_one), losses(squad_two)
+    check(len(a) == len(b) == 4 and all(abs(x - y) < 1e-4 for x, y in zip(a, b)),
+          f"SQuAD losses differ: {a} vs {b}")
+    print(f"SQuAD, two processes == one: max difference {difference:.2e}, losses {b}")
+
 
 def long_run(out):
     """Two processes started by hand (as a launcher would), on a long run; returns them once

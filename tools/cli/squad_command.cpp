@@ -126,6 +126,12 @@ int run_train_squad(SquadTrainRequest r) {
   r.trainer.base_model_dir = r.model;
   r.trainer.validate();
   check_max_length_flag(r.model, r.trainer.max_length);
+  // Data-parallel: join the group once the options every process shares have been checked (they
+  // fail alike everywhere), before the run directory is (only rank 0 looks at it).
+  if (r.distributed.requested()) {
+    r.trainer.process_group = join_group(r.distributed, r.trainer.device, r.device_flag);
+  }
+  const bool main_process = !r.trainer.process_group || r.trainer.process_group->is_main();
   Trainer::check_options(r.trainer);
   // The data before the model, so that a malformed file costs no time.
   SquadDataset train = read_squad(r.train_file);
@@ -134,12 +140,20 @@ int run_train_squad(SquadTrainRequest r) {
   auto tokenizer = load_tokenizer(r.model);
   LoadReport report;
   BertForQuestionAnswering model = load_bert_for_question_answering(r.model, &report);
-  std::fprintf(stderr, "train: loaded %s: %s\n", r.model.c_str(), report.summary().c_str());
+  if (main_process) {
+    std::fprintf(stderr, "train: loaded %s: %s\n", r.model.c_str(), report.summary().c_str());
+  }
   if (adapter) model->bert->add_adapter(adapter_name, *adapter);
   const FreezePolicy policy = resolve_policy(r.train, *model->bert);
-  std::fprintf(stderr, "train: squad (%s), %zu train / %zu dev questions, adapter %s\n",
-               train.v2 ? "v2.0" : "v1.1", train.examples.size(), dev.examples.size(),
-               adapter ? adapter_name.c_str() : "none");
+  if (main_process) {
+    const std::string processes =
+        r.trainer.process_group ? ", " + std::to_string(r.trainer.process_group->world_size()) +
+                                      " processes (" + r.trainer.process_group->backend() + ")"
+                                : "";
+    std::fprintf(stderr, "train: squad (%s), %zu train / %zu dev questions, adapter %s%s\n",
+                 train.v2 ? "v2.0" : "v1.1", train.examples.size(), dev.examples.size(),
+                 adapter ? adapter_name.c_str() : "none", processes.c_str());
+  }
   TrainResult result;
   {
     StopOnInterrupt ctrl_c;
@@ -157,7 +171,7 @@ int run_train_squad(SquadTrainRequest r) {
       {"best_model", result.best_model ? nlohmann::ordered_json(*result.best_model) : nullptr},
       {"seconds", result.seconds},
       {"interrupted", result.interrupted}};
-  std::cout << out.dump() << std::endl;
+  if (main_process) std::cout << out.dump() << std::endl;
   return result.interrupted ? 130 : 0;
 }
 

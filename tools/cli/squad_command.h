@@ -41,6 +41,10 @@ struct SquadTrainRequest {
   TrainerOptions trainer;
   std::string train_file, dev_file;
   SquadChoice squad;
+  /// Data-parallel training, and `--device` as given (a CUDA device without an index becomes
+  /// each process's own).
+  DistributedChoice distributed;
+  std::string device_flag;
 };
 int run_train_squad(SquadTrainRequest request);
 

@@ -168,9 +168,6 @@ int run_train_squad_command(TrainCommandOptions& o) {
   if (o.fuse || o.stack_on || !o.adapter_packs.empty()) {
     throw Error(label + " takes no --fuse, --stack-on or --adapter-pack");
   }
-  if (o.distributed.requested()) {
-    throw Error(label + ": data-parallel training is not supported for SQuAD yet");
-  }
   if (o.trainer.cache_frozen_layers) {
     throw Error(label + ": --cache-frozen-layers is not supported for SQuAD yet");
   }
@@ -194,6 +191,8 @@ int run_train_squad_command(TrainCommandOptions& o) {
   request.train_file = *files.train_file;
   request.dev_file = *files.dev_file;
   request.squad = o.squad;
+  request.distributed = o.distributed;
+  request.device_flag = o.device;
   return run_train_squad(std::move(request));
 }
 

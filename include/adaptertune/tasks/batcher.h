@@ -38,6 +38,10 @@ struct Batch {
   std::vector<size_t> rows;   ///< the dataset rows in this batch
   int64_t tokens = 0;         ///< real (unpadded) tokens
   Batch to(const c10::Device& device) const;
+  /// Rows [begin, end) of this batch, padded as the whole batch is: a process's share of a global
+  /// batch that scores as its rows do in the whole (a span head's loss reads every position,
+  /// padding included, as Hugging Face's does). Throws Error when the range is not in the batch.
+  Batch slice(int64_t begin, int64_t end) const;
 };
 
 struct BatcherOptions {

@@ -69,9 +69,12 @@ SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDatas
 /// trains, else a model directory with the tokenizer's files; early stopping; checkpoints with
 /// exact resume; Ctrl-C), and the same run directory (run.json, metrics.jsonl, results.json).
 /// Training windows whose answer lies outside them learn to point at [CLS], as in BERT's code.
+/// In a process group (TrainerOptions::process_group) it trains as the Trainer does, each process
+/// on its slice of every batch of windows, padded as the whole batch is (the span loss reads
+/// every position, padding included), so that a group scores every window as one process does.
 ///
-/// Not (yet) for span models: several tasks in one run, data-parallel process groups and the
-/// frozen-layer cache; options asking for them are refused (Error naming the option).
+/// Not (yet) for span models: several tasks in one run and the frozen-layer cache; options
+/// asking for them are refused (Error naming the option).
 class QuestionAnsweringTrainer {
  public:
   /// `tokenizer` (which must outlive train()) encodes the questions and contexts. With an
