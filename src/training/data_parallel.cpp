@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include "adaptertune/distributed/process_group.h"
+#include "adaptertune/training/interrupt.h"
 
 namespace adaptertune::detail {
 
@@ -47,6 +48,21 @@ void all_reduce_gradients(ProcessGroup& group, const std::vector<at::Tensor>& pa
     if (sum[i] == 0) at::Tensor(params[i]).mutable_grad().reset();
   }
   for (size_t i = 0; i < extra.size(); ++i) extra[i] = sum[params.size() + i];
+}
+
+bool all_reduce_step(ProcessGroup& group, const std::vector<at::Tensor>& params,
+                     std::vector<double>& losses) {
+  losses.push_back(stop_requested() ? 1.0 : 0.0);
+  all_reduce_gradients(group, params, losses);
+  const bool stop = losses.back() > 0;
+  losses.pop_back();
+  return stop;
+}
+
+bool rank0_decision(ProcessGroup& group, bool decision, c10::Device device) {
+  at::Tensor flag = at::full({1}, decision ? 1.0f : 0.0f).to(device);
+  group.broadcast({flag});
+  return flag.item<float>() > 0;
 }
 
 }  // namespace adaptertune::detail

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 namespace adaptertune {
 class ProcessGroup;
@@ -30,5 +31,15 @@ std::vector<size_t> share_of(const std::vector<size_t>& rows, int64_t rank, int6
 /// run: AdamW and clipping skip it). `extra` (losses, flags) is summed in the same all-reduce.
 void all_reduce_gradients(ProcessGroup& group, const std::vector<at::Tensor>& params,
                           std::vector<double>& extra);
+
+/// The end of an optimizer step in a group: the gradients of `params`, the step's `losses`
+/// (summed in place) and whether any process was asked to stop (stop_requested()), all in one
+/// all-reduce. Returns whether any was: every process then stops at the same step.
+bool all_reduce_step(ProcessGroup& group, const std::vector<at::Tensor>& params,
+                     std::vector<double>& losses);
+
+/// Rank 0's `decision` (early stopping) on every process of `group`, so that no process stops
+/// alone; `device` is the group's tensors' device.
+bool rank0_decision(ProcessGroup& group, bool decision, c10::Device device);
 
 }  // namespace adaptertune::detail

@@ -565,12 +565,10 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
       if (micro == 0 || (micro % options.gradient_accumulation != 0 && !last_batch)) continue;
       bool stop = false;
       if (group) {
-        // One all-reduce: the gradients, the step's loss and whether any process was asked to
-        // stop.
-        std::vector<double> extra{step_loss, stop_requested() ? 1.0 : 0.0};
-        detail::all_reduce_gradients(*group, engine.trainable(), extra);
-        step_loss = extra[0];
-        stop = extra[1] > 0;
+        // One all-reduce: the gradients, the step's loss and the stop flag.
+        std::vector<double> losses{step_loss};
+        stop = detail::all_reduce_step(*group, engine.trainable(), losses);
+        step_loss = losses[0];
       }
       const double lr = engine.step();
       window_loss += step_loss / static_cast<double>(micro);

@@ -355,15 +355,9 @@ TrainResult QuestionAnsweringTrainer::train() {
     } else {
       ++best.evals_without_improvement;
     }
-    bool stop = options_.early_stopping_patience > 0 &&
-                best.evals_without_improvement >= options_.early_stopping_patience;
-    if (group) {
-      // Rank 0's decision for all, so that no process stops alone.
-      at::Tensor flag = at::full({1}, stop ? 1.0f : 0.0f).to(device);
-      group->broadcast({flag});
-      stop = flag.item<float>() > 0;
-    }
-    return stop;
+    const bool stop = options_.early_stopping_patience > 0 &&
+                      best.evals_without_improvement >= options_.early_stopping_patience;
+    return group ? detail::rank0_decision(*group, stop, device) : stop;
   };
 
   stop_requested() = false;
@@ -413,14 +407,12 @@ TrainResult QuestionAnsweringTrainer::train() {
       ++micro;
       const bool last_batch = b + 1 == static_cast<int64_t>(order.size());
       if (micro % options_.gradient_accumulation != 0 && !last_batch) continue;
-      bool stop = stop_requested();
+      bool stop = false;
       if (group) {
-        // One all-reduce: the gradients, the step's loss and whether any process was asked to
-        // stop.
-        std::vector<double> extra{step_loss, stop ? 1.0 : 0.0};
-        detail::all_reduce_gradients(*group, engine.trainable(), extra);
-        step_loss = extra[0];
-        stop = extra[1] > 0;
+        // One all-reduce: the gradients, the step's loss and the stop flag.
+        std::vector<double> losses{step_loss};
+        stop = detail::all_reduce_step(*group, engine.trainable(), losses);
+        step_loss = losses[0];
       }
       window.add_loss(step_loss);
       step_loss = 0;

@@ -551,13 +551,7 @@ TrainResult Trainer::train() {
       }
       stop = stop && p.evals_without_improvement >= options_.early_stopping_patience;
     }
-    if (group) {
-      // Rank 0's decision for all, so that no process stops alone.
-      at::Tensor flag = at::full({1}, stop ? 1.0f : 0.0f).to(options_.device);
-      group->broadcast({flag});
-      stop = flag.item<float>() > 0;
-    }
-    return stop;
+    return group ? detail::rank0_decision(*group, stop, options_.device) : stop;
   };
 
   // AdapterDrop's cache of the frozen lowest layers' outputs, per task and training example.
@@ -691,15 +685,8 @@ TrainResult Trainer::train() {
       ++micro;
       const bool last_batch = b + 1 == static_cast<int64_t>(order.size());
       if (micro % options_.gradient_accumulation != 0 && !last_batch) continue;
-      bool stop = stop_requested();
-      if (group) {
-        // One all-reduce: the gradients, each task's loss and whether any process was asked to
-        // stop.
-        step_loss.push_back(stop ? 1.0 : 0.0);
-        detail::all_reduce_gradients(*group, trainable, step_loss);
-        stop = step_loss.back() > 0;
-        step_loss.pop_back();
-      }
+      // In a group, one all-reduce: the gradients, each task's loss and the stop flag.
+      const bool stop = group && detail::all_reduce_step(*group, trainable, step_loss);
       for (size_t i = 0; i < task_count; ++i) {
         window.add_loss(step_loss[i]);
         window_task_loss[i] += step_loss[i];
