@@ -1,7 +1,8 @@
 #pragma once
 // What data-parallel training does the same way in every loop that trains in a ProcessGroup (the
-// Trainer and masked-LM pretraining): which rows of a global batch a process takes, and how the
-// processes' gradients become the global batch's.
+// Trainer, the QuestionAnsweringTrainer and masked-LM pretraining): which rows of a global batch
+// a process takes, how the processes' gradients become the global batch's, and how they agree to
+// stop.
 
 #include <cstddef>
 #include <cstdint>
