@@ -13,22 +13,15 @@
 #include "adaptertune/error.h"
 #include "bfloat16_bits.h"
 #include "parallel_loops.h"
+#include "splitmix64.h"
 #include "vector_clones.h"
 
 namespace adaptertune {
 namespace detail {
 namespace {
 
-// SplitMix64's output function over a counter: a well-mixed 64-bit value per (seed, counter)
-// (it passes BigCrush as a sequence), two keep decisions per value, and no state between
-// elements, so any thread can compute any element's bit.
-inline uint64_t splitmix64(uint64_t seed, uint64_t counter) {
-  uint64_t z = seed + (counter + 1) * 0x9E3779B97F4A7C15ULL;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
+// Each element's keep bit comes from splitmix64() over its index: two keep decisions per value,
+// and no state between elements, so any thread can compute any element's bit.
 // The hash and the mask are the step's element-wise hot spot after the matrix products, and
 // baseline x86-64 has no 64-bit vector multiply for the hash: both loops are vector clones.
 

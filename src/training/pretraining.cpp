@@ -32,6 +32,7 @@
 #include "adaptertune/training/training_engine.h"
 #include "json_util.h"
 #include "run_checks.h"
+#include "splitmix64.h"
 #include "training/data_parallel.h"
 
 namespace adaptertune {
@@ -154,21 +155,13 @@ nlohmann::json resume_fingerprint(const PretrainOptions& options,
           {"text_sha256", detail::encodings_sha256(sequences)}};
 }
 
-// SplitMix64's finaliser: a well-mixed 64-bit value from any input.
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 // The seed of process `rank`'s dropout on batch `batch` of epoch `epoch`: the processes of a
 // group drop different elements of their rows, and a resumed run draws what it would have.
 uint64_t dropout_seed(uint64_t seed, int64_t epoch, size_t batch, int64_t rank) {
-  uint64_t x = mix64(seed);
+  uint64_t x = detail::splitmix64(seed, 0);
   for (const auto value :
        {static_cast<uint64_t>(epoch), static_cast<uint64_t>(batch), static_cast<uint64_t>(rank)}) {
-    x = mix64(x ^ value);
+    x = detail::splitmix64(x ^ value, 0);
   }
   return x;
 }
