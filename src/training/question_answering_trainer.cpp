@@ -267,32 +267,33 @@ TrainResult QuestionAnsweringTrainer::train() {
 
   // Every process starts from rank 0's tensors, as one model.
   if (group) group->broadcast(engine.trainable());
-  const TaskEntry* entry = adapter_ ? &model_->bert->tasks().at(*adapter_) : nullptr;
-  const Json run = {
-      {"library_version", version()},
-      {"torch_version", TORCH_VERSION},
-      {"task", "squad"},
-      {"squad_version", train_data_.v2 ? "v2.0" : "v1.1"},
-      {"train_examples", train_data_.examples.size()},
-      {"train_windows", windows.encodings.size()},
-      {"dev_examples", dev_data_.examples.size()},
-      {"train_mode", policy_.name()},
-      {"adapter", adapter_ ? Json(*adapter_) : Json(nullptr)},
-      {"adapter_config", entry ? Json::parse(entry->adapter.to_json_string()) : Json(nullptr)},
-      {"model_config", Json::parse(model_->bert->config().to_json_string())},
-      {"base", base},
-      {"options", detail::trainer_options_json(options_)},
-      {"squad",
-       {{"doc_stride", qa_.features.doc_stride},
-        {"max_query_length", qa_.features.max_query_length},
-        {"n_best", qa_.answers.n_best},
-        {"max_answer_length", qa_.answers.max_answer_length},
-        {"null_score_threshold", qa_.answers.null_score_threshold}}},
-      {"parameters", Json::parse(parameter_report(*model_, adapter_).to_json_string())},
-      {"machine", detail::machine_json()},
-      {"total_steps", total_steps}};
   std::optional<detail::MetricsLog> metrics_log;
+  // Rank 0 alone describes the run (the other processes never write it).
   if (writes) {
+    const TaskEntry* entry = adapter_ ? &model_->bert->tasks().at(*adapter_) : nullptr;
+    const Json run = {
+        {"library_version", version()},
+        {"torch_version", TORCH_VERSION},
+        {"task", "squad"},
+        {"squad_version", train_data_.v2 ? "v2.0" : "v1.1"},
+        {"train_examples", train_data_.examples.size()},
+        {"train_windows", windows.encodings.size()},
+        {"dev_examples", dev_data_.examples.size()},
+        {"train_mode", policy_.name()},
+        {"adapter", adapter_ ? Json(*adapter_) : Json(nullptr)},
+        {"adapter_config", entry ? Json::parse(entry->adapter.to_json_string()) : Json(nullptr)},
+        {"model_config", Json::parse(model_->bert->config().to_json_string())},
+        {"base", base},
+        {"options", detail::trainer_options_json(options_)},
+        {"squad",
+         {{"doc_stride", qa_.features.doc_stride},
+          {"max_query_length", qa_.features.max_query_length},
+          {"n_best", qa_.answers.n_best},
+          {"max_answer_length", qa_.answers.max_answer_length},
+          {"null_score_threshold", qa_.answers.null_score_threshold}}},
+        {"parameters", Json::parse(parameter_report(*model_, adapter_).to_json_string())},
+        {"machine", detail::machine_json()},
+        {"total_steps", total_steps}};
     write_file_atomic(options_.output_dir + "/run.json", run.dump(2) + "\n");
     if (options_.resume) {
       detail::cut_metrics_log(options_.output_dir + "/metrics.jsonl", state.global_step);
