@@ -115,6 +115,15 @@ TEST(ProcessGroup, BadEnvironmentAndOptionsAreRefusedByName) {
   o.init_method = "tcp://nowhere";
   EXPECT_ERROR_CONTAINS(ProcessGroup(o, c10::Device(c10::kCPU)),
                         "init_method tcp://nowhere: expected tcp://HOST:PORT");
+  // A store file in a directory that does not exist: said at once, not after the timeout (the
+  // short one here would give "could not join" instead).
+  const std::string missing = testing::fresh_dir("no_such_store_dir") + "/";
+  o.world_size = 2;
+  o.timeout_seconds = 1;
+  o.init_method = "file://" + missing + "store";
+  EXPECT_ERROR_CONTAINS(
+      ProcessGroup(o, c10::Device(c10::kCPU)),
+      "init_method file://" + missing + "store: directory " + missing + " does not exist");
 }
 
 std::shared_ptr<ProcessGroup> group_of_one(const std::string& name,

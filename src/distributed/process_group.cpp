@@ -8,6 +8,8 @@
 #include <optional>
 #include <stdexcept>
 
+#include <sys/stat.h>
+
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
@@ -169,8 +171,18 @@ ProcessGroup::ProcessGroup(const DistributedOptions& given, c10::Device device)
                                 : options.master_addr + ":" + std::to_string(options.master_port);
   try {
     if (options.init_method.rfind("file://", 0) == 0) {
-      impl_->store = c10::make_intrusive<c10d::FileStore>(options.init_method.substr(7),
-                                                          static_cast<int>(options.world_size));
+      const std::string path = options.init_method.substr(7);
+      // The store retries a file it cannot create until its timeout: a missing directory (a
+      // typing error, a file system not mounted) would only show after it.
+      const std::string directory = path.substr(0, path.find_last_of('/') + 1);
+      struct stat st {};
+      if (!directory.empty() && (::stat(directory.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))) {
+        throw Error("distributed: init_method " + options.init_method + ": directory " + directory +
+                    " does not exist");
+      }
+      impl_->store =
+          c10::make_intrusive<c10d::FileStore>(path, static_cast<int>(options.world_size));
+      impl_->store->setTimeout(timeout);  // its own default is 300 s
     } else {
       c10d::TCPStoreOptions store;
       store.port = static_cast<std::uint16_t>(options.master_port);
