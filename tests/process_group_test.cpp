@@ -1,11 +1,15 @@
 // The parts of data-parallel training one process can check: reading torchrun's and Slurm's
-// environment, refusing bad options, and a group of one, which must change nothing (the test of
-// several processes is tests/distributed/, ctest label `distributed`).
+// environment, refusing bad options, a group of one, which must change nothing, and evaluations
+// shared out in a group of two threads (the test of several processes training is
+// tests/distributed/, ctest label `distributed`).
 
 #include "adaptertune/distributed/process_group.h"
 
 #include <cstdlib>
+#include <exception>
+#include <functional>
 #include <map>
+#include <thread>
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -133,6 +137,35 @@ std::shared_ptr<ProcessGroup> group_of_one(const std::string& name,
   o.init_method = "file://" + testing::fresh_dir(name);
   o.backend = "gloo";
   return std::make_shared<ProcessGroup>(o, c10::Device(c10::kCPU));
+}
+
+// Runs `work(group)` as both members of a group of two, each in a thread of its own (Gloo, meeting
+// at a file); rethrows what either threw once both have ended.
+void in_group_of_two(const std::string& name,
+                     const std::function<void(ProcessGroup& group)>& work) {
+  const std::string store = "file://" + testing::fresh_dir(name);
+  std::exception_ptr failed[2];
+  std::vector<std::thread> threads;
+  for (int64_t rank = 0; rank < 2; ++rank) {
+    threads.emplace_back([&, rank] {
+      try {
+        DistributedOptions o;
+        o.rank = rank;
+        o.world_size = 2;
+        o.init_method = store;
+        o.backend = "gloo";
+        o.timeout_seconds = 60;
+        ProcessGroup group(o, c10::Device(c10::kCPU));
+        work(group);
+      } catch (...) {
+        failed[rank] = std::current_exception();
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const std::exception_ptr& e : failed) {
+    if (e) std::rethrow_exception(e);
+  }
 }
 
 TEST(ProcessGroup, AGroupOfOneSumsAndBroadcastsToItself) {
@@ -265,6 +298,80 @@ TEST(ProcessGroup, SpanTrainingInAGroupOfOneEqualsTrainingAlone) {
   }
   EXPECT_FALSE(logged_losses("span_alone").empty());
   EXPECT_EQ(logged_losses("span_alone"), logged_losses("span_grouped"));
+}
+
+// An evaluation shared out in a group (each process runs every second batch, the logits summed
+// over the group) gives every process exactly what one process computes: the predictions,
+// logits, loss and metrics of a classification task and of a regression task, and SQuAD's
+// answers. A row computed by both processes, or by neither, would come out doubled or zero.
+TEST(ProcessGroup, EvaluationSharedOutInAGroupOfTwoEqualsEvaluationAlone) {
+  const std::string data_dir = std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/../../data";
+  WordPieceTokenizer tokenizer(data_dir + "/vocab/bert-base-uncased-vocab.txt");
+  BertConfig config = testing::tiny_config();
+  config.vocab_size = 30522;
+  for (const std::string task_name : {"SST-2", "STS-B"}) {
+    SCOPED_TRACE(task_name);
+    const GlueTaskInfo& task = glue_task(task_name);
+    TextDataset dev = read_glue(task, data_dir + "/glue", "dev");
+    dev.examples.resize(37);  // five batches of 8, the last short: 3 on rank 0, 2 on rank 1
+    const EncodedDataset data = encode_examples(dev, tokenizer, 32);
+    auto make = [&] {
+      torch::manual_seed(3);
+      return BertForSequenceClassification(config, task.regression()
+                                                       ? HeadConfig::regression()
+                                                       : HeadConfig::classification(task.labels));
+    };
+    auto alone = make();
+    const EvalResult expected =
+        evaluate(alone, task, data, 8, torch::kCPU, Precision::kFloat32, tokenizer.pad_id());
+    std::vector<BertForSequenceClassification> models = {make(), make()};
+    EvalResult got[2];
+    in_group_of_two("shared_eval_" + task_name, [&](ProcessGroup& group) {
+      got[group.rank()] = evaluate(models[static_cast<size_t>(group.rank())], task, data, 8,
+                                   torch::kCPU, Precision::kFloat32, tokenizer.pad_id(), &group);
+    });
+    for (const EvalResult& result : got) {
+      EXPECT_EQ(result.predictions, expected.predictions);
+      EXPECT_TRUE(result.logits == expected.logits);
+      EXPECT_EQ(result.loss, expected.loss);
+      EXPECT_EQ(result.metrics, expected.metrics);
+    }
+  }
+
+  const SquadDataset squad =
+      read_squad(std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/squad/dev-v1.1.json");
+  QuestionAnsweringOptions qa;
+  qa.features.max_length = 48;
+  qa.features.doc_stride = 12;
+  qa.features.max_query_length = 12;
+  const SquadFeatures features = make_squad_features(squad, tokenizer, qa.features);
+  // Batches of two windows: at least two batches for each rank.
+  ASSERT_GT(features.features.size(), 2u * 3) << "too few windows for batches on both ranks";
+  auto make = [&] {
+    torch::manual_seed(4);
+    return BertForQuestionAnswering(config);
+  };
+  auto alone = make();
+  const SquadEvalResult expected = evaluate_squad(alone, squad, features, tokenizer, qa.answers, 2,
+                                                  torch::kCPU, Precision::kFloat32);
+  std::vector<BertForQuestionAnswering> models = {make(), make()};
+  SquadEvalResult got[2];
+  in_group_of_two("shared_squad_eval", [&](ProcessGroup& group) {
+    got[group.rank()] =
+        evaluate_squad(models[static_cast<size_t>(group.rank())], squad, features, tokenizer,
+                       qa.answers, 2, torch::kCPU, Precision::kFloat32, &group);
+  });
+  for (const SquadEvalResult& result : got) {
+    EXPECT_EQ(result.metrics, expected.metrics);
+    ASSERT_EQ(result.answers.size(), expected.answers.size());
+    for (const auto& [id, answer] : expected.answers) {
+      const SquadAnswerPrediction& other = result.answers.at(id);
+      EXPECT_EQ(other.text, answer.text) << id;
+      EXPECT_EQ(other.score, answer.score) << id;
+      EXPECT_EQ(other.null_score, answer.null_score) << id;
+      EXPECT_EQ(other.n_best, answer.n_best) << id;
+    }
+  }
 }
 
 // Pretraining in a group of one takes the data-parallel path (each batch masked whole, then

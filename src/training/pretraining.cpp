@@ -231,7 +231,7 @@ double held_out_loss(BertForMaskedLM& model, const HeldOut& held_out, c10::Devic
   double sum = 0;
   int64_t tokens = 0;
   for (size_t b = 0; b < held_out.inputs.size(); ++b) {
-    if (group && static_cast<int64_t>(b) % group->world_size() != group->rank()) continue;
+    if (!detail::evaluates_batch(b, group)) continue;
     const int64_t masked = (held_out.labels[b] != -100).sum().item<int64_t>();
     if (masked == 0) continue;
     AutocastGuard autocast(device, precision);

@@ -1,5 +1,6 @@
 #include "adaptertune/training/question_answering_trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 
@@ -73,7 +74,7 @@ std::map<std::string, SquadAnswerPrediction> predict_squad(BertForQuestionAnswer
 std::map<std::string, SquadAnswerPrediction> predict_squad(
     BertForQuestionAnswering& model, const SquadDataset& data, const SquadFeatures& features,
     const Tokenizer& tokenizer, const SquadAnswerOptions& answers, int64_t batch_size,
-    c10::Device device, Precision precision) {
+    c10::Device device, Precision precision, ProcessGroup* group) {
   check_device(device);
   const EncodedDataset windows = encoded_windows(features);
   BatcherOptions batching;
@@ -86,8 +87,18 @@ std::map<std::string, SquadAnswerPrediction> predict_squad(
   const bool was_training = model->is_training();
   model->eval();
   c10::InferenceMode inference;  // nothing computed here is ever differentiated
-  std::vector<std::vector<float>> starts(windows.encodings.size()), ends(starts.size());
-  for (const auto& rows : batcher.epoch_order(0)) {
+  // Every window's start logits, then its end logits, one window after another; filled where
+  // this process computes (in a group, its share of the batches; zeros elsewhere until gathered).
+  std::vector<int64_t> offsets(windows.encodings.size() + 1, 0);
+  for (size_t w = 0; w < windows.encodings.size(); ++w) {
+    offsets[w + 1] = offsets[w] + 2 * static_cast<int64_t>(windows.encodings[w].input_ids.size());
+  }
+  const at::Tensor spans = at::zeros({offsets.back()});
+  float* const span = spans.data_ptr<float>();
+  const std::vector<std::vector<size_t>> order = batcher.epoch_order(0);
+  for (size_t b = 0; b < order.size(); ++b) {
+    if (!detail::evaluates_batch(b, group)) continue;
+    const std::vector<size_t>& rows = order[b];
     Batch batch = batcher.make_batch(rows).to(device);
     torch::Tensor logits;
     {
@@ -96,14 +107,21 @@ std::map<std::string, SquadAnswerPrediction> predict_squad(
     }
     const at::Tensor cpu = logits.to(at::kFloat).cpu().contiguous();
     for (size_t i = 0; i < rows.size(); ++i) {
-      const auto length = static_cast<int64_t>(windows.encodings[rows[i]].input_ids.size());
+      const int64_t length = (offsets[rows[i] + 1] - offsets[rows[i]]) / 2;
       const at::Tensor row = cpu[static_cast<int64_t>(i)].narrow(0, 0, length);
       const at::Tensor start = row.select(1, 0).contiguous(), end = row.select(1, 1).contiguous();
-      starts[rows[i]].assign(start.data_ptr<float>(), start.data_ptr<float>() + length);
-      ends[rows[i]].assign(end.data_ptr<float>(), end.data_ptr<float>() + length);
+      std::copy_n(start.data_ptr<float>(), length, span + offsets[rows[i]]);
+      std::copy_n(end.data_ptr<float>(), length, span + offsets[rows[i]] + length);
     }
   }
   model->train(was_training);
+  if (group) detail::gather_by_sum(*group, {spans}, device);
+  std::vector<std::vector<float>> starts(windows.encodings.size()), ends(starts.size());
+  for (size_t w = 0; w < starts.size(); ++w) {
+    const int64_t length = (offsets[w + 1] - offsets[w]) / 2;
+    starts[w].assign(span + offsets[w], span + offsets[w] + length);
+    ends[w].assign(span + offsets[w] + length, span + offsets[w + 1]);
+  }
   SquadAnswerOptions answering = answers;
   answering.allow_no_answer = data.v2;
   return extract_squad_answers(data, features, tokenizer, starts, ends, answering);
@@ -119,10 +137,10 @@ SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDatas
 SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDataset& data,
                                const SquadFeatures& features, const Tokenizer& tokenizer,
                                const SquadAnswerOptions& answers, int64_t batch_size,
-                               c10::Device device, Precision precision) {
+                               c10::Device device, Precision precision, ProcessGroup* group) {
   SquadEvalResult result;
-  result.answers =
-      predict_squad(model, data, features, tokenizer, answers, batch_size, device, precision);
+  result.answers = predict_squad(model, data, features, tokenizer, answers, batch_size, device,
+                                 precision, group);
   std::map<std::string, std::string> predictions;
   for (const auto& [id, answer] : result.answers) predictions[id] = answer.text;
   const SquadScores scores = squad_evaluate(data, predictions);
@@ -332,7 +350,7 @@ TrainResult QuestionAnsweringTrainer::train() {
     last_eval_step = state.global_step;
     const SquadEvalResult eval =
         evaluate_squad(model_, dev_data_, dev_features, tokenizer_, qa_.answers,
-                       options_.eval_batch_size, device, options_.precision);
+                       options_.eval_batch_size, device, options_.precision, group);
     const double score = eval.metrics.at("f1");
     const bool improved = score > best.best;
     write_event(

@@ -108,7 +108,7 @@ int64_t adapter_free_layers(const BertModelImpl& bert, const std::optional<std::
 
 EvalResult evaluate(BertForSequenceClassification& model, const TaskDescription& task,
                     const EncodedDataset& data, int64_t batch_size, c10::Device device,
-                    Precision precision, int64_t pad_id) {
+                    Precision precision, int64_t pad_id, ProcessGroup* group) {
   check_device(device);
   BatcherOptions options;
   options.batch_size = batch_size;
@@ -122,37 +122,55 @@ EvalResult evaluate(BertForSequenceClassification& model, const TaskDescription&
   const bool was_training = model->is_training();
   model->eval();
   c10::InferenceMode inference;  // nothing computed here is ever differentiated
-  EvalResult result;
-  result.predictions.resize(data.encodings.size());
-  result.logits.resize(data.encodings.size());
-  double loss_sum = 0;
-  for (const auto& rows : batcher.epoch_order(0)) {
+  const auto examples = static_cast<int64_t>(data.encodings.size());
+  const int64_t width = task.regression() ? 1 : static_cast<int64_t>(task.labels.size());
+  const std::vector<std::vector<size_t>> order = batcher.epoch_order(0);
+  // Each example's logits and each batch's summed loss, where this process computes them (in a
+  // group, its share of the batches; zeros elsewhere until gathered).
+  const at::Tensor logits_of = at::zeros({examples, width});
+  const at::Tensor batch_losses = at::zeros({static_cast<int64_t>(order.size())}, at::kDouble);
+  float* const logits_data = logits_of.data_ptr<float>();
+  double* const losses_data = batch_losses.data_ptr<double>();
+  for (size_t b = 0; b < order.size(); ++b) {
+    if (!detail::evaluates_batch(b, group)) continue;
+    const std::vector<size_t>& rows = order[b];
     Batch batch = batcher.make_batch(rows).to(device);
     torch::Tensor logits;
     {
       AutocastGuard autocast(device, precision);
       logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids).to(at::kFloat);
     }
+    if (logits.size(1) != width) {
+      throw Error("evaluate: the model's head gives " + std::to_string(logits.size(1)) +
+                  " scores per example, task " + task.name + " expects " + std::to_string(width));
+    }
     if (batch.labels.defined()) {
-      loss_sum +=
+      losses_data[b] =
           model->loss(logits, batch.labels).item<double>() * static_cast<double>(rows.size());
     }
     const at::Tensor cpu = logits.cpu().contiguous();
-    const at::Tensor predicted =
-        (task.regression() ? cpu.squeeze(-1) : cpu.argmax(-1)).to(at::kDouble).contiguous();
-    const double* prediction = predicted.data_ptr<double>();
     const float* row = cpu.data_ptr<float>();
-    const auto width = static_cast<size_t>(cpu.size(1));
     for (size_t i = 0; i < rows.size(); ++i, row += width) {
-      result.predictions[rows[i]] = prediction[i];
-      result.logits[rows[i]].assign(row, row + width);
+      std::copy(row, row + width, logits_data + static_cast<int64_t>(rows[i]) * width);
     }
+  }
+  model->train(was_training);
+  if (group) detail::gather_by_sum(*group, {logits_of, batch_losses}, device);
+  EvalResult result;
+  const at::Tensor predicted =
+      (task.regression() ? logits_of.squeeze(-1) : logits_of.argmax(-1)).to(at::kDouble);
+  result.predictions.assign(predicted.data_ptr<double>(), predicted.data_ptr<double>() + examples);
+  result.logits.resize(static_cast<size_t>(examples));
+  for (int64_t i = 0; i < examples; ++i) {
+    result.logits[static_cast<size_t>(i)].assign(logits_data + i * width,
+                                                 logits_data + (i + 1) * width);
   }
   if (!data.targets.empty()) {
     result.metrics = task_metrics(task, result.predictions, data.targets);
-    result.loss = loss_sum / static_cast<double>(data.encodings.size());
+    double loss_sum = 0;  // in batch order, as one process sums
+    for (size_t b = 0; b < order.size(); ++b) loss_sum += losses_data[b];
+    result.loss = loss_sum / static_cast<double>(examples);
   }
-  model->train(was_training);
   return result;
 }
 
@@ -522,7 +540,7 @@ TrainResult Trainer::train() {
       TaskProgress& p = progress_of[t];
       activate(t);
       EvalResult eval = evaluate(model_, task.info, task.dev, options_.eval_batch_size,
-                                 options_.device, options_.precision, tokenizer_.pad_id());
+                                 options_.device, options_.precision, tokenizer_.pad_id(), group);
       const double score = eval.metrics.at(task.info.selection_metric());
       const bool improved = score > p.best;
       Json event = {

@@ -3,7 +3,8 @@
 
 - two processes launched by the real launcher (Debian's torchrun, Gloo) train to the same adapter
   as one process with the same global batch, within floating-point tolerance (dropout off, so
-  that the two runs draw nothing different);
+  that the two runs draw nothing different), and their evaluations, shared out, score as one
+  process's do;
 - a run of two processes, resumed by one process, ends where the uninterrupted run ends;
 - a SQuAD span head trains in two processes as in one;
 - a rank killed in the middle makes the other exit with a clear error within the timeout;
@@ -63,6 +64,21 @@ def losses(out):
             if e["event"] == "train"]
 
 
+def evaluations(out):
+    """Each evaluation's step, dev loss (none for SQuAD) and metrics, in order."""
+    return [(e["step"], e.get("dev_loss", 0.0), e["metrics"])
+            for e in map(json.loads, open(os.path.join(out, "metrics.jsonl")))
+            if e["event"] == "eval"]
+
+
+def same_evaluations(a, b):
+    """The same steps and metrics (each process evaluated its share of the dev batches), the
+    dev losses within what the trained tensors' difference allows."""
+    return len(a) == len(b) and len(a) > 0 and all(
+        x[0] == y[0] and abs(x[1] - y[1]) < 1e-4 and x[2].keys() == y[2].keys() and
+        all(abs(x[2][k] - y[2][k]) < 1e-4 for k in x[2]) for x, y in zip(a, b))
+
+
 # 1. Two processes (batch 16 shared out as 8 + 8) against one process with batch 16.
 one = os.path.join(work, "one")
 run([cli] + common + ["--max-steps", "6", "--out", one], one)
@@ -79,6 +95,8 @@ if not failures:
     a, b = losses(one), losses(two)
     check(len(a) == len(b) == 6, f"train events: {len(a)} and {len(b)}")
     check(all(abs(x - y) < 1e-4 for x, y in zip(a, b)), f"losses differ: {a} vs {b}")
+    check(same_evaluations(evaluations(one), evaluations(two)),
+          f"evaluations differ: {evaluations(one)} vs {evaluations(two)}")
     print(f"two processes == one: max difference {difference:.2e} over the trainable tensors, losses {b}")
 
 # 2. Two processes stop at step 3; one process resumes to step 6: as one process for 6 steps.
@@ -123,6 +141,8 @@ if not failures:
     a, b = losses(squad_one), losses(squad_two)
     check(len(a) == len(b) == 4 and all(abs(x - y) < 1e-4 for x, y in zip(a, b)),
           f"SQuAD losses differ: {a} vs {b}")
+    check(same_evaluations(evaluations(squad_one), evaluations(squad_two)),
+          f"SQuAD evaluations differ: {evaluations(squad_one)} vs {evaluations(squad_two)}")
     print(f"SQuAD, two processes == one: max difference {difference:.2e}, losses {b}")
 
 

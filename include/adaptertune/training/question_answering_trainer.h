@@ -46,21 +46,25 @@ std::map<std::string, SquadAnswerPrediction> predict_squad(BertForQuestionAnswer
                                                            Precision precision);
 
 /// predict_squad() on windows already made from `data` (make_squad_features()), for a caller
-/// that runs the same data more than once.
+/// that runs the same data more than once. In a `group` (every process calls it with the same
+/// model and data) each process runs its share of the batches of windows and every process gets
+/// every answer, as one process finds them.
 std::map<std::string, SquadAnswerPrediction> predict_squad(
     BertForQuestionAnswering& model, const SquadDataset& data, const SquadFeatures& features,
     const Tokenizer& tokenizer, const SquadAnswerOptions& answers, int64_t batch_size,
-    c10::Device device, Precision precision);
+    c10::Device device, Precision precision, ProcessGroup* group = nullptr);
 
 /// predict_squad(), scored with squad_evaluate().
 SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDataset& data,
                                const Tokenizer& tokenizer, const QuestionAnsweringOptions& options,
                                int64_t batch_size, c10::Device device, Precision precision);
-/// evaluate_squad() on windows already made from `data`.
+/// evaluate_squad() on windows already made from `data`; in a `group`, shared out as
+/// predict_squad() shares it.
 SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDataset& data,
                                const SquadFeatures& features, const Tokenizer& tokenizer,
                                const SquadAnswerOptions& answers, int64_t batch_size,
-                               c10::Device device, Precision precision);
+                               c10::Device device, Precision precision,
+                               ProcessGroup* group = nullptr);
 
 /// Fine-tunes a BertForQuestionAnswering on SQuAD-style data as the Trainer does a classifier:
 /// the same TrainerOptions (AdamW, schedule, accumulation, clipping, autocast through the shared

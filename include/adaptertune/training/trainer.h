@@ -107,9 +107,10 @@ struct TrainerOptions {
   /// `batch_size` is then the global batch, shared out among the processes (each takes a slice
   /// of every batch of the one data order), so that a run gives the result of one process with
   /// that batch, and resumes with any number of processes. The summed gradients of the trainable
-  /// tensors are all-reduced once per optimizer step, every process evaluates (the same model,
-  /// so the same metrics), and only rank 0 writes the run directory, which must be one that every
-  /// process can read for a resume. Ctrl-C on any process stops all of them at the next step.
+  /// tensors are all-reduced once per optimizer step, each evaluation's batches are shared out
+  /// (evaluate(): every process then has all the metrics), and only rank 0 writes the run
+  /// directory, which must be one that every process can read for a resume. Ctrl-C on any
+  /// process stops all of them at the next step.
   std::shared_ptr<ProcessGroup> process_group;
   /// Progress bar on a terminal, plain lines otherwise; false: silent.
   bool progress = true;
@@ -136,10 +137,13 @@ struct EvalResult {
 
 /// Runs `model` over `data` on `device` (no gradients, eval mode; the model is moved there
 /// first, as Trainer::train() moves it, and stays there) and computes the task's metrics when
-/// the data is labelled.
+/// the data is labelled. In a `group` (every process calls it with the same model and data)
+/// each process runs its share of the batches and every process gets the whole result, equal
+/// to one process's. Throws Error when the model's head does not give one score per label (one
+/// for a regression task).
 EvalResult evaluate(BertForSequenceClassification& model, const TaskDescription& task,
                     const EncodedDataset& data, int64_t batch_size, c10::Device device,
-                    Precision precision, int64_t pad_id);
+                    Precision precision, int64_t pad_id, ProcessGroup* group = nullptr);
 
 /// One task of a training run: its data and the task of the model (adapter or fusion) that
 /// learns it.
