@@ -1,6 +1,7 @@
 #include "adaptertune/training/question_answering_trainer.h"
 
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
 #include "adaptertune/io/adapter_pack.h"
@@ -141,6 +142,9 @@ TEST_P(QuestionAnsweringTrainerOnDeviceTest, AnInterruptedRunResumesToTheSameWei
                                                     "squad", options, f.qa, f.tokenizer)
                                .train();
   EXPECT_FALSE(rest.interrupted);
+  // The same options: the run directory records a resume at step 4 that changed none.
+  EXPECT_EQ(nlohmann::json::parse(read_file(options.output_dir + "/run.json")).at("resumes"),
+            nlohmann::json::parse(R"([{"step": 4, "changed": {}}])"));
   const auto expected = trainable_of(*whole);
   const auto actual = trainable_of(*resumed);
   ASSERT_EQ(actual.size(), expected.size());

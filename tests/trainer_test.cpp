@@ -469,6 +469,63 @@ TEST(Trainer, ResumeWithMoreStepsContinuesAndLogsEachEventOnce) {
   if (dir) ::closedir(dir);
 }
 
+// A resume may change options (more steps, another learning rate); the run directory then says
+// which, and from which step: run.json's "resumes", the resume event in metrics.jsonl and the
+// message, against the options each checkpoint records. The history keeps the resumes before
+// the checkpoint's step and drops one at or after it (an attempt whose steps were discarded).
+TEST(Trainer, AResumeRecordsWhichOptionsChangedAndFromWhichStep) {
+  Fixture f;
+  TrainerOptions o = options_for("changed_options");
+  o.schedule = ScheduleKind::kConstant;
+  o.warmup_ratio = 0;
+  o.max_steps = 2;
+  auto train = [&] {
+    auto model = make_model();
+    Trainer(model, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+        .train();
+    return nlohmann::json::parse(read_file(o.output_dir + "/run.json"));
+  };
+  auto resume_event = [&] {
+    std::istringstream lines(read_file(o.output_dir + "/metrics.jsonl"));
+    nlohmann::json found;
+    for (std::string line; std::getline(lines, line);) {
+      auto event = nlohmann::json::parse(line);
+      if (event.at("event") == "resume") found = event;
+    }
+    return found;
+  };
+  EXPECT_EQ(train().at("resumes"), nlohmann::json::array());
+  const double lr = o.lr;
+
+  o.resume = true;
+  o.max_steps = 4;
+  o.lr = lr / 2;
+  nlohmann::json run = train();
+  ASSERT_EQ(run.at("resumes").size(), 1u) << run.at("resumes");
+  EXPECT_EQ(run["resumes"][0]["step"], 2);
+  EXPECT_EQ(run["resumes"][0]["changed"]["max_steps"], nlohmann::json::array({2, 4}));
+  EXPECT_DOUBLE_EQ(run["resumes"][0]["changed"]["lr"][0].get<double>(), lr);
+  EXPECT_DOUBLE_EQ(run["resumes"][0]["changed"]["lr"][1].get<double>(), lr / 2);
+  EXPECT_EQ(run["resumes"][0]["changed"].size(), 2u) << run["resumes"][0];
+  EXPECT_EQ(resume_event().at("changed"), run["resumes"][0]["changed"]);
+
+  // Another resume: its change is against the options of the checkpoint at step 4.
+  o.max_steps = 5;
+  const nlohmann::json earlier = run["resumes"][0];
+  run = train();
+  EXPECT_EQ(run.at("resumes"),
+            nlohmann::json::array({earlier, {{"step", 4}, {"changed", {{"max_steps", {4, 5}}}}}}));
+  // An attempt that wrote run.json and died before its first checkpoint: its entry (at step 5,
+  // the checkpoint's) gives way to the resume that continues from there, which changes nothing.
+  run["resumes"].push_back({{"step", 5}, {"changed", {{"lr", {1, 2}}}}});
+  write_file_atomic(o.output_dir + "/run.json", run.dump());
+  const nlohmann::json kept = run["resumes"];
+  const nlohmann::json expected = nlohmann::json::array(
+      {kept[0], kept[1], {{"step", 5}, {"changed", nlohmann::json::object()}}});
+  EXPECT_EQ(train().at("resumes"), expected);
+  EXPECT_FALSE(resume_event().contains("changed")) << "nothing changed: " << resume_event();
+}
+
 TEST(Trainer, AFinishedRunIsNeitherOverwrittenNorMixedSilently) {
   Fixture f;
   TrainerOptions o = options_for("finished");

@@ -258,11 +258,52 @@ void apply_recompute_options(const TrainerOptions& options, BertEncoderImpl& enc
   }
 }
 
-void report_resume(const std::optional<std::string>& latest, int64_t step,
+Json changed_options(const Json& recorded, const Json& now) {
+  Json changed = Json::object();
+  if (!recorded.is_object()) return changed;
+  for (const auto& [key, value] : now.items()) {
+    if (recorded.contains(key) && recorded[key] != value) {
+      changed[key] = Json::array({recorded[key], value});
+    }
+  }
+  return changed;
+}
+
+Json resume_history(const std::string& output_dir, int64_t step, const Json& changed) {
+  Json history = Json::array();
+  const std::string path = output_dir + "/run.json";
+  if (file_exists(path)) {
+    const Json run = Json::parse(read_file(path), nullptr, /*allow_exceptions=*/false);
+    if (run.is_object() && run.contains("resumes") && run["resumes"].is_array()) {
+      for (const Json& resume : run["resumes"]) {
+        if (resume.is_object() && resume.contains("step") && resume["step"].is_number_integer() &&
+            resume["step"].get<int64_t>() < step) {
+          history.push_back(resume);
+        }
+      }
+    }
+  }
+  history.push_back({{"step", step}, {"changed", changed}});
+  return history;
+}
+
+Json resume_event(int64_t step, const Json& changed) {
+  Json event = {{"event", "resume"}, {"step", step}};
+  if (!changed.empty()) event["changed"] = changed;
+  return event;
+}
+
+void report_resume(const std::optional<std::string>& latest, int64_t step, const Json& changed,
                    const std::string& output_dir, const std::string& checkpoint_root,
                    Progress& progress) {
   if (latest) {
-    progress.message("train: resumed from " + *latest + " at step " + std::to_string(step));
+    std::string changes;
+    for (const auto& [key, values] : changed.items()) {
+      changes += (changes.empty() ? "; options changed since its steps: " : ", ") + key + " " +
+                 values[0].dump() + " -> " + values[1].dump();
+    }
+    progress.message("train: resumed from " + *latest + " at step " + std::to_string(step) +
+                     changes);
   } else if (file_exists(output_dir + "/run.json")) {
     throw Error(output_dir + ": holds a run but no checkpoint to resume (" + checkpoint_root +
                 "); replace the run with --overwrite");

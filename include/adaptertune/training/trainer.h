@@ -59,7 +59,9 @@ struct TrainerOptions {
   /// Continue from the newest checkpoint in output_dir/checkpoints, if any. The checkpoint is
   /// checked against this run (its data, batch size, accumulation and seed) before it is used,
   /// metrics.jsonl is cut back to the checkpoint's step (so that no event appears twice) and the
-  /// temporaries of an interrupted checkpoint write are removed.
+  /// temporaries of an interrupted checkpoint write are removed. Other options may change (more
+  /// steps, another learning rate): the options each checkpoint records are compared with this
+  /// run's, and what differs is said and kept in run.json's "resumes" and the "resume" event.
   bool resume = false;
   /// Replace a run already in output_dir: its files are removed first. Without `resume` or
   /// `overwrite`, an output_dir that holds anything is refused. A directory holding anything
