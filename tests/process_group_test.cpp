@@ -254,18 +254,27 @@ TEST(ProcessGroup, TrainingInAGroupOfOneEqualsTrainingAlone) {
   EXPECT_EQ(logged_losses("group_alone"), logged_losses("group_grouped"));
 }
 
+// The SQuAD sample the span tests run on, and windows short enough to give it several.
+SquadDataset squad_sample() {
+  return read_squad(std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/squad/dev-v1.1.json");
+}
+
+QuestionAnsweringOptions short_windows() {
+  QuestionAnsweringOptions qa;
+  qa.features.max_length = 48;
+  qa.features.doc_stride = 12;
+  qa.features.max_query_length = 12;
+  return qa;
+}
+
 // A span run (SQuAD) in a group of one takes the data-parallel path as well (slices, the loss
 // weighted by its share, gradients and loss in one all-reduce, rank 0's early-stopping decision
 // broadcast) and must end bit for bit where it ends alone.
 TEST(ProcessGroup, SpanTrainingInAGroupOfOneEqualsTrainingAlone) {
   const std::string data_dir = std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/../../data";
   WordPieceTokenizer tokenizer(data_dir + "/vocab/bert-base-uncased-vocab.txt");
-  const SquadDataset data =
-      read_squad(std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/squad/dev-v1.1.json");
-  QuestionAnsweringOptions qa;
-  qa.features.max_length = 48;
-  qa.features.doc_stride = 12;
-  qa.features.max_query_length = 12;
+  const SquadDataset data = squad_sample();
+  const QuestionAnsweringOptions qa = short_windows();
   auto make = [] {
     torch::manual_seed(7);
     BertConfig config = testing::tiny_config();
@@ -338,12 +347,8 @@ TEST(ProcessGroup, EvaluationSharedOutInAGroupOfTwoEqualsEvaluationAlone) {
     }
   }
 
-  const SquadDataset squad =
-      read_squad(std::string(ADAPTERTUNE_TEST_DATA_DIR) + "/squad/dev-v1.1.json");
-  QuestionAnsweringOptions qa;
-  qa.features.max_length = 48;
-  qa.features.doc_stride = 12;
-  qa.features.max_query_length = 12;
+  const SquadDataset squad = squad_sample();
+  const QuestionAnsweringOptions qa = short_windows();
   const SquadFeatures features = make_squad_features(squad, tokenizer, qa.features);
   // Batches of two windows: at least two batches for each rank.
   ASSERT_GT(features.features.size(), 2u * 3) << "too few windows for batches on both ranks";
