@@ -7,6 +7,7 @@
   process's do;
 - a run of two processes, resumed by one process, ends where the uninterrupted run ends;
 - a SQuAD span head trains in two processes as in one;
+- eval and predict on a file in two processes print and write exactly what one process does;
 - a rank killed in the middle makes the other exit with a clear error within the timeout;
 - Ctrl-C on one rank stops both at the next step, with a checkpoint.
 
@@ -145,6 +146,30 @@ if not failures:
           f"SQuAD evaluations differ: {evaluations(squad_one)} vs {evaluations(squad_two)}")
     print(f"SQuAD, two processes == one: max difference {difference:.2e}, losses {b}")
 
+
+# 4. eval and predict on a file in two processes, each running its share of the batches: rank 0
+# prints and writes exactly what one process does.
+pack = os.path.join(one, "best")
+use = ["--model", base, "--adapter-pack", pack, "--batch-size", "16"]
+evaluated = run([cli, "eval", "--task", "SST-2", "--data-dir", glue] + use, work).stdout
+group_evaluated = torchrun([cli, "eval", "--task", "SST-2", "--data-dir", glue] + use, env,
+                           work).stdout
+lines = [l[l.index("{"):] for l in group_evaluated.splitlines() if '"metrics"' in l]
+check(len(lines) == 1 and json.loads(lines[0]) == json.loads(evaluated),
+      f"eval in two processes: {group_evaluated[-800:]} against one: {evaluated}")
+predicted = [os.path.join(work, f"predicted-{n}.txt") for n in ("one", "two")]
+dev_tsv = os.path.join(glue, "SST-2", "dev.tsv")
+predict = [cli, "predict", "--task", "SST-2", "--input", dev_tsv, "--format", "logits"] + use
+run(predict + ["--out", predicted[0]], work)
+torchrun(predict + ["--out", predicted[1]], env, work)
+if not failures:
+    a, b = (open(p).read() for p in predicted)
+    check(a == b and a.count("\n") == 872, "predict in two processes wrote other bytes than one")
+    print("eval and predict in two processes == one process (872 SST-2 dev examples)")
+result = subprocess.run([cli, "predict", "--task", "SST-2", "--distributed"] + use, env=env,
+                        input="a fine film\n", capture_output=True, text=True, timeout=60)
+check(result.returncode != 0 and "predict on stdin does not run in a group" in result.stderr,
+      f"predict on stdin in a group is refused: {result.stderr[-400:]}")
 
 def long_run(out):
     """Two processes started by hand (as a launcher would), on a long run; returns them once

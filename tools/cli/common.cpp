@@ -105,9 +105,10 @@ bool DistributedChoice::requested() const {
 
 void add_distributed_options(CLI::App* cmd, DistributedChoice& choice) {
   cmd->add_flag("--distributed", choice.distributed,
-                "Data-parallel training even without WORLD_SIZE in the environment (it switches "
-                "on by itself when WORLD_SIZE or SLURM_NTASKS is above 1): ranks from torchrun's "
-                "or Slurm's variables, --batch-size is the global batch");
+                "Run data-parallel even without WORLD_SIZE in the environment (it switches on "
+                "by itself when WORLD_SIZE or SLURM_NTASKS is above 1): ranks from torchrun's or "
+                "Slurm's variables; training shares out every batch (--batch-size is the global "
+                "batch), eval and predict on files share out their batches");
   cmd->add_option("--init-method", choice.init_method,
                   "Where the processes meet: env:// (MASTER_ADDR, MASTER_PORT), tcp://HOST:PORT "
                   "or file:///PATH (a new file every process can reach)")

@@ -49,7 +49,8 @@ CLI::Option* add_device_option(CLI::App* cmd, std::string& device);
 void add_recompute_flags(CLI::App* cmd, bool& gradient_checkpointing,
                          bool& recompute_attention_probabilities);
 
-/// Data-parallel training: `--distributed` (join a group even without WORLD_SIZE: a group of one),
+/// Data-parallel runs (train, pretrain; eval and predict on files): `--distributed` (join a group
+/// even without WORLD_SIZE: a group of one),
 /// where the processes meet, the backend and how long to wait for the others.
 struct DistributedChoice {
   bool distributed = false;

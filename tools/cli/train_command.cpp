@@ -402,7 +402,25 @@ struct UseOptions {
   int64_t batch_size = 128;
   std::string device = "auto";
   std::optional<std::string> precision;
+  /// eval and predict on files in a group of processes: each runs its share of the batches.
+  DistributedChoice distributed;
 };
+
+// What does not run data-parallel: refused in a group rather than run in full by every process.
+void refuse_group_for(const UseOptions& o, const std::string& what) {
+  if (o.distributed.requested()) {
+    throw Error(what +
+                " does not run in a group of processes (WORLD_SIZE, SLURM_NTASKS or "
+                "--distributed): run it in one process; eval and predict share out GLUE files "
+                "and --dev-file/--test-file data sets");
+  }
+}
+
+// The group eval or predict runs in, when one is asked for (null: alone); a CUDA device without
+// an index becomes the process's own. Joined before the model moves to the device.
+std::shared_ptr<ProcessGroup> join_use_group(const UseOptions& o, c10::Device& device) {
+  return o.distributed.requested() ? join_group(o.distributed, device, o.device) : nullptr;
+}
 
 // --adapter as a Stack: one adapter (a pack's name) or `Stack(lang, task)` of packs' names.
 std::optional<Stack> adapter_stack(const UseOptions& o) {
@@ -640,12 +658,14 @@ SquadUseRequest squad_request(const UseOptions& o, const std::optional<std::stri
 
 int run_eval(const UseOptions& o) {
   if (o.task && is_squad_task(*o.task)) {
+    refuse_group_for(o, "eval --task squad");
     return run_eval_squad(squad_request(o, o.task_choice.dev_file, "--dev-file"));
   }
   std::vector<AdapterPackInfo> infos = pack_infos(o);
   const CliTask cli_task = task_for_use(o, infos);
   const TaskDescription& task = cli_task.info;
-  const UseSettings use = settings_for(o, task, std::move(infos));
+  UseSettings use = settings_for(o, task, std::move(infos));
+  const std::shared_ptr<ProcessGroup> group = join_use_group(o, use.device);
   auto tokenizer = load_tokenizer(o.model);
   auto model = load_for_use(o, task, use);
   // As a Predictor runs it: no cast of every weight on every batch, the same outputs.
@@ -658,8 +678,9 @@ int run_eval(const UseOptions& o) {
     throw Error((file ? *file : task.name + " " + o.split) + " has no labels to evaluate against" +
                 (file ? " (no column \"" + o.task_choice.label_column + "\")" : ""));
   }
-  EvalResult r =
-      evaluate(model, task, data, o.batch_size, use.device, use.precision, tokenizer->pad_id());
+  EvalResult r = evaluate(model, task, data, o.batch_size, use.device, use.precision,
+                          tokenizer->pad_id(), group.get());
+  if (group && !group->is_main()) return 0;  // rank 0 prints
   nlohmann::ordered_json out = {
       {"task", task.name},
       {"adapter", model->bert->active_adapter()
@@ -757,6 +778,7 @@ bool jsonl_input(const UseOptions& o) {
 
 int run_predict(const UseOptions& o) {
   if (o.task && is_squad_task(*o.task)) {
+    refuse_group_for(o, "predict --task squad");
     if (o.format && *o.format != "json") {
       throw Error("--task squad answers with a JSON object (question id: answer); --format " +
                   *o.format + " does not apply");
@@ -764,7 +786,10 @@ int run_predict(const UseOptions& o) {
     if (!o.out.empty()) check_not_an_input(o.out, inputs_of(o), "--out");
     return run_predict_squad(squad_request(o, o.task_choice.test_file, "--test-file"));
   }
-  if (jsonl_input(o)) return run_predict_requests(o);
+  if (jsonl_input(o)) {
+    refuse_group_for(o, "predict on JSON lines of requests");
+    return run_predict_requests(o);
+  }
   if (!o.task) throw Error("predict needs --task (or JSON lines input that names each task)");
   const std::optional<std::string>& test_file = o.task_choice.test_file;
   if (test_file && (!o.input.empty() || o.input_format != "auto")) {
@@ -788,12 +813,14 @@ int run_predict(const UseOptions& o) {
         format == "glue" ? o.out + "/" + glue_submission_file_name(*cli_task.glue, o.split) : o.out,
         inputs_of(o), "--out");
   }
-  const UseSettings use = settings_for(o, task, std::move(infos));
+  const bool from_stdin = !test_file && (o.input.empty() || o.input_format == "lines");
+  if (from_stdin) refuse_group_for(o, "predict on stdin");
+  UseSettings use = settings_for(o, task, std::move(infos));
+  const std::shared_ptr<ProcessGroup> group = join_use_group(o, use.device);
   auto tokenizer = load_tokenizer(o.model);
   auto model = load_for_use(o, task, use);
   // As a Predictor runs it: no cast of every weight on every batch, the same outputs.
   const auto prepacked = set_up_for_inference(*model, use.device, use.precision);
-  const bool from_stdin = !test_file && (o.input.empty() || o.input_format == "lines");
   if (o.input_format == "glue" && o.input.empty()) throw Error("--input-format glue needs --input");
   if (o.input_format == "lines" && !o.input.empty()) {
     throw Error("--input-format lines reads stdin; give --input only for a GLUE TSV or JSON lines");
@@ -810,8 +837,9 @@ int run_predict(const UseOptions& o) {
                                  : read_glue_file(*cli_task.glue, o.input);
   if (data.examples.empty()) throw Error("predict: no input examples");
   EncodedDataset encoded = encode_examples(data, *tokenizer, use.max_length);
-  EvalResult r =
-      evaluate(model, task, encoded, o.batch_size, use.device, use.precision, tokenizer->pad_id());
+  EvalResult r = evaluate(model, task, encoded, o.batch_size, use.device, use.precision,
+                          tokenizer->pad_id(), group.get());
+  if (group && !group->is_main()) return 0;  // rank 0 writes
   if (format == "glue") {
     std::cout << write_glue_submission(*cli_task.glue, o.split, o.out, encoded.indices,
                                        r.predictions)
@@ -1014,6 +1042,7 @@ Command add_eval_command(CLI::App& app) {
       ->check(CLI::ExistingDirectory)
       ->capture_default_str();
   cmd->add_option("--split", o->split, "Labelled split to evaluate")->capture_default_str();
+  add_distributed_options(cmd, o->distributed);
   return [o] { return run_eval(*o); };
 }
 
@@ -1048,6 +1077,7 @@ Command add_predict_command(CLI::App& app) {
   cmd->add_option("--split", o->split,
                   "Split name of the submission file (test, test_matched, ...)")
       ->capture_default_str();
+  add_distributed_options(cmd, o->distributed);
   return [o] { return run_predict(*o); };
 }
 
