@@ -254,10 +254,8 @@ TrainResult QuestionAnsweringTrainer::train() {
   TrainingState& state = engine.state();
   const std::string fingerprint =
       squad_fingerprint(features, windows, options_, qa_.features).dump();
-  // Recorded with every checkpoint; a resume says which of them changed since its steps.
-  const Json options_json = detail::trainer_options_json(options_);
-  Json changed_options = Json::object();
-  bool resumed = false;
+  // The options, recorded with every checkpoint; a resume says which changed since its steps.
+  detail::ResumeRecord record(options_);
 
   TrainResult result;
   detail::TaskProgress best;
@@ -278,16 +276,14 @@ TrainResult QuestionAnsweringTrainer::train() {
     auto read_progress = [&](const TrainingState& saved, const std::string& path) {
       try {
         const Json extra = Json::parse(saved.extra_json);
-        changed_options = detail::changed_options(extra.value("options", Json()), options_json);
+        record.compare_with(extra);
         best = detail::read_task_progress(extra, path, "extra", saved.global_step);
       } catch (const Json::exception& e) {
         throw Error(path + ": key 'extra' is not the trainer's state: " + e.what());
       }
     };
-    const std::optional<std::string> latest = engine.resume(shape, fingerprint, read_progress);
-    resumed = latest.has_value();
-    detail::report_resume(latest, state.global_step, changed_options, options_.output_dir,
-                          engine.checkpoints().root(), progress);
+    detail::report_resume(engine.resume(shape, fingerprint, read_progress), state.global_step,
+                          record, options_.output_dir, engine.checkpoints().root(), progress);
   }
 
   // Every process starts from rank 0's tensors, as one model.
@@ -309,10 +305,8 @@ TrainResult QuestionAnsweringTrainer::train() {
         {"adapter_config", entry ? Json::parse(entry->adapter.to_json_string()) : Json(nullptr)},
         {"model_config", Json::parse(model_->bert->config().to_json_string())},
         {"base", base},
-        {"options", options_json},
-        {"resumes",
-         resumed ? detail::resume_history(options_.output_dir, state.global_step, changed_options)
-                 : Json::array()},
+        {"options", record.options},
+        {"resumes", record.history(options_.output_dir, state.global_step)},
         {"squad",
          {{"doc_stride", qa_.features.doc_stride},
           {"max_query_length", qa_.features.max_query_length},
@@ -332,15 +326,13 @@ TrainResult QuestionAnsweringTrainer::train() {
     if (metrics_log) metrics_log->write(event);
   };
   if (options_.resume && state.global_step > 0) {
-    write_event(detail::resume_event(state.global_step, changed_options));
+    write_event(record.event(state.global_step));
   }
 
   const std::string best_dir = options_.output_dir + "/best";
   auto save_checkpoint = [&] {
     if (!writes) return;
-    Json extra = detail::task_progress_json(best);
-    extra["options"] = options_json;
-    engine.save_checkpoint(fingerprint, extra.dump());
+    engine.save_checkpoint(fingerprint, record.stamped(detail::task_progress_json(best)).dump());
   };
   auto save_best = [&] {
     const std::string temp = options_.output_dir + "/.best.tmp";

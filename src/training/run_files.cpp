@@ -258,19 +258,28 @@ void apply_recompute_options(const TrainerOptions& options, BertEncoderImpl& enc
   }
 }
 
-Json changed_options(const Json& recorded, const Json& now) {
-  Json changed = Json::object();
-  if (!recorded.is_object()) return changed;
-  for (const auto& [key, value] : now.items()) {
+ResumeRecord::ResumeRecord(const TrainerOptions& run_options)
+    : options(trainer_options_json(run_options)) {}
+
+void ResumeRecord::compare_with(const Json& checkpoint_extra) {
+  changed = Json::object();
+  const Json recorded = checkpoint_extra.value("options", Json());
+  if (!recorded.is_object()) return;
+  for (const auto& [key, value] : options.items()) {
     if (recorded.contains(key) && recorded[key] != value) {
       changed[key] = Json::array({recorded[key], value});
     }
   }
-  return changed;
 }
 
-Json resume_history(const std::string& output_dir, int64_t step, const Json& changed) {
+Json ResumeRecord::stamped(Json extra) const {
+  extra["options"] = options;
+  return extra;
+}
+
+Json ResumeRecord::history(const std::string& output_dir, int64_t step) const {
   Json history = Json::array();
+  if (!resumed) return history;
   const std::string path = output_dir + "/run.json";
   if (file_exists(path)) {
     const Json run = Json::parse(read_file(path), nullptr, /*allow_exceptions=*/false);
@@ -287,18 +296,19 @@ Json resume_history(const std::string& output_dir, int64_t step, const Json& cha
   return history;
 }
 
-Json resume_event(int64_t step, const Json& changed) {
-  Json event = {{"event", "resume"}, {"step", step}};
-  if (!changed.empty()) event["changed"] = changed;
-  return event;
+Json ResumeRecord::event(int64_t step) const {
+  Json out = {{"event", "resume"}, {"step", step}};
+  if (!changed.empty()) out["changed"] = changed;
+  return out;
 }
 
-void report_resume(const std::optional<std::string>& latest, int64_t step, const Json& changed,
+void report_resume(const std::optional<std::string>& latest, int64_t step, ResumeRecord& record,
                    const std::string& output_dir, const std::string& checkpoint_root,
                    Progress& progress) {
+  record.resumed = latest.has_value();
   if (latest) {
     std::string changes;
-    for (const auto& [key, values] : changed.items()) {
+    for (const auto& [key, values] : record.changed.items()) {
       changes += (changes.empty() ? "; options changed since its steps: " : ", ") + key + " " +
                  values[0].dump() + " -> " + values[1].dump();
     }

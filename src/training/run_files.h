@@ -151,30 +151,40 @@ nlohmann::ordered_json base_json(const TrainerOptions& options, torch::nn::Modul
 /// the model has it.
 void apply_recompute_options(const TrainerOptions& options, BertEncoderImpl& encoder);
 
-/// What a resume changes: {option: [the value the checkpoint's steps were trained with, this
-/// run's]} for every option of `now` (trainer_options_json()) whose value differs in `recorded`
-/// (the options a checkpoint's "extra" state records). Options either side lacks are left out,
-/// so a checkpoint from before options were recorded (`recorded` null) gives none.
-nlohmann::ordered_json changed_options(const nlohmann::ordered_json& recorded,
-                                       const nlohmann::ordered_json& now);
+/// What both trainers keep of a run's options across resumes: every checkpoint records them
+/// (stamped()), a resume compares the checkpoint's with this run's (compare_with()), and the run
+/// directory says what changed: the resume message, the "resume" event and run.json's "resumes".
+struct ResumeRecord {
+  explicit ResumeRecord(const TrainerOptions& run_options);
 
-/// run.json's "resumes" for a run resumed at `step` with the options `changed`: those the
-/// run.json in `output_dir` lists before `step` (one at or after it was an attempt whose steps
-/// the resume discards; a run.json that is not JSON lists none), then {"step", "changed"}.
-nlohmann::ordered_json resume_history(const std::string& output_dir, int64_t step,
-                                      const nlohmann::ordered_json& changed);
+  /// This run's options (trainer_options_json()), as run.json and every checkpoint record them.
+  nlohmann::ordered_json options;
+  /// {option: [the value the resumed checkpoint's steps were trained with, this run's]} for each
+  /// option that differs; options either side lacks are left out (a checkpoint from before
+  /// options were recorded gives none). Empty unless compare_with() found a difference.
+  nlohmann::ordered_json changed = nlohmann::ordered_json::object();
+  /// Whether the run continues a checkpoint.
+  bool resumed = false;
 
-/// The "resume" event metrics.jsonl gets at a resume at `step`, with the options it changed
-/// under "changed" when there are any.
-nlohmann::ordered_json resume_event(int64_t step, const nlohmann::ordered_json& changed);
+  /// Sets `changed` from the options a checkpoint's extra state records.
+  void compare_with(const nlohmann::ordered_json& checkpoint_extra);
+  /// `extra` with this run's options under "options", for a checkpoint.
+  nlohmann::ordered_json stamped(nlohmann::ordered_json extra) const;
+  /// run.json's "resumes": empty for a run that did not resume; else those the run.json in
+  /// `output_dir` lists before `step` (one at or after it was an attempt whose steps the resume
+  /// discards; a run.json that is not JSON lists none), then {"step", "changed"}.
+  nlohmann::ordered_json history(const std::string& output_dir, int64_t step) const;
+  /// The "resume" event metrics.jsonl gets at `step`, with `changed` when there is any.
+  nlohmann::ordered_json event(int64_t step) const;
+};
 
-/// Says what a resume found: the checkpoint it continues (`latest`, now at `step`) and the
-/// options that differ from those its steps were trained with (`changed`, changed_options()),
-/// or no checkpoint. Throws Error when there is none but `output_dir` holds a run (run.json):
-/// starting afresh would replace it, which is what overwrite is for.
-void report_resume(const std::optional<std::string>& latest, int64_t step,
-                   const nlohmann::ordered_json& changed, const std::string& output_dir,
-                   const std::string& checkpoint_root, Progress& progress);
+/// Says what a resume found: the checkpoint it continues (`latest`, now at `step`; `record` is
+/// then marked resumed) and the options that differ from those its steps were trained with
+/// (`record.changed`), or no checkpoint. Throws Error when there is none but `output_dir` holds a
+/// run (run.json): starting afresh would replace it, which is what overwrite is for.
+void report_resume(const std::optional<std::string>& latest, int64_t step, ResumeRecord& record,
+                   const std::string& output_dir, const std::string& checkpoint_root,
+                   Progress& progress);
 
 /// "accuracy 0.8123, f1 0.7000" for a log line.
 std::string metrics_text(const std::map<std::string, double>& metrics);

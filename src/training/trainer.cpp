@@ -377,10 +377,8 @@ TrainResult Trainer::train() {
   int64_t last_eval_step = -1;
   Progress progress(options_.progress && writes);
   const std::string fingerprint = run_fingerprint(tasks_, options_).dump();
-  // Recorded with every checkpoint; a resume says which of them changed since its steps.
-  const Json options_json = detail::trainer_options_json(options_);
-  Json changed_options = Json::object();
-  bool resumed = false;
+  // The options, recorded with every checkpoint; a resume says which changed since its steps.
+  detail::ResumeRecord record(options_);
   // The base as the run starts, before a resume restores trained weights into it.
   const Json base =
       writes ? detail::base_json(options_, *model_, model_->bert->config()) : Json(nullptr);
@@ -398,7 +396,7 @@ TrainResult Trainer::train() {
     auto read_progress = [&](const TrainingState& saved, const std::string& state_path) {
       try {
         const Json extra = Json::parse(saved.extra_json);
-        changed_options = detail::changed_options(extra.value("options", Json()), options_json);
+        record.compare_with(extra);
         // The engine compares the fingerprint's keys that this run has; a stack is recorded only
         // when there is one, so a checkpoint's stack that this run leaves out is caught here.
         const Json fingerprint_keys = Json::parse(fingerprint);
@@ -429,10 +427,8 @@ TrainResult Trainer::train() {
         throw Error(state_path + ": key 'extra' is not the trainer's state: " + e.what());
       }
     };
-    const std::optional<std::string> latest = engine.resume(shape, fingerprint, read_progress);
-    resumed = latest.has_value();
-    detail::report_resume(latest, state.global_step, changed_options, options_.output_dir,
-                          engine.checkpoints().root(), progress);
+    detail::report_resume(engine.resume(shape, fingerprint, read_progress), state.global_step,
+                          record, options_.output_dir, engine.checkpoints().root(), progress);
   }
 
   if (group) {
@@ -481,10 +477,8 @@ TrainResult Trainer::train() {
         {"fusion_config", several ? Json(nullptr) : first["fusion_config"]},
         {"model_config", Json::parse(model_->bert->config().to_json_string())},
         {"base", base},
-        {"options", options_json},
-        {"resumes",
-         resumed ? detail::resume_history(options_.output_dir, state.global_step, changed_options)
-                 : Json::array()},
+        {"options", record.options},
+        {"resumes", record.history(options_.output_dir, state.global_step)},
         {"parameters",
          several ? Json::parse(parameter_report(*model_).to_json_string()) : first["parameters"]},
         {"tasks", tasks_json},
@@ -502,7 +496,7 @@ TrainResult Trainer::train() {
     if (metrics_log) metrics_log->write(event);
   };
   if (options_.resume && state.global_step > 0) {
-    write_event(detail::resume_event(state.global_step, changed_options));
+    write_event(record.event(state.global_step));
   }
 
   auto save_checkpoint = [&]() {
@@ -514,8 +508,7 @@ TrainResult Trainer::train() {
     } else {
       extra = task_progress_json(progress_of[0]);
     }
-    extra["options"] = options_json;
-    engine.save_checkpoint(fingerprint, extra.dump());
+    engine.save_checkpoint(fingerprint, record.stamped(std::move(extra)).dump());
   };
   // The best model of task t: `best/` (one task), `best/<adapter>/` (several).
   auto best_directory = [&](size_t t) {
