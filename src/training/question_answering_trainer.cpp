@@ -61,14 +61,12 @@ Json squad_fingerprint(const SquadFeatures& features, const EncodedDataset& wind
 
 }  // namespace
 
-std::map<std::string, SquadAnswerPrediction> predict_squad(BertForQuestionAnswering& model,
-                                                           const SquadDataset& data,
-                                                           const Tokenizer& tokenizer,
-                                                           const QuestionAnsweringOptions& options,
-                                                           int64_t batch_size, c10::Device device,
-                                                           Precision precision) {
+std::map<std::string, SquadAnswerPrediction> predict_squad(
+    BertForQuestionAnswering& model, const SquadDataset& data, const Tokenizer& tokenizer,
+    const QuestionAnsweringOptions& options, int64_t batch_size, c10::Device device,
+    Precision precision, ProcessGroup* group) {
   return predict_squad(model, data, make_squad_features(data, tokenizer, options.features),
-                       tokenizer, options.answers, batch_size, device, precision);
+                       tokenizer, options.answers, batch_size, device, precision, group);
 }
 
 std::map<std::string, SquadAnswerPrediction> predict_squad(
@@ -129,9 +127,10 @@ std::map<std::string, SquadAnswerPrediction> predict_squad(
 
 SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDataset& data,
                                const Tokenizer& tokenizer, const QuestionAnsweringOptions& options,
-                               int64_t batch_size, c10::Device device, Precision precision) {
+                               int64_t batch_size, c10::Device device, Precision precision,
+                               ProcessGroup* group) {
   return evaluate_squad(model, data, make_squad_features(data, tokenizer, options.features),
-                        tokenizer, options.answers, batch_size, device, precision);
+                        tokenizer, options.answers, batch_size, device, precision, group);
 }
 
 SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDataset& data,

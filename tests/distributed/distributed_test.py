@@ -7,7 +7,8 @@
   process's do;
 - a run of two processes, resumed by one process, ends where the uninterrupted run ends;
 - a SQuAD span head trains in two processes as in one;
-- eval and predict on a file in two processes print and write exactly what one process does;
+- eval and predict on a file (GLUE and SQuAD) in two processes print and write exactly what one
+  process does;
 - a rank killed in the middle makes the other exit with a clear error within the timeout;
 - Ctrl-C on one rank stops both at the next step, with a checkpoint.
 
@@ -166,6 +167,23 @@ if not failures:
     a, b = (open(p).read() for p in predicted)
     check(a == b and a.count("\n") == 872, "predict in two processes wrote other bytes than one")
     print("eval and predict in two processes == one process (872 SST-2 dev examples)")
+# SQuAD: the windows shared out; rank 0 prints the scores and writes the answers one process does.
+squad_use = ["--task", "squad", "--model", base, "--adapter-pack", os.path.join(squad_one, "best"),
+             "--doc-stride", "12", "--max-query-length", "12", "--batch-size", "4"]
+squad_eval = [cli, "eval", "--dev-file", squad_file] + squad_use
+evaluated = run(squad_eval, work).stdout
+group_evaluated = torchrun(squad_eval, env, work).stdout
+lines = [l[l.index("{"):] for l in group_evaluated.splitlines() if '"metrics"' in l]
+check(len(lines) == 1 and json.loads(lines[0]) == json.loads(evaluated),
+      f"SQuAD eval in two processes: {group_evaluated[-800:]} against one: {evaluated}")
+answered = [os.path.join(work, f"answers-{n}.json") for n in ("one", "two")]
+squad_predict = [cli, "predict", "--test-file", squad_file] + squad_use
+run(squad_predict + ["--out", answered[0]], work)
+torchrun(squad_predict + ["--out", answered[1]], env, work)
+if not failures:
+    a, b = (open(p).read() for p in answered)
+    check(a == b and len(json.loads(a)) == 9, "SQuAD predict in two processes wrote other bytes")
+    print(f"SQuAD eval and predict in two processes == one process: {json.loads(evaluated)['metrics']}")
 result = subprocess.run([cli, "predict", "--task", "SST-2", "--distributed"] + use, env=env,
                         input="a fine film\n", capture_output=True, text=True, timeout=60)
 check(result.returncode != 0 and "predict on stdin does not run in a group" in result.stderr,
@@ -184,7 +202,7 @@ def long_run(out):
     return procs
 
 
-# 3. Rank 1 killed mid-run: rank 0 ends with an error naming the failure, within the timeout.
+# 5. Rank 1 killed mid-run: rank 0 ends with an error naming the failure, within the timeout.
 dead = os.path.join(work, "dead")
 procs = long_run(dead)
 procs[1].send_signal(signal.SIGKILL)
@@ -203,7 +221,7 @@ except subprocess.TimeoutExpired:
     check(False, "rank 0 hung after rank 1 was killed")
 procs[1].wait()
 
-# 4. Ctrl-C on one process only: both stop at the next step, rank 0 leaves a checkpoint to
+# 6. Ctrl-C on one process only: both stop at the next step, rank 0 leaves a checkpoint to
 # resume from, and both exit with 130 as one process does.
 stopped = os.path.join(work, "stopped")
 procs = long_run(stopped)

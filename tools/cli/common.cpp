@@ -125,6 +125,7 @@ void add_distributed_options(CLI::App* cmd, DistributedChoice& choice) {
 
 std::shared_ptr<ProcessGroup> join_group(const DistributedChoice& choice, c10::Device& device,
                                          const std::string& device_flag) {
+  if (!choice.requested()) return nullptr;
   DistributedOptions group = DistributedOptions::from_environment();
   group.init_method = choice.init_method;
   group.backend = choice.backend;

@@ -62,10 +62,10 @@ struct DistributedChoice {
 };
 /// `--distributed`, `--init-method`, `--distributed-backend` and `--distributed-timeout`.
 void add_distributed_options(CLI::App* cmd, DistributedChoice& choice);
-/// Joins the group `choice` describes, with the ranks the environment gives
-/// (DistributedOptions::from_environment()), for tensors on `device`. A CUDA device given without
-/// an index (`device_flag` "cuda" or "auto") becomes this process's own, cuda:LOCAL_RANK.
-/// Blocks until every process has joined.
+/// Joins the group `choice` describes when one is requested (null when not: the process runs
+/// alone), with the ranks the environment gives (DistributedOptions::from_environment()), for
+/// tensors on `device`. A CUDA device given without an index (`device_flag` "cuda" or "auto")
+/// becomes this process's own, cuda:LOCAL_RANK. Blocks until every process has joined.
 std::shared_ptr<ProcessGroup> join_group(const DistributedChoice& choice, c10::Device& device,
                                          const std::string& device_flag);
 

@@ -128,9 +128,7 @@ int run_train_squad(SquadTrainRequest r) {
   check_max_length_flag(r.model, r.trainer.max_length);
   // Data-parallel: join the group once the options every process shares have been checked (they
   // fail alike everywhere), before the run directory is (only rank 0 looks at it).
-  if (r.distributed.requested()) {
-    r.trainer.process_group = join_group(r.distributed, r.trainer.device, r.device_flag);
-  }
+  r.trainer.process_group = join_group(r.distributed, r.trainer.device, r.device_flag);
   const bool main_process = !r.trainer.process_group || r.trainer.process_group->is_main();
   Trainer::check_options(r.trainer);
   // The data before the model, so that a malformed file costs no time.
@@ -177,12 +175,15 @@ int run_train_squad(SquadTrainRequest r) {
 
 int run_eval_squad(const SquadUseRequest& r) {
   const SquadDataset data = read_squad(r.file);
-  const c10::Device device = parse_device(r.device);
+  c10::Device device = parse_device(r.device);
+  // Once the file has been read (a malformed one fails alike everywhere), before the model loads.
+  const std::shared_ptr<ProcessGroup> group = join_group(r.distributed, device, r.device);
   SquadModel m = load_squad_model(r, device);
   auto tokenizer = load_tokenizer(r.model);
   const SquadEvalResult eval =
       evaluate_squad(m.model, data, *tokenizer, qa_options(r.squad, m.max_length), r.batch_size,
-                     device, m.precision);
+                     device, m.precision, group.get());
+  if (group && !group->is_main()) return 0;  // rank 0 prints
   const nlohmann::ordered_json out = {
       {"task", "squad"},
       {"adapter", m.adapter ? nlohmann::ordered_json(*m.adapter) : nullptr},
@@ -197,11 +198,13 @@ int run_eval_squad(const SquadUseRequest& r) {
 
 int run_predict_squad(const SquadUseRequest& r) {
   const SquadDataset data = read_squad(r.file);
-  const c10::Device device = parse_device(r.device);
+  c10::Device device = parse_device(r.device);
+  const std::shared_ptr<ProcessGroup> group = join_group(r.distributed, device, r.device);
   SquadModel m = load_squad_model(r, device);
   auto tokenizer = load_tokenizer(r.model);
   const auto predicted = predict_squad(m.model, data, *tokenizer, qa_options(r.squad, m.max_length),
-                                       r.batch_size, device, m.precision);
+                                       r.batch_size, device, m.precision, group.get());
+  if (group && !group->is_main()) return 0;  // rank 0 writes
   nlohmann::ordered_json answers = nlohmann::ordered_json::object();
   for (const SquadExample& example : data.examples)
     answers[example.id] = predicted.at(example.id).text;

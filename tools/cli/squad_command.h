@@ -61,6 +61,8 @@ struct SquadUseRequest {
   /// empty: stdout.
   std::string out;
   SquadChoice squad;
+  /// A group of processes, each running its share of the windows; rank 0 prints or writes.
+  DistributedChoice distributed;
 };
 int run_eval_squad(const SquadUseRequest& request);
 int run_predict_squad(const SquadUseRequest& request);

@@ -275,9 +275,7 @@ int run_train(TrainCommandOptions o) {
       adapter || fusion ? std::optional<std::string>(adapter_label) : std::nullopt);
   // Data-parallel: join the group once the options every process shares have been checked
   // (they fail alike everywhere), before the run directory is (only rank 0 looks at it).
-  if (o.distributed.requested()) {
-    o.trainer.process_group = join_group(o.distributed, o.trainer.device, o.device);
-  }
+  o.trainer.process_group = join_group(o.distributed, o.trainer.device, o.device);
   const bool main_process = !o.trainer.process_group || o.trainer.process_group->is_main();
   Trainer::check_options(o.trainer);
   // The data is read before the model loads, so that a malformed row costs no time.
@@ -411,15 +409,9 @@ void refuse_group_for(const UseOptions& o, const std::string& what) {
   if (o.distributed.requested()) {
     throw Error(what +
                 " does not run in a group of processes (WORLD_SIZE, SLURM_NTASKS or "
-                "--distributed): run it in one process; eval and predict share out GLUE files "
-                "and --dev-file/--test-file data sets");
+                "--distributed): run it in one process; eval and predict share out GLUE files, "
+                "--dev-file/--test-file data sets and SQuAD files");
   }
-}
-
-// The group eval or predict runs in, when one is asked for (null: alone); a CUDA device without
-// an index becomes the process's own. Joined before the model moves to the device.
-std::shared_ptr<ProcessGroup> join_use_group(const UseOptions& o, c10::Device& device) {
-  return o.distributed.requested() ? join_group(o.distributed, device, o.device) : nullptr;
 }
 
 // --adapter as a Stack: one adapter (a pack's name) or `Stack(lang, task)` of packs' names.
@@ -653,19 +645,19 @@ SquadUseRequest squad_request(const UseOptions& o, const std::optional<std::stri
   request.precision = o.precision;
   request.out = o.out;
   request.squad = o.squad;
+  request.distributed = o.distributed;
   return request;
 }
 
 int run_eval(const UseOptions& o) {
   if (o.task && is_squad_task(*o.task)) {
-    refuse_group_for(o, "eval --task squad");
     return run_eval_squad(squad_request(o, o.task_choice.dev_file, "--dev-file"));
   }
   std::vector<AdapterPackInfo> infos = pack_infos(o);
   const CliTask cli_task = task_for_use(o, infos);
   const TaskDescription& task = cli_task.info;
   UseSettings use = settings_for(o, task, std::move(infos));
-  const std::shared_ptr<ProcessGroup> group = join_use_group(o, use.device);
+  const std::shared_ptr<ProcessGroup> group = join_group(o.distributed, use.device, o.device);
   auto tokenizer = load_tokenizer(o.model);
   auto model = load_for_use(o, task, use);
   // As a Predictor runs it: no cast of every weight on every batch, the same outputs.
@@ -778,7 +770,6 @@ bool jsonl_input(const UseOptions& o) {
 
 int run_predict(const UseOptions& o) {
   if (o.task && is_squad_task(*o.task)) {
-    refuse_group_for(o, "predict --task squad");
     if (o.format && *o.format != "json") {
       throw Error("--task squad answers with a JSON object (question id: answer); --format " +
                   *o.format + " does not apply");
@@ -813,23 +804,24 @@ int run_predict(const UseOptions& o) {
         format == "glue" ? o.out + "/" + glue_submission_file_name(*cli_task.glue, o.split) : o.out,
         inputs_of(o), "--out");
   }
-  const bool from_stdin = !test_file && (o.input.empty() || o.input_format == "lines");
-  if (from_stdin) refuse_group_for(o, "predict on stdin");
-  UseSettings use = settings_for(o, task, std::move(infos));
-  const std::shared_ptr<ProcessGroup> group = join_use_group(o, use.device);
-  auto tokenizer = load_tokenizer(o.model);
-  auto model = load_for_use(o, task, use);
-  // As a Predictor runs it: no cast of every weight on every batch, the same outputs.
-  const auto prepacked = set_up_for_inference(*model, use.device, use.precision);
+  // What the flags and packs decide fails before the processes meet and the model loads.
   if (o.input_format == "glue" && o.input.empty()) throw Error("--input-format glue needs --input");
   if (o.input_format == "lines" && !o.input.empty()) {
     throw Error("--input-format lines reads stdin; give --input only for a GLUE TSV or JSON lines");
   }
+  const bool from_stdin = !test_file && (o.input.empty() || o.input_format == "lines");
+  if (from_stdin) refuse_group_for(o, "predict on stdin");
   if (!cli_task.glue && !from_stdin && !test_file) {
     throw Error(task.name +
                 " is your own task: give its file with --test-file (--input reads GLUE "
                 "files and JSON lines of requests)");
   }
+  UseSettings use = settings_for(o, task, std::move(infos));
+  const std::shared_ptr<ProcessGroup> group = join_group(o.distributed, use.device, o.device);
+  auto tokenizer = load_tokenizer(o.model);
+  auto model = load_for_use(o, task, use);
+  // As a Predictor runs it: no cast of every weight on every batch, the same outputs.
+  const auto prepacked = set_up_for_inference(*model, use.device, use.precision);
   TextFileOptions unlabelled = o.task_choice.file_options();
   unlabelled.label_column.clear();  // predict ignores labels: a test file may have them or not
   TextDataset data = from_stdin  ? parse_text_lines(task, read_stdin(), "stdin")

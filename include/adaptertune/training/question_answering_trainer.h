@@ -37,29 +37,28 @@ struct SquadEvalResult {
 /// Runs `model` on `device` (eval mode, no gradients; the model is moved there first and stays
 /// there) over the windows of `data` and extracts each
 /// question's answer (extract_squad_answers()); no-answer predictions are allowed when the data
-/// is v2.0. Needs no gold answers.
-std::map<std::string, SquadAnswerPrediction> predict_squad(BertForQuestionAnswering& model,
-                                                           const SquadDataset& data,
-                                                           const Tokenizer& tokenizer,
-                                                           const QuestionAnsweringOptions& options,
-                                                           int64_t batch_size, c10::Device device,
-                                                           Precision precision);
+/// is v2.0. Needs no gold answers. In a `group` (every process calls it with the same model and
+/// data) each process runs its share of the batches of windows and every process gets every
+/// answer, as one process finds them.
+std::map<std::string, SquadAnswerPrediction> predict_squad(
+    BertForQuestionAnswering& model, const SquadDataset& data, const Tokenizer& tokenizer,
+    const QuestionAnsweringOptions& options, int64_t batch_size, c10::Device device,
+    Precision precision, ProcessGroup* group = nullptr);
 
 /// predict_squad() on windows already made from `data` (make_squad_features()), for a caller
-/// that runs the same data more than once. In a `group` (every process calls it with the same
-/// model and data) each process runs its share of the batches of windows and every process gets
-/// every answer, as one process finds them.
+/// that runs the same data more than once; in a `group`, shared out alike.
 std::map<std::string, SquadAnswerPrediction> predict_squad(
     BertForQuestionAnswering& model, const SquadDataset& data, const SquadFeatures& features,
     const Tokenizer& tokenizer, const SquadAnswerOptions& answers, int64_t batch_size,
     c10::Device device, Precision precision, ProcessGroup* group = nullptr);
 
-/// predict_squad(), scored with squad_evaluate().
+/// predict_squad(), scored with squad_evaluate(); in a `group`, shared out as predict_squad()
+/// shares it (every process gets the scores).
 SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDataset& data,
                                const Tokenizer& tokenizer, const QuestionAnsweringOptions& options,
-                               int64_t batch_size, c10::Device device, Precision precision);
-/// evaluate_squad() on windows already made from `data`; in a `group`, shared out as
-/// predict_squad() shares it.
+                               int64_t batch_size, c10::Device device, Precision precision,
+                               ProcessGroup* group = nullptr);
+/// evaluate_squad() on windows already made from `data`.
 SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDataset& data,
                                const SquadFeatures& features, const Tokenizer& tokenizer,
                                const SquadAnswerOptions& answers, int64_t batch_size,
