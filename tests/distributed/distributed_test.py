@@ -8,7 +8,7 @@
 - a run of two processes, resumed by one process, ends where the uninterrupted run ends;
 - a SQuAD span head trains in two processes as in one;
 - eval and predict on a file (GLUE and SQuAD) in two processes print and write exactly what one
-  process does;
+  process does, and warn once;
 - a rank killed in the middle makes the other exit with a clear error within the timeout;
 - Ctrl-C on one rank stops both at the next step, with a checkpoint.
 
@@ -184,6 +184,11 @@ if not failures:
     a, b = (open(p).read() for p in answered)
     check(a == b and len(json.loads(a)) == 9, "SQuAD predict in two processes wrote other bytes")
     print(f"SQuAD eval and predict in two processes == one process: {json.loads(evaluated)['metrics']}")
+# A warning every process would give is given once: by rank 0.
+result = torchrun([cli, "eval", "--dev-file", squad_file, "--task", "squad", "--model", base,
+                   "--max-length", "48", "--doc-stride", "12", "--max-query-length", "12"], env, work)
+warned = result.stderr.count("has no span head (qa_outputs)")
+check(warned == 1, f"the missing span head is warned about {warned} times: {result.stderr[-800:]}")
 result = subprocess.run([cli, "predict", "--task", "SST-2", "--distributed"] + use, env=env,
                         input="a fine film\n", capture_output=True, text=True, timeout=60)
 check(result.returncode != 0 and "predict on stdin does not run in a group" in result.stderr,

@@ -123,6 +123,15 @@ void add_distributed_options(CLI::App* cmd, DistributedChoice& choice) {
       ->capture_default_str();
 }
 
+namespace {
+// Set by join_group() in a process of a group that is not rank 0.
+bool another_rank_speaks = false;
+}  // namespace
+
+void warn(const std::string& message) {
+  if (!another_rank_speaks) std::fprintf(stderr, "warning: %s\n", message.c_str());
+}
+
 std::shared_ptr<ProcessGroup> join_group(const DistributedChoice& choice, c10::Device& device,
                                          const std::string& device_flag) {
   if (!choice.requested()) return nullptr;
@@ -134,7 +143,9 @@ std::shared_ptr<ProcessGroup> join_group(const DistributedChoice& choice, c10::D
   if (device.is_cuda() && device_flag.find(':') == std::string::npos) {
     device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(group.local_rank));
   }
-  return std::make_shared<ProcessGroup>(group, device);
+  auto joined = std::make_shared<ProcessGroup>(group, device);
+  another_rank_speaks = !joined->is_main();
+  return joined;
 }
 
 CLI::Option* add_precision_option(CLI::App* cmd, std::optional<std::string>& precision,
@@ -144,12 +155,13 @@ CLI::Option* add_precision_option(CLI::App* cmd, std::optional<std::string>& pre
 }
 
 Precision use_precision(const std::optional<std::string>& precision,
-                        const std::optional<Precision>& recorded, c10::Device device) {
+                        const std::optional<Precision>& recorded, c10::Device device,
+                        std::vector<std::string>& warnings) {
   std::string warning;
   const Precision chosen =
       inference_precision(precision ? std::optional(parse_precision(*precision)) : std::nullopt,
                           recorded, device, &warning);
-  if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+  if (!warning.empty()) warnings.push_back(warning);
   return chosen;
 }
 

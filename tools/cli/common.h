@@ -74,9 +74,16 @@ CLI::Option* add_precision_option(CLI::App* cmd, std::optional<std::string>& pre
                                   const std::string& help);
 
 /// What eval and predict run in: `--precision` when given, else what the pack records, where
-/// `device` can run it (adaptertune::inference_precision(); its warning goes to stderr).
+/// `device` can run it (adaptertune::inference_precision(); its warning is added to `warnings`,
+/// for the caller to warn() once it knows whether it speaks for a group).
 Precision use_precision(const std::optional<std::string>& precision,
-                        const std::optional<Precision>& recorded, c10::Device device);
+                        const std::optional<Precision>& recorded, c10::Device device,
+                        std::vector<std::string>& warnings);
+
+/// "warning: MESSAGE" on stderr, once per group of processes: a process that joined a group
+/// (join_group()) as another rank than 0 says nothing, as every process of the group would say
+/// the same.
+void warn(const std::string& message);
 
 /// The adapter a command builds: `--adapter`, `--adapter-config`, `--reduction-factor`,
 /// `--adapter-size`.

@@ -55,7 +55,7 @@ int run(ServeOptions o) {
   options.batch_size = o.server.batching.max_batch;
   options.prepack_frozen_weights = !o.unpacked_weights;
   Predictor predictor(o.model, o.adapter_packs, options);
-  for (const auto& w : predictor.warnings()) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  for (const auto& w : predictor.warnings()) warn(w);
 
   serve::HttpServer server(predictor, o.server);
   const int port = server.bind();

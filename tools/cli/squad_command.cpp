@@ -35,17 +35,23 @@ QuestionAnsweringOptions qa_options(const SquadChoice& choice, int64_t max_lengt
 }
 
 // The span model for eval and predict: the model directory with its packs (their span heads),
-// and the settings the last pack was trained with unless the command line says otherwise.
+// the settings the last pack was trained with unless the command line says otherwise, and the
+// group of processes it runs in when one is asked for.
 struct SquadModel {
   BertForQuestionAnswering model{nullptr};
   int64_t max_length = kSquadMaxLength;
+  QuestionAnsweringOptions qa;
   Precision precision = Precision::kFloat32;
+  c10::Device device = c10::kCPU;
+  std::shared_ptr<ProcessGroup> group;  // null: alone
   std::optional<std::string> adapter;
   // set_up_for_inference()'s cover of the prepacked bf16 weights, for the command's life.
   std::unique_ptr<FrozenLinearWeightsPrepacked> prepacked;
 };
 
-SquadModel load_squad_model(const SquadUseRequest& r, c10::Device device) {
+// The settings are checked before the processes meet (they fail alike everywhere, and a mistake
+// is named as in one process); the model loads after.
+SquadModel open_squad_model(const SquadUseRequest& r) {
   if (r.adapter_packs.size() > 1) {
     throw Error("--task squad runs one adapter pack (a span model has one span head); got " +
                 std::to_string(r.adapter_packs.size()));
@@ -63,21 +69,24 @@ SquadModel load_squad_model(const SquadUseRequest& r, c10::Device device) {
   check_max_length_flag(r.model, r.max_length);
   out.max_length =
       r.max_length.value_or(info && info->max_length > 0 ? info->max_length : kSquadMaxLength);
-  out.precision = use_precision(r.precision, info ? info->precision : std::nullopt, device);
+  out.qa = qa_options(r.squad, out.max_length);
+  out.device = parse_device(r.device);
+  std::vector<std::string> warnings;
+  out.precision =
+      use_precision(r.precision, info ? info->precision : std::nullopt, out.device, warnings);
+  out.group = join_group(r.distributed, out.device, r.device);
+  for (const auto& w : warnings) warn(w);
   LoadReport report;
   out.model = load_bert_for_question_answering(r.model, &report);
   if (info) {
     AdapterPackLoad load = load_adapter_pack(out.model, r.adapter_packs.front());
-    for (const auto& w : load.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    for (const auto& w : load.warnings) warn(w);
     out.adapter = load.adapter_name;
   } else if (report.missing_any(ParameterGroup::kHead)) {
-    std::fprintf(stderr,
-                 "warning: %s has no span head (qa_outputs); answers come from an untrained "
-                 "head\n",
-                 r.model.c_str());
+    warn(r.model + " has no span head (qa_outputs); answers come from an untrained head");
   }
   // As a Predictor runs its model: no cast of every weight on every batch, the same outputs.
-  out.prepacked = set_up_for_inference(*out.model, device, out.precision);
+  out.prepacked = set_up_for_inference(*out.model, out.device, out.precision);
   return out;
 }
 
@@ -174,16 +183,12 @@ int run_train_squad(SquadTrainRequest r) {
 }
 
 int run_eval_squad(const SquadUseRequest& r) {
-  const SquadDataset data = read_squad(r.file);
-  c10::Device device = parse_device(r.device);
-  // Once the file has been read (a malformed one fails alike everywhere), before the model loads.
-  const std::shared_ptr<ProcessGroup> group = join_group(r.distributed, device, r.device);
-  SquadModel m = load_squad_model(r, device);
+  const SquadDataset data = read_squad(r.file);  // a malformed file costs no model load
+  SquadModel m = open_squad_model(r);
   auto tokenizer = load_tokenizer(r.model);
-  const SquadEvalResult eval =
-      evaluate_squad(m.model, data, *tokenizer, qa_options(r.squad, m.max_length), r.batch_size,
-                     device, m.precision, group.get());
-  if (group && !group->is_main()) return 0;  // rank 0 prints
+  const SquadEvalResult eval = evaluate_squad(m.model, data, *tokenizer, m.qa, r.batch_size,
+                                              m.device, m.precision, m.group.get());
+  if (m.group && !m.group->is_main()) return 0;  // rank 0 prints
   const nlohmann::ordered_json out = {
       {"task", "squad"},
       {"adapter", m.adapter ? nlohmann::ordered_json(*m.adapter) : nullptr},
@@ -198,13 +203,11 @@ int run_eval_squad(const SquadUseRequest& r) {
 
 int run_predict_squad(const SquadUseRequest& r) {
   const SquadDataset data = read_squad(r.file);
-  c10::Device device = parse_device(r.device);
-  const std::shared_ptr<ProcessGroup> group = join_group(r.distributed, device, r.device);
-  SquadModel m = load_squad_model(r, device);
+  SquadModel m = open_squad_model(r);
   auto tokenizer = load_tokenizer(r.model);
-  const auto predicted = predict_squad(m.model, data, *tokenizer, qa_options(r.squad, m.max_length),
-                                       r.batch_size, device, m.precision, group.get());
-  if (group && !group->is_main()) return 0;  // rank 0 writes
+  const auto predicted = predict_squad(m.model, data, *tokenizer, m.qa, r.batch_size, m.device,
+                                       m.precision, m.group.get());
+  if (m.group && !m.group->is_main()) return 0;  // rank 0 writes
   nlohmann::ordered_json answers = nlohmann::ordered_json::object();
   for (const SquadExample& example : data.examples)
     answers[example.id] = predicted.at(example.id).text;

@@ -303,9 +303,7 @@ int run_train(TrainCommandOptions o) {
   // adapters or fusion (with their LayerNorm copies and heads, as --train says) train.
   for (const auto& pack : o.adapter_packs) {
     AdapterPackLoad load = load_adapter_pack(model, pack, std::nullopt, /*load_head=*/false);
-    if (main_process) {
-      for (const auto& w : load.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-    }
+    for (const auto& w : load.warnings) warn(w);
   }
   std::optional<std::string> adapter_name;
   if (several) {
@@ -496,6 +494,8 @@ struct UseSettings {
   /// The Stack that runs: --adapter's, else the chosen pack on what it was trained stacked on
   /// (std::nullopt: the chosen pack alone, or no pack).
   std::optional<Stack> stack;
+  /// What to warn() about once the command knows whether it speaks for a group.
+  std::vector<std::string> warnings;
 };
 
 // The model for eval/predict: a model directory with every pack loaded onto it as a task, the
@@ -510,10 +510,8 @@ BertForSequenceClassification load_for_use(const UseOptions& o, const TaskDescri
   for (size_t i : pack_load_order(use.infos)) {
     const std::string& pack = o.adapter_packs[i];
     AdapterPackLoad load = load_adapter_pack(model, pack);
-    for (const auto& w : load.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-    if (!load.head_loaded)
-      std::fprintf(stderr, "warning: adapter pack %s has no head; the head is untrained\n",
-                   pack.c_str());
+    for (const auto& w : load.warnings) warn(w);
+    if (!load.head_loaded) warn("adapter pack " + pack + " has no head; the head is untrained");
     names[i] = load.adapter_name;
   }
   if (use.stack && use.stack->adapters.size() > 1) {
@@ -523,10 +521,7 @@ BertForSequenceClassification load_for_use(const UseOptions& o, const TaskDescri
   } else {
     model->bert->set_active_adapter(std::nullopt);
     if (report.missing_any(ParameterGroup::kHead)) {
-      std::fprintf(
-          stderr,
-          "warning: %s has no classifier weights; predictions come from an untrained head\n",
-          o.model.c_str());
+      warn(o.model + " has no classifier weights; predictions come from an untrained head");
     }
   }
   return model;
@@ -605,13 +600,14 @@ UseSettings settings_for(const UseOptions& o, const TaskDescription& task,
   config.check_sequence_length(
       max_length, o.max_length || !pack ? "--max-length" : o.adapter_packs[*pack] + ": max_length");
   std::optional<Stack> stack = adapter_stack(o);
+  std::vector<std::string> warnings;
   if (info && !info->stacked_on.empty()) {
     // A pack trained on a Stack runs in it unless --adapter says otherwise.
     std::vector<std::string> trained = info->trained_stack();
     const std::string described = Stack(trained).describe();
     if (stack && stack->adapters != trained) {
-      std::fprintf(stderr, "warning: %s was trained as %s; running %s as --adapter asks\n",
-                   o.adapter_packs[*pack].c_str(), described.c_str(), stack->describe().c_str());
+      warnings.push_back(o.adapter_packs[*pack] + " was trained as " + described + "; running " +
+                         stack->describe() + " as --adapter asks");
     }
     if (!stack) {
       std::vector<std::string> given;
@@ -626,8 +622,9 @@ UseSettings settings_for(const UseOptions& o, const TaskDescription& task,
     }
   }
   const Precision precision =
-      use_precision(o.precision, info ? info->precision : std::nullopt, device);
-  return {max_length, precision, device, pack, std::move(infos), std::move(stack)};
+      use_precision(o.precision, info ? info->precision : std::nullopt, device, warnings);
+  return {max_length,       precision,          device, pack, std::move(infos),
+          std::move(stack), std::move(warnings)};
 }
 
 // eval and predict with --task squad: the file, the packs and the settings that apply.
@@ -658,6 +655,7 @@ int run_eval(const UseOptions& o) {
   const TaskDescription& task = cli_task.info;
   UseSettings use = settings_for(o, task, std::move(infos));
   const std::shared_ptr<ProcessGroup> group = join_group(o.distributed, use.device, o.device);
+  for (const auto& w : use.warnings) warn(w);
   auto tokenizer = load_tokenizer(o.model);
   auto model = load_for_use(o, task, use);
   // As a Predictor runs it: no cast of every weight on every batch, the same outputs.
@@ -748,7 +746,7 @@ int run_predict_requests(const UseOptions& o) {
                   (tasks.empty() ? std::string("none given") : joined(tasks)) + ")");
     }
   }
-  for (const auto& w : predictor.warnings()) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  for (const auto& w : predictor.warnings()) warn(w);
   int64_t task_bytes = 0;
   for (const auto& name : predictor.tasks()) task_bytes += predictor.task_bytes(name);
   std::fprintf(stderr, "predict: base %s bytes; %zu tasks add %s bytes\n",
@@ -818,6 +816,7 @@ int run_predict(const UseOptions& o) {
   }
   UseSettings use = settings_for(o, task, std::move(infos));
   const std::shared_ptr<ProcessGroup> group = join_group(o.distributed, use.device, o.device);
+  for (const auto& w : use.warnings) warn(w);
   auto tokenizer = load_tokenizer(o.model);
   auto model = load_for_use(o, task, use);
   // As a Predictor runs it: no cast of every weight on every batch, the same outputs.
