@@ -153,6 +153,19 @@ TEST_P(QuestionAnsweringTrainerOnDeviceTest, AnInterruptedRunResumesToTheSameWei
     EXPECT_TRUE(testing::same_weights_on(device(), actual[i].second, expected[i].second))
         << actual[i].first;
   }
+  // Answers extracted otherwise change only what dev evaluation scores: a resume may, and the
+  // run directory records it with the other options that changed.
+  QuestionAnsweringOptions fewer = f.qa;
+  fewer.answers.n_best = 5;
+  options.epochs = 4;
+  QuestionAnsweringTrainer(resumed, f.data, f.data, FreezePolicy{}, "squad", options, fewer,
+                           f.tokenizer)
+      .train();
+  const nlohmann::json resumes =
+      nlohmann::json::parse(read_file(options.output_dir + "/run.json")).at("resumes");
+  ASSERT_EQ(resumes.size(), 2u) << resumes;
+  EXPECT_EQ(resumes[1].at("changed"),
+            nlohmann::json::parse(R"({"epochs": [3, 4], "n_best": [20, 5]})"));
   // Other windows are other data: the checkpoint says which key differs.
   QuestionAnsweringOptions other = f.qa;
   other.features.doc_stride = 10;

@@ -254,7 +254,12 @@ TrainResult QuestionAnsweringTrainer::train() {
   const std::string fingerprint =
       squad_fingerprint(features, windows, options_, qa_.features).dump();
   // The options, recorded with every checkpoint; a resume says which changed since its steps.
-  detail::ResumeRecord record(options_);
+  // The windows' options are in the fingerprint (other windows are other data); the answers'
+  // change only what dev evaluation scores, so a resume may change them and says so.
+  const Json answer_options = {{"n_best", qa_.answers.n_best},
+                               {"max_answer_length", qa_.answers.max_answer_length},
+                               {"null_score_threshold", qa_.answers.null_score_threshold}};
+  detail::ResumeRecord record(options_, answer_options);
 
   TrainResult result;
   detail::TaskProgress best;
@@ -291,6 +296,9 @@ TrainResult QuestionAnsweringTrainer::train() {
   // Rank 0 alone describes the run (the other processes never write it).
   if (writes) {
     const TaskEntry* entry = adapter_ ? &model_->bert->tasks().at(*adapter_) : nullptr;
+    Json squad_options = {{"doc_stride", qa_.features.doc_stride},
+                          {"max_query_length", qa_.features.max_query_length}};
+    squad_options.update(answer_options);
     const Json run = {
         {"library_version", version()},
         {"torch_version", TORCH_VERSION},
@@ -306,12 +314,7 @@ TrainResult QuestionAnsweringTrainer::train() {
         {"base", base},
         {"options", record.options},
         {"resumes", record.history(options_.output_dir, state.global_step)},
-        {"squad",
-         {{"doc_stride", qa_.features.doc_stride},
-          {"max_query_length", qa_.features.max_query_length},
-          {"n_best", qa_.answers.n_best},
-          {"max_answer_length", qa_.answers.max_answer_length},
-          {"null_score_threshold", qa_.answers.null_score_threshold}}},
+        {"squad", squad_options},
         {"parameters", Json::parse(parameter_report(*model_, adapter_).to_json_string())},
         {"machine", detail::machine_json()},
         {"total_steps", total_steps}};

@@ -258,8 +258,10 @@ void apply_recompute_options(const TrainerOptions& options, BertEncoderImpl& enc
   }
 }
 
-ResumeRecord::ResumeRecord(const TrainerOptions& run_options)
-    : options(trainer_options_json(run_options)) {}
+ResumeRecord::ResumeRecord(const TrainerOptions& run_options, const Json& task_options)
+    : options(trainer_options_json(run_options)) {
+  options.update(task_options);
+}
 
 void ResumeRecord::compare_with(const Json& checkpoint_extra) {
   changed = Json::object();

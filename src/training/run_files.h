@@ -155,9 +155,13 @@ void apply_recompute_options(const TrainerOptions& options, BertEncoderImpl& enc
 /// (stamped()), a resume compares the checkpoint's with this run's (compare_with()), and the run
 /// directory says what changed: the resume message, the "resume" event and run.json's "resumes".
 struct ResumeRecord {
-  explicit ResumeRecord(const TrainerOptions& run_options);
+  /// `task_options`: a trainer's own options beyond TrainerOptions (flat keys), compared alike.
+  explicit ResumeRecord(
+      const TrainerOptions& run_options,
+      const nlohmann::ordered_json& task_options = nlohmann::ordered_json::object());
 
-  /// This run's options (trainer_options_json()), as run.json and every checkpoint record them.
+  /// This run's options (trainer_options_json() and the task's), as run.json and every
+  /// checkpoint record them.
   nlohmann::ordered_json options;
   /// {option: [the value the resumed checkpoint's steps were trained with, this run's]} for each
   /// option that differs; options either side lacks are left out (a checkpoint from before
