@@ -3,6 +3,7 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <sstream>
 
 #include <unistd.h>
 
@@ -148,6 +149,7 @@ TEST_P(PretrainingOnDeviceTest, InterruptedAndResumedRunEndsWithTheSameWeights) 
     // Measured along the way, as a run with --eval-text is (on the device too).
     options.eval_lines = {"a lazy dog sleeps in the sun", "the brown fox runs over the hill"};
     options.eval_every = 2;
+    options.log_every = 1;
     const std::string root = ::testing::TempDir() + "adaptertune_pretrain_resume_" +
                              std::to_string(::getpid()) + "_" + std::to_string(accumulation);
     remove_tree(root);
@@ -183,6 +185,37 @@ TEST_P(PretrainingOnDeviceTest, InterruptedAndResumedRunEndsWithTheSameWeights) 
     EXPECT_NE(messages.back().find("resumed from " + dir + "/checkpoints/checkpoint-4 at step 4"),
               std::string::npos)
         << messages.back();
+
+    // metrics.jsonl: every step and measurement once, as the uninterrupted run logs them, with
+    // the two resumes where they happened.
+    const auto events = [](const std::string& run_dir) {
+      std::vector<nlohmann::json> out;
+      std::istringstream lines(read_file(run_dir + "/metrics.jsonl"));
+      for (std::string line; std::getline(lines, line);) out.push_back(nlohmann::json::parse(line));
+      return out;
+    };
+    const std::vector<nlohmann::json> whole_events = events(root + "/whole");
+    std::vector<nlohmann::json> resumed_events = events(dir);
+    std::vector<int64_t> resumes;
+    for (auto it = resumed_events.begin(); it != resumed_events.end();) {
+      if (it->at("event") == "resume") {
+        resumes.push_back(it->at("step"));
+        it = resumed_events.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    EXPECT_EQ(resumes, (std::vector<int64_t>{3, 4}));
+    ASSERT_EQ(whole_events.size(), 9u);  // six steps, three measurements
+    ASSERT_EQ(resumed_events.size(), whole_events.size());
+    for (size_t i = 0; i < whole_events.size(); ++i) {
+      const nlohmann::json &a = whole_events[i], &b = resumed_events[i];
+      EXPECT_EQ(a.at("event"), b.at("event")) << i;
+      EXPECT_EQ(a.at("step"), b.at("step")) << i;
+      const char* key = a.at("event") == "train" ? "loss" : "held_out_loss";
+      EXPECT_NEAR(a.at(key).get<double>(), b.at(key).get<double>(), device().is_cpu() ? 0.0 : 1e-4)
+          << a << " " << b;
+    }
 
     auto expected = load_safetensors(root + "/whole/model.safetensors");
     auto actual = load_safetensors(dir + "/model.safetensors");
@@ -636,6 +669,13 @@ TEST(Pretraining, AWsdRunGrowsOnResumeAndADecayBranchedOffItEqualsAStraightRun) 
             std::string::npos)
       << messages.front();
   expect_same_weights(root + "/straight", root + "/branch");
+  // Its log starts where it branched, naming the checkpoint (log_every 50: then the last step).
+  const std::string log = read_file(root + "/branch/metrics.jsonl");
+  EXPECT_EQ(
+      log.substr(0, log.find('\n')),
+      nlohmann::ordered_json(
+          {{"event", "branch"}, {"step", 4}, {"from", root + "/long/checkpoints/checkpoint-4"}})
+          .dump());
   EXPECT_TRUE(file_exists(root + "/long/checkpoints/checkpoint-4/trainer_state.json"));
   EXPECT_FALSE(file_exists(root + "/branch/checkpoints/latest")) << "its own, removed at the end";
 

@@ -32,6 +32,7 @@
 #include "adaptertune/training/training_engine.h"
 #include "json_util.h"
 #include "run_checks.h"
+#include "run_files.h"
 #include "splitmix64.h"
 #include "training/data_parallel.h"
 
@@ -126,13 +127,14 @@ std::vector<Encoding> pack_sentences(const std::vector<std::string>& lines,
 namespace {
 
 OutputDirectory model_directory(const std::string& path) {
-  // What save_pretrained() and save_tokenizer() write, the default checkpoint folder, and the
-  // log that the pretraining recipe keeps beside the model. A model's licence and readme (as a
-  // Hugging Face repository and the shipped base have them) stay where they are.
+  // What save_pretrained() and save_tokenizer() write, the default checkpoint folder, the run's
+  // metrics.jsonl and the log that the pretraining recipe keeps beside the model. A model's
+  // licence and readme (as a Hugging Face repository and the shipped base have them) stay where
+  // they are.
   return {path,
           "model directory",
           {"config.json", "model.safetensors", "vocab.txt", "spiece.model", "tokenizer_config.json",
-           "checkpoints", "pretrain.log"},
+           "checkpoints", "metrics.jsonl", "pretrain.log"},
           {"README", "LICENSE", "LICENCE", "COPYING", "NOTICE", ".gitattributes"}};
 }
 
@@ -481,12 +483,29 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
               "; starting fresh");
     }
   }
+  std::optional<std::string> branched_from;
   if (!resumed && !options.branch_from.empty()) {
-    const std::string source = branch_checkpoint(options.branch_from);
-    engine.resume_from(source, shape, fingerprint, check_schedule);
+    branched_from = branch_checkpoint(options.branch_from);
+    engine.resume_from(*branched_from, shape, fingerprint, check_schedule);
     resumed = true;
-    message("pretrain: branched from " + source + " at step " + std::to_string(state.global_step) +
-            " (" + engine.schedule().describe() + ")");
+    message("pretrain: branched from " + *branched_from + " at step " +
+            std::to_string(state.global_step) + " (" + engine.schedule().describe() + ")");
+  }
+  // metrics.jsonl beside the model: the log's numbers, one JSON object per event, for plots
+  // across sittings. A resume keeps the events up to its checkpoint's step (those after it are
+  // logged again as the run repeats them); a fresh start keeps none (an attempt that stopped
+  // before its first checkpoint).
+  std::optional<detail::MetricsLog> metrics_log;
+  if (writes) {
+    const std::string path = output_dir + "/metrics.jsonl";
+    detail::cut_metrics_log(path, resumed ? state.global_step : -1);
+    metrics_log.emplace(path);
+    if (branched_from) {
+      metrics_log->write(
+          {{"event", "branch"}, {"step", state.global_step}, {"from", *branched_from}});
+    } else if (resumed) {
+      metrics_log->write({{"event", "resume"}, {"step", state.global_step}});
+    }
   }
 
   if (options.stop_after_step > 0 && state.global_step >= options.stop_after_step) {
@@ -504,13 +523,17 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   auto measure = [&] {
     if (held_out.inputs.empty()) return;
     result.eval_loss = held_out_loss(model, held_out, device, options.precision, group);
-    if (writes && options.on_eval) options.on_eval(state.global_step, *result.eval_loss);
+    if (!writes) return;
+    if (options.on_eval) options.on_eval(state.global_step, *result.eval_loss);
+    metrics_log->write(
+        {{"event", "eval"}, {"step", state.global_step}, {"held_out_loss", *result.eval_loss}});
   };
   // A continuation's starting point, on the held-out lines it will be compared on.
   if (!init_note.empty() && !resumed) measure();
   stop_requested() = false;
   double window_loss = 0;
   int64_t window = 0;
+  detail::LogWindow rate;  // sequences per second since the last logged step
   for (int64_t epoch = state.epoch; state.global_step < options.steps && !result.paused();
        ++epoch) {
     const auto order = batcher.epoch_order(epoch);
@@ -521,6 +544,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
     for (auto b = static_cast<size_t>(state.batch_in_epoch); b < order.size(); ++b) {
       if (state.global_step >= options.steps) break;
       Batch batch = batcher.make_batch(order[b]);
+      rate.add_batch(static_cast<int64_t>(order[b].size()));
       auto [masked, labels] = mask_for_mlm(batch.input_ids, tokenizer, options.masking);
       state.epoch = epoch;
       state.batch_in_epoch = static_cast<int64_t>(b) + 1;
@@ -572,9 +596,18 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
       if (options.on_step) options.on_step(step);
       if (step % options.log_every == 0 || step == options.steps) {
         result.final_loss = window_loss / static_cast<double>(window);
-        if (writes && options.on_log) options.on_log(step, result.final_loss, lr);
+        if (writes) {
+          if (options.on_log) options.on_log(step, result.final_loss, lr);
+          nlohmann::ordered_json event = {
+              {"event", "train"},   {"step", step},
+              {"epoch", epoch + 1}, {"loss", result.final_loss},
+              {"lr", lr},           {"examples_per_s", rate.examples_per_second()}};
+          detail::add_loss_scaling(event, state);
+          metrics_log->write(event);
+        }
         window_loss = 0;
         window = 0;
+        rate.reset();
       }
       if (step == options.steps || (options.eval_every > 0 && step % options.eval_every == 0)) {
         measure();

@@ -165,12 +165,15 @@ std::optional<Json> report_step(const TrainerOptions& options, TrainingState& st
                 {"loss", window.mean_loss()},
                 {"lr", lr},
                 {"examples_per_s", rate}};
+  add_loss_scaling(event, state);
+  return event;
+}
+
+void add_loss_scaling(Json& event, const TrainingState& state) {
   if (state.loss_scale > 0) {
-    // fp16's loss scaling: the scale now, and how many steps an overflow skipped so far.
     event["loss_scale"] = state.loss_scale;
     event["skipped_steps"] = state.skipped_steps;
   }
-  return event;
 }
 
 bool after_step(const TrainerOptions& options, const TrainingState& state, int64_t total_steps,

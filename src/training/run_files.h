@@ -37,6 +37,10 @@ class MetricsLog {
   std::ofstream out_;
 };
 
+/// fp16's loss scaling in a "train" event: the scale now, and how many steps an overflow skipped
+/// so far (nothing without loss scaling).
+void add_loss_scaling(nlohmann::ordered_json& event, const TrainingState& state);
+
 /// On resume: metrics.jsonl keeps only the events up to the checkpoint's step (those after it
 /// are logged again as the run repeats them) and loses a line torn by a kill.
 void cut_metrics_log(const std::string& path, int64_t step);

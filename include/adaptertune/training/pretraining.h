@@ -194,7 +194,11 @@ struct PretrainResult {
 /// model skips), and the tokenizer's vocabulary file with a
 /// tokenizer_config.json that records its real lower-casing (save_tokenizer()). Checkpoints (model,
 /// AdamW moments, RNG states, data position) make a resumed run end with the same weights as an
-/// uninterrupted one on CPU.
+/// uninterrupted one on CPU. Beside the model, metrics.jsonl holds one JSON object per event,
+/// written as it happens: "train" every `log_every` steps (step, epoch, loss, lr, examples_per_s;
+/// loss_scale and skipped_steps with fp16's loss scaling), "eval" (step, held_out_loss), and
+/// "resume" or "branch" (step; from) where a run continues a checkpoint, the events after that
+/// checkpoint's step dropped so that each step appears once.
 PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::string>& lines,
                             const Tokenizer& tokenizer, const std::string& output_dir,
                             const PretrainOptions& options);
