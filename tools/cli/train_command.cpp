@@ -527,6 +527,28 @@ BertForSequenceClassification load_for_use(const UseOptions& o, const TaskDescri
   return model;
 }
 
+// What eval and predict run on: the group of processes when one is asked for, the tokenizer and
+// the model with its packs. The group is joined once the settings are checked (they fail alike
+// everywhere), before the model loads and moves to its device.
+struct UseModel {
+  std::shared_ptr<ProcessGroup> group;  // null: alone
+  std::unique_ptr<Tokenizer> tokenizer;
+  BertForSequenceClassification model{nullptr};
+  // set_up_for_inference()'s cover of the prepacked bf16 weights, for the command's life.
+  std::unique_ptr<FrozenLinearWeightsPrepacked> prepacked;
+};
+
+UseModel open_use_model(const UseOptions& o, const TaskDescription& task, UseSettings& use) {
+  UseModel out;
+  out.group = join_group(o.distributed, use.device, o.device);
+  for (const auto& w : use.warnings) warn(w);
+  out.tokenizer = load_tokenizer(o.model);
+  out.model = load_for_use(o, task, use);
+  // As a Predictor runs it: no cast of every weight on every batch, the same outputs.
+  out.prepacked = set_up_for_inference(*out.model, use.device, use.precision);
+  return out;
+}
+
 // A pack's head answers its own task: one trained on another label set would give wrong labels
 // without a word.
 void check_pack_fits_task(const AdapterPackInfo& info, const std::string& pack,
@@ -654,27 +676,22 @@ int run_eval(const UseOptions& o) {
   const CliTask cli_task = task_for_use(o, infos);
   const TaskDescription& task = cli_task.info;
   UseSettings use = settings_for(o, task, std::move(infos));
-  const std::shared_ptr<ProcessGroup> group = join_group(o.distributed, use.device, o.device);
-  for (const auto& w : use.warnings) warn(w);
-  auto tokenizer = load_tokenizer(o.model);
-  auto model = load_for_use(o, task, use);
-  // As a Predictor runs it: no cast of every weight on every batch, the same outputs.
-  const auto prepacked = set_up_for_inference(*model, use.device, use.precision);
+  UseModel m = open_use_model(o, task, use);
   const std::optional<std::string>& file = o.task_choice.dev_file;
   EncodedDataset data =
       encode_examples(read_task_split(cli_task, o.task_choice, o.data_dir, o.split, file),
-                      *tokenizer, use.max_length);
+                      *m.tokenizer, use.max_length);
   if (data.targets.empty()) {
     throw Error((file ? *file : task.name + " " + o.split) + " has no labels to evaluate against" +
                 (file ? " (no column \"" + o.task_choice.label_column + "\")" : ""));
   }
-  EvalResult r = evaluate(model, task, data, o.batch_size, use.device, use.precision,
-                          tokenizer->pad_id(), group.get());
-  if (group && !group->is_main()) return 0;  // rank 0 prints
+  EvalResult r = evaluate(m.model, task, data, o.batch_size, use.device, use.precision,
+                          m.tokenizer->pad_id(), m.group.get());
+  if (m.group && !m.group->is_main()) return 0;  // rank 0 prints
   nlohmann::ordered_json out = {
       {"task", task.name},
-      {"adapter", model->bert->active_adapter()
-                      ? nlohmann::ordered_json(*model->bert->active_adapter())
+      {"adapter", m.model->bert->active_adapter()
+                      ? nlohmann::ordered_json(*m.model->bert->active_adapter())
                       : nlohmann::ordered_json(nullptr)},
       {"split", file ? *file : o.split},
       {"examples", data.encodings.size()},
@@ -815,30 +832,25 @@ int run_predict(const UseOptions& o) {
                 "files and JSON lines of requests)");
   }
   UseSettings use = settings_for(o, task, std::move(infos));
-  const std::shared_ptr<ProcessGroup> group = join_group(o.distributed, use.device, o.device);
-  for (const auto& w : use.warnings) warn(w);
-  auto tokenizer = load_tokenizer(o.model);
-  auto model = load_for_use(o, task, use);
-  // As a Predictor runs it: no cast of every weight on every batch, the same outputs.
-  const auto prepacked = set_up_for_inference(*model, use.device, use.precision);
+  UseModel m = open_use_model(o, task, use);
   TextFileOptions unlabelled = o.task_choice.file_options();
   unlabelled.label_column.clear();  // predict ignores labels: a test file may have them or not
   TextDataset data = from_stdin  ? parse_text_lines(task, read_stdin(), "stdin")
                      : test_file ? read_text_dataset(task, *test_file, unlabelled)
                                  : read_glue_file(*cli_task.glue, o.input);
   if (data.examples.empty()) throw Error("predict: no input examples");
-  EncodedDataset encoded = encode_examples(data, *tokenizer, use.max_length);
-  EvalResult r = evaluate(model, task, encoded, o.batch_size, use.device, use.precision,
-                          tokenizer->pad_id(), group.get());
-  if (group && !group->is_main()) return 0;  // rank 0 writes
+  EncodedDataset encoded = encode_examples(data, *m.tokenizer, use.max_length);
+  EvalResult r = evaluate(m.model, task, encoded, o.batch_size, use.device, use.precision,
+                          m.tokenizer->pad_id(), m.group.get());
+  if (m.group && !m.group->is_main()) return 0;  // rank 0 writes
   if (format == "glue") {
     std::cout << write_glue_submission(*cli_task.glue, o.split, o.out, encoded.indices,
                                        r.predictions)
               << std::endl;
     return 0;
   }
-  const std::optional<std::string> active = model->bert->active_adapter();
-  const HeadConfig& head = model->head_config(active);
+  const std::optional<std::string> active = m.model->bert->active_adapter();
+  const HeadConfig& head = m.model->head_config(active);
   std::string text;
   for (size_t i = 0; i < r.predictions.size(); ++i) {
     if (format == "json") {
