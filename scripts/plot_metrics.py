@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Turns a run's metrics.jsonl into a PNG: training loss and the dev metrics over steps.
+"""Turns a run's metrics.jsonl into a PNG: training loss and the dev metrics over steps (for a
+pretraining run's, beside its model: the held-out masked-LM loss).
 Needs matplotlib (Debian: python3-matplotlib).
 
     scripts/plot_metrics.py runs/sst2/metrics.jsonl [out.png]
@@ -30,7 +31,9 @@ with open(path) as f:
             train_loss.append(event["loss"])
         elif event.get("event") == "eval":
             eval_steps.append(event["step"])
-            for name, value in event["metrics"].items():
+            held_out = "held_out_loss" in event  # pretraining
+            scores = {"held-out loss": event["held_out_loss"]} if held_out else event["metrics"]
+            for name, value in scores.items():
                 evals.setdefault(name, []).append(value)
 if not train_steps and not eval_steps:
     sys.exit(f"{path}: no train or eval events")
@@ -40,7 +43,7 @@ ax_loss.set(title="training loss", xlabel="step", ylabel="loss")
 for name, values in evals.items():
     if name != "combined" or len(evals) == 1:
         ax_dev.plot(eval_steps, values, marker="o", label=name)
-ax_dev.set(title="dev metrics", xlabel="step")
+ax_dev.set(title="held-out loss" if "held-out loss" in evals else "dev metrics", xlabel="step")
 ax_dev.legend()
 fig.tight_layout()
 fig.savefig(out, dpi=100)
