@@ -314,6 +314,8 @@ TEST(Pretraining, HeldOutLossIsMeasuredWithoutChangingTheTraining) {
   options.eval_lines = {"\x01"};
   EXPECT_ERROR_CONTAINS(pretrain_mlm(config, lines, tokenizer, root + "/c", options),
                         "the held-out text holds no tokens");
+  // A refused run leaves nothing behind, not even an empty metrics.jsonl.
+  EXPECT_NE(::access((root + "/c").c_str(), F_OK), 0);
   remove_tree(root);
 }
 

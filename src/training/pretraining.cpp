@@ -491,10 +491,22 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
     message("pretrain: branched from " + *branched_from + " at step " +
             std::to_string(state.global_step) + " (" + engine.schedule().describe() + ")");
   }
+  if (options.stop_after_step > 0 && state.global_step >= options.stop_after_step) {
+    throw Error("pretrain: stop_after_step " + std::to_string(options.stop_after_step) +
+                ": the run " + (resumed ? "continues" : "starts") + " from step " +
+                std::to_string(state.global_step) + ", which is not before it");
+  }
+  if (!init_note.empty() && !resumed) message(init_note);
+  // Every process starts from rank 0's tensors, as one model.
+  if (group) group->broadcast(engine.trainable());
+  const HeldOut held_out = options.eval_lines.empty()
+                               ? HeldOut{}
+                               : mask_held_out(options.eval_lines, tokenizer, options);
   // metrics.jsonl beside the model: the log's numbers, one JSON object per event, for plots
   // across sittings. A resume keeps the events up to its checkpoint's step (those after it are
   // logged again as the run repeats them); a fresh start keeps none (an attempt that stopped
-  // before its first checkpoint).
+  // before its first checkpoint). Opened once nothing can refuse the run, which then leaves the
+  // directory as it found it.
   std::optional<detail::MetricsLog> metrics_log;
   if (writes) {
     const std::string path = output_dir + "/metrics.jsonl";
@@ -507,18 +519,6 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
       metrics_log->write({{"event", "resume"}, {"step", state.global_step}});
     }
   }
-
-  if (options.stop_after_step > 0 && state.global_step >= options.stop_after_step) {
-    throw Error("pretrain: stop_after_step " + std::to_string(options.stop_after_step) +
-                ": the run " + (resumed ? "continues" : "starts") + " from step " +
-                std::to_string(state.global_step) + ", which is not before it");
-  }
-  if (!init_note.empty() && !resumed) message(init_note);
-  // Every process starts from rank 0's tensors, as one model.
-  if (group) group->broadcast(engine.trainable());
-  const HeldOut held_out = options.eval_lines.empty()
-                               ? HeldOut{}
-                               : mask_held_out(options.eval_lines, tokenizer, options);
   PretrainResult result;
   auto measure = [&] {
     if (held_out.inputs.empty()) return;
