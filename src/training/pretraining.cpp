@@ -509,9 +509,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   // directory as it found it.
   std::optional<detail::MetricsLog> metrics_log;
   if (writes) {
-    const std::string path = output_dir + "/metrics.jsonl";
-    detail::cut_metrics_log(path, resumed ? state.global_step : -1);
-    metrics_log.emplace(path);
+    metrics_log.emplace(detail::open_metrics_log(output_dir, resumed, state.global_step));
     if (branched_from) {
       metrics_log->write(
           {{"event", "branch"}, {"step", state.global_step}, {"from", *branched_from}});

@@ -319,17 +319,13 @@ TrainResult QuestionAnsweringTrainer::train() {
         {"machine", detail::machine_json()},
         {"total_steps", total_steps}};
     write_file_atomic(options_.output_dir + "/run.json", run.dump(2) + "\n");
-    if (options_.resume) {
-      detail::cut_metrics_log(options_.output_dir + "/metrics.jsonl", state.global_step);
-    }
-    metrics_log.emplace(options_.output_dir + "/metrics.jsonl");
+    metrics_log.emplace(
+        detail::open_metrics_log(options_.output_dir, record.resumed, state.global_step));
   }
   auto write_event = [&](const Json& event) {
     if (metrics_log) metrics_log->write(event);
   };
-  if (options_.resume && state.global_step > 0) {
-    write_event(record.event(state.global_step));
-  }
+  if (record.resumed) write_event(record.event(state.global_step));
 
   const std::string best_dir = options_.output_dir + "/best";
   auto save_checkpoint = [&] {

@@ -29,16 +29,7 @@ std::string format_duration(double seconds) {
   return buffer;
 }
 
-}  // namespace
-
-MetricsLog::MetricsLog(const std::string& path) : out_(path, std::ios::app) {
-  if (!out_) throw Error(path + ": cannot open for appending");
-}
-
-void MetricsLog::write(const Json& event) {
-  out_ << event.dump() << std::endl;
-}
-
+// The events of metrics.jsonl at `path` up to `step`, in place.
 void cut_metrics_log(const std::string& path, int64_t step) {
   if (!file_exists(path)) return;
   const std::string text = read_file(path);
@@ -56,6 +47,22 @@ void cut_metrics_log(const std::string& path, int64_t step) {
     }
   }
   write_file_atomic(path, kept);
+}
+
+}  // namespace
+
+MetricsLog::MetricsLog(const std::string& path) : out_(path, std::ios::app) {
+  if (!out_) throw Error(path + ": cannot open for appending");
+}
+
+void MetricsLog::write(const Json& event) {
+  out_ << event.dump() << std::endl;
+}
+
+MetricsLog open_metrics_log(const std::string& output_dir, bool resumed, int64_t step) {
+  const std::string path = output_dir + "/metrics.jsonl";
+  cut_metrics_log(path, resumed ? step : -1);
+  return MetricsLog(path);
 }
 
 OutputDirectory run_directory(const std::string& path) {

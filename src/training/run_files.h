@@ -37,13 +37,14 @@ class MetricsLog {
   std::ofstream out_;
 };
 
+/// A run's `output_dir`/metrics.jsonl, opened for appending. A run `resumed` from a checkpoint at
+/// `step` keeps the events up to it (those after it are logged again as the run repeats them)
+/// and loses a line torn by a kill; a fresh start keeps none.
+MetricsLog open_metrics_log(const std::string& output_dir, bool resumed, int64_t step);
+
 /// fp16's loss scaling in a "train" event: the scale now, and how many steps an overflow skipped
 /// so far (nothing without loss scaling).
 void add_loss_scaling(nlohmann::ordered_json& event, const TrainingState& state);
-
-/// On resume: metrics.jsonl keeps only the events up to the checkpoint's step (those after it
-/// are logged again as the run repeats them) and loses a line torn by a kill.
-void cut_metrics_log(const std::string& path, int64_t step);
 
 /// Progress bar on a terminal, plain periodic lines otherwise.
 class Progress {

@@ -487,17 +487,15 @@ TrainResult Trainer::train() {
     };
     write_file_atomic(options_.output_dir + "/run.json", run.dump(2) + "\n");
   }
-  if (writes && options_.resume) {
-    detail::cut_metrics_log(options_.output_dir + "/metrics.jsonl", state.global_step);
-  }
   std::optional<MetricsLog> metrics_log;
-  if (writes) metrics_log.emplace(options_.output_dir + "/metrics.jsonl");
+  if (writes) {
+    metrics_log.emplace(
+        detail::open_metrics_log(options_.output_dir, record.resumed, state.global_step));
+  }
   auto write_event = [&](const Json& event) {
     if (metrics_log) metrics_log->write(event);
   };
-  if (options_.resume && state.global_step > 0) {
-    write_event(record.event(state.global_step));
-  }
+  if (record.resumed) write_event(record.event(state.global_step));
 
   auto save_checkpoint = [&]() {
     if (!writes) return;
