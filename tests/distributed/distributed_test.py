@@ -150,40 +150,41 @@ if not failures:
 
 # 4. eval and predict on a file in two processes, each running its share of the batches: rank 0
 # prints and writes exactly what one process does.
+def evaluated_alike(args, what):
+    """`eval` alone and in two processes: checks rank 0 prints the one process's line; returns it."""
+    alone = run(args, work).stdout
+    grouped = torchrun(args, env, work).stdout
+    lines = [l[l.index("{"):] for l in grouped.splitlines() if '"metrics"' in l]
+    check(len(lines) == 1 and json.loads(lines[0]) == json.loads(alone),
+          f"{what} eval in two processes: {grouped[-800:]} against one: {alone}")
+    return json.loads(alone) if not failures else {}
+
+
+def predicted_alike(args, name):
+    """`predict --out` alone and in two processes; returns both files' texts."""
+    paths = [os.path.join(work, f"{name}-{n}") for n in ("one", "two")]
+    run(args + ["--out", paths[0]], work)
+    torchrun(args + ["--out", paths[1]], env, work)
+    return [open(p).read() for p in paths] if not failures else ["", ""]
+
+
 pack = os.path.join(one, "best")
 use = ["--model", base, "--adapter-pack", pack, "--batch-size", "16"]
-evaluated = run([cli, "eval", "--task", "SST-2", "--data-dir", glue] + use, work).stdout
-group_evaluated = torchrun([cli, "eval", "--task", "SST-2", "--data-dir", glue] + use, env,
-                           work).stdout
-lines = [l[l.index("{"):] for l in group_evaluated.splitlines() if '"metrics"' in l]
-check(len(lines) == 1 and json.loads(lines[0]) == json.loads(evaluated),
-      f"eval in two processes: {group_evaluated[-800:]} against one: {evaluated}")
-predicted = [os.path.join(work, f"predicted-{n}.txt") for n in ("one", "two")]
+evaluated_alike([cli, "eval", "--task", "SST-2", "--data-dir", glue] + use, "SST-2")
 dev_tsv = os.path.join(glue, "SST-2", "dev.tsv")
-predict = [cli, "predict", "--task", "SST-2", "--input", dev_tsv, "--format", "logits"] + use
-run(predict + ["--out", predicted[0]], work)
-torchrun(predict + ["--out", predicted[1]], env, work)
+a, b = predicted_alike([cli, "predict", "--task", "SST-2", "--input", dev_tsv, "--format",
+                        "logits"] + use, "predicted.txt")
 if not failures:
-    a, b = (open(p).read() for p in predicted)
     check(a == b and a.count("\n") == 872, "predict in two processes wrote other bytes than one")
     print("eval and predict in two processes == one process (872 SST-2 dev examples)")
 # SQuAD: the windows shared out; rank 0 prints the scores and writes the answers one process does.
 squad_use = ["--task", "squad", "--model", base, "--adapter-pack", os.path.join(squad_one, "best"),
              "--doc-stride", "12", "--max-query-length", "12", "--batch-size", "4"]
-squad_eval = [cli, "eval", "--dev-file", squad_file] + squad_use
-evaluated = run(squad_eval, work).stdout
-group_evaluated = torchrun(squad_eval, env, work).stdout
-lines = [l[l.index("{"):] for l in group_evaluated.splitlines() if '"metrics"' in l]
-check(len(lines) == 1 and json.loads(lines[0]) == json.loads(evaluated),
-      f"SQuAD eval in two processes: {group_evaluated[-800:]} against one: {evaluated}")
-answered = [os.path.join(work, f"answers-{n}.json") for n in ("one", "two")]
-squad_predict = [cli, "predict", "--test-file", squad_file] + squad_use
-run(squad_predict + ["--out", answered[0]], work)
-torchrun(squad_predict + ["--out", answered[1]], env, work)
+scores = evaluated_alike([cli, "eval", "--dev-file", squad_file] + squad_use, "SQuAD")
+a, b = predicted_alike([cli, "predict", "--test-file", squad_file] + squad_use, "answers.json")
 if not failures:
-    a, b = (open(p).read() for p in answered)
     check(a == b and len(json.loads(a)) == 9, "SQuAD predict in two processes wrote other bytes")
-    print(f"SQuAD eval and predict in two processes == one process: {json.loads(evaluated)['metrics']}")
+    print(f"SQuAD eval and predict in two processes == one process: {scores['metrics']}")
 # A warning every process would give is given once: by rank 0.
 result = torchrun([cli, "eval", "--dev-file", squad_file, "--task", "squad", "--model", base,
                    "--max-length", "48", "--doc-stride", "12", "--max-query-length", "12"], env, work)
