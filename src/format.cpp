@@ -1,5 +1,9 @@
 #include "adaptertune/format.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
 namespace adaptertune {
 
 std::string with_commas(int64_t value) {
@@ -12,6 +16,15 @@ std::string with_commas(int64_t value) {
     out += text[sign + i];
   }
   return out;
+}
+
+std::string format_duration(double seconds) {
+  // Clamped first: a cast of NaN or of a value beyond long long's range is undefined.
+  const double clamped = std::isfinite(seconds) ? std::min(std::max(seconds, 0.0), 1e15) : 0.0;
+  const auto s = static_cast<long long>(clamped);
+  char buffer[48];
+  std::snprintf(buffer, sizeof buffer, "%lld:%02lld:%02lld", s / 3600, (s / 60) % 60, s % 60);
+  return buffer;
 }
 
 std::string joined(const std::vector<std::string>& parts, const std::string& separator) {

@@ -1,5 +1,7 @@
 #include "adaptertune/format.h"
 
+#include <cmath>
+
 #include <gtest/gtest.h>
 
 namespace adaptertune {
@@ -12,6 +14,17 @@ TEST(Format, GroupsDigitsInThrees) {
   EXPECT_EQ(with_commas(11072770), "11,072,770");
   EXPECT_EQ(with_commas(-123), "-123");
   EXPECT_EQ(with_commas(-1234567), "-1,234,567");
+}
+
+TEST(Format, ShowsDurationsAsHoursMinutesAndSeconds) {
+  EXPECT_EQ(format_duration(0), "0:00:00");
+  EXPECT_EQ(format_duration(59.99), "0:00:59");
+  EXPECT_EQ(format_duration(3725.9), "1:02:05");
+  EXPECT_EQ(format_duration(100 * 3600 + 1), "100:00:01");
+  // No estimate yet (a rate of zero gives infinity, an empty window NaN): no time, not garbage.
+  EXPECT_EQ(format_duration(-5), "0:00:00");
+  EXPECT_EQ(format_duration(std::nan("")), "0:00:00");
+  EXPECT_EQ(format_duration(HUGE_VAL), "0:00:00");
 }
 
 TEST(Format, JoinsListsWithTheSeparatorBetweenParts) {

@@ -106,16 +106,30 @@ TEST(Pretraining, PacksSentencesAndWritesALoadableModel) {
 
   BertConfig config = tiny_config_for(tokenizer);
   PretrainOptions options = few_steps(3);
-  int64_t logged = 0;
+  std::vector<PretrainLogEntry> logged;
   options.log_every = 1;
-  options.on_log = [&](int64_t, double loss, double) {
-    EXPECT_TRUE(std::isfinite(loss));
-    ++logged;
-  };
+  options.on_log = [&](const PretrainLogEntry& entry) { logged.push_back(entry); };
   const std::string dir = testing::fresh_dir("pretrain");
   std::vector<std::string> lines(40, "the quick brown fox jumps over the lazy dog .");
   pretrain_mlm(config, lines, tokenizer, dir, options);
-  EXPECT_EQ(logged, 3);
+  ASSERT_EQ(logged.size(), 3u);
+  for (size_t i = 0; i < logged.size(); ++i) {
+    const PretrainLogEntry& entry = logged[i];
+    EXPECT_EQ(entry.step, static_cast<int64_t>(i) + 1);
+    EXPECT_TRUE(std::isfinite(entry.loss) && entry.loss > 0) << entry.step;
+    EXPECT_GT(entry.lr, 0) << entry.step;
+    EXPECT_GT(entry.examples_per_second, 0) << entry.step;
+    // fp32 scales nothing.
+    EXPECT_EQ(entry.loss_scale, 0) << entry.step;
+    EXPECT_EQ(entry.skipped_steps, 0) << entry.step;
+  }
+  // Time left: two steps' worth after the first, none after the last.
+  EXPECT_NEAR(
+      logged[0].seconds_left,
+      2.0 * options.batch_size * options.gradient_accumulation / logged[0].examples_per_second,
+      1e-9 * logged[0].seconds_left + 1e-12);
+  EXPECT_GT(logged[1].seconds_left, 0);
+  EXPECT_EQ(logged[2].seconds_left, 0);
   for (const char* f : {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"}) {
     EXPECT_TRUE(file_exists(dir + "/" + f)) << f;
   }
@@ -238,7 +252,13 @@ TEST_P(PretrainingOnDeviceTest, Fp16PretrainsWithItsLossScaled) {
   options.precision = Precision::kFloat16;
   options.eval_lines = {"a lazy dog sleeps in the sun", "the brown fox runs over the hill"};
   const std::string root = testing::fresh_dir("pretrain_fp16");
+  options.log_every = 1;
+  std::vector<PretrainLogEntry> logged;
+  options.on_log = [&](const PretrainLogEntry& entry) { logged.push_back(entry); };
   const PretrainResult result = pretrain_mlm(config, numbered_lines(), tokenizer, root, options);
+  ASSERT_EQ(logged.size(), 6u);
+  EXPECT_GT(logged.back().loss_scale, 0) << "fp16's log shows its loss scale";
+  EXPECT_EQ(logged.back().skipped_steps, result.skipped_steps);
   EXPECT_EQ(result.steps, 6);
   EXPECT_LT(result.skipped_steps, 6) << "an overflow at 2^16 may skip a step, not every one";
   ASSERT_TRUE(result.eval_loss);

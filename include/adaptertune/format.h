@@ -11,6 +11,11 @@ namespace adaptertune {
 /// `value` in decimal with its digits grouped in threes by commas: "11,072,770", "-1,234", "999".
 std::string with_commas(int64_t value);
 
+/// `seconds` as hours, minutes and seconds, "H:MM:SS", rounded down: 3725.9 -> "1:02:05",
+/// 59 -> "0:00:59"; a negative or not finite value (no estimate yet) -> "0:00:00". How progress
+/// lines show an estimate of the time left.
+std::string format_duration(double seconds);
+
 /// `parts` in order with `separator` between them: {"a", "b", "c"} -> "a, b, c"; "" for none.
 /// How error messages list names.
 std::string joined(const std::vector<std::string>& parts, const std::string& separator = ", ");

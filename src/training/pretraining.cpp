@@ -595,11 +595,25 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
       if (step % options.log_every == 0 || step == options.steps) {
         result.final_loss = window_loss / static_cast<double>(window);
         if (writes) {
-          if (options.on_log) options.on_log(step, result.final_loss, lr);
+          PretrainLogEntry entry;
+          entry.step = step;
+          entry.epoch = epoch + 1;
+          entry.loss = result.final_loss;
+          entry.lr = lr;
+          entry.examples_per_second = rate.examples_per_second();
+          const auto sequences_left = static_cast<double>(
+              (options.steps - step) * options.batch_size * options.gradient_accumulation);
+          if (entry.examples_per_second > 0) {
+            entry.seconds_left = sequences_left / entry.examples_per_second;
+          }
+          if (state.loss_scale > 0) {
+            entry.loss_scale = state.loss_scale;
+            entry.skipped_steps = state.skipped_steps;
+          }
+          if (options.on_log) options.on_log(entry);
           nlohmann::ordered_json event = {
-              {"event", "train"},   {"step", step},
-              {"epoch", epoch + 1}, {"loss", result.final_loss},
-              {"lr", lr},           {"examples_per_s", rate.examples_per_second()}};
+              {"event", "train"},   {"step", step}, {"epoch", entry.epoch},
+              {"loss", entry.loss}, {"lr", lr},     {"examples_per_s", entry.examples_per_second}};
           detail::add_loss_scaling(event, state);
           metrics_log->write(event);
         }

@@ -12,6 +12,7 @@
 #include <torch/cuda.h>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/layers/encoder.h"
@@ -21,13 +22,6 @@ namespace adaptertune::detail {
 namespace {
 
 using Json = nlohmann::ordered_json;
-
-std::string format_duration(double seconds) {
-  const auto s = static_cast<long long>(std::max(0.0, seconds));
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%lld:%02lld:%02lld", s / 3600, (s / 60) % 60, s % 60);
-  return buffer;
-}
 
 // The events of metrics.jsonl at `path` up to `step`, in place.
 void cut_metrics_log(const std::string& path, int64_t step) {

@@ -39,6 +39,9 @@ cat "$work/second.log" >&2
 grep -q "pretrain: resumed from $work/model/checkpoints/checkpoint-" "$work/second.log" ||
   { echo "FAIL: the second run did not resume" >&2; exit 1; }
 grep -q "pretrain: step 100/100" "$work/second.log" || { echo "FAIL: did not finish" >&2; exit 1; }
+# Each logged step shows its rate and the time left (none at the last step).
+grep -Eq "pretrain: step 100/100  mlm loss [0-9.]+  lr [0-9.e+-]+  [0-9]+ seq/s  ETA 0:00:00  [0-9.]+ s$" \
+  "$work/second.log" || { echo "FAIL: no rate or time left in the log line" >&2; exit 1; }
 [ -e "$work/model/model.safetensors" ] || { echo "FAIL: no model written" >&2; exit 1; }
 [ ! -e "$work/model/checkpoints" ] || { echo "FAIL: checkpoints left in the model" >&2; exit 1; }
 

@@ -12,6 +12,7 @@
 #include "adaptertune/bert_config.h"
 #include "adaptertune/device.h"
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/pretraining.h"
@@ -104,12 +105,21 @@ int run(PretrainCommandOptions& o) {
     std::cerr << "\n";
   }
   const auto start = std::chrono::steady_clock::now();
-  o.train.on_log = [&](int64_t step, double loss, double lr) {
+  o.train.on_log = [&](const PretrainLogEntry& entry) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::fprintf(stderr, "pretrain: step %lld/%lld  mlm loss %.4f  lr %.2e  %.1f s\n",
-                 static_cast<long long>(step), static_cast<long long>(o.train.steps), loss, lr,
-                 seconds);
+    std::string scaling;  // fp16 only: a falling scale or skipped steps say the run overflows
+    if (entry.loss_scale > 0) {
+      char buffer[96];
+      std::snprintf(buffer, sizeof buffer, "  loss scale %g, %lld skipped", entry.loss_scale,
+                    static_cast<long long>(entry.skipped_steps));
+      scaling = buffer;
+    }
+    std::fprintf(stderr,
+                 "pretrain: step %lld/%lld  mlm loss %.4f  lr %.2e  %.0f seq/s  ETA %s  %.1f s%s\n",
+                 static_cast<long long>(entry.step), static_cast<long long>(o.train.steps),
+                 entry.loss, entry.lr, entry.examples_per_second,
+                 format_duration(entry.seconds_left).c_str(), seconds, scaling.c_str());
   };
   o.train.on_message = [](const std::string& text) { std::fprintf(stderr, "%s\n", text.c_str()); };
   o.train.on_eval = [&](int64_t step, double loss) {

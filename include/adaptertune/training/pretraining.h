@@ -46,6 +46,28 @@ std::vector<Encoding> pack_sentences(
     const std::function<std::string(size_t)>& line_source = nullptr);
 
 /// Options of pretrain_mlm().
+/// One logged point of a pretraining run, as PretrainOptions::on_log receives it and
+/// metrics.jsonl records it (a "train" event).
+struct PretrainLogEntry {
+  int64_t step = 0;
+  /// 1-based pass over the packed text.
+  int64_t epoch = 1;
+  /// Masked-LM loss averaged over the optimizer steps since the previous entry.
+  double loss = 0;
+  /// The learning rate of the entry's step.
+  double lr = 0;
+  /// Packed sequences per second since the previous entry (the global batch's: a group's
+  /// processes together).
+  double examples_per_second = 0;
+  /// Seconds the remaining steps take at that rate (0 at the last step, or before a rate is
+  /// known).
+  double seconds_left = 0;
+  /// fp16's loss scale after the step and the steps it has skipped so far, resumed runs'
+  /// included; 0 and 0 in fp32 and bf16, which scale nothing.
+  double loss_scale = 0;
+  int64_t skipped_steps = 0;
+};
+
 struct PretrainOptions {
   int64_t max_length = 128;
   int64_t batch_size = 64;
@@ -92,9 +114,9 @@ struct PretrainOptions {
   std::shared_ptr<ProcessGroup> process_group;
   /// dtype of the saved weights ("bfloat16" halves the file; they load back as float32).
   c10::ScalarType save_dtype = c10::ScalarType::Float;
-  /// Called every `log_every` steps with (step, loss averaged since the last call, lr).
+  /// Called every `log_every` steps, and at the last step, with what the step logs.
   int64_t log_every = 50;
-  std::function<void(int64_t, double, double)> on_log;
+  std::function<void(const PretrainLogEntry&)> on_log;
   /// Called with notes for the user (resumed from …, checkpoint saved at …).
   std::function<void(const std::string&)> on_message;
   /// Called after every optimizer step with the step number (custom logging, tests).
