@@ -59,22 +59,6 @@ bool all_reduce_step(ProcessGroup& group, const std::vector<at::Tensor>& params,
   return stop;
 }
 
-bool evaluates_batch(size_t batch, const ProcessGroup* group) {
-  return group == nullptr ||
-         static_cast<int64_t>(batch % static_cast<size_t>(group->world_size())) == group->rank();
-}
-
-void gather_by_sum(ProcessGroup& group, const std::vector<at::Tensor>& tensors,
-                   c10::Device device) {
-  std::vector<at::Tensor> on_device;
-  for (const at::Tensor& t : tensors) on_device.push_back(t.to(device));
-  group.all_reduce_sum(on_device);
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    // Back in place (a no-op on the CPU, where to() returned the tensor itself).
-    if (!on_device[i].is_same(tensors[i])) at::Tensor(tensors[i]).copy_(on_device[i]);
-  }
-}
-
 bool rank0_decision(ProcessGroup& group, bool decision, c10::Device device) {
   at::Tensor flag = at::full({1}, decision ? 1.0f : 0.0f).to(device);
   group.broadcast({flag});

@@ -1,8 +1,8 @@
 #pragma once
 // What data-parallel training does the same way in every loop that trains in a ProcessGroup (the
 // Trainer, the QuestionAnsweringTrainer and masked-LM pretraining): which rows of a global batch
-// a process takes, how the processes' gradients become the global batch's, how they agree to
-// stop, and how they share out an evaluation.
+// a process takes, how the processes' gradients become the global batch's, and how they agree to
+// stop. How they share out an evaluation is distributed/shared_batches.h (prediction does too).
 
 #include <cstddef>
 #include <cstdint>
@@ -38,17 +38,6 @@ void all_reduce_gradients(ProcessGroup& group, const std::vector<at::Tensor>& pa
 /// all-reduce. Returns whether any was: every process then stops at the same step.
 bool all_reduce_step(ProcessGroup& group, const std::vector<at::Tensor>& params,
                      std::vector<double>& losses);
-
-/// Whether this process computes batch `batch` of an evaluation that `group` shares out: every
-/// world_size-th batch, from its rank (every batch without a group). Whole batches, each as one
-/// process would make it, so that every row comes out as one process computes it.
-bool evaluates_batch(size_t batch, const ProcessGroup* group);
-
-/// Puts an evaluation shared out with evaluates_batch() together: `tensors` (on the CPU) hold
-/// this process's results, and zeros where the other processes' go; afterwards every process
-/// holds all of them. A sum over `group`, exact because the other processes add zeros; `device`
-/// is the group's tensors' device.
-void gather_by_sum(ProcessGroup& group, const std::vector<at::Tensor>& tensors, c10::Device device);
 
 /// Rank 0's `decision` (early stopping) on every process of `group`, so that no process stops
 /// alone; `device` is the group's tensors' device.

@@ -30,6 +30,7 @@
 #include "adaptertune/training/optimizer.h"
 #include "adaptertune/training/scheduler.h"
 #include "adaptertune/training/training_engine.h"
+#include "distributed/shared_batches.h"
 #include "json_util.h"
 #include "run_checks.h"
 #include "run_files.h"

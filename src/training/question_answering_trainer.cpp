@@ -22,6 +22,7 @@
 #include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/training_engine.h"
 #include "adaptertune/version.h"
+#include "distributed/shared_batches.h"
 #include "run_checks.h"
 #include "sha256.h"
 #include "training/data_parallel.h"

@@ -32,6 +32,7 @@
 #include "adaptertune/training/scheduler.h"
 #include "adaptertune/training/training_engine.h"
 #include "adaptertune/version.h"
+#include "distributed/shared_batches.h"
 #include "run_checks.h"
 #include "sha256.h"
 #include "training/data_parallel.h"
