@@ -16,6 +16,7 @@
 #include "adaptertune/layers/linear.h"
 #include "adaptertune/parameter_names.h"
 #include "adaptertune/text/wordpiece.h"
+#include "group_test_util.h"
 #include "onednn_products.h"
 #include "test_util.h"
 
@@ -158,6 +159,33 @@ TEST_P(PredictorTest, ThreadsCallingTogetherGetTheSerialResults) {
                   "thread " + std::to_string(t) + " request " + std::to_string(i));
     }
   }
+}
+
+// Shared out over a group of two (threads here, processes in tests/distributed/): each member
+// computes every other batch, and both get every prediction as one process computes it, whatever
+// the widths of the heads the rows of a batch go to (2, 3 and 1 logits here).
+TEST(Predictor, SharedOutInAGroupOfTwoGivesWhatOneProcessGives) {
+  PredictorOptions options;
+  options.batch_size = 2;
+  const Predictor predictor(files().model, files().packs, options);
+  std::vector<TaskRequest> requests = mixed_requests();
+  const std::vector<TaskRequest> more = mixed_requests();
+  requests.insert(requests.end(), more.begin(), more.end());  // 7 batches: 4 on rank 0, 3 on 1
+  const std::vector<Prediction> alone = predictor.predict(requests);
+  std::vector<Prediction> got[2];
+  testing::in_group_of_two("predictor_group", [&](ProcessGroup& group) {
+    got[group.rank()] = predictor.predict(requests, &group);
+  });
+  for (int rank = 0; rank < 2; ++rank) {
+    ASSERT_EQ(got[rank].size(), alone.size()) << "rank " << rank;
+    for (size_t i = 0; i < alone.size(); ++i) {
+      EXPECT_EQ(got[rank][i].to_json(), alone[i].to_json()) << "rank " << rank << " request " << i;
+    }
+  }
+  // No requests: every member returns at once, none waiting on a collective.
+  testing::in_group_of_two("predictor_group_empty", [&](ProcessGroup& group) {
+    EXPECT_TRUE(predictor.predict({}, &group).empty());
+  });
 }
 
 TEST(Predictor, ErrorsNameTheRequestAndThePack) {

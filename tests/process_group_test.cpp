@@ -6,10 +6,7 @@
 #include "adaptertune/distributed/process_group.h"
 
 #include <cstdlib>
-#include <exception>
-#include <functional>
 #include <map>
-#include <thread>
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -22,6 +19,7 @@
 #include "adaptertune/training/pretraining.h"
 #include "adaptertune/training/question_answering_trainer.h"
 #include "adaptertune/training/trainer.h"
+#include "group_test_util.h"
 #include "test_util.h"
 #include "training_test_util.h"
 
@@ -139,34 +137,7 @@ std::shared_ptr<ProcessGroup> group_of_one(const std::string& name,
   return std::make_shared<ProcessGroup>(o, c10::Device(c10::kCPU));
 }
 
-// Runs `work(group)` as both members of a group of two, each in a thread of its own (Gloo, meeting
-// at a file); rethrows what either threw once both have ended.
-void in_group_of_two(const std::string& name,
-                     const std::function<void(ProcessGroup& group)>& work) {
-  const std::string store = "file://" + testing::fresh_dir(name);
-  std::exception_ptr failed[2];
-  std::vector<std::thread> threads;
-  for (int64_t rank = 0; rank < 2; ++rank) {
-    threads.emplace_back([&, rank] {
-      try {
-        DistributedOptions o;
-        o.rank = rank;
-        o.world_size = 2;
-        o.init_method = store;
-        o.backend = "gloo";
-        o.timeout_seconds = 60;
-        ProcessGroup group(o, c10::Device(c10::kCPU));
-        work(group);
-      } catch (...) {
-        failed[rank] = std::current_exception();
-      }
-    });
-  }
-  for (std::thread& thread : threads) thread.join();
-  for (const std::exception_ptr& e : failed) {
-    if (e) std::rethrow_exception(e);
-  }
-}
+using testing::in_group_of_two;
 
 TEST(ProcessGroup, AGroupOfOneSumsAndBroadcastsToItself) {
   // 40-byte buckets: the float tensors go in several, the double one in its own.

@@ -12,6 +12,7 @@
 
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/device.h"
+#include "adaptertune/distributed/process_group.h"
 #include "adaptertune/error.h"
 #include "adaptertune/format.h"
 #include "adaptertune/inference/prepare_for_inference.h"
@@ -22,6 +23,7 @@
 #include "adaptertune/layers/linear.h"  // the cover's destructor
 #include "adaptertune/parameter_names.h"
 #include "adaptertune/tasks/batcher.h"
+#include "distributed/shared_batches.h"
 
 namespace adaptertune {
 namespace {
@@ -311,11 +313,24 @@ std::vector<Prediction> Predictor::predict(const std::optional<std::string>& tas
 }
 
 std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& requests) const {
+  return predict(requests, nullptr);
+}
+
+std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& requests,
+                                           ProcessGroup* group) const {
   const State& s = *state_;
+  if (group && group->backend() == "nccl" && !s.options.device.is_cuda()) {
+    throw Error(
+        "Predictor::predict: the process group uses NCCL, which needs CUDA tensors, but "
+        "the Predictor runs on " +
+        s.options.device.str());
+  }
   if (requests.empty()) return {};
   std::shared_lock lock(s.mutex);
   EncodedDataset data;
   data.encodings.reserve(requests.size());
+  std::vector<const HeadConfig*> heads;  // each request's head
+  heads.reserve(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
     const TaskRequest& request = requests[i];
     try {
@@ -325,6 +340,7 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
     }
     const int64_t length = request.task ? s.info.at(*request.task).max_length : s.length(0);
     data.encodings.push_back(s.tokenizer->encode(request.text, request.text_pair, length));
+    heads.push_back(request.task ? &s.info.at(*request.task).head : &s.model->head_config());
   }
   BatcherOptions batching;
   batching.batch_size = s.options.batch_size;
@@ -332,12 +348,16 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
   batching.group_by_length = true;  // less padding; results go back in request order
   batching.pad_id = s.tokenizer->pad_id();
   Batcher batcher(data, batching);
-  std::vector<Prediction> out(requests.size());
+  // Each request's logits; in a group, those of this process's batches until gathered.
+  std::vector<std::vector<float>> logits_of(requests.size());
   // Not only no gradients: no autograd bookkeeping at all (version counters, view tracking) for
   // tensors that never leave this function.
   c10::InferenceMode inference;
   BertForSequenceClassification model = s.model;  // a handle: forward_routed() changes nothing
-  for (const auto& rows : batcher.epoch_order(0)) {
+  const auto order = batcher.epoch_order(0);
+  for (size_t b = 0; b < order.size(); ++b) {
+    if (!detail::evaluates_batch(b, group)) continue;
+    const std::vector<size_t>& rows = order[b];
     const Batch batch = batcher.make_batch(rows).to(s.options.device);
     // Each request runs its task's Stack: the task alone, or on what its pack was trained on.
     std::vector<Stack> stacks;
@@ -354,18 +374,37 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
                                      routing);
     }
     for (size_t g = 0; g < routing.groups().size(); ++g) {
-      const auto& group = routing.groups()[g];
+      const auto& routed = routing.groups()[g];
       const at::Tensor cpu = logits[g].to(at::kCPU, at::kFloat).contiguous();
       const float* values = cpu.data_ptr<float>();
       const auto width = static_cast<size_t>(cpu.size(1));
-      const HeadConfig& head = group.task ? s.info.at(*group.task).head : model->head_config();
       for (int64_t k = 0; k < cpu.size(0); ++k) {
-        const auto in_batch = static_cast<size_t>(group.row_list[static_cast<size_t>(k)]);
+        const auto in_batch = static_cast<size_t>(routed.row_list[static_cast<size_t>(k)]);
         const float* row = values + static_cast<size_t>(k) * width;
-        out[rows[in_batch]] =
-            make_prediction(head, std::vector<float>(row, row + width), group.task);
+        logits_of[rows[in_batch]].assign(row, row + width);
       }
     }
+  }
+  if (group) {
+    // One all-reduce: every request's logits in a row as wide as the widest head, zeros where
+    // another process computed them (or beyond a narrower head's width).
+    int64_t width = 1;
+    for (const HeadConfig* head : heads) width = std::max(width, head->num_labels);
+    at::Tensor gathered = at::zeros({static_cast<int64_t>(requests.size()), width}, at::kFloat);
+    float* values = gathered.data_ptr<float>();
+    for (size_t i = 0; i < requests.size(); ++i) {
+      std::copy(logits_of[i].begin(), logits_of[i].end(), values + i * static_cast<size_t>(width));
+    }
+    detail::gather_by_sum(*group, {gathered}, s.options.device);
+    for (size_t i = 0; i < requests.size(); ++i) {
+      const float* row = values + i * static_cast<size_t>(width);
+      logits_of[i].assign(row, row + heads[i]->num_labels);
+    }
+  }
+  std::vector<Prediction> out;
+  out.reserve(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    out.push_back(make_prediction(*heads[i], std::move(logits_of[i]), requests[i].task));
   }
   return out;
 }

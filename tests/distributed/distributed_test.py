@@ -7,8 +7,8 @@
   process's do;
 - a run of two processes, resumed by one process, ends where the uninterrupted run ends;
 - a SQuAD span head trains in two processes as in one;
-- eval and predict on a file (GLUE and SQuAD) in two processes print and write exactly what one
-  process does, and warn once;
+- eval and predict on a file (GLUE, SQuAD, JSON lines of requests) in two processes print and
+  write exactly what one process does, and warn once;
 - a rank killed in the middle makes the other exit with a clear error within the timeout;
 - Ctrl-C on one rank stops both at the next step, with a checkpoint.
 
@@ -177,6 +177,15 @@ a, b = predicted_alike([cli, "predict", "--task", "SST-2", "--input", dev_tsv, "
 if not failures:
     check(a == b and a.count("\n") == 872, "predict in two processes wrote other bytes than one")
     print("eval and predict in two processes == one process (872 SST-2 dev examples)")
+# JSON lines of requests, each naming its task: the Predictor's batches shared out.
+requests = os.path.join(work, "requests.jsonl")
+with open(requests, "w") as f:
+    for line in open(dev_tsv).read().splitlines()[1:41]:
+        f.write(json.dumps({"task": "SST-2", "text": line.split("\t")[0]}) + "\n")
+a, b = predicted_alike([cli, "predict", "--input", requests] + use, "answers.jsonl")
+if not failures:
+    check(a == b and a.count("\n") == 40, "JSON lines predict in two processes wrote other bytes")
+    print("predict on JSON lines in two processes == one process (40 requests)")
 # SQuAD: the windows shared out; rank 0 prints the scores and writes the answers one process does.
 squad_use = ["--task", "squad", "--model", base, "--adapter-pack", os.path.join(squad_one, "best"),
              "--doc-stride", "12", "--max-query-length", "12", "--batch-size", "4"]
@@ -194,6 +203,12 @@ result = subprocess.run([cli, "predict", "--task", "SST-2", "--distributed"] + u
                         input="a fine film\n", capture_output=True, text=True, timeout=60)
 check(result.returncode != 0 and "predict on stdin does not run in a group" in result.stderr,
       f"predict on stdin in a group is refused: {result.stderr[-400:]}")
+result = subprocess.run([cli, "predict", "--input-format", "jsonl", "--distributed"] + use,
+                        env=env, input='{"task": "SST-2", "text": "a fine film"}\n',
+                        capture_output=True, text=True, timeout=60)
+check(result.returncode != 0 and
+      "predict on JSON lines from stdin does not run in a group" in result.stderr,
+      f"JSON lines on stdin in a group are refused: {result.stderr[-400:]}")
 
 def long_run(out):
     """Two processes started by hand (as a launcher would), on a long run; returns them once

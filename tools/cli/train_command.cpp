@@ -408,7 +408,7 @@ void refuse_group_for(const UseOptions& o, const std::string& what) {
     throw Error(what +
                 " does not run in a group of processes (WORLD_SIZE, SLURM_NTASKS or "
                 "--distributed): run it in one process; eval and predict share out GLUE files, "
-                "--dev-file/--test-file data sets and SQuAD files");
+                "--dev-file/--test-file data sets, SQuAD files and files of JSON lines");
   }
 }
 
@@ -752,8 +752,11 @@ int run_predict_requests(const UseOptions& o) {
   std::vector<AdapterPackInfo> infos;
   for (const auto& pack : o.adapter_packs) infos.push_back(read_adapter_pack_info(pack));
   check_fused_adapters(infos, o.adapter_packs);
+  if (o.input.empty()) refuse_group_for(o, "predict on JSON lines from stdin");
   const TaskRequests input = read_requests(o.input);
   if (input.requests.empty()) throw Error("predict: no input requests");
+  // In a group, each process predicts its share of the batches and rank 0 writes them all.
+  const std::shared_ptr<ProcessGroup> group = join_group(o.distributed, options.device, o.device);
   const Predictor predictor(o.model, o.adapter_packs, options);
   const std::vector<std::string> tasks = predictor.tasks();
   for (size_t i = 0; i < input.requests.size(); ++i) {
@@ -766,11 +769,16 @@ int run_predict_requests(const UseOptions& o) {
   for (const auto& w : predictor.warnings()) warn(w);
   int64_t task_bytes = 0;
   for (const auto& name : predictor.tasks()) task_bytes += predictor.task_bytes(name);
-  std::fprintf(stderr, "predict: base %s bytes; %zu tasks add %s bytes\n",
-               with_commas(predictor.base_bytes()).c_str(), predictor.tasks().size(),
-               with_commas(task_bytes).c_str());
+  const bool main_process = !group || group->is_main();
+  if (main_process) {
+    std::fprintf(stderr, "predict: base %s bytes; %zu tasks add %s bytes\n",
+                 with_commas(predictor.base_bytes()).c_str(), predictor.tasks().size(),
+                 with_commas(task_bytes).c_str());
+  }
+  const std::vector<Prediction> predictions = predictor.predict(input.requests, group.get());
+  if (!main_process) return 0;  // rank 0 writes
   std::string text;
-  for (const Prediction& p : predictor.predict(input.requests)) text += p.to_json() + "\n";
+  for (const Prediction& p : predictions) text += p.to_json() + "\n";
   write_output(o.out, text);
   return 0;
 }
@@ -792,10 +800,7 @@ int run_predict(const UseOptions& o) {
     if (!o.out.empty()) check_not_an_input(o.out, inputs_of(o), "--out");
     return run_predict_squad(squad_request(o, o.task_choice.test_file, "--test-file"));
   }
-  if (jsonl_input(o)) {
-    refuse_group_for(o, "predict on JSON lines of requests");
-    return run_predict_requests(o);
-  }
+  if (jsonl_input(o)) return run_predict_requests(o);
   if (!o.task) throw Error("predict needs --task (or JSON lines input that names each task)");
   const std::optional<std::string>& test_file = o.task_choice.test_file;
   if (test_file && (!o.input.empty() || o.input_format != "auto")) {

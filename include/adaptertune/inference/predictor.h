@@ -18,6 +18,8 @@
 
 namespace adaptertune {
 
+class ProcessGroup;
+
 /// How a Predictor runs.
 struct PredictorOptions {
   /// Where the model runs (see parse_device()).
@@ -156,6 +158,12 @@ class Predictor {
   /// Predictions for a mix of tasks, in request order; each equals what its task gives the
   /// example alone (to float rounding). Throws Error naming the request of an unknown task.
   std::vector<Prediction> predict(const std::vector<TaskRequest>& requests) const;
+  /// The same, shared out over the processes of `group` (distributed/process_group.h; null:
+  /// alone): every process calls it with the same requests, computes every world_size-th batch
+  /// and gets all the predictions, each as one process alone computes it. `group` must have been
+  /// joined for this Predictor's device. A collective: see ProcessGroup.
+  std::vector<Prediction> predict(const std::vector<TaskRequest>& requests,
+                                  ProcessGroup* group) const;
 
  private:
   struct State;
