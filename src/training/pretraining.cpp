@@ -387,7 +387,7 @@ void check_pretrain_options(const BertConfig& config, const std::string& output_
   // Replacing the run it branches from would delete the checkpoint before it is read.
   if (!options.branch_from.empty()) inputs.push_back(branch_checkpoint(options.branch_from));
   // Only rank 0 writes the output directory; the others never look at it before a resume.
-  if (options.process_group && !options.process_group->is_main()) return;
+  if (!is_main_process(options.process_group.get())) return;
   check_output_directory(model_directory(output_dir),
                          existing_output_mode(options.resume, options.overwrite), inputs);
 }
@@ -403,7 +403,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   check_pretrain_options(config, output_dir, options);
   ProcessGroup* const group = options.process_group.get();
   // Rank 0 writes the model and checkpoint directories and reports; the others write nothing.
-  const bool writes = !group || group->is_main();
+  const bool writes = is_main_process(group);
   EncodedDataset data;
   data.encodings = pack_sentences(lines, tokenizer, options.max_length, options.line_source);
   if (data.encodings.empty()) throw Error("pretrain: the text holds no tokens");

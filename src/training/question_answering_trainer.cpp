@@ -216,7 +216,7 @@ TrainResult QuestionAnsweringTrainer::train() {
   ProcessGroup* const group = options_.process_group.get();
   // Rank 0 writes the run directory; the other processes of a group write nothing (as in
   // Trainer::train()).
-  const bool writes = !group || group->is_main();
+  const bool writes = is_main_process(group);
   std::optional<DirectoryLock> lock;
   if (writes) {
     lock.emplace(options_.output_dir, "run directory");

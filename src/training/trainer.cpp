@@ -219,7 +219,7 @@ void TrainerOptions::validate() const {
 void Trainer::check_options(const TrainerOptions& options) {
   options.validate();
   // Only rank 0 writes the run directory; the others never look at it before a resume.
-  if (options.process_group && !options.process_group->is_main()) return;
+  if (!is_main_process(options.process_group.get())) return;
   check_output_directory(run_directory(options.output_dir),
                          existing_output_mode(options.resume, options.overwrite), options.inputs);
 }
@@ -318,7 +318,7 @@ TrainResult Trainer::train() {
   check_options(options_);
   ProcessGroup* const group = options_.process_group.get();
   // Rank 0 writes the run directory; the other processes of a group write nothing.
-  const bool writes = !group || group->is_main();
+  const bool writes = is_main_process(group);
   // Held for the whole run: a second run on this directory fails here instead of interleaving
   // its checkpoints and metrics with this one's (or clearing them, with overwrite).
   std::optional<DirectoryLock> lock;

@@ -124,12 +124,17 @@ void add_distributed_options(CLI::App* cmd, DistributedChoice& choice) {
 }
 
 namespace {
-// Set by join_group() in a process of a group that is not rank 0.
-bool another_rank_speaks = false;
+// Set by join_group() (a process joins one group at most); a flag, not the group, which the
+// command owns and may have let go by the time an error is reported.
+bool this_process_speaks = true;
 }  // namespace
 
+bool speaks_for_group() {
+  return this_process_speaks;
+}
+
 void warn(const std::string& message) {
-  if (!another_rank_speaks) std::fprintf(stderr, "warning: %s\n", message.c_str());
+  if (speaks_for_group()) std::fprintf(stderr, "warning: %s\n", message.c_str());
 }
 
 std::shared_ptr<ProcessGroup> join_group(const DistributedChoice& choice, c10::Device& device,
@@ -144,7 +149,7 @@ std::shared_ptr<ProcessGroup> join_group(const DistributedChoice& choice, c10::D
     device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(group.local_rank));
   }
   auto joined = std::make_shared<ProcessGroup>(group, device);
-  another_rank_speaks = !joined->is_main();
+  this_process_speaks = is_main_process(joined.get());
   return joined;
 }
 

@@ -80,9 +80,11 @@ Precision use_precision(const std::optional<std::string>& precision,
                         const std::optional<Precision>& recorded, c10::Device device,
                         std::vector<std::string>& warnings);
 
-/// "warning: MESSAGE" on stderr, once per group of processes: a process that joined a group
-/// (join_group()) as another rank than 0 says nothing, as every process of the group would say
-/// the same.
+/// Whether this process prints and writes what the command reports: alone, yes; in a group
+/// (join_group()), rank 0 only, as every process of the group would report the same.
+bool speaks_for_group();
+
+/// "warning: MESSAGE" on stderr when this process speaks_for_group(): once per group.
 void warn(const std::string& message);
 
 /// The adapter a command builds: `--adapter`, `--adapter-config`, `--reduction-factor`,

@@ -65,7 +65,7 @@ int run(PretrainCommandOptions& o) {
     o.train.validate();
     o.train.process_group = join_group(o.distributed, o.train.device, o.device);
   }
-  const bool main_process = !o.train.process_group || o.train.process_group->is_main();
+  const bool main_process = speaks_for_group();
   check_pretrain_options(config, o.out, o.train);
   const auto tokenizer = load_tokenizer_file(o.vocab, /*sentencepiece=*/false, o.lowercase);
   std::vector<std::string> lines;

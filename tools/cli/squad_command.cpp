@@ -138,7 +138,7 @@ int run_train_squad(SquadTrainRequest r) {
   // Data-parallel: join the group once the options every process shares have been checked (they
   // fail alike everywhere), before the run directory is (only rank 0 looks at it).
   r.trainer.process_group = join_group(r.distributed, r.trainer.device, r.device_flag);
-  const bool main_process = !r.trainer.process_group || r.trainer.process_group->is_main();
+  const bool main_process = speaks_for_group();
   Trainer::check_options(r.trainer);
   // The data before the model, so that a malformed file costs no time.
   SquadDataset train = read_squad(r.train_file);
@@ -188,7 +188,7 @@ int run_eval_squad(const SquadUseRequest& r) {
   auto tokenizer = load_tokenizer(r.model);
   const SquadEvalResult eval = evaluate_squad(m.model, data, *tokenizer, m.qa, r.batch_size,
                                               m.device, m.precision, m.group.get());
-  if (m.group && !m.group->is_main()) return 0;  // rank 0 prints
+  if (!speaks_for_group()) return 0;  // rank 0 prints
   const nlohmann::ordered_json out = {
       {"task", "squad"},
       {"adapter", m.adapter ? nlohmann::ordered_json(*m.adapter) : nullptr},
@@ -207,7 +207,7 @@ int run_predict_squad(const SquadUseRequest& r) {
   auto tokenizer = load_tokenizer(r.model);
   const auto predicted = predict_squad(m.model, data, *tokenizer, m.qa, r.batch_size, m.device,
                                        m.precision, m.group.get());
-  if (m.group && !m.group->is_main()) return 0;  // rank 0 writes
+  if (!speaks_for_group()) return 0;  // rank 0 writes
   nlohmann::ordered_json answers = nlohmann::ordered_json::object();
   for (const SquadExample& example : data.examples)
     answers[example.id] = predicted.at(example.id).text;

@@ -276,7 +276,7 @@ int run_train(TrainCommandOptions o) {
   // Data-parallel: join the group once the options every process shares have been checked
   // (they fail alike everywhere), before the run directory is (only rank 0 looks at it).
   o.trainer.process_group = join_group(o.distributed, o.trainer.device, o.device);
-  const bool main_process = !o.trainer.process_group || o.trainer.process_group->is_main();
+  const bool main_process = speaks_for_group();
   Trainer::check_options(o.trainer);
   // The data is read before the model loads, so that a malformed row costs no time.
   std::vector<std::pair<TextDataset, TextDataset>> data;
@@ -687,7 +687,7 @@ int run_eval(const UseOptions& o) {
   }
   EvalResult r = evaluate(m.model, task, data, o.batch_size, use.device, use.precision,
                           m.tokenizer->pad_id(), m.group.get());
-  if (m.group && !m.group->is_main()) return 0;  // rank 0 prints
+  if (!speaks_for_group()) return 0;  // rank 0 prints
   nlohmann::ordered_json out = {
       {"task", task.name},
       {"adapter", m.model->bert->active_adapter()
@@ -769,14 +769,13 @@ int run_predict_requests(const UseOptions& o) {
   for (const auto& w : predictor.warnings()) warn(w);
   int64_t task_bytes = 0;
   for (const auto& name : predictor.tasks()) task_bytes += predictor.task_bytes(name);
-  const bool main_process = !group || group->is_main();
-  if (main_process) {
+  if (speaks_for_group()) {
     std::fprintf(stderr, "predict: base %s bytes; %zu tasks add %s bytes\n",
                  with_commas(predictor.base_bytes()).c_str(), predictor.tasks().size(),
                  with_commas(task_bytes).c_str());
   }
   const std::vector<Prediction> predictions = predictor.predict(input.requests, group.get());
-  if (!main_process) return 0;  // rank 0 writes
+  if (!speaks_for_group()) return 0;  // rank 0 writes
   std::string text;
   for (const Prediction& p : predictions) text += p.to_json() + "\n";
   write_output(o.out, text);
@@ -847,7 +846,7 @@ int run_predict(const UseOptions& o) {
   EncodedDataset encoded = encode_examples(data, *m.tokenizer, use.max_length);
   EvalResult r = evaluate(m.model, task, encoded, o.batch_size, use.device, use.precision,
                           m.tokenizer->pad_id(), m.group.get());
-  if (m.group && !m.group->is_main()) return 0;  // rank 0 writes
+  if (!speaks_for_group()) return 0;  // rank 0 writes
   if (format == "glue") {
     std::cout << write_glue_submission(*cli_task.glue, o.split, o.out, encoded.indices,
                                        r.predictions)

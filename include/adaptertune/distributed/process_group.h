@@ -83,4 +83,10 @@ class ProcessGroup {
   std::unique_ptr<Impl> impl_;
 };
 
+/// Whether a process in `group` (null: alone) is the one that prints and writes for the run:
+/// rank 0, or the process alone.
+inline bool is_main_process(const ProcessGroup* group) {
+  return group == nullptr || group->is_main();
+}
+
 }  // namespace adaptertune
