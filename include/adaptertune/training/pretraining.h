@@ -45,7 +45,6 @@ std::vector<Encoding> pack_sentences(
     const std::vector<std::string>& lines, const Tokenizer& tokenizer, int64_t max_length,
     const std::function<std::string(size_t)>& line_source = nullptr);
 
-/// Options of pretrain_mlm().
 /// One logged point of a pretraining run, as PretrainOptions::on_log receives it and
 /// metrics.jsonl records it (a "train" event).
 struct PretrainLogEntry {
@@ -68,6 +67,7 @@ struct PretrainLogEntry {
   int64_t skipped_steps = 0;
 };
 
+/// Options of pretrain_mlm().
 struct PretrainOptions {
   int64_t max_length = 128;
   int64_t batch_size = 64;
