@@ -137,6 +137,19 @@ struct ProcessGroup::Impl {
     }
   }
 
+  // NCCL moves CUDA tensors only: a tensor elsewhere (a model on the CPU in a group joined for
+  // CUDA) is named here, for every collective and caller, rather than in c10d's words.
+  void check_devices(const std::vector<at::Tensor>& tensors, const std::string& what) const {
+    if (backend != "nccl") return;
+    for (const at::Tensor& t : tensors) {
+      if (!t.is_cuda()) {
+        throw Error("distributed: rank " + std::to_string(options.rank) + " of " +
+                    std::to_string(options.world_size) + ": " + what +
+                    " over NCCL needs CUDA tensors, got one on " + t.device().str());
+      }
+    }
+  }
+
   static std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 };
 
@@ -249,6 +262,7 @@ const std::string& ProcessGroup::backend() const {
 void ProcessGroup::all_reduce_sum(const std::vector<at::Tensor>& tensors) {
   // The results are written into the tensors themselves (parameters too), not recorded.
   c10::AutoGradMode no_grad(false);
+  impl_->check_devices(tensors, "an all-reduce");
   // Buckets of one dtype each, filled in order up to bucket_bytes (a larger tensor is a bucket
   // of its own).
   std::map<at::ScalarType, std::vector<std::vector<at::Tensor>>> buckets;
@@ -293,6 +307,7 @@ void ProcessGroup::all_reduce_sum(const std::vector<at::Tensor>& tensors) {
 
 void ProcessGroup::broadcast(const std::vector<at::Tensor>& tensors) {
   c10::AutoGradMode no_grad(false);
+  impl_->check_devices(tensors, "a broadcast from rank 0");
   for (const at::Tensor& t : tensors) {
     std::vector<at::Tensor> one{t.is_contiguous() ? t : t.contiguous()};
     impl_->run("a broadcast from rank 0", [&] { return impl_->group->broadcast(one); });

@@ -319,12 +319,6 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
 std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& requests,
                                            ProcessGroup* group) const {
   const State& s = *state_;
-  if (group && group->backend() == "nccl" && !s.options.device.is_cuda()) {
-    throw Error(
-        "Predictor::predict: the process group uses NCCL, which needs CUDA tensors, but "
-        "the Predictor runs on " +
-        s.options.device.str());
-  }
   if (requests.empty()) return {};
   std::shared_lock lock(s.mutex);
   EncodedDataset data;

@@ -72,6 +72,7 @@ class ProcessGroup {
 
   /// Sums `tensors` (one device, any dtypes) over the group, in place: flattened per dtype into
   /// buckets of at most bucket_bytes, one all-reduce per bucket, all in flight together.
+  /// Under NCCL every tensor must be on CUDA (this and broadcast() throw Error otherwise).
   void all_reduce_sum(const std::vector<at::Tensor>& tensors);
   /// Copies rank 0's `tensors` into every process's, in place.
   void broadcast(const std::vector<at::Tensor>& tensors);
