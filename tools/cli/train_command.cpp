@@ -767,11 +767,11 @@ int run_predict_requests(const UseOptions& o) {
     }
   }
   for (const auto& w : predictor.warnings()) warn(w);
-  int64_t task_bytes = 0;
-  for (const auto& name : predictor.tasks()) task_bytes += predictor.task_bytes(name);
   if (speaks_for_group()) {
+    int64_t task_bytes = 0;
+    for (const auto& name : tasks) task_bytes += predictor.task_bytes(name);
     std::fprintf(stderr, "predict: base %s bytes; %zu tasks add %s bytes\n",
-                 with_commas(predictor.base_bytes()).c_str(), predictor.tasks().size(),
+                 with_commas(predictor.base_bytes()).c_str(), tasks.size(),
                  with_commas(task_bytes).c_str());
   }
   const std::vector<Prediction> predictions = predictor.predict(input.requests, group.get());
