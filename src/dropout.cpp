@@ -57,13 +57,18 @@ void mask_bfloat16(const uint16_t* in, uint16_t* out, int64_t count, const uint3
 
 }  // namespace
 
-at::Tensor apply_hashed_dropout_mask(const at::Tensor& input, double p, uint64_t seed) {
+at::Tensor apply_hashed_dropout_mask(const at::Tensor& input, double p, uint64_t seed,
+                                     int64_t first_element) {
   if (!input.device().is_cpu() || !input.is_contiguous() ||
       !at::isFloatingType(input.scalar_type())) {
     throw Error("dropout: expected a contiguous floating-point CPU tensor, got " +
                 std::string(input.toString()) + (input.is_contiguous() ? "" : " (not contiguous)"));
   }
   if (!(p > 0 && p < 1)) throw Error("dropout: p must be in (0, 1), got " + std::to_string(p));
+  if (first_element < 0) {
+    throw Error("dropout: the first element's index must not be negative, got " +
+                std::to_string(first_element));
+  }
   // Element i is kept when its 32 bits of hash are below (1-p) * 2^32, probability 1-p to within
   // 2^-32: at most keep_below - 1, which is below 2^32.
   const uint64_t keep_below = static_cast<uint64_t>((1.0 - p) * 4294967296.0);
@@ -71,7 +76,11 @@ at::Tensor apply_hashed_dropout_mask(const at::Tensor& input, double p, uint64_t
   if (keep_below == 0) return output.zero_();  // 1-p under 2^-32: nothing is kept
   const auto keep_max = static_cast<uint32_t>(std::min<uint64_t>(keep_below - 1, UINT32_MAX));
   const int64_t n = input.numel();
-  const int64_t pairs = (n + 1) / 2;
+  // Pair slot k holds the hash of pair `first_pair + k`: the elements 2k - odd and 2k + 1 - odd
+  // of `input` (where they exist), so that an odd first element takes its pair's high half.
+  const auto first_pair = static_cast<uint64_t>(first_element / 2);
+  const int64_t odd = first_element % 2;
+  const int64_t slots = (odd + n + 1) / 2;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, input.scalar_type(), "dropout", [&] {
     const scalar_t* in = input.data_ptr<scalar_t>();
     scalar_t* out = output.data_ptr<scalar_t>();
@@ -98,12 +107,14 @@ at::Tensor apply_hashed_dropout_mask(const at::Tensor& input, double p, uint64_t
         }
       }
     };
-    at::parallel_for(0, pairs, 1 << 14, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, slots, 1 << 14, [&](int64_t begin, int64_t end) {
       uint32_t bits[2 * kBlockPairs];
       for (int64_t block = begin; block < end; block += kBlockPairs) {
         const int64_t block_pairs = std::min(kBlockPairs, end - block);
-        hash_pairs(seed, static_cast<uint64_t>(block), block_pairs, bits);
-        apply(2 * block, std::min(2 * block_pairs, n - 2 * block), bits);
+        hash_pairs(seed, first_pair + static_cast<uint64_t>(block), block_pairs, bits);
+        const int64_t first = std::max<int64_t>(2 * block - odd, 0);
+        const int64_t last = std::min(2 * (block + block_pairs) - odd, n);
+        apply(first, last - first, bits + (first - (2 * block - odd)));
       }
     });
   });
@@ -115,17 +126,21 @@ namespace {
 // The mask is never saved: backward applies the same hash, from the seed, to the gradient.
 struct HashedDropout : public torch::autograd::Function<HashedDropout> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input,
-                            double p, int64_t seed) {
+                            double p, int64_t seed, int64_t first_element) {
     ctx->saved_data["p"] = p;
     ctx->saved_data["seed"] = seed;
-    return apply_hashed_dropout_mask(input.contiguous(), p, static_cast<uint64_t>(seed));
+    ctx->saved_data["first_element"] = first_element;
+    return apply_hashed_dropout_mask(input.contiguous(), p, static_cast<uint64_t>(seed),
+                                     first_element);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const double p = ctx->saved_data["p"].toDouble();
     const auto seed = static_cast<uint64_t>(ctx->saved_data["seed"].toInt());
-    return {apply_hashed_dropout_mask(grads[0].contiguous(), p, seed), at::Tensor(), at::Tensor()};
+    const int64_t first_element = ctx->saved_data["first_element"].toInt();
+    return {apply_hashed_dropout_mask(grads[0].contiguous(), p, seed, first_element), at::Tensor(),
+            at::Tensor(), at::Tensor()};
   }
 };
 
@@ -136,14 +151,16 @@ struct HashedDropout : public torch::autograd::Function<HashedDropout> {
 // HashedDropout's backward does (after the cast back to their dtype, as autograd's order was).
 struct HashedDropoutMatmul : public torch::autograd::Function<HashedDropoutMatmul> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& probs,
-                            const at::Tensor& values, double p, int64_t seed, int64_t order) {
-    const at::Tensor dropped =
-        apply_hashed_dropout_mask(probs.contiguous(), p, static_cast<uint64_t>(seed));
+                            const at::Tensor& values, double p, int64_t seed, int64_t first_element,
+                            int64_t order) {
+    const at::Tensor dropped = apply_hashed_dropout_mask(
+        probs.contiguous(), p, static_cast<uint64_t>(seed), first_element);
     const at::Tensor context =
         batched_matmul(dropped, values, static_cast<BatchedProductOrder>(order));
     ctx->save_for_backward({probs, values});
     ctx->saved_data["p"] = p;
     ctx->saved_data["seed"] = seed;
+    ctx->saved_data["first_element"] = first_element;
     ctx->saved_data["order"] = order;
     ctx->saved_data["dtype"] = static_cast<int64_t>(context.scalar_type());
     return context;
@@ -156,13 +173,14 @@ struct HashedDropoutMatmul : public torch::autograd::Function<HashedDropoutMatmu
     const at::Tensor& values = saved[1];
     const double p = ctx->saved_data["p"].toDouble();
     const auto seed = static_cast<uint64_t>(ctx->saved_data["seed"].toInt());
+    const int64_t first_element = ctx->saved_data["first_element"].toInt();
     const auto order = static_cast<BatchedProductOrder>(ctx->saved_data["order"].toInt());
     const auto dtype = static_cast<c10::ScalarType>(ctx->saved_data["dtype"].toInt());
     const bool probs_grad = ctx->needs_input_grad(0);
     const bool values_grad = ctx->needs_input_grad(1);
     // The operands as the forward product saw them: in its dtype, so that no autocast state
     // (absent or present in backward) casts them again.
-    const at::Tensor dropped = apply_hashed_dropout_mask(probs.contiguous(), p, seed)
+    const at::Tensor dropped = apply_hashed_dropout_mask(probs.contiguous(), p, seed, first_element)
                                    .to(dtype)
                                    .detach()
                                    .requires_grad_(probs_grad);
@@ -171,7 +189,7 @@ struct HashedDropoutMatmul : public torch::autograd::Function<HashedDropoutMatmu
     if (probs_grad) wanted.push_back(dropped);
     if (values_grad) wanted.push_back(values_cast);
     if (wanted.empty())
-      return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+      return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
     at::Tensor context;
     {
       at::AutoGradMode enable_grad(true);
@@ -182,10 +200,11 @@ struct HashedDropoutMatmul : public torch::autograd::Function<HashedDropoutMatmu
     size_t next = 0;
     if (probs_grad) {
       probs_gradient = apply_hashed_dropout_mask(
-          product_grads[next++].to(probs.scalar_type()).contiguous(), p, seed);
+          product_grads[next++].to(probs.scalar_type()).contiguous(), p, seed, first_element);
     }
     if (values_grad) values_gradient = product_grads[next].to(values.scalar_type());
-    return {probs_gradient, values_gradient, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {probs_gradient, values_gradient, at::Tensor(),
+            at::Tensor(),   at::Tensor(),    at::Tensor()};
   }
 };
 
@@ -194,6 +213,9 @@ uint64_t draw_seed() {
   std::lock_guard<std::mutex> lock(generator.mutex());
   return at::check_generator<at::CPUGeneratorImpl>(generator)->random64();
 }
+
+// DropoutRows in force on this thread: {first row, rows}, {0, 0} for none.
+thread_local std::pair<int64_t, int64_t> dropout_rows{0, 0};
 
 }  // namespace
 }  // namespace detail
@@ -211,14 +233,42 @@ bool hashes(const at::Tensor& input, double p, bool training) {
          at::isFloatingType(input.scalar_type());
 }
 
+// The index in the whole batch (DropoutRows) of `input`'s first element.
+int64_t first_element_in_batch(const at::Tensor& input) {
+  const auto [first_row, rows] = detail::dropout_rows;
+  if (rows == 0 || first_row == 0) return 0;
+  if (input.dim() == 0 || input.size(0) != rows) {
+    throw Error("dropout: a tensor of shape " + c10::str(input.sizes()) + " dropped where " +
+                std::to_string(rows) + " rows of a batch were expected in its first dimension");
+  }
+  return first_row * (input.numel() / rows);
+}
+
 }  // namespace
+
+DropoutRows::DropoutRows(int64_t first_row, int64_t rows) : previous_(detail::dropout_rows) {
+  if (first_row < 0 || rows < 0 || (rows == 0 && first_row != 0)) {
+    throw Error("dropout: " + std::to_string(rows) + " rows from row " + std::to_string(first_row) +
+                " of a batch: expected a first row >= 0 and rows > 0 (or 0 and 0 for none)");
+  }
+  detail::dropout_rows = {first_row, rows};
+}
+
+DropoutRows::~DropoutRows() {
+  detail::dropout_rows = previous_;
+}
+
+std::pair<int64_t, int64_t> DropoutRows::current() {
+  return detail::dropout_rows;
+}
 
 at::Tensor hashed_dropout(const at::Tensor& input, double p, bool training) {
   check_dropout_probability(p);
   if (!drops(p, training)) return input;
   if (!hashes(input, p, training)) return at::dropout(input, p, training);
   RECORD_FUNCTION("adaptertune::hashed_dropout", std::vector<c10::IValue>());
-  return detail::HashedDropout::apply(input, p, static_cast<int64_t>(detail::draw_seed()));
+  return detail::HashedDropout::apply(input, p, static_cast<int64_t>(detail::draw_seed()),
+                                      first_element_in_batch(input));
 }
 
 at::Tensor hashed_dropout_matmul(const at::Tensor& probs, const at::Tensor& values, double p,
@@ -228,7 +278,8 @@ at::Tensor hashed_dropout_matmul(const at::Tensor& probs, const at::Tensor& valu
     return batched_matmul(hashed_dropout(probs, p, training), values, order);
   RECORD_FUNCTION("adaptertune::hashed_dropout_matmul", std::vector<c10::IValue>());
   return detail::HashedDropoutMatmul::apply(
-      probs, values, p, static_cast<int64_t>(detail::draw_seed()), static_cast<int64_t>(order));
+      probs, values, p, static_cast<int64_t>(detail::draw_seed()), first_element_in_batch(probs),
+      static_cast<int64_t>(order));
 }
 
 }  // namespace adaptertune

@@ -2,6 +2,7 @@
 // Dropout for the encoder's layers, with a mask that costs next to nothing on the CPU.
 
 #include <cstdint>
+#include <utility>
 
 #include <ATen/ATen.h>
 #include <torch/nn/modules/dropout.h>
@@ -23,6 +24,31 @@ namespace adaptertune {
 /// pass from the seed alone. It is reproducible under torch::manual_seed and does not depend on
 /// the number of threads. Other devices use at::dropout (a fused kernel on CUDA).
 at::Tensor hashed_dropout(const at::Tensor& input, double p, bool training);
+
+/// Where the tensors that hashed_dropout() drops on this thread sit in a larger batch. While one
+/// lives, a tensor whose first dimension holds `rows` rows of the batch (outermost in its
+/// row-major order, as every activation of the encoder has it) is hashed as rows
+/// [`first_row`, `first_row` + `rows`) of the whole batch: its element `i` takes the mask bit of
+/// element `first_row * (numel / rows) + i`. So the processes of a group, each dropping its slice
+/// of one padded batch with the same seeds, drop what one process drops on the whole batch. On
+/// the CPU only (other devices draw at::dropout's mask); the rows in force when a forward pass
+/// ran are the ones its backward pass uses. Guards nest: the previous rows come back when one
+/// ends. `DropoutRows(0, 0)` stands for no guard (each tensor a whole batch). Throws Error when
+/// `first_row` or `rows` is negative, or `rows` is 0 with `first_row` not.
+class DropoutRows {
+ public:
+  DropoutRows(int64_t first_row, int64_t rows);
+  ~DropoutRows();
+  DropoutRows(const DropoutRows&) = delete;
+  DropoutRows& operator=(const DropoutRows&) = delete;
+
+  /// The first row and row count in force on this thread: {0, 0} outside any guard (each tensor
+  /// is a whole batch).
+  static std::pair<int64_t, int64_t> current();
+
+ private:
+  std::pair<int64_t, int64_t> previous_;
+};
 
 /// Whether dropout with probability `p` changes anything: in training, with `p` above 0.
 /// Otherwise hashed_dropout() returns its input, so callers may skip it or fuse what follows.
@@ -53,9 +79,12 @@ at::Tensor hashed_dropout_matmul(const at::Tensor& probs, const at::Tensor& valu
 namespace detail {
 
 /// The CPU kernel: `input` (contiguous, floating) with each element `i` kept, and multiplied by
-/// 1/(1-p), where the hash of (`seed`, i) falls below (1-p) * 2^32. The same seed gives the same
-/// mask, which is how the backward pass applies it to the gradient. Exposed for tests.
-at::Tensor apply_hashed_dropout_mask(const at::Tensor& input, double p, uint64_t seed);
+/// 1/(1-p), where the hash of (`seed`, `first_element` + i) falls below (1-p) * 2^32. The same
+/// seed gives the same mask, which is how the backward pass applies it to the gradient; a slice
+/// of a tensor starting at its element `first_element` gets that slice of the tensor's mask.
+/// Exposed for tests.
+at::Tensor apply_hashed_dropout_mask(const at::Tensor& input, double p, uint64_t seed,
+                                     int64_t first_element = 0);
 
 }  // namespace detail
 }  // namespace adaptertune

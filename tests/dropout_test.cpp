@@ -221,5 +221,87 @@ TEST(HashedDropoutMatmul, NoDropoutNodeSitsBetweenSoftmaxAndTheProduct) {
   EXPECT_EQ(next[0].function, probs.grad_fn()) << "the probabilities' gradient goes to softmax";
 }
 
+// DropoutRows: each process of a group drops its slice of a batch as one process drops those rows
+// of the whole batch, given the same seed.
+TEST(DropoutRows, AMaskFromAnyElementOnIsThatPartOfTheWholeMask) {
+  // Across the kernel's blocks (1,024 elements) and threads, from odd and even elements.
+  const torch::Tensor x = torch::randn({100001});
+  const torch::Tensor whole = detail::apply_hashed_dropout_mask(x, 0.3, 99);
+  for (const int64_t first : {1, 2, 1023, 1025, 40001, 100000}) {
+    const torch::Tensor part =
+        detail::apply_hashed_dropout_mask(x.slice(0, first).contiguous(), 0.3, 99, first);
+    EXPECT_TRUE(torch::equal(part, whole.slice(0, first))) << "from element " << first;
+  }
+  EXPECT_ERROR_CONTAINS(detail::apply_hashed_dropout_mask(x, 0.3, 99, -1), "negative");
+}
+
+TEST(DropoutRows, ASliceDropsAsThoseRowsOfTheWholeBatchForwardAndBackward) {
+  // 21 elements a row: slices start at odd elements too.
+  const torch::Tensor batch = torch::randn({5, 3, 7});
+  const torch::Tensor upstream = torch::randn({5, 3, 7});
+  auto dropped = [&](int64_t first, int64_t rows, bool guarded) {
+    const torch::Tensor input = batch.slice(0, first, first + rows).clone().requires_grad_(true);
+    torch::manual_seed(42);
+    torch::Tensor out;
+    {
+      std::optional<DropoutRows> guard;
+      if (guarded) guard.emplace(first, rows);
+      out = hashed_dropout(input, 0.4, true);
+    }
+    // Backward outside the guard: the forward pass's rows hold.
+    const torch::Tensor grad =
+        torch::autograd::grad({out}, {input}, {upstream.slice(0, first, first + rows)})[0];
+    return std::make_pair(out, grad);
+  };
+  const auto [whole, whole_grad] = dropped(0, 5, false);
+  for (const auto& [first, rows] : {std::pair<int64_t, int64_t>{0, 2}, {2, 3}, {1, 1}}) {
+    const auto [part, part_grad] = dropped(first, rows, true);
+    EXPECT_TRUE(torch::equal(part, whole.slice(0, first, first + rows))) << "rows from " << first;
+    EXPECT_TRUE(torch::equal(part_grad, whole_grad.slice(0, first, first + rows)));
+  }
+  const auto [unplaced, unplaced_grad] = dropped(2, 3, false);
+  EXPECT_FALSE(torch::equal(unplaced, whole.slice(0, 2, 5))) << "without the guard: rows 0-2's";
+}
+
+TEST(DropoutRows, TheAttentionsDropoutAndProductFollowTheRows) {
+  const torch::Tensor probs = at::softmax(torch::randn({4, 2, 5, 5}), -1);
+  const torch::Tensor values = torch::randn({4, 2, 5, 3});
+  const torch::Tensor upstream = torch::randn({4, 2, 5, 3});
+  auto run = [&](int64_t first, int64_t rows) {
+    const torch::Tensor p = probs.slice(0, first, first + rows).clone().requires_grad_(true);
+    torch::manual_seed(5);
+    const DropoutRows guard(first, rows);
+    const torch::Tensor context = hashed_dropout_matmul(p, values.slice(0, first, first + rows),
+                                                        0.3, true, BatchedProductOrder::kRowsFirst);
+    const torch::Tensor grad =
+        torch::autograd::grad({context}, {p}, {upstream.slice(0, first, first + rows)})[0];
+    return std::make_pair(context, grad);
+  };
+  const auto [whole, whole_grad] = run(0, 4);
+  const auto [part, part_grad] = run(1, 3);
+  EXPECT_TRUE(torch::equal(part, whole.slice(0, 1, 4)));
+  EXPECT_TRUE(torch::equal(part_grad, whole_grad.slice(0, 1, 4)));
+}
+
+TEST(DropoutRows, NestsAndChecksItsRows) {
+  using Rows = std::pair<int64_t, int64_t>;
+  EXPECT_EQ(DropoutRows::current(), Rows(0, 0));
+  {
+    const DropoutRows outer(4, 2);
+    {
+      const DropoutRows none(0, 0);
+      EXPECT_EQ(DropoutRows::current(), Rows(0, 0));
+    }
+    EXPECT_EQ(DropoutRows::current(), Rows(4, 2));
+    EXPECT_ERROR_CONTAINS(hashed_dropout(torch::ones({3, 2}), 0.5, true),
+                          "2 rows of a batch were expected");
+    EXPECT_ERROR_CONTAINS(hashed_dropout(torch::ones({}), 0.5, true), "2 rows");
+  }
+  EXPECT_EQ(DropoutRows::current(), Rows(0, 0));
+  EXPECT_ERROR_CONTAINS(DropoutRows(-1, 2), "first row >= 0");
+  EXPECT_ERROR_CONTAINS(DropoutRows(1, 0), "rows > 0");
+  EXPECT_ERROR_CONTAINS(DropoutRows(0, -3), "rows > 0");
+}
+
 }  // namespace
 }  // namespace adaptertune

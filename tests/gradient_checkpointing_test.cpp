@@ -11,6 +11,7 @@
 #include "adaptertune/head_config.h"
 #include "adaptertune/precision.h"
 #include "adaptertune/training/freeze_policy.h"
+#include "dropout.h"
 #include "layers/gradient_checkpoint.h"
 #include "test_util.h"
 
@@ -140,6 +141,27 @@ TEST(GradientCheckpointing, ANestedCheckpointRunsPlainlyInsideTheOuterOnesSecond
   const torch::Tensor grad = torch::autograd::grad({nested}, {x})[0];
   EXPECT_EQ(inner_runs, 2) << "the first run and the outer checkpoint's second";
   EXPECT_TRUE(torch::allclose(grad, expected_grad));
+}
+
+// The second run drops as the first did though backward runs outside the first's DropoutRows
+// (a process's slice of a group's batch): the gradient is the plain run's.
+TEST(GradientCheckpointing, TheSecondRunDropsTheFirstRunsRowsOfTheBatch) {
+  const torch::Tensor x = torch::randn({3, 4, 5}, torch::requires_grad());
+  auto drop = [](const torch::Tensor& t) { return hashed_dropout(t * t, 0.5, true); };
+  auto gradient = [&](bool checkpoint) {
+    torch::manual_seed(8);
+    torch::Tensor out;
+    {
+      const DropoutRows rows(5, 3);
+      out = checkpoint ? detail::checkpointed(x, drop) : drop(x);
+    }
+    return torch::autograd::grad({out.sum()}, {x})[0];
+  };
+  const torch::Tensor expected = gradient(false);
+  EXPECT_TRUE(torch::equal(gradient(true), expected));
+  torch::manual_seed(8);
+  const torch::Tensor whole_batch = torch::autograd::grad({drop(x).sum()}, {x})[0];
+  EXPECT_FALSE(torch::equal(whole_batch, expected)) << "the rows changed the mask";
 }
 
 }  // namespace

@@ -396,13 +396,18 @@ TEST(ProcessGroup, PretrainingInAGroupOfOneEqualsPretrainingAlone) {
   const auto [dropped_alone, dropped_alone_rng] = run(with_dropout, nullptr, "dropout_alone");
   const auto [dropped, dropped_rng] =
       run(with_dropout, group_of_one("pretrain_group_dropout_store"), "dropout_grouped");
-  // Alone, dropout draws from the masking's generator…
-  EXPECT_FALSE(torch::equal(dropped_alone_rng, alone_rng));
-  // …in a group, from the process's own stream, and the masking's state is restored after it.
+  // Alone and in a group, dropout draws from a stream of its own, and the masking's generator
+  // is where it would be without dropout…
+  EXPECT_TRUE(torch::equal(dropped_alone_rng, alone_rng))
+      << "dropout alone moved the masking's random numbers";
   EXPECT_TRUE(torch::equal(dropped_rng, alone_rng))
       << "dropout in a group moved the masking's random numbers";
-  EXPECT_FALSE(read_file(root + "/dropout_grouped/model.safetensors") ==
-               read_file(root + "/dropout_alone/model.safetensors"));
+  // …so that a group drops as one process does: the same model, and not the one without dropout.
+  EXPECT_EQ(dropped_alone.final_loss, dropped.final_loss);
+  EXPECT_TRUE(read_file(root + "/dropout_grouped/model.safetensors") ==
+              read_file(root + "/dropout_alone/model.safetensors"));
+  EXPECT_FALSE(read_file(root + "/dropout_alone/model.safetensors") ==
+               read_file(root + "/alone/model.safetensors"));
   remove_tree(root);
 }
 

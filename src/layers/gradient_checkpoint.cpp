@@ -9,6 +9,7 @@
 #include <torch/autograd.h>
 
 #include "adaptertune/precision.h"
+#include "dropout.h"
 
 namespace adaptertune::detail {
 namespace {
@@ -57,6 +58,8 @@ struct Recompute : torch::CustomClassHolder {
   c10::Device device = c10::Device(c10::kCPU);
   // The autocast precision of the first run (kFloat32: none).
   Precision precision = Precision::kFloat32;
+  // The first run's DropoutRows, so that the second drops the same elements on any thread.
+  std::pair<int64_t, int64_t> dropout_rows{0, 0};
 };
 
 Precision autocast_precision(c10::Device device) {
@@ -97,6 +100,7 @@ struct Checkpoint : public torch::autograd::Function<Checkpoint> {
           autocast.emplace(recompute->device, recompute->precision);
         }
         const RecomputeScope scope;
+        const DropoutRows rows(recompute->dropout_rows.first, recompute->dropout_rows.second);
         output = recompute->run(input);
       }
       for (GeneratorState& state : now) state.put_back();
@@ -127,6 +131,7 @@ at::Tensor checkpointed_with(const at::Tensor& input, std::vector<at::Tensor> pa
   recompute->device = input.device();
   recompute->precision = autocast_precision(input.device());
   recompute->generators = generator_states(input.device());
+  recompute->dropout_rows = DropoutRows::current();
   recompute->parameters = parameters;
   return Checkpoint::apply(input, at::TensorList(parameters), recompute);
 }

@@ -11,12 +11,12 @@ namespace adaptertune::detail {
 // `run(input)`, where `run` is `module`'s forward pass, keeping for backward only `input` rather
 // than the activations `run` makes: backward runs it again, with grad mode on, the random
 // generators (CPU, and the input's CUDA device) put back where they stood before the first run,
-// so that dropout draws the same masks, and the autocast of the first run, and then
-// backpropagates through that second run. The gradients of `input` and of `module`'s parameters
-// that require grad are those of an ordinary run. When neither needs a gradient (or grad mode is
-// off), and inside another checkpoint's second run, it is the plain `run(input)`: checkpoints
-// nest without running the inner span a third time. `run` must not change state that a second
-// run would see.
+// so that dropout draws the same masks, the first run's DropoutRows (dropout.h) and autocast, and
+// then backpropagates through that second run. The gradients of `input` and of `module`'s
+// parameters that require grad are those of an ordinary run. When neither needs a gradient (or
+// grad mode is off), and inside another checkpoint's second run, it is the plain `run(input)`:
+// checkpoints nest without running the inner span a third time. `run` must not change state that
+// a second run would see.
 at::Tensor checkpointed(torch::nn::Module& module, const at::Tensor& input,
                         std::function<at::Tensor(const at::Tensor&)> run);
 

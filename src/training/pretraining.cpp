@@ -31,6 +31,7 @@
 #include "adaptertune/training/scheduler.h"
 #include "adaptertune/training/training_engine.h"
 #include "distributed/shared_batches.h"
+#include "dropout.h"
 #include "json_util.h"
 #include "run_checks.h"
 #include "run_files.h"
@@ -158,22 +159,26 @@ nlohmann::json resume_fingerprint(const PretrainOptions& options,
           {"text_sha256", detail::encodings_sha256(sequences)}};
 }
 
-// The seed of process `rank`'s dropout on batch `batch` of epoch `epoch`: the processes of a
-// group drop different elements of their rows, and a resumed run draws what it would have.
-uint64_t dropout_seed(uint64_t seed, int64_t epoch, size_t batch, int64_t rank) {
+// The seed of the dropout on batch `batch` of epoch `epoch`, so that a resumed run draws what it
+// would have. `stream` is 0 wherever the processes of a group share one seed (see DropoutStream),
+// and the rank where they must not.
+uint64_t dropout_seed(uint64_t seed, int64_t epoch, size_t batch, int64_t stream) {
   uint64_t x = detail::splitmix64(seed, 0);
-  for (const auto value :
-       {static_cast<uint64_t>(epoch), static_cast<uint64_t>(batch), static_cast<uint64_t>(rank)}) {
+  for (const auto value : {static_cast<uint64_t>(epoch), static_cast<uint64_t>(batch),
+                           static_cast<uint64_t>(stream)}) {
     x = detail::splitmix64(x ^ value, 0);
   }
   return x;
 }
 
-// In a group every process draws the masking as one process does, from the CPU generator in the
-// same state everywhere, and the dropout of its own rows from a stream of its own (the rows, and
-// so the number of random numbers they take, differ between processes). While one lives, the
-// default generator of `device` (the CPU's included) draws from `seed`; the CPU generator's
-// state, the masking's, comes back when it ends.
+// Each batch's dropout draws from a stream of its own, and the masking from the CPU generator,
+// which so stays in the same state on every process of a group. On the CPU the processes share
+// the stream: hashed_dropout() draws one seed per call whatever the tensor's size, and
+// DropoutRows places each process's slice in the batch, so a group drops what one process drops.
+// On other devices at::dropout's draws depend on the slice's shape and cannot follow; there each
+// rank's stream is its own (one shared seed would give every slice the same mask). While one
+// lives, the default generator of `device` (the CPU's included) draws from `seed`; the CPU
+// generator's state, the masking's, comes back when it ends.
 class DropoutStream {
  public:
   DropoutStream(c10::Device device, uint64_t seed)
@@ -552,7 +557,9 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
         at::Tensor attention_mask = batch.attention_mask;
         // The global batch's mean loss per masked token, of which this process holds `share`.
         double share = 1;
-        std::optional<DropoutStream> dropout_stream;
+        const int64_t stream = group && !device.is_cpu() ? group->rank() : 0;
+        const DropoutStream dropout_stream(device, dropout_seed(options.seed, epoch, b, stream));
+        std::optional<DropoutRows> slice_rows;
         if (group) {
           const auto [first, last] = detail::share_range(static_cast<size_t>(masked.size(0)),
                                                          group->rank(), group->world_size());
@@ -562,7 +569,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
           if (attention_mask.defined()) attention_mask = attention_mask.slice(0, begin, end);
           share = static_cast<double>((labels != -100).sum().item<int64_t>()) /
                   static_cast<double>(batch_masked);
-          dropout_stream.emplace(device, dropout_seed(options.seed, epoch, b, group->rank()));
+          if (end > begin) slice_rows.emplace(begin, end - begin);
         }
         if (share > 0) {
           torch::Tensor loss;

@@ -6,8 +6,10 @@
   training and held-out losses (dropout off: one process and two then draw nothing different);
 - a run of two processes stopped after 3 steps and resumed by one process ends where the
   uninterrupted one-process run ends;
-- with dropout on, two processes stopped and resumed by two processes end where two processes
-  end uninterrupted (each process's dropout is drawn again alike, and the masking stays in step);
+- with dropout on, two processes write the model one process writes too (on the CPU each process
+  drops its rows of the batch as one process drops them), and two processes stopped and resumed
+  by two end where two processes end uninterrupted (the dropout is drawn again alike, and the
+  masking stays in step);
 - Ctrl-C on one rank stops both at the next step, with a checkpoint.
 
 Usage: pretrain_distributed_test.py ADAPTERTUNE PROJECT_DIR WORK_DIR"""
@@ -109,11 +111,25 @@ if not failures:
     print(f"2 processes for 3 steps, resumed by 1 for 3 more == 1 process: max difference "
           f"{difference:.2e}")
 
-# 3. Dropout on: two processes stopped after 2 steps and resumed by two end where two processes
-# end uninterrupted.
+# 3. Dropout on: two processes write the model one process writes, and two processes stopped
+# after 2 steps and resumed by two end where two processes end uninterrupted.
 noisy = ["--config", dropout, "--steps", "4", "--schedule", "constant"]
 whole = os.path.join(work, "dropout-whole")
-two(noisy, whole)
+result_two = two(noisy, whole)
+alone = os.path.join(work, "dropout-one")
+result_one = one(noisy, alone)
+quiet = os.path.join(work, "dropout-off")
+one(["--config", plain, "--steps", "4", "--schedule", "constant"], quiet)
+if not failures:
+    difference = max_difference(weights(alone), weights(whole))
+    check(difference < 1e-4, f"with dropout, two processes differ from one by {difference}")
+    a, b = losses(result_one), losses(result_two)
+    check(len(a) == len(b) == 4 and all(abs(x - y) < 1e-3 for x, y in zip(a, b)),
+          f"with dropout, the losses differ: {a} vs {b}")
+    dropped = max_difference(weights(alone), weights(quiet))
+    check(dropped > 10 * difference, f"dropout changed the model by {dropped} only")
+    print(f"dropout on, two processes == one: max difference {difference:.2e} over the weights "
+          f"(dropout itself moved them by {dropped:.2e}), losses {b}")
 parts = os.path.join(work, "dropout-parts")
 two(noisy + ["--stop-after", "2"], parts)
 two(noisy + ["--resume"], parts)

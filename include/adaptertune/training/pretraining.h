@@ -104,10 +104,13 @@ struct PretrainOptions {
   /// null: one process. Every process of the group calls pretrain_mlm() with the same options and
   /// text. `batch_size` is then the global batch: every process packs and masks each batch as one
   /// process would (the same tokens masked) and trains on its slice of the rows, and the
-  /// gradients are all-reduced once per optimizer step, so that with dropout off a group trains
-  /// the weights one process trains (to float rounding), and a run resumes with any number of
-  /// processes. Dropout is drawn per process (from the seed, the batch and the rank), so with
-  /// dropout on a group takes another path than one process. The held-out loss is shared out
+  /// gradients are all-reduced once per optimizer step, so that a group trains the weights one
+  /// process trains (to float rounding), and a run resumes with any number of processes. Each
+  /// batch's dropout is drawn from the seed and the batch's place in the run; on the CPU each
+  /// process drops its rows as one process drops them, dropout on or off. On other devices
+  /// (at::dropout's masks follow the slice's shape) each process draws from a stream of its own
+  /// (the rank's too), so that with dropout on a group there takes another path than one
+  /// process, reproducibly. The held-out loss is shared out
   /// too. Only rank 0 writes the output and checkpoint directories (which every process must be
   /// able to read for a resume) and calls `on_log`, `on_eval` and `on_message`; Ctrl-C on any
   /// process stops all of them at the next step. `batch_size` must be at least the group's size.
