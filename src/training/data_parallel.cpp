@@ -1,11 +1,14 @@
 #include "training/data_parallel.h"
 
 #include <algorithm>
+#include <mutex>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "adaptertune/distributed/process_group.h"
 #include "adaptertune/training/interrupt.h"
+#include "splitmix64.h"
 
 namespace adaptertune::detail {
 
@@ -63,6 +66,41 @@ bool rank0_decision(ProcessGroup& group, bool decision, c10::Device device) {
   at::Tensor flag = at::full({1}, decision ? 1.0f : 0.0f).to(device);
   group.broadcast({flag});
   return flag.item<float>() > 0;
+}
+
+namespace {
+
+uint64_t batch_dropout_seed(uint64_t seed, int64_t epoch, int64_t batch, int64_t stream) {
+  uint64_t x = splitmix64(seed, 0);
+  for (const int64_t value : {epoch, batch, stream})
+    x = splitmix64(x ^ static_cast<uint64_t>(value), 0);
+  return x;
+}
+
+}  // namespace
+
+BatchDropoutStream::BatchDropoutStream(c10::Device device, uint64_t seed, int64_t epoch,
+                                       int64_t batch, int64_t stream)
+    : cpu_(at::detail::getDefaultCPUGenerator()) {
+  {
+    std::lock_guard<std::mutex> lock(cpu_.mutex());
+    cpu_state_ = cpu_.get_state();
+  }
+  at::Generator generator = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_current_seed(batch_dropout_seed(seed, epoch, batch, stream));
+}
+
+BatchDropoutStream::~BatchDropoutStream() {
+  std::lock_guard<std::mutex> lock(cpu_.mutex());
+  cpu_.set_state(cpu_state_);
+}
+
+std::optional<BatchDropoutStream> own_dropout_stream(const ProcessGroup* group, c10::Device device,
+                                                     uint64_t seed, int64_t epoch, int64_t batch) {
+  if (!group || group->world_size() < 2) return std::nullopt;
+  return std::optional<BatchDropoutStream>(std::in_place, device, seed, epoch, batch,
+                                           group->rank());
 }
 
 }  // namespace adaptertune::detail

@@ -2,13 +2,16 @@
 // What data-parallel training does the same way in every loop that trains in a ProcessGroup (the
 // Trainer, the QuestionAnsweringTrainer and masked-LM pretraining): which rows of a global batch
 // a process takes, how the processes' gradients become the global batch's, and how they agree to
-// stop. How they share out an evaluation is distributed/shared_batches.h (prediction does too).
+// stop, and whose random numbers each batch's dropout draws. How they share out an evaluation is
+// distributed/shared_batches.h (prediction does too).
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 
+#include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
@@ -42,5 +45,35 @@ bool all_reduce_step(ProcessGroup& group, const std::vector<at::Tensor>& params,
 /// Rank 0's `decision` (early stopping) on every process of `group`, so that no process stops
 /// alone; `device` is the group's tensors' device.
 bool rank0_decision(ProcessGroup& group, bool decision, c10::Device device);
+
+/// One batch's dropout drawn from a stream of its own: while one lives, the default generator of
+/// `device` (the CPU's included) draws from a seed made of the run's `seed`, the batch's place
+/// (`epoch`, `batch`) and `stream`; the CPU generator's state comes back when it ends. So a batch
+/// draws the same masks in a resumed run as in an uninterrupted one, whatever was saved, and
+/// draws nothing from the CPU generator's own sequence (pretraining's masking). In a group,
+/// `stream` is the rank where the processes must drop independently (each pads its own slice,
+/// or at::dropout's masks follow the slice's shape: the same stream would give every slice the
+/// same mask), and 0 where they share the stream and DropoutRows (dropout.h) places each slice.
+class BatchDropoutStream {
+ public:
+  BatchDropoutStream(c10::Device device, uint64_t seed, int64_t epoch, int64_t batch,
+                     int64_t stream);
+  ~BatchDropoutStream();
+  BatchDropoutStream(const BatchDropoutStream&) = delete;
+  BatchDropoutStream& operator=(const BatchDropoutStream&) = delete;
+
+ private:
+  at::Generator cpu_;
+  at::Tensor cpu_state_;
+};
+
+/// The Trainer's and QuestionAnsweringTrainer's dropout for batch (`epoch`, `batch`): in a group
+/// of several processes, a BatchDropoutStream of this process's rank; otherwise none (a process
+/// alone draws from the generators train() seeded). From generators seeded alike every process
+/// would drop the same elements of its slice as the others, and one process's masks cannot be
+/// followed (each slice is padded to its own longest row, or, on CUDA, at::dropout's masks
+/// follow the slice's shape).
+std::optional<BatchDropoutStream> own_dropout_stream(const ProcessGroup* group, c10::Device device,
+                                                     uint64_t seed, int64_t epoch, int64_t batch);
 
 }  // namespace adaptertune::detail

@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <mutex>
 #include <random>
 #include <sstream>
 
@@ -35,7 +34,6 @@
 #include "json_util.h"
 #include "run_checks.h"
 #include "run_files.h"
-#include "splitmix64.h"
 #include "training/data_parallel.h"
 
 namespace adaptertune {
@@ -158,43 +156,6 @@ nlohmann::json resume_fingerprint(const PretrainOptions& options,
           {"packed_sequences", sequences.size()},
           {"text_sha256", detail::encodings_sha256(sequences)}};
 }
-
-// The seed of the dropout on batch `batch` of epoch `epoch`, so that a resumed run draws what it
-// would have. `stream` is 0 wherever the processes of a group share one seed (see DropoutStream),
-// and the rank where they must not.
-uint64_t dropout_seed(uint64_t seed, int64_t epoch, size_t batch, int64_t stream) {
-  uint64_t x = detail::splitmix64(seed, 0);
-  for (const auto value : {static_cast<uint64_t>(epoch), static_cast<uint64_t>(batch),
-                           static_cast<uint64_t>(stream)}) {
-    x = detail::splitmix64(x ^ value, 0);
-  }
-  return x;
-}
-
-// Each batch's dropout draws from a stream of its own, and the masking from the CPU generator,
-// which so stays in the same state on every process of a group. On the CPU the processes share
-// the stream: hashed_dropout() draws one seed per call whatever the tensor's size, and
-// DropoutRows places each process's slice in the batch, so a group drops what one process drops.
-// On other devices at::dropout's draws depend on the slice's shape and cannot follow; there each
-// rank's stream is its own (one shared seed would give every slice the same mask). While one
-// lives, the default generator of `device` (the CPU's included) draws from `seed`; the CPU
-// generator's state, the masking's, comes back when it ends.
-class DropoutStream {
- public:
-  DropoutStream(c10::Device device, uint64_t seed)
-      : cpu_(at::detail::getDefaultCPUGenerator()), masking_state_(cpu_.get_state()) {
-    at::Generator generator = at::globalContext().defaultGenerator(device);
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_current_seed(seed);
-  }
-  ~DropoutStream() { cpu_.set_state(masking_state_); }
-  DropoutStream(const DropoutStream&) = delete;
-  DropoutStream& operator=(const DropoutStream&) = delete;
-
- private:
-  at::Generator cpu_;
-  at::Tensor masking_state_;
-};
 
 // Held-out sequences with their masking (`eval_masking`, not the training's) drawn once from
 // `eval_seed`, without touching the training's random numbers.
@@ -557,8 +518,12 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
         at::Tensor attention_mask = batch.attention_mask;
         // The global batch's mean loss per masked token, of which this process holds `share`.
         double share = 1;
+        // On the CPU the processes share one stream and DropoutRows places each slice, so that a
+        // group drops as one process does; at::dropout (other devices) cannot follow a slice's
+        // place, so there each process draws its own.
         const int64_t stream = group && !device.is_cpu() ? group->rank() : 0;
-        const DropoutStream dropout_stream(device, dropout_seed(options.seed, epoch, b, stream));
+        const detail::BatchDropoutStream dropout_stream(device, options.seed, epoch,
+                                                        static_cast<int64_t>(b), stream);
         std::optional<DropoutRows> slice_rows;
         if (group) {
           const auto [first, last] = detail::share_range(static_cast<size_t>(masked.size(0)),

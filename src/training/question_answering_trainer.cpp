@@ -407,6 +407,9 @@ TrainResult QuestionAnsweringTrainer::train() {
       const double share =
           static_cast<double>(rows.size()) / static_cast<double>(global_rows.size());
       if (!rows.empty()) {
+        // In a group of several, this process's own dropout masks (data_parallel.h).
+        const auto dropout_stream =
+            detail::own_dropout_stream(group, device, options_.seed, epoch, b);
         batch = batch.to(device);
         std::vector<int64_t> start_positions, end_positions;
         for (size_t row : rows) {

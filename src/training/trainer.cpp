@@ -675,6 +675,9 @@ TrainResult Trainer::train() {
       const double share =
           static_cast<double>(rows.size()) / static_cast<double>(global_rows.size());
       if (!rows.empty()) {
+        // In a group of several, this process's own dropout masks (data_parallel.h).
+        const auto dropout_stream =
+            detail::own_dropout_stream(group, device, options_.seed, epoch, b);
         Batch batch = batchers[t].make_batch(rows).to(device);
         torch::Tensor loss;
         {

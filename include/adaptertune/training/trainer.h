@@ -108,11 +108,14 @@ struct TrainerOptions {
   /// null: one process. Every process of the group runs train() with the same options and data.
   /// `batch_size` is then the global batch, shared out among the processes (each takes a slice
   /// of every batch of the one data order), so that a run gives the result of one process with
-  /// that batch, and resumes with any number of processes. The summed gradients of the trainable
-  /// tensors are all-reduced once per optimizer step, each evaluation's batches are shared out
-  /// (evaluate(): every process then has all the metrics), and only rank 0 writes the run
-  /// directory, which must be one that every process can read for a resume. Ctrl-C on any
-  /// process stops all of them at the next step.
+  /// that batch (with dropout off), and resumes with any number of processes. With dropout on,
+  /// each process of a group of several draws its masks from a stream of its own (the seed, the
+  /// batch's place and its rank), so that no two drop the same elements of their slices, and the
+  /// group takes another path than one process (the QuestionAnsweringTrainer does the same).
+  /// The summed gradients of the trainable tensors are all-reduced once per optimizer step, each
+  /// evaluation's batches are shared out (evaluate(): every process then has all the metrics),
+  /// and only rank 0 writes the run directory, which must be one that every process can read for
+  /// a resume. Ctrl-C on any process stops all of them at the next step.
   std::shared_ptr<ProcessGroup> process_group;
   /// Progress bar on a terminal, plain lines otherwise; false: silent.
   bool progress = true;
