@@ -498,7 +498,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   stop_requested() = false;
   double window_loss = 0;
   int64_t window = 0;
-  detail::LogWindow rate;  // sequences per second since the last logged step
+  detail::LogWindow throughput;  // sequences per second since the last logged step
   for (int64_t epoch = state.epoch; state.global_step < options.steps && !result.paused();
        ++epoch) {
     const auto order = batcher.epoch_order(epoch);
@@ -509,7 +509,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
     for (auto b = static_cast<size_t>(state.batch_in_epoch); b < order.size(); ++b) {
       if (state.global_step >= options.steps) break;
       Batch batch = batcher.make_batch(order[b]);
-      rate.add_batch(static_cast<int64_t>(order[b].size()));
+      throughput.add_batch(static_cast<int64_t>(order[b].size()));
       auto [masked, labels] = mask_for_mlm(batch.input_ids, tokenizer, options.masking);
       state.epoch = epoch;
       state.batch_in_epoch = static_cast<int64_t>(b) + 1;
@@ -573,12 +573,10 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
           entry.epoch = epoch + 1;
           entry.loss = result.final_loss;
           entry.lr = lr;
-          entry.examples_per_second = rate.examples_per_second();
-          const auto sequences_left = static_cast<double>(
-              (options.steps - step) * options.batch_size * options.gradient_accumulation);
-          if (entry.examples_per_second > 0) {
-            entry.seconds_left = sequences_left / entry.examples_per_second;
-          }
+          const detail::WindowRate sequences = throughput.rate();
+          entry.examples_per_second = sequences.examples_per_second;
+          entry.seconds_left = sequences.seconds_for(static_cast<double>(
+              (options.steps - step) * options.batch_size * options.gradient_accumulation));
           if (state.loss_scale > 0) {
             entry.loss_scale = state.loss_scale;
             entry.skipped_steps = state.skipped_steps;
@@ -592,7 +590,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
         }
         window_loss = 0;
         window = 0;
-        rate.reset();
+        throughput.reset();
       }
       if (step == options.steps || (options.eval_every > 0 && step % options.eval_every == 0)) {
         measure();

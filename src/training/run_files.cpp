@@ -131,15 +131,10 @@ double LogWindow::mean_loss() const {
   return batches_ > 0 ? loss_ / static_cast<double>(batches_) : 0.0;
 }
 
-double LogWindow::examples_per_second() const {
+WindowRate LogWindow::rate() const {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  return seconds > 0 ? static_cast<double>(examples_) / seconds : 0.0;
-}
-
-double LogWindow::seconds_for(double examples) const {
-  const double rate = examples_per_second();
-  return rate > 0 ? examples / rate : 0.0;
+  return {seconds > 0 ? static_cast<double>(examples_) / seconds : 0.0};
 }
 
 void LogWindow::reset() {
@@ -151,21 +146,21 @@ std::optional<Json> report_step(const TrainerOptions& options, TrainingState& st
                                 Progress& progress) {
   state.epoch = position.epoch;
   state.batch_in_epoch = position.batch;
-  const double rate = window.examples_per_second();
+  const WindowRate rate = window.rate();
   const double eta =
-      window.seconds_for(static_cast<double>((position.total_steps - state.global_step) *
-                                             options.batch_size * options.gradient_accumulation));
+      rate.seconds_for(static_cast<double>((position.total_steps - state.global_step) *
+                                           options.batch_size * options.gradient_accumulation));
   if (options.on_step) options.on_step(state.global_step);
   const bool log_now = state.global_step % options.log_every == 0;
   progress.update(position.epoch, position.epochs, position.batch, position.batches,
-                  window.mean_loss(), lr, rate, eta, log_now);
+                  window.mean_loss(), lr, rate.examples_per_second, eta, log_now);
   if (!log_now) return std::nullopt;
   Json event = {{"event", "train"},
                 {"step", state.global_step},
                 {"epoch", position.epoch + 1},
                 {"loss", window.mean_loss()},
                 {"lr", lr},
-                {"examples_per_s", rate}};
+                {"examples_per_s", rate.examples_per_second}};
   add_loss_scaling(event, state);
   return event;
 }

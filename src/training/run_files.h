@@ -74,6 +74,15 @@ nlohmann::ordered_json task_progress_json(const TaskProgress& progress);
 TaskProgress read_task_progress(const nlohmann::ordered_json& json, const std::string& file,
                                 const std::string& key, int64_t global_step);
 
+/// A LogWindow's throughput, read once: a log line's rate and its time left agree.
+struct WindowRate {
+  double examples_per_second = 0;
+  /// Seconds for `examples` more at this rate (0 before a rate is known).
+  double seconds_for(double examples) const {
+    return examples_per_second > 0 ? examples / examples_per_second : 0.0;
+  }
+};
+
 /// The training loss and throughput since the last log line.
 class LogWindow {
  public:
@@ -83,9 +92,8 @@ class LogWindow {
   void add_loss(double loss) { loss_ += loss; }
   /// The mean loss per batch of the window.
   double mean_loss() const;
-  double examples_per_second() const;
-  /// Seconds for `examples` more at the window's rate (0 before a rate is known).
-  double seconds_for(double examples) const;
+  /// The examples per second since the window started.
+  WindowRate rate() const;
   /// Starts a new window.
   void reset();
 
