@@ -236,7 +236,7 @@ bool hashes(const at::Tensor& input, double p, bool training) {
 // The index in the whole batch (DropoutRows) of `input`'s first element.
 int64_t first_element_in_batch(const at::Tensor& input) {
   const auto [first_row, rows] = detail::dropout_rows;
-  if (rows == 0 || first_row == 0) return 0;
+  if (rows == 0) return 0;
   if (input.dim() == 0 || input.size(0) != rows) {
     throw Error("dropout: a tensor of shape " + c10::str(input.sizes()) + " dropped where " +
                 std::to_string(rows) + " rows of a batch were expected in its first dimension");

@@ -297,6 +297,10 @@ TEST(DropoutRows, NestsAndChecksItsRows) {
                           "2 rows of a batch were expected");
     EXPECT_ERROR_CONTAINS(hashed_dropout(torch::ones({}), 0.5, true), "2 rows");
   }
+  {
+    const DropoutRows first(0, 2);  // the first process's slice is checked as the others are
+    EXPECT_ERROR_CONTAINS(hashed_dropout(torch::ones({3, 2}), 0.5, true), "2 rows");
+  }
   EXPECT_EQ(DropoutRows::current(), Rows(0, 0));
   EXPECT_ERROR_CONTAINS(DropoutRows(-1, 2), "first row >= 0");
   EXPECT_ERROR_CONTAINS(DropoutRows(1, 0), "rows > 0");

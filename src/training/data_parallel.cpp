@@ -72,8 +72,9 @@ namespace {
 
 uint64_t batch_dropout_seed(uint64_t seed, int64_t epoch, int64_t batch, int64_t stream) {
   uint64_t x = splitmix64(seed, 0);
-  for (const int64_t value : {epoch, batch, stream})
+  for (const int64_t value : {epoch, batch, stream}) {
     x = splitmix64(x ^ static_cast<uint64_t>(value), 0);
+  }
   return x;
 }
 

@@ -68,11 +68,12 @@ class BatchDropoutStream {
 };
 
 /// The Trainer's and QuestionAnsweringTrainer's dropout for batch (`epoch`, `batch`): in a group
-/// of several processes, a BatchDropoutStream of this process's rank; otherwise none (a process
-/// alone draws from the generators train() seeded). From generators seeded alike every process
-/// would drop the same elements of its slice as the others, and one process's masks cannot be
-/// followed (each slice is padded to its own longest row, or, on CUDA, at::dropout's masks
-/// follow the slice's shape).
+/// of several processes, a BatchDropoutStream of this process's rank; otherwise none: a process
+/// alone draws from the generators train() seeded, as it always has. From generators seeded
+/// alike every process of a group would drop the same elements of its slice as the others. A
+/// group does not follow one process's masks: those come from train()'s generators, the Trainer
+/// pads each slice to its own longest row, and on CUDA at::dropout's masks follow the slice's
+/// shape.
 std::optional<BatchDropoutStream> own_dropout_stream(const ProcessGroup* group, c10::Device device,
                                                      uint64_t seed, int64_t epoch, int64_t batch);
 
