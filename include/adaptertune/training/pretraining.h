@@ -110,10 +110,10 @@ struct PretrainOptions {
   /// process drops its rows as one process drops them, dropout on or off. On other devices
   /// (at::dropout's masks follow the slice's shape) each process draws from a stream of its own
   /// (the rank's too), so that with dropout on a group there takes another path than one
-  /// process, reproducibly. The held-out loss is shared out
-  /// too. Only rank 0 writes the output and checkpoint directories (which every process must be
-  /// able to read for a resume) and calls `on_log`, `on_eval` and `on_message`; Ctrl-C on any
-  /// process stops all of them at the next step. `batch_size` must be at least the group's size.
+  /// process, reproducibly. The held-out loss is shared out too. Only rank 0 writes the output
+  /// and checkpoint directories (which every process must be able to read for a resume) and
+  /// calls `on_log`, `on_eval` and `on_message`; Ctrl-C on any process stops all of them at the
+  /// next step. `batch_size` must be at least the group's size.
   std::shared_ptr<ProcessGroup> process_group;
   /// dtype of the saved weights ("bfloat16" halves the file; they load back as float32).
   c10::ScalarType save_dtype = c10::ScalarType::Float;
