@@ -1,6 +1,5 @@
 #include "gradient_checkpoint.h"
 
-#include <mutex>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -10,24 +9,10 @@
 
 #include "adaptertune/precision.h"
 #include "dropout.h"
+#include "generator_state.h"
 
 namespace adaptertune::detail {
 namespace {
-
-// A default generator's state, taken and put back under its lock.
-struct GeneratorState {
-  at::Generator generator;
-  at::Tensor state;
-
-  explicit GeneratorState(at::Generator of) : generator(std::move(of)) {
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    state = generator.get_state();
-  }
-  void put_back() {
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    generator.set_state(state);
-  }
-};
 
 // The default generators a forward pass on `device` may draw from.
 std::vector<GeneratorState> generator_states(c10::Device device) {

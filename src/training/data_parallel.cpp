@@ -83,18 +83,13 @@ uint64_t batch_dropout_seed(uint64_t seed, int64_t epoch, int64_t batch, int64_t
 BatchDropoutStream::BatchDropoutStream(c10::Device device, uint64_t seed, int64_t epoch,
                                        int64_t batch, int64_t stream)
     : cpu_(at::detail::getDefaultCPUGenerator()) {
-  {
-    std::lock_guard<std::mutex> lock(cpu_.mutex());
-    cpu_state_ = cpu_.get_state();
-  }
   at::Generator generator = at::globalContext().defaultGenerator(device);
   std::lock_guard<std::mutex> lock(generator.mutex());
   generator.set_current_seed(batch_dropout_seed(seed, epoch, batch, stream));
 }
 
 BatchDropoutStream::~BatchDropoutStream() {
-  std::lock_guard<std::mutex> lock(cpu_.mutex());
-  cpu_.set_state(cpu_state_);
+  cpu_.put_back();
 }
 
 std::optional<BatchDropoutStream> own_dropout_stream(const ProcessGroup* group, c10::Device device,

@@ -11,9 +11,10 @@
 #include <utility>
 #include <vector>
 
-#include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
+
+#include "generator_state.h"
 
 namespace adaptertune {
 class ProcessGroup;
@@ -63,8 +64,7 @@ class BatchDropoutStream {
   BatchDropoutStream& operator=(const BatchDropoutStream&) = delete;
 
  private:
-  at::Generator cpu_;
-  at::Tensor cpu_state_;
+  GeneratorState cpu_;
 };
 
 /// The Trainer's and QuestionAnsweringTrainer's dropout for batch (`epoch`, `batch`): in a group

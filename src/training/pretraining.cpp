@@ -31,6 +31,7 @@
 #include "adaptertune/training/training_engine.h"
 #include "distributed/shared_batches.h"
 #include "dropout.h"
+#include "generator_state.h"
 #include "json_util.h"
 #include "run_checks.h"
 #include "run_files.h"
@@ -176,8 +177,7 @@ HeldOut mask_held_out(const std::vector<std::string>& lines, const Tokenizer& to
   batching.shuffle = false;
   batching.pad_id = tokenizer.pad_id();
   Batcher batcher(data, batching);
-  at::Generator generator = at::detail::getDefaultCPUGenerator();
-  const at::Tensor training_state = generator.get_state();
+  detail::GeneratorState training(at::detail::getDefaultCPUGenerator());
   torch::manual_seed(options.eval_seed);
   for (const auto& rows : batcher.epoch_order(0)) {
     Batch batch = batcher.make_batch(rows);
@@ -186,7 +186,7 @@ HeldOut mask_held_out(const std::vector<std::string>& lines, const Tokenizer& to
     out.labels.push_back(labels);
     out.masks.push_back(batch.attention_mask);
   }
-  generator.set_state(training_state);
+  training.put_back();
   return out;
 }
 
