@@ -8,7 +8,8 @@
 - a run of two processes, resumed by one process, ends where the uninterrupted run ends;
 - with dropout on, the processes of a group drop different elements of their slices: on rows all
   alike, two processes with batch 8 train otherwise than one process with batch 4 (with masks
-  drawn alike they would train the same, as they do with dropout off);
+  drawn alike they would train the same, as they do with dropout off), for the sequence
+  classifier's trainer and the SQuAD span head's;
 - a SQuAD span head trains in two processes as in one;
 - eval and predict on a file (GLUE, SQuAD, JSON lines of requests) in two processes print and
   write exactly what one process does, and warn once;
@@ -119,39 +120,63 @@ if not failures:
     print(f"2 processes for 3 steps, resumed by 1 for 3 more == 1 process: max difference "
           f"{difference:.2e}")
 
-# 2b. Dropout in a group: on a data set of one sentence repeated, each process's slice of 4 rows
+# 2b. Dropout in a group: on a data set of one example repeated, each process's slice of 4 rows
 # is what one process with batch 4 trains on. Each process's loss counts half, so the group's
 # gradient is one process's exactly when every process drops the same elements of its slice:
-# with dropout off the two runs agree, and with dropout on they must not.
-alike = os.path.join(work, "alike", "SST-2")
-os.makedirs(alike)
-for split in ("train", "dev"):
-    open(os.path.join(alike, f"{split}.tsv"), "w").write(
-        "sentence\tlabel\n" + "a gentle , funny and moving film\t1\n" * 32)
+# with dropout off the two runs agree, and with dropout on they must not. Checked for both
+# trainers (a sequence classifier and a SQuAD span head), which draw their masks apart.
 dropout_base = os.path.join(work, "base-dropout")
 shutil.copytree(base, dropout_base)
 config["hidden_dropout_prob"] = 0.1
 config["attention_probs_dropout_prob"] = 0.1
 json.dump(config, open(os.path.join(dropout_base, "config.json"), "w"), indent=2)
-apart = {}
-for name, model in (("off", base), ("on", dropout_base)):
-    same_rows = ["train", "--task", "SST-2", "--data-dir", os.path.dirname(alike), "--model",
-                 model, "--max-length", "16", "--lr", "1e-3", "--log-every", "1", "--no-progress",
-                 "--seed", "7", "--max-steps", "3"] + constant
-    alone_out = os.path.join(work, f"alike-one-{name}")
-    run([cli] + same_rows + ["--batch-size", "4", "--out", alone_out], alone_out)
-    group_out = os.path.join(work, f"alike-two-{name}")
-    torchrun([cli] + same_rows + ["--batch-size", "8", "--out", group_out], env, group_out)
-    if not failures:
-        apart[name] = max_difference(adapter(alone_out), adapter(group_out))
-if not failures:
-    check(apart["off"] < 1e-5, f"dropout off: two processes on rows alike differ from one by "
-          f"{apart['off']}")
+
+
+def check_own_masks(what, train_args):
+    """Trains `train_args(model)` alone with batch 4 and in two processes with batch 8, with the
+    base's dropout off and on, and checks the processes drew masks of their own."""
+    apart = {}
+    for name, model in (("off", base), ("on", dropout_base)):
+        alone_out = os.path.join(work, f"alike-{what}-one-{name}")
+        run([cli] + train_args(model) + ["--batch-size", "4", "--out", alone_out], alone_out)
+        group_out = os.path.join(work, f"alike-{what}-two-{name}")
+        torchrun([cli] + train_args(model) + ["--batch-size", "8", "--out", group_out], env,
+                 group_out)
+        if not failures:
+            apart[name] = max_difference(adapter(alone_out), adapter(group_out))
+    if failures:
+        return
+    check(apart["off"] < 1e-5, f"{what}, dropout off: two processes on rows alike differ from "
+          f"one by {apart['off']}")
     check(apart["on"] > 100 * max(apart["off"], 1e-7),
-          f"dropout on: two processes differ from one by {apart['on']} only: the processes "
-          f"dropped the same elements of their slices")
-    print(f"rows alike, two processes (batch 8) against one (batch 4): {apart['off']:.2e} apart "
-          f"with dropout off, {apart['on']:.2e} with dropout on (each process its own masks)")
+          f"{what}, dropout on: two processes differ from one by {apart['on']} only: the "
+          f"processes dropped the same elements of their slices")
+    print(f"{what}, rows alike, two processes (batch 8) against one (batch 4): {apart['off']:.2e} "
+          f"apart with dropout off, {apart['on']:.2e} with dropout on (each process its own masks)")
+
+
+alike = os.path.join(work, "alike", "SST-2")
+os.makedirs(alike)
+for split in ("train", "dev"):
+    open(os.path.join(alike, f"{split}.tsv"), "w").write(
+        "sentence\tlabel\n" + "a gentle , funny and moving film\t1\n" * 32)
+check_own_masks("SST-2", lambda model: [
+    "train", "--task", "SST-2", "--data-dir", os.path.dirname(alike), "--model", model,
+    "--max-length", "16", "--lr", "1e-3", "--log-every", "1", "--no-progress", "--seed", "7",
+    "--max-steps", "3"] + constant)
+
+# One question on one short paragraph, 32 times: each makes one window of the same tokens.
+alike_squad = os.path.join(work, "alike-squad.json")
+context = "Super Bowl 50 was won by the Denver Broncos at Levi's Stadium."
+json.dump({"version": "1.1", "data": [{"title": "alike", "paragraphs": [{"context": context, "qas": [
+    {"id": f"q{i}", "question": "Who won Super Bowl 50?",
+     "answers": [{"text": "Denver Broncos", "answer_start": context.index("Denver")}]}
+    for i in range(32)]}]}]}, open(alike_squad, "w"))
+check_own_masks("SQuAD", lambda model: [
+    "train", "--task", "squad", "--train-file", alike_squad, "--dev-file", alike_squad,
+    "--model", model, "--max-length", "32", "--doc-stride", "12", "--max-query-length", "12",
+    "--lr", "1e-3", "--log-every", "1", "--no-progress", "--seed", "7", "--max-steps", "3"]
+    + constant)
 
 # 3. SQuAD (a span head): two processes against one, the windows of each batch shared out.
 squad_file = os.path.join(project, "tests", "data", "squad", "dev-v1.1.json")
