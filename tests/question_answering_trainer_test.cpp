@@ -161,11 +161,17 @@ TEST_P(QuestionAnsweringTrainerOnDeviceTest, AnInterruptedRunResumesToTheSameWei
   QuestionAnsweringTrainer(resumed, f.data, f.data, FreezePolicy{}, "squad", options, fewer,
                            f.tokenizer)
       .train();
-  const nlohmann::json resumes =
-      nlohmann::json::parse(read_file(options.output_dir + "/run.json")).at("resumes");
+  const nlohmann::json run = nlohmann::json::parse(read_file(options.output_dir + "/run.json"));
+  const nlohmann::json& resumes = run.at("resumes");
   ASSERT_EQ(resumes.size(), 2u) << resumes;
   EXPECT_EQ(resumes[1].at("changed"),
             nlohmann::json::parse(R"({"epochs": [3, 4], "n_best": [20, 5]})"));
+  // Each option once: the answers' with the trainer's, the windows' under "squad".
+  EXPECT_EQ(run.at("options").at("n_best"), 5);
+  EXPECT_EQ(run.at("options").at("max_answer_length"), f.qa.answers.max_answer_length);
+  EXPECT_EQ(run.at("squad"),
+            (nlohmann::json{{"doc_stride", f.qa.features.doc_stride},
+                            {"max_query_length", f.qa.features.max_query_length}}));
   // Other windows are other data: the checkpoint says which key differs.
   QuestionAnsweringOptions other = f.qa;
   other.features.doc_stride = 10;

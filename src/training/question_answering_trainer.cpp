@@ -297,9 +297,9 @@ TrainResult QuestionAnsweringTrainer::train() {
   // Rank 0 alone describes the run (the other processes never write it).
   if (writes) {
     const TaskEntry* entry = adapter_ ? &model_->bert->tasks().at(*adapter_) : nullptr;
-    Json squad_options = {{"doc_stride", qa_.features.doc_stride},
-                          {"max_query_length", qa_.features.max_query_length}};
-    squad_options.update(answer_options);
+    // The windows' options; the answers' are under "options" with the trainer's (record.options).
+    const Json squad_options = {{"doc_stride", qa_.features.doc_stride},
+                                {"max_query_length", qa_.features.max_query_length}};
     const Json run = {
         {"library_version", version()},
         {"torch_version", TORCH_VERSION},
