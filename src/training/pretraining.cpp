@@ -382,7 +382,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
       options.init_from.empty() ? "" : load_initial_weights(model, options.init_from);
   const std::string init_weights_sha256 =
       options.init_from.empty() ? "" : base_weights_sha256(*model, /*layer_norms=*/false);
-  model->to(device);
+  move_to_device(*model, device);
   model->train();
   model->bert->encoder->set_gradient_checkpointing(options.gradient_checkpointing);
   model->bert->encoder->set_recompute_attention_probabilities(

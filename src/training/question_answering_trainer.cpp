@@ -223,7 +223,7 @@ TrainResult QuestionAnsweringTrainer::train() {
     if (options_.overwrite) clear_output_directory(detail::run_directory(options_.output_dir));
   }
   torch::manual_seed(options_.seed);
-  model_->to(device);
+  move_to_device(*model_, device);
   model_->train();
   if (adapter_) {
     prepare_task_training(*model_, *adapter_, policy_);

@@ -327,7 +327,7 @@ TrainResult Trainer::train() {
     if (options_.overwrite) clear_output_directory(run_directory(options_.output_dir));
   }
   torch::manual_seed(options_.seed);
-  model_->to(device);
+  move_to_device(*model_, device);
   model_->train();
   const size_t task_count = tasks_.size();
   const bool several = task_count > 1;
