@@ -270,25 +270,10 @@ TrainResult QuestionAnsweringTrainer::train() {
   const Json base =
       writes ? detail::base_json(options_, *model_, model_->bert->config()) : Json(nullptr);
   if (options_.resume) {
-    if (writes) {
-      engine.checkpoints().remove_stale_temporaries();
-      remove_tree(options_.output_dir + "/.best.tmp");
-    }
-    DataShape shape;
-    shape.batches_per_epoch = batches;
-    shape.gradient_accumulation = options_.gradient_accumulation;
-    shape.data_seed = options_.seed;
-    auto read_progress = [&](const TrainingState& saved, const std::string& path) {
-      try {
-        const Json extra = Json::parse(saved.extra_json);
-        record.compare_with(extra);
-        best = detail::read_task_progress(extra, path, "extra", saved.global_step);
-      } catch (const Json::exception& e) {
-        throw Error(path + ": key 'extra' is not the trainer's state: " + e.what());
-      }
-    };
-    detail::report_resume(engine.resume(shape, fingerprint, read_progress), state.global_step,
-                          record, options_.output_dir, engine.checkpoints().root(), progress);
+    detail::resume_run(engine, options_, batches, writes, fingerprint, record, progress,
+                       [&](const Json& extra, const std::string& path, int64_t step) {
+                         best = detail::read_task_progress(extra, path, "extra", step);
+                       });
   }
 
   // Every process starts from rank 0's tensors, as one model.
@@ -334,8 +319,7 @@ TrainResult QuestionAnsweringTrainer::train() {
     engine.save_checkpoint(fingerprint, record.stamped(detail::task_progress_json(best)).dump());
   };
   auto save_best = [&] {
-    const std::string temp = options_.output_dir + "/.best.tmp";
-    remove_tree(temp);
+    const std::string temp = detail::empty_best_staging(options_.output_dir);
     if (adapter_) {
       AdapterPackOptions pack;
       pack.train_mode = policy_.name();
@@ -346,7 +330,7 @@ TrainResult QuestionAnsweringTrainer::train() {
       save_pretrained(*model_, temp);
       save_tokenizer(tokenizer_, temp, qa_.features.max_length);
     }
-    detail::swap_directory_into_place(temp, best_dir, options_.output_dir + "/.best.old");
+    detail::move_best_into_place(options_.output_dir, best_dir);
   };
   // Evaluates on dev; true when training should stop early.
   auto run_eval = [&](int64_t epoch) {

@@ -17,6 +17,7 @@
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/layers/encoder.h"
 #include "adaptertune/runtime.h"
+#include "adaptertune/training/training_engine.h"
 
 namespace adaptertune::detail {
 namespace {
@@ -59,11 +60,19 @@ MetricsLog open_metrics_log(const std::string& output_dir, bool resumed, int64_t
   return MetricsLog(path);
 }
 
+namespace {
+
+// A best model on its way into place (move_best_into_place()).
+constexpr const char* kBestStaging = ".best.tmp";
+constexpr const char* kBestReplaced = ".best.old";
+
+}  // namespace
+
 OutputDirectory run_directory(const std::string& path) {
   return {path,
           "run directory",
-          {"run.json", "metrics.jsonl", "results.json", "best", "checkpoints", ".best.tmp",
-           ".best.old"}};
+          {"run.json", "metrics.jsonl", "results.json", "best", "checkpoints", kBestStaging,
+           kBestReplaced}};
 }
 
 Progress::Progress(bool enabled) : enabled_(enabled), tty_(enabled && ::isatty(STDERR_FILENO)) {}
@@ -303,9 +312,29 @@ Json ResumeRecord::event(int64_t step) const {
   return out;
 }
 
-void report_resume(const std::optional<std::string>& latest, int64_t step, ResumeRecord& record,
-                   const std::string& output_dir, const std::string& checkpoint_root,
-                   Progress& progress) {
+void resume_run(TrainingEngine& engine, const TrainerOptions& options, int64_t batches_per_epoch,
+                bool writes, const std::string& fingerprint, ResumeRecord& record,
+                Progress& progress, const ReadExtraState& read_extra) {
+  if (writes) {
+    engine.checkpoints().remove_stale_temporaries();
+    remove_tree(options.output_dir + "/" + kBestStaging);
+  }
+  DataShape shape;
+  shape.batches_per_epoch = batches_per_epoch;
+  shape.gradient_accumulation = options.gradient_accumulation;
+  shape.data_seed = options.seed;
+  const std::optional<std::string> latest =
+      engine.resume(shape, fingerprint, [&](const TrainingState& saved, const std::string& path) {
+        try {
+          const Json extra = Json::parse(saved.extra_json);
+          record.compare_with(extra);
+          read_extra(extra, path, saved.global_step);
+        } catch (const Json::exception& e) {
+          throw Error(path + ": key 'extra' is not the trainer's state: " + e.what());
+        }
+      });
+  const int64_t step = engine.state().global_step;
+  const std::string& output_dir = options.output_dir;
   record.resumed = latest.has_value();
   if (latest) {
     std::string changes;
@@ -316,8 +345,8 @@ void report_resume(const std::optional<std::string>& latest, int64_t step, Resum
     progress.message("train: resumed from " + *latest + " at step " + std::to_string(step) +
                      changes);
   } else if (file_exists(output_dir + "/run.json")) {
-    throw Error(output_dir + ": holds a run but no checkpoint to resume (" + checkpoint_root +
-                "); replace the run with --overwrite");
+    throw Error(output_dir + ": holds a run but no checkpoint to resume (" +
+                engine.checkpoints().root() + "); replace the run with --overwrite");
   } else {
     progress.message("train: --resume given but no checkpoint found; starting fresh");
   }
@@ -333,8 +362,15 @@ std::string metrics_text(const std::map<std::string, double>& metrics) {
   return out;
 }
 
-void swap_directory_into_place(const std::string& temp, const std::string& target,
-                               const std::string& old) {
+std::string empty_best_staging(const std::string& output_dir) {
+  const std::string staging = output_dir + "/" + kBestStaging;
+  remove_tree(staging);
+  return staging;
+}
+
+void move_best_into_place(const std::string& output_dir, const std::string& target) {
+  const std::string temp = output_dir + "/" + kBestStaging;
+  const std::string old = output_dir + "/" + kBestReplaced;
   remove_tree(old);
   std::rename(target.c_str(), old.c_str());
   if (std::rename(temp.c_str(), target.c_str()) != 0) {

@@ -20,6 +20,7 @@
 
 namespace adaptertune {
 class BertEncoderImpl;
+class TrainingEngine;
 }  // namespace adaptertune
 
 namespace adaptertune::detail {
@@ -195,21 +196,33 @@ struct ResumeRecord {
   nlohmann::ordered_json event(int64_t step) const;
 };
 
-/// Says what a resume found: the checkpoint it continues (`latest`, now at `step`; `record` is
-/// then marked resumed) and the options that differ from those its steps were trained with
-/// (`record.changed`), or no checkpoint. Throws Error when there is none but `output_dir` holds a
-/// run (run.json): starting afresh would replace it, which is what overwrite is for.
-void report_resume(const std::optional<std::string>& latest, int64_t step, ResumeRecord& record,
-                   const std::string& output_dir, const std::string& checkpoint_root,
-                   Progress& progress);
+/// What a trainer reads back from a checkpoint's extra state (its own JSON, parsed), before the
+/// checkpoint changes the model: `path` names the file for errors, `step` is the checkpoint's.
+/// Throws Error (or a JSON exception, reported as a malformed state) to refuse it.
+using ReadExtraState =
+    std::function<void(const nlohmann::ordered_json& extra, const std::string& path, int64_t step)>;
+
+/// TrainerOptions::resume, as both trainers do it: on rank 0 (`writes`) removes what a killed
+/// checkpoint or best-model write left; continues the newest checkpoint (TrainingEngine::resume()
+/// with `batches_per_epoch` batches, the options' accumulation and seed, and the data's
+/// `fingerprint`), comparing `record` with the options its steps were trained with and handing
+/// its extra state to `read_extra`; then says what it found: the checkpoint and the options
+/// changed, or none. Throws Error when there is none but the run directory holds a run
+/// (run.json): starting afresh would replace it, which is what overwrite is for.
+void resume_run(TrainingEngine& engine, const TrainerOptions& options, int64_t batches_per_epoch,
+                bool writes, const std::string& fingerprint, ResumeRecord& record,
+                Progress& progress, const ReadExtraState& read_extra);
 
 /// "accuracy 0.8123, f1 0.7000" for a log line.
 std::string metrics_text(const std::map<std::string, double>& metrics);
 
-/// Moves the complete directory `temp` to `target`, replacing what is there: the previous one
-/// waits in `old` meanwhile, so that a crash leaves one of them whole. Error naming `target`
-/// when the move fails.
-void swap_directory_into_place(const std::string& temp, const std::string& target,
-                               const std::string& old);
+/// Where a run writes a best model before it takes its place: `output_dir`/.best.tmp, emptied
+/// first (of what a killed write left).
+std::string empty_best_staging(const std::string& output_dir);
+
+/// Moves the model written to empty_best_staging(`output_dir`) to `target` (`best/`, or a task's
+/// directory in it), replacing what is there: the previous one waits in `.best.old` meanwhile,
+/// so that a crash leaves one of them whole. Error naming `target` when the move fails.
+void move_best_into_place(const std::string& output_dir, const std::string& target);
 
 }  // namespace adaptertune::detail

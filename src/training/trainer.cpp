@@ -384,52 +384,37 @@ TrainResult Trainer::train() {
   const Json base =
       writes ? detail::base_json(options_, *model_, model_->bert->config()) : Json(nullptr);
   if (options_.resume) {
-    if (writes) {
-      engine.checkpoints().remove_stale_temporaries();
-      remove_tree(options_.output_dir + "/.best.tmp");
-    }
-    DataShape shape;
-    shape.batches_per_epoch = batches;
-    shape.gradient_accumulation = options_.gradient_accumulation;
-    shape.data_seed = options_.seed;
     // Each task's best evaluation and early-stopping count, read and checked before the
     // checkpoint changes the model.
-    auto read_progress = [&](const TrainingState& saved, const std::string& state_path) {
-      try {
-        const Json extra = Json::parse(saved.extra_json);
-        record.compare_with(extra);
-        // The engine compares the fingerprint's keys that this run has; a stack is recorded only
-        // when there is one, so a checkpoint's stack that this run leaves out is caught here.
-        const Json fingerprint_keys = Json::parse(fingerprint);
-        const Json recorded = extra.value("data", Json::object());
-        for (const auto& item : recorded.items()) {
-          if (item.key().find("stacked_on") != std::string::npos &&
-              !fingerprint_keys.contains(item.key())) {
-            throw Error(state_path + ": key 'extra': the checkpoint was made with " + item.key() +
-                        " " + item.value().dump() + ", this run has none");
-          }
+    auto read_progress = [&](const Json& extra, const std::string& state_path, int64_t step) {
+      // The engine compares the fingerprint's keys that this run has; a stack is recorded only
+      // when there is one, so a checkpoint's stack that this run leaves out is caught here.
+      const Json fingerprint_keys = Json::parse(fingerprint);
+      const Json recorded = extra.value("data", Json::object());
+      for (const auto& item : recorded.items()) {
+        if (item.key().find("stacked_on") != std::string::npos &&
+            !fingerprint_keys.contains(item.key())) {
+          throw Error(state_path + ": key 'extra': the checkpoint was made with " + item.key() +
+                      " " + item.value().dump() + ", this run has none");
         }
-        if (several) {
-          const Json& saved_tasks = extra.at("tasks");
-          if (saved_tasks.size() != task_count) {
-            throw Error(state_path + ": key 'extra.tasks' holds " +
-                        std::to_string(saved_tasks.size()) + " tasks, this run has " +
-                        std::to_string(task_count));
-          }
-          for (size_t t = 0; t < task_count; ++t) {
-            progress_of[t] =
-                read_task_progress(saved_tasks[t], state_path,
-                                   "extra.tasks[" + std::to_string(t) + "]", saved.global_step);
-          }
-        } else {
-          progress_of[0] = read_task_progress(extra, state_path, "extra", saved.global_step);
+      }
+      if (several) {
+        const Json& saved_tasks = extra.at("tasks");
+        if (saved_tasks.size() != task_count) {
+          throw Error(state_path + ": key 'extra.tasks' holds " +
+                      std::to_string(saved_tasks.size()) + " tasks, this run has " +
+                      std::to_string(task_count));
         }
-      } catch (const Json::exception& e) {
-        throw Error(state_path + ": key 'extra' is not the trainer's state: " + e.what());
+        for (size_t t = 0; t < task_count; ++t) {
+          progress_of[t] = read_task_progress(saved_tasks[t], state_path,
+                                              "extra.tasks[" + std::to_string(t) + "]", step);
+        }
+      } else {
+        progress_of[0] = read_task_progress(extra, state_path, "extra", step);
       }
     };
-    detail::report_resume(engine.resume(shape, fingerprint, read_progress), state.global_step,
-                          record, options_.output_dir, engine.checkpoints().root(), progress);
+    detail::resume_run(engine, options_, batches, writes, fingerprint, record, progress,
+                       read_progress);
   }
 
   if (group) {
@@ -516,8 +501,7 @@ TrainResult Trainer::train() {
   auto save_best = [&](size_t t) {
     const TrainingTask& task = tasks_[t];
     const std::string target = best_directory(t);
-    const std::string temp = options_.output_dir + "/.best.tmp";
-    remove_tree(temp);
+    const std::string temp = detail::empty_best_staging(options_.output_dir);
     if (task.adapter) {
       AdapterPackOptions pack;
       pack.train_mode = policy_.name();
@@ -532,7 +516,7 @@ TrainResult Trainer::train() {
           options_.max_length > 0 ? std::optional<int64_t>(options_.max_length) : std::nullopt);
     }
     if (several) make_directories(options_.output_dir + "/best");
-    detail::swap_directory_into_place(temp, target, options_.output_dir + "/.best.old");
+    detail::move_best_into_place(options_.output_dir, target);
   };
   // Evaluates every task; returns true when training should stop early (no task has improved
   // for the patience).
