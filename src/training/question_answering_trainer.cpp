@@ -19,13 +19,13 @@
 #include "adaptertune/io/output_directory.h"
 #include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/tasks/batcher.h"
-#include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/training_engine.h"
 #include "adaptertune/version.h"
 #include "distributed/shared_batches.h"
 #include "run_checks.h"
 #include "sha256.h"
 #include "training/data_parallel.h"
+#include "training/fine_tuning_loop.h"
 #include "training/run_files.h"
 
 namespace adaptertune {
@@ -264,7 +264,6 @@ TrainResult QuestionAnsweringTrainer::train() {
 
   TrainResult result;
   detail::TaskProgress best;
-  int64_t last_eval_step = -1;
   detail::Progress progress(options_.progress && writes);
   // The base as the run starts, before a resume restores trained weights into it.
   const Json base =
@@ -334,7 +333,6 @@ TrainResult QuestionAnsweringTrainer::train() {
   };
   // Evaluates on dev; true when training should stop early.
   auto run_eval = [&](int64_t epoch) {
-    last_eval_step = state.global_step;
     const SquadEvalResult eval =
         evaluate_squad(model_, dev_data_, dev_features, tokenizer_, qa_.answers,
                        options_.eval_batch_size, device, options_.precision, group);
@@ -366,88 +364,54 @@ TrainResult QuestionAnsweringTrainer::train() {
     return group ? detail::rank0_decision(*group, stop, device) : stop;
   };
 
-  stop_requested() = false;
-  detail::LogWindow window;
-  // This optimizer step's loss: the global batch's mean, summed over its batches.
-  double step_loss = 0;
-  bool done = state.global_step >= total_steps;
-  for (int64_t epoch = state.epoch; epoch < epochs && !done; ++epoch) {
-    const auto order = batcher.epoch_order(epoch);
-    const detail::RunActions actions{[&] { return run_eval(epoch); }, save_checkpoint};
-    int64_t micro = 0;
-    engine.optimizer().zero_grad();
-    for (int64_t b = state.batch_in_epoch; b < static_cast<int64_t>(order.size()); ++b) {
-      const std::vector<size_t>& global_rows = order[static_cast<size_t>(b)];
-      Batch batch = batcher.make_batch(global_rows);
-      if (group) {
-        // This process's slice of the global batch, padded as the whole batch is: the span loss
-        // reads every position, padding included, so a slice padded to its own longest window
-        // would score its rows otherwise than one process does.
-        const auto [first, last] =
-            detail::share_range(global_rows.size(), group->rank(), group->world_size());
-        batch = batch.slice(static_cast<int64_t>(first), static_cast<int64_t>(last));
-      }
-      const std::vector<size_t> rows = batch.rows;
-      const double share =
-          static_cast<double>(rows.size()) / static_cast<double>(global_rows.size());
-      if (!rows.empty()) {
-        // In a group of several, this process's own dropout masks (data_parallel.h).
-        const auto dropout_stream =
-            detail::own_dropout_stream(group, device, options_.seed, epoch, b);
-        batch = batch.to(device);
-        std::vector<int64_t> start_positions, end_positions;
-        for (size_t row : rows) {
-          start_positions.push_back(features.features[row].start_position);
-          end_positions.push_back(features.features[row].end_position);
-        }
-        torch::Tensor loss;
-        {
-          const AutocastGuard autocast = engine.autocast();
-          const torch::Tensor logits =
-              model_(batch.input_ids, batch.attention_mask, batch.token_type_ids);
-          loss = model_->loss(logits, at::tensor(start_positions).to(device),
-                              at::tensor(end_positions).to(device));
-        }
-        // The mean over the global batch, of which this process holds `share`.
-        engine.backward(loss, share);
-        step_loss += loss.item<double>() * share;
-      }
-      window.add_batch(static_cast<int64_t>(global_rows.size()));
-      ++micro;
-      const bool last_batch = b + 1 == static_cast<int64_t>(order.size());
-      if (micro % options_.gradient_accumulation != 0 && !last_batch) continue;
-      bool stop = false;
-      if (group) {
-        // One all-reduce: the gradients, the step's loss and the stop flag.
-        std::vector<double> losses{step_loss};
-        stop = detail::all_reduce_step(*group, engine.trainable(), losses);
-        step_loss = losses[0];
-      }
-      window.add_loss(step_loss);
-      step_loss = 0;
-      const double lr = engine.step();
-      const detail::StepPosition position{epoch, epochs, b + 1, static_cast<int64_t>(order.size()),
-                                          total_steps};
-      if (const auto event = detail::report_step(options_, state, position, lr, window, progress)) {
-        write_event(*event);
-        window.reset();
-      }
-      // Alone, a stop asked for during this step (or its evaluation) counts now; in a group,
-      // every process learns of it in the next step's all-reduce, and all stop there together.
-      auto stop_now = [&]() -> bool { return group ? stop : stop_requested().load(); };
-      if (detail::after_step(options_, state, total_steps, stop_now, actions, progress, result)) {
-        done = true;
-        break;
-      }
+  std::vector<std::vector<size_t>> order;  // the epoch's batches
+  detail::FineTuningSteps steps;
+  steps.begin_epoch = [&](int64_t epoch) {
+    order = batcher.epoch_order(epoch);
+    return static_cast<int64_t>(order.size());
+  };
+  steps.train_batch = [&](int64_t epoch, int64_t b, std::vector<double>& step_loss) {
+    const std::vector<size_t>& global_rows = order[static_cast<size_t>(b)];
+    Batch batch = batcher.make_batch(global_rows);
+    if (group) {
+      // This process's slice of the global batch, padded as the whole batch is: the span loss
+      // reads every position, padding included, so a slice padded to its own longest window
+      // would score its rows otherwise than one process does.
+      const auto [first, last] =
+          detail::share_range(global_rows.size(), group->rank(), group->world_size());
+      batch = batch.slice(static_cast<int64_t>(first), static_cast<int64_t>(last));
     }
-    if (result.interrupted) break;
-    if (detail::end_epoch(state, epoch, static_cast<int64_t>(order.size()), last_eval_step, actions,
-                          result)) {
-      done = true;
+    const std::vector<size_t> rows = batch.rows;
+    const double share = static_cast<double>(rows.size()) / static_cast<double>(global_rows.size());
+    if (!rows.empty()) {
+      // In a group of several, this process's own dropout masks (data_parallel.h).
+      const auto dropout_stream =
+          detail::own_dropout_stream(group, device, options_.seed, epoch, b);
+      batch = batch.to(device);
+      std::vector<int64_t> start_positions, end_positions;
+      for (size_t row : rows) {
+        start_positions.push_back(features.features[row].start_position);
+        end_positions.push_back(features.features[row].end_position);
+      }
+      torch::Tensor loss;
+      {
+        const AutocastGuard autocast = engine.autocast();
+        const torch::Tensor logits =
+            model_(batch.input_ids, batch.attention_mask, batch.token_type_ids);
+        loss = model_->loss(logits, at::tensor(start_positions).to(device),
+                            at::tensor(end_positions).to(device));
+      }
+      // The mean over the global batch, of which this process holds `share`.
+      engine.backward(loss, share);
+      step_loss[0] += loss.item<double>() * share;
     }
-  }
-  result.steps = state.global_step;
-  result.skipped_steps = state.skipped_steps;
+    return static_cast<int64_t>(global_rows.size());
+  };
+  steps.evaluate = run_eval;
+  steps.save_checkpoint = save_checkpoint;
+  steps.log = write_event;
+  detail::run_fine_tuning_loop(engine, options_, group, epochs, total_steps, 1, steps, progress,
+                               result);
   result.best_metrics = best.best_metrics;
   result.best_step = best.best_step;
   if (best.best_step >= 0 &&

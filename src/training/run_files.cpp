@@ -150,67 +150,11 @@ void LogWindow::reset() {
   *this = LogWindow();
 }
 
-std::optional<Json> report_step(const TrainerOptions& options, TrainingState& state,
-                                const StepPosition& position, double lr, const LogWindow& window,
-                                Progress& progress) {
-  state.epoch = position.epoch;
-  state.batch_in_epoch = position.batch;
-  const WindowRate rate = window.rate();
-  const double eta =
-      rate.seconds_for(static_cast<double>((position.total_steps - state.global_step) *
-                                           options.batch_size * options.gradient_accumulation));
-  if (options.on_step) options.on_step(state.global_step);
-  const bool log_now = state.global_step % options.log_every == 0;
-  progress.update(position.epoch, position.epochs, position.batch, position.batches,
-                  window.mean_loss(), lr, rate.examples_per_second, eta, log_now);
-  if (!log_now) return std::nullopt;
-  Json event = {{"event", "train"},
-                {"step", state.global_step},
-                {"epoch", position.epoch + 1},
-                {"loss", window.mean_loss()},
-                {"lr", lr},
-                {"examples_per_s", rate.examples_per_second}};
-  add_loss_scaling(event, state);
-  return event;
-}
-
 void add_loss_scaling(Json& event, const TrainingState& state) {
   if (state.loss_scale > 0) {
     event["loss_scale"] = state.loss_scale;
     event["skipped_steps"] = state.skipped_steps;
   }
-}
-
-bool after_step(const TrainerOptions& options, const TrainingState& state, int64_t total_steps,
-                const std::function<bool()>& stop, const RunActions& actions, Progress& progress,
-                TrainResult& result) {
-  if (state.global_step >= total_steps) return true;
-  if (options.eval_every > 0 && state.global_step % options.eval_every == 0) {
-    if (actions.evaluate()) {
-      result.early_stopped = true;
-      return true;
-    }
-    actions.save_checkpoint();
-  }
-  if (!stop()) return false;
-  actions.save_checkpoint();
-  result.interrupted = true;
-  progress.message("train: interrupted; checkpoint saved at step " +
-                   std::to_string(state.global_step) + " (continue with --resume)");
-  return true;
-}
-
-bool end_epoch(TrainingState& state, int64_t epoch, int64_t batches, int64_t last_eval_step,
-               const RunActions& actions, TrainResult& result) {
-  if (!result.early_stopped && last_eval_step != state.global_step && actions.evaluate()) {
-    result.early_stopped = true;
-  }
-  if (state.batch_in_epoch >= batches) {
-    state.epoch = epoch + 1;
-    state.batch_in_epoch = 0;
-  }
-  actions.save_checkpoint();
-  return result.early_stopped;
 }
 
 Json machine_json() {

@@ -104,47 +104,6 @@ class LogWindow {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
-/// Where an optimizer step lies in the run, for report_step().
-struct StepPosition {
-  int64_t epoch = 0, epochs = 0;
-  /// The batch of the epoch just consumed (1-based) and the epoch's batches.
-  int64_t batch = 0, batches = 0;
-  int64_t total_steps = 0;
-};
-
-/// What both trainers' loops do after an optimizer step that took learning rate `lr`: record the
-/// data position in `state`, call `options.on_step`, update the progress display, and, when the
-/// step is one to log (`options.log_every`), return its "train" event for metrics.jsonl: the
-/// caller adds its own keys, writes it and resets `window`.
-std::optional<nlohmann::ordered_json> report_step(const TrainerOptions& options,
-                                                  TrainingState& state,
-                                                  const StepPosition& position, double lr,
-                                                  const LogWindow& window, Progress& progress);
-
-/// What a run's loop can do after a step or an epoch: evaluate on dev (true when early stopping
-/// then ends the run) and save a checkpoint.
-struct RunActions {
-  std::function<bool()> evaluate;
-  std::function<void()> save_checkpoint;
-};
-
-/// What both trainers' loops do after an optimizer step and report_step(): end at the run's last
-/// step (the epoch's end evaluates and checkpoints it); evaluate and checkpoint every
-/// `options.eval_every` steps; then checkpoint and end when `stop()` says so (asked after the
-/// evaluation, so that a Ctrl-C during it counts at once). Returns true when the loop ends here,
-/// with `result` saying why (early_stopped, interrupted).
-bool after_step(const TrainerOptions& options, const TrainingState& state, int64_t total_steps,
-                const std::function<bool()>& stop, const RunActions& actions, Progress& progress,
-                TrainResult& result);
-
-/// What both trainers' loops do at an epoch's end, or where a step ended the run, unless it was
-/// interrupted: evaluate unless this step was just evaluated or early stopping ended the run;
-/// move `state` to the next epoch when this one's `batches` are consumed (a run stopped inside
-/// the epoch records where, so that a resume with more steps continues the epoch there); save a
-/// checkpoint. Returns true when early stopping ends the run.
-bool end_epoch(TrainingState& state, int64_t epoch, int64_t batches, int64_t last_eval_step,
-               const RunActions& actions, TrainResult& result);
-
 /// The machine a run ran on, as run.json records it under "machine": hardware threads, LibTorch's
 /// thread count, whether CUDA is available, and the CPU allocator (runtime.h, cpu_allocator()).
 nlohmann::ordered_json machine_json();

@@ -36,6 +36,7 @@
 #include "run_checks.h"
 #include "sha256.h"
 #include "training/data_parallel.h"
+#include "training/fine_tuning_loop.h"
 #include "training/run_files.h"
 
 namespace adaptertune {
@@ -375,7 +376,6 @@ TrainResult Trainer::train() {
   TrainingState& state = engine.state();
   TrainResult result;
   std::vector<TaskProgress> progress_of(task_count);
-  int64_t last_eval_step = -1;
   Progress progress(options_.progress && writes);
   const std::string fingerprint = run_fingerprint(tasks_, options_).dump();
   // The options, recorded with every checkpoint; a resume says which changed since its steps.
@@ -521,7 +521,6 @@ TrainResult Trainer::train() {
   // Evaluates every task; returns true when training should stop early (no task has improved
   // for the patience).
   auto run_eval = [&](int64_t epoch) {
-    last_eval_step = state.global_step;
     bool stop = options_.early_stopping_patience > 0;
     for (size_t t = 0; t < task_count; ++t) {
       const TrainingTask& task = tasks_[t];
@@ -634,110 +633,81 @@ TrainResult Trainer::train() {
     fusion_regularization[t] = entry && entry->is_fusion() && entry->fusion->regularization;
   }
 
-  stop_requested() = false;
-  const std::vector<at::Tensor>& trainable = engine.trainable();
-  detail::LogWindow window;
   std::vector<double> window_task_loss(task_count, 0);
   std::vector<int64_t> window_task_batches(task_count, 0);
-  // This optimizer step's loss per task: the global batch's mean, summed over its batches.
-  std::vector<double> step_loss(task_count, 0);
-  bool done = state.global_step >= total_steps;
-  for (int64_t epoch = state.epoch; epoch < epochs && !done; ++epoch) {
-    const std::vector<size_t> order = sampler.round_order(epoch);
+  std::vector<size_t> order;  // the round's task of each batch
+  detail::FineTuningSteps steps;
+  steps.begin_epoch = [&](int64_t epoch) {
+    order = sampler.round_order(epoch);
     const std::vector<int64_t> drawn = sampler.drawn_before(epoch, state.batch_in_epoch);
     for (size_t t = 0; t < task_count; ++t) cursors[t].drawn = drawn[t];
-    const detail::RunActions actions{[&] { return run_eval(epoch); }, save_checkpoint};
-    int64_t micro = 0;
-    engine.optimizer().zero_grad();
-    for (int64_t b = state.batch_in_epoch; b < static_cast<int64_t>(order.size()); ++b) {
-      const size_t t = order[static_cast<size_t>(b)];
-      activate(t);
-      const std::vector<size_t>& global_rows = next_rows(t);
-      // In a group, this process's slice of the global batch.
-      const std::vector<size_t> rows =
-          group ? detail::share_of(global_rows, group->rank(), group->world_size()) : global_rows;
-      const double share =
-          static_cast<double>(rows.size()) / static_cast<double>(global_rows.size());
-      if (!rows.empty()) {
-        // In a group of several, this process's own dropout masks (data_parallel.h).
-        const auto dropout_stream =
-            detail::own_dropout_stream(group, device, options_.seed, epoch, b);
-        Batch batch = batchers[t].make_batch(rows).to(device);
-        torch::Tensor loss;
-        {
-          const AutocastGuard autocast = engine.autocast();
-          torch::Tensor logits;
-          if (frozen_layers > 0) {
-            // The cached layers run without dropout, so that their outputs repeat (an
-            // evaluation in between puts the whole model back in training mode).
-            model_->bert->embeddings->eval();
-            for (int64_t i = 0; i < frozen_layers; ++i)
-              model_->bert->encoder->at(static_cast<size_t>(i))->eval();
-            logits =
-                model_->forward_from(lower_states(t, batch), batch.attention_mask, frozen_layers);
-          } else {
-            logits = model_(batch.input_ids, batch.attention_mask, batch.token_type_ids);
-          }
-          loss = model_->loss(logits, batch.labels);
+    return static_cast<int64_t>(order.size());
+  };
+  steps.train_batch = [&](int64_t epoch, int64_t b, std::vector<double>& step_loss) {
+    const size_t t = order[static_cast<size_t>(b)];
+    activate(t);
+    const std::vector<size_t>& global_rows = next_rows(t);
+    // In a group, this process's slice of the global batch.
+    const std::vector<size_t> rows =
+        group ? detail::share_of(global_rows, group->rank(), group->world_size()) : global_rows;
+    const double share = static_cast<double>(rows.size()) / static_cast<double>(global_rows.size());
+    if (!rows.empty()) {
+      // In a group of several, this process's own dropout masks (data_parallel.h).
+      const auto dropout_stream =
+          detail::own_dropout_stream(group, device, options_.seed, epoch, b);
+      Batch batch = batchers[t].make_batch(rows).to(device);
+      torch::Tensor loss;
+      {
+        const AutocastGuard autocast = engine.autocast();
+        torch::Tensor logits;
+        if (frozen_layers > 0) {
+          // The cached layers run without dropout, so that their outputs repeat (an
+          // evaluation in between puts the whole model back in training mode).
+          model_->bert->embeddings->eval();
+          for (int64_t i = 0; i < frozen_layers; ++i)
+            model_->bert->encoder->at(static_cast<size_t>(i))->eval();
+          logits =
+              model_->forward_from(lower_states(t, batch), batch.attention_mask, frozen_layers);
+        } else {
+          logits = model_(batch.input_ids, batch.attention_mask, batch.token_type_ids);
         }
-        torch::Tensor objective = loss;
-        if (fusion_regularization[t]) {
-          // AdapterFusion's pull of its value projections towards the identity, once per step.
-          objective = objective + model_->bert->fusion_regularization_loss(*tasks_[t].adapter);
-        }
-        // The mean over the global batch, of which this process holds `share`.
-        engine.backward(objective, share);
-        step_loss[t] += loss.item<double>() * share;
+        loss = model_->loss(logits, batch.labels);
       }
-      ++window_task_batches[t];
-      window.add_batch(static_cast<int64_t>(global_rows.size()));
-      ++micro;
-      const bool last_batch = b + 1 == static_cast<int64_t>(order.size());
-      if (micro % options_.gradient_accumulation != 0 && !last_batch) continue;
-      // In a group, one all-reduce: the gradients, each task's loss and the stop flag.
-      const bool stop = group && detail::all_reduce_step(*group, trainable, step_loss);
+      torch::Tensor objective = loss;
+      if (fusion_regularization[t]) {
+        // AdapterFusion's pull of its value projections towards the identity, once per step.
+        objective = objective + model_->bert->fusion_regularization_loss(*tasks_[t].adapter);
+      }
+      // The mean over the global batch, of which this process holds `share`.
+      engine.backward(objective, share);
+      step_loss[t] += loss.item<double>() * share;
+    }
+    ++window_task_batches[t];
+    return static_cast<int64_t>(global_rows.size());
+  };
+  steps.evaluate = run_eval;
+  steps.save_checkpoint = save_checkpoint;
+  steps.stepped = [&](const std::vector<double>& step_loss) {
+    for (size_t i = 0; i < task_count; ++i) window_task_loss[i] += step_loss[i];
+  };
+  steps.log = [&](Json& event) {
+    if (several) {
+      // Each task's mean loss over the window (tasks without a batch in it are left out).
+      Json task_loss = Json::object();
       for (size_t i = 0; i < task_count; ++i) {
-        window.add_loss(step_loss[i]);
-        window_task_loss[i] += step_loss[i];
-      }
-      std::fill(step_loss.begin(), step_loss.end(), 0.0);
-      const double lr = engine.step();
-      const detail::StepPosition position{epoch, epochs, b + 1, static_cast<int64_t>(order.size()),
-                                          total_steps};
-      if (auto logged = detail::report_step(options_, state, position, lr, window, progress)) {
-        Json& event = *logged;
-        if (several) {
-          // Each task's mean loss over the window (tasks without a batch in it are left out).
-          Json task_loss = Json::object();
-          for (size_t i = 0; i < task_count; ++i) {
-            if (window_task_batches[i] > 0) {
-              task_loss[*tasks_[i].adapter] =
-                  window_task_loss[i] / static_cast<double>(window_task_batches[i]);
-            }
-          }
-          event["task_loss"] = task_loss;
+        if (window_task_batches[i] > 0) {
+          task_loss[*tasks_[i].adapter] =
+              window_task_loss[i] / static_cast<double>(window_task_batches[i]);
         }
-        write_event(event);
-        window.reset();
-        std::fill(window_task_loss.begin(), window_task_loss.end(), 0.0);
-        std::fill(window_task_batches.begin(), window_task_batches.end(), 0);
       }
-      // Alone, a stop asked for during this step (or its evaluation) counts now; in a group,
-      // every process learns of it in the next step's all-reduce, and all stop there together.
-      auto stop_now = [&]() -> bool { return group ? stop : stop_requested().load(); };
-      if (detail::after_step(options_, state, total_steps, stop_now, actions, progress, result)) {
-        done = true;
-        break;
-      }
+      event["task_loss"] = task_loss;
     }
-    if (result.interrupted) break;
-    if (detail::end_epoch(state, epoch, static_cast<int64_t>(order.size()), last_eval_step, actions,
-                          result)) {
-      done = true;
-    }
-  }
-  result.steps = state.global_step;
-  result.skipped_steps = state.skipped_steps;
+    write_event(event);
+    std::fill(window_task_loss.begin(), window_task_loss.end(), 0.0);
+    std::fill(window_task_batches.begin(), window_task_batches.end(), 0);
+  };
+  detail::run_fine_tuning_loop(engine, options_, group, epochs, total_steps, task_count, steps,
+                               progress, result);
   const std::vector<int64_t> drawn = sampler.drawn_before(state.epoch, state.batch_in_epoch);
   Json tasks_summary = Json::array();
   for (size_t t = 0; t < task_count; ++t) {
