@@ -24,6 +24,10 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
+// A best model on its way into place (move_best_into_place()).
+constexpr const char* kBestStaging = ".best.tmp";
+constexpr const char* kBestReplaced = ".best.old";
+
 // The events of metrics.jsonl at `path` up to `step`, in place.
 void cut_metrics_log(const std::string& path, int64_t step) {
   if (!file_exists(path)) return;
@@ -59,14 +63,6 @@ MetricsLog open_metrics_log(const std::string& output_dir, bool resumed, int64_t
   cut_metrics_log(path, resumed ? step : -1);
   return MetricsLog(path);
 }
-
-namespace {
-
-// A best model on its way into place (move_best_into_place()).
-constexpr const char* kBestStaging = ".best.tmp";
-constexpr const char* kBestReplaced = ".best.old";
-
-}  // namespace
 
 OutputDirectory run_directory(const std::string& path) {
   return {path,
