@@ -3,10 +3,14 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
+#include <map>
+
+#include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/error.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/safetensors.h"
+#include "adaptertune/parameter_names.h"
 #include "adaptertune/runtime.h"
 #include "adaptertune/text/wordpiece.h"
 #include "adaptertune/training/interrupt.h"
@@ -108,6 +112,108 @@ TEST(QuestionAnsweringTrainer, TrainsAnAdapterAndItsPackReproducesTheBestScore) 
   EXPECT_ERROR_CONTAINS(load_adapter_pack(sized, *result.best_model),
                         "the pack's head is a span head (question answering)");
   EXPECT_NO_THROW(load_adapter_pack(sized, *result.best_model, std::nullopt, /*load_head=*/false));
+}
+
+// MAD-X's span task on a language adapter: the span adapter trains on top of a frozen one, which
+// runs below it in training and in evaluation, as the Trainer stacks a classifier's.
+TEST(QuestionAnsweringTrainer, TrainsAnAdapterStackedOnAFrozenOne) {
+  Fixture f;
+  BertForQuestionAnswering model = f.model();
+  model->bert->add_adapter("lang", AdapterConfig::houlsby());
+  std::map<std::string, at::Tensor> lang;
+  {
+    // Away from the near-identity initialisation, so that lang changes what squad sees.
+    torch::NoGradGuard no_grad;
+    for (auto& item : model->named_parameters()) {
+      if (parameter_task(item.key()) == std::optional<std::string>("lang")) {
+        item.value().normal_(0, 0.2);
+        lang[item.key()] = item.value().clone();
+      }
+    }
+  }
+  ASSERT_FALSE(lang.empty());
+  const TrainerOptions options = f.options("qa_stacked");
+  const TrainResult result = QuestionAnsweringTrainer(model, f.data, f.data, FreezePolicy{},
+                                                      "squad", options, f.qa, f.tokenizer, {"lang"})
+                                 .train();
+  ASSERT_TRUE(result.best_model);
+  for (const auto& item : model->named_parameters()) {
+    if (!lang.count(item.key())) continue;
+    EXPECT_FALSE(item.value().requires_grad()) << item.key();
+    EXPECT_TRUE(torch::equal(item.value(), lang.at(item.key()))) << item.key() << " changed";
+  }
+  // lang ran below squad: the same run without the stack trains squad otherwise.
+  BertForQuestionAnswering plain = f.model();
+  plain->bert->add_adapter("lang", AdapterConfig::houlsby());
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& item : plain->named_parameters()) {
+      if (lang.count(item.key())) item.value().copy_(lang.at(item.key()));
+    }
+  }
+  QuestionAnsweringTrainer(plain, f.data, f.data, FreezePolicy{}, "squad",
+                           f.options("qa_unstacked"), f.qa, f.tokenizer)
+      .train();
+  const auto plain_parameters = plain->named_parameters();
+  bool squad_differs = false;
+  for (const auto& item : model->named_parameters()) {
+    if (parameter_task(item.key()) == std::optional<std::string>("squad")) {
+      squad_differs |= !torch::equal(item.value(), plain_parameters[item.key()]);
+    }
+  }
+  EXPECT_TRUE(squad_differs) << "squad trained as if lang were not below it";
+  const auto run = nlohmann::json::parse(read_file(options.output_dir + "/run.json"));
+  EXPECT_EQ(run.at("stacked_on"), nlohmann::json::array({"lang"}));
+  // Continued without the stack, the adapter would train on other inputs: refused.
+  TrainerOptions more = options;
+  more.resume = true;
+  more.epochs = 4;
+  EXPECT_ERROR_CONTAINS(QuestionAnsweringTrainer(model, f.data, f.data, FreezePolicy{}, "squad",
+                                                 more, f.qa, f.tokenizer)
+                            .train(),
+                        "the checkpoint was made with stacked_on [\"lang\"], this run has none");
+
+  // The best pack on a fresh copy, under lang as trained on: the run's best score. Alone, it is
+  // another model.
+  BertForQuestionAnswering fresh = f.model();
+  fresh->bert->remove_adapter("squad");
+  fresh->bert->add_adapter("lang", AdapterConfig::houlsby());
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& item : fresh->named_parameters()) {
+      if (lang.count(item.key())) item.value().copy_(lang.at(item.key()));
+    }
+  }
+  const AdapterPackLoad pack = load_adapter_pack(fresh, *result.best_model);
+  EXPECT_EQ(pack.info.stacked_on, std::vector<std::string>{"lang"});  // for eval and serving
+  fresh->bert->set_active_stack(Stack{"lang", "squad"});
+  const auto cpu = c10::Device(c10::kCPU);
+  const SquadEvalResult stacked =
+      evaluate_squad(fresh, f.data, f.tokenizer, f.qa, 8, cpu, Precision::kFloat32);
+  EXPECT_DOUBLE_EQ(stacked.metrics.at("f1"), result.best_metrics.at("f1"));
+  fresh->bert->set_active_adapter("squad");
+  const SquadEvalResult alone =
+      evaluate_squad(fresh, f.data, f.tokenizer, f.qa, 8, cpu, Precision::kFloat32);
+  bool differs = false;
+  for (const auto& [id, answer] : stacked.answers)
+    differs |= alone.answers.at(id).score != answer.score;
+  EXPECT_TRUE(differs) << "the stack's lower adapter changed no answer's score";
+}
+
+TEST(QuestionAnsweringTrainer, RefusesAStackItCannotTrain) {
+  Fixture f;
+  BertForQuestionAnswering model = f.model();
+  model->bert->add_adapter("lang", AdapterConfig::houlsby());
+  auto refused = [&](FreezePolicy policy, std::optional<std::string> adapter,
+                     std::vector<std::string> below, const std::string& expected) {
+    EXPECT_ERROR_CONTAINS(QuestionAnsweringTrainer(
+                              model, f.data, f.data, policy, std::move(adapter),
+                              f.options("qa_stack_refused"), f.qa, f.tokenizer, std::move(below)),
+                          expected);
+  };
+  refused(FreezePolicy{}, "squad", {"nope"}, "no adapter named \"nope\"");
+  refused(FreezePolicy{}, "squad", {"lang", "squad"}, "twice");
+  refused(FreezePolicy::from_name("full"), std::nullopt, {"lang"}, "stacked_on needs an adapter");
 }
 
 class QuestionAnsweringTrainerOnDeviceTest : public testing::DeviceTest {};

@@ -9,6 +9,7 @@
 #include <torch/version.h>
 #include <nlohmann/json.hpp>
 
+#include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/device.h"
 #include "adaptertune/distributed/process_group.h"
 #include "adaptertune/error.h"
@@ -157,12 +158,13 @@ SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDatas
 QuestionAnsweringTrainer::QuestionAnsweringTrainer(
     BertForQuestionAnswering& model, SquadDataset train, SquadDataset dev, FreezePolicy policy,
     std::optional<std::string> adapter, TrainerOptions options, QuestionAnsweringOptions qa,
-    const Tokenizer& tokenizer)
+    const Tokenizer& tokenizer, std::vector<std::string> stacked_on)
     : model_(model),
       train_data_(std::move(train)),
       dev_data_(std::move(dev)),
       policy_(policy),
       adapter_(std::move(adapter)),
+      stacked_on_(std::move(stacked_on)),
       options_(std::move(options)),
       qa_(qa),
       tokenizer_(tokenizer) {
@@ -199,6 +201,10 @@ QuestionAnsweringTrainer::QuestionAnsweringTrainer(
   } else if (policy_.trains(ParameterGroup::kAdapter) && policy_.mode != TrainMode::kFull) {
     throw Error(label + "training mode \"" + policy_.name() + "\" needs an adapter to train");
   }
+  detail::check_stacked_on(
+      *model_->bert, adapter_, stacked_on_,
+      adapter_ ? std::vector<std::string>{*adapter_} : std::vector<std::string>{},
+      "QuestionAnsweringTrainer");
   if (options_.max_length > 0 && options_.max_length != qa_.features.max_length) {
     throw Error(label + "max_length " + std::to_string(options_.max_length) +
                 " differs from the windows' max_length " + std::to_string(qa_.features.max_length) +
@@ -227,7 +233,7 @@ TrainResult QuestionAnsweringTrainer::train() {
   model_->train();
   if (adapter_) {
     prepare_task_training(*model_, *adapter_, policy_);
-    model_->bert->set_active_adapter(*adapter_);
+    model_->bert->set_active_stack(Stack::on_top_of(stacked_on_, *adapter_));
   } else {
     model_->bert->set_active_adapter(std::nullopt);
     apply_freeze_policy(*model_, policy_);
@@ -252,8 +258,10 @@ TrainResult QuestionAnsweringTrainer::train() {
   detail::apply_recompute_options(options_, *model_->bert->encoder);
   TrainingEngine engine(*model_, options_.engine_options(total_steps));
   TrainingState& state = engine.state();
-  const std::string fingerprint =
-      squad_fingerprint(features, windows, options_, qa_.features).dump();
+  Json data_fingerprint = squad_fingerprint(features, windows, options_, qa_.features);
+  // A resume under another stack would train on other inputs (absent: no stack, as before).
+  if (!stacked_on_.empty()) data_fingerprint["stacked_on"] = stacked_on_;
+  const std::string fingerprint = data_fingerprint.dump();
   // The options, recorded with every checkpoint; a resume says which changed since its steps.
   // The windows' options are in the fingerprint (other windows are other data); the answers'
   // change only what dev evaluation scores, so a resume may change them and says so.
@@ -294,6 +302,7 @@ TrainResult QuestionAnsweringTrainer::train() {
         {"dev_examples", dev_data_.examples.size()},
         {"train_mode", policy_.name()},
         {"adapter", adapter_ ? Json(*adapter_) : Json(nullptr)},
+        {"stacked_on", stacked_on_},
         {"adapter_config", entry ? Json::parse(entry->adapter.to_json_string()) : Json(nullptr)},
         {"model_config", Json::parse(model_->bert->config().to_json_string())},
         {"base", base},
@@ -324,6 +333,7 @@ TrainResult QuestionAnsweringTrainer::train() {
       pack.train_mode = policy_.name();
       pack.max_length = qa_.features.max_length;
       pack.precision = options_.precision;
+      pack.stacked_on = stacked_on_;
       save_adapter_pack(model_, *adapter_, temp, pack);
     } else {
       save_pretrained(*model_, temp);
@@ -344,6 +354,7 @@ TrainResult QuestionAnsweringTrainer::train() {
          {"epoch", epoch + 1},
          {"task", "squad"},
          {"adapter", adapter_ ? Json(*adapter_) : Json(nullptr)},
+         {"stacked_on", stacked_on_},
          {"metrics", eval.metrics},
          {"improved", improved},
          {"elapsed_s",

@@ -3,6 +3,10 @@
 #include <cmath>
 #include <cstdio>
 
+#include <algorithm>
+
+#include "adaptertune/adapters/task_routing.h"
+#include "adaptertune/bert_model.h"
 #include "adaptertune/error.h"
 #include "sha256.h"
 
@@ -37,6 +41,21 @@ void check_finite(const char* owner, const char* option, double value, double mi
 
 void check_fraction(const char* owner, const char* option, double value) {
   if (!(value >= 0 && value <= 1)) fail(owner, option, "a number from 0 to 1", value);
+}
+
+void check_stacked_on(const BertModelImpl& bert, const std::optional<std::string>& adapter,
+                      const std::vector<std::string>& stacked_on,
+                      const std::vector<std::string>& trained, const std::string& label) {
+  if (stacked_on.empty()) return;
+  if (!adapter) throw Error(label + ": stacked_on needs an adapter to train on top");
+  Stack::on_top_of(stacked_on, *adapter).check();  // none named twice
+  for (const std::string& below : stacked_on) {
+    bert.tasks().at(below);  // throws when the model has no such adapter
+    if (std::find(trained.begin(), trained.end(), below) != trained.end()) {
+      throw Error(label + ": stacked on \"" + below +
+                  "\", which this run trains; an adapter stacked on stays frozen");
+    }
+  }
 }
 
 bool valid_loss_scale(double value) {

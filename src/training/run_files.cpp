@@ -268,6 +268,18 @@ void resume_run(TrainingEngine& engine, const TrainerOptions& options, int64_t b
         try {
           const Json extra = Json::parse(saved.extra_json);
           record.compare_with(extra);
+          // The engine compares the fingerprint's keys that this run has; a stack is recorded
+          // only when there is one, so a checkpoint's stack that this run leaves out is caught
+          // here.
+          const Json this_run = Json::parse(fingerprint);
+          const Json recorded = extra.value("data", Json::object());
+          for (const auto& item : recorded.items()) {
+            if (item.key().find("stacked_on") != std::string::npos &&
+                !this_run.contains(item.key())) {
+              throw Error(path + ": key 'extra': the checkpoint was made with " + item.key() + " " +
+                          item.value().dump() + ", this run has none");
+            }
+          }
           read_extra(extra, path, saved.global_step);
         } catch (const Json::exception& e) {
           throw Error(path + ": key 'extra' is not the trainer's state: " + e.what());

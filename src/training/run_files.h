@@ -164,7 +164,8 @@ using ReadExtraState =
 /// TrainerOptions::resume, as both trainers do it: on rank 0 (`writes`) removes what a killed
 /// checkpoint or best-model write left; continues the newest checkpoint (TrainingEngine::resume()
 /// with `batches_per_epoch` batches, the options' accumulation and seed, and the data's
-/// `fingerprint`), comparing `record` with the options its steps were trained with and handing
+/// `fingerprint`; a checkpoint made under a stack, `stacked_on`, that this run's fingerprint
+/// lacks is refused), comparing `record` with the options its steps were trained with and handing
 /// its extra state to `read_extra`; then says what it found: the checkpoint and the options
 /// changed, or none. Throws Error when there is none but the run directory holds a run
 /// (run.json): starting afresh would replace it, which is what overwrite is for.

@@ -294,17 +294,8 @@ Trainer::Trainer(BertForSequenceClassification& model, std::vector<TrainingTask>
     if (options_.cache_frozen_layers) adapter_free_layers(*model_->bert, task.adapter);
   }
   for (const TrainingTask& task : tasks_) {
-    if (task.stacked_on.empty()) continue;
-    const std::string label = "Trainer: task " + task.info.name;
-    if (!task.adapter) throw Error(label + ": stacked_on needs an adapter to train on top");
-    task.active_stack()->check();  // none named twice
-    for (const std::string& below : task.stacked_on) {
-      model_->bert->tasks().at(below);  // throws when the model has no such adapter
-      if (std::find(adapters.begin(), adapters.end(), below) != adapters.end()) {
-        throw Error(label + ": stacked on \"" + below +
-                    "\", which this run trains; an adapter stacked on stays frozen");
-      }
-    }
+    detail::check_stacked_on(*model_->bert, task.adapter, task.stacked_on, adapters,
+                             "Trainer: task " + task.info.name);
   }
   if (options_.cache_frozen_layers && !tasks_.front().adapter) {
     adapter_free_layers(*model_->bert, std::nullopt);  // throws: the cache needs an adapter
@@ -387,17 +378,6 @@ TrainResult Trainer::train() {
     // Each task's best evaluation and early-stopping count, read and checked before the
     // checkpoint changes the model.
     auto read_progress = [&](const Json& extra, const std::string& state_path, int64_t step) {
-      // The engine compares the fingerprint's keys that this run has; a stack is recorded only
-      // when there is one, so a checkpoint's stack that this run leaves out is caught here.
-      const Json fingerprint_keys = Json::parse(fingerprint);
-      const Json recorded = extra.value("data", Json::object());
-      for (const auto& item : recorded.items()) {
-        if (item.key().find("stacked_on") != std::string::npos &&
-            !fingerprint_keys.contains(item.key())) {
-          throw Error(state_path + ": key 'extra': the checkpoint was made with " + item.key() +
-                      " " + item.value().dump() + ", this run has none");
-        }
-      }
       if (several) {
         const Json& saved_tasks = extra.at("tasks");
         if (saved_tasks.size() != task_count) {

@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <c10/core/Device.h>
 
@@ -81,11 +82,14 @@ SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDatas
 class QuestionAnsweringTrainer {
  public:
   /// `tokenizer` (which must outlive train()) encodes the questions and contexts. With an
-  /// adapter, the policy must train it (check_policy_trains_adapter()).
+  /// adapter, the policy must train it (check_policy_trains_adapter()). `stacked_on`: adapters of
+  /// the model that `adapter` trains on top of, bottom first, as TrainingTask::stacked_on (MAD-X's
+  /// task adapter on a language adapter, `Stack(lang, squad)`): they run below it in training
+  /// and evaluation and stay frozen, and the best pack records them.
   QuestionAnsweringTrainer(BertForQuestionAnswering& model, SquadDataset train, SquadDataset dev,
                            FreezePolicy policy, std::optional<std::string> adapter,
                            TrainerOptions options, QuestionAnsweringOptions qa,
-                           const Tokenizer& tokenizer);
+                           const Tokenizer& tokenizer, std::vector<std::string> stacked_on = {});
   TrainResult train();
 
  private:
@@ -93,6 +97,7 @@ class QuestionAnsweringTrainer {
   SquadDataset train_data_, dev_data_;
   FreezePolicy policy_;
   std::optional<std::string> adapter_;
+  std::vector<std::string> stacked_on_;
   TrainerOptions options_;
   QuestionAnsweringOptions qa_;
   const Tokenizer& tokenizer_;
