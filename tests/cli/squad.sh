@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SQuAD through the CLI: an adapter with its span head trains on a v1.1 file, its pack
 # evaluates to the run's best scores and predicts the official scripts' input (id → answer);
-# full fine-tuning keeps a model directory that evaluates alone; mistakes get one line.
+# a span adapter stacked on another pack's adapter evaluates in its Stack; full fine-tuning keeps
+# a model directory that evaluates alone; mistakes get one line.
 # Usage: squad.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 source "$(dirname "$0")/harness.sh"
 squad=$project/tests/data/squad
@@ -23,6 +24,7 @@ grep -q '"head_type": "question_answering"' "$work/adapter/best/head_config.json
 import json, sys
 run, ev = (json.load(open(p)) for p in sys.argv[1:3])
 assert ev["max_length"] == 64, ev  # recorded in the pack
+assert ev["stacked_on"] == [], ev
 for k in ("exact", "f1"):
     assert abs(run["dev"][k] - ev["metrics"][k]) < 1e-9, (k, run["dev"], ev["metrics"])
 PY
@@ -37,6 +39,50 @@ assert all(isinstance(a, str) for a in answers.values()), answers
 PY
 /usr/bin/python3 "$project/tests/python/squad_reference_eval.py" "$squad/dev-v2.0.json" \
   "$work/predictions.json" >/dev/null || fail "the reference scorer cannot read the predictions"
+
+# MAD-X: a span adapter trains on top of a frozen "language" adapter (here an SST-2 pack's);
+# eval runs the span pack in that Stack, the packs in any order, and refuses it without the pack
+# below.
+"$cli" train --task SST-2 --data-dir "$glue" --model "$base" --train-examples 32 --max-length 32 \
+  --batch-size 8 --max-steps 2 --adapter-name lang --no-progress --out "$work/lang" \
+  >/dev/null 2>"$work/lang.log" || fail "train lang: $(tail -3 "$work/lang.log")"
+"$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
+  "${common[@]}" --max-steps 4 --lr 1e-3 --adapter-pack "$work/lang/best" --stack-on lang \
+  --out "$work/stacked" >"$work/stacked.json" 2>"$work/stacked.log" ||
+  fail "train squad stacked: $(tail -3 "$work/stacked.log")"
+grep -q 'adapter Stack(lang, squad)' "$work/stacked.log" ||
+  fail "the stacked run does not say its stack: $(head -5 "$work/stacked.log")"
+"$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" --doc-stride 16 \
+  --max-query-length 16 --adapter-pack "$work/stacked/best" --adapter-pack "$work/lang/best" \
+  >"$work/eval_stacked.json" 2>"$work/err" || fail "eval squad stacked: $(cat "$work/err")"
+[ -s "$work/err" ] && fail "eval stacked warned: $(cat "$work/err")"
+/usr/bin/python3 - "$work/stacked.json" "$work/eval_stacked.json" "$work/stacked/best/adapter_config.json" \
+  <<'PY' || fail "the stacked pack's eval differs from the run's best"
+import json, sys
+run, ev, config = (json.load(open(p)) for p in sys.argv[1:4])
+assert config["adaptertune"]["stacked_on"] == ["lang"], config
+assert ev["adapter"] == "squad" and ev["stacked_on"] == ["lang"], ev
+for k in ("exact", "f1"):
+    assert abs(run["dev"][k] - ev["metrics"][k]) < 1e-9, (k, run["dev"], ev["metrics"])
+PY
+refused "was trained as Stack(lang, squad): give the pack of lang with --adapter-pack too" \
+  "$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" \
+  --adapter-pack "$work/stacked/best"
+refused "on the packs it was trained stacked on (none); this pack's adapter lang is none of them" \
+  "$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" \
+  --adapter-pack "$work/adapter/best" --adapter-pack "$work/lang/best"
+refused "none of the --adapter-pack packs has a span head" \
+  "$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" \
+  --adapter-pack "$work/lang/best" --adapter-pack "$work/lang/best"
+refused "loads adapters to stack the new adapter on: give --stack-on" \
+  "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
+  "${common[@]}" --adapter-pack "$work/lang/best" --out "$work/x"
+refused "--stack-on trains a new adapter on top of the packs' (--train adapters or adapters-head), not --train full" \
+  "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
+  "${common[@]}" --adapter-pack "$work/lang/best" --stack-on lang --train full --out "$work/x"
+refused "takes no --fuse" \
+  "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
+  "${common[@]}" --adapter-pack "$work/lang/best" --fuse lang,lang --out "$work/x"
 
 # Full fine-tuning keeps a model directory with a span head.
 "$cli" train --task squad --train-file "$squad/dev-v2.0.json" --dev-file "$squad/dev-v2.0.json" \

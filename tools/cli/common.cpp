@@ -6,8 +6,10 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/bert_config.h"
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 
 namespace adaptertune::cli {
 
@@ -135,6 +137,17 @@ bool speaks_for_group() {
 
 void warn(const std::string& message) {
   if (speaks_for_group()) std::fprintf(stderr, "warning: %s\n", message.c_str());
+}
+
+void check_packs_below(const AdapterPackInfo& info, const std::string& directory,
+                       const std::vector<AdapterPackInfo>& infos, const std::string& alternative) {
+  std::vector<std::string> given;
+  for (const auto& other : infos) given.push_back(other.name);
+  const std::vector<std::string> missing = info.missing_below(given);
+  if (missing.empty()) return;
+  throw Error(directory + " was trained as " + Stack(info.trained_stack()).describe() +
+              ": give the pack" + (missing.size() == 1 ? " of " : "s of ") + joined(missing) +
+              " with --adapter-pack too" + (alternative.empty() ? "" : " (" + alternative + ")"));
 }
 
 std::shared_ptr<ProcessGroup> join_group(const DistributedChoice& choice, c10::Device& device,

@@ -12,6 +12,7 @@
 
 #include "adaptertune/adapter_config.h"
 #include "adaptertune/distributed/process_group.h"
+#include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/precision.h"
 #include "adaptertune/tasks/task_description.h"
 #include "adaptertune/training/freeze_policy.h"
@@ -86,6 +87,13 @@ bool speaks_for_group();
 
 /// "warning: MESSAGE" on stderr when this process speaks_for_group(): once per group.
 void warn(const std::string& message);
+
+/// Error unless the packs given (`infos`, read from --adapter-pack) hold every adapter the pack in
+/// `directory` (`info`) was trained stacked on: "DIRECTORY was trained as Stack(...): give the
+/// pack(s) of ... with --adapter-pack too", then ` (alternative)` when one is given.
+void check_packs_below(const AdapterPackInfo& info, const std::string& directory,
+                       const std::vector<AdapterPackInfo>& infos,
+                       const std::string& alternative = "");
 
 /// The adapter a command builds: `--adapter`, `--adapter-config`, `--reduction-factor`,
 /// `--adapter-size`.

@@ -7,8 +7,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/device.h"
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/inference/prepare_for_inference.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
@@ -52,19 +54,37 @@ struct SquadModel {
 // The settings are checked before the processes meet (they fail alike everywhere, and a mistake
 // is named as in one process); the model loads after.
 SquadModel open_squad_model(const SquadUseRequest& r) {
-  if (r.adapter_packs.size() > 1) {
-    throw Error("--task squad runs one adapter pack (a span model has one span head); got " +
-                std::to_string(r.adapter_packs.size()));
+  // One pack with a span head, and the packs of the adapters it was trained stacked on.
+  std::vector<AdapterPackInfo> infos;
+  for (const auto& pack : r.adapter_packs) infos.push_back(read_adapter_pack_info(pack));
+  std::optional<size_t> span;
+  for (size_t i = 0; i < infos.size(); ++i) {
+    if (!infos[i].span_head) continue;
+    if (span) {
+      throw Error("--task squad runs one span pack (a span model has one span head): " +
+                  r.adapter_packs[*span] + " and " + r.adapter_packs[i] + " both have one");
+    }
+    span = i;
+  }
+  if (!infos.empty() && !span) {
+    throw Error((infos.size() == 1 ? r.adapter_packs.front() + ": the pack has"
+                                   : std::string("none of the --adapter-pack packs has")) +
+                " a span head (question answering); train one with train --task squad");
   }
   SquadModel out;
   std::optional<AdapterPackInfo> info;
-  if (!r.adapter_packs.empty()) {
-    info = read_adapter_pack_info(r.adapter_packs.front());
-    if (!info->span_head) {
-      throw Error(r.adapter_packs.front() +
-                  ": the pack has no span head (question answering); train one with "
-                  "train --task squad");
+  if (span) {
+    info = infos[*span];
+    const std::vector<std::string> trained = info->trained_stack();
+    for (size_t i = 0; i < infos.size(); ++i) {
+      if (i != *span && std::count(trained.begin(), trained.end(), infos[i].name) == 0) {
+        throw Error(r.adapter_packs[i] + ": --task squad runs the span pack " +
+                    r.adapter_packs[*span] + " on the packs it was trained stacked on (" +
+                    (info->stacked_on.empty() ? std::string("none") : joined(info->stacked_on)) +
+                    "); this pack's adapter " + infos[i].name + " is none of them");
+      }
     }
+    check_packs_below(*info, r.adapter_packs[*span], infos);
   }
   check_max_length_flag(r.model, r.max_length);
   out.max_length =
@@ -79,9 +99,14 @@ SquadModel open_squad_model(const SquadUseRequest& r) {
   LoadReport report;
   out.model = load_bert_for_question_answering(r.model, &report);
   if (info) {
-    AdapterPackLoad load = load_adapter_pack(out.model, r.adapter_packs.front());
-    for (const auto& w : load.warnings) warn(w);
-    out.adapter = load.adapter_name;
+    // The packs below first (their adapters only: the span head is the span pack's).
+    for (size_t i : pack_load_order(infos)) {
+      AdapterPackLoad load = load_adapter_pack(out.model, r.adapter_packs[i], std::nullopt,
+                                               /*load_head=*/i == *span);
+      for (const auto& w : load.warnings) warn(w);
+    }
+    out.adapter = info->name;
+    out.model->bert->set_active_stack(Stack(info->trained_stack()));
   } else if (report.missing_any(ParameterGroup::kHead)) {
     warn(r.model + " has no span head (qa_outputs); answers come from an untrained head");
   }
@@ -132,6 +157,7 @@ int run_train_squad(SquadTrainRequest r) {
   check_adapter_for_policy(requested, r.train,
                            adapter ? std::optional<std::string>(adapter_name) : std::nullopt);
   r.trainer.inputs = {r.model, r.train_file, r.dev_file, r.adapter.config_file};
+  r.trainer.inputs.insert(r.trainer.inputs.end(), r.adapter_packs.begin(), r.adapter_packs.end());
   r.trainer.base_model_dir = r.model;
   r.trainer.validate();
   check_max_length_flag(r.model, r.trainer.max_length);
@@ -150,6 +176,11 @@ int run_train_squad(SquadTrainRequest r) {
   if (main_process) {
     std::fprintf(stderr, "train: loaded %s: %s\n", r.model.c_str(), report.summary().c_str());
   }
+  // The packs' adapters are frozen tasks of their own, below the new one.
+  for (const auto& pack : r.adapter_packs) {
+    AdapterPackLoad load = load_adapter_pack(model, pack, std::nullopt, /*load_head=*/false);
+    for (const auto& w : load.warnings) warn(w);
+  }
   if (adapter) model->bert->add_adapter(adapter_name, *adapter);
   const FreezePolicy policy = resolve_policy(r.train, *model->bert);
   if (main_process) {
@@ -157,9 +188,11 @@ int run_train_squad(SquadTrainRequest r) {
         r.trainer.process_group ? ", " + std::to_string(r.trainer.process_group->world_size()) +
                                       " processes (" + r.trainer.process_group->backend() + ")"
                                 : "";
+    const std::string adapter_text =
+        adapter ? Stack::on_top_of(r.stacked_on, adapter_name).describe() : "none";
     std::fprintf(stderr, "train: squad (%s), %zu train / %zu dev questions, adapter %s%s\n",
                  train.v2 ? "v2.0" : "v1.1", train.examples.size(), dev.examples.size(),
-                 adapter ? adapter_name.c_str() : "none", processes.c_str());
+                 adapter_text.c_str(), processes.c_str());
   }
   TrainResult result;
   {
@@ -168,7 +201,8 @@ int run_train_squad(SquadTrainRequest r) {
     options.max_length = 0;  // the windows' length, from qa
     QuestionAnsweringTrainer trainer(
         model, std::move(train), std::move(dev), policy,
-        adapter ? std::optional<std::string>(adapter_name) : std::nullopt, options, qa, *tokenizer);
+        adapter ? std::optional<std::string>(adapter_name) : std::nullopt, options, qa, *tokenizer,
+        r.stacked_on);
     result = trainer.train();
   }
   const nlohmann::ordered_json out = {
@@ -189,9 +223,13 @@ int run_eval_squad(const SquadUseRequest& r) {
   const SquadEvalResult eval = evaluate_squad(m.model, data, *tokenizer, m.qa, r.batch_size,
                                               m.device, m.precision, m.group.get());
   if (!speaks_for_group()) return 0;  // rank 0 prints
+  // The adapters that ran below the span pack's (the Stack it was trained on), as the model ran.
+  std::vector<std::string> below = m.model->bert->tasks().active_stack();
+  if (!below.empty()) below.pop_back();
   const nlohmann::ordered_json out = {
       {"task", "squad"},
       {"adapter", m.adapter ? nlohmann::ordered_json(*m.adapter) : nullptr},
+      {"stacked_on", below},
       {"split", r.file},
       {"examples", data.examples.size()},
       {"max_length", m.max_length},

@@ -36,6 +36,10 @@ struct SquadTrainRequest {
   std::string model;
   AdapterChoice adapter;
   std::optional<std::string> adapter_name;
+  /// Packs whose adapters the new one trains on top of (`stacked_on`, bottom first): loaded
+  /// frozen, without their heads.
+  std::vector<std::string> adapter_packs;
+  std::vector<std::string> stacked_on;
   TrainChoice train;
   /// Device, precision, schedule and max_length already resolved.
   TrainerOptions trainer;

@@ -151,6 +151,16 @@ void check_multi_task_options(const TrainCommandOptions& o, bool adapter) {
   }
 }
 
+// --stack-on trains a new adapter on top of the packs': only where an adapter trains.
+void check_stack_on_trains_an_adapter(const TrainCommandOptions& o, TrainMode mode) {
+  if (o.stack_on && mode != TrainMode::kAdapters && mode != TrainMode::kAdaptersAndHead) {
+    throw Error(
+        "--stack-on trains a new adapter on top of the packs' (--train adapters or "
+        "adapters-head), not --train " +
+        o.train.mode);
+  }
+}
+
 // `train --task squad`: the flags that describe another kind of task are refused by name.
 int run_train_squad_command(TrainCommandOptions& o) {
   const std::string label = "train --task squad";
@@ -165,9 +175,16 @@ int run_train_squad_command(TrainCommandOptions& o) {
                 ": --labels, --regression, --pair-column, --metrics and --main-metric "
                 "describe classification files; SQuAD is scored by exact match and F1");
   }
-  if (o.fuse || o.stack_on || !o.adapter_packs.empty()) {
-    throw Error(label + " takes no --fuse, --stack-on or --adapter-pack");
+  if (o.fuse) throw Error(label + " takes no --fuse (a span head trains one adapter)");
+  if (!o.adapter_packs.empty() && !o.stack_on) {
+    throw Error(label +
+                " --adapter-pack loads adapters to stack the new adapter on: give --stack-on");
   }
+  std::vector<std::string> packs;  // the packs' adapter names, in --adapter-pack order
+  for (const auto& pack : o.adapter_packs) packs.push_back(read_adapter_pack_info(pack).name);
+  const std::vector<std::string> stacked_on =
+      o.stack_on ? pack_adapters("--stack-on", *o.stack_on, packs) : std::vector<std::string>();
+  check_stack_on_trains_an_adapter(o, requested_policy(o.train, o.model).mode);
   if (o.trainer.cache_frozen_layers) {
     throw Error(label + ": --cache-frozen-layers is not supported for SQuAD yet");
   }
@@ -186,6 +203,8 @@ int run_train_squad_command(TrainCommandOptions& o) {
   request.model = o.model;
   request.adapter = o.adapter;
   request.adapter_name = o.adapter_name;
+  request.adapter_packs = o.adapter_packs;
+  request.stacked_on = stacked_on;
   request.train = o.train;
   request.trainer = o.trainer;
   request.train_file = *files.train_file;
@@ -233,12 +252,7 @@ int run_train(TrainCommandOptions o) {
   }
   const std::vector<std::string> stacked_on =
       o.stack_on ? pack_adapters("--stack-on", *o.stack_on, packs) : std::vector<std::string>();
-  if (o.stack_on && mode != TrainMode::kAdapters && mode != TrainMode::kAdaptersAndHead) {
-    throw Error(
-        "--stack-on trains a new adapter on top of the packs' (--train adapters or "
-        "adapters-head), not --train " +
-        o.train.mode);
-  }
+  check_stack_on_trains_an_adapter(o, mode);
   if (!o.adapter_packs.empty() && !o.fuse && !o.stack_on) {
     throw Error(
         "train --adapter-pack loads adapters to fuse (--fuse) or to stack the new "
@@ -632,14 +646,8 @@ UseSettings settings_for(const UseOptions& o, const TaskDescription& task,
                          stack->describe() + " as --adapter asks");
     }
     if (!stack) {
-      std::vector<std::string> given;
-      for (const auto& other : infos) given.push_back(other.name);
-      const std::vector<std::string> missing = info->missing_below(given);
-      if (!missing.empty()) {
-        throw Error(o.adapter_packs[*pack] + " was trained as " + described + ": give the pack" +
-                    (missing.size() == 1 ? " of " : "s of ") + joined(missing) +
-                    " with --adapter-pack too (or --adapter " + info->name + " to run it alone)");
-      }
+      check_packs_below(*info, o.adapter_packs[*pack], infos,
+                        "or --adapter " + info->name + " to run it alone");
       stack = Stack(std::move(trained));
     }
   }
