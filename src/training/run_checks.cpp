@@ -1,9 +1,8 @@
 #include "run_checks.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
-
-#include <algorithm>
 
 #include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/bert_model.h"

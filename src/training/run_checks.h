@@ -1,6 +1,6 @@
 #pragma once
-// What the trainers and pretrain_mlm() check before a run, and how both fingerprint their data
-// for resume: one rule each, so that the two report ranges and refuse checkpoints alike.
+// What the trainers and pretrain_mlm() check before a run, and how they fingerprint their data
+// for resume: one rule each, so that they report ranges and refuse checkpoints alike.
 
 #include <cstdint>
 #include <optional>
