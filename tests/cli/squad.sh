@@ -71,6 +71,9 @@ refused "was trained as Stack(lang, squad): give the pack of lang with --adapter
 refused "on the packs it was trained stacked on (none); this pack's adapter lang is none of them" \
   "$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" \
   --adapter-pack "$work/adapter/best" --adapter-pack "$work/lang/best"
+refused "runs its span pack in the Stack it was trained on; --adapter does not apply" \
+  "$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" \
+  --adapter-pack "$work/stacked/best" --adapter-pack "$work/lang/best" --adapter "Stack(lang, squad)"
 refused "none of the --adapter-pack packs has a span head" \
   "$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" \
   --adapter-pack "$work/lang/best" --adapter-pack "$work/lang/best"

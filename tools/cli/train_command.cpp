@@ -661,7 +661,11 @@ UseSettings settings_for(const UseOptions& o, const TaskDescription& task,
 SquadUseRequest squad_request(const UseOptions& o, const std::optional<std::string>& file,
                               const std::string& flag) {
   if (!file) throw Error("--task squad reads a SQuAD JSON file: give " + flag);
-  if (o.adapter) throw Error("--task squad runs its one adapter pack; --adapter does not apply");
+  if (o.adapter) {
+    throw Error(
+        "--task squad runs its span pack in the Stack it was trained on; --adapter does "
+        "not apply");
+  }
   SquadUseRequest request;
   request.model = o.model;
   request.adapter_packs = o.adapter_packs;
