@@ -354,7 +354,6 @@ TrainResult QuestionAnsweringTrainer::train() {
          {"epoch", epoch + 1},
          {"task", "squad"},
          {"adapter", adapter_ ? Json(*adapter_) : Json(nullptr)},
-         {"stacked_on", stacked_on_},
          {"metrics", eval.metrics},
          {"improved", improved},
          {"elapsed_s",
