@@ -7,6 +7,7 @@
 #include <mutex>
 #include <thread>
 
+#include "adaptertune/bert_for_question_answering.h"
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/error.h"
 #include "adaptertune/io/adapter_pack.h"
@@ -204,6 +205,28 @@ TEST(Predictor, ErrorsNameTheRequestAndThePack) {
   fp16.precision = Precision::kFloat16;
   EXPECT_ERROR_CONTAINS(Predictor(files().model, files().packs, fp16),
                         "precision fp16 is not supported on the CPU");
+}
+
+// A span pack (question answering) is refused by name, before any weights load, and add_task()
+// leaves the Predictor as it was.
+TEST(Predictor, RefusesASpanPackNamingWhatRunsIt) {
+  const std::string span_pack = files().root + "/span";
+  {
+    BertConfig config = testing::tiny_config();
+    config.vocab_size = 30522;
+    BertForQuestionAnswering model(config);
+    model->bert->add_adapter("squad", AdapterConfig::houlsby());
+    save_adapter_pack(model, "squad", span_pack);
+  }
+  const std::string expected = span_pack +
+                               ": the pack's head is a span head (question answering); a "
+                               "Predictor (and serve) runs classification and regression heads";
+  EXPECT_ERROR_CONTAINS(Predictor(files().model, {files().packs[0], span_pack}), expected);
+  Predictor predictor(files().model, {files().packs[0]});
+  EXPECT_ERROR_CONTAINS(predictor.add_task(span_pack), "predict --task squad");
+  EXPECT_EQ(predictor.tasks(), std::vector<std::string>{"sentiment"});
+  EXPECT_EQ(predictor.predict(std::string("sentiment"), {TextInput{"fine", std::nullopt}}).size(),
+            1U);
 }
 
 TEST(Predictor, TasksLoadAndUnloadWhileOtherThreadsPredict) {

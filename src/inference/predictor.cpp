@@ -30,6 +30,18 @@ namespace {
 
 constexpr int64_t kDefaultMaxLength = 128;
 
+// A span head answers a question with a stretch of its context, which predict() has no request
+// for: refused before any weights load (load_adapter_pack() would refuse it too, but naming a
+// model class a Predictor's user cannot choose), saying what runs it.
+void check_sequence_head(const AdapterPackInfo& info, const std::string& pack) {
+  if (info.span_head) {
+    throw Error(pack +
+                ": the pack's head is a span head (question answering); a Predictor (and serve) "
+                "runs classification and regression heads only: answer its questions with "
+                "predict_squad(), or `adaptertune predict --task squad`");
+  }
+}
+
 }  // namespace
 
 Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
@@ -137,6 +149,7 @@ struct Predictor::State {
   std::string load(const std::string& pack, const std::optional<std::string>& name) {
     // Checked before the pack changes the model.
     const AdapterPackInfo recorded = read_adapter_pack_info(pack);
+    check_sequence_head(recorded, pack);
     model->bert->config().check_sequence_length(length(recorded.max_length), pack + ": max_length");
     std::vector<std::string> loaded;
     for (const auto& [task_name, task] : info) loaded.push_back(task_name);
@@ -188,7 +201,9 @@ Predictor::Predictor(const std::string& model_directory,
   s.options = options;
   // Everything that can be checked without the weights first: packs, then the tokenizer.
   std::vector<AdapterPackInfo> infos;
-  for (const auto& pack : adapter_packs) infos.push_back(read_adapter_pack_info(pack));
+  for (const auto& pack : adapter_packs) {
+    check_sequence_head(infos.emplace_back(read_adapter_pack_info(pack)), pack);
+  }
   check_fused_adapters(infos, adapter_packs);
   // The precision, from the option or what the packs record: an fp16 the device cannot run is
   // refused here, before any weights load.

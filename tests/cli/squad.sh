@@ -86,6 +86,15 @@ refused "--stack-on trains a new adapter on top of the packs' (--train adapters 
 refused "takes no --fuse" \
   "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
   "${common[@]}" --adapter-pack "$work/lang/best" --fuse lang,lang --out "$work/x"
+# A span pack runs only with --task squad: the classification commands and the server refuse it
+# by name, before any input is read.
+refused "adapter/best: the pack's head is a span head (question answering): run it with --task squad" \
+  "$cli" eval --task SST-2 --data-dir "$glue" --model "$base" --adapter-pack "$work/adapter/best"
+refused "adapter/best: the pack's head is a span head (question answering): run it with --task squad" \
+  "$cli" predict --model "$base" --adapter-pack "$work/lang/best" --adapter-pack "$work/adapter/best" \
+  --input-format jsonl </dev/null
+refused "adapter/best: the pack's head is a span head (question answering); a Predictor (and serve) runs classification and regression heads only" \
+  timeout 120 "$cli" serve --model "$base" --adapter-pack "$work/adapter/best" --port 0
 
 # Full fine-tuning keeps a model directory with a span head.
 "$cli" train --task squad --train-file "$squad/dev-v2.0.json" --dev-file "$squad/dev-v2.0.json" \

@@ -589,10 +589,17 @@ void check_pack_fits_task(const AdapterPackInfo& info, const std::string& pack,
   }
 }
 
-// The packs' descriptions, checked.
+// The packs' descriptions, checked: fusions with their adapters, and no span pack (whose
+// questions and contexts only --task squad reads).
 std::vector<AdapterPackInfo> pack_infos(const UseOptions& o) {
   std::vector<AdapterPackInfo> infos;
-  for (const auto& pack : o.adapter_packs) infos.push_back(read_adapter_pack_info(pack));
+  for (const auto& pack : o.adapter_packs) {
+    if (infos.emplace_back(read_adapter_pack_info(pack)).span_head) {
+      throw Error(pack +
+                  ": the pack's head is a span head (question answering): run it with "
+                  "--task squad");
+    }
+  }
   check_fused_adapters(infos, o.adapter_packs);
   return infos;
 }
@@ -761,9 +768,7 @@ int run_predict_requests(const UseOptions& o) {
   options.max_length = o.max_length.value_or(0);
   options.batch_size = o.batch_size;
   // The packs are checked before stdin is read (the Predictor reads them again, before the base).
-  std::vector<AdapterPackInfo> infos;
-  for (const auto& pack : o.adapter_packs) infos.push_back(read_adapter_pack_info(pack));
-  check_fused_adapters(infos, o.adapter_packs);
+  pack_infos(o);
   if (o.input.empty()) refuse_group_for(o, "predict on JSON lines from stdin");
   const TaskRequests input = read_requests(o.input);
   if (input.requests.empty()) throw Error("predict: no input requests");

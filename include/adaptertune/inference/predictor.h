@@ -111,8 +111,8 @@ class Predictor {
  public:
   /// Loads the base from `model_directory` and each pack of `adapter_packs` as a task named as
   /// the pack (a pack trained stacked on others after them, whatever their order). Throws Error
-  /// for a malformed directory or pack, two packs with one name, or a stacked pack without the
-  /// packs below it.
+  /// for a malformed directory or pack, two packs with one name, a stacked pack without the
+  /// packs below it, or a pack with a span head (question answering: predict_squad() runs those).
   explicit Predictor(const std::string& model_directory,
                      const std::vector<std::string>& adapter_packs = {},
                      PredictorOptions options = PredictorOptions{});
