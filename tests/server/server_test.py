@@ -127,6 +127,19 @@ for payload, headers, code in [
     check(status == code, f"load {payload} {headers}: {status} {body}")
 status, _, _ = a.request("DELETE", "/v1/tasks/SST-2")
 check(status == 401, f"unload without the key: {status}")
+# A span pack (question answering) is refused by name, and nothing is loaded.
+squad = os.path.join(project, "tests", "data", "squad", "dev-v1.1.json")
+subprocess.run([cli, "train", "--task", "squad", "--train-file", squad, "--dev-file", squad,
+                "--model", base, "--max-length", "64", "--doc-stride", "16", "--max-query-length",
+                "16", "--batch-size", "8", "--max-steps", "1", "--no-progress", "--out",
+                os.path.join(packs_dir, "squad")],
+               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+status, body, _ = a.request("POST", "/v1/tasks", {"path": "squad/best"}, key)
+check(status == 400 and "span head (question answering); a Predictor (and serve) runs "
+      "classification and regression heads only" in body,
+      f"load a span pack: {status} {body}")
+status, body, _ = a.request("GET", "/v1/tasks")
+check(status == 200 and "squad" not in body, f"tasks after a refused span pack: {status} {body}")
 
 # Concurrent clients, while packs are loaded and unloaded: every answer is the right one.
 errors = []
