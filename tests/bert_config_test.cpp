@@ -65,6 +65,13 @@ TEST(BertConfig, HiddenSizeNotDivisibleByHeadsIsRejected) {
 TEST(BertConfig, WrongTypeNamesTheKey) {
   EXPECT_ERROR_CONTAINS(BertConfig::from_json_string(R"({"hidden_size": "768"})", "c.json"),
                         "c.json: key 'hidden_size' must be an integer, found \"768\"");
+  // Whole numbers beyond int64_t (the parser reads them as floats) are no integers here.
+  EXPECT_ERROR_CONTAINS(BertConfig::from_json_string(R"({"hidden_size": 1e30})", "c.json"),
+                        "c.json: key 'hidden_size' must be an integer, found 1e+30");
+  EXPECT_ERROR_CONTAINS(
+      BertConfig::from_json_string(R"({"hidden_size": 99999999999999999999})", "c.json"),
+      "c.json: key 'hidden_size' must be an integer, found 1e+20");
+  EXPECT_EQ(BertConfig::from_json_string(R"({"hidden_size": 768.0})").hidden_size, 768);
   EXPECT_ERROR_CONTAINS(BertConfig::from_json_string(R"({"hidden_dropout_prob": 1.5})"),
                         "'hidden_dropout_prob' must be in [0, 1)");
   EXPECT_ERROR_CONTAINS(BertConfig::from_json_string(R"({"hidden_act": "gelu2"})"),
