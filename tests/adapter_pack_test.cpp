@@ -279,6 +279,61 @@ TEST(AdapterPack, RecordsTheStackItWasTrainedOnAndLoadsAfterIt) {
   }
 }
 
+// A span head's pack records its windows and answer options; a malformed record is refused by
+// key, naming the file.
+TEST(AdapterPack, RecordsTheWindowsAndAnswersOfASpanHead) {
+  torch::manual_seed(11);
+  BertForQuestionAnswering model(testing::tiny_config());
+  model->bert->add_adapter("squad", AdapterConfig::houlsby());
+  const std::string dir = fresh_dir("span");
+  AdapterPackOptions options;
+  options.max_length = 48;
+  options.question_answering = QuestionAnsweringOptions{};
+  options.question_answering->features.max_length = 48;
+  options.question_answering->features.doc_stride = 12;
+  options.question_answering->features.max_query_length = 10;
+  options.question_answering->answers.n_best = 5;
+  options.question_answering->answers.max_answer_length = 7;
+  options.question_answering->answers.null_score_threshold = -1.5;
+  save_adapter_pack(model, "squad", dir, options);
+  const AdapterPackInfo info = read_adapter_pack_info(dir);
+  ASSERT_TRUE(info.question_answering);
+  const QuestionAnsweringOptions& qa = *info.question_answering;
+  EXPECT_EQ(qa.features.max_length, 48);
+  EXPECT_EQ(qa.features.doc_stride, 12);
+  EXPECT_EQ(qa.features.max_query_length, 10);
+  EXPECT_EQ(qa.answers.n_best, 5);
+  EXPECT_EQ(qa.answers.max_answer_length, 7);
+  EXPECT_EQ(qa.answers.null_score_threshold, -1.5);
+  const nlohmann::json config = nlohmann::json::parse(read_file(dir + "/adapter_config.json"));
+  EXPECT_EQ(config.at("adaptertune").at("question_answering"),
+            nlohmann::json::parse(R"({"doc_stride": 12, "max_query_length": 10, "n_best": 5,
+                                      "max_answer_length": 7, "null_score_threshold": -1.5})"));
+  const std::string plain = fresh_dir("span_none");
+  save_adapter_pack(model, "squad", plain);
+  EXPECT_FALSE(read_adapter_pack_info(plain).question_answering);
+
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"({"doc_stride": 0})", "key 'doc_stride' must be a count of at least 1, found 0"},
+      {R"({"n_best": "5"})", "key 'n_best' must be an integer"},
+      {R"({"max_query_length": 45})",
+       "key 'max_query_length' must be at most max_length 48 - 4, to leave room for context"},
+      {R"({"null_score_threshold": null})", "key 'null_score_threshold' must be a number"},
+      {R"({"stride": 3})", "unknown key(s) 'stride'"}};
+  for (const auto& [change, message] : bad) {
+    SCOPED_TRACE(change);
+    nlohmann::json broken = config;
+    broken["adaptertune"]["question_answering"].update(nlohmann::json::parse(change));
+    write_file_atomic(dir + "/adapter_config.json", broken.dump());
+    EXPECT_ERROR_CONTAINS(read_adapter_pack_info(dir),
+                          "adapter_config.json (adaptertune.question_answering): " + message);
+  }
+  nlohmann::json missing = config;
+  missing["adaptertune"]["question_answering"].erase("n_best");
+  write_file_atomic(dir + "/adapter_config.json", missing.dump());
+  EXPECT_ERROR_CONTAINS(read_adapter_pack_info(dir), "key 'n_best' is missing");
+}
+
 TEST(AdapterPack, LoadOrderWaitsForEveryPackOfANameAndScalesToManyPacks) {
   // A pack that names itself below it is not held back by itself (a hand-edited file can).
   EXPECT_EQ(pack_load_order({pack_info("self", {"self"})}), (std::vector<size_t>{0}));

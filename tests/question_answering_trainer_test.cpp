@@ -95,6 +95,17 @@ TEST(QuestionAnsweringTrainer, TrainsAnAdapterAndItsPackReproducesTheBestScore) 
                           item.key().rfind("qa_outputs.", 0) == 0;
     EXPECT_EQ(trains, expected) << item.key();
   }
+  // The pack records the windows and answer options it was evaluated with.
+  const AdapterPackInfo info = read_adapter_pack_info(*result.best_model);
+  ASSERT_TRUE(info.question_answering);
+  EXPECT_EQ(info.max_length, 48);
+  EXPECT_EQ(info.question_answering->features.max_length, 48);
+  EXPECT_EQ(info.question_answering->features.doc_stride, 12);
+  EXPECT_EQ(info.question_answering->features.max_query_length, 12);
+  EXPECT_EQ(info.question_answering->answers.n_best, f.qa.answers.n_best);
+  EXPECT_EQ(info.question_answering->answers.max_answer_length, f.qa.answers.max_answer_length);
+  EXPECT_EQ(info.question_answering->answers.null_score_threshold,
+            f.qa.answers.null_score_threshold);
   // The pack on a fresh base gives the logged best score.
   BertForQuestionAnswering fresh = f.model();
   fresh->bert->remove_adapter("squad");

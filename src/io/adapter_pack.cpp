@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 #include <unordered_map>
+#include <utility>
 
 #include <ATen/ATen.h>
 
@@ -93,6 +94,33 @@ PackModel pack_model(BertForQuestionAnswering& model) {
 }
 
 // Whether a pack's head (head_config.json) is a span head.
+// A span pack's `question_answering` record (AdapterPackOptions::question_answering), read from
+// `path`, for windows of `max_length` tokens (0: not recorded, the default length then).
+QuestionAnsweringOptions read_question_answering(const detail::Json& value, const std::string& path,
+                                                 int64_t max_length) {
+  detail::JsonObjectReader reader(value, path + " (adaptertune.question_answering)");
+  reader.require(
+      {"doc_stride", "max_query_length", "n_best", "max_answer_length", "null_score_threshold"});
+  QuestionAnsweringOptions qa;
+  if (max_length > 0) qa.features.max_length = max_length;
+  const std::pair<const char*, int64_t*> counts[] = {
+      {"doc_stride", &qa.features.doc_stride},
+      {"max_query_length", &qa.features.max_query_length},
+      {"n_best", &qa.answers.n_best},
+      {"max_answer_length", &qa.answers.max_answer_length}};
+  for (const auto& [key, out] : counts) {
+    reader.read(key, *out);
+    if (*out < 1) reader.fail(key, "a count of at least 1");
+  }
+  reader.read("null_score_threshold", qa.answers.null_score_threshold);
+  reader.finish();
+  if (max_length > 0 && qa.features.max_query_length > max_length - 4) {
+    reader.fail("max_query_length", "at most max_length " + std::to_string(max_length) +
+                                        " - 4, to leave room for context");
+  }
+  return qa;
+}
+
 bool is_span_head(const detail::Json& head) {
   return head.value("head_type", std::string()) == "question_answering" ||
          head.value("model_class", std::string()) == "BertForQuestionAnswering";
@@ -329,6 +357,9 @@ AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
         info.stacked_on.push_back(below.get<std::string>());
       }
     }
+    if (const detail::Json* qa = sub.take("question_answering")) {
+      info.question_answering = read_question_answering(*qa, path, info.max_length);
+    }
     sub.ignore({"library_version"});
     sub.finish();
   }
@@ -380,6 +411,13 @@ void save_pack(const PackModel& model, const std::string& adapter_name,
   if (options.max_length > 0) ours["max_length"] = options.max_length;
   if (options.precision) ours["precision"] = precision_name(*options.precision);
   if (!options.stacked_on.empty()) ours["stacked_on"] = options.stacked_on;
+  if (const auto& qa = options.question_answering) {
+    ours["question_answering"] = {{"doc_stride", qa->features.doc_stride},
+                                  {"max_query_length", qa->features.max_query_length},
+                                  {"n_best", qa->answers.n_best},
+                                  {"max_answer_length", qa->answers.max_answer_length},
+                                  {"null_score_threshold", qa->answers.null_score_threshold}};
+  }
   detail::Json document = {
       {"name", adapter_name},
       {"config", adapter_json},

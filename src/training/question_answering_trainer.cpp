@@ -334,6 +334,7 @@ TrainResult QuestionAnsweringTrainer::train() {
       pack.max_length = qa_.features.max_length;
       pack.precision = options_.precision;
       pack.stacked_on = stacked_on_;
+      pack.question_answering = qa_;
       save_adapter_pack(model_, *adapter_, temp, pack);
     } else {
       save_pretrained(*model_, temp);

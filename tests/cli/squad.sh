@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SQuAD through the CLI: an adapter with its span head trains on a v1.1 file, its pack
-# evaluates to the run's best scores and predicts the official scripts' input (id → answer);
-# a span adapter stacked on another pack's adapter evaluates in its Stack; full fine-tuning keeps
-# a model directory that evaluates alone; mistakes get one line.
+# evaluates to the run's best scores with the windows it records and predicts the official
+# scripts' input (id → answer); a span adapter stacked on another pack's adapter evaluates in its
+# Stack; full fine-tuning keeps a model directory that evaluates alone; mistakes get one line.
 # Usage: squad.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 source "$(dirname "$0")/harness.sh"
 squad=$project/tests/data/squad
@@ -16,20 +16,27 @@ grep -q '"task":"squad"' "$work/adapter.json" && grep -q '"f1":' "$work/adapter.
   fail "train output: $(cat "$work/adapter.json")"
 grep -q '"head_type": "question_answering"' "$work/adapter/best/head_config.json" ||
   fail "the pack has no span head"
-"$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" --doc-stride 16 \
-  --max-query-length 16 --adapter-pack "$work/adapter/best" >"$work/eval.json" 2>"$work/err" ||
+# The pack records the windows and answer options: eval runs them without the flags.
+"$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" \
+  --adapter-pack "$work/adapter/best" >"$work/eval.json" 2>"$work/err" ||
   fail "eval squad: $(cat "$work/err")"
 [ -s "$work/err" ] && fail "eval warned: $(cat "$work/err")"
 /usr/bin/python3 - "$work/adapter.json" "$work/eval.json" <<'PY' || fail "eval differs from the run's best"
 import json, sys
 run, ev = (json.load(open(p)) for p in sys.argv[1:3])
 assert ev["max_length"] == 64, ev  # recorded in the pack
+assert ev["doc_stride"] == 16 and ev["max_query_length"] == 16, ev  # likewise
 assert ev["stacked_on"] == [], ev
 for k in ("exact", "f1"):
     assert abs(run["dev"][k] - ev["metrics"][k]) < 1e-9, (k, run["dev"], ev["metrics"])
 PY
-"$cli" predict --task squad --test-file "$squad/dev-v2.0.json" --model "$base" --doc-stride 16 \
-  --max-query-length 16 --adapter-pack "$work/adapter/best" --out "$work/predictions.json" \
+"$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" --doc-stride 24 \
+  --adapter-pack "$work/adapter/best" >"$work/eval24.json" 2>"$work/err" ||
+  fail "eval squad --doc-stride 24: $(cat "$work/err")"
+grep -q '"doc_stride":24,"max_query_length":16' "$work/eval24.json" ||
+  fail "a flag does not override the pack's record: $(cat "$work/eval24.json")"
+"$cli" predict --task squad --test-file "$squad/dev-v2.0.json" --model "$base" \
+  --adapter-pack "$work/adapter/best" --out "$work/predictions.json" \
   2>"$work/err" || fail "predict squad: $(cat "$work/err")"
 /usr/bin/python3 - "$work/predictions.json" <<'PY' || fail "predictions: $(cat "$work/predictions.json")"
 import json, sys
@@ -52,8 +59,8 @@ PY
   fail "train squad stacked: $(tail -3 "$work/stacked.log")"
 grep -q 'adapter Stack(lang, squad)' "$work/stacked.log" ||
   fail "the stacked run does not say its stack: $(head -5 "$work/stacked.log")"
-"$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" --doc-stride 16 \
-  --max-query-length 16 --adapter-pack "$work/stacked/best" --adapter-pack "$work/lang/best" \
+"$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" \
+  --adapter-pack "$work/stacked/best" --adapter-pack "$work/lang/best" \
   >"$work/eval_stacked.json" 2>"$work/err" || fail "eval squad stacked: $(cat "$work/err")"
 [ -s "$work/err" ] && fail "eval stacked warned: $(cat "$work/err")"
 /usr/bin/python3 - "$work/stacked.json" "$work/eval_stacked.json" "$work/stacked/best/adapter_config.json" \

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstdio>
 #include <iostream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -24,15 +25,24 @@
 namespace adaptertune::cli {
 namespace {
 
-QuestionAnsweringOptions qa_options(const SquadChoice& choice, int64_t max_length) {
-  QuestionAnsweringOptions qa;
+// The windows and answer options: each flag given, else what `recorded` (a span pack's record)
+// says, else the library's default.
+QuestionAnsweringOptions qa_options(
+    const SquadChoice& choice, int64_t max_length,
+    const std::optional<QuestionAnsweringOptions>& recorded = std::nullopt) {
+  QuestionAnsweringOptions qa = recorded.value_or(QuestionAnsweringOptions{});
   qa.features.max_length = max_length;
-  qa.features.doc_stride = choice.doc_stride;
-  qa.features.max_query_length = choice.max_query_length;
-  qa.answers.n_best = choice.n_best;
-  qa.answers.max_answer_length = choice.max_answer_length;
-  qa.answers.null_score_threshold = choice.null_score_threshold;
-  qa.features.validate();
+  qa.features.doc_stride = choice.doc_stride.value_or(qa.features.doc_stride);
+  qa.features.max_query_length = choice.max_query_length.value_or(qa.features.max_query_length);
+  qa.answers.n_best = choice.n_best.value_or(qa.answers.n_best);
+  qa.answers.max_answer_length = choice.max_answer_length.value_or(qa.answers.max_answer_length);
+  qa.answers.null_score_threshold =
+      choice.null_score_threshold.value_or(qa.answers.null_score_threshold);
+  try {
+    qa.features.validate();
+  } catch (const Error& e) {
+    throw Error(std::string(e.what()) + " (the flags: --max-length, --max-query-length)");
+  }
   return qa;
 }
 
@@ -89,7 +99,8 @@ SquadModel open_squad_model(const SquadUseRequest& r) {
   check_max_length_flag(r.model, r.max_length);
   out.max_length =
       r.max_length.value_or(info && info->max_length > 0 ? info->max_length : kSquadMaxLength);
-  out.qa = qa_options(r.squad, out.max_length);
+  out.qa = qa_options(r.squad, out.max_length,
+                      info ? info->question_answering : std::optional<QuestionAnsweringOptions>());
   out.device = parse_device(r.device);
   std::vector<std::string> warnings;
   out.precision =
@@ -117,29 +128,37 @@ SquadModel open_squad_model(const SquadUseRequest& r) {
 
 }  // namespace
 
-void add_squad_options(CLI::App* cmd, SquadChoice& choice) {
+void add_squad_options(CLI::App* cmd, SquadChoice& choice, bool from_pack) {
   const std::string group = "SQuAD (--task squad)";
+  const QuestionAnsweringOptions defaults;
+  const auto by_default = [from_pack](const auto& value) {
+    std::ostringstream text;
+    text << value;
+    return std::string(from_pack ? " (default: the span pack's, else " : " (default: ") +
+           text.str() + ")";
+  };
   cmd->add_option("--doc-stride", choice.doc_stride,
-                  "SQuAD: context tokens between the starts of two windows over a long context")
+                  "SQuAD: context tokens between the starts of two windows over a long context" +
+                      by_default(defaults.features.doc_stride))
       ->check(integer_range(1))
-      ->capture_default_str()
       ->group(group);
-  cmd->add_option("--max-query-length", choice.max_query_length, "SQuAD: question tokens kept")
+  cmd->add_option("--max-query-length", choice.max_query_length,
+                  "SQuAD: question tokens kept" + by_default(defaults.features.max_query_length))
       ->check(integer_range(1))
-      ->capture_default_str()
       ->group(group);
-  cmd->add_option("--n-best", choice.n_best, "SQuAD: best starts and ends considered per window")
+  cmd->add_option(
+         "--n-best", choice.n_best,
+         "SQuAD: best starts and ends considered per window" + by_default(defaults.answers.n_best))
       ->check(integer_range(1))
-      ->capture_default_str()
       ->group(group);
-  cmd->add_option("--max-answer-length", choice.max_answer_length,
-                  "SQuAD: longest answer, in tokens")
+  cmd->add_option(
+         "--max-answer-length", choice.max_answer_length,
+         "SQuAD: longest answer, in tokens" + by_default(defaults.answers.max_answer_length))
       ->check(integer_range(1))
-      ->capture_default_str()
       ->group(group);
   cmd->add_option("--null-score-threshold", choice.null_score_threshold,
-                  "SQuAD v2.0: answer nothing when the null score beats the best span by more")
-      ->capture_default_str()
+                  "SQuAD v2.0: answer nothing when the null score beats the best span by more" +
+                      by_default(defaults.answers.null_score_threshold))
       ->group(group);
 }
 
@@ -233,6 +252,8 @@ int run_eval_squad(const SquadUseRequest& r) {
       {"split", r.file},
       {"examples", data.examples.size()},
       {"max_length", m.max_length},
+      {"doc_stride", m.qa.features.doc_stride},
+      {"max_query_length", m.qa.features.max_query_length},
       {"precision", precision_name(m.precision)},
       {"metrics", eval.metrics}};
   std::cout << out.dump() << std::endl;

@@ -14,16 +14,18 @@
 
 namespace adaptertune::cli {
 
-/// Windows and answer extraction.
+/// Windows and answer extraction, as the flags give them (std::nullopt: not given; then what
+/// the span pack records, else QuestionAnsweringOptions' defaults).
 struct SquadChoice {
-  int64_t doc_stride = 128;
-  int64_t max_query_length = 64;
-  int64_t n_best = 20;
-  int64_t max_answer_length = 30;
-  double null_score_threshold = 0.0;
+  std::optional<int64_t> doc_stride;
+  std::optional<int64_t> max_query_length;
+  std::optional<int64_t> n_best;
+  std::optional<int64_t> max_answer_length;
+  std::optional<double> null_score_threshold;
 };
-/// --doc-stride, --max-query-length, --n-best, --max-answer-length, --null-score-threshold.
-void add_squad_options(CLI::App* cmd, SquadChoice& choice);
+/// --doc-stride, --max-query-length, --n-best, --max-answer-length, --null-score-threshold;
+/// `from_pack`: the command (eval, predict) takes what a span pack records before the defaults.
+void add_squad_options(CLI::App* cmd, SquadChoice& choice, bool from_pack);
 
 /// Whether --task names SQuAD ("squad", any case).
 bool is_squad_task(const std::string& name);

@@ -932,7 +932,7 @@ Command add_train_command(CLI::App& app) {
       ->delimiter(',')
       ->required();
   add_task_choice_options(cmd, o->task_choice, TaskFiles::kTrainDev);
-  add_squad_options(cmd, o->squad);
+  add_squad_options(cmd, o->squad, /*from_pack=*/false);
   cmd->add_option("--data-dir", o->data_dir, "Folder with <TASK>/train.tsv, dev.tsv")
       ->check(CLI::ExistingDirectory)
       ->capture_default_str();
@@ -1061,7 +1061,7 @@ Command add_eval_command(CLI::App& app) {
       ->required();
   add_use_options(cmd, *o);
   add_task_choice_options(cmd, o->task_choice, TaskFiles::kDev);
-  add_squad_options(cmd, o->squad);
+  add_squad_options(cmd, o->squad, /*from_pack=*/true);
   cmd->add_option("--data-dir", o->data_dir, "GLUE data folder")
       ->check(CLI::ExistingDirectory)
       ->capture_default_str();
@@ -1081,7 +1081,7 @@ Command add_predict_command(CLI::App& app) {
                   "for JSON lines input, where each line names its task");
   add_use_options(cmd, *o);
   add_task_choice_options(cmd, o->task_choice, TaskFiles::kTest);
-  add_squad_options(cmd, o->squad);
+  add_squad_options(cmd, o->squad, /*from_pack=*/true);
   cmd->add_option("--input", o->input,
                   "GLUE TSV file (e.g. test.tsv), or JSON lines when it ends in .jsonl; default: "
                   "stdin")

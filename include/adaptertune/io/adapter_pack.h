@@ -34,6 +34,7 @@
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/fusion_config.h"
 #include "adaptertune/precision.h"
+#include "adaptertune/tasks/squad_features.h"
 
 namespace adaptertune {
 
@@ -55,6 +56,12 @@ struct AdapterPackOptions {
   /// Stack it learnt in. Empty: trained alone (not recorded). AdapterHub's layout has no place
   /// for it: a Python user names the Stack.
   std::vector<std::string> stacked_on;
+  /// A span head's windows and answer extraction, recorded as `question_answering`
+  /// (`doc_stride`, `max_query_length`, `n_best`, `max_answer_length`, `null_score_threshold`;
+  /// the windows' length is `max_length`) so that evaluation and prediction run the pack as its
+  /// run evaluated it. std::nullopt: not recorded. `answers.allow_no_answer` is not recorded:
+  /// the data's SQuAD version decides it.
+  std::optional<QuestionAnsweringOptions> question_answering;
 };
 
 /// What a pack holds, read from its JSON files without touching a model.
@@ -86,6 +93,9 @@ struct AdapterPackInfo {
   std::optional<HeadConfig> head;
   /// Whether the pack's head is a span head (question answering, `qa_outputs`) instead.
   bool span_head = false;
+  /// What a span head's pack records of its windows and answers (AdapterPackOptions), with
+  /// `features.max_length` set to `max_length` (its default when that is not recorded).
+  std::optional<QuestionAnsweringOptions> question_answering;
   std::string base_model_name;
   std::string base_config_sha256;
   std::string base_weights_sha256;

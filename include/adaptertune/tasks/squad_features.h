@@ -74,6 +74,12 @@ struct SquadAnswerOptions {
   double null_score_threshold = 0.0;
 };
 
+/// How questions become windows and how answers come back from them.
+struct QuestionAnsweringOptions {
+  SquadFeatureOptions features;
+  SquadAnswerOptions answers;
+};
+
 /// One question's answer with its score (start + end logit), and the null score.
 struct SquadAnswerPrediction {
   std::string text;

@@ -20,12 +20,6 @@
 
 namespace adaptertune {
 
-/// How questions become windows and how answers come back from them.
-struct QuestionAnsweringOptions {
-  SquadFeatureOptions features;
-  SquadAnswerOptions answers;
-};
-
 /// What evaluate_squad() found.
 struct SquadEvalResult {
   /// "exact" and "f1" (percent, as the official scripts report them); for v2.0 data also
