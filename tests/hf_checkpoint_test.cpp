@@ -224,6 +224,17 @@ TEST(HfCheckpoint, RandomInitialisationTakesTheConfigAndNoWeights) {
   EXPECT_TRUE(torch::equal(first->bert->embeddings->word_embeddings->weight,
                            second->bert->embeddings->word_embeddings->weight));
   EXPECT_ERROR_CONTAINS(init_bert_for_sequence_classification(dir + "/none"), "config.json");
+
+  // The same for a span model.
+  torch::manual_seed(7);
+  BertForQuestionAnswering span = init_bert_for_question_answering(dir);
+  EXPECT_EQ(span->bert->config().hidden_size, 48);
+  EXPECT_FALSE(torch::equal(span->bert->embeddings->word_embeddings->weight,
+                            saved->bert->embeddings->word_embeddings->weight));
+  torch::manual_seed(7);
+  EXPECT_TRUE(torch::equal(init_bert_for_question_answering(dir)->qa_outputs->weight,
+                           span->qa_outputs->weight));
+  EXPECT_ERROR_CONTAINS(init_bert_for_question_answering(dir + "/none"), "config.json");
 }
 
 }  // namespace

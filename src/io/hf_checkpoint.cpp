@@ -200,10 +200,13 @@ BertForSequenceClassification load_bert_for_sequence_classification(
   return model;
 }
 
+BertForQuestionAnswering init_bert_for_question_answering(const std::string& directory) {
+  return BertForQuestionAnswering(BertConfig::from_file(directory + "/config.json"));
+}
+
 BertForQuestionAnswering load_bert_for_question_answering(const std::string& directory,
                                                           LoadReport* report) {
-  const std::string config_path = directory + "/config.json";
-  BertForQuestionAnswering model(BertConfig::from_file(config_path));
+  BertForQuestionAnswering model = init_bert_for_question_answering(directory);
   LoadReport r = load_state_dict(*model, read_hf_weights(directory), directory);
   r.require_all_except(directory, {ParameterGroup::kPooler, ParameterGroup::kHead});
   if (report != nullptr) *report = std::move(r);

@@ -139,6 +139,15 @@ void warn(const std::string& message) {
   if (speaks_for_group()) std::fprintf(stderr, "warning: %s\n", message.c_str());
 }
 
+void report_base(const std::string& model_dir, bool random_init, const LoadReport& report) {
+  if (random_init) {
+    std::fprintf(stderr, "train: --random-init: %s/config.json, BERT's random initialisation\n",
+                 model_dir.c_str());
+  } else {
+    std::fprintf(stderr, "train: loaded %s: %s\n", model_dir.c_str(), report.summary().c_str());
+  }
+}
+
 void check_packs_below(const AdapterPackInfo& info, const std::string& directory,
                        const std::vector<AdapterPackInfo>& infos, const std::string& alternative) {
   std::vector<std::string> given;

@@ -13,6 +13,7 @@
 #include "adaptertune/adapter_config.h"
 #include "adaptertune/distributed/process_group.h"
 #include "adaptertune/io/adapter_pack.h"
+#include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/precision.h"
 #include "adaptertune/tasks/task_description.h"
 #include "adaptertune/training/freeze_policy.h"
@@ -87,6 +88,10 @@ bool speaks_for_group();
 
 /// "warning: MESSAGE" on stderr when this process speaks_for_group(): once per group.
 void warn(const std::string& message);
+
+/// `train`'s line on stderr about the base it starts from: `model_dir`'s weights as `report`
+/// found them, or with `random_init` its config.json with BERT's random initialisation.
+void report_base(const std::string& model_dir, bool random_init, const LoadReport& report);
 
 /// Error unless the packs given (`infos`, read from --adapter-pack) hold every adapter the pack in
 /// `directory` (`info`) was trained stacked on: "DIRECTORY was trained as Stack(...): give the

@@ -191,10 +191,10 @@ int run_train_squad(SquadTrainRequest r) {
   set_seed(r.trainer.seed);
   auto tokenizer = load_tokenizer(r.model);
   LoadReport report;
-  BertForQuestionAnswering model = load_bert_for_question_answering(r.model, &report);
-  if (main_process) {
-    std::fprintf(stderr, "train: loaded %s: %s\n", r.model.c_str(), report.summary().c_str());
-  }
+  BertForQuestionAnswering model = r.random_init
+                                       ? init_bert_for_question_answering(r.model)
+                                       : load_bert_for_question_answering(r.model, &report);
+  if (main_process) report_base(r.model, r.random_init, report);
   // The packs' adapters are frozen tasks of their own, below the new one.
   for (const auto& pack : r.adapter_packs) {
     AdapterPackLoad load = load_adapter_pack(model, pack, std::nullopt, /*load_head=*/false);

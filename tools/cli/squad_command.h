@@ -36,6 +36,8 @@ constexpr int64_t kSquadMaxLength = 384;
 /// What `train --task squad` takes from the train command's flags.
 struct SquadTrainRequest {
   std::string model;
+  /// --random-init: BERT's random initialisation of the model's config (with --train full).
+  bool random_init = false;
   AdapterChoice adapter;
   std::optional<std::string> adapter_name;
   /// Packs whose adapters the new one trains on top of (`stacked_on`, bottom first): loaded

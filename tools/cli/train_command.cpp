@@ -161,6 +161,15 @@ void check_stack_on_trains_an_adapter(const TrainCommandOptions& o, TrainMode mo
   }
 }
 
+// Only a fully trained model is saved whole; an adapter pack or a head would be loaded later
+// onto the directory's real weights, which it was not trained with.
+void check_random_init(const TrainCommandOptions& o, TrainMode mode) {
+  if (o.random_init && mode != TrainMode::kFull) {
+    throw Error("--random-init needs --train full: with --train " + o.train.mode +
+                " the saved files would be used on " + o.model + "'s pretrained weights");
+  }
+}
+
 // `train --task squad`: the flags that describe another kind of task are refused by name.
 int run_train_squad_command(TrainCommandOptions& o) {
   const std::string label = "train --task squad";
@@ -184,7 +193,9 @@ int run_train_squad_command(TrainCommandOptions& o) {
   for (const auto& pack : o.adapter_packs) packs.push_back(read_adapter_pack_info(pack).name);
   const std::vector<std::string> stacked_on =
       o.stack_on ? pack_adapters("--stack-on", *o.stack_on, packs) : std::vector<std::string>();
-  check_stack_on_trains_an_adapter(o, requested_policy(o.train, o.model).mode);
+  const TrainMode mode = requested_policy(o.train, o.model).mode;
+  check_stack_on_trains_an_adapter(o, mode);
+  check_random_init(o, mode);
   if (o.trainer.cache_frozen_layers) {
     throw Error(label + ": --cache-frozen-layers is not supported for SQuAD yet");
   }
@@ -194,7 +205,6 @@ int run_train_squad_command(TrainCommandOptions& o) {
                 "position");
   }
   if (o.train_examples > 0) throw Error(label + ": --train-examples is not supported for SQuAD");
-  if (o.random_init) throw Error(label + ": --random-init is not supported for SQuAD yet");
   o.trainer.device = parse_device(o.device);
   o.trainer.precision = parse_precision(o.precision.value_or("fp32"));
   o.trainer.schedule = parse_schedule(o.schedule);
@@ -205,8 +215,10 @@ int run_train_squad_command(TrainCommandOptions& o) {
   request.adapter_name = o.adapter_name;
   request.adapter_packs = o.adapter_packs;
   request.stacked_on = stacked_on;
+  request.random_init = o.random_init;
   request.train = o.train;
   request.trainer = o.trainer;
+  request.trainer.base_random_init = o.random_init;
   request.train_file = *files.train_file;
   request.dev_file = *files.dev_file;
   request.squad = o.squad;
@@ -229,12 +241,7 @@ int run_train(TrainCommandOptions o) {
   o.trainer.max_length = max_length;
   const FreezePolicy requested = requested_policy(o.train, o.model);
   const TrainMode mode = requested.mode;
-  // Only a fully trained model is saved whole; an adapter pack or a head would be loaded later
-  // onto the directory's real weights, which it was not trained with.
-  if (o.random_init && mode != TrainMode::kFull) {
-    throw Error("--random-init needs --train full: with --train " + o.train.mode +
-                " the saved files would be used on " + o.model + "'s pretrained weights");
-  }
+  check_random_init(o, mode);
   std::vector<std::string> packs;  // the packs' adapter names, in --adapter-pack order
   for (const auto& pack : o.adapter_packs) packs.push_back(read_adapter_pack_info(pack).name);
   std::vector<std::string> fused;
@@ -307,12 +314,7 @@ int run_train(TrainCommandOptions o) {
   BertForSequenceClassification model =
       o.random_init ? init_bert_for_sequence_classification(o.model, head_for(task))
                     : load_bert_for_sequence_classification(o.model, head_for(task), &report);
-  if (main_process && o.random_init) {
-    std::fprintf(stderr, "train: --random-init: %s/config.json, BERT's random initialisation\n",
-                 o.model.c_str());
-  } else if (main_process) {
-    std::fprintf(stderr, "train: loaded %s: %s\n", o.model.c_str(), report.summary().c_str());
-  }
+  if (main_process) report_base(o.model, o.random_init, report);
   // The packs' adapters (fused or stacked on) are frozen tasks of their own; only the new
   // adapters or fusion (with their LayerNorm copies and heads, as --train says) train.
   for (const auto& pack : o.adapter_packs) {

@@ -76,6 +76,11 @@ BertForSequenceClassification init_bert_for_sequence_classification(
 BertForQuestionAnswering load_bert_for_question_answering(const std::string& directory,
                                                           LoadReport* report = nullptr);
 
+/// A BertForQuestionAnswering of `directory`'s config.json with BERT's random initialisation and
+/// none of the directory's weights (init_bert_for_sequence_classification()'s baseline for span
+/// heads). Draws from LibTorch's global RNG (seed it first to repeat a run).
+BertForQuestionAnswering init_bert_for_question_answering(const std::string& directory);
+
 /// Writes `model` (a BertModel, BertForSequenceClassification, BertForQuestionAnswering or
 /// BertForMaskedLM) as a Hugging Face directory:
 /// `config.json` (with `architectures` and, for a classifier, its head keys) and
