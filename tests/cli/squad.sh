@@ -111,12 +111,15 @@ grep -q '"BertForQuestionAnswering"' "$work/full/best/config.json" || fail "full
 "$cli" eval --task squad --dev-file "$squad/dev-v2.0.json" --model "$work/full/best" "${windows[@]}" \
   >"$work/eval_full.json" 2>"$work/err" || fail "eval the full model: $(cat "$work/err")"
 grep -q '"no_answer_f1"' "$work/eval_full.json" || fail "v2.0 metrics: $(cat "$work/eval_full.json")"
-# The honest zero for span heads: the same run from BERT's random initialisation of the config.
+# The honest zero for span heads: the same run from BERT's random initialisation of the config
+# (on the first 4 questions only, --train-examples).
 "$cli" train --task squad --train-file "$squad/dev-v2.0.json" --dev-file "$squad/dev-v2.0.json" \
-  "${common[@]}" --train full --random-init --max-steps 2 --out "$work/random" >/dev/null \
-  2>"$work/random.log" || fail "train squad --random-init: $(tail -3 "$work/random.log")"
+  "${common[@]}" --train full --random-init --max-steps 2 --train-examples 4 --out "$work/random" \
+  >/dev/null 2>"$work/random.log" || fail "train squad --random-init: $(tail -3 "$work/random.log")"
 grep -q "train: --random-init: .*config.json, BERT's random initialisation" "$work/random.log" ||
   fail "train squad --random-init did not say so: $(head -3 "$work/random.log")"
+grep -q "train: squad (v2.0), 4 train / 6 dev questions" "$work/random.log" ||
+  fail "--train-examples 4 did not take 4 questions: $(head -3 "$work/random.log")"
 grep -q '"random_init": true' "$work/random/run.json" || fail "run.json does not record --random-init"
 cmp -s "$work/full/best/model.safetensors" "$work/random/best/model.safetensors" &&
   fail "--random-init trained the pretrained weights"

@@ -86,6 +86,15 @@ Precision use_precision(const std::optional<std::string>& precision,
 /// (join_group()), rank 0 only, as every process of the group would report the same.
 bool speaks_for_group();
 
+/// `data` with only its first `n` examples (all when `n` is 0 or not fewer): --train-examples.
+template <typename Dataset>
+Dataset first_examples(Dataset data, int64_t n) {
+  if (n > 0 && static_cast<int64_t>(data.examples.size()) > n) {
+    data.examples.resize(static_cast<size_t>(n));
+  }
+  return data;
+}
+
 /// "warning: MESSAGE" on stderr when this process speaks_for_group(): once per group.
 void warn(const std::string& message);
 

@@ -186,7 +186,7 @@ int run_train_squad(SquadTrainRequest r) {
   const bool main_process = speaks_for_group();
   Trainer::check_options(r.trainer);
   // The data before the model, so that a malformed file costs no time.
-  SquadDataset train = read_squad(r.train_file);
+  SquadDataset train = first_examples(read_squad(r.train_file), r.train_examples);
   SquadDataset dev = read_squad(r.dev_file);
   set_seed(r.trainer.seed);
   auto tokenizer = load_tokenizer(r.model);

@@ -38,6 +38,8 @@ struct SquadTrainRequest {
   std::string model;
   /// --random-init: BERT's random initialisation of the model's config (with --train full).
   bool random_init = false;
+  /// --train-examples: train on the first N questions of the training file (0: all).
+  int64_t train_examples = 0;
   AdapterChoice adapter;
   std::optional<std::string> adapter_name;
   /// Packs whose adapters the new one trains on top of (`stacked_on`, bottom first): loaded

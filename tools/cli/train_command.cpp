@@ -101,12 +101,6 @@ HeadConfig head_for(const TaskDescription& task) {
   return task.regression() ? HeadConfig::regression() : HeadConfig::classification(task.labels);
 }
 
-TextDataset subsample(TextDataset data, int64_t n) {
-  if (n > 0 && static_cast<int64_t>(data.examples.size()) > n)
-    data.examples.resize(static_cast<size_t>(n));
-  return data;
-}
-
 // The tasks of --task, each once: GLUE's, or one of one's own files.
 std::vector<CliTask> tasks_of(const TrainCommandOptions& o) {
   const TaskChoice& choice = o.task_choice;
@@ -204,7 +198,6 @@ int run_train_squad_command(TrainCommandOptions& o) {
                 ": --last-layer-first-position does not apply: spans are read from every "
                 "position");
   }
-  if (o.train_examples > 0) throw Error(label + ": --train-examples is not supported for SQuAD");
   o.trainer.device = parse_device(o.device);
   o.trainer.precision = parse_precision(o.precision.value_or("fp32"));
   o.trainer.schedule = parse_schedule(o.schedule);
@@ -216,6 +209,7 @@ int run_train_squad_command(TrainCommandOptions& o) {
   request.adapter_packs = o.adapter_packs;
   request.stacked_on = stacked_on;
   request.random_init = o.random_init;
+  request.train_examples = o.train_examples;
   request.train = o.train;
   request.trainer = o.trainer;
   request.trainer.base_random_init = o.random_init;
@@ -303,8 +297,9 @@ int run_train(TrainCommandOptions o) {
   std::vector<std::pair<TextDataset, TextDataset>> data;
   for (const CliTask& t : tasks) {
     const TaskChoice& files = o.task_choice;
-    data.emplace_back(subsample(read_task_split(t, files, o.data_dir, "train", files.train_file),
-                                o.train_examples),
+    data.emplace_back(
+        first_examples(read_task_split(t, files, o.data_dir, "train", files.train_file),
+                       o.train_examples),
                       read_task_split(t, files, o.data_dir, "dev", files.dev_file));
   }
   // Before the model: the head, the adapters and a missing pooler are initialised from it.
@@ -1013,7 +1008,7 @@ Command add_train_command(CLI::App& app) {
       ->check(integer_range(0))
       ->capture_default_str();
   cmd->add_option("--train-examples", o->train_examples,
-                  "Use only the first N training examples (0: all)")
+                  "Use only the first N training examples (SQuAD: questions; 0: all)")
       ->check(integer_range(0))
       ->capture_default_str();
   cmd->add_option("--sampling-temperature", o->trainer.sampling_temperature,
