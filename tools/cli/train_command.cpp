@@ -300,7 +300,7 @@ int run_train(TrainCommandOptions o) {
     data.emplace_back(
         first_examples(read_task_split(t, files, o.data_dir, "train", files.train_file),
                        o.train_examples),
-                      read_task_split(t, files, o.data_dir, "dev", files.dev_file));
+        read_task_split(t, files, o.data_dir, "dev", files.dev_file));
   }
   // Before the model: the head, the adapters and a missing pooler are initialised from it.
   set_seed(o.trainer.seed);
