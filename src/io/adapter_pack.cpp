@@ -93,7 +93,6 @@ PackModel pack_model(BertForQuestionAnswering& model) {
           /*uses_pooler=*/false};
 }
 
-// Whether a pack's head (head_config.json) is a span head.
 // A span pack's `question_answering` record (AdapterPackOptions::question_answering), read from
 // `path`, for windows of `max_length` tokens (0: not recorded, the default length then).
 QuestionAnsweringOptions read_question_answering(const detail::Json& value, const std::string& path,
@@ -121,6 +120,7 @@ QuestionAnsweringOptions read_question_answering(const detail::Json& value, cons
   return qa;
 }
 
+// Whether a pack's head (head_config.json) is a span head.
 bool is_span_head(const detail::Json& head) {
   return head.value("head_type", std::string()) == "question_answering" ||
          head.value("model_class", std::string()) == "BertForQuestionAnswering";
