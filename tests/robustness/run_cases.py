@@ -44,6 +44,7 @@ class Runner:
     def expand(self, text, case_dir):
         return (text.replace("{base}", self.base)
                 .replace("{glue}", os.path.join(self.project, "data", "glue"))
+                .replace("{squad}", os.path.join(self.project, "tests", "data", "squad"))
                 .replace("{corpus}", self.corpus)
                 .replace("{fixtures}", self.fixtures)
                 .replace("{case}", case_dir))
@@ -62,7 +63,8 @@ class Runner:
                               timeout=timeout, env=dict(os.environ, OMP_NUM_THREADS="1"))
 
     def build_fixtures(self):
-        """A finished 2-step adapter run (best/ and checkpoint-2) and a pretraining checkpoint."""
+        """A finished 2-step adapter run (best/ and checkpoint-2), a pretraining checkpoint and a
+        one-step SQuAD span adapter run."""
         os.makedirs(self.fixtures)
         train = self.arguments(["@train", "--out", "{fixtures}/run", "--max-steps", "2"], "")
         result = self.run(train)
@@ -74,6 +76,10 @@ class Runner:
         result = self.run(pretrain)
         if result.returncode != 0:
             sys.exit("fixture pretraining failed: " + result.stderr.decode(errors="replace"))
+        squad = self.arguments(["@squad", "--out", "{fixtures}/squad", "--max-steps", "1"], "")
+        result = self.run(squad)
+        if result.returncode != 0:
+            sys.exit("fixture SQuAD run failed: " + result.stderr.decode(errors="replace"))
 
     def model_variant(self, directory, replaced):
         """A model directory that links the base's files, except those `replaced` gives."""
