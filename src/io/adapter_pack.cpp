@@ -113,9 +113,15 @@ QuestionAnsweringOptions read_question_answering(const detail::Json& value, cons
   }
   reader.read("null_score_threshold", qa.answers.null_score_threshold);
   reader.finish();
-  if (max_length > 0 && qa.features.max_query_length > max_length - 4) {
-    reader.fail("max_query_length", "at most max_length " + std::to_string(max_length) +
-                                        " - 4, to leave room for context");
+  if (max_length > 0) {
+    // The windows' own rule (the counts above are at least 1, so only the room can fail),
+    // reported as the record's key.
+    try {
+      qa.features.validate();
+    } catch (const Error&) {
+      reader.fail("max_query_length", "at most max_length " + std::to_string(max_length) +
+                                          " - 4, to leave room for context");
+    }
   }
   return qa;
 }
