@@ -164,8 +164,9 @@ AdapterConfig AdapterConfig::from_json_string(const std::string& json, const std
     config.reduction_factor = rf->get<double>();
   }
   if (const detail::Json* size = reader.take("adapter_size"); size && !size->is_null()) {
-    if (!size->is_number_integer()) reader.fail("adapter_size", "an integer");
-    config.adapter_size = size->get<int64_t>();
+    const std::optional<int64_t> value = detail::integer_value(*size);
+    if (!value) reader.fail("adapter_size", "an integer");
+    config.adapter_size = *value;
   }
   reader.read("non_linearity", config.non_linearity);
   reader.read("original_ln_before", config.original_ln_before);
@@ -192,8 +193,9 @@ AdapterConfig AdapterConfig::from_json_string(const std::string& json, const std
   if (const detail::Json* layers = reader.take("leave_out"); layers && !layers->is_null()) {
     if (!layers->is_array()) reader.fail("leave_out", "a list of layer indices");
     for (const auto& layer : *layers) {
-      if (!layer.is_number_integer()) reader.fail("leave_out", "a list of layer indices");
-      config.leave_out.push_back(layer.get<int64_t>());
+      const std::optional<int64_t> index = detail::integer_value(layer);
+      if (!index) reader.fail("leave_out", "a list of layer indices");
+      config.leave_out.push_back(*index);
     }
     // AdapterHub takes the layers in any order; the set is what matters.
     std::sort(config.leave_out.begin(), config.leave_out.end());

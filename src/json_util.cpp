@@ -1,6 +1,5 @@
 #include "json_util.h"
 
-#include <cmath>
 #include <sstream>
 
 namespace adaptertune::detail {
@@ -39,17 +38,9 @@ const Json* JsonObjectReader::take(const std::string& key) {
 void JsonObjectReader::read(const std::string& key, int64_t& out) {
   const Json* value = take(key);
   if (value == nullptr) return;
-  if (value->is_number_integer()) {
-    out = value->get<int64_t>();
-    return;
-  }
-  // A whole float (`3.0`, or an integer literal too large for 64 bits, which the parser reads as
-  // one) is taken only where int64_t holds it: converting one beyond is undefined behaviour.
-  constexpr double kLimit = 9.2e18;  // below 2^63
-  if (!value->is_number_float()) fail(key, "an integer");
-  const double number = value->get<double>();
-  if (std::floor(number) != number || std::fabs(number) > kLimit) fail(key, "an integer");
-  out = static_cast<int64_t>(number);
+  const std::optional<int64_t> number = integer_value(*value);
+  if (!number) fail(key, "an integer");
+  out = *number;
 }
 
 void JsonObjectReader::read(const std::string& key, double& out) {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
+#include "json_integer.h"
 
 namespace adaptertune::detail {
 

@@ -111,6 +111,13 @@ TEST(AdapterConfig, UnknownAndUnsupportedKeysAreReported) {
                         "a.json: 'ln_after' = true is not supported");
   EXPECT_ERROR_CONTAINS(AdapterConfig::from_json_string(R"({"leave_out": "0-5"})", "a.json"),
                         "key 'leave_out' must be a list of layer indices");
+  // Integers beyond int64_t are no layer index or size, not ones wrapped to a negative.
+  EXPECT_ERROR_CONTAINS(
+      AdapterConfig::from_json_string(R"({"leave_out": [18446744073709551615]})", "a.json"),
+      "key 'leave_out' must be a list of layer indices");
+  EXPECT_ERROR_CONTAINS(
+      AdapterConfig::from_json_string(R"({"adapter_size": 9223372036854775808})", "a.json"),
+      "key 'adapter_size' must be an integer, found 9223372036854775808");
   EXPECT_ERROR_CONTAINS(
       AdapterConfig::from_json_string(R"({"reduction_factor": {"default": 16}})", "a.json"),
       "key 'reduction_factor' must be a number");

@@ -71,6 +71,13 @@ TEST(BertConfig, WrongTypeNamesTheKey) {
   EXPECT_ERROR_CONTAINS(
       BertConfig::from_json_string(R"({"hidden_size": 99999999999999999999})", "c.json"),
       "c.json: key 'hidden_size' must be an integer, found 1e+20");
+  // The parser keeps integers from 2^63 to 2^64 - 1 unsigned; none is an int64_t.
+  EXPECT_ERROR_CONTAINS(
+      BertConfig::from_json_string(R"({"hidden_size": 18446744073709551615})", "c.json"),
+      "c.json: key 'hidden_size' must be an integer, found 18446744073709551615");
+  EXPECT_EQ(BertConfig::from_json_string(R"({"max_position_embeddings": 9223372036854775807})")
+                .max_position_embeddings,
+            INT64_MAX);
   EXPECT_EQ(BertConfig::from_json_string(R"({"hidden_size": 768.0})").hidden_size, 768);
   EXPECT_ERROR_CONTAINS(BertConfig::from_json_string(R"({"hidden_dropout_prob": 1.5})"),
                         "'hidden_dropout_prob' must be in [0, 1)");

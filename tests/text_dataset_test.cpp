@@ -97,6 +97,14 @@ TEST(TextDataset, JsonLinesLabelsMayBeIntegersOrBooleans) {
                 .examples[0]
                 .label,
             2);
+  // An integer label above INT64_MAX is itself, not wrapped to the label "-1".
+  TaskDescription signed_labels;
+  signed_labels.name = "signed";
+  signed_labels.labels = {"-1", "1"};
+  EXPECT_ERROR_CONTAINS(
+      parse_text_dataset(signed_labels, "{\"text\": \"a\", \"label\": 18446744073709551615}\n",
+                         "s.jsonl"),
+      "18446744073709551615");
 }
 
 TEST(TextDataset, AFileWithoutTheLabelColumnIsUnlabelled) {

@@ -7,6 +7,7 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
+#include "json_integer.h"
 #include "text/unicode.h"
 
 namespace adaptertune {
@@ -62,15 +63,15 @@ SquadExample read_question(const Json& qa, const std::string& title, const std::
     if (!answer.is_object()) throw Error(at + ": must be an object");
     SquadAnswer gold;
     gold.text = string_at(answer, "text", at);
-    auto start = answer.find("answer_start");
-    if (start == answer.end() || !start->is_number_integer() || start->get<int64_t>() < 0) {
-      throw Error(at + ": \"answer_start\" must be an integer >= 0");
-    }
-    gold.start = byte_offset_of_character(context, start->get<int64_t>());
+    auto found = answer.find("answer_start");
+    const std::optional<int64_t> start =
+        found == answer.end() ? std::nullopt : detail::integer_value(*found);
+    if (!start || *start < 0) throw Error(at + ": \"answer_start\" must be an integer >= 0");
+    gold.start = byte_offset_of_character(context, *start);
     if (gold.start < 0 ||
         context.compare(static_cast<size_t>(gold.start), gold.text.size(), gold.text) != 0) {
       throw Error(at + ": the answer \"" + gold.text + "\" is not at answer_start " +
-                  std::to_string(start->get<int64_t>()) + " of the context");
+                  std::to_string(*start) + " of the context");
     }
     example.answers.push_back(std::move(gold));
   }

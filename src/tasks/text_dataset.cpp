@@ -152,8 +152,10 @@ std::optional<std::string> json_field(const nlohmann::json& value, const std::st
   if (value.is_null()) return std::nullopt;
   if (value.is_string()) return value.get<std::string>();
   if (value.is_boolean()) return value.get<bool>() ? "true" : "false";
-  if (value.is_number_integer()) return std::to_string(value.get<int64_t>());
+  // Unsigned first: nlohmann/json counts those as integers too, and get<int64_t>() would wrap
+  // one above INT64_MAX to a negative label.
   if (value.is_number_unsigned()) return std::to_string(value.get<uint64_t>());
+  if (value.is_number_integer()) return std::to_string(value.get<int64_t>());
   if (value.is_number()) return value.dump();
   throw Error("key \"" + key + "\" holds " + std::string(value.type_name()) +
               ", expected a string or a number");

@@ -268,9 +268,9 @@ SavedState parse_state(const detail::Json& json, const std::string& path) {
       valid = steps[g].is_array();
       saved.steps.emplace_back();
       for (size_t i = 0; valid && i < steps[g].size(); ++i) {
-        valid = steps[g][i].is_number_integer() && steps[g][i].get<int64_t>() >= 0 &&
-                steps[g][i].get<int64_t>() <= state.global_step;
-        if (valid) saved.steps.back().push_back(steps[g][i].get<int64_t>());
+        const std::optional<int64_t> step = detail::integer_value(steps[g][i]);
+        valid = step && *step >= 0 && *step <= state.global_step;
+        if (valid) saved.steps.back().push_back(*step);
       }
     }
     if (!valid) sub.fail("steps", "lists of step counts from 0 to global_step");

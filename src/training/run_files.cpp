@@ -18,6 +18,7 @@
 #include "adaptertune/layers/encoder.h"
 #include "adaptertune/runtime.h"
 #include "adaptertune/training/training_engine.h"
+#include "json_integer.h"
 
 namespace adaptertune::detail {
 namespace {
@@ -40,8 +41,9 @@ void cut_metrics_log(const std::string& path, int64_t step) {
     const std::string line = text.substr(start, end - start);
     start = end + 1;
     const Json event = Json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (event.is_object() && event.contains("step") && event["step"].is_number_integer() &&
-        event["step"].get<int64_t>() <= step) {
+    const std::optional<int64_t> logged =
+        event.is_object() && event.contains("step") ? integer_value(event["step"]) : std::nullopt;
+    if (logged && *logged <= step) {
       kept += line + "\n";
     }
   }
@@ -235,8 +237,10 @@ Json ResumeRecord::history(const std::string& output_dir, int64_t step) const {
     const Json run = Json::parse(read_file(path), nullptr, /*allow_exceptions=*/false);
     if (run.is_object() && run.contains("resumes") && run["resumes"].is_array()) {
       for (const Json& resume : run["resumes"]) {
-        if (resume.is_object() && resume.contains("step") && resume["step"].is_number_integer() &&
-            resume["step"].get<int64_t>() < step) {
+        const std::optional<int64_t> resumed_at = resume.is_object() && resume.contains("step")
+                                                      ? integer_value(resume["step"])
+                                                      : std::nullopt;
+        if (resumed_at && *resumed_at < step) {
           history.push_back(resume);
         }
       }
