@@ -1,5 +1,8 @@
 #include "adaptertune/head_config.h"
 
+#include <string>
+#include <vector>
+
 #include "adaptertune/error.h"
 #include "json_util.h"
 
@@ -53,16 +56,19 @@ HeadConfig HeadConfig::from_json_string(const std::string& json, const std::stri
   if (const detail::Json* labels = reader.take("id2label"); labels && !labels->is_null()) {
     if (!labels->is_object()) reader.fail("id2label", "an object {\"0\": name, …}");
     head.id2label.assign(labels->size(), "");
+    std::vector<bool> named(labels->size(), false);
     for (auto it = labels->begin(); it != labels->end(); ++it) {
-      size_t index = 0;
-      try {
-        index = std::stoul(it.key());
-      } catch (const std::exception&) {
+      // Hugging Face writes the ids in decimal. Anything else (" 1", "1x", which std::stoul
+      // reads as 1) is no id, and an id named twice ("1" and "01") leaves another without a name.
+      const std::string& id = it.key();
+      if (id.empty() || id.size() > 9 || id.find_first_not_of("0123456789") != std::string::npos) {
         reader.fail("id2label", "keyed by class ids \"0\", \"1\", …");
       }
-      if (index >= head.id2label.size() || !it->is_string()) {
-        reader.fail("id2label", "a name for each id 0..n-1");
+      const size_t index = std::stoul(id);
+      if (index >= named.size() || named[index] || !it->is_string()) {
+        reader.fail("id2label", "a name for each id 0..n-1, once each");
       }
+      named[index] = true;
       head.id2label[index] = it->get<std::string>();
     }
   }

@@ -666,6 +666,13 @@ TEST(HeadConfig, JsonRoundTripAndValidation) {
   EXPECT_ERROR_CONTAINS(
       HeadConfig::from_json_string(R"({"num_labels": 3, "id2label": {"0": "a", "1": "b"}})"),
       "id2label has 2 names for num_labels 3");
+  // Ids are decimal, each once: "1x" is no id, and "01" beside "1" leaves id 0 without a name.
+  EXPECT_ERROR_CONTAINS(HeadConfig::from_json_string(R"({"id2label": {"0": "a", "1x": "b"}})"),
+                        "key 'id2label' must be keyed by class ids");
+  EXPECT_ERROR_CONTAINS(HeadConfig::from_json_string(R"({"id2label": {"1": "a", "01": "b"}})"),
+                        "key 'id2label' must be a name for each id 0..n-1, once each");
+  EXPECT_EQ(HeadConfig::from_json_string(R"({"id2label": {"1": "b", "0": "a"}})").id2label,
+            (std::vector<std::string>{"a", "b"}));
   EXPECT_ERROR_CONTAINS(HeadConfig::from_json_string(R"({"problem_type": "multi_label"})"),
                         "'problem_type' must be");
 }
