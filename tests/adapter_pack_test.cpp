@@ -408,6 +408,22 @@ TEST(AdapterPack, BadPacksFailCleanlyAndLeaveTheModelUnchanged) {
   EXPECT_ERROR_CONTAINS(load_adapter_pack(model, dir), "adapter.safetensors");
   EXPECT_TRUE(model->bert->adapter_names().empty());
 
+  // A head_config.json of the wrong shape, or whose head kind is no string, is named as such.
+  const std::string head_path = dir + "/head_config.json";
+  const std::string head_text = read_file(head_path);
+  write_file_atomic(head_path, "[1]");
+  EXPECT_ERROR_CONTAINS(read_adapter_pack_info(dir),
+                        head_path + ": expected a JSON object, found array");
+  write_file_atomic(head_path, R"({"num_labels": 2, "model_class": 5})");
+  EXPECT_ERROR_CONTAINS(read_adapter_pack_info(dir),
+                        head_path + ": key 'model_class' must be a string, found 5");
+  write_file_atomic(head_path, R"({"head_type": null})");
+  EXPECT_ERROR_CONTAINS(load_adapter_pack(model, dir),
+                        head_path + ": key 'head_type' must be a string, found null");
+  EXPECT_TRUE(model->bert->adapter_names().empty());
+  write_file_atomic(head_path, head_text);
+  EXPECT_NO_THROW(read_adapter_pack_info(dir));
+
   EXPECT_ERROR_CONTAINS(read_adapter_pack_info(fresh_dir("missing")),
                         "not an adapter pack (it has neither adapter_config.json nor "
                         "adapter_fusion_config.json)");

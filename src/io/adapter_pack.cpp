@@ -126,10 +126,16 @@ QuestionAnsweringOptions read_question_answering(const detail::Json& value, cons
   return qa;
 }
 
-// Whether a pack's head (head_config.json) is a span head.
-bool is_span_head(const detail::Json& head) {
-  return head.value("head_type", std::string()) == "question_answering" ||
-         head.value("model_class", std::string()) == "BertForQuestionAnswering";
+// Whether a pack's head (`head`, read from head_config.json at `path`) is a span head. Only the
+// two keys that say so are read here: HeadConfig::from_model_config() reads the rest of a
+// classification head's file.
+bool is_span_head(const detail::Json& head, const std::string& path) {
+  detail::JsonObjectReader reader(head, path);  // Error for anything but an object
+  std::string head_type;
+  std::string model_class;
+  reader.read("head_type", head_type);
+  reader.read("model_class", model_class);
+  return head_type == "question_answering" || model_class == "BertForQuestionAnswering";
 }
 
 // The tensors of `task` and, when it has no head of its own, the model's head, which it runs.
@@ -373,7 +379,7 @@ AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
   const std::string head_path = directory + "/" + kHeadConfigFile;
   if (file_exists(head_path)) {
     const std::string head_text = read_file(head_path);
-    if (is_span_head(detail::parse_json(head_text, head_path))) {
+    if (is_span_head(detail::parse_json(head_text, head_path), head_path)) {
       info.span_head = true;
     } else {
       info.head = HeadConfig::from_model_config(head_text, head_path);
