@@ -1,11 +1,12 @@
 #include "adaptertune/adapter_config.h"
 
 #include <algorithm>
-
 #include <cmath>
+#include <limits>
 
 #include "adaptertune/activation_name.h"
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/io/atomic_file.h"
 #include "json_util.h"
 
@@ -132,13 +133,20 @@ void AdapterConfig::validate() const {
                 std::to_string(*adapter_size));
   }
   parse_activation(non_linearity, "AdapterConfig: 'non_linearity'");
-  if (!(init_std > 0)) {
-    throw Error("AdapterConfig: 'init_std' must be positive, got " + std::to_string(init_std));
+  // The adapters' weights are float32: a standard deviation or a scale beyond float's range
+  // cannot be applied to them.
+  constexpr double kFloatMax = std::numeric_limits<float>::max();
+  if (!(init_std > 0 && init_std <= kFloatMax)) {
+    throw Error("AdapterConfig: 'init_std' must be positive and at most " +
+                format_number(kFloatMax) + ", got " + format_number(init_std));
   }
   if (!(dropout >= 0 && dropout < 1)) {
     throw Error("AdapterConfig: 'dropout' must be in [0, 1), got " + std::to_string(dropout));
   }
-  if (!std::isfinite(scaling)) throw Error("AdapterConfig: 'scaling' must be finite");
+  if (!(std::fabs(scaling) <= kFloatMax)) {
+    throw Error("AdapterConfig: 'scaling' must be finite and at most " + format_number(kFloatMax) +
+                " in size, got " + format_number(scaling));
+  }
   for (size_t i = 0; i < leave_out.size(); ++i) {
     if (leave_out[i] < 0 || (i > 0 && leave_out[i] <= leave_out[i - 1])) {
       throw Error(

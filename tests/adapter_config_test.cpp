@@ -123,6 +123,12 @@ TEST(AdapterConfig, UnknownAndUnsupportedKeysAreReported) {
       "key 'reduction_factor' must be a number");
   EXPECT_ERROR_CONTAINS(AdapterConfig::from_json_string(R"({"reduction_factor": -2})", "a.json"),
                         "'reduction_factor' must be positive");
+  // The weights are float32: what they are initialised or scaled with must fit a float.
+  EXPECT_ERROR_CONTAINS(AdapterConfig::from_json_string(R"({"init_std": 1e300})", "a.json"),
+                        "a.json: AdapterConfig: 'init_std' must be positive and at most "
+                        "3.40282e+38, got 1e+300");
+  EXPECT_ERROR_CONTAINS(AdapterConfig::from_json_string(R"({"scaling": -1e39})", "a.json"),
+                        "'scaling' must be finite and at most 3.40282e+38 in size, got -1e+39");
   EXPECT_ERROR_CONTAINS(AdapterConfig::from_json_string(R"({"non_linearity": "mish"})", "a.json"),
                         "unknown activation \"mish\"");
   EXPECT_ERROR_CONTAINS(AdapterConfig::from_json_string(R"({"init_weights": "xavier"})", "a.json"),

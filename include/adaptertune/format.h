@@ -16,6 +16,10 @@ std::string with_commas(int64_t value);
 /// lines show an estimate of the time left.
 std::string format_duration(double seconds);
 
+/// `value` as printf's "%g" writes it, six significant digits: 16, 0.001, 1e+300, nan. How error
+/// messages show a number that was given (std::to_string writes 1e300 with 301 digits).
+std::string format_number(double value);
+
 /// `parts` in order with `separator` between them: {"a", "b", "c"} -> "a, b, c"; "" for none.
 /// How error messages list names.
 std::string joined(const std::vector<std::string>& parts, const std::string& separator = ", ");

@@ -2,25 +2,20 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 
 #include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/bert_model.h"
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "sha256.h"
 
 namespace adaptertune::detail {
 namespace {
 
-std::string number(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%g", value);
-  return buffer;
-}
-
 [[noreturn]] void fail(const char* owner, const char* option, const std::string& range,
                        double value) {
-  throw Error(std::string(owner) + ": " + option + " must be " + range + ", got " + number(value));
+  throw Error(std::string(owner) + ": " + option + " must be " + range + ", got " +
+              format_number(value));
 }
 
 }  // namespace
@@ -33,8 +28,8 @@ void check_at_least(const char* owner, const char* option, int64_t value, int64_
 
 void check_finite(const char* owner, const char* option, double value, double min, bool exclusive) {
   if (!std::isfinite(value) || value < min || (exclusive && value == min)) {
-    fail(owner, option, std::string("a finite number ") + (exclusive ? "> " : ">= ") + number(min),
-         value);
+    fail(owner, option,
+         std::string("a finite number ") + (exclusive ? "> " : ">= ") + format_number(min), value);
   }
 }
 

@@ -13,16 +13,6 @@
 
 namespace adaptertune::cli {
 
-namespace {
-
-std::string number_text(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%g", value);
-  return buffer;
-}
-
-}  // namespace
-
 CLI::Validator integer_range(int64_t min, std::optional<int64_t> max) {
   const std::string range =
       max ? "an integer from " + std::to_string(min) + " to " + std::to_string(*max)
@@ -43,8 +33,8 @@ CLI::Validator integer_range(int64_t min, std::optional<int64_t> max) {
 
 CLI::Validator finite_number(double min, bool exclusive, std::optional<double> max) {
   const std::string range =
-      max ? "a number from " + number_text(min) + " to " + number_text(*max)
-          : std::string("a finite number ") + (exclusive ? "> " : ">= ") + number_text(min);
+      max ? "a number from " + format_number(min) + " to " + format_number(*max)
+          : std::string("a finite number ") + (exclusive ? "> " : ">= ") + format_number(min);
   return CLI::Validator(
       [=](std::string& text) -> std::string {
         char* end = nullptr;
