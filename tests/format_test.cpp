@@ -27,6 +27,16 @@ TEST(Format, ShowsDurationsAsHoursMinutesAndSeconds) {
   EXPECT_EQ(format_duration(HUGE_VAL), "0:00:00");
 }
 
+TEST(Format, ShowsNumbersWithSixSignificantDigits) {
+  EXPECT_EQ(format_number(16), "16");
+  EXPECT_EQ(format_number(0.001), "0.001");
+  EXPECT_EQ(format_number(1.0 / 3.0), "0.333333");
+  EXPECT_EQ(format_number(1e300), "1e+300");  // not the 301 digits of std::to_string
+  EXPECT_EQ(format_number(-2.5e-7), "-2.5e-07");
+  EXPECT_EQ(format_number(HUGE_VAL), "inf");
+  EXPECT_EQ(format_number(std::nan("")), "nan");
+}
+
 TEST(Format, JoinsListsWithTheSeparatorBetweenParts) {
   EXPECT_EQ(joined({}), "");
   EXPECT_EQ(joined({"sst2"}), "sst2");
