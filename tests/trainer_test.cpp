@@ -557,6 +557,14 @@ TEST(Trainer, AFinishedRunIsNeitherOverwrittenNorMixedSilently) {
       Trainer(b, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
           .train(),
       "trainer_state.json: key 'batch_in_epoch' must be a batch position >= 0");
+  // So is a best step that is no integer (nlohmann's value() took 2^64 - 1 as -1, "none").
+  state["batch_in_epoch"] = 0;
+  state["extra"]["best_step"] = 18446744073709551615ull;
+  write_file_atomic(state_path, state.dump());
+  EXPECT_ERROR_CONTAINS(
+      Trainer(b, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+          .train(),
+      "trainer_state.json: key 'extra': best_step must be an integer, found 18446744073709551615");
 
   // --overwrite replaces the run whole: no checkpoint of the old run is left beside the new.
   o.resume = false;

@@ -112,10 +112,20 @@ Json task_progress_json(const TaskProgress& p) {
 
 TaskProgress read_task_progress(const Json& json, const std::string& file, const std::string& key,
                                 int64_t global_step) {
+  // Counts through integer_value(): nlohmann's value() would take 1.5 as 1 and 2^64 - 1 as -1.
+  auto count = [&](const char* name, int64_t absent) {
+    if (!json.contains(name)) return absent;
+    const std::optional<int64_t> value = integer_value(json.at(name));
+    if (!value) {
+      throw Error(file + ": key '" + key + "': " + name + " must be an integer, found " +
+                  json.at(name).dump());
+    }
+    return *value;
+  };
   TaskProgress p;
   p.best = json.value("best", p.best);
-  p.best_step = json.value("best_step", int64_t{-1});
-  p.evals_without_improvement = json.value("evals_without_improvement", int64_t{0});
+  p.best_step = count("best_step", -1);
+  p.evals_without_improvement = count("evals_without_improvement", 0);
   if (json.contains("best_metrics")) {
     p.best_metrics = json.at("best_metrics").get<std::map<std::string, double>>();
   }
