@@ -112,6 +112,10 @@ for payload, code, fragment in bad:
     check(status == code and fragment in body, f"{str(payload)[:60]}: {status} {body[:200]}")
 status, body, _ = a.request("GET", "/v1/nothing")
 check(status == 404 and "error" in json.loads(body), f"unknown endpoint: {status} {body}")
+# A path that decodes to bytes that are not UTF-8 is quoted in the error as U+FFFD, not a failed
+# reply (JSON holds valid UTF-8 only).
+status, body, _ = a.request("GET", "/v1/%FF")
+check(status == 404 and "/v1/\ufffd" in json.loads(body)["error"], f"non-UTF-8 path: {status} {body}")
 
 # Loading and unloading: the key, the packs directory, no traversal.
 key = {"X-API-Key": "secret"}
@@ -127,6 +131,8 @@ for payload, headers, code in [
     check(status == code, f"load {payload} {headers}: {status} {body}")
 status, _, _ = a.request("DELETE", "/v1/tasks/SST-2")
 check(status == 401, f"unload without the key: {status}")
+status, body, _ = a.request("DELETE", "/v1/tasks/%FF", headers=key)
+check(status == 404 and "\ufffd" in json.loads(body)["error"], f"unload a non-UTF-8 name: {status} {body}")
 # A span pack (question answering) is refused by name, and nothing is loaded.
 squad = os.path.join(project, "tests", "data", "squad", "dev-v1.1.json")
 subprocess.run([cli, "train", "--task", "squad", "--train-file", squad, "--dev-file", squad,

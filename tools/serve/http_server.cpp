@@ -18,12 +18,19 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-// A handler's answer: the status and a JSON body (an error is `{"error": message}`).
+// `{"error": message}`. A message may quote what a client sent as the URL decoded it (a path, a
+// task name), which need not be UTF-8: such bytes become U+FFFD, where a plain dump() would throw
+// (and, in httplib's error handler, take the server down).
+std::string error_body(const std::string& message) {
+  return Json{{"error", message}}.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+// A handler's answer: the status and a JSON body (an error is error_body()).
 struct Reply {
   int status = 200;
   std::string body;
   static Reply error(int status, const std::string& message) {
-    return {status, Json{{"error", message}}.dump()};
+    return {status, error_body(message)};
   }
 };
 
@@ -327,7 +334,7 @@ HttpServer::HttpServer(Predictor& predictor, ServerOptions options)
                                 : response.status == 404
                                     ? "no endpoint " + request.method + " " + request.path
                                     : "HTTP " + std::to_string(response.status);
-    response.set_content(Json{{"error", message}}.dump(), "application/json");
+    response.set_content(error_body(message), "application/json");
   });
 }
 
