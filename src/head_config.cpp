@@ -5,6 +5,7 @@
 
 #include "adaptertune/error.h"
 #include "json_util.h"
+#include "text/unicode.h"
 
 namespace adaptertune {
 
@@ -34,6 +35,10 @@ void HeadConfig::validate() const {
   if (!id2label.empty() && static_cast<int64_t>(id2label.size()) != num_labels) {
     throw Error("HeadConfig: id2label has " + std::to_string(id2label.size()) +
                 " names for num_labels " + std::to_string(num_labels));
+  }
+  for (size_t i = 0; i < id2label.size(); ++i) {
+    // Written into head_config.json and config.json: valid UTF-8 only.
+    detail::check_utf8(id2label[i], "HeadConfig: id2label " + std::to_string(i));
   }
   if (classifier_dropout >= 1.0) {
     throw Error("HeadConfig: 'classifier_dropout' must be below 1, got " +

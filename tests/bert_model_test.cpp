@@ -673,6 +673,9 @@ TEST(HeadConfig, JsonRoundTripAndValidation) {
                         "key 'id2label' must be a name for each id 0..n-1, once each");
   EXPECT_EQ(HeadConfig::from_json_string(R"({"id2label": {"1": "b", "0": "a"}})").id2label,
             (std::vector<std::string>{"a", "b"}));
+  // Label names are written into head_config.json: valid UTF-8 only.
+  EXPECT_ERROR_CONTAINS(HeadConfig::classification({"a", "b\xff"}).validate(),
+                        "HeadConfig: id2label 1: invalid UTF-8 at byte 1");
   EXPECT_ERROR_CONTAINS(HeadConfig::from_json_string(R"({"problem_type": "multi_label"})"),
                         "'problem_type' must be");
 }

@@ -177,6 +177,9 @@ TEST(BottleneckAdapterErrors, BadNamesAndSizesAreRejected) {
   EXPECT_ERROR_CONTAINS(model->add_adapter("a", AdapterConfig::houlsby()),
                         "adapter \"a\" already exists");
   EXPECT_ERROR_CONTAINS(model->add_adapter("x.y", AdapterConfig::houlsby()), "contain no '.'");
+  // Names are written into JSON (adapter_config.json, run.json), which holds UTF-8 only.
+  EXPECT_ERROR_CONTAINS(model->add_adapter("x\xffy", AdapterConfig::houlsby()),
+                        "adapter name: invalid UTF-8 at byte 1");
   EXPECT_ERROR_CONTAINS(model->set_active_adapter("missing"), "no adapter named \"missing\"");
   EXPECT_ERROR_CONTAINS(model->remove_adapter("missing"), "no adapter named \"missing\"");
   AdapterConfig tiny = AdapterConfig::houlsby();

@@ -234,6 +234,13 @@ TEST(TaskDescription, ValidateNamesWhatIsWrong) {
   regression.metrics.clear();
   regression.name.clear();
   EXPECT_ERROR_CONTAINS(regression.validate(), "task: the name is empty");
+  // The name and the labels are written into JSON, which holds valid UTF-8 only.
+  regression.name = "sim\xff";
+  EXPECT_ERROR_CONTAINS(regression.validate(), "task: the name: invalid UTF-8 at byte 3");
+  three.labels = {"a", "b\xc3"};
+  EXPECT_ERROR_CONTAINS(three.validate(), "task reviews: label 1: invalid UTF-8 at byte 1");
+  three.labels = {"a", "caf\xc3\xa9"};
+  EXPECT_NO_THROW(three.validate());
 }
 
 TEST(TaskDescription, MetricsAreTheChosenOnesAndCombinedIsTheirMean) {

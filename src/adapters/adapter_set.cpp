@@ -5,6 +5,7 @@
 
 #include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/error.h"
+#include "text/unicode.h"
 
 namespace adaptertune {
 namespace {
@@ -19,6 +20,8 @@ std::string known_list(const std::vector<std::string>& names) {
 }  // namespace
 
 void AdapterSet::add(TaskEntry entry) {
+  // Names go into JSON (adapter_config.json, run.json, replies): valid UTF-8 only.
+  detail::check_utf8(entry.name, "adapter name");
   if (entry.name.empty() || entry.name.find('.') != std::string::npos) {
     throw Error("adapter name \"" + entry.name + "\" must be non-empty and contain no '.'");
   }

@@ -5,6 +5,7 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/format.h"
+#include "text/unicode.h"
 
 namespace adaptertune {
 namespace {
@@ -41,7 +42,13 @@ std::string TaskDescription::selection_metric() const {
 
 void TaskDescription::validate() const {
   if (name.empty()) throw Error("task: the name is empty");
+  // The name and labels go into JSON (run.json, results, head_config.json): valid UTF-8 only,
+  // and the messages do not repeat bytes that are not.
+  detail::check_utf8(name, "task: the name");
   const std::string where = "task " + name + ": ";
+  for (size_t i = 0; i < labels.size(); ++i) {
+    detail::check_utf8(labels[i], where + "label " + std::to_string(i));
+  }
   if (labels.size() == 1) {
     throw Error(where + "one label (\"" + labels[0] +
                 "\"): a classification task needs at least two, a regression task none");

@@ -21,6 +21,10 @@ std::string normalize(const std::string& text, Normalizer form) {
 
 }  // namespace
 
+void check_utf8(const std::string& text, const std::string& context) {
+  utf8_decode(text, context);
+}
+
 std::u32string utf8_decode(const std::string& text, const std::string& context) {
   std::u32string out;
   out.reserve(text.size());

@@ -7,6 +7,9 @@ namespace adaptertune::detail {
 
 /// Decodes UTF-8; throws Error ("<context>: invalid UTF-8 at byte N") on malformed input.
 std::u32string utf8_decode(const std::string& text, const std::string& context);
+/// Throws as utf8_decode() does unless `text` is valid UTF-8: for the names and labels that are
+/// written into JSON files and replies, which hold valid UTF-8 only.
+void check_utf8(const std::string& text, const std::string& context);
 std::string utf8_encode(const std::u32string& text);
 std::string utf8_encode(char32_t c);
 
