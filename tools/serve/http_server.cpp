@@ -19,8 +19,8 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 // `{"error": message}`. A message may quote what a client sent as the URL decoded it (a path, a
-// task name), which need not be UTF-8: such bytes become U+FFFD, where a plain dump() would throw
-// (and, in httplib's error handler, take the server down).
+// task name), which need not be UTF-8: such bytes become U+FFFD, where a plain dump() threw and
+// the client got no reply at all.
 std::string error_body(const std::string& message) {
   return Json{{"error", message}}.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
