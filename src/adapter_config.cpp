@@ -60,7 +60,7 @@ void check_neutral_keys(detail::JsonObjectReader& reader) {
       continue;
     }
     throw Error(reader.source() + ": '" + key + "' = " + value->dump() +
-                " is not supported (only " + off.dump() + ")");
+                " is not supported (only " + json_text(off) + ")");
   }
   // Sub-options of phm_layer / inv_adapter; they mean nothing while those are off.
   reader.ignore({"phm_dim", "factorized_phm_W", "shared_W_phm", "shared_phm_rule",
@@ -245,7 +245,7 @@ std::string AdapterConfig::to_json_string() const {
       {"leave_out", leave_out},
   };
   if (adapter_size) j["adapter_size"] = *adapter_size;
-  return j.dump(2) + "\n";
+  return json_text(j, 2) + "\n";
 }
 
 bool AdapterConfig::operator==(const AdapterConfig& o) const {

@@ -2,6 +2,7 @@
 
 #include "adaptertune/activation_name.h"
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/io/atomic_file.h"
 #include "json_util.h"
 
@@ -139,7 +140,7 @@ std::string BertConfig::to_json_string() const {
       {"pad_token_id", pad_token_id},
       {"position_embedding_type", position_embedding_type},
   };
-  return j.dump(2) + "\n";
+  return json_text(j, 2) + "\n";
 }
 
 void BertConfig::save(const std::string& path) const {

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "json_util.h"
 
 namespace adaptertune {
@@ -79,7 +80,7 @@ std::string FusionConfig::to_json_string() const {
       {"value_initialized", value_initialized},
       {"dropout_prob", dropout_prob ? detail::Json(*dropout_prob) : detail::Json(nullptr)},
   };
-  return j.dump(2) + "\n";
+  return json_text(j, 2) + "\n";
 }
 
 bool FusionConfig::operator==(const FusionConfig& o) const {

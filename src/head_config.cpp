@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "json_util.h"
 #include "text/unicode.h"
 
@@ -106,7 +107,7 @@ HeadConfig HeadConfig::from_model_config(const std::string& json, const std::str
   if (head.contains("num_labels") && head["num_labels"] == 1 && !head.contains("problem_type")) {
     head["problem_type"] = "regression";
   }
-  return from_json_string(head.dump(), source);
+  return from_json_string(json_text(head), source);
 }
 
 std::string HeadConfig::label_name(int64_t index) const {
@@ -132,7 +133,7 @@ std::string HeadConfig::to_json_string() const {
   }
   j["classifier_dropout"] =
       classifier_dropout < 0 ? detail::Json(nullptr) : detail::Json(classifier_dropout);
-  return j.dump(2) + "\n";
+  return json_text(j, 2) + "\n";
 }
 
 bool HeadConfig::operator==(const HeadConfig& o) const {

@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "adaptertune/format.h"
+
 namespace adaptertune::detail {
 
 Json parse_json(const std::string& text, const std::string& source) {
@@ -24,7 +26,7 @@ bool JsonObjectReader::has(const std::string& key) const {
 }
 
 void JsonObjectReader::fail(const std::string& key, const std::string& expected) const {
-  std::string found = object_.contains(key) ? object_.at(key).dump() : "nothing";
+  std::string found = object_.contains(key) ? json_text(object_.at(key)) : "nothing";
   if (found.size() > 80) found = found.substr(0, 77) + "...";
   throw Error(source_ + ": key '" + key + "' must be " + expected + ", found " + found);
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 namespace adaptertune {
 namespace {
@@ -44,6 +45,22 @@ TEST(Format, JoinsListsWithTheSeparatorBetweenParts) {
   // An empty part keeps its place (a join by "is the output empty yet" would lose it).
   EXPECT_EQ(joined({"", "b"}), ", b");
   EXPECT_EQ(joined({"a", "b"}, " or "), "a or b");
+}
+
+TEST(Format, WritesJsonWithInvalidUtf8BytesReplaced) {
+  // A path whose name is not UTF-8 (POSIX names are bytes), inside an object as run.json has it.
+  const std::string path = "/runs/\xff-data/caf\xe9";
+  const nlohmann::json record = {{"model_dir", path}, {"steps", 3}};
+  EXPECT_THROW(record.dump(), nlohmann::json::type_error);  // what json_text() is there for
+  EXPECT_EQ(json_text(record),
+            "{\"model_dir\":\"/runs/\xef\xbf\xbd-data/caf\xef\xbf\xbd\",\"steps\":3}");
+  // Valid UTF-8 stays as it is (not \u escapes), and the indent applies; ordered_json keeps order.
+  const nlohmann::ordered_json ordered = {{"z", "caf\xc3\xa9"}, {"a", 1}};
+  EXPECT_EQ(json_text(ordered), "{\"z\":\"caf\xc3\xa9\",\"a\":1}");
+  EXPECT_EQ(json_text(ordered, 2), "{\n  \"z\": \"caf\xc3\xa9\",\n  \"a\": 1\n}");
+  // What it writes reads back.
+  EXPECT_EQ(nlohmann::json::parse(json_text(record))["model_dir"],
+            "/runs/\xef\xbf\xbd-data/caf\xef\xbf\xbd");
 }
 
 }  // namespace

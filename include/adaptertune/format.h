@@ -1,6 +1,7 @@
 #pragma once
 /// @file format.h
-/// Numbers as reports show them, and lists as messages show them.
+/// Numbers as reports show them, lists as messages show them, and JSON as files and output lines
+/// hold it.
 
 #include <cstdint>
 #include <string>
@@ -23,5 +24,16 @@ std::string format_number(double value);
 /// `parts` in order with `separator` between them: {"a", "b", "c"} -> "a, b, c"; "" for none.
 /// How error messages list names.
 std::string joined(const std::vector<std::string>& parts, const std::string& separator = ", ");
+
+/// `json` (an nlohmann::json or nlohmann::ordered_json) as JSON text, `indent` spaces per level
+/// (-1: one line). A string that is not valid UTF-8 keeps its valid parts and shows U+FFFD for each
+/// invalid byte: file paths reach run.json, results.json and the tools' result lines, and a POSIX
+/// path is any bytes, where nlohmann's plain dump() throws in the middle of a write. How the
+/// library, the CLI and the server write every JSON file, line and reply.
+/// A template on the JSON type, so that this header needs no nlohmann include.
+template <typename BasicJson>
+std::string json_text(const BasicJson& json, int indent = -1) {
+  return json.dump(indent, ' ', /*ensure_ascii=*/false, BasicJson::error_handler_t::replace);
+}
 
 }  // namespace adaptertune

@@ -76,7 +76,7 @@ std::string Prediction::to_json() const {
     out["probabilities"] = named;
   }
   out["logits"] = logits;
-  return out.dump();
+  return json_text(out);
 }
 
 // A readers-writer lock that lets a waiting writer in: glibc's rwlock prefers readers, so a

@@ -11,6 +11,7 @@
 #include "adaptertune/adapters/adapter_fusion.h"
 #include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/safetensors.h"
 #include "adaptertune/parameter_names.h"
@@ -450,10 +451,10 @@ void save_pack(const PackModel& model, const std::string& adapter_name,
     head_config["name"] = adapter_name;
     head_config["config"] = nullptr;  // AdapterHub's marker for a static (transformers) head
     save_safetensors(directory + "/" + kHeadWeightsFile, head, {{"format", "pt"}});
-    write_file_atomic(directory + "/" + kHeadConfigFile, head_config.dump(2) + "\n");
+    write_file_atomic(directory + "/" + kHeadConfigFile, json_text(head_config, 2) + "\n");
   }
   // The config last: a directory with its config file is a complete pack.
-  write_file_atomic(files.config, document.dump(2) + "\n");
+  write_file_atomic(files.config, json_text(document, 2) + "\n");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "adaptertune/bert_for_masked_lm.h"
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/parameter_names.h"
 #include "json_util.h"
@@ -248,7 +249,7 @@ void save_pretrained(torch::nn::Module& model, const std::string& directory,
   make_directories(directory);
   // Weights first, config last: a directory with a config.json is complete.
   save_safetensors(directory + "/model.safetensors", tensors, {{"format", "pt"}});
-  write_file_atomic(directory + "/config.json", config.dump(2) + "\n");
+  write_file_atomic(directory + "/config.json", json_text(config, 2) + "\n");
 }
 
 }  // namespace adaptertune

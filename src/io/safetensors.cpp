@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/io/atomic_file.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -146,7 +147,7 @@ std::string serialize_safetensors(const NamedTensors& tensors,
     offset += bytes;
     data.push_back(cpu);
   }
-  std::string json = header.dump();
+  std::string json = json_text(header);
   // Pad with spaces so that the data buffer starts 8-byte aligned, as the reference writer does.
   json.append((8 - json.size() % 8) % 8, ' ');
   std::string out;

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "json_util.h"
 
 namespace adaptertune {
@@ -119,13 +120,13 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size,
     uint64_t elements = 1;
     for (const auto& dim : value["shape"]) {
       if (!is_unsigned_integer(dim)) {
-        throw Error(where + ": shape " + value["shape"].dump() +
+        throw Error(where + ": shape " + json_text(value["shape"]) +
                     " must hold non-negative integers");
       }
       const uint64_t d = dim.get<uint64_t>();
       if (d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
           (d != 0 && elements > std::numeric_limits<uint64_t>::max() / d)) {
-        throw Error(where + ": shape " + value["shape"].dump() + " is too large");
+        throw Error(where + ": shape " + json_text(value["shape"]) + " is too large");
       }
       elements *= d;
       entry.shape.push_back(static_cast<int64_t>(d));
@@ -148,7 +149,7 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size,
     }
     if (elements > std::numeric_limits<uint64_t>::max() / element_size ||
         elements * element_size != entry.end - entry.begin) {
-      throw Error(where + ": " + entry.dtype + " " + value["shape"].dump() + " needs " +
+      throw Error(where + ": " + entry.dtype + " " + json_text(value["shape"]) + " needs " +
                   std::to_string(elements * element_size) + " bytes, data_offsets give " +
                   std::to_string(entry.end - entry.begin));
     }

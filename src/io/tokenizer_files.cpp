@@ -2,6 +2,7 @@
 
 #include "adaptertune/bert_config.h"
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/text/sentencepiece_tokenizer.h"
 #include "adaptertune/text/wordpiece.h"
@@ -68,7 +69,7 @@ void save_tokenizer(const Tokenizer& tokenizer, const std::string& directory,
   if (model_max_length) config["model_max_length"] = *model_max_length;
   make_directories(directory);
   write_file_atomic(directory + "/" + vocabulary.name, vocabulary.contents);
-  write_file_atomic(directory + "/tokenizer_config.json", config.dump(2) + "\n");
+  write_file_atomic(directory + "/tokenizer_config.json", json_text(config, 2) + "\n");
 }
 
 }  // namespace adaptertune

@@ -14,6 +14,7 @@
 #include <ATen/core/Generator.h>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/safetensors.h"
 #include "json_util.h"
@@ -128,7 +129,7 @@ std::string CheckpointManager::save(const torch::nn::Module& model, const AdamW&
   save_safetensors(temp_dir + "/trainable.safetensors", trainable);
   save_safetensors(temp_dir + "/optimizer.safetensors", moments);
   save_safetensors(temp_dir + "/rng.safetensors", rng);
-  write_file_atomic(temp_dir + "/trainer_state.json", json.dump(2) + "\n");
+  write_file_atomic(temp_dir + "/trainer_state.json", json_text(json, 2) + "\n");
 
   remove_tree(final_dir);  // a checkpoint of the same step from an earlier, abandoned attempt
   if (std::rename(temp_dir.c_str(), final_dir.c_str()) != 0) {

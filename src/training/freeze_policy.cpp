@@ -254,7 +254,7 @@ std::string ParameterReport::to_json_string() const {
       {"task_parameters", task_parameters},
       {"groups", groups},
   };
-  return j.dump();
+  return json_text(j);
 }
 
 ParameterReport parameter_report(const torch::nn::Module& model,

@@ -15,6 +15,7 @@
 #include "adaptertune/device.h"
 #include "adaptertune/distributed/process_group.h"
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/directory_lock.h"
@@ -266,7 +267,7 @@ void check_schedule_continues(const TrainingState& saved, const std::string& pat
                                    ? extra["data"]["steps"]
                                    : detail::Json();
     if (steps != detail::Json(schedule.total_steps)) {
-      throw Error(path + ": key 'extra': the checkpoint was made with steps " + steps.dump() +
+      throw Error(path + ": key 'extra': the checkpoint was made with steps " + json_text(steps) +
                   ", this run has " + std::to_string(schedule.total_steps) +
                   " (it records no schedule, so its steps cannot change)");
     }
@@ -414,7 +415,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
   TrainingEngine engine(*model, engine_options);
   TrainingState& state = engine.state();
   const std::string fingerprint =
-      resume_fingerprint(options, data.encodings, init_weights_sha256).dump();
+      json_text(resume_fingerprint(options, data.encodings, init_weights_sha256));
   auto message = [&](const std::string& text) {
     if (writes && options.on_message) options.on_message(text);
   };

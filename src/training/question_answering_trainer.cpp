@@ -13,6 +13,7 @@
 #include "adaptertune/device.h"
 #include "adaptertune/distributed/process_group.h"
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/directory_lock.h"
@@ -261,7 +262,7 @@ TrainResult QuestionAnsweringTrainer::train() {
   Json data_fingerprint = squad_fingerprint(features, windows, options_, qa_.features);
   // A resume under another stack would train on other inputs (absent: no stack, as before).
   if (!stacked_on_.empty()) data_fingerprint["stacked_on"] = stacked_on_;
-  const std::string fingerprint = data_fingerprint.dump();
+  const std::string fingerprint = json_text(data_fingerprint);
   // The options, recorded with every checkpoint; a resume says which changed since its steps.
   // The windows' options are in the fingerprint (other windows are other data); the answers'
   // change only what dev evaluation scores, so a resume may change them and says so.
@@ -312,7 +313,7 @@ TrainResult QuestionAnsweringTrainer::train() {
         {"parameters", Json::parse(parameter_report(*model_, adapter_).to_json_string())},
         {"machine", detail::machine_json()},
         {"total_steps", total_steps}};
-    write_file_atomic(options_.output_dir + "/run.json", run.dump(2) + "\n");
+    write_file_atomic(options_.output_dir + "/run.json", json_text(run, 2) + "\n");
     metrics_log.emplace(
         detail::open_metrics_log(options_.output_dir, record.resumed, state.global_step));
   }
@@ -324,7 +325,8 @@ TrainResult QuestionAnsweringTrainer::train() {
   const std::string best_dir = options_.output_dir + "/best";
   auto save_checkpoint = [&] {
     if (!writes) return;
-    engine.save_checkpoint(fingerprint, record.stamped(detail::task_progress_json(best)).dump());
+    engine.save_checkpoint(fingerprint,
+                           json_text(record.stamped(detail::task_progress_json(best))));
   };
   auto save_best = [&] {
     const std::string temp = detail::empty_best_staging(options_.output_dir);
@@ -447,7 +449,8 @@ TrainResult QuestionAnsweringTrainer::train() {
                         {"early_stopped", result.early_stopped},
                         {"seconds", result.seconds},
                         {"best_model", result.best_model ? Json(*result.best_model) : Json()}};
-  if (writes) write_file_atomic(options_.output_dir + "/results.json", summary.dump(2) + "\n");
+  if (writes)
+    write_file_atomic(options_.output_dir + "/results.json", json_text(summary, 2) + "\n");
   return result;
 }
 

@@ -57,7 +57,7 @@ MetricsLog::MetricsLog(const std::string& path) : out_(path, std::ios::app) {
 }
 
 void MetricsLog::write(const Json& event) {
-  out_ << event.dump() << std::endl;
+  out_ << json_text(event) << std::endl;
 }
 
 MetricsLog open_metrics_log(const std::string& output_dir, bool resumed, int64_t step) {
@@ -118,7 +118,7 @@ TaskProgress read_task_progress(const Json& json, const std::string& file, const
     const std::optional<int64_t> value = integer_value(json.at(name));
     if (!value) {
       throw Error(file + ": key '" + key + "': " + name + " must be an integer, found " +
-                  json.at(name).dump());
+                  json_text(json.at(name)));
     }
     return *value;
   };
@@ -291,7 +291,7 @@ void resume_run(TrainingEngine& engine, const TrainerOptions& options, int64_t b
             if (item.key().find("stacked_on") != std::string::npos &&
                 !this_run.contains(item.key())) {
               throw Error(path + ": key 'extra': the checkpoint was made with " + item.key() + " " +
-                          item.value().dump() + ", this run has none");
+                          json_text(item.value()) + ", this run has none");
             }
           }
           read_extra(extra, path, saved.global_step);
@@ -306,7 +306,7 @@ void resume_run(TrainingEngine& engine, const TrainerOptions& options, int64_t b
     std::string changes;
     for (const auto& [key, values] : record.changed.items()) {
       changes += (changes.empty() ? "; options changed since its steps: " : ", ") + key + " " +
-                 values[0].dump() + " -> " + values[1].dump();
+                 json_text(values[0]) + " -> " + json_text(values[1]);
     }
     progress.message("train: resumed from " + *latest + " at step " + std::to_string(step) +
                      changes);

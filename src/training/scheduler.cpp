@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "json_util.h"
 
 namespace adaptertune {
@@ -146,7 +147,7 @@ std::string LrSchedule::to_json() const {
                        {"warmup_steps", warmup_steps},
                        {"total_steps", total_steps}};
   if (kind == ScheduleKind::kWarmupStableDecay) json["decay_steps"] = decay_steps;
-  return json.dump();
+  return json_text(json);
 }
 
 LrSchedule LrSchedule::from_json(const std::string& json, const std::string& source) {

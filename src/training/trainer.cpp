@@ -19,6 +19,7 @@
 #include "adaptertune/device.h"
 #include "adaptertune/distributed/process_group.h"
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/directory_lock.h"
@@ -368,7 +369,7 @@ TrainResult Trainer::train() {
   TrainResult result;
   std::vector<TaskProgress> progress_of(task_count);
   Progress progress(options_.progress && writes);
-  const std::string fingerprint = run_fingerprint(tasks_, options_).dump();
+  const std::string fingerprint = json_text(run_fingerprint(tasks_, options_));
   // The options, recorded with every checkpoint; a resume says which changed since its steps.
   detail::ResumeRecord record(options_);
   // The base as the run starts, before a resume restores trained weights into it.
@@ -451,7 +452,7 @@ TrainResult Trainer::train() {
         {"machine", detail::machine_json()},
         {"total_steps", total_steps},
     };
-    write_file_atomic(options_.output_dir + "/run.json", run.dump(2) + "\n");
+    write_file_atomic(options_.output_dir + "/run.json", json_text(run, 2) + "\n");
   }
   std::optional<MetricsLog> metrics_log;
   if (writes) {
@@ -472,7 +473,7 @@ TrainResult Trainer::train() {
     } else {
       extra = task_progress_json(progress_of[0]);
     }
-    engine.save_checkpoint(fingerprint, record.stamped(std::move(extra)).dump());
+    engine.save_checkpoint(fingerprint, json_text(record.stamped(std::move(extra))));
   };
   // The best model of task t: `best/` (one task), `best/<adapter>/` (several).
   auto best_directory = [&](size_t t) {
@@ -732,7 +733,8 @@ TrainResult Trainer::train() {
   summary["cached_layers"] = result.cached_layers;
   summary["batches_from_cache"] = result.batches_from_cache;
   summary["tasks"] = tasks_summary;
-  if (writes) write_file_atomic(options_.output_dir + "/results.json", summary.dump(2) + "\n");
+  if (writes)
+    write_file_atomic(options_.output_dir + "/results.json", json_text(summary, 2) + "\n");
   return result;
 }
 

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/layers/attention.h"
 #include "adaptertune/layers/linear.h"
@@ -181,7 +182,7 @@ void TrainingEngine::resume_from(
       const Json& recorded = extra["data"].contains(key) ? extra["data"][key] : Json();
       if (recorded != value) {
         throw Error(path + ": key 'extra': the checkpoint was made with " + key + " " +
-                    recorded.dump() + ", this run has " + value.dump() +
+                    json_text(recorded) + ", this run has " + json_text(value) +
                     (ends_with(key, "_sha256") ? " (other training data)" : ""));
       }
     }
@@ -203,7 +204,7 @@ std::string TrainingEngine::save_checkpoint(const std::string& fingerprint_json,
                                             const std::string& extra_json) {
   Json extra = parse_object(extra_json, "the checkpoint's extra state");
   extra["data"] = parse_object(fingerprint_json, "the data fingerprint");
-  state_.extra_json = extra.dump();
+  state_.extra_json = json_text(extra);
   state_.scheduler_json = schedule_.to_json();
   return checkpoints_.save(model_, *optimizer_, state_);
 }

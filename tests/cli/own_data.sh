@@ -3,7 +3,8 @@
 # file, texts with quotes, commas and line breaks) trains, its best pack evaluates on the dev CSV
 # to the metrics the run logged, and predicts a JSON-lines test file; a JSON-lines regression
 # task of text pairs trains with chosen metrics; a TSV without a telling extension reads with
-# --file-format; mistakes get one line naming the file, line or flag.
+# --file-format; paths that are not UTF-8 work; mistakes get one line naming the file, line or
+# flag.
 # Usage: own_data.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 source "$(dirname "$0")/harness.sh"
 
@@ -97,6 +98,33 @@ printf 'A man plays a guitar.\tA man is playing music.\n' |
   "$cli" predict --task similar --pair-column b --model "$base" --adapter-pack "$work/similar/best" \
     >"$work/score.txt" 2>"$work/err" || fail "predict similar from stdin: $(cat "$work/err")"
 grep -qE '^-?[0-9]+\.[0-9]{4}$' "$work/score.txt" || fail "a score: $(cat "$work/score.txt")"
+
+# Paths that are not UTF-8 (a POSIX name is any bytes): a run reads and writes there, and its JSON
+# (the result line, run.json, results.json, eval's line) shows each invalid byte as U+FFFD.
+odd=$work/$'\xff-data'
+odd_base=$work/$'base-\xe9'
+mkdir -p "$odd" "$odd_base" || fail "mkdir a directory whose name is not UTF-8"
+cp "$work/reviews_train.csv" "$work/reviews_dev.csv" "$odd/"
+for file in "$base"/*; do ln -s "$file" "$odd_base/"; done
+"$cli" train --task reviews --train-file "$odd/reviews_train.csv" --dev-file "$odd/reviews_dev.csv" \
+  "${reviews[@]}" "${common[@]}" --model "$odd_base" --out "$odd/run" >"$work/odd_train.json" \
+  2>"$work/odd_train.log" || fail "train under a path that is not UTF-8: $(tail -3 "$work/odd_train.log")"
+"$cli" eval --task reviews --dev-file "$odd/reviews_dev.csv" "${reviews[@]}" --model "$odd_base" \
+  --adapter-pack "$odd/run/best" >"$work/odd_eval.json" 2>"$work/err" ||
+  fail "eval under a path that is not UTF-8: $(cat "$work/err")"
+/usr/bin/python3 - "$odd" "$odd_base" "$work" <<'PY' || fail "the JSON records of a path that is not UTF-8"
+import json, os, sys
+odd, odd_base, work = (os.fsencode(a) for a in sys.argv[1:4])
+shown = lambda path: path.decode("utf-8", "replace")  # one U+FFFD per invalid byte, as json_text()
+line = json.load(open(work + b"/odd_train.json", encoding="utf-8"))
+assert line["best_model"] == shown(odd + b"/run/best"), line["best_model"]
+run = json.load(open(odd + b"/run/run.json", encoding="utf-8"))
+assert run["base"]["model_dir"] == shown(os.path.realpath(odd_base)), run["base"]
+results = json.load(open(odd + b"/run/results.json", encoding="utf-8"))
+assert results["tasks"][0]["best_model"] == shown(odd + b"/run/best"), results
+ev = json.load(open(work + b"/odd_eval.json", encoding="utf-8"))
+assert ev["split"] == shown(odd + b"/reviews_dev.csv") and "\ufffd" in ev["split"], ev["split"]
+PY
 
 # Mistakes: exit 1, one line naming what is wrong, no run directory.
 printf 'review,sentiment\ngood,positive\nbad,meh\n' >"$work/odd_dev.csv"

@@ -231,7 +231,7 @@ int run_train_squad(SquadTrainRequest r) {
       {"best_model", result.best_model ? nlohmann::ordered_json(*result.best_model) : nullptr},
       {"seconds", result.seconds},
       {"interrupted", result.interrupted}};
-  if (main_process) std::cout << out.dump() << std::endl;
+  if (main_process) std::cout << json_text(out) << std::endl;
   return result.interrupted ? 130 : 0;
 }
 
@@ -256,7 +256,7 @@ int run_eval_squad(const SquadUseRequest& r) {
       {"max_query_length", m.qa.features.max_query_length},
       {"precision", precision_name(m.precision)},
       {"metrics", eval.metrics}};
-  std::cout << out.dump() << std::endl;
+  std::cout << json_text(out) << std::endl;
   return 0;
 }
 
@@ -270,7 +270,7 @@ int run_predict_squad(const SquadUseRequest& r) {
   nlohmann::ordered_json answers = nlohmann::ordered_json::object();
   for (const SquadExample& example : data.examples)
     answers[example.id] = predicted.at(example.id).text;
-  const std::string text = answers.dump(2) + "\n";
+  const std::string text = json_text(answers, 2) + "\n";
   if (r.out.empty()) {
     std::cout << text << std::flush;
   } else {

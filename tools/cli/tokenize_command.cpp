@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/inference/predictor.h"
 #include "adaptertune/io/tokenizer_files.h"
 #include "commands.h"
@@ -62,7 +63,7 @@ int run(const TokenizeOptions& options) {
     }
     nlohmann::ordered_json out = {
         {"tokens", e.tokens}, {"input_ids", e.input_ids}, {"token_type_ids", e.token_type_ids}};
-    std::cout << out.dump() << "\n";
+    std::cout << json_text(out) << "\n";
   }
   return 0;
 }

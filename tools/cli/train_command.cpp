@@ -387,7 +387,7 @@ int run_train(TrainCommandOptions o) {
   }
   out["seconds"] = result.seconds;
   out["interrupted"] = result.interrupted;
-  if (main_process) std::cout << out.dump() << std::endl;
+  if (main_process) std::cout << json_text(out) << std::endl;
   return result.interrupted ? 130 : 0;
 }
 
@@ -715,7 +715,7 @@ int run_eval(const UseOptions& o) {
       {"precision", precision_name(use.precision)},
       {"loss", r.loss},
       {"metrics", r.metrics}};
-  std::cout << out.dump() << std::endl;
+  std::cout << json_text(out) << std::endl;
   return 0;
 }
 

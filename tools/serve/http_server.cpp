@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "metrics.h"
 #include "page.h"
 
@@ -22,7 +23,7 @@ using Json = nlohmann::ordered_json;
 // task name), which need not be UTF-8: such bytes become U+FFFD, where a plain dump() threw and
 // the client got no reply at all.
 std::string error_body(const std::string& message) {
-  return Json{{"error", message}}.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return json_text(Json{{"error", message}});
 }
 
 // A handler's answer: the status and a JSON body (an error is error_body()).
@@ -109,10 +110,10 @@ struct HttpServer::Impl {
         }
         for (size_t i = 0; i < inputs.size(); ++i) {
           requests.push_back(
-              parse_task_request(inputs[i].dump(), "inputs[" + std::to_string(i) + "]"));
+              parse_task_request(json_text(inputs[i]), "inputs[" + std::to_string(i) + "]"));
         }
       } else {
-        requests.push_back(parse_task_request(body.dump(), "body"));
+        requests.push_back(parse_task_request(json_text(body), "body"));
       }
     } catch (const Error& e) {
       return Reply::error(400, e.what());
@@ -166,7 +167,7 @@ struct HttpServer::Impl {
         // Unloaded between the two calls.
       }
     }
-    return {200, Json{{"tasks", tasks}}.dump()};
+    return {200, json_text(Json{{"tasks", tasks}})};
   }
 
   Reply load_task(const httplib::Request& request) {
@@ -212,7 +213,7 @@ struct HttpServer::Impl {
         return Reply::error(409, "task \"" + *name + "\" is loaded already");
       }
       const std::string added = predictor.add_task(pack.string(), name);
-      return {201, task_json(predictor.task_info(added)).dump()};
+      return {201, json_text(task_json(predictor.task_info(added)))};
     } catch (const Error& e) {
       const std::string message = e.what();
       const bool taken = message.find("already exists") != std::string::npos;
@@ -230,7 +231,7 @@ struct HttpServer::Impl {
       // meanwhile.
       return Reply::error(predictor.has_task(name) ? 409 : 404, e.what());
     }
-    return {200, Json{{"removed", name}}.dump()};
+    return {200, json_text(Json{{"removed", name}})};
   }
 
   // Wraps a handler: JSON content type, metrics, and no exception escapes into httplib.
