@@ -126,7 +126,7 @@ void AdapterConfig::validate() const {
   }
   if (!(reduction_factor > 0) || !std::isfinite(reduction_factor)) {
     throw Error("AdapterConfig: 'reduction_factor' must be positive, got " +
-                std::to_string(reduction_factor));
+                format_number(reduction_factor));
   }
   if (adapter_size && *adapter_size < 1) {
     throw Error("AdapterConfig: 'adapter_size' must be at least 1, got " +
@@ -141,7 +141,7 @@ void AdapterConfig::validate() const {
                 format_number(kFloatMax) + ", got " + format_number(init_std));
   }
   if (!(dropout >= 0 && dropout < 1)) {
-    throw Error("AdapterConfig: 'dropout' must be in [0, 1), got " + std::to_string(dropout));
+    throw Error("AdapterConfig: 'dropout' must be in [0, 1), got " + format_number(dropout));
   }
   if (!(std::fabs(scaling) <= kFloatMax)) {
     throw Error("AdapterConfig: 'scaling' must be finite and at most " + format_number(kFloatMax) +

@@ -42,13 +42,11 @@ void BertConfig::validate() const {
           std::to_string(max_position_embeddings));
   require(type_vocab_size > 0, "type_vocab_size", "positive", std::to_string(type_vocab_size));
   require(hidden_dropout_prob >= 0 && hidden_dropout_prob < 1, "hidden_dropout_prob", "in [0, 1)",
-          std::to_string(hidden_dropout_prob));
+          format_number(hidden_dropout_prob));
   require(attention_probs_dropout_prob >= 0 && attention_probs_dropout_prob < 1,
-          "attention_probs_dropout_prob", "in [0, 1)",
-          std::to_string(attention_probs_dropout_prob));
-  require(layer_norm_eps > 0, "layer_norm_eps", "positive", std::to_string(layer_norm_eps));
-  require(initializer_range > 0, "initializer_range", "positive",
-          std::to_string(initializer_range));
+          "attention_probs_dropout_prob", "in [0, 1)", format_number(attention_probs_dropout_prob));
+  require(layer_norm_eps > 0, "layer_norm_eps", "positive", format_number(layer_norm_eps));
+  require(initializer_range > 0, "initializer_range", "positive", format_number(initializer_range));
   require(pad_token_id >= 0 && pad_token_id < vocab_size, "pad_token_id", "in [0, vocab_size)",
           std::to_string(pad_token_id));
   require(position_embedding_type == "absolute", "position_embedding_type", "\"absolute\"",

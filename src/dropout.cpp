@@ -11,6 +11,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "bfloat16_bits.h"
 #include "parallel_loops.h"
 #include "splitmix64.h"
@@ -64,7 +65,7 @@ at::Tensor apply_hashed_dropout_mask(const at::Tensor& input, double p, uint64_t
     throw Error("dropout: expected a contiguous floating-point CPU tensor, got " +
                 std::string(input.toString()) + (input.is_contiguous() ? "" : " (not contiguous)"));
   }
-  if (!(p > 0 && p < 1)) throw Error("dropout: p must be in (0, 1), got " + std::to_string(p));
+  if (!(p > 0 && p < 1)) throw Error("dropout: p must be in (0, 1), got " + format_number(p));
   if (first_element < 0) {
     throw Error("dropout: the first element's index must not be negative, got " +
                 std::to_string(first_element));
@@ -224,7 +225,7 @@ namespace {
 
 // Checked first, so that every device gets this library's error, not LibTorch's.
 void check_dropout_probability(double p) {
-  if (!(p >= 0 && p <= 1)) throw Error("dropout: p must be in [0, 1], got " + std::to_string(p));
+  if (!(p >= 0 && p <= 1)) throw Error("dropout: p must be in [0, 1], got " + format_number(p));
 }
 
 // Where the mask is hashed: otherwise dropout is the identity or at::dropout.

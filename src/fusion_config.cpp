@@ -33,7 +33,7 @@ void FusionConfig::validate() const {
   }
   if (dropout_prob && !(*dropout_prob >= 0 && *dropout_prob < 1)) {
     throw Error("FusionConfig: 'dropout_prob' must be in [0, 1), got " +
-                std::to_string(*dropout_prob));
+                format_number(*dropout_prob));
   }
 }
 

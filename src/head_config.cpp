@@ -43,7 +43,7 @@ void HeadConfig::validate() const {
   }
   if (classifier_dropout >= 1.0) {
     throw Error("HeadConfig: 'classifier_dropout' must be below 1, got " +
-                std::to_string(classifier_dropout));
+                format_number(classifier_dropout));
   }
 }
 
@@ -80,7 +80,11 @@ HeadConfig HeadConfig::from_json_string(const std::string& json, const std::stri
   }
   if (const detail::Json* dropout = reader.take("classifier_dropout");
       dropout && !dropout->is_null()) {
-    if (!dropout->is_number()) reader.fail("classifier_dropout", "a number or null");
+    // In the file null is "the encoder's"; a negative number (the struct's own way to say so)
+    // is no probability, and taking it as null would hide the mistake.
+    if (!dropout->is_number() || dropout->get<double>() < 0) {
+      reader.fail("classifier_dropout", "null or a probability in [0, 1)");
+    }
     head.classifier_dropout = dropout->get<double>();
   }
   // Hugging Face derives num_labels from id2label when only the latter is written.

@@ -122,7 +122,7 @@ TEST(AdapterConfig, UnknownAndUnsupportedKeysAreReported) {
       AdapterConfig::from_json_string(R"({"reduction_factor": {"default": 16}})", "a.json"),
       "key 'reduction_factor' must be a number");
   EXPECT_ERROR_CONTAINS(AdapterConfig::from_json_string(R"({"reduction_factor": -2})", "a.json"),
-                        "'reduction_factor' must be positive");
+                        "'reduction_factor' must be positive, got -2");
   // The weights are float32: what they are initialised or scaled with must fit a float.
   EXPECT_ERROR_CONTAINS(AdapterConfig::from_json_string(R"({"init_std": 1e300})", "a.json"),
                         "a.json: AdapterConfig: 'init_std' must be positive and at most "

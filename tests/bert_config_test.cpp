@@ -80,7 +80,14 @@ TEST(BertConfig, WrongTypeNamesTheKey) {
             INT64_MAX);
   EXPECT_EQ(BertConfig::from_json_string(R"({"hidden_size": 768.0})").hidden_size, 768);
   EXPECT_ERROR_CONTAINS(BertConfig::from_json_string(R"({"hidden_dropout_prob": 1.5})"),
-                        "'hidden_dropout_prob' must be in [0, 1)");
+                        "'hidden_dropout_prob' must be in [0, 1), got 1.5");
+  // Numbers as given: not std::to_string's "-0.000000" for -1e-12 nor its 301 digits for 1e300.
+  EXPECT_ERROR_CONTAINS(BertConfig::from_json_string(R"({"layer_norm_eps": -1e-12})"),
+                        "'layer_norm_eps' must be positive, got -1e-12");
+  EXPECT_ERROR_CONTAINS(BertConfig::from_json_string(R"({"initializer_range": 0})"),
+                        "'initializer_range' must be positive, got 0");
+  EXPECT_ERROR_CONTAINS(BertConfig::from_json_string(R"({"attention_probs_dropout_prob": 1e300})"),
+                        "'attention_probs_dropout_prob' must be in [0, 1), got 1e+300");
   EXPECT_ERROR_CONTAINS(BertConfig::from_json_string(R"({"hidden_act": "gelu2"})"),
                         "unknown activation \"gelu2\"");
   EXPECT_ERROR_CONTAINS(BertConfig::from_json_string(R"({"model_type": "roberta"})"),

@@ -678,6 +678,15 @@ TEST(HeadConfig, JsonRoundTripAndValidation) {
                         "HeadConfig: id2label 1: invalid UTF-8 at byte 1");
   EXPECT_ERROR_CONTAINS(HeadConfig::from_json_string(R"({"problem_type": "multi_label"})"),
                         "'problem_type' must be");
+  // The file's "the encoder's dropout" is null: a negative number is a mistake, not that.
+  EXPECT_EQ(HeadConfig::from_json_string(R"({"classifier_dropout": null})").classifier_dropout,
+            -1.0);
+  EXPECT_ERROR_CONTAINS(HeadConfig::from_json_string(R"({"classifier_dropout": -0.1})", "h.json"),
+                        "h.json: key 'classifier_dropout' must be null or a probability in [0, "
+                        "1), found -0.1");
+  // A number given is shown as given (not the 301 digits of std::to_string(1e300)).
+  EXPECT_ERROR_CONTAINS(HeadConfig::from_json_string(R"({"classifier_dropout": 1e300})"),
+                        "'classifier_dropout' must be below 1, got 1e+300");
 }
 
 }  // namespace

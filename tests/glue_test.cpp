@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 
@@ -201,7 +202,14 @@ TEST(Glue, SubmissionFilesUseLeaderboardNamesAndLabels) {
   EXPECT_EQ(glue_submission_file_name(glue_task("MNLI"), "test_matched"), "MNLI-m.tsv");
   EXPECT_EQ(glue_submission_file_name(glue_task("sst2")), "SST-2.tsv");
   EXPECT_ERROR_CONTAINS(write_glue_submission(glue_task("RTE"), "test", dir, {0}, {2}),
-                        "prediction 2.000000 is not a class id of RTE");
+                        "prediction 2 is not a class id of RTE");
+  // Beyond int64_t, and not a number: refused before any conversion (which would be undefined).
+  EXPECT_ERROR_CONTAINS(write_glue_submission(glue_task("RTE"), "test", dir, {0}, {1e300}),
+                        "prediction 1e+300 is not a class id of RTE");
+  EXPECT_ERROR_CONTAINS(write_glue_submission(glue_task("RTE"), "test", dir, {0}, {std::nan("")}),
+                        "prediction nan is not a class id of RTE");
+  EXPECT_ERROR_CONTAINS(write_glue_submission(glue_task("RTE"), "test", dir, {0}, {0.5}),
+                        "prediction 0.5 is not a class id of RTE");
 }
 
 }  // namespace

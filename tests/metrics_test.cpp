@@ -46,7 +46,7 @@ TEST(Metrics, GlueCombinedScores) {
                           {0.8, 2.0, 3.1, 3.9, 3.0, 1.0, 4.2, 2.2});
   EXPECT_NEAR(sts["combined"], (0.9507008153781746 + 0.9027075674773933) / 2, 1e-12);
   EXPECT_ERROR_CONTAINS(task_metrics(glue_task("RTE"), {0.5}, {1}),
-                        "RTE metrics: 0.500000 is not a class id");
+                        "RTE metrics: 0.5 is not a class id");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/io/atomic_file.h"
 #include "tasks/text_lines.h"
 
@@ -249,12 +250,14 @@ std::string write_glue_submission(const GlueTaskInfo& task, const std::string& s
       std::snprintf(buffer, sizeof buffer, "%.3f", std::clamp(predictions[i], 0.0, 5.0));
       out << buffer;
     } else {
-      const auto id = static_cast<int64_t>(predictions[i]);
-      if (id < 0 || id >= static_cast<int64_t>(task.labels.size()) ||
-          static_cast<double>(id) != predictions[i]) {
-        throw Error("write_glue_submission: prediction " + std::to_string(predictions[i]) +
+      // Checked as a double first: converting one beyond int64_t (or nan) is undefined.
+      const double value = predictions[i];
+      if (!(value >= 0 && value < static_cast<double>(task.labels.size())) ||
+          std::floor(value) != value) {
+        throw Error("write_glue_submission: prediction " + format_number(value) +
                     " is not a class id of " + task.name);
       }
+      const auto id = static_cast<int64_t>(value);
       out << task.labels[static_cast<size_t>(id)];
     }
     out << '\n';

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 
 namespace adaptertune {
 namespace {
@@ -39,7 +40,7 @@ std::vector<int64_t> to_ids(const std::vector<double>& values, const TaskDescrip
   for (double v : values) {
     const auto id = static_cast<int64_t>(std::llround(v));
     if (static_cast<double>(id) != v || id < 0 || id >= static_cast<int64_t>(task.labels.size())) {
-      throw Error(task.name + " metrics: " + std::to_string(v) + " is not a class id");
+      throw Error(task.name + " metrics: " + format_number(v) + " is not a class id");
     }
     ids.push_back(id);
   }

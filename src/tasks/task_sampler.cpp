@@ -7,6 +7,7 @@
 #include <string>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 
 namespace adaptertune {
 
@@ -21,7 +22,7 @@ TaskSampler::TaskSampler(std::vector<int64_t> batches_per_epoch, double temperat
   }
   if (!std::isfinite(temperature) || temperature <= 0) {
     throw Error("TaskSampler: temperature must be a positive finite number, got " +
-                std::to_string(temperature));
+                format_number(temperature));
   }
   batches_per_round_ =
       std::accumulate(batches_per_epoch_.begin(), batches_per_epoch_.end(), int64_t{0});

@@ -318,7 +318,7 @@ void PretrainOptions::validate() const {
         std::pair{"eval_masking.mask_probability", eval_masking.mask_probability}}) {
     if (!(value > 0 && value < 1)) {
       throw Error(std::string("PretrainOptions: ") + name + " must be in (0, 1), got " +
-                  std::to_string(value));
+                  format_number(value));
     }
   }
   detail::check_at_least(owner, "log_every", log_every, 1);

@@ -62,7 +62,7 @@ std::vector<std::string> schedule_names() {
 }
 
 void LrSchedule::validate() const {
-  if (!(peak_lr > 0)) throw Error("learning rate must be positive, got " + std::to_string(peak_lr));
+  if (!(peak_lr > 0)) throw Error("learning rate must be positive, got " + format_number(peak_lr));
   if (warmup_steps < 0 || total_steps < 1) {
     throw Error("schedule needs warmup_steps >= 0 and total_steps >= 1");
   }
@@ -86,7 +86,7 @@ LrSchedule LrSchedule::with_warmup_ratio(ScheduleKind kind, double peak_lr, int6
 LrSchedule LrSchedule::make(ScheduleKind kind, double peak_lr, int64_t total_steps,
                             double warmup_ratio, int64_t warmup_steps, int64_t decay_steps) {
   if (!(warmup_ratio >= 0 && warmup_ratio <= 1)) {
-    throw Error("warmup ratio must be in [0, 1], got " + std::to_string(warmup_ratio));
+    throw Error("warmup ratio must be in [0, 1], got " + format_number(warmup_ratio));
   }
   if (decay_steps < 0) {
     throw Error("schedule: decay_steps must be >= 0 (0: the default), got " +

@@ -52,7 +52,7 @@ void TrainingEngineOptions::validate() const {
   if (checkpoint_dir.empty()) throw Error("TrainingEngineOptions: checkpoint_dir is empty");
   if (!detail::valid_loss_scale(initial_loss_scale)) {
     throw Error("TrainingEngineOptions: initial_loss_scale is " +
-                std::to_string(initial_loss_scale) +
+                format_number(initial_loss_scale) +
                 ", expected a power of two >= 1 (unscaling by it must round nothing)");
   }
   detail::check_at_least(owner, "loss_scale_growth_interval", loss_scale_growth_interval, 1);
