@@ -59,7 +59,7 @@ void check_neutral_keys(detail::JsonObjectReader& reader) {
         (value->is_number() && off.is_number() && value->get<double>() == off.get<double>())) {
       continue;
     }
-    throw Error(reader.source() + ": '" + key + "' = " + value->dump() +
+    throw Error(reader.source() + ": '" + key + "' = " + json_text(*value) +
                 " is not supported (only " + json_text(off) + ")");
   }
   // Sub-options of phm_layer / inv_adapter; they mean nothing while those are off.

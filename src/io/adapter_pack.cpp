@@ -327,14 +327,14 @@ AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
   const detail::Json* config = reader.take("config");
   if (config == nullptr || !config->is_object()) reader.fail("config", "an object");
   if (fusion) {
-    info.fusion = FusionConfig::from_json_string(config->dump(), path + " (config)");
+    info.fusion = FusionConfig::from_json_string(json_text(*config), path + " (config)");
     info.fused = fused_adapter_names(info.name);
     if (info.fused.size() < 2 ||
         std::any_of(info.fused.begin(), info.fused.end(), [](auto& a) { return a.empty(); })) {
       reader.fail("name", "the fused adapters' names joined by ',' (\"a,b\")");
     }
   } else {
-    info.config = AdapterConfig::from_json_string(config->dump(), path + " (config)");
+    info.config = AdapterConfig::from_json_string(json_text(*config), path + " (config)");
   }
   reader.read("hidden_size", info.hidden_size);
   reader.read("model_name", info.base_model_name);

@@ -156,7 +156,7 @@ std::optional<std::string> json_field(const nlohmann::json& value, const std::st
   // one above INT64_MAX to a negative label.
   if (value.is_number_unsigned()) return std::to_string(value.get<uint64_t>());
   if (value.is_number_integer()) return std::to_string(value.get<int64_t>());
-  if (value.is_number()) return value.dump();
+  if (value.is_number()) return json_text(value);
   throw Error("key \"" + key + "\" holds " + std::string(value.type_name()) +
               ", expected a string or a number");
 }

@@ -256,8 +256,8 @@ SavedState parse_state(const detail::Json& json, const std::string& path) {
   const detail::Json* seed = reader.take("data_seed");
   if (!seed->is_number_unsigned()) reader.fail("data_seed", "a non-negative integer");
   state.data_seed = seed->get<uint64_t>();
-  state.scheduler_json = reader.take("scheduler")->dump();
-  state.extra_json = reader.take("extra")->dump();
+  state.scheduler_json = json_text(*reader.take("scheduler"));
+  state.extra_json = json_text(*reader.take("extra"));
   if (const detail::Json* optimizer = reader.take("optimizer")) {
     detail::JsonObjectReader sub(*optimizer, path + " (optimizer)");
     sub.require({"lr", "steps"});

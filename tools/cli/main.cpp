@@ -14,6 +14,7 @@
 #include "adaptertune/io/atomic_file.h"
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/runtime.h"
 #include "adaptertune/version.h"
 #include "commands.h"
@@ -63,7 +64,7 @@ ExpandedArguments expand_options_file(int argc, char** argv) {
   if (!options.is_object()) throw adaptertune::Error(path + ": expected a JSON object of options");
   auto text = [&](const std::string& key, const nlohmann::json& value) {
     if (value.is_string()) return value.get<std::string>();
-    if (value.is_number() || value.is_boolean()) return value.dump();
+    if (value.is_number() || value.is_boolean()) return adaptertune::json_text(value);
     throw adaptertune::Error(path + ": key '" + key +
                              "' must be a string, number, boolean or a list of them");
   };
