@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
@@ -429,6 +431,34 @@ TEST(AdapterPack, BadPacksFailCleanlyAndLeaveTheModelUnchanged) {
                         "adapter_fusion_config.json)");
   EXPECT_ERROR_CONTAINS(save_adapter_pack(model, "nope", fresh_dir("nope")),
                         "no adapter named \"nope\"");
+}
+
+// An AdapterHub flex head ("config" an object: AutoAdapterModel's heads.<name>.<i>.* layers) is
+// refused as such when the head is to be loaded, not by its first unknown tensor name; the
+// adapter still loads without it.
+TEST(AdapterPack, FlexHeadIsRefusedAsSuch) {
+  auto trained = trained_model("sst2");
+  const std::string dir = fresh_dir("flex");
+  save_adapter_pack(trained, "sst2", dir);
+  const std::string head_path = dir + "/head_config.json";
+  nlohmann::json head = nlohmann::json::parse(read_file(head_path));
+  ASSERT_TRUE(head.at("config").is_null());  // a static head, as AdapterHub marks one
+  head["config"] = {{"head_type", "classification"}, {"num_labels", 2}, {"layers", 2}};
+  write_file_atomic(head_path, head.dump());
+  auto model = fresh_base();
+  EXPECT_ERROR_CONTAINS(load_adapter_pack(model, dir),
+                        head_path +
+                            ": an AdapterHub flex head (head_type \"classification\") is "
+                            "not read (its key 'config' is an object)");
+  EXPECT_TRUE(model->bert->adapter_names().empty());
+  head["config"] = "x";
+  write_file_atomic(head_path, head.dump());
+  EXPECT_ERROR_CONTAINS(load_adapter_pack(model, dir),
+                        head_path + ": key 'config' must be null (a static head), found \"x\"");
+  head["config"] = {{"head_type", "classification"}};
+  write_file_atomic(head_path, head.dump());
+  EXPECT_NO_THROW(load_adapter_pack(model, dir, std::nullopt, /*load_head=*/false));
+  EXPECT_EQ(model->bert->adapter_names(), std::vector<std::string>{"sst2"});
 }
 
 }  // namespace

@@ -139,6 +139,28 @@ bool is_span_head(const detail::Json& head, const std::string& path) {
   return head_type == "question_answering" || model_class == "BertForQuestionAnswering";
 }
 
+// AdapterHub writes `"config": null` for a static head (Hugging Face's
+// BertForSequenceClassification and BertForQuestionAnswering layouts), the kind this library reads
+// and writes; an object there is a flex head (AutoAdapterModel's `heads.<name>.<i>.*` layers).
+// Checked when the head is to be loaded, so that it is refused as what it is rather than one
+// unknown tensor name at a time; the pack's adapter still loads without its head.
+void check_static_head(const std::string& path) {
+  const detail::Json head = detail::parse_json(read_file(path), path);
+  const auto config = head.find("config");
+  if (!head.is_object() || config == head.end() || config->is_null()) return;
+  if (!config->is_object()) {
+    throw Error(path + ": key 'config' must be null (a static head), found " + json_text(*config));
+  }
+  const auto type = config->find("head_type");
+  throw Error(path + ": an AdapterHub flex head" +
+              (type != config->end() && type->is_string()
+                   ? " (head_type \"" + type->get<std::string>() + "\")"
+                   : std::string()) +
+              " is not read (its key 'config' is an object); adaptertune reads static heads, "
+              "whose 'config' is null (the adapter alone loads: load_head = false, as train "
+              "--fuse and --stack-on load packs)");
+}
+
 // The tensors of `task` and, when it has no head of its own, the model's head, which it runs.
 bool task_runs(const PackModel& model, const std::string& name, const std::string& task) {
   const std::optional<std::string> owner = parameter_task(name);
@@ -498,6 +520,7 @@ AdapterPackLoad load_pack(const PackModel& model, const std::string& directory,
     throw Error(directory + ": the pack carries a pooler and this model has none");
   }
   const bool with_head = load_head && (info.head.has_value() || info.span_head);
+  if (with_head) check_static_head(directory + "/" + kHeadConfigFile);
   const bool span_model = model.add_head == nullptr;
   if (with_head && info.span_head != span_model) {
     throw Error(directory + ": the pack's head is " +
