@@ -1,6 +1,8 @@
 #include "adaptertune/tasks/metrics.h"
 #include "adaptertune/tasks/glue.h"
 
+#include <cmath>
+
 #include "adaptertune/error.h"
 #include "test_util.h"
 
@@ -47,6 +49,15 @@ TEST(Metrics, GlueCombinedScores) {
   EXPECT_NEAR(sts["combined"], (0.9507008153781746 + 0.9027075674773933) / 2, 1e-12);
   EXPECT_ERROR_CONTAINS(task_metrics(glue_task("RTE"), {0.5}, {1}),
                         "RTE metrics: 0.5 is not a class id");
+  // Values no integer conversion may take are refused before one is tried.
+  EXPECT_ERROR_CONTAINS(task_metrics(glue_task("RTE"), {0}, {std::nan("")}),
+                        "RTE metrics: nan is not a class id");
+  EXPECT_ERROR_CONTAINS(task_metrics(glue_task("RTE"), {1e300}, {0}),
+                        "RTE metrics: 1e+300 is not a class id");
+  EXPECT_ERROR_CONTAINS(task_metrics(glue_task("RTE"), {-1}, {0}),
+                        "RTE metrics: -1 is not a class id");
+  EXPECT_ERROR_CONTAINS(task_metrics(glue_task("RTE"), {2}, {0}),
+                        "RTE metrics: 2 is not a class id");
 }
 
 }  // namespace

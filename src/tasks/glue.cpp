@@ -5,11 +5,13 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "adaptertune/error.h"
 #include "adaptertune/format.h"
 #include "adaptertune/io/atomic_file.h"
+#include "tasks/class_id.h"
 #include "tasks/text_lines.h"
 
 namespace adaptertune {
@@ -250,15 +252,12 @@ std::string write_glue_submission(const GlueTaskInfo& task, const std::string& s
       std::snprintf(buffer, sizeof buffer, "%.3f", std::clamp(predictions[i], 0.0, 5.0));
       out << buffer;
     } else {
-      // Checked as a double first: converting one beyond int64_t (or nan) is undefined.
-      const double value = predictions[i];
-      if (!(value >= 0 && value < static_cast<double>(task.labels.size())) ||
-          std::floor(value) != value) {
-        throw Error("write_glue_submission: prediction " + format_number(value) +
+      const std::optional<int64_t> id = detail::class_id(predictions[i], task.labels.size());
+      if (!id) {
+        throw Error("write_glue_submission: prediction " + format_number(predictions[i]) +
                     " is not a class id of " + task.name);
       }
-      const auto id = static_cast<int64_t>(value);
-      out << task.labels[static_cast<size_t>(id)];
+      out << task.labels[static_cast<size_t>(*id)];
     }
     out << '\n';
   }

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 
 #include "adaptertune/error.h"
 #include "adaptertune/format.h"
+#include "tasks/class_id.h"
 
 namespace adaptertune {
 namespace {
@@ -38,11 +40,9 @@ std::vector<int64_t> to_ids(const std::vector<double>& values, const TaskDescrip
   std::vector<int64_t> ids;
   ids.reserve(values.size());
   for (double v : values) {
-    const auto id = static_cast<int64_t>(std::llround(v));
-    if (static_cast<double>(id) != v || id < 0 || id >= static_cast<int64_t>(task.labels.size())) {
-      throw Error(task.name + " metrics: " + format_number(v) + " is not a class id");
-    }
-    ids.push_back(id);
+    const std::optional<int64_t> id = detail::class_id(v, task.labels.size());
+    if (!id) throw Error(task.name + " metrics: " + format_number(v) + " is not a class id");
+    ids.push_back(*id);
   }
   return ids;
 }
