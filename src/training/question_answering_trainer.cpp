@@ -23,7 +23,7 @@
 #include "adaptertune/tasks/batcher.h"
 #include "adaptertune/training/training_engine.h"
 #include "adaptertune/version.h"
-#include "distributed/shared_batches.h"
+#include "distributed/squad_windows.h"
 #include "run_checks.h"
 #include "sha256.h"
 #include "training/data_parallel.h"
@@ -77,55 +77,19 @@ std::map<std::string, SquadAnswerPrediction> predict_squad(
     const Tokenizer& tokenizer, const SquadAnswerOptions& answers, int64_t batch_size,
     c10::Device device, Precision precision, ProcessGroup* group) {
   check_device(device);
-  const EncodedDataset windows = encoded_windows(features);
-  BatcherOptions batching;
-  batching.batch_size = batch_size;
-  batching.shuffle = false;
-  batching.group_by_length = true;  // as evaluate(): less padding, each window's logits in place
-  batching.pad_id = tokenizer.pad_id();
-  Batcher batcher(windows, batching);
   move_to_device(*model, device);  // the batches go there; a model loaded elsewhere follows
   const bool was_training = model->is_training();
   model->eval();
   c10::InferenceMode inference;  // nothing computed here is ever differentiated
-  // Every window's start logits, then its end logits, one window after another; filled where
-  // this process computes (in a group, its share of the batches; zeros elsewhere until gathered).
-  std::vector<int64_t> offsets(windows.encodings.size() + 1, 0);
-  for (size_t w = 0; w < windows.encodings.size(); ++w) {
-    offsets[w + 1] = offsets[w] + 2 * static_cast<int64_t>(windows.encodings[w].input_ids.size());
-  }
-  const at::Tensor spans = at::zeros({offsets.back()});
-  float* const span = spans.data_ptr<float>();
-  const std::vector<std::vector<size_t>> order = batcher.epoch_order(0);
-  for (size_t b = 0; b < order.size(); ++b) {
-    if (!detail::evaluates_batch(b, group)) continue;
-    const std::vector<size_t>& rows = order[b];
-    Batch batch = batcher.make_batch(rows).to(device);
-    torch::Tensor logits;
-    {
-      AutocastGuard autocast(device, precision);
-      logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids);
-    }
-    const at::Tensor cpu = logits.to(at::kFloat).cpu().contiguous();
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const int64_t length = (offsets[rows[i] + 1] - offsets[rows[i]]) / 2;
-      const at::Tensor row = cpu[static_cast<int64_t>(i)].narrow(0, 0, length);
-      const at::Tensor start = row.select(1, 0).contiguous(), end = row.select(1, 1).contiguous();
-      std::copy_n(start.data_ptr<float>(), length, span + offsets[rows[i]]);
-      std::copy_n(end.data_ptr<float>(), length, span + offsets[rows[i]] + length);
-    }
-  }
-  model->train(was_training);
-  if (group) detail::gather_by_sum(*group, {spans}, device);
-  std::vector<std::vector<float>> starts(windows.encodings.size()), ends(starts.size());
-  for (size_t w = 0; w < starts.size(); ++w) {
-    const int64_t length = (offsets[w + 1] - offsets[w]) / 2;
-    starts[w].assign(span + offsets[w], span + offsets[w] + length);
-    ends[w].assign(span + offsets[w] + length, span + offsets[w + 1]);
-  }
   SquadAnswerOptions answering = answers;
   answering.allow_no_answer = data.v2;
-  return extract_squad_answers(data, features, tokenizer, starts, ends, answering);
+  auto answers_found = detail::answer_squad_windows(
+      data, features, tokenizer, answering, batch_size, device, group, [&](const Batch& batch) {
+        AutocastGuard autocast(device, precision);
+        return model(batch.input_ids, batch.attention_mask, batch.token_type_ids);
+      });
+  model->train(was_training);
+  return answers_found;
 }
 
 SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDataset& data,
