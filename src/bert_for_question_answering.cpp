@@ -1,5 +1,7 @@
 #include "adaptertune/bert_for_question_answering.h"
 
+#include <utility>
+
 #include <ATen/ATen.h>
 
 #include "adaptertune/error.h"
@@ -7,8 +9,13 @@
 
 namespace adaptertune {
 
-BertForQuestionAnsweringImpl::BertForQuestionAnsweringImpl(const BertConfig& config) {
-  bert = register_module("bert", BertModel(config));
+BertForQuestionAnsweringImpl::BertForQuestionAnsweringImpl(const BertConfig& config)
+    : BertForQuestionAnsweringImpl(BertModel(config)) {}
+
+BertForQuestionAnsweringImpl::BertForQuestionAnsweringImpl(BertModel shared) {
+  if (!shared) throw Error("BertForQuestionAnswering: no BertModel to share");
+  bert = register_module("bert", std::move(shared));
+  const BertConfig& config = bert->config();
   qa_outputs = register_module("qa_outputs", torch::nn::Linear(config.hidden_size, 2));
   init_bert_weights(*qa_outputs, config.initializer_range);
 }

@@ -17,6 +17,7 @@
 #include "adaptertune/layers/linear.h"
 #include "adaptertune/parameter_names.h"
 #include "adaptertune/text/wordpiece.h"
+#include "adaptertune/training/question_answering_trainer.h"
 #include "group_test_util.h"
 #include "onednn_products.h"
 #include "test_util.h"
@@ -162,6 +163,23 @@ TEST_P(PredictorTest, ThreadsCallingTogetherGetTheSerialResults) {
   }
 }
 
+// Each member of a group of two (threads here; `name` tells groups apart) gets every prediction
+// of `requests` as one process alone computes it.
+void expect_group_gives_what_one_process_gives(const Predictor& predictor,
+                                               const std::vector<TaskRequest>& requests,
+                                               const std::string& name) {
+  const std::vector<Prediction> alone = predictor.predict(requests);
+  std::vector<Prediction> got[2];
+  testing::in_group_of_two(
+      name, [&](ProcessGroup& group) { got[group.rank()] = predictor.predict(requests, &group); });
+  for (int rank = 0; rank < 2; ++rank) {
+    ASSERT_EQ(got[rank].size(), alone.size()) << "rank " << rank;
+    for (size_t i = 0; i < alone.size(); ++i) {
+      EXPECT_EQ(got[rank][i].to_json(), alone[i].to_json()) << "rank " << rank << " request " << i;
+    }
+  }
+}
+
 // Shared out over a group of two (threads here, processes in tests/distributed/): each member
 // computes every other batch, and both get every prediction as one process computes it, whatever
 // the widths of the heads the rows of a batch go to (2, 3 and 1 logits here).
@@ -172,17 +190,7 @@ TEST(Predictor, SharedOutInAGroupOfTwoGivesWhatOneProcessGives) {
   std::vector<TaskRequest> requests = mixed_requests();
   const std::vector<TaskRequest> more = mixed_requests();
   requests.insert(requests.end(), more.begin(), more.end());  // 7 batches: 4 on rank 0, 3 on 1
-  const std::vector<Prediction> alone = predictor.predict(requests);
-  std::vector<Prediction> got[2];
-  testing::in_group_of_two("predictor_group", [&](ProcessGroup& group) {
-    got[group.rank()] = predictor.predict(requests, &group);
-  });
-  for (int rank = 0; rank < 2; ++rank) {
-    ASSERT_EQ(got[rank].size(), alone.size()) << "rank " << rank;
-    for (size_t i = 0; i < alone.size(); ++i) {
-      EXPECT_EQ(got[rank][i].to_json(), alone[i].to_json()) << "rank " << rank << " request " << i;
-    }
-  }
+  expect_group_gives_what_one_process_gives(predictor, requests, "predictor_group");
   // No requests: every member returns at once, none waiting on a collective.
   testing::in_group_of_two("predictor_group_empty", [&](ProcessGroup& group) {
     EXPECT_TRUE(predictor.predict({}, &group).empty());
@@ -207,26 +215,210 @@ TEST(Predictor, ErrorsNameTheRequestAndThePack) {
                         "precision fp16 is not supported on the CPU");
 }
 
-// A span pack (question answering) is refused by name, before any weights load, and add_task()
-// leaves the Predictor as it was.
-TEST(Predictor, RefusesASpanPackNamingWhatRunsIt) {
-  const std::string span_pack = files().root + "/span";
-  {
-    BertConfig config = testing::tiny_config();
-    config.vocab_size = 30522;
-    BertForQuestionAnswering model(config);
-    model->bert->add_adapter("squad", AdapterConfig::houlsby());
-    save_adapter_pack(model, "squad", span_pack);
+// Two span packs (question answering) trained on the test base, each recording its windows and
+// answers: "squad" 48-token windows, stride 16, "squad_lite" 64-token windows, stride 32.
+struct SpanPacks {
+  std::vector<std::string> packs;
+  QuestionAnsweringOptions recorded, recorded_lite;
+};
+
+const SpanPacks& span_packs() {
+  static const SpanPacks s = [] {
+    SpanPacks out;
+    out.recorded.features.max_length = 48;
+    out.recorded.features.doc_stride = 16;
+    out.recorded.features.max_query_length = 12;
+    out.recorded.answers.n_best = 5;
+    out.recorded.answers.max_answer_length = 6;
+    out.recorded_lite.features.max_length = 64;
+    out.recorded_lite.features.doc_stride = 32;
+    out.recorded_lite.features.max_query_length = 16;
+    torch::manual_seed(47);
+    for (const char* name : {"squad", "squad_lite"}) {
+      BertForQuestionAnswering model = load_bert_for_question_answering(files().model);
+      const bool lite = std::string(name) == "squad_lite";
+      model->bert->add_adapter(name, lite ? AdapterConfig::pfeiffer() : AdapterConfig::houlsby());
+      if (!lite) model->bert->add_layer_norm_copies(name);
+      torch::NoGradGuard no_grad;
+      for (auto& item : model->named_parameters()) {
+        if (parameter_task(item.key()) == name || item.key().rfind("qa_outputs.", 0) == 0) {
+          item.value().add_(torch::randn_like(item.value()) * 0.5);
+        }
+      }
+      AdapterPackOptions options;
+      options.question_answering = lite ? out.recorded_lite : out.recorded;
+      options.max_length = options.question_answering->features.max_length;
+      out.packs.push_back(files().root + "/" + name);
+      save_adapter_pack(model, name, out.packs.back(), options);
+    }
+    return out;
+  }();
+  return s;
+}
+
+const std::string kContext =
+    "The Normans were the people who in the 10th and 11th centuries gave their name to "
+    "Normandy, a region in France. They were descended from Norse raiders and pirates from "
+    "Denmark, Iceland and Norway who, under their leader Rollo, agreed to swear fealty to King "
+    "Charles III of West Francia.";
+
+// What predict_squad() answers with `pack` loaded into a span model of the test base: the
+// reference a Predictor's span task must give.
+SquadAnswerPrediction squad_reference(const std::string& pack, const std::string& question,
+                                      const std::string& context,
+                                      const QuestionAnsweringOptions& options, c10::Device device,
+                                      Precision precision = Precision::kFloat32) {
+  BertForQuestionAnswering model = load_bert_for_question_answering(files().model);
+  load_adapter_pack(model, pack);
+  SquadDataset data;
+  data.examples.push_back({"q", "", question, context, {}, false});
+  const auto tokenizer = load_tokenizer(files().model);
+  return predict_squad(model, data, *tokenizer, options, 4, device, precision).at("q");
+}
+
+// Span tasks share the base with the classification tasks: mixed in one call, each question is
+// answered as predict_squad() answers it with its pack alone (windows and answers as the pack
+// records, else the defaults), and each classification request as before.
+TEST_P(PredictorTest, SpanTasksAnswerAsPredictSquadDoes) {
+  PredictorOptions options;
+  options.device = device();
+  options.batch_size = 3;
+  std::vector<std::string> packs = files().packs;
+  packs.insert(packs.end(), span_packs().packs.begin(), span_packs().packs.end());
+  Predictor predictor(files().model, packs, options);
+  EXPECT_TRUE(predictor.warnings().empty()) << predictor.warnings().front();
+  const TaskInfo squad = predictor.task_info("squad");
+  EXPECT_TRUE(squad.span_head);
+  EXPECT_TRUE(squad.base_matches);
+  EXPECT_EQ(squad.max_length, 48);
+  EXPECT_EQ(predictor.task_info("squad_lite").max_length, 64);
+  EXPECT_FALSE(predictor.task_info("sentiment").span_head);
+  EXPECT_ERROR_CONTAINS(predictor.head(std::string("squad")),
+                        "task squad has a span head (question answering)");
+  std::vector<TaskRequest> requests = mixed_requests();
+  const std::vector<std::pair<std::string, std::string>> questions = {
+      {"squad", "Who was the leader of the Norse raiders?"},
+      {"squad_lite", "Where is Normandy?"},
+      {"squad", "In which centuries did the Normans name Normandy?"}};
+  for (const auto& [task, question] : questions) requests.push_back({task, question, kContext});
+  const std::vector<Prediction> mixed = predictor.predict(requests);
+  ASSERT_EQ(mixed.size(), requests.size());
+  const size_t first_span = mixed_requests().size();
+  for (size_t i = 0; i < first_span; ++i) {
+    const auto alone =
+        predictor.predict(requests[i].task, {TextInput{requests[i].text, requests[i].text_pair}});
+    expect_same(mixed[i], alone.at(0), 1e-5, "request " + std::to_string(i));
+    EXPECT_FALSE(mixed[i].answer.has_value());
   }
-  const std::string expected = span_pack +
-                               ": the pack's head is a span head (question answering); a "
-                               "Predictor (and serve) runs classification and regression heads";
-  EXPECT_ERROR_CONTAINS(Predictor(files().model, {files().packs[0], span_pack}), expected);
-  Predictor predictor(files().model, {files().packs[0]});
-  EXPECT_ERROR_CONTAINS(predictor.add_task(span_pack), "predict --task squad");
+  int spans = 0;  // answers that are not empty (none when no valid span is among the n best)
+  for (size_t q = 0; q < questions.size(); ++q) {
+    const Prediction& got = mixed[first_span + q];
+    const std::string& task = questions[q].first;
+    const SquadAnswerPrediction expected = squad_reference(
+        files().root + "/" + task, questions[q].second, kContext,
+        task == "squad" ? span_packs().recorded : span_packs().recorded_lite, device());
+    EXPECT_EQ(got.task, task);
+    ASSERT_TRUE(got.answer.has_value()) << q;
+    EXPECT_EQ(*got.answer, expected.text) << q;
+    spans += !got.answer->empty();
+    EXPECT_NE(kContext.find(*got.answer), std::string::npos) << *got.answer;
+    EXPECT_NEAR(*got.score, expected.score, 1e-4) << q;
+    EXPECT_NEAR(*got.null_score, expected.null_score, 1e-4) << q;
+    EXPECT_TRUE(got.logits.empty());
+  }
+  EXPECT_GE(spans, 1);
+  const std::string json = mixed[first_span].to_json();
+  EXPECT_EQ(json.rfind("{\"task\":\"squad\",\"answer\":", 0), 0u) << json;
+  EXPECT_NE(json.find(",\"null_score\":"), std::string::npos) << json;
+  // A span task's own bytes: its adapters, LayerNorm copies and span head.
+  int64_t adapter_bytes = 0;
+  {
+    BertForQuestionAnswering model = load_bert_for_question_answering(files().model);
+    load_adapter_pack(model, span_packs().packs[0]);
+    for (const auto& item : model->named_parameters()) {
+      if (parameter_task(item.key()) == "squad") adapter_bytes += item.value().numel() * 4;
+    }
+  }
+  const int64_t hidden = testing::tiny_config().hidden_size;
+  EXPECT_EQ(predictor.task_bytes("squad"), adapter_bytes + 2 * (hidden + 1) * 4);
+}
+
+TEST(Predictor, SpanTasksRefuseAQuestionWithoutAContextAndUnload) {
+  std::vector<std::string> packs = {files().packs[0], span_packs().packs[0]};
+  Predictor predictor(files().model, packs);
+  EXPECT_ERROR_CONTAINS(
+      predictor.predict({{"sentiment", "fine", std::nullopt}, {"squad", "Who?", std::nullopt}}),
+      "request 1: task squad answers questions from a context (a span head): give the question "
+      "as \"text\" and the context as \"text_pair\"");
+  const std::vector<TaskRequest> request = {{"squad", "Where is Normandy?", kContext}};
+  const std::string before = predictor.predict(request).at(0).to_json();
+  predictor.remove_task("squad");
   EXPECT_EQ(predictor.tasks(), std::vector<std::string>{"sentiment"});
-  EXPECT_EQ(predictor.predict(std::string("sentiment"), {TextInput{"fine", std::nullopt}}).size(),
-            1U);
+  EXPECT_ERROR_CONTAINS(predictor.predict(request), "request 0: no adapter named \"squad\"");
+  // Loaded again, under another name, it answers as before.
+  EXPECT_EQ(predictor.add_task(span_packs().packs[0], std::string("qa")), "qa");
+  const std::vector<TaskRequest> renamed = {{"qa", "Where is Normandy?", kContext}};
+  std::string after = predictor.predict(renamed).at(0).to_json();
+  after.replace(after.find("\"qa\""), 4, "\"squad\"");
+  EXPECT_EQ(after, before);
+  // An empty context has no span to give: the answer is empty, as predict_squad()'s is.
+  const std::vector<TaskRequest> empty = {{"qa", "Where?", std::string()}};
+  EXPECT_EQ(predictor.predict(empty).at(0).answer,
+            squad_reference(span_packs().packs[0], "Where?", "", span_packs().recorded,
+                            c10::Device(c10::kCPU))
+                .text);
+  // Windows the base cannot hold are refused when the pack loads, naming it: a pack that records
+  // nothing gets SQuAD's (384 tokens, questions of up to 64), more than the base's 64 positions.
+  const std::string bare = files().root + "/squad_bare";
+  {
+    BertForQuestionAnswering model = load_bert_for_question_answering(files().model);
+    model->bert->add_adapter("squad_bare", AdapterConfig::houlsby());
+    save_adapter_pack(model, "squad_bare", bare);
+  }
+  EXPECT_ERROR_CONTAINS(Predictor(files().model, {bare}),
+                        bare +
+                            ": max_length (SQuAD's; the pack records none) 384 is more than "
+                            "the model's max_position_embeddings (64)");
+  PredictorOptions shorter;
+  shorter.max_length = 64;  // fits the base, but leaves no room beside 64-token questions
+  EXPECT_ERROR_CONTAINS(Predictor(files().model, {bare}, shorter),
+                        bare + ": its windows of 64 tokens: ");
+  shorter.max_length = 15;  // leaves no room beside the recorded 12-token questions either
+  EXPECT_ERROR_CONTAINS(Predictor(files().model, {span_packs().packs[0]}, shorter),
+                        span_packs().packs[0] + ": its windows of 15 tokens: ");
+  EXPECT_ERROR_CONTAINS(predictor.add_task(bare), "384 is more than");
+  EXPECT_EQ(predictor.tasks(), (std::vector<std::string>{"sentiment", "qa"}));
+}
+
+// In bf16 the base's Linear weights are stored in bf16 (and prepacked); a span task still answers
+// as predict_squad() under autocast does.
+TEST(Predictor, SpanTasksInBf16AnswerAsPredictSquadInBf16) {
+  PredictorOptions options;
+  options.precision = Precision::kBFloat16;
+  const Predictor predictor(files().model, {files().packs[0], span_packs().packs[0]}, options);
+  EXPECT_TRUE(predictor.warnings().empty()) << predictor.warnings().front();
+  for (const std::string question : {"Who was the leader of the Norse raiders?", "Where?"}) {
+    const Prediction got = predictor.predict({{"squad", question, kContext}}).at(0);
+    const SquadAnswerPrediction expected =
+        squad_reference(span_packs().packs[0], question, kContext, span_packs().recorded,
+                        c10::Device(c10::kCPU), Precision::kBFloat16);
+    EXPECT_EQ(got.answer, expected.text) << question;
+    EXPECT_NEAR(*got.score, expected.score, 1e-3) << question;
+  }
+}
+
+// In a group of two, span questions are shared out by their windows' batches (two windows a
+// batch here) and gathered, and every member gets every answer as one process finds it.
+TEST(Predictor, SpanTasksSharedOutInAGroupOfTwoGiveWhatOneProcessGives) {
+  PredictorOptions options;
+  options.batch_size = 2;
+  const Predictor predictor(files().model, {files().packs[2], span_packs().packs[0]}, options);
+  const std::vector<TaskRequest> requests = {
+      {"squad", "Who was the leader of the Norse raiders?", kContext},
+      {"similarity", "A cat sits.", std::string("A cat is sitting.")},
+      {"squad", "Where is Normandy?", kContext},
+      {"squad", "Who swore fealty?", kContext + " " + kContext}};
+  expect_group_gives_what_one_process_gives(predictor, requests, "predictor_span_group");
 }
 
 TEST(Predictor, TasksLoadAndUnloadWhileOtherThreadsPredict) {

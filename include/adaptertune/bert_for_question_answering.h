@@ -18,6 +18,10 @@ namespace adaptertune {
 class BertForQuestionAnsweringImpl : public torch::nn::Module {
  public:
   explicit BertForQuestionAnsweringImpl(const BertConfig& config);
+  /// A span head on an existing `bert`, shared, not copied: e.g. one base serving span tasks
+  /// beside classification tasks (Predictor), each span task with a model of its own around the
+  /// one BertModel. The head is freshly initialised.
+  explicit BertForQuestionAnsweringImpl(BertModel bert);
 
   /// Span logits [batch, seq, 2] of the active task (adapters); `[..., 0]` start, `[..., 1]` end.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},

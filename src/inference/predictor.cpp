@@ -10,6 +10,7 @@
 #include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
 
+#include "adaptertune/bert_for_question_answering.h"
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/device.h"
 #include "adaptertune/distributed/process_group.h"
@@ -23,24 +24,15 @@
 #include "adaptertune/layers/linear.h"  // the cover's destructor
 #include "adaptertune/parameter_names.h"
 #include "adaptertune/tasks/batcher.h"
+#include "adaptertune/tasks/squad.h"
+#include "adaptertune/tasks/squad_features.h"
 #include "distributed/shared_batches.h"
+#include "distributed/squad_windows.h"
 
 namespace adaptertune {
 namespace {
 
 constexpr int64_t kDefaultMaxLength = 128;
-
-// A span head answers a question with a stretch of its context, which predict() has no request
-// for: refused before any weights load (load_adapter_pack() would refuse it too, but naming a
-// model class a Predictor's user cannot choose), saying what runs it.
-void check_sequence_head(const AdapterPackInfo& info, const std::string& pack) {
-  if (info.span_head) {
-    throw Error(pack +
-                ": the pack's head is a span head (question answering); a Predictor (and serve) "
-                "runs classification and regression heads only: answer its questions with "
-                "predict_squad(), or `adaptertune predict --task squad`");
-  }
-}
 
 }  // namespace
 
@@ -67,6 +59,12 @@ Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
 std::string Prediction::to_json() const {
   nlohmann::ordered_json out;
   out["task"] = task ? nlohmann::ordered_json(*task) : nlohmann::ordered_json(nullptr);
+  if (answer) {
+    out["answer"] = *answer;
+    out["score"] = score.value_or(0.0);
+    out["null_score"] = null_score.value_or(0.0);
+    return json_text(out);
+  }
   if (score) {
     out["score"] = *score;
   } else {
@@ -105,6 +103,13 @@ struct Predictor::State {
   // Shared by predict() and the other readers, exclusive for add_task() / remove_task().
   mutable FairSharedMutex mutex;
   BertForSequenceClassification model{nullptr};
+  // A span task (question answering): its span head around `model`'s BertModel, shared, and how
+  // its questions become windows and answers.
+  struct SpanTask {
+    BertForQuestionAnswering model{nullptr};
+    QuestionAnsweringOptions options;
+  };
+  std::map<std::string, SpanTask> span_tasks;
   std::unique_ptr<Tokenizer> tokenizer;
   PredictorOptions options;
   Precision precision = Precision::kFloat32;
@@ -145,12 +150,36 @@ struct Predictor::State {
                : std::min(kDefaultMaxLength, model->bert->config().max_position_embeddings);
   }
 
+  // A span task's windows and answers: what its pack records, else SQuAD's defaults; windows
+  // of the option's length, else the recorded one, else SQuAD's 384 (as `predict --task squad`).
+  QuestionAnsweringOptions span_options(const AdapterPackInfo& recorded,
+                                        const std::string& pack) const {
+    QuestionAnsweringOptions qa = recorded.question_answering.value_or(QuestionAnsweringOptions{});
+    if (options.max_length > 0) {
+      qa.features.max_length = options.max_length;
+    } else if (recorded.max_length > 0) {
+      qa.features.max_length = recorded.max_length;
+    }
+    try {
+      qa.features.validate();
+    } catch (const Error& e) {
+      throw Error(pack + ": its windows of " + std::to_string(qa.features.max_length) +
+                  " tokens: " + e.what());
+    }
+    return qa;
+  }
+
   // Loads `pack` as a task; the caller holds the lock exclusively (or is the constructor).
   std::string load(const std::string& pack, const std::optional<std::string>& name) {
     // Checked before the pack changes the model.
     const AdapterPackInfo recorded = read_adapter_pack_info(pack);
-    check_sequence_head(recorded, pack);
-    model->bert->config().check_sequence_length(length(recorded.max_length), pack + ": max_length");
+    std::optional<SpanTask> span;
+    if (recorded.span_head) span.emplace().options = span_options(recorded, pack);
+    const bool default_length = options.max_length == 0 && recorded.max_length == 0;
+    model->bert->config().check_sequence_length(
+        span ? span->options.features.max_length : length(recorded.max_length),
+        pack + (span && default_length ? ": max_length (SQuAD's; the pack records none)"
+                                       : ": max_length"));
     std::vector<std::string> loaded;
     for (const auto& [task_name, task] : info) loaded.push_back(task_name);
     const std::vector<std::string> missing = recorded.missing_below(loaded);
@@ -159,7 +188,16 @@ struct Predictor::State {
                   Stack(recorded.trained_stack()).describe() + "); " + joined(missing) +
                   " not loaded (load their adapter packs first)");
     }
-    const AdapterPackLoad load = load_adapter_pack(model, pack, base_identity(), name);
+    AdapterPackLoad load;
+    if (span) {
+      // Its own span head around the shared base: its adapters go into the base's BertModel.
+      span->model = BertForQuestionAnswering(model->bert);
+      load = load_adapter_pack(span->model, pack, base_identity(), name);
+      span->model->qa_outputs->to(options.device);
+      span->model->eval();
+    } else {
+      load = load_adapter_pack(model, pack, base_identity(), name);
+    }
     const AdapterPackInfo& pack_info = load.info;
     prepare_weights();                              // the pack's new modules too
     model->bert->set_active_adapter(std::nullopt);  // requests name their tasks
@@ -172,18 +210,42 @@ struct Predictor::State {
     TaskInfo task;
     task.name = load.adapter_name;
     task.pack = pack;
-    task.head = model->head_config(task.name);
+    if (span) {
+      task.span_head = true;
+    } else {
+      task.head = model->head_config(task.name);
+    }
     task.adapter_config_json =
         pack_info.fusion ? pack_info.fusion->to_json_string() : pack_info.config.to_json_string();
     task.stacked_on = pack_info.stacked_on;
-    task.max_length = length(pack_info.max_length);
+    task.max_length = span ? span->options.features.max_length : length(pack_info.max_length);
     task.base_config_sha256 = pack_info.base_config_sha256;
     task.base_weights_sha256 = pack_info.base_weights_sha256;
     task.base_matches = load.warnings.empty();
     const std::string name_loaded = task.name;
     info[name_loaded] = std::move(task);
+    if (span) span_tasks[name_loaded] = std::move(*span);
     return name_loaded;
   }
+
+  // Predictor::check_request(); the caller holds the lock.
+  void check(const TaskRequest& request) const {
+    model->bert->tasks().check_known(request.task);  // names the tasks there are
+    if (request.task && !request.text_pair && span_tasks.count(*request.task) > 0) {
+      throw Error("task " + *request.task +
+                  " answers questions from a context (a span head): give the question as "
+                  "\"text\" and the context as \"text_pair\"");
+    }
+  }
+
+  // Classification and regression: the predictions of the requests `wanted`, into `out`.
+  void predict_sequences(const std::vector<TaskRequest>& requests,
+                         const std::vector<size_t>& wanted, ProcessGroup* group,
+                         std::vector<Prediction>& out) const;
+  // Span task `task`: the answers to the questions `requests[rows]`, into `out`.
+  void answer_questions(const std::vector<TaskRequest>& requests, const std::string& task,
+                        const std::vector<size_t>& rows, ProcessGroup* group,
+                        std::vector<Prediction>& out) const;
 
   const TaskInfo& at(const std::string& task) const {
     model->bert->tasks().at(task);  // throws, naming the tasks there are
@@ -201,9 +263,7 @@ Predictor::Predictor(const std::string& model_directory,
   s.options = options;
   // Everything that can be checked without the weights first: packs, then the tokenizer.
   std::vector<AdapterPackInfo> infos;
-  for (const auto& pack : adapter_packs) {
-    check_sequence_head(infos.emplace_back(read_adapter_pack_info(pack)), pack);
-  }
+  for (const auto& pack : adapter_packs) infos.push_back(read_adapter_pack_info(pack));
   check_fused_adapters(infos, adapter_packs);
   // The precision, from the option or what the packs record: an fp16 the device cannot run is
   // refused here, before any weights load.
@@ -273,7 +333,13 @@ void Predictor::remove_task(const std::string& name) {
                   " first");
     }
   }
-  state_->model->remove_task(name);
+  const auto span = state_->span_tasks.find(name);
+  if (span != state_->span_tasks.end()) {
+    state_->model->bert->remove_adapter(name);  // its head goes with its SpanTask
+    state_->span_tasks.erase(span);
+  } else {
+    state_->model->remove_task(name);
+  }
   state_->info.erase(name);
   state_->prepare_weights();  // the task's weights and their copies go
 }
@@ -281,7 +347,12 @@ void Predictor::remove_task(const std::string& name) {
 const HeadConfig& Predictor::head(const std::optional<std::string>& task) const {
   std::shared_lock lock(state_->mutex);
   if (!task) return state_->model->head_config();
-  return state_->at(*task).head;
+  const TaskInfo& info = state_->at(*task);
+  if (info.span_head) {
+    throw Error("task " + *task +
+                " has a span head (question answering), no classification or regression head");
+  }
+  return info.head;
 }
 
 int64_t Predictor::max_length(const std::optional<std::string>& task) const {
@@ -311,12 +382,22 @@ int64_t Predictor::task_bytes(const std::string& task) const {
   std::shared_lock lock(state_->mutex);
   state_->at(task);  // throws for an unknown task
   int64_t bytes = 0;
+  auto add = [&](const at::Tensor& tensor) {
+    bytes += tensor.numel() * static_cast<int64_t>(tensor.element_size());
+  };
   for (const auto& item : state_->model->named_parameters()) {
-    if (parameter_task(item.key()) == task) {
-      bytes += item.value().numel() * static_cast<int64_t>(item.value().element_size());
-    }
+    if (parameter_task(item.key()) == task) add(item.value());
+  }
+  const auto span = state_->span_tasks.find(task);
+  if (span != state_->span_tasks.end()) {
+    for (const at::Tensor& tensor : span->second.model->qa_outputs->parameters()) add(tensor);
   }
   return bytes;
+}
+
+void Predictor::check_request(const TaskRequest& request) const {
+  std::shared_lock lock(state_->mutex);
+  state_->check(request);
 }
 
 std::vector<Prediction> Predictor::predict(const std::optional<std::string>& task,
@@ -336,51 +417,110 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
   const State& s = *state_;
   if (requests.empty()) return {};
   std::shared_lock lock(s.mutex);
-  EncodedDataset data;
-  data.encodings.reserve(requests.size());
-  std::vector<const HeadConfig*> heads;  // each request's head
-  heads.reserve(requests.size());
+  // Classification and regression requests run together; a span task's questions apart (they
+  // become windows of their own length, and answers are taken from all of a question's windows).
+  std::vector<size_t> sequence_rows;
+  std::map<std::string, std::vector<size_t>> span_rows;  // by task: the same order everywhere
   for (size_t i = 0; i < requests.size(); ++i) {
     const TaskRequest& request = requests[i];
     try {
-      s.model->bert->tasks().check_known(request.task);
+      s.check(request);
     } catch (const Error& e) {
       throw Error("request " + std::to_string(i) + ": " + e.what());
     }
-    const int64_t length = request.task ? s.info.at(*request.task).max_length : s.length(0);
-    data.encodings.push_back(s.tokenizer->encode(request.text, request.text_pair, length));
-    heads.push_back(request.task ? &s.info.at(*request.task).head : &s.model->head_config());
+    if (request.task && s.span_tasks.count(*request.task) > 0) {
+      span_rows[*request.task].push_back(i);
+    } else {
+      sequence_rows.push_back(i);
+    }
   }
-  BatcherOptions batching;
-  batching.batch_size = s.options.batch_size;
-  batching.shuffle = false;
-  batching.group_by_length = true;  // less padding; results go back in request order
-  batching.pad_id = s.tokenizer->pad_id();
-  Batcher batcher(data, batching);
-  // Each request's logits; in a group, those of this process's batches until gathered.
-  std::vector<std::vector<float>> logits_of(requests.size());
+  std::vector<Prediction> out(requests.size());
   // Not only no gradients: no autograd bookkeeping at all (version counters, view tracking) for
   // tensors that never leave this function.
   c10::InferenceMode inference;
-  BertForSequenceClassification model = s.model;  // a handle: forward_routed() changes nothing
+  if (!sequence_rows.empty()) s.predict_sequences(requests, sequence_rows, group, out);
+  for (const auto& [task, rows] : span_rows) s.answer_questions(requests, task, rows, group, out);
+  return out;
+}
+
+void Predictor::State::answer_questions(const std::vector<TaskRequest>& requests,
+                                        const std::string& task, const std::vector<size_t>& rows,
+                                        ProcessGroup* group, std::vector<Prediction>& out) const {
+  const SpanTask& span = span_tasks.at(task);
+  SquadDataset data;
+  data.path = "requests";
+  data.examples.reserve(rows.size());
+  for (size_t row : rows) {
+    SquadExample& example = data.examples.emplace_back();
+    example.id = std::to_string(row);
+    example.question = requests[row].text;
+    example.context = *requests[row].text_pair;
+  }
+  const SquadFeatures features = make_squad_features(data, *tokenizer, span.options.features);
+  // The task in the Stack its pack was trained in, for every window (changes no state).
+  const TaskRouting routing = TaskRouting::stack(Stack::on_top_of(info.at(task).stacked_on, task));
+  BertForQuestionAnswering model = span.model;  // a handle: forward_routed() changes nothing
+  const std::map<std::string, SquadAnswerPrediction> answers = detail::answer_squad_windows(
+      data, features, *tokenizer, span.options.answers, options.batch_size, options.device, group,
+      [&](const Batch& batch) {
+        AutocastGuard autocast(options.device, precision);
+        return model->qa_outputs(model->bert
+                                     ->forward_routed(batch.input_ids, batch.attention_mask,
+                                                      batch.token_type_ids, routing)
+                                     .last_hidden_state);
+      });
+  for (size_t row : rows) {
+    const SquadAnswerPrediction& answer = answers.at(std::to_string(row));
+    Prediction& prediction = out[row];
+    prediction.task = task;
+    prediction.answer = answer.text;
+    prediction.score = answer.score;
+    prediction.null_score = answer.null_score;
+  }
+}
+
+void Predictor::State::predict_sequences(const std::vector<TaskRequest>& requests,
+                                         const std::vector<size_t>& wanted, ProcessGroup* group,
+                                         std::vector<Prediction>& out) const {
+  // Example j of this pass is request wanted[j].
+  EncodedDataset data;
+  data.encodings.reserve(wanted.size());
+  std::vector<const HeadConfig*> heads;  // each example's head
+  heads.reserve(wanted.size());
+  for (size_t request : wanted) {
+    const std::optional<std::string>& task = requests[request].task;
+    const int64_t max_tokens = task ? info.at(*task).max_length : length(0);
+    data.encodings.push_back(
+        tokenizer->encode(requests[request].text, requests[request].text_pair, max_tokens));
+    heads.push_back(task ? &info.at(*task).head : &model->head_config());
+  }
+  BatcherOptions batching;
+  batching.batch_size = options.batch_size;
+  batching.shuffle = false;
+  batching.group_by_length = true;  // less padding; results go back in request order
+  batching.pad_id = tokenizer->pad_id();
+  Batcher batcher(data, batching);
+  // Each example's logits; in a group, those of this process's batches until gathered.
+  std::vector<std::vector<float>> logits_of(wanted.size());
+  BertForSequenceClassification classifier = model;  // a handle: forward_routed() changes nothing
   const auto order = batcher.epoch_order(0);
   for (size_t b = 0; b < order.size(); ++b) {
     if (!detail::evaluates_batch(b, group)) continue;
     const std::vector<size_t>& rows = order[b];
-    const Batch batch = batcher.make_batch(rows).to(s.options.device);
+    const Batch batch = batcher.make_batch(rows).to(options.device);
     // Each request runs its task's Stack: the task alone, or on what its pack was trained on.
     std::vector<Stack> stacks;
     for (size_t row : rows) {
-      const std::optional<std::string>& task = requests[row].task;
-      stacks.push_back(task ? Stack::on_top_of(s.info.at(*task).stacked_on, *task)
+      const std::optional<std::string>& task = requests[wanted[row]].task;
+      stacks.push_back(task ? Stack::on_top_of(info.at(*task).stacked_on, *task)
                             : Stack(std::vector<std::string>{}));
     }
-    const TaskRouting routing = TaskRouting::per_example_stacks(stacks, s.options.device);
+    const TaskRouting routing = TaskRouting::per_example_stacks(stacks, options.device);
     std::vector<at::Tensor> logits;
     {
-      AutocastGuard autocast(s.options.device, s.precision);
-      logits = model->forward_routed(batch.input_ids, batch.attention_mask, batch.token_type_ids,
-                                     routing);
+      AutocastGuard autocast(options.device, precision);
+      logits = classifier->forward_routed(batch.input_ids, batch.attention_mask,
+                                          batch.token_type_ids, routing);
     }
     for (size_t g = 0; g < routing.groups().size(); ++g) {
       const auto& routed = routing.groups()[g];
@@ -395,27 +535,24 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
     }
   }
   if (group) {
-    // One all-reduce: every request's logits in a row as wide as the widest head, zeros where
+    // One all-reduce: every example's logits in a row as wide as the widest head, zeros where
     // another process computed them (or beyond a narrower head's width).
     int64_t width = 1;
     for (const HeadConfig* head : heads) width = std::max(width, head->num_labels);
-    at::Tensor gathered = at::zeros({static_cast<int64_t>(requests.size()), width}, at::kFloat);
+    at::Tensor gathered = at::zeros({static_cast<int64_t>(wanted.size()), width}, at::kFloat);
     float* values = gathered.data_ptr<float>();
-    for (size_t i = 0; i < requests.size(); ++i) {
-      std::copy(logits_of[i].begin(), logits_of[i].end(), values + i * static_cast<size_t>(width));
+    for (size_t j = 0; j < wanted.size(); ++j) {
+      std::copy(logits_of[j].begin(), logits_of[j].end(), values + j * static_cast<size_t>(width));
     }
-    detail::gather_by_sum(*group, {gathered}, s.options.device);
-    for (size_t i = 0; i < requests.size(); ++i) {
-      const float* row = values + i * static_cast<size_t>(width);
-      logits_of[i].assign(row, row + heads[i]->num_labels);
+    detail::gather_by_sum(*group, {gathered}, options.device);
+    for (size_t j = 0; j < wanted.size(); ++j) {
+      const float* row = values + j * static_cast<size_t>(width);
+      logits_of[j].assign(row, row + heads[j]->num_labels);
     }
   }
-  std::vector<Prediction> out;
-  out.reserve(requests.size());
-  for (size_t i = 0; i < requests.size(); ++i) {
-    out.push_back(make_prediction(*heads[i], std::move(logits_of[i]), requests[i].task));
+  for (size_t j = 0; j < wanted.size(); ++j) {
+    out[wanted[j]] = make_prediction(*heads[j], std::move(logits_of[j]), requests[wanted[j]].task);
   }
-  return out;
 }
 
 }  // namespace adaptertune

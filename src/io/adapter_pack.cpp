@@ -631,4 +631,10 @@ AdapterPackLoad load_adapter_pack(BertForQuestionAnswering& model, const std::st
   return load_pack(pack_model(model), directory, load_as, load_head);
 }
 
+AdapterPackLoad load_adapter_pack(BertForQuestionAnswering& model, const std::string& directory,
+                                  const BaseWeightsIdentity& identity,
+                                  const std::optional<std::string>& load_as, bool load_head) {
+  return load_pack(pack_model(model), directory, load_as, load_head, &identity);
+}
+
 }  // namespace adaptertune

@@ -2,7 +2,8 @@
 # SQuAD through the CLI: an adapter with its span head trains on a v1.1 file, its pack
 # evaluates to the run's best scores with the windows it records and predicts the official
 # scripts' input (id → answer); a span adapter stacked on another pack's adapter evaluates in its
-# Stack; full fine-tuning keeps a model directory that evaluates alone; mistakes get one line.
+# Stack and answers JSON lines of questions as --task squad does; full fine-tuning keeps a model
+# directory that evaluates alone; mistakes get one line.
 # Usage: squad.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 source "$(dirname "$0")/harness.sh"
 squad=$project/tests/data/squad
@@ -95,15 +96,44 @@ refused "--stack-on trains a new adapter on top of the packs' (--train adapters 
 refused "takes no --fuse" \
   "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
   "${common[@]}" --adapter-pack "$work/lang/best" --fuse lang,lang --out "$work/x"
-# A span pack runs only with --task squad: the classification commands and the server refuse it
-# by name, before any input is read.
+# A span pack does not run a data set's examples: eval and predict of a classification task
+# refuse it by name, before any input is read.
 refused "adapter/best: the pack's head is a span head (question answering): run it with --task squad" \
   "$cli" eval --task SST-2 --data-dir "$glue" --model "$base" --adapter-pack "$work/adapter/best"
-refused "adapter/best: the pack's head is a span head (question answering): run it with --task squad" \
-  "$cli" predict --model "$base" --adapter-pack "$work/lang/best" --adapter-pack "$work/adapter/best" \
-  --input-format jsonl </dev/null
-refused "adapter/best: the pack's head is a span head (question answering); a Predictor (and serve) runs classification and regression heads only" \
-  timeout 120 "$cli" serve --model "$base" --adapter-pack "$work/adapter/best" --port 0
+# JSON lines of requests ask a span pack questions beside a classifier's requests, on the one
+# base: each answer is the one predict --task squad gives (here the stacked pack's, run in its
+# Stack(lang, squad)).
+"$cli" predict --task squad --test-file "$squad/dev-v1.1.json" --model "$base" \
+  --adapter-pack "$work/stacked/best" --adapter-pack "$work/lang/best" \
+  --out "$work/stacked_predictions.json" 2>"$work/err" || fail "predict squad stacked: $(cat "$work/err")"
+/usr/bin/python3 - "$squad/dev-v1.1.json" >"$work/questions.jsonl" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1]))
+print(json.dumps({"task": "lang", "text": "a gorgeous, witty movie"}))
+for article in data["data"]:
+    for paragraph in article["paragraphs"]:
+        for qa in paragraph["qas"]:
+            print(json.dumps({"task": "squad", "text": qa["question"], "text_pair": paragraph["context"]}))
+PY
+"$cli" predict --model "$base" --adapter-pack "$work/lang/best" --adapter-pack "$work/stacked/best" \
+  --input "$work/questions.jsonl" >"$work/answers.jsonl" 2>"$work/err" ||
+  fail "predict JSON lines with a span pack: $(cat "$work/err")"
+/usr/bin/python3 - "$squad/dev-v1.1.json" "$work/stacked_predictions.json" "$work/answers.jsonl" \
+  <<'PY' || fail "JSON lines answers differ from predict --task squad: $(cat "$work/answers.jsonl")"
+import json, sys
+data = json.load(open(sys.argv[1]))
+offline = json.load(open(sys.argv[2]))
+lines = [json.loads(line) for line in open(sys.argv[3])]
+ids = [qa["id"] for article in data["data"] for p in article["paragraphs"] for qa in p["qas"]]
+assert len(lines) == 1 + len(ids) == 1 + len(offline), (len(lines), len(ids), len(offline))
+assert lines[0]["task"] == "lang" and "label" in lines[0], lines[0]
+for question_id, line in zip(ids, lines[1:]):
+    assert line["task"] == "squad" and line["answer"] == offline[question_id], (question_id, line)
+PY
+printf '%s\n' '{"task": "lang", "text": "fine"}' '{"task": "squad", "text": "Who won?"}' >"$work/no_context.jsonl"
+refused "no_context.jsonl:2: task squad answers questions from a context (a span head)" \
+  "$cli" predict --model "$base" --adapter-pack "$work/lang/best" --adapter-pack "$work/stacked/best" \
+  --input "$work/no_context.jsonl"
 
 # Full fine-tuning keeps a model directory with a span head.
 "$cli" train --task squad --train-file "$squad/dev-v2.0.json" --dev-file "$squad/dev-v2.0.json" \

@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 
-from serving import Server, train
+from serving import Server, shipped_base, train
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 from script_checks import check, finish, free_port, script_arguments  # noqa: E402
 
@@ -101,26 +101,38 @@ class Browser:
 
 sst2 = train(cli, project, "SST-2", os.path.join(work, "sst2"))
 stsb = train(cli, project, "STS-B", os.path.join(work, "stsb"))
-server = Server(cli, project, work, "--adapter-pack", sst2, "--adapter-pack", stsb)
+# A span pack (question answering): the page takes a question and its context, shows the answer.
+squad_file = os.path.join(project, "tests", "data", "squad", "dev-v1.1.json")
+subprocess.run([cli, "train", "--task", "squad", "--train-file", squad_file, "--dev-file", squad_file,
+                "--model", shipped_base(project), "--max-length", "64", "--doc-stride", "16",
+                "--max-query-length", "16", "--batch-size", "8", "--max-steps", "1", "--no-progress",
+                "--out", os.path.join(work, "squad")],
+               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+squad = os.path.join(work, "squad", "best")
+server = Server(cli, project, work, "--adapter-pack", sst2, "--adapter-pack", stsb,
+                "--adapter-pack", squad)
 browser = Browser()
 try:
     browser.go(server.url + "/")
     check(browser.wait_for("return document.body.dataset.ready === 'true'"), "the page never listed the tasks")
     options = browser.script("return [...document.querySelectorAll('#task option')].map(o => o.value)")
-    check(options == ["", "SST-2", "STS-B"], f"task choices: {options}")
+    check(options == ["", "SST-2", "STS-B", "squad"], f"task choices: {options}")
     READ = """
       const answer = document.querySelector('#answer');
       const error = document.querySelector('#error');
       if (error) return {error: error.textContent};
       if (!answer || answer.dataset.for !== arguments[0]) return null;
       return {label: answer.dataset.label || null, score: answer.dataset.score || null,
+              answer: answer.dataset.answer === undefined ? null : answer.dataset.answer,
               text: answer.textContent,
               rows: [...document.querySelectorAll('.row')].map(r => [r.dataset.label,
                      Number(r.dataset.probability), r.querySelector('.value').textContent,
                      r.querySelector('.fill').style.width])};"""
     cases = [("SST-2", "a gorgeous, witty, seductive movie", ""),
              ("STS-B", "A man is playing a guitar.", "A man plays music."),
-             ("", "no task: the plain base answers", "")]
+             ("", "no task: the plain base answers", ""),
+             ("squad", "Who won Super Bowl 50?",
+              "Super Bowl 50 was won by the Denver Broncos, who beat the Carolina Panthers 24-10.")]
     for n, (task, text, pair) in enumerate(cases):
         browser.click(f"#task option[value='{task}']")
         browser.type("#text", text)
@@ -145,7 +157,11 @@ try:
         status, body, _ = server.predict(request)
         expected = json.loads(body)
         check(status == 200, f"{task}: /v1/predict {status} {body}")
-        if "score" in expected:
+        if "answer" in expected:
+            check(answer["answer"] == expected["answer"]
+                  and answer["text"] == f"answer: {expected['answer']} (score {expected['score']:.4f})",
+                  f"{task}: page shows {answer}, /v1/predict says {expected}")
+        elif "score" in expected:
             check(answer["score"] is not None and abs(float(answer["score"]) - expected["score"]) < 1e-6
                   and f"{expected['score']:.4f}" in answer["text"],
                   f"{task}: page shows {answer}, /v1/predict says {expected}")

@@ -133,19 +133,44 @@ status, _, _ = a.request("DELETE", "/v1/tasks/SST-2")
 check(status == 401, f"unload without the key: {status}")
 status, body, _ = a.request("DELETE", "/v1/tasks/%FF", headers=key)
 check(status == 404 and "\ufffd" in json.loads(body)["error"], f"unload a non-UTF-8 name: {status} {body}")
-# A span pack (question answering) is refused by name, and nothing is loaded.
+# A span pack (question answering) serves beside the classifiers on the one base: each question
+# gets the answer `predict --task squad` gives it offline.
 squad = os.path.join(project, "tests", "data", "squad", "dev-v1.1.json")
 subprocess.run([cli, "train", "--task", "squad", "--train-file", squad, "--dev-file", squad,
                 "--model", base, "--max-length", "64", "--doc-stride", "16", "--max-query-length",
                 "16", "--batch-size", "8", "--max-steps", "1", "--no-progress", "--out",
                 os.path.join(packs_dir, "squad")],
                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+squad_offline = os.path.join(work, "squad_predictions.json")
+subprocess.run([cli, "predict", "--task", "squad", "--test-file", squad, "--model", base,
+                "--adapter-pack", os.path.join(packs_dir, "squad", "best"), "--out", squad_offline],
+               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+with open(squad_offline) as f:
+    offline_answers = json.load(f)
 status, body, _ = a.request("POST", "/v1/tasks", {"path": "squad/best"}, key)
-check(status == 400 and "span head (question answering); a Predictor (and serve) runs "
-      "classification and regression heads only" in body,
-      f"load a span pack: {status} {body}")
+check(status == 201, f"load a span pack: {status} {body}")
+span_task = json.loads(body)
+check(span_task["problem_type"] == "question_answering" and span_task["labels"] is None
+      and span_task["max_length"] == 64, f"a span task's description: {body}")
+with open(squad) as f:
+    squad_data = json.load(f)
+questions = [(qa["id"], qa["question"], paragraph["context"]) for article in squad_data["data"]
+             for paragraph in article["paragraphs"] for qa in paragraph["qas"]]
+check(len(questions) == len(offline_answers) > 1, f"{len(questions)} questions, {len(offline_answers)} answers")
+status, body, _ = a.predict({"inputs": [{"task": "squad", "text": q, "text_pair": c}
+                                        for _, q, c in questions]})
+check(status == 200, f"answer questions: {status} {body[:300]}")
+for (question_id, _, _), got in zip(questions, json.loads(body)["outputs"]):
+    check(got["task"] == "squad" and got["answer"] == offline_answers[question_id]
+          and isinstance(got["score"], float) and "null_score" in got,
+          f"{question_id}: served {got}, offline {offline_answers[question_id]!r}")
+status, body, _ = a.predict({"task": "squad", "text": "Who won?"})
+check(status == 400 and "answers questions from a context (a span head)" in body,
+      f"a question without its context: {status} {body}")
+status, body, _ = a.request("DELETE", "/v1/tasks/squad", headers=key)
+check(status == 200, f"unload the span task: {status} {body}")
 status, body, _ = a.request("GET", "/v1/tasks")
-check(status == 200 and "squad" not in body, f"tasks after a refused span pack: {status} {body}")
+check(status == 200 and "squad" not in body, f"tasks after unloading the span task: {status} {body}")
 
 # Concurrent clients, while packs are loaded and unloaded: every answer is the right one.
 errors = []

@@ -586,12 +586,13 @@ void check_pack_fits_task(const AdapterPackInfo& info, const std::string& pack,
   }
 }
 
-// The packs' descriptions, checked: fusions with their adapters, and no span pack (whose
-// questions and contexts only --task squad reads).
-std::vector<AdapterPackInfo> pack_infos(const UseOptions& o) {
+// The packs' descriptions, checked: fusions with their adapters, and no span pack unless
+// `span_packs` (JSON lines of requests can ask one a question about a context; a data set's
+// examples cannot: only --task squad reads questions and contexts).
+std::vector<AdapterPackInfo> pack_infos(const UseOptions& o, bool span_packs = false) {
   std::vector<AdapterPackInfo> infos;
   for (const auto& pack : o.adapter_packs) {
-    if (infos.emplace_back(read_adapter_pack_info(pack)).span_head) {
+    if (infos.emplace_back(read_adapter_pack_info(pack)).span_head && !span_packs) {
       throw Error(pack +
                   ": the pack's head is a span head (question answering): run it with "
                   "--task squad");
@@ -765,7 +766,7 @@ int run_predict_requests(const UseOptions& o) {
   options.max_length = o.max_length.value_or(0);
   options.batch_size = o.batch_size;
   // The packs are checked before stdin is read (the Predictor reads them again, before the base).
-  pack_infos(o);
+  pack_infos(o, /*span_packs=*/true);
   if (o.input.empty()) refuse_group_for(o, "predict on JSON lines from stdin");
   const TaskRequests input = read_requests(o.input);
   if (input.requests.empty()) throw Error("predict: no input requests");
@@ -778,6 +779,11 @@ int run_predict_requests(const UseOptions& o) {
     if (task && std::find(tasks.begin(), tasks.end(), *task) == tasks.end()) {
       throw Error(input.where[i] + ": no task \"" + *task + "\" among the adapter packs (" +
                   (tasks.empty() ? std::string("none given") : joined(tasks)) + ")");
+    }
+    try {
+      predictor.check_request(input.requests[i]);  // e.g. a question without its context
+    } catch (const Error& e) {
+      throw Error(input.where[i] + ": " + e.what());
     }
   }
   for (const auto& w : predictor.warnings()) warn(w);

@@ -47,14 +47,17 @@ bool inside(const std::filesystem::path& path, const std::filesystem::path& root
 
 Json task_json(const TaskInfo& info) {
   Json labels = nullptr;
-  if (info.head.problem_type != ProblemType::kRegression) {
-    labels = Json::array();
-    for (int64_t i = 0; i < info.head.num_labels; ++i) labels.push_back(info.head.label_name(i));
+  const char* problem_type = "question_answering";
+  if (!info.span_head) {
+    problem_type = "regression";
+    if (info.head.problem_type != ProblemType::kRegression) {
+      problem_type = "single_label_classification";
+      labels = Json::array();
+      for (int64_t i = 0; i < info.head.num_labels; ++i) labels.push_back(info.head.label_name(i));
+    }
   }
   return {{"name", info.name},
-          {"problem_type", info.head.problem_type == ProblemType::kRegression
-                               ? "regression"
-                               : "single_label_classification"},
+          {"problem_type", problem_type},
           {"labels", labels},
           {"adapter_config", Json::parse(info.adapter_config_json)},
           {"stacked_on", info.stacked_on},
@@ -130,6 +133,14 @@ struct HttpServer::Impl {
       if (r.task && !predictor.has_task(*r.task)) {
         return Reply::error(404,
                             where + ": no task \"" + *r.task + "\" (GET /v1/tasks lists them)");
+      }
+      try {
+        predictor.check_request(r);  // e.g. a question for a span task without its context
+      } catch (const Error& e) {
+        if (r.task && !predictor.has_task(*r.task)) {
+          return Reply::error(404, where + ": task \"" + *r.task + "\" was unloaded");
+        }
+        return Reply::error(400, where + ": " + e.what());
       }
     }
     std::optional<std::future<std::vector<Prediction>>> answer = batcher.submit(requests);

@@ -33,7 +33,7 @@ const char* const kTryPage = R"PAGE(<!doctype html>
 <select id="task"><option value="">(no task: the plain base)</option></select>
 <label for="text">Text</label>
 <textarea id="text" placeholder="a gorgeous, witty movie"></textarea>
-<label for="pair">Second text (for sentence-pair tasks; may stay empty)</label>
+<label for="pair">Second text (for sentence-pair tasks, or the context a question is answered from; may stay empty otherwise)</label>
 <input id="pair" type="text">
 <button id="go" type="button">Predict</button>
 <div id="result" aria-live="polite"></div>
@@ -46,7 +46,10 @@ function show(prediction) {
   result.textContent = "";
   const answer = document.createElement("div");
   answer.id = "answer";
-  if (prediction.score !== undefined) {
+  if (prediction.answer !== undefined) {
+    answer.textContent = "answer: " + prediction.answer + " (score " + prediction.score.toFixed(4) + ")";
+    answer.dataset.answer = prediction.answer;
+  } else if (prediction.score !== undefined) {
     answer.textContent = "score: " + prediction.score.toFixed(4);
     answer.dataset.score = prediction.score;
   } else {
@@ -92,7 +95,8 @@ async function loadTasks() {
   for (const task of body.tasks) {
     const option = document.createElement("option");
     option.value = task.name;
-    option.textContent = task.name + (task.labels ? " (" + task.labels.join(", ") + ")" : " (score)");
+    option.textContent = task.name + (task.labels ? " (" + task.labels.join(", ") + ")"
+        : task.problem_type === "question_answering" ? " (question answering)" : " (score)");
     taskSelect.appendChild(option);
   }
   if (body.tasks.length > 0) taskSelect.value = body.tasks[0].name;

@@ -33,7 +33,8 @@ struct PredictorOptions {
   /// one block (prepare_for_inference()).
   std::optional<Precision> precision;
   /// Tokens per example (special tokens included); 0: what each task's pack records, else 128 (at
-  /// most the model's max_position_embeddings). A length beyond those positions is an Error.
+  /// most the model's max_position_embeddings). A length beyond those positions is an Error. For
+  /// a span task, the length of its windows (default 384, at most the model's positions).
   int64_t max_length = 0;
   /// Examples per forward pass; requests are sorted by length into batches padded to their
   /// longest example.
@@ -50,7 +51,8 @@ struct PredictorOptions {
   bool prepack_frozen_weights = true;
 };
 
-/// One text, or a pair for sentence-pair tasks.
+/// One text, or a pair for sentence-pair tasks; for a span task (question answering), the
+/// question and its context.
 struct TextInput {
   std::string text;
   std::optional<std::string> text_pair;
@@ -64,13 +66,19 @@ struct Prediction {
   std::optional<std::string> label;
   /// Classification: every label with its softmax probability, in label order.
   std::vector<std::pair<std::string, double>> probabilities;
-  /// Regression: the predicted value.
+  /// Regression: the predicted value. Span: the answer's score (its start and end logits).
   std::optional<double> score;
-  /// The head's raw output.
+  /// Span (question answering): the answer, the context's own characters.
+  std::optional<std::string> answer;
+  /// Span: the score of no answer (the [CLS] start and end logits, lowest over the windows); a
+  /// caller that allows no answer takes none when it beats `score`.
+  std::optional<double> null_score;
+  /// Classification and regression: the head's raw output.
   std::vector<float> logits;
 
-  /// One line of JSON: `{"task", "label", "probabilities": {label: p, …}, "logits"}`, or
-  /// `{"task", "score", "logits"}` for regression (`"task": null` for the plain base).
+  /// One line of JSON: `{"task", "label", "probabilities": {label: p, …}, "logits"}`,
+  /// `{"task", "score", "logits"}` for regression (`"task": null` for the plain base), or
+  /// `{"task", "answer", "score", "null_score"}` for a span task.
   std::string to_json() const;
 };
 
@@ -79,13 +87,17 @@ struct TaskInfo {
   std::string name;
   /// The pack directory it was loaded from.
   std::string pack;
+  /// Its classification or regression head; default (and meaningless) for a span task.
   HeadConfig head;
+  /// Whether its head is a span head (question answering): its requests give the question as
+  /// `text` and the context as `text_pair`, and it answers with a stretch of the context.
+  bool span_head = false;
   /// The adapter's config as the pack's `adapter_config.json` gives it (JSON).
   std::string adapter_config_json;
   /// The tasks it runs on top of, bottom first, as its pack records them (empty: alone): its
   /// requests run `Stack(stacked_on..., name)`.
   std::vector<std::string> stacked_on;
-  /// The length its requests are truncated to.
+  /// The length its requests are truncated to; a span task's windows' length.
   int64_t max_length = 0;
   /// The base identities the pack records (empty when it records none), and whether they are
   /// this Predictor's base.
@@ -101,6 +113,12 @@ Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
 /// A model directory (config.json, model.safetensors, the tokenizer's files) with adapter packs
 /// loaded onto it as tasks, ready to answer requests.
 ///
+/// Classification, regression and span (question answering) tasks share the one base. A span
+/// task answers a question from its context as `predict --task squad` does: the context cut into
+/// windows (the pack's recorded `doc_stride` and `max_query_length`, else SQuAD's defaults), the
+/// best span over them (its `n_best` and `max_answer_length`); it always gives a span, with the
+/// null score beside it.
+///
 /// Thread safety: the const members change no state, neither the model's (no active task is set
 /// per request: each batch carries its own TaskRouting) nor LibTorch's global state, so any
 /// number of threads may call predict() on one Predictor at once and each gets what a serial call
@@ -111,8 +129,8 @@ class Predictor {
  public:
   /// Loads the base from `model_directory` and each pack of `adapter_packs` as a task named as
   /// the pack (a pack trained stacked on others after them, whatever their order). Throws Error
-  /// for a malformed directory or pack, two packs with one name, a stacked pack without the
-  /// packs below it, or a pack with a span head (question answering: predict_squad() runs those).
+  /// for a malformed directory or pack, two packs with one name, or a stacked pack without the
+  /// packs below it.
   explicit Predictor(const std::string& model_directory,
                      const std::vector<std::string>& adapter_packs = {},
                      PredictorOptions options = PredictorOptions{});
@@ -138,7 +156,7 @@ class Predictor {
   /// other threads may be predicting.
   void remove_task(const std::string& name);
   /// The head `task` answers with (std::nullopt: the model directory's). The reference is valid
-  /// until the task is removed.
+  /// until the task is removed. Error for a span task (TaskInfo::span_head), which has none.
   const HeadConfig& head(const std::optional<std::string>& task) const;
   /// The length `task`'s requests are truncated to.
   int64_t max_length(const std::optional<std::string>& task) const;
@@ -152,7 +170,12 @@ class Predictor {
   /// Bytes of task `task`'s own tensors: all that loading its pack added to the model.
   int64_t task_bytes(const std::string& task) const;
 
-  /// Predictions for `inputs`, all for `task`, in input order. Throws Error for an unknown task.
+  /// Throws the Error predict() would throw for `request` alone: its task is unknown, or it asks
+  /// a span task without a context (`text_pair`). For callers that answer a bad request before
+  /// queueing it (the server).
+  void check_request(const TaskRequest& request) const;
+  /// Predictions for `inputs`, all for `task`, in input order. Throws Error for an unknown task,
+  /// or an input without a context (`text_pair`) for a span task.
   std::vector<Prediction> predict(const std::optional<std::string>& task,
                                   const std::vector<TextInput>& inputs) const;
   /// Predictions for a mix of tasks, in request order; each equals what its task gives the

@@ -182,6 +182,11 @@ AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
                                   const std::string& directory, const BaseWeightsIdentity& identity,
                                   const std::optional<std::string>& load_as = std::nullopt,
                                   bool load_head = true);
+/// The same for a span model.
+AdapterPackLoad load_adapter_pack(BertForQuestionAnswering& model, const std::string& directory,
+                                  const BaseWeightsIdentity& identity,
+                                  const std::optional<std::string>& load_as = std::nullopt,
+                                  bool load_head = true);
 
 /// SHA-256 (hex) of the base config's canonical JSON: the `base_config_sha256` of a pack.
 std::string base_config_sha256(const BertConfig& config);
