@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "adaptertune/bert_for_question_answering.h"
 #include "adaptertune/error.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/hf_checkpoint.h"
@@ -436,29 +437,219 @@ TEST(AdapterPack, BadPacksFailCleanlyAndLeaveTheModelUnchanged) {
 // An AdapterHub flex head ("config" an object: AutoAdapterModel's heads.<name>.<i>.* layers) is
 // refused as such when the head is to be loaded, not by its first unknown tensor name; the
 // adapter still loads without it.
-TEST(AdapterPack, FlexHeadIsRefusedAsSuch) {
-  auto trained = trained_model("sst2");
-  const std::string dir = fresh_dir("flex");
-  save_adapter_pack(trained, "sst2", dir);
+// Replaces the pack's head with an AdapterHub flex head: head_config.json as AdapterHub's
+// save_head() writes it (the settings under "config"), and its tensors `heads.<name>.<i>.*`.
+void write_flex_head(const std::string& dir, const std::string& name, const nlohmann::json& config,
+                     const NamedTensors& tensors) {
+  const nlohmann::json head = {{"config", config},
+                               {"hidden_size", testing::tiny_config().hidden_size},
+                               {"model_class", "BertAdapterModel"},
+                               {"model_name", "tiny-test-bert"},
+                               {"model_type", "bert"},
+                               {"name", name},
+                               {"version", "adapters.1.1.0"}};
+  write_file_atomic(dir + "/head_config.json", head.dump(2));
+  save_safetensors(dir + "/model_head.safetensors", tensors);
+}
+
+// A pack of trained_model(task), in a fresh directory `name`.
+std::string trained_pack(const std::string& task, const std::string& name) {
+  auto trained = trained_model(task);
+  const std::string dir = fresh_dir(name);
+  save_adapter_pack(trained, task, dir);
+  return dir;
+}
+
+nlohmann::json default_flex_config() {  // ClassificationHead's defaults, as AdapterHub saves them
+  return {{"head_type", "classification"},
+          {"num_labels", 2},
+          {"layers", 2},
+          {"activation_function", "tanh"},
+          {"label2id", {{"negative", 0}, {"positive", 1}}},
+          {"use_pooler", false},
+          {"bias", true},
+          {"dropout_prob", nullptr}};
+}
+
+// [CLS]'s hidden state and the pooler's output of logits()' batch, for the active task.
+std::pair<torch::Tensor, torch::Tensor> cls_and_pooled(BertForSequenceClassification& model) {
+  model->eval();
+  torch::NoGradGuard no_grad;
+  auto ids = torch::tensor({{1, 7, 9, 12, 2}, {1, 30, 2, 0, 0}}, torch::kLong);
+  auto mask = torch::tensor({{1, 1, 1, 1, 1}, {1, 1, 1, 0, 0}}, torch::kLong);
+  const BertModelOutput out = model->bert->forward(ids, mask);
+  return {out.last_hidden_state.select(1, 0), out.pooler_output};
+}
+
+// AdapterHub's default classification head (Dropout, Linear, Tanh, Dropout, Linear on [CLS])
+// reads as a pooler of the task's own and a classifier: the logits are AdapterHub's formula,
+// and the task saved again is a static pack that gives them too.
+TEST(AdapterPack, FlexHeadOfTwoLayersReadsAsAPoolerAndAClassifier) {
+  const std::string dir = trained_pack("sst2", "flex2");
+  const int64_t hidden = testing::tiny_config().hidden_size;
+  torch::manual_seed(5);
+  const torch::Tensor w1 = torch::randn({hidden, hidden}) * 0.2, b1 = torch::randn({hidden});
+  const torch::Tensor w4 = torch::randn({2, hidden}), b4 = torch::randn({2});
+  write_flex_head(dir, "sst2", default_flex_config(),
+                  {{"heads.sst2.1.weight", w1},
+                   {"heads.sst2.1.bias", b1},
+                   {"heads.sst2.4.weight", w4},
+                   {"heads.sst2.4.bias", b4}});
+  const AdapterPackInfo info = read_adapter_pack_info(dir);
+  ASSERT_TRUE(info.head.has_value());
+  EXPECT_EQ(info.head->id2label, (std::vector<std::string>{"negative", "positive"}));
+  EXPECT_FALSE(info.span_head);
+  auto model = fresh_base(11, HeadConfig::classification({"x", "y", "z"}));
+  const AdapterPackLoad load = load_adapter_pack(model, dir);
+  EXPECT_TRUE(load.head_loaded);
+  EXPECT_TRUE(load.warnings.empty()) << load.warnings.front();
+  EXPECT_EQ(model->head_config("sst2").id2label,
+            (std::vector<std::string>{"negative", "positive"}));
+  const auto [cls, pooled] = cls_and_pooled(model);
+  const torch::Tensor expected = torch::tanh(cls.matmul(w1.t()) + b1).matmul(w4.t()) + b4;
+  const torch::Tensor got = logits(model);
+  EXPECT_TRUE(torch::allclose(got, expected, 1e-5, 1e-5)) << got << expected;
+  // Saved again: a static pack (the pooler among the task's tensors) with the same logits.
+  const std::string saved = fresh_dir("flex2_static");
+  save_adapter_pack(model, "sst2", saved);
+  EXPECT_TRUE(read_adapter_pack_info(saved).pooler);
+  auto again = fresh_base();
+  load_adapter_pack(again, saved);
+  EXPECT_TRUE(torch::allclose(logits(again), expected, 1e-5, 1e-5));
+}
+
+// One layer on the pooler's output (use_pooler; AdapterHub's reading of a static head), without
+// a bias and with one output: a regression head on the base's pooler.
+TEST(AdapterPack, FlexHeadOfOneLayerOnThePoolerReadsAsTheClassifier) {
+  const std::string dir = trained_pack("stsb", "flex1");
+  const int64_t hidden = testing::tiny_config().hidden_size;
+  torch::manual_seed(6);
+  const torch::Tensor w1 = torch::randn({1, hidden});
+  nlohmann::json config = default_flex_config();
+  config["num_labels"] = 1;
+  config["layers"] = 1;
+  config["use_pooler"] = true;
+  config["bias"] = false;
+  config["label2id"] = nullptr;
+  config["dropout_prob"] = 0.2;
+  write_flex_head(dir, "stsb", config, {{"heads.stsb.1.weight", w1}});
+  auto model = fresh_base();
+  EXPECT_TRUE(load_adapter_pack(model, dir).head_loaded);
+  const HeadConfig& head = model->head_config("stsb");
+  EXPECT_EQ(head.problem_type, ProblemType::kRegression);
+  EXPECT_DOUBLE_EQ(head.classifier_dropout, 0.2);
+  const auto [cls, pooled] = cls_and_pooled(model);
+  EXPECT_TRUE(torch::allclose(logits(model), pooled.matmul(w1.t()), 1e-5, 1e-5));
+}
+
+// A question_answering flex head of one layer is qa_outputs.
+TEST(AdapterPack, FlexSpanHeadReadsAsQaOutputs) {
+  const std::string dir = fresh_dir("flex_span");
+  {
+    BertForQuestionAnswering model(testing::tiny_config());
+    model->bert->add_adapter("squad", AdapterConfig::houlsby());
+    save_adapter_pack(model, "squad", dir);
+  }
+  const int64_t hidden = testing::tiny_config().hidden_size;
+  const torch::Tensor w = torch::randn({2, hidden}), b = torch::randn({2});
+  write_flex_head(dir, "squad",
+                  {{"head_type", "question_answering"},
+                   {"num_labels", 2},
+                   {"layers", 1},
+                   {"activation_function", "tanh"},
+                   {"label2id", nullptr},
+                   {"dropout_prob", nullptr}},
+                  {{"heads.squad.1.weight", w}, {"heads.squad.1.bias", b}});
+  EXPECT_TRUE(read_adapter_pack_info(dir).span_head);
+  BertForQuestionAnswering model(testing::tiny_config());
+  EXPECT_TRUE(load_adapter_pack(model, dir).head_loaded);
+  EXPECT_TRUE(torch::equal(model->qa_outputs->weight, w));
+  EXPECT_TRUE(torch::equal(model->qa_outputs->bias, b));
+}
+
+// A flex head with no static layout, or malformed, is refused as what it is, and the pack's
+// adapter still loads without its head.
+TEST(AdapterPack, FlexHeadWithoutAStaticLayoutIsRefusedAsSuch) {
+  const std::string dir = trained_pack("sst2", "flex");
   const std::string head_path = dir + "/head_config.json";
-  nlohmann::json head = nlohmann::json::parse(read_file(head_path));
-  ASSERT_TRUE(head.at("config").is_null());  // a static head, as AdapterHub marks one
-  head["config"] = {{"head_type", "classification"}, {"num_labels", 2}, {"layers", 2}};
-  write_file_atomic(head_path, head.dump());
+  const int64_t hidden = testing::tiny_config().hidden_size;
+  const NamedTensors two_layers = {{"heads.sst2.1.weight", torch::zeros({hidden, hidden})},
+                                   {"heads.sst2.1.bias", torch::zeros({hidden})},
+                                   {"heads.sst2.4.weight", torch::zeros({2, hidden})},
+                                   {"heads.sst2.4.bias", torch::zeros({2})}};
+  auto refused_as_is = [&](const std::string& expected) {
+    auto model = fresh_base();
+    EXPECT_ERROR_CONTAINS(load_adapter_pack(model, dir), expected);
+    EXPECT_TRUE(model->bert->adapter_names().empty());
+    EXPECT_NO_THROW(load_adapter_pack(model, dir, std::nullopt, /*load_head=*/false));
+    EXPECT_EQ(model->bert->adapter_names(), std::vector<std::string>{"sst2"});
+  };
+  auto refused = [&](const nlohmann::json& config, const std::string& expected) {
+    write_flex_head(dir, "sst2", config, two_layers);
+    refused_as_is(expected);
+  };
+  nlohmann::json config = default_flex_config();
+  config["layers"] = 3;
+  refused(config, head_path +
+                      " (config): an AdapterHub flex head (head_type \"classification\", layers 3, "
+                      "activation_function \"tanh\", use_pooler false) has no static BERT "
+                      "layout; adaptertune reads a classification head of 1 layer on the pooler's "
+                      "output (use_pooler) or of 2 layers with tanh on [CLS]");
+  config = default_flex_config();
+  config["activation_function"] = "relu";
+  refused(config, "activation_function \"relu\", use_pooler false) has no static BERT layout");
+  config = default_flex_config();
+  config["use_pooler"] = true;
+  refused(config, "layers 2, activation_function \"tanh\", use_pooler true) has no static");
+  config = default_flex_config();
+  config["layers"] = 1;  // a Linear on [CLS] itself: BERT's heads read the pooler's output
+  refused(config, "layers 1, activation_function \"tanh\", use_pooler false) has no static");
+  config = default_flex_config();
+  config["head_type"] = "multilabel_classification";
+  refused(config, "(head_type \"multilabel_classification\", layers 2");
+  config = default_flex_config();
+  config["layerz"] = 2;
+  refused(config, head_path + " (config): unknown key(s) 'layerz'");
+  config = default_flex_config();
+  config["label2id"] = {{"negative", 0}, {"positive", 0}};
+  refused(config, head_path +
+                      " (config): key 'label2id' must be null or an object mapping 2 label names "
+                      "to the ids 0..1");
+  refused("x", head_path +
+                   ": key 'config' must be null (a static head) or an object (an "
+                   "AdapterHub flex head), found \"x\"");
+  // The keys around the settings: AdapterHub's, a BERT model's.
+  write_flex_head(dir, "sst2", default_flex_config(), two_layers);
+  nlohmann::json outer = nlohmann::json::parse(read_file(head_path));
+  outer["model_type"] = "roberta";
+  write_file_atomic(head_path, outer.dump());
+  refused_as_is(head_path + ": key 'model_type' must be \"bert\", found \"roberta\"");
+  outer["model_type"] = "bert";
+  outer["labels"] = {"a", "b"};
+  write_file_atomic(head_path, outer.dump());
+  refused_as_is(head_path + ": unknown key(s) 'labels'");
+  // A tensor the head's description has no place for.
+  write_flex_head(dir, "sst2", default_flex_config(),
+                  {{"heads.sst2.1.weight", torch::zeros({hidden, hidden})},
+                   {"heads.sst2.1.bias", torch::zeros({hidden})},
+                   {"heads.sst2.3.weight", torch::zeros({2, hidden})},
+                   {"heads.sst2.4.bias", torch::zeros({2})}});
   auto model = fresh_base();
   EXPECT_ERROR_CONTAINS(load_adapter_pack(model, dir),
-                        head_path +
-                            ": an AdapterHub flex head (head_type \"classification\") is "
-                            "not read (its key 'config' is an object)");
+                        "model_head.safetensors: tensor \"heads.sst2.3.weight\" is not a layer of "
+                        "the flex head \"sst2\"");
   EXPECT_TRUE(model->bert->adapter_names().empty());
-  head["config"] = "x";
-  write_file_atomic(head_path, head.dump());
-  EXPECT_ERROR_CONTAINS(load_adapter_pack(model, dir),
-                        head_path + ": key 'config' must be null (a static head), found \"x\"");
-  head["config"] = {{"head_type", "classification"}};
-  write_file_atomic(head_path, head.dump());
-  EXPECT_NO_THROW(load_adapter_pack(model, dir, std::nullopt, /*load_head=*/false));
-  EXPECT_EQ(model->bert->adapter_names(), std::vector<std::string>{"sst2"});
+  // A pack that carries a pooler cannot take a second one from its head.
+  FreezePolicy with_pooler;
+  with_pooler.train_pooler = true;
+  auto pooled = trained_model("sst2", with_pooler);
+  const std::string pooled_dir = fresh_dir("flex_pooled");
+  save_adapter_pack(pooled, "sst2", pooled_dir);
+  ASSERT_TRUE(read_adapter_pack_info(pooled_dir).pooler);
+  write_flex_head(pooled_dir, "sst2", default_flex_config(), two_layers);
+  EXPECT_ERROR_CONTAINS(load_adapter_pack(model, pooled_dir),
+                        "the pack carries a pooler, and its flex head's first layer reads as "
+                        "another");
 }
 
 }  // namespace

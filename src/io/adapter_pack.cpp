@@ -16,6 +16,7 @@
 #include "adaptertune/io/safetensors.h"
 #include "adaptertune/parameter_names.h"
 #include "adaptertune/version.h"
+#include "io/flex_head.h"
 #include "json_util.h"
 #include "parameter_assignment.h"
 #include "sha256.h"
@@ -137,28 +138,6 @@ bool is_span_head(const detail::Json& head, const std::string& path) {
   reader.read("head_type", head_type);
   reader.read("model_class", model_class);
   return head_type == "question_answering" || model_class == "BertForQuestionAnswering";
-}
-
-// AdapterHub writes `"config": null` for a static head (Hugging Face's
-// BertForSequenceClassification and BertForQuestionAnswering layouts), the kind this library reads
-// and writes; an object there is a flex head (AutoAdapterModel's `heads.<name>.<i>.*` layers).
-// Checked when the head is to be loaded, so that it is refused as what it is rather than one
-// unknown tensor name at a time; the pack's adapter still loads without its head.
-void check_static_head(const std::string& path) {
-  const detail::Json head = detail::parse_json(read_file(path), path);
-  const auto config = head.find("config");
-  if (!head.is_object() || config == head.end() || config->is_null()) return;
-  if (!config->is_object()) {
-    throw Error(path + ": key 'config' must be null (a static head), found " + json_text(*config));
-  }
-  const auto type = config->find("head_type");
-  throw Error(path + ": an AdapterHub flex head" +
-              (type != config->end() && type->is_string()
-                   ? " (head_type \"" + type->get<std::string>() + "\")"
-                   : std::string()) +
-              " is not read (its key 'config' is an object); adaptertune reads static heads, "
-              "whose 'config' is null (the adapter alone loads: load_head = false, as train "
-              "--fuse and --stack-on load packs)");
 }
 
 // The tensors of `task` and, when it has no head of its own, the model's head, which it runs.
@@ -402,7 +381,14 @@ AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
   const std::string head_path = directory + "/" + kHeadConfigFile;
   if (file_exists(head_path)) {
     const std::string head_text = read_file(head_path);
-    if (is_span_head(detail::parse_json(head_text, head_path), head_path)) {
+    const detail::Json head = detail::parse_json(head_text, head_path);
+    if (const std::optional<detail::FlexHead> flex = detail::read_flex_head(head, head_path)) {
+      // Known only when it is readable: load_adapter_pack() refuses the others by name.
+      if (flex->unreadable.empty()) {
+        info.span_head = flex->span;
+        if (!flex->span) info.head = flex->head;
+      }
+    } else if (is_span_head(head, head_path)) {
       info.span_head = true;
     } else {
       info.head = HeadConfig::from_model_config(head_text, head_path);
@@ -519,8 +505,31 @@ AdapterPackLoad load_pack(const PackModel& model, const std::string& directory,
   if (info.pooler && !model.bert.pooler) {
     throw Error(directory + ": the pack carries a pooler and this model has none");
   }
+  // An AdapterHub flex head reads as the static layout that computes the same (io/flex_head.h);
+  // one with none is refused as what it is, and the adapter alone still loads without it.
+  std::optional<detail::FlexHead> flex;
+  const std::string head_config_path = directory + "/" + kHeadConfigFile;
+  if (load_head && file_exists(head_config_path)) {
+    flex = detail::read_flex_head(detail::parse_json(read_file(head_config_path), head_config_path),
+                                  head_config_path);
+    if (flex && !flex->unreadable.empty()) {
+      throw Error(flex->unreadable +
+                  " (its adapter alone loads: load_head = false, as train --fuse and --stack-on "
+                  "load packs)");
+    }
+  }
   const bool with_head = load_head && (info.head.has_value() || info.span_head);
-  if (with_head) check_static_head(directory + "/" + kHeadConfigFile);
+  // AdapterHub's default classification head: its first layer is a pooler of the task's own.
+  const bool flex_pooler =
+      with_head && flex && flex->layout == detail::FlexHeadLayout::kClsTanhTwoLayers;
+  if (flex_pooler && info.pooler) {
+    throw Error(directory + ": the pack carries a pooler, and its flex head's first layer reads " +
+                "as another (a head of 2 layers with tanh on [CLS])");
+  }
+  if (flex_pooler && !model.bert.pooler) {
+    throw Error(directory + ": the flex head's first layer reads as a pooler of the task's own, " +
+                "and this model has no pooler");
+  }
   const bool span_model = model.add_head == nullptr;
   if (with_head && info.span_head != span_model) {
     throw Error(directory + ": the pack's head is " +
@@ -538,6 +547,15 @@ AdapterPackLoad load_pack(const PackModel& model, const std::string& directory,
   }
   NamedTensors head;
   if (with_head) head = load_safetensors(head_path);
+  if (with_head && flex) {
+    // Under the static names; a pooler layer joins the task's other tensors.
+    NamedTensors flex_tensors = std::move(head);
+    head.clear();
+    for (auto& [name, tensor] : detail::static_head_tensors(*flex, flex_tensors, head_path)) {
+      const bool pooler = name == detail::kPoolerWeight || name == detail::kPoolerBias;
+      (pooler ? weights : head).emplace_back(name, tensor);
+    }
+  }
 
   if (info.fusion) {
     model.bert.add_fusion(info.fused, *info.fusion);
@@ -547,7 +565,7 @@ AdapterPackLoad load_pack(const PackModel& model, const std::string& directory,
   try {
     if (with_head && model.add_head) model.add_head(task, *info.head);
     if (info.layer_norms) model.bert.add_layer_norm_copies(task);
-    if (info.pooler) model.bert.add_pooler_copy(task);
+    if (info.pooler || flex_pooler) model.bert.add_pooler_copy(task);
     // The task's tensors by the names the pack gives them; each must come from the pack. A
     // span model's head is the model's own, which the pack's head replaces.
     std::map<std::string, at::Tensor> targets, head_targets;
@@ -593,6 +611,8 @@ AdapterPackLoad load_pack(const PackModel& model, const std::string& directory,
   model.bert.set_active_adapter(task);
   result.head_loaded = with_head;
   const std::string config_hash = base_config_sha256(base);
+  // As the pack computed its record (a flex head's pooler is the task's own, but the record,
+  // when there is one, was taken as the pack says).
   const bool pooler = info.pooler || !model.uses_pooler;
   const std::string weights_hash =
       identity != nullptr ? identity->sha256(info.layer_norms, pooler)

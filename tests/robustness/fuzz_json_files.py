@@ -5,8 +5,8 @@ usage: fuzz_json_files.py CLI PROJECT_DIR WORK_DIR [--files NAME,...] [--quick] 
                           [--show-taken]
 
 Each file a user may hand the tools, made once by the tools themselves (an adapter pack's
-adapter_config.json and head_config.json, a fusion pack's adapter_fusion_config.json, a model
-directory's config.json and
+adapter_config.json and head_config.json, the head_config.json of an AdapterHub flex head, a
+fusion pack's adapter_fusion_config.json, a model directory's config.json and
 tokenizer_config.json, a fine-tuning and a pretraining checkpoint's trainer_state.json, a SQuAD
 file), is changed one value at a time: every value in it (each object's members, each array's
 first element, at any depth) becomes null, -1, 2^64-1, 1e300, 0.5, "x", [], {} and true, or goes
@@ -33,8 +33,8 @@ VALUES = [None, -1, 2**64 - 1, 1e300, 0.5, "x", [], {}, True]
 QUICK_VALUES = [None, -1, 2**64 - 1, "x", {}]
 DELETE = object()  # a member that goes away
 TIMEOUT_S = 300
-FILES = ("adapter_config", "head_config", "fusion_config", "config", "tokenizer_config",
-         "trainer_state", "pretraining_trainer_state", "squad")
+FILES = ("adapter_config", "head_config", "flex_head_config", "fusion_config", "config",
+         "tokenizer_config", "trainer_state", "pretraining_trainer_state", "squad")
 
 
 def value_paths(document, path=()):
@@ -99,6 +99,20 @@ def variants(document, values):
     yield "a byte that is not UTF-8", whole[: quote + 1] + b"\xff" + whole[quote + 2:]
 
 
+def write_safetensors(path, shapes):
+    """A safetensors file of float32 zeros, one tensor per name in `shapes` (name: shape)."""
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name, shape in shapes.items():
+        size = 4
+        for n in shape:
+            size *= n
+        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header).encode("utf-8")
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text + bytes(offset))
+
+
 class Fuzzer:
     def __init__(self, cli, project, work, values, jobs, show_taken):
         self.show_taken = show_taken
@@ -153,6 +167,25 @@ class Fuzzer:
         self.must(["train", "--task", "squad", "--train-file", squad_v2, "--dev-file", squad_v2,
                    "--max-steps", "1", "--no-progress", "--out", os.path.join(self.seeds, "squad")]
                   + self.squad_args)
+        # The first pack with an AdapterHub flex head instead of its static one: 1 layer on the
+        # pooler's output (the pack carries a pooler of its own, as the shipped base's packs do).
+        flex = os.path.join(self.seeds, "flex")
+        shutil.copytree(self.packs[0], flex)
+        with open(os.path.join(flex, "head_config.json"), encoding="utf-8") as f:
+            static = json.load(f)
+        with open(os.path.join(self.base, "config.json"), encoding="utf-8") as f:
+            hidden = json.load(f)["hidden_size"]
+        labels = static.get("id2label") or {}
+        with open(os.path.join(flex, "head_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"config": {"head_type": "classification", "num_labels": 2, "layers": 1,
+                                  "activation_function": "tanh",
+                                  "label2id": {name: int(i) for i, name in labels.items()} or None,
+                                  "use_pooler": True, "bias": True, "dropout_prob": None},
+                       "hidden_size": hidden, "model_class": "BertAdapterModel",
+                       "model_name": None, "model_type": "bert", "name": "reviews",
+                       "version": "adapters.1.1.0"}, f, indent=2)
+        write_safetensors(os.path.join(flex, "model_head.safetensors"),
+                          {"heads.reviews.1.weight": (2, hidden), "heads.reviews.1.bias": (2,)})
         with open(os.path.join(self.seeds, "config.json"), "w", encoding="utf-8") as f:
             json.dump({"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
                        "intermediate_size": 64, "max_position_embeddings": 32,
@@ -195,6 +228,8 @@ class Fuzzer:
         return {
             "adapter_config": (pack, "adapter_config.json", "copy", predict_pack),
             "head_config": (pack, "head_config.json", "copy", predict_pack),
+            "flex_head_config": (os.path.join(self.seeds, "flex"), "head_config.json", "copy",
+                                 predict_pack),
             "fusion_config": (os.path.join(self.seeds, "fusion", "best"),
                               "adapter_fusion_config.json", "copy", predict_fusion),
             "config": (self.base, "config.json", "link", predict_model),
