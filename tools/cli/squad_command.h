@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "adaptertune/tasks/squad_features.h"
 #include "adaptertune/training/trainer.h"
 #include "common.h"
 
@@ -30,8 +31,9 @@ void add_squad_options(CLI::App* cmd, SquadChoice& choice, bool from_pack);
 /// Whether --task names SQuAD ("squad", any case).
 bool is_squad_task(const std::string& name);
 
-/// The tokens per window a SQuAD run takes without --max-length (BERT's SQuAD setting).
-constexpr int64_t kSquadMaxLength = 384;
+/// The tokens per window a SQuAD run takes without --max-length (BERT's SQuAD setting, as the
+/// library's default windows).
+constexpr int64_t kSquadMaxLength = SquadFeatureOptions{}.max_length;
 
 /// What `train --task squad` takes from the train command's flags.
 struct SquadTrainRequest {

@@ -116,8 +116,9 @@ Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
 /// Classification, regression and span (question answering) tasks share the one base. A span
 /// task answers a question from its context as `predict --task squad` does: the context cut into
 /// windows (the pack's recorded `doc_stride` and `max_query_length`, else SQuAD's defaults), the
-/// best span over them (its `n_best` and `max_answer_length`); it always gives a span, with the
-/// null score beside it.
+/// best span over them (its `n_best` and `max_answer_length`). It never chooses no answer itself:
+/// the answer is the best span (empty, with score 0, only when no start and end among the n best
+/// make a valid one), with the null score beside it.
 ///
 /// Thread safety: the const members change no state, neither the model's (no active task is set
 /// per request: each batch carries its own TaskRouting) nor LibTorch's global state, so any
