@@ -390,6 +390,37 @@ TEST(Predictor, SpanTasksRefuseAQuestionWithoutAContextAndUnload) {
   EXPECT_EQ(predictor.tasks(), (std::vector<std::string>{"sentiment", "qa"}));
 }
 
+// Threads asking span and classification tasks at once get what a serial call gives.
+TEST(Predictor, SpanTasksAnswerThreadsCallingTogetherAsOneCall) {
+  PredictorOptions options;
+  options.batch_size = 2;
+  const Predictor predictor(files().model, {files().packs[0], span_packs().packs[0]}, options);
+  const std::vector<TaskRequest> requests = {
+      {"squad", "Who was the leader of the Norse raiders?", kContext},
+      {"sentiment", "a gorgeous, witty movie", std::nullopt},
+      {"squad", "Where is Normandy?", kContext + " " + kContext}};
+  std::vector<std::string> serial;
+  for (const Prediction& p : predictor.predict(requests)) serial.push_back(p.to_json());
+  std::vector<std::string> errors(6);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < errors.size(); ++t) {
+    threads.emplace_back([&, t] {
+      try {
+        for (int repeat = 0; repeat < 3; ++repeat) {
+          const std::vector<Prediction> got = predictor.predict(requests);
+          for (size_t i = 0; i < got.size(); ++i) {
+            if (got[i].to_json() != serial[i]) throw Error("request " + std::to_string(i));
+          }
+        }
+      } catch (const std::exception& e) {
+        errors[t] = e.what();
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (size_t t = 0; t < errors.size(); ++t) EXPECT_EQ(errors[t], "") << "thread " << t;
+}
+
 // In bf16 the base's Linear weights are stored in bf16 (and prepacked); a span task still answers
 // as predict_squad() under autocast does.
 TEST(Predictor, SpanTasksInBf16AnswerAsPredictSquadInBf16) {
