@@ -147,8 +147,11 @@ struct AdapterPackLoad {
 /// the pack has one and `load_head`; otherwise the task runs the model's head), and makes it
 /// active. The shared base is not written, so any number of packs, with any heads, load onto
 /// one model. A fusion pack needs the adapters it fuses loaded first (Error naming the missing
-/// ones otherwise) and keeps its name (`load_as`, if given, must be that name). Errors name the
-/// file and tensor; the model is left unchanged when a file is malformed.
+/// ones otherwise) and keeps its name (`load_as`, if given, must be that name). An AdapterHub flex
+/// head (`heads.<name>.<i>.*`) loads as the static layout that computes the same (a classifier,
+/// with a pooler of the task's own for AdapterHub's default 2-layer head), and one with no such
+/// layout is an Error naming its settings (its adapter loads with `load_head` false). Errors name
+/// the file and tensor; the model is left unchanged when a file is malformed.
 AdapterPackLoad load_adapter_pack(BertForSequenceClassification& model,
                                   const std::string& directory,
                                   const std::optional<std::string>& load_as = std::nullopt,
