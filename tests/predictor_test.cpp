@@ -291,6 +291,10 @@ TEST_P(PredictorTest, SpanTasksAnswerAsPredictSquadDoes) {
   EXPECT_TRUE(squad.span_head);
   EXPECT_TRUE(squad.base_matches);
   EXPECT_EQ(squad.max_length, 48);
+  ASSERT_TRUE(squad.question_answering.has_value());
+  EXPECT_EQ(squad.question_answering->features.doc_stride, 16);
+  EXPECT_EQ(squad.question_answering->answers.max_answer_length, 6);
+  EXPECT_FALSE(predictor.task_info("sentiment").question_answering.has_value());
   EXPECT_EQ(predictor.task_info("squad_lite").max_length, 64);
   EXPECT_FALSE(predictor.task_info("sentiment").span_head);
   EXPECT_ERROR_CONTAINS(predictor.head(std::string("squad")),

@@ -212,6 +212,7 @@ struct Predictor::State {
     task.pack = pack;
     if (span) {
       task.span_head = true;
+      task.question_answering = span->options;
     } else {
       task.head = model->head_config(task.name);
     }

@@ -76,8 +76,8 @@ check(status == 200 and json.loads(body) == {"status": "ok"}, f"healthz: {status
 status, body, _ = a.request("GET", "/v1/tasks")
 tasks = {t["name"]: t for t in json.loads(body)["tasks"]}
 check(set(tasks) == {"SST-2", "STS-B"}, f"tasks: {body}")
-check(tasks["SST-2"]["labels"] == ["0", "1"] and tasks["STS-B"]["problem_type"] == "regression",
-      f"task descriptions: {body}")
+check(tasks["SST-2"]["labels"] == ["0", "1"] and tasks["STS-B"]["problem_type"] == "regression"
+      and tasks["SST-2"]["question_answering"] is None, f"task descriptions: {body}")
 check(tasks["SST-2"]["base"]["matches"] and len(tasks["SST-2"]["base"]["weights_sha256"]) == 64,
       f"base identity: {body}")
 check(tasks["SST-2"]["stacked_on"] == [], f"stacked_on of a pack trained alone: {body}")
@@ -151,7 +151,10 @@ status, body, _ = a.request("POST", "/v1/tasks", {"path": "squad/best"}, key)
 check(status == 201, f"load a span pack: {status} {body}")
 span_task = json.loads(body)
 check(span_task["problem_type"] == "question_answering" and span_task["labels"] is None
-      and span_task["max_length"] == 64, f"a span task's description: {body}")
+      and span_task["max_length"] == 64
+      and span_task["question_answering"] == {"doc_stride": 16, "max_query_length": 16,
+                                              "n_best": 20, "max_answer_length": 30},
+      f"a span task's description: {body}")
 with open(squad) as f:
     squad_data = json.load(f)
 questions = [(qa["id"], qa["question"], paragraph["context"]) for article in squad_data["data"]

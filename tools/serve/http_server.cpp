@@ -56,8 +56,16 @@ Json task_json(const TaskInfo& info) {
       for (int64_t i = 0; i < info.head.num_labels; ++i) labels.push_back(info.head.label_name(i));
     }
   }
+  Json question_answering = nullptr;
+  if (const auto& qa = info.question_answering) {
+    question_answering = {{"doc_stride", qa->features.doc_stride},
+                          {"max_query_length", qa->features.max_query_length},
+                          {"n_best", qa->answers.n_best},
+                          {"max_answer_length", qa->answers.max_answer_length}};
+  }
   return {{"name", info.name},
           {"problem_type", problem_type},
+          {"question_answering", question_answering},
           {"labels", labels},
           {"adapter_config", Json::parse(info.adapter_config_json)},
           {"stacked_on", info.stacked_on},

@@ -15,6 +15,7 @@
 #include "adaptertune/head_config.h"
 #include "adaptertune/inference/task_request.h"
 #include "adaptertune/precision.h"
+#include "adaptertune/tasks/squad_features.h"
 
 namespace adaptertune {
 
@@ -92,6 +93,9 @@ struct TaskInfo {
   /// Whether its head is a span head (question answering): its requests give the question as
   /// `text` and the context as `text_pair`, and it answers with a stretch of the context.
   bool span_head = false;
+  /// A span task's windows and answer extraction (its pack's record, else SQuAD's defaults; the
+  /// windows' length is `max_length`); std::nullopt for other tasks.
+  std::optional<QuestionAnsweringOptions> question_answering;
   /// The adapter's config as the pack's `adapter_config.json` gives it (JSON).
   std::string adapter_config_json;
   /// The tasks it runs on top of, bottom first, as its pack records them (empty: alone): its
