@@ -9,14 +9,17 @@
 
 namespace adaptertune::detail {
 
+EncodedDataset encoded_windows(const SquadFeatures& features) {
+  EncodedDataset data;
+  for (const SquadFeature& feature : features.features) data.encodings.push_back(feature.encoding);
+  return data;
+}
+
 std::map<std::string, SquadAnswerPrediction> answer_squad_windows(
     const SquadDataset& data, const SquadFeatures& features, const Tokenizer& tokenizer,
     const SquadAnswerOptions& answers, int64_t batch_size, c10::Device device, ProcessGroup* group,
     const SpanLogits& span_logits) {
-  EncodedDataset windows;
-  for (const SquadFeature& feature : features.features) {
-    windows.encodings.push_back(feature.encoding);
-  }
+  const EncodedDataset windows = encoded_windows(features);
   BatcherOptions batching;
   batching.batch_size = batch_size;
   batching.shuffle = false;

@@ -22,6 +22,9 @@ class ProcessGroup;
 
 namespace adaptertune::detail {
 
+/// The windows' encodings, in the order of `features`: what a Batcher takes.
+EncodedDataset encoded_windows(const SquadFeatures& features);
+
 /// What a span model gives one batch of windows (already on the pass's device): logits
 /// [rows, seq, 2], start then end, in any floating dtype on any device.
 using SpanLogits = std::function<at::Tensor(const Batch& batch)>;

@@ -35,12 +35,6 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-EncodedDataset encoded_windows(const SquadFeatures& features) {
-  EncodedDataset data;
-  for (const SquadFeature& feature : features.features) data.encodings.push_back(feature.encoding);
-  return data;
-}
-
 // What a checkpoint's position means only together with: the windows and how they are batched.
 Json squad_fingerprint(const SquadFeatures& features, const EncodedDataset& windows,
                        const TrainerOptions& options, const SquadFeatureOptions& shape) {
@@ -207,7 +201,7 @@ TrainResult QuestionAnsweringTrainer::train() {
   const SquadFeatures features = make_squad_features(train_data_, tokenizer_, qa_.features);
   // The dev windows once for the run, not at every evaluation.
   const SquadFeatures dev_features = make_squad_features(dev_data_, tokenizer_, qa_.features);
-  const EncodedDataset windows = encoded_windows(features);
+  const EncodedDataset windows = detail::encoded_windows(features);
   BatcherOptions batching;
   batching.batch_size = options_.batch_size;
   batching.group_by_length = options_.group_by_length;
