@@ -151,14 +151,18 @@ struct Predictor::State {
   }
 
   // A span task's windows and answers: what its pack records, else SQuAD's defaults; windows
-  // of the option's length, else the recorded one, else SQuAD's 384 (as `predict --task squad`).
+  // of the option's length, else the recorded one, else SQuAD's 384 (as `predict --task squad`),
+  // checked to fit their questions and the model's positions.
   QuestionAnsweringOptions span_options(const AdapterPackInfo& recorded,
                                         const std::string& pack) const {
     QuestionAnsweringOptions qa = recorded.question_answering.value_or(QuestionAnsweringOptions{});
+    std::string length_source = pack + ": max_length";
     if (options.max_length > 0) {
       qa.features.max_length = options.max_length;
     } else if (recorded.max_length > 0) {
       qa.features.max_length = recorded.max_length;
+    } else {
+      length_source += " (SQuAD's; the pack records none)";
     }
     try {
       qa.features.validate();
@@ -166,6 +170,7 @@ struct Predictor::State {
       throw Error(pack + ": its windows of " + std::to_string(qa.features.max_length) +
                   " tokens: " + e.what());
     }
+    model->bert->config().check_sequence_length(qa.features.max_length, length_source);
     return qa;
   }
 
@@ -174,12 +179,12 @@ struct Predictor::State {
     // Checked before the pack changes the model.
     const AdapterPackInfo recorded = read_adapter_pack_info(pack);
     std::optional<SpanTask> span;
-    if (recorded.span_head) span.emplace().options = span_options(recorded, pack);
-    const bool default_length = options.max_length == 0 && recorded.max_length == 0;
-    model->bert->config().check_sequence_length(
-        span ? span->options.features.max_length : length(recorded.max_length),
-        pack + (span && default_length ? ": max_length (SQuAD's; the pack records none)"
-                                       : ": max_length"));
+    if (recorded.span_head) {
+      span.emplace().options = span_options(recorded, pack);
+    } else {
+      model->bert->config().check_sequence_length(length(recorded.max_length),
+                                                  pack + ": max_length");
+    }
     std::vector<std::string> loaded;
     for (const auto& [task_name, task] : info) loaded.push_back(task_name);
     const std::vector<std::string> missing = recorded.missing_below(loaded);
