@@ -132,6 +132,34 @@ TEST_P(PredictorTest, MixedRequestsGetWhatEachTaskGivesThemAlone) {
   EXPECT_NEAR(sum, 1.0, 1e-9);
 }
 
+// What each of `threads` threads got calling predict(requests) three times at once: every
+// call's predictions, or the error it met.
+struct ThreadedCalls {
+  std::vector<std::vector<std::vector<Prediction>>> results;  // by thread, then call
+  std::vector<std::string> errors;                            // by thread; empty: none
+};
+
+ThreadedCalls predict_in_threads(const Predictor& predictor,
+                                 const std::vector<TaskRequest>& requests, size_t threads) {
+  ThreadedCalls calls;
+  calls.results.resize(threads);
+  calls.errors.resize(threads);
+  std::vector<std::thread> running;
+  for (size_t t = 0; t < threads; ++t) {
+    running.emplace_back([&, t] {
+      try {
+        for (int repeat = 0; repeat < 3; ++repeat) {
+          calls.results[t].push_back(predictor.predict(requests));
+        }
+      } catch (const std::exception& e) {
+        calls.errors[t] = e.what();
+      }
+    });
+  }
+  for (auto& thread : running) thread.join();
+  return calls;
+}
+
 TEST_P(PredictorTest, ThreadsCallingTogetherGetTheSerialResults) {
   PredictorOptions options;
   options.device = device();
@@ -139,26 +167,16 @@ TEST_P(PredictorTest, ThreadsCallingTogetherGetTheSerialResults) {
   const Predictor predictor(files().model, files().packs, options);
   const auto requests = mixed_requests();
   const std::vector<Prediction> serial = predictor.predict(requests);
-  constexpr int kThreads = 8;
-  std::vector<std::vector<Prediction>> results(kThreads);
-  std::vector<std::string> errors(kThreads);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      try {
-        for (int repeat = 0; repeat < 3; ++repeat) results[size_t(t)] = predictor.predict(requests);
-      } catch (const std::exception& e) {
-        errors[size_t(t)] = e.what();
+  const ThreadedCalls calls = predict_in_threads(predictor, requests, 8);
+  for (size_t t = 0; t < calls.errors.size(); ++t) {
+    ASSERT_EQ(calls.errors[t], "") << "thread " << t;
+    ASSERT_EQ(calls.results[t].size(), 3u) << "thread " << t;
+    for (const std::vector<Prediction>& got : calls.results[t]) {
+      ASSERT_EQ(got.size(), serial.size());
+      for (size_t i = 0; i < serial.size(); ++i) {
+        expect_same(got[i], serial[i], 1e-6,
+                    "thread " + std::to_string(t) + " request " + std::to_string(i));
       }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  for (int t = 0; t < kThreads; ++t) {
-    ASSERT_EQ(errors[size_t(t)], "") << "thread " << t;
-    ASSERT_EQ(results[size_t(t)].size(), serial.size());
-    for (size_t i = 0; i < serial.size(); ++i) {
-      expect_same(results[size_t(t)][i], serial[i], 1e-6,
-                  "thread " + std::to_string(t) + " request " + std::to_string(i));
     }
   }
 }
@@ -403,26 +421,18 @@ TEST(Predictor, SpanTasksAnswerThreadsCallingTogetherAsOneCall) {
       {"squad", "Who was the leader of the Norse raiders?", kContext},
       {"sentiment", "a gorgeous, witty movie", std::nullopt},
       {"squad", "Where is Normandy?", kContext + " " + kContext}};
-  std::vector<std::string> serial;
-  for (const Prediction& p : predictor.predict(requests)) serial.push_back(p.to_json());
-  std::vector<std::string> errors(6);
-  std::vector<std::thread> threads;
-  for (size_t t = 0; t < errors.size(); ++t) {
-    threads.emplace_back([&, t] {
-      try {
-        for (int repeat = 0; repeat < 3; ++repeat) {
-          const std::vector<Prediction> got = predictor.predict(requests);
-          for (size_t i = 0; i < got.size(); ++i) {
-            if (got[i].to_json() != serial[i]) throw Error("request " + std::to_string(i));
-          }
-        }
-      } catch (const std::exception& e) {
-        errors[t] = e.what();
+  const std::vector<Prediction> serial = predictor.predict(requests);
+  const ThreadedCalls calls = predict_in_threads(predictor, requests, 6);
+  for (size_t t = 0; t < calls.errors.size(); ++t) {
+    EXPECT_EQ(calls.errors[t], "") << "thread " << t;
+    ASSERT_EQ(calls.results[t].size(), 3u) << "thread " << t;
+    for (const std::vector<Prediction>& got : calls.results[t]) {
+      ASSERT_EQ(got.size(), serial.size());
+      for (size_t i = 0; i < serial.size(); ++i) {
+        EXPECT_EQ(got[i].to_json(), serial[i].to_json()) << "thread " << t << " request " << i;
       }
-    });
+    }
   }
-  for (auto& thread : threads) thread.join();
-  for (size_t t = 0; t < errors.size(); ++t) EXPECT_EQ(errors[t], "") << "thread " << t;
 }
 
 // In bf16 the base's Linear weights are stored in bf16 (and prepacked); a span task still answers
