@@ -298,6 +298,7 @@ TEST(AdapterPack, RecordsTheWindowsAndAnswersOfASpanHead) {
   options.question_answering->answers.n_best = 5;
   options.question_answering->answers.max_answer_length = 7;
   options.question_answering->answers.null_score_threshold = -1.5;
+  options.question_answering->answers.allow_no_answer = true;
   save_adapter_pack(model, "squad", dir, options);
   const AdapterPackInfo info = read_adapter_pack_info(dir);
   ASSERT_TRUE(info.question_answering);
@@ -308,10 +309,17 @@ TEST(AdapterPack, RecordsTheWindowsAndAnswersOfASpanHead) {
   EXPECT_EQ(qa.answers.n_best, 5);
   EXPECT_EQ(qa.answers.max_answer_length, 7);
   EXPECT_EQ(qa.answers.null_score_threshold, -1.5);
+  EXPECT_TRUE(qa.answers.allow_no_answer);
   const nlohmann::json config = nlohmann::json::parse(read_file(dir + "/adapter_config.json"));
   EXPECT_EQ(config.at("adaptertune").at("question_answering"),
             nlohmann::json::parse(R"({"doc_stride": 12, "max_query_length": 10, "n_best": 5,
-                                      "max_answer_length": 7, "null_score_threshold": -1.5})"));
+                                      "max_answer_length": 7, "null_score_threshold": -1.5,
+                                      "allow_no_answer": true})"));
+  // A pack written before allow_no_answer was recorded reads as one that gives a span.
+  nlohmann::json older = config;
+  older["adaptertune"]["question_answering"].erase("allow_no_answer");
+  write_file_atomic(dir + "/adapter_config.json", older.dump());
+  EXPECT_FALSE(read_adapter_pack_info(dir).question_answering->answers.allow_no_answer);
   const std::string plain = fresh_dir("span_none");
   save_adapter_pack(model, "squad", plain);
   EXPECT_FALSE(read_adapter_pack_info(plain).question_answering);
@@ -322,6 +330,7 @@ TEST(AdapterPack, RecordsTheWindowsAndAnswersOfASpanHead) {
       {R"({"max_query_length": 45})",
        "key 'max_query_length' must be at most max_length 48 - 4, to leave room for context"},
       {R"({"null_score_threshold": null})", "key 'null_score_threshold' must be a number"},
+      {R"({"allow_no_answer": 1})", "key 'allow_no_answer' must be true or false"},
       {R"({"stride": 3})", "unknown key(s) 'stride'"}};
   for (const auto& [change, message] : bad) {
     SCOPED_TRACE(change);

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <mutex>
@@ -251,6 +252,7 @@ const SpanPacks& span_packs() {
     out.recorded_lite.features.max_length = 64;
     out.recorded_lite.features.doc_stride = 32;
     out.recorded_lite.features.max_query_length = 16;
+    files();  // written first, so that the packs' weights are the same whichever test asks first
     torch::manual_seed(47);
     for (const char* name : {"squad", "squad_lite"}) {
       BertForQuestionAnswering model = load_bert_for_question_answering(files().model);
@@ -280,15 +282,16 @@ const std::string kContext =
     "Denmark, Iceland and Norway who, under their leader Rollo, agreed to swear fealty to King "
     "Charles III of West Francia.";
 
-// What predict_squad() answers with `pack` loaded into a span model of the test base: the
-// reference a Predictor's span task must give.
+// What predict_squad() answers with `pack` loaded into a span model of the test base (for a
+// question of a SQuAD v2.0 data set when `v2`): the reference a Predictor's span task must give.
 SquadAnswerPrediction squad_reference(const std::string& pack, const std::string& question,
                                       const std::string& context,
                                       const QuestionAnsweringOptions& options, c10::Device device,
-                                      Precision precision = Precision::kFloat32) {
+                                      Precision precision = Precision::kFloat32, bool v2 = false) {
   BertForQuestionAnswering model = load_bert_for_question_answering(files().model);
   load_adapter_pack(model, pack);
   SquadDataset data;
+  data.v2 = v2;
   data.examples.push_back({"q", "", question, context, {}, false});
   const auto tokenizer = load_tokenizer(files().model);
   return predict_squad(model, data, *tokenizer, options, 4, device, precision).at("q");
@@ -410,6 +413,65 @@ TEST(Predictor, SpanTasksRefuseAQuestionWithoutAContextAndUnload) {
                         span_packs().packs[0] + ": its windows of 15 tokens: ");
   EXPECT_ERROR_CONTAINS(predictor.add_task(bare), "384 is more than");
   EXPECT_EQ(predictor.tasks(), (std::vector<std::string>{"sentiment", "qa"}));
+}
+
+// A pack that records allow_no_answer (its run evaluated on SQuAD v2.0) answers nothing where
+// predict_squad() does for a v2.0 data set: when the score of no answer beats the best span's by
+// more than the recorded threshold. A pack without it gives the best span whatever the scores.
+TEST_P(PredictorTest, SpanTasksAnswerNothingWhereTheirPackAllowsIt) {
+  PredictorOptions options;
+  options.device = device();
+  Predictor predictor(files().model, {span_packs().packs[0]}, options);
+  EXPECT_FALSE(predictor.task_info("squad").question_answering->answers.allow_no_answer);
+  const std::vector<std::string> questions = {
+      "Who was the leader of the Norse raiders?", "Where is Normandy?",
+      "What did the Normans give Normandy?",      "Who was the king of West Francia?",
+      "Where did the raiders come from?",         "What did they agree to?"};
+  std::vector<TaskRequest> requests;
+  for (const std::string& question : questions) requests.push_back({"squad", question, kContext});
+  const std::vector<Prediction> spans = predictor.predict(requests);
+  // A threshold that the margin of no answer passes for some questions and not for others.
+  std::vector<double> margins;
+  for (size_t q = 0; q < questions.size(); ++q) {
+    ASSERT_FALSE(spans[q].answer->empty()) << "the test wants a valid span: " << questions[q];
+    margins.push_back(*spans[q].null_score - *spans[q].score);
+  }
+  std::vector<double> sorted = margins;
+  std::sort(sorted.begin(), sorted.end());
+  ASSERT_LT(sorted[2], sorted[3]);
+  const double threshold = (sorted[2] + sorted[3]) / 2;
+  // The same adapter and head, saved as a run on v2.0 data saves them.
+  QuestionAnsweringOptions recorded = span_packs().recorded;
+  recorded.answers.allow_no_answer = true;
+  recorded.answers.null_score_threshold = threshold;
+  const std::string v2_pack = files().root + "/squad_v2";
+  {
+    BertForQuestionAnswering model = load_bert_for_question_answering(files().model);
+    load_adapter_pack(model, span_packs().packs[0]);
+    AdapterPackOptions pack;
+    pack.max_length = recorded.features.max_length;
+    pack.question_answering = recorded;
+    save_adapter_pack(model, "squad", v2_pack, pack);
+  }
+  EXPECT_EQ(predictor.add_task(v2_pack, std::string("squad_v2")), "squad_v2");
+  const TaskInfo info = predictor.task_info("squad_v2");
+  EXPECT_TRUE(info.question_answering->answers.allow_no_answer);
+  EXPECT_EQ(info.question_answering->answers.null_score_threshold, threshold);
+  for (TaskRequest& request : requests) request.task = "squad_v2";
+  const std::vector<Prediction> got = predictor.predict(requests);
+  for (size_t q = 0; q < questions.size(); ++q) {
+    SCOPED_TRACE(questions[q]);
+    const SquadAnswerPrediction expected =
+        squad_reference(v2_pack, questions[q], kContext, recorded, device(), Precision::kFloat32,
+                        /*v2=*/true);
+    EXPECT_EQ(*got[q].answer, expected.text);
+    EXPECT_EQ(*got[q].answer, margins[q] > threshold ? "" : *spans[q].answer);
+    EXPECT_NEAR(*got[q].score, *spans[q].score, 1e-5);  // the best span's, answered or not
+    EXPECT_NEAR(*got[q].null_score, *spans[q].null_score, 1e-5);
+  }
+  EXPECT_EQ(
+      std::count_if(got.begin(), got.end(), [](const Prediction& p) { return p.answer->empty(); }),
+      3);
 }
 
 // Threads asking span and classification tasks at once get what a serial call gives.

@@ -106,6 +106,7 @@ TEST(QuestionAnsweringTrainer, TrainsAnAdapterAndItsPackReproducesTheBestScore) 
   EXPECT_EQ(info.question_answering->answers.max_answer_length, f.qa.answers.max_answer_length);
   EXPECT_EQ(info.question_answering->answers.null_score_threshold,
             f.qa.answers.null_score_threshold);
+  EXPECT_FALSE(info.question_answering->answers.allow_no_answer);  // SQuAD v1.1's dev data
   // The pack on a fresh base gives the logged best score.
   BertForQuestionAnswering fresh = f.model();
   fresh->bert->remove_adapter("squad");

@@ -114,6 +114,8 @@ QuestionAnsweringOptions read_question_answering(const detail::Json& value, cons
     if (*out < 1) reader.fail(key, "a count of at least 1");
   }
   reader.read("null_score_threshold", qa.answers.null_score_threshold);
+  // Absent in packs written before it was recorded: they answered with a span.
+  reader.read("allow_no_answer", qa.answers.allow_no_answer);
   reader.finish();
   if (max_length > 0) {
     // The windows' own rule (the counts above are at least 1, so only the room can fail),
@@ -437,7 +439,8 @@ void save_pack(const PackModel& model, const std::string& adapter_name,
                                   {"max_query_length", qa->features.max_query_length},
                                   {"n_best", qa->answers.n_best},
                                   {"max_answer_length", qa->answers.max_answer_length},
-                                  {"null_score_threshold", qa->answers.null_score_threshold}};
+                                  {"null_score_threshold", qa->answers.null_score_threshold},
+                                  {"allow_no_answer", qa->answers.allow_no_answer}};
   }
   detail::Json document = {
       {"name", adapter_name},

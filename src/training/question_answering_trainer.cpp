@@ -295,6 +295,8 @@ TrainResult QuestionAnsweringTrainer::train() {
       pack.precision = options_.precision;
       pack.stacked_on = stacked_on_;
       pack.question_answering = qa_;
+      // As evaluate_squad() picked the best pack: no answer where the dev data allows one.
+      pack.question_answering->answers.allow_no_answer = dev_data_.v2;
       save_adapter_pack(model_, *adapter_, temp, pack);
     } else {
       save_pretrained(*model_, temp);

@@ -158,8 +158,10 @@ try:
         expected = json.loads(body)
         check(status == 200, f"{task}: /v1/predict {status} {body}")
         if "answer" in expected:
-            check(answer["answer"] == expected["answer"]
-                  and answer["text"] == f"answer: {expected['answer']} (score {expected['score']:.4f})",
+            shown = (f"no answer (score of no answer {expected['null_score']:.4f})"
+                     if expected["answer"] == "" else
+                     f"answer: {expected['answer']} (score {expected['score']:.4f})")
+            check(answer["answer"] == expected["answer"] and answer["text"] == shown,
                   f"{task}: page shows {answer}, /v1/predict says {expected}")
         elif "score" in expected:
             check(answer["score"] is not None and abs(float(answer["score"]) - expected["score"]) < 1e-6

@@ -134,8 +134,9 @@ check(status == 401, f"unload without the key: {status}")
 status, body, _ = a.request("DELETE", "/v1/tasks/%FF", headers=key)
 check(status == 404 and "\ufffd" in json.loads(body)["error"], f"unload a non-UTF-8 name: {status} {body}")
 # A span pack (question answering) serves beside the classifiers on the one base: each question
-# gets the answer `predict --task squad` gives it offline.
-squad = os.path.join(project, "tests", "data", "squad", "dev-v1.1.json")
+# gets the answer `predict --task squad` gives it offline. Its run evaluated on SQuAD v2.0, so its
+# pack allows no answer, as the offline run on v2.0 data does.
+squad = os.path.join(project, "tests", "data", "squad", "dev-v2.0.json")
 subprocess.run([cli, "train", "--task", "squad", "--train-file", squad, "--dev-file", squad,
                 "--model", base, "--max-length", "64", "--doc-stride", "16", "--max-query-length",
                 "16", "--batch-size", "8", "--max-steps", "1", "--no-progress", "--out",
@@ -153,7 +154,8 @@ span_task = json.loads(body)
 check(span_task["problem_type"] == "question_answering" and span_task["labels"] is None
       and span_task["max_length"] == 64
       and span_task["question_answering"] == {"doc_stride": 16, "max_query_length": 16,
-                                              "n_best": 20, "max_answer_length": 30},
+                                              "n_best": 20, "max_answer_length": 30,
+                                              "null_score_threshold": 0.0, "allow_no_answer": True},
       f"a span task's description: {body}")
 with open(squad) as f:
     squad_data = json.load(f)

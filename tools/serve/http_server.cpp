@@ -61,7 +61,9 @@ Json task_json(const TaskInfo& info) {
     question_answering = {{"doc_stride", qa->features.doc_stride},
                           {"max_query_length", qa->features.max_query_length},
                           {"n_best", qa->answers.n_best},
-                          {"max_answer_length", qa->answers.max_answer_length}};
+                          {"max_answer_length", qa->answers.max_answer_length},
+                          {"null_score_threshold", qa->answers.null_score_threshold},
+                          {"allow_no_answer", qa->answers.allow_no_answer}};
   }
   return {{"name", info.name},
           {"problem_type", problem_type},

@@ -47,7 +47,9 @@ function show(prediction) {
   const answer = document.createElement("div");
   answer.id = "answer";
   if (prediction.answer !== undefined) {
-    answer.textContent = "answer: " + prediction.answer + " (score " + prediction.score.toFixed(4) + ")";
+    answer.textContent = prediction.answer === ""
+        ? "no answer (score of no answer " + prediction.null_score.toFixed(4) + ")"
+        : "answer: " + prediction.answer + " (score " + prediction.score.toFixed(4) + ")";
     answer.dataset.answer = prediction.answer;
   } else if (prediction.score !== undefined) {
     answer.textContent = "score: " + prediction.score.toFixed(4);

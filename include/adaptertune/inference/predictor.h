@@ -69,10 +69,9 @@ struct Prediction {
   std::vector<std::pair<std::string, double>> probabilities;
   /// Regression: the predicted value. Span: the answer's score (its start and end logits).
   std::optional<double> score;
-  /// Span (question answering): the answer, the context's own characters.
+  /// Span (question answering): the answer, the context's own characters; empty for no answer.
   std::optional<std::string> answer;
-  /// Span: the score of no answer (the [CLS] start and end logits, lowest over the windows); a
-  /// caller that allows no answer takes none when it beats `score`.
+  /// Span: the score of no answer (the [CLS] start and end logits, lowest over the windows).
   std::optional<double> null_score;
   /// Classification and regression: the head's raw output.
   std::vector<float> logits;
@@ -120,9 +119,11 @@ Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
 /// Classification, regression and span (question answering) tasks share the one base. A span
 /// task answers a question from its context as `predict --task squad` does: the context cut into
 /// windows (the pack's recorded `doc_stride` and `max_query_length`, else SQuAD's defaults), the
-/// best span over them (its `n_best` and `max_answer_length`). It never chooses no answer itself:
-/// the answer is the best span (empty, with score 0, only when no start and end among the n best
-/// make a valid one), with the null score beside it.
+/// best span over them (its `n_best` and `max_answer_length`). The answer is that span, or empty
+/// (no answer) when the pack records `allow_no_answer` (its run evaluated on SQuAD v2.0) and the
+/// null score beats the span's score by more than its `null_score_threshold`, as predict_squad()
+/// answers a v2.0 data set; empty with score 0 too when no start and end among the n best make a
+/// valid span. The null score is given beside it.
 ///
 /// Thread safety: the const members change no state, neither the model's (no active task is set
 /// per request: each batch carries its own TaskRouting) nor LibTorch's global state, so any

@@ -57,10 +57,11 @@ struct AdapterPackOptions {
   /// for it: a Python user names the Stack.
   std::vector<std::string> stacked_on;
   /// A span head's windows and answer extraction, recorded as `question_answering`
-  /// (`doc_stride`, `max_query_length`, `n_best`, `max_answer_length`, `null_score_threshold`;
-  /// the windows' length is `max_length`) so that evaluation and prediction run the pack as its
-  /// run evaluated it. std::nullopt: not recorded. `answers.allow_no_answer` is not recorded:
-  /// the data's SQuAD version decides it.
+  /// (`doc_stride`, `max_query_length`, `n_best`, `max_answer_length`, `null_score_threshold`,
+  /// `allow_no_answer`; the windows' length is `max_length`) so that evaluation, prediction and
+  /// serving run the pack as its run evaluated it. std::nullopt: not recorded.
+  /// `answers.allow_no_answer` (absent in older packs: false) is what a Predictor answers
+  /// requests with; a data set's own SQuAD version decides it for predict_squad().
   std::optional<QuestionAnsweringOptions> question_answering;
 };
 

@@ -64,7 +64,8 @@ SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDatas
 /// the same TrainerOptions (AdamW, schedule, accumulation, clipping, autocast through the shared
 /// TrainingEngine; evaluation on dev every `eval_every` steps and at each epoch end; the best
 /// model by F1 kept in `output_dir/best`, an adapter pack with the span head when an adapter
-/// trains, else a model directory with the tokenizer's files; early stopping; checkpoints with
+/// trains (recording the windows and answer options, with `allow_no_answer` when the dev data is
+/// SQuAD v2.0), else a model directory with the tokenizer's files; early stopping; checkpoints with
 /// exact resume; Ctrl-C), and the same run directory (run.json, metrics.jsonl, results.json).
 /// Training windows whose answer lies outside them learn to point at [CLS], as in BERT's code.
 /// In a process group (TrainerOptions::process_group) it trains as the Trainer does, each process
