@@ -155,13 +155,10 @@ struct Predictor::State {
   // checked to fit their questions and the model's positions.
   QuestionAnsweringOptions span_options(const AdapterPackInfo& recorded,
                                         const std::string& pack) const {
-    QuestionAnsweringOptions qa = recorded.question_answering.value_or(QuestionAnsweringOptions{});
+    const QuestionAnsweringOptions qa = recorded.span_options(
+        options.max_length > 0 ? std::optional<int64_t>(options.max_length) : std::nullopt);
     std::string length_source = pack + ": max_length";
-    if (options.max_length > 0) {
-      qa.features.max_length = options.max_length;
-    } else if (recorded.max_length > 0) {
-      qa.features.max_length = recorded.max_length;
-    } else {
+    if (options.max_length <= 0 && recorded.max_length <= 0) {
       length_source += " (SQuAD's; the pack records none)";
     }
     try {

@@ -25,13 +25,9 @@
 namespace adaptertune::cli {
 namespace {
 
-// The windows and answer options: each flag given, else what `recorded` (a span pack's record)
-// says, else the library's default.
-QuestionAnsweringOptions qa_options(
-    const SquadChoice& choice, int64_t max_length,
-    const std::optional<QuestionAnsweringOptions>& recorded = std::nullopt) {
-  QuestionAnsweringOptions qa = recorded.value_or(QuestionAnsweringOptions{});
-  qa.features.max_length = max_length;
+// The windows and answer options: each flag given, else what `qa` says (a span pack's, else the
+// library's defaults).
+QuestionAnsweringOptions qa_options(const SquadChoice& choice, QuestionAnsweringOptions qa) {
   qa.features.doc_stride = choice.doc_stride.value_or(qa.features.doc_stride);
   qa.features.max_query_length = choice.max_query_length.value_or(qa.features.max_query_length);
   qa.answers.n_best = choice.n_best.value_or(qa.answers.n_best);
@@ -51,7 +47,6 @@ QuestionAnsweringOptions qa_options(
 // group of processes it runs in when one is asked for.
 struct SquadModel {
   BertForQuestionAnswering model{nullptr};
-  int64_t max_length = kSquadMaxLength;
   QuestionAnsweringOptions qa;
   Precision precision = Precision::kFloat32;
   c10::Device device = c10::kCPU;
@@ -97,10 +92,8 @@ SquadModel open_squad_model(const SquadUseRequest& r) {
     check_packs_below(*info, r.adapter_packs[*span], infos);
   }
   check_max_length_flag(r.model, r.max_length);
-  out.max_length =
-      r.max_length.value_or(info && info->max_length > 0 ? info->max_length : kSquadMaxLength);
-  out.qa = qa_options(r.squad, out.max_length,
-                      info ? info->question_answering : std::optional<QuestionAnsweringOptions>());
+  // A model directory alone records nothing: SQuAD's settings, the flags' where given.
+  out.qa = qa_options(r.squad, info.value_or(AdapterPackInfo{}).span_options(r.max_length));
   out.device = parse_device(r.device);
   std::vector<std::string> warnings;
   out.precision =
@@ -169,7 +162,9 @@ bool is_squad_task(const std::string& name) {
 }
 
 int run_train_squad(SquadTrainRequest r) {
-  const QuestionAnsweringOptions qa = qa_options(r.squad, r.trainer.max_length);
+  QuestionAnsweringOptions defaults;  // SQuAD's, in windows of --max-length tokens
+  defaults.features.max_length = r.trainer.max_length;
+  const QuestionAnsweringOptions qa = qa_options(r.squad, defaults);
   const FreezePolicy requested = requested_policy(r.train, r.model);
   const std::optional<AdapterConfig> adapter = resolve_adapter(r.adapter, requested.mode);
   const std::string adapter_name = r.adapter_name.value_or("squad");
@@ -251,7 +246,7 @@ int run_eval_squad(const SquadUseRequest& r) {
       {"stacked_on", below},
       {"split", r.file},
       {"examples", data.examples.size()},
-      {"max_length", m.max_length},
+      {"max_length", m.qa.features.max_length},
       {"doc_stride", m.qa.features.doc_stride},
       {"max_query_length", m.qa.features.max_query_length},
       {"precision", precision_name(m.precision)},
