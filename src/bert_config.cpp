@@ -1,5 +1,7 @@
 #include "adaptertune/bert_config.h"
 
+#include <algorithm>
+
 #include "adaptertune/activation_name.h"
 #include "adaptertune/error.h"
 #include "adaptertune/format.h"
@@ -24,6 +26,10 @@ void BertConfig::check_sequence_length(int64_t length, const std::string& what) 
                 " is more than the model's max_position_embeddings (" +
                 std::to_string(max_position_embeddings) + ")");
   }
+}
+
+int64_t BertConfig::default_sequence_length(int64_t preferred) const {
+  return std::min(preferred, max_position_embeddings);
 }
 
 void BertConfig::validate() const {

@@ -310,16 +310,20 @@ TEST(AdapterPack, RecordsTheWindowsAndAnswersOfASpanHead) {
   EXPECT_EQ(qa.answers.max_answer_length, 7);
   EXPECT_EQ(qa.answers.null_score_threshold, -1.5);
   EXPECT_TRUE(qa.answers.allow_no_answer);
-  // What it runs with: the record, in windows of the length asked for, else the recorded one.
-  EXPECT_EQ(info.span_options().features.doc_stride, 12);
-  EXPECT_EQ(info.span_options().features.max_length, 48);
-  EXPECT_EQ(info.span_options(40).features.max_length, 40);
-  EXPECT_EQ(info.span_options(40).answers.n_best, 5);
+  // What it runs with: the record, in windows of the length asked for, else the recorded one,
+  // else SQuAD's 384 or all of the base's positions when it has fewer.
+  const BertConfig base;  // bert-base: 512 positions
+  EXPECT_EQ(info.span_options(base).features.doc_stride, 12);
+  EXPECT_EQ(info.span_options(base).features.max_length, 48);
+  EXPECT_EQ(info.span_options(base, 40).features.max_length, 40);
+  EXPECT_EQ(info.span_options(base, 40).answers.n_best, 5);
   AdapterPackInfo length_only = info;  // a pack that records its length alone
   length_only.question_answering.reset();
-  EXPECT_EQ(length_only.span_options().features.max_length, 48);
-  EXPECT_EQ(length_only.span_options().features.doc_stride, 128);  // SQuAD's
-  EXPECT_EQ(AdapterPackInfo{}.span_options().features.max_length, 384);
+  EXPECT_EQ(length_only.span_options(base).features.max_length, 48);
+  EXPECT_EQ(length_only.span_options(base).features.doc_stride, 128);  // SQuAD's
+  EXPECT_EQ(AdapterPackInfo{}.span_options(base).features.max_length, 384);
+  EXPECT_EQ(AdapterPackInfo{}.span_options(testing::tiny_config()).features.max_length,
+            testing::tiny_config().max_position_embeddings);
   const nlohmann::json config = nlohmann::json::parse(read_file(dir + "/adapter_config.json"));
   EXPECT_EQ(config.at("adaptertune").at("question_answering"),
             nlohmann::json::parse(R"({"doc_stride": 12, "max_query_length": 10, "n_best": 5,

@@ -392,26 +392,31 @@ TEST(Predictor, SpanTasksRefuseAQuestionWithoutAContextAndUnload) {
             squad_reference(span_packs().packs[0], "Where?", "", span_packs().recorded,
                             c10::Device(c10::kCPU))
                 .text);
-  // Windows the base cannot hold are refused when the pack loads, naming it: a pack that records
-  // nothing gets SQuAD's (384 tokens, questions of up to 64), more than the base's 64 positions.
+  // Windows the base cannot hold are refused when the pack loads, naming it. A pack that records
+  // nothing gets SQuAD's settings in windows of all the base's 64 positions (fewer than SQuAD's
+  // 384), which leave no room beside SQuAD's questions of up to 64 tokens.
   const std::string bare = files().root + "/squad_bare";
+  const std::string too_long = files().root + "/squad_too_long";
   {
     BertForQuestionAnswering model = load_bert_for_question_answering(files().model);
     model->bert->add_adapter("squad_bare", AdapterConfig::houlsby());
     save_adapter_pack(model, "squad_bare", bare);
+    AdapterPackOptions longer;  // as if trained on a base of more positions
+    longer.max_length = 100;
+    longer.question_answering = span_packs().recorded;
+    longer.question_answering->features.max_length = 100;
+    save_adapter_pack(model, "squad_bare", too_long, longer);
   }
-  EXPECT_ERROR_CONTAINS(Predictor(files().model, {bare}),
-                        bare +
-                            ": max_length (SQuAD's; the pack records none) 384 is more than "
-                            "the model's max_position_embeddings (64)");
+  EXPECT_ERROR_CONTAINS(Predictor(files().model, {bare}), bare + ": its windows of 64 tokens: ");
+  EXPECT_ERROR_CONTAINS(Predictor(files().model, {too_long}),
+                        too_long +
+                            ": max_length 100 is more than the model's "
+                            "max_position_embeddings (64)");
   PredictorOptions shorter;
-  shorter.max_length = 64;  // fits the base, but leaves no room beside 64-token questions
-  EXPECT_ERROR_CONTAINS(Predictor(files().model, {bare}, shorter),
-                        bare + ": its windows of 64 tokens: ");
-  shorter.max_length = 15;  // leaves no room beside the recorded 12-token questions either
+  shorter.max_length = 15;  // leaves no room beside the recorded 12-token questions
   EXPECT_ERROR_CONTAINS(Predictor(files().model, {span_packs().packs[0]}, shorter),
                         span_packs().packs[0] + ": its windows of 15 tokens: ");
-  EXPECT_ERROR_CONTAINS(predictor.add_task(bare), "384 is more than");
+  EXPECT_ERROR_CONTAINS(predictor.add_task(bare), bare + ": its windows of 64 tokens: ");
   EXPECT_EQ(predictor.tasks(), (std::vector<std::string>{"sentiment", "qa"}));
 }
 

@@ -7,6 +7,10 @@
 
 namespace adaptertune {
 
+/// Tokens per sentence or pair when none is asked for or recorded (BERT's GLUE fine-tuning
+/// length), at most the model's positions (BertConfig::default_sequence_length()).
+inline constexpr int64_t kDefaultMaxLength = 128;
+
 /// Hyper-parameters of a BERT encoder. Field names and JSON keys are those of Hugging Face's
 /// `BertConfig`, so a `config.json` from the Python ecosystem loads as it is. Defaults are
 /// bert-base-uncased.
@@ -35,6 +39,9 @@ struct BertConfig {
   /// Throws Error when sequences of `length` tokens do not fit the position embeddings;
   /// `what` names where the length comes from (e.g. "--max-length").
   void check_sequence_length(int64_t length, const std::string& what) const;
+  /// The length used when none is asked for: `preferred` (kDefaultMaxLength for a sentence or a
+  /// pair, SQuAD's 384 for a span task's windows), or every position when the model has fewer.
+  int64_t default_sequence_length(int64_t preferred) const;
 
   /// Size of one attention head (hidden_size / num_attention_heads).
   int64_t head_size() const { return hidden_size / num_attention_heads; }

@@ -30,11 +30,6 @@
 #include "distributed/squad_windows.h"
 
 namespace adaptertune {
-namespace {
-
-constexpr int64_t kDefaultMaxLength = 128;
-
-}  // namespace
 
 Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
                            std::optional<std::string> task) {
@@ -145,29 +140,25 @@ struct Predictor::State {
   // else the default.
   int64_t length(int64_t recorded) const {
     if (options.max_length > 0) return options.max_length;
-    return recorded > 0
-               ? recorded
-               : std::min(kDefaultMaxLength, model->bert->config().max_position_embeddings);
+    return recorded > 0 ? recorded
+                        : model->bert->config().default_sequence_length(kDefaultMaxLength);
   }
 
-  // A span task's windows and answers: what its pack records, else SQuAD's defaults; windows
-  // of the option's length, else the recorded one, else SQuAD's 384 (as `predict --task squad`),
-  // checked to fit their questions and the model's positions.
+  // A span task's windows and answers (AdapterPackInfo::span_options(), as `predict --task
+  // squad` takes them), in windows of the option's length when given, checked to fit their
+  // questions and the model's positions.
   QuestionAnsweringOptions span_options(const AdapterPackInfo& recorded,
                                         const std::string& pack) const {
+    const BertConfig& base = model->bert->config();
     const QuestionAnsweringOptions qa = recorded.span_options(
-        options.max_length > 0 ? std::optional<int64_t>(options.max_length) : std::nullopt);
-    std::string length_source = pack + ": max_length";
-    if (options.max_length <= 0 && recorded.max_length <= 0) {
-      length_source += " (SQuAD's; the pack records none)";
-    }
+        base, options.max_length > 0 ? std::optional<int64_t>(options.max_length) : std::nullopt);
     try {
       qa.features.validate();
     } catch (const Error& e) {
       throw Error(pack + ": its windows of " + std::to_string(qa.features.max_length) +
                   " tokens: " + e.what());
     }
-    model->bert->config().check_sequence_length(qa.features.max_length, length_source);
+    base.check_sequence_length(qa.features.max_length, pack + ": max_length");
     return qa;
   }
 

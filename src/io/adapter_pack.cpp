@@ -260,12 +260,15 @@ std::vector<std::string> AdapterPackInfo::trained_stack() const {
   return Stack::on_top_of(stacked_on, name).adapters;
 }
 
-QuestionAnsweringOptions AdapterPackInfo::span_options(std::optional<int64_t> length) const {
+QuestionAnsweringOptions AdapterPackInfo::span_options(const BertConfig& base,
+                                                       std::optional<int64_t> length) const {
   QuestionAnsweringOptions qa = question_answering.value_or(QuestionAnsweringOptions{});
   if (length) {
     qa.features.max_length = *length;
   } else if (max_length > 0) {
     qa.features.max_length = max_length;
+  } else {
+    qa.features.max_length = base.default_sequence_length(SquadFeatureOptions{}.max_length);
   }
   return qa;
 }

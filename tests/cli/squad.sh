@@ -143,10 +143,22 @@ grep -q '"BertForQuestionAnswering"' "$work/full/best/config.json" || fail "full
 "$cli" eval --task squad --dev-file "$squad/dev-v2.0.json" --model "$work/full/best" "${windows[@]}" \
   >"$work/eval_full.json" 2>"$work/err" || fail "eval the full model: $(cat "$work/err")"
 grep -q '"no_answer_f1"' "$work/eval_full.json" || fail "v2.0 metrics: $(cat "$work/eval_full.json")"
-# The honest zero for span heads: the same run from BERT's random initialisation of the config.
+# A model directory records no windows: SQuAD's, in windows of all the base's 128 positions
+# (fewer than SQuAD's 384); a longer --max-length is refused by name.
+"$cli" eval --task squad --dev-file "$squad/dev-v2.0.json" --model "$work/full/best" \
+  >"$work/eval_default.json" 2>"$work/err" || fail "eval with SQuAD's windows: $(cat "$work/err")"
+grep -q '"max_length":128,"doc_stride":128,"max_query_length":64' "$work/eval_default.json" ||
+  fail "SQuAD's windows on a base of 128 positions: $(cat "$work/eval_default.json")"
+refused "--max-length 200 is more than the model's max_position_embeddings (128)" \
+  "$cli" eval --task squad --dev-file "$squad/dev-v2.0.json" --model "$work/full/best" --max-length 200
+# The honest zero for span heads: the same run from BERT's random initialisation of the config
+# (and without --max-length: SQuAD's windows, as many tokens as the base has positions).
 "$cli" train --task squad --train-file "$squad/dev-v2.0.json" --dev-file "$squad/dev-v2.0.json" \
-  "${common[@]}" --train full --random-init --max-steps 2 --out "$work/random" >/dev/null \
-  2>"$work/random.log" || fail "train squad --random-init: $(tail -3 "$work/random.log")"
+  --model "$base" --batch-size 8 --no-progress --train full --random-init --max-steps 2 \
+  --out "$work/random" >/dev/null 2>"$work/random.log" ||
+  fail "train squad --random-init: $(tail -3 "$work/random.log")"
+grep -q '"max_length": 128,' "$work/random/run.json" ||
+  fail "SQuAD's windows on a base of 128 positions: $(grep max_length "$work/random/run.json")"
 grep -q "train: --random-init: .*config.json, BERT's random initialisation" "$work/random.log" ||
   fail "train squad --random-init did not say so: $(head -3 "$work/random.log")"
 grep -q '"random_init": true' "$work/random/run.json" || fail "run.json does not record --random-init"

@@ -53,6 +53,14 @@ void check_max_length_flag(const std::string& model_dir, std::optional<int64_t> 
   }
 }
 
+int64_t max_length_for(const std::string& model_dir, std::optional<int64_t> max_length,
+                       int64_t preferred) {
+  const BertConfig config = BertConfig::from_file(model_dir + "/config.json");
+  if (!max_length) return config.default_sequence_length(preferred);
+  config.check_sequence_length(*max_length, "--max-length");
+  return *max_length;
+}
+
 void add_existing_output_options(CLI::App* cmd, bool& resume, bool& overwrite,
                                  const std::string& what, const std::string& resume_help) {
   auto* resume_flag = cmd->add_flag("--resume", resume, resume_help);

@@ -31,6 +31,11 @@ CLI::Validator finite_number(double min, bool exclusive = false,
 /// Throws Error when `--max-length` (if given) is more than the model directory's
 /// max_position_embeddings, so that a run refuses it up front rather than failing mid-way.
 void check_max_length_flag(const std::string& model_dir, std::optional<int64_t> max_length);
+/// The length a command runs with: `--max-length` when given (checked as above), else
+/// `preferred`, or all of the model's positions when it has fewer
+/// (BertConfig::default_sequence_length()).
+int64_t max_length_for(const std::string& model_dir, std::optional<int64_t> max_length,
+                       int64_t preferred);
 
 /// `--resume` (help text `resume_help`) and `--overwrite`, which exclude each other: what a
 /// command does with an `--out` that already holds a `what` ("run", "model").

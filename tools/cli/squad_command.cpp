@@ -91,9 +91,12 @@ SquadModel open_squad_model(const SquadUseRequest& r) {
     }
     check_packs_below(*info, r.adapter_packs[*span], infos);
   }
-  check_max_length_flag(r.model, r.max_length);
+  const BertConfig base = BertConfig::from_file(r.model + "/config.json");
   // A model directory alone records nothing: SQuAD's settings, the flags' where given.
-  out.qa = qa_options(r.squad, info.value_or(AdapterPackInfo{}).span_options(r.max_length));
+  out.qa = qa_options(r.squad, info.value_or(AdapterPackInfo{}).span_options(base, r.max_length));
+  const std::string length_source =
+      r.max_length || !span ? std::string("--max-length") : r.adapter_packs[*span] + ": max_length";
+  base.check_sequence_length(out.qa.features.max_length, length_source);
   out.device = parse_device(r.device);
   std::vector<std::string> warnings;
   out.precision =
@@ -162,7 +165,8 @@ bool is_squad_task(const std::string& name) {
 }
 
 int run_train_squad(SquadTrainRequest r) {
-  QuestionAnsweringOptions defaults;  // SQuAD's, in windows of --max-length tokens
+  r.trainer.max_length = max_length_for(r.model, r.max_length, kSquadMaxLength);
+  QuestionAnsweringOptions defaults;  // SQuAD's, in windows of that length
   defaults.features.max_length = r.trainer.max_length;
   const QuestionAnsweringOptions qa = qa_options(r.squad, defaults);
   const FreezePolicy requested = requested_policy(r.train, r.model);
@@ -174,7 +178,6 @@ int run_train_squad(SquadTrainRequest r) {
   r.trainer.inputs.insert(r.trainer.inputs.end(), r.adapter_packs.begin(), r.adapter_packs.end());
   r.trainer.base_model_dir = r.model;
   r.trainer.validate();
-  check_max_length_flag(r.model, r.trainer.max_length);
   // Data-parallel: join the group once the options every process shares have been checked (they
   // fail alike everywhere), before the run directory is (only rank 0 looks at it).
   r.trainer.process_group = join_group(r.distributed, r.trainer.device, r.device_flag);

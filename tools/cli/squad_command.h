@@ -49,7 +49,9 @@ struct SquadTrainRequest {
   std::vector<std::string> adapter_packs;
   std::vector<std::string> stacked_on;
   TrainChoice train;
-  /// Device, precision, schedule and max_length already resolved.
+  /// --max-length as given (default: kSquadMaxLength, at most the model's positions).
+  std::optional<int64_t> max_length;
+  /// Device, precision and schedule already resolved; max_length is resolved from the model.
   TrainerOptions trainer;
   std::string train_file, dev_file;
   SquadChoice squad;

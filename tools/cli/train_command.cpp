@@ -52,7 +52,8 @@ struct TrainCommandOptions {
   std::string device = "auto";
   std::optional<std::string> precision;
   std::string schedule = "linear";
-  /// Tokens per example (default 128; SQuAD windows: kSquadMaxLength).
+  /// Tokens per example (default kDefaultMaxLength; SQuAD windows: kSquadMaxLength; at most the
+  /// model's positions).
   std::optional<int64_t> max_length;
   int64_t train_examples = 0;
   SquadChoice squad;
@@ -201,8 +202,8 @@ int run_train_squad_command(TrainCommandOptions& o) {
   o.trainer.device = parse_device(o.device);
   o.trainer.precision = parse_precision(o.precision.value_or("fp32"));
   o.trainer.schedule = parse_schedule(o.schedule);
-  o.trainer.max_length = o.max_length.value_or(kSquadMaxLength);
   SquadTrainRequest request;
+  request.max_length = o.max_length;
   request.model = o.model;
   request.adapter = o.adapter;
   request.adapter_name = o.adapter_name;
@@ -231,8 +232,6 @@ int run_train(TrainCommandOptions o) {
   o.trainer.device = parse_device(o.device);
   o.trainer.precision = parse_precision(o.precision.value_or("fp32"));
   o.trainer.schedule = parse_schedule(o.schedule);
-  const int64_t max_length = o.max_length.value_or(128);
-  o.trainer.max_length = max_length;
   const FreezePolicy requested = requested_policy(o.train, o.model);
   const TrainMode mode = requested.mode;
   check_random_init(o, mode);
@@ -279,7 +278,8 @@ int run_train(TrainCommandOptions o) {
   }
   o.trainer.inputs.insert(o.trainer.inputs.end(), o.adapter_packs.begin(), o.adapter_packs.end());
   o.trainer.validate();
-  check_max_length_flag(o.model, max_length);
+  const int64_t max_length = max_length_for(o.model, o.max_length, kDefaultMaxLength);
+  o.trainer.max_length = max_length;
   if (o.trainer.sampling_temperature != 1.0 && !several) {
     throw Error(
         "--sampling-temperature interleaves the tasks of a multi-task run: give --task "
@@ -637,7 +637,7 @@ UseSettings settings_for(const UseOptions& o, const TaskDescription& task,
   const bool recorded_length = info && info->max_length > 0;
   const BertConfig config = BertConfig::from_file(o.model + "/config.json");
   const int64_t max_length = o.max_length.value_or(
-      recorded_length ? info->max_length : std::min<int64_t>(128, config.max_position_embeddings));
+      recorded_length ? info->max_length : config.default_sequence_length(kDefaultMaxLength));
   config.check_sequence_length(
       max_length, o.max_length || !pack ? "--max-length" : o.adapter_packs[*pack] + ": max_length");
   std::optional<Stack> stack = adapter_stack(o);
@@ -984,7 +984,8 @@ Command add_train_command(CLI::App& app) {
       ->check(integer_range(1))
       ->capture_default_str();
   cmd->add_option("--max-length", o->max_length,
-                  "Tokens per example (default 128; SQuAD windows: 384)")
+                  "Tokens per example (default 128; SQuAD windows: 384; at most the model's "
+                  "positions)")
       ->check(integer_range(1));
   cmd->add_option("--schedule", o->schedule,
                   "linear, cosine, constant, or wsd (constant, then a linear decay over the "

@@ -97,11 +97,12 @@ struct AdapterPackInfo {
   /// What a span head's pack records of its windows and answers (AdapterPackOptions), with
   /// `features.max_length` set to `max_length` (its default when that is not recorded).
   std::optional<QuestionAnsweringOptions> question_answering;
-  /// The windows and answer options a span pack runs with: `question_answering` (else SQuAD's
-  /// defaults), with windows of `max_length` tokens when given, else the recorded `max_length`,
-  /// else SQuAD's 384. Not validated, so that a caller may change them first
-  /// (SquadFeatureOptions::validate()).
-  QuestionAnsweringOptions span_options(std::optional<int64_t> max_length = std::nullopt) const;
+  /// The windows and answer options a span pack runs with on `base`: `question_answering` (else
+  /// SQuAD's defaults), with windows of `max_length` tokens when given, else the recorded
+  /// `max_length`, else SQuAD's 384 or all of `base`'s positions when it has fewer. Not
+  /// validated, so that a caller may change them first (SquadFeatureOptions::validate()).
+  QuestionAnsweringOptions span_options(const BertConfig& base,
+                                        std::optional<int64_t> max_length = std::nullopt) const;
   std::string base_model_name;
   std::string base_config_sha256;
   std::string base_weights_sha256;
