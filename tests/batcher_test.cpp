@@ -46,6 +46,29 @@ TEST(Batcher, AnEpochsOrderDependsOnlyOnTheSeedAndTheEpoch) {
   EXPECT_EQ(first.back().size(), 1u) << "the last batch holds what is left";
 }
 
+// Evaluation and prediction: the same batches every epoch and every run, each example once, in
+// batches of similar lengths, padded with the pad id given.
+TEST(Batcher, InferenceBatchesAreFixedAndGroupedByLength) {
+  const EncodedDataset data = examples_of_lengths({9, 2, 8, 3, 9, 2, 8, 3});
+  const BatcherOptions options = BatcherOptions::for_inference(2, 7);
+  EXPECT_FALSE(options.shuffle);
+  const Batcher batcher(data, options);
+  const auto order = batcher.epoch_order(0);
+  EXPECT_EQ(batcher.epoch_order(1), order);
+  ASSERT_EQ(order.size(), 4u);
+  std::set<size_t> seen;
+  for (const auto& rows : order) {
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_EQ(data.encodings[rows[0]].input_ids.size(), data.encodings[rows[1]].input_ids.size())
+        << "no padding is needed when every length comes twice";
+    seen.insert(rows.begin(), rows.end());
+  }
+  EXPECT_EQ(seen.size(), 8u);
+  const auto mixed = examples_of_lengths({2, 5});
+  const Batch batch = Batcher(mixed, options).make_batch({0, 1});
+  EXPECT_EQ(batch.input_ids[0][4].item<int64_t>(), 7);
+}
+
 TEST(Batcher, PadsToTheLongestRowAndMasksOnlyWhenSomethingIsPadded) {
   const EncodedDataset data = examples_of_lengths({3, 5, 5});
   BatcherOptions options;

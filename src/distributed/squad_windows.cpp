@@ -20,12 +20,7 @@ std::map<std::string, SquadAnswerPrediction> answer_squad_windows(
     const SquadAnswerOptions& answers, int64_t batch_size, c10::Device device, ProcessGroup* group,
     const SpanLogits& span_logits) {
   const EncodedDataset windows = encoded_windows(features);
-  BatcherOptions batching;
-  batching.batch_size = batch_size;
-  batching.shuffle = false;
-  batching.group_by_length = true;  // less padding; each window's logits go back in place
-  batching.pad_id = tokenizer.pad_id();
-  Batcher batcher(windows, batching);
+  Batcher batcher(windows, BatcherOptions::for_inference(batch_size, tokenizer.pad_id()));
   // Every window's start logits, then its end logits, one window after another; filled where
   // this process computes (in a group, its share of the batches; zeros elsewhere until gathered).
   std::vector<int64_t> offsets(windows.encodings.size() + 1, 0);

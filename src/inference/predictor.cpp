@@ -488,12 +488,7 @@ void Predictor::State::predict_sequences(const std::vector<TaskRequest>& request
         tokenizer->encode(requests[request].text, requests[request].text_pair, max_tokens));
     heads.push_back(task ? &info.at(*task).head : &model->head_config());
   }
-  BatcherOptions batching;
-  batching.batch_size = options.batch_size;
-  batching.shuffle = false;
-  batching.group_by_length = true;  // less padding; results go back in request order
-  batching.pad_id = tokenizer->pad_id();
-  Batcher batcher(data, batching);
+  Batcher batcher(data, BatcherOptions::for_inference(options.batch_size, tokenizer->pad_id()));
   // Each example's logits; in a group, those of this process's batches until gathered.
   std::vector<std::vector<float>> logits_of(wanted.size());
   BertForSequenceClassification classifier = model;  // a handle: forward_routed() changes nothing

@@ -60,6 +60,15 @@ Batch Batch::slice(int64_t begin, int64_t end) const {
   return b;
 }
 
+BatcherOptions BatcherOptions::for_inference(int64_t batch_size, int64_t pad_id) {
+  BatcherOptions options;
+  options.batch_size = batch_size;
+  options.shuffle = false;
+  options.group_by_length = true;
+  options.pad_id = pad_id;
+  return options;
+}
+
 Batcher::Batcher(const EncodedDataset& data, BatcherOptions options)
     : data_(data), options_(options) {
   if (options_.batch_size < 1) throw Error("batch size must be at least 1");
