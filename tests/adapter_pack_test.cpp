@@ -329,6 +329,8 @@ TEST(AdapterPack, RecordsTheWindowsAndAnswersOfASpanHead) {
             nlohmann::json::parse(R"({"doc_stride": 12, "max_query_length": 10, "n_best": 5,
                                       "max_answer_length": 7, "null_score_threshold": -1.5,
                                       "allow_no_answer": true})"));
+  EXPECT_EQ(nlohmann::json::parse(question_answering_record_json(qa)),
+            config.at("adaptertune").at("question_answering"));
   // A pack written before allow_no_answer was recorded reads as one that gives a span.
   nlohmann::json older = config;
   older["adaptertune"]["question_answering"].erase("allow_no_answer");

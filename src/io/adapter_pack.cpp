@@ -95,7 +95,16 @@ PackModel pack_model(BertForQuestionAnswering& model) {
           /*uses_pooler=*/false};
 }
 
-// A span pack's `question_answering` record (AdapterPackOptions::question_answering), read from
+detail::Json question_answering_record(const QuestionAnsweringOptions& qa) {
+  return {{"doc_stride", qa.features.doc_stride},
+          {"max_query_length", qa.features.max_query_length},
+          {"n_best", qa.answers.n_best},
+          {"max_answer_length", qa.answers.max_answer_length},
+          {"null_score_threshold", qa.answers.null_score_threshold},
+          {"allow_no_answer", qa.answers.allow_no_answer}};
+}
+
+// A span pack's `question_answering` record (question_answering_record()), read from
 // `path`, for windows of `max_length` tokens (0: not recorded, the default length then).
 QuestionAnsweringOptions read_question_answering(const detail::Json& value, const std::string& path,
                                                  int64_t max_length) {
@@ -327,6 +336,10 @@ std::vector<size_t> pack_load_order(const std::vector<AdapterPackInfo>& infos) {
   return order;
 }
 
+std::string question_answering_record_json(const QuestionAnsweringOptions& qa) {
+  return json_text(question_answering_record(qa));
+}
+
 AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
   const bool fusion = !file_exists(directory + "/" + kConfigFile) &&
                       file_exists(directory + "/" + kFusionConfigFile);
@@ -448,12 +461,7 @@ void save_pack(const PackModel& model, const std::string& adapter_name,
   if (options.precision) ours["precision"] = precision_name(*options.precision);
   if (!options.stacked_on.empty()) ours["stacked_on"] = options.stacked_on;
   if (const auto& qa = options.question_answering) {
-    ours["question_answering"] = {{"doc_stride", qa->features.doc_stride},
-                                  {"max_query_length", qa->features.max_query_length},
-                                  {"n_best", qa->answers.n_best},
-                                  {"max_answer_length", qa->answers.max_answer_length},
-                                  {"null_score_threshold", qa->answers.null_score_threshold},
-                                  {"allow_no_answer", qa->answers.allow_no_answer}};
+    ours["question_answering"] = question_answering_record(*qa);
   }
   detail::Json document = {
       {"name", adapter_name},

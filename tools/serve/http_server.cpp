@@ -11,6 +11,7 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/format.h"
+#include "adaptertune/io/adapter_pack.h"
 #include "metrics.h"
 #include "page.h"
 
@@ -58,12 +59,7 @@ Json task_json(const TaskInfo& info) {
   }
   Json question_answering = nullptr;
   if (const auto& qa = info.question_answering) {
-    question_answering = {{"doc_stride", qa->features.doc_stride},
-                          {"max_query_length", qa->features.max_query_length},
-                          {"n_best", qa->answers.n_best},
-                          {"max_answer_length", qa->answers.max_answer_length},
-                          {"null_score_threshold", qa->answers.null_score_threshold},
-                          {"allow_no_answer", qa->answers.allow_no_answer}};
+    question_answering = Json::parse(question_answering_record_json(*qa));  // as its pack says
   }
   return {{"name", info.name},
           {"problem_type", problem_type},

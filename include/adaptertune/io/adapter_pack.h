@@ -112,6 +112,11 @@ struct AdapterPackInfo {
 /// `head_config.json` when present).
 AdapterPackInfo read_adapter_pack_info(const std::string& directory);
 
+/// `qa` as a span pack records it (`adaptertune.question_answering`, see AdapterPackOptions): a
+/// JSON object of `doc_stride`, `max_query_length`, `n_best`, `max_answer_length`,
+/// `null_score_threshold` and `allow_no_answer` (the windows' length is recorded apart).
+std::string question_answering_record_json(const QuestionAnsweringOptions& qa);
+
 /// Throws Error, naming the fusion pack, unless every fusion among `infos` (read from
 /// `directories`, in the same order) finds the adapters it fuses among the other packs: the check
 /// a tool makes before it loads a base for a set of packs.
