@@ -6,7 +6,8 @@ usage: fuzz_json_files.py CLI PROJECT_DIR WORK_DIR [--files NAME,...] [--quick] 
 
 Each file a user may hand the tools, made once by the tools themselves (an adapter pack's
 adapter_config.json and head_config.json, the head_config.json of an AdapterHub flex head, a
-fusion pack's adapter_fusion_config.json, a model directory's config.json and
+fusion pack's adapter_fusion_config.json, a span pack's adapter_config.json with its windows and
+answer options, a model directory's config.json and
 tokenizer_config.json, a fine-tuning and a pretraining checkpoint's trainer_state.json, a SQuAD
 file), is changed one value at a time: every value in it (each object's members, each array's
 first element, at any depth) becomes null, -1, 2^64-1, 1e300, 0.5, "x", [], {} and true, or goes
@@ -33,8 +34,9 @@ VALUES = [None, -1, 2**64 - 1, 1e300, 0.5, "x", [], {}, True]
 QUICK_VALUES = [None, -1, 2**64 - 1, "x", {}]
 DELETE = object()  # a member that goes away
 TIMEOUT_S = 300
-FILES = ("adapter_config", "head_config", "flex_head_config", "fusion_config", "config",
-         "tokenizer_config", "trainer_state", "pretraining_trainer_state", "squad")
+FILES = ("adapter_config", "head_config", "flex_head_config", "fusion_config",
+         "span_adapter_config", "config", "tokenizer_config", "trainer_state",
+         "pretraining_trainer_state", "squad")
 
 
 def value_paths(document, path=()):
@@ -225,6 +227,10 @@ class Fuzzer:
         squad_eval = lambda f: (["eval", "--task", "squad", "--dev-file", f, "--adapter-pack",
                                  os.path.join(self.seeds, "squad", "best")] + self.squad_args,
                                 None)
+        # Without the windows' flags: the pack's record decides them.
+        squad_pack_eval = lambda d: (["eval", "--task", "squad", "--dev-file",
+                                      os.path.join(self.squad, "dev-v2.0.json"), "--model",
+                                      self.base, "--adapter-pack", d], None)
         return {
             "adapter_config": (pack, "adapter_config.json", "copy", predict_pack),
             "head_config": (pack, "head_config.json", "copy", predict_pack),
@@ -232,6 +238,8 @@ class Fuzzer:
                                  predict_pack),
             "fusion_config": (os.path.join(self.seeds, "fusion", "best"),
                               "adapter_fusion_config.json", "copy", predict_fusion),
+            "span_adapter_config": (os.path.join(self.seeds, "squad", "best"),
+                                    "adapter_config.json", "copy", squad_pack_eval),
             "config": (self.base, "config.json", "link", predict_model),
             "tokenizer_config": (self.base, "tokenizer_config.json", "link", predict_model),
             "trainer_state": (run, os.path.relpath(os.path.join(self.latest_checkpoint(run),
