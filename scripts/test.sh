@@ -31,11 +31,14 @@ rm -rf "$example_run"
   SST-2 "$example_run" 1 256
 printf 'a gorgeous , witty , seductive movie .\nthe plot is a dull mess .\n' |
   "$build_dir/examples/classify" "$root/models/adaptertune-base-uncased-L4-H256" "$example_run/best"
-# Three tasks trained in turn on one base, then one Predictor answering a mixed batch.
+# Three GLUE tasks and a span task trained in turn on one base, then one Predictor answering a
+# mixed batch (the question among the classifiers' requests).
 rm -rf "$build_dir/examples/run-multi"
 "$build_dir/examples/multi_task" "$root/models/adaptertune-base-uncased-L4-H256" "$root/data/glue" \
-  "$build_dir/examples/run-multi" 128 | tee "$build_dir/examples/multi_task.out"
-grep -q "base unchanged after three tasks: yes" "$build_dir/examples/multi_task.out"
+  "$build_dir/examples/run-multi" 128 "$root/tests/data/squad/dev-v1.1.json" |
+  tee "$build_dir/examples/multi_task.out"
+grep -q "base unchanged after all tasks: yes" "$build_dir/examples/multi_task.out"
+grep -q '^{"task":"reader","answer":' "$build_dir/examples/multi_task.out"
 # The README's C++ snippets compile and link against the installed package, and its command
 # lines run (README, "Command-line tool").
 echo "test.sh: checking the README's snippets and command lines"
