@@ -36,6 +36,17 @@ PY
   fail "eval squad --doc-stride 24: $(cat "$work/err")"
 grep -q '"doc_stride":24,"max_query_length":16' "$work/eval24.json" ||
   fail "a flag does not override the pack's record: $(cat "$work/eval24.json")"
+# Windows the base cannot hold, as a pack trained on a longer base records them, are refused
+# naming the pack.
+cp -r "$work/adapter/best" "$work/longer"
+/usr/bin/python3 - "$work/longer/adapter_config.json" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["adaptertune"]["max_length"] = 200
+json.dump(config, open(sys.argv[1], "w"))
+PY
+refused "$work/longer: max_length 200 is more than the model's max_position_embeddings (128)" \
+  "$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" --adapter-pack "$work/longer"
 "$cli" predict --task squad --test-file "$squad/dev-v2.0.json" --model "$base" \
   --adapter-pack "$work/adapter/best" --out "$work/predictions.json" \
   2>"$work/err" || fail "predict squad: $(cat "$work/err")"
