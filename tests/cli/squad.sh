@@ -27,14 +27,15 @@ import json, sys
 run, ev = (json.load(open(p)) for p in sys.argv[1:3])
 assert ev["max_length"] == 64, ev  # recorded in the pack
 assert ev["doc_stride"] == 16 and ev["max_query_length"] == 16, ev  # likewise
+assert (ev["n_best"], ev["max_answer_length"], ev["null_score_threshold"]) == (20, 30, 0), ev
 assert ev["stacked_on"] == [], ev
 for k in ("exact", "f1"):
     assert abs(run["dev"][k] - ev["metrics"][k]) < 1e-9, (k, run["dev"], ev["metrics"])
 PY
 "$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" --doc-stride 24 \
-  --adapter-pack "$work/adapter/best" >"$work/eval24.json" 2>"$work/err" ||
+  --n-best 7 --adapter-pack "$work/adapter/best" >"$work/eval24.json" 2>"$work/err" ||
   fail "eval squad --doc-stride 24: $(cat "$work/err")"
-grep -q '"doc_stride":24,"max_query_length":16' "$work/eval24.json" ||
+grep -q '"doc_stride":24,"max_query_length":16,"n_best":7,"max_answer_length":30' "$work/eval24.json" ||
   fail "a flag does not override the pack's record: $(cat "$work/eval24.json")"
 # Windows the base cannot hold, as a pack trained on a longer base records them, are refused
 # naming the pack.

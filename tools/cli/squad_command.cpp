@@ -252,6 +252,9 @@ int run_eval_squad(const SquadUseRequest& r) {
       {"max_length", m.qa.features.max_length},
       {"doc_stride", m.qa.features.doc_stride},
       {"max_query_length", m.qa.features.max_query_length},
+      {"n_best", m.qa.answers.n_best},
+      {"max_answer_length", m.qa.answers.max_answer_length},
+      {"null_score_threshold", m.qa.answers.null_score_threshold},
       {"precision", precision_name(m.precision)},
       {"metrics", eval.metrics}};
   std::cout << json_text(out) << std::endl;
