@@ -479,6 +479,67 @@ TEST_P(PredictorTest, SpanTasksAnswerNothingWhereTheirPackAllowsIt) {
       3);
 }
 
+// A span model directory (a fully fine-tuned BertForQuestionAnswering, here of 128 positions)
+// answers the requests that name no task as questions, as predict_squad() answers them with the
+// directory alone (SQuAD's windows, cut to its 128 positions), beside a classification pack's
+// task; a question without its context, and its head as a classifier's, are refused.
+TEST(Predictor, ASpanModelDirectoryAnswersQuestionsThatNameNoTask) {
+  const std::string dir = files().root + "/span_model";
+  {
+    torch::manual_seed(53);
+    BertConfig config = testing::tiny_config();
+    config.vocab_size = 30522;
+    config.max_position_embeddings = 128;
+    BertForQuestionAnswering model(config);
+    save_pretrained(*model, dir);
+    save_tokenizer(WordPieceTokenizer(kData + "/vocab/bert-base-uncased-vocab.txt"), dir);
+  }
+  const std::string pack = files().root + "/span_model_sentiment";
+  {
+    BertForSequenceClassification model = load_bert_for_sequence_classification(dir);
+    model->add_task("sentiment", AdapterConfig::houlsby(), HeadConfig::classification({"n", "p"}));
+    save_adapter_pack(model, "sentiment", pack);
+  }
+  const Predictor predictor(dir, {pack});
+  EXPECT_TRUE(predictor.warnings().empty()) << predictor.warnings().front();
+  EXPECT_EQ(predictor.max_length(std::nullopt), 128);
+  const std::vector<std::string> questions = {"Who was the leader of the Norse raiders?",
+                                              "Where is Normandy?"};
+  std::vector<TaskRequest> requests = {{"sentiment", "fine", std::nullopt}};
+  for (const std::string& question : questions) {
+    requests.push_back({std::nullopt, question, kContext});
+  }
+  const std::vector<Prediction> got = predictor.predict(requests);
+  EXPECT_TRUE(got[0].label.has_value());
+  BertForQuestionAnswering alone = load_bert_for_question_answering(dir);
+  SquadDataset data;
+  for (size_t q = 0; q < questions.size(); ++q) {
+    data.examples.push_back({std::to_string(q), "", questions[q], kContext, {}, false});
+  }
+  QuestionAnsweringOptions squad;
+  squad.features.max_length = 128;
+  const auto expected = predict_squad(alone, data, *load_tokenizer(dir), squad, 4,
+                                      c10::Device(c10::kCPU), Precision::kFloat32);
+  for (size_t q = 0; q < questions.size(); ++q) {
+    const Prediction& answer = got[q + 1];
+    EXPECT_FALSE(answer.task.has_value());
+    ASSERT_TRUE(answer.answer.has_value()) << q;
+    EXPECT_EQ(*answer.answer, expected.at(std::to_string(q)).text) << q;
+    EXPECT_NEAR(*answer.score, expected.at(std::to_string(q)).score, 1e-4) << q;
+  }
+  EXPECT_ERROR_CONTAINS(predictor.predict({{std::nullopt, "Who?", std::nullopt}}),
+                        "request 0: the model directory answers questions from a context (a "
+                        "span head): give the question as \"text\" and the context as "
+                        "\"text_pair\"");
+  EXPECT_ERROR_CONTAINS(predictor.head(std::nullopt),
+                        "the model directory's head is a span head (question answering)");
+  // The span head is part of the base's bytes: 2 x (hidden + 1) floats.
+  const Predictor classifier_base(files().model, {});
+  const int64_t hidden = testing::tiny_config().hidden_size;
+  EXPECT_EQ(predictor.base_bytes() - classifier_base.base_bytes(),
+            64 * hidden * 4 + 2 * (hidden + 1) * 4);  // 64 more positions; the span head
+}
+
 // Threads asking span and classification tasks at once get what a serial call gives.
 TEST(Predictor, SpanTasksAnswerThreadsCallingTogetherAsOneCall) {
   PredictorOptions options;

@@ -105,6 +105,9 @@ struct Predictor::State {
     QuestionAnsweringOptions options;
   };
   std::map<std::string, SpanTask> span_tasks;
+  // The model directory's own span head when it is a span model (e.g. a fully fine-tuned
+  // BertForQuestionAnswering): requests that name no task are questions for it.
+  std::optional<SpanTask> base_span;
   std::unique_ptr<Tokenizer> tokenizer;
   PredictorOptions options;
   Precision precision = Precision::kFloat32;
@@ -225,21 +228,27 @@ struct Predictor::State {
   // Predictor::check_request(); the caller holds the lock.
   void check(const TaskRequest& request) const {
     model->bert->tasks().check_known(request.task);  // names the tasks there are
-    if (request.task && !request.text_pair && span_tasks.count(*request.task) > 0) {
-      throw Error("task " + *request.task +
+    if (!request.text_pair && is_span(request.task)) {
+      throw Error((request.task ? "task " + *request.task : std::string("the model directory")) +
                   " answers questions from a context (a span head): give the question as "
                   "\"text\" and the context as \"text_pair\"");
     }
+  }
+
+  // Whether `task`'s requests (std::nullopt: the model directory's) are questions for a span head.
+  bool is_span(const std::optional<std::string>& task) const {
+    return task ? span_tasks.count(*task) > 0 : base_span.has_value();
   }
 
   // Classification and regression: the predictions of the requests `wanted`, into `out`.
   void predict_sequences(const std::vector<TaskRequest>& requests,
                          const std::vector<size_t>& wanted, ProcessGroup* group,
                          std::vector<Prediction>& out) const;
-  // Span task `task`: the answers to the questions `requests[rows]`, into `out`.
-  void answer_questions(const std::vector<TaskRequest>& requests, const std::string& task,
-                        const std::vector<size_t>& rows, ProcessGroup* group,
-                        std::vector<Prediction>& out) const;
+  // Span task `task` (std::nullopt: the model directory's span head): the answers to the
+  // questions `requests[rows]`, into `out`.
+  void answer_questions(const std::vector<TaskRequest>& requests,
+                        const std::optional<std::string>& task, const std::vector<size_t>& rows,
+                        ProcessGroup* group, std::vector<Prediction>& out) const;
 
   const TaskInfo& at(const std::string& task) const {
     model->bert->tasks().at(task);  // throws, naming the tasks there are
@@ -277,7 +286,24 @@ Predictor::Predictor(const std::string& model_directory,
   LoadReport report;
   s.model = load_bert_for_sequence_classification(
       model_directory, HeadConfig::from_model_config(read_file(config_path), config_path), &report);
-  if (report.missing_any(ParameterGroup::kHead)) {
+  const bool span_model =
+      std::any_of(report.ignored.begin(), report.ignored.end(),
+                  [](const std::string& name) { return name.rfind("qa_outputs.", 0) == 0; });
+  if (span_model) {
+    // Its span head around the base, with SQuAD's windows and answers (a model directory records
+    // none), as `eval`/`predict --task squad` run it. The checkpoint is read a second time for
+    // it, and all but the head dropped: loading costs that once, serving nothing.
+    NamedTensors head;
+    for (auto& [name, tensor] : read_hf_weights(model_directory)) {
+      if (name.rfind("qa_outputs.", 0) == 0) head.emplace_back(name, std::move(tensor));
+    }
+    State::SpanTask& span = s.base_span.emplace();
+    span.options = s.span_options(AdapterPackInfo{}, model_directory);
+    span.model = BertForQuestionAnswering(s.model->bert);
+    load_state_dict(*span.model, head, model_directory);
+    span.model->qa_outputs->to(options.device);
+    span.model->eval();
+  } else if (report.missing_any(ParameterGroup::kHead)) {
     s.warnings.push_back(model_directory +
                          " has no classifier weights: requests that name no task are answered "
                          "by an untrained head");
@@ -289,6 +315,11 @@ Predictor::Predictor(const std::string& model_directory,
   for (const auto& item : s.model->named_parameters()) {
     if (!parameter_task(item.key())) {
       s.base_bytes += item.value().numel() * static_cast<int64_t>(item.value().element_size());
+    }
+  }
+  if (s.base_span) {
+    for (const at::Tensor& tensor : s.base_span->model->qa_outputs->parameters()) {
+      s.base_bytes += tensor.numel() * static_cast<int64_t>(tensor.element_size());
     }
   }
 }
@@ -340,6 +371,11 @@ void Predictor::remove_task(const std::string& name) {
 
 const HeadConfig& Predictor::head(const std::optional<std::string>& task) const {
   std::shared_lock lock(state_->mutex);
+  if (!task && state_->base_span) {
+    throw Error(
+        "the model directory's head is a span head (question answering), no "
+        "classification or regression head");
+  }
   if (!task) return state_->model->head_config();
   const TaskInfo& info = state_->at(*task);
   if (info.span_head) {
@@ -351,6 +387,7 @@ const HeadConfig& Predictor::head(const std::optional<std::string>& task) const 
 
 int64_t Predictor::max_length(const std::optional<std::string>& task) const {
   std::shared_lock lock(state_->mutex);
+  if (!task && state_->base_span) return state_->base_span->options.features.max_length;
   if (!task) return state_->length(0);
   return state_->at(*task).max_length;
 }
@@ -414,7 +451,8 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
   // Classification and regression requests run together; a span task's questions apart (they
   // become windows of their own length, and answers are taken from all of a question's windows).
   std::vector<size_t> sequence_rows;
-  std::map<std::string, std::vector<size_t>> span_rows;  // by task: the same order everywhere
+  // By task (std::nullopt first: the model directory's span head): the same order everywhere.
+  std::map<std::optional<std::string>, std::vector<size_t>> span_rows;
   for (size_t i = 0; i < requests.size(); ++i) {
     const TaskRequest& request = requests[i];
     try {
@@ -422,8 +460,8 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
     } catch (const Error& e) {
       throw Error("request " + std::to_string(i) + ": " + e.what());
     }
-    if (request.task && s.span_tasks.count(*request.task) > 0) {
-      span_rows[*request.task].push_back(i);
+    if (s.is_span(request.task)) {
+      span_rows[request.task].push_back(i);
     } else {
       sequence_rows.push_back(i);
     }
@@ -438,9 +476,10 @@ std::vector<Prediction> Predictor::predict(const std::vector<TaskRequest>& reque
 }
 
 void Predictor::State::answer_questions(const std::vector<TaskRequest>& requests,
-                                        const std::string& task, const std::vector<size_t>& rows,
-                                        ProcessGroup* group, std::vector<Prediction>& out) const {
-  const SpanTask& span = span_tasks.at(task);
+                                        const std::optional<std::string>& task,
+                                        const std::vector<size_t>& rows, ProcessGroup* group,
+                                        std::vector<Prediction>& out) const {
+  const SpanTask& span = task ? span_tasks.at(*task) : *base_span;
   SquadDataset data;
   data.path = "requests";
   data.examples.reserve(rows.size());
@@ -451,8 +490,11 @@ void Predictor::State::answer_questions(const std::vector<TaskRequest>& requests
     example.context = *requests[row].text_pair;
   }
   const SquadFeatures features = make_squad_features(data, *tokenizer, span.options.features);
-  // The task in the Stack its pack was trained in, for every window (changes no state).
-  const TaskRouting routing = TaskRouting::stack(Stack::on_top_of(info.at(task).stacked_on, task));
+  // The task in the Stack its pack was trained in, for every window (changes no state); the
+  // plain base for the model directory's span head.
+  const TaskRouting routing =
+      task ? TaskRouting::stack(Stack::on_top_of(info.at(*task).stacked_on, *task))
+           : TaskRouting::whole_batch(std::nullopt);
   BertForQuestionAnswering model = span.model;  // a handle: forward_routed() changes nothing
   const std::map<std::string, SquadAnswerPrediction> answers = detail::answer_squad_windows(
       data, features, *tokenizer, span.options.answers, options.batch_size, options.device, group,

@@ -163,6 +163,32 @@ grep -q '"max_length":128,"doc_stride":128,"max_query_length":64' "$work/eval_de
   fail "SQuAD's windows on a base of 128 positions: $(cat "$work/eval_default.json")"
 refused "--max-length 200 is more than the model's max_position_embeddings (128)" \
   "$cli" eval --task squad --dev-file "$squad/dev-v2.0.json" --model "$work/full/best" --max-length 200
+# It serves its span head too: JSON lines that name no task are questions, answered as predict
+# --task squad answers them with the directory alone.
+"$cli" predict --task squad --test-file "$squad/dev-v1.1.json" --model "$work/full/best" \
+  --out "$work/full_predictions.json" 2>"$work/err" || fail "predict the full model: $(cat "$work/err")"
+/usr/bin/python3 - "$squad/dev-v1.1.json" >"$work/full_questions.jsonl" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1]))
+for article in data["data"]:
+    for paragraph in article["paragraphs"]:
+        for qa in paragraph["qas"]:
+            print(json.dumps({"text": qa["question"], "text_pair": paragraph["context"]}))
+PY
+"$cli" predict --model "$work/full/best" --input "$work/full_questions.jsonl" \
+  >"$work/full_answers.jsonl" 2>"$work/err" || fail "JSON lines to the full model: $(cat "$work/err")"
+/usr/bin/python3 - "$squad/dev-v1.1.json" "$work/full_predictions.json" "$work/full_answers.jsonl" \
+  <<'PY' || fail "the full model's served answers differ: $(cat "$work/full_answers.jsonl")"
+import json, sys
+data = json.load(open(sys.argv[1]))
+offline = json.load(open(sys.argv[2]))
+lines = [json.loads(line) for line in open(sys.argv[3])]
+ids = [qa["id"] for article in data["data"] for p in article["paragraphs"] for qa in p["qas"]]
+assert len(lines) == len(ids) == len(offline), (len(lines), len(ids), len(offline))
+for question_id, line in zip(ids, lines):
+    assert line["task"] is None and line["answer"] == offline[question_id], (question_id, line)
+PY
+grep -q "no classifier weights" "$work/err" && fail "a span model directory warned: $(cat "$work/err")"
 # The honest zero for span heads: the same run from BERT's random initialisation of the config
 # (and without --max-length: SQuAD's windows, as many tokens as the base has positions).
 "$cli" train --task squad --train-file "$squad/dev-v2.0.json" --dev-file "$squad/dev-v2.0.json" \

@@ -124,7 +124,11 @@ Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
 /// (no answer) when the pack records `allow_no_answer` (its run evaluated on SQuAD v2.0) and the
 /// null score beats the span's score by more than its `null_score_threshold`, as predict_squad()
 /// answers a v2.0 data set; empty with score 0 too when no start and end among the n best make a
-/// valid span. The null score is given beside it.
+/// valid span. The null score is given beside it. A model directory that is a span model (its
+/// checkpoint holds a span head, `qa_outputs`, as a fully fine-tuned BertForQuestionAnswering
+/// does) answers the requests that name no task as questions in the same way, with SQuAD's
+/// windows and answers (windows of all its positions when it has fewer than 384), as
+/// `eval`/`predict --task squad` run such a directory.
 ///
 /// Thread safety: the const members change no state, neither the model's (no active task is set
 /// per request: each batch carries its own TaskRouting) nor LibTorch's global state, so any
@@ -163,7 +167,8 @@ class Predictor {
   /// other threads may be predicting.
   void remove_task(const std::string& name);
   /// The head `task` answers with (std::nullopt: the model directory's). The reference is valid
-  /// until the task is removed. Error for a span task (TaskInfo::span_head), which has none.
+  /// until the task is removed. Error for a span task (TaskInfo::span_head), which has none, and
+  /// for std::nullopt when the model directory is a span model.
   const HeadConfig& head(const std::optional<std::string>& task) const;
   /// The length `task`'s requests are truncated to.
   int64_t max_length(const std::optional<std::string>& task) const;
@@ -178,8 +183,8 @@ class Predictor {
   int64_t task_bytes(const std::string& task) const;
 
   /// Throws the Error predict() would throw for `request` alone: its task is unknown, or it asks
-  /// a span task without a context (`text_pair`). For callers that answer a bad request before
-  /// queueing it (the server).
+  /// a span task (or a span model directory's own head) without a context (`text_pair`). For
+  /// callers that answer a bad request before queueing it (the server).
   void check_request(const TaskRequest& request) const;
   /// Predictions for `inputs`, all for `task`, in input order. Throws Error for an unknown task,
   /// or an input without a context (`text_pair`) for a span task.
