@@ -9,6 +9,34 @@ source "$(dirname "$0")/harness.sh"
 squad=$project/tests/data/squad
 windows=(--max-length 64 --doc-stride 16 --max-query-length 16)
 common=(--model "$base" "${windows[@]}" --batch-size 8 --no-progress)
+# The questions of dev-v1.1.json as JSON lines of requests for task $1 (none when empty).
+questions_jsonl() {
+  /usr/bin/python3 - "$squad/dev-v1.1.json" "$1" <<'PY'
+import json, sys
+data, task = json.load(open(sys.argv[1])), sys.argv[2]
+for article in data["data"]:
+    for paragraph in article["paragraphs"]:
+        for qa in paragraph["qas"]:
+            request = {"task": task} if task else {}
+            request.update(text=qa["question"], text_pair=paragraph["context"])
+            print(json.dumps(request))
+PY
+}
+# Whether JSON lines of answers $2 (after $3 lines for other requests) come from task $4 (none
+# when empty) and are what predict --task squad wrote to $1, question by question.
+same_answers() {
+  /usr/bin/python3 - "$squad/dev-v1.1.json" "$@" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1]))
+offline = json.load(open(sys.argv[2]))
+lines = [json.loads(line) for line in open(sys.argv[3])][int(sys.argv[4]):]
+task = sys.argv[5] or None
+ids = [qa["id"] for article in data["data"] for p in article["paragraphs"] for qa in p["qas"]]
+assert len(lines) == len(ids) == len(offline), (len(lines), len(ids), len(offline))
+for question_id, line in zip(ids, lines):
+    assert line["task"] == task and line["answer"] == offline[question_id], (question_id, line)
+PY
+}
 
 "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
   "${common[@]}" --epochs 2 --lr 1e-3 --out "$work/adapter" >"$work/adapter.json" 2>"$work/adapter.log" ||
@@ -118,30 +146,14 @@ refused "adapter/best: the pack's head is a span head (question answering): run 
 "$cli" predict --task squad --test-file "$squad/dev-v1.1.json" --model "$base" \
   --adapter-pack "$work/stacked/best" --adapter-pack "$work/lang/best" \
   --out "$work/stacked_predictions.json" 2>"$work/err" || fail "predict squad stacked: $(cat "$work/err")"
-/usr/bin/python3 - "$squad/dev-v1.1.json" >"$work/questions.jsonl" <<'PY'
-import json, sys
-data = json.load(open(sys.argv[1]))
-print(json.dumps({"task": "lang", "text": "a gorgeous, witty movie"}))
-for article in data["data"]:
-    for paragraph in article["paragraphs"]:
-        for qa in paragraph["qas"]:
-            print(json.dumps({"task": "squad", "text": qa["question"], "text_pair": paragraph["context"]}))
-PY
+{ echo '{"task": "lang", "text": "a gorgeous, witty movie"}'; questions_jsonl squad; } >"$work/questions.jsonl"
 "$cli" predict --model "$base" --adapter-pack "$work/lang/best" --adapter-pack "$work/stacked/best" \
   --input "$work/questions.jsonl" >"$work/answers.jsonl" 2>"$work/err" ||
   fail "predict JSON lines with a span pack: $(cat "$work/err")"
-/usr/bin/python3 - "$squad/dev-v1.1.json" "$work/stacked_predictions.json" "$work/answers.jsonl" \
-  <<'PY' || fail "JSON lines answers differ from predict --task squad: $(cat "$work/answers.jsonl")"
-import json, sys
-data = json.load(open(sys.argv[1]))
-offline = json.load(open(sys.argv[2]))
-lines = [json.loads(line) for line in open(sys.argv[3])]
-ids = [qa["id"] for article in data["data"] for p in article["paragraphs"] for qa in p["qas"]]
-assert len(lines) == 1 + len(ids) == 1 + len(offline), (len(lines), len(ids), len(offline))
-assert lines[0]["task"] == "lang" and "label" in lines[0], lines[0]
-for question_id, line in zip(ids, lines[1:]):
-    assert line["task"] == "squad" and line["answer"] == offline[question_id], (question_id, line)
-PY
+same_answers "$work/stacked_predictions.json" "$work/answers.jsonl" 1 squad ||
+  fail "JSON lines answers differ from predict --task squad: $(cat "$work/answers.jsonl")"
+head -1 "$work/answers.jsonl" | grep -q '^{"task":"lang","label":' ||
+  fail "the classifier's request among the questions: $(head -1 "$work/answers.jsonl")"
 printf '%s\n' '{"task": "lang", "text": "fine"}' '{"task": "squad", "text": "Who won?"}' >"$work/no_context.jsonl"
 refused "no_context.jsonl:2: task squad answers questions from a context (a span head)" \
   "$cli" predict --model "$base" --adapter-pack "$work/lang/best" --adapter-pack "$work/stacked/best" \
@@ -167,27 +179,11 @@ refused "--max-length 200 is more than the model's max_position_embeddings (128)
 # --task squad answers them with the directory alone.
 "$cli" predict --task squad --test-file "$squad/dev-v1.1.json" --model "$work/full/best" \
   --out "$work/full_predictions.json" 2>"$work/err" || fail "predict the full model: $(cat "$work/err")"
-/usr/bin/python3 - "$squad/dev-v1.1.json" >"$work/full_questions.jsonl" <<'PY'
-import json, sys
-data = json.load(open(sys.argv[1]))
-for article in data["data"]:
-    for paragraph in article["paragraphs"]:
-        for qa in paragraph["qas"]:
-            print(json.dumps({"text": qa["question"], "text_pair": paragraph["context"]}))
-PY
+questions_jsonl "" >"$work/full_questions.jsonl"
 "$cli" predict --model "$work/full/best" --input "$work/full_questions.jsonl" \
   >"$work/full_answers.jsonl" 2>"$work/err" || fail "JSON lines to the full model: $(cat "$work/err")"
-/usr/bin/python3 - "$squad/dev-v1.1.json" "$work/full_predictions.json" "$work/full_answers.jsonl" \
-  <<'PY' || fail "the full model's served answers differ: $(cat "$work/full_answers.jsonl")"
-import json, sys
-data = json.load(open(sys.argv[1]))
-offline = json.load(open(sys.argv[2]))
-lines = [json.loads(line) for line in open(sys.argv[3])]
-ids = [qa["id"] for article in data["data"] for p in article["paragraphs"] for qa in p["qas"]]
-assert len(lines) == len(ids) == len(offline), (len(lines), len(ids), len(offline))
-for question_id, line in zip(ids, lines):
-    assert line["task"] is None and line["answer"] == offline[question_id], (question_id, line)
-PY
+same_answers "$work/full_predictions.json" "$work/full_answers.jsonl" 0 "" ||
+  fail "the full model's served answers differ: $(cat "$work/full_answers.jsonl")"
 grep -q "no classifier weights" "$work/err" && fail "a span model directory warned: $(cat "$work/err")"
 # The honest zero for span heads: the same run from BERT's random initialisation of the config
 # (and without --max-length: SQuAD's windows, as many tokens as the base has positions).
