@@ -533,6 +533,9 @@ TEST(Predictor, ASpanModelDirectoryAnswersQuestionsThatNameNoTask) {
                         "\"text_pair\"");
   EXPECT_ERROR_CONTAINS(predictor.head(std::nullopt),
                         "the model directory's head is a span head (question answering)");
+  PredictorOptions shorter;
+  shorter.max_length = 96;  // its windows too
+  EXPECT_EQ(Predictor(dir, {}, shorter).max_length(std::nullopt), 96);
   // The span head is part of the base's bytes: 2 x (hidden + 1) floats.
   const Predictor classifier_base(files().model, {});
   const int64_t hidden = testing::tiny_config().hidden_size;

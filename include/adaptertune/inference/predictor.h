@@ -35,8 +35,8 @@ struct PredictorOptions {
   std::optional<Precision> precision;
   /// Tokens per example (special tokens included); 0: what each task's pack records, else 128 (at
   /// most the model's max_position_embeddings). A length beyond those positions is an Error. For
-  /// a span task, the length of its windows (0: what its pack records, else SQuAD's 384, at most
-  /// the model's positions).
+  /// a span task (and a span model directory's own head), the length of its windows (0: what its
+  /// pack records, else SQuAD's 384, at most the model's positions).
   int64_t max_length = 0;
   /// Examples per forward pass; requests are sorted by length into batches padded to their
   /// longest example.
