@@ -286,10 +286,7 @@ Predictor::Predictor(const std::string& model_directory,
   LoadReport report;
   s.model = load_bert_for_sequence_classification(
       model_directory, HeadConfig::from_model_config(read_file(config_path), config_path), &report);
-  const bool span_model =
-      std::any_of(report.ignored.begin(), report.ignored.end(),
-                  [](const std::string& name) { return name.rfind("qa_outputs.", 0) == 0; });
-  if (span_model) {
+  if (report.ignored_span_head()) {
     // Its span head around the base, with SQuAD's windows and answers (a model directory records
     // none), as `eval`/`predict --task squad` run it. The checkpoint is read a second time for
     // it, and all but the head dropped: loading costs that once, serving nothing.

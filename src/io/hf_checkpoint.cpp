@@ -49,6 +49,11 @@ bool LoadReport::missing_any(ParameterGroup group) const {
   });
 }
 
+bool LoadReport::ignored_span_head() const {
+  return std::any_of(ignored.begin(), ignored.end(),
+                     [](const std::string& name) { return starts_with(name, "qa_outputs."); });
+}
+
 void LoadReport::require_all_except(const std::string& source,
                                     std::initializer_list<ParameterGroup> optional_groups) const {
   std::vector<std::string> required;

@@ -185,6 +185,11 @@ questions_jsonl "" >"$work/full_questions.jsonl"
 same_answers "$work/full_predictions.json" "$work/full_answers.jsonl" 0 "" ||
   fail "the full model's served answers differ: $(cat "$work/full_answers.jsonl")"
 grep -q "no classifier weights" "$work/err" && fail "a span model directory warned: $(cat "$work/err")"
+# As a classification task's model it has no trained head, and says what it is.
+echo "a gorgeous, witty movie" | "$cli" predict --task SST-2 --model "$work/full/best" \
+  >/dev/null 2>"$work/err" || fail "predict SST-2 with a span model: $(cat "$work/err")"
+grep -q "full/best is a span model (question answering): its classifier head is untrained; run it with --task squad" \
+  "$work/err" || fail "a span model as a classifier: $(cat "$work/err")"
 # The honest zero for span heads: the same run from BERT's random initialisation of the config
 # (and without --max-length: SQuAD's windows, as many tokens as the base has positions).
 "$cli" train --task squad --train-file "$squad/dev-v2.0.json" --dev-file "$squad/dev-v2.0.json" \

@@ -531,7 +531,10 @@ BertForSequenceClassification load_for_use(const UseOptions& o, const TaskDescri
     model->bert->set_active_adapter(names.at(*chosen));
   } else {
     model->bert->set_active_adapter(std::nullopt);
-    if (report.missing_any(ParameterGroup::kHead)) {
+    if (report.ignored_span_head()) {
+      warn(o.model + " is a span model (question answering): its classifier head is untrained; " +
+           "run it with --task squad, or ask it questions as JSON lines");
+    } else if (report.missing_any(ParameterGroup::kHead)) {
       warn(o.model + " has no classifier weights; predictions come from an untrained head");
     }
   }

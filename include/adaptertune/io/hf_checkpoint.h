@@ -35,6 +35,9 @@ struct LoadReport {
   /// Whether any parameter of `group` is missing (e.g. kHead: the checkpoint has no classifier,
   /// kPooler: it has no pooler).
   bool missing_any(ParameterGroup group) const;
+  /// Whether the checkpoint holds a span head (`qa_outputs.*`, a BertForQuestionAnswering's) that
+  /// the model it was loaded into has no place for.
+  bool ignored_span_head() const;
   /// Throws an Error naming `source` and the missing tensors unless every missing parameter
   /// belongs to one of `optional_groups` (e.g. {kPooler, kHead}: a bare base checkpoint may lack
   /// a pooler and a task head, never an embedding or encoder tensor).
