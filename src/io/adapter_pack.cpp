@@ -340,7 +340,12 @@ std::string question_answering_record_json(const QuestionAnsweringOptions& qa) {
   return json_text(question_answering_record(qa));
 }
 
-AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
+namespace {
+
+// read_adapter_pack_info(), and into `flex` (when given) the AdapterHub flex head its
+// head_config.json describes, if it does: what load_pack() needs of that file, read once.
+AdapterPackInfo read_pack_info(const std::string& directory,
+                               std::optional<detail::FlexHead>* flex_head) {
   const bool fusion = !file_exists(directory + "/" + kConfigFile) &&
                       file_exists(directory + "/" + kFusionConfigFile);
   if (!fusion && !file_exists(directory + "/" + kConfigFile)) {
@@ -416,6 +421,7 @@ AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
         info.span_head = flex->span;
         if (!flex->span) info.head = flex->head;
       }
+      if (flex_head != nullptr) *flex_head = flex;
     } else if (is_span_head(head, head_path)) {
       info.span_head = true;
     } else {
@@ -423,6 +429,12 @@ AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
     }
   }
   return info;
+}
+
+}  // namespace
+
+AdapterPackInfo read_adapter_pack_info(const std::string& directory) {
+  return read_pack_info(directory, nullptr);
 }
 
 namespace {
@@ -507,7 +519,8 @@ AdapterPackLoad load_pack(const PackModel& model, const std::string& directory,
                           const std::optional<std::string>& load_as, bool load_head,
                           const BaseWeightsIdentity* identity = nullptr) {
   AdapterPackLoad result;
-  result.info = read_adapter_pack_info(directory);
+  std::optional<detail::FlexHead> flex;
+  result.info = read_pack_info(directory, &flex);
   const AdapterPackInfo& info = result.info;
   result.adapter_name = load_as.value_or(info.name);
   const std::string& task = result.adapter_name;
@@ -531,16 +544,10 @@ AdapterPackLoad load_pack(const PackModel& model, const std::string& directory,
   }
   // An AdapterHub flex head reads as the static layout that computes the same (io/flex_head.h);
   // one with none is refused as what it is, and the adapter alone still loads without it.
-  std::optional<detail::FlexHead> flex;
-  const std::string head_config_path = directory + "/" + kHeadConfigFile;
-  if (load_head && file_exists(head_config_path)) {
-    flex = detail::read_flex_head(detail::parse_json(read_file(head_config_path), head_config_path),
-                                  head_config_path);
-    if (flex && !flex->unreadable.empty()) {
-      throw Error(flex->unreadable +
-                  " (its adapter alone loads: load_head = false, as train --fuse and --stack-on "
-                  "load packs)");
-    }
+  if (load_head && flex && !flex->unreadable.empty()) {
+    throw Error(flex->unreadable +
+                " (its adapter alone loads: load_head = false, as train --fuse and --stack-on "
+                "load packs)");
   }
   const bool with_head = load_head && (info.head.has_value() || info.span_head);
   // AdapterHub's default classification head: its first layer is a pooler of the task's own.
