@@ -533,9 +533,20 @@ TEST(Predictor, ASpanModelDirectoryAnswersQuestionsThatNameNoTask) {
                         "\"text_pair\"");
   EXPECT_ERROR_CONTAINS(predictor.head(std::nullopt),
                         "the model directory's head is a span head (question answering)");
+  const BaseInfo base = predictor.base_info();
+  EXPECT_TRUE(base.span_head);
+  EXPECT_TRUE(base.head_trained);
+  ASSERT_TRUE(base.question_answering.has_value());
+  EXPECT_EQ(base.question_answering->features.max_length, 128);  // all its positions
+  EXPECT_EQ(base.question_answering->features.doc_stride, 128);  // SQuAD's
+  EXPECT_EQ(base.question_answering->answers.n_best, 20);
+  EXPECT_EQ(base.max_length, 128);
+  EXPECT_EQ(base.config.max_position_embeddings, 128);
   PredictorOptions shorter;
   shorter.max_length = 96;  // its windows too
-  EXPECT_EQ(Predictor(dir, {}, shorter).max_length(std::nullopt), 96);
+  const Predictor short_windows(dir, {}, shorter);
+  EXPECT_EQ(short_windows.max_length(std::nullopt), 96);
+  EXPECT_EQ(short_windows.base_info().question_answering->features.max_length, 96);
   // The span head is part of the base's bytes: 2 x (hidden + 1) floats.
   const Predictor classifier_base(files().model, {});
   const int64_t hidden = testing::tiny_config().hidden_size;
@@ -851,9 +862,41 @@ TEST(Predictor, WarnsWhenTheModelDirectoryHasNoHead) {
   ASSERT_EQ(bare.warnings().size(), 1u);
   EXPECT_NE(bare.warnings()[0].find("no classifier weights"), std::string::npos);
   EXPECT_TRUE(bare.tasks().empty());
+  EXPECT_FALSE(bare.base_info().head_trained);
+  EXPECT_FALSE(bare.base_info().span_head);
   EXPECT_EQ(
       bare.predict(std::nullopt, {TextInput{"hello", std::nullopt}}).at(0).probabilities.size(),
       2u);
+}
+
+// What base_info() says is the model directory's: its config, the identity packs trained on it
+// record, its head, and the length of requests that name no task; loading packs changes none of
+// it.
+TEST(Predictor, BaseInfoDescribesTheModelDirectory) {
+  PredictorOptions options;
+  options.max_length = 48;
+  Predictor predictor(files().model, {files().packs[0]}, options);
+  const BaseInfo base = predictor.base_info();
+  EXPECT_EQ(base.model_directory, files().model);
+  EXPECT_EQ(base.config, BertConfig::from_file(files().model + "/config.json"));
+  const TaskInfo sentiment = predictor.task_info("sentiment");
+  EXPECT_EQ(base.config_sha256, sentiment.base_config_sha256);  // what its pack records
+  EXPECT_EQ(base.config_sha256.size(), 64u);
+  EXPECT_FALSE(base.span_head);
+  EXPECT_FALSE(base.question_answering.has_value());
+  EXPECT_TRUE(base.head_trained);
+  EXPECT_EQ(base.head, HeadConfig::classification({"no", "yes"}));
+  EXPECT_EQ(base.max_length, 48);
+  EXPECT_EQ(predictor.max_length(std::nullopt), 48);
+  predictor.add_task(files().packs[1]);
+  predictor.remove_task("sentiment");
+  const BaseInfo after = predictor.base_info();
+  EXPECT_EQ(after.head, base.head);
+  EXPECT_EQ(after.config_sha256, base.config_sha256);
+  EXPECT_EQ(after.max_length, 48);
+  // Without the option: the default length, at most the positions.
+  EXPECT_EQ(Predictor(files().model, {}).base_info().max_length,
+            std::min<int64_t>(kDefaultMaxLength, base.config.max_position_embeddings));
 }
 
 TEST(Predictor, JsonLinesHaveTheDocumentedShape) {

@@ -108,6 +108,7 @@ struct Predictor::State {
   // The model directory's own span head when it is a span model (e.g. a fully fine-tuned
   // BertForQuestionAnswering): requests that name no task are questions for it.
   std::optional<SpanTask> base_span;
+  BaseInfo base;  // what base_info() gives; set by the constructor
   std::unique_ptr<Tokenizer> tokenizer;
   PredictorOptions options;
   Precision precision = Precision::kFloat32;
@@ -281,8 +282,10 @@ Predictor::Predictor(const std::string& model_directory,
                                     options.device, &precision_warning);
   s.tokenizer = load_tokenizer(model_directory);
   const std::string config_path = model_directory + "/config.json";
-  BertConfig::from_file(config_path)
-      .check_sequence_length(options.max_length, "PredictorOptions::max_length");
+  s.base.model_directory = model_directory;
+  s.base.config = BertConfig::from_file(config_path);
+  s.base.config.check_sequence_length(options.max_length, "PredictorOptions::max_length");
+  s.base.config_sha256 = base_config_sha256(s.base.config);
   LoadReport report;
   s.model = load_bert_for_sequence_classification(
       model_directory, HeadConfig::from_model_config(read_file(config_path), config_path), &report);
@@ -300,10 +303,18 @@ Predictor::Predictor(const std::string& model_directory,
     load_state_dict(*span.model, head, model_directory);
     span.model->qa_outputs->to(options.device);
     span.model->eval();
-  } else if (report.missing_any(ParameterGroup::kHead)) {
-    s.warnings.push_back(model_directory +
-                         " has no classifier weights: requests that name no task are answered "
-                         "by an untrained head");
+    s.base.span_head = true;
+    s.base.question_answering = span.options;
+    s.base.max_length = span.options.features.max_length;
+  } else {
+    s.base.head = s.model->head_config();
+    s.base.head_trained = !report.missing_any(ParameterGroup::kHead);
+    s.base.max_length = s.length(0);
+    if (!s.base.head_trained) {
+      s.warnings.push_back(model_directory +
+                           " has no classifier weights: requests that name no task are answered "
+                           "by an untrained head");
+    }
   }
   s.model->eval();
   if (!precision_warning.empty()) s.warnings.push_back(precision_warning);
@@ -338,6 +349,10 @@ bool Predictor::has_task(const std::string& task) const {
 TaskInfo Predictor::task_info(const std::string& task) const {
   std::shared_lock lock(state_->mutex);
   return state_->at(task);
+}
+
+BaseInfo Predictor::base_info() const {
+  return state_->base;  // set once, by the constructor
 }
 
 std::string Predictor::add_task(const std::string& adapter_pack,
@@ -384,8 +399,7 @@ const HeadConfig& Predictor::head(const std::optional<std::string>& task) const 
 
 int64_t Predictor::max_length(const std::optional<std::string>& task) const {
   std::shared_lock lock(state_->mutex);
-  if (!task && state_->base_span) return state_->base_span->options.features.max_length;
-  if (!task) return state_->length(0);
+  if (!task) return state_->base.max_length;
   return state_->at(*task).max_length;
 }
 

@@ -81,6 +81,27 @@ check(tasks["SST-2"]["labels"] == ["0", "1"] and tasks["STS-B"]["problem_type"] 
 check(tasks["SST-2"]["base"]["matches"] and len(tasks["SST-2"]["base"]["weights_sha256"]) == 64,
       f"base identity: {body}")
 check(tasks["SST-2"]["stacked_on"] == [], f"stacked_on of a pack trained alone: {body}")
+# A task's own tensors: its adapter, LayerNorm copies and head, a few hundred kB of float32.
+check(all(isinstance(t["bytes"], int) and 0 < t["bytes"] < 2_000_000 for t in tasks.values()),
+      f"task bytes: {body}")
+
+# The base: what it is, how it runs, what a request without a task gets (the shipped base has no
+# classifier: an untrained head of two labels).
+status, body, _ = a.request("GET", "/v1/model")
+model = json.loads(body) if status == 200 else {}
+with open(os.path.join(base, "config.json")) as f:
+    base_config = json.load(f)
+check(status == 200 and model["model"] == "adaptertune-base-uncased-L4-H256"
+      and all(model["config"][key] == base_config[key] for key in
+              ("hidden_size", "num_hidden_layers", "max_position_embeddings", "vocab_size"))
+      and "architectures" not in model["config"]
+      and model["config_sha256"] == tasks["SST-2"]["base"]["config_sha256"]
+      and model["precision"] in ("fp32", "bf16") and model["device"] == "cpu"
+      and model["bytes"] > 10 * 2**20 and model["tasks"] == ["SST-2", "STS-B"]
+      and model["no_task"] == {"problem_type": "single_label_classification",
+                               "question_answering": None, "labels": ["LABEL_0", "LABEL_1"],
+                               "max_length": 128, "trained": False}
+      and model["library_version"], f"GET /v1/model: {status} {body}")
 
 # One request, and all of them mixed in one: equal to the offline predict.
 status, body, _ = a.predict(requests[0])

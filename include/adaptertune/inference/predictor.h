@@ -12,6 +12,7 @@
 
 #include <c10/core/Device.h>
 
+#include "adaptertune/bert_config.h"
 #include "adaptertune/head_config.h"
 #include "adaptertune/inference/task_request.h"
 #include "adaptertune/precision.h"
@@ -110,6 +111,32 @@ struct TaskInfo {
   bool base_matches = true;
 };
 
+/// What a Predictor knows of its base, the model directory every task shares, and of what the
+/// requests that name no task get from it.
+struct BaseInfo {
+  /// The model directory it was loaded from.
+  std::string model_directory;
+  /// Its architecture (`config.json`).
+  BertConfig config;
+  /// SHA-256 of that config as a pack trained on this base records it (`base_config_sha256`,
+  /// TaskInfo::base_config_sha256).
+  std::string config_sha256;
+  /// Whether the model directory is a span model (its checkpoint holds a span head,
+  /// `qa_outputs`): the requests that name no task are then questions with their context.
+  bool span_head = false;
+  /// The model directory's classification or regression head (`config.json`'s labels and
+  /// problem type); default (and meaningless) for a span model.
+  HeadConfig head;
+  /// Whether the checkpoint holds that head's weights (a span model's: its span head's). False:
+  /// the requests that name no task are answered by an untrained head (warnings() says so too).
+  bool head_trained = true;
+  /// A span model's windows and answer extraction (the windows' length is `max_length`);
+  /// std::nullopt otherwise.
+  std::optional<QuestionAnsweringOptions> question_answering;
+  /// The length the requests that name no task are truncated to; a span model's windows' length.
+  int64_t max_length = 0;
+};
+
 /// The prediction `head` makes from `logits` (one example's).
 Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
                            std::optional<std::string> task = std::nullopt);
@@ -156,6 +183,8 @@ class Predictor {
   bool has_task(const std::string& task) const;
   /// What task `task` is (Error if there is none).
   TaskInfo task_info(const std::string& task) const;
+  /// What the base is, and what the requests that name no task get.
+  BaseInfo base_info() const;
 
   /// Loads another pack as task `name` (default: the pack's name) while other threads may be
   /// predicting. Returns the task's name. Throws Error as the constructor does, or if the name is
