@@ -78,6 +78,32 @@ TEST_P(PredictSquadTest, RunsAModelLoadedOnTheCpuOnTheDeviceItIsGiven) {
   }
 }
 
+// Answering nothing, when the options allow it, holds on any data (a pack that learnt it on SQuAD
+// v2.0 answers a v1.1 file as it answers when served); v2.0 data allows it by itself.
+TEST(PredictSquad, AnswersNothingWhereTheOptionsOrTheDataAllowIt) {
+  Fixture f;
+  BertForQuestionAnswering model = f.model();
+  QuestionAnsweringOptions qa = f.qa;
+  qa.answers.null_score_threshold = -1e9;  // where the null score may win, it does
+  auto predict = [&](const SquadDataset& data) {
+    return predict_squad(model, data, f.tokenizer, qa, 8, torch::kCPU, Precision::kFloat32);
+  };
+  auto answered = [](const std::map<std::string, SquadAnswerPrediction>& answers) {
+    return std::count_if(answers.begin(), answers.end(),
+                         [](const auto& item) { return !item.second.text.empty(); });
+  };
+  ASSERT_FALSE(f.data.v2);
+  EXPECT_GT(answered(predict(f.data)), 0);
+  qa.answers.allow_no_answer = true;
+  EXPECT_EQ(answered(predict(f.data)), 0);
+  qa.answers.allow_no_answer = false;
+  SquadDataset v2 = f.data;
+  v2.v2 = true;
+  EXPECT_EQ(answered(predict(v2)), 0);
+  EXPECT_TRUE(qa.answers.for_data(v2).allow_no_answer);
+  EXPECT_FALSE(qa.answers.for_data(f.data).allow_no_answer);
+}
+
 TEST(QuestionAnsweringTrainer, TrainsAnAdapterAndItsPackReproducesTheBestScore) {
   Fixture f;
   BertForQuestionAnswering model = f.model();

@@ -118,6 +118,12 @@ bool is_max_context(const std::vector<std::pair<int64_t, int64_t>>& spans, size_
 
 }  // namespace
 
+SquadAnswerOptions SquadAnswerOptions::for_data(const SquadDataset& data) const {
+  SquadAnswerOptions options = *this;
+  options.allow_no_answer = allow_no_answer || data.v2;
+  return options;
+}
+
 void SquadFeatureOptions::validate() const {
   if (max_query_length < 1 || doc_stride < 1) {
     throw Error("SquadFeatureOptions: max_query_length and doc_stride must be at least 1");

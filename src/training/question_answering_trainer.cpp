@@ -75,10 +75,9 @@ std::map<std::string, SquadAnswerPrediction> predict_squad(
   const bool was_training = model->is_training();
   model->eval();
   c10::InferenceMode inference;  // nothing computed here is ever differentiated
-  SquadAnswerOptions answering = answers;
-  answering.allow_no_answer = data.v2;
   auto answers_found = detail::answer_squad_windows(
-      data, features, tokenizer, answering, batch_size, device, group, [&](const Batch& batch) {
+      data, features, tokenizer, answers.for_data(data), batch_size, device, group,
+      [&](const Batch& batch) {
         AutocastGuard autocast(device, precision);
         return model(batch.input_ids, batch.attention_mask, batch.token_type_ids);
       });
@@ -296,7 +295,7 @@ TrainResult QuestionAnsweringTrainer::train() {
       pack.stacked_on = stacked_on_;
       pack.question_answering = qa_;
       // As evaluate_squad() picked the best pack: no answer where the dev data allows one.
-      pack.question_answering->answers.allow_no_answer = dev_data_.v2;
+      pack.question_answering->answers = qa_.answers.for_data(dev_data_);
       save_adapter_pack(model_, *adapter_, temp, pack);
     } else {
       save_pretrained(*model_, temp);

@@ -158,6 +158,26 @@ printf '%s\n' '{"task": "lang", "text": "fine"}' '{"task": "squad", "text": "Who
 refused "no_context.jsonl:2: task squad answers questions from a context (a span head)" \
   "$cli" predict --model "$base" --adapter-pack "$work/lang/best" --adapter-pack "$work/stacked/best" \
   --input "$work/no_context.jsonl"
+# A pack that learnt on SQuAD v2.0 to answer nothing records it, and answers nothing on any data
+# (here a v1.1 file, where its null score always wins) as it does served.
+"$cli" train --task squad --train-file "$squad/dev-v2.0.json" --dev-file "$squad/dev-v2.0.json" \
+  "${common[@]}" --max-steps 2 --null-score-threshold -1e9 --out "$work/v2" >/dev/null \
+  2>"$work/v2.log" || fail "train squad v2.0: $(tail -3 "$work/v2.log")"
+"$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" \
+  --adapter-pack "$work/v2/best" >"$work/eval_v2.json" 2>"$work/err" ||
+  fail "eval the v2.0 pack: $(cat "$work/err")"
+grep -q '"null_score_threshold":-1000000000.0,"allow_no_answer":true' "$work/eval_v2.json" ||
+  fail "the v2.0 pack's answer options: $(cat "$work/eval_v2.json")"
+"$cli" predict --task squad --test-file "$squad/dev-v1.1.json" --model "$base" \
+  --adapter-pack "$work/v2/best" --out "$work/v2_predictions.json" 2>"$work/err" ||
+  fail "predict with the v2.0 pack: $(cat "$work/err")"
+/usr/bin/python3 -c 'import json, sys; a = json.load(open(sys.argv[1])); assert len(a) == 9 and set(a.values()) == {""}, a' \
+  "$work/v2_predictions.json" || fail "the v2.0 pack gave spans: $(cat "$work/v2_predictions.json")"
+questions_jsonl squad >"$work/v2_questions.jsonl"
+"$cli" predict --model "$base" --adapter-pack "$work/v2/best" --input "$work/v2_questions.jsonl" \
+  >"$work/v2_answers.jsonl" 2>"$work/err" || fail "JSON lines to the v2.0 pack: $(cat "$work/err")"
+same_answers "$work/v2_predictions.json" "$work/v2_answers.jsonl" 0 squad ||
+  fail "the v2.0 pack's served answers differ: $(cat "$work/v2_answers.jsonl")"
 
 # Full fine-tuning keeps a model directory with a span head.
 "$cli" train --task squad --train-file "$squad/dev-v2.0.json" --dev-file "$squad/dev-v2.0.json" \

@@ -255,6 +255,7 @@ int run_eval_squad(const SquadUseRequest& r) {
       {"n_best", m.qa.answers.n_best},
       {"max_answer_length", m.qa.answers.max_answer_length},
       {"null_score_threshold", m.qa.answers.null_score_threshold},
+      {"allow_no_answer", m.qa.answers.for_data(data).allow_no_answer},
       {"precision", precision_name(m.precision)},
       {"metrics", eval.metrics}};
   std::cout << json_text(out) << std::endl;

@@ -150,9 +150,9 @@ Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
 /// best span over them (its `n_best` and `max_answer_length`). The answer is that span, or empty
 /// (no answer) when the pack records `allow_no_answer` (its run evaluated on SQuAD v2.0) and the
 /// null score beats the span's score by more than its `null_score_threshold`, as predict_squad()
-/// answers a v2.0 data set; empty with score 0 too when no start and end among the n best make a
-/// valid span. The null score is given beside it. A model directory that is a span model (its
-/// checkpoint holds a span head, `qa_outputs`, as a fully fine-tuned BertForQuestionAnswering
+/// answers with the pack's options; empty with score 0 too when no start and end among the n best
+/// make a valid span. The null score is given beside it. A model directory that is a span model
+/// (its checkpoint holds a span head, `qa_outputs`, as a fully fine-tuned BertForQuestionAnswering
 /// does) answers the requests that name no task as questions in the same way, with SQuAD's
 /// windows and answers (windows of all its positions when it has fewer than 384), as
 /// `eval`/`predict --task squad` run such a directory.

@@ -60,8 +60,9 @@ struct AdapterPackOptions {
   /// (`doc_stride`, `max_query_length`, `n_best`, `max_answer_length`, `null_score_threshold`,
   /// `allow_no_answer`; the windows' length is `max_length`) so that evaluation, prediction and
   /// serving run the pack as its run evaluated it. std::nullopt: not recorded.
-  /// `answers.allow_no_answer` (absent in older packs: false) is what a Predictor answers
-  /// requests with; a data set's own SQuAD version decides it for predict_squad().
+  /// `answers.allow_no_answer` (absent in older packs: false): the pack answers nothing where the
+  /// null score wins, served (Predictor) or on any data (predict_squad(), which allows it on
+  /// SQuAD v2.0 data in any case).
   std::optional<QuestionAnsweringOptions> question_answering;
 };
 

@@ -69,9 +69,15 @@ struct SquadAnswerOptions {
   /// Longest answer, in tokens.
   int64_t max_answer_length = 30;
   /// SQuAD v2.0: answer "" when the null score (the [CLS] start and end logits, lowest over the
-  /// windows) beats the best span's score by more than this.
+  /// windows) beats the best span's score by more than this. On by itself for a v2.0 data set
+  /// (for_data()); given for a model that learnt to answer nothing (a span pack whose run
+  /// evaluated on v2.0 records it), so that it does so on any data, as it does when served.
   bool allow_no_answer = false;
   double null_score_threshold = 0.0;
+
+  /// These options as they answer `data`: allow_no_answer too when `data` is SQuAD v2.0 (its
+  /// questions may have no answer).
+  SquadAnswerOptions for_data(const SquadDataset& data) const;
 };
 
 /// How questions become windows and how answers come back from them.

@@ -31,10 +31,10 @@ struct SquadEvalResult {
 
 /// Runs `model` on `device` (eval mode, no gradients; the model is moved there first and stays
 /// there) over the windows of `data` and extracts each
-/// question's answer (extract_squad_answers()); no-answer predictions are allowed when the data
-/// is v2.0. Needs no gold answers. In a `group` (every process calls it with the same model and
-/// data) each process runs its share of the batches of windows and every process gets every
-/// answer, as one process finds them.
+/// question's answer (extract_squad_answers()); no-answer predictions are allowed when the options
+/// allow them or the data is v2.0 (SquadAnswerOptions::for_data()). Needs no gold answers. In a
+/// `group` (every process calls it with the same model and data) each process runs its share of the
+/// batches of windows and every process gets every answer, as one process finds them.
 std::map<std::string, SquadAnswerPrediction> predict_squad(
     BertForQuestionAnswering& model, const SquadDataset& data, const Tokenizer& tokenizer,
     const QuestionAnsweringOptions& options, int64_t batch_size, c10::Device device,
