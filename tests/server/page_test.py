@@ -117,6 +117,12 @@ try:
     check(browser.wait_for("return document.body.dataset.ready === 'true'"), "the page never listed the tasks")
     options = browser.script("return [...document.querySelectorAll('#task option')].map(o => o.value)")
     check(options == ["", "SST-2", "STS-B", "squad"], f"task choices: {options}")
+    # What the base is, from GET /v1/model; the shipped base has no classifier of its own.
+    no_task = browser.script("return document.querySelector('#task option').textContent")
+    check(no_task == "(no task: the plain base, an untrained head)", f"the no-task choice: {no_task}")
+    model = browser.script("return document.querySelector('#model').textContent")
+    check(model == "Base: adaptertune-base-uncased-L4-H256 (4 layers, hidden size 256), fp32 on cpu; 3 tasks.",
+          f"the base's description: {model}")
     READ = """
       const answer = document.querySelector('#answer');
       const error = document.querySelector('#error');

@@ -29,6 +29,7 @@ const char* const kTryPage = R"PAGE(<!doctype html>
 <body>
 <h1>adaptertune serve</h1>
 <p class="note">One base, many tasks: pick a task, type a text, see what its adapter says.</p>
+<p class="note" id="model"></p>
 <label for="task">Task</label>
 <select id="task"><option value="">(no task: the plain base)</option></select>
 <label for="text">Text</label>
@@ -91,7 +92,22 @@ function fail(message) {
   result.appendChild(error);
 }
 
+// What the base is, and what a request without a task gets from it (GET /v1/model).
+function describeBase(model) {
+  const c = model.config;
+  document.getElementById("model").textContent = "Base: " + model.model + " (" +
+      c.num_hidden_layers + " layers, hidden size " + c.hidden_size + "), " + model.precision +
+      " on " + model.device + "; " + model.tasks.length + " task" +
+      (model.tasks.length === 1 ? "" : "s") + ".";
+  const head = model.no_task;
+  taskSelect.options[0].textContent = "(no task: the plain base, " +
+      (head.problem_type === "question_answering" ? "its span head"
+          : !head.trained ? "an untrained head"
+          : head.labels ? "its head (" + head.labels.join(", ") + ")" : "its head (score)") + ")";
+}
+
 async function loadTasks() {
+  describeBase(await (await fetch("/v1/model")).json());
   const response = await fetch("/v1/tasks");
   const body = await response.json();
   for (const task of body.tasks) {
