@@ -8,6 +8,8 @@
 #include <mutex>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "adaptertune/bert_for_question_answering.h"
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/error.h"
@@ -894,6 +896,36 @@ TEST(Predictor, BaseInfoDescribesTheModelDirectory) {
   EXPECT_EQ(after.head, base.head);
   EXPECT_EQ(after.config_sha256, base.config_sha256);
   EXPECT_EQ(after.max_length, 48);
+  EXPECT_EQ(predictor.task_info("nli").bytes, predictor.task_bytes("nli"));
+  EXPECT_GT(predictor.task_info("nli").bytes, 0);
+  EXPECT_EQ(after.bytes, predictor.base_bytes());
+  EXPECT_EQ(after.precision, Precision::kFloat32);
+  EXPECT_EQ(after.device, c10::Device(c10::kCPU));
+  // As GET /v1/model and GET /v1/tasks give them.
+  const auto base_json = nlohmann::json::parse(after.to_json());
+  EXPECT_EQ(base_json["model"], "base");  // the directory's name, not its path
+  EXPECT_EQ(base_json["config"]["hidden_size"], base.config.hidden_size);
+  EXPECT_FALSE(base_json["config"].contains("architectures"));
+  EXPECT_EQ(base_json["config_sha256"], base.config_sha256);
+  EXPECT_EQ(base_json["precision"], "fp32");
+  EXPECT_EQ(base_json["device"], "cpu");
+  EXPECT_EQ(base_json["bytes"], predictor.base_bytes());
+  EXPECT_EQ(base_json["no_task"],
+            nlohmann::json::parse(R"({"problem_type": "single_label_classification",
+                "question_answering": null, "labels": ["no", "yes"], "max_length": 48,
+                "trained": true})"));
+  const auto task_json = nlohmann::json::parse(predictor.task_info("nli").to_json());
+  EXPECT_EQ(task_json["name"], "nli");
+  EXPECT_EQ(task_json["problem_type"], "single_label_classification");
+  EXPECT_EQ(task_json["labels"],
+            nlohmann::json::parse(R"(["entailment", "neutral", "contradiction"])"));
+  EXPECT_TRUE(task_json["question_answering"].is_null());
+  EXPECT_EQ(task_json["adapter_config"]["mh_adapter"], false);  // Pfeiffer's
+  EXPECT_EQ(task_json["max_length"], 48);                       // the option's, over the pack's 24
+  EXPECT_EQ(task_json["bytes"], predictor.task_bytes("nli"));
+  EXPECT_EQ(task_json["base"]["config_sha256"], base.config_sha256);
+  EXPECT_EQ(task_json["base"]["matches"], true);
+  EXPECT_FALSE(task_json.contains("pack"));  // where it lies is not said
   // Without the option: the default length, at most the positions.
   EXPECT_EQ(Predictor(files().model, {}).base_info().max_length,
             std::min<int64_t>(kDefaultMaxLength, base.config.max_position_embeddings));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -70,6 +71,67 @@ std::string Prediction::to_json() const {
   }
   out["logits"] = logits;
   return json_text(out);
+}
+
+namespace {
+
+// What a head answers, as TaskInfo::to_json() and BaseInfo::to_json() say it.
+nlohmann::ordered_json head_json(bool span_head, const HeadConfig& head,
+                                 const std::optional<QuestionAnsweringOptions>& answering) {
+  nlohmann::ordered_json labels = nullptr;
+  const char* problem_type = "question_answering";
+  if (!span_head) {
+    problem_type = "regression";
+    if (head.problem_type != ProblemType::kRegression) {
+      problem_type = "single_label_classification";
+      labels = nlohmann::ordered_json::array();
+      for (int64_t i = 0; i < head.num_labels; ++i) labels.push_back(head.label_name(i));
+    }
+  }
+  nlohmann::ordered_json question_answering = nullptr;
+  if (answering) {
+    question_answering = nlohmann::ordered_json::parse(question_answering_record_json(*answering));
+  }
+  return {{"problem_type", problem_type},
+          {"question_answering", question_answering},
+          {"labels", labels}};
+}
+
+}  // namespace
+
+std::string TaskInfo::to_json() const {
+  nlohmann::ordered_json out = {{"name", name}};
+  out.update(head_json(span_head, head, question_answering));
+  out.update(
+      nlohmann::ordered_json{{"adapter_config", nlohmann::ordered_json::parse(adapter_config_json)},
+                             {"stacked_on", stacked_on},
+                             {"max_length", max_length},
+                             {"bytes", bytes},
+                             {"base",
+                              {{"config_sha256", base_config_sha256},
+                               {"weights_sha256", base_weights_sha256},
+                               {"matches", base_matches}}}});
+  return json_text(out);
+}
+
+std::string BaseInfo::to_json() const {
+  nlohmann::ordered_json no_task = head_json(span_head, head, question_answering);
+  no_task.update(nlohmann::ordered_json{{"max_length", max_length}, {"trained", head_trained}});
+  // The architecture as BertConfig models it; `architectures` names a Python class, which the
+  // writer fills with its own ("BertModel"), not the file's.
+  nlohmann::ordered_json architecture = nlohmann::ordered_json::parse(config.to_json_string());
+  architecture.erase("architectures");
+  std::error_code error;
+  const std::filesystem::path directory =
+      std::filesystem::canonical(model_directory, error);  // "x/" and "." named too
+  return json_text(
+      nlohmann::ordered_json{{"model", error ? model_directory : directory.filename().string()},
+                             {"config", architecture},
+                             {"config_sha256", config_sha256},
+                             {"precision", precision_name(precision)},
+                             {"device", device.str()},
+                             {"bytes", bytes},
+                             {"no_task", no_task}});
 }
 
 // A readers-writer lock that lets a waiting writer in: glibc's rwlock prefers readers, so a
@@ -251,6 +313,22 @@ struct Predictor::State {
                         const std::optional<std::string>& task, const std::vector<size_t>& rows,
                         ProcessGroup* group, std::vector<Prediction>& out) const;
 
+  // Bytes of task `task`'s own tensors (Predictor::task_bytes()); the caller holds the lock.
+  int64_t bytes_of(const std::string& task) const {
+    int64_t bytes = 0;
+    auto add = [&](const at::Tensor& tensor) {
+      bytes += tensor.numel() * static_cast<int64_t>(tensor.element_size());
+    };
+    for (const auto& item : model->named_parameters()) {
+      if (parameter_task(item.key()) == task) add(item.value());
+    }
+    const auto span = span_tasks.find(task);
+    if (span != span_tasks.end()) {
+      for (const at::Tensor& tensor : span->second.model->qa_outputs->parameters()) add(tensor);
+    }
+    return bytes;
+  }
+
   const TaskInfo& at(const std::string& task) const {
     model->bert->tasks().at(task);  // throws, naming the tasks there are
     return info.at(task);
@@ -348,11 +426,17 @@ bool Predictor::has_task(const std::string& task) const {
 
 TaskInfo Predictor::task_info(const std::string& task) const {
   std::shared_lock lock(state_->mutex);
-  return state_->at(task);
+  TaskInfo info = state_->at(task);
+  info.bytes = state_->bytes_of(task);
+  return info;
 }
 
 BaseInfo Predictor::base_info() const {
-  return state_->base;  // set once, by the constructor
+  BaseInfo base = state_->base;  // set once, by the constructor
+  base.precision = state_->precision;
+  base.device = state_->options.device;
+  base.bytes = state_->base_bytes;
+  return base;
 }
 
 std::string Predictor::add_task(const std::string& adapter_pack,
@@ -423,18 +507,7 @@ int64_t Predictor::base_bytes() const {
 int64_t Predictor::task_bytes(const std::string& task) const {
   std::shared_lock lock(state_->mutex);
   state_->at(task);  // throws for an unknown task
-  int64_t bytes = 0;
-  auto add = [&](const at::Tensor& tensor) {
-    bytes += tensor.numel() * static_cast<int64_t>(tensor.element_size());
-  };
-  for (const auto& item : state_->model->named_parameters()) {
-    if (parameter_task(item.key()) == task) add(item.value());
-  }
-  const auto span = state_->span_tasks.find(task);
-  if (span != state_->span_tasks.end()) {
-    for (const at::Tensor& tensor : span->second.model->qa_outputs->parameters()) add(tensor);
-  }
-  return bytes;
+  return state_->bytes_of(task);
 }
 
 void Predictor::check_request(const TaskRequest& request) const {

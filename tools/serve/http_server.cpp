@@ -11,7 +11,6 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/format.h"
-#include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/version.h"
 #include "metrics.h"
 #include "page.h"
@@ -45,42 +44,6 @@ bool inside(const std::filesystem::path& path, const std::filesystem::path& root
     if (p == path.end() || *p != *r) return false;
   }
   return true;
-}
-
-// What a head answers, as a task's description and the base's say it: `problem_type`,
-// `question_answering` (a span head's windows and answers, as a pack records them; else null)
-// and `labels` (a classifier's; else null).
-Json head_json(bool span_head, const HeadConfig& head,
-               const std::optional<QuestionAnsweringOptions>& answering) {
-  Json labels = nullptr;
-  const char* problem_type = "question_answering";
-  if (!span_head) {
-    problem_type = "regression";
-    if (head.problem_type != ProblemType::kRegression) {
-      problem_type = "single_label_classification";
-      labels = Json::array();
-      for (int64_t i = 0; i < head.num_labels; ++i) labels.push_back(head.label_name(i));
-    }
-  }
-  Json question_answering = nullptr;
-  if (answering) question_answering = Json::parse(question_answering_record_json(*answering));
-  return {{"problem_type", problem_type},
-          {"question_answering", question_answering},
-          {"labels", labels}};
-}
-
-Json task_json(const TaskInfo& info, int64_t bytes) {
-  Json task = {{"name", info.name}};
-  task.update(head_json(info.span_head, info.head, info.question_answering));
-  task.update(Json{{"adapter_config", Json::parse(info.adapter_config_json)},
-                   {"stacked_on", info.stacked_on},
-                   {"max_length", info.max_length},
-                   {"bytes", bytes},
-                   {"base",
-                    {{"config_sha256", info.base_config_sha256},
-                     {"weights_sha256", info.base_weights_sha256},
-                     {"matches", info.base_matches}}}});
-  return task;
 }
 
 }  // namespace
@@ -188,38 +151,22 @@ struct HttpServer::Impl {
     Json tasks = Json::array();
     for (const auto& name : predictor.tasks()) {
       try {
-        tasks.push_back(task_json(predictor.task_info(name), predictor.task_bytes(name)));
+        tasks.push_back(Json::parse(predictor.task_info(name).to_json()));
       } catch (const Error&) {
-        // Unloaded between the two calls.
+        // Unloaded since tasks() listed it.
       }
     }
     return {200, json_text(Json{{"tasks", tasks}})};
   }
 
   // GET /v1/model: the base every task shares, how it runs, and what a request that names no
-  // task gets. The model directory by its name only: where it lies on the server is not the
-  // clients' business (nor is a pack's path in /v1/tasks).
+  // task gets (BaseInfo::to_json(), which names the model directory, not where it lies), with
+  // the tasks' names and the library's version.
   Reply describe_model() const {
-    const BaseInfo base = predictor.base_info();
-    Json no_task = head_json(base.span_head, base.head, base.question_answering);
-    no_task.update(Json{{"max_length", base.max_length}, {"trained", base.head_trained}});
-    // The architecture as BertConfig models it; `architectures` names a Python class, which the
-    // writer fills with its own ("BertModel"), not the file's.
-    Json config = Json::parse(base.config.to_json_string());
-    config.erase("architectures");
-    std::error_code error;
-    const std::filesystem::path directory =
-        std::filesystem::canonical(base.model_directory, error);  // "x/", "." named too
-    return {200,
-            json_text(Json{{"model", error ? base.model_directory : directory.filename().string()},
-                           {"config", config},
-                           {"config_sha256", base.config_sha256},
-                           {"precision", precision_name(predictor.precision())},
-                           {"device", predictor.device().str()},
-                           {"bytes", predictor.base_bytes()},
-                           {"no_task", no_task},
-                           {"tasks", predictor.tasks()},
-                           {"library_version", version()}})};
+    Json model = Json::parse(predictor.base_info().to_json());
+    model["tasks"] = predictor.tasks();
+    model["library_version"] = version();
+    return {200, json_text(model)};
   }
 
   Reply load_task(const httplib::Request& request) {
@@ -265,7 +212,7 @@ struct HttpServer::Impl {
         return Reply::error(409, "task \"" + *name + "\" is loaded already");
       }
       const std::string added = predictor.add_task(pack.string(), name);
-      return {201, json_text(task_json(predictor.task_info(added), predictor.task_bytes(added)))};
+      return {201, predictor.task_info(added).to_json()};
     } catch (const Error& e) {
       const std::string message = e.what();
       const bool taken = message.find("already exists") != std::string::npos;

@@ -109,6 +109,15 @@ struct TaskInfo {
   std::string base_config_sha256;
   std::string base_weights_sha256;
   bool base_matches = true;
+  /// Bytes of its own tensors: all that loading its pack added to the model (task_bytes()).
+  int64_t bytes = 0;
+
+  /// One line of JSON, as `GET /v1/tasks` lists it: `{"name", "problem_type"
+  /// ("single_label_classification", "regression" or "question_answering"), "question_answering"
+  /// (a span task's windows and answers as its pack records them, else null), "labels" (a
+  /// classifier's, else null), "adapter_config", "stacked_on", "max_length", "bytes", "base":
+  /// {"config_sha256", "weights_sha256", "matches"}}`. The pack's path is left out.
+  std::string to_json() const;
 };
 
 /// What a Predictor knows of its base, the model directory every task shares, and of what the
@@ -135,6 +144,17 @@ struct BaseInfo {
   std::optional<QuestionAnsweringOptions> question_answering;
   /// The length the requests that name no task are truncated to; a span model's windows' length.
   int64_t max_length = 0;
+  /// How the Predictor runs it (Predictor::precision(), device()).
+  Precision precision = Precision::kFloat32;
+  c10::Device device = c10::Device(c10::kCPU);
+  /// Bytes of its tensors as stored (base_bytes()).
+  int64_t bytes = 0;
+
+  /// One line of JSON, as `GET /v1/model` gives it: `{"model" (the model directory's name, not
+  /// its path), "config" (config.json as BertConfig reads it), "config_sha256", "precision",
+  /// "device", "bytes", "no_task": {"problem_type", "question_answering", "labels" (as
+  /// TaskInfo::to_json() says them), "max_length", "trained"}}`.
+  std::string to_json() const;
 };
 
 /// The prediction `head` makes from `logits` (one example's).
