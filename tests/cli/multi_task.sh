@@ -3,7 +3,7 @@
 # the first with every pack loaded equals eval with it alone (no forgetting, no interference);
 # predict on mixed JSON lines equals the single-task runs line by line; a fusion of two packs
 # trains on a third task and its pack evaluates as the run did, and so does an adapter trained
-# stacked on another; three tasks train in one run, and two on one stack.
+# stacked on another; three tasks train in one run, and two on one stack; inspect describes them.
 # Usage: multi_task.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 source "$(dirname "$0")/harness.sh"
 
@@ -22,6 +22,24 @@ train SST-2 sst2
   >"$work/eval_alone.json" 2>"$work/eval_alone.log" || fail "eval alone: $(cat "$work/eval_alone.log")"
 train STS-B stsb --adapter pfeiffer
 train MRPC mrpc --train adapters-head
+
+# inspect describes the base and the three tasks as serve's GET /v1/model and /v1/tasks do.
+"$cli" inspect --model "$base" "${packs[@]}" >"$work/inspect.json" 2>"$work/err" ||
+  fail "inspect: $(cat "$work/err")"
+/usr/bin/python3 - "$work/inspect.json" <<'PY' || fail "inspect: $(cat "$work/inspect.json")"
+import json, sys
+out = json.load(open(sys.argv[1]))
+model, tasks = out["model"], {t["name"]: t for t in out["tasks"]}
+assert model["model"] == "adaptertune-base-uncased-L4-H256" and model["tasks"] == ["SST-2", "STS-B", "MRPC"]
+assert model["config"]["num_hidden_layers"] == 4 and model["no_task"]["trained"] is False
+assert tasks["STS-B"]["problem_type"] == "regression" and tasks["STS-B"]["labels"] is None
+assert tasks["MRPC"]["labels"] == ["0", "1"] and tasks["SST-2"]["max_length"] == 32
+assert tasks["STS-B"]["adapter_config"]["mh_adapter"] is False  # Pfeiffer's
+assert all(t["base"]["matches"] and t["base"]["config_sha256"] == model["config_sha256"] for t in tasks.values())
+assert all(0 < t["bytes"] < model["bytes"] / 20 for t in tasks.values())
+assert any("no classifier weights" in w for w in out["warnings"]), out["warnings"]
+PY
+refused "sst2: not an adapter pack" "$cli" inspect --model "$base" --adapter-pack "$work/sst2"
 
 # Task A evaluated on one model holding all three packs: the same result, to the last digit.
 "$cli" eval --task SST-2 --data-dir "$glue" --model "$base" "${packs[@]}" \

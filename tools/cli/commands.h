@@ -28,5 +28,7 @@ Command add_predict_command(CLI::App& app);
 
 /// `adaptertune serve`: predictions over HTTP for many tasks on one base.
 Command add_serve_command(CLI::App& app);
+/// `adaptertune inspect`: what a model directory and packs are, as serve describes them.
+Command add_inspect_command(CLI::App& app);
 
 }  // namespace adaptertune::cli

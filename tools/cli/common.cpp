@@ -8,6 +8,7 @@
 
 #include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/bert_config.h"
+#include "adaptertune/device.h"
 #include "adaptertune/error.h"
 #include "adaptertune/format.h"
 
@@ -59,6 +60,27 @@ int64_t max_length_for(const std::string& model_dir, std::optional<int64_t> max_
   if (!max_length) return config.default_sequence_length(preferred);
   config.check_sequence_length(*max_length, "--max-length");
   return *max_length;
+}
+
+void add_predictor_options(CLI::App* cmd, std::optional<int64_t>& max_length, std::string& device,
+                           std::optional<std::string>& precision) {
+  cmd->add_option("--max-length", max_length,
+                  "Tokens per example (default: what each pack was trained with, else 128)")
+      ->check(integer_range(1));
+  add_device_option(cmd, device);
+  add_precision_option(cmd, precision,
+                       "fp32, bf16 or fp16 (default: what the packs were trained with, else fp32)");
+}
+
+PredictorOptions predictor_options(const std::string& model_dir, const std::string& device,
+                                   const std::optional<std::string>& precision,
+                                   std::optional<int64_t> max_length) {
+  check_max_length_flag(model_dir, max_length);
+  PredictorOptions options;
+  options.device = parse_device(device);
+  if (precision) options.precision = parse_precision(*precision);
+  options.max_length = max_length.value_or(0);
+  return options;
 }
 
 void add_existing_output_options(CLI::App* cmd, bool& resume, bool& overwrite,

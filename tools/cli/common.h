@@ -12,6 +12,7 @@
 
 #include "adaptertune/adapter_config.h"
 #include "adaptertune/distributed/process_group.h"
+#include "adaptertune/inference/predictor.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/hf_checkpoint.h"
 #include "adaptertune/precision.h"
@@ -36,6 +37,17 @@ void check_max_length_flag(const std::string& model_dir, std::optional<int64_t> 
 /// (BertConfig::default_sequence_length()).
 int64_t max_length_for(const std::string& model_dir, std::optional<int64_t> max_length,
                        int64_t preferred);
+
+/// `--max-length`, `--device` and `--precision` as `serve` and `inspect` take them: what each
+/// pack records by default.
+void add_predictor_options(CLI::App* cmd, std::optional<int64_t>& max_length, std::string& device,
+                           std::optional<std::string>& precision);
+/// How `predict` (JSON lines), `serve` and `inspect` run a Predictor: `--device` and
+/// `--precision` parsed, `--max-length` checked against the model directory's positions (0: what
+/// each pack records).
+PredictorOptions predictor_options(const std::string& model_dir, const std::string& device,
+                                   const std::optional<std::string>& precision,
+                                   std::optional<int64_t> max_length);
 
 /// `--resume` (help text `resume_help`) and `--overwrite`, which exclude each other: what a
 /// command does with an `--out` that already holds a `what` ("run", "model").

@@ -146,6 +146,7 @@ int main(int argc, char** argv) {
   adaptertune::cli::Command run_eval = adaptertune::cli::add_eval_command(app);
   adaptertune::cli::Command run_predict = adaptertune::cli::add_predict_command(app);
   adaptertune::cli::Command run_serve = adaptertune::cli::add_serve_command(app);
+  adaptertune::cli::Command run_inspect = adaptertune::cli::add_inspect_command(app);
   ExpandedArguments expanded;
   try {
     expanded = expand_options_file(argc, argv);
@@ -181,6 +182,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("eval")) return run_eval();
     if (app.got_subcommand("predict")) return run_predict();
     if (app.got_subcommand("serve")) return run_serve();
+    if (app.got_subcommand("inspect")) return run_inspect();
   } catch (const adaptertune::Error& e) {
     std::cerr << "adaptertune: error: " << e.what() << "\n";
     return 1;

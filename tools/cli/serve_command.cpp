@@ -10,7 +10,6 @@
 #include <thread>
 #include <vector>
 
-#include "adaptertune/device.h"
 #include "adaptertune/error.h"
 #include "adaptertune/inference/predictor.h"
 #include "commands.h"
@@ -47,11 +46,7 @@ int run(ServeOptions o) {
   }
   o.server.batching.max_wait = std::chrono::milliseconds(o.max_wait_ms);
   o.server.request_timeout = std::chrono::milliseconds(o.request_timeout_ms);
-  PredictorOptions options;
-  options.device = parse_device(o.device);
-  if (o.precision) options.precision = parse_precision(*o.precision);
-  check_max_length_flag(o.model, o.max_length);
-  options.max_length = o.max_length.value_or(0);
+  PredictorOptions options = predictor_options(o.model, o.device, o.precision, o.max_length);
   options.batch_size = o.server.batching.max_batch;
   options.prepack_frozen_weights = !o.unpacked_weights;
   Predictor predictor(o.model, o.adapter_packs, options);
@@ -125,12 +120,7 @@ Command add_serve_command(CLI::App& app) {
   cmd->add_option("--threads", o->server.threads, "Connections served at once")
       ->check(integer_range(1, 1024))
       ->capture_default_str();
-  cmd->add_option("--max-length", o->max_length,
-                  "Tokens per example (default: what each pack was trained with, else 128)")
-      ->check(integer_range(1));
-  add_device_option(cmd, o->device);
-  add_precision_option(cmd, o->precision,
-                       "fp32, bf16 or fp16 (default: what the packs were trained with, else fp32)");
+  add_predictor_options(cmd, o->max_length, o->device, o->precision);
   cmd->add_flag("--unpacked-weights", o->unpacked_weights,
                 "On the CPU, keep no copy of the weights in oneDNN's layout: two bytes (bf16) or "
                 "four (fp32) less per weight value, short requests up to 1.66x (bf16) and 3.4x "

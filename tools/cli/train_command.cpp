@@ -762,11 +762,7 @@ int run_predict_requests(const UseOptions& o) {
   if (o.adapter)
     throw Error("--adapter does not apply to JSON lines input: each line names its task");
   if (!o.out.empty()) check_not_an_input(o.out, inputs_of(o), "--out");
-  check_max_length_flag(o.model, o.max_length);
-  PredictorOptions options;
-  options.device = parse_device(o.device);
-  if (o.precision) options.precision = parse_precision(*o.precision);
-  options.max_length = o.max_length.value_or(0);
+  PredictorOptions options = predictor_options(o.model, o.device, o.precision, o.max_length);
   options.batch_size = o.batch_size;
   // The packs are checked before stdin is read (the Predictor reads them again, before the base).
   pack_infos(o, /*span_packs=*/true);
