@@ -81,7 +81,10 @@ BertConfig BertConfig::from_json_string(const std::string& json, const std::stri
   reader.read("model_type", config.model_type);
   // Keys that Hugging Face writes for bookkeeping, generation or the task head. The head keys
   // are read by the checkpoint loader, not here.
-  reader.ignore({"architectures",
+  // `adaptertune`: what a fine-tuning run records of how the directory's model runs
+  // (read_model_directory_record()).
+  reader.ignore({"adaptertune",
+                 "architectures",
                  "transformers_version",
                  "torch_dtype",
                  "use_cache",

@@ -362,6 +362,59 @@ TEST(AdapterPack, RecordsTheWindowsAndAnswersOfASpanHead) {
   EXPECT_ERROR_CONTAINS(read_adapter_pack_info(dir), "key 'n_best' is missing");
 }
 
+// A span model directory (a fully fine-tuned BertForQuestionAnswering) records its windows and
+// answers in config.json as a pack does, the config still loads, and a bad record is refused
+// naming the file and key.
+TEST(AdapterPack, AModelDirectoryRecordsItsWindowsAndAnswers) {
+  torch::manual_seed(3);
+  BertForQuestionAnswering model(testing::tiny_config());
+  const std::string dir = fresh_dir("span_model_record");
+  save_pretrained(*model, dir);
+  EXPECT_EQ(read_model_directory_record(dir).max_length, 0);  // none recorded
+  EXPECT_FALSE(read_model_directory_record(dir).question_answering);
+  EXPECT_EQ(
+      read_model_directory_record(dir).span_options(testing::tiny_config()).features.max_length,
+      testing::tiny_config().max_position_embeddings);  // SQuAD's 384, at most the positions
+  QuestionAnsweringOptions qa;
+  qa.features.max_length = 48;
+  qa.features.doc_stride = 12;
+  qa.features.max_query_length = 10;
+  qa.answers.n_best = 5;
+  qa.answers.allow_no_answer = true;
+  write_model_directory_record(dir, {48, qa});
+  const ModelDirectoryRecord record = read_model_directory_record(dir);
+  EXPECT_EQ(record.max_length, 48);
+  ASSERT_TRUE(record.question_answering);
+  EXPECT_EQ(record.question_answering->features.max_length, 48);
+  EXPECT_EQ(record.question_answering->features.doc_stride, 12);
+  EXPECT_EQ(record.question_answering->features.max_query_length, 10);
+  EXPECT_EQ(record.question_answering->answers.n_best, 5);
+  EXPECT_TRUE(record.question_answering->answers.allow_no_answer);
+  EXPECT_EQ(record.span_options(testing::tiny_config()).features.doc_stride, 12);
+  EXPECT_EQ(record.span_options(testing::tiny_config(), 40).features.max_length, 40);
+  // The rest of config.json is as save_pretrained() wrote it, and loads.
+  EXPECT_EQ(BertConfig::from_file(dir + "/config.json"), testing::tiny_config());
+  const nlohmann::json config = nlohmann::json::parse(read_file(dir + "/config.json"));
+  EXPECT_EQ(config.at("architectures"), nlohmann::json::parse(R"(["BertForQuestionAnswering"])"));
+  EXPECT_EQ(config.at("adaptertune").at("max_length"), 48);
+  EXPECT_EQ(config.at("adaptertune").at("question_answering"),
+            nlohmann::json::parse(question_answering_record_json(qa)));
+  load_bert_for_question_answering(dir);
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"({"max_length": -1})",
+       "config.json (adaptertune): key 'max_length' must be a positive number of tokens"},
+      {R"({"question_answering": {"doc_stride": 0}})",
+       "(adaptertune.question_answering): key 'doc_stride' must be a count of at least 1"},
+      {R"({"windows": 3})", "config.json (adaptertune): unknown key(s) 'windows'"}};
+  for (const auto& [change, message] : bad) {
+    SCOPED_TRACE(change);
+    nlohmann::json broken = config;
+    broken["adaptertune"].merge_patch(nlohmann::json::parse(change));
+    write_file_atomic(dir + "/config.json", broken.dump());
+    EXPECT_ERROR_CONTAINS(read_model_directory_record(dir), message);
+  }
+}
+
 TEST(AdapterPack, LoadOrderWaitsForEveryPackOfANameAndScalesToManyPacks) {
   // A pack that names itself below it is not held back by itself (a hand-edited file can).
   EXPECT_EQ(pack_load_order({pack_info("self", {"self"})}), (std::vector<size_t>{0}));

@@ -549,6 +549,17 @@ TEST(Predictor, ASpanModelDirectoryAnswersQuestionsThatNameNoTask) {
   const Predictor short_windows(dir, {}, shorter);
   EXPECT_EQ(short_windows.max_length(std::nullopt), 96);
   EXPECT_EQ(short_windows.base_info().question_answering->features.max_length, 96);
+  // What the directory records (a full run's windows and answers), as a pack's record.
+  QuestionAnsweringOptions recorded;
+  recorded.features.max_length = 80;
+  recorded.features.doc_stride = 32;
+  recorded.answers.n_best = 7;
+  write_model_directory_record(dir, {80, recorded});
+  const BaseInfo from_record = Predictor(dir, {}).base_info();
+  EXPECT_EQ(from_record.max_length, 80);
+  EXPECT_EQ(from_record.question_answering->features.doc_stride, 32);
+  EXPECT_EQ(from_record.question_answering->answers.n_best, 7);
+  EXPECT_EQ(Predictor(dir, {}, shorter).base_info().max_length, 96);  // the option first
   // The span head is part of the base's bytes: 2 x (hidden + 1) floats.
   const Predictor classifier_base(files().model, {});
   const int64_t hidden = testing::tiny_config().hidden_size;

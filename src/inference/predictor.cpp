@@ -213,8 +213,8 @@ struct Predictor::State {
   // A span task's windows and answers (AdapterPackInfo::span_options(), as `predict --task
   // squad` takes them), in windows of the option's length when given, checked to fit their
   // questions and the model's positions.
-  QuestionAnsweringOptions span_options(const AdapterPackInfo& recorded,
-                                        const std::string& pack) const {
+  template <typename Record>  // AdapterPackInfo or ModelDirectoryRecord
+  QuestionAnsweringOptions span_options(const Record& recorded, const std::string& pack) const {
     const BertConfig& base = model->bert->config();
     const QuestionAnsweringOptions qa = recorded.span_options(
         base, options.max_length > 0 ? std::optional<int64_t>(options.max_length) : std::nullopt);
@@ -368,15 +368,15 @@ Predictor::Predictor(const std::string& model_directory,
   s.model = load_bert_for_sequence_classification(
       model_directory, HeadConfig::from_model_config(read_file(config_path), config_path), &report);
   if (report.ignored_span_head()) {
-    // Its span head around the base, with SQuAD's windows and answers (a model directory records
-    // none), as `eval`/`predict --task squad` run it. The checkpoint is read a second time for
+    // Its span head around the base, with the windows and answers the directory records (else
+    // SQuAD's), as `eval`/`predict --task squad` run it. The checkpoint is read a second time for
     // it, and all but the head dropped: loading costs that once, serving nothing.
     NamedTensors head;
     for (auto& [name, tensor] : read_hf_weights(model_directory)) {
       if (name.rfind("qa_outputs.", 0) == 0) head.emplace_back(name, std::move(tensor));
     }
     State::SpanTask& span = s.base_span.emplace();
-    span.options = s.span_options(AdapterPackInfo{}, model_directory);
+    span.options = s.span_options(read_model_directory_record(model_directory), model_directory);
     span.model = BertForQuestionAnswering(s.model->bert);
     load_state_dict(*span.model, head, model_directory);
     span.model->qa_outputs->to(options.device);

@@ -271,6 +271,11 @@ std::vector<std::string> AdapterPackInfo::trained_stack() const {
 
 QuestionAnsweringOptions AdapterPackInfo::span_options(const BertConfig& base,
                                                        std::optional<int64_t> length) const {
+  return ModelDirectoryRecord{max_length, question_answering}.span_options(base, length);
+}
+
+QuestionAnsweringOptions ModelDirectoryRecord::span_options(const BertConfig& base,
+                                                            std::optional<int64_t> length) const {
   QuestionAnsweringOptions qa = question_answering.value_or(QuestionAnsweringOptions{});
   if (length) {
     qa.features.max_length = *length;
@@ -280,6 +285,36 @@ QuestionAnsweringOptions AdapterPackInfo::span_options(const BertConfig& base,
     qa.features.max_length = base.default_sequence_length(SquadFeatureOptions{}.max_length);
   }
   return qa;
+}
+
+ModelDirectoryRecord read_model_directory_record(const std::string& directory) {
+  const std::string path = directory + "/config.json";
+  const detail::Json config = detail::parse_json(read_file(path), path);
+  ModelDirectoryRecord record;
+  if (!config.is_object() || !config.contains("adaptertune")) return record;
+  detail::JsonObjectReader reader(config["adaptertune"], path + " (adaptertune)");
+  reader.read("max_length", record.max_length);
+  if (record.max_length < 0) reader.fail("max_length", "a positive number of tokens");
+  if (const detail::Json* qa = reader.take("question_answering")) {
+    record.question_answering = read_question_answering(*qa, path, record.max_length);
+  }
+  reader.ignore({"library_version"});
+  reader.finish();
+  return record;
+}
+
+void write_model_directory_record(const std::string& directory,
+                                  const ModelDirectoryRecord& record) {
+  const std::string path = directory + "/config.json";
+  detail::Json config = detail::parse_json(read_file(path), path);
+  if (!config.is_object()) throw Error(path + ": expected a JSON object");
+  detail::Json ours = {{"library_version", version()}};
+  if (record.max_length > 0) ours["max_length"] = record.max_length;
+  if (record.question_answering) {
+    ours["question_answering"] = question_answering_record(*record.question_answering);
+  }
+  config["adaptertune"] = ours;
+  write_file_atomic(path, json_text(config, 2) + "\n");
 }
 
 std::vector<std::string> AdapterPackInfo::missing_below(

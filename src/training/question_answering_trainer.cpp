@@ -285,6 +285,10 @@ TrainResult QuestionAnsweringTrainer::train() {
     engine.save_checkpoint(fingerprint,
                            json_text(record.stamped(detail::task_progress_json(best))));
   };
+  // The windows and answers as evaluate_squad() picked the best model: no answer where the dev
+  // data allows one. The pack or the model directory records them, so that it runs so.
+  QuestionAnsweringOptions recorded = qa_;
+  recorded.answers = qa_.answers.for_data(dev_data_);
   auto save_best = [&] {
     const std::string temp = detail::empty_best_staging(options_.output_dir);
     if (adapter_) {
@@ -293,13 +297,12 @@ TrainResult QuestionAnsweringTrainer::train() {
       pack.max_length = qa_.features.max_length;
       pack.precision = options_.precision;
       pack.stacked_on = stacked_on_;
-      pack.question_answering = qa_;
-      // As evaluate_squad() picked the best pack: no answer where the dev data allows one.
-      pack.question_answering->answers = qa_.answers.for_data(dev_data_);
+      pack.question_answering = recorded;
       save_adapter_pack(model_, *adapter_, temp, pack);
     } else {
       save_pretrained(*model_, temp);
       save_tokenizer(tokenizer_, temp, qa_.features.max_length);
+      write_model_directory_record(temp, {qa_.features.max_length, recorded});
     }
     detail::move_best_into_place(options_.output_dir, best_dir);
   };

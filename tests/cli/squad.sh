@@ -22,6 +22,15 @@ for article in data["data"]:
             print(json.dumps(request))
 PY
 }
+# Sets the windows' length a JSON file $1 records (its "adaptertune" key) to $2.
+record_max_length() {
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["adaptertune"]["max_length"] = int(sys.argv[2])
+json.dump(config, open(sys.argv[1], "w"))
+PY
+}
 # Whether JSON lines of answers $2 (after $3 lines for other requests) come from task $4 (none
 # when empty) and are what predict --task squad wrote to $1, question by question.
 same_answers() {
@@ -68,12 +77,7 @@ grep -q '"doc_stride":24,"max_query_length":16,"n_best":7,"max_answer_length":30
 # Windows the base cannot hold, as a pack trained on a longer base records them, are refused
 # naming the pack.
 cp -r "$work/adapter/best" "$work/longer"
-/usr/bin/python3 - "$work/longer/adapter_config.json" <<'PY'
-import json, sys
-config = json.load(open(sys.argv[1]))
-config["adaptertune"]["max_length"] = 200
-json.dump(config, open(sys.argv[1], "w"))
-PY
+record_max_length "$work/longer/adapter_config.json" 200
 refused "$work/longer: max_length 200 is more than the model's max_position_embeddings (128)" \
   "$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" --adapter-pack "$work/longer"
 "$cli" predict --task squad --test-file "$squad/dev-v2.0.json" --model "$base" \
@@ -187,16 +191,29 @@ grep -q '"BertForQuestionAnswering"' "$work/full/best/config.json" || fail "full
 "$cli" eval --task squad --dev-file "$squad/dev-v2.0.json" --model "$work/full/best" "${windows[@]}" \
   >"$work/eval_full.json" 2>"$work/err" || fail "eval the full model: $(cat "$work/err")"
 grep -q '"no_answer_f1"' "$work/eval_full.json" || fail "v2.0 metrics: $(cat "$work/eval_full.json")"
-# A model directory records no windows: SQuAD's, in windows of all the base's 128 positions
-# (fewer than SQuAD's 384); a longer --max-length is refused by name.
+# The model directory records its windows and answers as a pack does (config.json's
+# "adaptertune"): eval runs them without the flags, to the run's best scores; a longer
+# --max-length, or a record the base cannot hold, is refused by name.
 "$cli" eval --task squad --dev-file "$squad/dev-v2.0.json" --model "$work/full/best" \
-  >"$work/eval_default.json" 2>"$work/err" || fail "eval with SQuAD's windows: $(cat "$work/err")"
-grep -q '"max_length":128,"doc_stride":128,"max_query_length":64' "$work/eval_default.json" ||
-  fail "SQuAD's windows on a base of 128 positions: $(cat "$work/eval_default.json")"
+  >"$work/eval_default.json" 2>"$work/err" || fail "eval with the recorded windows: $(cat "$work/err")"
+grep -q '"max_length":64,"doc_stride":16,"max_query_length":16,"n_best":20,"max_answer_length":30,"null_score_threshold":0.0,"allow_no_answer":true' \
+  "$work/eval_default.json" || fail "the recorded windows: $(cat "$work/eval_default.json")"
+cmp -s "$work/eval_full.json" "$work/eval_default.json" ||
+  fail "eval with the flags and with the record differ: $(cat "$work/eval_full.json" "$work/eval_default.json")"
+/usr/bin/python3 - "$work/full.json" "$work/eval_default.json" <<'PY' || fail "the full model's eval differs from the run's best"
+import json, sys
+run, ev = (json.load(open(p)) for p in sys.argv[1:3])
+for k in ("exact", "f1"):
+    assert abs(run["dev"][k] - ev["metrics"][k]) < 1e-9, (k, run["dev"], ev["metrics"])
+PY
 refused "--max-length 200 is more than the model's max_position_embeddings (128)" \
   "$cli" eval --task squad --dev-file "$squad/dev-v2.0.json" --model "$work/full/best" --max-length 200
-# It serves its span head too: JSON lines that name no task are questions, answered as predict
-# --task squad answers them with the directory alone.
+cp -r "$work/full/best" "$work/full_longer"
+record_max_length "$work/full_longer/config.json" 200
+refused "full_longer/config.json: adaptertune.max_length 200 is more than the model's max_position_embeddings (128)" \
+  "$cli" eval --task squad --dev-file "$squad/dev-v2.0.json" --model "$work/full_longer"
+# It serves its span head too, with the windows it records: JSON lines that name no task are
+# questions, answered as predict --task squad answers them with the directory alone.
 "$cli" predict --task squad --test-file "$squad/dev-v1.1.json" --model "$work/full/best" \
   --out "$work/full_predictions.json" 2>"$work/err" || fail "predict the full model: $(cat "$work/err")"
 questions_jsonl "" >"$work/full_questions.jsonl"

@@ -92,10 +92,19 @@ SquadModel open_squad_model(const SquadUseRequest& r) {
     check_packs_below(*info, r.adapter_packs[*span], infos);
   }
   const BertConfig base = BertConfig::from_file(r.model + "/config.json");
-  // A model directory alone records nothing: SQuAD's settings, the flags' where given.
-  out.qa = qa_options(r.squad, info.value_or(AdapterPackInfo{}).span_options(base, r.max_length));
-  const std::string length_source =
-      r.max_length || !span ? std::string("--max-length") : r.adapter_packs[*span] + ": max_length";
+  // The flags where given, else what the span pack records, else what the model directory
+  // records (a span model kept by train --train full), else SQuAD's settings.
+  std::string length_source = "--max-length";
+  if (span) {
+    out.qa = qa_options(r.squad, info->span_options(base, r.max_length));
+    if (!r.max_length) length_source = r.adapter_packs[*span] + ": max_length";
+  } else {
+    const ModelDirectoryRecord recorded = read_model_directory_record(r.model);
+    out.qa = qa_options(r.squad, recorded.span_options(base, r.max_length));
+    if (!r.max_length && recorded.max_length > 0) {
+      length_source = r.model + "/config.json: adaptertune.max_length";
+    }
+  }
   base.check_sequence_length(out.qa.features.max_length, length_source);
   out.device = parse_device(r.device);
   std::vector<std::string> warnings;

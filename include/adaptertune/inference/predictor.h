@@ -37,7 +37,8 @@ struct PredictorOptions {
   /// Tokens per example (special tokens included); 0: what each task's pack records, else 128 (at
   /// most the model's max_position_embeddings). A length beyond those positions is an Error. For
   /// a span task (and a span model directory's own head), the length of its windows (0: what its
-  /// pack records, else SQuAD's 384, at most the model's positions).
+  /// pack, or the span model directory, records, else SQuAD's 384, at most the model's
+  /// positions).
   int64_t max_length = 0;
   /// Examples per forward pass; requests are sorted by length into batches padded to their
   /// longest example.
@@ -173,9 +174,9 @@ Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
 /// answers with the pack's options; empty with score 0 too when no start and end among the n best
 /// make a valid span. The null score is given beside it. A model directory that is a span model
 /// (its checkpoint holds a span head, `qa_outputs`, as a fully fine-tuned BertForQuestionAnswering
-/// does) answers the requests that name no task as questions in the same way, with SQuAD's
-/// windows and answers (windows of all its positions when it has fewer than 384), as
-/// `eval`/`predict --task squad` run such a directory.
+/// does) answers the requests that name no task as questions in the same way, with the windows
+/// and answers the directory records (read_model_directory_record()), else SQuAD's (windows of
+/// all its positions when it has fewer than 384), as `eval`/`predict --task squad` run it.
 ///
 /// Thread safety: the const members change no state, neither the model's (no active task is set
 /// per request: each batch carries its own TaskRouting) nor LibTorch's global state, so any

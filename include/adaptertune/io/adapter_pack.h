@@ -113,6 +113,31 @@ struct AdapterPackInfo {
 /// `head_config.json` when present).
 AdapterPackInfo read_adapter_pack_info(const std::string& directory);
 
+/// What a span run that keeps a model directory (`train --task squad --train full`) records there
+/// of how its model runs, as a span pack records it: `config.json`'s `adaptertune` key,
+/// `{"max_length", "question_answering"}` (question_answering_record_json()). Hugging Face keeps a
+/// config key it does not know as an attribute of the config, so the directory loads there as
+/// before; BertConfig leaves the key to read_model_directory_record().
+struct ModelDirectoryRecord {
+  /// The windows' length it ran with (0: not recorded).
+  int64_t max_length = 0;
+  /// Its windows and answer options, with `features.max_length` set to `max_length`
+  /// (std::nullopt: not recorded).
+  std::optional<QuestionAnsweringOptions> question_answering;
+  /// As AdapterPackInfo::span_options(): these options (else SQuAD's), in windows of
+  /// `max_length` tokens when given, else the recorded length, else SQuAD's 384 or all of
+  /// `base`'s positions when it has fewer. Not validated.
+  QuestionAnsweringOptions span_options(const BertConfig& base,
+                                        std::optional<int64_t> max_length = std::nullopt) const;
+};
+
+/// The record of `directory/config.json` (an empty one when the directory records none, as a
+/// base or a directory another tool wrote). Throws Error naming the file and the key when the
+/// record is malformed.
+ModelDirectoryRecord read_model_directory_record(const std::string& directory);
+/// Adds `record` to `directory/config.json` (written atomically; its other keys are kept).
+void write_model_directory_record(const std::string& directory, const ModelDirectoryRecord& record);
+
 /// `qa` as a span pack records it (`adaptertune.question_answering`, see AdapterPackOptions): a
 /// JSON object of `doc_stride`, `max_query_length`, `n_best`, `max_answer_length`,
 /// `null_score_threshold` and `allow_no_answer` (the windows' length is recorded apart).
