@@ -381,7 +381,7 @@ TEST(AdapterPack, AModelDirectoryRecordsItsWindowsAndAnswers) {
   qa.features.max_query_length = 10;
   qa.answers.n_best = 5;
   qa.answers.allow_no_answer = true;
-  write_model_directory_record(dir, {48, qa});
+  write_model_directory_record(dir, {48, qa, Precision::kBFloat16});
   const ModelDirectoryRecord record = read_model_directory_record(dir);
   EXPECT_EQ(record.max_length, 48);
   ASSERT_TRUE(record.question_answering);
@@ -390,6 +390,7 @@ TEST(AdapterPack, AModelDirectoryRecordsItsWindowsAndAnswers) {
   EXPECT_EQ(record.question_answering->features.max_query_length, 10);
   EXPECT_EQ(record.question_answering->answers.n_best, 5);
   EXPECT_TRUE(record.question_answering->answers.allow_no_answer);
+  EXPECT_EQ(record.precision, Precision::kBFloat16);
   EXPECT_EQ(record.span_options(testing::tiny_config()).features.doc_stride, 12);
   EXPECT_EQ(record.span_options(testing::tiny_config(), 40).features.max_length, 40);
   // The rest of config.json is as save_pretrained() wrote it, and loads.
@@ -405,6 +406,8 @@ TEST(AdapterPack, AModelDirectoryRecordsItsWindowsAndAnswers) {
        "config.json (adaptertune): key 'max_length' must be a positive number of tokens"},
       {R"({"question_answering": {"doc_stride": 0}})",
        "(adaptertune.question_answering): key 'doc_stride' must be a count of at least 1"},
+      {R"({"precision": "fp8"})",
+       "config.json (adaptertune): key 'precision' must be \"fp32\", \"bf16\" or \"fp16\""},
       {R"({"windows": 3})", "config.json (adaptertune): unknown key(s) 'windows'"}};
   for (const auto& [change, message] : bad) {
     SCOPED_TRACE(change);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -554,7 +555,7 @@ TEST(Predictor, ASpanModelDirectoryAnswersQuestionsThatNameNoTask) {
   recorded.features.max_length = 80;
   recorded.features.doc_stride = 32;
   recorded.answers.n_best = 7;
-  write_model_directory_record(dir, {80, recorded});
+  write_model_directory_record(dir, {80, recorded, std::nullopt});
   const BaseInfo from_record = Predictor(dir, {}).base_info();
   EXPECT_EQ(from_record.max_length, 80);
   EXPECT_EQ(from_record.question_answering->features.doc_stride, 32);
@@ -940,6 +941,34 @@ TEST(Predictor, BaseInfoDescribesTheModelDirectory) {
   // Without the option: the default length, at most the positions.
   EXPECT_EQ(Predictor(files().model, {}).base_info().max_length,
             std::min<int64_t>(kDefaultMaxLength, base.config.max_position_embeddings));
+}
+
+// A model directory that records its run (a full fine-tuning's length and precision) runs the
+// requests that name no task so, as a pack's record runs its task's; a pack that records another
+// precision outvotes it to fp32, as packs that disagree do.
+TEST(Predictor, TheModelDirectorysRecordSetsItsLengthAndPrecision) {
+  const std::string dir = files().root + "/recorded_base";
+  std::filesystem::remove_all(dir);
+  std::filesystem::copy(files().model, dir);
+  write_model_directory_record(dir, {20, std::nullopt, Precision::kBFloat16});
+  const Predictor recorded(dir, {});
+  EXPECT_EQ(recorded.max_length(std::nullopt), 20);
+  EXPECT_EQ(recorded.precision(), Precision::kBFloat16);
+  const auto encoded = recorded.predict(
+      std::nullopt,
+      {TextInput{std::string(200, 'a') + " b c d e f g h i j k l m n o p q r s t u v w x y z",
+                 std::nullopt}});
+  EXPECT_EQ(encoded.size(), 1u);
+  AdapterPackOptions fp32;
+  fp32.precision = Precision::kFloat32;
+  {
+    BertForSequenceClassification model = load_bert_for_sequence_classification(dir);
+    model->add_task("topic", AdapterConfig::houlsby(), HeadConfig::classification({"a", "b"}));
+    save_adapter_pack(model, "topic", dir + "_topic", fp32);
+  }
+  EXPECT_EQ(Predictor(dir, {dir + "_topic"}).precision(), Precision::kFloat32);
+  write_model_directory_record(dir, {200, std::nullopt, std::nullopt});
+  EXPECT_ERROR_CONTAINS(Predictor(dir, {}), "config.json: adaptertune.max_length");
 }
 
 TEST(Predictor, JsonLinesHaveTheDocumentedShape) {

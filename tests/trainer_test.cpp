@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
+#include "adaptertune/inference/predictor.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/directory_lock.h"
@@ -252,6 +253,12 @@ TEST(Trainer, FullFineTuningKeepsAModelDirectoryWithItsTokenizer) {
   EvalResult eval =
       evaluate(reloaded, f.task, f.dev, 32, torch::kCPU, Precision::kFloat32, tokenizer->pad_id());
   EXPECT_DOUBLE_EQ(eval.metrics.at("accuracy"), r.best_metrics.at("accuracy"));
+  // It records how it ran, as a pack does: eval, predict and a Predictor default to that.
+  const ModelDirectoryRecord record = read_model_directory_record(*r.best_model);
+  EXPECT_EQ(record.max_length, 32);
+  EXPECT_EQ(record.precision, Precision::kFloat32);
+  EXPECT_FALSE(record.question_answering.has_value());
+  EXPECT_EQ(Predictor(*r.best_model, {}).max_length(std::nullopt), 32);
 }
 
 // run.json names the base a run started from: its directory and the identity of its weights,

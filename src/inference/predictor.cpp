@@ -347,13 +347,18 @@ Predictor::Predictor(const std::string& model_directory,
   std::vector<AdapterPackInfo> infos;
   for (const auto& pack : adapter_packs) infos.push_back(read_adapter_pack_info(pack));
   check_fused_adapters(infos, adapter_packs);
-  // The precision, from the option or what the packs record: an fp16 the device cannot run is
-  // refused here, before any weights load.
+  // What the model directory records of its own run (a full or head-only fine-tuning's).
+  const ModelDirectoryRecord directory_record = read_model_directory_record(model_directory);
+  // The precision, from the option or what the packs (and the model directory, when it records
+  // one) record: an fp16 the device cannot run is refused here, before any weights load.
+  std::vector<std::optional<Precision>> votes;
+  for (const AdapterPackInfo& info : infos) votes.push_back(info.precision);
+  if (directory_record.precision) votes.push_back(directory_record.precision);
   std::optional<Precision> recorded;
   bool agree = true;
-  for (size_t i = 0; i < infos.size(); ++i) {
-    if (i == 0) recorded = infos[i].precision;
-    agree = agree && infos[i].precision == recorded;
+  for (size_t i = 0; i < votes.size(); ++i) {
+    if (i == 0) recorded = votes[i];
+    agree = agree && votes[i] == recorded;
   }
   std::string precision_warning;
   s.precision = inference_precision(options.precision, agree ? recorded : std::nullopt,
@@ -376,7 +381,7 @@ Predictor::Predictor(const std::string& model_directory,
       if (name.rfind("qa_outputs.", 0) == 0) head.emplace_back(name, std::move(tensor));
     }
     State::SpanTask& span = s.base_span.emplace();
-    span.options = s.span_options(read_model_directory_record(model_directory), model_directory);
+    span.options = s.span_options(directory_record, model_directory);
     span.model = BertForQuestionAnswering(s.model->bert);
     load_state_dict(*span.model, head, model_directory);
     span.model->qa_outputs->to(options.device);
@@ -387,7 +392,9 @@ Predictor::Predictor(const std::string& model_directory,
   } else {
     s.base.head = s.model->head_config();
     s.base.head_trained = !report.missing_any(ParameterGroup::kHead);
-    s.base.max_length = s.length(0);
+    s.base.max_length = s.length(directory_record.max_length);
+    s.base.config.check_sequence_length(s.base.max_length,
+                                        config_path + ": adaptertune.max_length");
     if (!s.base.head_trained) {
       s.warnings.push_back(model_directory +
                            " has no classifier weights: requests that name no task are answered "
@@ -609,7 +616,7 @@ void Predictor::State::predict_sequences(const std::vector<TaskRequest>& request
   heads.reserve(wanted.size());
   for (size_t request : wanted) {
     const std::optional<std::string>& task = requests[request].task;
-    const int64_t max_tokens = task ? info.at(*task).max_length : length(0);
+    const int64_t max_tokens = task ? info.at(*task).max_length : base.max_length;
     data.encodings.push_back(
         tokenizer->encode(requests[request].text, requests[request].text_pair, max_tokens));
     heads.push_back(task ? &info.at(*task).head : &model->head_config());

@@ -139,6 +139,19 @@ QuestionAnsweringOptions read_question_answering(const detail::Json& value, cons
   return qa;
 }
 
+// A recorded `precision` ("fp32", "bf16" or "fp16"; null: not recorded), read by `reader`.
+std::optional<Precision> read_precision(const detail::Json& value,
+                                        detail::JsonObjectReader& reader) {
+  if (value.is_null()) return std::nullopt;
+  const char* expected = "\"fp32\", \"bf16\" or \"fp16\"";
+  if (!value.is_string()) reader.fail("precision", expected);
+  try {
+    return parse_precision(value.get<std::string>());
+  } catch (const Error&) {
+    reader.fail("precision", expected);
+  }
+}
+
 // Whether a pack's head (`head`, read from head_config.json at `path`) is a span head. Only the
 // two keys that say so are read here: HeadConfig::from_model_config() reads the rest of a
 // classification head's file.
@@ -271,7 +284,7 @@ std::vector<std::string> AdapterPackInfo::trained_stack() const {
 
 QuestionAnsweringOptions AdapterPackInfo::span_options(const BertConfig& base,
                                                        std::optional<int64_t> length) const {
-  return ModelDirectoryRecord{max_length, question_answering}.span_options(base, length);
+  return ModelDirectoryRecord{max_length, question_answering, precision}.span_options(base, length);
 }
 
 QuestionAnsweringOptions ModelDirectoryRecord::span_options(const BertConfig& base,
@@ -295,6 +308,9 @@ ModelDirectoryRecord read_model_directory_record(const std::string& directory) {
   detail::JsonObjectReader reader(config["adaptertune"], path + " (adaptertune)");
   reader.read("max_length", record.max_length);
   if (record.max_length < 0) reader.fail("max_length", "a positive number of tokens");
+  if (const detail::Json* precision = reader.take("precision")) {
+    record.precision = read_precision(*precision, reader);
+  }
   if (const detail::Json* qa = reader.take("question_answering")) {
     record.question_answering = read_question_answering(*qa, path, record.max_length);
   }
@@ -310,6 +326,7 @@ void write_model_directory_record(const std::string& directory,
   if (!config.is_object()) throw Error(path + ": expected a JSON object");
   detail::Json ours = {{"library_version", version()}};
   if (record.max_length > 0) ours["max_length"] = record.max_length;
+  if (record.precision) ours["precision"] = precision_name(*record.precision);
   if (record.question_answering) {
     ours["question_answering"] = question_answering_record(*record.question_answering);
   }
@@ -420,13 +437,8 @@ AdapterPackInfo read_pack_info(const std::string& directory,
     sub.read("train_mode", info.train_mode);
     sub.read("max_length", info.max_length);
     if (info.max_length < 0) sub.fail("max_length", "a positive number of tokens");
-    if (const detail::Json* precision = sub.take("precision"); precision && !precision->is_null()) {
-      if (!precision->is_string()) sub.fail("precision", "\"fp32\", \"bf16\" or \"fp16\"");
-      try {
-        info.precision = parse_precision(precision->get<std::string>());
-      } catch (const Error&) {
-        sub.fail("precision", "\"fp32\", \"bf16\" or \"fp16\"");
-      }
+    if (const detail::Json* precision = sub.take("precision")) {
+      info.precision = read_precision(*precision, sub);
     }
     if (const detail::Json* stacked_on = sub.take("stacked_on")) {
       const char* expected = "an array of the names of the adapters below it, bottom first";

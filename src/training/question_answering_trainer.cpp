@@ -302,7 +302,7 @@ TrainResult QuestionAnsweringTrainer::train() {
     } else {
       save_pretrained(*model_, temp);
       save_tokenizer(tokenizer_, temp, qa_.features.max_length);
-      write_model_directory_record(temp, {qa_.features.max_length, recorded});
+      write_model_directory_record(temp, {qa_.features.max_length, recorded, options_.precision});
     }
     detail::move_best_into_place(options_.output_dir, best_dir);
   };

@@ -488,6 +488,8 @@ TrainResult Trainer::train() {
       save_tokenizer(
           tokenizer_, temp,
           options_.max_length > 0 ? std::optional<int64_t>(options_.max_length) : std::nullopt);
+      // What a pack records, so that eval, predict and serve run the directory as it evaluated.
+      write_model_directory_record(temp, {options_.max_length, std::nullopt, options_.precision});
     }
     if (several) make_directories(options_.output_dir + "/best");
     detail::move_best_into_place(options_.output_dir, target);

@@ -75,9 +75,17 @@ grep -qE '^\{"task":"SST-2","label":"(0|1)","probabilities":\{"0":[0-9.e-]+,"1":
   <"$work/input.txt" 2>/dev/null || fail "predict --out"
 [ "$(wc -l <"$work/labels.txt")" -eq 2 ] || fail "predict --out wrote $(wc -l <"$work/labels.txt") lines"
 
-# Full fine-tuning keeps a model directory that evaluates on its own (it carries the tokenizer).
-"$cli" train "${common[@]}" --train full --lr 1e-4 --out "$work/full" >"$work/full.json" 2>"$work/full.log" || fail "train --train full: $(tail -3 "$work/full.log")"
-"$cli" eval --task SST-2 --data-dir "$glue" --model "$work/full/best" --max-length 32 >/dev/null 2>"$work/full_eval.log" || fail "eval --model runs/x/best: $(cat "$work/full_eval.log")"
+# Full fine-tuning keeps a model directory that evaluates on its own (it carries the tokenizer),
+# and records the length and precision it ran with, which eval takes as it takes a pack's, to the
+# run's best score.
+"$cli" train "${common[@]}" --train full --lr 1e-4 --precision bf16 --out "$work/full" >"$work/full.json" 2>"$work/full.log" || fail "train --train full: $(tail -3 "$work/full.log")"
+"$cli" eval --task SST-2 --data-dir "$glue" --model "$work/full/best" >"$work/full_eval.json" 2>"$work/full_eval.log" || fail "eval --model runs/x/best: $(cat "$work/full_eval.log")"
+/usr/bin/python3 - "$work/full.json" "$work/full_eval.json" <<'PY' || fail "eval of the full model: $(cat "$work/full_eval.json")"
+import json, sys
+run, ev = (json.load(open(p)) for p in sys.argv[1:3])
+assert ev["max_length"] == 32 and ev["precision"] == "bf16", ev
+assert ev["metrics"]["accuracy"] == run["dev"]["accuracy"], (run, ev)
+PY
 
 # --random-init: the base's config without its weights, for full fine-tuning only (an adapter pack
 # would later be used on the pretrained weights). Its model differs from the pretrained run's.

@@ -637,12 +637,21 @@ UseSettings settings_for(const UseOptions& o, const TaskDescription& task,
   const std::optional<size_t> pack = chosen_pack(o, task, infos);
   const AdapterPackInfo* info = pack ? &infos[*pack] : nullptr;
   if (info) check_pack_fits_task(*info, o.adapter_packs[*pack], task);
-  const bool recorded_length = info && info->max_length > 0;
+  // The flags, else what the chosen pack records, else what the model directory records (a full
+  // or head-only run's), else the defaults.
+  const ModelDirectoryRecord directory =
+      info ? ModelDirectoryRecord{info->max_length, std::nullopt, info->precision}
+           : read_model_directory_record(o.model);
   const BertConfig config = BertConfig::from_file(o.model + "/config.json");
   const int64_t max_length = o.max_length.value_or(
-      recorded_length ? info->max_length : config.default_sequence_length(kDefaultMaxLength));
-  config.check_sequence_length(
-      max_length, o.max_length || !pack ? "--max-length" : o.adapter_packs[*pack] + ": max_length");
+      directory.max_length > 0 ? directory.max_length
+                               : config.default_sequence_length(kDefaultMaxLength));
+  std::string length_source = "--max-length";
+  if (!o.max_length && directory.max_length > 0) {
+    length_source = info ? o.adapter_packs[*pack] + ": max_length"
+                         : o.model + "/config.json: adaptertune.max_length";
+  }
+  config.check_sequence_length(max_length, length_source);
   std::optional<Stack> stack = adapter_stack(o);
   std::vector<std::string> warnings;
   if (info && !info->stacked_on.empty()) {
@@ -659,8 +668,7 @@ UseSettings settings_for(const UseOptions& o, const TaskDescription& task,
       stack = Stack(std::move(trained));
     }
   }
-  const Precision precision =
-      use_precision(o.precision, info ? info->precision : std::nullopt, device, warnings);
+  const Precision precision = use_precision(o.precision, directory.precision, device, warnings);
   return {max_length,       precision,          device, pack, std::move(infos),
           std::move(stack), std::move(warnings)};
 }

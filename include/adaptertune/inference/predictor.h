@@ -26,16 +26,18 @@ class ProcessGroup;
 struct PredictorOptions {
   /// Where the model runs (see parse_device()).
   c10::Device device = c10::Device(c10::kCPU);
-  /// Autocast precision; std::nullopt: the one the packs record when they all record the same,
-  /// else fp32 (fp32 too for fp16 packs on the CPU, whose autocast has no fp16: warnings() says
-  /// so; inference_precision()). An fp16 asked for on the CPU is an Error. With bf16 (or fp16)
-  /// the weights of every Linear are stored in that dtype once (store_frozen_linear_weights()):
-  /// the same predictions, bit for bit, without autocast casting them on every forward pass, in
-  /// half their memory. In every precision the attention's query, key and value are packed into
-  /// one block (prepare_for_inference()).
+  /// Autocast precision; std::nullopt: the one the packs (and the model directory, when it records
+  /// one: read_model_directory_record()) record when they all record the same, else fp32 (fp32 too
+  /// for fp16 packs on the CPU, whose autocast has no fp16: warnings() says so;
+  /// inference_precision()). An fp16 asked for on the CPU is an Error. With bf16 (or fp16) the
+  /// weights of every Linear are stored in that dtype once (store_frozen_linear_weights()): the
+  /// same predictions, bit for bit, without autocast casting them on every forward pass, in half
+  /// their memory. In every precision the attention's query, key and value are packed into one
+  /// block (prepare_for_inference()).
   std::optional<Precision> precision;
-  /// Tokens per example (special tokens included); 0: what each task's pack records, else 128 (at
-  /// most the model's max_position_embeddings). A length beyond those positions is an Error. For
+  /// Tokens per example (special tokens included); 0: what each task's pack records (for requests
+  /// that name no task, what the model directory records), else 128 (at most the model's
+  /// max_position_embeddings). A length beyond those positions is an Error. For
   /// a span task (and a span model directory's own head), the length of its windows (0: what its
   /// pack, or the span model directory, records, else SQuAD's 384, at most the model's
   /// positions).

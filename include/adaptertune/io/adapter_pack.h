@@ -113,17 +113,20 @@ struct AdapterPackInfo {
 /// `head_config.json` when present).
 AdapterPackInfo read_adapter_pack_info(const std::string& directory);
 
-/// What a span run that keeps a model directory (`train --task squad --train full`) records there
-/// of how its model runs, as a span pack records it: `config.json`'s `adaptertune` key,
-/// `{"max_length", "question_answering"}` (question_answering_record_json()). Hugging Face keeps a
-/// config key it does not know as an attribute of the config, so the directory loads there as
-/// before; BertConfig leaves the key to read_model_directory_record().
+/// What a run that keeps a model directory (full or head-only fine-tuning: `train --train full`,
+/// for a span task too) records there of how its model runs, as a pack records it:
+/// `config.json`'s `adaptertune` key, `{"max_length", "precision", "question_answering"}`
+/// (question_answering_record_json()). Hugging Face keeps a config key it does not know as an
+/// attribute of the config, so the directory loads there as before; BertConfig leaves the key to
+/// read_model_directory_record(). `eval`, `predict` and a Predictor default to it as to a pack's.
 struct ModelDirectoryRecord {
-  /// The windows' length it ran with (0: not recorded).
+  /// The length it trained and evaluated with (a span model's windows' length); 0: not recorded.
   int64_t max_length = 0;
-  /// Its windows and answer options, with `features.max_length` set to `max_length`
+  /// A span model's windows and answer options, with `features.max_length` set to `max_length`
   /// (std::nullopt: not recorded).
   std::optional<QuestionAnsweringOptions> question_answering;
+  /// The autocast precision it trained with (std::nullopt: not recorded).
+  std::optional<Precision> precision;
   /// As AdapterPackInfo::span_options(): these options (else SQuAD's), in windows of
   /// `max_length` tokens when given, else the recorded length, else SQuAD's 384 or all of
   /// `base`'s positions when it has fewer. Not validated.
