@@ -202,6 +202,28 @@ TEST(HfCheckpoint, HeadOfAnotherTaskIsLeftOutAndReported) {
                            three->bert->embeddings->word_embeddings->weight));
 }
 
+// A span model loaded as a classifier: its span head has no place there, is reported, and its
+// tensors are kept for a caller that puts the head around the BertModel (a Predictor).
+TEST(HfCheckpoint, ASpanHeadLoadedAsAClassifierIsReportedAndKept) {
+  const std::string dir = fresh_dir("span_as_classifier");
+  BertForQuestionAnswering span(testing::tiny_config());
+  save_pretrained(*span, dir);
+  LoadReport report;
+  load_bert_for_sequence_classification(dir, std::nullopt, &report);
+  EXPECT_TRUE(report.ignored_span_head());
+  ASSERT_EQ(report.span_head.size(), 2u);
+  for (const auto& [name, tensor] : report.span_head) {
+    const at::Tensor& saved =
+        name == "qa_outputs.weight" ? span->qa_outputs->weight : span->qa_outputs->bias;
+    EXPECT_TRUE(torch::equal(tensor, saved)) << name;
+  }
+  BertForSequenceClassification classifier(testing::tiny_config(), HeadConfig::regression());
+  save_pretrained(*classifier, dir);
+  load_bert_for_sequence_classification(dir, std::nullopt, &report);
+  EXPECT_FALSE(report.ignored_span_head());
+  EXPECT_TRUE(report.span_head.empty());
+}
+
 // The random-initialisation baseline takes the directory's config and head, and none of its
 // weights; the same seed gives the same model.
 TEST(HfCheckpoint, RandomInitialisationTakesTheConfigAndNoWeights) {

@@ -374,16 +374,12 @@ Predictor::Predictor(const std::string& model_directory,
       model_directory, HeadConfig::from_model_config(read_file(config_path), config_path), &report);
   if (report.ignored_span_head()) {
     // Its span head around the base, with the windows and answers the directory records (else
-    // SQuAD's), as `eval`/`predict --task squad` run it. The checkpoint is read a second time for
-    // it, and all but the head dropped: loading costs that once, serving nothing.
-    NamedTensors head;
-    for (auto& [name, tensor] : read_hf_weights(model_directory)) {
-      if (name.rfind("qa_outputs.", 0) == 0) head.emplace_back(name, std::move(tensor));
-    }
+    // SQuAD's), as `eval`/`predict --task squad` run it.
     State::SpanTask& span = s.base_span.emplace();
     span.options = s.span_options(directory_record, model_directory);
     span.model = BertForQuestionAnswering(s.model->bert);
-    load_state_dict(*span.model, head, model_directory);
+    load_state_dict(*span.model, report.span_head, model_directory);
+    report.span_head.clear();  // copied: the checkpoint's tensors go
     span.model->qa_outputs->to(options.device);
     span.model->eval();
     s.base.span_head = true;

@@ -200,6 +200,9 @@ BertForSequenceClassification load_bert_for_sequence_classification(
   }
   LoadReport r = load_state_dict(*model, usable, directory);
   r.ignored.insert(r.ignored.end(), skipped_head.begin(), skipped_head.end());
+  for (auto& entry : usable) {
+    if (starts_with(entry.first, "qa_outputs.")) r.span_head.push_back(std::move(entry));
+  }
   model->bert->set_pooler_pretrained(!r.missing_any(ParameterGroup::kPooler));
   r.require_all_except(directory, {ParameterGroup::kPooler, ParameterGroup::kHead});
   if (report != nullptr) *report = std::move(r);

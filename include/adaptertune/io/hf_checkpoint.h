@@ -38,6 +38,10 @@ struct LoadReport {
   /// Whether the checkpoint holds a span head (`qa_outputs.*`, a BertForQuestionAnswering's) that
   /// the model it was loaded into has no place for.
   bool ignored_span_head() const;
+  /// That span head's tensors, kept by load_bert_for_sequence_classification() (empty otherwise),
+  /// so that a caller may put the head around the model's BertModel without reading the
+  /// checkpoint again (a Predictor serving a span model directory).
+  NamedTensors span_head;
   /// Throws an Error naming `source` and the missing tensors unless every missing parameter
   /// belongs to one of `optional_groups` (e.g. {kPooler, kHead}: a bare base checkpoint may lack
   /// a pooler and a task head, never an embedding or encoder tensor).
