@@ -944,8 +944,8 @@ TEST(Predictor, BaseInfoDescribesTheModelDirectory) {
 }
 
 // A model directory that records its run (a full fine-tuning's length and precision) runs the
-// requests that name no task so, as a pack's record runs its task's; a pack that records another
-// precision outvotes it to fp32, as packs that disagree do.
+// requests that name no task so, as a pack's record runs its task's; with packs, theirs decides
+// the precision, as it does for eval.
 TEST(Predictor, TheModelDirectorysRecordSetsItsLengthAndPrecision) {
   const std::string dir = files().root + "/recorded_base";
   std::filesystem::remove_all(dir);

@@ -349,16 +349,14 @@ Predictor::Predictor(const std::string& model_directory,
   check_fused_adapters(infos, adapter_packs);
   // What the model directory records of its own run (a full or head-only fine-tuning's).
   const ModelDirectoryRecord directory_record = read_model_directory_record(model_directory);
-  // The precision, from the option or what the packs (and the model directory, when it records
-  // one) record: an fp16 the device cannot run is refused here, before any weights load.
-  std::vector<std::optional<Precision>> votes;
-  for (const AdapterPackInfo& info : infos) votes.push_back(info.precision);
-  if (directory_record.precision) votes.push_back(directory_record.precision);
-  std::optional<Precision> recorded;
+  // The precision, from the option or what the packs record (without packs, what the model
+  // directory records, as `eval` takes it): an fp16 the device cannot run is refused here, before
+  // any weights load.
+  std::optional<Precision> recorded = directory_record.precision;
   bool agree = true;
-  for (size_t i = 0; i < votes.size(); ++i) {
-    if (i == 0) recorded = votes[i];
-    agree = agree && votes[i] == recorded;
+  for (size_t i = 0; i < infos.size(); ++i) {
+    if (i == 0) recorded = infos[i].precision;
+    agree = agree && infos[i].precision == recorded;
   }
   std::string precision_warning;
   s.precision = inference_precision(options.precision, agree ? recorded : std::nullopt,

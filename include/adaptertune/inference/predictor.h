@@ -26,8 +26,9 @@ class ProcessGroup;
 struct PredictorOptions {
   /// Where the model runs (see parse_device()).
   c10::Device device = c10::Device(c10::kCPU);
-  /// Autocast precision; std::nullopt: the one the packs (and the model directory, when it records
-  /// one: read_model_directory_record()) record when they all record the same, else fp32 (fp32 too
+  /// Autocast precision; std::nullopt: the one the packs record when they all record the same
+  /// (without packs, the one the model directory records: read_model_directory_record()), else
+  /// fp32 (fp32 too
   /// for fp16 packs on the CPU, whose autocast has no fp16: warnings() says so;
   /// inference_precision()). An fp16 asked for on the CPU is an Error. With bf16 (or fp16) the
   /// weights of every Linear are stored in that dtype once (store_frozen_linear_weights()): the
