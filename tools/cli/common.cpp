@@ -65,11 +65,14 @@ int64_t max_length_for(const std::string& model_dir, std::optional<int64_t> max_
 void add_predictor_options(CLI::App* cmd, std::optional<int64_t>& max_length, std::string& device,
                            std::optional<std::string>& precision) {
   cmd->add_option("--max-length", max_length,
-                  "Tokens per example (default: what each pack was trained with, else 128)")
+                  "Tokens per example (default: what each pack, or for requests without a task the "
+                  "model directory, records, else 128)")
       ->check(integer_range(1));
   add_device_option(cmd, device);
-  add_precision_option(cmd, precision,
-                       "fp32, bf16 or fp16 (default: what the packs were trained with, else fp32)");
+  add_precision_option(
+      cmd, precision,
+      "fp32, bf16 or fp16 (default: what the packs record, or without packs the model "
+      "directory, else fp32)");
 }
 
 PredictorOptions predictor_options(const std::string& model_dir, const std::string& device,

@@ -918,14 +918,17 @@ void add_use_options(CLI::App* cmd, UseOptions& o) {
       "(sst2's adapter on lang's output, with sst2's head), or a fusion, e.g. "
       "\"Fuse(sst2, mrpc)\"");
   cmd->add_option("--max-length", o.max_length,
-                  "Tokens per example (default: what the pack was trained with, else 128)")
+                  "Tokens per example (default: what the pack, or without one the model directory, "
+                  "records, else 128)")
       ->check(integer_range(1));
   cmd->add_option("--batch-size", o.batch_size, "Examples per batch")
       ->check(integer_range(1))
       ->capture_default_str();
   add_device_option(cmd, o.device);
-  add_precision_option(cmd, o.precision,
-                       "fp32, bf16 or fp16 (default: what the pack was trained with, else fp32)");
+  add_precision_option(
+      cmd, o.precision,
+      "fp32, bf16 or fp16 (default: what the pack, or without one the model directory, "
+      "records, else fp32)");
 }
 
 }  // namespace
