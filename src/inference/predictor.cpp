@@ -366,6 +366,11 @@ Predictor::Predictor(const std::string& model_directory,
   s.base.model_directory = model_directory;
   s.base.config = BertConfig::from_file(config_path);
   s.base.config.check_sequence_length(options.max_length, "PredictorOptions::max_length");
+  if (options.max_length == 0 && directory_record.max_length > 0) {
+    // Refused before the weights load, as a pack's recorded length is.
+    s.base.config.check_sequence_length(directory_record.max_length,
+                                        config_path + ": adaptertune.max_length");
+  }
   s.base.config_sha256 = base_config_sha256(s.base.config);
   LoadReport report;
   s.model = load_bert_for_sequence_classification(
@@ -387,8 +392,6 @@ Predictor::Predictor(const std::string& model_directory,
     s.base.head = s.model->head_config();
     s.base.head_trained = !report.missing_any(ParameterGroup::kHead);
     s.base.max_length = s.length(directory_record.max_length);
-    s.base.config.check_sequence_length(s.base.max_length,
-                                        config_path + ": adaptertune.max_length");
     if (!s.base.head_trained) {
       s.warnings.push_back(model_directory +
                            " has no classifier weights: requests that name no task are answered "

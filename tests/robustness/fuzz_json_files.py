@@ -7,7 +7,8 @@ usage: fuzz_json_files.py CLI PROJECT_DIR WORK_DIR [--files NAME,...] [--quick] 
 Each file a user may hand the tools, made once by the tools themselves (an adapter pack's
 adapter_config.json and head_config.json, the head_config.json of an AdapterHub flex head, a
 fusion pack's adapter_fusion_config.json, a span pack's adapter_config.json with its windows and
-answer options, a model directory's config.json and
+answer options, a model directory's config.json (a base's, and a fully fine-tuned span model's
+with the record of its run) and
 tokenizer_config.json, a fine-tuning and a pretraining checkpoint's trainer_state.json, a SQuAD
 file), is changed one value at a time: every value in it (each object's members, each array's
 first element, at any depth) becomes null, -1, 2^64-1, 1e300, 0.5, "x", [], {} and true, or goes
@@ -35,7 +36,7 @@ QUICK_VALUES = [None, -1, 2**64 - 1, "x", {}]
 DELETE = object()  # a member that goes away
 TIMEOUT_S = 300
 FILES = ("adapter_config", "head_config", "flex_head_config", "fusion_config",
-         "span_adapter_config", "config", "tokenizer_config", "trainer_state",
+         "span_adapter_config", "config", "span_model_config", "tokenizer_config", "trainer_state",
          "pretraining_trainer_state", "squad")
 
 
@@ -169,6 +170,11 @@ class Fuzzer:
         self.must(["train", "--task", "squad", "--train-file", squad_v2, "--dev-file", squad_v2,
                    "--max-steps", "1", "--no-progress", "--out", os.path.join(self.seeds, "squad")]
                   + self.squad_args)
+        # A fully fine-tuned span model: its config.json records its windows, answers, length and
+        # precision ("adaptertune").
+        self.must(["train", "--task", "squad", "--train-file", squad_v2, "--dev-file", squad_v2,
+                   "--train", "full", "--max-steps", "1", "--no-progress", "--out",
+                   os.path.join(self.seeds, "squad_full")] + self.squad_args)
         # The first pack with an AdapterHub flex head instead of its static one: 1 layer on the
         # pooler's output (the pack carries a pooler of its own, as the shipped base's packs do).
         flex = os.path.join(self.seeds, "flex")
@@ -231,6 +237,10 @@ class Fuzzer:
         squad_pack_eval = lambda d: (["eval", "--task", "squad", "--dev-file",
                                       os.path.join(self.squad, "dev-v2.0.json"), "--model",
                                       self.base, "--adapter-pack", d], None)
+        # A span model directory alone: what its config.json records decides the windows.
+        squad_model_eval = lambda d: (["eval", "--task", "squad", "--dev-file",
+                                       os.path.join(self.squad, "dev-v2.0.json"), "--model", d],
+                                      None)
         return {
             "adapter_config": (pack, "adapter_config.json", "copy", predict_pack),
             "head_config": (pack, "head_config.json", "copy", predict_pack),
@@ -241,6 +251,8 @@ class Fuzzer:
             "span_adapter_config": (os.path.join(self.seeds, "squad", "best"),
                                     "adapter_config.json", "copy", squad_pack_eval),
             "config": (self.base, "config.json", "link", predict_model),
+            "span_model_config": (os.path.join(self.seeds, "squad_full", "best"), "config.json",
+                                  "link", squad_model_eval),
             "tokenizer_config": (self.base, "tokenizer_config.json", "link", predict_model),
             "trainer_state": (run, os.path.relpath(os.path.join(self.latest_checkpoint(run),
                                                                 "trainer_state.json"), run),
