@@ -86,6 +86,20 @@ PredictorOptions predictor_options(const std::string& model_dir, const std::stri
   return options;
 }
 
+RecordedRun recorded_run(const std::string& model_dir, const AdapterPackInfo* pack,
+                         const std::string& pack_dir, std::optional<int64_t> max_length) {
+  RecordedRun run;
+  run.record =
+      pack ? ModelDirectoryRecord{pack->max_length, pack->question_answering, pack->precision}
+           : read_model_directory_record(model_dir);
+  run.length_source = "--max-length";
+  if (!max_length && run.record.max_length > 0) {
+    run.length_source =
+        pack ? pack_dir + ": max_length" : model_dir + "/config.json: adaptertune.max_length";
+  }
+  return run;
+}
+
 void add_existing_output_options(CLI::App* cmd, bool& resume, bool& overwrite,
                                  const std::string& what, const std::string& resume_help) {
   auto* resume_flag = cmd->add_flag("--resume", resume, resume_help);

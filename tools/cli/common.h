@@ -49,6 +49,17 @@ PredictorOptions predictor_options(const std::string& model_dir, const std::stri
                                    const std::optional<std::string>& precision,
                                    std::optional<int64_t> max_length);
 
+/// What eval and predict run with where their flags leave it open: the chosen pack's record (its
+/// length, precision, a span head's windows and answers), else the model directory's
+/// (read_model_directory_record()), with what to name when the length does not fit the base:
+/// `--max-length` when given (or nothing is recorded), else the record.
+struct RecordedRun {
+  ModelDirectoryRecord record;
+  std::string length_source;
+};
+RecordedRun recorded_run(const std::string& model_dir, const AdapterPackInfo* pack,
+                         const std::string& pack_dir, std::optional<int64_t> max_length);
+
 /// `--resume` (help text `resume_help`) and `--overwrite`, which exclude each other: what a
 /// command does with an `--out` that already holds a `what` ("run", "model").
 void add_existing_output_options(CLI::App* cmd, bool& resume, bool& overwrite,

@@ -94,24 +94,14 @@ SquadModel open_squad_model(const SquadUseRequest& r) {
   const BertConfig base = BertConfig::from_file(r.model + "/config.json");
   // The flags where given, else what the span pack records, else what the model directory
   // records (a span model kept by train --train full), else SQuAD's settings.
-  std::string length_source = "--max-length";
-  std::optional<Precision> recorded_precision;
-  if (span) {
-    out.qa = qa_options(r.squad, info->span_options(base, r.max_length));
-    if (!r.max_length) length_source = r.adapter_packs[*span] + ": max_length";
-    recorded_precision = info->precision;
-  } else {
-    const ModelDirectoryRecord recorded = read_model_directory_record(r.model);
-    out.qa = qa_options(r.squad, recorded.span_options(base, r.max_length));
-    if (!r.max_length && recorded.max_length > 0) {
-      length_source = r.model + "/config.json: adaptertune.max_length";
-    }
-    recorded_precision = recorded.precision;
-  }
-  base.check_sequence_length(out.qa.features.max_length, length_source);
+  const RecordedRun recorded =
+      recorded_run(r.model, info ? &*info : nullptr, span ? r.adapter_packs[*span] : std::string(),
+                   r.max_length);
+  out.qa = qa_options(r.squad, recorded.record.span_options(base, r.max_length));
+  base.check_sequence_length(out.qa.features.max_length, recorded.length_source);
   out.device = parse_device(r.device);
   std::vector<std::string> warnings;
-  out.precision = use_precision(r.precision, recorded_precision, out.device, warnings);
+  out.precision = use_precision(r.precision, recorded.record.precision, out.device, warnings);
   out.group = join_group(r.distributed, out.device, r.device);
   for (const auto& w : warnings) warn(w);
   LoadReport report;

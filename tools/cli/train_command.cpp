@@ -639,19 +639,13 @@ UseSettings settings_for(const UseOptions& o, const TaskDescription& task,
   if (info) check_pack_fits_task(*info, o.adapter_packs[*pack], task);
   // The flags, else what the chosen pack records, else what the model directory records (a full
   // or head-only run's), else the defaults.
-  const ModelDirectoryRecord directory =
-      info ? ModelDirectoryRecord{info->max_length, std::nullopt, info->precision}
-           : read_model_directory_record(o.model);
+  const RecordedRun recorded =
+      recorded_run(o.model, info, pack ? o.adapter_packs[*pack] : std::string(), o.max_length);
   const BertConfig config = BertConfig::from_file(o.model + "/config.json");
   const int64_t max_length = o.max_length.value_or(
-      directory.max_length > 0 ? directory.max_length
-                               : config.default_sequence_length(kDefaultMaxLength));
-  std::string length_source = "--max-length";
-  if (!o.max_length && directory.max_length > 0) {
-    length_source = info ? o.adapter_packs[*pack] + ": max_length"
-                         : o.model + "/config.json: adaptertune.max_length";
-  }
-  config.check_sequence_length(max_length, length_source);
+      recorded.record.max_length > 0 ? recorded.record.max_length
+                                     : config.default_sequence_length(kDefaultMaxLength));
+  config.check_sequence_length(max_length, recorded.length_source);
   std::optional<Stack> stack = adapter_stack(o);
   std::vector<std::string> warnings;
   if (info && !info->stacked_on.empty()) {
@@ -668,7 +662,8 @@ UseSettings settings_for(const UseOptions& o, const TaskDescription& task,
       stack = Stack(std::move(trained));
     }
   }
-  const Precision precision = use_precision(o.precision, directory.precision, device, warnings);
+  const Precision precision =
+      use_precision(o.precision, recorded.record.precision, device, warnings);
   return {max_length,       precision,          device, pack, std::move(infos),
           std::move(stack), std::move(warnings)};
 }
