@@ -320,7 +320,8 @@ TEST(AdapterPack, RecordsTheWindowsAndAnswersOfASpanHead) {
   AdapterPackInfo length_only = info;  // a pack that records its length alone
   length_only.question_answering.reset();
   EXPECT_EQ(length_only.span_options(base).features.max_length, 48);
-  EXPECT_EQ(length_only.span_options(base).features.doc_stride, 128);  // SQuAD's
+  EXPECT_FALSE(length_only.span_options(base).features.doc_stride.has_value());
+  EXPECT_EQ(length_only.span_options(base).features.stride(), 16);  // a third of its 48
   EXPECT_EQ(AdapterPackInfo{}.span_options(base).features.max_length, 384);
   EXPECT_EQ(AdapterPackInfo{}.span_options(testing::tiny_config()).features.max_length,
             testing::tiny_config().max_position_embeddings);

@@ -541,7 +541,7 @@ TEST(Predictor, ASpanModelDirectoryAnswersQuestionsThatNameNoTask) {
   EXPECT_TRUE(base.head_trained);
   ASSERT_TRUE(base.question_answering.has_value());
   EXPECT_EQ(base.question_answering->features.max_length, 128);  // all its positions
-  EXPECT_EQ(base.question_answering->features.doc_stride, 128);  // SQuAD's
+  EXPECT_EQ(base.question_answering->features.stride(), 42);     // a third of its 128
   EXPECT_EQ(base.question_answering->answers.n_best, 20);
   EXPECT_EQ(base.max_length, 128);
   EXPECT_EQ(base.config.max_position_embeddings, 128);

@@ -314,7 +314,7 @@ TEST_P(QuestionAnsweringTrainerOnDeviceTest, AnInterruptedRunResumesToTheSameWei
   EXPECT_EQ(run.at("options").at("n_best"), 5);
   EXPECT_EQ(run.at("options").at("max_answer_length"), f.qa.answers.max_answer_length);
   EXPECT_EQ(run.at("squad"),
-            (nlohmann::json{{"doc_stride", f.qa.features.doc_stride},
+            (nlohmann::json{{"doc_stride", f.qa.features.stride()},
                             {"max_query_length", f.qa.features.max_query_length}}));
   // Other windows are other data: the checkpoint says which key differs.
   QuestionAnsweringOptions other = f.qa;

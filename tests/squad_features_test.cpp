@@ -86,6 +86,43 @@ TEST(SquadFeatures, LongContextsBecomeOverlappingWindows) {
   EXPECT_EQ(by_token.size(), 40u * 2 + 6);  // "wordN" is two tokens: "word", "##N"
 }
 
+// Unless a stride is given, windows overlap at any length (a third of the window apart, BERT's
+// 128 for its 384 tokens): with a fixed stride of 128, windows of 32 tokens met end to end and an
+// answer across their border was in no window, so a model could never be trained or asked to
+// give it.
+TEST(SquadFeatures, WindowsOverlapByDefaultAtAnyLength) {
+  EXPECT_EQ(SquadFeatureOptions{}.stride(), 128);
+  SquadFeatureOptions options;
+  options.max_length = 32;
+  options.max_query_length = 8;
+  EXPECT_EQ(options.stride(), 10);
+  options.doc_stride = 4;
+  EXPECT_EQ(options.stride(), 4);
+  options.doc_stride = 0;
+  EXPECT_ERROR_CONTAINS(options.validate(), "doc_stride must be at least 1");
+
+  WordPieceTokenizer tokenizer(kVocab);
+  std::string context;  // "1 2 ... 60": a token each
+  for (int i = 1; i <= 60; ++i) context += std::to_string(i) + (i < 60 ? " " : "");
+  // "what is it ?" is 4 tokens, so a window of 32 has room for 25 context tokens: "24" is the
+  // 24th, and the answer crosses from the first 25 into the next.
+  const SquadDataset data = one_question(context, "24 25 26 27");
+  options.doc_stride.reset();
+  const SquadFeatures f = make_squad_features(data, tokenizer, options);
+  std::vector<std::string> first_tokens;
+  int windows_with_answer = 0;
+  for (const SquadFeature& feature : f.features) {
+    first_tokens.push_back(feature.encoding.tokens[6]);  // after [CLS], 4 question tokens, [SEP]
+    if (feature.start_position > 0) {
+      ++windows_with_answer;
+      EXPECT_EQ(feature.encoding.tokens[static_cast<size_t>(feature.start_position)], "24");
+      EXPECT_EQ(feature.encoding.tokens[static_cast<size_t>(feature.end_position)], "27");
+    }
+  }
+  EXPECT_EQ(first_tokens, (std::vector<std::string>{"1", "11", "21", "31", "41"}));
+  EXPECT_EQ(windows_with_answer, 2);  // the windows from "11" and from "21"
+}
+
 TEST(SquadFeatures, AnswersNarrowToTheirOwnTokensAndMapBackToTheOriginalText) {
   WordPieceTokenizer tokenizer(kVocab);
   const SquadDataset data =

@@ -96,7 +96,7 @@ PackModel pack_model(BertForQuestionAnswering& model) {
 }
 
 detail::Json question_answering_record(const QuestionAnsweringOptions& qa) {
-  return {{"doc_stride", qa.features.doc_stride},
+  return {{"doc_stride", qa.features.stride()},
           {"max_query_length", qa.features.max_query_length},
           {"n_best", qa.answers.n_best},
           {"max_answer_length", qa.answers.max_answer_length},
@@ -113,8 +113,9 @@ QuestionAnsweringOptions read_question_answering(const detail::Json& value, cons
       {"doc_stride", "max_query_length", "n_best", "max_answer_length", "null_score_threshold"});
   QuestionAnsweringOptions qa;
   if (max_length > 0) qa.features.max_length = max_length;
+  int64_t doc_stride = 0;
   const std::pair<const char*, int64_t*> counts[] = {
-      {"doc_stride", &qa.features.doc_stride},
+      {"doc_stride", &doc_stride},
       {"max_query_length", &qa.features.max_query_length},
       {"n_best", &qa.answers.n_best},
       {"max_answer_length", &qa.answers.max_answer_length}};
@@ -122,6 +123,7 @@ QuestionAnsweringOptions read_question_answering(const detail::Json& value, cons
     reader.read(key, *out);
     if (*out < 1) reader.fail(key, "a count of at least 1");
   }
+  qa.features.doc_stride = doc_stride;
   reader.read("null_score_threshold", qa.answers.null_score_threshold);
   // Absent in packs written before it was recorded: they answered with a span.
   reader.read("allow_no_answer", qa.answers.allow_no_answer);

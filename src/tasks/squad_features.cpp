@@ -124,8 +124,12 @@ SquadAnswerOptions SquadAnswerOptions::for_data(const SquadDataset& data) const 
   return options;
 }
 
+int64_t SquadFeatureOptions::stride() const {
+  return doc_stride.value_or(std::max<int64_t>(1, max_length / 3));
+}
+
 void SquadFeatureOptions::validate() const {
-  if (max_query_length < 1 || doc_stride < 1) {
+  if (max_query_length < 1 || (doc_stride && *doc_stride < 1)) {
     throw Error("SquadFeatureOptions: max_query_length and doc_stride must be at least 1");
   }
   if (max_length < max_query_length + 4) {
@@ -187,7 +191,7 @@ SquadFeatures make_squad_features(const SquadDataset& data, const Tokenizer& tok
       }
     }
     const int64_t room = options.max_length - static_cast<int64_t>(question.size()) - 3;
-    const auto spans = windows(static_cast<int64_t>(doc_tokens.size()), room, options.doc_stride);
+    const auto spans = windows(static_cast<int64_t>(doc_tokens.size()), room, options.stride());
     for (size_t w = 0; w < spans.size(); ++w) {
       const auto [start, length] = spans[w];
       SquadFeature feature;

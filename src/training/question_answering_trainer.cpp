@@ -50,7 +50,7 @@ Json squad_fingerprint(const SquadFeatures& features, const EncodedDataset& wind
           {"gradient_accumulation", options.gradient_accumulation},
           {"group_by_length", options.group_by_length},
           {"max_length", shape.max_length},
-          {"doc_stride", shape.doc_stride},
+          {"doc_stride", shape.stride()},
           {"max_query_length", shape.max_query_length},
           {"train_sha256", detail::encodings_sha256(windows.encodings)},
           {"targets_sha256", sha.hex_digest()}};
@@ -248,7 +248,7 @@ TrainResult QuestionAnsweringTrainer::train() {
   if (writes) {
     const TaskEntry* entry = adapter_ ? &model_->bert->tasks().at(*adapter_) : nullptr;
     // The windows' options; the answers' are under "options" with the trainer's (record.options).
-    const Json squad_options = {{"doc_stride", qa_.features.doc_stride},
+    const Json squad_options = {{"doc_stride", qa_.features.stride()},
                                 {"max_query_length", qa_.features.max_query_length}};
     const Json run = {
         {"library_version", version()},

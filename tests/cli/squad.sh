@@ -74,6 +74,12 @@ PY
   fail "eval squad --doc-stride 24: $(cat "$work/err")"
 grep -q '"doc_stride":24,"max_query_length":16,"n_best":7,"max_answer_length":30' "$work/eval24.json" ||
   fail "a flag does not override the pack's record: $(cat "$work/eval24.json")"
+# Given no stride (no flag, no record), windows start a third of their length apart, so that they
+# overlap at any length (SQuAD's 128 stride met windows of 48 end to end).
+"$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" --max-length 48 \
+  --max-query-length 16 >"$work/eval-base.json" 2>"$work/err" || fail "eval squad on the base: $(cat "$work/err")"
+grep -q '"max_length":48,"doc_stride":16,"max_query_length":16' "$work/eval-base.json" ||
+  fail "the default stride is not a third of the windows: $(cat "$work/eval-base.json")"
 # Windows the base cannot hold, as a pack trained on a longer base records them, are refused
 # naming the pack.
 cp -r "$work/adapter/best" "$work/longer"

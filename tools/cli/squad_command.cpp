@@ -28,7 +28,7 @@ namespace {
 // The windows and answer options: each flag given, else what `qa` says (a span pack's, else the
 // library's defaults).
 QuestionAnsweringOptions qa_options(const SquadChoice& choice, QuestionAnsweringOptions qa) {
-  qa.features.doc_stride = choice.doc_stride.value_or(qa.features.doc_stride);
+  if (choice.doc_stride) qa.features.doc_stride = choice.doc_stride;
   qa.features.max_query_length = choice.max_query_length.value_or(qa.features.max_query_length);
   qa.answers.n_best = choice.n_best.value_or(qa.answers.n_best);
   qa.answers.max_answer_length = choice.max_answer_length.value_or(qa.answers.max_answer_length);
@@ -136,7 +136,7 @@ void add_squad_options(CLI::App* cmd, SquadChoice& choice, bool from_pack) {
   };
   cmd->add_option("--doc-stride", choice.doc_stride,
                   "SQuAD: context tokens between the starts of two windows over a long context" +
-                      by_default(defaults.features.doc_stride))
+                      by_default("a third of --max-length: 128 for 384, 42 for 128"))
       ->check(integer_range(1))
       ->group(group);
   cmd->add_option("--max-query-length", choice.max_query_length,
@@ -251,7 +251,7 @@ int run_eval_squad(const SquadUseRequest& r) {
       {"split", r.file},
       {"examples", data.examples.size()},
       {"max_length", m.qa.features.max_length},
-      {"doc_stride", m.qa.features.doc_stride},
+      {"doc_stride", m.qa.features.stride()},
       {"max_query_length", m.qa.features.max_query_length},
       {"n_best", m.qa.answers.n_best},
       {"max_answer_length", m.qa.answers.max_answer_length},

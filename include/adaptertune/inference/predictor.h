@@ -98,8 +98,9 @@ struct TaskInfo {
   /// Whether its head is a span head (question answering): its requests give the question as
   /// `text` and the context as `text_pair`, and it answers with a stretch of the context.
   bool span_head = false;
-  /// A span task's windows and answer extraction (its pack's record, else SQuAD's defaults; the
-  /// windows' length is `max_length`); std::nullopt for other tasks.
+  /// A span task's windows and answer extraction (its pack's record, else the defaults of
+  /// QuestionAnsweringOptions; the windows' length is `max_length`; an unset `doc_stride` is
+  /// SquadFeatureOptions::stride()); std::nullopt for other tasks.
   std::optional<QuestionAnsweringOptions> question_answering;
   /// The adapter's config as the pack's `adapter_config.json` gives it (JSON).
   std::string adapter_config_json;
@@ -170,16 +171,17 @@ Prediction make_prediction(const HeadConfig& head, std::vector<float> logits,
 ///
 /// Classification, regression and span (question answering) tasks share the one base. A span
 /// task answers a question from its context as `predict --task squad` does: the context cut into
-/// windows (the pack's recorded `doc_stride` and `max_query_length`, else SQuAD's defaults), the
-/// best span over them (its `n_best` and `max_answer_length`). The answer is that span, or empty
-/// (no answer) when the pack records `allow_no_answer` (its run evaluated on SQuAD v2.0) and the
-/// null score beats the span's score by more than its `null_score_threshold`, as predict_squad()
-/// answers with the pack's options; empty with score 0 too when no start and end among the n best
-/// make a valid span. The null score is given beside it. A model directory that is a span model
-/// (its checkpoint holds a span head, `qa_outputs`, as a fully fine-tuned BertForQuestionAnswering
-/// does) answers the requests that name no task as questions in the same way, with the windows
-/// and answers the directory records (read_model_directory_record()), else SQuAD's (windows of
-/// all its positions when it has fewer than 384), as `eval`/`predict --task squad` run it.
+/// windows (the pack's recorded `doc_stride` and `max_query_length`, else the library's defaults),
+/// the best span over them (its `n_best` and `max_answer_length`). The answer is that span, or
+/// empty (no answer) when the pack records `allow_no_answer` (its run evaluated on SQuAD v2.0) and
+/// the null score beats the span's score by more than its `null_score_threshold`, as
+/// predict_squad() answers with the pack's options; empty with score 0 too when no start and end
+/// among the n best make a valid span. The null score is given beside it. A model directory that is
+/// a span model (its checkpoint holds a span head, `qa_outputs`, as a fully fine-tuned
+/// BertForQuestionAnswering does) answers the requests that name no task as questions in the same
+/// way, with the windows and answers the directory records (read_model_directory_record()), else
+/// SQuAD's (windows of all its positions when it has fewer than 384), as `eval`/`predict --task
+/// squad` run it.
 ///
 /// Thread safety: the const members change no state, neither the model's (no active task is set
 /// per request: each batch carries its own TaskRouting) nor LibTorch's global state, so any

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,10 +18,16 @@ namespace adaptertune {
 struct SquadFeatureOptions {
   /// Tokens per window: [CLS] question [SEP] context part [SEP].
   int64_t max_length = 384;
-  /// Context tokens between the starts of two windows over one context.
-  int64_t doc_stride = 128;
+  /// Context tokens between the starts of two windows over one context; unset, a third of
+  /// max_length (BERT's 128 for its 384 tokens), so that windows overlap at any length (a stride
+  /// of at least the window's room for context gives windows that meet without overlapping, and
+  /// an answer across their border is in none).
+  std::optional<int64_t> doc_stride;
   /// Question tokens kept (the rest is cut).
   int64_t max_query_length = 64;
+
+  /// doc_stride, else a third of max_length (at least 1).
+  int64_t stride() const;
 
   /// Throws Error naming the option that is out of range, or a window with no room for context.
   void validate() const;
@@ -57,7 +64,7 @@ struct SquadFeatures {
 
 /// Windows over every question of `data`: the context's words are tokenized one by one (so that
 /// each token knows its word), the question cut to max_query_length, and windows of the context
-/// start every doc_stride tokens until one reaches its end. The answer (the first gold answer)
+/// start every stride() tokens until one reaches its end. The answer (the first gold answer)
 /// is located in tokens and narrowed to the tokens of its own text, as BERT's reference code does.
 SquadFeatures make_squad_features(const SquadDataset& data, const Tokenizer& tokenizer,
                                   const SquadFeatureOptions& options = {});
