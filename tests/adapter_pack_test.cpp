@@ -313,6 +313,11 @@ TEST(AdapterPack, RecordsTheWindowsAndAnswersOfASpanHead) {
   // What it runs with: the record, in windows of the length asked for, else the recorded one,
   // else SQuAD's 384 or all of the base's positions when it has fewer.
   const BertConfig base;  // bert-base: 512 positions
+  const ModelDirectoryRecord record = info.record();  // as a model directory records it
+  EXPECT_EQ(record.max_length, 48);
+  ASSERT_TRUE(record.question_answering.has_value());
+  EXPECT_EQ(record.question_answering->answers.n_best, 5);
+  EXPECT_EQ(record.precision, info.precision);
   EXPECT_EQ(info.span_options(base).features.doc_stride, 12);
   EXPECT_EQ(info.span_options(base).features.max_length, 48);
   EXPECT_EQ(info.span_options(base, 40).features.max_length, 40);

@@ -210,11 +210,11 @@ struct Predictor::State {
                         : model->bert->config().default_sequence_length(kDefaultMaxLength);
   }
 
-  // A span task's windows and answers (AdapterPackInfo::span_options(), as `predict --task
-  // squad` takes them), in windows of the option's length when given, checked to fit their
-  // questions and the model's positions.
-  template <typename Record>  // AdapterPackInfo or ModelDirectoryRecord
-  QuestionAnsweringOptions span_options(const Record& recorded, const std::string& pack) const {
+  // A span task's windows and answers (what a pack or a model directory records, as `predict
+  // --task squad` takes them), in windows of the option's length when given, checked to fit
+  // their questions and the model's positions.
+  QuestionAnsweringOptions span_options(const ModelDirectoryRecord& recorded,
+                                        const std::string& pack) const {
     const BertConfig& base = model->bert->config();
     const QuestionAnsweringOptions qa = recorded.span_options(
         base, options.max_length > 0 ? std::optional<int64_t>(options.max_length) : std::nullopt);
@@ -234,7 +234,7 @@ struct Predictor::State {
     const AdapterPackInfo recorded = read_adapter_pack_info(pack);
     std::optional<SpanTask> span;
     if (recorded.span_head) {
-      span.emplace().options = span_options(recorded, pack);
+      span.emplace().options = span_options(recorded.record(), pack);
     } else {
       model->bert->config().check_sequence_length(length(recorded.max_length),
                                                   pack + ": max_length");

@@ -284,9 +284,13 @@ std::vector<std::string> AdapterPackInfo::trained_stack() const {
   return Stack::on_top_of(stacked_on, name).adapters;
 }
 
+ModelDirectoryRecord AdapterPackInfo::record() const {
+  return {max_length, question_answering, precision};
+}
+
 QuestionAnsweringOptions AdapterPackInfo::span_options(const BertConfig& base,
                                                        std::optional<int64_t> length) const {
-  return ModelDirectoryRecord{max_length, question_answering, precision}.span_options(base, length);
+  return record().span_options(base, length);
 }
 
 QuestionAnsweringOptions ModelDirectoryRecord::span_options(const BertConfig& base,

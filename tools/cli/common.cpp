@@ -89,9 +89,7 @@ PredictorOptions predictor_options(const std::string& model_dir, const std::stri
 RecordedRun recorded_run(const std::string& model_dir, const AdapterPackInfo* pack,
                          const std::string& pack_dir, std::optional<int64_t> max_length) {
   RecordedRun run;
-  run.record =
-      pack ? ModelDirectoryRecord{pack->max_length, pack->question_answering, pack->precision}
-           : read_model_directory_record(model_dir);
+  run.record = pack ? pack->record() : read_model_directory_record(model_dir);
   run.length_source = "--max-length";
   if (!max_length && run.record.max_length > 0) {
     run.length_source =

@@ -66,6 +66,28 @@ struct AdapterPackOptions {
   std::optional<QuestionAnsweringOptions> question_answering;
 };
 
+/// What a run that keeps a model directory (full or head-only fine-tuning: `train --train full`,
+/// for a span task too) records there of how its model runs, as a pack records it:
+/// `config.json`'s `adaptertune` key, `{"max_length", "precision", "question_answering"}`
+/// (question_answering_record_json()). Hugging Face keeps a config key it does not know as an
+/// attribute of the config, so the directory loads there as before; BertConfig leaves the key to
+/// read_model_directory_record(). `eval`, `predict` and a Predictor default to it as to a pack's.
+struct ModelDirectoryRecord {
+  /// The length it trained and evaluated with (a span model's windows' length); 0: not recorded.
+  int64_t max_length = 0;
+  /// A span model's windows and answer options, with `features.max_length` set to `max_length`
+  /// (std::nullopt: not recorded).
+  std::optional<QuestionAnsweringOptions> question_answering;
+  /// The autocast precision it trained with (std::nullopt: not recorded).
+  std::optional<Precision> precision;
+  /// The windows and answer options this run ran with on `base`: `question_answering` (else the
+  /// defaults of QuestionAnsweringOptions), with windows of `max_length` tokens when given, else
+  /// the recorded `max_length`, else SQuAD's 384 or all of `base`'s positions when it has fewer.
+  /// Not validated, so that a caller may change them first (SquadFeatureOptions::validate()).
+  QuestionAnsweringOptions span_options(const BertConfig& base,
+                                        std::optional<int64_t> max_length = std::nullopt) const;
+};
+
 /// What a pack holds, read from its JSON files without touching a model.
 struct AdapterPackInfo {
   std::string name;
@@ -98,10 +120,10 @@ struct AdapterPackInfo {
   /// What a span head's pack records of its windows and answers (AdapterPackOptions), with
   /// `features.max_length` set to `max_length` (its default when that is not recorded).
   std::optional<QuestionAnsweringOptions> question_answering;
-  /// The windows and answer options a span pack runs with on `base`: `question_answering` (else
-  /// SQuAD's defaults), with windows of `max_length` tokens when given, else the recorded
-  /// `max_length`, else SQuAD's 384 or all of `base`'s positions when it has fewer. Not
-  /// validated, so that a caller may change them first (SquadFeatureOptions::validate()).
+  /// What the pack records of how it runs (`max_length`, `question_answering`, `precision`), as a
+  /// model directory records it.
+  ModelDirectoryRecord record() const;
+  /// The windows and answer options a span pack runs with on `base`: record().span_options().
   QuestionAnsweringOptions span_options(const BertConfig& base,
                                         std::optional<int64_t> max_length = std::nullopt) const;
   std::string base_model_name;
@@ -112,27 +134,6 @@ struct AdapterPackInfo {
 /// Reads `directory/adapter_config.json`, or `adapter_fusion_config.json` for a fusion pack (and
 /// `head_config.json` when present).
 AdapterPackInfo read_adapter_pack_info(const std::string& directory);
-
-/// What a run that keeps a model directory (full or head-only fine-tuning: `train --train full`,
-/// for a span task too) records there of how its model runs, as a pack records it:
-/// `config.json`'s `adaptertune` key, `{"max_length", "precision", "question_answering"}`
-/// (question_answering_record_json()). Hugging Face keeps a config key it does not know as an
-/// attribute of the config, so the directory loads there as before; BertConfig leaves the key to
-/// read_model_directory_record(). `eval`, `predict` and a Predictor default to it as to a pack's.
-struct ModelDirectoryRecord {
-  /// The length it trained and evaluated with (a span model's windows' length); 0: not recorded.
-  int64_t max_length = 0;
-  /// A span model's windows and answer options, with `features.max_length` set to `max_length`
-  /// (std::nullopt: not recorded).
-  std::optional<QuestionAnsweringOptions> question_answering;
-  /// The autocast precision it trained with (std::nullopt: not recorded).
-  std::optional<Precision> precision;
-  /// As AdapterPackInfo::span_options(): these options (else SQuAD's), in windows of
-  /// `max_length` tokens when given, else the recorded length, else SQuAD's 384 or all of
-  /// `base`'s positions when it has fewer. Not validated.
-  QuestionAnsweringOptions span_options(const BertConfig& base,
-                                        std::optional<int64_t> max_length = std::nullopt) const;
-};
 
 /// The record of `directory/config.json` (an empty one when the directory records none, as a
 /// base or a directory another tool wrote). Throws Error naming the file and the key when the
