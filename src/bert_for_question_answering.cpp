@@ -26,6 +26,12 @@ torch::Tensor BertForQuestionAnsweringImpl::forward(const torch::Tensor& input_i
   return qa_outputs(bert(input_ids, attention_mask, token_type_ids).last_hidden_state);
 }
 
+torch::Tensor BertForQuestionAnsweringImpl::forward_from(const torch::Tensor& hidden,
+                                                         const torch::Tensor& attention_mask,
+                                                         int64_t first_layer) {
+  return qa_outputs(bert->forward_from(hidden, attention_mask, first_layer).last_hidden_state);
+}
+
 torch::Tensor BertForQuestionAnsweringImpl::loss(const torch::Tensor& logits,
                                                  const torch::Tensor& start_positions,
                                                  const torch::Tensor& end_positions) const {

@@ -326,14 +326,59 @@ TEST_P(QuestionAnsweringTrainerOnDeviceTest, AnInterruptedRunResumesToTheSameWei
                         "the checkpoint was made with");
 }
 
+// AdapterDrop's cache for a span head: with dropout off, a run that reuses the frozen layers'
+// outputs after the first epoch trains what a run computing them every time trains. The span
+// loss reads padded positions too, so the cache must give them as a batch computed whole does
+// (rows kept without their padding, padded with zeros, train otherwise).
+TEST(QuestionAnsweringTrainer, DropCacheOfFrozenLayersTrainsAsWithoutIt) {
+  Fixture f;
+  auto make = [] {
+    set_seed(7);
+    BertConfig config = testing::tiny_config_without_dropout();
+    config.vocab_size = 30522;
+    config.num_hidden_layers = 3;
+    BertForQuestionAnswering m(config);
+    AdapterConfig adapter = AdapterConfig::houlsby();
+    adapter.leave_out = {0, 1};
+    m->bert->add_adapter("squad", adapter);
+    return m;
+  };
+  auto train = [&](BertForQuestionAnswering& model, const TrainerOptions& o) {
+    return QuestionAnsweringTrainer(model, f.data, f.data, FreezePolicy{}, "squad", o, f.qa,
+                                    f.tokenizer)
+        .train();
+  };
+  TrainerOptions plain_options = f.options("qa_drop_plain");
+  plain_options.epochs = 2;
+  TrainerOptions cached_options = f.options("qa_drop_cached");
+  cached_options.epochs = 2;
+  cached_options.cache_frozen_layers = true;
+  BertForQuestionAnswering plain = make(), cached = make();
+  const TrainResult without = train(plain, plain_options);
+  const TrainResult with = train(cached, cached_options);
+  EXPECT_EQ(without.cached_layers, 0);
+  EXPECT_EQ(with.cached_layers, 2);
+  EXPECT_EQ(with.batches_from_cache, with.tasks.at(0).batches / 2) << "the second epoch's";
+  const auto expected = trainable_of(*plain);
+  const auto got = trainable_of(*cached);
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_LT(testing::max_abs_diff(got[i].second, expected[i].second), 1e-4) << got[i].first;
+  }
+  EXPECT_EQ(with.best_step, without.best_step);
+  const nlohmann::json results =
+      nlohmann::json::parse(read_file(cached_options.output_dir + "/results.json"));
+  EXPECT_EQ(results.at("cached_layers"), 2);
+}
+
 TEST(QuestionAnsweringTrainer, RefusesWhatItCannotDoByName) {
   Fixture f;
-  BertForQuestionAnswering model = f.model();
+  BertForQuestionAnswering model = f.model();  // adapters in every layer: nothing to cache
   TrainerOptions options = f.options("qa_refuse");
   options.cache_frozen_layers = true;
   EXPECT_ERROR_CONTAINS(QuestionAnsweringTrainer(model, f.data, f.data, FreezePolicy{}, "squad",
                                                  options, f.qa, f.tokenizer),
-                        "cache_frozen_layers is not supported for spans");
+                        "leaves out no lowest layer");
   options = f.options("qa_refuse");
   options.last_layer_first_position = true;
   EXPECT_ERROR_CONTAINS(QuestionAnsweringTrainer(model, f.data, f.data, FreezePolicy{}, "squad",

@@ -26,6 +26,10 @@ class BertForQuestionAnsweringImpl : public torch::nn::Module {
   /// Span logits [batch, seq, 2] of the active task (adapters); `[..., 0]` start, `[..., 1]` end.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                         const torch::Tensor& token_type_ids = {});
+  /// The active task's span logits from `hidden`, the output of the lowest `first_layer` layers
+  /// (BertModelImpl::forward_from(): what a trainer continues from when it caches those layers).
+  torch::Tensor forward_from(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
+                             int64_t first_layer);
 
   /// Hugging Face's loss: the mean of the start and end cross-entropies over [batch] int64
   /// positions. A position outside the sequence (e.g. of an answer cut off by the window) is

@@ -28,6 +28,7 @@
 #include "sha256.h"
 #include "training/data_parallel.h"
 #include "training/fine_tuning_loop.h"
+#include "training/frozen_layer_cache.h"
 #include "training/run_files.h"
 
 namespace adaptertune {
@@ -135,9 +136,6 @@ QuestionAnsweringTrainer::QuestionAnsweringTrainer(
                 std::to_string(options_.process_group->world_size()) +
                 " processes: it must be at least that many");
   }
-  if (options_.cache_frozen_layers) {
-    throw Error(label + "cache_frozen_layers is not supported for spans yet");
-  }
   if (options_.sampling_temperature != 1.0) {
     throw Error(label + "sampling_temperature interleaves several tasks; a span run has one");
   }
@@ -153,6 +151,7 @@ QuestionAnsweringTrainer::QuestionAnsweringTrainer(
     }
   }
   policy_.check_fits(model_->bert->config().num_hidden_layers);
+  if (options_.cache_frozen_layers) detail::adapter_free_layers(*model_->bert, adapter_);
   if (adapter_) {
     model_->bert->adapter_config(*adapter_);  // throws when the model has no such adapter
     check_policy_trains_adapter(policy_, *adapter_);
@@ -231,6 +230,23 @@ TrainResult QuestionAnsweringTrainer::train() {
   TrainResult result;
   detail::TaskProgress best;
   detail::Progress progress(options_.progress && writes);
+  // AdapterDrop's cache of the frozen lowest layers' outputs per window, kept at the longest
+  // window's length: the span loss reads padded positions too, and their states after the cached
+  // layers depend on the window alone, not on the batch it is padded in.
+  detail::FrozenLayerCache layer_cache;
+  if (options_.cache_frozen_layers) {
+    size_t longest = 0;
+    for (const Encoding& e : windows.encodings) longest = std::max(longest, e.input_ids.size());
+    std::string why;
+    const int64_t layers =
+        detail::layers_to_cache(detail::adapter_free_layers(*model_->bert, adapter_),
+                                static_cast<int64_t>(windows.encodings.size() * longest),
+                                model_->bert->config().hidden_size, options_.cache_max_bytes, why);
+    if (!why.empty()) progress.message("train: " + why + "; training without it");
+    layer_cache = detail::FrozenLayerCache(layers, windows.encodings.size(),
+                                           static_cast<int64_t>(longest), tokenizer_.pad_id());
+    result.cached_layers = layers;
+  }
   // The base as the run starts, before a resume restores trained weights into it.
   const Json base =
       writes ? detail::base_json(options_, *model_, model_->bert->config()) : Json(nullptr);
@@ -372,7 +388,10 @@ TrainResult QuestionAnsweringTrainer::train() {
       {
         const AutocastGuard autocast = engine.autocast();
         const torch::Tensor logits =
-            model_(batch.input_ids, batch.attention_mask, batch.token_type_ids);
+            layer_cache.layers() > 0
+                ? model_->forward_from(layer_cache.lower_states(*model_->bert, batch),
+                                       batch.attention_mask, layer_cache.layers())
+                : model_(batch.input_ids, batch.attention_mask, batch.token_type_ids);
         loss = model_->loss(logits, at::tensor(start_positions).to(device),
                             at::tensor(end_positions).to(device));
       }
@@ -387,6 +406,7 @@ TrainResult QuestionAnsweringTrainer::train() {
   steps.log = write_event;
   detail::run_fine_tuning_loop(engine, options_, group, epochs, total_steps, 1, steps, progress,
                                result);
+  result.batches_from_cache = layer_cache.batches_from_cache();
   result.best_metrics = best.best_metrics;
   result.best_step = best.best_step;
   if (best.best_step >= 0 &&
@@ -410,6 +430,8 @@ TrainResult QuestionAnsweringTrainer::train() {
                         {"interrupted", result.interrupted},
                         {"early_stopped", result.early_stopped},
                         {"seconds", result.seconds},
+                        {"cached_layers", result.cached_layers},
+                        {"batches_from_cache", result.batches_from_cache},
                         {"best_model", result.best_model ? Json(*result.best_model) : Json()}};
   if (writes)
     write_file_atomic(options_.output_dir + "/results.json", json_text(summary, 2) + "\n");

@@ -38,6 +38,7 @@
 #include "sha256.h"
 #include "training/data_parallel.h"
 #include "training/fine_tuning_loop.h"
+#include "training/frozen_layer_cache.h"
 #include "training/run_files.h"
 
 namespace adaptertune {
@@ -91,20 +92,6 @@ Json run_fingerprint(const std::vector<TrainingTask>& tasks, const TrainerOption
     if (!task.stacked_on.empty()) out[*task.adapter + ".stacked_on"] = task.stacked_on;
   }
   return out;
-}
-
-// The lowest layers that hold nothing of the task (leave_out 0..k-1): what the frozen-layer
-// cache may skip. Error when there are none.
-int64_t adapter_free_layers(const BertModelImpl& bert, const std::optional<std::string>& task) {
-  if (!task) throw Error("cache_frozen_layers needs an adapter (a task) to train");
-  const AdapterConfig& adapter = bert.adapter_config(*task);
-  int64_t layers = 0;
-  while (layers < bert.config().num_hidden_layers && !adapter.in_layer(layers)) ++layers;
-  if (layers == 0) {
-    throw Error("cache_frozen_layers: adapter \"" + *task +
-                "\" leaves out no lowest layer (leave_out 0..k-1, --leave-out 0-N)");
-  }
-  return layers;
 }
 
 }  // namespace
@@ -285,14 +272,14 @@ Trainer::Trainer(BertForSequenceClassification& model, std::vector<TrainingTask>
                   ", the task would train " + describe(regression_head, head.num_labels) +
                   " (give it its own with add_task_head())");
     }
-    if (options_.cache_frozen_layers) adapter_free_layers(*model_->bert, task.adapter);
+    if (options_.cache_frozen_layers) detail::adapter_free_layers(*model_->bert, task.adapter);
   }
   for (const TrainingTask& task : tasks_) {
     detail::check_stacked_on(*model_->bert, task.adapter, task.stacked_on, adapters,
                              "Trainer: task " + task.info.name);
   }
   if (options_.cache_frozen_layers && !tasks_.front().adapter) {
-    adapter_free_layers(*model_->bert, std::nullopt);  // throws: the cache needs an adapter
+    detail::adapter_free_layers(*model_->bert, std::nullopt);  // throws: the cache needs one
   }
 }
 
@@ -535,53 +522,27 @@ TrainResult Trainer::train() {
     return group ? detail::rank0_decision(*group, stop, options_.device) : stop;
   };
 
-  // AdapterDrop's cache of the frozen lowest layers' outputs, per task and training example.
+  // AdapterDrop's cache of the frozen lowest layers' outputs, per task and training example
+  // (each row kept without its padding: the sequence head reads the first position).
   int64_t frozen_layers = 0;
-  std::vector<std::vector<torch::Tensor>> layer_cache(task_count);
+  std::vector<detail::FrozenLayerCache> layer_cache(task_count);
   if (options_.cache_frozen_layers) {
     frozen_layers = model_->bert->config().num_hidden_layers;
     int64_t tokens = 0;
     for (const TrainingTask& task : tasks_) {
-      frozen_layers = std::min(frozen_layers, adapter_free_layers(*model_->bert, task.adapter));
+      frozen_layers =
+          std::min(frozen_layers, detail::adapter_free_layers(*model_->bert, task.adapter));
       for (const auto& e : task.train.encodings) tokens += static_cast<int64_t>(e.input_ids.size());
     }
-    const int64_t bytes = tokens * model_->bert->config().hidden_size * 4;
-    if (bytes > options_.cache_max_bytes) {
-      progress.message("train: the frozen-layer cache would take " + std::to_string(bytes >> 20) +
-                       " MiB, more than cache_max_bytes; training without it");
-      frozen_layers = 0;
-    } else {
-      for (size_t t = 0; t < task_count; ++t)
-        layer_cache[t].resize(tasks_[t].train.encodings.size());
-      result.cached_layers = frozen_layers;
+    std::string why;
+    frozen_layers = detail::layers_to_cache(
+        frozen_layers, tokens, model_->bert->config().hidden_size, options_.cache_max_bytes, why);
+    if (!why.empty()) progress.message("train: " + why + "; training without it");
+    for (size_t t = 0; t < task_count; ++t) {
+      layer_cache[t] = detail::FrozenLayerCache(frozen_layers, tasks_[t].train.encodings.size());
     }
+    result.cached_layers = frozen_layers;
   }
-  // The hidden states after the frozen layers for `batch` of task t: from the cache when every
-  // row is there, else computed (without dropout) and kept per row, without its padding.
-  auto lower_states = [&](size_t t, const Batch& batch) {
-    std::vector<torch::Tensor>& cache = layer_cache[t];
-    const int64_t seq = batch.input_ids.size(1);
-    bool cached = true;
-    for (size_t row : batch.rows) cached = cached && cache[row].defined();
-    if (cached) {
-      std::vector<torch::Tensor> rows;
-      for (size_t row : batch.rows) {
-        const torch::Tensor& kept = cache[row];
-        rows.push_back(at::constant_pad_nd(kept, {0, 0, 0, seq - kept.size(0)}));
-      }
-      ++result.batches_from_cache;
-      return at::stack(rows);
-    }
-    torch::NoGradGuard no_grad;
-    torch::Tensor hidden = model_->bert->lower_hidden_states(batch.input_ids, batch.attention_mask,
-                                                             batch.token_type_ids, frozen_layers);
-    for (size_t i = 0; i < batch.rows.size(); ++i) {
-      const auto length =
-          static_cast<int64_t>(tasks_[t].train.encodings[batch.rows[i]].input_ids.size());
-      cache[batch.rows[i]] = hidden[static_cast<int64_t>(i)].narrow(0, 0, length).clone();
-    }
-    return hidden;
-  };
 
   // Each task's place in its own data order: batches drawn so far, and the order of the data
   // epoch they are in.
@@ -637,13 +598,8 @@ TrainResult Trainer::train() {
         const AutocastGuard autocast = engine.autocast();
         torch::Tensor logits;
         if (frozen_layers > 0) {
-          // The cached layers run without dropout, so that their outputs repeat (an
-          // evaluation in between puts the whole model back in training mode).
-          model_->bert->embeddings->eval();
-          for (int64_t i = 0; i < frozen_layers; ++i)
-            model_->bert->encoder->at(static_cast<size_t>(i))->eval();
-          logits =
-              model_->forward_from(lower_states(t, batch), batch.attention_mask, frozen_layers);
+          logits = model_->forward_from(layer_cache[t].lower_states(*model_->bert, batch),
+                                        batch.attention_mask, frozen_layers);
         } else {
           logits = model_(batch.input_ids, batch.attention_mask, batch.token_type_ids);
         }
@@ -684,6 +640,9 @@ TrainResult Trainer::train() {
   };
   detail::run_fine_tuning_loop(engine, options_, group, epochs, total_steps, task_count, steps,
                                progress, result);
+  for (const detail::FrozenLayerCache& cache : layer_cache) {
+    result.batches_from_cache += cache.batches_from_cache();
+  }
   const std::vector<int64_t> drawn = sampler.drawn_before(state.epoch, state.batch_in_epoch);
   Json tasks_summary = Json::array();
   for (size_t t = 0; t < task_count; ++t) {

@@ -246,6 +246,22 @@ grep -q "train: --random-init: .*config.json, BERT's random initialisation" "$wo
 grep -q '"random_init": true' "$work/random/run.json" || fail "run.json does not record --random-init"
 cmp -s "$work/full/best/model.safetensors" "$work/random/best/model.safetensors" &&
   fail "--random-init trained the pretrained weights"
+# AdapterDrop's cache for a span adapter: the layer it leaves out runs once per window, its outputs
+# reused in the second epoch.
+"$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
+  "${common[@]}" --epochs 2 --leave-out 0 --cache-frozen-layers --out "$work/cached" \
+  >"$work/cached.json" 2>"$work/cached.log" ||
+  fail "train squad --cache-frozen-layers: $(tail -3 "$work/cached.log")"
+/usr/bin/python3 - "$work/cached/results.json" <<'PY' || fail "no cache: $(cat "$work/cached/results.json")"
+import json, sys
+results = json.load(open(sys.argv[1]))
+assert results["cached_layers"] == 1 and results["batches_from_cache"] > 0, results
+PY
+"$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
+  "${common[@]}" --cache-frozen-layers --out "$work/x" >/dev/null 2>"$work/err" &&
+  fail "--cache-frozen-layers without a layer left out trained"
+grep -q 'error: .*adapter "squad" leaves out no lowest layer' "$work/err" ||
+  fail "--cache-frozen-layers without a layer left out: $(cat "$work/err")"
 refused "--random-init needs --train full" \
   "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
   "${common[@]}" --random-init --out "$work/x"

@@ -191,9 +191,6 @@ int run_train_squad_command(TrainCommandOptions& o) {
   const TrainMode mode = requested_policy(o.train, o.model).mode;
   check_stack_on_trains_an_adapter(o, mode);
   check_random_init(o, mode);
-  if (o.trainer.cache_frozen_layers) {
-    throw Error(label + ": --cache-frozen-layers is not supported for SQuAD yet");
-  }
   if (o.trainer.last_layer_first_position) {
     throw Error(label +
                 ": --last-layer-first-position does not apply: spans are read from every "

@@ -72,8 +72,12 @@ SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDatas
 /// on its slice of every batch of windows, padded as the whole batch is (the span loss reads
 /// every position, padding included), so that a group scores every window as one process does.
 ///
-/// Not (yet) for span models: several tasks in one run and the frozen-layer cache; options
-/// asking for them are refused (Error naming the option).
+/// AdapterDrop's frozen-layer cache (TrainerOptions::cache_frozen_layers) keeps each window at the
+/// longest window's length, computed once with that padding, for the same reason: a batch from
+/// the cache then has the padded positions' states a batch computed whole has.
+///
+/// Not (yet) for span models: several tasks in one run (TrainerOptions::sampling_temperature and
+/// last_layer_first_position are refused, naming the option).
 class QuestionAnsweringTrainer {
  public:
   /// `tokenizer` (which must outlive train()) encodes the questions and contexts. With an

@@ -78,7 +78,9 @@ struct TrainerOptions {
   /// AdapterDrop's cache: when the task's adapter leaves out the lowest layers (leave_out
   /// 0..k-1), those layers and the embeddings run without dropout (eval mode), their output for
   /// each training example is kept after its first batch, and later epochs start at layer k
-  /// from the cache. Needs an adapter that leaves out layer 0 (Error otherwise).
+  /// from the cache. Needs an adapter that leaves out layer 0 (Error otherwise). The
+  /// QuestionAnsweringTrainer keeps each window at the longest window's length (its loss reads
+  /// padded positions).
   bool cache_frozen_layers = false;
   /// Gradient checkpointing (BertEncoderImpl::set_gradient_checkpointing()): every encoder layer
   /// keeps only its input for the backward pass and runs again there. The same gradients, with

@@ -1,0 +1,81 @@
+#include "training/frozen_layer_cache.h"
+
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include "adaptertune/bert_model.h"
+#include "adaptertune/error.h"
+#include "adaptertune/tasks/batcher.h"
+
+namespace adaptertune::detail {
+
+int64_t adapter_free_layers(const BertModelImpl& bert, const std::optional<std::string>& task) {
+  if (!task) throw Error("cache_frozen_layers needs an adapter (a task) to train");
+  const AdapterConfig& adapter = bert.adapter_config(*task);
+  int64_t layers = 0;
+  while (layers < bert.config().num_hidden_layers && !adapter.in_layer(layers)) ++layers;
+  if (layers == 0) {
+    throw Error("cache_frozen_layers: adapter \"" + *task +
+                "\" leaves out no lowest layer (leave_out 0..k-1, --leave-out 0-N)");
+  }
+  return layers;
+}
+
+int64_t layers_to_cache(int64_t layers, int64_t tokens, int64_t hidden_size, int64_t max_bytes,
+                        std::string& why) {
+  const int64_t bytes = tokens * hidden_size * 4;
+  if (bytes <= max_bytes) return layers;
+  why = "the frozen-layer cache would take " + std::to_string(bytes >> 20) +
+        " MiB, more than cache_max_bytes";
+  return 0;
+}
+
+FrozenLayerCache::FrozenLayerCache(int64_t layers, size_t examples, int64_t padded_length,
+                                   int64_t pad_id)
+    : layers_(layers), padded_length_(padded_length), pad_id_(pad_id) {
+  if (layers_ > 0) rows_.resize(examples);
+}
+
+at::Tensor FrozenLayerCache::lower_states(BertModelImpl& bert, const Batch& batch) {
+  const int64_t seq = batch.input_ids.size(1);
+  bool cached = true;
+  for (size_t row : batch.rows) cached = cached && rows_.at(row).defined();
+  if (cached) {
+    std::vector<at::Tensor> rows;
+    for (size_t row : batch.rows) {
+      const at::Tensor& kept = rows_[row];
+      rows.push_back(kept.size(0) >= seq
+                         ? kept.narrow(0, 0, seq)
+                         : at::constant_pad_nd(kept, {0, 0, 0, seq - kept.size(0)}));
+    }
+    ++batches_from_cache_;
+    return at::stack(rows);
+  }
+  // The cached layers run without dropout, so that their outputs repeat.
+  bert.embeddings->eval();
+  for (int64_t i = 0; i < layers_; ++i) bert.encoder->at(static_cast<size_t>(i))->eval();
+  torch::NoGradGuard no_grad;
+  at::Tensor ids = batch.input_ids, mask = batch.attention_mask, types = batch.token_type_ids;
+  const int64_t computed = std::max(seq, padded_length_);
+  if (computed > seq) {
+    ids = at::constant_pad_nd(ids, {0, computed - seq}, static_cast<double>(pad_id_));
+    types = at::constant_pad_nd(types, {0, computed - seq}, 0);
+    mask = at::constant_pad_nd(mask.defined() ? mask : at::ones_like(batch.input_ids),
+                               {0, computed - seq}, 0);
+  }
+  const at::Tensor hidden = bert.lower_hidden_states(ids, mask, types, layers_);
+  // Each row's own tokens (a prefix of its row), unless rows are kept at the padded length.
+  const at::Tensor lengths =
+      batch.attention_mask.defined()
+          ? batch.attention_mask.sum(1).cpu()
+          : at::full({static_cast<int64_t>(batch.rows.size())}, seq, at::kLong);
+  for (size_t i = 0; i < batch.rows.size(); ++i) {
+    const auto r = static_cast<int64_t>(i);
+    const at::Tensor row = hidden[r];
+    rows_[batch.rows[i]] =
+        (padded_length_ > 0 ? row : row.narrow(0, 0, lengths[r].item<int64_t>())).clone();
+  }
+  return computed > seq ? hidden.narrow(1, 0, seq) : hidden;
+}
+
+}  // namespace adaptertune::detail

@@ -1,0 +1,57 @@
+#pragma once
+// AdapterDrop's cache of the frozen lowest layers' outputs, per training example: the one home
+// of the rule for the Trainer (a cache per task) and the QuestionAnsweringTrainer.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace adaptertune {
+class BertModelImpl;
+struct Batch;
+}  // namespace adaptertune
+
+namespace adaptertune::detail {
+
+/// The lowest layers that hold nothing of adapter `task` (leave_out 0..k-1): what the cache may
+/// skip. Throws Error without a task or when it leaves out no lowest layer.
+int64_t adapter_free_layers(const BertModelImpl& bert, const std::optional<std::string>& task);
+
+/// `layers` when the hidden states of `tokens` tokens of `hidden_size` float32 values fit in
+/// `max_bytes`, else 0 with `why` saying what it would have taken.
+int64_t layers_to_cache(int64_t layers, int64_t tokens, int64_t hidden_size, int64_t max_bytes,
+                        std::string& why);
+
+/// The hidden states after the lowest `layers` layers, per training example (its row).
+class FrozenLayerCache {
+ public:
+  FrozenLayerCache() = default;
+  /// For `examples` training examples; `layers` 0: no cache. `padded_length` 0: each row is kept
+  /// without its padding (enough where nothing reads padded positions: a sequence head reads the
+  /// first). Else each row is kept at that length (the longest a batch can have), computed with
+  /// padding of `pad_id`, so that a batch from the cache has the padded positions' states a batch
+  /// computed whole has (a span head's loss reads every position, padding included).
+  FrozenLayerCache(int64_t layers, size_t examples, int64_t padded_length = 0, int64_t pad_id = 0);
+
+  int64_t layers() const { return layers_; }
+  /// Batches served wholly from the cache so far.
+  int64_t batches_from_cache() const { return batches_from_cache_; }
+
+  /// The hidden states after the cached layers for `batch` ([batch, seq, hidden], padded to the
+  /// batch's length): from the cache when every row is there, else computed by `bert` without
+  /// dropout (those layers are put in eval mode: an evaluation in between puts the whole model
+  /// back in training mode) and kept per row.
+  at::Tensor lower_states(BertModelImpl& bert, const Batch& batch);
+
+ private:
+  int64_t layers_ = 0;
+  int64_t padded_length_ = 0;
+  int64_t pad_id_ = 0;
+  std::vector<at::Tensor> rows_;
+  int64_t batches_from_cache_ = 0;
+};
+
+}  // namespace adaptertune::detail
