@@ -246,6 +246,12 @@ grep -q "train: --random-init: .*config.json, BERT's random initialisation" "$wo
 grep -q '"random_init": true' "$work/random/run.json" || fail "run.json does not record --random-init"
 cmp -s "$work/full/best/model.safetensors" "$work/random/best/model.safetensors" &&
   fail "--random-init trained the pretrained weights"
+# The benchmark's SQuAD-shaped data (benchmarks/squad_like.py) is SQuAD as read_squad() checks it.
+/usr/bin/python3 "$project/benchmarks/squad_like.py" "$glue/SST-2/train.tsv" "$work/like.json" \
+  --questions 10 || fail "squad_like.py failed"
+"$cli" eval --task squad --dev-file "$work/like.json" --model "$base" "${windows[@]}" \
+  >"$work/like_eval.json" 2>"$work/err" || fail "eval on squad_like.py's data: $(cat "$work/err")"
+grep -q '"examples":10,' "$work/like_eval.json" || fail "squad_like.py: $(cat "$work/like_eval.json")"
 # AdapterDrop's cache for a span adapter: the layer it leaves out runs once per window, its outputs
 # reused in the second epoch.
 "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
