@@ -312,7 +312,7 @@ TEST(AdapterPack, RecordsTheWindowsAndAnswersOfASpanHead) {
   EXPECT_TRUE(qa.answers.allow_no_answer);
   // What it runs with: the record, in windows of the length asked for, else the recorded one,
   // else SQuAD's 384 or all of the base's positions when it has fewer.
-  const BertConfig base;  // bert-base: 512 positions
+  const BertConfig base;                              // bert-base: 512 positions
   const ModelDirectoryRecord record = info.record();  // as a model directory records it
   EXPECT_EQ(record.max_length, 48);
   ASSERT_TRUE(record.question_answering.has_value());
@@ -322,6 +322,10 @@ TEST(AdapterPack, RecordsTheWindowsAndAnswersOfASpanHead) {
   EXPECT_EQ(info.span_options(base).features.max_length, 48);
   EXPECT_EQ(info.span_options(base, 40).features.max_length, 40);
   EXPECT_EQ(info.span_options(base, 40).answers.n_best, 5);
+  // The recorded stride belongs to windows of 48: other windows take their own default.
+  EXPECT_EQ(info.span_options(base, 48).features.doc_stride, 12);
+  EXPECT_FALSE(info.span_options(base, 40).features.doc_stride.has_value());
+  EXPECT_EQ(info.span_options(base, 40).features.stride(), 13);
   AdapterPackInfo length_only = info;  // a pack that records its length alone
   length_only.question_answering.reset();
   EXPECT_EQ(length_only.span_options(base).features.max_length, 48);

@@ -297,6 +297,9 @@ QuestionAnsweringOptions ModelDirectoryRecord::span_options(const BertConfig& ba
                                                             std::optional<int64_t> length) const {
   QuestionAnsweringOptions qa = question_answering.value_or(QuestionAnsweringOptions{});
   if (length) {
+    // A recorded stride is a step within windows of the recorded length: windows of another
+    // length take their own default (a stride at least their room would leave no overlap).
+    if (*length != qa.features.max_length) qa.features.doc_stride.reset();
     qa.features.max_length = *length;
   } else if (max_length > 0) {
     qa.features.max_length = max_length;

@@ -74,6 +74,12 @@ PY
   fail "eval squad --doc-stride 24: $(cat "$work/err")"
 grep -q '"doc_stride":24,"max_query_length":16,"n_best":7,"max_answer_length":30' "$work/eval24.json" ||
   fail "a flag does not override the pack's record: $(cat "$work/eval24.json")"
+# The pack's stride belongs to its windows of 64: windows of 60 take their own default.
+"$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" --max-length 60 \
+  --adapter-pack "$work/adapter/best" >"$work/eval60.json" 2>"$work/err" ||
+  fail "eval squad --max-length 60: $(cat "$work/err")"
+grep -q '"max_length":60,"doc_stride":20,"max_query_length":16' "$work/eval60.json" ||
+  fail "a recorded stride outlived its length: $(cat "$work/eval60.json")"
 # Given no stride (no flag, no record), windows start a third of their length apart, so that they
 # overlap at any length (SQuAD's 128 stride met windows of 48 end to end).
 "$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" --max-length 48 \

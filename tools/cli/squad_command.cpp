@@ -135,8 +135,10 @@ void add_squad_options(CLI::App* cmd, SquadChoice& choice, bool from_pack) {
            text.str() + ")";
   };
   cmd->add_option("--doc-stride", choice.doc_stride,
-                  "SQuAD: context tokens between the starts of two windows over a long context" +
-                      by_default("a third of --max-length: 128 for 384, 42 for 128"))
+                  std::string("SQuAD: context tokens between the starts of two windows over a long "
+                              "context (default: ") +
+                      (from_pack ? "the span pack's, at the length it records; else " : "") +
+                      "a third of --max-length: 128 for 384, 42 for 128)")
       ->check(integer_range(1))
       ->group(group);
   cmd->add_option("--max-query-length", choice.max_query_length,

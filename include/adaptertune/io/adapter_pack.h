@@ -81,8 +81,10 @@ struct ModelDirectoryRecord {
   /// The autocast precision it trained with (std::nullopt: not recorded).
   std::optional<Precision> precision;
   /// The windows and answer options this run ran with on `base`: `question_answering` (else the
-  /// defaults of QuestionAnsweringOptions), with windows of `max_length` tokens when given, else
-  /// the recorded `max_length`, else SQuAD's 384 or all of `base`'s positions when it has fewer.
+  /// defaults of QuestionAnsweringOptions), with windows of `max_length` tokens when given (and
+  /// then, when that is not the recorded length, the default stride for them: a recorded stride
+  /// belongs to its windows), else the recorded `max_length`, else SQuAD's 384 or all of
+  /// `base`'s positions when it has fewer.
   /// Not validated, so that a caller may change them first (SquadFeatureOptions::validate()).
   QuestionAnsweringOptions span_options(const BertConfig& base,
                                         std::optional<int64_t> max_length = std::nullopt) const;
