@@ -38,44 +38,47 @@ FrozenLayerCache::FrozenLayerCache(int64_t layers, size_t examples, int64_t padd
 
 at::Tensor FrozenLayerCache::lower_states(BertModelImpl& bert, const Batch& batch) {
   const int64_t seq = batch.input_ids.size(1);
-  bool cached = true;
-  for (size_t row : batch.rows) cached = cached && rows_.at(row).defined();
-  if (cached) {
-    std::vector<at::Tensor> rows;
-    for (size_t row : batch.rows) {
-      const at::Tensor& kept = rows_[row];
-      rows.push_back(kept.size(0) >= seq
-                         ? kept.narrow(0, 0, seq)
-                         : at::constant_pad_nd(kept, {0, 0, 0, seq - kept.size(0)}));
-    }
-    ++batches_from_cache_;
-    return at::stack(rows);
-  }
-  // The cached layers run without dropout, so that their outputs repeat.
-  bert.embeddings->eval();
-  for (int64_t i = 0; i < layers_; ++i) bert.encoder->at(static_cast<size_t>(i))->eval();
-  torch::NoGradGuard no_grad;
-  at::Tensor ids = batch.input_ids, mask = batch.attention_mask, types = batch.token_type_ids;
-  const int64_t computed = std::max(seq, padded_length_);
-  if (computed > seq) {
-    ids = at::constant_pad_nd(ids, {0, computed - seq}, static_cast<double>(pad_id_));
-    types = at::constant_pad_nd(types, {0, computed - seq}, 0);
-    mask = at::constant_pad_nd(mask.defined() ? mask : at::ones_like(batch.input_ids),
-                               {0, computed - seq}, 0);
-  }
-  const at::Tensor hidden = bert.lower_hidden_states(ids, mask, types, layers_);
-  // Each row's own tokens (a prefix of its row), unless rows are kept at the padded length.
-  const at::Tensor lengths =
-      batch.attention_mask.defined()
-          ? batch.attention_mask.sum(1).cpu()
-          : at::full({static_cast<int64_t>(batch.rows.size())}, seq, at::kLong);
+  std::vector<int64_t> missing;  // positions in the batch of the rows the cache lacks
   for (size_t i = 0; i < batch.rows.size(); ++i) {
-    const auto r = static_cast<int64_t>(i);
-    const at::Tensor row = hidden[r];
-    rows_[batch.rows[i]] =
-        (padded_length_ > 0 ? row : row.narrow(0, 0, lengths[r].item<int64_t>())).clone();
+    if (!rows_.at(batch.rows[i]).defined()) missing.push_back(static_cast<int64_t>(i));
   }
-  return computed > seq ? hidden.narrow(1, 0, seq) : hidden;
+  if (missing.empty()) {
+    ++batches_from_cache_;
+  } else {
+    // The cached layers run without dropout, so that their outputs repeat.
+    bert.embeddings->eval();
+    for (int64_t i = 0; i < layers_; ++i) bert.encoder->at(static_cast<size_t>(i))->eval();
+    torch::NoGradGuard no_grad;
+    const at::Tensor index =
+        at::tensor(missing, at::kLong).to(batch.input_ids.device(), /*non_blocking=*/false);
+    at::Tensor ids = batch.input_ids.index_select(0, index);
+    at::Tensor types = batch.token_type_ids.index_select(0, index);
+    at::Tensor mask = batch.attention_mask.defined() ? batch.attention_mask.index_select(0, index)
+                                                     : at::ones_like(ids);
+    // Each row's own tokens (a prefix of its row).
+    const at::Tensor lengths = mask.sum(1).cpu();
+    const int64_t computed = std::max(seq, padded_length_);
+    if (computed > seq) {
+      ids = at::constant_pad_nd(ids, {0, computed - seq}, static_cast<double>(pad_id_));
+      types = at::constant_pad_nd(types, {0, computed - seq}, 0);
+      mask = at::constant_pad_nd(mask, {0, computed - seq}, 0);
+    }
+    const at::Tensor hidden = bert.lower_hidden_states(ids, mask, types, layers_);
+    for (size_t j = 0; j < missing.size(); ++j) {
+      const auto r = static_cast<int64_t>(j);
+      const at::Tensor row = hidden[r];
+      rows_[batch.rows[static_cast<size_t>(missing[j])]] =
+          (padded_length_ > 0 ? row : row.narrow(0, 0, lengths[r].item<int64_t>())).clone();
+    }
+    rows_computed_ += static_cast<int64_t>(missing.size());
+  }
+  std::vector<at::Tensor> rows;
+  for (size_t row : batch.rows) {
+    const at::Tensor& kept = rows_[row];
+    rows.push_back(kept.size(0) >= seq ? kept.narrow(0, 0, seq)
+                                       : at::constant_pad_nd(kept, {0, 0, 0, seq - kept.size(0)}));
+  }
+  return at::stack(rows);
 }
 
 }  // namespace adaptertune::detail

@@ -39,11 +39,15 @@ class FrozenLayerCache {
   int64_t layers() const { return layers_; }
   /// Batches served wholly from the cache so far.
   int64_t batches_from_cache() const { return batches_from_cache_; }
+  /// Rows computed so far (each once).
+  int64_t rows_computed() const { return rows_computed_; }
 
   /// The hidden states after the cached layers for `batch` ([batch, seq, hidden], padded to the
-  /// batch's length): from the cache when every row is there, else computed by `bert` without
-  /// dropout (those layers are put in eval mode: an evaluation in between puts the whole model
-  /// back in training mode) and kept per row.
+  /// batch's length), each row from the cache, or computed by `bert` where the cache lacks it and
+  /// kept. Rows are computed without dropout (those layers are put in eval mode: an evaluation in
+  /// between puts the whole model back in training mode), only those the cache lacks, so that a
+  /// process of a group, whose slices of the global batches hold other rows every epoch, fills
+  /// its cache over the epochs instead of missing it on most batches.
   at::Tensor lower_states(BertModelImpl& bert, const Batch& batch);
 
  private:
@@ -52,6 +56,7 @@ class FrozenLayerCache {
   int64_t pad_id_ = 0;
   std::vector<at::Tensor> rows_;
   int64_t batches_from_cache_ = 0;
+  int64_t rows_computed_ = 0;
 };
 
 }  // namespace adaptertune::detail

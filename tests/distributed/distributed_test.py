@@ -209,6 +209,21 @@ if not failures:
           f"SQuAD evaluations differ: {evaluations(squad_one)} vs {evaluations(squad_two)}")
     print(f"SQuAD, two processes == one: max difference {difference:.2e}, losses {b}")
 
+# AdapterDrop's frozen-layer cache in a group: each process keeps the windows of its slices and
+# computes only those it lacks (its slices hold other windows every epoch); two processes train
+# what one does.
+cached_args = squad + ["--leave-out", "0", "--cache-frozen-layers"]
+cached = [os.path.join(work, f"squad-cached-{n}") for n in ("one", "two")]
+run([cli] + cached_args + ["--out", cached[0]], cached[0])
+torchrun([cli] + cached_args + ["--out", cached[1]], env, cached[1])
+if not failures:
+    results = [json.load(open(os.path.join(c, "results.json"))) for c in cached]
+    check(all(r["cached_layers"] == 1 for r in results), f"SQuAD cache: {results}")
+    kept = [{k: v for k, v in adapter(c).items() if k not in noise} for c in cached]
+    difference = max_difference(*kept)
+    check(difference < 1e-4, f"SQuAD with the cache: two processes differ from one by {difference}")
+    print(f"SQuAD with the frozen-layer cache, two processes == one: max difference {difference:.2e}")
+
 
 # 4. eval and predict on a file in two processes, each running its share of the batches: rank 0
 # prints and writes exactly what one process does.
