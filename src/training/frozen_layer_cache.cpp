@@ -64,13 +64,16 @@ at::Tensor FrozenLayerCache::lower_states(BertModelImpl& bert, const Batch& batc
       mask = at::constant_pad_nd(mask, {0, computed - seq}, 0);
     }
     const at::Tensor hidden = bert.lower_hidden_states(ids, mask, types, layers_);
+    const auto length = lengths.accessor<int64_t, 1>();
     for (size_t j = 0; j < missing.size(); ++j) {
       const auto r = static_cast<int64_t>(j);
       const at::Tensor row = hidden[r];
       rows_[batch.rows[static_cast<size_t>(missing[j])]] =
-          (padded_length_ > 0 ? row : row.narrow(0, 0, lengths[r].item<int64_t>())).clone();
+          (padded_length_ > 0 ? row : row.narrow(0, 0, length[r])).clone();
     }
     rows_computed_ += static_cast<int64_t>(missing.size());
+    // A batch computed whole is its own answer (no copies back out of the cache).
+    if (missing.size() == batch.rows.size()) return hidden.narrow(1, 0, seq);
   }
   std::vector<at::Tensor> rows;
   for (size_t row : batch.rows) {
