@@ -55,8 +55,13 @@ at::Tensor FrozenLayerCache::lower_states(BertModelImpl& bert, const Batch& batc
     at::Tensor types = batch.token_type_ids.index_select(0, index);
     at::Tensor mask = batch.attention_mask.defined() ? batch.attention_mask.index_select(0, index)
                                                      : at::ones_like(ids);
-    // Each row's own tokens (a prefix of its row).
-    const at::Tensor lengths = mask.sum(1).cpu();
+    // Each row's own tokens (a prefix of its row), where rows are kept without their padding:
+    // rows kept at the padded length need none (and, on a GPU, no wait for them).
+    std::vector<int64_t> lengths;
+    if (padded_length_ == 0) {
+      const at::Tensor sums = mask.sum(1).to(at::kCPU, at::kLong).contiguous();
+      lengths.assign(sums.data_ptr<int64_t>(), sums.data_ptr<int64_t>() + sums.numel());
+    }
     const int64_t computed = std::max(seq, padded_length_);
     if (computed > seq) {
       ids = at::constant_pad_nd(ids, {0, computed - seq}, static_cast<double>(pad_id_));
@@ -64,12 +69,10 @@ at::Tensor FrozenLayerCache::lower_states(BertModelImpl& bert, const Batch& batc
       mask = at::constant_pad_nd(mask, {0, computed - seq}, 0);
     }
     const at::Tensor hidden = bert.lower_hidden_states(ids, mask, types, layers_);
-    const auto length = lengths.accessor<int64_t, 1>();
     for (size_t j = 0; j < missing.size(); ++j) {
-      const auto r = static_cast<int64_t>(j);
-      const at::Tensor row = hidden[r];
+      const at::Tensor row = hidden[static_cast<int64_t>(j)];
       rows_[batch.rows[static_cast<size_t>(missing[j])]] =
-          (padded_length_ > 0 ? row : row.narrow(0, 0, length[r])).clone();
+          (lengths.empty() ? row : row.narrow(0, 0, lengths[j])).clone();
     }
     rows_computed_ += static_cast<int64_t>(missing.size());
     // A batch computed whole is its own answer (no copies back out of the cache).
