@@ -238,6 +238,94 @@ TEST(QuestionAnsweringTrainer, TrainsAnAdapterStackedOnAFrozenOne) {
   EXPECT_TRUE(differs) << "the stack's lower adapter changed no answer's score";
 }
 
+// AdapterFusion's span task: the fusion layers, the fusion's LayerNorm copies and the span head
+// train on frozen adapters, with the fusion's value regularisation, and the best fusion pack
+// gives the run's best score on a base holding the adapters it fuses.
+TEST(QuestionAnsweringTrainer, TrainsAFusionOfFrozenAdapters) {
+  Fixture f;
+  std::map<std::string, at::Tensor> fused_weights;  // the adapters "a" and "b", away from identity
+  auto add_fused_adapters = [&](BertForQuestionAnswering& model) {
+    for (const char* name : {"a", "b"}) model->bert->add_adapter(name, AdapterConfig::houlsby());
+    torch::NoGradGuard no_grad;
+    for (auto& item : model->named_parameters()) {
+      const std::optional<std::string> task = parameter_task(item.key());
+      if (task != std::optional<std::string>("a") && task != std::optional<std::string>("b")) {
+        continue;
+      }
+      if (!fused_weights.count(item.key())) {
+        fused_weights[item.key()] = at::randn_like(item.value()) * 0.2;
+      }
+      item.value().copy_(fused_weights.at(item.key()));
+    }
+  };
+  auto fused_model = [&](const FusionConfig& fusion) {
+    BertForQuestionAnswering model = f.model();
+    add_fused_adapters(model);
+    torch::manual_seed(11);  // the same fusion layers in every model
+    model->bert->add_fusion({"a", "b"}, fusion);
+    return model;
+  };
+  BertForQuestionAnswering model = fused_model(FusionConfig::dynamic());
+  std::map<std::string, at::Tensor> before;
+  for (const auto& item : model->named_parameters()) {
+    before[item.key()] = item.value().detach().clone();
+  }
+  const TrainerOptions options = f.options("qa_fusion");
+  const TrainResult result = QuestionAnsweringTrainer(model, f.data, f.data, FreezePolicy{}, "a,b",
+                                                      options, f.qa, f.tokenizer)
+                                 .train();
+  ASSERT_TRUE(result.best_model);
+  EXPECT_TRUE(file_exists(*result.best_model + "/adapter_fusion_config.json"));
+  bool fusion_trained = false;
+  for (const auto& item : model->named_parameters()) {
+    const bool own = parameter_task(item.key()) == std::optional<std::string>("a,b") ||
+                     item.key().rfind("qa_outputs.", 0) == 0;
+    EXPECT_EQ(item.value().requires_grad(), own) << item.key();
+    const auto was = before.find(item.key());
+    if (was == before.end()) {  // added by the training (the fusion's LayerNorm copies)
+      EXPECT_TRUE(own) << item.key();
+      continue;
+    }
+    const bool changed = !torch::equal(item.value(), was->second);
+    EXPECT_TRUE(own || !changed) << item.key() << " changed";
+    fusion_trained |= own && is_fusion_parameter(item.key()) && changed;
+  }
+  EXPECT_TRUE(fusion_trained);
+  const auto run = nlohmann::json::parse(read_file(options.output_dir + "/run.json"));
+  EXPECT_EQ(run.at("adapter"), "a,b");
+  EXPECT_EQ(run.at("fusion_config").at("regularization"), true);
+  // The value regularisation is part of what trains: without it the fusion trains otherwise.
+  FusionConfig unregularized = FusionConfig::dynamic();
+  unregularized.regularization = false;
+  BertForQuestionAnswering other = fused_model(unregularized);
+  QuestionAnsweringTrainer(other, f.data, f.data, FreezePolicy{}, "a,b",
+                           f.options("qa_fusion_unregularized"), f.qa, f.tokenizer)
+      .train();
+  const auto other_parameters = other->named_parameters();
+  bool value_differs = false;
+  for (const auto& item : model->named_parameters()) {
+    if (is_fusion_parameter(item.key()) && item.key().find("value") != std::string::npos) {
+      value_differs |= !torch::equal(item.value(), other_parameters[item.key()]);
+    }
+  }
+  EXPECT_TRUE(value_differs) << "the fusion trained as if it had no value regularisation";
+
+  // The best fusion pack on a fresh base holding the adapters it fuses: the run's best score.
+  BertForQuestionAnswering fresh = f.model();
+  add_fused_adapters(fresh);
+  const AdapterPackLoad load = load_adapter_pack(fresh, *result.best_model);
+  EXPECT_TRUE(load.head_loaded);
+  ASSERT_TRUE(load.info.fusion);
+  EXPECT_EQ(load.info.fused, (std::vector<std::string>{"a", "b"}));
+  ASSERT_TRUE(load.info.question_answering);
+  const SquadEvalResult eval = evaluate_squad(fresh, f.data, f.tokenizer, f.qa, 8,
+                                              c10::Device(c10::kCPU), Precision::kFloat32);
+  EXPECT_DOUBLE_EQ(eval.metrics.at("f1"), result.best_metrics.at("f1"));
+  EXPECT_DOUBLE_EQ(eval.metrics.at("exact"), result.best_metrics.at("exact"));
+  BertForQuestionAnswering bare = f.model();
+  EXPECT_ERROR_CONTAINS(load_adapter_pack(bare, *result.best_model), "needs the adapters it fuses");
+}
+
 TEST(QuestionAnsweringTrainer, RefusesAStackItCannotTrain) {
   Fixture f;
   BertForQuestionAnswering model = f.model();

@@ -4,12 +4,25 @@
 #include <optional>
 #include <string>
 
+#include "adaptertune/adapters/adapter_set.h"
+#include "adaptertune/bert_model.h"
+#include "adaptertune/fusion_config.h"
 #include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/training_engine.h"
 #include "training/data_parallel.h"
 #include "training/run_files.h"
 
 namespace adaptertune::detail {
+
+at::Tensor training_objective(const BertModelImpl& bert, const std::optional<std::string>& task,
+                              const at::Tensor& loss) {
+  if (!task) return loss;
+  const TaskEntry& entry = bert.tasks().at(*task);
+  if (!entry.is_fusion() || !entry.fusion->regularization) return loss;
+  const at::Tensor regularization = bert.fusion_regularization_loss(*task);
+  return regularization.defined() ? loss + regularization : loss;
+}
+
 namespace {
 
 using Json = nlohmann::ordered_json;

@@ -9,13 +9,18 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <string>
 #include <vector>
+
+#include <ATen/core/Tensor.h>
 
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/training/trainer.h"
 
 namespace adaptertune {
+class BertModelImpl;
 class ProcessGroup;
 class TrainingEngine;
 }  // namespace adaptertune
@@ -45,6 +50,12 @@ struct FineTuningSteps {
   /// scale) to add its own keys to and write to metrics.jsonl (rank 0).
   std::function<void(nlohmann::ordered_json& event)> log;
 };
+
+/// What a batch of `task` (an adapter, a fusion, or none: the plain base) minimises: `loss`, plus
+/// AdapterFusion's pull of its value projections towards the identity when `task` is a fusion
+/// trained with it (FusionConfig::regularization), added with every batch as AdapterHub adds it.
+at::Tensor training_objective(const BertModelImpl& bert, const std::optional<std::string>& task,
+                              const at::Tensor& loss);
 
 /// Trains from the engine's state (step 0, or where a resume put it) to `total_steps` steps or
 /// `epochs` epochs, whichever comes first, with `losses` losses a step (one per task): after each

@@ -14,6 +14,7 @@
 #include "adaptertune/distributed/process_group.h"
 #include "adaptertune/error.h"
 #include "adaptertune/format.h"
+#include "adaptertune/fusion_config.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/directory_lock.h"
@@ -278,6 +279,8 @@ TrainResult QuestionAnsweringTrainer::train() {
         {"adapter", adapter_ ? Json(*adapter_) : Json(nullptr)},
         {"stacked_on", stacked_on_},
         {"adapter_config", entry ? Json::parse(entry->adapter.to_json_string()) : Json(nullptr)},
+        {"fusion_config", entry && entry->is_fusion() ? Json::parse(entry->fusion->to_json_string())
+                                                      : Json(nullptr)},
         {"model_config", Json::parse(model_->bert->config().to_json_string())},
         {"base", base},
         {"options", record.options},
@@ -396,7 +399,7 @@ TrainResult QuestionAnsweringTrainer::train() {
                             at::tensor(end_positions).to(device));
       }
       // The mean over the global batch, of which this process holds `share`.
-      engine.backward(loss, share);
+      engine.backward(detail::training_objective(*model_->bert, adapter_, loss), share);
       step_loss[0] += loss.item<double>() * share;
     }
     return static_cast<int64_t>(global_rows.size());
@@ -409,8 +412,9 @@ TrainResult QuestionAnsweringTrainer::train() {
   result.batches_from_cache = layer_cache.batches_from_cache();
   result.best_metrics = best.best_metrics;
   result.best_step = best.best_step;
-  if (best.best_step >= 0 &&
-      (file_exists(best_dir + "/adapter_config.json") || file_exists(best_dir + "/config.json"))) {
+  if (best.best_step >= 0 && (file_exists(best_dir + "/adapter_config.json") ||
+                              file_exists(best_dir + "/adapter_fusion_config.json") ||
+                              file_exists(best_dir + "/config.json"))) {
     result.best_model = best_dir;
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -562,14 +562,6 @@ TrainResult Trainer::train() {
     }
     return cursor.order[static_cast<size_t>(cursor.drawn++ % per_epoch)];
   };
-  // Whether task t trains a fusion with AdapterFusion's value regularisation.
-  std::vector<bool> fusion_regularization(task_count, false);
-  for (size_t t = 0; t < task_count; ++t) {
-    const TaskEntry* entry =
-        tasks_[t].adapter ? &model_->bert->tasks().at(*tasks_[t].adapter) : nullptr;
-    fusion_regularization[t] = entry && entry->is_fusion() && entry->fusion->regularization;
-  }
-
   std::vector<double> window_task_loss(task_count, 0);
   std::vector<int64_t> window_task_batches(task_count, 0);
   std::vector<size_t> order;  // the round's task of each batch
@@ -605,13 +597,8 @@ TrainResult Trainer::train() {
         }
         loss = model_->loss(logits, batch.labels);
       }
-      torch::Tensor objective = loss;
-      if (fusion_regularization[t]) {
-        // AdapterFusion's pull of its value projections towards the identity, once per step.
-        objective = objective + model_->bert->fusion_regularization_loss(*tasks_[t].adapter);
-      }
       // The mean over the global batch, of which this process holds `share`.
-      engine.backward(objective, share);
+      engine.backward(detail::training_objective(*model_->bert, tasks_[t].adapter, loss), share);
       step_loss[t] += loss.item<double>() * share;
     }
     ++window_task_batches[t];

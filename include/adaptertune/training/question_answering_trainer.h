@@ -81,7 +81,10 @@ SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDatas
 class QuestionAnsweringTrainer {
  public:
   /// `tokenizer` (which must outlive train()) encodes the questions and contexts. With an
-  /// adapter, the policy must train it (check_policy_trains_adapter()). `stacked_on`: adapters of
+  /// adapter, the policy must train it (check_policy_trains_adapter()). `adapter` may name a
+  /// fusion (BertModelImpl::add_fusion(), "a,b"): AdapterFusion's span task, which trains the
+  /// fusion layers and the span head on the frozen adapters it fuses, with the fusion's value
+  /// regularisation where its config has one, and keeps a fusion pack. `stacked_on`: adapters of
   /// the model that `adapter` trains on top of, bottom first, as TrainingTask::stacked_on (MAD-X's
   /// task adapter on a language adapter, `Stack(lang, squad)`): they run below it in training
   /// and evaluation and stay frozen, and the best pack records them.
