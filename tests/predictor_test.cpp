@@ -287,11 +287,16 @@ const std::string kContext =
 
 // What predict_squad() answers with `pack` loaded into a span model of the test base (for a
 // question of a SQuAD v2.0 data set when `v2`): the reference a Predictor's span task must give.
+// `below`: packs whose adapters the pack needs (a fusion's), loaded first without their heads.
 SquadAnswerPrediction squad_reference(const std::string& pack, const std::string& question,
                                       const std::string& context,
                                       const QuestionAnsweringOptions& options, c10::Device device,
-                                      Precision precision = Precision::kFloat32, bool v2 = false) {
+                                      Precision precision = Precision::kFloat32, bool v2 = false,
+                                      const std::vector<std::string>& below = {}) {
   BertForQuestionAnswering model = load_bert_for_question_answering(files().model);
+  for (const std::string& other : below) {
+    load_adapter_pack(model, other, std::nullopt, /*load_head=*/false);
+  }
   load_adapter_pack(model, pack);
   SquadDataset data;
   data.v2 = v2;
@@ -369,6 +374,71 @@ TEST_P(PredictorTest, SpanTasksAnswerAsPredictSquadDoes) {
   }
   const int64_t hidden = testing::tiny_config().hidden_size;
   EXPECT_EQ(predictor.task_bytes("squad"), adapter_bytes + 2 * (hidden + 1) * 4);
+}
+
+// AdapterFusion's span task (a fusion of two classification packs' adapters with its own span
+// head) answers beside those packs' classification tasks as predict_squad() answers with the
+// fusion loaded on the adapters it fuses; the adapters it fuses cannot go while it is there.
+TEST_P(PredictorTest, SpanTasksOfAFusionAnswerAsPredictSquadDoes) {
+  const std::vector<std::string> fused = {files().packs[0], files().packs[2]};
+  const std::string pack = files().root + "/squad_fusion";
+  {
+    BertForQuestionAnswering model = load_bert_for_question_answering(files().model);
+    for (const std::string& other : fused) {
+      load_adapter_pack(model, other, std::nullopt, /*load_head=*/false);
+    }
+    torch::manual_seed(53);
+    model->bert->add_fusion({"sentiment", "similarity"});
+    torch::NoGradGuard no_grad;
+    for (auto& item : model->named_parameters()) {
+      if (is_fusion_parameter(item.key()) || item.key().rfind("qa_outputs.", 0) == 0) {
+        item.value().add_(torch::randn_like(item.value()) * 0.5);
+      }
+    }
+    AdapterPackOptions options;
+    options.question_answering = span_packs().recorded;
+    options.max_length = span_packs().recorded.features.max_length;
+    save_adapter_pack(model, "sentiment,similarity", pack, options);
+  }
+  PredictorOptions options;
+  options.device = device();
+  std::vector<std::string> packs = {pack};  // before the packs it fuses: loaded after them
+  packs.insert(packs.end(), files().packs.begin(), files().packs.end());
+  Predictor predictor(files().model, packs, options);
+  EXPECT_TRUE(predictor.warnings().empty()) << predictor.warnings().front();
+  const TaskInfo fusion = predictor.task_info("sentiment,similarity");
+  EXPECT_TRUE(fusion.span_head);
+  EXPECT_TRUE(fusion.base_matches);
+  std::vector<TaskRequest> requests = mixed_requests();
+  const std::vector<std::string> questions = {"Who was the leader of the Norse raiders?",
+                                              "Where is Normandy?"};
+  for (const auto& question : questions) {
+    requests.push_back({"sentiment,similarity", question, kContext});
+  }
+  const std::vector<Prediction> got = predictor.predict(requests);
+  ASSERT_EQ(got.size(), requests.size());
+  for (size_t q = 0; q < questions.size(); ++q) {
+    const Prediction& answer = got[mixed_requests().size() + q];
+    const SquadAnswerPrediction expected =
+        squad_reference(pack, questions[q], kContext, span_packs().recorded, device(),
+                        Precision::kFloat32, /*v2=*/false, fused);
+    EXPECT_EQ(answer.task, "sentiment,similarity");
+    ASSERT_TRUE(answer.answer.has_value()) << q;
+    EXPECT_EQ(*answer.answer, expected.text) << q;
+    EXPECT_NEAR(*answer.score, expected.score, 1e-4) << q;
+    EXPECT_NEAR(*answer.null_score, expected.null_score, 1e-4) << q;
+  }
+  // The classification requests are answered as without the fusion.
+  const std::vector<Prediction> without =
+      Predictor(files().model, files().packs, options).predict(mixed_requests());
+  for (size_t i = 0; i < without.size(); ++i) {
+    expect_same(got[i], without[i], 1e-5, "request " + std::to_string(i));
+  }
+  EXPECT_ERROR_CONTAINS(predictor.remove_task("similarity"), "sentiment,similarity");
+  predictor.remove_task("sentiment,similarity");
+  predictor.remove_task("similarity");
+  EXPECT_ERROR_CONTAINS(Predictor(files().model, {pack, files().packs[0]}, options),
+                        "needs the adapters it fuses; similarity not loaded");
 }
 
 TEST(Predictor, SpanTasksRefuseAQuestionWithoutAContextAndUnload) {

@@ -2,7 +2,8 @@
 # SQuAD through the CLI: an adapter with its span head trains on a v1.1 file, its pack
 # evaluates to the run's best scores with the windows it records and predicts the official
 # scripts' input (id → answer); a span adapter stacked on another pack's adapter evaluates in its
-# Stack and answers JSON lines of questions as --task squad does; full fine-tuning keeps a model
+# Stack and answers JSON lines of questions as --task squad does, as does a fusion of two packs'
+# adapters trained with its span head (AdapterFusion); full fine-tuning keeps a model
 # directory that evaluates alone; mistakes get one line.
 # Usage: squad.sh ADAPTERTUNE PROJECT_DIR WORK_DIR
 source "$(dirname "$0")/harness.sh"
@@ -143,15 +144,65 @@ refused "runs its span pack in the Stack it was trained on; --adapter does not a
 refused "none of the --adapter-pack packs has a span head" \
   "$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" \
   --adapter-pack "$work/lang/best" --adapter-pack "$work/lang/best"
-refused "loads adapters to stack the new adapter on: give --stack-on" \
+refused "loads adapters to fuse (--fuse) or to stack the new adapter on (--stack-on): give one of them" \
   "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
   "${common[@]}" --adapter-pack "$work/lang/best" --out "$work/x"
 refused "--stack-on trains a new adapter on top of the packs' (--train adapters or adapters-head), not --train full" \
   "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
   "${common[@]}" --adapter-pack "$work/lang/best" --stack-on lang --train full --out "$work/x"
-refused "takes no --fuse" \
+refused "^adaptertune: error: --fuse lang,lang: names lang twice$" \
   "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
   "${common[@]}" --adapter-pack "$work/lang/best" --fuse lang,lang --out "$work/x"
+# AdapterFusion's span task: a fusion of two frozen packs' adapters trains with its span head; eval
+# runs the fusion pack with the packs it fuses (in any order) to the run's best scores and refuses
+# it without one of them; JSON lines ask it questions beside a classifier's requests, answered as
+# predict --task squad answers them.
+for name in other third; do
+  "$cli" train --task SST-2 --data-dir "$glue" --model "$base" --train-examples 32 --max-length 32 \
+    --batch-size 8 --max-steps 2 --adapter-name $name --no-progress --out "$work/$name" \
+    >/dev/null 2>"$work/$name.log" || fail "train $name: $(tail -3 "$work/$name.log")"
+done
+"$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
+  "${common[@]}" --max-steps 4 --lr 1e-3 --adapter-pack "$work/lang/best" \
+  --adapter-pack "$work/other/best" --fuse lang,other --train-examples 5 --out "$work/fused" \
+  >"$work/fused.json" 2>"$work/fused.log" || fail "train squad fused: $(tail -3 "$work/fused.log")"
+grep -q 'adapter Fuse(lang, other)' "$work/fused.log" ||
+  fail "the fusion's run does not say what it trains: $(head -5 "$work/fused.log")"
+[ -f "$work/fused/best/adapter_fusion_config.json" ] &&
+  grep -q '"head_type": "question_answering"' "$work/fused/best/head_config.json" ||
+  fail "the fusion's best is no fusion pack with a span head: $(ls "$work/fused/best")"
+"$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" \
+  --adapter-pack "$work/other/best" --adapter-pack "$work/fused/best" --adapter-pack "$work/lang/best" \
+  >"$work/eval_fused.json" 2>"$work/err" || fail "eval squad fused: $(cat "$work/err")"
+[ -s "$work/err" ] && fail "eval fused warned: $(cat "$work/err")"
+/usr/bin/python3 - "$work/fused.json" "$work/eval_fused.json" <<'PY' ||
+import json, sys
+run, ev = (json.load(open(p)) for p in sys.argv[1:3])
+assert run["best_model"] and ev["adapter"] == "lang,other", (run, ev)
+for k in ("exact", "f1"):
+    assert abs(run["dev"][k] - ev["metrics"][k]) < 1e-9, (k, run["dev"], ev["metrics"])
+PY
+  fail "the fusion pack's eval differs from the run's best"
+refused "fused/best: the fusion lang,other needs the adapters it fuses; other not loaded" \
+  "$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" \
+  --adapter-pack "$work/fused/best" --adapter-pack "$work/lang/best"
+refused "fuses (lang, other); this pack's adapter third is none of them" \
+  "$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" \
+  --adapter-pack "$work/fused/best" --adapter-pack "$work/lang/best" \
+  --adapter-pack "$work/other/best" --adapter-pack "$work/third/best"
+refused "--fuse trains a fusion of the --adapter-pack adapters, named by them: it takes no" \
+  "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
+  "${common[@]}" --adapter-pack "$work/lang/best" --adapter-pack "$work/other/best" \
+  --fuse lang,other --adapter-name mine --out "$work/x"
+"$cli" predict --task squad --test-file "$squad/dev-v1.1.json" --model "$base" \
+  --adapter-pack "$work/fused/best" --adapter-pack "$work/lang/best" --adapter-pack "$work/other/best" \
+  --out "$work/fused_predictions.json" 2>"$work/err" || fail "predict squad fused: $(cat "$work/err")"
+{ echo '{"task": "other", "text": "a gorgeous, witty movie"}'; questions_jsonl lang,other; } >"$work/fused_questions.jsonl"
+"$cli" predict --model "$base" --adapter-pack "$work/lang/best" --adapter-pack "$work/other/best" \
+  --adapter-pack "$work/fused/best" --input "$work/fused_questions.jsonl" >"$work/fused_answers.jsonl" \
+  2>"$work/err" || fail "predict JSON lines with a fusion span pack: $(cat "$work/err")"
+same_answers "$work/fused_predictions.json" "$work/fused_answers.jsonl" 1 lang,other ||
+  fail "JSON lines answers differ from predict --task squad: $(cat "$work/fused_answers.jsonl")"
 # A span pack does not run a data set's examples: eval and predict of a classification task
 # refuse it by name, before any input is read.
 refused "adapter/best: the pack's head is a span head (question answering): run it with --task squad" \

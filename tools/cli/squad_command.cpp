@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "adaptertune/adapters/adapter_fusion.h"
 #include "adaptertune/adapters/task_routing.h"
 #include "adaptertune/device.h"
 #include "adaptertune/error.h"
@@ -59,7 +60,8 @@ struct SquadModel {
 // The settings are checked before the processes meet (they fail alike everywhere, and a mistake
 // is named as in one process); the model loads after.
 SquadModel open_squad_model(const SquadUseRequest& r) {
-  // One pack with a span head, and the packs of the adapters it was trained stacked on.
+  // One pack with a span head, and the packs of the adapters it was trained stacked on or, for
+  // a fusion, fuses.
   std::vector<AdapterPackInfo> infos;
   for (const auto& pack : r.adapter_packs) infos.push_back(read_adapter_pack_info(pack));
   std::optional<size_t> span;
@@ -82,14 +84,17 @@ SquadModel open_squad_model(const SquadUseRequest& r) {
     info = infos[*span];
     const std::vector<std::string> trained = info->trained_stack();
     for (size_t i = 0; i < infos.size(); ++i) {
-      if (i != *span && std::count(trained.begin(), trained.end(), infos[i].name) == 0) {
+      if (i != *span && std::count(trained.begin(), trained.end(), infos[i].name) == 0 &&
+          std::count(info->fused.begin(), info->fused.end(), infos[i].name) == 0) {
+        const std::string fused = info->fusion ? " and fuses (" + joined(info->fused) + ")" : "";
         throw Error(r.adapter_packs[i] + ": --task squad runs the span pack " +
                     r.adapter_packs[*span] + " on the packs it was trained stacked on (" +
                     (info->stacked_on.empty() ? std::string("none") : joined(info->stacked_on)) +
-                    "); this pack's adapter " + infos[i].name + " is none of them");
+                    ")" + fused + "; this pack's adapter " + infos[i].name + " is none of them");
       }
     }
     check_packs_below(*info, r.adapter_packs[*span], infos);
+    check_fused_adapters(infos, r.adapter_packs);
   }
   const BertConfig base = BertConfig::from_file(r.model + "/config.json");
   // The flags where given, else what the span pack records, else what the model directory
@@ -173,10 +178,14 @@ int run_train_squad(SquadTrainRequest r) {
   defaults.features.max_length = r.trainer.max_length;
   const QuestionAnsweringOptions qa = qa_options(r.squad, defaults);
   const FreezePolicy requested = requested_policy(r.train, r.model);
-  const std::optional<AdapterConfig> adapter = resolve_adapter(r.adapter, requested.mode);
-  const std::string adapter_name = r.adapter_name.value_or("squad");
-  check_adapter_for_policy(requested, r.train,
-                           adapter ? std::optional<std::string>(adapter_name) : std::nullopt);
+  // A fusion trains in place of a new adapter, named by the adapters it fuses.
+  const std::optional<AdapterConfig> adapter =
+      r.fusion ? std::nullopt : resolve_adapter(r.adapter, requested.mode);
+  const std::string adapter_name =
+      r.fusion ? fusion_name(r.fused) : r.adapter_name.value_or("squad");
+  const std::optional<std::string> trained =
+      adapter || r.fusion ? std::optional<std::string>(adapter_name) : std::nullopt;
+  check_adapter_for_policy(requested, r.train, trained);
   r.trainer.inputs = {r.model, r.train_file, r.dev_file, r.adapter.config_file};
   r.trainer.inputs.insert(r.trainer.inputs.end(), r.adapter_packs.begin(), r.adapter_packs.end());
   r.trainer.base_model_dir = r.model;
@@ -196,12 +205,13 @@ int run_train_squad(SquadTrainRequest r) {
                                        ? init_bert_for_question_answering(r.model)
                                        : load_bert_for_question_answering(r.model, &report);
   if (main_process) report_base(r.model, r.random_init, report);
-  // The packs' adapters are frozen tasks of their own, below the new one.
+  // The packs' adapters are frozen tasks of their own, below the new one or fused by it.
   for (const auto& pack : r.adapter_packs) {
     AdapterPackLoad load = load_adapter_pack(model, pack, std::nullopt, /*load_head=*/false);
     for (const auto& w : load.warnings) warn(w);
   }
   if (adapter) model->bert->add_adapter(adapter_name, *adapter);
+  if (r.fusion) model->bert->add_fusion(r.fused, *r.fusion);
   const FreezePolicy policy = resolve_policy(r.train, *model->bert);
   if (main_process) {
     const std::string processes =
@@ -209,7 +219,7 @@ int run_train_squad(SquadTrainRequest r) {
                                       " processes (" + r.trainer.process_group->backend() + ")"
                                 : "";
     const std::string adapter_text =
-        adapter ? Stack::on_top_of(r.stacked_on, adapter_name).describe() : "none";
+        trained ? Stack::on_top_of(r.stacked_on, adapter_name).describe() : "none";
     std::fprintf(stderr, "train: squad (%s), %zu train / %zu dev questions, adapter %s%s\n",
                  train.v2 ? "v2.0" : "v1.1", train.examples.size(), dev.examples.size(),
                  adapter_text.c_str(), processes.c_str());
@@ -219,10 +229,8 @@ int run_train_squad(SquadTrainRequest r) {
     StopOnInterrupt ctrl_c;
     TrainerOptions options = r.trainer;
     options.max_length = 0;  // the windows' length, from qa
-    QuestionAnsweringTrainer trainer(
-        model, std::move(train), std::move(dev), policy,
-        adapter ? std::optional<std::string>(adapter_name) : std::nullopt, options, qa, *tokenizer,
-        r.stacked_on);
+    QuestionAnsweringTrainer trainer(model, std::move(train), std::move(dev), policy, trained,
+                                     options, qa, *tokenizer, r.stacked_on);
     result = trainer.train();
   }
   const nlohmann::ordered_json out = {

@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "adaptertune/fusion_config.h"
 #include "adaptertune/tasks/squad_features.h"
 #include "adaptertune/training/trainer.h"
 #include "common.h"
@@ -48,6 +49,10 @@ struct SquadTrainRequest {
   /// frozen, without their heads.
   std::vector<std::string> adapter_packs;
   std::vector<std::string> stacked_on;
+  /// --fuse: the packs' adapters a fusion trains on (with `fusion`, its config) in place of a
+  /// new adapter; empty: none.
+  std::vector<std::string> fused;
+  std::optional<FusionConfig> fusion;
   TrainChoice train;
   /// --max-length as given (default: kSquadMaxLength, at most the model's positions).
   std::optional<int64_t> max_length;

@@ -90,12 +90,53 @@ std::vector<std::string> fused_adapters(const TrainCommandOptions& o,
                                         const std::vector<std::string>& packs) {
   std::vector<std::string> names = pack_adapters("--fuse", *o.fuse, packs);
   if (names.size() < 2) throw Error("--fuse " + *o.fuse + ": a fusion needs at least two adapters");
+  for (auto name = names.begin(); name != names.end(); ++name) {
+    if (std::find(names.begin(), name, *name) != name) {
+      throw Error("--fuse " + *o.fuse + ": names " + *name + " twice");
+    }
+  }
   return names;
 }
 
 FusionConfig fusion_config_for(const std::string& choice) {
   if (choice == "dynamic" || choice == "static") return FusionConfig::preset(choice);
   return FusionConfig::from_json_string(read_file(choice), choice);
+}
+
+// What --fuse asks for (nothing without it): the packs' adapters it names and the fusion's
+// config. A fusion is named by its adapters, so the flags that describe a new adapter are
+// refused with it, as is an adapter both fused and stacked on.
+struct FuseChoice {
+  std::vector<std::string> fused;
+  std::optional<FusionConfig> fusion;
+};
+FuseChoice fuse_choice(const TrainCommandOptions& o, const std::vector<std::string>& packs,
+                       const std::vector<std::string>& stacked_on) {
+  if (!o.fuse) return {};
+  if (o.adapter.preset || !o.adapter.config_file.empty() || o.adapter.reduction_factor ||
+      o.adapter.adapter_size || o.adapter.leave_out || o.adapter_name) {
+    throw Error(
+        "--fuse trains a fusion of the --adapter-pack adapters, named by them: it "
+        "takes no --adapter, --adapter-config, --reduction-factor, --adapter-size, "
+        "--leave-out or --adapter-name");
+  }
+  FuseChoice choice{fused_adapters(o, packs), fusion_config_for(o.fusion_config)};
+  for (const auto& name : stacked_on) {
+    if (std::find(choice.fused.begin(), choice.fused.end(), name) != choice.fused.end()) {
+      throw Error("--stack-on " + *o.stack_on + ": " + name + " is fused too (--fuse " + *o.fuse +
+                  "); an adapter is either fused or stacked on");
+    }
+  }
+  return choice;
+}
+
+// --adapter-pack loads adapters that the run fuses or stacks the new adapter on.
+void check_packs_are_used(const TrainCommandOptions& o, const std::string& label) {
+  if (!o.adapter_packs.empty() && !o.fuse && !o.stack_on) {
+    throw Error(label +
+                " --adapter-pack loads adapters to fuse (--fuse) or to stack the new "
+                "adapter on (--stack-on): give one of them");
+  }
 }
 
 HeadConfig head_for(const TaskDescription& task) {
@@ -179,15 +220,12 @@ int run_train_squad_command(TrainCommandOptions& o) {
                 ": --labels, --regression, --pair-column, --metrics and --main-metric "
                 "describe classification files; SQuAD is scored by exact match and F1");
   }
-  if (o.fuse) throw Error(label + " takes no --fuse (a span head trains one adapter)");
-  if (!o.adapter_packs.empty() && !o.stack_on) {
-    throw Error(label +
-                " --adapter-pack loads adapters to stack the new adapter on: give --stack-on");
-  }
+  check_packs_are_used(o, label);
   std::vector<std::string> packs;  // the packs' adapter names, in --adapter-pack order
   for (const auto& pack : o.adapter_packs) packs.push_back(read_adapter_pack_info(pack).name);
   const std::vector<std::string> stacked_on =
       o.stack_on ? pack_adapters("--stack-on", *o.stack_on, packs) : std::vector<std::string>();
+  FuseChoice fuse = fuse_choice(o, packs, stacked_on);
   const TrainMode mode = requested_policy(o.train, o.model).mode;
   check_stack_on_trains_an_adapter(o, mode);
   check_random_init(o, mode);
@@ -206,6 +244,8 @@ int run_train_squad_command(TrainCommandOptions& o) {
   request.adapter_name = o.adapter_name;
   request.adapter_packs = o.adapter_packs;
   request.stacked_on = stacked_on;
+  request.fused = std::move(fuse.fused);
+  request.fusion = std::move(fuse.fusion);
   request.random_init = o.random_init;
   request.train_examples = o.train_examples;
   request.train = o.train;
@@ -234,33 +274,13 @@ int run_train(TrainCommandOptions o) {
   check_random_init(o, mode);
   std::vector<std::string> packs;  // the packs' adapter names, in --adapter-pack order
   for (const auto& pack : o.adapter_packs) packs.push_back(read_adapter_pack_info(pack).name);
-  std::vector<std::string> fused;
-  std::optional<FusionConfig> fusion;
-  if (o.fuse) {
-    if (o.adapter.preset || !o.adapter.config_file.empty() || o.adapter.reduction_factor ||
-        o.adapter.adapter_size || o.adapter.leave_out || o.adapter_name) {
-      throw Error(
-          "--fuse trains a fusion of the --adapter-pack adapters, named by them: it "
-          "takes no --adapter, --adapter-config, --reduction-factor, --adapter-size, "
-          "--leave-out or --adapter-name");
-    }
-    fused = fused_adapters(o, packs);
-    fusion = fusion_config_for(o.fusion_config);
-  }
   const std::vector<std::string> stacked_on =
       o.stack_on ? pack_adapters("--stack-on", *o.stack_on, packs) : std::vector<std::string>();
+  const FuseChoice fuse = fuse_choice(o, packs, stacked_on);
+  const std::vector<std::string>& fused = fuse.fused;
+  const std::optional<FusionConfig>& fusion = fuse.fusion;
   check_stack_on_trains_an_adapter(o, mode);
-  if (!o.adapter_packs.empty() && !o.fuse && !o.stack_on) {
-    throw Error(
-        "train --adapter-pack loads adapters to fuse (--fuse) or to stack the new "
-        "adapter on (--stack-on): give one of them");
-  }
-  for (const auto& name : stacked_on) {
-    if (std::find(fused.begin(), fused.end(), name) != fused.end()) {
-      throw Error("--stack-on " + *o.stack_on + ": " + name + " is fused too (--fuse " + *o.fuse +
-                  "); an adapter is either fused or stacked on");
-    }
-  }
+  check_packs_are_used(o, "train");
   std::optional<AdapterConfig> adapter = o.fuse ? std::nullopt : resolve_adapter(o.adapter, mode);
   if (several) check_multi_task_options(o, adapter.has_value());
   const std::string adapter_label =
