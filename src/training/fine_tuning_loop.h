@@ -53,7 +53,8 @@ struct FineTuningSteps {
 
 /// What a batch of `task` (an adapter, a fusion, or none: the plain base) minimises: `loss`, plus
 /// AdapterFusion's pull of its value projections towards the identity when `task` is a fusion
-/// trained with it (FusionConfig::regularization), added with every batch as AdapterHub adds it.
+/// trained with it (FusionConfig::regularization), added to each batch's loss, so that it weighs
+/// once per optimizer step (TrainingEngine::backward() weights each batch by its share).
 at::Tensor training_objective(const BertModelImpl& bert, const std::optional<std::string>& task,
                               const at::Tensor& loss);
 
