@@ -15,6 +15,8 @@
 #include "adaptertune/text/wordpiece.h"
 #include "adaptertune/training/interrupt.h"
 #include "test_util.h"
+#include "training/cached_evaluation.h"
+#include "training/frozen_layer_cache.h"
 #include "training_test_util.h"
 
 namespace adaptertune {
@@ -457,6 +459,55 @@ TEST(QuestionAnsweringTrainer, DropCacheOfFrozenLayersTrainsAsWithoutIt) {
   const nlohmann::json results =
       nlohmann::json::parse(read_file(cached_options.output_dir + "/results.json"));
   EXPECT_EQ(results.at("cached_layers"), 2);
+  // The second evaluation's batches of dev windows came from the cache too.
+  const auto dev_windows =
+      static_cast<int64_t>(make_squad_features(f.data, f.tokenizer, f.qa.features).features.size());
+  const int64_t dev_batches =
+      (dev_windows + cached_options.eval_batch_size - 1) / cached_options.eval_batch_size;
+  EXPECT_EQ(with.eval_batches_from_cache, dev_batches);
+  EXPECT_EQ(results.at("eval_batches_from_cache"), dev_batches);
+  EXPECT_EQ(without.eval_batches_from_cache, 0);
+}
+
+// Span evaluation from the frozen-layer cache answers as predict_squad() does, in float32 and
+// bf16: the first call fills the cache (each window's rows computed once, kept without their
+// padding, which no answer reads) and the next is served from it whole.
+TEST(QuestionAnsweringTrainer, EvaluationFromTheFrozenLayerCacheAnswersAsPredictSquad) {
+  Fixture f;
+  set_seed(7);
+  BertConfig config = testing::tiny_config();  // dropout on: evaluation runs without it
+  config.vocab_size = 30522;
+  config.num_hidden_layers = 3;
+  BertForQuestionAnswering model(config);
+  AdapterConfig adapter = AdapterConfig::houlsby();
+  adapter.leave_out = {0, 1};
+  model->bert->add_adapter("squad", adapter);
+  testing::randomize_task_tensors(*model);
+  model->bert->set_active_adapter("squad");
+  const SquadFeatures features = make_squad_features(f.data, f.tokenizer, f.qa.features);
+  const auto windows = static_cast<int64_t>(features.features.size());
+  const c10::Device cpu(c10::kCPU);
+  for (const Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
+    model->train();  // as a trainer's model is between evaluations
+    const auto expected =
+        predict_squad(model, f.data, features, f.tokenizer, f.qa.answers, 4, cpu, precision);
+    detail::FrozenLayerCache cache(2, features.features.size());
+    for (int call = 0; call < 2; ++call) {
+      const auto got = detail::predict_squad_cached(
+          model, f.data, features, f.tokenizer, f.qa.answers, 4, cpu, precision, nullptr, &cache);
+      ASSERT_EQ(got.size(), expected.size());
+      for (const auto& [id, answer] : expected) {
+        const std::string what =
+            precision_name(precision) + ", call " + std::to_string(call) + ", question " + id;
+        EXPECT_EQ(got.at(id).text, answer.text) << what;
+        EXPECT_NEAR(got.at(id).score, answer.score, 1e-5) << what;
+        EXPECT_NEAR(got.at(id).null_score, answer.null_score, 1e-5) << what;
+      }
+      EXPECT_TRUE(model->is_training());
+    }
+    EXPECT_EQ(cache.rows_computed(), windows);
+    EXPECT_EQ(cache.batches_from_cache(), (windows + 3) / 4) << "the second call's batches";
+  }
 }
 
 TEST(QuestionAnsweringTrainer, RefusesWhatItCannotDoByName) {

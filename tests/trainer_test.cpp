@@ -23,6 +23,8 @@
 #include "adaptertune/tasks/glue.h"
 #include "adaptertune/text/wordpiece.h"
 #include "test_util.h"
+#include "training/cached_evaluation.h"
+#include "training/frozen_layer_cache.h"
 #include "training_test_util.h"
 
 namespace adaptertune {
@@ -662,6 +664,11 @@ TEST(Trainer, DropCacheOfFrozenLayersTrainsAsWithoutIt) {
           .train();
   EXPECT_EQ(with.cached_layers, 2);
   EXPECT_EQ(with.batches_from_cache, 6) << "the second epoch's 6 batches";
+  const auto dev_examples = static_cast<int64_t>(f.dev.encodings.size());
+  EXPECT_EQ(with.eval_batches_from_cache,
+            (dev_examples + o.eval_batch_size - 1) / o.eval_batch_size)
+      << "the second evaluation's batches";
+  EXPECT_EQ(without.eval_batches_from_cache, 0);
   auto expected = snapshot(plain);
   for (const auto& [name, value] : snapshot(cached)) {
     EXPECT_LT(testing::max_abs_diff(value, expected[name]), 1e-4) << name;
@@ -674,6 +681,48 @@ TEST(Trainer, DropCacheOfFrozenLayersTrainsAsWithoutIt) {
   EXPECT_ERROR_CONTAINS(
       Trainer(no_drop, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer),
       "leaves out no lowest layer");
+}
+
+// Dev evaluation from the frozen-layer cache gives what evaluate() gives, in float32 and bf16:
+// the first call fills the cache (each dev example's rows computed once, kept without their
+// padding) and the next is served from it whole.
+TEST(Trainer, EvaluationFromTheFrozenLayerCacheGivesWhatEvaluateGives) {
+  Fixture f;
+  torch::manual_seed(3);
+  BertConfig config = testing::tiny_config();  // dropout on: evaluation runs without it
+  config.vocab_size = 30522;
+  config.num_hidden_layers = 3;
+  BertForSequenceClassification model(config, HeadConfig::classification({"0", "1"}));
+  AdapterConfig adapter = AdapterConfig::houlsby();
+  adapter.leave_out = {0, 1};
+  model->bert->add_adapter("sst2", adapter);
+  testing::randomize_task_tensors(*model);
+  model->bert->set_active_adapter("sst2");
+  const c10::Device cpu(c10::kCPU);
+  for (const Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
+    model->train();  // as a trainer's model is between evaluations
+    const EvalResult expected =
+        evaluate(model, f.task, f.dev, 16, cpu, precision, f.tokenizer.pad_id());
+    detail::FrozenLayerCache cache(2, f.dev.encodings.size());
+    for (int call = 0; call < 2; ++call) {
+      const EvalResult got = detail::evaluate_cached(model, f.task, f.dev, 16, cpu, precision,
+                                                     f.tokenizer.pad_id(), nullptr, &cache);
+      const std::string what =
+          precision_name(precision) + ", call " + std::to_string(call) + ", example ";
+      EXPECT_EQ(got.predictions, expected.predictions) << what;
+      ASSERT_EQ(got.logits.size(), expected.logits.size());
+      for (size_t i = 0; i < got.logits.size(); ++i) {
+        for (size_t k = 0; k < got.logits[i].size(); ++k) {
+          EXPECT_NEAR(got.logits[i][k], expected.logits[i][k], 1e-6) << what << i;
+        }
+      }
+      EXPECT_NEAR(got.loss, expected.loss, 1e-6) << what;
+      EXPECT_EQ(got.metrics, expected.metrics) << what;
+      EXPECT_TRUE(model->is_training()) << what;
+    }
+    EXPECT_EQ(cache.rows_computed(), 64);
+    EXPECT_EQ(cache.batches_from_cache(), 4) << "the second call's 4 batches";
+  }
 }
 
 TEST(Trainer, LastLayerAtTheFirstPositionTrainsAsWithEveryPosition) {

@@ -27,6 +27,7 @@
 #include "distributed/squad_windows.h"
 #include "run_checks.h"
 #include "sha256.h"
+#include "training/cached_evaluation.h"
 #include "training/data_parallel.h"
 #include "training/fine_tuning_loop.h"
 #include "training/frozen_layer_cache.h"
@@ -58,6 +59,24 @@ Json squad_fingerprint(const SquadFeatures& features, const EncodedDataset& wind
           {"targets_sha256", sha.hex_digest()}};
 }
 
+// The answers with their scores, as the official scripts score them.
+SquadEvalResult scored(const SquadDataset& data,
+                       std::map<std::string, SquadAnswerPrediction> answers) {
+  SquadEvalResult result;
+  result.answers = std::move(answers);
+  std::map<std::string, std::string> predictions;
+  for (const auto& [id, answer] : result.answers) predictions[id] = answer.text;
+  const SquadScores scores = squad_evaluate(data, predictions);
+  result.metrics = {{"exact", scores.exact}, {"f1", scores.f1}};
+  if (data.v2) {
+    result.metrics["has_answer_exact"] = scores.has_answer_exact;
+    result.metrics["has_answer_f1"] = scores.has_answer_f1;
+    result.metrics["no_answer_exact"] = scores.no_answer_exact;
+    result.metrics["no_answer_f1"] = scores.no_answer_f1;
+  }
+  return result;
+}
+
 }  // namespace
 
 std::map<std::string, SquadAnswerPrediction> predict_squad(
@@ -72,6 +91,14 @@ std::map<std::string, SquadAnswerPrediction> predict_squad(
     BertForQuestionAnswering& model, const SquadDataset& data, const SquadFeatures& features,
     const Tokenizer& tokenizer, const SquadAnswerOptions& answers, int64_t batch_size,
     c10::Device device, Precision precision, ProcessGroup* group) {
+  return detail::predict_squad_cached(model, data, features, tokenizer, answers, batch_size, device,
+                                      precision, group, nullptr);
+}
+
+std::map<std::string, SquadAnswerPrediction> detail::predict_squad_cached(
+    BertForQuestionAnswering& model, const SquadDataset& data, const SquadFeatures& features,
+    const Tokenizer& tokenizer, const SquadAnswerOptions& answers, int64_t batch_size,
+    c10::Device device, Precision precision, ProcessGroup* group, FrozenLayerCache* cache) {
   check_device(device);
   move_to_device(*model, device);  // the batches go there; a model loaded elsewhere follows
   const bool was_training = model->is_training();
@@ -81,7 +108,10 @@ std::map<std::string, SquadAnswerPrediction> predict_squad(
       data, features, tokenizer, answers.for_data(data), batch_size, device, group,
       [&](const Batch& batch) {
         AutocastGuard autocast(device, precision);
-        return model(batch.input_ids, batch.attention_mask, batch.token_type_ids);
+        return cache != nullptr
+                   ? model->forward_from(cache->lower_states(*model->bert, batch),
+                                         batch.attention_mask, cache->layers())
+                   : model(batch.input_ids, batch.attention_mask, batch.token_type_ids);
       });
   model->train(was_training);
   return answers_found;
@@ -99,20 +129,8 @@ SquadEvalResult evaluate_squad(BertForQuestionAnswering& model, const SquadDatas
                                const SquadFeatures& features, const Tokenizer& tokenizer,
                                const SquadAnswerOptions& answers, int64_t batch_size,
                                c10::Device device, Precision precision, ProcessGroup* group) {
-  SquadEvalResult result;
-  result.answers = predict_squad(model, data, features, tokenizer, answers, batch_size, device,
-                                 precision, group);
-  std::map<std::string, std::string> predictions;
-  for (const auto& [id, answer] : result.answers) predictions[id] = answer.text;
-  const SquadScores scores = squad_evaluate(data, predictions);
-  result.metrics = {{"exact", scores.exact}, {"f1", scores.f1}};
-  if (data.v2) {
-    result.metrics["has_answer_exact"] = scores.has_answer_exact;
-    result.metrics["has_answer_f1"] = scores.has_answer_f1;
-    result.metrics["no_answer_exact"] = scores.no_answer_exact;
-    result.metrics["no_answer_f1"] = scores.no_answer_f1;
-  }
-  return result;
+  return scored(data, predict_squad(model, data, features, tokenizer, answers, batch_size, device,
+                                    precision, group));
 }
 
 QuestionAnsweringTrainer::QuestionAnsweringTrainer(
@@ -234,18 +252,25 @@ TrainResult QuestionAnsweringTrainer::train() {
   // AdapterDrop's cache of the frozen lowest layers' outputs per window, kept at the longest
   // window's length: the span loss reads padded positions too, and their states after the cached
   // layers depend on the window alone, not on the batch it is padded in.
-  detail::FrozenLayerCache layer_cache;
+  // The dev windows' rows for the evaluations are kept without their padding: an answer reads
+  // its window's own positions only.
+  detail::FrozenLayerCache layer_cache, dev_cache;
   if (options_.cache_frozen_layers) {
     size_t longest = 0;
     for (const Encoding& e : windows.encodings) longest = std::max(longest, e.input_ids.size());
+    int64_t dev_tokens = 0;
+    for (const SquadFeature& f : dev_features.features) {
+      dev_tokens += static_cast<int64_t>(f.encoding.input_ids.size());
+    }
     std::string why;
-    const int64_t layers =
-        detail::layers_to_cache(detail::adapter_free_layers(*model_->bert, adapter_),
-                                static_cast<int64_t>(windows.encodings.size() * longest),
-                                model_->bert->config().hidden_size, options_.cache_max_bytes, why);
+    const int64_t layers = detail::layers_to_cache(
+        detail::adapter_free_layers(*model_->bert, adapter_),
+        static_cast<int64_t>(windows.encodings.size() * longest) + dev_tokens,
+        model_->bert->config().hidden_size, options_.cache_max_bytes, why);
     if (!why.empty()) progress.message("train: " + why + "; training without it");
     layer_cache = detail::FrozenLayerCache(layers, windows.encodings.size(),
                                            static_cast<int64_t>(longest), tokenizer_.pad_id());
+    dev_cache = detail::FrozenLayerCache(layers, dev_features.features.size());
     result.cached_layers = layers;
   }
   // The base as the run starts, before a resume restores trained weights into it.
@@ -327,9 +352,12 @@ TrainResult QuestionAnsweringTrainer::train() {
   };
   // Evaluates on dev; true when training should stop early.
   auto run_eval = [&](int64_t epoch) {
-    const SquadEvalResult eval =
-        evaluate_squad(model_, dev_data_, dev_features, tokenizer_, qa_.answers,
-                       options_.eval_batch_size, device, options_.precision, group);
+    const auto eval_start = std::chrono::steady_clock::now();
+    const SquadEvalResult eval = scored(
+        dev_data_,
+        detail::predict_squad_cached(model_, dev_data_, dev_features, tokenizer_, qa_.answers,
+                                     options_.eval_batch_size, device, options_.precision, group,
+                                     dev_cache.layers() > 0 ? &dev_cache : nullptr));
     const double score = eval.metrics.at("f1");
     const bool improved = score > best.best;
     write_event(
@@ -340,6 +368,8 @@ TrainResult QuestionAnsweringTrainer::train() {
          {"adapter", adapter_ ? Json(*adapter_) : Json(nullptr)},
          {"metrics", eval.metrics},
          {"improved", improved},
+         {"eval_s",
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count()},
          {"elapsed_s",
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}});
     progress.message("eval: step " + std::to_string(state.global_step) + " dev " +
@@ -410,6 +440,7 @@ TrainResult QuestionAnsweringTrainer::train() {
   detail::run_fine_tuning_loop(engine, options_, group, epochs, total_steps, 1, steps, progress,
                                result);
   result.batches_from_cache = layer_cache.batches_from_cache();
+  result.eval_batches_from_cache = dev_cache.batches_from_cache();
   result.best_metrics = best.best_metrics;
   result.best_step = best.best_step;
   if (best.best_step >= 0 && (file_exists(best_dir + "/adapter_config.json") ||
@@ -436,6 +467,7 @@ TrainResult QuestionAnsweringTrainer::train() {
                         {"seconds", result.seconds},
                         {"cached_layers", result.cached_layers},
                         {"batches_from_cache", result.batches_from_cache},
+                        {"eval_batches_from_cache", result.eval_batches_from_cache},
                         {"best_model", result.best_model ? Json(*result.best_model) : Json()}};
   if (writes)
     write_file_atomic(options_.output_dir + "/results.json", json_text(summary, 2) + "\n");

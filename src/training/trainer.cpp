@@ -36,6 +36,7 @@
 #include "distributed/shared_batches.h"
 #include "run_checks.h"
 #include "sha256.h"
+#include "training/cached_evaluation.h"
 #include "training/data_parallel.h"
 #include "training/fine_tuning_loop.h"
 #include "training/frozen_layer_cache.h"
@@ -99,6 +100,14 @@ Json run_fingerprint(const std::vector<TrainingTask>& tasks, const TrainerOption
 EvalResult evaluate(BertForSequenceClassification& model, const TaskDescription& task,
                     const EncodedDataset& data, int64_t batch_size, c10::Device device,
                     Precision precision, int64_t pad_id, ProcessGroup* group) {
+  return detail::evaluate_cached(model, task, data, batch_size, device, precision, pad_id, group,
+                                 nullptr);
+}
+
+EvalResult detail::evaluate_cached(BertForSequenceClassification& model,
+                                   const TaskDescription& task, const EncodedDataset& data,
+                                   int64_t batch_size, c10::Device device, Precision precision,
+                                   int64_t pad_id, ProcessGroup* group, FrozenLayerCache* cache) {
   check_device(device);
   Batcher batcher(data, BatcherOptions::for_inference(batch_size, pad_id));
   move_to_device(*model, device);  // the batches go there; a model loaded elsewhere follows
@@ -121,7 +130,11 @@ EvalResult evaluate(BertForSequenceClassification& model, const TaskDescription&
     torch::Tensor logits;
     {
       AutocastGuard autocast(device, precision);
-      logits = model(batch.input_ids, batch.attention_mask, batch.token_type_ids).to(at::kFloat);
+      logits = cache != nullptr
+                   ? model->forward_from(cache->lower_states(*model->bert, batch),
+                                         batch.attention_mask, cache->layers())
+                   : model(batch.input_ids, batch.attention_mask, batch.token_type_ids);
+      logits = logits.to(at::kFloat);
     }
     if (logits.size(1) != width) {
       throw Error("evaluate: the model's head gives " + std::to_string(logits.size(1)) +
@@ -481,6 +494,32 @@ TrainResult Trainer::train() {
     if (several) make_directories(options_.output_dir + "/best");
     detail::move_best_into_place(options_.output_dir, target);
   };
+  // AdapterDrop's cache of the frozen lowest layers' outputs, per task and training example
+  // (each row kept without its padding: the sequence head reads the first position), and per
+  // task and dev example for the evaluations.
+  int64_t frozen_layers = 0;
+  std::vector<detail::FrozenLayerCache> layer_cache(task_count), dev_cache(task_count);
+  if (options_.cache_frozen_layers) {
+    frozen_layers = model_->bert->config().num_hidden_layers;
+    int64_t tokens = 0;
+    for (const TrainingTask& task : tasks_) {
+      frozen_layers =
+          std::min(frozen_layers, detail::adapter_free_layers(*model_->bert, task.adapter));
+      for (const EncodedDataset* data : {&task.train, &task.dev}) {
+        for (const auto& e : data->encodings) tokens += static_cast<int64_t>(e.input_ids.size());
+      }
+    }
+    std::string why;
+    frozen_layers = detail::layers_to_cache(
+        frozen_layers, tokens, model_->bert->config().hidden_size, options_.cache_max_bytes, why);
+    if (!why.empty()) progress.message("train: " + why + "; training without it");
+    for (size_t t = 0; t < task_count; ++t) {
+      layer_cache[t] = detail::FrozenLayerCache(frozen_layers, tasks_[t].train.encodings.size());
+      dev_cache[t] = detail::FrozenLayerCache(frozen_layers, tasks_[t].dev.encodings.size());
+    }
+    result.cached_layers = frozen_layers;
+  }
+
   // Evaluates every task; returns true when training should stop early (no task has improved
   // for the patience).
   auto run_eval = [&](int64_t epoch) {
@@ -489,8 +528,11 @@ TrainResult Trainer::train() {
       const TrainingTask& task = tasks_[t];
       TaskProgress& p = progress_of[t];
       activate(t);
-      EvalResult eval = evaluate(model_, task.info, task.dev, options_.eval_batch_size,
-                                 options_.device, options_.precision, tokenizer_.pad_id(), group);
+      const auto eval_start = std::chrono::steady_clock::now();
+      EvalResult eval =
+          detail::evaluate_cached(model_, task.info, task.dev, options_.eval_batch_size,
+                                  options_.device, options_.precision, tokenizer_.pad_id(), group,
+                                  frozen_layers > 0 ? &dev_cache[t] : nullptr);
       const double score = eval.metrics.at(task.info.selection_metric());
       const bool improved = score > p.best;
       Json event = {
@@ -502,6 +544,8 @@ TrainResult Trainer::train() {
           {"dev_loss", eval.loss},
           {"metrics", eval.metrics},
           {"improved", improved},
+          {"eval_s",
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count()},
           {"elapsed_s",
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()}};
       write_event(event);
@@ -521,28 +565,6 @@ TrainResult Trainer::train() {
     }
     return group ? detail::rank0_decision(*group, stop, options_.device) : stop;
   };
-
-  // AdapterDrop's cache of the frozen lowest layers' outputs, per task and training example
-  // (each row kept without its padding: the sequence head reads the first position).
-  int64_t frozen_layers = 0;
-  std::vector<detail::FrozenLayerCache> layer_cache(task_count);
-  if (options_.cache_frozen_layers) {
-    frozen_layers = model_->bert->config().num_hidden_layers;
-    int64_t tokens = 0;
-    for (const TrainingTask& task : tasks_) {
-      frozen_layers =
-          std::min(frozen_layers, detail::adapter_free_layers(*model_->bert, task.adapter));
-      for (const auto& e : task.train.encodings) tokens += static_cast<int64_t>(e.input_ids.size());
-    }
-    std::string why;
-    frozen_layers = detail::layers_to_cache(
-        frozen_layers, tokens, model_->bert->config().hidden_size, options_.cache_max_bytes, why);
-    if (!why.empty()) progress.message("train: " + why + "; training without it");
-    for (size_t t = 0; t < task_count; ++t) {
-      layer_cache[t] = detail::FrozenLayerCache(frozen_layers, tasks_[t].train.encodings.size());
-    }
-    result.cached_layers = frozen_layers;
-  }
 
   // Each task's place in its own data order: batches drawn so far, and the order of the data
   // epoch they are in.
@@ -627,8 +649,9 @@ TrainResult Trainer::train() {
   };
   detail::run_fine_tuning_loop(engine, options_, group, epochs, total_steps, task_count, steps,
                                progress, result);
-  for (const detail::FrozenLayerCache& cache : layer_cache) {
-    result.batches_from_cache += cache.batches_from_cache();
+  for (size_t t = 0; t < task_count; ++t) {
+    result.batches_from_cache += layer_cache[t].batches_from_cache();
+    result.eval_batches_from_cache += dev_cache[t].batches_from_cache();
   }
   const std::vector<int64_t> drawn = sampler.drawn_before(state.epoch, state.batch_in_epoch);
   Json tasks_summary = Json::array();
@@ -673,6 +696,7 @@ TrainResult Trainer::train() {
   summary["seconds"] = result.seconds;
   summary["cached_layers"] = result.cached_layers;
   summary["batches_from_cache"] = result.batches_from_cache;
+  summary["eval_batches_from_cache"] = result.eval_batches_from_cache;
   summary["tasks"] = tasks_summary;
   if (writes)
     write_file_atomic(options_.output_dir + "/results.json", json_text(summary, 2) + "\n");

@@ -14,7 +14,7 @@ for run in a b; do
     --train-examples 64 --batch-size 16 --max-steps 4 --eval-every 2 --log-every 1 \
     --no-progress --out "$work/$run" >/dev/null 2>"$work/$run.log"
   # Everything but timings.
-  sed -E 's/"(elapsed_s|examples_per_s)":[^,}]*//g' "$work/$run/metrics.jsonl" >"$work/$run.events"
+  sed -E 's/"(elapsed_s|eval_s|examples_per_s)":[^,}]*//g' "$work/$run/metrics.jsonl" >"$work/$run.events"
 done
 if ! cmp -s "$work/a.events" "$work/b.events"; then
   echo "FAIL: two runs of the same command differ:" >&2

@@ -1069,7 +1069,8 @@ Command add_train_command(CLI::App& app) {
                 "(dropout then draws other masks, so a seed trains along another path)");
   cmd->add_flag("--cache-frozen-layers", o->trainer.cache_frozen_layers,
                 "With --leave-out 0-N: run the adapter-free lowest layers without dropout and "
-                "reuse their outputs after the first epoch (AdapterDrop's cache)");
+                "reuse their outputs after the first epoch, and the dev set's after the first "
+                "evaluation (AdapterDrop's cache)");
   cmd->add_flag_function(
       "--group-by-length,!--no-group-by-length",
       [o](int64_t n) { o->trainer.group_by_length = n > 0; },

@@ -80,7 +80,9 @@ struct TrainerOptions {
   /// each training example is kept after its first batch, and later epochs start at layer k
   /// from the cache. Needs an adapter that leaves out layer 0 (Error otherwise). The
   /// QuestionAnsweringTrainer keeps each window at the longest window's length (its loss reads
-  /// padded positions).
+  /// padded positions). Dev evaluations keep each dev example's output of those layers at the
+  /// first evaluation and start later ones from it (the same scores). The cache's size counts
+  /// the training and the dev tokens; past `cache_max_bytes` the run trains without it.
   bool cache_frozen_layers = false;
   /// Gradient checkpointing (BertEncoderImpl::set_gradient_checkpointing()): every encoder layer
   /// keeps only its input for the backward pass and runs again there. The same gradients, with
@@ -196,9 +198,11 @@ struct TrainResult {
   bool interrupted = false;
   bool early_stopped = false;
   double seconds = 0;
-  /// Layers served from the frozen-layer cache (0: no cache), and the batches that were.
+  /// Layers served from the frozen-layer cache (0: no cache), the training batches that were,
+  /// and the dev evaluations' batches that were (those after the first evaluation's).
   int64_t cached_layers = 0;
   int64_t batches_from_cache = 0;
+  int64_t eval_batches_from_cache = 0;
   /// Where the best model of the only task is (`output_dir/best`), when an evaluation has
   /// written one.
   std::optional<std::string> best_model;
