@@ -22,6 +22,7 @@
 #include "adaptertune/parameter_names.h"
 #include "adaptertune/text/wordpiece.h"
 #include "adaptertune/training/question_answering_trainer.h"
+#include "adaptertune/version.h"
 #include "group_test_util.h"
 #include "onednn_products.h"
 #include "test_util.h"
@@ -113,6 +114,11 @@ TEST_P(PredictorTest, MixedRequestsGetWhatEachTaskGivesThemAlone) {
   Predictor predictor(files().model, files().packs, options);
   EXPECT_EQ(predictor.tasks(), (std::vector<std::string>{"sentiment", "nli", "similarity"}));
   EXPECT_TRUE(predictor.warnings().empty()) << predictor.warnings().front();
+  // The whole, as GET /v1/model and inspect describe it: the base, the tasks, the version.
+  const auto described = nlohmann::json::parse(predictor.describe());
+  EXPECT_EQ(described.at("tasks"), nlohmann::json(predictor.tasks()));
+  EXPECT_EQ(described.at("library_version"), version());
+  EXPECT_EQ(described.at("config_sha256"), predictor.base_info().config_sha256);
   EXPECT_EQ(predictor.max_length("sentiment"), 16);  // recorded in the pack
   // Not recorded: the default, 128, but never beyond the model's 64 positions.
   EXPECT_EQ(predictor.max_length("similarity"), 64);

@@ -27,6 +27,7 @@
 #include "adaptertune/tasks/batcher.h"
 #include "adaptertune/tasks/squad.h"
 #include "adaptertune/tasks/squad_features.h"
+#include "adaptertune/version.h"
 #include "distributed/shared_batches.h"
 #include "distributed/squad_windows.h"
 
@@ -441,6 +442,13 @@ BaseInfo Predictor::base_info() const {
   base.device = state_->options.device;
   base.bytes = state_->base_bytes;
   return base;
+}
+
+std::string Predictor::describe() const {
+  nlohmann::ordered_json out = nlohmann::ordered_json::parse(base_info().to_json());
+  out["tasks"] = tasks();
+  out["library_version"] = version();
+  return json_text(out);
 }
 
 std::string Predictor::add_task(const std::string& adapter_pack,

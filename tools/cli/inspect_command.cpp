@@ -11,7 +11,6 @@
 
 #include "adaptertune/format.h"
 #include "adaptertune/inference/predictor.h"
-#include "adaptertune/version.h"
 #include "commands.h"
 #include "common.h"
 
@@ -31,9 +30,7 @@ int run(const InspectOptions& o) {
   options.prepack_frozen_weights = false;  // nothing runs: no copies to lay out
   const Predictor predictor(o.model, o.adapter_packs, options);
   using Json = nlohmann::ordered_json;
-  Json model = Json::parse(predictor.base_info().to_json());
-  model["tasks"] = predictor.tasks();
-  model["library_version"] = version();
+  const Json model = Json::parse(predictor.describe());
   Json tasks = Json::array();
   for (const std::string& task : predictor.tasks()) {
     tasks.push_back(Json::parse(predictor.task_info(task).to_json()));

@@ -11,7 +11,6 @@
 
 #include "adaptertune/error.h"
 #include "adaptertune/format.h"
-#include "adaptertune/version.h"
 #include "metrics.h"
 #include "page.h"
 
@@ -161,13 +160,8 @@ struct HttpServer::Impl {
 
   // GET /v1/model: the base every task shares, how it runs, and what a request that names no
   // task gets (BaseInfo::to_json(), which names the model directory, not where it lies), with
-  // the tasks' names and the library's version.
-  Reply describe_model() const {
-    Json model = Json::parse(predictor.base_info().to_json());
-    model["tasks"] = predictor.tasks();
-    model["library_version"] = version();
-    return {200, json_text(model)};
-  }
+  // the tasks' names and the library's version (Predictor::describe()).
+  Reply describe_model() const { return {200, predictor.describe()}; }
 
   Reply load_task(const httplib::Request& request) {
     if (!authorised(request)) return Reply::error(401, "this endpoint needs the API key");

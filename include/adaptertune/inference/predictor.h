@@ -211,6 +211,9 @@ class Predictor {
   TaskInfo task_info(const std::string& task) const;
   /// What the base is, and what the requests that name no task get.
   BaseInfo base_info() const;
+  /// The whole as `GET /v1/model` and `inspect` describe it: base_info().to_json()'s keys, then
+  /// "tasks" (tasks()) and "library_version" (version()), as a JSON object.
+  std::string describe() const;
 
   /// Loads another pack as task `name` (default: the pack's name) while other threads may be
   /// predicting. Returns the task's name. Throws Error as the constructor does, or if the name is
