@@ -443,11 +443,7 @@ TrainResult QuestionAnsweringTrainer::train() {
   result.eval_batches_from_cache = dev_cache.batches_from_cache();
   result.best_metrics = best.best_metrics;
   result.best_step = best.best_step;
-  if (best.best_step >= 0 && (file_exists(best_dir + "/adapter_config.json") ||
-                              file_exists(best_dir + "/adapter_fusion_config.json") ||
-                              file_exists(best_dir + "/config.json"))) {
-    result.best_model = best_dir;
-  }
+  result.best_model = detail::kept_best_model(best_dir, best.best_step);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   TaskTrainResult task;
   task.task = "squad";

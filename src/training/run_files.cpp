@@ -345,4 +345,12 @@ void move_best_into_place(const std::string& output_dir, const std::string& targ
   remove_tree(old);
 }
 
+std::optional<std::string> kept_best_model(const std::string& directory, int64_t best_step) {
+  if (best_step < 0) return std::nullopt;
+  for (const char* file : {"adapter_config.json", "adapter_fusion_config.json", "config.json"}) {
+    if (file_exists(directory + "/" + file)) return directory;
+  }
+  return std::nullopt;
+}
+
 }  // namespace adaptertune::detail

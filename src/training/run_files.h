@@ -185,4 +185,9 @@ std::string empty_best_staging(const std::string& output_dir);
 /// so that a crash leaves one of them whole. Error naming `target` when the move fails.
 void move_best_into_place(const std::string& output_dir, const std::string& target);
 
+/// `directory` when an evaluation has kept a model there (a task that improved at `best_step`
+/// 0 or later, and the directory holds an adapter pack, a fusion pack or a model directory);
+/// else std::nullopt: what TrainResult::best_model and TaskTrainResult::best_model say.
+std::optional<std::string> kept_best_model(const std::string& directory, int64_t best_step);
+
 }  // namespace adaptertune::detail

@@ -662,12 +662,7 @@ TrainResult Trainer::train() {
     task.best_metrics = progress_of[t].best_metrics;
     task.best_step = progress_of[t].best_step;
     task.batches = drawn[t];
-    const std::string best_dir = best_directory(t);
-    if (task.best_step >= 0 && (file_exists(best_dir + "/adapter_config.json") ||
-                                file_exists(best_dir + "/adapter_fusion_config.json") ||
-                                file_exists(best_dir + "/config.json"))) {
-      task.best_model = best_dir;
-    }
+    task.best_model = detail::kept_best_model(best_directory(t), task.best_step);
     tasks_summary.push_back({{"task", task.task},
                              {"adapter", task.adapter ? Json(*task.adapter) : Json(nullptr)},
                              {"best_step", task.best_step},
