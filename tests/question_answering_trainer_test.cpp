@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <map>
 
 #include "adaptertune/adapters/task_routing.h"
@@ -42,6 +43,17 @@ struct Fixture {
     m->bert->add_adapter("squad", AdapterConfig::houlsby());
     return m;
   }
+  // Three layers of `config`, adapter "squad" in the last only: two for the frozen-layer cache.
+  static BertForQuestionAnswering model_caching_two_layers(BertConfig config) {
+    set_seed(7);
+    config.vocab_size = 30522;
+    config.num_hidden_layers = 3;
+    BertForQuestionAnswering m(config);
+    AdapterConfig adapter = AdapterConfig::houlsby();
+    adapter.leave_out = {0, 1};
+    m->bert->add_adapter("squad", adapter);
+    return m;
+  }
   TrainerOptions options(const std::string& name) const {
     TrainerOptions o = testing::short_run_options(name);
     o.batch_size = 4;
@@ -57,6 +69,16 @@ std::vector<std::pair<std::string, at::Tensor>> trainable_of(torch::nn::Module& 
     if (item.value().requires_grad()) out.emplace_back(item.key(), item.value().detach().clone());
   }
   return out;
+}
+
+// Whether any parameter that `which` selects by name differs between `a` and `b`.
+bool any_differs(torch::nn::Module& a, torch::nn::Module& b,
+                 const std::function<bool(const std::string&)>& which) {
+  const auto b_parameters = b.named_parameters();
+  for (const auto& item : a.named_parameters()) {
+    if (which(item.key()) && !torch::equal(item.value(), b_parameters[item.key()])) return true;
+  }
+  return false;
 }
 
 class PredictSquadTest : public testing::DeviceTest {};
@@ -194,14 +216,9 @@ TEST(QuestionAnsweringTrainer, TrainsAnAdapterStackedOnAFrozenOne) {
   QuestionAnsweringTrainer(plain, f.data, f.data, FreezePolicy{}, "squad",
                            f.options("qa_unstacked"), f.qa, f.tokenizer)
       .train();
-  const auto plain_parameters = plain->named_parameters();
-  bool squad_differs = false;
-  for (const auto& item : model->named_parameters()) {
-    if (parameter_task(item.key()) == std::optional<std::string>("squad")) {
-      squad_differs |= !torch::equal(item.value(), plain_parameters[item.key()]);
-    }
-  }
-  EXPECT_TRUE(squad_differs) << "squad trained as if lang were not below it";
+  EXPECT_TRUE(any_differs(*model, *plain, [](const std::string& name) {
+    return parameter_task(name) == std::optional<std::string>("squad");
+  })) << "squad trained as if lang were not below it";
   const auto run = nlohmann::json::parse(read_file(options.output_dir + "/run.json"));
   EXPECT_EQ(run.at("stacked_on"), nlohmann::json::array({"lang"}));
   // Continued without the stack, the adapter would train on other inputs: refused.
@@ -303,14 +320,9 @@ TEST(QuestionAnsweringTrainer, TrainsAFusionOfFrozenAdapters) {
   QuestionAnsweringTrainer(other, f.data, f.data, FreezePolicy{}, "a,b",
                            f.options("qa_fusion_unregularized"), f.qa, f.tokenizer)
       .train();
-  const auto other_parameters = other->named_parameters();
-  bool value_differs = false;
-  for (const auto& item : model->named_parameters()) {
-    if (is_fusion_parameter(item.key()) && item.key().find("value") != std::string::npos) {
-      value_differs |= !torch::equal(item.value(), other_parameters[item.key()]);
-    }
-  }
-  EXPECT_TRUE(value_differs) << "the fusion trained as if it had no value regularisation";
+  EXPECT_TRUE(any_differs(*model, *other, [](const std::string& name) {
+    return is_fusion_parameter(name) && name.find("value") != std::string::npos;
+  })) << "the fusion trained as if it had no value regularisation";
 
   // The best fusion pack on a fresh base holding the adapters it fuses: the run's best score.
   BertForQuestionAnswering fresh = f.model();
@@ -423,15 +435,7 @@ TEST_P(QuestionAnsweringTrainerOnDeviceTest, AnInterruptedRunResumesToTheSameWei
 TEST(QuestionAnsweringTrainer, DropCacheOfFrozenLayersTrainsAsWithoutIt) {
   Fixture f;
   auto make = [] {
-    set_seed(7);
-    BertConfig config = testing::tiny_config_without_dropout();
-    config.vocab_size = 30522;
-    config.num_hidden_layers = 3;
-    BertForQuestionAnswering m(config);
-    AdapterConfig adapter = AdapterConfig::houlsby();
-    adapter.leave_out = {0, 1};
-    m->bert->add_adapter("squad", adapter);
-    return m;
+    return Fixture::model_caching_two_layers(testing::tiny_config_without_dropout());
   };
   auto train = [&](BertForQuestionAnswering& model, const TrainerOptions& o) {
     return QuestionAnsweringTrainer(model, f.data, f.data, FreezePolicy{}, "squad", o, f.qa,
@@ -474,14 +478,8 @@ TEST(QuestionAnsweringTrainer, DropCacheOfFrozenLayersTrainsAsWithoutIt) {
 // padding, which no answer reads) and the next is served from it whole.
 TEST(QuestionAnsweringTrainer, EvaluationFromTheFrozenLayerCacheAnswersAsPredictSquad) {
   Fixture f;
-  set_seed(7);
-  BertConfig config = testing::tiny_config();  // dropout on: evaluation runs without it
-  config.vocab_size = 30522;
-  config.num_hidden_layers = 3;
-  BertForQuestionAnswering model(config);
-  AdapterConfig adapter = AdapterConfig::houlsby();
-  adapter.leave_out = {0, 1};
-  model->bert->add_adapter("squad", adapter);
+  // Dropout on: evaluation runs without it.
+  BertForQuestionAnswering model = Fixture::model_caching_two_layers(testing::tiny_config());
   testing::randomize_task_tensors(*model);
   model->bert->set_active_adapter("squad");
   const SquadFeatures features = make_squad_features(f.data, f.tokenizer, f.qa.features);
