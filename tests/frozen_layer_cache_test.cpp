@@ -74,5 +74,30 @@ TEST(FrozenLayerCache, GivesWhatTheLayersComputeAndComputesOnlyTheRowsItLacks) {
   }
 }
 
+// The training cache is kept whenever it fits the cap, the dev set's only beside it: a dev set
+// that does not fit is evaluated without the cache rather than costing the training its.
+TEST(FrozenLayerCache, PlanKeepsTheTrainingCacheBeforeTheDevSets) {
+  const int64_t per_token = 256 * 4;  // hidden size 256, float32
+  const detail::FrozenLayerCachePlan both =
+      detail::plan_frozen_layer_caches(3, 1000, 100, 256, 1100 * per_token);
+  EXPECT_EQ(both.training, 3);
+  EXPECT_EQ(both.dev, 3);
+  EXPECT_TRUE(both.message.empty()) << both.message;
+  const detail::FrozenLayerCachePlan training_only =
+      detail::plan_frozen_layer_caches(3, 1000, 100, 256, 1099 * per_token);
+  EXPECT_EQ(training_only.training, 3);
+  EXPECT_EQ(training_only.dev, 0);
+  EXPECT_NE(training_only.message.find("with the dev set's, more than cache_max_bytes; "
+                                       "evaluating without it"),
+            std::string::npos)
+      << training_only.message;
+  const detail::FrozenLayerCachePlan none =
+      detail::plan_frozen_layer_caches(3, 1000, 100, 256, 999 * per_token);
+  EXPECT_EQ(none.training, 0);
+  EXPECT_EQ(none.dev, 0);
+  EXPECT_NE(none.message.find("more than cache_max_bytes; training without it"), std::string::npos)
+      << none.message;
+}
+
 }  // namespace
 }  // namespace adaptertune

@@ -669,6 +669,22 @@ TEST(Trainer, DropCacheOfFrozenLayersTrainsAsWithoutIt) {
             (dev_examples + o.eval_batch_size - 1) / o.eval_batch_size)
       << "the second evaluation's batches";
   EXPECT_EQ(without.eval_batches_from_cache, 0);
+  // A cap that holds the training examples' rows but not the dev set's beside them: the training
+  // cache stays, the evaluations run without one.
+  int64_t training_tokens = 0;
+  for (const auto& e : f.train.encodings) {
+    training_tokens += static_cast<int64_t>(e.input_ids.size());
+  }
+  auto capped = make();
+  o = options_for("drop_capped");
+  o.epochs = 2;
+  o.cache_frozen_layers = true;
+  o.cache_max_bytes = training_tokens * capped->bert->config().hidden_size * 4;
+  const TrainResult training_only =
+      Trainer(capped, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+          .train();
+  EXPECT_EQ(training_only.batches_from_cache, 6);
+  EXPECT_EQ(training_only.eval_batches_from_cache, 0);
   auto expected = snapshot(plain);
   for (const auto& [name, value] : snapshot(cached)) {
     EXPECT_LT(testing::max_abs_diff(value, expected[name]), 1e-4) << name;

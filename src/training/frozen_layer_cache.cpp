@@ -21,13 +21,25 @@ int64_t adapter_free_layers(const BertModelImpl& bert, const std::optional<std::
   return layers;
 }
 
-int64_t layers_to_cache(int64_t layers, int64_t tokens, int64_t hidden_size, int64_t max_bytes,
-                        std::string& why) {
-  const int64_t bytes = tokens * hidden_size * 4;
-  if (bytes <= max_bytes) return layers;
-  why = "the frozen-layer cache would take " + std::to_string(bytes >> 20) +
-        " MiB, more than cache_max_bytes";
-  return 0;
+FrozenLayerCachePlan plan_frozen_layer_caches(int64_t layers, int64_t training_tokens,
+                                              int64_t dev_tokens, int64_t hidden_size,
+                                              int64_t max_bytes) {
+  const int64_t training_bytes = training_tokens * hidden_size * 4;
+  const int64_t all_bytes = (training_tokens + dev_tokens) * hidden_size * 4;
+  FrozenLayerCachePlan plan;
+  if (training_bytes > max_bytes) {
+    plan.message = "the frozen-layer cache would take " + std::to_string(training_bytes >> 20) +
+                   " MiB, more than cache_max_bytes; training without it";
+    return plan;
+  }
+  plan.training = layers;
+  if (all_bytes > max_bytes) {
+    plan.message = "the frozen-layer cache would take " + std::to_string(all_bytes >> 20) +
+                   " MiB with the dev set's, more than cache_max_bytes; evaluating without it";
+    return plan;
+  }
+  plan.dev = layers;
+  return plan;
 }
 
 FrozenLayerCache::FrozenLayerCache(int64_t layers, size_t examples, int64_t padded_length,

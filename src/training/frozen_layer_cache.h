@@ -20,10 +20,21 @@ namespace adaptertune::detail {
 /// skip. Throws Error without a task or when it leaves out no lowest layer.
 int64_t adapter_free_layers(const BertModelImpl& bert, const std::optional<std::string>& task);
 
-/// `layers` when the hidden states of `tokens` tokens of `hidden_size` float32 values fit in
-/// `max_bytes`, else 0 with `why` saying what it would have taken.
-int64_t layers_to_cache(int64_t layers, int64_t tokens, int64_t hidden_size, int64_t max_bytes,
-                        std::string& why);
+/// How many layers the training cache and the dev evaluations' cache hold (0: none).
+struct FrozenLayerCachePlan {
+  int64_t training = 0;
+  int64_t dev = 0;
+  /// What did not fit, for the run's log; empty when both did.
+  std::string message;
+};
+
+/// `layers` for the training cache when the hidden states of `training_tokens` tokens of
+/// `hidden_size` float32 values fit in `max_bytes` (else no cache at all), and for the dev cache
+/// too when `dev_tokens` more fit beside them (else the dev set is evaluated without one: the
+/// training cache, which saves the most, is not given up for it).
+FrozenLayerCachePlan plan_frozen_layer_caches(int64_t layers, int64_t training_tokens,
+                                              int64_t dev_tokens, int64_t hidden_size,
+                                              int64_t max_bytes);
 
 /// The hidden states after the lowest `layers` layers, per training example (its row).
 class FrozenLayerCache {

@@ -262,16 +262,15 @@ TrainResult QuestionAnsweringTrainer::train() {
     for (const SquadFeature& f : dev_features.features) {
       dev_tokens += static_cast<int64_t>(f.encoding.input_ids.size());
     }
-    std::string why;
-    const int64_t layers = detail::layers_to_cache(
+    const detail::FrozenLayerCachePlan plan = detail::plan_frozen_layer_caches(
         detail::adapter_free_layers(*model_->bert, adapter_),
-        static_cast<int64_t>(windows.encodings.size() * longest) + dev_tokens,
-        model_->bert->config().hidden_size, options_.cache_max_bytes, why);
-    if (!why.empty()) progress.message("train: " + why + "; training without it");
-    layer_cache = detail::FrozenLayerCache(layers, windows.encodings.size(),
+        static_cast<int64_t>(windows.encodings.size() * longest), dev_tokens,
+        model_->bert->config().hidden_size, options_.cache_max_bytes);
+    if (!plan.message.empty()) progress.message("train: " + plan.message);
+    layer_cache = detail::FrozenLayerCache(plan.training, windows.encodings.size(),
                                            static_cast<int64_t>(longest), tokenizer_.pad_id());
-    dev_cache = detail::FrozenLayerCache(layers, dev_features.features.size());
-    result.cached_layers = layers;
+    dev_cache = detail::FrozenLayerCache(plan.dev, dev_features.features.size());
+    result.cached_layers = plan.training;
   }
   // The base as the run starts, before a resume restores trained weights into it.
   const Json base =

@@ -500,22 +500,25 @@ TrainResult Trainer::train() {
   int64_t frozen_layers = 0;
   std::vector<detail::FrozenLayerCache> layer_cache(task_count), dev_cache(task_count);
   if (options_.cache_frozen_layers) {
-    frozen_layers = model_->bert->config().num_hidden_layers;
-    int64_t tokens = 0;
+    int64_t layers = model_->bert->config().num_hidden_layers;
+    int64_t training_tokens = 0, dev_tokens = 0;
     for (const TrainingTask& task : tasks_) {
-      frozen_layers =
-          std::min(frozen_layers, detail::adapter_free_layers(*model_->bert, task.adapter));
-      for (const EncodedDataset* data : {&task.train, &task.dev}) {
-        for (const auto& e : data->encodings) tokens += static_cast<int64_t>(e.input_ids.size());
+      layers = std::min(layers, detail::adapter_free_layers(*model_->bert, task.adapter));
+      for (const auto& e : task.train.encodings) {
+        training_tokens += static_cast<int64_t>(e.input_ids.size());
+      }
+      for (const auto& e : task.dev.encodings) {
+        dev_tokens += static_cast<int64_t>(e.input_ids.size());
       }
     }
-    std::string why;
-    frozen_layers = detail::layers_to_cache(
-        frozen_layers, tokens, model_->bert->config().hidden_size, options_.cache_max_bytes, why);
-    if (!why.empty()) progress.message("train: " + why + "; training without it");
+    const detail::FrozenLayerCachePlan plan = detail::plan_frozen_layer_caches(
+        layers, training_tokens, dev_tokens, model_->bert->config().hidden_size,
+        options_.cache_max_bytes);
+    if (!plan.message.empty()) progress.message("train: " + plan.message);
+    frozen_layers = plan.training;
     for (size_t t = 0; t < task_count; ++t) {
-      layer_cache[t] = detail::FrozenLayerCache(frozen_layers, tasks_[t].train.encodings.size());
-      dev_cache[t] = detail::FrozenLayerCache(frozen_layers, tasks_[t].dev.encodings.size());
+      layer_cache[t] = detail::FrozenLayerCache(plan.training, tasks_[t].train.encodings.size());
+      dev_cache[t] = detail::FrozenLayerCache(plan.dev, tasks_[t].dev.encodings.size());
     }
     result.cached_layers = frozen_layers;
   }
@@ -532,7 +535,7 @@ TrainResult Trainer::train() {
       EvalResult eval =
           detail::evaluate_cached(model_, task.info, task.dev, options_.eval_batch_size,
                                   options_.device, options_.precision, tokenizer_.pad_id(), group,
-                                  frozen_layers > 0 ? &dev_cache[t] : nullptr);
+                                  dev_cache[t].layers() > 0 ? &dev_cache[t] : nullptr);
       const double score = eval.metrics.at(task.info.selection_metric());
       const bool improved = score > p.best;
       Json event = {

@@ -81,8 +81,9 @@ struct TrainerOptions {
   /// from the cache. Needs an adapter that leaves out layer 0 (Error otherwise). The
   /// QuestionAnsweringTrainer keeps each window at the longest window's length (its loss reads
   /// padded positions). Dev evaluations keep each dev example's output of those layers at the
-  /// first evaluation and start later ones from it (the same scores). The cache's size counts
-  /// the training and the dev tokens; past `cache_max_bytes` the run trains without it.
+  /// first evaluation and start later ones from it (the same scores). Past `cache_max_bytes`
+  /// the dev set goes without (the training tokens fit, not the dev tokens beside them), or the
+  /// run trains without any (the training tokens alone do not fit).
   bool cache_frozen_layers = false;
   /// Gradient checkpointing (BertEncoderImpl::set_gradient_checkpointing()): every encoder layer
   /// keeps only its input for the backward pass and runs again there. The same gradients, with
