@@ -322,15 +322,20 @@ TEST(AdapterPack, RecordsTheWindowsAndAnswersOfASpanHead) {
   EXPECT_EQ(info.span_options(base).features.max_length, 48);
   EXPECT_EQ(info.span_options(base, 40).features.max_length, 40);
   EXPECT_EQ(info.span_options(base, 40).answers.n_best, 5);
-  // The recorded stride belongs to windows of 48: other windows take their own default.
+  // The recorded stride and question length belong to windows of 48: other windows take their
+  // own defaults.
   EXPECT_EQ(info.span_options(base, 48).features.doc_stride, 12);
+  EXPECT_EQ(info.span_options(base, 48).features.max_query_length, 10);
   EXPECT_FALSE(info.span_options(base, 40).features.doc_stride.has_value());
   EXPECT_EQ(info.span_options(base, 40).features.stride(), 13);
+  EXPECT_FALSE(info.span_options(base, 40).features.max_query_length.has_value());
+  EXPECT_EQ(info.span_options(base, 40).features.query_length(), 20);
   AdapterPackInfo length_only = info;  // a pack that records its length alone
   length_only.question_answering.reset();
   EXPECT_EQ(length_only.span_options(base).features.max_length, 48);
   EXPECT_FALSE(length_only.span_options(base).features.doc_stride.has_value());
-  EXPECT_EQ(length_only.span_options(base).features.stride(), 16);  // a third of its 48
+  EXPECT_EQ(length_only.span_options(base).features.stride(), 16);        // a third of its 48
+  EXPECT_EQ(length_only.span_options(base).features.query_length(), 24);  // half of its 48
   EXPECT_EQ(AdapterPackInfo{}.span_options(base).features.max_length, 384);
   EXPECT_EQ(AdapterPackInfo{}.span_options(testing::tiny_config()).features.max_length,
             testing::tiny_config().max_position_embeddings);

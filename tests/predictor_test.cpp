@@ -472,8 +472,9 @@ TEST(Predictor, SpanTasksRefuseAQuestionWithoutAContextAndUnload) {
                             c10::Device(c10::kCPU))
                 .text);
   // Windows the base cannot hold are refused when the pack loads, naming it. A pack that records
-  // nothing gets SQuAD's settings in windows of all the base's 64 positions (fewer than SQuAD's
-  // 384), which leave no room beside SQuAD's questions of up to 64 tokens.
+  // nothing gets windows of all the base's 64 positions (fewer than SQuAD's 384) with the
+  // defaults for that length: questions of up to 32 tokens (SQuAD's 64 would leave no room), a
+  // stride of 21.
   const std::string bare = files().root + "/squad_bare";
   const std::string too_long = files().root + "/squad_too_long";
   {
@@ -486,17 +487,32 @@ TEST(Predictor, SpanTasksRefuseAQuestionWithoutAContextAndUnload) {
     longer.question_answering->features.max_length = 100;
     save_adapter_pack(model, "squad_bare", too_long, longer);
   }
-  EXPECT_ERROR_CONTAINS(Predictor(files().model, {bare}), bare + ": its windows of 64 tokens: ");
+  {
+    const Predictor alone(files().model, {bare});
+    const QuestionAnsweringOptions qa = *alone.task_info("squad_bare").question_answering;
+    EXPECT_EQ(qa.features.max_length, 64);
+    EXPECT_EQ(qa.features.query_length(), 32);
+    EXPECT_EQ(qa.features.stride(), 21);
+  }
   EXPECT_ERROR_CONTAINS(Predictor(files().model, {too_long}),
                         too_long +
                             ": max_length 100 is more than the model's "
                             "max_position_embeddings (64)");
+  // Windows of another length than the recorded 48 take that length's defaults, not the
+  // recorded 12-token questions and stride 16 (which leave windows of 15 no room for context).
   PredictorOptions shorter;
-  shorter.max_length = 15;  // leaves no room beside the recorded 12-token questions
+  shorter.max_length = 15;
+  {
+    const Predictor short_windows(files().model, {span_packs().packs[0]}, shorter);
+    const QuestionAnsweringOptions qa = *short_windows.task_info("squad").question_answering;
+    EXPECT_EQ(qa.features.query_length(), 7);
+    EXPECT_EQ(qa.features.stride(), 5);
+  }
+  shorter.max_length = 6;  // a question of 3 tokens and 3 special tokens: no room left
   EXPECT_ERROR_CONTAINS(Predictor(files().model, {span_packs().packs[0]}, shorter),
-                        span_packs().packs[0] + ": its windows of 15 tokens: ");
-  EXPECT_ERROR_CONTAINS(predictor.add_task(bare), bare + ": its windows of 64 tokens: ");
-  EXPECT_EQ(predictor.tasks(), (std::vector<std::string>{"sentiment", "qa"}));
+                        span_packs().packs[0] + ": its windows of 6 tokens: ");
+  EXPECT_EQ(predictor.add_task(bare), "squad_bare");
+  EXPECT_EQ(predictor.tasks(), (std::vector<std::string>{"sentiment", "qa", "squad_bare"}));
 }
 
 // A pack that records allow_no_answer (its run evaluated on SQuAD v2.0) answers nothing where

@@ -415,9 +415,8 @@ TEST_P(QuestionAnsweringTrainerOnDeviceTest, AnInterruptedRunResumesToTheSameWei
   // Each option once: the answers' with the trainer's, the windows' under "squad".
   EXPECT_EQ(run.at("options").at("n_best"), 5);
   EXPECT_EQ(run.at("options").at("max_answer_length"), f.qa.answers.max_answer_length);
-  EXPECT_EQ(run.at("squad"),
-            (nlohmann::json{{"doc_stride", f.qa.features.stride()},
-                            {"max_query_length", f.qa.features.max_query_length}}));
+  EXPECT_EQ(run.at("squad"), (nlohmann::json{{"doc_stride", f.qa.features.stride()},
+                                             {"max_query_length", f.qa.features.query_length()}}));
   // Other windows are other data: the checkpoint says which key differs.
   QuestionAnsweringOptions other = f.qa;
   other.features.doc_stride = 10;

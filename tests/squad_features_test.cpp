@@ -123,6 +123,36 @@ TEST(SquadFeatures, WindowsOverlapByDefaultAtAnyLength) {
   EXPECT_EQ(windows_with_answer, 2);  // the windows from "11" and from "21"
 }
 
+// Unset, the question length is SQuAD's 64 but at most half the window, so that a short window
+// keeps room for context (64 for 384 and 128; 64 would leave a window of 64 none).
+TEST(SquadFeatures, QuestionsKeepAtMostHalfOfAShortWindowByDefault) {
+  SquadFeatureOptions options;
+  EXPECT_EQ(options.query_length(), 64);
+  options.max_length = 128;
+  EXPECT_EQ(options.query_length(), 64);
+  options.max_length = 64;
+  EXPECT_EQ(options.query_length(), 32);
+  EXPECT_NO_THROW(options.validate());
+  options.max_query_length = 61;  // as given: 61 + 3 special tokens leave no context
+  EXPECT_ERROR_CONTAINS(options.validate(),
+                        "leaves no room for context after a question of up "
+                        "to 61 tokens");
+  options.max_query_length = 0;
+  EXPECT_ERROR_CONTAINS(options.validate(), "max_query_length and doc_stride must be at least 1");
+
+  WordPieceTokenizer tokenizer(kVocab);
+  std::string question;  // 30 tokens: "q1 ... q30" are "q", "##1", ... two each
+  for (int i = 1; i <= 15; ++i) question += "q" + std::to_string(i) + " ";
+  const SquadDataset data = one_question("one two three four five", "three", question);
+  SquadFeatureOptions short_windows;
+  short_windows.max_length = 24;  // questions of at most 12 tokens by default
+  const SquadFeatures f = make_squad_features(data, tokenizer, short_windows);
+  ASSERT_FALSE(f.features.empty());
+  const std::vector<std::string>& tokens = f.features[0].encoding.tokens;
+  EXPECT_EQ(tokens[13], "[SEP]") << "[CLS], 12 question tokens, then [SEP]";
+  EXPECT_GT(f.features[0].start_position, 0) << "the answer is in the window";
+}
+
 TEST(SquadFeatures, AnswersNarrowToTheirOwnTokensAndMapBackToTheOriginalText) {
   WordPieceTokenizer tokenizer(kVocab);
   const SquadDataset data =

@@ -97,7 +97,7 @@ PackModel pack_model(BertForQuestionAnswering& model) {
 
 detail::Json question_answering_record(const QuestionAnsweringOptions& qa) {
   return {{"doc_stride", qa.features.stride()},
-          {"max_query_length", qa.features.max_query_length},
+          {"max_query_length", qa.features.query_length()},
           {"n_best", qa.answers.n_best},
           {"max_answer_length", qa.answers.max_answer_length},
           {"null_score_threshold", qa.answers.null_score_threshold},
@@ -113,10 +113,10 @@ QuestionAnsweringOptions read_question_answering(const detail::Json& value, cons
       {"doc_stride", "max_query_length", "n_best", "max_answer_length", "null_score_threshold"});
   QuestionAnsweringOptions qa;
   if (max_length > 0) qa.features.max_length = max_length;
-  int64_t doc_stride = 0;
+  int64_t doc_stride = 0, max_query_length = 0;
   const std::pair<const char*, int64_t*> counts[] = {
       {"doc_stride", &doc_stride},
-      {"max_query_length", &qa.features.max_query_length},
+      {"max_query_length", &max_query_length},
       {"n_best", &qa.answers.n_best},
       {"max_answer_length", &qa.answers.max_answer_length}};
   for (const auto& [key, out] : counts) {
@@ -124,6 +124,7 @@ QuestionAnsweringOptions read_question_answering(const detail::Json& value, cons
     if (*out < 1) reader.fail(key, "a count of at least 1");
   }
   qa.features.doc_stride = doc_stride;
+  qa.features.max_query_length = max_query_length;
   reader.read("null_score_threshold", qa.answers.null_score_threshold);
   // Absent in packs written before it was recorded: they answered with a span.
   reader.read("allow_no_answer", qa.answers.allow_no_answer);
@@ -297,9 +298,13 @@ QuestionAnsweringOptions ModelDirectoryRecord::span_options(const BertConfig& ba
                                                             std::optional<int64_t> length) const {
   QuestionAnsweringOptions qa = question_answering.value_or(QuestionAnsweringOptions{});
   if (length) {
-    // A recorded stride is a step within windows of the recorded length: windows of another
-    // length take their own default (a stride at least their room would leave no overlap).
-    if (*length != qa.features.max_length) qa.features.doc_stride.reset();
+    // A recorded stride and question length belong to windows of the recorded length: windows
+    // of another length take their own defaults (a stride at least their room would leave no
+    // overlap, a question of the recorded length may leave a shorter window no room).
+    if (*length != qa.features.max_length) {
+      qa.features.doc_stride.reset();
+      qa.features.max_query_length.reset();
+    }
     qa.features.max_length = *length;
   } else if (max_length > 0) {
     qa.features.max_length = max_length;

@@ -128,14 +128,18 @@ int64_t SquadFeatureOptions::stride() const {
   return doc_stride.value_or(std::max<int64_t>(1, max_length / 3));
 }
 
+int64_t SquadFeatureOptions::query_length() const {
+  return max_query_length.value_or(std::max<int64_t>(1, std::min<int64_t>(64, max_length / 2)));
+}
+
 void SquadFeatureOptions::validate() const {
-  if (max_query_length < 1 || (doc_stride && *doc_stride < 1)) {
+  if ((max_query_length && *max_query_length < 1) || (doc_stride && *doc_stride < 1)) {
     throw Error("SquadFeatureOptions: max_query_length and doc_stride must be at least 1");
   }
-  if (max_length < max_query_length + 4) {
+  if (max_length < query_length() + 4) {
     throw Error("SquadFeatureOptions: max_length " + std::to_string(max_length) +
                 " leaves no room for context after a question of up to " +
-                std::to_string(max_query_length) + " tokens and 3 special tokens");
+                std::to_string(query_length()) + " tokens and 3 special tokens");
   }
 }
 
@@ -147,8 +151,8 @@ SquadFeatures make_squad_features(const SquadDataset& data, const Tokenizer& tok
     const SquadExample& example = data.examples[e];
     SquadDocument document = split_words(example.context);
     std::vector<std::string> question = tokenizer.tokenize(example.question);
-    if (static_cast<int64_t>(question.size()) > options.max_query_length) {
-      question.resize(static_cast<size_t>(options.max_query_length));
+    if (static_cast<int64_t>(question.size()) > options.query_length()) {
+      question.resize(static_cast<size_t>(options.query_length()));
     }
     std::vector<std::string> doc_tokens;
     std::vector<int64_t> doc_token_word;

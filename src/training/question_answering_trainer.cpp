@@ -54,7 +54,7 @@ Json squad_fingerprint(const SquadFeatures& features, const EncodedDataset& wind
           {"group_by_length", options.group_by_length},
           {"max_length", shape.max_length},
           {"doc_stride", shape.stride()},
-          {"max_query_length", shape.max_query_length},
+          {"max_query_length", shape.query_length()},
           {"train_sha256", detail::encodings_sha256(windows.encodings)},
           {"targets_sha256", sha.hex_digest()}};
 }
@@ -290,7 +290,7 @@ TrainResult QuestionAnsweringTrainer::train() {
     const TaskEntry* entry = adapter_ ? &model_->bert->tasks().at(*adapter_) : nullptr;
     // The windows' options; the answers' are under "options" with the trainer's (record.options).
     const Json squad_options = {{"doc_stride", qa_.features.stride()},
-                                {"max_query_length", qa_.features.max_query_length}};
+                                {"max_query_length", qa_.features.query_length()}};
     const Json run = {
         {"library_version", version()},
         {"torch_version", TORCH_VERSION},

@@ -75,18 +75,20 @@ PY
   fail "eval squad --doc-stride 24: $(cat "$work/err")"
 grep -q '"doc_stride":24,"max_query_length":16,"n_best":7,"max_answer_length":30' "$work/eval24.json" ||
   fail "a flag does not override the pack's record: $(cat "$work/eval24.json")"
-# The pack's stride belongs to its windows of 64: windows of 60 take their own default.
+# The pack's stride and question length belong to its windows of 64: windows of 60 take their own
+# defaults (a third of 60, and half of it).
 "$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" --max-length 60 \
   --adapter-pack "$work/adapter/best" >"$work/eval60.json" 2>"$work/err" ||
   fail "eval squad --max-length 60: $(cat "$work/err")"
-grep -q '"max_length":60,"doc_stride":20,"max_query_length":16' "$work/eval60.json" ||
-  fail "a recorded stride outlived its length: $(cat "$work/eval60.json")"
+grep -q '"max_length":60,"doc_stride":20,"max_query_length":30' "$work/eval60.json" ||
+  fail "a recorded stride or question length outlived its length: $(cat "$work/eval60.json")"
 # Given no stride (no flag, no record), windows start a third of their length apart, so that they
-# overlap at any length (SQuAD's 128 stride met windows of 48 end to end).
+# overlap at any length (SQuAD's 128 stride met windows of 48 end to end), and questions keep at
+# most half of a window (SQuAD's 64 would leave windows of 48 no room).
 "$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" --max-length 48 \
-  --max-query-length 16 >"$work/eval-base.json" 2>"$work/err" || fail "eval squad on the base: $(cat "$work/err")"
-grep -q '"max_length":48,"doc_stride":16,"max_query_length":16' "$work/eval-base.json" ||
-  fail "the default stride is not a third of the windows: $(cat "$work/eval-base.json")"
+  >"$work/eval-base.json" 2>"$work/err" || fail "eval squad on the base: $(cat "$work/err")"
+grep -q '"max_length":48,"doc_stride":16,"max_query_length":24' "$work/eval-base.json" ||
+  fail "the default stride or question length does not follow the windows: $(cat "$work/eval-base.json")"
 # Windows the base cannot hold, as a pack trained on a longer base records them, are refused
 # naming the pack.
 cp -r "$work/adapter/best" "$work/longer"

@@ -30,7 +30,7 @@ namespace {
 // library's defaults).
 QuestionAnsweringOptions qa_options(const SquadChoice& choice, QuestionAnsweringOptions qa) {
   if (choice.doc_stride) qa.features.doc_stride = choice.doc_stride;
-  qa.features.max_query_length = choice.max_query_length.value_or(qa.features.max_query_length);
+  if (choice.max_query_length) qa.features.max_query_length = choice.max_query_length;
   qa.answers.n_best = choice.n_best.value_or(qa.answers.n_best);
   qa.answers.max_answer_length = choice.max_answer_length.value_or(qa.answers.max_answer_length);
   qa.answers.null_score_threshold =
@@ -147,7 +147,9 @@ void add_squad_options(CLI::App* cmd, SquadChoice& choice, bool from_pack) {
       ->check(integer_range(1))
       ->group(group);
   cmd->add_option("--max-query-length", choice.max_query_length,
-                  "SQuAD: question tokens kept" + by_default(defaults.features.max_query_length))
+                  std::string("SQuAD: question tokens kept (default: ") +
+                      (from_pack ? "the span pack's, at the length it records; else " : "") +
+                      "64, at most half of --max-length: 64 for 384 and 128, 32 for 64)")
       ->check(integer_range(1))
       ->group(group);
   cmd->add_option(
@@ -262,7 +264,7 @@ int run_eval_squad(const SquadUseRequest& r) {
       {"examples", data.examples.size()},
       {"max_length", m.qa.features.max_length},
       {"doc_stride", m.qa.features.stride()},
-      {"max_query_length", m.qa.features.max_query_length},
+      {"max_query_length", m.qa.features.query_length()},
       {"n_best", m.qa.answers.n_best},
       {"max_answer_length", m.qa.answers.max_answer_length},
       {"null_score_threshold", m.qa.answers.null_score_threshold},

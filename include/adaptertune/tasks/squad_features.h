@@ -23,11 +23,14 @@ struct SquadFeatureOptions {
   /// of at least the window's room for context gives windows that meet without overlapping, and
   /// an answer across their border is in none).
   std::optional<int64_t> doc_stride;
-  /// Question tokens kept (the rest is cut).
-  int64_t max_query_length = 64;
+  /// Question tokens kept (the rest is cut); unset, SQuAD's 64 but at most half of max_length
+  /// (64 for 384 and 128, 32 for 64), so that short windows keep room for context.
+  std::optional<int64_t> max_query_length;
 
   /// doc_stride, else a third of max_length (at least 1).
   int64_t stride() const;
+  /// max_query_length, else min(64, max_length / 2) (at least 1).
+  int64_t query_length() const;
 
   /// Throws Error naming the option that is out of range, or a window with no room for context.
   void validate() const;
