@@ -131,6 +131,53 @@ TEST(MultiTaskTraining, EachTaskLearnsAsItWouldAlone) {
   }
 }
 
+// AdapterDrop's frozen-layer cache in a run of several tasks: each task's training rows and dev
+// rows are kept apart, and with dropout off the run trains each task as it does without the
+// cache, the second epoch and the second evaluation served from it.
+TEST(MultiTaskTraining, FrozenLayerCacheTrainsEachTaskAsWithoutIt) {
+  Data data;
+  auto make = [] {
+    torch::manual_seed(8);
+    BertConfig config = testing::tiny_config_without_dropout();
+    config.vocab_size = 30522;
+    config.num_hidden_layers = 3;
+    BertForSequenceClassification model(config, HeadConfig::classification({"0", "1"}));
+    AdapterConfig adapter = AdapterConfig::houlsby();
+    adapter.leave_out = {0, 1};
+    for (const auto& [name, glue] : {std::pair<std::string, std::string>{"sst2", "SST-2"},
+                                     std::pair<std::string, std::string>{"stsb", "STS-B"}}) {
+      model->add_task(name, adapter, head_for(glue));
+    }
+    return model;
+  };
+  auto train = [&](BertForSequenceClassification& model, const std::string& name, bool cached) {
+    TrainerOptions o = options_for(name);
+    o.epochs = 2;
+    o.cache_frozen_layers = cached;
+    return Trainer(model, {data.task("SST-2", "sst2", 64), data.task("STS-B", "stsb", 48)},
+                   FreezePolicy{}, o, data.tokenizer)
+        .train();
+  };
+  auto plain = make(), cached = make();
+  const TrainResult without = train(plain, "cache_plain", false);
+  const TrainResult with = train(cached, "cache_cached", true);
+  EXPECT_EQ(with.cached_layers, 2);
+  EXPECT_EQ(with.batches_from_cache, (4 + 3)) << "the second epoch's batches of both tasks";
+  const int64_t eval_batch_size = options_for("x").eval_batch_size;
+  EXPECT_EQ(with.eval_batches_from_cache, 2 * ((32 + eval_batch_size - 1) / eval_batch_size))
+      << "the second evaluation's batches of both tasks";
+  for (const char* task : {"sst2", "stsb"}) {
+    const auto expected = tensors_of(plain, task);
+    for (const auto& [name, value] : tensors_of(cached, task)) {
+      EXPECT_LT(testing::max_abs_diff(value, expected.at(name)), 1e-4) << name;
+    }
+  }
+  ASSERT_EQ(with.tasks.size(), 2u);
+  for (size_t t = 0; t < 2; ++t) {
+    EXPECT_EQ(with.tasks[t].best_step, without.tasks[t].best_step) << t;
+  }
+}
+
 // Every evaluation measures every task on its own dev set; each task keeps its own best pack,
 // which loads onto a fresh base and gives that task's predictions.
 TEST(MultiTaskTraining, LogsEachTasksDevMetricsAndKeepsEachTasksBestPack) {
