@@ -166,7 +166,8 @@ TEST(Checkpoint, MismatchedModelIsRefusedAndLeftUnchanged) {
   std::map<std::string, torch::Tensor> copy;
   for (const auto& item : before) copy[item.key()] = item.value().clone();
   EXPECT_ERROR_CONTAINS(CheckpointManager::load(*manager.latest(), *other.model, *other.optimizer),
-                        "is not a trainable parameter of this model");
+                        "is not a trainable parameter of this model (was it trained with "
+                        "another freeze policy, adapter or fusion config?)");
   for (const auto& item : other.model->named_parameters()) {
     EXPECT_TRUE(torch::equal(item.value(), copy[item.key()])) << item.key();
   }

@@ -328,7 +328,8 @@ TrainingState CheckpointManager::load(const std::string& directory, torch::nn::M
   }
   if (!tensors.empty()) {
     throw Error(trainable_path + ": tensor \"" + tensors.begin()->first +
-                "\" is not a trainable parameter of this model (another freeze policy?)");
+                "\" is not a trainable parameter of this model (was it trained with another freeze "
+                "policy, adapter or fusion config?)");
   }
 
   const std::string optimizer_path = directory + "/optimizer.safetensors";
