@@ -137,17 +137,9 @@ TEST(MultiTaskTraining, EachTaskLearnsAsItWouldAlone) {
 TEST(MultiTaskTraining, FrozenLayerCacheTrainsEachTaskAsWithoutIt) {
   Data data;
   auto make = [] {
-    torch::manual_seed(8);
-    BertConfig config = testing::tiny_config_without_dropout();
-    config.vocab_size = 30522;
-    config.num_hidden_layers = 3;
-    BertForSequenceClassification model(config, HeadConfig::classification({"0", "1"}));
-    AdapterConfig adapter = AdapterConfig::houlsby();
-    adapter.leave_out = {0, 1};
-    for (const auto& [name, glue] : {std::pair<std::string, std::string>{"sst2", "SST-2"},
-                                     std::pair<std::string, std::string>{"stsb", "STS-B"}}) {
-      model->add_task(name, adapter, head_for(glue));
-    }
+    auto model = testing::three_layer_classifier(testing::tiny_config_without_dropout(), 8);
+    model->add_task("sst2", testing::adapter_above_two_layers(), head_for("SST-2"));
+    model->add_task("stsb", testing::adapter_above_two_layers(), head_for("STS-B"));
     return model;
   };
   auto train = [&](BertForSequenceClassification& model, const std::string& name, bool cached) {

@@ -636,16 +636,9 @@ TEST(Trainer, OptionsOutOfRangeAreRefusedBeforeAnythingIsWritten) {
 TEST(Trainer, DropCacheOfFrozenLayersTrainsAsWithoutIt) {
   Fixture f;
   auto make = [] {
-    torch::manual_seed(3);
-    BertConfig config = testing::tiny_config();
-    config.vocab_size = 30522;
-    config.num_hidden_layers = 3;
-    config.hidden_dropout_prob = 0;  // then the cached layers' outputs repeat exactly
-    config.attention_probs_dropout_prob = 0;
-    BertForSequenceClassification model(config, HeadConfig::classification({"0", "1"}));
-    AdapterConfig adapter = AdapterConfig::houlsby();
-    adapter.leave_out = {0, 1};
-    model->bert->add_adapter("sst2", adapter);
+    // Without dropout, the cached layers' outputs repeat exactly.
+    auto model = testing::three_layer_classifier(testing::tiny_config_without_dropout(), 3);
+    model->bert->add_adapter("sst2", testing::adapter_above_two_layers());
     return model;
   };
   auto plain = make();
@@ -704,14 +697,9 @@ TEST(Trainer, DropCacheOfFrozenLayersTrainsAsWithoutIt) {
 // padding) and the next is served from it whole.
 TEST(Trainer, EvaluationFromTheFrozenLayerCacheGivesWhatEvaluateGives) {
   Fixture f;
-  torch::manual_seed(3);
-  BertConfig config = testing::tiny_config();  // dropout on: evaluation runs without it
-  config.vocab_size = 30522;
-  config.num_hidden_layers = 3;
-  BertForSequenceClassification model(config, HeadConfig::classification({"0", "1"}));
-  AdapterConfig adapter = AdapterConfig::houlsby();
-  adapter.leave_out = {0, 1};
-  model->bert->add_adapter("sst2", adapter);
+  // Dropout on: evaluation runs without it.
+  auto model = testing::three_layer_classifier(testing::tiny_config(), 3);
+  model->bert->add_adapter("sst2", testing::adapter_above_two_layers());
   testing::randomize_task_tensors(*model);
   model->bert->set_active_adapter("sst2");
   const c10::Device cpu(c10::kCPU);
