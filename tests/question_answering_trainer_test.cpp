@@ -323,6 +323,16 @@ TEST(QuestionAnsweringTrainer, TrainsAFusionOfFrozenAdapters) {
   EXPECT_TRUE(any_differs(*model, *other, [](const std::string& name) {
     return is_fusion_parameter(name) && name.find("value") != std::string::npos;
   })) << "the fusion trained as if it had no value regularisation";
+  // The run continues only with the fusion its checkpoint's steps trained (the tensors would fit).
+  TrainerOptions resumed = options;
+  resumed.resume = true;
+  resumed.max_steps = 100;
+  BertForQuestionAnswering continued = fused_model(unregularized);
+  EXPECT_ERROR_CONTAINS(QuestionAnsweringTrainer(continued, f.data, f.data, FreezePolicy{}, "a,b",
+                                                 resumed, f.qa, f.tokenizer)
+                            .train(),
+                        "key 'extra.adapters.a,b.fusion_config.regularization': the checkpoint's "
+                        "steps trained task 'a,b' with true, this run gives it false");
 
   // The best fusion pack on a fresh base holding the adapters it fuses: the run's best score.
   BertForQuestionAnswering fresh = f.model();

@@ -535,6 +535,52 @@ TEST(Trainer, AResumeRecordsWhichOptionsChangedAndFromWhichStep) {
   EXPECT_FALSE(resume_event().contains("changed")) << "nothing changed: " << resume_event();
 }
 
+// A resume continues the model its checkpoint's steps trained: an adapter config that computes
+// otherwise (here another activation, which leaves every tensor's shape as it was) is refused
+// by name before the checkpoint changes the model; dropout may change.
+TEST(Trainer, AResumeRefusesAnAdapterThatComputesOtherwise) {
+  Fixture f;
+  TrainerOptions o = options_for("changed_adapter");
+  o.max_steps = 2;
+  auto model_with = [](const AdapterConfig& adapter) {
+    torch::manual_seed(3);
+    BertConfig config = testing::tiny_config();
+    config.vocab_size = 30522;
+    BertForSequenceClassification model(config, HeadConfig::classification({"0", "1"}));
+    model->bert->add_adapter("sst2", adapter);
+    return model;
+  };
+  auto a = model_with(AdapterConfig::houlsby());
+  Trainer(a, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer).train();
+  const auto run = nlohmann::json::parse(read_file(o.output_dir + "/run.json"));
+  EXPECT_EQ(run.at("adapter_config").at("non_linearity"), AdapterConfig::houlsby().non_linearity);
+
+  o.resume = true;
+  o.max_steps = 3;
+  AdapterConfig relu = AdapterConfig::houlsby();
+  relu.non_linearity = "relu";
+  ASSERT_NE(relu.non_linearity, AdapterConfig::houlsby().non_linearity);
+  auto b = model_with(relu);
+  const auto untouched = snapshot(b);
+  EXPECT_ERROR_CONTAINS(
+      Trainer(b, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+          .train(),
+      "key 'extra.adapters.sst2.adapter_config.non_linearity': the checkpoint's steps trained "
+      "task 'sst2' with \"" +
+          AdapterConfig::houlsby().non_linearity + "\", this run gives it \"relu\"");
+  for (const auto& [name, before] : untouched) {
+    EXPECT_TRUE(torch::equal(b->named_parameters()[name], before)) << name;
+  }
+
+  AdapterConfig more_dropout = AdapterConfig::houlsby();
+  more_dropout.dropout = 0.2;
+  auto c = model_with(more_dropout);
+  EXPECT_EQ(Trainer(c, f.task, f.train, f.dev, FreezePolicy{}, std::string("sst2"), o, f.tokenizer)
+                .train()
+                .steps,
+            3);
+}
+
 TEST(Trainer, AFinishedRunIsNeitherOverwrittenNorMixedSilently) {
   Fixture f;
   TrainerOptions o = options_for("finished");

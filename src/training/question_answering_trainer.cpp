@@ -245,6 +245,7 @@ TrainResult QuestionAnsweringTrainer::train() {
                                {"max_answer_length", qa_.answers.max_answer_length},
                                {"null_score_threshold", qa_.answers.null_score_threshold}};
   detail::ResumeRecord record(options_, answer_options);
+  if (adapter_) record.adapters[*adapter_] = detail::task_configs_json(*model_->bert, adapter_);
 
   TrainResult result;
   detail::TaskProgress best;
@@ -287,7 +288,7 @@ TrainResult QuestionAnsweringTrainer::train() {
   std::optional<detail::MetricsLog> metrics_log;
   // Rank 0 alone describes the run (the other processes never write it).
   if (writes) {
-    const TaskEntry* entry = adapter_ ? &model_->bert->tasks().at(*adapter_) : nullptr;
+    const Json configs = detail::task_configs_json(*model_->bert, adapter_);
     // The windows' options; the answers' are under "options" with the trainer's (record.options).
     const Json squad_options = {{"doc_stride", qa_.features.stride()},
                                 {"max_query_length", qa_.features.query_length()}};
@@ -302,9 +303,8 @@ TrainResult QuestionAnsweringTrainer::train() {
         {"train_mode", policy_.name()},
         {"adapter", adapter_ ? Json(*adapter_) : Json(nullptr)},
         {"stacked_on", stacked_on_},
-        {"adapter_config", entry ? Json::parse(entry->adapter.to_json_string()) : Json(nullptr)},
-        {"fusion_config", entry && entry->is_fusion() ? Json::parse(entry->fusion->to_json_string())
-                                                      : Json(nullptr)},
+        {"adapter_config", configs["adapter_config"]},
+        {"fusion_config", configs["fusion_config"]},
         {"model_config", Json::parse(model_->bert->config().to_json_string())},
         {"base", base},
         {"options", record.options},

@@ -6,11 +6,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
+#include "adaptertune/bert_model.h"
 #include "adaptertune/error.h"
 #include "adaptertune/format.h"
 #include "adaptertune/io/adapter_pack.h"
@@ -24,6 +26,11 @@ namespace adaptertune::detail {
 namespace {
 
 using Json = nlohmann::ordered_json;
+
+// The keys of an adapter's or a fusion's config that a resume may change: dropout, and how the
+// weights that the checkpoint replaces were initialised.
+const std::set<std::string> kMayChangeOnResume = {"dropout", "dropout_prob", "init_weights",
+                                                  "init_std", "value_initialized"};
 
 // A best model on its way into place (move_best_into_place()).
 constexpr const char* kBestStaging = ".best.tmp";
@@ -218,6 +225,14 @@ void apply_recompute_options(const TrainerOptions& options, BertEncoderImpl& enc
   }
 }
 
+Json task_configs_json(const BertModelImpl& bert, const std::optional<std::string>& task) {
+  const TaskEntry* entry = task ? &bert.tasks().at(*task) : nullptr;
+  return {
+      {"adapter_config", entry ? Json::parse(entry->adapter.to_json_string()) : Json(nullptr)},
+      {"fusion_config",
+       entry && entry->is_fusion() ? Json::parse(entry->fusion->to_json_string()) : Json(nullptr)}};
+}
+
 ResumeRecord::ResumeRecord(const TrainerOptions& run_options, const Json& task_options)
     : options(trainer_options_json(run_options)) {
   options.update(task_options);
@@ -234,8 +249,34 @@ void ResumeRecord::compare_with(const Json& checkpoint_extra) {
   }
 }
 
+void ResumeRecord::check_same_adapters(const Json& checkpoint_extra,
+                                       const std::string& path) const {
+  const Json recorded = checkpoint_extra.value("adapters", Json());
+  if (!recorded.is_object()) return;
+  for (const auto& [task, configs] : adapters.items()) {
+    if (!recorded.contains(task)) continue;
+    for (const auto& [kind, config] : configs.items()) {
+      const Json before = recorded[task].is_object() ? recorded[task].value(kind, Json()) : Json();
+      if (!config.is_object() || !before.is_object()) continue;
+      for (const auto& [key, value] : config.items()) {
+        // A key the checkpoint lacks came with a later version; its tensors still say.
+        if (kMayChangeOnResume.count(key) != 0 || !before.contains(key)) continue;
+        const Json& was = before[key];
+        if (was != value) {
+          throw Error(path + ": key 'extra.adapters." + task + "." + kind + "." + key +
+                      "': the checkpoint's steps trained task '" + task + "' with " +
+                      json_text(was) + ", this run gives it " + json_text(value) +
+                      "; resume with the config the run started with (run.json's), or start "
+                      "afresh with --overwrite");
+        }
+      }
+    }
+  }
+}
+
 Json ResumeRecord::stamped(Json extra) const {
   extra["options"] = options;
+  if (!adapters.empty()) extra["adapters"] = adapters;
   return extra;
 }
 
@@ -282,6 +323,7 @@ void resume_run(TrainingEngine& engine, const TrainerOptions& options, int64_t b
         try {
           const Json extra = Json::parse(saved.extra_json);
           record.compare_with(extra);
+          record.check_same_adapters(extra, path);
           // The engine compares the fingerprint's keys that this run has; a stack is recorded
           // only when there is one, so a checkpoint's stack that this run leaves out is caught
           // here.

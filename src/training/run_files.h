@@ -20,6 +20,7 @@
 
 namespace adaptertune {
 class BertEncoderImpl;
+class BertModelImpl;
 class TrainingEngine;
 }  // namespace adaptertune
 
@@ -124,6 +125,12 @@ nlohmann::ordered_json base_json(const TrainerOptions& options, torch::nn::Modul
 /// the model has it.
 void apply_recompute_options(const TrainerOptions& options, BertEncoderImpl& encoder);
 
+/// The configs of the model's `task` (an adapter or a fusion; std::nullopt: the plain base) as
+/// run.json and every checkpoint record them: {"adapter_config": its AdapterHub config, or null
+/// for the plain base; "fusion_config": its fusion's config, or null when it is not a fusion}.
+nlohmann::ordered_json task_configs_json(const BertModelImpl& bert,
+                                         const std::optional<std::string>& task);
+
 /// What both trainers keep of a run's options across resumes: every checkpoint records them
 /// (stamped()), a resume compares the checkpoint's with this run's (compare_with()), and the run
 /// directory says what changed: the resume message, the "resume" event and run.json's "resumes".
@@ -143,8 +150,19 @@ struct ResumeRecord {
   /// Whether the run continues a checkpoint.
   bool resumed = false;
 
+  /// The configs of the adapters and fusions the run trains, by the model's task name
+  /// (task_configs_json()): every checkpoint records them (stamped()).
+  nlohmann::ordered_json adapters = nlohmann::ordered_json::object();
+
   /// Sets `changed` from the options a checkpoint's extra state records.
   void compare_with(const nlohmann::ordered_json& checkpoint_extra);
+  /// Throws Error naming the checkpoint's `path`, the task and the key when `checkpoint_extra`
+  /// records a config of one of this run's tasks that computes otherwise than `adapters` does: a
+  /// resume continues the model its steps trained, so only dropout and the initialisation
+  /// (which the checkpoint's weights replace) may differ, as in continued pretraining. A
+  /// checkpoint from before configs were recorded has none to compare.
+  void check_same_adapters(const nlohmann::ordered_json& checkpoint_extra,
+                           const std::string& path) const;
   /// `extra` with this run's options under "options", for a checkpoint.
   nlohmann::ordered_json stamped(nlohmann::ordered_json extra) const;
   /// run.json's "resumes": empty for a run that did not resume; else those the run.json in

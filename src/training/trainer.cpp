@@ -365,6 +365,11 @@ TrainResult Trainer::train() {
   const std::string fingerprint = json_text(run_fingerprint(tasks_, options_));
   // The options, recorded with every checkpoint; a resume says which changed since its steps.
   detail::ResumeRecord record(options_);
+  for (const TrainingTask& task : tasks_) {
+    if (task.adapter) {
+      record.adapters[*task.adapter] = detail::task_configs_json(*model_->bert, task.adapter);
+    }
+  }
   // The base as the run starts, before a resume restores trained weights into it.
   const Json base =
       writes ? detail::base_json(options_, *model_, model_->bert->config()) : Json(nullptr);
@@ -401,7 +406,7 @@ TrainResult Trainer::train() {
     size_t train_examples = 0, dev_examples = 0;
     for (size_t t = 0; t < task_count; ++t) {
       const TrainingTask& task = tasks_[t];
-      const TaskEntry* entry = task.adapter ? &model_->bert->tasks().at(*task.adapter) : nullptr;
+      const Json configs = detail::task_configs_json(*model_->bert, task.adapter);
       names += (t ? "," : "") + task.info.name;
       adapter_names += (t ? "," : "") + task.adapter.value_or("");
       train_examples += task.train.encodings.size();
@@ -414,10 +419,8 @@ TrainResult Trainer::train() {
            {"dev_examples", task.dev.encodings.size()},
            {"batches_per_epoch", task_batches_per_epoch[t]},
            {"batches_per_round", sampler.shares()[t]},
-           {"adapter_config", entry ? Json::parse(entry->adapter.to_json_string()) : Json(nullptr)},
-           {"fusion_config", entry && entry->is_fusion()
-                                 ? Json::parse(entry->fusion->to_json_string())
-                                 : Json(nullptr)},
+           {"adapter_config", configs["adapter_config"]},
+           {"fusion_config", configs["fusion_config"]},
            {"parameters", Json::parse(parameter_report(*model_, task.adapter).to_json_string())}});
     }
     // A run of one task describes it at the top level; a run of several names them all there and
