@@ -150,7 +150,8 @@ import json, sys
 work = sys.argv[1]
 run = json.load(open(f"{work}/fusion.json"))
 ev = json.load(open(f"{work}/eval_fusion.json"))
-assert ev["adapter"] == "SST-2,MRPC", ev
+assert ev["adapter"] == "SST-2,MRPC" and ev["fused"] == ["SST-2", "MRPC"], ev
+assert ev["stacked_on"] == [], ev
 assert ev["metrics"] == run["dev"], (ev, run)
 PY
 "$cli" eval --task RTE --data-dir "$glue" --model "$base" --adapter-pack "$work/fusion/best" >/dev/null 2>"$work/err"

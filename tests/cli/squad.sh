@@ -66,7 +66,7 @@ run, ev = (json.load(open(p)) for p in sys.argv[1:3])
 assert ev["max_length"] == 64, ev  # recorded in the pack
 assert ev["doc_stride"] == 16 and ev["max_query_length"] == 16, ev  # likewise
 assert (ev["n_best"], ev["max_answer_length"], ev["null_score_threshold"]) == (20, 30, 0), ev
-assert ev["stacked_on"] == [], ev
+assert ev["stacked_on"] == [] and ev["fused"] == [], ev
 for k in ("exact", "f1"):
     assert abs(run["dev"][k] - ev["metrics"][k]) < 1e-9, (k, run["dev"], ev["metrics"])
 PY
@@ -181,6 +181,7 @@ grep -q 'adapter Fuse(lang, other)' "$work/fused.log" ||
 import json, sys
 run, ev = (json.load(open(p)) for p in sys.argv[1:3])
 assert run["best_model"] and ev["adapter"] == "lang,other", (run, ev)
+assert ev["fused"] == ["lang", "other"] and ev["stacked_on"] == [], ev
 for k in ("exact", "f1"):
     assert abs(run["dev"][k] - ev["metrics"][k]) < 1e-9, (k, run["dev"], ev["metrics"])
 PY

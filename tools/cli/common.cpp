@@ -170,6 +170,15 @@ bool speaks_for_group() {
   return this_process_speaks;
 }
 
+nlohmann::ordered_json active_task_json(const BertModelImpl& bert) {
+  const std::optional<std::string> active = bert.active_adapter();
+  std::vector<std::string> below = bert.tasks().active_stack();
+  if (!below.empty()) below.pop_back();
+  return {{"adapter", active ? nlohmann::ordered_json(*active) : nullptr},
+          {"stacked_on", below},
+          {"fused", active ? bert.tasks().at(*active).fused : std::vector<std::string>()}};
+}
+
 void warn(const std::string& message) {
   if (speaks_for_group()) std::fprintf(stderr, "warning: %s\n", message.c_str());
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "adaptertune/adapter_config.h"
 #include "adaptertune/distributed/process_group.h"
@@ -122,6 +123,11 @@ Dataset first_examples(Dataset data, int64_t n) {
   }
   return data;
 }
+
+/// What an evaluation ran, for its JSON line: "adapter" (the active task, an adapter or a
+/// fusion; null: the plain base), "stacked_on" (the adapters that ran below it, bottom first) and
+/// "fused" (the adapters a fusion fuses, in its order; empty for an adapter).
+nlohmann::ordered_json active_task_json(const BertModelImpl& bert);
 
 /// "warning: MESSAGE" on stderr when this process speaks_for_group(): once per group.
 void warn(const std::string& message);

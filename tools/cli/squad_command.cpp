@@ -52,7 +52,6 @@ struct SquadModel {
   Precision precision = Precision::kFloat32;
   c10::Device device = c10::kCPU;
   std::shared_ptr<ProcessGroup> group;  // null: alone
-  std::optional<std::string> adapter;
   // set_up_for_inference()'s cover of the prepacked bf16 weights, for the command's life.
   std::unique_ptr<FrozenLinearWeightsPrepacked> prepacked;
 };
@@ -118,7 +117,6 @@ SquadModel open_squad_model(const SquadUseRequest& r) {
                                                /*load_head=*/i == *span);
       for (const auto& w : load.warnings) warn(w);
     }
-    out.adapter = info->name;
     out.model->bert->set_active_stack(Stack(info->trained_stack()));
   } else if (report.missing_any(ParameterGroup::kHead)) {
     warn(r.model + " has no span head (qa_outputs); answers come from an untrained head");
@@ -253,24 +251,19 @@ int run_eval_squad(const SquadUseRequest& r) {
   const SquadEvalResult eval = evaluate_squad(m.model, data, *tokenizer, m.qa, r.batch_size,
                                               m.device, m.precision, m.group.get());
   if (!speaks_for_group()) return 0;  // rank 0 prints
-  // The adapters that ran below the span pack's (the Stack it was trained on), as the model ran.
-  std::vector<std::string> below = m.model->bert->tasks().active_stack();
-  if (!below.empty()) below.pop_back();
-  const nlohmann::ordered_json out = {
-      {"task", "squad"},
-      {"adapter", m.adapter ? nlohmann::ordered_json(*m.adapter) : nullptr},
-      {"stacked_on", below},
-      {"split", r.file},
-      {"examples", data.examples.size()},
-      {"max_length", m.qa.features.max_length},
-      {"doc_stride", m.qa.features.stride()},
-      {"max_query_length", m.qa.features.query_length()},
-      {"n_best", m.qa.answers.n_best},
-      {"max_answer_length", m.qa.answers.max_answer_length},
-      {"null_score_threshold", m.qa.answers.null_score_threshold},
-      {"allow_no_answer", m.qa.answers.for_data(data).allow_no_answer},
-      {"precision", precision_name(m.precision)},
-      {"metrics", eval.metrics}};
+  nlohmann::ordered_json out = {{"task", "squad"}};
+  out.update(active_task_json(*m.model->bert));
+  out.update({{"split", r.file},
+              {"examples", data.examples.size()},
+              {"max_length", m.qa.features.max_length},
+              {"doc_stride", m.qa.features.stride()},
+              {"max_query_length", m.qa.features.query_length()},
+              {"n_best", m.qa.answers.n_best},
+              {"max_answer_length", m.qa.answers.max_answer_length},
+              {"null_score_threshold", m.qa.answers.null_score_threshold},
+              {"allow_no_answer", m.qa.answers.for_data(data).allow_no_answer},
+              {"precision", precision_name(m.precision)},
+              {"metrics", eval.metrics}});
   std::cout << json_text(out) << std::endl;
   return 0;
 }

@@ -728,17 +728,14 @@ int run_eval(const UseOptions& o) {
   EvalResult r = evaluate(m.model, task, data, o.batch_size, use.device, use.precision,
                           m.tokenizer->pad_id(), m.group.get());
   if (!speaks_for_group()) return 0;  // rank 0 prints
-  nlohmann::ordered_json out = {
-      {"task", task.name},
-      {"adapter", m.model->bert->active_adapter()
-                      ? nlohmann::ordered_json(*m.model->bert->active_adapter())
-                      : nlohmann::ordered_json(nullptr)},
-      {"split", file ? *file : o.split},
-      {"examples", data.encodings.size()},
-      {"max_length", use.max_length},
-      {"precision", precision_name(use.precision)},
-      {"loss", r.loss},
-      {"metrics", r.metrics}};
+  nlohmann::ordered_json out = {{"task", task.name}};
+  out.update(active_task_json(*m.model->bert));
+  out.update({{"split", file ? *file : o.split},
+              {"examples", data.encodings.size()},
+              {"max_length", use.max_length},
+              {"precision", precision_name(use.precision)},
+              {"loss", r.loss},
+              {"metrics", r.metrics}});
   std::cout << json_text(out) << std::endl;
   return 0;
 }
