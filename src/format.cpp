@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "adaptertune/error.h"
+
 namespace adaptertune {
 
 std::string with_commas(int64_t value) {
@@ -40,6 +42,31 @@ std::string joined(const std::vector<std::string>& parts, const std::string& sep
     out += parts[i];
   }
   return out;
+}
+
+void check_json_nesting(std::string_view text, const std::string& source) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // the escaped character, a quote included
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonNesting) {
+        throw Error((source.empty() ? "" : source + ": ") + "JSON nested deeper than " +
+                    std::to_string(kMaxJsonNesting) + " levels of arrays and objects (at byte " +
+                    std::to_string(i) + ")");
+      }
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
 }
 
 }  // namespace adaptertune

@@ -7,6 +7,7 @@
 namespace adaptertune::detail {
 
 Json parse_json(const std::string& text, const std::string& source) {
+  check_json_nesting(text, source);
   try {
     return Json::parse(text);
   } catch (const Json::parse_error& e) {

@@ -104,6 +104,15 @@ TEST(AdapterConfig, ReadsAdapterHubAdapterConfigJson) {
   EXPECT_EQ(config, expected);
 }
 
+// A value nested a million arrays deep is refused as read, before anything recurses into it (the
+// error message's copy of the value overflowed the stack: SIGSEGV, not an Error).
+TEST(AdapterConfig, AValueNestedTooDeepIsAnErrorNotACrash) {
+  const std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+  EXPECT_ERROR_CONTAINS(
+      AdapterConfig::from_json_string(R"({"ln_after": )" + deep + "}", "a.json"),
+      "a.json: JSON nested deeper than 100 levels of arrays and objects (at byte 112)");
+}
+
 TEST(AdapterConfig, UnknownAndUnsupportedKeysAreReported) {
   EXPECT_ERROR_CONTAINS(AdapterConfig::from_json_string(R"({"reduction_factr": 16})", "a.json"),
                         "a.json: unknown key(s) 'reduction_factr'");

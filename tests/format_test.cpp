@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "adaptertune/error.h"
+#include "test_util.h"
+
 namespace adaptertune {
 namespace {
 
@@ -61,6 +64,37 @@ TEST(Format, WritesJsonWithInvalidUtf8BytesReplaced) {
   // What it writes reads back.
   EXPECT_EQ(nlohmann::json::parse(json_text(record))["model_dir"],
             "/runs/\xef\xbf\xbd-data/caf\xef\xbf\xbd");
+}
+
+// JSON from outside may nest arrays and objects kMaxJsonNesting deep, no deeper; brackets inside
+// strings (escaped quotes included) are text, and the error names the source and the byte.
+TEST(Format, RefusesJsonNestedDeeperThanTheLimit) {
+  auto nested = [](int depth, const std::string& inside = "1") {
+    std::string text;
+    for (int i = 0; i < depth; ++i) text += i % 2 ? "{\"k\":" : "[";
+    text += inside;
+    for (int i = depth - 1; i >= 0; --i) text += i % 2 ? "}" : "]";
+    return text;
+  };
+  EXPECT_NO_THROW(check_json_nesting(nested(kMaxJsonNesting), "deep.json"));
+  EXPECT_NO_THROW(nlohmann::json::parse(nested(kMaxJsonNesting)));  // the text is valid JSON
+  EXPECT_ERROR_CONTAINS(check_json_nesting(nested(kMaxJsonNesting + 1), "deep.json"),
+                        "deep.json: JSON nested deeper than 100 levels of arrays and objects (at "
+                        "byte " +
+                            std::to_string(nested(kMaxJsonNesting).find('1')) + ")");
+  EXPECT_ERROR_CONTAINS(check_json_nesting("[[[" + std::string(200, '[') + "", ""),
+                        "JSON nested deeper than 100 levels of arrays and objects (at byte 100)");
+  // Siblings do not add up: only the depth counts.
+  std::string siblings = "[";
+  for (int i = 0; i < 1000; ++i) siblings += (i ? "," : "") + nested(50);
+  EXPECT_NO_THROW(check_json_nesting(siblings + "]", "siblings"));
+  // Brackets in strings, after escaped quotes and backslashes too, are not nesting.
+  const std::string brackets(500, '[');
+  EXPECT_NO_THROW(check_json_nesting(nested(99, "\"" + brackets + "\""), "s"));
+  EXPECT_NO_THROW(check_json_nesting(nested(99, "\"\\\"" + brackets + "\""), "s"));
+  EXPECT_ANY_THROW(check_json_nesting(nested(99, "\"\\\\\"" + brackets), "s"));
+  // A million levels: refused at once, without recursion.
+  EXPECT_ANY_THROW(check_json_nesting(std::string(1000000, '['), "a million"));
 }
 
 }  // namespace

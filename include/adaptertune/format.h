@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace adaptertune {
@@ -35,5 +36,18 @@ template <typename BasicJson>
 std::string json_text(const BasicJson& json, int indent = -1) {
   return json.dump(indent, ' ', /*ensure_ascii=*/false, BasicJson::error_handler_t::replace);
 }
+
+/// The deepest nesting of arrays and objects in JSON that the library, the CLI and the server
+/// read: far deeper than anything they read (a SQuAD file nests 9 levels), and shallow enough that
+/// no value parsed from it exhausts a thread's stack, since copying, comparing and writing a JSON
+/// value recurse once per level (a request nesting 100,000 arrays crashed the server).
+constexpr int kMaxJsonNesting = 100;
+
+/// Throws Error, "SOURCE: JSON nested deeper than 100 levels of arrays and objects (at byte N)"
+/// (without "SOURCE: " when `source` is empty), where `text`, read as JSON, opens an array or
+/// object deeper than kMaxJsonNesting. Only the nesting is looked at (brackets inside strings do
+/// not count); the parser judges the rest. How every JSON text from outside is checked before it
+/// is parsed.
+void check_json_nesting(std::string_view text, const std::string& source);
 
 }  // namespace adaptertune

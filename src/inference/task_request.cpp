@@ -3,10 +3,12 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 
 namespace adaptertune {
 
 TaskRequest parse_task_request(const std::string& json_line, const std::string& where) {
+  check_json_nesting(json_line, where);
   nlohmann::json input;
   try {
     input = nlohmann::json::parse(json_line);

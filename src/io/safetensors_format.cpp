@@ -68,6 +68,7 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size,
     }
     return true;
   };
+  check_json_nesting(text, source + ": header");
   detail::Json header;
   try {
     header = detail::Json::parse(text, on_event);

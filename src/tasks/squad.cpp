@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 #include "adaptertune/io/atomic_file.h"
 #include "json_integer.h"
 #include "text/unicode.h"
@@ -164,6 +165,7 @@ SquadDataset read_squad(const std::string& path, const SquadReadOptions& options
 
 SquadDataset parse_squad(std::string_view contents, const std::string& path,
                          const SquadReadOptions& options) {
+  check_json_nesting(contents, path);
   Json root;
   try {
     root = Json::parse(contents);

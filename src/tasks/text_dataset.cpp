@@ -175,6 +175,7 @@ Table read_json_lines(std::string_view contents, const std::string& path,
     row.line = static_cast<int64_t>(i) + 1;
     std::map<std::string, std::optional<std::string>> object;
     try {
+      check_json_nesting(lines[i], "");
       const nlohmann::json value = nlohmann::json::parse(lines[i]);
       if (!value.is_object()) {
         throw Error(std::string("expected a JSON object, found ") + value.type_name());

@@ -32,6 +32,17 @@ using Json = nlohmann::ordered_json;
 const std::set<std::string> kMayChangeOnResume = {"dropout", "dropout_prob", "init_weights",
                                                   "init_std", "value_initialized"};
 
+// `text` parsed, or a discarded value when it is no JSON or nests deeper than JSON from outside
+// may (check_json_nesting()): what a reader that skips what it cannot use gets.
+Json parsed_or_discarded(const std::string& text) {
+  try {
+    check_json_nesting(text, "");
+  } catch (const Error&) {
+    return Json(Json::value_t::discarded);
+  }
+  return Json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
+
 // A best model on its way into place (move_best_into_place()).
 constexpr const char* kBestStaging = ".best.tmp";
 constexpr const char* kBestReplaced = ".best.old";
@@ -47,7 +58,7 @@ void cut_metrics_log(const std::string& path, int64_t step) {
     if (end == std::string::npos) break;  // a last line without its newline was torn
     const std::string line = text.substr(start, end - start);
     start = end + 1;
-    const Json event = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const Json event = parsed_or_discarded(line);
     const std::optional<int64_t> logged =
         event.is_object() && event.contains("step") ? integer_value(event["step"]) : std::nullopt;
     if (logged && *logged <= step) {
@@ -285,7 +296,7 @@ Json ResumeRecord::history(const std::string& output_dir, int64_t step) const {
   if (!resumed) return history;
   const std::string path = output_dir + "/run.json";
   if (file_exists(path)) {
-    const Json run = Json::parse(read_file(path), nullptr, /*allow_exceptions=*/false);
+    const Json run = parsed_or_discarded(read_file(path));
     if (run.is_object() && run.contains("resumes") && run["resumes"].is_array()) {
       for (const Json& resume : run["resumes"]) {
         const std::optional<int64_t> resumed_at = resume.is_object() && resume.contains("step")

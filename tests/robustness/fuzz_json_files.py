@@ -11,8 +11,8 @@ answer options, a model directory's config.json (a base's, and a fully fine-tune
 with the record of its run) and
 tokenizer_config.json, a fine-tuning and a pretraining checkpoint's trainer_state.json, a SQuAD
 file), is changed one value at a time: every value in it (each object's members, each array's
-first element, at any depth) becomes null, -1, 2^64-1, 1e300, 0.5, "x", [], {} and true, or goes
-away; an unknown key is added to each object; the whole document becomes each of those values,
+first element, at any depth) becomes null, -1, 2^64-1, 1e300, 0.5, "x", [], {}, true and arrays
+nested a million deep, or goes away; an unknown key is added to each object; the whole document becomes each of those values,
 an empty file, a truncated one and one with a byte that is not UTF-8. The command that reads the
 file (predict, eval, train --resume, pretrain --resume) runs on each variant, and must exit 0 (a
 value it can take) or 1 with `adaptertune: error: ...` as its last line of stderr: never another
@@ -30,10 +30,11 @@ import shutil
 import subprocess
 import sys
 
-# One value of every JSON type, and the integers and floats that break conversions.
-VALUES = [None, -1, 2**64 - 1, 1e300, 0.5, "x", [], {}, True]
-QUICK_VALUES = [None, -1, 2**64 - 1, "x", {}]
 DELETE = object()  # a member that goes away
+DEEP = object()  # arrays nested a million deep: copying or writing such a value recursed per level
+# One value of every JSON type, the integers and floats that break conversions, and DEEP.
+VALUES = [None, -1, 2**64 - 1, 1e300, 0.5, "x", [], {}, True, DEEP]
+QUICK_VALUES = [None, -1, 2**64 - 1, "x", {}]
 TIMEOUT_S = 300
 FILES = ("adapter_config", "head_config", "flex_head_config", "fusion_config",
          "span_adapter_config", "config", "span_model_config", "tokenizer_config", "trainer_state",
@@ -76,15 +77,19 @@ def replaced(document, path, value):
 def variants(document, values):
     """(description, file bytes) for each change of `document`."""
     def text(doc):
-        return json.dumps(doc, indent=2).encode("utf-8")
+        # DEEP goes in as a placeholder: json.dumps() itself recurses per level.
+        deep = b"[" * 10**6 + b"]" * 10**6
+        return json.dumps(doc, indent=2).encode("utf-8").replace(b'"@DEEP@"', deep)
 
     def where(path):
         return "".join(f"[{step!r}]" for step in path) or "the document"
 
     for path in value_paths(document):
         for value in values + ([DELETE] if isinstance(path[-1], str) else []):
-            shown = "deleted" if value is DELETE else json.dumps(value)
-            yield f"{where(path)} = {shown}", text(replaced(document, path, value))
+            shown = ("deleted" if value is DELETE else "a million arrays deep" if value is DEEP
+                     else json.dumps(value))
+            changed = replaced(document, path, "@DEEP@" if value is DEEP else value)
+            yield f"{where(path)} = {shown}", text(changed)
     for path in object_paths(document):
         extended = copy.deepcopy(document)
         target = extended
@@ -93,7 +98,8 @@ def variants(document, values):
         target["no_such_key"] = 1
         yield f"{where(path)} gains an unknown key", text(extended)
     for value in values:
-        yield f"the document = {json.dumps(value)}", text(value)
+        if value is not DEEP:
+            yield f"the document = {json.dumps(value)}", text(value)
     whole = text(document)
     yield "an empty file", b""
     yield "a truncated file", whole[: len(whole) // 2]

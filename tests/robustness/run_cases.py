@@ -137,6 +137,14 @@ class Runner:
                     f.write(args[1])
             elif op == "remove":
                 shutil.rmtree(path)
+            elif op == "nest":
+                # Every "@NEST@" string in the file becomes that many arrays nested: text far too
+                # deep for Python's own json module to write.
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+                depth = args[1]
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(text.replace('"@NEST@"', "[" * depth + "]" * depth))
             else:
                 raise ValueError("unknown setup step " + op)
 

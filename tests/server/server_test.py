@@ -127,6 +127,8 @@ bad = [
     ({"text": "x" * 600}, 413, "limit is 512"),
     ({"inputs": [{"text": "x"}] * 17}, 413, "limit is 16"),
     ({"text": "y" * 5000}, 413, "too large"),
+    (b'{"text": ' + b"[" * 101 + b"]" * 101 + b"}", 400,
+     "body: JSON nested deeper than 100 levels of arrays and objects (at byte 108)"),
 ]
 for payload, code, fragment in bad:
     status, body, _ = a.predict(payload)
@@ -252,6 +254,12 @@ check(code == 0 and "serve: stopped" in log, f"SIGTERM: exit {code}, log {log[-3
 
 # Overload: a queue of one example; the rest get 503 with Retry-After, none is lost.
 b = Server("--adapter-pack", sst2, "--max-queue", "1", "--max-wait-ms", "300", "--threads", "12")
+# Within the default body limit, a body nesting 200,000 arrays is refused, not followed down
+# (copying or writing such a value recursed once per level and crashed the server).
+status, body, _ = b.predict(b'{"text": ' + b"[" * 200000 + b"]" * 200000 + b"}",
+                            headers={"Content-Type": "application/json"})
+check(status == 400 and "JSON nested deeper than 100 levels" in body, f"deep body: {status} {body}")
+check(b.predict({"task": "SST-2", "text": "still here"})[0] == 200, "the server after a deep body")
 # (the SIGTERM check below needs its request to wait 300 ms, long enough to be seen queued)
 results = []
 def burst():

@@ -56,8 +56,10 @@ ExpandedArguments expand_options_file(int argc, char** argv) {
   }
   if (path.empty()) throw adaptertune::Error("--options needs a JSON file");
   nlohmann::json options;
+  const std::string file = adaptertune::read_file(path);
+  adaptertune::check_json_nesting(file, path);
   try {
-    options = nlohmann::json::parse(adaptertune::read_file(path));
+    options = nlohmann::json::parse(file);
   } catch (const nlohmann::json::exception& e) {
     throw adaptertune::Error(path + ": invalid JSON: " + e.what());
   }

@@ -170,8 +170,9 @@ struct HttpServer::Impl {
     }
     Json body;
     try {
+      check_json_nesting(request.body, "body");
       body = Json::parse(request.body);
-    } catch (const Json::exception& e) {
+    } catch (const std::exception& e) {  // the parser's error, or check_json_nesting()'s
       return Reply::error(400, std::string("invalid JSON: ") + e.what());
     }
     if (!body.is_object() || !body.contains("path") || !body["path"].is_string()) {
@@ -252,8 +253,9 @@ struct HttpServer::Impl {
     Json body;
     std::string parse_error;
     try {
+      check_json_nesting(request.body, "body");
       body = Json::parse(request.body);
-    } catch (const Json::exception& e) {
+    } catch (const std::exception& e) {  // the parser's error, or check_json_nesting()'s
       parse_error = e.what();
     }
     Reply reply;
