@@ -44,6 +44,20 @@ std::string joined(const std::vector<std::string>& parts, const std::string& sep
   return out;
 }
 
+std::string elided(const std::string& text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return text;
+  // Back to the start of the UTF-8 sequence that holds byte `at`, so that no sequence is split.
+  auto sequence_start = [&](size_t at) {
+    while (at > 0 && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80) --at;
+    return at;
+  };
+  const size_t head_end = sequence_start(max_bytes * 2 / 3);
+  const size_t tail_start = sequence_start(text.size() - max_bytes / 4);
+  return text.substr(0, head_end) + "... (" +
+         with_commas(static_cast<int64_t>(tail_start - head_end)) + " bytes left out) ..." +
+         text.substr(tail_start);
+}
+
 void check_json_nesting(std::string_view text, const std::string& source) {
   int depth = 0;
   bool in_string = false;

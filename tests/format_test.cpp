@@ -1,5 +1,6 @@
 #include "adaptertune/format.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <gtest/gtest.h>
@@ -64,6 +65,41 @@ TEST(Format, WritesJsonWithInvalidUtf8BytesReplaced) {
   // What it writes reads back.
   EXPECT_EQ(nlohmann::json::parse(json_text(record))["model_dir"],
             "/runs/\xef\xbf\xbd-data/caf\xef\xbf\xbd");
+}
+
+// A long message keeps its start and its end around how much was left out, never splitting a
+// UTF-8 sequence; a short one stays as it is.
+TEST(Format, ElidesTheMiddleOfALongMessage) {
+  EXPECT_EQ(elided("no task \"x\"", 12), "no task \"x\"");
+  EXPECT_EQ(elided(std::string(2048, 'a')), std::string(2048, 'a'));
+  const std::string name(1000000, 'n');
+  const std::string message = "requests.jsonl:1: no task \"" + name + "\" (loaded: SST-2)";
+  const std::string shown = elided(message);
+  EXPECT_LT(shown.size(), 2100u);
+  EXPECT_EQ(shown.rfind("requests.jsonl:1: no task \"nnn", 0), 0u) << shown.substr(0, 40);
+  EXPECT_EQ(shown.substr(shown.size() - 20), "nnn\" (loaded: SST-2)");
+  // What is shown and what was left out add up to the message.
+  const size_t open = shown.find("... (");
+  const size_t close = shown.find(" bytes left out) ...");
+  ASSERT_TRUE(open != std::string::npos && close != std::string::npos) << shown;
+  std::string count = shown.substr(open + 5, close - open - 5);
+  count.erase(std::remove(count.begin(), count.end(), ','), count.end());
+  const size_t marker = close + std::string(" bytes left out) ...").size() - open;
+  EXPECT_EQ(shown.size() - marker + std::stoul(count), message.size()) << shown;
+  // Two-byte characters: whichever byte a cut falls on, it keeps whole characters (the head's cut
+  // falls inside one in the first text, the tail's in the second).
+  std::string accents;
+  for (int i = 0; i < 3000; ++i) accents += "\xc3\xa9";
+  for (const std::string& text : {"xy" + accents, "x" + accents + "z"}) {
+    const std::string shown = elided(text, 2048);
+    for (size_t i = 0; i < shown.size(); ++i) {
+      if (shown[i] == '\xc3') {
+        EXPECT_EQ(shown[i + 1], '\xa9') << "a character cut at " << i;
+      } else if (shown[i] == '\xa9') {
+        EXPECT_EQ(shown[i - 1], '\xc3') << "a character cut at " << i;
+      }
+    }
+  }
 }
 
 // JSON from outside may nest arrays and objects kMaxJsonNesting deep, no deeper; brackets inside

@@ -22,6 +22,12 @@ std::string format_duration(double seconds);
 /// messages show a number that was given (std::to_string writes 1e300 with 301 digits).
 std::string format_number(double value);
 
+/// `text` when it has at most `max_bytes` bytes; else its start and its end around "... (N bytes
+/// left out) ...", cut between UTF-8 sequences, about `max_bytes` long in all. How an error line
+/// or a server's reply shows a message that quotes a huge input (a task name of a megabyte): the
+/// start names the source and the end says what was expected.
+std::string elided(const std::string& text, size_t max_bytes = 2048);
+
 /// `parts` in order with `separator` between them: {"a", "b", "c"} -> "a, b, c"; "" for none.
 /// How error messages list names.
 std::string joined(const std::vector<std::string>& parts, const std::string& separator = ", ");

@@ -7,7 +7,7 @@ For each case: its setup, then `CLI ARGS`, then the checks. A case marked "succe
 resume after a kill must do) exits 0 and leaves what its "checks" say. Any other case is bad
 input: the exit code is the one expected
 (1 unless the case says otherwise: nothing here may crash or exit 0); stderr is short (at most
-four lines), holds no LibTorch frames, and its last line is `adaptertune: error: ...` matching
+four lines of at most 2,200 characters), holds no LibTorch frames, and its last line is `adaptertune: error: ...` matching
 the case's `stderr` (which names the source: file, key, line or flag); and no file under the
 work directory or the base model was created, changed or removed by the command. Prints PASS,
 or each failure and a count, and exits 1.
@@ -137,6 +137,11 @@ class Runner:
                     f.write(args[1])
             elif op == "remove":
                 shutil.rmtree(path)
+            elif op == "fill":
+                with open(path, encoding="utf-8") as f:
+                    text = f.read()
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(text.replace("@FILL@", args[1] * args[2]))
             elif op == "nest":
                 # Every "@NEST@" string in the file becomes that many arrays nested: text far too
                 # deep for Python's own json module to write.
@@ -197,6 +202,9 @@ class Runner:
         else:
             if len(lines) > 4:
                 problems.append("%d lines on stderr" % len(lines))
+            if max(len(line) for line in lines) > 2200:
+                problems.append("a line of %d characters on stderr" %
+                                max(len(line) for line in lines))
             if "frame #" in stderr or "internal error" in stderr:
                 problems.append("an internal error or a stack trace")
             last = lines[-1]

@@ -260,6 +260,11 @@ status, body, _ = b.predict(b'{"text": ' + b"[" * 200000 + b"]" * 200000 + b"}",
                             headers={"Content-Type": "application/json"})
 check(status == 400 and "JSON nested deeper than 100 levels" in body, f"deep body: {status} {body}")
 check(b.predict({"task": "SST-2", "text": "still here"})[0] == 200, "the server after a deep body")
+# A task named by half a megabyte: 404, and the reply quotes the name's start and end only.
+status, body, _ = b.predict({"task": "t" * 500000, "text": "x"},
+                            headers={"Content-Type": "application/json"})
+check(status == 404 and len(body) < 2200 and "bytes left out" in body,
+      f"huge task name: {status} {len(body)} bytes {body[:100]}")
 # (the SIGTERM check below needs its request to wait 300 ms, long enough to be seen queued)
 results = []
 def burst():

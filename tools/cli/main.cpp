@@ -112,12 +112,12 @@ std::string with_options_source(const ExpandedArguments& expanded, const std::st
   return message;
 }
 
-// One line for stderr: CLI11 and LibTorch messages can span several lines (LibTorch adds a
-// stack trace in some builds).
+// One line for stderr, of a length to read: CLI11 and LibTorch messages can span several lines
+// (LibTorch adds a stack trace in some builds), and a message may quote a huge input.
 std::string one_line(std::string message) {
   const auto end = message.find_first_of("\n");
   if (end != std::string::npos) message.erase(end);
-  return message;
+  return adaptertune::elided(message);
 }
 
 int usage_error(const CLI::App& app, const std::string& message) {
@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
   try {
     expanded = expand_options_file(argc, argv);
   } catch (const adaptertune::Error& e) {
-    std::cerr << "adaptertune: error: " << e.what() << "\n";
+    std::cerr << "adaptertune: error: " << adaptertune::elided(e.what()) << "\n";
     return 1;
   }
   try {
@@ -186,7 +186,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("serve")) return run_serve();
     if (app.got_subcommand("inspect")) return run_inspect();
   } catch (const adaptertune::Error& e) {
-    std::cerr << "adaptertune: error: " << e.what() << "\n";
+    std::cerr << "adaptertune: error: " << adaptertune::elided(e.what()) << "\n";
     return 1;
   } catch (const c10::Error& e) {
     std::cerr << "adaptertune: error: LibTorch: " << one_line(e.what_without_backtrace()) << "\n";

@@ -21,9 +21,9 @@ using Json = nlohmann::ordered_json;
 
 // `{"error": message}`. A message may quote what a client sent as the URL decoded it (a path, a
 // task name), which need not be UTF-8: such bytes become U+FFFD, where a plain dump() threw and
-// the client got no reply at all.
+// the client got no reply at all; and a huge one is not echoed whole (elided()).
 std::string error_body(const std::string& message) {
-  return json_text(Json{{"error", message}});
+  return json_text(Json{{"error", elided(message)}});
 }
 
 // A handler's answer: the status and a JSON body (an error is error_body()).
