@@ -13,14 +13,10 @@
 #                                   pretraining run on CUDA (scripts/pretrain_sitting.sh: the main
 #                                   run for SECONDS, then a decay of a tenth of its steps), from the
 #                                   shipped base on the corpus in .gpu/corpus, compressed to fit
-#                                   the 64 MiB that travel (carry .gpu/corpus). The shipped base's
-#                                   own corpus, with its running text (models/README.md), is made
-#                                   here with scripts/make_pretraining_corpus.py out/corpus/more.txt
-#                                   --gcide --bible --python-docs --perl-docs --held-out
-#                                   out/corpus/heldout-more.txt && mkdir -p .gpu/corpus && gzip -c
-#                                   out/corpus/more.txt > .gpu/corpus/train.txt.gz && cp
-#                                   out/corpus/heldout-more.txt .gpu/corpus/heldout.txt (19 MB
-#                                   compressed). The flags after SECONDS go to every `pretrain`
+#                                   the 64 MiB that travel (carry .gpu/corpus): the shipped base's
+#                                   own corpus, with its running text (models/README.md), made here
+#                                   by scripts/prepare_gpu_run.sh pretrain (19 MB compressed). The
+#                                   flags after SECONDS go to every `pretrain`
 #                                   call, e.g. the shipped base's second run's --lr 3e-4 (with
 #                                   WSD_WARMUP=300 in the environment), or a batch that fills the
 #                                   GPU (--batch-size); WSD_* variables pass through as for
@@ -31,20 +27,46 @@
 #                                   and check with sha256sum -c; config.json beside them, vocab.txt
 #                                   and the licence as in models/adaptertune-base-uncased-L4-H256):
 #                                   5 files, where at most 8 come back.
-# Needs the Debian dev packages unpacked from .debs/ (made here with: cd .debs && apt-get download
-# libsentencepiece0 libsentencepiece-dev libgtest-dev googletest nlohmann-json3-dev libcli11-dev
-# libutf8proc2 libutf8proc-dev). Writes logs to $OUT (or out/gpu when OUT is unset).
+#   scripts/gpu_check.sh configure  only what the build needs from .debs, the configure step and
+#                                   the sources that include each library's headers: a check of
+#                                   the packages, for a machine that lacks them (seconds, no GPU).
+# Needs the Debian packages in .debs/, unpacked here into a prefix (the machine has no apt and no
+# network): made on the CPU machine by scripts/prepare_gpu_run.sh (carry .debs). Writes logs to
+# $OUT (or out/gpu when OUT is unset).
 set -uo pipefail
 mode=${1:-all}
 out=${OUT:-out/gpu}
 mkdir -p "$out"
 prefix=/tmp/adaptertune-deps
 build=/tmp/adaptertune-build
-mkdir -p "$prefix"
+ls .debs/*.deb >/dev/null 2>&1 || {
+  echo "gpu_check.sh: no .debs/*.deb: make them with scripts/prepare_gpu_run.sh and carry .debs" >&2
+  exit 1
+}
+rm -rf "$prefix" && mkdir -p "$prefix"
 for f in .debs/*.deb; do dpkg -x "$f" "$prefix"; done
-export LD_LIBRARY_PATH=$prefix/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+lib=$prefix/usr/lib/x86_64-linux-gnu
+# Runtime libraries the machine has already (OpenSSL, zlib, Brotli, which its Python uses too):
+# the build links the machine's own copy through the dev link, and ours are removed, so that no
+# process of this script loads a second copy from LD_LIBRARY_PATH.
+for so in libcrypto.so.3 libssl.so.3 libz.so.1 libbrotlicommon.so.1 libbrotlidec.so.1 \
+  libbrotlienc.so.1; do
+  system=$(/sbin/ldconfig -p | awk -v so="$so" '$1 == so && /x86-64/ {print $NF; exit}')
+  [ -n "$system" ] || continue
+  rm -f "$lib/$so" "$lib/$so".*
+  ln -sf "$system" "$lib/${so%.so.*}.so"
+done
+export LD_LIBRARY_PATH=$lib:${LD_LIBRARY_PATH:-}
+# pkg-config (Debian's pkgconf) for cpp-httplib, reading only the prefix's .pc files, whose paths
+# (prefix=/usr) it moves into the prefix; OpenSSL's multiarch header dir for the compiler.
+export PATH=$prefix/usr/bin:$PATH
+export PKG_CONFIG_LIBDIR=$lib/pkgconfig:$prefix/usr/share/pkgconfig
+export PKG_CONFIG_SYSROOT_DIR=$prefix
+export CPLUS_INCLUDE_PATH=$prefix/usr/include/x86_64-linux-gnu${CPLUS_INCLUDE_PATH:+:$CPLUS_INCLUDE_PATH}
 torch_prefix=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+if [ "$mode" != configure ]; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+fi
 extra=()
 [ "$mode" = results ] || [ "$mode" = pretrain ] &&
   extra=(-DADAPTERTUNE_BUILD_TESTS=OFF -DADAPTERTUNE_BUILD_BENCHMARKS=OFF)
@@ -59,6 +81,22 @@ start=$(date +%s)
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${extra[@]}" \
   -DCMAKE_PREFIX_PATH="$torch_prefix;$prefix/usr;$prefix/usr/lib/x86_64-linux-gnu/cmake" \
   -DTORCH_CUDA_ARCH_LIST=9.0 > "$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; exit 1; }
+if [ "$mode" = configure ]; then
+  # One source per library it includes: OpenSSL, libcsv, cpp-httplib, sentencepiece, utf8proc,
+  # nlohmann/json, CLI11, GoogleTest.
+  objects=()
+  for source in src/sha256.cpp src/tasks/text_dataset.cpp tools/serve/http_server.cpp \
+    src/text/sentencepiece_shim.cpp src/text/unicode.cpp src/json_util.cpp \
+    tools/cli/common.cpp tests/format_test.cpp; do
+    objects+=("$(cd "$build" && ninja -t targets all | grep -o "^[^:]*/${source##*/}\.o" | head -1)")
+  done
+  (cd "$build" && ninja "${objects[@]}") > "$out/build.log" 2>&1 ||
+    { grep -E "error|Error" -A3 "$out/build.log" | head -40; exit 1; }
+  grep -E "OPENSSL_CRYPTO_LIBRARY|CSV_LIBRARY|SENTENCEPIECE_LIBRARY|UTF8PROC_LIBRARY|pkgcfg_lib_CPP" \
+    "$build/CMakeCache.txt"
+  echo "configure: the packages in .debs build ${#objects[@]} sources"
+  exit 0
+fi
 cmake --build "$build" -j 16 > "$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
 echo "build: $(( $(date +%s) - start )) s"
 
