@@ -382,6 +382,56 @@ TEST_P(PredictorTest, SpanTasksAnswerAsPredictSquadDoes) {
   EXPECT_EQ(predictor.task_bytes("squad"), adapter_bytes + 2 * (hidden + 1) * 4);
 }
 
+// PredictorOptions::span_overrides replace what the span packs record, each where given: the
+// answers are predict_squad()'s with those windows and answer options, task_info() says them,
+// and windows they leave no room in are refused naming the pack.
+TEST(Predictor, SpanOverridesReplaceWhatThePacksRecord) {
+  PredictorOptions options;
+  options.span_overrides.doc_stride = 8;
+  options.span_overrides.n_best = 3;
+  options.span_overrides.max_answer_length = 1;
+  const Predictor predictor(files().model, span_packs().packs, options);
+  const std::vector<std::string> questions = {"Who was the leader of the Norse raiders?",
+                                              "In which centuries did the Normans name Normandy?"};
+  std::vector<TaskRequest> requests;
+  for (const char* task : {"squad", "squad_lite"}) {
+    for (const std::string& question : questions) requests.push_back({task, question, kContext});
+  }
+  const std::vector<Prediction> got = predictor.predict(requests);
+  ASSERT_EQ(got.size(), requests.size());
+  bool differs = false;  // from the answers with what the packs record
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const bool lite = *requests[i].task == "squad_lite";
+    const QuestionAnsweringOptions recorded =
+        lite ? span_packs().recorded_lite : span_packs().recorded;
+    const QuestionAnsweringOptions used = options.span_overrides.applied_to(recorded);
+    EXPECT_EQ(used.features.max_length, recorded.features.max_length);
+    EXPECT_EQ(used.features.query_length(), recorded.features.query_length());
+    EXPECT_EQ(used.features.stride(), 8);
+    const std::string pack = files().root + "/" + *requests[i].task;
+    const SquadAnswerPrediction expected =
+        squad_reference(pack, requests[i].text, kContext, used, c10::Device(c10::kCPU));
+    ASSERT_TRUE(got[i].answer.has_value());
+    EXPECT_EQ(*got[i].answer, expected.text) << i;
+    EXPECT_NEAR(*got[i].score, expected.score, 1e-4) << i;
+    const SquadAnswerPrediction as_recorded =
+        squad_reference(pack, requests[i].text, kContext, recorded, c10::Device(c10::kCPU));
+    differs |= as_recorded.text != expected.text || as_recorded.score != expected.score;
+  }
+  EXPECT_TRUE(differs) << "the overrides changed no answer";
+  const QuestionAnsweringOptions shown = *predictor.task_info("squad").question_answering;
+  EXPECT_EQ(shown.features.doc_stride, 8);
+  EXPECT_EQ(shown.answers.n_best, 3);
+  EXPECT_EQ(shown.answers.max_answer_length, 1);
+  EXPECT_DOUBLE_EQ(shown.answers.null_score_threshold,
+                   span_packs().recorded.answers.null_score_threshold);
+
+  PredictorOptions no_room;
+  no_room.span_overrides.max_query_length = 45;  // of squad's 48-token windows
+  EXPECT_ERROR_CONTAINS(Predictor(files().model, span_packs().packs, no_room),
+                        "/squad: its windows of 48 tokens: ");
+}
+
 // AdapterFusion's span task (a fusion of two classification packs' adapters with its own span
 // head) answers beside those packs' classification tasks as predict_squad() answers with the
 // fusion loaded on the adapters it fuses; the adapters it fuses cannot go while it is there.

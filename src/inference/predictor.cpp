@@ -217,8 +217,8 @@ struct Predictor::State {
   QuestionAnsweringOptions span_options(const ModelDirectoryRecord& recorded,
                                         const std::string& pack) const {
     const BertConfig& base = model->bert->config();
-    const QuestionAnsweringOptions qa = recorded.span_options(
-        base, options.max_length > 0 ? std::optional<int64_t>(options.max_length) : std::nullopt);
+    const QuestionAnsweringOptions qa = options.span_overrides.applied_to(recorded.span_options(
+        base, options.max_length > 0 ? std::optional<int64_t>(options.max_length) : std::nullopt));
     try {
       qa.features.validate();
     } catch (const Error& e) {

@@ -124,6 +124,17 @@ SquadAnswerOptions SquadAnswerOptions::for_data(const SquadDataset& data) const 
   return options;
 }
 
+QuestionAnsweringOptions QuestionAnsweringOverrides::applied_to(
+    QuestionAnsweringOptions options) const {
+  if (doc_stride) options.features.doc_stride = doc_stride;
+  if (max_query_length) options.features.max_query_length = max_query_length;
+  options.answers.n_best = n_best.value_or(options.answers.n_best);
+  options.answers.max_answer_length = max_answer_length.value_or(options.answers.max_answer_length);
+  options.answers.null_score_threshold =
+      null_score_threshold.value_or(options.answers.null_score_threshold);
+  return options;
+}
+
 int64_t SquadFeatureOptions::stride() const {
   return doc_stride.value_or(std::max<int64_t>(1, max_length / 3));
 }

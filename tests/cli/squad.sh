@@ -106,6 +106,24 @@ assert all(isinstance(a, str) for a in answers.values()), answers
 PY
 /usr/bin/python3 "$project/tests/python/squad_reference_eval.py" "$squad/dev-v2.0.json" \
   "$work/predictions.json" >/dev/null || fail "the reference scorer cannot read the predictions"
+# JSON lines take the windows and answer flags too (the Predictor's span_overrides), as
+# predict --task squad does: the same answers, and others than the pack's record gives.
+overrides=(--doc-stride 8 --max-answer-length 1 --n-best 3)
+"$cli" predict --task squad --test-file "$squad/dev-v1.1.json" --model "$base" \
+  --adapter-pack "$work/adapter/best" "${overrides[@]}" --out "$work/override_predictions.json" \
+  2>"$work/err" || fail "predict squad with flags: $(cat "$work/err")"
+questions_jsonl squad >"$work/override_questions.jsonl"
+for flags in with without; do
+  extra=()
+  [ "$flags" = with ] && extra=("${overrides[@]}")
+  "$cli" predict --model "$base" --adapter-pack "$work/adapter/best" "${extra[@]}" \
+    --input "$work/override_questions.jsonl" >"$work/override_answers_$flags.jsonl" 2>"$work/err" ||
+    fail "predict JSON lines $flags the flags: $(cat "$work/err")"
+done
+same_answers "$work/override_predictions.json" "$work/override_answers_with.jsonl" 0 squad ||
+  fail "JSON lines ignore the flags: $(head -3 "$work/override_answers_with.jsonl")"
+cmp -s "$work/override_answers_with.jsonl" "$work/override_answers_without.jsonl" &&
+  fail "the flags changed no answer: $(head -3 "$work/override_answers_with.jsonl")"
 
 # MAD-X: a span adapter trains on top of a frozen "language" adapter (here an SST-2 pack's), on
 # the file's first 5 questions (--train-examples); eval runs the span pack in that Stack, the

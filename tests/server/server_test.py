@@ -298,4 +298,26 @@ status, body, _ = c.predict({"task": "SST-2", "text": "slow"})
 check(status == 504 and "50 ms" in body, f"timeout: {status} {body}")
 c.stop()
 
+# serve takes the windows and answer flags for its span tasks, as predict --task squad does.
+squad_pack = os.path.join(packs_dir, "squad", "best")
+overrides = ["--doc-stride", "8", "--max-answer-length", "1", "--n-best", "3"]
+override_offline = os.path.join(work, "squad_override_predictions.json")
+subprocess.run([cli, "predict", "--task", "squad", "--test-file", squad, "--model", base,
+                "--adapter-pack", squad_pack, "--out", override_offline, *overrides],
+               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+with open(override_offline) as f:
+    override_answers = json.load(f)
+d = Server("--adapter-pack", squad_pack, *overrides)
+status, body, _ = d.request("GET", "/v1/tasks")
+described = json.loads(body)["tasks"][0]["question_answering"] if status == 200 else {}
+check(described.get("doc_stride") == 8 and described.get("max_answer_length") == 1
+      and described.get("n_best") == 3 and described.get("max_query_length") == 16,
+      f"serve's span flags in the task's description: {status} {body}")
+status, body, _ = d.predict({"inputs": [{"task": "squad", "text": q, "text_pair": c}
+                                        for _, q, c in questions]})
+served = json.loads(body)["outputs"] if status == 200 else []
+check([got.get("answer") for got in served] == [override_answers[i] for i, _, _ in questions],
+      f"serve with span flags: {[got.get('answer') for got in served]}, offline {override_answers}")
+d.stop()
+
 finish()

@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "common.h"
 #include "http_server.h"
+#include "squad_command.h"
 
 namespace adaptertune::cli {
 namespace {
@@ -28,6 +29,7 @@ struct ServeOptions {
   std::string device = "auto";
   std::optional<std::string> precision;
   std::optional<int64_t> max_length;
+  QuestionAnsweringOverrides squad;
   bool unpacked_weights = false;
 };
 
@@ -49,6 +51,7 @@ int run(ServeOptions o) {
   PredictorOptions options = predictor_options(o.model, o.device, o.precision, o.max_length);
   options.batch_size = o.server.batching.max_batch;
   options.prepack_frozen_weights = !o.unpacked_weights;
+  options.span_overrides = o.squad;
   Predictor predictor(o.model, o.adapter_packs, options);
   for (const auto& w : predictor.warnings()) warn(w);
 
@@ -121,6 +124,7 @@ Command add_serve_command(CLI::App& app) {
       ->check(integer_range(1, 1024))
       ->capture_default_str();
   add_predictor_options(cmd, o->max_length, o->device, o->precision);
+  add_squad_options(cmd, o->squad, /*from_pack=*/true);
   cmd->add_flag("--unpacked-weights", o->unpacked_weights,
                 "On the CPU, keep no copy of the weights in oneDNN's layout: two bytes (bf16) or "
                 "four (fp32) less per weight value, short requests up to 1.66x (bf16) and 3.4x "

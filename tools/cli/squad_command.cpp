@@ -28,13 +28,9 @@ namespace {
 
 // The windows and answer options: each flag given, else what `qa` says (a span pack's, else the
 // library's defaults).
-QuestionAnsweringOptions qa_options(const SquadChoice& choice, QuestionAnsweringOptions qa) {
-  if (choice.doc_stride) qa.features.doc_stride = choice.doc_stride;
-  if (choice.max_query_length) qa.features.max_query_length = choice.max_query_length;
-  qa.answers.n_best = choice.n_best.value_or(qa.answers.n_best);
-  qa.answers.max_answer_length = choice.max_answer_length.value_or(qa.answers.max_answer_length);
-  qa.answers.null_score_threshold =
-      choice.null_score_threshold.value_or(qa.answers.null_score_threshold);
+QuestionAnsweringOptions qa_options(const QuestionAnsweringOverrides& choice,
+                                    QuestionAnsweringOptions recorded) {
+  const QuestionAnsweringOptions qa = choice.applied_to(std::move(recorded));
   try {
     qa.features.validate();
   } catch (const Error& e) {
@@ -128,7 +124,7 @@ SquadModel open_squad_model(const SquadUseRequest& r) {
 
 }  // namespace
 
-void add_squad_options(CLI::App* cmd, SquadChoice& choice, bool from_pack) {
+void add_squad_options(CLI::App* cmd, QuestionAnsweringOverrides& choice, bool from_pack) {
   const std::string group = "SQuAD (--task squad)";
   const QuestionAnsweringOptions defaults;
   const auto by_default = [from_pack](const auto& value) {

@@ -16,18 +16,11 @@
 
 namespace adaptertune::cli {
 
-/// Windows and answer extraction, as the flags give them (std::nullopt: not given; then what
-/// the span pack records, else QuestionAnsweringOptions' defaults).
-struct SquadChoice {
-  std::optional<int64_t> doc_stride;
-  std::optional<int64_t> max_query_length;
-  std::optional<int64_t> n_best;
-  std::optional<int64_t> max_answer_length;
-  std::optional<double> null_score_threshold;
-};
-/// --doc-stride, --max-query-length, --n-best, --max-answer-length, --null-score-threshold;
-/// `from_pack`: the command (eval, predict) takes what a span pack records before the defaults.
-void add_squad_options(CLI::App* cmd, SquadChoice& choice, bool from_pack);
+/// --doc-stride, --max-query-length, --n-best, --max-answer-length, --null-score-threshold into
+/// `choice` (a flag not given: what the span pack records, else QuestionAnsweringOptions'
+/// defaults); `from_pack`: the command (eval, predict, serve) takes what a span pack records
+/// before the defaults.
+void add_squad_options(CLI::App* cmd, QuestionAnsweringOverrides& choice, bool from_pack);
 
 /// Whether --task names SQuAD ("squad", any case).
 bool is_squad_task(const std::string& name);
@@ -59,7 +52,7 @@ struct SquadTrainRequest {
   /// Device, precision and schedule already resolved; max_length is resolved from the model.
   TrainerOptions trainer;
   std::string train_file, dev_file;
-  SquadChoice squad;
+  QuestionAnsweringOverrides squad;
   /// Data-parallel training, and `--device` as given (a CUDA device without an index becomes
   /// each process's own).
   DistributedChoice distributed;
@@ -79,7 +72,7 @@ struct SquadUseRequest {
   /// predict: where the answers go (a JSON object id → answer, the official scripts' input);
   /// empty: stdout.
   std::string out;
-  SquadChoice squad;
+  QuestionAnsweringOverrides squad;
   /// A group of processes, each running its share of the windows; rank 0 prints or writes.
   DistributedChoice distributed;
 };

@@ -56,7 +56,7 @@ struct TrainCommandOptions {
   /// model's positions).
   std::optional<int64_t> max_length;
   int64_t train_examples = 0;
-  SquadChoice squad;
+  QuestionAnsweringOverrides squad;
   /// AdapterFusion: the adapters to fuse ("a,b,c", packs' names) and the fusion's config.
   std::optional<std::string> fuse;
   std::string fusion_config = "dynamic";
@@ -412,7 +412,7 @@ struct UseOptions {
   std::optional<std::string> task;
   /// One's own data instead of GLUE's (--dev-file for eval, --test-file for predict).
   TaskChoice task_choice;
-  SquadChoice squad;
+  QuestionAnsweringOverrides squad;
   std::string data_dir = "data/glue";
   std::string model;
   std::vector<std::string> adapter_packs;
@@ -781,6 +781,7 @@ int run_predict_requests(const UseOptions& o) {
   if (!o.out.empty()) check_not_an_input(o.out, inputs_of(o), "--out");
   PredictorOptions options = predictor_options(o.model, o.device, o.precision, o.max_length);
   options.batch_size = o.batch_size;
+  options.span_overrides = o.squad;
   // The packs are checked before stdin is read (the Predictor reads them again, before the base).
   pack_infos(o, /*span_packs=*/true);
   if (o.input.empty()) refuse_group_for(o, "predict on JSON lines from stdin");

@@ -43,6 +43,10 @@ struct PredictorOptions {
   /// pack, or the span model directory, records, else SQuAD's 384, at most the model's
   /// positions).
   int64_t max_length = 0;
+  /// For span tasks: windows and answer options that replace what their packs (or a span model
+  /// directory) record, each where given (the stride, the question's length, n-best, the longest
+  /// answer, v2.0's null-score threshold). The windows are checked against each task's length.
+  QuestionAnsweringOverrides span_overrides;
   /// Examples per forward pass; requests are sorted by length into batches padded to their
   /// longest example.
   int64_t batch_size = 64;

@@ -96,6 +96,22 @@ struct QuestionAnsweringOptions {
   SquadAnswerOptions answers;
 };
 
+/// Settings that replace, each where given, what a span task runs with otherwise (what its pack
+/// records, else the defaults): how a Predictor or a command answers with other windows or answer
+/// options than the task was trained with, as Hugging Face's question-answering pipeline takes
+/// them per call. The windows' length is max_length's business (PredictorOptions::max_length).
+struct QuestionAnsweringOverrides {
+  std::optional<int64_t> doc_stride;
+  std::optional<int64_t> max_query_length;
+  std::optional<int64_t> n_best;
+  std::optional<int64_t> max_answer_length;
+  std::optional<double> null_score_threshold;
+
+  /// `options` with each setting given here in its place. Checks nothing (the caller validates
+  /// the windows, naming where they come from).
+  QuestionAnsweringOptions applied_to(QuestionAnsweringOptions options) const;
+};
+
 /// One question's answer with its score (start + end logit), and the null score.
 struct SquadAnswerPrediction {
   std::string text;
