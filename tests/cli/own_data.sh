@@ -140,8 +140,25 @@ refused "no column \"text\" (the file has id, review, sentiment)" \
 refused "metric f1 does not fit a regression task" \
   "$cli" train --task similar --train-file "$work/similar_train.jsonl" --dev-file "$work/similar_dev.jsonl" \
   --text-column a --pair-column b --label-column y --regression --metrics f1 "${common[@]}" --out "$work/x"
-refused "--labels, --regression and --pair-column describe your own files" \
+refused "--labels describes your own files (give --train-file, --dev-file or --test-file)" \
   "$cli" train --task SST-2 --labels a,b --data-dir "$glue" "${common[@]}" --out "$work/x"
+refused "--text-column and --file-format describe your own files" \
+  "$cli" eval --task SST-2 --data-dir "$glue" --model "$base" --text-column review --file-format csv
+# JSON lines of requests name their tasks and carry their texts: the flags of a data file would be
+# ignored there, so they are refused.
+echo '{"task": "reviews", "text": "fine"}' >"$work/requests.jsonl"
+refused "^adaptertune: error: --test-file reads your own data set; JSON lines of requests (--input) name their tasks: give one of them$" \
+  "$cli" predict --model "$base" --adapter-pack "$work/reviews/best" --input "$work/requests.jsonl" \
+  --test-file "$work/reviews_test.jsonl"
+refused "--labels, --pair-column and --label-column describe your own files; JSON lines of requests carry their texts" \
+  "$cli" predict --model "$base" --adapter-pack "$work/reviews/best" --input "$work/requests.jsonl" \
+  --labels a,b --pair-column p --label-column y
+refused "--split names the GLUE split of a --format glue file" \
+  "$cli" predict --model "$base" --adapter-pack "$work/reviews/best" --input "$work/requests.jsonl" \
+  --split test_matched
+"$cli" predict --model "$base" --adapter-pack "$work/reviews/best" --input "$work/requests.jsonl" \
+  >"$work/requests_answer.jsonl" 2>"$work/err" && grep -q '"task":"reviews"' "$work/requests_answer.jsonl" ||
+  fail "JSON lines without those flags: $(cat "$work/err")"
 refused "unknown GLUE task \"reviews2\" (expected one of CoLA" "$cli" eval --task reviews2 --model "$base"
 refused "unknown GLUE task \"reviews\" (expected one of CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI, AX); for your own data set give --train-file and --dev-file" \
   "$cli" train --task reviews "${common[@]}" --out "$work/x"

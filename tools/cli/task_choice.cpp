@@ -1,6 +1,7 @@
 #include "task_choice.h"
 
 #include "adaptertune/error.h"
+#include "adaptertune/format.h"
 
 namespace adaptertune::cli {
 
@@ -14,6 +15,22 @@ TextFileOptions TaskChoice::file_options() const {
   options.pair_column = pair_column;
   options.label_column = label_column;
   return options;
+}
+
+std::string TaskChoice::own_file_flags() const {
+  const TaskChoice defaults;
+  std::vector<std::string> given;
+  if (!labels.empty()) given.push_back("--labels");
+  if (regression) given.push_back("--regression");
+  if (pair_column) given.push_back("--pair-column");
+  if (text_column != defaults.text_column) given.push_back("--text-column");
+  if (label_column != defaults.label_column) given.push_back("--label-column");
+  if (file_format != defaults.file_format) given.push_back("--file-format");
+  if (given.empty()) return "";
+  const std::string last = given.back();
+  given.pop_back();
+  return (given.empty() ? last + " describes" : joined(given) + " and " + last + " describe") +
+         " your own files";
 }
 
 void add_task_choice_options(CLI::App* cmd, TaskChoice& choice, TaskFiles files) {
@@ -77,11 +94,10 @@ CliTask resolve_task(const std::string& name, const TaskChoice& choice,
   CliTask task;
   const GlueTaskInfo* glue = find_glue_task(name);
   if (glue && !choice.has_files()) {
-    if (!choice.labels.empty() || choice.regression || choice.pair_column) {
-      throw Error("--task " + name +
-                  " is GLUE's task, with its own labels and columns: --labels, --regression and "
-                  "--pair-column describe your own files (give --train-file, --dev-file or "
-                  "--test-file)");
+    const std::string own = choice.own_file_flags();
+    if (!own.empty()) {
+      throw Error("--task " + name + " is GLUE's task, with its own labels and columns: " + own +
+                  " (give --train-file, --dev-file or --test-file)");
     }
     task.glue = glue;
     task.info = *glue;

@@ -766,6 +766,9 @@ void write_output(const std::string& out, const std::string& text) {
   }
 }
 
+// The split predict names a GLUE submission file after unless --split says another.
+constexpr const char* kPredictSplit = "test";
+
 // predict on JSON lines: each line names its task (a pack's adapter name) or none.
 int run_predict_requests(const UseOptions& o) {
   if (o.task) {
@@ -778,6 +781,20 @@ int run_predict_requests(const UseOptions& o) {
   }
   if (o.adapter)
     throw Error("--adapter does not apply to JSON lines input: each line names its task");
+  if (o.task_choice.test_file) {
+    throw Error(
+        "--test-file reads your own data set; JSON lines of requests (--input) name "
+        "their tasks: give one of them");
+  }
+  const std::string own = o.task_choice.own_file_flags();
+  if (!own.empty()) {
+    throw Error(own + "; JSON lines of requests carry their texts as \"text\" and \"text_pair\"");
+  }
+  if (o.split != kPredictSplit) {
+    throw Error(
+        "--split names the GLUE split of a --format glue file; JSON lines input is "
+        "answered with JSON lines");
+  }
   if (!o.out.empty()) check_not_an_input(o.out, inputs_of(o), "--out");
   PredictorOptions options = predictor_options(o.model, o.device, o.precision, o.max_length);
   options.batch_size = o.batch_size;
@@ -1097,7 +1114,7 @@ Command add_eval_command(CLI::App& app) {
 
 Command add_predict_command(CLI::App& app) {
   auto o = std::make_shared<UseOptions>();
-  o->split = "test";
+  o->split = kPredictSplit;
   CLI::App* cmd = app.add_subcommand(
       "predict",
       "Predictions for a GLUE TSV, lines on stdin, or JSON lines of requests naming their tasks");
