@@ -355,9 +355,17 @@ refused "train --task squad trains alone" \
   "${common[@]}" --out "$work/x"
 refused "needs --train-file and --dev-file" \
   "$cli" train --task squad --train-file "$squad/dev-v1.1.json" "${common[@]}" --out "$work/x"
-refused "SQuAD is scored by exact match and F1" \
+refused "train --task squad: --labels does not apply: SQuAD's files are JSON, scored by exact match and F1" \
   "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
   --labels a,b "${common[@]}" --out "$work/x"
+refused "train --task squad: --text-column, --file-format, --metrics do not apply" \
+  "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
+  --text-column q --file-format jsonl --metrics f1 "${common[@]}" --out "$work/x"
+refused "^adaptertune: error: --task squad: --label-column, --main-metric do not apply: SQuAD's files are JSON, scored by exact match and F1$" \
+  "$cli" eval --task squad --dev-file "$squad/dev-v1.1.json" --model "$base" --label-column y \
+  --main-metric f1
+refused "^adaptertune: error: --task squad: --pair-column does not apply" \
+  "$cli" predict --task squad --test-file "$squad/dev-v1.1.json" --model "$base" --pair-column c
 refused "--last-layer-first-position does not apply: spans are read from every position" \
   "$cli" train --task squad --train-file "$squad/dev-v1.1.json" --dev-file "$squad/dev-v1.1.json" \
   --last-layer-first-position "${common[@]}" --out "$work/x"

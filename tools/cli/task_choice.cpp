@@ -17,7 +17,7 @@ TextFileOptions TaskChoice::file_options() const {
   return options;
 }
 
-std::string TaskChoice::own_file_flags() const {
+std::vector<std::string> TaskChoice::file_flags_given() const {
   const TaskChoice defaults;
   std::vector<std::string> given;
   if (!labels.empty()) given.push_back("--labels");
@@ -26,6 +26,11 @@ std::string TaskChoice::own_file_flags() const {
   if (text_column != defaults.text_column) given.push_back("--text-column");
   if (label_column != defaults.label_column) given.push_back("--label-column");
   if (file_format != defaults.file_format) given.push_back("--file-format");
+  return given;
+}
+
+std::string TaskChoice::own_file_flags() const {
+  std::vector<std::string> given = file_flags_given();
   if (given.empty()) return "";
   const std::string last = given.back();
   given.pop_back();

@@ -29,10 +29,12 @@ struct TaskChoice {
 
   /// Whether a data file is given: the task is then the user's own, whatever its name.
   bool has_files() const { return train_file || dev_file || test_file; }
-  /// "--labels and --text-column describe your own files": the flags given that describe your
-  /// own files (--labels, --regression, --pair-column, --text-column, --label-column,
-  /// --file-format away from their defaults), what a GLUE task and JSON lines of requests cannot
-  /// use; empty when none is.
+  /// The flags given that describe your own files (--labels, --regression, --pair-column,
+  /// --text-column, --label-column, --file-format away from their defaults): what a GLUE task,
+  /// SQuAD and JSON lines of requests cannot use.
+  std::vector<std::string> file_flags_given() const;
+  /// "--labels and --text-column describe your own files" for file_flags_given(); empty when
+  /// none is given.
   std::string own_file_flags() const;
   TextFileOptions file_options() const;
 };

@@ -206,6 +206,18 @@ void check_random_init(const TrainCommandOptions& o, TrainMode mode) {
   }
 }
 
+// Refuses, naming them, the flags of classification files and their scoring, which SQuAD's JSON
+// files and its exact match and F1 have no use for (`command`: "eval --task squad", ...).
+void refuse_classification_flags(const TaskChoice& files, const std::string& command) {
+  std::vector<std::string> given = files.file_flags_given();
+  if (!files.metrics.empty()) given.push_back("--metrics");
+  if (files.main_metric) given.push_back("--main-metric");
+  if (!given.empty()) {
+    throw Error(command + ": " + joined(given) + (given.size() == 1 ? " does" : " do") +
+                " not apply: SQuAD's files are JSON, scored by exact match and F1");
+  }
+}
+
 // `train --task squad`: the flags that describe another kind of task are refused by name.
 int run_train_squad_command(TrainCommandOptions& o) {
   const std::string label = "train --task squad";
@@ -214,12 +226,7 @@ int run_train_squad_command(TrainCommandOptions& o) {
   if (!files.train_file || !files.dev_file) {
     throw Error(label + " needs --train-file and --dev-file (SQuAD JSON files)");
   }
-  if (!files.labels.empty() || files.regression || files.pair_column || !files.metrics.empty() ||
-      files.main_metric) {
-    throw Error(label +
-                ": --labels, --regression, --pair-column, --metrics and --main-metric "
-                "describe classification files; SQuAD is scored by exact match and F1");
-  }
+  refuse_classification_flags(files, label);
   check_packs_are_used(o, label);
   std::vector<std::string> packs;  // the packs' adapter names, in --adapter-pack order
   for (const auto& pack : o.adapter_packs) packs.push_back(read_adapter_pack_info(pack).name);
@@ -689,6 +696,7 @@ UseSettings settings_for(const UseOptions& o, const TaskDescription& task,
 SquadUseRequest squad_request(const UseOptions& o, const std::optional<std::string>& file,
                               const std::string& flag) {
   if (!file) throw Error("--task squad reads a SQuAD JSON file: give " + flag);
+  refuse_classification_flags(o.task_choice, "--task squad");
   if (o.adapter) {
     throw Error(
         "--task squad runs its span pack in the Stack it was trained on; --adapter does "
