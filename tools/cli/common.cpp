@@ -349,12 +349,17 @@ FreezePolicy requested_policy(const TrainChoice& choice, const std::string& mode
 }
 
 void check_adapter_for_policy(const FreezePolicy& requested, const TrainChoice& choice,
-                              const std::optional<std::string>& adapter) {
+                              const std::optional<std::string>& adapter,
+                              const std::optional<std::string>& adapter_name_flag) {
   if (adapter) {
     check_policy_trains_adapter(requested, *adapter);
   } else if (requested.mode == TrainMode::kAdapters ||
              requested.mode == TrainMode::kAdaptersAndHead) {
     throw Error("--train " + choice.mode + " needs an adapter (--adapter houlsby or pfeiffer)");
+  } else if (adapter_name_flag) {
+    throw Error("--adapter-name " + *adapter_name_flag +
+                " names the adapter a run trains; --train " + choice.mode +
+                " trains none (it keeps a model directory)");
   }
 }
 

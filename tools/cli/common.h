@@ -174,9 +174,11 @@ void add_train_options(CLI::App* cmd, TrainChoice& choice);
 /// `model_dir`'s config.json. The pooler is left to resolve_policy(), which needs the loaded base.
 FreezePolicy requested_policy(const TrainChoice& choice, const std::string& model_dir);
 /// Error unless `requested` trains the adapter (or fusion) `adapter` when there is one, and
-/// needs none when there is none (--train adapters or adapters-head without an adapter).
+/// needs none when there is none (--train adapters or adapters-head without an adapter), and
+/// unless there is one to name when --adapter-name (`adapter_name_flag`) is given.
 void check_adapter_for_policy(const FreezePolicy& requested, const TrainChoice& choice,
-                              const std::optional<std::string>& adapter);
+                              const std::optional<std::string>& adapter,
+                              const std::optional<std::string>& adapter_name_flag);
 FreezePolicy resolve_policy(const TrainChoice& choice, const BertModelImpl& base);
 
 }  // namespace adaptertune::cli

@@ -181,7 +181,7 @@ int run_train_squad(SquadTrainRequest r) {
       r.fusion ? fusion_name(r.fused) : r.adapter_name.value_or("squad");
   const std::optional<std::string> trained =
       adapter || r.fusion ? std::optional<std::string>(adapter_name) : std::nullopt;
-  check_adapter_for_policy(requested, r.train, trained);
+  check_adapter_for_policy(requested, r.train, trained, r.adapter_name);
   r.trainer.inputs = {r.model, r.train_file, r.dev_file, r.adapter.config_file};
   r.trainer.inputs.insert(r.trainer.inputs.end(), r.adapter_packs.begin(), r.adapter_packs.end());
   r.trainer.base_model_dir = r.model;

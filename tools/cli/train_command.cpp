@@ -311,7 +311,7 @@ int run_train(TrainCommandOptions o) {
   }
   check_adapter_for_policy(
       requested, o.train,
-      adapter || fusion ? std::optional<std::string>(adapter_label) : std::nullopt);
+      adapter || fusion ? std::optional<std::string>(adapter_label) : std::nullopt, o.adapter_name);
   // Data-parallel: join the group once the options every process shares have been checked
   // (they fail alike everywhere), before the run directory is (only rank 0 looks at it).
   o.trainer.process_group = join_group(o.distributed, o.trainer.device, o.device);
