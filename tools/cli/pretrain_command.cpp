@@ -53,6 +53,11 @@ int run(PretrainCommandOptions& o) {
   o.train.device = parse_device(o.device);
   o.train.precision = parse_precision(o.precision.value_or("fp32"));
   o.train.schedule = parse_schedule(o.schedule);
+  // The library leaves decay_steps unread for the other schedules; a flag given is refused.
+  if (o.train.decay_steps > 0 && o.train.schedule != ScheduleKind::kWarmupStableDecay) {
+    throw Error("--decay-steps is the length of wsd's final decay; --schedule " + o.schedule +
+                " decays over every step after the warmup");
+  }
   if (o.save_bf16) o.train.save_dtype = c10::ScalarType::BFloat16;
   // Everything is checked before the text is read or anything is written.
   o.train.inputs = o.text;
@@ -168,23 +173,28 @@ Command add_pretrain_command(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("--out", o->out, "Output model directory")->required();
-  cmd->add_option("--eval-text", o->eval_text,
-                  "Held-out plain text (never trained on): its masked-LM loss, on a masking drawn "
-                  "once, is logged every --eval-every steps and at the end")
-      ->check(CLI::ExistingFile);
+  CLI::Option* eval_text =
+      cmd->add_option(
+             "--eval-text", o->eval_text,
+             "Held-out plain text (never trained on): its masked-LM loss, on a masking drawn "
+             "once, is logged every --eval-every steps and at the end")
+          ->check(CLI::ExistingFile);
   cmd->add_option("--eval-every", o->train.eval_every,
                   "Measure the held-out loss every N steps (0: only at the end)")
       ->check(integer_range(0))
-      ->capture_default_str();
+      ->capture_default_str()
+      ->needs(eval_text);
   cmd->add_option("--eval-mask-probability", o->train.eval_masking.mask_probability,
                   "Share of the held-out text's tokens masked for its loss (BERT's 0.15 whatever "
                   "--mask-probability trains with, so that runs are measured on the same task)")
       ->check(finite_number(0, /*exclusive=*/true, 0.99))
-      ->capture_default_str();
+      ->capture_default_str()
+      ->needs(eval_text);
   cmd->add_option("--eval-seed", o->train.eval_seed,
                   "Seed of the held-out text's masking (drawn once, the same in every run)")
       ->check(integer_range(0))
-      ->capture_default_str();
+      ->capture_default_str()
+      ->needs(eval_text);
   cmd->add_option("--steps", o->train.steps, "Optimizer steps")
       ->check(integer_range(1))
       ->capture_default_str();
@@ -197,12 +207,14 @@ Command add_pretrain_command(CLI::App& app) {
   cmd->add_option("--lr", o->train.lr, "Peak learning rate")
       ->check(finite_number(0, /*exclusive=*/true))
       ->capture_default_str();
-  cmd->add_option("--warmup-ratio", o->train.warmup_ratio, "Share of steps for linear warmup")
-      ->check(finite_number(0, false, 1.0))
-      ->capture_default_str();
+  CLI::Option* warmup_ratio =
+      cmd->add_option("--warmup-ratio", o->train.warmup_ratio, "Share of steps for linear warmup")
+          ->check(finite_number(0, false, 1.0))
+          ->capture_default_str();
   cmd->add_option("--warmup-steps", o->train.warmup_steps,
                   "Warmup in steps, instead of --warmup-ratio (a run to be extended keeps it)")
-      ->check(integer_range(0));
+      ->check(integer_range(0))
+      ->excludes(warmup_ratio);
   cmd->add_option("--schedule", o->schedule,
                   "Decay after the warmup: linear, cosine, constant, or wsd (constant, then a "
                   "linear decay over the last --decay-steps)")
