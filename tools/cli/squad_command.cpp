@@ -162,6 +162,20 @@ void add_squad_options(CLI::App* cmd, QuestionAnsweringOverrides& choice, bool f
       ->group(group);
 }
 
+void refuse_squad_flags(const QuestionAnsweringOverrides& choice, const std::string& command) {
+  std::vector<std::string> given;
+  if (choice.doc_stride) given.push_back("--doc-stride");
+  if (choice.max_query_length) given.push_back("--max-query-length");
+  if (choice.n_best) given.push_back("--n-best");
+  if (choice.max_answer_length) given.push_back("--max-answer-length");
+  if (choice.null_score_threshold) given.push_back("--null-score-threshold");
+  if (!given.empty()) {
+    throw Error(command + ": " + joined(given) + (given.size() == 1 ? " is" : " are") +
+                " for questions answered from a context (--task squad, or span packs' JSON "
+                "lines)");
+  }
+}
+
 bool is_squad_task(const std::string& name) {
   std::string lower;
   for (char c : name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

@@ -22,6 +22,10 @@ namespace adaptertune::cli {
 /// before the defaults.
 void add_squad_options(CLI::App* cmd, QuestionAnsweringOverrides& choice, bool from_pack);
 
+/// Error naming the SQuAD flags given in `choice` (--doc-stride, ...), for a command that
+/// answers no questions (`command`: "train --task SST-2", ...).
+void refuse_squad_flags(const QuestionAnsweringOverrides& choice, const std::string& command);
+
 /// Whether --task names SQuAD ("squad", any case).
 bool is_squad_task(const std::string& name);
 

@@ -273,6 +273,7 @@ int run_train(TrainCommandOptions o) {
   const std::vector<CliTask> tasks = tasks_of(o);
   const TaskDescription& task = tasks.front().info;
   const bool several = tasks.size() > 1;
+  refuse_squad_flags(o.squad, "train --task " + task.name);
   o.trainer.device = parse_device(o.device);
   o.trainer.precision = parse_precision(o.precision.value_or("fp32"));
   o.trainer.schedule = parse_schedule(o.schedule);
@@ -723,6 +724,7 @@ int run_eval(const UseOptions& o) {
   std::vector<AdapterPackInfo> infos = pack_infos(o);
   const CliTask cli_task = task_for_use(o, infos);
   const TaskDescription& task = cli_task.info;
+  refuse_squad_flags(o.squad, "eval --task " + task.name);
   UseSettings use = settings_for(o, task, std::move(infos));
   UseModel m = open_use_model(o, task, use);
   const std::optional<std::string>& file = o.task_choice.dev_file;
@@ -872,6 +874,7 @@ int run_predict(const UseOptions& o) {
   std::vector<AdapterPackInfo> infos = pack_infos(o);
   const CliTask cli_task = task_for_use(o, infos);
   const TaskDescription& task = cli_task.info;
+  refuse_squad_flags(o.squad, "predict --task " + task.name);
   const std::string format = o.format.value_or("labels");
   if (format == "glue" && !cli_task.glue) {
     throw Error("--format glue writes a GLUE leaderboard file; " + task.name +
