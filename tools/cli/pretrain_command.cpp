@@ -207,14 +207,13 @@ Command add_pretrain_command(CLI::App& app) {
   cmd->add_option("--lr", o->train.lr, "Peak learning rate")
       ->check(finite_number(0, /*exclusive=*/true))
       ->capture_default_str();
-  CLI::Option* warmup_ratio =
-      cmd->add_option("--warmup-ratio", o->train.warmup_ratio, "Share of steps for linear warmup")
-          ->check(finite_number(0, false, 1.0))
-          ->capture_default_str();
+  cmd->add_option("--warmup-ratio", o->train.warmup_ratio, "Share of steps for linear warmup")
+      ->check(finite_number(0, false, 1.0))
+      ->capture_default_str();
+  // Given after a recipe's --warmup-ratio, --warmup-steps replaces it (pretrain_wsd.sh does so).
   cmd->add_option("--warmup-steps", o->train.warmup_steps,
-                  "Warmup in steps, instead of --warmup-ratio (a run to be extended keeps it)")
-      ->check(integer_range(0))
-      ->excludes(warmup_ratio);
+                  "Warmup in steps, in place of --warmup-ratio (a run to be extended keeps it)")
+      ->check(integer_range(0));
   cmd->add_option("--schedule", o->schedule,
                   "Decay after the warmup: linear, cosine, constant, or wsd (constant, then a "
                   "linear decay over the last --decay-steps)")
