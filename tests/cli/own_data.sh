@@ -142,6 +142,11 @@ refused "metric f1 does not fit a regression task" \
   --text-column a --pair-column b --label-column y --regression --metrics f1 "${common[@]}" --out "$work/x"
 refused "--labels describes your own files (give --train-file, --dev-file or --test-file)" \
   "$cli" train --task SST-2 --labels a,b --data-dir "$glue" "${common[@]}" --out "$work/x"
+refused "^adaptertune: error: --train-file excludes --data-dir" \
+  "$cli" train --task reviews --train-file "$work/reviews_train.csv" --dev-file "$work/reviews_dev.csv" \
+  --data-dir "$glue" "${common[@]}" --out "$work/x"
+refused "^adaptertune: error: --dev-file excludes --data-dir" \
+  "$cli" eval --task reviews --dev-file "$work/reviews_dev.csv" --data-dir "$glue" --model "$base"
 refused "--text-column and --file-format describe your own files" \
   "$cli" eval --task SST-2 --data-dir "$glue" --model "$base" --text-column review --file-format csv
 # JSON lines of requests name their tasks and carry their texts: the flags of a data file would be

@@ -776,6 +776,17 @@ void write_output(const std::string& out, const std::string& text) {
   }
 }
 
+// --data-dir, GLUE's folder: refused beside the files of your own task, which it would not be read
+// for (add_task_choice_options() adds those first).
+void add_data_dir_option(CLI::App* cmd, std::string& data_dir, const std::string& help) {
+  CLI::Option* option = cmd->add_option("--data-dir", data_dir, help)
+                            ->check(CLI::ExistingDirectory)
+                            ->capture_default_str();
+  for (const char* file : {"--train-file", "--dev-file", "--test-file"}) {
+    if (CLI::Option* given = cmd->get_option_no_throw(file)) option->excludes(given);
+  }
+}
+
 // The split predict names a GLUE submission file after unless --split says another.
 constexpr const char* kPredictSplit = "test";
 
@@ -984,9 +995,7 @@ Command add_train_command(CLI::App& app) {
       ->required();
   add_task_choice_options(cmd, o->task_choice, TaskFiles::kTrainDev);
   add_squad_options(cmd, o->squad, /*from_pack=*/false);
-  cmd->add_option("--data-dir", o->data_dir, "Folder with <TASK>/train.tsv, dev.tsv")
-      ->check(CLI::ExistingDirectory)
-      ->capture_default_str();
+  add_data_dir_option(cmd, o->data_dir, "Folder with <TASK>/train.tsv, dev.tsv");
   add_model_option(cmd, o->model, "Base model directory")->required();
   cmd->add_flag("--random-init", o->random_init,
                 "With --train full: start from BERT's random initialisation of the model's "
@@ -1115,9 +1124,7 @@ Command add_eval_command(CLI::App& app) {
   add_use_options(cmd, *o);
   add_task_choice_options(cmd, o->task_choice, TaskFiles::kDev);
   add_squad_options(cmd, o->squad, /*from_pack=*/true);
-  cmd->add_option("--data-dir", o->data_dir, "GLUE data folder")
-      ->check(CLI::ExistingDirectory)
-      ->capture_default_str();
+  add_data_dir_option(cmd, o->data_dir, "GLUE data folder");
   cmd->add_option("--split", o->split, "Labelled split to evaluate")->capture_default_str();
   add_distributed_options(cmd, o->distributed);
   return [o] { return run_eval(*o); };
