@@ -85,10 +85,11 @@ if [ "$mode" = configure ]; then
   # One source per library it includes: OpenSSL, libcsv, cpp-httplib, sentencepiece, utf8proc,
   # nlohmann/json, CLI11, GoogleTest.
   objects=()
+  targets=$(cd "$build" && ninja -t targets all)
   for source in src/sha256.cpp src/tasks/text_dataset.cpp tools/serve/http_server.cpp \
     src/text/sentencepiece_shim.cpp src/text/unicode.cpp src/json_util.cpp \
     tools/cli/common.cpp tests/format_test.cpp; do
-    objects+=("$(cd "$build" && ninja -t targets all | grep -o "^[^:]*/${source##*/}\.o" | head -1)")
+    objects+=("$(grep -o "^[^:]*/${source##*/}\.o" <<<"$targets" | head -1)")
   done
   (cd "$build" && ninja "${objects[@]}") > "$out/build.log" 2>&1 ||
     { grep -E "error|Error" -A3 "$out/build.log" | head -40; exit 1; }

@@ -212,8 +212,8 @@ struct Predictor::State {
   }
 
   // A span task's windows and answers (what a pack or a model directory records, as `predict
-  // --task squad` takes them), in windows of the option's length when given, checked to fit
-  // their questions and the model's positions.
+  // --task squad` takes them), in windows of the option's length when given and with the
+  // span_overrides in place, checked to fit their questions and the model's positions.
   QuestionAnsweringOptions span_options(const ModelDirectoryRecord& recorded,
                                         const std::string& pack) const {
     const BertConfig& base = model->bert->config();
