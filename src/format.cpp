@@ -51,8 +51,8 @@ std::string elided(const std::string& text, size_t max_bytes) {
     while (at > 0 && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80) --at;
     return at;
   };
-  const size_t head_end = sequence_start(max_bytes * 2 / 3);
-  const size_t tail_start = sequence_start(text.size() - max_bytes / 4);
+  const size_t head_end = sequence_start(max_bytes / 3);
+  const size_t tail_start = sequence_start(text.size() - max_bytes / 8);
   return text.substr(0, head_end) + "... (" +
          with_commas(static_cast<int64_t>(tail_start - head_end)) + " bytes left out) ..." +
          text.substr(tail_start);

@@ -71,7 +71,7 @@ TEST(Format, WritesJsonWithInvalidUtf8BytesReplaced) {
 // UTF-8 sequence; a short one stays as it is.
 TEST(Format, ElidesTheMiddleOfALongMessage) {
   EXPECT_EQ(elided("no task \"x\"", 12), "no task \"x\"");
-  EXPECT_EQ(elided(std::string(2048, 'a')), std::string(2048, 'a'));
+  EXPECT_EQ(elided(std::string(4096, 'a')), std::string(4096, 'a'));
   const std::string name(1000000, 'n');
   const std::string message = "requests.jsonl:1: no task \"" + name + "\" (loaded: SST-2)";
   const std::string shown = elided(message);
@@ -91,7 +91,7 @@ TEST(Format, ElidesTheMiddleOfALongMessage) {
   std::string accents;
   for (int i = 0; i < 3000; ++i) accents += "\xc3\xa9";
   for (const std::string& text : {"xy" + accents, "x" + accents + "z"}) {
-    const std::string shown = elided(text, 2048);
+    const std::string shown = elided(text, 4096);
     for (size_t i = 0; i < shown.size(); ++i) {
       if (shown[i] == '\xc3') {
         EXPECT_EQ(shown[i + 1], '\xa9') << "a character cut at " << i;
@@ -100,6 +100,22 @@ TEST(Format, ElidesTheMiddleOfALongMessage) {
       }
     }
   }
+}
+
+// Error's message is cut as elided() cuts it, and one quoted in another (a path and a line before
+// it, as readers wrap the errors of what they call) is not cut again, so its count stays.
+TEST(Format, ErrorMessagesQuotingAHugeInputAreElidedOnce) {
+  const std::string name(1000000, 'n');
+  const Error inner("no task \"" + name + "\" (loaded: SST-2)");
+  const std::string message = inner.what();
+  EXPECT_EQ(message, elided("no task \"" + name + "\" (loaded: SST-2)"));
+  EXPECT_LT(message.size(), 2048u);
+  EXPECT_NE(message.find(" bytes left out) ..."), std::string::npos) << message.substr(0, 40);
+  const std::string where = "/data/" + std::string(1500, 'd') + "/requests.jsonl:1: ";
+  const Error wrapped(where + inner.what());
+  EXPECT_EQ(std::string(wrapped.what()), where + message);
+  const std::string short_message = "config.json: key 'hidden_size': expected an integer";
+  EXPECT_EQ(std::string(Error(short_message).what()), short_message);
 }
 
 // JSON from outside may nest arrays and objects kMaxJsonNesting deep, no deeper; brackets inside

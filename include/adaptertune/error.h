@@ -12,7 +12,10 @@ namespace adaptertune {
 /// expected, so that it can be shown to a user as it is.
 class Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& message) : std::runtime_error(message) {}
+  /// `message` as what() returns it; one that quotes a huge input (a megabyte task name, a line of
+  /// a file with no line breaks) keeps its start and end, as elided() in format.h cuts it, so that
+  /// no what() is longer than about 4 KB.
+  explicit Error(const std::string& message);
 };
 
 }  // namespace adaptertune

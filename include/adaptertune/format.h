@@ -22,11 +22,13 @@ std::string format_duration(double seconds);
 /// messages show a number that was given (std::to_string writes 1e300 with 301 digits).
 std::string format_number(double value);
 
-/// `text` when it has at most `max_bytes` bytes; else its start and its end around "... (N bytes
-/// left out) ...", cut between UTF-8 sequences, about `max_bytes` long in all. How an error line
-/// or a server's reply shows a message that quotes a huge input (a task name of a megabyte): the
-/// start names the source and the end says what was expected.
-std::string elided(const std::string& text, size_t max_bytes = 2048);
+/// `text` when it has at most `max_bytes` bytes; else its start (a third of `max_bytes`) and its
+/// end (an eighth) around "... (N bytes left out) ...", cut between UTF-8 sequences. How Error's
+/// message, an error line and a server's reply show a message that quotes a huge input (a task
+/// name of a megabyte): the start names the source and the end says what was expected. Cut to
+/// about half the limit, an elided message can be quoted in another (a path and a line number put
+/// before it) and stay under the limit, so that it is not cut again and its count not lost.
+std::string elided(const std::string& text, size_t max_bytes = 4096);
 
 /// `parts` in order with `separator` between them: {"a", "b", "c"} -> "a, b, c"; "" for none.
 /// How error messages list names.
