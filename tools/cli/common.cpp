@@ -363,6 +363,19 @@ void check_adapter_for_policy(const FreezePolicy& requested, const TrainChoice& 
   }
 }
 
+void check_recompute_for_policy(const FreezePolicy& requested, const TrainChoice& choice,
+                                bool gradient_checkpointing,
+                                bool recompute_attention_probabilities) {
+  if (requested.mode != TrainMode::kHead) return;
+  const char* flag = gradient_checkpointing              ? "--gradient-checkpointing"
+                     : recompute_attention_probabilities ? "--recompute-attention-probabilities"
+                                                         : nullptr;
+  if (flag) {
+    throw Error(std::string(flag) + " saves memory in the encoder's backward pass; --train " +
+                choice.mode + " trains nothing in the encoder, so none runs");
+  }
+}
+
 FreezePolicy resolve_policy(const TrainChoice& choice, const BertModelImpl& base) {
   check_top_layers(choice);
   FreezePolicy policy = FreezePolicy::from_name(choice.mode);

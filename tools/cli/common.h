@@ -179,6 +179,12 @@ FreezePolicy requested_policy(const TrainChoice& choice, const std::string& mode
 void check_adapter_for_policy(const FreezePolicy& requested, const TrainChoice& choice,
                               const std::optional<std::string>& adapter,
                               const std::optional<std::string>& adapter_name_flag);
+/// Error when --gradient-checkpointing or --recompute-attention-probabilities is given and
+/// `requested` trains nothing in the encoder (--train head): no backward pass runs through its
+/// layers, so there is nothing to recompute.
+void check_recompute_for_policy(const FreezePolicy& requested, const TrainChoice& choice,
+                                bool gradient_checkpointing,
+                                bool recompute_attention_probabilities);
 FreezePolicy resolve_policy(const TrainChoice& choice, const BertModelImpl& base);
 
 }  // namespace adaptertune::cli

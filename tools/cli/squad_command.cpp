@@ -196,6 +196,8 @@ int run_train_squad(SquadTrainRequest r) {
   const std::optional<std::string> trained =
       adapter || r.fusion ? std::optional<std::string>(adapter_name) : std::nullopt;
   check_adapter_for_policy(requested, r.train, trained, r.adapter_name);
+  check_recompute_for_policy(requested, r.train, r.trainer.gradient_checkpointing,
+                             r.trainer.recompute_attention_probabilities);
   r.trainer.inputs = {r.model, r.train_file, r.dev_file, r.adapter.config_file};
   r.trainer.inputs.insert(r.trainer.inputs.end(), r.adapter_packs.begin(), r.adapter_packs.end());
   r.trainer.base_model_dir = r.model;

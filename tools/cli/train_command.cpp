@@ -313,6 +313,8 @@ int run_train(TrainCommandOptions o) {
   check_adapter_for_policy(
       requested, o.train,
       adapter || fusion ? std::optional<std::string>(adapter_label) : std::nullopt, o.adapter_name);
+  check_recompute_for_policy(requested, o.train, o.trainer.gradient_checkpointing,
+                             o.trainer.recompute_attention_probabilities);
   // Data-parallel: join the group once the options every process shares have been checked
   // (they fail alike everywhere), before the run directory is (only rank 0 looks at it).
   o.trainer.process_group = join_group(o.distributed, o.trainer.device, o.device);
@@ -821,7 +823,11 @@ int run_predict_requests(const UseOptions& o) {
   options.batch_size = o.batch_size;
   options.span_overrides = o.squad;
   // The packs are checked before stdin is read (the Predictor reads them again, before the base).
-  pack_infos(o, /*span_packs=*/true);
+  const std::vector<AdapterPackInfo> infos = pack_infos(o, /*span_packs=*/true);
+  if (std::none_of(infos.begin(), infos.end(),
+                   [](const AdapterPackInfo& info) { return info.span_head; })) {
+    refuse_squad_flags(o.squad, "predict on JSON lines with no span pack");
+  }
   if (o.input.empty()) refuse_group_for(o, "predict on JSON lines from stdin");
   const TaskRequests input = read_requests(o.input);
   if (input.requests.empty()) throw Error("predict: no input requests");
