@@ -76,6 +76,17 @@ grep -q "head is new" "$work/continued.log" &&
   { cat "$work/continued.log" >&2; echo "FAIL: the pretrained masked-LM head was not loaded" >&2; exit 1; }
 cmp -s "$work/measured/vocab.txt" "$work/continued/vocab.txt" ||
   { echo "FAIL: the continued model has another vocabulary" >&2; exit 1; }
+# A cased model continues cased (its tokenizer_config.json's do_lower_case) unless a flag says.
+cp -r "$work/measured" "$work/cased"
+sed -i 's/"do_lower_case": true/"do_lower_case": false/' "$work/cased/tokenizer_config.json"
+for casing in "" --lowercase; do
+  "$cli" pretrain --init-from "$work/cased" --text "$work/text.txt" --out "$work/cased-on$casing" \
+    --steps 1 --batch-size 8 --max-length 32 $casing >/dev/null 2>"$work/cased.log" ||
+    { cat "$work/cased.log" >&2; echo "FAIL: continuing a cased model" >&2; exit 1; }
+  expected=false; [ -n "$casing" ] && expected=true
+  grep -q "\"do_lower_case\": $expected" "$work/cased-on$casing/tokenizer_config.json" ||
+    { echo "FAIL: a cased model continued with '$casing' is not do_lower_case $expected" >&2; exit 1; }
+done
 if "$cli" pretrain --init-from "$work/measured" --text "$work/text.txt" --out "$work/measured" \
   --overwrite --steps 2 --batch-size 8 --max-length 32 >/dev/null 2>"$work/self.log"; then
   echo "FAIL: --init-from its own --out was accepted" >&2; exit 1

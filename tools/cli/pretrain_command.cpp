@@ -13,6 +13,7 @@
 #include "adaptertune/device.h"
 #include "adaptertune/error.h"
 #include "adaptertune/format.h"
+#include "adaptertune/io/atomic_file.h"
 #include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/training/interrupt.h"
 #include "adaptertune/training/pretraining.h"
@@ -26,7 +27,8 @@ namespace {
 struct PretrainCommandOptions {
   std::string config;
   std::string vocab;
-  bool lowercase = true;
+  /// --lowercase/--no-lowercase; unset: on, or the casing of --init-from's own vocabulary.
+  std::optional<bool> lowercase;
   std::string device = "auto";
   std::optional<std::string> precision;
   bool save_bf16 = false;
@@ -41,6 +43,10 @@ struct PretrainCommandOptions {
 int run(PretrainCommandOptions& o) {
   // Continued pretraining reads the model's own config and vocabulary unless told otherwise.
   const std::string& init_from = o.train.init_from;
+  // A model continued keeps its tokenizer as its directory describes it, casing included
+  // (tokenizer_config.json's do_lower_case): a cased model's text lower-cased would train it on
+  // text it never sees in use, and its directory would then say uncased.
+  const bool model_vocab = o.vocab.empty() && !init_from.empty();
   if (o.config.empty()) {
     if (init_from.empty()) throw Error("pretrain: --config is required (or --init-from)");
     o.config = init_from + "/config.json";
@@ -48,6 +54,10 @@ int run(PretrainCommandOptions& o) {
   if (o.vocab.empty()) {
     if (init_from.empty()) throw Error("pretrain: --vocab is required (or --init-from)");
     o.vocab = init_from + "/vocab.txt";
+    if (!file_exists(o.vocab)) {
+      throw Error(init_from +
+                  ": no vocab.txt (pretrain reads WordPiece vocabularies; give --vocab)");
+    }
   }
   BertConfig config = BertConfig::from_file(o.config);
   o.train.device = parse_device(o.device);
@@ -72,7 +82,9 @@ int run(PretrainCommandOptions& o) {
   }
   const bool main_process = speaks_for_group();
   check_pretrain_options(config, o.out, o.train);
-  const auto tokenizer = load_tokenizer_file(o.vocab, /*sentencepiece=*/false, o.lowercase);
+  const auto tokenizer = model_vocab ? load_tokenizer(init_from, o.lowercase)
+                                     : load_tokenizer_file(o.vocab, /*sentencepiece=*/false,
+                                                           o.lowercase.value_or(true));
   std::vector<std::string> lines;
   std::vector<std::pair<size_t, int64_t>> origin;  // file index and line number of each line
   for (size_t file = 0; file < o.text.size(); ++file) {
@@ -243,9 +255,11 @@ Command add_pretrain_command(CLI::App& app) {
   add_precision_option(cmd, o->precision, "fp32 (default), bf16 or fp16 autocast");
   add_recompute_flags(cmd, o->train.gradient_checkpointing,
                       o->train.recompute_attention_probabilities);
-  cmd->add_flag("--lowercase,!--no-lowercase", o->lowercase,
-                "Lower-case and strip accents, for an uncased vocabulary (default on); recorded "
-                "as do_lower_case in the model's tokenizer_config.json");
+  cmd->add_flag_function(
+      "--lowercase,!--no-lowercase", [o](int64_t count) { o->lowercase = count > 0; },
+      "Lower-case and strip accents, for an uncased vocabulary (default on; with --init-from and "
+      "no --vocab, the model's own do_lower_case); recorded as do_lower_case in the model's "
+      "tokenizer_config.json");
   cmd->add_flag("--whole-word-masking", o->train.masking.whole_word_masking, "Mask whole words");
   cmd->add_flag("--save-bf16", o->save_bf16,
                 "Save the weights in bfloat16 (half the size; they load back as float32)");
