@@ -28,8 +28,12 @@ struct ParamsOptions {
 };
 
 int run(const ParamsOptions& options) {
-  const TrainMode mode = FreezePolicy::from_name(options.train.mode).mode;
-  std::optional<AdapterConfig> adapter = resolve_adapter(options.adapter, mode);
+  const FreezePolicy requested = FreezePolicy::from_name(options.train.mode);
+  std::optional<AdapterConfig> adapter = resolve_adapter(options.adapter, requested.mode);
+  // What `train` refuses, in its words: an adapter the mode would freeze, or none to train.
+  check_adapter_for_policy(requested, options.train,
+                           adapter ? std::optional<std::string>("adapter") : std::nullopt,
+                           std::nullopt);
   HeadConfig head;
   head.num_labels = options.num_labels;
   if (options.num_labels == 1) head = HeadConfig::regression();
