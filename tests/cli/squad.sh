@@ -306,6 +306,15 @@ questions_jsonl "" >"$work/full_questions.jsonl"
 same_answers "$work/full_predictions.json" "$work/full_answers.jsonl" 0 "" ||
   fail "the full model's served answers differ: $(cat "$work/full_answers.jsonl")"
 grep -q "no classifier weights" "$work/err" && fail "a span model directory warned: $(cat "$work/err")"
+# SQuAD's flags apply to its questions on JSON lines too (no span pack is loaded).
+"$cli" predict --task squad --test-file "$squad/dev-v1.1.json" --model "$work/full/best" \
+  "${overrides[@]}" --out "$work/full_override_predictions.json" 2>"$work/err" ||
+  fail "predict the full model with flags: $(cat "$work/err")"
+"$cli" predict --model "$work/full/best" --input "$work/full_questions.jsonl" "${overrides[@]}" \
+  >"$work/full_override_answers.jsonl" 2>"$work/err" ||
+  fail "JSON lines to the full model with flags: $(cat "$work/err")"
+same_answers "$work/full_override_predictions.json" "$work/full_override_answers.jsonl" 0 "" ||
+  fail "the full model's JSON lines ignore the flags: $(cat "$work/full_override_answers.jsonl")"
 # As a classification task's model it has no trained head, and says what it is.
 echo "a gorgeous, witty movie" | "$cli" predict --task SST-2 --model "$work/full/best" \
   >/dev/null 2>"$work/err" || fail "predict SST-2 with a span model: $(cat "$work/err")"

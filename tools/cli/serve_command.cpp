@@ -53,6 +53,8 @@ int run(ServeOptions o) {
   options.prepack_frozen_weights = !o.unpacked_weights;
   options.span_overrides = o.squad;
   Predictor predictor(o.model, o.adapter_packs, options);
+  // Without --packs-dir no span pack can come later.
+  if (o.server.packs_dir.empty()) refuse_squad_flags_without_spans(o.squad, predictor, "serve");
   for (const auto& w : predictor.warnings()) warn(w);
 
   serve::HttpServer server(predictor, o.server);

@@ -13,6 +13,7 @@
 #include "adaptertune/device.h"
 #include "adaptertune/error.h"
 #include "adaptertune/format.h"
+#include "adaptertune/inference/predictor.h"
 #include "adaptertune/inference/prepare_for_inference.h"
 #include "adaptertune/io/adapter_pack.h"
 #include "adaptertune/io/atomic_file.h"
@@ -174,6 +175,18 @@ void refuse_squad_flags(const QuestionAnsweringOverrides& choice, const std::str
                 " for questions answered from a context (--task squad, or span packs' JSON "
                 "lines)");
   }
+}
+
+void refuse_squad_flags_without_spans(const QuestionAnsweringOverrides& choice,
+                                      const Predictor& predictor, const std::string& command) {
+  const std::vector<std::string> tasks = predictor.tasks();
+  if (predictor.base_info().span_head ||
+      std::any_of(tasks.begin(), tasks.end(), [&predictor](const std::string& task) {
+        return predictor.task_info(task).span_head;
+      })) {
+    return;
+  }
+  refuse_squad_flags(choice, command + " with no span pack or span model");
 }
 
 bool is_squad_task(const std::string& name) {

@@ -14,6 +14,10 @@
 #include "adaptertune/training/trainer.h"
 #include "common.h"
 
+namespace adaptertune {
+class Predictor;
+}
+
 namespace adaptertune::cli {
 
 /// --doc-stride, --max-query-length, --n-best, --max-answer-length, --null-score-threshold into
@@ -25,6 +29,10 @@ void add_squad_options(CLI::App* cmd, QuestionAnsweringOverrides& choice, bool f
 /// Error naming the SQuAD flags given in `choice` (--doc-stride, ...), for a command that
 /// answers no questions (`command`: "train --task SST-2", ...).
 void refuse_squad_flags(const QuestionAnsweringOverrides& choice, const std::string& command);
+/// refuse_squad_flags() when `predictor` answers no questions: none of its tasks is a span pack
+/// and its base is no span model directory (`command`: "predict on JSON lines", ...).
+void refuse_squad_flags_without_spans(const QuestionAnsweringOverrides& choice,
+                                      const Predictor& predictor, const std::string& command);
 
 /// Whether --task names SQuAD ("squad", any case).
 bool is_squad_task(const std::string& name);

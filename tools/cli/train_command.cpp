@@ -823,17 +823,14 @@ int run_predict_requests(const UseOptions& o) {
   options.batch_size = o.batch_size;
   options.span_overrides = o.squad;
   // The packs are checked before stdin is read (the Predictor reads them again, before the base).
-  const std::vector<AdapterPackInfo> infos = pack_infos(o, /*span_packs=*/true);
-  if (std::none_of(infos.begin(), infos.end(),
-                   [](const AdapterPackInfo& info) { return info.span_head; })) {
-    refuse_squad_flags(o.squad, "predict on JSON lines with no span pack");
-  }
+  pack_infos(o, /*span_packs=*/true);
   if (o.input.empty()) refuse_group_for(o, "predict on JSON lines from stdin");
   const TaskRequests input = read_requests(o.input);
   if (input.requests.empty()) throw Error("predict: no input requests");
   // In a group, each process predicts its share of the batches and rank 0 writes them all.
   const std::shared_ptr<ProcessGroup> group = join_group(o.distributed, options.device, o.device);
   const Predictor predictor(o.model, o.adapter_packs, options);
+  refuse_squad_flags_without_spans(o.squad, predictor, "predict on JSON lines");
   const std::vector<std::string> tasks = predictor.tasks();
   for (size_t i = 0; i < input.requests.size(); ++i) {
     const std::optional<std::string>& task = input.requests[i].task;
