@@ -8,6 +8,7 @@ Usage: server_test.py ADAPTERTUNE PROJECT_DIR WORK_DIR"""
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import threading
@@ -133,6 +134,32 @@ bad = [
 for payload, code, fragment in bad:
     status, body, _ = a.predict(payload)
     check(status == code and fragment in body, f"{str(payload)[:60]}: {status} {body[:200]}")
+
+
+# A chunked body (no Content-Length) is held to --max-body-bytes as it arrives: httplib alone read
+# one whole however large. Under the limit it is answered; over it, 413, and the server goes on.
+def chunked_request(payload):
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(payload[i:i + 1000]), payload[i:i + 1000])
+                      for i in range(0, len(payload), 1000)) + b"0\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", a.port), timeout=60) as connection:
+        connection.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                           b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           + chunks)
+        reply = b""
+        while data := connection.recv(65536):
+            reply += data
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+status, body = chunked_request(json.dumps({"task": "SST-2", "text": "a gorgeous movie"}).encode())
+check(status == 200 and json.loads(body)["task"] == "SST-2", f"a chunked body: {status} {body}")
+# (100 KB of white space around a short text: only the body's size is over a limit.)
+status, body = chunked_request(b'{"task": "SST-2", "text": "fine"' + b" " * 100000 + b"}")
+check(status == 413 and "too large" in body,
+      f"a chunked body over --max-body-bytes: {status} {body[:200]}")
+status, body, _ = a.request("GET", "/healthz")
+check(status == 200, f"healthz after a chunked body over the limit: {status} {body}")
 status, body, _ = a.request("GET", "/v1/nothing")
 check(status == 404 and "error" in json.loads(body), f"unknown endpoint: {status} {body}")
 # A path that decodes to bytes that are not UTF-8 is quoted in the error as U+FFFD, not a failed

@@ -163,15 +163,15 @@ struct HttpServer::Impl {
   // the tasks' names and the library's version (Predictor::describe()).
   Reply describe_model() const { return {200, predictor.describe()}; }
 
-  Reply load_task(const httplib::Request& request) {
+  Reply load_task(const httplib::Request& request, const std::string& text) {
     if (!authorised(request)) return Reply::error(401, "this endpoint needs the API key");
     if (options.packs_dir.empty()) {
       return Reply::error(403, "loading packs is off: start the server with --packs-dir");
     }
     Json body;
     try {
-      check_json_nesting(request.body, "body");
-      body = Json::parse(request.body);
+      check_json_nesting(text, "body");
+      body = Json::parse(text);
     } catch (const std::exception& e) {  // the parser's error, or check_json_nesting()'s
       return Reply::error(400, std::string("invalid JSON: ") + e.what());
     }
@@ -228,33 +228,68 @@ struct HttpServer::Impl {
     return {200, json_text(Json{{"removed", name}})};
   }
 
-  // Wraps a handler: JSON content type, metrics, and no exception escapes into httplib.
+  // `response` as `answer` (a callable returning a Reply) replies: JSON content type, metrics,
+  // and no exception escapes into httplib.
+  template <typename Answer>
+  void respond(const std::string& endpoint, httplib::Response& response, Answer answer) {
+    const auto start = std::chrono::steady_clock::now();
+    Reply reply;
+    try {
+      reply = answer();
+    } catch (const std::exception& e) {
+      reply = Reply::error(500, e.what());
+    }
+    response.status = reply.status;
+    if (reply.status == 503) response.set_header("Retry-After", "1");
+    response.set_content(reply.body, "application/json");
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    metrics.observe_request(endpoint, reply.status, seconds);
+  }
+
+  // Wraps a handler of the request alone (see respond()).
   template <typename Handler>
   httplib::Server::Handler route(const std::string& endpoint, Handler handler) {
     return [this, endpoint, handler](const httplib::Request& request, httplib::Response& response) {
-      const auto start = std::chrono::steady_clock::now();
-      Reply reply;
-      try {
-        reply = handler(request);
-      } catch (const std::exception& e) {
-        reply = Reply::error(500, e.what());
-      }
-      response.status = reply.status;
-      if (reply.status == 503) response.set_header("Retry-After", "1");
-      response.set_content(reply.body, "application/json");
-      const double seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      metrics.observe_request(endpoint, reply.status, seconds);
+      respond(endpoint, response, [&] { return handler(request); });
+    };
+  }
+
+  // Wraps a handler of a request and its body (see respond()), the body read here and held to
+  // --max-body-bytes: httplib holds a body with a Content-Length to set_payload_max_length(),
+  // but reads a chunked one whole however large it is. Past the limit the rest is read and
+  // dropped, as httplib skips a body over the limit, so that the client, still sending, is not
+  // cut off before it reads the 413.
+  template <typename Handler>
+  httplib::Server::HandlerWithContentReader route_with_body(const std::string& endpoint,
+                                                            Handler handler) {
+    return [this, endpoint, handler](const httplib::Request& request, httplib::Response& response,
+                                     const httplib::ContentReader& reader) {
+      respond(endpoint, response, [&] {
+        std::string body;
+        bool too_large = false;
+        const bool read = reader([&](const char* data, size_t length) {
+          too_large = too_large || length > options.max_body_bytes - body.size();
+          if (!too_large) body.append(data, length);
+          return true;
+        });
+        // httplib answers 413 itself for a Content-Length over the limit, having skipped it.
+        if (too_large || (!read && response.status == 413)) {
+          return Reply::error(413, "the request body is too large");
+        }
+        if (!read) return Reply::error(400, "the request body could not be read");
+        return handler(request, body);
+      });
     };
   }
 
   // POST /v1/predict, with its examples counted per task for the metrics (a failure as 500).
-  Reply predict_counted(const httplib::Request& request) {
+  Reply predict_counted(const std::string& text) {
     Json body;
     std::string parse_error;
     try {
-      check_json_nesting(request.body, "body");
-      body = Json::parse(request.body);
+      check_json_nesting(text, "body");
+      body = Json::parse(text);
     } catch (const std::exception& e) {  // the parser's error, or check_json_nesting()'s
       parse_error = e.what();
     }
@@ -302,15 +337,18 @@ HttpServer::HttpServer(Predictor& predictor, ServerOptions options)
     httplib::default_socket_options(socket);
     s.listen_socket = socket;
   });
-  s.http.Post("/v1/predict", s.route("/v1/predict", [&s](const httplib::Request& r) {
-    return s.predict_counted(r);
+  s.http.Post("/v1/predict", s.route_with_body("/v1/predict", [&s](const httplib::Request&,
+                                                                   const std::string& body) {
+    return s.predict_counted(body);
   }));
   s.http.Get("/v1/model",
              s.route("/v1/model", [&s](const httplib::Request&) { return s.describe_model(); }));
   s.http.Get("/v1/tasks",
              s.route("/v1/tasks", [&s](const httplib::Request&) { return s.list_tasks(); }));
-  s.http.Post("/v1/tasks",
-              s.route("/v1/tasks", [&s](const httplib::Request& r) { return s.load_task(r); }));
+  s.http.Post("/v1/tasks", s.route_with_body("/v1/tasks", [&s](const httplib::Request& r,
+                                                               const std::string& body) {
+    return s.load_task(r, body);
+  }));
   s.http.Delete(R"(/v1/tasks/([^/]+))", s.route("/v1/tasks/NAME", [&s](const httplib::Request& r) {
     return s.unload_task(r, r.matches[1].str());
   }));
