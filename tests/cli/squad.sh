@@ -124,6 +124,14 @@ same_answers "$work/override_predictions.json" "$work/override_answers_with.json
   fail "JSON lines ignore the flags: $(head -3 "$work/override_answers_with.jsonl")"
 cmp -s "$work/override_answers_with.jsonl" "$work/override_answers_without.jsonl" &&
   fail "the flags changed no answer: $(head -3 "$work/override_answers_with.jsonl")"
+# inspect shows what serve runs with the same flags.
+"$cli" inspect --model "$base" --adapter-pack "$work/adapter/best" "${overrides[@]}" \
+  >"$work/inspect.json" 2>"$work/err" || fail "inspect with the flags: $(cat "$work/err")"
+/usr/bin/python3 - "$work/inspect.json" <<'PY' || fail "inspect ignores the flags: $(cat "$work/inspect.json")"
+import json, sys
+qa = json.load(open(sys.argv[1]))["tasks"][0]["question_answering"]
+assert (qa["doc_stride"], qa["max_answer_length"], qa["n_best"]) == (8, 1, 3), qa
+PY
 
 # MAD-X: a span adapter trains on top of a frozen "language" adapter (here an SST-2 pack's), on
 # the file's first 5 questions (--train-examples); eval runs the span pack in that Stack, the

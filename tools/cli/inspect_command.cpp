@@ -13,6 +13,7 @@
 #include "adaptertune/inference/predictor.h"
 #include "commands.h"
 #include "common.h"
+#include "squad_command.h"
 
 namespace adaptertune::cli {
 namespace {
@@ -23,12 +24,15 @@ struct InspectOptions {
   std::string device = "auto";
   std::optional<std::string> precision;
   std::optional<int64_t> max_length;
+  QuestionAnsweringOverrides squad;
 };
 
 int run(const InspectOptions& o) {
   PredictorOptions options = predictor_options(o.model, o.device, o.precision, o.max_length);
   options.prepack_frozen_weights = false;  // nothing runs: no copies to lay out
+  options.span_overrides = o.squad;
   const Predictor predictor(o.model, o.adapter_packs, options);
+  refuse_squad_flags_without_spans(o.squad, predictor, "inspect");
   using Json = nlohmann::ordered_json;
   const Json model = Json::parse(predictor.describe());
   Json tasks = Json::array();
@@ -53,6 +57,7 @@ Command add_inspect_command(CLI::App& app) {
       ->check(CLI::ExistingDirectory)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   add_predictor_options(cmd, o->max_length, o->device, o->precision);
+  add_squad_options(cmd, o->squad, /*from_pack=*/true);
   return [o] { return run(*o); };
 }
 
