@@ -326,20 +326,27 @@ void add_train_options(CLI::App* cmd, TrainChoice& choice) {
 
 namespace {
 
-// Error when --train top-k lacks --top-layers or another mode has it.
-void check_top_layers(const TrainChoice& choice) {
+// Error when the flags beside --train disagree with it: --train top-k lacks --top-layers or
+// another mode has it, or --train-pooler/--no-train-pooler is given to a mode that trains the
+// pooler whatever they say (full, top-k).
+void check_train_flags(const TrainChoice& choice) {
   if (choice.mode == "top-k" && !choice.top_layers) {
     throw Error("--train top-k needs --top-layers K (how many of the top layers train)");
   }
   if (choice.mode != "top-k" && choice.top_layers) {
     throw Error("--top-layers applies to --train top-k, not --train " + choice.mode);
   }
+  if (choice.train_pooler && (choice.mode == "full" || choice.mode == "top-k")) {
+    throw Error(std::string(*choice.train_pooler ? "--train-pooler" : "--no-train-pooler") +
+                " does not apply to --train " + choice.mode +
+                ", which trains the pooler whatever it says");
+  }
 }
 
 }  // namespace
 
 FreezePolicy requested_policy(const TrainChoice& choice, const std::string& model_dir) {
-  check_top_layers(choice);
+  check_train_flags(choice);
   FreezePolicy requested = FreezePolicy::from_name(choice.mode);
   if (choice.top_layers) {
     requested.top_layers = *choice.top_layers;
@@ -377,7 +384,7 @@ void check_recompute_for_policy(const FreezePolicy& requested, const TrainChoice
 }
 
 FreezePolicy resolve_policy(const TrainChoice& choice, const BertModelImpl& base) {
-  check_top_layers(choice);
+  check_train_flags(choice);
   FreezePolicy policy = FreezePolicy::from_name(choice.mode);
   if (choice.top_layers) policy.top_layers = *choice.top_layers;
   policy.train_pooler = choice.train_pooler.value_or(default_train_pooler(base));
