@@ -147,6 +147,8 @@ refused "^adaptertune: error: --train-file excludes --data-dir" \
   --data-dir "$glue" "${common[@]}" --out "$work/x"
 refused "^adaptertune: error: --dev-file excludes --data-dir" \
   "$cli" eval --task reviews --dev-file "$work/reviews_dev.csv" --data-dir "$glue" --model "$base"
+refused "^adaptertune: error: --dev-file excludes --split" \
+  "$cli" eval --task reviews --dev-file "$work/reviews_dev.csv" --split train --model "$base"
 refused "--text-column and --file-format describe your own files" \
   "$cli" eval --task SST-2 --data-dir "$glue" --model "$base" --text-column review --file-format csv
 # JSON lines of requests name their tasks and carry their texts: the flags of a data file would be

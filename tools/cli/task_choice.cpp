@@ -75,6 +75,7 @@ void add_task_choice_options(CLI::App* cmd, TaskChoice& choice, TaskFiles files)
       ->delimiter(',');
   cmd->add_flag("--regression", choice.regression,
                 "Your task predicts a number (mean squared error; pearson and spearmanr)");
+  if (files == TaskFiles::kTest) return;  // predict scores nothing
   cmd->add_option("--metrics", choice.metrics,
                   "Metrics the task is scored by, joined by ',': accuracy, f1 (binary), "
                   "macro_f1, mcc, pearson, spearmanr (default: GLUE's for a GLUE task, accuracy "

@@ -874,6 +874,11 @@ int run_predict(const UseOptions& o) {
       throw Error("--task squad answers with a JSON object (question id: answer); --format " +
                   *o.format + " does not apply");
     }
+    if (o.split != kPredictSplit) {
+      throw Error(
+          "--split names the GLUE split of a --format glue file; --task squad answers "
+          "with a JSON object");
+    }
     if (!o.out.empty()) check_not_an_input(o.out, inputs_of(o), "--out");
     return run_predict_squad(squad_request(o, o.task_choice.test_file, "--test-file"));
   }
@@ -890,6 +895,10 @@ int run_predict(const UseOptions& o) {
   const TaskDescription& task = cli_task.info;
   refuse_squad_flags(o.squad, "predict --task " + task.name);
   const std::string format = o.format.value_or("labels");
+  if (format != "glue" && o.split != kPredictSplit) {
+    throw Error("--split names the GLUE split of a --format glue file; --format " + format +
+                " names no split");
+  }
   if (format == "glue" && !cli_task.glue) {
     throw Error("--format glue writes a GLUE leaderboard file; " + task.name +
                 " is not a GLUE task (use labels, json or logits)");
@@ -1128,7 +1137,10 @@ Command add_eval_command(CLI::App& app) {
   add_task_choice_options(cmd, o->task_choice, TaskFiles::kDev);
   add_squad_options(cmd, o->squad, /*from_pack=*/true);
   add_data_dir_option(cmd, o->data_dir, "GLUE data folder");
-  cmd->add_option("--split", o->split, "Labelled split to evaluate")->capture_default_str();
+  // A split of GLUE's folder: your own file (or SQuAD's) is the whole of what is evaluated.
+  cmd->add_option("--split", o->split, "Labelled split of GLUE's folder to evaluate")
+      ->capture_default_str()
+      ->excludes(cmd->get_option("--dev-file"));
   add_distributed_options(cmd, o->distributed);
   return [o] { return run_eval(*o); };
 }
