@@ -792,6 +792,14 @@ void add_data_dir_option(CLI::App* cmd, std::string& data_dir, const std::string
 // The split predict names a GLUE submission file after unless --split says another.
 constexpr const char* kPredictSplit = "test";
 
+// Error when --split is given where no GLUE submission file is written (`answered`: how the
+// answers are written instead), which it would otherwise leave unread.
+void refuse_split(const UseOptions& o, const std::string& answered) {
+  if (o.split != kPredictSplit) {
+    throw Error("--split names the GLUE split of a --format glue file; " + answered);
+  }
+}
+
 // predict on JSON lines: each line names its task (a pack's adapter name) or none.
 int run_predict_requests(const UseOptions& o) {
   if (o.task) {
@@ -813,11 +821,7 @@ int run_predict_requests(const UseOptions& o) {
   if (!own.empty()) {
     throw Error(own + "; JSON lines of requests carry their texts as \"text\" and \"text_pair\"");
   }
-  if (o.split != kPredictSplit) {
-    throw Error(
-        "--split names the GLUE split of a --format glue file; JSON lines input is "
-        "answered with JSON lines");
-  }
+  refuse_split(o, "JSON lines input is answered with JSON lines");
   if (!o.out.empty()) check_not_an_input(o.out, inputs_of(o), "--out");
   PredictorOptions options = predictor_options(o.model, o.device, o.precision, o.max_length);
   options.batch_size = o.batch_size;
@@ -874,11 +878,7 @@ int run_predict(const UseOptions& o) {
       throw Error("--task squad answers with a JSON object (question id: answer); --format " +
                   *o.format + " does not apply");
     }
-    if (o.split != kPredictSplit) {
-      throw Error(
-          "--split names the GLUE split of a --format glue file; --task squad answers "
-          "with a JSON object");
-    }
+    refuse_split(o, "--task squad answers with a JSON object");
     if (!o.out.empty()) check_not_an_input(o.out, inputs_of(o), "--out");
     return run_predict_squad(squad_request(o, o.task_choice.test_file, "--test-file"));
   }
@@ -895,10 +895,7 @@ int run_predict(const UseOptions& o) {
   const TaskDescription& task = cli_task.info;
   refuse_squad_flags(o.squad, "predict --task " + task.name);
   const std::string format = o.format.value_or("labels");
-  if (format != "glue" && o.split != kPredictSplit) {
-    throw Error("--split names the GLUE split of a --format glue file; --format " + format +
-                " names no split");
-  }
+  if (format != "glue") refuse_split(o, "--format " + format + " names no split");
   if (format == "glue" && !cli_task.glue) {
     throw Error("--format glue writes a GLUE leaderboard file; " + task.name +
                 " is not a GLUE task (use labels, json or logits)");
