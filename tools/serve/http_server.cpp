@@ -19,6 +19,10 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
+// The 413 answer's message, whether httplib refused a Content-Length or route_with_body() counted
+// a chunked body past --max-body-bytes.
+constexpr const char* kBodyTooLarge = "the request body is too large";
+
 // `{"error": message}`. A message may quote what a client sent as the URL decoded it (a path, a
 // task name), which need not be UTF-8: such bytes become U+FFFD, where a plain dump() threw and
 // the client got no reply at all; and a huge one is not echoed whole (elided()).
@@ -275,7 +279,7 @@ struct HttpServer::Impl {
         });
         // httplib answers 413 itself for a Content-Length over the limit, having skipped it.
         if (too_large || (!read && response.status == 413)) {
-          return Reply::error(413, "the request body is too large");
+          return Reply::error(413, kBodyTooLarge);
         }
         if (!read) return Reply::error(400, "the request body could not be read");
         return handler(request, body);
@@ -366,7 +370,7 @@ HttpServer::HttpServer(Predictor& predictor, ServerOptions options)
   // httplib's own answers (unknown path, 413 for a large body, ...) get a JSON body too.
   s.http.set_error_handler([](const httplib::Request& request, httplib::Response& response) {
     if (!response.body.empty()) return;
-    const std::string message = response.status == 413 ? "the request body is too large"
+    const std::string message = response.status == 413 ? kBodyTooLarge
                                 : response.status == 404
                                     ? "no endpoint " + request.method + " " + request.path
                                     : "HTTP " + std::to_string(response.status);
