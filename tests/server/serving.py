@@ -1,5 +1,6 @@
 """Helpers the server tests share: brief packs, and `adaptertune serve` on a free port of
 127.0.0.1 with a small HTTP client."""
+import atexit
 import json
 import os
 import random
@@ -34,6 +35,8 @@ class Server:
         self.process = subprocess.Popen(
             [cli, "serve", "--model", shipped_base(project), "--port", "0", *flags],
             stdout=subprocess.DEVNULL, stderr=self.log)
+        # A test that dies of an exception must not leave its servers listening.
+        atexit.register(self.kill_if_running)
         deadline = time.time() + 120
         self.port = None
         while self.port is None and time.time() < deadline:
@@ -46,6 +49,7 @@ class Server:
             else:
                 time.sleep(0.1)
         if self.port is None:
+            self.kill_if_running()
             self.log.seek(0)
             raise SystemExit("the server did not start: " + self.log.read())
         self.url = f"http://127.0.0.1:{self.port}"
@@ -62,6 +66,11 @@ class Server:
 
     def predict(self, body, **kwargs):
         return self.request("POST", "/v1/predict", body, **kwargs)
+
+    def kill_if_running(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def stop(self):
         """SIGTERM; returns the exit code and the server's log."""
