@@ -428,6 +428,8 @@ struct UseOptions {
   std::vector<std::string> adapter_packs;
   std::optional<std::string> adapter;
   std::string split = "dev";
+  /// Whether --split was given (predict's default names the test split; given, it must apply).
+  bool split_given = false;
   std::string input;
   std::string input_format = "auto";
   std::optional<std::string> format;
@@ -795,7 +797,7 @@ constexpr const char* kPredictSplit = "test";
 // Error when --split is given where no GLUE submission file is written (`answered`: how the
 // answers are written instead), which it would otherwise leave unread.
 void refuse_split(const UseOptions& o, const std::string& answered) {
-  if (o.split != kPredictSplit) {
+  if (o.split_given) {
     throw Error("--split names the GLUE split of a --format glue file; " + answered);
   }
 }
@@ -1170,11 +1172,15 @@ Command add_predict_command(CLI::App& app) {
                   "leaderboard file); JSON lines input is always answered with json")
       ->check(CLI::IsMember({"labels", "json", "logits", "glue"}));
   cmd->add_option("--out", o->out, "Write here instead of stdout (a directory for --format glue)");
-  cmd->add_option("--split", o->split,
-                  "Split name of the submission file (test, test_matched, ...)")
-      ->capture_default_str();
+  CLI::Option* split =
+      cmd->add_option("--split", o->split,
+                      "Split name of the submission file (test, test_matched, ...)")
+          ->capture_default_str();
   add_distributed_options(cmd, o->distributed);
-  return [o] { return run_predict(*o); };
+  return [o, split] {
+    o->split_given = split->count() > 0;
+    return run_predict(*o);
+  };
 }
 
 }  // namespace adaptertune::cli
