@@ -195,6 +195,15 @@ TEST(ParameterReport, CountsPerGroupAndJson) {
   const std::string table = report.to_table();
   EXPECT_NE(table.find("adapters"), std::string::npos);
   EXPECT_NE(table.find("total"), std::string::npos);
+  EXPECT_NE(table.find("adapters are 1.341% of the base model (24,160 base"), std::string::npos)
+      << table;
+}
+
+TEST(ParameterReport, TableOfAModelWithoutAdaptersSaysSo) {
+  BertForSequenceClassification model(tiny_config(), HeadConfig{});
+  const std::string table = parameter_report(*model).to_table();
+  EXPECT_EQ(table.find("adapters are"), std::string::npos) << table;
+  EXPECT_NE(table.find("no adapters ("), std::string::npos) << table;
 }
 
 }  // namespace

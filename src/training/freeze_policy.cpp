@@ -232,9 +232,14 @@ std::string ParameterReport::to_table() const {
   };
   for (const auto& row : rows) row_line(parameter_group_name(row.group), row.total, row.trainable);
   row_line("total", total(), trainable());
-  std::snprintf(line, sizeof line, "adapters are %.3f%% of the base model (%s base parameters)\n",
-                percent(count(ParameterGroup::kAdapter), base()), with_commas(base()).c_str());
-  out << line;
+  // Full fine-tuning has no adapter to set against the base: say so rather than "0.000%".
+  if (count(ParameterGroup::kAdapter) == 0) {
+    out << "no adapters (" << with_commas(base()) << " base parameters)\n";
+  } else {
+    std::snprintf(line, sizeof line, "adapters are %.3f%% of the base model (%s base parameters)\n",
+                  percent(count(ParameterGroup::kAdapter), base()), with_commas(base()).c_str());
+    out << line;
+  }
   return out.str();
 }
 
