@@ -780,15 +780,18 @@ void write_output(const std::string& out, const std::string& text) {
   }
 }
 
-// --data-dir, GLUE's folder: refused beside the files of your own task, which it would not be read
-// for (add_task_choice_options() adds those first).
-void add_data_dir_option(CLI::App* cmd, std::string& data_dir, const std::string& help) {
-  CLI::Option* option = cmd->add_option("--data-dir", data_dir, help)
-                            ->check(CLI::ExistingDirectory)
-                            ->capture_default_str();
+// An option about GLUE's folder (--data-dir, eval's --split): refused beside the files of your own
+// task, for which it would not be read (add_task_choice_options() adds those first).
+void of_glue_folder(CLI::App* cmd, CLI::Option* option) {
   for (const char* file : {"--train-file", "--dev-file", "--test-file"}) {
     if (CLI::Option* given = cmd->get_option_no_throw(file)) option->excludes(given);
   }
+}
+
+void add_data_dir_option(CLI::App* cmd, std::string& data_dir, const std::string& help) {
+  of_glue_folder(cmd, cmd->add_option("--data-dir", data_dir, help)
+                          ->check(CLI::ExistingDirectory)
+                          ->capture_default_str());
 }
 
 // The split predict names a GLUE submission file after unless --split says another.
@@ -1137,9 +1140,9 @@ Command add_eval_command(CLI::App& app) {
   add_squad_options(cmd, o->squad, /*from_pack=*/true);
   add_data_dir_option(cmd, o->data_dir, "GLUE data folder");
   // A split of GLUE's folder: your own file (or SQuAD's) is the whole of what is evaluated.
-  cmd->add_option("--split", o->split, "Labelled split of GLUE's folder to evaluate")
-      ->capture_default_str()
-      ->excludes(cmd->get_option("--dev-file"));
+  of_glue_folder(cmd,
+                 cmd->add_option("--split", o->split, "Labelled split of GLUE's folder to evaluate")
+                     ->capture_default_str());
   add_distributed_options(cmd, o->distributed);
   return [o] { return run_eval(*o); };
 }
