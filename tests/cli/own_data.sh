@@ -157,9 +157,9 @@ echo '{"task": "reviews", "text": "fine"}' >"$work/requests.jsonl"
 refused "^adaptertune: error: --test-file reads your own data set; JSON lines of requests (--input) name their tasks: give one of them$" \
   "$cli" predict --model "$base" --adapter-pack "$work/reviews/best" --input "$work/requests.jsonl" \
   --test-file "$work/reviews_test.jsonl"
-refused "--labels, --pair-column and --label-column describe your own files; JSON lines of requests carry their texts" \
+refused "--labels, --pair-column and --text-column describe your own files; JSON lines of requests carry their texts" \
   "$cli" predict --model "$base" --adapter-pack "$work/reviews/best" --input "$work/requests.jsonl" \
-  --labels a,b --pair-column p --label-column y
+  --labels a,b --pair-column p --text-column t
 refused "--split names the GLUE split of a --format glue file" \
   "$cli" predict --model "$base" --adapter-pack "$work/reviews/best" --input "$work/requests.jsonl" \
   --split test_matched
@@ -169,6 +169,11 @@ refused "--split names the GLUE split of a --format glue file" \
 refused "unknown GLUE task \"reviews2\" (expected one of CoLA" "$cli" eval --task reviews2 --model "$base"
 refused "unknown GLUE task \"reviews\" (expected one of CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI, AX); for your own data set give --train-file and --dev-file" \
   "$cli" train --task reviews "${common[@]}" --out "$work/x"
+# predict reads no labels: a test file's label column is ignored whatever its name, so the flag
+# that names it is not predict's.
+refused "^adaptertune: error: The following arguments were not expected: sentiment --label-column" \
+  "$cli" predict --task reviews --test-file "$work/reviews_test.jsonl" "${reviews[@]}" \
+  --model "$base" --adapter-pack "$work/reviews/best"
 refused "is not a GLUE task (use labels, json or logits)" \
   "$cli" predict --task reviews --test-file "$work/reviews_test.jsonl" --text-column review \
   --model "$base" --adapter-pack "$work/reviews/best" --format glue --out "$work/glue_out"

@@ -66,9 +66,12 @@ void add_task_choice_options(CLI::App* cmd, TaskChoice& choice, TaskFiles files)
   cmd->add_option("--pair-column", choice.pair_column,
                   "Your files: the column of the second text (a sentence-pair task; stdin lines "
                   "are then text<TAB>text_pair)");
-  cmd->add_option("--label-column", choice.label_column,
-                  "Your files: the column of the label or regression target")
-      ->capture_default_str();
+  // predict reads no labels (a test file's label column is ignored, whatever its name).
+  if (files != TaskFiles::kTest) {
+    cmd->add_option("--label-column", choice.label_column,
+                    "Your files: the column of the label or regression target")
+        ->capture_default_str();
+  }
   cmd->add_option("--labels", choice.labels,
                   "Your task's labels in class-id order, joined by ',' (default: a trained "
                   "head's labels, else the training file's, sorted)")

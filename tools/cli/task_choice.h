@@ -43,7 +43,8 @@ struct TaskChoice {
 enum class TaskFiles { kTrainDev, kDev, kTest };
 
 /// Adds --train-file/--dev-file (kTrainDev), --dev-file (kDev) or --test-file (kTest), and the
-/// column and label flags, and the metric flags but for kTest (predict scores nothing).
+/// column and label flags, and --label-column and the metric flags but for kTest (predict reads
+/// no labels and scores nothing).
 void add_task_choice_options(CLI::App* cmd, TaskChoice& choice, TaskFiles files);
 
 /// A task as the CLI runs it: its description, and GLUE's where it is a GLUE task.
