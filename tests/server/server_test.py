@@ -210,6 +210,13 @@ key = {"X-API-Key": "secret"}
 for payload, headers, code in [
         ({"path": "stsb/best", "name": "STS-B-2"}, {}, 401),
         ({"path": "stsb/best", "name": "STS-B-2"}, {"X-API-Key": "wrong"}, 401),
+        # The key is compared whole, in a time that does not depend on where it differs.
+        ({"path": "stsb/best", "name": "STS-B-2"}, {"X-API-Key": "secre"}, 401),
+        ({"path": "stsb/best", "name": "STS-B-2"}, {"X-API-Key": "secretsecret"}, 401),
+        ({"path": "stsb/best", "name": "STS-B-2"}, {"X-API-Key": ""}, 401),
+        ({"path": "stsb/best", "name": "STS-B-2"}, {"Authorization": "secret"}, 401),
+        ({"path": "stsb/best", "name": "STS-B-2"}, {"Authorization": "Bearer secrets"}, 401),
+        ({"path": "stsb/best"}, {"Authorization": "Bearer secret"}, 409),
         ({"path": "../../../../etc"}, key, 403),
         ({"path": "/etc"}, key, 403),
         ({"path": "missing/best"}, key, 404),

@@ -39,6 +39,16 @@ struct Reply {
   }
 };
 
+// Whether `given` is `secret`, in a time that depends on `given`'s length only: an early exit
+// at the first differing byte would let a client time its way to the key byte by byte.
+bool same_secret(const std::string& given, const std::string& secret) {
+  unsigned char differ = given.size() != secret.size() || secret.empty();
+  for (size_t i = 0; i < given.size() && !secret.empty(); ++i) {
+    differ |= static_cast<unsigned char>(given[i] ^ secret[i % secret.size()]);
+  }
+  return differ == 0;
+}
+
 // Whether `path` is `root` or below it (both absolute and normalised).
 bool inside(const std::filesystem::path& path, const std::filesystem::path& root) {
   auto p = path.begin();
@@ -67,8 +77,11 @@ struct HttpServer::Impl {
 
   bool authorised(const httplib::Request& request) const {
     if (options.api_key.empty()) return true;
-    return request.get_header_value("Authorization") == "Bearer " + options.api_key ||
-           request.get_header_value("X-API-Key") == options.api_key;
+    // Both are compared whatever the first gives, so that which one is sent takes no other time.
+    const bool bearer =
+        same_secret(request.get_header_value("Authorization"), "Bearer " + options.api_key);
+    const bool header = same_secret(request.get_header_value("X-API-Key"), options.api_key);
+    return bearer || header;
   }
 
   // `body` is the request's body as the caller parsed it; `parse_error` the parser's message
