@@ -7,7 +7,7 @@ For each case: its setup, then `CLI ARGS`, then the checks. A case marked "succe
 resume after a kill must do) exits 0 and leaves what its "checks" say. Any other case is bad
 input: the exit code is the one expected
 (1 unless the case says otherwise: nothing here may crash or exit 0); stderr is short (at most
-four lines of at most 2,200 characters), holds no LibTorch frames, and its last line is `adaptertune: error: ...` matching
+four lines of at most 4,200 characters), holds no LibTorch frames, and its last line is `adaptertune: error: ...` matching
 the case's `stderr` (which names the source: file, key, line or flag); and no file under the
 work directory or the base model was created, changed or removed by the command. Prints PASS,
 or each failure and a count, and exits 1.

@@ -205,6 +205,19 @@ check(status == 404 and "error" in json.loads(body), f"unknown endpoint: {status
 status, body, _ = a.request("GET", "/v1/%FF")
 check(status == 404 and "/v1/\ufffd" in json.loads(body)["error"], f"non-UTF-8 path: {status} {body}")
 
+# A key given but empty is refused, not taken for none (which would leave the endpoints open);
+# without a key, a server reachable from elsewhere warns (192.0.2.1, a documentation address,
+# is not this machine's: the bind fails after the warning, and nothing listens beyond loopback).
+run = subprocess.run([cli, "serve", "--model", base, "--port", "0"], capture_output=True, text=True,
+                     env={**os.environ, "ADAPTERTUNE_API_KEY": ""}, timeout=120)
+check(run.returncode == 1 and "$ADAPTERTUNE_API_KEY is empty" in run.stderr,
+      f"an empty $ADAPTERTUNE_API_KEY: {run.returncode} {run.stderr[-300:]}")
+environment = {k: v for k, v in os.environ.items() if k != "ADAPTERTUNE_API_KEY"}
+run = subprocess.run([cli, "serve", "--model", base, "--port", "0", "--host", "192.0.2.1"],
+                     capture_output=True, text=True, env=environment, timeout=120)
+check(run.returncode == 1 and "warning: no --api-key: any client that reaches 192.0.2.1 may "
+      "unload tasks" in run.stderr, f"no key off loopback: {run.returncode} {run.stderr[-300:]}")
+
 # Loading and unloading: the key, the packs directory, no traversal.
 key = {"X-API-Key": "secret"}
 for payload, headers, code in [

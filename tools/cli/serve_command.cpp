@@ -3,9 +3,11 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,7 +33,37 @@ struct ServeOptions {
   std::optional<int64_t> max_length;
   QuestionAnsweringOverrides squad;
   bool unpacked_weights = false;
+  /// --api-key as given: an empty one is refused, not taken for "no key".
+  std::optional<std::string> api_key;
 };
+
+// The key that guards loading and unloading: --api-key, else $ADAPTERTUNE_API_KEY, else none.
+// One given but empty (`--api-key "$UNSET"`) is refused: taken for none, it would leave the
+// endpoints open. So is one that no header can carry: HTTP strips white space at a value's ends
+// and forbids control characters, so no request could match it.
+std::string api_key(const std::optional<std::string>& flag) {
+  const char* environment = std::getenv("ADAPTERTUNE_API_KEY");
+  if (!flag && !environment) return "";
+  const std::string key = flag ? *flag : environment;
+  const std::string source = flag ? "--api-key" : "$ADAPTERTUNE_API_KEY";
+  if (key.empty()) {
+    throw Error(source +
+                " is empty: give a key, or leave out both --api-key and $ADAPTERTUNE_API_KEY "
+                "to leave loading and unloading open");
+  }
+  const auto unsendable = [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; };
+  if (key.front() == ' ' || key.back() == ' ' || std::any_of(key.begin(), key.end(), unsendable)) {
+    throw Error(source +
+                ": a key with white space at its ends or control characters cannot be sent in "
+                "an HTTP header");
+  }
+  return key;
+}
+
+// Whether only this machine can connect to `host`.
+bool loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
 
 int run(ServeOptions o) {
   // SIGINT and SIGTERM go to one thread that stops the server, so that requests in flight are
@@ -43,9 +75,7 @@ int run(ServeOptions o) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  if (o.server.api_key.empty()) {
-    if (const char* key = std::getenv("ADAPTERTUNE_API_KEY")) o.server.api_key = key;
-  }
+  o.server.api_key = api_key(o.api_key);
   o.server.batching.max_wait = std::chrono::milliseconds(o.max_wait_ms);
   o.server.request_timeout = std::chrono::milliseconds(o.request_timeout_ms);
   PredictorOptions options = predictor_options(o.model, o.device, o.precision, o.max_length);
@@ -56,6 +86,11 @@ int run(ServeOptions o) {
   // Without --packs-dir no span pack can come later.
   if (o.server.packs_dir.empty()) refuse_squad_flags_without_spans(o.squad, predictor, "serve");
   for (const auto& w : predictor.warnings()) warn(w);
+  if (o.server.api_key.empty() && !loopback(o.server.host)) {
+    warn("no --api-key: any client that reaches " + o.server.host +
+         " may unload tasks (DELETE /v1/tasks/NAME)" +
+         (o.server.packs_dir.empty() ? std::string() : " and load packs from --packs-dir"));
+  }
 
   serve::HttpServer server(predictor, o.server);
   const int port = server.bind();
@@ -93,7 +128,7 @@ Command add_serve_command(CLI::App& app) {
   cmd->add_option("--packs-dir", o->server.packs_dir,
                   "Directory POST /v1/tasks may load packs from (default: loading is off)")
       ->check(CLI::ExistingDirectory);
-  cmd->add_option("--api-key", o->server.api_key,
+  cmd->add_option("--api-key", o->api_key,
                   "Key that POST /v1/tasks and DELETE /v1/tasks/NAME require (default: "
                   "$ADAPTERTUNE_API_KEY; none: they are open)");
   cmd->add_option("--max-batch", o->server.batching.max_batch,
