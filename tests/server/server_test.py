@@ -200,6 +200,13 @@ for payload, code in [(json.dumps({"task": "SST-2", "text": "fine"}).encode(), b
 
 status, body, _ = a.request("GET", "/v1/nothing")
 check(status == 404 and "error" in json.loads(body), f"unknown endpoint: {status} {body}")
+# A known path asked by a method it does not answer: 405, naming the methods it does.
+for method, path, allowed in [("GET", "/v1/predict", "POST"), ("DELETE", "/v1/tasks", "GET, HEAD, POST"),
+                              ("GET", "/v1/tasks/SST-2", "DELETE"), ("POST", "/healthz", "GET, HEAD")]:
+    status, body, headers = a.request(method, path, b"{}" if method == "POST" else None)
+    check(status == 405 and headers.get("Allow") == allowed
+          and json.loads(body)["error"] == f"{method} {path}: this endpoint takes {allowed}",
+          f"{method} {path}: {status} {headers.get('Allow')} {body}")
 # A path that decodes to bytes that are not UTF-8 is quoted in the error as U+FFFD, not a failed
 # reply (JSON holds valid UTF-8 only).
 status, body, _ = a.request("GET", "/v1/%FF")

@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <future>
+#include <regex>
+#include <utility>
+#include <vector>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -69,6 +72,14 @@ struct HttpServer::Impl {
   httplib::Server http;
   bool bound = false;
   socket_t listen_socket = INVALID_SOCKET;
+  // Each endpoint's path pattern and the methods it answers, as get(), post() and del() register
+  // them: a request for a known path by another method gets 405 with these in its Allow header.
+  struct Endpoint {
+    std::string pattern;
+    std::regex path;
+    std::string methods;  // "GET, HEAD, POST"
+  };
+  std::vector<Endpoint> endpoints;
 
   Impl(Predictor& p, ServerOptions o)
       : predictor(p),
@@ -264,6 +275,39 @@ struct HttpServer::Impl {
     metrics.observe_request(endpoint, reply.status, seconds);
   }
 
+  // httplib's Get() (which answers HEAD too), Post() and Delete(), recording the endpoint.
+  template <typename Handler>
+  void get(const std::string& pattern, Handler handler) {
+    http.Get(pattern, std::move(handler));
+    allow(pattern, "GET, HEAD");
+  }
+  template <typename Handler>
+  void post(const std::string& pattern, Handler handler) {
+    http.Post(pattern, std::move(handler));
+    allow(pattern, "POST");
+  }
+  template <typename Handler>
+  void del(const std::string& pattern, Handler handler) {
+    http.Delete(pattern, std::move(handler));
+    allow(pattern, "DELETE");
+  }
+  void allow(const std::string& pattern, const std::string& methods) {
+    for (Endpoint& endpoint : endpoints) {
+      if (endpoint.pattern == pattern) {
+        endpoint.methods += ", " + methods;
+        return;
+      }
+    }
+    endpoints.push_back({pattern, std::regex(pattern), methods});
+  }
+  // The methods a known path is answered for; empty for a path no endpoint has.
+  std::string allowed_methods(const std::string& path) const {
+    for (const Endpoint& endpoint : endpoints) {
+      if (std::regex_match(path, endpoint.path)) return endpoint.methods;
+    }
+    return "";
+  }
+
   // Wraps a handler of the request alone (see respond()).
   template <typename Handler>
   httplib::Server::Handler route(const std::string& endpoint, Handler handler) {
@@ -354,39 +398,47 @@ HttpServer::HttpServer(Predictor& predictor, ServerOptions options)
     httplib::default_socket_options(socket);
     s.listen_socket = socket;
   });
-  s.http.Post("/v1/predict", s.route_with_body("/v1/predict", [&s](const httplib::Request&,
-                                                                   const std::string& body) {
-    return s.predict_counted(body);
-  }));
-  s.http.Get("/v1/model",
-             s.route("/v1/model", [&s](const httplib::Request&) { return s.describe_model(); }));
-  s.http.Get("/v1/tasks",
-             s.route("/v1/tasks", [&s](const httplib::Request&) { return s.list_tasks(); }));
-  s.http.Post("/v1/tasks", s.route_with_body("/v1/tasks", [&s](const httplib::Request& r,
-                                                               const std::string& body) {
-    return s.load_task(r, body);
-  }));
-  s.http.Delete(R"(/v1/tasks/([^/]+))", s.route("/v1/tasks/NAME", [&s](const httplib::Request& r) {
+  s.post("/v1/predict",
+         s.route_with_body("/v1/predict", [&s](const httplib::Request&, const std::string& body) {
+           return s.predict_counted(body);
+         }));
+  s.get("/v1/model",
+        s.route("/v1/model", [&s](const httplib::Request&) { return s.describe_model(); }));
+  s.get("/v1/tasks",
+        s.route("/v1/tasks", [&s](const httplib::Request&) { return s.list_tasks(); }));
+  s.post("/v1/tasks",
+         s.route_with_body("/v1/tasks", [&s](const httplib::Request& r, const std::string& body) {
+           return s.load_task(r, body);
+         }));
+  s.del(R"(/v1/tasks/([^/]+))", s.route("/v1/tasks/NAME", [&s](const httplib::Request& r) {
     return s.unload_task(r, r.matches[1].str());
   }));
-  s.http.Get("/", [](const httplib::Request&, httplib::Response& response) {
+  s.get("/", [](const httplib::Request&, httplib::Response& response) {
     response.set_content(kTryPage, "text/html; charset=utf-8");
   });
-  s.http.Get("/healthz", s.route("/healthz", [](const httplib::Request&) {
+  s.get("/healthz", s.route("/healthz", [](const httplib::Request&) {
     return Reply{200, "{\"status\":\"ok\"}"};
   }));
-  s.http.Get("/metrics", [&s](const httplib::Request&, httplib::Response& response) {
+  s.get("/metrics", [&s](const httplib::Request&, httplib::Response& response) {
     response.set_content(
         s.metrics.render(s.batcher.queue_depth(), static_cast<int64_t>(s.predictor.tasks().size())),
         "text/plain; version=0.0.4");
   });
-  // httplib's own answers (unknown path, 413 for a large body, ...) get a JSON body too.
-  s.http.set_error_handler([](const httplib::Request& request, httplib::Response& response) {
+  // httplib's own answers (unknown path, 413 for a large body, ...) get a JSON body too, and a
+  // known path asked by a method it does not answer gets 405 and the methods it does (RFC 9110).
+  s.http.set_error_handler([&s](const httplib::Request& request, httplib::Response& response) {
     if (!response.body.empty()) return;
-    const std::string message = response.status == 413 ? kBodyTooLarge
-                                : response.status == 404
-                                    ? "no endpoint " + request.method + " " + request.path
-                                    : "HTTP " + std::to_string(response.status);
+    const std::string allowed = response.status == 404 ? s.allowed_methods(request.path) : "";
+    if (!allowed.empty()) {
+      response.status = 405;
+      response.set_header("Allow", allowed);
+    }
+    const std::string message =
+        response.status == 413 ? kBodyTooLarge
+        : response.status == 405
+            ? request.method + " " + request.path + ": this endpoint takes " + allowed
+        : response.status == 404 ? "no endpoint " + request.method + " " + request.path
+                                 : "HTTP " + std::to_string(response.status);
     response.set_content(error_body(message), "application/json");
   });
 }
