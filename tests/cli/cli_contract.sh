@@ -21,6 +21,7 @@ expect_error() {
 expect_error 1 '^adaptertune: error: .*--task.*required.*adaptertune train --help' -- "$cli" train --model "$base"
 expect_error 1 '^adaptertune: error: .*--no-such-flag' -- "$cli" params --no-such-flag
 expect_error 1 '^adaptertune: error: .*A subcommand is required' -- "$cli"
+expect_error 1 '^adaptertune: error: unknown command "trian" \(commands: params, tokenize, pretrain, train, eval, predict, serve, inspect\)' -- "$cli" trian --task SST-2
 expect_error 1 'unknown device "gpu"' -- "$cli" eval --task SST-2 --model "$base" --data-dir "$glue" --device gpu
 expect_error 1 'error: device cuda:7' -- "$cli" eval --task SST-2 --model "$base" --data-dir "$glue" --device cuda:7
 expect_error 1 'cannot hold adapters' -- "$cli" train --task SST-2 --model "$base" --data-dir "$glue" --train full --adapter houlsby --max-steps 1 --out "$work/refused"

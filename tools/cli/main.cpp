@@ -120,6 +120,17 @@ std::string one_line(std::string message) {
   return adaptertune::elided(message);
 }
 
+// For a first argument that names no command ("adaptertune trian"): CLI11 says only that a
+// subcommand is required, as if none had been given.
+std::string unknown_command(const CLI::App& app, const std::vector<std::string>& args) {
+  if (!app.get_subcommands().empty() || args.empty() || args.front().rfind("-", 0) == 0) return "";
+  std::string commands;
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    commands += (commands.empty() ? "" : ", ") + sub->get_name();
+  }
+  return "unknown command \"" + args.front() + "\" (commands: " + commands + ")";
+}
+
 int usage_error(const CLI::App& app, const std::string& message) {
   std::string command;
   for (const CLI::App* sub : app.get_subcommands()) command = " " + sub->get_name();
@@ -167,6 +178,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
+    const std::string unknown = unknown_command(app, expanded.args);
+    if (!unknown.empty()) return usage_error(app, unknown);
     return usage_error(app, with_options_source(expanded, one_line(e.what())));
   }
   // LibTorch seeds its generators from the OS; a fixed seed makes whatever a command initialises
