@@ -248,6 +248,13 @@ status, _, _ = a.request("DELETE", "/v1/tasks/SST-2")
 check(status == 401, f"unload without the key: {status}")
 status, body, _ = a.request("DELETE", "/v1/tasks/%FF", headers=key)
 check(status == 404 and "\ufffd" in json.loads(body)["error"], f"unload a non-UTF-8 name: {status} {body}")
+# A name with a slash loads, and unloads by its percent-encoded name (and as written).
+for written in ["sst2%2Fcopy", "sst2/copy"]:
+    status, body, _ = a.request("POST", "/v1/tasks", {"path": "sst2/best", "name": "sst2/copy"}, key)
+    check(status == 201 and json.loads(body)["name"] == "sst2/copy", f"load sst2/copy: {status} {body}")
+    status, body, _ = a.request("DELETE", "/v1/tasks/" + written, headers=key)
+    check(status == 200 and json.loads(body) == {"removed": "sst2/copy"},
+          f"unload /v1/tasks/{written}: {status} {body}")
 # A span pack (question answering) serves beside the classifiers on the one base: each question
 # gets the answer `predict --task squad` gives it offline. Its run evaluated on SQuAD v2.0, so its
 # pack allows no answer, as the offline run on v2.0 data does.

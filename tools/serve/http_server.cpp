@@ -410,7 +410,9 @@ HttpServer::HttpServer(Predictor& predictor, ServerOptions options)
          s.route_with_body("/v1/tasks", [&s](const httplib::Request& r, const std::string& body) {
            return s.load_task(r, body);
          }));
-  s.del(R"(/v1/tasks/([^/]+))", s.route("/v1/tasks/NAME", [&s](const httplib::Request& r) {
+  // Any name (httplib decodes the path first): a task named "a/b", which a pack may give and
+  // POST /v1/tasks takes, is unloaded as /v1/tasks/a%2Fb (or /v1/tasks/a/b).
+  s.del(R"(/v1/tasks/(.+))", s.route("/v1/tasks/NAME", [&s](const httplib::Request& r) {
     return s.unload_task(r, r.matches[1].str());
   }));
   s.get("/", [](const httplib::Request&, httplib::Response& response) {
