@@ -395,7 +395,32 @@ check(code == 0, f"exit after SIGTERM with a request in flight: {code} {log[-300
 c = Server("--adapter-pack", sst2, "--max-wait-ms", "500", "--request-timeout-ms", "50")
 status, body, _ = c.predict({"task": "SST-2", "text": "slow"})
 check(status == 504 and "50 ms" in body, f"timeout: {status} {body}")
-c.stop()
+# SIGTERM while a client trickles its request (a header line a second, for ever): serve() would
+# wait for that connection, so the process exits once requests in flight would have been
+# answered (--request-timeout-ms, then 10 s for writing), saying so, exit 0.
+trickling = socket.create_connection(("127.0.0.1", c.port), timeout=60)
+trickling.sendall(b"GET /healthz HTTP/1.1\r\n")
+trickle_stop = threading.Event()
+
+
+def trickle():
+    while not trickle_stop.wait(1):
+        try:
+            trickling.sendall(b"X-Trickle: 1\r\n")
+        except OSError:
+            return
+
+
+trickler = threading.Thread(target=trickle, daemon=True)
+trickler.start()
+time.sleep(1)
+started = time.time()
+code, log = c.stop()
+took = time.time() - started
+trickle_stop.set()
+trickling.close()
+check(code == 0 and 9 < took < 40 and "leaving connections whose requests had not arrived" in log,
+      f"SIGTERM beside a trickling client: exit {code} after {took:.1f} s, log {log[-300:]}")
 
 # serve takes the windows and answer flags for its span tasks, as predict --task squad does.
 squad_pack = os.path.join(packs_dir, "squad", "best")

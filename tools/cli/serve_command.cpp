@@ -4,9 +4,12 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -94,17 +97,40 @@ int run(ServeOptions o) {
 
   serve::HttpServer server(predictor, o.server);
   const int port = server.bind();
-  std::thread stopper([&server, stop_signals] {
+  // A request in flight is answered within --request-timeout-ms (504 at the latest), its reply
+  // written within httplib's 5 s. A connection still open after that is a client still sending
+  // its request (one that trickles it can go on for ever: README, "Serving"), which serve()
+  // would wait for: the process exits without it.
+  const auto grace = o.server.request_timeout + std::chrono::seconds(10);
+  std::mutex served_mutex;
+  std::condition_variable served_changed;
+  bool served = false;
+  std::thread stopper([&, stop_signals] {
     int signal = 0;
     sigwait(&stop_signals, &signal);
     std::fprintf(stderr, "serve: %s: finishing the requests in flight\n",
                  signal == SIGINT ? "SIGINT" : "SIGTERM");
     server.stop();
+    std::unique_lock<std::mutex> lock(served_mutex);
+    if (!served_changed.wait_for(lock, grace, [&] { return served; })) {
+      std::fprintf(
+          stderr,
+          "serve: stopped, leaving connections whose requests had not arrived %lld s "
+          "after the signal\n",
+          static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(grace).count()));
+      std::fflush(stderr);
+      std::_Exit(0);
+    }
   });
   std::fprintf(stderr, "serve: listening on http://%s:%d (%zu tasks, device %s)\n",
                o.server.host.c_str(), port, predictor.tasks().size(), options.device.str().c_str());
   std::fflush(stderr);
   server.serve();
+  {
+    std::lock_guard<std::mutex> lock(served_mutex);
+    served = true;
+  }
+  served_changed.notify_all();
   stopper.join();
   std::fprintf(stderr, "serve: stopped\n");
   return 0;
