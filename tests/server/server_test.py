@@ -75,6 +75,29 @@ a = Server("--adapter-pack", sst2, "--adapter-pack", stsb, "--packs-dir", packs_
            "--max-inputs", "16", "--max-wait-ms", "5")
 status, body, _ = a.request("GET", "/healthz")
 check(status == 200 and json.loads(body) == {"status": "ok"}, f"healthz: {status} {body}")
+
+
+# Idle kept-alive connections (a browser keeps about six) each hold a thread for up to 5 s: the
+# default --threads leaves room for a dozen and still answers at once (with 8, the last four and
+# the next request waited 5 s).
+def healthz_reply(connection):
+    reply = b""
+    while b'{"status":"ok"}' not in reply and (data := connection.recv(65536)):
+        reply += data
+    return reply
+
+
+started = time.time()
+idle = [socket.create_connection(("127.0.0.1", a.port), timeout=60) for _ in range(12)]
+for connection in idle:
+    connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+answered = sum(b'{"status":"ok"}' in healthz_reply(connection) for connection in idle)
+status, _, _ = a.request("GET", "/healthz")
+waited = time.time() - started
+check(answered == 12 and status == 200 and waited < 2.5,
+      f"12 kept-alive connections and one more: {answered} + {status} after {waited:.1f} s")
+for connection in idle:
+    connection.close()
 status, body, _ = a.request("GET", "/v1/tasks")
 tasks = {t["name"]: t for t in json.loads(body)["tasks"]}
 check(set(tasks) == {"SST-2", "STS-B"}, f"tasks: {body}")

@@ -183,7 +183,8 @@ Command add_serve_command(CLI::App& app) {
   cmd->add_option("--max-inputs", o->server.max_inputs, "More inputs per request get 413")
       ->check(integer_range(1, int64_t{1} << 20))
       ->capture_default_str();
-  cmd->add_option("--threads", o->server.threads, "Connections served at once")
+  cmd->add_option("--threads", o->server.threads,
+                  "Connections served at once (an idle kept-alive one holds its thread up to 5 s)")
       ->check(integer_range(1, 1024))
       ->capture_default_str();
   add_predictor_options(cmd, o->max_length, o->device, o->precision);

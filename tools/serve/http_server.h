@@ -32,8 +32,11 @@ struct ServerOptions {
   /// When set, POST /v1/tasks and DELETE /v1/tasks/NAME need `Authorization: Bearer KEY` or
   /// `X-API-Key: KEY`.
   std::string api_key;
-  /// Connections served at once.
-  int threads = 8;
+  /// Connections served at once: each open connection holds a thread, a kept-alive idle one
+  /// for up to 5 s (cpp-httplib's keep-alive timeout). The threads mostly wait (the model runs on
+  /// the batcher's thread), so there are many: with 8, a browser's half-dozen idle connections
+  /// made other clients wait those 5 s.
+  int threads = 64;
 };
 
 class HttpServer {
