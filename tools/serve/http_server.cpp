@@ -329,14 +329,26 @@ struct HttpServer::Impl {
       respond(endpoint, response, [&] {
         std::string body;
         bool too_large = false;
-        const bool read = reader([&](const char* data, size_t length) {
+        const auto receive = [&](const char* data, size_t length) {
           too_large = too_large || length > options.max_body_bytes - body.size();
           if (!too_large) body.append(data, length);
           return true;
-        });
+        };
+        // httplib hands a multipart/form-data body's parts to a second callback, which the
+        // one-callback reader leaves empty (std::bad_function_call: a 500): such a body is read
+        // through the multipart reader, to its end, and refused.
+        const bool multipart = request.is_multipart_form_data();
+        const bool read =
+            multipart ? reader([](const httplib::MultipartFormData&) { return true; }, receive)
+                      : reader(receive);
         // httplib answers 413 itself for a Content-Length over the limit, having skipped it.
         if (too_large || (!read && response.status == 413)) {
           return Reply::error(413, kBodyTooLarge);
+        }
+        if (multipart) {
+          return Reply::error(415,
+                              "the body is JSON (Content-Type: application/json), not "
+                              "multipart/form-data");
         }
         if (!read) return Reply::error(400, "the request body could not be read");
         return handler(request, body);
