@@ -259,7 +259,12 @@ struct HttpServer::Impl {
   // `response` as `answer` (a callable returning a Reply) replies: JSON content type, metrics,
   // and no exception escapes into httplib.
   template <typename Answer>
-  void respond(const std::string& endpoint, httplib::Response& response, Answer answer) {
+  void respond(const std::string& endpoint, const httplib::Request& request,
+               httplib::Response& response, Answer answer) {
+    // A JSON answer is whole: httplib would cut it to a Range header's bytes after the handler
+    // (and, the status being set, call the cut 200), even for a POST, where RFC 9110 has servers
+    // ignore Range. The request is httplib's own non-const object, handed over as const.
+    const_cast<httplib::Request&>(request).ranges.clear();
     const auto start = std::chrono::steady_clock::now();
     Reply reply;
     try {
@@ -312,7 +317,7 @@ struct HttpServer::Impl {
   template <typename Handler>
   httplib::Server::Handler route(const std::string& endpoint, Handler handler) {
     return [this, endpoint, handler](const httplib::Request& request, httplib::Response& response) {
-      respond(endpoint, response, [&] { return handler(request); });
+      respond(endpoint, request, response, [&] { return handler(request); });
     };
   }
 
@@ -326,7 +331,7 @@ struct HttpServer::Impl {
                                                             Handler handler) {
     return [this, endpoint, handler](const httplib::Request& request, httplib::Response& response,
                                      const httplib::ContentReader& reader) {
-      respond(endpoint, response, [&] {
+      respond(endpoint, request, response, [&] {
         std::string body;
         bool too_large = false;
         const auto receive = [&](const char* data, size_t length) {
