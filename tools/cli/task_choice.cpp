@@ -66,19 +66,18 @@ void add_task_choice_options(CLI::App* cmd, TaskChoice& choice, TaskFiles files)
   cmd->add_option("--pair-column", choice.pair_column,
                   "Your files: the column of the second text (a sentence-pair task; stdin lines "
                   "are then text<TAB>text_pair)");
-  // predict reads no labels (a test file's label column is ignored, whatever its name).
-  if (files != TaskFiles::kTest) {
-    cmd->add_option("--label-column", choice.label_column,
-                    "Your files: the column of the label or regression target")
-        ->capture_default_str();
-  }
   cmd->add_option("--labels", choice.labels,
                   "Your task's labels in class-id order, joined by ',' (default: a trained "
                   "head's labels, else the training file's, sorted)")
       ->delimiter(',');
   cmd->add_flag("--regression", choice.regression,
                 "Your task predicts a number (mean squared error; pearson and spearmanr)");
-  if (files == TaskFiles::kTest) return;  // predict scores nothing
+  // predict reads no labels (a test file's label column is ignored, whatever its name) and scores
+  // nothing.
+  if (files == TaskFiles::kTest) return;
+  cmd->add_option("--label-column", choice.label_column,
+                  "Your files: the column of the label or regression target")
+      ->capture_default_str();
   cmd->add_option("--metrics", choice.metrics,
                   "Metrics the task is scored by, joined by ',': accuracy, f1 (binary), "
                   "macro_f1, mcc, pearson, spearmanr (default: GLUE's for a GLUE task, accuracy "
