@@ -77,21 +77,46 @@ status, body, _ = a.request("GET", "/healthz")
 check(status == 200 and json.loads(body) == {"status": "ok"}, f"healthz: {status} {body}")
 
 
+# Replies read off a raw connection, for what urllib does not show: keep-alive and its order.
+def statuses(replies):
+    """The status of each whole reply (with its Content-Length body) in `replies`."""
+    found = []
+    while (head_end := replies.find(b"\r\n\r\n")) >= 0:
+        length = int(re.search(rb"(?i)content-length: *(\d+)", replies[:head_end]).group(1))
+        if len(replies) < head_end + 4 + length:
+            break
+        found.append(replies.split(None, 2)[1])
+        replies = replies[head_end + 4 + length:]
+    return found
+
+
+def read_replies(connection, replies, count):
+    while len(statuses(replies)) < count and (more := connection.recv(65536)):
+        replies += more
+    return replies
+
+
+def with_healthz_after(request):
+    """`request`, then GET /healthz, on one kept-alive connection, each sent once the answer
+    before it is read: the replies as they came."""
+    with socket.create_connection(("127.0.0.1", a.port), timeout=60) as connection:
+        connection.sendall(request)
+        replies = read_replies(connection, b"", 1)
+        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        return read_replies(connection, replies, 2)
+
+
 # Idle kept-alive connections (a browser keeps about six) each hold a thread for up to 5 s: the
 # default --threads leaves room for a dozen and still answers at once (with 8, the last four and
 # the next request waited 5 s).
-def healthz_reply(connection):
-    reply = b""
-    while b'{"status":"ok"}' not in reply and (data := connection.recv(65536)):
-        reply += data
-    return reply
-
-
 started = time.time()
 idle = [socket.create_connection(("127.0.0.1", a.port), timeout=60) for _ in range(12)]
 for connection in idle:
     connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-answered = sum(b'{"status":"ok"}' in healthz_reply(connection) for connection in idle)
+answered = 0
+for connection in idle:
+    reply = read_replies(connection, b"", 1)
+    answered += statuses(reply) == [b"200"] and reply.endswith(b'{"status":"ok"}')
 status, _, _ = a.request("GET", "/healthz")
 waited = time.time() - started
 check(answered == 12 and status == 200 and waited < 2.5,
@@ -191,33 +216,11 @@ check(status == 200, f"healthz after a chunked body over the limit: {status} {bo
 # takes the next request once the answer is read, and is answered exactly once each. (cpp-httplib
 # does not pipeline: a request sent before the previous answer is read is dropped, hence the
 # README's note.)
-def statuses(replies):
-    """The status of each whole reply (with its Content-Length body) in `replies`."""
-    found = []
-    while (head_end := replies.find(b"\r\n\r\n")) >= 0:
-        length = int(re.search(rb"(?i)content-length: *(\d+)", replies[:head_end]).group(1))
-        if len(replies) < head_end + 4 + length:
-            break
-        found.append(replies.split(None, 2)[1])
-        replies = replies[head_end + 4 + length:]
-    return found
-
-
-def read_replies(connection, replies, count):
-    while len(statuses(replies)) < count and (more := connection.recv(65536)):
-        replies += more
-    return replies
-
-
 for payload, code in [(json.dumps({"task": "SST-2", "text": "fine"}).encode(), b"200"),
                       (b'{"task": "SST-2", "text": "fine"' + b" " * 100000 + b"}", b"413")]:
-    with socket.create_connection(("127.0.0.1", a.port), timeout=60) as connection:
-        connection.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                           b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
-                           % (len(payload), payload))
-        replies = read_replies(connection, b"", 1)
-        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        replies = read_replies(connection, replies, 2)
+    replies = with_healthz_after(b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                 b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+                                 % (len(payload), payload))
     check(statuses(replies) == [code, b"200"] and replies.endswith(b'{"status":"ok"}'),
           f"keep-alive after a chunked body ({code}): {replies[-400:]}")
 
@@ -227,13 +230,9 @@ for payload, code in [(json.dumps({"task": "SST-2", "text": "fine"}).encode(), b
 part = json.dumps({"task": "SST-2", "text": "fine"}).encode()
 form = b'--xyz\r\nContent-Disposition: form-data; name="request"\r\n\r\n' + part + b"\r\n--xyz--\r\n"
 for path in ["/v1/predict", "/v1/tasks"]:
-    with socket.create_connection(("127.0.0.1", a.port), timeout=60) as connection:
-        connection.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: secret\r\n"
-                           b"Content-Type: multipart/form-data; boundary=xyz\r\n"
-                           b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(form), form))
-        replies = read_replies(connection, b"", 1)
-        connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        replies = read_replies(connection, replies, 2)
+    replies = with_healthz_after(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: secret\r\n"
+                                 b"Content-Type: multipart/form-data; boundary=xyz\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(form), form))
     check(statuses(replies) == [b"415", b"200"] and b"not multipart/form-data" in replies,
           f"a multipart body to {path}: {replies[-400:]}")
 # A Range header does not cut a JSON answer (httplib cut it to the range, status 200).
