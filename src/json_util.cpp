@@ -12,6 +12,9 @@ Json parse_json(const std::string& text, const std::string& source) {
     return Json::parse(text);
   } catch (const Json::parse_error& e) {
     throw Error(source + ": invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
+  } catch (const Json::exception& e) {
+    // The parser's other complaint: a number beyond a double's range (1e400).
+    throw Error(source + ": invalid JSON: " + e.what());
   }
 }
 

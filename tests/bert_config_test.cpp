@@ -99,6 +99,10 @@ TEST(BertConfig, WrongTypeNamesTheKey) {
 TEST(BertConfig, InvalidJsonNamesSourceAndOffset) {
   EXPECT_ERROR_CONTAINS(BertConfig::from_json_string("{\"hidden_size\": 7", "broken.json"),
                         "broken.json: invalid JSON at byte");
+  // A number beyond a double's range is the parser's one complaint that is no parse_error.
+  EXPECT_ERROR_CONTAINS(
+      BertConfig::from_json_string(R"({"layer_norm_eps": 1e400})", "big.json"),
+      "big.json: invalid JSON: [json.exception.out_of_range.406] number overflow");
   EXPECT_ERROR_CONTAINS(BertConfig::from_json_string("[1, 2]", "list.json"),
                         "list.json: expected a JSON object");
 }

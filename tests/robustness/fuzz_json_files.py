@@ -2,7 +2,7 @@
 """Fuzzes the JSON files a user hands the command line (ctest label heavy: tens of minutes).
 
 usage: fuzz_json_files.py CLI PROJECT_DIR WORK_DIR [--files NAME,...] [--quick] [--jobs N]
-                          [--show-taken]
+                          [--values NAME,...] [--show-taken]
 
 Each file a user may hand the tools, made once by the tools themselves (an adapter pack's
 adapter_config.json and head_config.json, the head_config.json of an AdapterHub flex head, a
@@ -11,9 +11,10 @@ answer options, a model directory's config.json (a base's, and a fully fine-tune
 with the record of its run) and
 tokenizer_config.json, a fine-tuning and a pretraining checkpoint's trainer_state.json, a SQuAD
 file), is changed one value at a time: every value in it (each object's members, each array's
-first element, at any depth) becomes null, -1, 2^64-1, 1e300, 0.5, "x", [], {}, true and arrays
-nested a million deep, or goes away; an unknown key is added to each object; the whole document becomes each of those values,
-an empty file, a truncated one and one with a byte that is not UTF-8. The command that reads the
+first element, at any depth) becomes null, -1, 2^64-1, 1e300, 1e400 (beyond a double), 0.5, "x",
+[], {}, true and arrays nested a million deep, or goes away; an unknown key is added to each
+object; the whole document becomes each of those values, an empty file, a truncated one and one
+with a byte that is not UTF-8 (`--values` tries only the values it names). The command that reads the
 file (predict, eval, train --resume, pretrain --resume) runs on each variant, and must exit 0 (a
 value it can take) or 1 with `adaptertune: error: ...` as its last line of stderr: never another
 exit code, an "internal error", LibTorch's frames, or a hang. `--quick` tries fewer values
@@ -32,9 +33,16 @@ import sys
 
 DELETE = object()  # a member that goes away
 DEEP = object()  # arrays nested a million deep: copying or writing such a value recursed per level
-# One value of every JSON type, the integers and floats that break conversions, and DEEP.
-VALUES = [None, -1, 2**64 - 1, 1e300, 0.5, "x", [], {}, True, DEEP]
+OVERFLOW = object()  # 1e400: valid JSON beyond a double's range, which Python's json cannot write
+# Values that go into the file as placeholders, replaced by their text once it is written.
+RAW = {DEEP: (b'"@DEEP@"', b"[" * 10**6 + b"]" * 10**6, "a million arrays deep"),
+       OVERFLOW: (b'"@OVERFLOW@"', b"1e400", "1e400")}
+# One value of every JSON type, the integers and floats that break conversions, DEEP and OVERFLOW.
+VALUES = [None, -1, 2**64 - 1, 1e300, OVERFLOW, 0.5, "x", [], {}, True, DEEP]
 QUICK_VALUES = [None, -1, 2**64 - 1, "x", {}]
+# Names for --values.
+VALUE_NAMES = {"null": None, "-1": -1, "2^64-1": 2**64 - 1, "1e300": 1e300, "1e400": OVERFLOW,
+               "0.5": 0.5, "x": "x", "[]": [], "{}": {}, "true": True, "deep": DEEP}
 TIMEOUT_S = 300
 FILES = ("adapter_config", "head_config", "flex_head_config", "fusion_config",
          "span_adapter_config", "config", "span_model_config", "tokenizer_config", "trainer_state",
@@ -77,18 +85,23 @@ def replaced(document, path, value):
 def variants(document, values):
     """(description, file bytes) for each change of `document`."""
     def text(doc):
-        # DEEP goes in as a placeholder: json.dumps() itself recurses per level.
-        deep = b"[" * 10**6 + b"]" * 10**6
-        return json.dumps(doc, indent=2).encode("utf-8").replace(b'"@DEEP@"', deep)
+        # DEEP goes in as a placeholder (json.dumps() itself recurses per level), OVERFLOW too.
+        written = json.dumps(doc, indent=2).encode("utf-8")
+        for placeholder, raw, _ in RAW.values():
+            written = written.replace(placeholder, raw)
+        return written
+
+    def placed(value):
+        return RAW[value][0].decode().strip('"') if value in RAW else value
 
     def where(path):
         return "".join(f"[{step!r}]" for step in path) or "the document"
 
     for path in value_paths(document):
         for value in values + ([DELETE] if isinstance(path[-1], str) else []):
-            shown = ("deleted" if value is DELETE else "a million arrays deep" if value is DEEP
+            shown = ("deleted" if value is DELETE else RAW[value][2] if value in RAW
                      else json.dumps(value))
-            changed = replaced(document, path, "@DEEP@" if value is DEEP else value)
+            changed = replaced(document, path, placed(value))
             yield f"{where(path)} = {shown}", text(changed)
     for path in object_paths(document):
         extended = copy.deepcopy(document)
@@ -99,7 +112,8 @@ def variants(document, values):
         yield f"{where(path)} gains an unknown key", text(extended)
     for value in values:
         if value is not DEEP:
-            yield f"the document = {json.dumps(value)}", text(value)
+            yield f"the document = {RAW[value][2] if value in RAW else json.dumps(value)}", \
+                text(placed(value))
     whole = text(document)
     yield "an empty file", b""
     yield "a truncated file", whole[: len(whole) // 2]
@@ -354,15 +368,22 @@ def main():
     parser.add_argument("work")
     parser.add_argument("--files", default=",".join(FILES))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--values", help="try only these values, e.g. 1e400,deep (one of: "
+                        + ", ".join(VALUE_NAMES) + ")")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--show-taken", action="store_true",
                         help="list the variants the command took (exit 0), to read for values "
                         "that should have been refused")
     options = parser.parse_args()
     shutil.rmtree(options.work, ignore_errors=True)
+    values = QUICK_VALUES if options.quick else VALUES
+    if options.values:
+        unknown = [v for v in options.values.split(",") if v not in VALUE_NAMES]
+        if unknown:
+            parser.error(f"unknown --values {', '.join(unknown)}")
+        values = [VALUE_NAMES[v] for v in options.values.split(",")]
     fuzzer = Fuzzer(os.path.abspath(options.cli), os.path.abspath(options.project),
-                    os.path.abspath(options.work), QUICK_VALUES if options.quick else VALUES,
-                    options.jobs, options.show_taken)
+                    os.path.abspath(options.work), values, options.jobs, options.show_taken)
     names = options.files.split(",")
     unknown = [n for n in names if n not in FILES]
     if unknown:

@@ -91,10 +91,13 @@ class Runner:
             if text.startswith("@config "):
                 with open(os.path.join(self.base, "config.json"), encoding="utf-8") as f:
                     config = json.load(f)
-                for setting in text.split()[1:]:
-                    key, value = setting.split("=")
-                    config[key] = int(value)
+                # Each value goes in as written, JSON text that Python's json may not hold (1e400).
+                settings = [setting.split("=") for setting in text.split()[1:]]
+                for index, (key, _) in enumerate(settings):
+                    config[key] = "@value%d@" % index
                 text = json.dumps(config)
+                for index, (_, value) in enumerate(settings):
+                    text = text.replace('"@value%d@"' % index, value)
             elif text.startswith("@vocab duplicate="):
                 line = int(text.split("=")[1])  # line+1 becomes a copy of line (1-based)
                 with open(os.path.join(self.base, "vocab.txt"), encoding="utf-8") as f:
