@@ -45,6 +45,8 @@ torch::Tensor BertForQuestionAnsweringImpl::loss(const torch::Tensor& logits,
       throw Error("BertForQuestionAnswering::loss: positions must be int64 [" +
                   std::to_string(logits.size(0)) + "], got " + detail::shape_string(*positions));
     }
+    detail::check_device(*positions, "BertForQuestionAnswering::loss: positions", logits.device(),
+                         "as the logits");
   }
   const int64_t ignored = logits.size(1);
   const torch::Tensor start_logits = logits.select(2, 0).to(at::kFloat);

@@ -133,18 +133,12 @@ torch::Tensor BertForSequenceClassificationImpl::loss(const torch::Tensor& logit
   }
   if (head.problem_type == ProblemType::kRegression) {
     if (!labels.is_floating_point()) throw Error("loss: regression targets must be floating point");
+    detail::check_device(labels, "loss: labels", logits.device(), "as the logits");
     return at::mse_loss(logits.squeeze(-1).to(at::kFloat), labels.to(at::kFloat));
   }
   if (labels.scalar_type() != at::kLong) throw Error("loss: class labels must be int64");
-  if (labels.device().is_cpu() && labels.numel() > 0) {
-    auto [min, max] = at::aminmax(labels);
-    if (min.item<int64_t>() < 0 || max.item<int64_t>() >= head.num_labels) {
-      throw Error(
-          "loss: label " +
-          std::to_string(min.item<int64_t>() < 0 ? min.item<int64_t>() : max.item<int64_t>()) +
-          " is outside [0, " + std::to_string(head.num_labels) + ")");
-    }
-  }
+  detail::check_device(labels, "loss: labels", logits.device(), "as the logits");
+  detail::check_value_range(labels, "loss: labels", head.num_labels);
   return at::cross_entropy_loss(logits.to(at::kFloat), labels);
 }
 

@@ -143,7 +143,7 @@ torch::Tensor BertModelImpl::lower_hidden_states(const torch::Tensor& input_ids,
   const TaskRouting routing = active_routing(tasks_);
   torch::Tensor hidden = embeddings(input_ids, token_type_ids, routing);
   if (attention_mask.defined()) {
-    detail::check_same_shape(attention_mask, input_ids, "attention_mask", "input_ids");
+    detail::check_same_shape_and_device(attention_mask, input_ids, "attention_mask", "input_ids");
   }
   return encoder->run_layers(hidden, additive_mask_for(attention_mask, hidden), routing, 0,
                              static_cast<size_t>(layers));
@@ -156,11 +156,18 @@ BertModelOutput BertModelImpl::forward_from(const torch::Tensor& hidden,
     throw Error("forward_from: layer " + std::to_string(first_layer) + " of " +
                 std::to_string(config_.num_hidden_layers));
   }
-  if (hidden.dim() != 3 || hidden.size(2) != config_.hidden_size ||
+  if (hidden.dim() != 3 || hidden.size(2) != config_.hidden_size || !hidden.is_floating_point() ||
       (attention_mask.defined() &&
        (attention_mask.size(0) != hidden.size(0) || attention_mask.size(1) != hidden.size(1)))) {
-    throw Error("forward_from: hidden states must be [batch, seq, " +
-                std::to_string(config_.hidden_size) + "] matching the attention mask");
+    throw Error("forward_from: hidden states must be floating point [batch, seq, " +
+                std::to_string(config_.hidden_size) + "] matching the attention mask, got " +
+                std::string(c10::toString(hidden.scalar_type())) + " " +
+                detail::shape_string(hidden));
+  }
+  const at::Device device = embeddings->word_embeddings->weight.device();
+  detail::check_device(hidden, "forward_from: hidden states", device, "the model's weights");
+  if (attention_mask.defined()) {
+    detail::check_device(attention_mask, "attention_mask", device, "the model's weights");
   }
   const TaskRouting routing = active_routing(tasks_);
   BertModelOutput out;
@@ -186,7 +193,7 @@ BertModelOutput BertModelImpl::forward_routed(const torch::Tensor& input_ids,
   }
   torch::Tensor hidden = embeddings(input_ids, token_type_ids, routing);
   if (attention_mask.defined()) {
-    detail::check_same_shape(attention_mask, input_ids, "attention_mask", "input_ids");
+    detail::check_same_shape_and_device(attention_mask, input_ids, "attention_mask", "input_ids");
   }
   const torch::Tensor additive_mask = additive_mask_for(attention_mask, hidden);
   BertModelOutput out;

@@ -15,7 +15,27 @@ std::string shape_string(const at::Tensor& tensor) {
   return out + "]";
 }
 
-void check_token_ids(const at::Tensor& ids, const std::string& name, int64_t limit) {
+void check_device(const at::Tensor& tensor, const std::string& name, const at::Device& device,
+                  const std::string& whose) {
+  if (tensor.device() != device) {
+    throw Error(name + ": on " + tensor.device().str() + ", expected " + device.str() + " (" +
+                whose + ")");
+  }
+}
+
+void check_value_range(const at::Tensor& values, const std::string& name, int64_t limit) {
+  if (!values.device().is_cpu() || values.numel() == 0) return;
+  auto [min, max] = at::aminmax(values);
+  const int64_t lo = min.item<int64_t>();
+  const int64_t hi = max.item<int64_t>();
+  if (lo < 0 || hi >= limit) {
+    throw Error(name + ": values must lie in [0, " + std::to_string(limit) + "), found " +
+                std::to_string(lo < 0 ? lo : hi));
+  }
+}
+
+void check_token_ids(const at::Tensor& ids, const std::string& name, int64_t limit,
+                     const at::Device& device) {
   if (!ids.defined()) throw Error(name + ": tensor is undefined");
   if (ids.dim() != 2 || ids.size(1) < 1) {
     throw Error(name + ": expected shape [batch, seq] with seq >= 1, got " + shape_string(ids));
@@ -24,23 +44,17 @@ void check_token_ids(const at::Tensor& ids, const std::string& name, int64_t lim
     throw Error(name + ": expected dtype int64, got " +
                 std::string(c10::toString(ids.scalar_type())));
   }
-  if (ids.device().is_cpu() && ids.numel() > 0) {
-    auto [min, max] = at::aminmax(ids);
-    int64_t lo = min.item<int64_t>();
-    int64_t hi = max.item<int64_t>();
-    if (lo < 0 || hi >= limit) {
-      throw Error(name + ": values must lie in [0, " + std::to_string(limit) + "), found " +
-                  std::to_string(lo < 0 ? lo : hi));
-    }
-  }
+  check_device(ids, name, device, "the model's weights");
+  check_value_range(ids, name, limit);
 }
 
-void check_same_shape(const at::Tensor& tensor, const at::Tensor& reference,
-                      const std::string& name, const std::string& reference_name) {
+void check_same_shape_and_device(const at::Tensor& tensor, const at::Tensor& reference,
+                                 const std::string& name, const std::string& reference_name) {
   if (!tensor.sizes().equals(reference.sizes())) {
     throw Error(name + ": expected shape " + shape_string(reference) + " (as " + reference_name +
                 "), got " + shape_string(tensor));
   }
+  check_device(tensor, name, reference.device(), "as " + reference_name);
 }
 
 }  // namespace adaptertune::detail

@@ -6,6 +6,8 @@
 
 #include <c10/core/InferenceMode.h>
 
+#include "adaptertune/bert_for_masked_lm.h"
+#include "adaptertune/bert_for_question_answering.h"
 #include "adaptertune/bert_for_sequence_classification.h"
 #include "adaptertune/error.h"
 #include "adaptertune/inference/prepare_for_inference.h"
@@ -590,6 +592,60 @@ TEST_P(BertModelTest, BadInputsGetClearErrors) {
     EXPECT_ERROR_CONTAINS(model(input, torch::Tensor(), ids({{0, 2, 1}}, device())),
                           "token_type_ids: values must lie in [0, 2), found 2");
   }
+  // A tensor on another device than the model's gets an Error, not LibTorch's (meta is another
+  // device whatever the test's).
+  const auto meta = torch::TensorOptions().device(torch::kMeta).dtype(torch::kLong);
+  EXPECT_ERROR_CONTAINS(model(torch::ones({1, 3}, meta)),
+                        "input_ids: on meta, expected " + model->parameters()[0].device().str() +
+                            " (the model's weights)");
+  EXPECT_ERROR_CONTAINS(
+      model(input, torch::ones({1, 3}, meta)),
+      "attention_mask: on meta, expected " + input.device().str() + " (as input_ids)");
+  EXPECT_ERROR_CONTAINS(model(input, torch::Tensor(), torch::zeros({1, 3}, meta)),
+                        "token_type_ids: on meta, expected");
+  const int64_t width = tiny_config().hidden_size;
+  EXPECT_ERROR_CONTAINS(model->forward_from(torch::zeros({1, 3, width}, meta.dtype(torch::kFloat)),
+                                            torch::Tensor(), 1),
+                        "forward_from: hidden states: on meta, expected");
+  EXPECT_ERROR_CONTAINS(
+      model->forward_from(torch::zeros({1, 3, width}, torch::kLong).to(device()), {}, 1),
+      "forward_from: hidden states must be floating point [batch, seq, " + std::to_string(width) +
+          "] matching the attention mask, got Long [1, 3, " + std::to_string(width) + "]");
+}
+
+TEST_P(BertModelTest, HeadLossesRefuseBadLabelsWithClearErrors) {
+  auto input = ids({{1, 5, 7}}, device());
+  const auto meta = torch::TensorOptions().device(torch::kMeta).dtype(torch::kLong);
+  BertForMaskedLM masked_lm(tiny_config());
+  masked_lm->to(device());
+  EXPECT_ERROR_CONTAINS(masked_lm->loss(input, torch::zeros({1, 3}, torch::kFloat).to(device())),
+                        "labels: expected dtype int64");
+  EXPECT_ERROR_CONTAINS(masked_lm->loss(input, torch::full({1, 3}, -100, meta)),
+                        "labels: on meta, expected");
+  if (device().is_cpu()) {
+    EXPECT_ERROR_CONTAINS(masked_lm->loss(input, ids({{-100, 500, -100}}, device())),
+                          "labels (other than -100): values must lie in [0, 120), found 500");
+    EXPECT_ERROR_CONTAINS(masked_lm->loss(input, ids({{-100, -5, 3}}, device())),
+                          "labels (other than -100): values must lie in [0, 120), found -5");
+  }
+  EXPECT_TRUE(
+      torch::isfinite(masked_lm->loss(input, ids({{-100, 119, 0}}, device()))).item<bool>());
+
+  BertForSequenceClassification classifier(tiny_config(), HeadConfig{});
+  classifier->to(device());
+  EXPECT_ERROR_CONTAINS(classifier->loss(classifier(input), torch::ones({1}, meta)),
+                        "loss: labels: on meta, expected");
+  BertForSequenceClassification regressor(tiny_config(), HeadConfig::regression());
+  regressor->to(device());
+  EXPECT_ERROR_CONTAINS(
+      regressor->loss(regressor(input), torch::ones({1}, meta.dtype(torch::kFloat))),
+      "loss: labels: on meta, expected");
+
+  BertForQuestionAnswering answering(tiny_config());
+  answering->to(device());
+  const auto position = ids({{1}}, device()).reshape({1});
+  EXPECT_ERROR_CONTAINS(answering->loss(answering(input), torch::ones({1}, meta), position),
+                        "BertForQuestionAnswering::loss: positions: on meta, expected");
 }
 
 TEST(BertModelNames, ParameterNamesAreHuggingFaceKeys) {
@@ -643,7 +699,7 @@ TEST(BertForSequenceClassification, LossForClassificationAndRegression) {
               torch::nn::functional::cross_entropy(logits, torch::tensor({0, 2})).item<double>(),
               1e-6);
   EXPECT_ERROR_CONTAINS(classifier->loss(logits, torch::tensor({0, 3}, torch::kLong)),
-                        "label 3 is outside [0, 3)");
+                        "loss: labels: values must lie in [0, 3), found 3");
   EXPECT_ERROR_CONTAINS(classifier->loss(logits, torch::tensor({0}, torch::kLong)),
                         "labels must have shape [2], got [1]");
 

@@ -20,7 +20,8 @@ class BertForMaskedLMImpl : public torch::nn::Module {
 
   /// Vocabulary logits at the positions where `labels` is not -100, and those labels:
   /// ([masked, vocab], [masked]). Computing only the masked positions keeps the vocabulary
-  /// projection cheap.
+  /// projection cheap. `labels` is int64 [batch, seq] on the device of `input_ids`; throws Error
+  /// otherwise and, on CPU, on a label other than -100 outside the vocabulary.
   std::pair<torch::Tensor, torch::Tensor> masked_logits(const torch::Tensor& input_ids,
                                                         const torch::Tensor& labels,
                                                         const torch::Tensor& attention_mask = {});

@@ -33,7 +33,8 @@ class BertForQuestionAnsweringImpl : public torch::nn::Module {
 
   /// Hugging Face's loss: the mean of the start and end cross-entropies over [batch] int64
   /// positions. A position outside the sequence (e.g. of an answer cut off by the window) is
-  /// clamped to `seq` and ignored, as in Python. Throws Error on shape mismatch.
+  /// clamped to `seq` and ignored, as in Python. Throws Error on a shape, dtype or device (the
+  /// logits') mismatch.
   torch::Tensor loss(const torch::Tensor& logits, const torch::Tensor& start_positions,
                      const torch::Tensor& end_positions) const;
 

@@ -50,8 +50,8 @@ class BertForSequenceClassificationImpl : public torch::nn::Module {
                                             const TaskRouting& routing);
 
   /// Cross-entropy over int64 class ids [batch], or mean squared error against float targets
-  /// [batch] for regression, as the active task's head says. Throws Error on shape or label
-  /// mismatch.
+  /// [batch] for regression, as the active task's head says, on the logits' device. Throws Error
+  /// on a shape, dtype or device mismatch and, on CPU, on a class id outside the head's labels.
   torch::Tensor loss(const torch::Tensor& logits, const torch::Tensor& labels) const;
 
   /// Adds task `name`: its adapters (BertModelImpl::add_adapter()) and a new head for `head`

@@ -48,8 +48,9 @@ class BertModelImpl : public torch::nn::Module {
   explicit BertModelImpl(BertConfig config, bool add_pooling_layer = true);
 
   /// `input_ids` [batch, seq] int64; `attention_mask` [batch, seq] (undefined = all tokens);
-  /// `token_type_ids` [batch, seq] (undefined = all zero). Runs the active task (none: the plain
-  /// base). Throws Error on bad shapes. `output` as in forward_routed().
+  /// `token_type_ids` [batch, seq] (undefined = all zero), all on the model's device. Runs the
+  /// active task (none: the plain base). Throws Error on bad shapes, dtypes or devices and, on
+  /// CPU, on ids beyond the vocabulary or the token types. `output` as in forward_routed().
   BertModelOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                           const torch::Tensor& token_type_ids = {},
                           LastLayerOutput output = LastLayerOutput::kAllPositions);

@@ -37,7 +37,9 @@ void BertEmbeddingsImpl::remove_task(const std::string& name) {
 torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids,
                                           const torch::Tensor& token_type_ids,
                                           const TaskRouting& routing) {
-  detail::check_token_ids(input_ids, "input_ids", word_embeddings->options.num_embeddings());
+  const at::Device device = word_embeddings->weight.device();
+  detail::check_token_ids(input_ids, "input_ids", word_embeddings->options.num_embeddings(),
+                          device);
   const int64_t seq = input_ids.size(1);
   if (seq > max_positions_) {
     throw Error("BertEmbeddings: sequence length " + std::to_string(seq) +
@@ -46,8 +48,8 @@ torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids,
   auto positions = torch::arange(seq, input_ids.options().dtype(torch::kLong));
   torch::Tensor embeddings = word_embeddings(input_ids) + position_embeddings(positions);
   if (token_type_ids.defined()) {
-    detail::check_same_shape(token_type_ids, input_ids, "token_type_ids", "input_ids");
-    detail::check_token_ids(token_type_ids, "token_type_ids", type_vocab_size_);
+    detail::check_same_shape_and_device(token_type_ids, input_ids, "token_type_ids", "input_ids");
+    detail::check_token_ids(token_type_ids, "token_type_ids", type_vocab_size_, device);
     embeddings = embeddings + token_type_embeddings(token_type_ids);
   } else {
     // Type 0 for every token: add row 0 instead of gathering a tensor of zeros.
