@@ -19,7 +19,10 @@ expect_error() {
 
 # Bad usage and bad input: exit 1, one line.
 expect_error 1 '^adaptertune: error: .*--task.*required.*adaptertune train --help' -- "$cli" train --model "$base"
-expect_error 1 '^adaptertune: error: .*--no-such-flag' -- "$cli" params --no-such-flag
+expect_error 1 '^adaptertune: error: unknown option --no-such-flag \(see: adaptertune params --help\)$' -- "$cli" params --no-such-flag
+# A mistyped flag is named, with the flag meant, before any required flag it leaves missing.
+expect_error 1 '^adaptertune: error: unknown option --modle \(did you mean --model\?\) \(see: adaptertune train --help\)$' -- "$cli" train --modle "$base" --task SST-2
+expect_error 1 'unknown option --treads \(did you mean --threads\?\)' -- "$cli" serve --model "$base" --treads=4
 expect_error 1 '^adaptertune: error: .*A subcommand is required' -- "$cli"
 expect_error 1 '^adaptertune: error: unknown command "trian" \(commands: params, tokenize, pretrain, train, eval, predict, serve, inspect\)' -- "$cli" trian --task SST-2
 expect_error 1 'unknown device "gpu"' -- "$cli" eval --task SST-2 --model "$base" --data-dir "$glue" --device gpu
@@ -32,6 +35,9 @@ expect_error 1 'top-layers applies to --train top-k' -- "$cli" train --task SST-
 echo '{"epochs": ' >"$work/bad.json"
 expect_error 1 'bad.json: invalid JSON' -- "$cli" train --options "$work/bad.json"
 "$cli" params --help >/dev/null 2>&1 || fail "--help did not exit 0"
+# The usage line names the program and the command (CLI11 gets no argv[0] to take it from).
+usage=$("$cli" train --help | sed -n 2p)
+[ "$usage" = "Usage: adaptertune train [OPTIONS]" ] || fail "train --help's usage line: $usage"
 
 # --options keeps false booleans, in both spellings. The shipped base has no pooler, so the
 # pooler trains by default; the options file turns that off.

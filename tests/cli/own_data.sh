@@ -171,7 +171,7 @@ refused "unknown GLUE task \"reviews\" (expected one of CoLA, SST-2, MRPC, STS-B
   "$cli" train --task reviews "${common[@]}" --out "$work/x"
 # predict reads no labels: a test file's label column is ignored whatever its name, so the flag
 # that names it is not predict's.
-refused "^adaptertune: error: The following arguments were not expected: sentiment --label-column" \
+refused "^adaptertune: error: unknown option --label-column (see: adaptertune predict --help)" \
   "$cli" predict --task reviews --test-file "$work/reviews_test.jsonl" "${reviews[@]}" \
   --model "$base" --adapter-pack "$work/reviews/best"
 refused "is not a GLUE task (use labels, json or logits)" \

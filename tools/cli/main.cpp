@@ -131,6 +131,50 @@ std::string unknown_command(const CLI::App& app, const std::vector<std::string>&
   return "unknown command \"" + args.front() + "\" (commands: " + commands + ")";
 }
 
+// Edits (insertions, deletions, substitutions) that turn `a` into `b`.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// For a long flag the command does not have ("adaptertune train --modle m"): CLI11 reports a
+// missing required flag before it ("--model is required"), and never the flag that was meant.
+std::string unknown_option(const CLI::App& app, const std::vector<std::string>& args) {
+  const std::vector<CLI::App*> commands = app.get_subcommands();
+  if (commands.empty()) return "";
+  const CLI::App& command = *commands.front();
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (args[i].rfind("--", 0) != 0 || args[i].size() == 2) continue;
+    const std::string flag = args[i].substr(0, args[i].find('='));
+    if (command.get_option_no_throw(flag) != nullptr) continue;
+    std::string message = "unknown option " + flag;
+    std::string closest;
+    size_t closest_distance = 3;  // a typo: two edits at most
+    for (const CLI::Option* option : command.get_options()) {
+      for (const std::string& name : option->get_lnames()) {
+        const size_t distance = edit_distance(flag.substr(2), name);
+        if (distance < closest_distance) {
+          closest_distance = distance;
+          closest = "--" + name;
+        }
+      }
+    }
+    if (!closest.empty()) message += " (did you mean " + closest + "?)";
+    return message;
+  }
+  return "";
+}
+
 int usage_error(const CLI::App& app, const std::string& message) {
   std::string command;
   for (const CLI::App* sub : app.get_subcommands()) command = " " + sub->get_name();
@@ -147,7 +191,8 @@ int main(int argc, char** argv) {
   adaptertune::tune_cpu_allocator();
   CLI::App app{
       "adaptertune: parameter-efficient fine-tuning of BERT encoders with bottleneck "
-      "adapters"};
+      "adapters",
+      "adaptertune"};  // parse() is given a vector, not argv: --help's usage line needs the name
   app.set_version_flag("--version", std::string("adaptertune ") + adaptertune::version());
   app.require_subcommand(1);
   // An option given twice (from --options and on the command line) takes the last value.
@@ -180,7 +225,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const std::string unknown = unknown_command(app, expanded.args);
     if (!unknown.empty()) return usage_error(app, unknown);
-    return usage_error(app, with_options_source(expanded, one_line(e.what())));
+    const std::string unknown_flag = unknown_option(app, expanded.args);
+    return usage_error(app, with_options_source(expanded, unknown_flag.empty() ? one_line(e.what())
+                                                                               : unknown_flag));
   }
   // LibTorch seeds its generators from the OS; a fixed seed makes whatever a command initialises
   // (a head or pooler that a checkpoint does not hold) the same every run. train and pretrain
