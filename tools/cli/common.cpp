@@ -47,13 +47,6 @@ CLI::Validator finite_number(double min, bool exclusive, std::optional<double> m
       range);
 }
 
-void check_max_length_flag(const std::string& model_dir, std::optional<int64_t> max_length) {
-  if (max_length) {
-    BertConfig::from_file(model_dir + "/config.json")
-        .check_sequence_length(*max_length, "--max-length");
-  }
-}
-
 int64_t max_length_for(const std::string& model_dir, std::optional<int64_t> max_length,
                        int64_t preferred) {
   const BertConfig config = BertConfig::from_file(model_dir + "/config.json");
@@ -78,11 +71,12 @@ void add_predictor_options(CLI::App* cmd, std::optional<int64_t>& max_length, st
 PredictorOptions predictor_options(const std::string& model_dir, const std::string& device,
                                    const std::optional<std::string>& precision,
                                    std::optional<int64_t> max_length) {
-  check_max_length_flag(model_dir, max_length);
   PredictorOptions options;
+  // 0: what each pack (or the model directory) records; a given length is checked against the
+  // model's positions here, so that the error names the flag.
+  options.max_length = max_length ? max_length_for(model_dir, max_length, *max_length) : 0;
   options.device = parse_device(device);
   if (precision) options.precision = parse_precision(*precision);
-  options.max_length = max_length.value_or(0);
   return options;
 }
 

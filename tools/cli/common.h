@@ -30,12 +30,10 @@ CLI::Validator integer_range(int64_t min, std::optional<int64_t> max = std::null
 CLI::Validator finite_number(double min, bool exclusive = false,
                              std::optional<double> max = std::nullopt);
 
-/// Throws Error when `--max-length` (if given) is more than the model directory's
-/// max_position_embeddings, so that a run refuses it up front rather than failing mid-way.
-void check_max_length_flag(const std::string& model_dir, std::optional<int64_t> max_length);
-/// The length a command runs with: `--max-length` when given (checked as above), else
-/// `preferred`, or all of the model's positions when it has fewer
-/// (BertConfig::default_sequence_length()).
+/// The length a command runs with: `--max-length` when given, else `preferred`, or all of the
+/// model's positions when it has fewer (BertConfig::default_sequence_length()). Throws Error when
+/// `--max-length` is more than the model directory's max_position_embeddings, so that a run
+/// refuses it up front, naming the flag, rather than failing mid-way.
 int64_t max_length_for(const std::string& model_dir, std::optional<int64_t> max_length,
                        int64_t preferred);
 
