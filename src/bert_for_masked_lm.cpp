@@ -15,7 +15,9 @@ BertForMaskedLMImpl::BertForMaskedLMImpl(const BertConfig& config) {
 std::pair<torch::Tensor, torch::Tensor> BertForMaskedLMImpl::masked_logits(
     const torch::Tensor& input_ids, const torch::Tensor& labels,
     const torch::Tensor& attention_mask) {
-  if (labels.scalar_type() != at::kLong) throw Error("labels: expected dtype int64");
+  if (!labels.defined() || labels.scalar_type() != at::kLong) {
+    throw Error("labels: expected int64 [batch, seq], got " + detail::tensor_string(labels));
+  }
   torch::Tensor hidden = bert(input_ids, attention_mask).last_hidden_state;
   detail::check_same_shape_and_device(labels, input_ids, "labels", "input_ids");
   torch::Tensor positions = (labels.reshape(-1) != -100).nonzero().squeeze(-1);

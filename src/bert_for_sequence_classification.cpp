@@ -127,7 +127,12 @@ const HeadConfig& BertForSequenceClassificationImpl::head_config(
 torch::Tensor BertForSequenceClassificationImpl::loss(const torch::Tensor& logits,
                                                       const torch::Tensor& labels) const {
   const HeadConfig& head = head_config(bert->active_adapter());
-  if (labels.dim() != 1 || labels.size(0) != logits.size(0)) {
+  const int64_t outputs = head.problem_type == ProblemType::kRegression ? 1 : head.num_labels;
+  if (!logits.defined() || logits.dim() != 2 || logits.size(1) != outputs) {
+    throw Error("loss: logits must be [batch, " + std::to_string(outputs) +
+                "] for the active head, got " + detail::shape_string(logits));
+  }
+  if (!labels.defined() || labels.dim() != 1 || labels.size(0) != logits.size(0)) {
     throw Error("loss: labels must have shape [" + std::to_string(logits.size(0)) + "], got " +
                 detail::shape_string(labels));
   }

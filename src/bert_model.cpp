@@ -161,8 +161,7 @@ BertModelOutput BertModelImpl::forward_from(const torch::Tensor& hidden,
        (attention_mask.size(0) != hidden.size(0) || attention_mask.size(1) != hidden.size(1)))) {
     throw Error("forward_from: hidden states must be floating point [batch, seq, " +
                 std::to_string(config_.hidden_size) + "] matching the attention mask, got " +
-                std::string(c10::toString(hidden.scalar_type())) + " " +
-                detail::shape_string(hidden));
+                detail::tensor_string(hidden));
   }
   const at::Device device = embeddings->word_embeddings->weight.device();
   detail::check_device(hidden, "forward_from: hidden states", device, "the model's weights");

@@ -7,12 +7,18 @@
 namespace adaptertune::detail {
 
 std::string shape_string(const at::Tensor& tensor) {
+  if (!tensor.defined()) return "undefined";
   std::string out = "[";
   for (int64_t i = 0; i < tensor.dim(); ++i) {
     if (i > 0) out += ", ";
     out += std::to_string(tensor.size(i));
   }
   return out + "]";
+}
+
+std::string tensor_string(const at::Tensor& tensor) {
+  if (!tensor.defined()) return "undefined";
+  return std::string(c10::toString(tensor.scalar_type())) + " " + shape_string(tensor);
 }
 
 void check_device(const at::Tensor& tensor, const std::string& name, const at::Device& device,

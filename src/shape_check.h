@@ -9,8 +9,10 @@
 
 namespace adaptertune::detail {
 
-/// "[2, 7]" for a tensor of that shape.
+/// "[2, 7]" for a tensor of that shape; "undefined" for an undefined tensor.
 std::string shape_string(const at::Tensor& tensor);
+/// "Long [2, 7]": dtype and shape; "undefined" for an undefined tensor.
+std::string tensor_string(const at::Tensor& tensor);
 
 /// `tensor` must lie on `device`, where `whose` says what else is there ("the model's weights").
 void check_device(const at::Tensor& tensor, const std::string& name, const at::Device& device,

@@ -619,7 +619,9 @@ TEST_P(BertModelTest, HeadLossesRefuseBadLabelsWithClearErrors) {
   BertForMaskedLM masked_lm(tiny_config());
   masked_lm->to(device());
   EXPECT_ERROR_CONTAINS(masked_lm->loss(input, torch::zeros({1, 3}, torch::kFloat).to(device())),
-                        "labels: expected dtype int64");
+                        "labels: expected int64 [batch, seq], got Float [1, 3]");
+  EXPECT_ERROR_CONTAINS(masked_lm->loss(input, torch::Tensor()),
+                        "labels: expected int64 [batch, seq], got undefined");
   EXPECT_ERROR_CONTAINS(masked_lm->loss(input, torch::full({1, 3}, -100, meta)),
                         "labels: on meta, expected");
   if (device().is_cpu()) {
@@ -635,6 +637,14 @@ TEST_P(BertModelTest, HeadLossesRefuseBadLabelsWithClearErrors) {
   classifier->to(device());
   EXPECT_ERROR_CONTAINS(classifier->loss(classifier(input), torch::ones({1}, meta)),
                         "loss: labels: on meta, expected");
+  // Logits that are not the active head's: cross-entropy would take any number of classes.
+  const auto label = ids({{1}}, device()).reshape({1});
+  EXPECT_ERROR_CONTAINS(classifier->loss(torch::zeros({1, 5}).to(device()), label),
+                        "loss: logits must be [batch, 2] for the active head, got [1, 5]");
+  EXPECT_ERROR_CONTAINS(classifier->loss(torch::zeros({2}).to(device()), label),
+                        "loss: logits must be [batch, 2] for the active head, got [2]");
+  EXPECT_ERROR_CONTAINS(classifier->loss(classifier(input), torch::Tensor()),
+                        "loss: labels must have shape [1], got undefined");
   BertForSequenceClassification regressor(tiny_config(), HeadConfig::regression());
   regressor->to(device());
   EXPECT_ERROR_CONTAINS(
@@ -643,8 +653,7 @@ TEST_P(BertModelTest, HeadLossesRefuseBadLabelsWithClearErrors) {
 
   BertForQuestionAnswering answering(tiny_config());
   answering->to(device());
-  const auto position = ids({{1}}, device()).reshape({1});
-  EXPECT_ERROR_CONTAINS(answering->loss(answering(input), torch::ones({1}, meta), position),
+  EXPECT_ERROR_CONTAINS(answering->loss(answering(input), torch::ones({1}, meta), label),
                         "BertForQuestionAnswering::loss: positions: on meta, expected");
 }
 
