@@ -37,6 +37,11 @@ OVERFLOW = object()  # 1e400: valid JSON beyond a double's range, which Python's
 # Values that go into the file as placeholders, replaced by their text once it is written.
 RAW = {DEEP: (b'"@DEEP@"', b"[" * 10**6 + b"]" * 10**6, "a million arrays deep"),
        OVERFLOW: (b'"@OVERFLOW@"', b"1e400", "1e400")}
+
+
+def is_raw(value):
+    """Whether `value` is one of RAW's (by identity: [] and {} cannot be looked up in a dict)."""
+    return any(value is raw for raw in RAW)
 # One value of every JSON type, the integers and floats that break conversions, DEEP and OVERFLOW.
 VALUES = [None, -1, 2**64 - 1, 1e300, OVERFLOW, 0.5, "x", [], {}, True, DEEP]
 QUICK_VALUES = [None, -1, 2**64 - 1, "x", {}]
@@ -92,14 +97,14 @@ def variants(document, values):
         return written
 
     def placed(value):
-        return RAW[value][0].decode().strip('"') if value in RAW else value
+        return RAW[value][0].decode().strip('"') if is_raw(value) else value
 
     def where(path):
         return "".join(f"[{step!r}]" for step in path) or "the document"
 
     for path in value_paths(document):
         for value in values + ([DELETE] if isinstance(path[-1], str) else []):
-            shown = ("deleted" if value is DELETE else RAW[value][2] if value in RAW
+            shown = ("deleted" if value is DELETE else RAW[value][2] if is_raw(value)
                      else json.dumps(value))
             changed = replaced(document, path, placed(value))
             yield f"{where(path)} = {shown}", text(changed)
@@ -112,7 +117,7 @@ def variants(document, values):
         yield f"{where(path)} gains an unknown key", text(extended)
     for value in values:
         if value is not DEEP:
-            yield f"the document = {RAW[value][2] if value in RAW else json.dumps(value)}", \
+            yield f"the document = {RAW[value][2] if is_raw(value) else json.dumps(value)}", \
                 text(placed(value))
     whole = text(document)
     yield "an empty file", b""
