@@ -127,22 +127,21 @@ const HeadConfig& BertForSequenceClassificationImpl::head_config(
 torch::Tensor BertForSequenceClassificationImpl::loss(const torch::Tensor& logits,
                                                       const torch::Tensor& labels) const {
   const HeadConfig& head = head_config(bert->active_adapter());
-  const int64_t outputs = head.problem_type == ProblemType::kRegression ? 1 : head.num_labels;
-  if (!logits.defined() || logits.dim() != 2 || logits.size(1) != outputs) {
-    throw Error("loss: logits must be [batch, " + std::to_string(outputs) +
+  // A regression head has num_labels 1 (HeadConfig::validate()).
+  if (!logits.defined() || logits.dim() != 2 || logits.size(1) != head.num_labels) {
+    throw Error("loss: logits must be [batch, " + std::to_string(head.num_labels) +
                 "] for the active head, got " + detail::shape_string(logits));
   }
   if (!labels.defined() || labels.dim() != 1 || labels.size(0) != logits.size(0)) {
     throw Error("loss: labels must have shape [" + std::to_string(logits.size(0)) + "], got " +
                 detail::shape_string(labels));
   }
+  detail::check_device(labels, "loss: labels", logits.device(), "as the logits");
   if (head.problem_type == ProblemType::kRegression) {
     if (!labels.is_floating_point()) throw Error("loss: regression targets must be floating point");
-    detail::check_device(labels, "loss: labels", logits.device(), "as the logits");
     return at::mse_loss(logits.squeeze(-1).to(at::kFloat), labels.to(at::kFloat));
   }
   if (labels.scalar_type() != at::kLong) throw Error("loss: class labels must be int64");
-  detail::check_device(labels, "loss: labels", logits.device(), "as the logits");
   detail::check_value_range(labels, "loss: labels", head.num_labels);
   return at::cross_entropy_loss(logits.to(at::kFloat), labels);
 }
