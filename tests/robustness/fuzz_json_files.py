@@ -14,8 +14,8 @@ file), is changed one value at a time: every value in it (each object's members,
 first element, at any depth) becomes null, -1, 2^64-1, 1e300, 1e400 (beyond a double), 0.5, "x",
 [], {}, true and arrays nested a million deep, or goes away; an unknown key is added to each
 object; the whole document becomes each of those values, an empty file, a truncated one and one
-with a byte that is not UTF-8 (`--values` tries only the values it names). The command that reads the
-file (predict, eval, train --resume, pretrain --resume) runs on each variant, and must exit 0 (a
+with a byte that is not UTF-8 (`--values` tries only the values it names). The command that reads
+the file (predict, eval, train --resume, pretrain --resume) runs on each variant, and must exit 0 (a
 value it can take) or 1 with `adaptertune: error: ...` as its last line of stderr: never another
 exit code, an "internal error", LibTorch's frames, or a hang. `--quick` tries fewer values
 (null, -1, 2^64-1, "x", {}). A bad value taken silently is not caught here (cases.json pins the
@@ -34,14 +34,10 @@ import sys
 DELETE = object()  # a member that goes away
 DEEP = object()  # arrays nested a million deep: copying or writing such a value recursed per level
 OVERFLOW = object()  # 1e400: valid JSON beyond a double's range, which Python's json cannot write
-# Values that go into the file as placeholders, replaced by their text once it is written.
-RAW = {DEEP: (b'"@DEEP@"', b"[" * 10**6 + b"]" * 10**6, "a million arrays deep"),
-       OVERFLOW: (b'"@OVERFLOW@"', b"1e400", "1e400")}
-
-
-def is_raw(value):
-    """Whether `value` is one of RAW's (by identity: [] and {} cannot be looked up in a dict)."""
-    return any(value is raw for raw in RAW)
+# Values that go into the file as placeholder strings, replaced by their text once it is written:
+# (placeholder, text, how a variant names it).
+RAW = {DEEP: ("@DEEP@", b"[" * 10**6 + b"]" * 10**6, "a million arrays deep"),
+       OVERFLOW: ("@OVERFLOW@", b"1e400", "1e400")}
 # One value of every JSON type, the integers and floats that break conversions, DEEP and OVERFLOW.
 VALUES = [None, -1, 2**64 - 1, 1e300, OVERFLOW, 0.5, "x", [], {}, True, DEEP]
 QUICK_VALUES = [None, -1, 2**64 - 1, "x", {}]
@@ -52,6 +48,11 @@ TIMEOUT_S = 300
 FILES = ("adapter_config", "head_config", "flex_head_config", "fusion_config",
          "span_adapter_config", "config", "span_model_config", "tokenizer_config", "trainer_state",
          "pretraining_trainer_state", "squad")
+
+
+def is_raw(value):
+    """Whether `value` is one of RAW's (by identity: [] and {} cannot be looked up in a dict)."""
+    return any(value is raw for raw in RAW)
 
 
 def value_paths(document, path=()):
@@ -93,21 +94,22 @@ def variants(document, values):
         # DEEP goes in as a placeholder (json.dumps() itself recurses per level), OVERFLOW too.
         written = json.dumps(doc, indent=2).encode("utf-8")
         for placeholder, raw, _ in RAW.values():
-            written = written.replace(placeholder, raw)
+            written = written.replace(b'"%s"' % placeholder.encode(), raw)
         return written
 
     def placed(value):
-        return RAW[value][0].decode().strip('"') if is_raw(value) else value
+        return RAW[value][0] if is_raw(value) else value
+
+    def shown(value):
+        return RAW[value][2] if is_raw(value) else json.dumps(value)
 
     def where(path):
         return "".join(f"[{step!r}]" for step in path) or "the document"
 
     for path in value_paths(document):
         for value in values + ([DELETE] if isinstance(path[-1], str) else []):
-            shown = ("deleted" if value is DELETE else RAW[value][2] if is_raw(value)
-                     else json.dumps(value))
             changed = replaced(document, path, placed(value))
-            yield f"{where(path)} = {shown}", text(changed)
+            yield f"{where(path)} = {'deleted' if value is DELETE else shown(value)}", text(changed)
     for path in object_paths(document):
         extended = copy.deepcopy(document)
         target = extended
@@ -117,8 +119,7 @@ def variants(document, values):
         yield f"{where(path)} gains an unknown key", text(extended)
     for value in values:
         if value is not DEEP:
-            yield f"the document = {RAW[value][2] if is_raw(value) else json.dumps(value)}", \
-                text(placed(value))
+            yield f"the document = {shown(value)}", text(placed(value))
     whole = text(document)
     yield "an empty file", b""
     yield "a truncated file", whole[: len(whole) // 2]
