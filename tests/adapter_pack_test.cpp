@@ -523,9 +523,17 @@ TEST(AdapterPack, BadPacksFailCleanlyAndLeaveTheModelUnchanged) {
   write_file_atomic(head_path, head_text);
   EXPECT_NO_THROW(read_adapter_pack_info(dir));
 
-  EXPECT_ERROR_CONTAINS(read_adapter_pack_info(fresh_dir("missing")),
+  const std::string empty_dir = fresh_dir("empty");
+  make_directories(empty_dir);
+  EXPECT_ERROR_CONTAINS(read_adapter_pack_info(empty_dir),
                         "not an adapter pack (it has neither adapter_config.json nor "
                         "adapter_fusion_config.json)");
+  EXPECT_ERROR_CONTAINS(read_adapter_pack_info(fresh_dir("missing")),
+                        "_missing_" + std::to_string(::getpid()) +
+                            ": no such directory, where an adapter pack was expected (a "
+                            "directory holding adapter_config.json or adapter_fusion_config.json)");
+  EXPECT_ERROR_CONTAINS(load_adapter_pack(model, head_path),
+                        "head_config.json: a file, where an adapter pack was expected");
   EXPECT_ERROR_CONTAINS(save_adapter_pack(model, "nope", fresh_dir("nope")),
                         "no adapter named \"nope\"");
 }

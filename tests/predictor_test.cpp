@@ -236,7 +236,7 @@ TEST(Predictor, ErrorsNameTheRequestAndThePack) {
   EXPECT_ERROR_CONTAINS(Predictor(files().model, {files().packs[0], files().packs[0]}),
                         "adapter \"sentiment\" already exists");
   EXPECT_ERROR_CONTAINS(Predictor(files().model, {files().root + "/missing"}),
-                        "missing: not an adapter pack");
+                        "missing: no such directory, where an adapter pack was expected");
   PredictorOptions fp16;
   fp16.precision = Precision::kFloat16;
   EXPECT_ERROR_CONTAINS(Predictor(files().model, files().packs, fp16),

@@ -8,8 +8,6 @@
 #include <optional>
 #include <stdexcept>
 
-#include <sys/stat.h>
-
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
@@ -23,6 +21,7 @@
 #endif
 
 #include "adaptertune/error.h"
+#include "adaptertune/io/atomic_file.h"
 
 namespace adaptertune {
 namespace {
@@ -188,8 +187,7 @@ ProcessGroup::ProcessGroup(const DistributedOptions& given, c10::Device device)
       // The store retries a file it cannot create until its timeout: a missing directory (a
       // typing error, a file system not mounted) would only show after it.
       const std::string directory = path.substr(0, path.find_last_of('/') + 1);
-      struct stat st {};
-      if (!directory.empty() && (::stat(directory.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))) {
+      if (!directory.empty() && !directory_exists(directory)) {
         throw Error("distributed: init_method " + options.init_method + ": directory " + directory +
                     " does not exist");
       }

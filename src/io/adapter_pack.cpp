@@ -412,6 +412,11 @@ namespace {
 // head_config.json describes, if it does: what load_pack() needs of that file, read once.
 AdapterPackInfo read_pack_info(const std::string& directory,
                                std::optional<detail::FlexHead>* flex_head) {
+  if (!directory_exists(directory)) {
+    throw Error(directory + ": " + (file_exists(directory) ? "a file" : "no such directory") +
+                ", where an adapter pack was expected (a directory holding " + kConfigFile +
+                " or " + kFusionConfigFile + ")");
+  }
   const bool fusion = !file_exists(directory + "/" + kConfigFile) &&
                       file_exists(directory + "/" + kFusionConfigFile);
   if (!fusion && !file_exists(directory + "/" + kConfigFile)) {

@@ -111,6 +111,11 @@ bool file_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+bool directory_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 void make_directories(const std::string& path) {
   std::string partial;
   size_t start = 0;
@@ -123,8 +128,7 @@ void make_directories(const std::string& path) {
     }
     start = slash + 1;
   }
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+  if (!directory_exists(path)) {
     throw Error(path + ": exists and is not a directory");
   }
 }

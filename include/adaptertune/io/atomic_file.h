@@ -19,6 +19,9 @@ std::string read_file(const std::string& path);
 /// Whether `path` names a regular file.
 bool file_exists(const std::string& path);
 
+/// Whether `path` names a directory.
+bool directory_exists(const std::string& path);
+
 /// fsyncs directory `path`, so that renames and creations inside it survive a power loss
 /// (best effort: a directory that cannot be opened is skipped).
 void sync_directory(const std::string& path);
