@@ -31,6 +31,8 @@ expect_error 1 'cannot hold adapters' -- "$cli" train --task SST-2 --model "$bas
 expect_error 1 'top-k needs --top-layers K' -- "$cli" train --task SST-2 --model "$base" --data-dir "$glue" --train top-k --out "$work/refused"
 expect_error 1 'top_layers is 9, expected 1 to the model.s 4 encoder layers' -- "$cli" train --task SST-2 --model "$base" --data-dir "$glue" --train top-k --top-layers 9 --train-examples 16 --out "$work/refused"
 expect_error 1 'top-layers applies to --train top-k' -- "$cli" train --task SST-2 --model "$base" --data-dir "$glue" --top-layers 2 --out "$work/refused"
+expect_error 1 'top-k needs --top-layers K' -- "$cli" params --model "$base" --train top-k --adapter none
+expect_error 1 'no-train-pooler does not apply to --train full' -- "$cli" params --train full --no-train-pooler --adapter none
 [ -e "$work/refused" ] && fail "a refused train left $work/refused"
 echo '{"epochs": ' >"$work/bad.json"
 expect_error 1 'bad.json: invalid JSON' -- "$cli" train --options "$work/bad.json"

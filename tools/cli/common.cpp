@@ -344,7 +344,9 @@ FreezePolicy requested_policy(const TrainChoice& choice, const std::string& mode
   FreezePolicy requested = FreezePolicy::from_name(choice.mode);
   if (choice.top_layers) {
     requested.top_layers = *choice.top_layers;
-    requested.check_fits(BertConfig::from_file(model_dir + "/config.json").num_hidden_layers);
+    if (!model_dir.empty()) {
+      requested.check_fits(BertConfig::from_file(model_dir + "/config.json").num_hidden_layers);
+    }
   }
   return requested;
 }
@@ -377,12 +379,10 @@ void check_recompute_for_policy(const FreezePolicy& requested, const TrainChoice
   }
 }
 
-FreezePolicy resolve_policy(const TrainChoice& choice, const BertModelImpl& base) {
-  check_train_flags(choice);
-  FreezePolicy policy = FreezePolicy::from_name(choice.mode);
-  if (choice.top_layers) policy.top_layers = *choice.top_layers;
-  policy.train_pooler = choice.train_pooler.value_or(default_train_pooler(base));
-  return policy;
+FreezePolicy resolve_policy(FreezePolicy requested, const TrainChoice& choice,
+                            const BertModelImpl& base) {
+  requested.train_pooler = choice.train_pooler.value_or(default_train_pooler(base));
+  return requested;
 }
 
 }  // namespace adaptertune::cli

@@ -169,7 +169,8 @@ struct TrainChoice {
 void add_train_options(CLI::App* cmd, TrainChoice& choice);
 /// The policy --train (and --top-layers) ask for, checked before anything loads: the flags
 /// agree (--train top-k has --top-layers, other modes none), and --top-layers fits the layers of
-/// `model_dir`'s config.json. The pooler is left to resolve_policy(), which needs the loaded base.
+/// `model_dir`'s config.json (when `model_dir` is empty, when the policy is applied). The pooler
+/// is left to resolve_policy(), which needs the loaded base.
 FreezePolicy requested_policy(const TrainChoice& choice, const std::string& model_dir);
 /// Error unless `requested` trains the adapter (or fusion) `adapter` when there is one, and
 /// needs none when there is none (--train adapters or adapters-head without an adapter), and
@@ -183,6 +184,9 @@ void check_adapter_for_policy(const FreezePolicy& requested, const TrainChoice& 
 void check_recompute_for_policy(const FreezePolicy& requested, const TrainChoice& choice,
                                 bool gradient_checkpointing,
                                 bool recompute_attention_probabilities);
-FreezePolicy resolve_policy(const TrainChoice& choice, const BertModelImpl& base);
+/// `requested` (requested_policy()'s) with whether the pooler trains resolved: as
+/// --train-pooler/--no-train-pooler say, else by default_train_pooler() for the loaded `base`.
+FreezePolicy resolve_policy(FreezePolicy requested, const TrainChoice& choice,
+                            const BertModelImpl& base);
 
 }  // namespace adaptertune::cli

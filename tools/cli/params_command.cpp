@@ -28,7 +28,7 @@ struct ParamsOptions {
 };
 
 int run(const ParamsOptions& options) {
-  const FreezePolicy requested = FreezePolicy::from_name(options.train.mode);
+  const FreezePolicy requested = requested_policy(options.train, options.model);
   std::optional<AdapterConfig> adapter = resolve_adapter(options.adapter, requested.mode);
   // What `train` refuses, in its words: an adapter the mode would freeze, or none to train.
   check_adapter_for_policy(requested, options.train,
@@ -52,7 +52,7 @@ int run(const ParamsOptions& options) {
     task = "adapter";
     model->bert->add_adapter(*task, *adapter);
   }
-  const FreezePolicy policy = resolve_policy(options.train, *model->bert);
+  const FreezePolicy policy = resolve_policy(requested, options.train, *model->bert);
   // What `train` would train: the task's own tensors, or the base without one.
   if (task) {
     prepare_task_training(*model, *task, policy);

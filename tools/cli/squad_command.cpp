@@ -200,7 +200,7 @@ int run_train_squad(SquadTrainRequest r) {
   QuestionAnsweringOptions defaults;  // SQuAD's, in windows of that length
   defaults.features.max_length = r.trainer.max_length;
   const QuestionAnsweringOptions qa = qa_options(r.squad, defaults);
-  const FreezePolicy requested = requested_policy(r.train, r.model);
+  const FreezePolicy& requested = r.requested;
   // A fusion trains in place of a new adapter, named by the adapters it fuses.
   const std::optional<AdapterConfig> adapter =
       r.fusion ? std::nullopt : resolve_adapter(r.adapter, requested.mode);
@@ -237,7 +237,7 @@ int run_train_squad(SquadTrainRequest r) {
   }
   if (adapter) model->bert->add_adapter(adapter_name, *adapter);
   if (r.fusion) model->bert->add_fusion(r.fused, *r.fusion);
-  const FreezePolicy policy = resolve_policy(r.train, *model->bert);
+  const FreezePolicy policy = resolve_policy(requested, r.train, *model->bert);
   if (main_process) {
     const std::string processes =
         r.trainer.process_group ? ", " + std::to_string(r.trainer.process_group->world_size()) +

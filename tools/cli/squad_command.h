@@ -59,6 +59,8 @@ struct SquadTrainRequest {
   std::vector<std::string> fused;
   std::optional<FusionConfig> fusion;
   TrainChoice train;
+  /// What `train` asks to train, from requested_policy() (its pooler resolved once loaded).
+  FreezePolicy requested;
   /// --max-length as given (default: kSquadMaxLength, at most the model's positions).
   std::optional<int64_t> max_length;
   /// Device, precision and schedule already resolved; max_length is resolved from the model.

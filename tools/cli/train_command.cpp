@@ -233,9 +233,9 @@ int run_train_squad_command(TrainCommandOptions& o) {
   const std::vector<std::string> stacked_on =
       o.stack_on ? pack_adapters("--stack-on", *o.stack_on, packs) : std::vector<std::string>();
   FuseChoice fuse = fuse_choice(o, packs, stacked_on);
-  const TrainMode mode = requested_policy(o.train, o.model).mode;
-  check_stack_on_trains_an_adapter(o, mode);
-  check_random_init(o, mode);
+  const FreezePolicy requested = requested_policy(o.train, o.model);
+  check_stack_on_trains_an_adapter(o, requested.mode);
+  check_random_init(o, requested.mode);
   if (o.trainer.last_layer_first_position) {
     throw Error(label +
                 ": --last-layer-first-position does not apply: spans are read from every "
@@ -256,6 +256,7 @@ int run_train_squad_command(TrainCommandOptions& o) {
   request.random_init = o.random_init;
   request.train_examples = o.train_examples;
   request.train = o.train;
+  request.requested = requested;
   request.trainer = o.trainer;
   request.trainer.base_random_init = o.random_init;
   request.train_file = *files.train_file;
@@ -356,7 +357,7 @@ int run_train(TrainCommandOptions o) {
   } else if (fusion) {
     adapter_name = model->bert->add_fusion(fused, *fusion);
   }
-  const FreezePolicy policy = resolve_policy(o.train, *model->bert);
+  const FreezePolicy policy = resolve_policy(requested, o.train, *model->bert);
 
   std::vector<TrainingTask> training;
   for (size_t i = 0; i < tasks.size(); ++i) {
