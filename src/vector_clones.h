@@ -6,8 +6,12 @@
 // dynamic loader picks the best the CPU has (GCC's target_clones, an ifunc). Elsewhere (another
 // compiler or architecture) it is compiled once, as usual. Write such loops without branches or
 // calls, so that the compiler vectorises them.
+//
+// Not under ThreadSanitizer: the loader runs an ifunc's resolver while it relocates the library,
+// before the sanitizer's runtime has started, and GCC instruments the resolver, so every program
+// linking a -fsanitize=thread build of the library crashed before main().
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
 #define ADAPTERTUNE_VECTOR_CLONES \
   __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #else
