@@ -169,8 +169,8 @@ struct TrainChoice {
 void add_train_options(CLI::App* cmd, TrainChoice& choice);
 /// The policy --train (and --top-layers) ask for, checked before anything loads: the flags
 /// agree (--train top-k has --top-layers, other modes none), and --top-layers fits the layers of
-/// `model_dir`'s config.json (when `model_dir` is empty, when the policy is applied). The pooler
-/// is left to resolve_policy(), which needs the loaded base.
+/// `model_dir`'s config.json (with an empty `model_dir`, the library checks them when the policy
+/// is applied). The pooler is left to resolve_policy(), which needs the loaded base.
 FreezePolicy requested_policy(const TrainChoice& choice, const std::string& model_dir);
 /// Error unless `requested` trains the adapter (or fusion) `adapter` when there is one, and
 /// needs none when there is none (--train adapters or adapters-head without an adapter), and
