@@ -4,7 +4,7 @@
 # PredictorTest.*), the interrupt handler and the run-directory lock, the server's dynamic
 # batcher (serve_tests), and `adaptertune serve` end to end (tests/server/server_test.py:
 # concurrent clients, packs loaded and unloaded under traffic, overload, SIGTERM in flight).
-# Builds its own tree with -fsanitize=thread (GCC or clang), runs them, and fails if any
+# Builds its own tree with -fsanitize=thread (tried with GCC 12), runs them, and fails if any
 # ThreadSanitizer report was written; the reports stay in BUILD_DIR/tsan-reports.
 #
 # Left out, on purpose:
