@@ -417,9 +417,9 @@ AdapterPackInfo read_pack_info(const std::string& directory,
                 ", where an adapter pack was expected (a directory holding " + kConfigFile +
                 " or " + kFusionConfigFile + ")");
   }
-  const bool fusion = !file_exists(directory + "/" + kConfigFile) &&
-                      file_exists(directory + "/" + kFusionConfigFile);
-  if (!fusion && !file_exists(directory + "/" + kConfigFile)) {
+  const bool adapter = file_exists(directory + "/" + kConfigFile);
+  const bool fusion = !adapter && file_exists(directory + "/" + kFusionConfigFile);
+  if (!adapter && !fusion) {
     throw Error(directory + ": not an adapter pack (it has neither " + kConfigFile + " nor " +
                 kFusionConfigFile + ")");
   }
