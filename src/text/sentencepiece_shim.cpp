@@ -2,6 +2,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <exception>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,15 +15,21 @@ struct adaptertune_spm {
 
 extern "C" {
 
+// No C++ exception crosses this C interface (the caller is another library, loaded apart): one
+// thrown inside libsentencepiece (out of memory; a protobuf version check) becomes an error here.
 adaptertune_spm* adaptertune_spm_load(const char* path, char* error, size_t error_size) {
-  auto* spm = new adaptertune_spm;
-  const auto status = spm->processor.Load(path);
-  if (!status.ok()) {
-    std::snprintf(error, error_size, "%s", status.ToString().c_str());
-    delete spm;
+  try {
+    auto spm = std::make_unique<adaptertune_spm>();
+    const auto status = spm->processor.Load(path);
+    if (!status.ok()) {
+      std::snprintf(error, error_size, "%s", status.ToString().c_str());
+      return nullptr;
+    }
+    return spm.release();
+  } catch (const std::exception& e) {
+    std::snprintf(error, error_size, "%s", e.what());
     return nullptr;
   }
-  return spm;
 }
 
 void adaptertune_spm_free(adaptertune_spm* spm) {
@@ -46,7 +54,11 @@ const char* adaptertune_spm_id_to_piece(const adaptertune_spm* spm, int id, size
 long adaptertune_spm_encode(const adaptertune_spm* spm, const char* text, size_t length, char* out,
                             size_t capacity) {
   std::vector<std::string> pieces;
-  if (!spm->processor.Encode(std::string(text, length), &pieces).ok()) return -1;
+  try {
+    if (!spm->processor.Encode(std::string(text, length), &pieces).ok()) return -1;
+  } catch (const std::exception&) {
+    return -1;
+  }
   size_t needed = 0;
   for (const auto& p : pieces) needed += p.size() + 1;
   if (needed <= capacity) {
