@@ -27,11 +27,24 @@ struct SentencePieceApi {
 
 namespace {
 
+// AddressSanitizer and ThreadSanitizer end the process at a dlopen with RTLD_DEEPBIND (it would
+// bypass their interceptors; google/sanitizers#611), and without it the two protobufs clash (see
+// the shim's header): a build with either has no SentencePiece, and says so.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitizerRefusesDeepBind = true;
+#else
+constexpr bool kSanitizerRefusesDeepBind = false;
+#endif
+
 const SentencePieceApi& sentencepiece_api() {
   static SentencePieceApi api{};
   static std::string failure;
   static std::once_flag once;
   std::call_once(once, [] {
+    if (kSanitizerRefusesDeepBind) {
+      failure = "not in a build with AddressSanitizer or ThreadSanitizer";
+      return;
+    }
     // The shim sits next to this library (build tree and install prefix alike).
     Dl_info info{};
     std::string directory = ".";
