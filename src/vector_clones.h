@@ -11,7 +11,10 @@
 // before the sanitizer's runtime has started, and GCC instruments the resolver, so every program
 // linking a -fsanitize=thread build of the library crashed before main().
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+#include "sanitizer_build.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    !defined(ADAPTERTUNE_THREAD_SANITIZER)
 #define ADAPTERTUNE_VECTOR_CLONES \
   __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #else

@@ -10,6 +10,7 @@
 #include "adaptertune/io/tokenizer_files.h"
 #include "adaptertune/text/sentencepiece_tokenizer.h"
 #include "adaptertune/text/wordpiece.h"
+#include "sanitizer_build.h"
 #include "test_util.h"
 
 namespace adaptertune {
@@ -195,7 +196,7 @@ TEST(Encoding, TruncationIsLongestFirstAndChecksTheBudget) {
 }
 
 TEST(SentencePiece, AlbertModelSpecialTokensAndPieces) {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(ADAPTERTUNE_ADDRESS_SANITIZER) || defined(ADAPTERTUNE_THREAD_SANITIZER)
   // scripts/sanitizer_check.sh: such a build refuses to load the shim, by name, before the
   // sanitizer would end the process at its dlopen.
   EXPECT_ERROR_CONTAINS(SentencePieceTokenizer(kVocab + "albert-spiece.model"),

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "adaptertune/error.h"
+#include "sanitizer_build.h"
 #include "sentencepiece_shim.h"
 #include "special_tokens.h"
 #include "unicode.h"
@@ -30,7 +31,7 @@ namespace {
 // AddressSanitizer and ThreadSanitizer end the process at a dlopen with RTLD_DEEPBIND (it would
 // bypass their interceptors; google/sanitizers#611), and without it the two protobufs clash (see
 // the shim's header): a build with either has no SentencePiece, and says so.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(ADAPTERTUNE_ADDRESS_SANITIZER) || defined(ADAPTERTUNE_THREAD_SANITIZER)
 constexpr bool kSanitizerRefusesDeepBind = true;
 #else
 constexpr bool kSanitizerRefusesDeepBind = false;
