@@ -40,8 +40,10 @@ int adaptertune_spm_size(const adaptertune_spm* spm) {
   return spm->processor.GetPieceSize();
 }
 
+// A view, not a std::string: nothing here allocates, so nothing can throw bad_alloc across the C
+// interface (PieceToId looks the view up as it is).
 int adaptertune_spm_piece_to_id(const adaptertune_spm* spm, const char* piece, size_t length) {
-  return spm->processor.PieceToId(std::string(piece, length));
+  return spm->processor.PieceToId({piece, length});
 }
 
 const char* adaptertune_spm_id_to_piece(const adaptertune_spm* spm, int id, size_t* length) {
