@@ -55,6 +55,22 @@ TEST(AtomicFile, FailureNamesThePathAndLeavesNoTemporary) {
   EXPECT_ERROR_CONTAINS(read_file(dir + "/missing"), "missing: cannot open for reading");
 }
 
+// A directory where a file is expected is said to be one: it used to pass for an absent file
+// ("no vocab.txt or spiece.model") or, read, for an empty one ("invalid JSON at byte 1").
+TEST(AtomicFile, DirectoryWhereAFileIsExpectedIsAnError) {
+  const std::string dir = fresh_dir("not_a_file");
+  ASSERT_EQ(std::system(("mkdir '" + dir + "/config.json'").c_str()), 0);
+  write_file_atomic(dir + "/vocab.txt", "[PAD]\n");
+  EXPECT_TRUE(optional_file_exists(dir + "/vocab.txt"));
+  EXPECT_FALSE(optional_file_exists(dir + "/missing.json"));
+  EXPECT_FALSE(optional_file_exists(dir + "/vocab.txt/below"));  // a file is no directory
+  EXPECT_ERROR_CONTAINS(optional_file_exists(dir + "/config.json"),
+                        dir + "/config.json: a directory, where a file was expected");
+  EXPECT_ERROR_CONTAINS(read_file(dir + "/config.json"),
+                        dir + "/config.json: a directory, where a file was expected");
+  EXPECT_FALSE(file_exists(dir + "/config.json"));  // the plain question keeps its answer
+}
+
 TEST(AtomicFile, KilledWriterLeavesOldOrNewFileNeverAPartialOne) {
   std::string dir = fresh_dir("killed");
   std::string path = dir + "/checkpoint.bin";

@@ -134,8 +134,9 @@ TEST(WordPiece, InvalidUtf8IsAnError) {
 }
 
 TEST(WordPiece, VocabularyErrors) {
-  EXPECT_ERROR_CONTAINS(WordPieceTokenizer("/nonexistent/vocab.txt"),
-                        "/nonexistent/vocab.txt: cannot open vocabulary");
+  EXPECT_ERROR_CONTAINS(
+      WordPieceTokenizer("/nonexistent/vocab.txt"),
+      "/nonexistent/vocab.txt: cannot open for reading: No such file or directory");
   EXPECT_ERROR_CONTAINS(WordPieceTokenizer(std::vector<std::string>{"[PAD]", "a"}, {}, "tiny"),
                         "tiny: vocabulary has no special token \"[UNK]\"");
 }
@@ -175,6 +176,20 @@ TEST(TokenizerFiles, ModelDirectoryMustBeConsistent) {
   }
   write_file_atomic(dir + "/tokenizer_config.json", "[1, 2]");
   EXPECT_ERROR_CONTAINS(load_tokenizer(dir), "tokenizer_config.json: expected a JSON object");
+  // Each of the directory's files, as a directory, is named as one (not "no vocab.txt", and not
+  // skipped as if absent).
+  remove_tree(dir + "/tokenizer_config.json");
+  for (const std::string file : {"vocab.txt", "tokenizer_config.json", "config.json"}) {
+    const std::string kept = read_file(dir + "/vocab.txt");
+    remove_tree(dir + "/" + file);
+    make_directories(dir + "/" + file);
+    EXPECT_ERROR_CONTAINS(load_tokenizer(dir),
+                          dir + "/" + file + ": a directory, where a file was expected");
+    remove_tree(dir + "/" + file);
+    write_file_atomic(dir + "/vocab.txt", kept);
+    config.save(dir + "/config.json");
+  }
+  EXPECT_ERROR_CONTAINS(WordPieceTokenizer{dir}, dir + ": a directory, where a file was expected");
   remove_tree(dir);
 }
 

@@ -417,8 +417,8 @@ AdapterPackInfo read_pack_info(const std::string& directory,
                 ", where an adapter pack was expected (a directory holding " + kConfigFile +
                 " or " + kFusionConfigFile + ")");
   }
-  const bool adapter = file_exists(directory + "/" + kConfigFile);
-  const bool fusion = !adapter && file_exists(directory + "/" + kFusionConfigFile);
+  const bool adapter = optional_file_exists(directory + "/" + kConfigFile);
+  const bool fusion = !adapter && optional_file_exists(directory + "/" + kFusionConfigFile);
   if (!adapter && !fusion) {
     throw Error(directory + ": not an adapter pack (it has neither " + kConfigFile + " nor " +
                 kFusionConfigFile + ")");
@@ -478,7 +478,7 @@ AdapterPackInfo read_pack_info(const std::string& directory,
   }
   reader.finish();
   const std::string head_path = directory + "/" + kHeadConfigFile;
-  if (file_exists(head_path)) {
+  if (optional_file_exists(head_path)) {
     const std::string head_text = read_file(head_path);
     const detail::Json head = detail::parse_json(head_text, head_path);
     if (const std::optional<detail::FlexHead> flex = detail::read_flex_head(head, head_path)) {

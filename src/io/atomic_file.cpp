@@ -21,6 +21,12 @@ std::string errno_text() {
   return std::strerror(errno);
 }
 
+// The error for something other than a regular file where a file was expected.
+Error not_a_file(const std::string& path, const struct stat& st) {
+  return Error(path + ": " + (S_ISDIR(st.st_mode) ? "a directory" : "not a regular file") +
+               ", where a file was expected");
+}
+
 std::string directory_of(const std::string& path) {
   auto slash = path.find_last_of('/');
   if (slash == std::string::npos) return ".";
@@ -111,6 +117,16 @@ bool file_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+bool optional_file_exists(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return false;
+    throw Error(path + ": cannot examine: " + errno_text());
+  }
+  if (!S_ISREG(st.st_mode)) throw not_a_file(path, st);
+  return true;
+}
+
 bool directory_exists(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -136,6 +152,9 @@ void make_directories(const std::string& path) {
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open for reading: " + errno_text());
+  // A directory opens, then reads as empty: it would pass for an empty file.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) throw not_a_file(path, st);
   std::ostringstream buffer;
   buffer << in.rdbuf();
   if (in.bad()) throw Error(path + ": read failed");

@@ -118,8 +118,8 @@ LoadReport load_state_dict(torch::nn::Module& model, const NamedTensors& tensors
 NamedTensors read_hf_weights(const std::string& directory) {
   const std::string single = directory + "/model.safetensors";
   const std::string index_path = directory + "/model.safetensors.index.json";
-  if (file_exists(single)) return load_safetensors(single);
-  if (!file_exists(index_path)) {
+  if (optional_file_exists(single)) return load_safetensors(single);
+  if (!optional_file_exists(index_path)) {
     throw Error(directory +
                 ": no model.safetensors or model.safetensors.index.json (a "
                 "pytorch_model.bin checkpoint must be converted to safetensors first)");

@@ -25,7 +25,7 @@ std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path, bool sen
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& directory,
                                           std::optional<bool> lowercase) {
   const std::string config = directory + "/tokenizer_config.json";
-  if (file_exists(config)) {
+  if (optional_file_exists(config)) {
     // Hugging Face writes many other keys here; those we write are checked (a wrong type is an
     // error, as it is for Python), and only do_lower_case changes what we do.
     const detail::Json json = detail::parse_json(read_file(config), config);
@@ -41,16 +41,16 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& directory,
     if (!lowercase && reader.has("do_lower_case")) lowercase = do_lower_case;
   }
   std::unique_ptr<Tokenizer> tokenizer;
-  if (file_exists(directory + "/vocab.txt")) {
+  if (optional_file_exists(directory + "/vocab.txt")) {
     tokenizer = load_tokenizer_file(directory + "/vocab.txt", false, lowercase.value_or(true));
-  } else if (file_exists(directory + "/spiece.model")) {
+  } else if (optional_file_exists(directory + "/spiece.model")) {
     tokenizer = load_tokenizer_file(directory + "/spiece.model", true, lowercase.value_or(true));
   } else {
     throw Error(directory + ": no vocab.txt or spiece.model in the model directory");
   }
   // A vocabulary larger than the embedding table would index past it at the first rare token.
   const std::string model_config = directory + "/config.json";
-  if (file_exists(model_config)) {
+  if (optional_file_exists(model_config)) {
     const BertConfig bert = BertConfig::from_file(model_config);
     if (tokenizer->vocab_size() != bert.vocab_size) {
       throw Error(directory + ": the vocabulary has " + std::to_string(tokenizer->vocab_size()) +

@@ -223,7 +223,7 @@ TextDataset read_glue(const GlueTaskInfo& task, const std::string& data_dir,
     candidates = {split + ".tsv"};
   }
   for (const auto& name : candidates) {
-    if (file_exists(dir + name)) return read_glue_file(task, dir + name, options);
+    if (optional_file_exists(dir + name)) return read_glue_file(task, dir + name, options);
   }
   throw Error(dir + candidates.front() + ": no such file (GLUE split \"" + split + "\" of " +
               task.name + ")");

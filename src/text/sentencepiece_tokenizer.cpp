@@ -1,14 +1,12 @@
 #include "adaptertune/text/sentencepiece_tokenizer.h"
 
-#include <fstream>
-#include <iterator>
-
 #include <dlfcn.h>
 
 #include <algorithm>
 #include <mutex>
 
 #include "adaptertune/error.h"
+#include "adaptertune/io/atomic_file.h"
 #include "sanitizer_build.h"
 #include "sentencepiece_shim.h"
 #include "special_tokens.h"
@@ -105,11 +103,7 @@ SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path,
   if (processor_->handle == nullptr) {
     throw Error(model_path + ": cannot load SentencePiece model: " + error);
   }
-  {
-    std::ifstream in(model_path, std::ios::binary);
-    model_bytes_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    if (!in && !in.eof()) throw Error(model_path + ": cannot read the SentencePiece model");
-  }
+  model_bytes_ = read_file(model_path);
   auto special = [&](const std::string& token) {
     const int id = processor_->piece_to_id(token);
     if (processor_->id_to_piece(id) != token) {

@@ -1,22 +1,26 @@
 #include "adaptertune/text/wordpiece.h"
 
 #include <algorithm>
-#include <fstream>
 
 #include "adaptertune/error.h"
+#include "adaptertune/io/atomic_file.h"
 #include "special_tokens.h"
 #include "unicode.h"
 
 namespace adaptertune {
 namespace {
 
+// One token per line, as Hugging Face's load_vocab() reads it (a final newline ends the last line).
 std::vector<std::string> read_vocabulary(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open vocabulary");
+  const std::string text = read_file(path);
   std::vector<std::string> tokens;
-  for (std::string line; std::getline(in, line);) {
+  for (size_t start = 0; start < text.size();) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    tokens.push_back(line);
+    tokens.push_back(std::move(line));
+    start = end + 1;
   }
   if (tokens.empty()) throw Error(path + ": vocabulary is empty");
   return tokens;

@@ -146,7 +146,7 @@ std::string CheckpointManager::save(const torch::nn::Module& model, const AdamW&
 
 std::optional<std::string> CheckpointManager::latest() const {
   const std::string pointer = root_ + "/latest";
-  if (file_exists(pointer)) {
+  if (optional_file_exists(pointer)) {
     std::string name = read_file(pointer);
     while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
     if (checkpoint_step(name) < 0) {

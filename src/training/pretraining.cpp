@@ -244,7 +244,7 @@ void check_same_architecture(const BertConfig& config, const std::string& init_f
 // The checkpoint directory that `branch_from` names: itself when it is a complete checkpoint,
 // else the newest checkpoint of the run directory it is.
 std::string branch_checkpoint(const std::string& branch_from) {
-  if (file_exists(branch_from + "/trainer_state.json")) return branch_from;
+  if (optional_file_exists(branch_from + "/trainer_state.json")) return branch_from;
   if (const auto latest = CheckpointManager(branch_from).latest()) return *latest;
   throw Error(branch_from +
               ": holds no checkpoint to branch from (expected a checkpoint-<step> directory "
@@ -442,7 +442,7 @@ PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::str
       resumed = true;
       message("pretrain: resumed from " + *latest + " at step " +
               std::to_string(state.global_step));
-    } else if (file_exists(output_dir + "/config.json")) {
+    } else if (optional_file_exists(output_dir + "/config.json")) {
       throw Error(output_dir +
                   ": holds a finished model and no checkpoint to resume; replace it "
                   "with --overwrite");

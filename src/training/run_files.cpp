@@ -49,7 +49,7 @@ constexpr const char* kBestReplaced = ".best.old";
 
 // The events of metrics.jsonl at `path` up to `step`, in place.
 void cut_metrics_log(const std::string& path, int64_t step) {
-  if (!file_exists(path)) return;
+  if (!optional_file_exists(path)) return;
   const std::string text = read_file(path);
   std::string kept;
   size_t start = 0;
@@ -295,7 +295,7 @@ Json ResumeRecord::history(const std::string& output_dir, int64_t step) const {
   Json history = Json::array();
   if (!resumed) return history;
   const std::string path = output_dir + "/run.json";
-  if (file_exists(path)) {
+  if (optional_file_exists(path)) {
     const Json run = parsed_or_discarded(read_file(path));
     if (run.is_object() && run.contains("resumes") && run["resumes"].is_array()) {
       for (const Json& resume : run["resumes"]) {
@@ -363,7 +363,7 @@ void resume_run(TrainingEngine& engine, const TrainerOptions& options, int64_t b
     }
     progress.message("train: resumed from " + *latest + " at step " + std::to_string(step) +
                      changes);
-  } else if (file_exists(output_dir + "/run.json")) {
+  } else if (optional_file_exists(output_dir + "/run.json")) {
     throw Error(output_dir + ": holds a run but no checkpoint to resume (" +
                 engine.checkpoints().root() + "); replace the run with --overwrite");
   } else {

@@ -168,7 +168,7 @@ void TrainingEngine::resume_from(
     const std::string& directory, const DataShape& shape, const std::string& fingerprint_json,
     const std::function<void(const TrainingState&, const std::string&)>& check_extra) {
   const std::string path = directory + "/trainer_state.json";
-  if (!file_exists(path)) {
+  if (!optional_file_exists(path)) {
     throw Error(directory + ": not a complete checkpoint (no trainer_state.json)");
   }
   // Everything is checked before the checkpoint changes the model.

@@ -54,7 +54,7 @@ int run(PretrainCommandOptions& o) {
   if (o.vocab.empty()) {
     if (init_from.empty()) throw Error("pretrain: --vocab is required (or --init-from)");
     o.vocab = init_from + "/vocab.txt";
-    if (!file_exists(o.vocab)) {
+    if (!optional_file_exists(o.vocab)) {
       throw Error(init_from +
                   ": no vocab.txt (pretrain reads WordPiece vocabularies; give --vocab)");
     }

@@ -19,6 +19,12 @@ std::string read_file(const std::string& path);
 /// Whether `path` names a regular file.
 bool file_exists(const std::string& path);
 
+/// For a file a reader looks for and may do without (a model directory's config.json,
+/// vocab.txt, ...): whether it is there. False only when nothing is at `path`; something else
+/// there, such as a directory, throws Error ("PATH: a directory, where a file was expected"), as
+/// does a path that cannot be examined (permission denied), rather than passing for absent.
+bool optional_file_exists(const std::string& path);
+
 /// Whether `path` names a directory.
 bool directory_exists(const std::string& path);
 
