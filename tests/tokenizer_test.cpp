@@ -141,6 +141,13 @@ TEST(WordPiece, VocabularyErrors) {
                         "tiny: vocabulary has no special token \"[UNK]\"");
 }
 
+TEST(WordPiece, TokenThatIsNotUtf8IsRefusedNamingItsLine) {
+  EXPECT_ERROR_CONTAINS(
+      WordPieceTokenizer(std::vector<std::string>{"[PAD]", "[UNK]", "ok", "caf\xe9", "[CLS]"}, {},
+                         "latin1.txt"),
+      "latin1.txt:4: invalid UTF-8 at byte 3");
+}
+
 TEST(WordPiece, RepeatedTokensAreRefusedNamingBothLines) {
   EXPECT_ERROR_CONTAINS(
       WordPieceTokenizer(std::vector<std::string>{"[PAD]", "[UNK]", "a", "[CLS]", "a"}, {},

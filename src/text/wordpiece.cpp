@@ -49,6 +49,9 @@ WordPieceTokenizer::WordPieceTokenizer(std::vector<std::string> vocabulary,
                                        WordPieceOptions options, const std::string& source)
     : options_(std::move(options)), vocabulary_(std::move(vocabulary)) {
   for (size_t i = 0; i < vocabulary_.size(); ++i) {
+    // Input text is valid UTF-8, so a token that is not could never match (Hugging Face's
+    // load_vocab() fails to decode such a file).
+    detail::check_utf8(vocabulary_[i], source + ":" + std::to_string(i + 1));
     // A repeated token would make two ids decode alike and only one of them reachable.
     auto [it, added] = ids_.emplace(vocabulary_[i], static_cast<int64_t>(i));
     if (!added) {
