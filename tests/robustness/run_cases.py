@@ -88,6 +88,9 @@ class Runner:
             if name not in replaced:
                 os.symlink(os.path.join(self.base, name), os.path.join(directory, name))
         for name, text in replaced.items():
+            if text == "@directory":
+                os.makedirs(os.path.join(directory, name))
+                continue
             if text.startswith("@config "):
                 with open(os.path.join(self.base, "config.json"), encoding="utf-8") as f:
                     config = json.load(f)
@@ -140,6 +143,9 @@ class Runner:
                     f.write(args[1])
             elif op == "remove":
                 shutil.rmtree(path)
+            elif op == "directory":  # an empty directory in place of the file at `path`
+                os.remove(path)
+                os.makedirs(path)
             elif op == "fill":
                 with open(path, encoding="utf-8") as f:
                     text = f.read()
