@@ -60,6 +60,27 @@ TEST(OutputDirectory, ForeignFilesAndInputsAreNeverTouched) {
   remove_tree(dir);
 }
 
+// A pretraining run's --checkpoint-dir is written at its first checkpoint, minutes or hours in:
+// a file in the way is found before the first step instead.
+TEST(OutputDirectory, DirectoryThatCannotBeMadeIsFoundBeforeAnythingIsWritten) {
+  const std::string dir = fresh_dir("can_be_made");
+  make_directories(dir);
+  write_file_atomic(dir + "/file", "x");
+  EXPECT_NO_THROW(check_directory_can_be_made(dir, "checkpoint directory"));
+  EXPECT_NO_THROW(check_directory_can_be_made(dir + "/", "checkpoint directory"));
+  EXPECT_NO_THROW(check_directory_can_be_made(dir + "/new/deeper", "checkpoint directory"));
+  EXPECT_NO_THROW(check_directory_can_be_made("relative-and-new", "checkpoint directory"));
+  EXPECT_ERROR_CONTAINS(check_directory_can_be_made(dir + "/file", "checkpoint directory"),
+                        dir + "/file: exists and is not a directory (the checkpoint directory)");
+  EXPECT_ERROR_CONTAINS(
+      check_directory_can_be_made(dir + "/file/below/deeper", "checkpoint directory"),
+      dir + "/file/below/deeper: cannot be made: " + dir +
+          "/file is not a directory (the checkpoint directory)");
+  EXPECT_FALSE(directory_exists(dir + "/new"));
+  EXPECT_FALSE(directory_exists("relative-and-new"));
+  remove_tree(dir);
+}
+
 TEST(OutputDirectory, KeptFilesStayAndDoNotMakeTheDirectoryForeign) {
   const std::string dir = fresh_dir("kept");
   make_directories(dir);

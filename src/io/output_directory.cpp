@@ -120,6 +120,25 @@ void check_output_directory(const OutputDirectory& output, ExistingOutput mode,
   }
 }
 
+void check_directory_can_be_made(const std::string& directory, const std::string& what) {
+  std::string path = directory;
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  for (bool itself = true;; itself = false) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0) {
+      if (S_ISDIR(st.st_mode)) return;
+      throw Error(directory + ": " +
+                  (itself ? std::string("exists and is not a directory")
+                          : "cannot be made: " + path + " is not a directory") +
+                  " (the " + what + ")");
+    }
+    const auto slash = path.find_last_of('/');
+    if (slash == std::string::npos) return;  // the working directory is a directory
+    if (slash == 0) return;                  // so is the root
+    path.resize(slash);
+  }
+}
+
 void clear_output_directory(const OutputDirectory& output) {
   for (const auto& name : entries_of(output.path)) {
     if (is_own(name, output.own_entries)) remove_tree(output.path + "/" + name);

@@ -357,6 +357,10 @@ void check_pretrain_options(const BertConfig& config, const std::string& output_
   if (!is_main_process(options.process_group.get())) return;
   check_output_directory(model_directory(output_dir),
                          existing_output_mode(options.resume, options.overwrite), inputs);
+  // Written only at the first checkpoint: found unusable then, the steps so far would be lost.
+  if (!options.checkpoint_dir.empty()) {
+    check_directory_can_be_made(options.checkpoint_dir, "checkpoint directory");
+  }
 }
 
 PretrainResult pretrain_mlm(const BertConfig& config, const std::vector<std::string>& lines,

@@ -44,6 +44,11 @@ struct OutputDirectory {
 void check_output_directory(const OutputDirectory& output, ExistingOutput mode,
                             const std::vector<std::string>& inputs);
 
+/// Throws Error unless make_directories() could make `directory` (a run's checkpoint directory,
+/// written only later): it is a directory, or nothing is there and the nearest of its parents that
+/// exists is one. `what` names it in the message ("checkpoint directory"). Changes nothing on disk.
+void check_directory_can_be_made(const std::string& directory, const std::string& what);
+
 /// Removes `output`'s own entries, leaving its kept files (after check_output_directory() allowed
 /// kOverwrite).
 void clear_output_directory(const OutputDirectory& output);
