@@ -78,6 +78,30 @@ TEST(OutputDirectory, DirectoryThatCannotBeMadeIsFoundBeforeAnythingIsWritten) {
           "/file is not a directory (the checkpoint directory)");
   EXPECT_FALSE(directory_exists(dir + "/new"));
   EXPECT_FALSE(directory_exists("relative-and-new"));
+  // An output directory is checked so too (a run used to fail only when it wrote there).
+  EXPECT_ERROR_CONTAINS(
+      check_output_directory({dir + "/file/run", "run directory", {"run.json"}},
+                             ExistingOutput::kRefuse, {}),
+      dir + "/file/run: cannot be made: " + dir + "/file is not a directory (the run directory)");
+  remove_tree(dir);
+}
+
+// predict writes --out once every prediction is made: a path it cannot write is found first.
+TEST(OutputDirectory, FileThatCannotBeWrittenIsFoundBeforeAnythingIsWritten) {
+  const std::string dir = fresh_dir("can_be_written");
+  make_directories(dir + "/sub");
+  write_file_atomic(dir + "/file", "x");
+  EXPECT_NO_THROW(check_file_can_be_written(dir + "/new.txt", "--out"));
+  EXPECT_NO_THROW(check_file_can_be_written(dir + "/file", "--out"));  // replaced atomically
+  EXPECT_NO_THROW(check_file_can_be_written("relative-new.txt", "--out"));
+  EXPECT_ERROR_CONTAINS(check_file_can_be_written(dir + "/sub", "--out"),
+                        "--out " + dir + "/sub: a directory, where a file was expected");
+  EXPECT_ERROR_CONTAINS(
+      check_file_can_be_written(dir + "/missing/p.txt", "--out"),
+      "--out " + dir + "/missing/p.txt: no directory " + dir + "/missing to write it in");
+  EXPECT_ERROR_CONTAINS(check_file_can_be_written(dir + "/file/p.txt", "--out"),
+                        "no directory " + dir + "/file to write it in");
+  EXPECT_EQ(read_file(dir + "/file"), "x");
   remove_tree(dir);
 }
 

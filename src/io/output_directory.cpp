@@ -104,6 +104,8 @@ void check_output_directory(const OutputDirectory& output, ExistingOutput mode,
                   "); choose another output directory");
     }
   }
+  // A run writes its output directory at its end too: a path that cannot be one is found now.
+  check_directory_can_be_made(output.path, output.what);
   std::vector<std::string> names;
   for (const auto& name : entries_of(output.path)) {
     if (is_own(name, output.own_entries)) {
@@ -117,6 +119,19 @@ void check_output_directory(const OutputDirectory& output, ExistingOutput mode,
   if (mode == ExistingOutput::kRefuse) {
     throw Error(output.path + ": the " + output.what + " exists (" + listing(names) +
                 "); continue it with --resume or replace it with --overwrite");
+  }
+}
+
+void check_file_can_be_written(const std::string& output, const std::string& flag) {
+  if (directory_exists(output)) {
+    throw Error(flag + " " + output + ": a directory, where a file was expected");
+  }
+  const auto slash = output.find_last_of('/');
+  const std::string parent = slash == std::string::npos ? "."
+                             : slash == 0               ? "/"
+                                                        : output.substr(0, slash);
+  if (!directory_exists(parent)) {
+    throw Error(flag + " " + output + ": no directory " + parent + " to write it in");
   }
 }
 

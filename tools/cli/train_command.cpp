@@ -773,6 +773,12 @@ std::vector<std::string> inputs_of(const UseOptions& o) {
   return inputs;
 }
 
+// Before the work: predictions are written to --out only at the end.
+void check_output_file(const std::string& out, const std::vector<std::string>& inputs) {
+  check_not_an_input(out, inputs, "--out");
+  check_file_can_be_written(out, "--out");
+}
+
 void write_output(const std::string& out, const std::string& text) {
   if (out.empty()) {
     std::cout << text << std::flush;
@@ -828,7 +834,7 @@ int run_predict_requests(const UseOptions& o) {
     throw Error(own + "; JSON lines of requests carry their texts as \"text\" and \"text_pair\"");
   }
   refuse_split(o, "JSON lines input is answered with JSON lines");
-  if (!o.out.empty()) check_not_an_input(o.out, inputs_of(o), "--out");
+  if (!o.out.empty()) check_output_file(o.out, inputs_of(o));
   PredictorOptions options = predictor_options(o.model, o.device, o.precision, o.max_length);
   options.batch_size = o.batch_size;
   options.span_overrides = o.squad;
@@ -885,7 +891,7 @@ int run_predict(const UseOptions& o) {
                   *o.format + " does not apply");
     }
     refuse_split(o, "--task squad answers with a JSON object");
-    if (!o.out.empty()) check_not_an_input(o.out, inputs_of(o), "--out");
+    if (!o.out.empty()) check_output_file(o.out, inputs_of(o));
     return run_predict_squad(squad_request(o, o.task_choice.test_file, "--test-file"));
   }
   if (jsonl_input(o)) return run_predict_requests(o);
@@ -909,10 +915,13 @@ int run_predict(const UseOptions& o) {
   if (format == "glue" && o.out.empty()) {
     throw Error("--format glue writes a submission file: it needs --out DIR");
   }
-  if (!o.out.empty()) {
-    check_not_an_input(
-        format == "glue" ? o.out + "/" + glue_submission_file_name(*cli_task.glue, o.split) : o.out,
-        inputs_of(o), "--out");
+  if (format == "glue") {
+    // The submission's directory is made when the predictions are written.
+    check_directory_can_be_made(o.out, "--out directory of the submission");
+    check_not_an_input(o.out + "/" + glue_submission_file_name(*cli_task.glue, o.split),
+                       inputs_of(o), "--out");
+  } else if (!o.out.empty()) {
+    check_output_file(o.out, inputs_of(o));
   }
   // What the flags and packs decide fails before the processes meet and the model loads.
   if (o.input_format == "glue" && o.input.empty()) throw Error("--input-format glue needs --input");

@@ -44,6 +44,11 @@ struct OutputDirectory {
 void check_output_directory(const OutputDirectory& output, ExistingOutput mode,
                             const std::vector<std::string>& inputs);
 
+/// Throws Error unless write_file_atomic() could write file `output` (found before the work whose
+/// result it holds, not after): it is not a directory, and the directory it goes in exists.
+/// `flag` names it in the message ("--out"). Changes nothing on disk.
+void check_file_can_be_written(const std::string& output, const std::string& flag);
+
 /// Throws Error unless make_directories() could make `directory` (a run's checkpoint directory,
 /// written only later): it is a directory, or nothing is there and the nearest of its parents that
 /// exists is one. `what` names it in the message ("checkpoint directory"). Changes nothing on disk.
