@@ -93,9 +93,16 @@ AdapterConfig AdapterConfig::preset(const std::string& name) {
 }
 
 int64_t AdapterConfig::bottleneck_size(int64_t hidden_size) const {
-  int64_t size = adapter_size ? *adapter_size
-                              : static_cast<int64_t>(python_floor_division(
-                                    static_cast<double>(hidden_size), reduction_factor));
+  const double size_as_double =
+      adapter_size ? static_cast<double>(*adapter_size)
+                   : python_floor_division(static_cast<double>(hidden_size), reduction_factor);
+  // Converting a double beyond int64's range is undefined behaviour; no memory holds such a size.
+  if (size_as_double >= 0x1p62) {
+    throw Error("AdapterConfig: bottleneck size for hidden_size " + std::to_string(hidden_size) +
+                " is " + format_number(size_as_double) + " (reduction_factor " +
+                format_number(reduction_factor) + "); no memory holds it");
+  }
+  const auto size = static_cast<int64_t>(size_as_double);
   if (size < 1) {
     throw Error("AdapterConfig: bottleneck size for hidden_size " + std::to_string(hidden_size) +
                 " is " + std::to_string(size) + "; it must be at least 1");

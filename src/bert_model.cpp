@@ -88,6 +88,23 @@ namespace {
               "); reduce hidden_size, intermediate_size, num_hidden_layers or vocab_size");
 }
 
+// Whether LibTorch's error is its allocator's (it throws c10::Error, not std::bad_alloc).
+bool is_allocation_failure(const c10::Error& e) {
+  return std::string(e.what_without_backtrace()).find("allocate") != std::string::npos;
+}
+
+[[noreturn]] void throw_adapter_too_large(const std::string& name, const AdapterConfig& config,
+                                          int64_t hidden_size) {
+  const int64_t bottleneck = config.bottleneck_size(hidden_size);
+  char size[32];
+  std::snprintf(size, sizeof size, "%.1f GB",
+                2.0 * static_cast<double>(hidden_size) * static_cast<double>(bottleneck) * 4 / 1e9);
+  throw Error("adapter \"" + name + "\": not enough memory for its weights (bottleneck " +
+              std::to_string(bottleneck) + " at hidden size " + std::to_string(hidden_size) +
+              ": about " + size + " in float32 per adapter); " +
+              (config.adapter_size ? "lower adapter_size" : "raise reduction_factor"));
+}
+
 }  // namespace
 
 BertModelImpl::BertModelImpl(BertConfig config, bool add_pooling_layer)
@@ -101,7 +118,7 @@ BertModelImpl::BertModelImpl(BertConfig config, bool add_pooling_layer)
   } catch (const std::bad_alloc&) {
     throw_too_large(config_);
   } catch (const c10::Error& e) {
-    if (std::string(e.what_without_backtrace()).find("allocate") == std::string::npos) throw;
+    if (!is_allocation_failure(e)) throw;
     throw_too_large(config_);
   }
   init_bert_weights(*this, config_.initializer_range);
@@ -215,11 +232,25 @@ void BertModelImpl::add_adapter(const std::string& name, const AdapterConfig& co
   entry.name = name;
   entry.adapter = config;
   tasks_.add(entry);  // checks the name
-  for (size_t i = 0; i < encoder->size(); ++i) {
-    if (!config.in_layer(static_cast<int64_t>(i))) continue;  // AdapterDrop: none here
-    BertLayer layer = encoder->at(i);
-    if (config.mh_adapter) layer->attention->output->add_adapter(name, config);
-    if (config.output_adapter) layer->output->add_adapter(name, config);
+  // All or nothing: a failure part way (memory) takes out the layers' adapters added so far, so
+  // the other tasks see the model as it was.
+  try {
+    for (size_t i = 0; i < encoder->size(); ++i) {
+      if (!config.in_layer(static_cast<int64_t>(i))) continue;  // AdapterDrop: none here
+      BertLayer layer = encoder->at(i);
+      if (config.mh_adapter) layer->attention->output->add_adapter(name, config);
+      if (config.output_adapter) layer->output->add_adapter(name, config);
+    }
+  } catch (const std::bad_alloc&) {
+    remove_adapter(name);
+    throw_adapter_too_large(name, config, config_.hidden_size);
+  } catch (const c10::Error& e) {
+    remove_adapter(name);
+    if (!is_allocation_failure(e)) throw;
+    throw_adapter_too_large(name, config, config_.hidden_size);
+  } catch (...) {
+    remove_adapter(name);
+    throw;
   }
   if (!tasks_.active()) tasks_.set_active(name);
 }

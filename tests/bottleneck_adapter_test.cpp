@@ -188,6 +188,29 @@ TEST(BottleneckAdapterErrors, BadNamesAndSizesAreRejected) {
   EXPECT_EQ(model->adapter_names(), std::vector<std::string>{"a"});
 }
 
+// A pack's adapter_config.json decides the bottleneck: a reduction_factor near zero asked
+// LibTorch for terabytes (its allocator's error escaped), or, nearer still, converted a double
+// beyond int64 (undefined behaviour). Either is named, and the model keeps only what it had.
+TEST(BottleneckAdapterErrors, BottleneckTooLargeForMemoryIsNamedAndAddsNothing) {
+  BertModel model(tiny_config());
+  model->add_adapter("a", AdapterConfig::houlsby());
+  const auto parameters_before = model->named_parameters().size();
+  AdapterConfig huge = AdapterConfig::houlsby();
+  huge.reduction_factor = 1e-12;  // 32 / 1e-12: a bottleneck of 3.2e13, 4 PB per product
+  EXPECT_ERROR_CONTAINS(model->add_adapter("huge", huge),
+                        "adapter \"huge\": not enough memory for its weights (bottleneck "
+                        "32000000000000 at hidden size 32: about 8192000.0 GB in float32 per "
+                        "adapter); raise reduction_factor");
+  huge.reduction_factor = 1e-30;
+  EXPECT_ERROR_CONTAINS(model->add_adapter("huge", huge),
+                        "bottleneck size for hidden_size 32 is 3.2e+31 (reduction_factor "
+                        "1e-30); no memory holds it");
+  EXPECT_EQ(model->adapter_names(), std::vector<std::string>{"a"});
+  EXPECT_EQ(model->named_parameters().size(), parameters_before);
+  EXPECT_EQ(model->active_adapter(), "a");
+  model->add_adapter("huge", AdapterConfig::houlsby());  // the name is free again
+}
+
 // Evaluation in bfloat16 under InferenceMode: the additions after the last product of a sublayer
 // (the adapter's up projection, or the dense layer where no adapter sits) run inside it, on the
 // float32 sums. Outside InferenceMode the sublayer gives the unfused steps' bits; inside it stays

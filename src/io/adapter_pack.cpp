@@ -442,6 +442,15 @@ AdapterPackInfo read_pack_info(const std::string& directory,
     info.config = AdapterConfig::from_json_string(json_text(*config), path + " (config)");
   }
   reader.read("hidden_size", info.hidden_size);
+  // The bottleneck the config gives at the pack's hidden size (below 1, or beyond any memory) is
+  // this file's fault: named here rather than by the model that adds the adapter.
+  if (!fusion && info.hidden_size > 0) {
+    try {
+      info.config.bottleneck_size(info.hidden_size);
+    } catch (const Error& e) {
+      throw Error(path + " (config): " + e.what());
+    }
+  }
   reader.read("model_name", info.base_model_name);
   std::string model_type = "bert";
   reader.read("model_type", model_type);
