@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -288,6 +289,23 @@ for payload, headers, code in [
         ({"path": "stsb/best", "nme": "x"}, key, 400)]:
     status, body, _ = a.request("POST", "/v1/tasks", payload, headers)
     check(status == code, f"load {payload} {headers}: {status} {body}")
+# A pack whose adapters no memory holds is refused, and leaves nothing behind: its name loads a
+# good pack next (before, the task stayed registered with no adapters and the name was taken).
+huge = os.path.join(packs_dir, "huge", "best")
+shutil.copytree(os.path.join(packs_dir, "sst2", "best"), huge)
+with open(os.path.join(huge, "adapter_config.json"), encoding="utf-8") as f:
+    huge_config = json.load(f)
+huge_config["config"]["reduction_factor"] = 1e-9
+with open(os.path.join(huge, "adapter_config.json"), "w", encoding="utf-8") as f:
+    json.dump(huge_config, f)
+status, body, _ = a.request("POST", "/v1/tasks", {"path": "huge/best", "name": "huge"}, key)
+check(status == 400 and "not enough memory for its weights" in body, f"load huge: {status} {body}")
+status, body, _ = a.request("GET", "/v1/tasks")
+check("huge" not in [t["name"] for t in json.loads(body)["tasks"]], f"huge listed: {body[:300]}")
+status, body, _ = a.request("POST", "/v1/tasks", {"path": "sst2/best", "name": "huge"}, key)
+check(status == 201, f"the name of a refused pack, reused: {status} {body}")
+status, body, _ = a.request("DELETE", "/v1/tasks/huge", headers=key)
+check(status == 200, f"unload huge: {status} {body}")
 status, _, _ = a.request("DELETE", "/v1/tasks/SST-2")
 check(status == 401, f"unload without the key: {status}")
 status, body, _ = a.request("DELETE", "/v1/tasks/%FF", headers=key)
