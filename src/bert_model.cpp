@@ -296,11 +296,16 @@ std::string BertModelImpl::add_fusion(const std::vector<std::string>& adapters,
   entry.adapter.leave_out = leave_out;
   tasks_.add(entry);  // checks the name and the adapters
   const double dropout = config_.attention_probs_dropout_prob;
-  for (size_t i = 0; i < encoder->size(); ++i) {
-    BertLayer layer = encoder->at(i);
-    for (SublayerOutput site : {layer->attention->output, layer->output}) {
-      if (site->has_adapter(adapters.front())) site->add_fusion(name, adapters, config, dropout);
+  try {  // all or nothing, as add_adapter()
+    for (size_t i = 0; i < encoder->size(); ++i) {
+      BertLayer layer = encoder->at(i);
+      for (SublayerOutput site : {layer->attention->output, layer->output}) {
+        if (site->has_adapter(adapters.front())) site->add_fusion(name, adapters, config, dropout);
+      }
     }
+  } catch (...) {
+    remove_adapter(name);
+    throw;
   }
   return name;
 }
