@@ -57,6 +57,34 @@ TEST(TextDataset, CsvFollowsRfc4180) {
   EXPECT_FALSE(data.examples[0].text_b);
 }
 
+// Excel's "CSV UTF-8" starts with a byte-order mark: the first column was "\xEF\xBB\xBFtext", and
+// "no column \"text\"" the answer. The TSV and JSON lines readers skipped it already.
+TEST(TextDataset, AByteOrderMarkIsSkippedInEveryFormat) {
+  const TaskDescription task = sentiment();
+  for (const std::string name : {"excel.csv", "excel.tsv", "excel.jsonl"}) {
+    const std::string body = name == "excel.csv"   ? "text,label\r\nfine,pos\r\n"
+                             : name == "excel.tsv" ? "text\tlabel\nfine\tpos\n"
+                                                   : "{\"text\": \"fine\", \"label\": \"pos\"}\n";
+    const TextDataset data = parse_text_dataset(task, "\xEF\xBB\xBF" + body, name);
+    ASSERT_EQ(data.examples.size(), 1u) << name;
+    EXPECT_EQ(data.examples[0].text_a, "fine") << name;
+    EXPECT_EQ(data.examples[0].label, 1) << name;
+  }
+}
+
+// Which of two "label" columns is meant is not for the reader to guess.
+TEST(TextDataset, AColumnTheTaskReadsNamedTwiceIsAnError) {
+  const TaskDescription task = sentiment();
+  EXPECT_ERROR_CONTAINS(parse_text_dataset(task, "label,text,label\npos,a,neg\n", "twice.csv"),
+                        "twice.csv: the header names column \"label\" 2 times (the file has "
+                        "label, text, label)");
+  EXPECT_ERROR_CONTAINS(parse_text_dataset(task, "text\ttext\tlabel\na\tb\tpos\n", "twice.tsv"),
+                        "twice.tsv: the header names column \"text\" 2 times");
+  // A repeated column the task does not read is no matter.
+  EXPECT_EQ(parse_text_dataset(task, "id,id,text,label\n1,2,a,pos\n", "ids.csv").examples.size(),
+            1u);
+}
+
 TEST(TextDataset, TsvAndJsonLinesReadPairsAndTargets) {
   const TaskDescription task = similarity();
   const TextDataset tsv =

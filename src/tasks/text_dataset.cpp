@@ -96,6 +96,7 @@ int no_space(unsigned char) {
 }
 
 Table read_csv(std::string_view contents, const std::string& path) {
+  contents = detail::without_byte_order_mark(contents);  // as split_lines() does for the others
   csv_parser parser;
   if (csv_init(&parser, CSV_STRICT | CSV_STRICT_FINI) != 0) {
     throw Error(path + ": could not start the CSV parser");
@@ -284,6 +285,17 @@ TextDataset parse_text_dataset(const TaskDescription& task, std::string_view con
                 *options.pair_column + "\") is given");
   }
   const Table table = read_table(contents, path, options);
+  // A header naming a column twice leaves which one is meant to chance (Python's csv takes the
+  // last, pandas renames it): refused when the task reads it.
+  for (const std::string* name : {&options.text_column, &options.label_column,
+                                  options.pair_column ? &*options.pair_column : nullptr}) {
+    if (name == nullptr || name->empty()) continue;
+    const auto count = std::count(table.columns.begin(), table.columns.end(), *name);
+    if (count > 1) {
+      throw Error(path + ": the header names column \"" + *name + "\" " + std::to_string(count) +
+                  " times (" + table.available + ")");
+    }
+  }
   const int text = table.column(options.text_column);
   const int pair = options.pair_column ? table.column(*options.pair_column) : -1;
   const int label = options.label_column.empty() ? -1 : table.column(options.label_column);

@@ -5,8 +5,13 @@
 
 namespace adaptertune::detail {
 
-std::vector<std::string> split_lines(std::string_view contents) {
+std::string_view without_byte_order_mark(std::string_view contents) {
   if (contents.substr(0, 3) == "\xEF\xBB\xBF") contents.remove_prefix(3);
+  return contents;
+}
+
+std::vector<std::string> split_lines(std::string_view contents) {
+  contents = without_byte_order_mark(contents);
   std::vector<std::string> lines;
   size_t start = 0;
   while (start < contents.size()) {

@@ -8,6 +8,10 @@
 
 namespace adaptertune::detail {
 
+/// `contents` without a UTF-8 byte-order mark at its start (Excel and Notepad write one; Python's
+/// pandas and datasets skip it).
+std::string_view without_byte_order_mark(std::string_view contents);
+
 /// The lines of `contents` without their CR LF / LF ends and without a UTF-8 byte-order mark at
 /// the start. A final line end makes no empty last line.
 std::vector<std::string> split_lines(std::string_view contents);
