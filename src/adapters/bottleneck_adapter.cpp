@@ -31,7 +31,7 @@ int64_t bottleneck_adapter_parameter_count(int64_t hidden_size, int64_t bottlene
 }
 
 BottleneckAdapterImpl::BottleneckAdapterImpl(int64_t hidden_size, const AdapterConfig& config)
-    : config_(config), hidden_size_(hidden_size) {
+    : config_(config) {
   config_.validate();
   bottleneck_size_ = config_.bottleneck_size(hidden_size);
   adapter_down = register_module(

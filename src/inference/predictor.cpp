@@ -164,7 +164,11 @@ struct Predictor::State {
   // A span task (question answering): its span head around `model`'s BertModel, shared, and how
   // its questions become windows and answers.
   struct SpanTask {
-    BertForQuestionAnswering model{nullptr};
+    // A constructor of its own, not default member initialisers: Clang does not count a nested
+    // struct with those as default-constructible inside its enclosing class (std::optional's
+    // emplace() then fails to compile; GCC takes it).
+    SpanTask() : model(nullptr) {}
+    BertForQuestionAnswering model;
     QuestionAnsweringOptions options;
   };
   std::map<std::string, SpanTask> span_tasks;

@@ -68,7 +68,6 @@ class BottleneckAdapterImpl : public torch::nn::Module {
 
  private:
   AdapterConfig config_;
-  int64_t hidden_size_;
   int64_t bottleneck_size_;
 };
 TORCH_MODULE(BottleneckAdapter);
