@@ -243,9 +243,16 @@ TEST(TaskDescription, ValidateNamesWhatIsWrong) {
   EXPECT_ERROR_CONTAINS(task.validate(), "metric f1 listed twice");
   task.metrics = {"mcc"};
   task.main_metric = "f1";
-  EXPECT_ERROR_CONTAINS(task.validate(), "main metric \"f1\" is not reported");
+  EXPECT_ERROR_CONTAINS(task.validate(),
+                        "main metric \"f1\" is not reported (expected one of combined, "
+                        "accuracy, mcc)");
   task.main_metric = "accuracy";  // reported for every classification task
   EXPECT_NO_THROW(task.validate());
+  // Accuracy named once in the list (it read "expected combined, accuracy or one of accuracy").
+  task.metrics = {"accuracy"};
+  task.main_metric = "mcc";
+  EXPECT_ERROR_CONTAINS(task.validate(),
+                        "main metric \"mcc\" is not reported (expected one of combined, accuracy)");
 
   TaskDescription three = sentiment();
   three.labels = {"a", "b", "c"};

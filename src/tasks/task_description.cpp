@@ -78,11 +78,16 @@ void TaskDescription::validate() const {
   }
   const std::vector<std::string> scored = scored_metrics();
   const std::string main = selection_metric();
-  const bool reported = main == "combined" || (main == "accuracy" && !regression()) ||
-                        std::find(scored.begin(), scored.end(), main) != scored.end();
-  if (!reported) {
-    throw Error(where + "main metric \"" + main + "\" is not reported (expected combined" +
-                (regression() ? "" : ", accuracy") + " or one of " + joined(scored) + ")");
+  // What a run reports: the combined score, accuracy for any classification, and the metrics.
+  std::vector<std::string> reported{"combined"};
+  const auto is_scored = [&](const std::string& m) {
+    return std::find(scored.begin(), scored.end(), m) != scored.end();
+  };
+  if (!regression() && !is_scored("accuracy")) reported.push_back("accuracy");
+  reported.insert(reported.end(), scored.begin(), scored.end());
+  if (std::find(reported.begin(), reported.end(), main) == reported.end()) {
+    throw Error(where + "main metric \"" + main + "\" is not reported (expected one of " +
+                joined(reported) + ")");
   }
 }
 
