@@ -2,8 +2,8 @@
 // Which sanitizer instruments this translation unit (private; one home for the test).
 //
 // GCC defines __SANITIZE_ADDRESS__ and __SANITIZE_THREAD__ under -fsanitize=address and
-// -fsanitize=thread; Clang defined them only from version 19 (address) or not at all (thread) and
-// answers __has_feature(address_sanitizer) / __has_feature(thread_sanitizer) instead.
+// -fsanitize=thread; Debian's Clang 14 defines neither (checked) and answers
+// __has_feature(address_sanitizer) / __has_feature(thread_sanitizer) instead.
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)

@@ -10,7 +10,7 @@
 namespace adaptertune {
 namespace {
 
-// One token per line, as Hugging Face's load_vocab() reads it (a final newline ends the last line).
+// One token per line, LF or CR LF ended; a final line end makes no empty last token.
 std::vector<std::string> read_vocabulary(const std::string& path) {
   const std::string text = read_file(path);
   std::vector<std::string> tokens;
